@@ -1,0 +1,209 @@
+"""``stellar-cp``: the control plane's command line.
+
+serve                      run the HTTP API
+migrate                    bring the database schema up to date
+keys generate --out PATH   create the Ed25519 command-signing key (mode 0600)
+keys secret                print a random auth secret
+keys encryption            print a random encryption key (kid:64 hex)
+node add/list/ping         register agents and check them
+user create                create an account (the first admin, typically)
+dev                        run the control plane and a local agent on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from control_plane.settings import ConfigError, ControlPlaneSettings, load_settings
+from shared.command_keys import key_id, public_key_text, write_private_key
+from shared.errors import ApiError
+
+
+class CommandFailed(Exception):
+    """A CLI command could not do what was asked; the message says why."""
+
+
+def _settings() -> ControlPlaneSettings:
+    return load_settings()
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    from control_plane.server import serve
+
+    return serve(_settings())
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import migrate
+
+    revision = asyncio.run(migrate(_settings()))
+    print(f"database is at revision {revision}")
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    path: Path = args.out
+    if path.exists() and not args.force:
+        raise CommandFailed(
+            f"{path} exists; pass --force to replace it (agents then need the new key)"
+        )
+    if path.exists():
+        path.unlink()
+    key = Ed25519PrivateKey.generate()
+    write_private_key(path, key)
+    public = key.public_key()
+    print(f"wrote {path} (mode 0600)")
+    print(f"kid        = {key_id(public)}")
+    print(f"public key = {public_key_text(public)}")
+    return 0
+
+
+def cmd_keys_secret(_args: argparse.Namespace) -> int:
+    print(secrets.token_urlsafe(48))
+    return 0
+
+
+def cmd_keys_encryption(args: argparse.Namespace) -> int:
+    print(f"{args.kid}:{secrets.token_hex(32)}")
+    return 0
+
+
+def cmd_node_add(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import add_node
+
+    print(asyncio.run(add_node(_settings(), name=args.name, url=args.url)))
+    return 0
+
+
+def cmd_node_list(_args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import list_nodes
+
+    for line in asyncio.run(list_nodes(_settings())):
+        print(line)
+    return 0
+
+
+def cmd_node_ping(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import ping_node
+
+    print(asyncio.run(ping_node(_settings(), args.name)))
+    return 0
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import create_user
+
+    if args.generate_password:
+        password = secrets.token_urlsafe(18)
+    elif args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise CommandFailed("the passwords differ")
+    settings = _settings()
+    created = asyncio.run(
+        create_user(
+            settings,
+            email=args.email,
+            password=password,
+            is_admin=args.admin,
+            only_if_no_admin=args.if_no_admin,
+        )
+    )
+    if created is None:
+        print("an admin exists already; nothing created")
+        return 0
+    print(f"created {'admin ' if args.admin else ''}user {created}")
+    if args.generate_password:
+        print(f"password: {password}")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from control_plane.devstack import run_devstack
+
+    return run_devstack(args.data_dir, port=args.port, agent_port=args.agent_port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stellar-cp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP API").set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        func=cmd_migrate
+    )
+
+    keys = sub.add_parser("keys", help="generate keys and secrets").add_subparsers(
+        dest="what", required=True
+    )
+    generate = keys.add_parser("generate", help="create the Ed25519 command-signing key")
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--force", action="store_true", help="replace an existing key")
+    generate.set_defaults(func=cmd_keys_generate)
+    keys.add_parser("secret", help="print a random auth secret").set_defaults(func=cmd_keys_secret)
+    encryption = keys.add_parser("encryption", help="print a random AES-256 key as kid:hex")
+    encryption.add_argument("--kid", default="k1")
+    encryption.set_defaults(func=cmd_keys_encryption)
+
+    node = sub.add_parser("node", help="manage nodes").add_subparsers(dest="what", required=True)
+    add = node.add_parser("add", help="register a node and print its agent config")
+    add.add_argument("--name", required=True)
+    add.add_argument(
+        "--url", required=True, help="the agent's URL, e.g. https://node1.example:8443"
+    )
+    add.set_defaults(func=cmd_node_add)
+    node.add_parser("list", help="list nodes").set_defaults(func=cmd_node_list)
+    ping = node.add_parser("ping", help="call the node's /api/v1/system with a signed command")
+    ping.add_argument("name")
+    ping.set_defaults(func=cmd_node_ping)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="what", required=True)
+    create = user.add_parser("create", help="create a user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--admin", action="store_true")
+    source = create.add_mutually_exclusive_group()
+    source.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin"
+    )
+    source.add_argument("--generate-password", action="store_true", help="generate and print one")
+    create.add_argument("--if-no-admin", action="store_true", help="do nothing if an admin exists")
+    create.set_defaults(func=cmd_user_create)
+
+    dev = sub.add_parser("dev", help="run the control plane and a local agent (development)")
+    dev.add_argument("--data-dir", type=Path, default=Path(".stellar"))
+    dev.add_argument("--port", type=int, default=8000)
+    dev.add_argument("--agent-port", type=int, default=8080)
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as err:
+        print("stellar-cp: the configuration is not usable:", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    except (ApiError, CommandFailed) as err:
+        print(f"stellar-cp: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

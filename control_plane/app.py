@@ -1,0 +1,54 @@
+"""The control plane's application factory: no I/O until the app starts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from control_plane.api import health
+from control_plane.db.engine import create_engine, session_factory
+from control_plane.keys import ENGINE, HTTP, NODES, SESSIONS, SETTINGS
+from control_plane.middlewares import install_security_headers
+from control_plane.nodes.client import NodeClient
+from control_plane.nodes.health import node_health_monitor
+from control_plane.security.command_signing import CommandSigner
+from control_plane.settings import ControlPlaneSettings
+from shared.http import error_shape, request_context
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[SETTINGS].database_url or "")
+    app[ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    signer = (
+        CommandSigner.from_file(Path(settings.signing_key_file), issuer=settings.issuer)
+        if settings.signing_key_file
+        else None
+    )
+    async with aiohttp.ClientSession() as session:
+        app[HTTP] = session
+        app[NODES] = NodeClient(session, signer, timeout=settings.node_timeout_seconds)
+        yield
+
+
+def create_app(settings: ControlPlaneSettings, *, background_jobs: bool = True) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, error_shape],
+        client_max_size=1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([database_ctx, node_client_ctx])
+    if background_jobs:
+        app.cleanup_ctx.append(node_health_monitor)
+    install_security_headers(app)
+    app.add_routes(health.routes)
+    return app

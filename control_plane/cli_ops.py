@@ -1,0 +1,116 @@
+"""What the ``stellar-cp`` sub-commands do, as plain async functions (CLI, ``dev``, tests)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db import migrate as migrations
+from control_plane.db.engine import create_engine, session_factory
+from control_plane.db.models import Node
+from control_plane.db.session import transaction
+from control_plane.nodes.client import NodeClient, NodeNotConfigured
+from control_plane.security.command_signing import CommandSigner
+from control_plane.services import nodes as node_service
+from control_plane.services import users as user_service
+from control_plane.settings import ControlPlaneSettings
+
+DEFAULT_AGENT_DATA_DIR = Path("/var/lib/stellar-agent")
+
+
+@asynccontextmanager
+async def _engine(settings: ControlPlaneSettings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings.database_url or "")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _signer(settings: ControlPlaneSettings) -> CommandSigner:
+    if not settings.signing_key_file:
+        raise NodeNotConfigured(
+            "STELLAR_SIGNING_KEY_FILE is not set: create a key with `stellar-cp keys generate`"
+        )
+    return CommandSigner.from_file(Path(settings.signing_key_file), issuer=settings.issuer)
+
+
+async def migrate(settings: ControlPlaneSettings) -> str | None:
+    async with _engine(settings) as engine:
+        await migrations.upgrade(engine)
+        return await migrations.current_revision(engine)
+
+
+def render_agent_config(node: Node, signer: CommandSigner, *, data_dir: Path) -> str:
+    """The agent's TOML config for ``node``, trusting this control plane's key."""
+    host_port = node.url.split("://", 1)[1]
+    host, _, port = host_port.rpartition(":")
+    if not host:
+        host, port = host_port, ("443" if node.url.startswith("https") else "80")
+    lines = [
+        f"# stellar-agent config for node {node.name!r}, written by `stellar-cp node add`",
+        f"node_id = {json.dumps(str(node.id))}",
+        f"issuer = {json.dumps(signer.issuer)}",
+        f"listen_host = {json.dumps(host.strip('[]'))}",
+        f"listen_port = {int(port)}",
+        f"data_dir = {json.dumps(str(data_dir))}",
+        "",
+        "[trusted_keys]",
+        f"{json.dumps(signer.kid)} = {json.dumps(signer.public_key)}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def add_node(
+    settings: ControlPlaneSettings, *, name: str, url: str, data_dir: Path = DEFAULT_AGENT_DATA_DIR
+) -> str:
+    signer = _signer(settings)
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        node = await node_service.add_node(session, name=name, url=url)
+        return render_agent_config(node, signer, data_dir=data_dir)
+
+
+async def list_nodes(settings: ControlPlaneSettings) -> list[str]:
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        return [
+            f"{n.name}\t{n.url}\t{n.status}\t{n.id}" for n in await node_service.list_nodes(session)
+        ]
+
+
+async def ping_node(settings: ControlPlaneSettings, name: str) -> str:
+    signer = _signer(settings)
+    async with _engine(settings) as engine:
+        async with transaction(session_factory(engine)) as session:
+            node = await node_service.get_node_by_name(session, name)
+        async with aiohttp.ClientSession() as http:
+            client = NodeClient(http, signer, timeout=settings.node_timeout_seconds)
+            info = await client.system_info(node, user="cli")
+    return info.model_dump_json(indent=2)
+
+
+async def create_user(
+    settings: ControlPlaneSettings,
+    *,
+    email: str,
+    password: str,
+    is_admin: bool,
+    only_if_no_admin: bool = False,
+) -> str | None:
+    """Create a user; with ``only_if_no_admin``, do nothing when an admin exists."""
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        if only_if_no_admin and await user_service.count_admins(session):
+            return None
+        user = await user_service.create_user(
+            session,
+            email=email,
+            password=password,
+            is_admin=is_admin,
+            bcrypt_cost=settings.bcrypt_cost,
+        )
+        return user.email

@@ -1,0 +1,1 @@
+"""Database: engine, models and Alembic migrations (SQLite by default, PostgreSQL in production)."""

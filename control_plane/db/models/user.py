@@ -1,0 +1,17 @@
+"""Accounts. Passwords are bcrypt hashes; e-mail addresses are stored lower-cased."""
+
+from __future__ import annotations
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+
+
+class User(IdMixin, CreatedMixin, Base):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(128), default=None)
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    disabled: Mapped[bool] = mapped_column(default=False)

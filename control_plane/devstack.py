@@ -1,0 +1,222 @@
+"""``stellar-cp dev``: the whole system on one machine, for trying it out and for development.
+
+First run: generates the local secrets and keys (mode 0600, in the data directory, never in the
+repository), migrates a SQLite database, registers the local node, writes its agent config and
+creates a first admin. Every run: starts the control plane and the agent as child processes,
+waits until both answer, prints how to log in, and stops both cleanly on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+
+from control_plane.cli_ops import create_user, migrate, render_agent_config
+from control_plane.db.engine import create_engine, session_factory
+from control_plane.db.models import Node
+from control_plane.db.session import transaction
+from control_plane.security.command_signing import CommandSigner
+from control_plane.services.nodes import add_node
+from control_plane.settings import load_settings
+from shared.command_keys import write_private_key
+
+NODE_NAME = "local"
+ADMIN_EMAIL = "admin@stellar.local"
+DOCKER_SOCKET = Path("/var/run/docker.sock")
+
+
+def _write_secret_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            values[name.strip()] = value.strip()
+    return values
+
+
+def prepare(data_dir: Path, *, port: int, agent_port: int) -> dict[str, str]:
+    """Create what is missing (secrets, keys, env file); return the control plane's environment."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    key_file = data_dir / "command-signing.key"
+    if not key_file.exists():
+        write_private_key(key_file, Ed25519PrivateKey.generate())
+    env_file = data_dir / "control-plane.env"
+    existing = _read_env_file(env_file) if env_file.exists() else {}
+    values = {
+        "STELLAR_ENV": "development",
+        "STELLAR_DATABASE_URL": f"sqlite:///{(data_dir / 'stellar.db').resolve()}",
+        "STELLAR_AUTH_SECRET": secrets.token_urlsafe(48),
+        "STELLAR_ENCRYPTION_KEYS": f"k1:{secrets.token_hex(32)}",
+        "STELLAR_SIGNING_KEY_FILE": str(key_file.resolve()),
+        **existing,
+        "STELLAR_HOST": "127.0.0.1",
+        "STELLAR_PORT": str(port),
+        "STELLAR_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
+    _write_secret_file(
+        env_file,
+        "# written by `stellar-cp dev`; secrets: keep this file private (mode 0600)\n"
+        + "".join(f"{k}={v}\n" for k, v in values.items()),
+    )
+    return values
+
+
+async def _register_node(env: dict[str, str], data_dir: Path, agent_port: int) -> Path:
+    settings = load_settings(env)
+    await migrate(settings)
+    signer = CommandSigner.from_file(Path(env["STELLAR_SIGNING_KEY_FILE"]), issuer=settings.issuer)
+    url = f"http://127.0.0.1:{agent_port}"
+    engine = create_engine(settings.database_url or "")
+    try:
+        async with transaction(session_factory(engine)) as session:
+            node = await session.scalar(select(Node).where(Node.name == NODE_NAME))
+            if node is None:
+                node = await add_node(session, name=NODE_NAME, url=url)
+            node.url = url
+            config = render_agent_config(node, signer, data_dir=(data_dir / "agent").resolve())
+    finally:
+        await engine.dispose()
+    config_file = data_dir / "agent.toml"
+    _write_secret_file(config_file, config)
+    return config_file
+
+
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], name: str, timeout: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback URL we built)
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer on {url} within {timeout:.0f} s")
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + 15
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _docker_warning() -> str | None:
+    if DOCKER_SOCKET.is_socket():
+        return None
+    return (
+        "Docker engine not found (no /var/run/docker.sock). The agent starts, but cannot run game "
+        "servers. Install and start it: `sudo apt-get install docker.io && sudo systemctl start "
+        "docker` (or run `make run` as root, which does it for you)."
+    )
+
+
+def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
+    env_values = prepare(data_dir, port=port, agent_port=agent_port)
+    config_file = asyncio.run(_register_node(env_values, data_dir, agent_port))
+    admin_password = secrets.token_urlsafe(18)
+    created = asyncio.run(
+        create_user(
+            load_settings(env_values),
+            email=ADMIN_EMAIL,
+            password=admin_password,
+            is_admin=True,
+            only_if_no_admin=True,
+        )
+    )
+    child_env = {**os.environ, **env_values}
+    # Children get their own session, so a Ctrl-C reaches only us; we stop them with SIGTERM.
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "control_plane", "serve"], env=child_env, start_new_session=True
+        ),
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "node_agent", "serve", "--config", str(config_file)],
+            env=child_env,
+            start_new_session=True,
+        ),
+    ]
+    stopping = False
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", processes[0], "control plane")
+        _wait_healthy(f"http://127.0.0.1:{agent_port}/healthz", processes[1], "agent")
+    except RuntimeError as err:
+        print(f"stellar-cp dev: {err}", file=sys.stderr)
+        _stop(processes)
+        return 1
+    warning = _docker_warning()
+    _print_banner(data_dir, port, created, admin_password, warning)
+    exit_code = 0
+    while not stopping:
+        if any(p.poll() is not None for p in processes):
+            print("stellar-cp dev: a service exited; stopping the other", file=sys.stderr)
+            exit_code = 1
+            break
+        time.sleep(0.3)
+    _stop(processes)
+    print("stellar-cp dev: stopped")
+    return exit_code
+
+
+def _print_banner(
+    data_dir: Path, port: int, created: str | None, password: str, warning: str | None
+) -> None:
+    env_file = data_dir / "control-plane.env"
+    lines = [
+        "",
+        "StellarStack is running.",
+        f"  control plane : http://127.0.0.1:{port}   (API under /api/v1)",
+        f"  local node    : {NODE_NAME!r}, agent config {data_dir / 'agent.toml'}",
+    ]
+    if created:
+        lines += [
+            f"  first admin   : {created}",
+            f"  password      : {password}   (shown once; change it after logging in)",
+        ]
+    else:
+        lines.append("  admin         : an admin exists already; log in with its credentials")
+    lines += [
+        f"  log in        : curl -c jar -H 'Content-Type: application/json' -d "
+        f'\'{{"email": "{ADMIN_EMAIL}", "password": "…"}}\' http://127.0.0.1:{port}/api/v1/auth/login',
+        f"  CLI           : set -a; . {env_file}; set +a; stellar-cp node ping {NODE_NAME}",
+        "Press Ctrl-C to stop both services.",
+    ]
+    if warning:
+        lines.insert(1, f"WARNING: {warning}")
+    print("\n".join(lines), flush=True)

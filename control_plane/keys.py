@@ -1,0 +1,16 @@
+"""Every piece of state the control plane keeps on its Application, under typed keys."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from control_plane.nodes.client import NodeClient
+from control_plane.settings import ControlPlaneSettings
+
+SETTINGS = web.AppKey("settings", ControlPlaneSettings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+NODES = web.AppKey("nodes", NodeClient)

@@ -1,0 +1,1 @@
+"""Authentication, authorisation and cryptography of the control plane."""

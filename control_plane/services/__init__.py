@@ -1,0 +1,1 @@
+"""Domain logic: takes an AsyncSession, knows nothing of HTTP."""

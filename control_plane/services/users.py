@@ -1,0 +1,42 @@
+"""Accounts: creation and look-up."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import User
+from control_plane.errors import Conflict, InvalidRequest
+from control_plane.security.passwords import hash_password, password_problem
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    local, at, domain = email.partition("@")
+    if not (at and local and "." in domain) or len(email) > 254 or any(c.isspace() for c in email):
+        raise InvalidRequest(f"{email!r} is not an e-mail address")
+    return email
+
+
+async def create_user(
+    session: AsyncSession, *, email: str, password: str, is_admin: bool, bcrypt_cost: int
+) -> User:
+    problem = password_problem(password)
+    if problem:
+        raise InvalidRequest(f"password: {problem}")
+    user = User(
+        email=normalise_email(email),
+        password_hash=await hash_password(password, bcrypt_cost),
+        is_admin=is_admin,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as err:
+        raise Conflict(f"a user with e-mail {user.email!r} exists already") from err
+    return user
+
+
+async def count_admins(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).where(User.is_admin.is_(True))) or 0)

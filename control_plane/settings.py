@@ -1,0 +1,215 @@
+"""Control-plane settings from the environment, validated before anything listens.
+
+Every problem is collected into one :class:`ConfigError` (missing critical settings, weak or
+placeholder secrets, what production additionally requires), so an operator fixes them all in
+one go. See the README's configuration reference for each variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+MIN_SECRET_LENGTH = 32
+_PLACEHOLDERS = (
+    "changeme", "change-me", "change_me", "placeholder", "your-secret", "your_secret",
+    "yoursecret", "secret_here", "secret-here", "example", "replace-me", "replace_me", "todo",
+    "xxxxxxxx", "12345678", "password", "new_secret",
+)  # fmt: skip
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+class ConfigError(Exception):
+    """The environment cannot be used; ``problems`` lists every reason at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Optional = Annotated[str | None, BeforeValidator(_blank_to_none)]
+
+
+def _is_production(info: ValidationInfo) -> bool:
+    # An unreadable STELLAR_ENV counts as production: the stricter rules apply.
+    return bool(info.data.get("environment", "production") == "production")
+
+
+def parse_encryption_keys(text: str) -> dict[str, bytes]:
+    """``[kid:]<64 hex>`` items separated by commas; the first one encrypts."""
+    keys: dict[str, bytes] = {}
+    for index, item in enumerate(part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        kid, _, material = item.rpartition(":")
+        kid = kid or f"k{index}"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
+            raise ValueError(f"encryption key id {kid!r} must be 1-32 of A-Z a-z 0-9 _ -")
+        if not _HEX_KEY.fullmatch(material):
+            raise ValueError(f"encryption key {kid!r} must be 64 hex characters (32 bytes)")
+        raw = bytes.fromhex(material)
+        if len(set(raw)) < 8:
+            raise ValueError(f"encryption key {kid!r} is not random")
+        if kid in keys:
+            raise ValueError(f"encryption key id {kid!r} is used twice")
+        keys[kid] = raw
+    if not keys:
+        raise ValueError("no encryption key given")
+    return keys
+
+
+class ControlPlaneSettings(BaseModel):
+    """Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    environment: Literal["development", "production"] = Field("development", alias="STELLAR_ENV")
+    database_url: Optional = Field(None, alias="STELLAR_DATABASE_URL", validate_default=True)
+    auth_secret: Optional = Field(
+        None, alias="STELLAR_AUTH_SECRET", validate_default=True, repr=False
+    )
+    public_url: Optional = Field(None, alias="STELLAR_PUBLIC_URL", validate_default=True)
+    encryption_keys: Optional = Field(
+        None, alias="STELLAR_ENCRYPTION_KEYS", validate_default=True, repr=False
+    )
+    signing_key_file: Optional = Field(
+        None, alias="STELLAR_SIGNING_KEY_FILE", validate_default=True
+    )
+    issuer: str = Field("stellar-cp", alias="STELLAR_ISSUER", min_length=1, max_length=128)
+    host: str = Field("127.0.0.1", alias="STELLAR_HOST")
+    port: int = Field(8000, alias="STELLAR_PORT", ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", alias="STELLAR_LOG_LEVEL"
+    )
+    bcrypt_cost: int = Field(12, alias="STELLAR_BCRYPT_COST", ge=10, le=16)
+    allow_registration: bool = Field(False, alias="STELLAR_ALLOW_REGISTRATION")
+    node_timeout_seconds: float = Field(10.0, alias="STELLAR_NODE_TIMEOUT_SECONDS", gt=0, le=120)
+    node_health_interval_seconds: float = Field(
+        30.0, alias="STELLAR_NODE_HEALTH_INTERVAL_SECONDS", gt=0, le=3600
+    )
+    redis_url: Optional = Field(None, alias="REDIS_URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("missing: set it to sqlite:///path/to/stellar.db or postgresql://…")
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:// and postgresql:// URLs are supported")
+        return value
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _auth_secret(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("missing: generate one with `stellar-cp keys secret`")
+        check_secret_strength(value)
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if _is_production(info):
+                raise ValueError(
+                    "required in production: the https:// URL users reach the panel at"
+                )
+            return None
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        if _is_production(info) and not value.startswith("https://"):
+            raise ValueError("must be https:// in production")
+        return value.rstrip("/")
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if _is_production(info):
+                raise ValueError(
+                    "required in production: generate one with `stellar-cp keys encryption`"
+                )
+            return None
+        parse_encryption_keys(value)
+        return value
+
+    @field_validator("signing_key_file")
+    @classmethod
+    def _signing_key_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if _is_production(info):
+                raise ValueError(
+                    "required in production: create one with `stellar-cp keys generate`"
+                )
+            return None
+        path = Path(value)
+        try:
+            mode = path.stat().st_mode
+        except OSError as err:
+            raise ValueError(f"cannot read {path}: {err.strerror}") from err
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ValueError(f"{path} must not be readable by group or others (chmod 600)")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def encryption_key_map(self) -> dict[str, bytes]:
+        return parse_encryption_keys(self.encryption_keys) if self.encryption_keys else {}
+
+    @property
+    def secure_cookies(self) -> bool:
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
+
+def check_secret_strength(value: str) -> None:
+    """Refuse short, placeholder or low-variety secrets."""
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"too short: at least {MIN_SECRET_LENGTH} characters")
+    lowered = value.lower()
+    if any(word in lowered for word in _PLACEHOLDERS):
+        raise ValueError("looks like a placeholder, not a secret")
+    if len(set(value)) < 10:
+        raise ValueError("too little variety to be a random secret")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
+    """Read settings from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    names = {f.alias for f in ControlPlaneSettings.model_fields.values() if f.alias}
+    names.add("DATABASE_URL")
+    values = {k: v for k, v in env.items() if k in names}
+    if "STELLAR_DATABASE_URL" not in values and "DATABASE_URL" in values:
+        values["STELLAR_DATABASE_URL"] = values["DATABASE_URL"]
+    values.pop("DATABASE_URL", None)
+    try:
+        return ControlPlaneSettings.model_validate(values)
+    except ValidationError as err:
+        aliases = {name: f.alias for name, f in ControlPlaneSettings.model_fields.items()}
+        problems = []
+        for error in err.errors(include_url=False, include_input=False):
+            name = str(error["loc"][0]) if error["loc"] else "environment"
+            name = aliases.get(name) or name
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise ConfigError(problems) from err

@@ -1,0 +1,1 @@
+"""HTTP routes of the agent, one module per resource."""

@@ -1,0 +1,74 @@
+"""Node facts (CPU, memory, disk, Docker version), refreshed in the background.
+
+``GET /api/v1/system`` answers from the last refresh, so a request never waits on Docker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import structlog
+from aiohttp import web
+
+from node_agent.keys import DOCKER, FACTS, SETTINGS
+from shared.node_api import NodeFacts
+
+log = structlog.get_logger("agent.facts")
+
+
+def _host_totals(data_dir: Path) -> tuple[int, int, int, int]:
+    usage = shutil.disk_usage(data_dir)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return os.cpu_count() or 1, memory, usage.total, usage.free
+
+
+async def read_facts(data_dir: Path, docker: aiodocker.Docker | None) -> NodeFacts:
+    """Measure the host now."""
+    cpus, memory, disk_total, disk_free = await asyncio.to_thread(_host_totals, data_dir)
+    docker_version: str | None = None
+    docker_error: str | None = None
+    if docker is None:
+        docker_error = "no Docker client"
+    else:
+        try:
+            version = await docker.version()
+            docker_version = str(version.get("Version"))
+        except (aiodocker.DockerError, OSError, TimeoutError) as err:
+            docker_error = f"Docker engine not reachable: {type(err).__name__}"
+    return NodeFacts(
+        cpu_count=cpus,
+        memory_bytes=memory,
+        disk_total_bytes=disk_total,
+        disk_free_bytes=disk_free,
+        docker_version=docker_version,
+        docker_error=docker_error,
+        refreshed_at=time.time(),
+    )
+
+
+async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: measure once before serving, then again every ``facts_refresh_seconds``."""
+    settings = app[SETTINGS]
+    docker = app.get(DOCKER)
+    app[FACTS] = await read_facts(settings.data_dir, docker)
+    if app[FACTS].docker_error:
+        log.warning("docker unavailable", error=app[FACTS].docker_error)
+
+    async def refresh_forever() -> None:
+        while True:
+            await asyncio.sleep(settings.facts_refresh_seconds)
+            try:
+                app[FACTS] = await read_facts(settings.data_dir, docker)
+            except OSError as err:
+                log.warning("facts refresh failed", error=str(err))
+
+    task = asyncio.create_task(refresh_forever(), name="facts-refresher")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,20 @@
+"""Every piece of state the agent keeps on its Application, under typed keys."""
+
+from __future__ import annotations
+
+import aiodocker
+from aiohttp import web
+
+from node_agent.security.replay import PersistentReplayCache
+from node_agent.settings import AgentSettings
+from shared.node_api import NodeFacts
+from shared.protocol import CommandClaims, CommandVerifier
+
+SETTINGS = web.AppKey("settings", AgentSettings)
+REPLAY_CACHE = web.AppKey("replay_cache", PersistentReplayCache)
+VERIFIER = web.AppKey("verifier", CommandVerifier)
+DOCKER = web.AppKey("docker", aiodocker.Docker)
+FACTS = web.AppKey("facts", NodeFacts)
+
+# Per request: the verified claims of the command that authorised it.
+CLAIMS = web.RequestKey("claims", CommandClaims)

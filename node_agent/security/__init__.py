@@ -1,0 +1,1 @@
+"""How the agent decides whether a request comes from its control plane."""

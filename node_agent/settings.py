@@ -1,0 +1,100 @@
+"""Agent settings, read from a TOML file and validated before the agent listens.
+
+Example (``stellar-cp node add`` prints one for the node)::
+
+    node_id = "0b5c…"
+    issuer = "stellar-cp"
+    listen_host = "127.0.0.1"
+    listen_port = 8080
+    data_dir = "/var/lib/stellar-agent"
+
+    [trusted_keys]
+    "ed25519-3f2a…" = "<base64url public key>"
+"""
+
+from __future__ import annotations
+
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.command_keys import KeyFormatError, check_kid, parse_public_key
+from shared.protocol import MAX_LEEWAY_SECONDS
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason at once."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_id: uuid.UUID
+    issuer: str = Field(default="stellar-cp", min_length=1, max_length=128)
+    environment: Literal["development", "production"] = "development"
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8080, ge=1, le=65535)
+    data_dir: Path
+    trusted_keys: dict[str, str] = Field(min_length=1)
+    token_leeway_seconds: int = Field(default=5, ge=0, le=MAX_LEEWAY_SECONDS)
+    facts_refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
+    docker_url: str = "unix:///var/run/docker.sock"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _keys_parse(cls, keys: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for kid, text in keys.items():
+            try:
+                check_kid(kid)
+                parse_public_key(text)
+            except KeyFormatError as err:
+                problems.append(f"trusted key {kid!r}: {err}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return keys
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> AgentSettings:
+        if self.environment == "production" and self.listen_host in {"0.0.0.0", "::"}:  # noqa: S104
+            raise ValueError(
+                "production agents listen on the address the firewall opens to the control "
+                "plane, not on every interface"
+            )
+        return self
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        return {kid: parse_public_key(text) for kid, text in self.trusted_keys.items()}
+
+    @property
+    def replay_log(self) -> Path:
+        return self.data_dir / "replay-cache.log"
+
+
+def load_settings(path: Path) -> AgentSettings:
+    """Read and validate the TOML config; every problem is reported in one ConfigError."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError([f"config file {path} does not exist"]) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"config file {path} is not valid TOML: {err}"]) from err
+    try:
+        return AgentSettings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(
+            [
+                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
+                for e in err.errors(include_url=False)
+            ]
+        ) from err

@@ -1,0 +1,88 @@
+"""aiohttp middlewares both services use: request id + one summary line, and the error shape."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from shared.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
+
+
+def error_response(err: ApiError) -> web.Response:
+    """The common error body with the error's status and extra headers."""
+    return web.json_response(err.body(), status=err.status, headers=err.headers)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id for every log line of this request; log one line when it ends."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            remote=request.remote,
+        )
+
+
+@web.middleware
+async def error_shape(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn domain errors and aiohttp's own HTTP errors into the one error shape."""
+    try:
+        return await handler(request)
+    except ApiError as err:
+        if err.status >= 500:
+            log.warning("request failed", code=err.code, error=err.message)
+        return error_response(err)
+    except web.HTTPNotFound:
+        return error_response(NotFound("no such route"))
+    except web.HTTPMethodNotAllowed as exc:
+        return error_response(
+            MethodNotAllowed(
+                "method not allowed", headers={"Allow": ",".join(sorted(exc.allowed_methods))}
+            )
+        )
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(PayloadTooLarge("request body too large"))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response(
+            {
+                "error": {
+                    "code": exc.reason.lower().replace(" ", "_"),
+                    "message": exc.reason,
+                    "details": [],
+                }
+            },
+            status=exc.status,
+        )
+    except Exception:
+        log.exception("unhandled error")
+        return error_response(ApiError("internal error"))

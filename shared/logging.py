@@ -1,0 +1,91 @@
+"""structlog set-up shared by both services: configured once, at start-up.
+
+JSON lines when stdout is not a terminal (systemd/journald), a readable console otherwise.
+A redaction processor runs last before rendering, so no password, token or secret reaches a
+log line even when a caller passes one by mistake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[redacted]"
+_SENSITIVE_KEY = re.compile(
+    r"pass(word)?|secret|token|authorization|cookie|api[_-]?key|private|credential|otp|csrf",
+    re.IGNORECASE,
+)
+# JWTs, bearer credentials and our own opaque tokens, wherever they appear in a string.
+_SENSITIVE_TEXT = re.compile(
+    r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+    r"|(?i:bearer)\s+\S+"
+    r"|\bstl_[A-Za-z0-9_-]{8,}"
+)
+
+
+def _scrub(value: Any, depth: int = 0) -> Any:
+    if depth > 6:
+        return value
+    if isinstance(value, str):
+        return _SENSITIVE_TEXT.sub(REDACTED, value)
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else _scrub(v, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v, depth + 1) for v in value]
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: blank sensitive keys, scrub token-shaped text from values."""
+    for key in list(event_dict):
+        if _SENSITIVE_KEY.search(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
+    """Configure structlog and the stdlib root logger once for the whole process."""
+    as_json = not sys.stdout.isatty() if json is None else json
+    numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    # Libraries that log through the stdlib (aiohttp, alembic, sqlalchemy) go the same way.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    # aiohttp's own access log is replaced by our one summary line per request.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,79 @@
+"""Fixtures shared by the whole suite: databases (SQLite and the real PostgreSQL) and services.
+
+``make test`` (and so CI) sets STELLAR_REQUIRE_SERVICES=1 after starting PostgreSQL, Redis and
+Docker: then a missing service fails the tests that need it instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.engine import create_engine
+from control_plane.db.migrate import upgrade
+
+POSTGRES_URL = os.environ.get(
+    "STELLAR_TEST_POSTGRES_URL", "postgresql://stellar:stellar@127.0.0.1:5432/stellar_test"
+)
+REQUIRE_SERVICES = os.environ.get("STELLAR_REQUIRE_SERVICES") == "1" or bool(os.environ.get("CI"))
+
+
+def service_missing(reason: str) -> None:
+    """Fail when the run promised the service (make test, CI); skip otherwise."""
+    if REQUIRE_SERVICES:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+async def _create_postgres_database() -> str:
+    name = f"stellar_t_{secrets.token_hex(6)}"
+    admin_url = make_url(POSTGRES_URL)
+    try:
+        connection = await asyncpg.connect(admin_url.render_as_string(hide_password=False))
+    except (OSError, asyncpg.PostgresError) as err:
+        service_missing(f"PostgreSQL not reachable at {admin_url.host}:{admin_url.port}: {err}")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres_database(url: str) -> None:
+    name = make_url(url).database
+    connection = await asyncpg.connect(make_url(POSTGRES_URL).render_as_string(hide_password=False))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of each kind: a SQLite file, and a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'stellar.db'}"
+        return
+    url = await _create_postgres_database()
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(url)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a migrated database of each kind."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

@@ -1,0 +1,88 @@
+"""The database layer against SQLite and the real PostgreSQL started by `make test`."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db import migrate
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Node, User
+from control_plane.db.session import transaction
+from control_plane.errors import Conflict, InvalidRequest
+from control_plane.security.passwords import verify_password
+from control_plane.services import nodes, users
+
+
+async def test_migrations_reach_head_and_are_idempotent(engine: AsyncEngine) -> None:
+    assert await migrate.current_revision(engine) == migrate.head_revision()
+    await migrate.upgrade(engine)
+    assert await migrate.current_revision(engine) == migrate.head_revision()
+
+
+async def test_node_is_stored_and_found_by_name(engine: AsyncEngine) -> None:
+    factory = session_factory(engine)
+    async with transaction(factory) as session:
+        created = await nodes.add_node(session, name="node-1", url="http://127.0.0.1:8080/")
+    async with transaction(factory) as session:
+        found = await nodes.get_node_by_name(session, "node-1")
+    assert found.id == created.id
+    assert found.url == "http://127.0.0.1:8080"
+    assert found.status == "unknown"
+    assert found.created_at.tzinfo is not None
+
+
+async def test_duplicate_node_name_is_a_conflict_and_keeps_the_first(engine: AsyncEngine) -> None:
+    factory = session_factory(engine)
+    async with transaction(factory) as session:
+        await nodes.add_node(session, name="dup", url="http://127.0.0.1:8080")
+    with pytest.raises(Conflict):
+        async with transaction(factory) as session:
+            await nodes.add_node(session, name="dup", url="http://127.0.0.1:9090")
+    async with transaction(factory) as session:
+        rows = list(await session.scalars(select(Node).where(Node.name == "dup")))
+    assert [n.url for n in rows] == ["http://127.0.0.1:8080"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://127.0.0.1:8080",
+        "http://user:pw@127.0.0.1:8080",
+        "http://127.0.0.1:8080/agent",
+        "http://127.0.0.1:8080/?x=1",
+        "not a url",
+    ],
+)
+async def test_node_url_must_be_a_bare_http_origin(engine: AsyncEngine, url: str) -> None:
+    with pytest.raises(InvalidRequest):
+        async with transaction(session_factory(engine)) as session:
+            await nodes.add_node(session, name="n", url=url)
+
+
+async def test_user_password_is_hashed_with_bcrypt_and_email_unique(engine: AsyncEngine) -> None:
+    factory = session_factory(engine)
+    password = "correct horse battery staple ü" * 4  # 124 characters, non-ASCII
+    async with transaction(factory) as session:
+        await users.create_user(
+            session, email="Admin@Example.org", password=password, is_admin=True, bcrypt_cost=10
+        )
+    async with transaction(factory) as session:
+        user = await session.scalar(select(User).where(User.email == "admin@example.org"))
+        assert user is not None
+        assert user.password_hash is not None
+        assert user.password_hash.startswith("$2b$10$")
+        assert await verify_password(password, user.password_hash, 10)
+        # The end of a long password counts: bcrypt's 72-byte cut does not apply.
+        assert not await verify_password(password[:-1] + "x", user.password_hash, 10)
+        assert await users.count_admins(session) == 1
+    with pytest.raises(Conflict):
+        async with transaction(factory) as session:
+            await users.create_user(
+                session,
+                email="admin@example.org",
+                password=password,
+                is_admin=False,
+                bcrypt_cost=10,
+            )
