@@ -55,16 +55,15 @@ def redact_secrets(
     return event_dict
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stdout`` is at the time of the record."""
+class _StdoutHandler(logging.Handler):
+    """Writes each record to whatever ``sys.stdout`` is at that moment."""
 
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stdout.write(self.format(record) + "\n")
+            sys.stdout.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def configure_logging(*, level: str = "info", json: bool | None = None) -> None:

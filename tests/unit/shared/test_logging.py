@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -14,7 +15,7 @@ JWT = "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJzdGVsbGFyLWNwIn0.c2lnbmF0dXJlLWJ5dGVz"
 
 
 @pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]) -> pytest.CaptureFixture[str]:
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
     configure_logging(level="debug", json=True)
     yield capsys
     structlog.reset_defaults()
