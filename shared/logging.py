@@ -23,7 +23,7 @@ _SENSITIVE_KEY = re.compile(
 # JWTs, bearer credentials and our own opaque tokens, wherever they appear in a string.
 _SENSITIVE_TEXT = re.compile(
     r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
-    r"|(?i:bearer)\s+\S+"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|\bstl_[A-Za-z0-9_-]{8,}"
 )
 

@@ -62,7 +62,7 @@ class CommandClaims(BaseModel):
     htm: str = Field(pattern=r"^[A-Z]{3,7}$")
     htu: str = Field(min_length=1, max_length=2048)
     bdh: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
-    usr: str = Field(max_length=64)
+    usr: str = Field(min_length=1, max_length=64)
     iat: int
     exp: int
     jti: str = Field(pattern=r"^[A-Za-z0-9_-]{22,64}$")
@@ -168,8 +168,9 @@ class CommandVerifier:
             raise CommandRejected(f"malformed claims: {fields or 'payload'}") from err
         self._check_times(claims)
         self._check_binding(claims, method=method, path=path, body=body)
-        # Last, so that a token refused for any other reason does not burn its jti.
-        if not self._replay.remember(claims.jti, claims.exp + self._leeway):
+        # Last, so that a token refused for any other reason does not burn its jti. Kept for
+        # the largest leeway any configuration may use, so raising it cannot reopen a window.
+        if not self._replay.remember(claims.jti, claims.exp + MAX_LEEWAY_SECONDS):
             raise CommandRejected("replayed jti")
         return claims
 

@@ -73,6 +73,7 @@ class PersistentReplayCache:
         tmp = self._path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # a leftover temp file keeps its old mode otherwise
             os.write(
                 fd, "".join(f"{exp} {jti}\n" for jti, exp in self._seen.items()).encode("ascii")
             )

@@ -1,0 +1,316 @@
+"""Run a real ``stellar-agent`` process for integration tests, and sign tokens for it.
+
+:class:`AgentProcess` writes a TOML config (free port, data directory under a test's tmp
+path, trusted keys), starts ``python -m node_agent serve`` with stdout and stderr captured to
+a file, and waits for ``/healthz``. :class:`SigningKey` and :func:`mint_for` build command
+tokens by hand (base64url header and payload, signature over them), so tests can forge
+anything an attacker could: other algorithms, odd headers, missing or ill-typed claims.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import enum
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shared.command_keys import key_id, public_key_text
+from shared.protocol import ALGORITHM, TOKEN_TYPE, body_hash, node_audience
+
+SYSTEM_PATH: Final = "/api/v1/system"
+SYSTEM_ACTION: Final = "node.system"
+DEFAULT_ISSUER: Final = "stellar-cp"
+START_TIMEOUT_SECONDS: Final = 15.0
+
+
+class _Drop(enum.Enum):
+    DROP = "drop"
+
+
+DROP: Final = _Drop.DROP
+"""Pass as a claim or header override to leave that member out of the token."""
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding, as in a JWT."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json_segment(value: Mapping[str, object]) -> str:
+    return b64url(json.dumps(dict(value), separators=(",", ":")).encode("utf-8"))
+
+
+def signing_input(header: Mapping[str, object], payload: Mapping[str, object]) -> bytes:
+    """The ``header.payload`` part of a JWT, which its signature covers."""
+    return f"{_json_segment(header)}.{_json_segment(payload)}".encode("ascii")
+
+
+def assemble(signed_part: bytes, signature: bytes) -> str:
+    """Join ``header.payload`` and a (possibly forged, possibly empty) signature."""
+    return f"{signed_part.decode('ascii')}.{b64url(signature)}"
+
+
+def token_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Decode a compact JWT without verifying it: header, payload, signature segment."""
+    header, payload, signature = token.split(".")
+    return json.loads(b64url_decode(header)), json.loads(b64url_decode(payload)), signature
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """An Ed25519 key pair with its ``kid`` and the public key text an agent config lists."""
+
+    private_key: Ed25519PrivateKey
+    kid: str
+    public_text: str
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        private_key = Ed25519PrivateKey.generate()
+        public_key = private_key.public_key()
+        return cls(private_key, key_id(public_key), public_key_text(public_key))
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)
+
+    def sign_token(self, header: Mapping[str, object], payload: Mapping[str, object]) -> str:
+        """An EdDSA signature over exactly this header and payload, whatever they say."""
+        signed = signing_input(header, payload)
+        return assemble(signed, self.sign(signed))
+
+
+@dataclass
+class AgentProcess:
+    """One ``stellar-agent serve`` subprocess with its own config, port, data dir and log."""
+
+    root: Path
+    trusted_keys: dict[str, str]
+    issuer: str | None = None
+    node_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    port: int = 0
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "agent.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "agent.log"
+
+    @property
+    def base_url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the agent has no port yet: call write_config() or start()")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def expected_issuer(self) -> str:
+        return self.issuer if self.issuer is not None else DEFAULT_ISSUER
+
+    @property
+    def audience(self) -> str:
+        return node_audience(self.node_id)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def write_config(self) -> Path:
+        """Write the TOML config with a port that was free a moment ago."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        lines = [
+            f"node_id = {json.dumps(str(self.node_id))}",
+            f"listen_host = {json.dumps('127.0.0.1')}",
+            f"listen_port = {self.port}",
+            f"data_dir = {json.dumps(str(self.data_dir))}",
+        ]
+        if self.issuer is not None:
+            lines.append(f"issuer = {json.dumps(self.issuer)}")
+        lines.append("")
+        lines.append("[trusted_keys]")
+        lines.extend(
+            f"{json.dumps(kid)} = {json.dumps(text)}" for kid, text in self.trusted_keys.items()
+        )
+        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return self.config_path
+
+    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Launch the agent (same config and data dir on a restart) and wait for /healthz."""
+        if self.running:
+            raise RuntimeError("the agent is already running")
+        if not self.config_path.exists():
+            self.write_config()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "node_agent", "serve", "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=env,
+            )
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"{self.base_url}/healthz"
+        while True:
+            process = self._process
+            if process is None or process.poll() is not None:
+                code = None if process is None else process.returncode
+                raise RuntimeError(f"agent exited with {code} while starting:\n{self.log_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=0.5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"agent not healthy after {timeout} s:\n{self.log_text()}")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would, and reap the process."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait for a clean exit; SIGKILL if it does not come in time."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=timeout)
+        self.kill()
+
+    def log_text(self) -> str:
+        """Everything the agent printed (stdout and stderr), over all of its runs."""
+        if not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The JSON log lines (anything else the agent printed is skipped)."""
+        events: list[dict[str, Any]] = []
+        for line in self.log_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
+AgentFactory = Callable[[], AgentProcess]
+"""Starts one more agent for a test (see the ``agent_factory`` fixture)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that the kernel just handed out (and we let go of)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def system_claims(
+    agent: AgentProcess,
+    *,
+    method: str = "GET",
+    path: str = SYSTEM_PATH,
+    body: bytes = b"",
+    now: float | None = None,
+    lifetime: int = 30,
+) -> dict[str, object]:
+    """The claims of a genuine ``node.system`` command for ``agent``."""
+    issued = int(time.time() if now is None else now)
+    return {
+        "iss": agent.expected_issuer,
+        "aud": agent.audience,
+        "sub": "node",
+        "act": SYSTEM_ACTION,
+        "htm": method,
+        "htu": path,
+        "bdh": body_hash(body),
+        "usr": "user-1",
+        "iat": issued,
+        "exp": issued + lifetime,
+        "jti": secrets.token_urlsafe(18),
+    }
+
+
+def mint_for(
+    agent: AgentProcess,
+    key: SigningKey,
+    *,
+    header: Mapping[str, object] | None = None,
+    method: str = "GET",
+    path: str = SYSTEM_PATH,
+    body: bytes = b"",
+    now: float | None = None,
+    lifetime: int = 30,
+    claims: Mapping[str, object] | None = None,
+    **overrides: object,
+) -> str:
+    """A token for ``GET /api/v1/system`` on ``agent``, EdDSA-signed by ``key``.
+
+    ``overrides`` (or ``claims``, for names chosen at run time) replace claims and ``header``
+    replaces header members; ``DROP`` removes one. The result is signed as is, so it may
+    break any rule of the contract.
+    """
+    payload = system_claims(agent, method=method, path=path, body=body, now=now, lifetime=lifetime)
+    payload = _apply(_apply(payload, claims or {}), overrides)
+    head: dict[str, object] = {"alg": ALGORITHM, "typ": TOKEN_TYPE, "kid": key.kid}
+    return key.sign_token(_apply(head, header or {}), payload)
+
+
+def _apply(base: dict[str, object], changes: Mapping[str, object]) -> dict[str, object]:
+    result = dict(base)
+    for name, value in changes.items():
+        if value is DROP:
+            result.pop(name, None)
+        else:
+            result[name] = value
+    return result

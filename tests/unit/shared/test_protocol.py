@@ -1,0 +1,319 @@
+"""CommandVerifier and mint at their boundaries, with a fake clock and an in-memory replay cache."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+
+from shared.protocol import (
+    ALGORITHM,
+    MAX_LEEWAY_SECONDS,
+    MAX_LIFETIME_SECONDS,
+    TOKEN_TYPE,
+    CommandClaims,
+    CommandRejected,
+    CommandVerifier,
+    body_hash,
+    mint,
+    node_audience,
+)
+from tests.support.agent_process import SigningKey
+
+NODE_ID = uuid.UUID("6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b")
+ISSUER = "stellar-cp"
+PATH = "/api/v1/system"
+IAT = 1_700_000_000
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryReplayCache:
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def remember(self, jti: str, expires_at: int) -> bool:
+        if jti in self.seen:
+            return False
+        self.seen[jti] = expires_at
+        return True
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate()
+
+
+def verifier(
+    key: SigningKey,
+    clock: FakeClock,
+    *,
+    leeway: int = 5,
+    max_lifetime: int = MAX_LIFETIME_SECONDS,
+    cache: MemoryReplayCache | None = None,
+) -> CommandVerifier:
+    return CommandVerifier(
+        trusted_keys={key.kid: key.public_key},
+        issuer=ISSUER,
+        node_id=NODE_ID,
+        replay_cache=cache if cache is not None else MemoryReplayCache(),
+        leeway=leeway,
+        max_lifetime=max_lifetime,
+        clock=clock,
+    )
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": node_audience(NODE_ID),
+        "sub": "node",
+        "act": "node.system",
+        "htm": "GET",
+        "htu": PATH,
+        "bdh": body_hash(b""),
+        "usr": "user-1",
+        "iat": IAT,
+        "exp": IAT + 30,
+        "jti": "abcdefghijklmnopqrstuvwx",
+    }
+    base.update(overrides)
+    return base
+
+
+def sign(key: SigningKey, payload: dict[str, Any]) -> str:
+    """Sign any claims with the real key, bypassing mint's own checks."""
+    return jwt.encode(
+        payload, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE}
+    )
+
+
+def check(v: CommandVerifier, token: str, *, path: str = PATH, body: bytes = b"") -> CommandClaims:
+    return v.verify(token, method="GET", path=path, body=body)
+
+
+def minted(key: SigningKey, *, lifetime: int = 30, now: float = IAT) -> str:
+    return mint(
+        private_key=key.private_key,
+        kid=key.kid,
+        issuer=ISSUER,
+        node_id=NODE_ID,
+        subject="node",
+        action="node.system",
+        method="GET",
+        path=PATH,
+        body=b"",
+        user="user-1",
+        lifetime=lifetime,
+        now=now,
+    )
+
+
+# --- expiry and leeway ---
+
+
+@pytest.mark.parametrize("leeway", [0, 5, MAX_LEEWAY_SECONDS])
+def test_token_is_accepted_just_before_exp_plus_leeway(key: SigningKey, leeway: int) -> None:
+    token = sign(key, claims(exp=IAT + 30))
+    check(verifier(key, FakeClock(IAT + 30 + leeway - 0.001), leeway=leeway), token)
+
+
+@pytest.mark.parametrize("leeway", [0, 5, MAX_LEEWAY_SECONDS])
+def test_token_is_refused_exactly_at_exp_plus_leeway(key: SigningKey, leeway: int) -> None:
+    token = sign(key, claims(exp=IAT + 30))
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT + 30 + leeway), leeway=leeway), token)
+    assert info.value.reason == "expired"
+
+
+@pytest.mark.parametrize("leeway", [0, 5, MAX_LEEWAY_SECONDS])
+def test_token_issued_up_to_leeway_in_the_future_is_accepted(key: SigningKey, leeway: int) -> None:
+    token = sign(key, claims())
+    check(verifier(key, FakeClock(IAT - leeway), leeway=leeway), token)
+
+
+@pytest.mark.parametrize("leeway", [0, 5, MAX_LEEWAY_SECONDS])
+def test_token_issued_beyond_leeway_in_the_future_is_refused(key: SigningKey, leeway: int) -> None:
+    token = sign(key, claims())
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT - leeway - 0.001), leeway=leeway), token)
+    assert info.value.reason == "not yet valid"
+
+
+@pytest.mark.parametrize("leeway", [-1, MAX_LEEWAY_SECONDS + 1])
+def test_verifier_refuses_leeway_outside_contract(key: SigningKey, leeway: int) -> None:
+    with pytest.raises(ValueError, match="leeway"):
+        verifier(key, FakeClock(IAT), leeway=leeway)
+
+
+# --- lifetime ---
+
+
+def test_token_living_exactly_the_maximum_is_accepted(key: SigningKey) -> None:
+    token = sign(key, claims(exp=IAT + MAX_LIFETIME_SECONDS))
+    assert check(verifier(key, FakeClock(IAT)), token).exp == IAT + 60
+
+
+@pytest.mark.parametrize("lifetime", [MAX_LIFETIME_SECONDS + 1, 3600, 0, -1])
+def test_token_living_over_the_maximum_or_not_at_all_is_refused(
+    key: SigningKey, lifetime: int
+) -> None:
+    token = sign(key, claims(exp=IAT + lifetime))
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), token)
+    assert info.value.reason == "lifetime over maximum"
+
+
+def test_lower_configured_maximum_lifetime_is_enforced(key: SigningKey) -> None:
+    v = verifier(key, FakeClock(IAT), max_lifetime=30)
+    check(v, sign(key, claims(exp=IAT + 30, jti="a" * 22)))
+    with pytest.raises(CommandRejected, match="lifetime over maximum"):
+        check(v, sign(key, claims(exp=IAT + 31, jti="b" * 22)))
+
+
+@pytest.mark.parametrize("max_lifetime", [0, MAX_LIFETIME_SECONDS + 1])
+def test_verifier_refuses_maximum_lifetime_outside_contract(
+    key: SigningKey, max_lifetime: int
+) -> None:
+    with pytest.raises(ValueError, match="max lifetime"):
+        verifier(key, FakeClock(IAT), max_lifetime=max_lifetime)
+
+
+def test_mint_accepts_the_maximum_lifetime(key: SigningKey) -> None:
+    token = minted(key, lifetime=MAX_LIFETIME_SECONDS)
+    got = check(verifier(key, FakeClock(IAT)), token)
+    assert got.exp - got.iat == MAX_LIFETIME_SECONDS
+
+
+@pytest.mark.parametrize("lifetime", [MAX_LIFETIME_SECONDS + 1, 0, -5])
+def test_mint_refuses_lifetime_outside_contract(key: SigningKey, lifetime: int) -> None:
+    with pytest.raises(ValueError, match="lifetime"):
+        minted(key, lifetime=lifetime)
+
+
+def test_mint_writes_the_contract_header_and_claims(key: SigningKey) -> None:
+    token = minted(key)
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "typ": TOKEN_TYPE, "kid": key.kid}
+    got = check(verifier(key, FakeClock(IAT)), token)
+    assert got.aud == f"node:{NODE_ID}"
+    assert got.bdh == "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"  # SHA-256 of b""
+    assert len(got.jti) >= 22  # at least 128 random bits in base64url
+
+
+def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
+    assert minted(key) != minted(key)
+
+
+# --- strict claim types ---
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("iat", str(IAT)),
+        ("iat", float(IAT)),
+        ("iat", True),
+        ("exp", str(IAT + 30)),
+        ("exp", IAT + 30.5),
+        ("aud", [f"node:{NODE_ID}"]),
+        ("usr", 42),
+        ("htm", "get"),
+        ("bdh", "not-a-hash"),
+        ("sub", "server:../../x"),
+    ],
+    ids=[
+        "iat-string",
+        "iat-float",
+        "iat-bool",
+        "exp-string",
+        "exp-float",
+        "aud-list",
+        "usr-int",
+        "htm-lowercase",
+        "bdh-short",
+        "sub-traversal",
+    ],
+)
+def test_claim_of_the_wrong_type_or_form_is_refused(
+    key: SigningKey, claim: str, value: object
+) -> None:
+    token = sign(key, claims(**{claim: value}))
+    cache = MemoryReplayCache()
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT), cache=cache), token)
+    assert info.value.reason == f"malformed claims: {claim}"
+    assert cache.seen == {}
+
+
+def test_unexpected_extra_claim_is_refused(key: SigningKey) -> None:
+    token = sign(key, claims(nbf=IAT))
+    with pytest.raises(CommandRejected, match="malformed claims: nbf"):
+        check(verifier(key, FakeClock(IAT)), token)
+
+
+def test_non_string_jti_is_refused(key: SigningKey) -> None:
+    token = sign(key, claims(jti=12345678901234567890123))
+    with pytest.raises(CommandRejected):
+        check(verifier(key, FakeClock(IAT)), token)
+
+
+# --- replay ---
+
+
+def test_accepted_token_is_remembered_until_exp_plus_the_largest_leeway(key: SigningKey) -> None:
+    # Not the configured leeway: raising it after a restart must not reopen a replay window.
+    cache = MemoryReplayCache()
+    got = check(verifier(key, FakeClock(IAT), leeway=7, cache=cache), sign(key, claims()))
+    assert cache.seen == {got.jti: IAT + 30 + MAX_LEEWAY_SECONDS}
+
+
+def test_token_is_accepted_once(key: SigningKey) -> None:
+    v = verifier(key, FakeClock(IAT))
+    token = minted(key)
+    check(v, token)
+    with pytest.raises(CommandRejected) as info:
+        check(v, token)
+    assert info.value.reason == "replayed jti"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "now"),
+    [("/api/v1/servers", b"", IAT), (PATH, b"x", IAT), (PATH, b"", IAT + 3600)],
+    ids=["wrong-htu", "wrong-bdh", "expired"],
+)
+def test_refused_token_does_not_spend_its_jti(
+    key: SigningKey, path: str, body: bytes, now: float
+) -> None:
+    cache = MemoryReplayCache()
+    clock = FakeClock(now)
+    v = verifier(key, clock, cache=cache)
+    token = sign(key, claims())
+    with pytest.raises(CommandRejected):
+        check(v, token, path=path, body=body)
+    assert cache.seen == {}
+    clock.now = IAT
+    check(v, token)
+
+
+def test_rejection_reason_never_contains_the_token(key: SigningKey) -> None:
+    v = verifier(key, FakeClock(IAT))
+    for token in [
+        sign(key, claims(iss="evil")),
+        sign(key, claims(aud=f"node:{uuid.uuid4()}")),
+        sign(key, claims(usr=42)),
+        sign(key, claims(htu="/other")),
+        "x" * 5000,
+        "garbage",
+    ]:
+        with pytest.raises(CommandRejected) as info:
+            check(v, token)
+        assert token not in info.value.reason
+        assert token not in str(info.value)
