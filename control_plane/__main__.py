@@ -128,6 +128,19 @@ def cmd_user_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(_args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import verify_audit
+
+    count, problems = asyncio.run(verify_audit(_settings()))
+    if problems:
+        print(f"audit trail BROKEN ({len(problems)} problem(s) in {count} rows):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"audit trail intact: {count} rows")
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from control_plane.devstack import run_devstack
 
@@ -179,6 +192,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--generate-password", action="store_true", help="generate and print one")
     create.add_argument("--if-no-admin", action="store_true", help="do nothing if an admin exists")
     create.set_defaults(func=cmd_user_create)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="what", required=True
+    )
+    audit.add_parser(
+        "verify", help="check the hash chain; names any edited or removed row"
+    ).set_defaults(func=cmd_audit_verify)
 
     dev = sub.add_parser("dev", help="run the control plane and a local agent (development)")
     dev.add_argument("--data-dir", type=Path, default=Path(".stellar"))

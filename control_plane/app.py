@@ -9,11 +9,13 @@ import aiohttp
 from aiohttp import web
 
 from control_plane.api import health
+from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, session_factory
 from control_plane.keys import ENGINE, HTTP, NODES, SESSIONS, SETTINGS
 from control_plane.middlewares import install_security_headers
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.health import node_health_monitor
+from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
 from control_plane.settings import ControlPlaneSettings
 from shared.http import error_shape, request_context
@@ -42,7 +44,7 @@ async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: ControlPlaneSettings, *, background_jobs: bool = True) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, error_shape],
+        middlewares=[request_context, error_shape, authenticate],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
@@ -51,4 +53,6 @@ def create_app(settings: ControlPlaneSettings, *, background_jobs: bool = True) 
         app.cleanup_ctx.append(node_health_monitor)
     install_security_headers(app)
     app.add_routes(health.routes)
+    for table in ROUTE_TABLES:
+        app.add_routes(table.routes())
     return app

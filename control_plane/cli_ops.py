@@ -8,14 +8,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db import migrate as migrations
 from control_plane.db.engine import create_engine, session_factory
-from control_plane.db.models import Node
+from control_plane.db.models import AuditEntry, Node
 from control_plane.db.session import transaction
 from control_plane.nodes.client import NodeClient, NodeNotConfigured
 from control_plane.security.command_signing import CommandSigner
+from control_plane.services import audit
 from control_plane.services import nodes as node_service
 from control_plane.services import users as user_service
 from control_plane.settings import ControlPlaneSettings
@@ -114,3 +116,11 @@ async def create_user(
             bcrypt_cost=settings.bcrypt_cost,
         )
         return user.email
+
+
+async def verify_audit(settings: ControlPlaneSettings) -> tuple[int, list[str]]:
+    """(rows checked, problems) for the audit trail's hash chain."""
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        problems = await audit.verify_chain(session)
+        count = await session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+        return count, problems

@@ -7,6 +7,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from control_plane.nodes.client import NodeClient
+from control_plane.security.caller import Caller
 from control_plane.settings import ControlPlaneSettings
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
@@ -14,3 +15,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 NODES = web.AppKey("nodes", NodeClient)
+
+# Per request: who is calling (None when unauthenticated), and their IP.
+CALLER = web.RequestKey("caller", Caller)
+CLIENT_IP = web.RequestKey("client_ip", str)

@@ -7,6 +7,7 @@ one go. See the README's configuration reference for each variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -106,6 +107,19 @@ class ControlPlaneSettings(BaseModel):
         30.0, alias="STELLAR_NODE_HEALTH_INTERVAL_SECONDS", gt=0, le=3600
     )
     redis_url: Optional = Field(None, alias="REDIS_URL")
+    trusted_proxies: str = Field("", alias="STELLAR_TRUSTED_PROXIES")
+    session_idle_minutes: int = Field(120, alias="STELLAR_SESSION_IDLE_MINUTES", ge=5, le=10080)
+    session_max_hours: int = Field(168, alias="STELLAR_SESSION_MAX_HOURS", ge=1, le=2160)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from err
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -176,6 +190,11 @@ class ControlPlaneSettings(BaseModel):
     @property
     def encryption_key_map(self) -> dict[str, bytes]:
         return parse_encryption_keys(self.encryption_keys) if self.encryption_keys else {}
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = (part.strip() for part in self.trusted_proxies.split(","))
+        return [ipaddress.ip_network(item, strict=False) for item in parts if item]
 
     @property
     def secure_cookies(self) -> bool:

@@ -28,18 +28,19 @@ _SENSITIVE_TEXT = re.compile(
 )
 
 
-def _scrub(value: Any, depth: int = 0) -> Any:
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with sensitive keys blanked and token-shaped text scrubbed."""
     if depth > 6:
         return value
     if isinstance(value, str):
         return _SENSITIVE_TEXT.sub(REDACTED, value)
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else _scrub(v, depth + 1)
+            k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else redact(v, depth + 1)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_scrub(v, depth + 1) for v in value]
+        return [redact(v, depth + 1) for v in value]
     return value
 
 
@@ -51,7 +52,7 @@ def redact_secrets(
         if _SENSITIVE_KEY.search(key):
             event_dict[key] = REDACTED
         else:
-            event_dict[key] = _scrub(event_dict[key])
+            event_dict[key] = redact(event_dict[key])
     return event_dict
 
 

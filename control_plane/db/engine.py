@@ -25,11 +25,20 @@ def async_url(url: str) -> URL:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy emits BEGIN itself (see _sqlite_begin); the driver must not.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # Take the write lock at BEGIN: a transaction that read first and writes later would
+    # otherwise fail at once (SQLITE_BUSY) instead of waiting when another writer committed.
+    # This makes SQLite transactions serial, which is what one-machine installs need.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -38,6 +47,7 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if target.get_backend_name() == "sqlite":
         engine = create_async_engine(target, echo=echo)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(target, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.models import User
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.security.passwords import hash_password, password_problem
+from control_plane.security.sessions import end_all_sessions
 
 
 def normalise_email(email: str) -> str:
@@ -40,3 +41,10 @@ async def create_user(
 
 async def count_admins(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).where(User.is_admin.is_(True))) or 0)
+
+
+async def set_disabled(session: AsyncSession, user: User, disabled: bool) -> None:
+    """Disable or enable an account; disabling ends all of its sessions at once."""
+    user.disabled = disabled
+    if disabled:
+        await end_all_sessions(session, user.id)

@@ -1,0 +1,210 @@
+"""Sign-in, sign-out, the current session, the user's sessions and password changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.db.models import Session, User
+from control_plane.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from control_plane.schemas.auth import (
+    LoginIn,
+    PasswordChangeIn,
+    RegisterIn,
+    SessionInfo,
+    SessionList,
+    SessionOut,
+    UserOut,
+)
+from control_plane.security import sessions
+from control_plane.services import auth as auth_service
+from control_plane.services import users as user_service
+from control_plane.services.audit import Actor
+
+routes = ApiRoutes("auth")
+
+
+def _cookie_options(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    return {
+        "httponly": True,
+        "samesite": "Strict",
+        "secure": req.settings.secure_cookies,
+        "path": "/",
+    }
+
+
+async def start_session(req: ApiRequest[Any, Any], user: User, *, method: str) -> SessionOut:
+    """The one way every sign-in ends: a new session, its cookie, and the audit row."""
+    if req.caller and req.caller.session_id:
+        await sessions.end_session(req.db, req.caller.session_id)
+    max_age = dt.timedelta(hours=req.settings.session_max_hours)
+    session, token = await sessions.open_session(
+        req.db,
+        secret=req.settings.auth_secret or "",
+        user=user,
+        ip=req.ip,
+        user_agent=req.user_agent,
+        max_age=max_age,
+    )
+    req.set_cookie(
+        sessions.cookie_name(req.settings.secure_cookies),
+        token,
+        max_age=int(max_age.total_seconds()),
+        **_cookie_options(req),
+    )
+    await req.audit(
+        "user.login.succeeded",
+        actor=Actor(user.id, user.email, req.ip, req.user_agent),
+        target_type="user",
+        target_id=str(user.id),
+        details={"method": method},
+    )
+    return SessionOut(
+        user=UserOut.model_validate(user),
+        csrf_token=sessions.csrf_token(req.settings.auth_secret or "", session.id),
+        expires_at=session.expires_at,
+        via="session",
+    )
+
+
+@routes.post(
+    "/api/v1/auth/login",
+    summary="Sign in with e-mail and password",
+    access=Access.PUBLIC,
+    body=LoginIn,
+    response=SessionOut,
+    rate_limit="authentication",
+)
+async def login(req: ApiRequest[LoginIn, Any]) -> SessionOut:
+    user = await auth_service.check_password_login(
+        req.db,
+        email=req.body.email,
+        password=req.body.password,
+        bcrypt_cost=req.settings.bcrypt_cost,
+    )
+    if user is None:
+        req.audit_failure(
+            "user.login.failed", details={"method": "password", "email": req.body.email}
+        )
+        raise Unauthenticated("invalid e-mail or password")
+    return await start_session(req, user, method="password")
+
+
+@routes.post(
+    "/api/v1/auth/register",
+    summary="Create an account (only when self-registration is on)",
+    access=Access.PUBLIC,
+    body=RegisterIn,
+    response=SessionOut,
+    status=201,
+    rate_limit="authentication",
+)
+async def register(req: ApiRequest[RegisterIn, Any]) -> SessionOut:
+    if not req.settings.allow_registration:
+        raise Forbidden("self-registration is closed; ask an administrator for an account")
+    user = await user_service.create_user(
+        req.db,
+        email=req.body.email,
+        password=req.body.password,
+        is_admin=False,
+        bcrypt_cost=req.settings.bcrypt_cost,
+    )
+    await req.audit(
+        "user.registered",
+        actor=Actor(user.id, user.email, req.ip, req.user_agent),
+        target_type="user",
+        target_id=str(user.id),
+    )
+    return await start_session(req, user, method="registration")
+
+
+@routes.post("/api/v1/auth/logout", summary="End the current session", allow_mfa_pending=True)
+async def logout(req: ApiRequest[Any, Any]) -> None:
+    if req.me.session_id is None:
+        raise InvalidRequest("API keys have no session to end; revoke the key instead")
+    await sessions.end_session(req.db, req.me.session_id)
+    req.delete_cookie(sessions.cookie_name(req.settings.secure_cookies), path="/")
+    await req.audit("user.logout", target_type="user", target_id=str(req.me.user_id))
+
+
+@routes.get(
+    "/api/v1/auth/session",
+    summary="The signed-in user and the session's CSRF token",
+    response=SessionOut,
+    allow_mfa_pending=True,
+)
+async def current_session(req: ApiRequest[Any, Any]) -> SessionOut:
+    me = req.me
+    user = await req.db.get(User, me.user_id)
+    if user is None:
+        raise Unauthenticated("authentication required")
+    session = await req.db.get(Session, me.session_id) if me.session_id else None
+    return SessionOut(
+        user=UserOut.model_validate(user),
+        csrf_token=sessions.csrf_token(req.settings.auth_secret or "", session.id)
+        if session
+        else None,
+        expires_at=session.expires_at if session else None,
+        via=me.via,
+    )
+
+
+@routes.get("/api/v1/auth/sessions", summary="List my sessions", response=SessionList)
+async def list_sessions(req: ApiRequest[Any, Any]) -> SessionList:
+    rows = await req.db.scalars(
+        select(Session).where(Session.user_id == req.me.user_id).order_by(Session.created_at.desc())
+    )
+    return SessionList(
+        data=[
+            SessionInfo(
+                id=s.id,
+                created_at=s.created_at,
+                last_seen_at=s.last_seen_at,
+                expires_at=s.expires_at,
+                ip=s.ip,
+                user_agent=s.user_agent,
+                current=s.id == req.me.session_id,
+            )
+            for s in rows
+        ]
+    )
+
+
+@routes.delete("/api/v1/auth/sessions/{session_id}", summary="End one of my sessions", status=204)
+async def revoke_session(req: ApiRequest[Any, Any]) -> None:
+    session = await req.db.get(Session, req.uuid_param("session_id"))
+    if session is None or session.user_id != req.me.user_id:
+        raise req.deny(NotFound("no such session"), target="session")
+    await sessions.end_session(req.db, session.id)
+    await req.audit("user.session.revoked", target_type="session", target_id=str(session.id))
+
+
+@routes.post(
+    "/api/v1/auth/password",
+    summary="Change my password; ends every session and starts a new one here",
+    body=PasswordChangeIn,
+    response=SessionOut,
+    rate_limit="authentication",
+)
+async def change_password(req: ApiRequest[PasswordChangeIn, Any]) -> SessionOut | None:
+    user = await req.db.get(User, req.me.user_id)
+    if user is None:
+        raise Unauthenticated("authentication required")
+    try:
+        await auth_service.change_password(
+            req.db,
+            user,
+            current=req.body.current_password,
+            new=req.body.new_password,
+            bcrypt_cost=req.settings.bcrypt_cost,
+        )
+    except Forbidden:
+        req.audit_failure("user.password.change_failed", target_type="user", target_id=str(user.id))
+        raise
+    await req.audit("user.password.changed", target_type="user", target_id=str(user.id))
+    if req.me.via != "session":
+        return None
+    return await start_session(req, user, method="password_change")

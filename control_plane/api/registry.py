@@ -1,0 +1,12 @@
+"""Every route table of the public API, in one list: the app, OpenAPI and tests read it."""
+
+from __future__ import annotations
+
+from control_plane.api import api_keys, audit, auth, users
+from control_plane.api.routing import ApiRoutes, Endpoint
+
+ROUTE_TABLES: list[ApiRoutes] = [auth.routes, users.routes, api_keys.routes, audit.routes]
+
+
+def endpoints() -> list[Endpoint]:
+    return [endpoint for table in ROUTE_TABLES for endpoint in table.endpoints]

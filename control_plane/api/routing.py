@@ -1,0 +1,293 @@
+"""Declarative routes: each endpoint states who may call it and what it takes and returns.
+
+The same declarations drive access checks, request parsing, the transaction per request,
+audit of failures, the OpenAPI document and the tests that walk the route table.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS
+from control_plane.security.api_keys import Scope
+from control_plane.security.caller import Caller, anonymous_actor
+from control_plane.services import audit
+from control_plane.services.audit import Actor, AuditEvent
+from control_plane.settings import ControlPlaneSettings
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    USER = "user"
+    ADMIN = "admin"
+
+
+class Empty(BaseModel):
+    """No body or no query parameters."""
+
+
+@dataclass
+class ApiRequest(Generic[B, Q]):
+    """What a handler gets: the parsed input, the caller and the request's transaction."""
+
+    http: web.Request
+    body: B
+    query: Q
+    caller: Caller | None
+    _db: AsyncSession | None
+    failures: list[AuditEvent] = field(default_factory=list)
+    cookies: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def db(self) -> AsyncSession:
+        if self._db is None:
+            raise RuntimeError("this route runs without a transaction")
+        return self._db
+
+    @property
+    def settings(self) -> ControlPlaneSettings:
+        return self.http.app[SETTINGS]
+
+    @property
+    def ip(self) -> str:
+        return self.http[CLIENT_IP]
+
+    @property
+    def user_agent(self) -> str:
+        return self.http.headers.get("User-Agent", "")[:255]
+
+    @property
+    def me(self) -> Caller:
+        if self.caller is None:
+            raise Unauthenticated("authentication required")
+        return self.caller
+
+    @property
+    def actor(self) -> Actor:
+        return self.caller.actor if self.caller else anonymous_actor(self.ip, self.user_agent)
+
+    def uuid_param(self, name: str) -> uuid.UUID:
+        """A UUID path parameter; anything else is simply not found."""
+        try:
+            return uuid.UUID(self.http.match_info[name])
+        except ValueError as err:
+            raise NotFound("not found") from err
+
+    async def audit(self, action: str, *, actor: Actor | None = None, **kwargs: Any) -> None:
+        """Record a successful action in this request's transaction."""
+        await audit.append(self.db, actor or self.actor, AuditEvent(action, **kwargs))
+
+    def audit_failure(self, action: str, **kwargs: Any) -> None:
+        """Record a failed attempt; written after the request's transaction rolls back."""
+        self.failures.append(AuditEvent(action, **kwargs))
+
+    def deny(self, error: ApiError, action: str = "auth.denied", **kwargs: Any) -> ApiError:
+        """Audit an authorisation failure and return the error to raise."""
+        self.audit_failure(action, details={"path": self.http.path, **kwargs})
+        return error
+
+    def set_cookie(self, name: str, value: str, **options: Any) -> None:
+        self.cookies.append((name, value, options))
+
+    def delete_cookie(self, name: str, **options: Any) -> None:
+        self.cookies.append((name, None, options))
+
+
+Result = BaseModel | web.StreamResponse | None
+Handler = Callable[[ApiRequest[Any, Any]], Awaitable[Result]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    name: str
+    access: Access
+    summary: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    tags: tuple[str, ...]
+    transactional: bool
+    allow_mfa_pending: bool
+    rate_limit: str | None
+
+
+def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise InvalidRequest.from_validation(err, f"invalid {what}") from err
+
+
+async def _read_body(request: web.Request, model: type[BaseModel] | None) -> BaseModel:
+    if model is None:
+        return Empty()
+    raw = await request.read()
+    if not raw:
+        return _parse(model, {}, "request body")
+    if request.content_type != "application/json":
+        raise InvalidRequest("send the body as application/json")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InvalidRequest("the request body is not valid JSON") from err
+    return _parse(model, data, "request body")
+
+
+def _check_access(endpoint: Endpoint, request: web.Request) -> Caller | None:
+    caller: Caller | None = request.get(CALLER)
+    if endpoint.access is Access.PUBLIC:
+        return caller
+    if caller is None:
+        raise Unauthenticated("authentication required")
+    if caller.mfa_pending and not endpoint.allow_mfa_pending:
+        raise Forbidden("complete the second factor first")
+    needed = Scope.READ if endpoint.method in SAFE_METHODS else Scope.WRITE
+    if needed not in caller.scopes:
+        raise Forbidden(f"this API key lacks the {needed.value!r} scope")
+    if endpoint.access is Access.ADMIN and not (caller.is_admin and Scope.ADMIN in caller.scopes):
+        raise Forbidden("administrators only")
+    return caller
+
+
+def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result is None:
+        response = web.Response(status=204)
+    else:
+        response = web.json_response(
+            text=result.model_dump_json(by_alias=True), status=endpoint.status
+        )
+    for name, value, options in api.cookies:
+        if value is None:
+            response.del_cookie(name, **options)
+        else:
+            response.set_cookie(name, value, **options)
+    return response
+
+
+class ApiRoutes:
+    """A route table of :class:`Endpoint` declarations."""
+
+    def __init__(self, *tags: str) -> None:
+        self.tags = tags
+        self.endpoints: list[Endpoint] = []
+        self._routes: list[web.RouteDef] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        access: Access = Access.USER,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        transactional: bool = True,
+        allow_mfa_pending: bool = False,
+        rate_limit: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            endpoint = Endpoint(
+                method=method,
+                path=path,
+                name=handler.__name__,
+                access=access,
+                summary=summary,
+                body=body,
+                query=query,
+                response=response,
+                status=status,
+                tags=self.tags,
+                transactional=transactional,
+                allow_mfa_pending=allow_mfa_pending,
+                rate_limit=rate_limit,
+            )
+            self.endpoints.append(endpoint)
+            self._routes.append(web.route(method, path, _wrap(endpoint, handler)))
+            return handler
+
+        return register
+
+    def get(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kwargs)
+
+    def routes(self) -> list[web.RouteDef]:
+        return list(self._routes)
+
+
+async def _audit_now(request: web.Request, *events: AuditEvent) -> None:
+    caller = request.get(CALLER)
+    actor = (
+        caller.actor
+        if caller
+        else anonymous_actor(request[CLIENT_IP], request.headers.get("User-Agent", "")[:255])
+    )
+    async with transaction(request.app[SESSIONS]) as db:
+        for event in events:
+            await audit.append(db, actor, event)
+
+
+def _wrap(
+    endpoint: Endpoint, handler: Handler
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def run(request: web.Request) -> web.StreamResponse:
+        api: ApiRequest[Any, Any] | None = None
+        try:
+            caller = _check_access(endpoint, request)
+        except Forbidden as err:
+            await _audit_now(
+                request,
+                AuditEvent("auth.forbidden", details={"path": request.path, "reason": err.message}),
+            )
+            raise
+        try:
+            query = (
+                _parse(endpoint.query, dict(request.query), "query") if endpoint.query else Empty()
+            )
+            body = await _read_body(request, endpoint.body)
+            if not endpoint.transactional:
+                api = ApiRequest(request, body, query, caller, None)
+                return _respond(endpoint, await handler(api), api)
+            async with transaction(request.app[SESSIONS]) as db:
+                api = ApiRequest(request, body, query, caller, db)
+                result = await handler(api)
+            return _respond(endpoint, result, api)
+        finally:
+            if api is not None and api.failures:
+                await _audit_now(request, *api.failures)
+
+    run.__name__ = handler.__name__
+    return run

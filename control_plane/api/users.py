@@ -1,0 +1,104 @@
+"""Administration of accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.db.models import User
+from control_plane.errors import Conflict, NotFound
+from control_plane.schemas.auth import UserOut
+from control_plane.schemas.common import Page, PageMeta, PageQuery
+from control_plane.schemas.users import UserCreate, UserUpdate
+from control_plane.services import users as user_service
+
+routes = ApiRoutes("users")
+
+
+async def _user(req: ApiRequest[Any, Any]) -> User:
+    user = await req.db.get(User, req.uuid_param("user_id"))
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+@routes.get(
+    "/api/v1/users",
+    summary="List users",
+    access=Access.ADMIN,
+    query=PageQuery,
+    response=Page[UserOut],
+)
+async def list_users(req: ApiRequest[Any, PageQuery]) -> Page[UserOut]:
+    q = req.query
+    total = await req.db.scalar(select(func.count()).select_from(User)) or 0
+    rows = await req.db.scalars(
+        select(User).order_by(User.email).offset(q.offset).limit(q.per_page)
+    )
+    return Page[UserOut](
+        data=[UserOut.model_validate(u) for u in rows],
+        meta=PageMeta(page=q.page, per_page=q.per_page, total=total),
+    )
+
+
+@routes.post(
+    "/api/v1/users",
+    summary="Create a user",
+    access=Access.ADMIN,
+    body=UserCreate,
+    response=UserOut,
+    status=201,
+)
+async def create_user(req: ApiRequest[UserCreate, Any]) -> UserOut:
+    user = await user_service.create_user(
+        req.db,
+        email=req.body.email,
+        password=req.body.password,
+        is_admin=req.body.is_admin,
+        bcrypt_cost=req.settings.bcrypt_cost,
+    )
+    await req.audit(
+        "user.created",
+        target_type="user",
+        target_id=str(user.id),
+        details={"is_admin": user.is_admin},
+    )
+    return UserOut.model_validate(user)
+
+
+@routes.get("/api/v1/users/{user_id}", summary="Get a user", access=Access.ADMIN, response=UserOut)
+async def get_user(req: ApiRequest[Any, Any]) -> UserOut:
+    return UserOut.model_validate(await _user(req))
+
+
+@routes.patch(
+    "/api/v1/users/{user_id}",
+    summary="Disable, enable, promote or demote a user",
+    access=Access.ADMIN,
+    body=UserUpdate,
+    response=UserOut,
+)
+async def update_user(req: ApiRequest[UserUpdate, Any]) -> UserOut:
+    user = await _user(req)
+    changes = req.body.model_dump(exclude_none=True)
+    if user.id == req.me.user_id and (changes.get("disabled") or changes.get("is_admin") is False):
+        raise Conflict("you cannot disable or demote yourself; ask another administrator")
+    if "disabled" in changes:
+        await user_service.set_disabled(req.db, user, changes["disabled"])
+    if "is_admin" in changes:
+        user.is_admin = changes["is_admin"]
+    await req.audit("user.updated", target_type="user", target_id=str(user.id), details=changes)
+    return UserOut.model_validate(user)
+
+
+@routes.delete("/api/v1/users/{user_id}", summary="Delete a user", access=Access.ADMIN, status=204)
+async def delete_user(req: ApiRequest[Any, Any]) -> None:
+    user = await _user(req)
+    if user.id == req.me.user_id:
+        raise Conflict("you cannot delete your own account; ask another administrator")
+    await req.db.delete(user)
+    await req.audit(
+        "user.deleted", target_type="user", target_id=str(user.id), details={"email": user.email}
+    )

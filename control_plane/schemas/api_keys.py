@@ -1,0 +1,56 @@
+"""API keys as their owners see them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import uuid
+
+from pydantic import Field, field_validator
+
+from control_plane.schemas.common import Input, Output
+from control_plane.security.api_keys import Scope
+
+
+class ApiKeyCreate(Input):
+    name: str = Field(min_length=1, max_length=64)
+    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    allowed_ips: list[str] = Field(default_factory=list, max_length=32)
+    expires_at: dt.datetime | None = None
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        return [str(ipaddress.ip_network(item, strict=False)) for item in value]
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("give a time zone (e.g. 2027-01-01T00:00:00Z)")
+        if value <= dt.datetime.now(dt.UTC):
+            raise ValueError("must be in the future")
+        return value
+
+
+class ApiKeyOut(Output):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    allowed_ips: list[str]
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """Returned once, at creation: ``key`` is never shown again."""
+
+    key: str
+
+
+class ApiKeyList(Output):
+    data: list[ApiKeyOut]

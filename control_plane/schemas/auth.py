@@ -1,0 +1,57 @@
+"""Sign-in, sessions and password changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import Field
+
+from control_plane.schemas.common import Input, Output
+from control_plane.security.passwords import MAX_LENGTH, MIN_LENGTH
+
+
+class LoginIn(Input):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
+class UserOut(Output):
+    id: uuid.UUID
+    email: str
+    is_admin: bool
+    disabled: bool
+    created_at: dt.datetime
+
+
+class SessionOut(Output):
+    """The signed-in state; ``csrf_token`` goes into ``X-CSRF-Token`` on unsafe requests."""
+
+    user: UserOut
+    csrf_token: str | None
+    expires_at: dt.datetime | None
+    via: str
+
+
+class SessionInfo(Output):
+    id: uuid.UUID
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class SessionList(Output):
+    data: list[SessionInfo]
+
+
+class PasswordChangeIn(Input):
+    current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
+    new_password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+
+
+class RegisterIn(Input):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)

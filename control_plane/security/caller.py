@@ -1,0 +1,33 @@
+"""Who is making a request, once authentication has run."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from control_plane.security.api_keys import Scope
+from control_plane.services.audit import Actor
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: uuid.UUID
+    email: str
+    is_admin: bool
+    via: Literal["session", "api_key"]
+    scopes: frozenset[Scope]
+    ip: str
+    user_agent: str
+    session_id: uuid.UUID | None = None
+    api_key_id: uuid.UUID | None = None
+    # Signed in with a password but a second factor is still owed: only enrolment is open.
+    mfa_pending: bool = False
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.email, self.ip, self.user_agent)
+
+
+def anonymous_actor(ip: str, user_agent: str) -> Actor:
+    return Actor(None, None, ip, user_agent)

@@ -1,0 +1,123 @@
+"""The audit trail: hash-chained rows that ``stellar-cp audit verify`` can check.
+
+Each row's hash covers its own fields and the previous row's hash; rows get consecutive ids
+under a lock on the chain head, and the head keeps the last id and hash. Editing, deleting or
+reordering any row, or dropping the newest ones, breaks verification at that row. (Someone
+who can rewrite the whole table and the head can forge a consistent chain: keep copies of
+the head hash elsewhere for that threat.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import AuditEntry, AuditHead
+from shared.logging import redact
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, from where."""
+
+    user_id: uuid.UUID | None
+    email: str | None
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """What happened: a dotted action (``server.power.start``) and its target."""
+
+    action: str
+    target_type: str | None = None
+    target_id: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _canonical(entry: AuditEntry) -> bytes:
+    fields = {
+        "id": entry.id,
+        "created_at": entry.created_at.astimezone(dt.UTC).isoformat(),
+        "actor_id": str(entry.actor_id) if entry.actor_id else None,
+        "actor_email": entry.actor_email,
+        "action": entry.action,
+        "target_type": entry.target_type,
+        "target_id": entry.target_id,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash,
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: AuditEntry) -> str:
+    return hashlib.sha256(_canonical(entry)).hexdigest()
+
+
+async def append(db: AsyncSession, actor: Actor | None, event: AuditEvent) -> AuditEntry:
+    """Add one row at the end of the chain, inside the caller's transaction."""
+    head = await db.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update())
+    if head is None:
+        head = AuditHead(id=HEAD_ID, last_id=0, last_hash=GENESIS)
+        db.add(head)
+    details = json.loads(json.dumps(redact(dict(event.details)), default=str))
+    entry = AuditEntry(
+        id=head.last_id + 1,
+        created_at=dt.datetime.now(dt.UTC),
+        actor_id=actor.user_id if actor else None,
+        actor_email=actor.email if actor else None,
+        action=event.action,
+        target_type=event.target_type,
+        target_id=event.target_id,
+        ip=actor.ip if actor else None,
+        user_agent=(actor.user_agent or "")[:255] if actor else None,
+        details=details,
+        prev_hash=head.last_hash,
+    )
+    entry.hash = entry_hash(entry)
+    db.add(entry)
+    head.last_id = entry.id
+    head.last_hash = entry.hash
+    await db.flush()
+    return entry
+
+
+async def verify_chain(db: AsyncSession, *, batch: int = 1000) -> list[str]:
+    """Every break in the chain, as ``row N: reason``; empty when the trail is intact."""
+    problems: list[str] = []
+    expected_prev, expected_id, after = GENESIS, 1, 0
+    while True:
+        rows = list(
+            await db.scalars(
+                select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(batch)
+            )
+        )
+        for entry in rows:
+            if entry.id != expected_id:
+                problems.append(f"row {entry.id}: rows {expected_id}..{entry.id - 1} are missing")
+            if entry.prev_hash != expected_prev:
+                problems.append(f"row {entry.id}: does not follow the row before it")
+            if entry_hash(entry) != entry.hash:
+                problems.append(f"row {entry.id}: contents were changed after it was written")
+            expected_prev, expected_id, after = entry.hash, entry.id + 1, entry.id
+        if len(rows) < batch:
+            break
+    head = await db.get(AuditHead, HEAD_ID)
+    last_id = expected_id - 1
+    if head is not None and (head.last_id != last_id or head.last_hash != expected_prev):
+        problems.append(f"row {head.last_id}: the newest rows after row {last_id} were removed")
+    return problems

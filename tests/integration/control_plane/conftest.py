@@ -1,0 +1,38 @@
+"""The real control-plane app on a migrated database of each kind (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.app import create_app
+from control_plane.settings import ControlPlaneSettings, load_settings
+from tests.support.panel import Panel
+
+AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> ControlPlaneSettings:
+    return load_settings(
+        {
+            "STELLAR_DATABASE_URL": database_url,
+            "STELLAR_AUTH_SECRET": AUTH_SECRET,
+            "STELLAR_BCRYPT_COST": "10",
+        }
+    )
+
+
+@pytest.fixture
+async def panel(
+    engine: AsyncEngine,
+    settings: ControlPlaneSettings,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> Panel:
+    """``engine`` migrated the database; the app opens its own engine on it."""
+    server = await aiohttp_server(create_app(settings, background_jobs=False))
+    return Panel(server, aiohttp_client)
