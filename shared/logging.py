@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -28,6 +29,11 @@ _SENSITIVE_TEXT = re.compile(
 )
 
 
+@lru_cache(maxsize=1024)
+def _sensitive_key(key: str) -> bool:
+    return _SENSITIVE_KEY.search(key) is not None
+
+
 def redact(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` with sensitive keys blanked and token-shaped text scrubbed."""
     if depth > 6:
@@ -36,7 +42,7 @@ def redact(value: Any, depth: int = 0) -> Any:
         return _SENSITIVE_TEXT.sub(REDACTED, value)
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if isinstance(k, str) and _SENSITIVE_KEY.search(k) else redact(v, depth + 1)
+            k: REDACTED if isinstance(k, str) and _sensitive_key(k) else redact(v, depth + 1)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -49,7 +55,7 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """structlog processor: blank sensitive keys, scrub token-shaped text from values."""
     for key in list(event_dict):
-        if _SENSITIVE_KEY.search(key):
+        if _sensitive_key(key):
             event_dict[key] = REDACTED
         else:
             event_dict[key] = redact(event_dict[key])

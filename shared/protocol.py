@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import time
 import uuid
@@ -175,10 +176,17 @@ class CommandVerifier:
         return claims
 
     def _header(self, token: str) -> dict[str, Any]:
+        # Read only the header segment here (PyJWT parses the whole token again, with the
+        # signature, in _signed_payload); this pre-check just picks the key.
+        segment = token.split(".", 1)[0]
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as err:
+            header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        except (ValueError, TypeError) as err:
             raise CommandRejected("unreadable header") from err
+        if not isinstance(header, dict):
+            raise CommandRejected("unreadable header")
+        if "crit" in header:
+            raise CommandRejected("critical header extensions are not supported")
         if header.get("alg") != ALGORITHM:
             raise CommandRejected("algorithm not allowed")
         if header.get("typ") != TOKEN_TYPE:
