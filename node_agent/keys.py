@@ -6,6 +6,7 @@ import aiodocker
 from aiohttp import web
 
 from node_agent.security.replay import PersistentReplayCache
+from node_agent.servers import ServerRegistry
 from node_agent.settings import AgentSettings
 from shared.node_api import NodeFacts
 from shared.protocol import CommandClaims, CommandVerifier
@@ -15,6 +16,7 @@ REPLAY_CACHE = web.AppKey("replay_cache", PersistentReplayCache)
 VERIFIER = web.AppKey("verifier", CommandVerifier)
 DOCKER = web.AppKey("docker", aiodocker.Docker)
 FACTS = web.AppKey("facts", NodeFacts)
+SERVERS = web.AppKey("servers", ServerRegistry)
 
 # Per request: the verified claims of the command that authorised it.
 CLAIMS = web.RequestKey("claims", CommandClaims)

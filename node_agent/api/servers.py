@@ -1,0 +1,85 @@
+"""Game servers on this node: create, read, delete, power.
+
+Every route names one server in its path, so the command token's ``sub`` is bound to it
+(``server:<uuid>``); that is why a server is created with ``PUT /api/v1/servers/{uuid}``
+and a body whose ``uuid`` must be the same.
+
+    PUT    /api/v1/servers/{server_id}         server.create   ServerSpec -> 201 ServerStatus
+    GET    /api/v1/servers/{server_id}         server.read     -> ServerStatus
+    DELETE /api/v1/servers/{server_id}         server.delete   -> 204
+    POST   /api/v1/servers/{server_id}/power   server.power    PowerAction -> 200/202 ServerStatus
+
+``start`` and ``kill`` answer 200 when done; ``stop`` and ``restart`` answer 202 at once and
+finish in the background (``stopping`` is true in the status until then).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from node_agent.keys import SERVERS
+from node_agent.security.verify import command
+from shared.errors import InvalidRequest, NotFound
+from shared.server_spec import PowerAction, ServerSpec, ServerStatus
+
+routes = web.RouteTableDef()
+SERVER_PATH = "/api/v1/servers/{server_id}"
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _server_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["server_id"])
+    except ValueError as err:
+        raise NotFound("no such server on this node") from err
+
+
+async def _body(request: web.Request, model: type[Body]) -> Body:
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as err:
+        raise InvalidRequest.from_validation(err) from err
+
+
+def _answer(status: ServerStatus, code: int = 200) -> web.Response:
+    return web.json_response(text=status.model_dump_json(), status=code)
+
+
+@routes.put(SERVER_PATH)
+@command("server.create", subject="server")
+async def create_server(request: web.Request) -> web.Response:
+    """Create the server's volume and game container (and run its installer, if any)."""
+    server_id = _server_id(request)
+    spec = await _body(request, ServerSpec)
+    if spec.uuid != server_id:
+        raise InvalidRequest("the body's uuid is not the server in the path")
+    status = await request.app[SERVERS].create(spec)
+    return _answer(status, 201)
+
+
+@routes.get(SERVER_PATH)
+@command("server.read", subject="server")
+async def read_server(request: web.Request) -> web.Response:
+    """The server's install phase and container state."""
+    return _answer(await request.app[SERVERS].status(_server_id(request)))
+
+
+@routes.delete(SERVER_PATH)
+@command("server.delete", subject="server")
+async def delete_server(request: web.Request) -> web.Response:
+    """Kill and remove the server's containers, volume and record."""
+    await request.app[SERVERS].delete(_server_id(request))
+    return web.Response(status=204)
+
+
+@routes.post(SERVER_PATH + "/power")
+@command("server.power", subject="server")
+async def power_server(request: web.Request) -> web.Response:
+    """Start, stop, restart or kill the game."""
+    action = await _body(request, PowerAction)
+    status = await request.app[SERVERS].power(_server_id(request), action.action)
+    return _answer(status, 202 if action.action in {"stop", "restart"} else 200)

@@ -1,0 +1,173 @@
+"""The exact Docker create configuration of every container the agent runs.
+
+One function per kind of container (:func:`game_container_config`,
+:func:`install_container_config`), both built on :func:`_host_config`, so that a rule of
+DESIGN.md "Containers (agent)" is written once: non-root user, all capabilities dropped,
+no-new-privileges, read-only root with a small noexec ``/tmp``, memory/swap/CPU/PIDs limits,
+a capped json-file log, the agent's own bridge network, only the server's volume mounted, and
+ports published only on the server's allocations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from shared.server_spec import InstallSpec, ServerSpec, StopSignal
+
+MANAGED_LABEL: Final = "io.stellarstack.managed"
+SERVER_LABEL: Final = "io.stellarstack.server"
+ROLE_LABEL: Final = "io.stellarstack.role"
+GAME_USER: Final = "1000:1000"
+ROOT_USER: Final = "0:0"
+# What a root installer may still do: own and move files it creates, drop to another user.
+INSTALL_ROOT_CAPABILITIES: Final = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID")
+VOLUME_TARGET: Final = "/home/container"
+TMPFS_OPTIONS: Final = "rw,noexec,nosuid,size=64m"
+LOG_CONFIG: Final = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
+MIB: Final = 1024 * 1024
+NANO_CPUS_PER_PERCENT: Final = 10_000_000
+
+
+@dataclass(frozen=True)
+class ContainerPlacement:
+    """Where on this node a server's containers go: network, volume, and the game's user."""
+
+    network: str
+    volume_path: Path
+    user: str = GAME_USER
+
+    def __post_init__(self) -> None:
+        uid, _, gid = self.user.partition(":")
+        if not (uid.isdigit() and gid.isdigit()) or int(uid) == 0 or int(gid) == 0:
+            raise ValueError("the game user must be a numeric uid:gid, never root")
+        if not self.volume_path.is_absolute():
+            raise ValueError("the volume path must be absolute")
+        if ":" in str(self.volume_path) or "," in str(self.volume_path):
+            # A colon would split the bind "source:target:mode" somewhere else.
+            raise ValueError("the volume path must not contain ':' or ','")
+
+
+def game_container_name(server_id: uuid.UUID) -> str:
+    """The name of a server's game container."""
+    return f"stellar-{server_id}"
+
+
+def install_container_name(server_id: uuid.UUID) -> str:
+    """The name of a server's (short-lived) install container."""
+    return f"stellar-{server_id}-install"
+
+
+def server_labels(server_id: uuid.UUID, role: str) -> dict[str, str]:
+    """Labels that let the agent find its own containers, and never touch anyone else's."""
+    return {MANAGED_LABEL: "true", SERVER_LABEL: str(server_id), ROLE_LABEL: role}
+
+
+def _environment(spec: ServerSpec) -> list[str]:
+    variables = dict(spec.environment)
+    variables.update(
+        HOME=VOLUME_TARGET,
+        USER="container",
+        SERVER_UUID=str(spec.uuid),
+        SERVER_MEMORY=str(spec.memory_mib),
+    )
+    primary = spec.primary_allocation
+    if primary is not None:
+        variables.update(SERVER_IP=primary.ip, SERVER_PORT=str(primary.port))
+    return [f"{name}={value}" for name, value in sorted(variables.items())]
+
+
+def _port_bindings(spec: ServerSpec) -> dict[str, list[dict[str, str]]]:
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for allocation in spec.allocations:
+        for protocol in allocation.protocols:
+            bindings.setdefault(f"{allocation.port}/{protocol}", []).append(
+                {"HostIp": allocation.ip, "HostPort": str(allocation.port)}
+            )
+    return bindings
+
+
+def _host_config(
+    spec: ServerSpec,
+    placement: ContainerPlacement,
+    *,
+    capabilities: tuple[str, ...],
+    port_bindings: dict[str, list[dict[str, str]]],
+) -> dict[str, Any]:
+    return {
+        "Binds": [f"{placement.volume_path}:{VOLUME_TARGET}:rw"],
+        "PortBindings": port_bindings,
+        "PublishAllPorts": False,
+        "NetworkMode": placement.network,
+        "Privileged": False,
+        "CapDrop": ["ALL"],
+        "CapAdd": list(capabilities),
+        "SecurityOpt": ["no-new-privileges:true"],
+        "ReadonlyRootfs": spec.read_only_root,
+        "Tmpfs": {"/tmp": TMPFS_OPTIONS},  # noqa: S108 (inside the container)
+        "Memory": spec.memory_mib * MIB,
+        "MemorySwap": (spec.memory_mib + spec.swap_mib) * MIB,
+        "NanoCpus": spec.cpu_percent * NANO_CPUS_PER_PERCENT,
+        "PidsLimit": spec.pids_limit,
+        "LogConfig": LOG_CONFIG,
+        # Private namespaces, spelled out so that no daemon default can widen them.
+        "IpcMode": "private",
+        "PidMode": "",
+        "UTSMode": "",
+        "UsernsMode": "",
+        "Devices": [],
+        "RestartPolicy": {"Name": "no"},
+        "AutoRemove": False,
+    }
+
+
+def _base_config(spec: ServerSpec, image: str, role: str, user: str) -> dict[str, Any]:
+    return {
+        "Image": image,
+        "User": user,
+        "Env": _environment(spec),
+        "WorkingDir": VOLUME_TARGET,
+        "Labels": server_labels(spec.uuid, role),
+        # stdin stays open for console commands; nothing is bound to a terminal.
+        "OpenStdin": True,
+        "AttachStdin": True,
+        "StdinOnce": False,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "Tty": False,
+    }
+
+
+def game_container_config(spec: ServerSpec, placement: ContainerPlacement) -> dict[str, Any]:
+    """The create body of the container that runs the game."""
+    bindings = _port_bindings(spec)
+    config = _base_config(spec, spec.image, "game", placement.user)
+    if spec.startup:
+        config["Cmd"] = list(spec.startup)
+    config["ExposedPorts"] = {port: {} for port in bindings}
+    config["StopTimeout"] = spec.stop_timeout_seconds
+    if isinstance(spec.stop, StopSignal):
+        config["StopSignal"] = spec.stop.value
+    config["HostConfig"] = _host_config(spec, placement, capabilities=(), port_bindings=bindings)
+    return config
+
+
+def install_container_config(
+    spec: ServerSpec, install: InstallSpec, placement: ContainerPlacement
+) -> dict[str, Any]:
+    """The create body of the one-off container that runs the blueprint's install script.
+
+    It publishes no ports. With ``needs_root`` it runs as root with only
+    :data:`INSTALL_ROOT_CAPABILITIES`; it is otherwise as limited as the game container.
+    """
+    user = ROOT_USER if install.needs_root else placement.user
+    capabilities = INSTALL_ROOT_CAPABILITIES if install.needs_root else ()
+    config = _base_config(spec, install.image, "install", user)
+    config["Entrypoint"] = [install.entrypoint]
+    config["Cmd"] = ["-c", install.script]
+    config["HostConfig"] = _host_config(
+        spec, placement, capabilities=capabilities, port_bindings={}
+    )
+    return config

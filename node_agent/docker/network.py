@@ -1,0 +1,89 @@
+"""The agent's own bridge network: game containers reach the internet, never each other.
+
+Docker's default ``bridge`` lets containers talk freely. The agent puts its containers on
+:data:`AGENT_NETWORK` instead, created with inter-container communication disabled; one
+customer's game reaches another's only through published ports, like anyone on the internet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiodocker
+import aiohttp
+import structlog
+
+from node_agent.docker.errors import DockerUnavailable, NetworkUnsafe
+from node_agent.docker.hardening import MANAGED_LABEL
+
+AGENT_NETWORK: Final = "stellar0"
+ICC_OPTION: Final = "com.docker.network.bridge.enable_icc"
+log = structlog.get_logger("agent.docker")
+
+
+@dataclass(frozen=True)
+class AgentNetwork:
+    """The bridge network the agent's containers join."""
+
+    name: str
+    id: str
+
+
+def _network_config(name: str) -> dict[str, Any]:
+    return {
+        "Name": name,
+        "Driver": "bridge",
+        "CheckDuplicate": True,
+        "Internal": False,
+        "Attachable": False,
+        "Options": {ICC_OPTION: "false", "com.docker.network.bridge.name": name},
+        "Labels": {MANAGED_LABEL: "true"},
+    }
+
+
+def _checked(info: dict[str, Any], name: str) -> AgentNetwork:
+    options = info.get("Options") or {}
+    if info.get("Driver") != "bridge" or options.get(ICC_OPTION) != "false":
+        raise NetworkUnsafe(
+            f"network {name!r} exists but is not a bridge with inter-container traffic "
+            "disabled; remove it so that the agent can create it"
+        )
+    return AgentNetwork(name=name, id=str(info["Id"]))
+
+
+async def _inspect(docker: aiodocker.Docker, name: str) -> dict[str, Any] | None:
+    try:
+        network = await docker.networks.get(name)
+        info: dict[str, Any] = await network.show()
+    except aiodocker.DockerError as err:
+        if err.status == 404:
+            return None
+        raise DockerUnavailable(f"cannot inspect network {name!r}: {err.message}") from err
+    except (aiohttp.ClientError, OSError) as err:
+        raise DockerUnavailable("Docker engine not reachable") from err
+    return info
+
+
+async def ensure_agent_network(docker: aiodocker.Docker, name: str = AGENT_NETWORK) -> AgentNetwork:
+    """Return the agent's network, creating it if missing; refuse one that is not isolating."""
+    for _attempt in range(3):
+        info = await _inspect(docker, name)
+        if info is not None:
+            return _checked(info, name)
+        try:
+            await docker.networks.create(_network_config(name))
+        except aiodocker.DockerError as err:
+            # 409: another agent (or a test) created it a moment ago; inspect again.
+            if err.status != 409:
+                raise DockerUnavailable(f"cannot create network {name!r}: {err.message}") from err
+            await asyncio.sleep(0.1)
+            continue
+        except (aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable("Docker engine not reachable") from err
+        log.info("created agent network", network=name)
+    info = await _inspect(docker, name)
+    if info is None:
+        raise DockerUnavailable(f"network {name!r} could not be created")
+    return _checked(info, name)

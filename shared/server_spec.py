@@ -1,0 +1,226 @@
+"""What a game server is, as the control plane tells a node: image, command, limits, ports.
+
+:class:`ServerSpec` is the body of the agent's create command. Every field is bounded, so a
+spec that validates can be turned into a container without further checks; the container
+itself is shaped by ``node_agent/docker/hardening.py``, not by anything in here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+import uuid
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_ARGS: Final = 256
+MAX_ARG_LENGTH: Final = 4096
+MAX_ENV_VARS: Final = 128
+MAX_ENV_VALUE_LENGTH: Final = 8192
+MAX_INSTALL_SCRIPT_LENGTH: Final = 64 * 1024
+MAX_ALLOCATIONS: Final = 64
+MIN_PORT: Final = 1024
+
+ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Set by the agent itself (from the spec or the container), so a blueprint cannot override them.
+RESERVED_ENV_NAMES: Final = frozenset(
+    {"HOME", "USER", "PATH", "STARTUP", "SERVER_UUID", "SERVER_IP", "SERVER_PORT", "SERVER_MEMORY"}
+)
+RESERVED_ENV_PREFIXES: Final = ("STELLAR_", "LD_")
+# A Docker image reference: [host[:port]/]path[:tag][@sha256:digest], lowercase path.
+IMAGE_REFERENCE: Final = (
+    r"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+(?::[0-9]{1,5})?"
+    r"|[a-zA-Z0-9-]+:[0-9]{1,5}|localhost)/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+StopSignalName = Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"]
+
+ImageReference = Annotated[str, Field(min_length=1, max_length=255, pattern=IMAGE_REFERENCE)]
+Argument = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
+
+
+def _no_nul(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return value
+
+
+def _as_arguments(value: object) -> object:
+    """A string is split like a shell would (quotes honoured), but never run by one."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as err:
+            raise ValueError(f"cannot split the command: {err}") from err
+    return value
+
+
+class Allocation(BaseModel):
+    """One address and port a server's game is published on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ip: str = Field(max_length=45)
+    port: int = Field(ge=MIN_PORT, le=65535)
+    protocols: tuple[Literal["tcp", "udp"], ...] = Field(default=("tcp", "udp"), min_length=1)
+
+    @field_validator("ip")
+    @classmethod
+    def _ip_literal(cls, value: str) -> str:
+        # A literal only: a hostname would be resolved by dockerd at publish time.
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError as err:
+            raise ValueError("must be an IPv4 or IPv6 address literal") from err
+
+    @field_validator("protocols")
+    @classmethod
+    def _unique_protocols(
+        cls, value: tuple[Literal["tcp", "udp"], ...]
+    ) -> tuple[Literal["tcp", "udp"], ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("protocols must not repeat")
+        return value
+
+
+class StopCommand(BaseModel):
+    """Stop by typing ``value`` on the game's console."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["command"]
+    value: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class StopSignal(BaseModel):
+    """Stop by sending a signal to the game's main process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["signal"]
+    value: StopSignalName = "SIGTERM"
+
+
+class InstallSpec(BaseModel):
+    """A one-off container that prepares the server's files before its first start.
+
+    The script is passed to ``entrypoint -c`` (no host file is mounted to carry it); only
+    the server's volume is mounted, at ``/home/container``, as in the game container.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: ImageReference
+    entrypoint: str = Field(default="/bin/sh", min_length=1, max_length=255, pattern=r"^/\S+$")
+    script: str = Field(min_length=1, max_length=MAX_INSTALL_SCRIPT_LENGTH)
+    needs_root: bool = False
+
+    @field_validator("script")
+    @classmethod
+    def _script_text(cls, value: str) -> str:
+        return _no_nul(value, "the install script")
+
+
+class ServerSpec(BaseModel):
+    """Everything a node needs to run one game server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uuid: uuid.UUID
+    image: ImageReference
+    startup: tuple[Argument, ...] = Field(default=(), max_length=MAX_ARGS)
+    environment: dict[str, str] = Field(default_factory=dict, max_length=MAX_ENV_VARS)
+    memory_mib: int = Field(ge=32, le=1024 * 1024)
+    swap_mib: int = Field(default=0, ge=0, le=1024 * 1024)
+    cpu_percent: int = Field(default=100, ge=5, le=100 * 1024)
+    disk_mib: int = Field(ge=64, le=64 * 1024 * 1024)
+    pids_limit: int = Field(default=512, ge=16, le=65536)
+    allocations: tuple[Allocation, ...] = Field(default=(), max_length=MAX_ALLOCATIONS)
+    stop: StopCommand | StopSignal = Field(
+        default_factory=lambda: StopSignal(type="signal"), discriminator="type"
+    )
+    stop_timeout_seconds: int = Field(default=30, ge=1, le=600)
+    read_only_root: bool = True
+    install: InstallSpec | None = None
+
+    @field_validator("startup", mode="before")
+    @classmethod
+    def _split_startup(cls, value: object) -> object:
+        return _as_arguments(value)
+
+    @field_validator("startup")
+    @classmethod
+    def _startup_text(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for argument in value:
+            _no_nul(argument, "a startup argument")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name[:64]!r} is not a valid variable name")
+            if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
+                raise ValueError(f"{name} is set by the agent and cannot be given")
+            if len(text) > MAX_ENV_VALUE_LENGTH:
+                raise ValueError(f"{name} is longer than {MAX_ENV_VALUE_LENGTH} characters")
+            _no_nul(text, f"{name}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_allocations(self) -> ServerSpec:
+        seen: set[tuple[str, int]] = set()
+        for allocation in self.allocations:
+            key = (allocation.ip, allocation.port)
+            if key in seen:
+                raise ValueError(f"allocation {allocation.ip}:{allocation.port} is listed twice")
+            seen.add(key)
+        return self
+
+    @property
+    def primary_allocation(self) -> Allocation | None:
+        """The allocation the game listens on (``SERVER_IP``/``SERVER_PORT``), if any."""
+        return self.allocations[0] if self.allocations else None
+
+
+# --- What the agent answers about a server -------------------------------------------------
+
+InstallPhase = Literal["none", "installing", "installed", "failed"]
+PowerActionName = Literal["start", "stop", "restart", "kill"]
+
+
+class PowerAction(BaseModel):
+    """Body of ``POST /api/v1/servers/{server_id}/power``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: PowerActionName
+
+
+class ContainerStatus(BaseModel):
+    """The game container as Docker last reported it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: str
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+    started_at: str | None
+    finished_at: str | None
+
+
+class ServerStatus(BaseModel):
+    """``GET /api/v1/servers/{server_id}`` and the answer to every change of a server."""
+
+    model_config = ConfigDict(frozen=True)
+
+    uuid: uuid.UUID
+    install: InstallPhase
+    install_exit_code: int | None
+    stopping: bool
+    container: ContainerStatus | None
