@@ -11,9 +11,10 @@ from aiohttp import web
 from control_plane.api import health
 from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, session_factory
-from control_plane.keys import ENGINE, HTTP, NODES, SESSIONS, SETTINGS
+from control_plane.keys import CONSOLES, ENGINE, HTTP, NODES, SESSIONS, SETTINGS
 from control_plane.middlewares import install_security_headers
 from control_plane.nodes.client import NodeClient
+from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.health import node_health_monitor
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
@@ -42,13 +43,19 @@ async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def consoles_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[CONSOLES] = ConsoleSessions()
+    yield
+    await app[CONSOLES].close_all()
+
+
 def create_app(settings: ControlPlaneSettings, *, background_jobs: bool = True) -> web.Application:
     app = web.Application(
         middlewares=[request_context, error_shape, authenticate],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([database_ctx, node_client_ctx])
+    app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx])
     if background_jobs:
         app.cleanup_ctx.append(node_health_monitor)
     install_security_headers(app)

@@ -7,6 +7,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from control_plane.nodes.client import NodeClient
+from control_plane.nodes.console import ConsoleSessions
 from control_plane.security.caller import Caller
 from control_plane.settings import ControlPlaneSettings
 
@@ -19,3 +20,4 @@ NODES = web.AppKey("nodes", NodeClient)
 # Per request: who is calling (None when unauthenticated), and their IP.
 CALLER = web.RequestKey("caller", Caller)
 CLIENT_IP = web.RequestKey("client_ip", str)
+CONSOLES = web.AppKey("consoles", ConsoleSessions)

@@ -77,6 +77,17 @@ def parse_encryption_keys(text: str) -> dict[str, bytes]:
     return keys
 
 
+def parse_range(text: str) -> tuple[int, int]:
+    """``"512-32768"`` → (512, 32768)."""
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit()):
+        raise ValueError(f"{text!r} must be LOW-HIGH, e.g. 512-32768")
+    bounds = (int(low), int(high))
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"{text!r}: LOW must not exceed HIGH")
+    return bounds
+
+
 class ControlPlaneSettings(BaseModel):
     """Field aliases are the environment variable names."""
 
@@ -110,6 +121,20 @@ class ControlPlaneSettings(BaseModel):
     trusted_proxies: str = Field("", alias="STELLAR_TRUSTED_PROXIES")
     session_idle_minutes: int = Field(120, alias="STELLAR_SESSION_IDLE_MINUTES", ge=5, le=10080)
     session_max_hours: int = Field(168, alias="STELLAR_SESSION_MAX_HOURS", ge=1, le=2160)
+
+    limit_memory_mib: str = Field("512-32768", alias="STELLAR_LIMIT_MEMORY_MIB")
+    limit_cpu_percent: str = Field("50-400", alias="STELLAR_LIMIT_CPU_PERCENT")
+    limit_disk_mib: str = Field("1024-102400", alias="STELLAR_LIMIT_DISK_MIB")
+
+    @field_validator("limit_memory_mib", "limit_cpu_percent", "limit_disk_mib")
+    @classmethod
+    def _limit_range(cls, value: str) -> str:
+        parse_range(value)
+        return value
+
+    def limit(self, name: Literal["memory_mib", "cpu_percent", "disk_mib"]) -> tuple[int, int]:
+        """The (lowest, highest) value administrators may give a server."""
+        return parse_range(getattr(self, f"limit_{name}"))
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
-from control_plane.api import api_keys, audit, auth, users
+from control_plane.api import (
+    api_keys,
+    audit,
+    auth,
+    blueprints,
+    console,
+    infrastructure,
+    server_settings,
+    servers,
+    subusers,
+    users,
+)
 from control_plane.api.routing import ApiRoutes, Endpoint
 
-ROUTE_TABLES: list[ApiRoutes] = [auth.routes, users.routes, api_keys.routes, audit.routes]
+ROUTE_TABLES: list[ApiRoutes] = [
+    auth.routes,
+    users.routes,
+    api_keys.routes,
+    audit.routes,
+    infrastructure.routes,
+    blueprints.routes,
+    servers.routes,
+    server_settings.routes,
+    subusers.routes,
+    console.routes,
+]
 
 
 def endpoints() -> list[Endpoint]:

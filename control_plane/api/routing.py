@@ -17,12 +17,21 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db.models import Server
 from control_plane.db.session import transaction
-from control_plane.errors import ApiError, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from control_plane.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
 from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS
 from control_plane.security.api_keys import Scope
 from control_plane.security.caller import Caller, anonymous_actor
-from control_plane.services import audit
+from control_plane.security.permissions import PERMISSIONS, VIEW, ServerAccess
+from control_plane.services import audit, servers
 from control_plane.services.audit import Actor, AuditEvent
 from control_plane.settings import ControlPlaneSettings
 
@@ -52,6 +61,25 @@ class ApiRequest(Generic[B, Q]):
     _db: AsyncSession | None
     failures: list[AuditEvent] = field(default_factory=list)
     cookies: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
+    # Server routes: the server in the path and what the caller may do on it.
+    found: tuple[Server, ServerAccess] | None = None
+    # Run once the request's transaction has committed (e.g. close consoles of a revoked user).
+    committed_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def after_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self.committed_hooks.append(hook)
+
+    @property
+    def server(self) -> Server:
+        if self.found is None:
+            raise RuntimeError("this route declares no server permission")
+        return self.found[0]
+
+    @property
+    def access(self) -> ServerAccess:
+        if self.found is None:
+            raise RuntimeError("this route declares no server permission")
+        return self.found[1]
 
     @property
     def db(self) -> AsyncSession:
@@ -92,9 +120,22 @@ class ApiRequest(Generic[B, Q]):
         """Record a successful action in this request's transaction."""
         await audit.append(self.db, actor or self.actor, AuditEvent(action, **kwargs))
 
+    async def audit_now(self, action: str, **kwargs: Any) -> None:
+        """Record an action in a transaction of its own (routes without one)."""
+        await _audit_now(self.http, AuditEvent(action, **kwargs))
+
     def audit_failure(self, action: str, **kwargs: Any) -> None:
         """Record a failed attempt; written after the request's transaction rolls back."""
         self.failures.append(AuditEvent(action, **kwargs))
+
+    def require(self, permission: str) -> None:
+        """Refuse (audited 403) unless the caller holds ``permission`` on this route's server."""
+        if not self.access.allows(permission):
+            raise self.deny(
+                Forbidden(f"you lack the {permission!r} permission on this server"),
+                target="server",
+                server=str(self.server.id),
+            )
 
     def deny(self, error: ApiError, action: str = "auth.denied", **kwargs: Any) -> ApiError:
         """Audit an authorisation failure and return the error to raise."""
@@ -127,6 +168,8 @@ class Endpoint:
     transactional: bool
     allow_mfa_pending: bool
     rate_limit: str | None
+    # For routes on one server ({server_id} in the path): the permission node they need.
+    permission: str | None
 
 
 def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
@@ -206,7 +249,13 @@ class ApiRoutes:
         transactional: bool = True,
         allow_mfa_pending: bool = False,
         rate_limit: str | None = None,
+        permission: str | None = None,
     ) -> Callable[[Handler], Handler]:
+        if "{server_id}" in path and permission is None and access is not Access.ADMIN:
+            raise ValueError(f"{method} {path}: a server route must declare its permission")
+        if permission is not None and permission not in PERMISSIONS | {VIEW}:
+            raise ValueError(f"{method} {path}: unknown permission {permission!r}")
+
         def register(handler: Handler) -> Handler:
             endpoint = Endpoint(
                 method=method,
@@ -222,6 +271,7 @@ class ApiRoutes:
                 transactional=transactional,
                 allow_mfa_pending=allow_mfa_pending,
                 rate_limit=rate_limit,
+                permission=permission,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))
@@ -246,6 +296,27 @@ class ApiRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return list(self._routes)
+
+
+async def _server_for(
+    endpoint: Endpoint, api: ApiRequest[Any, Any], db: AsyncSession
+) -> tuple[Server, ServerAccess]:
+    """The server in the path, if the caller may see it and holds the route's permission."""
+    server_id = api.uuid_param("server_id")
+    found = await servers.access_for(db, api.me, server_id)
+    if found is None:
+        raise api.deny(NotFound("no such server"), target="server", server=str(server_id))
+    server, access = found
+    needed = endpoint.permission or "*"
+    if not access.allows(needed):
+        raise api.deny(
+            Forbidden(f"you lack the {needed!r} permission on this server"),
+            target="server",
+            server=str(server_id),
+        )
+    if server.suspended and access.role != "admin":
+        raise Conflict("this server is suspended; contact the administrators")
+    return server, access
 
 
 async def _audit_now(request: web.Request, *events: AuditEvent) -> None:
@@ -280,10 +351,17 @@ def _wrap(
             body = await _read_body(request, endpoint.body)
             if not endpoint.transactional:
                 api = ApiRequest(request, body, query, caller, None)
+                if endpoint.permission:
+                    async with transaction(request.app[SESSIONS]) as db:
+                        api.found = await _server_for(endpoint, api, db)
                 return _respond(endpoint, await handler(api), api)
             async with transaction(request.app[SESSIONS]) as db:
                 api = ApiRequest(request, body, query, caller, db)
+                if endpoint.permission:
+                    api.found = await _server_for(endpoint, api, db)
                 result = await handler(api)
+            for hook in api.committed_hooks:
+                await hook()
             return _respond(endpoint, result, api)
         finally:
             if api is not None and api.failures:

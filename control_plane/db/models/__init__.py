@@ -3,8 +3,24 @@
 from control_plane.db.models.api_key import ApiKey
 from control_plane.db.models.audit import AuditEntry, AuditHead
 from control_plane.db.models.base import Base
-from control_plane.db.models.node import Node
+from control_plane.db.models.blueprint import Blueprint
+from control_plane.db.models.location import Location
+from control_plane.db.models.node import Allocation, Node
+from control_plane.db.models.server import Server, Subuser
 from control_plane.db.models.session import Session
 from control_plane.db.models.user import User
 
-__all__ = ["ApiKey", "AuditEntry", "AuditHead", "Base", "Node", "Session", "User"]
+__all__ = [
+    "Allocation",
+    "ApiKey",
+    "AuditEntry",
+    "AuditHead",
+    "Base",
+    "Blueprint",
+    "Location",
+    "Node",
+    "Server",
+    "Session",
+    "Subuser",
+    "User",
+]

@@ -1,10 +1,11 @@
-"""A game host running a node agent."""
+"""A game host running a node agent, and the ports it offers."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
@@ -15,7 +16,29 @@ class Node(IdMixin, CreatedMixin, Base):
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
     url: Mapped[str] = mapped_column(String(255))
+    location_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("locations.id", ondelete="RESTRICT"), default=None, index=True
+    )
+    # What the control plane may place on this node (MiB); servers' limits add up to at most this.
+    memory_mib: Mapped[int] = mapped_column(default=0)
+    disk_mib: Mapped[int] = mapped_column(default=0)
     # SHA-256 of the agent's TLS certificate, pinned by the control plane (issue: deploy).
     tls_fingerprint: Mapped[str | None] = mapped_column(String(95), default=None)
     status: Mapped[str] = mapped_column(String(16), default="unknown")
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Allocation(IdMixin, Base):
+    """One IP and port of a node; at most one server holds it."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (UniqueConstraint("node_id", "ip", "port"),)
+
+    node_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), index=True
+    )
+    ip: Mapped[str] = mapped_column(String(45))
+    port: Mapped[int]
+    server_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("servers.id", ondelete="SET NULL"), default=None, index=True
+    )

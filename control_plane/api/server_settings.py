@@ -1,0 +1,128 @@
+"""A server's startup settings, its ports and its activity, for owners and sub-users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from control_plane.api.audit import filtered
+from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.db.models import AuditEntry
+from control_plane.errors import InvalidRequest
+from control_plane.schemas.audit import AuditEntryOut, AuditQuery
+from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
+from control_plane.schemas.servers import (
+    ServerAllocationOut,
+    StartupOut,
+    StartupUpdate,
+    VariableOut,
+)
+from control_plane.services import blueprints as blueprint_service
+from control_plane.services import servers as service
+
+routes = ApiRoutes("server settings")
+
+
+async def _startup(req: ApiRequest[Any, Any]) -> StartupOut:
+    server = req.server
+    blueprint = await blueprint_service.get_blueprint(req.db, server.blueprint_id)
+    spec = await service.build_spec(req.db, server)
+    # Owners see what users may see; only administrators see hidden variables.
+    hidden_ok = req.access.role == "admin"
+    return StartupOut(
+        command=list(spec.startup),
+        image=server.image,
+        images=[i["image"] for i in blueprint.images],
+        variables=[
+            VariableOut(
+                env=v["env"],
+                name=v["name"],
+                description=v.get("description", ""),
+                value=server.variables.get(v["env"], ""),
+                editable=bool(v.get("user_editable")) or req.access.role == "admin",
+            )
+            for v in blueprint.variables
+            if v.get("user_viewable") or hidden_ok
+        ],
+    )
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}/startup",
+    summary="The startup command and the variables I may see",
+    permission="startup.read",
+    response=StartupOut,
+)
+async def get_startup(req: ApiRequest[Any, Any]) -> StartupOut:
+    return await _startup(req)
+
+
+@routes.patch(
+    "/api/v1/servers/{server_id}/startup",
+    summary="Change user-editable variables (startup.update) or the image (startup.docker-image)",
+    permission="startup.update",
+    body=StartupUpdate,
+    response=StartupOut,
+)
+async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
+    server = req.server
+    blueprint = await blueprint_service.get_blueprint(req.db, server.blueprint_id)
+    if req.body.image is not None:
+        req.require("startup.docker-image")
+        if req.body.image not in [i["image"] for i in blueprint.images]:
+            raise InvalidRequest("image must be one of the blueprint's images")
+        server.image = req.body.image
+    server.variables = service.validate_variables(
+        blueprint,
+        req.body.variables,
+        current=server.variables,
+        user=req.access.role != "admin",
+    )
+    await req.audit(
+        "server.startup.updated",
+        target_type="server",
+        target_id=str(server.id),
+        details={"variables": sorted(req.body.variables), "image": req.body.image},
+    )
+    return await _startup(req)
+
+
+class AllocationsOut(Output):
+    data: list[ServerAllocationOut]
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}/allocations",
+    summary="The server's ports",
+    permission="allocations.read",
+    response=AllocationsOut,
+)
+async def server_allocations(req: ApiRequest[Any, Any]) -> AllocationsOut:
+    rows = await service.allocations_of(req.db, req.server.id)
+    return AllocationsOut(data=[ServerAllocationOut.model_validate(a) for a in rows])
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}/activity",
+    summary="What was done to this server, newest first",
+    permission="activity.read",
+    query=PageQuery,
+    response=Page[AuditEntryOut],
+)
+async def activity(req: ApiRequest[Any, PageQuery]) -> Page[AuditEntryOut]:
+    query = AuditQuery(
+        page=req.query.page,
+        per_page=req.query.per_page,
+        target_type="server",
+        target_id=str(req.server.id),
+    )
+    statement = filtered(query)
+    total = await req.db.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = await req.db.scalars(
+        statement.order_by(AuditEntry.id.desc()).offset(query.offset).limit(query.per_page)
+    )
+    return Page[AuditEntryOut](
+        data=[AuditEntryOut.model_validate(r) for r in rows],
+        meta=PageMeta(page=query.page, per_page=query.per_page, total=total),
+    )

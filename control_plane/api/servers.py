@@ -1,0 +1,335 @@
+"""Game servers: administrators create, suspend and delete them; owners and sub-users use them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.db.models import Server, User
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError, InvalidRequest, NotFound
+from control_plane.keys import NODES, SESSIONS
+from control_plane.schemas.common import Page, PageMeta, PageQuery
+from control_plane.schemas.servers import (
+    CommandIn,
+    LimitsOut,
+    PowerIn,
+    ServerAllocationOut,
+    ServerCreate,
+    ServerOut,
+    ServerRename,
+)
+from control_plane.security.permissions import VIEW, ServerAccess
+from control_plane.services import audit
+from control_plane.services import blueprints as blueprint_service
+from control_plane.services import infrastructure as infra
+from control_plane.services import servers as service
+from control_plane.services.audit import AuditEvent
+from shared.errors import ErrorDetail
+
+routes = ApiRoutes("servers")
+log = structlog.get_logger("servers")
+
+
+async def server_out(db: AsyncSession, server: Server, access: ServerAccess) -> ServerOut:
+    allocations = await service.allocations_of(db, server.id)
+    return ServerOut(
+        id=server.id,
+        name=server.name,
+        owner_id=server.owner_id,
+        node_id=server.node_id,
+        blueprint_id=server.blueprint_id,
+        image=server.image,
+        state=server.state,
+        suspended=server.suspended,
+        limits=LimitsOut.model_validate(server),
+        allocations=[ServerAllocationOut.model_validate(a) for a in allocations],
+        created_at=server.created_at,
+        permissions=sorted(access.permissions),
+    )
+
+
+def _check_limits(req: ApiRequest[ServerCreate, Any]) -> service.ServerLimits:
+    body = req.body
+    problems = []
+    for field in ("memory_mib", "cpu_percent", "disk_mib"):
+        low, high = req.settings.limit(field)
+        value = getattr(body, field)
+        if not low <= value <= high:
+            problems.append(
+                ErrorDetail(
+                    loc=[field], msg=f"must be between {low} and {high}", type="value_error"
+                )
+            )
+    if problems:
+        raise InvalidRequest("limits out of range", details=problems)
+    return service.ServerLimits(
+        body.memory_mib, body.swap_mib, body.cpu_percent, body.disk_mib, body.pids_limit
+    )
+
+
+@routes.post(
+    "/api/v1/servers",
+    summary="Create a server for a user on a node (or on any node with room in a location)",
+    access=Access.ADMIN,
+    body=ServerCreate,
+    response=ServerOut,
+    status=201,
+    transactional=False,
+)
+async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
+    body = req.body
+    limits = _check_limits(req)
+    factory = req.http.app[SESSIONS]
+    # 1. Take the ports and record the server (committed, so concurrent creates see it).
+    async with transaction(factory) as db:
+        owner = await db.get(User, body.owner_id)
+        if owner is None:
+            raise InvalidRequest("no such owner")
+        blueprint = await blueprint_service.get_blueprint(db, body.blueprint_id)
+        if body.node_id is not None:
+            node_id = body.node_id
+        else:
+            assert body.location_id is not None  # the schema requires one of the two
+            node_id = await service.pick_node(db, body.location_id, limits)
+        server = await service.create_server(
+            db,
+            name=body.name,
+            owner=owner,
+            blueprint=blueprint,
+            node_id=node_id,
+            image=body.image,
+            limits=limits,
+            variables=body.variables,
+        )
+        spec = await service.build_spec(db, server)
+        node = await infra.get_node(db, node_id)
+        installs = blueprint.install is not None
+    # 2. Tell the node, outside any transaction; if it refuses, undo the record.
+    try:
+        await req.http.app[NODES].create_server(node, spec, user=str(req.me.user_id))
+    except ApiError:
+        async with transaction(factory) as db:
+            stale = await db.get(Server, spec.uuid)
+            if stale is not None:
+                await db.delete(stale)
+        raise
+    # 3. The node has it.
+    async with transaction(factory) as db:
+        created = await db.get(Server, spec.uuid)
+        if created is None:
+            raise NotFound("the server was deleted while it was being created")
+        created.state = "installing" if installs else "offline"
+        await audit.append(
+            db,
+            req.actor,
+            AuditEvent(
+                "server.created",
+                target_type="server",
+                target_id=str(created.id),
+                details={"name": created.name, "owner": str(created.owner_id), "node": node.name},
+            ),
+        )
+        return await server_out(db, created, ServerAccess(created.id, "admin", frozenset({"*"})))
+
+
+@routes.get(
+    "/api/v1/servers",
+    summary="List the servers I may see",
+    query=PageQuery,
+    response=Page[ServerOut],
+)
+async def list_servers(req: ApiRequest[Any, PageQuery]) -> Page[ServerOut]:
+    statement = service.visible_servers(req.me)
+    total = await req.db.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = list(
+        await req.db.scalars(
+            statement.order_by(Server.name, Server.id)
+            .offset(req.query.offset)
+            .limit(req.query.per_page)
+        )
+    )
+    data = []
+    for server in rows:
+        found = await service.access_for(req.db, req.me, server.id)
+        if found is not None:
+            data.append(await server_out(req.db, *found))
+    return Page[ServerOut](
+        data=data, meta=PageMeta(page=req.query.page, per_page=req.query.per_page, total=total)
+    )
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}", summary="Get a server", permission=VIEW, response=ServerOut
+)
+async def get_server(req: ApiRequest[Any, Any]) -> ServerOut:
+    return await server_out(req.db, req.server, req.access)
+
+
+@routes.patch(
+    "/api/v1/servers/{server_id}",
+    summary="Rename a server",
+    permission="settings.rename",
+    body=ServerRename,
+    response=ServerOut,
+)
+async def rename_server(req: ApiRequest[ServerRename, Any]) -> ServerOut:
+    old = req.server.name
+    req.server.name = req.body.name
+    await req.audit(
+        "server.renamed",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"from": old, "to": req.body.name},
+    )
+    return await server_out(req.db, req.server, req.access)
+
+
+async def _node_for(req: ApiRequest[Any, Any]) -> Any:
+    return await infra.get_node(req.db, req.server.node_id)
+
+
+@routes.post(
+    "/api/v1/servers/{server_id}/power",
+    summary="Start, stop, restart or kill (each needs its control.* permission)",
+    permission=VIEW,
+    body=PowerIn,
+    status=202,
+    rate_limit="power",
+)
+async def power(req: ApiRequest[PowerIn, Any]) -> None:
+    action = req.body.action
+    req.require(f"control.{action}")
+    node = await _node_for(req)
+    await req.http.app[NODES].server_call(
+        node,
+        req.server.id,
+        "POST",
+        "/power",
+        action="server.power",
+        user=str(req.me.user_id),
+        payload={"action": action},
+    )
+    await req.audit(f"server.power.{action}", target_type="server", target_id=str(req.server.id))
+
+
+@routes.post(
+    "/api/v1/servers/{server_id}/command",
+    summary="Send a line to the game's console",
+    permission="console.write",
+    body=CommandIn,
+    status=204,
+)
+async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
+    node = await _node_for(req)
+    await req.http.app[NODES].server_call(
+        node,
+        req.server.id,
+        "POST",
+        "/command",
+        action="server.command",
+        user=str(req.me.user_id),
+        payload={"command": req.body.command},
+    )
+    await req.audit(
+        "server.console.command",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"command": req.body.command[:200]},
+    )
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}/logs", summary="Recent console lines", permission="console.read"
+)
+async def recent_logs(req: ApiRequest[Any, Any]) -> Any:
+    from aiohttp import web
+
+    node = await _node_for(req)
+    data = await req.http.app[NODES].server_call(
+        node, req.server.id, "GET", "/logs", action="server.logs", user=str(req.me.user_id)
+    )
+    return web.json_response(data)
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}/stats",
+    summary="CPU, memory, network, uptime",
+    permission="stats.read",
+)
+async def stats(req: ApiRequest[Any, Any]) -> Any:
+    from aiohttp import web
+
+    node = await _node_for(req)
+    data = await req.http.app[NODES].server_call(
+        node, req.server.id, "GET", "/stats", action="server.stats", user=str(req.me.user_id)
+    )
+    return web.json_response(data)
+
+
+@routes.post(
+    "/api/v1/servers/{server_id}/suspend",
+    summary="Suspend: stop the server and block every action until unsuspended",
+    access=Access.ADMIN,
+    permission=VIEW,
+    response=ServerOut,
+)
+async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
+    node = await _node_for(req)
+    req.server.suspended = True
+    try:
+        await req.http.app[NODES].server_call(
+            node,
+            req.server.id,
+            "POST",
+            "/power",
+            action="server.power",
+            user=str(req.me.user_id),
+            payload={"action": "kill"},
+        )
+    except ApiError as err:
+        # Suspension stands even if the node is down; it is stopped when it answers again.
+        log.warning(
+            "suspend: node did not stop the server", server=str(req.server.id), error=err.message
+        )
+    await req.audit("server.suspended", target_type="server", target_id=str(req.server.id))
+    return await server_out(req.db, req.server, req.access)
+
+
+@routes.post(
+    "/api/v1/servers/{server_id}/unsuspend",
+    summary="Lift a suspension",
+    access=Access.ADMIN,
+    permission=VIEW,
+    response=ServerOut,
+)
+async def unsuspend(req: ApiRequest[Any, Any]) -> ServerOut:
+    req.server.suspended = False
+    await req.audit("server.unsuspended", target_type="server", target_id=str(req.server.id))
+    return await server_out(req.db, req.server, req.access)
+
+
+@routes.delete(
+    "/api/v1/servers/{server_id}",
+    summary="Delete a server: its container and files on the node, then its record",
+    access=Access.ADMIN,
+    permission=VIEW,
+    status=204,
+)
+async def delete_server(req: ApiRequest[Any, Any]) -> None:
+    node = await _node_for(req)
+    try:
+        await req.http.app[NODES].server_call(
+            node, req.server.id, "DELETE", "", action="server.delete", user=str(req.me.user_id)
+        )
+    except NotFound:
+        log.info("delete: the node no longer has the server", server=str(req.server.id))
+    server_id, name = req.server.id, req.server.name
+    await req.db.delete(req.server)
+    await req.audit(
+        "server.deleted", target_type="server", target_id=str(server_id), details={"name": name}
+    )

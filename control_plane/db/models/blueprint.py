@@ -1,0 +1,26 @@
+"""A blueprint (an "egg"): how to install and run one kind of game server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+
+
+class Blueprint(IdMixin, CreatedMixin, Base):
+    __tablename__ = "blueprints"
+
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # [{"name": "Java 21", "image": "ghcr.io/…"}]; the first is the default.
+    images: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    startup: Mapped[str] = mapped_column(Text)
+    stop: Mapped[dict[str, Any]] = mapped_column(JSON)
+    install: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    variables: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    read_only_root: Mapped[bool] = mapped_column(default=True)
+    # gitignore-style patterns no file operation may touch.
+    file_denylist: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -1,0 +1,15 @@
+"""A place nodes are in (a data centre, a region)."""
+
+from __future__ import annotations
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+
+
+class Location(IdMixin, CreatedMixin, Base):
+    __tablename__ = "locations"
+
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="")

@@ -1,0 +1,52 @@
+"""A game server: owned by a user, placed on a node, shaped by a blueprint."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+
+
+class Server(IdMixin, CreatedMixin, Base):
+    __tablename__ = "servers"
+
+    name: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    node_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("nodes.id", ondelete="RESTRICT"), index=True
+    )
+    blueprint_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("blueprints.id", ondelete="RESTRICT")
+    )
+    image: Mapped[str] = mapped_column(String(255))
+    memory_mib: Mapped[int]
+    swap_mib: Mapped[int] = mapped_column(default=0)
+    cpu_percent: Mapped[int]
+    disk_mib: Mapped[int]
+    pids_limit: Mapped[int] = mapped_column(default=512)
+    # Blueprint variable values by environment name.
+    variables: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Last state the node reported: installing, offline, starting, running, stopping, crashed;
+    # "provisioning" until the node has accepted the create command, "failed" if it did not.
+    state: Mapped[str] = mapped_column(String(16), default="provisioning")
+    suspended: Mapped[bool] = mapped_column(default=False)
+
+
+class Subuser(IdMixin, CreatedMixin, Base):
+    """Another user's access to a server, limited to a set of permission nodes."""
+
+    __tablename__ = "subusers"
+    __table_args__ = (UniqueConstraint("server_id", "user_id"),)
+
+    server_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("servers.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    permissions: Mapped[list[str]] = mapped_column(JSON)

@@ -1,0 +1,171 @@
+"""The console WebSocket proxy: browser ⇄ control plane ⇄ node agent.
+
+The browser never talks to a node. Each message from the browser is checked against the
+user's permissions before it is forwarded; the node connection is re-opened with a fresh
+command token when the node closes it (tokens are short-lived); and a change of the user's
+permissions closes their open consoles at once (in this process) or within the re-check
+interval (in other replicas).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from control_plane.security.permissions import ServerAccess
+
+log = structlog.get_logger("console")
+CLOSE_PERMISSIONS_CHANGED = 4403
+CLOSE_NODE_UNAVAILABLE = 4502
+RECHECK_SECONDS = 10.0
+MAX_RECONNECTS = 5
+# What a browser may ask for, and the permission each needs.
+INBOUND: dict[str, Callable[[list[Any]], str | None]] = {
+    "send command": lambda _args: "console.write",
+    "send logs": lambda _args: "console.read",
+    "send stats": lambda _args: "stats.read",
+    "set state": lambda args: (
+        f"control.{args[0]}" if args and args[0] in {"start", "stop", "restart", "kill"} else None
+    ),
+}
+
+
+class ConsoleSessions:
+    """The open console sockets of this process, by server and user."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[uuid.UUID, uuid.UUID], set[web.WebSocketResponse]] = defaultdict(set)
+
+    @contextlib.contextmanager
+    def register(
+        self, server_id: uuid.UUID, user_id: uuid.UUID, socket: web.WebSocketResponse
+    ) -> Any:
+        key = (server_id, user_id)
+        self._open[key].add(socket)
+        try:
+            yield
+        finally:
+            self._open[key].discard(socket)
+            if not self._open[key]:
+                del self._open[key]
+
+    def count(self, server_id: uuid.UUID, user_id: uuid.UUID) -> int:
+        return len(self._open.get((server_id, user_id), ()))
+
+    async def close_for(self, server_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """Close every console this user has open on this server (permissions changed)."""
+        for socket in list(self._open.get((server_id, user_id), ())):
+            await socket.close(code=CLOSE_PERMISSIONS_CHANGED, message=b"permissions changed")
+
+    async def close_all(self) -> None:
+        for sockets in list(self._open.values()):
+            for socket in list(sockets):
+                await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"shutting down")
+
+
+NodeConnector = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
+AccessCheck = Callable[[], Awaitable[ServerAccess | None]]
+
+
+async def _error(browser: web.WebSocketResponse, message: str) -> None:
+    await browser.send_json({"event": "error", "args": [message]})
+
+
+async def _browser_to_node(
+    browser: web.WebSocketResponse,
+    node: Callable[[], aiohttp.ClientWebSocketResponse],
+    access: Callable[[], ServerAccess],
+) -> None:
+    async for message in browser:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            continue
+        try:
+            data = json.loads(message.data)
+            event, args = str(data["event"]), list(data.get("args", []))
+        except (ValueError, KeyError, TypeError):
+            await _error(browser, "messages are JSON objects with an event and args")
+            continue
+        rule = INBOUND.get(event)
+        needed = rule(args) if rule else None
+        if needed is None:
+            await _error(browser, f"unknown or malformed event {event!r}")
+            continue
+        if not access().allows(needed):
+            await _error(browser, f"you lack the {needed!r} permission")
+            continue
+        await node().send_json({"event": event, "args": args})
+
+
+async def _node_to_browser(
+    browser: web.WebSocketResponse, node: aiohttp.ClientWebSocketResponse
+) -> None:
+    async for message in node:
+        if message.type == aiohttp.WSMsgType.TEXT:
+            await browser.send_str(message.data)
+        elif message.type == aiohttp.WSMsgType.ERROR:
+            break
+
+
+async def proxy_console(
+    browser: web.WebSocketResponse,
+    *,
+    connect: NodeConnector,
+    check_access: AccessCheck,
+    access: ServerAccess,
+) -> None:
+    """Relay until the browser leaves, access is lost, or the node stays away."""
+    current = {"access": access}
+    node = await connect()
+    holder = {"node": node}
+
+    async def recheck() -> None:
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            fresh = await check_access()
+            if fresh is None or not fresh.allows("console.read"):
+                await browser.close(code=CLOSE_PERMISSIONS_CHANGED, message=b"permissions changed")
+                return
+            current["access"] = fresh
+
+    async def relay_from_node() -> None:
+        failures = 0
+        while not browser.closed:
+            await _node_to_browser(browser, holder["node"])
+            if browser.closed:
+                return
+            # The node closed (token lifetime, agent restart): reconnect with a fresh token.
+            failures += 1
+            if failures > MAX_RECONNECTS:
+                await browser.close(code=CLOSE_NODE_UNAVAILABLE, message=b"node unavailable")
+                return
+            await asyncio.sleep(min(0.5 * failures, 3.0))
+            try:
+                holder["node"] = await connect()
+                failures = 0
+            except Exception as err:
+                log.warning("console reconnect failed", error=str(err))
+
+    tasks = [
+        asyncio.create_task(relay_from_node()),
+        asyncio.create_task(recheck()),
+        asyncio.create_task(
+            _browser_to_node(browser, lambda: holder["node"], lambda: current["access"])
+        ),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await holder["node"].close()
+        await browser.close()

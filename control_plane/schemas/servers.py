@@ -1,0 +1,116 @@
+"""Game servers as owners, sub-users and administrators see them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from control_plane.schemas.common import Input, Output
+
+
+class ServerCreate(Input):
+    """Administrators create servers for an owner on a node (or in a location)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    owner_id: uuid.UUID
+    blueprint_id: uuid.UUID
+    node_id: uuid.UUID | None = None
+    location_id: uuid.UUID | None = None
+    image: str | None = Field(None, max_length=255)
+    memory_mib: int
+    swap_mib: int = Field(0, ge=0, le=32768)
+    cpu_percent: int
+    disk_mib: int
+    pids_limit: int = Field(512, ge=32, le=32768)
+    variables: dict[str, str] = Field(default_factory=dict, max_length=64)
+
+    @model_validator(mode="after")
+    def _placement(self) -> ServerCreate:
+        if (self.node_id is None) == (self.location_id is None):
+            raise ValueError("give exactly one of node_id (a node) or location_id (any node there)")
+        return self
+
+
+class ServerRename(Input):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class PowerIn(Input):
+    action: Literal["start", "stop", "restart", "kill"]
+
+
+class CommandIn(Input):
+    command: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class LimitsOut(Output):
+    memory_mib: int
+    swap_mib: int
+    cpu_percent: int
+    disk_mib: int
+    pids_limit: int
+
+
+class ServerAllocationOut(Output):
+    ip: str
+    port: int
+
+
+class ServerOut(Output):
+    id: uuid.UUID
+    name: str
+    owner_id: uuid.UUID
+    node_id: uuid.UUID
+    blueprint_id: uuid.UUID
+    image: str
+    state: str
+    suspended: bool
+    limits: LimitsOut
+    allocations: list[ServerAllocationOut]
+    created_at: dt.datetime
+    # What the caller may do here: ["*"] for owners and admins, else their permission nodes.
+    permissions: list[str]
+
+
+class VariableOut(Output):
+    env: str
+    name: str
+    description: str
+    value: str
+    editable: bool
+
+
+class StartupOut(Output):
+    command: list[str]
+    image: str
+    images: list[str]
+    variables: list[VariableOut]
+
+
+class StartupUpdate(Input):
+    variables: dict[str, str] = Field(default_factory=dict, max_length=64)
+    image: str | None = Field(None, max_length=255)
+
+
+class SubuserCreate(Input):
+    email: str = Field(min_length=3, max_length=254)
+    permissions: list[str] = Field(max_length=64)
+
+
+class SubuserUpdate(Input):
+    permissions: list[str] = Field(max_length=64)
+
+
+class SubuserOut(Output):
+    id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    permissions: list[str]
+    created_at: dt.datetime
+
+
+class SubuserList(Output):
+    data: list[SubuserOut]

@@ -1,0 +1,100 @@
+"""Permission nodes of sub-users (``category.action``) and who may do what on a server.
+
+Owners and administrators hold every permission; a sub-user holds exactly the nodes granted
+to them, where ``*`` and ``category.*`` are wildcards. A sub-user who manages other sub-users
+can only grant what they hold themselves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+PERMISSIONS: Final = frozenset(
+    {
+        "control.console",
+        "control.start",
+        "control.stop",
+        "control.restart",
+        "control.kill",
+        "console.read",
+        "console.write",
+        "stats.read",
+        "files.read",
+        "files.write",
+        "files.create",
+        "files.delete",
+        "files.archive",
+        "backups.read",
+        "backups.create",
+        "backups.delete",
+        "backups.restore",
+        "backups.download",
+        "allocations.read",
+        "allocations.update",
+        "startup.read",
+        "startup.update",
+        "startup.docker-image",
+        "settings.rename",
+        "settings.reinstall",
+        "activity.read",
+        "schedules.read",
+        "schedules.create",
+        "schedules.update",
+        "schedules.delete",
+        "users.read",
+        "users.create",
+        "users.update",
+        "users.delete",
+    }
+)
+CATEGORIES: Final = frozenset(p.split(".", 1)[0] for p in PERMISSIONS)
+# Seeing that a server exists (its name, state, limits): every member may.
+VIEW: Final = "server.view"
+
+
+def valid_grant(node: str) -> bool:
+    """A grantable node: a known permission, ``category.*`` or ``*``."""
+    if node == "*" or node in PERMISSIONS:
+        return True
+    category, _, action = node.partition(".")
+    return action == "*" and category in CATEGORIES
+
+
+def holds(granted: Iterable[str], needed: str) -> bool:
+    """Whether ``granted`` (with wildcards) covers the permission ``needed``."""
+    category = needed.split(".", 1)[0]
+    return any(node in ("*", needed, f"{category}.*") for node in granted)
+
+
+def covers(granted: Iterable[str], node: str) -> bool:
+    """Whether ``granted`` covers everything ``node`` (possibly a wildcard) stands for."""
+    held = list(granted)
+    if node == "*":
+        return "*" in held
+    if node.endswith(".*"):
+        category = node[:-2]
+        return all(holds(held, p) for p in PERMISSIONS if p.startswith(category + "."))
+    return holds(held, node)
+
+
+def expand(granted: Iterable[str]) -> frozenset[str]:
+    """Every concrete permission that ``granted`` stands for."""
+    held = list(granted)
+    return frozenset(p for p in PERMISSIONS if holds(held, p))
+
+
+@dataclass(frozen=True)
+class ServerAccess:
+    """What the caller may do on one server."""
+
+    server_id: uuid.UUID
+    role: Literal["admin", "owner", "subuser"]
+    permissions: frozenset[str]
+
+    def allows(self, needed: str) -> bool:
+        if self.role in ("admin", "owner") or needed == VIEW:
+            return True
+        return holds(self.permissions, needed)

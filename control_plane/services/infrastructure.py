@@ -1,0 +1,89 @@
+"""Locations, nodes and their allocations."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import Allocation, Location, Node, Server
+from control_plane.errors import Conflict, InvalidRequest, NotFound
+
+
+async def create_location(db: AsyncSession, *, code: str, description: str) -> Location:
+    location = Location(code=code, description=description)
+    db.add(location)
+    try:
+        await db.flush()
+    except IntegrityError as err:
+        raise Conflict(f"a location {code!r} exists already") from err
+    return location
+
+
+async def delete_location(db: AsyncSession, location_id: uuid.UUID) -> Location:
+    location = await db.get(Location, location_id)
+    if location is None:
+        raise NotFound("no such location")
+    in_use = await db.scalar(select(func.count()).where(Node.location_id == location_id))
+    if in_use:
+        raise Conflict("the location still has nodes; move or delete them first")
+    await db.delete(location)
+    return location
+
+
+async def get_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
+    node = await db.get(Node, node_id)
+    if node is None:
+        raise NotFound("no such node")
+    return node
+
+
+async def check_location(db: AsyncSession, location_id: uuid.UUID | None) -> None:
+    if location_id is not None and await db.get(Location, location_id) is None:
+        raise InvalidRequest("no such location")
+
+
+async def delete_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
+    node = await get_node(db, node_id)
+    servers = await db.scalar(select(func.count()).where(Server.node_id == node_id))
+    if servers:
+        raise Conflict("the node still has servers; delete or move them first")
+    await db.delete(node)
+    return node
+
+
+async def add_allocations(
+    db: AsyncSession, node: Node, *, ip: str, first: int, last: int
+) -> list[Allocation]:
+    """Add ports ``first``..``last`` on ``ip``; ports the node already has are a conflict."""
+    address = str(ipaddress.ip_address(ip))
+    existing = set(
+        await db.scalars(
+            select(Allocation.port).where(
+                Allocation.node_id == node.id,
+                Allocation.ip == address,
+                Allocation.port.between(first, last),
+            )
+        )
+    )
+    if existing:
+        raise Conflict(f"ports already allocated on {address}: {sorted(existing)[:10]}")
+    rows = [Allocation(node_id=node.id, ip=address, port=p) for p in range(first, last + 1)]
+    db.add_all(rows)
+    try:
+        await db.flush()
+    except IntegrityError as err:
+        raise Conflict("some of these ports were allocated at the same time") from err
+    return rows
+
+
+async def delete_allocation(db: AsyncSession, node_id: uuid.UUID, allocation_id: uuid.UUID) -> None:
+    allocation = await db.get(Allocation, allocation_id)
+    if allocation is None or allocation.node_id != node_id:
+        raise NotFound("no such allocation")
+    if allocation.server_id is not None:
+        raise Conflict("a server uses this allocation")
+    await db.delete(allocation)

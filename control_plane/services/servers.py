@@ -1,0 +1,269 @@
+"""Servers: who may see them, their creation (atomic port assignment), their spec for the node."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import Allocation, Blueprint, Node, Server, Subuser, User
+from control_plane.errors import Conflict, InvalidRequest, NotFound
+from control_plane.schemas.blueprints import PLACEHOLDER
+from control_plane.security.caller import Caller
+from control_plane.security.permissions import ServerAccess
+from shared.errors import ErrorDetail
+from shared.server_spec import InstallSpec, ServerSpec
+
+
+async def access_for(
+    db: AsyncSession, caller: Caller, server_id: uuid.UUID
+) -> tuple[Server, ServerAccess] | None:
+    """The server and the caller's access to it, or None if the caller may not see it."""
+    server = await db.get(Server, server_id)
+    if server is None:
+        return None
+    if caller.is_admin:
+        return server, ServerAccess(server.id, "admin", frozenset({"*"}))
+    if server.owner_id == caller.user_id:
+        return server, ServerAccess(server.id, "owner", frozenset({"*"}))
+    sub = await db.scalar(
+        select(Subuser).where(Subuser.server_id == server_id, Subuser.user_id == caller.user_id)
+    )
+    if sub is None:
+        return None
+    return server, ServerAccess(server.id, "subuser", frozenset(sub.permissions))
+
+
+def visible_servers(caller: Caller) -> Any:
+    """The servers a caller may list: all for admins, else owned or shared with them."""
+    statement = select(Server)
+    if caller.is_admin:
+        return statement
+    shared = select(Subuser.server_id).where(Subuser.user_id == caller.user_id)
+    return statement.where((Server.owner_id == caller.user_id) | Server.id.in_(shared))
+
+
+def _detail(field: str, message: str) -> ErrorDetail:
+    return ErrorDetail(loc=["variables", field], msg=message, type="value_error")
+
+
+def validate_variables(
+    blueprint: Blueprint, given: dict[str, str], *, current: dict[str, str], user: bool
+) -> dict[str, str]:
+    """Merge ``given`` into ``current`` (or the defaults) under the blueprint's rules.
+
+    With ``user``, only user-editable variables may be set. Every problem is reported, each
+    with its variable name.
+    """
+    spec = {v["env"]: v for v in blueprint.variables}
+    problems: list[ErrorDetail] = []
+    values = {env: current.get(env, str(v.get("default", ""))) for env, v in spec.items()}
+    for env, value in given.items():
+        variable = spec.get(env)
+        if variable is None or (user and not variable.get("user_editable")):
+            problems.append(_detail(env, "no such variable, or not editable"))
+            continue
+        values[env] = value
+    for env, variable in spec.items():
+        value = values[env]
+        problem = _variable_problem(variable, value)
+        if problem:
+            problems.append(_detail(env, problem))
+    if problems:
+        raise InvalidRequest("invalid variables", details=problems)
+    return values
+
+
+def _variable_problem(variable: dict[str, Any], value: str) -> str | None:
+    if len(value) > 4096:
+        return "at most 4096 characters"
+    if "\x00" in value:
+        return "must not contain NUL"
+    if value == "":
+        return "required" if variable.get("required") else None
+    kind = variable.get("type", "string")
+    if kind == "integer":
+        if not re.fullmatch(r"-?\d{1,18}", value):
+            return "must be a whole number"
+        number = int(value)
+        if variable.get("min") is not None and number < variable["min"]:
+            return f"must be at least {variable['min']}"
+        if variable.get("max") is not None and number > variable["max"]:
+            return f"must be at most {variable['max']}"
+    elif kind == "boolean":
+        if value not in {"true", "false", "0", "1"}:
+            return "must be true or false"
+    else:
+        if variable.get("min") is not None and len(value) < variable["min"]:
+            return f"must be at least {variable['min']} characters"
+        if variable.get("max") is not None and len(value) > variable["max"]:
+            return f"must be at most {variable['max']} characters"
+    regex = variable.get("regex")
+    if regex and not re.fullmatch(regex, value):
+        return "does not match the required pattern"
+    return None
+
+
+def render_startup(template: str, values: dict[str, str]) -> list[str]:
+    """Split the template into arguments first, then fill placeholders inside each one.
+
+    A value can therefore never add arguments (no argument injection), and no shell ever
+    reads the result.
+    """
+    try:
+        words = shlex.split(template)
+    except ValueError as err:
+        raise InvalidRequest(f"the blueprint's startup command cannot be split: {err}") from err
+    return [PLACEHOLDER.sub(lambda m: values.get(m[1], ""), word) for word in words]
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    memory_mib: int
+    swap_mib: int
+    cpu_percent: int
+    disk_mib: int
+    pids_limit: int
+
+
+async def _lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
+    # Row lock on PostgreSQL (SQLite transactions are serial already): concurrent creates on
+    # one node queue here, so capacity and ports are decided one at a time.
+    node = await db.scalar(select(Node).where(Node.id == node_id).with_for_update())
+    if node is None:
+        raise NotFound("no such node")
+    return node
+
+
+async def _check_capacity(db: AsyncSession, node: Node, limits: ServerLimits) -> None:
+    used_memory, used_disk = (
+        await db.execute(
+            select(
+                func.coalesce(func.sum(Server.memory_mib), 0),
+                func.coalesce(func.sum(Server.disk_mib), 0),
+            ).where(Server.node_id == node.id)
+        )
+    ).one()
+    if node.memory_mib and used_memory + limits.memory_mib > node.memory_mib:
+        raise Conflict(f"node {node.name!r} has not enough memory left")
+    if node.disk_mib and used_disk + limits.disk_mib > node.disk_mib:
+        raise Conflict(f"node {node.name!r} has not enough disk left")
+
+
+async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimits) -> uuid.UUID:
+    """An online node in the location with room for ``limits`` and a free port."""
+    nodes = list(await db.scalars(select(Node).where(Node.location_id == location_id)))
+    for node in sorted(nodes, key=lambda n: n.status != "online"):
+        try:
+            await _check_capacity(db, node, limits)
+        except Conflict:
+            continue
+        free = await db.scalar(
+            select(func.count()).where(
+                Allocation.node_id == node.id, Allocation.server_id.is_(None)
+            )
+        )
+        if free:
+            return node.id
+    raise Conflict("no node in this location has room for this server")
+
+
+async def create_server(
+    db: AsyncSession,
+    *,
+    name: str,
+    owner: User,
+    blueprint: Blueprint,
+    node_id: uuid.UUID,
+    image: str | None,
+    limits: ServerLimits,
+    variables: dict[str, str],
+) -> Server:
+    """Insert the server and give it one free port of the node, atomically."""
+    node = await _lock_node(db, node_id)
+    await _check_capacity(db, node, limits)
+    images = [i["image"] for i in blueprint.images]
+    chosen = image or images[0]
+    if chosen not in images:
+        raise InvalidRequest("image must be one of the blueprint's images")
+    server = Server(
+        name=name,
+        owner_id=owner.id,
+        node_id=node.id,
+        blueprint_id=blueprint.id,
+        image=chosen,
+        memory_mib=limits.memory_mib,
+        swap_mib=limits.swap_mib,
+        cpu_percent=limits.cpu_percent,
+        disk_mib=limits.disk_mib,
+        pids_limit=limits.pids_limit,
+        variables=validate_variables(blueprint, variables, current={}, user=False),
+    )
+    db.add(server)
+    await db.flush()
+    free = await db.scalar(
+        select(Allocation.id)
+        .where(Allocation.node_id == node.id, Allocation.server_id.is_(None))
+        .order_by(Allocation.port)
+        .limit(1)
+    )
+    taken = None
+    if free is not None:
+        taken = await db.execute(
+            update(Allocation)
+            .where(Allocation.id == free, Allocation.server_id.is_(None))
+            .values(server_id=server.id)
+        )
+    if taken is None or taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"node {node.name!r} has no free port")
+    return server
+
+
+async def allocations_of(db: AsyncSession, server_id: uuid.UUID) -> list[Allocation]:
+    return list(
+        await db.scalars(
+            select(Allocation).where(Allocation.server_id == server_id).order_by(Allocation.port)
+        )
+    )
+
+
+async def build_spec(db: AsyncSession, server: Server) -> ServerSpec:
+    """The node's view of the server: what the agent's create command carries."""
+    blueprint = await db.get(Blueprint, server.blueprint_id)
+    if blueprint is None:
+        raise NotFound("the server's blueprint no longer exists")
+    allocations = await allocations_of(db, server.id)
+    primary = allocations[0] if allocations else None
+    values = {
+        **server.variables,
+        "SERVER_MEMORY": str(server.memory_mib),
+        "SERVER_IP": primary.ip if primary else "",
+        "SERVER_PORT": str(primary.port) if primary else "",
+    }
+    install = (
+        InstallSpec.model_validate(blueprint.install) if blueprint.install is not None else None
+    )
+    return ServerSpec.model_validate(
+        {
+            "uuid": server.id,
+            "image": server.image,
+            "startup": render_startup(blueprint.startup, values),
+            "environment": dict(server.variables),
+            "memory_mib": server.memory_mib,
+            "swap_mib": server.swap_mib,
+            "cpu_percent": server.cpu_percent,
+            "disk_mib": server.disk_mib,
+            "pids_limit": server.pids_limit,
+            "allocations": [
+                {"ip": a.ip, "port": a.port, "protocols": ["tcp", "udp"]} for a in allocations
+            ],
+            "stop": blueprint.stop,
+            "read_only_root": blueprint.read_only_root,
+            "install": install,
+        }
+    )
