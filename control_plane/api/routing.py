@@ -179,35 +179,38 @@ def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
         raise InvalidRequest.from_validation(err, f"invalid {what}") from err
 
 
-async def _read_body(request: web.Request, model: type[BaseModel] | None) -> BaseModel:
-    if model is None:
-        return Empty()
-    raw = await request.read()
+def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
+    """Access level, second-factor state and API-key scope; refusals are audited."""
+    caller = api.caller
+    if endpoint.access is Access.PUBLIC or caller is None:
+        return
+    if caller.mfa_pending and not endpoint.allow_mfa_pending:
+        raise api.deny(Forbidden("complete the second factor first"), "auth.forbidden")
+    needed = Scope.READ if endpoint.method in SAFE_METHODS else Scope.WRITE
+    if needed not in caller.scopes:
+        raise api.deny(
+            Forbidden(f"this API key lacks the {needed.value!r} scope"), "auth.forbidden"
+        )
+    if endpoint.access is Access.ADMIN and not (caller.is_admin and Scope.ADMIN in caller.scopes):
+        raise api.deny(Forbidden("administrators only"), "auth.forbidden")
+
+
+def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> None:
+    request = api.http
+    if endpoint.query is not None:
+        api.query = _parse(endpoint.query, dict(request.query), "query")
+    if endpoint.body is None:
+        return
     if not raw:
-        return _parse(model, {}, "request body")
+        api.body = _parse(endpoint.body, {}, "request body")
+        return
     if request.content_type != "application/json":
         raise InvalidRequest("send the body as application/json")
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InvalidRequest("the request body is not valid JSON") from err
-    return _parse(model, data, "request body")
-
-
-def _check_access(endpoint: Endpoint, request: web.Request) -> Caller | None:
-    caller: Caller | None = request.get(CALLER)
-    if endpoint.access is Access.PUBLIC:
-        return caller
-    if caller is None:
-        raise Unauthenticated("authentication required")
-    if caller.mfa_pending and not endpoint.allow_mfa_pending:
-        raise Forbidden("complete the second factor first")
-    needed = Scope.READ if endpoint.method in SAFE_METHODS else Scope.WRITE
-    if needed not in caller.scopes:
-        raise Forbidden(f"this API key lacks the {needed.value!r} scope")
-    if endpoint.access is Access.ADMIN and not (caller.is_admin and Scope.ADMIN in caller.scopes):
-        raise Forbidden("administrators only")
-    return caller
+    api.body = _parse(endpoint.body, data, "request body")
 
 
 def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> web.StreamResponse:
@@ -335,36 +338,33 @@ def _wrap(
     endpoint: Endpoint, handler: Handler
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def run(request: web.Request) -> web.StreamResponse:
-        api: ApiRequest[Any, Any] | None = None
+        api: ApiRequest[Any, Any] = ApiRequest(request, Empty(), Empty(), request.get(CALLER), None)
         try:
-            caller = _check_access(endpoint, request)
-        except Forbidden as err:
-            await _audit_now(
-                request,
-                AuditEvent("auth.forbidden", details={"path": request.path, "reason": err.message}),
-            )
-            raise
-        try:
-            query = (
-                _parse(endpoint.query, dict(request.query), "query") if endpoint.query else Empty()
-            )
-            body = await _read_body(request, endpoint.body)
+            if endpoint.access is not Access.PUBLIC and api.caller is None:
+                raise Unauthenticated("authentication required")
+            # The body is read before any transaction: a slow client never holds a lock.
+            raw = await request.read() if endpoint.body is not None else b""
             if not endpoint.transactional:
-                api = ApiRequest(request, body, query, caller, None)
                 if endpoint.permission:
                     async with transaction(request.app[SESSIONS]) as db:
                         api.found = await _server_for(endpoint, api, db)
+                _authorize(endpoint, api)
+                _parse_input(endpoint, api, raw)
                 return _respond(endpoint, await handler(api), api)
             async with transaction(request.app[SESSIONS]) as db:
-                api = ApiRequest(request, body, query, caller, db)
+                api._db = db
+                # Visibility first: someone else's server is 404 on every route, whatever
+                # else would be wrong with the request.
                 if endpoint.permission:
                     api.found = await _server_for(endpoint, api, db)
+                _authorize(endpoint, api)
+                _parse_input(endpoint, api, raw)
                 result = await handler(api)
             for hook in api.committed_hooks:
                 await hook()
             return _respond(endpoint, result, api)
         finally:
-            if api is not None and api.failures:
+            if api.failures:
                 await _audit_now(request, *api.failures)
 
     run.__name__ = handler.__name__

@@ -112,6 +112,9 @@ class AgentProcess:
     issuer: str | None = None
     node_id: uuid.UUID = field(default_factory=uuid.uuid4)
     port: int = 0
+    # More top-level settings (str, int, float or bool). Plain directories unless a test asks
+    # for a kernel-enforced disk backend: those mount filesystems the test must clean up.
+    settings: dict[str, object] = field(default_factory=lambda: {"storage_backend": "directory"})
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -156,6 +159,7 @@ class AgentProcess:
         ]
         if self.issuer is not None:
             lines.append(f"issuer = {json.dumps(self.issuer)}")
+        lines.extend(f"{name} = {json.dumps(value)}" for name, value in self.settings.items())
         lines.append("")
         lines.append("[trusted_keys]")
         lines.extend(

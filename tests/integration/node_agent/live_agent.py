@@ -1,0 +1,270 @@
+"""Helpers for the tests of live server features: consoles, events, crashes, restarts.
+
+:class:`LiveAgent` is an agent process whose config also carries a ``[console]`` table and a
+crash-loop window. :class:`LiveClient` adds WebSockets to the signed client: each is opened
+with a token minted for ``GET`` of its path, as the control plane does. :class:`Frames` reads a
+socket in the background so that tests can wait for the frame they expect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+import pytest
+
+from node_agent.docker.hardening import SERVER_LABEL
+from node_agent.docker.network import AGENT_NETWORK
+from shared.protocol import mint
+from tests.conftest import service_missing
+from tests.support.agent_process import AgentProcess, SigningKey, free_port
+from tests.support.containers import FAKE_GAME_IMAGE, Answer, SignedAgentClient, build_test_images
+
+CONSOLE_LIMITS: dict[str, int | float] = {
+    "lines_per_second": 50,
+    "sockets_per_server": 3,
+    "inbound_messages_per_second": 5,
+    "inbound_message_bytes": 4096,
+    "token_grace_seconds": 2,
+}
+
+
+def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def require_docker_and_images() -> Iterator[None]:
+    """Module fixture body: build the test images; drop the agent network if unused after."""
+    if shutil.which("docker") is None or docker_cli("info").returncode != 0:
+        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
+    build_test_images()
+    yield
+    attached = docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
+    if attached.returncode == 0 and attached.stdout.strip() == "0":
+        docker_cli("network", "rm", AGENT_NETWORK)
+
+
+@dataclass
+class LiveAgent(AgentProcess):
+    """An agent whose config sets console limits (a ``[console]`` table at the end)."""
+
+    console: dict[str, int | float] = field(default_factory=lambda: dict(CONSOLE_LIMITS))
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        table = "".join(f"{name} = {value}\n" for name, value in self.console.items())
+        path.write_text(path.read_text(encoding="utf-8") + "\n[console]\n" + table)
+        return path
+
+
+def start_live_agent(root: Path, key: SigningKey) -> LiveAgent:
+    agent = LiveAgent(root, {key.kid: key.public_text})
+    agent.start()
+    return agent
+
+
+@dataclass
+class LiveClient(SignedAgentClient):
+    """The signed client, plus stats, logs, commands and WebSockets."""
+
+    def token(self, path: str, action: str, subject: str, lifetime: int = 60) -> str:
+        return mint(
+            private_key=self.key.private_key,
+            kid=self.key.kid,
+            issuer=self.agent.expected_issuer,
+            node_id=self.agent.node_id,
+            subject=subject,
+            action=action,
+            method="GET",
+            path=path,
+            body=b"",
+            user="test-user",
+            lifetime=lifetime,
+        )
+
+    async def command(self, server_id: uuid.UUID, line: str) -> Answer:
+        body = self.encode({"command": line})
+        return await self.send("POST", server_id, "server.command", suffix="/command", body=body)
+
+    async def logs(self, server_id: uuid.UUID, lines: int = 100) -> Answer:
+        return await self.send("GET", server_id, "server.logs", suffix=f"/logs?lines={lines}")
+
+    async def stats(self, server_id: uuid.UUID) -> Answer:
+        return await self.send("GET", server_id, "server.stats", suffix="/stats")
+
+    @asynccontextmanager
+    async def socket(
+        self, path: str, action: str, subject: str, lifetime: int = 60
+    ) -> AsyncIterator[Frames]:
+        token = self.token(path, action, subject, lifetime)
+        ws = await self.http.ws_connect(
+            self.agent.base_url + path, headers={"Authorization": f"Bearer {token}"}
+        )
+        frames = Frames(ws)
+        try:
+            yield frames
+        finally:
+            await frames.close()
+
+    def console(self, server_id: uuid.UUID, lifetime: int = 60) -> Any:
+        path = f"/api/v1/servers/{server_id}/console"
+        return self.socket(path, "server.console", f"server:{server_id}", lifetime)
+
+    def node_events(self) -> Any:
+        return self.socket("/api/v1/events", "node.events", "node")
+
+
+class Frames:
+    """Everything one socket received, read by a background task."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.received: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self.received.append(json.loads(message.data))
+                self._changed.set()
+        self.close_code = self.ws.close_code
+        self._changed.set()
+
+    async def send(self, event: str, *args: str) -> None:
+        await self.ws.send_str(json.dumps({"event": event, "args": list(args)}))
+
+    async def wait_for(
+        self, accept: Callable[[dict[str, Any]], bool], timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """The first frame (already received or coming) that passes ``accept``."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for frame in self.received[seen:]:
+                if accept(frame):
+                    return frame
+            seen = len(self.received)
+            if self._reader.done():
+                raise AssertionError(f"socket closed ({self.close_code}); got {self.received}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no such frame in {timeout} s; got {self.received[-20:]}")
+            self._changed.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    async def wait_closed(self, timeout: float = 15.0) -> int | None:
+        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        return self.close_code
+
+    def console_lines(self) -> list[str]:
+        return [f["args"][0] for f in self.received if f.get("event") == "console output"]
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def output_line(text: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: f.get("event") == "console output" and f["args"] == [text]
+
+
+def status(state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: f.get("event") == "status" and f["args"] == [state]
+
+
+def node_state(server_id: uuid.UUID, state: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: (
+        e.get("type") == "state" and e["server"] == str(server_id) and (e["state"] == state)
+    )
+
+
+@dataclass
+class LiveServers:
+    """Hands out fake-game servers and removes them (and anything labelled for them) after."""
+
+    agent: AgentProcess
+    api: LiveClient
+    docker: aiodocker.Docker
+    created: list[uuid.UUID] = field(default_factory=list)
+
+    def spec(self, **changes: Any) -> dict[str, Any]:
+        server_id = uuid.uuid4()
+        self.created.append(server_id)
+        spec: dict[str, Any] = {
+            "uuid": str(server_id),
+            "image": FAKE_GAME_IMAGE,
+            "memory_mib": 64,
+            "swap_mib": 0,
+            "cpu_percent": 50,
+            "disk_mib": 256,
+            "pids_limit": 64,
+            "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
+            "stop": {"type": "command", "value": "stop"},
+            "stop_timeout_seconds": 5,
+        }
+        spec.update(changes)
+        return spec
+
+    async def create(self, **changes: Any) -> uuid.UUID:
+        spec = self.spec(**changes)
+        answer = await self.api.create(spec)
+        assert answer.status == 201, answer.body
+        return uuid.UUID(spec["uuid"])
+
+    async def started(self, **changes: Any) -> uuid.UUID:
+        """A new server, started, with its first line printed."""
+        server_id = await self.create(**changes)
+        answer = await self.api.power(server_id, "start")
+        assert answer.status == 200, answer.body
+        assert answer.body["state"] == "running", answer.body
+        return server_id
+
+    async def cleanup(self) -> None:
+        for server_id in self.created:
+            if self.agent.running:
+                await self.api.delete(server_id)
+            leftovers = await self.docker.containers.list(
+                all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
+            )
+            for container in leftovers:
+                await container.delete(force=True)
+            shutil.rmtree(self.agent.data_dir / "volumes" / str(server_id), ignore_errors=True)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Await ``check()`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached in {timeout} s (last: {result!r})")
+        await asyncio.sleep(0.1)
+
+
+async def read_body(api: LiveClient, server_id: uuid.UUID) -> dict[str, Any]:
+    answer = await api.read(server_id)
+    assert answer.status == 200, answer.body
+    body: dict[str, Any] = answer.body
+    return body
+
+
+pytestmark_docker = [pytest.mark.docker, pytest.mark.timeout(120)]

@@ -1,0 +1,135 @@
+"""Crashes and their restarts, seen on the node's event stream of a real agent.
+
+A game that exits without being asked is ``crashed`` and restarted once; a second crash
+within the crash-loop window leaves it ``crashed``; a stop or kill by the user never brings
+it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aiodocker
+import aiohttp
+import pytest
+
+from tests.integration.node_agent.live_agent import (
+    LiveAgent,
+    LiveClient,
+    LiveServers,
+    eventually,
+    node_state,
+    read_body,
+    require_docker_and_images,
+    start_live_agent,
+)
+from tests.support.agent_process import SigningKey
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_images() -> Iterator[None]:
+    yield from require_docker_and_images()
+
+
+@pytest.fixture(scope="module")
+def live_agent(
+    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
+) -> Iterator[LiveAgent]:
+    agent = start_live_agent(tmp_path_factory.mktemp("crash-agent"), signing_key)
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.fixture
+async def api(
+    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession
+) -> LiveClient:
+    return LiveClient(live_agent, signing_key, http)
+
+
+@pytest.fixture
+async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
+    async with aiodocker.Docker() as docker:
+        handed_out = LiveServers(live_agent, api, docker)
+        try:
+            yield handed_out
+        finally:
+            await handed_out.cleanup()
+
+
+async def test_game_above_its_memory_limit_crashes_and_is_restarted_once(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    server_id = await servers.started(memory_mib=32, swap_mib=0)
+    first_start = (await read_body(api, server_id))["container"]["started_at"]
+
+    async with api.node_events() as events:
+        assert (await api.command(server_id, "oom")).status == 204
+        crash = await events.wait_for(lambda e: e["type"] == "crash")
+        await events.wait_for(node_state(server_id, "crashed"))
+        await events.wait_for(node_state(server_id, "running"))
+
+    assert crash["server"] == str(server_id)
+    assert (crash["oom_killed"], crash["restarting"]) == (True, True)
+    assert crash["exit_code"] == 137
+    body = await read_body(api, server_id)
+    assert body["state"] == "running"
+    assert body["container"]["running"] is True
+    assert body["container"]["started_at"] != first_start
+
+
+async def test_second_crash_within_the_window_leaves_the_server_crashed(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    server_id = await servers.started()
+
+    async with api.node_events() as events:
+        assert (await api.command(server_id, "crash")).status == 204
+        first = await events.wait_for(lambda e: e["type"] == "crash")
+        await events.wait_for(node_state(server_id, "running"))
+        await eventually(lambda: _accepts_commands(api, server_id))
+        assert (await api.command(server_id, "crash")).status == 204
+        second = await events.wait_for(lambda e: e["type"] == "crash" and e is not first)
+
+    assert (first["exit_code"], first["restarting"]) == (1, True)
+    assert (second["exit_code"], second["restarting"]) == (1, False)
+    assert "not restarted" in second["reason"]
+    await asyncio.sleep(1)
+    body = await read_body(api, server_id)
+    assert (body["state"], body["desired_power"]) == ("crashed", "stopped")
+    assert body["container"]["running"] is False
+    assert (await api.power(server_id, "start")).body["state"] == "running"
+
+
+async def _accepts_commands(api: LiveClient, server_id: uuid.UUID) -> bool:
+    lines = (await api.logs(server_id, 5)).body["lines"]
+    return bool(lines) and lines[-1].startswith("fake-game started")
+
+
+async def test_user_stop_and_kill_never_restart_the_game(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    server_id = await servers.started()
+
+    async with api.node_events() as events:
+        assert (await api.power(server_id, "kill")).status == 200
+        await events.wait_for(node_state(server_id, "offline"))
+        assert (await api.power(server_id, "start")).status == 200
+        await events.wait_for(node_state(server_id, "running"))
+        assert (await api.power(server_id, "stop")).status == 202
+        await events.wait_for(node_state(server_id, "stopping"))
+        await events.wait_for(
+            lambda e: node_state(server_id, "offline")(e) and e is not events.received[0]
+        )
+        await asyncio.sleep(1.5)
+
+    assert not [e for e in events.received if e["type"] == "crash"]
+    body = await read_body(api, server_id)
+    assert (body["state"], body["desired_power"]) == ("offline", "stopped")
+    assert body["container"]["running"] is False

@@ -1,0 +1,142 @@
+"""A populated control plane for authorisation tests: two owners, a sub-user, a key each.
+
+Servers are recorded straight into the database (the node is never asked), on a node whose
+URL answers nothing: routes that would reach the node get 503, which tells an authorisation
+test "you were let through" without needing Docker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Allocation, Blueprint, Node, Subuser, User
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
+from control_plane.services import servers as server_service
+from tests.support.panel import Browser, Panel
+
+DEAD_NODE_URL = "http://127.0.0.1:9"  # the discard port: connection refused
+
+BLUEPRINT: dict[str, Any] = {
+    "name": "fake game",
+    "images": [{"name": "default", "image": "stellar-test/fake-game:latest"}],
+    "startup": "/usr/local/bin/fake-game --port {{SERVER_PORT}} --motd {{MOTD}}",
+    "stop": {"type": "command", "value": "stop"},
+    "variables": [
+        {
+            "env": "MOTD",
+            "name": "Message of the day",
+            "default": "hello",
+            "user_editable": True,
+            "regex": "^[A-Za-z0-9 ]{1,40}$",
+        },
+        {
+            "env": "SECRET_SEED",
+            "name": "Seed",
+            "default": "42",
+            "type": "integer",
+            "user_viewable": False,
+        },
+    ],
+}
+
+
+@dataclass
+class World:
+    panel: Panel
+    admin: Browser
+    alice: Browser
+    bob: Browser
+    carol: Browser  # sub-user of alice's server (dave is another, without a browser)
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
+    factory = session_factory(panel.server.app[ENGINE])
+    async with transaction(factory) as db:
+        node = Node(name="dead-node", url=DEAD_NODE_URL, memory_mib=0, disk_mib=0)
+        db.add(node)
+        await db.flush()
+        db.add_all(Allocation(node_id=node.id, ip="127.0.0.1", port=p) for p in range(30000, 30010))
+        blueprint = Blueprint(
+            name=BLUEPRINT["name"],
+            description="",
+            images=BLUEPRINT["images"],
+            startup=BLUEPRINT["startup"],
+            stop=BLUEPRINT["stop"],
+            install=None,
+            variables=[
+                {
+                    "description": "",
+                    "type": "string",
+                    "required": False,
+                    "regex": None,
+                    "min": None,
+                    "max": None,
+                    "user_viewable": True,
+                    "user_editable": False,
+                    **v,
+                }
+                for v in BLUEPRINT["variables"]
+            ],
+            read_only_root=True,
+            file_denylist=[],
+        )
+        db.add(blueprint)
+        await db.flush()
+        limits = server_service.ServerLimits(512, 0, 100, 1024, 256)
+        for owner in ("alice", "bob"):
+            user = await db.get(User, uuid.UUID(world_ids[f"{owner}_user"]))
+            assert user is not None
+            server = await server_service.create_server(
+                db,
+                name=f"{owner}'s server",
+                owner=user,
+                blueprint=blueprint,
+                node_id=node.id,
+                image=None,
+                limits=limits,
+                variables={},
+            )
+            server.state = "offline"
+            world_ids[f"{owner}_server"] = str(server.id)
+        # carol is the sub-user under test; dave is the one sub-user routes act on.
+        for name, key in (("carol", "carol_subuser"), ("dave", "alice_subuser")):
+            sub = Subuser(
+                server_id=uuid.UUID(world_ids["alice_server"]),
+                user_id=uuid.UUID(world_ids[f"{name}_user"]),
+                permissions=["console.read"],
+            )
+            db.add(sub)
+            await db.flush()
+            world_ids[key] = str(sub.id)
+        world_ids["node"] = str(node.id)
+        world_ids["blueprint"] = str(blueprint.id)
+
+
+async def build_world(panel: Panel) -> World:
+    ids: dict[str, str] = {}
+    admin = await panel.signed_in("admin@example.org", admin=True)
+    browsers = {}
+    for name in ("alice", "bob", "carol"):
+        ids[f"{name}_user"] = await panel.create_user(f"{name}@example.org")
+        browsers[name] = await panel.browser()
+        await browsers[name].login(f"{name}@example.org")
+    ids["dave_user"] = await panel.create_user("dave@example.org")
+    await _db_objects(panel, ids)
+    location = await admin.json(
+        "POST", "/api/v1/locations", status=201, json={"code": "eu1", "description": "Europe"}
+    )
+    ids["location"] = location["id"]
+    allocations = await admin.json("GET", f"/api/v1/nodes/{ids['node']}/allocations")
+    ids["allocation"] = next(a["id"] for a in allocations["data"] if a["server_id"] is None)
+    key = await browsers["alice"].json(
+        "POST", "/api/v1/account/api-keys", status=201, json={"name": "k", "scopes": ["read"]}
+    )
+    ids["alice_key"] = key["id"]
+    sessions = await browsers["alice"].json("GET", "/api/v1/auth/sessions")
+    ids["alice_session"] = sessions["data"][0]["id"]
+    return World(panel, admin, browsers["alice"], browsers["bob"], browsers["carol"], ids)
