@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from control_plane.api import health
+from control_plane.api import health, openapi
 from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, session_factory
 from control_plane.keys import CONSOLES, ENGINE, HTTP, NODES, SESSIONS, SETTINGS
@@ -60,6 +60,7 @@ def create_app(settings: ControlPlaneSettings, *, background_jobs: bool = True) 
         app.cleanup_ctx.append(node_health_monitor)
     install_security_headers(app)
     app.add_routes(health.routes)
+    app.add_routes(openapi.routes)
     for table in ROUTE_TABLES:
         app.add_routes(table.routes())
     return app
