@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -11,13 +12,20 @@ from aiohttp import web
 from control_plane.api import health, openapi
 from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, session_factory
-from control_plane.keys import CONSOLES, ENGINE, HTTP, NODES, SESSIONS, SETTINGS
-from control_plane.middlewares import install_security_headers
+from control_plane.keys import CONSOLES, ENGINE, HTTP, NODES, RATE_LIMITER, SESSIONS, SETTINGS
+from control_plane.middlewares import cors, install_security_headers
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.health import node_health_monitor
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
+from control_plane.security.rate_limit import (
+    MemoryBackend,
+    RateLimitBackend,
+    RateLimiter,
+    RedisBackend,
+    parse_presets,
+)
 from control_plane.settings import ControlPlaneSettings
 from shared.http import error_shape, request_context
 
@@ -49,13 +57,36 @@ async def consoles_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[CONSOLES].close_all()
 
 
-def create_app(settings: ControlPlaneSettings, *, background_jobs: bool = True) -> web.Application:
+def rate_limiter_ctx(
+    clock: Callable[[], float],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        backend: RateLimitBackend = (
+            RedisBackend(settings.redis_url)
+            if settings.redis_url
+            else MemoryBackend(max_keys=settings.rate_limit_max_keys, clock=clock)
+        )
+        app[RATE_LIMITER] = RateLimiter(backend, parse_presets(settings.rate_limits))
+        yield
+        await backend.close()
+
+    return ctx
+
+
+def create_app(
+    settings: ControlPlaneSettings,
+    *,
+    background_jobs: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    """The app; ``clock`` drives the in-memory rate limits (tests move it by hand)."""
     app = web.Application(
-        middlewares=[request_context, error_shape, authenticate],
+        middlewares=[request_context, error_shape, cors, authenticate],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx])
+    app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
     if background_jobs:
         app.cleanup_ctx.append(node_health_monitor)
     install_security_headers(app)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
-from control_plane.keys import SETTINGS
+from control_plane.keys import RATE_DECISION, SETTINGS
 from shared.http import Handler
 
 _HEADERS = {
@@ -23,6 +25,9 @@ _HEADERS = {
 
 async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(_HEADERS)
+    decision = request.get(RATE_DECISION)
+    if decision is not None:
+        response.headers.update(decision.headers(time.time()))
     if request.app[SETTINGS].is_production:
         response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
@@ -32,4 +37,28 @@ def install_security_headers(app: web.Application) -> None:
     app.on_response_prepare.append(_add_security_headers)
 
 
-__all__ = ["Handler", "install_security_headers"]
+_CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+_CORS_HEADERS = "Content-Type, X-CSRF-Token, Authorization"
+
+
+@web.middleware
+async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """CORS only for the configured origins; off (no headers at all) by default."""
+    origin = request.headers.get("Origin", "").rstrip("/")
+    allowed = request.app[SETTINGS].cors_origin_set
+    if not allowed or origin not in allowed:
+        return await handler(request)
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        response = await handler(request)
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+__all__ = ["Handler", "cors", "install_security_headers"]

@@ -48,5 +48,6 @@ def serve(settings: ControlPlaneSettings) -> int:
         print=None,
         access_log=None,
         shutdown_timeout=10,
+        keepalive_timeout=15,
     )
     return 0

@@ -122,9 +122,21 @@ class ControlPlaneSettings(BaseModel):
     session_idle_minutes: int = Field(120, alias="STELLAR_SESSION_IDLE_MINUTES", ge=5, le=10080)
     session_max_hours: int = Field(168, alias="STELLAR_SESSION_MAX_HOURS", ge=1, le=2160)
 
+    cors_origins: str = Field("", alias="STELLAR_CORS_ORIGINS")
+    body_timeout_seconds: float = Field(30.0, alias="STELLAR_BODY_TIMEOUT_SECONDS", gt=0, le=600)
+    rate_limits: str = Field("", alias="STELLAR_RATE_LIMITS")
+    rate_limit_max_keys: int = Field(100_000, alias="STELLAR_RATE_LIMIT_MAX_KEYS", ge=100)
     limit_memory_mib: str = Field("512-32768", alias="STELLAR_LIMIT_MEMORY_MIB")
     limit_cpu_percent: str = Field("50-400", alias="STELLAR_LIMIT_CPU_PERCENT")
     limit_disk_mib: str = Field("1024-102400", alias="STELLAR_LIMIT_DISK_MIB")
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        from control_plane.security.rate_limit import parse_presets
+
+        parse_presets(value)
+        return value
 
     @field_validator("limit_memory_mib", "limit_cpu_percent", "limit_disk_mib")
     @classmethod
@@ -215,6 +227,10 @@ class ControlPlaneSettings(BaseModel):
     @property
     def encryption_key_map(self) -> dict[str, bytes]:
         return parse_encryption_keys(self.encryption_keys) if self.encryption_keys else {}
+
+    @property
+    def cors_origin_set(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

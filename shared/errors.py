@@ -5,6 +5,7 @@
     ├── Unauthenticated           (401 unauthenticated)
     ├── Forbidden                 (403 forbidden)
     ├── NotFound                  (404 not_found)
+    ├── RequestTimeout            (408 request_timeout)
     ├── Conflict                  (409 conflict)
     ├── PayloadTooLarge           (413 payload_too_large)
     ├── RateLimited               (429 rate_limited)
@@ -99,6 +100,11 @@ class NotFound(ApiError):
 class MethodNotAllowed(ApiError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(ApiError):

@@ -6,7 +6,9 @@ audit of failures, the OpenAPI document and the tests that walk the route table.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,9 +27,11 @@ from control_plane.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    RateLimited,
+    RequestTimeout,
     Unauthenticated,
 )
-from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS
+from control_plane.keys import CALLER, CLIENT_IP, RATE_DECISION, RATE_LIMITER, SESSIONS, SETTINGS
 from control_plane.security.api_keys import Scope
 from control_plane.security.caller import Caller, anonymous_actor
 from control_plane.security.permissions import PERMISSIONS, VIEW, ServerAccess
@@ -334,16 +338,39 @@ async def _audit_now(request: web.Request, *events: AuditEvent) -> None:
             await audit.append(db, actor, event)
 
 
+async def _read_raw(request: web.Request) -> bytes:
+    """The body, within the size limit and the time limit (slow clients get 408)."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout_seconds):
+            return await request.read()
+    except TimeoutError as err:
+        raise RequestTimeout("the request body took too long to arrive") from err
+
+
+async def _rate_limit(endpoint: Endpoint, request: web.Request) -> None:
+    """One token from the route's preset (general API by default), before anything else."""
+    preset = endpoint.rate_limit or "api"
+    scope = (request.match_info.get("server_id", ""),) if preset == "power" else ()
+    decision = await request.app[RATE_LIMITER].check(preset, request[CLIENT_IP], *scope)
+    request[RATE_DECISION] = decision
+    if not decision.allowed:
+        raise RateLimited(
+            f"too many requests; try again in {decision.headers(0)['Retry-After']} s",
+            headers=decision.headers(time.time()),
+        )
+
+
 def _wrap(
     endpoint: Endpoint, handler: Handler
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def run(request: web.Request) -> web.StreamResponse:
         api: ApiRequest[Any, Any] = ApiRequest(request, Empty(), Empty(), request.get(CALLER), None)
+        await _rate_limit(endpoint, request)
         try:
             if endpoint.access is not Access.PUBLIC and api.caller is None:
                 raise Unauthenticated("authentication required")
             # The body is read before any transaction: a slow client never holds a lock.
-            raw = await request.read() if endpoint.body is not None else b""
+            raw = await _read_raw(request) if endpoint.body is not None else b""
             if not endpoint.transactional:
                 if endpoint.permission:
                     async with transaction(request.app[SESSIONS]) as db:

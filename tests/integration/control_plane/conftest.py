@@ -13,6 +13,9 @@ from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.support.panel import Panel
 
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
+UNLIMITED = ",".join(
+    f"{name}=1000000/60" for name in ("authentication", "sensitive", "api", "power", "files")
+)
 
 
 @pytest.fixture
@@ -22,6 +25,9 @@ def settings(database_url: str, tmp_path: Path) -> ControlPlaneSettings:
             "STELLAR_DATABASE_URL": database_url,
             "STELLAR_AUTH_SECRET": AUTH_SECRET,
             "STELLAR_BCRYPT_COST": "10",
+            # The walks send hundreds of requests from one address; the limits have tests of
+            # their own (test_rate_limits.py).
+            "STELLAR_RATE_LIMITS": UNLIMITED,
         }
     )
 

@@ -1,0 +1,235 @@
+"""Token-bucket rate limits: presets, an in-memory backend and a Redis backend.
+
+Each preset has its own buckets (the key starts with the preset's name, so presets never
+share one). A bucket holds ``capacity`` tokens and refills continuously at ``capacity`` per
+``window``. The memory backend is bounded: when full it first forgets buckets that have
+refilled (they hold no state), then the least recently used. The Redis backend runs one
+Lua script per check, on Redis' own clock, so any number of control-plane replicas share
+the same buckets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+DEFAULT_PRESETS: Final = {
+    "authentication": (5, 60.0),
+    "sensitive": (3, 900.0),
+    "api": (100, 60.0),
+    "power": (10, 60.0),
+    "files": (30, 60.0),
+}
+
+
+@dataclass(frozen=True)
+class RateLimitPolicy:
+    name: str
+    capacity: int
+    window_seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.capacity / self.window_seconds
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One check's outcome, with what the rate-limit headers report."""
+
+    policy: RateLimitPolicy
+    allowed: bool
+    remaining: int
+    # Seconds until the bucket is full again, and until the next token (when refused).
+    reset_after: float
+    retry_after: float
+
+    def headers(self, now_epoch: float) -> dict[str, str]:
+        policy = self.policy
+        reset = max(1, math.ceil(self.reset_after))
+        headers = {
+            "X-RateLimit-Limit": str(policy.capacity),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(now_epoch + self.reset_after)),
+            "RateLimit-Policy": (
+                f'"{policy.name}";q={policy.capacity};w={round(policy.window_seconds)}'
+            ),
+            "RateLimit": f'"{policy.name}";r={self.remaining};t={reset}',
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
+
+
+def parse_presets(text: str) -> dict[str, RateLimitPolicy]:
+    """``"authentication=5/60,api=100/60"`` over the defaults; unknown names are refused."""
+    presets = dict(DEFAULT_PRESETS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, spec = item.partition("=")
+        count, _, window = spec.partition("/")
+        if name not in DEFAULT_PRESETS:
+            raise ValueError(
+                f"unknown rate-limit preset {name!r} (one of {', '.join(DEFAULT_PRESETS)})"
+            )
+        try:
+            capacity, seconds = int(count), float(window)
+        except ValueError as err:
+            raise ValueError(f"{item!r} must be NAME=COUNT/SECONDS, e.g. api=100/60") from err
+        if capacity < 1 or seconds <= 0:
+            raise ValueError(f"{item!r}: COUNT and SECONDS must be positive")
+        presets[name] = (capacity, seconds)
+    return {name: RateLimitPolicy(name, c, w) for name, (c, w) in presets.items()}
+
+
+def client_key(ip: str) -> str:
+    """IPv6 clients are limited per /64 (one customer's network), IPv4 per address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class RateLimitBackend(Protocol):
+    async def take(self, key: str, policy: RateLimitPolicy) -> Decision: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class MemoryBackend:
+    """Buckets in this process, at most ``max_keys`` of them."""
+
+    def __init__(
+        self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._buckets: OrderedDict[str, tuple[_Bucket, RateLimitPolicy]] = OrderedDict()
+        self._max_keys = max_keys
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    async def take(self, key: str, policy: RateLimitPolicy) -> Decision:
+        now = self._clock()
+        entry = self._buckets.get(key)
+        if entry is None:
+            self._make_room(now)
+            bucket = _Bucket(float(policy.capacity), now)
+            self._buckets[key] = (bucket, policy)
+        else:
+            bucket = entry[0]
+            self._buckets.move_to_end(key)
+            bucket.tokens = min(
+                policy.capacity, bucket.tokens + (now - bucket.updated) * policy.per_second
+            )
+            bucket.updated = now
+        allowed = bucket.tokens >= 1
+        if allowed:
+            bucket.tokens -= 1
+        return Decision(
+            policy=policy,
+            allowed=allowed,
+            remaining=int(bucket.tokens),
+            reset_after=(policy.capacity - bucket.tokens) / policy.per_second,
+            retry_after=0.0 if allowed else (1 - bucket.tokens) / policy.per_second,
+        )
+
+    def _make_room(self, now: float) -> None:
+        if len(self._buckets) < self._max_keys:
+            return
+        full = [
+            key
+            for key, (bucket, policy) in self._buckets.items()
+            if bucket.tokens + (now - bucket.updated) * policy.per_second >= policy.capacity
+        ]
+        for key in full:
+            del self._buckets[key]
+        while len(self._buckets) >= self._max_keys:
+            self._buckets.popitem(last=False)
+
+    async def close(self) -> None:
+        self._buckets.clear()
+
+
+# KEYS[1] bucket; ARGV capacity, window in ms. Returns allowed, tokens*1000, ms until full,
+# ms until the next token. Time comes from Redis, so replicas' clocks do not matter.
+_TAKE_SCRIPT: Final = """
+local capacity = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = capacity
+  ts = now
+end
+tokens = math.min(capacity, tokens + (now - ts) * capacity / window)
+local allowed = 0
+if tokens >= 1 then
+  allowed = 1
+  tokens = tokens - 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+local until_full = math.ceil((capacity - tokens) * window / capacity)
+redis.call('PEXPIRE', KEYS[1], until_full + 1000)
+local until_next = 0
+if allowed == 0 then
+  until_next = math.ceil((1 - tokens) * window / capacity)
+end
+return {allowed, math.floor(tokens * 1000), until_full, until_next}
+"""
+
+
+class RedisBackend:
+    """Buckets shared by every replica that uses the same Redis."""
+
+    def __init__(self, url: str, *, prefix: str = "stellar:rl:") -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.from_url(url)
+        self._script = self._redis.register_script(_TAKE_SCRIPT)
+        self._prefix = prefix
+
+    async def take(self, key: str, policy: RateLimitPolicy) -> Decision:
+        allowed, tokens_milli, until_full_ms, until_next_ms = await self._script(
+            keys=[self._prefix + key],
+            args=[policy.capacity, int(policy.window_seconds * 1000)],
+        )
+        return Decision(
+            policy=policy,
+            allowed=bool(allowed),
+            remaining=int(tokens_milli) // 1000,
+            reset_after=int(until_full_ms) / 1000,
+            retry_after=int(until_next_ms) / 1000,
+        )
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class RateLimiter:
+    """Presets and a backend; ``check`` answers for one client (and, for power, one server)."""
+
+    def __init__(self, backend: RateLimitBackend, presets: Mapping[str, RateLimitPolicy]) -> None:
+        self.backend = backend
+        self.presets = dict(presets)
+
+    async def check(self, preset: str, ip: str, *scope: str) -> Decision:
+        policy = self.presets[preset]
+        key = ":".join((policy.name, client_key(ip), *scope))
+        return await self.backend.take(key, policy)
