@@ -24,15 +24,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse(err: ConfigError) -> int:
+    print("stellar-agent: the configuration is not usable:", file=sys.stderr)
+    for problem in err.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
     except ConfigError as err:
-        print("stellar-agent: the configuration is not usable:", file=sys.stderr)
-        for problem in err.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 2
+        return _refuse(err)
     if args.command == "check-config":
         print(f"{args.config}: ok (node {settings.node_id})")
         return 0
@@ -43,14 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.listen_host,
         port=settings.listen_port,
     )
-    web.run_app(
-        create_app(settings),
-        host=settings.listen_host,
-        port=settings.listen_port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=10,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.listen_host,
+            port=settings.listen_port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except ConfigError as err:
+        # Found while starting, before listening: e.g. no disk backend usable in production.
+        return _refuse(err)
     return 0
 
 

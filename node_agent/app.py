@@ -9,18 +9,33 @@ import aiodocker
 import structlog
 from aiohttp import web
 
-from node_agent.api import servers, system
+from node_agent.api import console, servers, storage, system
+from node_agent.api import events as events_api
+from node_agent.console.session import OpenSockets
 from node_agent.docker.containers import ContainerRuntime
 from node_agent.docker.errors import DockerUnavailable
-from node_agent.docker.hardening import GAME_USER
 from node_agent.docker.network import ensure_agent_network
+from node_agent.events import NodeEventBus
 from node_agent.facts import facts_refresher
-from node_agent.keys import DOCKER, REPLAY_CACHE, SERVERS, SETTINGS, VERIFIER
+from node_agent.keys import (
+    DOCKER,
+    NODE_EVENTS,
+    OPEN_SOCKETS,
+    REPLAY_CACHE,
+    SERVERS,
+    SETTINGS,
+    STATS,
+    STORAGE,
+    VERIFIER,
+)
+from node_agent.managed_server import ServerServices
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.security.verify import require_command
+from node_agent.server_records import RecordStore
 from node_agent.servers import ServerRegistry
 from node_agent.settings import AgentSettings
-from node_agent.volumes import DirectoryVolume
+from node_agent.stats import ServerStatsReader
+from node_agent.storage.context import storage_ctx
 from shared.http import error_shape, request_context
 from shared.protocol import CommandVerifier
 
@@ -53,15 +68,21 @@ async def docker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: load the servers' records; ensure the agent network if Docker answers."""
+    """cleanup_ctx: load the servers, restore their states, follow Docker; never stop a game."""
     settings = app[SETTINGS]
     docker = app[DOCKER]
-    uid, gid = (int(part) for part in GAME_USER.split(":"))
-    registry = ServerRegistry(
-        data_dir=settings.data_dir,
-        runtime=ContainerRuntime(docker),
-        volumes=lambda server_id: DirectoryVolume(settings.data_dir, server_id, uid, gid),
+    events = NodeEventBus()
+    services = ServerServices(
+        runtime=ContainerRuntime(docker, on_pull=events.image_pull),
+        records=RecordStore(settings.data_dir),
+        events=events,
         network=functools.partial(ensure_agent_network, docker),
+        crash_loop_window=settings.crash_loop_window_seconds,
+    )
+    registry = ServerRegistry(
+        services=services,
+        volumes=app[STORAGE].volume,
+        console_limits=settings.console,
     )
     await registry.load()
     try:
@@ -69,9 +90,17 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     except DockerUnavailable as err:
         # Not fatal: the agent still answers, and creates the network on first use.
         log.warning("agent network not ready", error=err.message)
+    await registry.restore()
+    app[NODE_EVENTS] = events
     app[SERVERS] = registry
+    app[STATS] = ServerStatsReader(registry)
     yield
     await registry.close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """on_shutdown: close console and event sockets (1001) so shutdown does not wait on them."""
+    app[OPEN_SOCKETS].close_all()
 
 
 def create_app(settings: AgentSettings) -> web.Application:
@@ -80,7 +109,14 @@ def create_app(settings: AgentSettings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.extend([replay_cache_ctx, docker_ctx, facts_refresher, server_registry_ctx])
+    app[OPEN_SOCKETS] = OpenSockets()
+    app.on_shutdown.append(close_sockets)
+    app.cleanup_ctx.extend(
+        [replay_cache_ctx, docker_ctx, storage_ctx, facts_refresher, server_registry_ctx]
+    )
     app.add_routes(system.routes)
     app.add_routes(servers.routes)
+    app.add_routes(console.routes)
+    app.add_routes(events_api.routes)
+    app.add_routes(storage.routes)
     return app

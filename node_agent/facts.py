@@ -16,7 +16,8 @@ import aiodocker
 import structlog
 from aiohttp import web
 
-from node_agent.keys import DOCKER, FACTS, SETTINGS
+from node_agent.keys import DOCKER, FACTS, SETTINGS, STORAGE
+from node_agent.storage.backend import NodeStorage
 from shared.node_api import NodeFacts
 
 log = structlog.get_logger("agent.facts")
@@ -28,7 +29,9 @@ def _host_totals(data_dir: Path) -> tuple[int, int, int, int]:
     return os.cpu_count() or 1, memory, usage.total, usage.free
 
 
-async def read_facts(data_dir: Path, docker: aiodocker.Docker | None) -> NodeFacts:
+async def read_facts(
+    data_dir: Path, docker: aiodocker.Docker | None, storage: NodeStorage | None = None
+) -> NodeFacts:
     """Measure the host now."""
     cpus, memory, disk_total, disk_free = await asyncio.to_thread(_host_totals, data_dir)
     docker_version: str | None = None
@@ -49,6 +52,8 @@ async def read_facts(data_dir: Path, docker: aiodocker.Docker | None) -> NodeFac
         docker_version=docker_version,
         docker_error=docker_error,
         refreshed_at=time.time(),
+        storage_backend=None if storage is None else storage.backend,
+        storage_enforced=None if storage is None else storage.enforced,
     )
 
 
@@ -56,7 +61,8 @@ async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: measure once before serving, then again every ``facts_refresh_seconds``."""
     settings = app[SETTINGS]
     docker = app.get(DOCKER)
-    app[FACTS] = await read_facts(settings.data_dir, docker)
+    storage = app.get(STORAGE)
+    app[FACTS] = await read_facts(settings.data_dir, docker, storage)
     if app[FACTS].docker_error:
         log.warning("docker unavailable", error=app[FACTS].docker_error)
 
@@ -64,7 +70,7 @@ async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(settings.facts_refresh_seconds)
             try:
-                app[FACTS] = await read_facts(settings.data_dir, docker)
+                app[FACTS] = await read_facts(settings.data_dir, docker, storage)
             except OSError as err:
                 log.warning("facts refresh failed", error=str(err))
 

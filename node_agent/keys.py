@@ -5,9 +5,13 @@ from __future__ import annotations
 import aiodocker
 from aiohttp import web
 
+from node_agent.console.session import OpenSockets
+from node_agent.events import NodeEventBus
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.servers import ServerRegistry
 from node_agent.settings import AgentSettings
+from node_agent.stats import ServerStatsReader
+from node_agent.storage.backend import NodeStorage
 from shared.node_api import NodeFacts
 from shared.protocol import CommandClaims, CommandVerifier
 
@@ -17,6 +21,10 @@ VERIFIER = web.AppKey("verifier", CommandVerifier)
 DOCKER = web.AppKey("docker", aiodocker.Docker)
 FACTS = web.AppKey("facts", NodeFacts)
 SERVERS = web.AppKey("servers", ServerRegistry)
+NODE_EVENTS = web.AppKey("node_events", NodeEventBus)
+STATS = web.AppKey("stats", ServerStatsReader)
+OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
+STORAGE = web.AppKey("storage", NodeStorage)
 
 # Per request: the verified claims of the command that authorised it.
 CLAIMS = web.RequestKey("claims", CommandClaims)

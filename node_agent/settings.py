@@ -10,6 +10,21 @@ Example (``stellar-cp node add`` prints one for the node)::
 
     [trusted_keys]
     "ed25519-3f2a…" = "<base64url public key>"
+
+Disk limits (DESIGN.md "Containers (agent)") come from ``storage_backend``:
+
+- ``"btrfs"``: one btrfs pool at ``storage_pool_dir``, either a partition the host already
+  mounts there or a sparse image file (``storage_pool_image``, ``storage_pool_size_mib``) that
+  the agent creates, loop-mounts and mounts again after a reboot; one subvolume with a qgroup
+  limit per server.
+- ``"ext4"``: one loop-mounted ext4 image per server (cannot grow online).
+- ``"directory"``: plain directories whose usage is only polled every
+  ``storage_poll_seconds``; refused in production.
+- ``"auto"`` (default): btrfs when the agent runs as root and btrfs works, else directory,
+  with a warning.
+
+In development the agent unmounts at shutdown what it mounted itself; in production the
+pool stays mounted (running games keep using it).
 """
 
 from __future__ import annotations
@@ -17,13 +32,18 @@ from __future__ import annotations
 import tomllib
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from node_agent.console.limits import ConsoleLimits
 from shared.command_keys import KeyFormatError, check_kid, parse_public_key
 from shared.protocol import MAX_LEEWAY_SECONDS
+
+StorageBackendName = Literal["auto", "btrfs", "ext4", "directory"]
+# mkfs.btrfs refuses smaller devices (with its default DUP metadata).
+MIN_POOL_SIZE_MIB: Final = 128
 
 
 class ConfigError(Exception):
@@ -49,6 +69,14 @@ class AgentSettings(BaseModel):
     docker_url: str = "unix:///var/run/docker.sock"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A game that crashes again within this many seconds of its last crash is not restarted.
+    crash_loop_window_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    console: ConsoleLimits = Field(default_factory=ConsoleLimits)
+    storage_backend: StorageBackendName = "auto"
+    storage_pool_dir: Path | None = None
+    storage_pool_image: Path | None = None
+    storage_pool_size_mib: int = Field(default=10 * 1024, ge=MIN_POOL_SIZE_MIB)
+    storage_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     @field_validator("trusted_keys")
     @classmethod
@@ -71,6 +99,11 @@ class AgentSettings(BaseModel):
                 "production agents listen on the address the firewall opens to the control "
                 "plane, not on every interface"
             )
+        if self.environment == "production" and self.storage_backend == "directory":
+            raise ValueError(
+                "production agents need disk limits the kernel enforces: storage_backend "
+                '"directory" only polls usage; use "btrfs", "ext4" or "auto"'
+            )
         return self
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
@@ -79,6 +112,16 @@ class AgentSettings(BaseModel):
     @property
     def replay_log(self) -> Path:
         return self.data_dir / "replay-cache.log"
+
+    @property
+    def pool_dir(self) -> Path:
+        """Where the btrfs pool is (or gets) mounted."""
+        return self.storage_pool_dir or self.data_dir / "pool"
+
+    @property
+    def pool_image(self) -> Path:
+        """The image file the agent loop-mounts when nothing is mounted at ``pool_dir``."""
+        return self.storage_pool_image or self.data_dir / "pool.img"
 
 
 def load_settings(path: Path) -> AgentSettings:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.server_spec import ServerState
 
 
 class NodeFacts(BaseModel):
@@ -19,6 +22,10 @@ class NodeFacts(BaseModel):
     docker_version: str | None
     docker_error: str | None = None
     refreshed_at: float
+    # How server disk limits hold: "btrfs"/"ext4" are enforced by the kernel, "directory"
+    # only polled (None: an agent from before disk backends).
+    storage_backend: Literal["btrfs", "ext4", "directory"] | None = None
+    storage_enforced: bool | None = None
 
 
 class SystemInfo(BaseModel):
@@ -33,3 +40,135 @@ class Health(BaseModel):
     """``GET /healthz``: reveals nothing but liveness."""
 
     status: str = "ok"
+
+
+# --- Node events: ``GET /api/v1/events`` (WebSocket, act ``node.events``, sub ``node``) -------
+# Each text frame is one JSON object; ``type`` says which of the models below it is.
+
+
+class StateEvent(BaseModel):
+    """A server's state changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["state"] = "state"
+    server: uuid.UUID
+    state: ServerState
+
+
+class CrashEvent(BaseModel):
+    """A game exited without being asked to; ``restarting`` says whether the agent restarts it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["crash"] = "crash"
+    server: uuid.UUID
+    exit_code: int | None
+    oom_killed: bool
+    restarting: bool
+    reason: str
+
+
+class InstallEvent(BaseModel):
+    """A server's install script finished."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["install"] = "install"
+    server: uuid.UUID
+    success: bool
+    exit_code: int | None
+
+
+class ImagePullEvent(BaseModel):
+    """Progress of an image pull (``status`` is ``pulling``, ``done`` or ``failed``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["image_pull"] = "image_pull"
+    image: str
+    status: Literal["pulling", "done", "failed"]
+    current_bytes: int | None = None
+    total_bytes: int | None = None
+    detail: str | None = None
+
+
+class DiskFullEvent(BaseModel):
+    """A server's volume reached its limit (reported by the storage backend)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["disk_full"] = "disk_full"
+    server: uuid.UUID
+    used_bytes: int | None = None
+    limit_bytes: int | None = None
+
+
+class EventsDropped(BaseModel):
+    """Sent before the next event when this subscriber fell behind and ``count`` were lost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["dropped"] = "dropped"
+    count: int
+
+
+NodeEvent = Annotated[
+    StateEvent | CrashEvent | InstallEvent | ImagePullEvent | DiskFullEvent | EventsDropped,
+    Field(discriminator="type"),
+]
+NODE_EVENT: TypeAdapter[NodeEvent] = TypeAdapter(NodeEvent)
+
+
+# --- Console: ``GET /api/v1/servers/{server_id}/console`` (WebSocket, act ``server.console``) --
+# Frames are JSON ``{"event": ..., "args": [...]}`` in both directions, in the spirit of Wings.
+
+ConsoleInboundEvent = Literal["send command", "send logs", "send stats", "set state", "auth"]
+ConsoleOutboundEvent = Literal[
+    "console output", "status", "stats", "token expiring", "auth success", "error"
+]
+
+
+class ConsoleInbound(BaseModel):
+    """What the control plane may send on a console socket.
+
+    ``send command`` [line] types a line; ``send logs`` [] replays the recent lines;
+    ``send stats`` [] asks for a ``stats`` event; ``set state`` [start|stop|restart|kill]
+    is a power action; ``auth`` [token] renews the socket with a fresh command token for
+    ``GET`` of the same path.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: ConsoleInboundEvent
+    args: list[str] = Field(default_factory=list, max_length=4)
+
+
+class ConsoleOutbound(BaseModel):
+    """What the agent sends on a console socket.
+
+    ``console output`` [line]; ``status`` [state]; ``stats`` [ServerStats as an object];
+    ``token expiring`` []; ``auth success`` []; ``error`` [message].
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    event: ConsoleOutboundEvent
+    args: list[Any] = Field(default_factory=list)
+
+
+class DiskResize(BaseModel):
+    """``PATCH /api/v1/servers/{uuid}/disk``: the server's new disk limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disk_mib: int = Field(ge=64, le=64 * 1024 * 1024)
+
+
+class ServerDisk(BaseModel):
+    """A server's disk as the node sees it now."""
+
+    used_bytes: int
+    total_bytes: int
+    backend: Literal["btrfs", "ext4", "directory"]
+    enforced: bool

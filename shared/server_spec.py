@@ -191,6 +191,13 @@ class ServerSpec(BaseModel):
 
 InstallPhase = Literal["none", "installing", "installed", "failed"]
 PowerActionName = Literal["start", "stop", "restart", "kill"]
+ServerState = Literal["offline", "installing", "starting", "running", "stopping", "crashed"]
+# What the user last asked for; the agent restores it after a host reboot.
+DesiredPower = Literal["running", "stopped"]
+MAX_CONSOLE_COMMAND_LENGTH: Final = 2048
+MAX_LOG_LINES: Final = 1000
+# No C0/C1 control character (a line break would smuggle a second command).
+CONSOLE_TEXT: Final = r"^[^\x00-\x1f\x7f\x{80}-\x{9f}]+$"
 
 
 class PowerAction(BaseModel):
@@ -220,7 +227,45 @@ class ServerStatus(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     uuid: uuid.UUID
+    state: ServerState
+    desired_power: DesiredPower
     install: InstallPhase
     install_exit_code: int | None
     stopping: bool
     container: ContainerStatus | None
+
+
+class ConsoleCommand(BaseModel):
+    """Body of ``POST /api/v1/servers/{server_id}/command``: one line for the game's stdin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(min_length=1, max_length=MAX_CONSOLE_COMMAND_LENGTH, pattern=CONSOLE_TEXT)
+
+
+class ConsoleLines(BaseModel):
+    """``GET /api/v1/servers/{server_id}/logs?lines=N``: the most recent console lines."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lines: list[str]
+
+
+class ServerStats(BaseModel):
+    """``GET /api/v1/servers/{server_id}/stats``: resource use of the game container now.
+
+    ``cpu_percent`` is relative to one core (200 = two cores busy). A server that is not
+    running reports zeros and ``uptime_seconds`` None.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ServerState
+    cpu_percent: float
+    memory_bytes: int
+    memory_limit_bytes: int
+    network_rx_bytes: int
+    network_tx_bytes: int
+    pids: int
+    uptime_seconds: float | None
+    sampled_at: float

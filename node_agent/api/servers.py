@@ -10,7 +10,8 @@ and a body whose ``uuid`` must be the same.
     POST   /api/v1/servers/{server_id}/power   server.power    PowerAction -> 200/202 ServerStatus
 
 ``start`` and ``kill`` answer 200 when done; ``stop`` and ``restart`` answer 202 at once and
-finish in the background (``stopping`` is true in the status until then).
+finish in the background (``stopping`` is true in the status until then). Console, logs and
+stats are in ``api/console.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from node_agent.keys import SERVERS
+from node_agent.keys import SERVERS, STATS
 from node_agent.security.verify import command
 from shared.errors import InvalidRequest, NotFound
 from shared.server_spec import PowerAction, ServerSpec, ServerStatus
@@ -31,14 +32,16 @@ SERVER_PATH = "/api/v1/servers/{server_id}"
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def _server_id(request: web.Request) -> uuid.UUID:
+def server_id_of(request: web.Request) -> uuid.UUID:
+    """The server named in the path (404 for anything that is not a uuid)."""
     try:
         return uuid.UUID(request.match_info["server_id"])
     except ValueError as err:
         raise NotFound("no such server on this node") from err
 
 
-async def _body(request: web.Request, model: type[Body]) -> Body:
+async def parse_body(request: web.Request, model: type[Body]) -> Body:
+    """The request body validated by ``model`` (400 with field details otherwise)."""
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as err:
@@ -53,8 +56,8 @@ def _answer(status: ServerStatus, code: int = 200) -> web.Response:
 @command("server.create", subject="server")
 async def create_server(request: web.Request) -> web.Response:
     """Create the server's volume and game container (and run its installer, if any)."""
-    server_id = _server_id(request)
-    spec = await _body(request, ServerSpec)
+    server_id = server_id_of(request)
+    spec = await parse_body(request, ServerSpec)
     if spec.uuid != server_id:
         raise InvalidRequest("the body's uuid is not the server in the path")
     status = await request.app[SERVERS].create(spec)
@@ -65,14 +68,16 @@ async def create_server(request: web.Request) -> web.Response:
 @command("server.read", subject="server")
 async def read_server(request: web.Request) -> web.Response:
     """The server's install phase and container state."""
-    return _answer(await request.app[SERVERS].status(_server_id(request)))
+    return _answer(await request.app[SERVERS].status(server_id_of(request)))
 
 
 @routes.delete(SERVER_PATH)
 @command("server.delete", subject="server")
 async def delete_server(request: web.Request) -> web.Response:
     """Kill and remove the server's containers, volume and record."""
-    await request.app[SERVERS].delete(_server_id(request))
+    server_id = server_id_of(request)
+    await request.app[SERVERS].delete(server_id)
+    request.app[STATS].forget(server_id)
     return web.Response(status=204)
 
 
@@ -80,6 +85,7 @@ async def delete_server(request: web.Request) -> web.Response:
 @command("server.power", subject="server")
 async def power_server(request: web.Request) -> web.Response:
     """Start, stop, restart or kill the game."""
-    action = await _body(request, PowerAction)
-    status = await request.app[SERVERS].power(_server_id(request), action.action)
-    return _answer(status, 202 if action.action in {"stop", "restart"} else 200)
+    action = await parse_body(request, PowerAction)
+    server = request.app[SERVERS].get(server_id_of(request))
+    await server.power(action.action)
+    return _answer(await server.status(), 202 if action.action in {"stop", "restart"} else 200)

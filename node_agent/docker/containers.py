@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiodocker
 import aiohttp
@@ -24,6 +25,7 @@ from node_agent.docker.errors import (
     DockerUnavailable,
     ImageUnavailable,
 )
+from node_agent.docker.events import ContainerEvent, container_events
 from node_agent.docker.hardening import (
     MANAGED_LABEL,
     SERVER_LABEL,
@@ -33,11 +35,58 @@ from node_agent.docker.hardening import (
     install_container_config,
     install_container_name,
 )
+from node_agent.docker.output import OutputLine, follow_output
+from node_agent.docker.stats import ContainerSample, sample_container
 from shared.server_spec import InstallSpec, ServerSpec, StopCommand, StopSignal
 
 log = structlog.get_logger("agent.docker")
 # After the grace period ends in SIGKILL, how long dockerd gets to report the exit.
 KILL_WAIT_SECONDS: Final = 10.0
+# Pull progress is reported at most this often (and once more when the pull ends).
+PULL_PROGRESS_INTERVAL_SECONDS: Final = 0.5
+
+
+@dataclass(frozen=True)
+class ImagePull:
+    """Where a pull of ``image`` stands: bytes downloaded over all layers so far."""
+
+    image: str
+    status: Literal["pulling", "done", "failed"]
+    current_bytes: int | None = None
+    total_bytes: int | None = None
+    detail: str | None = None
+
+
+PullListener = Callable[[ImagePull], None]
+
+
+class _PullProgress:
+    """Sums dockerd's per-layer progress messages into one figure for the whole image."""
+
+    def __init__(self, image: str, listener: PullListener | None) -> None:
+        self._image = image
+        self._listener = listener
+        self._layers: dict[str, tuple[int, int]] = {}
+        self._reported_at = 0.0
+
+    def feed(self, message: dict[str, Any]) -> None:
+        detail = message.get("progressDetail") or {}
+        layer = str(message.get("id") or "")
+        if layer and message.get("status") == "Downloading" and detail.get("total"):
+            self._layers[layer] = (int(detail.get("current") or 0), int(detail["total"]))
+        now = time.monotonic()
+        if now - self._reported_at >= PULL_PROGRESS_INTERVAL_SECONDS:
+            self._reported_at = now
+            self.report("pulling")
+
+    def report(
+        self, status: Literal["pulling", "done", "failed"], detail: str | None = None
+    ) -> None:
+        if self._listener is None:
+            return
+        current = sum(done for done, _ in self._layers.values())
+        total = sum(size for _, size in self._layers.values())
+        self._listener(ImagePull(self._image, status, current or None, total or None, detail))
 
 
 @dataclass(frozen=True)
@@ -97,8 +146,9 @@ def _docker_errors(what: str) -> Iterator[None]:
 class ContainerRuntime:
     """The agent's containers on one dockerd, by name."""
 
-    def __init__(self, docker: aiodocker.Docker) -> None:
+    def __init__(self, docker: aiodocker.Docker, on_pull: PullListener | None = None) -> None:
         self._docker = docker
+        self._on_pull = on_pull
 
     async def ensure_image(self, image: str) -> None:
         """Make sure ``image`` is on this node, pulling it if needed."""
@@ -111,14 +161,22 @@ class ContainerRuntime:
         except (aiohttp.ClientError, OSError) as err:
             raise DockerUnavailable("Docker engine not reachable") from err
         log.info("pulling image", image=image)
+        progress = _PullProgress(image, self._on_pull)
+        progress.report("pulling")
         try:
-            await self._docker.images.pull(image)
+            async for message in self._docker.images.pull(image, stream=True):
+                if message.get("error"):
+                    raise aiodocker.DockerError(500, str(message["error"]))
+                progress.feed(message)
         except aiodocker.DockerError as err:
+            progress.report("failed", err.message)
             raise ImageUnavailable(
                 f"image {image} is not on this node and could not be pulled: {err.message}"
             ) from err
         except (aiohttp.ClientError, OSError) as err:
+            progress.report("failed", "Docker engine not reachable")
             raise DockerUnavailable("Docker engine not reachable while pulling") from err
+        progress.report("done")
 
     async def create_game_container(
         self, spec: ServerSpec, placement: ContainerPlacement
@@ -178,6 +236,20 @@ class ContainerRuntime:
         with _docker_errors(f"start {name}"):
             await self._docker.containers.container(name).start()
         return await self.inspect(name)
+
+    def follow_output(
+        self, name: str, *, since: str | None, tail: int | None
+    ) -> AsyncIterator[OutputLine]:
+        """The container's output lines (see :func:`node_agent.docker.output.follow_output`)."""
+        return follow_output(self._docker, name, since=since, tail=tail)
+
+    def events(self, *, since: float | None) -> AsyncIterator[ContainerEvent]:
+        """Start and exit of the agent's containers, as dockerd reports them."""
+        return container_events(self._docker, since=since)
+
+    async def sample(self, name: str) -> ContainerSample:
+        """The container's resource counters now."""
+        return await sample_container(self._docker, name)
 
     async def send_console_line(self, name: str, line: str) -> None:
         """Type ``line`` on the container's stdin, as a console command."""

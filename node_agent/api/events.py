@@ -1,0 +1,87 @@
+"""The node's event stream for the control plane.
+
+    GET /api/v1/events   node.events (sub ``node``)   WebSocket
+
+Each text frame is one event of ``shared.node_api.NodeEvent`` (``state``, ``crash``,
+``install``, ``image_pull``, ``disk_full``, and ``dropped`` when this subscriber fell behind
+and lost some). Inbound, only ``{"event": "auth", "args": [token]}`` (renewal, as on the
+console) is read; the socket's own frames are ``{"type": "token_expiring"}``,
+``{"type": "auth_success"}`` and ``{"type": "error", "message": ...}``. Close codes as on the
+console (4001 token expired, 1001 agent stopping). Several subscribers may listen at once;
+a slow one never slows the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from node_agent.console.server_console import ConsoleViewer
+from node_agent.console.session import open_socket, send_frames, watch_lease
+from node_agent.events import EventSubscription
+from node_agent.keys import CLAIMS, NODE_EVENTS, OPEN_SOCKETS, SETTINGS, VERIFIER
+from node_agent.security.socket_lease import SocketLease
+from node_agent.security.verify import command
+from shared.node_api import ConsoleInbound
+from shared.protocol import CommandRejected
+
+routes = web.RouteTableDef()
+
+
+async def _forward(subscription: EventSubscription, viewer: ConsoleViewer) -> None:
+    while True:
+        event = await subscription.next()
+        viewer.offer(event.model_dump_json())
+
+
+@routes.get("/api/v1/events")
+@command("node.events", subject="node")
+async def node_events(request: web.Request) -> web.StreamResponse:
+    """Every state change, crash, install, pull and full disk on this node, as it happens."""
+    limits = request.app[SETTINGS].console
+    bus = request.app[NODE_EVENTS]
+    subscription = bus.subscribe()
+    viewer = ConsoleViewer(limits.viewer_queue_messages)
+    request.app[OPEN_SOCKETS].add(viewer)
+    ws = open_socket(limits)
+    try:
+        await ws.prepare(request)
+        lease = SocketLease(
+            request.app[VERIFIER], request[CLAIMS], request.raw_path, limits.token_grace_seconds
+        )
+        tasks = [
+            asyncio.create_task(_forward(subscription, viewer)),
+            asyncio.create_task(send_frames(ws, viewer)),
+            asyncio.create_task(watch_lease(lease, viewer, _frame(type="token_expiring"))),
+        ]
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    _renew(lease, viewer, message.data)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        bus.unsubscribe(subscription)
+        request.app[OPEN_SOCKETS].discard(viewer)
+    return ws
+
+
+def _renew(lease: SocketLease, viewer: ConsoleViewer, text: str) -> None:
+    try:
+        inbound = ConsoleInbound.model_validate_json(text)
+        if inbound.event != "auth" or not inbound.args:
+            raise ValueError("only auth is accepted here")
+        lease.renew(inbound.args[0])
+    except (ValidationError, ValueError, CommandRejected):
+        viewer.offer(_frame(type="error", message="only a valid auth is accepted"))
+        return
+    viewer.offer(_frame(type="auth_success"))
+
+
+def _frame(**members: str) -> str:
+    return json.dumps(members)

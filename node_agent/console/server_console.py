@@ -1,0 +1,178 @@
+"""One server's console: its output followed from Docker, recent lines, and its viewers.
+
+:class:`ServerConsole` follows the game container's log stream whenever the container runs
+(:meth:`ServerConsole.wake` is called when it starts, and when the agent finds it running).
+Lines pass the :class:`OutputThrottle`, go into a ring buffer for new viewers and to each
+open socket's bounded queue; a viewer that cannot keep up loses lines, never the game.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import deque
+from typing import Any, Final
+
+import structlog
+
+from node_agent.console.limits import ConsoleLimits
+from node_agent.console.throttle import OutputThrottle, throttle_notice
+from node_agent.docker.containers import ContainerRuntime
+from shared.errors import ApiError, RateLimited
+from shared.server_spec import ServerState
+
+log = structlog.get_logger("agent.console")
+# After the log stream ended while the container still runs, wait this long to follow again.
+REFOLLOW_DELAY_SECONDS: Final = 0.5
+AGENT_PREFIX: Final = "[stellar]"
+
+
+def console_message(event: str, *args: Any) -> str:
+    """One outbound console frame as JSON text."""
+    return json.dumps({"event": event, "args": list(args)}, separators=(",", ":"))
+
+
+class ConsoleViewer:
+    """One open console socket: a bounded queue of JSON frames, and why it must close."""
+
+    def __init__(self, max_messages: int) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue(max_messages)
+        self.dropped = 0
+        self.closed = asyncio.Event()
+        self.close_code = 1000
+        self.close_reason = ""
+
+    def offer(self, frame: str) -> None:
+        """Queue ``frame``; a viewer that is this far behind loses it."""
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def close(self, code: int, reason: str) -> None:
+        self.close_code, self.close_reason = code, reason
+        self.closed.set()
+
+
+class ServerConsole:
+    """Recent output of one server's game and everyone watching it."""
+
+    def __init__(
+        self, server_id: uuid.UUID, container: str, runtime: ContainerRuntime, limits: ConsoleLimits
+    ) -> None:
+        self._server_id = server_id
+        self._container = container
+        self._runtime = runtime
+        self._limits = limits
+        self._recent: deque[str] = deque(maxlen=limits.buffer_lines)
+        self._viewers: set[ConsoleViewer] = set()
+        self._throttle = OutputThrottle(limits.lines_per_second)
+        self._notice_timer: asyncio.TimerHandle | None = None
+        self._wake = asyncio.Event()
+        self._follower: asyncio.Task[None] | None = None
+
+    # --- output ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """The container (re)started or was found running: follow its output."""
+        if self._follower is None:
+            self._follower = asyncio.create_task(
+                self._follow_forever(), name=f"console-{self._server_id}"
+            )
+        self._wake.set()
+
+    async def close(self) -> None:
+        """Stop following and close every viewer (the game keeps running)."""
+        for viewer in list(self._viewers):
+            viewer.close(1001, "server console closed")
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
+
+    async def _follow_forever(self) -> None:
+        last_timestamp: str | None = None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                state = await self._runtime.find(self._container)
+                if state is None or not state.running:
+                    continue
+                # First time: the tail of the current run (it began after the last exit).
+                since = last_timestamp or state.finished_at
+                tail = None if last_timestamp else self._limits.buffer_lines
+                stream = self._runtime.follow_output(self._container, since=since, tail=tail)
+                async for line in stream:
+                    if last_timestamp is not None and line.timestamp <= last_timestamp:
+                        continue
+                    last_timestamp = line.timestamp
+                    self._take(line.text)
+                state = await self._runtime.find(self._container)
+            except ApiError as err:
+                log.warning("console stream broke", server=str(self._server_id), error=err.message)
+                state = None
+                await asyncio.sleep(REFOLLOW_DELAY_SECONDS)
+                self._wake.set()
+            if state is not None and state.running:
+                await asyncio.sleep(REFOLLOW_DELAY_SECONDS)
+                self._wake.set()
+
+    def _take(self, text: str) -> None:
+        loop = asyncio.get_running_loop()
+        dropped = self._throttle.roll(loop.time())
+        if dropped:
+            self._emit(throttle_notice(dropped))
+        if self._throttle.admit():
+            self._emit(text)
+        elif self._notice_timer is None:
+            self._notice_timer = loop.call_at(self._throttle.window_end, self._flush_notice)
+
+    def _flush_notice(self) -> None:
+        self._notice_timer = None
+        dropped = self._throttle.take_dropped()
+        if dropped:
+            self._emit(throttle_notice(dropped))
+
+    def _emit(self, text: str) -> None:
+        self._recent.append(text)
+        if self._viewers:
+            frame = console_message("console output", text)
+            for viewer in self._viewers:
+                viewer.offer(frame)
+
+    def notice(self, text: str) -> None:
+        """A line from the agent itself (crash, restart), shown like game output."""
+        self._emit(f"{AGENT_PREFIX} {text}")
+
+    def status(self, state: ServerState) -> None:
+        """Tell every viewer the server's new state."""
+        frame = console_message("status", state)
+        for viewer in self._viewers:
+            viewer.offer(frame)
+
+    def recent(self, lines: int | None = None) -> list[str]:
+        """The last ``lines`` lines (all that are kept when None)."""
+        kept = list(self._recent)
+        return kept if lines is None else kept[-lines:] if lines > 0 else []
+
+    # --- viewers ---------------------------------------------------------------------------
+
+    def add_viewer(self) -> ConsoleViewer:
+        """A new viewer, or :class:`RateLimited` when the server has its fill of them."""
+        if len(self._viewers) >= self._limits.sockets_per_server:
+            raise RateLimited(
+                f"this server already has {self._limits.sockets_per_server} open consoles",
+                headers={"Retry-After": "5"},
+            )
+        viewer = ConsoleViewer(self._limits.viewer_queue_messages)
+        self._viewers.add(viewer)
+        return viewer
+
+    def remove_viewer(self, viewer: ConsoleViewer) -> None:
+        with contextlib.suppress(KeyError):
+            self._viewers.remove(viewer)
