@@ -1,0 +1,518 @@
+"""The one guard for requests to user-given URLs (webhooks, "pull file from URL").
+
+    check_url(url)             parse strictly, normalise the host (decimal, octal, hex and short
+                               IPv4 forms; IPv4 embedded in IPv6), resolve a name once, refuse
+                               unless every address is plainly public -> CheckedTarget
+    OutboundClient.fetch(url)  check_url, then connect only to the checked addresses (the
+                               connector never does a DNS lookup of its own), follow redirects
+                               by hand re-checking every hop, stream the body under a byte cap
+
+Exceptions, all ``ApiError`` so the error middleware renders them:
+
+    ApiError
+    ├── UnsafeURL                 (400 unsafe_url)  every refusal by the policy
+    └── OutboundFetchFailed       (502 outbound_fetch_failed)  the name does not resolve,
+        │                         connect/TLS failure, timeout, too many redirects
+        └── OutboundBodyTooLarge  (502 outbound_body_too_large)  more than ``max_bytes``
+
+Refusal messages name the host the user gave, never the internal address it resolved to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from types import TracebackType
+from typing import ClassVar, Final, Self
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from shared.errors import ApiError
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+HostResolver = Callable[[str], Awaitable[Sequence[str]]]
+"""Turns a host name into address strings; the default asks the system (getaddrinfo)."""
+
+
+class UnsafeURL(ApiError):
+    """The URL is not one the panel will fetch: wrong scheme, odd form, or not a public host."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "unsafe_url"
+
+
+class OutboundFetchFailed(ApiError):
+    """The URL was allowed but fetching it failed (DNS, connect, TLS, timeout, redirects)."""
+
+    status: ClassVar[int] = 502
+    code: ClassVar[str] = "outbound_fetch_failed"
+
+
+class OutboundBodyTooLarge(OutboundFetchFailed):
+    """The remote body is larger than the caller's byte cap."""
+
+    code: ClassVar[str] = "outbound_body_too_large"
+
+
+CLOUD_METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(
+    ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200")
+)
+"""Named for the record; every one of them is also inside a blocked network below."""
+
+BLOCKED_NETWORKS: Final[tuple[IPNetwork, ...]] = tuple(
+    ip_network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network", incl. the unspecified address
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT (and Alibaba's metadata address)
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local (and the AWS/GCP/Azure metadata address)
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation
+        "203.0.113.0/24",  # documentation
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, incl. broadcast
+        "::/96",  # unspecified, loopback, deprecated IPv4-compatible
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+        "64:ff9b:1::/48",  # local-use NAT64: its embedding is site-specific
+        "100::/64",  # discard-only
+        "2001::/23",  # IETF protocol assignments, incl. Teredo and benchmarking
+        "2001:db8::/32",  # documentation
+        "2002::/16",  # 6to4: deprecated, and Python versions disagree on whether it is global
+        "3fff::/20",  # documentation
+        "5f00::/16",  # SRv6 SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local
+        "ff00::/8",  # multicast
+    )
+)
+
+_NAT64_WELL_KNOWN: Final = IPv6Network("64:ff9b::/96")
+_SCHEMES: Final = frozenset({"http", "https"})
+_MAX_URL_LENGTH: Final = 8192
+_HOST_LABEL: Final = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_NUMERIC_LABEL: Final = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$", re.IGNORECASE)
+_UNSAFE_CHARACTERS: Final = re.compile(r"[\x00-\x20\x7f\\]")
+_REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+_CREDENTIAL_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
+_PRIVATE_MESSAGE: Final = "resolves to a private or reserved address"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedTarget:
+    """A URL that passed the policy, with the only addresses a connection may go to.
+
+    ``url`` is what to request: an IP literal is rewritten to its canonical form, a name is kept
+    so that the Host header and TLS (SNI and certificate check) use it. ``host`` is that name or
+    canonical address, lower case, without a trailing dot.
+    """
+
+    url: URL
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+    is_ip_literal: bool
+
+
+def embedded_ipv4(address: IPv6Address) -> tuple[IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo), if any."""
+    if address.ipv4_mapped is not None:
+        return (address.ipv4_mapped,)
+    if address in _NAT64_WELL_KNOWN:
+        return (IPv4Address(int(address) & 0xFFFFFFFF),)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return address.teredo
+    return ()
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True only for a global unicast address that hides no blocked IPv4 address inside."""
+    if isinstance(address, IPv6Address) and address.scope_id is not None:
+        return False  # a zone id only means something for link-local addresses
+    if address in CLOUD_METADATA_ADDRESSES or not address.is_global:
+        return False
+    if any(address in network for network in BLOCKED_NETWORKS):
+        return False
+    if isinstance(address, IPv6Address):
+        return all(is_public_address(inner) for inner in embedded_ipv4(address))
+    return True
+
+
+def _parse_ipv4_number(text: str) -> int | None:
+    if text[:2].lower() == "0x":
+        digits, base = text[2:], 16
+    elif len(text) > 1 and text.startswith("0"):
+        digits, base = text[1:], 8
+    else:
+        digits, base = text, 10
+    try:
+        return int(digits, base) if digits.isascii() and digits.isalnum() else None
+    except ValueError:
+        return None
+
+
+def _parse_legacy_ipv4(labels: list[str]) -> IPv4Address:
+    """inet_aton's forms: 1 to 4 parts, each decimal, octal or hex; the last fills the rest."""
+    numbers = [_parse_ipv4_number(label) for label in labels]
+    if len(labels) > 4 or any(n is None for n in numbers):
+        raise UnsafeURL("the host looks like an IPv4 address but is not a valid one")
+    *leading, last = [n for n in numbers if n is not None]
+    if any(n > 0xFF for n in leading) or last >= 1 << (8 * (5 - len(numbers))):
+        raise UnsafeURL("the host looks like an IPv4 address but is not a valid one")
+    value = last
+    for index, number in enumerate(leading):
+        value += number << (8 * (3 - index))
+    return IPv4Address(value)
+
+
+def parse_host(raw_host: str) -> IPAddress | str:
+    """Normalise a URL host: an IP address in canonical form, or a lower-case name.
+
+    Refuses what a resolver or a socket could read differently from this check: percent
+    signs, zone ids, empty labels, and names whose last label is a number.
+    """
+    host = raw_host.lower()
+    if ":" in host:
+        if "%" in host:
+            raise UnsafeURL("IPv6 zone ids are not allowed")
+        try:
+            v6 = IPv6Address(host)
+        except ValueError as err:
+            raise UnsafeURL("the host is not a valid IPv6 address") from err
+        return v6.ipv4_mapped or v6
+    if host.endswith("."):
+        host = host[:-1]
+    labels = host.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        return _parse_legacy_ipv4(labels)
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise UnsafeURL("the host is not a valid host name")
+    return host
+
+
+def _parse_url(url: str) -> tuple[URL, str, int]:
+    """The parsed URL with its raw host and port, or UnsafeURL."""
+    if len(url) > _MAX_URL_LENGTH:
+        raise UnsafeURL("the URL is too long")
+    if _UNSAFE_CHARACTERS.search(url):
+        raise UnsafeURL("the URL contains whitespace, control characters or a backslash")
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError) as err:
+        raise UnsafeURL("the URL cannot be parsed") from err
+    if parsed.scheme not in _SCHEMES:
+        raise UnsafeURL("only absolute http and https URLs are allowed")
+    if parsed.raw_user is not None or parsed.raw_password is not None:
+        raise UnsafeURL("URLs with a user name or password are not allowed")
+    if not parsed.raw_host or not parsed.port:
+        raise UnsafeURL("the URL has no host or no valid port")
+    return parsed, parsed.raw_host, parsed.port
+
+
+async def resolve_with_system_dns(host: str) -> list[str]:
+    """Every address the system resolver (getaddrinfo) gives for ``host``."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def _resolve_name(name: str, resolver: HostResolver) -> tuple[IPAddress, ...]:
+    try:
+        answers = await resolver(name)
+    except OSError as err:
+        raise OutboundFetchFailed(f"{name!r} could not be resolved") from err
+    addresses: list[IPAddress] = []
+    for answer in answers:
+        try:
+            address = ip_address(answer)
+        except ValueError as err:
+            raise UnsafeURL(f"{name!r} resolves to something that is not an address") from err
+        if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise OutboundFetchFailed(f"{name!r} could not be resolved")
+    return tuple(addresses)
+
+
+async def check_url(
+    url: str,
+    *,
+    resolver: HostResolver = resolve_with_system_dns,
+    allow_for_tests: frozenset[IPNetwork] = frozenset(),
+) -> CheckedTarget:
+    """Accept ``url`` only if it is http(s) and every address of its host is public.
+
+    A name is resolved exactly once, here; connect only to ``CheckedTarget.addresses``.
+    ``allow_for_tests`` lets tests reach a local server through a *name* that resolves into
+    one of these networks; IP literals in URLs are never exempt. Production code passes nothing.
+    Raises UnsafeURL on refusal, OutboundFetchFailed if the name does not resolve.
+    """
+    parsed, raw_host, port = _parse_url(url)
+    host = parse_host(raw_host)
+    if not isinstance(host, str):
+        if not is_public_address(host):
+            raise UnsafeURL(f"{raw_host!r} is a private or reserved address")
+        return CheckedTarget(
+            url=parsed.with_host(str(host)),
+            host=str(host),
+            port=port,
+            addresses=(host,),
+            is_ip_literal=True,
+        )
+    addresses = await _resolve_name(host, resolver)
+    for address in addresses:
+        allowed_for_tests = any(address in network for network in allow_for_tests)
+        if not allowed_for_tests and not is_public_address(address):
+            raise UnsafeURL(f"{host!r} {_PRIVATE_MESSAGE}")
+    return CheckedTarget(url=parsed, host=host, port=port, addresses=addresses, is_ip_literal=False)
+
+
+_checked_target_for_request: ContextVar[CheckedTarget | None] = ContextVar(
+    "checked_target_for_request", default=None
+)
+
+
+class CheckedAddressResolver(AbstractResolver):
+    """aiohttp resolver that answers only with the addresses check_url approved for this request.
+
+    It does no DNS at all, so the answer cannot change between the check and the connection
+    (DNS rebinding). The approved target travels in a context variable set around each request;
+    anything else (no target, another host) fails the connection.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        target = _checked_target_for_request.get()
+        if target is None or host.rstrip(".").lower() != target.host:
+            raise OSError(f"no checked address for {host!r}")
+        results: list[ResolveResult] = []
+        for address in target.addresses:
+            address_family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+            if family in (socket.AF_UNSPEC, address_family):
+                results.append(
+                    ResolveResult(
+                        hostname=host,
+                        host=str(address),
+                        port=port,
+                        family=address_family,
+                        proto=0,
+                        flags=socket.AI_NUMERICHOST,
+                    )
+                )
+        if not results:
+            raise OSError(f"no checked address of the requested family for {host!r}")
+        return results
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class OutboundResponse:
+    """The final (non-redirect) response of a fetch; the body can be read once, capped."""
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, target: CheckedTarget, max_bytes: int
+    ) -> None:
+        self._response = response
+        self._max_bytes = max_bytes
+        self._consumed = False
+        self.target = target
+        self.url: URL = target.url
+        self.status: int = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+
+    async def iter_chunks(self, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """Yield the body; raise OutboundBodyTooLarge as soon as it passes ``max_bytes``."""
+        if self._consumed:
+            raise RuntimeError("the body of an outbound response can be read only once")
+        self._consumed = True
+        declared = self._response.content_length
+        if declared is not None and declared > self._max_bytes:
+            raise OutboundBodyTooLarge(f"the response is larger than {self._max_bytes} bytes")
+        received = 0
+        try:
+            async for chunk in self._response.content.iter_chunked(chunk_size):
+                received += len(chunk)
+                if received > self._max_bytes:
+                    raise OutboundBodyTooLarge(
+                        f"the response is larger than {self._max_bytes} bytes"
+                    )
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise OutboundFetchFailed("reading the response failed or timed out") from err
+
+    async def read(self) -> bytes:
+        """The whole body, at most ``max_bytes``."""
+        return b"".join([chunk async for chunk in self.iter_chunks()])
+
+
+class OutboundClient:
+    """The HTTP client for user-given URLs: one per process, opened in a cleanup context.
+
+    Its session never reads proxy settings from the environment, keeps no cookies between
+    fetches, does not decompress (the byte cap counts what arrives) and resolves names only
+    through CheckedAddressResolver.
+    """
+
+    def __init__(
+        self,
+        *,
+        resolver: HostResolver = resolve_with_system_dns,
+        ssl_context: ssl.SSLContext | None = None,
+        user_agent: str = "StellarStack",
+        allow_for_tests: frozenset[IPNetwork] = frozenset(),
+    ) -> None:
+        self._resolver = resolver
+        self._ssl_context = ssl_context
+        self._user_agent = user_agent
+        self._allow_for_tests = allow_for_tests
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            resolver=CheckedAddressResolver(),
+            use_dns_cache=False,
+            ssl=self._ssl_context if self._ssl_context is not None else True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+            auto_decompress=False,
+            headers={"User-Agent": self._user_agent, "Accept-Encoding": "identity"},
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @asynccontextmanager
+    async def fetch(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        timeout_seconds: float,
+        max_redirects: int = 3,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[OutboundResponse]:
+        """Request ``url`` and yield the final response, every hop checked by check_url.
+
+        The body is read from the yielded OutboundResponse and capped at ``max_bytes``; the
+        connection is released when the block ends.
+
+        ``timeout_seconds`` covers everything (lookups, redirects, reading the body). A 303, or a
+        301/302 to a non-GET request, continues as a bodiless GET; 307/308 repeat the request.
+        Credentials headers are dropped when a redirect leaves the origin.
+        """
+        response, target = await self._follow_redirects(
+            url,
+            method=method.upper(),
+            body=body,
+            headers=dict(headers or {}),
+            max_redirects=max_redirects,
+            deadline=asyncio.get_running_loop().time() + timeout_seconds,
+        )
+        try:
+            yield OutboundResponse(response, target, max_bytes)
+        finally:
+            response.release()
+
+    async def _follow_redirects(
+        self,
+        url: str,
+        *,
+        method: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        max_redirects: int,
+        deadline: float,
+    ) -> tuple[aiohttp.ClientResponse, CheckedTarget]:
+        for _hop in range(max_redirects + 1):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    target = await check_url(
+                        url, resolver=self._resolver, allow_for_tests=self._allow_for_tests
+                    )
+            except TimeoutError as err:
+                raise OutboundFetchFailed("resolving the host timed out") from err
+            response = await self._send_to_checked_target(target, method, body, headers, deadline)
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECT_STATUSES or location is None:
+                return response, target
+            response.release()
+            try:
+                next_url = target.url.join(URL(location))
+            except (ValueError, TypeError) as err:
+                raise UnsafeURL("a redirect points to an invalid URL") from err
+            if next_url.origin() != target.url.origin():
+                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            if response.status == 303 or (response.status in (301, 302) and method != "GET"):
+                method, body = "GET", None
+            url = str(next_url)
+        raise OutboundFetchFailed(f"more than {max_redirects} redirects")
+
+    async def _send_to_checked_target(
+        self,
+        target: CheckedTarget,
+        method: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        deadline: float,
+    ) -> aiohttp.ClientResponse:
+        if self._session is None:
+            raise RuntimeError("OutboundClient is not open; use 'async with OutboundClient()'")
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise OutboundFetchFailed("the request timed out")
+        pin = _checked_target_for_request.set(target)
+        try:
+            return await self._session.request(
+                method,
+                target.url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=remaining),
+            )
+        except aiohttp.ClientSSLError as err:
+            raise OutboundFetchFailed("the TLS connection failed or was not trusted") from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise OutboundFetchFailed("the request failed or timed out") from err
+        finally:
+            _checked_target_for_request.reset(pin)
