@@ -7,6 +7,7 @@ keys secret                print a random auth secret
 keys encryption            print a random encryption key (kid:64 hex)
 node add/list/ping         register agents and check them
 user create                create an account (the first admin, typically)
+secrets reencrypt          re-encrypt stored secrets under the newest encryption key
 dev                        run the control plane and a local agent on this machine
 """
 
@@ -141,6 +142,28 @@ def cmd_audit_verify(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_secrets_reencrypt(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import reencrypt_secrets
+    from control_plane.security.encryption import EncryptionNotConfigured
+
+    if args.batch < 1:
+        raise CommandFailed("--batch must be at least 1")
+    try:
+        report = asyncio.run(reencrypt_secrets(_settings(), batch=args.batch))
+    except EncryptionNotConfigured as err:
+        raise CommandFailed(str(err)) from err
+    print(
+        f"{report.rows_seen} secret(s) checked, {report.rows_updated} re-encrypted "
+        f"under key {report.key_id}"
+    )
+    if report.unreadable:
+        print(f"{len(report.unreadable)} secret(s) cannot be decrypted:", file=sys.stderr)
+        for item in report.unreadable:
+            print(f"  - {item.table}.{item.column} row {item.row_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from control_plane.devstack import run_devstack
 
@@ -199,6 +222,15 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_parser(
         "verify", help="check the hash chain; names any edited or removed row"
     ).set_defaults(func=cmd_audit_verify)
+
+    secrets_ = sub.add_parser("secrets", help="secrets stored encrypted").add_subparsers(
+        dest="what", required=True
+    )
+    reencrypt = secrets_.add_parser(
+        "reencrypt", help="re-encrypt stored secrets under the first of STELLAR_ENCRYPTION_KEYS"
+    )
+    reencrypt.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    reencrypt.set_defaults(func=cmd_secrets_reencrypt)
 
     dev = sub.add_parser("dev", help="run the control plane and a local agent (development)")
     dev.add_argument("--data-dir", type=Path, default=Path(".stellar"))

@@ -12,13 +12,23 @@ from aiohttp import web
 from control_plane.api import health, openapi
 from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, session_factory
-from control_plane.keys import CONSOLES, ENGINE, HTTP, NODES, RATE_LIMITER, SESSIONS, SETTINGS
+from control_plane.keys import (
+    CONSOLES,
+    ENGINE,
+    HTTP,
+    NODES,
+    RATE_LIMITER,
+    SECRET_BOX,
+    SESSIONS,
+    SETTINGS,
+)
 from control_plane.middlewares import cors, install_security_headers
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.health import node_health_monitor
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
+from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import (
     MemoryBackend,
     RateLimitBackend,
@@ -86,6 +96,7 @@ def create_app(
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[SECRET_BOX] = SecretBox.from_settings(settings)
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
     if background_jobs:
         app.cleanup_ctx.append(node_health_monitor)

@@ -17,9 +17,11 @@ from control_plane.db.models import AuditEntry, Node
 from control_plane.db.session import transaction
 from control_plane.nodes.client import NodeClient, NodeNotConfigured
 from control_plane.security.command_signing import CommandSigner
+from control_plane.security.encryption import SecretBox
 from control_plane.services import audit
 from control_plane.services import nodes as node_service
 from control_plane.services import users as user_service
+from control_plane.services.secrets import ReencryptReport, reencrypt_all
 from control_plane.settings import ControlPlaneSettings
 
 DEFAULT_AGENT_DATA_DIR = Path("/var/lib/stellar-agent")
@@ -124,3 +126,10 @@ async def verify_audit(settings: ControlPlaneSettings) -> tuple[int, list[str]]:
         problems = await audit.verify_chain(session)
         count = await session.scalar(select(func.count()).select_from(AuditEntry)) or 0
         return count, problems
+
+
+async def reencrypt_secrets(settings: ControlPlaneSettings, *, batch: int = 500) -> ReencryptReport:
+    """Re-encrypt every stored secret under the newest of STELLAR_ENCRYPTION_KEYS."""
+    box = SecretBox.from_settings(settings)
+    async with _engine(settings) as engine:
+        return await reencrypt_all(engine, box, batch=batch)

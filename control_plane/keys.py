@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.security.caller import Caller
+from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
 from control_plane.settings import ControlPlaneSettings
 
@@ -23,4 +24,5 @@ CALLER = web.RequestKey("caller", Caller)
 CLIENT_IP = web.RequestKey("client_ip", str)
 CONSOLES = web.AppKey("consoles", ConsoleSessions)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)

@@ -7,6 +7,7 @@ one go. See the README's configuration reference for each variable.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -57,16 +58,20 @@ def _is_production(info: ValidationInfo) -> bool:
 def parse_encryption_keys(text: str) -> dict[str, bytes]:
     """``[kid:]<64 hex>`` items separated by commas; the first one encrypts."""
     keys: dict[str, bytes] = {}
-    for index, item in enumerate(part.strip() for part in text.split(",")):
+    for item in (part.strip() for part in text.split(",")):
         if not item:
             continue
         kid, _, material = item.rpartition(":")
-        kid = kid or f"k{index}"
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
+        if kid and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
             raise ValueError(f"encryption key id {kid!r} must be 1-32 of A-Z a-z 0-9 _ -")
         if not _HEX_KEY.fullmatch(material):
-            raise ValueError(f"encryption key {kid!r} must be 64 hex characters (32 bytes)")
+            raise ValueError(
+                f"encryption key {kid or 'without id'!r} must be 64 hex characters (32 bytes)"
+            )
         raw = bytes.fromhex(material)
+        # A bare key is named after itself, so its name stays the same whatever its position
+        # in the list (rotating "<new>,<old>" must not rename the old key).
+        kid = kid or "h" + hashlib.sha256(raw).hexdigest()[:12]
         if len(set(raw)) < 8:
             raise ValueError(f"encryption key {kid!r} is not random")
         if kid in keys:
