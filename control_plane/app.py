@@ -25,6 +25,7 @@ from control_plane.keys import (
 from control_plane.middlewares import cors, install_security_headers
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
+from control_plane.nodes.events import node_event_listener
 from control_plane.nodes.health import node_health_monitor
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
@@ -99,7 +100,7 @@ def create_app(
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
     if background_jobs:
-        app.cleanup_ctx.append(node_health_monitor)
+        app.cleanup_ctx.extend([node_health_monitor, node_event_listener])
     install_security_headers(app)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)

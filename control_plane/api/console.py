@@ -56,6 +56,11 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
             node, path, action="server.console", subject=f"server:{server.id}", user=str(me.user_id)
         )
 
+    def renew() -> str:
+        return nodes.socket_token(
+            node, path, action="server.console", subject=f"server:{server.id}", user=str(me.user_id)
+        )
+
     async def check_access() -> ServerAccess | None:
         async with transaction(factory) as db:
             found = await service.access_for(db, me, server.id)
@@ -78,6 +83,10 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     await req.audit_now("server.console.opened", target_type="server", target_id=str(server.id))
     with consoles.register(server.id, me.user_id, browser):
         await proxy_console(
-            browser, connect=connect_once_then_fresh, check_access=check_access, access=req.access
+            browser,
+            connect=connect_once_then_fresh,
+            renew=renew,
+            check_access=check_access,
+            access=req.access,
         )
     return browser

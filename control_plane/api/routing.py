@@ -221,7 +221,7 @@ def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> w
     if isinstance(result, web.StreamResponse):
         return result
     if result is None:
-        response = web.Response(status=204)
+        response = web.Response(status=204 if endpoint.status == 200 else endpoint.status)
     else:
         response = web.json_response(
             text=result.model_dump_json(by_alias=True), status=endpoint.status

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +14,7 @@ from control_plane.db.models import Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
 from control_plane.keys import NODES, SESSIONS
+from control_plane.nodes.events import STATES
 from control_plane.schemas.common import Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
     CommandIn,
@@ -201,11 +203,12 @@ async def _node_for(req: ApiRequest[Any, Any]) -> Any:
     status=202,
     rate_limit="power",
 )
-async def power(req: ApiRequest[PowerIn, Any]) -> None:
+async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
+    """202 with the node's view of the server; stop and restart finish in the background."""
     action = req.body.action
     req.require(f"control.{action}")
     node = await _node_for(req)
-    await req.http.app[NODES].server_call(
+    status = await req.http.app[NODES].server_call(
         node,
         req.server.id,
         "POST",
@@ -214,7 +217,10 @@ async def power(req: ApiRequest[PowerIn, Any]) -> None:
         user=str(req.me.user_id),
         payload={"action": action},
     )
+    if isinstance(status, dict) and status.get("state") in STATES:
+        req.server.state = status["state"]
     await req.audit(f"server.power.{action}", target_type="server", target_id=str(req.server.id))
+    return web.json_response(status, status=202)
 
 
 @routes.post(
@@ -247,8 +253,6 @@ async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
     "/api/v1/servers/{server_id}/logs", summary="Recent console lines", permission="console.read"
 )
 async def recent_logs(req: ApiRequest[Any, Any]) -> Any:
-    from aiohttp import web
-
     node = await _node_for(req)
     data = await req.http.app[NODES].server_call(
         node, req.server.id, "GET", "/logs", action="server.logs", user=str(req.me.user_id)
@@ -262,8 +266,6 @@ async def recent_logs(req: ApiRequest[Any, Any]) -> Any:
     permission="stats.read",
 )
 async def stats(req: ApiRequest[Any, Any]) -> Any:
-    from aiohttp import web
-
     node = await _node_for(req)
     data = await req.http.app[NODES].server_call(
         node, req.server.id, "GET", "/stats", action="server.stats", user=str(req.me.user_id)

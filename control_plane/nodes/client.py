@@ -150,16 +150,14 @@ class NodeClient:
             payload=payload,
         )
 
-    async def open_websocket(
-        self, node: Node, path: str, *, action: str, subject: str, user: str
-    ) -> aiohttp.ClientWebSocketResponse:
-        """Connect to an agent WebSocket route with a command token for ``GET path``."""
+    def socket_token(self, node: Node, path: str, *, action: str, subject: str, user: str) -> str:
+        """A command token for ``GET path``: opens an agent WebSocket, or renews an open one."""
         if self._signer is None:
             raise NodeNotConfigured(
                 "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
             )
         url = URL(node.url.rstrip("/") + path, encoded=False)
-        token = self._signer.sign(
+        return self._signer.sign(
             node_id=node.id,
             subject=subject,
             action=action,
@@ -168,6 +166,13 @@ class NodeClient:
             body=b"",
             user=user,
         )
+
+    async def open_websocket(
+        self, node: Node, path: str, *, action: str, subject: str, user: str
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Connect to an agent WebSocket route with a command token for ``GET path``."""
+        token = self.socket_token(node, path, action=action, subject=subject, user=user)
+        url = URL(node.url.rstrip("/") + path, encoded=False)
         try:
             return await self._session.ws_connect(
                 url,

@@ -105,11 +105,25 @@ async def _browser_to_node(
         await node().send_json({"event": event, "args": args})
 
 
+# The node's own bookkeeping about the token: handled here, never shown to the browser.
+_TOKEN_EVENTS = frozenset({"token expiring", "auth success"})
+
+
 async def _node_to_browser(
-    browser: web.WebSocketResponse, node: aiohttp.ClientWebSocketResponse
+    browser: web.WebSocketResponse,
+    node: aiohttp.ClientWebSocketResponse,
+    renew: Callable[[], str],
 ) -> None:
     async for message in node:
         if message.type == aiohttp.WSMsgType.TEXT:
+            try:
+                event = json.loads(message.data).get("event")
+            except (ValueError, AttributeError):
+                event = None
+            if event == "token expiring":
+                await node.send_json({"event": "auth", "args": [renew()]})
+            if event in _TOKEN_EVENTS:
+                continue
             await browser.send_str(message.data)
         elif message.type == aiohttp.WSMsgType.ERROR:
             break
@@ -119,6 +133,7 @@ async def proxy_console(
     browser: web.WebSocketResponse,
     *,
     connect: NodeConnector,
+    renew: Callable[[], str],
     check_access: AccessCheck,
     access: ServerAccess,
 ) -> None:
@@ -139,7 +154,7 @@ async def proxy_console(
     async def relay_from_node() -> None:
         failures = 0
         while not browser.closed:
-            await _node_to_browser(browser, holder["node"])
+            await _node_to_browser(browser, holder["node"], renew)
             if browser.closed:
                 return
             # The node closed (token lifetime, agent restart): reconnect with a fresh token.

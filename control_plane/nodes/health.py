@@ -12,10 +12,11 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
+from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import NODES, SESSIONS, SETTINGS
+from control_plane.keys import ENGINE, NODES, SESSIONS, SETTINGS
 
 log = structlog.get_logger("nodes.health")
 MAX_BACKOFF_SECONDS = 300.0
@@ -62,11 +63,15 @@ class NodeHealthMonitor:
 
     async def run(self) -> None:
         while True:
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("node health poll failed")
-            await asyncio.sleep(min(self._interval, 5.0))
+            async with job_lock(self._app[ENGINE], "node-health") as held:
+                while held:
+                    try:
+                        await self.poll_once()
+                    except Exception:
+                        log.exception("node health poll failed")
+                    await asyncio.sleep(min(self._interval, 5.0))
+            # Another replica polls; take over if it goes away.
+            await asyncio.sleep(self._interval)
 
 
 async def node_health_monitor(app: web.Application) -> AsyncIterator[None]:

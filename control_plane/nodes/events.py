@@ -1,0 +1,150 @@
+"""Follow every node's event stream and keep the servers' state in the database.
+
+One task per node, under a job lock (one replica listens to a node at a time). The socket
+is renewed with a fresh command token when the node says it is expiring, and re-opened
+with backoff when it drops. Crashes, finished installs and full disks are audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from sqlalchemy import select
+
+from control_plane.db.job_lock import job_lock
+from control_plane.db.models import Node, Server
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError
+from control_plane.keys import ENGINE, NODES, SESSIONS
+from control_plane.services import audit
+
+log = structlog.get_logger("nodes.events")
+EVENTS_PATH = "/api/v1/events"
+STATES = frozenset({"offline", "installing", "starting", "running", "stopping", "crashed"})
+MAX_BACKOFF_SECONDS = 60.0
+RESCAN_SECONDS = 3.0
+
+
+class NodeEventListener:
+    """Keeps one event subscription per node alive for as long as the app runs."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._urls: dict[uuid.UUID, str] = {}
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with transaction(self._app[SESSIONS]) as db:
+                    nodes = {n.id: (n.name, n.url) for n in await db.scalars(select(Node))}
+                for node_id, (name, url) in nodes.items():
+                    task = self._tasks.get(node_id)
+                    if task is not None and self._urls.get(node_id) != url:
+                        task.cancel()  # the node moved: follow it at its new address now
+                        task = None
+                    self._urls[node_id] = url
+                    if task is None or task.done():
+                        self._tasks[node_id] = asyncio.create_task(
+                            self._follow(node_id), name=f"node-events-{name}"
+                        )
+                for node_id in set(self._tasks) - set(nodes):
+                    self._tasks.pop(node_id).cancel()
+                    self._urls.pop(node_id, None)
+            except Exception:
+                log.exception("node event listener scan failed")
+            await asyncio.sleep(RESCAN_SECONDS)
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _follow(self, node_id: uuid.UUID) -> None:
+        backoff = 1.0
+        while True:
+            async with job_lock(self._app[ENGINE], f"node-events:{node_id}") as held:
+                if held:
+                    try:
+                        await self._listen(node_id)
+                        backoff = 1.0
+                    except (ApiError, aiohttp.ClientError, TimeoutError) as err:
+                        log.info("node events unavailable", node=str(node_id), error=str(err))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def _listen(self, node_id: uuid.UUID) -> None:
+        async with transaction(self._app[SESSIONS]) as db:
+            node = await db.get(Node, node_id)
+        if node is None:
+            return
+        client = self._app[NODES]
+        socket = await client.open_websocket(
+            node, EVENTS_PATH, action="node.events", subject="node", user="system"
+        )
+        log.info("following node events", node=node.name)
+        try:
+            async for message in socket:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                with contextlib.suppress(ValueError):
+                    event = json.loads(message.data)
+                    if event.get("type") == "token_expiring":
+                        token = client.socket_token(
+                            node, EVENTS_PATH, action="node.events", subject="node", user="system"
+                        )
+                        await socket.send_json({"event": "auth", "args": [token]})
+                    elif isinstance(event, dict):
+                        await self._apply(node, event)
+        finally:
+            await socket.close()
+
+    async def _apply(self, node: Node, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        try:
+            server_id = uuid.UUID(str(event.get("server")))
+        except ValueError:
+            return
+        async with transaction(self._app[SESSIONS]) as db:
+            server = await db.get(Server, server_id)
+            if server is None or server.node_id != node.id:
+                return
+            if kind == "state" and event.get("state") in STATES:
+                server.state = str(event["state"])
+            elif kind == "crash":
+                server.state = "starting" if event.get("restarting") else "crashed"
+                await self._audit(db, "server.crashed", server, event)
+            elif kind == "install":
+                server.state = "offline" if event.get("success") else "install_failed"
+                await self._audit(db, "server.install.finished", server, event)
+            elif kind == "disk_full":
+                await self._audit(db, "server.disk.full", server, event)
+
+    @staticmethod
+    async def _audit(db: Any, action: str, server: Server, event: dict[str, Any]) -> None:
+        details = {k: v for k, v in event.items() if k not in {"type", "server"}}
+        await audit.append(
+            db,
+            None,
+            audit.AuditEvent(
+                action, target_type="server", target_id=str(server.id), details=details
+            ),
+        )
+
+
+async def node_event_listener(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: follow the nodes' event streams while the app runs."""
+    listener = NodeEventListener(app)
+    task = asyncio.create_task(listener.run(), name="node-events")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await listener.close()
