@@ -92,6 +92,8 @@ class NodeEventListener:
         )
         log.info("following node events", node=node.name)
         try:
+            # Events sent while we were away are lost: read every server's state once now.
+            await self._resync(node)
             async for message in socket:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
@@ -103,9 +105,26 @@ class NodeEventListener:
                         )
                         await socket.send_json({"event": "auth", "args": [token]})
                     elif isinstance(event, dict):
+                        log.debug("node event", node=node.name, event=event)
                         await self._apply(node, event)
         finally:
             await socket.close()
+
+    async def _resync(self, node: Node) -> None:
+        async with transaction(self._app[SESSIONS]) as db:
+            server_ids = list(await db.scalars(select(Server.id).where(Server.node_id == node.id)))
+        for server_id in server_ids:
+            try:
+                status = await self._app[NODES].server_call(
+                    node, server_id, "GET", "", action="server.read", user="system"
+                )
+            except ApiError as err:
+                log.info("resync: server not readable", server=str(server_id), error=err.message)
+                continue
+            if isinstance(status, dict) and status.get("state") in STATES:
+                await self._apply(
+                    node, {"type": "state", "server": str(server_id), "state": status["state"]}
+                )
 
     async def _apply(self, node: Node, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -1,0 +1,279 @@
+"""The whole system: a real control plane, a real agent process and real Docker.
+
+Admin builds the infrastructure through the API; a user starts their server, reads its
+console through the control plane's WebSocket, sends a command and sees the answer, stops
+it; the audit trail shows each step. Also: concurrent creates never share a port, and a
+revoked sub-user's open console is closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.app import create_app
+from control_plane.settings import load_settings
+from shared.command_keys import key_id, public_key_text, write_private_key
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.integration.node_agent.live_agent import require_docker_and_images
+from tests.support.agent_process import AgentProcess, free_port
+from tests.support.panel import Browser, Panel
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def docker_images() -> Iterator[None]:
+    yield from require_docker_and_images()
+
+
+@dataclass
+class Stack:
+    panel: Panel
+    admin: Browser
+    agent: AgentProcess
+    node_id: str
+    blueprint_id: str
+    servers: list[str] = field(default_factory=list)
+
+    async def add_ports(self, count: int) -> list[int]:
+        ports = [free_port() for _ in range(count)]
+        for port in ports:
+            await self.admin.json(
+                "POST",
+                f"/api/v1/nodes/{self.node_id}/allocations",
+                status=201,
+                json={"ip": "127.0.0.1", "port": port},
+            )
+        return ports
+
+    def server_body(self, owner_id: str, name: str = "survival") -> dict[str, Any]:
+        return {
+            "name": name,
+            "owner_id": owner_id,
+            "blueprint_id": self.blueprint_id,
+            "node_id": self.node_id,
+            "memory_mib": 512,
+            "cpu_percent": 100,
+            "disk_mib": 1024,
+            "pids_limit": 64,
+        }
+
+
+@pytest.fixture
+async def stack(
+    docker_images: None,
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[Stack]:
+    key_file = tmp_path / "signing.key"
+    private = Ed25519PrivateKey.generate()
+    write_private_key(key_file, private)
+    settings = load_settings(
+        {
+            "STELLAR_DATABASE_URL": database_url,
+            "STELLAR_AUTH_SECRET": AUTH_SECRET,
+            "STELLAR_BCRYPT_COST": "10",
+            "STELLAR_RATE_LIMITS": UNLIMITED,
+            "STELLAR_SIGNING_KEY_FILE": str(key_file),
+            "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
+        }
+    )
+    panel = Panel(await aiohttp_server(create_app(settings)), aiohttp_client)
+    admin = await panel.signed_in("admin@example.org", admin=True)
+    location = await admin.json("POST", "/api/v1/locations", status=201, json={"code": "lab"})
+    node = await admin.json(
+        "POST",
+        "/api/v1/nodes",
+        status=201,
+        json={"name": "node-1", "url": "http://127.0.0.1:9", "location_id": location["id"]},
+    )
+    assert f'"{key_id(private.public_key())}"' in node["agent_config"]
+    agent = AgentProcess(
+        tmp_path / "agent",
+        {key_id(private.public_key()): public_key_text(private.public_key())},
+        node_id=uuid.UUID(node["id"]),
+    )
+    agent.start()
+    await admin.json("PATCH", f"/api/v1/nodes/{node['id']}", json={"url": agent.base_url})
+    blueprint = await admin.json(
+        "POST",
+        "/api/v1/blueprints",
+        status=201,
+        json={
+            "name": "fake game",
+            "images": [{"name": "default", "image": "stellar-test/fake-game:latest"}],
+            "startup": "/usr/local/bin/fake-game",
+            "stop": {"type": "command", "value": "stop"},
+        },
+    )
+    stack = Stack(panel, admin, agent, node["id"], blueprint["id"])
+    try:
+        yield stack
+    finally:
+        for server_id in stack.servers:
+            await admin.request("DELETE", f"/api/v1/servers/{server_id}")
+        agent.stop()
+
+
+async def wait_for_state(browser: Browser, server_id: str, state: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = (await browser.json("GET", f"/api/v1/servers/{server_id}"))["state"]
+        if seen == state:
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"server {server_id} stayed {seen!r}, never {state!r}")
+
+
+async def read_until(
+    socket: aiohttp.ClientWebSocketResponse, text: str, timeout: float = 20
+) -> None:
+    async with asyncio.timeout(timeout):
+        async for message in socket:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                pytest.fail(f"socket ended with {message.type} before {text!r}")
+            frame = json.loads(message.data)
+            if frame.get("event") == "console output" and text in str(frame.get("args")):
+                return
+    pytest.fail(f"{text!r} never appeared")
+
+
+async def next_error(socket: aiohttp.ClientWebSocketResponse) -> str:
+    """The next error event, skipping output and status frames."""
+    async with asyncio.timeout(10):
+        while True:
+            frame = await socket.receive_json()
+            if frame["event"] == "error":
+                return str(frame["args"][0])
+
+
+async def test_user_runs_their_server_through_the_control_plane(stack: Stack) -> None:
+    await stack.add_ports(1)
+    owner_id = await stack.panel.create_user("player@example.org")
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    port = created["allocations"][0]["port"]
+
+    player = await stack.panel.browser()
+    await player.login("player@example.org")
+    await player.json(
+        "POST", f"/api/v1/servers/{server_id}/power", status=202, json={"action": "start"}
+    )
+    await wait_for_state(player, server_id, "running")  # from the node's event stream
+
+    async with player.client.ws_connect(f"/api/v1/servers/{server_id}/console") as console:
+        await read_until(console, "fake-game started")
+        await console.send_json({"event": "send command", "args": ["say hello from the socket"]})
+        await read_until(console, "hello from the socket")
+        await player.json(
+            "POST",
+            f"/api/v1/servers/{server_id}/command",
+            status=204,
+            json={"command": "say hello from REST"},
+        )
+        await read_until(console, "hello from REST")
+        # The agent's own token bookkeeping never reaches the browser; unknown events refused.
+        await console.send_json({"event": "auth", "args": ["x"]})
+        await next_error(console)
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await reader.readline()  # the game answers on its published port
+    writer.close()
+    await writer.wait_closed()
+
+    await player.json(
+        "POST", f"/api/v1/servers/{server_id}/power", status=202, json={"action": "stop"}
+    )
+    await wait_for_state(player, server_id, "offline")
+
+    trail = await stack.admin.json(
+        "GET", f"/api/v1/audit?target_type=server&target_id={server_id}&per_page=100"
+    )
+    actions = [e["action"] for e in reversed(trail["data"])]
+    assert actions == [
+        "server.created",
+        "server.power.start",
+        "server.console.opened",
+        "server.console.command",
+        "server.power.stop",
+    ]
+
+
+async def test_concurrent_creates_never_share_a_port(stack: Stack) -> None:
+    ports = await stack.add_ports(10)
+    owner_id = await stack.panel.create_user("busy@example.org")
+    responses = await asyncio.gather(
+        *(
+            stack.admin.request(
+                "POST", "/api/v1/servers", json=stack.server_body(owner_id, f"s{n}")
+            )
+            for n in range(20)
+        )
+    )
+    statuses = sorted(r.status for r in responses)
+    bodies = [await r.json() for r in responses]
+    stack.servers.extend(b["id"] for b in bodies if "id" in b)
+    assert statuses == [201] * 10 + [409] * 10, statuses
+    taken = [b["allocations"][0]["port"] for b in bodies if "id" in b]
+    assert sorted(taken) == sorted(ports)
+    refusals = {b["error"]["message"] for b in bodies if "error" in b}
+    assert refusals == {"node 'node-1' has no free port"}
+
+
+async def test_revoking_a_sub_user_closes_their_open_console(stack: Stack) -> None:
+    await stack.add_ports(1)
+    owner_id = await stack.panel.create_user("owner@example.org")
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    owner = await stack.panel.browser()
+    await owner.login("owner@example.org")
+    await stack.panel.create_user("helper@example.org")
+    sub = await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": "helper@example.org", "permissions": ["console.read"]},
+    )
+    helper = await stack.panel.browser()
+    await helper.login("helper@example.org")
+    async with helper.client.ws_connect(f"/api/v1/servers/{server_id}/console") as console:
+        # console.read only: typing a command is refused by the control plane.
+        await console.send_json({"event": "send command", "args": ["say not allowed"]})
+        assert "console.write" in await next_error(console)
+        started = time.monotonic()
+        await owner.json(
+            "PATCH",
+            f"/api/v1/servers/{server_id}/users/{sub['id']}",
+            json={"permissions": ["stats.read"]},
+        )
+        message = await console.receive(timeout=5)
+        while message.type == aiohttp.WSMsgType.TEXT:
+            message = await console.receive(timeout=5)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert console.close_code == 4403
+        assert time.monotonic() - started < 2
+    refused = await helper.request("GET", f"/api/v1/servers/{server_id}/console")
+    assert refused.status == 403
