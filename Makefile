@@ -41,7 +41,10 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 bench: install services ## run the benchmarks; they print figures, they do not assert
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for name in command_channel security_layer api agent_lifecycle files; do \
+		test -f bench/$$name.py || continue; \
+		echo "== bench/$$name.py"; $(BIN)/python -m bench.$$name || exit 1; \
+	done
 
 clean: ## remove the venv, caches and the local data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(STELLAR_DATA_DIR)

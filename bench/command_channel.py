@@ -23,22 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import math
 import os
 import platform
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -49,6 +43,15 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+# Run as a script (python bench/x.py), the repository root is not on the path yet.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.processes import (
+    Server,
+    free_port,
+    percentile,
+    running,
+    us_since,
+)
 from control_plane.security.command_signing import CommandSigner
 from node_agent.security.replay import PersistentReplayCache
 from shared.command_keys import parse_public_key
@@ -68,8 +71,6 @@ ISSUER: Final = "stellar-cp"
 SYSTEM_PATH: Final = "/api/v1/system"
 SYSTEM_ACTION: Final = "node.system"
 HELLO_PATH: Final = "/hello"
-START_TIMEOUT_SECONDS: Final = 20.0
-STOP_TIMEOUT_SECONDS: Final = 10.0
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 TARGET_RATIO: Final = 1.5
 # Lifetime of a command token is 30 s: verify-benchmark tokens are minted in chunks so that
@@ -80,17 +81,6 @@ Sample = list[float]  # microseconds
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile (``pct`` in 0..100) of a non-empty sample."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def us_since(start_ns: int) -> float:
-    return (time.perf_counter_ns() - start_ns) / 1000
 
 
 # --------------------------------------------------------------------------- hello-world server
@@ -134,79 +124,6 @@ def serve_hello(port: int, *, stack: bool) -> None:
 # --------------------------------------------------------------------------- subprocesses
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the kernel just handed out (and we let go of)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    """A server subprocess with stdout and stderr going to a log file."""
-
-    name: str
-    argv: list[str]
-    port: int
-    ready_path: str
-    log_path: Path
-    cwd: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.cwd,
-                env=env,
-            )
-
-    def wait_ready(self, deadline: float) -> None:
-        url = self.base_url + self.ready_path
-        while True:
-            if self.process is None or self.process.poll() is not None:
-                code = None if self.process is None else self.process.returncode
-                raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(url, timeout=0.5) as response,
-            ):
-                if response.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} not ready at {url}:\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SIGTERM and wait; SIGKILL if it does not exit in time. Safe to call twice."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                print(f"{self.name} ignored SIGTERM for {STOP_TIMEOUT_SECONDS} s: killing it")
-                process.kill()
-                process.wait()
-
-    def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-
 def agent_server(root: Path, signer: CommandSigner, node_id: uuid.UUID) -> Server:
     port = free_port()
     config = root / "agent.toml"
@@ -237,26 +154,6 @@ def hello_server(root: Path, *, stack: bool) -> Server:
     if stack:
         argv.append("--stack")
     return Server(name, argv, port, HELLO_PATH, root / f"{name}.log", root)
-
-
-@contextlib.contextmanager
-def running(servers: Sequence[Server]) -> Iterator[None]:
-    """Start every server, wait until each answers, and stop them all whatever happens."""
-    try:
-        for server in servers:
-            server.start()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        for server in servers:
-            server.wait_ready(deadline)
-        yield
-    except Exception:
-        # The temporary directory goes away with the logs: show what the servers said first.
-        for server in servers:
-            print(f"--- last lines of {server.name}'s log:\n{server.log_tail()}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers:
-            server.stop()
 
 
 # --------------------------------------------------------------------------- micro-benchmarks

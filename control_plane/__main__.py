@@ -92,6 +92,14 @@ def cmd_node_list(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node_pin(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import pin_node
+
+    pinned = asyncio.run(pin_node(_settings(), name=args.name, fingerprint=args.fingerprint))
+    print(f"node {args.name!r} pinned to {pinned}")
+    return 0
+
+
 def cmd_node_ping(args: argparse.Namespace) -> int:
     from control_plane.cli_ops import ping_node
 
@@ -200,6 +208,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.set_defaults(func=cmd_node_add)
     node.add_parser("list", help="list nodes").set_defaults(func=cmd_node_list)
+    pin = node.add_parser("pin", help="pin the SHA-256 fingerprint of the agent's certificate")
+    pin.add_argument("--name", required=True)
+    pin.add_argument("--fingerprint", required=True, help="as `stellar-agent tls generate` prints")
+    pin.set_defaults(func=cmd_node_pin)
     ping = node.add_parser("ping", help="call the node's /api/v1/system with a signed command")
     ping.add_argument("name")
     ping.set_defaults(func=cmd_node_ping)

@@ -11,16 +11,18 @@ from aiohttp import web
 
 from control_plane.api import health, openapi
 from control_plane.api.registry import ROUTE_TABLES
-from control_plane.db.engine import create_engine, session_factory
+from control_plane.db.engine import create_engine, read_session_factory, session_factory
 from control_plane.keys import (
     CONSOLES,
     ENGINE,
     HTTP,
     NODES,
     RATE_LIMITER,
+    READ_SESSIONS,
     SECRET_BOX,
     SESSIONS,
     SETTINGS,
+    WALL_CLOCK,
 )
 from control_plane.middlewares import cors, install_security_headers
 from control_plane.nodes.client import NodeClient
@@ -45,6 +47,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url or "")
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
+    app[READ_SESSIONS] = read_session_factory(engine)
     yield
     await engine.dispose()
 
@@ -58,7 +61,12 @@ async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with aiohttp.ClientSession() as session:
         app[HTTP] = session
-        app[NODES] = NodeClient(session, signer, timeout=settings.node_timeout_seconds)
+        app[NODES] = NodeClient(
+            session,
+            signer,
+            timeout=settings.node_timeout_seconds,
+            allow_plain_http=not settings.is_production,
+        )
         yield
 
 
@@ -90,14 +98,17 @@ def create_app(
     *,
     background_jobs: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """The app; ``clock`` drives the in-memory rate limits (tests move it by hand)."""
+    """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
+    (tests move them by hand)."""
     app = web.Application(
         middlewares=[request_context, error_shape, cors, authenticate],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox.from_settings(settings)
+    app[WALL_CLOCK] = wall_clock
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
     if background_jobs:
         app.cleanup_ctx.extend([node_health_monitor, node_event_listener])

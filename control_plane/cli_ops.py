@@ -15,7 +15,9 @@ from control_plane.db import migrate as migrations
 from control_plane.db.engine import create_engine, session_factory
 from control_plane.db.models import AuditEntry, Node
 from control_plane.db.session import transaction
+from control_plane.errors import InvalidRequest
 from control_plane.nodes.client import NodeClient, NodeNotConfigured
+from control_plane.nodes.tls import normalize_fingerprint
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
 from control_plane.services import audit
@@ -80,6 +82,25 @@ async def add_node(
         return render_agent_config(node, signer, data_dir=data_dir)
 
 
+async def pin_node(settings: ControlPlaneSettings, *, name: str, fingerprint: str) -> str:
+    """Store the SHA-256 fingerprint of a node's TLS certificate; calls then require it."""
+    try:
+        pinned = normalize_fingerprint(fingerprint)
+    except ValueError as err:
+        raise InvalidRequest(str(err)) from err
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        node = await node_service.get_node_by_name(session, name)
+        node.tls_fingerprint = pinned
+        await audit.append(
+            session,
+            None,
+            audit.AuditEvent(
+                "node.pinned", target_type="node", target_id=str(node.id), details={"by": "cli"}
+            ),
+        )
+    return pinned
+
+
 async def list_nodes(settings: ControlPlaneSettings) -> list[str]:
     async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
         return [
@@ -93,7 +114,12 @@ async def ping_node(settings: ControlPlaneSettings, name: str) -> str:
         async with transaction(session_factory(engine)) as session:
             node = await node_service.get_node_by_name(session, name)
         async with aiohttp.ClientSession() as http:
-            client = NodeClient(http, signer, timeout=settings.node_timeout_seconds)
+            client = NodeClient(
+                http,
+                signer,
+                timeout=settings.node_timeout_seconds,
+                allow_plain_http=not settings.is_production,
+            )
             info = await client.system_info(node, user="cli")
     return info.model_dump_json(indent=2)
 

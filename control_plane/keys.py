@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -16,6 +18,7 @@ from control_plane.settings import ControlPlaneSettings
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
+READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 NODES = web.AppKey("nodes", NodeClient)
 
@@ -26,3 +29,5 @@ CONSOLES = web.AppKey("consoles", ConsoleSessions)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)
+# Seconds since the epoch, for TOTP time steps (tests move it by hand).
+WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")

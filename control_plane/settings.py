@@ -15,6 +15,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -129,11 +130,78 @@ class ControlPlaneSettings(BaseModel):
 
     cors_origins: str = Field("", alias="STELLAR_CORS_ORIGINS")
     body_timeout_seconds: float = Field(30.0, alias="STELLAR_BODY_TIMEOUT_SECONDS", gt=0, le=600)
+    backup_limit: int = Field(5, alias="STELLAR_BACKUP_LIMIT", ge=1, le=1000)
     rate_limits: str = Field("", alias="STELLAR_RATE_LIMITS")
     rate_limit_max_keys: int = Field(100_000, alias="STELLAR_RATE_LIMIT_MAX_KEYS", ge=100)
     limit_memory_mib: str = Field("512-32768", alias="STELLAR_LIMIT_MEMORY_MIB")
     limit_cpu_percent: str = Field("50-400", alias="STELLAR_LIMIT_CPU_PERCENT")
     limit_disk_mib: str = Field("1024-102400", alias="STELLAR_LIMIT_DISK_MIB")
+    # Sign-in beyond passwords: who must enrol a second factor, and the authenticator label.
+    require_2fa: Literal["none", "admins", "everyone"] = Field("none", alias="STELLAR_REQUIRE_2FA")
+    totp_issuer: str = Field(
+        "StellarStack", alias="STELLAR_TOTP_ISSUER", min_length=1, max_length=64
+    )
+    # OAuth2 / OpenID Connect sign-in; a provider is offered when its client id and secret are set.
+    google_client_id: Optional = Field(None, alias="GOOGLE_CLIENT_ID")
+    google_client_secret: Optional = Field(None, alias="GOOGLE_CLIENT_SECRET", repr=False)
+    github_client_id: Optional = Field(None, alias="GITHUB_CLIENT_ID")
+    github_client_secret: Optional = Field(None, alias="GITHUB_CLIENT_SECRET", repr=False)
+    discord_client_id: Optional = Field(None, alias="DISCORD_CLIENT_ID")
+    discord_client_secret: Optional = Field(None, alias="DISCORD_CLIENT_SECRET", repr=False)
+    google_authorize_url: str = Field(
+        "https://accounts.google.com/o/oauth2/v2/auth", alias="STELLAR_GOOGLE_AUTHORIZE_URL"
+    )
+    google_token_url: str = Field(
+        "https://oauth2.googleapis.com/token", alias="STELLAR_GOOGLE_TOKEN_URL"
+    )
+    google_jwks_url: str = Field(
+        "https://www.googleapis.com/oauth2/v3/certs", alias="STELLAR_GOOGLE_JWKS_URL"
+    )
+    google_issuer: str = Field("https://accounts.google.com", alias="STELLAR_GOOGLE_ISSUER")
+    github_authorize_url: str = Field(
+        "https://github.com/login/oauth/authorize", alias="STELLAR_GITHUB_AUTHORIZE_URL"
+    )
+    github_token_url: str = Field(
+        "https://github.com/login/oauth/access_token", alias="STELLAR_GITHUB_TOKEN_URL"
+    )
+    github_user_url: str = Field("https://api.github.com/user", alias="STELLAR_GITHUB_USER_URL")
+    discord_authorize_url: str = Field(
+        "https://discord.com/oauth2/authorize", alias="STELLAR_DISCORD_AUTHORIZE_URL"
+    )
+    discord_token_url: str = Field(
+        "https://discord.com/api/oauth2/token", alias="STELLAR_DISCORD_TOKEN_URL"
+    )
+    discord_user_url: str = Field(
+        "https://discord.com/api/users/@me", alias="STELLAR_DISCORD_USER_URL"
+    )
+    # Whether an OAuth sign-in counts as complete for a user with 2FA (default: the code is owed).
+    oauth_skips_2fa: bool = Field(False, alias="STELLAR_OAUTH_SKIPS_2FA")
+    # Passkeys (WebAuthn): the relying party's id (a domain) and the origin browsers report;
+    # both default to STELLAR_PUBLIC_URL's.
+    webauthn_rp_id: Optional = Field(None, alias="STELLAR_WEBAUTHN_RP_ID")
+    webauthn_origin: Optional = Field(None, alias="STELLAR_WEBAUTHN_ORIGIN")
+    webauthn_rp_name: str = Field(
+        "StellarStack", alias="STELLAR_WEBAUTHN_RP_NAME", min_length=1, max_length=64
+    )
+
+    @field_validator(
+        "google_authorize_url",
+        "google_token_url",
+        "google_jwks_url",
+        "github_authorize_url",
+        "github_token_url",
+        "github_user_url",
+        "discord_authorize_url",
+        "discord_token_url",
+        "discord_user_url",
+    )
+    @classmethod
+    def _oauth_url(cls, value: str, info: ValidationInfo) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s#]*)?", value):
+            raise ValueError("must be an http(s) URL")
+        if _is_production(info) and not value.startswith("https://"):
+            raise ValueError("must be https:// in production")
+        return value
 
     @field_validator("rate_limits")
     @classmethod
@@ -241,6 +309,21 @@ class ControlPlaneSettings(BaseModel):
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         parts = (part.strip() for part in self.trusted_proxies.split(","))
         return [ipaddress.ip_network(item, strict=False) for item in parts if item]
+
+    @property
+    def passkey_origin(self) -> str:
+        """The origin browsers report for this panel (``scheme://host[:port]``)."""
+        if self.webauthn_origin:
+            return self.webauthn_origin.rstrip("/")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            return f"{parts.scheme}://{parts.netloc}"
+        return "http://localhost:8000"
+
+    @property
+    def passkey_rp_id(self) -> str:
+        """The WebAuthn relying-party id: a registrable domain of the panel's host."""
+        return self.webauthn_rp_id or urlsplit(self.passkey_origin).hostname or "localhost"
 
     @property
     def secure_cookies(self) -> bool:

@@ -9,16 +9,18 @@ import aiodocker
 import structlog
 from aiohttp import web
 
-from node_agent.api import console, servers, storage, system
+from node_agent.api import backups, console, files, servers, storage, system
 from node_agent.api import events as events_api
 from node_agent.console.session import OpenSockets
 from node_agent.docker.containers import ContainerRuntime
 from node_agent.docker.errors import DockerUnavailable
 from node_agent.docker.network import ensure_agent_network
+from node_agent.docker.seccomp_context import game_seccomp_ctx
 from node_agent.events import NodeEventBus
 from node_agent.facts import facts_refresher
 from node_agent.keys import (
     DOCKER,
+    GAME_SECCOMP,
     NODE_EVENTS,
     OPEN_SOCKETS,
     REPLAY_CACHE,
@@ -73,7 +75,9 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     docker = app[DOCKER]
     events = NodeEventBus()
     services = ServerServices(
-        runtime=ContainerRuntime(docker, on_pull=events.image_pull),
+        runtime=ContainerRuntime(
+            docker, on_pull=events.image_pull, seccomp=app[GAME_SECCOMP].profile
+        ),
         records=RecordStore(settings.data_dir),
         events=events,
         network=functools.partial(ensure_agent_network, docker),
@@ -94,7 +98,9 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[NODE_EVENTS] = events
     app[SERVERS] = registry
     app[STATS] = ServerStatsReader(registry)
+    app[STORAGE].set_over_limit_hook(registry.over_disk_limit)
     yield
+    app[STORAGE].set_over_limit_hook(None)
     await registry.close()
 
 
@@ -112,11 +118,20 @@ def create_app(settings: AgentSettings) -> web.Application:
     app[OPEN_SOCKETS] = OpenSockets()
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.extend(
-        [replay_cache_ctx, docker_ctx, storage_ctx, facts_refresher, server_registry_ctx]
+        [
+            replay_cache_ctx,
+            docker_ctx,
+            storage_ctx,
+            game_seccomp_ctx,
+            facts_refresher,
+            server_registry_ctx,
+        ]
     )
     app.add_routes(system.routes)
     app.add_routes(servers.routes)
     app.add_routes(console.routes)
     app.add_routes(events_api.routes)
     app.add_routes(storage.routes)
+    files.setup(app)
+    backups.setup(app)
     return app

@@ -16,7 +16,8 @@ import aiodocker
 import structlog
 from aiohttp import web
 
-from node_agent.keys import DOCKER, FACTS, SETTINGS, STORAGE
+from node_agent.docker.seccomp import GameSeccomp
+from node_agent.keys import DOCKER, FACTS, GAME_SECCOMP, SETTINGS, STORAGE
 from node_agent.storage.backend import NodeStorage
 from shared.node_api import NodeFacts
 
@@ -30,7 +31,10 @@ def _host_totals(data_dir: Path) -> tuple[int, int, int, int]:
 
 
 async def read_facts(
-    data_dir: Path, docker: aiodocker.Docker | None, storage: NodeStorage | None = None
+    data_dir: Path,
+    docker: aiodocker.Docker | None,
+    storage: NodeStorage | None = None,
+    seccomp: GameSeccomp | None = None,
 ) -> NodeFacts:
     """Measure the host now."""
     cpus, memory, disk_total, disk_free = await asyncio.to_thread(_host_totals, data_dir)
@@ -54,6 +58,7 @@ async def read_facts(
         refreshed_at=time.time(),
         storage_backend=None if storage is None else storage.backend,
         storage_enforced=None if storage is None else storage.enforced,
+        nested_subvolumes_blocked=None if seccomp is None else seccomp.blocks_nested_subvolumes,
     )
 
 
@@ -62,7 +67,8 @@ async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     docker = app.get(DOCKER)
     storage = app.get(STORAGE)
-    app[FACTS] = await read_facts(settings.data_dir, docker, storage)
+    seccomp = app.get(GAME_SECCOMP)
+    app[FACTS] = await read_facts(settings.data_dir, docker, storage, seccomp)
     if app[FACTS].docker_error:
         log.warning("docker unavailable", error=app[FACTS].docker_error)
 
@@ -70,7 +76,7 @@ async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(settings.facts_refresh_seconds)
             try:
-                app[FACTS] = await read_facts(settings.data_dir, docker, storage)
+                app[FACTS] = await read_facts(settings.data_dir, docker, storage, seccomp)
             except OSError as err:
                 log.warning("facts refresh failed", error=str(err))
 

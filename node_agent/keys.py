@@ -5,8 +5,11 @@ from __future__ import annotations
 import aiodocker
 from aiohttp import web
 
+from node_agent.backups.service import BackupService
 from node_agent.console.session import OpenSockets
+from node_agent.docker.seccomp import GameSeccomp
 from node_agent.events import NodeEventBus
+from node_agent.files.service import FileService
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.servers import ServerRegistry
 from node_agent.settings import AgentSettings
@@ -25,6 +28,9 @@ NODE_EVENTS = web.AppKey("node_events", NodeEventBus)
 STATS = web.AppKey("stats", ServerStatsReader)
 OPEN_SOCKETS = web.AppKey("open_sockets", OpenSockets)
 STORAGE = web.AppKey("storage", NodeStorage)
+GAME_SECCOMP = web.AppKey("game_seccomp", GameSeccomp)
+FILES = web.AppKey("files", FileService)
+BACKUPS = web.AppKey("backups", BackupService)
 
 # Per request: the verified claims of the command that authorised it.
 CLAIMS = web.RequestKey("claims", CommandClaims)

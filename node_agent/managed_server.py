@@ -120,6 +120,12 @@ class ManagedServer:
         self.record = self.record.model_copy(update=changes)
         await self.services.records.save(self.record)
 
+    async def set_disk_limit(self, disk_mib: int) -> None:
+        """Change the volume's limit, then the record (the caller holds the lock)."""
+        await self.volume.resize(disk_mib)
+        spec = self.spec.model_copy(update={"disk_mib": disk_mib})
+        await self._update_record(spec=spec)
+
     async def _want(self, desired: DesiredPower, *, crashed: bool = False) -> None:
         await self._update_record(desired_power=desired, crashed=crashed)
 
@@ -134,6 +140,7 @@ class ManagedServer:
             install_exit_code=self.record.install_exit_code,
             stopping=self.stopping,
             container=_container_status(container),
+            disk_mib=self.spec.disk_mib,
         )
 
     # --- power -----------------------------------------------------------------------------

@@ -7,6 +7,10 @@ and exit of a game container reaches its :class:`ManagedServer`. It never stops 
 when the agent starts or stops; containers carrying the agent's label that it does not know
 are logged and left alone. Creating a server checks the images first and undoes every step
 on failure, so a refused create leaves no container, volume or record behind.
+
+Disk limits: :meth:`ServerRegistry.resize_disk` changes a volume's limit and the record
+together, and :meth:`ServerRegistry.over_disk_limit` is the polled (``directory``) backend's
+hook: it stops a game found over its limit and reports ``disk_full`` to the control plane.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from node_agent.docker.hardening import (
 from node_agent.events import NodeEventBus
 from node_agent.managed_server import ManagedServer, ServerServices
 from node_agent.server_records import ServerRecord
-from node_agent.volumes import ServerVolume
+from node_agent.storage.volume import DiskUsage, ServerVolume
 from shared.errors import ApiError, Conflict, NotFound
 from shared.server_spec import ServerSpec, ServerStatus
 
@@ -167,6 +171,29 @@ class ServerRegistry:
 
     async def status(self, server_id: uuid.UUID) -> ServerStatus:
         return await self.get(server_id).status()
+
+    # --- disk ------------------------------------------------------------------------------
+
+    async def resize_disk(self, server_id: uuid.UUID, disk_mib: int) -> None:
+        """Set a new disk limit on the volume and in the server's record (409 if refused)."""
+        server = self.get(server_id)
+        async with server.lock:
+            await server.set_disk_limit(disk_mib)
+        log.info("disk limit changed", server=str(server_id), disk_mib=disk_mib)
+
+    async def over_disk_limit(self, server_id: uuid.UUID, usage: DiskUsage) -> None:
+        """The polled backend found the server over its limit: stop the game, say disk_full.
+
+        Called on every poll while the volume stays over; only a game that is running (or
+        starting) is stopped and reported again, so a stopped server is not reported twice.
+        """
+        server = self._servers.get(server_id)
+        if server is None or server.state not in {"running", "starting"}:
+            return
+        self.events.disk_full(server_id, used_bytes=usage.used_bytes, limit_bytes=usage.total_bytes)
+        server.console.notice("server stopped: its disk is over the limit")
+        with contextlib.suppress(NotFound, Conflict):
+            await server.power("stop")
 
     # --- create and delete -----------------------------------------------------------------
 

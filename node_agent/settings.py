@@ -25,10 +25,21 @@ Disk limits (DESIGN.md "Containers (agent)") come from ``storage_backend``:
 
 In development the agent unmounts at shutdown what it mounted itself; in production the
 pool stays mounted (running games keep using it).
+
+Game and install containers get Docker's default seccomp profile, read from
+``seccomp_base_profile``, with ``ioctl`` unable to create btrfs subvolumes. A production agent
+with the btrfs backend refuses to start without that file; otherwise the agent warns and
+leaves Docker's default profile in place.
+
+TLS (``tls_cert_file`` and ``tls_key_file``, made by ``stellar-agent tls generate``): the agent
+serves HTTPS with its own self-signed certificate, which the control plane pins by fingerprint.
+Without them it serves plain HTTP, and only on a loopback ``listen_host``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import stat
 import tomllib
 import uuid
 from pathlib import Path
@@ -38,10 +49,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from node_agent.console.limits import ConsoleLimits
+from node_agent.files.limits import FileLimits
 from shared.command_keys import KeyFormatError, check_kid, parse_public_key
 from shared.protocol import MAX_LEEWAY_SECONDS
 
 StorageBackendName = Literal["auto", "btrfs", "ext4", "directory"]
+DEBIAN_DOCKER_SECCOMP_PROFILE: Final = Path(
+    "/usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json"
+)
 # mkfs.btrfs refuses smaller devices (with its default DUP metadata).
 MIN_POOL_SIZE_MIB: Final = 128
 
@@ -72,11 +87,17 @@ class AgentSettings(BaseModel):
     # A game that crashes again within this many seconds of its last crash is not restarted.
     crash_loop_window_seconds: float = Field(default=60.0, ge=0, le=86_400)
     console: ConsoleLimits = Field(default_factory=ConsoleLimits)
+    files: FileLimits = Field(default_factory=FileLimits)
     storage_backend: StorageBackendName = "auto"
     storage_pool_dir: Path | None = None
     storage_pool_image: Path | None = None
     storage_pool_size_mib: int = Field(default=10 * 1024, ge=MIN_POOL_SIZE_MIB)
     storage_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # Docker's default seccomp profile, which the agent extends for game containers
+    # (node_agent/docker/seccomp.py); Debian's golang-github-docker-docker-dev ships it.
+    seccomp_base_profile: Path = DEBIAN_DOCKER_SECCOMP_PROFILE
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @field_validator("trusted_keys")
     @classmethod
@@ -106,6 +127,30 @@ class AgentSettings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _tls_rules(self) -> AgentSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both or neither")
+        if self.tls_key_file is None:
+            if not is_loopback(self.listen_host):
+                raise ValueError(
+                    f"listen_host {self.listen_host!r} is not a loopback address, so the agent "
+                    "must serve HTTPS: set tls_cert_file and tls_key_file (create them with "
+                    "`stellar-agent tls generate --host HOST --out-dir /etc/stellar-agent/tls`); "
+                    "plain HTTP is only for development on 127.0.0.1 or ::1"
+                )
+            return self
+        problems = [_tls_file_problem(self.tls_cert_file, "tls_cert_file", secret=False)]
+        problems.append(_tls_file_problem(self.tls_key_file, "tls_key_file", secret=True))
+        found = [problem for problem in problems if problem]
+        if found:
+            raise ValueError("; ".join(found))
+        return self
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         return {kid: parse_public_key(text) for kid, text in self.trusted_keys.items()}
 
@@ -122,6 +167,30 @@ class AgentSettings(BaseModel):
     def pool_image(self) -> Path:
         """The image file the agent loop-mounts when nothing is mounted at ``pool_dir``."""
         return self.storage_pool_image or self.data_dir / "pool.img"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) can only be reached from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_file_problem(path: Path | None, name: str, *, secret: bool) -> str | None:
+    if path is None:
+        return None
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return f"{name} {path} cannot be read: {err.strerror or err}"
+    if not stat.S_ISREG(mode):
+        return f"{name} {path} is not a regular file"
+    if secret and mode & 0o077:
+        return f"{name} {path} must not be readable by group or others (chmod 600 {path})"
+    return None
 
 
 def load_settings(path: Path) -> AgentSettings:

@@ -26,6 +26,9 @@ class NodeFacts(BaseModel):
     # only polled (None: an agent from before disk backends).
     storage_backend: Literal["btrfs", "ext4", "directory"] | None = None
     storage_enforced: bool | None = None
+    # Whether game containers run with the seccomp profile that stops them creating a btrfs
+    # subvolume (whose qgroup would have no limit) inside their volume.
+    nested_subvolumes_blocked: bool | None = None
 
 
 class SystemInfo(BaseModel):
@@ -104,6 +107,19 @@ class DiskFullEvent(BaseModel):
     limit_bytes: int | None = None
 
 
+class BackupEvent(BaseModel):
+    """A backup (``operation`` create) or a restore from one changed status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["backup"] = "backup"
+    server: uuid.UUID
+    backup: uuid.UUID
+    operation: Literal["create", "restore"] = "create"
+    status: Literal["running", "completed", "failed"]
+    reason: str | None = None
+
+
 class EventsDropped(BaseModel):
     """Sent before the next event when this subscriber fell behind and ``count`` were lost."""
 
@@ -114,7 +130,13 @@ class EventsDropped(BaseModel):
 
 
 NodeEvent = Annotated[
-    StateEvent | CrashEvent | InstallEvent | ImagePullEvent | DiskFullEvent | EventsDropped,
+    StateEvent
+    | CrashEvent
+    | InstallEvent
+    | ImagePullEvent
+    | DiskFullEvent
+    | BackupEvent
+    | EventsDropped,
     Field(discriminator="type"),
 ]
 NODE_EVENT: TypeAdapter[NodeEvent] = TypeAdapter(NodeEvent)

@@ -22,6 +22,7 @@ MAX_ENV_VALUE_LENGTH: Final = 8192
 MAX_INSTALL_SCRIPT_LENGTH: Final = 64 * 1024
 MAX_ALLOCATIONS: Final = 64
 MIN_PORT: Final = 1024
+MAX_DENYLIST_PATTERNS: Final = 256
 
 ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Set by the agent itself (from the spec or the container), so a blueprint cannot override them.
@@ -40,6 +41,7 @@ StopSignalName = Literal["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "S
 
 ImageReference = Annotated[str, Field(min_length=1, max_length=255, pattern=IMAGE_REFERENCE)]
 Argument = Annotated[str, Field(max_length=MAX_ARG_LENGTH)]
+DenyPattern = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\x00\n\r]+$")]
 
 
 def _no_nul(value: str, what: str) -> str:
@@ -145,6 +147,8 @@ class ServerSpec(BaseModel):
     stop_timeout_seconds: int = Field(default=30, ge=1, le=600)
     read_only_root: bool = True
     install: InstallSpec | None = None
+    # gitignore-style patterns of paths the file API never touches (node_agent/files/).
+    file_denylist: tuple[DenyPattern, ...] = Field(default=(), max_length=MAX_DENYLIST_PATTERNS)
 
     @field_validator("startup", mode="before")
     @classmethod
@@ -233,6 +237,8 @@ class ServerStatus(BaseModel):
     install_exit_code: int | None
     stopping: bool
     container: ContainerStatus | None
+    # The disk limit the server has now (changed online by ``PATCH .../disk``).
+    disk_mib: int | None = None
 
 
 class ConsoleCommand(BaseModel):

@@ -19,12 +19,16 @@ from control_plane.schemas.auth import (
     SessionOut,
     UserOut,
 )
+from control_plane.schemas.mfa import LoginOut, MfaRequiredOut
 from control_plane.security import sessions
 from control_plane.services import auth as auth_service
+from control_plane.services import mfa as mfa_service
 from control_plane.services import users as user_service
 from control_plane.services.audit import Actor
 
 routes = ApiRoutes("auth")
+# A password-only session that still owes its second factor lives this long.
+PENDING_SESSION = dt.timedelta(minutes=5)
 
 
 def _cookie_options(req: ApiRequest[Any, Any]) -> dict[str, Any]:
@@ -67,6 +71,45 @@ async def start_session(req: ApiRequest[Any, Any], user: User, *, method: str) -
         csrf_token=sessions.csrf_token(req.settings.auth_secret or "", session.id),
         expires_at=session.expires_at,
         via="session",
+        must_enrol=await mfa_service.enrolment_required(req.db, user, req.settings.require_2fa),
+    )
+
+
+async def start_pending_session(
+    req: ApiRequest[Any, Any], user: User, *, methods: list[str]
+) -> MfaRequiredOut:
+    """A short-lived cookie session that can do nothing but finish with a second factor.
+
+    Never a bearer token: only the browser holding this cookie can complete the sign-in.
+    """
+    if req.caller and req.caller.session_id:
+        await sessions.end_session(req.db, req.caller.session_id)
+    session, token = await sessions.open_session(
+        req.db,
+        secret=req.settings.auth_secret or "",
+        user=user,
+        ip=req.ip,
+        user_agent=req.user_agent,
+        max_age=PENDING_SESSION,
+        mfa_pending=True,
+    )
+    req.set_cookie(
+        sessions.cookie_name(req.settings.secure_cookies),
+        token,
+        max_age=int(PENDING_SESSION.total_seconds()),
+        **_cookie_options(req),
+    )
+    await req.audit(
+        "user.login.password_verified",
+        actor=Actor(user.id, user.email, req.ip, req.user_agent),
+        target_type="user",
+        target_id=str(user.id),
+        details={"methods": methods},
+    )
+    return MfaRequiredOut(
+        methods=methods,
+        csrf_token=sessions.csrf_token(req.settings.auth_secret or "", session.id),
+        expires_at=session.expires_at,
     )
 
 
@@ -75,22 +118,31 @@ async def start_session(req: ApiRequest[Any, Any], user: User, *, method: str) -
     summary="Sign in with e-mail and password",
     access=Access.PUBLIC,
     body=LoginIn,
-    response=SessionOut,
+    response=LoginOut,
     rate_limit="authentication",
+    transactional=False,
 )
-async def login(req: ApiRequest[LoginIn, Any]) -> SessionOut:
-    user = await auth_service.check_password_login(
-        req.db,
-        email=req.body.email,
-        password=req.body.password,
-        bcrypt_cost=req.settings.bcrypt_cost,
+async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
+    async with req.transaction(write=False):
+        found = await auth_service.find_login(req.db, req.body.email)
+    # bcrypt between transactions: it never holds a database lock.
+    matches = await auth_service.password_matches(
+        found, req.body.password, req.settings.bcrypt_cost
     )
-    if user is None:
-        req.audit_failure(
-            "user.login.failed", details={"method": "password", "email": req.body.email}
-        )
-        raise Unauthenticated("invalid e-mail or password")
-    return await start_session(req, user, method="password")
+    async with req.transaction():
+        user = await req.db.get(User, found.id) if found is not None and matches else None
+        # Re-read: the account may have been disabled or its password changed meanwhile.
+        changed = user is None or found is None or user.password_hash != found.password_hash
+        if user is None or user.disabled or changed:
+            req.audit_failure(
+                "user.login.failed", details={"method": "password", "email": req.body.email}
+            )
+            raise Unauthenticated("invalid e-mail or password")
+        # Only now, with the password verified, may the answer reveal that 2FA is on.
+        methods = await mfa_service.second_factor_methods(req.db, user.id)
+        if methods:
+            return LoginOut(await start_pending_session(req, user, methods=methods))
+        return LoginOut(await start_session(req, user, method="password"))
 
 
 @routes.post(
@@ -121,7 +173,12 @@ async def register(req: ApiRequest[RegisterIn, Any]) -> SessionOut:
     return await start_session(req, user, method="registration")
 
 
-@routes.post("/api/v1/auth/logout", summary="End the current session", allow_mfa_pending=True)
+@routes.post(
+    "/api/v1/auth/logout",
+    summary="End the current session",
+    allow_mfa_pending=True,
+    allow_enrolment=True,
+)
 async def logout(req: ApiRequest[Any, Any]) -> None:
     if req.me.session_id is None:
         raise InvalidRequest("API keys have no session to end; revoke the key instead")
@@ -135,6 +192,7 @@ async def logout(req: ApiRequest[Any, Any]) -> None:
     summary="The signed-in user and the session's CSRF token",
     response=SessionOut,
     allow_mfa_pending=True,
+    allow_enrolment=True,
 )
 async def current_session(req: ApiRequest[Any, Any]) -> SessionOut:
     me = req.me
@@ -149,6 +207,8 @@ async def current_session(req: ApiRequest[Any, Any]) -> SessionOut:
         else None,
         expires_at=session.expires_at if session else None,
         via=me.via,
+        mfa_pending=me.mfa_pending,
+        must_enrol=me.must_enrol,
     )
 
 
@@ -188,23 +248,33 @@ async def revoke_session(req: ApiRequest[Any, Any]) -> None:
     body=PasswordChangeIn,
     response=SessionOut,
     rate_limit="authentication",
+    transactional=False,
 )
 async def change_password(req: ApiRequest[PasswordChangeIn, Any]) -> SessionOut | None:
-    user = await req.db.get(User, req.me.user_id)
-    if user is None:
+    async with req.transaction(write=False):
+        current = await req.db.get(User, req.me.user_id)
+    if current is None:
         raise Unauthenticated("authentication required")
     try:
-        await auth_service.change_password(
-            req.db,
-            user,
+        new_hash = await auth_service.new_password_hash(
+            current.password_hash,
             current=req.body.current_password,
             new=req.body.new_password,
             bcrypt_cost=req.settings.bcrypt_cost,
         )
     except Forbidden:
-        req.audit_failure("user.password.change_failed", target_type="user", target_id=str(user.id))
+        req.audit_failure(
+            "user.password.change_failed", target_type="user", target_id=str(current.id)
+        )
         raise
-    await req.audit("user.password.changed", target_type="user", target_id=str(user.id))
-    if req.me.via != "session":
-        return None
-    return await start_session(req, user, method="password_change")
+    async with req.transaction():
+        user = await req.db.get(User, req.me.user_id)
+        if user is None:
+            raise Unauthenticated("authentication required")
+        await auth_service.replace_password(
+            req.db, user, expected_hash=current.password_hash, new_hash=new_hash
+        )
+        await req.audit("user.password.changed", target_type="user", target_id=str(user.id))
+        if req.me.via != "session":
+            return None
+        return await start_session(req, user, method="password_change")

@@ -15,7 +15,8 @@ routes = web.RouteTableDef()
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers; reveals nothing else."""
     try:
-        async with request.app[ENGINE].connect() as connection:
+        read_only = request.app[ENGINE].execution_options(stellar_read_only=True)
+        async with read_only.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception as err:
         raise ApiError("database unavailable") from err

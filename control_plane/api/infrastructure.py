@@ -91,6 +91,7 @@ async def create_node(req: ApiRequest[NodeCreate, Any]) -> NodeCreated:
     node.location_id = req.body.location_id
     node.memory_mib = req.body.memory_mib
     node.disk_mib = req.body.disk_mib
+    node.tls_fingerprint = req.body.tls_fingerprint
     await req.db.flush()
     signer = CommandSigner.from_file(
         Path(req.settings.signing_key_file), issuer=req.settings.issuer

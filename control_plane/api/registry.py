@@ -6,9 +6,14 @@ from control_plane.api import (
     api_keys,
     audit,
     auth,
+    backups,
     blueprints,
     console,
+    files,
     infrastructure,
+    mfa,
+    oauth,
+    passkeys,
     server_settings,
     servers,
     subusers,
@@ -18,6 +23,9 @@ from control_plane.api.routing import ApiRoutes, Endpoint
 
 ROUTE_TABLES: list[ApiRoutes] = [
     auth.routes,
+    mfa.routes,
+    oauth.routes,
+    passkeys.routes,
     users.routes,
     api_keys.routes,
     audit.routes,
@@ -27,6 +35,8 @@ ROUTE_TABLES: list[ApiRoutes] = [
     server_settings.routes,
     subusers.routes,
     console.routes,
+    files.routes,
+    backups.routes,
 ]
 
 

@@ -10,7 +10,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -31,7 +32,15 @@ from control_plane.errors import (
     RequestTimeout,
     Unauthenticated,
 )
-from control_plane.keys import CALLER, CLIENT_IP, RATE_DECISION, RATE_LIMITER, SESSIONS, SETTINGS
+from control_plane.keys import (
+    CALLER,
+    CLIENT_IP,
+    RATE_DECISION,
+    RATE_LIMITER,
+    READ_SESSIONS,
+    SESSIONS,
+    SETTINGS,
+)
 from control_plane.security.api_keys import Scope
 from control_plane.security.caller import Caller, anonymous_actor
 from control_plane.security.permissions import PERMISSIONS, VIEW, ServerAccess
@@ -90,6 +99,20 @@ class ApiRequest(Generic[B, Q]):
         if self._db is None:
             raise RuntimeError("this route runs without a transaction")
         return self._db
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """For routes declared ``transactional=False``: a transaction that ``db`` (and so
+        ``audit``) uses while the block runs; slow work (bcrypt, the network) goes between."""
+        if self._db is not None:
+            raise RuntimeError("a transaction is open already")
+        factory = self.http.app[SESSIONS if write else READ_SESSIONS]
+        async with transaction(factory) as db:
+            self._db = db
+            try:
+                yield db
+            finally:
+                self._db = None
 
     @property
     def settings(self) -> ControlPlaneSettings:
@@ -174,6 +197,10 @@ class Endpoint:
     rate_limit: str | None
     # For routes on one server ({server_id} in the path): the permission node they need.
     permission: str | None
+    # Open to a caller who must still enrol a second factor (STELLAR_REQUIRE_2FA).
+    allow_enrolment: bool = False
+    # A GET that writes (the OAuth callback a provider redirects to): a writing transaction.
+    writes: bool = False
 
 
 def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
@@ -190,6 +217,11 @@ def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
         return
     if caller.mfa_pending and not endpoint.allow_mfa_pending:
         raise api.deny(Forbidden("complete the second factor first"), "auth.forbidden")
+    if caller.must_enrol and not endpoint.allow_enrolment:
+        raise api.deny(
+            Forbidden("set up two-factor authentication first: it is required here"),
+            "auth.forbidden",
+        )
     needed = Scope.READ if endpoint.method in SAFE_METHODS else Scope.WRITE
     if needed not in caller.scopes:
         raise api.deny(
@@ -257,6 +289,8 @@ class ApiRoutes:
         allow_mfa_pending: bool = False,
         rate_limit: str | None = None,
         permission: str | None = None,
+        allow_enrolment: bool = False,
+        writes: bool = False,
     ) -> Callable[[Handler], Handler]:
         if "{server_id}" in path and permission is None and access is not Access.ADMIN:
             raise ValueError(f"{method} {path}: a server route must declare its permission")
@@ -279,6 +313,8 @@ class ApiRoutes:
                 allow_mfa_pending=allow_mfa_pending,
                 rate_limit=rate_limit,
                 permission=permission,
+                allow_enrolment=allow_enrolment,
+                writes=writes,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))
@@ -378,7 +414,10 @@ def _wrap(
                 _authorize(endpoint, api)
                 _parse_input(endpoint, api, raw)
                 return _respond(endpoint, await handler(api), api)
-            async with transaction(request.app[SESSIONS]) as db:
+            # Reads on a read-only transaction: on SQLite it never waits for writers.
+            reads_only = endpoint.method in SAFE_METHODS and not endpoint.writes
+            factory = request.app[READ_SESSIONS if reads_only else SESSIONS]
+            async with transaction(factory) as db:
                 api._db = db
                 # Visibility first: someone else's server is 404 on every route, whatever
                 # else would be wrong with the request.

@@ -34,11 +34,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+READ_ONLY = "stellar_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
-    # Take the write lock at BEGIN: a transaction that read first and writes later would
-    # otherwise fail at once (SQLITE_BUSY) instead of waiting when another writer committed.
-    # This makes SQLite transactions serial, which is what one-machine installs need.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock at BEGIN: a transaction that read first and writes later
+    # would otherwise fail at once (SQLITE_BUSY) instead of waiting when another writer
+    # committed. Readers (WAL) need no lock and never wait for writers.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -53,4 +59,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that may write."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that only reads: on SQLite they never queue behind writers."""
+    return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -11,6 +13,7 @@ import structlog
 from yarl import URL
 
 from control_plane.db.models import Node
+from control_plane.nodes.tls import mismatch_error, node_ssl
 from control_plane.security.command_signing import CommandSigner
 from shared.errors import (
     ApiError,
@@ -43,12 +46,102 @@ class NodeClient:
     """Signed HTTP calls to agents over one shared ``aiohttp.ClientSession``."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, signer: CommandSigner | None, *, timeout: float
+        self,
+        session: aiohttp.ClientSession,
+        signer: CommandSigner | None,
+        *,
+        timeout: float,
+        allow_plain_http: bool = True,
     ) -> None:
+        """``allow_plain_http=False`` (production): only loopback agents may skip TLS."""
+        self._allow_plain_http = allow_plain_http
         self._session = session
         self._signer = signer
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout, sock_read=timeout * 6
+        )
         self._ws_timeout = aiohttp.ClientWSTimeout(ws_close=timeout)
+
+    def _ssl(self, node: Node) -> aiohttp.Fingerprint | bool:
+        """https agents only with their pinned certificate; plain http as the settings allow."""
+        return node_ssl(
+            node.name, node.url, node.tls_fingerprint, allow_plain_http=self._allow_plain_http
+        )
+
+    def _signed(
+        self,
+        node: Node,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None,
+        action: str,
+        subject: str,
+        user: str,
+        signed_body: bytes,
+    ) -> tuple[URL, dict[str, str]]:
+        """The exact URL to send and its Authorization header for one request."""
+        if self._signer is None:
+            raise NodeNotConfigured(
+                "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
+            )
+        url = URL(node.url.rstrip("/") + path, encoded=False)
+        if query:
+            url = url.with_query(query)
+        token = self._signer.sign(
+            node_id=node.id,
+            subject=subject,
+            action=action,
+            method=method,
+            path=url.raw_path_qs,
+            body=signed_body,
+            user=user,
+        )
+        return url, {"Authorization": f"Bearer {token}"}
+
+    @asynccontextmanager
+    async def _exchange(
+        self, node: Node, method: str, url: URL, *, streaming: bool = False, **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, with every way it can fail turned into the API's errors.
+
+        ``streaming``: no limit on the whole exchange (a big file takes its time), only on
+        connecting and on each read.
+        """
+        timeout = self._stream_timeout if streaming else self._timeout
+        try:
+            async with self._session.request(
+                method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
+            ) as response:
+                if response.status >= 400:
+                    await self._raise_for(node, response)
+                yield response
+        except aiohttp.ServerFingerprintMismatch as err:
+            raise mismatch_error(node.name, err) from err
+        except TimeoutError as err:
+            raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
+        except aiohttp.ClientError as err:
+            raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
+
+    async def _raise_for(self, node: Node, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        if status == 401:
+            kid = self._signer.kid if self._signer else "?"
+            raise UpstreamFailed(
+                f"node {node.name!r} refused our command: does its config trust key {kid}?"
+            )
+        try:
+            data = json.loads(await response.text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+        log.warning("node error", node=node.name, status=status, message=message)
+        # What the user asked for was refused by the node: pass that on as such.
+        passed_on = _PASSED_ON.get(status)
+        if passed_on is not None:
+            raise passed_on(f"node {node.name!r}: {message or 'refused'}")
+        raise UpstreamFailed(f"node {node.name!r} answered {status}: {message or 'error'}")
 
     async def call(
         self,
@@ -60,56 +153,91 @@ class NodeClient:
         subject: str = "node",
         user: str = "system",
         payload: Any = None,
+        raw: bytes | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> Any:
-        """Send one signed request; return the decoded JSON answer."""
-        if self._signer is None:
-            raise NodeNotConfigured(
-                "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
-            )
-        body = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-        url = URL(node.url.rstrip("/") + path, encoded=False)
-        token = self._signer.sign(
-            node_id=node.id,
-            subject=subject,
+        """Send one signed request (JSON ``payload`` or ``raw`` bytes); return the JSON answer."""
+        if raw is not None:
+            body, content_type = raw, "application/octet-stream"
+        elif payload is not None:
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            content_type = "application/json"
+        else:
+            body, content_type = b"", ""
+        url, headers = self._signed(
+            node,
+            method,
+            path,
+            query=query,
             action=action,
-            method=method,
-            path=url.raw_path_qs,
-            body=body,
+            subject=subject,
             user=user,
+            signed_body=body,
         )
-        headers = {"Authorization": f"Bearer {token}"}
-        if body:
-            headers["Content-Type"] = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with self._exchange(node, method, url, data=body or None, headers=headers) as answer:
+            text = await answer.text()
         try:
-            async with self._session.request(
-                method, url, data=body or None, headers=headers, timeout=self._timeout
-            ) as response:
-                text = await response.text()
-                status = response.status
-        except TimeoutError as err:
-            raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
-        except aiohttp.ClientError as err:
-            raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
-        if status == 401:
-            raise UpstreamFailed(
-                f"node {node.name!r} refused our command: "
-                f"does its config trust key {self._signer.kid}?"
-            )
-        try:
-            data = json.loads(text) if text else None
+            return json.loads(text) if text else None
         except json.JSONDecodeError as err:
             raise UpstreamFailed(
                 f"node {node.name!r} answered with something that is not JSON"
             ) from err
-        if status >= 400:
-            message = data.get("error", {}).get("message") if isinstance(data, dict) else None
-            log.warning("node error", node=node.name, status=status, message=message)
-            # What the user asked for was refused by the node: pass that on as such.
-            passed_on = _PASSED_ON.get(status)
-            if passed_on is not None:
-                raise passed_on(f"node {node.name!r}: {message or 'refused'}")
-            raise UpstreamFailed(f"node {node.name!r} answered {status}: {message or 'error'}")
-        return data
+
+    @asynccontextmanager
+    async def download(
+        self,
+        node: Node,
+        path: str,
+        *,
+        query: Mapping[str, str],
+        action: str,
+        subject: str,
+        user: str,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed GET whose (large) answer the caller streams on."""
+        url, headers = self._signed(
+            node,
+            "GET",
+            path,
+            query=query,
+            action=action,
+            subject=subject,
+            user=user,
+            signed_body=b"",
+        )
+        async with self._exchange(node, "GET", url, streaming=True, headers=headers) as response:
+            yield response
+
+    async def upload(
+        self,
+        node: Node,
+        path: str,
+        body: AsyncIterable[bytes],
+        *,
+        query: Mapping[str, str],
+        action: str,
+        subject: str,
+        user: str,
+    ) -> Any:
+        """A signed PUT streaming ``body``; the token binds the query, which carries the size."""
+        url, headers = self._signed(
+            node,
+            "PUT",
+            path,
+            query=query,
+            action=action,
+            subject=subject,
+            user=user,
+            signed_body=b"",
+        )
+        headers["Content-Type"] = "application/octet-stream"
+        async with self._exchange(
+            node, "PUT", url, streaming=True, data=body, headers=headers
+        ) as answer:
+            text = await answer.text()
+        return json.loads(text) if text else None
 
     async def system_info(self, node: Node, *, user: str = "system") -> SystemInfo:
         data = await self.call(node, "GET", "/api/v1/system", action="node.system", user=user)
@@ -173,13 +301,17 @@ class NodeClient:
         """Connect to an agent WebSocket route with a command token for ``GET path``."""
         token = self.socket_token(node, path, action=action, subject=subject, user=user)
         url = URL(node.url.rstrip("/") + path, encoded=False)
+        ssl = self._ssl(node)
         try:
             return await self._session.ws_connect(
                 url,
+                ssl=ssl,
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=self._ws_timeout,
                 heartbeat=30,
             )
+        except aiohttp.ServerFingerprintMismatch as err:
+            raise mismatch_error(node.name, err) from err
         except aiohttp.WSServerHandshakeError as err:
             raise UpstreamFailed(
                 f"node {node.name!r} refused the connection ({err.status})"

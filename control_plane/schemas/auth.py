@@ -31,6 +31,10 @@ class SessionOut(Output):
     csrf_token: str | None
     expires_at: dt.datetime | None
     via: str
+    # Signed in with a password but a second factor is still owed (see POST /auth/2fa).
+    mfa_pending: bool = False
+    # A second factor must be enrolled before anything but enrolment is allowed.
+    must_enrol: bool = False
 
 
 class SessionInfo(Output):

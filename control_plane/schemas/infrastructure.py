@@ -8,7 +8,12 @@ import uuid
 
 from pydantic import Field, field_validator, model_validator
 
+from control_plane.nodes.tls import normalize_fingerprint
 from control_plane.schemas.common import Input, Output
+
+
+def _pin(value: str | None) -> str | None:
+    return None if value is None else normalize_fingerprint(value)
 
 
 class LocationCreate(Input):
@@ -33,6 +38,12 @@ class NodeCreate(Input):
     location_id: uuid.UUID | None = None
     memory_mib: int = Field(0, ge=0, le=16 * 1024 * 1024)
     disk_mib: int = Field(0, ge=0, le=1024 * 1024 * 1024)
+    tls_fingerprint: str | None = Field(None, max_length=128)
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str | None) -> str | None:
+        return _pin(value)
 
 
 class NodeUpdate(Input):
@@ -40,6 +51,12 @@ class NodeUpdate(Input):
     location_id: uuid.UUID | None = None
     memory_mib: int | None = Field(None, ge=0, le=16 * 1024 * 1024)
     disk_mib: int | None = Field(None, ge=0, le=1024 * 1024 * 1024)
+    tls_fingerprint: str | None = Field(None, max_length=128)
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str | None) -> str | None:
+        return _pin(value)
 
 
 class NodeOut(Output):
@@ -49,6 +66,7 @@ class NodeOut(Output):
     location_id: uuid.UUID | None
     memory_mib: int
     disk_mib: int
+    tls_fingerprint: str | None
     status: str
     last_seen_at: dt.datetime | None
     created_at: dt.datetime

@@ -12,9 +12,10 @@ import hmac
 import ipaddress
 import re
 import secrets
+import uuid
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, User
@@ -54,8 +55,8 @@ def ip_allowed(allowed: list[str], ip: str) -> bool:
 
 async def resolve_api_key(
     db: AsyncSession, presented: str, *, ip: str
-) -> tuple[ApiKey, User] | None:
-    """The key and its enabled user: genuine, unexpired and used from an allowed IP."""
+) -> tuple[ApiKey, User, bool] | None:
+    """The key, its enabled user and whether to record its use; reads only."""
     match = KEY_PATTERN.fullmatch(presented)
     if match is None:
         return None
@@ -76,6 +77,11 @@ async def resolve_api_key(
         return None
     if not ip_allowed(key.allowed_ips, ip):
         return None
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL:
-        key.last_used_at = now
-    return key, user
+    record_use = key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL
+    return key, user, record_use
+
+
+async def record_use(db: AsyncSession, key_id: uuid.UUID) -> None:
+    await db.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=dt.datetime.now(dt.UTC))
+    )

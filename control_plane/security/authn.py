@@ -13,79 +13,125 @@ from aiohttp import web
 
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Forbidden, Unauthenticated
-from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS
+from control_plane.keys import CALLER, CLIENT_IP, READ_SESSIONS, SESSIONS, SETTINGS
+from control_plane.security import api_keys
 from control_plane.security.api_keys import Scope, resolve_api_key
 from control_plane.security.caller import Caller, anonymous_actor
 from control_plane.security.client_ip import client_ip
-from control_plane.security.sessions import cookie_name, csrf_matches, resolve_session
-from control_plane.services import audit
+from control_plane.security.sessions import (
+    cookie_name,
+    csrf_matches,
+    end_session,
+    lookup_session,
+    touch_session,
+)
+from control_plane.services import audit, mfa
+from control_plane.services.audit import Actor
 from shared.http import Handler
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 
 
+async def _audit(request: web.Request, actor: Actor, event: audit.AuditEvent) -> None:
+    async with transaction(request.app[SESSIONS]) as db:
+        await audit.append(db, actor, event)
+
+
+async def _api_key_caller(
+    request: web.Request, credential: str, ip: str, user_agent: str
+) -> Caller | ApiError:
+    async with transaction(request.app[READ_SESSIONS]) as db:
+        found = await resolve_api_key(db, credential, ip=ip)
+        must_enrol = found is not None and await mfa.enrolment_required(
+            db, found[1], request.app[SETTINGS].require_2fa
+        )
+    if found is None:
+        await _audit(
+            request, anonymous_actor(ip, user_agent), audit.AuditEvent("auth.api_key.rejected")
+        )
+        return Unauthenticated("invalid, expired or revoked API key")
+    key, user, record_use = found
+    if record_use:
+        async with transaction(request.app[SESSIONS]) as db:
+            await api_keys.record_use(db, key.id)
+    scopes = frozenset(Scope(s) for s in key.scopes if s in {m.value for m in Scope})
+    if not user.is_admin:
+        scopes -= {Scope.ADMIN}
+    return Caller(
+        user.id,
+        user.email,
+        user.is_admin,
+        "api_key",
+        scopes,
+        ip,
+        user_agent,
+        api_key_id=key.id,
+        must_enrol=must_enrol,
+    )
+
+
+async def _session_caller(
+    request: web.Request, token: str, ip: str, user_agent: str
+) -> Caller | ApiError | None:
+    settings = request.app[SETTINGS]
+    secret = settings.auth_secret or ""
+    idle = dt.timedelta(minutes=settings.session_idle_minutes)
+    async with transaction(request.app[READ_SESSIONS]) as db:
+        found = await lookup_session(db, secret=secret, token=token, idle=idle)
+        must_enrol = found is not None and await mfa.enrolment_required(
+            db, found.user, settings.require_2fa
+        )
+    if found is None:
+        return None
+    if not found.live or found.touch:
+        async with transaction(request.app[SESSIONS]) as db:
+            if found.live:
+                await touch_session(db, found.session.id)
+            else:
+                await end_session(db, found.session.id)
+    if not found.live:
+        return None
+    session, user = found.session, found.user
+    scopes = frozenset({Scope.READ, Scope.WRITE} | ({Scope.ADMIN} if user.is_admin else set()))
+    caller = Caller(
+        user.id,
+        user.email,
+        user.is_admin,
+        "session",
+        scopes,
+        ip,
+        user_agent,
+        session_id=session.id,
+        mfa_pending=session.mfa_pending,
+        must_enrol=must_enrol,
+    )
+    if request.method not in SAFE_METHODS and not csrf_matches(
+        secret, session.id, request.headers.get(CSRF_HEADER)
+    ):
+        await _audit(
+            request,
+            caller.actor,
+            audit.AuditEvent("auth.csrf.rejected", details={"path": request.path}),
+        )
+        return Forbidden(f"missing or wrong {CSRF_HEADER} header")
+    return caller
+
+
 async def _caller(request: web.Request, ip: str) -> Caller | ApiError | None:
     """The caller, None for an anonymous request, or the error to answer with.
 
-    Errors are returned, not raised, so the audit row about them commits.
+    Reads happen in a read-only transaction; the few writes (last use, an expired session,
+    an audit row) each in a short one of their own, only when needed.
     """
-    settings = request.app[SETTINGS]
-    secret = settings.auth_secret or ""
     user_agent = request.headers.get("User-Agent", "")[:255]
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    async with transaction(request.app[SESSIONS]) as db:
-        if scheme.lower() == "bearer":
-            found = await resolve_api_key(db, credential.strip(), ip=ip)
-            if found is None:
-                await audit.append(
-                    db, anonymous_actor(ip, user_agent), audit.AuditEvent("auth.api_key.rejected")
-                )
-                return Unauthenticated("invalid, expired or revoked API key")
-            key, user = found
-            scopes = frozenset(Scope(s) for s in key.scopes if s in {m.value for m in Scope})
-            if not user.is_admin:
-                scopes -= {Scope.ADMIN}
-            return Caller(
-                user.id,
-                user.email,
-                user.is_admin,
-                "api_key",
-                scopes,
-                ip,
-                user_agent,
-                api_key_id=key.id,
-            )
-        token = request.cookies.get(cookie_name(settings.secure_cookies))
-        if not token:
-            return None
-        idle = dt.timedelta(minutes=settings.session_idle_minutes)
-        resolved = await resolve_session(db, secret=secret, token=token, idle=idle)
-        if resolved is None:
-            return None
-        session, user = resolved
-        scopes = frozenset({Scope.READ, Scope.WRITE} | ({Scope.ADMIN} if user.is_admin else set()))
-        caller = Caller(
-            user.id,
-            user.email,
-            user.is_admin,
-            "session",
-            scopes,
-            ip,
-            user_agent,
-            session_id=session.id,
-            mfa_pending=session.mfa_pending,
-        )
-        if request.method not in SAFE_METHODS and not csrf_matches(
-            secret, session.id, request.headers.get(CSRF_HEADER)
-        ):
-            await audit.append(
-                db,
-                caller.actor,
-                audit.AuditEvent("auth.csrf.rejected", details={"path": request.path}),
-            )
-            return Forbidden(f"missing or wrong {CSRF_HEADER} header")
-        return caller
+    if scheme.lower() == "bearer":
+        return await _api_key_caller(request, credential.strip(), ip, user_agent)
+    token = request.cookies.get(cookie_name(request.app[SETTINGS].secure_cookies))
+    if not token:
+        return None
+    return await _session_caller(request, token, ip, user_agent)
 
 
 @web.middleware

@@ -23,6 +23,8 @@ class Caller:
     api_key_id: uuid.UUID | None = None
     # Signed in with a password but a second factor is still owed: only enrolment is open.
     mfa_pending: bool = False
+    # STELLAR_REQUIRE_2FA applies and no second factor is enrolled: only enrolment is open.
+    must_enrol: bool = False
 
     @property
     def actor(self) -> Actor:

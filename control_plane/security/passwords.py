@@ -13,13 +13,24 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from typing import Any, TypeVar
 
 import bcrypt
+
+# bcrypt runs in threads of its own, at most one per core but one: a burst of sign-ins
+# cannot take every core from the event loop (it releases the GIL, so it would).
+_BCRYPT_THREADS = ThreadPoolExecutor(
+    max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="bcrypt"
+)
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024
 _PREHASH_KEY = b"stellarstack/password/v1"
+T = TypeVar("T")
 
 
 def _prehash(password: str) -> bytes:
@@ -43,17 +54,22 @@ def _dummy_hash(cost: int) -> str:
     return hash_password_sync("no account has this password", cost)
 
 
+async def _in_bcrypt_thread(func: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_BCRYPT_THREADS, func, *args)
+
+
 async def hash_password(password: str, cost: int) -> str:
     """bcrypt hash of ``password`` at ``cost``, computed in a worker thread."""
-    return await asyncio.to_thread(hash_password_sync, password, cost)
+    return await _in_bcrypt_thread(hash_password_sync, password, cost)
 
 
 async def verify_password(password: str, hashed: str | None, cost: int) -> bool:
     """Check a password; with no hash (unknown user) do the same work against a dummy hash."""
     if hashed is None:
-        await asyncio.to_thread(_check_sync, password, await asyncio.to_thread(_dummy_hash, cost))
+        dummy = await _in_bcrypt_thread(_dummy_hash, cost)
+        await _in_bcrypt_thread(_check_sync, password, dummy)
         return False
-    return await asyncio.to_thread(_check_sync, password, hashed)
+    return await _in_bcrypt_thread(_check_sync, password, hashed)
 
 
 def password_problem(password: str) -> str | None:

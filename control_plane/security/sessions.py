@@ -13,8 +13,9 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Session, User
@@ -69,10 +70,21 @@ async def open_session(
     return session, token
 
 
-async def resolve_session(
+@dataclass(frozen=True)
+class SessionLookup:
+    """A cookie's session as read (nothing written): live, or to be ended."""
+
+    session: Session
+    user: User
+    live: bool
+    # A live session whose last_seen_at is old enough to record this request.
+    touch: bool
+
+
+async def lookup_session(
     db: AsyncSession, *, secret: str, token: str, idle: dt.timedelta
-) -> tuple[Session, User] | None:
-    """The live session and its enabled user for a cookie token, or None (expired ones go)."""
+) -> SessionLookup | None:
+    """Read the session for a cookie token; the caller writes what the lookup says."""
     if not 20 <= len(token) <= 128:
         return None
     row = (
@@ -86,12 +98,14 @@ async def resolve_session(
         return None
     session, user = row[0], row[1]
     now = dt.datetime.now(dt.UTC)
-    if user.disabled or session.expires_at <= now or session.last_seen_at + idle <= now:
-        await db.delete(session)
-        return None
-    if now - session.last_seen_at >= TOUCH_INTERVAL:
-        session.last_seen_at = now
-    return session, user
+    live = not (user.disabled or session.expires_at <= now or session.last_seen_at + idle <= now)
+    return SessionLookup(session, user, live, live and now - session.last_seen_at >= TOUCH_INTERVAL)
+
+
+async def touch_session(db: AsyncSession, session_id: uuid.UUID) -> None:
+    await db.execute(
+        update(Session).where(Session.id == session_id).values(last_seen_at=dt.datetime.now(dt.UTC))
+    )
 
 
 async def end_session(db: AsyncSession, session_id: uuid.UUID) -> None:

@@ -6,39 +6,49 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import User
-from control_plane.errors import Forbidden, InvalidRequest
+from control_plane.errors import Conflict, Forbidden, InvalidRequest
 from control_plane.security.passwords import hash_password, password_problem, verify_password
 from control_plane.security.sessions import end_all_sessions
 from control_plane.services.users import normalise_email
 
 
-async def check_password_login(
-    db: AsyncSession, *, email: str, password: str, bcrypt_cost: int
-) -> User | None:
-    """The user if e-mail and password match an enabled account, else None.
+async def find_login(db: AsyncSession, email: str) -> User | None:
+    """The account an e-mail address names, if any (malformed addresses name none)."""
+    try:
+        address = normalise_email(email)
+    except InvalidRequest:
+        return None
+    return await db.scalar(select(User).where(User.email == address))
+
+
+async def password_matches(user: User | None, password: str, bcrypt_cost: int) -> bool:
+    """Whether ``password`` opens ``user``, an enabled account.
 
     Unknown, malformed and disabled accounts take the same bcrypt time as a wrong password,
-    so neither the answer nor its timing says whether an account exists.
+    so neither the answer nor its timing says whether an account exists. Call it outside
+    any database transaction: bcrypt takes a while.
     """
-    try:
-        address: str | None = normalise_email(email)
-    except InvalidRequest:
-        address = None
-    user = await db.scalar(select(User).where(User.email == address)) if address else None
     matches = await verify_password(password, user.password_hash if user else None, bcrypt_cost)
-    if user is None or not matches or user.disabled:
-        return None
-    return user
+    return user is not None and matches and not user.disabled
 
 
-async def change_password(
-    db: AsyncSession, user: User, *, current: str, new: str, bcrypt_cost: int
-) -> None:
-    """Replace the password after checking the current one; end every session of the user."""
-    if not await verify_password(current, user.password_hash, bcrypt_cost):
+async def new_password_hash(
+    current_hash: str | None, *, current: str, new: str, bcrypt_cost: int
+) -> str:
+    """The hash of ``new`` once ``current`` is checked (bcrypt twice: no transaction open)."""
+    if not await verify_password(current, current_hash, bcrypt_cost):
         raise Forbidden("the current password is wrong")
     problem = password_problem(new)
     if problem:
         raise InvalidRequest(f"new password: {problem}")
-    user.password_hash = await hash_password(new, bcrypt_cost)
+    return await hash_password(new, bcrypt_cost)
+
+
+async def replace_password(
+    db: AsyncSession, user: User, *, expected_hash: str | None, new_hash: str
+) -> None:
+    """Store the new hash unless the password changed meanwhile; end every session."""
+    if user.password_hash != expected_hash:
+        raise Conflict("the password was changed meanwhile; try again")
+    user.password_hash = new_hash
     await end_all_sessions(db, user.id)

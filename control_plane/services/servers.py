@@ -224,6 +224,46 @@ async def create_server(
     return server
 
 
+async def allocations_by_server(
+    db: AsyncSession, server_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Allocation]]:
+    """The allocations of several servers in one query."""
+    grouped: dict[uuid.UUID, list[Allocation]] = {}
+    if not server_ids:
+        return grouped
+    rows = await db.scalars(
+        select(Allocation).where(Allocation.server_id.in_(server_ids)).order_by(Allocation.port)
+    )
+    for allocation in rows:
+        if allocation.server_id is not None:
+            grouped.setdefault(allocation.server_id, []).append(allocation)
+    return grouped
+
+
+async def access_by_server(
+    db: AsyncSession, caller: Caller, servers: list[Server]
+) -> dict[uuid.UUID, ServerAccess]:
+    """The caller's access to each of ``servers`` (all visible to them) in one query."""
+    everything = frozenset({"*"})
+    if caller.is_admin:
+        return {s.id: ServerAccess(s.id, "admin", everything) for s in servers}
+    shared = {
+        sub.server_id: frozenset(sub.permissions)
+        for sub in await db.scalars(
+            select(Subuser).where(
+                Subuser.user_id == caller.user_id,
+                Subuser.server_id.in_([s.id for s in servers]),
+            )
+        )
+    }
+    return {
+        s.id: ServerAccess(s.id, "owner", everything)
+        if s.owner_id == caller.user_id
+        else ServerAccess(s.id, "subuser", shared.get(s.id, frozenset()))
+        for s in servers
+    }
+
+
 async def allocations_of(db: AsyncSession, server_id: uuid.UUID) -> list[Allocation]:
     return list(
         await db.scalars(

@@ -5,36 +5,22 @@
 
 A new limit below what the server already uses is refused (409), and so is any change on a
 backend that cannot make it online (ext4, 409); the answer always says which backend holds
-the limit and whether the kernel enforces it.
+the limit and whether the kernel enforces it. A new limit is kept in the server's record, so
+``GET /api/v1/servers/{server_id}`` shows it too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 from aiohttp import web
-from pydantic import ValidationError
 
-from node_agent.keys import STORAGE
+from node_agent.api.servers import parse_body, server_id_of
+from node_agent.keys import SERVERS, STORAGE
 from node_agent.security.verify import command
 from node_agent.storage import ServerVolume
-from shared.errors import InvalidRequest, NotFound
 from shared.node_api import DiskResize, ServerDisk
 
 routes = web.RouteTableDef()
 DISK_PATH = "/api/v1/servers/{server_id}/disk"
-
-
-async def _volume(request: web.Request) -> ServerVolume:
-    try:
-        server_id = uuid.UUID(request.match_info["server_id"])
-    except ValueError as err:
-        raise NotFound("no such server on this node") from err
-    volume = request.app[STORAGE].volume(server_id)
-    if not await asyncio.to_thread(volume.path.is_dir):
-        raise NotFound("no such server on this node")
-    return volume
 
 
 async def _answer(request: web.Request, volume: ServerVolume) -> web.Response:
@@ -53,17 +39,16 @@ async def _answer(request: web.Request, volume: ServerVolume) -> web.Response:
 @command("server.disk.read", subject="server")
 async def read_disk(request: web.Request) -> web.Response:
     """Bytes used and the limit, as the kernel accounts them now."""
-    return await _answer(request, await _volume(request))
+    server = request.app[SERVERS].get(server_id_of(request))
+    return await _answer(request, server.volume)
 
 
 @routes.patch(DISK_PATH)
 @command("server.disk", subject="server")
 async def resize_disk(request: web.Request) -> web.Response:
     """Set a new disk limit; a running game sees it at once."""
-    try:
-        resize = DiskResize.model_validate_json(await request.read())
-    except ValidationError as err:
-        raise InvalidRequest.from_validation(err) from err
-    volume = await _volume(request)
-    await volume.resize(resize.disk_mib)
-    return await _answer(request, volume)
+    server_id = server_id_of(request)
+    resize = await parse_body(request, DiskResize)
+    registry = request.app[SERVERS]
+    await registry.resize_disk(server_id, resize.disk_mib)
+    return await _answer(request, registry.get(server_id).volume)

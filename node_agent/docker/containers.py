@@ -36,6 +36,7 @@ from node_agent.docker.hardening import (
     install_container_name,
 )
 from node_agent.docker.output import OutputLine, follow_output
+from node_agent.docker.seccomp import SeccompProfile
 from node_agent.docker.stats import ContainerSample, sample_container
 from shared.server_spec import InstallSpec, ServerSpec, StopCommand, StopSignal
 
@@ -146,9 +147,16 @@ def _docker_errors(what: str) -> Iterator[None]:
 class ContainerRuntime:
     """The agent's containers on one dockerd, by name."""
 
-    def __init__(self, docker: aiodocker.Docker, on_pull: PullListener | None = None) -> None:
+    def __init__(
+        self,
+        docker: aiodocker.Docker,
+        on_pull: PullListener | None = None,
+        seccomp: SeccompProfile | None = None,
+    ) -> None:
         self._docker = docker
         self._on_pull = on_pull
+        # None: Docker's default profile (the agent found no base profile to extend).
+        self._seccomp = seccomp
 
     async def ensure_image(self, image: str) -> None:
         """Make sure ``image`` is on this node, pulling it if needed."""
@@ -184,7 +192,7 @@ class ContainerRuntime:
         """Create (not start) the game container of ``spec``; the image is pulled if needed."""
         await self.ensure_image(spec.image)
         name = game_container_name(spec.uuid)
-        return await self._create(name, game_container_config(spec, placement))
+        return await self._create(name, game_container_config(spec, placement, self._seccomp))
 
     async def create_install_container(
         self, spec: ServerSpec, install: InstallSpec, placement: ContainerPlacement
@@ -192,7 +200,8 @@ class ContainerRuntime:
         """Create (not start) the install container of ``spec``."""
         await self.ensure_image(install.image)
         name = install_container_name(spec.uuid)
-        return await self._create(name, install_container_config(spec, install, placement))
+        config = install_container_config(spec, install, placement, self._seccomp)
+        return await self._create(name, config)
 
     async def _create(self, name: str, config: dict[str, Any]) -> ContainerState:
         with _docker_errors(f"create {name}"):
@@ -310,4 +319,19 @@ class ContainerRuntime:
                 await self._docker.containers.container(name).delete(force=True, v=True)
         except ContainerMissing:
             return False
+        except ContainerConflict as err:
+            # dockerd is removing it already (a racing delete): done once it is gone.
+            if "already in progress" not in err.message:
+                raise
+            await self._wait_until_gone(name)
         return True
+
+    async def _wait_until_gone(self, name: str, within: float = 30.0) -> None:
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    with _docker_errors(f"inspect {name}"):
+                        await self._docker.containers.container(name).show()
+                except ContainerMissing:
+                    return
+                await asyncio.sleep(0.1)

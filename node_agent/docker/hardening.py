@@ -3,7 +3,8 @@
 One function per kind of container (:func:`game_container_config`,
 :func:`install_container_config`), both built on :func:`_host_config`, so that a rule of
 DESIGN.md "Containers (agent)" is written once: non-root user, all capabilities dropped,
-no-new-privileges, read-only root with a small noexec ``/tmp``, memory/swap/CPU/PIDs limits,
+no-new-privileges, Docker's default seccomp profile without nested btrfs subvolumes (see
+``seccomp.py``), read-only root with a small noexec ``/tmp``, memory/swap/CPU/PIDs limits,
 a capped json-file log, the agent's own bridge network, only the server's volume mounted, and
 ports published only on the server's allocations.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from node_agent.docker.seccomp import SeccompProfile
 from shared.server_spec import InstallSpec, ServerSpec, StopSignal
 
 MANAGED_LABEL: Final = "io.stellarstack.managed"
@@ -29,6 +31,7 @@ TMPFS_OPTIONS: Final = "rw,noexec,nosuid,size=64m"
 LOG_CONFIG: Final = {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 MIB: Final = 1024 * 1024
 NANO_CPUS_PER_PERCENT: Final = 10_000_000
+NO_NEW_PRIVILEGES: Final = "no-new-privileges:true"
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,24 @@ def _port_bindings(spec: ServerSpec) -> dict[str, list[dict[str, str]]]:
     return bindings
 
 
+def security_options(seccomp: SeccompProfile | None) -> list[str]:
+    """``SecurityOpt``: no-new-privileges, and the agent's seccomp profile when it has one.
+
+    Without a profile Docker applies its default one.
+    """
+    options = [NO_NEW_PRIVILEGES]
+    if seccomp is not None:
+        options.append(seccomp.security_opt)
+    return options
+
+
 def _host_config(
     spec: ServerSpec,
     placement: ContainerPlacement,
     *,
     capabilities: tuple[str, ...],
     port_bindings: dict[str, list[dict[str, str]]],
+    seccomp: SeccompProfile | None,
 ) -> dict[str, Any]:
     return {
         "Binds": [f"{placement.volume_path}:{VOLUME_TARGET}:rw"],
@@ -104,7 +119,7 @@ def _host_config(
         "Privileged": False,
         "CapDrop": ["ALL"],
         "CapAdd": list(capabilities),
-        "SecurityOpt": ["no-new-privileges:true"],
+        "SecurityOpt": security_options(seccomp),
         "ReadonlyRootfs": spec.read_only_root,
         "Tmpfs": {"/tmp": TMPFS_OPTIONS},  # noqa: S108 (inside the container)
         "Memory": spec.memory_mib * MIB,
@@ -140,8 +155,10 @@ def _base_config(spec: ServerSpec, image: str, role: str, user: str) -> dict[str
     }
 
 
-def game_container_config(spec: ServerSpec, placement: ContainerPlacement) -> dict[str, Any]:
-    """The create body of the container that runs the game."""
+def game_container_config(
+    spec: ServerSpec, placement: ContainerPlacement, seccomp: SeccompProfile | None = None
+) -> dict[str, Any]:
+    """The create body of the container that runs the game (``seccomp``: see security_options)."""
     bindings = _port_bindings(spec)
     config = _base_config(spec, spec.image, "game", placement.user)
     if spec.startup:
@@ -150,12 +167,17 @@ def game_container_config(spec: ServerSpec, placement: ContainerPlacement) -> di
     config["StopTimeout"] = spec.stop_timeout_seconds
     if isinstance(spec.stop, StopSignal):
         config["StopSignal"] = spec.stop.value
-    config["HostConfig"] = _host_config(spec, placement, capabilities=(), port_bindings=bindings)
+    config["HostConfig"] = _host_config(
+        spec, placement, capabilities=(), port_bindings=bindings, seccomp=seccomp
+    )
     return config
 
 
 def install_container_config(
-    spec: ServerSpec, install: InstallSpec, placement: ContainerPlacement
+    spec: ServerSpec,
+    install: InstallSpec,
+    placement: ContainerPlacement,
+    seccomp: SeccompProfile | None = None,
 ) -> dict[str, Any]:
     """The create body of the one-off container that runs the blueprint's install script.
 
@@ -168,6 +190,6 @@ def install_container_config(
     config["Entrypoint"] = [install.entrypoint]
     config["Cmd"] = ["-c", install.script]
     config["HostConfig"] = _host_config(
-        spec, placement, capabilities=capabilities, port_bindings={}
+        spec, placement, capabilities=capabilities, port_bindings={}, seccomp=seccomp
     )
     return config

@@ -4,6 +4,10 @@ Routes declare the action they perform with :func:`command`; the middleware veri
 token against the exact request (method, path with query, body) and then checks that the
 token's ``act`` and ``sub`` are the route's. A refused token is one log line with the reason
 (never the token) and a 401 in the common error shape.
+
+A route declared with ``streamed_body=True`` (uploads) is verified without reading its body:
+its token must carry the hash of the *empty* body, and the route itself bounds the body by a
+size that the token binds through the query string.
 """
 
 from __future__ import annotations
@@ -30,13 +34,20 @@ _ATTR = "__stellar_command__"
 class CommandSpec:
     action: str
     subject: Literal["node", "server"]
+    streamed_body: bool = False
 
 
-def command(action: str, *, subject: Literal["node", "server"] = "node") -> Callable[[H], H]:
-    """Declare the ``act`` a route performs and whether ``sub`` names the node or a server."""
+def command(
+    action: str, *, subject: Literal["node", "server"] = "node", streamed_body: bool = False
+) -> Callable[[H], H]:
+    """Declare the ``act`` a route performs and whether ``sub`` names the node or a server.
+
+    ``streamed_body``: the route reads its (large) body itself, so the token's ``bdh`` is
+    the hash of ``b""`` and the route must bound the body by a signed query parameter.
+    """
 
     def mark(handler: H) -> H:
-        setattr(handler, _ATTR, CommandSpec(action, subject))
+        setattr(handler, _ATTR, CommandSpec(action, subject, streamed_body))
         return handler
 
     return mark
@@ -54,22 +65,28 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _reject("no bearer token")
-    body = await request.read()
+    match = request.match_info
+    route_spec: CommandSpec | None = (
+        getattr(match.handler, _ATTR, None) if match.http_exception is None else None
+    )
+    # A streamed route's body is not read here (nor hashed): its token signs the empty body.
+    streamed = route_spec is not None and route_spec.streamed_body
+    body = b"" if streamed else await request.read()
     try:
         claims = request.app[VERIFIER].verify(
             token.strip(), method=request.method, path=request.raw_path, body=body
         )
     except CommandRejected as err:
         raise _reject(err.reason) from err
-    match = request.match_info
     if match.http_exception is not None:
         return await handler(request)
-    spec: CommandSpec | None = getattr(match.handler, _ATTR, None)
-    if spec is None:
+    if route_spec is None:
         raise _reject("route takes no commands")
-    if claims.act != spec.action:
+    if claims.act != route_spec.action:
         raise _reject("wrong act")
-    expected_sub = "node" if spec.subject == "node" else f"server:{match.get('server_id', '')}"
+    expected_sub = (
+        "node" if route_spec.subject == "node" else f"server:{match.get('server_id', '')}"
+    )
     if claims.sub != expected_sub:
         raise _reject("wrong sub")
     structlog.contextvars.bind_contextvars(jti=claims.jti, act=claims.act, usr=claims.usr)

@@ -19,7 +19,7 @@ import structlog
 
 from node_agent.settings import AgentSettings, ConfigError
 from node_agent.storage.btrfs import BtrfsPool, SubvolumeVolume
-from node_agent.storage.directory import DirectoryQuotaWatch, DirectoryVolume
+from node_agent.storage.directory import DirectoryQuotaWatch, DirectoryVolume, log_over_limit
 from node_agent.storage.errors import StorageError
 from node_agent.storage.ext4 import LoopExt4Volume, server_images
 from node_agent.storage.mounts import mount_at
@@ -56,10 +56,13 @@ class NodeStorage:
         """The server's volume (it need not exist yet)."""
         return self._volumes(server_id)
 
-    def set_over_limit_hook(self, hook: OverLimitHook) -> None:
-        """What to call when a polled volume is over its limit (no-op when enforced)."""
+    def set_over_limit_hook(self, hook: OverLimitHook | None) -> None:
+        """What to call when a polled volume is over its limit (None: only log it).
+
+        Nothing happens on an enforced backend: the kernel refuses the write itself.
+        """
         if self.watch is not None:
-            self.watch.on_over_limit = hook
+            self.watch.on_over_limit = hook or log_over_limit
 
     async def close(self, *, unmount: bool) -> None:
         """Release the backend; with ``unmount``, also what the agent mounted itself."""

@@ -96,7 +96,8 @@ class DirectoryVolume:
         await asyncio.to_thread(self._limit_file.unlink, missing_ok=True)
 
 
-async def _log_only(server_id: uuid.UUID, usage: DiskUsage) -> None:
+async def log_over_limit(server_id: uuid.UUID, usage: DiskUsage) -> None:
+    """The hook until the server code sets its own: it only logs."""
     log.warning(
         "server over its disk limit and nothing stops it",
         server=str(server_id),
@@ -127,7 +128,7 @@ class DirectoryQuotaWatch:
     def __init__(self, data_dir: Path, interval: float) -> None:
         self._volumes_dir = data_dir / VOLUMES_DIR
         self._interval = interval
-        self.on_over_limit: OverLimitHook = _log_only
+        self.on_over_limit: OverLimitHook = log_over_limit
 
     async def check_once(self) -> list[uuid.UUID]:
         """Measure now; call the hook for each server over its limit; return their ids."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import aiodocker
 import aiohttp
 
 from shared.protocol import mint
@@ -134,3 +135,13 @@ def cgroup_pids(container_id: str) -> PidsReading:
         limit=int((directory / "pids.max").read_text()),
         times_limit_hit=hits,
     )
+
+
+async def remove_container(container: Any) -> None:
+    """Force-remove a leftover container; fine if it is gone or dockerd is removing it."""
+    try:
+        await container.delete(force=True)
+    except aiodocker.DockerError as err:
+        if err.status == 404 or (err.status == 409 and "in progress" in str(err.message)):
+            return
+        raise

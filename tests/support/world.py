@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Allocation, Blueprint, Node, Subuser, User
+from control_plane.db.models import (
+    Allocation,
+    Backup,
+    Blueprint,
+    Node,
+    PasskeyCredential,
+    Subuser,
+    User,
+)
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services import servers as server_service
@@ -113,7 +121,22 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
             db.add(sub)
             await db.flush()
             world_ids[key] = str(sub.id)
+        backup = Backup(
+            server_id=uuid.UUID(world_ids["alice_server"]), name="nightly", status="completed"
+        )
+        db.add(backup)
+        await db.flush()
+        world_ids["alice_backup"] = str(backup.id)
         world_ids["node"] = str(node.id)
+        passkey = PasskeyCredential(
+            user_id=uuid.UUID(world_ids["alice_user"]),
+            credential_id="alice-passkey",
+            public_key=b"not a real key",
+            name="alice's passkey",
+        )
+        db.add(passkey)
+        await db.flush()
+        world_ids["alice_passkey"] = str(passkey.id)
         world_ids["blueprint"] = str(blueprint.id)
 
 

@@ -2,10 +2,14 @@
 
 from control_plane.db.models.api_key import ApiKey
 from control_plane.db.models.audit import AuditEntry, AuditHead
+from control_plane.db.models.backup import Backup, ServerBackupKey
 from control_plane.db.models.base import Base
 from control_plane.db.models.blueprint import Blueprint
 from control_plane.db.models.location import Location
+from control_plane.db.models.mfa import RecoveryCode, TotpCredential
 from control_plane.db.models.node import Allocation, Node
+from control_plane.db.models.oauth import LoginChallenge, OAuthIdentity
+from control_plane.db.models.passkey import PasskeyCredential
 from control_plane.db.models.server import Server, Subuser
 from control_plane.db.models.session import Session
 from control_plane.db.models.user import User
@@ -15,12 +19,19 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "AuditHead",
+    "Backup",
     "Base",
     "Blueprint",
     "Location",
+    "LoginChallenge",
     "Node",
+    "OAuthIdentity",
+    "PasskeyCredential",
+    "RecoveryCode",
     "Server",
+    "ServerBackupKey",
     "Session",
     "Subuser",
+    "TotpCredential",
     "User",
 ]

@@ -9,7 +9,9 @@ revoked sub-user's open console is closed at once.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import tarfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -92,6 +94,8 @@ async def stack(
             "STELLAR_RATE_LIMITS": UNLIMITED,
             "STELLAR_SIGNING_KEY_FILE": str(key_file),
             "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
+            "STELLAR_ENCRYPTION_KEYS": "k1:" + "5e" * 8 + "a1b2c3d4e5f60718" * 3,
+            "STELLAR_BACKUP_LIMIT": "2",
         }
     )
     panel = Panel(await aiohttp_server(create_app(settings)), aiohttp_client)
@@ -277,3 +281,113 @@ async def test_revoking_a_sub_user_closes_their_open_console(stack: Stack) -> No
         assert time.monotonic() - started < 2
     refused = await helper.request("GET", f"/api/v1/servers/{server_id}/console")
     assert refused.status == 403
+
+
+async def test_files_stream_through_the_control_plane(stack: Stack) -> None:
+    await stack.add_ports(1)
+    owner_id = await stack.panel.create_user("builder@example.org")
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    owner = await stack.panel.browser()
+    await owner.login("builder@example.org")
+    files = f"/api/v1/servers/{server_id}/files"
+
+    payload = bytes(range(256)) * 4096 * 5  # 5 MiB
+    uploaded = await owner.json(
+        "PUT",
+        f"{files}/upload?path=/world/region.dat&size={len(payload)}",
+        status=404,  # the parent directory does not exist yet: the node's 4xx, passed on
+        data=io.BytesIO(payload),
+    )
+    assert uploaded["error"]["code"] == "not_found"
+    await owner.json("POST", f"{files}/directory", status=201, json={"path": "/world"})
+    entry = await owner.json(
+        "PUT",
+        f"{files}/upload?path=/world/region.dat&size={len(payload)}",
+        data=io.BytesIO(payload),
+    )
+    assert entry["size"] == len(payload)
+
+    response = await owner.request("GET", f"{files}/contents?path=/world/region.dat")
+    assert response.status == 200
+    assert await response.read() == payload
+
+    await owner.json("PUT", f"{files}/contents?path=/server.properties", data=b"motd=hello\n")
+    listing = await owner.json("GET", f"{files}/list?path=/")
+    assert {e["name"] for e in listing["entries"]} >= {"world", "server.properties"}
+
+    refused = await owner.request("GET", f"{files}/list?path=/../../etc")
+    assert refused.status == 400
+
+    await owner.json("POST", f"{files}/delete", status=204, json={"paths": ["/world"]})
+    trail = await stack.admin.json(
+        "GET", f"/api/v1/audit?target_id={server_id}&action=server.files.&per_page=50"
+    )
+    assert [e["action"] for e in reversed(trail["data"])] == [
+        "server.files.mkdir",
+        "server.files.upload",
+        "server.files.download",
+        "server.files.write",
+        "server.files.delete",
+    ]
+
+
+async def wait_for_backup(browser: Browser, path: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        backup: dict[str, Any] = await browser.json("GET", path)
+        if backup["status"] != "running":
+            return backup
+        await asyncio.sleep(0.3)
+    pytest.fail(f"{path} still running after {timeout} s")
+
+
+async def test_backups_through_the_control_plane(stack: Stack) -> None:
+    await stack.add_ports(1)
+    owner_id = await stack.panel.create_user("keeper@example.org")
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    owner = await stack.panel.browser()
+    await owner.login("keeper@example.org")
+    files = f"/api/v1/servers/{server_id}/files"
+    backups = f"/api/v1/servers/{server_id}/backups"
+    await owner.json("PUT", f"{files}/contents?path=/world.dat", data=b"the original world\n")
+
+    first = await owner.json("POST", backups, status=202, json={"name": "before"})
+    done = await wait_for_backup(owner, f"{backups}/{first['id']}")
+    assert done["status"] == "completed", done
+    assert done["sha256"]
+
+    download = await owner.request("GET", f"{backups}/{first['id']}/download")
+    assert download.status == 200
+    with tarfile.open(fileobj=io.BytesIO(await download.read()), mode="r:gz") as archive:
+        names = [m.name.lstrip("./") for m in archive.getmembers()]
+        assert "world.dat" in names
+
+    await owner.json("PUT", f"{files}/contents?path=/world.dat", data=b"griefed\n")
+    await owner.json("POST", f"{backups}/{first['id']}/restore", status=202)
+    deadline = time.monotonic() + 30
+    while True:
+        restored = await owner.request("GET", f"{files}/contents?path=/world.dat")
+        if restored.status == 200 and await restored.read() == b"the original world\n":
+            break
+        assert time.monotonic() < deadline, "the restore never brought the file back"
+        await asyncio.sleep(0.3)
+
+    # A locked backup is never deleted, neither by hand nor by retention (limit 2 here).
+    await owner.json("PATCH", f"{backups}/{first['id']}", json={"locked": True})
+    await owner.json("DELETE", f"{backups}/{first['id']}", status=409)
+    second = await owner.json("POST", backups, status=202, json={"name": "second"})
+    await wait_for_backup(owner, f"{backups}/{second['id']}")
+    third = await owner.json("POST", backups, status=202, json={"name": "third"})
+    await wait_for_backup(owner, f"{backups}/{third['id']}")
+    names = [b["name"] for b in (await owner.json("GET", backups))["data"]]
+    assert names == ["before", "third"]  # the oldest unlocked one made room
+    await owner.json("PATCH", f"{backups}/{first['id']}", json={"locked": False})
+    await owner.json("DELETE", f"{backups}/{first['id']}", status=204)

@@ -26,6 +26,8 @@ ALICE_OBJECT = {
     "location_id": "location",
     "blueprint_id": "blueprint",
     "allocation_id": "allocation",
+    "backup_id": "alice_backup",
+    "passkey_id": "alice_passkey",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

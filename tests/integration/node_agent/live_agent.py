@@ -29,7 +29,13 @@ from node_agent.docker.network import AGENT_NETWORK
 from shared.protocol import mint
 from tests.conftest import service_missing
 from tests.support.agent_process import AgentProcess, SigningKey, free_port
-from tests.support.containers import FAKE_GAME_IMAGE, Answer, SignedAgentClient, build_test_images
+from tests.support.containers import (
+    FAKE_GAME_IMAGE,
+    Answer,
+    SignedAgentClient,
+    build_test_images,
+    remove_container,
+)
 
 CONSOLE_LIMITS: dict[str, int | float] = {
     "lines_per_second": 50,
@@ -244,7 +250,7 @@ class LiveServers:
                 all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
             )
             for container in leftovers:
-                await container.delete(force=True)
+                await remove_container(container)
             shutil.rmtree(self.agent.data_dir / "volumes" / str(server_id), ignore_errors=True)
 
 

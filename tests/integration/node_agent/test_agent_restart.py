@@ -28,7 +28,7 @@ from tests.integration.node_agent.live_agent import (
     status,
 )
 from tests.support.agent_process import SigningKey
-from tests.support.containers import BUSYBOX_IMAGE
+from tests.support.containers import BUSYBOX_IMAGE, remove_container
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
@@ -147,7 +147,8 @@ async def test_unknown_labelled_container_is_logged_and_left_alone(
             agent.stop()
         info = await container.show()
     finally:
-        await container.delete(force=True)
+        await remove_container(container)
 
-    assert [(e["container"], e["server"]) for e in logged] == [(name, str(stranger_id))]
+    # Containers left by other agents on this host are strangers too; ours must be among them.
+    assert (name, str(stranger_id)) in [(e["container"], e["server"]) for e in logged]
     assert info["State"]["Running"] is True

@@ -10,6 +10,7 @@ agent may have left, even when a test fails half-way.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import time
@@ -31,6 +32,7 @@ from node_agent.docker.hardening import (
     install_container_name,
 )
 from node_agent.docker.network import AGENT_NETWORK, ICC_OPTION
+from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS
 from tests.conftest import service_missing
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey, free_port
 from tests.support.containers import (
@@ -39,6 +41,7 @@ from tests.support.containers import (
     SignedAgentClient,
     build_test_images,
     cgroup_pids,
+    remove_container,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
@@ -138,7 +141,7 @@ async def servers(
                 all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
             )
             for container in leftovers:
-                await container.delete(force=True)
+                await remove_container(container)
             shutil.rmtree(handed_out.volume(server_id), ignore_errors=True)
 
 
@@ -201,10 +204,25 @@ def status_line(status_text: str, field_name: str) -> str:
     raise AssertionError(f"{field_name} not in /proc/self/status")
 
 
+def assert_nested_subvolumes_denied(security_opt: str) -> None:
+    """The option is a whole seccomp profile that denies the four subvolume ioctls."""
+    assert security_opt.startswith("seccomp=")
+    profile = json.loads(security_opt.removeprefix("seccomp="))
+    denied = {
+        rule["args"][0]["valueTwo"]
+        for rule in profile["syscalls"]
+        if rule["names"] == ["ioctl"] and rule["action"] == "SCMP_ACT_ERRNO"
+    }
+    assert denied == set(DENIED_BTRFS_IOCTLS.values())
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
 def assert_common_hardening(info: dict[str, Any], volume: Path, spec: dict[str, Any]) -> None:
     host = info["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
-    assert host["SecurityOpt"] == ["no-new-privileges:true"]
+    no_new_privileges, seccomp = host["SecurityOpt"]
+    assert no_new_privileges == "no-new-privileges:true"
+    assert_nested_subvolumes_denied(seccomp)
     assert host["Privileged"] is False
     assert host["ReadonlyRootfs"] is True
     assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}
@@ -551,4 +569,4 @@ async def test_agent_killed_and_started_again_still_knows_its_servers(
             for leftover in await docker.containers.list(
                 all=True, filters={"label": [f"{SERVER_LABEL}={handed_out.created[0]}"]}
             ):
-                await leftover.delete(force=True)
+                await remove_container(leftover)

@@ -11,37 +11,34 @@ detaches whatever might remain, so a failing test leaves no mount or loop device
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 import aiodocker
 import aiohttp
 import pytest
 
-from node_agent.docker.hardening import SERVER_LABEL, game_container_name
+from node_agent.docker.hardening import game_container_name
 from node_agent.storage.btrfs import parse_qgroups
-from tests.conftest import service_missing
-from tests.support.agent_process import AgentProcess, SigningKey, free_port, mint_for
-from tests.support.containers import FAKE_GAME_IMAGE, Answer, SignedAgentClient, build_test_images
-from tests.support.storage import (
-    btrfs,
-    loop_devices_under,
-    mounts_under,
-    release_everything_under,
+from tests.integration.node_agent.quota_nodes import (
+    MIB,
+    NodeFactory,
+    QuotaNode,
+    console,
+    quota_nodes,
+    require_root_docker_and_images,
+    start,
+    write_mib,
 )
+from tests.support.agent_process import AgentProcess, SigningKey, mint_for
+from tests.support.storage import btrfs, loop_devices_under, mounts_under
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 
-MIB = 1024 * 1024
-POOL_MIB = 256
 # The kernel refuses the write itself; writing 100 MiB to the page cache takes well under this.
 IMMEDIATE_SECONDS = 10.0
 QUOTA_ERRORS = ("Disk quota exceeded", "No space left on device")
@@ -50,16 +47,7 @@ QUOTA_ERRORS = ("Disk quota exceeded", "No space left on device")
 @pytest.fixture(scope="module", autouse=True)
 def test_images() -> None:
     """Root (to mount) and a Docker engine with the local test images."""
-    if os.geteuid() != 0:
-        pytest.skip("the btrfs and ext4 backends need root to mount filesystems")
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=60, check=False
-        ).returncode
-    ):
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
+    require_root_docker_and_images()
 
 
 @pytest.fixture
@@ -71,61 +59,6 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
         await client.close()
 
 
-@dataclass
-class QuotaNode:
-    """An agent with one disk backend, and the servers a test made on it."""
-
-    agent: AgentProcess
-    api: SignedAgentClient
-    backend: str
-    created: list[uuid.UUID] = field(default_factory=list)
-
-    async def create(self, **changes: Any) -> uuid.UUID:
-        answer = await self.api.create(self.spec(**changes))
-        assert answer.status == 201, answer.body
-        return self.created[-1]
-
-    def spec(self, **changes: Any) -> dict[str, Any]:
-        server_id = uuid.uuid4()
-        self.created.append(server_id)
-        spec: dict[str, Any] = {
-            "uuid": str(server_id),
-            "image": FAKE_GAME_IMAGE,
-            "memory_mib": 64,
-            "cpu_percent": 50,
-            "disk_mib": 64,
-            "pids_limit": 64,
-            "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
-            "stop": {"type": "command", "value": "stop"},
-            "stop_timeout_seconds": 5,
-        }
-        spec.update(changes)
-        return spec
-
-    @property
-    def pool(self) -> Path:
-        return self.agent.data_dir / "pool"
-
-    def volume(self, server_id: uuid.UUID) -> Path:
-        if self.backend == "btrfs":
-            return self.pool / str(server_id)
-        return self.agent.data_dir / "volumes" / str(server_id)
-
-    def ext4_image(self, server_id: uuid.UUID) -> Path:
-        return self.agent.data_dir / "volume-images" / f"{server_id}.img"
-
-    async def disk(self, server_id: uuid.UUID) -> Answer:
-        return await self.api.send("GET", server_id, "server.disk.read", suffix="/disk")
-
-    async def resize(self, server_id: uuid.UUID, disk_mib: int) -> Answer:
-        body = SignedAgentClient.encode({"disk_mib": disk_mib})
-        return await self.api.send("PATCH", server_id, "server.disk", suffix="/disk", body=body)
-
-
-class NodeFactory(Protocol):
-    def __call__(self, backend: str) -> QuotaNode: ...
-
-
 @pytest.fixture
 async def node_factory(
     tmp_path: Path,
@@ -134,84 +67,14 @@ async def node_factory(
     docker: aiodocker.Docker,
 ) -> AsyncIterator[NodeFactory]:
     """Start agents with a kernel-enforced backend; undo everything they made at teardown."""
-    nodes: list[QuotaNode] = []
-
-    def make(backend: str) -> QuotaNode:
-        settings: dict[str, object] = {"storage_backend": backend}
-        if backend == "btrfs":
-            settings["storage_pool_size_mib"] = POOL_MIB
-        agent = AgentProcess(
-            tmp_path / f"agent-{len(nodes)}",
-            {signing_key.kid: signing_key.public_text},
-            settings=settings,
-        )
-        agent.start()
-        node = QuotaNode(agent, SignedAgentClient(agent, signing_key, http), backend)
-        nodes.append(node)
-        return node
-
-    try:
+    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
         yield make
-    finally:
-        for node in nodes:
-            for server_id in node.created:
-                if node.agent.running:
-                    await node.api.delete(server_id)
-                for container in await docker.containers.list(
-                    all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
-                ):
-                    await container.delete(force=True)
-            node.agent.stop()
-        release_everything_under(tmp_path)
 
 
 @pytest.fixture(params=["btrfs", "ext4"])
 def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
     """An agent on each kernel-enforced backend."""
     return node_factory(str(request.param))
-
-
-async def exec_in(docker: aiodocker.Docker, name: str, *command: str) -> tuple[int, str]:
-    """Run ``command`` in the container as its configured user; exit code and output."""
-    execution = await docker.containers.container(name).exec(list(command))
-    output = b""
-    async with execution.start(detach=False) as stream:
-        while (message := await stream.read_out()) is not None:
-            output += message.data
-    inspected = await execution.inspect()
-    return int(inspected["ExitCode"]), output.decode("utf-8", "replace")
-
-
-async def console(docker: aiodocker.Docker, server_id: uuid.UUID, line: str) -> None:
-    """Type a line on the game's console (its stdin)."""
-    async with docker.containers.container(game_container_name(server_id)).attach(
-        stdin=True
-    ) as stream:
-        await stream.write_in(line.encode() + b"\n")
-
-
-async def write_mib(docker: aiodocker.Docker, server_id: uuid.UUID, name: str, mib: int) -> str:
-    """Have the game user write ``mib`` MiB to ``/home/container/<name>``; "" or dd's error."""
-    code, output = await exec_in(
-        docker,
-        game_container_name(server_id),
-        "dd",
-        "if=/dev/zero",
-        f"of=/home/container/{name}",
-        "bs=1M",
-        f"count={mib}",
-        "conv=fsync",
-    )
-    return "" if code == 0 else output
-
-
-async def start(node: QuotaNode, server_id: uuid.UUID) -> None:
-    answer = await node.api.power(server_id, "start")
-    assert answer.status == 200, answer.body
-    deadline = time.monotonic() + 15
-    while not (await node.api.read(server_id)).body["container"]["running"]:
-        assert time.monotonic() < deadline, "the game never started"
-        await asyncio.sleep(0.1)
 
 
 async def game_log(docker: aiodocker.Docker, server_id: uuid.UUID) -> str:
@@ -270,6 +133,7 @@ async def test_raising_the_limit_online_lets_the_running_game_write_more(
     assert answer.body["total_bytes"] == 160 * MIB
     assert await write_mib(docker, server_id, "big.bin", 100) == ""
     assert (node.volume(server_id) / "big.bin").stat().st_size == 100 * MIB
+    assert (await node.api.read(server_id)).body["disk_mib"] == 160
     assert (await node.api.read(server_id)).body["container"]["running"] is True
 
 

@@ -1,0 +1,667 @@
+"""What the control plane's API costs: an authenticated list, and latency while bcrypt runs.
+
+Run ``python bench/api.py`` (``--help`` for the options). In one run it
+
+1. migrates a fresh SQLite file and fills it in this process through the services: one
+   user (bcrypt at ``--bcrypt-cost``), one node, ``--servers`` servers owned by that user
+   (``services.servers.create_server``, as ``tests/support/world.py`` does) and one
+   read-scoped API key; then starts a real ``python -m control_plane serve`` on it (rate
+   limits raised so that nothing is throttled) and signs in once through the API for a
+   session cookie;
+2. (a) measures requests/s and p50/p99 latency of ``GET /api/v1/servers`` (all
+   ``--servers`` on the first page) authenticated by API key (``Authorization: Bearer``)
+   and by session cookie, against a bare aiohttp hello-world (this same script with
+   ``--serve-hello PORT``, ``web.run_app``), each with one keep-alive
+   ``aiohttp.ClientSession`` and ``--concurrency`` requests in flight, in alternating
+   time-boxed blocks so that machine noise falls on all three alike;
+3. (b) measures p50/p99 of cheap requests sent one at a time (``GET /healthz``, and
+   ``GET /api/v1/auth/session`` with the cookie) with no sign-ins running, and while
+   ``--logins`` clients sign in with the right password in a loop, alternating the two
+   phases. Password checks run bcrypt in worker threads; if they ran on the event loop,
+   every cheap request would wait for whole bcrypt computations.
+
+With ``--postgres URL`` (a database through which the role may ``CREATE DATABASE``, like
+the test suite's ``STELLAR_TEST_POSTGRES_URL``, the default when set), (a) and (b) are
+repeated against a second control plane on a fresh PostgreSQL database, created for the
+run and dropped after it: SQLite takes its write lock at BEGIN (``BEGIN IMMEDIATE``), so
+there every request's transaction waits for every other one, which PostgreSQL does not.
+
+The control plane logs one JSON line per request to a file, as it goes to journald in
+production; the hello-world logs nothing. It prints figures and asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+# Run as a script (python bench/x.py), the repository root is not on the path yet.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.processes import (
+    Server,
+    free_port,
+    percentile,
+    running,
+    us_since,
+)
+from control_plane import cli_ops
+from control_plane.db.engine import create_engine, session_factory
+from control_plane.db.models import Allocation, ApiKey, Blueprint, Node
+from control_plane.db.session import transaction
+from control_plane.security.api_keys import new_key
+from control_plane.security.sessions import cookie_name
+from control_plane.services import servers as server_service
+from control_plane.services import users as user_service
+from control_plane.settings import ControlPlaneSettings, load_settings
+
+HELLO_PATH: Final = "/hello"
+SERVERS_PATH: Final = "/api/v1/servers"
+HEALTH_PATH: Final = "/healthz"
+SESSION_PATH: Final = "/api/v1/auth/session"
+LOGIN_PATH: Final = "/api/v1/auth/login"
+EMAIL: Final = "bench@example.org"
+PASSWORD: Final = "correct horse battery staple"
+DEAD_NODE_URL: Final = "http://127.0.0.1:9"  # the discard port: nothing answers
+MAX_PAGE: Final = 100  # PageQuery.per_page's limit
+RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60"
+REQUEST_TIMEOUT_SECONDS: Final = 30.0
+TARGET_THROUGHPUT_RATIO: Final = 0.30
+TARGET_P99_RATIO: Final = 2.0
+OUR_VARIABLES: Final = ("STELLAR_", "REDIS_URL", "DATABASE_URL")
+
+Sample = list[float]  # microseconds
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+# --------------------------------------------------------------------------- hello-world server
+
+
+def serve_hello(port: int) -> None:
+    """The baseline: one bare aiohttp route answering a small JSON body."""
+
+    async def hello(_request: web.Request) -> web.Response:
+        return web.json_response({"hello": "world"})
+
+    app = web.Application()
+    app.router.add_get(HELLO_PATH, hello)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def base_env() -> dict[str, str]:
+    """This process's environment without any control-plane setting it may carry."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(OUR_VARIABLES)}
+
+
+def panel_env(database_url: str, port: int, bcrypt_cost: int) -> dict[str, str]:
+    return {
+        **base_env(),
+        "STELLAR_ENV": "development",
+        "STELLAR_DATABASE_URL": database_url,
+        "STELLAR_AUTH_SECRET": secrets.token_urlsafe(48),
+        "STELLAR_BCRYPT_COST": str(bcrypt_cost),
+        "STELLAR_RATE_LIMITS": RATE_LIMITS,
+        "STELLAR_HOST": "127.0.0.1",
+        "STELLAR_PORT": str(port),
+    }
+
+
+def panel_server(name: str, root: Path, env: dict[str, str]) -> Server:
+    argv = [sys.executable, "-m", "control_plane", "serve"]
+    port = int(env["STELLAR_PORT"])
+    return Server(name, argv, port, HEALTH_PATH, root / f"{name}.log", root, env)
+
+
+def hello_server(root: Path) -> Server:
+    port = free_port()
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve-hello", str(port)]
+    return Server("hello", argv, port, HELLO_PATH, root / "hello.log", root, base_env())
+
+
+# --------------------------------------------------------------------------- the database
+
+
+async def populate(settings: ControlPlaneSettings, servers: int) -> str:
+    """Migrate, then one user owning ``servers`` servers, and a read key; return the key."""
+    await cli_ops.migrate(settings)
+    engine = create_engine(settings.database_url or "")
+    try:
+        async with transaction(session_factory(engine)) as db:
+            user = await user_service.create_user(
+                db,
+                email=EMAIL,
+                password=PASSWORD,
+                is_admin=False,
+                bcrypt_cost=settings.bcrypt_cost,
+            )
+            node = Node(name="bench-node", url=DEAD_NODE_URL, memory_mib=0, disk_mib=0)
+            db.add(node)
+            await db.flush()
+            db.add_all(
+                Allocation(node_id=node.id, ip="127.0.0.1", port=30000 + i) for i in range(servers)
+            )
+            blueprint = Blueprint(
+                name="bench game",
+                description="",
+                images=[{"name": "default", "image": "stellar-bench/game:latest"}],
+                startup="/usr/local/bin/game --port {{SERVER_PORT}}",
+                stop={"type": "command", "value": "stop"},
+                install=None,
+                variables=[],
+                read_only_root=True,
+                file_denylist=[],
+            )
+            db.add(blueprint)
+            await db.flush()
+            limits = server_service.ServerLimits(512, 0, 100, 1024, 256)
+            for i in range(servers):
+                server = await server_service.create_server(
+                    db,
+                    name=f"server {i:03d}",
+                    owner=user,
+                    blueprint=blueprint,
+                    node_id=node.id,
+                    image=None,
+                    limits=limits,
+                    variables={},
+                )
+                server.state = "offline"
+            full, prefix, secret_hash = new_key()
+            db.add(
+                ApiKey(
+                    user_id=user.id,
+                    name="bench",
+                    prefix=prefix,
+                    secret_hash=secret_hash,
+                    scopes=["read"],
+                    allowed_ips=[],
+                )
+            )
+    finally:
+        await engine.dispose()
+    return full
+
+
+def _admin_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_postgres_database(admin_url: str) -> str:
+    import asyncpg
+
+    name = f"stellar_bench_{secrets.token_hex(6)}"
+    connection = await asyncpg.connect(_admin_dsn(admin_url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(admin_url: str, url: str) -> None:
+    import asyncpg
+
+    name = make_url(url).database
+    connection = await asyncpg.connect(_admin_dsn(admin_url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Run:
+    """Per-request latencies (µs) and the wall time the requests took together."""
+
+    latencies: Sample = field(default_factory=list)
+    wall_seconds: float = 0.0
+    # Answers other than 200 (their latency is in the sample too) and the first one seen.
+    errors: int = 0
+    first_error: str = ""
+
+    def failed(self, what: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or what
+
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies) / self.wall_seconds if self.wall_seconds else 0.0
+
+
+Request = Callable[[Run], Awaitable[None]]
+
+
+def _session(concurrency: int) -> aiohttp.ClientSession:
+    # No cookie jar: every request carries exactly the credentials given to it.
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max(concurrency, 1)),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def get_request(
+    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str] | None = None
+) -> Request:
+    fixed = dict(headers or {})
+
+    async def one(run: Run) -> None:
+        start = time.perf_counter_ns()
+        async with session.get(url, headers=fixed) as response:
+            body = await response.read()
+        run.latencies.append(us_since(start))
+        if response.status != 200:
+            run.failed(f"GET {url} answered {response.status}: {body[:200]!r}")
+
+    return one
+
+
+async def block(request: Request, run: Run, seconds: float, concurrency: int) -> None:
+    """``concurrency`` request loops for ``seconds``; adds their wall time to run."""
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            await request(run)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.wall_seconds += time.perf_counter() - start
+
+
+async def alternate(
+    targets: Sequence[Request], seconds: float, concurrency: int, rounds: int
+) -> list[Run]:
+    """Each target gets ``seconds`` in total, in ``rounds`` blocks, the order rotating."""
+    runs = [Run() for _ in targets]
+    order = list(range(len(targets)))
+    for _ in range(rounds):
+        for index in order:
+            await block(targets[index], runs[index], seconds / rounds, concurrency)
+        order = order[1:] + order[:1]
+    return runs
+
+
+async def sign_in(session: aiohttp.ClientSession, base_url: str) -> str:
+    """POST the password and return the session cookie's value."""
+    async with session.post(
+        base_url + LOGIN_PATH, json={"email": EMAIL, "password": PASSWORD}
+    ) as response:
+        body = await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"login answered {response.status}: {body[:200]!r}")
+        morsel = response.cookies.get(cookie_name(False))
+        if morsel is None:
+            raise RuntimeError("login set no session cookie")
+        return morsel.value
+
+
+async def check_listing(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], expected: int
+) -> None:
+    """The listing must hold every server, or the benchmark measures something else."""
+    async with session.get(url, headers=headers) as response:
+        body: Any = await response.json()
+        if response.status != 200:
+            raise RuntimeError(f"GET {url} answered {response.status}: {body}")
+    if len(body["data"]) != expected or body["meta"]["total"] != expected:
+        raise RuntimeError(
+            f"the page holds {len(body['data'])} of {body['meta']['total']} servers, not {expected}"
+        )
+
+
+@dataclass
+class Listing:
+    api_key: Run
+    cookie: Run
+    hello: Run
+    servers_listed: int
+
+
+async def bench_listing(
+    panel: Server, hello: Server, api_key: str, cookie: str, args: argparse.Namespace
+) -> Listing:
+    url = f"{panel.base_url}{SERVERS_PATH}?per_page={args.servers}"
+    by_key = {"Authorization": f"Bearer {api_key}"}
+    by_cookie = {"Cookie": f"{cookie_name(False)}={cookie}"}
+    async with (
+        _session(args.concurrency) as key_session,
+        _session(args.concurrency) as cookie_session,
+        _session(args.concurrency) as hello_session,
+    ):
+        await check_listing(key_session, url, by_key, args.servers)
+        await check_listing(cookie_session, url, by_cookie, args.servers)
+        targets = [
+            get_request(key_session, url, by_key),
+            get_request(cookie_session, url, by_cookie),
+            get_request(hello_session, hello.base_url + HELLO_PATH),
+        ]
+        await alternate(targets, 0.5 * len(targets), args.concurrency, 1)  # warm-up
+        key, by_cookie_run, hello_run = await alternate(
+            targets, args.seconds, args.concurrency, args.rounds
+        )
+    return Listing(key, by_cookie_run, hello_run, args.servers)
+
+
+@dataclass
+class Probes:
+    """Cheap requests one at a time, with and without sign-ins running; the sign-ins."""
+
+    health_idle: Run = field(default_factory=Run)
+    health_busy: Run = field(default_factory=Run)
+    session_idle: Run = field(default_factory=Run)
+    session_busy: Run = field(default_factory=Run)
+    logins: Run = field(default_factory=Run)
+
+
+async def probe(
+    health: Request, session: Request, probes: Probes, *, busy: bool, seconds: float
+) -> None:
+    health_run = probes.health_busy if busy else probes.health_idle
+    session_run = probes.session_busy if busy else probes.session_idle
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        await health(health_run)
+        await session(session_run)
+    elapsed = time.perf_counter() - start
+    health_run.wall_seconds += elapsed
+    session_run.wall_seconds += elapsed
+
+
+def login_request(session: aiohttp.ClientSession, base_url: str) -> Request:
+    url = base_url + LOGIN_PATH
+    payload = {"email": EMAIL, "password": PASSWORD}
+
+    async def one(run: Run) -> None:
+        start = time.perf_counter_ns()
+        async with session.post(url, json=payload) as response:
+            body = await response.read()
+        run.latencies.append(us_since(start))
+        if response.status != 200:
+            run.failed(f"POST {url} answered {response.status}: {body[:200]!r}")
+
+    return one
+
+
+async def bench_logins(panel: Server, cookie: str, args: argparse.Namespace) -> Probes:
+    probes = Probes()
+    by_cookie = {"Cookie": f"{cookie_name(False)}={cookie}"}
+    async with _session(1) as probe_session, _session(args.logins) as login_session:
+        health = get_request(probe_session, panel.base_url + HEALTH_PATH)
+        session = get_request(probe_session, panel.base_url + SESSION_PATH, by_cookie)
+        login = login_request(login_session, panel.base_url)
+        await probe(health, session, Probes(), busy=False, seconds=0.5)  # warm-up
+        share = args.probe_seconds / args.probe_rounds
+
+        async def login_loop(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                await login(probes.logins)
+
+        for turn in range(args.probe_rounds):
+            # idle, busy, busy, idle, ...: drift falls on both phases alike.
+            for busy in (False, True) if turn % 2 == 0 else (True, False):
+                if not busy:
+                    await probe(health, session, probes, busy=False, seconds=share)
+                    continue
+                stop = asyncio.Event()
+                started = time.perf_counter()
+                loops = [asyncio.create_task(login_loop(stop)) for _ in range(args.logins)]
+                try:
+                    # Let every client's first password check start before probing.
+                    await asyncio.sleep(0.2)
+                    await probe(health, session, probes, busy=True, seconds=share)
+                finally:
+                    stop.set()
+                    await asyncio.gather(*loops)
+                probes.logins.wall_seconds += time.perf_counter() - started
+    return probes
+
+
+# --------------------------------------------------------------------------- report
+
+
+def ms(value: float) -> str:
+    return f"{value / 1000:.2f}"
+
+
+def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, float]:
+    print(
+        f"(a) {label}: GET {SERVERS_PATH} ({listing.servers_listed} servers on the page),"
+        f" {concurrency} in flight, keep-alive; latency in ms"
+    )
+    print(
+        f"  {'':<34} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50':>8} {'p99':>8} {'/hello':>7}"
+    )
+    hello = listing.hello.per_second
+    ratios: dict[str, float] = {}
+    for name, run in (
+        ("control plane, API key (Bearer)", listing.api_key),
+        ("control plane, session cookie", listing.cookie),
+        ("bare aiohttp hello-world", listing.hello),
+    ):
+        ratio = run.per_second / hello if hello else 0.0
+        ratios[name] = ratio
+        print(
+            f"  {name:<34} {len(run.latencies):>9} {run.errors:>7} {run.per_second:>8.0f}"
+            f" {ms(statistics.median(run.latencies)):>8} {ms(percentile(run.latencies, 99)):>8}"
+            f" {ratio:>7.3f}"
+        )
+    return ratios
+
+
+def probe_rows(label: str, probes: Probes, logins: int) -> dict[str, float]:
+    signed = probes.logins
+    rate = (len(signed.latencies) - signed.errors) / signed.wall_seconds
+    print(
+        f"(b) {label}: cheap requests one at a time, idle vs {logins} clients signing in"
+        f" in a loop; latency in ms"
+    )
+    print(
+        f"  {'':<34} {'n idle':>7} {'p50':>8} {'p99':>8} {'n busy':>7} {'p50':>8} {'p99':>8}"
+        f" {'errors':>7} {'p99 x':>7}"
+    )
+    ratios: dict[str, float] = {}
+    for name, idle, busy in (
+        (f"GET {HEALTH_PATH}", probes.health_idle, probes.health_busy),
+        (f"GET {SESSION_PATH} (cookie)", probes.session_idle, probes.session_busy),
+    ):
+        ratio = percentile(busy.latencies, 99) / percentile(idle.latencies, 99)
+        ratios[name] = ratio
+        print(
+            f"  {name:<34} {len(idle.latencies):>7} {ms(statistics.median(idle.latencies)):>8}"
+            f" {ms(percentile(idle.latencies, 99)):>8} {len(busy.latencies):>7}"
+            f" {ms(statistics.median(busy.latencies)):>8} {ms(percentile(busy.latencies, 99)):>8}"
+            f" {idle.errors + busy.errors:>7} {ratio:>7.2f}"
+        )
+    print(
+        f"  sign-ins: {len(signed.latencies)} ({signed.errors} failed), {rate:.1f}/s succeeded,"
+        f" p50 {ms(statistics.median(signed.latencies))} ms,"
+        f" p99 {ms(percentile(signed.latencies, 99))} ms"
+    )
+    for run in (signed, probes.health_busy, probes.session_busy, probes.health_idle):
+        if run.first_error:
+            print(f"  first error: {run.first_error}")
+    return ratios
+
+
+def verdict(ratio: float, target: float, *, at_least: bool) -> str:
+    met = ratio >= target if at_least else ratio <= target
+    return "met" if met else "NOT met"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="PostgreSQL: pass --postgres URL (or set STELLAR_TEST_POSTGRES_URL); "
+        "--postgres '' skips it.",
+    )
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=50,
+        help="servers owned by the caller, all listed on one page (default 50, at most 100)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="requests in flight in (a) (default 8)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="measured seconds per target in (a) (default 4)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating blocks per target in (a) (default 4)"
+    )
+    parser.add_argument(
+        "--probe-seconds",
+        type=float,
+        default=5.0,
+        help="measured seconds per phase (idle, signing in) in (b) (default 5)",
+    )
+    parser.add_argument(
+        "--probe-rounds",
+        type=int,
+        default=2,
+        help="alternating blocks per phase in (b) (default 2); each signing-in block ends by"
+        " waiting for the sign-ins in flight",
+    )
+    parser.add_argument(
+        "--logins", type=int, default=8, help="clients signing in concurrently in (b) (default 8)"
+    )
+    parser.add_argument(
+        "--bcrypt-cost", type=int, default=12, help="STELLAR_BCRYPT_COST (default 12)"
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("STELLAR_TEST_POSTGRES_URL", ""),
+        help="also run (b) on a fresh database created (and dropped) through this PostgreSQL"
+        " URL (default $STELLAR_TEST_POSTGRES_URL, else skipped)",
+    )
+    parser.add_argument("--serve-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    return parser
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    # Turn SIGTERM into an exception so that the servers are stopped on the way out.
+    raise SystemExit(128 + signum)
+
+
+async def _sign_in_once(panel: Server) -> str:
+    async with _session(1) as session:
+        return await sign_in(session, panel.base_url)
+
+
+@dataclass
+class Result:
+    label: str
+    listing: Listing
+    probes: Probes
+
+
+def run_backend(
+    label: str, database_url: str, root: Path, hello: Server, args: argparse.Namespace
+) -> Result:
+    """Populate the database, serve it, and run (a) and (b) against it."""
+    env = panel_env(database_url, free_port(), args.bcrypt_cost)
+    api_key = asyncio.run(populate(load_settings(env), args.servers))
+    panel = panel_server(f"control-plane-{label.lower()}", root, env)
+    with running([panel]):
+        cookie = asyncio.run(_sign_in_once(panel))
+        listing = asyncio.run(bench_listing(panel, hello, api_key, cookie, args))
+        probes = asyncio.run(bench_logins(panel, cookie, args))
+    return Result(label, listing, probes)
+
+
+def run_postgres(root: Path, hello: Server, args: argparse.Namespace) -> Result | None:
+    try:
+        url = asyncio.run(create_postgres_database(args.postgres))
+    except (OSError, ImportError) as err:
+        print(f"PostgreSQL skipped: cannot create a database through {args.postgres}: {err}")
+        return None
+    try:
+        return run_backend("PostgreSQL", url, root, hello, args)
+    finally:
+        asyncio.run(drop_postgres_database(args.postgres, url))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.serve_hello is not None:
+        serve_hello(args.serve_hello)
+        return 0
+    counts = (args.servers, args.concurrency, args.rounds, args.probe_rounds, args.logins)
+    if min(counts) < 1 or min(args.seconds, args.probe_seconds) <= 0:
+        print("every count and duration must be positive", file=sys.stderr)
+        return 2
+    if args.servers > MAX_PAGE:
+        print(f"--servers: at most {MAX_PAGE} (one page)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="stellar-bench-") as tmp:
+        root = Path(tmp)
+        hello = hello_server(root)
+        with running([hello]):
+            results = [run_backend("SQLite", f"sqlite:///{root / 'stellar.db'}", root, hello, args)]
+            if args.postgres:
+                postgres = run_postgres(root, hello, args)
+                if postgres is not None:
+                    results.append(postgres)
+    print(
+        f"control plane API bench: servers={args.servers} concurrency={args.concurrency}"
+        f" seconds={args.seconds}x{args.rounds} probe-seconds={args.probe_seconds}"
+        f"x{args.probe_rounds} logins={args.logins}"
+        f" bcrypt-cost={args.bcrypt_cost}; python {platform.python_version()},"
+        f" {os.cpu_count()} CPUs, aiohttp {aiohttp.__version__}"
+    )
+    summary: list[str] = []
+    for result in results:
+        throughput = listing_rows(result.label, result.listing, args.concurrency)
+        for name, ratio in list(throughput.items())[:2]:
+            summary.append(
+                f"ratio req/s, {name} / hello-world, {result.label}: {ratio:.3f}"
+                f" (target >= {TARGET_THROUGHPUT_RATIO}:"
+                f" {verdict(ratio, TARGET_THROUGHPUT_RATIO, at_least=True)})"
+            )
+    for result in results:
+        for name, ratio in probe_rows(result.label, result.probes, args.logins).items():
+            summary.append(
+                f"ratio p99 signing-in / idle, {name}, {result.label}: {ratio:.2f}"
+                f" (target <= {TARGET_P99_RATIO}:"
+                f" {verdict(ratio, TARGET_P99_RATIO, at_least=False)})"
+            )
+    print(f"total bench time {time.perf_counter() - started:.1f} s")
+    for line in summary:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

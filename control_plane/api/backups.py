@@ -1,0 +1,327 @@
+"""Backups of a server: made and kept (encrypted) by its node, governed here.
+
+Status is whatever the node last reported, refreshed from the node while a backup runs, so
+a backup is never shown complete when it is not, nor stuck as running after the node's
+agent restarted (the agent marks such a backup failed itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import Field
+
+from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.db.models import Backup, Node
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError, Conflict, NotFound
+from control_plane.keys import NODES, SECRET_BOX, SESSIONS
+from control_plane.nodes.backup_stream import decrypted
+from control_plane.schemas.common import Input, Output
+from control_plane.services import backups as service
+from control_plane.services import infrastructure as infra
+
+routes = ApiRoutes("backups")
+log = structlog.get_logger("backups")
+ORIGIN = "/api/v1/servers/{server_id}/backups"
+
+
+class BackupCreate(Input):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    ignore: list[str] = Field(default_factory=list, max_length=1000)
+    pre_command: str | None = Field(
+        None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+
+
+class BackupUpdate(Input):
+    locked: bool
+
+
+class BackupOut(Output):
+    id: uuid.UUID
+    name: str
+    status: str
+    reason: str | None
+    locked: bool
+    size_bytes: int | None
+    sha256: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+class BackupList(Output):
+    data: list[BackupOut]
+
+
+def _path(server_id: uuid.UUID, suffix: str = "") -> str:
+    return f"/api/v1/servers/{server_id}/backups{suffix}"
+
+
+async def _node_and_key(req: ApiRequest[Any, Any]) -> tuple[Node, str]:
+    async with transaction(req.http.app[SESSIONS]) as db:
+        node = await infra.get_node(db, req.server.node_id)
+        key = await service.server_key(db, req.http.app[SECRET_BOX], req.server)
+    return node, key
+
+
+async def _node_call(
+    req: ApiRequest[Any, Any],
+    node: Node,
+    method: str,
+    suffix: str,
+    action: str,
+    payload: Any = None,
+) -> Any:
+    return await req.http.app[NODES].call(
+        node,
+        method,
+        _path(req.server.id, suffix),
+        action=action,
+        subject=f"server:{req.server.id}",
+        user=str(req.me.user_id),
+        payload=payload,
+    )
+
+
+def _apply(backup: Backup, record: dict[str, Any]) -> None:
+    status = record.get("status")
+    if status in {"running", "completed", "failed"}:
+        backup.status = status
+    backup.reason = record.get("reason")
+    backup.size_bytes = record.get("size_bytes")
+    backup.sha256 = record.get("sha256")
+    finished = record.get("finished_at")
+    backup.finished_at = dt.datetime.fromisoformat(finished) if finished else None
+
+
+async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> None:
+    """Ask the node about backups still running here; it knows how they ended."""
+    running = [b for b in backups if b.status == "running"]
+    if not running:
+        return
+    async with transaction(req.http.app[SESSIONS]) as db:
+        node = await infra.get_node(db, req.server.node_id)
+    for backup in running:
+        try:
+            record = await _node_call(req, node, "GET", f"/{backup.id}", "backups.read")
+        except NotFound:
+            record = {"status": "failed", "reason": "the node has no such backup"}
+        except ApiError as err:
+            log.info("backup status not refreshed", backup=str(backup.id), error=err.message)
+            continue
+        async with transaction(req.http.app[SESSIONS]) as db:
+            stored = await db.get(Backup, backup.id)
+            if stored is not None:
+                _apply(stored, record)
+                _apply(backup, record)
+
+
+@routes.get(
+    ORIGIN,
+    summary="List the server's backups",
+    permission="backups.read",
+    response=BackupList,
+    transactional=False,
+)
+async def list_backups(req: ApiRequest[Any, Any]) -> BackupList:
+    async with transaction(req.http.app[SESSIONS]) as db:
+        backups = await service.backups_of(db, req.server.id)
+    await _refresh_running(req, backups)
+    return BackupList(data=[BackupOut.model_validate(b) for b in backups])
+
+
+@routes.post(
+    ORIGIN,
+    summary="Make a backup (in the background; oldest unlocked one makes room)",
+    permission="backups.create",
+    body=BackupCreate,
+    response=BackupOut,
+    status=202,
+    transactional=False,
+    rate_limit="files",
+)
+async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
+    node, key = await _node_and_key(req)
+    async with transaction(req.http.app[SESSIONS]) as db:
+        doomed = await service.make_room(db, req.server.id, req.settings.backup_limit)
+    for old in doomed:
+        await _delete_on_node(req, node, old.id)
+    backup_id = uuid.uuid4()
+    async with transaction(req.http.app[SESSIONS]) as db:
+        for old in doomed:
+            stale = await db.get(Backup, old.id)
+            if stale is not None:
+                await db.delete(stale)
+        backup = Backup(
+            id=backup_id,
+            server_id=req.server.id,
+            name=req.body.name or dt.datetime.now(dt.UTC).strftime("backup %Y-%m-%d %H:%M:%S"),
+            ignore=req.body.ignore,
+        )
+        db.add(backup)
+    try:
+        await _node_call(
+            req,
+            node,
+            "POST",
+            "",
+            "backups.create",
+            payload={
+                "backup_id": str(backup_id),
+                "key": key,
+                "ignore": req.body.ignore,
+                "pre_command": req.body.pre_command,
+            },
+        )
+    except ApiError as err:
+        async with transaction(req.http.app[SESSIONS]) as db:
+            failed = await db.get(Backup, backup_id)
+            if failed is not None:
+                failed.status, failed.reason = "failed", err.message
+        raise
+    await req.audit_now(
+        "server.backup.created",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"backup": str(backup_id), "removed": [str(b.id) for b in doomed]},
+    )
+    return BackupOut.model_validate(backup)
+
+
+@routes.get(
+    ORIGIN + "/{backup_id}",
+    summary="One backup",
+    permission="backups.read",
+    response=BackupOut,
+    transactional=False,
+)
+async def get_backup(req: ApiRequest[Any, Any]) -> BackupOut:
+    async with transaction(req.http.app[SESSIONS]) as db:
+        backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
+    await _refresh_running(req, [backup])
+    return BackupOut.model_validate(backup)
+
+
+@routes.patch(
+    ORIGIN + "/{backup_id}",
+    summary="Lock (never deleted) or unlock a backup",
+    permission="backups.delete",
+    body=BackupUpdate,
+    response=BackupOut,
+)
+async def update_backup(req: ApiRequest[BackupUpdate, Any]) -> BackupOut:
+    backup = await service.get_backup(req.db, req.server.id, req.uuid_param("backup_id"))
+    backup.locked = req.body.locked
+    await req.audit(
+        "server.backup.locked" if backup.locked else "server.backup.unlocked",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"backup": str(backup.id)},
+    )
+    return BackupOut.model_validate(backup)
+
+
+async def _delete_on_node(req: ApiRequest[Any, Any], node: Node, backup_id: uuid.UUID) -> None:
+    try:
+        await _node_call(req, node, "DELETE", f"/{backup_id}", "backups.delete")
+    except NotFound:
+        log.info("backup already gone from the node", backup=str(backup_id))
+
+
+@routes.delete(
+    ORIGIN + "/{backup_id}",
+    summary="Delete an unlocked backup",
+    permission="backups.delete",
+    status=204,
+    transactional=False,
+)
+async def delete_backup(req: ApiRequest[Any, Any]) -> None:
+    async with transaction(req.http.app[SESSIONS]) as db:
+        backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
+        node = await infra.get_node(db, req.server.node_id)
+    if backup.locked:
+        raise Conflict("the backup is locked; unlock it first")
+    if backup.status == "running":
+        raise Conflict("the backup is still being made")
+    await _delete_on_node(req, node, backup.id)
+    async with transaction(req.http.app[SESSIONS]) as db:
+        stale = await db.get(Backup, backup.id)
+        if stale is not None:
+            await db.delete(stale)
+    await req.audit_now(
+        "server.backup.deleted",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"backup": str(backup.id)},
+    )
+
+
+@routes.get(
+    ORIGIN + "/{backup_id}/download",
+    summary="Download a backup as .tar.gz (streamed)",
+    permission="backups.download",
+    transactional=False,
+)
+async def download_backup(req: ApiRequest[Any, Any]) -> web.StreamResponse:
+    async with transaction(req.http.app[SESSIONS]) as db:
+        backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
+    if backup.status != "completed":
+        raise Conflict("only a completed backup can be downloaded")
+    node, key = await _node_and_key(req)
+    async with req.http.app[NODES].download(
+        node,
+        _path(req.server.id, f"/{backup.id}/download"),
+        query={},
+        action="backups.download",
+        subject=f"server:{req.server.id}",
+        user=str(req.me.user_id),
+    ) as upstream:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/gzip",
+                "Content-Disposition": f'attachment; filename="backup-{backup.id}.tar.gz"',
+            }
+        )
+        await response.prepare(req.http)
+        # A chunk that fails to verify ends the transfer short: never a silently bad file.
+        async for part in decrypted(upstream.content, base64.b64decode(key), backup.id):
+            await response.write(part)
+        await response.write_eof()
+    await req.audit_now(
+        "server.backup.downloaded",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"backup": str(backup.id)},
+    )
+    return response
+
+
+@routes.post(
+    ORIGIN + "/{backup_id}/restore",
+    summary="Restore a backup (the server must be stopped)",
+    permission="backups.restore",
+    status=202,
+    transactional=False,
+)
+async def restore_backup(req: ApiRequest[Any, Any]) -> web.Response:
+    async with transaction(req.http.app[SESSIONS]) as db:
+        backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
+    if backup.status != "completed":
+        raise Conflict("only a completed backup can be restored")
+    node, key = await _node_and_key(req)
+    answer = await _node_call(
+        req, node, "POST", f"/{backup.id}/restore", "backups.restore", payload={"key": key}
+    )
+    await req.audit_now(
+        "server.backup.restored",
+        target_type="server",
+        target_id=str(req.server.id),
+        details={"backup": str(backup.id)},
+    )
+    return web.json_response(answer, status=202)

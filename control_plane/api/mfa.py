@@ -1,0 +1,215 @@
+"""Two-factor authentication: enrolment and management of TOTP, and a sign-in's second step.
+
+Changing 2FA settings takes the current password and a code; wrong ones are audited. The
+second step of a sign-in turns the browser's pending session into a full one with a new token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_plane.api.auth import start_session
+from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.db.models import User
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError, Conflict, Forbidden, Unauthenticated
+from control_plane.keys import READ_SESSIONS, SECRET_BOX, WALL_CLOCK
+from control_plane.schemas.auth import SessionOut
+from control_plane.schemas.mfa import (
+    RecoveryCodesOut,
+    SecondFactorIn,
+    TotpConfirmIn,
+    TotpEnableIn,
+    TotpSetupOut,
+    TotpStatus,
+)
+from control_plane.security.encryption import SecretBox
+from control_plane.security.passwords import verify_password
+from control_plane.services import mfa
+
+routes = ApiRoutes("two-factor")
+
+
+class EncryptionMissing(ApiError):
+    """TOTP secrets are stored encrypted; without STELLAR_ENCRYPTION_KEYS there is no 2FA."""
+
+    status = 503
+    code = "not_configured"
+
+
+def _box(req: ApiRequest[Any, Any]) -> SecretBox:
+    box = req.http.app[SECRET_BOX]
+    if not box.is_configured:
+        # Development without STELLAR_ENCRYPTION_KEYS: say so rather than fail obscurely.
+        raise EncryptionMissing(
+            "two-factor authentication needs STELLAR_ENCRYPTION_KEYS; ask the administrators"
+        )
+    return box
+
+
+def _now(req: ApiRequest[Any, Any]) -> float:
+    return req.http.app[WALL_CLOCK]()
+
+
+def _session_only(req: ApiRequest[Any, Any]) -> None:
+    if req.me.via != "session":
+        raise req.deny(Forbidden("manage two-factor authentication from a browser session"))
+
+
+async def _password_ok(req: ApiRequest[Any, Any], password: str) -> bool:
+    """Check the caller's password before the route's transaction begins: bcrypt takes a
+    while and must never hold a database lock."""
+    _session_only(req)
+    async with transaction(req.http.app[READ_SESSIONS]) as db:
+        user = await db.get(User, req.me.user_id)
+        hashed = user.password_hash if user else None
+    return await verify_password(password, hashed, req.settings.bcrypt_cost)
+
+
+async def _account(req: ApiRequest[Any, Any]) -> User:
+    """The signed-in user, through a browser session only: API keys cannot manage 2FA."""
+    _session_only(req)
+    user = await req.db.get(User, req.me.user_id)
+    if user is None:
+        raise Unauthenticated("authentication required")
+    return user
+
+
+async def _confirm(
+    req: ApiRequest[TotpConfirmIn, Any], user: User, action: str, *, password_ok: bool
+) -> None:
+    """Check the code (TOTP or recovery) after the password; audit and refuse if wrong."""
+    method = (
+        await mfa.verify_any_code(req.db, _box(req), user.id, req.body.code, unix_time=_now(req))
+        if password_ok
+        else None
+    )
+    if method is None:
+        req.audit_failure(f"user.2fa.{action}_failed", target_type="user", target_id=str(user.id))
+        raise Forbidden("wrong password or code")
+
+
+@routes.get(
+    "/api/v1/account/2fa",
+    summary="Whether two-factor authentication is on",
+    response=TotpStatus,
+    allow_enrolment=True,
+)
+async def totp_status(req: ApiRequest[Any, Any]) -> TotpStatus:
+    user = await req.db.get(User, req.me.user_id)
+    if user is None:
+        raise Unauthenticated("authentication required")
+    active = await mfa.active_credential(req.db, user.id)
+    pending = await mfa.setup_pending(req.db, user.id)
+    return TotpStatus(
+        enabled=active is not None,
+        setup_pending=pending,
+        recovery_codes_left=await mfa.remaining_recovery_codes(req.db, user.id) if active else 0,
+        required=mfa.policy_applies(user, req.settings.require_2fa),
+    )
+
+
+@routes.post(
+    "/api/v1/account/2fa/setup",
+    summary="Start TOTP enrolment: a new secret as otpauth:// URI and QR code",
+    response=TotpSetupOut,
+    rate_limit="sensitive",
+    allow_enrolment=True,
+)
+async def totp_setup(req: ApiRequest[Any, Any]) -> TotpSetupOut:
+    user = await _account(req)
+    enrolment = await mfa.begin_setup(req.db, _box(req), user, issuer=req.settings.totp_issuer)
+    await req.audit("user.2fa.setup_started", target_type="user", target_id=str(user.id))
+    return TotpSetupOut(
+        secret=enrolment.secret, otpauth_uri=enrolment.uri, qr_code=enrolment.qr_svg_data_uri
+    )
+
+
+@routes.post(
+    "/api/v1/account/2fa/enable",
+    summary="Turn TOTP on with a code from the app and the password; returns recovery codes",
+    body=TotpEnableIn,
+    response=RecoveryCodesOut,
+    rate_limit="authentication",
+    allow_enrolment=True,
+)
+async def totp_enable(req: ApiRequest[TotpEnableIn, Any]) -> RecoveryCodesOut:
+    password_ok = await _password_ok(req, req.body.password)
+    user = await _account(req)
+    codes = (
+        await mfa.enable(req.db, _box(req), user.id, req.body.code, unix_time=_now(req))
+        if password_ok
+        else None
+    )
+    if codes is None:
+        req.audit_failure("user.2fa.enable_failed", target_type="user", target_id=str(user.id))
+        raise Forbidden("wrong password or code")
+    await req.audit("user.2fa.enabled", target_type="user", target_id=str(user.id))
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@routes.post(
+    "/api/v1/account/2fa/recovery-codes",
+    summary="Replace the recovery codes (password and a code); the old ones stop working",
+    body=TotpConfirmIn,
+    response=RecoveryCodesOut,
+    rate_limit="sensitive",
+)
+async def totp_recovery_codes(req: ApiRequest[TotpConfirmIn, Any]) -> RecoveryCodesOut:
+    password_ok = await _password_ok(req, req.body.password)
+    user = await _account(req)
+    if await mfa.active_credential(req.db, user.id) is None:
+        raise Conflict("two-factor authentication is off")
+    await _confirm(req, user, "recovery_codes", password_ok=password_ok)
+    codes = await mfa.replace_recovery_codes(req.db, user.id)
+    await req.audit("user.2fa.recovery_codes_replaced", target_type="user", target_id=str(user.id))
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@routes.post(
+    "/api/v1/account/2fa/disable",
+    summary="Turn TOTP off (password and a code or recovery code)",
+    body=TotpConfirmIn,
+    rate_limit="sensitive",
+    status=204,
+)
+async def totp_disable(req: ApiRequest[TotpConfirmIn, Any]) -> None:
+    password_ok = await _password_ok(req, req.body.password)
+    user = await _account(req)
+    if await mfa.active_credential(req.db, user.id) is None:
+        raise Conflict("two-factor authentication is off")
+    await _confirm(req, user, "disable", password_ok=password_ok)
+    await mfa.disable(req.db, user.id)
+    await req.audit("user.2fa.disabled", target_type="user", target_id=str(user.id))
+
+
+@routes.post(
+    "/api/v1/auth/2fa",
+    summary="Finish signing in with a TOTP code or a recovery code",
+    body=SecondFactorIn,
+    response=SessionOut,
+    rate_limit="authentication",
+    allow_mfa_pending=True,
+)
+async def second_factor(req: ApiRequest[SecondFactorIn, Any]) -> SessionOut:
+    me = req.me
+    if not me.mfa_pending:
+        raise Conflict("this session owes no second factor")
+    user = await req.db.get(User, me.user_id)
+    if user is None:
+        raise Unauthenticated("authentication required")
+    method = await mfa.verify_any_code(
+        req.db, _box(req), user.id, req.body.code, unix_time=_now(req)
+    )
+    if method is None:
+        kind = "totp" if req.body.code.strip().isdigit() else "recovery"
+        req.audit_failure(
+            "user.login.failed",
+            target_type="user",
+            target_id=str(user.id),
+            details={"method": kind},
+        )
+        raise Unauthenticated("invalid or already used code")
+    if method == "recovery":
+        await req.audit("user.2fa.recovery_code_used", target_type="user", target_id=str(user.id))
+    return await start_session(req, user, method=f"password+{method}")

@@ -1,0 +1,173 @@
+"""Second factors of an account: TOTP enrolment, verification, recovery codes and policy.
+
+Every code is consumed atomically: the accepted TOTP step and a recovery code's use are each
+recorded with one conditional UPDATE, so two requests racing with the same code cannot both
+succeed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import PasskeyCredential, RecoveryCode, TotpCredential, User
+from control_plane.errors import Conflict
+from control_plane.security import totp
+from control_plane.security.encryption import SecretBox
+
+Policy = Literal["none", "admins", "everyone"]
+
+
+async def _credential(db: AsyncSession, user_id: uuid.UUID) -> TotpCredential | None:
+    return await db.scalar(select(TotpCredential).where(TotpCredential.user_id == user_id))
+
+
+async def active_credential(db: AsyncSession, user_id: uuid.UUID) -> TotpCredential | None:
+    """The user's enabled TOTP credential, if any."""
+    credential = await _credential(db, user_id)
+    return credential if credential and credential.enabled_at else None
+
+
+async def second_factor_methods(db: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    """How this user can complete a sign-in after the password; empty if no 2FA."""
+    return ["totp", "recovery"] if await active_credential(db, user_id) else []
+
+
+def policy_applies(user: User, policy: Policy) -> bool:
+    """Whether STELLAR_REQUIRE_2FA asks this user for a second factor."""
+    return policy == "everyone" or (policy == "admins" and user.is_admin)
+
+
+async def enrolment_required(db: AsyncSession, user: User, policy: Policy) -> bool:
+    """Whether the policy demands a second factor this user has not enrolled yet."""
+    if not policy_applies(user, policy):
+        return False
+    if await active_credential(db, user.id) is not None:
+        return False
+    # A user-verified passkey is a multi-factor credential of its own.
+    passkey = await db.scalar(
+        select(PasskeyCredential.id).where(PasskeyCredential.user_id == user.id).limit(1)
+    )
+    return passkey is None
+
+
+async def remaining_recovery_codes(db: AsyncSession, user_id: uuid.UUID) -> int:
+    count = await db.scalar(
+        select(func.count())
+        .select_from(RecoveryCode)
+        .where(RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))
+    )
+    return int(count or 0)
+
+
+async def begin_setup(
+    db: AsyncSession, box: SecretBox, user: User, *, issuer: str
+) -> totp.Enrolment:
+    """A new inactive secret for ``user`` (replacing an unfinished one); 409 if 2FA is on."""
+    credential = await _credential(db, user.id)
+    if credential is not None and credential.enabled_at is not None:
+        raise Conflict("two-factor authentication is already on; disable it first")
+    if credential is not None:
+        await db.delete(credential)
+        await db.flush()
+    secret = totp.generate_secret()
+    credential = TotpCredential(user_id=user.id)
+    box.seal(credential, "secret", secret)
+    db.add(credential)
+    await db.flush()
+    return totp.enrolment(secret, account=user.email, issuer=issuer)
+
+
+async def _consume_step(
+    db: AsyncSession, box: SecretBox, credential: TotpCredential, code: str, unix_time: float
+) -> bool:
+    secret = box.unseal(credential, "secret") or ""
+    step = totp.matching_step(secret, code, unix_time=unix_time, last_step=credential.last_step)
+    if step is None:
+        return False
+    newer = TotpCredential.last_step.is_(None) | (TotpCredential.last_step < step)
+    result = await db.execute(
+        update(TotpCredential)
+        .where(TotpCredential.id == credential.id, newer)
+        .values(last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    accepted = isinstance(result, CursorResult) and result.rowcount == 1
+    if accepted:
+        credential.last_step = step
+    return accepted
+
+
+async def verify_totp(
+    db: AsyncSession, box: SecretBox, user_id: uuid.UUID, code: str, *, unix_time: float
+) -> bool:
+    """Whether ``code`` is a fresh valid code of the user's enabled authenticator (consumed)."""
+    credential = await active_credential(db, user_id)
+    return credential is not None and await _consume_step(db, box, credential, code, unix_time)
+
+
+async def redeem_recovery_code(db: AsyncSession, user_id: uuid.UUID, code: str) -> bool:
+    """Whether ``code`` is an unused recovery code of the user; it is used up if so."""
+    if await active_credential(db, user_id) is None:
+        return False
+    result = await db.execute(
+        update(RecoveryCode)
+        .where(
+            RecoveryCode.user_id == user_id,
+            RecoveryCode.code_hash == totp.recovery_code_hash(code),
+            RecoveryCode.used_at.is_(None),
+        )
+        .values(used_at=dt.datetime.now(dt.UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return isinstance(result, CursorResult) and result.rowcount == 1
+
+
+async def verify_any_code(
+    db: AsyncSession, box: SecretBox, user_id: uuid.UUID, code: str, *, unix_time: float
+) -> str | None:
+    """``"totp"`` or ``"recovery"`` for whichever kind ``code`` is and verifies; else None."""
+    if code.strip().isdigit():
+        return "totp" if await verify_totp(db, box, user_id, code, unix_time=unix_time) else None
+    return "recovery" if await redeem_recovery_code(db, user_id, code) else None
+
+
+async def replace_recovery_codes(db: AsyncSession, user_id: uuid.UUID) -> list[str]:
+    """Fresh recovery codes for the user; every earlier one stops working."""
+    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    codes = totp.generate_recovery_codes()
+    db.add_all(RecoveryCode(user_id=user_id, code_hash=totp.recovery_code_hash(c)) for c in codes)
+    await db.flush()
+    return codes
+
+
+async def enable(
+    db: AsyncSession, box: SecretBox, user_id: uuid.UUID, code: str, *, unix_time: float
+) -> list[str] | None:
+    """Activate the set-up secret if ``code`` matches; the new recovery codes, else None."""
+    credential = await _credential(db, user_id)
+    if credential is None:
+        raise Conflict("start with the setup step: there is no authenticator to enable")
+    if credential.enabled_at is not None:
+        raise Conflict("two-factor authentication is already on")
+    if not await _consume_step(db, box, credential, code, unix_time):
+        return None
+    credential.enabled_at = dt.datetime.now(dt.UTC)
+    return await replace_recovery_codes(db, user_id)
+
+
+async def disable(db: AsyncSession, user_id: uuid.UUID) -> None:
+    """Remove the authenticator and every recovery code of the user."""
+    await db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    await db.execute(delete(TotpCredential).where(TotpCredential.user_id == user_id))
+
+
+async def setup_pending(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether a secret was set up but not yet confirmed with a code."""
+    credential = await _credential(db, user_id)
+    return credential is not None and credential.enabled_at is None

@@ -1,0 +1,86 @@
+"""Accounts linked to external providers, found by (provider, subject) only."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import OAuthIdentity, PasskeyCredential, User
+from control_plane.errors import Conflict, NotFound
+from control_plane.security.oauth import ExternalAccount
+
+
+async def user_for(db: AsyncSession, provider: str, subject: str) -> User | None:
+    """The enabled user linked to this provider account, if any (never matched by e-mail)."""
+    user = await db.scalar(
+        select(User)
+        .join(OAuthIdentity, OAuthIdentity.user_id == User.id)
+        .where(OAuthIdentity.provider == provider, OAuthIdentity.subject == subject)
+    )
+    return user if user is not None and not user.disabled else None
+
+
+async def identities(db: AsyncSession, user_id: uuid.UUID) -> list[OAuthIdentity]:
+    rows = await db.scalars(
+        select(OAuthIdentity)
+        .where(OAuthIdentity.user_id == user_id)
+        .order_by(OAuthIdentity.created_at)
+    )
+    return list(rows)
+
+
+async def link(
+    db: AsyncSession, user_id: uuid.UUID, provider: str, account: ExternalAccount
+) -> OAuthIdentity:
+    """Link a provider account to the user; 409 if it belongs to someone, or one is linked."""
+    owner = await db.scalar(
+        select(OAuthIdentity.user_id).where(
+            OAuthIdentity.provider == provider, OAuthIdentity.subject == account.subject
+        )
+    )
+    if owner is not None:
+        raise Conflict(f"this {provider} account is already linked to an account here")
+    existing = await db.scalar(
+        select(OAuthIdentity).where(
+            OAuthIdentity.user_id == user_id, OAuthIdentity.provider == provider
+        )
+    )
+    if existing is not None:
+        raise Conflict(f"another {provider} account is linked already; unlink it first")
+    identity = OAuthIdentity(
+        user_id=user_id, provider=provider, subject=account.subject, email=account.email
+    )
+    db.add(identity)
+    await db.flush()
+    return identity
+
+
+async def sign_in_methods(db: AsyncSession, user: User) -> int:
+    """How many independent ways the user has to sign in (password, providers, passkeys)."""
+    linked = await db.scalar(
+        select(func.count()).select_from(OAuthIdentity).where(OAuthIdentity.user_id == user.id)
+    )
+    passkeys = await db.scalar(
+        select(func.count())
+        .select_from(PasskeyCredential)
+        .where(PasskeyCredential.user_id == user.id)
+    )
+    return int(user.password_hash is not None) + int(linked or 0) + int(passkeys or 0)
+
+
+async def unlink(db: AsyncSession, user: User, provider: str) -> OAuthIdentity:
+    """Remove the user's link to ``provider``, unless it is their last way to sign in."""
+    identity = await db.scalar(
+        select(OAuthIdentity).where(
+            OAuthIdentity.user_id == user.id, OAuthIdentity.provider == provider
+        )
+    )
+    if identity is None:
+        raise NotFound(f"no {provider} account is linked")
+    if await sign_in_methods(db, user) <= 1:
+        raise Conflict("this is your only way to sign in: set a password or link another first")
+    await db.delete(identity)
+    await db.flush()
+    return identity

@@ -1,0 +1,82 @@
+"""Passkeys of an account: stored public keys, their names and signature counters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import PasskeyCredential, User
+from control_plane.errors import Conflict, NotFound
+from control_plane.security.passkeys import RegisteredPasskey
+from control_plane.services import oauth as oauth_service
+
+
+async def of_user(db: AsyncSession, user_id: uuid.UUID) -> list[PasskeyCredential]:
+    rows = await db.scalars(
+        select(PasskeyCredential)
+        .where(PasskeyCredential.user_id == user_id)
+        .order_by(PasskeyCredential.created_at)
+    )
+    return list(rows)
+
+
+async def add(
+    db: AsyncSession, user_id: uuid.UUID, passkey: RegisteredPasskey, *, name: str
+) -> PasskeyCredential:
+    """Store a verified passkey; 409 if this authenticator credential is registered already."""
+    taken = await db.scalar(
+        select(PasskeyCredential.id).where(PasskeyCredential.credential_id == passkey.credential_id)
+    )
+    if taken is not None:
+        raise Conflict("this passkey is registered already")
+    row = PasskeyCredential(
+        user_id=user_id,
+        credential_id=passkey.credential_id,
+        public_key=passkey.public_key,
+        sign_count=passkey.sign_count,
+        name=name,
+        transports=passkey.transports,
+    )
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def owned(db: AsyncSession, user_id: uuid.UUID, passkey_id: uuid.UUID) -> PasskeyCredential:
+    """The user's passkey with this id; 404 for anyone else's."""
+    row = await db.get(PasskeyCredential, passkey_id)
+    if row is None or row.user_id != user_id:
+        raise NotFound("no such passkey")
+    return row
+
+
+async def remove(db: AsyncSession, user: User, passkey: PasskeyCredential) -> None:
+    """Delete a passkey, unless it is the user's last way to sign in."""
+    if await oauth_service.sign_in_methods(db, user) <= 1:
+        raise Conflict("this is your only way to sign in: set a password or add another first")
+    await db.delete(passkey)
+    await db.flush()
+
+
+async def by_credential_id(db: AsyncSession, credential_id: str) -> PasskeyCredential | None:
+    return await db.scalar(
+        select(PasskeyCredential).where(PasskeyCredential.credential_id == credential_id)
+    )
+
+
+async def record_use(db: AsyncSession, passkey: PasskeyCredential, new_count: int) -> bool:
+    """Store the new counter unless another sign-in moved it meanwhile (then False)."""
+    result = await db.execute(
+        update(PasskeyCredential)
+        .where(
+            PasskeyCredential.id == passkey.id,
+            PasskeyCredential.sign_count == passkey.sign_count,
+        )
+        .values(sign_count=new_count, last_used_at=dt.datetime.now(dt.UTC))
+        .execution_options(synchronize_session=False)
+    )
+    return isinstance(result, CursorResult) and result.rowcount == 1

@@ -1,0 +1,224 @@
+"""A server's files: list, read, write, upload, mkdir, rename, copy, delete, chmod, archives, pull.
+
+Every path is confined to the server's volume by construction (``node_agent/files/``), and
+the server's deny-list (``ServerSpec.file_denylist``) is honoured by every route.
+
+    GET  .../files/list?path=P               files.list        -> FileListing
+    GET  .../files/contents?path=P           files.read        -> the bytes (streamed)
+    PUT  .../files/contents?path=P           files.write       raw body (<= max_body_bytes)
+                                                               -> FileEntry
+    PUT  .../files/upload?path=P&size=N      files.upload      raw body of exactly N bytes,
+                                                               streamed; bdh = hash(b"")
+                                                               -> FileEntry
+    POST .../files/directory                 files.mkdir       MakeDirectory -> 201 FileEntry
+    POST .../files/rename                    files.rename      RenameFile -> FileEntry
+    POST .../files/copy                      files.copy        CopyFile -> 201 FileEntry
+    POST .../files/delete                    files.delete      DeletePaths -> 204
+    POST .../files/chmod                     files.chmod       ChangeMode -> FileEntry
+    POST .../files/compress                  files.compress    CompressFiles -> 201 FileEntry
+    POST .../files/decompress                files.decompress  DecompressArchive
+                                                               -> ExtractionSummary
+    POST .../files/pull                      files.pull        PullFile -> 201 FileEntry
+
+(``...`` is ``/api/v1/servers/{server_id}``.) An upload's size is checked against the
+node's limit and the volume's free space before a byte of the body is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from node_agent.api.servers import parse_body, server_id_of
+from node_agent.files.errors import FileTooLarge
+from node_agent.files.limits import FileLimits
+from node_agent.files.service import CHUNK, FileService, ServerFiles
+from node_agent.keys import FILES, SERVERS, SETTINGS
+from node_agent.security.verify import command
+from node_agent.storage.context import game_user_ids
+from shared.errors import InvalidRequest
+from shared.files_api import (
+    ChangeMode,
+    CompressFiles,
+    CopyFile,
+    DecompressArchive,
+    DeletePaths,
+    FileEntry,
+    MakeDirectory,
+    PullFile,
+    RenameFile,
+)
+from shared.ssrf import OutboundClient
+
+routes = web.RouteTableDef()
+FILES_PATH = "/api/v1/servers/{server_id}/files"
+
+
+def _files(request: web.Request) -> ServerFiles:
+    server = request.app[SERVERS].get(server_id_of(request))
+    return request.app[FILES].server(server.volume, server.spec.file_denylist)
+
+
+def _query_path(request: web.Request) -> str:
+    path = request.query.get("path")
+    if path is None:
+        raise InvalidRequest("the query needs a path")
+    return path
+
+
+def _entry(entry: FileEntry, status: int = 200) -> web.Response:
+    return web.json_response(text=entry.model_dump_json(), status=status)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+@routes.get(FILES_PATH + "/list")
+@command("files.list", subject="server")
+async def list_files(request: web.Request) -> web.Response:
+    """A directory's entries (symlinks reported as symlinks, deny-listed ones left out)."""
+    listing = await _files(request).list_directory(request.query.get("path", "/"))
+    return web.json_response(text=listing.model_dump_json())
+
+
+@routes.get(FILES_PATH + "/contents")
+@command("files.read", subject="server")
+async def read_file(request: web.Request) -> web.StreamResponse:
+    """A regular file's bytes, streamed in chunks (memory stays flat)."""
+    reader = await _files(request).open_read(_query_path(request))
+    try:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = reader.size
+        await response.prepare(request)
+        async for chunk in reader.chunks():
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        reader.close()
+
+
+@routes.put(FILES_PATH + "/contents")
+@command("files.write", subject="server")
+async def write_file(request: web.Request) -> web.Response:
+    """Replace (or create) a file with the request body, atomically."""
+    body = await request.read()
+    entry = await _files(request).write(
+        _query_path(request), _once(body), size=len(body), max_bytes=len(body)
+    )
+    return _entry(entry)
+
+
+def _signed_size(request: web.Request, limits: FileLimits) -> int:
+    try:
+        size = int(request.query.get("size", ""))
+    except ValueError as err:
+        raise InvalidRequest("the query needs the upload's size in bytes") from err
+    if size < 0:
+        raise InvalidRequest("the size cannot be negative")
+    if size > limits.max_upload_bytes:
+        raise FileTooLarge(f"uploads are limited to {limits.max_upload_bytes} bytes")
+    declared = request.content_length
+    if declared is not None and declared != size:
+        raise InvalidRequest("Content-Length differs from the signed size")
+    return size
+
+
+@routes.put(FILES_PATH + "/upload")
+@command("files.upload", subject="server", streamed_body=True)
+async def upload_file(request: web.Request) -> web.Response:
+    """Stream the body (exactly ``size`` bytes, as signed) into a file, atomically."""
+    limits = request.app[FILES].limits
+    size = _signed_size(request, limits)
+    files = _files(request)
+    entry = await files.write(
+        _query_path(request),
+        request.content.iter_chunked(CHUNK),
+        size=size,
+        max_bytes=limits.max_upload_bytes,
+    )
+    return _entry(entry)
+
+
+@routes.post(FILES_PATH + "/directory")
+@command("files.mkdir", subject="server")
+async def make_directory(request: web.Request) -> web.Response:
+    """Create one directory."""
+    order = await parse_body(request, MakeDirectory)
+    return _entry(await _files(request).make_directory(order.path), 201)
+
+
+@routes.post(FILES_PATH + "/rename")
+@command("files.rename", subject="server")
+async def rename_file(request: web.Request) -> web.Response:
+    """Rename or move a file or directory."""
+    order = await parse_body(request, RenameFile)
+    return _entry(await _files(request).rename(order.source, order.destination))
+
+
+@routes.post(FILES_PATH + "/copy")
+@command("files.copy", subject="server")
+async def copy_file(request: web.Request) -> web.Response:
+    """Copy a file or directory."""
+    order = await parse_body(request, CopyFile)
+    return _entry(await _files(request).copy(order.source, order.destination), 201)
+
+
+@routes.post(FILES_PATH + "/delete")
+@command("files.delete", subject="server")
+async def delete_files(request: web.Request) -> web.Response:
+    """Delete files and directories (recursively; symlinks inside are unlinked)."""
+    order = await parse_body(request, DeletePaths)
+    await _files(request).delete(order.paths)
+    return web.Response(status=204)
+
+
+@routes.post(FILES_PATH + "/chmod")
+@command("files.chmod", subject="server")
+async def change_mode(request: web.Request) -> web.Response:
+    """Set a file's or directory's permission bits."""
+    order = await parse_body(request, ChangeMode)
+    return _entry(await _files(request).change_mode(order.path, order.mode))
+
+
+@routes.post(FILES_PATH + "/compress")
+@command("files.compress", subject="server")
+async def compress_files(request: web.Request) -> web.Response:
+    """Archive selected paths into a tar.gz or zip file."""
+    order = await parse_body(request, CompressFiles)
+    entry = await _files(request).compress(order.directory, order.paths, order.format, order.name)
+    return _entry(entry, 201)
+
+
+@routes.post(FILES_PATH + "/decompress")
+@command("files.decompress", subject="server")
+async def decompress_archive(request: web.Request) -> web.Response:
+    """Extract an archive (refused whole if any entry or limit is unsafe)."""
+    order = await parse_body(request, DecompressArchive)
+    summary = await _files(request).decompress(order.path, order.directory)
+    return web.json_response(text=summary.model_dump_json())
+
+
+@routes.post(FILES_PATH + "/pull")
+@command("files.pull", subject="server")
+async def pull_file(request: web.Request) -> web.Response:
+    """Download a public URL into the volume (at most a few at once per server)."""
+    order = await parse_body(request, PullFile)
+    files = _files(request)
+    entry = await request.app[FILES].pull(server_id_of(request), files, order)
+    return _entry(entry, 201)
+
+
+async def files_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the file service and its outbound HTTP client."""
+    async with OutboundClient(user_agent="StellarStack-agent") as outbound:
+        app[FILES] = FileService(app[SETTINGS].files, game_user_ids(), outbound)
+        yield
+
+
+def setup(app: web.Application) -> None:
+    """Add the file routes and the file service's lifetime to the agent's app."""
+    app.add_routes(routes)
+    app.cleanup_ctx.append(files_ctx)

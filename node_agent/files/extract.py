@@ -1,0 +1,198 @@
+"""Extract a tar (plain, gz, bz2, xz) or zip archive into a volume, entry by entry.
+
+Two passes. The first reads every entry's header and refuses the whole archive (nothing is
+written) for an absolute or ``..`` name, a symlink, hard link or special-file entry, an
+encrypted zip entry, a deny-listed name, or a passed limit: entry count, total size, or
+ratio of total size to the archive's size. The second writes each file through the same
+confinement as an upload (parents made one ``O_NOFOLLOW`` component at a time, a temporary
+file renamed into place), counting bytes as they are written so an entry cannot grow past
+what its header declared or the total past the limit.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO, Final
+
+from node_agent.files.confine import directory, make_directories, open_regular_file
+from node_agent.files.denylist import DenyList
+from node_agent.files.errors import ArchiveRefused, InsufficientStorage, InvalidPath
+from node_agent.files.limits import FileLimits
+from node_agent.files.paths import VolumePath, check_name, show
+from node_agent.files.tree import MAX_DEPTH
+from node_agent.files.writes import AtomicWrite, Owner
+from shared.files_api import ExtractionSummary
+
+CHUNK: Final = 1024 * 1024
+ZIP_MAGIC: Final = b"PK\x03\x04"
+EMPTY_ZIP_MAGIC: Final = b"PK\x05\x06"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEntry:
+    """One entry the archive will write, and how to read its data."""
+
+    parts: VolumePath
+    is_dir: bool
+    size: int
+    executable: bool
+    open_data: Callable[[], IO[bytes]] | None
+
+
+def entry_parts(name: str) -> VolumePath:
+    """An entry name as volume components; absolute names and ``..`` are refused."""
+    if name.startswith("/") or "\x00" in name:
+        raise ArchiveRefused(f"the archive holds an absolute entry name: {name[:100]!r}")
+    parts = tuple(part for part in name.split("/") if part not in {"", "."})
+    if ".." in parts:
+        raise ArchiveRefused(f"the archive holds an entry that climbs out: {name[:100]!r}")
+    try:
+        checked = tuple(check_name(part) for part in parts)
+    except InvalidPath as err:
+        raise ArchiveRefused(f"the archive holds an invalid entry name: {name[:100]!r}") from err
+    if len(checked) > MAX_DEPTH:
+        raise ArchiveRefused("the archive nests deeper than the agent extracts")
+    return checked
+
+
+def _tar_plan(archive: tarfile.TarFile, limits: FileLimits) -> Iterator[PlannedEntry]:
+    count = 0
+    for member in archive:
+        count += 1
+        if count > limits.max_extract_entries:
+            raise ArchiveRefused(f"the archive holds over {limits.max_extract_entries} entries")
+        if member.issym() or member.islnk():
+            raise ArchiveRefused(f"the archive holds a link entry: {member.name[:100]!r}")
+        if not (member.isreg() or member.isdir()):
+            raise ArchiveRefused(f"the archive holds a special file: {member.name[:100]!r}")
+        parts = entry_parts(member.name)
+        if not parts:
+            continue
+
+        def opener(item: tarfile.TarInfo = member) -> IO[bytes]:
+            data = archive.extractfile(item)
+            if data is None:
+                raise ArchiveRefused(f"cannot read the entry {item.name[:100]!r}")
+            return data
+
+        yield PlannedEntry(parts, member.isdir(), member.size, bool(member.mode & 0o100), opener)
+
+
+def _zip_plan(archive: zipfile.ZipFile, limits: FileLimits) -> Iterator[PlannedEntry]:
+    members = archive.infolist()
+    if len(members) > limits.max_extract_entries:
+        raise ArchiveRefused(f"the archive holds over {limits.max_extract_entries} entries")
+    for member in members:
+        kind = stat.S_IFMT(member.external_attr >> 16)
+        if kind == stat.S_IFLNK:
+            raise ArchiveRefused(f"the archive holds a link entry: {member.filename[:100]!r}")
+        if kind not in {0, stat.S_IFREG, stat.S_IFDIR}:
+            raise ArchiveRefused(f"the archive holds a special file: {member.filename[:100]!r}")
+        if member.flag_bits & 0x1:
+            raise ArchiveRefused("encrypted zip entries are not supported")
+        parts = entry_parts(member.filename)
+        if not parts:
+            continue
+
+        def opener(item: zipfile.ZipInfo = member) -> IO[bytes]:
+            return archive.open(item)
+
+        yield PlannedEntry(
+            parts,
+            member.is_dir(),
+            member.file_size,
+            bool((member.external_attr >> 16) & 0o100),
+            opener,
+        )
+
+
+def _check_plan(
+    plan: list[PlannedEntry],
+    archive_bytes: int,
+    limits: FileLimits,
+    denied: DenyList,
+    target: VolumePath,
+    space_left: int | None,
+) -> int:
+    total = sum(entry.size for entry in plan if not entry.is_dir)
+    if total > limits.max_extract_bytes:
+        raise ArchiveRefused(f"the archive expands past {limits.max_extract_bytes} bytes")
+    if total > limits.max_compression_ratio * max(archive_bytes, 1):
+        raise ArchiveRefused(
+            f"the archive expands more than {limits.max_compression_ratio:g} times its size"
+        )
+    if space_left is not None and total > space_left:
+        raise InsufficientStorage("the archive's contents do not fit in the server's volume")
+    if denied:
+        for entry in plan:
+            if denied.denies((*target, *entry.parts), is_dir=entry.is_dir):
+                raise ArchiveRefused(f"{show(entry.parts)} is on the server's deny-list")
+    return total
+
+
+def _write_entry(dest_fd: int, entry: PlannedEntry, owner: Owner, budget: int) -> int:
+    """Write one file entry; return its byte count (never more than declared)."""
+    if entry.open_data is None:
+        return 0
+    with (
+        AtomicWrite.begin(dest_fd, entry.parts, owner, make_parents=True) as write,
+        entry.open_data() as data,
+    ):
+        while chunk := data.read(CHUNK):
+            if write.written + len(chunk) > min(entry.size, budget):
+                raise ArchiveRefused(f"{show(entry.parts)} is larger than its header says")
+            write.write(chunk)
+        os.fchmod(write.fd, 0o755 if entry.executable else 0o644)
+        write.commit()
+        return write.written
+
+
+def extract(
+    root_fd: int,
+    archive_path: VolumePath,
+    target: VolumePath,
+    owner: Owner,
+    limits: FileLimits,
+    denied: DenyList,
+    space_left: int | None,
+) -> ExtractionSummary:
+    """Check every entry of the archive at ``archive_path``, then extract it into ``target``."""
+    with ExitStack() as stack:
+        parent = stack.enter_context(directory(root_fd, archive_path[:-1]))
+        fd = open_regular_file(parent, archive_path[-1], archive_path)
+        source = stack.enter_context(os.fdopen(fd, "rb"))
+        archive_bytes = os.fstat(fd).st_size
+        magic = source.read(4)
+        source.seek(0)
+        try:
+            if magic in {ZIP_MAGIC, EMPTY_ZIP_MAGIC}:
+                zipped = stack.enter_context(zipfile.ZipFile(source))
+                plan = list(_zip_plan(zipped, limits))
+            else:
+                tarred = stack.enter_context(tarfile.open(fileobj=source, mode="r:*"))
+                plan = list(_tar_plan(tarred, limits))
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError) as err:
+            raise ArchiveRefused("not a readable tar, tar.gz or zip archive") from err
+        budget = _check_plan(plan, archive_bytes, limits, denied, target, space_left)
+        dest_fd = stack.enter_context(directory(root_fd, target))
+        files = directories = written = 0
+        try:
+            for entry in plan:
+                if entry.is_dir:
+                    os.close(make_directories(dest_fd, entry.parts, owner))
+                    directories += 1
+                else:
+                    written += _write_entry(dest_fd, entry, owner, budget - written)
+                    files += 1
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
+            raise ArchiveRefused("the archive is damaged; extraction stopped") from err
+        return ExtractionSummary(
+            directory=show(target), files=files, directories=directories, bytes=written
+        )
+    raise AssertionError("unreachable")

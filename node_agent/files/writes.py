@@ -1,0 +1,153 @@
+"""Atomic writes: a new file version goes to a temporary file beside the target, then is
+renamed over it, so a failed or refused write (disk full, size exceeded, client gone) leaves
+the old version in place and no half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from types import TracebackType
+from typing import Final, Self
+
+from node_agent.files.confine import (
+    fail,
+    lstat_at,
+    make_directories,
+    open_directory,
+    refuse_links,
+)
+from node_agent.files.entries import stat_entry
+from node_agent.files.errors import FileExists, WrongFileType
+from node_agent.files.paths import VolumePath, show
+from shared.files_api import FileEntry
+
+TEMP_PREFIX: Final = ".stellar-write-"
+NEW_FILE_MODE: Final = 0o644
+Owner = tuple[int, int]
+
+
+class AtomicWrite:
+    """One file being replaced; :meth:`commit` renames it into place, else it vanishes."""
+
+    def __init__(self, dir_fd: int, parts: VolumePath, temp_name: str, fd: int) -> None:
+        self._dir_fd = dir_fd
+        self._parts = parts
+        self._temp_name = temp_name
+        self._fd: int | None = fd
+        self.written = 0
+
+    @classmethod
+    def begin(
+        cls,
+        root_fd: int,
+        parts: VolumePath,
+        owner: Owner,
+        *,
+        overwrite: bool = True,
+        make_parents: bool = False,
+    ) -> Self:
+        """Open a temporary file next to ``parts`` (whose parent must not be a symlink)."""
+        if make_parents:
+            dir_fd = make_directories(root_fd, parts[:-1], owner)
+        else:
+            dir_fd = open_directory(root_fd, parts[:-1])
+        try:
+            existing = lstat_at(dir_fd, parts[-1])
+            refuse_links(existing, parts)
+            mode, file_owner = NEW_FILE_MODE, owner
+            if existing is not None:
+                if stat.S_ISDIR(existing.st_mode):
+                    raise WrongFileType(f"{show(parts)} is a directory")
+                if not overwrite:
+                    raise FileExists(f"{show(parts)} exists already")
+                mode = stat.S_IMODE(existing.st_mode)
+                file_owner = (existing.st_uid, existing.st_gid)
+            temp_name = TEMP_PREFIX + secrets.token_hex(8)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(temp_name, flags, 0o600, dir_fd=dir_fd)
+            except OSError as err:
+                fail(err, parts)
+            os.fchown(fd, *file_owner)
+            os.fchmod(fd, mode)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        return cls(dir_fd, parts, temp_name, fd)
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError("the write is finished")
+        return self._fd
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data``; a full disk aborts the write and raises InsufficientStorage."""
+        view = memoryview(data)
+        try:
+            while view:
+                count = os.write(self.fd, view)
+                view = view[count:]
+                self.written += count
+        except OSError as err:
+            self.abort()
+            fail(err, self._parts)
+
+    def commit(self) -> FileEntry:
+        """Flush, rename over the target, and return the new entry."""
+        try:
+            # Some filesystems report a full disk (or quota) only when the data is flushed.
+            os.fsync(self.fd)
+            os.rename(
+                self._temp_name,
+                self._parts[-1],
+                src_dir_fd=self._dir_fd,
+                dst_dir_fd=self._dir_fd,
+            )
+        except OSError as err:
+            self.abort()
+            fail(err, self._parts)
+        os.close(self.fd)
+        self._fd = None
+        try:
+            return stat_entry(self._dir_fd, self._parts)
+        finally:
+            os.close(self._dir_fd)
+
+    def abort(self) -> None:
+        """Drop the temporary file (idempotent)."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._temp_name, dir_fd=self._dir_fd)
+        os.close(self._dir_fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+def copy_descriptor(source_fd: int, target: AtomicWrite, chunk: int = 1024 * 1024) -> None:
+    """Copy everything from ``source_fd`` into ``target`` (in-kernel where possible)."""
+    while True:
+        try:
+            count = os.copy_file_range(source_fd, target.fd, chunk)
+        except OSError:
+            break  # not supported between these filesystems: copy by hand below
+        if count == 0:
+            return
+        target.written += count
+    while data := os.read(source_fd, chunk):
+        target.write(data)

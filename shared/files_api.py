@@ -1,0 +1,131 @@
+"""The agent's file API, as both sides must agree on it (node_agent/api/files.py serves it).
+
+Paths are strings relative to the server's volume root (``/`` is the root, ``/a/b`` and
+``a/b`` are the same); ``..`` is refused. Every request body model forbids extra fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_PATH_TEXT: Final = 4096
+MAX_PATHS_PER_REQUEST: Final = 1000
+
+PathText = Annotated[str, Field(max_length=MAX_PATH_TEXT)]
+FileType = Literal["file", "directory", "symlink", "other"]
+ArchiveFormat = Literal["tar.gz", "zip"]
+
+
+class FileEntry(BaseModel):
+    """One directory entry, as ``lstat`` sees it: a symlink is reported, never followed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: str
+    type: FileType
+    size: int
+    # Permission bits (``st_mode & 0o7777``), e.g. 420 for 0644.
+    mode: int
+    mtime: float
+    # What a symlink points to, as text; the agent never resolves it.
+    link_target: str | None = None
+
+
+class FileListing(BaseModel):
+    """``GET .../files/list?path=``: a directory's entries, sorted by name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    entries: list[FileEntry]
+    # True when the directory holds more entries than the agent lists at once.
+    truncated: bool = False
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MakeDirectory(_Body):
+    """``POST .../files/directory``: create one directory (its parent must exist)."""
+
+    path: PathText
+
+
+class RenameFile(_Body):
+    """``POST .../files/rename``: rename or move; the destination must not exist."""
+
+    source: PathText
+    destination: PathText
+
+
+class CopyFile(_Body):
+    """``POST .../files/copy``: copy a file or directory (no destination: ``<name> copy``)."""
+
+    source: PathText
+    destination: PathText | None = None
+
+
+class DeletePaths(_Body):
+    """``POST .../files/delete``: delete files and directories (recursively)."""
+
+    paths: list[PathText] = Field(min_length=1, max_length=MAX_PATHS_PER_REQUEST)
+
+
+class ChangeMode(_Body):
+    """``POST .../files/chmod``: set permission bits (an int, or octal text like ``"0755"``)."""
+
+    path: PathText
+    mode: int = Field(ge=0, le=0o777)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return int(value, 8)
+            except ValueError as err:
+                raise ValueError("mode must be octal digits, e.g. 0755") from err
+        return value
+
+
+class CompressFiles(_Body):
+    """``POST .../files/compress``: archive ``paths`` (relative to ``directory``) there."""
+
+    directory: PathText = "/"
+    paths: list[PathText] = Field(min_length=1, max_length=MAX_PATHS_PER_REQUEST)
+    format: ArchiveFormat = "tar.gz"
+    # The archive's file name; by default ``archive-<UTC time>.<format>``.
+    name: str | None = Field(default=None, max_length=255)
+
+
+class DecompressArchive(_Body):
+    """``POST .../files/decompress``: extract a tar, tar.gz (.bz2, .xz) or zip archive."""
+
+    path: PathText
+    # Where to extract; by default the archive's own directory.
+    directory: PathText | None = None
+
+
+class ExtractionSummary(BaseModel):
+    """What a decompress wrote."""
+
+    model_config = ConfigDict(frozen=True)
+
+    directory: str
+    files: int
+    directories: int
+    bytes: int
+
+
+class PullFile(_Body):
+    """``POST .../files/pull``: download a public http(s) URL into ``directory``."""
+
+    url: str = Field(min_length=1, max_length=8192)
+    directory: PathText = "/"
+    # The file name; by default from Content-Disposition, else the URL's last segment.
+    name: str | None = Field(default=None, max_length=255)
+    overwrite: bool = False

@@ -1,0 +1,294 @@
+"""OAuth 2.0 / OIDC sign-in against a local fake provider issuing real signed ID tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import urllib.parse
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.engine import session_factory
+from control_plane.db.models import AuditEntry, User
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
+from tests.integration.control_plane.fake_oauth import FakeProvider, ProviderUser
+from tests.integration.control_plane.mfa_support import (
+    WallClock,
+    enrol,
+    mfa_panel,
+    oathtool,
+)
+from tests.support.panel import Browser, Panel
+
+CALLBACK = "/api/v1/auth/oauth/callback"
+START = "/api/v1/auth/oauth/start"
+LINK = "/api/v1/account/oauth/link"
+EMAIL = "alice@example.org"
+PROVIDERS = ["google", "github", "discord"]
+EXPECTED_REASON = {
+    "bad signature": "Signature verification failed",
+    "wrong aud": "Audience doesn't match",
+    "wrong iss": "Invalid issuer",
+    "expired": "Signature has expired",
+    "wrong nonce": "nonce",
+    "no nonce": "nonce",
+}
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture
+async def fake(aiohttp_server: AiohttpServer) -> FakeProvider:
+    provider = FakeProvider()
+    server = await aiohttp_server(provider.app())
+    provider.base_url = str(server.make_url("")).rstrip("/")
+    return provider
+
+
+async def make_panel(
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: WallClock,
+    fake: FakeProvider,
+    **env: str,
+) -> Panel:
+    settings = {**fake.env(), **env}
+    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock, env=settings)
+
+
+@pytest.fixture
+async def panel(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: WallClock,
+    fake: FakeProvider,
+) -> Panel:
+    return await make_panel(database_url, aiohttp_server, aiohttp_client, clock, fake)
+
+
+async def callback(browser: Browser, query: dict[str, str]) -> ClientResponse:
+    return await browser.request("GET", CALLBACK + "?" + urllib.parse.urlencode(query))
+
+
+async def flow(
+    browser: Browser, fake: FakeProvider, provider: str, start: str = START
+) -> ClientResponse:
+    """Start, approve at the provider, come back: the callback's response."""
+    started = await browser.json("POST", start, json={"provider": provider})
+    return await callback(browser, fake.authorize(started["authorize_url"]))
+
+
+async def link(browser: Browser, fake: FakeProvider, provider: str) -> dict[str, Any]:
+    response = await flow(browser, fake, provider, start=LINK)
+    body = await response.json()
+    assert response.status == 200, body
+    return dict(body)
+
+
+async def audit(panel: Panel, action: str) -> list[dict[str, Any]]:
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        rows = await db.scalars(select(AuditEntry).where(AuditEntry.action == action))
+        return [row.details for row in rows]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_linked_provider_account_signs_in_with_pkce(
+    panel: Panel, fake: FakeProvider, provider: str
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    linked = await link(alice, fake, provider)
+    assert linked["linked"]["provider"] == provider
+    identities = await alice.json("GET", "/api/v1/account/oauth")
+    assert [i["provider"] for i in identities["data"]] == [provider]
+
+    browser = await panel.browser()
+    started = await browser.json("POST", START, json={"provider": provider})
+    cookie = browser.client.session.cookie_jar.filter_cookies(browser.client.make_url("/"))
+    assert "stellar_oauth" in cookie
+    params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(started["authorize_url"]).query))
+    assert params["redirect_uri"].endswith(CALLBACK)
+    assert ("nonce" in params) is (provider == "google")
+    response = await callback(browser, fake.authorize(started["authorize_url"]))
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["user"]["email"] == EMAIL
+    browser.csrf = body["csrf_token"]
+    await browser.json("GET", "/api/v1/auth/sessions")
+    # The verifier the panel sent is the one behind the S256 challenge it asked with.
+    verifier = fake.token_requests[-1]["code_verifier"]
+    digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    assert digest.decode() == params["code_challenge"]
+    assert (await audit(panel, "user.login.succeeded"))[-1] == {"method": f"oauth:{provider}"}
+
+
+async def test_state_is_bound_to_the_browser_that_started(panel: Panel, fake: FakeProvider) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await link(alice, fake, "github")
+    victim = await panel.browser()
+    started = await victim.json("POST", START, json={"provider": "github"})
+    query = fake.authorize(started["authorize_url"])
+    attacker = await panel.browser()
+    assert (await callback(attacker, query)).status == 401
+    wrong_state = {**query, "state": query["state"][:-2] + "xx"}
+    assert (await callback(victim, wrong_state)).status == 401
+    # The right browser still completes, once.
+    assert (await callback(victim, query)).status == 200
+    assert (await callback(victim, query)).status == 401
+    assert {"method": "oauth", "reason": "state"} in await audit(panel, "user.login.failed")
+
+
+async def test_a_code_issued_for_another_pkce_challenge_is_refused(
+    panel: Panel, fake: FakeProvider
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await link(alice, fake, "github")
+    victim = await panel.browser()
+    victim_start = await victim.json("POST", START, json={"provider": "github"})
+    victim_state = fake.authorize(victim_start["authorize_url"])["state"]
+    # A code obtained through another flow (another PKCE challenge), planted into this one.
+    attacker = await panel.browser()
+    attacker_start = await attacker.json("POST", START, json={"provider": "github"})
+    stolen_code = fake.authorize(attacker_start["authorize_url"])["code"]
+    response = await callback(victim, {"code": stolen_code, "state": victim_state})
+    assert response.status == 401
+    assert fake.token_requests[-1]["code_verifier"]  # sent, and wrong for that code
+    failed = await audit(panel, "user.login.failed")
+    assert failed[-1]["method"] == "oauth:github"
+
+
+async def test_a_refusal_at_the_provider_signs_nobody_in(panel: Panel, fake: FakeProvider) -> None:
+    browser = await panel.browser()
+    started = await browser.json("POST", START, json={"provider": "discord"})
+    query = fake.authorize(started["authorize_url"])
+    response = await callback(browser, {"state": query["state"], "error": "access_denied"})
+    assert response.status == 401
+    assert fake.token_requests == []
+
+
+@pytest.mark.parametrize(
+    "bend",
+    ["bad signature", "wrong aud", "wrong iss", "expired", "wrong nonce", "no nonce"],
+)
+async def test_google_id_tokens_are_verified_in_full(
+    panel: Panel, fake: FakeProvider, bend: str
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await link(alice, fake, "google")
+    now = int(time.time())
+    if bend == "bad signature":
+        fake.sign_with_other_key = True
+    overrides: dict[str, dict[str, Any]] = {
+        "wrong aud": {"aud": "someone-elses-client-id"},
+        "wrong iss": {"iss": "https://evil.example.org"},
+        "expired": {"iat": now - 7200, "exp": now - 3600},
+        "wrong nonce": {"nonce": "a nonce from another sign-in"},
+        "no nonce": {"nonce": None},
+    }
+    fake.claim_overrides = overrides.get(bend, {})
+    browser = await panel.browser()
+    response = await flow(browser, fake, "google")
+    assert response.status == 401, await response.text()
+    assert "Set-Cookie" not in response.headers or "stellar_session" not in str(
+        response.headers.getall("Set-Cookie")
+    )
+    failure = (await audit(panel, "user.login.failed"))[-1]
+    assert failure["method"] == "oauth:google"
+    assert EXPECTED_REASON[bend] in failure["reason"]
+
+
+async def test_a_provider_email_equal_to_a_users_does_not_sign_into_that_user(
+    panel: Panel, fake: FakeProvider
+) -> None:
+    await panel.create_user(EMAIL)
+    fake.user = ProviderUser("424242", EMAIL)  # same e-mail, never linked
+    for provider in PROVIDERS:
+        browser = await panel.browser()
+        response = await flow(browser, fake, provider)
+        assert response.status == 401
+        assert (await browser.request("GET", "/api/v1/auth/session")).status == 401
+
+
+async def test_a_provider_account_links_to_one_user_only(panel: Panel, fake: FakeProvider) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await link(alice, fake, "github")
+    bob = await panel.signed_in("bob@example.org")
+    response = await flow(bob, fake, "github", start=LINK)
+    assert response.status == 409
+    assert await audit(panel, "user.oauth.link_failed")
+
+
+async def test_the_last_way_to_sign_in_cannot_be_unlinked(panel: Panel, fake: FakeProvider) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await link(alice, fake, "discord")
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        await db.execute(update(User).where(User.email == EMAIL).values(password_hash=None))
+    unlink = "/api/v1/account/oauth/unlink"
+    await alice.json("POST", unlink, status=409, json={"provider": "discord"})
+    fake.user = ProviderUser("2002", EMAIL)
+    await link(alice, fake, "github")
+    await alice.json("POST", unlink, status=204, json={"provider": "discord"})
+    identities = await alice.json("GET", "/api/v1/account/oauth")
+    assert [i["provider"] for i in identities["data"]] == ["github"]
+    await alice.json("POST", unlink, status=409, json={"provider": "github"})
+
+
+async def test_a_2fa_user_still_owes_the_code_after_oauth(
+    panel: Panel, fake: FakeProvider, clock: WallClock
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    secret, _codes = await enrol(alice, clock)
+    await link(alice, fake, "google")
+    browser = await panel.browser()
+    response = await flow(browser, fake, "google")
+    pending = await response.json()
+    assert pending["mfa_required"] is True
+    browser.csrf = pending["csrf_token"]
+    await browser.json("GET", "/api/v1/auth/sessions", status=403)
+    full = await browser.json(
+        "POST", "/api/v1/auth/2fa", json={"code": oathtool(secret, clock.now)}
+    )
+    assert full["user"]["email"] == EMAIL
+
+
+async def test_oauth_can_be_configured_to_count_as_complete(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: WallClock,
+    fake: FakeProvider,
+) -> None:
+    panel = await make_panel(
+        database_url, aiohttp_server, aiohttp_client, clock, fake, STELLAR_OAUTH_SKIPS_2FA="true"
+    )
+    alice = await panel.signed_in(EMAIL)
+    await enrol(alice, clock)
+    await link(alice, fake, "github")
+    body = await (await flow(await panel.browser(), fake, "github")).json()
+    assert body["user"]["email"] == EMAIL
+
+
+async def test_unconfigured_providers_are_not_offered(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: WallClock,
+) -> None:
+    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock)
+    browser = await panel.browser()
+    assert (await browser.json("GET", "/api/v1/auth/oauth/providers"))["providers"] == []
+    await browser.json("POST", START, status=400, json={"provider": "google"})

@@ -1,0 +1,177 @@
+"""Passkeys through the real app with a software ES256 authenticator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.engine import session_factory
+from control_plane.db.models import AuditEntry, User
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
+from tests.integration.control_plane.mfa_support import WallClock, enrol, mfa_panel
+from tests.integration.control_plane.soft_authenticator import SoftAuthenticator
+from tests.support.panel import Browser, Panel
+
+RP_ID = "localhost"
+ORIGIN = "http://localhost:8000"
+EMAIL = "alice@example.org"
+PASSKEY_ENV = {"STELLAR_WEBAUTHN_RP_ID": RP_ID, "STELLAR_WEBAUTHN_ORIGIN": ORIGIN}
+
+
+@pytest.fixture
+def clock() -> WallClock:
+    return WallClock()
+
+
+@pytest.fixture
+async def panel(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: WallClock,
+) -> Panel:
+    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock, env=PASSKEY_ENV)
+
+
+def authenticator() -> SoftAuthenticator:
+    return SoftAuthenticator(rp_id=RP_ID, origin=ORIGIN)
+
+
+async def register(
+    browser: Browser, device: SoftAuthenticator, *, origin: str | None = None, status: int = 201
+) -> Any:
+    options = (await browser.json("POST", "/api/v1/account/passkeys/options"))["options"]
+    assert options["rp"]["id"] == RP_ID
+    assert options["authenticatorSelection"]["residentKey"] == "required"
+    credential = device.create(options, origin=origin)
+    return await browser.json(
+        "POST",
+        "/api/v1/account/passkeys",
+        status=status,
+        json={"name": "laptop", "credential": credential},
+    )
+
+
+async def passkey_sign_in(
+    browser: Browser, device: SoftAuthenticator, **kwargs: Any
+) -> ClientResponse:
+    options = (await browser.json("POST", "/api/v1/auth/passkey/options"))["options"]
+    assert "allowCredentials" not in options or options["allowCredentials"] == []
+    return await browser.request(
+        "POST", "/api/v1/auth/passkey", json={"credential": device.get(options, **kwargs)}
+    )
+
+
+async def audit_rows(panel: Panel, action: str) -> list[AuditEntry]:
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        return list(await db.scalars(select(AuditEntry).where(AuditEntry.action == action)))
+
+
+async def audit(panel: Panel, action: str) -> list[dict[str, Any]]:
+    return [row.details for row in await audit_rows(panel, action)]
+
+
+async def test_register_list_rename_and_delete(panel: Panel) -> None:
+    alice = await panel.signed_in(EMAIL)
+    created = await register(alice, authenticator())
+    assert created["name"] == "laptop"
+    listed = await alice.json("GET", "/api/v1/account/passkeys")
+    assert [p["id"] for p in listed["data"]] == [created["id"]]
+    path = f"/api/v1/account/passkeys/{created['id']}"
+    renamed = await alice.json("PATCH", path, json={"name": "YubiKey"})
+    assert renamed["name"] == "YubiKey"
+    await alice.json("DELETE", path, status=204)
+    assert (await alice.json("GET", "/api/v1/account/passkeys"))["data"] == []
+
+
+async def test_a_passkey_signs_in_completely_even_for_a_2fa_user(
+    panel: Panel, clock: WallClock
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await enrol(alice, clock)
+    device = authenticator()
+    await register(alice, device)
+    browser = await panel.browser()
+    response = await passkey_sign_in(browser, device)
+    body = await response.json()
+    assert response.status == 200, body
+    assert body["user"]["email"] == EMAIL
+    assert body["mfa_pending"] is False
+    browser.csrf = body["csrf_token"]
+    await browser.json("GET", "/api/v1/auth/sessions")
+    assert (await audit(panel, "user.login.succeeded"))[-1] == {"method": "passkey"}
+
+
+async def test_a_counter_that_goes_back_is_refused_and_audited(panel: Panel) -> None:
+    alice = await panel.signed_in(EMAIL)
+    device = authenticator()
+    created = await register(alice, device)
+    assert (await passkey_sign_in(await panel.browser(), device)).status == 200
+    assert (await passkey_sign_in(await panel.browser(), device)).status == 200
+    # A clone of the authenticator, copied when its counter was 1.
+    device.counter = 1
+    response = await passkey_sign_in(await panel.browser(), device, advance=False)
+    assert response.status == 401
+    regressions = await audit(panel, "user.passkey.counter_regression")
+    assert regressions == [{"reason": "signature counter 1 is not above 2"}]
+    failed = (await audit_rows(panel, "user.login.failed"))[-1]
+    assert failed.details["method"] == "passkey"
+    assert (failed.target_type, failed.target_id) == ("passkey", created["id"])
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example.org", "http://localhost:8001"])
+async def test_another_origin_is_refused(panel: Panel, origin: str) -> None:
+    alice = await panel.signed_in(EMAIL)
+    await register(alice, authenticator(), origin=origin, status=400)
+    device = authenticator()
+    await register(alice, device)
+    response = await passkey_sign_in(await panel.browser(), device, origin=origin)
+    assert response.status == 401
+    assert "origin" in (await audit(panel, "user.login.failed"))[-1]["reason"]
+
+
+async def test_a_challenge_is_bound_to_its_browser_and_used_once(panel: Panel) -> None:
+    alice = await panel.signed_in(EMAIL)
+    device = authenticator()
+    await register(alice, device)
+    browser = await panel.browser()
+    options = (await browser.json("POST", "/api/v1/auth/passkey/options"))["options"]
+    assertion = device.get(options)
+    other = await panel.browser()
+    refused = await other.request("POST", "/api/v1/auth/passkey", json={"credential": assertion})
+    assert refused.status == 401
+    accepted = await browser.request("POST", "/api/v1/auth/passkey", json={"credential": assertion})
+    assert accepted.status == 200
+    replay = await panel.browser()
+    again = await replay.request("POST", "/api/v1/auth/passkey", json={"credential": assertion})
+    assert again.status == 401
+
+
+async def test_the_last_way_to_sign_in_cannot_be_deleted(panel: Panel) -> None:
+    alice = await panel.signed_in(EMAIL)
+    created = await register(alice, authenticator())
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        await db.execute(update(User).where(User.email == EMAIL).values(password_hash=None))
+    await alice.json("DELETE", f"/api/v1/account/passkeys/{created['id']}", status=409)
+
+
+async def test_a_passkey_satisfies_required_2fa(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: WallClock,
+) -> None:
+    env = {**PASSKEY_ENV, "STELLAR_REQUIRE_2FA": "everyone"}
+    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock, env=env)
+    alice = await panel.signed_in(EMAIL)
+    await alice.json("GET", "/api/v1/auth/sessions", status=403)
+    await register(alice, authenticator())
+    await alice.json("GET", "/api/v1/auth/sessions")

@@ -1,0 +1,264 @@
+"""Backups through a real agent and real fake-game containers (directory backend).
+
+Create a backup of a running game (with a pre-backup console command), list, download,
+restore after changes; damaged, reordered, truncated backups and a wrong key leave the
+files exactly as they were; a symlink to a host file is stored as a link, never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shared.backup_format import HEADER_BYTES, TAG_BYTES
+from tests.integration.node_agent.backups_client import (
+    BackupsClient,
+    members,
+    new_key,
+    plaintext,
+    tree_hash,
+)
+from tests.integration.node_agent.files_client import (
+    FilesAgent,
+    FilesClient,
+    files_agent_fixture,
+    games,
+    in_game,
+    require_docker_and_images,
+)
+from tests.integration.node_agent.live_agent import LiveServers, eventually, read_body
+from tests.support.agent_process import SigningKey
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+SECRET = b"host secret, never to be archived\n"
+BLOCK = 1024 * 1024 + TAG_BYTES
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_images() -> Iterator[None]:
+    yield from require_docker_and_images()
+
+
+@pytest.fixture(scope="module")
+def files_agent(
+    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
+) -> Iterator[FilesAgent]:
+    yield from files_agent_fixture(tmp_path_factory, signing_key)
+
+
+@pytest.fixture
+async def api(
+    files_agent: FilesAgent, signing_key: SigningKey, http: aiohttp.ClientSession
+) -> FilesClient:
+    return FilesClient(files_agent, signing_key, http)
+
+
+@pytest.fixture
+def backups(api: FilesClient) -> BackupsClient:
+    return BackupsClient(api)
+
+
+@pytest.fixture
+async def servers(files_agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
+    async for handed_out in games(files_agent, api):
+        yield handed_out
+    shutil.rmtree(files_agent.data_dir / "backups", ignore_errors=True)
+
+
+def populate(server_id: uuid.UUID, random_kib: int = 300) -> None:
+    in_game(
+        server_id,
+        "cd /home/container && mkdir -p world/region plugins/empty"
+        f" && head -c {random_kib * 1024} /dev/urandom > world/region/r.0.0"
+        " && echo motd=hello > server.properties && chmod 600 server.properties"
+        " && printf 'a%.0s' $(seq 1 5000) > world/level.dat && ln -s server.properties link",
+    )
+
+
+async def stop(api: FilesClient, server_id: uuid.UUID) -> None:
+    answer = await api.power(server_id, "stop")
+    assert answer.status == 202, answer
+
+    async def offline() -> bool:
+        body = await read_body(api, server_id)
+        return body["state"] == "offline" and not body["stopping"]
+
+    await eventually(offline, 30)
+
+
+def leftovers(volume: Path) -> list[str]:
+    return [p.name for p in volume.iterdir() if p.name.startswith(".stellar-restore-")]
+
+
+async def test_backup_of_a_running_game_restores_the_files_exactly(
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, files_agent: FilesAgent
+) -> None:
+    server_id = await servers.started()
+    populate(server_id)
+    volume = files_agent.volume(server_id)
+    before = tree_hash(volume)
+    key = new_key()
+
+    async with api.node_events() as events:
+        backup_id, answer = await backups.create(
+            server_id, key, pre_command="say saving-for-backup", pre_command_wait_seconds=0.5
+        )
+        assert answer.status == 202, answer
+        assert answer.body["status"] == "running"
+        record = await backups.finished(server_id, backup_id)
+        await events.wait_for(
+            lambda e: (
+                e.get("type") == "backup"
+                and e["backup"] == str(backup_id)
+                and e["status"] == "completed"
+            )
+        )
+
+    assert record["status"] == "completed", record
+    assert record["consistency"] == "live"
+    assert record["files"] == 3
+    assert record["symlinks"] == 1
+    logs = await api.logs(server_id)
+    assert "saving-for-backup" in str(logs.body)
+    listed = await backups.list(server_id)
+    assert [(b["backup_id"], b["status"]) for b in listed.body["backups"]] == [
+        (str(backup_id), "completed")
+    ]
+    status, blob = await backups.download(server_id, backup_id)
+    assert status == 200
+    assert hashlib.sha256(blob).hexdigest() == record["sha256"]
+    assert len(blob) == record["size_bytes"]
+    on_disk = files_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
+    assert blob == on_disk.read_bytes()
+
+    in_game(
+        server_id,
+        "cd /home/container && rm -rf world/region && echo changed > server.properties"
+        " && echo new > extra.txt && rm link && ln -s /etc/passwd link",
+    )
+    refused = await backups.restore(server_id, backup_id, key)
+    assert refused.status == 409, refused  # still running
+    await stop(api, server_id)
+
+    answer = await backups.restore(server_id, backup_id, key)
+    assert answer.status == 202, answer
+    outcome = await backups.restored(server_id, backup_id)
+
+    assert outcome["status"] == "completed", outcome
+    assert tree_hash(volume) == before
+    assert leftovers(volume) == []
+    owners = {p.lstat().st_uid for p in volume.rglob("*")}
+    assert owners == {1000}
+
+
+async def test_damaged_backups_and_a_wrong_key_leave_the_files_exactly_as_they_were(
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, files_agent: FilesAgent
+) -> None:
+    server_id = await servers.started()
+    populate(server_id, random_kib=4096)  # several 1 MiB chunks
+    key = new_key()
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"
+    await stop(api, server_id)
+    in_game_free = files_agent.volume(server_id)
+    (in_game_free / "after-backup.txt").write_text("made after the backup\n")
+    (in_game_free / "server.properties").write_text("motd=changed\n")
+    before = tree_hash(in_game_free)
+    path = files_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
+    good = path.read_bytes()
+    assert len(good) > HEADER_BYTES + 3 * BLOCK
+
+    chunk = [good[HEADER_BYTES + i * BLOCK : HEADER_BYTES + (i + 1) * BLOCK] for i in range(3)]
+    flipped = bytearray(good)
+    flipped[len(good) - 40] ^= 0x20
+    damaged = {
+        "truncated at a chunk boundary": good[: HEADER_BYTES + 2 * BLOCK],
+        "truncated mid-chunk": good[:-100],
+        "chunks 1 and 2 swapped": good[:HEADER_BYTES]
+        + chunk[0]
+        + chunk[2]
+        + chunk[1]
+        + good[HEADER_BYTES + 3 * BLOCK :],
+        "one byte flipped": bytes(flipped),
+    }
+    for label, blob in damaged.items():
+        path.write_bytes(blob)
+        answer = await backups.restore(server_id, backup_id, key)
+        if answer.status == 202:
+            outcome = await backups.restored(server_id, backup_id)
+            assert outcome["status"] == "failed", (label, outcome)
+        else:
+            assert answer.status == 400, (label, answer)
+        assert tree_hash(in_game_free) == before, label
+        assert leftovers(in_game_free) == [], label
+
+    path.write_bytes(good)
+    wrong = await backups.restore(server_id, backup_id, new_key())
+    assert wrong.status == 400, wrong
+    assert wrong.body["error"]["code"] == "backup_damaged"
+    assert tree_hash(in_game_free) == before
+
+    answer = await backups.restore(server_id, backup_id, key)
+    assert answer.status == 202, answer
+    assert (await backups.restored(server_id, backup_id))["status"] == "completed"
+    assert not (in_game_free / "after-backup.txt").exists()
+
+
+async def test_a_symlink_to_a_host_file_is_archived_as_a_link_never_read(
+    servers: LiveServers, backups: BackupsClient, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(SECRET)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "inner.txt").write_bytes(SECRET)
+    server_id = await servers.started()
+    in_game(
+        server_id,
+        f"cd /home/container && ln -s {secret} evil && ln -s {outside} evildir"
+        " && echo ok > plain.txt",
+    )
+    key = new_key()
+    backup_id, _ = await backups.create(server_id, key)
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"
+
+    _, blob = await backups.download(server_id, backup_id)
+    tar_bytes = plaintext(blob, key, backup_id)
+    entries = members(tar_bytes)
+
+    assert SECRET not in tar_bytes
+    assert entries["evil"].issym()
+    assert entries["evil"].linkname == str(secret)
+    assert entries["evildir"].issym()
+    assert not any(name.startswith("evildir/") for name in entries)
+    assert entries["plain.txt"].isfile()
+
+
+async def test_ignore_patterns_leave_paths_out_and_operations_conflict(
+    servers: LiveServers, backups: BackupsClient, files_agent: FilesAgent
+) -> None:
+    server_id = await servers.create()
+    volume = files_agent.volume(server_id)
+    (volume / "logs").mkdir()
+    (volume / "logs" / "latest.log").write_text("noise\n")
+    (volume / "keep.txt").write_text("kept\n")
+    (volume / "cache.tmp").write_text("x\n")
+    key = new_key()
+    backup_id, answer = await backups.create(server_id, key, ignore=["logs/", "*.tmp"])
+    assert answer.status == 202, answer
+    _, conflict = await backups.create(server_id, key, backup_id=backup_id)
+    assert conflict.status == 409, conflict
+    record = await backups.finished(server_id, backup_id)
+    assert record["consistency"] == "stopped"
+
+    _, blob = await backups.download(server_id, backup_id)
+    assert set(members(plaintext(blob, key, backup_id))) == {"keep.txt"}
+    assert (await backups.delete(server_id, backup_id)).status == 204
+    assert (await backups.read(server_id, backup_id)).status == 404

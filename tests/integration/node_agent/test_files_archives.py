@@ -1,0 +1,207 @@
+"""Compress and decompress through a real agent: hostile archives are refused whole.
+
+The module's agent allows 64 MiB extracted, 1000 entries and a 50x compression ratio
+(``files_client.FILE_LIMITS``). Hostile archives are built here and written into the volume
+by the test, as a user would upload them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration.node_agent.files_client import (
+    FilesAgent,
+    FilesClient,
+    files_agent_fixture,
+    games,
+    in_game,
+    require_docker_and_images,
+)
+from tests.integration.node_agent.live_agent import LiveServers
+from tests.support.agent_process import SigningKey
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_images() -> Iterator[None]:
+    yield from require_docker_and_images()
+
+
+@pytest.fixture(scope="module")
+def files_agent(
+    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
+) -> Iterator[FilesAgent]:
+    yield from files_agent_fixture(tmp_path_factory, signing_key)
+
+
+@pytest.fixture
+async def api(
+    files_agent: FilesAgent, signing_key: SigningKey, http: aiohttp.ClientSession
+) -> FilesClient:
+    return FilesClient(files_agent, signing_key, http)
+
+
+@pytest.fixture
+async def servers(files_agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
+    async for handed_out in games(files_agent, api):
+        yield handed_out
+
+
+def tar_gz(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+def zipped(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        if symlink is not None:
+            info = zipfile.ZipInfo("link")
+            info.external_attr = (0o120777 & 0xFFFF) << 16
+            archive.writestr(info, symlink)
+    return out.getvalue()
+
+
+def volume_files(volume: Path) -> set[str]:
+    return {str(p.relative_to(volume)) for p in volume.rglob("*")}
+
+
+async def refused(api: FilesClient, server_id: uuid.UUID, archive: bytes, name: str) -> str:
+    assert (await api.write_file(server_id, f"/{name}", archive)).status == 200
+    answer = await api.post(server_id, "decompress", {"path": f"/{name}", "directory": "/out"})
+    assert answer.status == 400, answer
+    assert answer.body["error"]["code"] == "archive_refused"
+    message: str = answer.body["error"]["message"]
+    return message
+
+
+async def test_hostile_archive_entries_are_refused_and_nothing_is_written(
+    servers: LiveServers, api: FilesClient, tmp_path: Path
+) -> None:
+    server_id = await servers.create()
+    volume = servers.agent.data_dir / "volumes" / str(server_id)
+    assert (await api.post(server_id, "directory", {"path": "/out"})).status == 201
+    outside = tmp_path / "outside"
+    hostile = {
+        "dotdot.tar.gz": tar_gz((member("ok.txt"), b"fine"), (member("../../escaped"), b"x")),
+        "absolute.tar.gz": tar_gz((member("ok.txt"), b"fine"), (member(f"{outside}"), b"x")),
+        "symlink.tar.gz": tar_gz(
+            (member("ok.txt"), b"fine"), (member("l", tarfile.SYMTYPE, str(tmp_path)), None)
+        ),
+        "hardlink.tar.gz": tar_gz(
+            (member("ok.txt"), b"fine"), (member("h", tarfile.LNKTYPE, "/etc/passwd"), None)
+        ),
+        "fifo.tar.gz": tar_gz((member("p", tarfile.FIFOTYPE), None)),
+        "dotdot.zip": zipped({"ok.txt": b"fine", "../escaped": b"x"}),
+        "absolute.zip": zipped({"ok.txt": b"fine", f"{outside}": b"x"}),
+        "symlink.zip": zipped({"ok.txt": b"fine"}, symlink=str(tmp_path)),
+    }
+    reasons = {name: await refused(api, server_id, data, name) for name, data in hostile.items()}
+
+    assert "climbs out" in reasons["dotdot.tar.gz"]
+    assert "climbs out" in reasons["dotdot.zip"]
+    assert "absolute" in reasons["absolute.tar.gz"]
+    assert "absolute" in reasons["absolute.zip"]
+    assert "link entry" in reasons["symlink.tar.gz"]
+    assert "link entry" in reasons["symlink.zip"]
+    assert "link entry" in reasons["hardlink.tar.gz"]
+    assert "special file" in reasons["fifo.tar.gz"]
+    assert volume_files(volume / "out") == set()
+    assert not outside.exists()
+
+
+async def test_zero_bomb_is_refused_by_the_ratio_limit(
+    servers: LiveServers, api: FilesClient
+) -> None:
+    server_id = await servers.create()
+    bomb = tar_gz((member("zeros.bin"), bytes(10 * 1024 * 1024)))
+    assert len(bomb) < 64 * 1024
+
+    message = await refused(api, server_id, bomb, "bomb.tar.gz")
+
+    assert "50 times" in message
+    assert not (servers.agent.data_dir / "volumes" / str(server_id) / "out").exists()
+
+
+async def test_entry_count_bomb_is_refused(servers: LiveServers, api: FilesClient) -> None:
+    server_id = await servers.create()
+    many = zipped({f"f{i}": b"" for i in range(2000)})
+
+    assert "over 1000 entries" in await refused(api, server_id, many, "many.zip")
+
+
+async def test_archive_past_the_total_size_limit_is_refused(
+    servers: LiveServers, api: FilesClient
+) -> None:
+    server_id = await servers.create()
+    big = tar_gz((member("noise.bin"), os.urandom(65 * 1024 * 1024)))
+
+    response = await api.upload(server_id, "/big.tar.gz", len(big), _one(big))
+    assert response.status == 200, response
+    answer = await api.post(server_id, "decompress", {"path": "/big.tar.gz"})
+
+    assert answer.status == 400, answer
+    assert "expands past" in answer.body["error"]["message"]
+
+
+async def test_compress_then_decompress_round_trips_and_leaves_links_out(
+    servers: LiveServers, api: FilesClient, tmp_path: Path
+) -> None:
+    server_id = await servers.started()
+    in_game(
+        server_id,
+        "cd /home/container && mkdir -p world/region && echo level > world/level.dat"
+        " && echo r > world/region/r.0.mca && chmod +x world/level.dat"
+        f" && ln -s {tmp_path} world/outside",
+    )
+    volume = servers.agent.data_dir / "volumes" / str(server_id)
+
+    for archive_format in ("tar.gz", "zip"):
+        made = await api.post(
+            server_id,
+            "compress",
+            {"paths": ["world"], "format": archive_format, "name": f"w.{archive_format}"},
+        )
+        assert made.status == 201, made
+        assert (await api.post(server_id, "directory", {"path": f"/x-{archive_format}"})).status
+        answer = await api.post(
+            server_id,
+            "decompress",
+            {"path": f"/w.{archive_format}", "directory": f"/x-{archive_format}"},
+        )
+        assert answer.status == 200, answer
+        assert answer.body["files"] == 2
+        root = volume / f"x-{archive_format}" / "world"
+        assert (root / "level.dat").read_text() == "level\n"
+        assert (root / "region" / "r.0.mca").read_text() == "r\n"
+        assert not (root / "outside").exists()
+        assert (root / "level.dat").stat().st_mode & 0o100
+        assert (root / "level.dat").stat().st_uid == 1000
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data

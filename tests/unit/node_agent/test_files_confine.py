@@ -1,0 +1,135 @@
+"""Confinement by construction: descriptors, never string checks, with openat2 and without."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node_agent.files import confine
+from node_agent.files.confine import (
+    make_directories,
+    open_directory,
+    open_regular_file,
+    open_root,
+    openat2_works,
+)
+from node_agent.files.errors import FileNotFound, InvalidPath, PathRefused, WrongFileType
+from node_agent.files.paths import parse_file_path, parse_path
+from node_agent.files.tree import change_mode, delete
+from node_agent.files.writes import AtomicWrite
+
+OWNER = (os.getuid(), os.getgid())
+
+
+@pytest.fixture(params=[True, False], ids=["openat2", "stepwise"])
+def resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run each test with openat2 and with the per-component fallback."""
+    use_openat2: bool = request.param
+    monkeypatch.setattr(confine, "openat2_works", lambda: use_openat2)
+    return use_openat2
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Path:
+    """A volume with a real directory and links to a host directory and a host file."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret").write_text("secret")
+    root = tmp_path / "volume"
+    (root / "real" / "inner").mkdir(parents=True)
+    (root / "real" / "file.txt").write_text("inside")
+    (root / "dirlink").symlink_to(host)
+    (root / "filelink").symlink_to(host / "secret")
+    (root / "real" / "up").symlink_to("..")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+@pytest.fixture
+def root_fd(volume: Path) -> Iterator[int]:
+    fd = open_root(volume)
+    yield fd
+    os.close(fd)
+
+
+def test_openat2_is_available_on_this_kernel() -> None:
+    assert openat2_works()
+
+
+def test_directories_below_the_root_open(root_fd: int, resolution: bool) -> None:
+    fd = open_directory(root_fd, ("real", "inner"))
+    os.close(fd)
+
+
+@pytest.mark.parametrize("path", ["dirlink", "dirlink/x", "real/up", "real/up/real", "filelink"])
+def test_any_symlink_on_the_way_is_refused(root_fd: int, resolution: bool, path: str) -> None:
+    with pytest.raises(PathRefused):
+        open_directory(root_fd, parse_path(path))
+
+
+def test_missing_and_non_directory_components_are_told_apart(
+    root_fd: int, resolution: bool
+) -> None:
+    with pytest.raises(FileNotFound):
+        open_directory(root_fd, ("nope",))
+    with pytest.raises(WrongFileType):
+        open_directory(root_fd, ("real", "file.txt"))
+
+
+@pytest.mark.parametrize("text", ["../etc", "a/../../b", "a/\x00b", "x" * 256])
+def test_climbing_or_malformed_paths_are_refused_before_any_io(text: str) -> None:
+    with pytest.raises(InvalidPath):
+        parse_path(text)
+    assert parse_path("/a//./b/") == ("a", "b")
+
+
+def test_reading_a_link_or_a_fifo_is_refused(root_fd: int) -> None:
+    with pytest.raises(PathRefused):
+        open_regular_file(root_fd, "filelink", ("filelink",))
+    with pytest.raises(PathRefused):
+        open_regular_file(root_fd, "fifo", ("fifo",))  # and does not hang on the FIFO
+
+
+def test_mkdir_p_refuses_a_link_in_place_of_a_directory(
+    root_fd: int, resolution: bool, volume: Path
+) -> None:
+    with pytest.raises(PathRefused):
+        make_directories(root_fd, ("dirlink", "new"), OWNER)
+    assert not (volume.parent / "host" / "new").exists()
+    os.close(make_directories(root_fd, ("made", "deep", "er"), OWNER))
+    assert (volume / "made" / "deep" / "er").is_dir()
+
+
+def test_writes_refuse_links_and_leave_nothing_behind(
+    root_fd: int, resolution: bool, volume: Path
+) -> None:
+    for path in ("filelink", "dirlink/new", "dirlink/secret"):
+        with pytest.raises(PathRefused):
+            AtomicWrite.begin(root_fd, parse_file_path(path), OWNER)
+    assert (volume.parent / "host" / "secret").read_text() == "secret"
+    assert sorted(os.listdir(volume.parent / "host")) == ["secret"]
+
+
+def test_chmod_and_delete_refuse_a_link_and_delete_unlinks_links_inside(
+    root_fd: int, volume: Path
+) -> None:
+    host = volume.parent / "host"
+    before = (host / "secret").stat().st_mode
+    with pytest.raises(PathRefused):
+        change_mode(root_fd, ("filelink",), 0o777)
+    with pytest.raises(PathRefused):
+        delete(root_fd, ("dirlink",))
+    delete(root_fd, ("real",))  # holds ``up`` -> ``..``
+    assert (host / "secret").stat().st_mode == before
+    assert not (volume / "real").exists()
+    assert (volume / "dirlink").is_symlink()
+
+
+def test_an_interrupted_write_keeps_the_old_file(root_fd: int, volume: Path) -> None:
+    with AtomicWrite.begin(root_fd, ("real", "file.txt"), OWNER) as write:
+        write.write(b"half of the new ver")
+    assert (volume / "real" / "file.txt").read_text() == "inside"
+    assert sorted(os.listdir(volume / "real")) == ["file.txt", "inner", "up"]
