@@ -126,6 +126,66 @@ class ManagedServer:
         spec = self.spec.model_copy(update={"disk_mib": disk_mib})
         await self._update_record(spec=spec)
 
+    async def update_spec(self, spec: ServerSpec) -> None:
+        """Store a new spec; rebuild the game container now if it is stopped (caller holds
+        the lock), otherwise at its next start or restart (``spec_pending`` until then).
+
+        The volume is left alone: its limit stays the one the record has (``resize_disk``
+        changes it), whatever ``disk_mib`` the new spec says.
+        """
+        spec = spec.model_copy(update={"disk_mib": self.spec.disk_mib})
+        await self._update_record(spec=spec, spec_pending=True)
+        container = await self.services.runtime.find(self.container)
+        if self.state in {"starting", "running", "stopping"}:
+            return
+        if container is not None and container.running:
+            return
+        try:
+            await self._recreate_container()
+        except ApiError as err:
+            # The spec is stored: the next start builds the container (spec_pending).
+            log.warning(
+                "game container not rebuilt now", server=str(self.spec.uuid), error=err.message
+            )
+
+    async def _recreate_container(self) -> None:
+        """Remove the game container and build it again from the record's spec (under the
+        lock, with the game not running); the volume keeps everything."""
+        runtime = self.services.runtime
+        await runtime.remove(self.container)
+        network = await self.services.network()
+        placement = ContainerPlacement(network.name, self.volume.path)
+        await runtime.create_game_container(self.spec, placement)
+        await self._update_record(spec_pending=False)
+        log.info("game container rebuilt from the spec", server=str(self.spec.uuid))
+
+    async def reinstall(self) -> None:
+        """Run the spec's install step again on the stopped server (409 while it runs).
+
+        The game container is rebuilt from the current spec first; without an install step
+        that is all. Otherwise the installer runs in the background as at create, with state
+        ``installing`` and an install event at the end.
+        """
+        install = self.spec.install
+        if install is not None:
+            await self.services.runtime.ensure_image(install.image)
+        async with self.lock:
+            if self.record.install == "installing":
+                raise Conflict("the server is already installing")
+            if self.stopping or self.state in {"starting", "running", "stopping"}:
+                raise Conflict("stop the server before reinstalling it")
+            container = await self.services.runtime.find(self.container)
+            if container is not None and container.running:
+                raise Conflict("stop the server before reinstalling it")
+            install = self.spec.install
+            await self._recreate_container()
+            if install is None:
+                log.info("reinstall: no install step", server=str(self.spec.uuid))
+                return
+            await self._update_record(install="installing", install_exit_code=None)
+            self.set_state("installing")
+        self.spawn(self.install(), name=f"reinstall-{self.spec.uuid}")
+
     async def _want(self, desired: DesiredPower, *, crashed: bool = False) -> None:
         await self._update_record(desired_power=desired, crashed=crashed)
 
@@ -141,6 +201,7 @@ class ManagedServer:
             stopping=self.stopping,
             container=_container_status(container),
             disk_mib=self.spec.disk_mib,
+            spec_pending=self.record.spec_pending,
         )
 
     # --- power -----------------------------------------------------------------------------
@@ -193,7 +254,10 @@ class ManagedServer:
         self.exit_expected = False
         self.set_state("starting")
         try:
-            if await runtime.find(self.container) is None:
+            if self.record.spec_pending:
+                # The spec changed while the game ran: this start is where it takes effect.
+                await self._recreate_container()
+            elif await runtime.find(self.container) is None:
                 # Removed behind the agent's back: build it again from the spec.
                 network = await self.services.network()
                 placement = ContainerPlacement(network.name, self.volume.path)
@@ -238,6 +302,10 @@ class ManagedServer:
         """The game container stopped: judge the exit once (offline, or a crash)."""
         state = await self.services.runtime.find(self.container)
         if state is None or state.running or self.record.install == "installing":
+            return
+        if state.status == "created":
+            # A container never started (just rebuilt from a new spec) has not exited: the
+            # late exit event of the one it replaced finds it under the same name.
             return
         if state.finished_at is not None and state.finished_at == self.judged_exit:
             return

@@ -33,6 +33,8 @@ class ServerRecord(BaseModel):
     desired_power: DesiredPower = "stopped"
     # True when the crash-loop guard gave up on the server: it stays crashed until started.
     crashed: bool = False
+    # The spec changed while the game ran: its container is rebuilt at the next start.
+    spec_pending: bool = False
 
 
 def _write_atomically(path: Path, text: str) -> None:

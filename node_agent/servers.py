@@ -195,6 +195,29 @@ class ServerRegistry:
         with contextlib.suppress(NotFound, Conflict):
             await server.power("stop")
 
+    # --- spec updates and reinstall ---------------------------------------------------------
+
+    async def update_spec(self, spec: ServerSpec) -> ServerStatus:
+        """Store a new spec for a server; its game container is rebuilt with it at once if
+        the game is stopped, otherwise at its next start or restart. The volume is untouched.
+        """
+        server = self.get(spec.uuid)
+        # Images first, outside the lock: a missing image refuses the update.
+        await self.runtime.ensure_image(spec.image)
+        if spec.install is not None:
+            await self.runtime.ensure_image(spec.install.image)
+        async with server.lock:
+            await server.update_spec(spec)
+        log.info("server spec updated", server=str(spec.uuid), pending=server.record.spec_pending)
+        return await server.status()
+
+    async def reinstall(self, server_id: uuid.UUID) -> ServerStatus:
+        """Run the install step again on a stopped server (409 otherwise), in the background."""
+        server = self.get(server_id)
+        await server.reinstall()
+        log.info("server reinstall", server=str(server_id), install=server.record.install)
+        return await server.status()
+
     # --- create and delete -----------------------------------------------------------------
 
     async def create(self, spec: ServerSpec) -> ServerStatus:

@@ -239,6 +239,8 @@ class ServerStatus(BaseModel):
     container: ContainerStatus | None
     # The disk limit the server has now (changed online by ``PATCH .../disk``).
     disk_mib: int | None = None
+    # A spec update (``PUT .../spec``) the game container gets at its next start or restart.
+    spec_pending: bool = False
 
 
 class ConsoleCommand(BaseModel):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
-from control_plane.db.models import AuditEntry
-from control_plane.errors import InvalidRequest
+from control_plane.db.models import AuditEntry, Server
+from control_plane.errors import InvalidRequest, NotFound
+from control_plane.keys import NODES
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
@@ -19,13 +22,13 @@ from control_plane.schemas.servers import (
     VariableOut,
 )
 from control_plane.services import blueprints as blueprint_service
+from control_plane.services import infrastructure as infra
 from control_plane.services import servers as service
 
 routes = ApiRoutes("server settings")
 
 
-async def _startup(req: ApiRequest[Any, Any]) -> StartupOut:
-    server = req.server
+async def _startup(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
     blueprint = await blueprint_service.get_blueprint(req.db, server.blueprint_id)
     spec = await service.build_spec(req.db, server)
     # Owners see what users may see; only administrators see hidden variables.
@@ -55,7 +58,14 @@ async def _startup(req: ApiRequest[Any, Any]) -> StartupOut:
     response=StartupOut,
 )
 async def get_startup(req: ApiRequest[Any, Any]) -> StartupOut:
-    return await _startup(req)
+    return await _startup(req, req.server)
+
+
+async def _server_now(db: AsyncSession, server_id: uuid.UUID) -> Server:
+    server = await db.get(Server, server_id)
+    if server is None:
+        raise NotFound("no such server")
+    return server
 
 
 @routes.patch(
@@ -64,28 +74,53 @@ async def get_startup(req: ApiRequest[Any, Any]) -> StartupOut:
     permission="startup.update",
     body=StartupUpdate,
     response=StartupOut,
+    transactional=False,
 )
 async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
-    server = req.server
-    blueprint = await blueprint_service.get_blueprint(req.db, server.blueprint_id)
-    if req.body.image is not None:
-        req.require("startup.docker-image")
-        if req.body.image not in [i["image"] for i in blueprint.images]:
-            raise InvalidRequest("image must be one of the blueprint's images")
-        server.image = req.body.image
-    server.variables = service.validate_variables(
-        blueprint,
-        req.body.variables,
-        current=server.variables,
-        user=req.access.role != "admin",
+    """Validate, send the whole new spec to the node, and store the change only once the
+    node took it: a node that cannot be reached refuses the change (502/503), nothing kept.
+    """
+    server_id = req.server.id
+    # 1. Check the change and build the spec it makes (nothing written yet).
+    async with req.transaction(write=False) as db:
+        server = await _server_now(db, server_id)
+        blueprint = await blueprint_service.get_blueprint(db, server.blueprint_id)
+        image = server.image
+        if req.body.image is not None:
+            req.require("startup.docker-image")
+            if req.body.image not in [i["image"] for i in blueprint.images]:
+                raise InvalidRequest("image must be one of the blueprint's images")
+            image = req.body.image
+        variables = service.validate_variables(
+            blueprint,
+            req.body.variables,
+            current=server.variables,
+            user=req.access.role != "admin",
+        )
+        spec = await service.build_spec(db, server, image=image, variables=variables)
+        node = await infra.get_node(db, server.node_id)
+    # 2. The node stores it (and rebuilds the container now or at the next start).
+    await req.http.app[NODES].server_call(
+        node,
+        server_id,
+        "PUT",
+        "/spec",
+        action="server.update",
+        user=str(req.me.user_id),
+        payload=spec.model_dump(mode="json"),
     )
-    await req.audit(
-        "server.startup.updated",
-        target_type="server",
-        target_id=str(server.id),
-        details={"variables": sorted(req.body.variables), "image": req.body.image},
-    )
-    return await _startup(req)
+    # 3. The node has it: keep it here too.
+    async with req.transaction() as db:
+        server = await _server_now(db, server_id)
+        server.image = image
+        server.variables = variables
+        await req.audit(
+            "server.startup.updated",
+            target_type="server",
+            target_id=str(server.id),
+            details={"variables": sorted(req.body.variables), "image": req.body.image},
+        )
+        return await _startup(req, server)
 
 
 class AllocationsOut(Output):

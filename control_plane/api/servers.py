@@ -276,6 +276,32 @@ async def stats(req: ApiRequest[Any, Any]) -> Any:
 
 
 @routes.post(
+    "/api/v1/servers/{server_id}/reinstall",
+    summary="Run the blueprint's install step again (the server must be stopped)",
+    permission="settings.reinstall",
+    status=202,
+    transactional=False,
+)
+async def reinstall(req: ApiRequest[Any, Any]) -> web.Response:
+    """202 with the node's view: ``installing`` until the install event (or at once
+    ``offline`` when the blueprint has no install step, which only rebuilds the container)."""
+    server_id = req.server.id
+    async with req.transaction(write=False) as db:
+        node = await infra.get_node(db, req.server.node_id)
+    status = await req.http.app[NODES].server_call(
+        node, server_id, "POST", "/reinstall", action="server.reinstall", user=str(req.me.user_id)
+    )
+    async with req.transaction() as db:
+        server = await db.get(Server, server_id)
+        if server is None:
+            raise NotFound("the server was deleted during the reinstall")
+        if isinstance(status, dict) and status.get("state") in STATES:
+            server.state = status["state"]
+        await req.audit("server.reinstalled", target_type="server", target_id=str(server_id))
+    return web.json_response(status, status=202)
+
+
+@routes.post(
     "/api/v1/servers/{server_id}/suspend",
     summary="Suspend: stop the server and block every action until unsuspended",
     access=Access.ADMIN,

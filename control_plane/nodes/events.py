@@ -105,7 +105,7 @@ class NodeEventListener:
                         )
                         await socket.send_json({"event": "auth", "args": [token]})
                     elif isinstance(event, dict):
-                        log.debug("node event", node=node.name, event=event)
+                        log.debug("node event", node=node.name, data=event)
                         await self._apply(node, event)
         finally:
             await socket.close()

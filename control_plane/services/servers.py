@@ -272,15 +272,27 @@ async def allocations_of(db: AsyncSession, server_id: uuid.UUID) -> list[Allocat
     )
 
 
-async def build_spec(db: AsyncSession, server: Server) -> ServerSpec:
-    """The node's view of the server: what the agent's create command carries."""
+async def build_spec(
+    db: AsyncSession,
+    server: Server,
+    *,
+    image: str | None = None,
+    variables: dict[str, str] | None = None,
+) -> ServerSpec:
+    """The node's view of the server: what the agent's create (and spec update) carries.
+
+    ``image`` and ``variables`` stand in for the server's own, for a change that is not
+    stored yet (it is sent to the node first).
+    """
     blueprint = await db.get(Blueprint, server.blueprint_id)
     if blueprint is None:
         raise NotFound("the server's blueprint no longer exists")
     allocations = await allocations_of(db, server.id)
     primary = allocations[0] if allocations else None
+    if variables is None:
+        variables = dict(server.variables)
     values = {
-        **server.variables,
+        **variables,
         "SERVER_MEMORY": str(server.memory_mib),
         "SERVER_IP": primary.ip if primary else "",
         "SERVER_PORT": str(primary.port) if primary else "",
@@ -291,9 +303,9 @@ async def build_spec(db: AsyncSession, server: Server) -> ServerSpec:
     return ServerSpec.model_validate(
         {
             "uuid": server.id,
-            "image": server.image,
+            "image": server.image if image is None else image,
             "startup": render_startup(blueprint.startup, values),
-            "environment": dict(server.variables),
+            "environment": dict(variables),
             "memory_mib": server.memory_mib,
             "swap_mib": server.swap_mib,
             "cpu_percent": server.cpu_percent,

@@ -8,10 +8,19 @@ and a body whose ``uuid`` must be the same.
     GET    /api/v1/servers/{server_id}         server.read     -> ServerStatus
     DELETE /api/v1/servers/{server_id}         server.delete   -> 204
     POST   /api/v1/servers/{server_id}/power   server.power    PowerAction -> 200/202 ServerStatus
+    PUT    /api/v1/servers/{server_id}/spec    server.update   ServerSpec -> 200 ServerStatus
+    POST   /api/v1/servers/{server_id}/reinstall  server.reinstall  -> 202 ServerStatus
 
 ``start`` and ``kill`` answer 200 when done; ``stop`` and ``restart`` answer 202 at once and
 finish in the background (``stopping`` is true in the status until then). Console, logs and
 stats are in ``api/console.py``.
+
+``PUT .../spec`` replaces the whole spec (its ``uuid`` must be the server in the path) in the
+server's record; a stopped game's container is rebuilt with it at once, a running one's at
+its next start or restart (``spec_pending`` is true in the status until then). The volume
+and its disk limit are untouched. ``POST .../reinstall`` needs the game stopped (409
+otherwise): it rebuilds the container and, if the spec has an install step, runs it again in
+the background (state ``installing``, then an install event).
 """
 
 from __future__ import annotations
@@ -89,3 +98,21 @@ async def power_server(request: web.Request) -> web.Response:
     server = request.app[SERVERS].get(server_id_of(request))
     await server.power(action.action)
     return _answer(await server.status(), 202 if action.action in {"stop", "restart"} else 200)
+
+
+@routes.put(SERVER_PATH + "/spec")
+@command("server.update", subject="server")
+async def update_spec(request: web.Request) -> web.Response:
+    """Replace the server's spec; the game container gets it now if stopped, else at start."""
+    server_id = server_id_of(request)
+    spec = await parse_body(request, ServerSpec)
+    if spec.uuid != server_id:
+        raise InvalidRequest("the body's uuid is not the server in the path")
+    return _answer(await request.app[SERVERS].update_spec(spec))
+
+
+@routes.post(SERVER_PATH + "/reinstall")
+@command("server.reinstall", subject="server")
+async def reinstall_server(request: web.Request) -> web.Response:
+    """Run the install step again on the stopped server (in the background)."""
+    return _answer(await request.app[SERVERS].reinstall(server_id_of(request)), 202)

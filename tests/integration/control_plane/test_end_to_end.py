@@ -2,8 +2,9 @@
 
 Admin builds the infrastructure through the API; a user starts their server, reads its
 console through the control plane's WebSocket, sends a command and sees the answer, stops
-it; the audit trail shows each step. Also: concurrent creates never share a port, and a
-revoked sub-user's open console is closed at once.
+it; the audit trail shows each step. Also: concurrent creates never share a port, a
+revoked sub-user's open console is closed at once, a startup change reaches the game at its
+restart, and an administrator's reinstall runs the install step again.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
 from control_plane.settings import load_settings
+from node_agent.docker.hardening import game_container_name
 from shared.command_keys import key_id, public_key_text, write_private_key
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
-from tests.integration.node_agent.live_agent import require_docker_and_images
+from tests.integration.node_agent.live_agent import docker_cli, require_docker_and_images
 from tests.support.agent_process import AgentProcess, free_port
 from tests.support.panel import Browser, Panel
 
@@ -391,3 +393,96 @@ async def test_backups_through_the_control_plane(stack: Stack) -> None:
     assert names == ["before", "third"]  # the oldest unlocked one made room
     await owner.json("PATCH", f"{backups}/{first['id']}", json={"locked": False})
     await owner.json("DELETE", f"{backups}/{first['id']}", status=204)
+
+
+def game_env(server_id: str) -> list[str]:
+    """The game container's environment, as ``docker inspect`` shows it."""
+    found = docker_cli(
+        "inspect", "-f", "{{json .Config.Env}}", game_container_name(uuid.UUID(server_id))
+    )
+    assert found.returncode == 0, found.stderr
+    env: list[str] = json.loads(found.stdout)
+    return env
+
+
+async def test_startup_changes_reach_the_node_and_admin_reinstalls(stack: Stack) -> None:
+    await stack.add_ports(1)
+    blueprint = await stack.admin.json(
+        "POST",
+        "/api/v1/blueprints",
+        status=201,
+        json={
+            "name": "fake game with an installer",
+            "images": [{"name": "default", "image": "stellar-test/fake-game:latest"}],
+            "startup": "/usr/local/bin/fake-game --motd {{MOTD}}",
+            "stop": {"type": "command", "value": "stop"},
+            "install": {
+                "image": "stellar-test/fake-game:latest",
+                "script": "echo installed >> /home/container/install.log",
+            },
+            "variables": [
+                {
+                    "env": "MOTD",
+                    "name": "Message of the day",
+                    "default": "hello",
+                    "user_editable": True,
+                    "regex": "^[A-Za-z0-9 ]{1,40}$",
+                }
+            ],
+        },
+    )
+    owner_id = await stack.panel.create_user("tinkerer@example.org")
+    created = await stack.admin.json(
+        "POST",
+        "/api/v1/servers",
+        status=201,
+        json={**stack.server_body(owner_id), "blueprint_id": blueprint["id"]},
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    assert created["state"] == "installing"
+    await wait_for_state(stack.admin, server_id, "offline")
+    owner = await stack.panel.browser()
+    await owner.login("tinkerer@example.org")
+    power = f"/api/v1/servers/{server_id}/power"
+    await owner.json("POST", power, status=202, json={"action": "start"})
+    await wait_for_state(owner, server_id, "running")
+    assert "MOTD=hello" in game_env(server_id)
+
+    # The owner changes a user-editable variable while the game runs: the node stores the
+    # new spec, and the game gets it at its restart.
+    changed = await owner.json(
+        "PATCH", f"/api/v1/servers/{server_id}/startup", json={"variables": {"MOTD": "good day"}}
+    )
+    # One argument, even with a space: values never add arguments.
+    assert changed["command"][-2:] == ["--motd", "good day"]
+    assert "MOTD=hello" in game_env(server_id)
+    await owner.json("POST", power, status=202, json={"action": "restart"})
+    deadline = time.monotonic() + 30
+    while "MOTD=good day" not in game_env(server_id):
+        assert time.monotonic() < deadline, "the restart never brought the new variable"
+        await asyncio.sleep(0.3)
+    await wait_for_state(owner, server_id, "running")
+
+    # Reinstall: refused while the game runs (the node's 409), then run again once stopped.
+    reinstall = f"/api/v1/servers/{server_id}/reinstall"
+    await owner.json("POST", reinstall, status=409)
+    await owner.json("POST", power, status=202, json={"action": "stop"})
+    await wait_for_state(owner, server_id, "offline")
+    answer = await stack.admin.json("POST", reinstall, status=202)
+    assert answer["state"] == "installing"
+    await wait_for_state(stack.admin, server_id, "offline")
+    install_log = await owner.request(
+        "GET", f"/api/v1/servers/{server_id}/files/contents?path=/install.log"
+    )
+    assert install_log.status == 200
+    assert await install_log.read() == b"installed\ninstalled\n"
+    assert "MOTD=good day" in game_env(server_id)
+
+    trail = await stack.admin.json(
+        "GET", f"/api/v1/audit?target_type=server&target_id={server_id}&per_page=100"
+    )
+    actions = [e["action"] for e in reversed(trail["data"])]
+    assert actions.index("server.startup.updated") < actions.index("server.reinstalled")
+    # The node's install event for the reinstall reached the control plane's audit trail.
+    assert "server.install.finished" in actions[actions.index("server.reinstalled") :]
