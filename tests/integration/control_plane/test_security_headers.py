@@ -77,13 +77,14 @@ async def test_headers_on_200_400_401_404_and_429(
 
 
 async def test_headers_on_the_500_path(
-    tmp_path: Path, aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
+    aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
 ) -> None:
-    # A database that cannot be opened: the health check fails on the server side.
+    # A database that does not answer (nothing listens on the discard port): the health
+    # check fails on the server side.
     panel = await make_panel(
         aiohttp_server,
         aiohttp_client,
-        STELLAR_DATABASE_URL=f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}",
+        STELLAR_DATABASE_URL="postgresql://stellar:stellar@127.0.0.1:9/none",
     )
     response = await (await panel.browser()).request("GET", "/healthz")
     assert response.status == 500
