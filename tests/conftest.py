@@ -6,6 +6,7 @@ Docker: then a missing service fails the tests that need it instead of skipping 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -47,10 +48,18 @@ async def _create_postgres_database() -> str:
 
 
 async def _drop_postgres_database(url: str) -> None:
+    """Drop a test database; a background worker still in it gets a few moments to leave."""
     name = make_url(url).database
     connection = await asyncpg.connect(make_url(POSTGRES_URL).render_as_string(hide_password=False))
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(20):
+            try:
+                await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (asyncpg.InsufficientPrivilegeError, asyncpg.ObjectInUseError):
+                if attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
     finally:
         await connection.close()
 

@@ -312,13 +312,14 @@ pg_psql_super() {
     as_postgres psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" -d postgres "$@"
 }
 
-# Does password login over TCP work, with CREATEDB and the database owned by
-# the role? (This is exactly what the tests need.)
+# Does password login over TCP work, with CREATEDB, membership of pg_signal_backend and the
+# database owned by the role? (This is exactly what the tests need.)
 pg_app_login_ok() {
     local out
     out="$(PGPASSWORD="$PG_PASSWORD" PGCONNECT_TIMEOUT=5 psql -X -q -tA \
         -h 127.0.0.1 -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DATABASE" -c \
         "SELECT r.rolcreatedb AND r.rolcanlogin AND d.datdba = r.oid
+                AND pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')
            FROM pg_roles r, pg_database d
           WHERE r.rolname = current_user AND d.datname = current_database()" \
         2>/dev/null)" || return 1
@@ -340,6 +341,9 @@ BEGIN
     END IF;
 END
 \$\$;
+-- Tests drop their databases WITH (FORCE); an autovacuum worker in one can only be ended
+-- by a member of pg_signal_backend.
+GRANT pg_signal_backend TO "$PG_ROLE";
 SQL
     local exists
     exists="$(pg_psql_super -tA -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DATABASE'")"
