@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.settings import load_settings
 from shared.command_keys import write_private_key
-from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.panel import Panel
+from tests.support.world import build_world
 
 EXPECTED = {
     "X-Frame-Options": "DENY",
@@ -142,3 +143,37 @@ async def test_cors_only_for_the_allow_list(
     if allowed:
         assert preflight.status == 204
         assert "X-CSRF-Token" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+async def test_console_websocket_from_another_origin_is_refused(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Cross-site WebSocket hijacking: a page elsewhere cannot ride the owner's cookie."""
+    panel = await make_panel(
+        aiohttp_server,
+        aiohttp_client,
+        STELLAR_DATABASE_URL=database_url,
+        STELLAR_PUBLIC_URL="http://panel.example.com",
+        STELLAR_RATE_LIMITS=UNLIMITED,
+    )
+    world = await build_world(panel)
+    console = f"/api/v1/servers/{world.ids['alice_server']}/console"
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    evil = await world.alice.request(
+        "GET", console, headers={**upgrade, "Origin": "https://evil.example.net"}
+    )
+    assert evil.status == 403
+    assert "another origin" in (await evil.json())["error"]["message"]
+    # The panel's own origin passes the check and gets as far as the (unreachable) node.
+    own = await world.alice.request(
+        "GET", console, headers={**upgrade, "Origin": "http://panel.example.com"}
+    )
+    assert own.status == 503
