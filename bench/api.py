@@ -42,7 +42,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -50,10 +49,11 @@ from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.engine import make_url
 
 # Run as a script (python bench/x.py), the repository root is not on the path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.databases import create_postgres_database, drop_postgres_database
+from bench.load import Request, Run, alternate, client_session, get_request
 from bench.processes import (
     Server,
     free_port,
@@ -203,107 +203,7 @@ async def populate(settings: ControlPlaneSettings, servers: int) -> str:
     return full
 
 
-def _admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def create_postgres_database(admin_url: str) -> str:
-    import asyncpg
-
-    name = f"stellar_bench_{secrets.token_hex(6)}"
-    connection = await asyncpg.connect(_admin_dsn(admin_url))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_postgres_database(admin_url: str, url: str) -> None:
-    import asyncpg
-
-    name = make_url(url).database
-    connection = await asyncpg.connect(_admin_dsn(admin_url))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 # --------------------------------------------------------------------------- load
-
-
-@dataclass
-class Run:
-    """Per-request latencies (µs) and the wall time the requests took together."""
-
-    latencies: Sample = field(default_factory=list)
-    wall_seconds: float = 0.0
-    # Answers other than 200 (their latency is in the sample too) and the first one seen.
-    errors: int = 0
-    first_error: str = ""
-
-    def failed(self, what: str) -> None:
-        self.errors += 1
-        self.first_error = self.first_error or what
-
-    @property
-    def per_second(self) -> float:
-        return len(self.latencies) / self.wall_seconds if self.wall_seconds else 0.0
-
-
-Request = Callable[[Run], Awaitable[None]]
-
-
-def _session(concurrency: int) -> aiohttp.ClientSession:
-    # No cookie jar: every request carries exactly the credentials given to it.
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max(concurrency, 1)),
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
-
-
-def get_request(
-    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str] | None = None
-) -> Request:
-    fixed = dict(headers or {})
-
-    async def one(run: Run) -> None:
-        start = time.perf_counter_ns()
-        async with session.get(url, headers=fixed) as response:
-            body = await response.read()
-        run.latencies.append(us_since(start))
-        if response.status != 200:
-            run.failed(f"GET {url} answered {response.status}: {body[:200]!r}")
-
-    return one
-
-
-async def block(request: Request, run: Run, seconds: float, concurrency: int) -> None:
-    """``concurrency`` request loops for ``seconds``; adds their wall time to run."""
-    start = time.perf_counter()
-    deadline = start + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            await request(run)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    run.wall_seconds += time.perf_counter() - start
-
-
-async def alternate(
-    targets: Sequence[Request], seconds: float, concurrency: int, rounds: int
-) -> list[Run]:
-    """Each target gets ``seconds`` in total, in ``rounds`` blocks, the order rotating."""
-    runs = [Run() for _ in targets]
-    order = list(range(len(targets)))
-    for _ in range(rounds):
-        for index in order:
-            await block(targets[index], runs[index], seconds / rounds, concurrency)
-        order = order[1:] + order[:1]
-    return runs
 
 
 async def sign_in(session: aiohttp.ClientSession, base_url: str) -> str:
@@ -349,9 +249,9 @@ async def bench_listing(
     by_key = {"Authorization": f"Bearer {api_key}"}
     by_cookie = {"Cookie": f"{cookie_name(False)}={cookie}"}
     async with (
-        _session(args.concurrency) as key_session,
-        _session(args.concurrency) as cookie_session,
-        _session(args.concurrency) as hello_session,
+        client_session(args.concurrency) as key_session,
+        client_session(args.concurrency) as cookie_session,
+        client_session(args.concurrency) as hello_session,
     ):
         await check_listing(key_session, url, by_key, args.servers)
         await check_listing(cookie_session, url, by_cookie, args.servers)
@@ -411,7 +311,7 @@ def login_request(session: aiohttp.ClientSession, base_url: str) -> Request:
 async def bench_logins(panel: Server, cookie: str, args: argparse.Namespace) -> Probes:
     probes = Probes()
     by_cookie = {"Cookie": f"{cookie_name(False)}={cookie}"}
-    async with _session(1) as probe_session, _session(args.logins) as login_session:
+    async with client_session(1) as probe_session, client_session(args.logins) as login_session:
         health = get_request(probe_session, panel.base_url + HEALTH_PATH)
         session = get_request(probe_session, panel.base_url + SESSION_PATH, by_cookie)
         login = login_request(login_session, panel.base_url)
@@ -574,7 +474,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 
 async def _sign_in_once(panel: Server) -> str:
-    async with _session(1) as session:
+    async with client_session(1) as session:
         return await sign_in(session, panel.base_url)
 
 

@@ -49,18 +49,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.engine import make_url
 
 # Run as a script (python bench/x.py), the repository root is not on the path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.databases import create_postgres_database, drop_postgres_database
+from bench.load import Run, alternate, client_session, get_request
 from bench.processes import (
     Server,
     free_port,
@@ -183,33 +184,6 @@ async def populate(settings: ControlPlaneSettings) -> str:
     return token
 
 
-def _admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def create_postgres_database(admin_url: str) -> str:
-    import asyncpg
-
-    name = f"stellar_bench_{secrets.token_hex(6)}"
-    connection = await asyncpg.connect(_admin_dsn(admin_url))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_postgres_database(admin_url: str, url: str) -> None:
-    import asyncpg
-
-    name = make_url(url).database
-    connection = await asyncpg.connect(_admin_dsn(admin_url))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 # --------------------------------------------------------------------------- micro-benchmark
 
 
@@ -275,77 +249,6 @@ async def bench_limiter(iterations: int, redis_url: str) -> dict[str, Sample]:
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class Run:
-    """Per-request latencies (µs) and the wall time the requests took together."""
-
-    latencies: Sample = field(default_factory=list)
-    wall_seconds: float = 0.0
-    unexpected: int = 0
-    first_unexpected: str = ""
-
-    @property
-    def per_second(self) -> float:
-        return len(self.latencies) / self.wall_seconds if self.wall_seconds else 0.0
-
-
-Request = Callable[[Run], Awaitable[None]]
-
-
-def _session(concurrency: int) -> aiohttp.ClientSession:
-    # No cookie jar: every request carries exactly the credentials given to it.
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max(concurrency, 1)),
-        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
-
-
-def get_request(
-    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], expect: int
-) -> Request:
-    fixed = dict(headers)
-
-    async def one(run: Run) -> None:
-        start = time.perf_counter_ns()
-        async with session.get(url, headers=fixed) as response:
-            body = await response.read()
-        run.latencies.append(us_since(start))
-        if response.status != expect:
-            run.unexpected += 1
-            run.first_unexpected = run.first_unexpected or (
-                f"GET {url} answered {response.status}: {body[:200]!r}"
-            )
-
-    return one
-
-
-async def block(request: Request, run: Run, seconds: float, concurrency: int) -> None:
-    """``concurrency`` request loops for ``seconds``; adds their wall time to run."""
-    start = time.perf_counter()
-    deadline = start + seconds
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            await request(run)
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    run.wall_seconds += time.perf_counter() - start
-
-
-async def alternate(
-    targets: Sequence[Request], seconds: float, concurrency: int, rounds: int
-) -> list[Run]:
-    """Each target gets ``seconds`` in total, in ``rounds`` blocks, the order rotating."""
-    runs = [Run() for _ in targets]
-    order = list(range(len(targets)))
-    for _ in range(rounds):
-        for index in order:
-            await block(targets[index], runs[index], seconds / rounds, concurrency)
-        order = order[1:] + order[:1]
-    return runs
-
-
 async def check_variant(
     session: aiohttp.ClientSession, server: Server, variant: str, cookie: Mapping[str, str]
 ) -> None:
@@ -382,7 +285,7 @@ async def bench_variants(
     by_cookie = {"Cookie": f"{cookie_name(False)}={cookie}"}
     async with contextlib.AsyncExitStack() as stack:
         sessions = {
-            variant: await stack.enter_async_context(_session(args.concurrency))
+            variant: await stack.enter_async_context(client_session(args.concurrency))
             for variant in servers
         }
         for variant, server in servers.items():
@@ -448,10 +351,10 @@ def report(
             print(
                 f"  {name:<38} {len(run.latencies):>9} {run.per_second:>8.0f}"
                 f" {ms(statistics.median(run.latencies)):>8}"
-                f" {ms(percentile(run.latencies, 99)):>8} {ratio:>7.3f} {run.unexpected:>10}"
+                f" {ms(percentile(run.latencies, 99)):>8} {ratio:>7.3f} {run.errors:>10}"
             )
-            if run.first_unexpected:
-                print(f"    first unexpected answer: {run.first_unexpected}")
+            if run.first_error:
+                print(f"    first unexpected answer: {run.first_error}")
             if variant == "memory":
                 verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
                 summary.append(
