@@ -42,6 +42,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nacl.signing import VerifyKey
 
 # Run as a script (python bench/x.py), the repository root is not on the path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -261,8 +262,9 @@ def bench_verify(
         token, public, algorithms=[ALGORITHM], audience=node_audience(node_id), issuer=ISSUER
     )
     audience = node_audience(node_id)
+    sodium_key = VerifyKey(public.public_bytes_raw())
 
-    def decode() -> None:
+    def pyjwt_decode() -> None:
         jwt.decode(
             token,
             public,
@@ -284,16 +286,16 @@ def bench_verify(
         expiry = int(time.time()) + 35
         return {
             "verify + replay cache": full,
-            "  jwt.get_unverified_header": timed(
-                lambda: jwt.get_unverified_header(token), iterations
-            ),
-            "  jwt.decode (incl. verify)": timed(decode, iterations),
-            "  raw Ed25519 verify": timed(
-                lambda: public.verify(raw_signature, message), iterations
+            "  raw Ed25519 verify (libsodium)": timed(
+                lambda: sodium_key.verify(message, raw_signature), iterations
             ),
             "  claims model_validate": timed(
                 lambda: CommandClaims.model_validate(payload), iterations
             ),
+            "  for comparison: raw verify (OpenSSL)": timed(
+                lambda: public.verify(raw_signature, message), iterations
+            ),
+            "  for comparison: PyJWT decode": timed(pyjwt_decode, iterations),
             "  replay remember (write)": timed(
                 lambda: side_cache.remember(next(jtis), expiry), iterations
             ),
@@ -312,6 +314,13 @@ class Run:
     latencies: Sample = field(default_factory=list)
     mint: Sample = field(default_factory=list)
     wall_seconds: float = 0.0
+    # CPU the server's event-loop thread spent on these requests (machine noise aside, what
+    # each request costs the server).
+    server_cpu_ns: int = 0
+
+    @property
+    def server_cpu_us(self) -> float:
+        return self.server_cpu_ns / 1000 / len(self.latencies) if self.latencies else 0.0
 
     @property
     def per_second(self) -> float:
@@ -357,8 +366,9 @@ def hello_request(session: aiohttp.ClientSession, base_url: str) -> Request:
     return one
 
 
-async def block(request: Request, run: Run, count: int, concurrency: int) -> None:
+async def block(request: Request, server: Server, run: Run, count: int, concurrency: int) -> None:
     """``count`` requests, ``concurrency`` in flight at a time; adds their wall time to run."""
+    cpu = server.cpu_ns()
     start = time.perf_counter()
     if concurrency <= 1:
         for _ in range(count):
@@ -372,10 +382,14 @@ async def block(request: Request, run: Run, count: int, concurrency: int) -> Non
 
         await asyncio.gather(*(worker(share + (i < extra)) for i in range(concurrency)))
     run.wall_seconds += time.perf_counter() - start
+    run.server_cpu_ns += server.cpu_ns() - cpu
+
+
+Target = tuple[Request, Server]
 
 
 async def compare(
-    agent: Request, hello: Request, total: int, concurrency: int, block_size: int
+    agent: Target, hello: Target, total: int, concurrency: int, block_size: int
 ) -> tuple[Run, Run]:
     """Alternate blocks (agent, hello, hello, agent, ...) until each target served ``total``."""
     agent_run, hello_run = Run(), Run()
@@ -386,8 +400,8 @@ async def compare(
         order = [(agent, agent_run), (hello, hello_run)]
         if turn % 2:
             order.reverse()
-        for request, run in order:
-            await block(request, run, count, concurrency)
+        for (request, server), run in order:
+            await block(request, server, run, count, concurrency)
         done += count
         turn += 1
     return agent_run, hello_run
@@ -442,9 +456,9 @@ async def bench_round_trips(
         _session(concurrency) as hello_session,
         _session(concurrency) as stack_session,
     ):
-        to_agent = agent_request(agent_session, agent.base_url, signer, node_id)
-        to_hello = hello_request(hello_session, hello.base_url)
-        to_stack = hello_request(stack_session, stack.base_url)
+        to_agent = (agent_request(agent_session, agent.base_url, signer, node_id), agent)
+        to_hello = (hello_request(hello_session, hello.base_url), hello)
+        to_stack = (hello_request(stack_session, stack.base_url), stack)
         warm = max(100, requests // 10)
         await compare(to_agent, to_hello, warm, 1, warm)
         await compare(to_agent, to_stack, warm, 1, warm)
@@ -476,17 +490,22 @@ def micro_rows(results: dict[str, Sample]) -> None:
 def trip_rows(label: str, pair: tuple[Run, Run], baseline: str) -> float:
     agent, hello = pair
     print(f"round trip, {label}")
-    print(f"  {'':<32} {'median':>9} {'p99':>9} {'req/s':>9}")
+    print(f"  {'':<32} {'median':>9} {'p99':>9} {'req/s':>9} {'server CPU':>11}")
     for name, run in (("agent /api/v1/system (signed)", agent), (baseline, hello)):
         print(
             f"  {name:<32} {statistics.median(run.latencies):>9.1f}"
             f" {percentile(run.latencies, 99):>9.1f} {run.per_second:>9.0f}"
+            f" {run.server_cpu_us:>11.1f}"
         )
     if agent.mint:
         print(f"  {'  + minting before each (client)':<32} {statistics.median(agent.mint):>9.1f}")
     ratio = statistics.median(agent.latencies) / statistics.median(hello.latencies)
     throughput = agent.per_second / hello.per_second
-    print(f"  ratio agent/hello: median latency {ratio:.2f}, throughput {throughput:.2f}")
+    cpu = agent.server_cpu_us / hello.server_cpu_us if hello.server_cpu_us else 0.0
+    print(
+        f"  ratio agent/hello: median latency {ratio:.2f}, throughput {throughput:.2f},"
+        f" server CPU per request {cpu:.2f}"
+    )
     return ratio
 
 

@@ -548,7 +548,7 @@ async def test_missing_bearer_reason_survives_log_redaction(
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
-        ("not-a-jwt", "unreadable header"),
+        ("not-a-jwt", "malformed token"),
         ("a.b.c", "unreadable header"),
         ("eyJ" + "A" * 5000, "token too long"),
     ],

@@ -7,11 +7,15 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.protocol import (
+    ACCEPTED_HEADERS_KEPT,
     ALGORITHM,
     MAX_LEEWAY_SECONDS,
     MAX_LIFETIME_SECONDS,
+    REQUIRED_CLAIMS,
     TOKEN_TYPE,
     CommandClaims,
     CommandRejected,
@@ -317,3 +321,111 @@ def test_rejection_reason_never_contains_the_token(key: SigningKey) -> None:
             check(v, token)
         assert token not in info.value.reason
         assert token not in str(info.value)
+
+
+# --- differential: never more lenient than PyJWT ---
+
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ \n"
+
+
+def pyjwt_accepts(key: SigningKey, token: str) -> dict[str, Any] | None:
+    """The same contract checked by PyJWT's general JWS/JWT code (times left out)."""
+    try:
+        if jwt.get_unverified_header(token).get("typ") != TOKEN_TYPE:
+            return None
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            key.public_key,
+            algorithms=[ALGORITHM],
+            audience=node_audience(NODE_ID),
+            issuer=ISSUER,
+            options={"require": list(REQUIRED_CLAIMS), "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        return None
+    return payload
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(min_value=0),
+            st.sampled_from(["replace", "insert", "delete"]),
+            st.sampled_from(_TOKEN_CHARS),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_a_mangled_token_is_accepted_only_if_pyjwt_accepts_it_too(
+    key: SigningKey, edits: list[tuple[int, str, str]]
+) -> None:
+    # The verifier parses the compact JWS itself (for speed); PyJWT is the reference. Edits
+    # land anywhere: in the header, the payload, the signature or the dots between them.
+    chars = list(sign(key, claims()))
+    for position, edit, char in edits:
+        index = position % (len(chars) + 1)
+        if edit == "insert":
+            chars.insert(index, char)
+        elif chars and index < len(chars):
+            if edit == "replace":
+                chars[index] = char
+            else:
+                del chars[index]
+    token = "".join(chars)
+    try:
+        got: CommandClaims | None = check(verifier(key, FakeClock(IAT)), token)
+    except CommandRejected:
+        got = None
+    if got is not None:
+        assert pyjwt_accepts(key, token) == got.model_dump()
+
+
+# --- the verifier's memory of accepted headers ---
+
+
+def test_a_remembered_header_does_not_vouch_for_another_key(key: SigningKey) -> None:
+    # Once the genuine header was accepted, a token with that same header signed by another
+    # key, and one whose header differs by a single field, are each checked in full.
+    v = verifier(key, FakeClock(IAT))
+    check(v, sign(key, claims(jti="a" * 24)))
+    other = SigningKey.generate()
+    forged = jwt.encode(
+        claims(jti="b" * 24),
+        other.private_key,
+        algorithm=ALGORITHM,
+        headers={"kid": key.kid, "typ": TOKEN_TYPE},
+    )
+    with pytest.raises(CommandRejected, match="bad signature"):
+        check(v, forged)
+    wrong_typ = jwt.encode(
+        claims(jti="c" * 24), key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid}
+    )
+    with pytest.raises(CommandRejected, match="wrong typ"):
+        check(v, wrong_typ)
+
+
+def test_many_distinct_accepted_headers_all_still_verify(key: SigningKey) -> None:
+    v = verifier(key, FakeClock(IAT))
+    for n in range(3 * ACCEPTED_HEADERS_KEPT):
+        token = jwt.encode(
+            claims(jti=f"{n:024d}"),
+            key.private_key,
+            algorithm=ALGORITHM,
+            headers={"kid": key.kid, "typ": TOKEN_TYPE, "x-n": n},
+        )
+        assert check(v, token).jti == f"{n:024d}"
+
+
+def test_a_signature_spelled_with_spare_bits_set_is_refused(key: SigningKey) -> None:
+    # 64 signature bytes are 86 base64url characters; the last carries 4 spare bits. Setting
+    # them decodes to the same signature, so it would be a second spelling of one token.
+    token = sign(key, claims())
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    assert last & 0b1111 == 0
+    respelled = token[:-1] + alphabet[last | 0b0001]
+    with pytest.raises(CommandRejected, match="unreadable signature"):
+        check(verifier(key, FakeClock(IAT)), respelled)
+    check(verifier(key, FakeClock(IAT)), token)
