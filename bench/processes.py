@@ -98,6 +98,13 @@ class Server:
                 process.kill()
                 process.wait()
 
+    def cpu_ns(self) -> int:
+        """CPU time its main thread (the event loop) has used so far, in ns (Linux)."""
+        if self.process is None:
+            return 0
+        with open(f"/proc/{self.process.pid}/schedstat", encoding="ascii") as stat:
+            return int(stat.read().split()[0])
+
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
             return ""
