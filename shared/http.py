@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -15,6 +16,14 @@ from shared.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
+# Ids this process makes up: unique without a random draw per request (a log-correlation
+# id, not a secret).
+_ID_PREFIX = secrets.token_hex(6)
+_id_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_numbers):06x}"
 
 
 def error_response(err: ApiError) -> web.Response:
@@ -26,7 +35,7 @@ def error_response(err: ApiError) -> web.Response:
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id for every log line of this request; log one line when it ends."""
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    request_id = incoming if _REQUEST_ID.fullmatch(incoming) else new_request_id()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import structlog
 
 REDACTED = "[redacted]"
@@ -34,12 +35,23 @@ def _sensitive_key(key: str) -> bool:
     return _SENSITIVE_KEY.search(key) is not None
 
 
+def _scrub(text: str) -> str:
+    # Every match of _SENSITIVE_TEXT contains one of these, in some letter case; the cheap
+    # test spares the regex on almost every value (a log line is written per request).
+    folded = text.lower()
+    if "eyj" in folded or "bearer" in folded or "stl_" in folded:
+        return _SENSITIVE_TEXT.sub(REDACTED, text)
+    return text
+
+
 def redact(value: Any, depth: int = 0) -> Any:
     """A copy of ``value`` with sensitive keys blanked and token-shaped text scrubbed."""
     if depth > 6:
         return value
     if isinstance(value, str):
-        return _SENSITIVE_TEXT.sub(REDACTED, value)
+        return _scrub(value)
+    if isinstance(value, int | float) or value is None:
+        return value
     if isinstance(value, Mapping):
         return {
             k: REDACTED if isinstance(k, str) and _sensitive_key(k) else redact(v, depth + 1)
@@ -54,12 +66,25 @@ def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: blank sensitive keys, scrub token-shaped text from values."""
-    for key in list(event_dict):
+    for key, value in event_dict.items():
         if _sensitive_key(key):
             event_dict[key] = REDACTED
-        else:
-            event_dict[key] = redact(event_dict[key])
+        elif isinstance(value, str):
+            event_dict[key] = _scrub(value)
+        elif not isinstance(value, int | float) and value is not None:
+            event_dict[key] = redact(value)
     return event_dict
+
+
+def _unknown_to_text(value: Any) -> str:
+    return repr(value)
+
+
+def render_json(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> str:
+    """structlog renderer: one JSON line (orjson: ~10x the stdlib encoder's speed)."""
+    return orjson.dumps(
+        event_dict, default=_unknown_to_text, option=orjson.OPT_NON_STR_KEYS
+    ).decode("utf-8")
 
 
 class _StdoutHandler(logging.Handler):
@@ -86,7 +111,7 @@ def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
         redact_secrets,
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+        render_json if as_json else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[*shared, renderer],

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shared.logging import REDACTED, configure_logging
+from shared.logging import _SENSITIVE_TEXT, REDACTED, _scrub, configure_logging
 
 JWT = "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJzdGVsbGFyLWNwIn0.c2lnbmF0dXJlLWJ5dGVz"
 
@@ -76,3 +78,16 @@ def test_exception_text_is_scrubbed(json_logs: pytest.CaptureFixture[str]) -> No
     output = json_logs.readouterr().out
     assert JWT not in output
     assert "could not parse" in output
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["eyJ", "EYJ", "bearer ", "BeArEr\t", "stl_", "STL_", "x", ".", "_", "-"])
+        | st.text(alphabet="abcdefghijXYZ0123456789._-/ =+~", max_size=12),
+        max_size=12,
+    ).map("".join)
+)
+def test_quick_scrub_finds_every_token_the_full_pattern_finds(text: str) -> None:
+    # _scrub skips the regex unless a cheap substring test says a match is possible.
+    assert _scrub(text) == _SENSITIVE_TEXT.sub(REDACTED, text)
