@@ -16,10 +16,11 @@ import aiodocker
 import structlog
 from aiohttp import web
 
+from node_agent import __version__
 from node_agent.docker.seccomp import GameSeccomp
-from node_agent.keys import DOCKER, FACTS, GAME_SECCOMP, SETTINGS, STORAGE
+from node_agent.keys import DOCKER, FACTS, GAME_SECCOMP, SETTINGS, STORAGE, SYSTEM_JSON
 from node_agent.storage.backend import NodeStorage
-from shared.node_api import NodeFacts
+from shared.node_api import NodeFacts, SystemInfo
 
 log = structlog.get_logger("agent.facts")
 
@@ -62,13 +63,21 @@ async def read_facts(
     )
 
 
+def publish(app: web.Application, facts: NodeFacts) -> None:
+    """Make ``facts`` the node's, and render the system answer from them once."""
+    app[FACTS] = facts
+    app[SYSTEM_JSON] = SystemInfo(
+        node_id=app[SETTINGS].node_id, agent_version=__version__, facts=facts
+    ).model_dump_json()
+
+
 async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: measure once before serving, then again every ``facts_refresh_seconds``."""
     settings = app[SETTINGS]
     docker = app.get(DOCKER)
     storage = app.get(STORAGE)
     seccomp = app.get(GAME_SECCOMP)
-    app[FACTS] = await read_facts(settings.data_dir, docker, storage, seccomp)
+    publish(app, await read_facts(settings.data_dir, docker, storage, seccomp))
     if app[FACTS].docker_error:
         log.warning("docker unavailable", error=app[FACTS].docker_error)
 
@@ -76,7 +85,7 @@ async def facts_refresher(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(settings.facts_refresh_seconds)
             try:
-                app[FACTS] = await read_facts(settings.data_dir, docker, storage, seccomp)
+                publish(app, await read_facts(settings.data_dir, docker, storage, seccomp))
             except OSError as err:
                 log.warning("facts refresh failed", error=str(err))
 

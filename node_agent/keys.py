@@ -23,6 +23,8 @@ REPLAY_CACHE = web.AppKey("replay_cache", PersistentReplayCache)
 VERIFIER = web.AppKey("verifier", CommandVerifier)
 DOCKER = web.AppKey("docker", aiodocker.Docker)
 FACTS = web.AppKey("facts", NodeFacts)
+# GET /api/v1/system's body, rendered whenever the facts are read (not per request).
+SYSTEM_JSON = web.AppKey("system_json", str)
 SERVERS = web.AppKey("servers", ServerRegistry)
 NODE_EVENTS = web.AppKey("node_events", NodeEventBus)
 STATS = web.AppKey("stats", ServerStatsReader)

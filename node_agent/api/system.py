@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node_agent import __version__
-from node_agent.keys import FACTS, SETTINGS
+from node_agent.keys import SYSTEM_JSON
 from node_agent.security.verify import command
-from shared.node_api import Health, SystemInfo
+from shared.node_api import Health
 
 routes = web.RouteTableDef()
 
@@ -21,9 +20,5 @@ async def healthz(_request: web.Request) -> web.Response:
 @routes.get("/api/v1/system")
 @command("node.system")
 async def system(request: web.Request) -> web.Response:
-    info = SystemInfo(
-        node_id=request.app[SETTINGS].node_id,
-        agent_version=__version__,
-        facts=request.app[FACTS],
-    )
-    return web.json_response(text=info.model_dump_json())
+    """Node facts as last refreshed in the background (rendered then, not per request)."""
+    return web.json_response(text=request.app[SYSTEM_JSON])
