@@ -28,6 +28,7 @@ from node_agent.docker.hardening import (
 )
 from node_agent.docker.network import AgentNetwork
 from node_agent.events import NodeEventBus
+from node_agent.files.gate import VolumeGate
 from node_agent.server_records import RecordStore, ServerRecord
 from node_agent.volumes import ServerVolume
 from shared.errors import ApiError, Conflict, InvalidRequest
@@ -83,6 +84,8 @@ class ManagedServer:
     services: ServerServices
     state: ServerState = "offline"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # File operations vs a restore of the whole volume (node_agent/files/gate.py).
+    volume_gate: VolumeGate = field(default_factory=VolumeGate)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stop_task: asyncio.Task[None] | None = None
     # Set before the agent (or the user's stop command) ends the game: that exit is no crash.

@@ -26,7 +26,9 @@ node's limit and the volume's free space before a byte of the body is read.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -52,12 +54,28 @@ from shared.files_api import (
 from shared.ssrf import OutboundClient
 
 routes = web.RouteTableDef()
+R = TypeVar("R", bound=web.StreamResponse)
 FILES_PATH = "/api/v1/servers/{server_id}/files"
 
 
 def _files(request: web.Request) -> ServerFiles:
     server = request.app[SERVERS].get(server_id_of(request))
     return request.app[FILES].server(server.volume, server.spec.file_denylist)
+
+
+def _volume_operation(
+    handler: Callable[[web.Request], Awaitable[R]],
+) -> Callable[[web.Request], Awaitable[R]]:
+    """The whole route, streaming included, is one operation on the server's volume: none
+    runs while a backup is restored over it (409), and a restore waits for it."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> R:
+        server = request.app[SERVERS].get(server_id_of(request))
+        with server.volume_gate.operation():
+            return await handler(request)
+
+    return run
 
 
 def _query_path(request: web.Request) -> str:
@@ -77,6 +95,7 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
 
 @routes.get(FILES_PATH + "/list")
 @command("files.list", subject="server")
+@_volume_operation
 async def list_files(request: web.Request) -> web.Response:
     """A directory's entries (symlinks reported as symlinks, deny-listed ones left out)."""
     listing = await _files(request).list_directory(request.query.get("path", "/"))
@@ -85,6 +104,7 @@ async def list_files(request: web.Request) -> web.Response:
 
 @routes.get(FILES_PATH + "/contents")
 @command("files.read", subject="server")
+@_volume_operation
 async def read_file(request: web.Request) -> web.StreamResponse:
     """A regular file's bytes, streamed in chunks (memory stays flat)."""
     reader = await _files(request).open_read(_query_path(request))
@@ -102,6 +122,7 @@ async def read_file(request: web.Request) -> web.StreamResponse:
 
 @routes.put(FILES_PATH + "/contents")
 @command("files.write", subject="server")
+@_volume_operation
 async def write_file(request: web.Request) -> web.Response:
     """Replace (or create) a file with the request body, atomically."""
     body = await request.read()
@@ -128,6 +149,7 @@ def _signed_size(request: web.Request, limits: FileLimits) -> int:
 
 @routes.put(FILES_PATH + "/upload")
 @command("files.upload", subject="server", streamed_body=True)
+@_volume_operation
 async def upload_file(request: web.Request) -> web.Response:
     """Stream the body (exactly ``size`` bytes, as signed) into a file, atomically."""
     limits = request.app[FILES].limits
@@ -144,6 +166,7 @@ async def upload_file(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/directory")
 @command("files.mkdir", subject="server")
+@_volume_operation
 async def make_directory(request: web.Request) -> web.Response:
     """Create one directory."""
     order = await parse_body(request, MakeDirectory)
@@ -152,6 +175,7 @@ async def make_directory(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/rename")
 @command("files.rename", subject="server")
+@_volume_operation
 async def rename_file(request: web.Request) -> web.Response:
     """Rename or move a file or directory."""
     order = await parse_body(request, RenameFile)
@@ -160,6 +184,7 @@ async def rename_file(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/copy")
 @command("files.copy", subject="server")
+@_volume_operation
 async def copy_file(request: web.Request) -> web.Response:
     """Copy a file or directory."""
     order = await parse_body(request, CopyFile)
@@ -168,6 +193,7 @@ async def copy_file(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/delete")
 @command("files.delete", subject="server")
+@_volume_operation
 async def delete_files(request: web.Request) -> web.Response:
     """Delete files and directories (recursively; symlinks inside are unlinked)."""
     order = await parse_body(request, DeletePaths)
@@ -177,6 +203,7 @@ async def delete_files(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/chmod")
 @command("files.chmod", subject="server")
+@_volume_operation
 async def change_mode(request: web.Request) -> web.Response:
     """Set a file's or directory's permission bits."""
     order = await parse_body(request, ChangeMode)
@@ -185,6 +212,7 @@ async def change_mode(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/compress")
 @command("files.compress", subject="server")
+@_volume_operation
 async def compress_files(request: web.Request) -> web.Response:
     """Archive selected paths into a tar.gz or zip file."""
     order = await parse_body(request, CompressFiles)
@@ -194,6 +222,7 @@ async def compress_files(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/decompress")
 @command("files.decompress", subject="server")
+@_volume_operation
 async def decompress_archive(request: web.Request) -> web.Response:
     """Extract an archive (refused whole if any entry or limit is unsafe)."""
     order = await parse_body(request, DecompressArchive)
@@ -203,6 +232,7 @@ async def decompress_archive(request: web.Request) -> web.Response:
 
 @routes.post(FILES_PATH + "/pull")
 @command("files.pull", subject="server")
+@_volume_operation
 async def pull_file(request: web.Request) -> web.Response:
     """Download a public URL into the volume (at most a few at once per server)."""
     order = await parse_body(request, PullFile)

@@ -273,18 +273,24 @@ class BackupService:
         self._claim(server_id, "restore", backup_id)
         try:
             await asyncio.to_thread(check_key, path, key, backup_id)
+            # From here until the restore ends, the file routes answer 409.
+            await server.volume_gate.close("a backup is being restored", LOCK_WAIT_SECONDS)
             try:
-                await asyncio.wait_for(server.lock.acquire(), LOCK_WAIT_SECONDS)
-            except TimeoutError as err:
-                raise Conflict("a power action of this server is running") from err
-            try:
-                await self._require_stopped(server)
-                record = await self.get(server_id, backup_id)
-                outcome = RestoreOutcome(status="running", started_at=utc_now())
-                record = record.model_copy(update={"restore": outcome})
-                await asyncio.to_thread(self.store.save, record)
+                try:
+                    await asyncio.wait_for(server.lock.acquire(), LOCK_WAIT_SECONDS)
+                except TimeoutError as err:
+                    raise Conflict("a power action of this server is running") from err
+                try:
+                    await self._require_stopped(server)
+                    record = await self.get(server_id, backup_id)
+                    outcome = RestoreOutcome(status="running", started_at=utc_now())
+                    record = record.model_copy(update={"restore": outcome})
+                    await asyncio.to_thread(self.store.save, record)
+                except BaseException:
+                    server.lock.release()
+                    raise
             except BaseException:
-                server.lock.release()
+                server.volume_gate.reopen()
                 raise
         except BaseException:
             self._busy.pop(server_id, None)
@@ -334,6 +340,7 @@ class BackupService:
             await asyncio.to_thread(self.store.save, record)
             await asyncio.to_thread(self.store.clear_journal, server_id)
             server.lock.release()
+            server.volume_gate.reopen()
             self._busy.pop(server_id, None)
             self._publish(record, "restore")
         log.info(

@@ -7,11 +7,13 @@ files exactly as they were; a symlink to a host file is stored as a link, never 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -262,3 +264,51 @@ async def test_ignore_patterns_leave_paths_out_and_operations_conflict(
     assert set(members(plaintext(blob, key, backup_id))) == {"keep.txt"}
     assert (await backups.delete(server_id, backup_id)).status == 204
     assert (await backups.read(server_id, backup_id)).status == 404
+
+
+async def test_file_operations_and_a_restore_never_overlap(
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, files_agent: FilesAgent
+) -> None:
+    server_id = await servers.create()
+    volume = files_agent.volume(server_id)
+    (volume / "world.dat").write_bytes(b"saved\n")
+    key = new_key()
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"
+    (volume / "world.dat").write_bytes(b"changed since\n")
+
+    # An upload that has sent half its bytes and stalls: a file operation in flight.
+    release = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b"a" * 1024
+        await release.wait()
+        yield b"b" * 1024
+
+    upload = asyncio.create_task(api.upload(server_id, "late.txt", 2048, stalling()))
+
+    async def upload_streaming() -> bool:
+        return any(p.name.startswith(".stellar-write-") for p in volume.iterdir())
+
+    await eventually(upload_streaming, 10)
+    restore = asyncio.create_task(backups.restore(server_id, backup_id, key))
+
+    # The restore waits for the upload; every new file operation is refused meanwhile.
+    async def refused() -> Any:
+        answer = await api.write_file(server_id, "new.txt", b"x")
+        return answer if answer.status == 409 else None
+
+    conflict = await eventually(refused, 10)
+    assert "restored" in conflict.body["error"]["message"]
+    assert (await api.read_file(server_id, "world.dat")).status == 409
+    assert not restore.done()
+
+    release.set()
+    assert (await upload).status == 200
+    started = await restore
+    assert started.status == 202, started
+    assert (await backups.restored(server_id, backup_id))["status"] == "completed"
+    assert (volume / "world.dat").read_bytes() == b"saved\n"
+    assert not (volume / "late.txt").exists()  # written before the restore began: replaced
+    assert (await api.write_file(server_id, "after.txt", b"ok")).status == 200
