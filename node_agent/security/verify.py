@@ -71,7 +71,7 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
     )
     # A streamed route's body is not read here (nor hashed): its token signs the empty body.
     streamed = route_spec is not None and route_spec.streamed_body
-    body = b"" if streamed else await request.read()
+    body = b"" if streamed or not request.body_exists else await request.read()
     try:
         claims = request.app[VERIFIER].verify(
             token.strip(), method=request.method, path=request.raw_path, body=body
