@@ -151,6 +151,26 @@ class ManagedServer:
                 "game container not rebuilt now", server=str(self.spec.uuid), error=err.message
             )
 
+    async def _ensure_current_container(self) -> None:
+        """Before a start: the game container exists and is exactly what this agent would
+        create now. One removed behind the agent's back is built again; one made from another
+        create body (an older agent's weaker hardening, a container put there by hand) is
+        rebuilt, unless it is running."""
+        runtime = self.services.runtime
+        existing = await runtime.find(self.container)
+        network = await self.services.network()
+        placement = ContainerPlacement(network.name, self.volume.path)
+        if existing is None:
+            await runtime.create_game_container(self.spec, placement)
+        elif not existing.running and existing.config_fingerprint != runtime.game_fingerprint(
+            self.spec, placement
+        ):
+            log.warning(
+                "game container differs from what this agent creates: rebuilding it",
+                server=str(self.spec.uuid),
+            )
+            await self._recreate_container()
+
     async def _recreate_container(self) -> None:
         """Remove the game container and build it again from the record's spec (under the
         lock, with the game not running); the volume keeps everything."""
@@ -260,11 +280,8 @@ class ManagedServer:
             if self.record.spec_pending:
                 # The spec changed while the game ran: this start is where it takes effect.
                 await self._recreate_container()
-            elif await runtime.find(self.container) is None:
-                # Removed behind the agent's back: build it again from the spec.
-                network = await self.services.network()
-                placement = ContainerPlacement(network.name, self.volume.path)
-                await runtime.create_game_container(self.spec, placement)
+            else:
+                await self._ensure_current_container()
             state = await runtime.start(self.container)
         except ApiError:
             self.set_state("offline")

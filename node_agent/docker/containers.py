@@ -27,6 +27,7 @@ from node_agent.docker.errors import (
 )
 from node_agent.docker.events import ContainerEvent, container_events
 from node_agent.docker.hardening import (
+    CONFIG_LABEL,
     MANAGED_LABEL,
     SERVER_LABEL,
     ContainerPlacement,
@@ -104,6 +105,8 @@ class ContainerState:
     started_at: str | None
     finished_at: str | None
     server_id: uuid.UUID | None
+    # CONFIG_LABEL: what the container was created from (None: not by this agent's code).
+    config_fingerprint: str | None = None
 
     @classmethod
     def from_inspect(cls, info: dict[str, Any]) -> ContainerState:
@@ -126,6 +129,7 @@ class ContainerState:
             started_at=None if not started or started.startswith("0001-") else str(started),
             finished_at=None if not finished or finished.startswith("0001-") else str(finished),
             server_id=uuid.UUID(server) if server else None,
+            config_fingerprint=labels.get(CONFIG_LABEL),
         )
 
 
@@ -193,6 +197,13 @@ class ContainerRuntime:
         await self.ensure_image(spec.image)
         name = game_container_name(spec.uuid)
         return await self._create(name, game_container_config(spec, placement, self._seccomp))
+
+    def game_fingerprint(self, spec: ServerSpec, placement: ContainerPlacement) -> str:
+        """What a game container created now for ``spec`` would carry in CONFIG_LABEL."""
+        fingerprint: str = game_container_config(spec, placement, self._seccomp)["Labels"][
+            CONFIG_LABEL
+        ]
+        return fingerprint
 
     async def create_install_container(
         self, spec: ServerSpec, install: InstallSpec, placement: ContainerPlacement

@@ -11,6 +11,8 @@ ports published only on the server's allocations.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,9 @@ from shared.server_spec import InstallSpec, ServerSpec, StopSignal
 MANAGED_LABEL: Final = "io.stellarstack.managed"
 SERVER_LABEL: Final = "io.stellarstack.server"
 ROLE_LABEL: Final = "io.stellarstack.role"
+# SHA-256 of the rest of the create body: a container made from any other body (an older
+# agent's weaker hardening, a changed spec, one made by hand) is rebuilt before it starts.
+CONFIG_LABEL: Final = "io.stellarstack.config"
 GAME_USER: Final = "1000:1000"
 ROOT_USER: Final = "0:0"
 # What a root installer may still do: own and move files it creates, drop to another user.
@@ -170,7 +175,15 @@ def game_container_config(
     config["HostConfig"] = _host_config(
         spec, placement, capabilities=(), port_bindings=bindings, seccomp=seccomp
     )
+    config["Labels"][CONFIG_LABEL] = config_fingerprint(config)
     return config
+
+
+def config_fingerprint(config: dict[str, Any]) -> str:
+    """The SHA-256 of a create body, leaving out the label that carries it."""
+    labels = {k: v for k, v in config.get("Labels", {}).items() if k != CONFIG_LABEL}
+    canonical = json.dumps({**config, "Labels": labels}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def install_container_config(

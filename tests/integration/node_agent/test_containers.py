@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from node_agent.docker.hardening import (
+    CONFIG_LABEL,
     INSTALL_ROOT_CAPABILITIES,
     MANAGED_LABEL,
     SERVER_LABEL,
@@ -570,3 +571,47 @@ async def test_agent_killed_and_started_again_still_knows_its_servers(
                 all=True, filters={"label": [f"{SERVER_LABEL}={handed_out.created[0]}"]}
             ):
                 await remove_container(leftover)
+
+
+async def test_a_weaker_container_under_the_servers_name_is_rebuilt_before_it_starts(
+    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+) -> None:
+    # What an older agent with weaker hardening (or someone with access to dockerd) might
+    # have left: the server's container, its labels, but capabilities, no limits, no seccomp.
+    server_id, spec = await servers.create()
+    name = game_container_name(server_id)
+    built = await docker.containers.container(name).show()
+    await docker.containers.container(name).delete(force=True)
+    weaker = await docker.containers.create(
+        {
+            "Image": FAKE_GAME_IMAGE,
+            "User": "0:0",
+            "Labels": {k: v for k, v in built["Config"]["Labels"].items() if k != CONFIG_LABEL},
+            "HostConfig": {
+                "CapAdd": ["NET_ADMIN", "SYS_PTRACE"],
+                "SecurityOpt": ["seccomp=unconfined"],
+                "Binds": [f"{servers.volume(server_id)}:/home/container"],
+            },
+        },
+        name=name,
+    )
+    planted = (await weaker.show())["Id"]
+
+    await start(agent_api, server_id)
+
+    info = await docker.containers.container(name).show()
+    assert info["Id"] != planted
+    assert_common_hardening(info, servers.volume(server_id), spec)
+    assert info["Config"]["User"] == "1000:1000"
+    assert not info["HostConfig"]["CapAdd"]
+    assert info["Config"]["Labels"][CONFIG_LABEL] == built["Config"]["Labels"][CONFIG_LABEL]
+
+
+async def test_the_agents_own_container_is_started_as_it_is(
+    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+) -> None:
+    server_id, _spec = await servers.create()
+    name = game_container_name(server_id)
+    created = (await docker.containers.container(name).show())["Id"]
+    await start(agent_api, server_id)
+    assert (await docker.containers.container(name).show())["Id"] == created
