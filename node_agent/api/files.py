@@ -51,7 +51,7 @@ from shared.files_api import (
     PullFile,
     RenameFile,
 )
-from shared.ssrf import OutboundClient
+from shared.outbound import OutboundClient
 
 routes = web.RouteTableDef()
 R = TypeVar("R", bound=web.StreamResponse)

@@ -9,7 +9,7 @@ entries.py    listing and stat answers (symlinks reported, never followed)
 writes.py     atomic writes (temp file in the same directory, then rename)
 tree.py       mkdir, rename, copy, delete, chmod
 archives.py   compress (tar.gz, zip);  extract.py  decompress with limits
-pull.py       fetch a URL into a directory through shared.ssrf
+pull.py       fetch a URL into a directory through shared.outbound
 service.py    :class:`ServerFiles`, what the routes call (blocking work in threads)
 errors.py     the exception tree;  limits.py  the ``[files]`` settings table
 """

@@ -1,6 +1,6 @@
 """Pull a file from a user-given URL into a server's volume, through the SSRF guard.
 
-The fetch is :meth:`shared.ssrf.OutboundClient.fetch` (public addresses only, every redirect
+The fetch is :meth:`shared.outbound.OutboundClient.fetch` (public addresses only, every redirect
 re-checked, body capped); the body is streamed into an atomic write like an upload. The file
 name is the request's, else the response's Content-Disposition filename, else the URL's last
 path segment, each reduced to one safe component; :class:`PullSlots` lets each server run only

@@ -33,7 +33,8 @@ from shared.files_api import (
     FileListing,
     PullFile,
 )
-from shared.ssrf import OutboundClient, OutboundFetchFailed
+from shared.outbound import OutboundClient
+from shared.ssrf import OutboundFetchFailed
 
 CHUNK: Final = 1024 * 1024
 P = ParamSpec("P")

@@ -24,13 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.ssrf import (
-    OutboundBodyTooLarge,
-    OutboundClient,
-    OutboundFetchFailed,
-    OutboundResponse,
-    UnsafeURL,
-)
+from shared.outbound import OutboundClient, OutboundResponse
+from shared.ssrf import OutboundBodyTooLarge, OutboundFetchFailed, UnsafeURL
 
 ServerFactory = Callable[..., Any]
 LOCAL_ONLY = frozenset({ip_network("127.0.0.1/32")})

@@ -21,7 +21,8 @@ from node_agent.files.pull import PullSlots, sanitise_name
 from node_agent.files.service import FileService, ServerFiles
 from node_agent.storage.volume import DiskUsage
 from shared.files_api import PullFile
-from shared.ssrf import OutboundBodyTooLarge, OutboundClient, UnsafeURL
+from shared.outbound import OutboundClient
+from shared.ssrf import OutboundBodyTooLarge, UnsafeURL
 
 OWNER = (os.getuid(), os.getgid())
 SERVER = uuid.uuid4()

@@ -23,13 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from shared.outbound import CheckedAddressResolver, _checked_target_for_request
 from shared.ssrf import (
-    CheckedAddressResolver,
     CheckedTarget,
     HostResolver,
     OutboundFetchFailed,
     UnsafeURL,
-    _checked_target_for_request,
     check_url,
 )
 
