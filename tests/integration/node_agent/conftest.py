@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiodocker
 import aiohttp
 import pytest
 
+from tests.integration.node_agent.live_agent import (
+    LiveAgent,
+    LiveClient,
+    LiveServers,
+    start_live_agent,
+)
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 
 
@@ -72,3 +79,35 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         connector=connector, timeout=aiohttp.ClientTimeout(total=10)
     ) as session:
         yield session
+
+
+# A live agent (games in real containers) for a module; modules with other needs (another
+# agent per test, the files agent) define their own ``live_agent``, ``api`` or ``servers``.
+
+
+@pytest.fixture(scope="module")
+def live_agent(
+    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
+) -> Iterator[LiveAgent]:
+    """One agent with the live tests' console limits, shared by the tests of a module."""
+    agent = start_live_agent(tmp_path_factory.mktemp("live-agent"), signing_key)
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.fixture
+def api(live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession) -> LiveClient:
+    return LiveClient(live_agent, signing_key, http)
+
+
+@pytest.fixture
+async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
+    """Hands out servers on ``live_agent``; every one is deleted at teardown."""
+    async with aiodocker.Docker() as docker:
+        handed_out = LiveServers(live_agent, api, docker)
+        try:
+            yield handed_out
+        finally:
+            await handed_out.cleanup()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import aiodocker
 import aiohttp
 import pytest
 
@@ -22,10 +21,8 @@ from tests.integration.node_agent.live_agent import (
     output_line,
     read_body,
     require_docker_and_images,
-    start_live_agent,
     status,
 )
-from tests.support.agent_process import SigningKey
 from tests.support.containers import BUSYBOX_IMAGE, FAKE_GAME_IMAGE
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
@@ -35,34 +32,6 @@ THROTTLE_NOTICE = re.compile(r"^\[stellar\] output throttled: (\d+) lines droppe
 @pytest.fixture(scope="module", autouse=True)
 def test_images() -> Iterator[None]:
     yield from require_docker_and_images()
-
-
-@pytest.fixture(scope="module")
-def live_agent(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[LiveAgent]:
-    agent = start_live_agent(tmp_path_factory.mktemp("console-agent"), signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def api(
-    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> LiveClient:
-    return LiveClient(live_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(live_agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
 
 
 async def first_line_logged(api: LiveClient, server_id: uuid.UUID) -> list[str]:

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import aiodocker
-import aiohttp
 import pytest
 
 from tests.integration.node_agent.live_agent import (
-    LiveAgent,
     LiveClient,
     LiveServers,
     eventually,
     node_state,
     read_body,
     require_docker_and_images,
-    start_live_agent,
 )
-from tests.support.agent_process import SigningKey
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
@@ -33,34 +28,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 @pytest.fixture(scope="module", autouse=True)
 def test_images() -> Iterator[None]:
     yield from require_docker_and_images()
-
-
-@pytest.fixture(scope="module")
-def live_agent(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[LiveAgent]:
-    agent = start_live_agent(tmp_path_factory.mktemp("crash-agent"), signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def api(
-    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> LiveClient:
-    return LiveClient(live_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(live_agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
 
 
 async def test_game_above_its_memory_limit_crashes_and_is_restarted_once(

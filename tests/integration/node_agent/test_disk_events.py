@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-import aiodocker
-import aiohttp
 import pytest
 
 from tests.integration.node_agent.live_agent import (
@@ -54,26 +52,12 @@ def polled_agent(root: Path, key: SigningKey) -> LiveAgent:
 
 @pytest.fixture
 def live_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[LiveAgent]:
+    """Its own agent per test (polled disk limits), instead of the module's."""
     agent = polled_agent(tmp_path / "agent", signing_key)
     try:
         yield agent
     finally:
         agent.stop()
-
-
-@pytest.fixture
-def api(live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession) -> LiveClient:
-    return LiveClient(live_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(live_agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
 
 
 def disk_full(server_id: uuid.UUID) -> Any:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import aiodocker
-import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name
 from tests.integration.node_agent.live_agent import (
-    LiveAgent,
     LiveClient,
     LiveServers,
     docker_cli,
@@ -26,9 +23,7 @@ from tests.integration.node_agent.live_agent import (
     node_state,
     read_body,
     require_docker_and_images,
-    start_live_agent,
 )
-from tests.support.agent_process import SigningKey
 from tests.support.containers import FAKE_GAME_IMAGE, Answer
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
@@ -42,34 +37,6 @@ APPENDING_INSTALL = {
 @pytest.fixture(scope="module", autouse=True)
 def test_images() -> Iterator[None]:
     yield from require_docker_and_images()
-
-
-@pytest.fixture(scope="module")
-def live_agent(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[LiveAgent]:
-    agent = start_live_agent(tmp_path_factory.mktemp("spec-agent"), signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def api(
-    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> LiveClient:
-    return LiveClient(live_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(live_agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
 
 
 async def put_spec(api: LiveClient, spec: dict[str, Any]) -> Answer:
