@@ -12,6 +12,7 @@ from aiohttp import web
 from control_plane.api import health, openapi
 from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, read_session_factory, session_factory
+from control_plane.db.reader import StatementReader
 from control_plane.keys import (
     CONSOLES,
     ENGINE,
@@ -22,6 +23,7 @@ from control_plane.keys import (
     SECRET_BOX,
     SESSIONS,
     SETTINGS,
+    STATEMENT_READER,
     WALL_CLOCK,
 )
 from control_plane.middlewares import cors, install_security_headers
@@ -48,7 +50,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
     app[READ_SESSIONS] = read_session_factory(engine)
+    app[STATEMENT_READER] = reader = StatementReader(engine)
     yield
+    reader.close()
     await engine.dispose()
 
 

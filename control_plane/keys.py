@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from control_plane.db.reader import StatementReader
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.security.caller import Caller
@@ -19,6 +20,8 @@ SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
+# Reads that are one statement each (authentication, lists): no transaction round trips.
+STATEMENT_READER = web.AppKey("statement_reader", StatementReader)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 NODES = web.AppKey("nodes", NodeClient)
 

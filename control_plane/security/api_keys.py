@@ -13,12 +13,16 @@ import ipaddress
 import re
 import secrets
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, User
+from control_plane.db.reader import StatementReader
+from control_plane.services.mfa import second_factor_enrolled
 
 KEY_PATTERN = re.compile(r"^stl_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 LAST_USED_INTERVAL = dt.timedelta(seconds=60)
@@ -30,6 +34,9 @@ class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+
+
+_SCOPE_VALUES: Final = frozenset(scope.value for scope in Scope)
 
 
 def _hash(secret: str) -> str:
@@ -53,32 +60,70 @@ def ip_allowed(allowed: list[str], ip: str) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-async def resolve_api_key(
-    db: AsyncSession, presented: str, *, ip: str
-) -> tuple[ApiKey, User, bool] | None:
-    """The key, its enabled user and whether to record its use; reads only."""
+# Built once: the key, its user and the user's second factors in one statement.
+_KEY_LOOKUP: Final = (
+    select(
+        ApiKey.id,
+        ApiKey.secret_hash,
+        ApiKey.scopes,
+        ApiKey.allowed_ips,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+        User.id.label("user_id"),
+        User.email,
+        User.is_admin,
+        User.disabled,
+        second_factor_enrolled(User.id).label("second_factor"),
+    )
+    .join(User, User.id == ApiKey.user_id)
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """A valid API key and its enabled user, as one lookup read them."""
+
+    key_id: uuid.UUID
+    # The key's known scopes; ``admin`` only while the user is an administrator.
+    scopes: frozenset[Scope]
+    user_id: uuid.UUID
+    email: str
+    is_admin: bool
+    # Whether the user has enrolled a second factor (for STELLAR_REQUIRE_2FA).
+    second_factor: bool
+    # Whether ``last_used_at`` is old enough to record this use.
+    record_use: bool
+
+
+async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -> KeyHolder | None:
+    """The key and its enabled user, or None; reads only (one statement, every request)."""
     match = KEY_PATTERN.fullmatch(presented)
     if match is None:
         return None
-    row = (
-        await db.execute(
-            select(ApiKey, User)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.prefix == match[1])
-        )
-    ).first()
-    if row is None:
+    rows = await reader.rows(_KEY_LOOKUP, {"prefix": match[1]})
+    if not rows:
         return None
-    key, user = row[0], row[1]
+    key = rows[0]
     now = dt.datetime.now(dt.UTC)
     if not hmac.compare_digest(key.secret_hash, _hash(match[2])):
         return None
-    if user.disabled or (key.expires_at is not None and key.expires_at <= now):
+    if key.disabled or (key.expires_at is not None and key.expires_at <= now):
         return None
     if not ip_allowed(key.allowed_ips, ip):
         return None
-    record_use = key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL
-    return key, user, record_use
+    scopes = frozenset(Scope(s) for s in key.scopes if s in _SCOPE_VALUES)
+    if not key.is_admin:
+        scopes -= {Scope.ADMIN}
+    return KeyHolder(
+        key_id=key.id,
+        scopes=scopes,
+        user_id=key.user_id,
+        email=key.email,
+        is_admin=key.is_admin,
+        second_factor=key.second_factor,
+        record_use=key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL,
+    )
 
 
 async def record_use(db: AsyncSession, key_id: uuid.UUID) -> None:

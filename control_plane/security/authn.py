@@ -13,7 +13,7 @@ from aiohttp import web
 
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Forbidden, Unauthenticated
-from control_plane.keys import CALLER, CLIENT_IP, READ_SESSIONS, SESSIONS, SETTINGS
+from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS, STATEMENT_READER
 from control_plane.security import api_keys
 from control_plane.security.api_keys import Scope, resolve_api_key
 from control_plane.security.caller import Caller, anonymous_actor
@@ -41,33 +41,27 @@ async def _audit(request: web.Request, actor: Actor, event: audit.AuditEvent) ->
 async def _api_key_caller(
     request: web.Request, credential: str, ip: str, user_agent: str
 ) -> Caller | ApiError:
-    async with transaction(request.app[READ_SESSIONS]) as db:
-        found = await resolve_api_key(db, credential, ip=ip)
-        must_enrol = found is not None and await mfa.enrolment_required(
-            db, found[1], request.app[SETTINGS].require_2fa
-        )
-    if found is None:
+    holder = await resolve_api_key(request.app[STATEMENT_READER], credential, ip=ip)
+    if holder is None:
         await _audit(
             request, anonymous_actor(ip, user_agent), audit.AuditEvent("auth.api_key.rejected")
         )
         return Unauthenticated("invalid, expired or revoked API key")
-    key, user, record_use = found
-    if record_use:
+    if holder.record_use:
         async with transaction(request.app[SESSIONS]) as db:
-            await api_keys.record_use(db, key.id)
-    scopes = frozenset(Scope(s) for s in key.scopes if s in {m.value for m in Scope})
-    if not user.is_admin:
-        scopes -= {Scope.ADMIN}
+            await api_keys.record_use(db, holder.key_id)
     return Caller(
-        user.id,
-        user.email,
-        user.is_admin,
+        holder.user_id,
+        holder.email,
+        holder.is_admin,
         "api_key",
-        scopes,
+        holder.scopes,
         ip,
         user_agent,
-        api_key_id=key.id,
-        must_enrol=must_enrol,
+        api_key_id=holder.key_id,
+        must_enrol=mfa.enrolment_owed(
+            holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
+        ),
     )
 
 
@@ -77,37 +71,34 @@ async def _session_caller(
     settings = request.app[SETTINGS]
     secret = settings.auth_secret or ""
     idle = dt.timedelta(minutes=settings.session_idle_minutes)
-    async with transaction(request.app[READ_SESSIONS]) as db:
-        found = await lookup_session(db, secret=secret, token=token, idle=idle)
-        must_enrol = found is not None and await mfa.enrolment_required(
-            db, found.user, settings.require_2fa
-        )
+    found = await lookup_session(
+        request.app[STATEMENT_READER], secret=secret, token=token, idle=idle
+    )
     if found is None:
         return None
     if not found.live or found.touch:
         async with transaction(request.app[SESSIONS]) as db:
             if found.live:
-                await touch_session(db, found.session.id)
+                await touch_session(db, found.session_id)
             else:
-                await end_session(db, found.session.id)
+                await end_session(db, found.session_id)
     if not found.live:
         return None
-    session, user = found.session, found.user
-    scopes = frozenset({Scope.READ, Scope.WRITE} | ({Scope.ADMIN} if user.is_admin else set()))
+    scopes = frozenset({Scope.READ, Scope.WRITE} | ({Scope.ADMIN} if found.is_admin else set()))
     caller = Caller(
-        user.id,
-        user.email,
-        user.is_admin,
+        found.user_id,
+        found.email,
+        found.is_admin,
         "session",
         scopes,
         ip,
         user_agent,
-        session_id=session.id,
-        mfa_pending=session.mfa_pending,
-        must_enrol=must_enrol,
+        session_id=found.session_id,
+        mfa_pending=found.mfa_pending,
+        must_enrol=mfa.enrolment_owed(found.is_admin, found.second_factor, settings.require_2fa),
     )
     if request.method not in SAFE_METHODS and not csrf_matches(
-        secret, session.id, request.headers.get(CSRF_HEADER)
+        secret, found.session_id, request.headers.get(CSRF_HEADER)
     ):
         await _audit(
             request,
@@ -121,8 +112,9 @@ async def _session_caller(
 async def _caller(request: web.Request, ip: str) -> Caller | ApiError | None:
     """The caller, None for an anonymous request, or the error to answer with.
 
-    Reads happen in a read-only transaction; the few writes (last use, an expired session,
-    an audit row) each in a short one of their own, only when needed.
+    The read is one statement outside any transaction (``StatementReader``); the few writes
+    (last use, an expired session, an audit row) each in a short transaction of their own,
+    only when needed.
     """
     user_agent = request.headers.get("User-Agent", "")[:255]
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")

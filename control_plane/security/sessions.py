@@ -14,11 +14,14 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Session, User
+from control_plane.db.reader import StatementReader
+from control_plane.services.mfa import second_factor_enrolled
 
 COOKIE = "stellar_session"
 SECURE_COOKIE = "__Host-stellar_session"
@@ -70,36 +73,63 @@ async def open_session(
     return session, token
 
 
+# Built once: the session, its user and the user's second factors in one statement.
+_SESSION_LOOKUP: Final = (
+    select(
+        Session.id,
+        Session.last_seen_at,
+        Session.expires_at,
+        Session.mfa_pending,
+        User.id.label("user_id"),
+        User.email,
+        User.is_admin,
+        User.disabled,
+        second_factor_enrolled(User.id).label("second_factor"),
+    )
+    .join(User, User.id == Session.user_id)
+    .where(Session.token_hash == bindparam("token_hash"))
+)
+
+
 @dataclass(frozen=True)
 class SessionLookup:
     """A cookie's session as read (nothing written): live, or to be ended."""
 
-    session: Session
-    user: User
+    session_id: uuid.UUID
+    # A password was right but a second factor is still owed.
+    mfa_pending: bool
+    user_id: uuid.UUID
+    email: str
+    is_admin: bool
+    # Whether the user has enrolled a second factor (for STELLAR_REQUIRE_2FA).
+    second_factor: bool
     live: bool
     # A live session whose last_seen_at is old enough to record this request.
     touch: bool
 
 
 async def lookup_session(
-    db: AsyncSession, *, secret: str, token: str, idle: dt.timedelta
+    reader: StatementReader, *, secret: str, token: str, idle: dt.timedelta
 ) -> SessionLookup | None:
-    """Read the session for a cookie token; the caller writes what the lookup says."""
+    """Read the session for a cookie token (one statement); the caller writes what it says."""
     if not 20 <= len(token) <= 128:
         return None
-    row = (
-        await db.execute(
-            select(Session, User)
-            .join(User, User.id == Session.user_id)
-            .where(Session.token_hash == token_hash(secret, token))
-        )
-    ).first()
-    if row is None:
+    rows = await reader.rows(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
+    if not rows:
         return None
-    session, user = row[0], row[1]
+    row = rows[0]
     now = dt.datetime.now(dt.UTC)
-    live = not (user.disabled or session.expires_at <= now or session.last_seen_at + idle <= now)
-    return SessionLookup(session, user, live, live and now - session.last_seen_at >= TOUCH_INTERVAL)
+    live = not (row.disabled or row.expires_at <= now or row.last_seen_at + idle <= now)
+    return SessionLookup(
+        session_id=row.id,
+        mfa_pending=row.mfa_pending,
+        user_id=row.user_id,
+        email=row.email,
+        is_admin=row.is_admin,
+        second_factor=row.second_factor,
+        live=live,
+        touch=live and now - row.last_seen_at >= TOUCH_INTERVAL,
+    )
 
 
 async def touch_session(db: AsyncSession, session_id: uuid.UUID) -> None:

@@ -11,9 +11,10 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, Uuid, delete, exists, func, literal, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from control_plane.db.models import PasskeyCredential, RecoveryCode, TotpCredential, User
 from control_plane.errors import Conflict
@@ -38,22 +39,35 @@ async def second_factor_methods(db: AsyncSession, user_id: uuid.UUID) -> list[st
     return ["totp", "recovery"] if await active_credential(db, user_id) else []
 
 
-def policy_applies(user: User, policy: Policy) -> bool:
-    """Whether STELLAR_REQUIRE_2FA asks this user for a second factor."""
-    return policy == "everyone" or (policy == "admins" and user.is_admin)
+def policy_applies(is_admin: bool, policy: Policy) -> bool:
+    """Whether STELLAR_REQUIRE_2FA asks this user (an administrator or not) for a second factor."""
+    return policy == "everyone" or (policy == "admins" and is_admin)
+
+
+def second_factor_enrolled(
+    user_id: ColumnElement[uuid.UUID] | QueryableAttribute[uuid.UUID],
+) -> ColumnElement[bool]:
+    """SQL: whether the user has an enabled authenticator or a passkey.
+
+    A user-verified passkey is a multi-factor credential of its own.
+    """
+    authenticator = exists().where(
+        TotpCredential.user_id == user_id, TotpCredential.enabled_at.is_not(None)
+    )
+    return or_(authenticator, exists().where(PasskeyCredential.user_id == user_id))
+
+
+def enrolment_owed(is_admin: bool, enrolled: bool, policy: Policy) -> bool:
+    """Whether the policy demands a second factor that the user has not enrolled yet."""
+    return policy_applies(is_admin, policy) and not enrolled
 
 
 async def enrolment_required(db: AsyncSession, user: User, policy: Policy) -> bool:
     """Whether the policy demands a second factor this user has not enrolled yet."""
-    if not policy_applies(user, policy):
+    if not policy_applies(user.is_admin, policy):
         return False
-    if await active_credential(db, user.id) is not None:
-        return False
-    # A user-verified passkey is a multi-factor credential of its own.
-    passkey = await db.scalar(
-        select(PasskeyCredential.id).where(PasskeyCredential.user_id == user.id).limit(1)
-    )
-    return passkey is None
+    enrolled = await db.scalar(select(second_factor_enrolled(literal(user.id, Uuid()))))
+    return not enrolled
 
 
 async def remaining_recovery_codes(db: AsyncSession, user_id: uuid.UUID) -> int:
