@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Server
+from control_plane.db.reader import StatementReader
 from control_plane.db.session import transaction
 from control_plane.errors import (
     ApiError,
@@ -40,6 +42,7 @@ from control_plane.keys import (
     READ_SESSIONS,
     SESSIONS,
     SETTINGS,
+    STATEMENT_READER,
 )
 from control_plane.security.api_keys import Scope
 from control_plane.security.caller import Caller, anonymous_actor
@@ -115,6 +118,11 @@ class ApiRequest(Generic[B, Q]):
                 self._db = None
 
     @property
+    def reader(self) -> StatementReader:
+        """Reads of one statement each, outside any transaction (``transactional=False``)."""
+        return self.http.app[STATEMENT_READER]
+
+    @property
     def settings(self) -> ControlPlaneSettings:
         return self.http.app[SETTINGS]
 
@@ -176,7 +184,9 @@ class ApiRequest(Generic[B, Q]):
         self.cookies.append((name, None, options))
 
 
-Result = BaseModel | web.StreamResponse | None
+# A dict is the endpoint's response model as plain data, for hot routes that skip building
+# models (its shape is the model's: tests compare the two); it is serialised by orjson.
+Result = BaseModel | dict[str, Any] | web.StreamResponse | None
 Handler = Callable[[ApiRequest[Any, Any]], Awaitable[Result]]
 
 
@@ -249,11 +259,25 @@ def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> N
     api.body = _parse(endpoint.body, data, "request body")
 
 
+def _uuid_subclass(value: object) -> str:
+    # orjson writes uuid.UUID itself, not subclasses such as asyncpg's.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> web.StreamResponse:
     if isinstance(result, web.StreamResponse):
         return result
     if result is None:
         response = web.Response(status=204 if endpoint.status == 200 else endpoint.status)
+    elif isinstance(result, dict):
+        response = web.Response(
+            body=orjson.dumps(result, default=_uuid_subclass, option=orjson.OPT_UTC_Z),
+            status=endpoint.status,
+            content_type="application/json",
+            charset="utf-8",
+        )
     else:
         response = web.json_response(
             text=result.model_dump_json(by_alias=True), status=endpoint.status

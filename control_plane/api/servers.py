@@ -6,7 +6,6 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
@@ -15,12 +14,10 @@ from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
 from control_plane.keys import NODES, SESSIONS
 from control_plane.nodes.events import STATES
-from control_plane.schemas.common import Page, PageMeta, PageQuery
+from control_plane.schemas.common import Page, PageQuery
 from control_plane.schemas.servers import (
     CommandIn,
-    LimitsOut,
     PowerIn,
-    ServerAllocationOut,
     ServerCreate,
     ServerOut,
     ServerRename,
@@ -42,20 +39,51 @@ async def server_out(db: AsyncSession, server: Server, access: ServerAccess) -> 
 
 
 def describe(server: Server, access: ServerAccess, allocations: list[Allocation]) -> ServerOut:
-    return ServerOut(
-        id=server.id,
-        name=server.name,
-        owner_id=server.owner_id,
-        node_id=server.node_id,
-        blueprint_id=server.blueprint_id,
-        image=server.image,
-        state=server.state,
-        suspended=server.suspended,
-        limits=LimitsOut.model_validate(server),
-        allocations=[ServerAllocationOut.model_validate(a) for a in allocations],
-        created_at=server.created_at,
-        permissions=sorted(access.permissions),
-    )
+    listed = service.listed_server(server, allocations, sorted(access.permissions))
+    return ServerOut.model_validate(server_fields(listed))
+
+
+def server_fields(server: service.ListedServer) -> dict[str, Any]:
+    """A server in :class:`ServerOut`'s shape as plain data.
+
+    The list sends this as it is (no model per server); single servers validate it.
+    """
+    (
+        server_id,
+        name,
+        owner_id,
+        node_id,
+        blueprint_id,
+        image,
+        state,
+        suspended,
+        memory_mib,
+        swap_mib,
+        cpu_percent,
+        disk_mib,
+        pids_limit,
+        created_at,
+    ) = server.values
+    return {
+        "id": server_id,
+        "name": name,
+        "owner_id": owner_id,
+        "node_id": node_id,
+        "blueprint_id": blueprint_id,
+        "image": image,
+        "state": state,
+        "suspended": suspended,
+        "limits": {
+            "memory_mib": memory_mib,
+            "swap_mib": swap_mib,
+            "cpu_percent": cpu_percent,
+            "disk_mib": disk_mib,
+            "pids_limit": pids_limit,
+        },
+        "allocations": [{"ip": ip, "port": port} for ip, port in server.allocations],
+        "created_at": created_at,
+        "permissions": server.permissions,
+    }
 
 
 def _check_limits(req: ApiRequest[ServerCreate, Any]) -> service.ServerLimits:
@@ -147,24 +175,16 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
     summary="List the servers I may see",
     query=PageQuery,
     response=Page[ServerOut],
+    transactional=False,
 )
-async def list_servers(req: ApiRequest[Any, PageQuery]) -> Page[ServerOut]:
-    statement = service.visible_servers(req.me)
-    total = await req.db.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    rows = list(
-        await req.db.scalars(
-            statement.order_by(Server.name, Server.id)
-            .offset(req.query.offset)
-            .limit(req.query.per_page)
-        )
-    )
-    # Two queries for the whole page, not two per server.
-    allocations = await service.allocations_by_server(req.db, [s.id for s in rows])
-    access = await service.access_by_server(req.db, req.me, rows)
-    data = [describe(s, access[s.id], allocations.get(s.id, [])) for s in rows]
-    return Page[ServerOut](
-        data=data, meta=PageMeta(page=req.query.page, per_page=req.query.per_page, total=total)
-    )
+async def list_servers(req: ApiRequest[Any, PageQuery]) -> dict[str, Any]:
+    query = req.query
+    page = await service.server_page(req.reader, req.me, offset=query.offset, limit=query.per_page)
+    # Page[ServerOut] as plain data: one statement read it all, no model per server.
+    return {
+        "data": [server_fields(server) for server in page.servers],
+        "meta": {"page": query.page, "per_page": query.per_page, "total": page.total},
+    }
 
 
 @routes.get(

@@ -6,12 +6,13 @@ import re
 import shlex
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, Uuid, and_, bindparam, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Allocation, Blueprint, Node, Server, Subuser, User
+from control_plane.db.reader import StatementReader
 from control_plane.errors import Conflict, InvalidRequest, NotFound
 from control_plane.schemas.blueprints import PLACEHOLDER
 from control_plane.security.caller import Caller
@@ -39,13 +40,121 @@ async def access_for(
     return server, ServerAccess(server.id, "subuser", frozenset(sub.permissions))
 
 
-def visible_servers(caller: Caller) -> Any:
-    """The servers a caller may list: all for admins, else owned or shared with them."""
-    statement = select(Server)
-    if caller.is_admin:
-        return statement
-    shared = select(Subuser.server_id).where(Subuser.user_id == caller.user_id)
-    return statement.where((Server.owner_id == caller.user_id) | Server.id.in_(shared))
+_CALLER_ID: Final = bindparam("caller_id", type_=Uuid())
+# What a server list shows of each server: its own columns, not whole entities.
+LISTED_COLUMNS: Final = (
+    Server.id,
+    Server.name,
+    Server.owner_id,
+    Server.node_id,
+    Server.blueprint_id,
+    Server.image,
+    Server.state,
+    Server.suspended,
+    Server.memory_mib,
+    Server.swap_mib,
+    Server.cpu_percent,
+    Server.disk_mib,
+    Server.pids_limit,
+    Server.created_at,
+)
+# A page's rows: the listed columns, then one allocation's ip and port, the total and (for
+# users who are not administrators) their sub-user permissions; read by position (fast).
+_LISTED = len(LISTED_COLUMNS)
+_IP, _PORT, _TOTAL, _PERMISSIONS = _LISTED, _LISTED + 1, _LISTED + 2, _LISTED + 3
+_OWNER_ID = 2
+
+
+def _page_statement(*, admin: bool) -> Select[Any]:
+    """One page of the servers a caller may see, with its total, ports and the caller's
+    sub-user permissions, as one statement (so one snapshot, and no transaction needed).
+
+    Every row is a server of the page joined with one of its allocations (or none); the
+    count sits in a one-row subquery that the page is left-joined to, so that a page past
+    the end still brings the total.
+    """
+    page = select(*LISTED_COLUMNS)
+    total = select(func.count().label("total")).select_from(Server)
+    if not admin:
+        shared = select(Subuser.server_id).where(Subuser.user_id == _CALLER_ID)
+        visible = (Server.owner_id == _CALLER_ID) | Server.id.in_(shared)
+        page, total = page.where(visible), total.where(visible)
+    paged = (
+        page.order_by(Server.name, Server.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("page")
+    )
+    counted = total.subquery("total")
+    joined = counted.outerjoin(paged, true()).outerjoin(
+        Allocation, Allocation.server_id == paged.c.id
+    )
+    columns: list[Any] = [*paged.c, Allocation.ip, Allocation.port, counted.c.total]
+    if not admin:
+        joined = joined.outerjoin(
+            Subuser, and_(Subuser.server_id == paged.c.id, Subuser.user_id == _CALLER_ID)
+        )
+        columns.append(Subuser.permissions)
+    return select(*columns).select_from(joined).order_by(paged.c.name, paged.c.id, Allocation.port)
+
+
+# Built once: building a statement costs more than running this one.
+_ADMIN_PAGE: Final = _page_statement(admin=True)
+_USER_PAGE: Final = _page_statement(admin=False)
+
+
+class ListedServer(NamedTuple):
+    """A server as lists show it."""
+
+    # The values of LISTED_COLUMNS, in that order.
+    values: tuple[Any, ...]
+    # (ip, port) of each allocation, by port.
+    allocations: list[tuple[str, int]]
+    # ["*"] for owners and administrators, else the sub-user's permission nodes, sorted.
+    permissions: list[str]
+
+
+def listed_server(
+    server: Server, allocations: list[Allocation], permissions: list[str]
+) -> ListedServer:
+    """An entity as lists show it (single-server routes answer the same shape)."""
+    return ListedServer(
+        tuple(getattr(server, column.key) for column in LISTED_COLUMNS),
+        [(a.ip, a.port) for a in allocations],
+        permissions,
+    )
+
+
+@dataclass(frozen=True)
+class ServerPage:
+    servers: list[ListedServer]
+    # How many servers the caller may see in all.
+    total: int
+
+
+async def server_page(
+    reader: StatementReader, caller: Caller, *, offset: int, limit: int
+) -> ServerPage:
+    """The servers a caller may list (all for admins, else owned or shared with them), ordered
+    by name, one page of them, in one statement."""
+    statement = _ADMIN_PAGE if caller.is_admin else _USER_PAGE
+    rows = await reader.rows(
+        statement, {"caller_id": caller.user_id, "limit": limit, "offset": offset}
+    )
+    servers: list[ListedServer] = []
+    for row in rows:
+        server_id = row[0]
+        if server_id is None:  # the page is past the end: only the total came
+            break
+        if not servers or servers[-1].values[0] != server_id:
+            if caller.is_admin or row[_OWNER_ID] == caller.user_id:
+                permissions = ["*"]
+            else:
+                permissions = sorted(row[_PERMISSIONS] or ())
+            servers.append(ListedServer(tuple(row[:_LISTED]), [], permissions))
+        if row[_IP] is not None:
+            servers[-1].allocations.append((row[_IP], row[_PORT]))
+    return ServerPage(servers, rows[0][_TOTAL] if rows else 0)
 
 
 def _detail(field: str, message: str) -> ErrorDetail:
@@ -222,46 +331,6 @@ async def create_server(
     if taken is None or taken.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"node {node.name!r} has no free port")
     return server
-
-
-async def allocations_by_server(
-    db: AsyncSession, server_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, list[Allocation]]:
-    """The allocations of several servers in one query."""
-    grouped: dict[uuid.UUID, list[Allocation]] = {}
-    if not server_ids:
-        return grouped
-    rows = await db.scalars(
-        select(Allocation).where(Allocation.server_id.in_(server_ids)).order_by(Allocation.port)
-    )
-    for allocation in rows:
-        if allocation.server_id is not None:
-            grouped.setdefault(allocation.server_id, []).append(allocation)
-    return grouped
-
-
-async def access_by_server(
-    db: AsyncSession, caller: Caller, servers: list[Server]
-) -> dict[uuid.UUID, ServerAccess]:
-    """The caller's access to each of ``servers`` (all visible to them) in one query."""
-    everything = frozenset({"*"})
-    if caller.is_admin:
-        return {s.id: ServerAccess(s.id, "admin", everything) for s in servers}
-    shared = {
-        sub.server_id: frozenset(sub.permissions)
-        for sub in await db.scalars(
-            select(Subuser).where(
-                Subuser.user_id == caller.user_id,
-                Subuser.server_id.in_([s.id for s in servers]),
-            )
-        )
-    }
-    return {
-        s.id: ServerAccess(s.id, "owner", everything)
-        if s.owner_id == caller.user_id
-        else ServerAccess(s.id, "subuser", shared.get(s.id, frozenset()))
-        for s in servers
-    }
 
 
 async def allocations_of(db: AsyncSession, server_id: uuid.UUID) -> list[Allocation]:
