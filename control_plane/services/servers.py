@@ -8,10 +8,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Select, Uuid, and_, bindparam, func, select, true, update
+from sqlalchemy import (
+    Select,
+    Uuid,
+    and_,
+    bindparam,
+    func,
+    select,
+    true,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Allocation, Blueprint, Node, Server, Subuser, User
+from control_plane.db.models.base import UuidText
 from control_plane.db.reader import StatementReader
 from control_plane.errors import Conflict, InvalidRequest, NotFound
 from control_plane.schemas.blueprints import PLACEHOLDER
@@ -89,7 +100,11 @@ def _page_statement(*, admin: bool) -> Select[Any]:
     joined = counted.outerjoin(paged, true()).outerjoin(
         Allocation, Allocation.server_id == paged.c.id
     )
-    columns: list[Any] = [*paged.c, Allocation.ip, Allocation.port, counted.c.total]
+    # Ids as text: they are only sent on (see UuidText).
+    listed = [
+        type_coerce(c, UuidText()).label(c.key) if isinstance(c.type, Uuid) else c for c in paged.c
+    ]
+    columns: list[Any] = [*listed, Allocation.ip, Allocation.port, counted.c.total]
     if not admin:
         joined = joined.outerjoin(
             Subuser, and_(Subuser.server_id == paged.c.id, Subuser.user_id == _CALLER_ID)
@@ -106,7 +121,7 @@ _USER_PAGE: Final = _page_statement(admin=False)
 class ListedServer(NamedTuple):
     """A server as lists show it."""
 
-    # The values of LISTED_COLUMNS, in that order.
+    # The values of LISTED_COLUMNS, in that order (ids as UUIDs or as their text).
     values: tuple[Any, ...]
     # (ip, port) of each allocation, by port.
     allocations: list[tuple[str, int]]
@@ -141,13 +156,14 @@ async def server_page(
     rows = await reader.rows(
         statement, {"caller_id": caller.user_id, "limit": limit, "offset": offset}
     )
+    caller_id = str(caller.user_id)
     servers: list[ListedServer] = []
     for row in rows:
         server_id = row[0]
         if server_id is None:  # the page is past the end: only the total came
             break
         if not servers or servers[-1].values[0] != server_id:
-            if caller.is_admin or row[_OWNER_ID] == caller.user_id:
+            if caller.is_admin or row[_OWNER_ID] == caller_id:
                 permissions = ["*"]
             else:
                 permissions = sorted(row[_PERMISSIONS] or ())

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData, Uuid
+from sqlalchemy import DateTime, Dialect, MetaData, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -40,6 +40,23 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if not isinstance(value, dt.datetime):
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class UuidText(TypeDecorator[str]):
+    """A UUID column read as its canonical text (``type_coerce(column, UuidText())``).
+
+    For ids that are only sent on, as in a list: a ``uuid.UUID`` built per value costs more
+    than the rest of reading the row. SQLite keeps SQLAlchemy's 32 hex digits; PostgreSQL's
+    driver hands back its own UUID whatever the column is read as.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if isinstance(value, str):
+            return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+        return None if value is None else str(value)
 
 
 class Base(DeclarativeBase):
