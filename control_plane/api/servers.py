@@ -48,40 +48,25 @@ def server_fields(server: service.ListedServer) -> dict[str, Any]:
 
     The list sends this as it is (no model per server); single servers validate it.
     """
-    (
-        server_id,
-        name,
-        owner_id,
-        node_id,
-        blueprint_id,
-        image,
-        state,
-        suspended,
-        memory_mib,
-        swap_mib,
-        cpu_percent,
-        disk_mib,
-        pids_limit,
-        created_at,
-    ) = server.values
+    columns = server.columns
     return {
-        "id": server_id,
-        "name": name,
-        "owner_id": owner_id,
-        "node_id": node_id,
-        "blueprint_id": blueprint_id,
-        "image": image,
-        "state": state,
-        "suspended": suspended,
+        "id": columns.id,
+        "name": columns.name,
+        "owner_id": columns.owner_id,
+        "node_id": columns.node_id,
+        "blueprint_id": columns.blueprint_id,
+        "image": columns.image,
+        "state": columns.state,
+        "suspended": columns.suspended,
         "limits": {
-            "memory_mib": memory_mib,
-            "swap_mib": swap_mib,
-            "cpu_percent": cpu_percent,
-            "disk_mib": disk_mib,
-            "pids_limit": pids_limit,
+            "memory_mib": columns.memory_mib,
+            "swap_mib": columns.swap_mib,
+            "cpu_percent": columns.cpu_percent,
+            "disk_mib": columns.disk_mib,
+            "pids_limit": columns.pids_limit,
         },
         "allocations": [{"ip": ip, "port": port} for ip, port in server.allocations],
-        "created_at": created_at,
+        "created_at": columns.created_at,
         "permissions": server.permissions,
     }
 

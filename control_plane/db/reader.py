@@ -39,39 +39,40 @@ class StatementReader:
     """Runs one SELECT at a time on the control plane's database, each on its own."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._threads: ThreadPoolExecutor | None = None
-        self._sqlite: Engine | None = None
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._engine: AsyncEngine | None = None
+        self._sqlite: tuple[Engine, ThreadPoolExecutor] | None = None
         if engine.dialect.name == "sqlite":
-            self._sqlite = sqlalchemy.create_engine(
+            sqlite = sqlalchemy.create_engine(
                 engine.url.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READ_THREADS
             )
-            event.listen(self._sqlite, "connect", _sqlite_reader_pragmas)
-            self._threads = ThreadPoolExecutor(SQLITE_READ_THREADS, "sqlite-reader")
+            event.listen(sqlite, "connect", _sqlite_reader_pragmas)
+            self._sqlite = (sqlite, ThreadPoolExecutor(SQLITE_READ_THREADS, "sqlite-reader"))
+        else:
+            self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def rows(
         self, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
         """All rows of ``statement`` with its bound ``parameters``."""
-        if self._threads is not None:
+        if self._sqlite is not None:
+            sqlite, threads = self._sqlite
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._threads, self._sqlite_rows, statement, parameters
-            )
+            return await loop.run_in_executor(threads, _rows, sqlite, statement, parameters)
+        assert self._engine is not None
         async with self._engine.connect() as connection:
             result = await connection.execute(statement, parameters)
             return result.all()
 
-    def _sqlite_rows(
-        self, statement: Select[*_Columns], parameters: dict[str, Any]
-    ) -> Sequence[Row[*_Columns]]:
-        assert self._sqlite is not None
-        with self._sqlite.connect() as connection:
-            return connection.execute(statement, parameters).all()
-
     def close(self) -> None:
         """Stop the threads (none is busy once the app has stopped serving) and connections."""
-        if self._threads is not None:
-            self._threads.shutdown()
         if self._sqlite is not None:
-            self._sqlite.dispose()
+            sqlite, threads = self._sqlite
+            threads.shutdown()
+            sqlite.dispose()
+
+
+def _rows(
+    engine: Engine, statement: Select[*_Columns], parameters: dict[str, Any]
+) -> Sequence[Row[*_Columns]]:
+    with engine.connect() as connection:
+        return connection.execute(statement, parameters).all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shlex
 import uuid
@@ -52,28 +53,32 @@ async def access_for(
 
 
 _CALLER_ID: Final = bindparam("caller_id", type_=Uuid())
-# What a server list shows of each server: its own columns, not whole entities.
-LISTED_COLUMNS: Final = (
-    Server.id,
-    Server.name,
-    Server.owner_id,
-    Server.node_id,
-    Server.blueprint_id,
-    Server.image,
-    Server.state,
-    Server.suspended,
-    Server.memory_mib,
-    Server.swap_mib,
-    Server.cpu_percent,
-    Server.disk_mib,
-    Server.pids_limit,
-    Server.created_at,
-)
+
+
+class ServerColumns(NamedTuple):
+    """What a server list shows of each server: these columns of ``servers``, in this order."""
+
+    id: uuid.UUID | str  # lists read ids as text (see UuidText)
+    name: str
+    owner_id: uuid.UUID | str
+    node_id: uuid.UUID | str
+    blueprint_id: uuid.UUID | str
+    image: str
+    state: str
+    suspended: bool
+    memory_mib: int
+    swap_mib: int
+    cpu_percent: int
+    disk_mib: int
+    pids_limit: int
+    created_at: dt.datetime
+
+
+_LISTED_COLUMNS: Final = tuple(getattr(Server, name) for name in ServerColumns._fields)
 # A page's rows: the listed columns, then one allocation's ip and port, the total and (for
 # users who are not administrators) their sub-user permissions; read by position (fast).
-_LISTED = len(LISTED_COLUMNS)
+_LISTED = len(_LISTED_COLUMNS)
 _IP, _PORT, _TOTAL, _PERMISSIONS = _LISTED, _LISTED + 1, _LISTED + 2, _LISTED + 3
-_OWNER_ID = 2
 
 
 def _page_statement(*, admin: bool) -> Select[Any]:
@@ -84,7 +89,7 @@ def _page_statement(*, admin: bool) -> Select[Any]:
     count sits in a one-row subquery that the page is left-joined to, so that a page past
     the end still brings the total.
     """
-    page = select(*LISTED_COLUMNS)
+    page = select(*_LISTED_COLUMNS)
     total = select(func.count().label("total")).select_from(Server)
     if not admin:
         shared = select(Subuser.server_id).where(Subuser.user_id == _CALLER_ID)
@@ -121,8 +126,7 @@ _USER_PAGE: Final = _page_statement(admin=False)
 class ListedServer(NamedTuple):
     """A server as lists show it."""
 
-    # The values of LISTED_COLUMNS, in that order (ids as UUIDs or as their text).
-    values: tuple[Any, ...]
+    columns: ServerColumns
     # (ip, port) of each allocation, by port.
     allocations: list[tuple[str, int]]
     # ["*"] for owners and administrators, else the sub-user's permission nodes, sorted.
@@ -134,7 +138,7 @@ def listed_server(
 ) -> ListedServer:
     """An entity as lists show it (single-server routes answer the same shape)."""
     return ListedServer(
-        tuple(getattr(server, column.key) for column in LISTED_COLUMNS),
+        ServerColumns._make(getattr(server, name) for name in ServerColumns._fields),
         [(a.ip, a.port) for a in allocations],
         permissions,
     )
@@ -162,12 +166,13 @@ async def server_page(
         server_id = row[0]
         if server_id is None:  # the page is past the end: only the total came
             break
-        if not servers or servers[-1].values[0] != server_id:
-            if caller.is_admin or row[_OWNER_ID] == caller_id:
+        if not servers or servers[-1].columns.id != server_id:
+            columns = ServerColumns._make(row[:_LISTED])
+            if caller.is_admin or columns.owner_id == caller_id:
                 permissions = ["*"]
             else:
                 permissions = sorted(row[_PERMISSIONS] or ())
-            servers.append(ListedServer(tuple(row[:_LISTED]), [], permissions))
+            servers.append(ListedServer(columns, [], permissions))
         if row[_IP] is not None:
             servers[-1].allocations.append((row[_IP], row[_PORT]))
     return ServerPage(servers, rows[0][_TOTAL] if rows else 0)
