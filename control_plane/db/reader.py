@@ -42,6 +42,8 @@ class StatementReader:
         self._engine: AsyncEngine | None = None
         self._sqlite: tuple[Engine, ThreadPoolExecutor] | None = None
         if engine.dialect.name == "sqlite":
+            if engine.url.database in (None, "", ":memory:"):
+                raise ValueError("the reader threads need a SQLite file, not a database in memory")
             sqlite = sqlalchemy.create_engine(
                 engine.url.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READ_THREADS
             )
