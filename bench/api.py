@@ -23,8 +23,9 @@ Run ``python bench/api.py`` (``--help`` for the options). In one run it
 With ``--postgres URL`` (a database through which the role may ``CREATE DATABASE``, like
 the test suite's ``STELLAR_TEST_POSTGRES_URL``, the default when set), (a) and (b) are
 repeated against a second control plane on a fresh PostgreSQL database, created for the
-run and dropped after it: SQLite takes its write lock at BEGIN (``BEGIN IMMEDIATE``), so
-there every request's transaction waits for every other one, which PostgreSQL does not.
+run and dropped after it. On SQLite, reads (the caller's lookup, the list's one statement) run
+outside any transaction on read-only connections in worker threads, and writers queue for the
+one write lock (``BEGIN IMMEDIATE``); PostgreSQL runs writers side by side.
 
 The control plane logs one JSON line per request to a file, as it goes to journald in
 production; the hello-world logs nothing. It prints figures and asserts nothing about time.
