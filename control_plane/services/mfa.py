@@ -67,7 +67,7 @@ async def enrolment_required(db: AsyncSession, user: User, policy: Policy) -> bo
     if not policy_applies(user.is_admin, policy):
         return False
     enrolled = await db.scalar(select(second_factor_enrolled(literal(user.id, Uuid()))))
-    return not enrolled
+    return enrolment_owed(user.is_admin, bool(enrolled), policy)
 
 
 async def remaining_recovery_codes(db: AsyncSession, user_id: uuid.UUID) -> int:
