@@ -15,11 +15,6 @@ from control_plane.security.api_keys import Scope, new_key
 routes = ApiRoutes("api keys")
 
 
-def _session_only(req: ApiRequest[Any, Any]) -> None:
-    if req.me.via != "session":
-        raise req.deny(Forbidden("API keys are managed from a signed-in session"), target="api_key")
-
-
 @routes.get("/api/v1/account/api-keys", summary="List my API keys", response=ApiKeyList)
 async def list_keys(req: ApiRequest[Any, Any]) -> ApiKeyList:
     rows = await req.db.scalars(
@@ -36,7 +31,6 @@ async def list_keys(req: ApiRequest[Any, Any]) -> ApiKeyList:
     status=201,
 )
 async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
-    _session_only(req)
     scopes = sorted(set(req.body.scopes))
     if Scope.ADMIN in scopes and not req.me.is_admin:
         raise req.deny(Forbidden("only administrators can create keys with the admin scope"))

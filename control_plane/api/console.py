@@ -1,24 +1,91 @@
-"""The console of a server as a WebSocket on the control plane, proxied to the node."""
+"""The console of a server as a WebSocket on the control plane, proxied to the node.
+
+Each message from the browser is an event of :data:`EVENTS`: its arguments are checked by
+the same input model as its HTTP twin, then the caller is authorised for it by the same
+decision as every HTTP route (:func:`control_plane.security.authorization.refusal`: the
+credential's scopes, the sub-user's permission node, the server), and actions are recorded
+in the audit trail like their HTTP twins; a refusal is answered with an ``error`` event and
+recorded as a denial. The credential and the caller's access are read again every few
+seconds, so a revoked key, an ended session or a withdrawn permission closes the socket.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 from yarl import URL
 
+from control_plane.api import server_actions
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.session import transaction
-from control_plane.errors import Forbidden
-from control_plane.keys import CONSOLES, NODES, SESSIONS
-from control_plane.nodes.console import proxy_console
+from control_plane.errors import ApiError, Forbidden
+from control_plane.keys import CLIENT_IP, CONSOLES, NODES, READ_SESSIONS, SESSIONS
+from control_plane.nodes.console import Admission, proxy_console
+from control_plane.schemas.servers import CommandIn, PowerIn
+from control_plane.security.api_keys import Scope
+from control_plane.security.authn import identify
+from control_plane.security.authorization import Requirement, refusal
+from control_plane.security.caller import Caller
 from control_plane.security.permissions import ServerAccess
+from control_plane.services import audit
 from control_plane.services import infrastructure as infra
 from control_plane.services import servers as service
+from control_plane.services.audit import AuditEvent
 
 routes = ApiRoutes("console")
 MAX_MESSAGE_BYTES = 4096
 MAX_SOCKETS_PER_USER = 4
+
+
+class _NoArguments(BaseModel):
+    """Events without arguments."""
+
+
+@dataclass(frozen=True)
+class ConsoleEvent:
+    """One event a browser may send: its arguments' model, what it needs, what is recorded."""
+
+    # Builds the model from the event's ``args``; ``forward`` gives the node its args back.
+    parse: Callable[[list[Any]], BaseModel]
+    requirement: Callable[[Any], Requirement]
+    forward: Callable[[Any], list[Any]] = lambda _: []
+    audit: Callable[[Any, Any], AuditEvent] | None = None
+
+
+def _first(model: type[BaseModel], field: str) -> Callable[[list[Any]], BaseModel]:
+    return lambda args: model.model_validate({field: args[0] if args else None})
+
+
+EVENTS: Final[dict[str, ConsoleEvent]] = {
+    "send command": ConsoleEvent(
+        parse=_first(CommandIn, "command"),
+        requirement=lambda _: Requirement(
+            Scope.WRITE, permission=server_actions.COMMAND_PERMISSION
+        ),
+        forward=lambda command: [command.command],
+        audit=server_actions.command_audit,
+    ),
+    "set state": ConsoleEvent(
+        parse=_first(PowerIn, "action"),
+        requirement=lambda action: Requirement(
+            Scope.WRITE, permission=server_actions.power_permission(action)
+        ),
+        forward=lambda action: [action.action],
+        audit=server_actions.power_audit,
+    ),
+    "send logs": ConsoleEvent(
+        parse=lambda _args: _NoArguments(),
+        requirement=lambda _: Requirement(Scope.READ, permission="console.read"),
+    ),
+    "send stats": ConsoleEvent(
+        parse=lambda _args: _NoArguments(),
+        requirement=lambda _: Requirement(Scope.READ, permission="stats.read"),
+    ),
+}
 
 
 def _same_origin(req: ApiRequest[Any, Any]) -> bool:
@@ -29,6 +96,65 @@ def _same_origin(req: ApiRequest[Any, Any]) -> bool:
     expected = URL(public)
     given = URL(origin)
     return (given.scheme, given.host, given.port) == (expected.scheme, expected.host, expected.port)
+
+
+class ConsoleAuthority:
+    """Who is on this socket and what they may do, kept fresh, and the audit of what they do."""
+
+    def __init__(self, req: ApiRequest[Any, Any]) -> None:
+        self._http = req.http
+        self._path = req.http.path
+        self.server_id = req.server.id
+        self.caller: Caller = req.me
+        self.access: ServerAccess = req.access
+
+    async def refresh(self) -> bool:
+        """Read the credential and the access again; False when the socket must close."""
+        caller = await identify(self._http, self._http[CLIENT_IP])
+        if not isinstance(caller, Caller):
+            return False
+        async with transaction(self._http.app[READ_SESSIONS]) as db:
+            found = await service.access_for(db, caller, self.server_id)
+        if found is None:
+            return False
+        need = Requirement(Scope.READ, permission="console.read")
+        if refusal(caller, need, found[1]) is not None:
+            return False
+        self.caller, self.access = caller, found[1]
+        return True
+
+    async def admit(self, event: str, args: list[Any]) -> Admission:
+        """Whether to forward this event; refusals and actions are recorded."""
+        rule = EVENTS.get(event)
+        if rule is None:
+            return Admission.refuse(f"unknown event {event!r}")
+        try:
+            parsed = rule.parse(args)
+        except ValidationError as err:
+            problem = err.errors()[0].get("msg", "invalid")
+            return Admission.refuse(f"invalid arguments for {event!r}: {problem}")
+        error: ApiError | None = refusal(self.caller, rule.requirement(parsed), self.access)
+        if error is not None:
+            await self._record(
+                AuditEvent(
+                    "auth.denied",
+                    details={
+                        "path": self._path,
+                        "event": event,
+                        "target": "server",
+                        "server": str(self.server_id),
+                        "reason": error.message,
+                    },
+                )
+            )
+            return Admission.refuse(error.message)
+        if rule.audit is not None:
+            await self._record(rule.audit(self.server_id, parsed))
+        return Admission.forward(rule.forward(parsed))
+
+    async def _record(self, event: AuditEvent) -> None:
+        async with transaction(self._http.app[SESSIONS]) as db:
+            await audit.append(db, self.caller.actor, event)
 
 
 @routes.get(
@@ -45,28 +171,21 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     consoles = req.http.app[CONSOLES]
     if consoles.count(server.id, me.user_id) >= MAX_SOCKETS_PER_USER:
         raise Forbidden(f"at most {MAX_SOCKETS_PER_USER} consoles per server at once")
-    factory = req.http.app[SESSIONS]
-    async with transaction(factory) as db:
+    async with transaction(req.http.app[READ_SESSIONS]) as db:
         node = await infra.get_node(db, server.node_id)
     nodes = req.http.app[NODES]
     path = f"/api/v1/servers/{server.id}/console"
+    subject = f"server:{server.id}"
 
     async def connect() -> Any:
         return await nodes.open_websocket(
-            node, path, action="server.console", subject=f"server:{server.id}", user=str(me.user_id)
+            node, path, action="server.console", subject=subject, user=str(me.user_id)
         )
 
     def renew() -> str:
         return nodes.socket_token(
-            node, path, action="server.console", subject=f"server:{server.id}", user=str(me.user_id)
+            node, path, action="server.console", subject=subject, user=str(me.user_id)
         )
-
-    async def check_access() -> ServerAccess | None:
-        async with transaction(factory) as db:
-            found = await service.access_for(db, me, server.id)
-        if found is None or (found[0].suspended and found[1].role != "admin"):
-            return None
-        return found[1]
 
     # Connect to the node before upgrading, so an unreachable node is a clear 503, not a
     # socket that opens and dies.
@@ -81,12 +200,13 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         return await connect()
 
     await req.audit_now("server.console.opened", target_type="server", target_id=str(server.id))
+    authority = ConsoleAuthority(req)
     with consoles.register(server.id, me.user_id, browser):
         await proxy_console(
             browser,
             connect=connect_once_then_fresh,
             renew=renew,
-            check_access=check_access,
-            access=req.access,
+            admit=authority.admit,
+            still_allowed=authority.refresh,
         )
     return browser

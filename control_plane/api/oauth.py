@@ -17,7 +17,7 @@ from typing import Any
 from control_plane.api.auth import start_pending_session, start_session
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import LoginChallenge, User
-from control_plane.errors import Conflict, Forbidden, InvalidRequest, Unauthenticated
+from control_plane.errors import Conflict, InvalidRequest, Unauthenticated
 from control_plane.keys import HTTP
 from control_plane.schemas.oauth import (
     IdentityList,
@@ -121,8 +121,6 @@ async def start_login(req: ApiRequest[OAuthStartIn, Any]) -> OAuthStartOut:
     rate_limit="sensitive",
 )
 async def start_link(req: ApiRequest[OAuthStartIn, Any]) -> OAuthStartOut:
-    if req.me.via != "session":
-        raise req.deny(Forbidden("link accounts from a browser session"))
     return await _begin(req, kind="oauth.link", user_id=req.me.user_id)
 
 
@@ -236,8 +234,6 @@ async def list_identities(req: ApiRequest[Any, Any]) -> IdentityList:
     rate_limit="sensitive",
 )
 async def unlink(req: ApiRequest[UnlinkIn, Any]) -> None:
-    if req.me.via != "session":
-        raise req.deny(Forbidden("unlink accounts from a browser session"))
     user = await req.db.get(User, req.me.user_id)
     if user is None:
         raise Unauthenticated("authentication required")

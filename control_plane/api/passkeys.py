@@ -17,7 +17,7 @@ from webauthn.helpers import bytes_to_base64url
 from control_plane.api.auth import start_session
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import LoginChallenge, User
-from control_plane.errors import Forbidden, InvalidRequest, Unauthenticated
+from control_plane.errors import InvalidRequest, Unauthenticated
 from control_plane.schemas.auth import SessionOut
 from control_plane.schemas.passkeys import (
     PasskeyList,
@@ -84,11 +84,6 @@ async def _recall(req: ApiRequest[Any, Any], kind: str) -> tuple[LoginChallenge,
     return found, webauthn.base64url_to_bytes(str(found.data["challenge"]))
 
 
-def _session_only(req: ApiRequest[Any, Any]) -> None:
-    if req.me.via != "session":
-        raise req.deny(Forbidden("manage passkeys from a browser session"))
-
-
 @routes.post(
     "/api/v1/account/passkeys/options",
     summary="Start registering a passkey: options for navigator.credentials.create",
@@ -97,7 +92,6 @@ def _session_only(req: ApiRequest[Any, Any]) -> None:
     allow_enrolment=True,
 )
 async def registration_options(req: ApiRequest[Any, Any]) -> WebAuthnOptionsOut:
-    _session_only(req)
     user = await req.db.get(User, req.me.user_id)
     if user is None:
         raise Unauthenticated("authentication required")
@@ -118,7 +112,6 @@ async def registration_options(req: ApiRequest[Any, Any]) -> WebAuthnOptionsOut:
     allow_enrolment=True,
 )
 async def register_passkey(req: ApiRequest[PasskeyRegisterIn, Any]) -> PasskeyOut:
-    _session_only(req)
     recalled = await _recall(req, REGISTER)
     if recalled is None or recalled[0].user_id != req.me.user_id:
         raise InvalidRequest("start with the options step, from this browser")
@@ -160,7 +153,6 @@ async def rename_passkey(req: ApiRequest[PasskeyRenameIn, Any]) -> PasskeyOut:
     rate_limit="sensitive",
 )
 async def delete_passkey(req: ApiRequest[Any, Any]) -> None:
-    _session_only(req)
     row = await passkey_service.owned(req.db, req.me.user_id, req.uuid_param("passkey_id"))
     user = await req.db.get(User, req.me.user_id)
     if user is None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
@@ -26,8 +27,6 @@ from control_plane.db.reader import StatementReader
 from control_plane.db.session import transaction
 from control_plane.errors import (
     ApiError,
-    Conflict,
-    Forbidden,
     InvalidRequest,
     NotFound,
     RateLimited,
@@ -44,16 +43,25 @@ from control_plane.keys import (
     SETTINGS,
     STATEMENT_READER,
 )
-from control_plane.security.api_keys import Scope
+from control_plane.security.authorization import (
+    SAFE_METHODS,
+    Requirement,
+    refusal,
+    scope_for,
+)
 from control_plane.security.caller import Caller, anonymous_actor
 from control_plane.security.permissions import PERMISSIONS, VIEW, ServerAccess
+from control_plane.security.rate_limit import SERVER_KEYED
 from control_plane.services import audit, servers
 from control_plane.services.audit import Actor, AuditEvent
 from control_plane.settings import ControlPlaneSettings
 
 B = TypeVar("B")
 Q = TypeVar("Q")
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Path parameters are ids, spelled one way only: a lower-case hyphenated UUID.
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+ACCOUNT_PREFIX = "/api/v1/account/"
+_CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class Access(StrEnum):
@@ -71,6 +79,7 @@ class ApiRequest(Generic[B, Q]):
     """What a handler gets: the parsed input, the caller and the request's transaction."""
 
     http: web.Request
+    endpoint: Endpoint
     body: B
     query: Q
     caller: Caller | None
@@ -145,15 +154,16 @@ class ApiRequest(Generic[B, Q]):
         return self.caller.actor if self.caller else anonymous_actor(self.ip, self.user_agent)
 
     def uuid_param(self, name: str) -> uuid.UUID:
-        """A UUID path parameter; anything else is simply not found."""
-        try:
-            return uuid.UUID(self.http.match_info[name])
-        except ValueError as err:
-            raise NotFound("not found") from err
+        """An id from the path (its one spelling was checked before the handler ran)."""
+        return uuid.UUID(self.http.match_info[name])
 
     async def audit(self, action: str, *, actor: Actor | None = None, **kwargs: Any) -> None:
         """Record a successful action in this request's transaction."""
-        await audit.append(self.db, actor or self.actor, AuditEvent(action, **kwargs))
+        await self.record(AuditEvent(action, **kwargs), actor=actor)
+
+    async def record(self, event: AuditEvent, *, actor: Actor | None = None) -> None:
+        """Record ``event`` in this request's transaction."""
+        await audit.append(self.db, actor or self.actor, event)
 
     async def audit_now(self, action: str, **kwargs: Any) -> None:
         """Record an action in a transaction of its own (routes without one)."""
@@ -164,13 +174,12 @@ class ApiRequest(Generic[B, Q]):
         self.failures.append(AuditEvent(action, **kwargs))
 
     def require(self, permission: str) -> None:
-        """Refuse (audited 403) unless the caller holds ``permission`` on this route's server."""
-        if not self.access.allows(permission):
-            raise self.deny(
-                Forbidden(f"you lack the {permission!r} permission on this server"),
-                target="server",
-                server=str(self.server.id),
-            )
+        """Refuse (audited 403) unless the caller may also use ``permission`` on this route's
+        server (for a permission the body decides, such as a power action's)."""
+        need = replace(self.endpoint.requirement, permission=permission)
+        error = refusal(self.me, need, self.access)
+        if error is not None:
+            raise self.deny(error, target="server", server=str(self.server.id))
 
     def deny(self, error: ApiError, action: str = "auth.denied", **kwargs: Any) -> ApiError:
         """Audit an authorisation failure and return the error to raise."""
@@ -211,6 +220,20 @@ class Endpoint:
     allow_enrolment: bool = False
     # A GET that writes (the OAuth callback a provider redirects to): a writing transaction.
     writes: bool = False
+    # Account security: managed from a browser session, never with an API key.
+    session_only: bool = False
+
+    @property
+    def requirement(self) -> Requirement:
+        """What the caller needs (the one authorization decision reads it)."""
+        return Requirement(
+            scope=scope_for(self.method),
+            admin=self.access is Access.ADMIN,
+            session_only=self.session_only,
+            permission=self.permission,
+            allow_mfa_pending=self.allow_mfa_pending,
+            allow_enrolment=self.allow_enrolment,
+        )
 
 
 def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
@@ -221,24 +244,16 @@ def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
 
 
 def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
-    """Access level, second-factor state and API-key scope; refusals are audited."""
+    """The route's requirement, on its server if it has one; refusals are audited."""
     caller = api.caller
     if endpoint.access is Access.PUBLIC or caller is None:
         return
-    if caller.mfa_pending and not endpoint.allow_mfa_pending:
-        raise api.deny(Forbidden("complete the second factor first"), "auth.forbidden")
-    if caller.must_enrol and not endpoint.allow_enrolment:
-        raise api.deny(
-            Forbidden("set up two-factor authentication first: it is required here"),
-            "auth.forbidden",
-        )
-    needed = Scope.READ if endpoint.method in SAFE_METHODS else Scope.WRITE
-    if needed not in caller.scopes:
-        raise api.deny(
-            Forbidden(f"this API key lacks the {needed.value!r} scope"), "auth.forbidden"
-        )
-    if endpoint.access is Access.ADMIN and not (caller.is_admin and Scope.ADMIN in caller.scopes):
-        raise api.deny(Forbidden("administrators only"), "auth.forbidden")
+    error = refusal(caller, endpoint.requirement, api.found[1] if api.found else None)
+    if error is None:
+        return
+    if api.found is not None:
+        raise api.deny(error, target="server", server=str(api.found[0].id))
+    raise api.deny(error, "auth.forbidden")
 
 
 def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> None:
@@ -315,9 +330,18 @@ class ApiRoutes:
         permission: str | None = None,
         allow_enrolment: bool = False,
         writes: bool = False,
+        session_only: bool = False,
     ) -> Callable[[Handler], Handler]:
         if "{server_id}" in path and permission is None and access is not Access.ADMIN:
             raise ValueError(f"{method} {path}: a server route must declare its permission")
+        for name in _PATH_PARAMETER.findall(path):
+            if not name.endswith("_id"):
+                raise ValueError(f"{method} {path}: path parameters are ids ({name!r})")
+        # Changes to an account's own security (keys, second factors, passkeys, linked
+        # accounts) come from a signed-in session: a leaked key cannot entrench itself.
+        session_only = session_only or (
+            path.startswith(ACCOUNT_PREFIX) and method not in SAFE_METHODS
+        )
         if permission is not None and permission not in PERMISSIONS | {VIEW}:
             raise ValueError(f"{method} {path}: unknown permission {permission!r}")
 
@@ -339,6 +363,7 @@ class ApiRoutes:
                 permission=permission,
                 allow_enrolment=allow_enrolment,
                 writes=writes,
+                session_only=session_only,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))
@@ -368,22 +393,15 @@ class ApiRoutes:
 async def _server_for(
     endpoint: Endpoint, api: ApiRequest[Any, Any], db: AsyncSession
 ) -> tuple[Server, ServerAccess]:
-    """The server in the path, if the caller may see it and holds the route's permission."""
+    """The server in the path, if the caller may see it (whether they may act on it is the
+    route's requirement); its per-server rate limit is taken here, after authentication."""
     server_id = api.uuid_param("server_id")
     found = await servers.access_for(db, api.me, server_id)
     if found is None:
         raise api.deny(NotFound("no such server"), target="server", server=str(server_id))
-    server, access = found
-    needed = endpoint.permission or "*"
-    if not access.allows(needed):
-        raise api.deny(
-            Forbidden(f"you lack the {needed!r} permission on this server"),
-            target="server",
-            server=str(server_id),
-        )
-    if server.suspended and access.role != "admin":
-        raise Conflict("this server is suspended; contact the administrators")
-    return server, access
+    if endpoint.rate_limit is not None and endpoint.rate_limit in SERVER_KEYED:
+        await _take(api.http, endpoint.rate_limit, str(server_id))
+    return found
 
 
 async def _audit_now(request: web.Request, *events: AuditEvent) -> None:
@@ -407,10 +425,8 @@ async def _read_raw(request: web.Request) -> bytes:
         raise RequestTimeout("the request body took too long to arrive") from err
 
 
-async def _rate_limit(endpoint: Endpoint, request: web.Request) -> None:
-    """One token from the route's preset (general API by default), before anything else."""
-    preset = endpoint.rate_limit or "api"
-    scope = (request.match_info.get("server_id", ""),) if preset == "power" else ()
+async def _take(request: web.Request, preset: str, *scope: str) -> None:
+    """One token from a preset's bucket for this client (and ``scope``), or 429."""
     decision = await request.app[RATE_LIMITER].check(preset, request[CLIENT_IP], *scope)
     request[RATE_DECISION] = decision
     if not decision.allowed:
@@ -420,12 +436,29 @@ async def _rate_limit(endpoint: Endpoint, request: web.Request) -> None:
         )
 
 
+def _per_client_preset(endpoint: Endpoint) -> str:
+    """The bucket every request takes first, keyed by the client's address alone: anonymous
+    traffic never reaches a bucket keyed by anything it chooses (such as a server id)."""
+    preset = endpoint.rate_limit or "api"
+    return "api" if preset in SERVER_KEYED else preset
+
+
+def _canonical_ids(request: web.Request) -> None:
+    """Every id in the path in its one spelling; any other spelling is simply not found."""
+    for value in request.match_info.values():
+        if not _CANONICAL_ID.fullmatch(value):
+            raise NotFound("not found")
+
+
 def _wrap(
     endpoint: Endpoint, handler: Handler
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def run(request: web.Request) -> web.StreamResponse:
-        api: ApiRequest[Any, Any] = ApiRequest(request, Empty(), Empty(), request.get(CALLER), None)
-        await _rate_limit(endpoint, request)
+        api: ApiRequest[Any, Any] = ApiRequest(
+            request, endpoint, Empty(), Empty(), request.get(CALLER), None
+        )
+        await _take(request, _per_client_preset(endpoint))
+        _canonical_ids(request)
         try:
             if endpoint.access is not Access.PUBLIC and api.caller is None:
                 raise Unauthenticated("authentication required")
@@ -433,7 +466,7 @@ def _wrap(
             raw = await _read_raw(request) if endpoint.body is not None else b""
             if not endpoint.transactional:
                 if endpoint.permission:
-                    async with transaction(request.app[SESSIONS]) as db:
+                    async with transaction(request.app[READ_SESSIONS]) as db:
                         api.found = await _server_for(endpoint, api, db)
                 _authorize(endpoint, api)
                 _parse_input(endpoint, api, raw)

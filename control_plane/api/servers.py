@@ -8,11 +8,12 @@ import structlog
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api import server_actions
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Allocation, Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
-from control_plane.keys import NODES, SESSIONS
+from control_plane.keys import CONSOLES, NODES, SESSIONS
 from control_plane.nodes.events import STATES
 from control_plane.schemas.common import Page, PageQuery
 from control_plane.schemas.servers import (
@@ -213,7 +214,7 @@ async def _node_for(req: ApiRequest[Any, Any]) -> Any:
 async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
     """202 with the node's view of the server; stop and restart finish in the background."""
     action = req.body.action
-    req.require(f"control.{action}")
+    req.require(server_actions.power_permission(req.body))
     node = await _node_for(req)
     status = await req.http.app[NODES].server_call(
         node,
@@ -226,14 +227,14 @@ async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
     )
     if isinstance(status, dict) and status.get("state") in STATES:
         req.server.state = status["state"]
-    await req.audit(f"server.power.{action}", target_type="server", target_id=str(req.server.id))
+    await req.record(server_actions.power_audit(req.server.id, req.body))
     return web.json_response(status, status=202)
 
 
 @routes.post(
     "/api/v1/servers/{server_id}/command",
     summary="Send a line to the game's console",
-    permission="console.write",
+    permission=server_actions.COMMAND_PERMISSION,
     body=CommandIn,
     status=204,
 )
@@ -248,12 +249,7 @@ async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
         user=str(req.me.user_id),
         payload={"command": req.body.command},
     )
-    await req.audit(
-        "server.console.command",
-        target_type="server",
-        target_id=str(req.server.id),
-        details={"command": req.body.command[:200]},
-    )
+    await req.record(server_actions.command_audit(req.server.id, req.body))
 
 
 @routes.get(
@@ -332,6 +328,8 @@ async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
             "suspend: node did not stop the server", server=str(req.server.id), error=err.message
         )
     await req.audit("server.suspended", target_type="server", target_id=str(req.server.id))
+    server_id = req.server.id
+    req.after_commit(lambda: req.http.app[CONSOLES].close_server(server_id))
     return await server_out(req.db, req.server, req.access)
 
 

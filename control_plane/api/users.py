@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.db.models import User
+from control_plane.db.models import Server, User
 from control_plane.errors import Conflict, NotFound
 from control_plane.schemas.auth import UserOut
 from control_plane.schemas.common import Page, PageMeta, PageQuery
@@ -98,6 +98,9 @@ async def delete_user(req: ApiRequest[Any, Any]) -> None:
     user = await _user(req)
     if user.id == req.me.user_id:
         raise Conflict("you cannot delete your own account; ask another administrator")
+    owned = await req.db.scalar(select(func.count()).where(Server.owner_id == user.id))
+    if owned:
+        raise Conflict(f"the user owns {owned} server(s): delete them first")
     await req.db.delete(user)
     await req.audit(
         "user.deleted", target_type="user", target_id=str(user.id), details={"email": user.email}

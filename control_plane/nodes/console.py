@@ -1,10 +1,10 @@
 """The console WebSocket proxy: browser ⇄ control plane ⇄ node agent.
 
-The browser never talks to a node. Each message from the browser is checked against the
-user's permissions before it is forwarded; the node connection is re-opened with a fresh
-command token when the node closes it (tokens are short-lived); and a change of the user's
-permissions closes their open consoles at once (in this process) or within the re-check
-interval (in other replicas).
+The browser never talks to a node. Each message from the browser is admitted (or refused
+with an ``error`` event) by the caller of :func:`proxy_console` before it is forwarded; the
+node connection is re-opened with a fresh command token when the node closes it (tokens are
+short-lived); and a change of the user's permissions closes their open consoles at once (in
+this process) or within the re-check interval (in other replicas).
 """
 
 from __future__ import annotations
@@ -15,28 +15,34 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import structlog
 from aiohttp import web
 
-from control_plane.security.permissions import ServerAccess
-
 log = structlog.get_logger("console")
 CLOSE_PERMISSIONS_CHANGED = 4403
 CLOSE_NODE_UNAVAILABLE = 4502
 RECHECK_SECONDS = 10.0
 MAX_RECONNECTS = 5
-# What a browser may ask for, and the permission each needs.
-INBOUND: dict[str, Callable[[list[Any]], str | None]] = {
-    "send command": lambda _args: "console.write",
-    "send logs": lambda _args: "console.read",
-    "send stats": lambda _args: "stats.read",
-    "set state": lambda args: (
-        f"control.{args[0]}" if args and args[0] in {"start", "stop", "restart", "kill"} else None
-    ),
-}
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What to do with one event from the browser: forward it with these args, or refuse."""
+
+    args: list[Any] | None
+    refusal: str | None = None
+
+    @classmethod
+    def forward(cls, args: list[Any]) -> Admission:
+        return cls(args)
+
+    @classmethod
+    def refuse(cls, message: str) -> Admission:
+        return cls(None, message)
 
 
 class ConsoleSessions:
@@ -66,6 +72,12 @@ class ConsoleSessions:
         for socket in list(self._open.get((server_id, user_id), ())):
             await socket.close(code=CLOSE_PERMISSIONS_CHANGED, message=b"permissions changed")
 
+    async def close_server(self, server_id: uuid.UUID) -> None:
+        """Close every console open on this server (it was suspended)."""
+        for (server, user), _sockets in list(self._open.items()):
+            if server == server_id:
+                await self.close_for(server, user)
+
     async def close_all(self) -> None:
         for sockets in list(self._open.values()):
             for socket in list(sockets):
@@ -73,7 +85,7 @@ class ConsoleSessions:
 
 
 NodeConnector = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
-AccessCheck = Callable[[], Awaitable[ServerAccess | None]]
+Admit = Callable[[str, list[Any]], Awaitable[Admission]]
 
 
 async def _error(browser: web.WebSocketResponse, message: str) -> None:
@@ -83,7 +95,7 @@ async def _error(browser: web.WebSocketResponse, message: str) -> None:
 async def _browser_to_node(
     browser: web.WebSocketResponse,
     node: Callable[[], aiohttp.ClientWebSocketResponse],
-    access: Callable[[], ServerAccess],
+    admit: Admit,
 ) -> None:
     async for message in browser:
         if message.type != aiohttp.WSMsgType.TEXT:
@@ -91,18 +103,14 @@ async def _browser_to_node(
         try:
             data = json.loads(message.data)
             event, args = str(data["event"]), list(data.get("args", []))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             await _error(browser, "messages are JSON objects with an event and args")
             continue
-        rule = INBOUND.get(event)
-        needed = rule(args) if rule else None
-        if needed is None:
-            await _error(browser, f"unknown or malformed event {event!r}")
+        admission = await admit(event, args)
+        if admission.args is None:
+            await _error(browser, admission.refusal or "refused")
             continue
-        if not access().allows(needed):
-            await _error(browser, f"you lack the {needed!r} permission")
-            continue
-        await node().send_json({"event": event, "args": args})
+        await node().send_json({"event": event, "args": admission.args})
 
 
 # The node's own bookkeeping about the token: handled here, never shown to the browser.
@@ -134,22 +142,23 @@ async def proxy_console(
     *,
     connect: NodeConnector,
     renew: Callable[[], str],
-    check_access: AccessCheck,
-    access: ServerAccess,
+    admit: Admit,
+    still_allowed: Callable[[], Awaitable[bool]],
 ) -> None:
-    """Relay until the browser leaves, access is lost, or the node stays away."""
-    current = {"access": access}
+    """Relay until the browser leaves, access is lost, or the node stays away.
+
+    ``admit`` decides each browser event; ``still_allowed`` is asked every
+    :data:`RECHECK_SECONDS` and closes the socket when it says no.
+    """
     node = await connect()
     holder = {"node": node}
 
     async def recheck() -> None:
         while True:
             await asyncio.sleep(RECHECK_SECONDS)
-            fresh = await check_access()
-            if fresh is None or not fresh.allows("console.read"):
+            if not await still_allowed():
                 await browser.close(code=CLOSE_PERMISSIONS_CHANGED, message=b"permissions changed")
                 return
-            current["access"] = fresh
 
     async def relay_from_node() -> None:
         failures = 0
@@ -172,9 +181,7 @@ async def proxy_console(
     tasks = [
         asyncio.create_task(relay_from_node()),
         asyncio.create_task(recheck()),
-        asyncio.create_task(
-            _browser_to_node(browser, lambda: holder["node"], lambda: current["access"])
-        ),
+        asyncio.create_task(_browser_to_node(browser, lambda: holder["node"], admit)),
     ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

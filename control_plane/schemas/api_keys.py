@@ -14,9 +14,25 @@ from control_plane.security.api_keys import Scope
 
 class ApiKeyCreate(Input):
     name: str = Field(min_length=1, max_length=64)
-    scopes: list[Scope] = Field(min_length=1, max_length=3)
+    scopes: list[Scope] = Field(
+        min_length=1,
+        max_length=3,
+        description=(
+            "`read`: look (GET routes, console output, logs and stats); `write`: act as well "
+            "(every action the owner may take; includes `read`); `admin` (administrators "
+            "only): with `read` or `write`, the administration routes and other users' "
+            "servers. Without `admin`, an administrator's key is an ordinary user's key."
+        ),
+    )
     allowed_ips: list[str] = Field(default_factory=list, max_length=32)
     expires_at: dt.datetime | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _acts(cls, value: list[Scope]) -> list[Scope]:
+        if not {Scope.READ, Scope.WRITE} & set(value):
+            raise ValueError("give read or write as well: admin only widens what a key reaches")
+        return value
 
     @field_validator("allowed_ips")
     @classmethod

@@ -29,7 +29,9 @@ LAST_USED_INTERVAL = dt.timedelta(seconds=60)
 
 
 class Scope(StrEnum):
-    """``read``: safe methods only. ``write``: everything a user may do. ``admin``: admin routes."""
+    """What a key may do: ``read`` looks (safe methods, read-only console events); ``write``
+    acts, and includes ``read``; ``admin`` extends either to administration (admin routes and
+    other users' servers) and is kept only while the key's owner is an administrator."""
 
     READ = "read"
     WRITE = "write"
@@ -37,6 +39,16 @@ class Scope(StrEnum):
 
 
 _SCOPE_VALUES: Final = frozenset(scope.value for scope in Scope)
+
+
+def granted_scopes(stored: list[str], *, is_admin: bool) -> frozenset[Scope]:
+    """The scopes a key acts with: ``write`` includes ``read``; ``admin`` only for admins."""
+    scopes = {Scope(s) for s in stored if s in _SCOPE_VALUES}
+    if Scope.WRITE in scopes:
+        scopes.add(Scope.READ)
+    if not is_admin:
+        scopes.discard(Scope.ADMIN)
+    return frozenset(scopes)
 
 
 def _hash(secret: str) -> str:
@@ -85,7 +97,7 @@ class KeyHolder:
     """A valid API key and its enabled user, as one lookup read them."""
 
     key_id: uuid.UUID
-    # The key's known scopes; ``admin`` only while the user is an administrator.
+    # The scopes the key acts with (see ``granted_scopes``).
     scopes: frozenset[Scope]
     user_id: uuid.UUID
     email: str
@@ -112,12 +124,9 @@ async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -
         return None
     if not ip_allowed(key.allowed_ips, ip):
         return None
-    scopes = frozenset(Scope(s) for s in key.scopes if s in _SCOPE_VALUES)
-    if not key.is_admin:
-        scopes -= {Scope.ADMIN}
     return KeyHolder(
         key_id=key.id,
-        scopes=scopes,
+        scopes=granted_scopes(key.scopes, is_admin=key.is_admin),
         user_id=key.user_id,
         email=key.email,
         is_admin=key.is_admin,

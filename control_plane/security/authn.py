@@ -109,8 +109,10 @@ async def _session_caller(
     return caller
 
 
-async def _caller(request: web.Request, ip: str) -> Caller | ApiError | None:
-    """The caller, None for an anonymous request, or the error to answer with.
+async def identify(request: web.Request, ip: str) -> Caller | ApiError | None:
+    """The caller, None for an anonymous request, or the error to answer with. Long-lived
+    connections (the console WebSocket) ask again from time to time: a revoked key, an ended
+    session or a disabled user ends them.
 
     The read is one statement outside any transaction (``StatementReader``); the few writes
     (last use, an expired session, an audit row) each in a short transaction of their own,
@@ -133,7 +135,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxy_networks
     )
     request[CLIENT_IP] = ip
-    caller = await _caller(request, ip)
+    caller = await identify(request, ip)
     if isinstance(caller, ApiError):
         raise caller
     if caller is not None:

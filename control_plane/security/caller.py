@@ -27,6 +27,12 @@ class Caller:
     must_enrol: bool = False
 
     @property
+    def acts_as_admin(self) -> bool:
+        """An administrator whose credential carries the ``admin`` scope. An administrator's
+        API key without it is a user's key: it reaches only what any user would."""
+        return self.is_admin and Scope.ADMIN in self.scopes
+
+    @property
     def actor(self) -> Actor:
         return Actor(self.user_id, self.email, self.ip, self.user_agent)
 

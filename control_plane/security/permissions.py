@@ -93,6 +93,8 @@ class ServerAccess:
     server_id: uuid.UUID
     role: Literal["admin", "owner", "subuser"]
     permissions: frozenset[str]
+    # A suspended server is closed to everyone but administrators.
+    suspended: bool = False
 
     def allows(self, needed: str) -> bool:
         if self.role in ("admin", "owner") or needed == VIEW:

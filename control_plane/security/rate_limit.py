@@ -2,21 +2,28 @@
 
 Each preset has its own buckets (the key starts with the preset's name, so presets never
 share one). A bucket holds ``capacity`` tokens and refills continuously at ``capacity`` per
-``window``. The memory backend is bounded: when full it first forgets buckets that have
-refilled (they hold no state), then the least recently used. The Redis backend runs one
-Lua script per check, on Redis' own clock, so any number of control-plane replicas share
-the same buckets.
+``window``. Most presets are keyed by the client's address; those in :data:`SERVER_KEYED`
+by address and server, and are only taken once the caller is known to see that server.
+
+The memory backend is bounded and fails closed: it forgets only buckets that have refilled
+(they hold no state), never one that still remembers spent tokens; when the store is full
+of those, a new key is refused (429) until the soonest one refills. The Redis backend runs
+one Lua script per check, on Redis' own clock, so any number of control-plane replicas share
+the same buckets (Redis drops a key only once its bucket has refilled).
 """
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
+
+import structlog
 
 DEFAULT_PRESETS: Final = {
     "authentication": (5, 60.0),
@@ -25,6 +32,10 @@ DEFAULT_PRESETS: Final = {
     "power": (10, 60.0),
     "files": (30, 60.0),
 }
+# Presets keyed by client and server: taken after authentication, for a server the caller
+# sees (so nobody can make buckets by inventing server ids).
+SERVER_KEYED: Final = frozenset({"power"})
+log = structlog.get_logger("rate_limit")
 
 
 @dataclass(frozen=True)
@@ -105,33 +116,45 @@ class RateLimitBackend(Protocol):
 
 @dataclass
 class _Bucket:
+    policy: RateLimitPolicy
     tokens: float
     updated: float
+    # When the bucket is full again, and the number of its newest entry in the refill heap.
+    full_at: float = 0.0
+    entry: int = 0
 
 
 class MemoryBackend:
-    """Buckets in this process, at most ``max_keys`` of them."""
+    """Buckets in this process, at most ``max_keys`` of them; see the module for eviction.
+
+    A heap orders buckets by the time they are full again, so making room costs O(log n)
+    however many keys an attacker invents. Each token taken pushes a new entry (a bucket's
+    refill time only moves later) and older entries of the same bucket are skipped when
+    they come up; the heap is rebuilt when stale entries outnumber the buckets.
+    """
 
     def __init__(
         self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._buckets: OrderedDict[str, tuple[_Bucket, RateLimitPolicy]] = OrderedDict()
+        self._buckets: dict[str, _Bucket] = {}
+        self._refills: list[tuple[float, int, str]] = []
+        self._entries = itertools.count(1)
         self._max_keys = max_keys
         self._clock = clock
+        self._warned_full_at: float | None = None
 
     def __len__(self) -> int:
         return len(self._buckets)
 
     async def take(self, key: str, policy: RateLimitPolicy) -> Decision:
         now = self._clock()
-        entry = self._buckets.get(key)
-        if entry is None:
-            self._make_room(now)
-            bucket = _Bucket(float(policy.capacity), now)
-            self._buckets[key] = (bucket, policy)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            wait = self._make_room(now)
+            if wait is not None:
+                return Decision(policy, False, 0, wait, wait)
+            bucket = self._buckets[key] = _Bucket(policy, float(policy.capacity), now)
         else:
-            bucket = entry[0]
-            self._buckets.move_to_end(key)
             bucket.tokens = min(
                 policy.capacity, bucket.tokens + (now - bucket.updated) * policy.per_second
             )
@@ -139,6 +162,7 @@ class MemoryBackend:
         allowed = bucket.tokens >= 1
         if allowed:
             bucket.tokens -= 1
+            self._remember_refill(key, bucket, now)
         return Decision(
             policy=policy,
             allowed=allowed,
@@ -147,21 +171,43 @@ class MemoryBackend:
             retry_after=0.0 if allowed else (1 - bucket.tokens) / policy.per_second,
         )
 
-    def _make_room(self, now: float) -> None:
-        if len(self._buckets) < self._max_keys:
-            return
-        full = [
-            key
-            for key, (bucket, policy) in self._buckets.items()
-            if bucket.tokens + (now - bucket.updated) * policy.per_second >= policy.capacity
-        ]
-        for key in full:
-            del self._buckets[key]
+    def _remember_refill(self, key: str, bucket: _Bucket, now: float) -> None:
+        bucket.full_at = now + (bucket.policy.capacity - bucket.tokens) / bucket.policy.per_second
+        bucket.entry = next(self._entries)
+        heapq.heappush(self._refills, (bucket.full_at, bucket.entry, key))
+        if len(self._refills) > 4 * max(len(self._buckets), 256):
+            self._refills = [(b.full_at, b.entry, k) for k, b in self._buckets.items()]
+            heapq.heapify(self._refills)
+
+    def _make_room(self, now: float) -> float | None:
+        """Room for one more bucket: None, or the seconds until there will be some."""
         while len(self._buckets) >= self._max_keys:
-            self._buckets.popitem(last=False)
+            if not self._refills:  # unreachable: every bucket has an entry
+                return 1.0
+            full_at, entry, key = self._refills[0]
+            bucket = self._buckets.get(key)
+            if bucket is None or bucket.entry != entry:
+                heapq.heappop(self._refills)  # a stale entry
+                continue
+            if full_at > now:
+                self._warn_full(now)
+                return full_at - now
+            heapq.heappop(self._refills)
+            del self._buckets[key]
+        return None
+
+    def _warn_full(self, now: float) -> None:
+        if self._warned_full_at is None or now - self._warned_full_at >= 60:
+            self._warned_full_at = now
+            log.warning(
+                "rate-limit store full: new clients are refused until buckets refill; "
+                "raise STELLAR_RATE_LIMIT_MAX_KEYS or set REDIS_URL",
+                max_keys=self._max_keys,
+            )
 
     async def close(self) -> None:
         self._buckets.clear()
+        self._refills.clear()
 
 
 # KEYS[1] bucket; ARGV capacity, window in ms. Returns allowed, tokens*1000, ms until full,

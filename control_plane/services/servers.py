@@ -36,20 +36,24 @@ from shared.server_spec import InstallSpec, ServerSpec
 async def access_for(
     db: AsyncSession, caller: Caller, server_id: uuid.UUID
 ) -> tuple[Server, ServerAccess] | None:
-    """The server and the caller's access to it, or None if the caller may not see it."""
+    """The server and the caller's access to it, or None if the caller may not see it.
+
+    Administrators see every server only through a credential with the ``admin`` scope.
+    """
     server = await db.get(Server, server_id)
     if server is None:
         return None
-    if caller.is_admin:
-        return server, ServerAccess(server.id, "admin", frozenset({"*"}))
+    suspended = server.suspended
+    if caller.acts_as_admin:
+        return server, ServerAccess(server.id, "admin", frozenset({"*"}), suspended)
     if server.owner_id == caller.user_id:
-        return server, ServerAccess(server.id, "owner", frozenset({"*"}))
+        return server, ServerAccess(server.id, "owner", frozenset({"*"}), suspended)
     sub = await db.scalar(
         select(Subuser).where(Subuser.server_id == server_id, Subuser.user_id == caller.user_id)
     )
     if sub is None:
         return None
-    return server, ServerAccess(server.id, "subuser", frozenset(sub.permissions))
+    return server, ServerAccess(server.id, "subuser", frozenset(sub.permissions), suspended)
 
 
 _CALLER_ID: Final = bindparam("caller_id", type_=Uuid())
@@ -154,9 +158,9 @@ class ServerPage:
 async def server_page(
     reader: StatementReader, caller: Caller, *, offset: int, limit: int
 ) -> ServerPage:
-    """The servers a caller may list (all for admins, else owned or shared with them), ordered
-    by name, one page of them, in one statement."""
-    statement = _ADMIN_PAGE if caller.is_admin else _USER_PAGE
+    """The servers a caller may list (all for those acting as administrators, else owned or
+    shared with them), ordered by name, one page of them, in one statement."""
+    statement = _ADMIN_PAGE if caller.acts_as_admin else _USER_PAGE
     rows = await reader.rows(
         statement, {"caller_id": caller.user_id, "limit": limit, "offset": offset}
     )
@@ -168,7 +172,7 @@ async def server_page(
             break
         if not servers or servers[-1].columns.id != server_id:
             columns = ServerColumns._make(row[:_LISTED])
-            if caller.is_admin or columns.owner_id == caller_id:
+            if caller.acts_as_admin or columns.owner_id == caller_id:
                 permissions = ["*"]
             else:
                 permissions = sorted(row[_PERMISSIONS] or ())

@@ -75,7 +75,10 @@ async def test_read_only_key_cannot_change_anything(panel: Panel) -> None:
 async def test_admin_scope_only_for_admins_and_needed_for_admin_routes(panel: Panel) -> None:
     user = await panel.signed_in("user@example.org")
     await user.json(
-        "POST", "/api/v1/account/api-keys", status=403, json={"name": "x", "scopes": ["admin"]}
+        "POST",
+        "/api/v1/account/api-keys",
+        status=403,
+        json={"name": "x", "scopes": ["read", "admin"]},
     )
     admin = await panel.signed_in("root@example.org", admin=True)
     plain = await bot(panel, (await new_key(admin))["key"])

@@ -1,0 +1,277 @@
+"""Every event of the console WebSocket, for every scope set and role, through a real agent.
+
+The console is a second transport to the same actions as HTTP (commands, power): each
+message is authorised by the same decision (scopes, permission node, server) and recorded
+in the audit trail like its HTTP twin, and a refusal is an ``error`` event and an audited
+denial, never a silent drop or a forwarded action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+import pytest
+
+from node_agent.docker.hardening import game_container_name
+from tests.integration.node_agent.live_agent import docker_cli
+from tests.support.live_stack import Stack, read_until, wait_for_state
+from tests.support.panel import Browser
+
+pytestmark = pytest.mark.docker
+
+Frame = dict[str, Any]
+# What the contract says each event needs: (scope, permission node).
+NEEDS: dict[str, tuple[str, str]] = {
+    "send logs": ("read", "console.read"),
+    "send stats": ("read", "stats.read"),
+    "send command": ("write", "console.write"),
+    "set state": ("write", "control.{}"),
+}
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    holder: Literal["owner", "admin", "helper"]
+    # None: the role's browser session (cookie); else an API key with these scopes.
+    scopes: tuple[str, ...] | None
+
+    def may(self, event: str, argument: str | None) -> bool:
+        scope, permission = NEEDS[event]
+        scopes = ("read", "write") if self.scopes is None else self.scopes
+        if scope not in scopes and not (scope == "read" and "write" in scopes):
+            return False
+        # The helper is a sub-user holding console.read only.
+        return self.holder != "helper" or permission.format(argument) == "console.read"
+
+
+ROLES = [
+    Role("owner session", "owner", None),
+    Role("owner read key", "owner", ("read",)),
+    Role("owner write key", "owner", ("write",)),
+    Role("admin read+admin key", "admin", ("read", "admin")),
+    Role("admin write+admin key", "admin", ("write", "admin")),
+    Role("sub-user session", "helper", None),
+    Role("sub-user read+write key", "helper", ("read", "write")),
+]
+# (event, argument): "set state start" on a running game only says "starting" again, so the
+# walk can let it through without disturbing the game; the other power actions are proven
+# below, refused and let through.
+PROBES: list[tuple[str, str | None]] = [
+    ("send logs", None),
+    ("send stats", None),
+    ("send command", "say"),
+    ("set state", "start"),
+    ("set state", "stop"),
+    ("set state", "restart"),
+    ("set state", "kill"),
+]
+
+
+async def next_frame(
+    socket: aiohttp.ClientWebSocketResponse, want: Callable[[Frame], bool], label: str = ""
+) -> Frame:
+    """The first error event or frame ``want`` accepts, skipping everything else."""
+    seen: list[Frame] = []
+    try:
+        async with asyncio.timeout(15):
+            while True:
+                message = await socket.receive()
+                assert message.type == aiohttp.WSMsgType.TEXT, f"socket ended: {message}"
+                frame: Frame = json.loads(message.data)
+                if frame["event"] == "error" or want(frame):
+                    return frame
+                seen.append(frame)
+    except TimeoutError:
+        pytest.fail(f"{label}: no answer; skipped {seen}")
+
+
+def evidence(event: str, marker: str) -> Callable[[Frame], bool]:
+    """How the node's answer to a let-through event looks."""
+    if event == "send logs":
+        return lambda f: f["event"] == "console output" and "fake-game started" in str(f["args"])
+    if event == "send stats":
+        return lambda f: f["event"] == "stats"
+    if event == "send command":
+        return lambda f: f["event"] == "console output" and marker in str(f["args"])
+    return lambda f: f["event"] == "status" and f["args"] == ["starting"]
+
+
+@dataclass
+class Scene:
+    stack: Stack
+    server_id: str
+    owner: Browser
+    helper: Browser
+
+    async def browser_for(self, role: Role) -> Browser:
+        holder = {"owner": self.owner, "admin": self.stack.admin, "helper": self.helper}[
+            role.holder
+        ]
+        if role.scopes is None:
+            return holder
+        created = await holder.json(
+            "POST",
+            "/api/v1/account/api-keys",
+            status=201,
+            json={"name": role.name, "scopes": list(role.scopes)},
+        )
+        bot = await self.stack.panel.browser()
+        bot.api_key = created["key"]
+        return bot
+
+    async def trail(self, action: str) -> list[dict[str, Any]]:
+        page = await self.stack.admin.json("GET", f"/api/v1/audit?action={action}&per_page=100")
+        return list(page["data"])
+
+    def started_at(self) -> str:
+        inspected = docker_cli(
+            "inspect", "-f", "{{.State.StartedAt}}", game_container_name(uuid.UUID(self.server_id))
+        )
+        assert inspected.returncode == 0, inspected.stderr
+        return inspected.stdout.strip()
+
+
+@pytest.fixture
+async def scene(stack: Stack) -> Scene:
+    await stack.add_ports(1)
+    owner_id = await stack.panel.create_user("owner@example.org")
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    owner = await stack.panel.browser()
+    await owner.login("owner@example.org")
+    await stack.panel.create_user("helper@example.org")
+    await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": "helper@example.org", "permissions": ["console.read"]},
+    )
+    helper = await stack.panel.browser()
+    await helper.login("helper@example.org")
+    await owner.json(
+        "POST", f"/api/v1/servers/{server_id}/power", status=202, json={"action": "start"}
+    )
+    await wait_for_state(owner, server_id, "running")
+    return Scene(stack, server_id, owner, helper)
+
+
+async def test_every_console_event_is_authorised_and_audited_for_every_role(scene: Scene) -> None:
+    started = scene.started_at()
+    expected_denials = expected_commands = expected_starts = 0
+    for role in ROLES:
+        browser = await scene.browser_for(role)
+        console = f"/api/v1/servers/{scene.server_id}/console"
+        async with browser.client.ws_connect(
+            console,
+            headers={"Authorization": f"Bearer {browser.api_key}"} if browser.api_key else None,
+        ) as socket:
+            for event, argument in PROBES:
+                if event == "set state" and argument != "start" and role.may(event, argument):
+                    continue  # would stop the game; let through in the test below
+                marker = f"m{secrets.token_hex(4)}"
+                args = (
+                    [f"say {marker}"] if event == "send command" else [argument] if argument else []
+                )
+                await socket.send_json({"event": event, "args": args})
+                frame = await next_frame(
+                    socket, evidence(event, marker), f"{role.name}: {event} {argument}"
+                )
+                label = f"{role.name}: {event} {argument or ''} -> {frame}"
+                if role.may(event, argument):
+                    assert frame["event"] != "error", label
+                    expected_commands += event == "send command"
+                    expected_starts += event == "set state"
+                    if event == "set state":  # let the start finish before moving on
+                        await next_frame(socket, lambda f: f["args"] == ["running"], label)
+                else:
+                    assert frame["event"] == "error", label
+                    assert "lack" in frame["args"][0], label
+                    expected_denials += 1
+    # Nothing refused reached the game: it was never stopped or restarted.
+    assert scene.started_at() == started
+    assert (await scene.owner.json("GET", f"/api/v1/servers/{scene.server_id}"))["state"] == (
+        "running"
+    )
+    denials = [e for e in await scene.trail("auth.denied") if e["details"].get("event") is not None]
+    assert len(denials) == expected_denials
+    assert {e["details"]["server"] for e in denials} == {scene.server_id}
+    assert len(await scene.trail("server.console.command")) == expected_commands
+    assert len(await scene.trail("server.power.start")) == expected_starts + 1  # + the HTTP start
+
+
+async def test_an_admins_key_without_the_admin_scope_cannot_open_anothers_console(
+    scene: Scene,
+) -> None:
+    bot = await scene.browser_for(Role("plain admin key", "admin", ("read", "write")))
+    response = await bot.request("GET", f"/api/v1/servers/{scene.server_id}/console")
+    assert response.status == 404
+
+
+async def test_a_read_key_cannot_restart_over_the_socket_and_a_write_key_can(
+    scene: Scene,
+) -> None:
+    console = f"/api/v1/servers/{scene.server_id}/console"
+    started = scene.started_at()
+    reader = await scene.browser_for(Role("reader", "owner", ("read",)))
+    async with reader.client.ws_connect(
+        console, headers={"Authorization": f"Bearer {reader.api_key}"}
+    ) as socket:
+        await socket.send_json({"event": "set state", "args": ["restart"]})
+        frame = await next_frame(socket, lambda f: False)
+        assert "'write' scope" in frame["args"][0]
+        await socket.send_json({"event": "send command", "args": ["say from a read key"]})
+        frame = await next_frame(socket, lambda f: False)
+        assert "'write' scope" in frame["args"][0]
+    await asyncio.sleep(2)
+    assert scene.started_at() == started
+
+    writer = await scene.browser_for(Role("writer", "owner", ("write",)))
+    async with writer.client.ws_connect(
+        console, headers={"Authorization": f"Bearer {writer.api_key}"}
+    ) as socket:
+        await socket.send_json({"event": "set state", "args": ["restart"]})
+        stopping = await next_frame(socket, lambda f: f["args"] == ["stopping"])
+        assert stopping["event"] == "status", stopping
+        await next_frame(socket, lambda f: f["args"] == ["running"])
+        await socket.send_json({"event": "send command", "args": ["say from a write key"]})
+        await read_until(socket, "from a write key")
+    assert scene.started_at() != started
+    trail = await scene.stack.admin.json(
+        "GET",
+        f"/api/v1/audit?target_type=server&target_id={scene.server_id}&per_page=100",
+    )
+    actions = [e["action"] for e in reversed(trail["data"])]
+    assert actions[-2:] == ["server.power.restart", "server.console.command"]
+    denied = await scene.trail("auth.denied")
+    assert [e["details"]["event"] for e in denied][:2] == ["send command", "set state"]
+
+
+async def test_malformed_arguments_get_an_error_event_and_reach_nothing(scene: Scene) -> None:
+    async with scene.owner.client.ws_connect(
+        f"/api/v1/servers/{scene.server_id}/console"
+    ) as socket:
+        for message in (
+            {"event": "set state", "args": ["explode"]},
+            {"event": "send command", "args": ["say a\u0000b"]},
+            {"event": "send command", "args": []},
+            {"event": "auth", "args": ["forged"]},
+            {"event": "send command", "args": ["x" * 2000]},
+        ):
+            await socket.send_json(message)
+            frame = await next_frame(socket, lambda f: False)
+            assert frame["event"] == "error", message
+        await socket.send_str("[" * 2000 + "]" * 2000)  # deeper than the JSON parser goes
+        frame = await next_frame(socket, lambda f: False)
+        assert frame["event"] == "error"
+    assert await scene.trail("server.console.command") == []
