@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
+from control_plane.keys import RATE_LIMITER
 from control_plane.security.rate_limit import (
     MemoryBackend,
     RateLimiter,
@@ -200,6 +202,10 @@ async def test_ipv6_clients_share_a_bucket_per_64() -> None:
     assert (await limiter.check("authentication", "2001:db8:1:3::1")).allowed
 
 
+def address(n: int) -> str:
+    return f"10.{n // 65536}.{n // 256 % 256}.{n % 256}"
+
+
 async def test_a_flood_of_distinct_addresses_cannot_exhaust_memory() -> None:
     clock = FakeClock()
     backend = MemoryBackend(max_keys=1000, clock=clock)
@@ -207,9 +213,90 @@ async def test_a_flood_of_distinct_addresses_cannot_exhaust_memory() -> None:
     for _ in range(5):
         await limiter.check("authentication", "192.0.2.1")
     for n in range(20_000):
-        await limiter.check("api", f"10.{n // 65536}.{n // 256 % 256}.{n % 256}")
+        await limiter.check("api", address(n))
         assert len(backend) <= 1000
     assert len(backend) <= 1000
+    assert not (await limiter.check("authentication", "192.0.2.1")).allowed
+
+
+async def test_a_full_store_refuses_new_keys_and_never_forgets_a_spent_bucket() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(max_keys=4, clock=clock)
+    limiter = RateLimiter(backend, parse_presets(""))
+    for _ in range(5):
+        await limiter.check("authentication", "192.0.2.1")  # exhausted: 12 s to the next
+    for n in range(3):
+        assert (await limiter.check("api", address(n))).allowed
+    # Full of buckets that still remember spent tokens: a new key fails closed.
+    refused = await limiter.check("api", address(99))
+    assert not refused.allowed
+    assert 0 < refused.retry_after <= 0.61  # when the soonest bucket (api: 100/min) refills
+    assert not (await limiter.check("authentication", "192.0.2.1")).allowed
+    clock.advance(0.61)  # the api buckets have refilled; the sign-in bucket has not
+    for n in range(10, 13):
+        assert (await limiter.check("api", address(n))).allowed
+    assert not (await limiter.check("authentication", "192.0.2.1")).allowed
+    assert len(backend) == 4
+
+
+async def test_making_room_stays_cheap_and_bounded_under_a_flood() -> None:
+    clock = FakeClock()
+    backend = MemoryBackend(max_keys=100, clock=clock)
+    policy = RateLimitPolicy("api", 100, 60.0)
+    for n in range(50_000):
+        await backend.take(address(n % 150), policy)
+        clock.advance(0.001)
+    assert len(backend) <= 100
+    assert len(backend._refills) <= 4 * 256  # stale refill entries are compacted away
+
+
+async def test_the_flush_attack_cannot_reopen_an_exhausted_sign_in_limit(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    clock: FakeClock,
+) -> None:
+    """The review's attack: exhaust the sign-in limit, then make fresh buckets until the
+    store evicts the exhausted one, then sign in again."""
+    panel = await limited_panel(
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        clock,
+        STELLAR_RATE_LIMIT_MAX_KEYS="100",
+        STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    backend = panel.server.app[RATE_LIMITER].backend
+    assert isinstance(backend, MemoryBackend)
+    attacker = await panel.browser()
+    me = {"X-Forwarded-For": "203.0.113.7"}
+    for _ in range(5):
+        assert (await attacker.request("POST", LOGIN, json=BAD_LOGIN, headers=me)).status == 401
+    assert (await attacker.request("POST", LOGIN, json=BAD_LOGIN, headers=me)).status == 429
+
+    # Anonymous power requests for invented servers reach only the attacker's own bucket.
+    for _ in range(150):
+        response = await attacker.request(
+            "POST", f"/api/v1/servers/{uuid.uuid4()}/power", json={"action": "start"}, headers=me
+        )
+        assert response.status in (401, 429)
+    assert len(backend) == 2  # authentication and api, both for 203.0.113.7
+
+    # Many addresses fill the store; the newest are refused, nothing spent is forgotten.
+    statuses = []
+    for n in range(150):
+        response = await attacker.request(
+            "POST", LOGIN, json=BAD_LOGIN, headers={"X-Forwarded-For": address(n)}
+        )
+        statuses.append(response.status)
+    assert statuses.count(401) == 98
+    assert set(statuses[98:]) == {429}
+    assert len(backend) == 100
+    assert (await attacker.request("POST", LOGIN, json=BAD_LOGIN, headers=me)).status == 429
+    clock.advance(61)  # everything has refilled: buckets may be forgotten, new ones admitted
+    fresh = {"X-Forwarded-For": "198.51.100.200"}
+    assert (await attacker.request("POST", LOGIN, json=BAD_LOGIN, headers=fresh)).status == 401
 
 
 def test_unknown_or_malformed_presets_are_refused() -> None:

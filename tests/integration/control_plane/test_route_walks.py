@@ -9,9 +9,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.api.registry import endpoints
 from control_plane.api.routing import Access, Endpoint
+from control_plane.app import create_app
+from control_plane.settings import load_settings
+from tests.integration.control_plane.conftest import AUTH_SECRET
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
 
@@ -111,3 +116,56 @@ async def test_unauthenticated_requests_get_401_everywhere_but_public_routes(pan
             continue
         response = await anonymous.request(endpoint.method, concrete(endpoint, world), json={})
         assert response.status == 401, f"{endpoint.method} {endpoint.path}"
+
+
+def respellings(canonical: str) -> list[str]:
+    """Other ways to write the same UUID, which Python's uuid.UUID() would all accept."""
+    bare = canonical.replace("-", "")
+    return [
+        canonical.upper(),
+        bare,
+        f"{{{canonical}}}",
+        f"urn:uuid:{canonical}",
+        canonical[:8].upper() + canonical[8:],
+    ]
+
+
+async def test_ids_in_paths_are_accepted_only_in_their_one_spelling(world: World) -> None:
+    """On every route with an id, any other spelling of an id the caller may reach is 404."""
+    checked = 0
+    for endpoint in endpoints():
+        if "{" not in endpoint.path:
+            continue
+        caller = world.admin if endpoint.access is Access.ADMIN else world.alice
+        canonical = concrete(endpoint, world)
+        ids = re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", canonical)
+        for original in ids:
+            for other in respellings(original):
+                path = canonical.replace(original, other)
+                response = await caller.request(endpoint.method, path, json={})
+                assert response.status == 404, f"{endpoint.method} {path}: {response.status}"
+                assert (await response.json())["error"]["code"] == "not_found"
+                checked += 1
+    assert checked >= 200
+
+
+async def test_a_respelled_server_id_never_gets_a_fresh_power_bucket(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings = load_settings(
+        {"STELLAR_DATABASE_URL": database_url, "STELLAR_AUTH_SECRET": AUTH_SECRET}
+    )
+    panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
+    world = await build_world(panel)
+    server = world.ids["alice_server"]
+    power = {"action": "start"}
+    for _ in range(10):
+        response = await world.alice.request("POST", f"/api/v1/servers/{server}/power", json=power)
+        assert response.status == 503  # let through; the node is down
+    for other in [server, *respellings(server)]:
+        response = await world.alice.request("POST", f"/api/v1/servers/{other}/power", json=power)
+        assert response.status in (404, 429), other
+        assert response.status == (429 if other == server else 404)
