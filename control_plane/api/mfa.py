@@ -5,7 +5,7 @@ second step of a sign-in turns the browser's pending session into a full one wit
 
 Every code is checked within the account's allowance of wrong ones
 (:mod:`control_plane.services.mfa_lockout`), in a transaction that commits a wrong code's
-record before the refusal is sent: these routes manage their transactions themselves.
+record before the refusal is sent: the routes that check codes manage their transactions.
 """
 
 from __future__ import annotations
@@ -91,9 +91,11 @@ async def _account(req: ApiRequest[Any, Any]) -> User:
 
 def _locked(lockout: mfa_lockout.Lockout, now: dt.datetime) -> SecondFactorLocked:
     wait = max(1, math.ceil((lockout.until - now).total_seconds()))
+    minutes = math.ceil(wait / 60)
+    left = f"{minutes} min" if minutes < 120 else f"{math.ceil(minutes / 60)} h"
     return SecondFactorLocked(
         "too many wrong codes for this account: every code, even a right one, is refused until "
-        f"{lockout.until:%Y-%m-%d %H:%M} UTC (about {math.ceil(wait / 60)} min)",
+        f"{lockout.until:%Y-%m-%d %H:%M} UTC (about {left})",
         headers={"Retry-After": str(wait)},
     )
 
