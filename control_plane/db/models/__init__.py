@@ -6,7 +6,7 @@ from control_plane.db.models.backup import Backup, ServerBackupKey
 from control_plane.db.models.base import Base
 from control_plane.db.models.blueprint import Blueprint
 from control_plane.db.models.location import Location
-from control_plane.db.models.mfa import RecoveryCode, TotpCredential
+from control_plane.db.models.mfa import RecoveryCode, SecondFactorFailure, TotpCredential
 from control_plane.db.models.node import Allocation, Node
 from control_plane.db.models.oauth import LoginChallenge, OAuthIdentity
 from control_plane.db.models.passkey import PasskeyCredential
@@ -28,6 +28,7 @@ __all__ = [
     "OAuthIdentity",
     "PasskeyCredential",
     "RecoveryCode",
+    "SecondFactorFailure",
     "Server",
     "ServerBackupKey",
     "Session",

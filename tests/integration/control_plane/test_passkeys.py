@@ -14,7 +14,13 @@ from control_plane.db.engine import session_factory
 from control_plane.db.models import AuditEntry, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
-from tests.integration.control_plane.mfa_support import WallClock, enrol, mfa_panel
+from tests.integration.control_plane.mfa_support import (
+    WallClock,
+    enrol,
+    mfa_panel,
+    oathtool,
+    start_login,
+)
 from tests.integration.control_plane.soft_authenticator import SoftAuthenticator
 from tests.support.panel import Browser, Panel
 
@@ -107,6 +113,26 @@ async def test_a_passkey_signs_in_completely_even_for_a_2fa_user(
     browser.csrf = body["csrf_token"]
     await browser.json("GET", "/api/v1/auth/sessions")
     assert (await audit(panel, "user.login.succeeded"))[-1] == {"method": "passkey"}
+
+
+async def test_a_passkey_signs_in_while_wrong_codes_have_locked_the_account(
+    panel: Panel, clock: WallClock
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    secret, _codes = await enrol(alice, clock)
+    device = authenticator()
+    await register(alice, device)
+    guesser = await panel.browser()
+    await start_login(guesser, EMAIL)
+    for _ in range(5):
+        await guesser.json("POST", "/api/v1/auth/2fa", status=401, json={"code": "999999"})
+    refused = await guesser.request(
+        "POST", "/api/v1/auth/2fa", json={"code": oathtool(secret, clock.now)}
+    )
+    assert refused.status == 429
+    # The lock is on guessable codes; a passkey is not one, so its owner still gets in.
+    response = await passkey_sign_in(await panel.browser(), device)
+    assert response.status == 200, await response.text()
 
 
 async def test_a_counter_that_goes_back_is_refused_and_audited(panel: Panel) -> None:
