@@ -155,11 +155,6 @@ if ((WANT_DOCKER)); then
     have systemd-analyze || need_pkg systemd
     have nft || need_pkg nftables
     have ip || need_pkg iproute2
-    # Docker's default seccomp profile (moby's profiles/seccomp/default.json), which the
-    # agent extends for game containers (setting seccomp_base_profile).
-    if have dpkg-query; then
-        dpkg_installed golang-github-docker-docker-dev || need_pkg golang-github-docker-docker-dev
-    fi
     # Tests copy /bin/busybox into container rootfs, so it must be the
     # static build; the dynamic "busybox" package does not do.
     if have dpkg-query; then
