@@ -17,6 +17,8 @@ readonly PROG="${0##*/}"
 readonly VENV="${STELLAR_AGENT_VENV:-/opt/stellar-agent}"
 SOURCE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SOURCE_DIR
+# shellcheck source=lib/apt.sh source-path=SCRIPTDIR
+. "$SOURCE_DIR/deploy/lib/apt.sh"
 
 log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$PROG" "$*" >&2; exit 1; }
@@ -40,8 +42,9 @@ have nft || packages+=(nftables)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
 if ((${#packages[@]} > 0)); then
     log "installing: ${packages[*]}"
-    apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >&2
+    # Both wait for another apt-get or unattended-upgrades to finish (and say so).
+    apt_get_update || die "apt-get update failed"
+    apt_get_install "${packages[@]}" || die "apt-get install ${packages[*]} failed"
 fi
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "Python 3.11 or newer is needed (found $(python3 --version 2>&1))"

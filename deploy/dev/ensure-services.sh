@@ -13,9 +13,13 @@
 #   STELLAR_DOCKERD_ARGS   extra arguments for dockerd (word-split)
 #   STELLAR_LOG_DIR        where daemon logs go (default /var/log, or /tmp if
 #                          /var/log is not writable)
+#   STELLAR_APT_LOCK_WAIT_SECONDS  how long apt-get waits for another package manager
+#                          to finish (default 600; deploy/lib/apt.sh)
 set -euo pipefail
 
 readonly PROG="${0##*/}"
+# shellcheck source=../lib/apt.sh source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
 readonly WAIT_SECONDS="${STELLAR_WAIT_SECONDS:-60}"
 
 readonly PG_ROLE="stellar"
@@ -176,12 +180,10 @@ fi
 if ((${#MISSING_PKGS[@]} > 0)); then
     if is_root && have apt-get; then
         log "installing missing packages: ${MISSING_PKGS[*]}"
-        # apt output goes to stderr: stdout carries only the final summary.
-        apt-get update >&2
-        # NEEDRESTART_SUSPEND: do not let needrestart (if installed) poke at
-        # running services after the install.
-        DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
-            apt-get install -y --no-install-recommends "${MISSING_PKGS[@]}" >&2
+        # apt output goes to stderr: stdout carries only the final summary. Both wait for
+        # another apt-get or unattended-upgrades to finish (and say so) instead of failing.
+        apt_get_update || die "apt-get update failed"
+        apt_get_install "${MISSING_PKGS[@]}" || die "apt-get install ${MISSING_PKGS[*]} failed"
         hash -r
     else
         printf '[%s] ERROR: missing package(s): %s\n' "$PROG" "${MISSING_PKGS[*]}" >&2

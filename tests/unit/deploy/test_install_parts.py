@@ -62,7 +62,8 @@ def test_bad_bundles_are_refused(text: str, message: str) -> None:
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_the_node_installer_script_is_shellcheck_clean() -> None:
     script = Path(__file__).resolve().parents[3] / "deploy" / "install-agent.sh"
+    # -x: follow what it sources (deploy/lib/apt.sh) and check it too.
     result = subprocess.run(
-        ["shellcheck", str(script)], capture_output=True, text=True, check=False
+        ["shellcheck", "-x", str(script)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
