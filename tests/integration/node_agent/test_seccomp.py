@@ -28,6 +28,7 @@ from node_agent.docker.hardening import game_container_name
 from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS, DOCKER_DEFAULT_PROFILE
 from node_agent.docker.seccomp_context import INSPECTION_FILE
 from node_agent.storage.btrfs import parse_qgroups
+from tests.conftest import require_tool
 from tests.integration.node_agent.quota_nodes import (
     MIB,
     NodeFactory,
@@ -118,8 +119,7 @@ GAME_HOME: Final = "/home/container"
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The probe, built once for the module (removed with pytest's tmp directories)."""
     require_root_docker_and_images()
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the probe")
+    require_tool("gcc", "gcc libc6-dev")
     build = tmp_path_factory.mktemp("probe")
     (build / "probe.c").write_text(PROBE_SOURCE, encoding="utf-8")
     compiled = subprocess.run(
