@@ -24,7 +24,10 @@ Disk limits (DESIGN.md "Containers (agent)") come from ``storage_backend``:
   with a warning.
 
 In development the agent unmounts at shutdown what it mounted itself; in production the
-pool stays mounted (running games keep using it).
+pool stays mounted (running games keep using it). Games keep running across agent restarts,
+except under ``stop_servers_on_exit`` (development only; ``stellar-cp dev`` sets it): then the
+agent stops every game and installer before it exits, so the pool is released too, and
+brings back the games that were running at its next start.
 
 Game and install containers get Docker's default seccomp profile (the copy shipped with the
 agent, or the file ``seccomp_base_profile`` names), with ``ioctl`` unable to create btrfs
@@ -96,6 +99,8 @@ class AgentSettings(BaseModel):
     seccomp_base_profile: Path = DOCKER_DEFAULT_PROFILE
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # The dev stack's agent leaves nothing running behind it (node_agent/servers.py).
+    stop_servers_on_exit: bool = False
 
     @field_validator("trusted_keys")
     @classmethod
@@ -117,6 +122,11 @@ class AgentSettings(BaseModel):
             raise ValueError(
                 "production agents listen on the address the firewall opens to the control "
                 "plane, not on every interface"
+            )
+        if self.environment == "production" and self.stop_servers_on_exit:
+            raise ValueError(
+                "stop_servers_on_exit is for development (`stellar-cp dev`): production "
+                "agents keep games running across their restarts"
             )
         if self.environment == "production" and self.storage_backend == "directory":
             raise ValueError(
