@@ -28,7 +28,8 @@ run: install ## run the control plane (SQLite) and a local agent; Ctrl-C stops b
 services: ## install and start Docker, PostgreSQL and Redis if they are not running
 	deploy/dev/ensure-services.sh docker postgres redis
 
-test: install services ## bring up what the tests need, then run the whole suite
+test: install ## bring up the services and tools the tests need, then run the whole suite
+	deploy/dev/ensure-services.sh docker postgres redis test-tools
 	STELLAR_REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict

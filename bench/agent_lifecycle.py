@@ -67,10 +67,10 @@ from node_agent.docker.hardening import (
 )
 from node_agent.docker.network import AGENT_NETWORK, AgentNetwork, ensure_agent_network
 from node_agent.docker.output import follow_output
-from node_agent.docker.seccomp import SeccompProfile
+from node_agent.docker.seccomp import DOCKER_DEFAULT_PROFILE, SeccompProfile
 from node_agent.docker.seccomp_context import INSPECTION_FILE
 from node_agent.server_records import RecordStore, ServerRecord
-from node_agent.settings import DEBIAN_DOCKER_SECCOMP_PROFILE, AgentSettings, ConfigError
+from node_agent.settings import AgentSettings, ConfigError
 from node_agent.storage.backend import NodeStorage, open_storage
 from node_agent.storage.context import game_user_ids
 from shared.protocol import mint
@@ -168,7 +168,7 @@ class BenchAgent(AgentProcess):
         if not written.exists():
             return None
         text = written.read_text(encoding="utf-8").removesuffix("\n")
-        return SeccompProfile(text, DEBIAN_DOCKER_SECCOMP_PROFILE)
+        return SeccompProfile(text, DOCKER_DEFAULT_PROFILE)
 
 
 def rss_kib(pid: int) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -52,8 +52,17 @@ async def migrate(settings: ControlPlaneSettings) -> str | None:
         return await migrations.current_revision(engine)
 
 
-def render_agent_config(node: Node, signer: CommandSigner, *, data_dir: Path) -> str:
-    """The agent's TOML config for ``node``, trusting this control plane's key."""
+def render_agent_config(
+    node: Node,
+    signer: CommandSigner,
+    *,
+    data_dir: Path,
+    more: Mapping[str, bool | int | str] | None = None,
+) -> str:
+    """The agent's TOML config for ``node``, trusting this control plane's key.
+
+    ``more``: further top-level settings (JSON's spelling of these values is TOML's).
+    """
     host_port = node.url.split("://", 1)[1]
     host, _, port = host_port.rpartition(":")
     if not host:
@@ -65,6 +74,7 @@ def render_agent_config(node: Node, signer: CommandSigner, *, data_dir: Path) ->
         f"listen_host = {json.dumps(host.strip('[]'))}",
         f"listen_port = {int(port)}",
         f"data_dir = {json.dumps(str(data_dir))}",
+        *(f"{name} = {json.dumps(value)}" for name, value in (more or {}).items()),
         "",
         "[trusted_keys]",
         f"{json.dumps(signer.kid)} = {json.dumps(signer.public_key)}",

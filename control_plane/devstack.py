@@ -4,6 +4,11 @@ First run: generates the local secrets and keys (mode 0600, in the data director
 repository), migrates a SQLite database, registers the local node, writes its agent config and
 creates a first admin. Every run: starts the control plane and the agent as child processes,
 waits until both answer, prints how to log in, and stops both cleanly on Ctrl-C or SIGTERM.
+
+Unlike a production agent, the local one leaves nothing running behind it: its config sets
+``stop_servers_on_exit``, so at exit it stops its game containers and then unmounts its
+storage pool and detaches the pool's loop device. The next run starts the games that were
+running again.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ from shared.command_keys import write_private_key
 NODE_NAME = "local"
 ADMIN_EMAIL = "admin@stellar.local"
 DOCKER_SOCKET = Path("/var/run/docker.sock")
+CONTROL_PLANE_STOP_SECONDS = 15
+# The agent first stops every game, each within its stop_timeout_seconds (at most 600, all at
+# once), then releases its pool.
+AGENT_STOP_SECONDS = 660
 
 
 def _write_secret_file(path: Path, text: str) -> None:
@@ -92,7 +101,12 @@ async def _register_node(env: dict[str, str], data_dir: Path, agent_port: int) -
             if node is None:
                 node = await add_node(session, name=NODE_NAME, url=url)
             node.url = url
-            config = render_agent_config(node, signer, data_dir=(data_dir / "agent").resolve())
+            config = render_agent_config(
+                node,
+                signer,
+                data_dir=(data_dir / "agent").resolve(),
+                more={"stop_servers_on_exit": True},
+            )
     finally:
         await engine.dispose()
     config_file = data_dir / "agent.toml"
@@ -117,17 +131,23 @@ def _wait_healthy(
     raise RuntimeError(f"{name} did not answer on {url} within {timeout:.0f} s")
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
+def _stop(control_plane: subprocess.Popen[bytes], agent: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM both, wait for each, SIGKILL one that overstays; whether the agent stopped itself."""
+    for process in (control_plane, agent):
         if process.poll() is None:
             process.terminate()
-    deadline = time.monotonic() + 15
-    for process in processes:
+    agent_done = True
+    for process, seconds in (
+        (control_plane, CONTROL_PLANE_STOP_SECONDS),
+        (agent, AGENT_STOP_SECONDS),
+    ):
         try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            process.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            agent_done = process is not agent
+    return agent_done
 
 
 def _docker_warning() -> str | None:
@@ -178,7 +198,7 @@ def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
         _wait_healthy(f"http://127.0.0.1:{agent_port}/healthz", processes[1], "agent")
     except RuntimeError as err:
         print(f"stellar-cp dev: {err}", file=sys.stderr)
-        _stop(processes)
+        _stop(*processes)
         return 1
     warning = _docker_warning()
     _print_banner(data_dir, port, created, admin_password, warning)
@@ -189,7 +209,20 @@ def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
             exit_code = 1
             break
         time.sleep(0.3)
-    _stop(processes)
+    agent_was_running = processes[1].poll() is None
+    print(
+        "stellar-cp dev: stopping: the agent stops the game servers and releases its storage "
+        "pool first",
+        flush=True,
+    )
+    if not _stop(*processes) or not agent_was_running:
+        print(
+            "stellar-cp dev: the agent did not stop by itself in time, so game containers "
+            "may still run (docker ps --filter label=io.stellarstack.managed=true) and its "
+            f"pool may still be mounted at {data_dir / 'agent' / 'pool'}",
+            file=sys.stderr,
+        )
+        exit_code = 1
     print("stellar-cp dev: stopped")
     return exit_code
 

@@ -6,7 +6,7 @@
 #
 # node.toml is the text `stellar-cp node add` printed (the enrolment bundle). This script
 # installs the system packages the agent needs (Docker if there is none, btrfs-progs,
-# nftables, python3-venv, Docker's seccomp profile), installs StellarStack from the source
+# nftables, python3-venv), installs StellarStack from the source
 # tree it lives in into a virtualenv at /opt/stellar-agent, then hands over to
 # `stellar-agent install`, which writes the config, the TLS key and certificate, the storage
 # pool and the systemd units, and prints the fingerprint to pin and the firewall rules. All
@@ -17,6 +17,8 @@ readonly PROG="${0##*/}"
 readonly VENV="${STELLAR_AGENT_VENV:-/opt/stellar-agent}"
 SOURCE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly SOURCE_DIR
+# shellcheck source=lib/apt.sh source-path=SCRIPTDIR
+. "$SOURCE_DIR/deploy/lib/apt.sh"
 
 log() { printf '[%s] %s\n' "$PROG" "$*" >&2; }
 die() { printf '[%s] ERROR: %s\n' "$PROG" "$*" >&2; exit 1; }
@@ -38,14 +40,11 @@ if ! have dockerd; then packages+=(docker.io); fi
 have mkfs.btrfs || packages+=(btrfs-progs)
 have nft || packages+=(nftables)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || packages+=(python3-venv)
-# Docker's default seccomp profile, which the agent extends for game containers (a production
-# agent refuses to start without it; setting seccomp_base_profile).
-[[ -f /usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json ]] ||
-    packages+=(golang-github-docker-docker-dev)
 if ((${#packages[@]} > 0)); then
     log "installing: ${packages[*]}"
-    apt-get update >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >&2
+    # Both wait for another apt-get or unattended-upgrades to finish (and say so).
+    apt_get_update || die "apt-get update failed"
+    apt_get_install "${packages[@]}" || die "apt-get install ${packages[*]} failed"
 fi
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "Python 3.11 or newer is needed (found $(python3 --version 2>&1))"

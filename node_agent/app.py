@@ -70,7 +70,8 @@ async def docker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: load the servers, restore their states, follow Docker; never stop a game."""
+    """cleanup_ctx: load the servers, restore their states, follow Docker; stop no game
+    (unless ``stop_servers_on_exit``: then every one, at exit)."""
     settings = app[SETTINGS]
     docker = app[DOCKER]
     events = NodeEventBus()
@@ -102,6 +103,9 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[STORAGE].set_over_limit_hook(None)
     await registry.close()
+    if settings.stop_servers_on_exit:
+        # Before storage_ctx's teardown: a running game would keep the pool busy.
+        await registry.stop_all()
 
 
 async def close_sockets(app: web.Application) -> None:

@@ -4,7 +4,8 @@
 before it (re)started, restores each server's state from its container (starting the ones
 that should run, e.g. after a host reboot), and follows dockerd's events so that every start
 and exit of a game container reaches its :class:`ManagedServer`. It never stops a container
-when the agent starts or stops; containers carrying the agent's label that it does not know
+when the agent starts or stops (except :meth:`ServerRegistry.stop_all`, which only the dev
+stack's agent calls at exit); containers carrying the agent's label that it does not know
 are logged and left alone. Creating a server checks the images first and undoes every step
 on failure, so a refused create leaves no container, volume or record behind.
 
@@ -124,6 +125,36 @@ class ServerRegistry:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
         await asyncio.gather(*(server.close() for server in self._servers.values()))
+
+    async def stop_all(self) -> None:
+        """Stop every game (as its spec says) and kill every installer, after :meth:`close`.
+
+        For an agent that must leave nothing running when it exits (``stellar-cp dev``). The
+        records keep their desired power state: the next start brings back the games that
+        were running, as after a host reboot. Called after ``close``, so no exit is judged.
+        """
+        servers = list(self._servers.values())
+        results = await asyncio.gather(
+            *(self._stop_containers(s) for s in servers), return_exceptions=True
+        )
+        for server, result in zip(servers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "server not stopped at exit", server=str(server.spec.uuid), error=str(result)
+                )
+
+    async def _stop_containers(self, server: ManagedServer) -> None:
+        installer = install_container_name(server.spec.uuid)
+        found = await self.runtime.find(installer)
+        if found is not None and found.running:
+            await self.runtime.kill(installer)
+        found = await self.runtime.find(server.container)
+        if found is not None and found.running:
+            spec = server.spec
+            await self.runtime.stop(
+                server.container, spec.stop, grace_seconds=spec.stop_timeout_seconds
+            )
+            log.info("server stopped at exit", server=str(spec.uuid))
 
     # --- following Docker ------------------------------------------------------------------
 

@@ -24,12 +24,15 @@ Disk limits (DESIGN.md "Containers (agent)") come from ``storage_backend``:
   with a warning.
 
 In development the agent unmounts at shutdown what it mounted itself; in production the
-pool stays mounted (running games keep using it).
+pool stays mounted (running games keep using it). Games keep running across agent restarts,
+except under ``stop_servers_on_exit`` (development only; ``stellar-cp dev`` sets it): then the
+agent stops every game and installer before it exits, so the pool is released too, and
+brings back the games that were running at its next start.
 
-Game and install containers get Docker's default seccomp profile, read from
-``seccomp_base_profile``, with ``ioctl`` unable to create btrfs subvolumes. A production agent
-with the btrfs backend refuses to start without that file; otherwise the agent warns and
-leaves Docker's default profile in place.
+Game and install containers get Docker's default seccomp profile (the copy shipped with the
+agent, or the file ``seccomp_base_profile`` names), with ``ioctl`` unable to create btrfs
+subvolumes. A production agent with the btrfs backend refuses to start if that file cannot be
+used; otherwise the agent warns and leaves Docker's default profile in place.
 
 TLS (``tls_cert_file`` and ``tls_key_file``, made by ``stellar-agent tls generate``): the agent
 serves HTTPS with its own self-signed certificate, which the control plane pins by fingerprint.
@@ -49,14 +52,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from node_agent.console.limits import ConsoleLimits
+from node_agent.docker.seccomp import DOCKER_DEFAULT_PROFILE
 from node_agent.files.limits import FileLimits
 from shared.command_keys import KeyFormatError, check_kid, parse_public_key
 from shared.protocol import MAX_LEEWAY_SECONDS
 
 StorageBackendName = Literal["auto", "btrfs", "ext4", "directory"]
-DEBIAN_DOCKER_SECCOMP_PROFILE: Final = Path(
-    "/usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json"
-)
 # mkfs.btrfs refuses smaller devices (with its default DUP metadata).
 MIN_POOL_SIZE_MIB: Final = 128
 
@@ -94,10 +95,12 @@ class AgentSettings(BaseModel):
     storage_pool_size_mib: int = Field(default=10 * 1024, ge=MIN_POOL_SIZE_MIB)
     storage_poll_seconds: float = Field(default=10.0, gt=0, le=3600)
     # Docker's default seccomp profile, which the agent extends for game containers
-    # (node_agent/docker/seccomp.py); Debian's golang-github-docker-docker-dev ships it.
-    seccomp_base_profile: Path = DEBIAN_DOCKER_SECCOMP_PROFILE
+    # (node_agent/docker/seccomp.py); the agent ships a copy (node_agent/docker/data/).
+    seccomp_base_profile: Path = DOCKER_DEFAULT_PROFILE
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # The dev stack's agent leaves nothing running behind it (node_agent/servers.py).
+    stop_servers_on_exit: bool = False
 
     @field_validator("trusted_keys")
     @classmethod
@@ -119,6 +122,11 @@ class AgentSettings(BaseModel):
             raise ValueError(
                 "production agents listen on the address the firewall opens to the control "
                 "plane, not on every interface"
+            )
+        if self.environment == "production" and self.stop_servers_on_exit:
+            raise ValueError(
+                "stop_servers_on_exit is for development (`stellar-cp dev`): production "
+                "agents keep games running across their restarts"
             )
         if self.environment == "production" and self.storage_backend == "directory":
             raise ValueError(

@@ -1,7 +1,9 @@
 """Fixtures shared by the whole suite: databases (SQLite and the real PostgreSQL) and services.
 
 ``make test`` (and so CI) sets STELLAR_REQUIRE_SERVICES=1 after starting PostgreSQL, Redis and
-Docker: then a missing service fails the tests that need it instead of skipping them.
+Docker and installing the programs tests run (deploy/dev/ensure-services.sh): then a missing
+service or program fails the tests that need it instead of skipping them. Only a missing
+privilege (not root) still skips.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,6 +34,15 @@ def service_missing(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def require_tool(program: str, package: str) -> None:
+    """A program a test runs: ``service_missing`` unless it is on PATH."""
+    if shutil.which(program) is None:
+        service_missing(
+            f"{program} is not installed (apt-get install {package}; "
+            "deploy/dev/ensure-services.sh docker postgres redis test-tools installs it)"
+        )
 
 
 async def _create_postgres_database() -> str:

@@ -14,7 +14,10 @@
 set -euo pipefail
 
 readonly PROG="${0##*/}"
-readonly HERE="$(cd "$(dirname "$0")" && pwd)"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+readonly HERE
+# shellcheck source=../lib/apt.sh source-path=SCRIPTDIR
+. "$HERE/../lib/apt.sh"
 readonly SOURCES="$HERE/test-images"
 readonly BUSYBOX="/bin/busybox"
 readonly BASE_IMAGE="stellar-test/busybox:latest"
@@ -39,7 +42,7 @@ ensure_busybox() {
     fi
     [[ "$(id -u)" -eq 0 ]] || die "busybox-static is not installed (apt-get install busybox-static)"
     log "installing busybox-static"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends busybox-static >/dev/null
+    apt_get_install busybox-static || die "apt-get install busybox-static failed"
 }
 
 # A hash of every input of an image: the busybox binary, the game scripts and this script.

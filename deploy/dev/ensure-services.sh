@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # Bring up the local services the StellarStack test suite and `make run` need:
-# Docker, PostgreSQL and Redis. Idempotent: safe to run on a fresh Debian 12
-# machine and on one where everything already runs (then it returns quickly).
+# Docker, PostgreSQL and Redis, and (test-tools) the programs only tests run
+# (the shell linter, nginx, gcc with a static libc). Idempotent: safe to run on a
+# fresh Debian 12 machine and on one where everything already runs (then it
+# returns quickly).
 #
 # Works without systemd: daemons are started directly in the background.
 #
-# Usage: deploy/dev/ensure-services.sh [docker] [postgres] [redis]
-#        (any subset, any order; no arguments = all three)
+# Usage: deploy/dev/ensure-services.sh [docker] [postgres] [redis] [test-tools]
+#        (any subset, any order; no arguments = docker postgres redis)
 #
 # Environment overrides (all optional):
 #   STELLAR_WAIT_SECONDS   how long to wait for each service (default 60)
 #   STELLAR_DOCKERD_ARGS   extra arguments for dockerd (word-split)
 #   STELLAR_LOG_DIR        where daemon logs go (default /var/log, or /tmp if
 #                          /var/log is not writable)
+#   STELLAR_APT_LOCK_WAIT_SECONDS  how long apt-get waits for another package manager
+#                          to finish (default 600; deploy/lib/apt.sh)
 set -euo pipefail
 
 readonly PROG="${0##*/}"
+# shellcheck source=../lib/apt.sh source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
 readonly WAIT_SECONDS="${STELLAR_WAIT_SECONDS:-60}"
 
 readonly PG_ROLE="stellar"
@@ -40,9 +46,10 @@ die() { printf '[%s] ERROR: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 usage() {
     cat >&2 <<EOF
-Usage: $0 [docker] [postgres] [redis]
-Ensures the given local services (default: all three) are installed, running
-and answering. Safe to run repeatedly.
+Usage: $0 [docker] [postgres] [redis] [test-tools]
+Ensures the given local services (default: docker postgres redis) are
+installed, running and answering, and with test-tools that the programs only
+the tests run are installed. Safe to run repeatedly.
 EOF
 }
 
@@ -103,6 +110,7 @@ process_running() {
 WANT_DOCKER=0
 WANT_POSTGRES=0
 WANT_REDIS=0
+WANT_TOOLS=0
 ORDER=()
 
 add_service() {
@@ -110,6 +118,7 @@ add_service() {
         docker)   ((WANT_DOCKER))   || ORDER+=(docker);   WANT_DOCKER=1 ;;
         postgres) ((WANT_POSTGRES)) || ORDER+=(postgres); WANT_POSTGRES=1 ;;
         redis)    ((WANT_REDIS))    || ORDER+=(redis);    WANT_REDIS=1 ;;
+        tools)    ((WANT_TOOLS))    || ORDER+=(tools);    WANT_TOOLS=1 ;;
     esac
 }
 
@@ -120,8 +129,9 @@ for arg in "$@"; do
     case "$arg" in
         docker | postgres | redis) add_service "$arg" ;;
         postgresql | pg) add_service postgres ;;
+        test-tools) add_service tools ;;
         -h | --help) usage; exit 0 ;;
-        *) usage; die "unknown service '$arg' (expected: docker, postgres, redis)" ;;
+        *) usage; die "unknown service '$arg' (expected: docker, postgres, redis, test-tools)" ;;
     esac
 done
 
@@ -136,6 +146,18 @@ dpkg_installed() {
 postgres_server_present() {
     have pg_lsclusters && have pg_ctlcluster && have pg_isready && have psql || return 1
     compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null
+}
+
+# The nginx package starts its default site on port 80 (under systemd, or an init script
+# that policy-rc.d allows). The tests need only the binary, so the service this script
+# installed is stopped again (and disabled under systemd).
+quiet_new_nginx() {
+    if [[ -d /run/systemd/system ]] && have systemctl; then
+        systemctl disable --now nginx.service >&2 ||
+            log "nginx: could not stop and disable the nginx service the package started"
+    elif have invoke-rc.d && [[ -x /etc/init.d/nginx ]]; then
+        invoke-rc.d nginx stop >&2 || true
+    fi
 }
 
 MISSING_PKGS=()
@@ -155,11 +177,6 @@ if ((WANT_DOCKER)); then
     have systemd-analyze || need_pkg systemd
     have nft || need_pkg nftables
     have ip || need_pkg iproute2
-    # Docker's default seccomp profile (moby's profiles/seccomp/default.json), which the
-    # agent extends for game containers (setting seccomp_base_profile).
-    if have dpkg-query; then
-        dpkg_installed golang-github-docker-docker-dev || need_pkg golang-github-docker-docker-dev
-    fi
     # Tests copy /bin/busybox into container rootfs, so it must be the
     # static build; the dynamic "busybox" package does not do.
     if have dpkg-query; then
@@ -177,17 +194,27 @@ fi
 if ((WANT_POSTGRES || WANT_REDIS)); then
     if ! have oathtool; then need_pkg oathtool; fi
 fi
+NEW_NGINX=0
+if ((WANT_TOOLS)); then
+    # Run by tests that fail without them under `make test`: the shell scripts' check,
+    # `nginx -t` on deploy/nginx's sample, and the seccomp probe (`gcc -static`).
+    have shellcheck || need_pkg shellcheck
+    if ! have nginx && ! dpkg_installed nginx; then need_pkg nginx; NEW_NGINX=1; fi
+    have gcc || need_pkg gcc
+    if ! compgen -G '/usr/lib/*/libc.a' >/dev/null && ! dpkg_installed libc6-dev; then
+        need_pkg libc6-dev
+    fi
+fi
 
 if ((${#MISSING_PKGS[@]} > 0)); then
     if is_root && have apt-get; then
         log "installing missing packages: ${MISSING_PKGS[*]}"
-        # apt output goes to stderr: stdout carries only the final summary.
-        apt-get update >&2
-        # NEEDRESTART_SUSPEND: do not let needrestart (if installed) poke at
-        # running services after the install.
-        DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
-            apt-get install -y --no-install-recommends "${MISSING_PKGS[@]}" >&2
+        # apt output goes to stderr: stdout carries only the final summary. Both wait for
+        # another apt-get or unattended-upgrades to finish (and say so) instead of failing.
+        apt_get_update || die "apt-get update failed"
+        apt_get_install "${MISSING_PKGS[@]}" || die "apt-get install ${MISSING_PKGS[*]} failed"
         hash -r
+        if ((NEW_NGINX)); then quiet_new_nginx; fi
     else
         printf '[%s] ERROR: missing package(s): %s\n' "$PROG" "${MISSING_PKGS[*]}" >&2
         if ! have apt-get; then
@@ -489,6 +516,7 @@ for svc in "${ORDER[@]}"; do
         docker) ensure_docker ;;
         postgres) ensure_postgres ;;
         redis) ensure_redis ;;
+        tools) ;;  # packages only (step 1)
     esac
 done
 
@@ -497,5 +525,6 @@ for svc in "${ORDER[@]}"; do
         docker) printf '%s\n' "$DOCKER_SUMMARY" ;;
         postgres) printf '%s\n' "$PG_SUMMARY" ;;
         redis) printf '%s\n' "$REDIS_SUMMARY" ;;
+        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc)" ;;
     esac
 done

@@ -42,9 +42,9 @@ async def game_seccomp_ctx(app: web.Application) -> AsyncIterator[None]:
                 [
                     f"seccomp_base_profile: {err}. Without Docker's default seccomp profile "
                     "the agent cannot stop a game from creating a nested btrfs subvolume, "
-                    "which escapes its disk limit; install golang-github-docker-docker-dev "
-                    "(same version as the Docker engine) or point seccomp_base_profile at "
-                    "the engine's profiles/seccomp/default.json"
+                    "which escapes its disk limit; leave seccomp_base_profile out to use "
+                    "the copy shipped with the agent, or point it at the engine's "
+                    "profiles/seccomp/default.json"
                 ]
             ) from err
         log.warning(

@@ -32,6 +32,7 @@ fi
 
 echo "fake-game started on port $port as uid $(id -u)"
 
+# shellcheck disable=SC2264  # a fork bomb (command "bomb"): it calls itself on purpose
 bomb() {
     bomb | bomb &
 }

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from typing import Any
 
-import pytest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from control_plane.app import create_app
 from control_plane.settings import load_settings
+from tests.conftest import require_tool
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.panel import PASSWORD, Browser, Panel
 
@@ -73,8 +72,7 @@ async def mfa_panel(
 
 def oathtool(secret: str, unix_time: float) -> str:
     """The code an independent implementation (oath-toolkit) computes for ``unix_time``."""
-    if shutil.which("oathtool") is None:
-        pytest.skip("oathtool is not installed")
+    require_tool("oathtool", "oathtool")
     done = subprocess.run(
         ["oathtool", "--totp", "-b", secret, f"--now=@{int(unix_time)}"],
         capture_output=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Final
 import pytest
 
 from node_agent.install import AGENT_UNIT, Layout
-from tests.conftest import service_missing
+from tests.conftest import require_tool, service_missing
 from tests.integration.deploy.support import REPO_ROOT, probe
 from tests.support.agent_process import SigningKey, free_port
 from tests.support.storage import release_everything_under
@@ -27,8 +26,12 @@ POOL_SIZE_MIB: Final = "128"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.geteuid() != 0, reason="the installed agent mounts its btrfs pool: root"),
-    pytest.mark.skipif(shutil.which("mkfs.btrfs") is None, reason="btrfs-progs is not installed"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _btrfs_progs() -> None:
+    require_tool("mkfs.btrfs", "btrfs-progs")
 
 
 def stellar_agent(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -112,15 +115,15 @@ def test_installed_node_serves_tls_with_the_printed_fingerprint(bundle: Path, pr
 
     checked = stellar_agent("check-config", "--config", str(layout.config_file))
     assert checked.returncode == 0, checked.stderr
-    if shutil.which("systemd-analyze"):
-        verified = subprocess.run(
-            ["systemd-analyze", "verify", *map(str, units)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert verified.returncode == 0, verified.stderr
+    require_tool("systemd-analyze", "systemd")
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
 
     # Run again: same fingerprint (the key is kept), nothing rewritten.
     again = install(bundle, prefix)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Final
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.integration.deploy.support import REPO_ROOT
 
 SYSTEMD_DIR: Final = REPO_ROOT / "deploy" / "systemd"
@@ -22,10 +22,11 @@ INSTALLED_BINARIES: Final = {
     "/opt/stellar-agent/bin/stellar-agent": VENV_BIN / "stellar-agent",
 }
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze is not installed (apt-get install systemd; it runs without PID 1)",
-)
+
+@pytest.fixture(autouse=True)
+def _systemd_analyze() -> None:
+    # Part of the systemd package; it runs without systemd as PID 1.
+    require_tool("systemd-analyze", "systemd")
 
 
 def as_installed(unit: str, out_dir: Path) -> Path:

@@ -25,10 +25,10 @@ import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name
-from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS
+from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS, DOCKER_DEFAULT_PROFILE
 from node_agent.docker.seccomp_context import INSPECTION_FILE
-from node_agent.settings import DEBIAN_DOCKER_SECCOMP_PROFILE
 from node_agent.storage.btrfs import parse_qgroups
+from tests.conftest import require_tool
 from tests.integration.node_agent.quota_nodes import (
     MIB,
     NodeFactory,
@@ -119,10 +119,7 @@ GAME_HOME: Final = "/home/container"
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The probe, built once for the module (removed with pytest's tmp directories)."""
     require_root_docker_and_images()
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc is needed to build the probe")
-    if not DEBIAN_DOCKER_SECCOMP_PROFILE.exists():
-        pytest.skip("no Docker default profile (apt-get install golang-github-docker-docker-dev)")
+    require_tool("gcc", "gcc libc6-dev")
     build = tmp_path_factory.mktemp("probe")
     (build / "probe.c").write_text(PROBE_SOURCE, encoding="utf-8")
     compiled = subprocess.run(
@@ -313,6 +310,33 @@ async def test_docker_inspect_shows_the_profile_next_to_no_new_privileges(
         for rule in profile["syscalls"]
         if rule["action"] == "SCMP_ACT_ERRNO" and rule["names"] == ["ioctl"]
     } == set(DENIED_BTRFS_IOCTLS.values())
+
+
+# --- the shipped copy of Docker's default profile ------------------------------------------------
+
+
+def test_the_shipped_profile_answers_as_the_engines_own_default(
+    probe: Path, tmp_path: Path
+) -> None:
+    # The engine does not export its profile; compare what a container may do under each.
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 1000, 1000)
+    place_probe(probe, home)
+    shipped = ("--security-opt", f"seccomp={DOCKER_DEFAULT_PROFILE}")
+
+    answers = {
+        operation: (
+            run_probe_in_control_container(home, operation, "-", *shipped),
+            run_probe_in_control_container(home, operation, "-"),
+        )
+        for operation in ("fionread", "add-key")
+    }
+
+    assert answers == {
+        "fionread": ("fionread: ok", "fionread: ok"),
+        "add-key": ("add-key: EPERM", "add-key: EPERM"),
+    }
 
 
 # --- without the base profile ------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -11,6 +10,7 @@ import urllib.parse
 import pytest
 
 from control_plane.security import totp
+from tests.conftest import require_tool
 
 # RFC 6238 Appendix B, SHA-1 rows: the seed is the ASCII string "12345678901234567890".
 RFC_SECRET = base64.b32encode(b"12345678901234567890").decode()
@@ -25,8 +25,7 @@ RFC_VECTORS = [
 
 
 def oathtool(secret: str, unix_time: float) -> str:
-    if shutil.which("oathtool") is None:
-        pytest.skip("oathtool is not installed")
+    require_tool("oathtool", "oathtool")
     done = subprocess.run(
         ["oathtool", "--totp", "-b", secret, f"--now=@{int(unix_time)}"],
         capture_output=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from node_agent.firewall import (
     render,
     render_firewall,
 )
+from tests.conftest import require_tool
 
 
 def policy(*addresses: str, agent_port: int = 8443, games: str = "25565-25665") -> FirewallPolicy:
@@ -86,10 +86,9 @@ def test_the_cli_prints_the_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
     assert agent_main(["firewall", "--control-plane", "nope", "--agent-port", "8443"]) == 2
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("nft") is None, reason="nft --check needs nft and root"
-)
+@pytest.mark.skipif(os.geteuid() != 0, reason="nft --check needs root")
 def test_nft_accepts_the_rendered_ruleset(tmp_path: Path) -> None:
+    require_tool("nft", "nftables")
     path = tmp_path / "rules.nft"
     path.write_text(render_firewall(policy("198.18.0.1", "2001:db8::1")), encoding="utf-8")
     result = subprocess.run(

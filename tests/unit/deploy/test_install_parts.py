@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -10,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from node_agent.install import Bundle, InstallError, dump_toml, systemd_escape_path
+from tests.conftest import require_tool
 
 
 @pytest.mark.parametrize(
     "path", ["/var/lib/stellar-agent/pool", "/tmp/pytest-1/root dir/.x/pool", "/srv/ü/p"]
 )
 def test_mount_unit_names_match_systemd_escape(path: str) -> None:
-    if shutil.which("systemd-escape") is None:
-        pytest.skip("systemd-escape is not installed")
+    require_tool("systemd-escape", "systemd")
     expected = subprocess.run(
         ["systemd-escape", "--path", path], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -57,12 +56,3 @@ def test_the_enrolment_table_is_taken_out_of_the_agents_settings() -> None:
 def test_bad_bundles_are_refused(text: str, message: str) -> None:
     with pytest.raises(InstallError, match=message):
         Bundle.parse(text, "test")
-
-
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_the_node_installer_script_is_shellcheck_clean() -> None:
-    script = Path(__file__).resolve().parents[3] / "deploy" / "install-agent.sh"
-    result = subprocess.run(
-        ["shellcheck", str(script)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from node_agent.tls import generate_identity
+from tests.conftest import require_tool
 
 SAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "nginx" / "stellar.conf"
 LIVE = "/etc/letsencrypt/live/panel.example.com"
 
 
-@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_nginx_accepts_the_sample(tmp_path: Path) -> None:
+    require_tool("nginx", "nginx")
     identity = generate_identity("panel.example.com", tmp_path / "tls")
     site = tmp_path / "site.conf"
     site.write_text(

@@ -44,6 +44,13 @@ def test_production_refuses_the_directory_backend(tmp_path: Path) -> None:
         settings(tmp_path, environment="production", storage_backend="directory")
 
 
+def test_only_a_development_agent_stops_its_games_when_it_exits(tmp_path: Path) -> None:
+    assert settings(tmp_path, stop_servers_on_exit=True).stop_servers_on_exit
+    assert not settings(tmp_path).stop_servers_on_exit
+    with pytest.raises(ValidationError, match="keep games running across their restarts"):
+        settings(tmp_path, environment="production", stop_servers_on_exit=True)
+
+
 @pytest.mark.parametrize("backend", ["auto", "btrfs", "ext4"])
 def test_production_accepts_the_enforcing_backends(tmp_path: Path, backend: str) -> None:
     assert settings(tmp_path, environment="production", storage_backend=backend)
