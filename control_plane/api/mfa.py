@@ -65,15 +65,9 @@ def _now(req: ApiRequest[Any, Any]) -> float:
     return req.http.app[WALL_CLOCK]()
 
 
-def _session_only(req: ApiRequest[Any, Any]) -> None:
-    if req.me.via != "session":
-        raise req.deny(Forbidden("manage two-factor authentication from a browser session"))
-
-
 async def _password_ok(req: ApiRequest[Any, Any], password: str) -> bool:
     """Check the caller's password before the route's transaction begins: bcrypt takes a
     while and must never hold a database lock."""
-    _session_only(req)
     async with transaction(req.http.app[READ_SESSIONS]) as db:
         user = await db.get(User, req.me.user_id)
         hashed = user.password_hash if user else None
@@ -81,8 +75,7 @@ async def _password_ok(req: ApiRequest[Any, Any], password: str) -> bool:
 
 
 async def _account(req: ApiRequest[Any, Any]) -> User:
-    """The signed-in user, through a browser session only: API keys cannot manage 2FA."""
-    _session_only(req)
+    """The signed-in user (the route table lets only browser sessions manage 2FA)."""
     user = await req.db.get(User, req.me.user_id)
     if user is None:
         raise Unauthenticated("authentication required")
