@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from control_plane import __version__
 from control_plane.api.routing import Access, Endpoint
+from control_plane.security.authorization import SAFE_METHODS
 from shared.errors import ErrorResponse
 
 REF = "#/components/schemas/{model}"
@@ -65,7 +66,15 @@ def _operation(endpoint: Endpoint, refs: dict[type[BaseModel], str]) -> dict[str
     if endpoint.permission:
         operation["x-permission"] = endpoint.permission
     if endpoint.access is not Access.PUBLIC:
-        operation["security"] = [{"session": [], "csrf": []}, {"apiKey": []}]
+        need = endpoint.requirement
+        operation["x-scope"] = need.scope.value
+        safe = endpoint.method in SAFE_METHODS
+        session: dict[str, list[str]] = {"session": []} if safe else {"session": [], "csrf": []}
+        if need.session_only:
+            operation["security"] = [session]
+        else:
+            roles = [need.scope.value] + (["admin"] if need.admin else [])
+            operation["security"] = [session, {"apiKey": roles}]
     if endpoint.body is not None:
         operation["requestBody"] = {
             "required": True,
@@ -102,7 +111,13 @@ def openapi_document(endpoints: list[Endpoint], *, server_url: str | None) -> di
                 "apiKey": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "stl_<prefix>_<secret>",
+                    "description": (
+                        "stl_<prefix>_<secret>. An operation lists the scopes its key needs: "
+                        "read (look), write (act; includes read), admin (with read or write: "
+                        "administration and other users' servers). Without admin, an "
+                        "administrator's key is an ordinary user's key. Account security "
+                        "(keys, second factors, passkeys, linked accounts) takes a session."
+                    ),
                 },
             },
         },

@@ -5,7 +5,10 @@ from __future__ import annotations
 from openapi_spec_validator import validate
 
 from control_plane.api.registry import endpoints
+from control_plane.api.routing import Access
 from tests.support.panel import Panel
+
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def test_openapi_covers_every_route_with_its_models(panel: Panel) -> None:
@@ -24,3 +27,26 @@ async def test_openapi_covers_every_route_with_its_models(panel: Panel) -> None:
     login = document["components"]["schemas"]["LoginIn"]
     assert set(login["required"]) == {"email", "password"}
     assert "ErrorResponse" in document["components"]["schemas"]
+
+
+async def test_openapi_says_which_key_scopes_each_operation_needs(panel: Panel) -> None:
+    browser = await panel.browser()
+    document = await browser.json("GET", "/api/v1/openapi.json")
+    assert (
+        "write (act; includes read)"
+        in (document["components"]["securitySchemes"]["apiKey"]["description"])
+    )
+    for endpoint in endpoints():
+        operation = document["paths"][endpoint.path][endpoint.method.lower()]
+        label = f"{endpoint.method} {endpoint.path}"
+        if endpoint.access is Access.PUBLIC:
+            assert "security" not in operation, label
+            continue
+        keys = [s["apiKey"] for s in operation["security"] if "apiKey" in s]
+        if endpoint.path.startswith("/api/v1/account/") and endpoint.method not in SAFE:
+            assert keys == [], f"{label}: account security takes a browser session"
+            continue
+        scope = "read" if endpoint.method in SAFE else "write"
+        admin = ["admin"] if endpoint.access is Access.ADMIN else []
+        assert keys == [[scope, *admin]], label
+        assert operation["x-scope"] == scope, label
