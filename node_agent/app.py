@@ -80,7 +80,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         records=RecordStore(settings.data_dir),
         events=events,
-        network=functools.partial(ensure_agent_network, docker),
+        network=functools.partial(ensure_agent_network, docker, settings.docker_network),
         crash_loop_window=settings.crash_loop_window_seconds,
     )
     registry = ServerRegistry(
@@ -90,7 +90,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await registry.load()
     try:
-        await ensure_agent_network(docker)
+        await ensure_agent_network(docker, settings.docker_network)
     except DockerUnavailable as err:
         # Not fatal: the agent still answers, and creates the network on first use.
         log.warning("agent network not ready", error=err.message)

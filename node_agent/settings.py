@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from node_agent.console.limits import ConsoleLimits
+from node_agent.docker.network import AGENT_NETWORK, BRIDGE_NAME_PATTERN
 from node_agent.files.limits import FileLimits
 from shared.command_keys import KeyFormatError, check_kid, parse_public_key
 from shared.protocol import MAX_LEEWAY_SECONDS
@@ -82,6 +83,9 @@ class AgentSettings(BaseModel):
     token_leeway_seconds: int = Field(default=5, ge=0, le=MAX_LEEWAY_SECONDS)
     facts_refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
     docker_url: str = "unix:///var/run/docker.sock"
+    # The agent's Docker network and the Linux bridge of the same name (so at most 15
+    # characters, and nothing an nftables rule would have to quote or escape).
+    docker_network: str = Field(default=AGENT_NETWORK, pattern=BRIDGE_NAME_PATTERN)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A game that crashes again within this many seconds of its last crash is not restarted.

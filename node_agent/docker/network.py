@@ -19,6 +19,8 @@ from node_agent.docker.errors import DockerUnavailable, NetworkUnsafe
 from node_agent.docker.hardening import MANAGED_LABEL
 
 AGENT_NETWORK: Final = "stellar0"
+# The network's name is also its Linux bridge's: IFNAMSIZ allows 15 characters.
+BRIDGE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
 ICC_OPTION: Final = "com.docker.network.bridge.enable_icc"
 log = structlog.get_logger("agent.docker")
 
