@@ -16,6 +16,7 @@ from node_agent.docker.containers import ContainerRuntime
 from node_agent.docker.errors import DockerUnavailable
 from node_agent.docker.network import ensure_agent_network
 from node_agent.docker.seccomp_context import game_seccomp_ctx
+from node_agent.egress.keeper import egress_ctx
 from node_agent.events import NodeEventBus
 from node_agent.facts import facts_refresher
 from node_agent.keys import (
@@ -121,6 +122,7 @@ def create_app(settings: AgentSettings) -> web.Application:
         [
             replay_cache_ctx,
             docker_ctx,
+            egress_ctx,
             storage_ctx,
             game_seccomp_ctx,
             facts_refresher,
