@@ -44,6 +44,7 @@ from node_agent.docker.network import ensure_agent_network
 from tests.conftest import service_missing
 from tests.support.agent_process import AgentProcess, SigningKey, free_port
 from tests.support.containers import (
+    BUSYBOX_IMAGE,
     FAKE_GAME_IMAGE,
     SignedAgentClient,
     build_test_images,
@@ -55,6 +56,8 @@ METADATA: Final = "169.254.169.254"
 GAME_GREETING: Final = "fake-game here"
 # busybox nc's connect timeout inside the container, in seconds.
 CONNECT_TIMEOUT: Final = "2"
+# What the DNS stubs answer for every name.
+DNS_ANSWER: Final = "198.18.255.254"
 
 
 def _unavailable() -> str | None:
@@ -146,15 +149,14 @@ class Listeners:
         assert process.stdout is not None
         while (line := process.stdout.readline().strip()) != "ready":
             if not line:
-                process.kill()
+                listeners.stop()
                 raise RuntimeError(f"banner server {specs} did not start")
             name, port = line.split()
             listeners.where[name] = (specs[name].partition("@")[0], int(port))
         return listeners
 
     def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
+        stop_process(self.process)
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,10 @@ class Outside:
 
     netns: str
     node_address: str
-    public_address: str
-    private_address: str
     listeners: Listeners
+    # Private addresses: a DNS server the agent is told about, one it is not.
+    resolver: str
+    other_resolver: str
 
 
 @pytest.fixture
@@ -174,11 +177,13 @@ def outside(bridge: Bridge) -> Iterator[Outside]:
     netns, veth = f"steg-out-{tag}", f"steg{tag}h"
     link = ipaddress.ip_network("198.18.0.0/15")[4 * secrets.randbelow(2**15)]
     node_address, public_address = str(link + 1), str(link + 2)
-    private_address = str(ipaddress.ip_address("10.77.0.0") + 1 + secrets.randbelow(65000))
+    first_private = ipaddress.ip_address("10.77.0.0") + 4 * secrets.randbelow(16000)
+    private, allowed, resolver, other_resolver = (str(first_private + n) for n in range(1, 5))
+    remote = (METADATA, private, allowed, resolver, other_resolver)
     table = str(20000 + secrets.randbelow(10000))
     rule = ["from", str(bridge.subnet), "lookup", table, "priority", table]
     undo: list[list[str]] = []
-    listeners: Listeners | None = None
+    started: list[subprocess.Popen[str]] = []
     try:
         run("ip", "netns", "add", netns)
         undo.append(["ip", "netns", "del", netns])
@@ -186,30 +191,59 @@ def outside(bridge: Bridge) -> Iterator[Outside]:
         undo.append(["ip", "link", "del", veth])
         run("ip", "addr", "add", f"{node_address}/30", "dev", veth)
         run("ip", "link", "set", veth, "up")
-        for address in (f"{public_address}/30", f"{METADATA}/32", f"{private_address}/32"):
-            run("ip", "-n", netns, "addr", "add", address, "dev", "eth0")
+        run("ip", "-n", netns, "addr", "add", f"{public_address}/30", "dev", "eth0")
+        for address in remote:
+            run("ip", "-n", netns, "addr", "add", f"{address}/32", "dev", "eth0")
         run("ip", "-n", netns, "link", "set", "eth0", "up")
         run("ip", "-n", netns, "link", "set", "lo", "up")
         run("ip", "-n", netns, "route", "add", "default", "via", node_address)
+        # Only the test bridge's traffic is routed to the stand-ins for remote hosts.
         undo.append(["ip", "route", "flush", "table", table])
-        for address in (METADATA, private_address):
+        for address in remote:
             run("ip", "route", "add", address, "via", public_address, "dev", veth, "table", table)
         run("ip", "rule", "add", *rule)
         undo.append(["ip", "rule", "del", *rule])
         listeners = Listeners.start(
             {
                 "metadata": f"{METADATA}@80",
-                "private": private_address,
+                "private": private,
+                "allowed": allowed,
                 "public": public_address,
             },
             netns,
         )
-        yield Outside(netns, node_address, public_address, private_address, listeners)
+        started.append(listeners.process)
+        started.append(start_dns_stub(netns, resolver, other_resolver))
+        yield Outside(netns, node_address, listeners, resolver, other_resolver)
     finally:
-        if listeners is not None:
-            listeners.stop()
+        for process in started:
+            stop_process(process)
         for command in reversed(undo):
             run(*command, check=False)
+
+
+def start_dns_stub(netns: str, *addresses: str) -> subprocess.Popen[str]:
+    """DNS servers (tests.support.dns_stub) on ``addresses``, answering every name with ANSWER."""
+    command = ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.support.dns_stub"]
+    process = subprocess.Popen(
+        [*command, DNS_ANSWER, *addresses],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        stop_process(process)
+        raise RuntimeError("the DNS stub did not start")
+    return process
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    process.kill()
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 @pytest.fixture
@@ -223,11 +257,20 @@ def node_listeners(bridge: Bridge, outside: Outside) -> Iterator[Listeners]:
 
 
 @pytest.fixture
-def agent(tmp_path: Path, bridge: Bridge, key: SigningKey) -> Iterator[AgentProcess]:
+def agent(
+    tmp_path: Path, bridge: Bridge, outside: Outside, key: SigningKey
+) -> Iterator[AgentProcess]:
+    """The agent on the test's bridge; one private host and one resolver are allowed."""
+    allowed, port = outside.listeners.where["allowed"]
     process = AgentProcess(
         tmp_path / "agent",
         {key.kid: key.public_text},
-        settings={"storage_backend": "directory", "docker_network": bridge.name},
+        settings={
+            "storage_backend": "directory",
+            "docker_network": bridge.name,
+            "egress_allow": [f"{allowed} tcp/{port}"],
+            "egress_dns": [outside.resolver],
+        },
     )
     process.start()
     try:
@@ -357,8 +400,10 @@ async def test_a_game_reaches_the_internet_and_published_ports_but_not_the_node_
     async def answers(name: str, address: str, port: int) -> bool:
         return await answer(address, port) == name
 
-    # Allowed: the internet, and another game through its published port on the node.
+    # Allowed: the internet, another game through its published port on the node, and the
+    # one private host and port the operator listed in egress_allow.
     await eventually(lambda: answers("public", *far["public"]))
+    assert await answer(*far["allowed"]) == "allowed"
     await eventually(lambda: answers(GAME_GREETING, bridge.gateway, published))
     assert answer_from_outside(outside, outside.node_address, published) == GAME_GREETING
 
@@ -379,3 +424,63 @@ async def test_a_game_reaches_the_internet_and_published_ports_but_not_the_node_
     run("nft", "delete", "table", "inet", egress_table(bridge.name))
     for name, (address, port) in blocked.items():
         assert await answer(address, port) == name, f"{name} not reachable without the policy"
+
+
+@pytest.fixture
+async def plain_containers(docker: aiodocker.Docker) -> AsyncIterator[list[str]]:
+    """Names of containers a test made itself (not through the agent); removed at teardown."""
+    names: list[str] = []
+    try:
+        yield names
+    finally:
+        for name in names:
+            await remove_container(docker.containers.container(name))
+
+
+async def resolver_user(
+    docker: aiodocker.Docker, bridge: Bridge, resolver: str, names: list[str]
+) -> str:
+    """A container on the bridge whose DNS (dockerd's, at 127.0.0.11) forwards to ``resolver``."""
+    name = f"steg-dns-{secrets.token_hex(4)}"
+    names.append(name)
+    container = await docker.containers.create(
+        {
+            "Image": BUSYBOX_IMAGE,
+            "Cmd": ["sleep", "600"],
+            "User": "1000:1000",
+            "HostConfig": {"NetworkMode": bridge.name, "Dns": [resolver], "CapDrop": ["ALL"]},
+        },
+        name=name,
+    )
+    await container.start()
+    return name
+
+
+async def lookup(docker: aiodocker.Docker, container: str) -> str:
+    execution = await docker.containers.container(container).exec(
+        ["nslookup", "egress-check.example"]
+    )
+    output = b""
+    async with execution.start(detach=False) as stream:
+        while (message := await stream.read_out()) is not None:
+            output += message.data
+    return output.decode("utf-8", "replace")
+
+
+async def test_games_resolve_names_through_a_private_resolver_the_agent_was_given(
+    docker: aiodocker.Docker,
+    bridge: Bridge,
+    outside: Outside,
+    agent: AgentProcess,
+    plain_containers: list[str],
+) -> None:
+    # dockerd forwards the query from the container's namespace: through the bridge, to a
+    # private address, which only egress_dns lets through.
+    given = await resolver_user(docker, bridge, outside.resolver, plain_containers)
+    other = await resolver_user(docker, bridge, outside.other_resolver, plain_containers)
+    assert DNS_ANSWER in await lookup(docker, given)
+    assert DNS_ANSWER not in await lookup(docker, other)
+
+    # Positive control: without the agent's table the other resolver answers too.
+    run("nft", "delete", "table", "inet", egress_table(bridge.name))
+    assert DNS_ANSWER in await lookup(docker, other)
