@@ -102,7 +102,8 @@ async def ensure_agent_network(docker: aiodocker.Docker, name: str = AGENT_NETWO
     return _checked(info, name)
 
 
-def _published(entry: dict[str, Any]) -> PublishedPort | None:
+def published_port(entry: dict[str, Any]) -> PublishedPort | None:
+    """One entry of a listed container's ``Ports``, if it is published on the host."""
     protocol, port = entry.get("Type"), entry.get("PublicPort")
     if protocol not in ("tcp", "udp") or not isinstance(port, int):
         return None  # exposed but not published
@@ -122,5 +123,7 @@ async def published_ports(docker: aiodocker.Docker, name: str) -> frozenset[Publ
         raise DockerUnavailable(f"cannot list the containers on {name!r}: {err.message}") from err
     except (aiohttp.ClientError, OSError) as err:
         raise DockerUnavailable("Docker engine not reachable") from err
-    ports = (_published(entry) for container in containers for entry in container["Ports"] or [])
+    ports = (
+        published_port(entry) for container in containers for entry in container["Ports"] or []
+    )
     return frozenset(port for port in ports if port is not None)

@@ -26,7 +26,7 @@ class EgressError(Exception):
 
 def _complaint(stderr: bytes) -> str:
     lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines()]
-    errors = [line for line in lines if line.startswith("Error")]
+    errors = [line for line in lines if "Error:" in line]
     return (errors or [line for line in lines if line] or ["no output"])[0]
 
 
