@@ -14,6 +14,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from node_agent.egress.policy import (
     render_ruleset,
     table_name,
 )
+from node_agent.install import InstallError, remove_egress_table
 
 
 def _unavailable() -> str | None:
@@ -176,3 +178,19 @@ async def test_a_missing_nft_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         await load_script("")
     with pytest.raises(EgressError, match="nft is not installed"):
         load_script_now("")
+
+
+def test_uninstall_removes_the_table_of_the_bridge_in_the_config(
+    own_bridge: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(f'node_id = "x"\ndocker_network = "{own_bridge}"\n', encoding="utf-8")
+    load_script_now(render_ruleset(EgressPolicy(bridge=own_bridge)))
+
+    assert remove_egress_table(config) == f"inet {table_name(own_bridge)}"
+    shown = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False)
+    assert table_name(own_bridge) not in shown.stdout
+
+    config.write_text('docker_network = "x; flush ruleset"\n', encoding="utf-8")
+    with pytest.raises(InstallError, match="not a Linux bridge name"):
+        remove_egress_table(config)
