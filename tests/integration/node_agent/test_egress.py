@@ -418,6 +418,11 @@ async def test_a_game_reaches_the_internet_and_published_ports_but_not_the_node_
         assert name not in await answer(address, port), f"the game reached {name}"
     assert GAME_GREETING not in await answer(victim_address, published)
 
+    # The table outlives the agent, as the games do. (Stopped, the agent also stops
+    # rewriting it at every container event, which would race the deletion below.)
+    agent.stop()
+    assert "metadata" not in await answer(*far["metadata"])
+
     # Positive controls: the other game answers the host directly; without the agent's
     # table every other listener answers the game, so it was the policy that refused them.
     assert await answer_from_host(victim_address, published) == GAME_GREETING
@@ -482,5 +487,6 @@ async def test_games_resolve_names_through_a_private_resolver_the_agent_was_give
     assert DNS_ANSWER not in await lookup(docker, other)
 
     # Positive control: without the agent's table the other resolver answers too.
+    agent.stop()
     run("nft", "delete", "table", "inet", egress_table(bridge.name))
     assert DNS_ANSWER in await lookup(docker, other)
