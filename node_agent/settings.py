@@ -153,6 +153,8 @@ class AgentSettings(BaseModel):
                     f"{server} cannot be a resolver for games: their queries leave through "
                     "the bridge (a loopback resolver is used by dockerd itself, not listed here)"
                 )
+            if isinstance(server, ipaddress.IPv6Address) and server.scope_id:
+                raise ValueError(f"{server}: give the resolver without a zone (%interface)")
         return servers
 
     @model_validator(mode="after")

@@ -319,9 +319,11 @@ def test_every_bad_egress_setting_is_reported_at_once() -> None:
     with pytest.raises(ValidationError) as caught:
         _settings(
             egress_allow=["10.20.0.1/16", "10.0.0.0/8 tcp/0"],
-            egress_dns=["127.0.0.53"],
+            egress_dns=["127.0.0.53", "fe80::1%eth0"],
             docker_network="no spaces here",
         )
     text = str(caught.value)
     for complaint in ("did you mean 10.20.0.0/16", "from 1 to 65535", "127.0.0.53", "pattern"):
         assert complaint in text
+    with pytest.raises(ValidationError, match="without a zone"):
+        _settings(egress_dns=["fe80::1%eth0"])
