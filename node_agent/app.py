@@ -16,6 +16,7 @@ from node_agent.docker.containers import ContainerRuntime
 from node_agent.docker.errors import DockerUnavailable
 from node_agent.docker.network import ensure_agent_network
 from node_agent.docker.seccomp_context import game_seccomp_ctx
+from node_agent.egress.keeper import egress_ctx
 from node_agent.events import NodeEventBus
 from node_agent.facts import facts_refresher
 from node_agent.keys import (
@@ -81,7 +82,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         records=RecordStore(settings.data_dir),
         events=events,
-        network=functools.partial(ensure_agent_network, docker),
+        network=functools.partial(ensure_agent_network, docker, settings.docker_network),
         crash_loop_window=settings.crash_loop_window_seconds,
     )
     registry = ServerRegistry(
@@ -91,7 +92,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await registry.load()
     try:
-        await ensure_agent_network(docker)
+        await ensure_agent_network(docker, settings.docker_network)
     except DockerUnavailable as err:
         # Not fatal: the agent still answers, and creates the network on first use.
         log.warning("agent network not ready", error=err.message)
@@ -125,6 +126,7 @@ def create_app(settings: AgentSettings) -> web.Application:
         [
             replay_cache_ctx,
             docker_ctx,
+            egress_ctx,
             storage_ctx,
             game_seccomp_ctx,
             facts_refresher,

@@ -16,7 +16,8 @@ and prints the fingerprint to pin and the firewall rules to apply. ``--prefix`` 
 every path (files written *and* the paths inside them), which is how the tests install into
 a temporary directory and then run the installed agent.
 
-Uninstall removes the units and keeps the config, TLS key and server data unless ``--purge``.
+Uninstall removes the units and the games' egress table (``inet stellar_egress``), and keeps
+the config, TLS key and server data unless ``--purge``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from node_agent import firewall
+from node_agent.docker.network import AGENT_NETWORK
+from node_agent.egress.nft import EgressError, load_script_now
+from node_agent.egress.policy import render_removal, table_name
 from node_agent.settings import ConfigError, load_settings
 from node_agent.tls import TlsSetupError, generate_identity
 
@@ -489,8 +493,29 @@ def _mounted(path: Path) -> bool:
     return any(len(f := line.split()) > 4 and f[4] == target for line in lines)
 
 
+def remove_egress_table(config_file: Path) -> str:
+    """Remove the egress table of the bridge ``config_file`` names; what was removed.
+
+    The agent must be stopped first, or it loads the table again when a game starts or stops.
+    """
+    try:
+        raw = tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raw = {}
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise InstallError(f"cannot read {config_file} to find the agent's bridge: {err}") from err
+    bridge = str(raw.get("docker_network", AGENT_NETWORK))
+    try:
+        table = table_name(bridge)
+        load_script_now(render_removal(bridge))
+    except (ValueError, EgressError) as err:
+        raise InstallError(f"the games' egress table was not removed: {err}") from err
+    return f"inet {table}"
+
+
 def uninstall(layout: Layout, *, purge: bool) -> None:
-    """Remove the units; with ``purge`` also the config, TLS key and all server data."""
+    """Remove the units and the egress table; with ``purge`` also the config, TLS key and all
+    server data."""
     if layout.is_live_system and os.geteuid() != 0:
         raise InstallError("run the uninstaller as root")
     units = [AGENT_UNIT, layout.mount_unit]
@@ -503,6 +528,14 @@ def uninstall(layout: Layout, *, purge: bool) -> None:
     if layout.is_live_system and systemd_running():
         _run("systemctl", "daemon-reload")
     _say(f"removed units: {', '.join(units)}")
+    if layout.is_live_system:
+        # nftables is the host's, not the prefix's: a test install under --prefix keeps out.
+        try:
+            table = remove_egress_table(layout.config_file)
+        except InstallError as err:
+            _say(f"{err}; remove it by hand: nft list tables, then nft delete table inet NAME")
+        else:
+            _say(f"removed the egress table {table}: games still running can reach everything")
     if not purge:
         _say(
             f"kept: {layout.config_dir} (config, TLS key: the pinned fingerprint stays valid) "

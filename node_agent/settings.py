@@ -34,6 +34,13 @@ agent, or the file ``seccomp_base_profile`` names), with ``ioctl`` unable to cre
 subvolumes. A production agent with the btrfs backend refuses to start if that file cannot be
 used; otherwise the agent warns and leaves Docker's default profile in place.
 
+Game containers reach the internet and DNS but not loopback, link-local (cloud metadata),
+private, CGNAT or reserved addresses, nor this node except the ports games publish: an
+nftables table the agent keeps (``node_agent/egress/``). ``egress_allow`` lists more networks
+games may reach, e.g. ``["10.20.0.0/16", "10.30.0.5 tcp/5432", "fd12:3456::/48"]``;
+``egress_dns`` the resolvers their DNS queries may go to (default: the host's, as Docker
+forwards to them). A production agent refuses to start if it cannot load the table.
+
 TLS (``tls_cert_file`` and ``tls_key_file``, made by ``stellar-agent tls generate``): the agent
 serves HTTPS with its own self-signed certificate, which the control plane pins by fingerprint.
 Without them it serves plain HTTP, and only on a loopback ``listen_host``.
@@ -52,7 +59,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from node_agent.console.limits import ConsoleLimits
+from node_agent.docker.network import AGENT_NETWORK, BRIDGE_NAME_PATTERN
 from node_agent.docker.seccomp import DOCKER_DEFAULT_PROFILE
+from node_agent.egress.policy import EgressAllowance
 from node_agent.files.limits import FileLimits
 from shared.command_keys import KeyFormatError, check_kid, parse_public_key
 from shared.protocol import MAX_LEEWAY_SECONDS
@@ -83,6 +92,13 @@ class AgentSettings(BaseModel):
     token_leeway_seconds: int = Field(default=5, ge=0, le=MAX_LEEWAY_SECONDS)
     facts_refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
     docker_url: str = "unix:///var/run/docker.sock"
+    # The agent's Docker network and the Linux bridge of the same name (so at most 15
+    # characters, and nothing an nftables rule would have to quote or escape).
+    docker_network: str = Field(default=AGENT_NETWORK, pattern=BRIDGE_NAME_PATTERN)
+    # Networks games may reach besides the internet: "NETWORK" or "NETWORK tcp|udp/PORT[-PORT]".
+    egress_allow: tuple[str, ...] = ()
+    # Resolvers games' DNS may reach; None: the host's, read as Docker reads them.
+    egress_dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A game that crashes again within this many seconds of its last crash is not restarted.
@@ -115,6 +131,34 @@ class AgentSettings(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return keys
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _allowances_parse(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        problems = []
+        for entry in entries:
+            try:
+                EgressAllowance.parse(entry)
+            except ValueError as err:
+                problems.append(str(err))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return entries
+
+    @field_validator("egress_dns")
+    @classmethod
+    def _resolvers_usable(
+        cls, servers: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] | None
+    ) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] | None:
+        for server in servers or ():
+            if server.is_loopback or server.is_unspecified or server.is_multicast:
+                raise ValueError(
+                    f"{server} cannot be a resolver for games: their queries leave through "
+                    "the bridge (a loopback resolver is used by dockerd itself, not listed here)"
+                )
+            if isinstance(server, ipaddress.IPv6Address) and server.scope_id:
+                raise ValueError(f"{server}: give the resolver without a zone (%interface)")
+        return servers
 
     @model_validator(mode="after")
     def _production_rules(self) -> AgentSettings:
@@ -158,6 +202,10 @@ class AgentSettings(BaseModel):
     @property
     def serves_tls(self) -> bool:
         return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def egress_allowances(self) -> tuple[EgressAllowance, ...]:
+        return tuple(EgressAllowance.parse(entry) for entry in self.egress_allow)
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         return {kid: parse_public_key(text) for kid, text in self.trusted_keys.items()}

@@ -3,13 +3,15 @@
 Docker's default ``bridge`` lets containers talk freely. The agent puts its containers on
 :data:`AGENT_NETWORK` instead, created with inter-container communication disabled; one
 customer's game reaches another's only through published ports, like anyone on the internet.
+:func:`published_ports` lists those ports, for the egress policy (``node_agent/egress/``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiodocker
 import aiohttp
@@ -19,8 +21,19 @@ from node_agent.docker.errors import DockerUnavailable, NetworkUnsafe
 from node_agent.docker.hardening import MANAGED_LABEL
 
 AGENT_NETWORK: Final = "stellar0"
+# The network's name is also its Linux bridge's: IFNAMSIZ allows 15 characters.
+BRIDGE_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"
 ICC_OPTION: Final = "com.docker.network.bridge.enable_icc"
 log = structlog.get_logger("agent.docker")
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """A port dockerd listens on for a running container: on ``address``, or on every one."""
+
+    protocol: Literal["tcp", "udp"]
+    port: int
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
 
 @dataclass(frozen=True)
@@ -87,3 +100,30 @@ async def ensure_agent_network(docker: aiodocker.Docker, name: str = AGENT_NETWO
     if info is None:
         raise DockerUnavailable(f"network {name!r} could not be created")
     return _checked(info, name)
+
+
+def published_port(entry: dict[str, Any]) -> PublishedPort | None:
+    """One entry of a listed container's ``Ports``, if it is published on the host."""
+    protocol, port = entry.get("Type"), entry.get("PublicPort")
+    if protocol not in ("tcp", "udp") or not isinstance(port, int):
+        return None  # exposed but not published
+    try:
+        address = ipaddress.ip_address(str(entry.get("IP") or "0.0.0.0"))  # noqa: S104
+    except ValueError:
+        return None
+    return PublishedPort(protocol, port, None if address.is_unspecified else address)
+
+
+async def published_ports(docker: aiodocker.Docker, name: str) -> frozenset[PublishedPort]:
+    """The host ports published by the running managed containers on network ``name``."""
+    filters = {"label": [f"{MANAGED_LABEL}=true"], "network": [name]}
+    try:
+        containers = await docker.containers.list(filters=filters)
+    except aiodocker.DockerError as err:
+        raise DockerUnavailable(f"cannot list the containers on {name!r}: {err.message}") from err
+    except (aiohttp.ClientError, OSError) as err:
+        raise DockerUnavailable("Docker engine not reachable") from err
+    ports = (
+        published_port(entry) for container in containers for entry in container["Ports"] or []
+    )
+    return frozenset(port for port in ports if port is not None)

@@ -71,6 +71,12 @@ def test_the_agent_keeps_only_the_capabilities_deploy_readme_documents() -> None
     [line] = [line for line in text.splitlines() if line.startswith("CapabilityBoundingSet=")]
     capabilities = line.removeprefix("CapabilityBoundingSet=").split()
 
-    assert sorted(capabilities) == ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SYS_ADMIN"]
+    assert sorted(capabilities) == [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_NET_ADMIN",
+        "CAP_SYS_ADMIN",
+    ]
     for capability in capabilities:
         assert f"`{capability}`" in readme
