@@ -11,7 +11,7 @@ from control_plane.db.models import AuditEntry
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Page, PageMeta
 
-routes = ApiRoutes("audit")
+routes = ApiRoutes("audit", access=Access.ADMIN)
 
 
 def filtered(query: AuditQuery) -> Select[AuditEntry]:
@@ -37,7 +37,6 @@ def filtered(query: AuditQuery) -> Select[AuditEntry]:
 @routes.get(
     "/api/v1/audit",
     summary="Filter and page through the audit trail, newest first",
-    access=Access.ADMIN,
     query=AuditQuery,
     response=Page[AuditEntryOut],
 )

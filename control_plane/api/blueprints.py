@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.db.models import Blueprint
 from control_plane.schemas.blueprints import (
     BlueprintCreate,
     BlueprintList,
@@ -16,21 +13,18 @@ from control_plane.schemas.blueprints import (
 )
 from control_plane.services import blueprints as service
 
-routes = ApiRoutes("blueprints")
+routes = ApiRoutes("blueprints", access=Access.ADMIN)
 
 
-@routes.get(
-    "/api/v1/blueprints", summary="List blueprints", access=Access.ADMIN, response=BlueprintList
-)
+@routes.get("/api/v1/blueprints", summary="List blueprints", response=BlueprintList)
 async def list_blueprints(req: ApiRequest[Any, Any]) -> BlueprintList:
-    rows = await req.db.scalars(select(Blueprint).order_by(Blueprint.name))
+    rows = await service.list_blueprints(req.db)
     return BlueprintList(data=[BlueprintOut.model_validate(r) for r in rows])
 
 
 @routes.post(
     "/api/v1/blueprints",
     summary="Create a blueprint",
-    access=Access.ADMIN,
     body=BlueprintCreate,
     response=BlueprintOut,
     status=201,
@@ -44,7 +38,6 @@ async def create_blueprint(req: ApiRequest[BlueprintCreate, Any]) -> BlueprintOu
 @routes.get(
     "/api/v1/blueprints/{blueprint_id}",
     summary="Get a blueprint",
-    access=Access.ADMIN,
     response=BlueprintOut,
 )
 async def get_blueprint(req: ApiRequest[Any, Any]) -> BlueprintOut:
@@ -56,7 +49,6 @@ async def get_blueprint(req: ApiRequest[Any, Any]) -> BlueprintOut:
 @routes.put(
     "/api/v1/blueprints/{blueprint_id}",
     summary="Replace a blueprint",
-    access=Access.ADMIN,
     body=BlueprintUpdate,
     response=BlueprintOut,
 )
@@ -70,7 +62,6 @@ async def replace_blueprint(req: ApiRequest[BlueprintUpdate, Any]) -> BlueprintO
 @routes.delete(
     "/api/v1/blueprints/{blueprint_id}",
     summary="Delete an unused blueprint",
-    access=Access.ADMIN,
     status=204,
 )
 async def delete_blueprint(req: ApiRequest[Any, Any]) -> None:

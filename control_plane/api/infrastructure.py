@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.cli_ops import DEFAULT_AGENT_DATA_DIR, render_agent_config
-from control_plane.db.models import Allocation, Location, Node
 from control_plane.errors import InvalidRequest
 from control_plane.keys import NODES
 from control_plane.nodes.client import NodeNotConfigured
@@ -31,21 +28,18 @@ from control_plane.services import infrastructure as infra
 from control_plane.services import nodes as node_service
 from shared.node_api import SystemInfo
 
-routes = ApiRoutes("infrastructure")
+routes = ApiRoutes("infrastructure", access=Access.ADMIN)
 
 
-@routes.get(
-    "/api/v1/locations", summary="List locations", access=Access.ADMIN, response=LocationList
-)
+@routes.get("/api/v1/locations", summary="List locations", response=LocationList)
 async def list_locations(req: ApiRequest[Any, Any]) -> LocationList:
-    rows = await req.db.scalars(select(Location).order_by(Location.code))
+    rows = await infra.list_locations(req.db)
     return LocationList(data=[LocationOut.model_validate(r) for r in rows])
 
 
 @routes.post(
     "/api/v1/locations",
     summary="Create a location",
-    access=Access.ADMIN,
     body=LocationCreate,
     response=LocationOut,
     status=201,
@@ -61,7 +55,6 @@ async def create_location(req: ApiRequest[LocationCreate, Any]) -> LocationOut:
 @routes.delete(
     "/api/v1/locations/{location_id}",
     summary="Delete an empty location",
-    access=Access.ADMIN,
     status=204,
 )
 async def delete_location(req: ApiRequest[Any, Any]) -> None:
@@ -69,16 +62,15 @@ async def delete_location(req: ApiRequest[Any, Any]) -> None:
     await req.audit("location.deleted", target_type="location", target_id=str(location.id))
 
 
-@routes.get("/api/v1/nodes", summary="List nodes", access=Access.ADMIN, response=NodeList)
+@routes.get("/api/v1/nodes", summary="List nodes", response=NodeList)
 async def list_nodes(req: ApiRequest[Any, Any]) -> NodeList:
-    rows = await req.db.scalars(select(Node).order_by(Node.name))
+    rows = await infra.list_nodes(req.db)
     return NodeList(data=[NodeOut.model_validate(r) for r in rows])
 
 
 @routes.post(
     "/api/v1/nodes",
     summary="Register a node; the answer carries the agent's config",
-    access=Access.ADMIN,
     body=NodeCreate,
     response=NodeCreated,
     status=201,
@@ -105,7 +97,7 @@ async def create_node(req: ApiRequest[NodeCreate, Any]) -> NodeCreated:
     )
 
 
-@routes.get("/api/v1/nodes/{node_id}", summary="Get a node", access=Access.ADMIN, response=NodeOut)
+@routes.get("/api/v1/nodes/{node_id}", summary="Get a node", response=NodeOut)
 async def get_node(req: ApiRequest[Any, Any]) -> NodeOut:
     return NodeOut.model_validate(await infra.get_node(req.db, req.uuid_param("node_id")))
 
@@ -113,7 +105,6 @@ async def get_node(req: ApiRequest[Any, Any]) -> NodeOut:
 @routes.patch(
     "/api/v1/nodes/{node_id}",
     summary="Change a node",
-    access=Access.ADMIN,
     body=NodeUpdate,
     response=NodeOut,
 )
@@ -136,7 +127,6 @@ async def update_node(req: ApiRequest[NodeUpdate, Any]) -> NodeOut:
 @routes.delete(
     "/api/v1/nodes/{node_id}",
     summary="Delete a node without servers",
-    access=Access.ADMIN,
     status=204,
 )
 async def delete_node(req: ApiRequest[Any, Any]) -> None:
@@ -147,7 +137,6 @@ async def delete_node(req: ApiRequest[Any, Any]) -> None:
 @routes.get(
     "/api/v1/nodes/{node_id}/system",
     summary="Ask the node for its facts (a signed call)",
-    access=Access.ADMIN,
     response=SystemInfo,
 )
 async def node_system(req: ApiRequest[Any, Any]) -> SystemInfo:
@@ -158,23 +147,17 @@ async def node_system(req: ApiRequest[Any, Any]) -> SystemInfo:
 @routes.get(
     "/api/v1/nodes/{node_id}/allocations",
     summary="List a node's allocations",
-    access=Access.ADMIN,
     response=AllocationList,
 )
 async def list_allocations(req: ApiRequest[Any, Any]) -> AllocationList:
     node = await infra.get_node(req.db, req.uuid_param("node_id"))
-    rows = await req.db.scalars(
-        select(Allocation)
-        .where(Allocation.node_id == node.id)
-        .order_by(Allocation.ip, Allocation.port)
-    )
+    rows = await infra.list_allocations(req.db, node)
     return AllocationList(data=[AllocationOut.model_validate(r) for r in rows])
 
 
 @routes.post(
     "/api/v1/nodes/{node_id}/allocations",
     summary="Add a port or a port range",
-    access=Access.ADMIN,
     body=AllocationCreate,
     response=AllocationList,
     status=201,
@@ -197,7 +180,6 @@ async def create_allocations(req: ApiRequest[AllocationCreate, Any]) -> Allocati
 @routes.delete(
     "/api/v1/nodes/{node_id}/allocations/{allocation_id}",
     summary="Remove an unused allocation",
-    access=Access.ADMIN,
     status=204,
 )
 async def delete_allocation(req: ApiRequest[Any, Any]) -> None:

@@ -308,8 +308,10 @@ def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> w
 class ApiRoutes:
     """A route table of :class:`Endpoint` declarations."""
 
-    def __init__(self, *tags: str) -> None:
+    def __init__(self, *tags: str, access: Access = Access.USER) -> None:
+        """``access`` is every route's unless the route says otherwise."""
         self.tags = tags
+        self.access = access
         self.endpoints: list[Endpoint] = []
         self._routes: list[web.RouteDef] = []
 
@@ -319,7 +321,7 @@ class ApiRoutes:
         path: str,
         *,
         summary: str,
-        access: Access = Access.USER,
+        access: Access | None = None,
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         response: type[BaseModel] | None = None,
@@ -332,6 +334,7 @@ class ApiRoutes:
         writes: bool = False,
         session_only: bool = False,
     ) -> Callable[[Handler], Handler]:
+        access = self.access if access is None else access
         if "{server_id}" in path and permission is None and access is not Access.ADMIN:
             raise ValueError(f"{method} {path}: a server route must declare its permission")
         for name in _PATH_PARAMETER.findall(path):

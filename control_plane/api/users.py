@@ -14,7 +14,7 @@ from control_plane.schemas.common import Page, PageMeta, PageQuery
 from control_plane.schemas.users import UserCreate, UserUpdate
 from control_plane.services import users as user_service
 
-routes = ApiRoutes("users")
+routes = ApiRoutes("users", access=Access.ADMIN)
 
 
 async def _user(req: ApiRequest[Any, Any]) -> User:
@@ -27,7 +27,6 @@ async def _user(req: ApiRequest[Any, Any]) -> User:
 @routes.get(
     "/api/v1/users",
     summary="List users",
-    access=Access.ADMIN,
     query=PageQuery,
     response=Page[UserOut],
 )
@@ -46,7 +45,6 @@ async def list_users(req: ApiRequest[Any, PageQuery]) -> Page[UserOut]:
 @routes.post(
     "/api/v1/users",
     summary="Create a user",
-    access=Access.ADMIN,
     body=UserCreate,
     response=UserOut,
     status=201,
@@ -68,7 +66,7 @@ async def create_user(req: ApiRequest[UserCreate, Any]) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@routes.get("/api/v1/users/{user_id}", summary="Get a user", access=Access.ADMIN, response=UserOut)
+@routes.get("/api/v1/users/{user_id}", summary="Get a user", response=UserOut)
 async def get_user(req: ApiRequest[Any, Any]) -> UserOut:
     return UserOut.model_validate(await _user(req))
 
@@ -76,7 +74,6 @@ async def get_user(req: ApiRequest[Any, Any]) -> UserOut:
 @routes.patch(
     "/api/v1/users/{user_id}",
     summary="Disable, enable, promote or demote a user",
-    access=Access.ADMIN,
     body=UserUpdate,
     response=UserOut,
 )
@@ -93,7 +90,7 @@ async def update_user(req: ApiRequest[UserUpdate, Any]) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@routes.delete("/api/v1/users/{user_id}", summary="Delete a user", access=Access.ADMIN, status=204)
+@routes.delete("/api/v1/users/{user_id}", summary="Delete a user", status=204)
 async def delete_user(req: ApiRequest[Any, Any]) -> None:
     user = await _user(req)
     if user.id == req.me.user_id:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Blueprint, Server
-from control_plane.errors import Conflict, NotFound
+from control_plane.errors import Conflict
 from control_plane.schemas.blueprints import BlueprintCreate
+from control_plane.services import records
 
 
 def _columns(data: BlueprintCreate) -> dict[str, object]:
@@ -28,11 +28,12 @@ def _columns(data: BlueprintCreate) -> dict[str, object]:
     }
 
 
+async def list_blueprints(db: AsyncSession) -> list[Blueprint]:
+    return await records.listed(db, Blueprint, Blueprint.name)
+
+
 async def get_blueprint(db: AsyncSession, blueprint_id: uuid.UUID) -> Blueprint:
-    blueprint = await db.get(Blueprint, blueprint_id)
-    if blueprint is None:
-        raise NotFound("no such blueprint")
-    return blueprint
+    return await records.get_or_404(db, Blueprint, blueprint_id, "blueprint")
 
 
 async def save_blueprint(
@@ -51,8 +52,7 @@ async def save_blueprint(
 
 
 async def delete_blueprint(db: AsyncSession, blueprint_id: uuid.UUID) -> Blueprint:
-    blueprint = await get_blueprint(db, blueprint_id)
-    if await db.scalar(select(func.count()).where(Server.blueprint_id == blueprint_id)):
-        raise Conflict("servers still use this blueprint")
-    await db.delete(blueprint)
-    return blueprint
+    in_use = "servers still use this blueprint"
+    return await records.delete_if_unused(
+        db, Blueprint, blueprint_id, "blueprint", [(Server.blueprint_id, in_use)]
+    )

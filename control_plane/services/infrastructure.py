@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Allocation, Location, Node, Server
 from control_plane.errors import Conflict, InvalidRequest, NotFound
+from control_plane.services import records
 
 
 async def create_location(db: AsyncSession, *, code: str, description: str) -> Location:
@@ -23,22 +24,23 @@ async def create_location(db: AsyncSession, *, code: str, description: str) -> L
     return location
 
 
+async def list_locations(db: AsyncSession) -> list[Location]:
+    return await records.listed(db, Location, Location.code)
+
+
 async def delete_location(db: AsyncSession, location_id: uuid.UUID) -> Location:
-    location = await db.get(Location, location_id)
-    if location is None:
-        raise NotFound("no such location")
-    in_use = await db.scalar(select(func.count()).where(Node.location_id == location_id))
-    if in_use:
-        raise Conflict("the location still has nodes; move or delete them first")
-    await db.delete(location)
-    return location
+    in_use = "the location still has nodes; move or delete them first"
+    return await records.delete_if_unused(
+        db, Location, location_id, "location", [(Node.location_id, in_use)]
+    )
+
+
+async def list_nodes(db: AsyncSession) -> list[Node]:
+    return await records.listed(db, Node, Node.name)
 
 
 async def get_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
-    node = await db.get(Node, node_id)
-    if node is None:
-        raise NotFound("no such node")
-    return node
+    return await records.get_or_404(db, Node, node_id, "node")
 
 
 async def check_location(db: AsyncSession, location_id: uuid.UUID | None) -> None:
@@ -47,12 +49,14 @@ async def check_location(db: AsyncSession, location_id: uuid.UUID | None) -> Non
 
 
 async def delete_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
-    node = await get_node(db, node_id)
-    servers = await db.scalar(select(func.count()).where(Server.node_id == node_id))
-    if servers:
-        raise Conflict("the node still has servers; delete or move them first")
-    await db.delete(node)
-    return node
+    in_use = "the node still has servers; delete or move them first"
+    return await records.delete_if_unused(db, Node, node_id, "node", [(Server.node_id, in_use)])
+
+
+async def list_allocations(db: AsyncSession, node: Node) -> list[Allocation]:
+    return await records.listed(
+        db, Allocation, Allocation.ip, Allocation.port, where=Allocation.node_id == node.id
+    )
 
 
 async def add_allocations(
