@@ -6,7 +6,10 @@ import time
 
 from aiohttp import web
 
+from control_plane.api.strict_input import unstorable
+from control_plane.errors import InvalidRequest
 from control_plane.keys import RATE_DECISION, SETTINGS
+from shared.errors import ErrorDetail
 from shared.http import Handler
 
 _HEADERS = {
@@ -37,6 +40,32 @@ def install_security_headers(app: web.Application) -> None:
     app.on_response_prepare.append(_add_security_headers)
 
 
+@web.middleware
+async def refuse_unstorable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for what no database could store, before anything reads it: a NUL in the path or
+    the query (``%00``), or header bytes that are not UTF-8 (they become unpaired surrogates).
+
+    Bodies get the same check when a route parses them (``strict_input``).
+    """
+    for _name, raw in request.raw_headers:
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InvalidRequest("a header value is not valid UTF-8") from err
+    if unstorable(request.path):
+        raise InvalidRequest("the path must not contain NUL")
+    for key, value in request.query.items():
+        if unstorable(key) or unstorable(value):
+            detail = ErrorDetail(
+                loc=["query"] if unstorable(key) else ["query", key],
+                msg="must not contain NUL",
+                type="value_error",
+            )
+            raise InvalidRequest("invalid query", details=[detail])
+    return await handler(request)
+
+
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 _CORS_HEADERS = "Content-Type, X-CSRF-Token, Authorization"
 
@@ -61,4 +90,4 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-__all__ = ["Handler", "cors", "install_security_headers"]
+__all__ = ["Handler", "cors", "install_security_headers", "refuse_unstorable_text"]
