@@ -9,8 +9,10 @@ from aiohttp import web
 from control_plane.api.strict_input import unstorable
 from control_plane.errors import InvalidRequest
 from control_plane.keys import RATE_DECISION, SETTINGS
+from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
 from shared.http import Handler
+from shared.http_server import install_response_headers
 
 _HEADERS = {
     "X-Frame-Options": "DENY",
@@ -26,18 +28,25 @@ _HEADERS = {
 }
 
 
-async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(_HEADERS)
+def security_headers(settings: ControlPlaneSettings) -> dict[str, str]:
+    """The guide's headers; HSTS only in production (served over TLS)."""
+    headers = dict(_HEADERS)
+    if settings.is_production:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return headers
+
+
+async def _add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
     decision = request.get(RATE_DECISION)
     if decision is not None:
         response.headers.update(decision.headers(time.time()))
-    if request.app[SETTINGS].is_production:
-        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
 
 def install_security_headers(app: web.Application) -> None:
-    """Headers on every response, errors and streamed responses included."""
-    app.on_response_prepare.append(_add_security_headers)
+    """Headers on every response, errors, streamed responses and the HTTP parser's own
+    refusals included; no ``Server`` header (``shared.http_server``)."""
+    install_response_headers(app, security_headers(app[SETTINGS]))
+    app.on_response_prepare.append(_add_rate_limit_headers)
 
 
 @web.middleware

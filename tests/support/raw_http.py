@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +48,7 @@ async def exchange(host: str, port: int, request: bytes, timeout: float = 10) ->
 
 
 def request_bytes(
-    method: str, target: str | bytes, headers: dict[str, str | bytes], body: bytes = b""
+    method: str, target: str | bytes, headers: Mapping[str, str | bytes], body: bytes = b""
 ) -> bytes:
     """One HTTP/1.1 request, bytes as given (no encoding or checks)."""
     target_bytes = target.encode("latin-1") if isinstance(target, str) else target
