@@ -8,8 +8,8 @@ Run ``python bench/security_layer.py`` (``--help`` for the options). In one run 
    ``Decision.headers`` (machine noise hides a few µs in the HTTP figures; this does not);
 2. serves the same control-plane app three ways, each in a subprocess of this same script
    (``--serve VARIANT PORT``: ``create_app(load_settings(), background_jobs=False)`` under
-   ``web.run_app``, with the logging and run options of ``stellar-cp serve``), on one
-   migrated SQLite file (or a fresh PostgreSQL database with ``--postgres URL``):
+   ``shared.http_server.run_app``, with the logging and run options of ``stellar-cp serve``),
+   on one migrated SQLite file (or a fresh PostgreSQL database with ``--postgres URL``):
 
    * ``memory``: the rate limiter on its in-memory backend;
    * ``redis``: the rate limiter on Redis (``--redis``; a database of its own, 14 by
@@ -108,6 +108,7 @@ def serve_variant(variant: str, port: int) -> None:
     """The control-plane app as ``stellar-cp serve`` runs it, settings from the environment."""
     from control_plane.api import routing
     from control_plane.app import create_app
+    from shared.http_server import run_app
     from shared.logging import configure_logging
 
     settings = load_settings()
@@ -119,12 +120,10 @@ def serve_variant(variant: str, port: int) -> None:
         # Looked up as a module global on every request, so this takes effect everywhere.
         routing._take = no_rate_limit
     configure_logging(level=settings.log_level)
-    web.run_app(
+    run_app(
         create_app(settings, background_jobs=False),
         host="127.0.0.1",
         port=port,
-        print=None,
-        access_log=None,
         shutdown_timeout=10,
         keepalive_timeout=15,
     )

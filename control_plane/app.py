@@ -26,7 +26,7 @@ from control_plane.keys import (
     STATEMENT_READER,
     WALL_CLOCK,
 )
-from control_plane.middlewares import cors, install_security_headers
+from control_plane.middlewares import cors, install_security_headers, refuse_unstorable_text
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
@@ -107,7 +107,7 @@ def create_app(
     """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
     (tests move them by hand)."""
     app = web.Application(
-        middlewares=[request_context, error_shape, cors, authenticate],
+        middlewares=[request_context, error_shape, refuse_unstorable_text, cors, authenticate],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings

@@ -6,8 +6,13 @@ import time
 
 from aiohttp import web
 
+from control_plane.api.strict_input import unstorable
+from control_plane.errors import InvalidRequest
 from control_plane.keys import RATE_DECISION, SETTINGS
+from control_plane.settings import ControlPlaneSettings
+from shared.errors import ErrorDetail
 from shared.http import Handler
+from shared.http_server import install_response_headers
 
 _HEADERS = {
     "X-Frame-Options": "DENY",
@@ -23,18 +28,51 @@ _HEADERS = {
 }
 
 
-async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(_HEADERS)
+def security_headers(settings: ControlPlaneSettings) -> dict[str, str]:
+    """The guide's headers; HSTS only in production (served over TLS)."""
+    headers = dict(_HEADERS)
+    if settings.is_production:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return headers
+
+
+async def _add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
     decision = request.get(RATE_DECISION)
     if decision is not None:
         response.headers.update(decision.headers(time.time()))
-    if request.app[SETTINGS].is_production:
-        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
 
 
 def install_security_headers(app: web.Application) -> None:
-    """Headers on every response, errors and streamed responses included."""
-    app.on_response_prepare.append(_add_security_headers)
+    """Headers on every response, errors, streamed responses and the HTTP parser's own
+    refusals included; no ``Server`` header (``shared.http_server``)."""
+    install_response_headers(app, security_headers(app[SETTINGS]))
+    app.on_response_prepare.append(_add_rate_limit_headers)
+
+
+@web.middleware
+async def refuse_unstorable_text(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 for what no database could store, before anything reads it: a NUL in the path or
+    the query (``%00``), or header bytes that are not UTF-8 (they become unpaired surrogates).
+
+    Bodies get the same check when a route parses them (``strict_input``).
+    """
+    for _name, raw in request.raw_headers:
+        if not raw.isascii():
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InvalidRequest("a header value is not valid UTF-8") from err
+    if unstorable(request.path):
+        raise InvalidRequest("the path must not contain NUL")
+    for key, value in request.query.items():
+        if unstorable(key) or unstorable(value):
+            detail = ErrorDetail(
+                loc=["query"] if unstorable(key) else ["query", key],
+                msg="must not contain NUL",
+                type="value_error",
+            )
+            raise InvalidRequest("invalid query", details=[detail])
+    return await handler(request)
 
 
 _CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
@@ -61,4 +99,4 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-__all__ = ["Handler", "cors", "install_security_headers"]
+__all__ = ["Handler", "cors", "install_security_headers", "refuse_unstorable_text"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from aiohttp import web
 
 from control_plane.app import create_app
 from control_plane.db import migrate as migrations
 from control_plane.db.engine import create_engine
 from control_plane.settings import ControlPlaneSettings
+from shared.http_server import run_app
 from shared.logging import configure_logging
 
 
@@ -41,12 +41,10 @@ def serve(settings: ControlPlaneSettings) -> int:
         log.error("not starting", reason=str(err))
         return 2
     log.info("starting", host=settings.host, port=settings.port, environment=settings.environment)
-    web.run_app(
+    run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        print=None,
-        access_log=None,
         shutdown_timeout=10,
         keepalive_timeout=15,
     )

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import structlog
-from aiohttp import web
 
 from node_agent import firewall, install
 from node_agent.app import create_app
 from node_agent.settings import ConfigError, load_settings
 from node_agent.tls import TlsSetupError, generate_identity, server_context
+from shared.http_server import run_app
 from shared.logging import configure_logging
 
 
@@ -88,13 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except TlsSetupError as err:
         return _refuse(ConfigError([str(err)]))
     try:
-        web.run_app(
+        run_app(
             create_app(settings),
             ssl_context=ssl_context,
             host=settings.listen_host,
             port=settings.listen_port,
-            print=None,
-            access_log=None,
             shutdown_timeout=10,
         )
     except ConfigError as err:

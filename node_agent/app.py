@@ -40,6 +40,7 @@ from node_agent.settings import AgentSettings
 from node_agent.stats import ServerStatsReader
 from node_agent.storage.context import storage_ctx
 from shared.http import error_shape, request_context
+from shared.http_server import install_response_headers
 from shared.protocol import CommandVerifier
 
 log = structlog.get_logger("agent")
@@ -120,6 +121,8 @@ def create_app(settings: AgentSettings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    # No headers of its own, but no Server header either, parser refusals included.
+    install_response_headers(app, {})
     app[OPEN_SOCKETS] = OpenSockets()
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.extend(

@@ -14,14 +14,19 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import create_engine
 from control_plane.db.migrate import upgrade
+from tests.support.serving import ApiTestServer
 
 POSTGRES_URL = os.environ.get(
     "STELLAR_TEST_POSTGRES_URL", "postgresql://stellar:stellar@127.0.0.1:5432/stellar_test"
@@ -98,3 +103,22 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def aiohttp_server() -> AsyncIterator[AiohttpServer]:
+    """pytest-aiohttp's fixture, serving each app on the runner the services run on
+    (``shared.http_server``), so that the HTTP parser's refusals are the real ones."""
+    servers: list[TestServer] = []
+
+    async def serve(
+        app: web.Application, *, host: str = "127.0.0.1", port: int | None = None, **kwargs: Any
+    ) -> TestServer:
+        server = ApiTestServer(app, host=host, port=port)
+        await server.start_server(**kwargs)
+        servers.append(server)
+        return server
+
+    yield serve
+    while servers:
+        await servers.pop().close()

@@ -7,7 +7,6 @@ audit of failures, the OpenAPI document and the tests that walk the route table.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import uuid
@@ -22,6 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api.strict_input import parse_json_body
 from control_plane.db.models import Server
 from control_plane.db.reader import StatementReader
 from control_plane.db.session import transaction
@@ -267,11 +267,7 @@ def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> N
         return
     if request.content_type != "application/json":
         raise InvalidRequest("send the body as application/json")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InvalidRequest("the request body is not valid JSON") from err
-    api.body = _parse(endpoint.body, data, "request body")
+    api.body = _parse(endpoint.body, parse_json_body(raw), "request body")
 
 
 def _uuid_subclass(value: object) -> str:

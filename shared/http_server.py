@@ -1,0 +1,210 @@
+"""How both services serve HTTP: aiohttp's runner, with aiohttp's own answers in the error shape.
+
+aiohttp answers some requests before any middleware runs: its HTTP parser refuses a request
+line or a header over 8190 bytes, too many headers, or bytes that are no HTTP; and it answers
+an exception that escapes every middleware. Those answers are plain text that echoes the
+request, without the app's headers, with a ``Server`` header naming Python's and aiohttp's
+versions. aiohttp offers no hook for them (aio-libs/aiohttp#3287), so:
+
+- :class:`ApiRequestHandler` (one per connection) overrides ``handle_error``: the common error
+  shape, the app's fixed headers, no ``Server`` header, nothing of the request;
+- :class:`ApiAppRunner` is ``web.AppRunner`` whose server makes those handlers;
+- :func:`run_app` is ``web.run_app`` with that runner (``stellar-cp serve``, ``stellar-agent
+  serve``); the tests serve apps with the same runner.
+
+Every other answer gets the same headers from :func:`install_response_headers`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import LineTooLong
+
+from shared.errors import ApiError, InvalidRequest
+
+log = structlog.get_logger("http")
+
+RESPONSE_HEADERS = web.AppKey("RESPONSE_HEADERS", Mapping[str, str])
+"""Headers every answer of the app carries, aiohttp's own refusals included."""
+
+
+def install_response_headers(app: web.Application, headers: Mapping[str, str]) -> None:
+    """Every response of ``app`` carries ``headers`` and no ``Server`` header."""
+    app[RESPONSE_HEADERS] = dict(headers)
+    app.on_response_prepare.append(_response_headers)
+
+
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(request.app[RESPONSE_HEADERS])
+    # aiohttp sets it while preparing, before this hook runs: "Python/3.x aiohttp/3.x".
+    response.headers.popall(hdrs.SERVER, None)
+
+
+class _ResponseWithoutServer(web.Response):
+    """For answers no ``on_response_prepare`` hook sees."""
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        self.headers.popall(hdrs.SERVER, None)
+
+
+def _error_body(status: int, exc: BaseException | None) -> dict[str, Any]:
+    if status == HTTPStatus.BAD_REQUEST:
+        # The parser's own message quotes the request's bytes: none of it is repeated.
+        if isinstance(exc, LineTooLong):
+            return InvalidRequest("the request line or a header is too long").body()
+        return InvalidRequest("the request is not valid HTTP/1.1").body()
+    if status == HTTPStatus.INTERNAL_SERVER_ERROR:
+        return ApiError("internal error").body()
+    phrase = HTTPStatus(status).phrase
+    return {"error": {"code": phrase.lower().replace(" ", "_"), "message": phrase, "details": []}}
+
+
+class ApiRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler; its own answers are in the error shape."""
+
+    __slots__ = ("_response_headers",)
+
+    def __init__(
+        self, manager: web.Server, *, response_headers: Mapping[str, str], **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._response_headers = response_headers
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            # As aiohttp does: part of a response is out, so the connection is broken.
+            raise ConnectionError("a response was under way; cannot send an error instead")
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            log.error("unhandled error", status=status, exc_info=exc)
+        else:
+            log.info("request refused by the HTTP parser", status=status, error=type(exc).__name__)
+        response = _ResponseWithoutServer(
+            body=orjson.dumps(_error_body(status, exc)),
+            status=status,
+            content_type="application/json",
+            charset="utf-8",
+            headers=self._response_headers,
+        )
+        response.force_close()
+        return response
+
+
+class _ApiServer(web.Server):
+    """``web.Server`` whose connections are :class:`ApiRequestHandler`."""
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        response_headers: Mapping[str, str],
+        request_factory: Any,
+        handler_cancellation: bool,
+        loop: asyncio.AbstractEventLoop,
+        **handler_options: Any,
+    ) -> None:
+        super().__init__(
+            handler,
+            request_factory=request_factory,
+            handler_cancellation=handler_cancellation,
+            loop=loop,
+            **handler_options,
+        )
+        self._handler_loop = loop
+        self._handler_options = {**handler_options, "response_headers": response_headers}
+
+    def __call__(self) -> web.RequestHandler:
+        return ApiRequestHandler(self, loop=self._handler_loop, **self._handler_options)
+
+
+class ApiAppRunner(web.AppRunner):
+    """``web.AppRunner`` whose server answers aiohttp's own refusals in the error shape."""
+
+    __slots__ = ("_handler_options",)
+
+    def __init__(self, app: web.Application, **options: Any) -> None:
+        super().__init__(app, **options)
+        # What reaches each connection's handler (keep-alive, access log, line limits...).
+        self._handler_options = {
+            name: value
+            for name, value in options.items()
+            if name not in {"handle_signals", "shutdown_timeout", "handler_cancellation"}
+        }
+
+    async def _make_server(self) -> web.Server:
+        # aiohttp starts the app and builds its own server; its parts make ours.
+        made = await super()._make_server()
+        return _ApiServer(
+            made.request_handler,
+            response_headers=self.app.get(RESPONSE_HEADERS, {}),
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **self._handler_options,
+        )
+
+
+async def _serve(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None,
+    shutdown_timeout: float,
+    keepalive_timeout: float,
+) -> None:
+    runner = ApiAppRunner(
+        app,
+        handle_signals=True,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=keepalive_timeout,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def run_app(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 60.0,
+    keepalive_timeout: float = 75.0,
+) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut it down (its cleanup contexts run).
+
+    ``web.run_app`` with :class:`ApiAppRunner` and without aiohttp's access log; an error
+    while the app starts propagates.
+    """
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(
+            _serve(
+                app,
+                host=host,
+                port=port,
+                ssl_context=ssl_context,
+                shutdown_timeout=shutdown_timeout,
+                keepalive_timeout=keepalive_timeout,
+            )
+        )
