@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from yarl import URL
 
 from control_plane.api import server_actions
 from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.api.strict_input import parse_json_body
 from control_plane.db.session import transaction
-from control_plane.errors import ApiError, Forbidden
+from control_plane.errors import ApiError, Forbidden, InvalidRequest
 from control_plane.keys import CLIENT_IP, CONSOLES, NODES, READ_SESSIONS, SESSIONS
 from control_plane.nodes.console import Admission, proxy_console
 from control_plane.schemas.servers import CommandIn, PowerIn
@@ -39,6 +40,15 @@ from control_plane.services.audit import AuditEvent
 routes = ApiRoutes("console")
 MAX_MESSAGE_BYTES = 4096
 MAX_SOCKETS_PER_USER = 4
+
+
+class ConsoleMessage(BaseModel):
+    """One message from the browser: ``{"event": ..., "args": [...]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event: str = Field(max_length=64)
+    args: list[Any] = Field(default_factory=list, max_length=4)
 
 
 class _NoArguments(BaseModel):
@@ -123,8 +133,15 @@ class ConsoleAuthority:
         self.caller, self.access = caller, found[1]
         return True
 
-    async def admit(self, event: str, args: list[Any]) -> Admission:
-        """Whether to forward this event; refusals and actions are recorded."""
+    async def admit(self, text: str) -> Admission:
+        """Whether to forward this message; refusals and actions are recorded."""
+        try:
+            message = ConsoleMessage.model_validate(parse_json_body(text.encode()))
+        except InvalidRequest as err:
+            return Admission.refuse(err.message)
+        except ValidationError:
+            return Admission.refuse("messages are JSON objects with an event and args")
+        event, args = message.event, message.args
         rule = EVENTS.get(event)
         if rule is None:
             return Admission.refuse(f"unknown event {event!r}")
@@ -150,7 +167,7 @@ class ConsoleAuthority:
             return Admission.refuse(error.message)
         if rule.audit is not None:
             await self._record(rule.audit(self.server_id, parsed))
-        return Admission.forward(rule.forward(parsed))
+        return Admission.forward(event, rule.forward(parsed))
 
     async def _record(self, event: AuditEvent) -> None:
         async with transaction(self._http.app[SESSIONS]) as db:

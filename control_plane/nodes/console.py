@@ -31,18 +31,19 @@ MAX_RECONNECTS = 5
 
 @dataclass(frozen=True)
 class Admission:
-    """What to do with one event from the browser: forward it with these args, or refuse."""
+    """What to do with one message from the browser: forward this event, or refuse."""
 
-    args: list[Any] | None
+    event: str | None
+    args: list[Any]
     refusal: str | None = None
 
     @classmethod
-    def forward(cls, args: list[Any]) -> Admission:
-        return cls(args)
+    def forward(cls, event: str, args: list[Any]) -> Admission:
+        return cls(event, args)
 
     @classmethod
     def refuse(cls, message: str) -> Admission:
-        return cls(None, message)
+        return cls(None, [], message)
 
 
 class ConsoleSessions:
@@ -85,7 +86,7 @@ class ConsoleSessions:
 
 
 NodeConnector = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
-Admit = Callable[[str, list[Any]], Awaitable[Admission]]
+Admit = Callable[[str], Awaitable[Admission]]
 
 
 async def _error(browser: web.WebSocketResponse, message: str) -> None:
@@ -100,17 +101,11 @@ async def _browser_to_node(
     async for message in browser:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
-        try:
-            data = json.loads(message.data)
-            event, args = str(data["event"]), list(data.get("args", []))
-        except (ValueError, KeyError, TypeError, RecursionError):
-            await _error(browser, "messages are JSON objects with an event and args")
-            continue
-        admission = await admit(event, args)
-        if admission.args is None:
+        admission = await admit(message.data)
+        if admission.event is None:
             await _error(browser, admission.refusal or "refused")
             continue
-        await node().send_json({"event": event, "args": admission.args})
+        await node().send_json({"event": admission.event, "args": admission.args})
 
 
 # The node's own bookkeeping about the token: handled here, never shown to the browser.
@@ -147,7 +142,7 @@ async def proxy_console(
 ) -> None:
     """Relay until the browser leaves, access is lost, or the node stays away.
 
-    ``admit`` decides each browser event; ``still_allowed`` is asked every
+    ``admit`` decides each browser message; ``still_allowed`` is asked every
     :data:`RECHECK_SECONDS` and closes the socket when it says no.
     """
     node = await connect()
