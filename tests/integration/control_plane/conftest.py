@@ -1,7 +1,11 @@
-"""The real control-plane app on a migrated database of each kind (SQLite and PostgreSQL)."""
+"""The real control-plane app on a migrated database of each kind (SQLite and PostgreSQL).
+
+``stack`` adds a real agent process the control plane commands (tests marked ``docker``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
 from control_plane.settings import ControlPlaneSettings, load_settings
+from tests.integration.control_plane.stack import Stack, running_stack
+from tests.integration.node_agent.live_agent import require_docker_and_images
 from tests.support.panel import Panel
 
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
@@ -42,3 +48,35 @@ async def panel(
     """``engine`` migrated the database; the app opens its own engine on it."""
     server = await aiohttp_server(create_app(settings, background_jobs=False))
     return Panel(server, aiohttp_client)
+
+
+@pytest.fixture(scope="module")
+def docker_images() -> Iterator[None]:
+    yield from require_docker_and_images()
+
+
+@pytest.fixture
+async def stack(
+    docker_images: None,
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[Stack]:
+    """The control plane with one real agent (``engine`` migrated the database)."""
+    environment = {
+        "STELLAR_AUTH_SECRET": AUTH_SECRET,
+        "STELLAR_BCRYPT_COST": "10",
+        "STELLAR_RATE_LIMITS": UNLIMITED,
+        "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
+        "STELLAR_BACKUP_LIMIT": "2",
+    }
+    async with running_stack(
+        environment=environment,
+        database_url=database_url,
+        tmp_path=tmp_path,
+        aiohttp_server=aiohttp_server,
+        aiohttp_client=aiohttp_client,
+    ) as running:
+        yield running

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,6 @@ from control_plane.app import create_app
 from control_plane.settings import load_settings
 from node_agent.storage.directory import VOLUMES_DIR
 from shared.command_keys import key_id, public_key_text, write_private_key
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.agent_process import AgentProcess, free_port
 from tests.support.panel import Browser, Panel
 
@@ -82,25 +81,25 @@ class Stack:
 @asynccontextmanager
 async def running_stack(
     *,
+    environment: Mapping[str, str],
     database_url: str,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Stack]:
-    """A control plane on ``database_url`` commanding one agent process; both stopped after."""
+    """A control plane on ``database_url`` commanding one agent process; both stopped after.
+
+    ``environment``: the control plane's settings besides the database and the keys.
+    """
     key_file = tmp_path / "signing.key"
     private = Ed25519PrivateKey.generate()
     write_private_key(key_file, private)
     settings = load_settings(
         {
+            **environment,
             "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
             "STELLAR_SIGNING_KEY_FILE": str(key_file),
-            "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
             "STELLAR_ENCRYPTION_KEYS": "k1:" + "5e" * 8 + "a1b2c3d4e5f60718" * 3,
-            "STELLAR_BACKUP_LIMIT": "2",
         }
     )
     panel = Panel(await aiohttp_server(create_app(settings)), aiohttp_client)

@@ -15,47 +15,19 @@ import json
 import tarfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node_agent.docker.hardening import game_container_name
 from tests.integration.control_plane.stack import (
     Stack,
-    running_stack,
     wait_for_backup,
     wait_for_state,
 )
-from tests.integration.node_agent.live_agent import docker_cli, require_docker_and_images
+from tests.integration.node_agent.live_agent import docker_cli
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def docker_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture
-async def stack(
-    docker_images: None,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> AsyncIterator[Stack]:
-    async with running_stack(
-        database_url=database_url,
-        tmp_path=tmp_path,
-        aiohttp_server=aiohttp_server,
-        aiohttp_client=aiohttp_client,
-    ) as stack:
-        yield stack
 
 
 async def read_until(

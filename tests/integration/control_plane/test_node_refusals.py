@@ -11,41 +11,15 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.control_plane.stack import Stack, running_stack
-from tests.integration.node_agent.live_agent import require_docker_and_images
+from tests.integration.control_plane.stack import Stack
 from tests.support.agent_process import SigningKey
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def docker_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture
-async def stack(
-    docker_images: None,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> AsyncIterator[Stack]:
-    async with running_stack(
-        database_url=database_url,
-        tmp_path=tmp_path,
-        aiohttp_server=aiohttp_server,
-        aiohttp_client=aiohttp_client,
-    ) as stack:
-        yield stack
 
 
 async def test_a_symlink_refused_by_the_node_is_a_403_with_its_message(
