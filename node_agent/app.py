@@ -39,7 +39,7 @@ from node_agent.settings import AgentSettings
 from node_agent.stats import ServerStatsReader
 from node_agent.storage.context import storage_ctx
 from shared.http import error_shape, request_context
-from shared.protocol import CommandVerifier
+from shared.protocol import MAX_TOKEN_LENGTH, CommandVerifier
 
 log = structlog.get_logger("agent")
 
@@ -113,6 +113,9 @@ def create_app(settings: AgentSettings) -> web.Application:
     app = web.Application(
         middlewares=[request_context, error_shape, require_command],
         client_max_size=settings.max_body_bytes,
+        # Room for the longest command token, and for a longer one to reach the verifier,
+        # which refuses it with a 401 and a log line rather than the parser's bare 400.
+        handler_args={"max_field_size": 2 * MAX_TOKEN_LENGTH},
     )
     app[SETTINGS] = settings
     app[OPEN_SOCKETS] = OpenSockets()

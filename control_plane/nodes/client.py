@@ -32,6 +32,7 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 from shared.node_api import SystemInfo
+from shared.protocol import MAX_HTU_LENGTH
 from shared.server_spec import ServerSpec
 
 log = structlog.get_logger("nodes.client")
@@ -55,6 +56,16 @@ _PASSED_ON: dict[int, type[ApiError]] = {
 _PASSED_HEADERS = ("Retry-After",)
 # An error body is a few hundred bytes; a node that sends more is not believed.
 _MAX_ERROR_BYTES = 64 * 1024
+
+
+def _target(node: Node, path: str, query: Mapping[str, str] | None) -> URL:
+    """The URL of one request to ``node``; 400 if its target cannot fit a command token."""
+    url = URL(node.url.rstrip("/") + path, encoded=False)
+    if query:
+        url = url.with_query(query)
+    if len(url.raw_path_qs) > MAX_HTU_LENGTH:
+        raise InvalidRequest(f"the request to the node would be over {MAX_HTU_LENGTH} characters")
+    return url
 
 
 async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
@@ -123,9 +134,7 @@ class NodeClient:
             raise NodeNotConfigured(
                 "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
             )
-        url = URL(node.url.rstrip("/") + path, encoded=False)
-        if query:
-            url = url.with_query(query)
+        url = _target(node, path, query)
         token = self._signer.sign(
             node_id=node.id,
             subject=subject,
@@ -323,7 +332,7 @@ class NodeClient:
             raise NodeNotConfigured(
                 "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
             )
-        url = URL(node.url.rstrip("/") + path, encoded=False)
+        url = _target(node, path, None)
         return self._signer.sign(
             node_id=node.id,
             subject=subject,

@@ -22,7 +22,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from yarl import URL
 
-from shared.protocol import MAX_LIFETIME_SECONDS, REQUIRED_CLAIMS, TOKEN_TYPE, mint
+from shared.protocol import (
+    MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_LENGTH,
+    REQUIRED_CLAIMS,
+    TOKEN_TYPE,
+    mint,
+)
 from tests.support.agent_process import (
     DROP,
     SYSTEM_ACTION,
@@ -550,9 +556,11 @@ async def test_missing_bearer_reason_survives_log_redaction(
     [
         ("not-a-jwt", "malformed token"),
         ("a.b.c", "unreadable header"),
-        ("eyJ" + "A" * 5000, "token too long"),
+        # The longest token the protocol allows passes the agent's HTTP parser.
+        ("eyJ" + "A" * (MAX_TOKEN_LENGTH - 3), "malformed token"),
+        ("eyJ" + "A" * (MAX_TOKEN_LENGTH - 2), "token too long"),
     ],
-    ids=["garbage", "three-junk-segments", "too-long"],
+    ids=["garbage", "three-junk-segments", "longest", "too-long"],
 )
 async def test_malformed_token_is_rejected(
     http: aiohttp.ClientSession, agent: AgentProcess, token: str, reason: str

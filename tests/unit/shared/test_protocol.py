@@ -13,8 +13,12 @@ from hypothesis import strategies as st
 from shared.protocol import (
     ACCEPTED_HEADERS_KEPT,
     ALGORITHM,
+    MAX_HTU_LENGTH,
+    MAX_ISSUER_LENGTH,
     MAX_LEEWAY_SECONDS,
     MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_LENGTH,
+    MAX_USER_LENGTH,
     REQUIRED_CLAIMS,
     TOKEN_TYPE,
     CommandClaims,
@@ -216,6 +220,49 @@ def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
     assert minted(key) != minted(key)
 
 
+def test_the_longest_genuine_token_fits_the_token_limit(key: SigningKey) -> None:
+    # Every claim at its longest, iss and usr in characters JSON escapes as surrogate pairs.
+    target = "/" + "%41" * ((MAX_HTU_LENGTH - 1) // 3)
+    target += "a" * (MAX_HTU_LENGTH - len(target))
+    values = claims(
+        iss="\U0001f600" * MAX_ISSUER_LENGTH,
+        sub=f"server:{NODE_ID}",
+        act="a." + "b" * 62,
+        htm="OPTIONS",
+        htu=target,
+        usr="\U0001f600" * MAX_USER_LENGTH,
+        iat=IAT * 10**9,
+        exp=IAT * 10**9 + 30,
+        jti="j" * 64,
+    )
+    token = sign(key, values)
+    assert len(token) <= MAX_TOKEN_LENGTH
+    accepted = CommandVerifier(
+        trusted_keys={key.kid: key.public_key},
+        issuer=values["iss"],
+        node_id=NODE_ID,
+        replay_cache=MemoryReplayCache(),
+        clock=FakeClock(IAT * 10**9),
+    ).verify(token, method="OPTIONS", path=target, body=b"")
+    assert accepted.htu == target
+
+
+def test_mint_refuses_a_target_longer_than_a_token_carries(key: SigningKey) -> None:
+    with pytest.raises(ValueError, match="htu"):
+        mint(
+            private_key=key.private_key,
+            kid=key.kid,
+            issuer=ISSUER,
+            node_id=NODE_ID,
+            subject="node",
+            action="node.system",
+            method="GET",
+            path="/" + "a" * MAX_HTU_LENGTH,
+            body=b"",
+            user="user-1",
+        )
+
+
 # --- strict claim types ---
 
 
@@ -232,6 +279,9 @@ def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
         ("htm", "get"),
         ("bdh", "not-a-hash"),
         ("sub", "server:../../x"),
+        ("htu", "/api/v1/system?path=\u00e9"),
+        ("htu", '/api/v1/system?path="'),
+        ("htu", "api/v1/system"),
     ],
     ids=[
         "iat-string",
@@ -244,6 +294,9 @@ def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
         "htm-lowercase",
         "bdh-short",
         "sub-traversal",
+        "htu-not-percent-encoded",
+        "htu-quote",
+        "htu-relative",
     ],
 )
 def test_claim_of_the_wrong_type_or_form_is_refused(
