@@ -9,7 +9,9 @@ Tokens are standard JWTs (RFC 7519, EdDSA per RFC 8037) minted by PyJWT. The age
 one form the contract allows itself rather than through PyJWT's general decoder, which cost
 ~30 µs of parsing per command on top of the signature check: three strict base64url segments,
 a header that must be exactly ``alg: EdDSA`` + ``typ`` + a ``kid`` from the fixed map, the
-signature checked by libsodium before the payload is parsed. A differential test holds it to
+signature checked by libsodium before the payload is parsed, and header and payload read as
+strict JSON (``shared/strict_json.py``: no byte order mark, no member named twice), so that
+one token has one meaning. A differential test holds it to
 PyJWT: no mangled token is accepted that PyJWT's decode refuses.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -31,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared import strict_json
 
 TOKEN_TYPE: Final = "stellar-cmd+jwt"  # noqa: S105 (a media type, not a secret)
 ALGORITHM: Final = "EdDSA"
@@ -186,10 +189,11 @@ def _decode_segment(segment: str, what: str) -> bytes:
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object read strictly: one spelling, one meaning (no BOM, no repeated member)."""
     try:
-        value = json.loads(raw)
-    except (ValueError, TypeError) as err:
-        raise CommandRejected(f"unreadable {what}") from err
+        value = strict_json.loads(raw)
+    except strict_json.NotStrictJson as err:
+        raise CommandRejected(f"unreadable {what}: {err.reason}") from err
     if not isinstance(value, dict):
         raise CommandRejected(f"unreadable {what}")
     return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import json
 import uuid
 from typing import Any
 
@@ -28,7 +30,7 @@ from shared.protocol import (
     mint,
     node_audience,
 )
-from tests.support.agent_process import SigningKey
+from tests.support.agent_process import SigningKey, assemble, b64url
 
 NODE_ID = uuid.UUID("6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b")
 ISSUER = "stellar-cp"
@@ -484,3 +486,77 @@ def test_a_signature_spelled_with_spare_bits_set_is_refused(key: SigningKey) -> 
     with pytest.raises(CommandRejected, match="unreadable signature"):
         check(verifier(key, FakeClock(IAT)), respelled)
     check(verifier(key, FakeClock(IAT)), token)
+
+
+# --- one token, one meaning: header and payload JSON read strictly ---
+
+
+def raw_signed(key: SigningKey, header: bytes, payload: bytes) -> str:
+    signed = f"{b64url(header)}.{b64url(payload)}".encode("ascii")
+    return assemble(signed, key.sign(signed))
+
+
+def members(pairs: list[tuple[str, object]]) -> bytes:
+    return ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}").encode()
+
+
+def contract_header(key: SigningKey) -> bytes:
+    return members([("alg", ALGORITHM), ("typ", TOKEN_TYPE), ("kid", key.kid)])
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "reason"),
+    [
+        (codecs.BOM_UTF8, b"", "unreadable header: byte order mark"),
+        (b"", codecs.BOM_UTF8, "unreadable payload: byte order mark"),
+    ],
+    ids=["header", "payload"],
+)
+def test_json_after_a_byte_order_mark_is_refused(
+    key: SigningKey, header: bytes, payload: bytes, reason: str
+) -> None:
+    token = raw_signed(
+        key, header + contract_header(key), payload + members(list(claims().items()))
+    )
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), token)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
+def test_a_claim_given_twice_is_refused_even_with_the_same_value(
+    key: SigningKey, claim: str
+) -> None:
+    pairs = list(claims().items())
+    token = raw_signed(key, contract_header(key), members([*pairs, (claim, claims()[claim])]))
+    cache = MemoryReplayCache()
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT), cache=cache), token)
+    assert info.value.reason == "unreadable payload: duplicate member"
+    assert cache.seen == {}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (json.dumps(claims()).encode("utf-16"), "unreadable payload: not UTF-8"),
+        (members([*claims().items(), ("x", float("nan"))]), "unreadable payload: not JSON"),
+        (b"[" * 2000 + b"]" * 2000, "unreadable payload: not JSON"),
+    ],
+    ids=["utf-16", "nan", "deep"],
+)
+def test_payload_json_that_python_would_read_leniently_is_refused(
+    key: SigningKey, payload: bytes, reason: str
+) -> None:
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), raw_signed(key, contract_header(key), payload))
+    assert info.value.reason == reason
+
+
+def test_a_deeply_nested_header_is_refused_before_the_signature_is_checked(
+    key: SigningKey,
+) -> None:
+    header = b64url(b"[" * 3000 + b"]" * 3000)
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), f"{header}.e30.{'A' * 86}")
+    assert info.value.reason == "unreadable header: not JSON"
