@@ -101,6 +101,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE].set_over_limit_hook(registry.over_disk_limit)
     yield
     app[STORAGE].set_over_limit_hook(None)
+    await app[STATS].close()
     await registry.close()
 
 
