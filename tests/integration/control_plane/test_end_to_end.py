@@ -10,6 +10,7 @@ restart, and an administrator's reinstall runs the install step again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import tarfile
@@ -236,13 +237,19 @@ async def test_backups_through_the_control_plane(stack: Stack) -> None:
     first = await owner.json("POST", backups, status=202, json={"name": "before"})
     done = await wait_for_backup(owner, f"{backups}/{first['id']}")
     assert done["status"] == "completed", done
-    assert done["sha256"]
 
     download = await owner.request("GET", f"{backups}/{first['id']}/download")
     assert download.status == 200
-    with tarfile.open(fileobj=io.BytesIO(await download.read()), mode="r:gz") as archive:
+    downloaded = await download.read()
+    with tarfile.open(fileobj=io.BytesIO(downloaded), mode="r:gz") as archive:
         names = [m.name.lstrip("./") for m in archive.getmembers()]
         assert "world.dat" in names
+    # What the listing says is what the user gets; the node's encrypted copy is named apart.
+    listed = (await owner.json("GET", backups))["data"][0]
+    for shown in (done, listed):
+        assert shown["size_bytes"] == len(downloaded)
+        assert shown["sha256"] == hashlib.sha256(downloaded).hexdigest()
+        assert shown["stored_bytes"] > len(downloaded)  # chunk nonces and tags
 
     await owner.json("PUT", f"{files}/contents?path=/world.dat", data=b"griefed\n")
     await owner.json("POST", f"{backups}/{first['id']}/restore", status=202)
