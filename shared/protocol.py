@@ -11,8 +11,8 @@ one form the contract allows itself rather than through PyJWT's general decoder,
 a header that must be exactly ``alg: EdDSA`` + ``typ`` + a ``kid`` from the fixed map, the
 signature checked by libsodium before the payload is parsed, and header and payload read as
 strict JSON (``shared/strict_json.py``: no byte order mark, no member named twice), so that
-one token has one meaning. A differential test holds it to
-PyJWT: no mangled token is accepted that PyJWT's decode refuses.
+one token has one meaning. A differential test holds it to PyJWT: no mangled token is
+accepted that PyJWT's decode refuses.
 """
 
 from __future__ import annotations
