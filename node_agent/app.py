@@ -41,7 +41,7 @@ from node_agent.stats import ServerStatsReader
 from node_agent.storage.context import storage_ctx
 from shared.http import error_shape, request_context
 from shared.http_server import install_response_headers
-from shared.protocol import CommandVerifier
+from shared.protocol import MAX_TOKEN_LENGTH, CommandVerifier
 
 log = structlog.get_logger("agent")
 
@@ -104,6 +104,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORAGE].set_over_limit_hook(registry.over_disk_limit)
     yield
     app[STORAGE].set_over_limit_hook(None)
+    await app[STATS].close()
     await registry.close()
     if settings.stop_servers_on_exit:
         # Before storage_ctx's teardown: a running game would keep the pool busy.
@@ -119,6 +120,9 @@ def create_app(settings: AgentSettings) -> web.Application:
     app = web.Application(
         middlewares=[request_context, error_shape, require_command],
         client_max_size=settings.max_body_bytes,
+        # Room for the longest command token, and for a longer one to reach the verifier,
+        # which refuses it with a 401 and a log line rather than the parser's bare 400.
+        handler_args={"max_field_size": 2 * MAX_TOKEN_LENGTH},
     )
     app[SETTINGS] = settings
     # No headers of its own, but no Server header either, parser refusals included.

@@ -459,10 +459,15 @@ class ManagedServer:
                 await work
             except ApiError as err:
                 log.warning("background task failed", task=name, error=err.message)
+            except Exception:
+                log.exception("background task failed", task=name)
 
         task = asyncio.create_task(run(), name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        # Cancelled before it ran, ``run`` never awaited ``work``: close it, so that it is
+        # not reported as a coroutine never awaited.
+        task.add_done_callback(lambda _: work.close())
         return task
 
     async def close(self) -> None:

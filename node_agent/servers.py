@@ -200,6 +200,10 @@ class ServerRegistry:
             raise NotFound("no such server on this node")
         return server
 
+    def volumes(self) -> list[tuple[uuid.UUID, ServerVolume]]:
+        """Every server's id and volume."""
+        return [(server_id, server.volume) for server_id, server in self._servers.items()]
+
     async def status(self, server_id: uuid.UUID) -> ServerStatus:
         return await self.get(server_id).status()
 

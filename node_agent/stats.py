@@ -61,6 +61,9 @@ class ServerStatsReader:
         self._registry = registry
         self._max_age = max_age
         self._readings: dict[uuid.UUID, _Reading] = {}
+        # Every measurement still running, also those whose callers went away or whose
+        # server was forgotten: close() cancels and awaits them.
+        self._measuring: set[asyncio.Task[ServerStats]] = set()
 
     async def read(self, server_id: uuid.UUID) -> ServerStats:
         """The server's stats, at most ``max_age`` seconds old."""
@@ -70,11 +73,27 @@ class ServerStatsReader:
             return reading.stats
         if reading.pending is None or reading.pending.done():
             reading.pending = asyncio.create_task(self._measure(server_id, reading))
+            self._measuring.add(reading.pending)
+            reading.pending.add_done_callback(self._measured)
         # shield: a caller that goes away must not cancel the reading others wait for.
         return await asyncio.shield(reading.pending)
 
     def forget(self, server_id: uuid.UUID) -> None:
         self._readings.pop(server_id, None)
+
+    def _measured(self, task: asyncio.Task[ServerStats]) -> None:
+        self._measuring.discard(task)
+        # The callers that waited (if any) got the outcome through the shield; a failure
+        # nobody waited for any more is not news worth a "never retrieved" report.
+        if not task.cancelled():
+            task.exception()
+
+    async def close(self) -> None:
+        """Cancel and await the measurements still running."""
+        tasks = list(self._measuring)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _measure(self, server_id: uuid.UUID, reading: _Reading) -> ServerStats:
         server = self._registry.get(server_id)

@@ -10,9 +10,9 @@ import base64
 import binascii
 import datetime
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shared.backup_format import KEY_BYTES
 
@@ -99,8 +99,14 @@ class BackupRecord(BaseModel):
     # How the copy was taken: a read-only btrfs snapshot, files of a stopped game, or files
     # read while the game ran (best effort: a file written meanwhile may be inconsistent).
     consistency: Consistency | None = None
-    size_bytes: int | None = Field(default=None, description="the encrypted file")
-    sha256: str | None = Field(default=None, description="hex SHA-256 of the encrypted file")
+    size_bytes: int | None = Field(
+        default=None, description="the .tar.gz a download gives (decrypted on its way)"
+    )
+    sha256: str | None = Field(default=None, description="hex SHA-256 of that .tar.gz")
+    stored_bytes: int | None = Field(default=None, description="the encrypted file on the node")
+    stored_sha256: str | None = Field(
+        default=None, description="hex SHA-256 of the encrypted file on the node"
+    )
     archive_bytes: int | None = Field(default=None, description="the tar, before gzip")
     files: int | None = None
     directories: int | None = None
@@ -110,6 +116,25 @@ class BackupRecord(BaseModel):
     chunk_bytes: int | None = None
     ignore: list[str] = Field(default_factory=list)
     restore: RestoreOutcome | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored_figures_named_apart(cls, data: Any) -> Any:
+        """A record from before ``stored_bytes`` existed gave the encrypted file's figures as
+        ``size_bytes`` and ``sha256``: move them to the stored ones (the download's unknown)."""
+        if (
+            isinstance(data, dict)
+            and "stored_bytes" not in data
+            and data.get("size_bytes") is not None
+        ):
+            return {
+                **data,
+                "stored_bytes": data["size_bytes"],
+                "stored_sha256": data.get("sha256"),
+                "size_bytes": None,
+                "sha256": None,
+            }
+        return data
 
 
 class BackupList(BaseModel):

@@ -9,7 +9,9 @@
     ├── Conflict                  (409 conflict)
     ├── PayloadTooLarge           (413 payload_too_large)
     ├── RateLimited               (429 rate_limited)
-    └── UpstreamUnavailable       (502/503 node_unavailable)
+    ├── InsufficientStorage       (507 insufficient_storage)
+    └── UpstreamUnavailable       (503 node_unavailable)
+        └── UpstreamFailed        (502 node_error)
 
 Services raise these (or their own subclasses); one middleware turns them into
 ``{"error": {"code": ..., "message": ..., "details": [...]}}``.
@@ -120,6 +122,13 @@ class PayloadTooLarge(ApiError):
 class RateLimited(ApiError):
     status = 429
     code = "rate_limited"
+
+
+class InsufficientStorage(ApiError):
+    """The server's disk has no room for what the request would write."""
+
+    status = 507
+    code = "insufficient_storage"
 
 
 class UpstreamUnavailable(ApiError):

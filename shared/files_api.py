@@ -2,18 +2,37 @@
 
 Paths are strings relative to the server's volume root (``/`` is the root, ``/a/b`` and
 ``a/b`` are the same); ``..`` is refused. Every request body model forbids extra fields.
+
+A path is at most ``MAX_PATH_BYTES`` bytes of UTF-8: the routes that read and write files
+carry it in their query string, percent-encoded (up to 3 characters a byte), and the whole
+request target must fit the command token's ``htu`` (``shared.protocol.MAX_HTU_LENGTH``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-MAX_PATH_TEXT: Final = 4096
+from shared.protocol import MAX_HTU_LENGTH
+
+# The longest request target around a path: a file route (``contents`` is the longest
+# name) and an upload's size, which the query carries after the path.
+_TARGET_AROUND_PATH: Final = len(
+    "/api/v1/servers/00000000-0000-0000-0000-000000000000/files/contents?path=&size="
+) + len(str(2**64))
+MAX_PATH_BYTES: Final = (MAX_HTU_LENGTH - _TARGET_AROUND_PATH) // len("%XX")
 MAX_PATHS_PER_REQUEST: Final = 1000
 
-PathText = Annotated[str, Field(max_length=MAX_PATH_TEXT)]
+
+def check_path_length(text: str) -> str:
+    """``text`` if its UTF-8 form fits ``MAX_PATH_BYTES``; else ValueError."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise ValueError(f"a path is at most {MAX_PATH_BYTES} bytes (UTF-8)")
+    return text
+
+
+PathText = Annotated[str, Field(max_length=MAX_PATH_BYTES), AfterValidator(check_path_length)]
 FileType = Literal["file", "directory", "symlink", "other"]
 ArchiveFormat = Literal["tar.gz", "zip"]
 

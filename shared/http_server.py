@@ -135,19 +135,9 @@ class _ApiServer(web.Server):
 class ApiAppRunner(web.AppRunner):
     """``web.AppRunner`` whose server answers aiohttp's own refusals in the error shape."""
 
-    __slots__ = ("_handler_options",)
-
-    def __init__(self, app: web.Application, **options: Any) -> None:
-        super().__init__(app, **options)
-        # What reaches each connection's handler (keep-alive, access log, line limits...).
-        self._handler_options = {
-            name: value
-            for name, value in options.items()
-            if name not in {"handle_signals", "shutdown_timeout", "handler_cancellation"}
-        }
-
     async def _make_server(self) -> web.Server:
-        # aiohttp starts the app and builds its own server; its parts make ours.
+        # aiohttp starts the app and builds its own server; its parts make ours, with the
+        # connection options aiohttp gathered (the runner's and the app's handler_args).
         made = await super()._make_server()
         return _ApiServer(
             made.request_handler,
@@ -155,7 +145,7 @@ class ApiAppRunner(web.AppRunner):
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
             loop=asyncio.get_running_loop(),
-            **self._handler_options,
+            **made._kwargs,
         )
 
 

@@ -9,8 +9,10 @@ Tokens are standard JWTs (RFC 7519, EdDSA per RFC 8037) minted by PyJWT. The age
 one form the contract allows itself rather than through PyJWT's general decoder, which cost
 ~30 µs of parsing per command on top of the signature check: three strict base64url segments,
 a header that must be exactly ``alg: EdDSA`` + ``typ`` + a ``kid`` from the fixed map, the
-signature checked by libsodium before the payload is parsed. A differential test holds it to
-PyJWT: no mangled token is accepted that PyJWT's decode refuses.
+signature checked by libsodium before the payload is parsed, and header and payload read as
+strict JSON (``shared/strict_json.py``: no byte order mark, no member named twice), so that
+one token has one meaning. A differential test holds it to PyJWT: no mangled token is
+accepted that PyJWT's decode refuses.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -31,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared import strict_json
 
 TOKEN_TYPE: Final = "stellar-cmd+jwt"  # noqa: S105 (a media type, not a secret)
 ALGORITHM: Final = "EdDSA"
@@ -50,9 +53,34 @@ REQUIRED_CLAIMS: Final = (
     "exp",
     "jti",
 )
-# A token is a few hundred bytes; anything far larger is refused before it is parsed.
-MAX_TOKEN_LENGTH: Final = 4096
+# The longest request target (path and query, as sent) a command may authorise: the one
+# definition the file API's path limit (shared/files_api.py) and the token's length follow.
+MAX_HTU_LENGTH: Final = 4096
+# A request target as sent: RFC 3986 characters, which JSON writes as they are.
+HTU_PATTERN: Final = r"^/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*$"
+MAX_ISSUER_LENGTH: Final = 128
+MAX_USER_LENGTH: Final = 64
 ACCEPTED_HEADERS_KEPT: Final = 16
+
+
+def _base64url_length(size: int) -> int:
+    """Characters of ``size`` bytes in unpadded base64url."""
+    return -(-size * 4 // 3)
+
+
+# The JSON of a genuine token at its longest: PyJWT's header (alg, kid, typ); every claim but
+# htu, with iss and usr escaped by JSON at up to 12 characters each (a surrogate pair); htu.
+_HEADER_JSON_MAX: Final = 128
+_CLAIMS_JSON_MAX: Final = 12 * (MAX_ISSUER_LENGTH + MAX_USER_LENGTH) + 512 + MAX_HTU_LENGTH
+_SIGNATURE_BYTES: Final = 64
+# Anything longer is refused before it is parsed.
+MAX_TOKEN_LENGTH: Final = (
+    _base64url_length(_HEADER_JSON_MAX)
+    + 1
+    + _base64url_length(_CLAIMS_JSON_MAX)
+    + 1
+    + _base64url_length(_SIGNATURE_BYTES)
+)
 
 
 class CommandRejected(Exception):
@@ -68,14 +96,14 @@ class CommandClaims(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    iss: str = Field(min_length=1, max_length=128)
+    iss: str = Field(min_length=1, max_length=MAX_ISSUER_LENGTH)
     aud: str = Field(pattern=r"^node:[0-9a-f-]{36}$")
     sub: str = Field(pattern=r"^(node|server:[0-9a-f-]{36})$")
     act: str = Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$", max_length=64)
     htm: str = Field(pattern=r"^[A-Z]{3,7}$")
-    htu: str = Field(min_length=1, max_length=2048)
+    htu: str = Field(max_length=MAX_HTU_LENGTH, pattern=HTU_PATTERN)
     bdh: str = Field(pattern=r"^[A-Za-z0-9_-]{43}$")
-    usr: str = Field(min_length=1, max_length=64)
+    usr: str = Field(min_length=1, max_length=MAX_USER_LENGTH)
     iat: int
     exp: int
     jti: str = Field(pattern=r"^[A-Za-z0-9_-]{22,64}$")
@@ -161,10 +189,11 @@ def _decode_segment(segment: str, what: str) -> bytes:
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """A JSON object read strictly: one spelling, one meaning (no BOM, no repeated member)."""
     try:
-        value = json.loads(raw)
-    except (ValueError, TypeError) as err:
-        raise CommandRejected(f"unreadable {what}") from err
+        value = strict_json.loads(raw)
+    except strict_json.NotStrictJson as err:
+        raise CommandRejected(f"unreadable {what}: {err.reason}") from err
     if not isinstance(value, dict):
         raise CommandRejected(f"unreadable {what}")
     return value

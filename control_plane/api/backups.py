@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Backup, Node
@@ -25,6 +25,7 @@ from control_plane.nodes.backup_stream import decrypted
 from control_plane.schemas.common import Input, Output
 from control_plane.services import backups as service
 from control_plane.services import infrastructure as infra
+from shared.backups_api import BackupRecord as NodeBackupRecord
 
 routes = ApiRoutes("backups")
 log = structlog.get_logger("backups")
@@ -49,8 +50,9 @@ class BackupOut(Output):
     status: str
     reason: str | None
     locked: bool
-    size_bytes: int | None
-    sha256: str | None
+    size_bytes: int | None = Field(description="the .tar.gz a download gives")
+    sha256: str | None = Field(description="hex SHA-256 of the .tar.gz a download gives")
+    stored_bytes: int | None = Field(description="the encrypted copy the node keeps")
     created_at: dt.datetime
     finished_at: dt.datetime | None
 
@@ -89,15 +91,17 @@ async def _node_call(
     )
 
 
-def _apply(backup: Backup, record: dict[str, Any]) -> None:
-    status = record.get("status")
-    if status in {"running", "completed", "failed"}:
-        backup.status = status
-    backup.reason = record.get("reason")
-    backup.size_bytes = record.get("size_bytes")
-    backup.sha256 = record.get("sha256")
-    finished = record.get("finished_at")
-    backup.finished_at = dt.datetime.fromisoformat(finished) if finished else None
+def _apply(backup: Backup, record: NodeBackupRecord) -> None:
+    backup.status = record.status
+    backup.reason = record.reason
+    backup.size_bytes = record.size_bytes
+    backup.sha256 = record.sha256
+    backup.stored_bytes = record.stored_bytes
+    backup.finished_at = record.finished_at
+
+
+def _gone(backup: Backup) -> None:
+    backup.status, backup.reason = "failed", "the node has no such backup"
 
 
 async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> None:
@@ -108,18 +112,26 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
     async with transaction(req.http.app[SESSIONS]) as db:
         node = await infra.get_node(db, req.server.node_id)
     for backup in running:
+        record: NodeBackupRecord | None
         try:
-            record = await _node_call(req, node, "GET", f"/{backup.id}", "backups.read")
+            answer = await _node_call(req, node, "GET", f"/{backup.id}", "backups.read")
+            record = NodeBackupRecord.model_validate(answer)
         except NotFound:
-            record = {"status": "failed", "reason": "the node has no such backup"}
+            record = None
+        except ValidationError:
+            log.warning("the node's backup record is not readable", backup=str(backup.id))
+            continue
         except ApiError as err:
             log.info("backup status not refreshed", backup=str(backup.id), error=err.message)
             continue
         async with transaction(req.http.app[SESSIONS]) as db:
             stored = await db.get(Backup, backup.id)
             if stored is not None:
-                _apply(stored, record)
-                _apply(backup, record)
+                for row in (stored, backup):
+                    if record is None:
+                        _gone(row)
+                    else:
+                        _apply(row, record)
 
 
 @routes.get(

@@ -21,7 +21,6 @@ from control_plane.keys import NODES, READ_SESSIONS
 from control_plane.schemas.common import Input
 from control_plane.services import infrastructure as infra
 from shared.files_api import (
-    MAX_PATH_TEXT,
     ChangeMode,
     CompressFiles,
     CopyFile,
@@ -31,6 +30,7 @@ from shared.files_api import (
     FileEntry,
     FileListing,
     MakeDirectory,
+    PathText,
     PullFile,
     RenameFile,
 )
@@ -42,11 +42,11 @@ MAX_EDIT_BYTES = 1024 * 1024
 
 
 class PathQuery(Input):
-    path: str = Field("/", max_length=MAX_PATH_TEXT)
+    path: PathText = "/"
 
 
 class UploadQuery(Input):
-    path: str = Field(max_length=MAX_PATH_TEXT)
+    path: PathText
     size: int = Field(ge=0, le=1 << 44)
 
 

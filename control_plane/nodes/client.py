@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from pydantic import ValidationError
 from yarl import URL
 
 from control_plane.db.models import Node
@@ -18,24 +19,71 @@ from control_plane.security.command_signing import CommandSigner
 from shared.errors import (
     ApiError,
     Conflict,
+    ErrorBody,
+    ErrorResponse,
+    Forbidden,
+    InsufficientStorage,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     UpstreamFailed,
     UpstreamUnavailable,
 )
 from shared.node_api import SystemInfo
+from shared.protocol import MAX_HTU_LENGTH
 from shared.server_spec import ServerSpec
 
 log = structlog.get_logger("nodes.client")
+# The node refused what the user asked for (a symlink in the way, no such file, a full
+# volume…): the user gets the same status and the node's message. Any other answer is the
+# node's failure, 502: 401 (it refused our command token), 405 or 415 (it speaks another
+# version of the node API), 5xx.
 _PASSED_ON: dict[int, type[ApiError]] = {
-    400: InvalidRequest,
-    404: NotFound,
-    409: Conflict,
-    413: PayloadTooLarge,
-    429: RateLimited,
+    error.status: error
+    for error in (
+        InvalidRequest,
+        Forbidden,
+        NotFound,
+        RequestTimeout,
+        Conflict,
+        PayloadTooLarge,
+        RateLimited,
+        InsufficientStorage,
+    )
 }
+_PASSED_HEADERS = ("Retry-After",)
+# An error body is a few hundred bytes; a node that sends more is not believed.
+_MAX_ERROR_BYTES = 64 * 1024
+
+
+def _target(node: Node, path: str, query: Mapping[str, str] | None) -> URL:
+    """The URL of one request to ``node``; 400 if its target cannot fit a command token."""
+    url = URL(node.url.rstrip("/") + path, encoded=False)
+    if query:
+        url = url.with_query(query)
+    if len(url.raw_path_qs) > MAX_HTU_LENGTH:
+        raise InvalidRequest(f"the request to the node would be over {MAX_HTU_LENGTH} characters")
+    return url
+
+
+async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, or b"" if it is larger than an error body can be."""
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > _MAX_ERROR_BYTES:
+            return b""
+    return bytes(body)
+
+
+def _error_body(raw: bytes) -> ErrorBody | None:
+    """The node's answer in the one error shape, or None if it is not that."""
+    try:
+        return ErrorResponse.model_validate_json(raw).error
+    except ValidationError:
+        return None
 
 
 class NodeNotConfigured(UpstreamUnavailable):
@@ -86,9 +134,7 @@ class NodeClient:
             raise NodeNotConfigured(
                 "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
             )
-        url = URL(node.url.rstrip("/") + path, encoded=False)
-        if query:
-            url = url.with_query(query)
+        url = _target(node, path, query)
         token = self._signer.sign(
             node_id=node.id,
             subject=subject,
@@ -131,17 +177,19 @@ class NodeClient:
             raise UpstreamFailed(
                 f"node {node.name!r} refused our command: does its config trust key {kid}?"
             )
-        try:
-            data = json.loads(await response.text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
-        message = data.get("error", {}).get("message") if isinstance(data, dict) else None
+        error = _error_body(await _bounded_body(response))
+        message = error.message if error is not None else None
         log.warning("node error", node=node.name, status=status, message=message)
-        # What the user asked for was refused by the node: pass that on as such.
         passed_on = _PASSED_ON.get(status)
-        if passed_on is not None:
-            raise passed_on(f"node {node.name!r}: {message or 'refused'}")
-        raise UpstreamFailed(f"node {node.name!r} answered {status}: {message or 'error'}")
+        if passed_on is None:
+            raise UpstreamFailed(f"node {node.name!r} answered {status}: {message or 'error'}")
+        raise passed_on(
+            message or "the node refused the request",
+            details=error.details if error is not None else None,
+            headers={
+                name: response.headers[name] for name in _PASSED_HEADERS if name in response.headers
+            },
+        )
 
     async def call(
         self,
@@ -284,7 +332,7 @@ class NodeClient:
             raise NodeNotConfigured(
                 "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
             )
-        url = URL(node.url.rstrip("/") + path, encoded=False)
+        url = _target(node, path, None)
         return self._signer.sign(
             node_id=node.id,
             subject=subject,

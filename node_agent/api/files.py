@@ -242,9 +242,15 @@ async def pull_file(request: web.Request) -> web.Response:
 
 
 async def files_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the file service and its outbound HTTP client."""
+    """cleanup_ctx: the file service and its outbound HTTP client.
+
+    Before the agent listens, the temporary files of writes a killed agent left in the
+    volumes are removed (the game sees them, and they count against its disk).
+    """
     async with OutboundClient(user_agent="StellarStack-agent") as outbound:
-        app[FILES] = FileService(app[SETTINGS].files, game_user_ids(), outbound)
+        service = FileService(app[SETTINGS].files, game_user_ids(), outbound)
+        await service.remove_unfinished_writes(app[SERVERS].volumes())
+        app[FILES] = service
         yield
 
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from node_agent.keys import SERVERS, STATS
 from node_agent.security.verify import command
+from shared import strict_json
 from shared.errors import InvalidRequest, NotFound
 from shared.server_spec import PowerAction, ServerSpec, ServerStatus
 
@@ -50,9 +51,19 @@ def server_id_of(request: web.Request) -> uuid.UUID:
 
 
 async def parse_body(request: web.Request, model: type[Body]) -> Body:
-    """The request body validated by ``model`` (400 with field details otherwise)."""
+    """The request body validated by ``model`` (400 with field details otherwise).
+
+    Read strictly first, as the command token is: the body's hash is signed, so it must have
+    one meaning; a repeated member (pydantic would keep the last) or a byte order mark is
+    refused, never guessed at.
+    """
+    raw = await request.read()
     try:
-        return model.model_validate_json(await request.read())
+        strict_json.loads(raw)
+    except strict_json.NotStrictJson as err:
+        raise InvalidRequest(f"the body is not strict JSON: {err.reason}") from err
+    try:
+        return model.model_validate_json(raw)
     except ValidationError as err:
         raise InvalidRequest.from_validation(err) from err
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -44,10 +44,14 @@ MIB: Final = 1024 * 1024
 LOCK_WAIT_SECONDS: Final = 5.0
 
 
-class _HashingSink:
-    """Counts and hashes the ciphertext on its way to the file."""
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int: ...
 
-    def __init__(self, raw: BinaryIO) -> None:
+
+class _HashingSink:
+    """Counts and hashes what passes on its way to ``raw``."""
+
+    def __init__(self, raw: _Writable) -> None:
         self._raw = raw
         self._hash = hashlib.sha256()
         self.count = 0
@@ -64,8 +68,12 @@ class _HashingSink:
 @dataclass(frozen=True)
 class _Written:
     stats: ArchiveStats
+    # The .tar.gz, as a download gives it once decrypted.
     size: int
     sha256: str
+    # The encrypted file kept on the node.
+    stored_size: int
+    stored_sha256: str
 
 
 def _reason(err: BaseException) -> str:
@@ -210,6 +218,8 @@ class BackupService:
                     "consistency": consistency,
                     "size_bytes": written.size,
                     "sha256": written.sha256,
+                    "stored_bytes": written.stored_size,
+                    "stored_sha256": written.stored_sha256,
                     "archive_bytes": stats.archive_bytes,
                     "files": stats.files,
                     "directories": stats.directories,
@@ -246,11 +256,12 @@ class BackupService:
         part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb", buffering=MIB) as raw:
-            sink = _HashingSink(raw)
-            writer = BackupWriter(sink, key, record.backup_id)  # type: ignore[arg-type]
+            stored = _HashingSink(raw)
+            writer = BackupWriter(stored, key, record.backup_id)  # type: ignore[arg-type]
+            archive = _HashingSink(writer)
             root_fd = open_root(source)
             try:
-                stats = write_archive(root_fd, ignore, writer, self._stop)  # type: ignore[arg-type]
+                stats = write_archive(root_fd, ignore, archive, self._stop)  # type: ignore[arg-type]
             finally:
                 os.close(root_fd)
             writer.close()
@@ -259,7 +270,7 @@ class BackupService:
         final = self.store.file(record.server, record.backup_id)
         os.rename(part, final)
         sync_directory(final.parent)
-        return _Written(stats, sink.count, sink.hexdigest())
+        return _Written(stats, archive.count, archive.hexdigest(), stored.count, stored.hexdigest())
 
     # --- restore ---------------------------------------------------------------------------
 

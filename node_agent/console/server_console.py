@@ -38,22 +38,35 @@ class ConsoleViewer:
     """One open console socket: a bounded queue of JSON frames, and why it must close."""
 
     def __init__(self, max_messages: int) -> None:
-        self.queue: asyncio.Queue[str] = asyncio.Queue(max_messages)
+        self._frames: deque[str] = deque()
+        self._max_messages = max_messages
+        # Set whenever a frame is queued or the viewer is closed: one thing to wait for, so
+        # the sender needs no helper tasks that could outlive it.
+        self._changed = asyncio.Event()
         self.dropped = 0
-        self.closed = asyncio.Event()
+        self.closed = False
         self.close_code = 1000
         self.close_reason = ""
 
     def offer(self, frame: str) -> None:
         """Queue ``frame``; a viewer that is this far behind loses it."""
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self._frames) >= self._max_messages:
             self.dropped += 1
+            return
+        self._frames.append(frame)
+        self._changed.set()
 
     def close(self, code: int, reason: str) -> None:
         self.close_code, self.close_reason = code, reason
-        self.closed.set()
+        self.closed = True
+        self._changed.set()
+
+    async def next_frame(self) -> str | None:
+        """The next frame to send, or None once the viewer is closed (queued frames dropped)."""
+        while not self.closed and not self._frames:
+            self._changed.clear()
+            await self._changed.wait()
+        return None if self.closed else self._frames.popleft()
 
 
 class ServerConsole:

@@ -13,6 +13,7 @@ too big, 4001 the token (plus grace) expired without renewal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -81,20 +82,12 @@ class OpenSockets:
 
 async def send_frames(ws: web.WebSocketResponse, viewer: ConsoleViewer) -> None:
     """Write the viewer's frames until it is closed (then close the socket with its code)."""
-    closed = asyncio.ensure_future(viewer.closed.wait())
-    try:
-        while not ws.closed:
-            frame = asyncio.ensure_future(viewer.queue.get())
-            done, _ = await asyncio.wait({frame, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if frame in done:
-                await ws.send_str(frame.result())
-            else:
-                frame.cancel()
-            if closed in done:
-                await ws.close(code=viewer.close_code, message=viewer.close_reason.encode())
-                return
-    finally:
-        closed.cancel()
+    while not ws.closed:
+        frame = await viewer.next_frame()
+        if frame is None:
+            await ws.close(code=viewer.close_code, message=viewer.close_reason.encode())
+            return
+        await ws.send_str(frame)
 
 
 async def watch_lease(
@@ -169,7 +162,7 @@ class ConsoleSession:
             for line in self._server.console.recent():
                 self._viewer.offer(console_message("console output", line))
         elif event == "send stats":
-            self._spawn(self._send_stats())
+            self._spawn(self._send_stats)
         elif event == "set state":
             self._set_state(args)
         elif event == "auth":
@@ -190,7 +183,7 @@ class ConsoleSession:
         except ValidationError:
             self._error("set state takes start, stop, restart or kill")
             return
-        self._spawn(self._server.power(action.action))
+        self._spawn(functools.partial(self._server.power, action.action))
 
     def _renew(self, args: list[str]) -> None:
         try:
@@ -205,12 +198,17 @@ class ConsoleSession:
         stats = await self._stats()
         self._viewer.offer(console_message("stats", stats.model_dump(mode="json")))
 
-    def _spawn(self, work: Awaitable[Any]) -> None:
+    def _spawn(self, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``work()`` beside the socket; it ends (cancelled, awaited) when the socket does."""
+
         async def run() -> None:
             try:
-                await work
+                await work()
             except ApiError as err:
                 self._error(err.message)
+            except Exception:
+                log.exception("console action failed")
+                self._error("the action failed")
 
         task = asyncio.create_task(run())
         self._actions.add(task)

@@ -23,8 +23,8 @@ ApiError
 
 from __future__ import annotations
 
+from shared import errors as shared_errors
 from shared.errors import (
-    ApiError,
     Conflict,
     Forbidden,
     InvalidRequest,
@@ -76,8 +76,5 @@ class TooManyPulls(RateLimited):
     """The server already runs as many URL pulls as it may."""
 
 
-class InsufficientStorage(ApiError):
+class InsufficientStorage(shared_errors.InsufficientStorage):
     """The volume (or the disk under it) has no room for this write; nothing was replaced."""
-
-    status = 507
-    code = "insufficient_storage"

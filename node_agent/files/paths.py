@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Final
 
 from node_agent.files.errors import InvalidPath
+from shared.files_api import check_path_length
 
-MAX_PATH_LENGTH: Final = 4096
 MAX_NAME_BYTES: Final = 255
 
 VolumePath = tuple[str, ...]
@@ -33,8 +33,10 @@ def check_name(name: str) -> str:
 
 def parse_path(text: str) -> VolumePath:
     """The components of ``text``; raises InvalidPath for ``..``, NUL or an overlong path."""
-    if len(text) > MAX_PATH_LENGTH:
-        raise InvalidPath("the path is too long")
+    try:
+        check_path_length(text)
+    except ValueError as err:
+        raise InvalidPath(str(err)) from err
     parts = [part for part in text.split("/") if part not in {"", "."}]
     return tuple(check_name(part) for part in parts)
 

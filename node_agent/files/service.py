@@ -11,9 +11,11 @@ import asyncio
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Concatenate, Final, ParamSpec, TypeVar
+
+import structlog
 
 from node_agent.files import archives, extract, tree
 from node_agent.files.confine import directory, lstat_at, open_regular_file, open_root
@@ -36,6 +38,7 @@ from shared.files_api import (
 from shared.outbound import OutboundClient
 from shared.ssrf import OutboundFetchFailed
 
+log = structlog.get_logger("agent.files")
 CHUNK: Final = 1024 * 1024
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -87,6 +90,10 @@ class ServerFiles:
                 os.close(root_fd)
 
         return await asyncio.to_thread(in_volume)
+
+    async def remove_unfinished_writes(self) -> int:
+        """Remove the temporary files of writes that never finished; say how many."""
+        return await self._run(tree.remove_unfinished_writes)
 
     def _allowed(self, root_fd: int, parts: VolumePath, *also: VolumePath) -> None:
         """Refuse (403) deny-listed paths, including anything below a directory."""
@@ -263,6 +270,23 @@ class FileService:
     def server(self, volume: ServerVolume, denylist: tuple[str, ...]) -> ServerFiles:
         """The files of the server whose volume this is."""
         return ServerFiles(volume.path, deny_list(denylist), self.limits, self._owner, volume)
+
+    async def remove_unfinished_writes(
+        self, volumes: Iterable[tuple[uuid.UUID, ServerVolume]]
+    ) -> None:
+        """At agent start: remove the temporary files of writes a killed agent left behind."""
+        for server_id, volume in volumes:
+            try:
+                removed = await self.server(volume, ()).remove_unfinished_writes()
+            except (ApiError, OSError) as err:
+                log.warning(
+                    "volume not checked for unfinished writes",
+                    server=str(server_id),
+                    error=str(err),
+                )
+                continue
+            if removed:
+                log.warning("unfinished writes removed", server=str(server_id), count=removed)
 
     async def pull(self, server_id: uuid.UUID, files: ServerFiles, order: PullFile) -> FileEntry:
         """Fetch ``order.url`` into ``order.directory`` (at most N at once per server)."""

@@ -35,11 +35,28 @@ from node_agent.files.errors import (
     WrongFileType,
 )
 from node_agent.files.paths import VolumePath, show
-from node_agent.files.writes import AtomicWrite, Owner, copy_descriptor
+from node_agent.files.writes import TEMP_NAME, AtomicWrite, Owner, copy_descriptor
 from shared.files_api import FileEntry
 
 # Deeper trees are refused rather than walked (each level holds one descriptor).
 MAX_DEPTH: Final = 256
+
+
+def remove_unfinished_writes(root_fd: int) -> int:
+    """Unlink every regular file named like an atomic write's temporary file; say how many.
+
+    Only a killed agent leaves one behind. Symlinks and directories of that name are left
+    alone, and nothing is followed: each name is unlinked in the directory that was walked.
+    """
+    removed = 0
+    for parts, info, parent_fd in walk(root_fd):
+        if stat.S_ISREG(info.st_mode) and TEMP_NAME.fullmatch(parts[-1]):
+            try:
+                os.unlink(parts[-1], dir_fd=parent_fd)
+            except OSError:
+                continue  # gone, or swapped for a directory since the walk looked
+            removed += 1
+    return removed
 
 
 def existing(dir_fd: int, parts: VolumePath) -> os.stat_result:

@@ -1,12 +1,16 @@
 """Atomic writes: a new file version goes to a temporary file beside the target, then is
 renamed over it, so a failed or refused write (disk full, size exceeded, client gone) leaves
 the old version in place and no half-written file behind.
+
+Only a killed agent leaves a temporary file (``TEMP_NAME``) behind; the next agent removes
+those at start (:func:`node_agent.files.tree.remove_unfinished_writes`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import stat
 from types import TracebackType
@@ -25,6 +29,9 @@ from node_agent.files.paths import VolumePath, show
 from shared.files_api import FileEntry
 
 TEMP_PREFIX: Final = ".stellar-write-"
+_TEMP_TOKEN_BYTES: Final = 8
+# Exactly the names the agent makes; a game's own ``.stellar-write-notes`` is not one.
+TEMP_NAME: Final = re.compile(re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}")
 NEW_FILE_MODE: Final = 0o644
 Owner = tuple[int, int]
 
@@ -65,7 +72,7 @@ class AtomicWrite:
                     raise FileExists(f"{show(parts)} exists already")
                 mode = stat.S_IMODE(existing.st_mode)
                 file_owner = (existing.st_uid, existing.st_gid)
-            temp_name = TEMP_PREFIX + secrets.token_hex(8)
+            temp_name = TEMP_PREFIX + secrets.token_hex(_TEMP_TOKEN_BYTES)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 fd = os.open(temp_name, flags, 0o600, dir_fd=dir_fd)

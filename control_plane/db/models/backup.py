@@ -24,8 +24,11 @@ class Backup(IdMixin, CreatedMixin, Base):
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     locked: Mapped[bool] = mapped_column(default=False)
     ignore: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The .tar.gz a download gives (the node decrypts nothing; the control plane does, on
+    # the way to the user), and the encrypted file the node keeps.
     size_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    stored_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 

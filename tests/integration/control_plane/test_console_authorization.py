@@ -20,8 +20,8 @@ import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name
+from tests.integration.control_plane.stack import Stack, read_until, wait_for_state
 from tests.integration.node_agent.live_agent import docker_cli
-from tests.support.live_stack import Stack, read_until, wait_for_state
 from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker

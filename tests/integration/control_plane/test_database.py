@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db import migrate
-from control_plane.db.engine import session_factory
-from control_plane.db.models import Node, User
+from control_plane.db.engine import create_engine, session_factory
+from control_plane.db.models import Allocation, Backup, Blueprint, Node, User
 from control_plane.db.session import transaction
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.security.passwords import verify_password
-from control_plane.services import nodes, users
+from control_plane.services import nodes, servers, users
 
 
 async def test_migrations_reach_head_and_are_idempotent(engine: AsyncEngine) -> None:
@@ -86,3 +90,78 @@ async def test_user_password_is_hashed_with_bcrypt_and_email_unique(engine: Asyn
                 is_admin=False,
                 bcrypt_cost=10,
             )
+
+
+async def test_backup_figures_move_to_stored_bytes_when_migrating(database_url: str) -> None:
+    # Until 0007, size_bytes and sha256 were the node's encrypted file, not the download.
+    engine = create_engine(database_url)
+    try:
+        await migrate.upgrade(engine, "0005")
+        async with transaction(session_factory(engine)) as db:
+            owner = await users.create_user(
+                db, email="o@example.org", password="x" * 12, is_admin=False, bcrypt_cost=4
+            )
+            node = Node(name="n", url="http://127.0.0.1:9", memory_mib=0, disk_mib=0)
+            db.add(node)
+            await db.flush()
+            db.add(Allocation(node_id=node.id, ip="127.0.0.1", port=30000))
+            blueprint = Blueprint(
+                name="b",
+                description="",
+                images=[{"name": "default", "image": "img"}],
+                startup="run",
+                stop={"type": "signal", "value": "SIGTERM"},
+                install=None,
+                variables=[],
+                read_only_root=True,
+                file_denylist=[],
+            )
+            db.add(blueprint)
+            await db.flush()
+            server = await servers.create_server(
+                db,
+                name="s",
+                owner=owner,
+                blueprint=blueprint,
+                node_id=node.id,
+                image=None,
+                limits=servers.ServerLimits(64, 0, 100, 256, 64),
+                variables={},
+            )
+            server_id = server.id
+        old = sa.table(
+            "backups",
+            sa.column("id", sa.Uuid()),
+            sa.column("server_id", sa.Uuid()),
+            sa.column("name", sa.String()),
+            sa.column("status", sa.String()),
+            sa.column("locked", sa.Boolean()),
+            sa.column("ignore", sa.JSON()),
+            sa.column("size_bytes", sa.BigInteger()),
+            sa.column("sha256", sa.String()),
+            sa.column("created_at", sa.DateTime(timezone=True)),
+        )
+        backup_id = uuid.uuid4()
+        async with engine.begin() as connection:
+            await connection.execute(
+                old.insert().values(
+                    id=backup_id,
+                    server_id=server_id,
+                    name="old",
+                    status="completed",
+                    locked=False,
+                    ignore=[],
+                    size_bytes=4242,
+                    sha256="ab" * 32,
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+
+        await migrate.upgrade(engine)
+
+        async with transaction(session_factory(engine)) as db:
+            backup = await db.get(Backup, backup_id)
+            assert backup is not None
+            assert (backup.stored_bytes, backup.size_bytes, backup.sha256) == (4242, None, None)
+    finally:
+        await engine.dispose()

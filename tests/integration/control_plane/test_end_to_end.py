@@ -10,20 +10,25 @@ restart, and an administrator's reinstall runs the install step again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import tarfile
 import time
 import uuid
-from typing import Any
 
 import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name
+from tests.integration.control_plane.stack import (
+    Stack,
+    next_error,
+    read_until,
+    wait_for_backup,
+    wait_for_state,
+)
 from tests.integration.node_agent.live_agent import docker_cli
-from tests.support.live_stack import Stack, next_error, read_until, wait_for_state
-from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker
 
@@ -196,16 +201,6 @@ async def test_files_stream_through_the_control_plane(stack: Stack) -> None:
     ]
 
 
-async def wait_for_backup(browser: Browser, path: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        backup: dict[str, Any] = await browser.json("GET", path)
-        if backup["status"] != "running":
-            return backup
-        await asyncio.sleep(0.3)
-    pytest.fail(f"{path} still running after {timeout} s")
-
-
 async def test_backups_through_the_control_plane(stack: Stack) -> None:
     await stack.add_ports(1)
     owner_id = await stack.panel.create_user("keeper@example.org")
@@ -223,13 +218,19 @@ async def test_backups_through_the_control_plane(stack: Stack) -> None:
     first = await owner.json("POST", backups, status=202, json={"name": "before"})
     done = await wait_for_backup(owner, f"{backups}/{first['id']}")
     assert done["status"] == "completed", done
-    assert done["sha256"]
 
     download = await owner.request("GET", f"{backups}/{first['id']}/download")
     assert download.status == 200
-    with tarfile.open(fileobj=io.BytesIO(await download.read()), mode="r:gz") as archive:
+    downloaded = await download.read()
+    with tarfile.open(fileobj=io.BytesIO(downloaded), mode="r:gz") as archive:
         names = [m.name.lstrip("./") for m in archive.getmembers()]
         assert "world.dat" in names
+    # What the listing says is what the user gets; the node's encrypted copy is named apart.
+    listed = (await owner.json("GET", backups))["data"][0]
+    for shown in (done, listed):
+        assert shown["size_bytes"] == len(downloaded)
+        assert shown["sha256"] == hashlib.sha256(downloaded).hexdigest()
+        assert shown["stored_bytes"] > len(downloaded)  # chunk nonces and tags
 
     await owner.json("PUT", f"{files}/contents?path=/world.dat", data=b"griefed\n")
     await owner.json("POST", f"{backups}/{first['id']}/restore", status=202)

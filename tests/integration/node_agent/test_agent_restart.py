@@ -6,6 +6,8 @@ restarts, and real game containers that must not notice the agent going away.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +18,8 @@ import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name, server_labels
+from node_agent.storage.directory import VOLUMES_DIR
+from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.live_agent import (
     LiveAgent,
     LiveClient,
@@ -152,3 +156,51 @@ async def test_unknown_labelled_container_is_logged_and_left_alone(
     # Containers left by other agents on this host are strangers too; ours must be among them.
     assert (name, str(stranger_id)) in [(e["container"], e["server"]) for e in logged]
     assert info["State"]["Running"] is True
+
+
+async def test_an_upload_cut_by_sigkill_leaves_no_temporary_file_after_restart(
+    own_agent: LiveAgent,
+    servers: LiveServers,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+) -> None:
+    files = FilesClient(own_agent, signing_key, http)
+    server_id = await servers.create()
+    assert (await files.post(server_id, "directory", {"path": "/world"})).status == 201
+    volume = own_agent.data_dir / VOLUMES_DIR / str(server_id)
+    # What a game may name its own files: nothing that could be one of the agent's.
+    (volume / ".stellar-write-notes.txt").write_text("the game's own\n")
+    (volume / ".stellar-write-0123456789abcdef0").write_text("one hex digit too many\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not in the volume\n")
+    os.symlink(outside, volume / "world" / ".stellar-write-0123456789abcdef")
+    (volume / ".stellar-write-fedcba9876543210").mkdir()
+    kept = sorted(p.name for p in volume.rglob(".stellar-write-*"))
+
+    async def first_mebibyte_then_stall() -> AsyncIterator[bytes]:
+        yield b"\x5a" * 1024 * 1024
+        await asyncio.Event().wait()
+
+    upload = asyncio.create_task(
+        files.upload(server_id, "/world/region.dat", 8 * 1024 * 1024, first_mebibyte_then_stall())
+    )
+    try:
+        temporary = await eventually(lambda: _agent_temporaries(volume / "world"), timeout=10)
+        own_agent.kill()
+    finally:
+        upload.cancel()
+        await asyncio.gather(upload, return_exceptions=True)
+    assert [p.exists() for p in temporary] == [True]
+
+    own_agent.start()
+
+    assert not temporary[0].exists()
+    assert sorted(p.name for p in volume.rglob(".stellar-write-*")) == kept
+    assert outside.read_text() == "not in the volume\n"
+    removed = [e for e in own_agent.log_events() if e.get("event") == "unfinished writes removed"]
+    assert [(e["server"], e["count"]) for e in removed] == [(str(server_id), 1)]
+
+
+async def _agent_temporaries(directory: Path) -> list[Path]:
+    return [p for p in directory.glob(".stellar-write-*") if not p.is_symlink()]

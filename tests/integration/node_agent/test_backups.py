@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from shared.backup_format import HEADER_BYTES, TAG_BYTES
+from shared.backup_format import HEADER_BYTES, TAG_BYTES, BackupReader
 from tests.integration.node_agent.backups_client import (
     BackupsClient,
     members,
@@ -134,8 +135,16 @@ async def test_backup_of_a_running_game_restores_the_files_exactly(
     ]
     status, blob = await backups.download(server_id, backup_id)
     assert status == 200
-    assert hashlib.sha256(blob).hexdigest() == record["sha256"]
-    assert len(blob) == record["size_bytes"]
+    assert hashlib.sha256(blob).hexdigest() == record["stored_sha256"]
+    assert len(blob) == record["stored_bytes"]
+    # size_bytes and sha256 are of the .tar.gz the user gets once the blob is decrypted.
+    reader = BackupReader(io.BytesIO(blob), key, backup_id)
+    archive = reader.read()
+    reader.drain()
+    assert (len(archive), hashlib.sha256(archive).hexdigest()) == (
+        record["size_bytes"],
+        record["sha256"],
+    )
     on_disk = files_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
     assert blob == on_disk.read_bytes()
 

@@ -128,7 +128,7 @@ async def test_backup_throughput_against_tar_and_gzip(
 
     print(
         f"\nbackup of {size_mb:.0f} MB: agent {size_mb / ours:.1f} MB/s "
-        f"({record['size_bytes'] / 1e6:.0f} MB encrypted); "
+        f"({record['stored_bytes'] / 1e6:.0f} MB encrypted); "
         f"tar | gzip -6 {size_mb / reference:.1f} MB/s ({reference_size / 1e6:.0f} MB); "
         f"agent peak RSS {files_agent.peak_rss_kib() // 1024} MiB"
     )

@@ -8,11 +8,13 @@ Every request here goes over HTTP to a running ``stellar-agent`` process. A refu
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hashlib
 import hmac
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from yarl import URL
 
-from shared.protocol import MAX_LIFETIME_SECONDS, REQUIRED_CLAIMS, TOKEN_TYPE, mint
+from shared.protocol import (
+    MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_LENGTH,
+    REQUIRED_CLAIMS,
+    TOKEN_TYPE,
+    mint,
+)
 from tests.support.agent_process import (
     DROP,
     SYSTEM_ACTION,
@@ -444,6 +452,99 @@ async def test_token_with_header_changed_after_signing_is_rejected(
     assert_rejected(agent, await send(http, agent, tampered), "bad signature", tampered)
 
 
+# --- one token, one meaning: the JSON of header and payload is read strictly ---
+
+
+def raw_token(key: SigningKey, header: bytes, payload: bytes) -> str:
+    """A token over exactly these JSON bytes, EdDSA-signed by ``key``."""
+    signed = f"{b64url(header)}.{b64url(payload)}".encode("ascii")
+    return assemble(signed, key.sign(signed))
+
+
+def json_members(members: list[tuple[str, object]]) -> bytes:
+    """A JSON object with these members in this order, repeated names included."""
+    return ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in members) + "}").encode()
+
+
+def contract_header(key: SigningKey) -> list[tuple[str, object]]:
+    return [("alg", "EdDSA"), ("typ", TOKEN_TYPE), ("kid", key.kid)]
+
+
+async def test_a_token_spelled_member_by_member_is_accepted(
+    http: aiohttp.ClientSession, agent: AgentProcess, signing_key: SigningKey
+) -> None:
+    claims = list(system_claims(agent).items())
+    token = raw_token(signing_key, json_members(contract_header(signing_key)), json_members(claims))
+    assert_accepted(agent, await send(http, agent, token), token)
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+async def test_token_with_a_byte_order_mark_is_rejected(
+    http: aiohttp.ClientSession, agent: AgentProcess, signing_key: SigningKey, part: str
+) -> None:
+    header = json_members(contract_header(signing_key))
+    payload = json_members(list(system_claims(agent).items()))
+    if part == "header":
+        header = codecs.BOM_UTF8 + header
+    else:
+        payload = codecs.BOM_UTF8 + payload
+    token = raw_token(signing_key, header, payload)
+    reply = await send(http, agent, token)
+    assert_rejected(agent, reply, f"unreadable {part}: byte order mark", token)
+
+
+async def test_token_whose_payload_is_not_utf8_is_rejected(
+    http: aiohttp.ClientSession, agent: AgentProcess, signing_key: SigningKey
+) -> None:
+    payload = json.dumps(system_claims(agent)).encode("utf-16")
+    token = raw_token(signing_key, json_members(contract_header(signing_key)), payload)
+    assert_rejected(agent, await send(http, agent, token), "unreadable payload: not UTF-8", token)
+
+
+@pytest.mark.parametrize("claim", ["aud", "htu", "iss", "exp"])
+@pytest.mark.parametrize("genuine_first", [True, False], ids=["genuine-first", "genuine-last"])
+async def test_token_with_a_claim_given_twice_is_rejected(
+    http: aiohttp.ClientSession,
+    agent: AgentProcess,
+    signing_key: SigningKey,
+    claim: str,
+    genuine_first: bool,
+) -> None:
+    claims = system_claims(agent)
+    other: dict[str, object] = {
+        "aud": f"node:{'0' * 8}-0000-0000-0000-{'0' * 12}",
+        "htu": "/api/v1/servers",
+        "iss": "evil-cp",
+        "exp": int(time.time()) + 3600,
+    }
+    pair = [(claim, claims[claim]), (claim, other[claim])]
+    members = [item for item in claims.items() if item[0] != claim]
+    members += pair if genuine_first else pair[::-1]
+    token = raw_token(
+        signing_key, json_members(contract_header(signing_key)), json_members(members)
+    )
+    reply = await send(http, agent, token)
+    assert_rejected(agent, reply, "unreadable payload: duplicate member", token)
+
+
+@pytest.mark.parametrize(
+    "repeated",
+    [("alg", "none"), ("kid", "ed25519-0000000000000000"), ("typ", "JWT")],
+    ids=["alg", "kid", "typ"],
+)
+async def test_token_with_a_header_member_given_twice_is_rejected(
+    http: aiohttp.ClientSession,
+    agent: AgentProcess,
+    signing_key: SigningKey,
+    repeated: tuple[str, object],
+) -> None:
+    header = [repeated, *contract_header(signing_key)]
+    payload = json_members(list(system_claims(agent).items()))
+    token = raw_token(signing_key, json_members(header), payload)
+    reply = await send(http, agent, token)
+    assert_rejected(agent, reply, "unreadable header: duplicate member", token)
+
+
 @pytest.mark.parametrize(
     ("act", "sub", "reason"),
     [
@@ -550,9 +651,11 @@ async def test_missing_bearer_reason_survives_log_redaction(
     [
         ("not-a-jwt", "malformed token"),
         ("a.b.c", "unreadable header"),
-        ("eyJ" + "A" * 5000, "token too long"),
+        # The longest token the protocol allows passes the agent's HTTP parser.
+        ("eyJ" + "A" * (MAX_TOKEN_LENGTH - 3), "malformed token"),
+        ("eyJ" + "A" * (MAX_TOKEN_LENGTH - 2), "token too long"),
     ],
-    ids=["garbage", "three-junk-segments", "too-long"],
+    ids=["garbage", "three-junk-segments", "longest", "too-long"],
 )
 async def test_malformed_token_is_rejected(
     http: aiohttp.ClientSession, agent: AgentProcess, token: str, reason: str
@@ -632,3 +735,35 @@ async def test_replayed_token_is_rejected_after_agent_restart(
     fresh = mint_for(node, signing_key)
     assert_accepted(node, await send(http, node, fresh), fresh)
     assert_rejected(node, await send(http, node, fresh), "replayed jti", fresh)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "reason"),
+    [("repeated", "duplicate member"), ("bom", "byte order mark")],
+)
+async def test_a_signed_body_with_two_meanings_is_refused(
+    http: aiohttp.ClientSession,
+    agent: AgentProcess,
+    signing_key: SigningKey,
+    spelling: str,
+    reason: str,
+) -> None:
+    server_id = uuid.uuid4()
+    path = f"/api/v1/servers/{server_id}/power"
+    # Signed as sent: the token cannot tell the agent which "action" the control plane meant.
+    body = b'{"action":"start","action":"kill"}' if spelling == "repeated" else b""
+    if spelling == "bom":
+        body = codecs.BOM_UTF8 + b'{"action":"start"}'
+    token = mint_for(
+        agent,
+        signing_key,
+        method="POST",
+        path=path,
+        body=body,
+        act="server.power",
+        sub=f"server:{server_id}",
+    )
+    reply = await send(http, agent, token, method="POST", path=path, data=body)
+    assert reply.status == 400, reply
+    assert reply.body["error"]["code"] == "invalid_request"
+    assert reply.body["error"]["message"] == f"the body is not strict JSON: {reason}"

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any, cast
 
+from aiohttp import WSMessage, WSMsgType
+
+from node_agent.console.limits import ConsoleLimits
+from node_agent.console.server_console import ConsoleViewer
+from node_agent.console.session import ConsoleSession, send_frames
 from node_agent.console.throttle import OutputThrottle, throttle_notice
 from node_agent.docker.output import docker_since
 from node_agent.docker.stats import ContainerSample
@@ -76,3 +85,89 @@ async def test_slow_subscriber_loses_events_counted_and_is_told_once_caught_up()
     ]
     assert received[2] == EventsDropped(count=2)
     assert bus.dropped == 2
+
+
+# --- task ownership: nothing a socket starts outlives it (filterwarnings=error catches a
+# coroutine never awaited; the task list shows a task left pending) ---
+
+
+class FakeSocket:
+    """Enough of a server-side WebSocket: the inbound messages given, frames sent recorded."""
+
+    def __init__(self, inbound: list[str]) -> None:
+        self._inbound = inbound
+        self.sent: list[str] = []
+        self.closed = False
+        self.close_code: int | None = None
+
+    def __aiter__(self) -> AsyncIterator[WSMessage]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[WSMessage]:
+        # No await between messages: the socket may end before a spawned action ever ran.
+        for text in self._inbound:
+            yield WSMessage(WSMsgType.TEXT, text, None)
+
+    async def send_str(self, text: str) -> None:
+        self.sent.append(text)
+
+    async def close(self, *, code: int, message: bytes) -> None:
+        self.closed, self.close_code = True, code
+
+
+class FakeLease:
+    expires_at = 0.0
+
+    def seconds_left(self) -> float:
+        return 3600.0
+
+    def warn_at(self) -> float:
+        return 3600.0
+
+
+class FakeServer:
+    state = "running"
+
+    def __init__(self) -> None:
+        self.console = SimpleNamespace(recent=lambda: ["line"])
+
+    async def power(self, action: str) -> None:
+        await asyncio.sleep(3600)
+
+
+def others() -> set[asyncio.Task[Any]]:
+    return asyncio.all_tasks() - {asyncio.current_task()}
+
+
+async def test_sending_frames_ends_with_no_helper_task_left() -> None:
+    viewer = ConsoleViewer(16)
+    ws = FakeSocket([])
+    sender = asyncio.create_task(send_frames(cast(Any, ws), viewer))
+    viewer.offer("one")
+    await asyncio.sleep(0.01)
+    assert ws.sent == ["one"]
+    sender.cancel()  # the socket's reader ended first: the sender is cancelled mid-wait
+    await asyncio.gather(sender, return_exceptions=True)
+    assert others() == set()
+
+    closing = asyncio.create_task(send_frames(cast(Any, ws := FakeSocket([])), viewer))
+    viewer.close(1001, "agent shutting down")
+    await closing
+    assert (ws.close_code, others()) == (1001, set())
+
+
+async def test_actions_a_closing_console_abandons_are_cancelled_and_awaited() -> None:
+    stats_asked = 0
+
+    async def stats() -> Any:
+        nonlocal stats_asked
+        stats_asked += 1
+        await asyncio.sleep(3600)
+
+    inbound = ['{"event":"send stats","args":[]}', '{"event":"set state","args":["stop"]}']
+    session = ConsoleSession(
+        cast(Any, FakeServer()), ConsoleViewer(16), cast(Any, FakeLease()), ConsoleLimits(), stats
+    )
+    await session.run(cast(Any, FakeSocket(inbound)), [])
+    gc.collect()  # a coroutine never awaited is reported now, and fails the test
+    assert others() == set()

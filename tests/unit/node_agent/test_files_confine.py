@@ -20,6 +20,7 @@ from node_agent.files.errors import FileNotFound, InvalidPath, PathRefused, Wron
 from node_agent.files.paths import parse_file_path, parse_path
 from node_agent.files.tree import change_mode, delete
 from node_agent.files.writes import AtomicWrite
+from shared.files_api import MAX_PATH_BYTES
 
 OWNER = (os.getuid(), os.getgid())
 
@@ -84,6 +85,15 @@ def test_climbing_or_malformed_paths_are_refused_before_any_io(text: str) -> Non
     with pytest.raises(InvalidPath):
         parse_path(text)
     assert parse_path("/a//./b/") == ("a", "b")
+
+
+def test_a_path_is_limited_in_utf8_bytes_as_the_file_api_says() -> None:
+    name = "\u00e9" * 127  # 254 bytes
+    longest = "/".join([name] * (MAX_PATH_BYTES // 255)) + "/" + "x" * (MAX_PATH_BYTES % 255)
+    assert len(longest.encode()) == MAX_PATH_BYTES
+    assert len(parse_path(longest)) == MAX_PATH_BYTES // 255 + 1
+    with pytest.raises(InvalidPath, match=f"at most {MAX_PATH_BYTES} bytes"):
+        parse_path(longest + "x")
 
 
 def test_reading_a_link_or_a_fifo_is_refused(root_fd: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import json
 import uuid
 from typing import Any
 
@@ -13,8 +15,12 @@ from hypothesis import strategies as st
 from shared.protocol import (
     ACCEPTED_HEADERS_KEPT,
     ALGORITHM,
+    MAX_HTU_LENGTH,
+    MAX_ISSUER_LENGTH,
     MAX_LEEWAY_SECONDS,
     MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_LENGTH,
+    MAX_USER_LENGTH,
     REQUIRED_CLAIMS,
     TOKEN_TYPE,
     CommandClaims,
@@ -24,7 +30,7 @@ from shared.protocol import (
     mint,
     node_audience,
 )
-from tests.support.agent_process import SigningKey
+from tests.support.agent_process import SigningKey, assemble, b64url
 
 NODE_ID = uuid.UUID("6f1c2a3b-4d5e-4f60-8a9b-0c1d2e3f4a5b")
 ISSUER = "stellar-cp"
@@ -216,6 +222,49 @@ def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
     assert minted(key) != minted(key)
 
 
+def test_the_longest_genuine_token_fits_the_token_limit(key: SigningKey) -> None:
+    # Every claim at its longest, iss and usr in characters JSON escapes as surrogate pairs.
+    target = "/" + "%41" * ((MAX_HTU_LENGTH - 1) // 3)
+    target += "a" * (MAX_HTU_LENGTH - len(target))
+    values = claims(
+        iss="\U0001f600" * MAX_ISSUER_LENGTH,
+        sub=f"server:{NODE_ID}",
+        act="a." + "b" * 62,
+        htm="OPTIONS",
+        htu=target,
+        usr="\U0001f600" * MAX_USER_LENGTH,
+        iat=IAT * 10**9,
+        exp=IAT * 10**9 + 30,
+        jti="j" * 64,
+    )
+    token = sign(key, values)
+    assert len(token) <= MAX_TOKEN_LENGTH
+    accepted = CommandVerifier(
+        trusted_keys={key.kid: key.public_key},
+        issuer=values["iss"],
+        node_id=NODE_ID,
+        replay_cache=MemoryReplayCache(),
+        clock=FakeClock(IAT * 10**9),
+    ).verify(token, method="OPTIONS", path=target, body=b"")
+    assert accepted.htu == target
+
+
+def test_mint_refuses_a_target_longer_than_a_token_carries(key: SigningKey) -> None:
+    with pytest.raises(ValueError, match="htu"):
+        mint(
+            private_key=key.private_key,
+            kid=key.kid,
+            issuer=ISSUER,
+            node_id=NODE_ID,
+            subject="node",
+            action="node.system",
+            method="GET",
+            path="/" + "a" * MAX_HTU_LENGTH,
+            body=b"",
+            user="user-1",
+        )
+
+
 # --- strict claim types ---
 
 
@@ -232,6 +281,9 @@ def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
         ("htm", "get"),
         ("bdh", "not-a-hash"),
         ("sub", "server:../../x"),
+        ("htu", "/api/v1/system?path=\u00e9"),
+        ("htu", '/api/v1/system?path="'),
+        ("htu", "api/v1/system"),
     ],
     ids=[
         "iat-string",
@@ -244,6 +296,9 @@ def test_two_minted_tokens_have_different_jti(key: SigningKey) -> None:
         "htm-lowercase",
         "bdh-short",
         "sub-traversal",
+        "htu-not-percent-encoded",
+        "htu-quote",
+        "htu-relative",
     ],
 )
 def test_claim_of_the_wrong_type_or_form_is_refused(
@@ -431,3 +486,77 @@ def test_a_signature_spelled_with_spare_bits_set_is_refused(key: SigningKey) -> 
     with pytest.raises(CommandRejected, match="unreadable signature"):
         check(verifier(key, FakeClock(IAT)), respelled)
     check(verifier(key, FakeClock(IAT)), token)
+
+
+# --- one token, one meaning: header and payload JSON read strictly ---
+
+
+def raw_signed(key: SigningKey, header: bytes, payload: bytes) -> str:
+    signed = f"{b64url(header)}.{b64url(payload)}".encode("ascii")
+    return assemble(signed, key.sign(signed))
+
+
+def members(pairs: list[tuple[str, object]]) -> bytes:
+    return ("{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in pairs) + "}").encode()
+
+
+def contract_header(key: SigningKey) -> bytes:
+    return members([("alg", ALGORITHM), ("typ", TOKEN_TYPE), ("kid", key.kid)])
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "reason"),
+    [
+        (codecs.BOM_UTF8, b"", "unreadable header: byte order mark"),
+        (b"", codecs.BOM_UTF8, "unreadable payload: byte order mark"),
+    ],
+    ids=["header", "payload"],
+)
+def test_json_after_a_byte_order_mark_is_refused(
+    key: SigningKey, header: bytes, payload: bytes, reason: str
+) -> None:
+    token = raw_signed(
+        key, header + contract_header(key), payload + members(list(claims().items()))
+    )
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), token)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("claim", REQUIRED_CLAIMS)
+def test_a_claim_given_twice_is_refused_even_with_the_same_value(
+    key: SigningKey, claim: str
+) -> None:
+    pairs = list(claims().items())
+    token = raw_signed(key, contract_header(key), members([*pairs, (claim, claims()[claim])]))
+    cache = MemoryReplayCache()
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT), cache=cache), token)
+    assert info.value.reason == "unreadable payload: duplicate member"
+    assert cache.seen == {}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (json.dumps(claims()).encode("utf-16"), "unreadable payload: not UTF-8"),
+        (members([*claims().items(), ("x", float("nan"))]), "unreadable payload: not JSON"),
+        (b"[" * 2000 + b"]" * 2000, "unreadable payload: not JSON"),
+    ],
+    ids=["utf-16", "nan", "deep"],
+)
+def test_payload_json_that_python_would_read_leniently_is_refused(
+    key: SigningKey, payload: bytes, reason: str
+) -> None:
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), raw_signed(key, contract_header(key), payload))
+    assert info.value.reason == reason
+
+
+def test_a_deeply_nested_header_is_refused_before_the_signature_is_checked(
+    key: SigningKey,
+) -> None:
+    header = b64url(b"[" * 3000 + b"]" * 3000)
+    with pytest.raises(CommandRejected) as info:
+        check(verifier(key, FakeClock(IAT)), f"{header}.e30.{'A' * 86}")
+    assert info.value.reason == "unreadable header: not JSON"
