@@ -13,7 +13,6 @@ too big, 4001 the token (plus grace) expired without renewal.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -183,7 +182,17 @@ class ConsoleSession:
         except ValidationError:
             self._error("set state takes start, stop, restart or kill")
             return
-        self._spawn(functools.partial(self._server.power, action.action))
+        server, error = self._server, self._error
+
+        async def act() -> None:
+            try:
+                await server.power(action.action)
+            except ApiError as err:
+                error(err.message)
+
+        # The server owns a power action, not this socket: closing the console (the tab)
+        # right after "start" must never leave the start half done.
+        server.spawn(act(), name=f"console-{action.action}-{server.spec.uuid}")
 
     def _renew(self, args: list[str]) -> None:
         try:

@@ -221,3 +221,20 @@ async def test_stats_report_memory_pids_and_uptime_of_a_running_game(
     stopped = await servers.create()
     idle = (await api.stats(stopped)).body
     assert (idle["state"], idle["memory_bytes"], idle["uptime_seconds"]) == ("offline", 0, None)
+
+
+async def test_a_power_action_outlives_the_console_that_asked_for_it(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    """A user who clicks "start" and closes the tab at once still gets a started server."""
+    server_id = await servers.create()
+
+    async with api.console(server_id) as console:
+        await console.wait_for(status("offline"))
+        await console.send("set state", "start")
+
+    async def running() -> bool | None:
+        body = await read_body(api, server_id)
+        return True if body["state"] == "running" and body["container"]["running"] else None
+
+    assert await eventually(running, timeout=20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -127,12 +127,24 @@ class FakeLease:
 
 class FakeServer:
     state = "running"
+    spec = SimpleNamespace(uuid="s1")
 
     def __init__(self) -> None:
         self.console = SimpleNamespace(recent=lambda: ["line"])
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def power(self, action: str) -> None:
         await asyncio.sleep(3600)
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self.tasks.add(task)
+        return task
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def others() -> set[asyncio.Task[Any]]:
@@ -156,7 +168,7 @@ async def test_sending_frames_ends_with_no_helper_task_left() -> None:
     assert (ws.close_code, others()) == (1001, set())
 
 
-async def test_actions_a_closing_console_abandons_are_cancelled_and_awaited() -> None:
+async def test_a_closing_console_cancels_its_reads_and_leaves_power_to_the_server() -> None:
     stats_asked = 0
 
     async def stats() -> Any:
@@ -165,9 +177,14 @@ async def test_actions_a_closing_console_abandons_are_cancelled_and_awaited() ->
         await asyncio.sleep(3600)
 
     inbound = ['{"event":"send stats","args":[]}', '{"event":"set state","args":["stop"]}']
+    server = FakeServer()
     session = ConsoleSession(
-        cast(Any, FakeServer()), ConsoleViewer(16), cast(Any, FakeLease()), ConsoleLimits(), stats
+        cast(Any, server), ConsoleViewer(16), cast(Any, FakeLease()), ConsoleLimits(), stats
     )
     await session.run(cast(Any, FakeSocket(inbound)), [])
+    # The stats read ended with the socket; the power action is the server's now.
+    assert others() == server.tasks
+    assert [task.get_name() for task in server.tasks] == ["console-stop-s1"]
+    await server.close()
     gc.collect()  # a coroutine never awaited is reported now, and fails the test
     assert others() == set()
