@@ -7,6 +7,7 @@ keys secret                print a random auth secret
 keys encryption            print a random encryption key (kid:64 hex)
 node add/list/ping         register agents and check them
 user create                create an account (the first admin, typically)
+audit verify               check the audit trail's hash chain (exit 1 if broken)
 secrets reencrypt          re-encrypt stored secrets under the newest encryption key
 dev                        run the control plane and a local agent on this machine
 """

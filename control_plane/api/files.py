@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from control_plane.api.routing import ApiRequest, ApiRoutes, Handler
+from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
 from control_plane.db.session import transaction
 from control_plane.errors import InvalidRequest, PayloadTooLarge
 from control_plane.keys import NODES, READ_SESSIONS
@@ -143,6 +143,11 @@ async def download(req: ApiRequest[Any, PathQuery]) -> web.StreamResponse:
     summary="Save a (text) file of at most 1 MiB",
     query=PathQuery,
     response=FileEntry,
+    raw_body=RawBody(
+        "The file's new contents as raw bytes, not JSON; they replace the file at `path`.",
+        max_bytes=MAX_EDIT_BYTES,
+        limit="Bigger files go through PUT .../files/upload.",
+    ),
 )
 async def save(req: ApiRequest[Any, PathQuery]) -> FileEntry:
     if (req.http.content_length or 0) > MAX_EDIT_BYTES:
@@ -172,6 +177,15 @@ async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
     summary="Upload a file (streamed; size in the query)",
     query=UploadQuery,
     response=FileEntry,
+    raw_body=RawBody(
+        "The file as raw bytes, not JSON, streamed to the node: exactly `size` bytes (the "
+        "query's); Content-Length, if sent, must equal `size` (400 otherwise). A body "
+        "shorter or longer than `size` is refused and leaves the file as it was.",
+        limit=(
+            "The node refuses a `size` over its `[files] max_upload_bytes` (16 GiB by "
+            "default) with 413 before reading the body."
+        ),
+    ),
 )
 async def upload(req: ApiRequest[Any, UploadQuery]) -> FileEntry:
     size = req.query.size

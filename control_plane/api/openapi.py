@@ -54,6 +54,8 @@ def _operation(endpoint: Endpoint, refs: dict[type[BaseModel], str]) -> dict[str
         responses["403"] = {"description": "forbidden, or a missing CSRF token", **error}
     if "{" in endpoint.path:
         responses["404"] = {"description": "not found, or not yours", **error}
+    if endpoint.raw_body is not None:
+        responses["413"] = {"description": "the body is too large", **error}
     if endpoint.rate_limit:
         responses["429"] = {"description": "rate limited (see Retry-After)", **error}
     operation: dict[str, Any] = {
@@ -79,6 +81,13 @@ def _operation(endpoint: Endpoint, refs: dict[type[BaseModel], str]) -> dict[str
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": refs[endpoint.body]}}},
+        }
+    elif endpoint.raw_body is not None:
+        raw = endpoint.raw_body
+        operation["requestBody"] = {
+            "required": True,
+            "description": raw.describe(),
+            "content": {raw.media_type: {"schema": {"type": "string", "format": "binary"}}},
         }
     return operation
 

@@ -74,6 +74,26 @@ class Empty(BaseModel):
     """No body or no query parameters."""
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """A body the handler reads itself as bytes (a file), not JSON: what the OpenAPI document
+    says of it. The handler enforces ``max_bytes``; ``limit`` describes a limit set elsewhere."""
+
+    description: str = "The raw bytes of the file, not JSON."
+    media_type: str = "application/octet-stream"
+    max_bytes: int | None = None
+    limit: str | None = None
+
+    def describe(self) -> str:
+        """The request body's description in the OpenAPI document."""
+        text = self.description
+        if self.max_bytes is not None:
+            text += f" At most {self.max_bytes} bytes (a bigger body is refused with 413)."
+        if self.limit is not None:
+            text += f" {self.limit}"
+        return text
+
+
 @dataclass
 class ApiRequest(Generic[B, Q]):
     """What a handler gets: the parsed input, the caller and the request's transaction."""
@@ -222,6 +242,8 @@ class Endpoint:
     writes: bool = False
     # Account security: managed from a browser session, never with an API key.
     session_only: bool = False
+    # A body of raw bytes (a file) that the handler reads itself, instead of a JSON ``body``.
+    raw_body: RawBody | None = None
 
     @property
     def requirement(self) -> Requirement:
@@ -329,8 +351,13 @@ class ApiRoutes:
         allow_enrolment: bool = False,
         writes: bool = False,
         session_only: bool = False,
+        raw_body: RawBody | None = None,
     ) -> Callable[[Handler], Handler]:
         access = self.access if access is None else access
+        if body is not None and raw_body is not None:
+            raise ValueError(f"{method} {path}: a JSON body or a raw body, not both")
+        if raw_body is not None and method in SAFE_METHODS:
+            raise ValueError(f"{method} {path}: a raw body needs an unsafe method")
         if "{server_id}" in path and permission is None and access is not Access.ADMIN:
             raise ValueError(f"{method} {path}: a server route must declare its permission")
         for name in _PATH_PARAMETER.findall(path):
@@ -363,6 +390,7 @@ class ApiRoutes:
                 allow_enrolment=allow_enrolment,
                 writes=writes,
                 session_only=session_only,
+                raw_body=raw_body,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))

@@ -50,3 +50,26 @@ async def test_openapi_says_which_key_scopes_each_operation_needs(panel: Panel) 
         admin = ["admin"] if endpoint.access is Access.ADMIN else []
         assert keys == [[scope, *admin]], label
         assert operation["x-scope"] == scope, label
+
+
+async def test_file_writes_document_their_raw_bodies_and_limits(panel: Panel) -> None:
+    browser = await panel.browser()
+    document = await browser.json("GET", "/api/v1/openapi.json")
+    validate(document)
+    files = "/api/v1/servers/{server_id}/files/"
+    expected = {
+        files + "contents": ({"path"}, "At most 1048576 bytes"),
+        files + "upload": ({"path", "size"}, "max_upload_bytes"),
+    }
+    for path, (query, limit) in expected.items():
+        operation = document["paths"][path]["put"]
+        body = operation["requestBody"]
+        assert body["content"] == {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+        }, path
+        assert limit in body["description"], path
+        assert "413" in operation["responses"], path
+        assert {p["name"] for p in operation["parameters"] if p["in"] == "query"} == query
+    # Raw bodies are the exception: a JSON body is still declared as one.
+    directory = document["paths"][files + "directory"]["post"]["requestBody"]
+    assert list(directory["content"]) == ["application/json"]
