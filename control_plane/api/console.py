@@ -11,7 +11,8 @@ seconds, so a revoked key, an ended session or a withdrawn permission closes the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,9 +23,10 @@ from yarl import URL
 from control_plane.api import server_actions
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.api.strict_input import parse_json_body
+from control_plane.db.models import Server
 from control_plane.db.session import transaction
-from control_plane.errors import ApiError, Forbidden, InvalidRequest
-from control_plane.keys import CLIENT_IP, CONSOLES, NODES, READ_SESSIONS, SESSIONS
+from control_plane.errors import ApiError, Forbidden, InvalidRequest, RateLimited
+from control_plane.keys import CLIENT_IP, CONSOLES, NODES, RATE_LIMITER, READ_SESSIONS, SESSIONS
 from control_plane.nodes.console import Admission, proxy_console
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.api_keys import Scope
@@ -38,7 +40,9 @@ from control_plane.services import servers as service
 from control_plane.services.audit import AuditEvent
 
 routes = ApiRoutes("console")
-MAX_MESSAGE_BYTES = 4096
+# Room for the longest command however a client escapes it (1024 characters, each up to a
+# 12-byte surrogate-pair escape), and nothing near a size that costs to parse.
+MAX_MESSAGE_BYTES = 16 * 1024
 MAX_SOCKETS_PER_USER = 4
 
 
@@ -55,15 +59,20 @@ class _NoArguments(BaseModel):
     """Events without arguments."""
 
 
+Perform = Callable[[web.Application, Caller, Server, Any], Awaitable[object]]
+
+
 @dataclass(frozen=True)
 class ConsoleEvent:
-    """One event a browser may send: its arguments' model, what it needs, what is recorded."""
+    """One event a browser may send: its arguments' model and what it needs; then either the
+    action its HTTP twin runs (``perform``, with that twin's rate limit) or a request the node
+    answers on this socket (forwarded without arguments)."""
 
-    # Builds the model from the event's ``args``; ``forward`` gives the node its args back.
+    # Builds the model from the event's ``args``.
     parse: Callable[[list[Any]], BaseModel]
     requirement: Callable[[Any], Requirement]
-    forward: Callable[[Any], list[Any]] = lambda _: []
-    audit: Callable[[Any, Any], AuditEvent] | None = None
+    perform: Perform | None = None
+    rate_limit: str | None = None
 
 
 def _first(model: type[BaseModel], field: str) -> Callable[[list[Any]], BaseModel]:
@@ -76,16 +85,15 @@ EVENTS: Final[dict[str, ConsoleEvent]] = {
         requirement=lambda _: Requirement(
             Scope.WRITE, permission=server_actions.COMMAND_PERMISSION
         ),
-        forward=lambda command: [command.command],
-        audit=server_actions.command_audit,
+        perform=server_actions.command,
     ),
     "set state": ConsoleEvent(
         parse=_first(PowerIn, "action"),
         requirement=lambda action: Requirement(
             Scope.WRITE, permission=server_actions.power_permission(action)
         ),
-        forward=lambda action: [action.action],
-        audit=server_actions.power_audit,
+        perform=server_actions.power,
+        rate_limit=server_actions.POWER_PRESET,
     ),
     "send logs": ConsoleEvent(
         parse=lambda _args: _NoArguments(),
@@ -99,13 +107,22 @@ EVENTS: Final[dict[str, ConsoleEvent]] = {
 
 
 def _same_origin(req: ApiRequest[Any, Any]) -> bool:
+    """A browser's upgrade comes from the panel's own origin: ``STELLAR_PUBLIC_URL``, or
+    without one the host the request was sent to. Clients that are not browsers send no
+    Origin (and cannot ride a browser's cookie)."""
     origin = req.http.headers.get("Origin")
-    public = req.settings.public_url
-    if origin is None or public is None:
+    if origin is None:
         return True
-    expected = URL(public)
     given = URL(origin)
-    return (given.scheme, given.host, given.port) == (expected.scheme, expected.host, expected.port)
+    public = req.settings.public_url
+    if public is not None:
+        expected = URL(public)
+        return (given.scheme, given.host, given.port) == (
+            expected.scheme,
+            expected.host,
+            expected.port,
+        )
+    return given.raw_authority == req.http.host
 
 
 class ConsoleAuthority:
@@ -114,13 +131,18 @@ class ConsoleAuthority:
     def __init__(self, req: ApiRequest[Any, Any]) -> None:
         self._http = req.http
         self._path = req.http.path
-        self.server_id = req.server.id
+        self.server = req.server
         self.caller: Caller = req.me
         self.access: ServerAccess = req.access
 
+    @property
+    def server_id(self) -> uuid.UUID:
+        return self.server.id
+
     async def refresh(self) -> bool:
-        """Read the credential and the access again; False when the socket must close."""
-        caller = await identify(self._http, self._http[CLIENT_IP])
+        """Read the credential and the access again; False when the socket must close. An
+        open console is no sign of activity: the session's idle clock is left alone."""
+        caller = await identify(self._http, self._http[CLIENT_IP], touch=False)
         if not isinstance(caller, Caller):
             return False
         async with transaction(self._http.app[READ_SESSIONS]) as db:
@@ -134,7 +156,8 @@ class ConsoleAuthority:
         return True
 
     async def admit(self, text: str) -> Admission:
-        """Whether to forward this message; refusals and actions are recorded."""
+        """Run this message's action, forward it, or refuse it; refusals are recorded, and
+        actions are recorded by the action they run, as over HTTP."""
         try:
             message = ConsoleMessage.model_validate(parse_json_body(text.encode()))
         except InvalidRequest as err:
@@ -165,9 +188,23 @@ class ConsoleAuthority:
                 )
             )
             return Admission.refuse(error.message)
-        if rule.audit is not None:
-            await self._record(rule.audit(self.server_id, parsed))
-        return Admission.forward(event, rule.forward(parsed))
+        if rule.perform is None:
+            return Admission.forward(event, [])
+        try:
+            if rule.rate_limit is not None:
+                await self._take(rule.rate_limit)
+            await rule.perform(self._http.app, self.caller, self.server, parsed)
+        except ApiError as err:
+            return Admission.refuse(err.message)
+        return Admission.done()
+
+    async def _take(self, preset: str) -> None:
+        """The HTTP twin's bucket (client and server), or its 429 as an error event."""
+        limiter = self._http.app[RATE_LIMITER]
+        decision = await limiter.check(preset, self._http[CLIENT_IP], str(self.server_id))
+        if not decision.allowed:
+            wait = decision.headers(0)["Retry-After"]
+            raise RateLimited(f"too many requests; try again in {wait} s")
 
     async def _record(self, event: AuditEvent) -> None:
         async with transaction(self._http.app[SESSIONS]) as db:

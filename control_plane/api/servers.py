@@ -209,25 +209,13 @@ async def _node_for(req: ApiRequest[Any, Any]) -> Any:
     permission=VIEW,
     body=PowerIn,
     status=202,
-    rate_limit="power",
+    rate_limit=server_actions.POWER_PRESET,
+    transactional=False,
 )
 async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
     """202 with the node's view of the server; stop and restart finish in the background."""
-    action = req.body.action
     req.require(server_actions.power_permission(req.body))
-    node = await _node_for(req)
-    status = await req.http.app[NODES].server_call(
-        node,
-        req.server.id,
-        "POST",
-        "/power",
-        action="server.power",
-        user=str(req.me.user_id),
-        payload={"action": action},
-    )
-    if isinstance(status, dict) and status.get("state") in STATES:
-        req.server.state = status["state"]
-    await req.record(server_actions.power_audit(req.server.id, req.body))
+    status = await server_actions.power(req.http.app, req.me, req.server, req.body)
     return web.json_response(status, status=202)
 
 
@@ -237,19 +225,10 @@ async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
     permission=server_actions.COMMAND_PERMISSION,
     body=CommandIn,
     status=204,
+    transactional=False,
 )
 async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
-    node = await _node_for(req)
-    await req.http.app[NODES].server_call(
-        node,
-        req.server.id,
-        "POST",
-        "/command",
-        action="server.command",
-        user=str(req.me.user_id),
-        payload={"command": req.body.command},
-    )
-    await req.record(server_actions.command_audit(req.server.id, req.body))
+    await server_actions.command(req.http.app, req.me, req.server, req.body)
 
 
 @routes.get(

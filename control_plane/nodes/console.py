@@ -31,7 +31,8 @@ MAX_RECONNECTS = 5
 
 @dataclass(frozen=True)
 class Admission:
-    """What to do with one message from the browser: forward this event, or refuse."""
+    """What became of one message from the browser: an event to forward to the node, a
+    refusal to answer with, or neither (the control plane did what it asked)."""
 
     event: str | None
     args: list[Any]
@@ -44,6 +45,10 @@ class Admission:
     @classmethod
     def refuse(cls, message: str) -> Admission:
         return cls(None, [], message)
+
+    @classmethod
+    def done(cls) -> Admission:
+        return cls(None, [])
 
 
 class ConsoleSessions:
@@ -102,10 +107,15 @@ async def _browser_to_node(
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
         admission = await admit(message.data)
+        if admission.refusal is not None:
+            await _error(browser, admission.refusal)
         if admission.event is None:
-            await _error(browser, admission.refusal or "refused")
             continue
-        await node().send_json({"event": admission.event, "args": admission.args})
+        try:
+            await node().send_json({"event": admission.event, "args": admission.args})
+        except (ConnectionError, aiohttp.ClientError):
+            # The node connection is being opened again (token lifetime, agent restart).
+            await _error(browser, "the node is reconnecting; ask again in a moment")
 
 
 # The node's own bookkeeping about the token: handled here, never shown to the browser.

@@ -66,7 +66,7 @@ async def _api_key_caller(
 
 
 async def _session_caller(
-    request: web.Request, token: str, ip: str, user_agent: str
+    request: web.Request, token: str, ip: str, user_agent: str, *, touch: bool
 ) -> Caller | ApiError | None:
     settings = request.app[SETTINGS]
     secret = settings.auth_secret or ""
@@ -76,7 +76,7 @@ async def _session_caller(
     )
     if found is None:
         return None
-    if not found.live or found.touch:
+    if not found.live or (found.touch and touch):
         async with transaction(request.app[SESSIONS]) as db:
             if found.live:
                 await touch_session(db, found.session_id)
@@ -109,10 +109,13 @@ async def _session_caller(
     return caller
 
 
-async def identify(request: web.Request, ip: str) -> Caller | ApiError | None:
+async def identify(
+    request: web.Request, ip: str, *, touch: bool = True
+) -> Caller | ApiError | None:
     """The caller, None for an anonymous request, or the error to answer with. Long-lived
-    connections (the console WebSocket) ask again from time to time: a revoked key, an ended
-    session or a disabled user ends them.
+    connections (the console WebSocket) ask again from time to time (``touch=False``: asking
+    is no activity that keeps a session from its idle end): a revoked key, an ended session
+    or a disabled user ends them.
 
     The read is one statement outside any transaction (``StatementReader``); the few writes
     (last use, an expired session, an audit row) each in a short transaction of their own,
@@ -125,7 +128,7 @@ async def identify(request: web.Request, ip: str) -> Caller | ApiError | None:
     token = request.cookies.get(cookie_name(request.app[SETTINGS].secure_cookies))
     if not token:
         return None
-    return await _session_caller(request, token, ip, user_agent)
+    return await _session_caller(request, token, ip, user_agent, touch=touch)
 
 
 @web.middleware

@@ -9,18 +9,34 @@ denial, never a silent drop or a forwarded action.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import pytest
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Session
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
+from control_plane.nodes import console as console_proxy
 from node_agent.docker.hardening import game_container_name
-from tests.integration.control_plane.stack import Stack, read_until, wait_for_state
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.integration.control_plane.stack import (
+    Stack,
+    read_until,
+    running_stack,
+    wait_for_state,
+)
 from tests.integration.node_agent.live_agent import docker_cli
 from tests.support.panel import Browser
 
@@ -275,3 +291,79 @@ async def test_malformed_arguments_get_an_error_event_and_reach_nothing(scene: S
         frame = await next_frame(socket, lambda f: False)
         assert frame["event"] == "error"
     assert await scene.trail("server.console.command") == []
+
+
+async def test_socket_actions_run_like_their_http_twins(scene: Scene) -> None:
+    """A long non-ASCII command is one line the game gets whole, as over HTTP; a node's
+    refusal comes back as an error event, and only what the node did is recorded."""
+    console = f"/api/v1/servers/{scene.server_id}/console"
+    marker = "é" * 1000  # 1000 characters, 2000 bytes: more than the agent's socket takes escaped
+    async with scene.owner.client.ws_connect(console) as socket:
+        await socket.send_json({"event": "send command", "args": [f"say {marker}"]})
+        echoed = await next_frame(socket, lambda f: marker in str(f["args"]), "echo")
+        assert echoed["event"] == "console output", echoed
+        await socket.send_json({"event": "set state", "args": ["stop"]})
+        await next_frame(socket, lambda f: f["args"] == ["offline"])
+        await socket.send_json({"event": "send command", "args": ["say into the void"]})
+        refused = await next_frame(socket, lambda f: False)
+        assert refused["event"] == "error"
+        assert "lack" not in refused["args"][0]  # the node's refusal: the game is not running
+    commands = await scene.trail("server.console.command")
+    assert [e["details"]["command"] for e in commands] == [f"say {marker}"[:200]]
+
+
+async def test_the_socket_and_http_share_the_power_rate_limit(
+    docker_images: None,
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    environment = {
+        "STELLAR_AUTH_SECRET": AUTH_SECRET,
+        "STELLAR_BCRYPT_COST": "10",
+        "STELLAR_RATE_LIMITS": UNLIMITED.replace("power=1000000/60", "power=3/60"),
+    }
+    async with running_stack(
+        environment=environment,
+        database_url=database_url,
+        tmp_path=tmp_path,
+        aiohttp_server=aiohttp_server,
+        aiohttp_client=aiohttp_client,
+    ) as stack:
+        await stack.add_ports(1)
+        owner_id = await stack.panel.create_user("owner@example.org")
+        created = await stack.admin.json(
+            "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+        )
+        stack.servers.append(created["id"])
+        owner = await stack.panel.browser()
+        await owner.login("owner@example.org")
+        power = f"/api/v1/servers/{created['id']}/power"
+        for _ in range(3):
+            await owner.json("POST", power, status=202, json={"action": "kill"})
+        async with owner.client.ws_connect(f"/api/v1/servers/{created['id']}/console") as socket:
+            await socket.send_json({"event": "set state", "args": ["start"]})
+            refused = await next_frame(socket, lambda f: False)
+            assert "too many requests" in refused["args"][0]
+        assert (await owner.json("GET", f"/api/v1/servers/{created['id']}"))["state"] == ("offline")
+
+
+async def test_an_open_console_does_not_keep_an_idle_session_alive(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console_proxy, "RECHECK_SECONDS", 0.3)
+    engine = scene.stack.panel.server.app[ENGINE]
+    async with scene.owner.client.ws_connect(
+        f"/api/v1/servers/{scene.server_id}/console"
+    ) as socket:
+        await socket.receive_json()  # open and relaying
+        long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=121)
+        async with transaction(session_factory(engine)) as db:
+            await db.execute(update(Session).values(last_seen_at=long_ago))
+        message = await socket.receive(timeout=10)
+        while message.type == aiohttp.WSMsgType.TEXT:
+            message = await socket.receive(timeout=10)
+        assert socket.close_code == console_proxy.CLOSE_PERMISSIONS_CHANGED
+    await scene.owner.json("GET", "/api/v1/auth/session", status=401)

@@ -177,3 +177,31 @@ async def test_console_websocket_from_another_origin_is_refused(
         "GET", console, headers={**upgrade, "Origin": "http://panel.example.com"}
     )
     assert own.status == 503
+
+
+async def test_without_a_public_url_the_console_takes_upgrades_from_its_own_host_only(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    panel = await make_panel(
+        aiohttp_server,
+        aiohttp_client,
+        STELLAR_DATABASE_URL=database_url,
+        STELLAR_RATE_LIMITS=UNLIMITED,
+    )
+    world = await build_world(panel)
+    console = f"/api/v1/servers/{world.ids['alice_server']}/console"
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    host = f"{panel.server.host}:{panel.server.port}"
+    for origin in ("https://evil.example.net", f"http://{panel.server.host}:1", "null"):
+        evil = await world.alice.request("GET", console, headers={**upgrade, "Origin": origin})
+        assert evil.status == 403, origin
+    own = await world.alice.request("GET", console, headers={**upgrade, "Origin": f"http://{host}"})
+    assert own.status == 503  # let through, as far as the (unreachable) node
