@@ -18,19 +18,17 @@ accepted that PyJWT's decode refuses.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from jwt.algorithms import Algorithm
-from jwt.exceptions import InvalidKeyError
-from jwt.types import JWKDict
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,7 +73,6 @@ def _base64url_length(size: int) -> int:
 _HEADER_JSON_MAX: Final = 128
 _CLAIMS_JSON_MAX: Final = 12 * (MAX_ISSUER_LENGTH + MAX_USER_LENGTH) + 512 + MAX_HTU_LENGTH
 _SIGNATURE_BYTES: Final = 64
-_PUBLIC_KEY_BYTES: Final = 32
 # Anything longer is refused before it is parsed.
 MAX_TOKEN_LENGTH: Final = (
     _base64url_length(_HEADER_JSON_MAX)
@@ -176,14 +173,19 @@ _BASE64URL_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 _UNUSED_BITS: Final = {3: 0b11, 2: 0b1111}
 
 
-def _check_segment(segment: str, what: str) -> None:
-    """Refuse all but the canonical unpadded base64url spelling of one segment."""
-    # PyJWS also accepts "=" padding; the spare bits the last character carries beyond the
-    # data must be zero, so that one signed token has exactly one spelling.
-    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+def _decode_segment(segment: str, what: str) -> bytes:
+    """One unpadded base64url segment of a compact JWS, strictly."""
+    if not _BASE64URL.fullmatch(segment):
         raise CommandRejected(f"unreadable {what}")
-    if _BASE64URL_ALPHABET.index(segment[-1]) & _UNUSED_BITS.get(len(segment) % 4, 0):
+    # Only the canonical encoding: the bits the last character carries beyond the data must
+    # be zero, so that one signed token has exactly one spelling.
+    unused_bits = _UNUSED_BITS.get(len(segment) % 4, 0)
+    if _BASE64URL_ALPHABET.index(segment[-1]) & unused_bits:
         raise CommandRejected(f"unreadable {what}")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except binascii.Error as err:
+        raise CommandRejected(f"unreadable {what}") from err
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -199,9 +201,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _header(segment: str) -> dict[str, Any]:
     """The protected header, refused unless it is exactly the contract's."""
-    _check_segment(segment, "header")
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    header = _json_object(raw, "header")
+    header = _json_object(_decode_segment(segment, "header"), "header")
     if "crit" in header:
         raise CommandRejected("critical header extensions are not supported")
     if header.get("alg") != ALGORITHM:
@@ -225,44 +225,6 @@ def _claims(payload: bytes) -> CommandClaims:
         raise CommandRejected(f"malformed claims: {fields or 'payload'}") from err
 
 
-class _SodiumEdDSA(Algorithm):
-    """EdDSA (Ed25519) verification by libsodium, for the verifier's own PyJWS; never signs.
-
-    libsodium verifies in ~60% of OpenSSL's time here and refuses non-canonical signatures
-    and small-order keys. The key is the 32 raw bytes of a trusted public key.
-    """
-
-    def prepare_key(self, key: Any) -> VerifyKey:
-        if not isinstance(key, bytes) or len(key) != _PUBLIC_KEY_BYTES:
-            raise InvalidKeyError("expected the 32 raw bytes of an Ed25519 public key")
-        return VerifyKey(key)
-
-    def sign(self, msg: bytes, key: Any) -> NoReturn:
-        raise NotImplementedError("command tokens are minted by the control plane")
-
-    def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
-        try:
-            key.verify(msg, sig)
-        except (BadSignatureError, ValueError):
-            return False
-        return True
-
-    @staticmethod
-    def to_jwk(key_obj: Any, as_dict: bool = False) -> NoReturn:
-        raise NotImplementedError
-
-    @staticmethod
-    def from_jwk(jwk: str | JWKDict) -> NoReturn:
-        raise NotImplementedError
-
-
-def _command_jws() -> jwt.PyJWS:
-    """A PyJWS that knows one algorithm, EdDSA by libsodium (the global registry is untouched)."""
-    jws = jwt.PyJWS(algorithms=[])
-    jws.register_algorithm(ALGORITHM, _SodiumEdDSA())
-    return jws
-
-
 class CommandVerifier:
     """Checks command tokens for one node against a fixed set of trusted public keys."""
 
@@ -281,9 +243,10 @@ class CommandVerifier:
             raise ValueError(f"leeway must be 0..{MAX_LEEWAY_SECONDS} seconds")
         if not 0 < max_lifetime <= MAX_LIFETIME_SECONDS:
             raise ValueError(f"max lifetime must be 1..{MAX_LIFETIME_SECONDS} seconds")
-        self._keys = {kid: key.public_bytes_raw() for kid, key in trusted_keys.items()}
-        self._accepted_headers: dict[str, bytes] = {}
-        self._jws = _command_jws()
+        # libsodium verifies in ~60% of OpenSSL's time here and refuses non-canonical
+        # signatures and small-order keys; the keys are configured as cryptography objects.
+        self._keys = {kid: VerifyKey(key.public_bytes_raw()) for kid, key in trusted_keys.items()}
+        self._accepted_headers: dict[str, VerifyKey] = {}
         self._issuer = issuer
         self._audience = node_audience(node_id)
         self._replay = replay_cache
@@ -299,19 +262,15 @@ class CommandVerifier:
         if len(segments) != 3:
             raise CommandRejected("malformed token")
         header_segment, payload_segment, signature_segment = segments
-        # The pre-filter: what PyJWS does not check or allows more loosely (the header exactly
-        # the contract's and read as strict JSON, every segment in its one canonical spelling).
         key = self._key_for(header_segment)
-        _check_segment(payload_segment, "payload")
-        _check_segment(signature_segment, "signature")
+        payload_bytes = _decode_segment(payload_segment, "payload")
         try:
-            payload_bytes: bytes = self._jws.decode(token, key, algorithms=[ALGORITHM])
-        except jwt.InvalidSignatureError as err:
+            key.verify(
+                f"{header_segment}.{payload_segment}".encode("ascii"),
+                _decode_segment(signature_segment, "signature"),
+            )
+        except (BadSignatureError, ValueError) as err:
             raise CommandRejected("bad signature") from err
-        except jwt.InvalidAlgorithmError as err:
-            raise CommandRejected("algorithm not allowed") from err
-        except jwt.PyJWTError as err:
-            raise CommandRejected("unreadable token") from err
         claims = _claims(payload_bytes)
         if claims.iss != self._issuer:
             raise CommandRejected("wrong iss")
@@ -325,7 +284,7 @@ class CommandVerifier:
             raise CommandRejected("replayed jti")
         return claims
 
-    def _key_for(self, header_segment: str) -> bytes:
+    def _key_for(self, header_segment: str) -> VerifyKey:
         # The control plane sends the same header bytes with every token of one key: once a
         # header was found to be the contract's, later tokens skip parsing it again. Only
         # accepted headers are kept, and few of them (anyone may write a well-formed one).
