@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from node_agent.settings import ConfigError, load_settings
 from node_agent.tls import TlsSetupError, generate_identity, server_context
 from shared.http_server import run_app
 from shared.logging import configure_logging
+from shared.node_endpoints import openapi_document
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--host", required=True, help="the node's address or DNS name (SAN)")
     generate.add_argument("--out-dir", type=Path, required=True, help="where agent.key/.crt go")
     generate.add_argument("--force", action="store_true", help="replace an existing pair")
+    sub.add_parser(
+        "api-doc", help="print the node API (OpenAPI 3.1, made from shared/node_endpoints.py)"
+    )
     firewall.add_parser(sub)
     install.add_parsers(sub)
     return parser
@@ -61,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tls":
         return _tls_generate(args)
+    if args.command == "api-doc":
+        print(json.dumps(openapi_document(), indent=2))
+        return 0
     if args.command in {"firewall", "install", "uninstall"}:
         code: int = args.handler(args)
         return code

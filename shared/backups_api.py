@@ -12,9 +12,18 @@ import datetime
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from shared.backup_format import KEY_BYTES
+from shared.server_spec import CONSOLE_TEXT
 
 BackupState = Literal["running", "completed", "failed"]
 Consistency = Literal["snapshot", "stopped", "live"]
@@ -46,6 +55,12 @@ class _KeyedOrder(BaseModel):
     def key_bytes(self) -> bytes:
         return decode_key(self.key)
 
+    @field_serializer("key", when_used="json")
+    def _key_on_the_wire(self, key: SecretStr) -> str:
+        # The order carries the key to the node: in JSON it is sent, never masked; printed
+        # or logged (repr, str), it stays hidden.
+        return key.get_secret_value()
+
 
 class BackupCreate(_KeyedOrder):
     """``POST .../backups``: make a backup of the server's volume in the background."""
@@ -54,7 +69,9 @@ class BackupCreate(_KeyedOrder):
     # gitignore-style patterns (as the deny-list) of paths to leave out.
     ignore: list[str] = Field(default_factory=list, max_length=1000)
     # Typed on the console first if the game runs (e.g. ``save-all``), then waited for.
-    pre_command: str | None = Field(default=None, min_length=1, max_length=256)
+    pre_command: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=CONSOLE_TEXT
+    )
     pre_command_wait_seconds: float = Field(default=5.0, ge=0, le=120)
 
     @field_validator("ignore")

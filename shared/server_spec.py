@@ -88,13 +88,17 @@ class Allocation(BaseModel):
         return value
 
 
+# No C0/C1 control character (a line break would smuggle a second command).
+CONSOLE_TEXT: Final = r"^[^\x00-\x1f\x7f\u0080-\u009f]+$"
+
+
 class StopCommand(BaseModel):
     """Stop by typing ``value`` on the game's console."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["command"]
-    value: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+    value: str = Field(min_length=1, max_length=256, pattern=CONSOLE_TEXT)
 
 
 class StopSignal(BaseModel):
@@ -200,8 +204,6 @@ ServerState = Literal["offline", "installing", "starting", "running", "stopping"
 DesiredPower = Literal["running", "stopped"]
 MAX_CONSOLE_COMMAND_LENGTH: Final = 2048
 MAX_LOG_LINES: Final = 1000
-# No C0/C1 control character (a line break would smuggle a second command).
-CONSOLE_TEXT: Final = r"^[^\x00-\x1f\x7f\x{80}-\x{9f}]+$"
 
 
 class PowerAction(BaseModel):

@@ -14,18 +14,21 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Backup, Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Conflict, NotFound
-from control_plane.keys import NODES, SECRET_BOX, SESSIONS
+from control_plane.keys import SECRET_BOX, SESSIONS
 from control_plane.nodes.backup_stream import decrypted
 from control_plane.schemas.common import Input, Output
 from control_plane.services import backups as service
 from control_plane.services import infrastructure as infra
+from shared.backups_api import BackupCreate as NodeBackupCreate
 from shared.backups_api import BackupRecord as NodeBackupRecord
+from shared.backups_api import BackupRestore as NodeBackupRestore
+from shared.server_spec import CONSOLE_TEXT
 
 routes = ApiRoutes("backups")
 log = structlog.get_logger("backups")
@@ -35,9 +38,7 @@ ORIGIN = "/api/v1/servers/{server_id}/backups"
 class BackupCreate(Input):
     name: str | None = Field(None, min_length=1, max_length=64)
     ignore: list[str] = Field(default_factory=list, max_length=1000)
-    pre_command: str | None = Field(
-        None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"
-    )
+    pre_command: str | None = Field(None, min_length=1, max_length=256, pattern=CONSOLE_TEXT)
 
 
 class BackupUpdate(Input):
@@ -61,10 +62,6 @@ class BackupList(Output):
     data: list[BackupOut]
 
 
-def _path(server_id: uuid.UUID, suffix: str = "") -> str:
-    return f"/api/v1/servers/{server_id}/backups{suffix}"
-
-
 async def _node_and_key(req: ApiRequest[Any, Any]) -> tuple[Node, str]:
     async with transaction(req.http.app[SESSIONS]) as db:
         node = await infra.get_node(db, req.server.node_id)
@@ -72,23 +69,8 @@ async def _node_and_key(req: ApiRequest[Any, Any]) -> tuple[Node, str]:
     return node, key
 
 
-async def _node_call(
-    req: ApiRequest[Any, Any],
-    node: Node,
-    method: str,
-    suffix: str,
-    action: str,
-    payload: Any = None,
-) -> Any:
-    return await req.http.app[NODES].call(
-        node,
-        method,
-        _path(req.server.id, suffix),
-        action=action,
-        subject=f"server:{req.server.id}",
-        user=str(req.me.user_id),
-        payload=payload,
-    )
+def _user(req: ApiRequest[Any, Any]) -> str:
+    return str(req.me.user_id)
 
 
 def _apply(backup: Backup, record: NodeBackupRecord) -> None:
@@ -114,13 +96,9 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
     for backup in running:
         record: NodeBackupRecord | None
         try:
-            answer = await _node_call(req, node, "GET", f"/{backup.id}", "backups.read")
-            record = NodeBackupRecord.model_validate(answer)
+            record = await req.nodes.read_backup(node, req.server.id, backup.id, user=_user(req))
         except NotFound:
             record = None
-        except ValidationError:
-            log.warning("the node's backup record is not readable", backup=str(backup.id))
-            continue
         except ApiError as err:
             log.info("backup status not refreshed", backup=str(backup.id), error=err.message)
             continue
@@ -140,6 +118,7 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
     permission="backups.read",
     response=BackupList,
     transactional=False,
+    calls_node=True,
 )
 async def list_backups(req: ApiRequest[Any, Any]) -> BackupList:
     async with transaction(req.http.app[SESSIONS]) as db:
@@ -156,6 +135,7 @@ async def list_backups(req: ApiRequest[Any, Any]) -> BackupList:
     response=BackupOut,
     status=202,
     transactional=False,
+    calls_node=True,
     rate_limit="files",
 )
 async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
@@ -178,19 +158,13 @@ async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
         )
         db.add(backup)
     try:
-        await _node_call(
-            req,
-            node,
-            "POST",
-            "",
-            "backups.create",
-            payload={
-                "backup_id": str(backup_id),
-                "key": key,
-                "ignore": req.body.ignore,
-                "pre_command": req.body.pre_command,
-            },
+        order = NodeBackupCreate(
+            backup_id=backup_id,
+            key=SecretStr(key),
+            ignore=req.body.ignore,
+            pre_command=req.body.pre_command,
         )
+        await req.nodes.create_backup(node, req.server.id, order, user=_user(req))
     except ApiError as err:
         async with transaction(req.http.app[SESSIONS]) as db:
             failed = await db.get(Backup, backup_id)
@@ -212,6 +186,7 @@ async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
     permission="backups.read",
     response=BackupOut,
     transactional=False,
+    calls_node=True,
 )
 async def get_backup(req: ApiRequest[Any, Any]) -> BackupOut:
     async with transaction(req.http.app[SESSIONS]) as db:
@@ -241,7 +216,7 @@ async def update_backup(req: ApiRequest[BackupUpdate, Any]) -> BackupOut:
 
 async def _delete_on_node(req: ApiRequest[Any, Any], node: Node, backup_id: uuid.UUID) -> None:
     try:
-        await _node_call(req, node, "DELETE", f"/{backup_id}", "backups.delete")
+        await req.nodes.delete_backup(node, req.server.id, backup_id, user=_user(req))
     except NotFound:
         log.info("backup already gone from the node", backup=str(backup_id))
 
@@ -252,6 +227,7 @@ async def _delete_on_node(req: ApiRequest[Any, Any], node: Node, backup_id: uuid
     permission="backups.delete",
     status=204,
     transactional=False,
+    calls_node=True,
 )
 async def delete_backup(req: ApiRequest[Any, Any]) -> None:
     async with transaction(req.http.app[SESSIONS]) as db:
@@ -279,6 +255,7 @@ async def delete_backup(req: ApiRequest[Any, Any]) -> None:
     summary="Download a backup as .tar.gz (streamed)",
     permission="backups.download",
     transactional=False,
+    calls_node=True,
 )
 async def download_backup(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     async with transaction(req.http.app[SESSIONS]) as db:
@@ -286,13 +263,8 @@ async def download_backup(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     if backup.status != "completed":
         raise Conflict("only a completed backup can be downloaded")
     node, key = await _node_and_key(req)
-    async with req.http.app[NODES].download(
-        node,
-        _path(req.server.id, f"/{backup.id}/download"),
-        query={},
-        action="backups.download",
-        subject=f"server:{req.server.id}",
-        user=str(req.me.user_id),
+    async with req.nodes.download_backup(
+        node, req.server.id, backup.id, user=_user(req)
     ) as upstream:
         response = web.StreamResponse(
             headers={
@@ -318,17 +290,19 @@ async def download_backup(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     ORIGIN + "/{backup_id}/restore",
     summary="Restore a backup (the server must be stopped)",
     permission="backups.restore",
+    response=NodeBackupRecord,
     status=202,
     transactional=False,
+    calls_node=True,
 )
-async def restore_backup(req: ApiRequest[Any, Any]) -> web.Response:
+async def restore_backup(req: ApiRequest[Any, Any]) -> NodeBackupRecord:
     async with transaction(req.http.app[SESSIONS]) as db:
         backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
     if backup.status != "completed":
         raise Conflict("only a completed backup can be restored")
     node, key = await _node_and_key(req)
-    answer = await _node_call(
-        req, node, "POST", f"/{backup.id}/restore", "backups.restore", payload={"key": key}
+    record = await req.nodes.restore_backup(
+        node, req.server.id, backup.id, NodeBackupRestore(key=SecretStr(key)), user=_user(req)
     )
     await req.audit_now(
         "server.backup.restored",
@@ -336,4 +310,4 @@ async def restore_backup(req: ApiRequest[Any, Any]) -> web.Response:
         target_id=str(req.server.id),
         details={"backup": str(backup.id)},
     )
-    return web.json_response(answer, status=202)
+    return record

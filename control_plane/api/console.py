@@ -26,7 +26,7 @@ from control_plane.api.strict_input import parse_json_body
 from control_plane.db.models import Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Forbidden, InvalidRequest, RateLimited
-from control_plane.keys import CLIENT_IP, CONSOLES, NODES, RATE_LIMITER, READ_SESSIONS, SESSIONS
+from control_plane.keys import CLIENT_IP, CONSOLES, RATE_LIMITER, READ_SESSIONS, SESSIONS
 from control_plane.nodes.console import Admission, proxy_console
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.api_keys import Scope
@@ -216,6 +216,7 @@ class ConsoleAuthority:
     summary="Console WebSocket: output, commands, power (each message checked against permissions)",
     permission="console.read",
     transactional=False,
+    calls_node=True,
 )
 async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     # Cross-site WebSocket hijacking: a page elsewhere must not ride the session cookie.
@@ -227,19 +228,13 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         raise Forbidden(f"at most {MAX_SOCKETS_PER_USER} consoles per server at once")
     async with transaction(req.http.app[READ_SESSIONS]) as db:
         node = await infra.get_node(db, server.node_id)
-    nodes = req.http.app[NODES]
-    path = f"/api/v1/servers/{server.id}/console"
-    subject = f"server:{server.id}"
+    nodes = req.nodes
 
     async def connect() -> Any:
-        return await nodes.open_websocket(
-            node, path, action="server.console", subject=subject, user=str(me.user_id)
-        )
+        return await nodes.open_console(node, server.id, user=str(me.user_id))
 
     def renew() -> str:
-        return nodes.socket_token(
-            node, path, action="server.console", subject=subject, user=str(me.user_id)
-        )
+        return nodes.console_token(node, server.id, user=str(me.user_id))
 
     # Connect to the node before upgrading, so an unreachable node is a clear 503, not a
     # socket that opens and dies.

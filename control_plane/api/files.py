@@ -12,13 +12,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field
 
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
-from control_plane.db.session import transaction
+from control_plane.db.models import Node
 from control_plane.errors import InvalidRequest, PayloadTooLarge
-from control_plane.keys import NODES, READ_SESSIONS
-from control_plane.schemas.common import Input
 from control_plane.services import infrastructure as infra
 from shared.files_api import (
     ChangeMode,
@@ -30,10 +27,10 @@ from shared.files_api import (
     FileEntry,
     FileListing,
     MakeDirectory,
-    PathText,
     PullFile,
     RenameFile,
 )
+from shared.node_endpoints import FilePath, FileUpload
 
 routes = ApiRoutes("files")
 CHUNK = 256 * 1024
@@ -41,42 +38,13 @@ CHUNK = 256 * 1024
 MAX_EDIT_BYTES = 1024 * 1024
 
 
-class PathQuery(Input):
-    path: PathText = "/"
-
-
-class UploadQuery(Input):
-    path: PathText
-    size: int = Field(ge=0, le=1 << 44)
-
-
-async def _node(req: ApiRequest[Any, Any]) -> Any:
-    async with transaction(req.http.app[READ_SESSIONS]) as db:
+async def _node(req: ApiRequest[Any, Any]) -> Node:
+    async with req.transaction(write=False) as db:
         return await infra.get_node(db, req.server.node_id)
 
 
-async def _forward(
-    req: ApiRequest[Any, Any],
-    method: str,
-    suffix: str,
-    action: str,
-    *,
-    payload: Any = None,
-    raw: bytes | None = None,
-    query: dict[str, str] | None = None,
-) -> Any:
-    node = await _node(req)
-    return await req.http.app[NODES].call(
-        node,
-        method,
-        f"/api/v1/servers/{req.server.id}/files/{suffix}",
-        action=action,
-        subject=f"server:{req.server.id}",
-        user=str(req.me.user_id),
-        payload=payload,
-        raw=raw,
-        query=query,
-    )
+def _user(req: ApiRequest[Any, Any]) -> str:
+    return str(req.me.user_id)
 
 
 async def _audit(req: ApiRequest[Any, Any], operation: str, **details: Any) -> None:
@@ -97,29 +65,22 @@ def _file_route(
         permission=permission,
         rate_limit="files",
         transactional=False,
+        calls_node=True,
         **kwargs,
     )
 
 
 @_file_route(
-    "GET", "list", "files.read", summary="List a directory", query=PathQuery, response=FileListing
+    "GET", "list", "files.read", summary="List a directory", query=FilePath, response=FileListing
 )
-async def list_directory(req: ApiRequest[Any, PathQuery]) -> FileListing:
-    data = await _forward(req, "GET", "list", "files.list", query={"path": req.query.path})
-    return FileListing.model_validate(data)
+async def list_directory(req: ApiRequest[Any, FilePath]) -> FileListing:
+    return await req.nodes.list_files(await _node(req), req.server.id, req.query, user=_user(req))
 
 
-@_file_route("GET", "contents", "files.read", summary="Download a file (streamed)", query=PathQuery)
-async def download(req: ApiRequest[Any, PathQuery]) -> web.StreamResponse:
+@_file_route("GET", "contents", "files.read", summary="Download a file (streamed)", query=FilePath)
+async def download(req: ApiRequest[Any, FilePath]) -> web.StreamResponse:
     node = await _node(req)
-    async with req.http.app[NODES].download(
-        node,
-        f"/api/v1/servers/{req.server.id}/files/contents",
-        query={"path": req.query.path},
-        action="files.read",
-        subject=f"server:{req.server.id}",
-        user=str(req.me.user_id),
-    ) as upstream:
+    async with req.nodes.read_file(node, req.server.id, req.query, user=_user(req)) as upstream:
         response = web.StreamResponse(
             headers={
                 "Content-Type": "application/octet-stream",
@@ -141,7 +102,7 @@ async def download(req: ApiRequest[Any, PathQuery]) -> web.StreamResponse:
     "contents",
     "files.write",
     summary="Save a (text) file of at most 1 MiB",
-    query=PathQuery,
+    query=FilePath,
     response=FileEntry,
     raw_body=RawBody(
         "The file's new contents as raw bytes, not JSON; they replace the file at `path`.",
@@ -149,15 +110,14 @@ async def download(req: ApiRequest[Any, PathQuery]) -> web.StreamResponse:
         limit="Bigger files go through PUT .../files/upload.",
     ),
 )
-async def save(req: ApiRequest[Any, PathQuery]) -> FileEntry:
+async def save(req: ApiRequest[Any, FilePath]) -> FileEntry:
     if (req.http.content_length or 0) > MAX_EDIT_BYTES:
         raise PayloadTooLarge("use the upload route for files over 1 MiB")
     body = await req.http.read()
-    data = await _forward(
-        req, "PUT", "contents", "files.write", raw=body, query={"path": req.query.path}
-    )
+    node = await _node(req)
+    entry = await req.nodes.write_file(node, req.server.id, req.query, body, user=_user(req))
     await _audit(req, "write", path=req.query.path, bytes=len(body))
-    return FileEntry.model_validate(data)
+    return entry
 
 
 async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
@@ -175,7 +135,7 @@ async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
     "upload",
     "files.create",
     summary="Upload a file (streamed; size in the query)",
-    query=UploadQuery,
+    query=FileUpload,
     response=FileEntry,
     raw_body=RawBody(
         "The file as raw bytes, not JSON, streamed to the node: exactly `size` bytes (the "
@@ -187,22 +147,16 @@ async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
         ),
     ),
 )
-async def upload(req: ApiRequest[Any, UploadQuery]) -> FileEntry:
+async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
     size = req.query.size
     if req.http.content_length is not None and req.http.content_length != size:
         raise InvalidRequest("Content-Length and size differ")
     node = await _node(req)
-    data = await req.http.app[NODES].upload(
-        node,
-        f"/api/v1/servers/{req.server.id}/files/upload",
-        _relay(req.http, size),
-        query={"path": req.query.path, "size": str(size)},
-        action="files.upload",
-        subject=f"server:{req.server.id}",
-        user=str(req.me.user_id),
+    entry = await req.nodes.upload_file(
+        node, req.server.id, req.query, _relay(req.http, size), user=_user(req)
     )
     await _audit(req, "upload", path=req.query.path, bytes=size)
-    return FileEntry.model_validate(data)
+    return entry
 
 
 @_file_route(
@@ -215,18 +169,21 @@ async def upload(req: ApiRequest[Any, UploadQuery]) -> FileEntry:
     status=201,
 )
 async def make_directory(req: ApiRequest[MakeDirectory, Any]) -> FileEntry:
-    data = await _forward(req, "POST", "directory", "files.mkdir", payload=req.body.model_dump())
+    data = await req.nodes.make_directory(
+        await _node(req), req.server.id, req.body, user=_user(req)
+    )
     await _audit(req, "mkdir", path=req.body.path)
-    return FileEntry.model_validate(data)
+    return data
 
 
 @_file_route(
     "POST", "rename", "files.write", summary="Rename or move", body=RenameFile, response=FileEntry
 )
 async def rename(req: ApiRequest[RenameFile, Any]) -> FileEntry:
-    data = await _forward(req, "POST", "rename", "files.rename", payload=req.body.model_dump())
+    node = await _node(req)
+    data = await req.nodes.rename_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "rename", **req.body.model_dump())
-    return FileEntry.model_validate(data)
+    return data
 
 
 @_file_route(
@@ -239,9 +196,10 @@ async def rename(req: ApiRequest[RenameFile, Any]) -> FileEntry:
     status=201,
 )
 async def copy(req: ApiRequest[CopyFile, Any]) -> FileEntry:
-    data = await _forward(req, "POST", "copy", "files.copy", payload=req.body.model_dump())
+    node = await _node(req)
+    data = await req.nodes.copy_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "copy", **req.body.model_dump())
-    return FileEntry.model_validate(data)
+    return data
 
 
 @_file_route(
@@ -253,7 +211,8 @@ async def copy(req: ApiRequest[CopyFile, Any]) -> FileEntry:
     status=204,
 )
 async def delete(req: ApiRequest[DeletePaths, Any]) -> None:
-    await _forward(req, "POST", "delete", "files.delete", payload=req.body.model_dump())
+    node = await _node(req)
+    await req.nodes.delete_files(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "delete", paths=list(req.body.paths)[:100])
 
 
@@ -266,9 +225,10 @@ async def delete(req: ApiRequest[DeletePaths, Any]) -> None:
     response=FileEntry,
 )
 async def chmod(req: ApiRequest[ChangeMode, Any]) -> FileEntry:
-    data = await _forward(req, "POST", "chmod", "files.chmod", payload=req.body.model_dump())
+    node = await _node(req)
+    data = await req.nodes.change_mode(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "chmod", path=req.body.path, mode=req.body.model_dump()["mode"])
-    return FileEntry.model_validate(data)
+    return data
 
 
 @_file_route(
@@ -281,9 +241,10 @@ async def chmod(req: ApiRequest[ChangeMode, Any]) -> FileEntry:
     status=201,
 )
 async def compress(req: ApiRequest[CompressFiles, Any]) -> FileEntry:
-    data = await _forward(req, "POST", "compress", "files.compress", payload=req.body.model_dump())
+    node = await _node(req)
+    data = await req.nodes.compress(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "compress", paths=list(req.body.paths)[:100])
-    return FileEntry.model_validate(data)
+    return data
 
 
 @_file_route(
@@ -295,11 +256,10 @@ async def compress(req: ApiRequest[CompressFiles, Any]) -> FileEntry:
     response=ExtractionSummary,
 )
 async def decompress(req: ApiRequest[DecompressArchive, Any]) -> ExtractionSummary:
-    data = await _forward(
-        req, "POST", "decompress", "files.decompress", payload=req.body.model_dump()
-    )
+    node = await _node(req)
+    data = await req.nodes.decompress(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "decompress", path=req.body.path)
-    return ExtractionSummary.model_validate(data)
+    return data
 
 
 @_file_route(
@@ -312,6 +272,7 @@ async def decompress(req: ApiRequest[DecompressArchive, Any]) -> ExtractionSumma
     status=201,
 )
 async def pull(req: ApiRequest[PullFile, Any]) -> FileEntry:
-    data = await _forward(req, "POST", "pull", "files.pull", payload=req.body.model_dump())
+    node = await _node(req)
+    data = await req.nodes.pull_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "pull", url=req.body.url[:500], directory=req.body.directory)
-    return FileEntry.model_validate(data)
+    return data

@@ -8,7 +8,6 @@ from typing import Any
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.cli_ops import DEFAULT_AGENT_DATA_DIR, render_agent_config
 from control_plane.errors import InvalidRequest
-from control_plane.keys import NODES
 from control_plane.nodes.client import NodeNotConfigured
 from control_plane.schemas.infrastructure import (
     AllocationCreate,
@@ -138,10 +137,13 @@ async def delete_node(req: ApiRequest[Any, Any]) -> None:
     "/api/v1/nodes/{node_id}/system",
     summary="Ask the node for its facts (a signed call)",
     response=SystemInfo,
+    transactional=False,
+    calls_node=True,
 )
 async def node_system(req: ApiRequest[Any, Any]) -> SystemInfo:
-    node = await infra.get_node(req.db, req.uuid_param("node_id"))
-    return await req.http.app[NODES].system_info(node, user=str(req.me.user_id))
+    async with req.transaction(write=False) as db:
+        node = await infra.get_node(db, req.uuid_param("node_id"))
+    return await req.nodes.system_info(node, user=str(req.me.user_id))
 
 
 @routes.get(

@@ -36,6 +36,7 @@ from control_plane.errors import (
 from control_plane.keys import (
     CALLER,
     CLIENT_IP,
+    NODES,
     RATE_DECISION,
     RATE_LIMITER,
     READ_SESSIONS,
@@ -43,6 +44,7 @@ from control_plane.keys import (
     SETTINGS,
     STATEMENT_READER,
 )
+from control_plane.nodes.client import NodeClient
 from control_plane.security.authorization import (
     SAFE_METHODS,
     Requirement,
@@ -147,6 +149,14 @@ class ApiRequest(Generic[B, Q]):
                 self._db = None
 
     @property
+    def nodes(self) -> NodeClient:
+        """The node client, for a route that declares ``calls_node`` (and so runs without a
+        transaction of its own: read, call the node, then write)."""
+        if not self.endpoint.calls_node:
+            raise RuntimeError(f"{self.endpoint.name} calls a node without declaring calls_node")
+        return self.http.app[NODES]
+
+    @property
     def reader(self) -> StatementReader:
         """Reads of one statement each, outside any transaction (``transactional=False``)."""
         return self.http.app[STATEMENT_READER]
@@ -244,6 +254,8 @@ class Endpoint:
     session_only: bool = False
     # A body of raw bytes (a file) that the handler reads itself, instead of a JSON ``body``.
     raw_body: RawBody | None = None
+    # Waits on a node: never inside a database transaction (so never ``transactional``).
+    calls_node: bool = False
 
     @property
     def requirement(self) -> Requirement:
@@ -352,8 +364,14 @@ class ApiRoutes:
         writes: bool = False,
         session_only: bool = False,
         raw_body: RawBody | None = None,
+        calls_node: bool = False,
     ) -> Callable[[Handler], Handler]:
         access = self.access if access is None else access
+        if calls_node and transactional:
+            raise ValueError(
+                f"{method} {path}: a route that calls a node holds no transaction while it "
+                "waits (transactional=False: read, call, then write)"
+            )
         if body is not None and raw_body is not None:
             raise ValueError(f"{method} {path}: a JSON body or a raw body, not both")
         if raw_body is not None and method in SAFE_METHODS:
@@ -391,6 +409,7 @@ class ApiRoutes:
                 writes=writes,
                 session_only=session_only,
                 raw_body=raw_body,
+                calls_node=calls_node,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))

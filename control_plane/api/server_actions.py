@@ -10,19 +10,18 @@ answers. A refusal by the node raises its error and records nothing.
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from aiohttp import web
 
-from control_plane.db.models import Server
+from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.keys import NODES, READ_SESSIONS, SESSIONS
-from control_plane.nodes.events import STATES
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.caller import Caller
 from control_plane.services import audit
 from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
+from shared.server_spec import ConsoleCommand, PowerAction, ServerStatus
 
 COMMAND_PERMISSION = "console.write"
 # The rate-limit preset a power action takes from, keyed by client and server.
@@ -48,29 +47,25 @@ def command_audit(server_id: uuid.UUID, command: CommandIn) -> AuditEvent:
     )
 
 
-async def _node_of(app: web.Application, node_id: uuid.UUID) -> Any:
+async def _node_of(app: web.Application, node_id: uuid.UUID) -> Node:
     async with transaction(app[READ_SESSIONS]) as db:
         return await infra.get_node(db, node_id)
 
 
-async def power(app: web.Application, caller: Caller, server: Server, action: PowerIn) -> Any:
+async def power(
+    app: web.Application, caller: Caller, server: Server, action: PowerIn
+) -> ServerStatus:
     """Ask the node for the power action; record the state it reports and the action.
 
     Returns the node's view of the server (``stop`` and ``restart`` finish later)."""
     node = await _node_of(app, server.node_id)
-    status = await app[NODES].server_call(
-        node,
-        server.id,
-        "POST",
-        "/power",
-        action="server.power",
-        user=str(caller.user_id),
-        payload={"action": action.action},
+    status = await app[NODES].power(
+        node, server.id, PowerAction(action=action.action), user=str(caller.user_id)
     )
     async with transaction(app[SESSIONS]) as db:
         stored = await db.get(Server, server.id)
-        if stored is not None and isinstance(status, dict) and status.get("state") in STATES:
-            stored.state = status["state"]
+        if stored is not None:
+            stored.state = status.state
         await audit.append(db, caller.actor, power_audit(server.id, action))
     return status
 
@@ -78,14 +73,8 @@ async def power(app: web.Application, caller: Caller, server: Server, action: Po
 async def command(app: web.Application, caller: Caller, server: Server, line: CommandIn) -> None:
     """Type ``line`` on the game's console; record it."""
     node = await _node_of(app, server.node_id)
-    await app[NODES].server_call(
-        node,
-        server.id,
-        "POST",
-        "/command",
-        action="server.command",
-        user=str(caller.user_id),
-        payload={"command": line.command},
+    await app[NODES].command(
+        node, server.id, ConsoleCommand(command=line.command), user=str(caller.user_id)
     )
     async with transaction(app[SESSIONS]) as db:
         await audit.append(db, caller.actor, command_audit(server.id, line))

@@ -12,7 +12,6 @@ from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import AuditEntry, Server
 from control_plane.errors import InvalidRequest, NotFound
-from control_plane.keys import NODES
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
@@ -75,6 +74,7 @@ async def _server_now(db: AsyncSession, server_id: uuid.UUID) -> Server:
     body=StartupUpdate,
     response=StartupOut,
     transactional=False,
+    calls_node=True,
 )
 async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
     """Validate, send the whole new spec to the node, and store the change only once the
@@ -100,15 +100,7 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
         spec = await service.build_spec(db, server, image=image, variables=variables)
         node = await infra.get_node(db, server.node_id)
     # 2. The node stores it (and rebuilds the container now or at the next start).
-    await req.http.app[NODES].server_call(
-        node,
-        server_id,
-        "PUT",
-        "/spec",
-        action="server.update",
-        user=str(req.me.user_id),
-        payload=spec.model_dump(mode="json"),
-    )
+    await req.nodes.update_spec(node, spec, user=str(req.me.user_id))
     # 3. The node has it: keep it here too.
     async with req.transaction() as db:
         server = await _server_now(db, server_id)

@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api import server_actions
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.db.models import Allocation, Server, User
+from control_plane.db.models import Allocation, Node, Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
-from control_plane.keys import CONSOLES, NODES, SESSIONS
-from control_plane.nodes.events import STATES
+from control_plane.keys import CONSOLES, SESSIONS
 from control_plane.schemas.common import Page, PageQuery
 from control_plane.schemas.servers import (
     CommandIn,
@@ -30,6 +28,8 @@ from control_plane.services import infrastructure as infra
 from control_plane.services import servers as service
 from control_plane.services.audit import AuditEvent
 from shared.errors import ErrorDetail
+from shared.node_endpoints import LogLines
+from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
 
 routes = ApiRoutes("servers")
 log = structlog.get_logger("servers")
@@ -99,6 +99,7 @@ def _check_limits(req: ApiRequest[ServerCreate, Any]) -> service.ServerLimits:
     response=ServerOut,
     status=201,
     transactional=False,
+    calls_node=True,
 )
 async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
     body = req.body
@@ -130,7 +131,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
         installs = blueprint.install is not None
     # 2. Tell the node, outside any transaction; if it refuses, undo the record.
     try:
-        await req.http.app[NODES].create_server(node, spec, user=str(req.me.user_id))
+        await req.nodes.create_server(node, spec, user=str(req.me.user_id))
     except ApiError:
         async with transaction(factory) as db:
             stale = await db.get(Server, spec.uuid)
@@ -199,8 +200,10 @@ async def rename_server(req: ApiRequest[ServerRename, Any]) -> ServerOut:
     return await server_out(req.db, req.server, req.access)
 
 
-async def _node_for(req: ApiRequest[Any, Any]) -> Any:
-    return await infra.get_node(req.db, req.server.node_id)
+async def _node_of(req: ApiRequest[Any, Any]) -> Node:
+    """The node of the route's server, read in a transaction of its own."""
+    async with req.transaction(write=False) as db:
+        return await infra.get_node(db, req.server.node_id)
 
 
 @routes.post(
@@ -208,15 +211,16 @@ async def _node_for(req: ApiRequest[Any, Any]) -> Any:
     summary="Start, stop, restart or kill (each needs its control.* permission)",
     permission=VIEW,
     body=PowerIn,
+    response=ServerStatus,
     status=202,
     rate_limit=server_actions.POWER_PRESET,
     transactional=False,
+    calls_node=True,
 )
-async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
+async def power(req: ApiRequest[PowerIn, Any]) -> ServerStatus:
     """202 with the node's view of the server; stop and restart finish in the background."""
     req.require(server_actions.power_permission(req.body))
-    status = await server_actions.power(req.http.app, req.me, req.server, req.body)
-    return web.json_response(status, status=202)
+    return await server_actions.power(req.http.app, req.me, req.server, req.body)
 
 
 @routes.post(
@@ -226,59 +230,61 @@ async def power(req: ApiRequest[PowerIn, Any]) -> web.Response:
     body=CommandIn,
     status=204,
     transactional=False,
+    calls_node=True,
 )
 async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
     await server_actions.command(req.http.app, req.me, req.server, req.body)
 
 
 @routes.get(
-    "/api/v1/servers/{server_id}/logs", summary="Recent console lines", permission="console.read"
+    "/api/v1/servers/{server_id}/logs",
+    summary="Recent console lines",
+    permission="console.read",
+    query=LogLines,
+    response=ConsoleLines,
+    transactional=False,
+    calls_node=True,
 )
-async def recent_logs(req: ApiRequest[Any, Any]) -> Any:
-    node = await _node_for(req)
-    data = await req.http.app[NODES].server_call(
-        node, req.server.id, "GET", "/logs", action="server.logs", user=str(req.me.user_id)
-    )
-    return web.json_response(data)
+async def recent_logs(req: ApiRequest[Any, LogLines]) -> ConsoleLines:
+    node = await _node_of(req)
+    return await req.nodes.logs(node, req.server.id, req.query, user=str(req.me.user_id))
 
 
 @routes.get(
     "/api/v1/servers/{server_id}/stats",
     summary="CPU, memory, network, uptime",
     permission="stats.read",
+    response=ServerStats,
+    transactional=False,
+    calls_node=True,
 )
-async def stats(req: ApiRequest[Any, Any]) -> Any:
-    node = await _node_for(req)
-    data = await req.http.app[NODES].server_call(
-        node, req.server.id, "GET", "/stats", action="server.stats", user=str(req.me.user_id)
-    )
-    return web.json_response(data)
+async def stats(req: ApiRequest[Any, Any]) -> ServerStats:
+    node = await _node_of(req)
+    return await req.nodes.stats(node, req.server.id, user=str(req.me.user_id))
 
 
 @routes.post(
     "/api/v1/servers/{server_id}/reinstall",
     summary="Run the blueprint's install step again (the server must be stopped)",
     permission="settings.reinstall",
+    response=ServerStatus,
     status=202,
     transactional=False,
+    calls_node=True,
 )
-async def reinstall(req: ApiRequest[Any, Any]) -> web.Response:
+async def reinstall(req: ApiRequest[Any, Any]) -> ServerStatus:
     """202 with the node's view: ``installing`` until the install event (or at once
     ``offline`` when the blueprint has no install step, which only rebuilds the container)."""
     server_id = req.server.id
-    async with req.transaction(write=False) as db:
-        node = await infra.get_node(db, req.server.node_id)
-    status = await req.http.app[NODES].server_call(
-        node, server_id, "POST", "/reinstall", action="server.reinstall", user=str(req.me.user_id)
-    )
+    node = await _node_of(req)
+    status = await req.nodes.reinstall(node, server_id, user=str(req.me.user_id))
     async with req.transaction() as db:
         server = await db.get(Server, server_id)
         if server is None:
             raise NotFound("the server was deleted during the reinstall")
-        if isinstance(status, dict) and status.get("state") in STATES:
-            server.state = status["state"]
+        server.state = status.state
         await req.audit("server.reinstalled", target_type="server", target_id=str(server_id))
-    return web.json_response(status, status=202)
+    return status
 
 
 @routes.post(
@@ -287,29 +293,32 @@ async def reinstall(req: ApiRequest[Any, Any]) -> web.Response:
     access=Access.ADMIN,
     permission=VIEW,
     response=ServerOut,
+    transactional=False,
+    calls_node=True,
 )
 async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
-    node = await _node_for(req)
-    req.server.suspended = True
+    server_id = req.server.id
+    # The suspension stands first, so no action slips in while the node stops the game.
+    async with req.transaction() as db:
+        server = await db.get(Server, server_id)
+        if server is None:
+            raise NotFound("no such server")
+        server.suspended = True
+        node = await infra.get_node(db, server.node_id)
+        await req.audit("server.suspended", target_type="server", target_id=str(server_id))
+    await req.http.app[CONSOLES].close_server(server_id)
     try:
-        await req.http.app[NODES].server_call(
-            node,
-            req.server.id,
-            "POST",
-            "/power",
-            action="server.power",
-            user=str(req.me.user_id),
-            payload={"action": "kill"},
-        )
+        await req.nodes.power(node, server_id, PowerAction(action="kill"), user=str(req.me.user_id))
     except ApiError as err:
         # Suspension stands even if the node is down; it is stopped when it answers again.
         log.warning(
-            "suspend: node did not stop the server", server=str(req.server.id), error=err.message
+            "suspend: node did not stop the server", server=str(server_id), error=err.message
         )
-    await req.audit("server.suspended", target_type="server", target_id=str(req.server.id))
-    server_id = req.server.id
-    req.after_commit(lambda: req.http.app[CONSOLES].close_server(server_id))
-    return await server_out(req.db, req.server, req.access)
+    async with req.transaction(write=False) as db:
+        server = await db.get(Server, server_id)
+        if server is None:
+            raise NotFound("the server was deleted while it was being suspended")
+        return await server_out(db, server, req.access)
 
 
 @routes.post(
@@ -331,17 +340,21 @@ async def unsuspend(req: ApiRequest[Any, Any]) -> ServerOut:
     access=Access.ADMIN,
     permission=VIEW,
     status=204,
+    transactional=False,
+    calls_node=True,
 )
 async def delete_server(req: ApiRequest[Any, Any]) -> None:
-    node = await _node_for(req)
-    try:
-        await req.http.app[NODES].server_call(
-            node, req.server.id, "DELETE", "", action="server.delete", user=str(req.me.user_id)
-        )
-    except NotFound:
-        log.info("delete: the node no longer has the server", server=str(req.server.id))
+    """The node first: if it cannot delete, the record stays (try again)."""
     server_id, name = req.server.id, req.server.name
-    await req.db.delete(req.server)
-    await req.audit(
-        "server.deleted", target_type="server", target_id=str(server_id), details={"name": name}
-    )
+    node = await _node_of(req)
+    try:
+        await req.nodes.delete_server(node, server_id, user=str(req.me.user_id))
+    except NotFound:
+        log.info("delete: the node no longer has the server", server=str(server_id))
+    async with req.transaction() as db:
+        server = await db.get(Server, server_id)
+        if server is not None:
+            await db.delete(server)
+        await req.audit(
+            "server.deleted", target_type="server", target_id=str(server_id), details={"name": name}
+        )

@@ -27,7 +27,6 @@ from control_plane.keys import ENGINE, NODES, SESSIONS
 from control_plane.services import audit
 
 log = structlog.get_logger("nodes.events")
-EVENTS_PATH = "/api/v1/events"
 STATES = frozenset({"offline", "installing", "starting", "running", "stopping", "crashed"})
 MAX_BACKOFF_SECONDS = 60.0
 RESCAN_SECONDS = 3.0
@@ -87,9 +86,7 @@ class NodeEventListener:
         if node is None:
             return
         client = self._app[NODES]
-        socket = await client.open_websocket(
-            node, EVENTS_PATH, action="node.events", subject="node", user="system"
-        )
+        socket = await client.open_events(node)
         log.info("following node events", node=node.name)
         try:
             # Events sent while we were away are lost: read every server's state once now.
@@ -100,9 +97,7 @@ class NodeEventListener:
                 with contextlib.suppress(ValueError):
                     event = json.loads(message.data)
                     if event.get("type") == "token_expiring":
-                        token = client.socket_token(
-                            node, EVENTS_PATH, action="node.events", subject="node", user="system"
-                        )
+                        token = client.events_token(node)
                         await socket.send_json({"event": "auth", "args": [token]})
                     elif isinstance(event, dict):
                         log.debug("node event", node=node.name, data=event)
@@ -115,16 +110,13 @@ class NodeEventListener:
             server_ids = list(await db.scalars(select(Server.id).where(Server.node_id == node.id)))
         for server_id in server_ids:
             try:
-                status = await self._app[NODES].server_call(
-                    node, server_id, "GET", "", action="server.read", user="system"
-                )
+                status = await self._app[NODES].read_server(node, server_id, user="system")
             except ApiError as err:
                 log.info("resync: server not readable", server=str(server_id), error=err.message)
                 continue
-            if isinstance(status, dict) and status.get("state") in STATES:
-                await self._apply(
-                    node, {"type": "state", "server": str(server_id), "state": status["state"]}
-                )
+            await self._apply(
+                node, {"type": "state", "server": str(server_id), "state": status.state}
+            )
 
     async def _apply(self, node: Node, event: dict[str, Any]) -> None:
         kind = event.get("type")

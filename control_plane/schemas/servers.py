@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from control_plane.schemas.common import Input, Output
+from shared.server_spec import CONSOLE_TEXT
 
 
 class ServerCreate(Input):
@@ -43,7 +44,8 @@ class PowerIn(Input):
 
 
 class CommandIn(Input):
-    command: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")
+    # The node's own rule for a console line (no C0 or C1 control character), stricter length.
+    command: str = Field(min_length=1, max_length=1024, pattern=CONSOLE_TEXT)
 
 
 class LimitsOut(Output):

@@ -28,14 +28,20 @@ from aiohttp import web
 from node_agent.api.servers import parse_body, server_id_of
 from node_agent.backups.service import BackupService
 from node_agent.keys import BACKUPS, NODE_EVENTS, SERVERS, SETTINGS, STORAGE
-from node_agent.security.verify import command
+from node_agent.security.verify import serves
 from node_agent.storage.context import game_user_ids
-from shared.backups_api import BackupCreate, BackupList, BackupRecord, BackupRestore
+from shared.backups_api import BackupList, BackupRecord
 from shared.errors import NotFound
+from shared.node_endpoints import (
+    BACKUP_CREATE,
+    BACKUP_DELETE,
+    BACKUP_DOWNLOAD,
+    BACKUP_LIST,
+    BACKUP_READ,
+    BACKUP_RESTORE,
+)
 
 routes = web.RouteTableDef()
-BACKUPS_PATH = "/api/v1/servers/{server_id}/backups"
-BACKUP_PATH = BACKUPS_PATH + "/{backup_id}"
 
 
 def _backup_id(request: web.Request) -> uuid.UUID:
@@ -49,32 +55,28 @@ def _record(record: BackupRecord, status: int = 200) -> web.Response:
     return web.json_response(text=record.model_dump_json(), status=status)
 
 
-@routes.post(BACKUPS_PATH)
-@command("backups.create", subject="server")
+@serves(routes, BACKUP_CREATE)
 async def create_backup(request: web.Request) -> web.Response:
     """Start a backup in the background (202 with the running record)."""
-    order = await parse_body(request, BackupCreate)
+    order = await parse_body(request, BACKUP_CREATE)
     record = await request.app[BACKUPS].create(server_id_of(request), order)
     return _record(record, 202)
 
 
-@routes.get(BACKUPS_PATH)
-@command("backups.list", subject="server")
+@serves(routes, BACKUP_LIST)
 async def list_backups(request: web.Request) -> web.Response:
     """Every backup record of the server, oldest first."""
     records = await request.app[BACKUPS].list(server_id_of(request))
     return web.json_response(text=BackupList(backups=records).model_dump_json())
 
 
-@routes.get(BACKUP_PATH)
-@command("backups.read", subject="server")
+@serves(routes, BACKUP_READ)
 async def read_backup(request: web.Request) -> web.Response:
     """One backup's record."""
     return _record(await request.app[BACKUPS].get(server_id_of(request), _backup_id(request)))
 
 
-@routes.get(BACKUP_PATH + "/download")
-@command("backups.download", subject="server")
+@serves(routes, BACKUP_DOWNLOAD)
 async def download_backup(request: web.Request) -> web.FileResponse:
     """The encrypted file, streamed as it is on disk (decrypt with shared/backup_format.py)."""
     server_id, backup_id = server_id_of(request), _backup_id(request)
@@ -88,19 +90,17 @@ async def download_backup(request: web.Request) -> web.FileResponse:
     )
 
 
-@routes.delete(BACKUP_PATH)
-@command("backups.delete", subject="server")
+@serves(routes, BACKUP_DELETE)
 async def delete_backup(request: web.Request) -> web.Response:
     """Delete the backup's file and record (409 while it runs or is being restored)."""
     await request.app[BACKUPS].delete(server_id_of(request), _backup_id(request))
     return web.Response(status=204)
 
 
-@routes.post(BACKUP_PATH + "/restore")
-@command("backups.restore", subject="server")
+@serves(routes, BACKUP_RESTORE)
 async def restore_backup(request: web.Request) -> web.Response:
     """Replace the stopped server's files with the backup's, in the background (202)."""
-    order = await parse_body(request, BackupRestore)
+    order = await parse_body(request, BACKUP_RESTORE)
     service = request.app[BACKUPS]
     record = await service.restore(server_id_of(request), _backup_id(request), order.key_bytes())
     return _record(record, 202)

@@ -20,27 +20,30 @@ from node_agent.api.servers import parse_body, server_id_of
 from node_agent.console.session import ConsoleSession, open_socket
 from node_agent.keys import CLAIMS, OPEN_SOCKETS, SERVERS, SETTINGS, STATS, VERIFIER
 from node_agent.security.socket_lease import SocketLease
-from node_agent.security.verify import command
+from node_agent.security.verify import serves
 from shared.errors import InvalidRequest
-from shared.server_spec import MAX_LOG_LINES, ConsoleCommand, ConsoleLines
+from shared.node_endpoints import (
+    SERVER_COMMAND,
+    SERVER_CONSOLE,
+    SERVER_LOGS,
+    SERVER_STATS,
+)
+from shared.server_spec import MAX_LOG_LINES, ConsoleLines
 
 routes = web.RouteTableDef()
-SERVER_PATH: Final = "/api/v1/servers/{server_id}"
 DEFAULT_LOG_LINES: Final = 100
 
 
-@routes.post(SERVER_PATH + "/command")
-@command("server.command", subject="server")
+@serves(routes, SERVER_COMMAND)
 async def send_command(request: web.Request) -> web.Response:
     """Type one line on the game's console."""
     server = request.app[SERVERS].get(server_id_of(request))
-    body = await parse_body(request, ConsoleCommand)
+    body = await parse_body(request, SERVER_COMMAND)
     await server.send_command(body.command)
     return web.Response(status=204)
 
 
-@routes.get(SERVER_PATH + "/logs")
-@command("server.logs", subject="server")
+@serves(routes, SERVER_LOGS)
 async def recent_logs(request: web.Request) -> web.Response:
     """The most recent console lines (``lines``, 1..1000, default 100)."""
     server = request.app[SERVERS].get(server_id_of(request))
@@ -51,16 +54,14 @@ async def recent_logs(request: web.Request) -> web.Response:
     return web.json_response(text=lines.model_dump_json())
 
 
-@routes.get(SERVER_PATH + "/stats")
-@command("server.stats", subject="server")
+@serves(routes, SERVER_STATS)
 async def server_stats(request: web.Request) -> web.Response:
     """CPU, memory, network, PIDs and uptime of the game now (cached for a second)."""
     stats = await request.app[STATS].read(server_id_of(request))
     return web.json_response(text=stats.model_dump_json())
 
 
-@routes.get(SERVER_PATH + "/console")
-@command("server.console", subject="server")
+@serves(routes, SERVER_CONSOLE)
 async def console_socket(request: web.Request) -> web.StreamResponse:
     """The console WebSocket: recent lines, then live output; commands and power inbound."""
     server_id = server_id_of(request)

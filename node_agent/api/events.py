@@ -24,8 +24,9 @@ from node_agent.console.session import open_socket, send_frames, watch_lease
 from node_agent.events import EventSubscription
 from node_agent.keys import CLAIMS, NODE_EVENTS, OPEN_SOCKETS, SETTINGS, VERIFIER
 from node_agent.security.socket_lease import SocketLease
-from node_agent.security.verify import command
+from node_agent.security.verify import serves
 from shared.node_api import ConsoleInbound
+from shared.node_endpoints import NODE_EVENT_STREAM
 from shared.protocol import CommandRejected
 
 routes = web.RouteTableDef()
@@ -37,8 +38,7 @@ async def _forward(subscription: EventSubscription, viewer: ConsoleViewer) -> No
         viewer.offer(event.model_dump_json())
 
 
-@routes.get("/api/v1/events")
-@command("node.events", subject="node")
+@serves(routes, NODE_EVENT_STREAM)
 async def node_events(request: web.Request) -> web.StreamResponse:
     """Every state change, crash, install, pull and full disk on this node, as it happens."""
     limits = request.app[SETTINGS].console

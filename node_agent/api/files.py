@@ -37,25 +37,30 @@ from node_agent.files.errors import FileTooLarge
 from node_agent.files.limits import FileLimits
 from node_agent.files.service import CHUNK, FileService, ServerFiles
 from node_agent.keys import FILES, SERVERS, SETTINGS
-from node_agent.security.verify import command
+from node_agent.security.verify import serves
 from node_agent.storage.context import game_user_ids
 from shared.errors import InvalidRequest
 from shared.files_api import (
-    ChangeMode,
-    CompressFiles,
-    CopyFile,
-    DecompressArchive,
-    DeletePaths,
     FileEntry,
-    MakeDirectory,
-    PullFile,
-    RenameFile,
+)
+from shared.node_endpoints import (
+    FILES_CHMOD,
+    FILES_COMPRESS,
+    FILES_COPY,
+    FILES_DECOMPRESS,
+    FILES_DELETE,
+    FILES_LIST,
+    FILES_MKDIR,
+    FILES_PULL,
+    FILES_READ,
+    FILES_RENAME,
+    FILES_UPLOAD,
+    FILES_WRITE,
 )
 from shared.outbound import OutboundClient
 
 routes = web.RouteTableDef()
 R = TypeVar("R", bound=web.StreamResponse)
-FILES_PATH = "/api/v1/servers/{server_id}/files"
 
 
 def _files(request: web.Request) -> ServerFiles:
@@ -93,8 +98,7 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
     yield body
 
 
-@routes.get(FILES_PATH + "/list")
-@command("files.list", subject="server")
+@serves(routes, FILES_LIST)
 @_volume_operation
 async def list_files(request: web.Request) -> web.Response:
     """A directory's entries (symlinks reported as symlinks, deny-listed ones left out)."""
@@ -102,8 +106,7 @@ async def list_files(request: web.Request) -> web.Response:
     return web.json_response(text=listing.model_dump_json())
 
 
-@routes.get(FILES_PATH + "/contents")
-@command("files.read", subject="server")
+@serves(routes, FILES_READ)
 @_volume_operation
 async def read_file(request: web.Request) -> web.StreamResponse:
     """A regular file's bytes, streamed in chunks (memory stays flat)."""
@@ -120,8 +123,7 @@ async def read_file(request: web.Request) -> web.StreamResponse:
         reader.close()
 
 
-@routes.put(FILES_PATH + "/contents")
-@command("files.write", subject="server")
+@serves(routes, FILES_WRITE)
 @_volume_operation
 async def write_file(request: web.Request) -> web.Response:
     """Replace (or create) a file with the request body, atomically."""
@@ -147,8 +149,7 @@ def _signed_size(request: web.Request, limits: FileLimits) -> int:
     return size
 
 
-@routes.put(FILES_PATH + "/upload")
-@command("files.upload", subject="server", streamed_body=True)
+@serves(routes, FILES_UPLOAD)
 @_volume_operation
 async def upload_file(request: web.Request) -> web.Response:
     """Stream the body (exactly ``size`` bytes, as signed) into a file, atomically."""
@@ -164,78 +165,70 @@ async def upload_file(request: web.Request) -> web.Response:
     return _entry(entry)
 
 
-@routes.post(FILES_PATH + "/directory")
-@command("files.mkdir", subject="server")
+@serves(routes, FILES_MKDIR)
 @_volume_operation
 async def make_directory(request: web.Request) -> web.Response:
     """Create one directory."""
-    order = await parse_body(request, MakeDirectory)
+    order = await parse_body(request, FILES_MKDIR)
     return _entry(await _files(request).make_directory(order.path), 201)
 
 
-@routes.post(FILES_PATH + "/rename")
-@command("files.rename", subject="server")
+@serves(routes, FILES_RENAME)
 @_volume_operation
 async def rename_file(request: web.Request) -> web.Response:
     """Rename or move a file or directory."""
-    order = await parse_body(request, RenameFile)
+    order = await parse_body(request, FILES_RENAME)
     return _entry(await _files(request).rename(order.source, order.destination))
 
 
-@routes.post(FILES_PATH + "/copy")
-@command("files.copy", subject="server")
+@serves(routes, FILES_COPY)
 @_volume_operation
 async def copy_file(request: web.Request) -> web.Response:
     """Copy a file or directory."""
-    order = await parse_body(request, CopyFile)
+    order = await parse_body(request, FILES_COPY)
     return _entry(await _files(request).copy(order.source, order.destination), 201)
 
 
-@routes.post(FILES_PATH + "/delete")
-@command("files.delete", subject="server")
+@serves(routes, FILES_DELETE)
 @_volume_operation
 async def delete_files(request: web.Request) -> web.Response:
     """Delete files and directories (recursively; symlinks inside are unlinked)."""
-    order = await parse_body(request, DeletePaths)
+    order = await parse_body(request, FILES_DELETE)
     await _files(request).delete(order.paths)
     return web.Response(status=204)
 
 
-@routes.post(FILES_PATH + "/chmod")
-@command("files.chmod", subject="server")
+@serves(routes, FILES_CHMOD)
 @_volume_operation
 async def change_mode(request: web.Request) -> web.Response:
     """Set a file's or directory's permission bits."""
-    order = await parse_body(request, ChangeMode)
+    order = await parse_body(request, FILES_CHMOD)
     return _entry(await _files(request).change_mode(order.path, order.mode))
 
 
-@routes.post(FILES_PATH + "/compress")
-@command("files.compress", subject="server")
+@serves(routes, FILES_COMPRESS)
 @_volume_operation
 async def compress_files(request: web.Request) -> web.Response:
     """Archive selected paths into a tar.gz or zip file."""
-    order = await parse_body(request, CompressFiles)
+    order = await parse_body(request, FILES_COMPRESS)
     entry = await _files(request).compress(order.directory, order.paths, order.format, order.name)
     return _entry(entry, 201)
 
 
-@routes.post(FILES_PATH + "/decompress")
-@command("files.decompress", subject="server")
+@serves(routes, FILES_DECOMPRESS)
 @_volume_operation
 async def decompress_archive(request: web.Request) -> web.Response:
     """Extract an archive (refused whole if any entry or limit is unsafe)."""
-    order = await parse_body(request, DecompressArchive)
+    order = await parse_body(request, FILES_DECOMPRESS)
     summary = await _files(request).decompress(order.path, order.directory)
     return web.json_response(text=summary.model_dump_json())
 
 
-@routes.post(FILES_PATH + "/pull")
-@command("files.pull", subject="server")
+@serves(routes, FILES_PULL)
 @_volume_operation
 async def pull_file(request: web.Request) -> web.Response:
     """Download a public URL into the volume (at most a few at once per server)."""
-    order = await parse_body(request, PullFile)
+    order = await parse_body(request, FILES_PULL)
     files = _files(request)
     entry = await request.app[FILES].pull(server_id_of(request), files, order)
     return _entry(entry, 201)

@@ -26,19 +26,27 @@ the background (state ``installing``, then an install event).
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from node_agent.keys import SERVERS, STATS
-from node_agent.security.verify import command
+from node_agent.security.verify import serves
 from shared import strict_json
 from shared.errors import InvalidRequest, NotFound
-from shared.server_spec import PowerAction, ServerSpec, ServerStatus
+from shared.node_endpoints import (
+    SERVER_CREATE,
+    SERVER_DELETE,
+    SERVER_POWER,
+    SERVER_READ,
+    SERVER_REINSTALL,
+    SERVER_UPDATE,
+    NodeEndpoint,
+)
+from shared.server_spec import ServerStatus
 
 routes = web.RouteTableDef()
-SERVER_PATH = "/api/v1/servers/{server_id}"
 Body = TypeVar("Body", bound=BaseModel)
 
 
@@ -50,8 +58,9 @@ def server_id_of(request: web.Request) -> uuid.UUID:
         raise NotFound("no such server on this node") from err
 
 
-async def parse_body(request: web.Request, model: type[Body]) -> Body:
-    """The request body validated by ``model`` (400 with field details otherwise).
+async def parse_body(request: web.Request, endpoint: NodeEndpoint[Body, Any]) -> Body:
+    """The request body validated by the endpoint's request model (400 with field details
+    otherwise).
 
     Read strictly first, as the command token is: the body's hash is signed, so it must have
     one meaning; a repeated member (pydantic would keep the last) or a byte order mark is
@@ -63,7 +72,7 @@ async def parse_body(request: web.Request, model: type[Body]) -> Body:
     except strict_json.NotStrictJson as err:
         raise InvalidRequest(f"the body is not strict JSON: {err.reason}") from err
     try:
-        return model.model_validate_json(raw)
+        return endpoint.request.model_validate_json(raw)
     except ValidationError as err:
         raise InvalidRequest.from_validation(err) from err
 
@@ -72,27 +81,24 @@ def _answer(status: ServerStatus, code: int = 200) -> web.Response:
     return web.json_response(text=status.model_dump_json(), status=code)
 
 
-@routes.put(SERVER_PATH)
-@command("server.create", subject="server")
+@serves(routes, SERVER_CREATE)
 async def create_server(request: web.Request) -> web.Response:
     """Create the server's volume and game container (and run its installer, if any)."""
     server_id = server_id_of(request)
-    spec = await parse_body(request, ServerSpec)
+    spec = await parse_body(request, SERVER_CREATE)
     if spec.uuid != server_id:
         raise InvalidRequest("the body's uuid is not the server in the path")
     status = await request.app[SERVERS].create(spec)
     return _answer(status, 201)
 
 
-@routes.get(SERVER_PATH)
-@command("server.read", subject="server")
+@serves(routes, SERVER_READ)
 async def read_server(request: web.Request) -> web.Response:
     """The server's install phase and container state."""
     return _answer(await request.app[SERVERS].status(server_id_of(request)))
 
 
-@routes.delete(SERVER_PATH)
-@command("server.delete", subject="server")
+@serves(routes, SERVER_DELETE)
 async def delete_server(request: web.Request) -> web.Response:
     """Kill and remove the server's containers, volume and record."""
     server_id = server_id_of(request)
@@ -101,29 +107,26 @@ async def delete_server(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.post(SERVER_PATH + "/power")
-@command("server.power", subject="server")
+@serves(routes, SERVER_POWER)
 async def power_server(request: web.Request) -> web.Response:
     """Start, stop, restart or kill the game."""
-    action = await parse_body(request, PowerAction)
+    action = await parse_body(request, SERVER_POWER)
     server = request.app[SERVERS].get(server_id_of(request))
     await server.power(action.action)
     return _answer(await server.status(), 202 if action.action in {"stop", "restart"} else 200)
 
 
-@routes.put(SERVER_PATH + "/spec")
-@command("server.update", subject="server")
+@serves(routes, SERVER_UPDATE)
 async def update_spec(request: web.Request) -> web.Response:
     """Replace the server's spec; the game container gets it now if stopped, else at start."""
     server_id = server_id_of(request)
-    spec = await parse_body(request, ServerSpec)
+    spec = await parse_body(request, SERVER_UPDATE)
     if spec.uuid != server_id:
         raise InvalidRequest("the body's uuid is not the server in the path")
     return _answer(await request.app[SERVERS].update_spec(spec))
 
 
-@routes.post(SERVER_PATH + "/reinstall")
-@command("server.reinstall", subject="server")
+@serves(routes, SERVER_REINSTALL)
 async def reinstall_server(request: web.Request) -> web.Response:
     """Run the install step again on the stopped server (in the background)."""
     return _answer(await request.app[SERVERS].reinstall(server_id_of(request)), 202)

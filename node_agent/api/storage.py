@@ -15,12 +15,15 @@ from aiohttp import web
 
 from node_agent.api.servers import parse_body, server_id_of
 from node_agent.keys import SERVERS, STORAGE
-from node_agent.security.verify import command
+from node_agent.security.verify import serves
 from node_agent.storage import ServerVolume
-from shared.node_api import DiskResize, ServerDisk
+from shared.node_api import ServerDisk
+from shared.node_endpoints import (
+    SERVER_DISK,
+    SERVER_DISK_RESIZE,
+)
 
 routes = web.RouteTableDef()
-DISK_PATH = "/api/v1/servers/{server_id}/disk"
 
 
 async def _answer(request: web.Request, volume: ServerVolume) -> web.Response:
@@ -35,20 +38,18 @@ async def _answer(request: web.Request, volume: ServerVolume) -> web.Response:
     return web.json_response(text=disk.model_dump_json())
 
 
-@routes.get(DISK_PATH)
-@command("server.disk.read", subject="server")
+@serves(routes, SERVER_DISK)
 async def read_disk(request: web.Request) -> web.Response:
     """Bytes used and the limit, as the kernel accounts them now."""
     server = request.app[SERVERS].get(server_id_of(request))
     return await _answer(request, server.volume)
 
 
-@routes.patch(DISK_PATH)
-@command("server.disk", subject="server")
+@serves(routes, SERVER_DISK_RESIZE)
 async def resize_disk(request: web.Request) -> web.Response:
     """Set a new disk limit; a running game sees it at once."""
     server_id = server_id_of(request)
-    resize = await parse_body(request, DiskResize)
+    resize = await parse_body(request, SERVER_DISK_RESIZE)
     registry = request.app[SERVERS]
     await registry.resize_disk(server_id, resize.disk_mib)
     return await _answer(request, registry.get(server_id).volume)

@@ -1,26 +1,27 @@
 """The agent's only door: every request but ``/healthz`` carries a command token.
 
-Routes declare the action they perform with :func:`command`; the middleware verifies the
-token against the exact request (method, path with query, body) and then checks that the
-token's ``act`` and ``sub`` are the route's. A refused token is one log line with the reason
-(never the token) and a 401 in the common error shape.
+Routes are registered with :func:`serves` from their row of the node API table
+(``shared/node_endpoints.py``); the middleware verifies the token against the exact request
+(method, path with query, body) and then checks that the token's ``act`` and ``sub`` are the
+row's. A refused token is one log line with the reason (never the token) and a 401 in the
+common error shape.
 
-A route declared with ``streamed_body=True`` (uploads) is verified without reading its body:
-its token must carry the hash of the *empty* body, and the route itself bounds the body by a
-size that the token binds through the query string.
+A row whose body is ``stream`` (uploads) is verified without reading its body: its token
+must carry the hash of the *empty* body, and the route itself bounds the body by a size that
+the token binds through the query string.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
 
 from node_agent.keys import CLAIMS, VERIFIER
 from shared.errors import Unauthenticated
+from shared.node_endpoints import NodeEndpoint
 from shared.protocol import CommandRejected
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -30,27 +31,22 @@ PUBLIC_PATHS = frozenset({"/healthz"})
 _ATTR = "__stellar_command__"
 
 
-@dataclass(frozen=True)
-class CommandSpec:
-    action: str
-    subject: Literal["node", "server"]
-    streamed_body: bool = False
+def serves(routes: web.RouteTableDef, endpoint: NodeEndpoint[Any, Any]) -> Callable[[H], H]:
+    """Register the handler as the route of ``endpoint``: the method and path of its row, and
+    the ``act`` and ``sub`` every token for it must carry."""
 
-
-def command(
-    action: str, *, subject: Literal["node", "server"] = "node", streamed_body: bool = False
-) -> Callable[[H], H]:
-    """Declare the ``act`` a route performs and whether ``sub`` names the node or a server.
-
-    ``streamed_body``: the route reads its (large) body itself, so the token's ``bdh`` is
-    the hash of ``b""`` and the route must bound the body by a signed query parameter.
-    """
-
-    def mark(handler: H) -> H:
-        setattr(handler, _ATTR, CommandSpec(action, subject, streamed_body))
+    def register(handler: H) -> H:
+        setattr(handler, _ATTR, endpoint)
+        routes.route(endpoint.method, endpoint.path)(handler)
         return handler
 
-    return mark
+    return register
+
+
+def endpoint_of(handler: object) -> NodeEndpoint[Any, Any] | None:
+    """The row a handler was registered for (None: a route outside the table)."""
+    found = getattr(handler, _ATTR, None)
+    return found if isinstance(found, NodeEndpoint) else None
 
 
 def _reject(reason: str) -> Unauthenticated:
@@ -66,11 +62,9 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
     if scheme.lower() != "bearer" or not token:
         raise _reject("no bearer token")
     match = request.match_info
-    route_spec: CommandSpec | None = (
-        getattr(match.handler, _ATTR, None) if match.http_exception is None else None
-    )
+    route_spec = endpoint_of(match.handler) if match.http_exception is None else None
     # A streamed route's body is not read here (nor hashed): its token signs the empty body.
-    streamed = route_spec is not None and route_spec.streamed_body
+    streamed = route_spec is not None and route_spec.body == "stream"
     body = b"" if streamed or not request.body_exists else await request.read()
     try:
         claims = request.app[VERIFIER].verify(

@@ -1,0 +1,414 @@
+"""How the control plane talks to node agents: each request signed for exactly itself, sent
+to the node's pinned address, its failures turned into the API's errors.
+
+:class:`NodeTransport` sends one request for one row of the node API table
+(``shared/node_endpoints.py``); ``control_plane/nodes/client.py`` gives each row its typed
+method. Nothing here knows a path or an action but through a row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+from pydantic import BaseModel, ValidationError
+from yarl import URL
+
+from control_plane.db.models import Node
+from control_plane.db.session import in_transaction
+from control_plane.nodes.tls import mismatch_error, node_ssl
+from control_plane.security.command_signing import CommandSigner
+from shared.errors import (
+    ApiError,
+    Conflict,
+    ErrorBody,
+    ErrorResponse,
+    Forbidden,
+    InsufficientStorage,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    RequestTimeout,
+    UpstreamFailed,
+    UpstreamUnavailable,
+)
+from shared.node_endpoints import NoBody, NodeEndpoint
+from shared.protocol import MAX_HTU_LENGTH
+
+log = structlog.get_logger("nodes.client")
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+# The node refused what the user asked for (a symlink in the way, no such file, a full
+# volume…): the user gets the same status and the node's message. Any other answer is the
+# node's failure, 502: 401 (it refused our command token), 405 or 415 (it speaks another
+# version of the node API), 5xx.
+_PASSED_ON: dict[int, type[ApiError]] = {
+    error.status: error
+    for error in (
+        InvalidRequest,
+        Forbidden,
+        NotFound,
+        RequestTimeout,
+        Conflict,
+        PayloadTooLarge,
+        RateLimited,
+        InsufficientStorage,
+    )
+}
+_PASSED_HEADERS = ("Retry-After",)
+# An error body is a few hundred bytes; a node that sends more is not believed.
+_MAX_ERROR_BYTES = 64 * 1024
+
+
+def _target(node: Node, path: str, query: Mapping[str, str] | None) -> URL:
+    """The URL of one request to ``node``; 400 if its target cannot fit a command token."""
+    url = URL(node.url.rstrip("/") + path, encoded=False)
+    if query:
+        url = url.with_query(query)
+    if len(url.raw_path_qs) > MAX_HTU_LENGTH:
+        raise InvalidRequest(f"the request to the node would be over {MAX_HTU_LENGTH} characters")
+    return url
+
+
+async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body, or b"" if it is larger than an error body can be."""
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > _MAX_ERROR_BYTES:
+            return b""
+    return bytes(body)
+
+
+def _error_body(raw: bytes) -> ErrorBody | None:
+    """The node's answer in the one error shape, or None if it is not that."""
+    try:
+        return ErrorResponse.model_validate_json(raw).error
+    except ValidationError:
+        return None
+
+
+class NodeNotConfigured(UpstreamUnavailable):
+    """The control plane has no command-signing key, so it cannot command nodes."""
+
+
+class NodeCallInTransaction(RuntimeError):
+    """A node was about to be called while a database transaction is open (a bug)."""
+
+
+def _outside_transactions(node: Node) -> None:
+    if in_transaction():
+        raise NodeCallInTransaction(
+            f"a call to node {node.name!r} inside a database transaction: read, call, then write"
+        )
+
+
+def _query(model: BaseModel | None) -> dict[str, str] | None:
+    """A query model as the query string's names and values."""
+    if model is None:
+        return None
+    return {name: str(value) for name, value in model.model_dump(exclude_none=True).items()}
+
+
+def _json_body(body: BaseModel) -> bytes:
+    """A request model as the exact bytes that are signed and sent."""
+    return body.model_dump_json(exclude_unset=False).encode()
+
+
+class NodeTransport:
+    """Signed HTTP calls to agents over one shared ``aiohttp.ClientSession``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        signer: CommandSigner | None,
+        *,
+        timeout: float,
+        allow_plain_http: bool = True,
+    ) -> None:
+        """``allow_plain_http=False`` (production): only loopback agents may skip TLS."""
+        self._allow_plain_http = allow_plain_http
+        self._session = session
+        self._signer = signer
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout, sock_read=timeout * 6
+        )
+        self._ws_timeout = aiohttp.ClientWSTimeout(ws_close=timeout)
+
+    def _ssl(self, node: Node) -> aiohttp.Fingerprint | bool:
+        """https agents only with their pinned certificate; plain http as the settings allow."""
+        return node_ssl(
+            node.name, node.url, node.tls_fingerprint, allow_plain_http=self._allow_plain_http
+        )
+
+    def _signed(
+        self,
+        node: Node,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None,
+        action: str,
+        subject: str,
+        user: str,
+        signed_body: bytes,
+    ) -> tuple[URL, dict[str, str]]:
+        """The exact URL to send and its Authorization header for one request."""
+        if self._signer is None:
+            raise NodeNotConfigured(
+                "the control plane has no command-signing key (STELLAR_SIGNING_KEY_FILE)"
+            )
+        url = _target(node, path, query)
+        token = self._signer.sign(
+            node_id=node.id,
+            subject=subject,
+            action=action,
+            method=method,
+            path=url.raw_path_qs,
+            body=signed_body,
+            user=user,
+        )
+        return url, {"Authorization": f"Bearer {token}"}
+
+    @asynccontextmanager
+    async def _exchange(
+        self, node: Node, method: str, url: URL, *, streaming: bool = False, **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request, with every way it can fail turned into the API's errors.
+
+        ``streaming``: no limit on the whole exchange (a big file takes its time), only on
+        connecting and on each read.
+        """
+        _outside_transactions(node)
+        timeout = self._stream_timeout if streaming else self._timeout
+        try:
+            async with self._session.request(
+                method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
+            ) as response:
+                if response.status >= 400:
+                    await self._raise_for(node, response)
+                yield response
+        except aiohttp.ServerFingerprintMismatch as err:
+            raise mismatch_error(node.name, err) from err
+        except TimeoutError as err:
+            raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
+        except aiohttp.ClientError as err:
+            raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
+
+    async def _raise_for(self, node: Node, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        if status == 401:
+            kid = self._signer.kid if self._signer else "?"
+            raise UpstreamFailed(
+                f"node {node.name!r} refused our command: does its config trust key {kid}?"
+            )
+        error = _error_body(await _bounded_body(response))
+        message = error.message if error is not None else None
+        log.warning("node error", node=node.name, status=status, message=message)
+        passed_on = _PASSED_ON.get(status)
+        if passed_on is None:
+            raise UpstreamFailed(f"node {node.name!r} answered {status}: {message or 'error'}")
+        raise passed_on(
+            message or "the node refused the request",
+            details=error.details if error is not None else None,
+            headers={
+                name: response.headers[name] for name in _PASSED_HEADERS if name in response.headers
+            },
+        )
+
+    def _request(
+        self,
+        endpoint: NodeEndpoint[Any, Any],
+        node: Node,
+        *,
+        user: str,
+        server_id: uuid.UUID | None,
+        backup_id: uuid.UUID | None,
+        query: BaseModel | None,
+        signed_body: bytes,
+    ) -> tuple[URL, dict[str, str]]:
+        ids = {"server_id": server_id, "backup_id": backup_id}
+        path = endpoint.url_path(**{k: v for k, v in ids.items() if v is not None})
+        if endpoint.query is not None and not isinstance(query, endpoint.query):
+            raise TypeError(f"{endpoint.action} takes a {endpoint.query.__name__} query")
+        return self._signed(
+            node,
+            endpoint.method,
+            path,
+            query=_query(query),
+            action=endpoint.action,
+            subject=endpoint.subject_of(server_id),
+            user=user,
+            signed_body=signed_body,
+        )
+
+    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, text: str) -> Out:
+        if endpoint.answer != "json":
+            return endpoint.response()
+        try:
+            return endpoint.response.model_validate_json(text)
+        except ValidationError as err:
+            raise UpstreamFailed(
+                f"node {node.name!r} answered {endpoint.action} with something else than "
+                f"its {endpoint.response.__name__}"
+            ) from err
+
+    async def send(
+        self,
+        endpoint: NodeEndpoint[In, Out],
+        node: Node,
+        body: In,
+        *,
+        user: str,
+        server_id: uuid.UUID | None = None,
+        backup_id: uuid.UUID | None = None,
+        query: BaseModel | None = None,
+        raw: bytes | None = None,
+    ) -> Out:
+        """One signed request of ``endpoint`` (its JSON ``body``, or ``raw`` bytes for a row
+        whose body is raw); the node's answer as the row's response model."""
+        if endpoint.body == "raw":
+            if raw is None:
+                raise TypeError(f"{endpoint.action} sends raw bytes")
+            content, content_type = raw, "application/octet-stream"
+        elif endpoint.body == "json":
+            content, content_type = _json_body(body), "application/json"
+        else:
+            content, content_type = b"", ""
+        url, headers = self._request(
+            endpoint,
+            node,
+            user=user,
+            server_id=server_id,
+            backup_id=backup_id,
+            query=query,
+            signed_body=content,
+        )
+        if content_type:
+            headers["Content-Type"] = content_type
+        async with self._exchange(
+            node, endpoint.method, url, data=content or None, headers=headers
+        ) as answer:
+            text = await answer.text()
+        return self._answer(endpoint, node, text)
+
+    @asynccontextmanager
+    async def fetch(
+        self,
+        endpoint: NodeEndpoint[NoBody, NoBody],
+        node: Node,
+        *,
+        user: str,
+        server_id: uuid.UUID,
+        backup_id: uuid.UUID | None = None,
+        query: BaseModel | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed request of a row that answers with bytes, which the caller streams on."""
+        url, headers = self._request(
+            endpoint,
+            node,
+            user=user,
+            server_id=server_id,
+            backup_id=backup_id,
+            query=query,
+            signed_body=b"",
+        )
+        async with self._exchange(
+            node, endpoint.method, url, streaming=True, headers=headers
+        ) as response:
+            yield response
+
+    async def stream_up(
+        self,
+        endpoint: NodeEndpoint[NoBody, Out],
+        node: Node,
+        chunks: AsyncIterable[bytes],
+        *,
+        user: str,
+        server_id: uuid.UUID,
+        query: BaseModel,
+    ) -> Out:
+        """A signed request of a row whose body streams; the token binds the query, which
+        carries the size, and signs the empty body."""
+        url, headers = self._request(
+            endpoint,
+            node,
+            user=user,
+            server_id=server_id,
+            backup_id=None,
+            query=query,
+            signed_body=b"",
+        )
+        headers["Content-Type"] = "application/octet-stream"
+        async with self._exchange(
+            node, endpoint.method, url, streaming=True, data=chunks, headers=headers
+        ) as answer:
+            text = await answer.text()
+        return self._answer(endpoint, node, text)
+
+    def socket_token(
+        self,
+        endpoint: NodeEndpoint[NoBody, NoBody],
+        node: Node,
+        *,
+        user: str,
+        server_id: uuid.UUID | None = None,
+    ) -> str:
+        """A command token for a WebSocket row: opens the socket, or renews an open one."""
+        _url, headers = self._socket(endpoint, node, user=user, server_id=server_id)
+        return headers["Authorization"].removeprefix("Bearer ")
+
+    def _socket(
+        self,
+        endpoint: NodeEndpoint[NoBody, NoBody],
+        node: Node,
+        *,
+        user: str,
+        server_id: uuid.UUID | None,
+    ) -> tuple[URL, dict[str, str]]:
+        if endpoint.answer != "websocket":
+            raise TypeError(f"{endpoint.action} is not a WebSocket")
+        return self._request(
+            endpoint,
+            node,
+            user=user,
+            server_id=server_id,
+            backup_id=None,
+            query=None,
+            signed_body=b"",
+        )
+
+    async def open_websocket(
+        self,
+        endpoint: NodeEndpoint[NoBody, NoBody],
+        node: Node,
+        *,
+        user: str,
+        server_id: uuid.UUID | None = None,
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Connect to a WebSocket row of the agent with a command token for it."""
+        _outside_transactions(node)
+        url, headers = self._socket(endpoint, node, user=user, server_id=server_id)
+        ssl = self._ssl(node)
+        try:
+            return await self._session.ws_connect(
+                url,
+                ssl=ssl,
+                headers=headers,
+                timeout=self._ws_timeout,
+                heartbeat=30,
+            )
+        except aiohttp.ServerFingerprintMismatch as err:
+            raise mismatch_error(node.name, err) from err
+        except aiohttp.WSServerHandshakeError as err:
+            raise UpstreamFailed(
+                f"node {node.name!r} refused the connection ({err.status})"
+            ) from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
