@@ -117,7 +117,20 @@ async def verify_chain(db: AsyncSession, *, batch: int = 1000) -> list[str]:
         if len(rows) < batch:
             break
     head = await db.get(AuditHead, HEAD_ID)
-    last_id = expected_id - 1
-    if head is not None and (head.last_id != last_id or head.last_hash != expected_prev):
-        problems.append(f"row {head.last_id}: the newest rows after row {last_id} were removed")
+    if head is not None:
+        problems.extend(_head_problems(head, expected_id - 1, expected_prev))
     return problems
+
+
+def _head_problems(head: AuditHead, last_id: int, last_hash: str) -> list[str]:
+    """How ``audit_head`` disagrees with the last row present (``last_id``, 0 if none)."""
+    if head.last_id > last_id:
+        return [f"row {head.last_id}: the newest rows after row {last_id} were removed"]
+    if head.last_id < last_id:
+        return [
+            f"audit_head: names row {head.last_id} as the newest, "
+            f"but the rows go on to row {last_id}"
+        ]
+    if head.last_hash != last_hash:
+        return [f"row {last_id}: its hash is not the one audit_head keeps for it"]
+    return []
