@@ -99,25 +99,34 @@ async def append(db: AsyncSession, actor: Actor | None, event: AuditEvent) -> Au
 async def verify_chain(db: AsyncSession, *, batch: int = 1000) -> list[str]:
     """Every break in the chain, as ``row N: reason``; empty when the trail is intact."""
     problems: list[str] = []
-    expected_prev, expected_id, after = GENESIS, 1, 0
+    expected_prev, expected_id = GENESIS, 1
+    after: int | None = None  # from the lowest id there is: rows below 1 are read too
     while True:
-        rows = list(
-            await db.scalars(
-                select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(batch)
-            )
-        )
+        query = select(AuditEntry).order_by(AuditEntry.id).limit(batch)
+        if after is not None:
+            query = query.where(AuditEntry.id > after)
+        rows = list(await db.scalars(query))
         for entry in rows:
+            after = entry.id
+            if entry.id < 1:
+                problems.append(f"row {entry.id}: outside the chain (its ids start at 1)")
+                continue
             if entry.id != expected_id:
                 problems.append(f"row {entry.id}: rows {expected_id}..{entry.id - 1} are missing")
             if entry.prev_hash != expected_prev:
                 problems.append(f"row {entry.id}: does not follow the row before it")
             if entry_hash(entry) != entry.hash:
                 problems.append(f"row {entry.id}: contents were changed after it was written")
-            expected_prev, expected_id, after = entry.hash, entry.id + 1, entry.id
+            expected_prev, expected_id = entry.hash, entry.id + 1
         if len(rows) < batch:
             break
     head = await db.get(AuditHead, HEAD_ID)
-    if head is not None:
+    if head is None:
+        # The migration creates the head and nothing deletes it: without it, the newest rows
+        # could have gone with it unseen.
+        rows_text = f"the rows go up to row {expected_id - 1}" if expected_id > 1 else "no rows"
+        problems.append(f"audit_head: missing ({rows_text})")
+    else:
         problems.extend(_head_problems(head, expected_id - 1, expected_prev))
     return problems
 

@@ -126,8 +126,10 @@ async def test_tampering_is_detected_and_the_row_named(panel: Panel, tamper: str
 async def tamper_with(panel: Panel, tamper: str) -> None:
     """What an attacker with write access to the database might do to hide rows 4 and 5."""
     async with transaction(session_factory(panel.server.app[ENGINE])) as db:
-        if tamper in {"head_deleted", "head_and_newest_deleted"}:
+        if tamper in {"head_deleted", "head_and_newest_deleted", "all_deleted"}:
             await db.execute(delete(AuditHead))
+        if tamper == "all_deleted":
+            await db.execute(delete(AuditEntry))
         if tamper == "head_and_newest_deleted":
             await db.execute(delete(AuditEntry).where(AuditEntry.id == 5))
         if tamper == "head_rewound":
@@ -162,8 +164,13 @@ async def tamper_with(panel: Panel, tamper: str) -> None:
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
+        ("head_deleted", "audit_head: missing (the rows go up to row 5)"),
+        ("head_and_newest_deleted", "audit_head: missing (the rows go up to row 4)"),
+        ("all_deleted", "audit_head: missing (no rows)"),
         ("head_rewound", "audit_head: names row 3 as the newest, but the rows go on to row 5"),
         ("head_hash_edited", "row 5: its hash is not the one audit_head keeps for it"),
+        ("first_deleted", "row 2: rows 1..1 are missing"),
+        ("row_before_the_chain", "row 0: outside the chain (its ids start at 1)"),
     ],
 )
 async def test_hiding_rows_behind_the_head_or_the_first_row_is_named(
