@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -193,3 +194,54 @@ async def test_removed_newest_rows_are_named_with_the_head_intact(panel: Panel) 
     result = verify_cli(panel)
     assert result.returncode == 1
     assert result.stderr.splitlines()[1:] == ["  - row 5: the newest rows after row 3 were removed"]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "found"),
+    [
+        ("head_and_newest_deleted", "audit_head was missing"),
+        ("head_rewound", "audit_head named row 3 as the newest, but the rows went on to row 5"),
+    ],
+)
+async def test_audited_actions_go_on_after_the_head_is_lost_and_the_break_stays_named(
+    panel: Panel, tamper: str, found: str
+) -> None:
+    await make_history(panel)
+    await tamper_with(panel, tamper)
+    last = 4 if tamper == "head_and_newest_deleted" else 5
+
+    admin = await panel.browser()
+    await admin.login("root@example.org")  # audited: the first write after the tampering
+    await admin.json(
+        "POST",
+        "/api/v1/users",
+        status=201,
+        json={"email": "after@example.org", "password": "p" * 8 + "assword1234"},
+    )
+
+    entries = (await admin.json("GET", "/api/v1/audit?per_page=100"))["data"]
+    newest = [e["action"] for e in reversed(entries)][last:]
+    assert newest == ["audit.chain.broken", "user.login.succeeded", "user.created"]
+    broken = entries[2]
+    assert broken["id"] == last + 1
+    assert broken["details"] == {"found": found, "resumed_after_row": last}
+
+    result = verify_cli(panel)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[1:] == [
+        f"  - row {last + 1}: the chain was found broken here and resumed after row {last}: {found}"
+    ]
+
+
+async def test_writers_that_find_the_head_missing_at_once_record_one_break(panel: Panel) -> None:
+    await make_history(panel)
+    user = await panel.signed_in("plain@example.org")  # row 6: the sign-in
+    await tamper_with(panel, "head_deleted")
+    answers = await asyncio.gather(*(user.request("GET", "/api/v1/audit") for _ in range(20)))
+    assert [a.status for a in answers] == [403] * 20  # each refusal audited, none a 500
+    result = verify_cli(panel)
+    assert result.stderr.splitlines() == [
+        "audit trail BROKEN (1 problem(s) in 27 rows):",
+        "  - row 7: the chain was found broken here and resumed after row 6: "
+        "audit_head was missing",
+    ]
