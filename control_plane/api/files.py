@@ -8,15 +8,16 @@ a pull, a big upload) must never hold a database lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 
+from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
 from control_plane.db.session import transaction
-from control_plane.errors import InvalidRequest, PayloadTooLarge
+from control_plane.errors import ApiError, InvalidRequest, PayloadTooLarge
 from control_plane.keys import NODES, READ_SESSIONS
 from control_plane.schemas.common import Input
 from control_plane.services import infrastructure as infra
@@ -160,16 +161,6 @@ async def save(req: ApiRequest[Any, PathQuery]) -> FileEntry:
     return FileEntry.model_validate(data)
 
 
-async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
-    """The browser's body, chunk by chunk, never more than the announced size."""
-    sent = 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        sent += len(chunk)
-        if sent > size:
-            raise PayloadTooLarge("the upload is larger than its announced size")
-        yield chunk
-
-
 @_file_route(
     "PUT",
     "upload",
@@ -180,7 +171,8 @@ async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
     raw_body=RawBody(
         "The file as raw bytes, not JSON, streamed to the node: exactly `size` bytes (the "
         "query's); Content-Length, if sent, must equal `size` (400 otherwise). A body "
-        "shorter or longer than `size` is refused and leaves the file as it was.",
+        "longer than `size` is refused with 413, a shorter one with 400; either leaves the "
+        "file as it was.",
         limit=(
             "The node refuses a `size` over its `[files] max_upload_bytes` (16 GiB by "
             "default) with 413 before reading the body."
@@ -192,15 +184,26 @@ async def upload(req: ApiRequest[Any, UploadQuery]) -> FileEntry:
     if req.http.content_length is not None and req.http.content_length != size:
         raise InvalidRequest("Content-Length and size differ")
     node = await _node(req)
-    data = await req.http.app[NODES].upload(
-        node,
-        f"/api/v1/servers/{req.server.id}/files/upload",
-        _relay(req.http, size),
-        query={"path": req.query.path, "size": str(size)},
-        action="files.upload",
-        subject=f"server:{req.server.id}",
-        user=str(req.me.user_id),
+    body = BodyStream(
+        req.http,
+        max_bytes=size,
+        too_large=f"the upload is larger than its announced size ({size} bytes)",
     )
+    try:
+        data = await req.http.app[NODES].upload(
+            node,
+            f"/api/v1/servers/{req.server.id}/files/upload",
+            body.chunks(),
+            query={"path": req.query.path, "size": str(size)},
+            action="files.upload",
+            subject=f"server:{req.server.id}",
+            user=str(req.me.user_id),
+        )
+    except ApiError as err:
+        # The body broke off the relay, so the node never got a whole file: say why.
+        if body.failure is not None:
+            raise body.failure from err
+        raise
     await _audit(req, "upload", path=req.query.path, bytes=size)
     return FileEntry.model_validate(data)
 
