@@ -147,13 +147,22 @@ async def download(req: ApiRequest[Any, PathQuery]) -> web.StreamResponse:
     raw_body=RawBody(
         "The file's new contents as raw bytes, not JSON; they replace the file at `path`.",
         max_bytes=MAX_EDIT_BYTES,
-        limit="Bigger files go through PUT .../files/upload.",
+        limit=(
+            "Bigger files go through PUT .../files/upload. A body that stops arriving is "
+            "refused with 408."
+        ),
     ),
 )
 async def save(req: ApiRequest[Any, PathQuery]) -> FileEntry:
+    too_large = "use the upload route for files over 1 MiB"
     if (req.http.content_length or 0) > MAX_EDIT_BYTES:
-        raise PayloadTooLarge("use the upload route for files over 1 MiB")
-    body = await req.http.read()
+        raise PayloadTooLarge(too_large)
+    body = await BodyStream(
+        req.http,
+        timeout=req.settings.body_timeout_seconds,
+        max_bytes=MAX_EDIT_BYTES,
+        too_large=too_large,
+    ).read()
     data = await _forward(
         req, "PUT", "contents", "files.write", raw=body, query={"path": req.query.path}
     )
@@ -171,8 +180,8 @@ async def save(req: ApiRequest[Any, PathQuery]) -> FileEntry:
     raw_body=RawBody(
         "The file as raw bytes, not JSON, streamed to the node: exactly `size` bytes (the "
         "query's); Content-Length, if sent, must equal `size` (400 otherwise). A body "
-        "longer than `size` is refused with 413, a shorter one with 400; either leaves the "
-        "file as it was.",
+        "longer than `size` is refused with 413, a shorter one with 400, one that stops "
+        "arriving with 408; each leaves the file as it was.",
         limit=(
             "The node refuses a `size` over its `[files] max_upload_bytes` (16 GiB by "
             "default) with 413 before reading the body."
@@ -186,6 +195,7 @@ async def upload(req: ApiRequest[Any, UploadQuery]) -> FileEntry:
     node = await _node(req)
     body = BodyStream(
         req.http,
+        timeout=req.settings.body_timeout_seconds,
         max_bytes=size,
         too_large=f"the upload is larger than its announced size ({size} bytes)",
     )
