@@ -33,14 +33,16 @@ class CommandFailed(Exception):
     """A CLI command could not do what was asked; the message says why."""
 
 
-def _settings() -> ControlPlaneSettings:
-    return load_settings()
+def _settings(*, needs_signing_key: bool = False) -> ControlPlaneSettings:
+    """The configuration. In production only serve, node add and node ping need the signing
+    key: the unit hands it to serve, and the env file an operator sources lacks it."""
+    return load_settings(needs_signing_key=needs_signing_key)
 
 
 def cmd_serve(_args: argparse.Namespace) -> int:
     from control_plane.server import serve
 
-    return serve(_settings())
+    return serve(_settings(needs_signing_key=True))
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -81,7 +83,7 @@ def cmd_keys_encryption(args: argparse.Namespace) -> int:
 def cmd_node_add(args: argparse.Namespace) -> int:
     from control_plane.cli_ops import add_node
 
-    print(asyncio.run(add_node(_settings(), name=args.name, url=args.url)))
+    print(asyncio.run(add_node(_settings(needs_signing_key=True), name=args.name, url=args.url)))
     return 0
 
 
@@ -104,7 +106,7 @@ def cmd_node_pin(args: argparse.Namespace) -> int:
 def cmd_node_ping(args: argparse.Namespace) -> int:
     from control_plane.cli_ops import ping_node
 
-    print(asyncio.run(ping_node(_settings(), args.name)))
+    print(asyncio.run(ping_node(_settings(needs_signing_key=True), args.name)))
     return 0
 
 

@@ -56,6 +56,11 @@ def _is_production(info: ValidationInfo) -> bool:
     return bool(info.data.get("environment", "production") == "production")
 
 
+def _needs_signing_key(info: ValidationInfo) -> bool:
+    # Only serve, node add and node ping need the key: see ``load_settings``.
+    return bool((info.context or {}).get("needs_signing_key", True))
+
+
 def parse_encryption_keys(text: str) -> dict[str, bytes]:
     """``[kid:]<64 hex>`` items separated by commas; the first one encrypts."""
     keys: dict[str, bytes] = {}
@@ -279,7 +284,7 @@ class ControlPlaneSettings(BaseModel):
     @classmethod
     def _signing_key_file(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
-            if _is_production(info):
+            if _is_production(info) and _needs_signing_key(info):
                 raise ValueError(
                     "required in production: create one with `stellar-cp keys generate`"
                 )
@@ -341,8 +346,14 @@ def check_secret_strength(value: str) -> None:
         raise ValueError("too little variety to be a random secret")
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> ControlPlaneSettings:
-    """Read settings from ``environ`` (default: the process environment)."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, needs_signing_key: bool = True
+) -> ControlPlaneSettings:
+    """Read settings from ``environ`` (default: the process environment).
+
+    ``needs_signing_key=False``: for work that commands no node (migrate, audit verify…),
+    STELLAR_SIGNING_KEY_FILE is not required in production (a key file given is still checked).
+    """
     env = os.environ if environ is None else environ
     names = {f.alias for f in ControlPlaneSettings.model_fields.values() if f.alias}
     names.add("DATABASE_URL")
@@ -351,7 +362,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ControlPlaneSetti
         values["STELLAR_DATABASE_URL"] = values["DATABASE_URL"]
     values.pop("DATABASE_URL", None)
     try:
-        return ControlPlaneSettings.model_validate(values)
+        return ControlPlaneSettings.model_validate(
+            values, context={"needs_signing_key": needs_signing_key}
+        )
     except ValidationError as err:
         aliases = {name: f.alias for name, f in ControlPlaneSettings.model_fields.items()}
         problems = []

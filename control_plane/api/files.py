@@ -8,14 +8,15 @@ a pull, a big upload) must never hold a database lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
+from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
 from control_plane.db.models import Node
-from control_plane.errors import InvalidRequest, PayloadTooLarge
+from control_plane.errors import ApiError, InvalidRequest, PayloadTooLarge
 from control_plane.services import infrastructure as infra
 from shared.files_api import (
     ChangeMode,
@@ -107,27 +108,26 @@ async def download(req: ApiRequest[Any, FilePath]) -> web.StreamResponse:
     raw_body=RawBody(
         "The file's new contents as raw bytes, not JSON; they replace the file at `path`.",
         max_bytes=MAX_EDIT_BYTES,
-        limit="Bigger files go through PUT .../files/upload.",
+        limit=(
+            "Bigger files go through PUT .../files/upload. A body that stops arriving is "
+            "refused with 408."
+        ),
     ),
 )
 async def save(req: ApiRequest[Any, FilePath]) -> FileEntry:
+    too_large = "use the upload route for files over 1 MiB"
     if (req.http.content_length or 0) > MAX_EDIT_BYTES:
-        raise PayloadTooLarge("use the upload route for files over 1 MiB")
-    body = await req.http.read()
+        raise PayloadTooLarge(too_large)
+    body = await BodyStream(
+        req.http,
+        timeout=req.settings.body_timeout_seconds,
+        max_bytes=MAX_EDIT_BYTES,
+        too_large=too_large,
+    ).read()
     node = await _node(req)
     entry = await req.nodes.write_file(node, req.server.id, req.query, body, user=_user(req))
     await _audit(req, "write", path=req.query.path, bytes=len(body))
     return entry
-
-
-async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
-    """The browser's body, chunk by chunk, never more than the announced size."""
-    sent = 0
-    async for chunk in request.content.iter_chunked(CHUNK):
-        sent += len(chunk)
-        if sent > size:
-            raise PayloadTooLarge("the upload is larger than its announced size")
-        yield chunk
 
 
 @_file_route(
@@ -140,7 +140,8 @@ async def _relay(request: web.Request, size: int) -> AsyncIterator[bytes]:
     raw_body=RawBody(
         "The file as raw bytes, not JSON, streamed to the node: exactly `size` bytes (the "
         "query's); Content-Length, if sent, must equal `size` (400 otherwise). A body "
-        "shorter or longer than `size` is refused and leaves the file as it was.",
+        "longer than `size` is refused with 413, a shorter one with 400, one that stops "
+        "arriving with 408; each leaves the file as it was.",
         limit=(
             "The node refuses a `size` over its `[files] max_upload_bytes` (16 GiB by "
             "default) with 413 before reading the body."
@@ -152,9 +153,21 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
     if req.http.content_length is not None and req.http.content_length != size:
         raise InvalidRequest("Content-Length and size differ")
     node = await _node(req)
-    entry = await req.nodes.upload_file(
-        node, req.server.id, req.query, _relay(req.http, size), user=_user(req)
+    body = BodyStream(
+        req.http,
+        timeout=req.settings.body_timeout_seconds,
+        max_bytes=size,
+        too_large=f"the upload is larger than its announced size ({size} bytes)",
     )
+    try:
+        entry = await req.nodes.upload_file(
+            node, req.server.id, req.query, body.chunks(), user=_user(req)
+        )
+    except ApiError as err:
+        # The body broke off the relay, so the node never got a whole file: say why.
+        if body.failure is not None:
+            raise body.failure from err
+        raise
     await _audit(req, "upload", path=req.query.path, bytes=size)
     return entry
 

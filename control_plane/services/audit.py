@@ -2,9 +2,11 @@
 
 Each row's hash covers its own fields and the previous row's hash; rows get consecutive ids
 under a lock on the chain head, and the head keeps the last id and hash. Editing, deleting or
-reordering any row, or dropping the newest ones, breaks verification at that row. (Someone
-who can rewrite the whole table and the head can forge a consistent chain: keep copies of
-the head hash elsewhere for that threat.)
+reordering any row, or dropping the newest ones, breaks verification at that row. A writer
+that finds the head missing or behind the rows records the break (``audit.chain.broken``)
+and goes on after the newest row, so verification keeps naming it. (Someone who can rewrite
+the whole table and the head can forge a consistent chain: keep copies of the head hash
+elsewhere for that threat.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import AuditEntry, AuditHead
@@ -25,6 +30,11 @@ from shared.logging import redact
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+# The action of the row written when the chain was found broken (see ``append``).
+BROKEN = "audit.chain.broken"
+# A head put back in place of a deleted one, until this transaction fills it in.
+_MISSING = -1
+log = structlog.get_logger("audit")
 
 
 @dataclass(frozen=True)
@@ -69,11 +79,76 @@ def entry_hash(entry: AuditEntry) -> str:
 
 
 async def append(db: AsyncSession, actor: Actor | None, event: AuditEvent) -> AuditEntry:
-    """Add one row at the end of the chain, inside the caller's transaction."""
+    """Add one row at the end of the chain, inside the caller's transaction.
+
+    If ``audit_head`` is missing or names a row older than the newest one, the chain goes on
+    after the newest row, behind an ``audit.chain.broken`` row that says what was found:
+    audited actions keep working, and ``audit verify`` keeps naming the break.
+    """
+    head = await _locked_head(db)
+    newest = (
+        await db.execute(
+            select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
+        )
+    ).first()
+    last_id, last_hash = (newest.id, newest.hash) if newest is not None else (0, GENESIS)
+    found = _break_found(head, last_id)
+    if found is not None:
+        log.error("audit chain broken; resuming after the newest row", found=found, row=last_id)
+        head.last_id, head.last_hash = last_id, last_hash
+        _add(
+            db,
+            head,
+            None,
+            AuditEvent(BROKEN, details={"found": found, "resumed_after_row": last_id}),
+        )
+    entry = _add(db, head, actor, event)
+    await db.flush()
+    return entry
+
+
+def _break_found(head: AuditHead, last_id: int) -> str | None:
+    """Why the chain cannot go on from ``head`` (the newest row is ``last_id``), if so.
+
+    A head ahead of the rows (the newest were deleted) or with another hash is not such a
+    case: the chain goes on from the head, and verify names the gap or the mismatch.
+    """
+    if head.last_id == _MISSING:
+        return "audit_head was missing"
+    if head.last_id < last_id:
+        return (
+            f"audit_head named row {head.last_id} as the newest, "
+            f"but the rows went on to row {last_id}"
+        )
+    return None
+
+
+async def _locked_head(db: AsyncSession) -> AuditHead:
+    """The chain head, locked until the transaction ends; put back (``_MISSING``) if gone."""
     head = await db.scalar(select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update())
+    if head is not None:
+        return head
+    # A concurrent writer that also found it missing waits here for this one's placeholder,
+    # then reads the head this transaction commits.
+    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+    await db.execute(
+        insert(AuditHead)
+        .values(id=HEAD_ID, last_id=_MISSING, last_hash="")
+        .on_conflict_do_nothing(index_elements=[AuditHead.id])
+    )
+    head = await db.scalar(
+        select(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if head is None:
-        head = AuditHead(id=HEAD_ID, last_id=0, last_hash=GENESIS)
-        db.add(head)
+        raise RuntimeError("audit_head could not be put back")
+    return head
+
+
+def _add(db: AsyncSession, head: AuditHead, actor: Actor | None, event: AuditEvent) -> AuditEntry:
+    """The row after ``head``, added to the session; ``head`` then names it."""
     details = json.loads(json.dumps(redact(dict(event.details)), default=str))
     entry = AuditEntry(
         id=head.last_id + 1,
@@ -92,32 +167,63 @@ async def append(db: AsyncSession, actor: Actor | None, event: AuditEvent) -> Au
     db.add(entry)
     head.last_id = entry.id
     head.last_hash = entry.hash
-    await db.flush()
     return entry
 
 
 async def verify_chain(db: AsyncSession, *, batch: int = 1000) -> list[str]:
     """Every break in the chain, as ``row N: reason``; empty when the trail is intact."""
     problems: list[str] = []
-    expected_prev, expected_id, after = GENESIS, 1, 0
+    expected_prev, expected_id = GENESIS, 1
+    after: int | None = None  # from the lowest id there is: rows below 1 are read too
     while True:
-        rows = list(
-            await db.scalars(
-                select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(batch)
-            )
-        )
+        query = select(AuditEntry).order_by(AuditEntry.id).limit(batch)
+        if after is not None:
+            query = query.where(AuditEntry.id > after)
+        rows = list(await db.scalars(query))
         for entry in rows:
+            after = entry.id
+            if entry.id < 1:
+                problems.append(f"row {entry.id}: outside the chain (its ids start at 1)")
+                continue
             if entry.id != expected_id:
                 problems.append(f"row {entry.id}: rows {expected_id}..{entry.id - 1} are missing")
             if entry.prev_hash != expected_prev:
                 problems.append(f"row {entry.id}: does not follow the row before it")
             if entry_hash(entry) != entry.hash:
                 problems.append(f"row {entry.id}: contents were changed after it was written")
-            expected_prev, expected_id, after = entry.hash, entry.id + 1, entry.id
+            elif entry.action == BROKEN:
+                problems.append(_broken_here(entry))
+            expected_prev, expected_id = entry.hash, entry.id + 1
         if len(rows) < batch:
             break
     head = await db.get(AuditHead, HEAD_ID)
-    last_id = expected_id - 1
-    if head is not None and (head.last_id != last_id or head.last_hash != expected_prev):
-        problems.append(f"row {head.last_id}: the newest rows after row {last_id} were removed")
+    if head is None:
+        # The migration creates the head and nothing deletes it: without it, the newest rows
+        # could have gone with it unseen.
+        rows_text = f"the rows go up to row {expected_id - 1}" if expected_id > 1 else "no rows"
+        problems.append(f"audit_head: missing ({rows_text})")
+    else:
+        problems.extend(_head_problems(head, expected_id - 1, expected_prev))
     return problems
+
+
+def _broken_here(entry: AuditEntry) -> str:
+    details = entry.details if isinstance(entry.details, dict) else {}
+    return (
+        f"row {entry.id}: the chain was found broken here and resumed after row "
+        f"{details.get('resumed_after_row')}: {details.get('found')}"
+    )
+
+
+def _head_problems(head: AuditHead, last_id: int, last_hash: str) -> list[str]:
+    """How ``audit_head`` disagrees with the last row present (``last_id``, 0 if none)."""
+    if head.last_id > last_id:
+        return [f"row {head.last_id}: the newest rows after row {last_id} were removed"]
+    if head.last_id < last_id:
+        return [
+            f"audit_head: names row {head.last_id} as the newest, "
+            f"but the rows go on to row {last_id}"
+        ]
+    if head.last_hash != last_hash:
+        return [f"row {last_id}: its hash is not the one audit_head keeps for it"]
+    return []

@@ -223,3 +223,83 @@ def test_agent_refuses_a_missing_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+def stellar_cp(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``stellar-cp ARGS`` with only ``env``'s STELLAR_ settings."""
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("STELLAR_") and k != "DATABASE_URL"
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "control_plane", *args],
+        env={**base, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def production_env_file(database_url: str) -> dict[str, str]:
+    """What deploy/README.md §1 puts in /etc/stellarstack/control-plane.env: no signing key."""
+    return {
+        "STELLAR_ENV": "production",
+        "STELLAR_DATABASE_URL": database_url,
+        "STELLAR_AUTH_SECRET": GOOD_SECRET,
+        "STELLAR_ENCRYPTION_KEYS": GOOD_KEY,
+        "STELLAR_PUBLIC_URL": "https://panel.example.com",
+        "STELLAR_TRUSTED_PROXIES": "127.0.0.1",
+        "STELLAR_BCRYPT_COST": "10",
+    }
+
+
+async def test_commands_that_sign_nothing_run_in_production_without_the_signing_key(
+    database_url: str,
+) -> None:
+    env = production_env_file(database_url)
+    migrated = stellar_cp("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "database is at revision" in migrated.stdout
+    created = stellar_cp(
+        "user", "create", "--email", "admin@example.com", "--admin", "--password-stdin",
+        env=env, stdin="a long enough password\n",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    verified = stellar_cp("audit", "verify", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert "audit trail intact" in verified.stdout
+    listed = stellar_cp("node", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+
+
+async def test_serving_and_commanding_nodes_in_production_still_need_the_signing_key(
+    database_url: str,
+) -> None:
+    env = production_env_file(database_url)
+    assert stellar_cp("migrate", env=env).returncode == 0
+    port = free_port()
+    for command in (
+        ["serve"],
+        ["node", "add", "--name", "node1", "--url", "https://203.0.113.10:8443"],
+        ["node", "ping", "node1"],
+    ):
+        result = stellar_cp(*command, env={**env, "STELLAR_PORT": str(port)})
+        assert result.returncode == 2, (command, result.stderr)
+        assert "STELLAR_SIGNING_KEY_FILE: required in production" in result.stderr
+    assert port_is_closed(port)
+
+
+def test_a_command_without_the_signing_key_still_names_every_other_problem() -> None:
+    env = {
+        **production_env_file("sqlite:///unused.db"),
+        "STELLAR_PUBLIC_URL": "http://panel.example.com",
+        "STELLAR_ENCRYPTION_KEYS": "k1:" + "00" * 32,
+    }
+    result = stellar_cp("migrate", env=env)
+    assert result.returncode == 2
+    assert "STELLAR_PUBLIC_URL: must be https:// in production" in result.stderr
+    assert "STELLAR_ENCRYPTION_KEYS: encryption key 'k1' is not random" in result.stderr
+    assert "STELLAR_SIGNING_KEY_FILE" not in result.stderr
