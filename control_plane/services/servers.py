@@ -182,6 +182,10 @@ async def server_page(
     return ServerPage(servers, rows[0][_TOTAL] if rows else 0)
 
 
+# Shown in place of a value the caller may not see (the startup command of owners, sub-users).
+HIDDEN_VALUE: Final = "********"
+
+
 def _detail(field: str, message: str) -> ErrorDetail:
     return ErrorDetail(loc=["variables", field], msg=message, type="value_error")
 
@@ -191,8 +195,9 @@ def validate_variables(
 ) -> dict[str, str]:
     """Merge ``given`` into ``current`` (or the defaults) under the blueprint's rules.
 
-    With ``user``, only user-editable variables may be set. Every problem is reported, each
-    with its variable name.
+    With ``user``, only user-editable variables may be set, and a problem with a variable
+    users may not see is reported without its name or rule (they cannot fix it, and its
+    rule says something of its value). Every other problem is reported with its name.
     """
     spec = {v["env"]: v for v in blueprint.variables}
     problems: list[ErrorDetail] = []
@@ -203,11 +208,23 @@ def validate_variables(
             problems.append(_detail(env, "no such variable, or not editable"))
             continue
         values[env] = value
+    hidden_problem = False
     for env, variable in spec.items():
-        value = values[env]
-        problem = _variable_problem(variable, value)
-        if problem:
+        problem = _variable_problem(variable, values[env])
+        if problem is None:
+            continue
+        if user and not variable.get("user_viewable"):
+            hidden_problem = True
+        else:
             problems.append(_detail(env, problem))
+    if hidden_problem:
+        problems.append(
+            ErrorDetail(
+                loc=["variables"],
+                msg="a variable only administrators see is not valid: ask an administrator",
+                type="value_error",
+            )
+        )
     if problems:
         raise InvalidRequest("invalid variables", details=problems)
     return values
@@ -254,6 +271,35 @@ def render_startup(template: str, values: dict[str, str]) -> list[str]:
     except ValueError as err:
         raise InvalidRequest(f"the blueprint's startup command cannot be split: {err}") from err
     return [PLACEHOLDER.sub(lambda m: values.get(m[1], ""), word) for word in words]
+
+
+def _placeholder_values(
+    server: Server, variables: dict[str, str], allocations: list[Allocation]
+) -> dict[str, str]:
+    """What each placeholder of the startup command stands for: the variables, then the
+    built-ins."""
+    primary = allocations[0] if allocations else None
+    return {
+        **variables,
+        "SERVER_MEMORY": str(server.memory_mib),
+        "SERVER_IP": primary.ip if primary else "",
+        "SERVER_PORT": str(primary.port) if primary else "",
+    }
+
+
+async def shown_startup(
+    db: AsyncSession, server: Server, blueprint: Blueprint, *, reveal_hidden: bool
+) -> list[str]:
+    """The server's startup command as a caller sees it: unless ``reveal_hidden``, the value
+    of every variable users may not see is :data:`HIDDEN_VALUE` (as in the variables list,
+    which leaves such variables out)."""
+    variables = dict(server.variables)
+    if not reveal_hidden:
+        for variable in blueprint.variables:
+            if not variable.get("user_viewable"):
+                variables[variable["env"]] = HIDDEN_VALUE
+    allocations = await allocations_of(db, server.id)
+    return render_startup(blueprint.startup, _placeholder_values(server, variables, allocations))
 
 
 @dataclass(frozen=True)
@@ -382,15 +428,9 @@ async def build_spec(
     if blueprint is None:
         raise NotFound("the server's blueprint no longer exists")
     allocations = await allocations_of(db, server.id)
-    primary = allocations[0] if allocations else None
     if variables is None:
         variables = dict(server.variables)
-    values = {
-        **variables,
-        "SERVER_MEMORY": str(server.memory_mib),
-        "SERVER_IP": primary.ip if primary else "",
-        "SERVER_PORT": str(primary.port) if primary else "",
-    }
+    values = _placeholder_values(server, variables, allocations)
     install = (
         InstallSpec.model_validate(blueprint.install) if blueprint.install is not None else None
     )
