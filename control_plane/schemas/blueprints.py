@@ -12,8 +12,10 @@ from pydantic import Field, field_validator, model_validator
 from control_plane.schemas.common import Input, Output
 from shared.server_spec import (
     ENV_NAME,
+    MAX_DENYLIST_PATTERNS,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
+    DenyPattern,
     ImageReference,
     StopCommand,
     StopSignal,
@@ -86,7 +88,8 @@ class BlueprintCreate(Input):
     install: BlueprintInstall | None = None
     variables: list[BlueprintVariable] = Field(default_factory=list, max_length=64)
     read_only_root: bool = True
-    file_denylist: list[str] = Field(default_factory=list, max_length=256)
+    # gitignore-style patterns of paths the file API never touches (node_agent/files/).
+    file_denylist: list[DenyPattern] = Field(default_factory=list, max_length=MAX_DENYLIST_PATTERNS)
 
     @model_validator(mode="after")
     def _consistent(self) -> BlueprintCreate:

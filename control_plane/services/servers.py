@@ -451,5 +451,6 @@ async def build_spec(
             "stop": blueprint.stop,
             "read_only_root": blueprint.read_only_root,
             "install": install,
+            "file_denylist": blueprint.file_denylist,
         }
     )

@@ -149,3 +149,19 @@ async def test_a_hidden_variable_that_breaks_its_rules_is_not_named_to_users(
     assert admin_refused["error"]["details"] == [
         {"loc": ["variables", "SECRET_SEED"], "msg": "must be at least 1000", "type": "value_error"}
     ]
+
+
+# --- 2. the deny-list -----------------------------------------------------------------------
+
+
+async def test_deny_list_patterns_the_node_would_refuse_are_refused_at_save(
+    world: World,
+) -> None:
+    refused = await world.admin.json(
+        "POST",
+        "/api/v1/blueprints",
+        status=400,
+        json={**BLUEPRINT, "name": "bad list", "file_denylist": ["ok/", "", "a\nb", "x" * 513]},
+    )
+    locs = [d["loc"] for d in refused["error"]["details"]]
+    assert locs == [["file_denylist", 1], ["file_denylist", 2], ["file_denylist", 3]]
