@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import shlex
 import uuid
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Select,
     Uuid,
@@ -26,11 +25,16 @@ from control_plane.db.models import Allocation, Blueprint, Node, Server, Subuser
 from control_plane.db.models.base import UuidText
 from control_plane.db.reader import StatementReader
 from control_plane.errors import Conflict, InvalidRequest, NotFound
-from control_plane.schemas.blueprints import PLACEHOLDER
+from control_plane.schemas.blueprints import (
+    fill_placeholders,
+    startup_words,
+    too_long,
+    value_problem,
+)
 from control_plane.security.caller import Caller
 from control_plane.security.permissions import ServerAccess
 from shared.errors import ErrorDetail
-from shared.server_spec import InstallSpec, ServerSpec
+from shared.server_spec import MAX_ARG_LENGTH, InstallSpec, ServerSpec
 
 
 async def access_for(
@@ -210,7 +214,7 @@ def validate_variables(
         values[env] = value
     hidden_problem = False
     for env, variable in spec.items():
-        problem = _variable_problem(variable, values[env])
+        problem = value_problem(variable, values[env])
         if problem is None:
             continue
         if user and not variable.get("user_viewable"):
@@ -230,47 +234,32 @@ def validate_variables(
     return values
 
 
-def _variable_problem(variable: dict[str, Any], value: str) -> str | None:
-    if len(value) > 4096:
-        return "at most 4096 characters"
-    if "\x00" in value:
-        return "must not contain NUL"
-    if value == "":
-        return "required" if variable.get("required") else None
-    kind = variable.get("type", "string")
-    if kind == "integer":
-        if not re.fullmatch(r"-?\d{1,18}", value):
-            return "must be a whole number"
-        number = int(value)
-        if variable.get("min") is not None and number < variable["min"]:
-            return f"must be at least {variable['min']}"
-        if variable.get("max") is not None and number > variable["max"]:
-            return f"must be at most {variable['max']}"
-    elif kind == "boolean":
-        if value not in {"true", "false", "0", "1"}:
-            return "must be true or false"
-    else:
-        if variable.get("min") is not None and len(value) < variable["min"]:
-            return f"must be at least {variable['min']} characters"
-        if variable.get("max") is not None and len(value) > variable["max"]:
-            return f"must be at most {variable['max']} characters"
-    regex = variable.get("regex")
-    if regex and not re.fullmatch(regex, value):
-        return "does not match the required pattern"
-    return None
-
-
 def render_startup(template: str, values: dict[str, str]) -> list[str]:
     """Split the template into arguments first, then fill placeholders inside each one.
 
     A value can therefore never add arguments (no argument injection), and no shell ever
-    reads the result.
+    reads the result. 400 if the template cannot be split or has too many arguments (a
+    blueprint saved before these were checked).
     """
     try:
-        words = shlex.split(template)
+        words = startup_words(template)
     except ValueError as err:
-        raise InvalidRequest(f"the blueprint's startup command cannot be split: {err}") from err
-    return [PLACEHOLDER.sub(lambda m: values.get(m[1], ""), word) for word in words]
+        raise InvalidRequest(f"the blueprint's startup command {err}") from err
+    return fill_placeholders(words, values)
+
+
+def _check_lengths(arguments: list[str]) -> None:
+    """400 naming each argument that the values made longer than a node takes."""
+    problems = [
+        ErrorDetail(
+            loc=["startup", index],
+            msg=f"longer than {MAX_ARG_LENGTH} characters once its placeholders are filled in",
+            type="value_error",
+        )
+        for index in too_long(arguments)
+    ]
+    if problems:
+        raise InvalidRequest("the startup command would be too long", details=problems)
 
 
 def _placeholder_values(
@@ -431,6 +420,26 @@ async def build_spec(
     if variables is None:
         variables = dict(server.variables)
     values = _placeholder_values(server, variables, allocations)
+    startup = render_startup(blueprint.startup, values)
+    _check_lengths(startup)
+    try:
+        return _spec(server, blueprint, image, startup, variables, allocations)
+    except ValidationError as err:
+        # What no earlier check covers (a blueprint saved by an older version, server
+        # limits configured past a node's): a 400 naming the fields, never their values.
+        raise InvalidRequest.from_validation(
+            err, "the server's specification is not valid"
+        ) from err
+
+
+def _spec(
+    server: Server,
+    blueprint: Blueprint,
+    image: str | None,
+    startup: list[str],
+    variables: dict[str, str],
+    allocations: list[Allocation],
+) -> ServerSpec:
     install = (
         InstallSpec.model_validate(blueprint.install) if blueprint.install is not None else None
     )
@@ -438,7 +447,7 @@ async def build_spec(
         {
             "uuid": server.id,
             "image": server.image if image is None else image,
-            "startup": render_startup(blueprint.startup, values),
+            "startup": startup,
             "environment": dict(variables),
             "memory_mib": server.memory_mib,
             "swap_mib": server.swap_mib,

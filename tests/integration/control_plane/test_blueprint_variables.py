@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Server, Subuser
+from control_plane.db.models import Blueprint, Server, Subuser
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.support.panel import Browser, Panel
@@ -127,7 +127,8 @@ async def test_a_hidden_variable_that_breaks_its_rules_is_not_named_to_users(
     but the user learns neither the variable nor its rule, only that an administrator must
     act; an administrator gets the full detail."""
     motd, seed = BLUEPRINT["variables"]
-    await replace_blueprint(world, variables=[motd, {**seed, "min": 1000, "max": 2000}])
+    changed_seed = {**seed, "default": "1500", "min": 1000, "max": 2000}
+    await replace_blueprint(world, variables=[motd, changed_seed])
     server = world.ids["alice_server"]
     refused = await world.alice.json(
         "PATCH",
@@ -165,3 +166,167 @@ async def test_deny_list_patterns_the_node_would_refuse_are_refused_at_save(
     )
     locs = [d["loc"] for d in refused["error"]["details"]]
     assert locs == [["file_denylist", 1], ["file_denylist", 2], ["file_denylist", 3]]
+
+
+# --- 3. the limits of the startup command -------------------------------------------------
+
+MOTD_FREE = {"env": "MOTD", "name": "Message", "default": "hello", "user_editable": True}
+
+
+def server_body(world: World, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": "another",
+        "owner_id": world.ids["alice_user"],
+        "blueprint_id": world.ids["blueprint"],
+        "node_id": world.ids["node"],
+        "memory_mib": 512,
+        "cpu_percent": 100,
+        "disk_mib": 1024,
+        **fields,
+    }
+
+
+async def server_count(world: World) -> int:
+    listed = await world.admin.json("GET", "/api/v1/servers")
+    return int(listed["meta"]["total"])
+
+
+async def saved(world: World, status: int, **changes: Any) -> list[dict[str, Any]]:
+    """Save the blueprint with ``changes``, new (POST) and over the world's (PUT); both
+    answer ``status``; the details of the refusal."""
+    created = await world.admin.json(
+        "POST",
+        "/api/v1/blueprints",
+        status=201 if status == 200 else status,
+        json={**BLUEPRINT, "name": f"try {uuid.uuid4().hex[:8]}", **changes},
+    )
+    replaced = await world.admin.json(
+        "PUT",
+        f"/api/v1/blueprints/{world.ids['blueprint']}",
+        status=status,
+        json={**BLUEPRINT, **changes},
+    )
+    if status == 200:
+        return []
+    assert created["error"]["details"] == replaced["error"]["details"]
+    details: list[dict[str, Any]] = created["error"]["details"]
+    return details
+
+
+async def test_startup_problems_are_refused_when_the_blueprint_is_saved(world: World) -> None:
+    (unbalanced,) = await saved(world, 400, startup='/usr/local/bin/fake-game --motd "{{MOTD}}')
+    assert unbalanced["loc"] == ["startup"]
+    assert "cannot be split into arguments: No closing quotation" in unbalanced["msg"]
+
+    (too_many,) = await saved(world, 400, startup="/usr/local/bin/fake-game" + " -v" * 256)
+    assert too_many["loc"] == ["startup"]
+    assert "splits into 257 arguments, at most 256" in too_many["msg"]
+    await saved(world, 200, startup="/usr/local/bin/fake-game" + " -v" * 255)
+
+    (too_long,) = await saved(
+        world,
+        400,
+        startup="/usr/local/bin/fake-game --motd={{MOTD}}{{MOTD}}",
+        variables=[{**MOTD_FREE, "default": "x" * 2100}],
+    )
+    assert too_long["loc"] == []
+    assert "startup argument 1 is longer than 4096 characters" in too_long["msg"]
+
+
+async def test_a_default_that_fails_its_own_rules_is_refused_when_saved(world: World) -> None:
+    motd, seed = BLUEPRINT["variables"]
+    details = await saved(
+        world,
+        400,
+        variables=[
+            {**motd, "default": "not; allowed"},
+            {**seed, "default": "many"},
+            {"env": "LEVEL", "name": "Level", "default": "x" * 9, "max": 8},
+            {"env": "PVP", "name": "PvP", "type": "boolean", "default": "yes"},
+            {"env": "SLOTS", "name": "Slots", "type": "integer", "default": "5", "min": 10},
+        ],
+    )
+    assert [(d["loc"], d["msg"]) for d in details] == [
+        (["variables", 0], "Value error, default: does not match the required pattern"),
+        (["variables", 1], "Value error, default: must be a whole number"),
+        (["variables", 2], "Value error, default: must be at most 8 characters"),
+        (["variables", 3], "Value error, default: must be true or false"),
+        (["variables", 4], "Value error, default: must be at least 10"),
+    ]
+    # An empty default of a required variable means: give one when creating a server.
+    required = {"env": "TOKEN", "name": "Token", "required": True, "regex": "^[a-z]+$"}
+    await saved(world, 200, variables=[motd, seed, required])
+    refused = await world.admin.json("POST", "/api/v1/servers", status=400, json=server_body(world))
+    assert refused["error"]["details"] == [
+        {"loc": ["variables", "TOKEN"], "msg": "required", "type": "value_error"}
+    ]
+
+
+async def test_an_argument_over_the_limit_is_a_400_at_creation_and_startup_change(
+    world: World,
+) -> None:
+    _, seed = BLUEPRINT["variables"]
+    await replace_blueprint(
+        world,
+        startup="/usr/local/bin/fake-game --motd={{MOTD}}{{MOTD}}",
+        variables=[MOTD_FREE, seed],
+    )
+    before = await server_count(world)
+    expected = [
+        {
+            "loc": ["startup", 1],
+            "msg": "longer than 4096 characters once its placeholders are filled in",
+            "type": "value_error",
+        }
+    ]
+    created = await world.admin.json(
+        "POST",
+        "/api/v1/servers",
+        status=400,
+        json=server_body(world, variables={"MOTD": "x" * 2100}),
+    )
+    assert created["error"]["message"] == "the startup command would be too long"
+    assert created["error"]["details"] == expected
+    assert await server_count(world) == before
+
+    server = world.ids["alice_server"]
+    for user in (world.alice, world.admin):
+        changed = await user.json(
+            "PATCH",
+            f"/api/v1/servers/{server}/startup",
+            status=400,
+            json={"variables": {"MOTD": "x" * 2100}},
+        )
+        assert changed["error"]["details"] == expected
+    # Just at the limit: let through (to the node, which this world cannot reach).
+    await world.alice.json(
+        "PATCH",
+        f"/api/v1/servers/{server}/startup",
+        status=503,
+        json={"variables": {"MOTD": "x" * 2044}},
+    )
+
+
+async def test_a_blueprint_stored_before_these_checks_gets_a_400_not_a_500(world: World) -> None:
+    """Blueprints saved by an older version may break the rules saving now enforces."""
+    server = world.ids["alice_server"]
+    cases = [
+        ("/usr/local/bin/fake-game" + " -v" * 300, [], "301 arguments, at most 256"),
+        ("/usr/local/bin/fake-game 'oops", [], "be split into arguments: No closing quotation"),
+        ("/usr/local/bin/fake-game", ["", "ok"], "the server's specification is not valid"),
+    ]
+    for startup, denylist, message in cases:
+        async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+            await db.execute(
+                update(Blueprint)
+                .where(Blueprint.id == uuid.UUID(world.ids["blueprint"]))
+                .values(startup=startup, file_denylist=denylist)
+            )
+        created = await world.admin.json(
+            "POST", "/api/v1/servers", status=400, json=server_body(world)
+        )
+        assert message in created["error"]["message"]
+        changed = await world.alice.json(
+            "PATCH", f"/api/v1/servers/{server}/startup", status=400, json={}
+        )
+        assert changed["error"] == created["error"]
