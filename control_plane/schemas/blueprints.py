@@ -27,6 +27,8 @@ from shared.server_spec import (
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MAX_VALUE_LENGTH: Final = 4096
+# ASCII digits only: Python's \d also takes other scripts' digits (int() reads "٣" as 3).
+_INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 BUILT_INS: Final = ("SERVER_MEMORY", "SERVER_IP", "SERVER_PORT")
 # The built-in placeholders at their longest (a spec's memory, an allocation's address, a
 # port): a blueprint whose defaults fit with these fits every server.
@@ -51,7 +53,7 @@ def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
         return "required" if variable.get("required") else None
     kind = variable.get("type", "string")
     if kind == "integer":
-        if not re.fullmatch(r"-?\d{1,18}", value):
+        if not _INTEGER.fullmatch(value):
             return "must be a whole number"
         number = int(value)
         if variable.get("min") is not None and number < variable["min"]:
@@ -67,7 +69,8 @@ def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
         if variable.get("max") is not None and len(value) > variable["max"]:
             return f"must be at most {variable['max']} characters"
     regex = variable.get("regex")
-    if regex and not re.fullmatch(regex, value):
+    # ASCII \d, \w, \s and \b, as eggs mean them (PHP's PCRE without /u).
+    if regex and not re.fullmatch(regex, value, re.ASCII):
         return "does not match the required pattern"
     return None
 
@@ -131,7 +134,7 @@ class BlueprintVariable(Input):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                re.compile(value, re.ASCII)
             except re.error as err:
                 raise ValueError(f"not a valid regular expression: {err}") from err
         return value

@@ -330,3 +330,46 @@ async def test_a_blueprint_stored_before_these_checks_gets_a_400_not_a_500(world
             "PATCH", f"/api/v1/servers/{server}/startup", status=400, json={}
         )
         assert changed["error"] == created["error"]
+
+
+# --- 4. digits are ASCII digits -----------------------------------------------------------
+
+# Arabic-Indic, fullwidth, NKo, Devanagari: decimal digits to Python's \d and int().
+OTHER_DIGITS = ["\u0663", "\uff14\uff12", "-\u0663", "\u07c9", "\u0967\u0968"]
+
+
+async def test_integers_and_patterns_take_ascii_digits_only(world: World) -> None:
+    motd, seed = BLUEPRINT["variables"]
+    level = {
+        "env": "LEVEL",
+        "name": "Level",
+        "default": "1",
+        "regex": r"^\d{1,3}$",
+        "user_editable": True,
+    }
+    await replace_blueprint(world, variables=[motd, seed, level])
+    server = world.ids["alice_server"]
+    startup = f"/api/v1/servers/{server}/startup"
+    for digits in OTHER_DIGITS:
+        refused = await world.admin.json(
+            "PATCH",
+            startup,
+            status=400,
+            json={"variables": {"SECRET_SEED": digits, "LEVEL": digits}},
+        )
+        assert [(d["loc"], d["msg"]) for d in refused["error"]["details"]] == [
+            (["variables", "SECRET_SEED"], "must be a whole number"),
+            (["variables", "LEVEL"], "does not match the required pattern"),
+        ]
+        created = await world.admin.json(
+            "POST",
+            "/api/v1/servers",
+            status=400,
+            json=server_body(world, variables={"SECRET_SEED": digits}),
+        )
+        assert created["error"]["details"][0]["loc"] == ["variables", "SECRET_SEED"]
+        await saved(world, 400, variables=[motd, {**seed, "default": digits}, level])
+    # ASCII digits pass (and go to the node, which this world cannot reach).
+    await world.admin.json(
+        "PATCH", startup, status=503, json={"variables": {"SECRET_SEED": "-7", "LEVEL": "12"}}
+    )
