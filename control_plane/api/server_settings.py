@@ -29,11 +29,11 @@ routes = ApiRoutes("server settings")
 
 async def _startup(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
     blueprint = await blueprint_service.get_blueprint(req.db, server.blueprint_id)
-    spec = await service.build_spec(req.db, server)
-    # Owners see what users may see; only administrators see hidden variables.
+    # Owners see what users may see; only administrators see hidden variables, in the
+    # variables list and in the command alike.
     hidden_ok = req.access.role == "admin"
     return StartupOut(
-        command=list(spec.startup),
+        command=await service.shown_startup(req.db, server, blueprint, reveal_hidden=hidden_ok),
         image=server.image,
         images=[i["image"] for i in blueprint.images],
         variables=[

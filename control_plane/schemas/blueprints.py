@@ -4,22 +4,100 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shlex
 import uuid
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
 from shared.server_spec import (
     ENV_NAME,
+    MAX_ARG_LENGTH,
+    MAX_ARGS,
+    MAX_DENYLIST_PATTERNS,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
+    DenyPattern,
     ImageReference,
     StopCommand,
     StopSignal,
 )
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+MAX_VALUE_LENGTH: Final = 4096
+# ASCII digits only: Python's \d also takes other scripts' digits (int() reads "٣" as 3).
+_INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
+BUILT_INS: Final = ("SERVER_MEMORY", "SERVER_IP", "SERVER_PORT")
+# The built-in placeholders at their longest (a spec's memory, an allocation's address, a
+# port): a blueprint whose defaults fit with these fits every server.
+_LONGEST_BUILT_INS: Final = {
+    "SERVER_MEMORY": "1048576",
+    "SERVER_IP": "f" * 45,
+    "SERVER_PORT": "65535",
+}
+
+
+def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
+    """What is wrong with ``value`` for the blueprint variable ``variable``, or None.
+
+    ``variable`` is a :class:`BlueprintVariable` as stored (a dict). An empty value is
+    refused only if required; it is not checked further.
+    """
+    if len(value) > MAX_VALUE_LENGTH:
+        return f"at most {MAX_VALUE_LENGTH} characters"
+    if "\x00" in value:
+        return "must not contain NUL"
+    if value == "":
+        return "required" if variable.get("required") else None
+    kind = variable.get("type", "string")
+    if kind == "integer":
+        if not _INTEGER.fullmatch(value):
+            return "must be a whole number"
+        number = int(value)
+        if variable.get("min") is not None and number < variable["min"]:
+            return f"must be at least {variable['min']}"
+        if variable.get("max") is not None and number > variable["max"]:
+            return f"must be at most {variable['max']}"
+    elif kind == "boolean":
+        if value not in {"true", "false", "0", "1"}:
+            return "must be true or false"
+    else:
+        if variable.get("min") is not None and len(value) < variable["min"]:
+            return f"must be at least {variable['min']} characters"
+        if variable.get("max") is not None and len(value) > variable["max"]:
+            return f"must be at most {variable['max']} characters"
+    regex = variable.get("regex")
+    # ASCII \d, \w, \s and \b, as eggs mean them (PHP's PCRE without /u).
+    if regex and not re.fullmatch(regex, value, re.ASCII):
+        return "does not match the required pattern"
+    return None
+
+
+def startup_words(template: str) -> list[str]:
+    """The startup template split into its arguments, placeholders not yet filled in.
+
+    ValueError if it cannot be split (an unbalanced quote) or has too many arguments;
+    filling placeholders in never adds arguments, so this count is the command's.
+    """
+    try:
+        words = shlex.split(template)
+    except ValueError as err:
+        raise ValueError(f"cannot be split into arguments: {err}") from err
+    if len(words) > MAX_ARGS:
+        raise ValueError(f"splits into {len(words)} arguments, at most {MAX_ARGS}")
+    return words
+
+
+def fill_placeholders(words: list[str], values: Mapping[str, str]) -> list[str]:
+    """Each argument with its placeholders replaced by their values (unknown ones: empty)."""
+    return [PLACEHOLDER.sub(lambda m: values.get(m[1], ""), word) for word in words]
+
+
+def too_long(arguments: list[str]) -> list[int]:
+    """The positions of the arguments longer than a node takes."""
+    return [index for index, argument in enumerate(arguments) if len(argument) > MAX_ARG_LENGTH]
 
 
 class BlueprintImage(Input):
@@ -34,7 +112,7 @@ class BlueprintVariable(Input):
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=1000)
     type: Literal["string", "integer", "boolean"] = "string"
-    default: str = Field("", max_length=4096)
+    default: str = Field("", max_length=MAX_VALUE_LENGTH)
     required: bool = False
     regex: str | None = Field(None, max_length=512)
     min: int | None = None
@@ -56,7 +134,7 @@ class BlueprintVariable(Input):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                re.compile(value, re.ASCII)
             except re.error as err:
                 raise ValueError(f"not a valid regular expression: {err}") from err
         return value
@@ -67,6 +145,11 @@ class BlueprintVariable(Input):
             raise ValueError("min must not exceed max")
         if self.user_editable and not self.user_viewable:
             raise ValueError("a variable users can edit must be visible to them")
+        # Every server starts with the default: it must pass the rules servers' values do.
+        # An empty one of a required variable means that the administrator gives one.
+        problem = value_problem(self.model_dump(), self.default) if self.default else None
+        if problem:
+            raise ValueError(f"default: {problem}")
         return self
 
 
@@ -86,17 +169,30 @@ class BlueprintCreate(Input):
     install: BlueprintInstall | None = None
     variables: list[BlueprintVariable] = Field(default_factory=list, max_length=64)
     read_only_root: bool = True
-    file_denylist: list[str] = Field(default_factory=list, max_length=256)
+    # gitignore-style patterns of paths the file API never touches (node_agent/files/).
+    file_denylist: list[DenyPattern] = Field(default_factory=list, max_length=MAX_DENYLIST_PATTERNS)
+
+    @field_validator("startup")
+    @classmethod
+    def _splits(cls, value: str) -> str:
+        startup_words(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> BlueprintCreate:
         names = [v.env for v in self.variables]
         if len(set(names)) != len(names):
             raise ValueError("variable names must be unique")
-        known = set(names) | {"SERVER_PORT", "SERVER_IP", "SERVER_MEMORY"}
+        known = set(names) | set(BUILT_INS)
         unknown = sorted(set(PLACEHOLDER.findall(self.startup)) - known)
         if unknown:
             raise ValueError(f"startup uses undefined variables: {', '.join(unknown)}")
+        defaults = {v.env: v.default for v in self.variables} | _LONGEST_BUILT_INS
+        if long := too_long(fill_placeholders(startup_words(self.startup), defaults)):
+            raise ValueError(
+                f"startup argument {long[0]} is longer than {MAX_ARG_LENGTH} characters with "
+                "the variables' defaults"
+            )
         return self
 
 

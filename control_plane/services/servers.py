@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
-import shlex
 import uuid
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Select,
     Uuid,
@@ -26,11 +25,16 @@ from control_plane.db.models import Allocation, Blueprint, Node, Server, Subuser
 from control_plane.db.models.base import UuidText
 from control_plane.db.reader import StatementReader
 from control_plane.errors import Conflict, InvalidRequest, NotFound
-from control_plane.schemas.blueprints import PLACEHOLDER
+from control_plane.schemas.blueprints import (
+    fill_placeholders,
+    startup_words,
+    too_long,
+    value_problem,
+)
 from control_plane.security.caller import Caller
 from control_plane.security.permissions import ServerAccess
 from shared.errors import ErrorDetail
-from shared.server_spec import InstallSpec, ServerSpec
+from shared.server_spec import MAX_ARG_LENGTH, InstallSpec, ServerSpec
 
 
 async def access_for(
@@ -182,6 +186,10 @@ async def server_page(
     return ServerPage(servers, rows[0][_TOTAL] if rows else 0)
 
 
+# Shown in place of a value the caller may not see (the startup command of owners, sub-users).
+HIDDEN_VALUE: Final = "********"
+
+
 def _detail(field: str, message: str) -> ErrorDetail:
     return ErrorDetail(loc=["variables", field], msg=message, type="value_error")
 
@@ -191,8 +199,9 @@ def validate_variables(
 ) -> dict[str, str]:
     """Merge ``given`` into ``current`` (or the defaults) under the blueprint's rules.
 
-    With ``user``, only user-editable variables may be set. Every problem is reported, each
-    with its variable name.
+    With ``user``, only user-editable variables may be set, and a problem with a variable
+    users may not see is reported without its name or rule (they cannot fix it, and its
+    rule says something of its value). Every other problem is reported with its name.
     """
     spec = {v["env"]: v for v in blueprint.variables}
     problems: list[ErrorDetail] = []
@@ -203,57 +212,83 @@ def validate_variables(
             problems.append(_detail(env, "no such variable, or not editable"))
             continue
         values[env] = value
+    hidden_problem = False
     for env, variable in spec.items():
-        value = values[env]
-        problem = _variable_problem(variable, value)
-        if problem:
+        problem = value_problem(variable, values[env])
+        if problem is None:
+            continue
+        if user and not variable.get("user_viewable"):
+            hidden_problem = True
+        else:
             problems.append(_detail(env, problem))
+    if hidden_problem:
+        problems.append(
+            ErrorDetail(
+                loc=["variables"],
+                msg="a variable only administrators see is not valid: ask an administrator",
+                type="value_error",
+            )
+        )
     if problems:
         raise InvalidRequest("invalid variables", details=problems)
     return values
-
-
-def _variable_problem(variable: dict[str, Any], value: str) -> str | None:
-    if len(value) > 4096:
-        return "at most 4096 characters"
-    if "\x00" in value:
-        return "must not contain NUL"
-    if value == "":
-        return "required" if variable.get("required") else None
-    kind = variable.get("type", "string")
-    if kind == "integer":
-        if not re.fullmatch(r"-?\d{1,18}", value):
-            return "must be a whole number"
-        number = int(value)
-        if variable.get("min") is not None and number < variable["min"]:
-            return f"must be at least {variable['min']}"
-        if variable.get("max") is not None and number > variable["max"]:
-            return f"must be at most {variable['max']}"
-    elif kind == "boolean":
-        if value not in {"true", "false", "0", "1"}:
-            return "must be true or false"
-    else:
-        if variable.get("min") is not None and len(value) < variable["min"]:
-            return f"must be at least {variable['min']} characters"
-        if variable.get("max") is not None and len(value) > variable["max"]:
-            return f"must be at most {variable['max']} characters"
-    regex = variable.get("regex")
-    if regex and not re.fullmatch(regex, value):
-        return "does not match the required pattern"
-    return None
 
 
 def render_startup(template: str, values: dict[str, str]) -> list[str]:
     """Split the template into arguments first, then fill placeholders inside each one.
 
     A value can therefore never add arguments (no argument injection), and no shell ever
-    reads the result.
+    reads the result. 400 if the template cannot be split or has too many arguments (a
+    blueprint saved before these were checked).
     """
     try:
-        words = shlex.split(template)
+        words = startup_words(template)
     except ValueError as err:
-        raise InvalidRequest(f"the blueprint's startup command cannot be split: {err}") from err
-    return [PLACEHOLDER.sub(lambda m: values.get(m[1], ""), word) for word in words]
+        raise InvalidRequest(f"the blueprint's startup command {err}") from err
+    return fill_placeholders(words, values)
+
+
+def _check_lengths(arguments: list[str]) -> None:
+    """400 naming each argument that the values made longer than a node takes."""
+    problems = [
+        ErrorDetail(
+            loc=["startup", index],
+            msg=f"longer than {MAX_ARG_LENGTH} characters once its placeholders are filled in",
+            type="value_error",
+        )
+        for index in too_long(arguments)
+    ]
+    if problems:
+        raise InvalidRequest("the startup command would be too long", details=problems)
+
+
+def _placeholder_values(
+    server: Server, variables: dict[str, str], allocations: list[Allocation]
+) -> dict[str, str]:
+    """What each placeholder of the startup command stands for: the variables, then the
+    built-ins."""
+    primary = allocations[0] if allocations else None
+    return {
+        **variables,
+        "SERVER_MEMORY": str(server.memory_mib),
+        "SERVER_IP": primary.ip if primary else "",
+        "SERVER_PORT": str(primary.port) if primary else "",
+    }
+
+
+async def shown_startup(
+    db: AsyncSession, server: Server, blueprint: Blueprint, *, reveal_hidden: bool
+) -> list[str]:
+    """The server's startup command as a caller sees it: unless ``reveal_hidden``, the value
+    of every variable users may not see is :data:`HIDDEN_VALUE` (as in the variables list,
+    which leaves such variables out)."""
+    variables = dict(server.variables)
+    if not reveal_hidden:
+        for variable in blueprint.variables:
+            if not variable.get("user_viewable"):
+                variables[variable["env"]] = HIDDEN_VALUE
+    allocations = await allocations_of(db, server.id)
+    return render_startup(blueprint.startup, _placeholder_values(server, variables, allocations))
 
 
 @dataclass(frozen=True)
@@ -382,15 +417,29 @@ async def build_spec(
     if blueprint is None:
         raise NotFound("the server's blueprint no longer exists")
     allocations = await allocations_of(db, server.id)
-    primary = allocations[0] if allocations else None
     if variables is None:
         variables = dict(server.variables)
-    values = {
-        **variables,
-        "SERVER_MEMORY": str(server.memory_mib),
-        "SERVER_IP": primary.ip if primary else "",
-        "SERVER_PORT": str(primary.port) if primary else "",
-    }
+    values = _placeholder_values(server, variables, allocations)
+    startup = render_startup(blueprint.startup, values)
+    _check_lengths(startup)
+    try:
+        return _spec(server, blueprint, image, startup, variables, allocations)
+    except ValidationError as err:
+        # What no earlier check covers (a blueprint saved by an older version, server
+        # limits configured past a node's): a 400 naming the fields, never their values.
+        raise InvalidRequest.from_validation(
+            err, "the server's specification is not valid"
+        ) from err
+
+
+def _spec(
+    server: Server,
+    blueprint: Blueprint,
+    image: str | None,
+    startup: list[str],
+    variables: dict[str, str],
+    allocations: list[Allocation],
+) -> ServerSpec:
     install = (
         InstallSpec.model_validate(blueprint.install) if blueprint.install is not None else None
     )
@@ -398,7 +447,7 @@ async def build_spec(
         {
             "uuid": server.id,
             "image": server.image if image is None else image,
-            "startup": render_startup(blueprint.startup, values),
+            "startup": startup,
             "environment": dict(variables),
             "memory_mib": server.memory_mib,
             "swap_mib": server.swap_mib,
@@ -411,5 +460,6 @@ async def build_spec(
             "stop": blueprint.stop,
             "read_only_root": blueprint.read_only_root,
             "install": install,
+            "file_denylist": blueprint.file_denylist,
         }
     )
