@@ -8,8 +8,9 @@ from pathlib import Path
 
 import structlog
 
-from node_agent import firewall, install
+from node_agent import firewall
 from node_agent.app import create_app
+from node_agent.provision import cli as provision_cli
 from node_agent.settings import ConfigError, load_settings
 from node_agent.tls import TlsSetupError, generate_identity, server_context
 from shared.http_server import run_app
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--out-dir", type=Path, required=True, help="where agent.key/.crt go")
     generate.add_argument("--force", action="store_true", help="replace an existing pair")
     firewall.add_parser(sub)
-    install.add_parsers(sub)
+    provision_cli.add_parsers(sub)
     return parser
 
 
