@@ -30,7 +30,7 @@ from node_agent.docker.network import AgentNetwork
 from node_agent.events import NodeEventBus
 from node_agent.files.gate import VolumeGate
 from node_agent.server_records import RecordStore, ServerRecord
-from node_agent.volumes import ServerVolume
+from node_agent.storage.volume import ServerVolume
 from shared.errors import ApiError, Conflict, InvalidRequest
 from shared.node_api import CrashEvent, InstallEvent, StateEvent
 from shared.server_spec import (
