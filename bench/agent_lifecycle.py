@@ -69,7 +69,7 @@ from node_agent.docker.network import AGENT_NETWORK, AgentNetwork, ensure_agent_
 from node_agent.docker.output import follow_output
 from node_agent.docker.seccomp import DOCKER_DEFAULT_PROFILE, SeccompProfile
 from node_agent.docker.seccomp_context import INSPECTION_FILE
-from node_agent.server_records import RecordStore, ServerRecord
+from node_agent.servers.records import RecordStore, ServerRecord
 from node_agent.settings import AgentSettings, ConfigError
 from node_agent.storage.backend import NodeStorage, open_storage
 from node_agent.storage.context import game_user_ids
@@ -109,7 +109,7 @@ UNCAPPED_CONSOLE: Final[dict[str, int | float]] = {
 RSS_SETTLE_SECONDS: Final = 8.0
 STEP_REPEATS: Final = 20
 # What one create+start through the agent does that the direct path does not (counted in
-# node_agent/servers.py and managed_server.py): PUT ensures the network (two GETs), inspects
+# node_agent/servers/): PUT ensures the network (two GETs), inspects
 # the image twice, inspects the new container and answers a status (inspect), and saves the
 # record; POST power saves the record, finds the container, inspects it after the start and
 # answers a status. Plus a signed token per request.

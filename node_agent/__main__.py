@@ -9,8 +9,9 @@ from pathlib import Path
 
 import structlog
 
-from node_agent import firewall, install
+from node_agent import firewall
 from node_agent.app import create_app
+from node_agent.provision import cli as provision_cli
 from node_agent.settings import ConfigError, load_settings
 from node_agent.tls import TlsSetupError, generate_identity, server_context
 from shared.http_server import run_app
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "api-doc", help="print the node API (OpenAPI 3.1, made from shared/node_endpoints.py)"
     )
     firewall.add_parser(sub)
-    install.add_parsers(sub)
+    provision_cli.add_parsers(sub)
     return parser
 
 

@@ -31,11 +31,11 @@ from node_agent.keys import (
     STORAGE,
     VERIFIER,
 )
-from node_agent.managed_server import ServerServices
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.security.verify import require_command
-from node_agent.server_records import RecordStore
-from node_agent.servers import ServerRegistry
+from node_agent.servers.records import RecordStore
+from node_agent.servers.registry import ServerRegistry
+from node_agent.servers.server import ServerServices
 from node_agent.settings import AgentSettings
 from node_agent.stats import ServerStatsReader
 from node_agent.storage.context import storage_ctx

@@ -11,7 +11,7 @@ from node_agent.docker.seccomp import GameSeccomp
 from node_agent.events import NodeEventBus
 from node_agent.files.service import FileService
 from node_agent.security.replay import PersistentReplayCache
-from node_agent.servers import ServerRegistry
+from node_agent.servers.registry import ServerRegistry
 from node_agent.settings import AgentSettings
 from node_agent.stats import ServerStatsReader
 from node_agent.storage.backend import NodeStorage

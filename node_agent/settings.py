@@ -115,7 +115,7 @@ class AgentSettings(BaseModel):
     seccomp_base_profile: Path = DOCKER_DEFAULT_PROFILE
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    # The dev stack's agent leaves nothing running behind it (node_agent/servers.py).
+    # The dev stack's agent leaves nothing running behind it (node_agent/servers/registry.py).
     stop_servers_on_exit: bool = False
 
     @field_validator("trusted_keys")

@@ -17,7 +17,7 @@ from typing import Final
 
 from node_agent.docker.errors import ContainerMissing
 from node_agent.docker.stats import ContainerSample
-from node_agent.servers import ServerRegistry
+from node_agent.servers.registry import ServerRegistry
 from shared.server_spec import ServerState, ServerStats
 
 CACHE_SECONDS: Final = 1.0

@@ -17,7 +17,7 @@ import structlog
 from node_agent.backups import swap
 from node_agent.backups.store import PART_SUFFIX, BackupStore, utc_now
 from node_agent.files.confine import open_root
-from node_agent.servers import ServerRegistry
+from node_agent.servers.registry import ServerRegistry
 from shared.errors import NotFound
 
 log = structlog.get_logger("agent.backups")

@@ -32,8 +32,8 @@ from node_agent.events import NodeEventBus
 from node_agent.files.confine import open_root
 from node_agent.files.denylist import DenyList
 from node_agent.files.writes import Owner
-from node_agent.managed_server import ManagedServer
-from node_agent.servers import ServerRegistry
+from node_agent.servers.registry import ServerRegistry
+from node_agent.servers.server import ManagedServer
 from shared.backup_format import DEFAULT_CHUNK_BYTES, BackupWriter
 from shared.backups_api import BackupCreate, BackupRecord, Consistency, RestoreOutcome
 from shared.errors import ApiError, Conflict, NotFound

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 
 from node_agent.console.limits import ConsoleLimits
 from node_agent.console.server_console import ConsoleViewer, console_message
-from node_agent.managed_server import ManagedServer
 from node_agent.security.socket_lease import TOKEN_EXPIRED_CLOSE_CODE, SocketLease
+from node_agent.servers.server import ManagedServer
 from shared.errors import ApiError
 from shared.node_api import ConsoleInbound
 from shared.protocol import CommandRejected

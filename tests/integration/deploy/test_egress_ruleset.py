@@ -29,7 +29,8 @@ from node_agent.egress.policy import (
     render_ruleset,
     table_name,
 )
-from node_agent.install import InstallError, remove_egress_table
+from node_agent.provision.errors import InstallError
+from node_agent.provision.uninstall import remove_egress_table
 
 
 def _unavailable() -> str | None:

@@ -14,7 +14,8 @@ from typing import Final
 
 import pytest
 
-from node_agent.install import AGENT_UNIT, Layout
+from node_agent.provision.layout import Layout
+from node_agent.provision.systemd import AGENT_UNIT
 from tests.conftest import require_tool, service_missing
 from tests.integration.deploy.support import REPO_ROOT, probe
 from tests.support.agent_process import SigningKey, free_port

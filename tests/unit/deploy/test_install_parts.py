@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.install import Bundle, InstallError, dump_toml, systemd_escape_path
+from node_agent.provision.bundle import Bundle
+from node_agent.provision.errors import InstallError
+from node_agent.provision.systemd import systemd_escape_path
+from node_agent.provision.toml_writer import dump_toml
 from tests.conftest import require_tool
 
 

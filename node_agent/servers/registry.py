@@ -2,12 +2,13 @@
 
 :class:`ServerRegistry` is what the HTTP routes call. It loads the records the agent wrote
 before it (re)started, restores each server's state from its container (starting the ones
-that should run, e.g. after a host reboot), and follows dockerd's events so that every start
-and exit of a game container reaches its :class:`ManagedServer`. It never stops a container
-when the agent starts or stops (except :meth:`ServerRegistry.stop_all`, which only the dev
-stack's agent calls at exit); containers carrying the agent's label that it does not know
-are logged and left alone. Creating a server checks the images first and undoes every step
-on failure, so a refused create leaves no container, volume or record behind.
+that should run, e.g. after a host reboot), and follows dockerd's events (``watch.py``) so
+that every start and exit of a game container reaches its :class:`ManagedServer`. It never
+stops a container when the agent starts or stops (except :meth:`ServerRegistry.stop_all`,
+which only the dev stack's agent calls at exit); containers carrying the agent's label that
+it does not know are logged and left alone. Creating a server checks the images first and
+undoes every step on failure, so a refused create leaves no container, volume or record
+behind.
 
 Disk limits: :meth:`ServerRegistry.resize_disk` changes a volume's limit and the record
 together, and :meth:`ServerRegistry.over_disk_limit` is the polled (``directory``) backend's
@@ -18,33 +19,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Callable
-from typing import Final
 
 import structlog
 
 from node_agent.console.limits import ConsoleLimits
 from node_agent.console.server_console import ServerConsole
 from node_agent.docker.containers import ContainerRuntime
-from node_agent.docker.events import ContainerEvent
 from node_agent.docker.hardening import (
     ContainerPlacement,
     game_container_name,
     install_container_name,
 )
 from node_agent.events import NodeEventBus
-from node_agent.managed_server import ManagedServer, ServerServices
-from node_agent.server_records import ServerRecord
+from node_agent.servers import install, power
+from node_agent.servers.records import ServerRecord
+from node_agent.servers.server import ManagedServer, ServerServices
+from node_agent.servers.watch import ContainerWatch
 from node_agent.storage.volume import DiskUsage, ServerVolume
 from shared.errors import ApiError, Conflict, NotFound
 from shared.server_spec import ServerSpec, ServerStatus
 
 log = structlog.get_logger("agent.servers")
 VolumeFactory = Callable[[uuid.UUID], ServerVolume]
-# After the event stream breaks (dockerd restarting), wait this long before following again.
-EVENTS_RETRY_SECONDS: Final = 1.0
 
 
 class ServerRegistry:
@@ -62,7 +60,7 @@ class ServerRegistry:
         self._console_limits = console_limits
         self._servers: dict[uuid.UUID, ManagedServer] = {}
         self._creating: set[uuid.UUID] = set()
-        self._watcher: asyncio.Task[None] | None = None
+        self._watch = ContainerWatch(services.runtime, self._servers)
 
     @property
     def runtime(self) -> ContainerRuntime:
@@ -94,36 +92,15 @@ class ServerRegistry:
         """Take each server's state from Docker, then follow Docker's events from now on."""
         for server in list(self._servers.values()):
             try:
-                await server.restore()
+                await power.restore_power(server)
             except ApiError as err:
                 log.warning("server not restored", server=str(server.spec.uuid), error=err.message)
-        await self._report_strangers()
-        self._watcher = asyncio.create_task(self._watch_containers(), name="container-watch")
-
-    async def _report_strangers(self) -> None:
-        try:
-            containers = await self.runtime.list_managed()
-        except ApiError as err:
-            log.warning("managed containers not listed", error=err.message)
-            return
-        for container in containers:
-            known = container.server_id in self._servers and container.name in {
-                game_container_name(container.server_id),
-                install_container_name(container.server_id),
-            }
-            if not known:
-                log.warning(
-                    "unknown managed container left alone",
-                    container=container.name,
-                    container_id=container.id[:12],
-                    server=str(container.server_id),
-                )
+        await self._watch.report_strangers()
+        self._watch.start()
 
     async def close(self) -> None:
         """Stop following Docker and cancel background work (containers keep running)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self._watch.close()
         await asyncio.gather(*(server.close() for server in self._servers.values()))
 
     async def stop_all(self) -> None:
@@ -155,41 +132,6 @@ class ServerRegistry:
                 server.container, spec.stop, grace_seconds=spec.stop_timeout_seconds
             )
             log.info("server stopped at exit", server=str(spec.uuid))
-
-    # --- following Docker ------------------------------------------------------------------
-
-    async def _watch_containers(self) -> None:
-        while True:
-            # Events from ``since`` are replayed after the resync; judging an exit is idempotent.
-            since = time.time()
-            try:
-                await self._resync()
-                async for event in self.runtime.events(since=since):
-                    await self._on_event(event)
-            except ApiError as err:
-                log.warning("docker events interrupted", error=err.message)
-            await asyncio.sleep(EVENTS_RETRY_SECONDS)
-
-    async def _resync(self) -> None:
-        for server in list(self._servers.values()):
-            if server.state == "running":
-                await server.container_exited()
-            elif server.state not in {"starting", "stopping", "installing"}:
-                await server.container_started()
-
-    async def _on_event(self, event: ContainerEvent) -> None:
-        server = self._servers.get(event.server_id)
-        if server is None or event.role != "game":
-            return
-        try:
-            if event.action == "start":
-                await server.container_started()
-            else:
-                await server.container_exited()
-        except ApiError as err:
-            log.warning(
-                "container event not handled", server=str(event.server_id), error=err.message
-            )
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -249,7 +191,7 @@ class ServerRegistry:
     async def reinstall(self, server_id: uuid.UUID) -> ServerStatus:
         """Run the install step again on a stopped server (409 otherwise), in the background."""
         server = self.get(server_id)
-        await server.reinstall()
+        await install.reinstall(server)
         log.info("server reinstall", server=str(server_id), install=server.record.install)
         return await server.status()
 
@@ -266,8 +208,7 @@ class ServerRegistry:
             self._creating.discard(spec.uuid)
         self._servers[spec.uuid] = server
         if spec.install is not None:
-            server.state = "installing"
-            server.spawn(server.install(), name=f"install-{spec.uuid}")
+            install.begin_install(server, task_name=f"install-{spec.uuid}")
         log.info("server created", server=str(spec.uuid), install=server.record.install)
         return await server.status()
 

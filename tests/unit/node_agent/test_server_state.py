@@ -1,0 +1,187 @@
+"""A server's state has one writer: each change is one event and one console status line.
+
+Built from the agent's real parts (event bus, console, record store, volume); nothing here
+reaches Docker, so its client points at a socket that does not exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiodocker
+import pytest
+
+from node_agent.console.limits import ConsoleLimits
+from node_agent.console.server_console import ConsoleViewer, ServerConsole
+from node_agent.docker.containers import ContainerRuntime
+from node_agent.docker.hardening import game_container_name
+from node_agent.docker.network import AgentNetwork
+from node_agent.events import EventSubscription, NodeEventBus
+from node_agent.servers.records import RecordStore, ServerRecord
+from node_agent.servers.server import ManagedServer, ServerServices
+from node_agent.servers.state import ServerStateMachine
+from node_agent.storage.directory import DirectoryVolume
+from shared.node_api import StateEvent
+from shared.server_spec import ServerSpec, ServerState
+
+AGENT_PACKAGE = Path(__file__).resolve().parents[3] / "node_agent"
+STATE_MODULE = AGENT_PACKAGE / "servers" / "state.py"
+
+
+async def _no_network() -> AgentNetwork:
+    raise AssertionError("no network is needed to change a state")
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ManagedServer]:
+    async with aiodocker.Docker(url=f"unix://{tmp_path}/no-docker.sock") as docker:
+        runtime = ContainerRuntime(docker)
+        spec = ServerSpec(
+            uuid=uuid.uuid4(), image="stellar-test/fake-game:latest", disk_mib=256, memory_mib=64
+        )
+        services = ServerServices(
+            runtime=runtime,
+            records=RecordStore(tmp_path),
+            events=NodeEventBus(),
+            network=_no_network,
+            crash_loop_window=60.0,
+        )
+        console = ServerConsole(spec.uuid, game_container_name(spec.uuid), runtime, ConsoleLimits())
+        volume = DirectoryVolume(tmp_path, spec.uuid, os.getuid(), os.getgid())
+        managed = ManagedServer(ServerRecord(spec=spec), volume, console, services)
+        try:
+            yield managed
+        finally:
+            await managed.close()
+
+
+async def _drain_events(subscription: EventSubscription) -> list[StateEvent]:
+    events: list[StateEvent] = []
+    while True:
+        try:
+            event = await asyncio.wait_for(subscription.next(), 0.05)
+        except TimeoutError:
+            return events
+        assert isinstance(event, StateEvent)
+        events.append(event)
+
+
+async def _drain_statuses(viewer: ConsoleViewer) -> list[str]:
+    statuses: list[str] = []
+    while True:
+        try:
+            frame = await asyncio.wait_for(viewer.next_frame(), 0.05)
+        except TimeoutError:
+            return statuses
+        assert frame is not None
+        message = json.loads(frame)
+        assert message["event"] == "status"
+        statuses.append(message["args"][0])
+
+
+async def test_each_state_change_is_one_event_and_one_console_status_line(
+    server: ManagedServer,
+) -> None:
+    subscription = server.services.events.subscribe()
+    viewer = server.console.add_viewer()
+    asked: list[ServerState] = [
+        "offline",
+        "installing",
+        "installing",
+        "offline",
+        "starting",
+        "running",
+        "running",
+        "stopping",
+        "offline",
+        "crashed",
+        "crashed",
+        "starting",
+    ]
+    for state in asked:
+        server.set_state(state)
+
+    changes = [
+        "installing",
+        "offline",
+        "starting",
+        "running",
+        "stopping",
+        "offline",
+        "crashed",
+        "starting",
+    ]
+    events = await _drain_events(subscription)
+    assert [event.state for event in events] == changes
+    assert {event.server for event in events} == {server.spec.uuid}
+    assert await _drain_statuses(viewer) == changes
+    assert server.services.events.published == len(changes)
+    assert server.state == "starting"
+
+
+async def test_a_servers_state_cannot_be_assigned(server: ManagedServer) -> None:
+    subscription = server.services.events.subscribe()
+
+    with pytest.raises(AttributeError):
+        server.state = "running"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        setattr(server, "state", "running")  # noqa: B010
+    machine = ServerStateMachine(server.spec.uuid, server.services.events, server.console)
+    with pytest.raises(AttributeError):
+        machine.state = "running"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        machine.current = "running"  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        ManagedServer(  # type: ignore[call-arg]
+            server.record, server.volume, server.console, server.services, state="running"
+        )
+
+    assert (server.state, machine.state) == ("offline", "offline")
+    assert await _drain_events(subscription) == []
+
+
+WRITTEN_NAMES = {"state", "_current"}
+
+
+def _state_writes(path: Path) -> list[int]:
+    """Lines of ``path`` that assign an attribute named ``state`` or ``_current`` (also by
+    ``setattr`` with that name). A property without a setter refuses the rest at run time
+    (test above)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = [
+                element
+                for target in node.targets
+                for element in (target.elts if isinstance(target, ast.Tuple) else [target])
+            ]
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr":
+            name = node.args[1] if len(node.args) > 1 else None
+            if isinstance(name, ast.Constant) and name.value in WRITTEN_NAMES:
+                lines.append(node.lineno)
+        lines.extend(
+            target.lineno
+            for target in targets
+            if isinstance(target, ast.Attribute) and target.attr in WRITTEN_NAMES
+        )
+    return lines
+
+
+def test_no_module_of_the_agent_writes_a_state_but_the_state_machine() -> None:
+    writes = {
+        str(path.relative_to(AGENT_PACKAGE)): _state_writes(path)
+        for path in sorted(AGENT_PACKAGE.rglob("*.py"))
+        if path != STATE_MODULE
+    }
+    assert {path: lines for path, lines in writes.items() if lines} == {}
+    # The machine itself writes its slot in two places: the start, and change().
+    assert len(_state_writes(STATE_MODULE)) == 2
