@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDictProxy
 
+from shared.protocol import MAX_TOKEN_LENGTH
 from tests.integration.control_plane.test_security_headers import assert_headers
 from tests.integration.control_plane.test_startup_validation import GOOD_SECRET, free_port
 from tests.support.panel import Panel
@@ -33,12 +34,17 @@ def long_request_line() -> bytes:
     return request_bytes("GET", f"/api/v1/auth/session?{MARKER}={'a' * 9000}", {})
 
 
+# Over both services' header limits: the control plane's 8190 bytes, and the agent's, which
+# is raised to twice the longest command token (shared.protocol.MAX_TOKEN_LENGTH).
+HEADER_FILLER = "a" * (2 * MAX_TOKEN_LENGTH + 1000)
+
+
 def long_header() -> bytes:
-    return request_bytes("GET", "/healthz", {"X-Filler": MARKER + "a" * 9000})
+    return request_bytes("GET", "/healthz", {"X-Filler": MARKER + HEADER_FILLER})
 
 
 def long_header_name() -> bytes:
-    return request_bytes("GET", "/healthz", {f"X-{MARKER}{'a' * 9000}": "1"})
+    return request_bytes("GET", "/healthz", {f"X-{MARKER}{HEADER_FILLER}": "1"})
 
 
 def too_many_headers() -> bytes:
