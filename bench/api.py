@@ -19,6 +19,12 @@ Run ``python bench/api.py`` (``--help`` for the options). In one run it
    ``--logins`` clients sign in with the right password in a loop, alternating the two
    phases. Password checks run bcrypt in worker threads; if they ran on the event loop,
    every cheap request would wait for whole bcrypt computations.
+4. (c) measures p50/p99 of one user's writes (renaming a server, creating an API key) sent
+   one at a time while no node call is under way, and while another user's power action
+   waits on a node that takes ``--slow-node-seconds`` to answer (``tests/support/
+   slow_node.py``: it checks each command token like the agent and sits on it), alternating
+   the two phases. A route that held a database transaction while the node answered would
+   hold every writer for that long on SQLite.
 
 With ``--postgres URL`` (a database through which the role may ``CREATE DATABASE``, like
 the test suite's ``STELLAR_TEST_POSTGRES_URL``, the default when set), (a) and (b) are
@@ -43,6 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -50,6 +57,7 @@ from typing import Any, Final
 
 import aiohttp
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # Run as a script (python bench/x.py), the repository root is not on the path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -65,12 +73,15 @@ from bench.processes import (
 from control_plane import cli_ops
 from control_plane.db.engine import create_engine, session_factory
 from control_plane.db.models import Allocation, ApiKey, Blueprint, Node
+from control_plane.db.models import Server as ServerRow
 from control_plane.db.session import transaction
 from control_plane.security.api_keys import new_key
 from control_plane.security.sessions import cookie_name
 from control_plane.services import servers as server_service
 from control_plane.services import users as user_service
 from control_plane.settings import ControlPlaneSettings, load_settings
+from shared.command_keys import write_private_key
+from tests.support.slow_node import SlowNode
 
 HELLO_PATH: Final = "/hello"
 SERVERS_PATH: Final = "/api/v1/servers"
@@ -78,10 +89,10 @@ HEALTH_PATH: Final = "/healthz"
 SESSION_PATH: Final = "/api/v1/auth/session"
 LOGIN_PATH: Final = "/api/v1/auth/login"
 EMAIL: Final = "bench@example.org"
+OTHER_EMAIL: Final = "other@example.org"
 PASSWORD: Final = "correct horse battery staple"
-DEAD_NODE_URL: Final = "http://127.0.0.1:9"  # the discard port: nothing answers
 MAX_PAGE: Final = 100  # PageQuery.per_page's limit
-RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60"
+RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60,power=1000000/60"
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 TARGET_THROUGHPUT_RATIO: Final = 0.30
 TARGET_P99_RATIO: Final = 2.0
@@ -115,7 +126,7 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(OUR_VARIABLES)}
 
 
-def panel_env(database_url: str, port: int, bcrypt_cost: int) -> dict[str, str]:
+def panel_env(database_url: str, port: int, bcrypt_cost: int, key_file: Path) -> dict[str, str]:
     return {
         **base_env(),
         "STELLAR_ENV": "development",
@@ -125,6 +136,8 @@ def panel_env(database_url: str, port: int, bcrypt_cost: int) -> dict[str, str]:
         "STELLAR_RATE_LIMITS": RATE_LIMITS,
         "STELLAR_HOST": "127.0.0.1",
         "STELLAR_PORT": str(port),
+        "STELLAR_SIGNING_KEY_FILE": str(key_file),
+        "STELLAR_NODE_TIMEOUT_SECONDS": "120",
     }
 
 
@@ -143,8 +156,21 @@ def hello_server(root: Path) -> Server:
 # --------------------------------------------------------------------------- the database
 
 
-async def populate(settings: ControlPlaneSettings, servers: int) -> str:
-    """Migrate, then one user owning ``servers`` servers, and a read key; return the key."""
+@dataclass(frozen=True)
+class Population:
+    """What ``populate`` made: the bench user's read key; the node; the other user's write
+    key and server (for the slow power action of (c))."""
+
+    api_key: str
+    node_id: str
+    other_key: str
+    other_server: str
+    first_server: str
+
+
+async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) -> Population:
+    """Migrate, then one user owning ``servers`` servers and a read key, and another user
+    with one server and a write key, all on one node at ``node_url``."""
     await cli_ops.migrate(settings)
     engine = create_engine(settings.database_url or "")
     try:
@@ -156,11 +182,19 @@ async def populate(settings: ControlPlaneSettings, servers: int) -> str:
                 is_admin=False,
                 bcrypt_cost=settings.bcrypt_cost,
             )
-            node = Node(name="bench-node", url=DEAD_NODE_URL, memory_mib=0, disk_mib=0)
+            other = await user_service.create_user(
+                db,
+                email=OTHER_EMAIL,
+                password=PASSWORD,
+                is_admin=False,
+                bcrypt_cost=settings.bcrypt_cost,
+            )
+            node = Node(name="bench-node", url=node_url, memory_mib=0, disk_mib=0)
             db.add(node)
             await db.flush()
             db.add_all(
-                Allocation(node_id=node.id, ip="127.0.0.1", port=30000 + i) for i in range(servers)
+                Allocation(node_id=node.id, ip="127.0.0.1", port=30000 + i)
+                for i in range(servers + 1)
             )
             blueprint = Blueprint(
                 name="bench game",
@@ -176,11 +210,12 @@ async def populate(settings: ControlPlaneSettings, servers: int) -> str:
             db.add(blueprint)
             await db.flush()
             limits = server_service.ServerLimits(512, 0, 100, 1024, 256)
-            for i in range(servers):
+            made: list[ServerRow] = []
+            for i, owner in enumerate([user] * servers + [other]):
                 server = await server_service.create_server(
                     db,
                     name=f"server {i:03d}",
-                    owner=user,
+                    owner=owner,
                     blueprint=blueprint,
                     node_id=node.id,
                     image=None,
@@ -188,37 +223,48 @@ async def populate(settings: ControlPlaneSettings, servers: int) -> str:
                     variables={},
                 )
                 server.state = "offline"
-            full, prefix, secret_hash = new_key()
-            db.add(
-                ApiKey(
-                    user_id=user.id,
-                    name="bench",
-                    prefix=prefix,
-                    secret_hash=secret_hash,
-                    scopes=["read"],
-                    allowed_ips=[],
+                made.append(server)
+            keys = {}
+            for owner, scopes in ((user, ["read"]), (other, ["write"])):
+                full, prefix, secret_hash = new_key()
+                keys[owner.email] = full
+                db.add(
+                    ApiKey(
+                        user_id=owner.id,
+                        name="bench",
+                        prefix=prefix,
+                        secret_hash=secret_hash,
+                        scopes=scopes,
+                        allowed_ips=[],
+                    )
                 )
+            population = Population(
+                api_key=keys[EMAIL],
+                node_id=str(node.id),
+                other_key=keys[OTHER_EMAIL],
+                other_server=str(made[-1].id),
+                first_server=str(made[0].id),
             )
     finally:
         await engine.dispose()
-    return full
+    return population
 
 
 # --------------------------------------------------------------------------- load
 
 
-async def sign_in(session: aiohttp.ClientSession, base_url: str) -> str:
-    """POST the password and return the session cookie's value."""
+async def sign_in(session: aiohttp.ClientSession, base_url: str) -> tuple[str, str]:
+    """POST the password and return the session cookie's value and its CSRF token."""
     async with session.post(
         base_url + LOGIN_PATH, json={"email": EMAIL, "password": PASSWORD}
     ) as response:
-        body = await response.read()
+        body: Any = await response.json()
         if response.status != 200:
-            raise RuntimeError(f"login answered {response.status}: {body[:200]!r}")
+            raise RuntimeError(f"login answered {response.status}: {body}")
         morsel = response.cookies.get(cookie_name(False))
         if morsel is None:
             raise RuntimeError("login set no session cookie")
-        return morsel.value
+        return morsel.value, str(body["csrf_token"])
 
 
 async def check_listing(
@@ -343,7 +389,111 @@ async def bench_logins(panel: Server, cookie: str, args: argparse.Namespace) -> 
     return probes
 
 
+@dataclass
+class SlowNodeWrites:
+    """One user's writes, with no node call under way and while another's waits on a node."""
+
+    idle: Run = field(default_factory=Run)
+    busy: Run = field(default_factory=Run)
+    slow_calls: int = 0
+    slow_seconds: float = 0.0
+
+
+async def bench_slow_node(
+    panel: Server,
+    node: SlowNode,
+    node_port: int,
+    cookie: str,
+    csrf: str,
+    population: Population,
+    args: argparse.Namespace,
+) -> SlowNodeWrites:
+    result = SlowNodeWrites()
+    runner = web.AppRunner(node.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", node_port).start()
+    writer_headers = {"Cookie": f"{cookie_name(False)}={cookie}", "X-CSRF-Token": csrf}
+    other_headers = {"Authorization": f"Bearer {population.other_key}"}
+    rename_url = f"{panel.base_url}{SERVERS_PATH}/{population.first_server}"
+    keys_url = f"{panel.base_url}/api/v1/account/api-keys"
+    power_url = f"{panel.base_url}{SERVERS_PATH}/{population.other_server}/power"
+    try:
+        async with client_session(1) as writes, client_session(1) as powers:
+
+            async def write(run: Run, n: int) -> None:
+                for method, url, payload, expect in (
+                    ("PATCH", rename_url, {"name": f"server {n}"}, 200),
+                    ("POST", keys_url, {"name": f"k{n}", "scopes": ["read"]}, 201),
+                ):
+                    start = time.perf_counter_ns()
+                    async with writes.request(
+                        method, url, json=payload, headers=writer_headers
+                    ) as response:
+                        body = await response.read()
+                    run.latencies.append(us_since(start))
+                    if response.status != expect:
+                        run.failed(f"{method} {url} answered {response.status}: {body[:200]!r}")
+
+            async def slow_power() -> None:
+                started = time.perf_counter()
+                async with powers.post(
+                    power_url, json={"action": "start"}, headers=other_headers
+                ) as response:
+                    body = await response.read()
+                result.slow_seconds += time.perf_counter() - started
+                result.slow_calls += 1
+                if response.status != 202:
+                    raise RuntimeError(
+                        f"the slow power action answered {response.status}: {body!r}"
+                    )
+
+            counter = 0
+            for turn in range(args.slow_rounds):
+                for busy in (False, True) if turn % 2 == 0 else (True, False):
+                    call = asyncio.create_task(slow_power()) if busy else None
+                    while call is not None and node.waiting == 0:
+                        await asyncio.sleep(0.005)
+                    for _ in range(args.slow_writes):
+                        counter += 1
+                        await write(result.busy if busy else result.idle, counter)
+                    if call is not None:
+                        if node.waiting == 0:
+                            raise RuntimeError("the writes outlasted the slow node's answer")
+                        await call
+    finally:
+        await runner.cleanup()
+    return result
+
+
 # --------------------------------------------------------------------------- report
+
+
+def slow_node_rows(label: str, writes: SlowNodeWrites, delay: float) -> float:
+    idle, busy = writes.idle, writes.busy
+    ratio = percentile(busy.latencies, 99) / percentile(idle.latencies, 99)
+    print(
+        f"(c) {label}: one user's writes (rename a server, create an API key) one at a time,"
+        f" idle vs while another user's power action waits {delay:.0f} s on its node;"
+        f" latency in ms"
+    )
+    print(
+        f"  {'':<34} {'n idle':>7} {'p50':>8} {'p99':>8} {'n busy':>7} {'p50':>8} {'p99':>8}"
+        f" {'errors':>7} {'p99 x':>7}"
+    )
+    print(
+        f"  {'writes':<34} {len(idle.latencies):>7} {ms(statistics.median(idle.latencies)):>8}"
+        f" {ms(percentile(idle.latencies, 99)):>8} {len(busy.latencies):>7}"
+        f" {ms(statistics.median(busy.latencies)):>8} {ms(percentile(busy.latencies, 99)):>8}"
+        f" {idle.errors + busy.errors:>7} {ratio:>7.2f}"
+    )
+    print(
+        f"  slow power actions: {writes.slow_calls}, each answered after"
+        f" {writes.slow_seconds / max(writes.slow_calls, 1):.1f} s"
+    )
+    for run in (idle, busy):
+        if run.first_error:
+            print(f"  first error: {run.first_error}")
+    return ratio
 
 
 def ms(value: float) -> str:
@@ -459,6 +609,21 @@ def _parser() -> argparse.ArgumentParser:
         "--bcrypt-cost", type=int, default=12, help="STELLAR_BCRYPT_COST (default 12)"
     )
     parser.add_argument(
+        "--slow-node-seconds",
+        type=float,
+        default=10.0,
+        help="how long the slow node of (c) takes to answer a power action (default 10)",
+    )
+    parser.add_argument(
+        "--slow-rounds", type=int, default=2, help="alternating blocks per phase in (c) (default 2)"
+    )
+    parser.add_argument(
+        "--slow-writes",
+        type=int,
+        default=20,
+        help="writes (x2 requests) per block in (c) (default 20)",
+    )
+    parser.add_argument(
         "--postgres",
         metavar="URL",
         default=os.environ.get("STELLAR_TEST_POSTGRES_URL", ""),
@@ -474,7 +639,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-async def _sign_in_once(panel: Server) -> str:
+async def _sign_in_once(panel: Server) -> tuple[str, str]:
     async with client_session(1) as session:
         return await sign_in(session, panel.base_url)
 
@@ -484,20 +649,33 @@ class Result:
     label: str
     listing: Listing
     probes: Probes
+    slow_node: SlowNodeWrites
 
 
 def run_backend(
     label: str, database_url: str, root: Path, hello: Server, args: argparse.Namespace
 ) -> Result:
-    """Populate the database, serve it, and run (a) and (b) against it."""
-    env = panel_env(database_url, free_port(), args.bcrypt_cost)
-    api_key = asyncio.run(populate(load_settings(env), args.servers))
+    """Populate the database, serve it, and run (a), (b) and (c) against it."""
+    key_file = root / f"signing-{label.lower()}.key"
+    signing_key = Ed25519PrivateKey.generate()
+    write_private_key(key_file, signing_key)
+    env = panel_env(database_url, free_port(), args.bcrypt_cost, key_file)
+    settings = load_settings(env)
+    node_port = free_port()
+    population = asyncio.run(populate(settings, args.servers, f"http://127.0.0.1:{node_port}"))
+    node = SlowNode(
+        uuid.UUID(population.node_id),
+        signing_key.public_key(),
+        settings.issuer,
+        delay=args.slow_node_seconds,
+    )
     panel = panel_server(f"control-plane-{label.lower()}", root, env)
     with running([panel]):
-        cookie = asyncio.run(_sign_in_once(panel))
-        listing = asyncio.run(bench_listing(panel, hello, api_key, cookie, args))
+        cookie, csrf = asyncio.run(_sign_in_once(panel))
+        listing = asyncio.run(bench_listing(panel, hello, population.api_key, cookie, args))
         probes = asyncio.run(bench_logins(panel, cookie, args))
-    return Result(label, listing, probes)
+        slow = asyncio.run(bench_slow_node(panel, node, node_port, cookie, csrf, population, args))
+    return Result(label, listing, probes, slow)
 
 
 def run_postgres(root: Path, hello: Server, args: argparse.Namespace) -> Result | None:
@@ -517,7 +695,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_hello is not None:
         serve_hello(args.serve_hello)
         return 0
-    counts = (args.servers, args.concurrency, args.rounds, args.probe_rounds, args.logins)
+    counts = (
+        args.servers,
+        args.concurrency,
+        args.rounds,
+        args.probe_rounds,
+        args.logins,
+        args.slow_rounds,
+        args.slow_writes,
+    )
     if min(counts) < 1 or min(args.seconds, args.probe_seconds) <= 0:
         print("every count and duration must be positive", file=sys.stderr)
         return 2
@@ -558,6 +744,12 @@ def main(argv: list[str] | None = None) -> int:
                 f" (target <= {TARGET_P99_RATIO}:"
                 f" {verdict(ratio, TARGET_P99_RATIO, at_least=False)})"
             )
+    for result in results:
+        ratio = slow_node_rows(result.label, result.slow_node, args.slow_node_seconds)
+        summary.append(
+            f"ratio p99 writes while a node is slow / idle, {result.label}: {ratio:.2f}"
+            f" (target <= {TARGET_P99_RATIO}: {verdict(ratio, TARGET_P99_RATIO, at_least=False)})"
+        )
     print(f"total bench time {time.perf_counter() - started:.1f} s")
     for line in summary:
         print(line)
