@@ -77,8 +77,8 @@ from control_plane.db.models import Server as ServerRow
 from control_plane.db.session import transaction
 from control_plane.security.api_keys import new_key
 from control_plane.security.sessions import cookie_name
-from control_plane.services import servers as server_service
 from control_plane.services import users as user_service
+from control_plane.services.servers import placement
 from control_plane.settings import ControlPlaneSettings, load_settings
 from shared.command_keys import write_private_key
 from tests.support.slow_node import SlowNode
@@ -209,10 +209,10 @@ async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) 
             )
             db.add(blueprint)
             await db.flush()
-            limits = server_service.ServerLimits(512, 0, 100, 1024, 256)
+            limits = placement.ServerLimits(512, 0, 100, 1024, 256)
             made: list[ServerRow] = []
             for i, owner in enumerate([user] * servers + [other]):
-                server = await server_service.create_server(
+                server = await placement.create_server(
                     db,
                     name=f"server {i:03d}",
                     owner=owner,

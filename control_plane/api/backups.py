@@ -24,7 +24,6 @@ from control_plane.keys import SECRET_BOX, SESSIONS
 from control_plane.nodes.backup_stream import decrypted
 from control_plane.schemas.common import Input, Output
 from control_plane.services import backups as service
-from control_plane.services import infrastructure as infra
 from shared.backups_api import BackupCreate as NodeBackupCreate
 from shared.backups_api import BackupRecord as NodeBackupRecord
 from shared.backups_api import BackupRestore as NodeBackupRestore
@@ -63,10 +62,10 @@ class BackupList(Output):
 
 
 async def _node_and_key(req: ApiRequest[Any, Any]) -> tuple[Node, str]:
+    """The server's node, and its backup key (made on first use, so a write)."""
     async with transaction(req.http.app[SESSIONS]) as db:
-        node = await infra.get_node(db, req.server.node_id)
         key = await service.server_key(db, req.http.app[SECRET_BOX], req.server)
-    return node, key
+    return await req.server_node(), key
 
 
 def _user(req: ApiRequest[Any, Any]) -> str:
@@ -91,8 +90,7 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
     running = [b for b in backups if b.status == "running"]
     if not running:
         return
-    async with transaction(req.http.app[SESSIONS]) as db:
-        node = await infra.get_node(db, req.server.node_id)
+    node = await req.server_node()
     for backup in running:
         record: NodeBackupRecord | None
         try:
@@ -232,7 +230,7 @@ async def _delete_on_node(req: ApiRequest[Any, Any], node: Node, backup_id: uuid
 async def delete_backup(req: ApiRequest[Any, Any]) -> None:
     async with transaction(req.http.app[SESSIONS]) as db:
         backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
-        node = await infra.get_node(db, req.server.node_id)
+    node = await req.server_node()
     if backup.locked:
         raise Conflict("the backup is locked; unlock it first")
     if backup.status == "running":

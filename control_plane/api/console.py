@@ -23,7 +23,7 @@ from yarl import URL
 from control_plane.api import server_actions
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.api.strict_input import parse_json_body
-from control_plane.db.models import Server
+from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Forbidden, InvalidRequest, RateLimited
 from control_plane.keys import CLIENT_IP, CONSOLES, RATE_LIMITER, READ_SESSIONS, SESSIONS
@@ -35,9 +35,8 @@ from control_plane.security.authorization import Requirement, refusal
 from control_plane.security.caller import Caller
 from control_plane.security.permissions import ServerAccess
 from control_plane.services import audit
-from control_plane.services import infrastructure as infra
-from control_plane.services import servers as service
 from control_plane.services.audit import AuditEvent
+from control_plane.services.servers.access import access_for
 
 routes = ApiRoutes("console")
 # Room for the longest command however a client escapes it (1024 characters, each up to a
@@ -59,7 +58,7 @@ class _NoArguments(BaseModel):
     """Events without arguments."""
 
 
-Perform = Callable[[web.Application, Caller, Server, Any], Awaitable[object]]
+Perform = Callable[[web.Application, Caller, Server, Node, Any], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -128,8 +127,9 @@ def _same_origin(req: ApiRequest[Any, Any]) -> bool:
 class ConsoleAuthority:
     """Who is on this socket and what they may do, kept fresh, and the audit of what they do."""
 
-    def __init__(self, req: ApiRequest[Any, Any]) -> None:
+    def __init__(self, req: ApiRequest[Any, Any], node: Node) -> None:
         self._http = req.http
+        self.node = node
         self._path = req.http.path
         self.server = req.server
         self.caller: Caller = req.me
@@ -146,7 +146,7 @@ class ConsoleAuthority:
         if not isinstance(caller, Caller):
             return False
         async with transaction(self._http.app[READ_SESSIONS]) as db:
-            found = await service.access_for(db, caller, self.server_id)
+            found = await access_for(db, caller, self.server_id)
         if found is None:
             return False
         need = Requirement(Scope.READ, permission="console.read")
@@ -193,7 +193,7 @@ class ConsoleAuthority:
         try:
             if rule.rate_limit is not None:
                 await self._take(rule.rate_limit)
-            await rule.perform(self._http.app, self.caller, self.server, parsed)
+            await rule.perform(self._http.app, self.caller, self.server, self.node, parsed)
         except ApiError as err:
             return Admission.refuse(err.message)
         return Admission.done()
@@ -226,8 +226,7 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     consoles = req.http.app[CONSOLES]
     if consoles.count(server.id, me.user_id) >= MAX_SOCKETS_PER_USER:
         raise Forbidden(f"at most {MAX_SOCKETS_PER_USER} consoles per server at once")
-    async with transaction(req.http.app[READ_SESSIONS]) as db:
-        node = await infra.get_node(db, server.node_id)
+    node = await req.server_node()
     nodes = req.nodes
 
     async def connect() -> Any:
@@ -249,7 +248,7 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         return await connect()
 
     await req.audit_now("server.console.opened", target_type="server", target_id=str(server.id))
-    authority = ConsoleAuthority(req)
+    authority = ConsoleAuthority(req, node)
     with consoles.register(server.id, me.user_id, browser):
         await proxy_console(
             browser,

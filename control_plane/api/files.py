@@ -15,9 +15,7 @@ from aiohttp import web
 
 from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
-from control_plane.db.models import Node
 from control_plane.errors import ApiError, InvalidRequest, PayloadTooLarge
-from control_plane.services import infrastructure as infra
 from shared.files_api import (
     ChangeMode,
     CompressFiles,
@@ -37,11 +35,6 @@ routes = ApiRoutes("files")
 CHUNK = 256 * 1024
 # Text edited in the browser; bigger files go through the streamed upload.
 MAX_EDIT_BYTES = 1024 * 1024
-
-
-async def _node(req: ApiRequest[Any, Any]) -> Node:
-    async with req.transaction(write=False) as db:
-        return await infra.get_node(db, req.server.node_id)
 
 
 def _user(req: ApiRequest[Any, Any]) -> str:
@@ -75,12 +68,14 @@ def _file_route(
     "GET", "list", "files.read", summary="List a directory", query=FilePath, response=FileListing
 )
 async def list_directory(req: ApiRequest[Any, FilePath]) -> FileListing:
-    return await req.nodes.list_files(await _node(req), req.server.id, req.query, user=_user(req))
+    return await req.nodes.list_files(
+        await req.server_node(), req.server.id, req.query, user=_user(req)
+    )
 
 
 @_file_route("GET", "contents", "files.read", summary="Download a file (streamed)", query=FilePath)
 async def download(req: ApiRequest[Any, FilePath]) -> web.StreamResponse:
-    node = await _node(req)
+    node = await req.server_node()
     async with req.nodes.read_file(node, req.server.id, req.query, user=_user(req)) as upstream:
         response = web.StreamResponse(
             headers={
@@ -124,7 +119,7 @@ async def save(req: ApiRequest[Any, FilePath]) -> FileEntry:
         max_bytes=MAX_EDIT_BYTES,
         too_large=too_large,
     ).read()
-    node = await _node(req)
+    node = await req.server_node()
     entry = await req.nodes.write_file(node, req.server.id, req.query, body, user=_user(req))
     await _audit(req, "write", path=req.query.path, bytes=len(body))
     return entry
@@ -152,7 +147,7 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
     size = req.query.size
     if req.http.content_length is not None and req.http.content_length != size:
         raise InvalidRequest("Content-Length and size differ")
-    node = await _node(req)
+    node = await req.server_node()
     body = BodyStream(
         req.http,
         timeout=req.settings.body_timeout_seconds,
@@ -183,7 +178,7 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
 )
 async def make_directory(req: ApiRequest[MakeDirectory, Any]) -> FileEntry:
     data = await req.nodes.make_directory(
-        await _node(req), req.server.id, req.body, user=_user(req)
+        await req.server_node(), req.server.id, req.body, user=_user(req)
     )
     await _audit(req, "mkdir", path=req.body.path)
     return data
@@ -193,7 +188,7 @@ async def make_directory(req: ApiRequest[MakeDirectory, Any]) -> FileEntry:
     "POST", "rename", "files.write", summary="Rename or move", body=RenameFile, response=FileEntry
 )
 async def rename(req: ApiRequest[RenameFile, Any]) -> FileEntry:
-    node = await _node(req)
+    node = await req.server_node()
     data = await req.nodes.rename_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "rename", **req.body.model_dump())
     return data
@@ -209,7 +204,7 @@ async def rename(req: ApiRequest[RenameFile, Any]) -> FileEntry:
     status=201,
 )
 async def copy(req: ApiRequest[CopyFile, Any]) -> FileEntry:
-    node = await _node(req)
+    node = await req.server_node()
     data = await req.nodes.copy_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "copy", **req.body.model_dump())
     return data
@@ -224,7 +219,7 @@ async def copy(req: ApiRequest[CopyFile, Any]) -> FileEntry:
     status=204,
 )
 async def delete(req: ApiRequest[DeletePaths, Any]) -> None:
-    node = await _node(req)
+    node = await req.server_node()
     await req.nodes.delete_files(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "delete", paths=list(req.body.paths)[:100])
 
@@ -238,7 +233,7 @@ async def delete(req: ApiRequest[DeletePaths, Any]) -> None:
     response=FileEntry,
 )
 async def chmod(req: ApiRequest[ChangeMode, Any]) -> FileEntry:
-    node = await _node(req)
+    node = await req.server_node()
     data = await req.nodes.change_mode(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "chmod", path=req.body.path, mode=req.body.model_dump()["mode"])
     return data
@@ -254,7 +249,7 @@ async def chmod(req: ApiRequest[ChangeMode, Any]) -> FileEntry:
     status=201,
 )
 async def compress(req: ApiRequest[CompressFiles, Any]) -> FileEntry:
-    node = await _node(req)
+    node = await req.server_node()
     data = await req.nodes.compress(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "compress", paths=list(req.body.paths)[:100])
     return data
@@ -269,7 +264,7 @@ async def compress(req: ApiRequest[CompressFiles, Any]) -> FileEntry:
     response=ExtractionSummary,
 )
 async def decompress(req: ApiRequest[DecompressArchive, Any]) -> ExtractionSummary:
-    node = await _node(req)
+    node = await req.server_node()
     data = await req.nodes.decompress(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "decompress", path=req.body.path)
     return data
@@ -285,7 +280,7 @@ async def decompress(req: ApiRequest[DecompressArchive, Any]) -> ExtractionSumma
     status=201,
 )
 async def pull(req: ApiRequest[PullFile, Any]) -> FileEntry:
-    node = await _node(req)
+    node = await req.server_node()
     data = await req.nodes.pull_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "pull", url=req.body.url[:500], directory=req.body.directory)
     return data

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.strict_input import parse_json_body
-from control_plane.db.models import Server
+from control_plane.db.models import Node, Server
 from control_plane.db.reader import StatementReader
 from control_plane.db.session import transaction
 from control_plane.errors import (
@@ -54,8 +54,10 @@ from control_plane.security.authorization import (
 from control_plane.security.caller import Caller, anonymous_actor
 from control_plane.security.permissions import PERMISSIONS, VIEW, ServerAccess
 from control_plane.security.rate_limit import SERVER_KEYED
-from control_plane.services import audit, servers
+from control_plane.services import audit
 from control_plane.services.audit import Actor, AuditEvent
+from control_plane.services.infrastructure import get_node
+from control_plane.services.servers.access import access_for
 from control_plane.settings import ControlPlaneSettings
 
 B = TypeVar("B")
@@ -155,6 +157,12 @@ class ApiRequest(Generic[B, Q]):
         if not self.endpoint.calls_node:
             raise RuntimeError(f"{self.endpoint.name} calls a node without declaring calls_node")
         return self.http.app[NODES]
+
+    async def server_node(self) -> Node:
+        """The node of the route's server, read in a transaction of its own (then the route
+        calls it with no transaction open)."""
+        async with self.transaction(write=False) as db:
+            return await get_node(db, self.server.node_id)
 
     @property
     def reader(self) -> StatementReader:
@@ -442,7 +450,7 @@ async def _server_for(
     """The server in the path, if the caller may see it (whether they may act on it is the
     route's requirement); its per-server rate limit is taken here, after authentication."""
     server_id = api.uuid_param("server_id")
-    found = await servers.access_for(db, api.me, server_id)
+    found = await access_for(db, api.me, server_id)
     if found is None:
         raise api.deny(NotFound("no such server"), target="server", server=str(server_id))
     if endpoint.rate_limit is not None and endpoint.rate_limit in SERVER_KEYED:

@@ -15,11 +15,10 @@ from aiohttp import web
 
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
-from control_plane.keys import NODES, READ_SESSIONS, SESSIONS
+from control_plane.keys import NODES, SESSIONS
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.caller import Caller
 from control_plane.services import audit
-from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
 from shared.server_spec import ConsoleCommand, PowerAction, ServerStatus
 
@@ -47,18 +46,12 @@ def command_audit(server_id: uuid.UUID, command: CommandIn) -> AuditEvent:
     )
 
 
-async def _node_of(app: web.Application, node_id: uuid.UUID) -> Node:
-    async with transaction(app[READ_SESSIONS]) as db:
-        return await infra.get_node(db, node_id)
-
-
 async def power(
-    app: web.Application, caller: Caller, server: Server, action: PowerIn
+    app: web.Application, caller: Caller, server: Server, node: Node, action: PowerIn
 ) -> ServerStatus:
     """Ask the node for the power action; record the state it reports and the action.
 
     Returns the node's view of the server (``stop`` and ``restart`` finish later)."""
-    node = await _node_of(app, server.node_id)
     status = await app[NODES].power(
         node, server.id, PowerAction(action=action.action), user=str(caller.user_id)
     )
@@ -70,9 +63,10 @@ async def power(
     return status
 
 
-async def command(app: web.Application, caller: Caller, server: Server, line: CommandIn) -> None:
+async def command(
+    app: web.Application, caller: Caller, server: Server, node: Node, line: CommandIn
+) -> None:
     """Type ``line`` on the game's console; record it."""
-    node = await _node_of(app, server.node_id)
     await app[NODES].command(
         node, server.id, ConsoleCommand(command=line.command), user=str(caller.user_id)
     )

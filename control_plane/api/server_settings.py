@@ -22,7 +22,8 @@ from control_plane.schemas.servers import (
 )
 from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
-from control_plane.services import servers as service
+from control_plane.services.servers import placement, startup
+from control_plane.services.servers.variables import validate_variables
 
 routes = ApiRoutes("server settings")
 
@@ -33,7 +34,7 @@ async def _startup(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
     # variables list and in the command alike.
     hidden_ok = req.access.role == "admin"
     return StartupOut(
-        command=await service.shown_startup(req.db, server, blueprint, reveal_hidden=hidden_ok),
+        command=await startup.shown_startup(req.db, server, blueprint, reveal_hidden=hidden_ok),
         image=server.image,
         images=[i["image"] for i in blueprint.images],
         variables=[
@@ -91,13 +92,13 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
             if req.body.image not in [i["image"] for i in blueprint.images]:
                 raise InvalidRequest("image must be one of the blueprint's images")
             image = req.body.image
-        variables = service.validate_variables(
+        variables = validate_variables(
             blueprint,
             req.body.variables,
             current=server.variables,
             user=req.access.role != "admin",
         )
-        spec = await service.build_spec(db, server, image=image, variables=variables)
+        spec = await startup.build_spec(db, server, image=image, variables=variables)
         node = await infra.get_node(db, server.node_id)
     # 2. The node stores it (and rebuilds the container now or at the next start).
     await req.nodes.update_spec(node, spec, user=str(req.me.user_id))
@@ -126,7 +127,7 @@ class AllocationsOut(Output):
     response=AllocationsOut,
 )
 async def server_allocations(req: ApiRequest[Any, Any]) -> AllocationsOut:
-    rows = await service.allocations_of(req.db, req.server.id)
+    rows = await placement.allocations_of(req.db, req.server.id)
     return AllocationsOut(data=[ServerAllocationOut.model_validate(a) for a in rows])
 
 

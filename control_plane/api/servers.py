@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api import server_actions
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.db.models import Allocation, Node, Server, User
+from control_plane.db.models import Allocation, Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
 from control_plane.keys import CONSOLES, SESSIONS
@@ -25,8 +25,8 @@ from control_plane.security.permissions import VIEW, ServerAccess
 from control_plane.services import audit
 from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
-from control_plane.services import servers as service
 from control_plane.services.audit import AuditEvent
+from control_plane.services.servers import listing, placement, startup
 from shared.errors import ErrorDetail
 from shared.node_endpoints import LogLines
 from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
@@ -36,15 +36,15 @@ log = structlog.get_logger("servers")
 
 
 async def server_out(db: AsyncSession, server: Server, access: ServerAccess) -> ServerOut:
-    return describe(server, access, await service.allocations_of(db, server.id))
+    return describe(server, access, await placement.allocations_of(db, server.id))
 
 
 def describe(server: Server, access: ServerAccess, allocations: list[Allocation]) -> ServerOut:
-    listed = service.listed_server(server, allocations, sorted(access.permissions))
+    listed = listing.listed_server(server, allocations, sorted(access.permissions))
     return ServerOut.model_validate(server_fields(listed))
 
 
-def server_fields(server: service.ListedServer) -> dict[str, Any]:
+def server_fields(server: listing.ListedServer) -> dict[str, Any]:
     """A server in :class:`ServerOut`'s shape as plain data.
 
     The list sends this as it is (no model per server); single servers validate it.
@@ -72,7 +72,7 @@ def server_fields(server: service.ListedServer) -> dict[str, Any]:
     }
 
 
-def _check_limits(req: ApiRequest[ServerCreate, Any]) -> service.ServerLimits:
+def _check_limits(req: ApiRequest[ServerCreate, Any]) -> placement.ServerLimits:
     body = req.body
     problems = []
     for field in ("memory_mib", "cpu_percent", "disk_mib"):
@@ -86,7 +86,7 @@ def _check_limits(req: ApiRequest[ServerCreate, Any]) -> service.ServerLimits:
             )
     if problems:
         raise InvalidRequest("limits out of range", details=problems)
-    return service.ServerLimits(
+    return placement.ServerLimits(
         body.memory_mib, body.swap_mib, body.cpu_percent, body.disk_mib, body.pids_limit
     )
 
@@ -115,8 +115,8 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
             node_id = body.node_id
         else:
             assert body.location_id is not None  # the schema requires one of the two
-            node_id = await service.pick_node(db, body.location_id, limits)
-        server = await service.create_server(
+            node_id = await placement.pick_node(db, body.location_id, limits)
+        server = await placement.create_server(
             db,
             name=body.name,
             owner=owner,
@@ -126,7 +126,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
             limits=limits,
             variables=body.variables,
         )
-        spec = await service.build_spec(db, server)
+        spec = await startup.build_spec(db, server)
         node = await infra.get_node(db, node_id)
         installs = blueprint.install is not None
     # 2. Tell the node, outside any transaction; if it refuses, undo the record.
@@ -166,7 +166,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
 )
 async def list_servers(req: ApiRequest[Any, PageQuery]) -> dict[str, Any]:
     query = req.query
-    page = await service.server_page(req.reader, req.me, offset=query.offset, limit=query.per_page)
+    page = await listing.server_page(req.reader, req.me, offset=query.offset, limit=query.per_page)
     # Page[ServerOut] as plain data: one statement read it all, no model per server.
     return {
         "data": [server_fields(server) for server in page.servers],
@@ -200,12 +200,6 @@ async def rename_server(req: ApiRequest[ServerRename, Any]) -> ServerOut:
     return await server_out(req.db, req.server, req.access)
 
 
-async def _node_of(req: ApiRequest[Any, Any]) -> Node:
-    """The node of the route's server, read in a transaction of its own."""
-    async with req.transaction(write=False) as db:
-        return await infra.get_node(db, req.server.node_id)
-
-
 @routes.post(
     "/api/v1/servers/{server_id}/power",
     summary="Start, stop, restart or kill (each needs its control.* permission)",
@@ -220,7 +214,8 @@ async def _node_of(req: ApiRequest[Any, Any]) -> Node:
 async def power(req: ApiRequest[PowerIn, Any]) -> ServerStatus:
     """202 with the node's view of the server; stop and restart finish in the background."""
     req.require(server_actions.power_permission(req.body))
-    return await server_actions.power(req.http.app, req.me, req.server, req.body)
+    node = await req.server_node()
+    return await server_actions.power(req.http.app, req.me, req.server, node, req.body)
 
 
 @routes.post(
@@ -233,7 +228,8 @@ async def power(req: ApiRequest[PowerIn, Any]) -> ServerStatus:
     calls_node=True,
 )
 async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
-    await server_actions.command(req.http.app, req.me, req.server, req.body)
+    node = await req.server_node()
+    await server_actions.command(req.http.app, req.me, req.server, node, req.body)
 
 
 @routes.get(
@@ -246,7 +242,7 @@ async def send_command(req: ApiRequest[CommandIn, Any]) -> None:
     calls_node=True,
 )
 async def recent_logs(req: ApiRequest[Any, LogLines]) -> ConsoleLines:
-    node = await _node_of(req)
+    node = await req.server_node()
     return await req.nodes.logs(node, req.server.id, req.query, user=str(req.me.user_id))
 
 
@@ -259,7 +255,7 @@ async def recent_logs(req: ApiRequest[Any, LogLines]) -> ConsoleLines:
     calls_node=True,
 )
 async def stats(req: ApiRequest[Any, Any]) -> ServerStats:
-    node = await _node_of(req)
+    node = await req.server_node()
     return await req.nodes.stats(node, req.server.id, user=str(req.me.user_id))
 
 
@@ -276,7 +272,7 @@ async def reinstall(req: ApiRequest[Any, Any]) -> ServerStatus:
     """202 with the node's view: ``installing`` until the install event (or at once
     ``offline`` when the blueprint has no install step, which only rebuilds the container)."""
     server_id = req.server.id
-    node = await _node_of(req)
+    node = await req.server_node()
     status = await req.nodes.reinstall(node, server_id, user=str(req.me.user_id))
     async with req.transaction() as db:
         server = await db.get(Server, server_id)
@@ -346,7 +342,7 @@ async def unsuspend(req: ApiRequest[Any, Any]) -> ServerOut:
 async def delete_server(req: ApiRequest[Any, Any]) -> None:
     """The node first: if it cannot delete, the record stays (try again)."""
     server_id, name = req.server.id, req.server.name
-    node = await _node_of(req)
+    node = await req.server_node()
     try:
         await req.nodes.delete_server(node, server_id, user=str(req.me.user_id))
     except NotFound:

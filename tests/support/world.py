@@ -23,7 +23,7 @@ from control_plane.db.models import (
 )
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
-from control_plane.services import servers as server_service
+from control_plane.services.servers import placement
 from tests.support.panel import Browser, Panel
 
 DEAD_NODE_URL = "http://127.0.0.1:9"  # the discard port: connection refused
@@ -95,11 +95,11 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         )
         db.add(blueprint)
         await db.flush()
-        limits = server_service.ServerLimits(512, 0, 100, 1024, 256)
+        limits = placement.ServerLimits(512, 0, 100, 1024, 256)
         for owner in ("alice", "bob"):
             user = await db.get(User, uuid.UUID(world_ids[f"{owner}_user"]))
             assert user is not None
-            server = await server_service.create_server(
+            server = await placement.create_server(
                 db,
                 name=f"{owner}'s server",
                 owner=user,

@@ -16,7 +16,8 @@ from control_plane.db.models import Allocation, Backup, Blueprint, Node, User
 from control_plane.db.session import transaction
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.security.passwords import verify_password
-from control_plane.services import nodes, servers, users
+from control_plane.services import nodes, users
+from control_plane.services.servers import placement
 
 
 async def test_migrations_reach_head_and_are_idempotent(engine: AsyncEngine) -> None:
@@ -118,14 +119,14 @@ async def test_backup_figures_move_to_stored_bytes_when_migrating(database_url: 
             )
             db.add(blueprint)
             await db.flush()
-            server = await servers.create_server(
+            server = await placement.create_server(
                 db,
                 name="s",
                 owner=owner,
                 blueprint=blueprint,
                 node_id=node.id,
                 image=None,
-                limits=servers.ServerLimits(64, 0, 100, 256, 64),
+                limits=placement.ServerLimits(64, 0, 100, 256, 64),
                 variables={},
             )
             server_id = server.id

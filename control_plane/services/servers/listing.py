@@ -1,0 +1,140 @@
+"""Lists of servers: one page of those a caller may see, in one statement."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from sqlalchemy import Select, Uuid, and_, bindparam, func, select, true, type_coerce
+
+from control_plane.db.models import Allocation, Server, Subuser
+from control_plane.db.models.base import UuidText
+from control_plane.db.reader import StatementReader
+from control_plane.security.caller import Caller
+
+_CALLER_ID: Final = bindparam("caller_id", type_=Uuid())
+
+
+class ServerColumns(NamedTuple):
+    """What a server list shows of each server: these columns of ``servers``, in this order."""
+
+    id: uuid.UUID | str  # lists read ids as text (see UuidText)
+    name: str
+    owner_id: uuid.UUID | str
+    node_id: uuid.UUID | str
+    blueprint_id: uuid.UUID | str
+    image: str
+    state: str
+    suspended: bool
+    memory_mib: int
+    swap_mib: int
+    cpu_percent: int
+    disk_mib: int
+    pids_limit: int
+    created_at: dt.datetime
+
+
+_LISTED_COLUMNS: Final = tuple(getattr(Server, name) for name in ServerColumns._fields)
+# A page's rows: the listed columns, then one allocation's ip and port, the total and (for
+# users who are not administrators) their sub-user permissions; read by position (fast).
+_LISTED = len(_LISTED_COLUMNS)
+_IP, _PORT, _TOTAL, _PERMISSIONS = _LISTED, _LISTED + 1, _LISTED + 2, _LISTED + 3
+
+
+def _page_statement(*, admin: bool) -> Select[Any]:
+    """One page of the servers a caller may see, with its total, ports and the caller's
+    sub-user permissions, as one statement (so one snapshot, and no transaction needed).
+
+    Every row is a server of the page joined with one of its allocations (or none); the
+    count sits in a one-row subquery that the page is left-joined to, so that a page past
+    the end still brings the total.
+    """
+    page = select(*_LISTED_COLUMNS)
+    total = select(func.count().label("total")).select_from(Server)
+    if not admin:
+        shared = select(Subuser.server_id).where(Subuser.user_id == _CALLER_ID)
+        visible = (Server.owner_id == _CALLER_ID) | Server.id.in_(shared)
+        page, total = page.where(visible), total.where(visible)
+    paged = (
+        page.order_by(Server.name, Server.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("page")
+    )
+    counted = total.subquery("total")
+    joined = counted.outerjoin(paged, true()).outerjoin(
+        Allocation, Allocation.server_id == paged.c.id
+    )
+    # Ids as text: they are only sent on (see UuidText).
+    listed = [
+        type_coerce(c, UuidText()).label(c.key) if isinstance(c.type, Uuid) else c for c in paged.c
+    ]
+    columns: list[Any] = [*listed, Allocation.ip, Allocation.port, counted.c.total]
+    if not admin:
+        joined = joined.outerjoin(
+            Subuser, and_(Subuser.server_id == paged.c.id, Subuser.user_id == _CALLER_ID)
+        )
+        columns.append(Subuser.permissions)
+    return select(*columns).select_from(joined).order_by(paged.c.name, paged.c.id, Allocation.port)
+
+
+# Built once: building a statement costs more than running this one.
+_ADMIN_PAGE: Final = _page_statement(admin=True)
+_USER_PAGE: Final = _page_statement(admin=False)
+
+
+class ListedServer(NamedTuple):
+    """A server as lists show it."""
+
+    columns: ServerColumns
+    # (ip, port) of each allocation, by port.
+    allocations: list[tuple[str, int]]
+    # ["*"] for owners and administrators, else the sub-user's permission nodes, sorted.
+    permissions: list[str]
+
+
+def listed_server(
+    server: Server, allocations: list[Allocation], permissions: list[str]
+) -> ListedServer:
+    """An entity as lists show it (single-server routes answer the same shape)."""
+    return ListedServer(
+        ServerColumns._make(getattr(server, name) for name in ServerColumns._fields),
+        [(a.ip, a.port) for a in allocations],
+        permissions,
+    )
+
+
+@dataclass(frozen=True)
+class ServerPage:
+    servers: list[ListedServer]
+    # How many servers the caller may see in all.
+    total: int
+
+
+async def server_page(
+    reader: StatementReader, caller: Caller, *, offset: int, limit: int
+) -> ServerPage:
+    """The servers a caller may list (all for those acting as administrators, else owned or
+    shared with them), ordered by name, one page of them, in one statement."""
+    statement = _ADMIN_PAGE if caller.acts_as_admin else _USER_PAGE
+    rows = await reader.rows(
+        statement, {"caller_id": caller.user_id, "limit": limit, "offset": offset}
+    )
+    caller_id = str(caller.user_id)
+    servers: list[ListedServer] = []
+    for row in rows:
+        server_id = row[0]
+        if server_id is None:  # the page is past the end: only the total came
+            break
+        if not servers or servers[-1].columns.id != server_id:
+            columns = ServerColumns._make(row[:_LISTED])
+            if caller.acts_as_admin or columns.owner_id == caller_id:
+                permissions = ["*"]
+            else:
+                permissions = sorted(row[_PERMISSIONS] or ())
+            servers.append(ListedServer(columns, [], permissions))
+        if row[_IP] is not None:
+            servers[-1].allocations.append((row[_IP], row[_PORT]))
+    return ServerPage(servers, rows[0][_TOTAL] if rows else 0)

@@ -1,0 +1,124 @@
+"""Where a server goes: a node with room for its limits, and a port of that node taken for
+it atomically."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import Allocation, Blueprint, Node, Server, User
+from control_plane.errors import Conflict, InvalidRequest, NotFound
+from control_plane.services.servers.variables import validate_variables
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    memory_mib: int
+    swap_mib: int
+    cpu_percent: int
+    disk_mib: int
+    pids_limit: int
+
+
+async def _lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
+    # Row lock on PostgreSQL (SQLite transactions are serial already): concurrent creates on
+    # one node queue here, so capacity and ports are decided one at a time.
+    node = await db.scalar(select(Node).where(Node.id == node_id).with_for_update())
+    if node is None:
+        raise NotFound("no such node")
+    return node
+
+
+async def _check_capacity(db: AsyncSession, node: Node, limits: ServerLimits) -> None:
+    used_memory, used_disk = (
+        await db.execute(
+            select(
+                func.coalesce(func.sum(Server.memory_mib), 0),
+                func.coalesce(func.sum(Server.disk_mib), 0),
+            ).where(Server.node_id == node.id)
+        )
+    ).one()
+    if node.memory_mib and used_memory + limits.memory_mib > node.memory_mib:
+        raise Conflict(f"node {node.name!r} has not enough memory left")
+    if node.disk_mib and used_disk + limits.disk_mib > node.disk_mib:
+        raise Conflict(f"node {node.name!r} has not enough disk left")
+
+
+async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimits) -> uuid.UUID:
+    """An online node in the location with room for ``limits`` and a free port."""
+    nodes = list(await db.scalars(select(Node).where(Node.location_id == location_id)))
+    for node in sorted(nodes, key=lambda n: n.status != "online"):
+        try:
+            await _check_capacity(db, node, limits)
+        except Conflict:
+            continue
+        free = await db.scalar(
+            select(func.count()).where(
+                Allocation.node_id == node.id, Allocation.server_id.is_(None)
+            )
+        )
+        if free:
+            return node.id
+    raise Conflict("no node in this location has room for this server")
+
+
+async def create_server(
+    db: AsyncSession,
+    *,
+    name: str,
+    owner: User,
+    blueprint: Blueprint,
+    node_id: uuid.UUID,
+    image: str | None,
+    limits: ServerLimits,
+    variables: dict[str, str],
+) -> Server:
+    """Insert the server and give it one free port of the node, atomically."""
+    node = await _lock_node(db, node_id)
+    await _check_capacity(db, node, limits)
+    images = [i["image"] for i in blueprint.images]
+    chosen = image or images[0]
+    if chosen not in images:
+        raise InvalidRequest("image must be one of the blueprint's images")
+    server = Server(
+        name=name,
+        owner_id=owner.id,
+        node_id=node.id,
+        blueprint_id=blueprint.id,
+        image=chosen,
+        memory_mib=limits.memory_mib,
+        swap_mib=limits.swap_mib,
+        cpu_percent=limits.cpu_percent,
+        disk_mib=limits.disk_mib,
+        pids_limit=limits.pids_limit,
+        variables=validate_variables(blueprint, variables, current={}, user=False),
+    )
+    db.add(server)
+    await db.flush()
+    free = await db.scalar(
+        select(Allocation.id)
+        .where(Allocation.node_id == node.id, Allocation.server_id.is_(None))
+        .order_by(Allocation.port)
+        .limit(1)
+    )
+    taken = None
+    if free is not None:
+        taken = await db.execute(
+            update(Allocation)
+            .where(Allocation.id == free, Allocation.server_id.is_(None))
+            .values(server_id=server.id)
+        )
+    if taken is None or taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"node {node.name!r} has no free port")
+    return server
+
+
+async def allocations_of(db: AsyncSession, server_id: uuid.UUID) -> list[Allocation]:
+    return list(
+        await db.scalars(
+            select(Allocation).where(Allocation.server_id == server_id).order_by(Allocation.port)
+        )
+    )

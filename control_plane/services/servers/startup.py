@@ -1,0 +1,144 @@
+"""A server's startup: its variables under the blueprint's rules, the command made of them
+(split first, never given to a shell), and the spec the node gets."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import Allocation, Blueprint, Server
+from control_plane.errors import InvalidRequest, NotFound
+from control_plane.schemas.blueprints import (
+    fill_placeholders,
+    startup_words,
+    too_long,
+)
+from control_plane.services.servers.placement import allocations_of
+from shared.errors import ErrorDetail
+from shared.server_spec import MAX_ARG_LENGTH, InstallSpec, ServerSpec
+
+# Shown in place of a value the caller may not see (the startup command of owners, sub-users).
+HIDDEN_VALUE: Final = "********"
+
+
+def render_startup(template: str, values: dict[str, str]) -> list[str]:
+    """Split the template into arguments first, then fill placeholders inside each one.
+
+    A value can therefore never add arguments (no argument injection), and no shell ever
+    reads the result. 400 if the template cannot be split or has too many arguments (a
+    blueprint saved before these were checked).
+    """
+    try:
+        words = startup_words(template)
+    except ValueError as err:
+        raise InvalidRequest(f"the blueprint's startup command {err}") from err
+    return fill_placeholders(words, values)
+
+
+def _check_lengths(arguments: list[str]) -> None:
+    """400 naming each argument that the values made longer than a node takes."""
+    problems = [
+        ErrorDetail(
+            loc=["startup", index],
+            msg=f"longer than {MAX_ARG_LENGTH} characters once its placeholders are filled in",
+            type="value_error",
+        )
+        for index in too_long(arguments)
+    ]
+    if problems:
+        raise InvalidRequest("the startup command would be too long", details=problems)
+
+
+def _placeholder_values(
+    server: Server, variables: dict[str, str], allocations: list[Allocation]
+) -> dict[str, str]:
+    """What each placeholder of the startup command stands for: the variables, then the
+    built-ins."""
+    primary = allocations[0] if allocations else None
+    return {
+        **variables,
+        "SERVER_MEMORY": str(server.memory_mib),
+        "SERVER_IP": primary.ip if primary else "",
+        "SERVER_PORT": str(primary.port) if primary else "",
+    }
+
+
+async def shown_startup(
+    db: AsyncSession, server: Server, blueprint: Blueprint, *, reveal_hidden: bool
+) -> list[str]:
+    """The server's startup command as a caller sees it: unless ``reveal_hidden``, the value
+    of every variable users may not see is :data:`HIDDEN_VALUE` (as in the variables list,
+    which leaves such variables out)."""
+    variables = dict(server.variables)
+    if not reveal_hidden:
+        for variable in blueprint.variables:
+            if not variable.get("user_viewable"):
+                variables[variable["env"]] = HIDDEN_VALUE
+    allocations = await allocations_of(db, server.id)
+    return render_startup(blueprint.startup, _placeholder_values(server, variables, allocations))
+
+
+async def build_spec(
+    db: AsyncSession,
+    server: Server,
+    *,
+    image: str | None = None,
+    variables: dict[str, str] | None = None,
+) -> ServerSpec:
+    """The node's view of the server: what the agent's create (and spec update) carries.
+
+    ``image`` and ``variables`` stand in for the server's own, for a change that is not
+    stored yet (it is sent to the node first).
+    """
+    blueprint = await db.get(Blueprint, server.blueprint_id)
+    if blueprint is None:
+        raise NotFound("the server's blueprint no longer exists")
+    allocations = await allocations_of(db, server.id)
+    if variables is None:
+        variables = dict(server.variables)
+    values = _placeholder_values(server, variables, allocations)
+    startup = render_startup(blueprint.startup, values)
+    _check_lengths(startup)
+    try:
+        return _spec(server, blueprint, image, startup, variables, allocations)
+    except ValidationError as err:
+        # What no earlier check covers (a blueprint saved by an older version, server
+        # limits configured past a node's): a 400 naming the fields, never their values.
+        raise InvalidRequest.from_validation(
+            err, "the server's specification is not valid"
+        ) from err
+
+
+def _spec(
+    server: Server,
+    blueprint: Blueprint,
+    image: str | None,
+    startup: list[str],
+    variables: dict[str, str],
+    allocations: list[Allocation],
+) -> ServerSpec:
+    install = (
+        InstallSpec.model_validate(blueprint.install) if blueprint.install is not None else None
+    )
+    return ServerSpec.model_validate(
+        {
+            "uuid": server.id,
+            "image": server.image if image is None else image,
+            "startup": startup,
+            "environment": dict(variables),
+            "memory_mib": server.memory_mib,
+            "swap_mib": server.swap_mib,
+            "cpu_percent": server.cpu_percent,
+            "disk_mib": server.disk_mib,
+            "pids_limit": server.pids_limit,
+            "allocations": [
+                {"ip": a.ip, "port": a.port, "protocols": ["tcp", "udp"]} for a in allocations
+            ],
+            "stop": blueprint.stop,
+            "read_only_root": blueprint.read_only_root,
+            "install": install,
+            "file_denylist": blueprint.file_denylist,
+        }
+    )
