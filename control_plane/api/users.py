@@ -8,20 +8,18 @@ from sqlalchemy import func, select
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Server, User
-from control_plane.errors import Conflict, NotFound
+from control_plane.errors import Conflict
 from control_plane.schemas.auth import UserOut
 from control_plane.schemas.common import Page, PageMeta, PageQuery
 from control_plane.schemas.users import UserCreate, UserUpdate
+from control_plane.services import records
 from control_plane.services import users as user_service
 
 routes = ApiRoutes("users", access=Access.ADMIN)
 
 
 async def _user(req: ApiRequest[Any, Any]) -> User:
-    user = await req.db.get(User, req.uuid_param("user_id"))
-    if user is None:
-        raise NotFound("no such user")
-    return user
+    return await records.get_or_404(req.db, User, req.uuid_param("user_id"), "user")
 
 
 @routes.get(
