@@ -56,24 +56,31 @@ def docker_images() -> Iterator[None]:
 
 
 @pytest.fixture
-async def stack(
-    docker_images: None,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> AsyncIterator[Stack]:
-    """The control plane with one real agent (``engine`` migrated the database)."""
-    environment = {
+def stack_environment() -> dict[str, str]:
+    """The ``stack``'s control-plane settings besides the database and keys; a module
+    overrides this fixture to change them."""
+    return {
         "STELLAR_AUTH_SECRET": AUTH_SECRET,
         "STELLAR_BCRYPT_COST": "10",
         "STELLAR_RATE_LIMITS": UNLIMITED,
         "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
         "STELLAR_BACKUP_LIMIT": "2",
     }
+
+
+@pytest.fixture
+async def stack(
+    docker_images: None,
+    engine: AsyncEngine,
+    database_url: str,
+    stack_environment: dict[str, str],
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[Stack]:
+    """The control plane with one real agent (``engine`` migrated the database)."""
     async with running_stack(
-        environment=environment,
+        environment=stack_environment,
         database_url=database_url,
         tmp_path=tmp_path,
         aiohttp_server=aiohttp_server,

@@ -15,14 +15,11 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
 import pytest
-from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
 from control_plane.db.models import Session
@@ -34,7 +31,6 @@ from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.stack import (
     Stack,
     read_until,
-    running_stack,
     wait_for_state,
 )
 from tests.integration.node_agent.live_agent import docker_cli
@@ -157,15 +153,7 @@ class Scene:
 
 @pytest.fixture
 async def scene(stack: Stack) -> Scene:
-    await stack.add_ports(1)
-    owner_id = await stack.panel.create_user("owner@example.org")
-    created = await stack.admin.json(
-        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
-    )
-    server_id = created["id"]
-    stack.servers.append(server_id)
-    owner = await stack.panel.browser()
-    await owner.login("owner@example.org")
+    server_id, owner = await stack.owned_server("owner@example.org")
     await stack.panel.create_user("helper@example.org")
     await owner.json(
         "POST",
@@ -312,42 +300,24 @@ async def test_socket_actions_run_like_their_http_twins(scene: Scene) -> None:
     assert [e["details"]["command"] for e in commands] == [f"say {marker}"[:200]]
 
 
-async def test_the_socket_and_http_share_the_power_rate_limit(
-    docker_images: None,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> None:
-    environment = {
-        "STELLAR_AUTH_SECRET": AUTH_SECRET,
-        "STELLAR_BCRYPT_COST": "10",
-        "STELLAR_RATE_LIMITS": UNLIMITED.replace("power=1000000/60", "power=3/60"),
-    }
-    async with running_stack(
-        environment=environment,
-        database_url=database_url,
-        tmp_path=tmp_path,
-        aiohttp_server=aiohttp_server,
-        aiohttp_client=aiohttp_client,
-    ) as stack:
-        await stack.add_ports(1)
-        owner_id = await stack.panel.create_user("owner@example.org")
-        created = await stack.admin.json(
-            "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
-        )
-        stack.servers.append(created["id"])
-        owner = await stack.panel.browser()
-        await owner.login("owner@example.org")
-        power = f"/api/v1/servers/{created['id']}/power"
-        for _ in range(3):
-            await owner.json("POST", power, status=202, json={"action": "kill"})
-        async with owner.client.ws_connect(f"/api/v1/servers/{created['id']}/console") as socket:
-            await socket.send_json({"event": "set state", "args": ["start"]})
-            refused = await next_frame(socket, lambda f: False)
-            assert "too many requests" in refused["args"][0]
-        assert (await owner.json("GET", f"/api/v1/servers/{created['id']}"))["state"] == ("offline")
+POWER_LIMITED = {
+    "STELLAR_AUTH_SECRET": AUTH_SECRET,
+    "STELLAR_BCRYPT_COST": "10",
+    "STELLAR_RATE_LIMITS": UNLIMITED.replace("power=1000000/60", "power=3/60"),
+}
+
+
+@pytest.mark.parametrize("stack_environment", [POWER_LIMITED])
+async def test_the_socket_and_http_share_the_power_rate_limit(stack: Stack) -> None:
+    server_id, owner = await stack.owned_server("owner@example.org")
+    power = f"/api/v1/servers/{server_id}/power"
+    for _ in range(3):
+        await owner.json("POST", power, status=202, json={"action": "kill"})
+    async with owner.client.ws_connect(f"/api/v1/servers/{server_id}/console") as socket:
+        await socket.send_json({"event": "set state", "args": ["start"]})
+        refused = await next_frame(socket, lambda f: False)
+        assert "too many requests" in refused["args"][0]
+    assert (await owner.json("GET", f"/api/v1/servers/{server_id}"))["state"] == "offline"
 
 
 async def test_an_open_console_does_not_keep_an_idle_session_alive(

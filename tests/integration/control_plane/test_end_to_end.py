@@ -111,15 +111,7 @@ async def test_concurrent_creates_never_share_a_port(stack: Stack) -> None:
 
 
 async def test_revoking_a_sub_user_closes_their_open_console(stack: Stack) -> None:
-    await stack.add_ports(1)
-    owner_id = await stack.panel.create_user("owner@example.org")
-    created = await stack.admin.json(
-        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
-    )
-    server_id = created["id"]
-    stack.servers.append(server_id)
-    owner = await stack.panel.browser()
-    await owner.login("owner@example.org")
+    server_id, owner = await stack.owned_server("owner@example.org")
     await stack.panel.create_user("helper@example.org")
     sub = await owner.json(
         "POST",
@@ -150,15 +142,7 @@ async def test_revoking_a_sub_user_closes_their_open_console(stack: Stack) -> No
 
 
 async def test_files_stream_through_the_control_plane(stack: Stack) -> None:
-    await stack.add_ports(1)
-    owner_id = await stack.panel.create_user("builder@example.org")
-    created = await stack.admin.json(
-        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
-    )
-    server_id = created["id"]
-    stack.servers.append(server_id)
-    owner = await stack.panel.browser()
-    await owner.login("builder@example.org")
+    server_id, owner = await stack.owned_server("builder@example.org")
     files = f"/api/v1/servers/{server_id}/files"
 
     payload = bytes(range(256)) * 4096 * 5  # 5 MiB
@@ -202,15 +186,7 @@ async def test_files_stream_through_the_control_plane(stack: Stack) -> None:
 
 
 async def test_backups_through_the_control_plane(stack: Stack) -> None:
-    await stack.add_ports(1)
-    owner_id = await stack.panel.create_user("keeper@example.org")
-    created = await stack.admin.json(
-        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
-    )
-    server_id = created["id"]
-    stack.servers.append(server_id)
-    owner = await stack.panel.browser()
-    await owner.login("keeper@example.org")
+    server_id, owner = await stack.owned_server("keeper@example.org")
     files = f"/api/v1/servers/{server_id}/files"
     backups = f"/api/v1/servers/{server_id}/backups"
     await owner.json("PUT", f"{files}/contents?path=/world.dat", data=b"the original world\n")

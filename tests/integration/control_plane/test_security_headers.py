@@ -39,6 +39,15 @@ def assert_headers(headers: CIMultiDictProxy[str], *, hsts: bool) -> None:
         assert "Strict-Transport-Security" not in headers
 
 
+# A WebSocket handshake's headers (the key is RFC 6455's sample nonce).
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
 async def make_panel(
     server_factory: AiohttpServer, client_factory: AiohttpClient, **env: str
 ) -> Panel:
@@ -161,20 +170,14 @@ async def test_console_websocket_from_another_origin_is_refused(
     )
     world = await build_world(panel)
     console = f"/api/v1/servers/{world.ids['alice_server']}/console"
-    upgrade = {
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    }
     evil = await world.alice.request(
-        "GET", console, headers={**upgrade, "Origin": "https://evil.example.net"}
+        "GET", console, headers={**UPGRADE, "Origin": "https://evil.example.net"}
     )
     assert evil.status == 403
     assert "another origin" in (await evil.json())["error"]["message"]
     # The panel's own origin passes the check and gets as far as the (unreachable) node.
     own = await world.alice.request(
-        "GET", console, headers={**upgrade, "Origin": "http://panel.example.com"}
+        "GET", console, headers={**UPGRADE, "Origin": "http://panel.example.com"}
     )
     assert own.status == 503
 
@@ -193,15 +196,9 @@ async def test_without_a_public_url_the_console_takes_upgrades_from_its_own_host
     )
     world = await build_world(panel)
     console = f"/api/v1/servers/{world.ids['alice_server']}/console"
-    upgrade = {
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-    }
     host = f"{panel.server.host}:{panel.server.port}"
     for origin in ("https://evil.example.net", f"http://{panel.server.host}:1", "null"):
-        evil = await world.alice.request("GET", console, headers={**upgrade, "Origin": origin})
+        evil = await world.alice.request("GET", console, headers={**UPGRADE, "Origin": origin})
         assert evil.status == 403, origin
-    own = await world.alice.request("GET", console, headers={**upgrade, "Origin": f"http://{host}"})
+    own = await world.alice.request("GET", console, headers={**UPGRADE, "Origin": f"http://{host}"})
     assert own.status == 503  # let through, as far as the (unreachable) node
