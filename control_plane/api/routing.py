@@ -444,18 +444,21 @@ class ApiRoutes:
         return list(self._routes)
 
 
-async def _server_for(
-    endpoint: Endpoint, api: ApiRequest[Any, Any], db: AsyncSession
-) -> tuple[Server, ServerAccess]:
+async def _server_for(api: ApiRequest[Any, Any], db: AsyncSession) -> tuple[Server, ServerAccess]:
     """The server in the path, if the caller may see it (whether they may act on it is the
-    route's requirement); its per-server rate limit is taken here, after authentication."""
+    route's requirement)."""
     server_id = api.uuid_param("server_id")
     found = await access_for(db, api.me, server_id)
     if found is None:
         raise api.deny(NotFound("no such server"), target="server", server=str(server_id))
-    if endpoint.rate_limit is not None and endpoint.rate_limit in SERVER_KEYED:
-        await _take(api.http, endpoint.rate_limit, str(server_id))
     return found
+
+
+async def _take_server_bucket(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
+    """A per-server preset's token, once the caller is known to see the server and is
+    authorised for the route: nobody spends another's tokens by being refused."""
+    if api.found is not None and endpoint.rate_limit in SERVER_KEYED:
+        await _take(api.http, str(endpoint.rate_limit), str(api.found[0].id))
 
 
 async def _audit_now(request: web.Request, *events: AuditEvent) -> None:
@@ -521,8 +524,9 @@ def _wrap(
             if not endpoint.transactional:
                 if endpoint.permission:
                     async with transaction(request.app[READ_SESSIONS]) as db:
-                        api.found = await _server_for(endpoint, api, db)
+                        api.found = await _server_for(api, db)
                 _authorize(endpoint, api)
+                await _take_server_bucket(endpoint, api)
                 _parse_input(endpoint, api, raw)
                 return _respond(endpoint, await handler(api), api)
             # Reads on a read-only transaction: on SQLite it never waits for writers.
@@ -533,8 +537,9 @@ def _wrap(
                 # Visibility first: someone else's server is 404 on every route, whatever
                 # else would be wrong with the request.
                 if endpoint.permission:
-                    api.found = await _server_for(endpoint, api, db)
+                    api.found = await _server_for(api, db)
                 _authorize(endpoint, api)
+                await _take_server_bucket(endpoint, api)
                 _parse_input(endpoint, api, raw)
                 result = await handler(api)
             for hook in api.committed_hooks:
