@@ -112,7 +112,10 @@ def _same_origin(req: ApiRequest[Any, Any]) -> bool:
     origin = req.http.headers.get("Origin")
     if origin is None:
         return True
-    given = URL(origin)
+    try:
+        given = URL(origin)
+    except ValueError:
+        return False
     public = req.settings.public_url
     if public is not None:
         expected = URL(public)

@@ -197,7 +197,7 @@ async def test_without_a_public_url_the_console_takes_upgrades_from_its_own_host
     world = await build_world(panel)
     console = f"/api/v1/servers/{world.ids['alice_server']}/console"
     host = f"{panel.server.host}:{panel.server.port}"
-    for origin in ("https://evil.example.net", f"http://{panel.server.host}:1", "null"):
+    for origin in ("https://evil.example.net", f"http://{panel.server.host}:1", "null", "http://["):
         evil = await world.alice.request("GET", console, headers={**UPGRADE, "Origin": origin})
         assert evil.status == 403, origin
     own = await world.alice.request("GET", console, headers={**UPGRADE, "Origin": f"http://{host}"})
