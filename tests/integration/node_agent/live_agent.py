@@ -28,14 +28,14 @@ from node_agent.docker.hardening import SERVER_LABEL
 from node_agent.docker.network import AGENT_NETWORK
 from shared.protocol import mint
 from tests.conftest import service_missing
-from tests.support.agent_process import AgentProcess, SigningKey, free_port
+from tests.support.agent_process import AgentProcess, SigningKey
 from tests.support.containers import (
-    FAKE_GAME_IMAGE,
     Answer,
     SignedAgentClient,
     build_test_images,
     remove_container,
 )
+from tests.support.factories import server_spec
 
 CONSOLE_LIMITS: dict[str, int | float] = {
     "lines_per_second": 50,
@@ -203,29 +203,24 @@ def node_state(server_id: uuid.UUID, state: str) -> Callable[[dict[str, Any]], b
 
 @dataclass
 class LiveServers:
-    """Hands out fake-game servers and removes them (and anything labelled for them) after."""
+    """The game servers a test made through one agent's signed API.
+
+    Every spec handed out is remembered: :meth:`cleanup` deletes each server through the agent,
+    removes whatever is still labelled for it and its volume directory, even when the test
+    failed half-way.
+    """
 
     agent: AgentProcess
-    api: LiveClient
+    api: SignedAgentClient
     docker: aiodocker.Docker
-    created: list[uuid.UUID] = field(default_factory=list)
+    # Fields that this test's specs have unless a call changes them (over server_spec's).
+    defaults: dict[str, Any] = field(default_factory=dict)
+    specs: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
 
     def spec(self, **changes: Any) -> dict[str, Any]:
-        server_id = uuid.uuid4()
-        self.created.append(server_id)
-        spec: dict[str, Any] = {
-            "uuid": str(server_id),
-            "image": FAKE_GAME_IMAGE,
-            "memory_mib": 64,
-            "swap_mib": 0,
-            "cpu_percent": 50,
-            "disk_mib": 256,
-            "pids_limit": 64,
-            "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
-            "stop": {"type": "command", "value": "stop"},
-            "stop_timeout_seconds": 5,
-        }
-        spec.update(changes)
+        """:func:`server_spec` with ``defaults`` and ``changes``; removed at teardown."""
+        spec = server_spec(**{**self.defaults, **changes})
+        self.specs[uuid.UUID(spec["uuid"])] = spec
         return spec
 
     async def create(self, **changes: Any) -> uuid.UUID:
@@ -242,8 +237,13 @@ class LiveServers:
         assert answer.body["state"] == "running", answer.body
         return server_id
 
-    async def cleanup(self) -> None:
-        for server_id in self.created:
+    def volume(self, server_id: uuid.UUID) -> Path:
+        """Where the directory backend keeps the server's files."""
+        return self.agent.data_dir / "volumes" / str(server_id)
+
+    async def remove_servers(self) -> None:
+        """Delete every server through the agent (if it runs) and its labelled containers."""
+        for server_id in self.specs:
             if self.agent.running:
                 await self.api.delete(server_id)
             leftovers = await self.docker.containers.list(
@@ -251,7 +251,11 @@ class LiveServers:
             )
             for container in leftovers:
                 await remove_container(container)
-            shutil.rmtree(self.agent.data_dir / "volumes" / str(server_id), ignore_errors=True)
+
+    async def cleanup(self) -> None:
+        await self.remove_servers()
+        for server_id in self.specs:
+            shutil.rmtree(self.volume(server_id), ignore_errors=True)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
