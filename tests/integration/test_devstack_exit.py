@@ -26,12 +26,21 @@ import pytest
 
 from control_plane.security.command_signing import CommandSigner
 from node_agent.docker.hardening import game_container_name
-from tests.integration.node_agent.quota_nodes import require_root_docker_and_images
 from tests.support.agent_process import free_port
 from tests.support.factories import server_spec
-from tests.support.storage import loop_devices_under, mounts_under, release_everything_under
+from tests.support.storage import (
+    loop_devices_under,
+    mounts_under,
+    needs_root_to_mount,
+    release_everything_under,
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(420)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.docker,
+    needs_root_to_mount,
+    pytest.mark.timeout(420),
+]
 BANNER: Final = "Press Ctrl-C to stop"
 
 
@@ -121,7 +130,6 @@ def wait_until_running(name: str, timeout: float = 60) -> None:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[DevStack]:
-    require_root_docker_and_images()
     stack = DevStack(tmp_path / "data", tmp_path / "dev.log")
     try:
         yield stack

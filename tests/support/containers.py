@@ -27,6 +27,13 @@ FAKE_GAME_IMAGE: Final = "stellar-test/fake-game:latest"
 BUSYBOX_IMAGE: Final = "stellar-test/busybox:latest"
 
 
+def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``docker *args``, its output as text (a failure is in ``returncode``)."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def build_test_images() -> None:
     """Build the local test images; raise with the script's output if that fails."""
     result = subprocess.run(

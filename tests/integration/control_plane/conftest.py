@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.stack import Stack, running_stack
-from tests.integration.node_agent.live_agent import require_docker_and_images
 from tests.support.panel import Panel
 
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
@@ -48,11 +47,6 @@ async def panel(
     """``engine`` migrated the database; the app opens its own engine on it."""
     server = await aiohttp_server(create_app(settings, background_jobs=False))
     return Panel(server, aiohttp_client)
-
-
-@pytest.fixture(scope="module")
-def docker_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 @pytest.fixture

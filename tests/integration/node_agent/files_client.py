@@ -27,7 +27,6 @@ from tests.integration.node_agent.live_agent import (
     LiveAgent,
     LiveClient,
     LiveServers,
-    require_docker_and_images,
 )
 from tests.support.agent_process import SigningKey
 from tests.support.containers import Answer
@@ -196,6 +195,3 @@ async def games(agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServer
             yield handed_out
         finally:
             await handed_out.cleanup()
-
-
-__all__ = ["require_docker_and_images"]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +21,13 @@ from typing import Any
 
 import aiodocker
 import aiohttp
-import pytest
 
 from node_agent.docker.hardening import SERVER_LABEL
-from node_agent.docker.network import AGENT_NETWORK
 from shared.protocol import mint
-from tests.conftest import service_missing
 from tests.support.agent_process import AgentProcess, SigningKey
 from tests.support.containers import (
     Answer,
     SignedAgentClient,
-    build_test_images,
     remove_container,
 )
 from tests.support.factories import server_spec
@@ -44,23 +39,6 @@ CONSOLE_LIMITS: dict[str, int | float] = {
     "inbound_message_bytes": 4096,
     "token_grace_seconds": 2,
 }
-
-
-def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def require_docker_and_images() -> Iterator[None]:
-    """Module fixture body: build the test images; drop the agent network if unused after."""
-    if shutil.which("docker") is None or docker_cli("info").returncode != 0:
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-    yield
-    attached = docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
-    if attached.returncode == 0 and attached.stdout.strip() == "0":
-        docker_cli("network", "rm", AGENT_NETWORK)
 
 
 @dataclass
@@ -275,6 +253,3 @@ async def read_body(api: LiveClient, server_id: uuid.UUID) -> dict[str, Any]:
     assert answer.status == 200, answer.body
     body: dict[str, Any] = answer.body
     return body
-
-
-pytestmark_docker = [pytest.mark.docker, pytest.mark.timeout(120)]

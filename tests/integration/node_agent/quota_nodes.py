@@ -9,9 +9,6 @@ other helpers act from inside a game container, as the game user would.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,32 +19,16 @@ from typing import Final, Protocol
 
 import aiodocker
 import aiohttp
-import pytest
 
 from node_agent.docker.hardening import game_container_name
-from tests.conftest import service_missing
 from tests.integration.node_agent.live_agent import LiveServers
 from tests.support.agent_process import AgentProcess, SigningKey
-from tests.support.containers import Answer, SignedAgentClient, build_test_images
+from tests.support.containers import Answer, SignedAgentClient
 from tests.support.storage import release_everything_under
 
 MIB: Final = 1024 * 1024
 POOL_MIB: Final = 256
 DISK_MIB: Final = 64  # each server's disk limit, unless a test sets another
-
-
-def require_root_docker_and_images() -> None:
-    """Skip without root (to mount); fail without Docker; build the local test images."""
-    if os.geteuid() != 0:
-        pytest.skip("the btrfs and ext4 backends need root to mount filesystems")
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=60, check=False
-        ).returncode
-    ):
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
 
 
 @dataclass

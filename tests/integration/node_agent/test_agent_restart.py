@@ -27,7 +27,6 @@ from tests.integration.node_agent.live_agent import (
     eventually,
     output_line,
     read_body,
-    require_docker_and_images,
     start_live_agent,
     status,
 )
@@ -37,11 +36,6 @@ from tests.support.containers import BUSYBOX_IMAGE, remove_container
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
 @pytest.fixture
 def own_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[LiveAgent]:
     agent = start_live_agent(tmp_path / "agent", signing_key)
@@ -49,12 +43,6 @@ def own_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[LiveAgent]:
         yield agent
     finally:
         agent.stop()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    async with aiodocker.Docker() as client:
-        yield client
 
 
 @pytest.fixture

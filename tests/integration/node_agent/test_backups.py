@@ -33,7 +33,6 @@ from tests.integration.node_agent.files_client import (
     files_agent_fixture,
     games,
     in_game,
-    require_docker_and_images,
 )
 from tests.integration.node_agent.live_agent import LiveServers, eventually, read_body
 from tests.support.agent_process import SigningKey
@@ -41,11 +40,6 @@ from tests.support.agent_process import SigningKey
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 SECRET = b"host secret, never to be archived\n"
 BLOCK = 1024 * 1024 + TAG_BYTES
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 @pytest.fixture(scope="module")

@@ -25,27 +25,13 @@ from tests.integration.node_agent.quota_nodes import (
     QuotaNode,
     exec_in,
     quota_nodes,
-    require_root_docker_and_images,
     start,
     write_mib,
 )
 from tests.support.agent_process import SigningKey
+from tests.support.storage import needs_root_to_mount
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> None:
-    require_root_docker_and_images()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
+pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from tests.integration.node_agent.files_client import (
     FilesAgent,
     FilesClient,
     games,
-    require_docker_and_images,
     start_files_agent,
 )
 from tests.integration.node_agent.live_agent import LiveServers, eventually
@@ -31,11 +30,6 @@ from tests.support.agent_process import SigningKey
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 @pytest.fixture

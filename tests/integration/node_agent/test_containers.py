@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +31,12 @@ from node_agent.docker.hardening import (
 )
 from node_agent.docker.network import AGENT_NETWORK, ICC_OPTION
 from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS
-from tests.conftest import service_missing
 from tests.integration.node_agent.live_agent import LiveServers
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 from tests.support.containers import (
     FAKE_GAME_IMAGE,
     Answer,
     SignedAgentClient,
-    build_test_images,
     cgroup_pids,
 )
 
@@ -52,37 +48,6 @@ SPEC_DEFAULTS = {"swap_mib": 32}
 NO_CAPABILITIES = "0000000000000000"
 # CHOWN (0), DAC_OVERRIDE (1), FOWNER (3), SETGID (6), SETUID (7).
 INSTALL_ROOT_CAPABILITY_MASK = f"{(1 << 0) | (1 << 1) | (1 << 3) | (1 << 6) | (1 << 7):016x}"
-
-
-def _docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    """Build the images once; after the module, drop the agent network if nothing uses it."""
-    if shutil.which("docker") is None or _docker_cli("info").returncode != 0:
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-    yield
-    attached = _docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
-    if attached.returncode == 0 and attached.stdout.strip() == "0":
-        _docker_cli("network", "rm", AGENT_NETWORK)
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from tests.integration.node_agent.live_agent import (
     eventually,
     node_state,
     read_body,
-    require_docker_and_images,
 )
 from tests.support.agent_process import SigningKey
 from tests.support.containers import Answer
@@ -37,11 +36,6 @@ POLLED_SETTINGS: Final[dict[str, object]] = {
     "storage_backend": "directory",
     "storage_poll_seconds": POLL_SECONDS,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 def polled_agent(root: Path, key: SigningKey) -> LiveAgent:

@@ -30,33 +30,17 @@ from tests.integration.node_agent.quota_nodes import (
     QuotaNode,
     console,
     quota_nodes,
-    require_root_docker_and_images,
     start,
     write_mib,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, mint_for
-from tests.support.storage import btrfs, loop_devices_under, mounts_under
+from tests.support.storage import btrfs, loop_devices_under, mounts_under, needs_root_to_mount
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
 # The kernel refuses the write itself; writing 100 MiB to the page cache takes well under this.
 IMMEDIATE_SECONDS = 10.0
 QUOTA_ERRORS = ("Disk quota exceeded", "No space left on device")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> None:
-    """Root (to mount) and a Docker engine with the local test images."""
-    require_root_docker_and_images()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ import pytest
 from node_agent.docker.hardening import SERVER_LABEL
 from node_agent.docker.network import ensure_agent_network
 from node_agent.egress.policy import table_name
-from tests.conftest import service_missing
 from tests.integration.node_agent.egress_world import (
     DNS_ANSWER,
     GAME_GREETING,
@@ -54,7 +53,7 @@ from tests.integration.node_agent.egress_world import (
     run,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, free_port
-from tests.support.containers import SignedAgentClient, build_test_images, remove_container
+from tests.support.containers import SignedAgentClient, remove_container
 
 
 def _unavailable() -> str | None:
@@ -72,22 +71,6 @@ pytestmark = [
     pytest.mark.timeout(240),
     pytest.mark.skipif(bool(reason := _unavailable()), reason=reason or ""),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> None:
-    if shutil.which("docker") is None or run("docker", "info", check=False).returncode != 0:
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

@@ -24,17 +24,11 @@ from tests.integration.node_agent.files_client import (
     files_agent_fixture,
     games,
     in_game,
-    require_docker_and_images,
 )
 from tests.integration.node_agent.live_agent import LiveServers
 from tests.support.agent_process import SigningKey
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from tests.integration.node_agent.files_client import (
     files_agent_fixture,
     files_path,
     games,
-    require_docker_and_images,
 )
 from tests.integration.node_agent.live_agent import LiveServers
 from tests.support.agent_process import SigningKey
@@ -27,11 +26,6 @@ from tests.support.agent_process import SigningKey
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 MIB = 1024 * 1024
 TWO_GIB = 2 * 1024 * MIB
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 @pytest.fixture(scope="module")

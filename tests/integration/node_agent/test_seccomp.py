@@ -35,15 +35,14 @@ from tests.integration.node_agent.quota_nodes import (
     QuotaNode,
     exec_in,
     quota_nodes,
-    require_root_docker_and_images,
     start,
     write_mib,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, mint_for
 from tests.support.containers import BUSYBOX_IMAGE
-from tests.support.storage import btrfs, release_everything_under
+from tests.support.storage import btrfs, needs_root_to_mount, release_everything_under
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
 PROBE_SOURCE: Final = r"""
 #define _GNU_SOURCE
@@ -118,7 +117,6 @@ GAME_HOME: Final = "/home/container"
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The probe, built once for the module (removed with pytest's tmp directories)."""
-    require_root_docker_and_images()
     require_tool("gcc", "gcc libc6-dev")
     build = tmp_path_factory.mktemp("probe")
     (build / "probe.c").write_text(PROBE_SOURCE, encoding="utf-8")
@@ -131,15 +129,6 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert compiled.returncode == 0, compiled.stderr
     return build / "probe"
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture
@@ -372,7 +361,6 @@ async def test_facts_say_whether_nested_subvolumes_are_blocked(
 def test_production_btrfs_agent_without_the_base_profile_exits_before_listening(
     tmp_path: Path, signing_key: SigningKey
 ) -> None:
-    require_root_docker_and_images()
     agent = AgentProcess(
         tmp_path / "agent",
         {signing_key.kid: signing_key.public_text},

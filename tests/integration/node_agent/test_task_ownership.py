@@ -24,7 +24,6 @@ from tests.integration.node_agent.live_agent import (
     LiveAgent,
     LiveServers,
     output_line,
-    require_docker_and_images,
     start_live_agent,
     status,
 )
@@ -32,11 +31,6 @@ from tests.support.agent_process import SigningKey
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 UNOWNED = ("Task was destroyed", "Task exception was never retrieved", "was never awaited")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 @pytest.fixture
