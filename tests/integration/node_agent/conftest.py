@@ -15,6 +15,7 @@ from tests.integration.node_agent.live_agent import (
     LiveServers,
     start_live_agent,
 )
+from tests.integration.node_agent.quota_nodes import NodeFactory, QuotaNode, quota_nodes
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 
 
@@ -111,3 +112,24 @@ async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveS
             yield handed_out
         finally:
             await handed_out.cleanup()
+
+
+# Agents on a kernel-enforced disk backend (modules marked needs_root_to_mount).
+
+
+@pytest.fixture
+async def node_factory(
+    tmp_path: Path,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    docker: aiodocker.Docker,
+) -> AsyncIterator[NodeFactory]:
+    """Start agents with a kernel-enforced backend; undo everything they made at teardown."""
+    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
+        yield make
+
+
+@pytest.fixture(params=["btrfs", "ext4"])
+def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
+    """An agent on each kernel-enforced backend."""
+    return node_factory(str(request.param))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiodocker
 import aiohttp
@@ -21,10 +19,8 @@ from node_agent.docker.hardening import game_container_name
 from tests.integration.node_agent.backups_client import BackupsClient, new_key, tree_hash
 from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.quota_nodes import (
-    NodeFactory,
     QuotaNode,
     exec_in,
-    quota_nodes,
     start,
     write_mib,
 )
@@ -32,22 +28,6 @@ from tests.support.agent_process import SigningKey
 from tests.support.storage import needs_root_to_mount
 
 pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-async def node_factory(
-    tmp_path: Path,
-    signing_key: SigningKey,
-    http: aiohttp.ClientSession,
-    docker: aiodocker.Docker,
-) -> AsyncIterator[NodeFactory]:
-    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
-        yield make
-
-
-@pytest.fixture(params=["btrfs", "ext4"])
-def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
-    return node_factory(str(request.param))
 
 
 async def _stop(node: QuotaNode, server_id: uuid.UUID) -> None:

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiodocker
@@ -29,7 +28,6 @@ from tests.integration.node_agent.quota_nodes import (
     NodeFactory,
     QuotaNode,
     console,
-    quota_nodes,
     start,
     write_mib,
 )
@@ -41,24 +39,6 @@ pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 # The kernel refuses the write itself; writing 100 MiB to the page cache takes well under this.
 IMMEDIATE_SECONDS = 10.0
 QUOTA_ERRORS = ("Disk quota exceeded", "No space left on device")
-
-
-@pytest.fixture
-async def node_factory(
-    tmp_path: Path,
-    signing_key: SigningKey,
-    http: aiohttp.ClientSession,
-    docker: aiodocker.Docker,
-) -> AsyncIterator[NodeFactory]:
-    """Start agents with a kernel-enforced backend; undo everything they made at teardown."""
-    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
-        yield make
-
-
-@pytest.fixture(params=["btrfs", "ext4"])
-def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
-    """An agent on each kernel-enforced backend."""
-    return node_factory(str(request.param))
 
 
 async def game_log(docker: aiodocker.Docker, server_id: uuid.UUID) -> str:

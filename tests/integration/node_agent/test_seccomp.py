@@ -16,12 +16,10 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
 import aiodocker
-import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name
@@ -34,7 +32,6 @@ from tests.integration.node_agent.quota_nodes import (
     NodeFactory,
     QuotaNode,
     exec_in,
-    quota_nodes,
     start,
     write_mib,
 )
@@ -132,19 +129,8 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def node_factory(
-    tmp_path: Path,
-    signing_key: SigningKey,
-    http: aiohttp.ClientSession,
-    docker: aiodocker.Docker,
-) -> AsyncIterator[NodeFactory]:
-    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
-        yield make
-
-
-@pytest.fixture
 def node(node_factory: NodeFactory) -> QuotaNode:
-    """An agent on the btrfs backend."""
+    """An agent on the btrfs backend only (the rules are about btrfs subvolumes)."""
     return node_factory("btrfs")
 
 
