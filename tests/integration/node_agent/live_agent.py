@@ -1,9 +1,10 @@
-"""Helpers for the tests of live server features: consoles, events, crashes, restarts.
+"""Helpers for the tests of live server features: consoles, events, crashes, restarts, files.
 
-:class:`LiveAgent` is an agent process whose config also carries a ``[console]`` table and a
-crash-loop window. :class:`LiveClient` adds WebSockets to the signed client: each is opened
-with a token minted for ``GET`` of its path, as the control plane does. :class:`Frames` reads a
-socket in the background so that tests can wait for the frame they expect.
+:class:`LiveAgent` is an agent process whose config also carries ``[console]`` and ``[files]``
+tables. :class:`LiveClient` adds WebSockets to the signed client: each is opened with a token
+minted for ``GET`` of its path, as the control plane does. :class:`Frames` reads a socket in the
+background so that tests can wait for the frame they expect. :class:`LiveServers` hands out
+game servers and removes them after the test.
 """
 
 from __future__ import annotations
@@ -41,21 +42,52 @@ CONSOLE_LIMITS: dict[str, int | float] = {
 }
 
 
+# Low enough for the file tests to reach; the other tests do not come near them.
+FILE_LIMITS: dict[str, int | float] = {
+    "max_upload_bytes": 3 * 1024**3,
+    "max_extract_bytes": 64 * 1024 * 1024,
+    "max_extract_entries": 1000,
+    "max_compression_ratio": 50,
+}
+
+
 @dataclass
 class LiveAgent(AgentProcess):
-    """An agent whose config sets console limits (a ``[console]`` table at the end)."""
+    """An agent whose config sets console and file limits (``[console]`` and ``[files]``
+    tables at the end)."""
 
     console: dict[str, int | float] = field(default_factory=lambda: dict(CONSOLE_LIMITS))
+    files: dict[str, int | float] = field(default_factory=lambda: dict(FILE_LIMITS))
 
     def write_config(self) -> Path:
         path = super().write_config()
-        table = "".join(f"{name} = {value}\n" for name, value in self.console.items())
-        path.write_text(path.read_text(encoding="utf-8") + "\n[console]\n" + table)
+        with path.open("a", encoding="utf-8") as config:
+            for table, values in (("console", self.console), ("files", self.files)):
+                config.write(f"\n[{table}]\n")
+                config.writelines(f"{name} = {value}\n" for name, value in values.items())
         return path
 
+    @property
+    def pid(self) -> int:
+        process = self._process
+        assert process is not None, "the agent is not running"
+        return process.pid
 
-def start_live_agent(root: Path, key: SigningKey) -> LiveAgent:
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the agent process: the most memory it ever held, in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+    def volume(self, server_id: uuid.UUID) -> Path:
+        return self.data_dir / "volumes" / str(server_id)
+
+
+def start_live_agent(root: Path, key: SigningKey, **settings: object) -> LiveAgent:
+    """A started live agent; ``settings`` are added to its top-level settings."""
     agent = LiveAgent(root, {key.kid: key.public_text})
+    agent.settings.update(settings)
     agent.start()
     return agent
 
