@@ -50,8 +50,21 @@ async def panel(
 
 
 @pytest.fixture
+def stack_environment() -> dict[str, str]:
+    """The control plane's environment in ``stack`` (a module may set its own)."""
+    return {
+        "STELLAR_AUTH_SECRET": AUTH_SECRET,
+        "STELLAR_BCRYPT_COST": "10",
+        "STELLAR_RATE_LIMITS": UNLIMITED,
+        "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
+        "STELLAR_BACKUP_LIMIT": "2",
+    }
+
+
+@pytest.fixture
 async def stack(
     docker_images: None,
+    stack_environment: dict[str, str],
     engine: AsyncEngine,
     database_url: str,
     tmp_path: Path,
@@ -59,15 +72,8 @@ async def stack(
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Stack]:
     """The control plane with one real agent (``engine`` migrated the database)."""
-    environment = {
-        "STELLAR_AUTH_SECRET": AUTH_SECRET,
-        "STELLAR_BCRYPT_COST": "10",
-        "STELLAR_RATE_LIMITS": UNLIMITED,
-        "STELLAR_NODE_HEALTH_INTERVAL_SECONDS": "2",
-        "STELLAR_BACKUP_LIMIT": "2",
-    }
     async with running_stack(
-        environment=environment,
+        environment=stack_environment,
         database_url=database_url,
         tmp_path=tmp_path,
         aiohttp_server=aiohttp_server,

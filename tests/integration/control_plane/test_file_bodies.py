@@ -15,12 +15,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from node_agent.files.writes import TEMP_NAME
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
-from tests.integration.control_plane.stack import Stack, running_stack
+from tests.integration.control_plane.stack import Stack
 from tests.support.panel import Browser
 
 pytestmark = [
@@ -32,29 +30,14 @@ ORIGINAL = b"the original world\n"
 
 
 @pytest.fixture
-async def stack(
-    docker_images: None,
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> AsyncIterator[Stack]:
-    """The control plane and a real agent, with a body timeout of one second."""
-    environment = {
+def stack_environment() -> dict[str, str]:
+    """The control plane of ``stack`` with a body timeout of one second."""
+    return {
         "STELLAR_AUTH_SECRET": AUTH_SECRET,
         "STELLAR_BCRYPT_COST": "10",
         "STELLAR_RATE_LIMITS": UNLIMITED,
         "STELLAR_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
     }
-    async with running_stack(
-        environment=environment,
-        database_url=database_url,
-        tmp_path=tmp_path,
-        aiohttp_server=aiohttp_server,
-        aiohttp_client=aiohttp_client,
-    ) as running:
-        yield running
 
 
 async def world(stack: Stack) -> tuple[Browser, str, Path]:
