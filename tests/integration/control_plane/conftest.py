@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.stack import Stack, running_stack
+from tests.support.clocks import WallClock
 from tests.support.panel import Panel
+from tests.support.world import World, build_world
 
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
 UNLIMITED = ",".join(
@@ -47,6 +49,18 @@ async def panel(
     """``engine`` migrated the database; the app opens its own engine on it."""
     server = await aiohttp_server(create_app(settings, background_jobs=False))
     return Panel(server, aiohttp_client)
+
+
+@pytest.fixture
+async def world(panel: Panel) -> World:
+    """Two owners, a sub-user and a key each, on a node nobody runs (tests/support/world.py)."""
+    return await build_world(panel)
+
+
+@pytest.fixture
+def wall_clock() -> WallClock:
+    """The app's wall clock, moved by hand (give it to the app: mfa_support.mfa_panel)."""
+    return WallClock()
 
 
 @pytest.fixture
