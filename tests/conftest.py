@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.db.engine import create_engine
 from control_plane.db.migrate import upgrade
 from node_agent.docker.network import AGENT_NETWORK
+from tests.support.agent_process import SigningKey
 from tests.support.containers import build_test_images, docker_cli
 from tests.support.serving import ApiTestServer
 
@@ -128,6 +129,12 @@ async def aiohttp_server() -> AsyncIterator[AiohttpServer]:
     yield serve
     while servers:
         await servers.pop().close()
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> SigningKey:
+    """The control plane's command-signing key: every agent a module starts trusts it."""
+    return SigningKey.generate()
 
 
 @pytest.fixture(scope="session")

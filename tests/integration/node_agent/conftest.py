@@ -15,12 +15,6 @@ from tests.integration.node_agent.quota_nodes import NodeFactory, QuotaNode, quo
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 
 
-@pytest.fixture(scope="module")
-def signing_key() -> SigningKey:
-    """The control plane's key: every agent in this module trusts it."""
-    return SigningKey.generate()
-
-
 def _started(root: Path, key: SigningKey) -> AgentProcess:
     agent = AgentProcess(root, {key.kid: key.public_text})
     agent.start()

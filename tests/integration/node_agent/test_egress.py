@@ -109,13 +109,13 @@ def node_listeners(bridge: Bridge, outside: Outside) -> Iterator[Listeners]:
 
 @pytest.fixture
 def agent(
-    tmp_path: Path, bridge: Bridge, outside: Outside, key: SigningKey
+    tmp_path: Path, bridge: Bridge, outside: Outside, signing_key: SigningKey
 ) -> Iterator[AgentProcess]:
     """The agent on the test's bridge; one private host and one resolver are allowed."""
     allowed, port = outside.listeners.where["allowed"]
     process = AgentProcess(
         tmp_path / "agent",
-        {key.kid: key.public_text},
+        {signing_key.kid: signing_key.public_text},
         settings={
             "storage_backend": "directory",
             "docker_network": bridge.name,
@@ -131,17 +131,12 @@ def agent(
 
 
 @pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-async def api(agent: AgentProcess, key: SigningKey) -> AsyncIterator[SignedAgentClient]:
+async def api(agent: AgentProcess, signing_key: SigningKey) -> AsyncIterator[SignedAgentClient]:
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
     ) as http:
-        yield SignedAgentClient(agent, key, http)
+        yield SignedAgentClient(agent, signing_key, http)
 
 
 @pytest.fixture
