@@ -23,7 +23,7 @@ import aiohttp
 from node_agent.docker.hardening import game_container_name
 from tests.integration.node_agent.live_agent import LiveServers
 from tests.support.agent_process import AgentProcess, SigningKey
-from tests.support.containers import Answer, SignedAgentClient
+from tests.support.containers import Answer, SignedAgentClient, exec_in
 from tests.support.storage import release_everything_under
 
 MIB: Final = 1024 * 1024
@@ -91,17 +91,6 @@ async def quota_nodes(
             await node.remove_servers()
             node.agent.stop()
         release_everything_under(root)
-
-
-async def exec_in(docker: aiodocker.Docker, name: str, *command: str) -> tuple[int, str]:
-    """Run ``command`` in the container as its configured user; exit code and output."""
-    execution = await docker.containers.container(name).exec(list(command))
-    output = b""
-    async with execution.start(detach=False) as stream:
-        while (message := await stream.read_out()) is not None:
-            output += message.data
-    inspected = await execution.inspect()
-    return int(inspected["ExitCode"]), output.decode("utf-8", "replace")
 
 
 async def console(docker: aiodocker.Docker, server_id: uuid.UUID, line: str) -> None:

@@ -20,11 +20,11 @@ from tests.integration.node_agent.backups_client import BackupsClient, new_key, 
 from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.quota_nodes import (
     QuotaNode,
-    exec_in,
     start,
     write_mib,
 )
 from tests.support.agent_process import SigningKey
+from tests.support.containers import exec_in
 from tests.support.storage import needs_root_to_mount
 
 pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]

@@ -38,6 +38,7 @@ from tests.support.containers import (
     Answer,
     SignedAgentClient,
     cgroup_pids,
+    exec_in,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
@@ -96,17 +97,6 @@ async def start(api: SignedAgentClient, server_id: uuid.UUID) -> None:
     answer = await api.power(server_id, "start")
     assert answer.status == 200, answer.body
     await wait_until(lambda: api.read(server_id), is_running)
-
-
-async def exec_in(docker: aiodocker.Docker, name: str, *command: str) -> tuple[int, str]:
-    """Run ``command`` in the container as its configured user; exit code and output."""
-    execution = await docker.containers.container(name).exec(list(command))
-    output = b""
-    async with execution.start(detach=False) as stream:
-        while (message := await stream.read_out()) is not None:
-            output += message.data
-    inspected = await execution.inspect()
-    return int(inspected["ExitCode"]), output.decode("utf-8", "replace")
 
 
 async def console(docker: aiodocker.Docker, name: str, line: str) -> None:

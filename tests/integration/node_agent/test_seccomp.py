@@ -31,12 +31,11 @@ from tests.integration.node_agent.quota_nodes import (
     MIB,
     NodeFactory,
     QuotaNode,
-    exec_in,
     start,
     write_mib,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, mint_for
-from tests.support.containers import BUSYBOX_IMAGE
+from tests.support.containers import BUSYBOX_IMAGE, exec_in
 from tests.support.storage import btrfs, needs_root_to_mount, release_everything_under
 
 pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
