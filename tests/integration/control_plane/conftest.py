@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.stack import Stack, running_stack
-from tests.support.clocks import WallClock
+from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
 
@@ -61,6 +61,12 @@ async def world(panel: Panel) -> World:
 def wall_clock() -> WallClock:
     """The app's wall clock, moved by hand (give it to the app: mfa_support.mfa_panel)."""
     return WallClock()
+
+
+@pytest.fixture
+def rate_clock() -> MonotonicClock:
+    """The rate limiter's clock, moved by hand (give it to the app as its ``clock``)."""
+    return MonotonicClock()
 
 
 @pytest.fixture

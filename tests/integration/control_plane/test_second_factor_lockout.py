@@ -58,11 +58,6 @@ class Addresses:
 
 
 @pytest.fixture
-def rate_clock() -> MonotonicClock:
-    return MonotonicClock()
-
-
-@pytest.fixture
 async def panel(
     engine: AsyncEngine,
     database_url: str,
