@@ -1,4 +1,4 @@
-"""Clocks that tests move by hand, for the control plane's ``wall_clock`` and ``clock``."""
+"""Clocks that tests move by hand: the control plane's wall clock and its rate limiter's."""
 
 from __future__ import annotations
 
