@@ -4,6 +4,9 @@
 Docker and installing the programs tests run (deploy/dev/ensure-services.sh): then a missing
 service or program fails the tests that need it instead of skipping them. Only a missing
 privilege (not root) still skips.
+
+A module marked ``docker`` (``pytestmark``) gets ``docker_images`` before any fixture of its
+own: the engine reachable and the local test images built, once a run.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiodocker
 import asyncpg
 import pytest
 from aiohttp import web
@@ -26,6 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import create_engine
 from control_plane.db.migrate import upgrade
+from node_agent.docker.network import AGENT_NETWORK
+from tests.support.agent_process import SigningKey
+from tests.support.containers import build_test_images, docker_cli
 from tests.support.serving import ApiTestServer
 
 POSTGRES_URL = os.environ.get(
@@ -122,3 +129,37 @@ async def aiohttp_server() -> AsyncIterator[AiohttpServer]:
     yield serve
     while servers:
         await servers.pop().close()
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> SigningKey:
+    """The control plane's command-signing key: every agent a module starts trusts it."""
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> Iterator[None]:
+    """A reachable Docker engine with the local test images built; at the end of the run the
+    agent network goes if no container is attached to it."""
+    if shutil.which("docker") is None or docker_cli("info").returncode != 0:
+        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
+    build_test_images()
+    yield
+    attached = docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
+    if attached.returncode == 0 and attached.stdout.strip() == "0":
+        docker_cli("network", "rm", AGENT_NETWORK)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_images(request: pytest.FixtureRequest) -> None:
+    """``docker_images`` for a module marked ``docker``, before the module's own fixtures (its
+    agents need the engine and the images)."""
+    if request.node.get_closest_marker("docker") is not None:
+        request.getfixturevalue("docker_images")
+
+
+@pytest.fixture
+async def docker() -> AsyncIterator[aiodocker.Docker]:
+    """A client of the local Docker engine."""
+    async with aiodocker.Docker() as client:
+        yield client

@@ -26,12 +26,21 @@ import pytest
 
 from control_plane.security.command_signing import CommandSigner
 from node_agent.docker.hardening import game_container_name
-from tests.integration.node_agent.quota_nodes import require_root_docker_and_images
 from tests.support.agent_process import free_port
-from tests.support.containers import FAKE_GAME_IMAGE
-from tests.support.storage import loop_devices_under, mounts_under, release_everything_under
+from tests.support.factories import server_spec
+from tests.support.storage import (
+    loop_devices_under,
+    mounts_under,
+    needs_root_to_mount,
+    release_everything_under,
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(420)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.docker,
+    needs_root_to_mount,
+    pytest.mark.timeout(420),
+]
 BANNER: Final = "Press Ctrl-C to stop"
 
 
@@ -121,7 +130,6 @@ def wait_until_running(name: str, timeout: float = 60) -> None:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[DevStack]:
-    require_root_docker_and_images()
     stack = DevStack(tmp_path / "data", tmp_path / "dev.log")
     try:
         yield stack
@@ -131,19 +139,9 @@ def stack(tmp_path: Path) -> Iterator[DevStack]:
 
 
 def test_ctrl_c_stops_the_dev_stacks_games_and_releases_its_pool(stack: DevStack) -> None:
-    server_id = uuid.uuid4()
+    spec = server_spec(disk_mib=64, stop_timeout_seconds=10)
+    server_id = uuid.UUID(spec["uuid"])
     container = game_container_name(server_id)
-    spec = {
-        "uuid": str(server_id),
-        "image": FAKE_GAME_IMAGE,
-        "memory_mib": 64,
-        "cpu_percent": 50,
-        "disk_mib": 64,
-        "pids_limit": 64,
-        "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
-        "stop": {"type": "command", "value": "stop"},
-        "stop_timeout_seconds": 10,
-    }
     path = f"/api/v1/servers/{server_id}"
     stack.start()
     try:

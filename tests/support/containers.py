@@ -2,8 +2,9 @@
 
 :func:`build_test_images` runs ``deploy/dev/build-test-images.sh`` (fast when the images are
 current). :class:`SignedAgentClient` sends the control plane's signed server commands to an
-:class:`~tests.support.agent_process.AgentProcess`. :func:`cgroup_pids` reads a container's
-PIDs controller from the host, which answers even while a fork bomb fills the container.
+:class:`~tests.support.agent_process.AgentProcess`. :func:`exec_in` runs a command in a
+container as its user. :func:`cgroup_pids` reads a container's PIDs controller from the host,
+which answers even while a fork bomb fills the container.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT: Final = REPO_ROOT / "deploy" / "dev" / "build-test-images.sh"
 FAKE_GAME_IMAGE: Final = "stellar-test/fake-game:latest"
 BUSYBOX_IMAGE: Final = "stellar-test/busybox:latest"
+
+
+def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``docker *args``, its output as text (a failure is in ``returncode``)."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def build_test_images() -> None:
@@ -101,6 +109,17 @@ class SignedAgentClient:
     async def power(self, server_id: uuid.UUID, action: str) -> Answer:
         body = self.encode({"action": action})
         return await self.send("POST", server_id, "server.power", suffix="/power", body=body)
+
+
+async def exec_in(docker: aiodocker.Docker, name: str, *command: str) -> tuple[int, str]:
+    """Run ``command`` in the container as its configured user; exit code and output."""
+    execution = await docker.containers.container(name).exec(list(command))
+    output = b""
+    async with execution.start(detach=False) as stream:
+        while (message := await stream.read_out()) is not None:
+            output += message.data
+    inspected = await execution.inspect()
+    return int(inspected["ExitCode"]), output.decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

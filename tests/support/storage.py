@@ -12,7 +12,14 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from node_agent.storage.mounts import MOUNTINFO, SYS_BLOCK, parse_mountinfo
+
+# A mark for the modules whose tests mount filesystems: without root they are skipped.
+needs_root_to_mount = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the btrfs and ext4 backends need root to mount filesystems"
+)
 
 
 def _is_under(path: str, root: Path) -> bool:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.stack import Stack, running_stack
-from tests.integration.node_agent.live_agent import require_docker_and_images
+from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import Panel
+from tests.support.world import World, build_world
 
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
 UNLIMITED = ",".join(
@@ -50,15 +51,27 @@ async def panel(
     return Panel(server, aiohttp_client)
 
 
-@pytest.fixture(scope="module")
-def docker_images() -> Iterator[None]:
-    yield from require_docker_and_images()
+@pytest.fixture
+async def world(panel: Panel) -> World:
+    """Two owners, a sub-user and a key each, on a node nobody runs (tests/support/world.py)."""
+    return await build_world(panel)
+
+
+@pytest.fixture
+def wall_clock() -> WallClock:
+    """The app's wall clock, moved by hand (give it to the app: mfa_support.mfa_panel)."""
+    return WallClock()
+
+
+@pytest.fixture
+def rate_clock() -> MonotonicClock:
+    """The rate limiter's clock, moved by hand (give it to the app as its ``clock``)."""
+    return MonotonicClock()
 
 
 @pytest.fixture
 def stack_environment() -> dict[str, str]:
-    """The ``stack``'s control-plane settings besides the database and keys; a module
-    overrides this fixture to change them."""
+    """The control plane's environment in ``stack`` (a module may set its own)."""
     return {
         "STELLAR_AUTH_SECRET": AUTH_SECRET,
         "STELLAR_BCRYPT_COST": "10",
@@ -71,9 +84,9 @@ def stack_environment() -> dict[str, str]:
 @pytest.fixture
 async def stack(
     docker_images: None,
+    stack_environment: dict[str, str],
     engine: AsyncEngine,
     database_url: str,
-    stack_environment: dict[str, str],
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,

@@ -12,35 +12,10 @@ from control_plane.app import create_app
 from control_plane.settings import load_settings
 from tests.conftest import require_tool
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import PASSWORD, Browser, Panel
 
 ENCRYPTION_KEYS = "t1:5f1c9e2a7b3d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a"
-
-
-class WallClock:
-    """Seconds since the epoch, starting at the real time; tests move it by whole steps."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()) // 30 * 30 + 5)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class MonotonicClock:
-    """The rate limiter's clock."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 async def mfa_panel(

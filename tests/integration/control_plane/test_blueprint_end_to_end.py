@@ -14,7 +14,7 @@ import pytest
 
 from node_agent.docker.hardening import game_container_name
 from tests.integration.control_plane.stack import Stack
-from tests.integration.node_agent.live_agent import docker_cli
+from tests.support.containers import docker_cli
 
 pytestmark = pytest.mark.docker
 

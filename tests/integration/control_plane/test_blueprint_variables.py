@@ -11,23 +11,17 @@ import json
 import uuid
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from control_plane.db.engine import session_factory
 from control_plane.db.models import Blueprint, Server, Subuser
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
-from tests.support.panel import Browser, Panel
-from tests.support.world import BLUEPRINT, World, build_world
+from tests.support.panel import Browser
+from tests.support.world import BLUEPRINT, World
 
 MASK = "********"
 SEED = "738291"  # distinctive: found nowhere else in an answer
-
-
-@pytest.fixture
-async def world(panel: Panel) -> World:
-    return await build_world(panel)
 
 
 async def replace_blueprint(world: World, **changes: Any) -> None:

@@ -33,7 +33,7 @@ from tests.integration.control_plane.stack import (
     read_until,
     wait_for_state,
 )
-from tests.integration.node_agent.live_agent import docker_cli
+from tests.support.containers import docker_cli
 from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker

@@ -28,7 +28,7 @@ from tests.integration.control_plane.stack import (
     wait_for_backup,
     wait_for_state,
 )
-from tests.integration.node_agent.live_agent import docker_cli
+from tests.support.containers import docker_cli
 
 pytestmark = pytest.mark.docker
 

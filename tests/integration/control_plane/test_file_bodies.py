@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from node_agent.files.writes import TEMP_NAME
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.stack import Stack
 from tests.support.panel import Browser
 
@@ -29,9 +30,14 @@ ORIGINAL = b"the original world\n"
 
 
 @pytest.fixture
-def stack_environment(stack_environment: dict[str, str]) -> dict[str, str]:
-    """The usual stack, with a body timeout of one second."""
-    return {**stack_environment, "STELLAR_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT)}
+def stack_environment() -> dict[str, str]:
+    """The control plane of ``stack`` with a body timeout of one second."""
+    return {
+        "STELLAR_AUTH_SECRET": AUTH_SECRET,
+        "STELLAR_BCRYPT_COST": "10",
+        "STELLAR_RATE_LIMITS": UNLIMITED,
+        "STELLAR_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
+    }
 
 
 async def world(stack: Stack) -> tuple[Browser, str, Path]:

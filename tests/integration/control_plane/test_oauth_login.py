@@ -20,11 +20,11 @@ from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.fake_oauth import FakeProvider, ProviderUser
 from tests.integration.control_plane.mfa_support import (
-    WallClock,
     enrol,
     mfa_panel,
     oathtool,
 )
+from tests.support.clocks import WallClock
 from tests.support.panel import Browser, Panel
 
 CALLBACK = "/api/v1/auth/oauth/callback"
@@ -43,11 +43,6 @@ EXPECTED_REASON = {
 
 
 @pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
 async def fake(aiohttp_server: AiohttpServer) -> FakeProvider:
     provider = FakeProvider()
     server = await aiohttp_server(provider.app())
@@ -59,12 +54,12 @@ async def make_panel(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
     fake: FakeProvider,
     **env: str,
 ) -> Panel:
     settings = {**fake.env(), **env}
-    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock, env=settings)
+    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, wall_clock, env=settings)
 
 
 @pytest.fixture
@@ -73,10 +68,10 @@ async def panel(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
     fake: FakeProvider,
 ) -> Panel:
-    return await make_panel(database_url, aiohttp_server, aiohttp_client, clock, fake)
+    return await make_panel(database_url, aiohttp_server, aiohttp_client, wall_clock, fake)
 
 
 async def callback(browser: Browser, query: dict[str, str]) -> ClientResponse:
@@ -246,10 +241,10 @@ async def test_the_last_way_to_sign_in_cannot_be_unlinked(panel: Panel, fake: Fa
 
 
 async def test_a_2fa_user_still_owes_the_code_after_oauth(
-    panel: Panel, fake: FakeProvider, clock: WallClock
+    panel: Panel, fake: FakeProvider, wall_clock: WallClock
 ) -> None:
     alice = await panel.signed_in(EMAIL)
-    secret, _codes = await enrol(alice, clock)
+    secret, _codes = await enrol(alice, wall_clock)
     await link(alice, fake, "google")
     browser = await panel.browser()
     response = await flow(browser, fake, "google")
@@ -258,7 +253,7 @@ async def test_a_2fa_user_still_owes_the_code_after_oauth(
     browser.csrf = pending["csrf_token"]
     await browser.json("GET", "/api/v1/auth/sessions", status=403)
     full = await browser.json(
-        "POST", "/api/v1/auth/2fa", json={"code": oathtool(secret, clock.now)}
+        "POST", "/api/v1/auth/2fa", json={"code": oathtool(secret, wall_clock.now)}
     )
     assert full["user"]["email"] == EMAIL
 
@@ -268,14 +263,19 @@ async def test_oauth_can_be_configured_to_count_as_complete(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
     fake: FakeProvider,
 ) -> None:
     panel = await make_panel(
-        database_url, aiohttp_server, aiohttp_client, clock, fake, STELLAR_OAUTH_SKIPS_2FA="true"
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        wall_clock,
+        fake,
+        STELLAR_OAUTH_SKIPS_2FA="true",
     )
     alice = await panel.signed_in(EMAIL)
-    await enrol(alice, clock)
+    await enrol(alice, wall_clock)
     await link(alice, fake, "github")
     body = await (await flow(await panel.browser(), fake, "github")).json()
     assert body["user"]["email"] == EMAIL
@@ -286,9 +286,9 @@ async def test_unconfigured_providers_are_not_offered(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
 ) -> None:
-    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock)
+    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, wall_clock)
     browser = await panel.browser()
     assert (await browser.json("GET", "/api/v1/auth/oauth/providers"))["providers"] == []
     await browser.json("POST", START, status=400, json={"provider": "google"})

@@ -15,13 +15,13 @@ from control_plane.db.models import AuditEntry, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.mfa_support import (
-    WallClock,
     enrol,
     mfa_panel,
     oathtool,
     start_login,
 )
 from tests.integration.control_plane.soft_authenticator import SoftAuthenticator
+from tests.support.clocks import WallClock
 from tests.support.panel import Browser, Panel
 
 RP_ID = "localhost"
@@ -31,19 +31,16 @@ PASSKEY_ENV = {"STELLAR_WEBAUTHN_RP_ID": RP_ID, "STELLAR_WEBAUTHN_ORIGIN": ORIGI
 
 
 @pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
 async def panel(
     engine: AsyncEngine,
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
 ) -> Panel:
-    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock, env=PASSKEY_ENV)
+    return await mfa_panel(
+        database_url, aiohttp_server, aiohttp_client, wall_clock, env=PASSKEY_ENV
+    )
 
 
 def authenticator() -> SoftAuthenticator:
@@ -98,10 +95,10 @@ async def test_register_list_rename_and_delete(panel: Panel) -> None:
 
 
 async def test_a_passkey_signs_in_completely_even_for_a_2fa_user(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     alice = await panel.signed_in(EMAIL)
-    await enrol(alice, clock)
+    await enrol(alice, wall_clock)
     device = authenticator()
     await register(alice, device)
     browser = await panel.browser()
@@ -116,10 +113,10 @@ async def test_a_passkey_signs_in_completely_even_for_a_2fa_user(
 
 
 async def test_a_passkey_signs_in_while_wrong_codes_have_locked_the_account(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     alice = await panel.signed_in(EMAIL)
-    secret, _codes = await enrol(alice, clock)
+    secret, _codes = await enrol(alice, wall_clock)
     device = authenticator()
     await register(alice, device)
     guesser = await panel.browser()
@@ -127,7 +124,7 @@ async def test_a_passkey_signs_in_while_wrong_codes_have_locked_the_account(
     for _ in range(5):
         await guesser.json("POST", "/api/v1/auth/2fa", status=401, json={"code": "999999"})
     refused = await guesser.request(
-        "POST", "/api/v1/auth/2fa", json={"code": oathtool(secret, clock.now)}
+        "POST", "/api/v1/auth/2fa", json={"code": oathtool(secret, wall_clock.now)}
     )
     assert refused.status == 429
     # The lock is on guessable codes; a passkey is not one, so its owner still gets in.
@@ -193,10 +190,10 @@ async def test_a_passkey_satisfies_required_2fa(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
 ) -> None:
     env = {**PASSKEY_ENV, "STELLAR_REQUIRE_2FA": "everyone"}
-    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock, env=env)
+    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, wall_clock, env=env)
     alice = await panel.signed_in(EMAIL)
     await alice.json("GET", "/api/v1/auth/sessions", status=403)
     await register(alice, authenticator())

@@ -15,8 +15,7 @@ from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.security.permissions import PERMISSIONS, VIEW
 from tests.integration.control_plane.test_route_walks import concrete
-from tests.support.panel import Panel
-from tests.support.world import World, build_world
+from tests.support.world import World
 
 POWER_ACTIONS = ("start", "stop", "restart", "kill")
 
@@ -41,11 +40,6 @@ async def set_permissions(world: World, permissions: list[str]) -> None:
             .where(Subuser.id == uuid.UUID(world.ids["carol_subuser"]))
             .values(permissions=permissions)
         )
-
-
-@pytest.fixture
-async def world(panel: Panel) -> World:
-    return await build_world(panel)
 
 
 @pytest.mark.parametrize("granted", sorted(PERMISSIONS))

@@ -30,6 +30,7 @@ from control_plane.security.rate_limit import (
 from control_plane.settings import load_settings
 from tests.conftest import service_missing
 from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.support.clocks import MonotonicClock
 from tests.support.panel import Panel
 from tests.support.world import build_world
 
@@ -38,27 +39,11 @@ LOGIN = "/api/v1/auth/login"
 BAD_LOGIN = {"email": "nobody@example.org", "password": "wrong password!"}
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 async def limited_panel(
     database_url: str,
     server_factory: AiohttpServer,
     client_factory: AiohttpClient,
-    clock: FakeClock,
+    clock: MonotonicClock,
     **env: str,
 ) -> Panel:
     settings = load_settings(
@@ -79,13 +64,13 @@ async def panel(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: FakeClock,
+    rate_clock: MonotonicClock,
 ) -> Panel:
-    return await limited_panel(database_url, aiohttp_server, aiohttp_client, clock)
+    return await limited_panel(database_url, aiohttp_server, aiohttp_client, rate_clock)
 
 
 async def test_authentication_preset_counts_down_refuses_and_refills(
-    panel: Panel, clock: FakeClock
+    panel: Panel, rate_clock: MonotonicClock
 ) -> None:
     browser = await panel.browser()
     remaining = []
@@ -101,17 +86,19 @@ async def test_authentication_preset_counts_down_refuses_and_refills(
     assert refused.headers["Retry-After"] == "12"  # one token per 12 s
     assert (await refused.json())["error"]["code"] == "rate_limited"
     assert int(refused.headers["X-RateLimit-Reset"]) >= int(time.time()) + 59
-    clock.advance(11.9)
+    rate_clock.advance(11.9)
     assert (await browser.request("POST", LOGIN, json=BAD_LOGIN)).status == 429
-    clock.advance(0.2)
+    rate_clock.advance(0.2)
     assert (await browser.request("POST", LOGIN, json=BAD_LOGIN)).status == 401
     assert (await browser.request("POST", LOGIN, json=BAD_LOGIN)).status == 429
-    clock.advance(60)
+    rate_clock.advance(60)
     for _ in range(5):
         assert (await browser.request("POST", LOGIN, json=BAD_LOGIN)).status == 401
 
 
-async def test_general_api_preset_allows_100_per_minute(panel: Panel, clock: FakeClock) -> None:
+async def test_general_api_preset_allows_100_per_minute(
+    panel: Panel, rate_clock: MonotonicClock
+) -> None:
     await panel.create_user("user@example.org")
     browser = await panel.browser()
     await browser.login("user@example.org")  # authentication preset, not the API one
@@ -160,13 +147,13 @@ async def test_forwarded_for_from_a_trusted_proxy_is_honoured(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: FakeClock,
+    rate_clock: MonotonicClock,
 ) -> None:
     panel = await limited_panel(
         database_url,
         aiohttp_server,
         aiohttp_client,
-        clock,
+        rate_clock,
         STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
     )
     browser = await panel.browser()
@@ -180,7 +167,7 @@ async def test_forwarded_for_from_a_trusted_proxy_is_honoured(
 
 @pytest.mark.parametrize("preset", ["authentication", "sensitive", "api", "power", "files"])
 async def test_each_preset_refuses_the_request_after_its_limit(preset: str) -> None:
-    clock = FakeClock()
+    clock = MonotonicClock()
     limiter = RateLimiter(MemoryBackend(clock=clock), parse_presets(""))
     policy = limiter.presets[preset]
     for n in range(policy.capacity):
@@ -195,7 +182,7 @@ async def test_each_preset_refuses_the_request_after_its_limit(preset: str) -> N
 
 
 async def test_ipv6_clients_share_a_bucket_per_64() -> None:
-    limiter = RateLimiter(MemoryBackend(clock=FakeClock()), parse_presets(""))
+    limiter = RateLimiter(MemoryBackend(clock=MonotonicClock()), parse_presets(""))
     for n in range(5):
         assert (await limiter.check("authentication", f"2001:db8:1:2::{n + 1}")).allowed
     assert not (await limiter.check("authentication", "2001:db8:1:2:ffff::1")).allowed
@@ -207,7 +194,7 @@ def address(n: int) -> str:
 
 
 async def test_a_flood_of_distinct_addresses_cannot_exhaust_memory() -> None:
-    clock = FakeClock()
+    clock = MonotonicClock()
     backend = MemoryBackend(max_keys=1000, clock=clock)
     limiter = RateLimiter(backend, parse_presets(""))
     for _ in range(5):
@@ -220,7 +207,7 @@ async def test_a_flood_of_distinct_addresses_cannot_exhaust_memory() -> None:
 
 
 async def test_a_full_store_refuses_new_keys_and_never_forgets_a_spent_bucket() -> None:
-    clock = FakeClock()
+    clock = MonotonicClock()
     backend = MemoryBackend(max_keys=4, clock=clock)
     limiter = RateLimiter(backend, parse_presets(""))
     for _ in range(5):
@@ -240,7 +227,7 @@ async def test_a_full_store_refuses_new_keys_and_never_forgets_a_spent_bucket() 
 
 
 async def test_making_room_stays_cheap_and_bounded_under_a_flood() -> None:
-    clock = FakeClock()
+    clock = MonotonicClock()
     backend = MemoryBackend(max_keys=100, clock=clock)
     policy = RateLimitPolicy("api", 100, 60.0)
     for n in range(50_000):
@@ -255,7 +242,7 @@ async def test_the_flush_attack_cannot_reopen_an_exhausted_sign_in_limit(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: FakeClock,
+    rate_clock: MonotonicClock,
 ) -> None:
     """The review's attack: exhaust the sign-in limit, then make fresh buckets until the
     store evicts the exhausted one, then sign in again."""
@@ -263,7 +250,7 @@ async def test_the_flush_attack_cannot_reopen_an_exhausted_sign_in_limit(
         database_url,
         aiohttp_server,
         aiohttp_client,
-        clock,
+        rate_clock,
         STELLAR_RATE_LIMIT_MAX_KEYS="100",
         STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
     )
@@ -294,7 +281,7 @@ async def test_the_flush_attack_cannot_reopen_an_exhausted_sign_in_limit(
     assert set(statuses[98:]) == {429}
     assert len(backend) == 100
     assert (await attacker.request("POST", LOGIN, json=BAD_LOGIN, headers=me)).status == 429
-    clock.advance(61)  # everything has refilled: buckets may be forgotten, new ones admitted
+    rate_clock.advance(61)  # everything has refilled: buckets may be forgotten, new ones admitted
     fresh = {"X-Forwarded-For": "198.51.100.200"}
     assert (await attacker.request("POST", LOGIN, json=BAD_LOGIN, headers=fresh)).status == 401
 

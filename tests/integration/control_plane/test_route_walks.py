@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,11 +43,6 @@ def concrete(endpoint: Endpoint, world: World) -> str:
         return world.ids[ALICE_OBJECT[name]]
 
     return re.sub(r"\{(\w+)\}", fill, endpoint.path)
-
-
-@pytest.fixture
-async def world(panel: Panel) -> World:
-    return await build_world(panel)
 
 
 async def test_another_user_gets_404_on_every_route_of_alices_objects(world: World) -> None:

@@ -19,13 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.security import totp
 from tests.integration.control_plane.mfa_support import (
-    MonotonicClock,
-    WallClock,
     enrol,
     mfa_panel,
     oathtool,
     start_login,
 )
+from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import PASSWORD, Browser, Panel
 
 EMAIL = "alice@example.org"
@@ -59,22 +58,12 @@ class Addresses:
 
 
 @pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
-
-
-@pytest.fixture
-def rate_clock() -> MonotonicClock:
-    return MonotonicClock()
-
-
-@pytest.fixture
 async def panel(
     engine: AsyncEngine,
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
     rate_clock: MonotonicClock,
 ) -> Panel:
     """The real app with the default per-address rate limits, behind a trusted proxy."""
@@ -82,7 +71,7 @@ async def panel(
         database_url,
         aiohttp_server,
         aiohttp_client,
-        clock,
+        wall_clock,
         rate_clock=rate_clock,
         env=BEHIND_PROXY,
     )
@@ -99,12 +88,12 @@ def wrong_code(secret: str, unix_time: float) -> str:
     return next(c for c in (f"{n:06d}" for n in range(123_456, 10**6)) if c not in valid)
 
 
-async def enrolled_alice(panel: Panel, clock: WallClock) -> tuple[str, str, BrowserAt]:
+async def enrolled_alice(panel: Panel, wall_clock: WallClock) -> tuple[str, str, BrowserAt]:
     """alice with TOTP on; her id, secret, and an admin's browser to read the audit trail."""
     alice_id = await panel.create_user(EMAIL)
     browser = await at(panel, "192.0.2.10")
     await browser.login(EMAIL)
-    secret, _codes = await enrol(browser, clock)
+    secret, _codes = await enrol(browser, wall_clock)
     await panel.create_user("root@example.org", admin=True)
     admin = await at(panel, "192.0.2.20")
     await admin.login("root@example.org")
@@ -128,16 +117,16 @@ async def alice_audit(admin: Browser, alice_id: str, action: str) -> list[dict[s
 
 
 async def test_guesses_spread_over_many_addresses_lock_the_account_and_the_owner_sees_it(
-    panel: Panel, clock: WallClock, rate_clock: MonotonicClock
+    panel: Panel, wall_clock: WallClock, rate_clock: MonotonicClock
 ) -> None:
-    alice_id, secret, admin = await enrolled_alice(panel, clock)
+    alice_id, secret, admin = await enrolled_alice(panel, wall_clock)
     addresses = Addresses()
     for _ in range(5):
-        response = await guess(panel, addresses.next(), wrong_code(secret, clock.now))
+        response = await guess(panel, addresses.next(), wrong_code(secret, wall_clock.now))
         assert response.status == 401, await response.text()
 
     # The sixth guess, and then even the right code, each from an address never seen before.
-    for code in (wrong_code(secret, clock.now), oathtool(secret, clock.now)):
+    for code in (wrong_code(secret, wall_clock.now), oathtool(secret, wall_clock.now)):
         refused = await guess(panel, addresses.next(), code)
         assert refused.status == 429, await refused.text()
         assert 14 * MINUTE < int(refused.headers["Retry-After"]) <= 15 * MINUTE
@@ -158,25 +147,25 @@ async def test_guesses_spread_over_many_addresses_lock_the_account_and_the_owner
     assert locked["details"]["window_seconds"] == 15 * MINUTE
 
     # A quarter of an hour later alice signs in from home.
-    clock.advance(15 * MINUTE)
+    wall_clock.advance(15 * MINUTE)
     rate_clock.advance(15 * MINUTE)
     home = await at(panel, "198.51.100.7")
     await start_login(home, EMAIL)
-    full = await home.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, clock.now)})
+    full = await home.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, wall_clock.now)})
     assert full["user"]["email"] == EMAIL
 
 
 async def test_parallel_guesses_from_many_addresses_get_the_allowance_and_no_more(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
-    _alice_id, secret, _admin = await enrolled_alice(panel, clock)
+    _alice_id, secret, _admin = await enrolled_alice(panel, wall_clock)
     addresses = Addresses()
     browsers = []
     for _ in range(12):
         browser = await at(panel, addresses.next())
         await start_login(browser, EMAIL)
         browsers.append(browser)
-    code = wrong_code(secret, clock.now)
+    code = wrong_code(secret, wall_clock.now)
     responses = await asyncio.gather(
         *(b.request("POST", SECOND_FACTOR, json={"code": code}) for b in browsers)
     )
@@ -185,74 +174,82 @@ async def test_parallel_guesses_from_many_addresses_get_the_allowance_and_no_mor
 
 
 async def test_a_successful_sign_in_does_not_reset_someone_elses_failures(
-    panel: Panel, clock: WallClock, rate_clock: MonotonicClock
+    panel: Panel, wall_clock: WallClock, rate_clock: MonotonicClock
 ) -> None:
-    _alice_id, secret, _admin = await enrolled_alice(panel, clock)
+    _alice_id, secret, _admin = await enrolled_alice(panel, wall_clock)
     addresses = Addresses()
     for _ in range(3):
-        assert (await guess(panel, addresses.next(), wrong_code(secret, clock.now))).status == 401
+        assert (
+            await guess(panel, addresses.next(), wrong_code(secret, wall_clock.now))
+        ).status == 401
     # alice signs in meanwhile, mistyping once first: her own typo is forgiven, the attacker's
     # three failures are not.
     home = await at(panel, "198.51.100.7")
     await start_login(home, EMAIL)
-    await home.json("POST", SECOND_FACTOR, status=401, json={"code": wrong_code(secret, clock.now)})
-    await home.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, clock.now)})
-    clock.advance(30)
+    await home.json(
+        "POST", SECOND_FACTOR, status=401, json={"code": wrong_code(secret, wall_clock.now)}
+    )
+    await home.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, wall_clock.now)})
+    wall_clock.advance(30)
     for _ in range(2):
-        assert (await guess(panel, addresses.next(), wrong_code(secret, clock.now))).status == 401
-    refused = await guess(panel, addresses.next(), oathtool(secret, clock.now))
+        assert (
+            await guess(panel, addresses.next(), wrong_code(secret, wall_clock.now))
+        ).status == 401
+    refused = await guess(panel, addresses.next(), oathtool(secret, wall_clock.now))
     assert refused.status == 429
 
 
 async def test_the_daily_allowance_outlasts_the_quarter_hour(
-    panel: Panel, clock: WallClock, rate_clock: MonotonicClock
+    panel: Panel, wall_clock: WallClock, rate_clock: MonotonicClock
 ) -> None:
-    _alice_id, secret, _admin = await enrolled_alice(panel, clock)
+    _alice_id, secret, _admin = await enrolled_alice(panel, wall_clock)
     addresses = Addresses()
     for _round in range(2):
         for _ in range(5):
-            response = await guess(panel, addresses.next(), wrong_code(secret, clock.now))
+            response = await guess(panel, addresses.next(), wrong_code(secret, wall_clock.now))
             assert response.status == 401
         assert (await guess(panel, addresses.next(), "111111")).status == 429
-        clock.advance(15 * MINUTE)
+        wall_clock.advance(15 * MINUTE)
     # Ten failures within a day: refused until the first of them is a day old.
-    refused = await guess(panel, addresses.next(), oathtool(secret, clock.now))
+    refused = await guess(panel, addresses.next(), oathtool(secret, wall_clock.now))
     assert refused.status == 429
     retry_after = int(refused.headers["Retry-After"])
     assert 23 * 60 * MINUTE < retry_after <= 24 * 60 * MINUTE - 30 * MINUTE + 1
-    clock.advance(retry_after)
+    wall_clock.advance(retry_after)
     rate_clock.advance(retry_after)
-    response = await guess(panel, addresses.next(), oathtool(secret, clock.now))
+    response = await guess(panel, addresses.next(), oathtool(secret, wall_clock.now))
     assert response.status == 200, await response.text()
 
 
 async def test_codes_on_the_account_pages_share_the_accounts_allowance(
-    panel: Panel, clock: WallClock, rate_clock: MonotonicClock
+    panel: Panel, wall_clock: WallClock, rate_clock: MonotonicClock
 ) -> None:
-    alice_id, secret, admin = await enrolled_alice(panel, clock)
+    alice_id, secret, admin = await enrolled_alice(panel, wall_clock)
     # alice is signed in (a full session), and so, say, is someone with her password.
     browser = await at(panel, "198.51.100.7")
     await start_login(browser, EMAIL)
-    full = await browser.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, clock.now)})
+    full = await browser.json(
+        "POST", SECOND_FACTOR, json={"code": oathtool(secret, wall_clock.now)}
+    )
     browser.csrf = full["csrf_token"]
-    clock.advance(30)
+    wall_clock.advance(30)
     for n in range(5):
         browser.address = f"198.51.100.{20 + n}"
         await browser.json(
             "POST",
             "/api/v1/account/2fa/disable",
             status=403,
-            json={"code": wrong_code(secret, clock.now), "password": PASSWORD},
+            json={"code": wrong_code(secret, wall_clock.now), "password": PASSWORD},
         )
     browser.address = "198.51.100.40"
     refused = await browser.request(
         "POST",
         "/api/v1/account/2fa/disable",
-        json={"code": oathtool(secret, clock.now), "password": PASSWORD},
+        json={"code": oathtool(secret, wall_clock.now), "password": PASSWORD},
     )
     assert refused.status == 429
     # Sign-in codes are refused too: it is one allowance per account.
-    assert (await guess(panel, "203.0.113.9", oathtool(secret, clock.now))).status == 429
+    assert (await guess(panel, "203.0.113.9", oathtool(secret, wall_clock.now))).status == 429
     [locked] = await alice_audit(admin, alice_id, "user.2fa.locked")
     assert locked["ip"] == "198.51.100.24"
     assert len(await alice_audit(admin, alice_id, "user.2fa.disable_failed")) == 6
@@ -265,7 +262,7 @@ async def test_the_lock_holds_on_another_replica_and_after_a_restart(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
     rate_clock: MonotonicClock,
 ) -> None:
     # Two apps on one database, each with its own in-memory rate limiter (no Redis): two
@@ -275,18 +272,18 @@ async def test_the_lock_holds_on_another_replica_and_after_a_restart(
             database_url,
             aiohttp_server,
             aiohttp_client,
-            clock,
+            wall_clock,
             rate_clock=MonotonicClock(),
             env=BEHIND_PROXY,
         )
         for _ in range(2)
     ]
-    _alice_id, secret, _admin = await enrolled_alice(first, clock)
+    _alice_id, secret, _admin = await enrolled_alice(first, wall_clock)
     addresses = Addresses()
     for n in range(5):
         replica = (first, second)[n % 2]
-        response = await guess(replica, addresses.next(), wrong_code(secret, clock.now))
+        response = await guess(replica, addresses.next(), wrong_code(secret, wall_clock.now))
         assert response.status == 401
     await first.server.close()
-    refused = await guess(second, addresses.next(), oathtool(secret, clock.now))
+    refused = await guess(second, addresses.next(), oathtool(secret, wall_clock.now))
     assert refused.status == 429

@@ -15,22 +15,16 @@ from control_plane.db.models import AuditEntry, Session, TotpCredential
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.mfa_support import (
-    MonotonicClock,
-    WallClock,
     enrol,
     mfa_panel,
     oathtool,
     start_login,
 )
+from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import PASSWORD, Browser, Panel
 
 EMAIL = "alice@example.org"
 SECOND_FACTOR = "/api/v1/auth/2fa"
-
-
-@pytest.fixture
-def clock() -> WallClock:
-    return WallClock()
 
 
 @pytest.fixture
@@ -39,9 +33,9 @@ async def panel(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
 ) -> Panel:
-    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, clock)
+    return await mfa_panel(database_url, aiohttp_server, aiohttp_client, wall_clock)
 
 
 def session_cookie(browser: Browser) -> str | None:
@@ -55,13 +49,13 @@ async def audit_rows(panel: Panel, action: str) -> list[AuditEntry]:
         return list(await db.scalars(select(AuditEntry).where(AuditEntry.action == action)))
 
 
-async def enrolled_user(panel: Panel, clock: WallClock) -> tuple[str, list[str]]:
+async def enrolled_user(panel: Panel, wall_clock: WallClock) -> tuple[str, list[str]]:
     browser = await panel.signed_in(EMAIL)
-    return await enrol(browser, clock)
+    return await enrol(browser, wall_clock)
 
 
 async def test_setup_returns_uri_and_qr_and_stores_the_secret_encrypted_but_inactive(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     browser = await panel.signed_in(EMAIL)
     setup = await browser.json("POST", "/api/v1/account/2fa/setup")
@@ -87,11 +81,11 @@ async def test_setup_returns_uri_and_qr_and_stores_the_secret_encrypted_but_inac
 
 
 async def test_enable_needs_the_current_password_and_a_valid_code(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     browser = await panel.signed_in(EMAIL)
     secret = (await browser.json("POST", "/api/v1/account/2fa/setup"))["secret"]
-    good = oathtool(secret, clock.now)
+    good = oathtool(secret, wall_clock.now)
     wrong_code = str((int(good) + 1) % 1_000_000).zfill(6)
     for body in (
         {"code": good, "password": "not the password!"},
@@ -113,9 +107,9 @@ async def test_enable_needs_the_current_password_and_a_valid_code(
 
 
 async def test_password_then_code_gives_a_full_session_with_a_new_token(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
-    secret, _codes = await enrolled_user(panel, clock)
+    secret, _codes = await enrolled_user(panel, wall_clock)
     browser = await panel.browser()
     pending = await start_login(browser, EMAIL)
     assert pending["methods"] == ["totp", "recovery"]
@@ -128,7 +122,9 @@ async def test_password_then_code_gives_a_full_session_with_a_new_token(
     await browser.json("GET", "/api/v1/auth/sessions", status=403)
     await browser.json("GET", "/api/v1/servers", status=403)
 
-    full = await browser.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, clock.now)})
+    full = await browser.json(
+        "POST", SECOND_FACTOR, json={"code": oathtool(secret, wall_clock.now)}
+    )
     browser.csrf = full["csrf_token"]
     assert full["mfa_pending"] is False
     assert session_cookie(browser) not in (None, pending_token)
@@ -141,9 +137,9 @@ async def test_password_then_code_gives_a_full_session_with_a_new_token(
     await stale.json("GET", "/api/v1/auth/session", status=401)
 
 
-async def test_a_replayed_code_is_refused_and_audited(panel: Panel, clock: WallClock) -> None:
-    secret, _codes = await enrolled_user(panel, clock)
-    code = oathtool(secret, clock.now)
+async def test_a_replayed_code_is_refused_and_audited(panel: Panel, wall_clock: WallClock) -> None:
+    secret, _codes = await enrolled_user(panel, wall_clock)
+    code = oathtool(secret, wall_clock.now)
     first = await panel.browser()
     await start_login(first, EMAIL)
     await first.json("POST", SECOND_FACTOR, json={"code": code})
@@ -154,18 +150,18 @@ async def test_a_replayed_code_is_refused_and_audited(panel: Panel, clock: WallC
     failed = await audit_rows(panel, "user.login.failed")
     assert [row.details for row in failed] == [{"method": "totp"}]
     # So is the code of the step before, which was still in the drift window.
-    previous = oathtool(secret, clock.now - 30)
+    previous = oathtool(secret, wall_clock.now - 30)
     await second.json("POST", SECOND_FACTOR, status=401, json={"code": previous})
-    clock.advance(30)
-    await second.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, clock.now)})
+    wall_clock.advance(30)
+    await second.json("POST", SECOND_FACTOR, json={"code": oathtool(secret, wall_clock.now)})
 
 
 async def test_the_enabling_code_cannot_be_replayed_at_sign_in(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     browser = await panel.signed_in(EMAIL)
     secret = (await browser.json("POST", "/api/v1/account/2fa/setup"))["secret"]
-    code = oathtool(secret, clock.now)
+    code = oathtool(secret, wall_clock.now)
     await browser.json(
         "POST", "/api/v1/account/2fa/enable", json={"code": code, "password": PASSWORD}
     )
@@ -174,8 +170,8 @@ async def test_the_enabling_code_cannot_be_replayed_at_sign_in(
     await other.json("POST", SECOND_FACTOR, status=401, json={"code": code})
 
 
-async def test_a_recovery_code_works_once(panel: Panel, clock: WallClock) -> None:
-    _secret, codes = await enrolled_user(panel, clock)
+async def test_a_recovery_code_works_once(panel: Panel, wall_clock: WallClock) -> None:
+    _secret, codes = await enrolled_user(panel, wall_clock)
     first = await panel.browser()
     await start_login(first, EMAIL)
     typed = codes[0].upper().replace("-", " ")
@@ -192,15 +188,15 @@ async def test_a_recovery_code_works_once(panel: Panel, clock: WallClock) -> Non
 
 
 async def test_pending_sign_in_cannot_be_finished_from_another_cookie_jar(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
-    secret, _codes = await enrolled_user(panel, clock)
+    secret, _codes = await enrolled_user(panel, wall_clock)
     victim = await panel.browser()
     pending = await start_login(victim, EMAIL)
     # The attacker has everything but the HttpOnly cookie: the response body and a code.
     attacker = await panel.browser()
     attacker.csrf = pending["csrf_token"]
-    code = oathtool(secret, clock.now)
+    code = oathtool(secret, wall_clock.now)
     await attacker.json("POST", SECOND_FACTOR, status=401, json={"code": code})
     # The attacker's own password-less browser has no pending state to finish either.
     assert session_cookie(attacker) is None
@@ -208,8 +204,8 @@ async def test_pending_sign_in_cannot_be_finished_from_another_cookie_jar(
     await victim.json("POST", SECOND_FACTOR, json={"code": code})
 
 
-async def test_a_pending_sign_in_expires(panel: Panel, clock: WallClock) -> None:
-    secret, _codes = await enrolled_user(panel, clock)
+async def test_a_pending_sign_in_expires(panel: Panel, wall_clock: WallClock) -> None:
+    secret, _codes = await enrolled_user(panel, wall_clock)
     browser = await panel.browser()
     await start_login(browser, EMAIL)
     async with transaction(session_factory(panel.server.app[ENGINE])) as db:
@@ -224,14 +220,14 @@ async def test_a_pending_sign_in_expires(panel: Panel, clock: WallClock) -> None
             .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
         )
     await browser.json(
-        "POST", SECOND_FACTOR, status=401, json={"code": oathtool(secret, clock.now)}
+        "POST", SECOND_FACTOR, status=401, json={"code": oathtool(secret, wall_clock.now)}
     )
 
 
 async def test_the_password_is_checked_before_anything_reveals_2fa(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
-    await enrolled_user(panel, clock)
+    await enrolled_user(panel, wall_clock)
     await panel.create_user("plain@example.org")
 
     async def attempt(email: str, password: str) -> tuple[int, Any, bool]:
@@ -252,12 +248,12 @@ async def test_the_password_is_checked_before_anything_reveals_2fa(
 
 
 async def test_recovery_codes_can_be_replaced_with_password_and_code(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     browser = await panel.signed_in(EMAIL)
-    secret, old = await enrol(browser, clock)
+    secret, old = await enrol(browser, wall_clock)
     path = "/api/v1/account/2fa/recovery-codes"
-    code = oathtool(secret, clock.now)
+    code = oathtool(secret, wall_clock.now)
     await browser.json("POST", path, status=403, json={"code": code, "password": "nope nope nope"})
     fresh = (await browser.json("POST", path, json={"code": code, "password": PASSWORD}))[
         "recovery_codes"
@@ -270,21 +266,24 @@ async def test_recovery_codes_can_be_replaced_with_password_and_code(
 
 
 async def test_disabling_needs_password_and_code_then_password_alone_signs_in(
-    panel: Panel, clock: WallClock
+    panel: Panel, wall_clock: WallClock
 ) -> None:
     browser = await panel.signed_in(EMAIL)
-    secret, _codes = await enrol(browser, clock)
+    secret, _codes = await enrol(browser, wall_clock)
     path = "/api/v1/account/2fa/disable"
     await browser.json("POST", path, status=403, json={"code": "000000", "password": PASSWORD})
     await browser.json(
         "POST",
         path,
         status=403,
-        json={"code": oathtool(secret, clock.now), "password": "wrong password!"},
+        json={"code": oathtool(secret, wall_clock.now), "password": "wrong password!"},
     )
     assert len(await audit_rows(panel, "user.2fa.disable_failed")) == 2
     await browser.json(
-        "POST", path, status=204, json={"code": oathtool(secret, clock.now), "password": PASSWORD}
+        "POST",
+        path,
+        status=204,
+        json={"code": oathtool(secret, wall_clock.now), "password": PASSWORD},
     )
     body = await (await panel.browser()).login(EMAIL)
     assert "mfa_required" not in body
@@ -309,11 +308,15 @@ async def test_required_2fa_leaves_only_enrolment_open_until_enrolled(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
     policy: str,
 ) -> None:
     panel = await mfa_panel(
-        database_url, aiohttp_server, aiohttp_client, clock, env={"STELLAR_REQUIRE_2FA": policy}
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        wall_clock,
+        env={"STELLAR_REQUIRE_2FA": policy},
     )
     admin = await panel.signed_in("root@example.org", admin=True)
     user = await panel.signed_in("user@example.org")
@@ -324,7 +327,7 @@ async def test_required_2fa_leaves_only_enrolment_open_until_enrolled(
     user_list = await user.request("GET", "/api/v1/auth/sessions")
     assert user_list.status == (403 if policy == "everyone" else 200)
 
-    await enrol(admin, clock)
+    await enrol(admin, wall_clock)
     await admin.json("GET", "/api/v1/users")
     assert (await admin.json("GET", "/api/v1/auth/session"))["must_enrol"] is False
 
@@ -334,24 +337,26 @@ async def test_wrong_codes_are_rate_limited_by_the_authentication_preset(
     database_url: str,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-    clock: WallClock,
+    wall_clock: WallClock,
 ) -> None:
     rate_clock = MonotonicClock()
     panel = await mfa_panel(
-        database_url, aiohttp_server, aiohttp_client, clock, rate_clock=rate_clock
+        database_url, aiohttp_server, aiohttp_client, wall_clock, rate_clock=rate_clock
     )
-    secret, _codes = await enrolled_user(panel, clock)
+    secret, _codes = await enrolled_user(panel, wall_clock)
     browser = await panel.browser()
     rate_clock.advance(120)  # the enrolment's tokens are back
     await start_login(browser, EMAIL)
     rate_clock.advance(60)
-    wrong = str((int(oathtool(secret, clock.now)) + 500_000) % 1_000_000).zfill(6)
+    wrong = str((int(oathtool(secret, wall_clock.now)) + 500_000) % 1_000_000).zfill(6)
     for _ in range(5):
         await browser.json("POST", SECOND_FACTOR, status=401, json={"code": wrong})
     refused = await browser.request("POST", SECOND_FACTOR, json={"code": wrong})
     assert refused.status == 429
     assert "Retry-After" in refused.headers
     # Even the right code waits for the bucket.
-    right = await browser.request("POST", SECOND_FACTOR, json={"code": oathtool(secret, clock.now)})
+    right = await browser.request(
+        "POST", SECOND_FACTOR, json={"code": oathtool(secret, wall_clock.now)}
+    )
     assert right.status == 429
     assert len(await audit_rows(panel, "user.login.failed")) == 5

@@ -27,14 +27,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory, key: SigningKey) -> Iterator[TlsAgent]:
+def agent(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) -> Iterator[TlsAgent]:
     """One genuine agent for the tests that leave it running."""
-    process = TlsAgent(tmp_path_factory.mktemp("genuine"), key)
+    process = TlsAgent(tmp_path_factory.mktemp("genuine"), signing_key)
     try:
         process.start()
         yield process
@@ -57,12 +52,12 @@ def _command_headers(agent: TlsAgent, key: SigningKey) -> dict[str, str]:
 
 
 async def test_a_client_pinned_to_the_agents_fingerprint_sends_it_signed_commands(
-    agent: TlsAgent, key: SigningKey, http: aiohttp.ClientSession
+    agent: TlsAgent, signing_key: SigningKey, http: aiohttp.ClientSession
 ) -> None:
     ssl = node_ssl("node-1", agent.url, agent.identity.fingerprint)
 
     async with http.get(
-        f"{agent.url}{SYSTEM_PATH}", ssl=ssl, headers=_command_headers(agent, key)
+        f"{agent.url}{SYSTEM_PATH}", ssl=ssl, headers=_command_headers(agent, signing_key)
     ) as response:
         assert response.status == 200, await response.text()
         assert (await response.json())["node_id"] == str(agent.node_id)
@@ -72,15 +67,15 @@ async def test_a_client_pinned_to_the_agents_fingerprint_sends_it_signed_command
 # close; when the garbage collector gets there first it warns. Known, harmless, not ours.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_an_impostor_on_the_same_address_is_refused_before_it_sees_the_command(
-    key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
+    signing_key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    agent = TlsAgent(tmp_path / "genuine", key)
+    agent = TlsAgent(tmp_path / "genuine", signing_key)
     agent.start()
     pinned = agent.identity.fingerprint
     agent.stop()
     # Same host, same port, same node id and keys; only the certificate is its own.
     impostor = TlsAgent(
-        tmp_path / "impostor", key, host=agent.host, port=agent.port, node_id=agent.node_id
+        tmp_path / "impostor", signing_key, host=agent.host, port=agent.port, node_id=agent.node_id
     )
     impostor.start()
     try:
@@ -88,7 +83,7 @@ async def test_an_impostor_on_the_same_address_is_refused_before_it_sees_the_com
             await http.get(
                 f"{agent.url}{SYSTEM_PATH}",
                 ssl=node_ssl("node-1", agent.url, pinned),
-                headers=_command_headers(agent, key),
+                headers=_command_headers(agent, signing_key),
             )
 
         error = mismatch_error("node-1", caught.value)
@@ -128,12 +123,12 @@ async def test_plain_http_to_a_tls_agent_gets_no_answer(
 # close; when the garbage collector gets there first it warns. Known, harmless, not ours.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_the_control_planes_node_client_pins_and_refuses_an_impostor(
-    key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
+    signing_key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """The same, through NodeClient: the one place the control plane talks to agents."""
-    signer = CommandSigner(key.private_key, issuer="stellar-cp")
+    signer = CommandSigner(signing_key.private_key, issuer="stellar-cp")
     client = NodeClient(http, signer, timeout=10, allow_plain_http=False)
-    genuine = TlsAgent(tmp_path / "genuine", key)
+    genuine = TlsAgent(tmp_path / "genuine", signing_key)
     genuine.start()
     node = Node(
         id=genuine.node_id,
@@ -147,7 +142,11 @@ async def test_the_control_planes_node_client_pins_and_refuses_an_impostor(
     finally:
         genuine.stop()
     impostor = TlsAgent(
-        tmp_path / "impostor", key, host=genuine.host, port=genuine.port, node_id=genuine.node_id
+        tmp_path / "impostor",
+        signing_key,
+        host=genuine.host,
+        port=genuine.port,
+        node_id=genuine.node_id,
     )
     impostor.start()
     try:

@@ -9,19 +9,10 @@ import aiodocker
 import aiohttp
 import pytest
 
-from tests.integration.node_agent.live_agent import (
-    LiveAgent,
-    LiveClient,
-    LiveServers,
-    start_live_agent,
-)
+from tests.integration.node_agent.files_client import FilesClient
+from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, start_live_agent
+from tests.integration.node_agent.quota_nodes import NodeFactory, QuotaNode, quota_nodes
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
-
-
-@pytest.fixture(scope="module")
-def signing_key() -> SigningKey:
-    """The control plane's key: every agent in this module trusts it."""
-    return SigningKey.generate()
 
 
 def _started(root: Path, key: SigningKey) -> AgentProcess:
@@ -81,15 +72,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-# A live agent (games in real containers) for a module; modules with other needs (another
-# agent per test, the files agent) define their own ``live_agent``, ``api`` or ``servers``.
+# Live agents: games in real containers, with the live tests' console and file limits.
 
 
 @pytest.fixture(scope="module")
-def live_agent(
+def module_live_agent(
     tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
 ) -> Iterator[LiveAgent]:
-    """One agent with the live tests' console limits, shared by the tests of a module."""
+    """One live agent shared by the tests of a module."""
     agent = start_live_agent(tmp_path_factory.mktemp("live-agent"), signing_key)
     try:
         yield agent
@@ -98,16 +88,57 @@ def live_agent(
 
 
 @pytest.fixture
-def api(live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession) -> LiveClient:
-    return LiveClient(live_agent, signing_key, http)
+def live_agent(
+    request: pytest.FixtureRequest, tmp_path: Path, signing_key: SigningKey
+) -> Iterator[LiveAgent]:
+    """The agent a test's games run on: its module's, or with the ``own_agent`` marker one of
+    the test's own (which it may stop or kill), the marker's keywords added to its settings."""
+    own = request.node.get_closest_marker("own_agent")
+    if own is None:
+        shared: LiveAgent = request.getfixturevalue("module_live_agent")
+        yield shared
+        return
+    agent = start_live_agent(tmp_path / "agent", signing_key, **own.kwargs)
+    try:
+        yield agent
+    finally:
+        agent.stop()
 
 
 @pytest.fixture
-async def servers(live_agent: LiveAgent, api: LiveClient) -> AsyncIterator[LiveServers]:
+def api(live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession) -> FilesClient:
+    """The signed client for ``live_agent``, file routes included."""
+    return FilesClient(live_agent, signing_key, http)
+
+
+@pytest.fixture
+async def servers(
+    live_agent: LiveAgent, api: FilesClient, docker: aiodocker.Docker
+) -> AsyncIterator[LiveServers]:
     """Hands out servers on ``live_agent``; every one is deleted at teardown."""
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(live_agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
+    handed_out = LiveServers(live_agent, api, docker)
+    try:
+        yield handed_out
+    finally:
+        await handed_out.cleanup()
+
+
+# Agents on a kernel-enforced disk backend (modules marked needs_root_to_mount).
+
+
+@pytest.fixture
+async def node_factory(
+    tmp_path: Path,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    docker: aiodocker.Docker,
+) -> AsyncIterator[NodeFactory]:
+    """Start agents with a kernel-enforced backend; undo everything they made at teardown."""
+    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
+        yield make
+
+
+@pytest.fixture(params=["btrfs", "ext4"])
+def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
+    """An agent on each kernel-enforced backend."""
+    return node_factory(str(request.param))

@@ -28,7 +28,8 @@ from typing import Any, Final
 import aiodocker
 
 from node_agent.docker.hardening import game_container_name
-from tests.support.containers import BUSYBOX_IMAGE, FAKE_GAME_IMAGE, SignedAgentClient
+from tests.support.containers import BUSYBOX_IMAGE, SignedAgentClient
+from tests.support.factories import server_spec
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[3]
 METADATA: Final = "169.254.169.254"
@@ -179,18 +180,9 @@ class Games:
 
     async def start(self, allocations: list[dict[str, Any]]) -> str:
         """Create and start a game; the name of its container."""
-        server_id = uuid.uuid4()
+        spec = server_spec(allocations=allocations)
+        server_id = uuid.UUID(spec["uuid"])
         self.created.append(server_id)
-        spec = {
-            "uuid": str(server_id),
-            "image": FAKE_GAME_IMAGE,
-            "memory_mib": 64,
-            "disk_mib": 256,
-            "pids_limit": 64,
-            "allocations": allocations,
-            "stop": {"type": "command", "value": "stop"},
-            "stop_timeout_seconds": 5,
-        }
         created = await self.api.create(spec)
         assert created.status == 201, created.body
         started = await self.api.power(server_id, "start")

@@ -1,5 +1,5 @@
-"""Helpers for the file-API tests: a signed client for ``/files`` routes, an agent with a
-``[files]`` table, and running games whose container plants traps in their own volume.
+"""Helpers for the file-API tests: a signed client for ``/files`` routes, and running games
+whose container plants traps in their own volume.
 
 :class:`FilesClient` signs each request as the control plane would: the query string is part
 of the signed path, and a streamed upload signs the empty body with its ``size`` in the query.
@@ -11,62 +11,19 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiodocker
 import aiohttp
-import pytest
 
 from node_agent.docker.hardening import game_container_name
 from shared.protocol import mint
 from tests.integration.node_agent.live_agent import (
-    LiveAgent,
     LiveClient,
-    LiveServers,
-    require_docker_and_images,
 )
-from tests.support.agent_process import SigningKey
 from tests.support.containers import Answer
-
-FILE_LIMITS: dict[str, int | float] = {
-    "max_upload_bytes": 3 * 1024**3,
-    "max_extract_bytes": 64 * 1024 * 1024,
-    "max_extract_entries": 1000,
-    "max_compression_ratio": 50,
-}
-
-
-@dataclass
-class FilesAgent(LiveAgent):
-    """A live agent whose config also has a ``[files]`` table."""
-
-    files: dict[str, int | float] = field(default_factory=lambda: dict(FILE_LIMITS))
-
-    def write_config(self) -> Path:
-        path = super().write_config()
-        table = "".join(f"{name} = {value}\n" for name, value in self.files.items())
-        path.write_text(path.read_text(encoding="utf-8") + "\n[files]\n" + table)
-        return path
-
-    @property
-    def pid(self) -> int:
-        process = self._process
-        assert process is not None, "the agent is not running"
-        return process.pid
-
-    def peak_rss_kib(self) -> int:
-        """VmHWM of the agent process: the most memory it ever held, in KiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmHWM in /proc/<pid>/status")
-
-    def volume(self, server_id: uuid.UUID) -> Path:
-        return self.data_dir / "volumes" / str(server_id)
 
 
 def files_path(server_id: uuid.UUID, route: str, **query: str | int) -> str:
@@ -169,33 +126,3 @@ def in_game(server_id: uuid.UUID, script: str, *, detach: bool = False) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def start_files_agent(root: Path, key: SigningKey, **files: int | float) -> FilesAgent:
-    agent = FilesAgent(root, {key.kid: key.public_text}, files={**FILE_LIMITS, **files})
-    agent.start()
-    return agent
-
-
-def files_agent_fixture(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[FilesAgent]:
-    """Module fixture body: one agent with the test ``[files]`` limits."""
-    agent = start_files_agent(tmp_path_factory.mktemp("files-agent"), signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-async def games(agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
-    """Fixture body: hands out fake-game servers, removes them after the test."""
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
-
-
-__all__ = ["require_docker_and_images"]

@@ -1,9 +1,10 @@
-"""Helpers for the tests of live server features: consoles, events, crashes, restarts.
+"""Helpers for the tests of live server features: consoles, events, crashes, restarts, files.
 
-:class:`LiveAgent` is an agent process whose config also carries a ``[console]`` table and a
-crash-loop window. :class:`LiveClient` adds WebSockets to the signed client: each is opened
-with a token minted for ``GET`` of its path, as the control plane does. :class:`Frames` reads a
-socket in the background so that tests can wait for the frame they expect.
+:class:`LiveAgent` is an agent process whose config also carries ``[console]`` and ``[files]``
+tables. :class:`LiveClient` adds WebSockets to the signed client: each is opened with a token
+minted for ``GET`` of its path, as the control plane does. :class:`Frames` reads a socket in the
+background so that tests can wait for the frame they expect. :class:`LiveServers` hands out
+game servers and removes them after the test.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +22,16 @@ from typing import Any
 
 import aiodocker
 import aiohttp
-import pytest
 
 from node_agent.docker.hardening import SERVER_LABEL
-from node_agent.docker.network import AGENT_NETWORK
 from shared.protocol import mint
-from tests.conftest import service_missing
-from tests.support.agent_process import AgentProcess, SigningKey, free_port
+from tests.support.agent_process import AgentProcess, SigningKey
 from tests.support.containers import (
-    FAKE_GAME_IMAGE,
     Answer,
     SignedAgentClient,
-    build_test_images,
     remove_container,
 )
+from tests.support.factories import server_spec
 
 CONSOLE_LIMITS: dict[str, int | float] = {
     "lines_per_second": 50,
@@ -46,38 +42,52 @@ CONSOLE_LIMITS: dict[str, int | float] = {
 }
 
 
-def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-def require_docker_and_images() -> Iterator[None]:
-    """Module fixture body: build the test images; drop the agent network if unused after."""
-    if shutil.which("docker") is None or docker_cli("info").returncode != 0:
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-    yield
-    attached = docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
-    if attached.returncode == 0 and attached.stdout.strip() == "0":
-        docker_cli("network", "rm", AGENT_NETWORK)
+# Low enough for the file tests to reach; the other tests do not come near them.
+FILE_LIMITS: dict[str, int | float] = {
+    "max_upload_bytes": 3 * 1024**3,
+    "max_extract_bytes": 64 * 1024 * 1024,
+    "max_extract_entries": 1000,
+    "max_compression_ratio": 50,
+}
 
 
 @dataclass
 class LiveAgent(AgentProcess):
-    """An agent whose config sets console limits (a ``[console]`` table at the end)."""
+    """An agent whose config sets console and file limits (``[console]`` and ``[files]``
+    tables at the end)."""
 
     console: dict[str, int | float] = field(default_factory=lambda: dict(CONSOLE_LIMITS))
+    files: dict[str, int | float] = field(default_factory=lambda: dict(FILE_LIMITS))
 
     def write_config(self) -> Path:
         path = super().write_config()
-        table = "".join(f"{name} = {value}\n" for name, value in self.console.items())
-        path.write_text(path.read_text(encoding="utf-8") + "\n[console]\n" + table)
+        with path.open("a", encoding="utf-8") as config:
+            for table, values in (("console", self.console), ("files", self.files)):
+                config.write(f"\n[{table}]\n")
+                config.writelines(f"{name} = {value}\n" for name, value in values.items())
         return path
 
+    @property
+    def pid(self) -> int:
+        process = self._process
+        assert process is not None, "the agent is not running"
+        return process.pid
 
-def start_live_agent(root: Path, key: SigningKey) -> LiveAgent:
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the agent process: the most memory it ever held, in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+    def volume(self, server_id: uuid.UUID) -> Path:
+        return self.data_dir / "volumes" / str(server_id)
+
+
+def start_live_agent(root: Path, key: SigningKey, **settings: object) -> LiveAgent:
+    """A started live agent; ``settings`` are added to its top-level settings."""
     agent = LiveAgent(root, {key.kid: key.public_text})
+    agent.settings.update(settings)
     agent.start()
     return agent
 
@@ -203,29 +213,24 @@ def node_state(server_id: uuid.UUID, state: str) -> Callable[[dict[str, Any]], b
 
 @dataclass
 class LiveServers:
-    """Hands out fake-game servers and removes them (and anything labelled for them) after."""
+    """The game servers a test made through one agent's signed API.
+
+    Every spec handed out is remembered: :meth:`cleanup` deletes each server through the agent,
+    removes whatever is still labelled for it and its volume directory, even when the test
+    failed half-way.
+    """
 
     agent: AgentProcess
-    api: LiveClient
+    api: SignedAgentClient
     docker: aiodocker.Docker
-    created: list[uuid.UUID] = field(default_factory=list)
+    # Fields that this test's specs have unless a call changes them (over server_spec's).
+    defaults: dict[str, Any] = field(default_factory=dict)
+    specs: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
 
     def spec(self, **changes: Any) -> dict[str, Any]:
-        server_id = uuid.uuid4()
-        self.created.append(server_id)
-        spec: dict[str, Any] = {
-            "uuid": str(server_id),
-            "image": FAKE_GAME_IMAGE,
-            "memory_mib": 64,
-            "swap_mib": 0,
-            "cpu_percent": 50,
-            "disk_mib": 256,
-            "pids_limit": 64,
-            "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
-            "stop": {"type": "command", "value": "stop"},
-            "stop_timeout_seconds": 5,
-        }
-        spec.update(changes)
+        """:func:`server_spec` with ``defaults`` and ``changes``; removed at teardown."""
+        spec = server_spec(**{**self.defaults, **changes})
+        self.specs[uuid.UUID(spec["uuid"])] = spec
         return spec
 
     async def create(self, **changes: Any) -> uuid.UUID:
@@ -242,8 +247,13 @@ class LiveServers:
         assert answer.body["state"] == "running", answer.body
         return server_id
 
-    async def cleanup(self) -> None:
-        for server_id in self.created:
+    def volume(self, server_id: uuid.UUID) -> Path:
+        """Where the directory backend keeps the server's files."""
+        return self.agent.data_dir / "volumes" / str(server_id)
+
+    async def remove_servers(self) -> None:
+        """Delete every server through the agent (if it runs) and its labelled containers."""
+        for server_id in self.specs:
             if self.agent.running:
                 await self.api.delete(server_id)
             leftovers = await self.docker.containers.list(
@@ -251,7 +261,11 @@ class LiveServers:
             )
             for container in leftovers:
                 await remove_container(container)
-            shutil.rmtree(self.agent.data_dir / "volumes" / str(server_id), ignore_errors=True)
+
+    async def cleanup(self) -> None:
+        await self.remove_servers()
+        for server_id in self.specs:
+            shutil.rmtree(self.volume(server_id), ignore_errors=True)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -271,6 +285,3 @@ async def read_body(api: LiveClient, server_id: uuid.UUID) -> dict[str, Any]:
     assert answer.status == 200, answer.body
     body: dict[str, Any] = answer.body
     return body
-
-
-pytestmark_docker = [pytest.mark.docker, pytest.mark.timeout(120)]

@@ -9,81 +9,33 @@ other helpers act from inside a game container, as the game user would.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import aiodocker
 import aiohttp
-import pytest
 
-from node_agent.docker.hardening import SERVER_LABEL, game_container_name
-from tests.conftest import service_missing
-from tests.support.agent_process import AgentProcess, SigningKey, free_port
-from tests.support.containers import (
-    FAKE_GAME_IMAGE,
-    Answer,
-    SignedAgentClient,
-    build_test_images,
-    remove_container,
-)
+from node_agent.docker.hardening import game_container_name
+from tests.integration.node_agent.live_agent import LiveServers
+from tests.support.agent_process import AgentProcess, SigningKey
+from tests.support.containers import Answer, SignedAgentClient, exec_in
 from tests.support.storage import release_everything_under
 
 MIB: Final = 1024 * 1024
 POOL_MIB: Final = 256
-
-
-def require_root_docker_and_images() -> None:
-    """Skip without root (to mount); fail without Docker; build the local test images."""
-    if os.geteuid() != 0:
-        pytest.skip("the btrfs and ext4 backends need root to mount filesystems")
-    if (
-        shutil.which("docker") is None
-        or subprocess.run(
-            ["docker", "info"], capture_output=True, timeout=60, check=False
-        ).returncode
-    ):
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
+DISK_MIB: Final = 64  # each server's disk limit, unless a test sets another
 
 
 @dataclass
-class QuotaNode:
+class QuotaNode(LiveServers):
     """An agent with one disk backend, and the servers a test made on it."""
 
-    agent: AgentProcess
-    api: SignedAgentClient
-    backend: str
-    created: list[uuid.UUID] = field(default_factory=list)
-
-    async def create(self, **changes: Any) -> uuid.UUID:
-        answer = await self.api.create(self.spec(**changes))
-        assert answer.status == 201, answer.body
-        return self.created[-1]
-
-    def spec(self, **changes: Any) -> dict[str, Any]:
-        server_id = uuid.uuid4()
-        self.created.append(server_id)
-        spec: dict[str, Any] = {
-            "uuid": str(server_id),
-            "image": FAKE_GAME_IMAGE,
-            "memory_mib": 64,
-            "cpu_percent": 50,
-            "disk_mib": 64,
-            "pids_limit": 64,
-            "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
-            "stop": {"type": "command", "value": "stop"},
-            "stop_timeout_seconds": 5,
-        }
-        spec.update(changes)
-        return spec
+    backend: str = field(kw_only=True)
 
     @property
     def pool(self) -> Path:
@@ -92,7 +44,7 @@ class QuotaNode:
     def volume(self, server_id: uuid.UUID) -> Path:
         if self.backend == "btrfs":
             return self.pool / str(server_id)
-        return self.agent.data_dir / "volumes" / str(server_id)
+        return super().volume(server_id)
 
     def ext4_image(self, server_id: uuid.UUID) -> Path:
         return self.agent.data_dir / "volume-images" / f"{server_id}.img"
@@ -127,7 +79,8 @@ async def quota_nodes(
             settings=settings,
         )
         agent.start()
-        node = QuotaNode(agent, SignedAgentClient(agent, signing_key, http), backend)
+        api = SignedAgentClient(agent, signing_key, http)
+        node = QuotaNode(agent, api, docker, defaults={"disk_mib": DISK_MIB}, backend=backend)
         nodes.append(node)
         return node
 
@@ -135,26 +88,9 @@ async def quota_nodes(
         yield make
     finally:
         for node in nodes:
-            for server_id in node.created:
-                if node.agent.running:
-                    await node.api.delete(server_id)
-                for container in await docker.containers.list(
-                    all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
-                ):
-                    await remove_container(container)
+            await node.remove_servers()
             node.agent.stop()
         release_everything_under(root)
-
-
-async def exec_in(docker: aiodocker.Docker, name: str, *command: str) -> tuple[int, str]:
-    """Run ``command`` in the container as its configured user; exit code and output."""
-    execution = await docker.containers.container(name).exec(list(command))
-    output = b""
-    async with execution.start(detach=False) as stream:
-        while (message := await stream.read_out()) is not None:
-            output += message.data
-    inspected = await execution.inspect()
-    return int(inspected["ExitCode"]), output.decode("utf-8", "replace")
 
 
 async def console(docker: aiodocker.Docker, server_id: uuid.UUID, line: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,52 +27,13 @@ from tests.integration.node_agent.live_agent import (
     eventually,
     output_line,
     read_body,
-    require_docker_and_images,
     start_live_agent,
     status,
 )
 from tests.support.agent_process import SigningKey
 from tests.support.containers import BUSYBOX_IMAGE, remove_container
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture
-def own_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[LiveAgent]:
-    agent = start_live_agent(tmp_path / "agent", signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    async with aiodocker.Docker() as client:
-        yield client
-
-
-@pytest.fixture
-async def api(
-    own_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> LiveClient:
-    return LiveClient(own_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(
-    own_agent: LiveAgent, api: LiveClient, docker: aiodocker.Docker
-) -> AsyncIterator[LiveServers]:
-    handed_out = LiveServers(own_agent, api, docker)
-    try:
-        yield handed_out
-    finally:
-        await handed_out.cleanup()
+pytestmark = [pytest.mark.docker, pytest.mark.own_agent, pytest.mark.timeout(120)]
 
 
 async def inspect(docker: aiodocker.Docker, server_id: uuid.UUID) -> dict[str, Any]:
@@ -81,14 +42,14 @@ async def inspect(docker: aiodocker.Docker, server_id: uuid.UUID) -> dict[str, A
 
 
 async def test_agent_sigkill_leaves_games_running_and_consoles_reattach(
-    own_agent: LiveAgent, servers: LiveServers, api: LiveClient, docker: aiodocker.Docker
+    live_agent: LiveAgent, servers: LiveServers, api: LiveClient, docker: aiodocker.Docker
 ) -> None:
     server_id = await servers.started()
     await api.command(server_id, "say before the agent died")
     before = await inspect(docker, server_id)
 
-    own_agent.kill()
-    own_agent.start()
+    live_agent.kill()
+    live_agent.start()
 
     after = await inspect(docker, server_id)
     assert after["Id"] == before["Id"]
@@ -104,17 +65,17 @@ async def test_agent_sigkill_leaves_games_running_and_consoles_reattach(
 
 
 async def test_simulated_host_reboot_restores_each_desired_power_state(
-    own_agent: LiveAgent, servers: LiveServers, api: LiveClient, docker: aiodocker.Docker
+    live_agent: LiveAgent, servers: LiveServers, api: LiveClient, docker: aiodocker.Docker
 ) -> None:
     running = await servers.started()
     stopped = await servers.started()
     assert (await api.power(stopped, "stop")).status == 202
     await eventually(lambda: _state_is(api, stopped, "offline"))
 
-    own_agent.kill()
+    live_agent.kill()
     for server_id in (running, stopped):
         await docker.containers.container(game_container_name(server_id)).stop(t=1)
-    own_agent.start()
+    live_agent.start()
 
     await eventually(lambda: _state_is(api, running, "running"))
     assert (await inspect(docker, running))["State"]["Running"] is True
@@ -159,16 +120,16 @@ async def test_unknown_labelled_container_is_logged_and_left_alone(
 
 
 async def test_an_upload_cut_by_sigkill_leaves_no_temporary_file_after_restart(
-    own_agent: LiveAgent,
+    live_agent: LiveAgent,
     servers: LiveServers,
     signing_key: SigningKey,
     http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
-    files = FilesClient(own_agent, signing_key, http)
+    files = FilesClient(live_agent, signing_key, http)
     server_id = await servers.create()
     assert (await files.post(server_id, "directory", {"path": "/world"})).status == 201
-    volume = own_agent.data_dir / VOLUMES_DIR / str(server_id)
+    volume = live_agent.data_dir / VOLUMES_DIR / str(server_id)
     # What a game may name its own files: nothing that could be one of the agent's.
     (volume / ".stellar-write-notes.txt").write_text("the game's own\n")
     (volume / ".stellar-write-0123456789abcdef0").write_text("one hex digit too many\n")
@@ -187,18 +148,18 @@ async def test_an_upload_cut_by_sigkill_leaves_no_temporary_file_after_restart(
     )
     try:
         temporary = await eventually(lambda: _agent_temporaries(volume / "world"), timeout=10)
-        own_agent.kill()
+        live_agent.kill()
     finally:
         upload.cancel()
         await asyncio.gather(upload, return_exceptions=True)
     assert [p.exists() for p in temporary] == [True]
 
-    own_agent.start()
+    live_agent.start()
 
     assert not temporary[0].exists()
     assert sorted(p.name for p in volume.rglob(".stellar-write-*")) == kept
     assert outside.read_text() == "not in the volume\n"
-    removed = [e for e in own_agent.log_events() if e.get("event") == "unfinished writes removed"]
+    removed = [e for e in live_agent.log_events() if e.get("event") == "unfinished writes removed"]
     assert [(e["server"], e["count"]) for e in removed] == [(str(server_id), 1)]
 
 

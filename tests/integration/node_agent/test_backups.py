@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from shared.backup_format import HEADER_BYTES, TAG_BYTES, BackupReader
@@ -28,38 +27,14 @@ from tests.integration.node_agent.backups_client import (
     tree_hash,
 )
 from tests.integration.node_agent.files_client import (
-    FilesAgent,
     FilesClient,
-    files_agent_fixture,
-    games,
     in_game,
-    require_docker_and_images,
 )
-from tests.integration.node_agent.live_agent import LiveServers, eventually, read_body
-from tests.support.agent_process import SigningKey
+from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, eventually, read_body
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 SECRET = b"host secret, never to be archived\n"
 BLOCK = 1024 * 1024 + TAG_BYTES
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture(scope="module")
-def files_agent(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[FilesAgent]:
-    yield from files_agent_fixture(tmp_path_factory, signing_key)
-
-
-@pytest.fixture
-async def api(
-    files_agent: FilesAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> FilesClient:
-    return FilesClient(files_agent, signing_key, http)
 
 
 @pytest.fixture
@@ -67,11 +42,11 @@ def backups(api: FilesClient) -> BackupsClient:
     return BackupsClient(api)
 
 
-@pytest.fixture
-async def servers(files_agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
-    async for handed_out in games(files_agent, api):
-        yield handed_out
-    shutil.rmtree(files_agent.data_dir / "backups", ignore_errors=True)
+@pytest.fixture(autouse=True)
+def backups_removed(live_agent: LiveAgent) -> Iterator[None]:
+    """The module's agent keeps no backup from one test to the next (after its servers go)."""
+    yield
+    shutil.rmtree(live_agent.data_dir / "backups", ignore_errors=True)
 
 
 def populate(server_id: uuid.UUID, random_kib: int = 300) -> None:
@@ -100,11 +75,11 @@ def leftovers(volume: Path) -> list[str]:
 
 
 async def test_backup_of_a_running_game_restores_the_files_exactly(
-    servers: LiveServers, api: FilesClient, backups: BackupsClient, files_agent: FilesAgent
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, live_agent: LiveAgent
 ) -> None:
     server_id = await servers.started()
     populate(server_id)
-    volume = files_agent.volume(server_id)
+    volume = live_agent.volume(server_id)
     before = tree_hash(volume)
     key = new_key()
 
@@ -145,7 +120,7 @@ async def test_backup_of_a_running_game_restores_the_files_exactly(
         record["size_bytes"],
         record["sha256"],
     )
-    on_disk = files_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
+    on_disk = live_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
     assert blob == on_disk.read_bytes()
 
     in_game(
@@ -169,7 +144,7 @@ async def test_backup_of_a_running_game_restores_the_files_exactly(
 
 
 async def test_damaged_backups_and_a_wrong_key_leave_the_files_exactly_as_they_were(
-    servers: LiveServers, api: FilesClient, backups: BackupsClient, files_agent: FilesAgent
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, live_agent: LiveAgent
 ) -> None:
     server_id = await servers.started()
     populate(server_id, random_kib=4096)  # several 1 MiB chunks
@@ -178,11 +153,11 @@ async def test_damaged_backups_and_a_wrong_key_leave_the_files_exactly_as_they_w
     assert answer.status == 202, answer
     assert (await backups.finished(server_id, backup_id))["status"] == "completed"
     await stop(api, server_id)
-    in_game_free = files_agent.volume(server_id)
+    in_game_free = live_agent.volume(server_id)
     (in_game_free / "after-backup.txt").write_text("made after the backup\n")
     (in_game_free / "server.properties").write_text("motd=changed\n")
     before = tree_hash(in_game_free)
-    path = files_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
+    path = live_agent.data_dir / "backups" / str(server_id) / f"{backup_id}.stbk"
     good = path.read_bytes()
     assert len(good) > HEADER_BYTES + 3 * BLOCK
 
@@ -253,10 +228,10 @@ async def test_a_symlink_to_a_host_file_is_archived_as_a_link_never_read(
 
 
 async def test_ignore_patterns_leave_paths_out_and_operations_conflict(
-    servers: LiveServers, backups: BackupsClient, files_agent: FilesAgent
+    servers: LiveServers, backups: BackupsClient, live_agent: LiveAgent
 ) -> None:
     server_id = await servers.create()
-    volume = files_agent.volume(server_id)
+    volume = live_agent.volume(server_id)
     (volume / "logs").mkdir()
     (volume / "logs" / "latest.log").write_text("noise\n")
     (volume / "keep.txt").write_text("kept\n")
@@ -276,10 +251,10 @@ async def test_ignore_patterns_leave_paths_out_and_operations_conflict(
 
 
 async def test_file_operations_and_a_restore_never_overlap(
-    servers: LiveServers, api: FilesClient, backups: BackupsClient, files_agent: FilesAgent
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, live_agent: LiveAgent
 ) -> None:
     server_id = await servers.create()
-    volume = files_agent.volume(server_id)
+    volume = live_agent.volume(server_id)
     (volume / "world.dat").write_bytes(b"saved\n")
     key = new_key()
     backup_id, answer = await backups.create(server_id, key)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiodocker
 import aiohttp
@@ -21,47 +19,15 @@ from node_agent.docker.hardening import game_container_name
 from tests.integration.node_agent.backups_client import BackupsClient, new_key, tree_hash
 from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.quota_nodes import (
-    NodeFactory,
     QuotaNode,
-    exec_in,
-    quota_nodes,
-    require_root_docker_and_images,
     start,
     write_mib,
 )
 from tests.support.agent_process import SigningKey
+from tests.support.containers import exec_in
+from tests.support.storage import needs_root_to_mount
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> None:
-    require_root_docker_and_images()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-async def node_factory(
-    tmp_path: Path,
-    signing_key: SigningKey,
-    http: aiohttp.ClientSession,
-    docker: aiodocker.Docker,
-) -> AsyncIterator[NodeFactory]:
-    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
-        yield make
-
-
-@pytest.fixture(params=["btrfs", "ext4"])
-def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
-    return node_factory(str(request.param))
+pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
 
 async def _stop(node: QuotaNode, server_id: uuid.UUID) -> None:

@@ -12,52 +12,18 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.integration.node_agent.backups_client import BackupsClient, new_key
 from tests.integration.node_agent.files_client import (
-    FilesAgent,
     FilesClient,
-    games,
-    require_docker_and_images,
-    start_files_agent,
 )
-from tests.integration.node_agent.live_agent import LiveServers, eventually
-from tests.support.agent_process import SigningKey
+from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, eventually
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.docker, pytest.mark.own_agent, pytest.mark.timeout(300)]
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture
-def files_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[FilesAgent]:
-    agent = start_files_agent(tmp_path / "agent", signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-async def api(
-    files_agent: FilesAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> FilesClient:
-    return FilesClient(files_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(files_agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
-    async for handed_out in games(files_agent, api):
-        yield handed_out
 
 
 def fill(volume: Path, random_mib: int, text_mib: int) -> None:
@@ -73,12 +39,12 @@ def fill(volume: Path, random_mib: int, text_mib: int) -> None:
 
 
 async def test_agent_killed_mid_backup_comes_back_with_it_failed_and_no_partial_file(
-    servers: LiveServers, files_agent: FilesAgent, api: FilesClient
+    servers: LiveServers, live_agent: LiveAgent, api: FilesClient
 ) -> None:
     backups = BackupsClient(api)
     server_id = await servers.create()
-    fill(files_agent.volume(server_id), random_mib=320, text_mib=0)
-    directory = files_agent.data_dir / "backups" / str(server_id)
+    fill(live_agent.volume(server_id), random_mib=320, text_mib=0)
+    directory = live_agent.data_dir / "backups" / str(server_id)
     backup_id, answer = await backups.create(server_id, new_key())
     assert answer.status == 202, answer
     part = directory / f"{backup_id}.stbk.part"
@@ -87,9 +53,9 @@ async def test_agent_killed_mid_backup_comes_back_with_it_failed_and_no_partial_
         return part.exists() and part.stat().st_size > 8 * MIB
 
     await eventually(midway, 60)
-    files_agent.kill()
+    live_agent.kill()
     assert part.exists()  # the kill really came in the middle
-    files_agent.start()
+    live_agent.start()
 
     record = (await backups.read(server_id, backup_id)).body
     assert record["status"] == "failed", record
@@ -109,11 +75,11 @@ def _tar_gzip_seconds(volume: Path, out: Path) -> float:
 
 
 async def test_backup_throughput_against_tar_and_gzip(
-    servers: LiveServers, files_agent: FilesAgent, api: FilesClient, tmp_path: Path
+    servers: LiveServers, live_agent: LiveAgent, api: FilesClient, tmp_path: Path
 ) -> None:
     backups = BackupsClient(api)
     server_id = await servers.create()
-    volume = files_agent.volume(server_id)
+    volume = live_agent.volume(server_id)
     fill(volume, random_mib=256, text_mib=256)
     size_mb = sum(p.stat().st_size for p in volume.rglob("*") if p.is_file()) / 1e6
 
@@ -130,7 +96,7 @@ async def test_backup_throughput_against_tar_and_gzip(
         f"\nbackup of {size_mb:.0f} MB: agent {size_mb / ours:.1f} MB/s "
         f"({record['stored_bytes'] / 1e6:.0f} MB encrypted); "
         f"tar | gzip -6 {size_mb / reference:.1f} MB/s ({reference_size / 1e6:.0f} MB); "
-        f"agent peak RSS {files_agent.peak_rss_kib() // 1024} MiB"
+        f"agent peak RSS {live_agent.peak_rss_kib() // 1024} MiB"
     )
-    assert files_agent.peak_rss_kib() < 300 * 1024
+    assert live_agent.peak_rss_kib() < 300 * 1024
     assert uuid.UUID(record["backup_id"]) == backup_id

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -20,18 +19,12 @@ from tests.integration.node_agent.live_agent import (
     eventually,
     output_line,
     read_body,
-    require_docker_and_images,
     status,
 )
 from tests.support.containers import BUSYBOX_IMAGE, FAKE_GAME_IMAGE
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 THROTTLE_NOTICE = re.compile(r"^\[stellar\] output throttled: (\d+) lines dropped$")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 async def first_line_logged(api: LiveClient, server_id: uuid.UUID) -> list[str]:

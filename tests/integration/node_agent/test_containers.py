@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,54 +31,24 @@ from node_agent.docker.hardening import (
 )
 from node_agent.docker.network import AGENT_NETWORK, ICC_OPTION
 from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS
-from tests.conftest import service_missing
-from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey, free_port
+from tests.integration.node_agent.live_agent import LiveServers
+from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 from tests.support.containers import (
     FAKE_GAME_IMAGE,
     Answer,
     SignedAgentClient,
-    build_test_images,
     cgroup_pids,
-    remove_container,
+    exec_in,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
 MIB = 1024 * 1024
+# Some swap, so that the container's MemorySwap tells memory and swap apart.
+SPEC_DEFAULTS = {"swap_mib": 32}
 NO_CAPABILITIES = "0000000000000000"
 # CHOWN (0), DAC_OVERRIDE (1), FOWNER (3), SETGID (6), SETUID (7).
 INSTALL_ROOT_CAPABILITY_MASK = f"{(1 << 0) | (1 << 1) | (1 << 3) | (1 << 6) | (1 << 7):016x}"
-
-
-def _docker_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    """Build the images once; after the module, drop the agent network if nothing uses it."""
-    if shutil.which("docker") is None or _docker_cli("info").returncode != 0:
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-    yield
-    attached = _docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
-    if attached.returncode == 0 and attached.stdout.strip() == "0":
-        _docker_cli("network", "rm", AGENT_NETWORK)
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture
@@ -91,59 +58,15 @@ def agent_api(
     return SignedAgentClient(agent, signing_key, http)
 
 
-@dataclass
-class Servers:
-    """Hands out server specs and remembers them, so that teardown can remove them all."""
-
-    agent: AgentProcess
-    api: SignedAgentClient
-    created: list[uuid.UUID] = field(default_factory=list)
-
-    def spec(self, **changes: Any) -> dict[str, Any]:
-        server_id = uuid.uuid4()
-        self.created.append(server_id)
-        spec: dict[str, Any] = {
-            "uuid": str(server_id),
-            "image": FAKE_GAME_IMAGE,
-            "memory_mib": 64,
-            "swap_mib": 32,
-            "cpu_percent": 50,
-            "disk_mib": 256,
-            "pids_limit": 64,
-            "allocations": [{"ip": "127.0.0.1", "port": free_port()}],
-            "stop": {"type": "command", "value": "stop"},
-            "stop_timeout_seconds": 5,
-        }
-        spec.update(changes)
-        return spec
-
-    async def create(self, **changes: Any) -> tuple[uuid.UUID, dict[str, Any]]:
-        spec = self.spec(**changes)
-        answer = await self.api.create(spec)
-        assert answer.status == 201, answer.body
-        return uuid.UUID(spec["uuid"]), spec
-
-    def volume(self, server_id: uuid.UUID) -> Path:
-        return self.agent.data_dir / "volumes" / str(server_id)
-
-
 @pytest.fixture
 async def servers(
     agent: AgentProcess, agent_api: SignedAgentClient, docker: aiodocker.Docker
-) -> AsyncIterator[Servers]:
-    handed_out = Servers(agent, agent_api)
+) -> AsyncIterator[LiveServers]:
+    handed_out = LiveServers(agent, agent_api, docker, defaults=SPEC_DEFAULTS)
     try:
         yield handed_out
     finally:
-        for server_id in handed_out.created:
-            if agent.running:
-                await agent_api.delete(server_id)
-            leftovers = await docker.containers.list(
-                all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
-            )
-            for container in leftovers:
-                await remove_container(container)
-            shutil.rmtree(handed_out.volume(server_id), ignore_errors=True)
+        await handed_out.cleanup()
 
 
 async def wait_until(
@@ -174,17 +97,6 @@ async def start(api: SignedAgentClient, server_id: uuid.UUID) -> None:
     answer = await api.power(server_id, "start")
     assert answer.status == 200, answer.body
     await wait_until(lambda: api.read(server_id), is_running)
-
-
-async def exec_in(docker: aiodocker.Docker, name: str, *command: str) -> tuple[int, str]:
-    """Run ``command`` in the container as its configured user; exit code and output."""
-    execution = await docker.containers.container(name).exec(list(command))
-    output = b""
-    async with execution.start(detach=False) as stream:
-        while (message := await stream.read_out()) is not None:
-            output += message.data
-    inspected = await execution.inspect()
-    return int(inspected["ExitCode"]), output.decode("utf-8", "replace")
 
 
 async def console(docker: aiodocker.Docker, name: str, line: str) -> None:
@@ -254,9 +166,10 @@ def assert_common_hardening(info: dict[str, Any], volume: Path, spec: dict[str, 
 
 
 async def test_game_container_is_created_with_every_hardening_field(
-    servers: Servers, docker: aiodocker.Docker
+    servers: LiveServers, docker: aiodocker.Docker
 ) -> None:
-    server_id, spec = await servers.create()
+    server_id = await servers.create()
+    spec = servers.specs[server_id]
     info = await docker.containers.container(game_container_name(server_id)).show()
 
     assert_common_hardening(info, servers.volume(server_id), spec)
@@ -275,9 +188,9 @@ async def test_game_container_is_created_with_every_hardening_field(
 
 
 async def test_game_runs_as_uid_1000_without_capabilities_on_a_read_only_root(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
     await start(agent_api, server_id)
     name = game_container_name(server_id)
 
@@ -299,9 +212,10 @@ async def test_game_runs_as_uid_1000_without_capabilities_on_a_read_only_root(
 
 
 async def test_published_port_answers_on_the_allocation_ip(
-    servers: Servers, agent_api: SignedAgentClient
+    servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
-    server_id, spec = await servers.create()
+    server_id = await servers.create()
+    spec = servers.specs[server_id]
     await start(agent_api, server_id)
     port = spec["allocations"][0]["port"]
 
@@ -322,9 +236,9 @@ async def test_published_port_answers_on_the_allocation_ip(
 
 
 async def test_stop_types_the_stop_command_and_the_game_exits_cleanly(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
     await start(agent_api, server_id)
 
     answer = await agent_api.power(server_id, "stop")
@@ -335,11 +249,9 @@ async def test_stop_types_the_stop_command_and_the_game_exits_cleanly(
 
 
 async def test_game_that_ignores_stop_is_killed_after_the_grace_period(
-    servers: Servers, agent_api: SignedAgentClient
+    servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
-    server_id, _spec = await servers.create(
-        environment={"IGNORE_STOP": "1"}, stop_timeout_seconds=1
-    )
+    server_id = await servers.create(environment={"IGNORE_STOP": "1"}, stop_timeout_seconds=1)
     await start(agent_api, server_id)
 
     started = time.monotonic()
@@ -350,9 +262,13 @@ async def test_game_that_ignores_stop_is_killed_after_the_grace_period(
 
 
 async def test_fork_bomb_stays_under_the_pids_limit_and_the_host_stays_responsive(
-    servers: Servers, agent: AgentProcess, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers,
+    agent: AgentProcess,
+    agent_api: SignedAgentClient,
+    docker: aiodocker.Docker,
 ) -> None:
-    server_id, spec = await servers.create()
+    server_id = await servers.create()
+    spec = servers.specs[server_id]
     await start(agent_api, server_id)
     name = game_container_name(server_id)
     container_id = (await docker.containers.container(name).show())["Id"]
@@ -379,9 +295,9 @@ async def test_fork_bomb_stays_under_the_pids_limit_and_the_host_stays_responsiv
 
 
 async def test_out_of_memory_game_is_reported_as_oom_killed(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
-    server_id, _spec = await servers.create(memory_mib=32, swap_mib=0)
+    server_id = await servers.create(memory_mib=32, swap_mib=0)
     await start(agent_api, server_id)
 
     await console(docker, game_container_name(server_id), "oom")
@@ -390,7 +306,7 @@ async def test_out_of_memory_game_is_reported_as_oom_killed(
 
 
 async def test_root_installer_has_exactly_the_five_file_capabilities(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
     script = (
         "id -u > /home/container/installer-uid; "
@@ -398,9 +314,10 @@ async def test_root_installer_has_exactly_the_five_file_capabilities(
         "touch /home/container/made-by-root; "
         "while [ ! -e /home/container/release ]; do sleep 0.1; done"
     )
-    server_id, spec = await servers.create(
+    server_id = await servers.create(
         install={"image": FAKE_GAME_IMAGE, "script": script, "needs_root": True}
     )
+    spec = servers.specs[server_id]
     volume = servers.volume(server_id)
     deadline = time.monotonic() + 10
     while not (volume / "made-by-root").exists():
@@ -435,10 +352,10 @@ async def test_root_installer_has_exactly_the_five_file_capabilities(
 
 
 async def test_unprivileged_installer_runs_as_the_game_user(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
     script = "grep -E '^(Uid|CapEff)' /proc/self/status > /home/container/installer-status"
-    server_id, _spec = await servers.create(install={"image": FAKE_GAME_IMAGE, "script": script})
+    server_id = await servers.create(install={"image": FAKE_GAME_IMAGE, "script": script})
 
     body = await wait_until(
         lambda: agent_api.read(server_id), lambda b: b["install"] != "installing"
@@ -451,7 +368,7 @@ async def test_unprivileged_installer_runs_as_the_game_user(
 
 
 async def test_create_with_an_image_that_cannot_be_pulled_leaves_nothing_behind(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
     spec = servers.spec(image="stellar-test/does-not-exist:1")
     server_id = uuid.UUID(spec["uuid"])
@@ -470,7 +387,7 @@ async def test_create_with_an_image_that_cannot_be_pulled_leaves_nothing_behind(
 
 
 async def test_create_refuses_a_body_for_another_server(
-    servers: Servers, agent_api: SignedAgentClient
+    servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
     spec = servers.spec()
     other = uuid.uuid4()
@@ -484,9 +401,9 @@ async def test_create_refuses_a_body_for_another_server(
 
 
 async def test_creating_the_same_server_twice_is_a_conflict(
-    servers: Servers, agent_api: SignedAgentClient
+    servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
-    _server_id, spec = await servers.create()
+    spec = servers.specs[await servers.create()]
 
     answer = await agent_api.create(spec)
 
@@ -494,9 +411,9 @@ async def test_creating_the_same_server_twice_is_a_conflict(
 
 
 async def test_delete_removes_the_running_container_and_the_volume(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
     await start(agent_api, server_id)
 
     assert (await agent_api.delete(server_id)).status == 204
@@ -510,9 +427,9 @@ async def test_delete_removes_the_running_container_and_the_volume(
 
 
 async def test_restart_stops_the_game_and_starts_it_again(
-    servers: Servers, agent_api: SignedAgentClient
+    servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
     await start(agent_api, server_id)
     first = (await agent_api.read(server_id)).body["container"]["started_at"]
 
@@ -526,9 +443,9 @@ async def test_restart_stops_the_game_and_starts_it_again(
 
 
 async def test_crashed_game_reports_its_exit_code(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
     await start(agent_api, server_id)
 
     await console(docker, game_container_name(server_id), "crash")
@@ -538,9 +455,9 @@ async def test_crashed_game_reports_its_exit_code(
 
 
 async def test_token_for_another_server_cannot_act_on_this_one(
-    servers: Servers, agent_api: SignedAgentClient
+    servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
 
     answer = await agent_api.send(
         "DELETE", server_id, "server.delete", subject=f"server:{uuid.uuid4()}"
@@ -556,9 +473,9 @@ async def test_agent_killed_and_started_again_still_knows_its_servers(
     agent = agent_factory()
     async with aiohttp.ClientSession() as http:
         api = SignedAgentClient(agent, signing_key, http)
-        handed_out = Servers(agent, api)
+        handed_out = LiveServers(agent, api, docker, defaults=SPEC_DEFAULTS)
         try:
-            server_id, _spec = await handed_out.create()
+            server_id = await handed_out.create()
             await start(api, server_id)
             agent.kill()
             agent.start()
@@ -567,18 +484,16 @@ async def test_agent_killed_and_started_again_still_knows_its_servers(
             assert body["container"]["running"] is True
             assert (await api.delete(server_id)).status == 204
         finally:
-            for leftover in await docker.containers.list(
-                all=True, filters={"label": [f"{SERVER_LABEL}={handed_out.created[0]}"]}
-            ):
-                await remove_container(leftover)
+            await handed_out.remove_servers()
 
 
 async def test_a_weaker_container_under_the_servers_name_is_rebuilt_before_it_starts(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
     # What an older agent with weaker hardening (or someone with access to dockerd) might
     # have left: the server's container, its labels, but capabilities, no limits, no seccomp.
-    server_id, spec = await servers.create()
+    server_id = await servers.create()
+    spec = servers.specs[server_id]
     name = game_container_name(server_id)
     built = await docker.containers.container(name).show()
     await docker.containers.container(name).delete(force=True)
@@ -608,9 +523,9 @@ async def test_a_weaker_container_under_the_servers_name_is_rebuilt_before_it_st
 
 
 async def test_the_agents_own_container_is_started_as_it_is(
-    servers: Servers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
 ) -> None:
-    server_id, _spec = await servers.create()
+    server_id = await servers.create()
     name = game_container_name(server_id)
     created = (await docker.containers.container(name).show())["Id"]
     await start(agent_api, server_id)

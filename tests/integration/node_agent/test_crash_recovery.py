@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,15 +18,9 @@ from tests.integration.node_agent.live_agent import (
     eventually,
     node_state,
     read_body,
-    require_docker_and_images,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 async def test_game_above_its_memory_limit_crashes_and_is_restarted_once(

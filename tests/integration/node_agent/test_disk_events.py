@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,40 +23,17 @@ from tests.integration.node_agent.live_agent import (
     eventually,
     node_state,
     read_body,
-    require_docker_and_images,
 )
-from tests.support.agent_process import SigningKey
 from tests.support.containers import Answer
-
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
 MIB: Final = 1024 * 1024
 POLL_SECONDS: Final = 0.5
-POLLED_SETTINGS: Final[dict[str, object]] = {
-    "storage_backend": "directory",
-    "storage_poll_seconds": POLL_SECONDS,
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-def polled_agent(root: Path, key: SigningKey) -> LiveAgent:
-    agent = LiveAgent(root, {key.kid: key.public_text}, settings=dict(POLLED_SETTINGS))
-    agent.start()
-    return agent
-
-
-@pytest.fixture
-def live_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[LiveAgent]:
-    """Its own agent per test (polled disk limits), instead of the module's."""
-    agent = polled_agent(tmp_path / "agent", signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
+# Each test has an agent of its own (some restart it), on the directory backend, polled.
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.own_agent(storage_backend="directory", storage_poll_seconds=POLL_SECONDS),
+    pytest.mark.timeout(120),
+]
 
 
 def disk_full(server_id: uuid.UUID) -> Any:

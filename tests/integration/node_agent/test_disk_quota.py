@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiodocker
@@ -29,52 +28,17 @@ from tests.integration.node_agent.quota_nodes import (
     NodeFactory,
     QuotaNode,
     console,
-    quota_nodes,
-    require_root_docker_and_images,
     start,
     write_mib,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, mint_for
-from tests.support.storage import btrfs, loop_devices_under, mounts_under
+from tests.support.storage import btrfs, loop_devices_under, mounts_under, needs_root_to_mount
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
 # The kernel refuses the write itself; writing 100 MiB to the page cache takes well under this.
 IMMEDIATE_SECONDS = 10.0
 QUOTA_ERRORS = ("Disk quota exceeded", "No space left on device")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> None:
-    """Root (to mount) and a Docker engine with the local test images."""
-    require_root_docker_and_images()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-async def node_factory(
-    tmp_path: Path,
-    signing_key: SigningKey,
-    http: aiohttp.ClientSession,
-    docker: aiodocker.Docker,
-) -> AsyncIterator[NodeFactory]:
-    """Start agents with a kernel-enforced backend; undo everything they made at teardown."""
-    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
-        yield make
-
-
-@pytest.fixture(params=["btrfs", "ext4"])
-def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
-    """An agent on each kernel-enforced backend."""
-    return node_factory(str(request.param))
 
 
 async def game_log(docker: aiodocker.Docker, server_id: uuid.UUID) -> str:

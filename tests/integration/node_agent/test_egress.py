@@ -35,7 +35,6 @@ import pytest
 from node_agent.docker.hardening import SERVER_LABEL
 from node_agent.docker.network import ensure_agent_network
 from node_agent.egress.policy import table_name
-from tests.conftest import service_missing
 from tests.integration.node_agent.egress_world import (
     DNS_ANSWER,
     GAME_GREETING,
@@ -54,7 +53,7 @@ from tests.integration.node_agent.egress_world import (
     run,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, free_port
-from tests.support.containers import SignedAgentClient, build_test_images, remove_container
+from tests.support.containers import SignedAgentClient, remove_container
 
 
 def _unavailable() -> str | None:
@@ -72,22 +71,6 @@ pytestmark = [
     pytest.mark.timeout(240),
     pytest.mark.skipif(bool(reason := _unavailable()), reason=reason or ""),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> None:
-    if shutil.which("docker") is None or run("docker", "info", check=False).returncode != 0:
-        service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-
-
-@pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture
@@ -126,13 +109,13 @@ def node_listeners(bridge: Bridge, outside: Outside) -> Iterator[Listeners]:
 
 @pytest.fixture
 def agent(
-    tmp_path: Path, bridge: Bridge, outside: Outside, key: SigningKey
+    tmp_path: Path, bridge: Bridge, outside: Outside, signing_key: SigningKey
 ) -> Iterator[AgentProcess]:
     """The agent on the test's bridge; one private host and one resolver are allowed."""
     allowed, port = outside.listeners.where["allowed"]
     process = AgentProcess(
         tmp_path / "agent",
-        {key.kid: key.public_text},
+        {signing_key.kid: signing_key.public_text},
         settings={
             "storage_backend": "directory",
             "docker_network": bridge.name,
@@ -148,17 +131,12 @@ def agent(
 
 
 @pytest.fixture
-def key() -> SigningKey:
-    return SigningKey.generate()
-
-
-@pytest.fixture
-async def api(agent: AgentProcess, key: SigningKey) -> AsyncIterator[SignedAgentClient]:
+async def api(agent: AgentProcess, signing_key: SigningKey) -> AsyncIterator[SignedAgentClient]:
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
     ) as http:
-        yield SignedAgentClient(agent, key, http)
+        yield SignedAgentClient(agent, signing_key, http)
 
 
 @pytest.fixture

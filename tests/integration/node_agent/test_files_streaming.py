@@ -8,50 +8,20 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from tests.integration.node_agent.files_client import (
-    FilesAgent,
     FilesClient,
-    files_agent_fixture,
     files_path,
-    games,
-    require_docker_and_images,
 )
-from tests.integration.node_agent.live_agent import LiveServers
-from tests.support.agent_process import SigningKey
+from tests.integration.node_agent.live_agent import LiveAgent, LiveServers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
 MIB = 1024 * 1024
 TWO_GIB = 2 * 1024 * MIB
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture(scope="module")
-def files_agent(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[FilesAgent]:
-    yield from files_agent_fixture(tmp_path_factory, signing_key)
-
-
-@pytest.fixture
-async def api(
-    files_agent: FilesAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> FilesClient:
-    return FilesClient(files_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(files_agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
-    async for handed_out in games(files_agent, api):
-        yield handed_out
 
 
 async def chunks(total: int, chunk: int = MIB, fill: bytes = b"\x5a") -> AsyncIterator[bytes]:
@@ -62,7 +32,7 @@ async def chunks(total: int, chunk: int = MIB, fill: bytes = b"\x5a") -> AsyncIt
         left -= min(chunk, left)
 
 
-async def status_of_bodiless_request(agent: FilesAgent, head: str) -> tuple[int, float]:
+async def status_of_bodiless_request(agent: LiveAgent, head: str) -> tuple[int, float]:
     """Send only the request head (no body byte) and time the answer."""
     started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", agent.port)
@@ -74,7 +44,7 @@ async def status_of_bodiless_request(agent: FilesAgent, head: str) -> tuple[int,
 
 
 async def test_upload_over_the_limit_is_refused_before_the_body_is_read(
-    servers: LiveServers, api: FilesClient, files_agent: FilesAgent
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
 ) -> None:
     server_id = await servers.create()
     size = 4 * 1024**3  # the module's agent allows 3 GiB
@@ -85,11 +55,11 @@ async def test_upload_over_the_limit_is_refused_before_the_body_is_read(
         f"Content-Length: {size}\r\n\r\n"
     )
 
-    status, seconds = await status_of_bodiless_request(files_agent, head)
+    status, seconds = await status_of_bodiless_request(live_agent, head)
 
     assert status == 413
     assert seconds < 2
-    assert not (files_agent.volume(server_id) / "huge.bin").exists()
+    assert not (live_agent.volume(server_id) / "huge.bin").exists()
 
 
 async def test_upload_whose_size_differs_from_the_signed_one_is_refused(
@@ -107,11 +77,11 @@ async def test_upload_whose_size_differs_from_the_signed_one_is_refused(
 
 
 async def test_upload_body_longer_or_shorter_than_signed_leaves_the_old_file(
-    servers: LiveServers, api: FilesClient, files_agent: FilesAgent
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
 ) -> None:
     server_id = await servers.create()
     assert (await api.write_file(server_id, "/keep.txt", b"old version")).status == 200
-    volume = files_agent.volume(server_id)
+    volume = live_agent.volume(server_id)
 
     longer = await api.upload(server_id, "/keep.txt", 3 * MIB, chunks(5 * MIB))
     shorter = await api.upload(server_id, "/keep.txt", 3 * MIB, chunks(2 * MIB))
@@ -142,13 +112,13 @@ async def test_ordinary_upload_then_download_returns_the_same_bytes(
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_two_gib_upload_and_download_stream_with_flat_agent_memory(
-    servers: LiveServers, api: FilesClient, files_agent: FilesAgent
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
 ) -> None:
     server_id: uuid.UUID = await servers.create(disk_mib=8192)
-    volume = files_agent.volume(server_id)
+    volume = live_agent.volume(server_id)
     with (volume / "sparse.bin").open("wb") as sparse:
         sparse.truncate(TWO_GIB)
-    before = files_agent.peak_rss_kib()
+    before = live_agent.peak_rss_kib()
     timeout = aiohttp.ClientTimeout(total=200)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         started = time.monotonic()
@@ -160,14 +130,14 @@ async def test_two_gib_upload_and_download_stream_with_flat_agent_memory(
         token = api.sign(server_id, "files.read", "GET", path, b"")
         received = 0
         async with session.get(
-            files_agent.base_url + path, headers={"Authorization": f"Bearer {token}"}
+            live_agent.base_url + path, headers={"Authorization": f"Bearer {token}"}
         ) as response:
             assert response.status == 200
             assert response.content_length == TWO_GIB
             async for piece in response.content.iter_chunked(4 * MIB):
                 received += len(piece)
         download_seconds = time.monotonic() - started
-    growth_mib = (files_agent.peak_rss_kib() - before) / 1024
+    growth_mib = (live_agent.peak_rss_kib() - before) / 1024
 
     print(
         f"2 GiB upload {upload_seconds:.1f} s, download {download_seconds:.1f} s, "

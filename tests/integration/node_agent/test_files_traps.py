@@ -11,50 +11,19 @@ import asyncio
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.integration.node_agent.files_client import (
-    FilesAgent,
     FilesClient,
-    files_agent_fixture,
-    games,
     in_game,
-    require_docker_and_images,
 )
 from tests.integration.node_agent.live_agent import LiveServers
-from tests.support.agent_process import SigningKey
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 SECRET = b"host secret, never to be served\n"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture(scope="module")
-def files_agent(
-    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
-) -> Iterator[FilesAgent]:
-    yield from files_agent_fixture(tmp_path_factory, signing_key)
-
-
-@pytest.fixture
-async def api(
-    files_agent: FilesAgent, signing_key: SigningKey, http: aiohttp.ClientSession
-) -> FilesClient:
-    return FilesClient(files_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(files_agent: FilesAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
-    async for handed_out in games(files_agent, api):
-        yield handed_out
 
 
 @pytest.fixture

@@ -16,12 +16,10 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
 import aiodocker
-import aiohttp
 import pytest
 
 from node_agent.docker.hardening import game_container_name
@@ -33,17 +31,14 @@ from tests.integration.node_agent.quota_nodes import (
     MIB,
     NodeFactory,
     QuotaNode,
-    exec_in,
-    quota_nodes,
-    require_root_docker_and_images,
     start,
     write_mib,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, mint_for
-from tests.support.containers import BUSYBOX_IMAGE
-from tests.support.storage import btrfs, release_everything_under
+from tests.support.containers import BUSYBOX_IMAGE, exec_in
+from tests.support.storage import btrfs, needs_root_to_mount, release_everything_under
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
 PROBE_SOURCE: Final = r"""
 #define _GNU_SOURCE
@@ -118,7 +113,6 @@ GAME_HOME: Final = "/home/container"
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The probe, built once for the module (removed with pytest's tmp directories)."""
-    require_root_docker_and_images()
     require_tool("gcc", "gcc libc6-dev")
     build = tmp_path_factory.mktemp("probe")
     (build / "probe.c").write_text(PROBE_SOURCE, encoding="utf-8")
@@ -134,28 +128,8 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def docker() -> AsyncIterator[aiodocker.Docker]:
-    client = aiodocker.Docker()
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-@pytest.fixture
-async def node_factory(
-    tmp_path: Path,
-    signing_key: SigningKey,
-    http: aiohttp.ClientSession,
-    docker: aiodocker.Docker,
-) -> AsyncIterator[NodeFactory]:
-    async with quota_nodes(tmp_path, signing_key, http, docker) as make:
-        yield make
-
-
-@pytest.fixture
 def node(node_factory: NodeFactory) -> QuotaNode:
-    """An agent on the btrfs backend."""
+    """An agent on the btrfs backend only (the rules are about btrfs subvolumes)."""
     return node_factory("btrfs")
 
 
@@ -372,7 +346,6 @@ async def test_facts_say_whether_nested_subvolumes_are_blocked(
 def test_production_btrfs_agent_without_the_base_profile_exits_before_listening(
     tmp_path: Path, signing_key: SigningKey
 ) -> None:
-    require_root_docker_and_images()
     agent = AgentProcess(
         tmp_path / "agent",
         {signing_key.kid: signing_key.public_text},

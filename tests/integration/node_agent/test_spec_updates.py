@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,13 +17,11 @@ from node_agent.docker.hardening import game_container_name
 from tests.integration.node_agent.live_agent import (
     LiveClient,
     LiveServers,
-    docker_cli,
     eventually,
     node_state,
     read_body,
-    require_docker_and_images,
 )
-from tests.support.containers import FAKE_GAME_IMAGE, Answer
+from tests.support.containers import FAKE_GAME_IMAGE, Answer, docker_cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 # Appends one line per run to a file in the volume, which survives reinstalls.
@@ -32,11 +29,6 @@ APPENDING_INSTALL = {
     "image": FAKE_GAME_IMAGE,
     "script": "echo installed >> /home/container/install.log",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 async def put_spec(api: LiveClient, spec: dict[str, Any]) -> Answer:

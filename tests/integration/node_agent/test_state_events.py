@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -25,7 +25,6 @@ from tests.integration.node_agent.live_agent import (
     LiveClient,
     LiveServers,
     read_body,
-    require_docker_and_images,
 )
 from tests.support.containers import FAKE_GAME_IMAGE
 
@@ -35,11 +34,6 @@ INSTALLER_WAITS = "while [ ! -e /home/container/release ]; do sleep 0.1; done"
 RENEW_SECONDS = 20.0
 POWER_CYCLE = ["starting", "running", "stopping", "offline"]
 CRASH_AND_RESTART = ["crashed", "starting", "running"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
 
 
 def state_events(events: Frames, server_id: uuid.UUID) -> list[str]:

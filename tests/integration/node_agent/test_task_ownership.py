@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import aiodocker
-import aiohttp
 import pytest
 
 from tests.integration.node_agent.backups_client import BackupsClient, new_key
@@ -24,43 +20,11 @@ from tests.integration.node_agent.live_agent import (
     LiveAgent,
     LiveServers,
     output_line,
-    require_docker_and_images,
-    start_live_agent,
     status,
 )
-from tests.support.agent_process import SigningKey
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.docker, pytest.mark.own_agent, pytest.mark.timeout(180)]
 UNOWNED = ("Task was destroyed", "Task exception was never retrieved", "was never awaited")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def test_images() -> Iterator[None]:
-    yield from require_docker_and_images()
-
-
-@pytest.fixture
-def own_agent(tmp_path: Path, signing_key: SigningKey) -> Iterator[LiveAgent]:
-    agent = start_live_agent(tmp_path / "agent", signing_key)
-    try:
-        yield agent
-    finally:
-        agent.stop()
-
-
-@pytest.fixture
-def api(own_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession) -> FilesClient:
-    return FilesClient(own_agent, signing_key, http)
-
-
-@pytest.fixture
-async def servers(own_agent: LiveAgent, api: FilesClient) -> AsyncIterator[LiveServers]:
-    async with aiodocker.Docker() as docker:
-        handed_out = LiveServers(own_agent, api, docker)
-        try:
-            yield handed_out
-        finally:
-            await handed_out.cleanup()
 
 
 def unowned_task_lines(agent: LiveAgent) -> list[str]:
@@ -68,7 +32,7 @@ def unowned_task_lines(agent: LiveAgent) -> list[str]:
 
 
 async def test_consoles_events_stats_and_a_backup_leave_no_unowned_task(
-    own_agent: LiveAgent, servers: LiveServers, api: FilesClient
+    live_agent: LiveAgent, servers: LiveServers, api: FilesClient
 ) -> None:
     server_id = await servers.started()
     for n in range(6):
@@ -94,8 +58,8 @@ async def test_consoles_events_stats_and_a_backup_leave_no_unowned_task(
     await asyncio.gather(*(api.read(server_id) for _ in range(300)))
     assert await _closed_console_after_stop(api, server_id) == 1001
 
-    own_agent.stop()
-    assert unowned_task_lines(own_agent) == []
+    live_agent.stop()
+    assert unowned_task_lines(live_agent) == []
 
 
 async def _closed_console_after_stop(api: FilesClient, server_id: uuid.UUID) -> int | None:

@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import tomllib
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from node_agent.docker.seccomp import (
 )
 from node_agent.settings import AgentSettings
 from shared.server_spec import InstallSpec, ServerSpec
+from tests.support.factories import server_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DENIED = frozenset(DENIED_BTRFS_IOCTLS.values())
@@ -297,28 +297,15 @@ def test_loaded_profile_is_the_merged_json_in_one_security_option(tmp_path: Path
 # --- what the containers get -----------------------------------------------------------------
 
 
-def spec() -> ServerSpec:
-    return ServerSpec.model_validate(
-        {
-            "uuid": str(uuid.uuid4()),
-            "image": "stellar-test/fake-game:latest",
-            "memory_mib": 64,
-            "cpu_percent": 50,
-            "disk_mib": 64,
-            "pids_limit": 64,
-            "allocations": [{"ip": "127.0.0.1", "port": 25565}],
-        }
-    )
-
-
 def test_game_and_install_containers_get_the_profile_after_no_new_privileges() -> None:
     profile = SeccompProfile(text='{"defaultAction":"SCMP_ACT_ERRNO"}', source=Path("/x"))
     placement = ContainerPlacement("stellar-test", Path("/srv/volume"))
     install = InstallSpec(image="stellar-test/busybox:latest", script="true", needs_root=True)
+    spec = ServerSpec.model_validate(server_spec())
 
-    game = game_container_config(spec(), placement, profile)
-    installer = install_container_config(spec(), install, placement, profile)
-    default = game_container_config(spec(), placement)
+    game = game_container_config(spec, placement, profile)
+    installer = install_container_config(spec, install, placement, profile)
+    default = game_container_config(spec, placement)
 
     expected = ["no-new-privileges:true", 'seccomp={"defaultAction":"SCMP_ACT_ERRNO"}']
     assert game["HostConfig"]["SecurityOpt"] == expected

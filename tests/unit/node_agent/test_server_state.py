@@ -10,7 +10,6 @@ import ast
 import asyncio
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from node_agent.servers.state import ServerStateMachine
 from node_agent.storage.directory import DirectoryVolume
 from shared.node_api import StateEvent
 from shared.server_spec import ServerSpec, ServerState
+from tests.support.factories import server_spec
 
 AGENT_PACKAGE = Path(__file__).resolve().parents[3] / "node_agent"
 STATE_MODULE = AGENT_PACKAGE / "servers" / "state.py"
@@ -42,9 +42,7 @@ async def _no_network() -> AgentNetwork:
 async def server(tmp_path: Path) -> AsyncIterator[ManagedServer]:
     async with aiodocker.Docker(url=f"unix://{tmp_path}/no-docker.sock") as docker:
         runtime = ContainerRuntime(docker)
-        spec = ServerSpec(
-            uuid=uuid.uuid4(), image="stellar-test/fake-game:latest", disk_mib=256, memory_mib=64
-        )
+        spec = ServerSpec.model_validate(server_spec())
         services = ServerServices(
             runtime=runtime,
             records=RecordStore(tmp_path),

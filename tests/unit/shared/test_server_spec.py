@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from shared.server_spec import ServerSpec, StopCommand, StopSignal
+from tests.support.factories import server_spec
 
-
-def spec_data(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
-        "image": "stellar-test/fake-game:latest",
-        "memory_mib": 256,
-        "disk_mib": 1024,
-        "allocations": [{"ip": "127.0.0.1", "port": 25565}],
-    }
-    data.update(changes)
-    return data
+# What a spec cannot do without, and one allocation: the rest comes from the defaults.
+MINIMAL_FIELDS = ("uuid", "image", "memory_mib", "disk_mib", "allocations")
 
 
 def test_minimal_spec_gets_hardened_defaults() -> None:
-    spec = ServerSpec.model_validate(spec_data())
+    full = server_spec()
+    spec = ServerSpec.model_validate({name: full[name] for name in MINIMAL_FIELDS})
     assert spec.read_only_root is True
     assert spec.swap_mib == 0
     assert spec.stop == StopSignal(type="signal", value="SIGTERM")
@@ -35,14 +27,14 @@ def test_minimal_spec_gets_hardened_defaults() -> None:
 
 def test_spec_round_trips_through_json() -> None:
     spec = ServerSpec.model_validate(
-        spec_data(stop={"type": "command", "value": "stop"}, startup=["a", "b c"])
+        server_spec(stop={"type": "command", "value": "stop"}, startup=["a", "b c"])
     )
     assert ServerSpec.model_validate_json(spec.model_dump_json()) == spec
     assert spec.stop == StopCommand(type="command", value="stop")
 
 
 def test_startup_string_is_split_into_arguments_without_a_shell() -> None:
-    spec = ServerSpec.model_validate(spec_data(startup='java -Xmx1G -jar "my server.jar"'))
+    spec = ServerSpec.model_validate(server_spec(startup='java -Xmx1G -jar "my server.jar"'))
     assert spec.startup == ("java", "-Xmx1G", "-jar", "my server.jar")
 
 
@@ -74,7 +66,7 @@ def test_startup_string_is_split_into_arguments_without_a_shell() -> None:
 )
 def test_out_of_bounds_field_is_refused(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
-        ServerSpec.model_validate(spec_data(**{field: value}))
+        ServerSpec.model_validate(server_spec(**{field: value}))
 
 
 @pytest.mark.parametrize(
@@ -92,7 +84,7 @@ def test_out_of_bounds_field_is_refused(field: str, value: object) -> None:
 )
 def test_reserved_or_malformed_environment_is_refused(environment: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
-        ServerSpec.model_validate(spec_data(environment=environment))
+        ServerSpec.model_validate(server_spec(environment=environment))
 
 
 @pytest.mark.parametrize(
@@ -109,17 +101,17 @@ def test_reserved_or_malformed_environment_is_refused(environment: dict[str, str
 )
 def test_malformed_allocation_is_refused(allocation: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        ServerSpec.model_validate(spec_data(allocations=[allocation]))
+        ServerSpec.model_validate(server_spec(allocations=[allocation]))
 
 
 def test_duplicate_allocation_is_refused() -> None:
     same = {"ip": "127.0.0.1", "port": 25565}
     with pytest.raises(ValidationError, match="listed twice"):
-        ServerSpec.model_validate(spec_data(allocations=[same, same]))
+        ServerSpec.model_validate(server_spec(allocations=[same, same]))
 
 
 def test_ipv6_allocation_is_normalised() -> None:
     spec = ServerSpec.model_validate(
-        spec_data(allocations=[{"ip": "0:0:0:0:0:0:0:1", "port": 30000, "protocols": ["udp"]}])
+        server_spec(allocations=[{"ip": "0:0:0:0:0:0:0:1", "port": 30000, "protocols": ["udp"]}])
     )
     assert spec.allocations[0].ip == "::1"
