@@ -165,8 +165,10 @@ async def _serve(
         keepalive_timeout=keepalive_timeout,
         access_log=None,
     )
-    await runner.setup()
     try:
+        # Inside the try, as web.run_app does: a start-up that fails half way (a cleanup
+        # context raising) still tears down the contexts that had started.
+        await runner.setup()
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         await asyncio.Event().wait()
     finally:
