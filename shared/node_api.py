@@ -81,6 +81,12 @@ class InstallEvent(BaseModel):
     server: uuid.UUID
     success: bool
     exit_code: int | None
+    # How long the installer ran, and the last lines it printed (what a user needs to see
+    # why it failed); None from an agent before these were reported.
+    duration_seconds: float | None = None
+    last_lines: list[str] | None = None
+    # Why it failed when the script's exit code does not say (timed out, image missing…).
+    reason: str | None = None
 
 
 class ImagePullEvent(BaseModel):

@@ -23,6 +23,10 @@ MAX_INSTALL_SCRIPT_LENGTH: Final = 64 * 1024
 MAX_ALLOCATIONS: Final = 64
 MIN_PORT: Final = 1024
 MAX_DENYLIST_PATTERNS: Final = 256
+MAX_CONFIG_FILES: Final = 32
+MAX_CONFIG_REPLACEMENTS: Final = 256
+MAX_DONE_MARKERS: Final = 16
+DEFAULT_INSTALL_TIMEOUT_SECONDS: Final = 3600
 
 ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Set by the agent itself (from the spec or the container), so a blueprint cannot override them.
@@ -92,6 +96,9 @@ class Allocation(BaseModel):
 CONSOLE_TEXT: Final = r"^[^\x00-\x1f\x7f\u0080-\u009f]+$"
 
 
+ConsoleMarker = Annotated[str, Field(min_length=1, max_length=256, pattern=CONSOLE_TEXT)]
+
+
 class StopCommand(BaseModel):
     """Stop by typing ``value`` on the game's console."""
 
@@ -110,6 +117,40 @@ class StopSignal(BaseModel):
     value: StopSignalName = "SIGTERM"
 
 
+ConfigParserName = Literal["properties", "json", "yaml", "ini", "xml", "file", "toml"]
+# A path inside the server's volume, relative to it (the agent resolves it through the
+# confined file layer, so ".." or a symlink can never lead outside).
+VolumePath = Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class ConfigReplacement(BaseModel):
+    """One key of a game's configuration file set before each start.
+
+    ``match`` is a dotted key path (``[n]`` indexes, ``*`` wildcards) for the structured
+    parsers, the line prefix for ``file``. ``value`` may hold placeholders
+    (``{{server.allocations.default.port}}``, ``{{server.environment.X}}`` …, see
+    docs/templates.md). With ``if_value`` the key is replaced only when its current value
+    equals it, or, written ``regex:<expression>``, matches it (``$1`` … in ``value`` then
+    refer to its groups).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
+    value: str = Field(max_length=MAX_ARG_LENGTH, pattern=r"^[^\x00]*$")
+    if_value: str | None = Field(None, min_length=1, max_length=1024, pattern=r"^[^\x00]+$")
+
+
+class ConfigFile(BaseModel):
+    """A game's configuration file and the keys the agent sets in it before each start."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: VolumePath
+    parser: ConfigParserName
+    replace: tuple[ConfigReplacement, ...] = Field(min_length=1, max_length=MAX_CONFIG_REPLACEMENTS)
+
+
 class InstallSpec(BaseModel):
     """A one-off container that prepares the server's files before its first start.
 
@@ -123,6 +164,11 @@ class InstallSpec(BaseModel):
     entrypoint: str = Field(default="/bin/sh", min_length=1, max_length=255, pattern=r"^/\S+$")
     script: str = Field(min_length=1, max_length=MAX_INSTALL_SCRIPT_LENGTH)
     needs_root: bool = False
+    # Where the volume is mounted in the install container: eggs' scripts write to
+    # /mnt/server; the game container always sees it at /home/container.
+    volume_path: Literal["/home/container", "/mnt/server"] = "/home/container"
+    # Killed, and the install failed, after this long.
+    timeout_seconds: int = Field(default=DEFAULT_INSTALL_TIMEOUT_SECONDS, ge=1, le=6 * 3600)
 
     @field_validator("script")
     @classmethod
@@ -153,6 +199,16 @@ class ServerSpec(BaseModel):
     install: InstallSpec | None = None
     # gitignore-style patterns of paths the file API never touches (node_agent/files/).
     file_denylist: tuple[DenyPattern, ...] = Field(default=(), max_length=MAX_DENYLIST_PATTERNS)
+    # Configuration files set before each start (node_agent/configs/).
+    config_files: tuple[ConfigFile, ...] = Field(default=(), max_length=MAX_CONFIG_FILES)
+    # The game is "running" once its console prints one of these (``regex:`` for an
+    # expression); with none, as soon as its container runs.
+    startup_done: tuple[ConsoleMarker, ...] = Field(default=(), max_length=MAX_DONE_MARKERS)
+    # The blueprint's startup template, placeholders unfilled, given to the game as
+    # ``STARTUP`` (images made for eggs read it). Values reach the game only as variables.
+    startup_template: str = Field(default="", max_length=MAX_ARG_LENGTH, pattern=r"^[^\x00]*$")
+    # True: no ``Cmd`` is set and the image's own command runs (it reads ``STARTUP``).
+    image_command: bool = False
 
     @field_validator("startup", mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, String, Text
+from sqlalchemy import JSON, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
@@ -24,3 +24,15 @@ class Blueprint(IdMixin, CreatedMixin, Base):
     read_only_root: Mapped[bool] = mapped_column(default=True)
     # gitignore-style patterns no file operation may touch.
     file_denylist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # [{"path": "server.properties", "parser": "properties", "replace": [...]}]
+    # (shared.server_spec.ConfigFile), applied by the agent before each start.
+    config_files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Console text that says the game is up; empty: up once its container runs.
+    startup_done: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # True: the image's own command runs and reads STARTUP (images made for eggs).
+    image_command: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # An egg's "features" (eula, java_version …), kept for export and for the panel.
+    features: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The uuid of the egg this blueprint was imported from: importing it again updates it.
+    egg_uuid: Mapped[str | None] = mapped_column(String(36), unique=True, index=True, default=None)
+    author: Mapped[str] = mapped_column(String(255), default="")

@@ -35,6 +35,12 @@ class Server(IdMixin, CreatedMixin, Base):
     # "provisioning" until the node has accepted the create command, "failed" if it did not.
     state: Mapped[str] = mapped_column(String(16), default="provisioning")
     suspended: Mapped[bool] = mapped_column(default=False)
+    # The last install as the node reported it: exit code, seconds, its last lines, and why
+    # it failed when the exit code does not say (timed out …).
+    install_exit_code: Mapped[int | None] = mapped_column(default=None)
+    install_seconds: Mapped[float | None] = mapped_column(default=None)
+    install_output: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    install_reason: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class Subuser(IdMixin, CreatedMixin, Base):
