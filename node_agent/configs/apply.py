@@ -60,7 +60,7 @@ class FileOutcome:
             reason = "; ".join(self.problems)
             text = f"config file {self.path} left as it was: {reason}"
         elif self.problems:
-            text = f"config file {self.path}: " + "; ".join(self.problems)
+            text = f"config file {self.path} set, but: " + "; ".join(self.problems)
         else:
             return None
         return text if len(text) <= MAX_NOTICE_LENGTH else text[: MAX_NOTICE_LENGTH - 1] + "…"

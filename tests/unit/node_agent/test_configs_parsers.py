@@ -70,10 +70,13 @@ def test_properties_sets_keys_in_place_and_keeps_every_other_line() -> None:
     lines = out.decode().splitlines()
     before = original.decode().splitlines()
     assert lines[:2] == before[:2]  # the comments
-    assert "server-port=30000" in lines and "server-ip=0.0.0.0" in lines
-    assert "rcon.port=30000" in lines and "max-players=42" in lines
+    assert "server-port=30000" in lines
+    assert "server-ip=0.0.0.0" in lines
+    assert "rcon.port=30000" in lines
+    assert "max-players=42" in lines
     assert "motd=\\u00A7" + "6Stellar a b" in lines  # non-ASCII escaped, the line break gone
-    assert "enable-query=true" in lines and "difficulty=easy" in lines
+    assert "enable-query=true" in lines
+    assert "difficulty=easy" in lines
     assert lines[-1] == "white-list=true"
     assert "level-type=minecraft\\:normal" in lines  # untouched escapes stay as written
     assert lines.index("server-port=30000") == before.index("server-port=25565")
@@ -127,11 +130,13 @@ def test_bungeecord_listener_index_and_server_wildcard_regex() -> None:
     assert servers["lobby"]["address"] == "172.18.0.1:25565"
     assert servers["survival"]["address"] == "172.18.0.1:25566"
     assert servers["remote"]["address"] == "10.0.0.5:25565"  # no match: left
-    assert document["ip_forward"] is True and document["player_limit"] == 42
+    assert document["ip_forward"] is True
+    assert document["player_limit"] == 42
     assert document["settings"] == {"new": {"nested": "yes"}}
     text = out.decode()
     assert text.startswith("# BungeeCord configuration\n")
-    assert "# the survival backend" in text and "motd: \"Survival\"" in text
+    assert "# the survival backend" in text
+    assert 'motd: "Survival"' in text
     assert "- bungeecord.command.server" in text  # the sequences' indentation kept
 
 
@@ -167,7 +172,8 @@ def test_velocity_toml_keeps_comments_and_types() -> None:
     assert problems == []
     document = tomllib.loads(out.decode())
     assert document["bind"] == "0.0.0.0:30000"
-    assert document["show-max-players"] == 42 and document["online-mode"] is False
+    assert document["show-max-players"] == 42
+    assert document["online-mode"] is False
     assert document["servers"]["lobby"] == "172.18.0.1:30066"
     assert document["servers"]["factions"] == "172.18.0.1:30067"
     assert document["servers"]["try"] == ["factions"]
@@ -278,9 +284,12 @@ def test_json_indexes_wildcards_types_and_indentation() -> None:
         ("server.name", "{{env.SERVER_NAME}}"),
         ("server.memory", "{{server.build.memory}}"),
     )
-    assert problems == ["server.listeners[*].host: a '[' that is not [n], [\"name\"] or [@attr='v']"]
+    assert problems == [
+        "server.listeners[*].host: a '[' that is not [n], [\"name\"] or [@attr='v']"
+    ]
     document = json.loads(out)
-    assert document["server"]["port"] == "30000" and document["server"]["maxPlayers"] == 42
+    assert document["server"]["port"] == "30000"
+    assert document["server"]["maxPlayers"] == 42
     assert document["server"]["pvp"] is False
     assert document["server"]["listeners"] == [
         {"host": "127.0.0.1", "port": 30000},
