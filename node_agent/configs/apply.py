@@ -41,6 +41,10 @@ EDITORS: Final[dict[ConfigParserName, Editor]] = {
     "file": edit_lines,
     "toml": edit_toml,
 }
+# Round-trip parsers are pure Python: ruamel.yaml reads about 3 s per MiB, tomlkit about 1 s
+# (bench/config_apply.py). Game configs in these formats are kilobytes; a start must not wait
+# a minute on a planted file.
+PARSER_CAPS: Final[dict[ConfigParserName, int]] = {"yaml": 512 * 1024, "toml": 1024 * 1024}
 Outcome = Literal["changed", "created", "unchanged", "missing", "refused", "unparsable"]
 MAX_NOTICE_LENGTH: Final = 600
 
@@ -95,7 +99,8 @@ def apply_config_file(
     except InvalidPath as err:
         return FileOutcome(config.path, "refused", (err.message,))
     try:
-        data = read_config(root_fd, parts, max_bytes)
+        cap = min(max_bytes, PARSER_CAPS.get(config.parser, max_bytes))
+        data = read_config(root_fd, parts, cap)
     except ConfigRefused as err:
         return FileOutcome(config.path, "refused", (str(err),))
     rules = build_rules(config, values, problems)

@@ -44,7 +44,7 @@ def edit_json(data: bytes, rules: Sequence[Rule], problems: Problems) -> bytes:
             raise Unparsable(f"not valid JSON ({err})") from err
     if not isinstance(document, dict | list):
         raise Unparsable("the JSON document is not an object or an array")
-    if not apply_to_tree(document, rules, problems, dict) and text.strip():
+    if not apply_to_tree(document, rules, problems, dict):
         return data
     found = _JSON_INDENT.search(text)
     if found:
@@ -77,7 +77,7 @@ def edit_yaml(data: bytes, rules: Sequence[Rule], problems: Problems) -> bytes:
         document = CommentedMap()
     if not isinstance(document, CommentedMap):
         raise Unparsable("the YAML document is not a mapping")
-    if not apply_to_tree(document, rules, problems, CommentedMap) and text.strip():
+    if not apply_to_tree(document, rules, problems, CommentedMap):
         return data
     indent = indent or 2
     yaml.indent(mapping=indent, sequence=indent, offset=sequence_indent or 0)

@@ -99,9 +99,12 @@ class _Walk:
         else:
             raise RuleProblem(f"{self.rule.match}: [@attribute] is for XML files only")
 
-    def descend(self, node: Any, segment: Segment) -> Iterator[Any]:
-        """The children of ``node`` that ``segment`` names, tables created where allowed."""
-        if self.create and isinstance(segment, Name) and _is_table(node):
+    def descend(self, node: Any, position: int) -> Iterator[Any]:
+        """The children of ``node`` that segment ``position`` names, tables created where
+        the rest of the path is names only (a list is never made up)."""
+        segment = self.segments[position]
+        rest_named = all(isinstance(later, Name) for later in self.segments[position:])
+        if self.create and rest_named and isinstance(segment, Name) and _is_table(node):
             if segment.text not in node:
                 node[segment.text] = self.new_table()
             child = node[segment.text]
@@ -114,10 +117,10 @@ class _Walk:
 
     def slots(self, root: Any) -> Iterator[Slot]:
         nodes = [root]
-        for segment in self.segments[:-1]:
+        for position in range(len(self.segments) - 1):
             following = []
             for node in nodes:
-                for child in self.descend(node, segment):
+                for child in self.descend(node, position):
                     self._count()
                     following.append(child)
             nodes = following

@@ -45,7 +45,7 @@ def read_config(root_fd: int, parts: VolumePath, max_bytes: int = MAX_CONFIG_BYT
         if stat.S_ISDIR(info.st_mode):
             raise ConfigRefused(f"{show(parts)} is a directory")
         if info.st_size > max_bytes:
-            raise ConfigRefused(f"{show(parts)} is larger than {max_bytes // (1024 * 1024)} MiB")
+            raise ConfigRefused(_too_large(parts, max_bytes))
         try:
             fd = open_regular_file(parent, parts[-1], parts)
         except ApiError as err:
@@ -62,8 +62,12 @@ def read_config(root_fd: int, parts: VolumePath, max_bytes: int = MAX_CONFIG_BYT
         os.close(parent)
     data = b"".join(chunks)
     if len(data) > max_bytes:
-        raise ConfigRefused(f"{show(parts)} is larger than {max_bytes // (1024 * 1024)} MiB")
+        raise ConfigRefused(_too_large(parts, max_bytes))
     return data
+
+
+def _too_large(parts: VolumePath, max_bytes: int) -> str:
+    return f"{show(parts)} is larger than {max_bytes / (1024 * 1024):g} MiB, the cap for it"
 
 
 def write_config(root_fd: int, parts: VolumePath, data: bytes, owner: Owner) -> None:

@@ -238,7 +238,7 @@ def edit_xml(data: bytes, rules: Sequence[Rule], problems: Problems) -> bytes:
         root, prefixes = ET.Element(segments[0].text), {}
         prolog = prolog or '<?xml version="1.0" encoding="utf-8"?>\n'
         trailer = trailer or "\n"
-    changed = not body.strip()
+    changed = False
     for rule in rules:
         try:
             changed |= _Walk(rule, parse_key(rule.match)).apply(root, problems)
