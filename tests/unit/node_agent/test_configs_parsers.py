@@ -347,3 +347,12 @@ def test_bad_regex_is_reported_and_the_other_rules_apply() -> None:
     out, problems = edit("properties", b"a=1\nb=2\n", ("a", "x", "regex:(unclosed"), ("b", "3"))
     assert out == b"a=1\nb=3\n"
     assert problems[0].startswith("a: bad regex:'(unclosed'")
+
+
+def test_yaml_tags_build_no_object_and_are_written_back(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    original = f'a: !!python/object/apply:os.system ["touch {marker}"]\nb: 1\nc: !x {{y: 1}}\n'
+    out, problems = edit("yaml", original.encode(), ("b", "2"))
+    assert problems == []
+    assert out.decode() == original.replace("b: 1", "b: 2")
+    assert not marker.exists()
