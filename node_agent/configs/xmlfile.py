@@ -37,9 +37,6 @@ _ATTRIBUTE_VALUE: Final = re.compile(r"^\[(\w+)='(.*)'\]$", re.DOTALL)
 _PROLOG_ITEM: Final = re.compile(
     r"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[.*?\])*>", re.DOTALL | re.IGNORECASE
 )
-_TRAILER_ITEM: Final = re.compile(
-    r"(?:\s+|<!--(?:(?!<!--).)*?-->|<\?(?:(?!<\?).)*?\?>)\Z", re.DOTALL
-)
 # ET's prefix registry is process-wide: one file's prefixes at a time.
 _NAMESPACES_LOCK: Final = threading.Lock()
 MAX_MATCHES: Final = 100_000
@@ -65,11 +62,20 @@ def _split_document(text: str) -> tuple[str, str, str]:
             break
         position = item.end()
     end = len(text)
+    # Backwards over blanks, comments and processing instructions after the root element,
+    # each step costing only what it passes over.
     while True:
-        item = _TRAILER_ITEM.search(text, position, end)
-        if item is None or item.start() == end:
+        while end > position and text[end - 1].isspace():
+            end -= 1
+        if text.endswith("-->", position, end):
+            opening = text.rfind("<!--", position, end - 3)
+        elif text.endswith("?>", position, end):
+            opening = text.rfind("<?", position, end - 2)
+        else:
             break
-        end = item.start()
+        if opening < 0:
+            break
+        end = opening
     return text[:position], text[position:end], text[end:]
 
 

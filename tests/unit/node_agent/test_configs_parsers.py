@@ -356,3 +356,13 @@ def test_yaml_tags_build_no_object_and_are_written_back(tmp_path: Path) -> None:
     assert problems == []
     assert out.decode() == original.replace("b: 1", "b: 2")
     assert not marker.exists()
+
+
+def test_xml_keeps_what_surrounds_the_root_element() -> None:
+    original = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<!DOCTYPE ServerSettings>\n<!-- before -->\n'
+        b"<ServerSettings><!-- inside --><?pi keep?><Port>1</Port></ServerSettings>\n"
+        b"<!-- after -->\n"
+    )
+    out, _ = edit("xml", original, ("ServerSettings.Port", "2"))
+    assert out == original.replace(b"<Port>1</Port>", b"<Port>2</Port>")
