@@ -2,16 +2,16 @@
 
 A placeholder reads one value the agent chose to offer about the server; nothing else:
 
-================================================  ==========================================
-``{{server.allocations.default.port}}``           the primary allocation's port
+=============================================  =============================================
+``{{server.allocations.default.port}}``        the primary allocation's port
 (legacy ``{{server.build.default.port}}``)
-``{{server.allocations.default.ip}}``             the primary allocation's address
+``{{server.allocations.default.ip}}``          the primary allocation's address
 (legacy ``{{server.build.default.ip}}``)
-``{{server.build.memory}}``                       the memory limit, in MiB
-``{{server.environment.X}}``, ``{{env.X}}``       the game's variable ``X`` (legacy
-(legacy ``{{server.build.env.X}}``)               ``server.build.env.X``)
-``{{config.docker.interface}}``                   the address of the games' bridge on the host
-================================================  ==========================================
+``{{server.build.memory}}``                    the memory limit, in MiB
+``{{server.environment.X}}``, ``{{env.X}}``    the game's variable ``X``, as the game sees it
+(legacy ``{{server.build.env.X}}``)
+``{{config.docker.interface}}``                the address of the games' bridge on the host
+=============================================  =============================================
 
 There is deliberately no other ``{{config.*}}``: Wings resolves those against its own
 settings, and an egg could read the node's token that way. An unknown placeholder becomes
