@@ -194,7 +194,9 @@ async def test_refused_and_unparsable_files_are_left_and_the_start_goes_on_with_
     assert (volume / "server.properties").is_symlink()
     assert (volume / "big.json").stat().st_size == 100 * 1024 * 1024
     assert (volume / "broken.json").read_bytes() == broken
-    assert (volume / "ok.properties").read_bytes() == b"a=b\n"
+    assert (volume / "ok.properties").read_bytes() == b"a=b\n"  # created, for the game user
+    created = (volume / "ok.properties").stat()
+    assert (created.st_uid, created.st_gid) == (GAME_UID, GAME_GID)
 
     notices = [line for line in await console_lines(api, server_id) if "config file" in line]
     assert len(notices) == 5, notices
