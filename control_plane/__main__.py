@@ -185,18 +185,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_create(args: argparse.Namespace) -> int:
-    from control_plane.demo import DemoUnavailable, create_demo_server, ensure_image
+    from control_plane.demo import DemoUnavailable, create_demo_server
 
     settings = _settings(needs_signing_key=True)
     try:
-        image = ensure_image()
         demo = asyncio.run(
             create_demo_server(settings, owner_email=args.owner, node_name=args.node, ip=args.ip)
         )
     except DemoUnavailable as err:
         raise CommandFailed(str(err)) from err
     print(f"Freeciv demo server {demo.id} created on node {demo.node!r} for {demo.owner}")
-    print(f"  image    : {image}")
+    print(f"  image    : {demo.image}")
     print(f"  state    : {demo.state} (the game is up when its console says it accepts clients)")
     print(f"  game     : {demo.ip}:{demo.port} (connect a Freeciv 3.0 client)")
     print(f"  console  : stellar-cp server console {demo.id}")

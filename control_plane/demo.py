@@ -2,7 +2,8 @@
 
 ``stellar-cp demo create`` does, each step skipped when it is done already:
 
-1. builds the image ``stellarstack/freeciv-demo:3.0`` on this machine from Debian's
+1. (once the node and owner are known to exist) builds the image
+   ``stellarstack/freeciv-demo:3.0`` on this machine from Debian's
    ``freeciv-server`` package (``deploy/images/freeciv/build.sh``): the demo's node is the
    local one, whose Docker engine is this machine's;
 2. saves the "Freeciv (demo)" blueprint (``deploy/dev/blueprints/freeciv-demo.json``) unless
@@ -17,12 +18,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import json
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -75,6 +78,7 @@ class DemoBlueprint:
 @dataclass(frozen=True)
 class DemoServer:
     id: uuid.UUID
+    image: str
     state: str
     ip: str
     port: int
@@ -211,14 +215,26 @@ async def _record(
 
 
 async def create_demo_server(
-    settings: ControlPlaneSettings, *, owner_email: str | None, node_name: str, ip: str
+    settings: ControlPlaneSettings,
+    *,
+    owner_email: str | None,
+    node_name: str,
+    ip: str,
+    build_image: Callable[[], str] = ensure_image,
 ) -> DemoServer:
-    """Save the blueprint, place a Freeciv server on the node, create it there and start it."""
+    """Build the image, save the blueprint, place a Freeciv server on the node, create it
+    there and start it."""
     try:
         ip = str(ipaddress.ip_address(ip))
     except ValueError as err:
         raise DemoUnavailable(f"{ip!r} is not an IP address") from err
     async with cli_context(settings) as cli:
+        # A mistyped node or owner is said at once, not after a first build of the image.
+        async with transaction(cli.sessions) as db:
+            await node_service.get_node_by_name(db, node_name)
+            await _owner(db, owner_email)
+            load_demo_blueprint()
+        image = await asyncio.to_thread(build_image)
         async with transaction(cli.sessions) as db:
             node = await node_service.get_node_by_name(db, node_name)
             owner = await _owner(db, owner_email)
@@ -243,4 +259,6 @@ async def create_demo_server(
         start = PowerAction(action="start")
         status = await cli.nodes.power(node, spec.uuid, start, user=CLI_USER)
         await _record(cli.sessions, spec.uuid, status.state, "server.power.start")
-    return DemoServer(spec.uuid, status.state, allocation.ip, allocation.port, email, node.name)
+    return DemoServer(
+        spec.uuid, image, status.state, allocation.ip, allocation.port, email, node.name
+    )
