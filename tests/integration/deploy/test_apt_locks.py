@@ -167,4 +167,5 @@ def test_ensure_services_waits_for_another_apt_get_then_installs(tmp_path: Path,
 
     assert "installing missing packages: shellcheck" in output
     assert "shellcheck is already the newest version" in output
-    assert output.rstrip().endswith("test tools: installed (shellcheck, nginx, gcc, freeciv-server)")
+    summary = "test tools: installed (shellcheck, nginx, gcc, freeciv-server)"
+    assert output.rstrip().endswith(summary)
