@@ -97,13 +97,28 @@ def load_demo_blueprint(path: Path = BLUEPRINT_FILE) -> DemoBlueprint:
     markers = raw.get("startup_done", [])
     if "startup_done" not in BlueprintCreate.model_fields:
         raw.pop("startup_done", None)
+    problems = []
+    try:
+        data = BlueprintCreate.model_validate(raw)
+    except ValidationError as err:
+        problems += _problems(err)
     try:
         done = _MARKERS.validate_python(markers)
-        if len(done) > MAX_DONE_MARKERS:
-            raise DemoUnavailable(f"{path}: at most {MAX_DONE_MARKERS} startup_done markers")
-        return DemoBlueprint(BlueprintCreate.model_validate(raw), done)
     except ValidationError as err:
-        raise DemoUnavailable(f"{path} is not a valid blueprint:\n{err}") from err
+        problems += _problems(err, "startup_done")
+    if problems:
+        raise DemoUnavailable(f"{path} is not a valid blueprint: {'; '.join(problems)}")
+    if len(done) > MAX_DONE_MARKERS:
+        raise DemoUnavailable(f"{path}: at most {MAX_DONE_MARKERS} startup_done markers")
+    return DemoBlueprint(data, done)
+
+
+def _problems(err: ValidationError, *prefix: str) -> list[str]:
+    """Each error of ``err`` as ``field.path: message``."""
+    return [
+        f"{'.'.join(map(str, (*prefix, *error['loc']))) or 'blueprint'}: {error['msg']}"
+        for error in err.errors()
+    ]
 
 
 async def ensure_demo_blueprint(db: AsyncSession, path: Path = BLUEPRINT_FILE) -> Blueprint:
