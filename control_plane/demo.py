@@ -214,8 +214,13 @@ async def _owner(db: AsyncSession, email: str | None) -> User:
 
 
 async def _record(
-    factory: async_sessionmaker[AsyncSession], server_id: uuid.UUID, state: str, action: str
+    factory: async_sessionmaker[AsyncSession],
+    server_id: uuid.UUID,
+    state: str,
+    action: str,
+    details: dict[str, str],
 ) -> None:
+    """Store the state the node reported and audit ``action`` (the routes' records)."""
     async with transaction(factory) as db:
         server = await db.get(Server, server_id)
         if server is None:
@@ -225,7 +230,7 @@ async def _record(
             db,
             None,
             audit.AuditEvent(action, target_type="server", target_id=str(server_id),
-                             details={"name": server.name, "by": "cli"}),
+                             details={**details, "by": "cli"}),
         )  # fmt: skip
 
 
@@ -261,7 +266,6 @@ async def create_demo_server(
             )  # fmt: skip
             spec = await startup.build_spec(db, server)
             allocation = (await placement.allocations_of(db, server.id))[0]
-            email = owner.email
         try:
             status = await cli.nodes.create_server(node, spec, user=CLI_USER)
         except ApiError:
@@ -270,10 +274,11 @@ async def create_demo_server(
                 if stale is not None:
                     await db.delete(stale)
             raise
-        await _record(cli.sessions, spec.uuid, status.state, "server.created")
+        created = {"name": DEMO_NAME, "owner": str(owner.id), "node": node.name}
+        await _record(cli.sessions, spec.uuid, status.state, "server.created", created)
         start = PowerAction(action="start")
         status = await cli.nodes.power(node, spec.uuid, start, user=CLI_USER)
-        await _record(cli.sessions, spec.uuid, status.state, "server.power.start")
+        await _record(cli.sessions, spec.uuid, status.state, "server.power.start", {})
     return DemoServer(
-        spec.uuid, image, status.state, allocation.ip, allocation.port, email, node.name
+        spec.uuid, image, status.state, allocation.ip, allocation.port, owner.email, node.name
     )

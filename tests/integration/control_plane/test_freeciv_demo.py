@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.db.models import Blueprint, Server
+from control_plane.db.models import AuditEntry, Blueprint, Server
 from node_agent.docker.hardening import game_container_name
 from tests.conftest import service_missing
 from tests.integration.control_plane.conftest import AUTH_SECRET
@@ -135,6 +135,22 @@ async def test_stellar_cp_creates_the_freeciv_demo_and_it_answers_list(
     assert console.code == 0, console.err
     assert console.out.count(LIST_ANSWER) >= 2, console.out  # the earlier answer, then ours
     assert "AI*1" in console.out
+    # What the CLI did is in the audit trail, as the routes' actions are.
+    async with engine.connect() as db:
+        trail = (
+            await db.execute(
+                select(AuditEntry.action, AuditEntry.details)
+                .where(AuditEntry.target_id == server_id)
+                .order_by(AuditEntry.id)
+            )
+        ).all()
+    assert [(action, details.get("by")) for action, details in trail] == [
+        ("server.created", "cli"),
+        ("server.power.start", "cli"),
+        ("server.console.opened", None),  # the owner's, on the control plane
+        ("server.console.command", None),
+        ("server.console.command", "cli"),
+    ]
 
 
 async def test_demo_create_names_a_missing_node_or_owner_and_creates_nothing(
