@@ -135,6 +135,18 @@ async def test_stellar_cp_creates_the_freeciv_demo_and_it_answers_list(
     assert console.code == 0, console.err
     assert console.out.count(LIST_ANSWER) >= 2, console.out  # the earlier answer, then ours
     assert "AI*1" in console.out
+    # Stopping types `quit`: the game says goodbye and ends by itself, not killed.
+    await owner.json(
+        "POST", f"/api/v1/servers/{server_id}/power", status=202, json={"action": "stop"}
+    )
+    await wait_for_state(owner, server_id, "offline", timeout=60)
+    exited = docker_cli(
+        "inspect", "-f", "{{.State.ExitCode}}", game_container_name(uuid.UUID(server_id))
+    )
+    assert exited.stdout.strip() == "0"
+    logs = await owner.json("GET", f"/api/v1/servers/{server_id}/logs")
+    assert "Goodbye." in logs["lines"]
+
     # What the CLI did is in the audit trail, as the routes' actions are.
     async with engine.connect() as db:
         trail = (
@@ -150,6 +162,7 @@ async def test_stellar_cp_creates_the_freeciv_demo_and_it_answers_list(
         ("server.console.opened", None),  # the owner's, on the control plane
         ("server.console.command", None),
         ("server.console.command", "cli"),
+        ("server.power.stop", None),
     ]
 
 
