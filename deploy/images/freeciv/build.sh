@@ -20,7 +20,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 readonly HERE
 # shellcheck source=../../lib/apt.sh source-path=SCRIPTDIR
 . "$HERE/../../lib/apt.sh"
-readonly IMAGE="${STELLAR_FREECIV_IMAGE:-stellarstack/freeciv-demo:3.0}"
+readonly IMAGE="stellarstack/freeciv-demo:3.0"
 readonly PACKAGE="freeciv-server"
 readonly SERVER_BINARY="/usr/games/freeciv-server"
 readonly DATA_DIR="/usr/share/games/freeciv"
@@ -35,7 +35,7 @@ FORCE=0
 case "${1:-}" in
     "") ;;
     --force) FORCE=1 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) die "usage: $0 [--force]" ;;
 esac
 

@@ -30,7 +30,7 @@ from control_plane.demo import (
 def test_the_demo_blueprint_names_the_built_image_and_the_servers_port() -> None:
     demo = load_demo_blueprint()
 
-    built = re.search(r'IMAGE="\$\{STELLAR_FREECIV_IMAGE:-([^}]+)\}"', IMAGE_SCRIPT.read_text())
+    built = re.search(r'readonly IMAGE="([^"]+)"', IMAGE_SCRIPT.read_text())
     assert built, "the build script no longer names its image"
     assert [image.image for image in demo.data.images] == [built[1]]
     assert demo.data.startup.startswith("/usr/games/freeciv-server --port {{SERVER_PORT}} ")
