@@ -166,7 +166,7 @@ async def test_stellar_cp_creates_the_freeciv_demo_and_it_answers_list(
     ]
 
 
-async def test_demo_create_names_a_missing_node_or_owner_and_creates_nothing(
+async def test_the_cli_names_a_missing_node_owner_or_server_and_creates_nothing(
     freeciv_image: None, stack: Stack, database_url: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     no_node = await stellar_cp(database_url, tmp_path, "demo", "create", "--node", "moon")
@@ -176,11 +176,14 @@ async def test_demo_create_names_a_missing_node_or_owner_and_creates_nothing(
     bad_ip = await stellar_cp(
         database_url, tmp_path, "demo", "create", "--node", "node-1", "--ip", "not-an-ip"
     )
+    ghost = uuid.uuid4()
+    no_server = await stellar_cp(database_url, tmp_path, "server", "console", str(ghost))
 
     assert (no_node.code, no_node.err.strip()) == (1, "stellar-cp: no node named 'moon'")
     assert no_owner.code == 1
     assert "no user 'ghost@example.org'" in no_owner.err
     assert "stellar-cp user create --email ghost@example.org" in no_owner.err
     assert (bad_ip.code, bad_ip.err.strip()) == (1, "stellar-cp: 'not-an-ip' is not an IP address")
+    assert (no_server.code, no_server.err.strip()) == (1, f"stellar-cp: no server {ghost}")
     async with engine.connect() as db:
         assert await db.scalar(select(func.count()).select_from(Server)) == 0
