@@ -206,14 +206,20 @@ async def test_only_a_done_line_of_this_run_makes_a_starting_server_running(
     server.set_state("starting")
     assert server.done_watch.arm(("Done", "regex:^Ready in \\d+s$"), clock=ARMED_AT)
 
-    # The previous run's done line, still being read when this start began.
-    done.line_printed(server, logged(-0.001, "Done"))
-    done.line_printed(server, logged(0.5, "Loading world"))
-    done.line_printed(server, logged(0.6, "Ready in soon"))
-    assert server.state == "starting"
-    done.line_printed(server, logged(0.7, "Ready in 12s"))
-    assert server.state == "running"
-    done.line_printed(server, logged(0.8, "Done"))
+    lines = [
+        # The previous run's done line, still being read when this start began.
+        logged(-0.001, "Done"),
+        logged(0.5, "Loading world"),
+        logged(0.6, "Ready in soon"),
+        logged(0.7, "Ready in 12s"),
+        logged(0.8, "Done"),
+    ]
+    states = []
+    for line in lines:
+        done.line_printed(server, line)
+        states.append(server.state)
+
+    assert states == ["starting", "starting", "starting", "running", "running"]
 
     assert [event.state for event in await _drain_events(subscription)] == [
         "starting",
