@@ -157,6 +157,29 @@ async def test_a_marker_matches_whole_lines_however_the_output_is_cut(
         assert (await logged(api, server_id, "ready!"))[-1] == "Server is ready!"
 
 
+async def test_a_done_line_lost_to_the_console_throttle_still_counts(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    # 1000 lines at once: the console passes 50 a second (live agent's limit) and drops the
+    # rest, the done line among them; the done watch sees every line before the throttle.
+    script = (
+        "i=0; while [ $i -lt 1000 ]; do echo \"loading chunk $i\"; i=$((i+1)); done; "
+        f"echo '{READY}'; exec sleep 600"
+    )
+    async with api.node_events() as events:
+        server_id = await servers.create(
+            image=BUSYBOX_IMAGE,
+            startup=["/bin/sh", "-c", script],
+            startup_done=[READY],
+            stop={"type": "signal", "value": "SIGKILL"},
+        )
+        await start(api, server_id)
+        await events_are(events, server_id, ["starting", "running"])
+
+    lines = await logged(api, server_id, "output throttled")
+    assert READY not in lines
+
+
 async def test_a_restart_while_starting_waits_for_the_new_runs_done_line(
     servers: LiveServers, api: LiveClient
 ) -> None:
