@@ -71,8 +71,8 @@ class DoneMarkers:
             if text in line:
                 return text
         if self.expressions:
-            # RE2 reads UTF-8; a lone surrogate (never from dockerd, which drops bad bytes)
-            # becomes "?" rather than an error.
+            # RE2 reads UTF-8; a lone surrogate (never from dockerd, whose log driver turns
+            # bytes that are not UTF-8 into U+FFFD) becomes "?" rather than an error.
             encoded = line.encode("utf-8", "replace")
             for marker, expression in self.expressions:
                 if expression.search(encoded) is not None:

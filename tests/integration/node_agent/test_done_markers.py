@@ -157,13 +157,42 @@ async def test_a_marker_matches_whole_lines_however_the_output_is_cut(
         assert (await logged(api, server_id, "ready!"))[-1] == "Server is ready!"
 
 
+async def test_long_and_binary_lines_are_searched_in_their_first_4096_characters(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    # Lines of 20 KB (dockerd logs them in 16 KiB pieces, the console joins them and cuts
+    # them at 4096 characters): the marker 5000 characters in is not seen; one after bytes
+    # that are not UTF-8 (the log driver makes them U+FFFD) and a control character is.
+    script = (
+        "x=$(head -c 5000 /dev/zero | tr '\\0' x); y=$(head -c 15000 /dev/zero | tr '\\0' y); "
+        f'printf \'%s{READY}%s\\n\' "$x" "$y"; sleep 1.5; '
+        f'printf \'\\377\\376\\001 {READY}%s%s\\n\' "$x" "$y"; exec sleep 600'
+    )
+    async with api.node_events() as events:
+        server_id = await servers.create(
+            image=BUSYBOX_IMAGE,
+            startup=["/bin/sh", "-c", script],
+            startup_done=[READY],
+            stop={"type": "signal", "value": "SIGKILL"},
+        )
+        assert (await start(api, server_id))["state"] == "starting"
+        first = (await logged(api, server_id, "xxxx"))[-1]
+        assert first == "x" * 4096
+        assert (await read_body(api, server_id))["state"] == "starting"
+
+        await events_are(events, server_id, ["starting", "running"])
+        second = (await logged(api, server_id, READY))[-1]
+        prefix = f"\ufffd\ufffd\x01 {READY}"
+        assert second == prefix + "x" * (4096 - len(prefix))
+
+
 async def test_a_done_line_lost_to_the_console_throttle_still_counts(
     servers: LiveServers, api: LiveClient
 ) -> None:
     # 1000 lines at once: the console passes 50 a second (live agent's limit) and drops the
     # rest, the done line among them; the done watch sees every line before the throttle.
     script = (
-        "i=0; while [ $i -lt 1000 ]; do echo \"loading chunk $i\"; i=$((i+1)); done; "
+        'i=0; while [ $i -lt 1000 ]; do echo "loading chunk $i"; i=$((i+1)); done; '
         f"echo '{READY}'; exec sleep 600"
     )
     async with api.node_events() as events:
