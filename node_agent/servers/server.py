@@ -83,7 +83,7 @@ class ManagedServer:
         self.services = services
         self._state = ServerStateMachine(record.spec.uuid, services.events, console)
         # Armed by a start when the spec has done markers (``done.py``).
-        self.done_watch = done.DoneWatch()
+        self.done_watch = done.DoneWatch(str(record.spec.uuid))
         console.listen(lambda line: done.line_printed(self, line))
         self.crash_policy = CrashPolicy(services.crash_loop_window)
         self.lock = asyncio.Lock()

@@ -255,3 +255,44 @@ def test_a_spec_without_markers_does_not_arm_the_watch() -> None:
     assert watch.arm(("Done",), clock=ARMED_AT) is True
     assert watch.marker_in(logged(1, "it is Done.")) == "Done"
     assert watch.marker_in(OutputLine("not a timestamp", "Done")) is None
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_search_budget_refuses_once_spent_until_the_next_window() -> None:
+    clock = ManualClock()
+    budget = done.SearchBudget(per_window=0.05, window=1.0, clock=clock)
+
+    assert budget.allows()
+    budget.spend(0.03)
+    assert budget.allows()
+    budget.spend(0.03)
+    assert not budget.allows()
+    clock.now = 0.99
+    assert not budget.allows()
+    clock.now = 1.0
+    assert budget.allows()
+
+
+def test_over_its_budget_a_watch_still_finds_text_markers_and_counts_skipped_lines() -> None:
+    spent = done.SearchBudget(per_window=0.0, clock=ManualClock())
+    watch = done.DoneWatch("server", budget=spent)
+    watch.arm(("Done", "regex:^Ready in \\d+s$"), clock=ARMED_AT)
+
+    assert watch.marker_in(logged(1, "Ready in 12s")) is None
+    assert watch.marker_in(logged(2, "Ready in 13s")) is None
+    assert watch.skipped == 2
+    assert watch.marker_in(logged(3, "Done")) == "Done"
+    watch.arm(("regex:^Ready in \\d+s$",), clock=ARMED_AT)
+    assert watch.skipped == 0
+    # Within its budget, the expression is searched.
+    assert done.DoneWatch("server").marker_in(logged(1, "Ready in 1s")) is None
+    roomy = done.DoneWatch("server")
+    roomy.arm(("regex:^Ready in \\d+s$",), clock=ARMED_AT)
+    assert roomy.marker_in(logged(1, "Ready in 1s")) == "regex:^Ready in \\d+s$"
