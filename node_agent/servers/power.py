@@ -75,11 +75,14 @@ async def start(server: ManagedServer) -> None:
         raise Conflict("the server is stopping")
     await server.want("running")
     server.exit_expected = False
-    if server.state in {"starting", "running"}:
-        found = await server.services.runtime.find(server.container)
-        if found is not None and found.running:
-            # Already up, or waiting for its done line: a second start changes nothing.
-            return
+    found = await server.services.runtime.find(server.container)
+    if found is not None and found.running:
+        # A second start changes nothing (the game is up, or its done line is awaited); a
+        # game found running otherwise is taken to be up, as after an agent restart.
+        if server.state not in {"starting", "running"}:
+            server.set_state("running")
+            server.console.wake()
+        return
     server.set_state("starting")
     # Armed before the container starts, so that its first lines count (``done.py``).
     waits_for_done = server.done_watch.arm(server.spec.startup_done)
