@@ -94,9 +94,9 @@ class DoneWatch:
     def waiting(self) -> bool:
         return self._markers is not None
 
-    def arm(self, markers: tuple[str, ...], clock: float | None = None) -> bool:
+    def arm(self, markers: tuple[str, ...], now: float | None = None) -> bool:
         """Before a start: wait for ``markers`` in lines logged from now. False (and not
-        waiting) when there are none."""
+        waiting) when there are none. ``now``: the time in seconds since the epoch."""
         compiled = compile_markers(markers)
         self.run_started = False
         self.skipped = 0
@@ -104,7 +104,7 @@ class DoneWatch:
             self._markers = None
             return False
         self._markers = compiled
-        self._not_before = time.time() if clock is None else clock
+        self._not_before = time.time() if now is None else now
         return True
 
     def disarm(self) -> None:

@@ -204,7 +204,7 @@ async def test_only_a_done_line_of_this_run_makes_a_starting_server_running(
 ) -> None:
     subscription = server.services.events.subscribe()
     server.set_state("starting")
-    assert server.done_watch.arm(("Done", "regex:^Ready in \\d+s$"), clock=ARMED_AT)
+    assert server.done_watch.arm(("Done", "regex:^Ready in \\d+s$"), now=ARMED_AT)
 
     lines = [
         # The previous run's done line, still being read when this start began.
@@ -231,7 +231,7 @@ async def test_only_a_done_line_of_this_run_makes_a_starting_server_running(
 async def test_leaving_starting_ends_the_wait_for_the_done_line(server: ManagedServer) -> None:
     for leaving in ("stopping", "crashed", "offline"):
         server.set_state("starting")
-        server.done_watch.arm(("Done",), clock=ARMED_AT)
+        server.done_watch.arm(("Done",), now=ARMED_AT)
         server.set_state(leaving)
         assert not server.done_watch.waiting
         # A start without markers (or not yet armed) is not made running by a line.
@@ -241,7 +241,7 @@ async def test_leaving_starting_ends_the_wait_for_the_done_line(server: ManagedS
 
 
 async def test_a_done_line_outside_starting_changes_nothing(server: ManagedServer) -> None:
-    server.done_watch.arm(("Done",), clock=ARMED_AT)
+    server.done_watch.arm(("Done",), now=ARMED_AT)
     done.line_printed(server, logged(1, "Done"))
     assert server.state == "offline"
 
@@ -252,7 +252,7 @@ def test_a_spec_without_markers_does_not_arm_the_watch() -> None:
     assert watch.arm(()) is False
     assert not watch.waiting
     assert watch.marker_in(logged(1, "Done")) is None
-    assert watch.arm(("Done",), clock=ARMED_AT) is True
+    assert watch.arm(("Done",), now=ARMED_AT) is True
     assert watch.marker_in(logged(1, "it is Done.")) == "Done"
     assert watch.marker_in(OutputLine("not a timestamp", "Done")) is None
 
@@ -283,16 +283,16 @@ def test_the_search_budget_refuses_once_spent_until_the_next_window() -> None:
 def test_over_its_budget_a_watch_still_finds_text_markers_and_counts_skipped_lines() -> None:
     spent = done.SearchBudget(per_window=0.0, clock=ManualClock())
     watch = done.DoneWatch("server", budget=spent)
-    watch.arm(("Done", "regex:^Ready in \\d+s$"), clock=ARMED_AT)
+    watch.arm(("Done", "regex:^Ready in \\d+s$"), now=ARMED_AT)
 
     assert watch.marker_in(logged(1, "Ready in 12s")) is None
     assert watch.marker_in(logged(2, "Ready in 13s")) is None
     assert watch.skipped == 2
     assert watch.marker_in(logged(3, "Done")) == "Done"
-    watch.arm(("regex:^Ready in \\d+s$",), clock=ARMED_AT)
+    watch.arm(("regex:^Ready in \\d+s$",), now=ARMED_AT)
     assert watch.skipped == 0
     # Within its budget, the expression is searched.
     assert done.DoneWatch("server").marker_in(logged(1, "Ready in 1s")) is None
     roomy = done.DoneWatch("server")
-    roomy.arm(("regex:^Ready in \\d+s$",), clock=ARMED_AT)
+    roomy.arm(("regex:^Ready in \\d+s$",), now=ARMED_AT)
     assert roomy.marker_in(logged(1, "Ready in 1s")) == "regex:^Ready in \\d+s$"
