@@ -75,7 +75,17 @@ async def start(server: ManagedServer) -> None:
         raise Conflict("the server is stopping")
     await server.want("running")
     server.exit_expected = False
+    found = await server.services.runtime.find(server.container)
+    if found is not None and found.running:
+        # A second start changes nothing (the game is up, or its done line is awaited); a
+        # game found running otherwise is taken to be up, as after an agent restart.
+        if server.state not in {"starting", "running"}:
+            server.set_state("running")
+            server.console.wake()
+        return
     server.set_state("starting")
+    # Armed before the container starts, so that its first lines count (``done.py``).
+    waits_for_done = server.done_watch.arm(server.spec.startup_done)
     try:
         if server.record.spec_pending:
             # The spec changed while the game ran: this start is where it takes effect.
@@ -88,7 +98,10 @@ async def start(server: ManagedServer) -> None:
         server.set_state("offline")
         raise
     if state.running:
-        server.set_state("running")
+        if waits_for_done:
+            server.done_watch.run_started = True
+        else:
+            server.set_state("running")
         server.console.wake()
 
 
@@ -118,6 +131,8 @@ async def restore_power(server: ManagedServer) -> None:
     if server.record.install == "installing":
         server.set_state("installing")
     elif container is not None and container.running:
+        # Running, done markers or not: its done line (if any) was printed before this
+        # agent started, and a game that outlived an agent restart is taken to be up.
         server.set_state("running")
         server.console.wake()
     elif server.record.desired_power == "running":
