@@ -32,8 +32,9 @@ MATCH_TIMEOUT_SECONDS: Final = 0.05
 _INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 _NUMBER: Final = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
 _BOOLEANS: Final = frozenset({"true", "false", "0", "1"})
-# A pattern opening with inline flags that include "u" is matched with Unicode classes.
-_UNICODE_FLAG: Final = re.compile(r"\(\?[A-Za-z]*u[A-Za-z]*\)")
+# A pattern opening with inline flags that include "u" ("(?u)", "(?iu)", "(?i)(?u)") is
+# matched with Unicode classes.
+_UNICODE_FLAG: Final = re.compile(r"(?:\(\?[A-Za-z]*\))*\(\?[A-Za-z]*u[A-Za-z]*\)")
 _SHOWN_OPTIONS: Final = 200
 
 
