@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from node_agent.configs.start import apply_before_start
 from shared.errors import ApiError, Conflict
 from shared.server_spec import PowerActionName
 
@@ -81,6 +82,7 @@ async def start(server: ManagedServer) -> None:
             await server.rebuild_container()
         else:
             await server.ensure_current_container()
+        await apply_before_start(server)
         state = await server.services.runtime.start(server.container)
     except ApiError:
         server.set_state("offline")

@@ -137,12 +137,16 @@ class ManagedServer:
 
     async def update_spec(self, spec: ServerSpec) -> None:
         """Store a new spec; rebuild the game container now if it is stopped (caller holds
-        the lock), otherwise at its next start or restart (``spec_pending`` until then).
+        the lock), otherwise at its next start or restart (``spec_pending`` until then). A
+        spec identical to the current one changes nothing.
 
         The volume is left alone: its limit stays the one the record has (``resize_disk``
         changes it), whatever ``disk_mib`` the new spec says.
         """
         spec = spec.model_copy(update={"disk_mib": self.spec.disk_mib})
+        if spec == self.spec:
+            # The control plane sends the spec before each start: the same one changes nothing.
+            return
         await self.update_record(spec=spec, spec_pending=True)
         container = await self.services.runtime.find(self.container)
         if self.state in {"starting", "running", "stopping"}:
