@@ -3,7 +3,7 @@
 The blueprint's variables carry the translation of community eggs' Laravel rules. A server
 created, or its startup changed, with a value that breaks one kind of rule gets a 400 whose
 detail names that variable, all problems at once, and nothing changes: no server recorded,
-the stored values as they were, and no request about servers reaches the node (its request
+the stored values as they were, and no command about servers reaches the node (its request
 log, the game container's environment).
 """
 
@@ -86,11 +86,14 @@ def egg_variables() -> list[dict[str, Any]]:
 
 
 def node_requests(stack: Stack) -> list[str]:
-    """What the agent was asked about servers (its request log)."""
+    """What the agent was told to do with servers (its request log; the control plane's
+    background reads of a server's state are left out)."""
     return [
         f"{e.get('method')} {e['path']}"
         for e in stack.agent.log_events()
-        if e.get("event") == "request" and "/servers" in str(e.get("path"))
+        if e.get("event") == "request"
+        and "/servers" in str(e.get("path"))
+        and e.get("method") != "GET"
     ]
 
 
