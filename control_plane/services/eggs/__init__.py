@@ -1,0 +1,1 @@
+"""Community eggs (Pterodactyl, Pelican) as blueprints: import, export, their rules."""
