@@ -30,7 +30,11 @@ from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, NODES, SESSIONS
 from control_plane.services import audit
-from control_plane.services.servers.installs import forget_install, record_install
+from control_plane.services.servers.installs import (
+    forget_install,
+    install_recorded,
+    record_install,
+)
 
 log = structlog.get_logger("nodes.events")
 STATES = frozenset(
@@ -122,6 +126,11 @@ class NodeEventListener:
             except ApiError as err:
                 log.info("resync: server not readable", server=str(server_id), error=err.message)
                 continue
+            outcome = status.last_install
+            if outcome is not None and status.install in ("installed", "failed"):
+                # An install that ended while no one was following the node.
+                missed = {"type": "install", "server": str(server_id), **outcome.model_dump()}
+                await self._apply(node, missed, resync=True)
             state: str = status.state
             if status.install == "failed" and state == "offline":
                 state = "install_failed"
@@ -129,7 +138,8 @@ class NodeEventListener:
             await self._apply(node, event, resync=True)
 
     async def _apply(self, node: Node, event: dict[str, Any], *, resync: bool = False) -> None:
-        """Apply one event; ``resync``: a state the node reported when asked (it stands)."""
+        """Apply one event; ``resync``: what the node reported when asked (a state stands; an
+        install already recorded is not recorded again)."""
         kind = event.get("type")
         try:
             server_id = uuid.UUID(str(event.get("server")))
@@ -150,6 +160,8 @@ class NodeEventListener:
                 server.state = "starting" if event.get("restarting") else "crashed"
                 await self._audit(db, "server.crashed", server, event)
             elif kind == "install":
+                if resync and install_recorded(server, event):
+                    return
                 install = record_install(server, event)
                 # The last lines stay out of the audit trail: scripts may print secrets.
                 details = install.model_dump(mode="json", exclude={"type", "last_lines"})

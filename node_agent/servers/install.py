@@ -25,7 +25,7 @@ from node_agent.docker.hardening import ContainerPlacement, install_container_na
 from node_agent.servers.install_output import InstallOutput, failure_reason, short_reason
 from shared.errors import ApiError, Conflict
 from shared.node_api import InstallEvent
-from shared.server_spec import InstallPhase, InstallSpec
+from shared.server_spec import InstallOutcome, InstallPhase, InstallSpec
 
 if TYPE_CHECKING:
     from node_agent.servers.server import ManagedServer
@@ -136,7 +136,16 @@ async def _follow(server: ManagedServer, name: str, output: InstallOutput) -> No
 async def _report(server: ManagedServer, run: InstallRun) -> None:
     event = run.event(server)
     phase: InstallPhase = "installed" if event.success else "failed"
-    await server.update_record(install=phase, install_exit_code=event.exit_code)
+    outcome = InstallOutcome(
+        success=event.success,
+        exit_code=event.exit_code,
+        duration_seconds=event.duration_seconds,
+        last_lines=tuple(event.last_lines or ()),
+        reason=event.reason,
+    )
+    await server.update_record(
+        install=phase, install_exit_code=event.exit_code, last_install=outcome
+    )
     log.info(
         "install finished",
         server=str(server.spec.uuid),

@@ -43,6 +43,17 @@ def record_install(server: Server, event: dict[str, Any]) -> InstallEvent:
     return install
 
 
+def install_recorded(server: Server, event: dict[str, Any]) -> bool:
+    """Whether ``server`` already keeps exactly this install's outcome."""
+    install = InstallEvent.model_validate(event)
+    return (
+        server.install_exit_code == install.exit_code
+        and server.install_seconds == install.duration_seconds
+        and server.install_output is not None
+        and server.install_output[-1:] == (install.last_lines or [])[-1:]
+    )
+
+
 def forget_install(server: Server) -> None:
     """A new install begins: the last one's outcome no longer describes the server."""
     server.install_exit_code = None
