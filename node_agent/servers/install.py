@@ -79,6 +79,10 @@ async def run_installer(server: ManagedServer) -> None:
     except OSError as err:
         # Handing root's files to the game user failed (the volume went away …).
         run.reason = f"the installed files could not be handed to the game: {err.strerror}"
+    except Exception:
+        # Whatever went wrong, the server must not stay "installing" for ever.
+        log.exception("installer failed", server=str(server.spec.uuid))
+        run.reason = "the installer could not run: an error in the node agent (see its log)"
     finally:
         try:
             await server.services.runtime.remove(name)
