@@ -289,6 +289,23 @@ class ContainerStatus(BaseModel):
     finished_at: str | None
 
 
+class InstallOutcome(BaseModel):
+    """How a server's last install ended, as its ``InstallEvent`` said (kept by the agent).
+
+    Reported in :class:`ServerStatus` too, so that a control plane that missed the event
+    (it was not following the node then) still learns it when it reads the server again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    success: bool
+    exit_code: int | None
+    # None when unknown (the agent restarted while the installer ran).
+    duration_seconds: float | None
+    last_lines: tuple[str, ...] = ()
+    reason: str | None = None
+
+
 class ServerStatus(BaseModel):
     """``GET /api/v1/servers/{server_id}`` and the answer to every change of a server."""
 
@@ -305,6 +322,8 @@ class ServerStatus(BaseModel):
     disk_mib: int | None = None
     # A spec update (``PUT .../spec``) the game container gets at its next start or restart.
     spec_pending: bool = False
+    # The last finished install (None: none yet, or an agent from before this was kept).
+    last_install: InstallOutcome | None = None
 
 
 class ConsoleCommand(BaseModel):

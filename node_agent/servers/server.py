@@ -213,6 +213,7 @@ class ManagedServer:
             container=_container_status(container),
             disk_mib=self.spec.disk_mib,
             spec_pending=self.record.spec_pending,
+            last_install=self.record.last_install,
         )
 
     # --- what users do -----------------------------------------------------------------------
