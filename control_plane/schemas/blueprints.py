@@ -7,11 +7,17 @@ import re
 import shlex
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
+from control_plane.schemas.variable_values import (
+    MAX_VALUE_LENGTH,
+    compile_pattern,
+    show_number,
+    value_problem,
+)
 from shared.server_spec import (
     DEFAULT_INSTALL_TIMEOUT_SECONDS,
     ENV_NAME,
@@ -31,9 +37,6 @@ from shared.server_spec import (
 )
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-MAX_VALUE_LENGTH: Final = 4096
-# ASCII digits only: Python's \d also takes other scripts' digits (int() reads "٣" as 3).
-_INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 BUILT_INS: Final = ("SERVER_MEMORY", "SERVER_IP", "SERVER_PORT")
 # The built-in placeholders at their longest (a spec's memory, an allocation's address, a
 # port): a blueprint whose defaults fit with these fits every server.
@@ -42,42 +45,6 @@ _LONGEST_BUILT_INS: Final = {
     "SERVER_IP": "f" * 45,
     "SERVER_PORT": "65535",
 }
-
-
-def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
-    """What is wrong with ``value`` for the blueprint variable ``variable``, or None.
-
-    ``variable`` is a :class:`BlueprintVariable` as stored (a dict). An empty value is
-    refused only if required; it is not checked further.
-    """
-    if len(value) > MAX_VALUE_LENGTH:
-        return f"at most {MAX_VALUE_LENGTH} characters"
-    if "\x00" in value:
-        return "must not contain NUL"
-    if value == "":
-        return "required" if variable.get("required") else None
-    kind = variable.get("type", "string")
-    if kind == "integer":
-        if not _INTEGER.fullmatch(value):
-            return "must be a whole number"
-        number = int(value)
-        if variable.get("min") is not None and number < variable["min"]:
-            return f"must be at least {variable['min']}"
-        if variable.get("max") is not None and number > variable["max"]:
-            return f"must be at most {variable['max']}"
-    elif kind == "boolean":
-        if value not in {"true", "false", "0", "1"}:
-            return "must be true or false"
-    else:
-        if variable.get("min") is not None and len(value) < variable["min"]:
-            return f"must be at least {variable['min']} characters"
-        if variable.get("max") is not None and len(value) > variable["max"]:
-            return f"must be at most {variable['max']} characters"
-    regex = variable.get("regex")
-    # ASCII \d, \w, \s and \b, as eggs mean them (PHP's PCRE without /u).
-    if regex and not re.fullmatch(regex, value, re.ASCII):
-        return "does not match the required pattern"
-    return None
 
 
 def startup_words(template: str) -> list[str]:
@@ -110,18 +77,26 @@ class BlueprintImage(Input):
     image: ImageReference
 
 
+Option = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
+Bound = Annotated[int | float, Field(allow_inf_nan=False)]
+
+
 class BlueprintVariable(Input):
-    """One setting of the game, given to it as an environment variable."""
+    """One setting of the game, given to it as an environment variable, with the rules its
+    value must pass (docs/blueprints.md "Variables"; an egg's Laravel rules translate to
+    these, control_plane/services/eggs/rules.py)."""
 
     env: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=1000)
-    type: Literal["string", "integer", "boolean"] = "string"
+    type: Literal["string", "integer", "number", "boolean"] = "string"
     default: str = Field("", max_length=MAX_VALUE_LENGTH)
     required: bool = False
-    regex: str | None = Field(None, max_length=512)
-    min: int | None = None
-    max: int | None = None
+    regex: str | None = Field(None, max_length=1024)
+    min: Bound | None = None
+    max: Bound | None = None
+    options: list[Option] | None = Field(None, min_length=1, max_length=256)
+    format: Literal["alpha_dash", "url"] | None = None
     user_viewable: bool = True
     user_editable: bool = False
 
@@ -139,8 +114,8 @@ class BlueprintVariable(Input):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value, re.ASCII)
-            except re.error as err:
+                compile_pattern(value)
+            except ValueError as err:
                 raise ValueError(f"not a valid regular expression: {err}") from err
         return value
 
@@ -148,6 +123,13 @@ class BlueprintVariable(Input):
     def _bounds(self) -> BlueprintVariable:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min must not exceed max")
+        for bound in (self.min, self.max):
+            # Only a number's value can lie between two whole numbers.
+            if bound is not None and self.type != "number" and not float(bound).is_integer():
+                raise ValueError(
+                    f"min and max of a {self.type} variable are whole numbers, "
+                    f"not {show_number(bound)}"
+                )
         if self.user_editable and not self.user_viewable:
             raise ValueError("a variable users can edit must be visible to them")
         # Every server starts with the default: it must pass the rules servers' values do.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from control_plane.db.models import Blueprint
 from control_plane.errors import InvalidRequest
-from control_plane.schemas.blueprints import value_problem
+from control_plane.schemas.variable_values import value_problem
 from shared.errors import ErrorDetail
 
 

@@ -1,0 +1,146 @@
+"""A blueprint variable's rules applied to one value: :func:`value_problem`.
+
+A variable (a :class:`~control_plane.schemas.blueprints.BlueprintVariable` as stored, a
+dict) has a ``type`` (``string``, ``integer``, ``number``, ``boolean``), ``required``,
+``min``/``max`` (a number's value, a string's length), ``options``, ``format``
+(``alpha_dash``, ``url``) and ``regex``. Blueprints stored before a field existed lack it:
+every field is read with its default.
+
+Patterns run on the ``regex`` package, not ``re``: a pattern comes from an administrator or
+from an imported community egg, the value from any user, and ``re`` cannot be stopped once a
+backtracking pattern runs away on the event loop. ``regex`` takes a ``timeout`` (and is
+closer to PHP's PCRE, which egg patterns are written for: ``(?<name>…)``, ``\\p{L}``,
+``\\h``, ``\\R``, possessive quantifiers).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import regex
+
+MAX_VALUE_LENGTH: Final = 4096
+# A fair pattern checks 4096 characters in microseconds; this is a thousand times that.
+MATCH_TIMEOUT_SECONDS: Final = 0.05
+# ASCII digits only: Python's \d also takes other scripts' digits (int() reads "٣" as 3).
+_INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
+_NUMBER: Final = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
+_BOOLEANS: Final = frozenset({"true", "false", "0", "1"})
+# A pattern opening with inline flags that include "u" is matched with Unicode classes.
+_UNICODE_FLAG: Final = re.compile(r"\(\?[A-Za-z]*u[A-Za-z]*\)")
+_SHOWN_OPTIONS: Final = 200
+
+
+@functools.lru_cache(maxsize=512)
+def compile_pattern(pattern: str) -> regex.Pattern[str]:
+    """``pattern`` compiled as a variable's rule: ASCII ``\\d``, ``\\w``, ``\\s``, ``\\b``
+    (as PHP's PCRE without ``/u``) unless it opens with inline flags holding ``u``.
+
+    ValueError (``regex.error`` is one) if it cannot be compiled.
+    """
+    flags = 0 if _UNICODE_FLAG.match(pattern) else regex.ASCII
+    try:
+        return regex.compile(pattern, flags)
+    except regex.error as err:
+        raise ValueError(str(err)) from err
+
+
+def show_number(number: float) -> str:
+    """``5`` for 5 and 5.0, ``0.5`` for 0.5: a bound as a message shows it."""
+    return str(int(number)) if float(number).is_integer() else repr(float(number))
+
+
+def is_alpha_dash(value: str) -> bool:
+    """Laravel's ``alpha_dash``: letters, marks and numbers of any script, ``-`` and ``_``."""
+    return all(ch in "-_" or unicodedata.category(ch)[0] in "LMN" for ch in value)
+
+
+def is_web_url(value: str) -> bool:
+    """An ``http://`` or ``https://`` URL with a host, no spaces or control characters."""
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (reading it checks it: a port that is not a number raises)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _bounds_problem(variable: Mapping[str, Any], size: float, unit: str) -> str | None:
+    low, high = variable.get("min"), variable.get("max")
+    if low is not None and low == high and size != low:
+        return f"must be exactly {show_number(low)}{unit}"
+    if low is not None and size < low:
+        return f"must be at least {show_number(low)}{unit}"
+    if high is not None and size > high:
+        return f"must be at most {show_number(high)}{unit}"
+    return None
+
+
+def _type_problem(variable: Mapping[str, Any], value: str) -> str | None:
+    kind = variable.get("type", "string")
+    if kind == "integer":
+        if not _INTEGER.fullmatch(value):
+            return "must be a whole number"
+        return _bounds_problem(variable, int(value), "")
+    if kind == "number":
+        if not _NUMBER.fullmatch(value) or not math.isfinite(number := float(value)):
+            return "must be a number"
+        return _bounds_problem(variable, number, "")
+    if kind == "boolean":
+        return None if value in _BOOLEANS else "must be true or false"
+    return _bounds_problem(variable, len(value), " characters")
+
+
+def _options_problem(options: list[str]) -> str:
+    shown = ", ".join(options)
+    if len(shown) > _SHOWN_OPTIONS:
+        shown = shown[:_SHOWN_OPTIONS] + "…"
+    return f"must be one of: {shown}"
+
+
+def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
+    """What is wrong with ``value`` for the blueprint variable ``variable``, or None.
+
+    An empty value is refused only if required; it is not checked further. Otherwise the
+    first failing check is the answer: type (and bounds), options, format, pattern.
+    """
+    if len(value) > MAX_VALUE_LENGTH:
+        return f"at most {MAX_VALUE_LENGTH} characters"
+    if "\x00" in value:
+        return "must not contain NUL"
+    if value == "":
+        return "required" if variable.get("required") else None
+    if problem := _type_problem(variable, value):
+        return problem
+    options = variable.get("options")
+    if options is not None and value not in options:
+        return _options_problem(options)
+    form = variable.get("format")
+    if form == "alpha_dash" and not is_alpha_dash(value):
+        return "may contain only letters, digits, - and _"
+    if form == "url" and not is_web_url(value):
+        return "must be an http:// or https:// URL"
+    if pattern := variable.get("regex"):
+        return _pattern_problem(pattern, value)
+    return None
+
+
+def _pattern_problem(pattern: str, value: str) -> str | None:
+    try:
+        compiled = compile_pattern(pattern)
+    except ValueError:
+        # Saved by an older version that compiled patterns with ``re``.
+        return "has a pattern that cannot be used: ask an administrator"
+    try:
+        matched = compiled.fullmatch(value, timeout=MATCH_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return "took too long to check against the required pattern"
+    return None if matched else "does not match the required pattern"
