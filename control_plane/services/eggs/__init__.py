@@ -1,4 +1,4 @@
-"""Community eggs (Pterodactyl ``PTDL_v1``/``PTDL_v2``, Pelican ``PLCN_v1``–``PLCN_v3``) as
+"""Community eggs (Pterodactyl ``PTDL_v1``/``PTDL_v2``, Pelican ``PLCN_v1`` to ``PLCN_v3``) as
 blueprints, and blueprints as eggs again.
 
     reading.py       bytes (JSON or YAML, size-capped, no YAML anchors) -> egg dicts

@@ -31,7 +31,7 @@ class _EggYamlLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors and aliases (no document grows on being read)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise InvalidRequest("YAML anchors and aliases are not accepted in an egg")
         return super().compose_node(parent, index)
@@ -46,7 +46,7 @@ _EggYamlLoader.yaml_implicit_resolvers = {
     ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_EggYamlLoader.add_implicit_resolver(
+_EggYamlLoader.add_implicit_resolver(  # type: ignore[no-untyped-call]
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
@@ -114,7 +114,8 @@ def _plain(value: Any, depth: int) -> Any:
         return [_plain(item, depth - 1) for item in value]
     if value is None or isinstance(value, str | bool | int | float):
         return value
-    raise InvalidRequest(f"the egg holds a YAML value JSON has no form for ({type(value).__name__})")
+    kind = type(value).__name__
+    raise InvalidRequest(f"the egg holds a YAML value JSON has no form for ({kind})")
 
 
 def _key(key: Any) -> str:

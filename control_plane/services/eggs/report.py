@@ -26,7 +26,9 @@ class EggReport:
     items: list[ReportItem] = field(default_factory=list)
 
     def add(self, path: str, outcome: Outcome, detail: str) -> None:
-        self.items.append(ReportItem(path, outcome, detail))
+        item = ReportItem(path, outcome, detail)
+        if item not in self.items:  # the same rewrite in ten places is one item
+            self.items.append(item)
 
     def mapped(self, path: str, detail: str) -> None:
         self.add(path, "mapped", detail)
