@@ -42,6 +42,7 @@ _LEGACY: Final = {
 }
 _ENV_PREFIXES: Final = ("server.build.env.", "server.build.environment.", ENVIRONMENT, "env.")
 _STARTUP_BUILT_INS: Final = {PORT: "SERVER_PORT", IP: "SERVER_IP", MEMORY: "SERVER_MEMORY"}
+_BUILT_IN_NAMES: Final = frozenset(_STARTUP_BUILT_INS.values())
 # Ours (exported as PLCN_v3, which Pelican reads) -> Pterodactyl's (PTDL_v2, which Wings reads).
 TO_PTERODACTYL: Final = {PORT: "server.build.default.port", IP: "server.build.default.ip"}
 
@@ -107,6 +108,9 @@ def rewrite_startup(
                 report.changed("startup", f"{{{{{name}}}}} emptied: nothing fills it")
                 return ""
             report.changed("startup", f"{{{{{name}}}}} rewritten as {{{{{target}}}}}")
+        elif name in _BUILT_IN_NAMES:
+            # Pterodactyl fills these before any variable: the server's port, address, memory.
+            target = name
         else:
             target = renames.get(name, name)
         if target not in known:
@@ -118,7 +122,9 @@ def rewrite_startup(
 
 
 def rename_in_script(script: str, renames: Mapping[str, str]) -> str:
-    """``$OLD`` and ``${OLD}`` in an install script as the renamed variables' new names."""
+    """``$OLD`` and ``${OLD}`` in an install script as the renamed variables' new names
+    (``SERVER_PORT``, ``SERVER_IP`` and ``SERVER_MEMORY`` keep meaning the server's own)."""
+    renames = {old: new for old, new in renames.items() if old not in _BUILT_IN_NAMES}
     if not renames:
         return script
     names = "|".join(re.escape(name) for name in sorted(renames, key=len, reverse=True))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from control_plane.schemas.blueprints import BUILT_INS
 from control_plane.schemas.variable_values import MAX_VALUE_LENGTH, value_problem
 from control_plane.services.eggs.report import EggReport
 from control_plane.services.eggs.rules import translate_rules
@@ -91,11 +92,14 @@ def _env_name(
         return None
     taken.add(new)
     renames[env] = new
-    report.changed(
-        where,
-        f"{env} is set by the agent itself: renamed {new} (in the startup command, "
-        "configuration files and install script too)",
-    )
+    if env in BUILT_INS:
+        also = (
+            f"{{{{{env}}}}} in the startup command and ${env} in the install script keep "
+            "meaning the server's own, as in Pterodactyl"
+        )
+    else:
+        also = "the startup command, configuration files and install script follow"
+    report.changed(where, f"{env} is set by the agent itself: renamed {new} ({also})")
     return new
 
 
