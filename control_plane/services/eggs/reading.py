@@ -68,7 +68,12 @@ def read_eggs(raw: bytes, kind: EggFormat) -> list[dict[str, Any]]:
     if len(raw) > MAX_EGG_FILE_BYTES:
         raise PayloadTooLarge(f"an egg file is at most {MAX_EGG_FILE_BYTES} bytes")
     data = _read_yaml(raw) if kind == "yaml" else _read_json(raw)
-    check_input(data, "egg")
+    try:
+        check_input(data, "egg")
+    except InvalidRequest as err:
+        # Say what is wrong in the message too: the CLI shows only the message.
+        where = "; ".join(f"{'.'.join(map(str, d.loc)) or 'egg'}: {d.msg}" for d in err.details)
+        raise InvalidRequest(f"{err.message}: {where}" if where else err.message) from err
     eggs = data if isinstance(data, list) else [data]
     if not eggs:
         raise InvalidRequest("the file holds no egg")
