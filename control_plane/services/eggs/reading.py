@@ -21,7 +21,7 @@ from control_plane.errors import InvalidRequest, PayloadTooLarge
 from shared.strict_json import NotStrictJson, loads
 
 # The largest real eggs (with an icon as a data: URL) are a few hundred KiB.
-MAX_EGG_FILE_BYTES: Final = 2 * 1024 * 1024
+MAX_EGG_FILE_BYTES: Final = 4 * 1024 * 1024
 MAX_EGGS_PER_IMPORT: Final = 100
 EggFormat = Literal["json", "yaml"]
 YAML_MEDIA_TYPES: Final = frozenset({"application/yaml", "application/x-yaml", "text/yaml"})
