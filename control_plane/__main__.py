@@ -12,6 +12,8 @@ secrets reencrypt          re-encrypt stored secrets under the newest encryption
 blueprint import FILE|URL  import Pterodactyl/Pelican eggs as blueprints; prints the report
 blueprint export ID        print a blueprint as an egg (--format ptdl_v2|plcn_v3)
 dev                        run the control plane and a local agent on this machine
+demo create                a Freeciv game server on the local node (image, blueprint, port)
+server console ID          a game's console in the terminal (stdin lines are its commands)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import getpass
 import secrets
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -214,6 +217,31 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_devstack(args.data_dir, port=args.port, agent_port=args.agent_port)
 
 
+def cmd_demo_create(args: argparse.Namespace) -> int:
+    from control_plane.demo import DemoUnavailable, create_demo_server
+
+    settings = _settings(needs_signing_key=True)
+    try:
+        demo = asyncio.run(
+            create_demo_server(settings, owner_email=args.owner, node_name=args.node, ip=args.ip)
+        )
+    except DemoUnavailable as err:
+        raise CommandFailed(str(err)) from err
+    print(f"Freeciv demo server {demo.id} created on node {demo.node!r} for {demo.owner}")
+    print(f"  image    : {demo.image}")
+    print(f"  state    : {demo.state} (the game is up when its console says it accepts clients)")
+    print(f"  game     : {demo.ip}:{demo.port} (connect a Freeciv 3.0 client)")
+    print(f"  console  : stellar-cp server console {demo.id}")
+    print("             type `list` for the players, `help` for more; Ctrl-D leaves")
+    return 0
+
+
+def cmd_server_console(args: argparse.Namespace) -> int:
+    from control_plane.cli_console import run_console
+
+    return asyncio.run(run_console(_settings(needs_signing_key=True), args.server_id))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stellar-cp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -303,6 +331,28 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--agent-port", type=int, default=8080)
     dev.set_defaults(func=cmd_dev)
+
+    demo = sub.add_parser("demo", help="the Freeciv demo game").add_subparsers(
+        dest="what", required=True
+    )
+    demo_create = demo.add_parser(
+        "create", help="build the image, save the blueprint, create and start a Freeciv server"
+    )
+    demo_create.add_argument("--owner", help="the owner's email (default: the first admin)")
+    demo_create.add_argument("--node", default="local", help="the node's name (default: local)")
+    demo_create.add_argument(
+        "--ip", default="127.0.0.1", help="the address of a new port if one is needed"
+    )
+    demo_create.set_defaults(func=cmd_demo_create)
+
+    server = sub.add_parser("server", help="game servers").add_subparsers(
+        dest="what", required=True
+    )
+    console = server.add_parser(
+        "console", help="print a game's console; lines read from stdin are its commands"
+    )
+    console.add_argument("server_id", type=uuid.UUID)
+    console.set_defaults(func=cmd_server_console)
     return parser
 
 

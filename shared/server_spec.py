@@ -13,7 +13,9 @@ import shlex
 import uuid
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.console_markers import check_marker
 
 MAX_ARGS: Final = 256
 MAX_ARG_LENGTH: Final = 4096
@@ -96,7 +98,11 @@ class Allocation(BaseModel):
 CONSOLE_TEXT: Final = r"^[^\x00-\x1f\x7f\u0080-\u009f]+$"
 
 
-ConsoleMarker = Annotated[str, Field(min_length=1, max_length=256, pattern=CONSOLE_TEXT)]
+# A done marker: text a console line contains, or ``regex:<RE2 expression>`` (one that does
+# not compile is refused here, so a node never gets it); see shared/console_markers.py.
+ConsoleMarker = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=CONSOLE_TEXT), AfterValidator(check_marker)
+]
 
 
 class StopCommand(BaseModel):

@@ -15,11 +15,13 @@ from aiohttp import web
 
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
+from control_plane.errors import NotFound
 from control_plane.keys import NODES, SESSIONS
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.caller import Caller
 from control_plane.services import audit
 from control_plane.services.audit import AuditEvent
+from control_plane.services.servers import startup
 from shared.server_spec import ConsoleCommand, PowerAction, ServerStatus
 
 COMMAND_PERMISSION = "console.write"
@@ -51,7 +53,17 @@ async def power(
 ) -> ServerStatus:
     """Ask the node for the power action; record the state it reports and the action.
 
-    Returns the node's view of the server (``stop`` and ``restart`` finish later)."""
+    Returns the node's view of the server (``stop`` and ``restart`` finish later). A start
+    or restart first gives the node the spec as the server and its blueprint are now, so a
+    blueprint changed since (an egg imported again, say) takes effect at this start; the node
+    ignores a spec identical to the one it has."""
+    if action.action in {"start", "restart"}:
+        async with transaction(app[SESSIONS]) as db:
+            current = await db.get(Server, server.id)
+            if current is None:
+                raise NotFound("no such server")
+            spec = await startup.build_spec(db, current)
+        await app[NODES].update_spec(node, spec, user=str(caller.user_id))
     status = await app[NODES].power(
         node, server.id, PowerAction(action=action.action), user=str(caller.user_id)
     )

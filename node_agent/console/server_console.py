@@ -2,8 +2,10 @@
 
 :class:`ServerConsole` follows the game container's log stream whenever the container runs
 (:meth:`ServerConsole.wake` is called when it starts, and when the agent finds it running).
-Lines pass the :class:`OutputThrottle`, go into a ring buffer for new viewers and to each
-open socket's bounded queue; a viewer that cannot keep up loses lines, never the game.
+Each line is first handed to the console's listener (the server's done-marker watch, which
+must see every line, so it comes before the throttle); then lines pass the
+:class:`OutputThrottle`, go into a ring buffer for new viewers and to each open socket's
+bounded queue; a viewer that cannot keep up loses lines, never the game.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
@@ -20,6 +23,7 @@ import structlog
 from node_agent.console.limits import ConsoleLimits
 from node_agent.console.throttle import OutputThrottle, throttle_notice
 from node_agent.docker.containers import ContainerRuntime
+from node_agent.docker.output import OutputLine
 from shared.errors import ApiError, RateLimited
 from shared.server_spec import ServerState
 
@@ -27,6 +31,7 @@ log = structlog.get_logger("agent.console")
 # After the log stream ended while the container still runs, wait this long to follow again.
 REFOLLOW_DELAY_SECONDS: Final = 0.5
 AGENT_PREFIX: Final = "[stellar]"
+LineListener = Callable[[OutputLine], None]
 
 
 def console_message(event: str, *args: Any) -> str:
@@ -85,8 +90,13 @@ class ServerConsole:
         self._notice_timer: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
+        self._listener: LineListener | None = None
 
     # --- output ----------------------------------------------------------------------------
+
+    def listen(self, listener: LineListener) -> None:
+        """Hand every line the game prints to ``listener`` (one listener; synchronous)."""
+        self._listener = listener
 
     def wake(self) -> None:
         """The container (re)started or was found running: follow its output."""
@@ -124,6 +134,7 @@ class ServerConsole:
                     if last_timestamp is not None and line.timestamp <= last_timestamp:
                         continue
                     last_timestamp = line.timestamp
+                    self._hear(line)
                     self._take(line.text)
                 state = await self._runtime.find(self._container)
             except ApiError as err:
@@ -134,6 +145,15 @@ class ServerConsole:
             if state is not None and state.running:
                 await asyncio.sleep(REFOLLOW_DELAY_SECONDS)
                 self._wake.set()
+
+    def _hear(self, line: OutputLine) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._listener(line)
+        except Exception:
+            # The listener's failure must not stop the output reaching the viewers.
+            log.exception("console line listener failed", server=str(self._server_id))
 
     def _take(self, text: str) -> None:
         loop = asyncio.get_running_loop()

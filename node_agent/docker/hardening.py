@@ -81,6 +81,10 @@ def _environment(spec: ServerSpec) -> list[str]:
         SERVER_UUID=str(spec.uuid),
         SERVER_MEMORY=str(spec.memory_mib),
     )
+    if spec.startup_template:
+        # Placeholders unfilled: an egg image's entrypoint turns {{X}} into ${X} and its shell
+        # reads the value from the variable X, so no value is ever part of the command text.
+        variables["STARTUP"] = spec.startup_template
     primary = spec.primary_allocation
     if primary is not None:
         variables.update(SERVER_IP=primary.ip, SERVER_PORT=str(primary.port))
@@ -163,10 +167,15 @@ def _base_config(spec: ServerSpec, image: str, role: str, user: str) -> dict[str
 def game_container_config(
     spec: ServerSpec, placement: ContainerPlacement, seccomp: SeccompProfile | None = None
 ) -> dict[str, Any]:
-    """The create body of the container that runs the game (``seccomp``: see security_options)."""
+    """The create body of the container that runs the game (``seccomp``: see security_options).
+
+    Its command is the spec's ``startup`` arguments, or with ``image_command`` the image's own
+    (no ``Cmd``: an egg image's entrypoint runs ``STARTUP``). ``StopSignal`` is the spec's
+    stop signal, for a ``docker stop`` by hand; the agent sends it itself (``runtime.stop``).
+    """
     bindings = _port_bindings(spec)
     config = _base_config(spec, spec.image, "game", placement.user)
-    if spec.startup:
+    if spec.startup and not spec.image_command:
         config["Cmd"] = list(spec.startup)
     config["ExposedPorts"] = {port: {} for port in bindings}
     config["StopTimeout"] = spec.stop_timeout_seconds

@@ -1,10 +1,11 @@
 """A node agent that takes its time: for testing what the control plane does while a node is
 slow or refuses, without Docker.
 
-It serves the power endpoint of the node API table (``shared/node_endpoints.py``) and checks
-each command token with the agent's own verifier (signature, node, method, path, body hash,
-single use); it answers after ``delay`` seconds with the state asked for, or refuses with
-``refusal`` (a 409 in the common error shape).
+It serves the power and spec endpoints of the node API table (``shared/node_endpoints.py``)
+and checks each command token with the agent's own verifier (signature, node, method,
+path, body hash, single use). It answers a power action after ``delay`` seconds with the
+state asked for, or refuses it with ``refusal`` (a 409 in the common error shape). A spec
+(sent before each start) is taken at once.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from shared.command_keys import key_id
 from shared.errors import Conflict, Unauthenticated
-from shared.node_endpoints import SERVER_POWER
+from shared.node_endpoints import SERVER_POWER, SERVER_UPDATE
 from shared.protocol import CommandRejected, CommandVerifier
-from shared.server_spec import PowerAction, ServerStatus
+from shared.server_spec import DesiredPower, PowerAction, ServerSpec, ServerState, ServerStatus
 
-_STATE_AFTER = {"start": "running", "restart": "running", "stop": "offline", "kill": "offline"}
+_STATE_AFTER: dict[str, ServerState] = {
+    "start": "running",
+    "restart": "running",
+    "stop": "offline",
+    "kill": "offline",
+}
 
 
 class _OnceCache:
@@ -46,6 +52,8 @@ class SlowNode:
     # Power actions answered (or refused), and those under way now.
     answered: list[str] = field(default_factory=list)
     waiting: int = 0
+    # Specs taken (one before each start or restart).
+    specs: int = 0
 
     def app(self) -> web.Application:
         verifier = CommandVerifier(
@@ -55,7 +63,7 @@ class SlowNode:
             replay_cache=_OnceCache(),
         )
 
-        async def power(request: web.Request) -> web.Response:
+        async def verified(request: web.Request, action: str) -> bytes:
             body = await request.read()
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             try:
@@ -64,9 +72,24 @@ class SlowNode:
                 )
             except CommandRejected as err:
                 raise web.HTTPUnauthorized(text=Unauthenticated(err.reason).message) from err
-            if claims.act != SERVER_POWER.action:
+            if claims.act != action:
                 raise web.HTTPUnauthorized(text="wrong act")
-            action = PowerAction.model_validate_json(body)
+            return body
+
+        def answer(request: web.Request, state: ServerState, desired: DesiredPower) -> web.Response:
+            status = ServerStatus(
+                uuid=uuid.UUID(request.match_info["server_id"]),
+                state=state,
+                desired_power=desired,
+                install="none",
+                install_exit_code=None,
+                stopping=False,
+                container=None,
+            )
+            return web.json_response(text=status.model_dump_json())
+
+        async def power(request: web.Request) -> web.Response:
+            action = PowerAction.model_validate_json(await verified(request, SERVER_POWER.action))
             self.waiting += 1
             try:
                 await asyncio.sleep(self.delay)
@@ -76,17 +99,17 @@ class SlowNode:
             if self.refusal is not None:
                 error = Conflict(self.refusal)
                 return web.json_response(error.body(), status=error.status)
-            status = ServerStatus(
-                uuid=uuid.UUID(request.match_info["server_id"]),
-                state=_STATE_AFTER[action.action],
-                desired_power="running" if action.action in ("start", "restart") else "stopped",
-                install="none",
-                install_exit_code=None,
-                stopping=False,
-                container=None,
+            desired: DesiredPower = (
+                "running" if action.action in ("start", "restart") else "stopped"
             )
-            return web.json_response(text=status.model_dump_json())
+            return answer(request, _STATE_AFTER[action.action], desired)
+
+        async def spec(request: web.Request) -> web.Response:
+            ServerSpec.model_validate_json(await verified(request, SERVER_UPDATE.action))
+            self.specs += 1
+            return answer(request, "offline", "stopped")
 
         app = web.Application()
         app.router.add_route(SERVER_POWER.method, SERVER_POWER.path, power)
+        app.router.add_route(SERVER_UPDATE.method, SERVER_UPDATE.path, spec)
         return app

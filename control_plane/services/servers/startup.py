@@ -76,6 +76,18 @@ def _placeholder_values(
     }
 
 
+def current_values(blueprint: Blueprint, server: Server) -> dict[str, str]:
+    """The server's value of each of the blueprint's variables as the blueprint is now.
+
+    A variable added to the blueprint since the server's values were set has its default;
+    one removed is left out. The stored values themselves are never changed here.
+    """
+    return {
+        variable["env"]: server.variables.get(variable["env"], str(variable.get("default", "")))
+        for variable in blueprint.variables
+    }
+
+
 async def shown_startup(
     db: AsyncSession, server: Server, blueprint: Blueprint, *, reveal_hidden: bool
 ) -> list[str]:
@@ -108,7 +120,7 @@ async def build_spec(
         raise NotFound("the server's blueprint no longer exists")
     allocations = await allocations_of(db, server.id)
     if variables is None:
-        variables = dict(server.variables)
+        variables = current_values(blueprint, server)
     values = _placeholder_values(server, variables, allocations)
     # An image that runs its own command gets no arguments: it reads STARTUP (the template)
     # and the values from its environment.

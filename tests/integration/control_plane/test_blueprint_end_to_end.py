@@ -130,3 +130,36 @@ async def test_the_blueprint_deny_list_keeps_the_file_api_away_from_its_paths(
     key = await owner.request("GET", f"{files}/contents?path=/server.key")
     assert key.status == 200
     assert await key.read() == b"private key\n"
+
+
+async def test_a_changed_blueprint_reaches_the_game_at_its_next_start(stack: Stack) -> None:
+    blueprint_id = await blueprint(
+        stack,
+        startup="/usr/local/bin/fake-game --motd {{MOTD}}",
+        variables=[{"env": "MOTD", "name": "Message", "default": "hello", "user_editable": True}],
+    )
+    server_id, owner = await server_of(
+        stack, blueprint_id, "patient@example.org", variables={"MOTD": "mine"}
+    )
+    # An egg imported again, say: a new variable and a new startup command.
+    await stack.admin.json(
+        "PUT",
+        f"/api/v1/blueprints/{blueprint_id}",
+        json=blueprint_body(
+            startup="/usr/local/bin/fake-game --motd {{MOTD}} --slots {{SLOTS}}",
+            variables=[
+                {"env": "MOTD", "name": "Message", "default": "hi", "user_editable": True},
+                {"env": "SLOTS", "name": "Slots", "type": "integer", "default": "8"},
+            ],
+        ),
+    )
+    # Not before the start: the stopped game's container is as it was.
+    assert game_command(server_id)[-2:] == ["--motd", "mine"]
+
+    power = f"/api/v1/servers/{server_id}/power"
+    await owner.json("POST", power, status=202, json={"action": "start"})
+    # The server keeps its own value; the new variable has the blueprint's default.
+    assert game_command(server_id)[-4:] == ["--motd", "mine", "--slots", "8"]
+    startup = await owner.json("GET", f"/api/v1/servers/{server_id}/startup")
+    assert {v["env"]: v["value"] for v in startup["variables"]}["MOTD"] == "mine"
+    await owner.json("POST", power, status=202, json={"action": "kill"})
