@@ -127,7 +127,7 @@ class BlueprintVariable(Input):
             # Only a number's value can lie between two whole numbers.
             if bound is not None and self.type != "number" and not float(bound).is_integer():
                 raise ValueError(
-                    f"min and max of a {self.type} variable are whole numbers, "
+                    f"min and max of this {self.type} variable must be whole numbers, "
                     f"not {show_number(bound)}"
                 )
         if self.user_editable and not self.user_viewable:

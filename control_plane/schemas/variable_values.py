@@ -28,12 +28,15 @@ import regex
 MAX_VALUE_LENGTH: Final = 4096
 # A fair pattern checks 4096 characters in microseconds; this is a thousand times that.
 MATCH_TIMEOUT_SECONDS: Final = 0.05
+# All of one request's patterns together (up to 64 variables): the event loop waits no longer.
+CHECKS_BUDGET_SECONDS: Final = 0.2
 # ASCII digits only: Python's \d also takes other scripts' digits (int() reads "٣" as 3).
 _INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 _NUMBER: Final = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,4})?")
 _BOOLEANS: Final = frozenset({"true", "false", "0", "1"})
-# A pattern opening with inline flags that include "u" is matched with Unicode classes.
-_UNICODE_FLAG: Final = re.compile(r"\(\?[A-Za-z]*u[A-Za-z]*\)")
+# A pattern opening with inline flags that include "u" ("(?u)", "(?iu)", "(?i)(?u)") is
+# matched with Unicode classes.
+_UNICODE_FLAG: Final = re.compile(r"(?:\(\?[A-Za-z]*\))*\(\?[A-Za-z]*u[A-Za-z]*\)")
 _SHOWN_OPTIONS: Final = 200
 
 
@@ -106,11 +109,14 @@ def _options_problem(options: list[str]) -> str:
     return f"must be one of: {shown}"
 
 
-def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
+def value_problem(
+    variable: Mapping[str, Any], value: str, *, timeout: float = MATCH_TIMEOUT_SECONDS
+) -> str | None:
     """What is wrong with ``value`` for the blueprint variable ``variable``, or None.
 
     An empty value is refused only if required; it is not checked further. Otherwise the
-    first failing check is the answer: type (and bounds), options, format, pattern.
+    first failing check is the answer: type (and bounds), options, format, pattern (given
+    at most ``timeout`` seconds).
     """
     if len(value) > MAX_VALUE_LENGTH:
         return f"at most {MAX_VALUE_LENGTH} characters"
@@ -129,18 +135,18 @@ def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
     if form == "url" and not is_web_url(value):
         return "must be an http:// or https:// URL"
     if pattern := variable.get("regex"):
-        return _pattern_problem(pattern, value)
+        return _pattern_problem(pattern, value, timeout)
     return None
 
 
-def _pattern_problem(pattern: str, value: str) -> str | None:
+def _pattern_problem(pattern: str, value: str, timeout: float) -> str | None:
     try:
         compiled = compile_pattern(pattern)
     except ValueError:
         # Saved by an older version that compiled patterns with ``re``.
         return "has a pattern that cannot be used: ask an administrator"
     try:
-        matched = compiled.fullmatch(value, timeout=MATCH_TIMEOUT_SECONDS)
+        matched = compiled.fullmatch(value, timeout=timeout)
     except TimeoutError:
         return "took too long to check against the required pattern"
     return None if matched else "does not match the required pattern"

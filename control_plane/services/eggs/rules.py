@@ -35,6 +35,12 @@ from control_plane.services.eggs.rule_patterns import translate_pattern as _tran
 _PATTERN_RULES: Final = ("regex", "not_regex")
 _KINDS: Final = ("string", "integer", "numeric", "boolean")
 _BOOLEAN_TEXTS: Final = ["0", "1"]
+_PLAIN: Final = ("required", "nullable", *_KINDS, "alpha_dash", "url", "bail", "sometimes")
+
+
+def _web_schemes(parameter: str) -> bool:
+    """``url:http,https`` (Laravel 10's schemes): exactly what ``format: url`` takes."""
+    return {s.strip().lower() for s in parameter.split(",")} == {"http", "https"}
 
 
 @dataclass(frozen=True)
@@ -132,9 +138,12 @@ class _Reading:
             self.options = [o for o in self.options if o in options]
 
     def read(self, rule: str) -> None:
-        name, _, parameter = rule.partition(":")
+        name, colon, parameter = rule.partition(":")
         name = name.strip()
-        if name in ("required", "nullable"):
+        if colon and name in _PLAIN and not (name == "url" and _web_schemes(parameter)):
+            # alpha_dash:ascii, integer:strict…: variants we do not translate.
+            self.refuse(rule, f"only {name} without parameters is translated")
+        elif name in ("required", "nullable"):
             setattr(self, name, True)
         elif name in _KINDS:
             self.kinds.add(name)

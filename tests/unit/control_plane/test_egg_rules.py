@@ -8,6 +8,9 @@ Laravel takes (or refuses) must be taken (or refused) by our checks.
 from __future__ import annotations
 
 import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from control_plane.schemas.blueprints import BlueprintVariable
 from control_plane.schemas.variable_values import value_problem
@@ -238,3 +241,55 @@ def test_in_takes_csv_values_and_boolean_narrows_them() -> None:
         "options": ["0", "1"],
         "required": True,
     }
+
+
+def test_parameters_on_rules_that_take_none_are_not_ignored() -> None:
+    ascii_only = translate_rules("required|alpha_dash:ascii")
+    assert ascii_only.unknown == ["alpha_dash:ascii"]
+    assert "format" not in ascii_only.fields
+    assert "alpha_dash:ascii: only alpha_dash without parameters is translated" in (
+        ascii_only.notes
+    )
+    assert translate_rules("integer:strict").unknown == ["integer:strict"]
+    assert translate_rules("nullable|url:https,http").fields["format"] == "url"
+    assert translate_rules("nullable|url:https").unknown == ["url:https"]
+    assert translate_rules("nullable|url:http,ftp").unknown == ["url:http,ftp"]
+
+
+# PHP patterns and the flags of Python's regex that search with them as preg_match does.
+SEARCHED = [
+    ("/[0-9]/", 0),
+    ("/^a|b$/", 0),
+    ("/^(a|b)+$/", 0),
+    ("/a$/", 0),
+    ("/^b/m", regex.MULTILINE),
+    ("/^A.B$/is", regex.IGNORECASE | regex.DOTALL),
+    ("/a b # the pair\n/x", regex.VERBOSE),
+    ("/\\d\\s/", 0),
+    ("/^a\\z/", 0),
+    ("/(?<x>a)b/", 0),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    index=st.integers(0, len(SEARCHED) - 1),
+    value=st.text(alphabet="ab AB1\n", min_size=1, max_size=8),
+)
+def test_a_translated_pattern_takes_exactly_the_values_preg_match_finds_it_in(
+    index: int, value: str
+) -> None:
+    """The wrapping of an unanchored pattern, checked against a search (an empty value is
+    never matched: it is accepted or refused as empty)."""
+    php, flags = SEARCHED[index]
+    translated = translate_rules([f"regex:{php}"]).fields["regex"]
+    assert isinstance(translated, str)
+    body = php[1 : php.rindex("/")]
+    found = regex.search(body, value, flags | regex.ASCII) is not None
+    problem = value_problem({"regex": translated}, value)
+    kept_as_written = "(?s:.*?)" not in translated
+    if kept_as_written and value.endswith("\n") and problem is not None:
+        # Kept as written and matched whole: its $ does not take a final newline as
+        # preg_match's does (deliberately stricter).
+        return
+    assert problem == (None if found else "does not match the required pattern")
