@@ -9,6 +9,8 @@ node add/list/ping         register agents and check them
 user create                create an account (the first admin, typically)
 audit verify               check the audit trail's hash chain (exit 1 if broken)
 secrets reencrypt          re-encrypt stored secrets under the newest encryption key
+blueprint import FILE|URL  import Pterodactyl/Pelican eggs as blueprints; prints the report
+blueprint export ID        print a blueprint as an egg (--format ptdl_v2|plcn_v3)
 dev                        run the control plane and a local agent on this machine
 demo create                a Freeciv game server on the local node (image, blueprint, port)
 server console ID          a game's console in the terminal (stdin lines are its commands)
@@ -178,6 +180,37 @@ def cmd_secrets_reencrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blueprint_import(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import import_eggs
+    from control_plane.services.eggs.importing import EggRefused
+
+    try:
+        imported = asyncio.run(
+            import_eggs(_settings(), args.source, accept_unknown_rules=args.accept_unknown_rules)
+        )
+    except EggRefused as err:
+        print(f"stellar-cp: {err.message}", file=sys.stderr)
+        for detail in err.details:
+            egg, part = detail.loc[1], detail.loc[2]
+            outcome = detail.type.removeprefix("egg_")
+            print(f"  egg {egg}  {outcome:<8} {part}: {detail.msg}", file=sys.stderr)
+        return 1
+    for result in imported:
+        verb = "created" if result.created else "updated"
+        blueprint = result.blueprint
+        print(f"{verb} blueprint {blueprint.name!r} ({blueprint.id}) from a {result.version} egg")
+        for item in result.report:
+            print(f"  {item.outcome:<8} {item.field}: {item.detail}")
+    return 0
+
+
+def cmd_blueprint_export(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import export_egg
+
+    print(asyncio.run(export_egg(_settings(), args.id, args.format)))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from control_plane.devstack import run_devstack
 
@@ -274,6 +307,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     reencrypt.add_argument("--batch", type=int, default=500, help="rows per transaction")
     reencrypt.set_defaults(func=cmd_secrets_reencrypt)
+
+    blueprint = sub.add_parser("blueprint", help="blueprints and eggs").add_subparsers(
+        dest="what", required=True
+    )
+    egg_import = blueprint.add_parser(
+        "import", help="import eggs (a file, or an http(s) URL fetched through the SSRF guard)"
+    )
+    egg_import.add_argument("source", help="a JSON or YAML egg file, or its URL")
+    egg_import.add_argument(
+        "--accept-unknown-rules",
+        action="store_true",
+        help="enforce a variable whose rules cannot be translated as a plain string",
+    )
+    egg_import.set_defaults(func=cmd_blueprint_import)
+    egg_export = blueprint.add_parser("export", help="print a blueprint as an egg (JSON)")
+    egg_export.add_argument("id", help="the blueprint's id")
+    egg_export.add_argument("--format", choices=["ptdl_v2", "plcn_v3"], default="ptdl_v2")
+    egg_export.set_defaults(func=cmd_blueprint_export)
 
     dev = sub.add_parser("dev", help="run the control plane and a local agent (development)")
     dev.add_argument("--data-dir", type=Path, default=Path(".stellar"))

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Final, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
 from control_plane.schemas.variable_values import (
@@ -19,12 +19,17 @@ from control_plane.schemas.variable_values import (
     value_problem,
 )
 from shared.server_spec import (
+    DEFAULT_INSTALL_TIMEOUT_SECONDS,
     ENV_NAME,
     MAX_ARG_LENGTH,
     MAX_ARGS,
+    MAX_CONFIG_FILES,
     MAX_DENYLIST_PATTERNS,
+    MAX_DONE_MARKERS,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
+    ConfigFile,
+    ConsoleMarker,
     DenyPattern,
     ImageReference,
     StopCommand,
@@ -140,12 +145,24 @@ class BlueprintInstall(Input):
     entrypoint: str = Field("/bin/sh", min_length=1, max_length=255, pattern=r"^/\S+$")
     script: str = Field(min_length=1, max_length=64 * 1024)
     needs_root: bool = False
+    # Where the install container sees the server's volume (eggs' scripts use /mnt/server).
+    volume_path: Literal["/home/container", "/mnt/server"] = "/home/container"
+    timeout_seconds: int = Field(DEFAULT_INSTALL_TIMEOUT_SECONDS, ge=1, le=6 * 3600)
+
+
+# An egg's feature flags ("eula", "java_version" …): kept for export and for the panel.
+Feature = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MAX_FEATURES: Final = 32
 
 
 class BlueprintCreate(Input):
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=4000)
     images: list[BlueprintImage] = Field(min_length=1, max_length=16)
+    # True: the image's own command runs and reads the startup text from ``STARTUP`` (images
+    # made for eggs); the startup is then never split into arguments here. Declared before
+    # ``startup``, whose check reads it.
+    image_command: bool = False
     startup: str = Field(min_length=1, max_length=4096)
     stop: StopCommand | StopSignal = Field(discriminator="type")
     install: BlueprintInstall | None = None
@@ -153,11 +170,19 @@ class BlueprintCreate(Input):
     read_only_root: bool = True
     # gitignore-style patterns of paths the file API never touches (node_agent/files/).
     file_denylist: list[DenyPattern] = Field(default_factory=list, max_length=MAX_DENYLIST_PATTERNS)
+    # Keys the agent sets in the game's configuration files before each start.
+    config_files: list[ConfigFile] = Field(default_factory=list, max_length=MAX_CONFIG_FILES)
+    # Console text that says the game is up (``regex:`` for an expression); none: up once
+    # its container runs.
+    startup_done: list[ConsoleMarker] = Field(default_factory=list, max_length=MAX_DONE_MARKERS)
+    features: list[Feature] = Field(default_factory=list, max_length=MAX_FEATURES)
+    author: str = Field("", max_length=255)
 
     @field_validator("startup")
     @classmethod
-    def _splits(cls, value: str) -> str:
-        startup_words(value)
+    def _splits(cls, value: str, info: ValidationInfo) -> str:
+        if not info.data.get("image_command"):
+            startup_words(value)
         return value
 
     @model_validator(mode="after")
@@ -169,6 +194,8 @@ class BlueprintCreate(Input):
         unknown = sorted(set(PLACEHOLDER.findall(self.startup)) - known)
         if unknown:
             raise ValueError(f"startup uses undefined variables: {', '.join(unknown)}")
+        if self.image_command:
+            return self
         defaults = {v.env: v.default for v in self.variables} | _LONGEST_BUILT_INS
         if long := too_long(fill_placeholders(startup_words(self.startup), defaults)):
             raise ValueError(
@@ -193,6 +220,13 @@ class BlueprintOut(Output):
     variables: list[dict[str, object]]
     read_only_root: bool
     file_denylist: list[str]
+    config_files: list[dict[str, object]]
+    startup_done: list[str]
+    image_command: bool
+    features: list[str]
+    # The uuid of the egg it was imported from (set by import, never by hand).
+    egg_uuid: str | None
+    author: str
     created_at: dt.datetime
 
 
