@@ -173,6 +173,9 @@ class InstallSpec(BaseModel):
     # Where the volume is mounted in the install container: eggs' scripts write to
     # /mnt/server; the game container always sees it at /home/container.
     volume_path: Literal["/home/container", "/mnt/server"] = "/home/container"
+    # The installer's own root (a throwaway copy of its image, removed with it) is writable:
+    # eggs' scripts install packages there. The game's root is ``read_only_root`` either way.
+    writable_root: bool = False
     # Killed, and the install failed, after this long.
     timeout_seconds: int = Field(default=DEFAULT_INSTALL_TIMEOUT_SECONDS, ge=1, le=6 * 3600)
 

@@ -148,6 +148,9 @@ class BlueprintInstall(Input):
     # Where the install container sees the server's volume (eggs' scripts use /mnt/server).
     volume_path: Literal["/home/container", "/mnt/server"] = "/home/container"
     timeout_seconds: int = Field(DEFAULT_INSTALL_TIMEOUT_SECONDS, ge=1, le=6 * 3600)
+    # The installer may write to its own root (a throwaway copy of its image), as eggs'
+    # scripts do to install packages; the game's root follows ``read_only_root``.
+    writable_root: bool = False
 
 
 # An egg's feature flags ("eula", "java_version" …): kept for export and for the panel.

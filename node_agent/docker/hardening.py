@@ -214,7 +214,9 @@ def install_container_config(
     :data:`INSTALL_ROOT_CAPABILITIES`; it is otherwise as limited as the game container:
     same seccomp profile, no-new-privileges, memory/swap/CPU/PIDs limits, network (so the
     same egress policy), and its root is read-only unless the blueprint turned that off
-    (``read_only_root``, as for its game). The volume is mounted at ``install.volume_path``,
+    for its game (``read_only_root``) or for its installer (``install.writable_root``: the
+    container's own copy of its image, removed with it, where eggs' scripts install
+    packages). The volume is mounted at ``install.volume_path``,
     which is also ``HOME`` and the working directory. Its stdin is closed, so a script that
     asks a question reads end-of-file instead of waiting until the time limit.
     """
@@ -235,6 +237,8 @@ def install_container_config(
         volume_target=install.volume_path,
         tmpfs_options=install_tmpfs_options(spec),
     )
+    if install.writable_root:
+        config["HostConfig"]["ReadonlyRootfs"] = False
     return config
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import aiodocker
 import pytest
 
-from node_agent.docker.hardening import install_container_name
+from node_agent.docker.hardening import game_container_name, install_container_name
 from node_agent.servers.install_output import MAX_INSTALL_LINE_CHARS, MAX_INSTALL_LINES
 from tests.integration.node_agent.live_agent import Frames, LiveClient, LiveServers, read_body
-from tests.support.containers import FAKE_GAME_IMAGE
+from tests.support.containers import FAKE_GAME_IMAGE, docker_cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
@@ -188,3 +188,35 @@ async def test_an_installer_that_waits_for_input_reads_end_of_file(
     assert event["last_lines"] == ["stdin: end of file"]
     assert event["success"] is True
     assert event["duration_seconds"] < 10
+
+
+async def test_an_installer_with_a_writable_root_changes_only_its_own_throwaway_copy(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    # What an egg's script does first (apt-get install …), played with a file in /etc; the
+    # rest of the hardening holds all the same.
+    script = (
+        'echo packages > /etc/installed-package 2>&1; echo "write root: exit $?"\n'
+        'mount -t tmpfs none /mnt 2>&1; echo "mount tmpfs: exit $?"\n'
+    )
+    async with api.node_events() as events:
+        server_id = await servers.create(
+            install={
+                "image": FAKE_GAME_IMAGE,
+                "script": script,
+                "needs_root": True,
+                "volume_path": "/mnt/server",
+                "writable_root": True,
+            }
+        )
+        event = await finished(events, server_id)
+    lines = event["last_lines"]
+    assert line_after(lines, "write root: ") == "exit 0"
+    assert line_after(lines, "mount tmpfs: ") == "exit 1"
+    # The installer's container, and its copy of the image with it, is gone; the game's
+    # root is still read-only.
+    assert docker_cli("inspect", install_container_name(server_id)).returncode != 0
+    game = docker_cli(
+        "inspect", "-f", "{{.HostConfig.ReadonlyRootfs}}", game_container_name(server_id)
+    )
+    assert game.stdout.strip() == "true", game.stderr

@@ -309,3 +309,20 @@ def test_what_an_egg_cannot_say_travels_in_the_extension() -> None:
     assert pterodactyl["openttd.cfg"]["find"]["network.server_port"] == (
         "{{server.build.default.port}}"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "installs_packages"),
+    [("ptdl-v2-7-days-to-die.json", True), ("ptdl-v2-minecraft-paper.json", False)],
+)
+def test_an_installer_that_installs_packages_gets_a_writable_root_of_its_own(
+    name: str, installs_packages: bool
+) -> None:
+    result = mapped(name, accept_unknown_rules=True)
+    blueprint = blueprint_of(result)
+    assert blueprint.install is not None
+    assert blueprint.install.writable_root is installs_packages
+    # The game's root stays read-only either way.
+    assert blueprint.read_only_root
+    said = [d for d in item(result, "scripts.installation", "changed") if "packages" in d]
+    assert len(said) == int(installs_packages)
