@@ -32,11 +32,6 @@ _MAX_IMAGES: Final = 16
 # What only a shell understands: the image's own entrypoint (which evaluates STARTUP, as egg
 # images' entrypoints do) must run such a command; we never give it to a shell ourselves.
 _SHELL: Final = re.compile(r"&&|\|\||[;|&<>`\n*~]|\$[A-Za-z_{(]|\b(?:if|then|fi|for|do|done)\b")
-# A package manager asked to install or update: the script needs a writable root.
-_PACKAGE_MANAGER = re.compile(
-    r"\b(?:apt-get|apt|apk|yum|dnf|microdnf|pacman|zypper)\s+(?:-\S+\s+)*"
-    r"(?:install|add|update|upgrade|-S\w*)\b"
-)
 _ENTRYPOINTS: Final = {"bash": "/bin/bash", "ash": "/bin/ash", "sh": "/bin/sh"}
 _IGNORED: Final = {
     "tags": "tags are not kept",
@@ -227,22 +222,17 @@ def _install(
     report.changed(
         "scripts.installation",
         f"runs {entrypoint} in {container} as root (with only the five capabilities of the "
-        "hardened install container) with the server's files at /mnt/server, as eggs expect",
+        "hardened install container) with the server's files at /mnt/server, and a writable "
+        "root of its own (a throwaway copy of its image, removed with it) to install "
+        "packages or tools in, as eggs expect; the game's root stays read-only",
     )
-    installs_packages = bool(_PACKAGE_MANAGER.search(renamed))
-    if installs_packages:
-        report.changed(
-            "scripts.installation",
-            "the script installs packages: its container's own root (a throwaway copy of "
-            "its image, removed with it) is writable; the game's root stays read-only",
-        )
     return {
         "image": container,
         "entrypoint": entrypoint,
         "script": renamed,
         "needs_root": True,
         "volume_path": "/mnt/server",
-        "writable_root": installs_packages,
+        "writable_root": True,
     }
 
 

@@ -311,18 +311,15 @@ def test_what_an_egg_cannot_say_travels_in_the_extension() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "installs_packages"),
-    [("ptdl-v2-7-days-to-die.json", True), ("ptdl-v2-minecraft-paper.json", False)],
-)
-def test_an_installer_that_installs_packages_gets_a_writable_root_of_its_own(
-    name: str, installs_packages: bool
-) -> None:
+@pytest.mark.parametrize("name", ["ptdl-v2-7-days-to-die.json", "ptdl-v2-minecraft-paper.json"])
+def test_an_eggs_installer_gets_a_writable_root_of_its_own(name: str) -> None:
+    # Eggs' scripts install packages and tools (apt-get, curl -o /usr/local/bin/…, pip):
+    # Wings gives them a writable root, and the throwaway copy of the image is theirs.
     result = mapped(name, accept_unknown_rules=True)
     blueprint = blueprint_of(result)
     assert blueprint.install is not None
-    assert blueprint.install.writable_root is installs_packages
-    # The game's root stays read-only either way.
+    assert blueprint.install.writable_root
+    # The game's root stays read-only.
     assert blueprint.read_only_root
-    said = [d for d in item(result, "scripts.installation", "changed") if "packages" in d]
-    assert len(said) == int(installs_packages)
+    (said,) = item(result, "scripts.installation", "changed")
+    assert "a writable root of its own" in said
