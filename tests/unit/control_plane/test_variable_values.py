@@ -101,7 +101,7 @@ def test_a_stored_pattern_that_cannot_compile_is_a_message_not_a_crash() -> None
         ({"options": ["a", "b"], "default": "c"}, "default: must be one of: a, b"),
         ({"format": "url", "default": "example.com"}, "default: must be an http:// or https://"),
         ({"format": "alpha_dash", "default": "a b"}, "default: may contain only letters"),
-        ({"format": "email"}, "Input should be 'alpha_dash' or 'url'"),
+        ({"format": "email"}, "Input should be 'alpha', 'alpha_num', 'alpha_dash', 'digits'"),
         ({"type": "number", "default": "x"}, "default: must be a number"),
         ({"type": "number", "min": float("inf")}, "Input should be a finite number"),
         ({"regex": "(?<n>a)\\k<n>"}, "not a valid regular expression: bad escape"),
