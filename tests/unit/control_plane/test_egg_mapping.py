@@ -314,3 +314,38 @@ def test_what_an_egg_cannot_say_travels_in_the_extension() -> None:
     assert pterodactyl["openttd.cfg"]["find"]["network.server_port"] == (
         "{{server.build.default.port}}"
     )
+
+
+@pytest.mark.parametrize("form", ["ptdl_v2", "plcn_v3"])
+def test_the_newer_rules_export_in_laravels_words(form: str) -> None:
+    """digits_between, gt, not_in, ends_with and the formats come back without the
+    extension: other panels enforce them too."""
+    egg = load("ptdl-v2-openttd.json")
+    rules = [
+        "required|numeric|digits_between:1,3",
+        "nullable|numeric|gt:0.5",
+        "required|string|not_in:anonymous|ends_with:==,=",
+        "required|alpha_num|between:1,6",
+        "nullable|ipv4",
+    ]
+    template = egg["variables"][0]
+    egg["variables"] = [
+        {**template, "env_variable": f"V{n}", "default_value": "", "rules": rule}
+        for n, rule in enumerate(rules)
+    ]
+    egg["startup"] = "./openttd"
+    original = map_egg(egg)
+    exported = export_egg(blueprint_of(original), None, form)  # type: ignore[arg-type]
+    assert EXTENSION not in exported
+    (again,) = read_eggs(json.dumps(exported).encode(), "json")
+    assert map_egg(again).blueprint == original.blueprint
+    written = [v["rules"] for v in exported["variables"]]
+    if form == "plcn_v3":
+        written = ["|".join(r) for r in written]
+    assert written == [
+        "required|numeric|digits_between:1,3",
+        "nullable|numeric|gt:0.5",
+        "required|string|not_in:anonymous|ends_with:==,=",
+        "required|string|min:1|max:6|alpha_num",
+        "nullable|string|ipv4",
+    ]
