@@ -13,7 +13,10 @@ Laravel's semantics, which the translation keeps:
   ``nullable`` almost every rule refuses null: ``string|max:20`` refuses an empty value as
   ``required`` does. ``nullable`` allows it; ``required`` refuses it even with ``nullable``;
 - ``boolean`` takes the text values ``0`` and ``1`` only (not ``true``/``false``);
-- ``in:`` values are CSV (``in:"a,b",c``), compared as exact text.
+- ``in:`` values are CSV (``in:"a,b",c``), compared as exact text;
+- the rules eggs use beyond these (``digits_between``, ``alpha_num``, ``int``, ``gt``,
+  ``not_in``, ``ends_with`` …) are read one by one in
+  control_plane/services/eggs/rule_reading.py, which says what Laravel does with each.
 
 Splitting a string: Laravel (9 and later) keeps a rules string whole when it *starts* with
 ``regex:``/``not_regex:`` and otherwise cuts it at every ``|``, so ``required|regex:/a|b/``
@@ -37,7 +40,9 @@ _BOOLEAN_TEXTS: Final = ["0", "1"]
 @dataclass(frozen=True)
 class RuleTranslation:
     """``fields``: BlueprintVariable keyword values (``type``, ``required``, ``min``, ``max``,
-    ``options``, ``format``, ``regex``); ``notes``: what was changed and why; ``unknown``:
+    ``exclusive_min``, ``exclusive_max``, ``min_length``, ``max_length``, ``options``,
+    ``not_options``, ``format``, ``starts_with``, ``ends_with``, ``regex``); ``notes``: what
+    was changed and why; ``unknown``:
     the rules as written that we cannot enforce (their reason, if any, is in ``notes``)."""
 
     fields: dict[str, object]
