@@ -12,6 +12,7 @@ from typing import Annotated, Final, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
+from control_plane.schemas.value_formats import Format
 from control_plane.schemas.variable_values import (
     MAX_VALUE_LENGTH,
     compile_pattern,
@@ -78,6 +79,8 @@ class BlueprintImage(Input):
 
 
 Option = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
+Affix = Annotated[str, Field(min_length=1, max_length=MAX_VALUE_LENGTH)]
+Length = Annotated[int, Field(ge=0, le=MAX_VALUE_LENGTH)]
 Bound = Annotated[int | float, Field(allow_inf_nan=False)]
 
 
@@ -95,8 +98,17 @@ class BlueprintVariable(Input):
     regex: str | None = Field(None, max_length=1024)
     min: Bound | None = None
     max: Bound | None = None
+    # The bound itself is refused (Laravel's gt/lt): an integer's or a number's only.
+    exclusive_min: bool = False
+    exclusive_max: bool = False
+    # The length in characters whatever the type (Laravel's digits_between on a number).
+    min_length: Length | None = None
+    max_length: Length | None = None
     options: list[Option] | None = Field(None, min_length=1, max_length=256)
-    format: Literal["alpha_dash", "url"] | None = None
+    not_options: list[Option] | None = Field(None, min_length=1, max_length=256)
+    format: Format | None = None
+    starts_with: list[Affix] | None = Field(None, min_length=1, max_length=64)
+    ends_with: list[Affix] | None = Field(None, min_length=1, max_length=64)
     user_viewable: bool = True
     user_editable: bool = False
 
@@ -123,6 +135,10 @@ class BlueprintVariable(Input):
     def _bounds(self) -> BlueprintVariable:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min must not exceed max")
+        self._exclusive()
+        low, high = self.min_length, self.max_length
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_length must not exceed max_length")
         for bound in (self.min, self.max):
             # Only a number's value can lie between two whole numbers.
             if bound is not None and self.type != "number" and not float(bound).is_integer():
@@ -138,6 +154,16 @@ class BlueprintVariable(Input):
         if problem:
             raise ValueError(f"default: {problem}")
         return self
+
+    def _exclusive(self) -> None:
+        for flag, bound in (("exclusive_min", self.min), ("exclusive_max", self.max)):
+            if getattr(self, flag) and bound is None:
+                raise ValueError(f"{flag} needs {flag.removeprefix('exclusive_')}")
+            if getattr(self, flag) and self.type not in ("integer", "number"):
+                raise ValueError(f"{flag} applies to integer and number variables only")
+        closed = not (self.exclusive_min or self.exclusive_max)
+        if not closed and self.min is not None and self.min == self.max:
+            raise ValueError("min must be below max when either is exclusive")
 
 
 class BlueprintInstall(Input):

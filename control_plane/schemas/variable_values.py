@@ -2,9 +2,11 @@
 
 A variable (a :class:`~control_plane.schemas.blueprints.BlueprintVariable` as stored, a
 dict) has a ``type`` (``string``, ``integer``, ``number``, ``boolean``), ``required``,
-``min``/``max`` (a number's value, a string's length), ``options``, ``format``
-(``alpha_dash``, ``url``) and ``regex``. Blueprints stored before a field existed lack it:
-every field is read with its default.
+``min``/``max`` (a number's value, a string's length; ``exclusive_min``/``exclusive_max``
+leave the bound itself out), ``min_length``/``max_length`` (the length, whatever the type),
+``options``, ``not_options``, ``format`` (control_plane/schemas/value_formats.py),
+``starts_with``/``ends_with`` and ``regex``. Blueprints stored before a field existed lack
+it: every field is read with its default.
 
 Patterns run on the ``regex`` package, not ``re``: a pattern comes from an administrator or
 from an imported community egg, the value from any user, and ``re`` cannot be stopped once a
@@ -18,12 +20,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-import unicodedata
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import regex
+
+from control_plane.schemas.value_formats import format_problem
 
 MAX_VALUE_LENGTH: Final = 4096
 # A fair pattern checks 4096 characters in microseconds; this is a thousand times that.
@@ -59,31 +61,53 @@ def show_number(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else repr(float(number))
 
 
-def is_alpha_dash(value: str) -> bool:
-    """Laravel's ``alpha_dash``: letters, marks and numbers of any script, ``-`` and ``_``."""
-    return all(ch in "-_" or unicodedata.category(ch)[0] in "LMN" for ch in value)
-
-
-def is_web_url(value: str) -> bool:
-    """An ``http://`` or ``https://`` URL with a host, no spaces or control characters."""
-    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (reading it checks it: a port that is not a number raises)
-    except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname)
-
-
 def _bounds_problem(variable: Mapping[str, Any], size: float, unit: str) -> str | None:
     low, high = variable.get("min"), variable.get("max")
+    above, below = variable.get("exclusive_min"), variable.get("exclusive_max")
     if low is not None and low == high and size != low:
         return f"must be exactly {show_number(low)}{unit}"
-    if low is not None and size < low:
-        return f"must be at least {show_number(low)}{unit}"
-    if high is not None and size > high:
-        return f"must be at most {show_number(high)}{unit}"
+    if low is not None and (size <= low if above else size < low):
+        return f"must be {'more than' if above else 'at least'} {show_number(low)}{unit}"
+    if high is not None and (size >= high if below else size > high):
+        return f"must be {'less than' if below else 'at most'} {show_number(high)}{unit}"
+    return None
+
+
+def _length_problem(variable: Mapping[str, Any], value: str) -> str | None:
+    low, high = variable.get("min_length"), variable.get("max_length")
+    unit = " digits" if variable.get("format") == "digits" else " characters"
+    if low is not None and low == high and len(value) != low:
+        return f"must be exactly {low}{unit} long"
+    if low is not None and len(value) < low:
+        return f"must be at least {low}{unit} long"
+    if high is not None and len(value) > high:
+        return f"must be at most {high}{unit} long"
+    return None
+
+
+def _shown(values: list[str]) -> str:
+    shown = ", ".join(values)
+    return shown[:_SHOWN_OPTIONS] + "…" if len(shown) > _SHOWN_OPTIONS else shown
+
+
+def _listed(values: list[str]) -> str:
+    return _shown(values) if len(values) == 1 else f"one of: {_shown(values)}"
+
+
+def _text_problem(variable: Mapping[str, Any], value: str) -> str | None:
+    """Excluded values, the format, the length and the start and end of the text."""
+    if value in (variable.get("not_options") or ()):
+        return f"must not be {value[:64]}"
+    if problem := format_problem(variable.get("format"), value):
+        return problem
+    if problem := _length_problem(variable, value):
+        return problem
+    starts = variable.get("starts_with")
+    if starts and not any(value.startswith(start) for start in starts):
+        return f"must start with {_listed(starts)}"
+    ends = variable.get("ends_with")
+    if ends and not any(value.endswith(end) for end in ends):
+        return f"must end with {_listed(ends)}"
     return None
 
 
@@ -102,21 +126,14 @@ def _type_problem(variable: Mapping[str, Any], value: str) -> str | None:
     return _bounds_problem(variable, len(value), " characters")
 
 
-def _options_problem(options: list[str]) -> str:
-    shown = ", ".join(options)
-    if len(shown) > _SHOWN_OPTIONS:
-        shown = shown[:_SHOWN_OPTIONS] + "…"
-    return f"must be one of: {shown}"
-
-
 def value_problem(
     variable: Mapping[str, Any], value: str, *, timeout: float = MATCH_TIMEOUT_SECONDS
 ) -> str | None:
     """What is wrong with ``value`` for the blueprint variable ``variable``, or None.
 
     An empty value is refused only if required; it is not checked further. Otherwise the
-    first failing check is the answer: type (and bounds), options, format, pattern (given
-    at most ``timeout`` seconds).
+    first failing check is the answer: type (and ``min``/``max``), options, excluded values,
+    format, length, start and end, pattern (given at most ``timeout`` seconds).
     """
     if len(value) > MAX_VALUE_LENGTH:
         return f"at most {MAX_VALUE_LENGTH} characters"
@@ -128,12 +145,9 @@ def value_problem(
         return problem
     options = variable.get("options")
     if options is not None and value not in options:
-        return _options_problem(options)
-    form = variable.get("format")
-    if form == "alpha_dash" and not is_alpha_dash(value):
-        return "may contain only letters, digits, - and _"
-    if form == "url" and not is_web_url(value):
-        return "must be an http:// or https:// URL"
+        return f"must be one of: {_shown(options)}"
+    if problem := _text_problem(variable, value):
+        return problem
     if pattern := variable.get("regex"):
         return _pattern_problem(pattern, value, timeout)
     return None

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from control_plane.db.models import Blueprint
 from control_plane.errors import InvalidRequest
 from control_plane.schemas.blueprints import BlueprintCreate
+from control_plane.schemas.variable_values import MAX_VALUE_LENGTH
 from control_plane.services.eggs.mapping import EXTENSION, map_egg
 from control_plane.services.eggs.placeholders import to_pterodactyl
 
@@ -147,11 +148,23 @@ def laravel_rules(variable: Mapping[str, Any]) -> list[str]:
     options = variable.get("options")
     if options is not None and not (kind == "boolean" and options == _BOOLEAN_OPTIONS):
         rules.append("in:" + _csv(options))
-    for bound in ("min", "max"):
+    if variable.get("not_options"):
+        rules.append("not_in:" + _csv(variable["not_options"]))
+    for bound, open_rule in (("min", "gt"), ("max", "lt")):
         if variable.get(bound) is not None:
-            rules.append(f"{bound}:{_number(variable[bound])}")
-    if variable.get("format"):
-        rules.append(str(variable["format"]))
+            name = open_rule if variable.get(f"exclusive_{bound}") else bound
+            rules.append(f"{name}:{_number(variable[bound])}")
+    form = variable.get("format")
+    if form == "digits":
+        # Only 0-9, their count: a non-empty value has at least one.
+        low = variable.get("min_length") or 1
+        high = variable.get("max_length") or MAX_VALUE_LENGTH
+        rules.append(f"digits_between:{low},{high}")
+    elif form:
+        rules.append(str(form))
+    for affix in ("starts_with", "ends_with"):
+        if variable.get(affix):
+            rules.append(f"{affix}:" + _csv(variable[affix]))
     if variable.get("regex"):
         rules.append("regex:" + _php_pattern(str(variable["regex"])))
     return rules

@@ -109,19 +109,26 @@ def test_the_cli_refuses_private_urls(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 @pytest.mark.usefixtures("cli_database")
-def test_the_cli_prints_the_report_and_exports(capsys: pytest.CaptureFixture[str]) -> None:
-    bungeecord = str(EGGS / "ptdl-v2-minecraft-bungeecord.json")
+def test_the_cli_prints_the_report_and_exports(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    egg = json.loads((EGGS / "ptdl-v2-minecraft-bungeecord.json").read_text())
+    # No community egg has a rule left that we cannot enforce: one is added.
+    egg["variables"][0]["rules"] += "|exists:versions,name"
+    bungeecord = str(tmp_path / "egg-bungeecord.json")
+    Path(bungeecord).write_text(json.dumps(egg))
     assert main(["blueprint", "import", bungeecord]) == 1
     err = capsys.readouterr().err
     assert "the egg cannot be imported" in err
-    assert "  egg 0  refused  variables.BUNGEE_VERSION.rules: cannot enforce 'alpha_num'" in err
+    refusal = "variables.BUNGEE_VERSION.rules: cannot enforce 'exists:versions,name'"
+    assert f"  egg 0  refused  {refusal}" in err
 
     assert main(["blueprint", "import", bungeecord, "--accept-unknown-rules"]) == 0
     out = capsys.readouterr().out
     first, *lines = out.splitlines()
     assert first.startswith("created blueprint 'Bungeecord' (")
     assert first.endswith(") from a PTDL_v2 egg")
-    expected = "cannot enforce 'alpha_num': enforced as a string"
+    expected = "cannot enforce 'exists:versions,name': enforced as a string"
     assert f"  changed  variables.BUNGEE_VERSION.rules: {expected}" in lines
     blueprint_id = first.split("(")[1].split(")")[0]
 

@@ -62,7 +62,7 @@ async def test_every_test_egg_imports_with_its_report(panel: Panel) -> None:
     seven = results["7 Days To Die"]
     assert seven["blueprint"]["image_command"] is True
     bungee = results["Bungeecord"]
-    assert ("changed", "cannot enforce 'alpha_num': enforced as a string") in report(
+    assert ("mapped", "'required|alpha_num|between:1,6' enforced") in report(
         bungee, "variables.BUNGEE_VERSION.rules"
     )
     foundry = results["Foundry VTT"]
@@ -103,6 +103,8 @@ async def test_a_refused_egg_is_a_400_with_its_report_and_imports_nothing(panel:
     browser = await admin(panel)
     eggs = [json.loads(egg_bytes("ptdl-v2-openttd.json"))]
     eggs.append(json.loads(egg_bytes("ptdl-v2-minecraft-bungeecord.json")))
+    # No community egg has a rule left that we cannot enforce: one is added.
+    eggs[1]["variables"][0]["rules"] += "|exists:versions,name"
     refused = await import_raw(browser, json.dumps(eggs).encode(), "application/json", 400)
     error = refused["error"]
     assert error["message"].startswith("1 of 2 eggs cannot be imported")
@@ -110,8 +112,8 @@ async def test_a_refused_egg_is_a_400_with_its_report_and_imports_nothing(panel:
     assert refusals == [
         {
             "loc": ["eggs", 1, "variables.BUNGEE_VERSION.rules"],
-            "msg": "cannot enforce 'alpha_num'; import with accept_unknown_rules to enforce "
-            "the variable as a plain string instead",
+            "msg": "cannot enforce 'exists:versions,name'; import with accept_unknown_rules "
+            "to enforce the variable as a plain string instead",
             "type": "egg_refused",
         }
     ]

@@ -56,6 +56,29 @@ RULES: list[tuple[str, str | list[str], str, str, str]] = [
         "must be an http:// or https:// URL",
     ),
     ("SERVER_NAME", ["required", "string", "max:32"], "My server", "", "required"),
+    # Rules community eggs use most among those added later.
+    (
+        "MAX_SLOTS",
+        "required|numeric|digits_between:1,3",
+        "20",
+        "1000",
+        "must be at most 3 digits long",
+    ),
+    (
+        "BUNGEE_VERSION",
+        "required|alpha_num|between:1,6",
+        "latest",
+        "1.19",
+        "may contain only letters and digits",
+    ),
+    (
+        "STEAM_USER",
+        "required|string|not_in:anonymous",
+        "steam",
+        "anonymous",
+        "must not be anonymous",
+    ),
+    ("TICK_RATE", "nullable|integer|gt:0", "", "0", "must be at least 1"),
 ]
 BAD = {env: bad for env, _, _, bad, _ in RULES}
 DEFAULTS = {env: default for env, _, default, _, _ in RULES}

@@ -94,27 +94,32 @@ def test_ptdl_v2_paper_properties_rewritten_to_our_port_placeholder() -> None:
 
 
 def test_an_unknown_rule_refuses_the_egg_unless_accepted() -> None:
-    refused = mapped("ptdl-v2-minecraft-bungeecord.json")
+    # The egg's own rules (required|alpha_num|between:1,6) translate, and no community egg
+    # has a rule left that does not: one is added.
+    assert mapped("ptdl-v2-minecraft-bungeecord.json").blueprint is not None
+    egg = load("ptdl-v2-minecraft-bungeecord.json")
+    egg["variables"][0]["rules"] += "|exists:versions,name"
+    refused = map_egg(egg, accept_unknown_rules=False)
     assert refused.blueprint is None
     assert refused.report.refusals == [
         ReportItem(
             "variables.BUNGEE_VERSION.rules",
             "refused",
-            "cannot enforce 'alpha_num'; import with accept_unknown_rules to enforce the "
-            "variable as a plain string instead",
+            "cannot enforce 'exists:versions,name'; import with accept_unknown_rules to "
+            "enforce the variable as a plain string instead",
         )
     ]
-    accepted = mapped("ptdl-v2-minecraft-bungeecord.json", accept_unknown_rules=True)
+    accepted = map_egg(egg, accept_unknown_rules=True)
     version = next(v for v in blueprint_of(accepted).variables if v.env == "BUNGEE_VERSION")
-    assert (version.type, version.required, version.max, version.regex) == (
+    assert (version.type, version.required, version.max, version.format) == (
         "string",
         True,
         None,
         None,
     )
-    assert item(accepted, "variables.BUNGEE_VERSION.rules", "changed")[-1] == (
-        "cannot enforce 'alpha_num': enforced as a string"
-    )
+    changed = item(accepted, "variables.BUNGEE_VERSION.rules", "changed")
+    assert "exists:versions,name: looks the value up in the panel's database" in changed
+    assert changed[-1] == "cannot enforce 'exists:versions,name': enforced as a string"
     (config,) = blueprint_of(accepted).config_files
     assert config.parser == "yaml"
     assert {r.match: r.value for r in config.replace}["listeners[0].host"] == (
@@ -323,3 +328,38 @@ def test_an_eggs_installer_gets_a_writable_root_of_its_own(name: str) -> None:
     assert blueprint.read_only_root
     (said,) = item(result, "scripts.installation", "changed")
     assert "a writable root of its own" in said
+
+
+@pytest.mark.parametrize("form", ["ptdl_v2", "plcn_v3"])
+def test_the_newer_rules_export_in_laravels_words(form: str) -> None:
+    """digits_between, gt, not_in, ends_with and the formats come back without the
+    extension: other panels enforce them too."""
+    egg = load("ptdl-v2-openttd.json")
+    rules = [
+        "required|numeric|digits_between:1,3",
+        "nullable|numeric|gt:0.5",
+        "required|string|not_in:anonymous|ends_with:==,=",
+        "required|alpha_num|between:1,6",
+        "nullable|ipv4",
+    ]
+    template = egg["variables"][0]
+    egg["variables"] = [
+        {**template, "env_variable": f"V{n}", "default_value": "", "rules": rule}
+        for n, rule in enumerate(rules)
+    ]
+    egg["startup"] = "./openttd"
+    original = map_egg(egg)
+    exported = export_egg(blueprint_of(original), None, form)  # type: ignore[arg-type]
+    assert EXTENSION not in exported
+    (again,) = read_eggs(json.dumps(exported).encode(), "json")
+    assert map_egg(again).blueprint == original.blueprint
+    written = [v["rules"] for v in exported["variables"]]
+    if form == "plcn_v3":
+        written = ["|".join(r) for r in written]
+    assert written == [
+        "required|numeric|digits_between:1,3",
+        "nullable|numeric|gt:0.5",
+        "required|string|not_in:anonymous|ends_with:==,=",
+        "required|string|min:1|max:6|alpha_num",
+        "nullable|string|ipv4",
+    ]

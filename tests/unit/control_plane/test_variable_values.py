@@ -101,10 +101,21 @@ def test_a_stored_pattern_that_cannot_compile_is_a_message_not_a_crash() -> None
         ({"options": ["a", "b"], "default": "c"}, "default: must be one of: a, b"),
         ({"format": "url", "default": "example.com"}, "default: must be an http:// or https://"),
         ({"format": "alpha_dash", "default": "a b"}, "default: may contain only letters"),
-        ({"format": "email"}, "Input should be 'alpha_dash' or 'url'"),
+        ({"format": "email"}, "Input should be 'alpha', 'alpha_num', 'alpha_dash', 'digits'"),
         ({"type": "number", "default": "x"}, "default: must be a number"),
         ({"type": "number", "min": float("inf")}, "Input should be a finite number"),
         ({"regex": "(?<n>a)\\k<n>"}, "not a valid regular expression: bad escape"),
+        ({"type": "integer", "exclusive_min": True}, "exclusive_min needs min"),
+        ({"min": 1, "exclusive_min": True}, "exclusive_min applies to integer and number"),
+        (
+            {"type": "number", "min": 1, "max": 1, "exclusive_max": True},
+            "min must be below max when either is exclusive",
+        ),
+        ({"min_length": 3, "max_length": 2}, "min_length must not exceed max_length"),
+        ({"min_length": -1}, "Input should be greater than or equal to 0"),
+        ({"starts_with": [""]}, "String should have at least 1 character"),
+        ({"not_options": ["a"], "default": "a"}, "default: must not be a"),
+        ({"format": "digits", "max_length": 2, "default": "123"}, "default: must be at most 2"),
     ],
 )
 def test_a_variable_whose_rules_or_default_do_not_hold_is_refused(
