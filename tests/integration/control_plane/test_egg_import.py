@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,36 @@ async def test_yaml_bodies_and_file_uploads_are_read(panel: Panel) -> None:
         "SERVER_NAME",
         "SERVER_SERVER_PORT",
     ]
+
+
+async def test_an_upload_of_many_parts_is_refused_before_it_is_parsed(panel: Panel) -> None:
+    browser = await admin(panel)
+    boundary = "b0undary"
+    part = f"--{boundary}\r\nContent-Disposition: form-data; name=x\r\n\r\ny\r\n"
+    body = (part * 60_000 + f"--{boundary}--\r\n").encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    started = time.monotonic()
+    refused = await browser.json("POST", IMPORT, status=400, data=io.BytesIO(body), headers=headers)
+    # Parsing these parts took 18.7 s on the event loop before they were counted.
+    assert time.monotonic() - started < 3
+    assert refused["error"]["message"].startswith("a multipart upload holds at most 8 parts")
+    # The file beside a few fields is read.
+    fields = "".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; name=f{i}\r\n\r\nv\r\n" for i in range(7)
+    )
+    upload = (
+        (
+            fields + f"--{boundary}\r\nContent-Disposition: form-data; name=file; "
+            'filename="egg.json"\r\nContent-Type: application/json\r\n\r\n'
+        ).encode()
+        + egg_bytes("ptdl-v2-openttd.json")
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    (imported,) = (await browser.json("POST", IMPORT, data=upload, headers=headers))["data"]
+    assert imported["blueprint"]["name"] == "OpenTTD Server"
+    no_boundary = {"Content-Type": "multipart/form-data"}
+    missing = await browser.json("POST", IMPORT, status=400, data=upload, headers=no_boundary)
+    assert missing["error"]["message"] == "the multipart body has no boundary"
 
 
 async def test_a_refused_egg_is_a_400_with_its_report_and_imports_nothing(panel: Panel) -> None:
