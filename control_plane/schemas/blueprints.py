@@ -20,12 +20,14 @@ from control_plane.schemas.variable_values import (
 )
 from shared.server_spec import (
     DEFAULT_INSTALL_TIMEOUT_SECONDS,
+    DEFAULT_STOP_TIMEOUT_SECONDS,
     ENV_NAME,
     MAX_ARG_LENGTH,
     MAX_ARGS,
     MAX_CONFIG_FILES,
     MAX_DENYLIST_PATTERNS,
     MAX_DONE_MARKERS,
+    MAX_STOP_TIMEOUT_SECONDS,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
     ConfigFile,
@@ -168,6 +170,10 @@ class BlueprintCreate(Input):
     image_command: bool = False
     startup: str = Field(min_length=1, max_length=4096)
     stop: StopCommand | StopSignal = Field(discriminator="type")
+    # After the stop command or signal, the game has this long to exit before it is killed.
+    stop_timeout_seconds: int = Field(
+        DEFAULT_STOP_TIMEOUT_SECONDS, ge=1, le=MAX_STOP_TIMEOUT_SECONDS
+    )
     install: BlueprintInstall | None = None
     variables: list[BlueprintVariable] = Field(default_factory=list, max_length=64)
     read_only_root: bool = True
@@ -219,6 +225,7 @@ class BlueprintOut(Output):
     images: list[dict[str, str]]
     startup: str
     stop: dict[str, str]
+    stop_timeout_seconds: int
     install: dict[str, object] | None
     variables: list[dict[str, object]]
     read_only_root: bool

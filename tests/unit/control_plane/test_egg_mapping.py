@@ -402,3 +402,18 @@ def test_an_extension_that_tightens_or_only_renames_needs_no_flag() -> None:
         "StellarStack's own value, set over the egg's: \"ours\""
     ]
     assert not item(result, "file_denylist", "mapped")
+
+
+def test_a_stop_timeout_is_30_from_an_egg_and_travels_in_the_extension() -> None:
+    imported = blueprint_of(mapped("ptdl-v2-openttd.json"))
+    assert imported.stop_timeout_seconds == 30
+    patient = imported.model_copy(update={"stop_timeout_seconds": 120})
+    exported = export_egg(patient, None, "plcn_v3")
+    assert exported[EXTENSION] == {"stop_timeout_seconds": 120}
+    (egg,) = read_eggs(json.dumps(exported).encode(), "json")
+    # Waiting longer for a game to save loosens nothing: no flag needed.
+    result = map_egg(egg)
+    assert result.blueprint == patient
+    assert item(result, f"{EXTENSION}.stop_timeout_seconds", "changed") == [
+        "StellarStack's own value, set over the egg's: 120"
+    ]
