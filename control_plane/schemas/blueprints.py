@@ -18,6 +18,7 @@ from control_plane.schemas.variable_values import (
     show_number,
     value_problem,
 )
+from shared.files_api import file_path_parts
 from shared.server_spec import (
     DEFAULT_INSTALL_TIMEOUT_SECONDS,
     DEFAULT_STOP_TIMEOUT_SECONDS,
@@ -186,6 +187,18 @@ class BlueprintCreate(Input):
     startup_done: list[ConsoleMarker] = Field(default_factory=list, max_length=MAX_DONE_MARKERS)
     features: list[Feature] = Field(default_factory=list, max_length=MAX_FEATURES)
     author: str = Field("", max_length=255)
+
+    @field_validator("config_files")
+    @classmethod
+    def _inside_the_volume(cls, value: list[ConfigFile]) -> list[ConfigFile]:
+        # The agent reads each path with this rule at every start and leaves a file it
+        # refuses untouched: refuse it here, where the administrator can fix it.
+        for index, config_file in enumerate(value):
+            try:
+                file_path_parts(config_file.path)
+            except ValueError as err:
+                raise ValueError(f"config file {index} ({config_file.path[:80]!r}): {err}") from err
+        return value
 
     @field_validator("startup")
     @classmethod

@@ -284,3 +284,23 @@ async def test_export_then_import_through_the_api_is_a_fixed_point(panel: Panel)
         "GET", f"/api/v1/blueprints/{original['id']}/export?format=yaml", status=400
     )
     assert wrong["error"]["details"][0]["loc"] == ["format"]
+
+
+async def test_a_blueprint_whose_config_file_leaves_the_volume_is_a_400(panel: Panel) -> None:
+    browser = await admin(panel)
+    body = {
+        "name": "escaping",
+        "images": [{"name": "default", "image": "stellar-test/fake-game:latest"}],
+        "startup": "/usr/local/bin/fake-game",
+        "stop": {"type": "command", "value": "stop"},
+        "config_files": [
+            {"path": "ok.cfg", "parser": "file", "replace": [{"match": "a", "value": "b"}]},
+            {"path": "../../etc/x", "parser": "file", "replace": [{"match": "a", "value": "b"}]},
+        ],
+    }
+    refused = await browser.json("POST", "/api/v1/blueprints", status=400, json=body)
+    (detail,) = refused["error"]["details"]
+    assert detail["loc"] == ["config_files"]
+    assert (
+        detail["msg"] == "Value error, config file 1 ('../../etc/x'): '..' is not a valid file name"
+    )

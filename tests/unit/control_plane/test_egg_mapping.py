@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from control_plane.schemas.blueprints import BlueprintCreate
 from control_plane.services.eggs.exporting import export_egg
@@ -417,3 +418,45 @@ def test_a_stop_timeout_is_30_from_an_egg_and_travels_in_the_extension() -> None
     assert item(result, f"{EXTENSION}.stop_timeout_seconds", "changed") == [
         "StellarStack's own value, set over the egg's: 120"
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("../../etc/passwd", "'..' is not a valid file name"),
+        ("config/../../outside.cfg", "'..' is not a valid file name"),
+        ("/", "the path names the volume root, not a file"),
+    ],
+)
+def test_a_config_file_outside_the_volume_is_refused_at_import(path: str, why: str) -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    egg["config"]["files"] = json.dumps({path: {"parser": "file", "find": {"a": "b"}}})
+    result = map_egg(egg)
+    assert result.blueprint is None
+    assert item(result, f"config.files.{path}", "refused") == [
+        f"not a path inside the server's files: {why}"
+    ]
+
+
+def test_an_absolute_config_file_path_is_read_inside_the_volume() -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    files = json.loads(egg["config"]["files"])
+    egg["config"]["files"] = json.dumps({"/server.properties": files["server.properties"]})
+    result = map_egg(egg)
+    (config,) = blueprint_of(result).config_files
+    assert config.path == "/server.properties"
+    assert "an absolute path is read inside the server's files" in item(
+        result, "config.files./server.properties", "changed"
+    )
+
+
+def test_a_blueprint_with_a_config_file_outside_the_volume_is_refused() -> None:
+    blueprint = blueprint_of(mapped("ptdl-v2-minecraft-paper.json")).model_dump(mode="json")
+    blueprint["config_files"][0]["path"] = "../server.properties"
+    with pytest.raises(ValidationError) as caught:
+        BlueprintCreate.model_validate(blueprint)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("config_files",)
+    assert error["msg"] == (
+        "Value error, config file 0 ('../server.properties'): '..' is not a valid file name"
+    )
