@@ -28,7 +28,7 @@ class EggReportItem(Output):
     """What became of one part of an egg."""
 
     field: str
-    outcome: Literal["mapped", "changed", "refused", "ignored"]
+    outcome: Literal["mapped", "changed", "refused", "ignored", "warning"]
     detail: str
 
 

@@ -21,6 +21,7 @@ from control_plane.schemas.blueprints import BUILT_INS, BlueprintCreate
 from control_plane.services.eggs import config
 from control_plane.services.eggs.extension import EXTENSION as EXTENSION
 from control_plane.services.eggs.extension import apply_extension
+from control_plane.services.eggs.image_command import warn_editable_values
 from control_plane.services.eggs.placeholders import rename_in_script, rewrite_startup
 from control_plane.services.eggs.report import EggReport
 from control_plane.services.eggs.variables import egg_variables
@@ -96,6 +97,8 @@ def map_egg(
         if value and not (path == "image" and version == "PTDL_v1"):
             report.ignored(path, why)
     apply_extension(egg, data, report, accept=accept_extension)
+    if data.get("image_command") is True:
+        warn_editable_values(data.get("variables"), report)
     if report.refusals:
         return MappedEgg(version, egg_uuid, None, report)
     try:

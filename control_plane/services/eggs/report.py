@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # mapped: taken as it is (or in its plain translation); changed: taken, altered as the detail
-# says; ignored: not taken, and nothing depends on it; refused: the egg cannot be imported.
-Outcome = Literal["mapped", "changed", "refused", "ignored"]
+# says; ignored: not taken, and nothing depends on it; refused: the egg cannot be imported;
+# warning: taken as the egg says, with a risk the administrator should weigh (the detail).
+Outcome = Literal["mapped", "changed", "refused", "ignored", "warning"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,9 @@ class EggReport:
 
     def ignored(self, path: str, detail: str) -> None:
         self.add(path, "ignored", detail)
+
+    def warning(self, path: str, detail: str) -> None:
+        self.add(path, "warning", detail)
 
     def refused(self, path: str, detail: str) -> None:
         self.add(path, "refused", detail)

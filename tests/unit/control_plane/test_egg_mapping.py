@@ -460,3 +460,26 @@ def test_a_blueprint_with_a_config_file_outside_the_volume_is_refused() -> None:
     assert error["msg"] == (
         "Value error, config file 0 ('../server.properties'): '..' is not a valid file name"
     )
+
+
+def test_an_image_command_egg_warns_of_each_value_users_may_edit() -> None:
+    result = mapped("ptdl-v2-7-days-to-die.json")
+    blueprint = blueprint_of(result)
+    assert blueprint.image_command
+    editable = {v.env: v for v in blueprint.variables if v.user_editable}
+    warned = {i.field for i in result.report.items if i.outcome == "warning"}
+    assert warned == {
+        "variables.SRCDS_BETAID",
+        "variables.PASSWORD",
+        "variables.TELNET_PORT",
+        "variables.SERVER_DISABLED_NETWORK_PROTOCOLS",
+    }
+    # Numbers, booleans and plain options cannot carry shell syntax: no warning.
+    assert editable["GAME_DIFFICULTY"].type == "integer"
+    assert editable["AUTO_UPDATE"].type == "boolean"
+    (said,) = item(result, "variables.PASSWORD", "warning")
+    assert "evaluates it twice" in said
+    assert "'x; cmd'" in said
+    # A blueprint split into arguments never gives a value to a shell: no warning.
+    paper = mapped("ptdl-v2-minecraft-paper.json")
+    assert not [i for i in paper.report.items if i.outcome == "warning"]
