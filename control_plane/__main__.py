@@ -186,7 +186,12 @@ def cmd_blueprint_import(args: argparse.Namespace) -> int:
 
     try:
         imported = asyncio.run(
-            import_eggs(_settings(), args.source, accept_unknown_rules=args.accept_unknown_rules)
+            import_eggs(
+                _settings(),
+                args.source,
+                accept_unknown_rules=args.accept_unknown_rules,
+                accept_extension=args.accept_extension,
+            )
         )
     except EggRefused as err:
         print(f"stellar-cp: {err.message}", file=sys.stderr)
@@ -319,6 +324,12 @@ def _parser() -> argparse.ArgumentParser:
         "--accept-unknown-rules",
         action="store_true",
         help="enforce a variable whose rules cannot be translated as a plain string",
+    )
+    egg_import.add_argument(
+        "--accept-extension",
+        action="store_true",
+        help="apply an export's x_stellarstack block even where it loosens what the egg says "
+        "(a writable root, another startup or installer …): for a file you trust",
     )
     egg_import.set_defaults(func=cmd_blueprint_import)
     egg_export = blueprint.add_parser("export", help="print a blueprint as an egg (JSON)")

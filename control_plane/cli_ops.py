@@ -222,11 +222,16 @@ async def import_eggs(
     source: str,
     *,
     accept_unknown_rules: bool = False,
+    accept_extension: bool = False,
     outbound: OutboundClient | None = None,
 ) -> list[ImportedEgg]:
     """Import the egg(s) of a file or URL; audited as ``blueprint.imported`` by the CLI."""
     raw, kind = await read_egg_source(source, outbound=outbound)
-    mapped = map_eggs(read_eggs(raw, kind), accept_unknown_rules=accept_unknown_rules)
+    mapped = map_eggs(
+        read_eggs(raw, kind),
+        accept_unknown_rules=accept_unknown_rules,
+        accept_extension=accept_extension,
+    )
     async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
         imported = await save_eggs(session, mapped)
         for result in imported:

@@ -23,6 +23,7 @@ _TARGET_AROUND_PATH: Final = len(
 ) + len(str(2**64))
 MAX_PATH_BYTES: Final = (MAX_HTU_LENGTH - _TARGET_AROUND_PATH) // len("%XX")
 MAX_PATHS_PER_REQUEST: Final = 1000
+MAX_NAME_BYTES: Final = 255
 
 
 def check_path_length(text: str) -> str:
@@ -30,6 +31,39 @@ def check_path_length(text: str) -> str:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         raise ValueError(f"a path is at most {MAX_PATH_BYTES} bytes (UTF-8)")
     return text
+
+
+def check_name(name: str) -> str:
+    """One component: not empty, ``.`` or ``..``, no ``/`` or NUL, at most 255 bytes of
+    UTF-8; else ValueError."""
+    if name in {"", ".", ".."} or "/" in name or "\x00" in name:
+        raise ValueError(f"{name[:64]!r} is not a valid file name")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError("file names must be valid UTF-8") from err
+    if len(encoded) > MAX_NAME_BYTES:
+        raise ValueError(f"a file name is longer than {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def path_parts(text: str) -> tuple[str, ...]:
+    """The components of a path inside a volume (``()`` is the root): a leading ``/`` is the
+    volume's root, empty and ``.`` components are dropped, ``..`` is refused (never
+    resolved: a path's meaning must not depend on what the game put on disk); ValueError
+    for ``..``, NUL or an overlong path. The agent's file API and config files, and the
+    control plane's checks of a blueprint's config files, all read paths with this."""
+    check_path_length(text)
+    parts = [part for part in text.split("/") if part not in {"", "."}]
+    return tuple(check_name(part) for part in parts)
+
+
+def file_path_parts(text: str) -> tuple[str, ...]:
+    """Like :func:`path_parts`, but the root itself is refused (a file needs a name)."""
+    parts = path_parts(text)
+    if not parts:
+        raise ValueError("the path names the volume root, not a file")
+    return parts
 
 
 PathText = Annotated[str, Field(max_length=MAX_PATH_BYTES), AfterValidator(check_path_length)]

@@ -29,6 +29,9 @@ MAX_CONFIG_FILES: Final = 32
 MAX_CONFIG_REPLACEMENTS: Final = 256
 MAX_DONE_MARKERS: Final = 16
 DEFAULT_INSTALL_TIMEOUT_SECONDS: Final = 3600
+# How long a game has to exit after its stop command or signal, before it is killed.
+DEFAULT_STOP_TIMEOUT_SECONDS: Final = 30
+MAX_STOP_TIMEOUT_SECONDS: Final = 600
 
 ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Set by the agent itself (from the spec or the container), so a blueprint cannot override them.
@@ -203,7 +206,9 @@ class ServerSpec(BaseModel):
     stop: StopCommand | StopSignal = Field(
         default_factory=lambda: StopSignal(type="signal"), discriminator="type"
     )
-    stop_timeout_seconds: int = Field(default=30, ge=1, le=600)
+    stop_timeout_seconds: int = Field(
+        default=DEFAULT_STOP_TIMEOUT_SECONDS, ge=1, le=MAX_STOP_TIMEOUT_SECONDS
+    )
     read_only_root: bool = True
     install: InstallSpec | None = None
     # gitignore-style patterns of paths the file API never touches (node_agent/files/).

@@ -9,7 +9,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from control_plane.api.egg_bodies import MAX_IMPORT_BODY_BYTES, egg_file
+from control_plane.api.egg_bodies import MAX_IMPORT_BODY_BYTES, egg_body
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes, RawBody
 from control_plane.errors import InvalidRequest
 from control_plane.schemas.blueprints import (
@@ -105,13 +105,18 @@ async def delete_blueprint(req: ApiRequest[Any, Any]) -> None:
     transactional=False,
 )
 async def import_eggs(req: ApiRequest[Any, EggImportQuery]) -> EggImportOut:
-    raw, kind = await egg_file(req.http, wait_seconds=req.settings.body_timeout_seconds)
+    body = await egg_body(req.http, wait_seconds=req.settings.body_timeout_seconds)
     accept = req.query.accept_unknown_rules
+    extension = req.query.accept_extension
 
     def read_and_map() -> list[MappedEgg]:
-        return importing.map_eggs(reading.read_eggs(raw, kind), accept_unknown_rules=accept)
+        raw, kind = body.file()
+        return importing.map_eggs(
+            reading.read_eggs(raw, kind), accept_unknown_rules=accept, accept_extension=extension
+        )
 
-    # Parsing YAML, checking patterns and validating are CPU work: off the event loop.
+    # Parsing an upload or YAML, checking patterns and validating are CPU work: off the
+    # event loop.
     try:
         mapped = await asyncio.to_thread(read_and_map)
     except InvalidRequest as err:

@@ -13,7 +13,7 @@ import uuid
 
 from aiohttp import web
 
-from control_plane.db.models import Node, Server
+from control_plane.db.models import Blueprint, Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import NotFound
 from control_plane.keys import NODES, SESSIONS
@@ -22,6 +22,7 @@ from control_plane.security.caller import Caller
 from control_plane.services import audit
 from control_plane.services.audit import AuditEvent
 from control_plane.services.servers import startup
+from control_plane.services.servers.variables import validate_variables
 from shared.server_spec import ConsoleCommand, PowerAction, ServerStatus
 
 COMMAND_PERMISSION = "console.write"
@@ -56,12 +57,21 @@ async def power(
     Returns the node's view of the server (``stop`` and ``restart`` finish later). A start
     or restart first gives the node the spec as the server and its blueprint are now, so a
     blueprint changed since (an egg imported again, say) takes effect at this start; the node
-    ignores a spec identical to the one it has."""
+    ignores a spec identical to the one it has. Its stored variable values are checked
+    against the blueprint's rules as they are now first: a value a changed rule no longer
+    accepts is refused with the 400 of :func:`validate_variables` (a hidden variable's
+    problem without its name, for owners and sub-users) and nothing reaches the node."""
     if action.action in {"start", "restart"}:
         async with transaction(app[SESSIONS]) as db:
             current = await db.get(Server, server.id)
             if current is None:
                 raise NotFound("no such server")
+            blueprint = await db.get(Blueprint, current.blueprint_id)
+            if blueprint is None:
+                raise NotFound("the server's blueprint no longer exists")
+            validate_variables(
+                blueprint, {}, current=current.variables, user=not caller.acts_as_admin
+            )
             spec = await startup.build_spec(db, current)
         await app[NODES].update_spec(node, spec, user=str(caller.user_id))
     status = await app[NODES].power(

@@ -19,14 +19,17 @@ from control_plane.schemas.variable_values import (
     show_number,
     value_problem,
 )
+from shared.files_api import file_path_parts
 from shared.server_spec import (
     DEFAULT_INSTALL_TIMEOUT_SECONDS,
+    DEFAULT_STOP_TIMEOUT_SECONDS,
     ENV_NAME,
     MAX_ARG_LENGTH,
     MAX_ARGS,
     MAX_CONFIG_FILES,
     MAX_DENYLIST_PATTERNS,
     MAX_DONE_MARKERS,
+    MAX_STOP_TIMEOUT_SECONDS,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
     ConfigFile,
@@ -194,6 +197,10 @@ class BlueprintCreate(Input):
     image_command: bool = False
     startup: str = Field(min_length=1, max_length=4096)
     stop: StopCommand | StopSignal = Field(discriminator="type")
+    # After the stop command or signal, the game has this long to exit before it is killed.
+    stop_timeout_seconds: int = Field(
+        DEFAULT_STOP_TIMEOUT_SECONDS, ge=1, le=MAX_STOP_TIMEOUT_SECONDS
+    )
     install: BlueprintInstall | None = None
     variables: list[BlueprintVariable] = Field(default_factory=list, max_length=64)
     read_only_root: bool = True
@@ -206,6 +213,18 @@ class BlueprintCreate(Input):
     startup_done: list[ConsoleMarker] = Field(default_factory=list, max_length=MAX_DONE_MARKERS)
     features: list[Feature] = Field(default_factory=list, max_length=MAX_FEATURES)
     author: str = Field("", max_length=255)
+
+    @field_validator("config_files")
+    @classmethod
+    def _inside_the_volume(cls, value: list[ConfigFile]) -> list[ConfigFile]:
+        # The agent reads each path with this rule at every start and leaves a file it
+        # refuses untouched: refuse it here, where the administrator can fix it.
+        for index, config_file in enumerate(value):
+            try:
+                file_path_parts(config_file.path)
+            except ValueError as err:
+                raise ValueError(f"config file {index} ({config_file.path[:80]!r}): {err}") from err
+        return value
 
     @field_validator("startup")
     @classmethod
@@ -245,6 +264,7 @@ class BlueprintOut(Output):
     images: list[dict[str, str]]
     startup: str
     stop: dict[str, str]
+    stop_timeout_seconds: int
     install: dict[str, object] | None
     variables: list[dict[str, object]]
     read_only_root: bool

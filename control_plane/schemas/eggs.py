@@ -14,6 +14,10 @@ class EggImportQuery(Input):
     # Enforce a variable whose rules we cannot translate as a plain string, instead of
     # refusing the egg.
     accept_unknown_rules: bool = False
+    # Apply an export's x_stellarstack block even where it loosens what the egg says (a
+    # writable root, the image's own command, another startup or installer …): for
+    # re-importing our own exports (docs/templates.md).
+    accept_extension: bool = False
 
 
 class EggExportQuery(Input):
@@ -24,7 +28,7 @@ class EggReportItem(Output):
     """What became of one part of an egg."""
 
     field: str
-    outcome: Literal["mapped", "changed", "refused", "ignored"]
+    outcome: Literal["mapped", "changed", "refused", "ignored", "warning"]
     detail: str
 
 

@@ -22,6 +22,7 @@ def _columns(data: BlueprintCreate) -> dict[str, object]:
         "images": dumped["images"],
         "startup": dumped["startup"],
         "stop": dumped["stop"],
+        "stop_timeout_seconds": dumped["stop_timeout_seconds"],
         "install": dumped["install"],
         "variables": dumped["variables"],
         "read_only_root": dumped["read_only_root"],

@@ -7,12 +7,11 @@ the meaning of a path must not depend on what the game put on disk.
 
 from __future__ import annotations
 
-from typing import Final
-
 from node_agent.files.errors import InvalidPath
-from shared.files_api import check_path_length
+from shared import files_api
+from shared.files_api import MAX_NAME_BYTES
 
-MAX_NAME_BYTES: Final = 255
+__all__ = ["MAX_NAME_BYTES", "VolumePath", "check_name", "parse_file_path", "parse_path", "show"]
 
 VolumePath = tuple[str, ...]
 """Components of a path below the volume root; ``()`` is the root itself."""
@@ -20,33 +19,27 @@ VolumePath = tuple[str, ...]
 
 def check_name(name: str) -> str:
     """One component: not empty, ``.`` or ``..``, no ``/`` or NUL, at most 255 bytes."""
-    if name in {"", ".", ".."} or "/" in name or "\x00" in name:
-        raise InvalidPath(f"{name[:64]!r} is not a valid file name")
     try:
-        encoded = name.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise InvalidPath("file names must be valid UTF-8") from err
-    if len(encoded) > MAX_NAME_BYTES:
-        raise InvalidPath("a file name is longer than 255 bytes")
-    return name
+        return files_api.check_name(name)
+    except ValueError as err:
+        raise InvalidPath(str(err)) from err
 
 
 def parse_path(text: str) -> VolumePath:
-    """The components of ``text``; raises InvalidPath for ``..``, NUL or an overlong path."""
+    """The components of ``text``; raises InvalidPath for ``..``, NUL or an overlong path
+    (the rule is :func:`shared.files_api.path_parts`, which the control plane uses too)."""
     try:
-        check_path_length(text)
+        return files_api.path_parts(text)
     except ValueError as err:
         raise InvalidPath(str(err)) from err
-    parts = [part for part in text.split("/") if part not in {"", "."}]
-    return tuple(check_name(part) for part in parts)
 
 
 def parse_file_path(text: str) -> VolumePath:
     """Like :func:`parse_path`, but the root itself is refused (a file needs a name)."""
-    parts = parse_path(text)
-    if not parts:
-        raise InvalidPath("the path names the volume root, not a file")
-    return parts
+    try:
+        return files_api.file_path_parts(text)
+    except ValueError as err:
+        raise InvalidPath(str(err)) from err
 
 
 def show(parts: VolumePath) -> str:

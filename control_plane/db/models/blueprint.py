@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, String, Text, false
+from sqlalchemy import JSON, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
@@ -19,6 +19,8 @@ class Blueprint(IdMixin, CreatedMixin, Base):
     images: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     startup: Mapped[str] = mapped_column(Text)
     stop: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Seconds the game has to exit after ``stop`` before it is killed.
+    stop_timeout_seconds: Mapped[int] = mapped_column(default=30, server_default=text("30"))
     install: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     variables: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     read_only_root: Mapped[bool] = mapped_column(default=True)

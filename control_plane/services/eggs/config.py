@@ -11,6 +11,7 @@ from typing import Any, Final, get_args
 
 from control_plane.services.eggs.placeholders import rewrite_config_text
 from control_plane.services.eggs.report import EggReport
+from shared.files_api import file_path_parts
 from shared.server_spec import (
     CONSOLE_TEXT,
     MAX_CONFIG_FILES,
@@ -73,6 +74,14 @@ def _config_file(
     if not isinstance(rule, dict) or not isinstance(rule.get("find"), dict):
         report.refused(where, "needs a parser and a find object")
         return None
+    # The agent's own rule for a config file's path (it refuses the file at each start).
+    try:
+        file_path_parts(path)
+    except ValueError as err:
+        report.refused(where, f"not a path inside the server's files: {err}")
+        return None
+    if path.startswith("/"):
+        report.changed(where, "an absolute path is read inside the server's files")
     parser = str(rule.get("parser", "file"))
     if parser in PARSER_ALIASES:
         report.changed(where, f"parser {parser!r} read as {PARSER_ALIASES[parser]!r}")

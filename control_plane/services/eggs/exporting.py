@@ -4,8 +4,9 @@
 Import after export gives the same blueprint back, field for field. What an egg cannot say
 (whether the root filesystem is read-only, an install's timeout, rules eggs have no words
 for …) is found by importing the egg just made: each field that would come back different
-is added, with its value, under :data:`~control_plane.services.eggs.mapping.EXTENSION`,
-which other panels ignore and our import applies last.
+is added, with its value, under :data:`~control_plane.services.eggs.extension.EXTENSION`,
+which other panels ignore and our import applies last (a field that loosens what the egg
+says only with ``accept_extension``: see extension.py).
 """
 
 from __future__ import annotations

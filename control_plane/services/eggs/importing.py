@@ -51,10 +51,15 @@ class EggRefused(InvalidRequest):
         )
 
 
-def map_eggs(eggs: list[dict[str, Any]], *, accept_unknown_rules: bool) -> list[MappedEgg]:
+def map_eggs(
+    eggs: list[dict[str, Any]], *, accept_unknown_rules: bool, accept_extension: bool = False
+) -> list[MappedEgg]:
     """Every egg mapped; :class:`EggRefused` if any cannot be imported (CPU work: callers on
     the event loop run it in a thread)."""
-    mapped = [map_egg(egg, accept_unknown_rules=accept_unknown_rules) for egg in eggs]
+    mapped = [
+        map_egg(egg, accept_unknown_rules=accept_unknown_rules, accept_extension=accept_extension)
+        for egg in eggs
+    ]
     if any(egg.blueprint is None for egg in mapped):
         raise EggRefused.of(mapped)
     return mapped
@@ -77,7 +82,14 @@ async def save_eggs(db: AsyncSession, mapped: list[MappedEgg]) -> list[ImportedE
 
 
 async def import_eggs(
-    db: AsyncSession, eggs: list[dict[str, Any]], *, accept_unknown_rules: bool = False
+    db: AsyncSession,
+    eggs: list[dict[str, Any]],
+    *,
+    accept_unknown_rules: bool = False,
+    accept_extension: bool = False,
 ) -> list[ImportedEgg]:
     """Map and save ``eggs`` (for callers off the event loop's hot path: the CLI, benches)."""
-    return await save_eggs(db, map_eggs(eggs, accept_unknown_rules=accept_unknown_rules))
+    mapped = map_eggs(
+        eggs, accept_unknown_rules=accept_unknown_rules, accept_extension=accept_extension
+    )
+    return await save_eggs(db, mapped)

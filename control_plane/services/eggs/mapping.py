@@ -3,7 +3,8 @@
 :func:`map_egg` reads every part it knows, reports each, and builds the blueprint only if
 nothing was refused; the blueprint's own validation has the last word (its problems become
 refused items too). Fields of ours that an egg cannot carry come back from an export under
-:data:`EXTENSION` and override what the egg's fields give (see exporting.py).
+:data:`EXTENSION` and override what the egg's fields give (see exporting.py); those that
+loosen anything only with ``accept_extension`` (extension.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pydantic import ValidationError
 
 from control_plane.schemas.blueprints import BUILT_INS, BlueprintCreate
 from control_plane.services.eggs import config
+from control_plane.services.eggs.extension import EXTENSION as EXTENSION
+from control_plane.services.eggs.extension import apply_extension
+from control_plane.services.eggs.image_command import warn_editable_values
 from control_plane.services.eggs.placeholders import rename_in_script, rewrite_startup
 from control_plane.services.eggs.report import EggReport
 from control_plane.services.eggs.variables import egg_variables
@@ -25,8 +29,6 @@ from shared.server_spec import IMAGE_REFERENCE, MAX_ARGS
 
 EggVersion = Literal["PTDL_v1", "PTDL_v2", "PLCN_v1", "PLCN_v2", "PLCN_v3"]
 VERSIONS: Final = ("PTDL_v1", "PTDL_v2", "PLCN_v1", "PLCN_v2", "PLCN_v3")
-# Our fields an egg has no place for, kept by an export under this key (other panels ignore it).
-EXTENSION: Final = "x_stellarstack"
 _IMAGE: Final = re.compile(IMAGE_REFERENCE)
 _MAX_IMAGES: Final = 16
 # What only a shell understands: the image's own entrypoint (which evaluates STARTUP, as egg
@@ -57,7 +59,9 @@ def egg_version(egg: Mapping[str, Any]) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def map_egg(egg: Mapping[str, Any], *, accept_unknown_rules: bool = False) -> MappedEgg:
+def map_egg(
+    egg: Mapping[str, Any], *, accept_unknown_rules: bool = False, accept_extension: bool = False
+) -> MappedEgg:
     """The blueprint ``egg`` gives and the report; ``blueprint`` is None if anything refused."""
     report = EggReport()
     version = egg_version(egg) or ""
@@ -92,7 +96,9 @@ def map_egg(egg: Mapping[str, Any], *, accept_unknown_rules: bool = False) -> Ma
             value = value.get(tail)
         if value and not (path == "image" and version == "PTDL_v1"):
             report.ignored(path, why)
-    _apply_extension(egg, data, report)
+    apply_extension(egg, data, report, accept=accept_extension)
+    if data.get("image_command") is True:
+        warn_editable_values(data.get("variables"), report)
     if report.refusals:
         return MappedEgg(version, egg_uuid, None, report)
     try:
@@ -250,15 +256,3 @@ def _features(egg: Mapping[str, Any], report: EggReport) -> list[str]:
     if features:
         report.mapped("features", f"kept for the panel: {', '.join(features)}")
     return features
-
-
-def _apply_extension(egg: Mapping[str, Any], data: dict[str, Any], report: EggReport) -> None:
-    extension = egg.get(EXTENSION)
-    if not isinstance(extension, dict):
-        return
-    for key, value in extension.items():
-        if key not in BlueprintCreate.model_fields:
-            report.ignored(f"{EXTENSION}.{key}", "not a blueprint field")
-            continue
-        data[key] = value
-        report.mapped(f"{EXTENSION}.{key}", "StellarStack's own value, as exported")

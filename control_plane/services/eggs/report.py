@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # mapped: taken as it is (or in its plain translation); changed: taken, altered as the detail
-# says; ignored: not taken, and nothing depends on it; refused: the egg cannot be imported.
-Outcome = Literal["mapped", "changed", "refused", "ignored"]
+# says; ignored: not taken, and nothing depends on it; refused: the egg cannot be imported;
+# warning: taken as the egg says, with a risk the administrator should weigh (the detail).
+Outcome = Literal["mapped", "changed", "refused", "ignored", "warning"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +40,20 @@ class EggReport:
     def ignored(self, path: str, detail: str) -> None:
         self.add(path, "ignored", detail)
 
+    def warning(self, path: str, detail: str) -> None:
+        self.add(path, "warning", detail)
+
     def refused(self, path: str, detail: str) -> None:
         self.add(path, "refused", detail)
+
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop the items about ``parts`` and below them (they describe a value replaced
+        since)."""
+        self.items = [
+            item
+            for item in self.items
+            if not any(item.field == part or item.field.startswith(part + ".") for part in parts)
+        ]
 
     @property
     def refusals(self) -> list[ReportItem]:

@@ -162,6 +162,7 @@ def _spec(
                 {"ip": a.ip, "port": a.port, "protocols": ["tcp", "udp"]} for a in allocations
             ],
             "stop": blueprint.stop,
+            "stop_timeout_seconds": blueprint.stop_timeout_seconds,
             "read_only_root": blueprint.read_only_root,
             "install": install,
             "file_denylist": blueprint.file_denylist,

@@ -163,3 +163,69 @@ async def test_a_changed_blueprint_reaches_the_game_at_its_next_start(stack: Sta
     startup = await owner.json("GET", f"/api/v1/servers/{server_id}/startup")
     assert {v["env"]: v["value"] for v in startup["variables"]}["MOTD"] == "mine"
     await owner.json("POST", power, status=202, json={"action": "kill"})
+
+
+def container_field(server_id: str, template: str) -> Any:
+    found = docker_cli("inspect", "-f", template, game_container_name(uuid.UUID(server_id)))
+    assert found.returncode == 0, found.stderr
+    return json.loads(found.stdout)
+
+
+async def test_a_stored_value_a_tightened_rule_refuses_stops_the_next_start(stack: Stack) -> None:
+    variables = [
+        {"env": "MOTD", "name": "Message", "default": "hello", "user_editable": True},
+        {"env": "SEED", "name": "Seed", "type": "integer", "user_viewable": False},
+    ]
+    startup = "/usr/local/bin/fake-game --motd {{MOTD}} --seed {{SEED}}"
+    blueprint_id = await blueprint(stack, startup=startup, variables=variables)
+    server_id, owner = await server_of(
+        stack,
+        blueprint_id,
+        "tightened@example.org",
+        variables={"MOTD": "a long message", "SEED": SEED},
+    )
+    # The egg is imported again, say: shorter messages, smaller seeds, a longer stop timeout.
+    variables[0]["max"] = 8
+    variables[1]["max"] = 1000
+    await stack.admin.json(
+        "PUT",
+        f"/api/v1/blueprints/{blueprint_id}",
+        json=blueprint_body(startup=startup, variables=variables, stop_timeout_seconds=75),
+    )
+    before = game_command(server_id)
+    power = f"/api/v1/servers/{server_id}/power"
+    refused = await owner.json("POST", power, status=400, json={"action": "start"})
+    assert refused["error"]["message"] == "invalid variables"
+    # The owner is told what to fix, and that the hidden one is an administrator's to fix.
+    assert refused["error"]["details"] == [
+        {
+            "loc": ["variables", "MOTD"],
+            "msg": "must be at most 8 characters",
+            "type": "value_error",
+        },
+        {
+            "loc": ["variables"],
+            "msg": "a variable only administrators see is not valid: ask an administrator",
+            "type": "value_error",
+        },
+    ]
+    admin_refused = await stack.admin.json("POST", power, status=400, json={"action": "restart"})
+    assert [d["loc"] for d in admin_refused["error"]["details"]] == [
+        ["variables", "MOTD"],
+        ["variables", "SEED"],
+    ]
+    # Nothing reached the node: the container is the one made at creation, and stopped.
+    assert game_command(server_id) == before
+    assert container_field(server_id, "{{json .State.Running}}") is False
+    assert container_field(server_id, "{{json .Config.StopTimeout}}") == 30
+
+    await stack.admin.json(
+        "PATCH",
+        f"/api/v1/servers/{server_id}/startup",
+        json={"variables": {"MOTD": "short", "SEED": "42"}},
+    )
+    await owner.json("POST", power, status=202, json={"action": "start"})
+    assert game_command(server_id)[-4:] == ["--motd", "short", "--seed", "42"]
+    # The blueprint's stop timeout reaches the container.
+    assert container_field(server_id, "{{json .Config.StopTimeout}}") == 75
+    await owner.json("POST", power, status=202, json={"action": "kill"})

@@ -136,5 +136,14 @@ def test_the_cli_prints_the_report_and_exports(
     egg = json.loads(capsys.readouterr().out)
     assert egg["meta"]["version"] == "PLCN_v3"
     assert egg["startup_commands"]["Default"].startswith("java -Xms128M")
+    egg["x_stellarstack"] = {"read_only_root": False}
+    exported = tmp_path / "exported.json"
+    exported.write_text(json.dumps(egg))
+    assert main(["blueprint", "import", str(exported), "--accept-unknown-rules"]) == 1
+    assert "refused  x_stellarstack.read_only_root: would set" in capsys.readouterr().err
+    flags = ["--accept-unknown-rules", "--accept-extension"]
+    assert main(["blueprint", "import", str(exported), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "  changed  x_stellarstack.read_only_root: StellarStack's own value" in out
     assert main(["blueprint", "export", "nope"]) == 1
     assert "'nope' is not a blueprint id" in capsys.readouterr().err

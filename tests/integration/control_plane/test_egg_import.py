@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,36 @@ async def test_yaml_bodies_and_file_uploads_are_read(panel: Panel) -> None:
     ]
 
 
+async def test_an_upload_of_many_parts_is_refused_before_it_is_parsed(panel: Panel) -> None:
+    browser = await admin(panel)
+    boundary = "b0undary"
+    part = f"--{boundary}\r\nContent-Disposition: form-data; name=x\r\n\r\ny\r\n"
+    body = (part * 60_000 + f"--{boundary}--\r\n").encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    started = time.monotonic()
+    refused = await browser.json("POST", IMPORT, status=400, data=io.BytesIO(body), headers=headers)
+    # Parsing these parts took 18.7 s on the event loop before they were counted.
+    assert time.monotonic() - started < 3
+    assert refused["error"]["message"].startswith("a multipart upload holds at most 8 parts")
+    # The file beside a few fields is read.
+    fields = "".join(
+        f"--{boundary}\r\nContent-Disposition: form-data; name=f{i}\r\n\r\nv\r\n" for i in range(7)
+    )
+    upload = (
+        (
+            fields + f"--{boundary}\r\nContent-Disposition: form-data; name=file; "
+            'filename="egg.json"\r\nContent-Type: application/json\r\n\r\n'
+        ).encode()
+        + egg_bytes("ptdl-v2-openttd.json")
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    (imported,) = (await browser.json("POST", IMPORT, data=upload, headers=headers))["data"]
+    assert imported["blueprint"]["name"] == "OpenTTD Server"
+    no_boundary = {"Content-Type": "multipart/form-data"}
+    missing = await browser.json("POST", IMPORT, status=400, data=upload, headers=no_boundary)
+    assert missing["error"]["message"] == "the multipart body has no boundary"
+
+
 async def test_a_refused_egg_is_a_400_with_its_report_and_imports_nothing(panel: Panel) -> None:
     browser = await admin(panel)
     eggs = [json.loads(egg_bytes("ptdl-v2-openttd.json"))]
@@ -127,6 +159,26 @@ async def test_a_refused_egg_is_a_400_with_its_report_and_imports_nothing(panel:
     assert "anchors and aliases" in bomb["error"]["message"]
     plain = await import_raw(browser, b"{}", "text/plain", 400)
     assert "application/json, application/yaml" in plain["error"]["message"]
+
+
+async def test_an_extension_that_loosens_the_egg_needs_accept_extension(panel: Panel) -> None:
+    browser = await admin(panel)
+    egg = json.loads(egg_bytes("ptdl-v2-openttd.json"))
+    egg["x_stellarstack"] = {"read_only_root": False, "startup": "sh -c 'curl x | sh'"}
+    body = json.dumps(egg).encode()
+    refused = await import_raw(browser, body, "application/json", 400)
+    refusals = [d["loc"][2] for d in refused["error"]["details"] if d["type"] == "egg_refused"]
+    assert refusals == ["x_stellarstack.read_only_root", "x_stellarstack.startup"]
+    assert (await browser.json("GET", "/api/v1/blueprints"))["data"] == []
+    (accepted,) = (
+        await import_raw(browser, body, "application/json", query="?accept_extension=true")
+    )["data"]
+    assert accepted["blueprint"]["read_only_root"] is False
+    assert accepted["blueprint"]["startup"] == "sh -c 'curl x | sh'"
+    assert report(accepted, "x_stellarstack.startup") == [
+        ("changed", "StellarStack's own value, set over the egg's: \"sh -c 'curl x | sh'\"")
+    ]
+    assert report(accepted, "startup") == []
 
 
 async def _server_with(panel: Panel, blueprint_id: str, variables: dict[str, str]) -> uuid.UUID:
@@ -234,3 +286,23 @@ async def test_export_then_import_through_the_api_is_a_fixed_point(panel: Panel)
         "GET", f"/api/v1/blueprints/{original['id']}/export?format=yaml", status=400
     )
     assert wrong["error"]["details"][0]["loc"] == ["format"]
+
+
+async def test_a_blueprint_whose_config_file_leaves_the_volume_is_a_400(panel: Panel) -> None:
+    browser = await admin(panel)
+    body = {
+        "name": "escaping",
+        "images": [{"name": "default", "image": "stellar-test/fake-game:latest"}],
+        "startup": "/usr/local/bin/fake-game",
+        "stop": {"type": "command", "value": "stop"},
+        "config_files": [
+            {"path": "ok.cfg", "parser": "file", "replace": [{"match": "a", "value": "b"}]},
+            {"path": "../../etc/x", "parser": "file", "replace": [{"match": "a", "value": "b"}]},
+        ],
+    }
+    refused = await browser.json("POST", "/api/v1/blueprints", status=400, json=body)
+    (detail,) = refused["error"]["details"]
+    assert detail["loc"] == ["config_files"]
+    assert (
+        detail["msg"] == "Value error, config file 1 ('../../etc/x'): '..' is not a valid file name"
+    )

@@ -162,3 +162,41 @@ async def test_a_value_pasted_into_startup_would_run_which_is_why_it_never_is(
 
 def _traps_sprung(volume: Path) -> list[str]:
     return sorted(name for name in TRAPS if (volume / name).exists())
+
+
+# Two entrypoints of egg images, as found in the wild (run here as the container's command
+# through the test image's sh, since the agent gives an image_command image no command):
+# yolks' current one evaluates the template once; older ones evaluate it twice.
+ONCE = """
+MODIFIED_STARTUP=$(echo ${STARTUP} | sed -e 's/{{/${/g' -e 's/}}/}/g')
+eval ${MODIFIED_STARTUP}
+"""
+TWICE = """
+MODIFIED_STARTUP=$(eval echo $(echo ${STARTUP} | sed -e 's/{{/${/g' -e 's/}}/}/g'))
+eval ${MODIFIED_STARTUP}
+"""
+# Substitutions run before the game does, whatever the game does next.
+SUBSTITUTIONS = "x $(touch /home/container/by-substitution) `touch /home/container/by-backquotes`"
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "sprung"),
+    [(ONCE, []), (TWICE, ["by-backquotes", "by-substitution"])],
+    ids=["evaluated-once", "evaluated-twice"],
+)
+async def test_an_entrypoint_that_evaluates_startup_twice_runs_a_value(
+    servers: LiveServers, api: LiveClient, entrypoint: str, sprung: list[str]
+) -> None:
+    # What docs/templates-lifecycle.md warns of: the value comes only from the environment,
+    # yet an entrypoint that evaluates the expanded text again runs it as shell code.
+    server_id = await servers.create(
+        image=EGG_IMAGE,
+        startup=["/bin/sh", "-c", entrypoint],
+        startup_template="fake-game --name={{GAME_NAME}}",
+        environment={"GAME_NAME": SUBSTITUTIONS},
+        startup_done=["fake-game started"],
+    )
+    assert (await api.power(server_id, "start")).status == 200
+    await eventually(lambda: _state_is(api, server_id, "running"))
+    await logged(api, server_id, "fake-game arguments")
+    assert _traps_sprung(servers.volume(server_id)) == sprung

