@@ -19,7 +19,7 @@ from node_agent.configs.ini import edit_ini
 from node_agent.configs.lines import edit_lines
 from node_agent.configs.placeholders import PlaceholderValues
 from node_agent.configs.properties import edit_properties
-from node_agent.configs.rules import Problems, Rule, RuleProblem
+from node_agent.configs.rules import Problems, RegexBudget, Rule, RuleProblem
 from node_agent.configs.structured import edit_json, edit_toml, edit_yaml
 from node_agent.configs.text import Unparsable
 from node_agent.configs.volume_io import MAX_CONFIG_BYTES, ConfigRefused, read_config, write_config
@@ -70,12 +70,20 @@ class FileOutcome:
         return text if len(text) <= MAX_NOTICE_LENGTH else text[: MAX_NOTICE_LENGTH - 1] + "…"
 
 
-def build_rules(config: ConfigFile, values: PlaceholderValues, problems: Problems) -> list[Rule]:
-    """The file's rules with placeholders filled; a rule that cannot be built is reported."""
+def build_rules(
+    config: ConfigFile,
+    values: PlaceholderValues,
+    problems: Problems,
+    budget: RegexBudget | None = None,
+) -> list[Rule]:
+    """The file's rules with placeholders filled; a rule that cannot be built is reported.
+
+    ``budget``: the start's time for regex conditions, shared by all its files."""
     rules: list[Rule] = []
+    budget = budget or RegexBudget()
     for replacement in config.replace:
         try:
-            rule = Rule.build(replacement, values)
+            rule = Rule.build(replacement, values, budget)
         except RuleProblem as err:
             problems.add(str(err))
             continue
@@ -91,6 +99,7 @@ def apply_config_file(
     values: PlaceholderValues,
     owner: Owner,
     max_bytes: int = MAX_CONFIG_BYTES,
+    budget: RegexBudget | None = None,
 ) -> FileOutcome:
     """Apply one file's rules in the volume whose root is ``root_fd`` (blocking)."""
     problems = Problems()
@@ -103,7 +112,7 @@ def apply_config_file(
         data = read_config(root_fd, parts, cap)
     except ConfigRefused as err:
         return FileOutcome(config.path, "refused", (str(err),))
-    rules = build_rules(config, values, problems)
+    rules = build_rules(config, values, problems, budget)
     if data is None and config.parser == "file":
         return FileOutcome(config.path, "missing", tuple(problems.items))
     try:
@@ -134,7 +143,11 @@ def apply_config_files(
 ) -> list[FileOutcome]:
     """Apply every file's rules in the volume at ``volume`` (blocking: run it in a thread)."""
     root_fd = open_root(volume)
+    budget = RegexBudget()  # one start: its files share it
     try:
-        return [apply_config_file(root_fd, config, values, owner, max_bytes) for config in configs]
+        return [
+            apply_config_file(root_fd, config, values, owner, max_bytes, budget)
+            for config in configs
+        ]
     finally:
         os.close(root_fd)
