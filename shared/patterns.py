@@ -149,5 +149,7 @@ def check_condition(condition: str | None) -> str | None:
         try:
             compile_guarded(expression)
         except PatternError as err:
-            raise PatternError(f"{CONDITION_PREFIX}{expression[:80]!r} cannot be used: {err}")
+            raise PatternError(
+                f"{CONDITION_PREFIX}{expression[:80]!r} cannot be used: {err}"
+            ) from err
     return condition

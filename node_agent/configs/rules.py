@@ -130,6 +130,11 @@ class Rule:
         return cls(replacement.match, Template.fill(replacement.value, values), equals=condition)
 
     @property
+    def dropped(self) -> bool:
+        """Whether the rule's expression ran out of time: it is not tried again."""
+        return self.expression is not None and self.expression.dropped
+
+    @property
     def creates(self) -> bool:
         """Whether a missing key is created (only by a rule without a condition)."""
         return self.equals is None and self.pattern is None
@@ -147,6 +152,8 @@ class Rule:
 
 def attempt(rule: Rule, current: str | None, problems: Problems) -> str | None:
     """:meth:`Rule.new_text`, with a problem recorded (and nothing set) if it has one."""
+    if rule.dropped:
+        return None  # its problem is recorded: a file of matching lines costs nothing more
     try:
         return rule.new_text(current)
     except RuleProblem as err:

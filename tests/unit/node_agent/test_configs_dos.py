@@ -14,7 +14,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from node_agent.configs.apply import FileOutcome, apply_config_files, build_rules
+from node_agent.configs.apply import (
+    EDITORS,
+    PARSER_CAPS,
+    FileOutcome,
+    apply_config_files,
+    build_rules,
+)
 from node_agent.configs.placeholders import PlaceholderValues
 from node_agent.configs.rules import REGEX_BUDGET_SECONDS, Problems
 from shared.server_spec import ConfigFile, ConfigReplacement, ServerSpec
@@ -105,14 +111,31 @@ async def test_an_xml_doctype_made_to_backtrack_never_stalls_the_loop(volume: Pa
 
 
 def test_a_value_continued_over_a_million_lines_is_read_in_linear_time(volume: Path) -> None:
-    # 4 MiB of "a\" lines: joining each to the text so far took minutes.
+    # 4 MiB of "a\" lines (the parser itself: the properties cap is 1 MiB): joining each
+    # to the text so far took minutes.
     data = b"k=" + b"a\\\n" * (4 * 1024 * 1024 // 3)
-    (volume / "server.properties").write_bytes(data)
+    problems = Problems()
+    rules = build_rules(config("server.properties", "properties", ("k", "v")), values(), problems)
+    started = time.monotonic()
+    edited = EDITORS["properties"](data, rules, problems)
+    assert time.monotonic() - started < 2  # generous: the machine is shared
+    assert edited == b"k=v\n"
+    assert problems.items == []
+    # At the cap, through the start's path.
+    (volume / "server.properties").write_bytes(data[: PARSER_CAPS["properties"] - 2] + b"\n")
     started = time.monotonic()
     [outcome] = apply(volume, config("server.properties", "properties", ("k", "v")))
-    assert time.monotonic() - started < 2  # generous: the machine is shared
+    assert time.monotonic() - started < 2
     assert outcome.outcome == "changed"
     assert (volume / "server.properties").read_bytes() == b"k=v\n"
+
+
+@pytest.mark.parametrize(("parser", "cap"), [("properties", 1), ("ini", 2), ("xml", 2)])
+def test_line_keeping_parsers_have_caps_of_their_own(volume: Path, parser: str, cap: int) -> None:
+    (volume / "big.cfg").write_bytes(b"k=v\n" * (cap * 1024 * 1024 // 4 + 1))
+    [outcome] = apply(volume, config("big.cfg", parser, ("k", "x")))
+    assert outcome.outcome == "refused"
+    assert outcome.problems == (f"/big.cfg is larger than {cap} MiB, the cap for it",)
 
 
 @pytest.mark.parametrize(
@@ -166,7 +189,9 @@ def test_the_rule_builder_refuses_a_compile_bomb_without_compiling_it(expression
     problems = Problems()
     started = time.monotonic()
     rules = build_rules(
-        ConfigFile.model_construct(path="a.properties", parser="properties", replace=(replacement,)),
+        ConfigFile.model_construct(
+            path="a.properties", parser="properties", replace=(replacement,)
+        ),
         values(),
         problems,
     )
