@@ -138,6 +138,23 @@ def test_line_keeping_parsers_have_caps_of_their_own(volume: Path, parser: str, 
     assert outcome.problems == (f"/big.cfg is larger than {cap} MiB, the cap for it",)
 
 
+def test_a_file_of_more_lines_than_its_rules_can_be_tried_on_is_refused(volume: Path) -> None:
+    # Each rule is tried on every line: 200 rules over 100,000 empty lines took seconds
+    # (256 over 8 MiB of them, minutes).
+    (volume / "motd.txt").write_bytes(b"\n" * 100_000)
+    rules = [(f"key{n}", f"key{n}=1") for n in range(200)]
+    started = time.monotonic()
+    [outcome] = apply(volume, config("motd.txt", "file", *rules))
+    assert time.monotonic() - started < 1
+    assert outcome.outcome == "refused"
+    assert outcome.problems == (
+        "100001 lines for 200 rules: at most 80000 lines for that many are read before a start",
+    )
+    (volume / "motd.txt").write_bytes(b"\n" * 79_999)
+    [outcome] = apply(volume, config("motd.txt", "file", *rules))
+    assert outcome.outcome == "unchanged"
+
+
 @pytest.mark.parametrize(
     ("name", "parser", "line", "match"),
     [
