@@ -55,18 +55,18 @@ class RegexBudget:
     seconds: float = REGEX_BUDGET_SECONDS
 
 
-@dataclass
+@dataclass(eq=False)  # one per rule, compared by identity: a Rule stays hashable
 class _Expression:
     """A rule's compiled expression, the start's budget, and whether it ran out of time."""
 
     pattern: regex.Pattern[str]
     budget: RegexBudget
-    dropped: bool = False
+    problem: str | None = None  # set when it ran out of time: it is not tried again
 
     def run(self, match: str, current: str, template: Template) -> str | None:
         """``current`` with every match replaced, or None if the expression is not found."""
-        if self.dropped:
-            raise RuleProblem(f"{match}: the regex took too long; not applied")
+        if self.problem is not None:
+            raise RuleProblem(self.problem)
         try:
             if self._timed(lambda timeout: self.pattern.search(current, timeout=timeout)) is None:
                 return None
@@ -74,13 +74,14 @@ class _Expression:
                 lambda timeout: self.pattern.sub(template.expand, current, timeout=timeout)
             )
         except TimeoutError as err:
-            self.dropped = True
             if self.budget.seconds <= 0:
-                raise RuleProblem(
+                self.problem = (
                     f"{match}: the {REGEX_BUDGET_SECONDS:g} s this start gives regex conditions"
                     " ran out; not applied"
-                ) from err
-            raise RuleProblem(f"{match}: the regex took too long; not applied") from err
+                )
+            else:
+                self.problem = f"{match}: the regex took too long; not applied"
+            raise RuleProblem(self.problem) from err
 
     def _timed(self, call: Callable[[float], _T]) -> _T:
         if self.budget.seconds <= 0:
@@ -132,7 +133,7 @@ class Rule:
     @property
     def dropped(self) -> bool:
         """Whether the rule's expression ran out of time: it is not tried again."""
-        return self.expression is not None and self.expression.dropped
+        return self.expression is not None and self.expression.problem is not None
 
     @property
     def creates(self) -> bool:
