@@ -16,6 +16,7 @@ from typing import Annotated, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.console_markers import check_marker
+from shared.patterns import check_condition
 
 MAX_ARGS: Final = 256
 MAX_ARG_LENGTH: Final = 4096
@@ -147,7 +148,13 @@ class ConfigReplacement(BaseModel):
 
     match: str = Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")
     value: str = Field(max_length=MAX_ARG_LENGTH, pattern=r"^[^\x00]*$")
-    if_value: str | None = Field(None, min_length=1, max_length=1024, pattern=r"^[^\x00]+$")
+    # A ``regex:`` condition that does not compile, or whose repeats would blow up when it
+    # does (shared/patterns.py), is refused here: a node never meets it at a start.
+    if_value: Annotated[
+        str | None,
+        Field(min_length=1, max_length=1024, pattern=r"^[^\x00]+$"),
+        AfterValidator(check_condition),
+    ] = None
 
 
 class ConfigFile(BaseModel):

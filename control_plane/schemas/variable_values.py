@@ -26,6 +26,7 @@ from typing import Any, Final
 import regex
 
 from control_plane.schemas.value_formats import format_problem
+from shared.patterns import compile_guarded
 
 MAX_VALUE_LENGTH: Final = 4096
 # A fair pattern checks 4096 characters in microseconds; this is a thousand times that.
@@ -47,13 +48,13 @@ def compile_pattern(pattern: str) -> regex.Pattern[str]:
     """``pattern`` compiled as a variable's rule: ASCII ``\\d``, ``\\w``, ``\\s``, ``\\b``
     (as PHP's PCRE without ``/u``) unless it opens with inline flags holding ``u``.
 
-    ValueError (``regex.error`` is one) if it cannot be compiled.
+    ValueError (:class:`~shared.patterns.PatternError`) if it is refused or does not
+    compile.
     """
     flags = 0 if _UNICODE_FLAG.match(pattern) else regex.ASCII
-    try:
-        return regex.compile(pattern, flags)
-    except regex.error as err:
-        raise ValueError(str(err)) from err
+    # Weighed before compiling (shared/patterns.py): nested counted repeats expand at
+    # compile time, to gigabytes for a pattern of twenty characters.
+    return compile_guarded(pattern, flags)
 
 
 def show_number(number: float) -> str:

@@ -19,7 +19,6 @@ from typing import Final
 from node_agent.configs.rules import Problems, Rule, RuleProblem, attempt
 
 _HEADER: Final = re.compile(r"^\s*\[(?P<name>[^\]]*)\]\s*(?:[;#].*)?$")
-_PAIR: Final = re.compile(r"^(?P<prefix>\s*(?P<key>[^=:;#\[\s][^=:]*?)\s*[=:]\s*)(?P<value>.*)$")
 _ANY_SECTION: Final = "*"
 
 
@@ -68,11 +67,29 @@ def _parse(text: str) -> list[_Line]:
             section = header["name"].strip()
             line.section = section
         else:
-            pair = _PAIR.match(content)
+            pair = _split_pair(content)
             if pair:
-                line.key, line.prefix, line.value = pair["key"], pair["prefix"], pair["value"]
+                line.key, line.prefix, line.value = pair
         lines.append(line)
     return lines
+
+
+def _split_pair(content: str) -> tuple[str, str, str] | None:
+    """(key, prefix up to the value, value) of a ``key = value`` line, or None.
+
+    Found with ``str.find``, never a backtracking expression: ``re`` holds the GIL, and a
+    key followed by a long run of blanks cost it quadratic time (a 40 KB line stalled the
+    agent's event loop for seconds)."""
+    ends = [end for end in (content.find("="), content.find(":")) if end >= 0]
+    if not ends:
+        return None
+    separator = min(ends)
+    head = content[:separator].lstrip()
+    if not head or head[0] in ";#[" or head[0].isspace():
+        return None
+    key = head.rstrip()
+    value = content[separator + 1 :].lstrip()
+    return key, content[: len(content) - len(value)], value
 
 
 def _insert_at(lines: list[_Line], section: str) -> int | None:

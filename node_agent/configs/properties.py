@@ -113,12 +113,17 @@ def _pairs(lines: list[str]) -> list[_Pair]:
         if not stripped or stripped[0] in "#!":
             index += 1
             continue
-        first, logical = index, stripped
-        while _continues(logical) and index + 1 < len(lines):
+        first, pieces = index, [stripped]
+        # Pieces joined once: adding each to the text so far was quadratic in the lines a
+        # value goes on over. Each piece before the last now ends in an even number of
+        # backslashes, so whether the text so far goes on is whether its last piece does.
+        while _continues(pieces[-1]) and index + 1 < len(lines):
             index += 1
-            logical = logical[:-1] + lines[index].rstrip("\r\n").lstrip(_BLANKS)
-        if _continues(logical):
-            logical = logical[:-1]
+            pieces[-1] = pieces[-1][:-1]
+            pieces.append(lines[index].rstrip("\r\n").lstrip(_BLANKS))
+        if _continues(pieces[-1]):
+            pieces[-1] = pieces[-1][:-1]
+        logical = "".join(pieces)
         raw_key, separator, raw_value = _split(logical)
         indent = content[: len(content) - len(stripped)]
         pairs.append(_Pair(first, index, unescape(raw_key), raw_key, separator, raw_value, indent))

@@ -402,3 +402,58 @@ async def test_runaway_patterns_are_stopped_within_one_budget_per_request(
         "took too long to check against the required pattern"
     ] * 64
     assert elapsed < 1.5
+
+
+async def test_patterns_that_would_blow_up_when_compiled_are_refused_at_save(
+    world: World,
+) -> None:
+    """The regex package expands nested counted repeats when it compiles: this one grew to
+    23 GB. Variable patterns and config-file ``regex:`` conditions are weighed first."""
+    bomb = "(?:(?:x{65535}){65535})"
+    motd, seed = BLUEPRINT["variables"]
+    started = time.monotonic()
+    details = await saved(
+        world,
+        400,
+        variables=[{**motd, "regex": bomb}, seed],
+        config_files=[
+            {
+                "path": "server.properties",
+                "parser": "properties",
+                "replace": [
+                    {"match": "motd", "value": "x"},
+                    {"match": "motd", "value": "$1", "if_value": "regex:^(?:a{2}){5000}$"},
+                ],
+            }
+        ],
+    )
+    assert time.monotonic() - started < 5  # two saves, the bombs never compiled
+    assert [(d["loc"], d["msg"]) for d in details] == [
+        (
+            ["variables", 0, "regex"],
+            "Value error, not a valid regular expression: too complex to compile: "
+            "the repeat {65535} is above 1000",
+        ),
+        (
+            ["config_files", 0, "replace", 1, "if_value"],
+            "Value error, regex:'^(?:a{2}){5000}$' cannot be used: too complex to compile: "
+            "the repeat {5000} is above 1000",
+        ),
+    ]
+    # A condition the agent could not compile is refused at save too, never at a start.
+    (unclosed,) = await saved(
+        world,
+        400,
+        config_files=[
+            {
+                "path": "server.properties",
+                "parser": "properties",
+                "replace": [
+                    {"match": "motd", "value": "x"},
+                    {"match": "motd", "value": "x", "if_value": "regex:(a"},
+                ],
+            }
+        ],
+    )
+    assert unclosed["loc"] == ["config_files", 0, "replace", 1, "if_value"]
+    assert "regex:'(a' cannot be used: missing )" in unclosed["msg"]

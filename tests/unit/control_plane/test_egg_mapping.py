@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +290,40 @@ def test_a_default_that_breaks_its_own_rules_is_emptied() -> None:
     jar = next(v for v in blueprint_of(result).variables if v.env == "SERVER_JARFILE")
     assert jar.default == ""
     assert "breaks the egg's own rules" in item(result, "variables.SERVER_JARFILE", "changed")[0]
+
+
+def test_patterns_that_would_blow_up_when_compiled_are_reported_never_compiled() -> None:
+    # The regex package expands nested counted repeats when it compiles (23 GB for this
+    # variable rule): an egg's patterns are weighed first.
+    egg = load("ptdl-v2-minecraft-paper.json")
+    (jar_variable,) = [v for v in egg["variables"] if v["env_variable"] == "SERVER_JARFILE"]
+    jar_variable["rules"] = "required|regex:/^(?:(?:x{65535}){65535})$/"
+    started = time.monotonic()
+    result = map_egg(egg, accept_unknown_rules=True)
+    assert time.monotonic() - started < 1
+    assert item(result, "variables.SERVER_JARFILE.rules", "changed")[0] == (
+        "regex:/^(?:(?:x{65535}){65535})$/: Python cannot compile the pattern: too complex to "
+        "compile: the repeat {65535} is above 1000"
+    )
+    jar = next(v for v in blueprint_of(result).variables if v.env == "SERVER_JARFILE")
+    assert jar.regex is None
+    # A config-file condition: refused at import, never first met by a node at a start.
+    egg = load("ptdl-v2-minecraft-paper.json")
+    files = json.loads(egg["config"]["files"])
+    files["server.properties"]["find"]["motd"] = {"regex:^(?:a{2}){5000}$": "x"}
+    egg["config"]["files"] = json.dumps(files)
+    started = time.monotonic()
+    result = map_egg(egg)
+    assert time.monotonic() - started < 1
+    assert result.blueprint is None
+    assert result.report.refusals == [
+        ReportItem(
+            "config_files.0.replace.3.if_value",
+            "refused",
+            "Value error, regex:'^(?:a{2}){5000}$' cannot be used: too complex to compile: "
+            "the repeat {5000} is above 1000",
+        )
+    ]
 
 
 @pytest.mark.parametrize("name", EGG_FILES)

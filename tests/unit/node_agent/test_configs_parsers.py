@@ -9,13 +9,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from ruamel.yaml import YAML
 
 from node_agent.configs.apply import EDITORS, build_rules
 from node_agent.configs.placeholders import PlaceholderValues
 from node_agent.configs.rules import Problems
 from node_agent.configs.text import Unparsable
-from shared.server_spec import ConfigFile, ConfigParserName, ServerSpec
+from shared.server_spec import ConfigFile, ConfigParserName, ConfigReplacement, ServerSpec
 from tests.support.factories import server_spec
 
 DATA = Path(__file__).parent / "configs_data"
@@ -343,10 +344,25 @@ def test_unknown_placeholders_and_agent_settings_become_empty_and_are_reported()
     ]
 
 
-def test_bad_regex_is_reported_and_the_other_rules_apply() -> None:
-    out, problems = edit("properties", b"a=1\nb=2\n", ("a", "x", "regex:(unclosed"), ("b", "3"))
-    assert out == b"a=1\nb=3\n"
-    assert problems[0].startswith("a: bad regex:'(unclosed'")
+def test_bad_regex_is_refused_with_the_spec_and_reported_if_a_node_still_meets_one() -> None:
+    with pytest.raises(ValidationError) as caught:
+        ConfigReplacement(match="a", value="x", if_value="regex:(unclosed")
+    [error] = caught.value.errors()
+    assert error["loc"] == ("if_value",)
+    assert "regex:'(unclosed' cannot be used: missing )" in error["msg"]
+    # A spec validated by an older control plane: the rule is reported, the others apply.
+    config = ConfigFile.model_construct(
+        path="/f",
+        parser="properties",
+        replace=(
+            ConfigReplacement.model_construct(match="a", value="x", if_value="regex:(unclosed"),
+            ConfigReplacement(match="b", value="3"),
+        ),
+    )
+    problems = Problems()
+    built = build_rules(config, values(), problems)
+    assert EDITORS["properties"](b"a=1\nb=2\n", built, problems) == b"a=1\nb=3\n"
+    assert problems.items[0].startswith("a: bad regex:'(unclosed'")
 
 
 def test_yaml_tags_build_no_object_and_are_written_back(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_a_file_over_the_cap_is_not_read(volume: Path) -> None:
         config("big.yml", "yaml", ("a", "b")),
     )
     assert [outcome.outcome for outcome in outcomes] == ["refused", "refused"]
-    assert "larger than 8 MiB" in outcomes[0].problems[0]
+    assert "larger than 1 MiB" in outcomes[0].problems[0]
     assert "larger than 0.5 MiB" in outcomes[1].problems[0]
     assert (volume / "big.properties").stat().st_size == 100 * 1024 * 1024
 
