@@ -138,8 +138,8 @@ class NodeEventListener:
             await self._apply(node, event, resync=True)
 
     async def _apply(self, node: Node, event: dict[str, Any], *, resync: bool = False) -> None:
-        """Apply one event; ``resync``: what the node reported when asked (a state stands; an
-        install already recorded is not recorded again)."""
+        """Apply one event; ``resync``: what the node reported when asked (a state stands).
+        An install outcome already recorded is not recorded again."""
         kind = event.get("type")
         try:
             server_id = uuid.UUID(str(event.get("server")))
@@ -160,7 +160,9 @@ class NodeEventListener:
                 server.state = "starting" if event.get("restarting") else "crashed"
                 await self._audit(db, "server.crashed", server, event)
             elif kind == "install":
-                if resync and install_recorded(server, event):
+                # Once, whichever comes first: the event, or the read after (re)connecting
+                # (an event sent while that read ran arrives after it).
+                if install_recorded(server, event):
                     return
                 install = record_install(server, event)
                 # The last lines stay out of the audit trail: scripts may print secrets.
