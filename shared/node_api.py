@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.server_spec import ServerState
+from shared.sftp_api import SftpInfo
 
 
 class NodeFacts(BaseModel):
@@ -37,6 +38,8 @@ class SystemInfo(BaseModel):
     node_id: uuid.UUID
     agent_version: str
     facts: NodeFacts
+    # The node's SFTP listener and host key (None: SFTP is off on this node).
+    sftp: SftpInfo | None = None
 
 
 class Health(BaseModel):
