@@ -11,7 +11,10 @@ import asyncio
 import base64
 import hashlib
 import os
+import secrets
 import stat
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +182,268 @@ async def test_openssh_sftp_in_batch_mode(
     assert sha256(tmp_path / "back.jar") == digest
     assert "symlink" in result.stderr.lower() or "permission denied" in result.stderr.lower()
     assert sorted(os.listdir(live_agent.volume(server_id))) == []
+
+
+async def test_traps_in_the_volume_hold_over_sftp(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    host_dir: Path,
+) -> None:
+    server_id = await servers.create(file_denylist=["secret.cfg"])
+    volume = live_agent.volume(server_id)
+    # What a game could plant: links to host files and to /, a FIFO, a deny-listed file.
+    os.symlink("/etc/passwd", volume / "passwd")
+    os.symlink("/", volume / "root")
+    os.symlink(host_dir / "marker.txt", volume / "marker")
+    os.mkfifo(volume / "fifo")
+    (volume / "secret.cfg").write_text("rcon=hunter2\n")
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("carol", key)])))
+
+    def attempts() -> dict[str, str]:
+        refused: dict[str, str] = {}
+
+        def attempt(name: str, action: object) -> None:
+            try:
+                action()  # type: ignore[operator]
+            except OSError as err:
+                refused[name] = type(err).__name__
+            else:
+                refused[name] = "allowed"
+
+        with target.paramiko(username("carol", server_id), key) as sftp:
+            attempt("read link to /etc/passwd", lambda: sftp.open("/passwd").read())
+            attempt("list through link to /", lambda: sftp.listdir("/root/etc"))
+            attempt("read through link to /", lambda: sftp.open("/root/etc/passwd").read())
+            attempt("write through link", lambda: sftp.open("/marker", "w").write(b"x"))
+            attempt("chmod link", lambda: sftp.chmod("/marker", 0o777))
+            attempt("dot-dot", lambda: sftp.open("/../../../etc/passwd").read())
+            attempt("relative dot-dot", lambda: sftp.listdir("../.."))
+            attempt("fifo", lambda: sftp.open("/fifo").read())
+            attempt("deny-listed read", lambda: sftp.open("/secret.cfg").read())
+            attempt("deny-listed write", lambda: sftp.open("/secret.cfg", "w").write(b"x"))
+            attempt("symlink", lambda: sftp.symlink("/etc/shadow", "/shadow"))
+            attempt("long name", lambda: sftp.open("/" + "a" * 300, "w").write(b"x"))
+            listed = {a.filename: a.st_mode for a in sftp.listdir_attr("/")}
+        assert stat.S_ISLNK(listed["passwd"] or 0)
+        assert "secret.cfg" not in listed
+        return refused
+
+    refused = await asyncio.to_thread(attempts)
+    assert all(outcome != "allowed" for outcome in refused.values()), refused
+    assert (host_dir / "marker.txt").read_bytes() == b"host secret\n"
+    assert stat.S_IMODE((host_dir / "marker.txt").stat().st_mode) != 0o777
+    assert not (volume / "shadow").exists()
+    assert not (volume / "shadow").is_symlink()
+    assert (volume / "secret.cfg").read_text() == "rcon=hunter2\n"
+
+
+async def test_each_operation_needs_its_permission(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "server.properties").write_text("motd=hi\n")
+    reader = user_row("reader", key, frozenset({"files.read"}))
+    await push_access(live_agent, signing_key, http, table((server_id, [reader])))
+
+    def session() -> tuple[bytes, list[str]]:
+        denied: list[str] = []
+        with target.paramiko(username("reader", server_id), key) as sftp:
+            content = sftp.open("/server.properties").read()
+            for name, action in [
+                ("write", lambda: sftp.open("/server.properties", "w").write(b"x")),
+                ("mkdir", lambda: sftp.mkdir("/new")),
+                ("rename", lambda: sftp.rename("/server.properties", "/other")),
+                ("remove", lambda: sftp.remove("/server.properties")),
+            ]:
+                try:
+                    action()
+                except PermissionError:
+                    denied.append(name)
+        return content, denied
+
+    content, denied = await asyncio.to_thread(session)
+    assert content == b"motd=hi\n"
+    assert denied == ["write", "mkdir", "rename", "remove"]
+    assert sorted(os.listdir(volume)) == ["server.properties"]
+    assert (volume / "server.properties").read_text() == "motd=hi\n"
+
+
+async def test_a_wrong_key_an_unknown_account_and_another_server_are_refused(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    tmp_path: Path,
+) -> None:
+    mine, other = await servers.create(), await servers.create()
+    stranger = UserKey.make(tmp_path / "stranger")
+    await push_access(live_agent, signing_key, http, table((mine, [user_row("dave", key)])))
+    for name, login_key in [
+        (username("dave", mine), stranger),
+        (username("nobody", mine), key),
+        (username("dave", other), key),
+        ("dave", key),
+    ]:
+        with pytest.raises(paramiko.AuthenticationException):
+            await asyncio.to_thread(lambda n=name, k=login_key: target.paramiko(n, k).__enter__())
+
+
+def request_with_reply(channel: paramiko.Channel, name: str) -> None:
+    """A channel request that asks for an answer (paramiko sends agent forwarding without)."""
+    message = paramiko.Message()
+    message.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string(name)
+    message.add_boolean(True)
+    channel._event_pending()
+    channel.transport._send_user_message(message)
+    channel._wait_for_event()
+
+
+async def test_no_shell_exec_pty_or_forwarding(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id = await servers.create()
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("erin", key)])))
+
+    def attempts() -> dict[str, str]:
+        outcomes: dict[str, str] = {}
+        client = target.ssh_client(username("erin", server_id), key)
+        transport = client.get_transport()
+        assert transport is not None
+        try:
+            for name, request in [
+                ("shell", lambda ch: ch.invoke_shell()),
+                ("exec", lambda ch: ch.exec_command("id")),
+                ("pty", lambda ch: ch.get_pty()),
+                ("x11", lambda ch: ch.request_x11()),
+                ("agent", lambda ch: request_with_reply(ch, "auth-agent-req@openssh.com")),
+                ("other subsystem", lambda ch: ch.invoke_subsystem("netconf")),
+            ]:
+                channel = transport.open_session(timeout=10)
+                try:
+                    request(channel)
+                except paramiko.SSHException as err:
+                    outcomes[name] = f"refused: {err}"
+                else:
+                    outcomes[name] = "allowed"
+                finally:
+                    channel.close()
+            try:
+                transport.open_channel(
+                    "direct-tcpip", ("127.0.0.1", live_agent.port), ("127.0.0.1", 5555), timeout=10
+                )
+                outcomes["local forward"] = "allowed"
+            except (paramiko.ChannelException, paramiko.SSHException) as err:
+                outcomes["local forward"] = f"refused: {err}"
+            try:
+                transport.request_port_forward("127.0.0.1", 0)
+                outcomes["remote forward"] = "allowed"
+            except paramiko.SSHException as err:
+                outcomes["remote forward"] = f"refused: {err}"
+        finally:
+            client.close()
+        return outcomes
+
+    outcomes = await asyncio.to_thread(attempts)
+    assert {n: o.split(":")[0] for n, o in outcomes.items()} == dict.fromkeys(outcomes, "refused"), (
+        outcomes
+    )
+
+
+@pytest.mark.parametrize("change", ["key removed", "permission revoked", "server suspended"])
+async def test_an_open_session_ends_within_5_seconds_of_losing_access(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    tmp_path: Path,
+    change: str,
+) -> None:
+    server_id = await servers.create()
+    user_id = uuid.uuid4()
+    row = user_row("frank", key, user_id=user_id)
+    other_key = UserKey.make(tmp_path / "other")
+    await push_access(live_agent, signing_key, http, table((server_id, [row])))
+    client = await asyncio.to_thread(target.ssh_client, username("frank", server_id), key)
+    try:
+        sftp = await asyncio.to_thread(client.open_sftp)
+        assert await asyncio.to_thread(sftp.listdir, "/") == []
+        if change == "key removed":
+            after = table((server_id, [user_row("frank", other_key, user_id=user_id)]))
+        elif change == "permission revoked":
+            after = table((server_id, []))
+        else:
+            after = table()  # a suspended server has no row
+        started = time.monotonic()
+        assert await push_access(live_agent, signing_key, http, after) == 204
+        transport = client.get_transport()
+        assert transport is not None
+        while transport.is_active() and time.monotonic() - started < 5:
+            await asyncio.sleep(0.05)
+        assert not transport.is_active(), "the session is still open 5 s later"
+        with pytest.raises((OSError, EOFError, paramiko.SSHException)):
+            await asyncio.to_thread(sftp.listdir, "/")
+    finally:
+        client.close()
+
+
+async def test_an_interrupted_upload_keeps_the_old_file_and_a_resume_appends(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "world.dat").write_bytes(b"old world")
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("gina", key)])))
+    payload = secrets.token_bytes(3 * MIB)
+
+    def interrupted() -> None:
+        client = target.ssh_client(username("gina", server_id), key)
+        sftp = client.open_sftp()
+        handle = sftp.open("/world.dat", "w")
+        handle.write(payload[: 2 * MIB])
+        handle.flush()
+        client.close()  # the connection drops before the file is closed
+
+    await asyncio.to_thread(interrupted)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        n.startswith(".stellar-write-") for n in os.listdir(volume)
+    ):
+        await asyncio.sleep(0.05)
+    assert (volume / "world.dat").read_bytes() == b"old world"
+    assert sorted(os.listdir(volume)) == ["world.dat"]
+
+    def resumed() -> None:
+        with target.paramiko(username("gina", server_id), key) as sftp:
+            with sftp.open("/part.bin", "w") as first:
+                first.write(payload[:MIB])
+            with sftp.open("/part.bin", "a") as rest:  # resume: no truncation
+                rest.write(payload[MIB:])
+
+    await asyncio.to_thread(resumed)
+    assert (volume / "part.bin").read_bytes() == payload
