@@ -16,6 +16,7 @@ from control_plane.api import (
     passkeys,
     server_settings,
     servers,
+    ssh_keys,
     subusers,
     users,
 )
@@ -28,6 +29,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     passkeys.routes,
     users.routes,
     api_keys.routes,
+    ssh_keys.routes,
     audit.routes,
     infrastructure.routes,
     blueprints.routes,

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import Subuser, User
 from control_plane.errors import Forbidden
 from control_plane.keys import CONSOLES
@@ -68,6 +69,7 @@ async def add_subuser(req: ApiRequest[SubuserCreate, Any]) -> SubuserOut:
         target_id=str(req.server.id),
         details={"user": str(user.id), "permissions": permissions},
     )
+    push_after_commit(req, [req.server.node_id])
     return _out(subuser, user.email)
 
 
@@ -91,6 +93,7 @@ async def update_subuser(req: ApiRequest[SubuserUpdate, Any]) -> SubuserOut:
     )
     await req.db.flush()
     req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, subuser.user_id))
+    push_after_commit(req, [req.server.node_id])
     return _out(subuser, user.email if user else "")
 
 
@@ -111,3 +114,4 @@ async def delete_subuser(req: ApiRequest[Any, Any]) -> None:
         details={"user": str(user_id)},
     )
     req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, user_id))
+    push_after_commit(req, [req.server.node_id])

@@ -363,9 +363,9 @@ async def test_no_shell_exec_pty_or_forwarding(
         return outcomes
 
     outcomes = await asyncio.to_thread(attempts)
-    assert {n: o.split(":")[0] for n, o in outcomes.items()} == dict.fromkeys(outcomes, "refused"), (
-        outcomes
-    )
+    assert {n: o.split(":")[0] for n, o in outcomes.items()} == dict.fromkeys(
+        outcomes, "refused"
+    ), outcomes
 
 
 @pytest.mark.parametrize("change", ["key removed", "permission revoked", "server suspended"])

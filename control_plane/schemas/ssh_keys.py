@@ -1,0 +1,34 @@
+"""SSH public keys for SFTP, as their owners see them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import Field
+
+from control_plane.schemas.common import Input, Output
+from shared.sftp_api import MAX_KEY_TEXT
+
+
+class SshKeyCreate(Input):
+    name: str = Field(min_length=1, max_length=64)
+    public_key: str = Field(
+        min_length=16,
+        max_length=MAX_KEY_TEXT,
+        description="One OpenSSH line: Ed25519, ECDSA or RSA of 3072 bits or more",
+    )
+
+
+class SshKeyOut(Output):
+    id: uuid.UUID
+    name: str
+    public_key: str
+    fingerprint: str = Field(description="SHA256:…, as OpenSSH shows it")
+    created_at: dt.datetime
+
+
+class SshKeyList(Output):
+    data: list[SshKeyOut]
+    # The account part of SFTP logins: <sftp_account>.<server short id>.
+    sftp_account: str
