@@ -155,6 +155,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
                 details={"name": created.name, "owner": str(created.owner_id), "node": node.name},
             ),
         )
+        push_after_commit(req, [node.id])  # its owner may use SFTP there now
         return await server_out(db, created, ServerAccess(created.id, "admin", frozenset({"*"})))
 
 
@@ -358,3 +359,4 @@ async def delete_server(req: ApiRequest[Any, Any]) -> None:
         await req.audit(
             "server.deleted", target_type="server", target_id=str(server_id), details={"name": name}
         )
+    push_after_commit(req, [node.id])

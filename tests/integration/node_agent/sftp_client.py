@@ -100,7 +100,7 @@ class SftpTarget:
         return path
 
     @contextmanager
-    def paramiko(self, username: str, key: UserKey) -> Iterator[paramiko.SFTPClient]:
+    def sftp(self, username: str, key: UserKey) -> Iterator[paramiko.SFTPClient]:
         """A paramiko SFTP client logged in as ``username`` with ``key`` (blocking calls)."""
         client = paramiko.SSHClient()
         client.load_host_keys(str(self.known_hosts()))

@@ -15,7 +15,7 @@ import secrets
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -133,7 +133,7 @@ async def test_paramiko_uploads_downloads_renames_lists_and_deletes(
     back = tmp_path / "download.bin"
 
     def session() -> list[str]:
-        with target.paramiko(username("alice", server_id), key) as sftp:
+        with target.sftp(username("alice", server_id), key) as sftp:
             sftp.mkdir("/worlds")
             sftp.put(str(source), "/worlds/world.bin")
             sftp.rename("/worlds/world.bin", "/worlds/renamed.bin")
@@ -214,7 +214,7 @@ async def test_traps_in_the_volume_hold_over_sftp(
             else:
                 refused[name] = "allowed"
 
-        with target.paramiko(username("carol", server_id), key) as sftp:
+        with target.sftp(username("carol", server_id), key) as sftp:
             attempt("read link to /etc/passwd", lambda: sftp.open("/passwd").read())
             attempt("list through link to /", lambda: sftp.listdir("/root/etc"))
             attempt("read through link to /", lambda: sftp.open("/root/etc/passwd").read())
@@ -257,14 +257,15 @@ async def test_each_operation_needs_its_permission(
 
     def session() -> tuple[bytes, list[str]]:
         denied: list[str] = []
-        with target.paramiko(username("reader", server_id), key) as sftp:
+        with target.sftp(username("reader", server_id), key) as sftp:
             content = sftp.open("/server.properties").read()
-            for name, action in [
+            attempts: list[tuple[str, Callable[[], object]]] = [
                 ("write", lambda: sftp.open("/server.properties", "w").write(b"x")),
                 ("mkdir", lambda: sftp.mkdir("/new")),
                 ("rename", lambda: sftp.rename("/server.properties", "/other")),
                 ("remove", lambda: sftp.remove("/server.properties")),
-            ]:
+            ]
+            for name, action in attempts:
                 try:
                     action()
                 except PermissionError:
@@ -297,7 +298,7 @@ async def test_a_wrong_key_an_unknown_account_and_another_server_are_refused(
         ("dave", key),
     ]:
         with pytest.raises(paramiko.AuthenticationException):
-            await asyncio.to_thread(lambda n=name, k=login_key: target.paramiko(n, k).__enter__())
+            await asyncio.to_thread(target.ssh_client, name, login_key)
 
 
 def request_with_reply(channel: paramiko.Channel, name: str) -> None:
@@ -329,14 +330,15 @@ async def test_no_shell_exec_pty_or_forwarding(
         transport = client.get_transport()
         assert transport is not None
         try:
-            for name, request in [
+            requests: list[tuple[str, Callable[[paramiko.Channel], object]]] = [
                 ("shell", lambda ch: ch.invoke_shell()),
                 ("exec", lambda ch: ch.exec_command("id")),
                 ("pty", lambda ch: ch.get_pty()),
                 ("x11", lambda ch: ch.request_x11()),
                 ("agent", lambda ch: request_with_reply(ch, "auth-agent-req@openssh.com")),
                 ("other subsystem", lambda ch: ch.invoke_subsystem("netconf")),
-            ]:
+            ]
+            for name, request in requests:
                 channel = transport.open_session(timeout=10)
                 try:
                     request(channel)
@@ -439,7 +441,7 @@ async def test_an_interrupted_upload_keeps_the_old_file_and_a_resume_appends(
     assert sorted(os.listdir(volume)) == ["world.dat"]
 
     def resumed() -> None:
-        with target.paramiko(username("gina", server_id), key) as sftp:
+        with target.sftp(username("gina", server_id), key) as sftp:
             with sftp.open("/part.bin", "w") as first:
                 first.write(payload[:MIB])
             with sftp.open("/part.bin", "a") as rest:  # resume: no truncation
