@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Final
 
 DEFAULT_CAPACITY: Final = 16_384
+# A full store is swept for refilled buckets at most this often (a sweep walks all of it).
+SWEEP_SECONDS: Final = 1.0
 
 
 class FailureLimiter:
@@ -33,6 +35,7 @@ class FailureLimiter:
         self._clock = clock
         # key -> (tokens left, when they were counted)
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._swept = float("-inf")
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -63,7 +66,10 @@ class FailureLimiter:
         self._buckets[key] = (max(tokens - 1.0, 0.0), now)
 
     def _sweep(self, now: float) -> bool:
-        """Forget refilled buckets; whether there is room now."""
+        """Forget refilled buckets (at most once a SWEEP_SECONDS); whether there is room now."""
+        if now - self._swept < SWEEP_SECONDS:
+            return False
+        self._swept = now
         full = [key for key in self._buckets if (self._tokens(key, now) or 0.0) >= self._burst]
         for key in full:
             del self._buckets[key]

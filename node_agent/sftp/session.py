@@ -80,6 +80,9 @@ class SftpSession(asyncssh.SSHServer):
         if services.connections > services.limits.max_connections:
             log.warning("sftp connection refused: too many", address=self._address)
             conn.close()
+        elif not services.by_address.allows(self._address):
+            # Before the key exchange: a blocked address costs the agent next to nothing.
+            conn.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._counted:
