@@ -449,3 +449,30 @@ async def test_an_interrupted_upload_keeps_the_old_file_and_a_resume_appends(
 
     await asyncio.to_thread(resumed)
     assert (volume / "part.bin").read_bytes() == payload
+
+
+@pytest.mark.slow
+async def test_one_gib_up_and_down_and_a_resumed_upload_with_openssh(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    tmp_path: Path,
+) -> None:
+    server_id = await servers.create(disk_mib=4096)
+    volume = live_agent.volume(server_id)
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("hugo", key)])))
+    digest = random_file(tmp_path / "world.bin", 1024 * MIB)
+    # Half of it already there, as an interrupted upload leaves it; reput sends the rest.
+    with (tmp_path / "world.bin").open("rb") as source:
+        (volume / "resumed.bin").write_bytes(source.read(512 * MIB))
+    commands = "\n".join(
+        ["put world.bin world.bin", "get world.bin back.bin", "reput world.bin resumed.bin"]
+    )
+    result = await target.openssh_batch(username("hugo", server_id), key, commands, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sha256(volume / "world.bin") == digest
+    assert sha256(tmp_path / "back.bin") == digest
+    assert sha256(volume / "resumed.bin") == digest
