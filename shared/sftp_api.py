@@ -13,7 +13,9 @@ import re
 import uuid
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.sftp_passwords import check_hash_format
 
 ACCOUNT_PATTERN: Final = r"^[a-z0-9_-]{1,32}$"
 ACCOUNT_NAME: Final = re.compile(ACCOUNT_PATTERN)
@@ -25,6 +27,7 @@ MAX_SERVERS_PER_NODE: Final = 10_000
 
 AccountName = Annotated[str, StringConstraints(pattern=ACCOUNT_PATTERN)]
 PublicKeyText = Annotated[str, StringConstraints(min_length=16, max_length=MAX_KEY_TEXT)]
+PasswordHash = Annotated[str, StringConstraints(max_length=256), AfterValidator(check_hash_format)]
 
 
 def short_id(server_id: uuid.UUID) -> str:
@@ -48,6 +51,8 @@ class SftpUser(BaseModel):
     # implied by the row's presence.
     permissions: frozenset[str]
     keys: tuple[PublicKeyText, ...] = Field(default=(), max_length=MAX_KEYS_PER_USER)
+    # The scrypt hash of this user's SFTP password for this server (shared/sftp_passwords.py).
+    password_hash: PasswordHash | None = None
 
 
 class SftpServerAccess(BaseModel):

@@ -32,3 +32,10 @@ class SshKeyList(Output):
     data: list[SshKeyOut]
     # The account part of SFTP logins: <sftp_account>.<server short id>.
     sftp_account: str
+
+
+class SftpPasswordOut(Output):
+    """Shown once: the panel keeps it encrypted and never shows it again."""
+
+    username: str = Field(description="The SFTP login: <account>.<server short id>")
+    password: str

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from control_plane.db.models import Node, Server, SshKey, Subuser, User
+from control_plane.db.models import Node, Server, SftpPassword, SshKey, Subuser, User
 from control_plane.db.session import transaction
 from control_plane.errors import InvalidRequest
 from control_plane.nodes.client import NodeClient
@@ -82,6 +82,7 @@ async def node_access(db: AsyncSession, node_id: uuid.UUID) -> SftpAccess:
     user_ids = {user_id for rows in members.values() for user_id, _ in rows}
     users: dict[uuid.UUID, User] = {}
     keys: dict[uuid.UUID, list[str]] = defaultdict(list)
+    hashes: dict[tuple[uuid.UUID, uuid.UUID], str] = {}
     if user_ids:
         for user in await db.scalars(select(User).where(User.id.in_(user_ids))):
             if not user.disabled:
@@ -90,6 +91,10 @@ async def node_access(db: AsyncSession, node_id: uuid.UUID) -> SftpAccess:
             select(SshKey).where(SshKey.user_id.in_(user_ids)).order_by(SshKey.created_at)
         ):
             keys[key.user_id].append(key.public_key)
+        for password in await db.scalars(
+            select(SftpPassword).where(SftpPassword.server_id.in_(server_ids))
+        ):
+            hashes[(password.server_id, password.user_id)] = password.agent_hash
     rows = []
     for server in servers:
         granted = [
@@ -98,6 +103,7 @@ async def node_access(db: AsyncSession, node_id: uuid.UUID) -> SftpAccess:
                 user_id=user_id,
                 permissions=permissions,
                 keys=tuple(keys[user_id]),
+                password_hash=hashes.get((server.id, user_id)),
             )
             for user_id, permissions in members[server.id]
             if user_id in users

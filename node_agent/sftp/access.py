@@ -24,6 +24,8 @@ from shared.sftp_api import SftpAccess, SftpUser, short_id
 
 log = structlog.get_logger("agent.sftp")
 TABLE_NAME: Final = "sftp-access.json"
+# A password session's credential: this prefix and the hash it logged in against.
+PASSWORD_PREFIX: Final = b"password:"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class Grant:
     server_id: uuid.UUID
     user: SftpUser
     key_blobs: frozenset[bytes]
+
+    def still_lets_in(self, credential: bytes) -> bool:
+        """Whether the key blob (or password hash) a session logged in with is still valid."""
+        if credential.startswith(PASSWORD_PREFIX):
+            hashed = self.user.password_hash
+            return hashed is not None and credential == PASSWORD_PREFIX + hashed.encode()
+        return credential in self.key_blobs
 
     def holds(self, permission: str) -> bool:
         return permission in self.user.permissions

@@ -1,14 +1,17 @@
 """One SSH connection to the agent's SFTP listener: login, then one server's files.
 
-:class:`SftpSession` is asyncssh's per-connection server object. It offers public-key
-authentication only, against the access table (``<account>.<short id>`` and that account's
-keys on that server), with failures limited per source address and per known account. Once
+:class:`SftpSession` is asyncssh's per-connection server object. It offers public-key and
+password authentication, against the access table (``<account>.<short id>``, that account's
+keys, and the scrypt hash of its SFTP password for that server), with failures limited per
+source address and per known account. A session remembers the key (or password hash) it
+logged in with; when that is removed or replaced, the session ends. Once
 logged in, every SFTP request asks :meth:`SftpSession.volume` for the files, which checks the
 table *now*; a new table that no longer lets the session in closes it at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -17,10 +20,11 @@ import structlog
 from node_agent.files.gate import VolumeGate
 from node_agent.files.service import FileService, ServerFiles
 from node_agent.servers.registry import ServerRegistry
-from node_agent.sftp.access import AccessTable, Grant
+from node_agent.sftp.access import PASSWORD_PREFIX, AccessTable, Grant
 from node_agent.sftp.limiter import FailureLimiter
 from node_agent.sftp.limits import SftpLimits
 from shared.errors import NotFound
+from shared.sftp_passwords import verify_password
 
 log = structlog.get_logger("agent.sftp")
 
@@ -37,6 +41,8 @@ class SftpServices:
     by_account: FailureLimiter = field(init=False)
     sessions: set[SftpSession] = field(default_factory=set)
     connections: int = 0
+    # scrypt takes 16 MiB and ~50 ms each: a few at once, whatever a flood asks.
+    password_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
     def __post_init__(self) -> None:
         limits = self.limits
@@ -107,6 +113,23 @@ class SftpSession(asyncssh.SSHServer):
         return True
 
     def password_auth_supported(self) -> bool:
+        return True
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        services = self._services
+        grant = services.table.login(username)
+        if not self._may_try(grant, username):
+            return False
+        hashed = grant.user.password_hash if grant is not None else None
+        if grant is not None and hashed is not None:
+            async with services.password_checks:
+                matches = await asyncio.to_thread(verify_password, password, hashed)
+            if matches:
+                self._candidate = (grant, PASSWORD_PREFIX + hashed.encode())
+                return True
+        # Every wrong password counts (a key offer counts once per connection).
+        self._failed = False
+        self._fail(grant, username)
         return False
 
     def kbdint_auth_supported(self) -> bool:
@@ -118,29 +141,38 @@ class SftpSession(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+    def _may_try(self, grant: Grant | None, username: str) -> bool:
         services = self._services
-        grant = services.table.login(username)
         if not services.by_address.allows(self._address) or (
             grant is not None and not services.by_account.allows(username)
         ):
             log.warning("sftp login refused: too many failures", address=self._address)
             return False
+        return True
+
+    def _fail(self, grant: Grant | None, username: str) -> None:
+        if self._failed:
+            return  # one failure per connection for keys: offering several is no attack
+        self._failed = True
+        services = self._services
+        services.by_address.failed(self._address)
+        if grant is not None:
+            services.by_account.failed(username)
+        log.warning(
+            "sftp login failed",
+            address=self._address,
+            username=username[:64],
+            known=grant is not None,
+        )
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        grant = self._services.table.login(username)
+        if not self._may_try(grant, username):
+            return False
         if grant is not None and key.public_data in grant.key_blobs:
             self._candidate = (grant, key.public_data)
             return True
-        if not self._failed:
-            # One failure per connection: a client offering several keys is not an attack.
-            self._failed = True
-            services.by_address.failed(self._address)
-            if grant is not None:
-                services.by_account.failed(username)
-            log.warning(
-                "sftp login failed",
-                address=self._address,
-                username=username[:64],
-                known=grant is not None,
-            )
+        self._fail(grant, username)
         return False
 
     def auth_completed(self) -> None:
@@ -164,7 +196,7 @@ class SftpSession(asyncssh.SSHServer):
         if grant is None:
             return None
         now = self._services.table.current(grant.server_id, grant.user.user_id)
-        if now is None or self._key not in now.key_blobs:
+        if now is None or not now.still_lets_in(self._key):
             return None
         return now
 

@@ -135,3 +135,63 @@ async def test_losing_access_on_the_panel_ends_the_open_session_within_5_s(
         client.close()
     with pytest.raises(paramiko.AuthenticationException):
         await asyncio.to_thread(lambda: target.ssh_client(name, key))
+
+
+async def test_a_per_server_sftp_password_is_shown_once_and_replacing_it_ends_sessions(
+    stack: Stack, tmp_path: Path
+) -> None:
+    server_id, owner = await stack.owned_server("pat@example.org")
+    target = await target_of(stack, tmp_path)
+    path = f"/api/v1/servers/{server_id}/sftp-password"
+    issued = await owner.json("POST", path, status=201)
+    assert issued["username"] == login_name("pat", uuid.UUID(server_id))
+    assert len(issued["password"]) >= 24
+
+    client = await asyncio.to_thread(target.password_client, issued["username"], issued["password"])
+    try:
+        sftp = await asyncio.to_thread(client.open_sftp)
+        with sftp.open("/eula.txt", "w") as handle:
+            await asyncio.to_thread(handle.write, b"eula=true\n")
+        assert (stack.volume(server_id) / "eula.txt").read_bytes() == b"eula=true\n"
+        with pytest.raises(paramiko.AuthenticationException):
+            await asyncio.to_thread(target.password_client, issued["username"], "wrong password")
+        again = await owner.json("POST", path, status=201)  # the old one stops working
+        assert again["password"] != issued["password"]
+        await ends_within(client, 5)
+    finally:
+        client.close()
+    with pytest.raises(paramiko.AuthenticationException):
+        await asyncio.to_thread(target.password_client, issued["username"], issued["password"])
+    second = await asyncio.to_thread(target.password_client, again["username"], again["password"])
+    try:
+        await owner.json("DELETE", path, status=204)
+        await ends_within(second, 5)
+    finally:
+        second.close()
+    await owner.json("DELETE", path, status=404)
+
+
+async def test_a_new_servers_owner_can_log_in_at_once(stack: Stack, tmp_path: Path) -> None:
+    owner_id = await stack.panel.create_user("nina@example.org")
+    owner = await stack.panel.browser()
+    await owner.login("nina@example.org")
+    key = UserKey.make(tmp_path / "k")
+    await add_key(owner, key)  # before the server exists
+    await stack.add_ports(1)
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    stack.servers.append(created["id"])
+    target = await target_of(stack, tmp_path)
+    name = await login(owner, created["id"])
+
+    def listing() -> list[str]:
+        with target.sftp(name, key) as sftp:
+            return sorted(sftp.listdir("/"))
+
+    assert await asyncio.to_thread(listing) == []
+    # Deleting the server takes it out of the node's table.
+    await stack.admin.json("DELETE", f"/api/v1/servers/{created['id']}", status=204)
+    stack.servers.remove(created["id"])
+    with pytest.raises(paramiko.AuthenticationException):
+        await asyncio.to_thread(target.ssh_client, name, key)

@@ -139,6 +139,22 @@ class SftpTarget:
         )
         return client
 
+    def password_client(self, username: str, password: str) -> paramiko.SSHClient:
+        """A paramiko SSH client logged in with a password (no key offered)."""
+        client = paramiko.SSHClient()
+        client.load_host_keys(str(self.known_hosts()))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        client.connect(
+            "127.0.0.1",
+            port=self.port,
+            username=username,
+            password=password,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=10,
+        )
+        return client
+
     async def openssh_batch(
         self, username: str, key: UserKey, commands: str, cwd: Path
     ) -> subprocess.CompletedProcess[str]:

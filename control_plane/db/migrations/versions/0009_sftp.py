@@ -1,8 +1,9 @@
-"""SFTP: an account name per user, SSH public keys per user
+"""SFTP: an account name per user, SSH public keys per user, per-server SFTP passwords
 
 Users get ``username`` (the account part of SFTP logins, ``[a-z0-9_-]{1,32}``, unique),
 made for existing users from their e-mail's local part (other characters dropped, a number
-added on a clash). ``ssh_keys`` holds their public keys.
+added on a clash). ``ssh_keys`` holds their public keys; ``sftp_passwords`` a user's SFTP
+password for one server, encrypted (``secret``), and the scrypt hash pushed to its node.
 
 Revision ID: 0009
 Revises: 0008
@@ -59,9 +60,37 @@ def upgrade() -> None:
         sa.UniqueConstraint("user_id", "fingerprint", name=op.f("uq_ssh_keys_user_id")),
     )
     op.create_index(op.f("ix_ssh_keys_user_id"), "ssh_keys", ["user_id"])
+    op.create_table(
+        "sftp_passwords",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("server_id", sa.Uuid(), nullable=False),
+        sa.Column("secret", sa.String(length=512), nullable=False),
+        sa.Column("agent_hash", sa.String(length=256), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_sftp_passwords_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["server_id"],
+            ["servers.id"],
+            name=op.f("fk_sftp_passwords_server_id_servers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sftp_passwords")),
+        sa.UniqueConstraint("user_id", "server_id", name=op.f("uq_sftp_passwords_user_id")),
+    )
+    op.create_index(op.f("ix_sftp_passwords_user_id"), "sftp_passwords", ["user_id"])
+    op.create_index(op.f("ix_sftp_passwords_server_id"), "sftp_passwords", ["server_id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_sftp_passwords_server_id"), table_name="sftp_passwords")
+    op.drop_index(op.f("ix_sftp_passwords_user_id"), table_name="sftp_passwords")
+    op.drop_table("sftp_passwords")
     op.drop_index("ix_ssh_keys_user_id", table_name="ssh_keys")
     op.drop_table("ssh_keys")
     op.drop_index("ix_users_username", table_name="users")
