@@ -15,7 +15,15 @@ import asyncssh
 import structlog
 from aiohttp import web
 
-from node_agent.keys import FILES, SERVERS, SETTINGS, SFTP_ACCESS, SFTP_INFO, SFTP_SERVICES
+from node_agent.keys import (
+    FILES,
+    NODE_EVENTS,
+    SERVERS,
+    SETTINGS,
+    SFTP_ACCESS,
+    SFTP_INFO,
+    SFTP_SERVICES,
+)
 from node_agent.sftp.access import AccessTable
 from node_agent.sftp.handler import VolumeSftp
 from node_agent.sftp.hostkey import host_key_info, load_or_create_host_key
@@ -48,7 +56,11 @@ async def sftp_listener_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     services = SftpServices(
-        table=app[SFTP_ACCESS], servers=app[SERVERS], files=app[FILES], limits=settings.sftp
+        table=app[SFTP_ACCESS],
+        servers=app[SERVERS],
+        files=app[FILES],
+        limits=settings.sftp,
+        events=app[NODE_EVENTS],
     )
     app[SFTP_SERVICES] = services
     remove_listener = services.table.on_change(services.revalidate)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import asyncssh
 import structlog
 
+from node_agent.events import NodeEventBus
 from node_agent.files.gate import VolumeGate
 from node_agent.files.service import FileService, ServerFiles
 from node_agent.servers.registry import ServerRegistry
@@ -24,6 +25,7 @@ from node_agent.sftp.access import PASSWORD_PREFIX, AccessTable, Grant
 from node_agent.sftp.limiter import FailureLimiter
 from node_agent.sftp.limits import SftpLimits
 from shared.errors import NotFound
+from shared.node_api import SftpLoginEvent
 from shared.sftp_passwords import verify_password
 
 log = structlog.get_logger("agent.sftp")
@@ -37,6 +39,8 @@ class SftpServices:
     servers: ServerRegistry
     files: FileService
     limits: SftpLimits
+    # Logins and failures of known accounts go to the control plane's audit trail.
+    events: NodeEventBus
     by_address: FailureLimiter = field(init=False)
     by_account: FailureLimiter = field(init=False)
     sessions: set[SftpSession] = field(default_factory=set)
@@ -129,7 +133,7 @@ class SftpSession(asyncssh.SSHServer):
                 return True
         # Every wrong password counts (a key offer counts once per connection).
         self._failed = False
-        self._fail(grant, username)
+        self._fail(grant, username, "password")
         return False
 
     def kbdint_auth_supported(self) -> bool:
@@ -150,7 +154,7 @@ class SftpSession(asyncssh.SSHServer):
             return False
         return True
 
-    def _fail(self, grant: Grant | None, username: str) -> None:
+    def _fail(self, grant: Grant | None, username: str, method: str = "publickey") -> None:
         if self._failed:
             return  # one failure per connection for keys: offering several is no attack
         self._failed = True
@@ -158,6 +162,7 @@ class SftpSession(asyncssh.SSHServer):
         services.by_address.failed(self._address)
         if grant is not None:
             services.by_account.failed(username)
+            self._publish(grant, success=False, method=method)
         log.warning(
             "sftp login failed",
             address=self._address,
@@ -180,7 +185,20 @@ class SftpSession(asyncssh.SSHServer):
             return
         self._grant, self._key = self._candidate
         self._services.sessions.add(self)
-        log.info("sftp login", **self._fields())
+        method = "password" if self._key.startswith(PASSWORD_PREFIX) else "publickey"
+        log.info("sftp login", method=method, **self._fields())
+        self._publish(self._grant, success=True, method=method)
+
+    def _publish(self, grant: Grant, *, success: bool, method: str) -> None:
+        self._services.events.publish(
+            SftpLoginEvent(
+                server=grant.server_id,
+                user=grant.user.user_id,
+                success=success,
+                method="password" if method == "password" else "publickey",
+                address=self._address,
+            )
+        )
 
     # --- after login ------------------------------------------------------------------------
 

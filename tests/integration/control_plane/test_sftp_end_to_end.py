@@ -89,6 +89,32 @@ async def test_an_owner_uploads_with_a_key_added_on_the_panel(stack: Stack, tmp_
 
     await asyncio.to_thread(upload)
     assert (stack.volume(server_id) / "world.zip").read_bytes() == b"PK\x03\x04 a world"
+    stranger = UserKey.make(tmp_path / "stranger")
+
+    def attempts() -> None:
+        with pytest.raises(paramiko.AuthenticationException):
+            target.ssh_client(name, stranger)
+        target.ssh_client(name, key).close()
+
+    # Both reach the audit trail through the node's event stream (events a node sends before
+    # the control plane follows it are lost, so try again until it does).
+    wanted = {"server.sftp.login", "server.sftp.login_failed"}
+    deadline = time.monotonic() + 30
+    seen: dict[str, dict[str, object]] = {}
+    while time.monotonic() < deadline and set(seen) != wanted:
+        await asyncio.to_thread(attempts)
+        await asyncio.sleep(0.5)
+        page = await stack.admin.json(
+            "GET", f"/api/v1/audit?action=server.sftp.&target_id={server_id}"
+        )
+        seen = {entry["action"]: entry for entry in page["data"]}
+    assert set(seen) == wanted, seen
+    assert seen["server.sftp.login"]["details"] == {
+        "user": seen["server.sftp.login"]["details"]["user"],  # type: ignore[index]
+        "success": True,
+        "method": "publickey",
+        "address": "127.0.0.1",
+    }
 
 
 @pytest.mark.parametrize(
