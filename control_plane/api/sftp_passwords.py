@@ -2,7 +2,7 @@
 shown once, stored encrypted; the node receives only its scrypt hash.
 
     POST   /api/v1/servers/{server_id}/sftp-password   files.sftp   -> 201 {username, password}
-    DELETE /api/v1/servers/{server_id}/sftp-password   files.sftp   -> 204
+    DELETE /api/v1/servers/{server_id}/sftp-password   files.sftp   -> 204 (also if none)
 
 A new password replaces the previous one; removing it (or replacing it) ends the SFTP
 sessions that logged in with the old one.
@@ -89,7 +89,7 @@ async def remove_sftp_password(req: ApiRequest[Any, Any]) -> None:
         )
     )
     if row is None:
-        raise NotFound("you have no SFTP password for this server")
+        return  # nothing to remove: the caller's wish holds already
     await req.db.delete(row)
     await req.audit(
         "server.sftp_password.removed", target_type="server", target_id=str(req.server.id)
