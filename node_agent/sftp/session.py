@@ -12,6 +12,7 @@ table *now*; a new table that no longer lets the session in closes it at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncssh
@@ -77,6 +78,7 @@ class SftpSession(asyncssh.SSHServer):
         self._key: bytes = b""
         self._failed = False
         self._counted = False
+        self._forget_gate: Callable[[], None] | None = None
 
     # --- connection -------------------------------------------------------------------------
 
@@ -99,6 +101,9 @@ class SftpSession(asyncssh.SSHServer):
             self._services.connections -= 1
             self._counted = False
         self._services.sessions.discard(self)
+        if self._forget_gate is not None:
+            self._forget_gate()
+            self._forget_gate = None
         if self._grant is None and not self._failed and self._candidate is None:
             return
         if self._grant is not None:
@@ -185,6 +190,13 @@ class SftpSession(asyncssh.SSHServer):
             return
         self._grant, self._key = self._candidate
         self._services.sessions.add(self)
+        try:
+            gate = self._services.servers.get(self._grant.server_id).volume_gate
+        except NotFound:
+            pass
+        else:
+            # A restore ends the session: its open files would point into the old volume.
+            self._forget_gate = gate.on_close(lambda: self.close_now("a restore began"))
         method = "password" if self._key.startswith(PASSWORD_PREFIX) else "publickey"
         log.info("sftp login", method=method, **self._fields())
         self._publish(self._grant, success=True, method=method)

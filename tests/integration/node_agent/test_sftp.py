@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 import time
 import uuid
@@ -22,6 +23,8 @@ import aiohttp
 import paramiko
 import pytest
 
+from tests.integration.node_agent.backups_client import BackupsClient, new_key
+from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, start_live_agent
 from tests.integration.node_agent.sftp_client import (
     SftpTarget,
@@ -476,3 +479,41 @@ async def test_one_gib_up_and_down_and_a_resumed_upload_with_openssh(
     assert sha256(volume / "world.bin") == digest
     assert sha256(tmp_path / "back.bin") == digest
     assert sha256(volume / "resumed.bin") == digest
+
+
+async def test_a_restore_ends_open_sessions_and_refuses_new_requests_until_done(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    api: FilesClient,
+) -> None:
+    backups = BackupsClient(api)
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "world.dat").write_bytes(b"saved\n")
+    backup_key = new_key()
+    backup_id, answer = await backups.create(server_id, backup_key)
+    assert answer.status == 202, answer
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("kim", key)])))
+    client = await asyncio.to_thread(target.ssh_client, username("kim", server_id), key)
+    try:
+        sftp = await asyncio.to_thread(client.open_sftp)
+        handle = await asyncio.to_thread(sftp.open, "/world.dat", "r+")
+        started = time.monotonic()
+        assert (await backups.restore(server_id, backup_id, backup_key)).status == 202
+        transport = client.get_transport()
+        assert transport is not None
+        while transport.is_active() and time.monotonic() - started < 5:
+            await asyncio.sleep(0.05)
+        assert not transport.is_active(), "the session outlived the restore's start"
+        with pytest.raises((OSError, EOFError, paramiko.SSHException)):
+            await asyncio.to_thread(handle.write, b"into the old volume")
+    finally:
+        client.close()
+    assert (await backups.restored(server_id, backup_id))["status"] == "completed"
+    assert (volume / "world.dat").read_bytes() == b"saved\n"
+    shutil.rmtree(live_agent.data_dir / "backups", ignore_errors=True)
