@@ -24,7 +24,7 @@ import paramiko
 import pytest
 
 from tests.integration.node_agent.backups_client import BackupsClient, new_key
-from tests.integration.node_agent.files_client import FilesClient
+from tests.integration.node_agent.files_client import FilesClient, in_game
 from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, start_live_agent
 from tests.integration.node_agent.sftp_client import (
     SftpTarget,
@@ -517,3 +517,52 @@ async def test_a_restore_ends_open_sessions_and_refuses_new_requests_until_done(
     assert (await backups.restored(server_id, backup_id))["status"] == "completed"
     assert (volume / "world.dat").read_bytes() == b"saved\n"
     shutil.rmtree(live_agent.data_dir / "backups", ignore_errors=True)
+
+
+async def test_a_parent_swapped_for_a_link_to_root_never_lets_an_sftp_write_out(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """The game swaps ``d`` between a directory and a link to ``/`` during 1,000 uploads,
+    1,000 reads and 1,000 mkdirs over SFTP."""
+    server_id = await servers.started()
+    in_game(
+        server_id,
+        "cd /home/container && while :; do rm -rf d; mkdir d; rm -rf d; ln -s / d; done",
+        detach=True,
+    )
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("lee", key)])))
+    tag = f"stellar-race-{secrets.token_hex(6)}"
+
+    def race() -> dict[str, int]:
+        outcomes: dict[str, int] = {}
+
+        def count(action: Callable[[], object]) -> None:
+            try:
+                action()
+                outcome = "done"
+            except PermissionError:
+                outcome = "refused"
+            except OSError as err:
+                outcome = type(err).__name__
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+        with target.sftp(username("lee", server_id), key) as sftp:
+            for index in range(1000):
+                count(lambda i=index: sftp.open(f"/d/{tag}-{i}", "w").write(b"race"))  # type: ignore[misc]
+                count(lambda: sftp.open("/d/etc/passwd").read())
+                count(lambda i=index: sftp.mkdir(f"/d/{tag}-dir-{i}"))  # type: ignore[misc]
+        return outcomes
+
+    outcomes = await asyncio.to_thread(race)
+    in_game(server_id, "pkill -f 'rm -rf d' || true")
+    assert sum(outcomes.values()) == 3000
+    assert outcomes.get("refused", 0) > 0, outcomes  # the link was really there, and refused
+    assert outcomes.get("done", 0) > 0, outcomes  # and so was the directory
+    assert set(outcomes) <= {"done", "refused", "FileNotFoundError", "OSError"}, outcomes
+    assert [name for name in os.listdir("/") if name.startswith(tag)] == []
+    assert [name for name in os.listdir("/etc") if name.startswith(tag)] == []
