@@ -1,6 +1,8 @@
-"""A user's SFTP password for one server (docs/sftp.md "Passwords"): made by the panel,
-shown once, stored encrypted; the node receives only its scrypt hash.
+"""SFTP on one server, for its owner and sub-users (docs/sftp.md): where to connect and the
+host key to expect, and a per-server SFTP password made by the panel, shown once, stored
+encrypted; the node receives only its scrypt hash.
 
+    GET    /api/v1/servers/{server_id}/sftp            files.sftp   -> SftpDetails (asks the node)
     POST   /api/v1/servers/{server_id}/sftp-password   files.sftp   -> 201 {username, password}
     DELETE /api/v1/servers/{server_id}/sftp-password   files.sftp   -> 204 (also if none)
 
@@ -12,21 +14,56 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.api.sftp_sync import push_after_commit
-from control_plane.db.models import SftpPassword, User
+from control_plane.db.models import Node, SftpPassword, User
 from control_plane.errors import ApiError, Forbidden, NotFound
 from control_plane.keys import SECRET_BOX
-from control_plane.schemas.ssh_keys import SftpPasswordOut
+from control_plane.schemas.ssh_keys import SftpDetails, SftpPasswordOut
 from control_plane.security.encryption import EncryptionNotConfigured
 from shared.sftp_api import login_name
 from shared.sftp_passwords import hash_password, new_password
 
 routes = ApiRoutes("sftp passwords")
 PATH = "/api/v1/servers/{server_id}/sftp-password"
+
+
+class SftpNotServed(ApiError):
+    status = 409
+    code = "sftp_not_served"
+
+
+@routes.get(
+    "/api/v1/servers/{server_id}/sftp",
+    summary="Where to connect with SFTP, my login name and the node's host key",
+    permission="files.sftp",
+    response=SftpDetails,
+    transactional=False,
+    calls_node=True,
+)
+async def sftp_details(req: ApiRequest[Any, Any]) -> SftpDetails:
+    _member(req)
+    server_id, user_id = req.server.id, req.me.user_id
+    async with req.transaction(write=False) as db:
+        user = await db.get(User, user_id)
+        node = await db.get(Node, req.server.node_id)
+        if user is None or node is None:
+            raise NotFound("no such server")
+        account = user.username
+    info = await req.nodes.system_info(node, user=str(user_id))
+    if info.sftp is None:
+        raise SftpNotServed("this server's node does not serve SFTP (sftp_port is not set)")
+    return SftpDetails(
+        host=urlsplit(node.url).hostname or "",
+        port=info.sftp.port,
+        username=login_name(account, server_id),
+        host_key=info.sftp.host_key,
+        fingerprint=info.sftp.fingerprint,
+    )
 
 
 class SftpPasswordsUnavailable(ApiError):

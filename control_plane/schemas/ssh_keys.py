@@ -39,3 +39,13 @@ class SftpPasswordOut(Output):
 
     username: str = Field(description="The SFTP login: <account>.<server short id>")
     password: str
+
+
+class SftpDetails(Output):
+    """How to reach one server's files over SFTP, and the host key to expect."""
+
+    host: str = Field(description="The node's address, as the control plane reaches it")
+    port: int
+    username: str = Field(description="<account>.<server short id>")
+    host_key: str = Field(description="The node's SSH host key (OpenSSH form)")
+    fingerprint: str = Field(description="SHA256:…, what the client shows on first connection")

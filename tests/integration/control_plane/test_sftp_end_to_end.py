@@ -81,6 +81,15 @@ async def test_an_owner_uploads_with_a_key_added_on_the_panel(stack: Stack, tmp_
     key = UserKey.make(tmp_path / "k")
     await add_key(owner, key)
     name = await login(owner, server_id)
+    # What the owner is shown: where to connect, as whom, and the host key to expect.
+    details = await owner.json("GET", f"/api/v1/servers/{server_id}/sftp")
+    assert details == {
+        "host": "127.0.0.1",
+        "port": target.port,
+        "username": name,
+        "host_key": target.host_key,
+        "fingerprint": target.fingerprint,
+    }
     (tmp_path / "world.zip").write_bytes(b"PK\x03\x04 a world")
 
     def upload() -> None:
