@@ -566,3 +566,27 @@ async def test_a_parent_swapped_for_a_link_to_root_never_lets_an_sftp_write_out(
     assert set(outcomes) <= {"done", "refused", "FileNotFoundError", "OSError"}, outcomes
     assert [name for name in os.listdir("/") if name.startswith(tag)] == []
     assert [name for name in os.listdir("/etc") if name.startswith(tag)] == []
+
+
+@pytest.mark.own_agent(sftp_port=free_port())
+async def test_the_access_table_and_host_key_outlive_an_agent_restart(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    key: UserKey,
+    tmp_path: Path,
+) -> None:
+    server_id = await servers.create()
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("otto", key)])))
+    before = await sftp_target(live_agent, signing_key, http, tmp_path / "before")
+    live_agent.kill()  # SIGKILL: nothing is written on the way out
+    live_agent.start()
+    after = await sftp_target(live_agent, signing_key, http, tmp_path / "after")
+    assert after.fingerprint == before.fingerprint
+
+    def listing() -> list[str]:
+        with after.sftp(username("otto", server_id), key) as sftp:
+            return sftp.listdir("/")
+
+    assert await asyncio.to_thread(listing) == []
