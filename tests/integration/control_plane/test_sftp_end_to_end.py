@@ -230,3 +230,23 @@ async def test_a_new_servers_owner_can_log_in_at_once(stack: Stack, tmp_path: Pa
     stack.servers.remove(created["id"])
     with pytest.raises(paramiko.AuthenticationException):
         await asyncio.to_thread(target.ssh_client, name, key)
+
+
+async def test_a_node_that_missed_a_change_gets_the_table_when_it_answers_again(
+    stack: Stack, tmp_path: Path
+) -> None:
+    server_id, owner = await stack.owned_server("quinn@example.org")
+    target = await target_of(stack, tmp_path)
+    stack.agent.stop()
+    key = UserKey.make(tmp_path / "k")
+    await add_key(owner, key)  # the push fails: the node is down
+    stack.agent.start()
+    name = await login(owner, server_id)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await asyncio.to_thread(lambda: target.ssh_client(name, key).close())
+            break
+        except paramiko.AuthenticationException:
+            assert time.monotonic() < deadline, "the node never got the table"
+            await asyncio.sleep(0.5)
