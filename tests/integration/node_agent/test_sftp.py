@@ -587,6 +587,7 @@ async def test_the_access_table_and_host_key_outlive_an_agent_restart(
 
     def listing() -> list[str]:
         with after.sftp(username("otto", server_id), key) as sftp:
-            return sftp.listdir("/")
+            names: list[str] = sftp.listdir("/")
+            return names
 
     assert await asyncio.to_thread(listing) == []
