@@ -16,3 +16,5 @@ class SftpLimits(BaseModel):
     # Seconds a connection has to log in; connections open at once, logged in or not.
     login_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     max_connections: int = Field(default=1024, ge=1, le=100_000)
+    # From one source address at once (so one address cannot take every connection).
+    max_connections_per_address: int = Field(default=16, ge=1, le=10_000)

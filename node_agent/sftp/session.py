@@ -46,6 +46,8 @@ class SftpServices:
     by_account: FailureLimiter = field(init=False)
     sessions: set[SftpSession] = field(default_factory=set)
     connections: int = 0
+    # Open connections per source address (at most max_connections keys).
+    by_source: dict[str, int] = field(default_factory=dict)
     # scrypt takes 16 MiB and ~50 ms each: a few at once, whatever a flood asks.
     password_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
@@ -88,9 +90,13 @@ class SftpSession(asyncssh.SSHServer):
         self._address = str(peer[0]) if peer else "?"
         services = self._services
         services.connections += 1
+        services.by_source[self._address] = services.by_source.get(self._address, 0) + 1
         self._counted = True
         if services.connections > services.limits.max_connections:
             log.warning("sftp connection refused: too many", address=self._address)
+            conn.close()
+        elif services.by_source[self._address] > services.limits.max_connections_per_address:
+            log.warning("sftp connection refused: too many from one address", address=self._address)
             conn.close()
         elif not services.by_address.allows(self._address):
             # Before the key exchange: a blocked address costs the agent next to nothing.
@@ -98,7 +104,11 @@ class SftpSession(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._counted:
-            self._services.connections -= 1
+            services = self._services
+            services.connections -= 1
+            left = services.by_source.pop(self._address, 1) - 1
+            if left:
+                services.by_source[self._address] = left
             self._counted = False
         self._services.sessions.discard(self)
         if self._forget_gate is not None:

@@ -591,3 +591,30 @@ async def test_the_access_table_and_host_key_outlive_an_agent_restart(
             return names
 
     assert await asyncio.to_thread(listing) == []
+
+
+async def test_one_address_cannot_take_every_connection(target: SftpTarget) -> None:
+    async def open_from(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", target.port, local_addr=(source, 0))
+
+    async def closed(reader: asyncio.StreamReader) -> bool:
+        """Whether the agent ends the connection within 3 s (after its banner, if any)."""
+        try:
+            async with asyncio.timeout(3):
+                while await reader.read(1024):
+                    pass
+        except TimeoutError:
+            return False
+        return True
+
+    held = [await open_from("127.3.0.1") for _ in range(16)]
+    try:
+        one_more = await open_from("127.3.0.1")
+        assert await closed(one_more[0])
+        one_more[1].close()
+        elsewhere = await open_from("127.3.0.2")
+        assert not await closed(elsewhere[0])  # another address is still served
+        elsewhere[1].close()
+    finally:
+        for _reader, writer in held:
+            writer.close()
