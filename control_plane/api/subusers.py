@@ -92,8 +92,10 @@ async def update_subuser(req: ApiRequest[SubuserUpdate, Any]) -> SubuserOut:
         details={"user": str(subuser.user_id), "permissions": permissions},
     )
     await req.db.flush()
-    req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, subuser.user_id))
+    # The SFTP table first, the consoles last: a hook awaited after a console was closed
+    # delayed the browser's close frame into an abnormal closure (test_end_to_end).
     push_after_commit(req, [req.server.node_id])
+    req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, subuser.user_id))
     return _out(subuser, user.email if user else "")
 
 
@@ -113,5 +115,5 @@ async def delete_subuser(req: ApiRequest[Any, Any]) -> None:
         target_id=str(req.server.id),
         details={"user": str(user_id)},
     )
-    req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, user_id))
     push_after_commit(req, [req.server.node_id])
+    req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, user_id))
