@@ -137,7 +137,7 @@ class SftpSession(asyncssh.SSHServer):
     async def validate_password(self, username: str, password: str) -> bool:
         services = self._services
         grant = services.table.login(username)
-        if not self._may_try(grant, username):
+        if not self._may_try(grant, username, password=True):
             return False
         hashed = grant.user.password_hash if grant is not None else None
         if grant is not None and hashed is not None:
@@ -160,10 +160,12 @@ class SftpSession(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
-    def _may_try(self, grant: Grant | None, username: str) -> bool:
+    def _may_try(self, grant: Grant | None, username: str, *, password: bool = False) -> bool:
+        # An account's own bucket guards its password only: a key cannot be guessed, so a
+        # flood of wrong passwords for an account never locks out its owner's keys.
         services = self._services
         if not services.by_address.allows(self._address) or (
-            grant is not None and not services.by_account.allows(username)
+            password and grant is not None and not services.by_account.allows(username)
         ):
             log.warning("sftp login refused: too many failures", address=self._address)
             return False
@@ -176,7 +178,8 @@ class SftpSession(asyncssh.SSHServer):
         services = self._services
         services.by_address.failed(self._address)
         if grant is not None:
-            services.by_account.failed(username)
+            if method == "password":
+                services.by_account.failed(username)
             self._publish(grant, success=False, method=method)
         log.warning(
             "sftp login failed",

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncssh
 import paramiko
 import pytest
 
+from shared.sftp_passwords import hash_password, new_password
 from tests.integration.node_agent.backups_client import BackupsClient, new_key
 from tests.integration.node_agent.files_client import FilesClient, in_game
 from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, start_live_agent
@@ -618,3 +620,45 @@ async def test_one_address_cannot_take_every_connection(target: SftpTarget) -> N
     finally:
         for _reader, writer in held:
             writer.close()
+
+
+async def test_guessing_an_accounts_password_locks_its_password_not_its_keys(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id = await servers.create()
+    password = new_password()
+    row = user_row("pia", key).model_copy(
+        update={"password_hash": await asyncio.to_thread(hash_password, password)}
+    )
+    await push_access(live_agent, signing_key, http, table((server_id, [row])))
+    name = username("pia", server_id)
+
+    async def log_in(source: str, **credentials: object) -> bool:
+        try:
+            async with asyncssh.connect(
+                "127.0.0.1",
+                target.port,
+                username=name,
+                known_hosts=str(target.known_hosts()),
+                local_addr=(source, 0),
+                agent_path=None,
+                **credentials,
+            ):
+                return True
+        except asyncssh.PermissionDenied:
+            return False
+
+    assert await log_in("127.4.0.1", password=password, client_keys=None)
+    # Wrong guesses from many addresses (none of them reaches its own address limit) ...
+    for number in range(2, 14):
+        assert not await log_in(f"127.4.0.{number}", password="guess", client_keys=None)
+    # ... lock the account's password, even the right one, from a fresh address ...
+    assert not await log_in("127.4.0.99", password=password, client_keys=None)
+    # ... but not its owner's key.
+    user_key = asyncssh.read_private_key(key.path)
+    assert await log_in("127.4.0.98", client_keys=[user_key], password=None)
