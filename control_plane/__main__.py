@@ -9,7 +9,11 @@ node add/list/ping         register agents and check them
 user create                create an account (the first admin, typically)
 audit verify               check the audit trail's hash chain (exit 1 if broken)
 secrets reencrypt          re-encrypt stored secrets under the newest encryption key
+blueprint import FILE|URL  import Pterodactyl/Pelican eggs as blueprints; prints the report
+blueprint export ID        print a blueprint as an egg (--format ptdl_v2|plcn_v3)
 dev                        run the control plane and a local agent on this machine
+demo create                a Freeciv game server on the local node (image, blueprint, port)
+server console ID          a game's console in the terminal (stdin lines are its commands)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import getpass
 import secrets
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -175,10 +180,66 @@ def cmd_secrets_reencrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blueprint_import(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import import_eggs
+    from control_plane.services.eggs.importing import EggRefused
+
+    try:
+        imported = asyncio.run(
+            import_eggs(_settings(), args.source, accept_unknown_rules=args.accept_unknown_rules)
+        )
+    except EggRefused as err:
+        print(f"stellar-cp: {err.message}", file=sys.stderr)
+        for detail in err.details:
+            egg, part = detail.loc[1], detail.loc[2]
+            outcome = detail.type.removeprefix("egg_")
+            print(f"  egg {egg}  {outcome:<8} {part}: {detail.msg}", file=sys.stderr)
+        return 1
+    for result in imported:
+        verb = "created" if result.created else "updated"
+        blueprint = result.blueprint
+        print(f"{verb} blueprint {blueprint.name!r} ({blueprint.id}) from a {result.version} egg")
+        for item in result.report:
+            print(f"  {item.outcome:<8} {item.field}: {item.detail}")
+    return 0
+
+
+def cmd_blueprint_export(args: argparse.Namespace) -> int:
+    from control_plane.cli_ops import export_egg
+
+    print(asyncio.run(export_egg(_settings(), args.id, args.format)))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from control_plane.devstack import run_devstack
 
     return run_devstack(args.data_dir, port=args.port, agent_port=args.agent_port)
+
+
+def cmd_demo_create(args: argparse.Namespace) -> int:
+    from control_plane.demo import DemoUnavailable, create_demo_server
+
+    settings = _settings(needs_signing_key=True)
+    try:
+        demo = asyncio.run(
+            create_demo_server(settings, owner_email=args.owner, node_name=args.node, ip=args.ip)
+        )
+    except DemoUnavailable as err:
+        raise CommandFailed(str(err)) from err
+    print(f"Freeciv demo server {demo.id} created on node {demo.node!r} for {demo.owner}")
+    print(f"  image    : {demo.image}")
+    print(f"  state    : {demo.state} (the game is up when its console says it accepts clients)")
+    print(f"  game     : {demo.ip}:{demo.port} (connect a Freeciv 3.0 client)")
+    print(f"  console  : stellar-cp server console {demo.id}")
+    print("             type `list` for the players, `help` for more; Ctrl-D leaves")
+    return 0
+
+
+def cmd_server_console(args: argparse.Namespace) -> int:
+    from control_plane.cli_console import run_console
+
+    return asyncio.run(run_console(_settings(needs_signing_key=True), args.server_id))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -247,11 +308,51 @@ def _parser() -> argparse.ArgumentParser:
     reencrypt.add_argument("--batch", type=int, default=500, help="rows per transaction")
     reencrypt.set_defaults(func=cmd_secrets_reencrypt)
 
+    blueprint = sub.add_parser("blueprint", help="blueprints and eggs").add_subparsers(
+        dest="what", required=True
+    )
+    egg_import = blueprint.add_parser(
+        "import", help="import eggs (a file, or an http(s) URL fetched through the SSRF guard)"
+    )
+    egg_import.add_argument("source", help="a JSON or YAML egg file, or its URL")
+    egg_import.add_argument(
+        "--accept-unknown-rules",
+        action="store_true",
+        help="enforce a variable whose rules cannot be translated as a plain string",
+    )
+    egg_import.set_defaults(func=cmd_blueprint_import)
+    egg_export = blueprint.add_parser("export", help="print a blueprint as an egg (JSON)")
+    egg_export.add_argument("id", help="the blueprint's id")
+    egg_export.add_argument("--format", choices=["ptdl_v2", "plcn_v3"], default="ptdl_v2")
+    egg_export.set_defaults(func=cmd_blueprint_export)
+
     dev = sub.add_parser("dev", help="run the control plane and a local agent (development)")
     dev.add_argument("--data-dir", type=Path, default=Path(".stellar"))
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--agent-port", type=int, default=8080)
     dev.set_defaults(func=cmd_dev)
+
+    demo = sub.add_parser("demo", help="the Freeciv demo game").add_subparsers(
+        dest="what", required=True
+    )
+    demo_create = demo.add_parser(
+        "create", help="build the image, save the blueprint, create and start a Freeciv server"
+    )
+    demo_create.add_argument("--owner", help="the owner's email (default: the first admin)")
+    demo_create.add_argument("--node", default="local", help="the node's name (default: local)")
+    demo_create.add_argument(
+        "--ip", default="127.0.0.1", help="the address of a new port if one is needed"
+    )
+    demo_create.set_defaults(func=cmd_demo_create)
+
+    server = sub.add_parser("server", help="game servers").add_subparsers(
+        dest="what", required=True
+    )
+    console = server.add_parser(
+        "console", help="print a game's console; lines read from stdin are its commands"
+    )
+    console.add_argument("server_id", type=uuid.UUID)
+    console.set_defaults(func=cmd_server_console)
     return parser
 
 

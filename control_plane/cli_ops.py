@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,10 +23,21 @@ from control_plane.nodes.tls import normalize_fingerprint
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
 from control_plane.services import audit
+from control_plane.services import blueprints as blueprint_service
 from control_plane.services import nodes as node_service
 from control_plane.services import users as user_service
+from control_plane.services.eggs.exporting import ExportFormat, export_blueprint
+from control_plane.services.eggs.importing import ImportedEgg, map_eggs, save_eggs
+from control_plane.services.eggs.reading import (
+    MAX_EGG_FILE_BYTES,
+    EggFormat,
+    format_of,
+    read_eggs,
+)
 from control_plane.services.secrets import ReencryptReport, reencrypt_all
 from control_plane.settings import ControlPlaneSettings
+from shared.outbound import OutboundClient
+from shared.ssrf import OutboundFetchFailed
 
 DEFAULT_AGENT_DATA_DIR = Path("/var/lib/stellar-agent")
 
@@ -169,3 +182,73 @@ async def reencrypt_secrets(settings: ControlPlaneSettings, *, batch: int = 500)
     box = SecretBox.from_settings(settings)
     async with _engine(settings) as engine:
         return await reencrypt_all(engine, box, batch=batch)
+
+
+async def read_egg_source(
+    source: str, *, outbound: OutboundClient | None = None
+) -> tuple[bytes, EggFormat]:
+    """An egg file's bytes from a path, or from an http(s) URL fetched through the SSRF guard
+    (public addresses only, every redirect checked, at most MAX_EGG_FILE_BYTES)."""
+    if source.startswith(("http://", "https://")):
+        if outbound is None:
+            async with OutboundClient() as client:
+                return await _fetch_egg(client, source)
+        return await _fetch_egg(outbound, source)
+    return await asyncio.to_thread(_read_egg_file, Path(source))
+
+
+def _read_egg_file(path: Path) -> tuple[bytes, EggFormat]:
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_EGG_FILE_BYTES + 1)
+    except OSError as err:
+        raise InvalidRequest(f"cannot read {path}: {err.strerror}") from err
+    if len(raw) > MAX_EGG_FILE_BYTES:
+        raise InvalidRequest(f"{path} is larger than {MAX_EGG_FILE_BYTES} bytes")
+    return raw, format_of("", path.name)
+
+
+async def _fetch_egg(client: OutboundClient, url: str) -> tuple[bytes, EggFormat]:
+    async with client.fetch(url, max_bytes=MAX_EGG_FILE_BYTES, timeout_seconds=30) as response:
+        if response.status != 200:
+            raise OutboundFetchFailed(f"the URL answered {response.status}")
+        raw = await response.read()
+        media = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return raw, format_of(media, response.url.path)
+
+
+async def import_eggs(
+    settings: ControlPlaneSettings,
+    source: str,
+    *,
+    accept_unknown_rules: bool = False,
+    outbound: OutboundClient | None = None,
+) -> list[ImportedEgg]:
+    """Import the egg(s) of a file or URL; audited as ``blueprint.imported`` by the CLI."""
+    raw, kind = await read_egg_source(source, outbound=outbound)
+    mapped = map_eggs(read_eggs(raw, kind), accept_unknown_rules=accept_unknown_rules)
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        imported = await save_eggs(session, mapped)
+        for result in imported:
+            await audit.append(
+                session,
+                None,
+                audit.AuditEvent(
+                    "blueprint.imported",
+                    target_type="blueprint",
+                    target_id=str(result.blueprint.id),
+                    details={"by": "cli", "version": result.version, "created": result.created},
+                ),
+            )
+        return imported
+
+
+async def export_egg(settings: ControlPlaneSettings, blueprint_id: str, form: ExportFormat) -> str:
+    """A blueprint as an egg, JSON text."""
+    try:
+        key = uuid.UUID(blueprint_id)
+    except ValueError as err:
+        raise InvalidRequest(f"{blueprint_id!r} is not a blueprint id") from err
+    async with _engine(settings) as engine, transaction(session_factory(engine)) as session:
+        blueprint = await blueprint_service.get_blueprint(session, key)
+        return json.dumps(export_blueprint(blueprint, form), indent=2, ensure_ascii=False)

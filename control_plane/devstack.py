@@ -2,8 +2,10 @@
 
 First run: generates the local secrets and keys (mode 0600, in the data directory, never in the
 repository), migrates a SQLite database, registers the local node, writes its agent config and
-creates a first admin. Every run: starts the control plane and the agent as child processes,
-waits until both answer, prints how to log in, and stops both cleanly on Ctrl-C or SIGTERM.
+creates a first admin. Every run saves the "Freeciv (demo)" blueprint if it is missing
+(``stellar-cp demo create`` then makes a game of it, see ``control_plane/demo.py``). Every
+run: starts the control plane and the agent as child processes, waits until both answer, prints
+how to log in, and stops both cleanly on Ctrl-C or SIGTERM.
 
 Unlike a production agent, the local one leaves nothing running behind it: its config sets
 ``stop_servers_on_exit``, so at exit it stops its game containers and then unmounts its
@@ -31,6 +33,7 @@ from control_plane.cli_ops import create_user, migrate, render_agent_config
 from control_plane.db.engine import create_engine, session_factory
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
+from control_plane.demo import DemoUnavailable, ensure_demo_blueprint
 from control_plane.security.command_signing import CommandSigner
 from control_plane.services.nodes import add_node
 from control_plane.settings import load_settings
@@ -114,6 +117,19 @@ async def _register_node(env: dict[str, str], data_dir: Path, agent_port: int) -
     return config_file
 
 
+async def _save_demo_blueprint(env: dict[str, str]) -> str | None:
+    """Save the Freeciv demo's blueprint if missing; a warning if it cannot be."""
+    engine = create_engine(load_settings(env).database_url or "")
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await ensure_demo_blueprint(session)
+    except DemoUnavailable as err:
+        return f"the Freeciv demo is not available: {err}"
+    finally:
+        await engine.dispose()
+    return None
+
+
 def _wait_healthy(
     url: str, process: subprocess.Popen[bytes], name: str, timeout: float = 30
 ) -> None:
@@ -163,6 +179,7 @@ def _docker_warning() -> str | None:
 def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
     env_values = prepare(data_dir, port=port, agent_port=agent_port)
     config_file = asyncio.run(_register_node(env_values, data_dir, agent_port))
+    demo_warning = asyncio.run(_save_demo_blueprint(env_values))
     admin_password = secrets.token_urlsafe(18)
     created = asyncio.run(
         create_user(
@@ -200,8 +217,8 @@ def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
         print(f"stellar-cp dev: {err}", file=sys.stderr)
         _stop(*processes)
         return 1
-    warning = _docker_warning()
-    _print_banner(data_dir, port, created, admin_password, warning)
+    warnings = [w for w in (_docker_warning(), demo_warning) if w]
+    _print_banner(data_dir, port, created, admin_password, warnings)
     exit_code = 0
     while not stopping:
         if any(p.poll() is not None for p in processes):
@@ -228,7 +245,7 @@ def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
 
 
 def _print_banner(
-    data_dir: Path, port: int, created: str | None, password: str, warning: str | None
+    data_dir: Path, port: int, created: str | None, password: str, warnings: list[str]
 ) -> None:
     env_file = data_dir / "control-plane.env"
     lines = [
@@ -248,8 +265,9 @@ def _print_banner(
         f"  log in        : curl -c jar -H 'Content-Type: application/json' -d "
         f'\'{{"email": "{ADMIN_EMAIL}", "password": "…"}}\' http://127.0.0.1:{port}/api/v1/auth/login',
         f"  CLI           : set -a; . {env_file}; set +a; stellar-cp node ping {NODE_NAME}",
+        "  demo game     : stellar-cp demo create   (a Freeciv server on this node, in the CLI's",
+        "                  environment as above; it prints the server's id and console command)",
         "Press Ctrl-C to stop both services.",
     ]
-    if warning:
-        lines.insert(1, f"WARNING: {warning}")
+    lines[1:1] = [f"WARNING: {warning}" for warning in warnings]
     print("\n".join(lines), flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import secrets
@@ -20,6 +21,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
 # id, not a secret).
 _ID_PREFIX = secrets.token_hex(6)
 _id_numbers = itertools.count(1)
+
+
+# Logged for a request whose handler was cancelled before it answered.
+CANCELLED_STATUS = 499
 
 
 def new_request_id() -> str:
@@ -48,6 +53,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # The handler was cancelled (the client went away, or the server is shutting down):
+        # nginx's "client closed request", not a server error.
+        status = CANCELLED_STATUS
         raise
     finally:
         log.info(

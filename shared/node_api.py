@@ -171,7 +171,13 @@ NODE_EVENT: TypeAdapter[NodeEvent] = TypeAdapter(NodeEvent)
 
 ConsoleInboundEvent = Literal["send command", "send logs", "send stats", "set state", "auth"]
 ConsoleOutboundEvent = Literal[
-    "console output", "status", "stats", "token expiring", "auth success", "error"
+    "console output",
+    "install output",
+    "status",
+    "stats",
+    "token expiring",
+    "auth success",
+    "error",
 ]
 
 
@@ -193,7 +199,9 @@ class ConsoleInbound(BaseModel):
 class ConsoleOutbound(BaseModel):
     """What the agent sends on a console socket.
 
-    ``console output`` [line]; ``status`` [state]; ``stats`` [ServerStats as an object];
+    ``console output`` [line]; ``install output`` [line] (the installer's, while the server
+    installs, and the agent's line saying how it ended); ``status`` [state]; ``stats``
+    [ServerStats as an object];
     ``token expiring`` []; ``auth success`` []; ``error`` [message].
     """
 

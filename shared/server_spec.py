@@ -13,7 +13,9 @@ import shlex
 import uuid
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.console_markers import check_marker
 
 MAX_ARGS: Final = 256
 MAX_ARG_LENGTH: Final = 4096
@@ -96,7 +98,11 @@ class Allocation(BaseModel):
 CONSOLE_TEXT: Final = r"^[^\x00-\x1f\x7f\u0080-\u009f]+$"
 
 
-ConsoleMarker = Annotated[str, Field(min_length=1, max_length=256, pattern=CONSOLE_TEXT)]
+# A done marker: text a console line contains, or ``regex:<RE2 expression>`` (one that does
+# not compile is refused here, so a node never gets it); see shared/console_markers.py.
+ConsoleMarker = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=CONSOLE_TEXT), AfterValidator(check_marker)
+]
 
 
 class StopCommand(BaseModel):
@@ -167,6 +173,9 @@ class InstallSpec(BaseModel):
     # Where the volume is mounted in the install container: eggs' scripts write to
     # /mnt/server; the game container always sees it at /home/container.
     volume_path: Literal["/home/container", "/mnt/server"] = "/home/container"
+    # The installer's own root (a throwaway copy of its image, removed with it) is writable:
+    # eggs' scripts install packages there. The game's root is ``read_only_root`` either way.
+    writable_root: bool = False
     # Killed, and the install failed, after this long.
     timeout_seconds: int = Field(default=DEFAULT_INSTALL_TIMEOUT_SECONDS, ge=1, le=6 * 3600)
 
@@ -283,6 +292,23 @@ class ContainerStatus(BaseModel):
     finished_at: str | None
 
 
+class InstallOutcome(BaseModel):
+    """How a server's last install ended, as its ``InstallEvent`` said (kept by the agent).
+
+    Reported in :class:`ServerStatus` too, so that a control plane that missed the event
+    (it was not following the node then) still learns it when it reads the server again.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    success: bool
+    exit_code: int | None
+    # None when unknown (the agent restarted while the installer ran).
+    duration_seconds: float | None
+    last_lines: tuple[str, ...] = ()
+    reason: str | None = None
+
+
 class ServerStatus(BaseModel):
     """``GET /api/v1/servers/{server_id}`` and the answer to every change of a server."""
 
@@ -299,6 +325,8 @@ class ServerStatus(BaseModel):
     disk_mib: int | None = None
     # A spec update (``PUT .../spec``) the game container gets at its next start or restart.
     spec_pending: bool = False
+    # The last finished install (None: none yet, or an agent from before this was kept).
+    last_install: InstallOutcome | None = None
 
 
 class ConsoleCommand(BaseModel):

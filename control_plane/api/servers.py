@@ -19,6 +19,7 @@ from control_plane.schemas.servers import (
     CommandIn,
     PowerIn,
     ServerCreate,
+    ServerDetail,
     ServerOut,
     ServerRename,
 )
@@ -27,7 +28,7 @@ from control_plane.services import audit, sftp
 from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
-from control_plane.services.servers import listing, placement, startup
+from control_plane.services.servers import installs, listing, placement, startup
 from shared.errors import ErrorDetail
 from shared.node_endpoints import LogLines
 from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
@@ -129,7 +130,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
         )
         spec = await startup.build_spec(db, server)
         node = await infra.get_node(db, node_id)
-        installs = blueprint.install is not None
+        has_installer = blueprint.install is not None
     # 2. Tell the node, outside any transaction; if it refuses, undo the record.
     try:
         await req.nodes.create_server(node, spec, user=str(req.me.user_id))
@@ -144,7 +145,9 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
         created = await db.get(Server, spec.uuid)
         if created is None:
             raise NotFound("the server was deleted while it was being created")
-        created.state = "installing" if installs else "offline"
+        # Unless the node's events got here first (a fast installer may have finished).
+        if created.state == "provisioning":
+            created.state = "installing" if has_installer else "offline"
         await audit.append(
             db,
             req.actor,
@@ -177,10 +180,16 @@ async def list_servers(req: ApiRequest[Any, PageQuery]) -> dict[str, Any]:
 
 
 @routes.get(
-    "/api/v1/servers/{server_id}", summary="Get a server", permission=VIEW, response=ServerOut
+    "/api/v1/servers/{server_id}",
+    summary="Get a server, with its last install (its output only with console.read)",
+    permission=VIEW,
+    response=ServerDetail,
 )
-async def get_server(req: ApiRequest[Any, Any]) -> ServerOut:
-    return await server_out(req.db, req.server, req.access)
+async def get_server(req: ApiRequest[Any, Any]) -> ServerDetail:
+    server = req.server
+    listed = await server_out(req.db, server, req.access)
+    install = installs.install_view(server, req.access)
+    return ServerDetail.model_validate({**listed.model_dump(), "install": install})
 
 
 @routes.patch(

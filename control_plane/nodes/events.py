@@ -3,6 +3,11 @@
 One task per node, under a job lock (one replica listens to a node at a time). The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and full disks are audited.
+
+A finished install is kept on the server (exit code, seconds, last lines, reason: what
+``GET /api/v1/servers/{id}`` shows as ``install``). A failed one leaves the server in the
+state ``install_failed``: the node reports it ``offline`` afterwards, which does not
+overwrite that until the server installs again.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, NODES, SESSIONS
 from control_plane.services import audit
+from control_plane.services.servers.installs import (
+    forget_install,
+    install_recorded,
+    record_install,
+)
 
 log = structlog.get_logger("nodes.events")
-STATES = frozenset({"offline", "installing", "starting", "running", "stopping", "crashed"})
+STATES = frozenset(
+    {"offline", "installing", "starting", "running", "stopping", "crashed", "install_failed"}
+)
 MAX_BACKOFF_SECONDS = 60.0
 RESCAN_SECONDS = 3.0
 
@@ -114,11 +126,20 @@ class NodeEventListener:
             except ApiError as err:
                 log.info("resync: server not readable", server=str(server_id), error=err.message)
                 continue
-            await self._apply(
-                node, {"type": "state", "server": str(server_id), "state": status.state}
-            )
+            outcome = status.last_install
+            if outcome is not None and status.install in ("installed", "failed"):
+                # An install that ended while no one was following the node.
+                missed = {"type": "install", "server": str(server_id), **outcome.model_dump()}
+                await self._apply(node, missed, resync=True)
+            state: str = status.state
+            if status.install == "failed" and state == "offline":
+                state = "install_failed"
+            event = {"type": "state", "server": str(server_id), "state": state}
+            await self._apply(node, event, resync=True)
 
-    async def _apply(self, node: Node, event: dict[str, Any]) -> None:
+    async def _apply(self, node: Node, event: dict[str, Any], *, resync: bool = False) -> None:
+        """Apply one event; ``resync``: what the node reported when asked (a state stands; an
+        install already recorded is not recorded again)."""
         kind = event.get("type")
         try:
             server_id = uuid.UUID(str(event.get("server")))
@@ -129,13 +150,22 @@ class NodeEventListener:
             if server is None or server.node_id != node.id:
                 return
             if kind == "state" and event.get("state") in STATES:
-                server.state = str(event["state"])
+                state = str(event["state"])
+                # A failed install's server is offline on the node; here it stays failed.
+                if resync or not (state == "offline" and server.state == "install_failed"):
+                    server.state = state
+                if state == "installing":
+                    forget_install(server)
             elif kind == "crash":
                 server.state = "starting" if event.get("restarting") else "crashed"
                 await self._audit(db, "server.crashed", server, event)
             elif kind == "install":
-                server.state = "offline" if event.get("success") else "install_failed"
-                await self._audit(db, "server.install.finished", server, event)
+                if resync and install_recorded(server, event):
+                    return
+                install = record_install(server, event)
+                # The last lines stay out of the audit trail: scripts may print secrets.
+                details = install.model_dump(mode="json", exclude={"type", "last_lines"})
+                await self._audit(db, "server.install.finished", server, details)
             elif kind == "disk_full":
                 await self._audit(db, "server.disk.full", server, event)
             elif kind == "sftp_login":

@@ -7,18 +7,30 @@ import re
 import shlex
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
+from control_plane.schemas.value_formats import Format
+from control_plane.schemas.variable_values import (
+    MAX_VALUE_LENGTH,
+    compile_pattern,
+    show_number,
+    value_problem,
+)
 from shared.server_spec import (
+    DEFAULT_INSTALL_TIMEOUT_SECONDS,
     ENV_NAME,
     MAX_ARG_LENGTH,
     MAX_ARGS,
+    MAX_CONFIG_FILES,
     MAX_DENYLIST_PATTERNS,
+    MAX_DONE_MARKERS,
     RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIXES,
+    ConfigFile,
+    ConsoleMarker,
     DenyPattern,
     ImageReference,
     StopCommand,
@@ -26,9 +38,6 @@ from shared.server_spec import (
 )
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-MAX_VALUE_LENGTH: Final = 4096
-# ASCII digits only: Python's \d also takes other scripts' digits (int() reads "٣" as 3).
-_INTEGER: Final = re.compile(r"-?[0-9]{1,18}")
 BUILT_INS: Final = ("SERVER_MEMORY", "SERVER_IP", "SERVER_PORT")
 # The built-in placeholders at their longest (a spec's memory, an allocation's address, a
 # port): a blueprint whose defaults fit with these fits every server.
@@ -37,42 +46,6 @@ _LONGEST_BUILT_INS: Final = {
     "SERVER_IP": "f" * 45,
     "SERVER_PORT": "65535",
 }
-
-
-def value_problem(variable: Mapping[str, Any], value: str) -> str | None:
-    """What is wrong with ``value`` for the blueprint variable ``variable``, or None.
-
-    ``variable`` is a :class:`BlueprintVariable` as stored (a dict). An empty value is
-    refused only if required; it is not checked further.
-    """
-    if len(value) > MAX_VALUE_LENGTH:
-        return f"at most {MAX_VALUE_LENGTH} characters"
-    if "\x00" in value:
-        return "must not contain NUL"
-    if value == "":
-        return "required" if variable.get("required") else None
-    kind = variable.get("type", "string")
-    if kind == "integer":
-        if not _INTEGER.fullmatch(value):
-            return "must be a whole number"
-        number = int(value)
-        if variable.get("min") is not None and number < variable["min"]:
-            return f"must be at least {variable['min']}"
-        if variable.get("max") is not None and number > variable["max"]:
-            return f"must be at most {variable['max']}"
-    elif kind == "boolean":
-        if value not in {"true", "false", "0", "1"}:
-            return "must be true or false"
-    else:
-        if variable.get("min") is not None and len(value) < variable["min"]:
-            return f"must be at least {variable['min']} characters"
-        if variable.get("max") is not None and len(value) > variable["max"]:
-            return f"must be at most {variable['max']} characters"
-    regex = variable.get("regex")
-    # ASCII \d, \w, \s and \b, as eggs mean them (PHP's PCRE without /u).
-    if regex and not re.fullmatch(regex, value, re.ASCII):
-        return "does not match the required pattern"
-    return None
 
 
 def startup_words(template: str) -> list[str]:
@@ -105,18 +78,37 @@ class BlueprintImage(Input):
     image: ImageReference
 
 
+Option = Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]
+Affix = Annotated[str, Field(min_length=1, max_length=MAX_VALUE_LENGTH)]
+Length = Annotated[int, Field(ge=0, le=MAX_VALUE_LENGTH)]
+Bound = Annotated[int | float, Field(allow_inf_nan=False)]
+
+
 class BlueprintVariable(Input):
-    """One setting of the game, given to it as an environment variable."""
+    """One setting of the game, given to it as an environment variable, with the rules its
+    value must pass (docs/blueprints.md "Variables"; an egg's Laravel rules translate to
+    these, control_plane/services/eggs/rules.py)."""
 
     env: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=1000)
-    type: Literal["string", "integer", "boolean"] = "string"
+    type: Literal["string", "integer", "number", "boolean"] = "string"
     default: str = Field("", max_length=MAX_VALUE_LENGTH)
     required: bool = False
-    regex: str | None = Field(None, max_length=512)
-    min: int | None = None
-    max: int | None = None
+    regex: str | None = Field(None, max_length=1024)
+    min: Bound | None = None
+    max: Bound | None = None
+    # The bound itself is refused (Laravel's gt/lt): an integer's or a number's only.
+    exclusive_min: bool = False
+    exclusive_max: bool = False
+    # The length in characters whatever the type (Laravel's digits_between on a number).
+    min_length: Length | None = None
+    max_length: Length | None = None
+    options: list[Option] | None = Field(None, min_length=1, max_length=256)
+    not_options: list[Option] | None = Field(None, min_length=1, max_length=256)
+    format: Format | None = None
+    starts_with: list[Affix] | None = Field(None, min_length=1, max_length=64)
+    ends_with: list[Affix] | None = Field(None, min_length=1, max_length=64)
     user_viewable: bool = True
     user_editable: bool = False
 
@@ -134,8 +126,8 @@ class BlueprintVariable(Input):
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value, re.ASCII)
-            except re.error as err:
+                compile_pattern(value)
+            except ValueError as err:
                 raise ValueError(f"not a valid regular expression: {err}") from err
         return value
 
@@ -143,6 +135,17 @@ class BlueprintVariable(Input):
     def _bounds(self) -> BlueprintVariable:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min must not exceed max")
+        self._exclusive()
+        low, high = self.min_length, self.max_length
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_length must not exceed max_length")
+        for bound in (self.min, self.max):
+            # Only a number's value can lie between two whole numbers.
+            if bound is not None and self.type != "number" and not float(bound).is_integer():
+                raise ValueError(
+                    f"min and max of this {self.type} variable must be whole numbers, "
+                    f"not {show_number(bound)}"
+                )
         if self.user_editable and not self.user_viewable:
             raise ValueError("a variable users can edit must be visible to them")
         # Every server starts with the default: it must pass the rules servers' values do.
@@ -152,18 +155,43 @@ class BlueprintVariable(Input):
             raise ValueError(f"default: {problem}")
         return self
 
+    def _exclusive(self) -> None:
+        for flag, bound in (("exclusive_min", self.min), ("exclusive_max", self.max)):
+            if getattr(self, flag) and bound is None:
+                raise ValueError(f"{flag} needs {flag.removeprefix('exclusive_')}")
+            if getattr(self, flag) and self.type not in ("integer", "number"):
+                raise ValueError(f"{flag} applies to integer and number variables only")
+        closed = not (self.exclusive_min or self.exclusive_max)
+        if not closed and self.min is not None and self.min == self.max:
+            raise ValueError("min must be below max when either is exclusive")
+
 
 class BlueprintInstall(Input):
     image: ImageReference
     entrypoint: str = Field("/bin/sh", min_length=1, max_length=255, pattern=r"^/\S+$")
     script: str = Field(min_length=1, max_length=64 * 1024)
     needs_root: bool = False
+    # Where the install container sees the server's volume (eggs' scripts use /mnt/server).
+    volume_path: Literal["/home/container", "/mnt/server"] = "/home/container"
+    timeout_seconds: int = Field(DEFAULT_INSTALL_TIMEOUT_SECONDS, ge=1, le=6 * 3600)
+    # The installer may write to its own root (a throwaway copy of its image), as eggs'
+    # scripts do to install packages; the game's root follows ``read_only_root``.
+    writable_root: bool = False
+
+
+# An egg's feature flags ("eula", "java_version" …): kept for export and for the panel.
+Feature = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+MAX_FEATURES: Final = 32
 
 
 class BlueprintCreate(Input):
     name: str = Field(min_length=1, max_length=64)
     description: str = Field("", max_length=4000)
     images: list[BlueprintImage] = Field(min_length=1, max_length=16)
+    # True: the image's own command runs and reads the startup text from ``STARTUP`` (images
+    # made for eggs); the startup is then never split into arguments here. Declared before
+    # ``startup``, whose check reads it.
+    image_command: bool = False
     startup: str = Field(min_length=1, max_length=4096)
     stop: StopCommand | StopSignal = Field(discriminator="type")
     install: BlueprintInstall | None = None
@@ -171,11 +199,19 @@ class BlueprintCreate(Input):
     read_only_root: bool = True
     # gitignore-style patterns of paths the file API never touches (node_agent/files/).
     file_denylist: list[DenyPattern] = Field(default_factory=list, max_length=MAX_DENYLIST_PATTERNS)
+    # Keys the agent sets in the game's configuration files before each start.
+    config_files: list[ConfigFile] = Field(default_factory=list, max_length=MAX_CONFIG_FILES)
+    # Console text that says the game is up (``regex:`` for an expression); none: up once
+    # its container runs.
+    startup_done: list[ConsoleMarker] = Field(default_factory=list, max_length=MAX_DONE_MARKERS)
+    features: list[Feature] = Field(default_factory=list, max_length=MAX_FEATURES)
+    author: str = Field("", max_length=255)
 
     @field_validator("startup")
     @classmethod
-    def _splits(cls, value: str) -> str:
-        startup_words(value)
+    def _splits(cls, value: str, info: ValidationInfo) -> str:
+        if not info.data.get("image_command"):
+            startup_words(value)
         return value
 
     @model_validator(mode="after")
@@ -187,6 +223,8 @@ class BlueprintCreate(Input):
         unknown = sorted(set(PLACEHOLDER.findall(self.startup)) - known)
         if unknown:
             raise ValueError(f"startup uses undefined variables: {', '.join(unknown)}")
+        if self.image_command:
+            return self
         defaults = {v.env: v.default for v in self.variables} | _LONGEST_BUILT_INS
         if long := too_long(fill_placeholders(startup_words(self.startup), defaults)):
             raise ValueError(
@@ -211,6 +249,13 @@ class BlueprintOut(Output):
     variables: list[dict[str, object]]
     read_only_root: bool
     file_denylist: list[str]
+    config_files: list[dict[str, object]]
+    startup_done: list[str]
+    image_command: bool
+    features: list[str]
+    # The uuid of the egg it was imported from (set by import, never by hand).
+    egg_uuid: str | None
+    author: str
     created_at: dt.datetime
 
 

@@ -77,6 +77,28 @@ class ServerOut(Output):
     permissions: list[str]
 
 
+InstallState = Literal["none", "installing", "installed", "install_failed"]
+
+
+class InstallOut(Output):
+    """The server's last install as its node reported it (``none``: no install recorded)."""
+
+    state: InstallState
+    exit_code: int | None
+    seconds: float | None
+    # Why it failed, in the agent's words (timed out, out of memory, image not pulled …).
+    reason: str | None
+    # The installer's last lines (at most 100, each cut at 1024 characters); null for
+    # callers without ``console.read``: scripts may print secrets.
+    last_lines: list[str] | None
+
+
+class ServerDetail(ServerOut):
+    """One server, with its last install (``GET /api/v1/servers/{id}``)."""
+
+    install: InstallOut
+
+
 class VariableOut(Output):
     env: str
     name: str

@@ -4,7 +4,11 @@
 #   stellar-test/busybox:latest    a rootfs with a static busybox, its applets, /etc/passwd
 #                                  (uid 1000 "container"), /tmp and /home/container
 #   stellar-test/fake-game:latest  the same plus /usr/local/bin/fake-game (the entrypoint),
-#                                  see deploy/dev/test-images/fake-game.sh
+#                                  see deploy/dev/test-images/fake-game.sh, and
+#                                  /usr/local/bin/signal-game (records the signal it got)
+#   stellar-test/egg-game:latest   the fake game's files with no entrypoint and an egg
+#                                  image's command: /entrypoint.sh runs $STARTUP as
+#                                  Pterodactyl's yolks images do (test-images/egg-entrypoint.sh)
 #
 # The busybox binary comes from Debian's busybox-static package (installed when missing and
 # run as root). Each image carries a label with a hash of everything it is built from, so a
@@ -22,6 +26,7 @@ readonly SOURCES="$HERE/test-images"
 readonly BUSYBOX="/bin/busybox"
 readonly BASE_IMAGE="stellar-test/busybox:latest"
 readonly GAME_IMAGE="stellar-test/fake-game:latest"
+readonly EGG_IMAGE="stellar-test/egg-game:latest"
 readonly HASH_LABEL="io.stellarstack.test-image.source-hash"
 readonly PATH_ENV="PATH=/usr/local/bin:/usr/bin:/bin"
 
@@ -47,7 +52,8 @@ ensure_busybox() {
 
 # A hash of every input of an image: the busybox binary, the game scripts and this script.
 source_hash() {
-    cat "$BUSYBOX" "$SOURCES/fake-game.sh" "$SOURCES/fake-game-greet.sh" "$0" \
+    cat "$BUSYBOX" "$SOURCES/fake-game.sh" "$SOURCES/fake-game-greet.sh" \
+        "$SOURCES/signal-game.sh" "$SOURCES/egg-entrypoint.sh" "$0" \
         | sha256sum | cut -c1-32
 }
 
@@ -104,7 +110,7 @@ main() {
     local hash
     hash="$(source_hash)"
     if ((FORCE == 0)) && image_is_current "$BASE_IMAGE" "$hash" \
-        && image_is_current "$GAME_IMAGE" "$hash"; then
+        && image_is_current "$GAME_IMAGE" "$hash" && image_is_current "$EGG_IMAGE" "$hash"; then
         log "images are up to date"
         return
     fi
@@ -118,11 +124,18 @@ main() {
 
     install -m 0755 "$SOURCES/fake-game.sh" "$work/rootfs/usr/local/bin/fake-game"
     install -m 0755 "$SOURCES/fake-game-greet.sh" "$work/rootfs/usr/local/bin/fake-game-greet"
+    install -m 0755 "$SOURCES/signal-game.sh" "$work/rootfs/usr/local/bin/signal-game"
     pack_rootfs "$work/rootfs" "$work/fake-game.tar"
     import_image "$work/fake-game.tar" "$GAME_IMAGE" "$hash" \
         --change 'ENV SERVER_PORT=25565' \
         --change 'ENTRYPOINT ["/usr/local/bin/fake-game"]' \
         --change 'CMD []'
+
+    install -m 0755 "$SOURCES/egg-entrypoint.sh" "$work/rootfs/entrypoint.sh"
+    pack_rootfs "$work/rootfs" "$work/egg-game.tar"
+    import_image "$work/egg-game.tar" "$EGG_IMAGE" "$hash" \
+        --change 'USER container' \
+        --change 'CMD ["/entrypoint.sh"]'
 }
 
 main "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up the local services the StellarStack test suite and `make run` need:
 # Docker, PostgreSQL and Redis, and (test-tools) the programs only tests run
-# (the shell linter, nginx, gcc with a static libc). Idempotent: safe to run on a
+# (the shell linter, nginx, gcc with a static libc, Debian's freeciv-server for the demo
+# image). Idempotent: safe to run on a
 # fresh Debian 12 machine and on one where everything already runs (then it
 # returns quickly).
 #
@@ -197,13 +198,15 @@ fi
 NEW_NGINX=0
 if ((WANT_TOOLS)); then
     # Run by tests that fail without them under `make test`: the shell scripts' check,
-    # `nginx -t` on deploy/nginx's sample, and the seccomp probe (`gcc -static`).
+    # `nginx -t` on deploy/nginx's sample, the seccomp probe (`gcc -static`), and the Freeciv
+    # demo's image (deploy/images/freeciv/build.sh assembles it from freeciv-server).
     have shellcheck || need_pkg shellcheck
     if ! have nginx && ! dpkg_installed nginx; then need_pkg nginx; NEW_NGINX=1; fi
     have gcc || need_pkg gcc
     if ! compgen -G '/usr/lib/*/libc.a' >/dev/null && ! dpkg_installed libc6-dev; then
         need_pkg libc6-dev
     fi
+    [[ -x /usr/games/freeciv-server ]] || dpkg_installed freeciv-server || need_pkg freeciv-server
 fi
 
 if ((${#MISSING_PKGS[@]} > 0)); then
@@ -525,6 +528,6 @@ for svc in "${ORDER[@]}"; do
         docker) printf '%s\n' "$DOCKER_SUMMARY" ;;
         postgres) printf '%s\n' "$PG_SUMMARY" ;;
         redis) printf '%s\n' "$REDIS_SUMMARY" ;;
-        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc)" ;;
+        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server)" ;;
     esac
 done

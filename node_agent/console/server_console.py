@@ -2,8 +2,14 @@
 
 :class:`ServerConsole` follows the game container's log stream whenever the container runs
 (:meth:`ServerConsole.wake` is called when it starts, and when the agent finds it running).
-Lines pass the :class:`OutputThrottle`, go into a ring buffer for new viewers and to each
-open socket's bounded queue; a viewer that cannot keep up loses lines, never the game.
+Each line is first handed to the console's listener (the server's done-marker watch, which
+must see every line, so it comes before the throttle); then lines pass the
+:class:`OutputThrottle`, go into a ring buffer for new viewers and to each open socket's
+bounded queue; a viewer that cannot keep up loses lines, never the game.
+
+While the server installs, the installer's lines arrive through :meth:`ServerConsole.install_line`
+and go out as ``install output`` frames, through the same throttle, into a ring buffer of their
+own (replayed to a viewer who connects during the install).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
@@ -20,6 +27,7 @@ import structlog
 from node_agent.console.limits import ConsoleLimits
 from node_agent.console.throttle import OutputThrottle, throttle_notice
 from node_agent.docker.containers import ContainerRuntime
+from node_agent.docker.output import OutputLine
 from shared.errors import ApiError, RateLimited
 from shared.server_spec import ServerState
 
@@ -27,6 +35,9 @@ log = structlog.get_logger("agent.console")
 # After the log stream ended while the container still runs, wait this long to follow again.
 REFOLLOW_DELAY_SECONDS: Final = 0.5
 AGENT_PREFIX: Final = "[stellar]"
+CONSOLE_OUTPUT: Final = "console output"
+INSTALL_OUTPUT: Final = "install output"
+LineListener = Callable[[OutputLine], None]
 
 
 def console_message(event: str, *args: Any) -> str:
@@ -80,13 +91,21 @@ class ServerConsole:
         self._runtime = runtime
         self._limits = limits
         self._recent: deque[str] = deque(maxlen=limits.buffer_lines)
+        self._install_recent: deque[str] = deque(maxlen=limits.buffer_lines)
         self._viewers: set[ConsoleViewer] = set()
         self._throttle = OutputThrottle(limits.lines_per_second)
         self._notice_timer: asyncio.TimerHandle | None = None
+        # Which kind of output the next "lines dropped" notice belongs to.
+        self._notice_event = CONSOLE_OUTPUT
         self._wake = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
+        self._listener: LineListener | None = None
 
     # --- output ----------------------------------------------------------------------------
+
+    def listen(self, listener: LineListener) -> None:
+        """Hand every line the game prints to ``listener`` (one listener; synchronous)."""
+        self._listener = listener
 
     def wake(self) -> None:
         """The container (re)started or was found running: follow its output."""
@@ -124,6 +143,7 @@ class ServerConsole:
                     if last_timestamp is not None and line.timestamp <= last_timestamp:
                         continue
                     last_timestamp = line.timestamp
+                    self._hear(line)
                     self._take(line.text)
                 state = await self._runtime.find(self._container)
             except ApiError as err:
@@ -135,13 +155,23 @@ class ServerConsole:
                 await asyncio.sleep(REFOLLOW_DELAY_SECONDS)
                 self._wake.set()
 
-    def _take(self, text: str) -> None:
+    def _hear(self, line: OutputLine) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._listener(line)
+        except Exception:
+            # The listener's failure must not stop the output reaching the viewers.
+            log.exception("console line listener failed", server=str(self._server_id))
+
+    def _take(self, text: str, event: str = CONSOLE_OUTPUT) -> None:
         loop = asyncio.get_running_loop()
         dropped = self._throttle.roll(loop.time())
         if dropped:
-            self._emit(throttle_notice(dropped))
+            self._emit(throttle_notice(dropped), self._notice_event)
+        self._notice_event = event
         if self._throttle.admit():
-            self._emit(text)
+            self._emit(text, event)
         elif self._notice_timer is None:
             self._notice_timer = loop.call_at(self._throttle.window_end, self._flush_notice)
 
@@ -149,14 +179,33 @@ class ServerConsole:
         self._notice_timer = None
         dropped = self._throttle.take_dropped()
         if dropped:
-            self._emit(throttle_notice(dropped))
+            self._emit(throttle_notice(dropped), self._notice_event)
 
-    def _emit(self, text: str) -> None:
-        self._recent.append(text)
+    def _emit(self, text: str, event: str = CONSOLE_OUTPUT) -> None:
+        kept = self._install_recent if event == INSTALL_OUTPUT else self._recent
+        kept.append(text)
         if self._viewers:
-            frame = console_message("console output", text)
+            frame = console_message(event, text)
             for viewer in self._viewers:
                 viewer.offer(frame)
+
+    # --- the installer's output --------------------------------------------------------------
+
+    def install_started(self) -> None:
+        """A new install begins: forget the previous installer's lines."""
+        self._install_recent.clear()
+
+    def install_line(self, text: str) -> None:
+        """A line the installer printed, shown to viewers as ``install output``."""
+        self._take(text, INSTALL_OUTPUT)
+
+    def install_notice(self, text: str) -> None:
+        """A line from the agent about the install (how it ended), never throttled away."""
+        self._emit(f"{AGENT_PREFIX} {text}", INSTALL_OUTPUT)
+
+    def install_recent(self) -> list[str]:
+        """The current (or last) installer's lines kept for viewers."""
+        return list(self._install_recent)
 
     def notice(self, text: str) -> None:
         """A line from the agent itself (crash, restart), shown like game output."""

@@ -1,6 +1,7 @@
 """The protocol of one console WebSocket (``GET /api/v1/servers/{server_id}/console``).
 
-On connect the viewer gets the server's ``status`` and the recent lines, then live output.
+On connect the viewer gets the server's ``status`` and the recent lines (and, while the
+server installs, the installer's lines so far as ``install output``), then live output.
 One task writes every outbound frame (so replies and output never interleave mid-frame),
 one watches the socket's lease, and the handler reads inbound messages: each must fit in
 ``inbound_message_bytes`` (else aiohttp closes with 1009) and pass a per-socket rate limit
@@ -22,7 +23,7 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from node_agent.console.limits import ConsoleLimits
-from node_agent.console.server_console import ConsoleViewer, console_message
+from node_agent.console.server_console import INSTALL_OUTPUT, ConsoleViewer, console_message
 from node_agent.security.socket_lease import TOKEN_EXPIRED_CLOSE_CODE, SocketLease
 from node_agent.servers.server import ManagedServer
 from shared.errors import ApiError
@@ -132,6 +133,7 @@ class ConsoleSession:
         self._viewer.offer(console_message("status", self._server.state))
         for line in recent:
             self._viewer.offer(console_message("console output", line))
+        self._replay_install()
         sender = asyncio.create_task(send_frames(ws, self._viewer))
         lease = asyncio.create_task(watch_lease(self._lease, self._viewer))
         try:
@@ -160,12 +162,20 @@ class ConsoleSession:
         elif event == "send logs":
             for line in self._server.console.recent():
                 self._viewer.offer(console_message("console output", line))
+            self._replay_install()
         elif event == "send stats":
             self._spawn(self._send_stats)
         elif event == "set state":
             self._set_state(args)
         elif event == "auth":
             self._renew(args)
+
+    def _replay_install(self) -> None:
+        """While the server installs, the installer's lines so far."""
+        if self._server.state != "installing":
+            return
+        for line in self._server.console.install_recent():
+            self._viewer.offer(console_message(INSTALL_OUTPUT, line))
 
     async def _command(self, args: list[str]) -> None:
         try:

@@ -7,6 +7,11 @@ no-new-privileges, Docker's default seccomp profile without nested btrfs subvolu
 ``seccomp.py``), read-only root with a small noexec ``/tmp``, memory/swap/CPU/PIDs limits,
 a capped json-file log, the agent's own bridge network, only the server's volume mounted, and
 ports published only on the server's allocations.
+
+The install container differs only where docs/templates-installers.md says why: it may run as
+root with :data:`INSTALL_ROOT_CAPABILITIES`, sees the volume where the blueprint's script
+expects it (``/mnt/server`` for eggs), has no stdin, and its ``/tmp`` allows programs and is
+bounded by the server's memory instead of 64 MiB.
 """
 
 from __future__ import annotations
@@ -73,14 +78,18 @@ def server_labels(server_id: uuid.UUID, role: str) -> dict[str, str]:
     return {MANAGED_LABEL: "true", SERVER_LABEL: str(server_id), ROLE_LABEL: role}
 
 
-def _environment(spec: ServerSpec) -> list[str]:
+def _environment(spec: ServerSpec, home: str = VOLUME_TARGET) -> list[str]:
     variables = dict(spec.environment)
     variables.update(
-        HOME=VOLUME_TARGET,
+        HOME=home,
         USER="container",
         SERVER_UUID=str(spec.uuid),
         SERVER_MEMORY=str(spec.memory_mib),
     )
+    if spec.startup_template:
+        # Placeholders unfilled: an egg image's entrypoint turns {{X}} into ${X} and its shell
+        # reads the value from the variable X, so no value is ever part of the command text.
+        variables["STARTUP"] = spec.startup_template
     primary = spec.primary_allocation
     if primary is not None:
         variables.update(SERVER_IP=primary.ip, SERVER_PORT=str(primary.port))
@@ -115,9 +124,11 @@ def _host_config(
     capabilities: tuple[str, ...],
     port_bindings: dict[str, list[dict[str, str]]],
     seccomp: SeccompProfile | None,
+    volume_target: str = VOLUME_TARGET,
+    tmpfs_options: str = TMPFS_OPTIONS,
 ) -> dict[str, Any]:
     return {
-        "Binds": [f"{placement.volume_path}:{VOLUME_TARGET}:rw"],
+        "Binds": [f"{placement.volume_path}:{volume_target}:rw"],
         "PortBindings": port_bindings,
         "PublishAllPorts": False,
         "NetworkMode": placement.network,
@@ -126,7 +137,7 @@ def _host_config(
         "CapAdd": list(capabilities),
         "SecurityOpt": security_options(seccomp),
         "ReadonlyRootfs": spec.read_only_root,
-        "Tmpfs": {"/tmp": TMPFS_OPTIONS},  # noqa: S108 (inside the container)
+        "Tmpfs": {"/tmp": tmpfs_options},  # noqa: S108 (inside the container)
         "Memory": spec.memory_mib * MIB,
         "MemorySwap": (spec.memory_mib + spec.swap_mib) * MIB,
         "NanoCpus": spec.cpu_percent * NANO_CPUS_PER_PERCENT,
@@ -163,10 +174,15 @@ def _base_config(spec: ServerSpec, image: str, role: str, user: str) -> dict[str
 def game_container_config(
     spec: ServerSpec, placement: ContainerPlacement, seccomp: SeccompProfile | None = None
 ) -> dict[str, Any]:
-    """The create body of the container that runs the game (``seccomp``: see security_options)."""
+    """The create body of the container that runs the game (``seccomp``: see security_options).
+
+    Its command is the spec's ``startup`` arguments, or with ``image_command`` the image's own
+    (no ``Cmd``: an egg image's entrypoint runs ``STARTUP``). ``StopSignal`` is the spec's
+    stop signal, for a ``docker stop`` by hand; the agent sends it itself (``runtime.stop``).
+    """
     bindings = _port_bindings(spec)
     config = _base_config(spec, spec.image, "game", placement.user)
-    if spec.startup:
+    if spec.startup and not spec.image_command:
         config["Cmd"] = list(spec.startup)
     config["ExposedPorts"] = {port: {} for port in bindings}
     config["StopTimeout"] = spec.stop_timeout_seconds
@@ -195,14 +211,42 @@ def install_container_config(
     """The create body of the one-off container that runs the blueprint's install script.
 
     It publishes no ports. With ``needs_root`` it runs as root with only
-    :data:`INSTALL_ROOT_CAPABILITIES`; it is otherwise as limited as the game container.
+    :data:`INSTALL_ROOT_CAPABILITIES`; it is otherwise as limited as the game container:
+    same seccomp profile, no-new-privileges, memory/swap/CPU/PIDs limits, network (so the
+    same egress policy), and its root is read-only unless the blueprint turned that off
+    for its game (``read_only_root``) or for its installer (``install.writable_root``: the
+    container's own copy of its image, removed with it, where eggs' scripts install
+    packages). The volume is mounted at ``install.volume_path``,
+    which is also ``HOME`` and the working directory. Its stdin is closed, so a script that
+    asks a question reads end-of-file instead of waiting until the time limit.
     """
     user = ROOT_USER if install.needs_root else placement.user
     capabilities = INSTALL_ROOT_CAPABILITIES if install.needs_root else ()
     config = _base_config(spec, install.image, "install", user)
+    config["Env"] = _environment(spec, home=install.volume_path)
+    config["WorkingDir"] = install.volume_path
+    config.update(OpenStdin=False, AttachStdin=False)
     config["Entrypoint"] = [install.entrypoint]
     config["Cmd"] = ["-c", install.script]
     config["HostConfig"] = _host_config(
-        spec, placement, capabilities=capabilities, port_bindings={}, seccomp=seccomp
+        spec,
+        placement,
+        capabilities=capabilities,
+        port_bindings={},
+        seccomp=seccomp,
+        volume_target=install.volume_path,
+        tmpfs_options=install_tmpfs_options(spec),
     )
+    if install.writable_root:
+        config["HostConfig"]["ReadonlyRootfs"] = False
     return config
+
+
+def install_tmpfs_options(spec: ServerSpec) -> str:
+    """The installer's ``/tmp``: as big as the server's memory, programs allowed.
+
+    Egg scripts download archives and installers to ``/tmp`` and run them there; noexec
+    would protect nothing (the script may run programs from the volume anyway), and the
+    pages are charged to the container's memory limit, which bounds the size as well.
+    """
+    return f"rw,nosuid,nodev,size={spec.memory_mib}m"

@@ -42,6 +42,8 @@ class AgentNetwork:
 
     name: str
     id: str
+    # The bridge's IPv4 address on the host (config files' ``{{config.docker.interface}}``).
+    gateway: str | None = None
 
 
 def _network_config(name: str) -> dict[str, Any]:
@@ -63,7 +65,19 @@ def _checked(info: dict[str, Any], name: str) -> AgentNetwork:
             f"network {name!r} exists but is not a bridge with inter-container traffic "
             "disabled; remove it so that the agent can create it"
         )
-    return AgentNetwork(name=name, id=str(info["Id"]))
+    return AgentNetwork(name=name, id=str(info["Id"]), gateway=_gateway(info))
+
+
+def _gateway(info: dict[str, Any]) -> str | None:
+    """The network's IPv4 gateway, as dockerd's IPAM configured it."""
+    for config in (info.get("IPAM") or {}).get("Config") or []:
+        try:
+            address = ipaddress.ip_address(str(config.get("Gateway") or "").split("/")[0])
+        except ValueError:
+            continue
+        if address.version == 4:
+            return str(address)
+    return None
 
 
 async def _inspect(docker: aiodocker.Docker, name: str) -> dict[str, Any] | None:

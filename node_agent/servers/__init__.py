@@ -10,6 +10,7 @@ server.py    :class:`ManagedServer`: one server's record, volume, console, lock 
 state.py     :class:`ServerStateMachine`: the state and its one writer; each change is one
              ``StateEvent`` on the node's event stream and one console ``status`` line
 power.py     start, stop, restart, kill; the power state brought back after an agent start
+done.py      :class:`DoneWatch`: a start stays ``starting`` until the game prints a done marker
 exits.py     the game container started or exited: each exit judged once, offline or crash
 crash.py     :class:`CrashPolicy` (restart, or not within the crash-loop window) and the crash
              handled: state, console notice, ``CrashEvent``, restart

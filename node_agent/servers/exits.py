@@ -1,5 +1,7 @@
 """What Docker reports about a game container: it started, or it exited.
 
+A start makes the server ``running``, except one that waits for its done line (``done.py``).
+
 Every exit is judged once (an exit seen twice, by its event and by a resync, has the same
 ``FinishedAt``): asked for (stop, kill, restart, or the stop command typed on the console)
 or a clean exit 0 means ``offline``; anything else is a crash (``crash.py``). Exits while
@@ -25,7 +27,9 @@ async def container_started(server: ManagedServer) -> None:
     state = await server.services.runtime.find(server.container)
     if state is None or not state.running:
         return
-    if server.state not in {"running", "stopping"}:
+    if server.state == "starting" and server.done_watch.waiting:
+        pass  # its done line decides (``done.py``)
+    elif server.state not in {"running", "stopping"}:
         server.set_state("running")
     server.console.wake()
 

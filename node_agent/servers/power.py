@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from node_agent.configs.start import apply_before_start
 from shared.errors import ApiError, Conflict
 from shared.server_spec import PowerActionName
 
@@ -74,19 +75,33 @@ async def start(server: ManagedServer) -> None:
         raise Conflict("the server is stopping")
     await server.want("running")
     server.exit_expected = False
+    found = await server.services.runtime.find(server.container)
+    if found is not None and found.running:
+        # A second start changes nothing (the game is up, or its done line is awaited); a
+        # game found running otherwise is taken to be up, as after an agent restart.
+        if server.state not in {"starting", "running"}:
+            server.set_state("running")
+            server.console.wake()
+        return
     server.set_state("starting")
+    # Armed before the container starts, so that its first lines count (``done.py``).
+    waits_for_done = server.done_watch.arm(server.spec.startup_done)
     try:
         if server.record.spec_pending:
             # The spec changed while the game ran: this start is where it takes effect.
             await server.rebuild_container()
         else:
             await server.ensure_current_container()
+        await apply_before_start(server)
         state = await server.services.runtime.start(server.container)
     except ApiError:
         server.set_state("offline")
         raise
     if state.running:
-        server.set_state("running")
+        if waits_for_done:
+            server.done_watch.run_started = True
+        else:
+            server.set_state("running")
         server.console.wake()
 
 
@@ -116,6 +131,8 @@ async def restore_power(server: ManagedServer) -> None:
     if server.record.install == "installing":
         server.set_state("installing")
     elif container is not None and container.running:
+        # Running, done markers or not: its done line (if any) was printed before this
+        # agent started, and a game that outlived an agent restart is taken to be up.
         server.set_state("running")
         server.console.wake()
     elif server.record.desired_power == "running":

@@ -16,7 +16,7 @@ from typing import Final
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.server_spec import DesiredPower, InstallPhase, ServerSpec
+from shared.server_spec import DesiredPower, InstallOutcome, InstallPhase, ServerSpec
 
 log = structlog.get_logger("agent.servers")
 SERVERS_DIR: Final = "servers"
@@ -30,6 +30,8 @@ class ServerRecord(BaseModel):
     spec: ServerSpec
     install: InstallPhase = "none"
     install_exit_code: int | None = None
+    # How the last finished install ended (what its InstallEvent said).
+    last_install: InstallOutcome | None = None
     desired_power: DesiredPower = "stopped"
     # True when the crash-loop guard gave up on the server: it stays crashed until started.
     crashed: bool = False

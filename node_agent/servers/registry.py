@@ -39,7 +39,7 @@ from node_agent.servers.server import ManagedServer, ServerServices
 from node_agent.servers.watch import ContainerWatch
 from node_agent.storage.volume import DiskUsage, ServerVolume
 from shared.errors import ApiError, Conflict, NotFound
-from shared.server_spec import ServerSpec, ServerStatus
+from shared.server_spec import InstallOutcome, ServerSpec, ServerStatus
 
 log = structlog.get_logger("agent.servers")
 VolumeFactory = Callable[[uuid.UUID], ServerVolume]
@@ -84,7 +84,13 @@ class ServerRegistry:
         for record in await self._services.records.load_all():
             if record.install == "installing":
                 # The task that watched the installer died with the previous process.
-                record = record.model_copy(update={"install": "failed"})
+                outcome = InstallOutcome(
+                    success=False,
+                    exit_code=None,
+                    duration_seconds=None,
+                    reason="the node agent restarted while the installer ran",
+                )
+                record = record.model_copy(update={"install": "failed", "last_install": outcome})
             self._servers[record.spec.uuid] = self._managed(record)
         log.info("servers loaded", count=len(self._servers))
 

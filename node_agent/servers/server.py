@@ -23,7 +23,7 @@ from node_agent.docker.hardening import ContainerPlacement, game_container_name
 from node_agent.docker.network import AgentNetwork
 from node_agent.events import NodeEventBus
 from node_agent.files.gate import VolumeGate
-from node_agent.servers import power
+from node_agent.servers import done, power
 from node_agent.servers.crash import CrashPolicy
 from node_agent.servers.records import RecordStore, ServerRecord
 from node_agent.servers.state import ServerStateMachine
@@ -82,6 +82,9 @@ class ManagedServer:
         self.console = console
         self.services = services
         self._state = ServerStateMachine(record.spec.uuid, services.events, console)
+        # Armed by a start when the spec has done markers (``done.py``).
+        self.done_watch = done.DoneWatch(str(record.spec.uuid))
+        console.listen(lambda line: done.line_printed(self, line))
         self.crash_policy = CrashPolicy(services.crash_loop_window)
         self.lock = asyncio.Lock()
         # File operations vs a restore of the whole volume (node_agent/files/gate.py).
@@ -114,6 +117,9 @@ class ManagedServer:
 
     def set_state(self, state: ServerState) -> None:
         """Change the state and tell the control plane and the console's viewers, once."""
+        if state != "starting":
+            # Whatever ends a start (its done line, a stop, a crash) ends the wait for it.
+            self.done_watch.disarm()
         self._state.change(state)
 
     # --- the record --------------------------------------------------------------------------
@@ -207,6 +213,7 @@ class ManagedServer:
             container=_container_status(container),
             disk_mib=self.spec.disk_mib,
             spec_pending=self.record.spec_pending,
+            last_install=self.record.last_install,
         )
 
     # --- what users do -----------------------------------------------------------------------

@@ -80,7 +80,10 @@ class ContainerWatch:
 
     async def _resync(self) -> None:
         for server in list(self._servers.values()):
-            if server.state == "running":
+            if server.state == "running" or (
+                # A game waiting for its done line may have died while the stream was down.
+                server.state == "starting" and server.done_watch.run_started
+            ):
                 await exits.container_exited(server)
             elif server.state not in {"starting", "stopping", "installing"}:
                 await exits.container_started(server)

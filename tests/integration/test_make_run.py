@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from node_agent.docker.hardening import game_container_name
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -95,7 +100,9 @@ class MakeRun:
             "Press Ctrl-C to stop"
         )
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         env_file = self.data_dir / "control-plane.env"
         values = dict(
             line.split("=", 1)
@@ -105,11 +112,21 @@ class MakeRun:
         return subprocess.run(
             [sys.executable, "-m", "control_plane", *args],
             env={**os.environ, **values},
+            input=stdin,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             check=False,
         )
+
+
+@pytest.fixture
+def demo_containers() -> Iterator[list[str]]:
+    """Containers of demo games a test made; removed after it (the dev agent only stops them)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True, timeout=60)
 
 
 def test_make_run_starts_both_services_pings_the_node_and_stops_cleanly(tmp_path: Path) -> None:
@@ -147,3 +164,26 @@ def test_make_run_starts_both_services_pings_the_node_and_stops_cleanly(tmp_path
         run.interrupt()
     assert (data_dir / "control-plane.env").read_text() == secrets_before
     assert processes_mentioning(str(data_dir)) == []
+
+
+@pytest.mark.docker
+def test_make_run_offers_the_freeciv_demo_in_one_command(
+    tmp_path: Path, demo_containers: list[str]
+) -> None:
+    run = MakeRun(tmp_path / "data", tmp_path / "make-run.log")
+    run.start()
+    try:
+        banner = run.wait_for("Press Ctrl-C to stop")
+        assert "stellar-cp demo create" in banner
+
+        demo = run.cli("demo", "create", timeout=600)
+
+        assert demo.returncode == 0, demo.stderr
+        found = re.search(r"console  : stellar-cp server console ([0-9a-f-]{36})", demo.stdout)
+        assert found, demo.stdout
+        demo_containers.append(game_container_name(uuid.UUID(found[1])))
+        console = run.cli("server", "console", found[1], stdin="list\n")
+        assert "List of players:" in console.stdout, console.stdout + console.stderr
+    finally:
+        run.interrupt()
+    assert processes_mentioning(str(tmp_path / "data")) == []

@@ -26,6 +26,8 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT: Final = REPO_ROOT / "deploy" / "dev" / "build-test-images.sh"
 FAKE_GAME_IMAGE: Final = "stellar-test/fake-game:latest"
 BUSYBOX_IMAGE: Final = "stellar-test/busybox:latest"
+# No entrypoint; its command is an egg image's entrypoint script, which runs $STARTUP.
+EGG_IMAGE: Final = "stellar-test/egg-game:latest"
 
 
 def docker_cli(*args: str) -> subprocess.CompletedProcess[str]:

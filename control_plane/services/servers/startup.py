@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.db.models import Allocation, Blueprint, Server
 from control_plane.errors import InvalidRequest, NotFound
 from control_plane.schemas.blueprints import (
+    PLACEHOLDER,
     fill_placeholders,
     startup_words,
     too_long,
@@ -35,6 +36,16 @@ def render_startup(template: str, values: dict[str, str]) -> list[str]:
     except ValueError as err:
         raise InvalidRequest(f"the blueprint's startup command {err}") from err
     return fill_placeholders(words, values)
+
+
+def blueprint_command(blueprint: Blueprint, values: dict[str, str]) -> list[str]:
+    """The command as the game gets it: the template's arguments with placeholders filled in,
+    or, for a blueprint whose image runs its own command (it reads ``STARTUP`` and fills the
+    placeholders from its environment), that text with them filled in as one line, for
+    showing only."""
+    if blueprint.image_command:
+        return [PLACEHOLDER.sub(lambda m: values.get(m[1], ""), blueprint.startup)]
+    return render_startup(blueprint.startup, values)
 
 
 def _check_lengths(arguments: list[str]) -> None:
@@ -89,7 +100,7 @@ async def shown_startup(
             if not variable.get("user_viewable"):
                 variables[variable["env"]] = HIDDEN_VALUE
     allocations = await allocations_of(db, server.id)
-    return render_startup(blueprint.startup, _placeholder_values(server, variables, allocations))
+    return blueprint_command(blueprint, _placeholder_values(server, variables, allocations))
 
 
 async def build_spec(
@@ -111,7 +122,9 @@ async def build_spec(
     if variables is None:
         variables = current_values(blueprint, server)
     values = _placeholder_values(server, variables, allocations)
-    startup = render_startup(blueprint.startup, values)
+    # An image that runs its own command gets no arguments: it reads STARTUP (the template)
+    # and the values from its environment.
+    startup = [] if blueprint.image_command else render_startup(blueprint.startup, values)
     _check_lengths(startup)
     try:
         return _spec(server, blueprint, image, startup, variables, allocations)
@@ -152,5 +165,11 @@ def _spec(
             "read_only_root": blueprint.read_only_root,
             "install": install,
             "file_denylist": blueprint.file_denylist,
+            "config_files": blueprint.config_files,
+            "startup_done": blueprint.startup_done,
+            # The template with its placeholders unfilled: values reach the game only as
+            # environment variables, each checked by its rules.
+            "startup_template": blueprint.startup,
+            "image_command": blueprint.image_command,
         }
     )

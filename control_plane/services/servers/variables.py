@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from control_plane.db.models import Blueprint
 from control_plane.errors import InvalidRequest
-from control_plane.schemas.blueprints import value_problem
+from control_plane.schemas.variable_values import (
+    CHECKS_BUDGET_SECONDS,
+    MATCH_TIMEOUT_SECONDS,
+    value_problem,
+)
 from shared.errors import ErrorDetail
 
 
@@ -31,8 +37,11 @@ def validate_variables(
             continue
         values[env] = value
     hidden_problem = False
+    # Patterns run on the event loop: a blueprint full of runaway ones still gets one budget.
+    deadline = time.monotonic() + CHECKS_BUDGET_SECONDS
     for env, variable in spec.items():
-        problem = value_problem(variable, values[env])
+        left = max(deadline - time.monotonic(), 0.001)
+        problem = value_problem(variable, values[env], timeout=min(left, MATCH_TIMEOUT_SECONDS))
         if problem is None:
             continue
         if user and not variable.get("user_viewable"):

@@ -31,6 +31,12 @@ else
 fi
 
 echo "fake-game started on port $port as uid $(id -u)"
+if [ $# -gt 0 ]; then
+    # Each argument in brackets, so that a test sees exactly the words it was given.
+    printf 'fake-game arguments:'
+    printf ' [%s]' "$@"
+    echo
+fi
 
 # shellcheck disable=SC2264  # a fork bomb (command "bomb"): it calls itself on purpose
 bomb() {

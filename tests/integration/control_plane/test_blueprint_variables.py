@@ -8,6 +8,7 @@ test_blueprint_end_to_end.py shows the same rules with a real agent.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -367,3 +368,37 @@ async def test_integers_and_patterns_take_ascii_digits_only(world: World) -> Non
     await world.admin.json(
         "PATCH", startup, status=503, json={"variables": {"SECRET_SEED": "-7", "LEVEL": "12"}}
     )
+
+
+# --- 5. patterns that run away --------------------------------------------------------------
+
+
+async def test_runaway_patterns_are_stopped_within_one_budget_per_request(
+    world: World,
+) -> None:
+    """Each match gets 50 ms, and one request's matches 0.2 s together: 64 variables whose
+    pattern backtracks without end would otherwise hold the event loop for 3.2 s."""
+    runaway = [
+        {
+            "env": f"V{n}",
+            "name": f"V{n}",
+            "default": "aa",
+            "regex": "^(a|aa)+$",
+            "user_editable": True,
+        }
+        for n in range(64)
+    ]
+    await replace_blueprint(world, startup="/usr/local/bin/fake-game", variables=runaway)
+    value = "a" * 4095 + "!"
+    started = time.monotonic()
+    refused = await world.alice.json(
+        "PATCH",
+        f"/api/v1/servers/{world.ids['alice_server']}/startup",
+        status=400,
+        json={"variables": {v["env"]: value for v in runaway}},
+    )
+    elapsed = time.monotonic() - started
+    assert [d["msg"] for d in refused["error"]["details"]] == [
+        "took too long to check against the required pattern"
+    ] * 64
+    assert elapsed < 1.5

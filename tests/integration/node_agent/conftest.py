@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -9,10 +11,21 @@ import aiodocker
 import aiohttp
 import pytest
 
+from node_agent.docker.hardening import SERVER_LABEL
+from node_agent.docker.network import ensure_agent_network
+from node_agent.egress.policy import table_name
+from tests.integration.node_agent.egress_world import (
+    Bridge,
+    Listeners,
+    Outside,
+    outside_world,
+    run,
+)
 from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, start_live_agent
 from tests.integration.node_agent.quota_nodes import NodeFactory, QuotaNode, quota_nodes
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
+from tests.support.containers import remove_container
 
 
 def _started(root: Path, key: SigningKey) -> AgentProcess:
@@ -142,3 +155,40 @@ async def node_factory(
 def node(request: pytest.FixtureRequest, node_factory: NodeFactory) -> QuotaNode:
     """An agent on each kernel-enforced backend."""
     return node_factory(str(request.param))
+
+
+# The world around a node for egress tests (egress_world.py; they need root, ip and nft).
+
+
+@pytest.fixture
+async def bridge(docker: aiodocker.Docker) -> AsyncIterator[Bridge]:
+    """The test's own agent network, made as the agent makes it; removed with its table."""
+    name = f"steg-{secrets.token_hex(3)}"
+    await ensure_agent_network(docker, name)
+    try:
+        info = await (await docker.networks.get(name)).show()
+        ipam = info["IPAM"]["Config"][0]
+        yield Bridge(name, ipaddress.IPv4Network(ipam["Subnet"]), ipam["Gateway"])
+    finally:
+        for container in await docker.containers.list(
+            all=True, filters={"network": [name], "label": [SERVER_LABEL]}
+        ):
+            await remove_container(container)
+        await (await docker.networks.get(name)).delete()
+        run("nft", "delete", "table", "inet", table_name(name), check=False)
+
+
+@pytest.fixture
+def outside(bridge: Bridge) -> Iterator[Outside]:
+    with outside_world(bridge.subnet) as world:
+        yield world
+
+
+@pytest.fixture
+def node_listeners(bridge: Bridge, outside: Outside) -> Iterator[Listeners]:
+    """Real listeners on the node's own addresses: the bridge gateway and the public side."""
+    listeners = Listeners.start({"agent": bridge.gateway, "node": outside.node_address})
+    try:
+        yield listeners
+    finally:
+        listeners.stop()

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from typing import Any, Final
 import aiodocker
 
 from node_agent.docker.hardening import game_container_name
+from tests.support.agent_process import AgentProcess, SigningKey
 from tests.support.containers import BUSYBOX_IMAGE, SignedAgentClient
 from tests.support.factories import server_spec
 
@@ -38,6 +41,35 @@ GAME_GREETING: Final = "fake-game here"
 CONNECT_TIMEOUT: Final = "2"
 # What the DNS stubs answer for every name.
 DNS_ANSWER: Final = "198.18.255.254"
+
+
+def egress_world_unavailable() -> str | None:
+    """Why the world cannot be built on this host (None: it can)."""
+    if os.geteuid() != 0:
+        return "needs root for network namespaces, routes and nftables"
+    for tool in ("ip", "nft", "busybox"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+def start_egress_agent(
+    root: Path, bridge: Bridge, outside: Outside, key: SigningKey
+) -> AgentProcess:
+    """A started agent on ``bridge``: the ``allowed`` private host and one resolver allowed."""
+    allowed, port = outside.listeners.where["allowed"]
+    process = AgentProcess(
+        root,
+        {key.kid: key.public_text},
+        settings={
+            "storage_backend": "directory",
+            "docker_network": bridge.name,
+            "egress_allow": [f"{allowed} tcp/{port}"],
+            "egress_dns": [outside.resolver],
+        },
+    )
+    process.start()
+    return process
 
 
 def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -130,7 +130,11 @@ def assert_nested_subvolumes_denied(security_opt: str) -> None:
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
 
 
-def assert_common_hardening(info: dict[str, Any], volume: Path, spec: dict[str, Any]) -> None:
+def assert_common_hardening(
+    info: dict[str, Any], volume: Path, spec: dict[str, Any], *, installer: bool = False
+) -> None:
+    """Every rule of DESIGN "Containers (agent)"; an installer's stdin is closed and its /tmp
+    allows programs, up to the server's memory (docs/templates-installers.md says why)."""
     host = info["HostConfig"]
     assert host["CapDrop"] == ["ALL"]
     no_new_privileges, seccomp = host["SecurityOpt"]
@@ -138,7 +142,10 @@ def assert_common_hardening(info: dict[str, Any], volume: Path, spec: dict[str, 
     assert_nested_subvolumes_denied(seccomp)
     assert host["Privileged"] is False
     assert host["ReadonlyRootfs"] is True
-    assert host["Tmpfs"] == {"/tmp": "rw,noexec,nosuid,size=64m"}
+    tmp = (
+        f"rw,nosuid,nodev,size={spec['memory_mib']}m" if installer else "rw,noexec,nosuid,size=64m"
+    )
+    assert host["Tmpfs"] == {"/tmp": tmp}
     assert host["Memory"] == spec["memory_mib"] * MIB
     assert host["MemorySwap"] == (spec["memory_mib"] + spec["swap_mib"]) * MIB
     assert host["NanoCpus"] == spec["cpu_percent"] * 10_000_000
@@ -160,8 +167,8 @@ def assert_common_hardening(info: dict[str, Any], volume: Path, spec: dict[str, 
     assert set(info["NetworkSettings"]["Networks"]) == {AGENT_NETWORK}
     assert info["Config"]["Labels"][MANAGED_LABEL] == "true"
     assert info["Config"]["Labels"][SERVER_LABEL] == spec["uuid"]
-    assert info["Config"]["OpenStdin"] is True
-    assert info["Config"]["AttachStdin"] is True
+    assert info["Config"]["OpenStdin"] is not installer
+    assert info["Config"]["AttachStdin"] is not installer
     assert info["Config"]["Tty"] is False
 
 
@@ -326,7 +333,7 @@ async def test_root_installer_has_exactly_the_five_file_capabilities(
     info = await docker.containers.container(install_container_name(server_id)).show()
     assert (await agent_api.power(server_id, "start")).status == 409
 
-    assert_common_hardening(info, volume, spec)
+    assert_common_hardening(info, volume, spec, installer=True)
     assert info["Config"]["User"] == "0:0"
     assert sorted(info["HostConfig"]["CapAdd"]) == sorted(INSTALL_ROOT_CAPABILITIES)
     assert not info["HostConfig"]["PortBindings"]

@@ -21,10 +21,6 @@ teardown, also when the test fails.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import os
-import secrets
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -32,8 +28,6 @@ import aiodocker
 import aiohttp
 import pytest
 
-from node_agent.docker.hardening import SERVER_LABEL
-from node_agent.docker.network import ensure_agent_network
 from node_agent.egress.policy import table_name
 from tests.integration.node_agent.egress_world import (
     DNS_ANSWER,
@@ -46,65 +40,22 @@ from tests.integration.node_agent.egress_world import (
     answer_from_host,
     answer_from_outside,
     container_address,
+    egress_world_unavailable,
     eventually,
     lookup,
-    outside_world,
     resolver_user,
     run,
+    start_egress_agent,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, free_port
 from tests.support.containers import SignedAgentClient, remove_container
-
-
-def _unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for network namespaces, routes and nftables"
-    for tool in ("ip", "nft", "busybox"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return None
-
 
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.slow,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(bool(reason := _unavailable()), reason=reason or ""),
+    pytest.mark.skipif(bool(reason := egress_world_unavailable()), reason=reason or ""),
 ]
-
-
-@pytest.fixture
-async def bridge(docker: aiodocker.Docker) -> AsyncIterator[Bridge]:
-    """The test's own agent network, made as the agent makes it; removed with its table."""
-    name = f"steg-{secrets.token_hex(3)}"
-    await ensure_agent_network(docker, name)
-    try:
-        info = await (await docker.networks.get(name)).show()
-        ipam = info["IPAM"]["Config"][0]
-        yield Bridge(name, ipaddress.IPv4Network(ipam["Subnet"]), ipam["Gateway"])
-    finally:
-        for container in await docker.containers.list(
-            all=True, filters={"network": [name], "label": [SERVER_LABEL]}
-        ):
-            await remove_container(container)
-        await (await docker.networks.get(name)).delete()
-        run("nft", "delete", "table", "inet", table_name(name), check=False)
-
-
-@pytest.fixture
-def outside(bridge: Bridge) -> Iterator[Outside]:
-    with outside_world(bridge.subnet) as world:
-        yield world
-
-
-@pytest.fixture
-def node_listeners(bridge: Bridge, outside: Outside) -> Iterator[Listeners]:
-    """Real listeners on the node's own addresses: the bridge gateway and the public side."""
-    listeners = Listeners.start({"agent": bridge.gateway, "node": outside.node_address})
-    try:
-        yield listeners
-    finally:
-        listeners.stop()
 
 
 @pytest.fixture
@@ -112,18 +63,7 @@ def agent(
     tmp_path: Path, bridge: Bridge, outside: Outside, signing_key: SigningKey
 ) -> Iterator[AgentProcess]:
     """The agent on the test's bridge; one private host and one resolver are allowed."""
-    allowed, port = outside.listeners.where["allowed"]
-    process = AgentProcess(
-        tmp_path / "agent",
-        {signing_key.kid: signing_key.public_text},
-        settings={
-            "storage_backend": "directory",
-            "docker_network": bridge.name,
-            "egress_allow": [f"{allowed} tcp/{port}"],
-            "egress_dns": [outside.resolver],
-        },
-    )
-    process.start()
+    process = start_egress_agent(tmp_path / "agent", bridge, outside, signing_key)
     try:
         yield process
     finally:

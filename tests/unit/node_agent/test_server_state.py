@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import datetime as dt
 import json
 import os
 from collections.abc import AsyncIterator
@@ -21,7 +22,9 @@ from node_agent.console.server_console import ConsoleViewer, ServerConsole
 from node_agent.docker.containers import ContainerRuntime
 from node_agent.docker.hardening import game_container_name
 from node_agent.docker.network import AgentNetwork
+from node_agent.docker.output import OutputLine
 from node_agent.events import EventSubscription, NodeEventBus
+from node_agent.servers import done
 from node_agent.servers.records import RecordStore, ServerRecord
 from node_agent.servers.server import ManagedServer, ServerServices
 from node_agent.servers.state import ServerStateMachine
@@ -183,3 +186,113 @@ def test_no_module_of_the_agent_writes_a_state_but_the_state_machine() -> None:
     assert {path: lines for path, lines in writes.items() if lines} == {}
     # The machine itself writes its slot in two places: the start, and change().
     assert len(_state_writes(STATE_MODULE)) == 2
+
+
+# --- done markers (node_agent/servers/done.py) -------------------------------------------------
+
+ARMED_AT = 1_800_000_000.0
+
+
+def logged(seconds_after_arming: float, text: str) -> OutputLine:
+    """A line as dockerd logs it, ``seconds_after_arming`` after the watch was armed."""
+    moment = dt.datetime.fromtimestamp(ARMED_AT + seconds_after_arming, tz=dt.UTC)
+    return OutputLine(moment.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"), text)
+
+
+async def test_only_a_done_line_of_this_run_makes_a_starting_server_running(
+    server: ManagedServer,
+) -> None:
+    subscription = server.services.events.subscribe()
+    server.set_state("starting")
+    assert server.done_watch.arm(("Done", "regex:^Ready in \\d+s$"), now=ARMED_AT)
+
+    lines = [
+        # The previous run's done line, still being read when this start began.
+        logged(-0.001, "Done"),
+        logged(0.5, "Loading world"),
+        logged(0.6, "Ready in soon"),
+        logged(0.7, "Ready in 12s"),
+        logged(0.8, "Done"),
+    ]
+    states = []
+    for line in lines:
+        done.line_printed(server, line)
+        states.append(server.state)
+
+    assert states == ["starting", "starting", "starting", "running", "running"]
+
+    assert [event.state for event in await _drain_events(subscription)] == [
+        "starting",
+        "running",
+    ]
+    assert not server.done_watch.waiting
+
+
+async def test_leaving_starting_ends_the_wait_for_the_done_line(server: ManagedServer) -> None:
+    for leaving in ("stopping", "crashed", "offline"):
+        server.set_state("starting")
+        server.done_watch.arm(("Done",), now=ARMED_AT)
+        server.set_state(leaving)
+        assert not server.done_watch.waiting
+        # A start without markers (or not yet armed) is not made running by a line.
+        server.set_state("starting")
+        done.line_printed(server, logged(1, "Done"))
+        assert server.state == "starting"
+
+
+async def test_a_done_line_outside_starting_changes_nothing(server: ManagedServer) -> None:
+    server.done_watch.arm(("Done",), now=ARMED_AT)
+    done.line_printed(server, logged(1, "Done"))
+    assert server.state == "offline"
+
+
+def test_a_spec_without_markers_does_not_arm_the_watch() -> None:
+    watch = done.DoneWatch()
+
+    assert watch.arm(()) is False
+    assert not watch.waiting
+    assert watch.marker_in(logged(1, "Done")) is None
+    assert watch.arm(("Done",), now=ARMED_AT) is True
+    assert watch.marker_in(logged(1, "it is Done.")) == "Done"
+    assert watch.marker_in(OutputLine("not a timestamp", "Done")) is None
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_search_budget_refuses_once_spent_until_the_next_window() -> None:
+    clock = ManualClock()
+    budget = done.SearchBudget(per_window=0.05, window=1.0, clock=clock)
+
+    assert budget.allows()
+    budget.spend(0.03)
+    assert budget.allows()
+    budget.spend(0.03)
+    assert not budget.allows()
+    clock.now = 0.99
+    assert not budget.allows()
+    clock.now = 1.0
+    assert budget.allows()
+
+
+def test_over_its_budget_a_watch_still_finds_text_markers_and_counts_skipped_lines() -> None:
+    spent = done.SearchBudget(per_window=0.0, clock=ManualClock())
+    watch = done.DoneWatch("server", budget=spent)
+    watch.arm(("Done", "regex:^Ready in \\d+s$"), now=ARMED_AT)
+
+    assert watch.marker_in(logged(1, "Ready in 12s")) is None
+    assert watch.marker_in(logged(2, "Ready in 13s")) is None
+    assert watch.skipped == 2
+    assert watch.marker_in(logged(3, "Done")) == "Done"
+    watch.arm(("regex:^Ready in \\d+s$",), now=ARMED_AT)
+    assert watch.skipped == 0
+    # Within its budget, the expression is searched.
+    assert done.DoneWatch("server").marker_in(logged(1, "Ready in 1s")) is None
+    roomy = done.DoneWatch("server")
+    roomy.arm(("regex:^Ready in \\d+s$",), now=ARMED_AT)
+    assert roomy.marker_in(logged(1, "Ready in 1s")) == "regex:^Ready in \\d+s$"
