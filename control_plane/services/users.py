@@ -24,7 +24,7 @@ def normalise_email(email: str) -> str:
 
 async def username_for(session: AsyncSession, email: str) -> str:
     """A free account name from the e-mail's local part: ``[a-z0-9_-]``, a number on a clash
-    (the rule migration 0009 applied to the users before it)."""
+    (the rule migration 0010 applied to the users before it)."""
     base = re.sub(r"[^a-z0-9_-]", "", email.split("@", 1)[0].lower())[:24] or "user"
     taken = set(
         await session.scalars(

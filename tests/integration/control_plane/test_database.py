@@ -173,10 +173,10 @@ async def test_backup_figures_move_to_stored_bytes_when_migrating(database_url: 
 async def test_existing_users_get_distinct_sftp_account_names_when_migrating(
     database_url: str,
 ) -> None:
-    # Before 0009, users had no account name: the migration makes one from the e-mail.
+    # Before 0010, users had no account name: the migration makes one from the e-mail.
     engine = create_engine(database_url)
     try:
-        await migrate.upgrade(engine, "0008")
+        await migrate.upgrade(engine, "0009")
         old_users = sa.table(
             "users",
             sa.column("id", sa.Uuid()),

@@ -5,8 +5,8 @@ made for existing users from their e-mail's local part (other characters dropped
 added on a clash). ``ssh_keys`` holds their public keys; ``sftp_passwords`` a user's SFTP
 password for one server, encrypted (``secret``), and the scrypt hash pushed to its node.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import re
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
