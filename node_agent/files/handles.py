@@ -13,6 +13,7 @@ Also here: stat without following, removing one file or one empty directory, set
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -83,6 +84,15 @@ class FileHandle:
 
     def fstat(self) -> os.stat_result:
         return os.fstat(self._fd)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """``lseek``: asyncssh's ``ranges@asyncssh.com`` finds a sparse file's data with it."""
+        try:
+            return os.lseek(self._fd, offset, whence)
+        except OSError as err:
+            if err.errno == errno.ENXIO:
+                raise  # no more data: asyncssh's range walk ends on this one
+            fail(err, self.parts)
 
     def truncate(self, size: int) -> None:
         try:

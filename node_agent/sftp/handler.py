@@ -31,6 +31,7 @@ from asyncssh import (
 from node_agent.files.errors import FileExists, InsufficientStorage
 from node_agent.files.handles import FileHandle, OpenMode
 from node_agent.files.service import ServerFiles
+from node_agent.sftp.limits import MAX_HANDLES_PER_CONNECTION, MAX_UNSENT_BYTES
 from shared.errors import ApiError, Forbidden, NotFound
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ READ: Final = "files.read"
 WRITE: Final = "files.write"
 DELETE: Final = "files.delete"
 _TYPE_BITS: Final = {"file": stat.S_IFREG, "directory": stat.S_IFDIR, "symlink": stat.S_IFLNK}
+# A read answers at most this much (a short read is legal SFTP; clients ask again).
+MAX_READ: Final = asyncssh.sftp.MAX_SFTP_READ_LEN
 
 
 def sftp_error(err: ApiError) -> asyncssh.SFTPError:
@@ -75,6 +78,22 @@ class VolumeSftp(asyncssh.SFTPServer):
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], session: SftpSession) -> None:
         super().__init__(chan)
         self._session = session
+        self._counted = session.sftp_started()
+        if not self._counted:
+            chan.close()  # past the connection's SFTP channels: its requests meet a closed channel
+        # This channel's open files (the connection's count is the session's).
+        self._open: set[FileHandle] = set()
+
+    async def _drained(self) -> None:
+        """Wait while the answers already queued exceed MAX_UNSENT_BYTES.
+
+        Requests on a channel are answered one after the other, so a client that pipelines
+        reads and never takes the answers stalls here, at one more answer's worth of memory.
+        """
+        chan = self.channel
+        # Polled: asyncssh offers no wait for a channel's buffer to fall below a given size.
+        while chan.get_write_buffer_size() > MAX_UNSENT_BYTES and not chan.is_closing():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
     async def _run(self, permission: str, work: Callable[[ServerFiles], Awaitable[T]]) -> T:
         files, gate = self._session.volume(permission)
@@ -99,11 +118,26 @@ class VolumeSftp(asyncssh.SFTPServer):
         if mode.read:
             self._session.require(READ)
         name = _text(path)
-        return await self._run(WRITE if write else READ, lambda f: f.open_handle(name, mode))
+        session = self._session
+        if session.open_files >= MAX_HANDLES_PER_CONNECTION:
+            # An fd each: without a cap one connection could exhaust the agent's fds.
+            raise asyncssh.SFTPFailure(
+                f"too many open files: at most {MAX_HANDLES_PER_CONNECTION} per connection"
+            )
+        session.open_files += 1  # reserved before the await, so concurrent opens count
+        try:
+            handle = await self._run(WRITE if write else READ, lambda f: f.open_handle(name, mode))
+        except BaseException:
+            session.open_files -= 1
+            raise
+        self._open.add(handle)
+        return handle
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         handle = _handle(file_obj)
-        return await self._run(READ, lambda _f: asyncio.to_thread(handle.pread, size, offset))
+        await self._drained()
+        count = min(size, MAX_READ)
+        return await self._run(READ, lambda _f: asyncio.to_thread(handle.pread, count, offset))
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
         handle = _handle(file_obj)
@@ -115,18 +149,26 @@ class VolumeSftp(asyncssh.SFTPServer):
     async def close(self, file_obj: object) -> None:
         if not isinstance(file_obj, FileHandle):
             return
+        if file_obj in self._open:
+            self._open.discard(file_obj)
+            self._session.open_files -= 1
         # Called by asyncssh for handles still open when the session ends: a write the
-        # client never closed (connection lost) must not replace the old file.
-        finished = file_obj.abort if self.channel.is_closing() else file_obj.finish
+        # client never closed (connection lost) must not replace the old file. Nor is a
+        # write saved whose user lost files.write while it was open.
+        revoked = file_obj.writable and not self._session.holds(WRITE)
+        finished = file_obj.abort if revoked or self.channel.is_closing() else file_obj.finish
         try:
             await asyncio.to_thread(finished)
         except ApiError as err:
             raise sftp_error(err) from err
+        if revoked:
+            raise asyncssh.SFTPPermissionDenied(
+                "the file was not saved: this needs the files.write permission"
+            )
 
     async def fstat(self, file_obj: object) -> os.stat_result:
         handle = _handle(file_obj)
-        self._session.require(READ)
-        return await asyncio.to_thread(handle.fstat)
+        return await self._run(READ, lambda _f: asyncio.to_thread(handle.fstat))
 
     async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = _handle(file_obj)
@@ -138,15 +180,15 @@ class VolumeSftp(asyncssh.SFTPServer):
             await self._run(WRITE, lambda _f: asyncio.to_thread(handle.truncate, size))
         if attrs.permissions is not None:
             mode = attrs.permissions & 0o777
-            await asyncio.to_thread(os.fchmod, handle.fileno(), mode)
+            await self._run(WRITE, lambda _f: asyncio.to_thread(os.fchmod, handle.fileno(), mode))
         if attrs.mtime is not None:
             atime = attrs.atime if attrs.atime is not None else attrs.mtime
-            await asyncio.to_thread(handle.set_times, atime, attrs.mtime)
+            mtime = attrs.mtime
+            await self._run(WRITE, lambda _f: asyncio.to_thread(handle.set_times, atime, mtime))
 
     async def fsync(self, file_obj: object) -> None:
         handle = _handle(file_obj)
-        self._session.require(WRITE)
-        await asyncio.to_thread(os.fsync, handle.fileno())
+        await self._run(WRITE, lambda _f: asyncio.to_thread(os.fsync, handle.fileno()))
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -165,7 +207,14 @@ class VolumeSftp(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         name = _text(path)
+        await self._drained()
         listing = await self._run(READ, lambda f: f.list_directory(name))
+        if listing.truncated:
+            # A partial listing would look complete to the client (and to a sync tool).
+            raise asyncssh.SFTPFailure(
+                f"{listing.path} has more than {len(listing.entries)} entries, more than a"
+                " listing shows; use the file manager or a subdirectory"
+            )
         for entry in listing.entries:
             attrs = SFTPAttrs(
                 size=entry.size,
@@ -242,4 +291,6 @@ class VolumeSftp(asyncssh.SFTPServer):
         raise asyncssh.SFTPOpUnsupported("locks are not offered")
 
     def exit(self) -> None:
-        self._session.sftp_ended()
+        if self._counted:
+            self._counted = False
+            self._session.sftp_ended()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import asyncssh
 import structlog
 from aiohttp import web
+from asyncssh.packet import SSHPacket
 
 from node_agent.keys import (
     FILES,
@@ -27,9 +28,31 @@ from node_agent.keys import (
 from node_agent.sftp.access import AccessTable
 from node_agent.sftp.handler import VolumeSftp
 from node_agent.sftp.hostkey import host_key_info, load_or_create_host_key
+from node_agent.sftp.limits import MAX_PACKET_BYTES
 from node_agent.sftp.session import SftpServices, SftpSession, session_of
 
 log = structlog.get_logger("agent.sftp")
+
+
+async def _capped_recv_packet(self: asyncssh.sftp.SFTPServerHandler) -> SSHPacket:
+    """asyncssh's ``recv_packet``, refusing a packet announced longer than MAX_PACKET_BYTES.
+
+    asyncssh reads whatever length the client announces (up to 4 GiB) into memory before
+    looking at it. The error raised here ends the SFTP channel (asyncssh's ``recv_packets``
+    turns it into its cleanup: open files closed, the channel closed).
+    """
+    reader = self._reader
+    assert reader is not None
+    pktlen = int.from_bytes(await reader.readexactly(4), "big")
+    if pktlen > MAX_PACKET_BYTES:
+        log.warning("sftp packet refused: too long", length=pktlen)
+        raise asyncssh.SFTPBadMessage(f"SFTP packet of {pktlen} bytes refused")
+    return SSHPacket(await reader.readexactly(pktlen))
+
+
+# asyncssh builds its server handler itself (no factory for it): its one packet reader is
+# replaced here, for every SFTP server in the agent (this listener is the only one).
+setattr(asyncssh.sftp.SFTPServerHandler, "recv_packet", _capped_recv_packet)  # noqa: B010
 
 
 async def sftp_table_ctx(app: web.Application) -> AsyncIterator[None]:

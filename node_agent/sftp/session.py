@@ -24,10 +24,10 @@ from node_agent.files.service import FileService, ServerFiles
 from node_agent.servers.registry import ServerRegistry
 from node_agent.sftp.access import PASSWORD_PREFIX, AccessTable, Grant
 from node_agent.sftp.limiter import FailureLimiter
-from node_agent.sftp.limits import SftpLimits
+from node_agent.sftp.limits import MAX_SFTP_CHANNELS_PER_CONNECTION, SftpLimits
 from shared.errors import NotFound
 from shared.node_api import SftpLoginEvent
-from shared.sftp_passwords import verify_password
+from shared.sftp_passwords import dummy_hash, verify_password
 
 log = structlog.get_logger("agent.sftp")
 
@@ -48,6 +48,8 @@ class SftpServices:
     connections: int = 0
     # Open connections per source address (at most max_connections keys).
     by_source: dict[str, int] = field(default_factory=dict)
+    # Of those, the ones not logged in yet.
+    unauthenticated: dict[str, int] = field(default_factory=dict)
     # scrypt takes 16 MiB and ~50 ms each: a few at once, whatever a flood asks.
     password_checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
@@ -80,7 +82,11 @@ class SftpSession(asyncssh.SSHServer):
         self._key: bytes = b""
         self._failed = False
         self._counted = False
+        self._pending = False  # counted in services.unauthenticated
         self._forget_gate: Callable[[], None] | None = None
+        # Files open on all this connection's SFTP channels; its SFTP channels.
+        self.open_files = 0
+        self.sftp_channels = 0
 
     # --- connection -------------------------------------------------------------------------
 
@@ -92,11 +98,17 @@ class SftpSession(asyncssh.SSHServer):
         services.connections += 1
         services.by_source[self._address] = services.by_source.get(self._address, 0) + 1
         self._counted = True
+        pending = services.unauthenticated.get(self._address, 0) + 1
+        services.unauthenticated[self._address] = pending
+        self._pending = True
         if services.connections > services.limits.max_connections:
             log.warning("sftp connection refused: too many", address=self._address)
             conn.close()
         elif services.by_source[self._address] > services.limits.max_connections_per_address:
             log.warning("sftp connection refused: too many from one address", address=self._address)
+            conn.close()
+        elif pending > services.limits.max_unauthenticated_per_address:
+            log.warning("sftp connection refused: too many logins pending", address=self._address)
             conn.close()
         elif not services.by_address.allows(self._address):
             # Before the key exchange: a blocked address costs the agent next to nothing.
@@ -110,6 +122,7 @@ class SftpSession(asyncssh.SSHServer):
             if left:
                 services.by_source[self._address] = left
             self._counted = False
+        self._logged_in()
         self._services.sessions.discard(self)
         if self._forget_gate is not None:
             self._forget_gate()
@@ -126,6 +139,15 @@ class SftpSession(asyncssh.SSHServer):
             fields |= {"server": str(grant.server_id), "user": str(grant.user.user_id)}
         return fields
 
+    def _logged_in(self) -> None:
+        """No longer counted as a pending login of its address."""
+        if self._pending:
+            pending = self._services.unauthenticated
+            left = pending.pop(self._address, 1) - 1
+            if left:
+                pending[self._address] = left
+            self._pending = False
+
     # --- authentication ---------------------------------------------------------------------
 
     def begin_auth(self, username: str) -> bool:
@@ -140,12 +162,13 @@ class SftpSession(asyncssh.SSHServer):
         if not self._may_try(grant, username, password=True):
             return False
         hashed = grant.user.password_hash if grant is not None else None
-        if grant is not None and hashed is not None:
-            async with services.password_checks:
-                matches = await asyncio.to_thread(verify_password, password, hashed)
-            if matches:
-                self._candidate = (grant, PASSWORD_PREFIX + hashed.encode())
-                return True
+        # No grant or no password: the same scrypt, against a hash no one's password matches,
+        # so the answer's time does not reveal which accounts have a password.
+        async with services.password_checks:
+            matches = await asyncio.to_thread(verify_password, password, hashed or dummy_hash())
+        if matches and grant is not None and hashed is not None:
+            self._candidate = (grant, PASSWORD_PREFIX + hashed.encode())
+            return True
         # Every wrong password counts (a key offer counts once per connection).
         self._failed = False
         self._fail(grant, username, "password")
@@ -202,6 +225,7 @@ class SftpSession(asyncssh.SSHServer):
         if self._candidate is None:
             return
         self._grant, self._key = self._candidate
+        self._logged_in()
         self._services.sessions.add(self)
         try:
             gate = self._services.servers.get(self._grant.server_id).volume_gate
@@ -257,6 +281,19 @@ class SftpSession(asyncssh.SSHServer):
             raise asyncssh.SFTPPermissionDenied(f"this needs the {permission} permission")
         return grant
 
+    def holds(self, permission: str) -> bool:
+        """Whether the session may still do ``permission`` (never closes it)."""
+        grant = self._current()
+        return grant is not None and grant.holds(permission)
+
+    def sftp_started(self) -> bool:
+        """Count one more SFTP channel; False (not counted) past the per-connection cap."""
+        if self.sftp_channels >= MAX_SFTP_CHANNELS_PER_CONNECTION:
+            log.warning("sftp channel refused: too many", **self._fields())
+            return False
+        self.sftp_channels += 1
+        return True
+
     def volume(self, permission: str) -> tuple[ServerFiles, VolumeGate]:
         """The server's files and volume gate, if the session may still do ``permission``."""
         grant = self.require(permission)
@@ -269,7 +306,8 @@ class SftpSession(asyncssh.SSHServer):
         return files, server.volume_gate
 
     def sftp_ended(self) -> None:
-        """The client ended its SFTP subsystem."""
+        """The client ended one SFTP channel counted by :meth:`sftp_started`."""
+        self.sftp_channels -= 1
 
 
 def session_of(chan: asyncssh.SSHServerChannel[bytes]) -> SftpSession:
