@@ -63,6 +63,7 @@ class SftpServices:
             )
             for _ in range(2)
         )
+        dummy_hash()  # made now (one scrypt), not during the first login without a password
 
     def revalidate(self) -> None:
         """After a new table: close every session it no longer allows."""

@@ -85,6 +85,16 @@ async def push_access(
         return answer.status
 
 
+def _connect(client: paramiko.SSHClient, **options: object) -> None:
+    """``client.connect``; a refused login closes its socket (the agent counts connections
+    not logged in per address, and paramiko keeps a failed one open)."""
+    try:
+        client.connect("127.0.0.1", **options)
+    except BaseException:
+        client.close()
+        raise
+
+
 @dataclass(frozen=True)
 class SftpTarget:
     """Where one agent serves SFTP, and the host key it must present."""
@@ -105,8 +115,8 @@ class SftpTarget:
         client = paramiko.SSHClient()
         client.load_host_keys(str(self.known_hosts()))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            "127.0.0.1",
+        _connect(
+            client,
             port=self.port,
             username=username,
             key_filename=str(key.path),
@@ -128,8 +138,8 @@ class SftpTarget:
         client = paramiko.SSHClient()
         client.load_host_keys(str(self.known_hosts()))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            "127.0.0.1",
+        _connect(
+            client,
             port=self.port,
             username=username,
             key_filename=str(key.path),
@@ -144,8 +154,8 @@ class SftpTarget:
         client = paramiko.SSHClient()
         client.load_host_keys(str(self.known_hosts()))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        client.connect(
-            "127.0.0.1",
+        _connect(
+            client,
             port=self.port,
             username=username,
             password=password,
