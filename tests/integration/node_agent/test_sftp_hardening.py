@@ -228,7 +228,11 @@ async def test_open_files_are_capped_per_connection_and_others_still_upload(
     key: UserKey,
     tmp_path: Path,
 ) -> None:
-    server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    server_id = await servers.create()
+    alice, bob_key = user_row("alice", key), UserKey.make(tmp_path / "bob")
+    rows = [alice, user_row("bob", bob_key)]
+    assert await push_access(live_agent, signing_key, http, table((server_id, rows))) == 204
+    name = login_name("alice", server_id)
     (servers.volume(server_id) / "f.txt").write_bytes(b"x")
     refusals: list[str] = []
     async with connect(target, name, key) as conn, conn.start_sftp_client() as sftp:
@@ -242,14 +246,10 @@ async def test_open_files_are_capped_per_connection_and_others_still_upload(
         assert len(refusals) == 44
         assert "too many open files" in refusals[0]
 
-        # Meanwhile another user (another key, another account) uploads.
-        other = UserKey.make(tmp_path / "bob")
-        rows = [user_row("alice", key), user_row("bob", other)]
-        assert await push_access(live_agent, signing_key, http, table((server_id, rows))) == 204
-
+        # Meanwhile another user of the server (another account, another key) uploads.
         def upload() -> None:
             with (
-                target.sftp(login_name("bob", server_id), other) as bob,
+                target.sftp(login_name("bob", server_id), bob_key) as bob,
                 bob.open("/bob.txt", "w") as out,
             ):
                 out.write(b"from bob")
