@@ -155,13 +155,15 @@ class VolumeSftp(asyncssh.SFTPServer):
         # Called by asyncssh for handles still open when the session ends: a write the
         # client never closed (connection lost) must not replace the old file. Nor is a
         # write saved whose user lost files.write while it was open.
+        ending = self.channel.is_closing()
         revoked = file_obj.writable and not self._session.holds(WRITE)
-        finished = file_obj.abort if revoked or self.channel.is_closing() else file_obj.finish
+        finished = file_obj.abort if revoked or ending else file_obj.finish
         try:
             await asyncio.to_thread(finished)
         except ApiError as err:
             raise sftp_error(err) from err
-        if revoked:
+        # Not while the channel ends: asyncssh's cleanup would stop closing the other files.
+        if revoked and not ending:
             raise asyncssh.SFTPPermissionDenied(
                 "the file was not saved: this needs the files.write permission"
             )
