@@ -9,7 +9,7 @@ import aiodocker
 import structlog
 from aiohttp import web
 
-from node_agent.api import backups, console, files, servers, storage, system
+from node_agent.api import backups, console, files, servers, sftp, storage, system
 from node_agent.api import events as events_api
 from node_agent.console.session import OpenSockets
 from node_agent.docker.containers import ContainerRuntime
@@ -37,6 +37,7 @@ from node_agent.servers.records import RecordStore
 from node_agent.servers.registry import ServerRegistry
 from node_agent.servers.server import ServerServices
 from node_agent.settings import AgentSettings
+from node_agent.sftp.listener import sftp_table_ctx
 from node_agent.stats import ServerStatsReader
 from node_agent.storage.context import storage_ctx
 from shared.http import error_shape, request_context
@@ -136,6 +137,7 @@ def create_app(settings: AgentSettings) -> web.Application:
             egress_ctx,
             storage_ctx,
             game_seccomp_ctx,
+            sftp_table_ctx,
             facts_refresher,
             server_registry_ctx,
         ]
@@ -147,4 +149,5 @@ def create_app(settings: AgentSettings) -> web.Application:
     app.add_routes(storage.routes)
     files.setup(app)
     backups.setup(app)
+    sftp.setup(app)
     return app

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from node_agent import __version__
 from node_agent.docker.seccomp import GameSeccomp
-from node_agent.keys import DOCKER, FACTS, GAME_SECCOMP, SETTINGS, STORAGE, SYSTEM_JSON
+from node_agent.keys import DOCKER, FACTS, GAME_SECCOMP, SETTINGS, SFTP_INFO, STORAGE, SYSTEM_JSON
 from node_agent.storage.backend import NodeStorage
 from shared.node_api import NodeFacts, SystemInfo
 
@@ -67,7 +67,10 @@ def publish(app: web.Application, facts: NodeFacts) -> None:
     """Make ``facts`` the node's, and render the system answer from them once."""
     app[FACTS] = facts
     app[SYSTEM_JSON] = SystemInfo(
-        node_id=app[SETTINGS].node_id, agent_version=__version__, facts=facts
+        node_id=app[SETTINGS].node_id,
+        agent_version=__version__,
+        facts=facts,
+        sftp=app.get(SFTP_INFO),
     ).model_dump_json()
 
 

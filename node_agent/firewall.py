@@ -66,11 +66,18 @@ class FirewallPolicy:
     agent_port: int
     game_ports: PortRange
     ssh_port: int = 22
+    # The agent's SFTP listener (docs/sftp.md): open to everyone, as players use it.
+    sftp_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.control_plane:
             raise FirewallError("give at least one control-plane address (--control-plane)")
-        for name, port in (("agent", self.agent_port), ("SSH", self.ssh_port)):
+        if self.sftp_port is not None and self.sftp_port == self.agent_port:
+            raise FirewallError("the SFTP port cannot be the agent's API port")
+        ports = [("agent", self.agent_port), ("SSH", self.ssh_port)]
+        if self.sftp_port is not None:
+            ports.append(("SFTP", self.sftp_port))
+        for name, port in ports:
             if not 1 <= port <= 65535:
                 raise FirewallError(f"the {name} port {port} is not between 1 and 65535")
             if port in self.game_ports:
@@ -110,6 +117,12 @@ class FirewallPolicy:
             "GAME_PORTS": self.game_ports.nft(),
             "GAME_PORTS_UFW": self.game_ports.ufw(),
             "UFW_AGENT_RULES": "\n".join(ufw),
+            "SFTP_RULE": ""
+            if self.sftp_port is None
+            else f'tcp dport {self.sftp_port} accept comment "SFTP: players"',
+            "UFW_SFTP_RULE": ""
+            if self.sftp_port is None
+            else f"ufw allow {self.sftp_port}/tcp comment 'SFTP: players'",
         }
 
 
@@ -180,6 +193,9 @@ def add_policy_arguments(
     parser.add_argument("--agent-port", type=int, required=agent_port_required)
     parser.add_argument("--ssh-port", type=int, default=22)
     parser.add_argument(
+        "--sftp-port", type=int, default=None, help="the agent's SFTP port (open to everyone)"
+    )
+    parser.add_argument(
         "--game-ports",
         default=game_ports_default,
         metavar="FIRST-LAST",
@@ -193,6 +209,7 @@ def policy_from_args(args: argparse.Namespace, agent_port: int | None = None) ->
         agent_port=agent_port if agent_port is not None else args.agent_port,
         game_ports=PortRange.parse(args.game_ports),
         ssh_port=args.ssh_port,
+        sftp_port=args.sftp_port,
     )
 
 

@@ -13,10 +13,13 @@ from node_agent.files.service import FileService
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.servers.registry import ServerRegistry
 from node_agent.settings import AgentSettings
+from node_agent.sftp.access import AccessTable
+from node_agent.sftp.session import SftpServices
 from node_agent.stats import ServerStatsReader
 from node_agent.storage.backend import NodeStorage
 from shared.node_api import NodeFacts
 from shared.protocol import CommandClaims, CommandVerifier
+from shared.sftp_api import SftpInfo
 
 SETTINGS = web.AppKey("settings", AgentSettings)
 REPLAY_CACHE = web.AppKey("replay_cache", PersistentReplayCache)
@@ -33,6 +36,10 @@ STORAGE = web.AppKey("storage", NodeStorage)
 GAME_SECCOMP = web.AppKey("game_seccomp", GameSeccomp)
 FILES = web.AppKey("files", FileService)
 BACKUPS = web.AppKey("backups", BackupService)
+SFTP_ACCESS = web.AppKey("sftp_access", AccessTable)
+# Only when SFTP is on (sftp_port set): the listener's port and host key, and its sessions.
+SFTP_INFO = web.AppKey("sftp_info", SftpInfo)
+SFTP_SERVICES = web.AppKey("sftp_services", SftpServices)
 
 # Per request: the verified claims of the command that authorised it.
 CLAIMS = web.RequestKey("claims", CommandClaims)

@@ -63,6 +63,7 @@ from node_agent.docker.network import AGENT_NETWORK, BRIDGE_NAME_PATTERN
 from node_agent.docker.seccomp import DOCKER_DEFAULT_PROFILE
 from node_agent.egress.policy import EgressAllowance
 from node_agent.files.limits import FileLimits
+from node_agent.sftp.limits import SftpLimits
 from shared.command_keys import KeyFormatError, check_kid, parse_public_key
 from shared.protocol import MAX_LEEWAY_SECONDS
 
@@ -117,6 +118,11 @@ class AgentSettings(BaseModel):
     tls_key_file: Path | None = None
     # The dev stack's agent leaves nothing running behind it (node_agent/servers/registry.py).
     stop_servers_on_exit: bool = False
+    # SFTP into servers' files (docs/sftp.md): off unless a port is set (players reach it,
+    # so the firewall opens it to everyone, unlike listen_port).
+    sftp_port: int | None = Field(default=None, ge=1, le=65535)
+    sftp_listen_host: str = "127.0.0.1"
+    sftp: SftpLimits = Field(default_factory=SftpLimits)
 
     @field_validator("trusted_keys")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.server_spec import ServerState
+from shared.sftp_api import SftpInfo
 
 
 class NodeFacts(BaseModel):
@@ -37,6 +38,8 @@ class SystemInfo(BaseModel):
     node_id: uuid.UUID
     agent_version: str
     facts: NodeFacts
+    # The node's SFTP listener and host key (None: SFTP is off on this node).
+    sftp: SftpInfo | None = None
 
 
 class Health(BaseModel):
@@ -126,6 +129,20 @@ class BackupEvent(BaseModel):
     reason: str | None = None
 
 
+class SftpLoginEvent(BaseModel):
+    """An SFTP login to a known account of one of this node's servers, or a failed one
+    (failures naming no known account are only logged and counted on the agent)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["sftp_login"] = "sftp_login"
+    server: uuid.UUID
+    user: uuid.UUID
+    success: bool
+    method: Literal["publickey", "password"]
+    address: str
+
+
 class EventsDropped(BaseModel):
     """Sent before the next event when this subscriber fell behind and ``count`` were lost."""
 
@@ -142,6 +159,7 @@ NodeEvent = Annotated[
     | ImagePullEvent
     | DiskFullEvent
     | BackupEvent
+    | SftpLoginEvent
     | EventsDropped,
     Field(discriminator="type"),
 ]

@@ -49,6 +49,7 @@ from shared.server_spec import (
     ServerStats,
     ServerStatus,
 )
+from shared.sftp_api import SftpAccess
 
 Subject = Literal["node", "server"]
 BodyKind = Literal["none", "json", "raw", "stream"]
@@ -147,6 +148,12 @@ NODE_EVENT_STREAM = NodeEndpoint(
     "GET", "/api/v1/events", "node.events", "node", NoBody, NoBody,
     "The node's event stream (shared.node_api.NodeEvent frames)",
     body="none", answer="websocket",
+)  # fmt: skip
+
+NODE_SFTP_ACCESS = NodeEndpoint(
+    "PUT", "/api/v1/sftp/access", "sftp.access", "node", SftpAccess, NoBody,
+    "Replace the node's SFTP access table (docs/sftp.md); sessions it no longer allows close",
+    status=204, answer="none",
 )  # fmt: skip
 
 # --- servers ----------------------------------------------------------------------------
@@ -284,6 +291,7 @@ BACKUP_RESTORE = NodeEndpoint(
 NODE_API: Final[tuple[NodeEndpoint[Any, Any], ...]] = (
     NODE_SYSTEM,
     NODE_EVENT_STREAM,
+    NODE_SFTP_ACCESS,
     SERVER_CREATE,
     SERVER_READ,
     SERVER_DELETE,

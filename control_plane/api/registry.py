@@ -16,6 +16,8 @@ from control_plane.api import (
     passkeys,
     server_settings,
     servers,
+    sftp_passwords,
+    ssh_keys,
     subusers,
     users,
 )
@@ -28,6 +30,8 @@ ROUTE_TABLES: list[ApiRoutes] = [
     passkeys.routes,
     users.routes,
     api_keys.routes,
+    ssh_keys.routes,
+    sftp_passwords.routes,
     audit.routes,
     infrastructure.routes,
     blueprints.routes,

@@ -528,7 +528,11 @@ def _wrap(
                 _authorize(endpoint, api)
                 await _take_server_bucket(endpoint, api)
                 _parse_input(endpoint, api, raw)
-                return _respond(endpoint, await handler(api), api)
+                result = await handler(api)
+                # The handler's own transactions have committed by now.
+                for hook in api.committed_hooks:
+                    await hook()
+                return _respond(endpoint, result, api)
             # Reads on a read-only transaction: on SQLite it never waits for writers.
             reads_only = endpoint.method in SAFE_METHODS and not endpoint.writes
             factory = request.app[READ_SESSIONS if reads_only else SESSIONS]

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api import server_actions
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import Allocation, Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
@@ -23,7 +24,7 @@ from control_plane.schemas.servers import (
     ServerRename,
 )
 from control_plane.security.permissions import VIEW, ServerAccess
-from control_plane.services import audit
+from control_plane.services import audit, sftp
 from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
@@ -157,6 +158,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
                 details={"name": created.name, "owner": str(created.owner_id), "node": node.name},
             ),
         )
+        push_after_commit(req, [node.id])  # its owner may use SFTP there now
         return await server_out(db, created, ServerAccess(created.id, "admin", frozenset({"*"})))
 
 
@@ -319,6 +321,8 @@ async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
         log.warning(
             "suspend: node did not stop the server", server=str(server_id), error=err.message
         )
+    # Its SFTP sessions end too: the node's table no longer lists the server.
+    await sftp.push_access(req.http.app[SESSIONS], req.nodes, [node.id])
     async with req.transaction(write=False) as db:
         server = await db.get(Server, server_id)
         if server is None:
@@ -336,6 +340,7 @@ async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
 async def unsuspend(req: ApiRequest[Any, Any]) -> ServerOut:
     req.server.suspended = False
     await req.audit("server.unsuspended", target_type="server", target_id=str(req.server.id))
+    push_after_commit(req, [req.server.node_id])
     return await server_out(req.db, req.server, req.access)
 
 
@@ -363,3 +368,4 @@ async def delete_server(req: ApiRequest[Any, Any]) -> None:
         await req.audit(
             "server.deleted", target_type="server", target_id=str(server_id), details={"name": name}
         )
+    push_after_commit(req, [node.id])

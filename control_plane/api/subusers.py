@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import Subuser, User
 from control_plane.errors import Forbidden
 from control_plane.keys import CONSOLES
@@ -68,6 +69,7 @@ async def add_subuser(req: ApiRequest[SubuserCreate, Any]) -> SubuserOut:
         target_id=str(req.server.id),
         details={"user": str(user.id), "permissions": permissions},
     )
+    push_after_commit(req, [req.server.node_id])
     return _out(subuser, user.email)
 
 
@@ -90,6 +92,9 @@ async def update_subuser(req: ApiRequest[SubuserUpdate, Any]) -> SubuserOut:
         details={"user": str(subuser.user_id), "permissions": permissions},
     )
     await req.db.flush()
+    # The SFTP table first, the consoles last: a hook awaited after a console was closed
+    # delayed the browser's close frame into an abnormal closure (test_end_to_end).
+    push_after_commit(req, [req.server.node_id])
     req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, subuser.user_id))
     return _out(subuser, user.email if user else "")
 
@@ -110,4 +115,5 @@ async def delete_subuser(req: ApiRequest[Any, Any]) -> None:
         target_id=str(req.server.id),
         details={"user": str(user_id)},
     )
+    push_after_commit(req, [req.server.node_id])
     req.after_commit(lambda: req.http.app[CONSOLES].close_for(req.server.id, user_id))

@@ -7,12 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import Server, User
 from control_plane.errors import Conflict
 from control_plane.schemas.auth import UserOut
 from control_plane.schemas.common import Page, PageMeta, PageQuery
 from control_plane.schemas.users import UserCreate, UserUpdate
-from control_plane.services import records
+from control_plane.services import records, sftp
 from control_plane.services import users as user_service
 
 routes = ApiRoutes("users", access=Access.ADMIN)
@@ -82,6 +83,7 @@ async def update_user(req: ApiRequest[UserUpdate, Any]) -> UserOut:
         raise Conflict("you cannot disable or demote yourself; ask another administrator")
     if "disabled" in changes:
         await user_service.set_disabled(req.db, user, changes["disabled"])
+        push_after_commit(req, await sftp.nodes_of_user(req.db, user.id))
     if "is_admin" in changes:
         user.is_admin = changes["is_admin"]
     await req.audit("user.updated", target_type="user", target_id=str(user.id), details=changes)

@@ -51,6 +51,7 @@ from shared.node_endpoints import (
     FILES_UPLOAD,
     FILES_WRITE,
     NODE_EVENT_STREAM,
+    NODE_SFTP_ACCESS,
     NODE_SYSTEM,
     SERVER_COMMAND,
     SERVER_CONSOLE,
@@ -77,6 +78,7 @@ from shared.server_spec import (
     ServerStats,
     ServerStatus,
 )
+from shared.sftp_api import SftpAccess
 
 __all__ = ["NodeClient", "NodeNotConfigured"]
 _NONE = NoBody()
@@ -96,6 +98,11 @@ class NodeClient(NodeTransport):
 
     def events_token(self, node: Node) -> str:
         return self.socket_token(NODE_EVENT_STREAM, node, user="system")
+
+    async def push_sftp_access(
+        self, node: Node, access: SftpAccess, *, user: str = "system"
+    ) -> None:
+        await self.send(NODE_SFTP_ACCESS, node, access, user=user)
 
     # --- servers ----------------------------------------------------------------------------
 

@@ -170,6 +170,9 @@ class NodeEventListener:
                 await self._audit(db, "server.install.finished", server, details)
             elif kind == "disk_full":
                 await self._audit(db, "server.disk.full", server, event)
+            elif kind == "sftp_login":
+                action = "server.sftp.login" if event.get("success") else "server.sftp.login_failed"
+                await self._audit(db, action, server, event)
 
     @staticmethod
     async def _audit(db: Any, action: str, server: Server, event: dict[str, Any]) -> None:

@@ -1,4 +1,9 @@
-"""Background polling of every node: online/offline and last seen, with backoff for dead nodes."""
+"""Background polling of every node: online/offline and last seen, with backoff for dead nodes.
+
+A node that answers for the first time since this monitor started, or again after it did not,
+gets its whole SFTP access table (``control_plane/services/sftp.py``): a change pushed while
+it was away, or while no control plane ran, reaches it this way.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, NODES, SESSIONS, SETTINGS
+from control_plane.services import sftp
 
 log = structlog.get_logger("nodes.health")
 MAX_BACKOFF_SECONDS = 300.0
@@ -30,6 +36,8 @@ class NodeHealthMonitor:
         self._interval = app[SETTINGS].node_health_interval_seconds
         self._next_poll: dict[uuid.UUID, float] = {}
         self._backoff: dict[uuid.UUID, float] = {}
+        # Nodes that answered since their last failure and hold the current SFTP table.
+        self._synced: set[uuid.UUID] = set()
 
     async def poll_once(self) -> None:
         async with transaction(self._app[SESSIONS]) as session:
@@ -45,12 +53,16 @@ class NodeHealthMonitor:
             delay = min(self._backoff.get(node.id, self._interval / 2) * 2, MAX_BACKOFF_SECONDS)
             self._backoff[node.id] = delay
             self._next_poll[node.id] = time.monotonic() + delay
+            self._synced.discard(node.id)
             await self._record(node.id, online=False)
             log.warning("node unreachable", node=node.name, error=err.message, retry_in=delay)
             return
         self._backoff.pop(node.id, None)
         self._next_poll[node.id] = time.monotonic() + self._interval
         await self._record(node.id, online=True)
+        if node.id not in self._synced:
+            self._synced.add(node.id)
+            await sftp.push_access(self._app[SESSIONS], self._app[NODES], [node.id])
 
     async def _record(self, node_id: uuid.UUID, *, online: bool) -> None:
         async with transaction(self._app[SESSIONS]) as session:

@@ -26,6 +26,7 @@ PERMISSIONS: Final = frozenset(
         "files.write",
         "files.create",
         "files.delete",
+        "files.sftp",
         "files.archive",
         "backups.read",
         "backups.create",

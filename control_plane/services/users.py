@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,14 +22,32 @@ def normalise_email(email: str) -> str:
     return email
 
 
+async def username_for(session: AsyncSession, email: str) -> str:
+    """A free account name from the e-mail's local part: ``[a-z0-9_-]``, a number on a clash
+    (the rule migration 0010 applied to the users before it)."""
+    base = re.sub(r"[^a-z0-9_-]", "", email.split("@", 1)[0].lower())[:24] or "user"
+    taken = set(
+        await session.scalars(
+            select(User.username).where(User.username.startswith(base, autoescape=True))
+        )
+    )
+    name, number = base, 1
+    while name in taken:
+        number += 1
+        name = f"{base}{number}"
+    return name
+
+
 async def create_user(
     session: AsyncSession, *, email: str, password: str, is_admin: bool, bcrypt_cost: int
 ) -> User:
     problem = password_problem(password)
     if problem:
         raise InvalidRequest(f"password: {problem}")
+    address = normalise_email(email)
     user = User(
-        email=normalise_email(email),
+        email=address,
+        username=await username_for(session, address),
         password_hash=await hash_password(password, bcrypt_cost),
         is_admin=is_admin,
     )

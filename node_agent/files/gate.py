@@ -2,13 +2,15 @@
 
 A file operation holds the gate open while it runs (a streamed download or upload for as
 long as it streams). A restore closes it: new operations are refused at once with 409, and
-the restore begins only when the ones already running have finished, or gives up.
+the restore begins only when the ones already running have finished, or gives up. Whatever
+keeps files open between operations (SFTP sessions) registers with :meth:`VolumeGate.on_close`
+and is ended when the gate closes, so it cannot keep writing into the volume being replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shared.errors import Conflict
@@ -22,6 +24,12 @@ class VolumeGate:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed_for: str | None = None
+        self._closers: set[Callable[[], None]] = set()
+
+    def on_close(self, closer: Callable[[], None]) -> Callable[[], None]:
+        """Call ``closer`` when the gate closes; returns the function that unregisters it."""
+        self._closers.add(closer)
+        return lambda: self._closers.discard(closer)
 
     @contextmanager
     def operation(self) -> Iterator[None]:
@@ -42,6 +50,8 @@ class VolumeGate:
         if self._closed_for is not None:
             raise Conflict(f"the server's files are unavailable while {self._closed_for}")
         self._closed_for = reason
+        for closer in list(self._closers):
+            closer()
         try:
             await asyncio.wait_for(self._idle.wait(), wait_seconds)
         except TimeoutError as err:

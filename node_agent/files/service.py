@@ -17,11 +17,12 @@ from typing import Concatenate, Final, ParamSpec, TypeVar
 
 import structlog
 
-from node_agent.files import archives, extract, tree
+from node_agent.files import archives, extract, handles, tree
 from node_agent.files.confine import directory, lstat_at, open_regular_file, open_root
 from node_agent.files.denylist import DenyList, deny_list
-from node_agent.files.entries import list_directory
+from node_agent.files.entries import list_directory, stat_entry
 from node_agent.files.errors import FileTooLarge, InsufficientStorage, PathDenied
+from node_agent.files.handles import FileHandle, OpenMode
 from node_agent.files.limits import FileLimits
 from node_agent.files.paths import VolumePath, check_name, parse_file_path, parse_path, show
 from node_agent.files.pull import PullSlots, pulled_file_name
@@ -215,6 +216,51 @@ class ServerFiles:
             return tree.change_mode(root_fd, parts, mode)
 
         return await self._run(chmod)
+
+    # --- random access (SFTP): node_agent/files/handles.py -------------------------------
+
+    async def open_handle(self, path: str, mode: OpenMode) -> FileHandle:
+        """Open a file for reads or writes at offsets; finish or abort it in a thread."""
+        parts = parse_file_path(path)
+        self._refuse_denied(parts, is_dir=False)
+        return await self._run(handles.open_handle, parts, mode, self._owner)
+
+    async def lstat(self, path: str) -> os.stat_result:
+        """The entry at ``path`` as ``lstat`` sees it (deny-listed ones are refused)."""
+        parts = parse_path(path)
+        info = await self._run(handles.lstat_path, parts)
+        self._refuse_denied(parts, is_dir=stat.S_ISDIR(info.st_mode))
+        return info
+
+    async def entry(self, path: str) -> FileEntry:
+        """The entry at ``path`` (a symlink with its target as text, never followed)."""
+        parts = parse_file_path(path)
+        self._refuse_denied(parts, is_dir=False)
+
+        def find(root_fd: int) -> FileEntry:
+            with directory(root_fd, parts[:-1]) as parent:
+                return stat_entry(parent, parts)
+
+        return await self._run(find)
+
+    async def remove_file(self, path: str) -> None:
+        parts = parse_file_path(path)
+        self._refuse_denied(parts, is_dir=False)
+        await self._run(handles.remove_file, parts)
+
+    async def remove_directory(self, path: str) -> None:
+        parts = parse_file_path(path)
+        self._refuse_denied(parts, is_dir=True)
+        await self._run(handles.remove_empty_directory, parts)
+
+    async def set_times(self, path: str, atime: float, mtime: float) -> None:
+        parts = parse_file_path(path)
+
+        def touch(root_fd: int) -> None:
+            self._allowed(root_fd, parts)
+            handles.set_times(root_fd, parts, atime, mtime)
+
+        await self._run(touch)
 
     async def compress(
         self, base: str, paths: list[str], archive_format: ArchiveFormat, name: str | None

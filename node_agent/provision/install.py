@@ -30,9 +30,11 @@ from node_agent.provision.layout import Layout
 from node_agent.provision.systemd import AGENT_UNIT, enable_units, render_units
 from node_agent.provision.toml_writer import dump_toml
 from node_agent.settings import ConfigError, load_settings
+from node_agent.sftp.hostkey import load_or_create_host_key
 from node_agent.tls import TlsSetupError, generate_identity
 
 DEFAULT_POOL_SIZE_MIB: Final = 10 * 1024
+DEFAULT_SFTP_PORT: Final = 2022
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ def agent_config(options: InstallOptions, cert_file: Path, key_file: Path) -> di
         storage_pool_dir=str(layout.pool_dir),
         storage_pool_image=str(layout.pool_image),
     )
+    # Players reach SFTP from anywhere (the firewall opens its port to everyone).
+    config.setdefault("sftp_port", DEFAULT_SFTP_PORT)
+    config.setdefault("sftp_listen_host", "0.0.0.0")  # noqa: S104
     # Tables last, as TOML needs them after the plain keys.
     return dict(sorted(config.items(), key=lambda item: isinstance(item[1], dict)))
 
@@ -125,7 +130,12 @@ def install(options: InstallOptions) -> str:
     say(f"TLS fingerprint (SHA-256, pin it for node {settings.node_id} at the control plane):")
     say(f"  {identity.fingerprint}")
     say("")
-    say(_firewall_advice(options, settings.listen_port))
+    if settings.sftp_port is not None:
+        host_key = load_or_create_host_key(settings.data_dir)
+        say(f"SFTP host key on port {settings.sftp_port} (users check it on first connection):")
+        say(f"  {host_key.get_fingerprint('sha256')}")
+        say("")
+    say(_firewall_advice(options, settings.listen_port, settings.sftp_port))
     return identity.fingerprint
 
 
@@ -137,20 +147,22 @@ def _copy_templates(deploy_dir: Path, share_dir: Path) -> None:
             shutil.copytree(source, share_dir / sub, dirs_exist_ok=True)
 
 
-def _firewall_advice(options: InstallOptions, agent_port: int) -> str:
+def _firewall_advice(options: InstallOptions, agent_port: int, sftp_port: int | None) -> str:
     addresses = list(options.control_plane) or options.bundle.control_plane
     game_ports = options.game_ports or options.bundle.game_ports or firewall.DEFAULT_GAME_PORTS
     if not addresses:
         return (
             "firewall: give the control plane's address to render the rules:\n"
             f"  stellar-agent firewall --control-plane CP_ADDRESS --agent-port {agent_port} "
-            f"--game-ports {game_ports} > /etc/nftables.d/stellar-node.nft"
+            + (f"--sftp-port {sftp_port} " if sftp_port is not None else "")
+            + f"--game-ports {game_ports} > /etc/nftables.d/stellar-node.nft"
         )
     policy = firewall.FirewallPolicy(
         control_plane=firewall.FirewallPolicy.parse_addresses(addresses),
         agent_port=agent_port,
         game_ports=firewall.PortRange.parse(game_ports),
         ssh_port=options.ssh_port,
+        sftp_port=sftp_port,
     )
     rules = firewall.render_firewall(policy, "nft", options.deploy_dir)
     return (

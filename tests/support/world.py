@@ -18,6 +18,7 @@ from control_plane.db.models import (
     Blueprint,
     Node,
     PasskeyCredential,
+    SshKey,
     Subuser,
     User,
 )
@@ -137,6 +138,16 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         db.add(passkey)
         await db.flush()
         world_ids["alice_passkey"] = str(passkey.id)
+        ssh_key = SshKey(
+            user_id=uuid.UUID(world_ids["alice_user"]),
+            name="alice's laptop",
+            public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9ok"
+            "Wi0dh2l9GKJl",
+            fingerprint="SHA256:alice",
+        )
+        db.add(ssh_key)
+        await db.flush()
+        world_ids["alice_ssh_key"] = str(ssh_key.id)
         world_ids["blueprint"] = str(blueprint.id)
 
 

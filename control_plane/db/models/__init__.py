@@ -12,6 +12,8 @@ from control_plane.db.models.oauth import LoginChallenge, OAuthIdentity
 from control_plane.db.models.passkey import PasskeyCredential
 from control_plane.db.models.server import Server, Subuser
 from control_plane.db.models.session import Session
+from control_plane.db.models.sftp_password import SftpPassword
+from control_plane.db.models.ssh_key import SshKey
 from control_plane.db.models.user import User
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "Server",
     "ServerBackupKey",
     "Session",
+    "SftpPassword",
+    "SshKey",
     "Subuser",
     "TotpCredential",
     "User",

@@ -12,6 +12,8 @@ class User(IdMixin, CreatedMixin, Base):
     __tablename__ = "users"
 
     email: Mapped[str] = mapped_column(String(254), unique=True)
+    # The account name in SFTP logins (<username>.<server short id>); made from the e-mail.
+    username: Mapped[str] = mapped_column(String(32), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(128), default=None)
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)

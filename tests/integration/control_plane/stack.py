@@ -119,6 +119,7 @@ async def running_stack(
         {key_id(private.public_key()): public_key_text(private.public_key())},
         node_id=uuid.UUID(node["id"]),
     )
+    agent.settings["sftp_port"] = free_port()
     agent.start()
     try:
         await admin.json("PATCH", f"/api/v1/nodes/{node['id']}", json={"url": agent.base_url})

@@ -168,3 +168,45 @@ async def test_backup_figures_move_to_stored_bytes_when_migrating(database_url: 
             assert (backup.stored_bytes, backup.size_bytes, backup.sha256) == (4242, None, None)
     finally:
         await engine.dispose()
+
+
+async def test_existing_users_get_distinct_sftp_account_names_when_migrating(
+    database_url: str,
+) -> None:
+    # Before 0010, users had no account name: the migration makes one from the e-mail.
+    engine = create_engine(database_url)
+    try:
+        await migrate.upgrade(engine, "0009")
+        old_users = sa.table(
+            "users",
+            sa.column("id", sa.Uuid()),
+            sa.column("email", sa.String()),
+            sa.column("is_admin", sa.Boolean()),
+            sa.column("disabled", sa.Boolean()),
+            sa.column("created_at", sa.DateTime(timezone=True)),
+        )
+        emails = ["alice@a.org", "alice@b.org", "bob.smith+games@c.org", "ünï@d.org"]
+        async with engine.begin() as connection:
+            for email in emails:
+                await connection.execute(
+                    old_users.insert().values(
+                        id=uuid.uuid4(),
+                        email=email,
+                        is_admin=False,
+                        disabled=False,
+                        created_at=dt.datetime.now(dt.UTC),
+                    )
+                )
+        await migrate.upgrade(engine)
+        async with transaction(session_factory(engine)) as db:
+            names = {u.email: u.username for u in await db.scalars(select(User))}
+            # A user made after the migration gets the next free name the same way.
+            later = await users.create_user(
+                db, email="Alice@e.org", password="x" * 12, is_admin=False, bcrypt_cost=4
+            )
+        assert sorted(names[e] for e in emails[:2]) == ["alice", "alice2"]
+        assert names["bob.smith+games@c.org"] == "bobsmithgames"
+        assert names["ünï@d.org"] == "n"
+        assert later.username == "alice3"
+    finally:
+        await engine.dispose()

@@ -32,6 +32,7 @@ ALICE_OBJECT = {
     "allocation_id": "allocation",
     "backup_id": "alice_backup",
     "passkey_id": "alice_passkey",
+    "ssh_key_id": "alice_ssh_key",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -52,6 +52,8 @@ class TlsAgent:
     netns: str | None = None
     node_id: uuid.UUID = field(default_factory=uuid.uuid4)
     tls_dir: Path | None = None
+    # The agent's SFTP port (on ``host``), if it serves SFTP.
+    sftp_port: int | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +84,8 @@ class TlsAgent:
             "tls_cert_file": str(self.identity.cert_file),
             "tls_key_file": str(self.identity.key_file),
         }
+        if self.sftp_port is not None:
+            values |= {"sftp_port": self.sftp_port, "sftp_listen_host": self.host}
         lines = [f"{name} = {json.dumps(value)}" for name, value in values.items()]
         lines += [
             "",

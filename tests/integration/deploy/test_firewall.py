@@ -31,6 +31,7 @@ NODE: Final = "198.18.0.3"
 AGENT_PORT: Final = 8443
 GAME_PORTS: Final = PortRange(25565, 25665)
 GAME_PORT: Final = 25600
+SFTP_PORT: Final = 2022
 DROP_TIMEOUT: Final = "1.5"
 
 
@@ -144,7 +145,12 @@ def game_listener(hosts: Hosts) -> Iterator[None]:
 @pytest.fixture
 def agent(hosts: Hosts, tmp_path: Path) -> Iterator[TlsAgent]:
     process = TlsAgent(
-        tmp_path / "agent", SigningKey.generate(), host=NODE, port=AGENT_PORT, netns=hosts.node
+        tmp_path / "agent",
+        SigningKey.generate(),
+        host=NODE,
+        port=AGENT_PORT,
+        netns=hosts.node,
+        sftp_port=SFTP_PORT,
     )
     try:
         process.start()
@@ -158,6 +164,7 @@ def load_firewall(hosts: Hosts, tmp_path: Path) -> None:
         control_plane=FirewallPolicy.parse_addresses([CONTROL_PLANE]),
         agent_port=AGENT_PORT,
         game_ports=GAME_PORTS,
+        sftp_port=SFTP_PORT,
     )
     rules = tmp_path / "stellar-node.nft"
     rules.write_text(render_firewall(policy, "nft"), encoding="utf-8")
@@ -185,5 +192,7 @@ def test_only_the_control_plane_reaches_the_agent_and_everyone_reaches_the_games
     # Dropped, not refused: the attacker learns nothing, not even that something is there.
     assert probe("connect", NODE, str(AGENT_PORT), DROP_TIMEOUT, netns=hosts.attacker) == "timeout"
     assert probe("connect", NODE, str(GAME_PORT), DROP_TIMEOUT, netns=hosts.attacker) == "open"
+    # Players reach the agent's SFTP listener from anywhere.
+    assert probe("connect", NODE, str(SFTP_PORT), DROP_TIMEOUT, netns=hosts.attacker) == "open"
     # A closed port outside every rule is dropped too (default policy), for both peers.
     assert probe("connect", NODE, "9999", DROP_TIMEOUT, netns=hosts.cp) == "timeout"

@@ -95,3 +95,23 @@ def test_nft_accepts_the_rendered_ruleset(tmp_path: Path) -> None:
         ["nft", "--check", "-f", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_sftp_port_is_open_to_everyone_when_given() -> None:
+    with_sftp = FirewallPolicy(
+        control_plane=FirewallPolicy.parse_addresses(["198.18.0.1"]),
+        agent_port=8443,
+        game_ports=PortRange.parse("25565-25665"),
+        sftp_port=2022,
+    )
+    rules = render_firewall(with_sftp)
+    assert 'tcp dport 2022 accept comment "SFTP: players"' in rules
+    assert "ufw allow 2022/tcp comment 'SFTP: players'" in render_firewall(with_sftp, "ufw")
+    assert "2022" not in render_firewall(policy())
+    with pytest.raises(FirewallError, match="would be open to everyone"):
+        FirewallPolicy(
+            control_plane=with_sftp.control_plane,
+            agent_port=8443,
+            game_ports=PortRange.parse("2000-3000"),
+            sftp_port=2022,
+        )

@@ -1,0 +1,404 @@
+"""Attacks on the agent's SFTP listener that cost memory, file descriptors or connection slots,
+each against the real listener of a live agent (docs/sftp.md "Limits"), and two correctness
+checks found with them (asyncssh's own client, a write whose permission was revoked).
+
+The raw tests speak SFTP's wire format themselves over an SSH session channel, as an attacker's
+client would: huge reads, a 4 GiB packet header, pipelined reads never taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import asyncssh
+import pytest
+from asyncssh.packet import Byte, String, UInt32, UInt64
+
+from tests.integration.node_agent.live_agent import LiveAgent, LiveServers
+from tests.integration.node_agent.sftp_client import (
+    SftpTarget,
+    UserKey,
+    push_access,
+    sftp_target,
+    table,
+    user_row,
+)
+from tests.integration.node_agent.sftp_client import username as login_name
+from tests.support.agent_process import SigningKey, free_port
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+MIB = 1024 * 1024
+LIST_LIMIT = 100
+FXP_INIT, FXP_OPEN, FXP_READ, FXP_HANDLE, FXP_DATA = 1, 3, 5, 102, 103
+
+
+@pytest.fixture(scope="module")
+def module_live_agent(
+    tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey
+) -> Iterator[LiveAgent]:
+    """This module's agent: SFTP on a free port, listings cut at LIST_LIMIT entries."""
+    agent = LiveAgent(
+        tmp_path_factory.mktemp("sftp-hard"), {signing_key.kid: signing_key.public_text}
+    )
+    agent.settings.update(sftp_port=free_port())
+    agent.files["max_list_entries"] = LIST_LIMIT
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+@pytest.fixture
+async def target(
+    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
+) -> SftpTarget:
+    return await sftp_target(live_agent, signing_key, http, tmp_path / "ssh")
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> UserKey:
+    return UserKey.make(tmp_path / "keys")
+
+
+def rss_mib(agent: LiveAgent) -> float:
+    for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def granted(
+    servers: LiveServers,
+    agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    key: UserKey,
+) -> tuple[uuid.UUID, str]:
+    """A new server whose one user ``alice`` logs in with ``key``; its id and her login."""
+    server_id = await servers.create()
+    row = user_row("alice", key)
+    assert await push_access(agent, signing_key, http, table((server_id, [row]))) == 204
+    return server_id, login_name("alice", server_id)
+
+
+@asynccontextmanager
+async def connect(
+    target: SftpTarget, name: str, key: UserKey, source: str = "127.0.0.1"
+) -> AsyncIterator[asyncssh.SSHClientConnection]:
+    async with asyncssh.connect(
+        "127.0.0.1",
+        target.port,
+        username=name,
+        client_keys=[asyncssh.read_private_key(key.path)],
+        known_hosts=str(target.known_hosts()),
+        agent_path=None,
+        local_addr=(source, 0),
+        login_timeout=15,
+    ) as conn:
+        yield conn
+
+
+class RawSftp:
+    """SFTP v3 spoken by hand over one session channel (what a hostile client sends)."""
+
+    def __init__(self, writer: asyncssh.SSHWriter[bytes], reader: asyncssh.SSHReader[bytes]):
+        self.writer, self.reader = writer, reader
+
+    @classmethod
+    async def start(cls, conn: asyncssh.SSHClientConnection) -> RawSftp:
+        writer, reader, _ = await conn.open_session(subsystem="sftp", encoding=None)
+        raw = cls(writer, reader)
+        writer.write(UInt32(5) + Byte(FXP_INIT) + UInt32(3))
+        await raw.packet()  # FXP_VERSION
+        return raw
+
+    def send(self, kind: int, request: int, body: bytes) -> None:
+        self.writer.write(UInt32(1 + 4 + len(body)) + Byte(kind) + UInt32(request) + body)
+
+    async def packet(self) -> bytes:
+        size = int.from_bytes(await self.reader.readexactly(4), "big")
+        return await self.reader.readexactly(size)
+
+    async def open_for_reading(self, path: bytes) -> bytes:
+        self.send(FXP_OPEN, 1, String(path) + UInt32(1) + UInt32(0))
+        answer = await self.packet()
+        assert answer[0] == FXP_HANDLE, answer
+        size = int.from_bytes(answer[5:9], "big")
+        return answer[9 : 9 + size]
+
+
+async def test_a_500_mib_read_is_answered_with_at_most_4_mib(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    with (servers.volume(server_id) / "sparse.bin").open("wb") as sparse:
+        sparse.truncate(2 * 1024 * MIB)  # 2 GiB of nothing on disk
+    async with connect(target, name, key) as conn:
+        raw = await RawSftp.start(conn)
+        handle = await raw.open_for_reading(b"/sparse.bin")
+        before = rss_mib(live_agent)
+        raw.send(FXP_READ, 2, String(handle) + UInt64(0) + UInt32(500 * MIB))
+        answer = await asyncio.wait_for(raw.packet(), 30)
+        grown = rss_mib(live_agent) - before
+    assert answer[0] == FXP_DATA
+    assert int.from_bytes(answer[5:9], "big") <= 4 * MIB  # a short read: legal SFTP
+    assert grown < 32, f"the agent's RSS grew {grown:.0f} MiB for one read"
+
+
+async def test_a_4_gib_packet_header_ends_the_channel_before_it_is_buffered(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    _server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    async with connect(target, name, key) as conn:
+        raw = await RawSftp.start(conn)
+        before = rss_mib(live_agent)
+        raw.writer.write(UInt32(0xFFFFFFF0))
+        sent = 0
+        chunk = bytes(MIB)
+        try:
+            async with asyncio.timeout(30):
+                while sent < 256 * MIB and not raw.reader.at_eof():
+                    raw.writer.write(chunk)
+                    await raw.writer.drain()
+                    sent += len(chunk)
+                assert await raw.reader.read() == b""  # the agent closed the channel
+        except (asyncssh.Error, ConnectionError, BrokenPipeError):
+            pass  # closed while we were still writing: as good
+        grown = rss_mib(live_agent) - before
+        # The connection itself is still usable: only that channel ended.
+        async with conn.start_sftp_client() as sftp:
+            assert await sftp.listdir("/") == []
+    assert sent < 256 * MIB, "the agent kept taking one packet's bytes"
+    assert grown < 32, f"the agent's RSS grew {grown:.0f} MiB"
+
+
+async def test_reads_never_taken_by_the_client_do_not_pile_up_in_the_agent(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    (servers.volume(server_id) / "data.bin").write_bytes(os.urandom(4 * MIB))
+    async with connect(target, name, key) as conn:
+        raws = [await RawSftp.start(conn) for _ in range(4)]
+        before = rss_mib(live_agent)
+        for raw in raws:  # 4 channels x 150 reads of 4 MiB: 2.4 GiB asked, none taken
+            handle = await raw.open_for_reading(b"/data.bin")
+            for number in range(150):
+                raw.send(FXP_READ, 10 + number, String(handle) + UInt64(0) + UInt32(4 * MIB))
+            await raw.writer.drain()
+        await asyncio.sleep(5)
+        grown = rss_mib(live_agent) - before
+        # A fifth SFTP channel on the same connection is refused.
+        with pytest.raises((asyncssh.Error, ConnectionError, asyncio.IncompleteReadError)):
+            async with asyncio.timeout(10):
+                await RawSftp.start(conn)
+    # Per channel at most 8 MiB queued plus one answer; 4 channels.
+    assert grown < 4 * 12 + 24, f"the agent's RSS grew {grown:.0f} MiB"
+
+
+async def test_open_files_are_capped_per_connection_and_others_still_upload(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    tmp_path: Path,
+) -> None:
+    server_id = await servers.create()
+    alice, bob_key = user_row("alice", key), UserKey.make(tmp_path / "bob")
+    rows = [alice, user_row("bob", bob_key)]
+    assert await push_access(live_agent, signing_key, http, table((server_id, rows))) == 204
+    name = login_name("alice", server_id)
+    (servers.volume(server_id) / "f.txt").write_bytes(b"x")
+    refusals: list[str] = []
+    async with connect(target, name, key) as conn, conn.start_sftp_client() as sftp:
+        handles = []
+        for _ in range(300):
+            try:
+                handles.append(await sftp.open("/f.txt", "rb"))
+            except asyncssh.SFTPFailure as err:
+                refusals.append(err.reason)
+        assert len(handles) == 256
+        assert len(refusals) == 44
+        assert "too many open files" in refusals[0]
+
+        # Meanwhile another user of the server (another account, another key) uploads.
+        def upload() -> None:
+            with (
+                target.sftp(login_name("bob", server_id), bob_key) as bob,
+                bob.open("/bob.txt", "w") as out,
+            ):
+                out.write(b"from bob")
+
+        await asyncio.to_thread(upload)
+        assert (servers.volume(server_id) / "bob.txt").read_bytes() == b"from bob"
+        # A closed file frees its place.
+        await handles.pop().close()
+        handles.append(await sftp.open("/f.txt", "rb"))
+
+
+async def test_idle_sockets_from_many_addresses_do_not_stop_a_login(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    _server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    idle: list[socket.socket] = []
+    try:
+        for address in range(1, 65):  # 64 addresses x 16 sockets, not one SSH byte sent
+            for _ in range(16):
+                sock = socket.socket()
+                sock.bind((f"127.4.0.{address}", 0))
+                sock.connect(("127.0.0.1", target.port))
+                idle.append(sock)
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        async with (
+            connect(target, name, key, source="127.4.1.1") as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            await sftp.listdir("/")
+        assert time.monotonic() - started < 10
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def closed_by_agent(sock: socket.socket) -> bool:
+    """Whether the agent ended this connection (what it sent first, its banner, is skipped)."""
+    sock.settimeout(0.2)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+async def test_an_address_may_have_4_logins_pending_and_they_end_after_10_s(
+    target: SftpTarget,
+) -> None:
+    socks = []
+    try:
+        for _ in range(6):
+            sock = socket.socket()
+            sock.bind(("127.4.2.1", 0))
+            sock.connect(("127.0.0.1", target.port))
+            socks.append(sock)
+        await asyncio.sleep(0.5)
+        closed = await asyncio.to_thread(lambda: [closed_by_agent(s) for s in socks])
+        assert closed == [False] * 4 + [True] * 2
+        await asyncio.sleep(11)  # the login deadline
+        closed = await asyncio.to_thread(lambda: [closed_by_agent(s) for s in socks[:4]])
+        assert closed == [True] * 4
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+async def test_asyncssh_downloads_and_uploads_including_a_sparse_file(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    tmp_path: Path,
+) -> None:
+    server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    volume = servers.volume(server_id)
+    content = os.urandom(3 * MIB + 17)
+    (volume / "world.dat").write_bytes(content)
+    with (volume / "sparse.dat").open("wb") as sparse:
+        sparse.seek(8 * MIB)
+        sparse.write(b"end")
+    up = tmp_path / "up.bin"
+    up.write_bytes(os.urandom(MIB + 5))
+    async with connect(target, name, key) as conn, conn.start_sftp_client() as sftp:
+        await sftp.get("/world.dat", str(tmp_path / "world.dat"))
+        await sftp.get("/sparse.dat", str(tmp_path / "sparse.dat"))
+        await sftp.put(str(up), "/up.bin")
+    assert (tmp_path / "world.dat").read_bytes() == content
+    assert (tmp_path / "sparse.dat").read_bytes() == bytes(8 * MIB) + b"end"
+    assert (volume / "up.bin").read_bytes() == up.read_bytes()
+
+
+async def test_an_upload_open_when_files_write_is_revoked_is_not_saved(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id = await servers.create()
+    user_id = uuid.uuid4()
+    full = user_row("alice", key, user_id=user_id)
+    assert await push_access(live_agent, signing_key, http, table((server_id, [full]))) == 204
+    config = servers.volume(server_id) / "server.properties"
+    config.write_text("motd=original\n")
+    async with (
+        connect(target, login_name("alice", server_id), key) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        upload = await sftp.open("/server.properties", "wb")
+        await upload.write(b"motd=attacker\n")
+        read_only = user_row("alice", key, frozenset({"files.read"}), user_id=user_id)
+        after = table((server_id, [read_only]))
+        assert await push_access(live_agent, signing_key, http, after) == 204
+        with pytest.raises(asyncssh.SFTPPermissionDenied):
+            await upload.write(b"more")
+        with pytest.raises(asyncssh.SFTPPermissionDenied, match="not saved"):
+            await upload.close()
+        assert "server.properties" in await sftp.listdir("/")  # still logged in, read-only
+    assert config.read_text() == "motd=original\n"
+    assert [n for n in os.listdir(config.parent) if n.startswith(".stellar-write-")] == []
+
+
+async def test_a_listing_past_the_limit_is_refused_not_cut_short(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    crowded = servers.volume(server_id) / "crowded"
+    crowded.mkdir()
+    for number in range(LIST_LIMIT + 1):
+        (crowded / f"f{number}").write_bytes(b"")
+    async with connect(target, name, key) as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPFailure, match="more than"):
+            await sftp.listdir("/crowded")
+        (crowded / "f0").unlink()
+        assert len(await sftp.listdir("/crowded")) == LIST_LIMIT
