@@ -24,7 +24,14 @@ from tests.integration.deploy.support import REPO_ROOT
 APT_LIB: Final = REPO_ROOT / "deploy" / "lib" / "apt.sh"
 ENSURE_SERVICES: Final = REPO_ROOT / "deploy" / "dev" / "ensure-services.sh"
 # What `ensure-services.sh test-tools` may install, "installed" in the sandbox.
-TEST_TOOL_PACKAGES: Final = ["shellcheck", "nginx", "gcc", "libc6-dev", "freeciv-server"]
+TEST_TOOL_PACKAGES: Final = [
+    "shellcheck",
+    "nginx",
+    "gcc",
+    "libc6-dev",
+    "freeciv-server",
+    "openssh-client",
+]
 PACKAGE: Final = "stellar-sandbox-tool"
 HELD_SECONDS: Final = 2.0
 
@@ -167,5 +174,5 @@ def test_ensure_services_waits_for_another_apt_get_then_installs(tmp_path: Path,
 
     assert "installing missing packages: shellcheck" in output
     assert "shellcheck is already the newest version" in output
-    summary = "test tools: installed (shellcheck, nginx, gcc, freeciv-server)"
+    summary = "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client)"
     assert output.rstrip().endswith(summary)
