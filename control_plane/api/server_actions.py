@@ -16,7 +16,7 @@ from aiohttp import web
 from control_plane.db.models import Blueprint, Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import NotFound
-from control_plane.keys import NODES, SESSIONS
+from control_plane.keys import NODES, READ_SESSIONS, SESSIONS
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.caller import Caller
 from control_plane.services import audit
@@ -62,7 +62,7 @@ async def power(
     accepts is refused with the 400 of :func:`validate_variables` (a hidden variable's
     problem without its name, for owners and sub-users) and nothing reaches the node."""
     if action.action in {"start", "restart"}:
-        async with transaction(app[SESSIONS]) as db:
+        async with transaction(app[READ_SESSIONS]) as db:
             current = await db.get(Server, server.id)
             if current is None:
                 raise NotFound("no such server")
