@@ -24,6 +24,7 @@ from tests.integration.node_agent.egress_world import (
 from tests.integration.node_agent.files_client import FilesClient
 from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, start_live_agent
 from tests.integration.node_agent.quota_nodes import NodeFactory, QuotaNode, quota_nodes
+from tests.integration.node_agent.sftp_client import SftpTarget, UserKey, sftp_target
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 from tests.support.containers import remove_container
 
@@ -192,3 +193,17 @@ def node_listeners(bridge: Bridge, outside: Outside) -> Iterator[Listeners]:
         yield listeners
     finally:
         listeners.stop()
+
+
+@pytest.fixture
+async def target(
+    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
+) -> SftpTarget:
+    """The test's live agent as an SFTP client sees it (its port, its host key)."""
+    return await sftp_target(live_agent, signing_key, http, tmp_path / "ssh")
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> UserKey:
+    """A fresh SSH key pair for an SFTP user."""
+    return UserKey.make(tmp_path / "keys")

@@ -73,12 +73,19 @@ class LiveAgent(AgentProcess):
         assert process is not None, "the agent is not running"
         return process.pid
 
+    def _status_kib(self, name: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(f"{name}:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {name} in /proc/<pid>/status")
+
     def peak_rss_kib(self) -> int:
         """VmHWM of the agent process: the most memory it ever held, in KiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmHWM in /proc/<pid>/status")
+        return self._status_kib("VmHWM")
+
+    def rss_kib(self) -> int:
+        """VmRSS of the agent process: the memory it holds now, in KiB."""
+        return self._status_kib("VmRSS")
 
     def volume(self, server_id: uuid.UUID) -> Path:
         return self.data_dir / "volumes" / str(server_id)

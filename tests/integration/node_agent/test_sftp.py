@@ -58,18 +58,6 @@ def module_live_agent(
 
 
 @pytest.fixture
-async def target(
-    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
-) -> SftpTarget:
-    return await sftp_target(live_agent, signing_key, http, tmp_path / "ssh")
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> UserKey:
-    return UserKey.make(tmp_path / "keys")
-
-
-@pytest.fixture
 def host_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "host"
     directory.mkdir()

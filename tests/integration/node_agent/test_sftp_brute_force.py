@@ -44,13 +44,6 @@ def module_live_agent(
         agent.stop()
 
 
-def rss_kib(agent: LiveAgent) -> int:
-    for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 async def attempt(port: int, source: str, junk: asyncssh.SSHKey) -> str:
     """One login with a random user name; how it ended."""
     try:
@@ -110,13 +103,13 @@ async def test_a_flood_of_random_logins_grows_no_memory_and_locks_out_no_user(
     # Warm up (imports, caches, the allocator's arenas) from other addresses, then measure.
     await asyncio.gather(*(attempt(target.port, f"127.2.0.{n}", junk) for n in range(1, 41)))
     assert await legitimate_login(target, name, key) == []
-    idle = rss_kib(live_agent)
+    idle = live_agent.rss_kib()
 
     started = time.monotonic()
     flood = asyncio.gather(*(one(n) for n in range(ATTEMPTS)))
     during = await legitimate_login(target, name, key)
     outcomes = await flood
-    after = rss_kib(live_agent)
+    after = live_agent.rss_kib()
 
     assert during == []
     assert await legitimate_login(target, name, key) == []

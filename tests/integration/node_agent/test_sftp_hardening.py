@@ -27,7 +27,6 @@ from tests.integration.node_agent.sftp_client import (
     SftpTarget,
     UserKey,
     push_access,
-    sftp_target,
     table,
     user_row,
 )
@@ -57,23 +56,8 @@ def module_live_agent(
         agent.stop()
 
 
-@pytest.fixture
-async def target(
-    live_agent: LiveAgent, signing_key: SigningKey, http: aiohttp.ClientSession, tmp_path: Path
-) -> SftpTarget:
-    return await sftp_target(live_agent, signing_key, http, tmp_path / "ssh")
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> UserKey:
-    return UserKey.make(tmp_path / "keys")
-
-
 def rss_mib(agent: LiveAgent) -> float:
-    for line in Path(f"/proc/{agent.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return agent.rss_kib() / 1024
 
 
 async def granted(
