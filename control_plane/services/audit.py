@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import AuditEntry, AuditHead
+from control_plane.services import domain_events
 from shared.logging import redact
 
 GENESIS = "0" * 64
@@ -104,6 +105,20 @@ async def append(db: AsyncSession, actor: Actor | None, event: AuditEvent) -> Au
         )
     entry = _add(db, head, actor, event)
     await db.flush()
+    await domain_events.publish(
+        db,
+        domain_events.DomainEvent(
+            action=entry.action,
+            target_type=entry.target_type,
+            target_id=entry.target_id,
+            details=entry.details,
+            actor_id=entry.actor_id,
+            actor_email=entry.actor_email,
+            ip=entry.ip,
+            user_agent=entry.user_agent,
+            at=entry.created_at,
+        ),
+    )
     return entry
 
 

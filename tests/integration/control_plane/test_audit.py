@@ -15,7 +15,7 @@ from control_plane.db.engine import session_factory
 from control_plane.db.models import AuditEntry, AuditHead
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, SETTINGS
-from control_plane.services import audit
+from control_plane.services import audit, domain_events
 from tests.support.panel import Panel
 
 
@@ -245,3 +245,22 @@ async def test_writers_that_find_the_head_missing_at_once_record_one_break(panel
         "  - row 7: the chain was found broken here and resumed after row 6: "
         "audit_head was missing",
     ]
+
+
+async def test_every_audited_action_is_published_to_subscribers_in_its_transaction(
+    panel: Panel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[domain_events.DomainEvent] = []
+
+    async def record(db: Any, event: domain_events.DomainEvent) -> None:
+        assert db.in_transaction()
+        seen.append(event)
+
+    monkeypatch.setattr(domain_events, "subscribers", lambda: (record,))
+    entries = await make_history(panel)
+    assert [e.action for e in seen] == [e["action"] for e in reversed(entries)]
+    created = next(e for e in seen if e.action == "user.created")
+    assert created.actor_email == "root@example.org"
+    assert created.ip == "127.0.0.1"
+    assert created.target_type == "user"
+    assert "password" not in str(created.details).replace("[redacted]", "")
