@@ -132,6 +132,8 @@ class ControlPlaneSettings(BaseModel):
     trusted_proxies: str = Field("", alias="STELLAR_TRUSTED_PROXIES")
     session_idle_minutes: int = Field(120, alias="STELLAR_SESSION_IDLE_MINUTES", ge=5, le=10080)
     session_max_hours: int = Field(168, alias="STELLAR_SESSION_MAX_HOURS", ge=1, le=2160)
+    # How long a console token (the Pterodactyl-style console socket) lasts.
+    console_token_seconds: int = Field(600, alias="STELLAR_CONSOLE_TOKEN_SECONDS", ge=10, le=3600)
 
     cors_origins: str = Field("", alias="STELLAR_CORS_ORIGINS")
     body_timeout_seconds: float = Field(30.0, alias="STELLAR_BODY_TIMEOUT_SECONDS", gt=0, le=600)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -179,6 +179,10 @@ ConsoleOutboundEvent = Literal[
     "auth success",
     "error",
 ]
+
+
+# The ``console output`` line the agent sends in place of the lines its throttle dropped.
+THROTTLE_NOTICE: Final = "[stellar] output throttled: {dropped} lines dropped"
 
 
 class ConsoleInbound(BaseModel):

@@ -105,7 +105,7 @@ EVENTS: Final[dict[str, ConsoleEvent]] = {
 }
 
 
-def _same_origin(req: ApiRequest[Any, Any]) -> bool:
+def same_origin(req: ApiRequest[Any, Any]) -> bool:
     """A browser's upgrade comes from the panel's own origin: ``STELLAR_PUBLIC_URL``, or
     without one the host the request was sent to. Clients that are not browsers send no
     Origin (and cannot ride a browser's cookie)."""
@@ -127,26 +127,50 @@ def _same_origin(req: ApiRequest[Any, Any]) -> bool:
     return given.raw_authority == req.http.host
 
 
-class ConsoleAuthority:
-    """Who is on this socket and what they may do, kept fresh, and the audit of what they do."""
+Reidentify = Callable[[], Awaitable[Caller | None]]
 
-    def __init__(self, req: ApiRequest[Any, Any], node: Node) -> None:
-        self._http = req.http
+
+class ConsoleAuthority:
+    """Who is on this socket and what they may do, kept fresh, and the audit of what they do.
+
+    ``reidentify`` reads the caller's credential again (None once it no longer works)."""
+
+    def __init__(
+        self,
+        http: web.Request,
+        node: Node,
+        server: Server,
+        caller: Caller,
+        access: ServerAccess,
+        reidentify: Reidentify,
+    ) -> None:
+        self._http = http
         self.node = node
-        self._path = req.http.path
-        self.server = req.server
-        self.caller: Caller = req.me
-        self.access: ServerAccess = req.access
+        self._path = http.path
+        self.server = server
+        self.caller = caller
+        self.access = access
+        self._reidentify = reidentify
+
+    @classmethod
+    def of_request(cls, req: ApiRequest[Any, Any], node: Node) -> ConsoleAuthority:
+        """For a socket whose handshake carried the credential (cookie or API key)."""
+
+        async def reidentify() -> Caller | None:
+            # An open console is no sign of activity: the session's idle clock is left alone.
+            caller = await identify(req.http, req.http[CLIENT_IP], touch=False)
+            return caller if isinstance(caller, Caller) else None
+
+        return cls(req.http, node, req.server, req.me, req.access, reidentify)
 
     @property
     def server_id(self) -> uuid.UUID:
         return self.server.id
 
     async def refresh(self) -> bool:
-        """Read the credential and the access again; False when the socket must close. An
-        open console is no sign of activity: the session's idle clock is left alone."""
-        caller = await identify(self._http, self._http[CLIENT_IP], touch=False)
-        if not isinstance(caller, Caller):
+        """Read the credential and the access again; False when the socket must close."""
+        caller = await self._reidentify()
+        if caller is None:
             return False
         async with transaction(self._http.app[READ_SESSIONS]) as db:
             found = await access_for(db, caller, self.server_id)
@@ -223,7 +247,7 @@ class ConsoleAuthority:
 )
 async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     # Cross-site WebSocket hijacking: a page elsewhere must not ride the session cookie.
-    if not _same_origin(req):
+    if not same_origin(req):
         raise req.deny(Forbidden("WebSocket from another origin"), target="console")
     me, server = req.me, req.server
     consoles = req.http.app[CONSOLES]
@@ -251,7 +275,7 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         return await connect()
 
     await req.audit_now("server.console.opened", target_type="server", target_id=str(server.id))
-    authority = ConsoleAuthority(req, node)
+    authority = ConsoleAuthority.of_request(req, node)
     with consoles.register(server.id, me.user_id, browser):
         await proxy_console(
             browser,

@@ -9,6 +9,7 @@ from control_plane.api import (
     backups,
     blueprints,
     console,
+    console_socket,
     files,
     infrastructure,
     mfa,
@@ -39,6 +40,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     server_settings.routes,
     subusers.routes,
     console.routes,
+    console_socket.routes,
     files.routes,
     backups.routes,
 ]

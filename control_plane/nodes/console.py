@@ -94,28 +94,38 @@ NodeConnector = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]
 Admit = Callable[[str], Awaitable[Admission]]
 
 
-async def _error(browser: web.WebSocketResponse, message: str) -> None:
-    await browser.send_json({"event": "error", "args": [message]})
+# What the client sees of one node frame (a dialect of the protocol): the frames to send.
+Translate = Callable[[str], list[str]]
+
+
+def _as_is(frame: str) -> list[str]:
+    return [frame]
+
+
+async def _error(browser: web.WebSocketResponse, message: str, translate: Translate) -> None:
+    for frame in translate(json.dumps({"event": "error", "args": [message]})):
+        await browser.send_str(frame)
 
 
 async def _browser_to_node(
     browser: web.WebSocketResponse,
     node: Callable[[], aiohttp.ClientWebSocketResponse],
     admit: Admit,
+    translate: Translate,
 ) -> None:
     async for message in browser:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
         admission = await admit(message.data)
         if admission.refusal is not None:
-            await _error(browser, admission.refusal)
+            await _error(browser, admission.refusal, translate)
         if admission.event is None:
             continue
         try:
             await node().send_json({"event": admission.event, "args": admission.args})
         except (ConnectionError, aiohttp.ClientError):
             # The node connection is being opened again (token lifetime, agent restart).
-            await _error(browser, "the node is reconnecting; ask again in a moment")
+            await _error(browser, "the node is reconnecting; ask again in a moment", translate)
 
 
 # The node's own bookkeeping about the token: handled here, never shown to the browser.
@@ -126,6 +136,7 @@ async def _node_to_browser(
     browser: web.WebSocketResponse,
     node: aiohttp.ClientWebSocketResponse,
     renew: Callable[[], str],
+    translate: Translate,
 ) -> None:
     async for message in node:
         if message.type == aiohttp.WSMsgType.TEXT:
@@ -137,7 +148,8 @@ async def _node_to_browser(
                 await node.send_json({"event": "auth", "args": [renew()]})
             if event in _TOKEN_EVENTS:
                 continue
-            await browser.send_str(message.data)
+            for frame in translate(message.data):
+                await browser.send_str(frame)
         elif message.type == aiohttp.WSMsgType.ERROR:
             break
 
@@ -149,11 +161,13 @@ async def proxy_console(
     renew: Callable[[], str],
     admit: Admit,
     still_allowed: Callable[[], Awaitable[bool]],
+    translate: Translate = _as_is,
 ) -> None:
     """Relay until the browser leaves, access is lost, or the node stays away.
 
     ``admit`` decides each browser message; ``still_allowed`` is asked every
-    :data:`RECHECK_SECONDS` and closes the socket when it says no.
+    :data:`RECHECK_SECONDS` and closes the socket when it says no; ``translate`` turns each
+    node frame into what the client gets.
     """
     node = await connect()
     holder = {"node": node}
@@ -168,7 +182,7 @@ async def proxy_console(
     async def relay_from_node() -> None:
         failures = 0
         while not browser.closed:
-            await _node_to_browser(browser, holder["node"], renew)
+            await _node_to_browser(browser, holder["node"], renew, translate)
             if browser.closed:
                 return
             # The node closed (token lifetime, agent restart): reconnect with a fresh token.
@@ -186,7 +200,7 @@ async def proxy_console(
     tasks = [
         asyncio.create_task(relay_from_node()),
         asyncio.create_task(recheck()),
-        asyncio.create_task(_browser_to_node(browser, lambda: holder["node"], admit)),
+        asyncio.create_task(_browser_to_node(browser, lambda: holder["node"], admit, translate)),
     ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

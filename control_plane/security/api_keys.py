@@ -15,9 +15,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, User
@@ -73,23 +73,21 @@ def ip_allowed(allowed: list[str], ip: str) -> bool:
 
 
 # Built once: the key, its user and the user's second factors in one statement.
-_KEY_LOOKUP: Final = (
-    select(
-        ApiKey.id,
-        ApiKey.secret_hash,
-        ApiKey.scopes,
-        ApiKey.allowed_ips,
-        ApiKey.expires_at,
-        ApiKey.last_used_at,
-        User.id.label("user_id"),
-        User.email,
-        User.is_admin,
-        User.disabled,
-        second_factor_enrolled(User.id).label("second_factor"),
-    )
-    .join(User, User.id == ApiKey.user_id)
-    .where(ApiKey.prefix == bindparam("prefix"))
-)
+_KEY_READ: Final = select(
+    ApiKey.id,
+    ApiKey.secret_hash,
+    ApiKey.scopes,
+    ApiKey.allowed_ips,
+    ApiKey.expires_at,
+    ApiKey.last_used_at,
+    User.id.label("user_id"),
+    User.email,
+    User.is_admin,
+    User.disabled,
+    second_factor_enrolled(User.id).label("second_factor"),
+).join(User, User.id == ApiKey.user_id)
+_KEY_LOOKUP: Final = _KEY_READ.where(ApiKey.prefix == bindparam("prefix"))
+_KEY_BY_ID: Final = _KEY_READ.where(ApiKey.id == bindparam("key_id"))
 
 
 @dataclass(frozen=True)
@@ -114,12 +112,21 @@ async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -
     if match is None:
         return None
     rows = await reader.rows(_KEY_LOOKUP, {"prefix": match[1]})
-    if not rows:
+    if not rows or not hmac.compare_digest(rows[0].secret_hash, _hash(match[2])):
         return None
-    key = rows[0]
+    return _holder(rows[0], ip)
+
+
+async def api_key_by_id(reader: StatementReader, key_id: uuid.UUID, *, ip: str) -> KeyHolder | None:
+    """The key with this id and its enabled user, if it still works from ``ip`` (a console
+    token reads its key again this way); reads only."""
+    rows = await reader.rows(_KEY_BY_ID, {"key_id": key_id})
+    return _holder(rows[0], ip) if rows else None
+
+
+def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
+    """The holder of a key row that is enabled, unexpired and allowed from ``ip``."""
     now = dt.datetime.now(dt.UTC)
-    if not hmac.compare_digest(key.secret_hash, _hash(match[2])):
-        return None
     if key.disabled or (key.expires_at is not None and key.expires_at <= now):
         return None
     if not ip_allowed(key.allowed_ips, ip):

@@ -7,6 +7,7 @@ whatever the route, and audited.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from aiohttp import web
@@ -15,14 +16,17 @@ from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Forbidden, Unauthenticated
 from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS, STATEMENT_READER
 from control_plane.security import api_keys
-from control_plane.security.api_keys import Scope, resolve_api_key
+from control_plane.security.api_keys import KeyHolder, Scope, resolve_api_key
 from control_plane.security.caller import Caller, anonymous_actor
 from control_plane.security.client_ip import client_ip
+from control_plane.security.console_tokens import ConsoleGrant
 from control_plane.security.sessions import (
+    SessionLookup,
     cookie_name,
     csrf_matches,
     end_session,
     lookup_session,
+    session_by_id,
     touch_session,
 )
 from control_plane.services import audit, mfa
@@ -50,6 +54,10 @@ async def _api_key_caller(
     if holder.record_use:
         async with transaction(request.app[SESSIONS]) as db:
             await api_keys.record_use(db, holder.key_id)
+    return _key_caller(request, holder, ip, user_agent)
+
+
+def _key_caller(request: web.Request, holder: KeyHolder, ip: str, user_agent: str) -> Caller:
     return Caller(
         holder.user_id,
         holder.email,
@@ -84,19 +92,7 @@ async def _session_caller(
                 await end_session(db, found.session_id)
     if not found.live:
         return None
-    scopes = frozenset({Scope.READ, Scope.WRITE} | ({Scope.ADMIN} if found.is_admin else set()))
-    caller = Caller(
-        found.user_id,
-        found.email,
-        found.is_admin,
-        "session",
-        scopes,
-        ip,
-        user_agent,
-        session_id=found.session_id,
-        mfa_pending=found.mfa_pending,
-        must_enrol=mfa.enrolment_owed(found.is_admin, found.second_factor, settings.require_2fa),
-    )
+    caller = _session_as_caller(request, found, ip, user_agent)
     if request.method not in SAFE_METHODS and not csrf_matches(
         secret, found.session_id, request.headers.get(CSRF_HEADER)
     ):
@@ -107,6 +103,51 @@ async def _session_caller(
         )
         return Forbidden(f"missing or wrong {CSRF_HEADER} header")
     return caller
+
+
+def _session_as_caller(
+    request: web.Request, found: SessionLookup, ip: str, user_agent: str
+) -> Caller:
+    scopes = frozenset({Scope.READ, Scope.WRITE} | ({Scope.ADMIN} if found.is_admin else set()))
+    return Caller(
+        found.user_id,
+        found.email,
+        found.is_admin,
+        "session",
+        scopes,
+        ip,
+        user_agent,
+        session_id=found.session_id,
+        mfa_pending=found.mfa_pending,
+        must_enrol=mfa.enrolment_owed(
+            found.is_admin, found.second_factor, request.app[SETTINGS].require_2fa
+        ),
+    )
+
+
+async def caller_from_grant(
+    request: web.Request, grant: ConsoleGrant, ip: str, user_agent: str
+) -> Caller | None:
+    """The caller a console token stands for, read again now: its credential must still
+    work (key not revoked or expired and allowed from ``ip``, session live, user enabled),
+    and the token's scopes never exceed the credential's. None otherwise. Reads only: the
+    session's idle clock is left alone (an open console is no sign of activity)."""
+    reader = request.app[STATEMENT_READER]
+    caller: Caller
+    if grant.via == "api_key":
+        holder = await api_keys.api_key_by_id(reader, grant.credential_id, ip=ip)
+        if holder is None:
+            return None
+        caller = _key_caller(request, holder, ip, user_agent)
+    else:
+        idle = dt.timedelta(minutes=request.app[SETTINGS].session_idle_minutes)
+        found = await session_by_id(reader, grant.credential_id, idle=idle)
+        if found is None or not found.live:
+            return None
+        caller = _session_as_caller(request, found, ip, user_agent)
+    if caller.user_id != grant.user_id:
+        return None
+    return dataclasses.replace(caller, scopes=caller.scopes & grant.scopes)
 
 
 async def identify(

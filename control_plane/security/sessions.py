@@ -14,9 +14,9 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Session, User
@@ -74,21 +74,19 @@ async def open_session(
 
 
 # Built once: the session, its user and the user's second factors in one statement.
-_SESSION_LOOKUP: Final = (
-    select(
-        Session.id,
-        Session.last_seen_at,
-        Session.expires_at,
-        Session.mfa_pending,
-        User.id.label("user_id"),
-        User.email,
-        User.is_admin,
-        User.disabled,
-        second_factor_enrolled(User.id).label("second_factor"),
-    )
-    .join(User, User.id == Session.user_id)
-    .where(Session.token_hash == bindparam("token_hash"))
-)
+_SESSION_READ: Final = select(
+    Session.id,
+    Session.last_seen_at,
+    Session.expires_at,
+    Session.mfa_pending,
+    User.id.label("user_id"),
+    User.email,
+    User.is_admin,
+    User.disabled,
+    second_factor_enrolled(User.id).label("second_factor"),
+).join(User, User.id == Session.user_id)
+_SESSION_LOOKUP: Final = _SESSION_READ.where(Session.token_hash == bindparam("token_hash"))
+_SESSION_BY_ID: Final = _SESSION_READ.where(Session.id == bindparam("session_id"))
 
 
 @dataclass(frozen=True)
@@ -115,9 +113,18 @@ async def lookup_session(
     if not 20 <= len(token) <= 128:
         return None
     rows = await reader.rows(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
-    if not rows:
-        return None
-    row = rows[0]
+    return _lookup(rows[0], idle) if rows else None
+
+
+async def session_by_id(
+    reader: StatementReader, session_id: uuid.UUID, *, idle: dt.timedelta
+) -> SessionLookup | None:
+    """The session with this id as read (a console token reads its session again this way)."""
+    rows = await reader.rows(_SESSION_BY_ID, {"session_id": session_id})
+    return _lookup(rows[0], idle) if rows else None
+
+
+def _lookup(row: Row[*tuple[Any, ...]], idle: dt.timedelta) -> SessionLookup:
     now = dt.datetime.now(dt.UTC)
     live = not (row.disabled or row.expires_at <= now or row.last_seen_at + idle <= now)
     return SessionLookup(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
-
-NOTICE: Final = "[stellar] output throttled: {dropped} lines dropped"
+from shared.node_api import THROTTLE_NOTICE as NOTICE
 
 
 class OutputThrottle:
