@@ -8,7 +8,7 @@ to ``/api/v1/console/socket``, sends ``{"event": "auth", "args": [token]}`` with
 ``token expiring`` (a minute before, or half the lifetime if shorter), asks for a fresh token
 and sends ``auth`` again on the same socket. An expired token stops everything but ``auth``
 (``token expired``), and the socket closes :data:`EXPIRED_GRACE_SECONDS` later. A bad token
-is ``jwt error``.
+is ``jwt error``. As Wings does, ``stats`` are pushed (every 2 s) to a client that may read them.
 
 Everything else is the console of :mod:`control_plane.api.console`: each event authorized
 against the user's access at that moment, its HTTP twin's rate limit and audit, the
@@ -66,6 +66,7 @@ EXPIRED_GRACE_SECONDS: Final = 60.0
 CLOSE_AUTH_FAILED: Final = 4401
 CLOSE_TOKEN_EXPIRED: Final = 4001
 _CONSOLE_READ: Final = Requirement(Scope.READ, permission="console.read")
+_STATS_READ: Final = Requirement(Scope.READ, permission="stats.read")
 _CREDENTIAL_GONE: Final = "the credential this token was issued for no longer works"
 
 
@@ -232,10 +233,20 @@ class TokenConsole:
                     admit=self._admit,
                     still_allowed=self._authority.refresh,
                     translate=self._dialect.translate,
+                    pulse=self._pulse,
                 )
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _pulse(self) -> Admission:
+        """Wings pushes stats: ask the node for them on the client's behalf, while it may."""
+        assert self._authority is not None
+        if self._dialect.gated:
+            return Admission.done()
+        if refusal(self._authority.caller, _STATS_READ, self._authority.access) is not None:
+            return Admission.done()
+        return Admission.forward("send stats", [])
 
     async def _admit(self, text: str) -> Admission:
         """``auth`` renews the token; anything else needs a live token, then is the console's."""

@@ -27,6 +27,7 @@ CLOSE_PERMISSIONS_CHANGED = 4403
 CLOSE_NODE_UNAVAILABLE = 4502
 RECHECK_SECONDS = 10.0
 MAX_RECONNECTS = 5
+PULSE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -162,12 +163,14 @@ async def proxy_console(
     admit: Admit,
     still_allowed: Callable[[], Awaitable[bool]],
     translate: Translate = _as_is,
+    pulse: Callable[[], Awaitable[Admission]] | None = None,
 ) -> None:
     """Relay until the browser leaves, access is lost, or the node stays away.
 
     ``admit`` decides each browser message; ``still_allowed`` is asked every
     :data:`RECHECK_SECONDS` and closes the socket when it says no; ``translate`` turns each
-    node frame into what the client gets.
+    node frame into what the client gets; ``pulse``, asked every :data:`PULSE_SECONDS`, may
+    name an event to send to the node on the client's behalf (stats pushed to the client).
     """
     node = await connect()
     holder = {"node": node}
@@ -197,11 +200,23 @@ async def proxy_console(
             except Exception as err:
                 log.warning("console reconnect failed", error=str(err))
 
+    async def beat(pulse: Callable[[], Awaitable[Admission]]) -> None:
+        while True:
+            await asyncio.sleep(PULSE_SECONDS)
+            admission = await pulse()
+            if admission.event is not None:
+                with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                    await holder["node"].send_json(
+                        {"event": admission.event, "args": admission.args}
+                    )
+
     tasks = [
         asyncio.create_task(relay_from_node()),
         asyncio.create_task(recheck()),
         asyncio.create_task(_browser_to_node(browser, lambda: holder["node"], admit, translate)),
     ]
+    if pulse is not None:
+        tasks.append(asyncio.create_task(beat(pulse)))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
