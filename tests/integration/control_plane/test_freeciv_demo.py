@@ -22,6 +22,7 @@ from typing import Final
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from yarl import URL
 
 from control_plane.db.models import AuditEntry, Blueprint, Server
 from node_agent.docker.hardening import game_container_name
@@ -122,6 +123,14 @@ async def test_stellar_cp_creates_the_freeciv_demo_and_it_answers_list(
         await read_until(socket, READY, timeout=60)
         await socket.send_json({"event": "send command", "args": ["list"]})
         await read_until(socket, LIST_ANSWER)
+    # A Pterodactyl-style client: a console token, the socket without credentials, `auth`.
+    token = await owner.json("GET", f"/api/v1/servers/{server_id}/console/token")
+    bot = await stack.panel.browser()
+    async with bot.client.ws_connect(URL(token["socket"]).path) as socket:
+        await socket.send_json({"event": "auth", "args": [token["token"]]})
+        await read_until(socket, READY, timeout=60)
+        await socket.send_json({"event": "send command", "args": ["list"]})
+        await read_until(socket, LIST_ANSWER)
     # Clients can connect to the game's port.
     _, writer = await asyncio.open_connection(allocation["ip"], allocation["port"])
     writer.close()
@@ -160,6 +169,8 @@ async def test_stellar_cp_creates_the_freeciv_demo_and_it_answers_list(
         ("server.created", "cli"),
         ("server.power.start", "cli"),
         ("server.console.opened", None),  # the owner's, on the control plane
+        ("server.console.command", None),
+        ("server.console.opened", None),  # the token socket's
         ("server.console.command", None),
         ("server.console.command", "cli"),
         ("server.power.stop", None),
