@@ -53,7 +53,8 @@ async def key_client(stack: Stack, holder: Browser, scopes: list[str]) -> Browse
 
 
 async def token_for(client: Browser, server_id: str) -> dict[str, Any]:
-    return await client.json("GET", f"/api/v1/servers/{server_id}/console/token")
+    token: dict[str, Any] = await client.json("GET", f"/api/v1/servers/{server_id}/console/token")
+    return token
 
 
 @asynccontextmanager
