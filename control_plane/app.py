@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from control_plane.api import health, openapi
-from control_plane.api.registry import ROUTE_TABLES
+from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
 from control_plane.db.engine import create_engine, read_session_factory, session_factory
 from control_plane.db.reader import StatementReader
 from control_plane.keys import (
@@ -42,6 +42,7 @@ from control_plane.security.rate_limit import (
     parse_presets,
 )
 from control_plane.settings import ControlPlaneSettings
+from control_plane.web.setup import install_page_headers, page_errors, static_routes, web_ctx
 from shared.http import error_shape, request_context
 
 
@@ -107,18 +108,29 @@ def create_app(
     """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
     (tests move them by hand)."""
     app = web.Application(
-        middlewares=[request_context, error_shape, refuse_unstorable_text, cors, authenticate],
+        middlewares=[
+            request_context,
+            error_shape,
+            page_errors,
+            refuse_unstorable_text,
+            cors,
+            authenticate,
+        ],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
-    app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
+    app.cleanup_ctx.extend(
+        [database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock), web_ctx]
+    )
     if background_jobs:
         app.cleanup_ctx.extend([node_health_monitor, node_event_listener])
     install_security_headers(app)
+    install_page_headers(app)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
-    for table in ROUTE_TABLES:
+    for table in ROUTE_TABLES + PAGE_TABLES:
         app.add_routes(table.routes())
+    app.add_routes(static_routes)
     return app

@@ -82,7 +82,8 @@ def prepare(data_dir: Path, *, port: int, agent_port: int) -> dict[str, str]:
         **existing,
         "STELLAR_HOST": "127.0.0.1",
         "STELLAR_PORT": str(port),
-        "STELLAR_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # localhost, not an IP: browsers refuse passkeys on an IP origin.
+        "STELLAR_PUBLIC_URL": f"http://localhost:{port}",
     }
     _write_secret_file(
         env_file,
@@ -251,7 +252,7 @@ def _print_banner(
     lines = [
         "",
         "StellarStack is running.",
-        f"  control plane : http://127.0.0.1:{port}   (API under /api/v1)",
+        f"  panel         : http://localhost:{port}/   (open it in a browser; API under /api/v1)",
         f"  local node    : {NODE_NAME!r}, agent config {data_dir / 'agent.toml'}",
     ]
     if created:
@@ -263,7 +264,7 @@ def _print_banner(
         lines.append("  admin         : an admin exists already; log in with its credentials")
     lines += [
         f"  log in        : curl -c jar -H 'Content-Type: application/json' -d "
-        f'\'{{"email": "{ADMIN_EMAIL}", "password": "…"}}\' http://127.0.0.1:{port}/api/v1/auth/login',
+        f'\'{{"email": "{ADMIN_EMAIL}", "password": "…"}}\' http://localhost:{port}/api/v1/auth/login',
         f"  CLI           : set -a; . {env_file}; set +a; stellar-cp node ping {NODE_NAME}",
         "  demo game     : stellar-cp demo create   (a Freeciv server on this node, in the CLI's",
         "                  environment as above; it prints the server's id and console command)",

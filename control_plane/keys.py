@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import aiohttp
+import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -15,6 +16,7 @@ from control_plane.security.caller import Caller
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
 from control_plane.settings import ControlPlaneSettings
+from control_plane.web.assets import AssetIndex
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -34,3 +36,6 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)
 # Seconds since the epoch, for TOTP time steps (tests move it by hand).
 WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
+# The web panel: its static files and its templates.
+WEB_ASSETS = web.AppKey("web_assets", AssetIndex)
+WEB_TEMPLATES = web.AppKey("web_templates", jinja2.Environment)

@@ -141,9 +141,9 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    from control_plane.api.registry import endpoints
+    from control_plane.api.registry import api_endpoints
     from control_plane.keys import SETTINGS
 
     return web.json_response(
-        openapi_document(endpoints(), server_url=request.app[SETTINGS].public_url)
+        openapi_document(api_endpoints(), server_url=request.app[SETTINGS].public_url)
     )

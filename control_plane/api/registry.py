@@ -1,4 +1,4 @@
-"""Every route table of the public API, in one list: the app, OpenAPI and tests read it."""
+"""Every route table, in one place: the app, OpenAPI and the route walks read it."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from control_plane.api import (
     users,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
+from control_plane.web import pages
 
 ROUTE_TABLES: list[ApiRoutes] = [
     auth.routes,
@@ -46,5 +47,15 @@ ROUTE_TABLES: list[ApiRoutes] = [
 ]
 
 
-def endpoints() -> list[Endpoint]:
+# The web panel's pages: the same declarations (the walks cover them), not in the OpenAPI.
+PAGE_TABLES: list[ApiRoutes] = [pages.routes]
+
+
+def api_endpoints() -> list[Endpoint]:
+    """The JSON API's routes (what OpenAPI documents)."""
     return [endpoint for table in ROUTE_TABLES for endpoint in table.endpoints]
+
+
+def endpoints() -> list[Endpoint]:
+    """Every route: the JSON API's and the panel's pages."""
+    return api_endpoints() + [endpoint for table in PAGE_TABLES for endpoint in table.endpoints]

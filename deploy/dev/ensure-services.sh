@@ -200,7 +200,8 @@ if ((WANT_TOOLS)); then
     # Run by tests that fail without them under `make test`: the shell scripts' check,
     # `nginx -t` on deploy/nginx's sample, the seccomp probe (`gcc -static`), and the Freeciv
     # demo's image (deploy/images/freeciv/build.sh assembles it from freeciv-server), and
-    # OpenSSH's sftp client, which the SFTP tests drive.
+    # OpenSSH's sftp client, which the SFTP tests drive, and Chromium, in which the browser
+    # tests (Playwright, `executable_path=/usr/bin/chromium`) drive the panel's pages.
     have shellcheck || need_pkg shellcheck
     if ! have nginx && ! dpkg_installed nginx; then need_pkg nginx; NEW_NGINX=1; fi
     have gcc || need_pkg gcc
@@ -209,6 +210,7 @@ if ((WANT_TOOLS)); then
     fi
     [[ -x /usr/games/freeciv-server ]] || dpkg_installed freeciv-server || need_pkg freeciv-server
     have sftp || dpkg_installed openssh-client || need_pkg openssh-client
+    have chromium || need_pkg chromium
 fi
 
 if ((${#MISSING_PKGS[@]} > 0)); then
@@ -530,6 +532,6 @@ for svc in "${ORDER[@]}"; do
         docker) printf '%s\n' "$DOCKER_SUMMARY" ;;
         postgres) printf '%s\n' "$PG_SUMMARY" ;;
         redis) printf '%s\n' "$REDIS_SUMMARY" ;;
-        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client)" ;;
+        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium)" ;;
     esac
 done

@@ -136,6 +136,7 @@ def test_make_run_starts_both_services_pings_the_node_and_stops_cleanly(tmp_path
     try:
         banner = run.wait_for("Press Ctrl-C to stop")
         assert "first admin   : admin@stellar.local" in banner
+        assert f"panel         : http://localhost:{run.cp_port}/" in banner
         assert listening(run.cp_port)
         assert listening(run.agent_port)
 

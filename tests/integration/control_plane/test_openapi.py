@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
-from control_plane.api.registry import endpoints
+from control_plane.api.registry import api_endpoints as endpoints
 from control_plane.api.routing import Access
 from tests.support.panel import Panel
 

@@ -11,7 +11,7 @@ import re
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.api.registry import endpoints
+from control_plane.api.registry import PAGE_TABLES, endpoints
 from control_plane.api.routing import Access, Endpoint
 from control_plane.app import create_app
 from control_plane.settings import load_settings
@@ -104,13 +104,20 @@ async def test_api_keys_need_no_csrf_token(world: World) -> None:
 
 
 async def test_unauthenticated_requests_get_401_everywhere_but_public_routes(panel: Panel) -> None:
+    """API routes answer 401; pages send the visitor to the sign-in page, and back after."""
     world = await build_world(panel)
     anonymous = await panel.browser()
+    pages = {endpoint.path for table in PAGE_TABLES for endpoint in table.endpoints}
     for endpoint in endpoints():
         if endpoint.access is Access.PUBLIC:
             continue
-        response = await anonymous.request(endpoint.method, concrete(endpoint, world), json={})
-        assert response.status == 401, f"{endpoint.method} {endpoint.path}"
+        path = concrete(endpoint, world)
+        response = await anonymous.request(endpoint.method, path, json={}, allow_redirects=False)
+        if endpoint.path in pages:
+            assert response.status == 303, f"{endpoint.method} {endpoint.path}"
+            assert response.headers["Location"] == f"/login?next={path}"
+        else:
+            assert response.status == 401, f"{endpoint.method} {endpoint.path}"
 
 
 def respellings(canonical: str) -> list[str]:

@@ -1,0 +1,78 @@
+"""The panel's pages, declared like every API route (access, rate limit, permission node):
+the route walks cover them. A page reads through the same services as its API twin.
+
+Pages so far: sign-in (password, then the second factor when one is enrolled) and the list
+of servers the caller may see.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.services.servers import listing
+from control_plane.web.render import page
+
+routes = ApiRoutes("pages")
+SERVERS_PER_PAGE: Final = 50
+
+
+class SignInQuery(BaseModel):
+    # Where to go after signing in: a path on this site only (see ``_local``).
+    next: str = Field("/", max_length=2048)
+
+
+def _local(target: str) -> str:
+    """``target`` if it is a path on this site, else ``/`` (no open redirect to elsewhere)."""
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
+        return "/"
+    return target
+
+
+class ServerListQuery(BaseModel):
+    page: int = Field(1, ge=1, le=100_000)
+
+
+@routes.get(
+    "/login",
+    summary="Page: sign in",
+    access=Access.PUBLIC,
+    query=SignInQuery,
+    allow_mfa_pending=True,
+)
+async def sign_in_page(req: ApiRequest[Any, SignInQuery]) -> web.StreamResponse:
+    target = _local(req.query.next)
+    caller = req.caller
+    if caller is not None and not caller.mfa_pending:
+        raise web.HTTPSeeOther(target)
+    return page(
+        req.http,
+        "login.html",
+        next=target,
+        second_factor=caller is not None and caller.mfa_pending,
+    )
+
+
+@routes.get(
+    "/",
+    summary="Page: my servers",
+    query=ServerListQuery,
+    transactional=False,
+)
+async def server_list_page(req: ApiRequest[Any, ServerListQuery]) -> web.StreamResponse:
+    number = req.query.page
+    found = await listing.server_page(
+        req.reader, req.me, offset=(number - 1) * SERVERS_PER_PAGE, limit=SERVERS_PER_PAGE
+    )
+    pages = max(1, -(-found.total // SERVERS_PER_PAGE))
+    return page(
+        req.http,
+        "servers.html",
+        servers=found.servers,
+        total=found.total,
+        page_number=number,
+        pages=pages,
+    )

@@ -1,0 +1,44 @@
+"""Pages from Jinja2 templates, autoescaped: every value a template prints is escaped
+unless a template says otherwise (none does).
+
+A template is given what to show: the signed-in caller, the session's CSRF token (for the
+browser code's requests), the addresses of the static files, and the page's own data. It
+decides nothing about access: a handler passes a control's data only if the caller may use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from control_plane.keys import CALLER, SETTINGS, WEB_TEMPLATES
+from control_plane.security.sessions import csrf_token
+from control_plane.web.assets import AssetIndex
+
+
+def make_environment(assets: AssetIndex) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("control_plane.web", "templates"),
+        autoescape=True,  # every template is HTML
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.globals["asset"] = assets.url
+    return environment
+
+
+def page(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
+    """``template`` rendered for this request's caller."""
+    caller = request.get(CALLER)
+    csrf = None
+    if caller is not None and caller.session_id is not None:
+        csrf = csrf_token(request.app[SETTINGS].auth_secret or "", caller.session_id)
+    html = (
+        request.app[WEB_TEMPLATES]
+        .get_template(template)
+        .render(me=caller, csrf=csrf, path=request.path, **context)
+    )
+    return web.Response(text=html, status=status, content_type="text/html")

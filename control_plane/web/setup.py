@@ -1,0 +1,88 @@
+"""What the app needs to serve the panel: its files and templates, its errors, its headers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Final
+from urllib.parse import quote
+
+from aiohttp import web
+
+from control_plane.errors import ApiError, NotFound, Unauthenticated
+from control_plane.keys import WEB_ASSETS, WEB_TEMPLATES
+from control_plane.web.assets import IMMUTABLE, STATIC_PREFIX, AssetIndex
+from control_plane.web.render import make_environment, page
+from shared.http import Handler
+
+# Pages: no inline script or style, no eval, nothing from elsewhere, never framed.
+PAGE_CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+# Paths that are not pages: the JSON API (its errors are JSON), files, health.
+_NOT_PAGES: Final = ("/api/", STATIC_PREFIX, "/healthz")
+
+
+def is_page(request: web.Request) -> bool:
+    return not request.path.startswith(_NOT_PAGES)
+
+
+async def web_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: read the static files and the templates once."""
+    assets = AssetIndex.from_package()
+    app[WEB_ASSETS] = assets
+    app[WEB_TEMPLATES] = make_environment(assets)
+    yield
+
+
+async def serve_asset(request: web.Request) -> web.Response:
+    """``GET /static/{name}``: a file by its hashed name, cacheable for a year."""
+    asset = request.app[WEB_ASSETS].find(request.match_info["name"])
+    if asset is None:
+        raise NotFound("no such file")
+    return web.Response(body=asset.body, content_type=asset.content_type)
+
+
+static_routes = [web.get(STATIC_PREFIX + "{name:.+}", serve_asset)]
+
+
+def sign_in_address(request: web.Request) -> str:
+    return "/login?next=" + quote(request.path_qs, safe="/")
+
+
+@web.middleware
+async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A page's error is a page: the sign-in page for a visitor who is not signed in, an
+    error page otherwise (the API's errors stay JSON)."""
+    if not is_page(request):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except Unauthenticated:
+        if request.method != "GET":
+            raise
+        raise web.HTTPSeeOther(sign_in_address(request)) from None
+    except ApiError as err:
+        return _error_page(request, err)
+    except web.HTTPNotFound:
+        return _error_page(request, NotFound("no such page"))
+
+
+def _error_page(request: web.Request, err: ApiError) -> web.Response:
+    response = page(request, "error.html", status=err.status, error=err)
+    response.headers.update(err.headers)
+    return response
+
+
+async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if response.content_type == "text/html" and is_page(request):
+        response.headers["Content-Security-Policy"] = PAGE_CSP
+    elif request.path.startswith(STATIC_PREFIX) and response.status == 200:
+        response.headers["Cache-Control"] = IMMUTABLE
+
+
+def install_page_headers(app: web.Application) -> None:
+    """After the API's headers (they apply to everything): pages get their own CSP, static
+    files a year of caching."""
+    app.on_response_prepare.append(_page_headers)
