@@ -40,6 +40,9 @@ class SystemInfo(BaseModel):
     facts: NodeFacts
     # The node's SFTP listener and host key (None: SFTP is off on this node).
     sftp: SftpInfo | None = None
+    # The version of the SFTP access table the node holds (0: none yet; None: an agent from
+    # before versions). The control plane pushes again while it is behind.
+    sftp_access_version: int | None = None
 
 
 class Health(BaseModel):

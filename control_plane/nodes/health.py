@@ -1,8 +1,9 @@
 """Background polling of every node: online/offline and last seen, with backoff for dead nodes.
 
-A node that answers for the first time since this monitor started, or again after it did not,
-gets its whole SFTP access table (``control_plane/services/sftp.py``): a change pushed while
-it was away, or while no control plane ran, reaches it this way.
+Each answer says which version of its SFTP access table the node holds; while that is not the
+node's counter (``control_plane/services/sftp_push.py``) the node gets its table again: a push
+that failed (node down, or up but the push lost), or a change made while no control plane
+ran, reaches it this way within one interval.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, NODES, SESSIONS, SETTINGS
-from control_plane.services import sftp
+from control_plane.services import sftp_push
 
 log = structlog.get_logger("nodes.health")
 MAX_BACKOFF_SECONDS = 300.0
@@ -36,8 +37,6 @@ class NodeHealthMonitor:
         self._interval = app[SETTINGS].node_health_interval_seconds
         self._next_poll: dict[uuid.UUID, float] = {}
         self._backoff: dict[uuid.UUID, float] = {}
-        # Nodes that answered since their last failure and hold the current SFTP table.
-        self._synced: set[uuid.UUID] = set()
 
     async def poll_once(self) -> None:
         async with transaction(self._app[SESSIONS]) as session:
@@ -48,21 +47,30 @@ class NodeHealthMonitor:
 
     async def _poll(self, node: Node) -> None:
         try:
-            await self._app[NODES].system_info(node)
+            info = await self._app[NODES].system_info(node)
         except ApiError as err:
             delay = min(self._backoff.get(node.id, self._interval / 2) * 2, MAX_BACKOFF_SECONDS)
             self._backoff[node.id] = delay
             self._next_poll[node.id] = time.monotonic() + delay
-            self._synced.discard(node.id)
             await self._record(node.id, online=False)
             log.warning("node unreachable", node=node.name, error=err.message, retry_in=delay)
             return
         self._backoff.pop(node.id, None)
         self._next_poll[node.id] = time.monotonic() + self._interval
         await self._record(node.id, online=True)
-        if node.id not in self._synced:
-            self._synced.add(node.id)
-            await sftp.push_access(self._app[SESSIONS], self._app[NODES], [node.id])
+        held = info.sftp_access_version or 0
+        # ``node`` was read before the poll: a push that took a version since then and
+        # reached the node shows as "ahead" here and costs one extra push, nothing more.
+        if held != node.sftp_access_version:
+            log.info(
+                "node behind on its sftp table",
+                node=node.name,
+                held=held,
+                current=node.sftp_access_version,
+            )
+            await sftp_push.push_access(
+                self._app[SESSIONS], self._app[NODES], [node.id], above=held
+            )
 
     async def _record(self, node_id: uuid.UUID, *, online: bool) -> None:
         async with transaction(self._app[SESSIONS]) as session:
