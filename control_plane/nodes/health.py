@@ -3,7 +3,8 @@
 Each answer says which version of its SFTP access table the node holds; while that is not the
 node's counter (``control_plane/services/sftp_push.py``) the node gets its table again: a push
 that failed (node down, or up but the push lost), or a change made while no control plane
-ran, reaches it this way within one interval.
+ran, reaches it this way within one interval. A reachable node whose last push failed
+(``sftp_acked_version`` behind the counter) is pushed again at the next pass (≤ 5 s).
 """
 
 from __future__ import annotations
@@ -43,7 +44,24 @@ class NodeHealthMonitor:
             nodes = list(await session.scalars(select(Node)))
         now = time.monotonic()
         due = [n for n in nodes if self._next_poll.get(n.id, 0.0) <= now]
-        await asyncio.gather(*(self._poll(node) for node in due))
+        # Reachable nodes that did not take their last SFTP table (a push lost while they
+        # stayed up): pushed again now, not only at their next poll.
+        behind = [
+            n
+            for n in nodes
+            if n not in due
+            and n.id not in self._backoff
+            and n.sftp_acked_version < n.sftp_access_version
+            and not sftp_push.pushing(self._app[NODES], n.id)
+        ]
+        await asyncio.gather(
+            *(self._poll(node) for node in due),
+            *(self._push(node, above=0) for node in behind),
+        )
+
+    async def _push(self, node: Node, *, above: int) -> None:
+        log.info("node behind on its sftp table", node=node.name)
+        await sftp_push.push_access(self._app[SESSIONS], self._app[NODES], [node.id], above=above)
 
     async def _poll(self, node: Node) -> None:
         try:
@@ -57,22 +75,15 @@ class NodeHealthMonitor:
             return
         self._backoff.pop(node.id, None)
         self._next_poll[node.id] = time.monotonic() + self._interval
-        await self._record(node.id, online=True)
         held = info.sftp_access_version or 0
+        await self._record(node.id, online=True, held=held)
         # ``node`` was read before the poll: a push that took a version since then and
-        # reached the node shows as "ahead" here and costs one extra push, nothing more.
+        # reached the node shows as "ahead" here and costs one extra push, nothing more. A
+        # node that lost its table, or a database restored from a backup, differ too.
         if held != node.sftp_access_version:
-            log.info(
-                "node behind on its sftp table",
-                node=node.name,
-                held=held,
-                current=node.sftp_access_version,
-            )
-            await sftp_push.push_access(
-                self._app[SESSIONS], self._app[NODES], [node.id], above=held
-            )
+            await self._push(node, above=held)
 
-    async def _record(self, node_id: uuid.UUID, *, online: bool) -> None:
+    async def _record(self, node_id: uuid.UUID, *, online: bool, held: int = 0) -> None:
         async with transaction(self._app[SESSIONS]) as session:
             node = await session.get(Node, node_id)
             if node is None:
@@ -80,6 +91,8 @@ class NodeHealthMonitor:
             node.status = "online" if online else "offline"
             if online:
                 node.last_seen_at = dt.datetime.now(dt.UTC)
+                # What the node says it holds is the truth (it may have lost its table).
+                node.sftp_acked_version = held
 
     async def run(self) -> None:
         while True:

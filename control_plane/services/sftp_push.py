@@ -7,10 +7,11 @@ as new. The agent refuses a table older than the one it holds (409), so a push o
 the way, or delivered late, can never bring back access a newer one took away. Pushes to one
 node from this process also wait for each other (a per-node lock), so they leave in order.
 
-A push that fails is only logged here: the node-health loop (``control_plane/nodes/health.py``)
-compares the version each node reports with the node's counter and pushes again while the
-node is behind, so a failed push is retried within a health interval even if the node never
-went down.
+A push that fails is only logged here. A push the node took is recorded
+(``nodes.sftp_acked_version``); the node-health loop (``control_plane/nodes/health.py``) pushes
+again to a reachable node whose recorded version is behind its counter (every few seconds),
+and to one whose own answer shows another version than the counter (every health interval),
+so a failed push is retried even if the node never went down.
 """
 
 from __future__ import annotations
@@ -71,6 +72,18 @@ async def next_table(
         return node, await node_access(db, node_id, version)
 
 
+async def acknowledged(
+    sessions: async_sessionmaker[AsyncSession], node_id: uuid.UUID, version: int
+) -> None:
+    """The node holds ``version`` (never lowers what is recorded: pushes can cross)."""
+    async with transaction(sessions) as db:
+        await db.execute(
+            update(Node)
+            .where(Node.id == node_id, Node.sftp_acked_version < version)
+            .values(sftp_acked_version=version)
+        )
+
+
 async def deliver(nodes: NodeClient, node: Node, access: SftpAccess) -> bool:
     """Send one table; whether the node took it (a failure is logged, the health loop retries)."""
     try:
@@ -97,5 +110,11 @@ async def push_access(
     for node_id in sorted(set(node_ids)):
         async with _lock(nodes, node_id):
             prepared = await next_table(sessions, node_id, above=above)
-            if prepared is not None:
-                await deliver(nodes, *prepared)
+            if prepared is not None and await deliver(nodes, *prepared):
+                await acknowledged(sessions, node_id, prepared[1].version)
+
+
+def pushing(nodes: NodeClient, node_id: uuid.UUID) -> bool:
+    """Whether this process is pushing to the node right now."""
+    lock = _LOCKS.get(nodes, {}).get(node_id)
+    return lock is not None and lock.locked()

@@ -29,6 +29,8 @@ class Node(IdMixin, CreatedMixin, Base):
     # The last version given to an SFTP access table pushed to this node (docs/sftp.md);
     # the node refuses any table older than the one it holds.
     sftp_access_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The last version the node is known to hold (it took a push, or said so when polled).
+    sftp_acked_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Allocation(IdMixin, Base):
