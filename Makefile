@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STELLAR_DATA_DIR ?= .stellar
 CP_PORT    ?= 8000
 AGENT_PORT ?= 8080
+SFTP_PORT  ?= 2022
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -23,7 +24,8 @@ install: $(VENV)/.installed ## create .venv and install the project with its dev
 
 run: install ## run the control plane (SQLite) and a local agent; Ctrl-C stops both
 	@if [ "$$(id -u)" = 0 ]; then deploy/dev/ensure-services.sh docker; fi
-	$(BIN)/stellar-cp dev --data-dir $(STELLAR_DATA_DIR) --port $(CP_PORT) --agent-port $(AGENT_PORT)
+	$(BIN)/stellar-cp dev --data-dir $(STELLAR_DATA_DIR) --port $(CP_PORT) --agent-port $(AGENT_PORT) \
+		--sftp-port $(SFTP_PORT)
 
 services: ## install and start Docker, PostgreSQL and Redis if they are not running
 	deploy/dev/ensure-services.sh docker postgres redis

@@ -219,7 +219,9 @@ def cmd_blueprint_export(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from control_plane.devstack import run_devstack
 
-    return run_devstack(args.data_dir, port=args.port, agent_port=args.agent_port)
+    return run_devstack(
+        args.data_dir, port=args.port, agent_port=args.agent_port, sftp_port=args.sftp_port
+    )
 
 
 def cmd_demo_create(args: argparse.Namespace) -> int:
@@ -341,6 +343,9 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, default=Path(".stellar"))
     dev.add_argument("--port", type=int, default=8000)
     dev.add_argument("--agent-port", type=int, default=8080)
+    dev.add_argument(
+        "--sftp-port", type=int, default=2022, help="the local agent's SFTP port (0: no SFTP)"
+    )
     dev.set_defaults(func=cmd_dev)
 
     demo = sub.add_parser("demo", help="the Freeciv demo game").add_subparsers(

@@ -5,7 +5,8 @@ repository), migrates a SQLite database, registers the local node, writes its ag
 creates a first admin. Every run saves the "Freeciv (demo)" blueprint if it is missing
 (``stellar-cp demo create`` then makes a game of it, see ``control_plane/demo.py``). Every
 run: starts the control plane and the agent as child processes, waits until both answer, prints
-how to log in, and stops both cleanly on Ctrl-C or SIGTERM.
+how to log in (to the panel, and over SFTP to the local agent's listener on 127.0.0.1, with
+its host key's fingerprint), and stops both cleanly on Ctrl-C or SIGTERM.
 
 Unlike a production agent, the local one leaves nothing running behind it: its config sets
 ``stop_servers_on_exit``, so at exit it stops its game containers and then unmounts its
@@ -26,6 +27,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import asyncssh
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
@@ -38,6 +40,9 @@ from control_plane.security.command_signing import CommandSigner
 from control_plane.services.nodes import add_node
 from control_plane.settings import load_settings
 from shared.command_keys import write_private_key
+
+# The agent's host key file in its data directory (node_agent/sftp/hostkey.py).
+HOST_KEY_NAME = "sftp_host_ed25519_key"
 
 NODE_NAME = "local"
 ADMIN_EMAIL = "admin@stellar.local"
@@ -93,7 +98,9 @@ def prepare(data_dir: Path, *, port: int, agent_port: int) -> dict[str, str]:
     return values
 
 
-async def _register_node(env: dict[str, str], data_dir: Path, agent_port: int) -> Path:
+async def _register_node(
+    env: dict[str, str], data_dir: Path, agent_port: int, sftp_port: int
+) -> Path:
     settings = load_settings(env)
     await migrate(settings)
     signer = CommandSigner.from_file(Path(env["STELLAR_SIGNING_KEY_FILE"]), issuer=settings.issuer)
@@ -109,7 +116,8 @@ async def _register_node(env: dict[str, str], data_dir: Path, agent_port: int) -
                 node,
                 signer,
                 data_dir=(data_dir / "agent").resolve(),
-                more={"stop_servers_on_exit": True},
+                more={"stop_servers_on_exit": True}
+                | ({"sftp_port": sftp_port, "sftp_listen_host": "127.0.0.1"} if sftp_port else {}),
             )
     finally:
         await engine.dispose()
@@ -177,9 +185,9 @@ def _docker_warning() -> str | None:
     )
 
 
-def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
+def run_devstack(data_dir: Path, *, port: int, agent_port: int, sftp_port: int = 0) -> int:
     env_values = prepare(data_dir, port=port, agent_port=agent_port)
-    config_file = asyncio.run(_register_node(env_values, data_dir, agent_port))
+    config_file = asyncio.run(_register_node(env_values, data_dir, agent_port, sftp_port))
     demo_warning = asyncio.run(_save_demo_blueprint(env_values))
     admin_password = secrets.token_urlsafe(18)
     created = asyncio.run(
@@ -219,7 +227,8 @@ def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
         _stop(*processes)
         return 1
     warnings = [w for w in (_docker_warning(), demo_warning) if w]
-    _print_banner(data_dir, port, created, admin_password, warnings)
+    sftp = _sftp_lines(data_dir, port, sftp_port) if sftp_port else []
+    _print_banner(data_dir, port, created, admin_password, warnings, sftp)
     exit_code = 0
     while not stopping:
         if any(p.poll() is not None for p in processes):
@@ -245,8 +254,27 @@ def run_devstack(data_dir: Path, *, port: int, agent_port: int) -> int:
     return exit_code
 
 
+def _sftp_lines(data_dir: Path, port: int, sftp_port: int) -> list[str]:
+    """How to reach a server's files over SFTP on the local agent (docs/sftp.md)."""
+    key = asyncssh.read_private_key(data_dir / "agent" / HOST_KEY_NAME)
+    api = f"http://127.0.0.1:{port}/api/v1"
+    return [
+        f"  SFTP          : sftp -P {sftp_port} <account>.<server short id>@127.0.0.1",
+        f"  host key      : {key.get_fingerprint('sha256')}   (check it at the first connection)",
+        f"  your account  : GET {api}/account/ssh-keys shows it (sftp_account); the short id is",
+        "                  the first 8 hex digits of the server's id",
+        f"  with a key    : POST {api}/account/ssh-keys {{name, public_key}}",
+        f"  or a password : POST {api}/servers/<id>/sftp-password (per server, shown once)",
+    ]
+
+
 def _print_banner(
-    data_dir: Path, port: int, created: str | None, password: str, warnings: list[str]
+    data_dir: Path,
+    port: int,
+    created: str | None,
+    password: str,
+    warnings: list[str],
+    sftp: list[str],
 ) -> None:
     env_file = data_dir / "control-plane.env"
     lines = [
@@ -268,6 +296,7 @@ def _print_banner(
         f"  CLI           : set -a; . {env_file}; set +a; stellar-cp node ping {NODE_NAME}",
         "  demo game     : stellar-cp demo create   (a Freeciv server on this node, in the CLI's",
         "                  environment as above; it prints the server's id and console command)",
+        *sftp,
         "Press Ctrl-C to stop both services.",
     ]
     lines[1:1] = [f"WARNING: {warning}" for warning in warnings]

@@ -18,7 +18,16 @@ from aiohttp import web
 
 from node_agent import __version__
 from node_agent.docker.seccomp import GameSeccomp
-from node_agent.keys import DOCKER, FACTS, GAME_SECCOMP, SETTINGS, SFTP_INFO, STORAGE, SYSTEM_JSON
+from node_agent.keys import (
+    DOCKER,
+    FACTS,
+    GAME_SECCOMP,
+    SETTINGS,
+    SFTP_ACCESS,
+    SFTP_INFO,
+    STORAGE,
+    SYSTEM_JSON,
+)
 from node_agent.storage.backend import NodeStorage
 from shared.node_api import NodeFacts, SystemInfo
 
@@ -71,6 +80,7 @@ def publish(app: web.Application, facts: NodeFacts) -> None:
         agent_version=__version__,
         facts=facts,
         sftp=app.get(SFTP_INFO),
+        sftp_access_version=app[SFTP_ACCESS].version if SFTP_ACCESS in app else None,
     ).model_dump_json()
 
 

@@ -40,6 +40,9 @@ class SystemInfo(BaseModel):
     facts: NodeFacts
     # The node's SFTP listener and host key (None: SFTP is off on this node).
     sftp: SftpInfo | None = None
+    # The version of the SFTP access table the node holds (0: none yet; None: an agent from
+    # before versions). The control plane pushes again while it is behind.
+    sftp_access_version: int | None = None
 
 
 class Health(BaseModel):
@@ -143,6 +146,20 @@ class SftpLoginEvent(BaseModel):
     address: str
 
 
+class SftpFailuresEvent(BaseModel):
+    """Failed SFTP login attempts from one source (an IPv4 address or an IPv6 /64; ``*``:
+    sources past the agent's table) over the last ``seconds``, by reason. Every failure is
+    counted here, those naming an unknown account too; one event per source and window."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["sftp_failures"] = "sftp_failures"
+    source: str = Field(max_length=64)
+    count: int = Field(ge=1)
+    reasons: dict[str, int] = Field(max_length=16)
+    seconds: float
+
+
 class EventsDropped(BaseModel):
     """Sent before the next event when this subscriber fell behind and ``count`` were lost."""
 
@@ -160,6 +177,7 @@ NodeEvent = Annotated[
     | DiskFullEvent
     | BackupEvent
     | SftpLoginEvent
+    | SftpFailuresEvent
     | EventsDropped,
     Field(discriminator="type"),
 ]

@@ -24,6 +24,8 @@ SHORT_ID_LENGTH: Final = 8
 MAX_KEY_TEXT: Final = 4096
 MAX_KEYS_PER_USER: Final = 64
 MAX_SERVERS_PER_NODE: Final = 10_000
+# Table versions fit a signed 64-bit column.
+MAX_ACCESS_VERSION: Final = 2**63 - 1
 
 AccountName = Annotated[str, StringConstraints(pattern=ACCOUNT_PATTERN)]
 PublicKeyText = Annotated[str, StringConstraints(min_length=16, max_length=MAX_KEY_TEXT)]
@@ -65,10 +67,16 @@ class SftpServerAccess(BaseModel):
 
 
 class SftpAccess(BaseModel):
-    """A node's whole SFTP access table; each push replaces the previous one."""
+    """A node's whole SFTP access table; each push replaces the previous one.
+
+    ``version`` grows with every push to a node (the control plane's per-node counter): the
+    agent refuses a table older than the one it holds, so a push that was overtaken or
+    delayed can never bring back access a newer table took away.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    version: int = Field(default=0, ge=0, le=MAX_ACCESS_VERSION)
     servers: tuple[SftpServerAccess, ...] = Field(default=(), max_length=MAX_SERVERS_PER_NODE)
 
 

@@ -24,7 +24,7 @@ from control_plane.schemas.servers import (
     ServerRename,
 )
 from control_plane.security.permissions import VIEW, ServerAccess
-from control_plane.services import audit, sftp
+from control_plane.services import audit, sftp_push
 from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
@@ -322,7 +322,7 @@ async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
             "suspend: node did not stop the server", server=str(server_id), error=err.message
         )
     # Its SFTP sessions end too: the node's table no longer lists the server.
-    await sftp.push_access(req.http.app[SESSIONS], req.nodes, [node.id])
+    await sftp_push.push_access(req.http.app[SESSIONS], req.nodes, [node.id])
     async with req.transaction(write=False) as db:
         server = await db.get(Server, server_id)
         if server is None:

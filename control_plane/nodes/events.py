@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from control_plane.db.job_lock import job_lock
@@ -35,6 +36,7 @@ from control_plane.services.servers.installs import (
     install_recorded,
     record_install,
 )
+from shared.node_api import SftpFailuresEvent
 
 log = structlog.get_logger("nodes.events")
 STATES = frozenset(
@@ -141,6 +143,9 @@ class NodeEventListener:
         """Apply one event; ``resync``: what the node reported when asked (a state stands).
         An install outcome already recorded is not recorded again."""
         kind = event.get("type")
+        if kind == "sftp_failures":
+            await self._sftp_failures(node, event)
+            return
         try:
             server_id = uuid.UUID(str(event.get("server")))
         except ValueError:
@@ -183,6 +188,25 @@ class NodeEventListener:
             elif kind == "sftp_login":
                 action = "server.sftp.login" if event.get("success") else "server.sftp.login_failed"
                 await self._audit(db, action, server, event)
+
+    async def _sftp_failures(self, node: Node, event: dict[str, Any]) -> None:
+        """One window's failed SFTP logins from one source: one audit row on the node."""
+        try:
+            summary = SftpFailuresEvent.model_validate(event)
+        except ValidationError:
+            log.warning("node sent an unreadable sftp_failures event", node=node.name)
+            return
+        async with transaction(self._app[SESSIONS]) as db:
+            await audit.append(
+                db,
+                None,
+                audit.AuditEvent(
+                    "node.sftp.login_failures",
+                    target_type="node",
+                    target_id=str(node.id),
+                    details=summary.model_dump(mode="json", exclude={"type"}),
+                ),
+            )
 
     @staticmethod
     async def _audit(db: Any, action: str, server: Server, event: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Background polling of every node: online/offline and last seen, with backoff for dead nodes.
 
-A node that answers for the first time since this monitor started, or again after it did not,
-gets its whole SFTP access table (``control_plane/services/sftp.py``): a change pushed while
-it was away, or while no control plane ran, reaches it this way.
+Each answer says which version of its SFTP access table the node holds; while that is not the
+node's counter (``control_plane/services/sftp_push.py``) the node gets its table again: a push
+that failed (node down, or up but the push lost), or a change made while no control plane
+ran, reaches it this way within one interval. A reachable node whose last push failed
+(``sftp_acked_version`` behind the counter) is pushed again at the next pass (≤ 5 s).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, NODES, SESSIONS, SETTINGS
-from control_plane.services import sftp
+from control_plane.services import sftp_push
 
 log = structlog.get_logger("nodes.health")
 MAX_BACKOFF_SECONDS = 300.0
@@ -36,35 +38,52 @@ class NodeHealthMonitor:
         self._interval = app[SETTINGS].node_health_interval_seconds
         self._next_poll: dict[uuid.UUID, float] = {}
         self._backoff: dict[uuid.UUID, float] = {}
-        # Nodes that answered since their last failure and hold the current SFTP table.
-        self._synced: set[uuid.UUID] = set()
 
     async def poll_once(self) -> None:
         async with transaction(self._app[SESSIONS]) as session:
             nodes = list(await session.scalars(select(Node)))
         now = time.monotonic()
         due = [n for n in nodes if self._next_poll.get(n.id, 0.0) <= now]
-        await asyncio.gather(*(self._poll(node) for node in due))
+        # Reachable nodes that did not take their last SFTP table (a push lost while they
+        # stayed up): pushed again now, not only at their next poll.
+        behind = [
+            n
+            for n in nodes
+            if n not in due
+            and n.id not in self._backoff
+            and n.sftp_acked_version < n.sftp_access_version
+            and not sftp_push.pushing(self._app[NODES], n.id)
+        ]
+        await asyncio.gather(
+            *(self._poll(node) for node in due),
+            *(self._push(node, above=0) for node in behind),
+        )
+
+    async def _push(self, node: Node, *, above: int) -> None:
+        log.info("node behind on its sftp table", node=node.name)
+        await sftp_push.push_access(self._app[SESSIONS], self._app[NODES], [node.id], above=above)
 
     async def _poll(self, node: Node) -> None:
         try:
-            await self._app[NODES].system_info(node)
+            info = await self._app[NODES].system_info(node)
         except ApiError as err:
             delay = min(self._backoff.get(node.id, self._interval / 2) * 2, MAX_BACKOFF_SECONDS)
             self._backoff[node.id] = delay
             self._next_poll[node.id] = time.monotonic() + delay
-            self._synced.discard(node.id)
             await self._record(node.id, online=False)
             log.warning("node unreachable", node=node.name, error=err.message, retry_in=delay)
             return
         self._backoff.pop(node.id, None)
         self._next_poll[node.id] = time.monotonic() + self._interval
-        await self._record(node.id, online=True)
-        if node.id not in self._synced:
-            self._synced.add(node.id)
-            await sftp.push_access(self._app[SESSIONS], self._app[NODES], [node.id])
+        held = info.sftp_access_version or 0
+        await self._record(node.id, online=True, held=held)
+        # ``node`` was read before the poll: a push that took a version since then and
+        # reached the node shows as "ahead" here and costs one extra push, nothing more. A
+        # node that lost its table, or a database restored from a backup, differ too.
+        if held != node.sftp_access_version:
+            await self._push(node, above=held)
 
-    async def _record(self, node_id: uuid.UUID, *, online: bool) -> None:
+    async def _record(self, node_id: uuid.UUID, *, online: bool, held: int = 0) -> None:
         async with transaction(self._app[SESSIONS]) as session:
             node = await session.get(Node, node_id)
             if node is None:
@@ -72,6 +91,8 @@ class NodeHealthMonitor:
             node.status = "online" if online else "offline"
             if online:
                 node.last_seen_at = dt.datetime.now(dt.UTC)
+                # What the node says it holds is the truth (it may have lost its table).
+                node.sftp_acked_version = held
 
     async def run(self) -> None:
         while True:

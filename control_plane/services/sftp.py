@@ -4,7 +4,7 @@ SFTP access table, computed from the database and pushed over the signed node AP
 A node's table lists, for each of its servers that is not suspended, every user who holds
 ``files.sftp`` there (the owner always; a sub-user granted it), is not disabled, with the
 ``files.*`` permissions they hold and their public keys. It is pushed whole after every change
-that can alter it; a node that cannot be reached gets it at the next change.
+that can alter it, with a version (``control_plane/services/sftp_push.py``).
 """
 
 from __future__ import annotations
@@ -15,22 +15,17 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
-import structlog
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import Node, Server, SftpPassword, SshKey, Subuser, User
-from control_plane.db.session import transaction
+from control_plane.db.models import Server, SftpPassword, SshKey, Subuser, User
 from control_plane.errors import InvalidRequest
-from control_plane.nodes.client import NodeClient
 from control_plane.security.permissions import expand, holds
-from shared.errors import ApiError
 from shared.sftp_api import SftpAccess, SftpServerAccess, SftpUser
 
-log = structlog.get_logger("cp.sftp")
 MIN_RSA_BITS = 3072
 SFTP = "files.sftp"
 
@@ -62,8 +57,8 @@ def _files_permissions(granted: Iterable[str]) -> frozenset[str]:
     return frozenset(p for p in expand(granted) if p.startswith("files."))
 
 
-async def node_access(db: AsyncSession, node_id: uuid.UUID) -> SftpAccess:
-    """The node's whole SFTP access table, as the database has it now."""
+async def node_access(db: AsyncSession, node_id: uuid.UUID, version: int = 0) -> SftpAccess:
+    """The node's whole SFTP access table, as the database has it now, as ``version``."""
     servers = list(
         await db.scalars(
             select(Server)
@@ -109,7 +104,7 @@ async def node_access(db: AsyncSession, node_id: uuid.UUID) -> SftpAccess:
             if user_id in users
         ]
         rows.append(SftpServerAccess(server=server.id, users=tuple(granted)))
-    return SftpAccess(servers=tuple(rows))
+    return SftpAccess(version=version, servers=tuple(rows))
 
 
 async def nodes_of_user(db: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
@@ -121,22 +116,3 @@ async def nodes_of_user(db: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
         .where(Subuser.user_id == user_id)
     )
     return set(owned) | set(shared)
-
-
-async def push_access(
-    sessions: async_sessionmaker[AsyncSession], nodes: NodeClient, node_ids: Iterable[uuid.UUID]
-) -> None:
-    """Read each node's table (in a transaction of its own), then push it (with none open).
-
-    A node that cannot be reached is logged and skipped: it gets its table at the next push.
-    """
-    for node_id in sorted(set(node_ids)):
-        async with transaction(sessions) as db:
-            node = await db.get(Node, node_id)
-            if node is None:
-                continue
-            access = await node_access(db, node_id)
-        try:
-            await nodes.push_sftp_access(node, access)
-        except ApiError as err:
-            log.warning("sftp access not pushed", node=str(node_id), error=err.message)

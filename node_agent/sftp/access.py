@@ -3,7 +3,9 @@
 :class:`AccessTable` answers two questions: who is ``<account>.<short id>`` and which keys
 let them in (at login), and what does that user hold on that server *now* (at every SFTP
 request, and whenever a new table arrives, to close sessions it no longer allows). The table
-is kept on disk, so an agent restart does not lock players out until the next push.
+is kept on disk, so an agent restart does not lock players out until the next push. A table
+older than the one held (a lower ``version``) is refused: it can only be a push that was
+overtaken or delayed, and applying it could bring back access a newer one took away.
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ def _key_blobs(user: SftpUser, server_id: uuid.UUID) -> frozenset[bytes]:
     return frozenset(blobs)
 
 
+class StaleTable(Exception):
+    """A pushed table older than the one the agent holds."""
+
+    def __init__(self, offered: int, held: int) -> None:
+        super().__init__(
+            f"this SFTP access table (version {offered}) is older than the one "
+            f"the node holds (version {held}); it was not applied"
+        )
+        self.offered, self.held = offered, held
+
+
 class AccessTable:
     """The table and its indexes; :meth:`replace` swaps all of it at once."""
 
@@ -67,6 +80,8 @@ class AccessTable:
         self._by_login: dict[str, Grant] = {}
         self._by_user: dict[tuple[uuid.UUID, uuid.UUID], Grant] = {}
         self._listeners: list[Callable[[], None]] = []
+        # The version of the table held (0: none yet).
+        self.version = 0
 
     def load(self) -> None:
         """Read the table the control plane pushed before this agent started (if any)."""
@@ -79,8 +94,16 @@ class AccessTable:
         except ValidationError as err:
             log.warning("stored sftp access table unusable; waiting for a push", error=str(err))
 
-    def replace(self, access: SftpAccess) -> None:
-        """Store and use ``access``; listeners (open sessions) check themselves against it."""
+    def replace(self, access: SftpAccess) -> bool:
+        """Store and use ``access``; listeners (open sessions) check themselves against it.
+
+        False: it is the version held already (a retried push; nothing to do). StaleTable:
+        it is older than the table held.
+        """
+        if access.version < self.version:
+            raise StaleTable(access.version, self.version)
+        if access.version == self.version and self.version > 0:
+            return False
         temp = self._path.with_name(TABLE_NAME + ".new")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
@@ -92,6 +115,7 @@ class AccessTable:
         self._index(access)
         for listener in list(self._listeners):
             listener()
+        return True
 
     def _index(self, access: SftpAccess) -> None:
         shorts = collections.Counter(short_id(row.server) for row in access.servers)
@@ -108,6 +132,7 @@ class AccessTable:
                 if not ambiguous:
                     by_login[f"{user.account}.{short}"] = grant
         self._by_login, self._by_user = by_login, by_user
+        self.version = access.version
 
     def login(self, name: str) -> Grant | None:
         """The grant a login name stands for, or None."""

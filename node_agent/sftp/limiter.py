@@ -5,10 +5,14 @@ A bucket that has refilled is forgotten. The store holds at most ``capacity`` bu
 is full of buckets that have not refilled, a new key is refused outright (fails closed), so a
 flood from ever new addresses cannot grow it. Only accounts the access table knows get a
 bucket of their own: random user names count against their source address alone.
+
+A source is an IPv4 address or an IPv6 /64 (:func:`source_of`): one host, or one customer
+of a provider, holds a whole /64, so counting its addresses apart would give it 2^64 buckets.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Final
@@ -16,6 +20,20 @@ from typing import Final
 DEFAULT_CAPACITY: Final = 16_384
 # A full store is swept for refilled buckets at most this often (a sweep walks all of it).
 SWEEP_SECONDS: Final = 1.0
+
+
+def source_of(address: str) -> str:
+    """The key limits count ``address`` under: itself (IPv4), its /64 (IPv6), the IPv4 address
+    inside an IPv4-mapped IPv6 one; text that is no address stays as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class FailureLimiter:

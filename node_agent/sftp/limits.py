@@ -33,4 +33,12 @@ class SftpLimits(BaseModel):
     # From one source address at once (so one address cannot take every connection).
     max_connections_per_address: int = Field(default=16, ge=1, le=10_000)
     # Of those, not yet logged in: idle sockets from a few addresses cannot fill the listener.
+    # (An "address" here and for the failure limits: an IPv4 address or an IPv6 /64.)
     max_unauthenticated_per_address: int = Field(default=4, ge=1, le=10_000)
+    # Sessions one account has open at once on this node, across its servers (each may hold
+    # 256 open files: 8 keep one account far below the unit's LimitNOFILE).
+    max_sessions_per_user: int = Field(default=8, ge=1, le=1000)
+    # Failed logins are counted per source and reported once per this many seconds (one audit
+    # row per source and window); at most failure_report_sources sources apart per window.
+    failure_report_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    failure_report_sources: int = Field(default=512, ge=1, le=900)

@@ -8,6 +8,8 @@ or port forwarding. At teardown the listener and every open session are closed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 
@@ -68,6 +70,17 @@ async def sftp_table_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _report_failures(services: SftpServices, seconds: float) -> None:
+    """Each window: the failed logins counted per source, one node event each (tally.py)."""
+    while True:
+        await asyncio.sleep(seconds)
+        events = services.tally.drain()
+        for event in events:
+            services.events.publish(event)
+        if events:
+            log.info("sftp failures reported", sources=len(events), total=services.tally.total)
+
+
 def _sftp_factory(chan: asyncssh.SSHServerChannel[bytes]) -> VolumeSftp:
     return VolumeSftp(chan, session_of(chan))
 
@@ -102,9 +115,15 @@ async def sftp_listener_ctx(app: web.Application) -> AsyncIterator[None]:
         server_version="StellarStack",
     )
     log.info("sftp listening", host=settings.sftp_listen_host, port=settings.sftp_port)
+    reporter = asyncio.create_task(
+        _report_failures(services, settings.sftp.failure_report_seconds), name="sftp-failures"
+    )
     try:
         yield
     finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
         remove_listener()
         acceptor.close()
         await acceptor.wait_closed()

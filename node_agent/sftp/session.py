@@ -12,6 +12,7 @@ table *now*; a new table that no longer lets the session in closes it at once.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,8 +24,9 @@ from node_agent.files.gate import VolumeGate
 from node_agent.files.service import FileService, ServerFiles
 from node_agent.servers.registry import ServerRegistry
 from node_agent.sftp.access import PASSWORD_PREFIX, AccessTable, Grant
-from node_agent.sftp.limiter import FailureLimiter
+from node_agent.sftp.limiter import FailureLimiter, source_of
 from node_agent.sftp.limits import MAX_SFTP_CHANNELS_PER_CONNECTION, SftpLimits
+from node_agent.sftp.tally import FailureTally, Reason
 from shared.errors import NotFound
 from shared.node_api import SftpLoginEvent
 from shared.sftp_passwords import dummy_hash, verify_password
@@ -44,10 +46,14 @@ class SftpServices:
     events: NodeEventBus
     by_address: FailureLimiter = field(init=False)
     by_account: FailureLimiter = field(init=False)
+    # Every failure, per source and reason, reported once a window (tally.py).
+    tally: FailureTally = field(init=False)
     sessions: set[SftpSession] = field(default_factory=set)
     connections: int = 0
-    # Open connections per source address (at most max_connections keys).
+    # Open connections per source (IPv4 address or IPv6 /64; at most max_connections keys).
     by_source: dict[str, int] = field(default_factory=dict)
+    # Logged-in sessions per user (at most max_connections keys).
+    by_user: dict[uuid.UUID, int] = field(default_factory=dict)
     # Of those, the ones not logged in yet.
     unauthenticated: dict[str, int] = field(default_factory=dict)
     # scrypt takes 16 MiB and ~50 ms each: a few at once, whatever a flood asks.
@@ -63,6 +69,7 @@ class SftpServices:
             )
             for _ in range(2)
         )
+        self.tally = FailureTally(limits.failure_report_sources)
         dummy_hash()  # made now (one scrypt), not during the first login without a password
 
     def revalidate(self) -> None:
@@ -78,6 +85,8 @@ class SftpSession(asyncssh.SSHServer):
         self._services = services
         self._conn: asyncssh.SSHServerConnection | None = None
         self._address = "?"
+        self._source = "?"  # what limits count it under: the address, or its IPv6 /64
+        self._user_counted: uuid.UUID | None = None
         self._candidate: tuple[Grant, bytes] | None = None
         self._grant: Grant | None = None
         self._key: bytes = b""
@@ -95,34 +104,47 @@ class SftpSession(asyncssh.SSHServer):
         self._conn = conn
         peer = conn.get_extra_info("peername")
         self._address = str(peer[0]) if peer else "?"
+        self._source = source = source_of(self._address)
         services = self._services
         services.connections += 1
-        services.by_source[self._address] = services.by_source.get(self._address, 0) + 1
+        services.by_source[source] = services.by_source.get(source, 0) + 1
         self._counted = True
-        pending = services.unauthenticated.get(self._address, 0) + 1
-        services.unauthenticated[self._address] = pending
+        pending = services.unauthenticated.get(source, 0) + 1
+        services.unauthenticated[source] = pending
         self._pending = True
         if services.connections > services.limits.max_connections:
-            log.warning("sftp connection refused: too many", address=self._address)
-            conn.close()
-        elif services.by_source[self._address] > services.limits.max_connections_per_address:
-            log.warning("sftp connection refused: too many from one address", address=self._address)
-            conn.close()
+            self._refuse("sftp connection refused: too many", "too_many_connections")
+        elif services.by_source[source] > services.limits.max_connections_per_address:
+            self._refuse(
+                "sftp connection refused: too many from one source", "too_many_connections"
+            )
         elif pending > services.limits.max_unauthenticated_per_address:
-            log.warning("sftp connection refused: too many logins pending", address=self._address)
-            conn.close()
-        elif not services.by_address.allows(self._address):
+            self._refuse("sftp connection refused: too many logins pending", "too_many_connections")
+        elif not services.by_address.allows(source):
             # Before the key exchange: a blocked address costs the agent next to nothing.
+            self._services.tally.count(source, "rate_limited")
             conn.close()
+
+    def _refuse(self, message: str, reason: Reason) -> None:
+        log.warning(message, address=self._address)
+        self._services.tally.count(self._source, reason)
+        if self._conn is not None:
+            self._conn.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._counted:
             services = self._services
             services.connections -= 1
-            left = services.by_source.pop(self._address, 1) - 1
+            left = services.by_source.pop(self._source, 1) - 1
             if left:
-                services.by_source[self._address] = left
+                services.by_source[self._source] = left
             self._counted = False
+        if self._user_counted is not None:
+            users = self._services.by_user
+            left = users.pop(self._user_counted, 1) - 1
+            if left:
+                users[self._user_counted] = left
+            self._user_counted = None
         self._logged_in()
         self._services.sessions.discard(self)
         if self._forget_gate is not None:
@@ -144,9 +166,9 @@ class SftpSession(asyncssh.SSHServer):
         """No longer counted as a pending login of its address."""
         if self._pending:
             pending = self._services.unauthenticated
-            left = pending.pop(self._address, 1) - 1
+            left = pending.pop(self._source, 1) - 1
             if left:
-                pending[self._address] = left
+                pending[self._source] = left
             self._pending = False
 
     # --- authentication ---------------------------------------------------------------------
@@ -168,6 +190,7 @@ class SftpSession(asyncssh.SSHServer):
         async with services.password_checks:
             matches = await asyncio.to_thread(verify_password, password, hashed or dummy_hash())
         if matches and grant is not None and hashed is not None:
+            self._require_room(grant)
             self._candidate = (grant, PASSWORD_PREFIX + hashed.encode())
             return True
         # Every wrong password counts (a key offer counts once per connection).
@@ -188,10 +211,11 @@ class SftpSession(asyncssh.SSHServer):
         # An account's own bucket guards its password only: a key cannot be guessed, so a
         # flood of wrong passwords for an account never locks out its owner's keys.
         services = self._services
-        if not services.by_address.allows(self._address) or (
+        if not services.by_address.allows(self._source) or (
             password and grant is not None and not services.by_account.allows(username)
         ):
             log.warning("sftp login refused: too many failures", address=self._address)
+            services.tally.count(self._source, "rate_limited")
             return False
         return True
 
@@ -200,7 +224,11 @@ class SftpSession(asyncssh.SSHServer):
             return  # one failure per connection for keys: offering several is no attack
         self._failed = True
         services = self._services
-        services.by_address.failed(self._address)
+        services.by_address.failed(self._source)
+        reason: Reason = "unknown_account"
+        if grant is not None:
+            reason = "wrong_password" if method == "password" else "wrong_key"
+        services.tally.count(self._source, reason)
         if grant is not None:
             if method == "password":
                 services.by_account.failed(username)
@@ -217,16 +245,45 @@ class SftpSession(asyncssh.SSHServer):
         if not self._may_try(grant, username):
             return False
         if grant is not None and key.public_data in grant.key_blobs:
+            self._require_room(grant)
             self._candidate = (grant, key.public_data)
             return True
         self._fail(grant, username)
         return False
 
+    def _too_many_sessions(self, grant: Grant) -> str | None:
+        """Why ``grant``'s user may open no other session now (None: they may)."""
+        services = self._services
+        cap = services.limits.max_sessions_per_user
+        if services.by_user.get(grant.user.user_id, 0) < cap:
+            return None
+        log.warning("sftp session refused: too many", user=str(grant.user.user_id), cap=cap)
+        services.tally.count(self._source, "too_many_sessions")
+        return f"too many SFTP sessions open for this account (at most {cap})"
+
+    def _require_room(self, grant: Grant) -> None:
+        """Before accepting a login: the client is told why, in the SSH disconnect message
+        (asyncssh sends it for a DisconnectError raised during authentication)."""
+        reason = self._too_many_sessions(grant)
+        if reason is not None:
+            raise asyncssh.DisconnectError(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
+
     def auth_completed(self) -> None:
         if self._candidate is None:
             return
-        self._grant, self._key = self._candidate
+        grant, self._key = self._candidate
         self._logged_in()
+        services = self._services
+        user_id = grant.user.user_id
+        # Checked again here, where no other login can slip in (password checks wait).
+        reason = self._too_many_sessions(grant)
+        if reason is not None:
+            if self._conn is not None:
+                self._conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, reason)
+            return
+        services.by_user[user_id] = services.by_user.get(user_id, 0) + 1
+        self._user_counted = user_id
+        self._grant = grant
         self._services.sessions.add(self)
         try:
             gate = self._services.servers.get(self._grant.server_id).volume_gate

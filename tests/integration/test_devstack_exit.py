@@ -55,12 +55,14 @@ class DevStack:
     def __post_init__(self) -> None:
         self.port = free_port()
         self.agent_port = free_port()
+        self.sftp_port = free_port()
 
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "control_plane", "dev", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port), "--agent-port", str(self.agent_port)],
+                 "--port", str(self.port), "--agent-port", str(self.agent_port),
+                 "--sftp-port", str(self.sftp_port)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )  # fmt: skip

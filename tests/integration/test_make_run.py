@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from node_agent.docker.hardening import game_container_name
@@ -48,11 +51,23 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def served_fingerprint(port: int) -> str:
+    """The SHA256 fingerprint of the host key an SSH server on loopback presents."""
+    transport = paramiko.Transport(("127.0.0.1", port))
+    try:
+        transport.start_client(timeout=10)
+        blob = transport.get_remote_server_key().asbytes()
+    finally:
+        transport.close()
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
 class MakeRun:
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.data_dir = data_dir
         self.cp_port = free_port()
         self.agent_port = free_port()
+        self.sftp_port = free_port()
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -66,6 +81,7 @@ class MakeRun:
                     f"STELLAR_DATA_DIR={self.data_dir}",
                     f"CP_PORT={self.cp_port}",
                     f"AGENT_PORT={self.agent_port}",
+                    f"SFTP_PORT={self.sftp_port}",
                 ],
                 cwd=REPO,
                 stdout=out,
@@ -139,6 +155,11 @@ def test_make_run_starts_both_services_pings_the_node_and_stops_cleanly(tmp_path
         assert f"panel         : http://localhost:{run.cp_port}/" in banner
         assert listening(run.cp_port)
         assert listening(run.agent_port)
+        # SFTP on the local agent: the banner says how, and its fingerprint is the one served.
+        assert f"sftp -P {run.sftp_port} <account>.<server short id>@127.0.0.1" in banner
+        printed = re.search(r"host key      : (SHA256:\S+)", banner)
+        assert printed, banner
+        assert served_fingerprint(run.sftp_port) == printed[1]
 
         ping = run.cli("node", "ping", "local")
         assert ping.returncode == 0, ping.stderr

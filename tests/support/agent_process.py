@@ -159,7 +159,7 @@ class AgentProcess:
         ]
         if self.issuer is not None:
             lines.append(f"issuer = {json.dumps(self.issuer)}")
-        lines.extend(f"{name} = {json.dumps(value)}" for name, value in self.settings.items())
+        lines.extend(f"{name} = {_toml_value(value)}" for name, value in self.settings.items())
         lines.append("")
         lines.append("[trusted_keys]")
         lines.extend(
@@ -318,3 +318,10 @@ def _apply(base: dict[str, object], changes: Mapping[str, object]) -> dict[str, 
         else:
             result[name] = value
     return result
+
+
+def _toml_value(value: object) -> str:
+    """A setting as TOML: JSON for scalars and lists, an inline table for a dict."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
@@ -26,6 +26,11 @@ class Node(IdMixin, CreatedMixin, Base):
     tls_fingerprint: Mapped[str | None] = mapped_column(String(95), default=None)
     status: Mapped[str] = mapped_column(String(16), default="unknown")
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The last version given to an SFTP access table pushed to this node (docs/sftp.md);
+    # the node refuses any table older than the one it holds.
+    sftp_access_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The last version the node is known to hold (it took a push, or said so when polled).
+    sftp_acked_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Allocation(IdMixin, Base):

@@ -120,6 +120,8 @@ async def running_stack(
         node_id=uuid.UUID(node["id"]),
     )
     agent.settings["sftp_port"] = free_port()
+    # Failed SFTP logins reach the audit trail once a window: a short one for the tests.
+    agent.settings["sftp"] = {"failure_report_seconds": 1}
     agent.start()
     try:
         await admin.json("PATCH", f"/api/v1/nodes/{node['id']}", json={"url": agent.base_url})

@@ -5,9 +5,11 @@ disabled) ends an open session within 5 s. Real control plane, real agent, param
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import paramiko
@@ -253,3 +255,57 @@ async def test_a_node_that_missed_a_change_gets_the_table_when_it_answers_again(
         assert time.monotonic() < deadline, "the node never got the table"
         await asyncio.sleep(0.2)
     await asyncio.to_thread(lambda: target.ssh_client(name, key).close())
+
+
+async def test_a_flood_of_unknown_names_is_audited_in_a_bounded_number_of_rows(
+    stack: Stack, tmp_path: Path
+) -> None:
+    target = await target_of(stack, tmp_path)
+    junk = asyncssh.generate_private_key("ssh-ed25519")
+    query = f"/api/v1/audit?action=node.sftp.&target_id={stack.node_id}&per_page=100"
+
+    async def attempt(source: str) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            async with asyncssh.connect(
+                "127.0.0.1",
+                target.port,
+                username=uuid.uuid4().hex,
+                client_keys=[junk],
+                known_hosts=None,
+                local_addr=(source, 0),
+                preferred_auth="publickey",
+                agent_path=None,
+            ):
+                pass
+
+    async def rows(prefix: str) -> list[dict[str, Any]]:
+        page = await stack.admin.json("GET", query)
+        return [r for r in page["data"] if str(r["details"]["source"]).startswith(prefix)]
+
+    # Events sent before the control plane follows the node are lost: first one attempt,
+    # until its window's row is there.
+    deadline = time.monotonic() + 30
+    while not await rows("127.4.1."):
+        assert time.monotonic() < deadline, "no sftp failure report reached the audit trail"
+        await attempt("127.4.1.1")
+        await asyncio.sleep(1.5)  # one report window (1 s) and its way to the audit trail
+    sources = [f"127.4.0.{n}" for n in range(1, 5)]
+    started = time.monotonic()
+    await asyncio.gather(*(attempt(sources[n % 4]) for n in range(200)))
+    flooded = time.monotonic() - started
+    counted, found = 0, []
+    deadline = time.monotonic() + 20
+    while counted < 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        found = await rows("127.4.0.")
+        counted = sum(int(r["details"]["count"]) for r in found)
+    assert counted == 200, found
+    # One row per source and window: 200 attempts, a handful of rows.
+    assert len(found) <= 4 * (flooded + 3), len(found)
+    entry = found[0]
+    assert entry["action"] == "node.sftp.login_failures"
+    assert entry["target_type"] == "node"
+    assert set(entry["details"]) == {"source", "count", "reasons", "seconds"}
+    reasons = {reason for r in found for reason in r["details"]["reasons"]}
+    assert "unknown_account" in reasons
+    assert reasons <= {"unknown_account", "rate_limited", "too_many_connections"}

@@ -471,6 +471,74 @@ async def test_one_gib_up_and_down_and_a_resumed_upload_with_openssh(
     assert sha256(volume / "resumed.bin") == digest
 
 
+@pytest.mark.slow
+async def test_one_gib_up_and_down_and_an_interrupted_upload_resumed_with_paramiko(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+    tmp_path: Path,
+) -> None:
+    server_id = await servers.create(disk_mib=4096)
+    volume = live_agent.volume(server_id)
+    await push_access(live_agent, signing_key, http, table((server_id, [user_row("iris", key)])))
+    name = username("iris", server_id)
+    source = tmp_path / "world.bin"
+    digest = random_file(source, 1024 * MIB)
+
+    def round_trip() -> None:
+        with target.sftp(name, key) as sftp:
+            sftp.put(str(source), "/world.bin")
+            sftp.get("/world.bin", str(tmp_path / "back.bin"))
+
+    await asyncio.to_thread(round_trip)
+    assert sha256(volume / "world.bin") == digest
+    assert sha256(tmp_path / "back.bin") == digest
+    (tmp_path / "back.bin").unlink()
+
+    def interrupted() -> int:
+        """The first 256 MiB, then a resume of it that loses its connection at 640 MiB;
+        what the agent kept (its size on the server)."""
+        with (
+            target.sftp(name, key) as sftp,
+            source.open("rb") as data,
+            sftp.open("/resumed.bin", "w") as first,
+        ):
+            first.set_pipelined(True)
+            for _ in range(256):
+                first.write(data.read(MIB))
+        client = target.ssh_client(name, key)
+        sftp = client.open_sftp()
+        with source.open("rb") as data:
+            data.seek(256 * MIB)
+            handle = sftp.open("/resumed.bin", "a")  # in place: what arrives stays
+            handle.set_pipelined(True)
+            for _ in range(384):
+                handle.write(data.read(MIB))
+            client.close()  # dropped: writes in flight are lost, the file is never closed
+        with target.sftp(name, key) as sftp:
+            size: int = sftp.stat("/resumed.bin").st_size or 0
+        return size
+
+    kept = await asyncio.to_thread(interrupted)
+    assert 256 * MIB < kept <= 640 * MIB
+
+    def resume() -> None:
+        """As a client resumes: append from the size the server has."""
+        with target.sftp(name, key) as sftp, source.open("rb") as data:
+            remote = sftp.stat("/resumed.bin").st_size or 0
+            data.seek(remote)
+            with sftp.open("/resumed.bin", "a") as rest:
+                rest.set_pipelined(True)
+                while chunk := data.read(MIB):
+                    rest.write(chunk)
+
+    await asyncio.to_thread(resume)
+    assert sha256(volume / "resumed.bin") == digest
+
+
 async def test_a_restore_ends_open_sessions_and_refuses_new_requests_until_done(
     servers: LiveServers,
     live_agent: LiveAgent,
