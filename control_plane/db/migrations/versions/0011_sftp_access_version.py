@@ -5,7 +5,7 @@ Each push of a node's SFTP access table takes the next version; the node refuses
 older than the one it holds (docs/sftp.md). While the node has not taken the last one, the
 health loop pushes again.
 
-Revision ID: 0011s
+Revision ID: 0011
 Revises: 0010
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011s"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
