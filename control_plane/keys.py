@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from control_plane.db.reader import StatementReader
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
+from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.security.caller import Caller
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
@@ -34,3 +35,5 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)
 # Seconds since the epoch, for TOTP time steps (tests move it by hand).
 WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
+# This process's Prometheus metrics (their own registry: no module globals).
+METRICS = web.AppKey("metrics", ControlPlaneMetrics)

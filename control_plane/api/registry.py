@@ -11,6 +11,7 @@ from control_plane.api import (
     console,
     files,
     infrastructure,
+    metrics,
     mfa,
     oauth,
     passkeys,
@@ -18,6 +19,7 @@ from control_plane.api import (
     servers,
     sftp_passwords,
     ssh_keys,
+    stats_history,
     subusers,
     users,
 )
@@ -36,11 +38,13 @@ ROUTE_TABLES: list[ApiRoutes] = [
     infrastructure.routes,
     blueprints.routes,
     servers.routes,
+    stats_history.routes,
     server_settings.routes,
     subusers.routes,
     console.routes,
     files.routes,
     backups.routes,
+    metrics.routes,
 ]
 
 
