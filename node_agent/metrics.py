@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Final
 
 from aiohttp import web
@@ -44,14 +44,15 @@ def refusal_reason(reason: str) -> str:
 class ServerStateCollector(Collector):
     """This node's servers by state, counted at scrape time."""
 
-    def __init__(self, registry: ServerRegistry) -> None:
-        self._registry = registry
+    def __init__(self, states: Callable[[], Iterable[str]]) -> None:
+        """``states``: each server's state now."""
+        self._states = states
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
             "stellar_agent_servers", "Servers on this node, by state.", labels=["state"]
         )
-        states = Tally(self._registry.get(sid).state for sid, _ in self._registry.volumes())
+        states = Tally(self._states())
         for state, count in sorted(states.items()):
             family.add_metric([state], float(count))
         yield family
@@ -123,7 +124,9 @@ class AgentMetrics:
         )
 
     def watch_servers(self, servers: ServerRegistry) -> ServerStateCollector:
-        collector = ServerStateCollector(servers)
+        collector = ServerStateCollector(
+            lambda: [servers.get(server_id).state for server_id, _ in servers.volumes()]
+        )
         self.registry.register(collector)
         return collector
 

@@ -41,11 +41,13 @@ class DatabasePoolCollector(Collector):
         if callable(checked_in):
             family.add_metric(["idle"], float(checked_in()))
         yield family
+        sized = GaugeMetricFamily(
+            "stellar_db_pool_size", "Configured size of the connection pool.", labels=[]
+        )
         size = getattr(pool, "size", None)
         if callable(size):
-            yield GaugeMetricFamily(
-                "stellar_db_pool_size", "Configured size of the connection pool.", value=size()
-            )
+            sized.add_metric([], float(size()))
+        yield sized
 
 
 class ControlPlaneMetrics:
@@ -111,13 +113,13 @@ class ControlPlaneMetrics:
         self.job_runs = Counter(
             "stellar_background_job_runs",
             "Runs of background jobs, by job.",
-            ["job"],
+            ["task"],
             registry=registry,
         )
         self.job_failures = Counter(
             "stellar_background_job_failures",
             "Runs of background jobs that failed, by job.",
-            ["job"],
+            ["task"],
             registry=registry,
         )
 
