@@ -88,10 +88,12 @@ async def running_stack(
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
+    agent_settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """A control plane on ``database_url`` commanding one agent process; both stopped after.
 
-    ``environment``: the control plane's settings besides the database and the keys.
+    ``environment``: the control plane's settings besides the database and the keys;
+    ``agent_settings``: the agent's, over the test defaults.
     """
     key_file = tmp_path / "signing.key"
     private = Ed25519PrivateKey.generate()
@@ -120,6 +122,7 @@ async def running_stack(
         node_id=uuid.UUID(node["id"]),
     )
     agent.settings["sftp_port"] = free_port()
+    agent.settings.update(agent_settings or {})
     agent.start()
     try:
         await admin.json("PATCH", f"/api/v1/nodes/{node['id']}", json={"url": agent.base_url})

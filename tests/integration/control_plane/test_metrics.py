@@ -71,7 +71,8 @@ async def test_metrics_need_an_administrators_key_with_the_metrics_scope(
 
     # The owner is no administrator any more: the scope goes with it, on the next request.
     async with transaction(session_factory(engine)) as db:
-        await db.execute(update(User).where(User.email == "root@example.org").values(is_admin=False))
+        demoted = update(User).where(User.email == "root@example.org").values(is_admin=False)
+        await db.execute(demoted)
     refused = await scraper.json("GET", "/metrics", status=403)
     assert "metrics" in refused["error"]["message"]
 
@@ -145,7 +146,8 @@ async def test_a_workload_is_counted_by_route_template_preset_and_outcome(
     assert seen.value("stellar_http_requests_total", route=login, method="POST", status="401") == 3
     server = "/api/v1/servers/{server_id}"
     assert seen.value("stellar_http_requests_total", route=server, method="GET", status="404") == 3
-    assert seen.value("stellar_http_request_duration_seconds_count", route=server, method="GET") == 3
+    timed = seen.value("stellar_http_request_duration_seconds_count", route=server, method="GET")
+    assert timed == 3
     assert seen.value("stellar_http_requests_total", route="unmatched", method="GET", status="404")
     # Bounded: route templates only, never an id or a path someone typed.
     routes = seen.label_values("stellar_http_requests_total", "route")
