@@ -32,6 +32,7 @@ def _text(body: bytes) -> web.Response:
     summary="This control-plane replica's Prometheus metrics (text format)",
     scope=Scope.METRICS,
     scrapers=True,
+    rate_limit="metrics",
     transactional=False,
 )
 async def control_plane_metrics(req: ApiRequest[Any, Any]) -> web.Response:
@@ -43,6 +44,7 @@ async def control_plane_metrics(req: ApiRequest[Any, Any]) -> web.Response:
     summary="A node agent's Prometheus metrics (text format), read with a signed command",
     scope=Scope.METRICS,
     scrapers=True,
+    rate_limit="metrics",
     transactional=False,
     calls_node=True,
 )
