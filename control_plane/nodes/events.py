@@ -136,7 +136,7 @@ class NodeEventListener:
             await socket.close()
             # What this stream had folded so far: a later follower's rows merge with it.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._store(node, recorder.take_all()))
+                await asyncio.shield(self.store(node, recorder.take_all()))
 
     async def _sample(self, node: Node, recorder: HistoryRecorder, event: dict[str, Any]) -> None:
         """Fold one resource sample in; write the buckets it completes."""
@@ -147,9 +147,9 @@ class NodeEventListener:
         now = self._app[WALL_CLOCK]()
         self._app[METRICS].event_stream_lag.labels(node.name).set(max(0.0, now - sample.sampled_at))
         recorder.add(sample, now)
-        await self._store(node, recorder.take_complete(now))
+        await self.store(node, recorder.take_complete(now))
 
-    async def _store(self, node: Node, buckets: list[Bucket]) -> None:
+    async def store(self, node: Node, buckets: list[Bucket]) -> None:
         """Write buckets of this node's own servers (a node speaks for its servers only)."""
         if not buckets:
             return

@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import ServerStatsBucket
+from control_plane.db.models import Node, ServerStatsBucket
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
+from control_plane.nodes.events import NodeEventListener
 from control_plane.observability.retention import run_retention
 from control_plane.services import resource_history
 from control_plane.services.resource_history import HistoryRecorder
@@ -154,3 +155,32 @@ async def test_an_unknown_range_is_refused_with_the_ranges_there_are(world: Worl
         "GET", f"/api/v1/servers/{server_id}/stats/history?range=1y", status=400
     )
     assert "15m" in str(refused["error"]["details"])
+
+
+async def test_a_node_cannot_write_history_for_a_server_on_another_node(
+    database_url: str,
+    engine: AsyncEngine,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    wall_clock: WallClock,
+) -> None:
+    """A compromised node sends samples naming another node's server: they are dropped."""
+    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, wall_clock)
+    world = await build_world(panel)
+    victim = world.ids["alice_server"]
+    async with transaction(session_factory(engine)) as db:
+        rogue = Node(name="rogue", url="http://127.0.0.1:9", memory_mib=0, disk_mib=0)
+        db.add(rogue)
+    async with transaction(session_factory(engine)) as db:
+        home = await db.get(Node, uuid.UUID(world.ids["node"]))
+        rogue_node = await db.get(Node, rogue.id)
+    assert home is not None
+    assert rogue_node is not None
+    listener = NodeEventListener(panel.server.app)
+    for node in (rogue_node, home):
+        recorder = HistoryRecorder()
+        recorder.add(sample(victim, 7 if node is rogue_node else 1, at=wall_clock()), wall_clock())
+        await listener.store(node, recorder.take_all())
+    point = (await history(world, victim, "15m"))["points"]
+    # Only the home node's sample: the rogue's CPU of 7 % never reached the history.
+    assert [(p["samples"], p["cpu_percent"]) for p in point] == [(1, 1.0)]
