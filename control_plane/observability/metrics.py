@@ -55,6 +55,7 @@ class ControlPlaneMetrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.requests = Counter(
             "stellar_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -122,6 +123,19 @@ class ControlPlaneMetrics:
             ["task"],
             registry=registry,
         )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one answer. The labelled children are kept per label set (a
+        bounded set): the hot path skips ``labels()``'s lock and checks, half the cost."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch_pool(self, engine: AsyncEngine) -> DatabasePoolCollector:
         """Report ``engine``'s pool until :meth:`unwatch` is called with what this returns."""

@@ -36,12 +36,11 @@ async def observe_requests(request: web.Request, handler: Handler) -> web.Stream
         status = CANCELLED_STATUS
         raise
     finally:
-        metrics = request.app[METRICS]
-        route = route_template(request)
         # Methods outside the usual few share one label value (a client picks the method).
         method = request.method if request.method in _METHODS else "OTHER"
-        metrics.requests.labels(route, method, str(status)).inc()
-        metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)
+        request.app[METRICS].observe_request(
+            route_template(request), method, status, time.perf_counter() - started
+        )
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
