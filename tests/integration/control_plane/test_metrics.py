@@ -49,7 +49,7 @@ async def test_metrics_need_an_administrators_key_with_the_metrics_scope(
     admin = await panel.signed_in("root@example.org", admin=True)
     # A browser session, even an administrator's, is no scraper credential.
     refused = await admin.json("GET", "/metrics", status=403)
-    assert "lacks the 'metrics' scope" in refused["error"]["message"]
+    assert "an API key with the 'metrics' scope" in refused["error"]["message"]
     full_admin = await metrics_key(admin, panel, ["read", "write", "admin"])
     await full_admin.json("GET", "/metrics", status=403)
     await full_admin.json("GET", f"/metrics/nodes/{uuid.uuid4()}", status=403)
