@@ -146,14 +146,6 @@ class ControlPlaneMetrics:
     def unwatch(self, collector: Collector) -> None:
         self.registry.unregister(collector)
 
-    def forget_node(self, node: str) -> None:
-        """Drop a deleted node's series (its name is a label value no more)."""
-        for gauge in (self.node_up, self.event_stream_connected, self.event_stream_lag):
-            try:
-                gauge.remove(node)
-            except KeyError:
-                continue
-
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
