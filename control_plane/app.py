@@ -17,6 +17,7 @@ from control_plane.keys import (
     CONSOLES,
     ENGINE,
     HTTP,
+    METRICS,
     NODES,
     RATE_LIMITER,
     READ_SESSIONS,
@@ -31,6 +32,9 @@ from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
 from control_plane.nodes.health import node_health_monitor
+from control_plane.observability.metrics import ControlPlaneMetrics
+from control_plane.observability.requests import observe_requests
+from control_plane.observability.retention import retention_job
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
@@ -52,7 +56,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = session_factory(engine)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
+    pool = app[METRICS].watch_pool(engine)
     yield
+    app[METRICS].unwatch(pool)
     reader.close()
     await engine.dispose()
 
@@ -71,6 +77,7 @@ async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
             signer,
             timeout=settings.node_timeout_seconds,
             allow_plain_http=not settings.is_production,
+            metrics=app[METRICS],
         )
         yield
 
@@ -110,6 +117,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             request_context,
+            observe_requests,
             error_shape,
             page_errors,
             refuse_unstorable_text,
@@ -119,13 +127,14 @@ def create_app(
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings
+    app[METRICS] = ControlPlaneMetrics()
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
     app.cleanup_ctx.extend(
         [database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock), web_ctx]
     )
     if background_jobs:
-        app.cleanup_ctx.extend([node_health_monitor, node_event_listener])
+        app.cleanup_ctx.extend([node_health_monitor, node_event_listener, retention_job])
     install_security_headers(app)
     install_page_headers(app)
     app.add_routes(health.routes)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from control_plane.db.reader import StatementReader
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
+from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.security.caller import Caller
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
@@ -39,3 +40,5 @@ WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
 # The web panel: its static files and its templates.
 WEB_ASSETS = web.AppKey("web_assets", AssetIndex)
 WEB_TEMPLATES = web.AppKey("web_templates", jinja2.Environment)
+# This process's Prometheus metrics (their own registry: no module globals).
+METRICS = web.AppKey("metrics", ControlPlaneMetrics)

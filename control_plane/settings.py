@@ -130,6 +130,8 @@ class ControlPlaneSettings(BaseModel):
     )
     redis_url: Optional = Field(None, alias="REDIS_URL")
     trusted_proxies: str = Field("", alias="STELLAR_TRUSTED_PROXIES")
+    # Prometheus servers that may read /metrics without an API key (comma-separated CIDRs).
+    metrics_scrapers: str = Field("", alias="STELLAR_METRICS_SCRAPERS")
     session_idle_minutes: int = Field(120, alias="STELLAR_SESSION_IDLE_MINUTES", ge=5, le=10080)
     session_max_hours: int = Field(168, alias="STELLAR_SESSION_MAX_HOURS", ge=1, le=2160)
     # How long a console token (the Pterodactyl-style console socket) lasts.
@@ -228,9 +230,9 @@ class ControlPlaneSettings(BaseModel):
         """The (lowest, highest) value administrators may give a server."""
         return parse_range(getattr(self, f"limit_{name}"))
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_scrapers")
     @classmethod
-    def _trusted_proxies(cls, value: str) -> str:
+    def _networks(cls, value: str) -> str:
         for item in filter(None, (part.strip() for part in value.split(","))):
             try:
                 ipaddress.ip_network(item, strict=False)
@@ -315,6 +317,11 @@ class ControlPlaneSettings(BaseModel):
     @property
     def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         parts = (part.strip() for part in self.trusted_proxies.split(","))
+        return [ipaddress.ip_network(item, strict=False) for item in parts if item]
+
+    @property
+    def metrics_scraper_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = (part.strip() for part in self.metrics_scrapers.split(","))
         return [ipaddress.ip_network(item, strict=False) for item in parts if item]
 
     @property

@@ -22,6 +22,7 @@ from node_agent.facts import facts_refresher
 from node_agent.keys import (
     DOCKER,
     GAME_SECCOMP,
+    METRICS,
     NODE_EVENTS,
     OPEN_SOCKETS,
     REPLAY_CACHE,
@@ -31,6 +32,8 @@ from node_agent.keys import (
     STORAGE,
     VERIFIER,
 )
+from node_agent.metrics import AgentMetrics
+from node_agent.sampler import resource_sampler_ctx
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.security.verify import require_command
 from node_agent.servers.records import RecordStore
@@ -78,6 +81,8 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     docker = app[DOCKER]
     events = NodeEventBus()
+    metrics = app[METRICS]
+    events.observers.append(metrics.observe_event)
     services = ServerServices(
         runtime=ContainerRuntime(
             docker, on_pull=events.image_pull, seccomp=app[GAME_SECCOMP].profile
@@ -91,6 +96,7 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
         services=services,
         volumes=app[STORAGE].volume,
         console_limits=settings.console,
+        on_throttle=metrics.throttled,
     )
     await registry.load()
     try:
@@ -103,7 +109,9 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SERVERS] = registry
     app[STATS] = ServerStatsReader(registry)
     app[STORAGE].set_over_limit_hook(registry.over_disk_limit)
+    watched = metrics.watch_servers(registry)
     yield
+    metrics.unwatch(watched)
     app[STORAGE].set_over_limit_hook(None)
     await app[STATS].close()
     await registry.close()
@@ -126,6 +134,7 @@ def create_app(settings: AgentSettings) -> web.Application:
         handler_args={"max_field_size": 2 * MAX_TOKEN_LENGTH},
     )
     app[SETTINGS] = settings
+    app[METRICS] = AgentMetrics()
     # No headers of its own, but no Server header either, parser refusals included.
     install_response_headers(app, {})
     app[OPEN_SOCKETS] = OpenSockets()
@@ -140,6 +149,7 @@ def create_app(settings: AgentSettings) -> web.Application:
             sftp_table_ctx,
             facts_refresher,
             server_registry_ctx,
+            resource_sampler_ctx,
         ]
     )
     app.add_routes(system.routes)

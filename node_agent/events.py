@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -51,6 +52,8 @@ class NodeEventBus:
         self._queue_events = queue_events
         self._subscribers: set[EventSubscription] = set()
         self.published = 0
+        # Called with each event as it is published (the agent's metrics); never waits.
+        self.observers: list[Callable[[NodeEvent], None]] = []
 
     @property
     def dropped(self) -> int:
@@ -69,6 +72,8 @@ class NodeEventBus:
     def publish(self, event: NodeEvent) -> None:
         """Hand ``event`` to every subscriber without waiting for any."""
         self.published += 1
+        for observer in self.observers:
+            observer(event)
         for subscriber in self._subscribers:
             subscriber.offer(event)
 

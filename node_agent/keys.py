@@ -10,6 +10,7 @@ from node_agent.console.session import OpenSockets
 from node_agent.docker.seccomp import GameSeccomp
 from node_agent.events import NodeEventBus
 from node_agent.files.service import FileService
+from node_agent.metrics import AgentMetrics
 from node_agent.security.replay import PersistentReplayCache
 from node_agent.servers.registry import ServerRegistry
 from node_agent.settings import AgentSettings
@@ -43,3 +44,5 @@ SFTP_SERVICES = web.AppKey("sftp_services", SftpServices)
 
 # Per request: the verified claims of the command that authorised it.
 CLAIMS = web.RequestKey("claims", CommandClaims)
+# This process's Prometheus metrics (their own registry: no module globals).
+METRICS = web.AppKey("metrics", AgentMetrics)

@@ -104,6 +104,8 @@ class AgentSettings(BaseModel):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A game that crashes again within this many seconds of its last crash is not restarted.
     crash_loop_window_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    # How often each running server's resources are sampled for the control plane's history.
+    stats_sample_seconds: float = Field(default=5.0, ge=0.2, le=300)
     console: ConsoleLimits = Field(default_factory=ConsoleLimits)
     files: FileLimits = Field(default_factory=FileLimits)
     storage_backend: StorageBackendName = "auto"

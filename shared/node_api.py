@@ -130,6 +130,28 @@ class BackupEvent(BaseModel):
     operation: Literal["create", "restore"] = "create"
     status: Literal["running", "completed", "failed"]
     reason: str | None = None
+    # Once it ended: how long it ran, and (a created backup) the size of its file.
+    duration_seconds: float | None = None
+    size_bytes: int | None = None
+
+
+class StatsEvent(BaseModel):
+    """A resource sample of one server (every few seconds while it runs, see
+    ``node_agent/sampler.py``); the control plane keeps them downsampled."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["stats"] = "stats"
+    server: uuid.UUID
+    # Seconds since the epoch on the agent's clock.
+    sampled_at: float
+    cpu_percent: float
+    memory_bytes: int
+    # Counters since the container started (a restart sets them back to zero).
+    network_rx_bytes: int
+    network_tx_bytes: int
+    disk_used_bytes: int | None = None
+    disk_limit_bytes: int | None = None
 
 
 class SftpLoginEvent(BaseModel):
@@ -178,6 +200,7 @@ NodeEvent = Annotated[
     | BackupEvent
     | SftpLoginEvent
     | SftpFailuresEvent
+    | StatsEvent
     | EventsDropped,
     Field(discriminator="type"),
 ]

@@ -144,6 +144,11 @@ NODE_SYSTEM = NodeEndpoint(
     "GET", "/api/v1/system", "node.system", "node", NoBody, SystemInfo,
     "The node's facts (CPU, memory, disk, Docker), as last refreshed", body="none",
 )  # fmt: skip
+NODE_METRICS = NodeEndpoint(
+    "GET", "/api/v1/metrics", "node.metrics", "node", NoBody, NoBody,
+    "The agent's Prometheus metrics (text format; docs/metrics.md)", body="none",
+    answer="bytes",
+)  # fmt: skip
 NODE_EVENT_STREAM = NodeEndpoint(
     "GET", "/api/v1/events", "node.events", "node", NoBody, NoBody,
     "The node's event stream (shared.node_api.NodeEvent frames)",
@@ -290,6 +295,7 @@ BACKUP_RESTORE = NodeEndpoint(
 
 NODE_API: Final[tuple[NodeEndpoint[Any, Any], ...]] = (
     NODE_SYSTEM,
+    NODE_METRICS,
     NODE_EVENT_STREAM,
     NODE_SFTP_ACCESS,
     SERVER_CREATE,

@@ -32,8 +32,11 @@ async def list_keys(req: ApiRequest[Any, Any]) -> ApiKeyList:
 )
 async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
     scopes = sorted(set(req.body.scopes))
-    if Scope.ADMIN in scopes and not req.me.is_admin:
-        raise req.deny(Forbidden("only administrators can create keys with the admin scope"))
+    for scope in (Scope.ADMIN, Scope.METRICS):
+        if scope in scopes and not req.me.is_admin:
+            raise req.deny(
+                Forbidden(f"only administrators can create keys with the {scope.value} scope")
+            )
     full, prefix, secret_hash = new_key()
     key = ApiKey(
         user_id=req.me.user_id,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Session, User
 from control_plane.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
+from control_plane.keys import METRICS
 from control_plane.schemas.auth import (
     LoginIn,
     PasswordChangeIn,
@@ -66,6 +67,7 @@ async def start_session(req: ApiRequest[Any, Any], user: User, *, method: str) -
         target_id=str(user.id),
         details={"method": method},
     )
+    req.http.app[METRICS].sign_ins.labels(method, "succeeded").inc()
     return SessionOut(
         user=UserOut.model_validate(user),
         csrf_token=sessions.csrf_token(req.settings.auth_secret or "", session.id),
@@ -137,10 +139,12 @@ async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
             req.audit_failure(
                 "user.login.failed", details={"method": "password", "email": req.body.email}
             )
+            req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
             raise Unauthenticated("invalid e-mail or password")
         # Only now, with the password verified, may the answer reveal that 2FA is on.
         methods = await mfa_service.second_factor_methods(req.db, user.id)
         if methods:
+            req.http.app[METRICS].sign_ins.labels("password", "second_factor_required").inc()
             return LoginOut(await start_pending_session(req, user, methods=methods))
         return LoginOut(await start_session(req, user, method="password"))
 

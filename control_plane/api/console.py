@@ -26,7 +26,14 @@ from control_plane.api.strict_input import parse_json_body
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, Forbidden, InvalidRequest, RateLimited
-from control_plane.keys import CLIENT_IP, CONSOLES, RATE_LIMITER, READ_SESSIONS, SESSIONS
+from control_plane.keys import (
+    CLIENT_IP,
+    CONSOLES,
+    METRICS,
+    RATE_LIMITER,
+    READ_SESSIONS,
+    SESSIONS,
+)
 from control_plane.nodes.console import Admission, proxy_console
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.api_keys import Scope
@@ -230,6 +237,7 @@ class ConsoleAuthority:
         limiter = self._http.app[RATE_LIMITER]
         decision = await limiter.check(preset, self._http[CLIENT_IP], str(self.server_id))
         if not decision.allowed:
+            self._http.app[METRICS].rate_limited.labels(preset).inc()
             wait = decision.headers(0)["Retry-After"]
             raise RateLimited(f"too many requests; try again in {wait} s")
 

@@ -12,6 +12,7 @@ from control_plane.api import (
     console_socket,
     files,
     infrastructure,
+    metrics,
     mfa,
     oauth,
     passkeys,
@@ -19,6 +20,7 @@ from control_plane.api import (
     servers,
     sftp_passwords,
     ssh_keys,
+    stats_history,
     subusers,
     users,
 )
@@ -38,12 +40,14 @@ ROUTE_TABLES: list[ApiRoutes] = [
     infrastructure.routes,
     blueprints.routes,
     servers.routes,
+    stats_history.routes,
     server_settings.routes,
     subusers.routes,
     console.routes,
     console_socket.routes,
     files.routes,
     backups.routes,
+    metrics.routes,
 ]
 
 

@@ -7,6 +7,7 @@ audit of failures, the OpenAPI document and the tests that walk the route table.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import time
 import uuid
@@ -36,6 +37,7 @@ from control_plane.errors import (
 from control_plane.keys import (
     CALLER,
     CLIENT_IP,
+    METRICS,
     NODES,
     RATE_DECISION,
     RATE_LIMITER,
@@ -45,6 +47,7 @@ from control_plane.keys import (
     STATEMENT_READER,
 )
 from control_plane.nodes.client import NodeClient
+from control_plane.security.api_keys import Scope
 from control_plane.security.authorization import (
     SAFE_METHODS,
     Requirement,
@@ -264,13 +267,18 @@ class Endpoint:
     raw_body: RawBody | None = None
     # Waits on a node: never inside a database transaction (so never ``transactional``).
     calls_node: bool = False
+    # The one scope a key needs here instead of read/write by method (``metrics``); such a
+    # scope is kept only by administrators' keys, so it alone stands for administration.
+    scope: Scope | None = None
+    # Also open without a credential to clients in STELLAR_METRICS_SCRAPERS (Prometheus).
+    scrapers: bool = False
 
     @property
     def requirement(self) -> Requirement:
         """What the caller needs (the one authorization decision reads it)."""
         return Requirement(
-            scope=scope_for(self.method),
-            admin=self.access is Access.ADMIN,
+            scope=self.scope or scope_for(self.method),
+            admin=self.access is Access.ADMIN and self.scope is None,
             session_only=self.session_only,
             permission=self.permission,
             allow_mfa_pending=self.allow_mfa_pending,
@@ -285,11 +293,27 @@ def _parse(model: type[BaseModel], data: Any, what: str) -> BaseModel:
         raise InvalidRequest.from_validation(err, f"invalid {what}") from err
 
 
+def _from_scraper(endpoint: Endpoint, request: web.Request) -> bool:
+    """Whether the route is open to scrapers and the client is one of the configured ones."""
+    if not endpoint.scrapers:
+        return False
+    networks = request.app[SETTINGS].metrics_scraper_networks
+    if not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(request[CLIENT_IP])
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
 def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
     """The route's requirement, on its server if it has one; refusals are audited."""
     caller = api.caller
     if endpoint.access is Access.PUBLIC or caller is None:
         return
+    if _from_scraper(endpoint, api.http):
+        return  # an allow-listed scraper: its address is its credential
     error = refusal(caller, endpoint.requirement, api.found[1] if api.found else None)
     if error is None:
         return
@@ -373,6 +397,8 @@ class ApiRoutes:
         session_only: bool = False,
         raw_body: RawBody | None = None,
         calls_node: bool = False,
+        scope: Scope | None = None,
+        scrapers: bool = False,
     ) -> Callable[[Handler], Handler]:
         access = self.access if access is None else access
         if calls_node and transactional:
@@ -418,6 +444,8 @@ class ApiRoutes:
                 session_only=session_only,
                 raw_body=raw_body,
                 calls_node=calls_node,
+                scope=scope,
+                scrapers=scrapers,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))
@@ -487,6 +515,7 @@ async def _take(request: web.Request, preset: str, *scope: str) -> None:
     decision = await request.app[RATE_LIMITER].check(preset, request[CLIENT_IP], *scope)
     request[RATE_DECISION] = decision
     if not decision.allowed:
+        request.app[METRICS].rate_limited.labels(preset).inc()
         raise RateLimited(
             f"too many requests; try again in {decision.headers(0)['Retry-After']} s",
             headers=decision.headers(time.time()),
@@ -517,7 +546,11 @@ def _wrap(
         await _take(request, _per_client_preset(endpoint))
         _canonical_ids(request)
         try:
-            if endpoint.access is not Access.PUBLIC and api.caller is None:
+            if (
+                endpoint.access is not Access.PUBLIC
+                and api.caller is None
+                and not _from_scraper(endpoint, request)
+            ):
                 raise Unauthenticated("authentication required")
             # The body is read before any transaction: a slow client never holds a lock.
             raw = await _read_raw(request) if endpoint.body is not None else b""

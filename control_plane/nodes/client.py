@@ -17,6 +17,7 @@ import aiohttp
 from control_plane.db.models import Node
 from control_plane.nodes.transport import NodeNotConfigured, NodeTransport
 from shared.backups_api import BackupCreate, BackupList, BackupRecord, BackupRestore
+from shared.errors import UpstreamFailed
 from shared.files_api import (
     ChangeMode,
     CompressFiles,
@@ -51,6 +52,7 @@ from shared.node_endpoints import (
     FILES_UPLOAD,
     FILES_WRITE,
     NODE_EVENT_STREAM,
+    NODE_METRICS,
     NODE_SFTP_ACCESS,
     NODE_SYSTEM,
     SERVER_COMMAND,
@@ -82,6 +84,7 @@ from shared.sftp_api import SftpAccess
 
 __all__ = ["NodeClient", "NodeNotConfigured"]
 _NONE = NoBody()
+_MAX_METRICS_BYTES = 8 * 1024 * 1024
 
 
 class NodeClient(NodeTransport):
@@ -92,6 +95,14 @@ class NodeClient(NodeTransport):
 
     async def system_info(self, node: Node, *, user: str = "system") -> SystemInfo:
         return await self.send(NODE_SYSTEM, node, _NONE, user=user)
+
+    async def node_metrics(self, node: Node, *, user: str = "system") -> bytes:
+        """The agent's Prometheus metrics, as the text it sent (at most 8 MiB)."""
+        async with self.fetch(NODE_METRICS, node, user=user) as response:
+            body = await response.content.read(_MAX_METRICS_BYTES + 1)
+        if len(body) > _MAX_METRICS_BYTES:
+            raise UpstreamFailed(f"node {node.name!r} sent more metrics than we read")
+        return body
 
     async def open_events(self, node: Node) -> aiohttp.ClientWebSocketResponse:
         return await self.open_websocket(NODE_EVENT_STREAM, node, user="system")

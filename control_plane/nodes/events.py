@@ -8,6 +8,11 @@ A finished install is kept on the server (exit code, seconds, last lines, reason
 ``GET /api/v1/servers/{id}`` shows as ``install``). A failed one leaves the server in the
 state ``install_failed``: the node reports it ``offline`` afterwards, which does not
 overwrite that until the server installs again.
+
+Resource samples (``stats`` events) are folded into the resource history
+(``control_plane/services/resource_history.py``) without a transaction per sample: a
+bucket is written once complete, only for servers that are on this node. Their age on
+arrival is the stream's lag (``stellar_node_event_stream_lag_seconds``).
 """
 
 from __future__ import annotations
@@ -29,14 +34,15 @@ from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import ENGINE, NODES, SESSIONS
-from control_plane.services import audit, domain_events
+from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, WALL_CLOCK
+from control_plane.services import audit, domain_events, resource_history
+from control_plane.services.resource_history import Bucket, HistoryRecorder
 from control_plane.services.servers.installs import (
     forget_install,
     install_recorded,
     record_install,
 )
-from shared.node_api import SftpFailuresEvent
+from shared.node_api import SftpFailuresEvent, StatsEvent
 
 log = structlog.get_logger("nodes.events")
 STATES = frozenset(
@@ -56,6 +62,7 @@ class NodeEventListener:
 
     async def run(self) -> None:
         while True:
+            self._app[METRICS].job_runs.labels("node-events-scan").inc()
             try:
                 async with transaction(self._app[SESSIONS]) as db:
                     nodes = {n.id: (n.name, n.url) for n in await db.scalars(select(Node))}
@@ -73,6 +80,7 @@ class NodeEventListener:
                     self._tasks.pop(node_id).cancel()
                     self._urls.pop(node_id, None)
             except Exception:
+                self._app[METRICS].job_failures.labels("node-events-scan").inc()
                 log.exception("node event listener scan failed")
             await asyncio.sleep(RESCAN_SECONDS)
 
@@ -102,6 +110,9 @@ class NodeEventListener:
         client = self._app[NODES]
         socket = await client.open_events(node)
         log.info("following node events", node=node.name)
+        metrics = self._app[METRICS]
+        metrics.event_stream_connected.labels(node.name).set(1)
+        recorder = HistoryRecorder()
         try:
             # Events sent while we were away are lost: read every server's state once now.
             await self._resync(node)
@@ -110,14 +121,46 @@ class NodeEventListener:
                     continue
                 with contextlib.suppress(ValueError):
                     event = json.loads(message.data)
+                    if not isinstance(event, dict):
+                        continue
                     if event.get("type") == "token_expiring":
                         token = client.events_token(node)
                         await socket.send_json({"event": "auth", "args": [token]})
-                    elif isinstance(event, dict):
+                    elif event.get("type") == "stats":
+                        await self._sample(node, recorder, event)
+                    else:
                         log.debug("node event", node=node.name, data=event)
                         await self._apply(node, event)
         finally:
+            metrics.event_stream_connected.labels(node.name).set(0)
             await socket.close()
+            # What this stream had folded so far: a later follower's rows merge with it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.store(node, recorder.take_all()))
+
+    async def _sample(self, node: Node, recorder: HistoryRecorder, event: dict[str, Any]) -> None:
+        """Fold one resource sample in; write the buckets it completes."""
+        try:
+            sample = StatsEvent.model_validate(event)
+        except ValidationError:
+            return
+        now = self._app[WALL_CLOCK]()
+        self._app[METRICS].event_stream_lag.labels(node.name).set(max(0.0, now - sample.sampled_at))
+        recorder.add(sample, now)
+        await self.store(node, recorder.take_complete(now))
+
+    async def store(self, node: Node, buckets: list[Bucket]) -> None:
+        """Write buckets of this node's own servers (a node speaks for its servers only)."""
+        if not buckets:
+            return
+        async with transaction(self._app[SESSIONS]) as db:
+            ids = {bucket.server_id for bucket in buckets}
+            mine = set(
+                await db.scalars(
+                    select(Server.id).where(Server.node_id == node.id, Server.id.in_(ids))
+                )
+            )
+            await resource_history.write(db, [b for b in buckets if b.server_id in mine])
 
     async def _resync(self, node: Node) -> None:
         async with transaction(self._app[SESSIONS]) as db:

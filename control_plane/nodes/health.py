@@ -23,7 +23,7 @@ from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import ENGINE, NODES, SESSIONS, SETTINGS
+from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, SETTINGS
 from control_plane.services import sftp_push
 
 log = structlog.get_logger("nodes.health")
@@ -70,11 +70,13 @@ class NodeHealthMonitor:
             delay = min(self._backoff.get(node.id, self._interval / 2) * 2, MAX_BACKOFF_SECONDS)
             self._backoff[node.id] = delay
             self._next_poll[node.id] = time.monotonic() + delay
+            self._app[METRICS].node_up.labels(node.name).set(0)
             await self._record(node.id, online=False)
             log.warning("node unreachable", node=node.name, error=err.message, retry_in=delay)
             return
         self._backoff.pop(node.id, None)
         self._next_poll[node.id] = time.monotonic() + self._interval
+        self._app[METRICS].node_up.labels(node.name).set(1)
         held = info.sftp_access_version or 0
         await self._record(node.id, online=True, held=held)
         # ``node`` was read before the poll: a push that took a version since then and
@@ -98,9 +100,11 @@ class NodeHealthMonitor:
         while True:
             async with job_lock(self._app[ENGINE], "node-health") as held:
                 while held:
+                    self._app[METRICS].job_runs.labels("node-health").inc()
                     try:
                         await self.poll_once()
                     except Exception:
+                        self._app[METRICS].job_failures.labels("node-health").inc()
                         log.exception("node health poll failed")
                     await asyncio.sleep(min(self._interval, 5.0))
             # Another replica polls; take over if it goes away.

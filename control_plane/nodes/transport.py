@@ -8,6 +8,7 @@ method. Nothing here knows a path or an action but through a row.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from yarl import URL
 from control_plane.db.models import Node
 from control_plane.db.session import in_transaction
 from control_plane.nodes.tls import mismatch_error, node_ssl
+from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.security.command_signing import CommandSigner
 from shared.errors import (
     ApiError,
@@ -130,9 +132,12 @@ class NodeTransport:
         *,
         timeout: float,
         allow_plain_http: bool = True,
+        metrics: ControlPlaneMetrics | None = None,
     ) -> None:
-        """``allow_plain_http=False`` (production): only loopback agents may skip TLS."""
+        """``allow_plain_http=False`` (production): only loopback agents may skip TLS;
+        ``metrics``: where each call is counted and timed."""
         self._allow_plain_http = allow_plain_http
+        self._metrics = metrics
         self._session = session
         self._signer = signer
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -178,13 +183,47 @@ class NodeTransport:
 
     @asynccontextmanager
     async def _exchange(
-        self, node: Node, method: str, url: URL, *, streaming: bool = False, **kwargs: Any
+        self,
+        node: Node,
+        method: str,
+        url: URL,
+        *,
+        action: str,
+        streaming: bool = False,
+        **kwargs: Any,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One request, with every way it can fail turned into the API's errors.
+        """One request, with every way it can fail turned into the API's errors, counted
+        and timed under the node's name and the row's ``action``.
 
         ``streaming``: no limit on the whole exchange (a big file takes its time), only on
         connecting and on each read.
         """
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            async with self._raw_exchange(node, method, url, streaming=streaming, **kwargs) as r:
+                outcome = "ok"
+                yield r
+        except UpstreamFailed:
+            outcome = "failed"
+            raise
+        except UpstreamUnavailable:
+            outcome = "unreachable"
+            raise
+        except ApiError:
+            outcome = "refused"
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.node_calls.labels(node.name, action, outcome).inc()
+                self._metrics.node_call_seconds.labels(node.name, action).observe(
+                    time.perf_counter() - started
+                )
+
+    @asynccontextmanager
+    async def _raw_exchange(
+        self, node: Node, method: str, url: URL, *, streaming: bool, **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         _outside_transactions(node)
         timeout = self._stream_timeout if streaming else self._timeout
         try:
@@ -293,7 +332,12 @@ class NodeTransport:
         if content_type:
             headers["Content-Type"] = content_type
         async with self._exchange(
-            node, endpoint.method, url, data=content or None, headers=headers
+            node,
+            endpoint.method,
+            url,
+            action=endpoint.action,
+            data=content or None,
+            headers=headers,
         ) as answer:
             text = await answer.text()
         return self._answer(endpoint, node, text)
@@ -305,7 +349,7 @@ class NodeTransport:
         node: Node,
         *,
         user: str,
-        server_id: uuid.UUID,
+        server_id: uuid.UUID | None = None,
         backup_id: uuid.UUID | None = None,
         query: BaseModel | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -320,7 +364,7 @@ class NodeTransport:
             signed_body=b"",
         )
         async with self._exchange(
-            node, endpoint.method, url, streaming=True, headers=headers
+            node, endpoint.method, url, action=endpoint.action, streaming=True, headers=headers
         ) as response:
             yield response
 
@@ -347,7 +391,13 @@ class NodeTransport:
         )
         headers["Content-Type"] = "application/octet-stream"
         async with self._exchange(
-            node, endpoint.method, url, streaming=True, data=chunks, headers=headers
+            node,
+            endpoint.method,
+            url,
+            action=endpoint.action,
+            streaming=True,
+            data=chunks,
+            headers=headers,
         ) as answer:
             text = await answer.text()
         return self._answer(endpoint, node, text)

@@ -16,12 +16,14 @@ class ApiKeyCreate(Input):
     name: str = Field(min_length=1, max_length=64)
     scopes: list[Scope] = Field(
         min_length=1,
-        max_length=3,
+        max_length=4,
         description=(
             "`read`: look (GET routes, console output, logs and stats); `write`: act as well "
             "(every action the owner may take; includes `read`); `admin` (administrators "
             "only): with `read` or `write`, the administration routes and other users' "
-            "servers. Without `admin`, an administrator's key is an ordinary user's key."
+            "servers. Without `admin`, an administrator's key is an ordinary user's key. "
+            "`metrics` (administrators only): read `/metrics` and the nodes' metrics; a "
+            "scraper's key may hold it alone."
         ),
     )
     allowed_ips: list[str] = Field(default_factory=list, max_length=32)
@@ -30,6 +32,8 @@ class ApiKeyCreate(Input):
     @field_validator("scopes")
     @classmethod
     def _acts(cls, value: list[Scope]) -> list[Scope]:
+        if value == [Scope.METRICS] * len(value):
+            return value  # a scraper's key: it reads metrics and nothing else
         if not {Scope.READ, Scope.WRITE} & set(value):
             raise ValueError("give read or write as well: admin only widens what a key reaches")
         return value

@@ -31,23 +31,29 @@ LAST_USED_INTERVAL = dt.timedelta(seconds=60)
 class Scope(StrEnum):
     """What a key may do: ``read`` looks (safe methods, read-only console events); ``write``
     acts, and includes ``read``; ``admin`` extends either to administration (admin routes and
-    other users' servers) and is kept only while the key's owner is an administrator."""
+    other users' servers) and is kept only while the key's owner is an administrator;
+    ``metrics`` reads ``/metrics`` (a scraper's key needs nothing else), also kept only while
+    the owner is an administrator."""
 
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    METRICS = "metrics"
 
 
 _SCOPE_VALUES: Final = frozenset(scope.value for scope in Scope)
+# Scopes a key keeps only while its owner is an administrator.
+ADMIN_ONLY: Final = frozenset({Scope.ADMIN, Scope.METRICS})
 
 
 def granted_scopes(stored: list[str], *, is_admin: bool) -> frozenset[Scope]:
-    """The scopes a key acts with: ``write`` includes ``read``; ``admin`` only for admins."""
+    """The scopes a key acts with: ``write`` includes ``read``; ``admin`` and ``metrics``
+    only for admins."""
     scopes = {Scope(s) for s in stored if s in _SCOPE_VALUES}
     if Scope.WRITE in scopes:
         scopes.add(Scope.READ)
     if not is_admin:
-        scopes.discard(Scope.ADMIN)
+        scopes -= ADMIN_ONLY
     return frozenset(scopes)
 
 

@@ -55,6 +55,10 @@ def refusal(
     if need.session_only and caller.via != "session":
         return Forbidden("this is managed from a signed-in browser session, not with an API key")
     if need.scope not in caller.scopes:
+        if caller.via == "session":  # only the metrics scope: sessions hold the others
+            return Forbidden(
+                f"this needs an API key with the {need.scope.value!r} scope, not a session"
+            )
         return Forbidden(f"this API key lacks the {need.scope.value!r} scope")
     if need.admin and not caller.acts_as_admin:
         return Forbidden("administrators only")

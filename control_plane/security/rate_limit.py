@@ -31,6 +31,8 @@ DEFAULT_PRESETS: Final = {
     "api": (100, 60.0),
     "power": (10, 60.0),
     "files": (30, 60.0),
+    # Prometheus scrapes every replica and, through it, every node from one address.
+    "metrics": (600, 60.0),
 }
 # Presets keyed by client and server: taken after authentication, for a server the caller
 # sees (so nobody can make buckets by inventing server ids).

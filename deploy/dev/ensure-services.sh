@@ -161,6 +161,16 @@ quiet_new_nginx() {
     fi
 }
 
+# Debian's prometheus package (wanted for promtool) starts a Prometheus server on :9090.
+quiet_new_prometheus() {
+    if [[ -d /run/systemd/system ]] && have systemctl; then
+        systemctl disable --now prometheus.service >&2 ||
+            log "prometheus: could not stop and disable the service the package started"
+    elif have invoke-rc.d && [[ -x /etc/init.d/prometheus ]]; then
+        invoke-rc.d prometheus stop >&2 || true
+    fi
+}
+
 MISSING_PKGS=()
 need_pkg() {
     local p
@@ -196,12 +206,14 @@ if ((WANT_POSTGRES || WANT_REDIS)); then
     if ! have oathtool; then need_pkg oathtool; fi
 fi
 NEW_NGINX=0
+NEW_PROMETHEUS=0
 if ((WANT_TOOLS)); then
     # Run by tests that fail without them under `make test`: the shell scripts' check,
     # `nginx -t` on deploy/nginx's sample, the seccomp probe (`gcc -static`), and the Freeciv
     # demo's image (deploy/images/freeciv/build.sh assembles it from freeciv-server), and
-    # OpenSSH's sftp client, which the SFTP tests drive, and Chromium, in which the browser
-    # tests (Playwright, `executable_path=/usr/bin/chromium`) drive the panel's pages.
+    # OpenSSH's sftp client, which the SFTP tests drive; Chromium, in which the browser
+    # tests (Playwright, `executable_path=/usr/bin/chromium`) drive the panel's pages; and
+    # promtool, which checks deploy/monitoring's alert rules and scrape configuration.
     have shellcheck || need_pkg shellcheck
     if ! have nginx && ! dpkg_installed nginx; then need_pkg nginx; NEW_NGINX=1; fi
     have gcc || need_pkg gcc
@@ -211,6 +223,10 @@ if ((WANT_TOOLS)); then
     [[ -x /usr/games/freeciv-server ]] || dpkg_installed freeciv-server || need_pkg freeciv-server
     have sftp || dpkg_installed openssh-client || need_pkg openssh-client
     have chromium || need_pkg chromium
+    if ! have promtool && ! dpkg_installed prometheus; then
+        need_pkg prometheus
+        NEW_PROMETHEUS=1
+    fi
 fi
 
 if ((${#MISSING_PKGS[@]} > 0)); then
@@ -222,6 +238,7 @@ if ((${#MISSING_PKGS[@]} > 0)); then
         apt_get_install "${MISSING_PKGS[@]}" || die "apt-get install ${MISSING_PKGS[*]} failed"
         hash -r
         if ((NEW_NGINX)); then quiet_new_nginx; fi
+        if ((NEW_PROMETHEUS)); then quiet_new_prometheus; fi
     else
         printf '[%s] ERROR: missing package(s): %s\n' "$PROG" "${MISSING_PKGS[*]}" >&2
         if ! have apt-get; then
@@ -532,6 +549,6 @@ for svc in "${ORDER[@]}"; do
         docker) printf '%s\n' "$DOCKER_SUMMARY" ;;
         postgres) printf '%s\n' "$PG_SUMMARY" ;;
         redis) printf '%s\n' "$REDIS_SUMMARY" ;;
-        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium)" ;;
+        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium, promtool)" ;;
     esac
 done

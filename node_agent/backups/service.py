@@ -144,6 +144,8 @@ class BackupService:
         outcome = record.restore if operation == "restore" else None
         status = outcome.status if outcome is not None else record.status
         reason = outcome.reason if outcome is not None else record.reason
+        started = outcome.started_at if outcome is not None else record.started_at
+        finished = outcome.finished_at if outcome is not None else record.finished_at
         self._events.publish(
             BackupEvent(
                 server=record.server,
@@ -151,6 +153,10 @@ class BackupService:
                 operation="restore" if operation == "restore" else "create",
                 status=status,
                 reason=reason,
+                duration_seconds=(
+                    (finished - started).total_seconds() if finished is not None else None
+                ),
+                size_bytes=record.size_bytes if outcome is None else None,
             )
         )
 

@@ -84,8 +84,15 @@ class ServerConsole:
     """Recent output of one server's game and everyone watching it."""
 
     def __init__(
-        self, server_id: uuid.UUID, container: str, runtime: ContainerRuntime, limits: ConsoleLimits
+        self,
+        server_id: uuid.UUID,
+        container: str,
+        runtime: ContainerRuntime,
+        limits: ConsoleLimits,
+        on_throttle: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_throttle``: told how many lines each throttled window dropped (metrics)."""
+        self._on_throttle = on_throttle
         self._server_id = server_id
         self._container = container
         self._runtime = runtime
@@ -168,6 +175,7 @@ class ServerConsole:
         loop = asyncio.get_running_loop()
         dropped = self._throttle.roll(loop.time())
         if dropped:
+            self._throttled(dropped)
             self._emit(throttle_notice(dropped), self._notice_event)
         self._notice_event = event
         if self._throttle.admit():
@@ -179,7 +187,12 @@ class ServerConsole:
         self._notice_timer = None
         dropped = self._throttle.take_dropped()
         if dropped:
+            self._throttled(dropped)
             self._emit(throttle_notice(dropped), self._notice_event)
+
+    def _throttled(self, dropped: int) -> None:
+        if self._on_throttle is not None:
+            self._on_throttle(dropped)
 
     def _emit(self, text: str, event: str = CONSOLE_OUTPUT) -> None:
         kept = self._install_recent if event == INSTALL_OUTPUT else self._recent

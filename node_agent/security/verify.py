@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 
-from node_agent.keys import CLAIMS, VERIFIER
+from node_agent.keys import CLAIMS, METRICS, VERIFIER
+from node_agent.metrics import CONTAINER_OPERATIONS, refusal_reason, timed_operation
 from shared.errors import Unauthenticated
 from shared.node_endpoints import NodeEndpoint
 from shared.protocol import CommandRejected
@@ -49,8 +50,9 @@ def endpoint_of(handler: object) -> NodeEndpoint[Any, Any] | None:
     return found if isinstance(found, NodeEndpoint) else None
 
 
-def _reject(reason: str) -> Unauthenticated:
+def _reject(request: web.Request, reason: str) -> Unauthenticated:
     log.warning("command rejected", reason=reason)
+    request.app[METRICS].token_refusals.labels(refusal_reason(reason)).inc()
     return Unauthenticated("command token rejected")
 
 
@@ -60,7 +62,7 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _reject("no bearer token")
+        raise _reject(request, "no bearer token")
     match = request.match_info
     route_spec = endpoint_of(match.handler) if match.http_exception is None else None
     # A streamed route's body is not read here (nor hashed): its token signs the empty body.
@@ -71,18 +73,20 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
             token.strip(), method=request.method, path=request.raw_path, body=body
         )
     except CommandRejected as err:
-        raise _reject(err.reason) from err
+        raise _reject(request, err.reason) from err
     if match.http_exception is not None:
         return await handler(request)
     if route_spec is None:
-        raise _reject("route takes no commands")
+        raise _reject(request, "route takes no commands")
     if claims.act != route_spec.action:
-        raise _reject("wrong act")
+        raise _reject(request, "wrong act")
     expected_sub = (
         "node" if route_spec.subject == "node" else f"server:{match.get('server_id', '')}"
     )
     if claims.sub != expected_sub:
-        raise _reject("wrong sub")
+        raise _reject(request, "wrong sub")
     structlog.contextvars.bind_contextvars(jti=claims.jti, act=claims.act, usr=claims.usr)
     request[CLAIMS] = claims
+    if claims.act in CONTAINER_OPERATIONS:
+        return await timed_operation(request.app[METRICS], claims.act, handler, request)
     return await handler(request)

@@ -54,7 +54,10 @@ class ServerRegistry:
         services: ServerServices,
         volumes: VolumeFactory,
         console_limits: ConsoleLimits,
+        on_throttle: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_throttle``: each console's throttle reports dropped lines to it."""
+        self._on_throttle = on_throttle
         self._services = services
         self._volumes = volumes
         self._console_limits = console_limits
@@ -75,7 +78,11 @@ class ServerRegistry:
     def _managed(self, record: ServerRecord) -> ManagedServer:
         server_id = record.spec.uuid
         console = ServerConsole(
-            server_id, game_container_name(server_id), self.runtime, self._console_limits
+            server_id,
+            game_container_name(server_id),
+            self.runtime,
+            self._console_limits,
+            self._on_throttle,
         )
         return ManagedServer(record, self._volumes(server_id), console, self._services)
 

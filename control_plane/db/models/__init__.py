@@ -14,6 +14,7 @@ from control_plane.db.models.server import Server, Subuser
 from control_plane.db.models.session import Session
 from control_plane.db.models.sftp_password import SftpPassword
 from control_plane.db.models.ssh_key import SshKey
+from control_plane.db.models.stats import ServerStatsBucket
 from control_plane.db.models.user import User
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "SecondFactorFailure",
     "Server",
     "ServerBackupKey",
+    "ServerStatsBucket",
     "Session",
     "SftpPassword",
     "SshKey",

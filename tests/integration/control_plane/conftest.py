@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -82,9 +83,16 @@ def stack_environment() -> dict[str, str]:
 
 
 @pytest.fixture
+def stack_agent_settings() -> dict[str, Any]:
+    """The agent's settings in ``stack`` over the test defaults (a module may set its own)."""
+    return {}
+
+
+@pytest.fixture
 async def stack(
     docker_images: None,
     stack_environment: dict[str, str],
+    stack_agent_settings: dict[str, Any],
     engine: AsyncEngine,
     database_url: str,
     tmp_path: Path,
@@ -98,5 +106,6 @@ async def stack(
         tmp_path=tmp_path,
         aiohttp_server=aiohttp_server,
         aiohttp_client=aiohttp_client,
+        agent_settings=stack_agent_settings,
     ) as running:
         yield running

@@ -88,10 +88,12 @@ async def running_stack(
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
+    agent_settings: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """A control plane on ``database_url`` commanding one agent process; both stopped after.
 
-    ``environment``: the control plane's settings besides the database and the keys.
+    ``environment``: the control plane's settings besides the database and the keys;
+    ``agent_settings``: the agent's, over the test defaults.
     """
     key_file = tmp_path / "signing.key"
     private = Ed25519PrivateKey.generate()
@@ -122,6 +124,7 @@ async def running_stack(
     agent.settings["sftp_port"] = free_port()
     # Failed SFTP logins reach the audit trail once a window: a short one for the tests.
     agent.settings["sftp"] = {"failure_report_seconds": 1}
+    agent.settings.update(agent_settings or {})
     agent.start()
     try:
         await admin.json("PATCH", f"/api/v1/nodes/{node['id']}", json={"url": agent.base_url})

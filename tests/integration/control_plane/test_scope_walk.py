@@ -49,6 +49,9 @@ ROLES = [
     Role("admin write+admin key", "admin", ("write", "admin")),
     # carol is a sub-user of alice's server holding only console.read.
     Role("sub-user key lacking nodes", "carol", ("read", "write")),
+    # A scraper's key: metrics and nothing else; and one that also administers.
+    Role("admin metrics-only key", "admin", ("metrics",)),
+    Role("admin write+admin+metrics key", "admin", ("write", "admin", "metrics")),
 ]
 
 
@@ -56,6 +59,10 @@ def expected(endpoint: Endpoint, role: Role) -> Outcome:
     """What the contract says, written independently of the code under test."""
     if endpoint.access is Access.PUBLIC:
         return "allowed"  # sign-in and the like: a key neither opens nor closes them
+    if endpoint.scope is not None:
+        # /metrics: its own scope, kept only by administrators' keys; nothing else opens it.
+        own = role.holder == "admin" and endpoint.scope.value in role.scopes
+        return "allowed" if own else "forbidden"
     on_server = "{server_id}" in endpoint.path
     if on_server and role.holder == "admin" and not role.acts_as_admin:
         return "hidden"  # an admin's key without the admin scope sees only its own servers

@@ -32,6 +32,7 @@ from tests.support.containers import (
     remove_container,
 )
 from tests.support.factories import server_spec
+from tests.support.scrape import Scrape
 
 CONSOLE_LIMITS: dict[str, int | float] = {
     "lines_per_second": 50,
@@ -117,6 +118,14 @@ class LiveClient(SignedAgentClient):
             user="test-user",
             lifetime=lifetime,
         )
+
+    async def metrics(self) -> Scrape:
+        """The agent's Prometheus metrics, read with a signed ``node.metrics`` command."""
+        path = "/api/v1/metrics"
+        headers = {"Authorization": f"Bearer {self.token(path, 'node.metrics', 'node')}"}
+        async with self.http.get(self.agent.base_url + path, headers=headers) as response:
+            assert response.status == 200, await response.text()
+            return Scrape.parse(await response.text())
 
     async def command(self, server_id: uuid.UUID, line: str) -> Answer:
         body = self.encode({"command": line})

@@ -119,6 +119,7 @@ async def test_output_flood_is_throttled_with_one_notice_and_the_game_keeps_runn
         startup=["sh", "-c", flood],
         stop={"type": "signal", "value": "SIGKILL"},
     )
+    before = await api.metrics()
     async with api.console(server_id) as console:
         assert (await api.power(server_id, "start")).status == 200
         await console.wait_for(output_line("after-flood"), timeout=30)
@@ -128,6 +129,13 @@ async def test_output_flood_is_throttled_with_one_notice_and_the_game_keeps_runn
     notices = [int(m.group(1)) for line in lines if (m := THROTTLE_NOTICE.match(line))]
     assert notices, "no throttle notice"
     assert len(flooded) + sum(notices) == 3000
+    # The agent's metrics counted each throttled window and every line it dropped.
+    after = await api.metrics()
+    for name, grew in (
+        ("stellar_agent_console_throttle_events_total", len(notices)),
+        ("stellar_agent_console_throttled_lines_total", sum(notices)),
+    ):
+        assert after.total(name) - before.total(name) == grew, name
     assert len(flooded) <= 50 * (len(notices) + 1)
     body = await read_body(api, server_id)
     assert body["state"] == "running"

@@ -1,0 +1,55 @@
+"""The resource history's retention job: once across replicas (a job lock), every few
+minutes, buckets older than their tier keeps are deleted (``resource_history.trim``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Final
+
+import structlog
+from aiohttp import web
+
+from control_plane.db.job_lock import job_lock
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE, METRICS, SESSIONS, WALL_CLOCK
+from control_plane.services import resource_history
+
+log = structlog.get_logger("stats.retention")
+JOB: Final = "stats-retention"
+INTERVAL_SECONDS: Final = 300.0
+
+
+async def run_retention(app: web.Application) -> int | None:
+    """One run, if no other replica holds the job: rows deleted, or None when it held it."""
+    metrics = app[METRICS]
+    async with job_lock(app[ENGINE], JOB) as held:
+        if not held:
+            return None
+        metrics.job_runs.labels(JOB).inc()
+        try:
+            async with transaction(app[SESSIONS]) as db:
+                deleted = await resource_history.trim(db, app[WALL_CLOCK]())
+        except Exception:
+            metrics.job_failures.labels(JOB).inc()
+            raise
+    if deleted:
+        log.info("resource history trimmed", rows=deleted)
+    return deleted
+
+
+async def retention_job(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: trim the resource history while the app runs."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await run_retention(app)
+            except Exception:
+                log.exception("resource history retention failed")
+            await asyncio.sleep(INTERVAL_SECONDS)
+
+    task = asyncio.create_task(loop(), name=JOB)
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
