@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from control_plane.api.registry import PAGE_TABLES
 from control_plane.errors import ApiError, NotFound, Unauthenticated
 from control_plane.keys import WEB_ASSETS, WEB_TEMPLATES
 from control_plane.web.assets import IMMUTABLE, STATIC_PREFIX, AssetIndex
@@ -20,12 +21,19 @@ PAGE_CSP: Final = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
-# Paths that are not pages: the JSON API (its errors are JSON), files, health.
-_NOT_PAGES: Final = ("/api/", STATIC_PREFIX, "/healthz")
+# The page routes' paths (their errors are pages; every other route's are JSON).
+_PAGE_PATHS: Final = frozenset(
+    endpoint.path for table in PAGE_TABLES for endpoint in table.endpoints
+)
 
 
 def is_page(request: web.Request) -> bool:
-    return not request.path.startswith(_NOT_PAGES)
+    """Whether the answer is a page: a page route's, or, for a path no route has, what a
+    browser asks for (``Accept: text/html``)."""
+    match = request.match_info
+    if match.http_exception is None and match.route.resource is not None:
+        return match.route.resource.canonical in _PAGE_PATHS
+    return "text/html" in request.headers.get("Accept", "")
 
 
 async def web_ctx(app: web.Application) -> AsyncIterator[None]:
