@@ -27,7 +27,12 @@ from control_plane.keys import (
     STATEMENT_READER,
     WALL_CLOCK,
 )
-from control_plane.middlewares import cors, install_security_headers, refuse_unstorable_text
+from control_plane.middlewares import (
+    cors,
+    database_faults,
+    install_security_headers,
+    refuse_unstorable_text,
+)
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
@@ -39,6 +44,7 @@ from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import (
+    FailoverBackend,
     MemoryBackend,
     RateLimitBackend,
     RateLimiter,
@@ -93,11 +99,15 @@ def rate_limiter_ctx(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        backend: RateLimitBackend = (
-            RedisBackend(settings.redis_url)
-            if settings.redis_url
-            else MemoryBackend(max_keys=settings.rate_limit_max_keys, clock=clock)
-        )
+        local = MemoryBackend(max_keys=settings.rate_limit_max_keys, clock=clock)
+        backend: RateLimitBackend = local
+        if settings.redis_url:
+            gauge = app[METRICS].rate_limit_local
+            backend = FailoverBackend(
+                RedisBackend(settings.redis_url),
+                local,
+                on_change=lambda down: gauge.set(1 if down else 0),
+            )
         app[RATE_LIMITER] = RateLimiter(backend, parse_presets(settings.rate_limits))
         yield
         await backend.close()
@@ -120,6 +130,7 @@ def create_app(
             observe_requests,
             error_shape,
             page_errors,
+            database_faults,
             refuse_unstorable_text,
             cors,
             authenticate,

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import time
 
+import structlog
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from control_plane.api.strict_input import unstorable
-from control_plane.errors import InvalidRequest
+from control_plane.db import faults
+from control_plane.errors import ApiError, InvalidRequest
 from control_plane.keys import RATE_DECISION, SETTINGS
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
 from shared.http import Handler
 from shared.http_server import install_response_headers
 
+log = structlog.get_logger("control_plane")
 _HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -99,4 +103,38 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-__all__ = ["Handler", "cors", "install_security_headers", "refuse_unstorable_text"]
+@web.middleware
+async def database_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A database that is down, busy or full answers 503 or 507 (``control_plane.db.faults``),
+    logged in one line without a traceback; anything else goes on up as it was."""
+    try:
+        return await handler(request)
+    except ApiError:
+        raise
+    except Exception as err:
+        answer = faults.as_api_error(err)
+        if answer is None:
+            raise
+        log.warning(
+            "database fault",
+            status=answer.status,
+            answer=answer.message,
+            error=f"{type(err).__name__}: {err}"[:300],
+            database=_database_name(request.app[SETTINGS]),
+        )
+        raise answer from err
+
+
+def _database_name(settings: ControlPlaneSettings) -> str:
+    """Which database, for the log line (a file path for SQLite; no password)."""
+    url = make_url(settings.database_url or "")
+    return url.database or "" if url.get_backend_name() == "sqlite" else url.render_as_string()
+
+
+__all__ = [
+    "Handler",
+    "cors",
+    "database_faults",
+    "install_security_headers",
+    "refuse_unstorable_text",
+]

@@ -8,6 +8,8 @@ method. Nothing here knows a path or an action but through a row.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
@@ -145,6 +147,7 @@ class NodeTransport:
             total=None, sock_connect=timeout, sock_read=timeout * 6
         )
         self._ws_timeout = aiohttp.ClientWSTimeout(ws_close=timeout)
+        self._first_byte_seconds = timeout
 
     def _ssl(self, node: Node) -> aiohttp.Fingerprint | bool:
         """https agents only with their pinned certificate; plain http as the settings allow."""
@@ -227,9 +230,15 @@ class NodeTransport:
         _outside_transactions(node)
         timeout = self._stream_timeout if streaming else self._timeout
         try:
-            async with self._session.request(
-                method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
-            ) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                # A stream's body may take its time; its answer may not (a frozen node would
+                # otherwise hold the client for the whole read timeout before a first byte).
+                async with asyncio.timeout(self._first_byte_seconds):
+                    response = await stack.enter_async_context(
+                        self._session.request(
+                            method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
+                        )
+                    )
                 if response.status >= 400:
                     await self._raise_for(node, response)
                 yield response
@@ -447,18 +456,22 @@ class NodeTransport:
         url, headers = self._socket(endpoint, node, user=user, server_id=server_id)
         ssl = self._ssl(node)
         try:
-            return await self._session.ws_connect(
-                url,
-                ssl=ssl,
-                headers=headers,
-                timeout=self._ws_timeout,
-                heartbeat=30,
-            )
+            # The handshake is bounded like any call (the session's default is 5 minutes).
+            async with asyncio.timeout(self._first_byte_seconds):
+                return await self._session.ws_connect(
+                    url,
+                    ssl=ssl,
+                    headers=headers,
+                    timeout=self._ws_timeout,
+                    heartbeat=30,
+                )
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
         except aiohttp.WSServerHandshakeError as err:
             raise UpstreamFailed(
                 f"node {node.name!r} refused the connection ({err.status})"
             ) from err
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except TimeoutError as err:
+            raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
+        except aiohttp.ClientError as err:
             raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err

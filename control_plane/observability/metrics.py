@@ -74,6 +74,11 @@ class ControlPlaneMetrics:
             ["preset"],
             registry=registry,
         )
+        self.rate_limit_local = Gauge(
+            "stellar_rate_limit_redis_unavailable",
+            "1 while Redis does not answer and this replica enforces rate limits on its own.",
+            registry=registry,
+        )
         self.sign_ins = Counter(
             "stellar_sign_ins",
             "Sign-in attempts, by method and outcome.",

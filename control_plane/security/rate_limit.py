@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import structlog
+from redis.exceptions import RedisError
 
+REDIS_TIMEOUT_SECONDS: Final = 0.5
+REDIS_RETRY_SECONDS: Final = 5.0
 DEFAULT_PRESETS: Final = {
     "authentication": (5, 60.0),
     "sensitive": (3, 900.0),
@@ -249,7 +252,10 @@ class RedisBackend:
     def __init__(self, url: str, *, prefix: str = "stellar:rl:") -> None:
         import redis.asyncio as redis
 
-        self._redis: Any = redis.from_url(url)
+        # Bounded: a Redis that is down or frozen costs a request at most this long.
+        self._redis: Any = redis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS
+        )
         self._script = self._redis.register_script(_TAKE_SCRIPT)
         self._prefix = prefix
 
@@ -270,12 +276,78 @@ class RedisBackend:
         await self._redis.aclose()
 
 
+class FailoverBackend:
+    """Redis while it answers; this replica's own memory buckets while it does not.
+
+    A choice (docs/faults.md): when Redis is down, limits keep being enforced per replica
+    (a client spread over N replicas gets up to N times its allowance) rather than every
+    request failing. The switch is logged once each way and reported through
+    ``on_change`` (a metric); Redis is tried again every :data:`REDIS_RETRY_SECONDS`, each
+    try bounded by the client's timeouts, so an outage costs no request more than that.
+    """
+
+    def __init__(
+        self,
+        shared: RateLimitBackend,
+        local: MemoryBackend,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._shared = shared
+        self._local = local
+        self._clock = clock
+        self._on_change = on_change
+        # When Redis last failed (None: it answers), and when to try it again.
+        self.down_since: float | None = None
+        self._retry_at = 0.0
+
+    async def take(self, key: str, policy: RateLimitPolicy) -> Decision:
+        if self.down_since is None or self._clock() >= self._retry_at:
+            try:
+                decision = await self._shared.take(key, policy)
+            except (RedisError, OSError, TimeoutError) as err:
+                self._failed(err)
+            else:
+                self._recovered()
+                return decision
+        return await self._local.take(key, policy)
+
+    def _failed(self, err: BaseException) -> None:
+        now = self._clock()
+        self._retry_at = now + REDIS_RETRY_SECONDS
+        if self.down_since is None:
+            self.down_since = now
+            log.warning(
+                "rate limits: Redis unavailable; using this replica's own buckets until it is back",
+                error=f"{type(err).__name__}: {err}"[:200],
+            )
+            if self._on_change is not None:
+                self._on_change(True)
+
+    def _recovered(self) -> None:
+        if self.down_since is not None:
+            self.down_since = None
+            log.info("rate limits: Redis is back; buckets are shared again")
+            if self._on_change is not None:
+                self._on_change(False)
+
+    async def close(self) -> None:
+        await self._shared.close()
+
+
 class RateLimiter:
     """Presets and a backend; ``check`` answers for one client (and, for power, one server)."""
 
     def __init__(self, backend: RateLimitBackend, presets: Mapping[str, RateLimitPolicy]) -> None:
         self.backend = backend
         self.presets = dict(presets)
+
+    async def backend_state(self) -> str:
+        """For ``/readyz``: ``not configured``, ``ok``, or ``unavailable`` (local buckets)."""
+        if not isinstance(self.backend, FailoverBackend):
+            return "not configured"
+        return "ok" if self.backend.down_since is None else "unavailable"
 
     async def check(self, preset: str, ip: str, *scope: str) -> Decision:
         policy = self.presets[preset]

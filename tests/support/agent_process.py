@@ -217,6 +217,15 @@ class AgentProcess:
             process.kill()
         process.wait()
 
+    def freeze(self) -> None:
+        """SIGSTOP: the agent keeps its sockets open and answers nothing (a hung host)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM and wait for a clean exit; SIGKILL if it does not come in time."""
         process = self._process

@@ -86,20 +86,22 @@ async def test_headers_on_200_400_401_404_and_429(
     assert "Access-Control-Allow-Origin" not in answers[200].headers  # CORS off by default
 
 
-async def test_headers_on_the_500_path(
+async def test_headers_on_the_server_error_path(
     aiohttp_server: AiohttpServer, aiohttp_client: AiohttpClient
 ) -> None:
-    # A database that does not answer (nothing listens on the discard port): the health
-    # check fails on the server side.
+    # A database that does not answer (nothing listens on the discard port): the request
+    # fails on the server side (503, control_plane/db/faults.py).
     panel = await make_panel(
         aiohttp_server,
         aiohttp_client,
         STELLAR_DATABASE_URL="postgresql://stellar:stellar@127.0.0.1:9/none",
     )
-    response = await (await panel.browser()).request("GET", "/healthz")
-    assert response.status == 500
+    response = await (await panel.browser()).request(
+        "POST", "/api/v1/auth/login", json={"email": "a@example.org", "password": "p" * 12}
+    )
+    assert response.status == 503
     body = await response.json()
-    assert body["error"]["code"] == "internal_error"
+    assert body["error"]["code"] == "database_unavailable"
     assert "Traceback" not in await response.text()
     assert_headers(response.headers, hsts=False)
 

@@ -1,0 +1,97 @@
+"""What a failure of the database means for the client, decided in one place.
+
+A request whose database is down, full or busy gets a clear answer instead of a 500:
+
+- PostgreSQL unreachable (refused, reset, gone mid-query, pool exhausted) or SQLite's file
+  unreadable: ``503 database_unavailable`` with ``Retry-After``;
+- SQLite busy beyond its wait (``database is locked``): the same 503, sooner to retry;
+- SQLite's disk full: ``507 insufficient_storage``. SQLite rolls the transaction back, so
+  nothing is half written; the log names the database file.
+
+The engine recovers by itself: PostgreSQL's pool checks connections before use
+(``pool_pre_ping``), and nothing here is cached.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Final
+
+import asyncpg.exceptions
+import sqlalchemy.exc
+
+from shared.errors import ApiError, InsufficientStorage
+
+RETRY_SECONDS: Final = 5
+_LOCKED_RETRY_SECONDS: Final = 1
+# Where a bare OSError must have come from to be the database's (asyncpg connects with its
+# own sockets; SQLAlchemy does not always wrap what a driver raises while connecting).
+_DATABASE_MODULES: Final = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+# PostgreSQL going away (class 08), shutting down or starting (57P0x), out of connections.
+_ASYNCPG_UNAVAILABLE: Final = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+class DatabaseUnavailable(ApiError):
+    """The database cannot be reached or is busy; nothing was done."""
+
+    status = 503
+    code = "database_unavailable"
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else current.__cause__ or current.__context__
+        )
+
+
+def _raised_by_database(err: BaseException) -> bool:
+    traceback = err.__traceback__
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if isinstance(module, str) and module.startswith(_DATABASE_MODULES):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+def unavailable(message: str, retry: int = RETRY_SECONDS) -> DatabaseUnavailable:
+    return DatabaseUnavailable(message, headers={"Retry-After": str(retry)})
+
+
+def as_api_error(err: BaseException) -> ApiError | None:
+    """The answer for ``err`` if it is the database failing, else None (a bug: a 500)."""
+    for link in _chain(err):
+        if isinstance(link, sqlite3.OperationalError):
+            text = str(link).lower()
+            if "database or disk is full" in text:
+                return InsufficientStorage(
+                    "the control plane's database disk is full; nothing was written"
+                )
+            if "locked" in text or "busy" in text:
+                return unavailable("the database is busy; try again", _LOCKED_RETRY_SECONDS)
+            if "unable to open" in text or "disk i/o error" in text:
+                return unavailable("the database cannot be read; try again later")
+        if isinstance(link, sqlalchemy.exc.TimeoutError):
+            return unavailable("the database has no free connection; try again")
+        # (SQLite's own errors are told apart by their text, above, once the chain reaches them.)
+        wrapped = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+        if isinstance(link, wrapped) and not isinstance(link.orig, sqlite3.Error):
+            return unavailable("the database is unavailable; try again later")
+        if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
+            return unavailable("the database connection was lost; try again")
+        if isinstance(link, (ConnectionError, TimeoutError)) and _raised_by_database(link):
+            return unavailable("the database is unavailable; try again later")
+        if isinstance(link, _ASYNCPG_UNAVAILABLE):
+            return unavailable("the database is unavailable; try again later")
+    return None

@@ -1,0 +1,51 @@
+"""Which database failures are the client's answer (503, 507) and which stay bugs (500)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy
+import sqlalchemy.exc
+
+from control_plane.db.faults import as_api_error
+
+
+def raised(call: object) -> BaseException:
+    try:
+        call()  # type: ignore[operator]
+    except BaseException as err:
+        return err
+    raise AssertionError("nothing was raised")
+
+
+def test_a_locked_sqlite_database_is_503_soon_to_retry(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0})
+    with engine.connect() as connection:
+        err = raised(lambda: connection.execute(sqlalchemy.text("INSERT INTO t VALUES (1)")))
+    answer = as_api_error(err)
+    assert answer is not None
+    assert (answer.status, answer.code, answer.headers) == (
+        503, "database_unavailable", {"Retry-After": "1"},
+    )  # fmt: skip
+    holder.close()
+
+
+def test_mistakes_in_statements_stay_errors_of_ours(tmp_path: Path) -> None:
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.connect() as connection:
+        err = raised(lambda: connection.execute(sqlalchemy.text("SELECT * FROM missing")))
+    assert as_api_error(err) is None
+    assert as_api_error(ValueError("nothing to do with a database")) is None
+    # A refused connection that did not come from the database layer is not the database's.
+    assert as_api_error(ConnectionRefusedError("somewhere else")) is None
+
+
+def test_a_pool_without_free_connections_is_503() -> None:
+    answer = as_api_error(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
+    assert answer is not None
+    assert answer.status == 503
