@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from control_plane.keys import (
     CONSOLES,
     ENGINE,
     HTTP,
+    MAIL,
     NODES,
     RATE_LIMITER,
     READ_SESSIONS,
@@ -26,6 +28,8 @@ from control_plane.keys import (
     STATEMENT_READER,
     WALL_CLOCK,
 )
+from control_plane.mail.outbox import MAIL_CONTEXT, MailContext
+from control_plane.mail.sender import MailSender
 from control_plane.middlewares import cors, install_security_headers, refuse_unstorable_text
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
@@ -48,7 +52,9 @@ from shared.http import error_shape, request_context
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url or "")
     app[ENGINE] = engine
-    app[SESSIONS] = session_factory(engine)
+    settings = app[SETTINGS]
+    mail = MailContext(settings.link_base) if settings.mail_enabled else None
+    app[SESSIONS] = session_factory(engine, {MAIL_CONTEXT: mail} if mail else None)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
     yield
@@ -78,6 +84,16 @@ async def consoles_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CONSOLES] = ConsoleSessions()
     yield
     await app[CONSOLES].close_all()
+
+
+async def mail_sender_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Send the outbox in the background while the app runs (only when SMTP is set up)."""
+    sender = MailSender(app[SETTINGS], app[SESSIONS], app[ENGINE])
+    app[MAIL] = sender
+    task = asyncio.create_task(sender.run(), name="mail-sender")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def rate_limiter_ctx(
@@ -116,6 +132,8 @@ def create_app(
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
     if background_jobs:
         app.cleanup_ctx.extend([node_health_monitor, node_event_listener])
+    if background_jobs and settings.mail_enabled:
+        app.cleanup_ctx.append(mail_sender_ctx)
     install_security_headers(app)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)

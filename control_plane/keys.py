@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from control_plane.db.reader import StatementReader
+from control_plane.mail.sender import MailSender
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.security.caller import Caller
@@ -34,3 +35,5 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)
 # Seconds since the epoch, for TOTP time steps (tests move it by hand).
 WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
+# The outbox's sender: ``wake()`` after a request queued mail (present when mail is set up).
+MAIL = web.AppKey("mail", MailSender)

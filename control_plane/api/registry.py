@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane.api import (
+    alerts,
     api_keys,
     audit,
     auth,
@@ -11,6 +12,8 @@ from control_plane.api import (
     console,
     files,
     infrastructure,
+    invitations,
+    mail_links,
     mfa,
     oauth,
     passkeys,
@@ -25,6 +28,8 @@ from control_plane.api.routing import ApiRoutes, Endpoint
 
 ROUTE_TABLES: list[ApiRoutes] = [
     auth.routes,
+    mail_links.routes,
+    alerts.routes,
     mfa.routes,
     oauth.routes,
     passkeys.routes,
@@ -38,6 +43,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     servers.routes,
     server_settings.routes,
     subusers.routes,
+    invitations.routes,
     console.routes,
     files.routes,
     backups.routes,

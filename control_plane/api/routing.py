@@ -264,6 +264,8 @@ class Endpoint:
     raw_body: RawBody | None = None
     # Waits on a node: never inside a database transaction (so never ``transactional``).
     calls_node: bool = False
+    # Open to a user who must still verify their e-mail address (STELLAR_REQUIRE_EMAIL_…).
+    allow_unverified: bool = False
 
     @property
     def requirement(self) -> Requirement:
@@ -275,6 +277,7 @@ class Endpoint:
             permission=self.permission,
             allow_mfa_pending=self.allow_mfa_pending,
             allow_enrolment=self.allow_enrolment,
+            allow_unverified=self.allow_unverified,
         )
 
 
@@ -373,6 +376,7 @@ class ApiRoutes:
         session_only: bool = False,
         raw_body: RawBody | None = None,
         calls_node: bool = False,
+        allow_unverified: bool = False,
     ) -> Callable[[Handler], Handler]:
         access = self.access if access is None else access
         if calls_node and transactional:
@@ -418,6 +422,7 @@ class ApiRoutes:
                 session_only=session_only,
                 raw_body=raw_body,
                 calls_node=calls_node,
+                allow_unverified=allow_unverified,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))

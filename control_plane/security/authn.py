@@ -62,6 +62,7 @@ async def _api_key_caller(
         must_enrol=mfa.enrolment_owed(
             holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
         ),
+        must_verify=request.app[SETTINGS].require_email_verification and not holder.email_verified,
     )
 
 
@@ -96,6 +97,7 @@ async def _session_caller(
         session_id=found.session_id,
         mfa_pending=found.mfa_pending,
         must_enrol=mfa.enrolment_owed(found.is_admin, found.second_factor, settings.require_2fa),
+        must_verify=settings.require_email_verification and not found.email_verified,
     )
     if request.method not in SAFE_METHODS and not csrf_matches(
         secret, found.session_id, request.headers.get(CSRF_HEADER)
