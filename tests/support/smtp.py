@@ -6,17 +6,24 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
 import email.policy
+import ipaddress
 import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 _LINK = re.compile(r"(https?://\S+?\?token=[A-Za-z0-9_-]+)")
 
@@ -61,7 +68,7 @@ class MailCatcher:
     received: list[Delivered] = field(default_factory=list)
     _queue: asyncio.Queue[Delivered] = field(default_factory=asyncio.Queue)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
@@ -87,8 +94,10 @@ async def smtp_server(
     port: int = 0,
     tls_context: ssl.SSLContext | None = None,
     require_starttls: bool = False,
+    implicit_tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[int]:
-    """Serve SMTP on 127.0.0.1 (``port`` 0: any free one); yield the port."""
+    """Serve SMTP on 127.0.0.1 (``port`` 0: any free one); yield the port. ``tls_context``
+    offers STARTTLS; ``implicit_tls`` speaks TLS from the first byte (port 465 style)."""
     loop = asyncio.get_running_loop()
 
     def protocol() -> Any:
@@ -100,7 +109,9 @@ async def smtp_server(
             loop=loop,
         )
 
-    server = await loop.create_server(protocol, "127.0.0.1", port, reuse_address=True)
+    server = await loop.create_server(
+        protocol, "127.0.0.1", port, reuse_address=True, ssl=implicit_tls
+    )
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -124,3 +135,37 @@ async def silent_server(port: int = 0) -> AsyncIterator[int]:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+def self_signed(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 and the certificate file a client trusts."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "smtp.crt", directory / "smtp.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file

@@ -21,7 +21,7 @@ from tests.integration.control_plane.mail_support import (
     mail_panel,
     token_of,
 )
-from tests.support.panel import PASSWORD, Panel
+from tests.support.panel import PASSWORD
 from tests.support.smtp import MailCatcher, smtp_server
 from tests.support.world import World, build_world
 
@@ -76,7 +76,7 @@ async def test_an_invitation_is_mailed_escaped_and_creates_the_account_with_its_
     # The name as typed in the text part; escaped, never markup, in the HTML part.
     assert EVIL_NAME in mail.text
     assert ESCAPED_NAME in mail.html
-    assert "<script>" not in mail.html and "<b>\"Tom" not in mail.html
+    assert "<script>" not in mail.html and '<b>"Tom' not in mail.html
     link = mail.link()
 
     stranger = await world.panel.browser()

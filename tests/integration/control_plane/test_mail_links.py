@@ -197,7 +197,10 @@ async def test_unknown_address_gets_the_same_answer_in_the_same_time_class(
     await panel.create_user("known@example.org")
     known, unknown = [], []
     for round_ in range(7):
-        for email, times in (("known@example.org", known), (f"nobody{round_}@example.org", unknown)):
+        for email, times in (
+            ("known@example.org", known),
+            (f"nobody{round_}@example.org", unknown),
+        ):
             elapsed, status, body = await _timed(panel, email)
             assert status == 202
             assert body == {
