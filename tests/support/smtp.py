@@ -46,7 +46,7 @@ class Delivered:
     def part(self, subtype: str) -> str:
         body = self.message.get_body(preferencelist=(subtype,))
         assert body is not None, f"no text/{subtype} part"
-        return str(body.get_content())  # type: ignore[attr-defined]
+        return str(body.get_content())
 
     @property
     def text(self) -> str:

@@ -106,7 +106,7 @@ async def test_mail_goes_out_over_starttls_and_implicit_tls(
         if security == "starttls"
         else {"implicit_tls": context}
     )
-    async with smtp_server(catcher, **tls) as port:  # type: ignore[arg-type]
+    async with smtp_server(catcher, **tls) as port:
         environment = mail_environment(
             database_url,
             port,

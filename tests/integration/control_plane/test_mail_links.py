@@ -164,7 +164,8 @@ async def test_password_reset_works_once_ends_every_session_and_revokes_nothing_
     await keyed.json("GET", "/api/v1/servers")
     notice = await catcher.next()
     assert notice.subject == "Your password was reset"
-    assert "API keys" in notice.text and "not revoked" in notice.text
+    assert "API keys" in notice.text
+    assert "not revoked" in notice.text
     # Single use.
     used = await anonymous.json(
         "POST", RESET + "/confirm", 400, json={"token": token, "new_password": NEW_PASSWORD + "!"}
@@ -195,7 +196,8 @@ async def test_unknown_address_gets_the_same_answer_in_the_same_time_class(
     panel: Panel, catcher: MailCatcher
 ) -> None:
     await panel.create_user("known@example.org")
-    known, unknown = [], []
+    known: list[float] = []
+    unknown: list[float] = []
     for round_ in range(7):
         for email, times in (
             ("known@example.org", known),

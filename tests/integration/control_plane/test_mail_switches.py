@@ -151,7 +151,8 @@ async def test_reset_and_verification_are_rate_limited_by_their_presets(
         limited = await browser.request(
             "POST", "/api/v1/auth/password-reset", json={"email": "a@example.org"}
         )
-        assert limited.status == 429 and "Retry-After" in limited.headers
+        assert limited.status == 429
+        assert "Retry-After" in limited.headers
         for _ in range(3):
             await browser.json("GET", "/api/v1/auth/email/verify?token=" + "x" * 43, 400)
         limited = await browser.request("GET", "/api/v1/auth/email/verify?token=" + "x" * 43)
