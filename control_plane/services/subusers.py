@@ -162,7 +162,12 @@ async def accept_invitation(db: AsyncSession, token: str, password_hash: str) ->
         email_verified_at=now,
     )
     db.add(user)
-    await db.flush()
+    try:
+        await db.flush()
+    except IntegrityError as err:  # registered at the same moment
+        raise Conflict(
+            "an account with this address exists now: sign in and ask to be added"
+        ) from err
     others = await db.scalars(
         select(Invitation).where(
             Invitation.email == invitation.email,
