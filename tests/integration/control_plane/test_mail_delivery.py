@@ -142,3 +142,41 @@ async def test_starttls_not_offered_is_an_error_not_clear_text(
 
             await _until(refused)
     assert catcher.received == []
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_two_replicas_send_each_mail_once(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Two control planes on one PostgreSQL database, both running the sender: the job lock
+    lets one of them send at a time, so no mail goes out twice. (SQLite: one control plane
+    per database, by design.)"""
+    catcher = MailCatcher()
+    async with smtp_server(catcher) as port:
+        environment = mail_environment(database_url, port, STELLAR_MAIL_POLL_SECONDS="0.05")
+        async with (
+            mail_panel(environment, aiohttp_server, aiohttp_client) as first,
+            mail_panel(environment, aiohttp_server, aiohttp_client) as second,
+        ):
+            addresses = [f"user{n}@example.org" for n in range(24)]
+            for address in addresses:
+                await first.create_user(address)
+            for n, address in enumerate(addresses):
+                panel = (first, second)[n % 2]
+                await (await panel.browser()).json("POST", RESET, 202, json={"email": address})
+            delivered = [(await catcher.next()).to for _ in addresses]
+            assert sorted(delivered) == sorted(addresses)
+
+            async def all_sent() -> bool:
+                return all(row.sent_at is not None for row in await _outbox(engine))
+
+            await _until(all_sent)
+            # One more through each replica: a duplicate in flight would arrive before them.
+            for panel, address in ((first, addresses[0]), (second, addresses[1])):
+                await (await panel.browser()).json("POST", RESET, 202, json={"email": address})
+            last = {(await catcher.next()).to, (await catcher.next()).to}
+            assert last == {addresses[0], addresses[1]}
+            assert len(catcher.received) == len(addresses) + 2

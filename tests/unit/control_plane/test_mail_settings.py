@@ -76,9 +76,7 @@ def test_good_mail_settings_and_the_registration_switch() -> None:
     assert not legacy.mail_enabled
     explicit = load_settings({**BASE, "STELLAR_REGISTRATION": "invite_only"})
     assert explicit.registration_mode == "invite_only"
-    assert _problems(**BASE, STELLAR_REGISTRATION="sometimes")[0].startswith(
-        "STELLAR_REGISTRATION"
-    )
+    assert _problems(**BASE, STELLAR_REGISTRATION="sometimes")[0].startswith("STELLAR_REGISTRATION")
 
 
 def test_templates_escape_the_html_part_only() -> None:
