@@ -47,3 +47,20 @@ class AlertPreferencesIO(Input):
     disk_full: bool = False
     # A sign-in from a device (user agent + /24 or /64 network) not seen before.
     new_sign_in: bool = False
+
+
+class MailStatusOut(Output):
+    """How this panel sends mail, its switches, and the outbox (administrators)."""
+
+    enabled: bool
+    smtp_host: str | None
+    smtp_port: int | None
+    smtp_security: str
+    mail_from: str | None
+    registration: str
+    require_email_verification: bool
+    # Waiting to be sent (including retries), and given up on in the last 30 days.
+    queued: int
+    failed: int
+    # The most recent delivery error, if any mail is failing now.
+    last_error: str | None

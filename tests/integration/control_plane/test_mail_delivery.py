@@ -70,6 +70,10 @@ async def test_a_down_or_hanging_smtp_server_never_slows_requests_and_mail_goes_
             return any(row.attempts >= 1 and row.last_error for row in await _outbox(engine))
 
         await _until(failed_once)
+        admin = await panel.signed_in("admin@example.org", admin=True)
+        status = await admin.json("GET", "/api/v1/mail")
+        assert status["queued"] == 1
+        assert "ConnectionRefused" in status["last_error"] or "connect" in status["last_error"]
         # Hanging: connections are accepted and never answered.
         async with silent_server(port):
             assert await _timed_reset(panel, "second@example.org") < 2.0
@@ -84,6 +88,10 @@ async def test_a_down_or_hanging_smtp_server_never_slows_requests_and_mail_goes_
                 return all(row.sent_at is not None for row in await _outbox(engine))
 
             await _until(all_sent)
+            admin = await panel.signed_in("root@example.org", admin=True)
+            status = await admin.json("GET", "/api/v1/mail")
+            assert status["queued"] == 0
+            assert status["enabled"] is True
         rows = await _outbox(engine)
         assert all(row.text_body == "" and row.html_body == "" for row in rows)
         assert rows[0].attempts >= 2
