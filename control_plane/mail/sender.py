@@ -73,8 +73,9 @@ class MailSender:
         while True:
             try:
                 async with job_lock(self._engine, "mail-outbox") as held:
-                    if held:
-                        await self.send_due()
+                    # A full batch: more may be due; go on while the lock is held.
+                    while held and await self.send_due() == BATCH:
+                        pass
             except Exception:
                 log.exception("mail sender pass failed")
             try:
@@ -85,7 +86,7 @@ class MailSender:
             self._wake.clear()
 
     async def send_due(self) -> int:
-        """One pass: send what is due; return how many were sent."""
+        """One pass over at most BATCH due mails; return how many it tried."""
         now = dt.datetime.now(dt.UTC)
         async with transaction(self._sessions) as db:
             await db.execute(
@@ -108,7 +109,6 @@ class MailSender:
                      r.created_at)
                 for r in rows
             ]  # fmt: skip
-        sent = 0
         for mail in due:
             error: str | None = None
             permanent = False
@@ -122,8 +122,7 @@ class MailSender:
             except Exception as err:  # any failure is retried later
                 error = f"{type(err).__name__}: {err}"
             await self._record(mail, error, permanent=permanent)
-            sent += error is None
-        return sent
+        return len(due)
 
     async def _record(self, mail: _Due, error: str | None, *, permanent: bool) -> None:
         now = dt.datetime.now(dt.UTC)
