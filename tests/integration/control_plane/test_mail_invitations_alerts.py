@@ -21,6 +21,7 @@ from tests.integration.control_plane.mail_support import (
     mail_panel,
     token_of,
 )
+from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.support.panel import PASSWORD
 from tests.support.smtp import MailCatcher, smtp_server
 from tests.support.world import World, build_world
@@ -43,7 +44,9 @@ async def world(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[World]:
-    environment = mail_environment(database_url, 0, STELLAR_REGISTRATION="invite_only")
+    environment = mail_environment(
+        database_url, 0, STELLAR_REGISTRATION="invite_only", STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS
+    )
     async with smtp_server(catcher) as port:
         environment["STELLAR_SMTP_PORT"] = str(port)
         async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
@@ -189,3 +192,18 @@ async def test_a_sign_in_from_a_new_device_is_mailed_once(
         "POST", "/api/v1/auth/password-reset", 202, json={"email": "alice@example.org"}
     )
     assert (await catcher.next()).subject == "Reset your password"
+
+
+async def test_a_backup_that_fails_on_its_node_mails_those_who_opted_in(
+    world: World, catcher: MailCatcher
+) -> None:
+    await world.alice.json("PUT", "/api/v1/account/alerts", json={"backup_failed": True})
+    # The world's node is down: the backup fails, is recorded failed and audited.
+    refused = await world.alice.request(
+        "POST", f"/api/v1/servers/{world.ids['alice_server']}/backups", json={"name": "b"}
+    )
+    assert refused.status in (502, 503)
+    mail = await catcher.next()
+    assert (mail.to, mail.subject) == ("alice@example.org", "A backup failed")
+    assert EVIL_NAME in mail.text
+    assert ESCAPED_NAME in mail.html
