@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from control_plane.keys import (
     CONSOLES,
     ENGINE,
     HTTP,
+    MAIL,
     METRICS,
     NODES,
     RATE_LIMITER,
@@ -27,6 +29,8 @@ from control_plane.keys import (
     STATEMENT_READER,
     WALL_CLOCK,
 )
+from control_plane.mail.outbox import MAIL_CONTEXT, MailContext
+from control_plane.mail.sender import MailSender
 from control_plane.middlewares import (
     cors,
     database_faults,
@@ -59,7 +63,9 @@ from shared.http import error_shape, request_context
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url or "")
     app[ENGINE] = engine
-    app[SESSIONS] = session_factory(engine)
+    settings = app[SETTINGS]
+    mail = MailContext(settings.link_base) if settings.mail_enabled else None
+    app[SESSIONS] = session_factory(engine, {MAIL_CONTEXT: mail} if mail else None)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
     pool = app[METRICS].watch_pool(engine)
@@ -92,6 +98,16 @@ async def consoles_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CONSOLES] = ConsoleSessions()
     yield
     await app[CONSOLES].close_all()
+
+
+async def mail_sender_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Send the outbox in the background while the app runs (only when SMTP is set up)."""
+    sender = MailSender(app[SETTINGS], app[SESSIONS], app[ENGINE])
+    app[MAIL] = sender
+    task = asyncio.create_task(sender.run(), name="mail-sender")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def rate_limiter_ctx(
@@ -146,6 +162,8 @@ def create_app(
     )
     if background_jobs:
         app.cleanup_ctx.extend([node_health_monitor, node_event_listener, retention_job])
+    if background_jobs and settings.mail_enabled:
+        app.cleanup_ctx.append(mail_sender_ctx)
     install_security_headers(app)
     install_page_headers(app)
     app.add_routes(health.routes)

@@ -10,6 +10,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from control_plane.db.reader import StatementReader
+from control_plane.mail.sender import MailSender
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.observability.metrics import ControlPlaneMetrics
@@ -42,3 +43,5 @@ WEB_ASSETS = web.AppKey("web_assets", AssetIndex)
 WEB_TEMPLATES = web.AppKey("web_templates", jinja2.Environment)
 # This process's Prometheus metrics (their own registry: no module globals).
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
+# The outbox's sender: ``wake()`` after a request queued mail (present when mail is set up).
+MAIL = web.AppKey("mail", MailSender)

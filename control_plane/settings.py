@@ -124,6 +124,28 @@ class ControlPlaneSettings(BaseModel):
     )
     bcrypt_cost: int = Field(12, alias="STELLAR_BCRYPT_COST", ge=10, le=16)
     allow_registration: bool = Field(False, alias="STELLAR_ALLOW_REGISTRATION")
+    # Who may create an account: anyone, nobody but administrators, or invited people only.
+    # Unset: STELLAR_ALLOW_REGISTRATION decides (true = open, false = closed).
+    registration: Literal["open", "closed", "invite_only"] | None = Field(
+        None, alias="STELLAR_REGISTRATION"
+    )
+    require_email_verification: bool = Field(False, alias="STELLAR_REQUIRE_EMAIL_VERIFICATION")
+    # Outgoing mail (docs/email.md); no host = no mail, and what needs mail says so.
+    smtp_host: Optional = Field(None, alias="STELLAR_SMTP_HOST")
+    smtp_port: int | None = Field(None, alias="STELLAR_SMTP_PORT", ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", alias="STELLAR_SMTP_SECURITY"
+    )
+    smtp_username: Optional = Field(None, alias="STELLAR_SMTP_USERNAME")
+    smtp_password: Optional = Field(None, alias="STELLAR_SMTP_PASSWORD", repr=False)
+    smtp_timeout_seconds: float = Field(15.0, alias="STELLAR_SMTP_TIMEOUT_SECONDS", gt=0, le=300)
+    # A CA bundle to trust instead of the system's (a private relay's certificate).
+    smtp_ca_file: Optional = Field(None, alias="STELLAR_SMTP_CA_FILE")
+    mail_from: Optional = Field(None, alias="STELLAR_MAIL_FROM")
+    # The sender looks for due mail this often (and at once after a request queued one).
+    mail_poll_seconds: float = Field(5.0, alias="STELLAR_MAIL_POLL_SECONDS", gt=0, le=300)
+    # The first retry's delay; each next one doubles it (with jitter), up to an hour.
+    mail_retry_seconds: float = Field(30.0, alias="STELLAR_MAIL_RETRY_SECONDS", gt=0, le=3600)
     node_timeout_seconds: float = Field(10.0, alias="STELLAR_NODE_TIMEOUT_SECONDS", gt=0, le=120)
     node_health_interval_seconds: float = Field(
         30.0, alias="STELLAR_NODE_HEALTH_INTERVAL_SECONDS", gt=0, le=3600
@@ -240,6 +262,24 @@ class ControlPlaneSettings(BaseModel):
                 raise ValueError(f"{item!r} is not an IP address or CIDR network") from err
         return value
 
+    @field_validator("mail_from")
+    @classmethod
+    def _mail_from(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"([^<>\r\n]*<)?[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?", value
+        ):
+            raise ValueError(
+                "must be an address, e.g. panel@example.com or Panel <panel@example.com>"
+            )
+        return value
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _smtp_ca_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str | None) -> str:
@@ -303,6 +343,29 @@ class ControlPlaneSettings(BaseModel):
         return value
 
     @property
+    def registration_mode(self) -> Literal["open", "closed", "invite_only"]:
+        """Who may create an account (STELLAR_REGISTRATION, else STELLAR_ALLOW_REGISTRATION)."""
+        if self.registration is not None:
+            return self.registration
+        return "open" if self.allow_registration else "closed"
+
+    @property
+    def mail_enabled(self) -> bool:
+        return self.smtp_host is not None
+
+    @property
+    def smtp_port_number(self) -> int:
+        """The port, defaulting to the one the security mode uses (465 for TLS, else 587)."""
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return 465 if self.smtp_security == "tls" else 587
+
+    @property
+    def link_base(self) -> str:
+        """Where links in mails point: STELLAR_PUBLIC_URL (in development, host and port)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
@@ -344,6 +407,38 @@ class ControlPlaneSettings(BaseModel):
         return bool(self.public_url and self.public_url.startswith("https://"))
 
 
+def _flag(values: Mapping[str, str], name: str) -> bool:
+    return values.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def mail_problems(values: Mapping[str, str]) -> list[str]:
+    """What is wrong with the mail settings taken together, read from the raw environment so
+    that these are reported with every other problem, not only once the rest is right."""
+    host = values.get("STELLAR_SMTP_HOST", "").strip()
+    if not host:
+        if _flag(values, "STELLAR_REQUIRE_EMAIL_VERIFICATION"):
+            return [
+                "STELLAR_REQUIRE_EMAIL_VERIFICATION: needs mail; set STELLAR_SMTP_HOST and "
+                "STELLAR_MAIL_FROM"
+            ]
+        return []
+    problems = []
+    if not values.get("STELLAR_MAIL_FROM", "").strip():
+        problems.append("STELLAR_MAIL_FROM: required when STELLAR_SMTP_HOST is set")
+    if bool(values.get("STELLAR_SMTP_USERNAME", "").strip()) != bool(
+        values.get("STELLAR_SMTP_PASSWORD", "").strip()
+    ):
+        problems.append("STELLAR_SMTP_USERNAME and STELLAR_SMTP_PASSWORD: set both or neither")
+    production = values.get("STELLAR_ENV", "development") != "development"
+    plain = values.get("STELLAR_SMTP_SECURITY", "starttls") == "none"
+    if production and plain and host not in ("localhost", "127.0.0.1", "::1"):
+        problems.append(
+            "STELLAR_SMTP_SECURITY: 'none' sends mail (and the SMTP password) in clear text; "
+            "use starttls or tls in production (plain only to a relay on localhost)"
+        )
+    return problems
+
+
 def check_secret_strength(value: str) -> None:
     """Refuse short, placeholder or low-variety secrets."""
     if len(value) < MIN_SECRET_LENGTH:
@@ -370,16 +465,19 @@ def load_settings(
     if "STELLAR_DATABASE_URL" not in values and "DATABASE_URL" in values:
         values["STELLAR_DATABASE_URL"] = values["DATABASE_URL"]
     values.pop("DATABASE_URL", None)
+    problems = mail_problems(values)
     try:
-        return ControlPlaneSettings.model_validate(
+        settings = ControlPlaneSettings.model_validate(
             values, context={"needs_signing_key": needs_signing_key}
         )
     except ValidationError as err:
         aliases = {name: f.alias for name, f in ControlPlaneSettings.model_fields.items()}
-        problems = []
         for error in err.errors(include_url=False, include_input=False):
             name = str(error["loc"][0]) if error["loc"] else "environment"
             name = aliases.get(name) or name
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"{name}: {message}")
         raise ConfigError(problems) from err
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Session, User
 from control_plane.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
-from control_plane.keys import METRICS
+from control_plane.keys import MAIL, METRICS
 from control_plane.schemas.auth import (
     LoginIn,
     PasswordChangeIn,
@@ -23,11 +23,25 @@ from control_plane.schemas.auth import (
 from control_plane.schemas.mfa import LoginOut, MfaRequiredOut
 from control_plane.security import sessions
 from control_plane.services import auth as auth_service
+from control_plane.services import mail_flows
 from control_plane.services import mfa as mfa_service
 from control_plane.services import users as user_service
 from control_plane.services.audit import Actor
 
 routes = ApiRoutes("auth")
+
+
+def wake_mail_sender(req: ApiRequest[Any, Any]) -> None:
+    """Once the request commits, tell the mail sender (if it runs here) to send now."""
+    sender = req.http.app.get(MAIL)
+    if sender is not None:
+
+        async def wake() -> None:
+            sender.wake()
+
+        req.after_commit(wake)
+
+
 # A password-only session that still owes its second factor lives this long.
 PENDING_SESSION = dt.timedelta(minutes=5)
 
@@ -74,6 +88,7 @@ async def start_session(req: ApiRequest[Any, Any], user: User, *, method: str) -
         expires_at=session.expires_at,
         via="session",
         must_enrol=await mfa_service.enrolment_required(req.db, user, req.settings.require_2fa),
+        must_verify=req.settings.require_email_verification and user.email_verified_at is None,
     )
 
 
@@ -159,14 +174,20 @@ async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
     rate_limit="authentication",
 )
 async def register(req: ApiRequest[RegisterIn, Any]) -> SessionOut:
-    if not req.settings.allow_registration:
+    mode = req.settings.registration_mode
+    if mode == "closed":
         raise Forbidden("self-registration is closed; ask an administrator for an account")
+    if mode == "invite_only":
+        raise Forbidden(
+            "registration is by invitation only: open the link in the invitation you were mailed"
+        )
     user = await user_service.create_user(
         req.db,
         email=req.body.email,
         password=req.body.password,
         is_admin=False,
         bcrypt_cost=req.settings.bcrypt_cost,
+        verified=False,
     )
     await req.audit(
         "user.registered",
@@ -174,6 +195,8 @@ async def register(req: ApiRequest[RegisterIn, Any]) -> SessionOut:
         target_type="user",
         target_id=str(user.id),
     )
+    if await mail_flows.send_verification(req.db, req.settings, user):
+        wake_mail_sender(req)
     return await start_session(req, user, method="registration")
 
 
@@ -182,6 +205,7 @@ async def register(req: ApiRequest[RegisterIn, Any]) -> SessionOut:
     summary="End the current session",
     allow_mfa_pending=True,
     allow_enrolment=True,
+    allow_unverified=True,
 )
 async def logout(req: ApiRequest[Any, Any]) -> None:
     if req.me.session_id is None:
@@ -197,6 +221,7 @@ async def logout(req: ApiRequest[Any, Any]) -> None:
     response=SessionOut,
     allow_mfa_pending=True,
     allow_enrolment=True,
+    allow_unverified=True,
 )
 async def current_session(req: ApiRequest[Any, Any]) -> SessionOut:
     me = req.me
@@ -213,6 +238,7 @@ async def current_session(req: ApiRequest[Any, Any]) -> SessionOut:
         via=me.via,
         mfa_pending=me.mfa_pending,
         must_enrol=me.must_enrol,
+        must_verify=me.must_verify,
     )
 
 

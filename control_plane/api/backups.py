@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 from pydantic import Field, SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Backup, Node
@@ -23,6 +24,7 @@ from control_plane.errors import ApiError, Conflict, NotFound
 from control_plane.keys import SECRET_BOX, SESSIONS
 from control_plane.nodes.backup_stream import decrypted
 from control_plane.schemas.common import Input, Output
+from control_plane.services import audit
 from control_plane.services import backups as service
 from shared.backups_api import BackupCreate as NodeBackupCreate
 from shared.backups_api import BackupRecord as NodeBackupRecord
@@ -81,6 +83,20 @@ def _apply(backup: Backup, record: NodeBackupRecord) -> None:
     backup.finished_at = record.finished_at
 
 
+async def _record_failure(db: AsyncSession, backup: Backup) -> None:
+    """Audit a backup that ended failed (mail alerts subscribe to it)."""
+    await audit.append(
+        db,
+        None,
+        audit.AuditEvent(
+            "server.backup.failed",
+            target_type="server",
+            target_id=str(backup.server_id),
+            details={"backup": str(backup.id), "reason": backup.reason or "unknown reason"},
+        ),
+    )
+
+
 def _gone(backup: Backup) -> None:
     backup.status, backup.reason = "failed", "the node has no such backup"
 
@@ -108,6 +124,8 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
                         _gone(row)
                     else:
                         _apply(row, record)
+                if stored.status == "failed":
+                    await _record_failure(db, stored)
 
 
 @routes.get(
@@ -168,6 +186,7 @@ async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
             failed = await db.get(Backup, backup_id)
             if failed is not None:
                 failed.status, failed.reason = "failed", err.message
+                await _record_failure(db, failed)
         raise
     await req.audit_now(
         "server.backup.created",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane.api import (
+    alerts,
     api_keys,
     audit,
     auth,
@@ -12,6 +13,9 @@ from control_plane.api import (
     console_socket,
     files,
     infrastructure,
+    invitations,
+    mail_links,
+    mail_status,
     metrics,
     mfa,
     oauth,
@@ -29,6 +33,9 @@ from control_plane.web import pages
 
 ROUTE_TABLES: list[ApiRoutes] = [
     auth.routes,
+    mail_links.routes,
+    alerts.routes,
+    mail_status.routes,
     mfa.routes,
     oauth.routes,
     passkeys.routes,
@@ -43,6 +50,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     stats_history.routes,
     server_settings.routes,
     subusers.routes,
+    invitations.routes,
     console.routes,
     console_socket.routes,
     files.routes,

@@ -272,6 +272,8 @@ class Endpoint:
     scope: Scope | None = None
     # Also open without a credential to clients in STELLAR_METRICS_SCRAPERS (Prometheus).
     scrapers: bool = False
+    # Open to a user who must still verify their e-mail address (STELLAR_REQUIRE_EMAIL_…).
+    allow_unverified: bool = False
 
     @property
     def requirement(self) -> Requirement:
@@ -283,6 +285,7 @@ class Endpoint:
             permission=self.permission,
             allow_mfa_pending=self.allow_mfa_pending,
             allow_enrolment=self.allow_enrolment,
+            allow_unverified=self.allow_unverified,
         )
 
 
@@ -399,6 +402,7 @@ class ApiRoutes:
         calls_node: bool = False,
         scope: Scope | None = None,
         scrapers: bool = False,
+        allow_unverified: bool = False,
     ) -> Callable[[Handler], Handler]:
         access = self.access if access is None else access
         if calls_node and transactional:
@@ -446,6 +450,7 @@ class ApiRoutes:
                 calls_node=calls_node,
                 scope=scope,
                 scrapers=scrapers,
+                allow_unverified=allow_unverified,
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))

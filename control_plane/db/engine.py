@@ -58,9 +58,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     return create_async_engine(target, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for work that may write."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(
+    engine: AsyncEngine, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for work that may write; ``info`` is every session's ``info`` (what domain
+    event subscribers need to know about the app, such as where mail links point)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

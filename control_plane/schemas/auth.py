@@ -22,6 +22,8 @@ class UserOut(Output):
     is_admin: bool
     disabled: bool
     created_at: dt.datetime
+    # When the address was proven by a mailed link (None: not yet).
+    email_verified_at: dt.datetime | None = None
 
 
 class SessionOut(Output):
@@ -35,6 +37,8 @@ class SessionOut(Output):
     mfa_pending: bool = False
     # A second factor must be enrolled before anything but enrolment is allowed.
     must_enrol: bool = False
+    # The e-mail address must be verified before anything but verification is allowed.
+    must_verify: bool = False
 
 
 class SessionInfo(Output):
@@ -59,3 +63,39 @@ class PasswordChangeIn(Input):
 class RegisterIn(Input):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+
+
+class MessageOut(Output):
+    """A plain answer (the same whatever the request's outcome, where it says so)."""
+
+    message: str
+
+
+class EmailIn(Input):
+    email: str = Field(min_length=3, max_length=254)
+
+
+class PasswordResetIn(Input):
+    token: str = Field(min_length=20, max_length=128)
+    new_password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
+
+
+class TokenQuery(Input):
+    token: str = Field(min_length=1, max_length=128)
+
+
+class EmailChangeIn(Input):
+    email: str = Field(min_length=3, max_length=254)
+    current_password: str = Field(min_length=1, max_length=MAX_LENGTH)
+
+
+class VerifiedOut(Output):
+    email: str
+    email_verified_at: dt.datetime
+
+
+class ResetTokenOut(Output):
+    """A reset link's token is valid: how to use it."""
+
+    expires_at: dt.datetime
+    how: str

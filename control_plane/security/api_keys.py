@@ -90,6 +90,7 @@ _KEY_READ: Final = select(
     User.email,
     User.is_admin,
     User.disabled,
+    User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
 ).join(User, User.id == ApiKey.user_id)
 _KEY_LOOKUP: Final = _KEY_READ.where(ApiKey.prefix == bindparam("prefix"))
@@ -108,6 +109,8 @@ class KeyHolder:
     is_admin: bool
     # Whether the user has enrolled a second factor (for STELLAR_REQUIRE_2FA).
     second_factor: bool
+    # Whether the user's address was proven by a mailed link.
+    email_verified: bool
     # Whether ``last_used_at`` is old enough to record this use.
     record_use: bool
 
@@ -144,6 +147,7 @@ def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
         email=key.email,
         is_admin=key.is_admin,
         second_factor=key.second_factor,
+        email_verified=key.email_verified_at is not None,
         record_use=key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL,
     )
 

@@ -70,6 +70,7 @@ def _key_caller(request: web.Request, holder: KeyHolder, ip: str, user_agent: st
         must_enrol=mfa.enrolment_owed(
             holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
         ),
+        must_verify=request.app[SETTINGS].require_email_verification and not holder.email_verified,
     )
 
 
@@ -122,6 +123,7 @@ def _session_as_caller(
         must_enrol=mfa.enrolment_owed(
             found.is_admin, found.second_factor, request.app[SETTINGS].require_2fa
         ),
+        must_verify=(request.app[SETTINGS].require_email_verification and not found.email_verified),
     )
 
 

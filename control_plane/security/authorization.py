@@ -41,6 +41,8 @@ class Requirement:
     # Open while a second factor is still owed at sign-in, or must still be enrolled.
     allow_mfa_pending: bool = False
     allow_enrolment: bool = False
+    # Open to a user whose e-mail address must still be verified.
+    allow_unverified: bool = False
 
 
 def refusal(
@@ -52,6 +54,11 @@ def refusal(
         return Forbidden("complete the second factor first")
     if caller.must_enrol and not need.allow_enrolment:
         return Forbidden("set up two-factor authentication first: it is required here")
+    if caller.must_verify and not need.allow_unverified:
+        return Forbidden(
+            "verify your e-mail address first: open the link we mailed you, or ask for a new "
+            "one with POST /api/v1/account/email/verification"
+        )
     if need.session_only and caller.via != "session":
         return Forbidden("this is managed from a signed-in browser session, not with an API key")
     if need.scope not in caller.scopes:

@@ -25,6 +25,9 @@ class Caller:
     mfa_pending: bool = False
     # STELLAR_REQUIRE_2FA applies and no second factor is enrolled: only enrolment is open.
     must_enrol: bool = False
+    # STELLAR_REQUIRE_EMAIL_VERIFICATION applies and the address is unproven: only
+    # verification (and signing out) is open.
+    must_verify: bool = False
 
     @property
     def acts_as_admin(self) -> bool:

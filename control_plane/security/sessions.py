@@ -83,6 +83,7 @@ _SESSION_READ: Final = select(
     User.email,
     User.is_admin,
     User.disabled,
+    User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
 ).join(User, User.id == Session.user_id)
 _SESSION_LOOKUP: Final = _SESSION_READ.where(Session.token_hash == bindparam("token_hash"))
@@ -101,6 +102,8 @@ class SessionLookup:
     is_admin: bool
     # Whether the user has enrolled a second factor (for STELLAR_REQUIRE_2FA).
     second_factor: bool
+    # Whether the user's address was proven by a mailed link.
+    email_verified: bool
     live: bool
     # A live session whose last_seen_at is old enough to record this request.
     touch: bool
@@ -134,6 +137,7 @@ def _lookup(row: Row[*tuple[Any, ...]], idle: dt.timedelta) -> SessionLookup:
         email=row.email,
         is_admin=row.is_admin,
         second_factor=row.second_factor,
+        email_verified=row.email_verified_at is not None,
         live=live,
         touch=live and now - row.last_seen_at >= TOUCH_INTERVAL,
     )

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import Server, Subuser, User
+from control_plane.db.models import Invitation, Server, Subuser, User
 from control_plane.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from control_plane.mail import tokens
+from control_plane.mail.outbox import queue
 from control_plane.security.permissions import ServerAccess, covers, valid_grant
-from control_plane.services.users import normalise_email
+from control_plane.services.mail_flows import NO_MAIL
+from control_plane.services.users import normalise_email, username_for
+from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
 
 
@@ -41,7 +47,10 @@ async def add_subuser(
 ) -> tuple[Subuser, User]:
     user = await db.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None or user.disabled:
-        raise NotFound("no active user with that e-mail address")
+        raise NotFound(
+            "no active user with that e-mail address (to invite someone without an account, "
+            "POST /api/v1/servers/{server_id}/invitations)"
+        )
     if user.id == server.owner_id:
         raise Conflict("the owner has every permission already")
     subuser = Subuser(server_id=server.id, user_id=user.id, permissions=permissions)
@@ -58,3 +67,119 @@ async def get_subuser(db: AsyncSession, server: Server, subuser_id: uuid.UUID) -
     if subuser is None or subuser.server_id != server.id:
         raise NotFound("no such sub-user")
     return subuser
+
+
+# Invitations: access offered to an address without an account (docs/email.md).
+INVITATION_LIFETIME: Final = dt.timedelta(days=7)
+ACCEPT_PATH: Final = "/api/v1/invitations/accept"
+
+
+async def invite(
+    db: AsyncSession,
+    settings: ControlPlaneSettings,
+    server: Server,
+    *,
+    email: str,
+    permissions: list[str],
+    inviter: User,
+) -> Invitation:
+    """Mail an invitation to ``email``, which has no account; a pending invitation of the
+    same address to the same server is replaced (its link stops working)."""
+    if not settings.mail_enabled:
+        raise Conflict(f"invitations are mailed: {NO_MAIL}")
+    if settings.registration_mode == "closed":
+        raise Conflict(
+            "registration is closed: an administrator creates the account, then you add it "
+            "as a sub-user"
+        )
+    address = normalise_email(email)
+    if await db.scalar(select(User.id).where(User.email == address)) is not None:
+        raise Conflict("that address has an account: add it as a sub-user instead")
+    await db.execute(
+        delete(Invitation).where(
+            Invitation.server_id == server.id,
+            Invitation.email == address,
+            Invitation.accepted_at.is_(None),
+        )
+    )
+    token, digest = tokens.new_token()
+    invitation = Invitation(
+        server_id=server.id,
+        email=address,
+        permissions=permissions,
+        invited_by=inviter.id,
+        token_hash=digest,
+        expires_at=dt.datetime.now(dt.UTC) + INVITATION_LIFETIME,
+    )
+    db.add(invitation)
+    await queue(
+        db,
+        kind="invitation",
+        to=address,
+        context={
+            "inviter": inviter.email,
+            "server_name": server.name,
+            "permissions": permissions,
+            "link": f"{settings.link_base}{ACCEPT_PATH}?token={token}",
+            "days": INVITATION_LIFETIME.days,
+        },
+        base_url=settings.link_base,
+    )
+    return invitation
+
+
+async def pending_invitation(db: AsyncSession, token: str) -> tuple[Invitation, Server]:
+    """The live invitation a token opens (not accepted, not expired), or 400."""
+    row = await db.scalar(
+        select(Invitation).where(Invitation.token_hash == tokens.token_hash(token[:128]))
+    )
+    server = await db.get(Server, row.server_id) if row is not None else None
+    now = dt.datetime.now(dt.UTC)
+    if row is None or server is None or row.accepted_at is not None or row.expires_at <= now:
+        raise InvalidRequest(tokens.INVALID)
+    return row, server
+
+
+async def accept_invitation(db: AsyncSession, token: str, password_hash: str) -> User:
+    """Create the invited account (its address proven by the link) with the granted
+    permissions; every other pending invitation of that address is accepted with it."""
+    invitation, _ = await pending_invitation(db, token)
+    taken = await db.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
+        .values(accepted_at=dt.datetime.now(dt.UTC))
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvalidRequest(tokens.INVALID)
+    if await db.scalar(select(User.id).where(User.email == invitation.email)) is not None:
+        raise Conflict("an account with this address exists now: sign in and ask to be added")
+    now = dt.datetime.now(dt.UTC)
+    user = User(
+        email=invitation.email,
+        username=await username_for(db, invitation.email),
+        password_hash=password_hash,
+        email_verified_at=now,
+    )
+    db.add(user)
+    try:
+        await db.flush()
+    except IntegrityError as err:  # registered at the same moment
+        raise Conflict(
+            "an account with this address exists now: sign in and ask to be added"
+        ) from err
+    others = await db.scalars(
+        select(Invitation).where(
+            Invitation.email == invitation.email,
+            Invitation.accepted_at.is_(None),
+            Invitation.expires_at > now,
+        )
+    )
+    servers = {invitation.server_id: invitation.permissions}
+    for other in others:
+        other.accepted_at = now
+        servers.setdefault(other.server_id, other.permissions)
+    for server_id, permissions in servers.items():
+        db.add(Subuser(server_id=server_id, user_id=user.id, permissions=permissions))
+    await db.flush()
+    return user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from sqlalchemy import func, select
@@ -39,8 +40,16 @@ async def username_for(session: AsyncSession, email: str) -> str:
 
 
 async def create_user(
-    session: AsyncSession, *, email: str, password: str, is_admin: bool, bcrypt_cost: int
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    is_admin: bool,
+    bcrypt_cost: int,
+    verified: bool = True,
 ) -> User:
+    """A new account. ``verified``: whoever creates it vouches for the address (an
+    administrator); self-registration passes False and mails a link (docs/email.md)."""
     problem = password_problem(password)
     if problem:
         raise InvalidRequest(f"password: {problem}")
@@ -50,6 +59,7 @@ async def create_user(
         username=await username_for(session, address),
         password_hash=await hash_password(password, bcrypt_cost),
         is_admin=is_admin,
+        email_verified_at=dt.datetime.now(dt.UTC) if verified else None,
     )
     session.add(user)
     try:

@@ -7,6 +7,7 @@ test "you were let through" without needing Docker.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from control_plane.db.models import (
     Allocation,
     Backup,
     Blueprint,
+    Invitation,
     Node,
     PasskeyCredential,
     SshKey,
@@ -148,6 +150,16 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         db.add(ssh_key)
         await db.flush()
         world_ids["alice_ssh_key"] = str(ssh_key.id)
+        invitation = Invitation(
+            server_id=uuid.UUID(world_ids["alice_server"]),
+            email="erin@example.org",
+            permissions=["console.read"],
+            token_hash="0" * 64,
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=7),
+        )
+        db.add(invitation)
+        await db.flush()
+        world_ids["alice_invitation"] = str(invitation.id)
         world_ids["blueprint"] = str(blueprint.id)
 
 

@@ -6,6 +6,13 @@ from control_plane.db.models.backup import Backup, ServerBackupKey
 from control_plane.db.models.base import Base
 from control_plane.db.models.blueprint import Blueprint
 from control_plane.db.models.location import Location
+from control_plane.db.models.mail import (
+    AlertPreferences,
+    Invitation,
+    KnownDevice,
+    MailToken,
+    OutboxMail,
+)
 from control_plane.db.models.mfa import RecoveryCode, SecondFactorFailure, TotpCredential
 from control_plane.db.models.node import Allocation, Node
 from control_plane.db.models.oauth import LoginChallenge, OAuthIdentity
@@ -18,6 +25,7 @@ from control_plane.db.models.stats import ServerStatsBucket
 from control_plane.db.models.user import User
 
 __all__ = [
+    "AlertPreferences",
     "Allocation",
     "ApiKey",
     "AuditEntry",
@@ -25,10 +33,14 @@ __all__ = [
     "Backup",
     "Base",
     "Blueprint",
+    "Invitation",
+    "KnownDevice",
     "Location",
     "LoginChallenge",
+    "MailToken",
     "Node",
     "OAuthIdentity",
+    "OutboxMail",
     "PasskeyCredential",
     "RecoveryCode",
     "SecondFactorFailure",

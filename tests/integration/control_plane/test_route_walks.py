@@ -33,6 +33,7 @@ ALICE_OBJECT = {
     "backup_id": "alice_backup",
     "passkey_id": "alice_passkey",
     "ssh_key_id": "alice_ssh_key",
+    "invitation_id": "alice_invitation",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

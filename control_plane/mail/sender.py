@@ -1,0 +1,146 @@
+"""The background job that sends the outbox: one replica at a time, retries with backoff.
+
+Each pass takes the ``mail-outbox`` job lock (control_plane/db/job_lock.py), reads the due
+mails in a short transaction, sends them with no transaction open, then records each
+outcome. A failure is retried after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter,
+at most an hour); a mail still failing a day after it was queued, or refused for good, is
+given up (``failed_at``, ``last_error``). Delivery is at least once: a process that dies
+between the SMTP server's "250 OK" and the row's update sends that mail again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from control_plane.db.job_lock import job_lock
+from control_plane.db.models import OutboxMail
+from control_plane.db.session import transaction
+from control_plane.mail.smtp import PermanentFailure, build_message, deliver
+from control_plane.settings import ControlPlaneSettings
+
+BATCH: Final = 20
+GIVE_UP_AFTER: Final = dt.timedelta(days=1)
+MAX_DELAY_SECONDS: Final = 3600.0
+# Sent and given-up rows are kept this long (recipient, subject, outcome; bodies emptied).
+KEEP: Final = dt.timedelta(days=30)
+log = structlog.get_logger("mail")
+
+
+@dataclass(frozen=True)
+class _Due:
+    id: uuid.UUID
+    to: str
+    subject: str
+    text: str
+    html: str
+    attempts: int
+    created_at: dt.datetime
+
+
+def retry_delay(base: float, attempts: int) -> float:
+    """Seconds before attempt ``attempts + 1``: ``base`` doubling, ±20 % jitter, ≤ 1 h."""
+    delay = min(base * 2 ** max(attempts - 1, 0), MAX_DELAY_SECONDS)
+    return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 (spreading, not secrecy)
+
+
+class MailSender:
+    """Sends due mail; ``wake`` (after a request queued one) starts a pass at once."""
+
+    def __init__(
+        self,
+        settings: ControlPlaneSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._engine = engine
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with job_lock(self._engine, "mail-outbox") as held:
+                    # A full batch: more may be due; go on while the lock is held.
+                    while held and await self.send_due() == BATCH:
+                        pass
+            except Exception:
+                log.exception("mail sender pass failed")
+            try:
+                async with asyncio.timeout(self._settings.mail_poll_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def send_due(self) -> int:
+        """One pass over at most BATCH due mails; return how many it tried."""
+        now = dt.datetime.now(dt.UTC)
+        async with transaction(self._sessions) as db:
+            await db.execute(
+                delete(OutboxMail).where(
+                    or_(OutboxMail.sent_at < now - KEEP, OutboxMail.failed_at < now - KEEP)
+                )
+            )
+            rows = await db.scalars(
+                select(OutboxMail)
+                .where(
+                    OutboxMail.sent_at.is_(None),
+                    OutboxMail.failed_at.is_(None),
+                    OutboxMail.next_attempt_at <= now,
+                )
+                .order_by(OutboxMail.next_attempt_at)
+                .limit(BATCH)
+            )
+            due = [
+                _Due(r.id, r.to_address, r.subject, r.text_body, r.html_body, r.attempts,
+                     r.created_at)
+                for r in rows
+            ]  # fmt: skip
+        for mail in due:
+            error: str | None = None
+            permanent = False
+            try:
+                message = build_message(
+                    self._settings, to=mail.to, subject=mail.subject, text=mail.text, html=mail.html
+                )
+                await deliver(self._settings, message)
+            except PermanentFailure as err:
+                error, permanent = str(err), True
+            except Exception as err:  # any failure is retried later
+                error = f"{type(err).__name__}: {err}"
+            await self._record(mail, error, permanent=permanent)
+        return len(due)
+
+    async def _record(self, mail: _Due, error: str | None, *, permanent: bool) -> None:
+        now = dt.datetime.now(dt.UTC)
+        async with transaction(self._sessions) as db:
+            row = await db.get(OutboxMail, mail.id)
+            if row is None:
+                return
+            row.attempts = mail.attempts + 1
+            if error is None:
+                row.sent_at, row.text_body, row.html_body, row.last_error = now, "", "", None
+                log.info("mail sent", kind=row.kind, attempts=row.attempts)
+                return
+            row.last_error = error[:512]
+            if permanent or now - mail.created_at >= GIVE_UP_AFTER:
+                row.failed_at, row.text_body, row.html_body = now, "", ""
+                log.warning("mail given up", kind=row.kind, error=row.last_error)
+                return
+            delay = retry_delay(self._settings.mail_retry_seconds, row.attempts)
+            row.next_attempt_at = now + dt.timedelta(seconds=delay)
+            log.info("mail delivery failed; retrying", kind=row.kind, error=row.last_error,
+                     retry_in=round(delay, 1))  # fmt: skip

@@ -1,0 +1,184 @@
+"""Flows that mail a link: e-mail verification (at registration and on a change of
+address) and password reset. Mail is queued in the caller's transaction (the outbox)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Final
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import MailToken, OutboxMail, User
+from control_plane.errors import Conflict, InvalidRequest
+from control_plane.mail import tokens
+from control_plane.mail.outbox import queue
+from control_plane.mail.templates import render
+from control_plane.security.sessions import end_all_sessions
+from control_plane.services.auth import find_login
+from control_plane.services.users import normalise_email
+from control_plane.settings import ControlPlaneSettings
+
+VERIFY_PATH: Final = "/api/v1/auth/email/verify"
+RESET_PATH: Final = "/api/v1/auth/password-reset"
+NO_MAIL: Final = "this panel sends no e-mail (no SMTP server is configured); ask an administrator"
+
+
+def link(settings: ControlPlaneSettings, path: str, token: str) -> str:
+    return f"{settings.link_base}{path}?token={token}"
+
+
+async def send_verification(
+    db: AsyncSession, settings: ControlPlaneSettings, user: User, *, address: str | None = None
+) -> bool:
+    """Mail a verification link for ``user``'s address (or ``address``, a new one they asked
+    for); False when this panel sends no mail."""
+    if not settings.mail_enabled:
+        return False
+    address = address or user.email
+    token = await tokens.issue(db, user_id=user.id, purpose="verify", email=address)
+    hours = int(tokens.LIFETIMES["verify"].total_seconds() // 3600)
+    await queue(
+        db,
+        kind="verify_email",
+        to=address,
+        context={"email": address, "link": link(settings, VERIFY_PATH, token), "hours": hours},
+        base_url=settings.link_base,
+    )
+    return True
+
+
+async def confirm_verification(db: AsyncSession, token: str) -> User:
+    """Use a verification token: the address it was sent to is the user's, verified."""
+    row = await tokens.use(db, token, "verify")
+    user = await db.get(User, row.user_id)
+    if user is None or user.disabled:
+        raise InvalidRequest(tokens.INVALID)
+    if row.email != user.email:
+        taken = await db.scalar(select(User.id).where(User.email == row.email))
+        if taken is not None:
+            raise Conflict("that address belongs to another account now")
+        user.email = row.email
+        # Links sent to the old address must not act on the account any more.
+        await _retire_tokens(db, user.id, "verify", "reset")
+    user.email_verified_at = dt.datetime.now(dt.UTC)
+    return user
+
+
+async def request_email_change(
+    db: AsyncSession, settings: ControlPlaneSettings, user: User, new_email: str
+) -> bool:
+    """Ask to move ``user`` to ``new_email``. With mail: a link to the new address (the
+    change happens when it is opened) and a notice to the old one; True. Without: changed
+    now, unverified; False."""
+    address = normalise_email(new_email)
+    if address == user.email:
+        raise Conflict("that is your address already")
+    if await db.scalar(select(User.id).where(User.email == address)) is not None:
+        raise Conflict(f"a user with e-mail {address!r} exists already")
+    if not settings.mail_enabled:
+        user.email, user.email_verified_at = address, None
+        await db.flush()
+        return False
+    await send_verification(db, settings, user, address=address)
+    await queue(
+        db,
+        kind="email_changing",
+        to=user.email,
+        context={"email": user.email, "new_email": address},
+        base_url=settings.link_base,
+    )
+    return True
+
+
+async def request_password_reset(
+    db: AsyncSession, settings: ControlPlaneSettings, email: str
+) -> uuid.UUID | None:
+    """Queue a reset link if ``email`` names an enabled account; return its id or None.
+
+    Both paths do the same work (a token made and hashed, the mail rendered, the same
+    UPDATE run) and the caller answers the same, so neither the answer nor its timing
+    tells whether the address has an account.
+    """
+    found = await find_login(db, email)
+    user = found if found is not None and not found.disabled else None
+    token, digest = tokens.new_token()
+    address = user.email if user else email.strip().lower()[:254]
+    minutes = int(tokens.LIFETIMES["reset"].total_seconds() // 60)
+    mail = render(
+        "password_reset",
+        {"email": address, "link": link(settings, RESET_PATH, token), "minutes": minutes},
+        base_url=settings.link_base,
+    )
+    # For an unknown address the statement matches no row (a fresh random id).
+    await _retire_tokens(db, user.id if user else uuid.uuid4(), "reset")
+    if user is None:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    db.add(
+        MailToken(
+            user_id=user.id,
+            purpose="reset",
+            token_hash=digest,
+            email=address,
+            expires_at=now + tokens.LIFETIMES["reset"],
+        )
+    )
+    db.add(
+        OutboxMail(
+            kind="password_reset",
+            to_address=address,
+            subject=mail.subject,
+            text_body=mail.text,
+            html_body=mail.html,
+        )
+    )
+    await db.flush()
+    return user.id
+
+
+async def reset_password(
+    db: AsyncSession,
+    settings: ControlPlaneSettings,
+    token: str,
+    new_hash: str,
+    *,
+    ip: str,
+) -> User:
+    """Use a reset token: set the password, end every session of the user, and tell them
+    (API keys, SFTP passwords and second factors stay: the mail says so)."""
+    row = await tokens.use(db, token, "reset")
+    user = await db.get(User, row.user_id)
+    if user is None or user.disabled or row.email != user.email:
+        raise InvalidRequest(tokens.INVALID)
+    user.password_hash = new_hash
+    # The link reached this mailbox: the address is proven.
+    user.email_verified_at = user.email_verified_at or dt.datetime.now(dt.UTC)
+    await end_all_sessions(db, user.id)
+    await _retire_tokens(db, user.id, "reset")
+    await queue(
+        db,
+        kind="password_changed",
+        to=user.email,
+        context={
+            "email": user.email,
+            "ip": ip,
+            "at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        },
+        base_url=settings.link_base,
+    )
+    return user
+
+
+async def _retire_tokens(db: AsyncSession, user_id: uuid.UUID, *purposes: str) -> None:
+    await db.execute(
+        update(MailToken)
+        .where(
+            MailToken.user_id == user_id,
+            MailToken.purpose.in_(purposes),
+            MailToken.used_at.is_(None),
+        )
+        .values(used_at=dt.datetime.now(dt.UTC))
+        .execution_options(synchronize_session=False)
+    )

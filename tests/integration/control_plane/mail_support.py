@@ -1,0 +1,64 @@
+"""A control plane that sends mail to a real SMTP server on loopback (tests/support/smtp.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from control_plane.app import create_app
+from control_plane.settings import load_settings
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.support.panel import Browser, Panel
+
+PUBLIC_URL = "http://panel.test"
+
+
+def mail_environment(database_url: str, smtp_port: int, **extra: str) -> dict[str, str]:
+    """Plain SMTP to loopback, a quick sender (poll and first retry 0.2 s), no rate limits."""
+    return {
+        "STELLAR_DATABASE_URL": database_url,
+        "STELLAR_AUTH_SECRET": AUTH_SECRET,
+        "STELLAR_BCRYPT_COST": "10",
+        "STELLAR_RATE_LIMITS": UNLIMITED,
+        "STELLAR_PUBLIC_URL": PUBLIC_URL,
+        "STELLAR_SMTP_HOST": "127.0.0.1",
+        "STELLAR_SMTP_PORT": str(smtp_port),
+        "STELLAR_SMTP_SECURITY": "none",
+        "STELLAR_SMTP_TIMEOUT_SECONDS": "5",
+        "STELLAR_MAIL_FROM": "StellarStack <panel@example.org>",
+        "STELLAR_MAIL_POLL_SECONDS": "0.2",
+        "STELLAR_MAIL_RETRY_SECONDS": "0.2",
+        "STELLAR_REGISTRATION": "open",
+        **extra,
+    }
+
+
+@asynccontextmanager
+async def mail_panel(
+    environment: dict[str, str], server_factory: AiohttpServer, client_factory: AiohttpClient
+) -> AsyncIterator[Panel]:
+    """The real app with its background jobs (the mail sender among them)."""
+    app = create_app(load_settings(environment), background_jobs=True)
+    yield Panel(await server_factory(app), client_factory)
+
+
+def local(link: str) -> str:
+    """A mailed link's path and query, to open it on the panel under test."""
+    assert link.startswith(PUBLIC_URL + "/"), link
+    parts = urlsplit(link)
+    return f"{parts.path}?{parts.query}"
+
+
+def token_of(link: str) -> str:
+    return link.rsplit("token=", 1)[1]
+
+
+async def register(browser: Browser, email: str, password: str) -> dict[str, object]:
+    body = await browser.json(
+        "POST", "/api/v1/auth/register", 201, json={"email": email, "password": password}
+    )
+    browser.csrf = str(body["csrf_token"])
+    return dict(body)

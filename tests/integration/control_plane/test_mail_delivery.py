@@ -1,0 +1,190 @@
+"""Delivery: an SMTP server that is down or hangs never slows a request, and the mail goes
+out once it is back; STARTTLS and implicit TLS against a real server, and no silent
+downgrade to clear text when STARTTLS is not offered."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.engine import session_factory
+from control_plane.db.models import OutboxMail
+from control_plane.db.session import transaction
+from tests.integration.control_plane.mail_support import mail_environment, mail_panel
+from tests.support.panel import Panel
+from tests.support.smtp import MailCatcher, self_signed, silent_server, smtp_server
+
+RESET = "/api/v1/auth/password-reset"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _outbox(engine: AsyncEngine) -> list[OutboxMail]:
+    async with transaction(session_factory(engine)) as db:
+        return list(await db.scalars(select(OutboxMail).order_by(OutboxMail.created_at)))
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    """Wait for a database condition the sender brings about (it has no event to await)."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def _timed_reset(panel: Panel, email: str) -> float:
+    browser = await panel.browser()
+    started = time.perf_counter()
+    await browser.json("POST", RESET, 202, json={"email": email})
+    return time.perf_counter() - started
+
+
+async def test_a_down_or_hanging_smtp_server_never_slows_requests_and_mail_goes_out_later(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    port = _free_port()
+    # Each delivery may wait 4 s on a silent server: a request that waited would show it.
+    environment = mail_environment(database_url, port, STELLAR_SMTP_TIMEOUT_SECONDS="4")
+    catcher = MailCatcher()
+    async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+        await panel.create_user("first@example.org")
+        await panel.create_user("second@example.org")
+        # Down: nothing listens.
+        assert await _timed_reset(panel, "first@example.org") < 2.0
+
+        async def failed_once() -> bool:
+            return any(row.attempts >= 1 and row.last_error for row in await _outbox(engine))
+
+        await _until(failed_once)
+        admin = await panel.signed_in("admin@example.org", admin=True)
+        status = await admin.json("GET", "/api/v1/mail")
+        assert status["queued"] == 1
+        assert "ConnectionRefused" in status["last_error"] or "connect" in status["last_error"]
+        # Hanging: connections are accepted and never answered.
+        async with silent_server(port):
+            assert await _timed_reset(panel, "second@example.org") < 2.0
+            health = await (await panel.browser()).request("GET", "/healthz")
+            assert health.status == 200
+        # Back: both mails arrive, once each.
+        async with smtp_server(catcher, port=port):
+            delivered = {(await catcher.next()).to, (await catcher.next()).to}
+            assert delivered == {"first@example.org", "second@example.org"}
+
+            async def all_sent() -> bool:
+                return all(row.sent_at is not None for row in await _outbox(engine))
+
+            await _until(all_sent)
+            admin = await panel.signed_in("root@example.org", admin=True)
+            status = await admin.json("GET", "/api/v1/mail")
+            assert status["queued"] == 0
+            assert status["enabled"] is True
+        rows = await _outbox(engine)
+        assert all(row.text_body == "" and row.html_body == "" for row in rows)
+        assert rows[0].attempts >= 2
+        assert len(catcher.received) == 2
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_mail_goes_out_over_starttls_and_implicit_tls(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    security: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    context, certificate = self_signed(tmp_path)
+    catcher = MailCatcher()
+    tls = (
+        {"tls_context": context, "require_starttls": True}
+        if security == "starttls"
+        else {"implicit_tls": context}
+    )
+    async with smtp_server(catcher, **tls) as port:
+        environment = mail_environment(
+            database_url,
+            port,
+            STELLAR_SMTP_SECURITY=security,
+            STELLAR_SMTP_CA_FILE=str(certificate),
+        )
+        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+            await panel.create_user("tls@example.org")
+            await (await panel.browser()).json(
+                "POST", RESET, 202, json={"email": "tls@example.org"}
+            )
+            assert (await catcher.next()).to == "tls@example.org"
+
+
+async def test_starttls_not_offered_is_an_error_not_clear_text(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    catcher = MailCatcher()
+    async with smtp_server(catcher) as port:  # no TLS context: no STARTTLS offered
+        environment = mail_environment(database_url, port, STELLAR_SMTP_SECURITY="starttls")
+        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+            await panel.create_user("plain@example.org")
+            await (await panel.browser()).json(
+                "POST", RESET, 202, json={"email": "plain@example.org"}
+            )
+
+            async def refused() -> bool:
+                rows = await _outbox(engine)
+                return bool(rows and rows[0].last_error and "STARTTLS" in rows[0].last_error)
+
+            await _until(refused)
+    assert catcher.received == []
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_two_replicas_send_each_mail_once(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Two control planes on one PostgreSQL database, both running the sender: the job lock
+    lets one of them send at a time, so no mail goes out twice. (SQLite: one control plane
+    per database, by design.)"""
+    catcher = MailCatcher()
+    async with smtp_server(catcher) as port:
+        environment = mail_environment(database_url, port, STELLAR_MAIL_POLL_SECONDS="0.05")
+        async with (
+            mail_panel(environment, aiohttp_server, aiohttp_client) as first,
+            mail_panel(environment, aiohttp_server, aiohttp_client) as second,
+        ):
+            addresses = [f"user{n}@example.org" for n in range(24)]
+            for address in addresses:
+                await first.create_user(address)
+            for n, address in enumerate(addresses):
+                panel = (first, second)[n % 2]
+                await (await panel.browser()).json("POST", RESET, 202, json={"email": address})
+            delivered = [(await catcher.next()).to for _ in addresses]
+            assert sorted(delivered) == sorted(addresses)
+
+            async def all_sent() -> bool:
+                return all(row.sent_at is not None for row in await _outbox(engine))
+
+            await _until(all_sent)
+            # One more through each replica: a duplicate in flight would arrive before them.
+            for panel, address in ((first, addresses[0]), (second, addresses[1])):
+                await (await panel.browser()).json("POST", RESET, 202, json={"email": address})
+            last = {(await catcher.next()).to, (await catcher.next()).to}
+            assert last == {addresses[0], addresses[1]}
+            assert len(catcher.received) == len(addresses) + 2

@@ -1,0 +1,209 @@
+"""Invitations of people without an account, and opt-in alerts, against a real SMTP server:
+what a user typed (a server's name) is escaped in the HTML part and intact in the text."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.models import Server
+from control_plane.db.session import transaction
+from control_plane.keys import SESSIONS
+from control_plane.services import audit
+from tests.integration.control_plane.mail_support import (
+    local,
+    mail_environment,
+    mail_panel,
+    token_of,
+)
+from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
+from tests.support.panel import PASSWORD
+from tests.support.smtp import MailCatcher, smtp_server
+from tests.support.world import World, build_world
+
+EVIL_NAME = '<b>"Tom & Jerry\'s"</b><script>x</script>'
+ESCAPED_NAME = "&lt;b&gt;&#34;Tom &amp; Jerry&#39;s&#34;&lt;/b&gt;&lt;script&gt;x&lt;/script&gt;"
+ACCEPT = "/api/v1/invitations/accept"
+
+
+@pytest.fixture
+async def catcher() -> MailCatcher:
+    return MailCatcher()
+
+
+@pytest.fixture
+async def world(
+    engine: AsyncEngine,
+    database_url: str,
+    catcher: MailCatcher,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[World]:
+    environment = mail_environment(
+        database_url, 0, STELLAR_REGISTRATION="invite_only", STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS
+    )
+    async with smtp_server(catcher) as port:
+        environment["STELLAR_SMTP_PORT"] = str(port)
+        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+            world = await build_world(panel)
+            async with transaction(panel.server.app[SESSIONS]) as db:
+                await db.execute(
+                    update(Server)
+                    .where(Server.id == uuid.UUID(world.ids["alice_server"]))
+                    .values(name=EVIL_NAME)
+                )
+            yield world
+
+
+def _invitations(world: World) -> str:
+    return f"/api/v1/servers/{world.ids['alice_server']}/invitations"
+
+
+async def test_an_invitation_is_mailed_escaped_and_creates_the_account_with_its_grant(
+    world: World, catcher: MailCatcher
+) -> None:
+    invited = await world.alice.json(
+        "POST",
+        _invitations(world),
+        201,
+        json={"email": "Newcomer@Example.org", "permissions": ["console.read", "files.read"]},
+    )
+    assert invited["email"] == "newcomer@example.org"
+    mail = await catcher.next()
+    assert mail.to == "newcomer@example.org"
+    # The name as typed in the text part; escaped, never markup, in the HTML part.
+    assert EVIL_NAME in mail.text
+    assert ESCAPED_NAME in mail.html
+    assert "<script>" not in mail.html
+    assert '<b>"Tom' not in mail.html
+    link = mail.link()
+
+    stranger = await world.panel.browser()
+    offer = await stranger.json("GET", local(link))
+    assert offer["server_name"] == EVIL_NAME
+    assert offer["permissions"] == ["console.read", "files.read"]
+    # Invite-only: nobody registers without one.
+    closed = await stranger.json(
+        "POST",
+        "/api/v1/auth/register",
+        403,
+        json={"email": "walkin@example.org", "password": PASSWORD},
+    )
+    assert "invitation" in closed["error"]["message"]
+    session = await stranger.json(
+        "POST", ACCEPT, 201, json={"token": token_of(link), "password": PASSWORD}
+    )
+    stranger.csrf = session["csrf_token"]
+    assert session["user"]["email"] == "newcomer@example.org"
+    assert session["user"]["email_verified_at"] is not None  # the link proved the address
+    servers = await stranger.json("GET", "/api/v1/servers")
+    assert [s["id"] for s in servers["data"]] == [world.ids["alice_server"]]
+    subusers = await world.alice.json("GET", f"/api/v1/servers/{world.ids['alice_server']}/users")
+    granted = {s["email"]: s["permissions"] for s in subusers["data"]}
+    assert granted["newcomer@example.org"] == ["console.read", "files.read"]
+    # Once only.
+    again = await world.panel.browser()
+    await again.json("POST", ACCEPT, 400, json={"token": token_of(link), "password": PASSWORD})
+    await again.json("GET", local(link), 400)
+
+
+async def test_invitations_refuse_existing_accounts_and_grants_beyond_the_inviter(
+    world: World, catcher: MailCatcher
+) -> None:
+    existing = await world.alice.json(
+        "POST", _invitations(world), 409, json={"email": "bob@example.org", "permissions": []}
+    )
+    assert "add it as a sub-user" in existing["error"]["message"]
+    # carol holds console.read only: she cannot invite at all (users.create) ...
+    await world.carol.json(
+        "POST", _invitations(world), 403, json={"email": "x@example.org", "permissions": []}
+    )
+    # ... and bob does not even see the server.
+    await world.bob.json(
+        "POST", _invitations(world), 404, json={"email": "x@example.org", "permissions": []}
+    )
+    # A withdrawn invitation's link is dead.
+    invited = await world.alice.json(
+        "POST", _invitations(world), 201, json={"email": "gone@example.org", "permissions": []}
+    )
+    link = (await catcher.next()).link()
+    await world.alice.json("DELETE", f"{_invitations(world)}/{invited['id']}", 204)
+    await (await world.panel.browser()).json("GET", local(link), 400)
+
+
+async def test_opted_in_alerts_are_mailed_escaped_and_others_are_not(
+    world: World, catcher: MailCatcher
+) -> None:
+    alerts = {"server_crashed": True, "backup_failed": False, "disk_full": True}
+    await world.alice.json("PUT", "/api/v1/account/alerts", json=alerts)
+    assert (await world.alice.json("GET", "/api/v1/account/alerts"))["server_crashed"] is True
+    app = world.panel.server.app
+    for action, details in (
+        ("server.backup.failed", {"reason": "node gone"}),  # not opted in: no mail
+        ("server.crashed", {"exit_code": 137, "restarting": False}),
+        ("server.disk.full", {"used_bytes": 10, "limit_bytes": 10}),
+    ):
+        # As the node event listener records them: an audited action in a transaction.
+        async with transaction(app[SESSIONS]) as db:
+            await audit.append(
+                db,
+                None,
+                audit.AuditEvent(
+                    action, target_type="server", target_id=world.ids["alice_server"],
+                    details=details,
+                ),
+            )  # fmt: skip
+    crashed, full = await catcher.next(), await catcher.next()
+    assert (crashed.to, crashed.subject) == ("alice@example.org", "Your server crashed")
+    assert EVIL_NAME in crashed.text
+    assert ESCAPED_NAME in crashed.html
+    assert "<script>" not in crashed.html
+    assert (full.to, full.subject) == ("alice@example.org", "Your server's disk is full")
+    assert catcher.pending() == 0
+
+
+async def test_a_sign_in_from_a_new_device_is_mailed_once(
+    world: World, catcher: MailCatcher
+) -> None:
+    await world.alice.json("PUT", "/api/v1/account/alerts", json={"new_sign_in": True})
+    same = await world.panel.browser()
+    await same.login("alice@example.org")  # the device alice signed in from already
+    headers = {"User-Agent": "Evil <Browser> & co"}
+    for _ in range(2):  # a new device, then the same one again
+        other = await world.panel.browser()
+        await other.json(
+            "POST",
+            "/api/v1/auth/login",
+            json={"email": "alice@example.org", "password": PASSWORD},
+            headers=headers,
+        )
+    alert = await catcher.next()
+    assert alert.subject == "New sign-in to your account"
+    assert "Evil <Browser> & co" in alert.text
+    assert "Evil &lt;Browser&gt; &amp; co" in alert.html
+    # The next mail is the reset asked for now: no second alert came in between.
+    anonymous = await world.panel.browser()
+    await anonymous.json(
+        "POST", "/api/v1/auth/password-reset", 202, json={"email": "alice@example.org"}
+    )
+    assert (await catcher.next()).subject == "Reset your password"
+
+
+async def test_a_backup_that_fails_on_its_node_mails_those_who_opted_in(
+    world: World, catcher: MailCatcher
+) -> None:
+    await world.alice.json("PUT", "/api/v1/account/alerts", json={"backup_failed": True})
+    # The world's node is down: the backup fails, is recorded failed and audited.
+    refused = await world.alice.request(
+        "POST", f"/api/v1/servers/{world.ids['alice_server']}/backups", json={"name": "b"}
+    )
+    assert refused.status in (502, 503)
+    mail = await catcher.next()
+    assert (mail.to, mail.subject) == ("alice@example.org", "A backup failed")
+    assert EVIL_NAME in mail.text
+    assert ESCAPED_NAME in mail.html
