@@ -25,6 +25,7 @@ from control_plane.keys import (
     SETTINGS,
     STATEMENT_READER,
     WALL_CLOCK,
+    WEBHOOK_GUARD,
 )
 from control_plane.middlewares import cors, install_security_headers, refuse_unstorable_text
 from control_plane.nodes.client import NodeClient
@@ -41,8 +42,11 @@ from control_plane.security.rate_limit import (
     RedisBackend,
     parse_presets,
 )
+from control_plane.services.webhooks.dispatcher import webhook_dispatcher_ctx
+from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
 from shared.http import error_shape, request_context
+from shared.ssrf import HostResolver, resolve_with_system_dns
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -103,9 +107,11 @@ def create_app(
     background_jobs: bool = True,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    resolver: HostResolver = resolve_with_system_dns,
 ) -> web.Application:
     """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
-    (tests move them by hand)."""
+    (tests move them by hand); ``resolver`` answers DNS for webhook URLs (tests give names
+    of their own)."""
     app = web.Application(
         middlewares=[request_context, error_shape, refuse_unstorable_text, cors, authenticate],
         client_max_size=1024 * 1024,
@@ -113,9 +119,12 @@ def create_app(
     app[SETTINGS] = settings
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
+    app[WEBHOOK_GUARD] = guard = WebhookUrlGuard(resolver, settings.webhook_test_networks)
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
     if background_jobs:
-        app.cleanup_ctx.extend([node_health_monitor, node_event_listener])
+        app.cleanup_ctx.extend(
+            [node_health_monitor, node_event_listener, webhook_dispatcher_ctx(guard)]
+        )
     install_security_headers(app)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)

@@ -14,6 +14,7 @@ from control_plane.nodes.console import ConsoleSessions
 from control_plane.security.caller import Caller
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
+from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
@@ -34,3 +35,5 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)
 # Seconds since the epoch, for TOTP time steps (tests move it by hand).
 WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
+# How webhook URLs are checked (the resolver; loopback for tests only).
+WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookUrlGuard)

@@ -20,6 +20,7 @@ from control_plane.api import (
     ssh_keys,
     subusers,
     users,
+    webhooks,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 
@@ -41,6 +42,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     console.routes,
     files.routes,
     backups.routes,
+    webhooks.routes,
 ]
 
 

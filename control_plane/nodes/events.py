@@ -2,7 +2,8 @@
 
 One task per node, under a job lock (one replica listens to a node at a time). The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
-with backoff when it drops. Crashes, finished installs and full disks are audited.
+with backoff when it drops. Crashes, finished installs and backups, and full disks are
+audited.
 
 A finished install is kept on the server (exit code, seconds, last lines, reason: what
 ``GET /api/v1/servers/{id}`` shows as ``install``). A failed one leaves the server in the
@@ -178,6 +179,11 @@ class NodeEventListener:
                 # The last lines stay out of the audit trail: scripts may print secrets.
                 details = install.model_dump(mode="json", exclude={"type", "last_lines"})
                 await self._audit(db, "server.install.finished", server, details)
+            elif kind == "backup" and event.get("operation", "create") == "create":
+                # A backup made in the background finished (webhooks and alerts act on it).
+                if event.get("status") in ("completed", "failed"):
+                    action = f"server.backup.{event['status']}"
+                    await self._audit(db, action, server, event)
             elif kind == "disk_full":
                 await self._audit(db, "server.disk.full", server, event)
             elif kind == "sftp_login":

@@ -44,7 +44,9 @@ Subscriber = Callable[[AsyncSession, DomainEvent], Awaitable[None]]
 
 def subscribers() -> tuple[Subscriber, ...]:
     """Who acts on events, in order. (Imported late: subscribers write audit rows too.)"""
-    return ()
+    from control_plane.services.webhooks.outbox import enqueue_event
+
+    return (enqueue_event,)
 
 
 async def publish(db: AsyncSession, event: DomainEvent) -> None:

@@ -21,6 +21,7 @@ from control_plane.db.models import (
     SshKey,
     Subuser,
     User,
+    Webhook,
 )
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
@@ -148,6 +149,24 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         db.add(ssh_key)
         await db.flush()
         world_ids["alice_ssh_key"] = str(ssh_key.id)
+        # Webhooks of alice's account, of her server and of the panel; their secrets are
+        # never read here (no dispatcher runs), so a placeholder stands in.
+        for key, scope, owner in (
+            ("alice_account_webhook", "account", {"user_id": uuid.UUID(world_ids["alice_user"])}),
+            ("alice_server_webhook", "server", {"server_id": uuid.UUID(world_ids["alice_server"])}),
+            ("panel_webhook", "panel", {}),
+        ):
+            hook = Webhook(
+                scope=scope,
+                name=f"{scope} hook",
+                url="https://hooks.example.com/in",
+                events=["server.state"],
+                secret="v1:none:AAAA",
+                **owner,
+            )
+            db.add(hook)
+            await db.flush()
+            world_ids[key] = str(hook.id)
         world_ids["blueprint"] = str(blueprint.id)
 
 

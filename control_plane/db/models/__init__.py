@@ -15,6 +15,7 @@ from control_plane.db.models.session import Session
 from control_plane.db.models.sftp_password import SftpPassword
 from control_plane.db.models.ssh_key import SshKey
 from control_plane.db.models.user import User
+from control_plane.db.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "Allocation",
@@ -39,4 +40,6 @@ __all__ = [
     "Subuser",
     "TotpCredential",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -33,6 +33,9 @@ ALICE_OBJECT = {
     "backup_id": "alice_backup",
     "passkey_id": "alice_passkey",
     "ssh_key_id": "alice_ssh_key",
+    "account_webhook_id": "alice_account_webhook",
+    "webhook_id": "alice_server_webhook",
+    "panel_webhook_id": "panel_webhook",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -1,0 +1,381 @@
+"""The background sender of the webhook outbox.
+
+Each process runs one dispatcher (``webhook_dispatcher``, a cleanup_ctx). It claims due
+deliveries in a short transaction: on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so several
+replicas share the rows without taking the same one; claiming moves a row's
+``next_attempt_at`` past the attempt's deadline (a lease), so a row whose sender died is due
+again after that. Attempts run as tasks of their own, at most ``STELLAR_WEBHOOK_CONCURRENCY``
+at once and at most half of them for one webhook, each within
+``STELLAR_WEBHOOK_TIMEOUT_SECONDS``: a slow or dead endpoint holds a few slots, never the API.
+
+A 2xx answer delivers. Anything else is retried after ``base * 2**(attempt-1)`` seconds
+(at most 4 hours, or the server's Retry-After if longer), times a random factor in
+[0.5, 1); once the next attempt would fall past the retry window (a day by default), the
+delivery fails, the webhook is disabled with its reason and the audit row
+``webhook.disabled``, and its other pending deliveries fail with it. Test events are tried
+once. Finished rows are pruned after ``STELLAR_WEBHOOK_LOG_DAYS``, by one replica at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDictProxy
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from control_plane.db.job_lock import job_lock
+from control_plane.db.models import Webhook, WebhookDelivery
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
+from control_plane.security.encryption import EncryptionError, SecretBox
+from control_plane.services import audit
+from control_plane.services.webhooks.catalogue import TEST_EVENT
+from control_plane.services.webhooks.guard import WebhookUrlGuard
+from control_plane.services.webhooks.signing import signed_headers
+from control_plane.settings import ControlPlaneSettings
+from shared.errors import ApiError
+from shared.outbound import OutboundClient
+
+log = structlog.get_logger("webhooks")
+MAX_RETRY_DELAY: Final = 4 * 3600.0
+MAX_RETRY_AFTER: Final = 3600.0
+LEASE_MARGIN_SECONDS: Final = 30.0
+MAX_RESPONSE_BYTES: Final = 64 * 1024
+PRUNE_EVERY_SECONDS: Final = 600.0
+Clock = Callable[[], dt.datetime]
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One claimed attempt, with what it needs from the webhook."""
+
+    delivery_id: uuid.UUID
+    webhook_id: uuid.UUID
+    url: str
+    secret_token: str
+    body: str
+    event_type: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt got: the HTTP status (None if none came), time taken, the error."""
+
+    status: int | None
+    latency_ms: int
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def backoff_seconds(
+    attempts: int, base: float, retry_after: float | None, jitter: Callable[[], float]
+) -> float:
+    """The delay before attempt ``attempts + 1``: exponential, capped, with jitter."""
+    delay: float = min(base * 2.0 ** (attempts - 1), MAX_RETRY_DELAY) * (0.5 + jitter() / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
+
+
+def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
+    value = headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+class WebhookDispatcher:
+    """Claims due deliveries and sends them; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        read_sessions: async_sessionmaker[AsyncSession],
+        settings: ControlPlaneSettings,
+        box: SecretBox,
+        outbound: OutboundClient,
+        clock: Clock = _utcnow,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._read_sessions = read_sessions
+        self._settings = settings
+        self._box = box
+        self._outbound = outbound
+        self._clock = clock
+        self._jitter = jitter
+        self._concurrency = settings.webhook_concurrency
+        self._per_webhook = max(1, settings.webhook_concurrency // 2)
+        self._in_flight: dict[uuid.UUID, _Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._last_prune = 0.0
+
+    async def run(self) -> None:
+        """Claim and send until cancelled."""
+        while True:
+            started = 0
+            try:
+                started = await self.claim_and_start()
+                if time.monotonic() - self._last_prune > PRUNE_EVERY_SECONDS:
+                    self._last_prune = time.monotonic()
+                    await self.prune()
+            except Exception:
+                log.exception("webhook dispatch failed")
+            if started == 0 or len(self._in_flight) >= self._concurrency:
+                self._slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.webhook_poll_seconds):
+                        await self._slot_freed.wait()
+
+    async def claim_and_start(self) -> int:
+        """Claim what is due (as many as there are free slots) and start sending it."""
+        free = self._concurrency - len(self._in_flight)
+        if free <= 0 or not await self._anything_due():
+            return 0
+        jobs = await self._claim(free)
+        for job in jobs:
+            self._in_flight[job.delivery_id] = job
+            task = asyncio.create_task(self._send(job), name=f"webhook-{job.delivery_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(jobs)
+
+    async def _anything_due(self) -> bool:
+        # A read first: on SQLite a claim takes the write lock, which an idle panel should not.
+        async with transaction(self._read_sessions) as db:
+            found = await db.scalar(
+                select(WebhookDelivery.id)
+                .where(
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.next_attempt_at <= self._clock(),
+                )
+                .limit(1)
+            )
+        return found is not None
+
+    async def _claim(self, free: int) -> list[_Job]:
+        now = self._clock()
+        lease = dt.timedelta(seconds=self._settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS)
+        busy: dict[uuid.UUID, int] = {}
+        for job in self._in_flight.values():
+            busy[job.webhook_id] = busy.get(job.webhook_id, 0) + 1
+        full = [hook for hook, count in busy.items() if count >= self._per_webhook]
+        query = (
+            select(WebhookDelivery, Webhook)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at <= now,
+                Webhook.enabled.is_(True),
+            )
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(free * 4)
+        )
+        if full:
+            query = query.where(WebhookDelivery.webhook_id.not_in(full))
+        if self._engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
+        jobs: list[_Job] = []
+        async with transaction(self._sessions) as db:
+            for delivery, hook in (await db.execute(query)).tuples():
+                if len(jobs) >= free or busy.get(hook.id, 0) >= self._per_webhook:
+                    continue
+                busy[hook.id] = busy.get(hook.id, 0) + 1
+                delivery.next_attempt_at = now + lease
+                jobs.append(
+                    _Job(
+                        delivery.id,
+                        hook.id,
+                        hook.url,
+                        hook.secret,
+                        delivery.body,
+                        delivery.event_type,
+                        delivery.created_at,
+                    )
+                )
+        return jobs
+
+    async def _send(self, job: _Job) -> None:
+        try:
+            outcome = await self.attempt(job)
+            await self._record(job, outcome)
+        except Exception:
+            log.exception("webhook delivery not recorded", delivery=str(job.delivery_id))
+        finally:
+            self._in_flight.pop(job.delivery_id, None)
+            self._slot_freed.set()
+
+    async def attempt(self, job: _Job) -> Outcome:
+        """POST the delivery once (URL checked again, signed now); never raises."""
+        started = time.monotonic()
+
+        def elapsed() -> int:
+            return int((time.monotonic() - started) * 1000)
+
+        try:
+            secret = self._box.decrypt(
+                job.secret_token, table="webhooks", column="secret", row_id=job.webhook_id
+            )
+            body = job.body.encode()
+            stamp = int(self._clock().timestamp())
+            async with self._outbound.fetch(
+                job.url,
+                method="POST",
+                body=body,
+                headers=signed_headers(secret, str(job.delivery_id), stamp, body),
+                max_bytes=MAX_RESPONSE_BYTES,
+                timeout_seconds=self._settings.webhook_timeout_seconds,
+                max_redirects=0,
+            ) as response:
+                # Read the (small) answer so that the connection can be used again.
+                with contextlib.suppress(ApiError):
+                    await response.read()
+                return Outcome(response.status, elapsed(), None, _retry_after(response.headers))
+        except ApiError as err:
+            return Outcome(None, elapsed(), f"{err.code}: {err.message}")
+        except EncryptionError as err:
+            return Outcome(None, elapsed(), f"the signing secret cannot be read: {err}")
+
+    async def _record(self, job: _Job, outcome: Outcome) -> None:
+        now = self._clock()
+        async with transaction(self._sessions) as db:
+            delivery = await db.get(WebhookDelivery, job.delivery_id)
+            if delivery is None or delivery.status != "pending":
+                return  # removed, or failed with its webhook meanwhile
+            delivery.attempts += 1
+            delivery.last_attempt_at = now
+            delivery.response_status = outcome.status
+            delivery.latency_ms = outcome.latency_ms
+            error = outcome.error or (None if outcome.delivered else f"HTTP {outcome.status}")
+            delivery.error = error[:500] if error else None
+            if outcome.delivered:
+                delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
+                    "delivered",
+                    now,
+                    None,
+                )
+                return
+            delay = backoff_seconds(
+                delivery.attempts,
+                self._settings.webhook_retry_base_seconds,
+                outcome.retry_after,
+                self._jitter,
+            )
+            window = dt.timedelta(seconds=self._settings.webhook_retry_window_seconds)
+            next_at = now + dt.timedelta(seconds=delay)
+            if job.event_type != TEST_EVENT and next_at <= job.created_at + window:
+                delivery.next_attempt_at = next_at
+                return
+            delivery.status, delivery.next_attempt_at = "failed", None
+            if job.event_type != TEST_EVENT:
+                await disable(db, job.webhook_id, now, last_error=delivery.error or "")
+
+    async def prune(self) -> None:
+        """Delete finished deliveries older than the log's retention (one replica at a time)."""
+        async with job_lock(self._engine, "webhook-prune") as held:
+            if not held:
+                return
+            cutoff = self._clock() - dt.timedelta(days=self._settings.webhook_log_days)
+            async with transaction(self._sessions) as db:
+                await db.execute(
+                    delete(WebhookDelivery).where(
+                        WebhookDelivery.status != "pending", WebhookDelivery.created_at < cutoff
+                    )
+                )
+
+    async def close(self) -> None:
+        """Stop sending; what was in flight is due again at once (for the next process)."""
+        unfinished = list(self._in_flight)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if unfinished:
+            with contextlib.suppress(Exception):
+                async with transaction(self._sessions) as db:
+                    await db.execute(
+                        update(WebhookDelivery)
+                        .where(
+                            WebhookDelivery.id.in_(unfinished),
+                            WebhookDelivery.status == "pending",
+                        )
+                        .values(next_attempt_at=self._clock())
+                    )
+
+
+async def disable(
+    db: AsyncSession, webhook_id: uuid.UUID, now: dt.datetime, *, last_error: str
+) -> None:
+    """Turn a webhook off after its deliveries failed for the whole retry window: its
+    reason is visible on it, the audit trail records it, its pending deliveries fail."""
+    hook = await db.get(Webhook, webhook_id)
+    if hook is None or not hook.enabled:
+        return
+    reason = f"disabled after deliveries failed for the whole retry window (last: {last_error})"
+    hook.enabled, hook.disabled_reason, hook.disabled_at = False, reason[:1000], now
+    await db.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+        .values(status="failed", next_attempt_at=None, error="not sent: the webhook was disabled")
+    )
+    log.warning("webhook disabled", webhook=str(webhook_id), reason=reason)
+    await audit.append(
+        db,
+        None,
+        audit.AuditEvent(
+            "webhook.disabled",
+            target_type="webhook",
+            target_id=str(webhook_id),
+            details={
+                "scope": hook.scope,
+                "server": str(hook.server_id) if hook.server_id else None,
+                "user": str(hook.user_id) if hook.user_id else None,
+                "reason": reason,
+            },
+        ),
+    )
+
+
+def webhook_dispatcher_ctx(
+    guard: WebhookUrlGuard,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx: the dispatcher and its HTTP client live exactly as long as the app."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with guard.client() as outbound:
+            dispatcher = WebhookDispatcher(
+                engine=app[ENGINE],
+                sessions=app[SESSIONS],
+                read_sessions=app[READ_SESSIONS],
+                settings=app[SETTINGS],
+                box=app[SECRET_BOX],
+                outbound=outbound,
+            )
+            task = asyncio.create_task(dispatcher.run(), name="webhook-dispatcher")
+            yield
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await dispatcher.close()
+
+    return ctx
