@@ -199,7 +199,7 @@ class WebhookDispatcher:
             query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
         jobs: list[_Job] = []
         async with transaction(self._sessions) as db:
-            for delivery, hook in (await db.execute(query)).tuples():
+            for delivery, hook in (await db.execute(query)).all():
                 if len(jobs) >= free or busy.get(hook.id, 0) >= self._per_webhook:
                     continue
                 busy[hook.id] = busy.get(hook.id, 0) + 1
