@@ -151,22 +151,26 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         world_ids["alice_ssh_key"] = str(ssh_key.id)
         # Webhooks of alice's account, of her server and of the panel; their secrets are
         # never read here (no dispatcher runs), so a placeholder stands in.
-        for key, scope, owner in (
-            ("alice_account_webhook", "account", {"user_id": uuid.UUID(world_ids["alice_user"])}),
-            ("alice_server_webhook", "server", {"server_id": uuid.UUID(world_ids["alice_server"])}),
-            ("panel_webhook", "panel", {}),
-        ):
+        alice_id = uuid.UUID(world_ids["alice_user"])
+        alice_server_id = uuid.UUID(world_ids["alice_server"])
+        hooks: list[tuple[str, str, uuid.UUID | None, uuid.UUID | None]] = [
+            ("alice_account_webhook", "account", alice_id, None),
+            ("alice_server_webhook", "server", None, alice_server_id),
+            ("panel_webhook", "panel", None, None),
+        ]
+        for label, scope, user_id, server_id in hooks:
             hook = Webhook(
                 scope=scope,
+                user_id=user_id,
+                server_id=server_id,
                 name=f"{scope} hook",
                 url="https://hooks.example.com/in",
                 events=["server.state"],
                 secret="v1:none:AAAA",
-                **owner,
             )
             db.add(hook)
             await db.flush()
-            world_ids[key] = str(hook.id)
+            world_ids[label] = str(hook.id)
         world_ids["blueprint"] = str(blueprint.id)
 
 
