@@ -53,6 +53,7 @@ MAX_RETRY_AFTER: Final = 3600.0
 LEASE_MARGIN_SECONDS: Final = 30.0
 MAX_RESPONSE_BYTES: Final = 64 * 1024
 PRUNE_EVERY_SECONDS: Final = 600.0
+RECORD_BATCH_SECONDS: Final = 0.05
 Clock = Callable[[], dt.datetime]
 
 
@@ -127,27 +128,45 @@ class WebhookDispatcher:
         self._jitter = jitter
         self._concurrency = settings.webhook_concurrency
         self._per_webhook = max(1, settings.webhook_concurrency // 2)
+        self._claim_at = max(1, settings.webhook_concurrency // 2)
         self._in_flight: dict[uuid.UUID, _Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        # Finished attempts waiting to be written, in one transaction per batch.
+        self._outcomes: list[tuple[_Job, Outcome]] = []
+        self._outcomes_ready = asyncio.Event()
         self._last_prune = 0.0
 
     async def run(self) -> None:
-        """Claim and send until cancelled."""
-        while True:
-            started = 0
-            try:
-                started = await self.claim_and_start()
-                if time.monotonic() - self._last_prune > PRUNE_EVERY_SECONDS:
-                    self._last_prune = time.monotonic()
-                    await self.prune()
-            except Exception:
-                log.exception("webhook dispatch failed")
-            if started == 0 or len(self._in_flight) >= self._concurrency:
-                self._slot_freed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._settings.webhook_poll_seconds):
-                        await self._slot_freed.wait()
+        """Claim and send until cancelled; results are written by a task of their own."""
+        recorder = asyncio.create_task(self._record_outcomes(), name="webhook-recorder")
+        try:
+            while True:
+                started = 0
+                try:
+                    started = await self.claim_and_start()
+                    if time.monotonic() - self._last_prune > PRUNE_EVERY_SECONDS:
+                        self._last_prune = time.monotonic()
+                        await self.prune()
+                except Exception:
+                    log.exception("webhook dispatch failed")
+                # Claim again once half the slots are free (or none is busy): one claim per
+                # batch, not one per finished attempt.
+                while started == 0 or self._free_slots() < self._claim_at:
+                    self._slot_freed.clear()
+                    try:
+                        async with asyncio.timeout(self._settings.webhook_poll_seconds):
+                            await self._slot_freed.wait()
+                    except TimeoutError:
+                        break
+                    if not self._in_flight or self._free_slots() >= self._claim_at:
+                        break
+        finally:
+            recorder.cancel()
+            await asyncio.gather(recorder, return_exceptions=True)
+
+    def _free_slots(self) -> int:
+        return self._concurrency - len(self._in_flight)
 
     async def claim_and_start(self) -> int:
         """Claim what is due (as many as there are free slots) and start sending it."""
@@ -220,9 +239,8 @@ class WebhookDispatcher:
     async def _send(self, job: _Job) -> None:
         try:
             outcome = await self.attempt(job)
-            await self._record(job, outcome)
-        except Exception:
-            log.exception("webhook delivery not recorded", delivery=str(job.delivery_id))
+            self._outcomes.append((job, outcome))
+            self._outcomes_ready.set()
         finally:
             self._in_flight.pop(job.delivery_id, None)
             self._slot_freed.set()
@@ -258,39 +276,66 @@ class WebhookDispatcher:
         except EncryptionError as err:
             return Outcome(None, elapsed(), f"the signing secret cannot be read: {err}")
 
-    async def _record(self, job: _Job, outcome: Outcome) -> None:
+    async def _record_outcomes(self) -> None:
+        while True:
+            await self._outcomes_ready.wait()
+            # Let a batch gather: one transaction for many attempts (on SQLite each write
+            # transaction takes the one write lock).
+            await asyncio.sleep(RECORD_BATCH_SECONDS)
+            self._outcomes_ready.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every finished attempt not written yet, in one transaction. If that fails,
+        the rows stay claimed until their lease ends and are tried again (at least once)."""
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        try:
+            async with transaction(self._sessions) as db:
+                ids = [job.delivery_id for job, _ in batch]
+                rows = {
+                    d.id: d
+                    for d in await db.scalars(
+                        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
+                    )
+                }
+                for job, outcome in batch:
+                    delivery = rows.get(job.delivery_id)
+                    # Gone, or failed with its webhook meanwhile: nothing to write.
+                    if delivery is not None and delivery.status == "pending":
+                        await self._apply(db, job, delivery, outcome)
+        except Exception:
+            log.exception("webhook outcomes not recorded", deliveries=len(batch))
+
+    async def _apply(
+        self, db: AsyncSession, job: _Job, delivery: WebhookDelivery, outcome: Outcome
+    ) -> None:
         now = self._clock()
-        async with transaction(self._sessions) as db:
-            delivery = await db.get(WebhookDelivery, job.delivery_id)
-            if delivery is None or delivery.status != "pending":
-                return  # removed, or failed with its webhook meanwhile
-            delivery.attempts += 1
-            delivery.last_attempt_at = now
-            delivery.response_status = outcome.status
-            delivery.latency_ms = outcome.latency_ms
-            error = outcome.error or (None if outcome.delivered else f"HTTP {outcome.status}")
-            delivery.error = error[:500] if error else None
-            if outcome.delivered:
-                delivery.status, delivery.delivered_at, delivery.next_attempt_at = (
-                    "delivered",
-                    now,
-                    None,
-                )
-                return
-            delay = backoff_seconds(
-                delivery.attempts,
-                self._settings.webhook_retry_base_seconds,
-                outcome.retry_after,
-                self._jitter,
-            )
-            window = dt.timedelta(seconds=self._settings.webhook_retry_window_seconds)
-            next_at = now + dt.timedelta(seconds=delay)
-            if job.event_type != TEST_EVENT and next_at <= job.created_at + window:
-                delivery.next_attempt_at = next_at
-                return
-            delivery.status, delivery.next_attempt_at = "failed", None
-            if job.event_type != TEST_EVENT:
-                await disable(db, job.webhook_id, now, last_error=delivery.error or "")
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        delivery.response_status = outcome.status
+        delivery.latency_ms = outcome.latency_ms
+        error = outcome.error or (None if outcome.delivered else f"HTTP {outcome.status}")
+        delivery.error = error[:500] if error else None
+        if outcome.delivered:
+            delivery.status, delivery.delivered_at = "delivered", now
+            delivery.next_attempt_at = None
+            return
+        delay = backoff_seconds(
+            delivery.attempts,
+            self._settings.webhook_retry_base_seconds,
+            outcome.retry_after,
+            self._jitter,
+        )
+        window = dt.timedelta(seconds=self._settings.webhook_retry_window_seconds)
+        next_at = now + dt.timedelta(seconds=delay)
+        if job.event_type != TEST_EVENT and next_at <= job.created_at + window:
+            delivery.next_attempt_at = next_at
+            return
+        delivery.status, delivery.next_attempt_at = "failed", None
+        if job.event_type != TEST_EVENT:
+            await disable(db, job.webhook_id, now, last_error=delivery.error or "")
 
     async def prune(self) -> None:
         """Delete finished deliveries older than the log's retention (one replica at a time)."""
@@ -306,11 +351,13 @@ class WebhookDispatcher:
                 )
 
     async def close(self) -> None:
-        """Stop sending; what was in flight is due again at once (for the next process)."""
+        """Stop sending: finished attempts are written, those still in flight are due again
+        at once (for the next process)."""
         unfinished = list(self._in_flight)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
         if unfinished:
             with contextlib.suppress(Exception):
                 async with transaction(self._sessions) as db:
