@@ -63,8 +63,10 @@ class Names:
     """A resolver whose answers the test sets (and changes: DNS rebinding)."""
 
     answers: dict[str, list[str]] = field(default_factory=dict)
+    lookups: int = 0
 
     async def __call__(self, host: str) -> Sequence[str]:
+        self.lookups += 1
         if host not in self.answers:
             raise OSError(f"{host} does not resolve")
         return list(self.answers[host])

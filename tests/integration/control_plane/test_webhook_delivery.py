@@ -213,3 +213,26 @@ async def test_deliveries_pending_at_a_restart_are_sent_after_it(
     resent = {r["id"] for r in rows} & first_ids
     assert resent == first_ids
     assert all(r["attempts"] == 1 for r in rows)
+
+
+async def test_two_control_planes_share_the_outbox_and_send_each_delivery_once(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    receiver = Receiver()
+    hooks = await _hooks(database_url, aiohttp_server, aiohttp_client, receiver)
+    alice = await hooks.panel.signed_in("alice@example.org")
+    created = [await hooks.create(alice, ACCOUNT) for _ in range(4)]
+    # A second replica on the same database, with a resolver of its own to count its attempts.
+    names = Names({"hooks.test": ["127.0.0.1"]})
+    await start_panel(webhook_settings(database_url), names, aiohttp_server, aiohttp_client)
+    hooks.names.lookups = 0  # the checks when the webhooks were saved
+    for hook in created:
+        await _queue(hooks.panel, hook["id"], 100)
+    arrived = await receiver.wait_for(400, timeout=60)
+    ids = [r.headers["webhook-id"] for r in arrived]
+    assert len(set(ids)) == len(ids), "a delivery was sent twice"
+    assert names.lookups > 0, "the second replica sent nothing"
+    assert hooks.names.lookups > 0, "the first replica sent nothing"
