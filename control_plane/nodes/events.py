@@ -30,12 +30,13 @@ from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, NODES, SESSIONS
-from control_plane.services import audit, domain_events
+from control_plane.services import audit
 from control_plane.services.servers.installs import (
     forget_install,
     install_recorded,
     record_install,
 )
+from control_plane.services.servers.state import change_state
 
 log = structlog.get_logger("nodes.events")
 STATES = frozenset(
@@ -154,17 +155,7 @@ class NodeEventListener:
                 state = str(event["state"])
                 # A failed install's server is offline on the node; here it stays failed.
                 if resync or not (state == "offline" and server.state == "install_failed"):
-                    previous, server.state = server.state, state
-                    if previous != state:
-                        await domain_events.publish(
-                            db,
-                            domain_events.DomainEvent(
-                                domain_events.SERVER_STATE,
-                                target_type="server",
-                                target_id=str(server.id),
-                                details={"state": state, "previous": previous},
-                            ),
-                        )
+                    await change_state(db, server, state)
                 if state == "installing":
                     forget_install(server)
             elif kind == "crash":
