@@ -1,6 +1,6 @@
 """The background sender of the webhook outbox.
 
-Each process runs one dispatcher (``webhook_dispatcher``, a cleanup_ctx). It claims due
+Each process runs one dispatcher (``webhook_dispatcher_ctx``, a cleanup_ctx). It claims due
 deliveries in a short transaction: on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, so several
 replicas share the rows without taking the same one; claiming moves a row's
 ``next_attempt_at`` past the attempt's deadline (a lease), so a row whose sender died is due
@@ -8,12 +8,9 @@ again after that. Attempts run as tasks of their own, at most ``STELLAR_WEBHOOK_
 at once and at most half of them for one webhook, each within
 ``STELLAR_WEBHOOK_TIMEOUT_SECONDS``: a slow or dead endpoint holds a few slots, never the API.
 
-A 2xx answer delivers. Anything else is retried after ``base * 2**(attempt-1)`` seconds
-(at most 4 hours, or the server's Retry-After if longer), times a random factor in
-[0.5, 1); once the next attempt would fall past the retry window (a day by default), the
-delivery fails, the webhook is disabled with its reason and the audit row
-``webhook.disabled``, and its other pending deliveries fail with it. Test events are tried
-once. Finished rows are pruned after ``STELLAR_WEBHOOK_LOG_DAYS``, by one replica at a time.
+What an attempt's outcome leads to (delivered, retried with backoff and jitter, failed and
+the webhook disabled) is retries.py's. Outcomes are written in one transaction per batch.
+Finished rows are pruned after ``STELLAR_WEBHOOK_LOG_DAYS``, by one replica at a time.
 """
 
 from __future__ import annotations
@@ -39,17 +36,15 @@ from control_plane.db.models import Webhook, WebhookDelivery
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
 from control_plane.security.encryption import EncryptionError, SecretBox
-from control_plane.services import audit
 from control_plane.services.webhooks.catalogue import TEST_EVENT
 from control_plane.services.webhooks.guard import WebhookUrlGuard
+from control_plane.services.webhooks.retries import Outcome, RetryPolicy, record_attempt
 from control_plane.services.webhooks.signing import signed_headers
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ApiError
 from shared.outbound import OutboundClient
 
 log = structlog.get_logger("webhooks")
-MAX_RETRY_DELAY: Final = 4 * 3600.0
-MAX_RETRY_AFTER: Final = 3600.0
 LEASE_MARGIN_SECONDS: Final = 30.0
 MAX_RESPONSE_BYTES: Final = 64 * 1024
 PRUNE_EVERY_SECONDS: Final = 600.0
@@ -72,30 +67,6 @@ class _Job:
     body: str
     event_type: str
     created_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt got: the HTTP status (None if none came), time taken, the error."""
-
-    status: int | None
-    latency_ms: int
-    error: str | None = None
-    retry_after: float | None = None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
-
-
-def backoff_seconds(
-    attempts: int, base: float, retry_after: float | None, jitter: Callable[[], float]
-) -> float:
-    """The delay before attempt ``attempts + 1``: exponential, capped, with jitter."""
-    delay: float = min(base * 2.0 ** (attempts - 1), MAX_RETRY_DELAY) * (0.5 + jitter() / 2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return delay
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
@@ -125,7 +96,9 @@ class WebhookDispatcher:
         self._box = box
         self._outbound = outbound
         self._clock = clock
-        self._jitter = jitter
+        self._policy = RetryPolicy(
+            settings.webhook_retry_base_seconds, settings.webhook_retry_window_seconds, jitter
+        )
         self._concurrency = settings.webhook_concurrency
         self._per_webhook = max(1, settings.webhook_concurrency // 2)
         self._claim_at = max(1, settings.webhook_concurrency // 2)
@@ -304,38 +277,16 @@ class WebhookDispatcher:
                     delivery = rows.get(job.delivery_id)
                     # Gone, or failed with its webhook meanwhile: nothing to write.
                     if delivery is not None and delivery.status == "pending":
-                        await self._apply(db, job, delivery, outcome)
+                        await record_attempt(
+                            db,
+                            delivery,
+                            outcome,
+                            now=self._clock(),
+                            policy=self._policy,
+                            test=job.event_type == TEST_EVENT,
+                        )
         except Exception:
             log.exception("webhook outcomes not recorded", deliveries=len(batch))
-
-    async def _apply(
-        self, db: AsyncSession, job: _Job, delivery: WebhookDelivery, outcome: Outcome
-    ) -> None:
-        now = self._clock()
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        delivery.response_status = outcome.status
-        delivery.latency_ms = outcome.latency_ms
-        error = outcome.error or (None if outcome.delivered else f"HTTP {outcome.status}")
-        delivery.error = error[:500] if error else None
-        if outcome.delivered:
-            delivery.status, delivery.delivered_at = "delivered", now
-            delivery.next_attempt_at = None
-            return
-        delay = backoff_seconds(
-            delivery.attempts,
-            self._settings.webhook_retry_base_seconds,
-            outcome.retry_after,
-            self._jitter,
-        )
-        window = dt.timedelta(seconds=self._settings.webhook_retry_window_seconds)
-        next_at = now + dt.timedelta(seconds=delay)
-        if job.event_type != TEST_EVENT and next_at <= job.created_at + window:
-            delivery.next_attempt_at = next_at
-            return
-        delivery.status, delivery.next_attempt_at = "failed", None
-        if job.event_type != TEST_EVENT:
-            await disable(db, job.webhook_id, now, last_error=delivery.error or "")
 
     async def prune(self) -> None:
         """Delete finished deliveries older than the log's retention (one replica at a time)."""
@@ -369,39 +320,6 @@ class WebhookDispatcher:
                         )
                         .values(next_attempt_at=self._clock())
                     )
-
-
-async def disable(
-    db: AsyncSession, webhook_id: uuid.UUID, now: dt.datetime, *, last_error: str
-) -> None:
-    """Turn a webhook off after its deliveries failed for the whole retry window: its
-    reason is visible on it, the audit trail records it, its pending deliveries fail."""
-    hook = await db.get(Webhook, webhook_id)
-    if hook is None or not hook.enabled:
-        return
-    reason = f"disabled after deliveries failed for the whole retry window (last: {last_error})"
-    hook.enabled, hook.disabled_reason, hook.disabled_at = False, reason[:1000], now
-    await db.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
-        .values(status="failed", next_attempt_at=None, error="not sent: the webhook was disabled")
-    )
-    log.warning("webhook disabled", webhook=str(webhook_id), reason=reason)
-    await audit.append(
-        db,
-        None,
-        audit.AuditEvent(
-            "webhook.disabled",
-            target_type="webhook",
-            target_id=str(webhook_id),
-            details={
-                "scope": hook.scope,
-                "server": str(hook.server_id) if hook.server_id else None,
-                "user": str(hook.user_id) if hook.user_id else None,
-                "reason": reason,
-            },
-        ),
-    )
 
 
 def webhook_dispatcher_ctx(
