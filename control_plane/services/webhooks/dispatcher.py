@@ -143,7 +143,7 @@ class WebhookDispatcher:
 
     async def claim_and_start(self) -> int:
         """Claim what is due (as many as there are free slots) and start sending it."""
-        free = self._concurrency - len(self._in_flight)
+        free = self._free_slots()
         if free <= 0 or not await self._anything_due():
             return 0
         jobs = await self._claim(free)
@@ -214,6 +214,9 @@ class WebhookDispatcher:
             outcome = await self.attempt(job)
             self._outcomes.append((job, outcome))
             self._outcomes_ready.set()
+        except Exception:
+            # Not recorded: the row is tried again when its lease ends.
+            log.exception("webhook attempt failed unexpectedly", delivery=str(job.delivery_id))
         finally:
             self._in_flight.pop(job.delivery_id, None)
             self._slot_freed.set()
