@@ -28,6 +28,7 @@ from control_plane.keys import (
     SETTINGS,
     STATEMENT_READER,
     WALL_CLOCK,
+    WEBHOOK_GUARD,
 )
 from control_plane.mail.outbox import MAIL_CONTEXT, MailContext
 from control_plane.mail.sender import MailSender
@@ -55,9 +56,12 @@ from control_plane.security.rate_limit import (
     RedisBackend,
     parse_presets,
 )
+from control_plane.services.webhooks.dispatcher import webhook_dispatcher_ctx
+from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
 from control_plane.web.setup import install_page_headers, page_errors, static_routes, web_ctx
 from shared.http import error_shape, request_context
+from shared.ssrf import HostResolver, resolve_with_system_dns
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -137,9 +141,11 @@ def create_app(
     background_jobs: bool = True,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    resolver: HostResolver = resolve_with_system_dns,
 ) -> web.Application:
     """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
-    (tests move them by hand)."""
+    (tests move them by hand); ``resolver`` answers DNS for webhook URLs (tests give names
+    of their own)."""
     app = web.Application(
         middlewares=[
             request_context,
@@ -157,11 +163,14 @@ def create_app(
     app[METRICS] = ControlPlaneMetrics()
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
+    app[WEBHOOK_GUARD] = guard = WebhookUrlGuard(resolver, settings.webhook_test_networks)
     app.cleanup_ctx.extend(
         [database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock), web_ctx]
     )
     if background_jobs:
-        app.cleanup_ctx.extend([node_health_monitor, node_event_listener, retention_job])
+        app.cleanup_ctx.extend(
+            [node_health_monitor, node_event_listener, retention_job, webhook_dispatcher_ctx(guard)]
+        )
     if background_jobs and settings.mail_enabled:
         app.cleanup_ctx.append(mail_sender_ctx)
     install_security_headers(app)

@@ -17,6 +17,7 @@ from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.security.caller import Caller
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
+from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
 from control_plane.web.assets import AssetIndex
 
@@ -45,3 +46,5 @@ WEB_TEMPLATES = web.AppKey("web_templates", jinja2.Environment)
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
 # The outbox's sender: ``wake()`` after a request queued mail (present when mail is set up).
 MAIL = web.AppKey("mail", MailSender)
+# How webhook URLs are checked (the resolver; loopback for tests only).
+WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookUrlGuard)

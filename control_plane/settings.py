@@ -215,6 +215,37 @@ class ControlPlaneSettings(BaseModel):
         "StellarStack", alias="STELLAR_WEBAUTHN_RP_NAME", min_length=1, max_length=64
     )
 
+    # Webhooks (docs/webhooks.md): each attempt's time limit, attempts in flight per process,
+    # the first retry's delay (doubling, with jitter) and how long retries go on before the
+    # webhook is disabled, how often the outbox is read, and how long finished rows are kept.
+    webhook_timeout_seconds: float = Field(
+        10.0, alias="STELLAR_WEBHOOK_TIMEOUT_SECONDS", gt=0, le=60
+    )
+    webhook_concurrency: int = Field(16, alias="STELLAR_WEBHOOK_CONCURRENCY", ge=1, le=256)
+    webhook_retry_base_seconds: float = Field(
+        30.0, alias="STELLAR_WEBHOOK_RETRY_BASE_SECONDS", gt=0, le=3600
+    )
+    webhook_retry_window_seconds: float = Field(
+        86400.0, alias="STELLAR_WEBHOOK_RETRY_WINDOW_SECONDS", gt=0, le=7 * 86400
+    )
+    webhook_poll_seconds: float = Field(1.0, alias="STELLAR_WEBHOOK_POLL_SECONDS", gt=0, le=60)
+    webhook_log_days: int = Field(14, alias="STELLAR_WEBHOOK_LOG_DAYS", ge=1, le=365)
+    # For tests only: networks a webhook's host *name* may resolve into (a receiver on
+    # loopback). Refused in production; IP literals in URLs are never exempt.
+    webhook_test_allow_networks: str = Field("", alias="STELLAR_WEBHOOK_TEST_ALLOW_NETWORKS")
+
+    @field_validator("webhook_test_allow_networks")
+    @classmethod
+    def _webhook_test_networks(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and _is_production(info):
+            raise ValueError("is for tests only and refused in production")
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as err:
+                raise ValueError(f"{item!r} is not a CIDR network") from err
+        return value
+
     @field_validator(
         "google_authorize_url",
         "google_token_url",
@@ -386,6 +417,11 @@ class ControlPlaneSettings(BaseModel):
     def metrics_scraper_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         parts = (part.strip() for part in self.metrics_scrapers.split(","))
         return [ipaddress.ip_network(item, strict=False) for item in parts if item]
+
+    @property
+    def webhook_test_networks(self) -> frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        parts = (part.strip() for part in self.webhook_test_allow_networks.split(","))
+        return frozenset(ipaddress.ip_network(item, strict=False) for item in parts if item)
 
     @property
     def passkey_origin(self) -> str:

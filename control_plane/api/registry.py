@@ -27,6 +27,7 @@ from control_plane.api import (
     stats_history,
     subusers,
     users,
+    webhooks,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 from control_plane.web import pages
@@ -56,6 +57,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     files.routes,
     backups.routes,
     metrics.routes,
+    webhooks.routes,
 ]
 
 

@@ -22,6 +22,7 @@ from control_plane.security.caller import Caller
 from control_plane.services import audit
 from control_plane.services.audit import AuditEvent
 from control_plane.services.servers import startup
+from control_plane.services.servers.state import change_state
 from control_plane.services.servers.variables import validate_variables
 from shared.server_spec import ConsoleCommand, PowerAction, ServerStatus
 
@@ -80,7 +81,7 @@ async def power(
     async with transaction(app[SESSIONS]) as db:
         stored = await db.get(Server, server.id)
         if stored is not None:
-            stored.state = status.state
+            await change_state(db, stored, status.state)
         await audit.append(db, caller.actor, power_audit(server.id, action))
     return status
 

@@ -29,6 +29,7 @@ from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
 from control_plane.services.servers import installs, listing, placement, startup
+from control_plane.services.servers.state import change_state
 from shared.errors import ErrorDetail
 from shared.node_endpoints import LogLines
 from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
@@ -289,7 +290,7 @@ async def reinstall(req: ApiRequest[Any, Any]) -> ServerStatus:
         server = await db.get(Server, server_id)
         if server is None:
             raise NotFound("the server was deleted during the reinstall")
-        server.state = status.state
+        await change_state(db, server, status.state)
         await req.audit("server.reinstalled", target_type="server", target_id=str(server_id))
     return status
 

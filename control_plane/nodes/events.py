@@ -2,7 +2,8 @@
 
 One task per node, under a job lock (one replica listens to a node at a time). The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
-with backoff when it drops. Crashes, finished installs and full disks are audited.
+with backoff when it drops. Crashes, finished installs and backups, and full disks are
+audited.
 
 A finished install is kept on the server (exit code, seconds, last lines, reason: what
 ``GET /api/v1/servers/{id}`` shows as ``install``). A failed one leaves the server in the
@@ -35,13 +36,14 @@ from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, WALL_CLOCK
-from control_plane.services import audit, domain_events, resource_history
+from control_plane.services import audit, resource_history
 from control_plane.services.resource_history import Bucket, HistoryRecorder
 from control_plane.services.servers.installs import (
     forget_install,
     install_recorded,
     record_install,
 )
+from control_plane.services.servers.state import change_state
 from shared.node_api import SftpFailuresEvent, StatsEvent
 
 log = structlog.get_logger("nodes.events")
@@ -201,17 +203,7 @@ class NodeEventListener:
                 state = str(event["state"])
                 # A failed install's server is offline on the node; here it stays failed.
                 if resync or not (state == "offline" and server.state == "install_failed"):
-                    previous, server.state = server.state, state
-                    if previous != state:
-                        await domain_events.publish(
-                            db,
-                            domain_events.DomainEvent(
-                                domain_events.SERVER_STATE,
-                                target_type="server",
-                                target_id=str(server.id),
-                                details={"state": state, "previous": previous},
-                            ),
-                        )
+                    await change_state(db, server, state)
                 if state == "installing":
                     forget_install(server)
             elif kind == "crash":
@@ -226,6 +218,11 @@ class NodeEventListener:
                 # The last lines stay out of the audit trail: scripts may print secrets.
                 details = install.model_dump(mode="json", exclude={"type", "last_lines"})
                 await self._audit(db, "server.install.finished", server, details)
+            elif kind == "backup" and event.get("operation", "create") == "create":
+                # A backup made in the background finished (webhooks and alerts act on it).
+                if event.get("status") in ("completed", "failed"):
+                    action = f"server.backup.{event['status']}"
+                    await self._audit(db, action, server, event)
             elif kind == "disk_full":
                 await self._audit(db, "server.disk.full", server, event)
             elif kind == "sftp_login":

@@ -23,6 +23,7 @@ from control_plane.db.models import (
     SshKey,
     Subuser,
     User,
+    Webhook,
 )
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
@@ -160,6 +161,28 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         db.add(invitation)
         await db.flush()
         world_ids["alice_invitation"] = str(invitation.id)
+        # Webhooks of alice's account, of her server and of the panel; their secrets are
+        # never read here (no dispatcher runs), so a placeholder stands in.
+        alice_id = uuid.UUID(world_ids["alice_user"])
+        alice_server_id = uuid.UUID(world_ids["alice_server"])
+        hooks: list[tuple[str, str, uuid.UUID | None, uuid.UUID | None]] = [
+            ("alice_account_webhook", "account", alice_id, None),
+            ("alice_server_webhook", "server", None, alice_server_id),
+            ("panel_webhook", "panel", None, None),
+        ]
+        for label, scope, user_id, server_id in hooks:
+            hook = Webhook(
+                scope=scope,
+                user_id=user_id,
+                server_id=server_id,
+                name=f"{scope} hook",
+                url="https://hooks.example.com/in",
+                events=["server.state"],
+                secret="v1:none:AAAA",
+            )
+            db.add(hook)
+            await db.flush()
+            world_ids[label] = str(hook.id)
         world_ids["blueprint"] = str(blueprint.id)
 
 

@@ -23,6 +23,7 @@ from control_plane.db.models.sftp_password import SftpPassword
 from control_plane.db.models.ssh_key import SshKey
 from control_plane.db.models.stats import ServerStatsBucket
 from control_plane.db.models.user import User
+from control_plane.db.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "AlertPreferences",
@@ -53,4 +54,6 @@ __all__ = [
     "Subuser",
     "TotpCredential",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

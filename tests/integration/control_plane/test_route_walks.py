@@ -34,6 +34,9 @@ ALICE_OBJECT = {
     "passkey_id": "alice_passkey",
     "ssh_key_id": "alice_ssh_key",
     "invitation_id": "alice_invitation",
+    "account_webhook_id": "alice_account_webhook",
+    "webhook_id": "alice_server_webhook",
+    "panel_webhook_id": "panel_webhook",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -1,0 +1,300 @@
+"""Webhooks through the real app, delivered to a receiver on loopback: signatures checked by
+an independent implementation, the SSRF guard at save and at delivery, who gets what."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import standardwebhooks
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Subuser, Webhook, WebhookDelivery
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
+from control_plane.services import domain_events
+from control_plane.settings import ConfigError, load_settings
+from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.webhook_support import (
+    RECEIVER_HOST,
+    HookPanel,
+    deliveries,
+    eventually,
+    start_panel,
+    start_receiver,
+    webhook_settings,
+)
+from tests.support.panel import Browser
+from tests.support.webhook_receiver import Names, Receiver, verify_signature
+from tests.support.world import build_world
+
+ACCOUNT = "/api/v1/webhooks"
+
+
+@pytest.fixture
+async def hooks(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> HookPanel:
+    names, receiver = Names(), Receiver()
+    receiver_server = await start_receiver(receiver, names, aiohttp_server)
+    panel = await start_panel(webhook_settings(database_url), names, aiohttp_server, aiohttp_client)
+    return HookPanel(panel, receiver, receiver_server, names)
+
+
+def _verify_with_library(secret: str, headers: dict[str, str], body: bytes) -> object:
+    return standardwebhooks.Webhook(secret).verify(body, headers)
+
+
+async def test_a_sign_in_is_delivered_signed_and_verifies_independently(hooks: HookPanel) -> None:
+    alice = await hooks.panel.signed_in("alice@example.org")
+    created = await hooks.create(alice, ACCOUNT)
+    secret = created["secret"]
+    assert secret.startswith("whsec_")
+    # Shown once: never again, and stored encrypted.
+    shown = await alice.json("GET", f"{ACCOUNT}/{created['id']}")
+    assert "secret" not in shown
+    async with transaction(session_factory(hooks.panel.server.app[ENGINE])) as db:
+        stored = await db.get(Webhook, uuid.UUID(created["id"]))
+        assert stored is not None
+        assert stored.secret.startswith("v1:k1:")
+        assert secret.removeprefix("whsec_") not in stored.secret
+
+    await alice.login("alice@example.org")
+    (arrived,) = await hooks.receiver.wait_for(1)
+    headers = {k.lower(): v for k, v in arrived.headers.items()}
+    assert verify_signature(secret, arrived.headers, arrived.body)
+    payload = _verify_with_library(secret, headers, arrived.body)
+    assert isinstance(payload, dict)
+    assert payload["type"] == "user.signed_in"
+    assert payload["data"]["actor"]["email"] == "alice@example.org"
+    # A body changed by one byte, or another secret, does not verify.
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        _verify_with_library(secret, headers, arrived.body.replace(b"alice", b"alicf"))
+    other = (await alice.json("POST", f"{ACCOUNT}/{created['id']}/secret"))["secret"]
+    assert not verify_signature(other, arrived.headers, arrived.body)
+
+    log = await eventually(
+        lambda: deliveries(alice, f"{ACCOUNT}/{created['id']}"),
+        lambda rows: bool(rows) and rows[0]["status"] == "delivered",
+    )
+    assert log[0]["id"] == headers["webhook-id"]
+    assert log[0]["response_status"] == 200
+    assert log[0]["latency_ms"] is not None
+    assert log[0]["attempts"] == 1
+    # After the rotation, deliveries are signed with the new secret only.
+    await alice.json("POST", f"{ACCOUNT}/{created['id']}/test", status=202)
+    (_, test_event) = await hooks.receiver.wait_for(2)
+    assert verify_signature(other, test_event.headers, test_event.body)
+    assert not verify_signature(secret, test_event.headers, test_event.body)
+    assert json.loads(test_event.body)["type"] == "webhook.test"
+
+
+async def test_private_addresses_are_refused_at_save_and_at_delivery(hooks: HookPanel) -> None:
+    alice = await hooks.panel.signed_in("alice@example.org")
+    port = hooks.receiver_server.port
+    hooks.names.answers["private.test"] = ["10.1.2.3"]
+    hooks.names.answers["mixed.test"] = ["127.0.0.1", "169.254.169.254"]
+    for url in (
+        f"http://private.test:{port}/in",
+        f"http://mixed.test:{port}/in",
+        f"http://127.0.0.1:{port}/in",  # literals are never exempt, even for tests
+        f"http://2130706433:{port}/in",
+        "file:///etc/passwd",
+    ):
+        refused = await alice.json(
+            "POST", ACCOUNT, status=400, json={"name": "x", "url": url, "events": ["audit"]}
+        )
+        assert refused["error"]["code"] == "unsafe_url", url
+        assert "10.1.2.3" not in refused["error"]["message"]
+    unknown = await alice.json(
+        "POST",
+        ACCOUNT,
+        status=400,
+        json={"name": "x", "url": "http://nowhere.test/in", "events": ["audit"]},
+    )
+    assert unknown["error"]["code"] == "unresolvable_url"
+
+    # Saved while the name resolved to the receiver; then DNS changes to a private address.
+    created = await hooks.create(alice, ACCOUNT)
+    path = f"{ACCOUNT}/{created['id']}"
+    await alice.json("POST", f"{path}/test", status=202)
+    await hooks.receiver.wait_for(1)
+    hooks.names.answers[RECEIVER_HOST] = ["10.0.0.7"]
+    refused_delivery = await alice.json("POST", f"{path}/test", status=202)
+    rows = await eventually(
+        lambda: deliveries(alice, path),
+        lambda rows: any(
+            r["id"] == refused_delivery["id"] and r["status"] != "pending" for r in rows
+        ),
+    )
+    row = next(r for r in rows if r["id"] == refused_delivery["id"])
+    assert row["status"] == "failed"
+    assert row["error"].startswith("unsafe_url")
+    assert row["response_status"] is None
+    assert len(hooks.receiver.received) == 1
+    # Changing the URL to a private one is refused too.
+    await alice.json("PATCH", path, status=400, json={"url": f"http://private.test:{port}/in"})
+
+
+async def test_each_webhook_gets_only_the_events_of_its_scope(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # No dispatcher runs: the rows are read, never sent.
+    panel = await start_panel(
+        webhook_settings(database_url),
+        Names({"hooks.example.com": ["93.184.216.34"]}),
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    ids = world.ids
+    bob_hook = await world.bob.json(
+        "POST",
+        ACCOUNT,
+        status=201,
+        json={
+            "name": "b",
+            "url": "https://hooks.example.com/b",
+            "events": ["server.state", "audit"],
+        },
+    )
+    factory = session_factory(panel.server.app[ENGINE])
+    for server in ("alice_server", "bob_server"):
+        async with transaction(factory) as db:
+            await domain_events.publish(
+                db,
+                domain_events.DomainEvent(
+                    domain_events.SERVER_STATE,
+                    target_type="server",
+                    target_id=ids[server],
+                    details={"state": "running", "previous": "starting"},
+                ),
+            )
+    await world.bob.json(
+        "POST", "/api/v1/account/api-keys", status=201, json={"name": "k", "scopes": ["read"]}
+    )
+    async with transaction(factory) as db:
+        rows = list(await db.scalars(select(WebhookDelivery)))
+    got: dict[str, list[tuple[str, str]]] = {}
+    for row in rows:
+        body = json.loads(row.body)
+        server = body["data"].get("server", {}).get("id", "-")
+        got.setdefault(str(row.webhook_id), []).append((row.event_type, server))
+    assert sorted(got[ids["alice_account_webhook"]]) == [("server.state", ids["alice_server"])]
+    assert sorted(got[ids["alice_server_webhook"]]) == [("server.state", ids["alice_server"])]
+    assert sorted(got[ids["panel_webhook"]]) == sorted(
+        [("server.state", ids["alice_server"]), ("server.state", ids["bob_server"])]
+    )
+    # bob's: his server's state and his own audited actions (this webhook, then the key).
+    assert sorted(got[bob_hook["id"]]) == [
+        ("audit", "-"),
+        ("audit", "-"),
+        ("server.state", ids["bob_server"]),
+    ]
+    actions = sorted(
+        json.loads(r.body)["data"]["action"] for r in rows if str(r.webhook_id) == bob_hook["id"]
+    )
+    assert actions == ["api_key.created", "server.state", "webhook.created"]
+
+
+async def test_a_sub_user_needs_activity_read_to_subscribe_a_server_webhook_to_audit(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    names = Names({"hooks.test": ["127.0.0.1"]})
+    panel = await start_panel(
+        webhook_settings(database_url),
+        names,
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    path = f"/api/v1/servers/{world.ids['alice_server']}/webhooks"
+    body = {"name": "c", "url": "http://hooks.test:9/in", "events": ["server.state", "audit"]}
+
+    async def grant(permissions: list[str]) -> None:
+        async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+            sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+            assert sub is not None
+            sub.permissions = permissions
+
+    await grant(["webhooks.*"])
+    refused = await world.carol.json("POST", path, status=403, json=body)
+    assert "activity.read" in refused["error"]["message"]
+    created = await world.carol.json(
+        "POST", path, status=201, json={**body, "events": ["server.state"]}
+    )
+    await world.carol.json(
+        "PATCH", f"{path}/{created['id']}", status=403, json={"events": ["audit"]}
+    )
+    await grant(["webhooks.*", "activity.read"])
+    await world.carol.json("POST", path, status=201, json=body)
+    # The webhook is the server's: its owner sees and manages it.
+    listed = await world.alice.json("GET", path)
+    assert {h["name"] for h in listed["data"]} >= {"c", "server hook"}
+
+
+async def test_a_discord_webhook_posts_an_embed_that_pings_nobody(hooks: HookPanel) -> None:
+    alice = await hooks.panel.signed_in("alice@example.org")
+    created = await hooks.create(alice, ACCOUNT, format="discord")
+    await alice.login("alice@example.org")
+    (arrived,) = await hooks.receiver.wait_for(1)
+    message = json.loads(arrived.body)
+    assert message["allowed_mentions"] == {"parse": []}
+    (embed,) = message["embeds"]
+    assert embed["title"] == "New sign-in"
+    assert {"name": "By", "value": "alice@example.org", "inline": True} in embed["fields"]
+    assert verify_signature(created["secret"], arrived.headers, arrived.body)
+
+
+async def test_creating_a_webhook_without_encryption_keys_says_why(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings = webhook_settings(database_url, STELLAR_ENCRYPTION_KEYS="")
+    names = Names({"hooks.test": ["127.0.0.1"]})
+    panel = await start_panel(
+        settings, names, aiohttp_server, aiohttp_client, background_jobs=False
+    )
+    alice: Browser = await panel.signed_in("alice@example.org")
+    refused = await alice.json(
+        "POST",
+        ACCOUNT,
+        status=503,
+        json={"name": "x", "url": "http://hooks.test:9/in", "events": ["audit"]},
+    )
+    assert "STELLAR_ENCRYPTION_KEYS" in refused["error"]["message"]
+    assert (await alice.json("GET", ACCOUNT))["data"] == []
+
+
+def test_the_loopback_test_setting_is_refused_in_production() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "STELLAR_ENV": "production",
+                "STELLAR_DATABASE_URL": "sqlite:///x.db",
+                "STELLAR_AUTH_SECRET": AUTH_SECRET,
+                "STELLAR_WEBHOOK_TEST_ALLOW_NETWORKS": "127.0.0.0/8",
+            },
+            needs_signing_key=False,
+        )
+    assert any(
+        p.startswith("STELLAR_WEBHOOK_TEST_ALLOW_NETWORKS: is for tests only")
+        for p in caught.value.problems
+    )
