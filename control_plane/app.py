@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from control_plane.api import health, openapi
+from control_plane.api.compat.errors import render as render_error
 from control_plane.api.registry import ROUTE_TABLES
 from control_plane.db.engine import create_engine, read_session_factory, session_factory
 from control_plane.db.reader import StatementReader
@@ -42,7 +43,7 @@ from control_plane.security.rate_limit import (
     parse_presets,
 )
 from control_plane.settings import ControlPlaneSettings
-from shared.http import error_shape, request_context
+from shared.http import error_shape_with, request_context
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -107,7 +108,14 @@ def create_app(
     """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
     (tests move them by hand)."""
     app = web.Application(
-        middlewares=[request_context, error_shape, refuse_unstorable_text, cors, authenticate],
+        middlewares=[
+            request_context,
+            # Errors in our shape, or Pterodactyl's on its paths (/api/application, /api/client).
+            error_shape_with(render_error),
+            refuse_unstorable_text,
+            cors,
+            authenticate,
+        ],
         client_max_size=1024 * 1024,
     )
     app[SETTINGS] = settings

@@ -21,6 +21,7 @@ from control_plane.api import (
     subusers,
     users,
 )
+from control_plane.api.compat import application_infra, application_users
 from control_plane.api.routing import ApiRoutes, Endpoint
 
 ROUTE_TABLES: list[ApiRoutes] = [
@@ -41,6 +42,9 @@ ROUTE_TABLES: list[ApiRoutes] = [
     console.routes,
     files.routes,
     backups.routes,
+    # The Pterodactyl-compatible API (docs/pterodactyl-compat.md).
+    application_users.routes,
+    application_infra.routes,
 ]
 
 

@@ -59,6 +59,7 @@ async def _api_key_caller(
         ip,
         user_agent,
         api_key_id=holder.key_id,
+        api=holder.api,
         must_enrol=mfa.enrolment_owed(
             holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
         ),

@@ -41,6 +41,9 @@ class Requirement:
     # Open while a second factor is still owed at sign-in, or must still be enrolled.
     allow_mfa_pending: bool = False
     allow_enrolment: bool = False
+    # Which API the route belongs to: "native" (/api/v1), "application" or "client" (the
+    # Pterodactyl-compatible ones); a ptla_/ptlc_ key works only on its own.
+    api: str = "native"
 
 
 def refusal(
@@ -52,6 +55,8 @@ def refusal(
         return Forbidden("complete the second factor first")
     if caller.must_enrol and not need.allow_enrolment:
         return Forbidden("set up two-factor authentication first: it is required here")
+    if caller.api != "any" and caller.api != need.api:
+        return Forbidden(f"this API key is for the {caller.api} API only")
     if need.session_only and caller.via != "session":
         return Forbidden("this is managed from a signed-in browser session, not with an API key")
     if need.scope not in caller.scopes:

@@ -25,6 +25,9 @@ class Caller:
     mfa_pending: bool = False
     # STELLAR_REQUIRE_2FA applies and no second factor is enrolled: only enrolment is open.
     must_enrol: bool = False
+    # The API a key works on: "any" (sessions, stl_ keys), "application" (ptla_) or
+    # "client" (ptlc_).
+    api: str = "any"
 
     @property
     def acts_as_admin(self) -> bool:

@@ -5,6 +5,7 @@ from control_plane.db.models.audit import AuditEntry, AuditHead
 from control_plane.db.models.backup import Backup, ServerBackupKey
 from control_plane.db.models.base import Base
 from control_plane.db.models.blueprint import Blueprint
+from control_plane.db.models.compat import CompatCounter
 from control_plane.db.models.location import Location
 from control_plane.db.models.mfa import RecoveryCode, SecondFactorFailure, TotpCredential
 from control_plane.db.models.node import Allocation, Node
@@ -24,6 +25,7 @@ __all__ = [
     "Backup",
     "Base",
     "Blueprint",
+    "CompatCounter",
     "Location",
     "LoginChallenge",
     "Node",

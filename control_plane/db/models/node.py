@@ -9,9 +9,10 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin
 
 
-class Node(IdMixin, CreatedMixin, Base):
+class Node(IdMixin, CreatedMixin, CompatIdMixin, Base):
     __tablename__ = "nodes"
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -28,7 +29,7 @@ class Node(IdMixin, CreatedMixin, Base):
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class Allocation(IdMixin, Base):
+class Allocation(IdMixin, CompatIdMixin, Base):
     """One IP and port of a node; at most one server holds it."""
 
     __tablename__ = "allocations"

@@ -47,6 +47,15 @@ async def _check_capacity(db: AsyncSession, node: Node, limits: ServerLimits) ->
         raise Conflict(f"node {node.name!r} has not enough disk left")
 
 
+async def has_room(db: AsyncSession, node: Node, memory_mib: int, disk_mib: int) -> bool:
+    """Whether ``node`` can take a server of this memory and disk (the rule creates obey)."""
+    try:
+        await _check_capacity(db, node, ServerLimits(memory_mib, 0, 0, disk_mib, 0))
+    except Conflict:
+        return False
+    return True
+
+
 async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimits) -> uuid.UUID:
     """An online node in the location with room for ``limits`` and a free port."""
     nodes = list(await db.scalars(select(Node).where(Node.location_id == location_id)))
