@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from shared.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_.-]{8,64}$")
 # Ids this process makes up: unique without a random draw per request (a log-correlation

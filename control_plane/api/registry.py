@@ -21,7 +21,12 @@ from control_plane.api import (
     subusers,
     users,
 )
-from control_plane.api.compat import application_infra, application_users
+from control_plane.api.compat import (
+    application_infra,
+    application_servers,
+    application_users,
+    client,
+)
 from control_plane.api.routing import ApiRoutes, Endpoint
 
 ROUTE_TABLES: list[ApiRoutes] = [
@@ -45,6 +50,8 @@ ROUTE_TABLES: list[ApiRoutes] = [
     # The Pterodactyl-compatible API (docs/pterodactyl-compat.md).
     application_users.routes,
     application_infra.routes,
+    application_servers.routes,
+    client.routes,
 ]
 
 

@@ -57,7 +57,7 @@ async def get_location(req: ApiRequest[Any, CompatQuery]) -> dict[str, Any]:
     return item("location", location_attributes(location))
 
 
-async def _nodes(req: ApiRequest[Any, CompatQuery], nodes: list[Node]) -> list[dict[str, Any]]:
+async def _nodes(req: ApiRequest[Any, Any], nodes: list[Node]) -> list[dict[str, Any]]:
     """Nodes as Pterodactyl shows them, with ``include=allocations,location``."""
     wanted = req.query.includes("allocations", "location")
     use = await node_use(req.db, [n.id for n in nodes])

@@ -17,6 +17,7 @@ from control_plane.api.compat.transform import user_attributes
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import User
 from control_plane.errors import Conflict, InvalidRequest
+from control_plane.schemas.auth import UserOut
 from control_plane.schemas.compat import CompatUserCreate, CompatUserUpdate, UserQuery
 from control_plane.schemas.users import UserCreate, UserUpdate
 from control_plane.services import records
@@ -97,8 +98,8 @@ async def get_external_user(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     response=CompatObject,
     status=201,
 )
-async def create_user(req: ApiRequest[CompatUserCreate, Any]) -> dict[str, Any]:
-    body = req.body
+async def create_user(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    body: CompatUserCreate = req.body
     await check_external_id(req.db, User, body.external_id)
     address = user_service.normalise_email(body.email)
     if await req.db.scalar(select(User.id).where(User.email == address)) is not None:
@@ -109,6 +110,7 @@ async def create_user(req: ApiRequest[CompatUserCreate, Any]) -> dict[str, Any]:
     password = body.password or secrets.token_urlsafe(24)
     req.body = UserCreate(email=body.email, password=password, is_admin=body.root_admin)
     created = await native.create_user(req)
+    assert isinstance(created, UserOut)
     user = await records.get_or_404(req.db, User, created.id, "user")
     user.external_id = body.external_id
     user.compat_fields = {
@@ -127,8 +129,8 @@ async def create_user(req: ApiRequest[CompatUserCreate, Any]) -> dict[str, Any]:
     body=CompatUserUpdate,
     response=CompatObject,
 )
-async def update_user(req: ApiRequest[CompatUserUpdate, Any]) -> dict[str, Any]:
-    body = req.body
+async def update_user(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    body: CompatUserUpdate = req.body
     user = await records.get_or_404(req.db, User, req.uuid_param("user_id"), "user")
     await check_external_id(req.db, User, body.external_id, user.id)
     if body.root_admin is not None and body.root_admin != user.is_admin:

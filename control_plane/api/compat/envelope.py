@@ -63,11 +63,10 @@ def collection(kind: str, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"object": "list", "data": [item(kind, attributes) for attributes in rows]}
 
 
-def page(
-    req: ApiRequest[Any, CompatQuery], data: list[dict[str, Any]], total: int
-) -> dict[str, Any]:
-    """A page of enveloped objects with Pterodactyl's pagination meta and links."""
-    query = req.query
+def page(req: ApiRequest[Any, Any], data: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """A page of enveloped objects with Pterodactyl's pagination meta and links (the
+    route's query is a :class:`CompatQuery`)."""
+    query: CompatQuery = req.query
     pages = max(1, math.ceil(total / query.per_page))
     links: dict[str, str] = {}
     if query.page < pages:

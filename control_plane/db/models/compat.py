@@ -13,7 +13,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, event, select, update
+from sqlalchemy import BigInteger, Integer, String, event, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from control_plane.db.models.base import Base
@@ -51,7 +51,7 @@ def _draw(session: Session, table: str, count: int) -> int:
     ).scalar()
     if last is None:
         # A table numbered by no migration yet (a database made by create_all).
-        connection.execute(CompatCounter.__table__.insert().values(name=table, last_value=count))
+        connection.execute(insert(CompatCounter).values(name=table, last_value=count))
         last = count
     return int(last) - count + 1
 

@@ -56,9 +56,15 @@ async def has_room(db: AsyncSession, node: Node, memory_mib: int, disk_mib: int)
     return True
 
 
-async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimits) -> uuid.UUID:
-    """An online node in the location with room for ``limits`` and a free port."""
-    nodes = list(await db.scalars(select(Node).where(Node.location_id == location_id)))
+async def pick_node(
+    db: AsyncSession, location_ids: list[uuid.UUID] | None, limits: ServerLimits
+) -> uuid.UUID:
+    """An online node in one of the locations (any location for None) with room for
+    ``limits`` and a free port."""
+    statement = select(Node).order_by(Node.created_at)
+    if location_ids is not None:
+        statement = statement.where(Node.location_id.in_(location_ids))
+    nodes = list(await db.scalars(statement))
     for node in sorted(nodes, key=lambda n: n.status != "online"):
         try:
             await _check_capacity(db, node, limits)
@@ -74,6 +80,35 @@ async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimi
     raise Conflict("no node in this location has room for this server")
 
 
+async def _take_ports(
+    db: AsyncSession, node: Node, server: Server, allocation_ids: list[uuid.UUID] | None
+) -> None:
+    """Give ``server`` the allocations asked for (free ones of its node), or its node's
+    first free port; atomically (a port another create took meanwhile is a 409)."""
+    if allocation_ids is None:
+        free = await db.scalar(
+            select(Allocation.id)
+            .where(Allocation.node_id == node.id, Allocation.server_id.is_(None))
+            .order_by(Allocation.port)
+            .limit(1)
+        )
+        if free is None:
+            raise Conflict(f"node {node.name!r} has no free port")
+        allocation_ids = [free]
+    for allocation_id in allocation_ids:
+        taken = await db.execute(
+            update(Allocation)
+            .where(
+                Allocation.id == allocation_id,
+                Allocation.node_id == node.id,
+                Allocation.server_id.is_(None),
+            )
+            .values(server_id=server.id)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"that allocation of node {node.name!r} is not free")
+
+
 async def create_server(
     db: AsyncSession,
     *,
@@ -84,8 +119,10 @@ async def create_server(
     image: str | None,
     limits: ServerLimits,
     variables: dict[str, str],
+    allocation_ids: list[uuid.UUID] | None = None,
 ) -> Server:
-    """Insert the server and give it one free port of the node, atomically."""
+    """Insert the server and give it the allocations asked for (its main port is the
+    lowest, as everywhere), or one free port of the node, atomically."""
     node = await _lock_node(db, node_id)
     await _check_capacity(db, node, limits)
     images = [i["image"] for i in blueprint.images]
@@ -107,21 +144,7 @@ async def create_server(
     )
     db.add(server)
     await db.flush()
-    free = await db.scalar(
-        select(Allocation.id)
-        .where(Allocation.node_id == node.id, Allocation.server_id.is_(None))
-        .order_by(Allocation.port)
-        .limit(1)
-    )
-    taken = None
-    if free is not None:
-        taken = await db.execute(
-            update(Allocation)
-            .where(Allocation.id == free, Allocation.server_id.is_(None))
-            .values(server_id=server.id)
-        )
-    if taken is None or taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"node {node.name!r} has no free port")
+    await _take_ports(db, node, server, allocation_ids)
     return server
 
 

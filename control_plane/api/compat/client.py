@@ -1,0 +1,277 @@
+"""``/api/client``: Pterodactyl's Client API for bots and client libraries (a user's
+``ptlc_`` key, our ``stl_`` keys and sessions), over our own routes and services.
+
+Servers are named by their 8-character identifier; our permission nodes are shown with
+Pterodactyl's names (``PERMISSION_NAMES``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.api import server_actions
+from control_plane.api import servers as native
+from control_plane.api.compat.envelope import CompatObject, collection, item, page
+from control_plane.api.compat.ids import CLIENT_IDS
+from control_plane.api.compat.transform import SERVER_DEFAULTS, server_status
+from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.db.models import Allocation, Blueprint, Node, Server
+from control_plane.errors import Conflict, InvalidRequest, UpstreamFailed
+from control_plane.schemas.compat import ClientServersQuery, ConsoleCommand, PowerSignal
+from control_plane.schemas.servers import CommandIn, PowerIn
+from control_plane.security.permissions import VIEW, expand
+from control_plane.services.servers import listing
+from shared.node_api import ServerDisk
+from shared.server_spec import ServerStats
+
+routes = ApiRoutes("pterodactyl client", path_ids=CLIENT_IDS)
+ROOT = "/api/client"
+SERVER = ROOT + "/servers/{server_id}"
+
+# Our permission node → Pterodactyl's names for what it allows.
+PERMISSION_NAMES: Final = {
+    "control.console": ("control.console",),
+    "control.start": ("control.start",),
+    "control.stop": ("control.stop",),
+    "control.restart": ("control.restart",),
+    "control.kill": ("control.stop",),
+    "console.read": ("websocket.connect",),
+    "console.write": ("control.console",),
+    "stats.read": ("websocket.connect",),
+    "files.read": ("file.read", "file.read-content"),
+    "files.write": ("file.update",),
+    "files.create": ("file.create",),
+    "files.delete": ("file.delete",),
+    "files.sftp": ("file.sftp",),
+    "files.archive": ("file.archive",),
+    "backups.read": ("backup.read",),
+    "backups.create": ("backup.create",),
+    "backups.delete": ("backup.delete",),
+    "backups.restore": ("backup.restore",),
+    "backups.download": ("backup.download",),
+    "allocations.read": ("allocation.read",),
+    "allocations.update": ("allocation.update",),
+    "startup.read": ("startup.read",),
+    "startup.update": ("startup.update",),
+    "startup.docker-image": ("startup.docker-image",),
+    "settings.rename": ("settings.rename",),
+    "settings.reinstall": ("settings.reinstall",),
+    "activity.read": ("activity.read",),
+    "schedules.read": ("schedule.read",),
+    "schedules.create": ("schedule.create",),
+    "schedules.update": ("schedule.update",),
+    "schedules.delete": ("schedule.delete",),
+    "users.read": ("user.read",),
+    "users.create": ("user.create",),
+    "users.update": ("user.update",),
+    "users.delete": ("user.delete",),
+}
+# Our states → Pterodactyl's four.
+STATES: Final = {"starting": "starting", "running": "running", "stopping": "stopping"}
+
+
+def pterodactyl_permissions(granted: list[str]) -> list[str]:
+    """What ``granted`` (our nodes, with wildcards) allows, in Pterodactyl's names."""
+    if "*" in granted:
+        return ["*"]
+    names = {name for node in expand(granted) for name in PERMISSION_NAMES.get(node, ())}
+    return sorted(names)
+
+
+class _Extra:
+    """What the client shows of a server beyond our list's columns."""
+
+    def __init__(self, server: Server, node_name: str, startup: str, features: list[str]) -> None:
+        self.server = server
+        self.node_name = node_name
+        self.startup = startup
+        self.features = features
+
+
+async def _extras(
+    db: AsyncSession, ids: list[str]
+) -> tuple[dict[str, _Extra], dict[str, list[Allocation]]]:
+    """The rows the listed servers need, in two statements for the whole page."""
+    wanted = [uuid.UUID(i) for i in ids]
+    rows = await db.execute(
+        select(Server, Node.name, Blueprint.startup, Blueprint.features)
+        .join(Node, Node.id == Server.node_id)
+        .join(Blueprint, Blueprint.id == Server.blueprint_id)
+        .where(Server.id.in_(wanted))
+    )
+    extras = {str(s.id): _Extra(s, name, startup, features) for s, name, startup, features in rows}
+    ports: dict[str, list[Allocation]] = {}
+    for allocation in await db.scalars(
+        select(Allocation).where(Allocation.server_id.in_(wanted)).order_by(Allocation.port)
+    ):
+        ports.setdefault(str(allocation.server_id), []).append(allocation)
+    return extras, ports
+
+
+def _client_server(extra: _Extra, allocations: list[Allocation], owner: bool) -> dict[str, Any]:
+    server = extra.server
+    kept = {**SERVER_DEFAULTS, **(server.compat_fields or {})}
+    primary = allocations[0] if allocations else None
+    status = server_status(server)
+    return item(
+        "server",
+        {
+            "server_owner": owner,
+            "identifier": server.identifier,
+            "internal_id": server.compat_id,
+            "uuid": str(server.id),
+            "name": server.name,
+            "node": extra.node_name,
+            "is_node_under_maintenance": False,
+            "sftp_details": {"ip": primary.ip if primary else "", "port": 2022},
+            "description": server.description,
+            "limits": {
+                "memory": server.memory_mib,
+                "swap": server.swap_mib,
+                "disk": server.disk_mib,
+                "io": kept["io"],
+                "cpu": server.cpu_percent,
+                "threads": kept["threads"],
+                "oom_disabled": kept["oom_disabled"],
+            },
+            "invocation": extra.startup,
+            "docker_image": server.image,
+            "egg_features": extra.features,
+            "feature_limits": {
+                "databases": kept["databases"],
+                "allocations": kept["allocations"],
+                "backups": kept["backups"],
+            },
+            "status": status,
+            "is_suspended": server.suspended,
+            "is_installing": status == "installing",
+            "is_transferring": False,
+        },
+        allocations=collection(
+            "allocation",
+            [
+                {
+                    "id": a.compat_id,
+                    "ip": a.ip,
+                    "ip_alias": None,
+                    "port": a.port,
+                    "notes": None,
+                    "is_default": a is primary,
+                }
+                for a in allocations
+            ],
+        ),
+    )
+
+
+@routes.get(
+    ROOT,
+    summary="Pterodactyl: the servers I may see",
+    query=ClientServersQuery,
+    response=CompatObject,
+    transactional=False,
+)
+async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
+    q = req.query
+    # Our list decides what the caller sees (one statement); the page's rows come after.
+    listed = await listing.server_page(req.reader, req.me, offset=q.offset, limit=q.per_page)
+    ids = [str(s.columns.id) for s in listed.servers]
+    async with req.transaction(write=False) as db:
+        extras, ports = await _extras(db, ids)
+    data = [
+        _client_server(extras[i], ports.get(i, []), extras[i].server.owner_id == req.me.user_id)
+        for i in ids
+        if i in extras
+    ]
+    return page(req, data, listed.total)
+
+
+@routes.get(
+    SERVER, summary="Pterodactyl: one of my servers", permission=VIEW, response=CompatObject
+)
+async def get_server(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    server_id = str(req.server.id)
+    extras, ports = await _extras(req.db, [server_id])
+    answer = _client_server(
+        extras[server_id], ports.get(server_id, []), req.server.owner_id == req.me.user_id
+    )
+    answer["meta"] = {
+        "is_server_owner": req.server.owner_id == req.me.user_id,
+        "user_permissions": pterodactyl_permissions(sorted(req.access.permissions))
+        if req.access.role == "subuser"
+        else ["*"],
+    }
+    return answer
+
+
+@routes.get(
+    SERVER + "/resources",
+    summary="Pterodactyl: the server's state and resource use now",
+    permission="stats.read",
+    response=CompatObject,
+    transactional=False,
+    calls_node=True,
+)
+async def resources(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    stats = await native.stats(req)
+    assert isinstance(stats, ServerStats)
+    node = await req.server_node()
+    disk: ServerDisk = await req.nodes.disk(node, req.server.id, user=str(req.me.user_id))
+    return item(
+        "stats",
+        {
+            "current_state": STATES.get(stats.state, "offline"),
+            "is_suspended": req.server.suspended,
+            "resources": {
+                "memory_bytes": stats.memory_bytes,
+                "cpu_absolute": round(stats.cpu_percent, 3),
+                "disk_bytes": disk.used_bytes,
+                "network_rx_bytes": stats.network_rx_bytes,
+                "network_tx_bytes": stats.network_tx_bytes,
+                "uptime": int((stats.uptime_seconds or 0) * 1000),
+            },
+        },
+    )
+
+
+@routes.post(
+    SERVER + "/power",
+    summary="Pterodactyl: start, stop, restart or kill (each needs its control.* permission)",
+    permission=VIEW,
+    body=PowerSignal,
+    status=204,
+    rate_limit=server_actions.POWER_PRESET,
+    transactional=False,
+    calls_node=True,
+)
+async def power(req: ApiRequest[Any, Any]) -> None:
+    signal: PowerSignal = req.body
+    req.body = PowerIn(action=signal.signal)
+    await native.power(req)
+
+
+@routes.post(
+    SERVER + "/command",
+    summary="Pterodactyl: send a line to the game's console (502 when it is not running)",
+    permission=server_actions.COMMAND_PERMISSION,
+    body=ConsoleCommand,
+    status=204,
+    transactional=False,
+    calls_node=True,
+)
+async def send_command(req: ApiRequest[Any, Any]) -> None:
+    line: ConsoleCommand = req.body
+    try:
+        req.body = CommandIn(command=line.command)
+    except ValidationError as err:
+        raise InvalidRequest.from_validation(err, "invalid request body") from err
+    try:
+        await native.send_command(req)
+    except (InvalidRequest, Conflict) as err:
+        # The node refuses a line for a game that is not running: Pterodactyl's 502.
+        raise UpstreamFailed("Server must be online in order to send commands.") from err
