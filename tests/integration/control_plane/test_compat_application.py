@@ -16,7 +16,8 @@ async def test_keys_have_pterodactyls_form_and_work_only_on_their_own_api(world:
     panel = world.panel
     app = await pterodactyl_key(panel, world.admin, "application")
     client = await pterodactyl_key(panel, world.alice, "client")
-    assert app.api_key is not None and client.api_key is not None
+    assert app.api_key is not None
+    assert client.api_key is not None
     assert re.fullmatch(r"ptla_[A-Za-z0-9]{43}", app.api_key)
     assert re.fullmatch(r"ptlc_[A-Za-z0-9]{43}", client.api_key)
     await app.json("GET", "/api/application/users", headers=ACCEPT)
@@ -66,8 +67,10 @@ async def test_users_list_filter_get_create_update_delete(world: World) -> None:
     listed = await app.json("GET", "/api/application/users?per_page=2")
     assert listed["object"] == "list"
     pagination = listed["meta"]["pagination"]
-    assert pagination["total"] == 5 and pagination["count"] == 2
-    assert pagination["per_page"] == 2 and pagination["total_pages"] == 3
+    assert pagination["total"] == 5
+    assert pagination["count"] == 2
+    assert pagination["per_page"] == 2
+    assert pagination["total_pages"] == 3
     assert pagination["links"]["next"].endswith("page=2")
     assert "previous" not in pagination["links"]
     assert listed["data"][0]["object"] == "user"

@@ -48,7 +48,9 @@ async def test_each_permission_opens_exactly_its_routes(world: World, granted: s
     for endpoint in server_routes():
         actions = POWER_ACTIONS if endpoint.name == "power" else (None,)
         for action in actions:
-            body = {"action": action} if action else {}
+            # Our power route takes {"action"}, Pterodactyl's {"signal"}.
+            field = "signal" if endpoint.api == "client" else "action"
+            body = {field: action} if action else {}
             response = await world.carol.request(
                 endpoint.method, concrete(endpoint, world), json=body
             )

@@ -17,6 +17,7 @@ from control_plane.api.registry import endpoints
 from control_plane.api.routing import Access, Endpoint
 from control_plane.security.permissions import VIEW
 from tests.integration.control_plane.test_route_walks import concrete
+from tests.support.compat import error_of
 from tests.support.panel import Browser, Panel
 from tests.support.world import World, build_world
 
@@ -100,7 +101,7 @@ async def test_every_route_answers_each_scope_set_as_the_contract_says(
     for endpoint in sorted(endpoints(), key=lambda e: (e.method not in SAFE, e.path)):
         response = await bot.request(endpoint.method, concrete(endpoint, world), json={})
         body = await response.json() if response.content_type == "application/json" else {}
-        message = str(body.get("error", {}).get("message", ""))
+        message = str(error_of(body)["message"])
         refused_by_authz = response.status == 403 and any(m in message for m in AUTHZ_MESSAGES)
         want = expected(endpoint, role)
         outcomes.add(want)
