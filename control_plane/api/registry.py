@@ -26,6 +26,7 @@ from control_plane.api.compat import (
     application_servers,
     application_users,
     client,
+    client_backups,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 
@@ -52,6 +53,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     application_infra.routes,
     application_servers.routes,
     client.routes,
+    client_backups.routes,
 ]
 
 

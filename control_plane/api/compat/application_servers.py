@@ -173,6 +173,16 @@ async def get_external_server(req: ApiRequest[Any, CompatQuery]) -> dict[str, An
 async def _where(req: ApiRequest[CompatServerCreate, Any], db: AsyncSession) -> native.Where:
     """Pterodactyl's ``allocation`` (given ports) or ``deploy`` (any node in locations)."""
     body = req.body
+    # As Pterodactyl: ``deploy`` wins over ``allocation`` when both are sent.
+    if body.deploy is not None:
+        if not body.deploy.locations:
+            return native.Where()
+        locations = list(
+            await db.scalars(
+                select(Location.id).where(Location.compat_id.in_(body.deploy.locations))
+            )
+        )
+        return native.Where(location_ids=locations)
     if body.allocation is not None:
         numbers = [body.allocation.default, *body.allocation.additional]
         rows = list(await db.scalars(select(Allocation).where(Allocation.compat_id.in_(numbers))))
@@ -184,15 +194,8 @@ async def _where(req: ApiRequest[CompatServerCreate, Any], db: AsyncSession) -> 
         if len({a.node_id for a in rows}) != 1:
             raise DisplayError("the allocations given are not all on one node")
         return native.Where(node_id=rows[0].node_id, allocation_ids=[a.id for a in rows])
-    if body.deploy is None:
-        detail = ErrorDetail(loc=["allocation"], msg="give allocation or deploy", type="missing")
-        raise InvalidRequest("invalid request body", details=[detail])
-    if not body.deploy.locations:
-        return native.Where()
-    locations = list(
-        await db.scalars(select(Location.id).where(Location.compat_id.in_(body.deploy.locations)))
-    )
-    return native.Where(location_ids=locations)
+    detail = ErrorDetail(loc=["allocation"], msg="give allocation or deploy", type="missing")
+    raise InvalidRequest("invalid request body", details=[detail])
 
 
 def _kept(body: CompatServerCreate) -> dict[str, Any]:

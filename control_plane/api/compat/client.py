@@ -177,6 +177,10 @@ def _client_server(extra: _Extra, allocations: list[Allocation], owner: bool) ->
     transactional=False,
 )
 async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
+    return await _list(req)
+
+
+async def _list(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
     q = req.query
     # Our list decides what the caller sees (one statement); the page's rows come after.
     listed = await listing.server_page(req.reader, req.me, offset=q.offset, limit=q.per_page)
@@ -189,6 +193,17 @@ async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, An
         if i in extras
     ]
     return page(req, data, listed.total)
+
+
+@routes.get(
+    ROOT + "/",
+    summary="Pterodactyl: the servers I may see (as some clients spell it)",
+    query=ClientServersQuery,
+    response=CompatObject,
+    transactional=False,
+)
+async def list_servers_trailing_slash(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
+    return await _list(req)
 
 
 @routes.get(
