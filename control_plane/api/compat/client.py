@@ -7,16 +7,14 @@ Pterodactyl's names (``PERMISSION_NAMES``).
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api import server_actions
 from control_plane.api import servers as native
-from control_plane.api.compat.envelope import CompatObject, collection, item, page
+from control_plane.api.compat.envelope import CompatObject, item, page
 from control_plane.api.compat.ids import CLIENT_IDS
 from control_plane.api.compat.transform import SERVER_DEFAULTS, server_status
 from control_plane.api.routing import ApiRequest, ApiRoutes
@@ -25,7 +23,9 @@ from control_plane.errors import Conflict, InvalidRequest, UpstreamFailed
 from control_plane.schemas.compat import ClientServersQuery, ConsoleCommand, PowerSignal
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.permissions import VIEW, expand
+from control_plane.services import records
 from control_plane.services.servers import listing
+from control_plane.services.servers.placement import allocations_of
 from shared.node_api import ServerDisk
 from shared.server_spec import ServerStats
 
@@ -83,64 +83,72 @@ def pterodactyl_permissions(granted: list[str]) -> list[str]:
     return sorted(names)
 
 
-class _Extra:
-    """What the client shows of a server beyond our list's columns."""
+class _Extra(NamedTuple):
+    """What the client shows of a server beyond our list's columns (``_COLUMNS.server``)."""
 
-    def __init__(self, server: Server, node_name: str, startup: str, features: list[str]) -> None:
-        self.server = server
-        self.node_name = node_name
-        self.startup = startup
-        self.features = features
-
-
-async def _extras(
-    db: AsyncSession, ids: list[str]
-) -> tuple[dict[str, _Extra], dict[str, list[Allocation]]]:
-    """The rows the listed servers need, in two statements for the whole page."""
-    wanted = [uuid.UUID(i) for i in ids]
-    rows = await db.execute(
-        select(Server, Node.name, Blueprint.startup, Blueprint.features)
-        .join(Node, Node.id == Server.node_id)
-        .join(Blueprint, Blueprint.id == Server.blueprint_id)
-        .where(Server.id.in_(wanted))
-    )
-    extras = {str(s.id): _Extra(s, name, startup, features) for s, name, startup, features in rows}
-    ports: dict[str, list[Allocation]] = {}
-    for allocation in await db.scalars(
-        select(Allocation).where(Allocation.server_id.in_(wanted)).order_by(Allocation.port)
-    ):
-        ports.setdefault(str(allocation.server_id), []).append(allocation)
-    return extras, ports
+    identifier: str | None
+    compat_id: int | None
+    description: str
+    compat_fields: dict[str, Any] | None
+    node_name: str
+    startup: str
+    features: list[str]
 
 
-def _client_server(extra: _Extra, allocations: list[Allocation], owner: bool) -> dict[str, Any]:
-    server = extra.server
-    kept = {**SERVER_DEFAULTS, **(server.compat_fields or {})}
-    primary = allocations[0] if allocations else None
-    status = server_status(server)
-    return item(
-        "server",
-        {
+# Read by our list's one statement: the same visibility rule and paging, more columns.
+_COLUMNS: Final = listing.PageColumns(
+    server=(
+        Server.identifier,
+        Server.compat_id,
+        Server.description,
+        Server.compat_fields,
+        select(Node.name).where(Node.id == Server.node_id).scalar_subquery().label("node_name"),
+        select(Blueprint.startup)
+        .where(Blueprint.id == Server.blueprint_id)
+        .scalar_subquery()
+        .label("startup"),
+        select(Blueprint.features)
+        .where(Blueprint.id == Server.blueprint_id)
+        .scalar_subquery()
+        .label("features"),
+    ),
+    allocation=(Allocation.compat_id,),
+)
+_STATEMENTS: Final = listing.page_statements(_COLUMNS)
+
+
+def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
+    columns = listed.columns
+    extra = _Extra._make(listed.extra)
+    kept = {**SERVER_DEFAULTS, **(extra.compat_fields or {})}
+    status = server_status(columns.state, columns.suspended)
+    ports = [
+        (numbers[0], ip, port)
+        for (ip, port), numbers in zip(listed.allocations, listed.allocation_extra, strict=True)
+    ]
+    return {
+        "object": "server",
+        "attributes": {
             "server_owner": owner,
-            "identifier": server.identifier,
-            "internal_id": server.compat_id,
-            "uuid": str(server.id),
-            "name": server.name,
+            "identifier": extra.identifier,
+            "internal_id": extra.compat_id,
+            "uuid": str(columns.id),
+            "name": columns.name,
             "node": extra.node_name,
             "is_node_under_maintenance": False,
-            "sftp_details": {"ip": primary.ip if primary else "", "port": 2022},
-            "description": server.description,
+            "sftp_details": {"ip": ports[0][1] if ports else "", "port": 2022},
+            "description": extra.description,
             "limits": {
-                "memory": server.memory_mib,
-                "swap": server.swap_mib,
-                "disk": server.disk_mib,
+                "memory": columns.memory_mib,
+                "swap": columns.swap_mib,
+                "disk": columns.disk_mib,
                 "io": kept["io"],
-                "cpu": server.cpu_percent,
+                "cpu": columns.cpu_percent,
                 "threads": kept["threads"],
                 "oom_disabled": kept["oom_disabled"],
             },
             "invocation": extra.startup,
-            "docker_image": server.image,
+            "docker_image": columns.image,
             "egg_features": extra.features,
             "feature_limits": {
                 "databases": kept["databases"],
@@ -148,25 +156,30 @@ def _client_server(extra: _Extra, allocations: list[Allocation], owner: bool) ->
                 "backups": kept["backups"],
             },
             "status": status,
-            "is_suspended": server.suspended,
+            "is_suspended": columns.suspended,
             "is_installing": status == "installing",
             "is_transferring": False,
-        },
-        allocations=collection(
-            "allocation",
-            [
-                {
-                    "id": a.compat_id,
-                    "ip": a.ip,
-                    "ip_alias": None,
-                    "port": a.port,
-                    "notes": None,
-                    "is_default": a is primary,
+            "relationships": {
+                "allocations": {
+                    "object": "list",
+                    "data": [
+                        {
+                            "object": "allocation",
+                            "attributes": {
+                                "id": number,
+                                "ip": ip,
+                                "ip_alias": None,
+                                "port": port,
+                                "notes": None,
+                                "is_default": index == 0,
+                            },
+                        }
+                        for index, (number, ip, port) in enumerate(ports)
+                    ],
                 }
-                for a in allocations
-            ],
-        ),
-    )
+            },
+        },
+    }
 
 
 @routes.get(
@@ -182,16 +195,12 @@ async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, An
 
 async def _list(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
     q = req.query
-    # Our list decides what the caller sees (one statement); the page's rows come after.
-    listed = await listing.server_page(req.reader, req.me, offset=q.offset, limit=q.per_page)
-    ids = [str(s.columns.id) for s in listed.servers]
-    async with req.transaction(write=False) as db:
-        extras, ports = await _extras(db, ids)
-    data = [
-        _client_server(extras[i], ports.get(i, []), extras[i].server.owner_id == req.me.user_id)
-        for i in ids
-        if i in extras
-    ]
+    # Our list decides what the caller sees, and reads the rest in its one statement.
+    listed = await listing.server_page(
+        req.reader, req.me, offset=q.offset, limit=q.per_page, extra=(_COLUMNS, _STATEMENTS)
+    )
+    me = str(req.me.user_id)
+    data = [_client_server(s, str(s.columns.owner_id) == me) for s in listed.servers]
     return page(req, data, listed.total)
 
 
@@ -210,13 +219,26 @@ async def list_servers_trailing_slash(req: ApiRequest[Any, ClientServersQuery]) 
     SERVER, summary="Pterodactyl: one of my servers", permission=VIEW, response=CompatObject
 )
 async def get_server(req: ApiRequest[Any, Any]) -> dict[str, Any]:
-    server_id = str(req.server.id)
-    extras, ports = await _extras(req.db, [server_id])
-    answer = _client_server(
-        extras[server_id], ports.get(server_id, []), req.server.owner_id == req.me.user_id
+    server = req.server
+    allocations = await allocations_of(req.db, server.id)
+    node = await records.get_or_404(req.db, Node, server.node_id, "node")
+    blueprint = await records.get_or_404(req.db, Blueprint, server.blueprint_id, "egg")
+    extra = _Extra(
+        server.identifier,
+        server.compat_id,
+        server.description,
+        server.compat_fields,
+        node.name,
+        blueprint.startup,
+        blueprint.features,
     )
+    listed = listing.listed_server(server, allocations, sorted(req.access.permissions))._replace(
+        extra=tuple(extra), allocation_extra=tuple((a.compat_id,) for a in allocations)
+    )
+    owner = server.owner_id == req.me.user_id
+    answer = _client_server(listed, owner)
     answer["meta"] = {
-        "is_server_owner": req.server.owner_id == req.me.user_id,
+        "is_server_owner": owner,
         "user_permissions": pterodactyl_permissions(sorted(req.access.permissions))
         if req.access.role == "subuser"
         else ["*"],

@@ -19,7 +19,6 @@ from control_plane.api.compat.envelope import timestamp
 from control_plane.api.compat.ids import NEST_ID
 from control_plane.db.models import Allocation, Blueprint, Location, Node, Server, User
 from control_plane.services.mfa import second_factor_enrolled
-from control_plane.services.servers.installs import install_state
 from control_plane.services.servers.startup import current_values
 
 # Pterodactyl's defaults for what a server was created without.
@@ -209,19 +208,20 @@ async def server_links(
     return ServerLinks(owner, node, egg, allocations[0].compat_id if allocations else None)
 
 
-def server_status(server: Server) -> str | None:
+def server_status(state: str, suspended: bool) -> str | None:
     """Pterodactyl's ``status``: null when nothing stands in the way of using the server."""
-    if server.suspended:
+    if suspended:
         return "suspended"
-    if server.state == "provisioning":
+    if state in ("installing", "provisioning"):
         return "installing"
-    install = install_state(server)
-    return install if install in ("installing", "install_failed") else None
+    if state in ("install_failed", "failed"):
+        return "install_failed"
+    return None
 
 
 def server_attributes(server: Server, blueprint: Blueprint, links: ServerLinks) -> dict[str, Any]:
     extra = {**SERVER_DEFAULTS, **(server.compat_fields or {})}
-    status = server_status(server)
+    status = server_status(server.state, server.suspended)
     return {
         "id": server.compat_id,
         "external_id": server.external_id,
