@@ -27,6 +27,7 @@ from control_plane.api.compat import (
     application_users,
     client,
     client_backups,
+    client_files,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 
@@ -54,6 +55,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     application_servers.routes,
     client.routes,
     client_backups.routes,
+    client_files.routes,
 ]
 
 

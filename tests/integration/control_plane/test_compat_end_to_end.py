@@ -208,3 +208,45 @@ async def test_deploy_places_a_server_in_a_location_with_room(stack: Stack) -> N
     # No install step: it was started at once.
     bot = await pterodactyl_key(stack.panel, stack.admin, "client", ["read", "write", "admin"])
     await wait_for(bot, created["attributes"]["identifier"], "running")
+
+
+async def test_a_bot_manages_files_through_the_client_api(stack: Stack) -> None:
+    server_id, owner = await stack.owned_server("files@example.org")
+    bot = await pterodactyl_key(stack.panel, owner, "client")
+    mine = await bot.json("GET", "/api/client")
+    identifier = mine["data"][0]["attributes"]["identifier"]
+    files = f"/api/client/servers/{identifier}/files"
+    await bot.json("POST", f"{files}/create-folder", status=204, json={"root": "/", "name": "cfg"})
+    written = await bot.request(
+        "POST", f"{files}/write?file=/cfg/motd.txt", data=b"hello from a bot\n"
+    )
+    assert written.status == 204
+    listed = await bot.json("GET", f"{files}/list?directory=/cfg")
+    assert listed["object"] == "list"
+    entry = listed["data"][0]
+    assert entry["object"] == "file_object"
+    assert entry["attributes"]["name"] == "motd.txt"
+    assert entry["attributes"]["is_file"] is True
+    assert entry["attributes"]["size"] == 17
+    assert entry["attributes"]["mode"].startswith("-rw")
+    contents = await bot.request("GET", f"{files}/contents?file=/cfg/motd.txt")
+    assert contents.status == 200
+    assert await contents.read() == b"hello from a bot\n"
+    await bot.json(
+        "PUT",
+        f"{files}/rename",
+        status=204,
+        json={"root": "/cfg", "files": [{"from": "motd.txt", "to": "welcome.txt"}]},
+    )
+    renamed = await bot.json("GET", f"{files}/list?directory=/cfg")
+    assert [e["attributes"]["name"] for e in renamed["data"]] == ["welcome.txt"]
+    # The node's confinement is ours: no way out of the volume.
+    escape = await bot.request("GET", f"{files}/contents?file=/../../etc/passwd")
+    assert escape.status in (400, 404, 422)
+    await bot.json("POST", f"{files}/delete", status=204, json={"root": "/", "files": ["cfg"]})
+    empty = await bot.json("GET", f"{files}/list?directory=/")
+    assert "cfg" not in [e["attributes"]["name"] for e in empty["data"]]
+    trail = await stack.admin.json("GET", f"/api/v1/audit?target_id={server_id}")
+    assert {"server.files.write", "server.files.rename", "server.files.delete"} <= {
+        entry["action"] for entry in trail["data"]
+    }
