@@ -14,6 +14,7 @@ from control_plane.api import (
     mfa,
     oauth,
     passkeys,
+    server_limits,
     server_settings,
     servers,
     sftp_passwords,
@@ -23,6 +24,7 @@ from control_plane.api import (
 )
 from control_plane.api.compat import (
     application_infra,
+    application_server_changes,
     application_servers,
     application_users,
     client,
@@ -44,6 +46,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     infrastructure.routes,
     blueprints.routes,
     servers.routes,
+    server_limits.routes,
     server_settings.routes,
     subusers.routes,
     console.routes,
@@ -53,6 +56,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     application_users.routes,
     application_infra.routes,
     application_servers.routes,
+    application_server_changes.routes,
     client.routes,
     client_backups.routes,
     client_files.routes,

@@ -78,8 +78,11 @@ def server_fields(server: listing.ListedServer) -> dict[str, Any]:
     }
 
 
-def check_limits(settings: ControlPlaneSettings, body: ServerCreate) -> placement.ServerLimits:
-    """The limits of ``body`` within the configured ranges, or a 400 naming each field."""
+def check_limits(
+    settings: ControlPlaneSettings, body: ServerCreate | placement.ServerLimits
+) -> placement.ServerLimits:
+    """The limits of ``body`` (a new server's, or new limits) within the configured ranges,
+    or a 400 naming each field."""
     problems = []
     for field in ("memory_mib", "cpu_percent", "disk_mib"):
         low, high = settings.limit(field)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.api import server_actions, server_settings
+from control_plane.api import server_actions
 from control_plane.api import servers as native
 from control_plane.api.compat.application_users import check_external_id
 from control_plane.api.compat.envelope import CompatObject, CompatQuery, collection, item, page
@@ -35,11 +35,9 @@ from control_plane.db.models import Allocation, Blueprint, Location, Node, Serve
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.schemas.compat import (
     CompatServerCreate,
-    ServerDetails,
     ServerQuery,
-    ServerStartup,
 )
-from control_plane.schemas.servers import PowerIn, ServerCreate, ServerRename, StartupUpdate
+from control_plane.schemas.servers import PowerIn, ServerCreate
 from control_plane.security.permissions import VIEW
 from control_plane.services import records
 from control_plane.services.servers.placement import allocations_of
@@ -65,7 +63,7 @@ FIELD_NAMES = {
 }
 
 
-def _renamed(err: InvalidRequest) -> InvalidRequest:
+def renamed(err: InvalidRequest) -> InvalidRequest:
     """``err`` with its fields named as Pterodactyl names them."""
     details = [
         ErrorDetail(
@@ -242,7 +240,6 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
         raise InvalidRequest("invalid request body", details=details)
     assert blueprint is not None
     assert owner is not None
-    known = {v["env"] for v in blueprint.variables}
     try:
         ours = ServerCreate(
             name=body.name,
@@ -255,13 +252,10 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
             swap_mib=max(body.limits.swap, 0),
             cpu_percent=body.limits.cpu,
             disk_mib=body.limits.disk,
-            # Pterodactyl sends every variable of the egg, and ignores the others.
-            variables={
-                k: _text(v) for k, v in body.environment.items() if k in known and v is not None
-            },
+            variables=environment_of(blueprint, body.environment),
         )
     except ValidationError as err:
-        raise _renamed(InvalidRequest.from_validation(err, "invalid request body")) from err
+        raise renamed(InvalidRequest.from_validation(err, "invalid request body")) from err
 
     def prepare(server: Server) -> None:
         server.external_id = body.external_id
@@ -271,7 +265,7 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
     try:
         created = await native.create(req, ours, where, prepare)
     except InvalidRequest as err:
-        raise _renamed(err) from err
+        raise renamed(err) from err
     except Conflict as err:
         # No node or port can take it: Pterodactyl's 400 (billing modules read "no room").
         raise DisplayError(err.message) from err
@@ -291,140 +285,16 @@ async def _node_of(req: ApiRequest[Any, Any], server: Server) -> Node:
         return await records.get_or_404(db, Node, server.node_id, "node")
 
 
+def environment_of(
+    blueprint: Blueprint, environment: dict[str, str | int | float | bool | None]
+) -> dict[str, str]:
+    """Pterodactyl sends every variable of the egg (values of any JSON type) and ignores
+    names the egg does not have; ours are text, checked by our variable rules."""
+    known = {v["env"] for v in blueprint.variables}
+    return {k: _text(v) for k, v in environment.items() if k in known and v is not None}
+
+
 def _text(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     return str(value)
-
-
-@routes.patch(
-    ROOT + "/{server_id}/details",
-    summary="Pterodactyl: change a server's name, description and external id",
-    permission="settings.rename",
-    body=ServerDetails,
-    response=CompatObject,
-)
-async def update_details(req: ApiRequest[Any, Any]) -> dict[str, Any]:
-    body: ServerDetails = req.body
-    server = req.server
-    owner = await uuid_of(req.db, User, body.user)
-    if owner != server.owner_id:
-        detail = ErrorDetail(
-            loc=["user"], msg="a server's owner cannot be changed here", type="not_supported"
-        )
-        raise InvalidRequest("invalid request body", details=[detail])
-    await check_external_id(req.db, Server, body.external_id, server.id)
-    if body.name != server.name:
-        req.body = ServerRename(name=body.name)
-        await native.rename_server(req)
-    changes = {}
-    if body.external_id != server.external_id:
-        changes["external_id"] = body.external_id
-        server.external_id = body.external_id
-    if body.description is not None and body.description != server.description:
-        changes["description"] = "changed"
-        server.description = body.description
-    if changes:
-        await req.audit(
-            "server.details.updated",
-            target_type="server",
-            target_id=str(server.id),
-            details=changes,
-        )
-    await req.db.flush()
-    return await server_object(req.db, server, frozenset())
-
-
-@routes.patch(
-    ROOT + "/{server_id}/startup",
-    summary="Pterodactyl: change a server's variables and image",
-    permission="startup.update",
-    body=ServerStartup,
-    response=CompatObject,
-    transactional=False,
-    calls_node=True,
-)
-async def update_startup(req: ApiRequest[Any, Any]) -> dict[str, Any]:
-    body: ServerStartup = req.body
-    async with req.transaction(write=False) as db:
-        blueprint = await records.get_or_404(db, Blueprint, req.server.blueprint_id, "egg")
-        if body.egg is not None and body.egg != blueprint.compat_id:
-            detail = ErrorDetail(
-                loc=["egg"], msg="a server's egg cannot be changed here", type="not_supported"
-            )
-            raise InvalidRequest("invalid request body", details=[detail])
-    known = {v["env"] for v in blueprint.variables}
-    environment = {k: _text(v) for k, v in body.environment.items() if k in known and v is not None}
-    image = body.image if body.image not in (None, req.server.image) else None
-    req.body = StartupUpdate(variables=environment, image=image)
-    try:
-        await server_settings.update_startup(req)
-    except InvalidRequest as err:
-        raise _renamed(err) from err
-    async with req.transaction() as db:
-        server = await records.get_or_404(db, Server, req.server.id, "server")
-        server.compat_fields = {
-            **(server.compat_fields or {}),
-            "startup": body.startup,
-            "skip_scripts": body.skip_scripts,
-        }
-        await db.flush()
-        return await server_object(db, server, frozenset())
-
-
-@routes.post(
-    ROOT + "/{server_id}/suspend",
-    summary="Pterodactyl: suspend a server",
-    permission=VIEW,
-    status=204,
-    transactional=False,
-    calls_node=True,
-)
-async def suspend(req: ApiRequest[Any, Any]) -> None:
-    await native.suspend(req)
-
-
-@routes.post(
-    ROOT + "/{server_id}/unsuspend",
-    summary="Pterodactyl: lift a suspension",
-    permission=VIEW,
-    status=204,
-)
-async def unsuspend(req: ApiRequest[Any, Any]) -> None:
-    await native.unsuspend(req)
-
-
-@routes.post(
-    ROOT + "/{server_id}/reinstall",
-    summary="Pterodactyl: reinstall a server",
-    permission="settings.reinstall",
-    status=204,
-    transactional=False,
-    calls_node=True,
-)
-async def reinstall(req: ApiRequest[Any, Any]) -> None:
-    await native.reinstall(req)
-
-
-@routes.delete(
-    ROOT + "/{server_id}",
-    summary="Pterodactyl: delete a server",
-    permission=VIEW,
-    status=204,
-    transactional=False,
-    calls_node=True,
-)
-async def delete_server(req: ApiRequest[Any, Any]) -> None:
-    await native.delete_server(req)
-
-
-@routes.delete(
-    ROOT + "/{server_id}/force",
-    summary="Pterodactyl: delete a server (the node must answer here too)",
-    permission=VIEW,
-    status=204,
-    transactional=False,
-    calls_node=True,
-)
-async def force_delete_server(req: ApiRequest[Any, Any]) -> None:
-    await native.delete_server(req)

@@ -32,19 +32,29 @@ async def _lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
     return node
 
 
-async def _check_capacity(db: AsyncSession, node: Node, limits: ServerLimits) -> None:
-    used_memory, used_disk = (
-        await db.execute(
-            select(
-                func.coalesce(func.sum(Server.memory_mib), 0),
-                func.coalesce(func.sum(Server.disk_mib), 0),
-            ).where(Server.node_id == node.id)
-        )
-    ).one()
+async def _check_capacity(
+    db: AsyncSession, node: Node, limits: ServerLimits, excluding: uuid.UUID | None = None
+) -> None:
+    """409 unless ``node`` has room for ``limits`` besides its servers (but ``excluding``)."""
+    others = select(
+        func.coalesce(func.sum(Server.memory_mib), 0),
+        func.coalesce(func.sum(Server.disk_mib), 0),
+    ).where(Server.node_id == node.id)
+    if excluding is not None:
+        others = others.where(Server.id != excluding)
+    used_memory, used_disk = (await db.execute(others)).one()
     if node.memory_mib and used_memory + limits.memory_mib > node.memory_mib:
         raise Conflict(f"node {node.name!r} has not enough memory left")
     if node.disk_mib and used_disk + limits.disk_mib > node.disk_mib:
         raise Conflict(f"node {node.name!r} has not enough disk left")
+
+
+async def check_new_limits(db: AsyncSession, server: Server, limits: ServerLimits) -> None:
+    """409 unless the server's node has room for it with ``limits`` instead of its own."""
+    node = await db.get(Node, server.node_id)
+    if node is None:
+        raise NotFound("no such node")
+    await _check_capacity(db, node, limits, excluding=server.id)
 
 
 async def has_room(db: AsyncSession, node: Node, memory_mib: int, disk_mib: int) -> bool:

@@ -174,6 +174,36 @@ async def test_a_billing_module_and_a_bot_run_a_server_through_the_compatible_ap
         json={"startup": "other", "environment": {}, "egg": egg, "image": None},
     )
     assert startup["attributes"]["container"]["startup_command"] == "other"
+    build = {
+        "allocation": server["allocation"],  # the main port stays
+        "memory": 768,
+        "swap": 0,
+        "disk": 2048,
+        "io": 700,
+        "cpu": 150,
+        "threads": None,
+        "feature_limits": {"databases": 0, "allocations": 5, "backups": 2},
+    }
+    upgraded = await app.json("PATCH", f"/api/application/servers/{number}/build", json=build)
+    limits = upgraded["attributes"]["limits"]
+    assert (limits["memory"], limits["disk"], limits["cpu"], limits["io"]) == (768, 2048, 150, 700)
+    assert upgraded["attributes"]["feature_limits"]["backups"] == 2
+    disk = await bot.json("GET", f"/api/client/servers/{identifier}")
+    assert disk["attributes"]["limits"]["disk"] == 2048
+    too_big = await app.json(
+        "PATCH",
+        f"/api/application/servers/{number}/build",
+        status=422,
+        json={**build, "memory": 10**9},
+    )
+    assert too_big["errors"][0]["meta"]["source_field"] == "limits.memory"
+    moved = await app.json(
+        "PATCH",
+        f"/api/application/servers/{number}/build",
+        status=422,
+        json={**build, "add_allocations": [by_port[ports[2]]]},
+    )
+    assert moved["errors"][0]["meta"]["source_field"] == "add_allocations"
     await app.json("POST", f"/api/application/servers/{number}/suspend", status=204)
     suspended = await app.json("GET", f"/api/application/servers/{number}")
     assert suspended["attributes"]["status"] == "suspended"
