@@ -30,6 +30,7 @@ from control_plane.api.compat import (
     client,
     client_backups,
     client_files,
+    client_settings,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 
@@ -60,6 +61,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     client.routes,
     client_backups.routes,
     client_files.routes,
+    client_settings.routes,
 ]
 
 

@@ -152,3 +152,33 @@ async def test_the_same_rate_limit_bucket_as_our_power_route(
     )
     assert limited["errors"][0]["code"] == "TooManyRequestsHttpException"
     await world.alice.json("POST", f"/api/v1/servers/{server}/power", status=429, json=ours)
+
+
+async def test_account_startup_settings_and_ports(world: World) -> None:
+    identifier = world.compat_ids["client"]["alice_server"]
+    server = f"/api/client/servers/{identifier}"
+    alice = await pterodactyl_key(world.panel, world.alice, "client")
+    me = await alice.json("GET", "/api/client/account")
+    assert me["object"] == "user"
+    assert me["attributes"]["email"] == "alice@example.org"
+    assert me["attributes"]["admin"] is False
+    startup = await alice.json("GET", f"{server}/startup")
+    # Only what users may see: the hidden variable stays hidden, as on our own route.
+    assert [v["attributes"]["env_variable"] for v in startup["data"]] == ["MOTD"]
+    assert "hello" in startup["meta"]["startup_command"]
+    ports = await alice.json("GET", f"{server}/network/allocations")
+    assert ports["data"][0]["attributes"]["is_default"] is True
+    await alice.json("POST", f"{server}/settings/rename", status=204, json={"name": "renamed"})
+    renamed = await alice.json("GET", f"{server}")
+    assert renamed["attributes"]["name"] == "renamed"
+    # A valid change goes to the node first (unreachable here: nothing is kept).
+    await alice.json(
+        "PUT", f"{server}/startup/variable", status=503, json={"key": "MOTD", "value": "hi"}
+    )
+    bad = await alice.json(
+        "PUT", f"{server}/startup/variable", status=422, json={"key": "MOTD", "value": "x; rm"}
+    )
+    assert bad["errors"][0]["meta"]["source_field"] == "variables.MOTD"
+    await alice.json("POST", f"{server}/settings/reinstall", status=503)
+    carol = await pterodactyl_key(world.panel, world.carol, "client")
+    await carol.json("POST", f"{server}/settings/rename", status=403, json={"name": "mine"})
