@@ -3,8 +3,15 @@ exact status codes, the envelope and the fields WHMCS, Paymenter and Blesta read
 
 from __future__ import annotations
 
+import hashlib
 import re
 
+from sqlalchemy import select, update
+
+from control_plane.db.engine import session_factory
+from control_plane.db.models import ApiKey, User
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
 from tests.support.compat import MEDIA_TYPE, pterodactyl_key
 from tests.support.panel import Panel
 from tests.support.world import World
@@ -202,3 +209,30 @@ async def test_nests_and_eggs_with_variables(world: World) -> None:
     assert [v["attributes"]["env_variable"] for v in variables] == ["MOTD", "SECRET_SEED"]
     assert detail["attributes"]["startup"].startswith("/usr/local/bin/fake-game")
     await app.json("GET", f"/api/application/nests/2/eggs/{egg['id']}", status=404)
+
+
+async def test_keys_are_stored_hashed_and_follow_their_owner(world: World) -> None:
+    app = await pterodactyl_key(world.panel, world.admin, "application")
+    assert app.api_key is not None
+    identifier, secret = app.api_key[:16], app.api_key[16:]
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        row = await db.scalar(select(ApiKey).where(ApiKey.prefix == identifier))
+        assert row is not None
+        assert row.kind == "application"
+        assert secret not in row.secret_hash
+        assert row.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    # A wrong secret with the right identifier is no key at all.
+    forged = await world.panel.browser()
+    forged.api_key = identifier + "A" * 32
+    await forged.json("GET", "/api/application/users", status=401)
+    # Read and admin, no write: it looks, it does not act.
+    reader = await pterodactyl_key(world.panel, world.admin, "application", ["read", "admin"])
+    await reader.json("GET", "/api/application/users")
+    refused = await reader.json("DELETE", "/api/application/users/1", status=403)
+    assert "write" in refused["errors"][0]["detail"]
+    # An administrator demoted: their application key no longer administers anything.
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(
+            update(User).where(User.email == "admin@example.org").values(is_admin=False)
+        )
+    await app.json("GET", "/api/application/users", status=403)
