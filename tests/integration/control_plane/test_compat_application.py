@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 
 from sqlalchemy import select, update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import ApiKey, User
+from control_plane.db.models import ApiKey, Server, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.support.compat import MEDIA_TYPE, pterodactyl_key
@@ -236,3 +237,58 @@ async def test_keys_are_stored_hashed_and_follow_their_owner(world: World) -> No
             update(User).where(User.email == "admin@example.org").values(is_admin=False)
         )
     await app.json("GET", "/api/application/users", status=403)
+
+
+async def test_ids_are_stable_unique_and_never_reused(world: World) -> None:
+    """A clash of UUID prefixes gets another identifier; a deleted row's number is not
+    given again."""
+    factory = session_factory(world.panel.server.app[ENGINE])
+    alice_server = uuid.UUID(world.ids["alice_server"])
+    clash = uuid.UUID(alice_server.hex[:8] + uuid.uuid4().hex[8:])
+    async with transaction(factory) as db:
+        original = await db.get(Server, alice_server)
+        assert original is not None
+        twin = Server(
+            id=clash,
+            name="twin",
+            owner_id=original.owner_id,
+            node_id=original.node_id,
+            blueprint_id=original.blueprint_id,
+            image=original.image,
+            memory_mib=64,
+            cpu_percent=10,
+            disk_mib=64,
+        )
+        db.add(twin)
+        await db.flush()
+        assert original.identifier == alice_server.hex[:8]
+        assert twin.identifier is not None
+        assert twin.identifier != original.identifier
+        assert twin.compat_id is not None
+        assert original.compat_id is not None
+        assert twin.compat_id > original.compat_id
+        last = twin.compat_id
+        await db.delete(twin)
+    app = await pterodactyl_key(world.panel, world.admin, "application")
+    created = await app.json(
+        "POST",
+        "/api/application/users",
+        status=201,
+        json={"email": "n@example.org", "username": "n", "first_name": "N", "last_name": "N"},
+    )
+    async with transaction(factory) as db:
+        again = Server(
+            name="again",
+            owner_id=original.owner_id,
+            node_id=original.node_id,
+            blueprint_id=original.blueprint_id,
+            image=original.image,
+            memory_mib=64,
+            cpu_percent=10,
+            disk_mib=64,
+        )
+        db.add(again)
+        await db.flush()
+        assert again.compat_id == last + 1
+        await db.delete(again)
+    assert created["attributes"]["id"] == 6  # five users in the world before
