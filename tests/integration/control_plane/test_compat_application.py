@@ -199,6 +199,8 @@ async def test_nests_and_eggs_with_variables(world: World) -> None:
     nests = await app.json("GET", "/api/application/nests")
     assert [n["attributes"]["name"] for n in nests["data"]] == ["Imported"]
     nest = nests["data"][0]["attributes"]["id"]
+    one = await app.json("GET", f"/api/application/nests/{nest}")
+    assert one == {"object": "nest", "attributes": nests["data"][0]["attributes"]}
     eggs = await app.json("GET", f"/api/application/nests/{nest}/eggs")
     egg = eggs["data"][0]["attributes"]
     assert egg["name"] == "fake game"

@@ -276,6 +276,19 @@ async def test_a_bot_manages_files_through_the_client_api(stack: Stack) -> None:
     await bot.json("POST", f"{files}/delete", status=204, json={"root": "/", "files": ["cfg"]})
     empty = await bot.json("GET", f"{files}/list?directory=/")
     assert "cfg" not in [e["attributes"]["name"] for e in empty["data"]]
+    backups = f"/api/client/servers/{identifier}/backups"
+    made = await bot.json("POST", backups, json={"name": "before the update"})
+    assert made["object"] == "backup"
+    backup = made["attributes"]["uuid"]
+    deadline = time.monotonic() + 60
+    while not (await bot.json("GET", f"{backups}/{backup}"))["attributes"]["completed_at"]:
+        assert time.monotonic() < deadline, "the backup never finished"
+        await asyncio.sleep(0.3)
+    done = await bot.json("GET", f"{backups}/{backup}")
+    assert done["attributes"]["is_successful"] is True
+    assert done["attributes"]["checksum"].startswith("sha256:")
+    await bot.json("DELETE", f"{backups}/{backup}", status=204)
+    assert (await bot.json("GET", backups))["data"] == []
     trail = await stack.admin.json("GET", f"/api/v1/audit?target_id={server_id}")
     assert {"server.files.write", "server.files.rename", "server.files.delete"} <= {
         entry["action"] for entry in trail["data"]
