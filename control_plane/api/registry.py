@@ -31,6 +31,7 @@ from control_plane.api.compat import (
     client_backups,
     client_files,
     client_settings,
+    client_subusers,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 
@@ -62,6 +63,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     client_backups.routes,
     client_files.routes,
     client_settings.routes,
+    client_subusers.routes,
 ]
 
 

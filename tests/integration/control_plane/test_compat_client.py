@@ -182,3 +182,38 @@ async def test_account_startup_settings_and_ports(world: World) -> None:
     await alice.json("POST", f"{server}/settings/reinstall", status=503)
     carol = await pterodactyl_key(world.panel, world.carol, "client")
     await carol.json("POST", f"{server}/settings/rename", status=403, json={"name": "mine"})
+
+
+async def test_sub_users_in_pterodactyls_names_with_our_rules(world: World) -> None:
+    identifier = world.compat_ids["client"]["alice_server"]
+    users = f"/api/client/servers/{identifier}/users"
+    await world.panel.create_user("erin@example.org")
+    alice = await pterodactyl_key(world.panel, world.alice, "client")
+    unknown = await alice.json(
+        "POST", users, status=422, json={"email": "erin@example.org", "permissions": ["root"]}
+    )
+    assert unknown["errors"][0]["meta"]["source_field"] == "permissions.0"
+    added = await alice.json(
+        "POST",
+        users,
+        json={"email": "erin@example.org", "permissions": ["control.start", "file.read"]},
+    )
+    assert added["object"] == "server_subuser"
+    assert added["attributes"]["permissions"] == ["control.start", "file.read", "file.read-content"]
+    ours = await world.alice.json("GET", f"/api/v1/servers/{world.ids['alice_server']}/users")
+    erin = next(s for s in ours["data"] if s["email"] == "erin@example.org")
+    assert erin["permissions"] == ["control.start", "files.read"]
+    listed = await alice.json("GET", users)
+    assert "erin@example.org" in [s["attributes"]["email"] for s in listed["data"]]
+    subuser = added["attributes"]["uuid"]
+    changed = await alice.json(
+        "POST", f"{users}/{subuser}", json={"permissions": ["websocket.connect"]}
+    )
+    assert changed["attributes"]["permissions"] == ["websocket.connect"]
+    # carol holds console.read only: she may neither add nor grant.
+    carol = await pterodactyl_key(world.panel, world.carol, "client")
+    await carol.json(
+        "POST", users, status=403, json={"email": "erin@example.org", "permissions": []}
+    )
+    await alice.json("DELETE", f"{users}/{subuser}", status=204)
+    await alice.json("DELETE", f"{users}/{subuser}", status=404)
