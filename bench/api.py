@@ -10,7 +10,8 @@ Run ``python bench/api.py`` (``--help`` for the options). In one run it
    session cookie;
 2. (a) measures requests/s and p50/p99 latency of ``GET /api/v1/servers`` (all
    ``--servers`` on the first page) authenticated by API key (``Authorization: Bearer``)
-   and by session cookie, against a bare aiohttp hello-world (this same script with
+   and by session cookie, and of the Pterodactyl-compatible ``GET /api/client`` (the same
+   servers, a ``ptlc_`` client key), against a bare aiohttp hello-world (this same script with
    ``--serve-hello PORT``, ``web.run_app``), each with one keep-alive
    ``aiohttp.ClientSession`` and ``--concurrency`` requests in flight, in alternating
    time-boxed blocks so that machine noise falls on all three alike;
@@ -85,6 +86,7 @@ from tests.support.slow_node import SlowNode
 
 HELLO_PATH: Final = "/hello"
 SERVERS_PATH: Final = "/api/v1/servers"
+COMPAT_SERVERS_PATH: Final = "/api/client"
 HEALTH_PATH: Final = "/healthz"
 SESSION_PATH: Final = "/api/v1/auth/session"
 LOGIN_PATH: Final = "/api/v1/auth/login"
@@ -96,6 +98,8 @@ RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60,power=1000000/60"
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 TARGET_THROUGHPUT_RATIO: Final = 0.30
 TARGET_P99_RATIO: Final = 2.0
+# The Pterodactyl-compatible list against ours (docs/pterodactyl-compat.md).
+TARGET_COMPAT_RATIO: Final = 0.8
 OUR_VARIABLES: Final = ("STELLAR_", "REDIS_URL", "DATABASE_URL")
 
 Sample = list[float]  # microseconds
@@ -166,6 +170,7 @@ class Population:
     other_key: str
     other_server: str
     first_server: str
+    client_key: str
 
 
 async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) -> Population:
@@ -225,9 +230,13 @@ async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) 
                 server.state = "offline"
                 made.append(server)
             keys = {}
-            for owner, scopes in ((user, ["read"]), (other, ["write"])):
-                full, prefix, secret_hash = new_key()
-                keys[owner.email] = full
+            for name, owner, scopes, kind in (
+                (EMAIL, user, ["read"], "stellar"),
+                (OTHER_EMAIL, other, ["write"], "stellar"),
+                ("client", user, ["read"], "client"),
+            ):
+                full, prefix, secret_hash = new_key(kind)
+                keys[name] = full
                 db.add(
                     ApiKey(
                         user_id=owner.id,
@@ -236,6 +245,7 @@ async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) 
                         secret_hash=secret_hash,
                         scopes=scopes,
                         allowed_ips=[],
+                        kind=kind,
                     )
                 )
             population = Population(
@@ -244,6 +254,7 @@ async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) 
                 other_key=keys[OTHER_EMAIL],
                 other_server=str(made[-1].id),
                 first_server=str(made[0].id),
+                client_key=keys["client"],
             )
     finally:
         await engine.dispose()
@@ -275,10 +286,10 @@ async def check_listing(
         body: Any = await response.json()
         if response.status != 200:
             raise RuntimeError(f"GET {url} answered {response.status}: {body}")
-    if len(body["data"]) != expected or body["meta"]["total"] != expected:
-        raise RuntimeError(
-            f"the page holds {len(body['data'])} of {body['meta']['total']} servers, not {expected}"
-        )
+    meta = body["meta"]
+    total = meta["pagination"]["total"] if "pagination" in meta else meta["total"]
+    if len(body["data"]) != expected or total != expected:
+        raise RuntimeError(f"the page holds {len(body['data'])} of {total} servers, not {expected}")
 
 
 @dataclass
@@ -286,32 +297,38 @@ class Listing:
     api_key: Run
     cookie: Run
     hello: Run
+    compat: Run
     servers_listed: int
 
 
 async def bench_listing(
-    panel: Server, hello: Server, api_key: str, cookie: str, args: argparse.Namespace
+    panel: Server, hello: Server, population: Population, cookie: str, args: argparse.Namespace
 ) -> Listing:
     url = f"{panel.base_url}{SERVERS_PATH}?per_page={args.servers}"
-    by_key = {"Authorization": f"Bearer {api_key}"}
+    compat_url = f"{panel.base_url}{COMPAT_SERVERS_PATH}?per_page={args.servers}"
+    by_key = {"Authorization": f"Bearer {population.api_key}"}
     by_cookie = {"Cookie": f"{cookie_name(False)}={cookie}"}
+    by_client_key = {"Authorization": f"Bearer {population.client_key}"}
     async with (
         client_session(args.concurrency) as key_session,
         client_session(args.concurrency) as cookie_session,
         client_session(args.concurrency) as hello_session,
+        client_session(args.concurrency) as compat_session,
     ):
         await check_listing(key_session, url, by_key, args.servers)
         await check_listing(cookie_session, url, by_cookie, args.servers)
+        await check_listing(compat_session, compat_url, by_client_key, args.servers)
         targets = [
             get_request(key_session, url, by_key),
             get_request(cookie_session, url, by_cookie),
             get_request(hello_session, hello.base_url + HELLO_PATH),
+            get_request(compat_session, compat_url, by_client_key),
         ]
         await alternate(targets, 0.5 * len(targets), args.concurrency, 1)  # warm-up
-        key, by_cookie_run, hello_run = await alternate(
+        key, by_cookie_run, hello_run, compat = await alternate(
             targets, args.seconds, args.concurrency, args.rounds
         )
-    return Listing(key, by_cookie_run, hello_run, args.servers)
+    return Listing(key, by_cookie_run, hello_run, compat, args.servers)
 
 
 @dataclass
@@ -514,6 +531,7 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
         ("control plane, API key (Bearer)", listing.api_key),
         ("control plane, session cookie", listing.cookie),
         ("bare aiohttp hello-world", listing.hello),
+        (f"Pterodactyl GET {COMPAT_SERVERS_PATH} (ptlc_)", listing.compat),
     ):
         ratio = run.per_second / hello if hello else 0.0
         ratios[name] = ratio
@@ -672,7 +690,7 @@ def run_backend(
     panel = panel_server(f"control-plane-{label.lower()}", root, env)
     with running([panel]):
         cookie, csrf = asyncio.run(_sign_in_once(panel))
-        listing = asyncio.run(bench_listing(panel, hello, population.api_key, cookie, args))
+        listing = asyncio.run(bench_listing(panel, hello, population, cookie, args))
         probes = asyncio.run(bench_logins(panel, cookie, args))
         slow = asyncio.run(bench_slow_node(panel, node, node_port, cookie, csrf, population, args))
     return Result(label, listing, probes, slow)
@@ -737,6 +755,15 @@ def main(argv: list[str] | None = None) -> int:
                 f" (target >= {TARGET_THROUGHPUT_RATIO}:"
                 f" {verdict(ratio, TARGET_THROUGHPUT_RATIO, at_least=True)})"
             )
+    for result in results:
+        listing = result.listing
+        ours = listing.api_key.per_second
+        ratio = listing.compat.per_second / ours if ours else 0.0
+        summary.append(
+            f"ratio req/s, Pterodactyl GET {COMPAT_SERVERS_PATH} (client key) / our GET"
+            f" {SERVERS_PATH} (API key), {result.label}: {ratio:.3f} (target >="
+            f" {TARGET_COMPAT_RATIO}: {verdict(ratio, TARGET_COMPAT_RATIO, at_least=True)})"
+        )
     for result in results:
         for name, ratio in probe_rows(result.label, result.probes, args.logins).items():
             summary.append(

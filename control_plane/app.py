@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from control_plane.api import health, openapi
+from control_plane.api.compat.errors import render as render_error
 from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
 from control_plane.db.engine import create_engine, read_session_factory, session_factory
 from control_plane.db.reader import StatementReader
@@ -60,7 +61,7 @@ from control_plane.services.webhooks.dispatcher import webhook_dispatcher_ctx
 from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
 from control_plane.web.setup import install_page_headers, page_errors, static_routes, web_ctx
-from shared.http import error_shape, request_context
+from shared.http import error_shape_with, request_context
 from shared.ssrf import HostResolver, resolve_with_system_dns
 
 
@@ -150,7 +151,8 @@ def create_app(
         middlewares=[
             request_context,
             observe_requests,
-            error_shape,
+            # Errors in our shape, or Pterodactyl's on its paths (/api/application, /api/client).
+            error_shape_with(render_error),
             page_errors,
             database_faults,
             refuse_unstorable_text,

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from shared.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
 
@@ -70,38 +71,55 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         )
 
 
-@web.middleware
-async def error_shape(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn domain errors and aiohttp's own HTTP errors into the one error shape."""
-    try:
-        return await handler(request)
-    except ApiError as err:
-        if err.status >= 500:
-            log.warning("request failed", code=err.code, error=err.message)
-        return error_response(err)
-    except web.HTTPNotFound:
-        return error_response(NotFound("no such route"))
-    except web.HTTPMethodNotAllowed as exc:
-        return error_response(
-            MethodNotAllowed(
-                "method not allowed", headers={"Allow": ",".join(sorted(exc.allowed_methods))}
+ErrorRenderer = Callable[[web.Request, ApiError], web.StreamResponse]
+
+
+def _render_common(_request: web.Request, err: ApiError) -> web.StreamResponse:
+    return error_response(err)
+
+
+def _http_refusal(exc: web.HTTPException) -> ApiError:
+    """aiohttp's other HTTP errors as an error of the same status."""
+    kind = type(
+        "HttpRefusal",
+        (ApiError,),
+        {"status": exc.status, "code": exc.reason.lower().replace(" ", "_")},
+    )
+    error: ApiError = kind(exc.reason)
+    return error
+
+
+def error_shape_with(render: ErrorRenderer) -> Middleware:
+    """The error middleware, answering each error as ``render`` draws it (the control plane
+    draws the Pterodactyl-compatible API's errors in that API's shape)."""
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as err:
+            if err.status >= 500:
+                log.warning("request failed", code=err.code, error=err.message)
+            return render(request, err)
+        except web.HTTPNotFound:
+            return render(request, NotFound("no such route"))
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ",".join(sorted(exc.allowed_methods))
+            return render(
+                request, MethodNotAllowed("method not allowed", headers={"Allow": allowed})
             )
-        )
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(PayloadTooLarge("request body too large"))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return web.json_response(
-            {
-                "error": {
-                    "code": exc.reason.lower().replace(" ", "_"),
-                    "message": exc.reason,
-                    "details": [],
-                }
-            },
-            status=exc.status,
-        )
-    except Exception:
-        log.exception("unhandled error")
-        return error_response(ApiError("internal error"))
+        except web.HTTPRequestEntityTooLarge:
+            return render(request, PayloadTooLarge("request body too large"))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return render(request, _http_refusal(exc))
+        except Exception:
+            log.exception("unhandled error")
+            return render(request, ApiError("internal error"))
+
+    return errors
+
+
+error_shape = error_shape_with(_render_common)
+"""Turn domain errors and aiohttp's own HTTP errors into the one error shape."""

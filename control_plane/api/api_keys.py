@@ -37,7 +37,7 @@ async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
             raise req.deny(
                 Forbidden(f"only administrators can create keys with the {scope.value} scope")
             )
-    full, prefix, secret_hash = new_key()
+    full, prefix, secret_hash = new_key(req.body.kind)
     key = ApiKey(
         user_id=req.me.user_id,
         name=req.body.name,
@@ -46,6 +46,7 @@ async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
         scopes=[s.value for s in scopes],
         allowed_ips=req.body.allowed_ips,
         expires_at=req.body.expires_at,
+        kind=req.body.kind,
     )
     req.db.add(key)
     await req.db.flush()
@@ -53,7 +54,12 @@ async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
         "api_key.created",
         target_type="api_key",
         target_id=str(key.id),
-        details={"name": key.name, "scopes": key.scopes, "allowed_ips": key.allowed_ips},
+        details={
+            "name": key.name,
+            "kind": key.kind,
+            "scopes": key.scopes,
+            "allowed_ips": key.allowed_ips,
+        },
     )
     return ApiKeyCreated(**ApiKeyOut.model_validate(key).model_dump(), key=full)
 

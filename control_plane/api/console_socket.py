@@ -92,6 +92,11 @@ def socket_url(req: ApiRequest[Any, Any]) -> str:
     response=ConsoleTokenOut,
 )
 async def console_token(req: ApiRequest[Any, Any]) -> ConsoleTokenOut:
+    return issue_token(req)
+
+
+def issue_token(req: ApiRequest[Any, Any]) -> ConsoleTokenOut:
+    """A token for the caller on the route's server (the route has checked ``console.read``)."""
     settings = req.settings
     token, expires = console_tokens.issue(
         settings.auth_secret or "",

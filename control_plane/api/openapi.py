@@ -23,7 +23,11 @@ def _parameters(endpoint: Endpoint, schemas: dict[str, Any]) -> list[dict[str, A
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            "schema": (
+                {"type": "string", "pattern": f"^{endpoint.path_ids[name].pattern.pattern}$"}
+                if name in endpoint.path_ids
+                else {"type": "string", "format": "uuid"}
+            ),
         }
         for name in re.findall(r"\{(\w+)\}", endpoint.path)
     ]
@@ -48,7 +52,11 @@ def _operation(endpoint: Endpoint, refs: dict[type[BaseModel], str]) -> dict[str
     else:
         responses[ok] = {"description": "success"}
     error = {"content": {"application/json": {"schema": {"$ref": refs[ErrorResponse]}}}}
-    responses["400"] = {"description": "invalid input, with field details", **error}
+    if endpoint.api == "native":
+        responses["400"] = {"description": "invalid input, with field details", **error}
+    else:
+        # Pterodactyl's shape: {"errors": [{"code", "status", "detail", "meta"}]}.
+        responses["422"] = {"description": "invalid input, one error per field"}
     if endpoint.access is not Access.PUBLIC:
         responses["401"] = {"description": "not signed in", **error}
         responses["403"] = {"description": "forbidden, or a missing CSRF token", **error}
@@ -59,7 +67,10 @@ def _operation(endpoint: Endpoint, refs: dict[type[BaseModel], str]) -> dict[str
     if endpoint.rate_limit:
         responses["429"] = {"description": "rate limited (see Retry-After)", **error}
     operation: dict[str, Any] = {
-        "operationId": endpoint.name,
+        # Handlers of the Pterodactyl-compatible API share our handlers' names.
+        "operationId": endpoint.name
+        if endpoint.api == "native"
+        else f"pterodactyl_{endpoint.api}_{endpoint.name}",
         "summary": endpoint.summary,
         "tags": list(endpoint.tags),
         "responses": responses,

@@ -20,6 +20,7 @@ from control_plane.api import (
     mfa,
     oauth,
     passkeys,
+    server_limits,
     server_settings,
     servers,
     sftp_passwords,
@@ -28,6 +29,17 @@ from control_plane.api import (
     subusers,
     users,
     webhooks,
+)
+from control_plane.api.compat import (
+    application_infra,
+    application_server_changes,
+    application_servers,
+    application_users,
+    client,
+    client_backups,
+    client_files,
+    client_settings,
+    client_subusers,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 from control_plane.web import pages
@@ -49,6 +61,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     blueprints.routes,
     servers.routes,
     stats_history.routes,
+    server_limits.routes,
     server_settings.routes,
     subusers.routes,
     invitations.routes,
@@ -58,6 +71,16 @@ ROUTE_TABLES: list[ApiRoutes] = [
     backups.routes,
     metrics.routes,
     webhooks.routes,
+    # The Pterodactyl-compatible API (docs/pterodactyl-compat.md).
+    application_users.routes,
+    application_infra.routes,
+    application_servers.routes,
+    application_server_changes.routes,
+    client.routes,
+    client_backups.routes,
+    client_files.routes,
+    client_settings.routes,
+    client_subusers.routes,
 ]
 
 

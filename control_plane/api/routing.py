@@ -11,7 +11,7 @@ import ipaddress
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -69,6 +69,30 @@ Q = TypeVar("Q")
 _PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 ACCOUNT_PREFIX = "/api/v1/account/"
 _CANONICAL_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Where nothing is: a path id that names no row resolves to it, so the route's own look-up
+# answers 404 exactly as for a UUID that names nothing.
+NOWHERE = uuid.UUID(int=0)
+COMPAT_APIS = {"/api/application": "application", "/api/client": "client"}
+
+
+def api_of(path: str) -> str:
+    """The API a path belongs to: "application", "client" (Pterodactyl's) or "native"."""
+    for root, api in COMPAT_APIS.items():
+        if path == root or path.startswith(root + "/"):
+            return api
+    return "native"
+
+
+@dataclass(frozen=True)
+class PathId:
+    """How a path parameter is spelled and, for ids other than our UUIDs, how it is turned
+    into the UUID of the row it names (None when it names none), before any check runs."""
+
+    pattern: re.Pattern[str]
+    resolve: Callable[[AsyncSession, str], Awaitable[uuid.UUID | None]] | None = None
+
+
+UUID_ID = PathId(_CANONICAL_ID)
 
 
 class Access(StrEnum):
@@ -115,6 +139,8 @@ class ApiRequest(Generic[B, Q]):
     cookies: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
     # Server routes: the server in the path and what the caller may do on it.
     found: tuple[Server, ServerAccess] | None = None
+    # Path ids of another spelling (Pterodactyl's numbers), as the UUIDs they name.
+    path_uuids: dict[str, uuid.UUID] = field(default_factory=dict)
     # Run once the request's transaction has committed (e.g. close consoles of a revoked user).
     committed_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -196,6 +222,9 @@ class ApiRequest(Generic[B, Q]):
 
     def uuid_param(self, name: str) -> uuid.UUID:
         """An id from the path (its one spelling was checked before the handler ran)."""
+        resolved = self.path_uuids.get(name)
+        if resolved is not None:
+            return resolved
         return uuid.UUID(self.http.match_info[name])
 
     async def audit(self, action: str, *, actor: Actor | None = None, **kwargs: Any) -> None:
@@ -274,6 +303,12 @@ class Endpoint:
     scrapers: bool = False
     # Open to a user who must still verify their e-mail address (STELLAR_REQUIRE_EMAIL_…).
     allow_unverified: bool = False
+    # Path parameters spelled otherwise than as our UUIDs (the table's), by name.
+    path_ids: Mapping[str, PathId] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def api(self) -> str:
+        return api_of(self.path)
 
     @property
     def requirement(self) -> Requirement:
@@ -286,6 +321,7 @@ class Endpoint:
             allow_mfa_pending=self.allow_mfa_pending,
             allow_enrolment=self.allow_enrolment,
             allow_unverified=self.allow_unverified,
+            api=self.api,
         )
 
 
@@ -328,7 +364,7 @@ def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
 def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> None:
     request = api.http
     if endpoint.query is not None:
-        api.query = _parse(endpoint.query, dict(request.query), "query")
+        api.query = _parse(endpoint.query, _query_values(request), "query")
     if endpoint.body is None:
         return
     if not raw:
@@ -337,6 +373,18 @@ def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> N
     if request.content_type != "application/json":
         raise InvalidRequest("send the body as application/json")
     api.body = _parse(endpoint.body, parse_json_body(raw), "request body")
+
+
+def _query_values(request: web.Request) -> dict[str, Any]:
+    """The query as a dict; a name ending in ``[]`` (``location_ids[]=1&location_ids[]=2``)
+    gathers all its values in a list, any other takes its first."""
+    values: dict[str, Any] = {}
+    for name, value in request.query.items():
+        if name.endswith("[]"):
+            values.setdefault(name, []).append(value)
+        else:
+            values.setdefault(name, value)
+    return values
 
 
 def _uuid_subclass(value: object) -> str:
@@ -373,10 +421,17 @@ def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> w
 class ApiRoutes:
     """A route table of :class:`Endpoint` declarations."""
 
-    def __init__(self, *tags: str, access: Access = Access.USER) -> None:
-        """``access`` is every route's unless the route says otherwise."""
+    def __init__(
+        self,
+        *tags: str,
+        access: Access = Access.USER,
+        path_ids: Mapping[str, PathId] | None = None,
+    ) -> None:
+        """``access`` is every route's unless the route says otherwise; ``path_ids`` says how
+        the table's path parameters are spelled when they are not our UUIDs."""
         self.tags = tags
         self.access = access
+        self.path_ids = dict(path_ids or {})
         self.endpoints: list[Endpoint] = []
         self._routes: list[web.RouteDef] = []
 
@@ -451,6 +506,11 @@ class ApiRoutes:
                 scope=scope,
                 scrapers=scrapers,
                 allow_unverified=allow_unverified,
+                path_ids={
+                    name: self.path_ids[name]
+                    for name in _PATH_PARAMETER.findall(path)
+                    if name in self.path_ids
+                },
             )
             self.endpoints.append(endpoint)
             self._routes.append(web.route(method, path, _wrap(endpoint, handler)))
@@ -534,11 +594,19 @@ def _per_client_preset(endpoint: Endpoint) -> str:
     return "api" if preset in SERVER_KEYED else preset
 
 
-def _canonical_ids(request: web.Request) -> None:
+def _canonical_ids(endpoint: Endpoint, request: web.Request) -> None:
     """Every id in the path in its one spelling; any other spelling is simply not found."""
-    for value in request.match_info.values():
-        if not _CANONICAL_ID.fullmatch(value):
+    for name, value in request.match_info.items():
+        if not endpoint.path_ids.get(name, UUID_ID).pattern.fullmatch(value):
             raise NotFound("not found")
+
+
+async def _resolve_ids(endpoint: Endpoint, api: ApiRequest[Any, Any], db: AsyncSession) -> None:
+    """The UUIDs that the path's other ids name (``NOWHERE`` for none)."""
+    for name, spelling in endpoint.path_ids.items():
+        if spelling.resolve is not None:
+            found = await spelling.resolve(db, api.http.match_info[name])
+            api.path_uuids[name] = found or NOWHERE
 
 
 def _wrap(
@@ -549,7 +617,7 @@ def _wrap(
             request, endpoint, Empty(), Empty(), request.get(CALLER), None
         )
         await _take(request, _per_client_preset(endpoint))
-        _canonical_ids(request)
+        _canonical_ids(endpoint, request)
         try:
             if (
                 endpoint.access is not Access.PUBLIC
@@ -559,10 +627,13 @@ def _wrap(
                 raise Unauthenticated("authentication required")
             # The body is read before any transaction: a slow client never holds a lock.
             raw = await _read_raw(request) if endpoint.body is not None else b""
+            resolves = any(s.resolve is not None for s in endpoint.path_ids.values())
             if not endpoint.transactional:
-                if endpoint.permission:
+                if endpoint.permission or resolves:
                     async with transaction(request.app[READ_SESSIONS]) as db:
-                        api.found = await _server_for(api, db)
+                        await _resolve_ids(endpoint, api, db)
+                        if endpoint.permission:
+                            api.found = await _server_for(api, db)
                 _authorize(endpoint, api)
                 await _take_server_bucket(endpoint, api)
                 _parse_input(endpoint, api, raw)
@@ -576,6 +647,8 @@ def _wrap(
             factory = request.app[READ_SESSIONS if reads_only else SESSIONS]
             async with transaction(factory) as db:
                 api._db = db
+                if resolves:
+                    await _resolve_ids(endpoint, api, db)
                 # Visibility first: someone else's server is 404 on every route, whatever
                 # else would be wrong with the request.
                 if endpoint.permission:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -30,6 +33,7 @@ from control_plane.services import infrastructure as infra
 from control_plane.services.audit import AuditEvent
 from control_plane.services.servers import installs, listing, placement, startup
 from control_plane.services.servers.state import change_state
+from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
 from shared.node_endpoints import LogLines
 from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
@@ -75,11 +79,14 @@ def server_fields(server: listing.ListedServer) -> dict[str, Any]:
     }
 
 
-def _check_limits(req: ApiRequest[ServerCreate, Any]) -> placement.ServerLimits:
-    body = req.body
+def check_limits(
+    settings: ControlPlaneSettings, body: ServerCreate | placement.ServerLimits
+) -> placement.ServerLimits:
+    """The limits of ``body`` (a new server's, or new limits) within the configured ranges,
+    or a 400 naming each field."""
     problems = []
     for field in ("memory_mib", "cpu_percent", "disk_mib"):
-        low, high = req.settings.limit(field)
+        low, high = settings.limit(field)
         value = getattr(body, field)
         if not low <= value <= high:
             problems.append(
@@ -94,19 +101,33 @@ def _check_limits(req: ApiRequest[ServerCreate, Any]) -> placement.ServerLimits:
     )
 
 
-@routes.post(
-    "/api/v1/servers",
-    summary="Create a server for a user on a node (or on any node with room in a location)",
-    access=Access.ADMIN,
-    body=ServerCreate,
-    response=ServerOut,
-    status=201,
-    transactional=False,
-    calls_node=True,
-)
-async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
-    body = req.body
-    limits = _check_limits(req)
+@dataclass(frozen=True)
+class Where:
+    """Where a new server goes: a node (and, optionally, which of its allocations), or any
+    node with room in some locations (None: in any location)."""
+
+    node_id: uuid.UUID | None = None
+    location_ids: list[uuid.UUID] | None = None
+    allocation_ids: list[uuid.UUID] | None = None
+
+    @classmethod
+    def of(cls, body: ServerCreate) -> Where:
+        if body.node_id is not None:
+            return cls(node_id=body.node_id)
+        assert body.location_id is not None  # the schema requires one of the two
+        return cls(location_ids=[body.location_id])
+
+
+async def create(
+    req: ApiRequest[Any, Any],
+    body: ServerCreate,
+    where: Where,
+    prepare: Callable[[Server], None] | None = None,
+) -> Server:
+    """Create the server ``body`` describes at ``where``: record it, have its node create
+    it, record that; ``prepare`` fills in more of the record before it is first stored.
+    The one way servers are made (our route and the Pterodactyl-compatible one)."""
+    limits = check_limits(req.settings, body)
     factory = req.http.app[SESSIONS]
     # 1. Take the ports and record the server (committed, so concurrent creates see it).
     async with transaction(factory) as db:
@@ -114,11 +135,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
         if owner is None:
             raise InvalidRequest("no such owner")
         blueprint = await blueprint_service.get_blueprint(db, body.blueprint_id)
-        if body.node_id is not None:
-            node_id = body.node_id
-        else:
-            assert body.location_id is not None  # the schema requires one of the two
-            node_id = await placement.pick_node(db, body.location_id, limits)
+        node_id = where.node_id or await placement.pick_node(db, where.location_ids, limits)
         server = await placement.create_server(
             db,
             name=body.name,
@@ -128,7 +145,10 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
             image=body.image,
             limits=limits,
             variables=body.variables,
+            allocation_ids=where.allocation_ids,
         )
+        if prepare is not None:
+            prepare(server)
         spec = await startup.build_spec(db, server)
         node = await infra.get_node(db, node_id)
         has_installer = blueprint.install is not None
@@ -160,6 +180,22 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
             ),
         )
         push_after_commit(req, [node.id])  # its owner may use SFTP there now
+        return created
+
+
+@routes.post(
+    "/api/v1/servers",
+    summary="Create a server for a user on a node (or on any node with room in a location)",
+    access=Access.ADMIN,
+    body=ServerCreate,
+    response=ServerOut,
+    status=201,
+    transactional=False,
+    calls_node=True,
+)
+async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
+    created = await create(req, req.body, Where.of(req.body))
+    async with req.transaction(write=False) as db:
         return await server_out(db, created, ServerAccess(created.id, "admin", frozenset({"*"})))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import uuid
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
 from control_plane.security.api_keys import Scope
@@ -28,6 +29,20 @@ class ApiKeyCreate(Input):
     )
     allowed_ips: list[str] = Field(default_factory=list, max_length=32)
     expires_at: dt.datetime | None = None
+    kind: Literal["stellar", "application", "client"] = Field(
+        "stellar",
+        description=(
+            "`stellar`: a key for this API (`stl_…`); `application`: a Pterodactyl "
+            "application key (`ptla_…`, for `/api/application` only; needs the `admin` "
+            "scope); `client`: a Pterodactyl client key (`ptlc_…`, for `/api/client` only)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _application_keys_administer(self) -> ApiKeyCreate:
+        if self.kind == "application" and Scope.ADMIN not in self.scopes:
+            raise ValueError("an application key (ptla_) needs the admin scope")
+        return self
 
     @field_validator("scopes")
     @classmethod
@@ -60,6 +75,7 @@ class ApiKeyOut(Output):
     name: str
     prefix: str
     scopes: list[str]
+    kind: str
     allowed_ips: list[str]
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None

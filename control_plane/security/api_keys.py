@@ -1,5 +1,10 @@
 """API keys: ``stl_<prefix>_<secret>``; the prefix finds the row, only a hash of the secret is kept.
 
+Keys for the Pterodactyl-compatible API have that API's form, 48 characters: an identifier
+of 16 (``ptla_`` for ``/api/application`` or ``ptlc_`` for ``/api/client``, then 11 random
+characters) followed by a 32-character secret. They are the same rows with a ``kind``, the
+same scopes and the same checks; each works only on its own API (``Requirement.api``).
+
 The secret has 256 random bits, so a plain SHA-256 is enough (no bcrypt cost on every API
 call) and keys survive a rotation of the auth secret.
 """
@@ -12,6 +17,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import string
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,6 +31,11 @@ from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
 
 KEY_PATTERN = re.compile(r"^stl_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+PTERODACTYL_PATTERN = re.compile(r"^(ptl[ac]_[A-Za-z0-9]{11})([A-Za-z0-9]{32})$")
+_ALPHABET = string.ascii_letters + string.digits
+# A key's kind → its identifier's prefix, and the API it works on ("any": ours and both).
+KIND_PREFIXES: Final = {"application": "ptla_", "client": "ptlc_"}
+KIND_API: Final = {"stellar": "any", "application": "application", "client": "client"}
 LAST_USED_INTERVAL = dt.timedelta(seconds=60)
 
 
@@ -61,8 +72,16 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_key() -> tuple[str, str, str]:
-    """Return (full key shown once, prefix, secret hash)."""
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_key(kind: str = "stellar") -> tuple[str, str, str]:
+    """Return (full key shown once, prefix, secret hash) for a key of ``kind``."""
+    if kind in KIND_PREFIXES:
+        identifier = KIND_PREFIXES[kind] + _random(11)
+        secret = _random(32)
+        return identifier + secret, identifier, _hash(secret)
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     return f"stl_{prefix}_{secret}", prefix, _hash(secret)
@@ -86,6 +105,7 @@ _KEY_READ: Final = select(
     ApiKey.allowed_ips,
     ApiKey.expires_at,
     ApiKey.last_used_at,
+    ApiKey.kind,
     User.id.label("user_id"),
     User.email,
     User.is_admin,
@@ -113,15 +133,24 @@ class KeyHolder:
     email_verified: bool
     # Whether ``last_used_at`` is old enough to record this use.
     record_use: bool
+    # The API the key works on: "any", "application" or "client" (see ``KIND_API``).
+    api: str = "any"
+
+
+def _split(presented: str) -> tuple[str, str] | None:
+    """(the prefix that finds the row, the secret) of a key in either form."""
+    match = KEY_PATTERN.fullmatch(presented) or PTERODACTYL_PATTERN.fullmatch(presented)
+    return None if match is None else (match[1], match[2])
 
 
 async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -> KeyHolder | None:
     """The key and its enabled user, or None; reads only (one statement, every request)."""
-    match = KEY_PATTERN.fullmatch(presented)
-    if match is None:
+    parts = _split(presented)
+    if parts is None:
         return None
-    rows = await reader.rows(_KEY_LOOKUP, {"prefix": match[1]})
-    if not rows or not hmac.compare_digest(rows[0].secret_hash, _hash(match[2])):
+    prefix, secret = parts
+    rows = await reader.rows(_KEY_LOOKUP, {"prefix": prefix})
+    if not rows or not hmac.compare_digest(rows[0].secret_hash, _hash(secret)):
         return None
     return _holder(rows[0], ip)
 
@@ -149,6 +178,7 @@ def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
         second_factor=key.second_factor,
         email_verified=key.email_verified_at is not None,
         record_use=key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL,
+        api=KIND_API.get(key.kind, "none"),
     )
 
 

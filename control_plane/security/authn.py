@@ -67,6 +67,7 @@ def _key_caller(request: web.Request, holder: KeyHolder, ip: str, user_agent: st
         ip,
         user_agent,
         api_key_id=holder.key_id,
+        api=holder.api,
         must_enrol=mfa.enrolment_owed(
             holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
         ),
@@ -149,7 +150,9 @@ async def caller_from_grant(
         caller = _session_as_caller(request, found, ip, user_agent)
     if caller.user_id != grant.user_id:
         return None
-    return dataclasses.replace(caller, scopes=caller.scopes & grant.scopes)
+    # The token is the socket's credential: a client key's token (issued on the client API's
+    # websocket route) acts on the socket, never beyond the scopes it was issued with.
+    return dataclasses.replace(caller, scopes=caller.scopes & grant.scopes, api="any")
 
 
 async def identify(

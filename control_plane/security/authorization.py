@@ -43,6 +43,9 @@ class Requirement:
     allow_enrolment: bool = False
     # Open to a user whose e-mail address must still be verified.
     allow_unverified: bool = False
+    # Which API the route belongs to: "native" (/api/v1), "application" or "client" (the
+    # Pterodactyl-compatible ones); a ptla_/ptlc_ key works only on its own.
+    api: str = "native"
 
 
 def refusal(
@@ -59,6 +62,8 @@ def refusal(
             "verify your e-mail address first: open the link we mailed you, or ask for a new "
             "one with POST /api/v1/account/email/verification"
         )
+    if caller.api != "any" and caller.api != need.api:
+        return Forbidden(f"this API key is for the {caller.api} API only")
     if need.session_only and caller.via != "session":
         return Forbidden("this is managed from a signed-in browser session, not with an API key")
     if need.scope not in caller.scopes:

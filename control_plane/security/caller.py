@@ -28,6 +28,9 @@ class Caller:
     # STELLAR_REQUIRE_EMAIL_VERIFICATION applies and the address is unproven: only
     # verification (and signing out) is open.
     must_verify: bool = False
+    # The API a key works on: "any" (sessions, stl_ keys), "application" (ptla_) or
+    # "client" (ptlc_).
+    api: str = "any"
 
     @property
     def acts_as_admin(self) -> bool:

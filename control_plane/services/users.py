@@ -78,3 +78,24 @@ async def set_disabled(session: AsyncSession, user: User, disabled: bool) -> Non
     user.disabled = disabled
     if disabled:
         await end_all_sessions(session, user.id)
+
+
+async def set_email(session: AsyncSession, user: User, email: str) -> None:
+    """Give ``user`` another e-mail address (normalised; 409 if another user has it)."""
+    address = normalise_email(email)
+    if address == user.email:
+        return
+    taken = await session.scalar(select(User.id).where(User.email == address))
+    if taken is not None:
+        raise Conflict(f"a user with e-mail {address!r} exists already")
+    user.email = address
+
+
+async def set_password(session: AsyncSession, user: User, password: str, bcrypt_cost: int) -> None:
+    """An administrator sets ``user``'s password: the same rules as any password; every
+    session of the user ends."""
+    problem = password_problem(password)
+    if problem:
+        raise InvalidRequest(f"password: {problem}")
+    user.password_hash = await hash_password(password, bcrypt_cost)
+    await end_all_sessions(session, user.id)

@@ -227,6 +227,10 @@ if ((WANT_TOOLS)); then
         need_pkg prometheus
         NEW_PROMETHEUS=1
     fi
+    # Node and npm (Debian's): the Pterodactyl-compatible API's tests drive it with a real
+    # third-party client, nodeactyl, installed from the npm registry at its pinned version.
+    have node || dpkg_installed nodejs || need_pkg nodejs
+    have npm || dpkg_installed npm || need_pkg npm
 fi
 
 if ((${#MISSING_PKGS[@]} > 0)); then
@@ -533,6 +537,20 @@ ensure_redis() {
 }
 
 # ---------------------------------------------------------------------------
+# Test clients (npm packages, pinned by tests/clients/*/package-lock.json)
+# ---------------------------------------------------------------------------
+ensure_test_clients() {
+    local dir
+    dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/tests/clients/nodeactyl"
+    if [[ -d "$dir/node_modules/nodeactyl" ]]; then
+        return
+    fi
+    log "installing the pinned npm packages of $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --ignore-scripts >&2) \
+        || die "npm ci in $dir failed (is registry.npmjs.org reachable?)"
+}
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 for svc in "${ORDER[@]}"; do
@@ -540,7 +558,7 @@ for svc in "${ORDER[@]}"; do
         docker) ensure_docker ;;
         postgres) ensure_postgres ;;
         redis) ensure_redis ;;
-        tools) ;;  # packages only (step 1)
+        tools) ensure_test_clients ;;
     esac
 done
 
@@ -549,6 +567,6 @@ for svc in "${ORDER[@]}"; do
         docker) printf '%s\n' "$DOCKER_SUMMARY" ;;
         postgres) printf '%s\n' "$PG_SUMMARY" ;;
         redis) printf '%s\n' "$REDIS_SUMMARY" ;;
-        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium, promtool)" ;;
+        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium, promtool, node + nodeactyl)" ;;
     esac
 done

@@ -18,8 +18,10 @@ from control_plane.db.models import (
     Backup,
     Blueprint,
     Invitation,
+    Location,
     Node,
     PasskeyCredential,
+    Server,
     SshKey,
     Subuser,
     User,
@@ -64,6 +66,40 @@ class World:
     bob: Browser
     carol: Browser  # sub-user of alice's server (dave is another, without a browser)
     ids: dict[str, str] = field(default_factory=dict)
+    # The same objects as the Pterodactyl-compatible APIs name them ("application": integer
+    # ids, "client": server identifiers).
+    compat_ids: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+# The world's objects that have a Pterodactyl-compatible id, by their key in ``World.ids``.
+COMPAT_MODELS: dict[str, Any] = {
+    "alice_server": Server,
+    "alice_user": User,
+    "node": Node,
+    "location": Location,
+    "blueprint": Blueprint,
+    "allocation": Allocation,
+}
+
+
+async def _compat_ids(panel: Panel, world_ids: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Give alice and her server external ids; read every compat id of the world."""
+    factory = session_factory(panel.server.app[ENGINE])
+    application: dict[str, str] = {"nest": "1"}
+    client: dict[str, str] = {}
+    async with transaction(factory) as db:
+        for key, model in COMPAT_MODELS.items():
+            row = await db.get(model, uuid.UUID(world_ids[key]))
+            assert row is not None
+            application[key] = str(row.compat_id)
+            if isinstance(row, Server):
+                row.external_id = "alice-server-ext"
+                client[key] = str(row.identifier)
+            if isinstance(row, User):
+                row.external_id = "alice-ext"
+    application["alice_user_external"] = "alice-ext"
+    application["alice_server_external"] = "alice-server-ext"
+    return {"application": application, "client": client}
 
 
 async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
@@ -208,4 +244,6 @@ async def build_world(panel: Panel) -> World:
     ids["alice_key"] = key["id"]
     sessions = await browsers["alice"].json("GET", "/api/v1/auth/sessions")
     ids["alice_session"] = sessions["data"][0]["id"]
-    return World(panel, admin, browsers["alice"], browsers["bob"], browsers["carol"], ids)
+    world = World(panel, admin, browsers["alice"], browsers["bob"], browsers["carol"], ids)
+    world.compat_ids = await _compat_ids(panel, ids)
+    return world

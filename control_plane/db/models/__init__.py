@@ -5,6 +5,7 @@ from control_plane.db.models.audit import AuditEntry, AuditHead
 from control_plane.db.models.backup import Backup, ServerBackupKey
 from control_plane.db.models.base import Base
 from control_plane.db.models.blueprint import Blueprint
+from control_plane.db.models.compat import CompatCounter
 from control_plane.db.models.location import Location
 from control_plane.db.models.mail import (
     AlertPreferences,
@@ -34,6 +35,7 @@ __all__ = [
     "Backup",
     "Base",
     "Blueprint",
+    "CompatCounter",
     "Invitation",
     "KnownDevice",
     "Location",

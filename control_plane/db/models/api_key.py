@@ -24,3 +24,5 @@ class ApiKey(IdMixin, CreatedMixin, Base):
     allowed_ips: Mapped[list[str]] = mapped_column(JSON, default=list)
     expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # stellar (stl_…), application (ptla_…: /api/application) or client (ptlc_…: /api/client).
+    kind: Mapped[str] = mapped_column(String(16), default="stellar", server_default="stellar")

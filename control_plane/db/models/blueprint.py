@@ -8,9 +8,10 @@ from sqlalchemy import JSON, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin
 
 
-class Blueprint(IdMixin, CreatedMixin, Base):
+class Blueprint(IdMixin, CreatedMixin, CompatIdMixin, Base):
     __tablename__ = "blueprints"
 
     name: Mapped[str] = mapped_column(String(64), unique=True)

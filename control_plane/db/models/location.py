@@ -6,9 +6,10 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin
 
 
-class Location(IdMixin, CreatedMixin, Base):
+class Location(IdMixin, CreatedMixin, CompatIdMixin, Base):
     __tablename__ = "locations"
 
     code: Mapped[str] = mapped_column(String(32), unique=True)

@@ -9,9 +9,10 @@ from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin
 
 
-class Node(IdMixin, CreatedMixin, Base):
+class Node(IdMixin, CreatedMixin, CompatIdMixin, Base):
     __tablename__ = "nodes"
 
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -33,7 +34,7 @@ class Node(IdMixin, CreatedMixin, Base):
     sftp_acked_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class Allocation(IdMixin, Base):
+class Allocation(IdMixin, CompatIdMixin, Base):
     """One IP and port of a node; at most one server holds it."""
 
     __tablename__ = "allocations"

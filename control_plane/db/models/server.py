@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin, ShortIdentifierMixin
 
 
-class Server(IdMixin, CreatedMixin, Base):
+class Server(IdMixin, CreatedMixin, CompatIdMixin, ShortIdentifierMixin, Base):
     __tablename__ = "servers"
 
     name: Mapped[str] = mapped_column(String(64))
@@ -41,6 +43,13 @@ class Server(IdMixin, CreatedMixin, Base):
     install_seconds: Mapped[float | None] = mapped_column(default=None)
     install_output: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     install_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    # The Pterodactyl-compatible API: the billing system's id, a description, and what it
+    # sends that has no meaning here, kept and echoed (io, threads, feature limits …).
+    external_id: Mapped[str | None] = mapped_column(
+        String(191), unique=True, index=True, default=None
+    )
+    description: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    compat_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Subuser(IdMixin, CreatedMixin, Base):

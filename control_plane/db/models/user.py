@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin
 
 
-class User(IdMixin, CreatedMixin, Base):
+class User(IdMixin, CreatedMixin, CompatIdMixin, Base):
     __tablename__ = "users"
 
     email: Mapped[str] = mapped_column(String(254), unique=True)
@@ -21,3 +23,9 @@ class User(IdMixin, CreatedMixin, Base):
     disabled: Mapped[bool] = mapped_column(default=False)
     # When the address was proven by a mailed link (None: not yet; see docs/email.md).
     email_verified_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The Pterodactyl-compatible API: the billing system's id, and what it sends that we only
+    # keep and echo (first_name, last_name, language).
+    external_id: Mapped[str | None] = mapped_column(
+        String(191), unique=True, index=True, default=None
+    )
+    compat_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

@@ -37,13 +37,40 @@ class ServerColumns(NamedTuple):
 
 
 _LISTED_COLUMNS: Final = tuple(getattr(Server, name) for name in ServerColumns._fields)
-# A page's rows: the listed columns, then one allocation's ip and port, the total and (for
-# users who are not administrators) their sub-user permissions; read by position (fast).
 _LISTED = len(_LISTED_COLUMNS)
-_IP, _PORT, _TOTAL, _PERMISSIONS = _LISTED, _LISTED + 1, _LISTED + 2, _LISTED + 3
 
 
-def _page_statement(*, admin: bool) -> Select[Any]:
+@dataclass(frozen=True)
+class PageColumns:
+    """What a list reads beyond ours, in the same statement: more columns of each server
+    (of ``servers`` or expressions on it), and more of each of its allocations."""
+
+    server: tuple[Any, ...] = ()
+    allocation: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Where each value sits in a page's rows: the listed columns, the extra server
+    columns, one allocation's ip, port and extra columns, the total and (for users who are
+    not administrators) their sub-user permissions; read by position (fast)."""
+
+    extra: PageColumns
+
+    @property
+    def ip(self) -> int:
+        return _LISTED + len(self.extra.server)
+
+    @property
+    def total(self) -> int:
+        return self.ip + 2 + len(self.extra.allocation)
+
+    @property
+    def permissions(self) -> int:
+        return self.total + 1
+
+
+def _page_statement(*, admin: bool, extra: PageColumns = PageColumns()) -> Select[Any]:
     """One page of the servers a caller may see, with its total, ports and the caller's
     sub-user permissions, as one statement (so one snapshot, and no transaction needed).
 
@@ -51,7 +78,7 @@ def _page_statement(*, admin: bool) -> Select[Any]:
     count sits in a one-row subquery that the page is left-joined to, so that a page past
     the end still brings the total.
     """
-    page = select(*_LISTED_COLUMNS)
+    page = select(*_LISTED_COLUMNS, *extra.server)
     total = select(func.count().label("total")).select_from(Server)
     if not admin:
         shared = select(Subuser.server_id).where(Subuser.user_id == _CALLER_ID)
@@ -71,7 +98,13 @@ def _page_statement(*, admin: bool) -> Select[Any]:
     listed = [
         type_coerce(c, UuidText()).label(c.key) if isinstance(c.type, Uuid) else c for c in paged.c
     ]
-    columns: list[Any] = [*listed, Allocation.ip, Allocation.port, counted.c.total]
+    columns: list[Any] = [
+        *listed,
+        Allocation.ip,
+        Allocation.port,
+        *extra.allocation,
+        counted.c.total,
+    ]
     if not admin:
         joined = joined.outerjoin(
             Subuser, and_(Subuser.server_id == paged.c.id, Subuser.user_id == _CALLER_ID)
@@ -93,6 +126,9 @@ class ListedServer(NamedTuple):
     allocations: list[tuple[str, int]]
     # ["*"] for owners and administrators, else the sub-user's permission nodes, sorted.
     permissions: list[str]
+    # The values of ``PageColumns.server``, and of ``PageColumns.allocation`` per allocation.
+    extra: tuple[Any, ...] = ()
+    allocation_extra: tuple[tuple[Any, ...], ...] = ()
 
 
 def listed_server(
@@ -113,17 +149,36 @@ class ServerPage:
     total: int
 
 
+def page_statements(extra: PageColumns) -> tuple[Select[Any], Select[Any]]:
+    """The statements of :func:`server_page` (for administrators, for users) that also read
+    ``extra``; build them once."""
+    return _page_statement(admin=True, extra=extra), _page_statement(admin=False, extra=extra)
+
+
 async def server_page(
-    reader: StatementReader, caller: Caller, *, offset: int, limit: int
+    reader: StatementReader,
+    caller: Caller,
+    *,
+    offset: int,
+    limit: int,
+    extra: tuple[PageColumns, tuple[Select[Any], Select[Any]]] | None = None,
 ) -> ServerPage:
     """The servers a caller may list (all for those acting as administrators, else owned or
-    shared with them), ordered by name, one page of them, in one statement."""
-    statement = _ADMIN_PAGE if caller.acts_as_admin else _USER_PAGE
+    shared with them), ordered by name, one page of them, in one statement (with ``extra``:
+    the columns and the statements of :func:`page_statements`)."""
+    if extra is None:
+        shape = _Shape(PageColumns())
+        statement = _ADMIN_PAGE if caller.acts_as_admin else _USER_PAGE
+    else:
+        shape = _Shape(extra[0])
+        statement = extra[1][0] if caller.acts_as_admin else extra[1][1]
     rows = await reader.rows(
         statement, {"caller_id": caller.user_id, "limit": limit, "offset": offset}
     )
     caller_id = str(caller.user_id)
+    ip, total = shape.ip, shape.total
     servers: list[ListedServer] = []
+    ports: list[tuple[Any, ...]] = []
     for row in rows:
         server_id = row[0]
         if server_id is None:  # the page is past the end: only the total came
@@ -133,8 +188,12 @@ async def server_page(
             if caller.acts_as_admin or columns.owner_id == caller_id:
                 permissions = ["*"]
             else:
-                permissions = sorted(row[_PERMISSIONS] or ())
-            servers.append(ListedServer(columns, [], permissions))
-        if row[_IP] is not None:
-            servers[-1].allocations.append((row[_IP], row[_PORT]))
-    return ServerPage(servers, rows[0][_TOTAL] if rows else 0)
+                permissions = sorted(row[shape.permissions] or ())
+            ports = []
+            servers.append(ListedServer(columns, [], permissions, tuple(row[_LISTED:ip]), ()))
+        if row[ip] is not None:
+            servers[-1].allocations.append((row[ip], row[ip + 1]))
+            if shape.extra.allocation:
+                ports.append(tuple(row[ip + 2 : total]))
+                servers[-1] = servers[-1]._replace(allocation_extra=tuple(ports))
+    return ServerPage(servers, rows[0][total] if rows else 0)

@@ -32,24 +32,49 @@ async def _lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
     return node
 
 
-async def _check_capacity(db: AsyncSession, node: Node, limits: ServerLimits) -> None:
-    used_memory, used_disk = (
-        await db.execute(
-            select(
-                func.coalesce(func.sum(Server.memory_mib), 0),
-                func.coalesce(func.sum(Server.disk_mib), 0),
-            ).where(Server.node_id == node.id)
-        )
-    ).one()
+async def _check_capacity(
+    db: AsyncSession, node: Node, limits: ServerLimits, excluding: uuid.UUID | None = None
+) -> None:
+    """409 unless ``node`` has room for ``limits`` besides its servers (but ``excluding``)."""
+    others = select(
+        func.coalesce(func.sum(Server.memory_mib), 0),
+        func.coalesce(func.sum(Server.disk_mib), 0),
+    ).where(Server.node_id == node.id)
+    if excluding is not None:
+        others = others.where(Server.id != excluding)
+    used_memory, used_disk = (await db.execute(others)).one()
     if node.memory_mib and used_memory + limits.memory_mib > node.memory_mib:
         raise Conflict(f"node {node.name!r} has not enough memory left")
     if node.disk_mib and used_disk + limits.disk_mib > node.disk_mib:
         raise Conflict(f"node {node.name!r} has not enough disk left")
 
 
-async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimits) -> uuid.UUID:
-    """An online node in the location with room for ``limits`` and a free port."""
-    nodes = list(await db.scalars(select(Node).where(Node.location_id == location_id)))
+async def check_new_limits(db: AsyncSession, server: Server, limits: ServerLimits) -> None:
+    """409 unless the server's node has room for it with ``limits`` instead of its own."""
+    node = await db.get(Node, server.node_id)
+    if node is None:
+        raise NotFound("no such node")
+    await _check_capacity(db, node, limits, excluding=server.id)
+
+
+async def has_room(db: AsyncSession, node: Node, memory_mib: int, disk_mib: int) -> bool:
+    """Whether ``node`` can take a server of this memory and disk (the rule creates obey)."""
+    try:
+        await _check_capacity(db, node, ServerLimits(memory_mib, 0, 0, disk_mib, 0))
+    except Conflict:
+        return False
+    return True
+
+
+async def pick_node(
+    db: AsyncSession, location_ids: list[uuid.UUID] | None, limits: ServerLimits
+) -> uuid.UUID:
+    """An online node in one of the locations (any location for None) with room for
+    ``limits`` and a free port."""
+    statement = select(Node).order_by(Node.created_at)
+    if location_ids is not None:
+        statement = statement.where(Node.location_id.in_(location_ids))
+    nodes = list(await db.scalars(statement))
     for node in sorted(nodes, key=lambda n: n.status != "online"):
         try:
             await _check_capacity(db, node, limits)
@@ -65,6 +90,35 @@ async def pick_node(db: AsyncSession, location_id: uuid.UUID, limits: ServerLimi
     raise Conflict("no node in this location has room for this server")
 
 
+async def _take_ports(
+    db: AsyncSession, node: Node, server: Server, allocation_ids: list[uuid.UUID] | None
+) -> None:
+    """Give ``server`` the allocations asked for (free ones of its node), or its node's
+    first free port; atomically (a port another create took meanwhile is a 409)."""
+    if allocation_ids is None:
+        free = await db.scalar(
+            select(Allocation.id)
+            .where(Allocation.node_id == node.id, Allocation.server_id.is_(None))
+            .order_by(Allocation.port)
+            .limit(1)
+        )
+        if free is None:
+            raise Conflict(f"node {node.name!r} has no free port")
+        allocation_ids = [free]
+    for allocation_id in allocation_ids:
+        taken = await db.execute(
+            update(Allocation)
+            .where(
+                Allocation.id == allocation_id,
+                Allocation.node_id == node.id,
+                Allocation.server_id.is_(None),
+            )
+            .values(server_id=server.id)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"that allocation of node {node.name!r} is not free")
+
+
 async def create_server(
     db: AsyncSession,
     *,
@@ -75,8 +129,10 @@ async def create_server(
     image: str | None,
     limits: ServerLimits,
     variables: dict[str, str],
+    allocation_ids: list[uuid.UUID] | None = None,
 ) -> Server:
-    """Insert the server and give it one free port of the node, atomically."""
+    """Insert the server and give it the allocations asked for (its main port is the
+    lowest, as everywhere), or one free port of the node, atomically."""
     node = await _lock_node(db, node_id)
     await _check_capacity(db, node, limits)
     images = [i["image"] for i in blueprint.images]
@@ -98,21 +154,7 @@ async def create_server(
     )
     db.add(server)
     await db.flush()
-    free = await db.scalar(
-        select(Allocation.id)
-        .where(Allocation.node_id == node.id, Allocation.server_id.is_(None))
-        .order_by(Allocation.port)
-        .limit(1)
-    )
-    taken = None
-    if free is not None:
-        taken = await db.execute(
-            update(Allocation)
-            .where(Allocation.id == free, Allocation.server_id.is_(None))
-            .values(server_id=server.id)
-        )
-    if taken is None or taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"node {node.name!r} has no free port")
+    await _take_ports(db, node, server, allocation_ids)
     return server
 
 

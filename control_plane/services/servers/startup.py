@@ -16,7 +16,7 @@ from control_plane.schemas.blueprints import (
     startup_words,
     too_long,
 )
-from control_plane.services.servers.placement import allocations_of
+from control_plane.services.servers.placement import ServerLimits, allocations_of
 from shared.errors import ErrorDetail
 from shared.server_spec import MAX_ARG_LENGTH, InstallSpec, ServerSpec
 
@@ -63,14 +63,17 @@ def _check_lengths(arguments: list[str]) -> None:
 
 
 def _placeholder_values(
-    server: Server, variables: dict[str, str], allocations: list[Allocation]
+    server: Server,
+    variables: dict[str, str],
+    allocations: list[Allocation],
+    memory_mib: int | None = None,
 ) -> dict[str, str]:
     """What each placeholder of the startup command stands for: the variables, then the
     built-ins."""
     primary = allocations[0] if allocations else None
     return {
         **variables,
-        "SERVER_MEMORY": str(server.memory_mib),
+        "SERVER_MEMORY": str(server.memory_mib if memory_mib is None else memory_mib),
         "SERVER_IP": primary.ip if primary else "",
         "SERVER_PORT": str(primary.port) if primary else "",
     }
@@ -109,11 +112,12 @@ async def build_spec(
     *,
     image: str | None = None,
     variables: dict[str, str] | None = None,
+    limits: ServerLimits | None = None,
 ) -> ServerSpec:
     """The node's view of the server: what the agent's create (and spec update) carries.
 
-    ``image`` and ``variables`` stand in for the server's own, for a change that is not
-    stored yet (it is sent to the node first).
+    ``image``, ``variables`` and ``limits`` stand in for the server's own, for a change that
+    is not stored yet (it is sent to the node first).
     """
     blueprint = await db.get(Blueprint, server.blueprint_id)
     if blueprint is None:
@@ -121,13 +125,15 @@ async def build_spec(
     allocations = await allocations_of(db, server.id)
     if variables is None:
         variables = current_values(blueprint, server)
-    values = _placeholder_values(server, variables, allocations)
+    values = _placeholder_values(
+        server, variables, allocations, None if limits is None else limits.memory_mib
+    )
     # An image that runs its own command gets no arguments: it reads STARTUP (the template)
     # and the values from its environment.
     startup = [] if blueprint.image_command else render_startup(blueprint.startup, values)
     _check_lengths(startup)
     try:
-        return _spec(server, blueprint, image, startup, variables, allocations)
+        return _spec(server, blueprint, image, startup, variables, allocations, limits)
     except ValidationError as err:
         # What no earlier check covers (a blueprint saved by an older version, server
         # limits configured past a node's): a 400 naming the fields, never their values.
@@ -143,7 +149,16 @@ def _spec(
     startup: list[str],
     variables: dict[str, str],
     allocations: list[Allocation],
+    limits: ServerLimits | None = None,
 ) -> ServerSpec:
+    if limits is None:
+        limits = ServerLimits(
+            server.memory_mib,
+            server.swap_mib,
+            server.cpu_percent,
+            server.disk_mib,
+            server.pids_limit,
+        )
     install = (
         InstallSpec.model_validate(blueprint.install) if blueprint.install is not None else None
     )
@@ -153,11 +168,11 @@ def _spec(
             "image": server.image if image is None else image,
             "startup": startup,
             "environment": dict(variables),
-            "memory_mib": server.memory_mib,
-            "swap_mib": server.swap_mib,
-            "cpu_percent": server.cpu_percent,
-            "disk_mib": server.disk_mib,
-            "pids_limit": server.pids_limit,
+            "memory_mib": limits.memory_mib,
+            "swap_mib": limits.swap_mib,
+            "cpu_percent": limits.cpu_percent,
+            "disk_mib": limits.disk_mib,
+            "pids_limit": limits.pids_limit,
             "allocations": [
                 {"ip": a.ip, "port": a.port, "protocols": ["tcp", "udp"]} for a in allocations
             ],

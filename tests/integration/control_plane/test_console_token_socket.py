@@ -24,6 +24,7 @@ from control_plane.api import console_socket
 from control_plane.nodes import console as console_proxy
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.stack import Stack, wait_for_state
+from tests.support.compat import pterodactyl_key
 from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker
@@ -345,3 +346,32 @@ async def _key_id(owner: Browser) -> str:
     keys = await owner.json("GET", "/api/v1/account/api-keys")
     [key] = keys["data"]
     return str(key["id"])
+
+
+async def test_a_pterodactyl_client_key_gets_its_socket_from_the_client_api(
+    running: tuple[Stack, str, Browser],
+) -> None:
+    """``GET /api/client/servers/{identifier}/websocket`` as Pterodactyl answers it; a read-only
+    client key watches, and is refused power and commands on the socket."""
+    stack, server_id, owner = running
+    identifier = server_id[:8]
+    writer = await pterodactyl_key(stack.panel, owner, "client")
+    reader = await pterodactyl_key(stack.panel, owner, "client", ["read"])
+    answer = await writer.json("GET", f"/api/client/servers/{identifier}/websocket")
+    assert set(answer) == {"data"}
+    assert set(answer["data"]) == {"token", "socket"}
+    async with socket_of(stack, answer["data"]) as socket:
+        await authenticated(socket, answer["data"]["token"])
+        await socket.send_json({"event": "send command", "args": ["say from a bot"]})
+        await next_frame(socket, output("from a bot"))
+
+    watching = (await reader.json("GET", f"/api/client/servers/{identifier}/websocket"))["data"]
+    async with socket_of(stack, watching) as socket:
+        await authenticated(socket, watching["token"])
+        await next_frame(socket, event("stats"))  # pushed: a read key may read them
+        await socket.send_json({"event": "set state", "args": ["stop"]})
+        refused = await next_frame(socket, event("daemon error"))
+        assert "scope" in refused["args"][0]
+    await wait_for_state(owner, server_id, "running", timeout=2)
+    # Our own console-token route is not the client key's: it keeps to the client API.
+    await reader.json("GET", f"/api/v1/servers/{server_id}/console/token", status=403)

@@ -42,13 +42,31 @@ async def set_permissions(world: World, permissions: list[str]) -> None:
         )
 
 
+async def restore_dave(world: World) -> None:
+    """dave, the sub-user routes act on, back if a route (ours or Pterodactyl's) deleted him."""
+    dave = uuid.UUID(world.ids["alice_subuser"])
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        if await db.get(Subuser, dave) is None:
+            db.add(
+                Subuser(
+                    id=dave,
+                    server_id=uuid.UUID(world.ids["alice_server"]),
+                    user_id=uuid.UUID(world.ids["dave_user"]),
+                    permissions=["console.read"],
+                )
+            )
+
+
 @pytest.mark.parametrize("granted", sorted(PERMISSIONS))
 async def test_each_permission_opens_exactly_its_routes(world: World, granted: str) -> None:
     await set_permissions(world, [granted])
     for endpoint in server_routes():
         actions = POWER_ACTIONS if endpoint.name == "power" else (None,)
         for action in actions:
-            body = {"action": action} if action else {}
+            await restore_dave(world)
+            # Our power route takes {"action"}, Pterodactyl's {"signal"}.
+            field = "signal" if endpoint.api == "client" else "action"
+            body = {field: action} if action else {}
             response = await world.carol.request(
                 endpoint.method, concrete(endpoint, world), json=body
             )

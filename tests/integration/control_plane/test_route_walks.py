@@ -16,6 +16,7 @@ from control_plane.api.routing import Access, Endpoint
 from control_plane.app import create_app
 from control_plane.settings import load_settings
 from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.support.compat import error_of
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
 
@@ -41,9 +42,21 @@ ALICE_OBJECT = {
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+# The Pterodactyl-compatible APIs' own path parameters.
+COMPAT_OBJECT = {"nest_id": "nest", "egg_id": "blueprint"}
+
+
 def concrete(endpoint: Endpoint, world: World) -> str:
     def fill(match: re.Match[str]) -> str:
         name = match[1]
+        if endpoint.api != "native" and name in endpoint.path_ids:
+            if name == "external_id":
+                owner = "alice_user" if "/users/" in endpoint.path else "alice_server"
+                return world.compat_ids[endpoint.api][f"{owner}_external"]
+            key = COMPAT_OBJECT.get(name) or ALICE_OBJECT[name]
+            label = f"{endpoint.method} {endpoint.path}: teach this test {name!r}"
+            assert key in world.compat_ids[endpoint.api], label
+            return world.compat_ids[endpoint.api][key]
         assert name in ALICE_OBJECT, f"{endpoint.method} {endpoint.path}: teach this test {name!r}"
         return world.ids[ALICE_OBJECT[name]]
 
@@ -85,7 +98,7 @@ async def test_every_unsafe_cookie_route_needs_the_csrf_token(world: World) -> N
             )
             for response in (missing, wrong):
                 assert response.status == 403, f"{name}: {endpoint.method} {endpoint.path}"
-                assert (await response.json())["error"]["message"].startswith("missing or wrong")
+                assert error_of(await response.json())["message"].startswith("missing or wrong")
             checked += 1
     assert checked >= 40
     # Still signed in: the refusals changed nothing.
@@ -151,9 +164,42 @@ async def test_ids_in_paths_are_accepted_only_in_their_one_spelling(world: World
                 path = canonical.replace(original, other)
                 response = await caller.request(endpoint.method, path, json={})
                 assert response.status == 404, f"{endpoint.method} {path}: {response.status}"
-                assert (await response.json())["error"]["code"] == "not_found"
+                code = error_of(await response.json())["code"]
+                assert code in ("not_found", "NotFoundHttpException"), f"{path}: {code}"
                 checked += 1
     assert checked >= 200
+
+
+def compat_respellings(value: str) -> list[str]:
+    """Other ways to write a Pterodactyl-compatible id that a lax parser would accept."""
+    if value.isdigit():
+        return [f"0{value}", f"{value}.0", f"+{value}", f"{value}%20"]
+    return [value.upper(), f"{value}0", value[:-1], f"%20{value}"]
+
+
+async def test_compatible_ids_are_accepted_only_in_their_one_spelling(world: World) -> None:
+    """The integer ids and server identifiers of the Pterodactyl-compatible paths, too."""
+    checked = 0
+    for endpoint in endpoints():
+        if "{" not in endpoint.path or endpoint.api == "native":
+            continue
+        caller = world.admin if endpoint.access is Access.ADMIN else world.alice
+        canonical = concrete(endpoint, world)
+        for name in re.findall(r"\{(\w+)\}", endpoint.path):
+            prefix = endpoint.path.split("{" + name + "}", 1)[0]
+            head = re.sub(r"\{(\w+)\}", r"[^/]+", prefix)
+            original = re.match(head + r"([^/]+)", canonical)
+            assert original is not None
+            value = original[1]
+            for other in compat_respellings(value):
+                if other == value:
+                    continue
+                path = canonical[: original.start(1)] + other + canonical[original.end(1) :]
+                response = await caller.request(endpoint.method, path, json={})
+                assert response.status == 404, f"{endpoint.method} {path}: {response.status}"
+                assert error_of(await response.json())["code"] == "NotFoundHttpException"
+                checked += 1
+    assert checked >= 90
 
 
 async def test_a_respelled_server_id_never_gets_a_fresh_power_bucket(

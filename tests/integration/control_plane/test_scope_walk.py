@@ -20,6 +20,7 @@ from control_plane.api.registry import endpoints
 from control_plane.api.routing import Access, Endpoint
 from control_plane.security.permissions import VIEW
 from tests.integration.control_plane.test_route_walks import concrete
+from tests.support.compat import error_of
 from tests.support.panel import Browser, Panel
 from tests.support.world import World, build_world
 
@@ -101,8 +102,7 @@ async def key_for(world: World, role: Role) -> Browser:
 async def error_message(response: ClientResponse) -> str:
     """The error's message: the API's JSON, or a page's (the error page's first paragraph)."""
     if response.content_type == "application/json":
-        body = await response.json()
-        return str(body.get("error", {}).get("message", "")) if isinstance(body, dict) else ""
+        return str(error_of(await response.json())["message"])
     if response.content_type == "text/html" and response.status >= 400:
         found = re.search(r"<h1>\d{3}</h1>\s*<p>(.*?)</p>", await response.text(), re.S)
         return html.unescape(found[1]) if found else ""

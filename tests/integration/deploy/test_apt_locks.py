@@ -31,7 +31,10 @@ TEST_TOOL_PACKAGES: Final = [
     "libc6-dev",
     "freeciv-server",
     "openssh-client",
+    "chromium",
     "prometheus",
+    "nodejs",
+    "npm",
 ]
 PACKAGE: Final = "stellar-sandbox-tool"
 HELD_SECONDS: Final = 2.0
@@ -176,6 +179,7 @@ def test_ensure_services_waits_for_another_apt_get_then_installs(tmp_path: Path,
     assert "installing missing packages: shellcheck" in output
     assert "shellcheck is already the newest version" in output
     summary = (
-        "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, promtool)"
+        "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, "
+        "chromium, promtool, node + nodeactyl)"
     )
     assert output.rstrip().endswith(summary)

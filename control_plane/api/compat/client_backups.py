@@ -1,0 +1,100 @@
+"""``/api/client/servers/{identifier}/backups``: Pterodactyl's backups, over our backup
+routes (``control_plane/api/backups.py``): the same permission nodes, node calls, rate
+limit and audit records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from control_plane.api import backups as native
+from control_plane.api.compat.envelope import CompatObject, collection, item, timestamp
+from control_plane.api.compat.ids import CLIENT_IDS
+from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.schemas.common import Input
+
+routes = ApiRoutes("pterodactyl client", path_ids=CLIENT_IDS)
+BACKUPS = "/api/client/servers/{server_id}/backups"
+
+
+class CompatBackupCreate(Input):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    # Pterodactyl's ignore list: one pattern a line.
+    ignored: str | None = Field(None, max_length=65536)
+    is_locked: bool = False
+
+
+def backup_attributes(backup: native.BackupOut) -> dict[str, Any]:
+    return {
+        "uuid": str(backup.id),
+        "is_successful": backup.status == "completed",
+        "is_locked": backup.locked,
+        "name": backup.name,
+        "ignored_files": [],
+        "checksum": f"sha256:{backup.sha256}" if backup.sha256 else None,
+        "bytes": backup.size_bytes or 0,
+        "created_at": timestamp(backup.created_at),
+        "completed_at": timestamp(backup.finished_at),
+    }
+
+
+@routes.get(
+    BACKUPS,
+    summary="Pterodactyl: the server's backups",
+    permission="backups.read",
+    response=CompatObject,
+    transactional=False,
+    calls_node=True,
+)
+async def list_backups(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    listed = await native.list_backups(req)
+    assert isinstance(listed, native.BackupList)
+    answer = collection("backup", [backup_attributes(b) for b in listed.data])
+    answer["meta"] = {"backup_count": len(listed.data)}
+    return answer
+
+
+@routes.post(
+    BACKUPS,
+    summary="Pterodactyl: make a backup (in the background)",
+    permission="backups.create",
+    body=CompatBackupCreate,
+    response=CompatObject,
+    transactional=False,
+    calls_node=True,
+    rate_limit="files",
+)
+async def create_backup(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    body: CompatBackupCreate = req.body
+    ignore = [line.strip() for line in (body.ignored or "").splitlines() if line.strip()]
+    req.body = native.BackupCreate(name=body.name, ignore=ignore)
+    made = await native.create_backup(req)
+    assert isinstance(made, native.BackupOut)
+    return item("backup", backup_attributes(made))
+
+
+@routes.get(
+    BACKUPS + "/{backup_id}",
+    summary="Pterodactyl: one backup",
+    permission="backups.read",
+    response=CompatObject,
+    transactional=False,
+    calls_node=True,
+)
+async def get_backup(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    backup = await native.get_backup(req)
+    assert isinstance(backup, native.BackupOut)
+    return item("backup", backup_attributes(backup))
+
+
+@routes.delete(
+    BACKUPS + "/{backup_id}",
+    summary="Pterodactyl: delete a backup",
+    permission="backups.delete",
+    status=204,
+    transactional=False,
+    calls_node=True,
+)
+async def delete_backup(req: ApiRequest[Any, Any]) -> None:
+    await native.delete_backup(req)

@@ -1,0 +1,82 @@
+"""Administrators change a server's limits: checked as at creation (configured ranges, the
+node's room), given to its node (the spec, and the disk limit online), then stored."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pydantic import Field
+
+from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.api.servers import check_limits, server_out
+from control_plane.db.models import Server
+from control_plane.errors import NotFound
+from control_plane.schemas.common import Input
+from control_plane.schemas.servers import ServerOut
+from control_plane.security.permissions import VIEW
+from control_plane.services import infrastructure as infra
+from control_plane.services.servers import placement, startup
+from shared.node_api import DiskResize
+
+routes = ApiRoutes("servers")
+
+
+class LimitsUpdate(Input):
+    """The limits to change; the others stay."""
+
+    memory_mib: int | None = None
+    swap_mib: int | None = Field(None, ge=0, le=32768)
+    cpu_percent: int | None = None
+    disk_mib: int | None = None
+    pids_limit: int | None = Field(None, ge=32, le=32768)
+
+
+def _limits_of(server: Server) -> placement.ServerLimits:
+    return placement.ServerLimits(
+        server.memory_mib, server.swap_mib, server.cpu_percent, server.disk_mib, server.pids_limit
+    )
+
+
+@routes.patch(
+    "/api/v1/servers/{server_id}/limits",
+    summary="Change a server's memory, swap, CPU, disk and process limits",
+    access=Access.ADMIN,
+    permission=VIEW,
+    body=LimitsUpdate,
+    response=ServerOut,
+    transactional=False,
+    calls_node=True,
+)
+async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
+    """The node first (a stopped game's container now, a running one's at its next start;
+    the disk at once): if it refuses, nothing is kept."""
+    change: LimitsUpdate = req.body
+    server_id = req.server.id
+    async with req.transaction(write=False) as db:
+        server = await db.get(Server, server_id)
+        if server is None:
+            raise NotFound("no such server")
+        old = _limits_of(server)
+        new = dataclasses.replace(old, **change.model_dump(exclude_none=True))
+        check_limits(req.settings, new)
+        await placement.check_new_limits(db, server, new)
+        spec = await startup.build_spec(db, server, limits=new)
+        node = await infra.get_node(db, server.node_id)
+    user = str(req.me.user_id)
+    await req.nodes.update_spec(node, spec, user=user)
+    if new.disk_mib != old.disk_mib:
+        await req.nodes.resize_disk(node, server_id, DiskResize(disk_mib=new.disk_mib), user=user)
+    async with req.transaction() as db:
+        server = await db.get(Server, server_id)
+        if server is None:
+            raise NotFound("the server was deleted while its limits changed")
+        for name, value in dataclasses.asdict(new).items():
+            setattr(server, name, value)
+        await req.audit(
+            "server.limits.updated",
+            target_type="server",
+            target_id=str(server_id),
+            details={"from": dataclasses.asdict(old), "to": dataclasses.asdict(new)},
+        )
+        return await server_out(db, server, req.access)
