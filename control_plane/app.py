@@ -31,6 +31,8 @@ from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
 from control_plane.nodes.health import node_health_monitor
+from control_plane.scheduling.clock import SchedulerClock
+from control_plane.scheduling.runner import scheduler_ctx
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
@@ -103,9 +105,11 @@ def create_app(
     background_jobs: bool = True,
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
+    scheduler_clock: SchedulerClock | None = None,
 ) -> web.Application:
-    """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
-    (tests move them by hand)."""
+    """The app; ``clock`` drives the in-memory rate limits, ``wall_clock`` TOTP time steps and
+    ``scheduler_clock`` the schedules (tests move them by hand). Without ``background_jobs``
+    the scheduler does not tick by itself (tests call its ``tick``)."""
     app = web.Application(
         middlewares=[request_context, error_shape, refuse_unstorable_text, cors, authenticate],
         client_max_size=1024 * 1024,
@@ -114,6 +118,7 @@ def create_app(
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock)])
+    app.cleanup_ctx.append(scheduler_ctx(scheduler_clock, loop=background_jobs))
     if background_jobs:
         app.cleanup_ctx.extend([node_health_monitor, node_event_listener])
     install_security_headers(app)

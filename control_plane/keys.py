@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -15,6 +16,9 @@ from control_plane.security.caller import Caller
 from control_plane.security.encryption import SecretBox
 from control_plane.security.rate_limit import Decision, RateLimiter
 from control_plane.settings import ControlPlaneSettings
+
+if TYPE_CHECKING:
+    from control_plane.scheduling.runner import Scheduler
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -34,3 +38,5 @@ SECRET_BOX = web.AppKey("secret_box", SecretBox)
 RATE_DECISION = web.RequestKey("rate_decision", Decision)
 # Seconds since the epoch, for TOTP time steps (tests move it by hand).
 WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
+# The schedule runner of this replica (control_plane/scheduling/runner.py).
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane.api import (
+    account_settings,
     api_keys,
     audit,
     auth,
@@ -14,6 +15,7 @@ from control_plane.api import (
     mfa,
     oauth,
     passkeys,
+    schedules,
     server_settings,
     servers,
     sftp_passwords,
@@ -29,6 +31,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     oauth.routes,
     passkeys.routes,
     users.routes,
+    account_settings.routes,
     api_keys.routes,
     ssh_keys.routes,
     sftp_passwords.routes,
@@ -41,6 +44,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     console.routes,
     files.routes,
     backups.routes,
+    schedules.routes,
 ]
 
 

@@ -21,6 +21,7 @@ class UserOut(Output):
     email: str
     is_admin: bool
     disabled: bool
+    timezone: str = "UTC"
     created_at: dt.datetime
 
 

@@ -17,3 +17,5 @@ class User(IdMixin, CreatedMixin, Base):
     password_hash: Mapped[str | None] = mapped_column(String(128), default=None)
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # IANA time zone (checked against zoneinfo): schedules on the user's servers run by it.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")

@@ -33,6 +33,8 @@ ALICE_OBJECT = {
     "backup_id": "alice_backup",
     "passkey_id": "alice_passkey",
     "ssh_key_id": "alice_ssh_key",
+    "schedule_id": "alice_schedule",
+    "task_id": "alice_schedule_task",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -1,0 +1,188 @@
+"""The scheduler loop of one control-plane replica.
+
+Each tick: runs whose lease ran out (their control plane died) are marked failed; due
+schedules are claimed (exactly once across replicas: ``store.claim_due``) and run as tasks
+of this process; the leases of the runs still going here are renewed. A run never waits on
+a node inside a transaction: each step reads, acts, then records in a transaction of its
+own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from control_plane.db.models import Schedule, ScheduleTask, Server
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError
+from control_plane.keys import READ_SESSIONS, SCHEDULER, SESSIONS, SETTINGS
+from control_plane.scheduling import tasks
+from control_plane.scheduling.clock import SchedulerClock, SystemClock
+from control_plane.services.schedules import store
+from control_plane.services.schedules.store import Claimed
+
+log = structlog.get_logger("scheduler")
+OFFLINE = "the server is not running (the schedule runs only when it is online)"
+
+
+class Scheduler:
+    """Claims and runs this replica's share of due schedules."""
+
+    def __init__(self, app: web.Application, clock: SchedulerClock) -> None:
+        settings = app[SETTINGS]
+        self._app = app
+        self.clock = clock
+        self.tick_seconds = settings.schedule_tick_seconds
+        self.lease = dt.timedelta(seconds=settings.schedule_lease_seconds)
+        # Schedules claimed per transaction (tests make it small to interleave replicas).
+        self.batch = 200
+        self._slots = asyncio.Semaphore(settings.schedule_concurrency)
+        self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+
+    async def tick(self) -> list[Claimed]:
+        """One round: expire dead runs, claim and start due ones, renew live leases."""
+        now = self.clock.now()
+        async with transaction(self._app[SESSIONS]) as db:
+            expired = await store.expire_leases(db, now)
+        if expired:
+            log.warning("runs of a stopped control plane marked failed", runs=expired)
+        claimed: list[Claimed] = []
+        while True:
+            async with transaction(self._app[SESSIONS]) as db:
+                batch = await store.claim_due(
+                    db, now=now, holder=self.holder, lease=self.lease, batch=self.batch
+                )
+            for run in batch:
+                self.launch(run)
+            claimed.extend(batch)
+            if len(batch) < self.batch:
+                break
+        await self.renew()
+        return claimed
+
+    async def renew(self) -> None:
+        if self._running:
+            async with transaction(self._app[SESSIONS]) as db:
+                await store.renew(
+                    db, list(self._running), self.holder, self.clock.now() + self.lease
+                )
+
+    def launch(self, run: Claimed) -> None:
+        """Run ``run`` (recorded as held by this replica) in the background."""
+        task = asyncio.create_task(self._execute(run), name=f"schedule-run-{run.run_id}")
+        self._running[run.run_id] = task
+        task.add_done_callback(lambda _: self._running.pop(run.run_id, None))
+
+    async def drain(self) -> None:
+        """Wait for the runs going now (tests)."""
+        while self._running:
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+            await self.clock.sleep(self.tick_seconds)
+
+    async def close(self) -> None:
+        """Stop this replica's runs and record them failed (not left for the lease)."""
+        running = list(self._running.items())
+        for _, task in running:
+            task.cancel()
+        await asyncio.gather(*(t for _, t in running), return_exceptions=True)
+        if running:
+            async with transaction(self._app[SESSIONS]) as db:
+                for run_id, _ in running:
+                    await store.finish(
+                        db, run_id, "failed", "the control plane shut down", self.clock.now()
+                    )
+
+    async def _execute(self, run: Claimed) -> None:
+        async with self._slots:
+            try:
+                status, reason = await self._steps(run)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("schedule run failed", run=str(run.run_id))
+                status, reason = "failed", "internal error (see the control plane's log)"
+            async with transaction(self._app[SESSIONS]) as db:
+                await store.finish(db, run.run_id, status, reason, self.clock.now())
+
+    async def _outcome(self, run: Claimed, outcome: dict[str, Any]) -> None:
+        async with transaction(self._app[SESSIONS]) as db:
+            await store.add_outcome(db, run.run_id, outcome)
+
+    async def _steps(self, run: Claimed) -> tuple[str, str | None]:
+        async with transaction(self._app[READ_SESSIONS]) as db:
+            schedule = await db.get(Schedule, run.schedule_id)
+            server = await db.get(Server, schedule.server_id) if schedule else None
+            todo: list[ScheduleTask] = await store.tasks_of(db, run.schedule_id)
+        if schedule is None or server is None:
+            return "failed", "the schedule was deleted"
+        if schedule.only_when_online and server.state != "running":
+            return "skipped", OFFLINE
+        failed = False
+        for task in todo:
+            base = {"position": task.position, "action": task.action}
+            if failed:
+                await self._outcome(
+                    run, {**base, "status": "skipped", "reason": "an earlier task failed"}
+                )
+                continue
+            if task.delay_seconds:
+                await self.clock.sleep(task.delay_seconds)
+            started = self.clock.now().isoformat()
+            try:
+                note = await tasks.perform(self._app, run.schedule_id, task)
+                status = "completed"
+            except ApiError as err:
+                note, status = err.message, "failed"
+            except ValueError as err:  # a stored task the input rules now refuse
+                note, status = f"invalid task: {err}", "failed"
+            await self._outcome(
+                run,
+                {
+                    **base,
+                    "status": status,
+                    "reason": note,
+                    "started_at": started,
+                    "finished_at": self.clock.now().isoformat(),
+                },
+            )
+            if status == "failed" and not task.continue_on_failure:
+                failed = True
+        if failed:
+            return "failed", "a task failed"
+        return "completed", None
+
+
+def scheduler_ctx(
+    clock: SchedulerClock | None, *, loop: bool
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """cleanup_ctx: the app's :class:`Scheduler` ("run now" uses it); with ``loop`` its
+    ticking task too, which lives exactly as long as the app."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        scheduler = Scheduler(app, clock or SystemClock())
+        app[SCHEDULER] = scheduler
+        ticking = asyncio.create_task(scheduler.run_forever(), name="scheduler") if loop else None
+        yield
+        if ticking is not None:
+            ticking.cancel()
+            await asyncio.gather(ticking, return_exceptions=True)
+        await scheduler.close()
+
+    return ctx
