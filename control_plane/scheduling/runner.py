@@ -111,36 +111,45 @@ class Scheduler:
 
     async def _execute(self, run: Claimed) -> None:
         async with self._slots:
+            last: dict[str, Any] | None = None
             try:
-                status, reason = await self._steps(run)
+                status, reason, last = await self._steps(run)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("schedule run failed", run=str(run.run_id))
                 status, reason = "failed", "internal error (see the control plane's log)"
             async with transaction(self._app[SESSIONS]) as db:
+                if last is not None:
+                    await store.add_outcome(db, run.run_id, last)
                 await store.finish(db, run.run_id, status, reason, self.clock.now())
 
     async def _outcome(self, run: Claimed, outcome: dict[str, Any]) -> None:
         async with transaction(self._app[SESSIONS]) as db:
             await store.add_outcome(db, run.run_id, outcome)
 
-    async def _steps(self, run: Claimed) -> tuple[str, str | None]:
+    async def _steps(self, run: Claimed) -> tuple[str, str | None, dict[str, Any] | None]:
+        """Run the tasks; return the run's status and reason, and the last task's outcome
+        (recorded with the run's end: one commit fewer per run, which SQLite feels)."""
         async with transaction(self._app[READ_SESSIONS]) as db:
             schedule = await db.get(Schedule, run.schedule_id)
             server = await db.get(Server, schedule.server_id) if schedule else None
             todo: list[ScheduleTask] = await store.tasks_of(db, run.schedule_id)
         if schedule is None or server is None:
-            return "failed", "the schedule was deleted"
+            return "failed", "the schedule was deleted", None
         if schedule.only_when_online and server.state != "running":
-            return "skipped", OFFLINE
+            return "skipped", OFFLINE, None
         failed = False
-        for task in todo:
+        last: dict[str, Any] | None = None
+        for index, task in enumerate(todo):
+            final = index == len(todo) - 1
             base = {"position": task.position, "action": task.action}
             if failed:
-                await self._outcome(
-                    run, {**base, "status": "skipped", "reason": "an earlier task failed"}
-                )
+                skipped = {**base, "status": "skipped", "reason": "an earlier task failed"}
+                if final:
+                    last = skipped
+                else:
+                    await self._outcome(run, skipped)
                 continue
             if task.delay_seconds:
                 await self.clock.sleep(task.delay_seconds)
@@ -152,21 +161,22 @@ class Scheduler:
                 note, status = err.message, "failed"
             except ValueError as err:  # a stored task the input rules now refuse
                 note, status = f"invalid task: {err}", "failed"
-            await self._outcome(
-                run,
-                {
-                    **base,
-                    "status": status,
-                    "reason": note,
-                    "started_at": started,
-                    "finished_at": self.clock.now().isoformat(),
-                },
-            )
+            outcome = {
+                **base,
+                "status": status,
+                "reason": note,
+                "started_at": started,
+                "finished_at": self.clock.now().isoformat(),
+            }
+            if final:
+                last = outcome
+            else:
+                await self._outcome(run, outcome)
             if status == "failed" and not task.continue_on_failure:
                 failed = True
         if failed:
-            return "failed", "a task failed"
-        return "completed", None
+            return "failed", "a task failed", last
+        return "completed", None, last
 
 
 def scheduler_ctx(
