@@ -62,11 +62,13 @@ class Scheduler:
                 batch = await store.claim_due(
                     db, now=now, holder=self.holder, lease=self.lease, batch=self.batch
                 )
-            for run in batch:
-                self.launch(run)
             claimed.extend(batch)
             if len(batch) < self.batch:
                 break
+        # Launched once all are claimed: the runs' own writes would otherwise queue the
+        # next claims behind them (SQLite has one writer at a time).
+        for run in claimed:
+            self.launch(run)
         await self.renew()
         return claimed
 
