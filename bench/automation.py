@@ -200,8 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedules", type=int, default=1000)
     parser.add_argument("--tick", type=float, default=1.0, help="the scheduler's tick, seconds")
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--run-concurrency", type=int, default=200, help="runs at once")
+    parser.add_argument("--run-concurrency", type=int, default=8, help="runs at once")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("STELLAR_TEST_POSTGRES_URL"),
@@ -216,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     print("== schedules")
     with tempfile.TemporaryDirectory(prefix="stellar-bench-automation-") as tmp:
         root = Path(tmp)
-        report(run_schedules("SQLite", f"sqlite:///{root / 'bench.db'}", root, args), args.tick)
+        if not args.no_sqlite:
+            sqlite = f"sqlite:///{root / 'bench.db'}"
+            report(run_schedules("SQLite", sqlite, root, args), args.tick)
         if args.postgres:
             url = asyncio.run(create_postgres_database(args.postgres))
             try:

@@ -141,7 +141,7 @@ class ControlPlaneSettings(BaseModel):
     schedule_lease_seconds: float = Field(
         60.0, alias="STELLAR_SCHEDULE_LEASE_SECONDS", ge=10, le=3600
     )
-    schedule_concurrency: int = Field(200, alias="STELLAR_SCHEDULE_CONCURRENCY", ge=1, le=5000)
+    schedule_concurrency: int = Field(8, alias="STELLAR_SCHEDULE_CONCURRENCY", ge=1, le=1000)
     backup_limit: int = Field(5, alias="STELLAR_BACKUP_LIMIT", ge=1, le=1000)
     rate_limits: str = Field("", alias="STELLAR_RATE_LIMITS")
     rate_limit_max_keys: int = Field(100_000, alias="STELLAR_RATE_LIMIT_MAX_KEYS", ge=100)

@@ -45,6 +45,8 @@ class Scheduler:
         self.lease = dt.timedelta(seconds=settings.schedule_lease_seconds)
         # Schedules claimed per transaction (tests make it small to interleave replicas).
         self.batch = 200
+        # Runs doing work at once: well below the database pool, so that API requests always
+        # find a connection while a thousand schedules fall due together.
         self._slots = asyncio.Semaphore(settings.schedule_concurrency)
         self.holder = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -154,7 +156,12 @@ class Scheduler:
                     await self._outcome(run, skipped)
                 continue
             if task.delay_seconds:
-                await self.clock.sleep(task.delay_seconds)
+                # A run waiting out a delay (up to 15 minutes) leaves its slot to others.
+                self._slots.release()
+                try:
+                    await self.clock.sleep(task.delay_seconds)
+                finally:
+                    await self._slots.acquire()
             started = self.clock.now().isoformat()
             try:
                 note = await tasks.perform(self._app, run.schedule_id, task)

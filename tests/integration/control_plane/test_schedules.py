@@ -6,6 +6,7 @@ fails with the node's 503: that tells "authorised and attempted" apart from a re
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -247,3 +248,30 @@ async def test_a_run_whose_lease_expired_is_marked_failed_and_the_schedule_goes_
         schedule = await db.scalar(select(Schedule).where(Schedule.id == uuid.UUID(made["id"])))
         assert schedule is not None
         assert schedule.next_run_at == dt.datetime(2026, 3, 28, 12, 3, tzinfo=dt.UTC)
+
+
+async def test_runs_waiting_out_delays_leave_room_for_others(
+    world: World, clock: ManualClock
+) -> None:
+    """More runs than slots (8) each wait 15 minutes before their task: every one of them
+    gets to its delay, and all finish once the time has passed."""
+    slow = {**COMMAND, "delay_seconds": 900}
+    made = [
+        await world.alice.json(
+            "POST",
+            base(world),
+            status=201,
+            json={"name": f"d{i}", "cron": "* * * * *", "tasks": [slow]},
+        )
+        for i in range(12)
+    ]
+    await clock.advance(60)
+    scheduler = world.panel.server.app[SCHEDULER]
+    await scheduler.tick()
+    async with asyncio.timeout(30):
+        await clock.sleeping(12)
+    await clock.advance(900)
+    await scheduler.drain()
+    for schedule in made:
+        [run] = await runs(world.alice, f"{base(world)}/{schedule['id']}")
+        assert run["outcomes"][0]["status"] == "failed"  # the world's dead node
