@@ -46,6 +46,8 @@ from control_plane.nodes.health import node_health_monitor
 from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.observability.requests import observe_requests
 from control_plane.observability.retention import retention_job
+from control_plane.scheduling.clock import SchedulerClock
+from control_plane.scheduling.runner import scheduler_ctx
 from control_plane.security.authn import authenticate
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
@@ -143,10 +145,12 @@ def create_app(
     clock: Callable[[], float] = time.monotonic,
     wall_clock: Callable[[], float] = time.time,
     resolver: HostResolver = resolve_with_system_dns,
+    scheduler_clock: SchedulerClock | None = None,
 ) -> web.Application:
-    """The app; ``clock`` drives the in-memory rate limits and ``wall_clock`` TOTP time steps
-    (tests move them by hand); ``resolver`` answers DNS for webhook URLs (tests give names
-    of their own)."""
+    """The app; ``clock`` drives the in-memory rate limits, ``wall_clock`` TOTP time steps and
+    ``scheduler_clock`` the schedules (tests move them by hand; without ``background_jobs`` the
+    scheduler does not tick by itself: tests call its ``tick``); ``resolver`` answers DNS for
+    webhook URLs (tests give names of their own)."""
     app = web.Application(
         middlewares=[
             request_context,
@@ -169,6 +173,7 @@ def create_app(
     app.cleanup_ctx.extend(
         [database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock), web_ctx]
     )
+    app.cleanup_ctx.append(scheduler_ctx(scheduler_clock, loop=background_jobs))
     if background_jobs:
         app.cleanup_ctx.extend(
             [node_health_monitor, node_event_listener, retention_job, webhook_dispatcher_ctx(guard)]

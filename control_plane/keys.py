@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 import jinja2
@@ -20,6 +21,9 @@ from control_plane.security.rate_limit import Decision, RateLimiter
 from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
 from control_plane.web.assets import AssetIndex
+
+if TYPE_CHECKING:
+    from control_plane.scheduling.runner import Scheduler
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -48,3 +52,5 @@ METRICS = web.AppKey("metrics", ControlPlaneMetrics)
 MAIL = web.AppKey("mail", MailSender)
 # How webhook URLs are checked (the resolver; loopback for tests only).
 WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookUrlGuard)
+# The schedule runner of this replica (control_plane/scheduling/runner.py).
+SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")

@@ -161,6 +161,13 @@ class ControlPlaneSettings(BaseModel):
 
     cors_origins: str = Field("", alias="STELLAR_CORS_ORIGINS")
     body_timeout_seconds: float = Field(30.0, alias="STELLAR_BODY_TIMEOUT_SECONDS", gt=0, le=600)
+    # Schedules (docs/schedules.md): how often a replica looks for due ones, how long a run
+    # is presumed alive without its control plane renewing the lease, runs at once.
+    schedule_tick_seconds: float = Field(5.0, alias="STELLAR_SCHEDULE_TICK_SECONDS", gt=0, le=60)
+    schedule_lease_seconds: float = Field(
+        60.0, alias="STELLAR_SCHEDULE_LEASE_SECONDS", ge=10, le=3600
+    )
+    schedule_concurrency: int = Field(8, alias="STELLAR_SCHEDULE_CONCURRENCY", ge=1, le=1000)
     backup_limit: int = Field(5, alias="STELLAR_BACKUP_LIMIT", ge=1, le=1000)
     rate_limits: str = Field("", alias="STELLAR_RATE_LIMITS")
     rate_limit_max_keys: int = Field(100_000, alias="STELLAR_RATE_LIMIT_MAX_KEYS", ge=100)

@@ -15,8 +15,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 from pydantic import Field, SecretStr
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api import backup_actions
+from control_plane.api.backup_actions import BackupCreate
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Backup, Node
 from control_plane.db.session import transaction
@@ -24,22 +25,13 @@ from control_plane.errors import ApiError, Conflict, NotFound
 from control_plane.keys import SECRET_BOX, SESSIONS
 from control_plane.nodes.backup_stream import decrypted
 from control_plane.schemas.common import Input, Output
-from control_plane.services import audit
 from control_plane.services import backups as service
-from shared.backups_api import BackupCreate as NodeBackupCreate
 from shared.backups_api import BackupRecord as NodeBackupRecord
 from shared.backups_api import BackupRestore as NodeBackupRestore
-from shared.server_spec import CONSOLE_TEXT
 
 routes = ApiRoutes("backups")
 log = structlog.get_logger("backups")
 ORIGIN = "/api/v1/servers/{server_id}/backups"
-
-
-class BackupCreate(Input):
-    name: str | None = Field(None, min_length=1, max_length=64)
-    ignore: list[str] = Field(default_factory=list, max_length=1000)
-    pre_command: str | None = Field(None, min_length=1, max_length=256, pattern=CONSOLE_TEXT)
 
 
 class BackupUpdate(Input):
@@ -83,20 +75,6 @@ def _apply(backup: Backup, record: NodeBackupRecord) -> None:
     backup.finished_at = record.finished_at
 
 
-async def _record_failure(db: AsyncSession, backup: Backup) -> None:
-    """Audit a backup that ended failed (mail alerts subscribe to it)."""
-    await audit.append(
-        db,
-        None,
-        audit.AuditEvent(
-            "server.backup.failed",
-            target_type="server",
-            target_id=str(backup.server_id),
-            details={"backup": str(backup.id), "reason": backup.reason or "unknown reason"},
-        ),
-    )
-
-
 def _gone(backup: Backup) -> None:
     backup.status, backup.reason = "failed", "the node has no such backup"
 
@@ -125,7 +103,7 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
                     else:
                         _apply(row, record)
                 if stored.status == "failed":
-                    await _record_failure(db, stored)
+                    await backup_actions.record_failure(db, stored)
 
 
 @routes.get(
@@ -155,45 +133,7 @@ async def list_backups(req: ApiRequest[Any, Any]) -> BackupList:
     rate_limit="files",
 )
 async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
-    node, key = await _node_and_key(req)
-    async with transaction(req.http.app[SESSIONS]) as db:
-        doomed = await service.make_room(db, req.server.id, req.settings.backup_limit)
-    for old in doomed:
-        await _delete_on_node(req, node, old.id)
-    backup_id = uuid.uuid4()
-    async with transaction(req.http.app[SESSIONS]) as db:
-        for old in doomed:
-            stale = await db.get(Backup, old.id)
-            if stale is not None:
-                await db.delete(stale)
-        backup = Backup(
-            id=backup_id,
-            server_id=req.server.id,
-            name=req.body.name or dt.datetime.now(dt.UTC).strftime("backup %Y-%m-%d %H:%M:%S"),
-            ignore=req.body.ignore,
-        )
-        db.add(backup)
-    try:
-        order = NodeBackupCreate(
-            backup_id=backup_id,
-            key=SecretStr(key),
-            ignore=req.body.ignore,
-            pre_command=req.body.pre_command,
-        )
-        await req.nodes.create_backup(node, req.server.id, order, user=_user(req))
-    except ApiError as err:
-        async with transaction(req.http.app[SESSIONS]) as db:
-            failed = await db.get(Backup, backup_id)
-            if failed is not None:
-                failed.status, failed.reason = "failed", err.message
-                await _record_failure(db, failed)
-        raise
-    await req.audit_now(
-        "server.backup.created",
-        target_type="server",
-        target_id=str(req.server.id),
-        details={"backup": str(backup_id), "removed": [str(b.id) for b in doomed]},
-    )
+    backup = await backup_actions.create(req.http.app, req.me, req.server, req.body)
     return BackupOut.model_validate(backup)
 
 
@@ -231,13 +171,6 @@ async def update_backup(req: ApiRequest[BackupUpdate, Any]) -> BackupOut:
     return BackupOut.model_validate(backup)
 
 
-async def _delete_on_node(req: ApiRequest[Any, Any], node: Node, backup_id: uuid.UUID) -> None:
-    try:
-        await req.nodes.delete_backup(node, req.server.id, backup_id, user=_user(req))
-    except NotFound:
-        log.info("backup already gone from the node", backup=str(backup_id))
-
-
 @routes.delete(
     ORIGIN + "/{backup_id}",
     summary="Delete an unlocked backup",
@@ -247,24 +180,7 @@ async def _delete_on_node(req: ApiRequest[Any, Any], node: Node, backup_id: uuid
     calls_node=True,
 )
 async def delete_backup(req: ApiRequest[Any, Any]) -> None:
-    async with transaction(req.http.app[SESSIONS]) as db:
-        backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
-    node = await req.server_node()
-    if backup.locked:
-        raise Conflict("the backup is locked; unlock it first")
-    if backup.status == "running":
-        raise Conflict("the backup is still being made")
-    await _delete_on_node(req, node, backup.id)
-    async with transaction(req.http.app[SESSIONS]) as db:
-        stale = await db.get(Backup, backup.id)
-        if stale is not None:
-            await db.delete(stale)
-    await req.audit_now(
-        "server.backup.deleted",
-        target_type="server",
-        target_id=str(req.server.id),
-        details={"backup": str(backup.id)},
-    )
+    await backup_actions.delete(req.http.app, req.me, req.server, req.uuid_param("backup_id"))
 
 
 @routes.get(

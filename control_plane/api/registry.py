@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane.api import (
+    account_settings,
     alerts,
     api_keys,
     audit,
@@ -20,6 +21,7 @@ from control_plane.api import (
     mfa,
     oauth,
     passkeys,
+    schedules,
     server_limits,
     server_settings,
     servers,
@@ -53,6 +55,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     oauth.routes,
     passkeys.routes,
     users.routes,
+    account_settings.routes,
     api_keys.routes,
     ssh_keys.routes,
     sftp_passwords.routes,
@@ -81,6 +84,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     client_files.routes,
     client_settings.routes,
     client_subusers.routes,
+    schedules.routes,
 ]
 
 

@@ -21,6 +21,7 @@ class UserOut(Output):
     email: str
     is_admin: bool
     disabled: bool
+    timezone: str = "UTC"
     created_at: dt.datetime
     # When the address was proven by a mailed link (None: not yet).
     email_verified_at: dt.datetime | None = None

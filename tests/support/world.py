@@ -21,6 +21,8 @@ from control_plane.db.models import (
     Location,
     Node,
     PasskeyCredential,
+    Schedule,
+    ScheduleTask,
     Server,
     SshKey,
     Subuser,
@@ -167,6 +169,21 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         db.add(backup)
         await db.flush()
         world_ids["alice_backup"] = str(backup.id)
+        schedule = Schedule(
+            server_id=uuid.UUID(world_ids["alice_server"]),
+            creator_id=uuid.UUID(world_ids["alice_user"]),
+            name="nightly restart",
+            cron="30 4 * * *",
+        )
+        db.add(schedule)
+        await db.flush()
+        task = ScheduleTask(
+            schedule_id=schedule.id, position=0, action="command", payload={"command": "say hi"}
+        )
+        db.add(task)
+        await db.flush()
+        world_ids["alice_schedule"] = str(schedule.id)
+        world_ids["alice_schedule_task"] = str(task.id)
         world_ids["node"] = str(node.id)
         passkey = PasskeyCredential(
             user_id=uuid.UUID(world_ids["alice_user"]),

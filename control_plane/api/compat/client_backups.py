@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from control_plane.api import backups as native
+from control_plane.api.backup_actions import BackupCreate
 from control_plane.api.compat.envelope import CompatObject, collection, item, timestamp
 from control_plane.api.compat.ids import CLIENT_IDS
 from control_plane.api.routing import ApiRequest, ApiRoutes
@@ -68,7 +69,7 @@ async def list_backups(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 async def create_backup(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     body: CompatBackupCreate = req.body
     ignore = [line.strip() for line in (body.ignored or "").splitlines() if line.strip()]
-    req.body = native.BackupCreate(name=body.name, ignore=ignore)
+    req.body = BackupCreate(name=body.name, ignore=ignore)
     made = await native.create_backup(req)
     assert isinstance(made, native.BackupOut)
     return item("backup", backup_attributes(made))

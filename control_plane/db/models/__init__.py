@@ -18,6 +18,7 @@ from control_plane.db.models.mfa import RecoveryCode, SecondFactorFailure, TotpC
 from control_plane.db.models.node import Allocation, Node
 from control_plane.db.models.oauth import LoginChallenge, OAuthIdentity
 from control_plane.db.models.passkey import PasskeyCredential
+from control_plane.db.models.schedule import Schedule, ScheduleRun, ScheduleTask
 from control_plane.db.models.server import Server, Subuser
 from control_plane.db.models.session import Session
 from control_plane.db.models.sftp_password import SftpPassword
@@ -46,6 +47,9 @@ __all__ = [
     "OutboxMail",
     "PasskeyCredential",
     "RecoveryCode",
+    "Schedule",
+    "ScheduleRun",
+    "ScheduleTask",
     "SecondFactorFailure",
     "Server",
     "ServerBackupKey",

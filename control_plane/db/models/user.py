@@ -29,3 +29,5 @@ class User(IdMixin, CreatedMixin, CompatIdMixin, Base):
         String(191), unique=True, index=True, default=None
     )
     compat_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # IANA time zone (checked against zoneinfo): schedules on the user's servers run by it.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
+from control_plane.scheduling.clock import ManualClock
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.stack import Stack, running_stack
 from tests.support.clocks import MonotonicClock, WallClock
@@ -109,3 +111,24 @@ async def stack(
         agent_settings=stack_agent_settings,
     ) as running:
         yield running
+
+
+@pytest.fixture
+def schedule_clock() -> ManualClock:
+    """The scheduler's clock, moved by hand: 28 March 2026, 12:00:10 UTC (the eve of
+    Europe's spring-forward night)."""
+    return ManualClock(dt.datetime(2026, 3, 28, 12, 0, 10, tzinfo=dt.UTC))
+
+
+@pytest.fixture
+async def scheduled_world(
+    engine: AsyncEngine,
+    settings: ControlPlaneSettings,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    schedule_clock: ManualClock,
+) -> World:
+    """``world`` on an app whose scheduler runs on ``schedule_clock`` and ticks only when a
+    test calls its ``tick``."""
+    app = create_app(settings, background_jobs=False, scheduler_clock=schedule_clock)
+    return await build_world(Panel(await aiohttp_server(app), aiohttp_client))

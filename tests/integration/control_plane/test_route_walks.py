@@ -38,6 +38,8 @@ ALICE_OBJECT = {
     "account_webhook_id": "alice_account_webhook",
     "webhook_id": "alice_server_webhook",
     "panel_webhook_id": "panel_webhook",
+    "schedule_id": "alice_schedule",
+    "task_id": "alice_schedule_task",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 

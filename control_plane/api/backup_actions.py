@@ -1,0 +1,151 @@
+"""Making and deleting a backup, for every caller that does so: the HTTP routes
+(``control_plane/api/backups.py``) and scheduled tasks (``control_plane/scheduling/``).
+
+One input model, one set of rules (``control_plane/services/backups.py``), one node call and
+one audit record each. Read → the node call → write: never a transaction held while the node
+answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import structlog
+from aiohttp import web
+from pydantic import Field, SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.db.models import Backup, Node, Server
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError, Conflict, NotFound
+from control_plane.keys import NODES, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
+from control_plane.schemas.common import Input
+from control_plane.security.caller import Caller
+from control_plane.services import audit
+from control_plane.services import backups as service
+from control_plane.services.audit import AuditEvent
+from control_plane.services.infrastructure import get_node
+from shared.backups_api import BackupCreate as NodeBackupCreate
+from shared.server_spec import CONSOLE_TEXT
+
+log = structlog.get_logger("backups")
+
+
+class BackupCreate(Input):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    ignore: list[str] = Field(default_factory=list, max_length=1000)
+    pre_command: str | None = Field(None, min_length=1, max_length=256, pattern=CONSOLE_TEXT)
+
+
+async def _record(app: web.Application, caller: Caller, event: AuditEvent) -> None:
+    async with transaction(app[SESSIONS]) as db:
+        await audit.append(db, caller.actor, event)
+
+
+async def server_node(app: web.Application, server: Server) -> Node:
+    async with transaction(app[READ_SESSIONS]) as db:
+        return await get_node(db, server.node_id)
+
+
+async def delete_on_node(
+    app: web.Application, caller: Caller, node: Node, server_id: uuid.UUID, backup_id: uuid.UUID
+) -> None:
+    try:
+        await app[NODES].delete_backup(node, server_id, backup_id, user=str(caller.user_id))
+    except NotFound:
+        log.info("backup already gone from the node", backup=str(backup_id))
+
+
+async def record_failure(db: AsyncSession, backup: Backup) -> None:
+    """Audit a backup that ended failed (mail alerts and webhooks subscribe to it)."""
+    await audit.append(
+        db,
+        None,
+        AuditEvent(
+            "server.backup.failed",
+            target_type="server",
+            target_id=str(backup.server_id),
+            details={"backup": str(backup.id), "reason": backup.reason or "unknown reason"},
+        ),
+    )
+
+
+async def create(
+    app: web.Application, caller: Caller, server: Server, body: BackupCreate
+) -> Backup:
+    """Start a backup on the server's node (the oldest unlocked one makes room first)."""
+    async with transaction(app[SESSIONS]) as db:
+        key = await service.server_key(db, app[SECRET_BOX], server)
+    node = await server_node(app, server)
+    async with transaction(app[SESSIONS]) as db:
+        doomed = await service.make_room(db, server.id, app[SETTINGS].backup_limit)
+    for old in doomed:
+        await delete_on_node(app, caller, node, server.id, old.id)
+    backup_id = uuid.uuid4()
+    async with transaction(app[SESSIONS]) as db:
+        for old in doomed:
+            stale = await db.get(Backup, old.id)
+            if stale is not None:
+                await db.delete(stale)
+        backup = Backup(
+            id=backup_id,
+            server_id=server.id,
+            name=body.name or dt.datetime.now(dt.UTC).strftime("backup %Y-%m-%d %H:%M:%S"),
+            ignore=body.ignore,
+        )
+        db.add(backup)
+    try:
+        order = NodeBackupCreate(
+            backup_id=backup_id,
+            key=SecretStr(key),
+            ignore=body.ignore,
+            pre_command=body.pre_command,
+        )
+        await app[NODES].create_backup(node, server.id, order, user=str(caller.user_id))
+    except ApiError as err:
+        async with transaction(app[SESSIONS]) as db:
+            failed = await db.get(Backup, backup_id)
+            if failed is not None:
+                failed.status, failed.reason = "failed", err.message
+                await record_failure(db, failed)
+        raise
+    await _record(
+        app,
+        caller,
+        AuditEvent(
+            "server.backup.created",
+            target_type="server",
+            target_id=str(server.id),
+            details={"backup": str(backup_id), "removed": [str(b.id) for b in doomed]},
+        ),
+    )
+    return backup
+
+
+async def delete(
+    app: web.Application, caller: Caller, server: Server, backup_id: uuid.UUID
+) -> None:
+    """Delete an unlocked, finished backup from the node and from the records."""
+    async with transaction(app[READ_SESSIONS]) as db:
+        backup = await service.get_backup(db, server.id, backup_id)
+    node = await server_node(app, server)
+    if backup.locked:
+        raise Conflict("the backup is locked; unlock it first")
+    if backup.status == "running":
+        raise Conflict("the backup is still being made")
+    await delete_on_node(app, caller, node, server.id, backup.id)
+    async with transaction(app[SESSIONS]) as db:
+        stale = await db.get(Backup, backup.id)
+        if stale is not None:
+            await db.delete(stale)
+    await _record(
+        app,
+        caller,
+        AuditEvent(
+            "server.backup.deleted",
+            target_type="server",
+            target_id=str(server.id),
+            details={"backup": str(backup.id)},
+        ),
+    )

@@ -1,0 +1,80 @@
+"""Scheduled tasks reach a real agent: the power actions start and stop a real container."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from control_plane.db.models import Schedule
+from control_plane.db.session import transaction
+from control_plane.keys import SESSIONS
+from tests.integration.control_plane.stack import Stack, wait_for_state
+from tests.support.panel import Browser
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def stack_environment(stack_environment: dict[str, str]) -> dict[str, str]:
+    return {**stack_environment, "STELLAR_SCHEDULE_TICK_SECONDS": "0.5"}
+
+
+async def finished_run(browser: Browser, path: str, timeout: float = 60) -> dict[str, Any]:
+    """The newest run of the schedule at ``path`` once it has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = (await browser.json("GET", path + "/runs"))["data"]
+        if runs and runs[0]["status"] != "running":
+            return dict(runs[0])
+        await asyncio.sleep(0.3)
+    pytest.fail(f"{path}: no run ended within {timeout} s")
+
+
+async def test_scheduled_power_actions_reach_the_real_agent(stack: Stack) -> None:
+    server_id, owner = await stack.owned_server("scheduler@example.org")
+    base = f"/api/v1/servers/{server_id}/schedules"
+    start = await owner.json(
+        "POST",
+        base,
+        status=201,
+        json={
+            "name": "boot",
+            "cron": "0 4 * * *",
+            "tasks": [{"action": "power", "power": "start"}],
+        },
+    )
+    # "Run now": the start reaches the agent, which starts the container.
+    await owner.json("POST", f"{base}/{start['id']}/run", status=202)
+    run = await finished_run(owner, f"{base}/{start['id']}")
+    assert run["status"] == "completed", run
+    await wait_for_state(owner, server_id, "running")  # from the node's event stream
+
+    # A cron occurrence, claimed by the app's own scheduler loop, stops it again.
+    stop = await owner.json(
+        "POST",
+        base,
+        status=201,
+        json={"name": "halt", "cron": "0 5 * * *", "tasks": [{"action": "power", "power": "stop"}]},
+    )
+    async with transaction(stack.panel.server.app[SESSIONS]) as db:
+        await db.execute(
+            update(Schedule)
+            .where(Schedule.id == uuid.UUID(stop["id"]))
+            .values(next_run_at=dt.datetime.now(dt.UTC))
+        )
+    run = await finished_run(owner, f"{base}/{stop['id']}")
+    assert (run["trigger"], run["status"]) == ("cron", "completed"), run
+    await wait_for_state(owner, server_id, "offline")
+
+    trail = await stack.admin.json(
+        "GET", f"/api/v1/audit?target_type=server&target_id={server_id}&per_page=100"
+    )
+    power = [e for e in trail["data"] if e["action"].startswith("server.power.")]
+    assert {e["action"] for e in power} == {"server.power.start", "server.power.stop"}
+    assert all("scheduler" in str(e) for e in power)
