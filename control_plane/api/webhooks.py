@@ -158,6 +158,9 @@ def _declare(level: _Level) -> None:
             await req.http.app[WEBHOOK_GUARD].check(changes["url"])
         async with req.transaction() as db:
             hook = await _found(level, req)
+            if "url" in changes:
+                # Sending an audit webhook somewhere else shows the activity there too.
+                _audit_needs_activity(level, req, changes.get("events", list(hook.events)))
             manage.apply_changes(hook, changes)
             await db.flush()
             await req.audit(

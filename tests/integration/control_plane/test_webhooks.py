@@ -248,6 +248,44 @@ async def test_a_sub_user_needs_activity_read_to_subscribe_a_server_webhook_to_a
     assert {h["name"] for h in listed["data"]} >= {"c", "server hook"}
 
 
+async def test_a_sub_user_without_activity_read_cannot_redirect_an_audit_webhook(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # The owner's audit webhook shows the server's activity; moving its URL to carol's own
+    # receiver would show her that activity without activity.read.
+    names = Names({"hooks.test": ["127.0.0.1"], "carol.test": ["127.0.0.1"]})
+    panel = await start_panel(
+        webhook_settings(database_url),
+        names,
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    path = f"/api/v1/servers/{world.ids['alice_server']}/webhooks"
+    owners = await world.alice.json(
+        "POST",
+        path,
+        status=201,
+        json={"name": "audit", "url": "http://hooks.test:9/in", "events": ["audit"]},
+    )
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+        assert sub is not None
+        sub.permissions = ["webhooks.*"]
+    refused = await world.carol.json(
+        "PATCH", f"{path}/{owners['id']}", status=403, json={"url": "http://carol.test:9/in"}
+    )
+    assert "activity.read" in refused["error"]["message"]
+    kept = await world.alice.json("GET", f"{path}/{owners['id']}")
+    assert kept["url"] == "http://hooks.test:9/in"
+    # Renaming it, or changing a webhook that does not carry the audit, is still hers to do.
+    await world.carol.json("PATCH", f"{path}/{owners['id']}", json={"name": "renamed"})
+
+
 async def test_a_discord_webhook_posts_an_embed_that_pings_nobody(hooks: HookPanel) -> None:
     alice = await hooks.panel.signed_in("alice@example.org")
     created = await hooks.create(alice, ACCOUNT, format="discord")
