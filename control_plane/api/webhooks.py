@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from yarl import URL
+
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes, Handler
 from control_plane.errors import NotFound
 from control_plane.keys import SECRET_BOX, WEBHOOK_GUARD
@@ -117,7 +119,10 @@ async def _found(level: _Level, req: ApiRequest[Any, Any]) -> Any:
 
 
 def _details(hook: Any) -> dict[str, Any]:
-    return {"scope": hook.scope, "name": hook.name, "url": hook.url, "events": list(hook.events)}
+    # Only where the URL points: a Discord or Slack URL's path is its credential, and the
+    # audit trail goes to administrators and to every audit webhook.
+    where = str(URL(hook.url).origin())
+    return {"scope": hook.scope, "name": hook.name, "url": where, "events": list(hook.events)}
 
 
 def _declare(level: _Level) -> None:

@@ -286,6 +286,56 @@ async def test_a_sub_user_without_activity_read_cannot_redirect_an_audit_webhook
     await world.carol.json("PATCH", f"{path}/{owners['id']}", json={"name": "renamed"})
 
 
+async def test_a_webhook_url_is_audited_without_its_path_which_may_be_its_credential(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # A Discord (or Slack) webhook URL carries its token in the path: whoever holds it posts
+    # to the channel. The audit trail and the panel's audit webhooks see only where it goes.
+    panel = await start_panel(
+        webhook_settings(database_url),
+        Names({"hooks.example.com": ["93.184.216.34"]}),
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    token = "Zx9_discord-webhook-token-kept-out-of-the-audit"
+    url = f"https://hooks.example.com/api/webhooks/1234/{token}"
+    panel_hook = await world.admin.json(
+        "POST",
+        "/api/v1/panel/webhooks",
+        status=201,
+        json={"name": "all", "url": "https://hooks.example.com/panel", "events": ["audit"]},
+    )
+    created = await world.alice.json(
+        "POST", ACCOUNT, status=201, json={"name": "d", "url": url, "events": ["server.state"]}
+    )
+    await world.alice.json("PATCH", f"{ACCOUNT}/{created['id']}", json={"url": url + "x"})
+    await world.alice.json("DELETE", f"{ACCOUNT}/{created['id']}", status=204)
+    trail = await world.admin.json("GET", "/api/v1/audit?action=webhook.&per_page=100")
+    entries = [e for e in trail["data"] if e["target_id"] == created["id"]]
+    assert [e["action"] for e in entries] == [
+        "webhook.deleted",
+        "webhook.updated",
+        "webhook.created",
+    ]
+    assert all(e["details"]["url"] == "https://hooks.example.com" for e in entries)
+    assert token not in json.dumps(trail)
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        bodies = list(
+            await db.scalars(
+                select(WebhookDelivery.body).where(
+                    WebhookDelivery.webhook_id == uuid.UUID(panel_hook["id"])
+                )
+            )
+        )
+    assert len(bodies) >= 3
+    assert not any(token in body for body in bodies)
+
+
 async def test_a_discord_webhook_posts_an_embed_that_pings_nobody(hooks: HookPanel) -> None:
     alice = await hooks.panel.signed_in("alice@example.org")
     created = await hooks.create(alice, ACCOUNT, format="discord")
