@@ -9,16 +9,16 @@ import uuid
 import pytest
 import standardwebhooks
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Subuser, Webhook, WebhookDelivery
+from control_plane.db.models import AuditEntry, Subuser, Webhook, WebhookDelivery
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services import domain_events
 from control_plane.settings import ConfigError, load_settings
-from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.webhook_support import (
     RECEIVER_HOST,
     HookPanel,
@@ -334,6 +334,58 @@ async def test_a_webhook_url_is_audited_without_its_path_which_may_be_its_creden
         )
     assert len(bodies) >= 3
     assert not any(token in body for body in bodies)
+
+
+async def test_anonymous_rejected_keys_write_audit_rows_only_at_the_clients_rate(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # Each rejected API key is audited, and each audit row is a delivery to every panel
+    # webhook that takes the audit: without a limit, anyone could fill the outbox and flood
+    # (then get disabled) the administrators' receivers with garbage Authorization headers.
+    limits = UNLIMITED.replace("api=1000000/60", "api=20/600")
+    panel = await start_panel(
+        webhook_settings(database_url, STELLAR_RATE_LIMITS=limits),
+        Names({"hooks.example.com": ["93.184.216.34"]}),
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    factory = session_factory(panel.server.app[ENGINE])
+    async with transaction(factory) as db:
+        hook = Webhook(
+            scope="panel",
+            name="all",
+            url="https://hooks.example.com/all",
+            events=["audit"],
+            secret="v1:none:AAAA",
+        )
+        db.add(hook)
+    attacker = await panel.browser()
+    statuses = []
+    for n in range(60):
+        answer = await attacker.request(
+            "GET", "/api/v1/servers", headers={"Authorization": f"Bearer stl_forged{n}"}
+        )
+        statuses.append(answer.status)
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+    async with transaction(factory) as db:
+        rejected = await db.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "auth.api_key.rejected")
+        )
+        queued = await db.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == hook.id)
+        )
+    assert rejected is not None
+    assert rejected <= 21
+    assert queued == rejected
 
 
 async def test_a_discord_webhook_posts_an_embed_that_pings_nobody(hooks: HookPanel) -> None:
