@@ -14,7 +14,8 @@
     POST   <item>/secret                 a new signing secret (shown once)
 
 A URL is checked against the SSRF policy when saved (and again at every attempt). On a
-server, subscribing to ``audit`` also needs ``activity.read``: it shows the same entries.
+server, subscribing to ``audit`` or ``server.power`` also needs ``activity.read``: they show
+the same entries.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from control_plane.services.webhooks.catalogue import AUDIT
 from control_plane.services.webhooks.manage import Owner
 
 routes = ApiRoutes("webhooks")
+# Event types whose deliveries are activity-log entries with their actor.
+ACTIVITY_EVENTS = frozenset({AUDIT, "server.power"})
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,9 @@ def _named(name: str, handler: Handler) -> Handler:
 def _audit_needs_activity(
     level: _Level, req: ApiRequest[Any, Any], events: list[str] | None
 ) -> None:
-    # The server's activity log is behind activity.read; an audit webhook would show it too.
-    if level.name == "server" and events and AUDIT in events:
+    # The server's activity log is behind activity.read; an audit webhook would show it too,
+    # and so would power events (each is the log's entry: who, from which address).
+    if level.name == "server" and events and ACTIVITY_EVENTS & set(events):
         req.require("activity.read")
 
 

@@ -284,6 +284,10 @@ async def test_a_sub_user_without_activity_read_cannot_redirect_an_audit_webhook
     assert kept["url"] == "http://hooks.test:9/in"
     # Renaming it, or changing a webhook that does not carry the audit, is still hers to do.
     await world.carol.json("PATCH", f"{path}/{owners['id']}", json={"name": "renamed"})
+    # Power events are the log's entries too (who pressed, from where).
+    power = {"name": "p", "url": "http://carol.test:9/in", "events": ["server.power"]}
+    await world.carol.json("POST", path, status=403, json=power)
+    await world.carol.json("POST", path, status=201, json={**power, "events": ["server.state"]})
 
 
 async def test_a_webhook_url_is_audited_without_its_path_which_may_be_its_credential(
