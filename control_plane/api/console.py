@@ -50,6 +50,8 @@ routes = ApiRoutes("console")
 # 12-byte surrogate-pair escape), and nothing near a size that costs to parse.
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_SOCKETS_PER_USER = 4
+# The bucket every message takes first, as every HTTP request does (keyed by the client).
+CLIENT_PRESET: Final = "api"
 
 
 class ConsoleMessage(BaseModel):
@@ -203,6 +205,13 @@ class ConsoleAuthority:
         if rule is None:
             return Admission.refuse(f"unknown event {event!r}")
         try:
+            # Each message is the twin of one HTTP request and takes the client's bucket as
+            # that request would: a refusal or an action writes an audit row (and a delivery
+            # to every audit webhook), which a socket must not write faster than HTTP can.
+            await self._take(CLIENT_PRESET)
+        except ApiError as err:
+            return Admission.refuse(err.message)
+        try:
             parsed = rule.parse(args)
         except ValidationError as err:
             problem = err.errors()[0].get("msg", "invalid")
@@ -226,16 +235,17 @@ class ConsoleAuthority:
             return Admission.forward(event, [])
         try:
             if rule.rate_limit is not None:
-                await self._take(rule.rate_limit)
+                await self._take(rule.rate_limit, str(self.server_id))
             await rule.perform(self._http.app, self.caller, self.server, self.node, parsed)
         except ApiError as err:
             return Admission.refuse(err.message)
         return Admission.done()
 
-    async def _take(self, preset: str) -> None:
-        """The HTTP twin's bucket (client and server), or its 429 as an error event."""
+    async def _take(self, preset: str, *scope: str) -> None:
+        """The HTTP twin's bucket (the client's, and the server's if ``scope`` names it), or
+        its 429 as an error event."""
         limiter = self._http.app[RATE_LIMITER]
-        decision = await limiter.check(preset, self._http[CLIENT_IP], str(self.server_id))
+        decision = await limiter.check(preset, self._http[CLIENT_IP], *scope)
         if not decision.allowed:
             self._http.app[METRICS].rate_limited.labels(preset).inc()
             wait = decision.headers(0)["Retry-After"]

@@ -14,7 +14,8 @@
     POST   <item>/secret                 a new signing secret (shown once)
 
 A URL is checked against the SSRF policy when saved (and again at every attempt). On a
-server, subscribing to ``audit`` also needs ``activity.read``: it shows the same entries.
+server, subscribing to ``audit`` or ``server.power`` also needs ``activity.read``: they show
+the same entries.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from yarl import URL
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes, Handler
 from control_plane.errors import NotFound
@@ -42,6 +45,8 @@ from control_plane.services.webhooks.catalogue import AUDIT
 from control_plane.services.webhooks.manage import Owner
 
 routes = ApiRoutes("webhooks")
+# Event types whose deliveries are activity-log entries with their actor.
+ACTIVITY_EVENTS = frozenset({AUDIT, "server.power"})
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,9 @@ def _named(name: str, handler: Handler) -> Handler:
 def _audit_needs_activity(
     level: _Level, req: ApiRequest[Any, Any], events: list[str] | None
 ) -> None:
-    # The server's activity log is behind activity.read; an audit webhook would show it too.
-    if level.name == "server" and events and AUDIT in events:
+    # The server's activity log is behind activity.read; an audit webhook would show it too,
+    # and so would power events (each is the log's entry: who, from which address).
+    if level.name == "server" and events and ACTIVITY_EVENTS & set(events):
         req.require("activity.read")
 
 
@@ -117,7 +123,10 @@ async def _found(level: _Level, req: ApiRequest[Any, Any]) -> Any:
 
 
 def _details(hook: Any) -> dict[str, Any]:
-    return {"scope": hook.scope, "name": hook.name, "url": hook.url, "events": list(hook.events)}
+    # Only where the URL points: a Discord or Slack URL's path is its credential, and the
+    # audit trail goes to administrators and to every audit webhook.
+    where = str(URL(hook.url).origin())
+    return {"scope": hook.scope, "name": hook.name, "url": where, "events": list(hook.events)}
 
 
 def _declare(level: _Level) -> None:
@@ -158,6 +167,9 @@ def _declare(level: _Level) -> None:
             await req.http.app[WEBHOOK_GUARD].check(changes["url"])
         async with req.transaction() as db:
             hook = await _found(level, req)
+            if "url" in changes:
+                # Sending an audit webhook somewhere else shows the activity there too.
+                _audit_needs_activity(level, req, changes.get("events", list(hook.events)))
             manage.apply_changes(hook, changes)
             await db.flush()
             await req.audit(

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
+from typing import Final
 
 from aiohttp import web
 
 from control_plane.db.session import transaction
-from control_plane.errors import ApiError, Forbidden, Unauthenticated
-from control_plane.keys import CALLER, CLIENT_IP, SESSIONS, SETTINGS, STATEMENT_READER
+from control_plane.errors import ApiError, Forbidden, RateLimited, Unauthenticated
+from control_plane.keys import (
+    CALLER,
+    CLIENT_IP,
+    METRICS,
+    RATE_LIMITER,
+    SESSIONS,
+    SETTINGS,
+    STATEMENT_READER,
+)
 from control_plane.security import api_keys
 from control_plane.security.api_keys import KeyHolder, Scope, resolve_api_key
 from control_plane.security.caller import Caller, anonymous_actor
@@ -35,6 +45,8 @@ from shared.http import Handler
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
+# The bucket a refused credential takes from before it is audited (the client's own).
+REFUSAL_PRESET: Final = "api"
 
 
 async def _audit(request: web.Request, actor: Actor, event: audit.AuditEvent) -> None:
@@ -42,11 +54,28 @@ async def _audit(request: web.Request, actor: Actor, event: audit.AuditEvent) ->
         await audit.append(db, actor, event)
 
 
+async def _refusals_limited(request: web.Request, ip: str) -> ApiError | None:
+    """429 once the client's ``api`` bucket is empty, else None. A refused credential is
+    audited before any route's rate limit applies, and every audit row is a delivery to
+    each audit webhook: nobody may write them faster than requests are allowed."""
+    decision = await request.app[RATE_LIMITER].check(REFUSAL_PRESET, ip)
+    if decision.allowed:
+        return None
+    request.app[METRICS].rate_limited.labels(REFUSAL_PRESET).inc()
+    return RateLimited(
+        f"too many requests; try again in {decision.headers(0)['Retry-After']} s",
+        headers=decision.headers(time.time()),
+    )
+
+
 async def _api_key_caller(
     request: web.Request, credential: str, ip: str, user_agent: str
 ) -> Caller | ApiError:
     holder = await resolve_api_key(request.app[STATEMENT_READER], credential, ip=ip)
     if holder is None:
+        limited = await _refusals_limited(request, ip)
+        if limited is not None:
+            return limited
         await _audit(
             request, anonymous_actor(ip, user_agent), audit.AuditEvent("auth.api_key.rejected")
         )
@@ -98,6 +127,9 @@ async def _session_caller(
     if request.method not in SAFE_METHODS and not csrf_matches(
         secret, found.session_id, request.headers.get(CSRF_HEADER)
     ):
+        limited = await _refusals_limited(request, ip)
+        if limited is not None:
+            return limited
         await _audit(
             request,
             caller.actor,

@@ -8,9 +8,18 @@ from collections.abc import Sequence
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+UNKNOWN = "unknown"
+
+
 def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    # Some load balancers append "address:port" ("[v6]:port" for IPv6).
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(text.strip().strip("[]"))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -26,13 +35,15 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPN
     """
     current = _parse(peer or "")
     if current is None:
-        return peer or "unknown"
+        return peer or UNKNOWN
     if not forwarded_for or not any(current in net for net in trusted):
         return str(current)
     for hop in reversed(forwarded_for.split(",")):
         address = _parse(hop)
         if address is None:
-            break
+            # A trusted proxy vouched for a client we cannot read: it is not the proxy
+            # (whose address may be allow-listed, for metrics), and no one in particular.
+            return UNKNOWN
         current = address
         if not any(current in net for net in trusted):
             break

@@ -14,7 +14,7 @@ from control_plane.db.models import Invitation, Server, Subuser, User
 from control_plane.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
-from control_plane.security.permissions import ServerAccess, covers, valid_grant
+from control_plane.security.permissions import ServerAccess, covers, holds, valid_grant
 from control_plane.services.mail_flows import NO_MAIL
 from control_plane.services.users import normalise_email, username_for
 from control_plane.settings import ControlPlaneSettings
@@ -137,7 +137,29 @@ async def pending_invitation(db: AsyncSession, token: str) -> tuple[Invitation, 
     now = dt.datetime.now(dt.UTC)
     if row is None or server is None or row.accepted_at is not None or row.expires_at <= now:
         raise InvalidRequest(tokens.INVALID)
+    if not await _inviter_still_grants(db, row, server):
+        raise InvalidRequest(tokens.INVALID)
     return row, server
+
+
+async def _inviter_still_grants(db: AsyncSession, invitation: Invitation, server: Server) -> bool:
+    """Whether the inviter could send this invitation now: the server's owner, an
+    administrator, or a sub-user who still holds ``users.create`` and every permission it
+    grants. (A sub-user removed or narrowed must not get access back through an invitation
+    sent to an address of their own before.)"""
+    if invitation.invited_by is None:
+        return False
+    inviter = await db.get(User, invitation.invited_by)
+    if inviter is None or inviter.disabled:
+        return False
+    if inviter.id == server.owner_id or inviter.is_admin:
+        return True
+    sub = await db.scalar(
+        select(Subuser).where(Subuser.server_id == server.id, Subuser.user_id == inviter.id)
+    )
+    if sub is None or not holds(sub.permissions, "users.create"):
+        return False
+    return all(covers(sub.permissions, p) for p in invitation.permissions)
 
 
 async def accept_invitation(db: AsyncSession, token: str, password_hash: str) -> User:
@@ -178,7 +200,9 @@ async def accept_invitation(db: AsyncSession, token: str, password_hash: str) ->
     servers = {invitation.server_id: invitation.permissions}
     for other in others:
         other.accepted_at = now
-        servers.setdefault(other.server_id, other.permissions)
+        server = await db.get(Server, other.server_id)
+        if server is not None and await _inviter_still_grants(db, other, server):
+            servers.setdefault(other.server_id, other.permissions)
     for server_id, permissions in servers.items():
         db.add(Subuser(server_id=server_id, user_id=user.id, permissions=permissions))
     await db.flush()

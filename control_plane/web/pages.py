@@ -27,6 +27,10 @@ class SignInQuery(BaseModel):
 
 def _local(target: str) -> str:
     """``target`` if it is a path on this site, else ``/`` (no open redirect to elsewhere)."""
+    # A browser drops tabs and newlines anywhere in a URL ("/<TAB>/evil" is "//evil"):
+    # a target with any control character is refused rather than cleaned.
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return "/"
     if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
         return "/"
     return target

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import aiohttp
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Session
+from control_plane.db.models import AuditEntry, Session
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.nodes import console as console_proxy
@@ -345,3 +345,41 @@ async def test_an_open_console_does_not_keep_an_idle_session_alive(
             message = await socket.receive(timeout=10)
         assert socket.close_code == console_proxy.CLOSE_PERMISSIONS_CHANGED
     await scene.owner.json("GET", "/api/v1/auth/session", status=401)
+
+
+FLOODER = "203.0.113.50"
+API_LIMITED = {
+    "STELLAR_AUTH_SECRET": AUTH_SECRET,
+    "STELLAR_BCRYPT_COST": "10",
+    "STELLAR_RATE_LIMITS": UNLIMITED.replace("api=1000000/60", "api=300/600"),
+    # The flooding client is named by the proxy in front (the test's loopback peer).
+    "STELLAR_TRUSTED_PROXIES": "127.0.0.1",
+}
+
+
+@pytest.mark.parametrize("stack_environment", [API_LIMITED])
+async def test_a_console_flood_is_held_to_the_api_rate_limit_like_its_http_twin(
+    scene: Scene,
+) -> None:
+    """Every refused or performed message writes an audit row (and, now, a delivery to each
+    audit webhook): a socket must not write them faster than HTTP requests could."""
+    console = f"/api/v1/servers/{scene.server_id}/console"
+    flood = 400
+    async with scene.helper.client.ws_connect(
+        console, headers={"X-Forwarded-For": FLOODER}
+    ) as socket:
+        for n in range(flood):
+            await socket.send_json({"event": "send command", "args": [f"say {n}"]})
+        answers = [await next_frame(socket, lambda f: False) for _ in range(flood)]
+    limited = [a for a in answers if "too many requests" in a["args"][0]]
+    assert limited, answers[-1]
+    engine = scene.stack.panel.server.app[ENGINE]
+    async with transaction(session_factory(engine)) as db:
+        denied = await db.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "auth.denied", AuditEntry.ip == FLOODER)
+        )
+    assert denied is not None
+    assert denied <= 320  # 300, and one more every 2 s the flood takes
+    assert denied + len(limited) == flood

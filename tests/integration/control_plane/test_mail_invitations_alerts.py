@@ -11,7 +11,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.db.models import Server
+from control_plane.db.models import Server, Subuser
 from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
 from control_plane.services import audit
@@ -134,6 +134,46 @@ async def test_invitations_refuse_existing_accounts_and_grants_beyond_the_invite
     link = (await catcher.next()).link()
     await world.alice.json("DELETE", f"{_invitations(world)}/{invited['id']}", 204)
     await (await world.panel.browser()).json("GET", local(link), 400)
+
+
+async def test_an_invitation_grants_nothing_its_inviter_can_no_longer_grant(
+    world: World, catcher: MailCatcher
+) -> None:
+    # carol may invite; she invites her own second address, then loses the permissions (or
+    # her place on the server). Her pending invitations must not bring them back.
+    carol_sub = f"/api/v1/servers/{world.ids['alice_server']}/users/{world.ids['carol_subuser']}"
+
+    async def carol_holds(permissions: list[str]) -> None:
+        async with transaction(world.panel.server.app[SESSIONS]) as db:
+            await db.execute(
+                update(Subuser)
+                .where(Subuser.id == uuid.UUID(world.ids["carol_subuser"]))
+                .values(permissions=permissions)
+            )
+
+    await carol_holds(["users.create", "console.read", "files.read"])
+    grant = ["console.read", "files.read"]
+    for address in ("alt1@example.org", "alt2@example.org"):
+        await world.carol.json(
+            "POST", _invitations(world), 201, json={"email": address, "permissions": grant}
+        )
+    first, second = (await catcher.next()).link(), (await catcher.next()).link()
+
+    await carol_holds(["users.create", "console.read"])  # files.read taken back
+    stranger = await world.panel.browser()
+    await stranger.json("GET", local(first), 400)
+    await stranger.json("POST", ACCEPT, 400, json={"token": token_of(first), "password": PASSWORD})
+
+    await world.alice.json("DELETE", carol_sub, 204)  # carol removed altogether
+    await stranger.json("POST", ACCEPT, 400, json={"token": token_of(second), "password": PASSWORD})
+    subusers = await world.alice.json("GET", f"/api/v1/servers/{world.ids['alice_server']}/users")
+    assert not {s["email"] for s in subusers["data"]} & {"alt1@example.org", "alt2@example.org"}
+    # An owner's invitation still works.
+    await world.alice.json(
+        "POST", _invitations(world), 201, json={"email": "ok@example.org", "permissions": grant}
+    )
+    owners = (await catcher.next()).link()
+    await stranger.json("POST", ACCEPT, 201, json={"token": token_of(owners), "password": PASSWORD})
 
 
 async def test_opted_in_alerts_are_mailed_escaped_and_others_are_not(

@@ -108,6 +108,28 @@ async def test_an_allow_listed_scraper_reads_metrics_without_a_key(
     assert spoofed.status == 401
 
 
+async def test_a_client_behind_the_proxy_is_never_taken_for_the_proxy_itself(
+    database_url: str,
+    engine: AsyncEngine,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    wall_clock: WallClock,
+) -> None:
+    # The reverse proxy and Prometheus share the internal network the allow-list names. A
+    # forwarded-for hop the panel cannot read (some load balancers append "address:port")
+    # must not leave the proxy's own address as the client's: that opened /metrics to anyone.
+    env = {"STELLAR_METRICS_SCRAPERS": "127.0.0.0/8", "STELLAR_TRUSTED_PROXIES": "127.0.0.1"}
+    panel = await mfa_panel(database_url, aiohttp_server, aiohttp_client, wall_clock, env=env)
+    visitor = await panel.browser()
+    for hop in ("203.0.113.9:51234", "[2001:db8::9]:443", "not an address"):
+        answer = await visitor.request("GET", "/metrics", headers={"X-Forwarded-For": hop})
+        assert answer.status == 401, hop
+    readable = await visitor.request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert readable.status == 401
+    # Prometheus next to the proxy, with no forwarded-for: its own address.
+    assert "stellar_http_requests_total" in (await scrape(await panel.browser())).text
+
+
 async def test_a_workload_is_counted_by_route_template_preset_and_outcome(
     database_url: str,
     engine: AsyncEngine,

@@ -160,3 +160,20 @@ async def test_pages_carry_the_strict_csp_and_files_are_cached_by_content(panel:
     # The API keeps its own policy.
     api = await visitor.request("GET", "/api/v1/auth/session")
     assert api.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+@pytest.mark.parametrize("whitespace", ["%09", "%0A", "%0D"])
+async def test_a_next_that_a_browser_reads_as_another_host_is_ignored(
+    panel: Panel, browser: Browser, whitespace: str
+) -> None:
+    # Browsers drop tabs and newlines from a URL before parsing it: "/<TAB>/host/" is
+    # "//host/", another site. 127.0.0.1 is another origin than localhost, and it answers.
+    await panel.create_user("tab@example.org")
+    watched = await watched_page(browser, base_url(panel))
+    page = watched.page
+    elsewhere = f"127.0.0.1:{panel.server.port}"
+    await page.goto(f"/login?next=/{whitespace}/{elsewhere}/")
+    await sign_in(watched, "tab@example.org")
+    await page.wait_for_url(f"{base_url(panel)}/")
+    assert urlsplit(page.url).netloc == f"localhost:{panel.server.port}"
+    await watched.assert_clean()

@@ -9,16 +9,16 @@ import uuid
 import pytest
 import standardwebhooks
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Subuser, Webhook, WebhookDelivery
+from control_plane.db.models import AuditEntry, Subuser, Webhook, WebhookDelivery
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services import domain_events
 from control_plane.settings import ConfigError, load_settings
-from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.webhook_support import (
     RECEIVER_HOST,
     HookPanel,
@@ -246,6 +246,150 @@ async def test_a_sub_user_needs_activity_read_to_subscribe_a_server_webhook_to_a
     # The webhook is the server's: its owner sees and manages it.
     listed = await world.alice.json("GET", path)
     assert {h["name"] for h in listed["data"]} >= {"c", "server hook"}
+
+
+async def test_a_sub_user_without_activity_read_cannot_redirect_an_audit_webhook(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # The owner's audit webhook shows the server's activity; moving its URL to carol's own
+    # receiver would show her that activity without activity.read.
+    names = Names({"hooks.test": ["127.0.0.1"], "carol.test": ["127.0.0.1"]})
+    panel = await start_panel(
+        webhook_settings(database_url),
+        names,
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    path = f"/api/v1/servers/{world.ids['alice_server']}/webhooks"
+    owners = await world.alice.json(
+        "POST",
+        path,
+        status=201,
+        json={"name": "audit", "url": "http://hooks.test:9/in", "events": ["audit"]},
+    )
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+        assert sub is not None
+        sub.permissions = ["webhooks.*"]
+    refused = await world.carol.json(
+        "PATCH", f"{path}/{owners['id']}", status=403, json={"url": "http://carol.test:9/in"}
+    )
+    assert "activity.read" in refused["error"]["message"]
+    kept = await world.alice.json("GET", f"{path}/{owners['id']}")
+    assert kept["url"] == "http://hooks.test:9/in"
+    # Renaming it, or changing a webhook that does not carry the audit, is still hers to do.
+    await world.carol.json("PATCH", f"{path}/{owners['id']}", json={"name": "renamed"})
+    # Power events are the log's entries too (who pressed, from where).
+    power = {"name": "p", "url": "http://carol.test:9/in", "events": ["server.power"]}
+    await world.carol.json("POST", path, status=403, json=power)
+    await world.carol.json("POST", path, status=201, json={**power, "events": ["server.state"]})
+
+
+async def test_a_webhook_url_is_audited_without_its_path_which_may_be_its_credential(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # A Discord (or Slack) webhook URL carries its token in the path: whoever holds it posts
+    # to the channel. The audit trail and the panel's audit webhooks see only where it goes.
+    panel = await start_panel(
+        webhook_settings(database_url),
+        Names({"hooks.example.com": ["93.184.216.34"]}),
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    token = "Zx9_discord-webhook-token-kept-out-of-the-audit"
+    url = f"https://hooks.example.com/api/webhooks/1234/{token}"
+    panel_hook = await world.admin.json(
+        "POST",
+        "/api/v1/panel/webhooks",
+        status=201,
+        json={"name": "all", "url": "https://hooks.example.com/panel", "events": ["audit"]},
+    )
+    created = await world.alice.json(
+        "POST", ACCOUNT, status=201, json={"name": "d", "url": url, "events": ["server.state"]}
+    )
+    await world.alice.json("PATCH", f"{ACCOUNT}/{created['id']}", json={"url": url + "x"})
+    await world.alice.json("DELETE", f"{ACCOUNT}/{created['id']}", status=204)
+    trail = await world.admin.json("GET", "/api/v1/audit?action=webhook.&per_page=100")
+    entries = [e for e in trail["data"] if e["target_id"] == created["id"]]
+    assert [e["action"] for e in entries] == [
+        "webhook.deleted",
+        "webhook.updated",
+        "webhook.created",
+    ]
+    assert all(e["details"]["url"] == "https://hooks.example.com" for e in entries)
+    assert token not in json.dumps(trail)
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        bodies = list(
+            await db.scalars(
+                select(WebhookDelivery.body).where(
+                    WebhookDelivery.webhook_id == uuid.UUID(panel_hook["id"])
+                )
+            )
+        )
+    assert len(bodies) >= 3
+    assert not any(token in body for body in bodies)
+
+
+async def test_anonymous_rejected_keys_write_audit_rows_only_at_the_clients_rate(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # Each rejected API key is audited, and each audit row is a delivery to every panel
+    # webhook that takes the audit: without a limit, anyone could fill the outbox and flood
+    # (then get disabled) the administrators' receivers with garbage Authorization headers.
+    limits = UNLIMITED.replace("api=1000000/60", "api=20/600")
+    panel = await start_panel(
+        webhook_settings(database_url, STELLAR_RATE_LIMITS=limits),
+        Names({"hooks.example.com": ["93.184.216.34"]}),
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    factory = session_factory(panel.server.app[ENGINE])
+    async with transaction(factory) as db:
+        hook = Webhook(
+            scope="panel",
+            name="all",
+            url="https://hooks.example.com/all",
+            events=["audit"],
+            secret="v1:none:AAAA",
+        )
+        db.add(hook)
+    attacker = await panel.browser()
+    statuses = []
+    for n in range(60):
+        answer = await attacker.request(
+            "GET", "/api/v1/servers", headers={"Authorization": f"Bearer stl_forged{n}"}
+        )
+        statuses.append(answer.status)
+    assert statuses[0] == 401
+    assert statuses[-1] == 429
+    async with transaction(factory) as db:
+        rejected = await db.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "auth.api_key.rejected")
+        )
+        queued = await db.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == hook.id)
+        )
+    assert rejected is not None
+    assert rejected <= 21
+    assert queued == rejected
 
 
 async def test_a_discord_webhook_posts_an_embed_that_pings_nobody(hooks: HookPanel) -> None:
