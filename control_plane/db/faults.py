@@ -71,7 +71,11 @@ def unavailable(message: str, retry: int = RETRY_SECONDS) -> DatabaseUnavailable
 
 def as_api_error(err: BaseException) -> ApiError | None:
     """The answer for ``err`` if it is the database failing, else None (a bug: a 500)."""
-    for link in _chain(err):
+    links = list(_chain(err))
+    # A statement cancelled for taking too long is a slow query of ours, not an outage.
+    if any(isinstance(link, asyncpg.exceptions.QueryCanceledError) for link in links):
+        return None
+    for link in links:
         if isinstance(link, sqlite3.OperationalError):
             text = str(link).lower()
             if "database or disk is full" in text:

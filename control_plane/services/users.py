@@ -14,11 +14,18 @@ from control_plane.errors import Conflict, InvalidRequest
 from control_plane.security.passwords import hash_password, password_problem
 from control_plane.security.sessions import end_all_sessions
 
+# One address, in the form mail is sent to: RFC 5322's dot-atom local part and a DNS name (an
+# internationalised one in its ASCII form). Nothing that a mail header could read as a second
+# recipient, a display name or a comment (",", ";", "<", quotes, parentheses, spaces).
+_EMAIL = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}"
+)
+
 
 def normalise_email(email: str) -> str:
     email = email.strip().lower()
-    local, at, domain = email.partition("@")
-    if not (at and local and "." in domain) or len(email) > 254 or any(c.isspace() for c in email):
+    if len(email) > 254 or _EMAIL.fullmatch(email) is None:
         raise InvalidRequest(f"{email!r} is not an e-mail address")
     return email
 

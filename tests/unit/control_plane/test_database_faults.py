@@ -49,3 +49,11 @@ def test_a_pool_without_free_connections_is_503() -> None:
     answer = as_api_error(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
     assert answer is not None
     assert answer.status == 503
+
+
+def test_a_cancelled_statement_is_a_slow_query_of_ours_not_an_outage() -> None:
+    import asyncpg.exceptions
+
+    cancelled = asyncpg.exceptions.QueryCanceledError("canceling statement: statement timeout")
+    wrapped = sqlalchemy.exc.OperationalError("SELECT pg_sleep(10)", {}, cancelled)
+    assert as_api_error(wrapped) is None
