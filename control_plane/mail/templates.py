@@ -17,6 +17,7 @@ SUBJECTS: Final = {
     "server_crashed": "Your server crashed",
     "backup_failed": "A backup failed",
     "disk_full": "Your server's disk is full",
+    "disk_nearly_full": "Your server's disk is nearly full",
     "new_sign_in": "New sign-in to your account",
 }
 PANEL_NAME: Final = "StellarStack"

@@ -52,6 +52,10 @@ STATES = frozenset(
 )
 MAX_BACKOFF_SECONDS = 60.0
 RESCAN_SECONDS = 3.0
+# A server's disk is "nearly full" from this share of its limit, and stops being so below the
+# second (so a disk hovering at the mark is announced once, not at every sample).
+NEARLY_FULL = 0.90
+NO_LONGER_NEARLY_FULL = 0.85
 
 
 class NodeEventListener:
@@ -61,6 +65,9 @@ class NodeEventListener:
         self._app = app
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._urls: dict[uuid.UUID, str] = {}
+        # Servers whose disk was announced nearly full (this replica's memory: a replica
+        # that takes a node over may announce it once more).
+        self._nearly_full: set[uuid.UUID] = set()
 
     async def run(self) -> None:
         while True:
@@ -150,6 +157,27 @@ class NodeEventListener:
         self._app[METRICS].event_stream_lag.labels(node.name).set(max(0.0, now - sample.sampled_at))
         recorder.add(sample, now)
         await self.store(node, recorder.take_complete(now))
+        await self._watch_disk(node, sample)
+
+    async def _watch_disk(self, node: Node, sample: StatsEvent) -> None:
+        """``server.disk.nearly_full`` (audited; alerts and webhooks act on it) when a
+        server's disk crosses :data:`NEARLY_FULL` of its limit."""
+        used, limit = sample.disk_used_bytes, sample.disk_limit_bytes
+        if used is None or not limit:
+            return
+        share = used / limit
+        if share < NO_LONGER_NEARLY_FULL:
+            self._nearly_full.discard(sample.server)
+            return
+        if share < NEARLY_FULL or sample.server in self._nearly_full:
+            return
+        async with transaction(self._app[SESSIONS]) as db:
+            server = await db.get(Server, sample.server)
+            if server is None or server.node_id != node.id:
+                return
+            self._nearly_full.add(sample.server)
+            details = {"used_bytes": used, "limit_bytes": limit, "percent": round(share * 100)}
+            await self._audit(db, "server.disk.nearly_full", server, details)
 
     async def store(self, node: Node, buckets: list[Bucket]) -> None:
         """Write buckets of this node's own servers (a node speaks for its servers only)."""

@@ -27,8 +27,8 @@ SERVER_ALERTS: Final = {
     "server.crashed": ("server_crashed", "server_crashed"),
     "server.backup.failed": ("backup_failed", "backup_failed"),
     "server.disk.full": ("disk_full", "disk_full"),
-    # Nodes do not report this yet (docs/email.md); the alert is ready when they do.
-    "server.disk.nearly_full": ("disk_full", "disk_full"),
+    # 90 % of the limit, from the agent's resource samples (control_plane/nodes/events.py).
+    "server.disk.nearly_full": ("disk_full", "disk_nearly_full"),
 }
 SIGN_IN: Final = "user.login.succeeded"
 

@@ -11,10 +11,12 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.db.models import Server, Subuser
+from control_plane.db.models import Node, Server, Subuser
 from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
+from control_plane.nodes.events import NodeEventListener
 from control_plane.services import audit
+from shared.node_api import StatsEvent
 from tests.integration.control_plane.mail_support import (
     local,
     mail_environment,
@@ -247,3 +249,38 @@ async def test_a_backup_that_fails_on_its_node_mails_those_who_opted_in(
     assert (mail.to, mail.subject) == ("alice@example.org", "A backup failed")
     assert EVIL_NAME in mail.text
     assert ESCAPED_NAME in mail.html
+
+
+async def test_a_disk_that_crosses_nine_tenths_of_its_limit_is_announced_once_per_crossing(
+    world: World, catcher: MailCatcher
+) -> None:
+    """As the node event listener receives the agent's resource samples: 90 % of the limit is
+    audited ``server.disk.nearly_full`` and mailed to who opted in, once until it falls below
+    85 % again; a sample naming another node's server announces nothing."""
+    await world.alice.json("PUT", "/api/v1/account/alerts", json={"disk_full": True})
+    app = world.panel.server.app
+    listener = NodeEventListener(app)
+    async with transaction(app[SESSIONS]) as db:
+        home = await db.get(Node, uuid.UUID(world.ids["node"]))
+        rogue = Node(name="rogue", url="http://127.0.0.1:9", memory_mib=0, disk_mib=0)
+        db.add(rogue)
+    assert home is not None
+    server = uuid.UUID(world.ids["alice_server"])
+
+    def used(percent: int) -> StatsEvent:
+        return StatsEvent(
+            server=server, sampled_at=0.0, cpu_percent=0.0, memory_bytes=0,
+            network_rx_bytes=0, network_tx_bytes=0,
+            disk_used_bytes=percent * 10 * 1024**2, disk_limit_bytes=1000 * 1024**2,
+        )  # fmt: skip
+
+    await listener._watch_disk(rogue, used(99))
+    for percent in (50, 91, 95, 99, 88, 80, 92):
+        await listener._watch_disk(home, used(percent))
+    first, second = await catcher.next(), await catcher.next()
+    for mail in (first, second):
+        assert (mail.to, mail.subject) == ("alice@example.org", "Your server's disk is nearly full")
+        assert EVIL_NAME in mail.text
+    assert catcher.pending() == 0
+    trail = await world.admin.json("GET", "/api/v1/audit?action=server.disk.nearly_full")
+    assert [e["details"]["percent"] for e in reversed(trail["data"])] == [91, 92]
