@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from control_plane import background
 from control_plane.api import health, openapi
 from control_plane.api.compat.errors import render as render_error
 from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
@@ -113,8 +114,7 @@ async def mail_sender_ctx(app: web.Application) -> AsyncIterator[None]:
     app[MAIL] = sender
     task = asyncio.create_task(sender.run(), name="mail-sender")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await background.stop(task)
 
 
 def rate_limiter_ctx(

@@ -31,6 +31,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from control_plane import background
 from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
@@ -293,6 +294,5 @@ async def node_event_listener(app: web.Application) -> AsyncIterator[None]:
     listener = NodeEventListener(app)
     task = asyncio.create_task(listener.run(), name="node-events")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await background.stop(task)
     await listener.close()

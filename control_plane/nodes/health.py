@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy import select
 
+from control_plane import background
 from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
@@ -115,5 +116,4 @@ async def node_health_monitor(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the polling task lives exactly as long as the app."""
     task = asyncio.create_task(NodeHealthMonitor(app).run(), name="node-health")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await background.stop(task)

@@ -10,6 +10,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
+from control_plane import background
 from control_plane.db.job_lock import job_lock
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, METRICS, SESSIONS, WALL_CLOCK
@@ -51,5 +52,4 @@ async def retention_job(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(loop(), name=JOB)
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await background.stop(task)

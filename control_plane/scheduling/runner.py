@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from control_plane import background
 from control_plane.db.models import Schedule, ScheduleTask, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
@@ -200,8 +201,7 @@ def scheduler_ctx(
         ticking = asyncio.create_task(scheduler.run_forever(), name="scheduler") if loop else None
         yield
         if ticking is not None:
-            ticking.cancel()
-            await asyncio.gather(ticking, return_exceptions=True)
+            await background.stop(ticking)
         await scheduler.close()
 
     return ctx

@@ -31,6 +31,7 @@ from multidict import CIMultiDictProxy
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from control_plane import background
 from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Webhook, WebhookDelivery
 from control_plane.db.session import transaction
@@ -342,8 +343,7 @@ def webhook_dispatcher_ctx(
             )
             task = asyncio.create_task(dispatcher.run(), name="webhook-dispatcher")
             yield
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await background.stop(task)
             await dispatcher.close()
 
     return ctx
