@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
+import structlog
 from aiohttp import web
 
 from control_plane import background
@@ -67,6 +68,8 @@ from control_plane.web.setup import install_page_headers, page_errors, static_ro
 from shared.http import error_shape_with, request_context
 from shared.ssrf import HostResolver, resolve_with_system_dns
 
+log = structlog.get_logger("control_plane")
+
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url or "")
@@ -80,7 +83,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     app[METRICS].unwatch(pool)
     reader.close()
-    await engine.dispose()
+    # Bounded: a connection stuck in a driver must not hold the shutdown forever.
+    try:
+        async with asyncio.timeout(background.STOP_SECONDS):
+            await engine.dispose()
+    except TimeoutError:
+        log.error("database connections did not close in time; shutting down without them")
 
 
 async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:

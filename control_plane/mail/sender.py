@@ -77,6 +77,7 @@ class MailSender:
                     while held and await self.send_due() == BATCH:
                         pass
             except Exception:
+                _unless_stopping()
                 log.exception("mail sender pass failed")
             try:
                 async with asyncio.timeout(self._settings.mail_poll_seconds):
@@ -120,6 +121,7 @@ class MailSender:
             except PermanentFailure as err:
                 error, permanent = str(err), True
             except Exception as err:  # any failure is retried later
+                _unless_stopping()
                 error = f"{type(err).__name__}: {err}"
             await self._record(mail, error, permanent=permanent)
         return len(due)
@@ -144,3 +146,11 @@ class MailSender:
             row.next_attempt_at = now + dt.timedelta(seconds=delay)
             log.info("mail delivery failed; retrying", kind=row.kind, error=row.last_error,
                      retry_in=round(delay, 1))  # fmt: skip
+
+
+def _unless_stopping() -> None:
+    """Re-raise the cancellation a library may have turned into an error of its own (a
+    connection torn down by it): a sender being stopped never goes on to the next pass."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
