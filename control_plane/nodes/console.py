@@ -117,7 +117,9 @@ async def _browser_to_node(
     async for message in browser:
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
-        admission = await admit(message.data)
+        # Shielded: a socket that closes meanwhile must not cut an action (or its database
+        # session) in half; it finishes, then the relay ends.
+        admission = await asyncio.shield(admit(message.data))
         if admission.refusal is not None:
             await _error(browser, admission.refusal, translate)
         if admission.event is None:
@@ -178,7 +180,9 @@ async def proxy_console(
     async def recheck() -> None:
         while True:
             await asyncio.sleep(RECHECK_SECONDS)
-            if not await still_allowed():
+            # Shielded for the same reason: a re-check's database session is never abandoned
+            # half-open when the socket closes during it.
+            if not await asyncio.shield(still_allowed()):
                 await browser.close(code=CLOSE_PERMISSIONS_CHANGED, message=b"permissions changed")
                 return
 
