@@ -35,7 +35,7 @@ from node_agent.keys import (
 from node_agent.metrics import AgentMetrics
 from node_agent.sampler import resource_sampler_ctx
 from node_agent.security.replay import PersistentReplayCache
-from node_agent.security.verify import require_command
+from node_agent.security.verify import require_command, tell_time
 from node_agent.servers.records import RecordStore
 from node_agent.servers.registry import ServerRegistry
 from node_agent.servers.server import ServerServices
@@ -137,6 +137,7 @@ def create_app(settings: AgentSettings) -> web.Application:
     app[METRICS] = AgentMetrics()
     # No headers of its own, but no Server header either, parser refusals included.
     install_response_headers(app, {})
+    app.on_response_prepare.append(tell_time)
     app[OPEN_SOCKETS] = OpenSockets()
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.extend(

@@ -5,6 +5,11 @@ node's counter (``control_plane/services/sftp_push.py``) the node gets its table
 that failed (node down, or up but the push lost), or a change made while no control plane
 ran, reaches it this way within one interval. A reachable node whose last push failed
 (``sftp_acked_version`` behind the counter) is pushed again at the next pass (≤ 5 s).
+
+Each poll also measures the node's clock offset (``control_plane/nodes/clock.py``) and keeps
+it on the node and in ``stellar_node_clock_offset_seconds``. A node that refuses our
+commands for their time is offline for commands but alive: it is asked again at the usual
+interval, not backed off, so that a clock set right is seen within one interval.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, SETTINGS
+from control_plane.nodes.clock import NodeClockSkewed
 from control_plane.services import sftp_push
 
 log = structlog.get_logger("nodes.health")
@@ -65,8 +71,18 @@ class NodeHealthMonitor:
         await sftp_push.push_access(self._app[SESSIONS], self._app[NODES], [node.id], above=above)
 
     async def _poll(self, node: Node) -> None:
+        nodes = self._app[NODES]
+        nodes.clock.forget(node.id)
         try:
-            info = await self._app[NODES].system_info(node)
+            info = await nodes.system_info(node)
+        except NodeClockSkewed as err:
+            self._backoff.pop(node.id, None)
+            self._next_poll[node.id] = time.monotonic() + self._interval
+            self._app[METRICS].node_up.labels(node.name).set(0)
+            self._clock_offset(node, err.offset)
+            await self._record(node.id, online=False, offset=err.offset)
+            log.warning("node clock off", node=node.name, error=err.message, offset=err.offset)
+            return
         except ApiError as err:
             delay = min(self._backoff.get(node.id, self._interval / 2) * 2, MAX_BACKOFF_SECONDS)
             self._backoff[node.id] = delay
@@ -79,19 +95,29 @@ class NodeHealthMonitor:
         self._next_poll[node.id] = time.monotonic() + self._interval
         self._app[METRICS].node_up.labels(node.name).set(1)
         held = info.sftp_access_version or 0
-        await self._record(node.id, online=True, held=held)
+        offset = nodes.clock.latest(node.id)
+        self._clock_offset(node, offset)
+        await self._record(node.id, online=True, held=held, offset=offset)
         # ``node`` was read before the poll: a push that took a version since then and
         # reached the node shows as "ahead" here and costs one extra push, nothing more. A
         # node that lost its table, or a database restored from a backup, differ too.
         if held != node.sftp_access_version:
             await self._push(node, above=held)
 
-    async def _record(self, node_id: uuid.UUID, *, online: bool, held: int = 0) -> None:
+    def _clock_offset(self, node: Node, offset: float | None) -> None:
+        if offset is not None:
+            self._app[METRICS].node_clock_offset.labels(node.name).set(offset)
+
+    async def _record(
+        self, node_id: uuid.UUID, *, online: bool, held: int = 0, offset: float | None = None
+    ) -> None:
         async with transaction(self._app[SESSIONS]) as session:
             node = await session.get(Node, node_id)
             if node is None:
                 return
             node.status = "online" if online else "offline"
+            if offset is not None:
+                node.clock_offset_seconds = round(offset, 3)
             if online:
                 node.last_seen_at = dt.datetime.now(dt.UTC)
                 # What the node says it holds is the truth (it may have lost its table).

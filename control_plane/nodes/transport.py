@@ -23,6 +23,7 @@ from yarl import URL
 
 from control_plane.db.models import Node
 from control_plane.db.session import in_transaction
+from control_plane.nodes import clock
 from control_plane.nodes.tls import mismatch_error, node_ssl
 from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.security.command_signing import CommandSigner
@@ -43,14 +44,16 @@ from shared.errors import (
 )
 from shared.node_endpoints import NoBody, NodeEndpoint
 from shared.protocol import MAX_HTU_LENGTH
+from shared.refusals import Refusal
+from shared.refusals import read as read_refusal
 
 log = structlog.get_logger("nodes.client")
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 # The node refused what the user asked for (a symlink in the way, no such file, a full
 # volume…): the user gets the same status and the node's message. Any other answer is the
-# node's failure, 502: 401 (it refused our command token), 405 or 415 (it speaks another
-# version of the node API), 5xx.
+# node's failure, 502: 401 (it refused our command token: control_plane/nodes/clock.py says
+# why, a clock off included), 405 or 415 (it speaks another version of the node API), 5xx.
 _PASSED_ON: dict[int, type[ApiError]] = {
     error.status: error
     for error in (
@@ -148,6 +151,7 @@ class NodeTransport:
         )
         self._ws_timeout = aiohttp.ClientWSTimeout(ws_close=timeout)
         self._first_byte_seconds = timeout
+        self.clock = clock.ClockReadings()
 
     def _ssl(self, node: Node) -> aiohttp.Fingerprint | bool:
         """https agents only with their pinned certificate; plain http as the settings allow."""
@@ -231,6 +235,7 @@ class NodeTransport:
         timeout = self._stream_timeout if streaming else self._timeout
         try:
             async with contextlib.AsyncExitStack() as stack:
+                sent_at = time.time()
                 # A stream's body may take its time; its answer may not (a frozen node would
                 # otherwise hold the client for the whole read timeout before a first byte).
                 async with asyncio.timeout(self._first_byte_seconds):
@@ -239,6 +244,10 @@ class NodeTransport:
                             method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
                         )
                     )
+                self.clock.record(
+                    node.id,
+                    clock.measure(response.headers, sent_at=sent_at, received_at=time.time()),
+                )
                 if response.status >= 400:
                     await self._raise_for(node, response)
                 yield response
@@ -251,12 +260,13 @@ class NodeTransport:
 
     async def _raise_for(self, node: Node, response: aiohttp.ClientResponse) -> None:
         status = response.status
-        if status == 401:
-            kid = self._signer.kid if self._signer else "?"
-            raise UpstreamFailed(
-                f"node {node.name!r} refused our command: does its config trust key {kid}?"
-            )
         error = _error_body(await _bounded_body(response))
+        if status == 401:
+            refusal = read_refusal(error.details) if error is not None else None
+            kid = self._signer.kid if self._signer else "?"
+            failure = clock.refused(node.name, refusal, kid, self.clock.latest(node.id))
+            log.warning("node refused our command", node=node.name, refusal=refusal)
+            raise failure
         message = error.message if error is not None else None
         log.warning("node error", node=node.name, status=status, message=message)
         passed_on = _PASSED_ON.get(status)
@@ -455,6 +465,7 @@ class NodeTransport:
         _outside_transactions(node)
         url, headers = self._socket(endpoint, node, user=user, server_id=server_id)
         ssl = self._ssl(node)
+        sent_at = time.time()
         try:
             # The handshake is bounded like any call (the session's default is 5 minutes).
             async with asyncio.timeout(self._first_byte_seconds):
@@ -468,6 +479,13 @@ class NodeTransport:
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
         except aiohttp.WSServerHandshakeError as err:
+            # The body of a refused handshake is not read; the agent's time is told on a 401
+            # only when it refused the token for its time.
+            offset = clock.measure(err.headers or {}, sent_at=sent_at, received_at=time.time())
+            if err.status == 401 and offset is not None:
+                self.clock.record(node.id, offset)
+                refusal = Refusal.EXPIRED if offset > 0 else Refusal.NOT_YET_VALID
+                raise clock.skewed(node.name, refusal, offset) from err
             raise UpstreamFailed(
                 f"node {node.name!r} refused the connection ({err.status})"
             ) from err

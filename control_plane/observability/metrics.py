@@ -103,6 +103,12 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
+        self.node_clock_offset = Gauge(
+            "stellar_node_clock_offset_seconds",
+            "The node's clock minus this replica's, as its last health poll measured it.",
+            ["node"],
+            registry=registry,
+        )
         self.event_stream_connected = Gauge(
             "stellar_node_event_stream_connected",
             "1 while this replica follows the node's event stream.",

@@ -69,6 +69,8 @@ class NodeOut(Output):
     tls_fingerprint: str | None
     status: str
     last_seen_at: dt.datetime | None
+    # The node's clock minus the control plane's (s), as last measured; None: never.
+    clock_offset_seconds: float | None = None
     created_at: dt.datetime
 
 

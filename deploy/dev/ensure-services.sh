@@ -213,7 +213,8 @@ if ((WANT_TOOLS)); then
     # demo's image (deploy/images/freeciv/build.sh assembles it from freeciv-server), and
     # OpenSSH's sftp client, which the SFTP tests drive; Chromium, in which the browser
     # tests (Playwright, `executable_path=/usr/bin/chromium`) drive the panel's pages; and
-    # promtool, which checks deploy/monitoring's alert rules and scrape configuration.
+    # promtool, which checks deploy/monitoring's alert rules and scrape configuration; and
+    # libfaketime, under which a test runs an agent whose clock is off (test_node_clock.py).
     have shellcheck || need_pkg shellcheck
     if ! have nginx && ! dpkg_installed nginx; then need_pkg nginx; NEW_NGINX=1; fi
     have gcc || need_pkg gcc
@@ -223,6 +224,7 @@ if ((WANT_TOOLS)); then
     [[ -x /usr/games/freeciv-server ]] || dpkg_installed freeciv-server || need_pkg freeciv-server
     have sftp || dpkg_installed openssh-client || need_pkg openssh-client
     have chromium || need_pkg chromium
+    have faketime || dpkg_installed faketime || need_pkg faketime
     if ! have promtool && ! dpkg_installed prometheus; then
         need_pkg prometheus
         NEW_PROMETHEUS=1
@@ -567,6 +569,6 @@ for svc in "${ORDER[@]}"; do
         docker) printf '%s\n' "$DOCKER_SUMMARY" ;;
         postgres) printf '%s\n' "$PG_SUMMARY" ;;
         redis) printf '%s\n' "$REDIS_SUMMARY" ;;
-        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium, promtool, node + nodeactyl)" ;;
+        tools) printf '%s\n' "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, chromium, promtool, faketime, node + nodeactyl)" ;;
     esac
 done

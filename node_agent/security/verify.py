@@ -13,8 +13,9 @@ the token binds through the query string.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import structlog
 from aiohttp import web
@@ -24,12 +25,16 @@ from node_agent.metrics import CONTAINER_OPERATIONS, refusal_reason, timed_opera
 from shared.errors import Unauthenticated
 from shared.node_endpoints import NodeEndpoint
 from shared.protocol import CommandRejected
+from shared.refusals import CLOCK_REFUSALS, NODE_TIME_HEADER, categorise, detail
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 log = structlog.get_logger("agent.auth")
 PUBLIC_PATHS = frozenset({"/healthz"})
 _ATTR = "__stellar_command__"
+# Set on a request whose answer may tell the agent's time (its command was signed by a
+# trusted key: accepted, or refused for its time only).
+_TELL_TIME: Final = web.RequestKey("tell_time", bool)
 
 
 def serves(routes: web.RouteTableDef, endpoint: NodeEndpoint[Any, Any]) -> Callable[[H], H]:
@@ -53,7 +58,17 @@ def endpoint_of(handler: object) -> NodeEndpoint[Any, Any] | None:
 def _reject(request: web.Request, reason: str) -> Unauthenticated:
     log.warning("command rejected", reason=reason)
     request.app[METRICS].token_refusals.labels(refusal_reason(reason)).inc()
-    return Unauthenticated("command token rejected")
+    refusal = categorise(reason)
+    if refusal in CLOCK_REFUSALS:
+        request[_TELL_TIME] = True
+    return Unauthenticated("command token rejected", details=[detail(refusal)])
+
+
+async def tell_time(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the agent's time on the answer to a signed command (taken as the
+    headers leave, so the control plane can halve the round trip around it)."""
+    if request.get(_TELL_TIME):
+        response.headers[NODE_TIME_HEADER] = f"{time.time():.3f}"
 
 
 @web.middleware
@@ -87,6 +102,7 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
         raise _reject(request, "wrong sub")
     structlog.contextvars.bind_contextvars(jti=claims.jti, act=claims.act, usr=claims.usr)
     request[CLAIMS] = claims
+    request[_TELL_TIME] = True
     if claims.act in CONTAINER_OPERATIONS:
         return await timed_operation(request.app[METRICS], claims.act, handler, request)
     return await handler(request)

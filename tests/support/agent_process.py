@@ -2,9 +2,11 @@
 
 :class:`AgentProcess` writes a TOML config (free port, data directory under a test's tmp
 path, trusted keys), starts ``python -m node_agent serve`` with stdout and stderr captured to
-a file, and waits for ``/healthz``. :class:`SigningKey` and :func:`mint_for` build command
-tokens by hand (base64url header and payload, signature over them), so tests can forge
-anything an attacker could: other algorithms, odd headers, missing or ill-typed claims.
+a file, and waits for ``/healthz``; with ``fake_clock`` it runs under libfaketime, its wall
+clock shifted by :meth:`AgentProcess.shift_clock` while it runs. :class:`SigningKey` and
+:func:`mint_for` build command tokens by hand (base64url header and payload, signature over
+them), so tests can forge anything an attacker could: other algorithms, odd headers, missing
+or ill-typed claims.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import enum
+import glob
 import json
 import os
 import secrets
@@ -37,6 +40,8 @@ SYSTEM_PATH: Final = "/api/v1/system"
 SYSTEM_ACTION: Final = "node.system"
 DEFAULT_ISSUER: Final = "stellar-cp"
 START_TIMEOUT_SECONDS: Final = 15.0
+# Debian's libfaketime (package faketime; deploy/dev/ensure-services.sh test-tools).
+FAKETIME_LIBRARY_GLOB: Final = "/usr/lib/*/faketime/libfaketime.so.1"
 
 
 class _Drop(enum.Enum):
@@ -115,6 +120,9 @@ class AgentProcess:
     # More top-level settings (str, int, float or bool). Plain directories unless a test asks
     # for a kernel-enforced disk backend: those mount filesystems the test must clean up.
     settings: dict[str, object] = field(default_factory=lambda: {"storage_backend": "directory"})
+    # Run under libfaketime, its wall clock offset by the file :meth:`shift_clock` writes
+    # (read again on every clock read; the monotonic clock is left alone).
+    fake_clock: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -128,6 +136,35 @@ class AgentProcess:
     @property
     def log_path(self) -> Path:
         return self.root / "agent.log"
+
+    @property
+    def clock_file(self) -> Path:
+        return self.root / "faketime.rc"
+
+    def shift_clock(self, seconds: int) -> None:
+        """Set the agent's wall clock ``seconds`` off the real one (0: right), at once."""
+        if not self.fake_clock:
+            raise RuntimeError("the agent does not run under a fake clock")
+        self.root.mkdir(parents=True, exist_ok=True)
+        temporary = self.clock_file.with_suffix(".tmp")
+        temporary.write_text(f"{seconds:+d}s\n", encoding="ascii")
+        # Replaced whole: the agent never reads a half-written offset.
+        temporary.replace(self.clock_file)
+
+    def _clock_environment(self) -> dict[str, str]:
+        if not self.fake_clock:
+            return {}
+        libraries = sorted(glob.glob(FAKETIME_LIBRARY_GLOB))
+        if not libraries:
+            raise RuntimeError("libfaketime is not installed (apt-get install faketime)")
+        if not self.clock_file.exists():
+            self.shift_clock(0)
+        return {
+            "LD_PRELOAD": libraries[0],
+            "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
 
     @property
     def base_url(self) -> str:
@@ -174,7 +211,7 @@ class AgentProcess:
             raise RuntimeError("the agent is already running")
         if not self.config_path.exists():
             self.write_config()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._clock_environment()}
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "node_agent", "serve", "--config", str(self.config_path)],

@@ -27,6 +27,9 @@ class Node(IdMixin, CreatedMixin, CompatIdMixin, Base):
     tls_fingerprint: Mapped[str | None] = mapped_column(String(95), default=None)
     status: Mapped[str] = mapped_column(String(16), default="unknown")
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The node's clock minus the control plane's, in seconds, as the last health poll that
+    # heard the node's time measured it (None: never measured). See docs/faults.md.
+    clock_offset_seconds: Mapped[float | None] = mapped_column(default=None)
     # The last version given to an SFTP access table pushed to this node (docs/sftp.md);
     # the node refuses any table older than the one it holds.
     sftp_access_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

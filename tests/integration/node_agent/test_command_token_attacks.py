@@ -1,8 +1,11 @@
 """An attacker's view of the command channel: forged and misused tokens against a real agent.
 
 Every request here goes over HTTP to a running ``stellar-agent`` process. A refusal must be a
-401 in the common error shape, exactly one ``command rejected`` log line with the reason
-(found by the request's ``X-Request-Id``), and never the token text in the agent's output.
+401 in the common error shape whose one detail names the refusal's category, exactly one
+``command rejected`` log line with the reason (found by the request's ``X-Request-Id``), and
+never the token text in the agent's output. The categories tell a caller without a trusted
+key nothing (``malformed`` or ``untrusted`` only: an unknown kid and a bad signature look
+alike), and the agent's time is told only on the answer to a command our key signed.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Reply:
     status: int
     body: Any
     request_id: str
+    node_time: str | None = None
 
 
 async def send(
@@ -83,7 +87,8 @@ async def send(
     url = URL(agent.base_url + path, encoded=True)
     async with http.request(method, url, headers=headers, data=data) as response:
         body = await response.json(content_type=None) if method != "HEAD" else None
-        return Reply(method, response.status, body, request_id)
+        node_time = response.headers.get("Stellar-Node-Time")
+        return Reply(method, response.status, body, request_id, node_time)
 
 
 def rejection_reasons(agent: AgentProcess, request_id: str) -> list[str]:
@@ -94,20 +99,50 @@ def rejection_reasons(agent: AgentProcess, request_id: str) -> list[str]:
     ]
 
 
+# What the 401 tells the caller for each logged reason (anything else: "malformed").
+CATEGORIES = {
+    "unknown kid": "untrusted",
+    "bad signature": "untrusted",
+    "not yet valid": "not_yet_valid",
+    "expired": "expired",
+    "replayed jti": "replayed",
+    **{
+        reason: "mismatch"
+        for reason in (
+            "wrong iss",
+            "wrong aud",
+            "wrong htm",
+            "wrong htu",
+            "wrong bdh",
+            "wrong act",
+            "wrong sub",
+            "route takes no commands",
+            "lifetime over maximum",
+        )
+    },
+}
+CLOCK_CATEGORIES = {"expired", "not_yet_valid"}
+
+
 def assert_rejected(
     agent: AgentProcess, reply: Reply, reason: str | set[str], token: str | None = None
 ) -> None:
     assert reply.status == 401, reply
-    if reply.method != "HEAD":  # a HEAD reply has no body to check
-        assert isinstance(reply.body, dict), reply
-        error = reply.body["error"]
-        assert error["code"] == "unauthenticated"
-        assert isinstance(error["message"], str)
-        assert error["details"] == []
     reasons = rejection_reasons(agent, reply.request_id)
     expected = {reason} if isinstance(reason, str) else reason
     assert len(reasons) == 1, reasons
     assert reasons[0] in expected, reasons
+    category = CATEGORIES.get(reasons[0], "malformed")
+    if reply.method != "HEAD":  # a HEAD reply has no body to check
+        assert isinstance(reply.body, dict), reply
+        error = reply.body["error"]
+        assert error["code"] == "unauthenticated"
+        assert error["message"] == "command token rejected"
+        assert error["details"] == [
+            {"loc": ["authorization"], "msg": category, "type": category}
+        ], reasons
+    # The agent's time only to whoever holds a token our key signed, refused for its time.
+    assert (reply.node_time is not None) == (category in CLOCK_CATEGORIES), reply
     if token is not None:
         assert_not_logged(agent, token)
 
@@ -124,6 +159,8 @@ def assert_not_logged(agent: AgentProcess, token: str) -> None:
 def assert_accepted(agent: AgentProcess, reply: Reply, token: str) -> None:
     assert reply.status == 200, (reply, rejection_reasons(agent, reply.request_id))
     assert reply.body["node_id"] == str(agent.node_id)
+    assert reply.node_time is not None
+    assert abs(float(reply.node_time) - time.time()) < 5
     assert rejection_reasons(agent, reply.request_id) == []
     assert_not_logged(agent, token)
 
@@ -349,6 +386,24 @@ async def test_expired_token_is_rejected(
 ) -> None:
     token = mint_for(agent, signing_key, now=time.time() - 120, lifetime=30)
     assert_rejected(agent, await send(http, agent, token), "expired", token)
+
+
+async def test_an_attacker_cannot_tell_an_unknown_kid_from_a_trusted_one(
+    http: aiohttp.ClientSession, agent: AgentProcess, signing_key: SigningKey
+) -> None:
+    impostor = SigningKey.generate()
+    under_trusted = await send(
+        http, agent, mint_for(agent, impostor, header={"kid": signing_key.kid})
+    )
+    under_unknown = await send(http, agent, mint_for(agent, impostor))
+    assert under_trusted.body == under_unknown.body
+    assert under_trusted.node_time is None
+    assert under_unknown.node_time is None
+    # Even a token of ours, expired, signed by another key: no hint of our key or our time.
+    stale = mint_for(agent, impostor, header={"kid": signing_key.kid}, now=time.time() - 120)
+    reply = await send(http, agent, stale)
+    assert reply.body == under_trusted.body
+    assert reply.node_time is None
 
 
 async def test_token_issued_in_the_future_beyond_leeway_is_rejected(

@@ -51,6 +51,7 @@ def test_the_alerts_the_operators_need_are_there() -> None:
     names = {rule["alert"] for rule in rules()}
     assert {
         "StellarNodeDown",
+        "StellarNodeClockOff",
         "StellarNodeEventStreamLag",
         "StellarHigh5xxRate",
         "StellarServerDiskNearlyFull",
@@ -86,7 +87,7 @@ def test_promtool_accepts_the_rules_and_the_scrape_example(tmp_path: Path) -> No
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout
+    assert f"SUCCESS: {len(rules())} rules found" in checked.stdout
     # The example names the key file an operator writes; promtool wants it to exist.
     key = tmp_path / "stellar-metrics.key"
     key.write_text("stl_000000000000_" + "x" * 43, encoding="utf-8")
@@ -100,5 +101,52 @@ def test_promtool_accepts_the_rules_and_the_scrape_example(tmp_path: Path) -> No
     (tmp_path / "alerts.yml").write_bytes((MONITORING / "alerts.yml").read_bytes())
     checked = subprocess.run(
         ["promtool", "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+CLOCK_RULE_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'stellar_node_clock_offset_seconds{{node="fast"}}'
+        values: '90x20'
+      - series: 'stellar_node_clock_offset_seconds{{node="slow"}}'
+        values: '-90x20'
+      - series: 'stellar_node_clock_offset_seconds{{node="fine"}}'
+        values: '0.4x20'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: StellarNodeClockOff
+        exp_alerts: []
+      - eval_time: 15m
+        alertname: StellarNodeClockOff
+        exp_alerts:
+          - exp_labels: {{severity: warning, node: fast}}
+            exp_annotations:
+              summary: "The clock of node fast is 90s off the control plane's"
+              description: {description}
+          - exp_labels: {{severity: warning, node: slow}}
+            exp_annotations:
+              summary: "The clock of node slow is 90s off the control plane's"
+              description: {description}
+"""
+
+
+def test_a_node_clock_off_either_way_alerts_and_a_small_offset_does_not(tmp_path: Path) -> None:
+    require_tool("promtool", "prometheus")
+    test_file = tmp_path / "clock_test.yml"
+    (rule,) = [r for r in rules() if r["alert"] == "StellarNodeClockOff"]
+    description = rule["annotations"]["description"]
+    test_file.write_text(
+        CLOCK_RULE_TEST.format(
+            rules=json.dumps(str(MONITORING / "alerts.yml")), description=json.dumps(description)
+        ),
+        encoding="utf-8",
+    )
+    checked = subprocess.run(
+        ["promtool", "test", "rules", str(test_file)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
