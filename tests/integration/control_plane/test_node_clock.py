@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from control_plane.keys import METRICS
@@ -21,6 +22,12 @@ from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker
 SKEW = 90
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 @pytest.fixture
@@ -64,6 +71,7 @@ async def test_a_node_clock_off_is_reported_shown_and_recovered(stack: Stack) ->
     agent.start()
     server_id, owner = await stack.owned_server("owner@example.org")
     listing = f"/api/v1/servers/{server_id}/files/list?path=/"
+    console = f"/api/v1/servers/{server_id}/console"
     await owner.json("GET", listing)
     await node_until(admin, node_id, lambda n: n["status"] == "online" and offset_near(0)(n))
 
@@ -72,8 +80,13 @@ async def test_a_node_clock_off_is_reported_shown_and_recovered(stack: Stack) ->
         (-SKEW, "not yet valid", f"its clock is {SKEW} s behind the control plane's"),
     ):
         agent.shift_clock(shift)
-        for browser, path in ((admin, f"/api/v1/nodes/{node_id}/system"), (owner, listing)):
-            response = await browser.request("GET", path)
+        calls = (
+            (admin, f"/api/v1/nodes/{node_id}/system", {}),
+            (owner, listing, {}),
+            (owner, console, UPGRADE),  # the agent's refused handshake has no body to read
+        )
+        for browser, path, headers in calls:
+            response = await browser.request("GET", path, headers=headers)
             body = await response.json()
             assert response.status == 502, body
             assert body["error"]["code"] == "node_error"
@@ -101,5 +114,8 @@ async def test_a_node_clock_off_is_reported_shown_and_recovered(stack: Stack) ->
     system = await admin.json("GET", f"/api/v1/nodes/{node_id}/system")
     assert system["node_id"] == node_id
     await owner.json("GET", listing)
+    async with owner.client.ws_connect(console) as socket:
+        message = await socket.receive(timeout=10)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
     node = await node_until(admin, node_id, lambda n: n["status"] == "online" and offset_near(0)(n))
     assert abs(node["clock_offset_seconds"]) < 1, node
