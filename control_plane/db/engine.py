@@ -1,8 +1,24 @@
-"""Engine creation for SQLite (aiosqlite) and PostgreSQL (asyncpg) from one URL setting."""
+"""Engine creation for SQLite (aiosqlite) and PostgreSQL (asyncpg) from one URL setting, and
+the order in which SQLite's writers take their turn.
+
+SQLite has one writer at a time. Left to SQLite, waiting writers poll (its busy handler
+sleeps and retries, up to ``busy_timeout``) and the lock goes to whichever retries first:
+under a steady load of writers (the node-health poll, the node event streams, requests) one
+of them can lose for the whole 5 s and fail with ``database is locked`` although the
+database was never stuck. So this process's writers queue for their turn in arrival order
+(:func:`writer_turn`, taken by ``control_plane/db/session.py`` around every write
+transaction on SQLite) and reach SQLite one at a time; ``busy_timeout`` is then only for
+another process on the same file (the CLI). Readers (WAL) never queue.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Any, Final
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
@@ -12,6 +28,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from control_plane.db.faults import unavailable
 
 
 def async_url(url: str) -> URL:
@@ -35,6 +53,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 READ_ONLY = "stellar_read_only"
+# How long a writer waits for its turn before its request is told the database is busy (a
+# 503, control_plane/db/faults.py): the turns ahead of it are each one short transaction.
+WRITER_TURN_SECONDS: Final = 30.0
+# One queue per SQLite database (its engine's pool) and event loop.
+_QUEUES: weakref.WeakKeyDictionary[Any, weakref.WeakKeyDictionary[Any, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+# The queue whose turn this task holds (a write transaction opened inside one of its own
+# does not queue behind itself: SQLite answers it as it always did).
+_HOLDING: ContextVar[asyncio.Lock | None] = ContextVar("sqlite_writer_turn", default=None)
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -56,6 +84,37 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(target, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _queue(bind: Any) -> asyncio.Lock | None:
+    """The writers' queue of ``bind`` if it is a SQLite engine that may write, else None."""
+    if not isinstance(bind, AsyncEngine) or bind.dialect.name != "sqlite":
+        return None
+    if bind.get_execution_options().get(READ_ONLY):
+        return None
+    per_loop = _QUEUES.setdefault(bind.sync_engine.pool, weakref.WeakKeyDictionary())
+    return per_loop.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+
+
+@asynccontextmanager
+async def writer_turn(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[None]:
+    """Hold this process's turn to write the SQLite database that ``factory`` writes (in
+    arrival order); nothing for PostgreSQL or a read-only factory."""
+    queue = _queue(factory.kw.get("bind"))
+    if queue is None or _HOLDING.get() is queue:
+        yield
+        return
+    try:
+        async with asyncio.timeout(WRITER_TURN_SECONDS):
+            await queue.acquire()
+    except TimeoutError:
+        raise unavailable("the database is busy; try again", 1) from None
+    holding = _HOLDING.set(queue)
+    try:
+        yield
+    finally:
+        _HOLDING.reset(holding)
+        queue.release()
 
 
 def session_factory(

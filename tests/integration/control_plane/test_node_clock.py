@@ -80,7 +80,7 @@ async def test_a_node_clock_off_is_reported_shown_and_recovered(stack: Stack) ->
         (-SKEW, "not yet valid", f"its clock is {SKEW} s behind the control plane's"),
     ):
         agent.shift_clock(shift)
-        calls = (
+        calls: tuple[tuple[Browser, str, dict[str, str]], ...] = (
             (admin, f"/api/v1/nodes/{node_id}/system", {}),
             (owner, listing, {}),
             (owner, console, UPGRADE),  # the agent's refused handshake has no body to read
