@@ -25,6 +25,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from control_plane import background
+from control_plane.db.faults import as_api_error
 from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
@@ -130,9 +131,17 @@ class NodeHealthMonitor:
                     self._app[METRICS].job_runs.labels("node-health").inc()
                     try:
                         await self.poll_once()
-                    except Exception:
+                    except Exception as err:
                         self._app[METRICS].job_failures.labels("node-health").inc()
-                        log.exception("node health poll failed")
+                        # The database down or busy is one line a pass, not a traceback;
+                        # the next pass tries again (control_plane/db/faults.py).
+                        fault = as_api_error(err)
+                        if fault is None:
+                            log.exception("node health poll failed")
+                        else:
+                            log.warning(
+                                "node health poll: database unavailable", error=fault.message
+                            )
                     await asyncio.sleep(min(self._interval, 5.0))
             # Another replica polls; take over if it goes away.
             await asyncio.sleep(self._interval)
