@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.support.panel import Browser, Panel
 from tests.support.private_services import private_postgres
 
 
-async def until(check: Any, what: str, timeout: float = 20) -> None:
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await check():
@@ -67,8 +68,8 @@ async def test_the_health_poll_rides_out_a_postgres_outage(
         location = await admin.json("POST", "/api/v1/locations", status=201, json={"code": "lab"})
 
         async def polled(node_id: str) -> bool:
-            node = await admin.json("GET", f"/api/v1/nodes/{node_id}")
-            return node["status"] == "offline"  # nobody listens at its address
+            node: dict[str, Any] = await admin.json("GET", f"/api/v1/nodes/{node_id}")
+            return bool(node["status"] == "offline")  # nobody listens at its address
 
         first = await add_node(admin, location["id"], "node-1")
         await until(lambda: polled(first), "the first node polled")
