@@ -244,12 +244,10 @@ class NodeTransport:
                             method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
                         )
                     )
-                self.clock.record(
-                    node.id,
-                    clock.measure(response.headers, sent_at=sent_at, received_at=time.time()),
-                )
+                offset = clock.measure(response.headers, sent_at=sent_at, received_at=time.time())
+                self.clock.record(node.id, offset)
                 if response.status >= 400:
-                    await self._raise_for(node, response)
+                    await self._raise_for(node, response, offset)
                 yield response
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
@@ -258,13 +256,17 @@ class NodeTransport:
         except aiohttp.ClientError as err:
             raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
 
-    async def _raise_for(self, node: Node, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for(
+        self, node: Node, response: aiohttp.ClientResponse, offset: float | None
+    ) -> None:
+        """The API's error for the node's error answer (``offset``: the clock offset this
+        answer told, if it did)."""
         status = response.status
         error = _error_body(await _bounded_body(response))
         if status == 401:
             refusal = read_refusal(error.details) if error is not None else None
             kid = self._signer.kid if self._signer else "?"
-            failure = clock.refused(node.name, refusal, kid, self.clock.latest(node.id))
+            failure = clock.refused(node.name, refusal, kid, offset)
             log.warning("node refused our command", node=node.name, refusal=refusal)
             raise failure
         message = error.message if error is not None else None
