@@ -139,9 +139,7 @@ class NodeHealthMonitor:
                         if fault is None:
                             log.exception("node health poll failed")
                         else:
-                            log.warning(
-                                "node health poll: database unavailable", error=fault.message
-                            )
+                            log.warning("node health poll: database fault", error=fault.message)
                     await asyncio.sleep(min(self._interval, 5.0))
             # Another replica polls; take over if it goes away.
             await asyncio.sleep(self._interval)

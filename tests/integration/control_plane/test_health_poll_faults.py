@@ -93,5 +93,5 @@ async def test_the_health_poll_rides_out_a_postgres_outage(
             await until(lambda: polled(second), "the poll went on after the outage")
         health = [e for e in logs if "health poll" in e["event"]]
         assert not [e for e in health if e.get("exc_info")], health
-        warned = [e for e in health if e["event"] == "node health poll: database unavailable"]
+        warned = [e for e in health if e["event"] == "node health poll: database fault"]
         assert warned, health
