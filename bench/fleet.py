@@ -185,8 +185,24 @@ async def _takeover(deployment: Deployment) -> dict[str, Any]:
     }
 
 
+async def _events_note(deployment: Deployment) -> str:
+    """What the nodes published on their event streams during the run, and lost."""
+    table = await stream_table(deployment.control_url)
+    kinds: dict[str, int] = {}
+    for row in table.values():
+        for kind, count in row["published"].items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    published = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    dropped = sum(row["dropped"] for row in table.values())
+    return (
+        f"events the nodes published: {published or 'none'}; dropped by a slow follower: {dropped}"
+    )
+
+
 def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: bool) -> PhaseResult:
-    with deployed(size, root, args.postgres, args.redis, args.stats_seconds) as deployment:
+    with deployed(
+        size, root, args.postgres, args.redis, args.stats_seconds, args.running_share
+    ) as deployment:
         runs = asyncio.run(_load(deployment, args.seconds, args.concurrency))
         result = PhaseResult(
             size,
@@ -195,6 +211,7 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
             rss_mib(deployment.nodes),
             deployment.notes,
         )
+        result.notes.append(asyncio.run(_events_note(deployment)))
         if takeover and len(deployment.replicas) > 1:
             result.takeover = asyncio.run(_takeover(deployment))
     return result
@@ -219,7 +236,8 @@ def _summary(run: Run) -> dict[str, Any]:
 def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"fleet bench: concurrency={args.concurrency} seconds={args.seconds}"
-        f" stats-seconds={args.stats_seconds}; {os.cpu_count()} CPUs (shared: expect noise)"
+        f" stats-seconds={args.stats_seconds} running-share={args.running_share};"
+        f" {os.cpu_count()} CPUs (shared: expect noise)"
     )
     out: dict[str, Any] = {"phases": {}}
     for result in results:
@@ -293,6 +311,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--seconds", type=float, default=30.0, help="measured seconds per fleet (default 30)")
     add("--concurrency", type=int, default=16, help="clients in flight (default 16)")
     add("--stats-seconds", type=float, default=5.0, help="agent sample interval (default 5)")
+    add(
+        "--running-share",
+        type=float,
+        default=0.5,
+        help="share of the servers running when the replicas start (default 0.5)",
+    )
     add("--no-takeover", action="store_true", help="skip killing a replica")
     add("--postgres", default=os.environ.get("STELLAR_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
     add("--redis", default=os.environ.get("STELLAR_BENCH_REDIS_URL", DEFAULT_REDIS))

@@ -96,7 +96,12 @@ async def wait_followed(control_url: str, timeout: float = FOLLOW_TIMEOUT_SECOND
 
 @contextlib.contextmanager
 def deployed(
-    size: Size, root: Path, postgres_admin_url: str, redis_url: str, stats_seconds: float
+    size: Size,
+    root: Path,
+    postgres_admin_url: str,
+    redis_url: str,
+    stats_seconds: float,
+    running_share: float,
 ) -> Iterator[Deployment]:
     """Everything of one fleet running; stopped and its database dropped afterwards."""
     root = root / size.label
@@ -120,6 +125,7 @@ def deployed(
                 [f"http://127.0.0.1:{port}" for port in node_ports],
                 size.servers,
                 size.users,
+                running_share,
             )
         )
         control_port = free_port()

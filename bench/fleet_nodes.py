@@ -12,8 +12,9 @@ need a host (egress firewall, seccomp profile, SFTP listener, file and backup se
 On the control port (no token: it is the benchmark's own door, on loopback):
 
     GET  /healthz   200 once every node listens
-    POST /servers   {"servers": [{"node": id, "spec": ServerSpec}]}: create them on the nodes
-                    as the agent's create route would (registry.create); answers the count
+    POST /servers   {"servers": [{"node": id, "spec": ServerSpec, "start": bool}]}: create
+                    them on the nodes as the agent's create route would (registry.create),
+                    and start those marked so; answers the count
     GET  /streams   per node: event-stream subscribers now, and the monotonic times (this
                     machine's CLOCK_MONOTONIC, shared by every process) of each open and close
 """
@@ -51,6 +52,7 @@ from node_agent.servers.server import ServerServices
 from node_agent.settings import AgentSettings
 from node_agent.sftp.listener import sftp_listener_ctx, sftp_table_ctx
 from node_agent.stats import ServerStatsReader
+from shared.node_api import NodeEvent
 from shared.node_endpoints import NODE_EVENT_STREAM
 from shared.server_spec import ServerSpec
 
@@ -77,6 +79,8 @@ class StreamLog:
     # The client-side ports of the event-stream sockets open now: the harness finds in
     # /proc which replica holds each.
     peers: list[int] = field(default_factory=list)
+    # Events published on the node's bus, by kind (state, stats, ...).
+    published: dict[str, int] = field(default_factory=dict)
 
 
 class LoggedEventBus(NodeEventBus):
@@ -91,6 +95,11 @@ class LoggedEventBus(NodeEventBus):
         self._streams.open += 1
         self._streams.opened.append(time.monotonic())
         return super().subscribe()
+
+    def publish(self, event: NodeEvent) -> None:
+        kind = str(getattr(event, "type", type(event).__name__))
+        self._streams.published[kind] = self._streams.published.get(kind, 0) + 1
+        super().publish(event)
 
     def unsubscribe(self, subscription: EventSubscription) -> None:
         self._streams.open -= 1
@@ -204,6 +213,10 @@ def control_app(nodes: dict[uuid.UUID, SimulatedNode]) -> web.Application:
             node = nodes[uuid.UUID(item["node"])]
             spec = ServerSpec.model_validate(item["spec"])
             await node.app[SERVERS].create(spec)
+            if item.get("start"):
+                # Started behind the control plane's back, as after an agent restart that
+                # restored it: the replica that follows the node learns it from the stream.
+                await node.app[SERVERS].get(spec.uuid).power("start")
             made += 1
         return web.json_response({"created": made})
 
@@ -215,6 +228,8 @@ def control_app(nodes: dict[uuid.UUID, SimulatedNode]) -> web.Application:
                     "opened": node.streams.opened,
                     "closed": node.streams.closed,
                     "peers": node.streams.peers,
+                    "published": node.streams.published,
+                    "dropped": node.app[NODE_EVENTS].dropped,
                 }
                 for node_id, node in nodes.items()
             }

@@ -57,10 +57,15 @@ def _blueprint() -> Blueprint:
 
 
 async def populate(
-    settings: ControlPlaneSettings, node_urls: list[str], servers: int, users: int
+    settings: ControlPlaneSettings,
+    node_urls: list[str],
+    servers: int,
+    users: int,
+    running_share: float = 0.0,
 ) -> Fleet:
     """Migrate, then ``len(node_urls)`` nodes, ``users`` users (one write key each) and
-    ``servers`` servers, node and owner assigned round-robin."""
+    ``servers`` servers, node and owner assigned round-robin; ``running_share`` of the
+    servers are marked to be started on their node."""
     await cli_ops.migrate(settings)
     engine = create_engine(settings.database_url or "")
     fleet = Fleet()
@@ -125,7 +130,13 @@ async def populate(
                 spec = await build_spec(db, server)
                 fleet.servers_by_key[keys[i % users]].append(str(server.id))
                 fleet.node_of[str(server.id)] = str(node.id)
-                fleet.specs.append({"node": str(node.id), "spec": spec.model_dump(mode="json")})
+                fleet.specs.append(
+                    {
+                        "node": str(node.id),
+                        "spec": spec.model_dump(mode="json"),
+                        "start": i < servers * running_share,
+                    }
+                )
             fleet.node_ids = [str(node.id) for node in nodes]
     finally:
         await engine.dispose()

@@ -30,7 +30,8 @@ from shared.server_spec import StopCommand, StopSignal
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
+    """Now as dockerd writes StartedAt and FinishedAt (nanoseconds, ``Z``)."""
+    return f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%S.%f}000Z"
 
 
 class SimulatedRuntime(ContainerRuntime):
