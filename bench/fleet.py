@@ -77,6 +77,7 @@ class PhaseResult:
     nodes_rss_mib: float
     notes: list[str] = field(default_factory=list)
     takeover: dict[str, Any] | None = None
+    events: dict[str, int] = field(default_factory=dict)
 
 
 class Load:
@@ -185,18 +186,15 @@ async def _takeover(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-async def _events_note(deployment: Deployment) -> str:
-    """What the nodes published on their event streams during the run, and lost."""
+async def _events(deployment: Deployment) -> tuple[dict[str, int], int]:
+    """What the nodes published on their event streams so far (by kind), and lost."""
     table = await stream_table(deployment.control_url)
     kinds: dict[str, int] = {}
     for row in table.values():
         for kind, count in row["published"].items():
             kinds[kind] = kinds.get(kind, 0) + count
-    published = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
     dropped = sum(row["dropped"] for row in table.values())
-    return (
-        f"events the nodes published: {published or 'none'}; dropped by a slow follower: {dropped}"
-    )
+    return kinds, dropped
 
 
 def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: bool) -> PhaseResult:
@@ -211,7 +209,12 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
             rss_mib(deployment.nodes),
             deployment.notes,
         )
-        result.notes.append(asyncio.run(_events_note(deployment)))
+        result.events, dropped = asyncio.run(_events(deployment))
+        published = ", ".join(f"{n} {kind}" for kind, n in sorted(result.events.items()))
+        result.notes.append(
+            f"events the nodes published: {published or 'none'}; dropped by a slow follower:"
+            f" {dropped}"
+        )
         if takeover and len(deployment.replicas) > 1:
             result.takeover = asyncio.run(_takeover(deployment))
     return result
@@ -267,6 +270,7 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         )
         phase["rss_mib"] = result.rss_mib
         phase["nodes_rss_mib"] = result.nodes_rss_mib
+        phase["events"] = result.events
         if result.takeover is not None:
             phase["takeover"] = takeover = result.takeover
             seconds = takeover["seconds"]
