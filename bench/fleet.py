@@ -64,7 +64,6 @@ WEIGHTS: Final = (5, 3, 2)
 TARGET_P99_RATIO: Final = 2.0
 TARGETED: Final = ("list", "power")
 TAKEOVER_TARGET_SECONDS: Final = 10.0
-TAKEOVER_TIMEOUT_SECONDS: Final = 60.0
 DEFAULT_POSTGRES: Final = "postgresql://stellar:stellar@127.0.0.1:5432/stellar_test"
 DEFAULT_REDIS: Final = "redis://127.0.0.1:6379/7"
 
@@ -146,8 +145,9 @@ async def _load(deployment: Deployment, seconds: float, concurrency: int) -> dic
     return load.runs
 
 
-async def _takeover(deployment: Deployment) -> dict[str, Any]:
-    """SIGKILL the replica following the most nodes; time until each is followed again."""
+async def _takeover(deployment: Deployment, timeout: float) -> dict[str, Any]:
+    """SIGKILL the replica following the most nodes; time until each is followed again
+    (waiting at most ``timeout`` seconds)."""
     table = await stream_table(deployment.control_url)
     ports = [local_ports(replica) for replica in deployment.replicas]
     followed = [
@@ -163,7 +163,7 @@ async def _takeover(deployment: Deployment) -> dict[str, Any]:
     victim.process.wait()
     lost: dict[str, float] = {}
     back: dict[str, float] = {}
-    while time.monotonic() - killed_at < TAKEOVER_TIMEOUT_SECONDS:
+    while time.monotonic() - killed_at < timeout:
         table = await stream_table(deployment.control_url)
         for node in followed[victim_index]:
             closed = [t for t in table[node]["closed"] if t >= killed_at]
@@ -183,6 +183,7 @@ async def _takeover(deployment: Deployment) -> dict[str, Any]:
         "nodes_lost": len(lost),
         "nodes_back": len(back),
         "seconds": sorted(back.values()),
+        "timeout_seconds": timeout,
     }
 
 
@@ -216,7 +217,7 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
             f" {dropped}"
         )
         if takeover and len(deployment.replicas) > 1:
-            result.takeover = asyncio.run(_takeover(deployment))
+            result.takeover = asyncio.run(_takeover(deployment, args.takeover_timeout))
     return result
 
 
@@ -277,7 +278,8 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
             print(
                 f"  takeover: killed {takeover['replica']} (nodes followed per replica:"
                 f" {takeover['nodes_per_replica']}); {takeover['nodes_back']} of"
-                f" {takeover['nodes_lost']} nodes it followed were followed again"
+                f" {takeover['nodes_lost']} nodes it followed were followed again within"
+                f" {takeover['timeout_seconds']:.0f} s"
                 + (
                     f", median {statistics.median(seconds):.1f} s, max {max(seconds):.1f} s"
                     f" (target <= {TAKEOVER_TARGET_SECONDS:.0f} s)"
@@ -320,6 +322,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="share of the servers running when the replicas start (default 0.5)",
+    )
+    add(
+        "--takeover-timeout",
+        type=float,
+        default=150.0,
+        help="how long to wait for the killed replica's nodes to be followed again (default 150)",
     )
     add("--no-takeover", action="store_true", help="skip killing a replica")
     add("--postgres", default=os.environ.get("STELLAR_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
