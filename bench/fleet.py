@@ -77,6 +77,9 @@ class PhaseResult:
     notes: list[str] = field(default_factory=list)
     takeover: dict[str, Any] | None = None
     events: dict[str, int] = field(default_factory=dict)
+    unfollowed: int = 0
+    stream_drops: int = 0
+    unfollowed_after: int = 0
 
 
 class Load:
@@ -202,7 +205,9 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
     with deployed(
         size, root, args.postgres, args.redis, args.stats_seconds, args.running_share
     ) as deployment:
+        before = asyncio.run(stream_table(deployment.control_url))
         runs = asyncio.run(_load(deployment, args.seconds, args.concurrency))
+        after = asyncio.run(stream_table(deployment.control_url))
         result = PhaseResult(
             size,
             runs,
@@ -210,11 +215,20 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
             rss_mib(deployment.nodes),
             deployment.notes,
         )
+        result.unfollowed = deployment.unfollowed
         result.events, dropped = asyncio.run(_events(deployment))
         published = ", ".join(f"{n} {kind}" for kind, n in sorted(result.events.items()))
         result.notes.append(
             f"events the nodes published: {published or 'none'}; dropped by a slow follower:"
             f" {dropped}"
+        )
+        result.stream_drops = sum(
+            len(after[node]["closed"]) - len(before[node]["closed"]) for node in after
+        )
+        result.unfollowed_after = sum(1 for row in after.values() if row["open"] < 1)
+        result.notes.append(
+            f"event streams that ended during the load (no replica died): {result.stream_drops};"
+            f" nodes without a follower at its end: {result.unfollowed_after}"
         )
         if takeover and len(deployment.replicas) > 1:
             result.takeover = asyncio.run(_takeover(deployment, args.takeover_timeout))
@@ -272,6 +286,9 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         phase["rss_mib"] = result.rss_mib
         phase["nodes_rss_mib"] = result.nodes_rss_mib
         phase["events"] = result.events
+        phase["unfollowed_nodes"] = result.unfollowed
+        phase["stream_drops"] = result.stream_drops
+        phase["unfollowed_after_load"] = result.unfollowed_after
         if result.takeover is not None:
             phase["takeover"] = takeover = result.takeover
             seconds = takeover["seconds"]

@@ -53,6 +53,7 @@ def test_tiny_fleet_completes_without_errors(tmp_path: Path) -> None:
         for operation in phase["operations"].values():
             assert operation["requests"] > 0, done.stdout
         assert all(rss > 0 for rss in phase["rss_mib"])
+        assert phase["unfollowed_nodes"] == 0, done.stdout
         # The nodes streamed state changes and resource samples.
         assert phase["events"].get("state", 0) > 0, done.stdout
         assert phase["events"].get("stats", 0) > 0, done.stdout
