@@ -7,15 +7,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from control_plane.app import create_app
 from control_plane.db.engine import session_factory
 from control_plane.db.models import AuditEntry, Schedule, Server, Subuser
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
+from control_plane.settings import load_settings
+from tests.integration.control_plane.conftest import AUTH_SECRET
 from tests.support.compat import pterodactyl_key
-from tests.support.panel import Browser
-from tests.support.world import World
+from tests.support.panel import Browser, Panel
+from tests.support.world import World, build_world
 
 NIGHTLY = {
     "name": "nightly",
@@ -289,3 +294,36 @@ async def test_a_read_key_reads_but_cannot_create(world: World) -> None:
     schedule = f"{schedules_of(world)}/{world.compat_ids['client']['alice_schedule']}"
     await reader.json("POST", f"{schedule}/execute", status=403)
     await reader.json("DELETE", schedule, status=403)
+
+
+async def test_running_now_takes_from_our_power_bucket(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Pterodactyl's execute and our run draw from one per-server bucket."""
+    limits = "authentication=1000/60,sensitive=1000/60,api=1000/60,files=1000/60,power=3/60"
+    settings = load_settings(
+        {
+            "STELLAR_DATABASE_URL": database_url,
+            "STELLAR_AUTH_SECRET": AUTH_SECRET,
+            "STELLAR_BCRYPT_COST": "10",
+            "STELLAR_RATE_LIMITS": limits,
+        }
+    )
+    panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
+    world = await build_world(panel)
+    alice = await pterodactyl_key(world.panel, world.alice, "client")
+    schedule = f"{schedules_of(world)}/{world.compat_ids['client']['alice_schedule']}"
+    ours = f"/api/v1/servers/{world.ids['alice_server']}/schedules/{world.ids['alice_schedule']}"
+    # Neither waits for the run: each takes a token whatever it answers (202 or 409).
+    for response in (
+        await alice.request("POST", f"{schedule}/execute"),
+        await world.alice.request("POST", f"{ours}/run"),
+        await alice.request("POST", f"{schedule}/execute"),
+    ):
+        assert response.status in (202, 409)
+    limited = await alice.json("POST", f"{schedule}/execute", status=429)
+    assert limited["errors"][0]["code"] == "TooManyRequestsHttpException"
+    await world.alice.json("POST", f"{ours}/run", status=429)
