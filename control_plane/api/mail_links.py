@@ -104,7 +104,7 @@ async def change_email(req: ApiRequest[EmailChangeIn, Any]) -> MessageOut:
         current, req.body.current_password, req.settings.bcrypt_cost
     ):
         req.audit_failure("user.email.change_failed", target_type="user", target_id=str(current.id))
-        raise InvalidRequest("the current password is wrong")
+        raise InvalidRequest(auth_service.WRONG_PASSWORD)
     async with req.transaction():
         user = await req.db.get(User, req.me.user_id)
         if user is None or user.password_hash != current.password_hash:

@@ -38,8 +38,10 @@ from control_plane.api.compat import (
     application_servers,
     application_users,
     client,
+    client_account,
     client_backups,
     client_files,
+    client_schedules,
     client_settings,
     client_subusers,
 )
@@ -84,6 +86,8 @@ ROUTE_TABLES: list[ApiRoutes] = [
     client_files.routes,
     client_settings.routes,
     client_subusers.routes,
+    client_schedules.routes,
+    client_account.routes,
     schedules.routes,
 ]
 

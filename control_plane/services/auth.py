@@ -11,6 +11,10 @@ from control_plane.security.passwords import hash_password, password_problem, ve
 from control_plane.security.sessions import end_all_sessions
 from control_plane.services.users import normalise_email
 
+# What every password change says when the current password is wrong (the
+# Pterodactyl-compatible routes recognise it and answer in their own way).
+WRONG_PASSWORD = "the current password is wrong"  # noqa: S105 (a message, not a password)
+
 
 async def find_login(db: AsyncSession, email: str) -> User | None:
     """The account an e-mail address names, if any (malformed addresses name none)."""
@@ -37,7 +41,7 @@ async def new_password_hash(
 ) -> str:
     """The hash of ``new`` once ``current`` is checked (bcrypt twice: no transaction open)."""
     if not await verify_password(current, current_hash, bcrypt_cost):
-        raise Forbidden("the current password is wrong")
+        raise Forbidden(WRONG_PASSWORD)
     problem = password_problem(new)
     if problem:
         raise InvalidRequest(f"new password: {problem}")

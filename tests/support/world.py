@@ -81,6 +81,8 @@ COMPAT_MODELS: dict[str, Any] = {
     "location": Location,
     "blueprint": Blueprint,
     "allocation": Allocation,
+    "alice_schedule": Schedule,
+    "alice_schedule_task": ScheduleTask,
 }
 
 
@@ -99,6 +101,8 @@ async def _compat_ids(panel: Panel, world_ids: dict[str, str]) -> dict[str, dict
                 client[key] = str(row.identifier)
             if isinstance(row, User):
                 row.external_id = "alice-ext"
+            if isinstance(row, Schedule | ScheduleTask):
+                client[key] = str(row.compat_id)
     application["alice_user_external"] = "alice-ext"
     application["alice_server_external"] = "alice-server-ext"
     return {"application": application, "client": client}
@@ -259,8 +263,16 @@ async def build_world(panel: Panel) -> World:
         "POST", "/api/v1/account/api-keys", status=201, json={"name": "k", "scopes": ["read"]}
     )
     ids["alice_key"] = key["id"]
+    # The same user's client key (ptlc_), as the Client API names it: its identifier.
+    client_key = await browsers["alice"].json(
+        "POST",
+        "/api/v1/account/api-keys",
+        status=201,
+        json={"name": "bot", "scopes": ["read"], "kind": "client"},
+    )
     sessions = await browsers["alice"].json("GET", "/api/v1/auth/sessions")
     ids["alice_session"] = sessions["data"][0]["id"]
     world = World(panel, admin, browsers["alice"], browsers["bob"], browsers["carol"], ids)
     world.compat_ids = await _compat_ids(panel, ids)
+    world.compat_ids["client"]["alice_key"] = client_key["prefix"]
     return world

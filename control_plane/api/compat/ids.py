@@ -15,11 +15,23 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.routing import PathId
-from control_plane.db.models import Allocation, Blueprint, Location, Node, Server, User
+from control_plane.db.models import (
+    Allocation,
+    ApiKey,
+    Blueprint,
+    Location,
+    Node,
+    Schedule,
+    ScheduleTask,
+    Server,
+    User,
+)
 
 NUMBER: Final = re.compile(r"[1-9][0-9]{0,8}")
 IDENTIFIER: Final = re.compile(r"[0-9a-f]{8}")
 EXTERNAL: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,191}")
+# A client key's identifier, as Pterodactyl names keys in paths (``ptlc_`` and 11 more).
+KEY_IDENTIFIER: Final = re.compile(r"ptlc_[A-Za-z0-9]{11}")
 # The one nest every blueprint is in (docs/pterodactyl-compat.md).
 NEST_ID: Final = 1
 
@@ -66,7 +78,24 @@ APPLICATION_IDS: Final = {
 }
 EXTERNAL_USER: Final = {"external_id": _by_external(User)}
 EXTERNAL_SERVER: Final = {"external_id": _by_external(Server)}
+
+
+async def _client_key(db: AsyncSession, value: str) -> uuid.UUID | None:
+    found: uuid.UUID | None = await db.scalar(
+        select(ApiKey.id).where(ApiKey.prefix == value, ApiKey.kind == "client")
+    )
+    return found
+
+
 CLIENT_IDS: Final = {"server_id": PathId(IDENTIFIER, _server_by_identifier)}
+# A schedule and its task by their numbers: whose server they are on is the route's check.
+SCHEDULE_IDS: Final = {
+    **CLIENT_IDS,
+    "schedule_id": _by_number(Schedule),
+    "task_id": _by_number(ScheduleTask),
+}
+# The caller's own keys by identifier: whose key it is is the route's check.
+ACCOUNT_IDS: Final = {"key_id": PathId(KEY_IDENTIFIER, _client_key)}
 
 
 async def uuid_of(db: AsyncSession, model: Any, number: int) -> uuid.UUID | None:

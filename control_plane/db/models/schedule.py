@@ -15,9 +15,10 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.compat import CompatIdMixin
 
 
-class Schedule(IdMixin, CreatedMixin, Base):
+class Schedule(IdMixin, CreatedMixin, CompatIdMixin, Base):
     __tablename__ = "schedules"
     __table_args__ = (Index("ix_schedules_due", "active", "next_run_at"),)
 
@@ -38,7 +39,7 @@ class Schedule(IdMixin, CreatedMixin, Base):
     last_run_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-class ScheduleTask(IdMixin, Base):
+class ScheduleTask(IdMixin, CompatIdMixin, Base):
     __tablename__ = "schedule_tasks"
     __table_args__ = (UniqueConstraint("schedule_id", "position"),)
 

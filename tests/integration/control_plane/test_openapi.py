@@ -46,6 +46,10 @@ async def test_openapi_says_which_key_scopes_each_operation_needs(panel: Panel) 
         if endpoint.path.startswith("/api/v1/account/") and endpoint.method not in SAFE:
             assert keys == [], f"{label}: account security takes a browser session"
             continue
+        if endpoint.session_only:  # the same on Pterodactyl's account paths
+            assert endpoint.path.startswith("/api/client/account/"), label
+            assert keys == [], f"{label}: account security takes a browser session"
+            continue
         if endpoint.scope is not None:
             assert keys == [[endpoint.scope.value]], label  # /metrics: its own scope alone
             continue

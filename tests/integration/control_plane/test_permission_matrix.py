@@ -10,7 +10,7 @@ from sqlalchemy import update
 from control_plane.api.registry import endpoints
 from control_plane.api.routing import Access, Endpoint
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Subuser
+from control_plane.db.models import Schedule, ScheduleTask, Subuser
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.security.permissions import PERMISSIONS, VIEW
@@ -57,6 +57,38 @@ async def restore_dave(world: World) -> None:
             )
 
 
+async def restore_schedule(world: World) -> None:
+    """alice's schedule and its task back, with their ids, if a route (ours or
+    Pterodactyl's) deleted them: the other route of the same permission acts on them too."""
+    schedule_id = uuid.UUID(world.ids["alice_schedule"])
+    task_id = uuid.UUID(world.ids["alice_schedule_task"])
+    numbers = world.compat_ids["client"]
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        if await db.get(Schedule, schedule_id) is None:
+            db.add(
+                Schedule(
+                    id=schedule_id,
+                    compat_id=int(numbers["alice_schedule"]),
+                    server_id=uuid.UUID(world.ids["alice_server"]),
+                    creator_id=uuid.UUID(world.ids["alice_user"]),
+                    name="nightly restart",
+                    cron="30 4 * * *",
+                )
+            )
+            await db.flush()
+        if await db.get(ScheduleTask, task_id) is None:
+            db.add(
+                ScheduleTask(
+                    id=task_id,
+                    compat_id=int(numbers["alice_schedule_task"]),
+                    schedule_id=schedule_id,
+                    position=0,
+                    action="command",
+                    payload={"command": "say hi"},
+                )
+            )
+
+
 @pytest.mark.parametrize("granted", sorted(PERMISSIONS))
 async def test_each_permission_opens_exactly_its_routes(world: World, granted: str) -> None:
     await set_permissions(world, [granted])
@@ -64,6 +96,7 @@ async def test_each_permission_opens_exactly_its_routes(world: World, granted: s
         actions = POWER_ACTIONS if endpoint.name == "power" else (None,)
         for action in actions:
             await restore_dave(world)
+            await restore_schedule(world)
             # Our power route takes {"action"}, Pterodactyl's {"signal"}.
             field = "signal" if endpoint.api == "client" else "action"
             body = {field: action} if action else {}

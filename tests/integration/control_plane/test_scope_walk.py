@@ -31,6 +31,13 @@ PERSONAL = ("{key_id}", "{session_id}", "{passkey_id}")
 # The refusals of the authorisation decision; any other answer means "let through".
 AUTHZ_MESSAGES = ("lack", "administrators only", "browser session")
 ACCOUNT = "/api/v1/account/"
+# Pterodactyl's account routes: the same account security, from a browser session only,
+# except what a key may do on ours too (list its owner's keys, change the password).
+COMPAT_ACCOUNT = "/api/client/account/"
+COMPAT_ACCOUNT_FOR_KEYS = {
+    ("GET", "/api/client/account/api-keys"),
+    ("PUT", "/api/client/account/password"),
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,11 @@ def expected(endpoint: Endpoint, role: Role) -> Outcome:
         return "hidden"  # an admin's key without the admin scope sees only its own servers
     if endpoint.path.startswith(ACCOUNT) and endpoint.method not in SAFE:
         return "forbidden"  # account security: from a browser session only
+    if (
+        endpoint.path.startswith(COMPAT_ACCOUNT)
+        and (endpoint.method, endpoint.path) not in COMPAT_ACCOUNT_FOR_KEYS
+    ):
+        return "forbidden"
     if endpoint.method in SAFE:
         if not {"read", "write"} & set(role.scopes):
             return "forbidden"
