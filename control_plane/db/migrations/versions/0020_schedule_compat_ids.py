@@ -6,7 +6,7 @@ reused. Existing schedules are numbered in the order they were made, their tasks
 schedule and position.
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
