@@ -39,9 +39,12 @@ from control_plane.api.compat import (
     application_users,
     client,
     client_backups,
+    client_file_actions,
     client_files,
     client_settings,
     client_subusers,
+    signed_redeem,
+    signed_urls,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 from control_plane.web import pages
@@ -82,8 +85,11 @@ ROUTE_TABLES: list[ApiRoutes] = [
     client.routes,
     client_backups.routes,
     client_files.routes,
+    client_file_actions.routes,
     client_settings.routes,
     client_subusers.routes,
+    signed_urls.routes,
+    signed_redeem.routes,
     schedules.routes,
 ]
 
