@@ -8,13 +8,14 @@ a pull, a big upload) must never hold a database lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
+from control_plane.db.models import Node
 from control_plane.errors import ApiError, InvalidRequest, PayloadTooLarge
 from shared.files_api import (
     ChangeMode,
@@ -155,15 +156,21 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
         too_large=f"the upload is larger than its announced size ({size} bytes)",
     )
     try:
-        entry = await req.nodes.upload_file(
-            node, req.server.id, req.query, body.chunks(), user=_user(req)
-        )
+        return await send_upload(req, node, req.query, body.chunks())
     except ApiError as err:
         # The body broke off the relay, so the node never got a whole file: say why.
         if body.failure is not None:
             raise body.failure from err
         raise
-    await _audit(req, "upload", path=req.query.path, bytes=size)
+
+
+async def send_upload(
+    req: ApiRequest[Any, Any], node: Node, where: FileUpload, chunks: AsyncIterable[bytes]
+) -> FileEntry:
+    """Stream exactly ``where.size`` bytes to the node as the file at ``where.path`` (its
+    size limit and the server's disk limit apply there), and audit the upload."""
+    entry = await req.nodes.upload_file(node, req.server.id, where, chunks, user=_user(req))
+    await _audit(req, "upload", path=where.path, bytes=where.size)
     return entry
 
 

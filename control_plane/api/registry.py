@@ -40,10 +40,13 @@ from control_plane.api.compat import (
     client,
     client_account,
     client_backups,
+    client_file_actions,
     client_files,
     client_schedules,
     client_settings,
     client_subusers,
+    signed_redeem,
+    signed_urls,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 from control_plane.web import pages
@@ -84,10 +87,13 @@ ROUTE_TABLES: list[ApiRoutes] = [
     client.routes,
     client_backups.routes,
     client_files.routes,
+    client_file_actions.routes,
     client_settings.routes,
     client_subusers.routes,
     client_schedules.routes,
     client_account.routes,
+    signed_urls.routes,
+    signed_redeem.routes,
     schedules.routes,
 ]
 

@@ -547,6 +547,24 @@ async def _server_for(api: ApiRequest[Any, Any], db: AsyncSession) -> tuple[Serv
     return found
 
 
+async def act_as(
+    api: ApiRequest[Any, Any], caller: Caller, server_id: uuid.UUID, need: Requirement
+) -> None:
+    """Make ``caller`` the request's caller on ``server_id`` (a route whose credential is in
+    a signed link, not in its headers), deciding as for any server route: someone else's
+    server is 404, then ``need`` on it; refusals are audited."""
+    api.caller = caller
+    api.http[CALLER] = caller
+    async with transaction(api.http.app[READ_SESSIONS]) as db:
+        found = await access_for(db, caller, server_id)
+    if found is None:
+        raise api.deny(NotFound("no such server"), target="server", server=str(server_id))
+    api.found = found
+    error = refusal(caller, need, found[1])
+    if error is not None:
+        raise api.deny(error, target="server", server=str(server_id))
+
+
 async def _take_server_bucket(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
     """A per-server preset's token, once the caller is known to see the server and is
     authorised for the route: nobody spends another's tokens by being refused."""

@@ -11,9 +11,13 @@ from pydantic import Field
 from control_plane.api import backups as native
 from control_plane.api.backup_actions import BackupCreate
 from control_plane.api.compat.envelope import CompatObject, collection, item, timestamp
+from control_plane.api.compat.errors import BadRequest, DisplayError
 from control_plane.api.compat.ids import CLIENT_IDS
 from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.errors import Conflict, InvalidRequest
 from control_plane.schemas.common import Input
+from control_plane.services import backups as service
+from shared.errors import ErrorDetail
 
 routes = ApiRoutes("pterodactyl client", path_ids=CLIENT_IDS)
 BACKUPS = "/api/client/servers/{server_id}/backups"
@@ -98,4 +102,52 @@ async def get_backup(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     calls_node=True,
 )
 async def delete_backup(req: ApiRequest[Any, Any]) -> None:
-    await native.delete_backup(req)
+    try:
+        await native.delete_backup(req)
+    except Conflict as err:
+        # A locked (or unfinished) backup: Pterodactyl's BackupLockedException is a 400.
+        raise DisplayError(err.message) from err
+
+
+@routes.post(
+    BACKUPS + "/{backup_id}/lock",
+    summary="Pterodactyl: lock an unlocked backup, unlock a locked one",
+    permission="backups.delete",
+    response=CompatObject,
+)
+async def toggle_lock(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    backup = await service.get_backup(req.db, req.server.id, req.uuid_param("backup_id"))
+    req.body = native.BackupUpdate(locked=not backup.locked)
+    changed = await native.update_backup(req)
+    assert isinstance(changed, native.BackupOut)
+    return item("backup", backup_attributes(changed))
+
+
+class RestoreRequest(Input):
+    # Pterodactyl's "delete every file first"; our restore always replaces the volume's
+    # files with the backup's, so only ``true`` says what will happen.
+    truncate: bool
+
+
+@routes.post(
+    BACKUPS + "/{backup_id}/restore",
+    summary="Pterodactyl: restore a backup in place of every file (the server must be stopped)",
+    permission="backups.restore",
+    body=RestoreRequest,
+    status=204,
+    transactional=False,
+    calls_node=True,
+)
+async def restore_backup(req: ApiRequest[Any, Any]) -> None:
+    body: RestoreRequest = req.body
+    if not body.truncate:
+        raise InvalidRequest(
+            "a restore here replaces every file of the server with the backup's: send "
+            '"truncate": true to confirm',
+            details=[ErrorDetail(loc=["body", "truncate"], msg="must be true", type="accepted")],
+        )
+    try:
+        await native.restore_backup(req)
+    except Conflict as err:
+        # Running, installing or an unfinished backup: Pterodactyl's BadRequestHttpException.
+        raise BadRequest(err.message) from err

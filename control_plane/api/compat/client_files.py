@@ -57,7 +57,7 @@ class CreateFolder(Input):
     name: str = _TEXT
 
 
-def _ours(model: Any, **values: Any) -> Any:
+def ours(model: Any, **values: Any) -> Any:
     """Our model of the request, its problems as a 422 like any other."""
     try:
         return model.model_validate(values)
@@ -65,7 +65,7 @@ def _ours(model: Any, **values: Any) -> Any:
         raise InvalidRequest.from_validation(err, "invalid request") from err
 
 
-def _under(root: str, name: str) -> str:
+def under(root: str, name: str) -> str:
     return posixpath.join(root or "/", name.lstrip("/"))
 
 
@@ -85,10 +85,12 @@ def file_attributes(entry: FileEntry) -> dict[str, Any]:
     }
 
 
-def _route(
-    method: str, suffix: str, permission: str, **kwargs: Any
+def route(
+    method: str, suffix: str, permission: str, *, table: ApiRoutes = routes, **kwargs: Any
 ) -> Callable[[Handler], Handler]:
-    return routes.route(
+    """A file route as ours are declared: transactions only around reads, the node called,
+    the file-operations rate limit."""
+    return table.route(
         method,
         f"{FILES}/{suffix}",
         permission=permission,
@@ -99,7 +101,7 @@ def _route(
     )
 
 
-@_route(
+@route(
     "GET",
     "list",
     "files.read",
@@ -109,13 +111,13 @@ def _route(
 )
 async def list_files(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     query: DirectoryQuery = req.query
-    req.query = _ours(FilePath, path=query.directory)
+    req.query = ours(FilePath, path=query.directory)
     listing = await native.list_directory(req)
     assert isinstance(listing, FileListing)
     return collection("file_object", [file_attributes(e) for e in listing.entries])
 
 
-@_route(
+@route(
     "GET",
     "contents",
     "files.read",
@@ -124,11 +126,11 @@ async def list_files(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 )
 async def file_contents(req: ApiRequest[Any, Any]) -> Result:
     query: FileQuery = req.query
-    req.query = _ours(FilePath, path=query.file)
+    req.query = ours(FilePath, path=query.file)
     return await native.download(req)
 
 
-@_route(
+@route(
     "POST",
     "write",
     "files.write",
@@ -142,11 +144,11 @@ async def file_contents(req: ApiRequest[Any, Any]) -> Result:
 )
 async def write_file(req: ApiRequest[Any, Any]) -> None:
     query: FileQuery = req.query
-    req.query = _ours(FilePath, path=query.file)
+    req.query = ours(FilePath, path=query.file)
     await native.save(req)
 
 
-@_route(
+@route(
     "PUT",
     "rename",
     "files.write",
@@ -157,13 +159,13 @@ async def write_file(req: ApiRequest[Any, Any]) -> None:
 async def rename_files(req: ApiRequest[Any, Any]) -> None:
     body: RenameFiles = req.body
     for item in body.files:
-        req.body = _ours(
-            RenameFile, source=_under(body.root, item.from_), destination=_under(body.root, item.to)
+        req.body = ours(
+            RenameFile, source=under(body.root, item.from_), destination=under(body.root, item.to)
         )
         await native.rename(req)
 
 
-@_route(
+@route(
     "POST",
     "delete",
     "files.delete",
@@ -173,11 +175,11 @@ async def rename_files(req: ApiRequest[Any, Any]) -> None:
 )
 async def delete_files(req: ApiRequest[Any, Any]) -> None:
     body: DeleteFiles = req.body
-    req.body = _ours(DeletePaths, paths=[_under(body.root, name) for name in body.files])
+    req.body = ours(DeletePaths, paths=[under(body.root, name) for name in body.files])
     await native.delete(req)
 
 
-@_route(
+@route(
     "POST",
     "create-folder",
     "files.create",
@@ -187,5 +189,5 @@ async def delete_files(req: ApiRequest[Any, Any]) -> None:
 )
 async def create_folder(req: ApiRequest[Any, Any]) -> None:
     body: CreateFolder = req.body
-    req.body = _ours(MakeDirectory, path=_under(body.root, body.name))
+    req.body = ours(MakeDirectory, path=under(body.root, body.name))
     await native.make_directory(req)

@@ -26,6 +26,14 @@ class DisplayError(ApiError):
     code = "DisplayException"
 
 
+class BadRequest(ApiError):
+    """Pterodactyl's ``BadRequestHttpException``: a 400 for an action the server's state
+    forbids now (a restore while it runs)."""
+
+    status = 400
+    code = "BadRequestHttpException"
+
+
 # Our status → the exception name Pterodactyl puts in ``code``.
 _CODES: Final = {
     400: "DisplayException",
@@ -64,6 +72,7 @@ _RULES: Final = {
     "extra_forbidden": "prohibited",
     "literal_error": "in",
     "enum": "in",
+    "accepted": "accepted",
 }
 
 
@@ -102,7 +111,7 @@ def compat_error(err: ApiError) -> web.Response:
     if isinstance(err, InvalidRequest):
         return web.json_response({"errors": _validation(err)}, status=422, headers=err.headers)
     entry = _entry(err.status, err.message)
-    if isinstance(err, DisplayError):
+    if isinstance(err, DisplayError | BadRequest):
         entry["code"] = err.code
     return web.json_response({"errors": [entry]}, status=err.status, headers=err.headers)
 

@@ -22,6 +22,7 @@ from control_plane.db.models.schedule import Schedule, ScheduleRun, ScheduleTask
 from control_plane.db.models.server import Server, Subuser
 from control_plane.db.models.session import Session
 from control_plane.db.models.sftp_password import SftpPassword
+from control_plane.db.models.signed_link import SignedLinkUse
 from control_plane.db.models.ssh_key import SshKey
 from control_plane.db.models.stats import ServerStatsBucket
 from control_plane.db.models.user import User
@@ -56,6 +57,7 @@ __all__ = [
     "ServerStatsBucket",
     "Session",
     "SftpPassword",
+    "SignedLinkUse",
     "SshKey",
     "Subuser",
     "TotpCredential",
