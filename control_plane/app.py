@@ -29,6 +29,7 @@ from control_plane.keys import (
     SECRET_BOX,
     SESSIONS,
     SETTINGS,
+    STATE_FANOUT,
     STATEMENT_READER,
     WALL_CLOCK,
     WEBHOOK_GUARD,
@@ -61,6 +62,7 @@ from control_plane.security.rate_limit import (
     RedisBackend,
     parse_presets,
 )
+from control_plane.services.state_fanout import FANOUT, StateFanout, state_fanout_ctx
 from control_plane.services.webhooks.dispatcher import webhook_dispatcher_ctx
 from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
@@ -76,7 +78,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     settings = app[SETTINGS]
     mail = MailContext(settings.link_base) if settings.mail_enabled else None
-    app[SESSIONS] = session_factory(engine, {MAIL_CONTEXT: mail} if mail else None)
+    info: dict[str, object] = {FANOUT: app[STATE_FANOUT]}
+    if mail is not None:
+        info[MAIL_CONTEXT] = mail
+    app[SESSIONS] = session_factory(engine, info)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
     pool = app[METRICS].watch_pool(engine)
@@ -177,10 +182,10 @@ def create_app(
     app[METRICS] = ControlPlaneMetrics()
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
+    app[STATE_FANOUT] = StateFanout(app)
     app[WEBHOOK_GUARD] = guard = WebhookUrlGuard(resolver, settings.webhook_test_networks)
-    app.cleanup_ctx.extend(
-        [database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock), web_ctx]
-    )
+    app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, state_fanout_ctx])
+    app.cleanup_ctx.extend([rate_limiter_ctx(clock), web_ctx])
     app.cleanup_ctx.append(scheduler_ctx(scheduler_clock, loop=background_jobs))
     if background_jobs:
         app.cleanup_ctx.extend(

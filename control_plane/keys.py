@@ -24,6 +24,7 @@ from control_plane.web.assets import AssetIndex
 
 if TYPE_CHECKING:
     from control_plane.scheduling.runner import Scheduler
+    from control_plane.services.state_fanout import StateFanout
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -54,3 +55,5 @@ MAIL = web.AppKey("mail", MailSender)
 WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookUrlGuard)
 # The schedule runner of this replica (control_plane/scheduling/runner.py).
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
+# Server state changes to this replica's consoles, from whichever replica recorded them.
+STATE_FANOUT: web.AppKey[StateFanout] = web.AppKey("state_fanout")

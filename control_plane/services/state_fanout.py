@@ -1,0 +1,133 @@
+"""Server state changes reach the consoles open on every replica.
+
+A state change is recorded by one replica (the one following the node's event stream, or
+the one that ran a power action); consoles may be open on any replica. Each ``server.state``
+domain event is therefore fanned out:
+
+- on PostgreSQL, with ``NOTIFY`` on :data:`CHANNEL` inside the transaction that records it:
+  PostgreSQL delivers it at the commit, to every replica's ``LISTEN`` (this one included),
+  and never for a change that was rolled back. Each replica holds one connection of its own
+  for ``LISTEN`` and opens it again by itself after an outage (changes recorded meanwhile
+  are not replayed; a console also hears the node's own ``status``);
+- on SQLite (one control plane), in this process, after the commit.
+
+Each console open on the server then gets the recorded state (:meth:`ConsoleSessions.push_state`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+import asyncpg
+import structlog
+from aiohttp import web
+from sqlalchemy import event as sa_event
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane import background
+from control_plane.keys import CONSOLES, ENGINE, SETTINGS, STATE_FANOUT
+from control_plane.services.domain_events import SERVER_STATE, DomainEvent
+
+log = structlog.get_logger("state_fanout")
+CHANNEL: Final = "stellar_server_state"
+# The sessions' ``info`` key under which the app's fan-out is found (SQLite's in-process path).
+FANOUT: Final = "stellar.state_fanout"
+CHECK_SECONDS: Final = 5.0
+RECONNECT_SECONDS: Final = 1.0
+
+
+class StateFanout:
+    """Hands recorded state changes to this replica's consoles."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self.listening = asyncio.Event()
+
+    def deliver(self, payload: str) -> None:
+        """One change as published (JSON: server, state, previous)."""
+        try:
+            change = json.loads(payload)
+            server_id = uuid.UUID(str(change["server"]))
+            state, previous = str(change["state"]), change.get("previous")
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable server state notification", payload=payload[:200])
+            return
+        consoles = self._app.get(CONSOLES)
+        if consoles is not None:
+            consoles.push_state(server_id, state, None if previous is None else str(previous))
+
+    async def listen(self) -> None:
+        """``LISTEN`` for as long as the app runs, connecting again after each failure."""
+        url = make_url(self._app[SETTINGS].database_url or "").set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncio.wait_for(asyncpg.connect(dsn), CHECK_SECONDS)
+                await self._serve(connection)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+                log.info("server state notifications unavailable", error=str(err))
+            finally:
+                self.listening.clear()
+                if connection is not None:
+                    connection.terminate()
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _serve(self, connection: asyncpg.Connection) -> None:
+        ended = asyncio.Event()
+        connection.add_termination_listener(lambda _c: ended.set())
+        await connection.add_listener(CHANNEL, self._notified)
+        self.listening.set()
+        while not ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), CHECK_SECONDS)
+            if not ended.is_set():
+                # A connection that died silently (no FIN) is noticed here.
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), CHECK_SECONDS)
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self.deliver(payload)
+
+
+async def on_event(db: AsyncSession, event: DomainEvent) -> None:
+    """Domain-event subscriber: publish ``server.state`` with the transaction that records it."""
+    if event.action != SERVER_STATE or event.target_id is None:
+        return
+    payload = json.dumps(
+        {
+            "server": event.target_id,
+            "state": event.details.get("state"),
+            "previous": event.details.get("previous"),
+        }
+    )
+    if db.get_bind().dialect.name == "postgresql":
+        await db.execute(text("SELECT pg_notify(:channel, :payload)"), {
+            "channel": CHANNEL, "payload": payload,
+        })  # fmt: skip
+        return
+    fanout = db.info.get(FANOUT)
+    if isinstance(fanout, StateFanout):
+        loop = asyncio.get_running_loop()
+        sa_event.listen(
+            db.sync_session,
+            "after_commit",
+            lambda _session: loop.call_soon(fanout.deliver, payload),
+            once=True,
+        )
+
+
+async def state_fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: on PostgreSQL, listen for every replica's state changes."""
+    task = None
+    if app[ENGINE].dialect.name == "postgresql":
+        task = asyncio.create_task(app[STATE_FANOUT].listen(), name="state-fanout")
+    yield
+    if task is not None:
+        await background.stop(task)
