@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from tests.support.agent_process import free_port
 from tests.support.panel import PASSWORD, UNSAFE
@@ -130,6 +131,11 @@ class ControlPlaneProcess:
         return float(found.group(1)) if found else None
 
 
+def _session(base_url: str) -> aiohttp.ClientSession:
+    # unsafe: cookies of an IP address (127.0.0.1) are kept, as a browser would.
+    return aiohttp.ClientSession(base_url=base_url, cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
 @dataclass
 class RemoteBrowser:
     """A cookie jar on one replica; the CSRF token of its session sent on unsafe requests."""
@@ -141,14 +147,13 @@ class RemoteBrowser:
 
     @classmethod
     def on(cls, replica: ControlPlaneProcess) -> RemoteBrowser:
-        return cls(replica.base_url, aiohttp.ClientSession(base_url=replica.base_url))
+        return cls(replica.base_url, _session(replica.base_url))
 
     def moved_to(self, replica: ControlPlaneProcess) -> RemoteBrowser:
         """The same credential (cookies, CSRF token, key) sent to another replica."""
-        session = aiohttp.ClientSession(base_url=replica.base_url)
-        session.cookie_jar.update_cookies(
-            {cookie.key: cookie.value for cookie in self.session.cookie_jar}
-        )
+        session = _session(replica.base_url)
+        cookies = self.session.cookie_jar.filter_cookies(URL(self.base_url))
+        session.cookie_jar.update_cookies(cookies, URL(replica.base_url))
         return RemoteBrowser(replica.base_url, session, self.csrf, self.api_key)
 
     async def close(self) -> None:
