@@ -122,6 +122,12 @@ class ControlPlaneMetrics:
             "session ended: an outage, or it was frozen past the lease's expiry).",
             registry=registry,
         )
+        self.state_notifications = Gauge(
+            "stellar_state_notifications_listening",
+            "1 while this replica listens for the server state changes other replicas record "
+            "(PostgreSQL LISTEN; 0 while it connects again).",
+            registry=registry,
+        )
         self.event_stream_lag = Gauge(
             "stellar_node_event_stream_lag_seconds",
             "Age of the node's latest resource sample when it arrived here (clock offset "

@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import background
-from control_plane.keys import CONSOLES, ENGINE, SETTINGS, STATE_FANOUT
+from control_plane.keys import CONSOLES, ENGINE, METRICS, SETTINGS, STATE_FANOUT
 from control_plane.services.domain_events import SERVER_STATE, DomainEvent
 
 log = structlog.get_logger("state_fanout")
@@ -76,6 +76,7 @@ class StateFanout:
                 log.info("server state notifications unavailable", error=str(err))
             finally:
                 self.listening.clear()
+                self._app[METRICS].state_notifications.set(0)
                 if connection is not None:
                     connection.terminate()
             await asyncio.sleep(RECONNECT_SECONDS)
@@ -85,6 +86,8 @@ class StateFanout:
         connection.add_termination_listener(lambda _c: ended.set())
         await connection.add_listener(CHANNEL, self._notified)
         self.listening.set()
+        self._app[METRICS].state_notifications.set(1)
+        log.info("listening for server state changes")
         while not ended.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), CHECK_SECONDS)

@@ -159,7 +159,7 @@ class RemoteBrowser:
     async def close(self) -> None:
         await self.session.close()
 
-    def _headers(self, method: str, given: dict[str, str]) -> dict[str, str]:
+    def headers_for(self, method: str, given: dict[str, str]) -> dict[str, str]:
         headers = dict(given)
         if self.api_key:
             headers.setdefault("Authorization", f"Bearer {self.api_key}")
@@ -168,7 +168,7 @@ class RemoteBrowser:
         return headers
 
     async def status_and_body(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        headers = self._headers(method, kwargs.pop("headers", {}))
+        headers = self.headers_for(method, kwargs.pop("headers", {}))
         async with self.session.request(method, path, headers=headers, **kwargs) as answer:
             body = await answer.json() if answer.status != 204 else None
             return answer.status, body
@@ -185,4 +185,4 @@ class RemoteBrowser:
         self.csrf = body["csrf_token"]
 
     def ws_connect(self, path: str) -> Any:
-        return self.session.ws_connect(path, headers=self._headers("GET", {}))
+        return self.session.ws_connect(path, headers=self.headers_for("GET", {}))
