@@ -115,6 +115,7 @@ async def test_postgres_stopped_and_started_under_two_replicas(tmp_path: Path) -
 
                 # Every request that needs the database; a key (revoked or not) is never
                 # let through unchecked meanwhile.
+                calls: list[tuple[RemoteBrowser, str, str, dict[str, str] | None]]
                 calls = [(c, "GET", "/api/v1/servers", None) for c in bots + stale]
                 login = {"email": ADMIN, "password": "x" * 12}
                 calls += [(c, "POST", "/api/v1/auth/login", login) for c in anonymous]
