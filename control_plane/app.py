@@ -16,11 +16,13 @@ from control_plane.api import health, openapi
 from control_plane.api.compat.errors import render as render_error
 from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
 from control_plane.db.engine import create_engine, read_session_factory, session_factory
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.reader import StatementReader
 from control_plane.keys import (
     CONSOLES,
     ENGINE,
     HTTP,
+    LEASES,
     MAIL,
     METRICS,
     NODES,
@@ -94,6 +96,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             await engine.dispose()
     except TimeoutError:
         log.error("database connections did not close in time; shutting down without them")
+
+
+async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This replica's leases, renewed while the app runs (background jobs use them)."""
+    app[LEASES] = keeper = LeaseKeeper(app[ENGINE])
+    keeper.start()
+    yield
+    await keeper.close()
 
 
 async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -189,7 +199,13 @@ def create_app(
     app.cleanup_ctx.append(scheduler_ctx(scheduler_clock, loop=background_jobs))
     if background_jobs:
         app.cleanup_ctx.extend(
-            [node_health_monitor, node_event_listener, retention_job, webhook_dispatcher_ctx(guard)]
+            [
+                leases_ctx,
+                node_health_monitor,
+                node_event_listener,
+                retention_job,
+                webhook_dispatcher_ctx(guard),
+            ]
         )
     if background_jobs and settings.mail_enabled:
         app.cleanup_ctx.append(mail_sender_ctx)

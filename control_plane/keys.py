@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.reader import StatementReader
 from control_plane.mail.sender import MailSender
 from control_plane.nodes.client import NodeClient
@@ -57,3 +58,5 @@ WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookUrlGuard)
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
 # Server state changes to this replica's consoles, from whichever replica recorded them.
 STATE_FANOUT: web.AppKey[StateFanout] = web.AppKey("state_fanout")
+# This replica's leases (one node event stream, one leader job at a time across replicas).
+LEASES = web.AppKey("leases", LeaseKeeper)

@@ -33,11 +33,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from control_plane import background
-from control_plane.db.leases import Lease, LeaseKeeper
+from control_plane.db.leases import Lease
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, WALL_CLOCK
+from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, WALL_CLOCK
 from control_plane.services import audit, resource_history
 from control_plane.services.resource_history import Bucket, HistoryRecorder
 from control_plane.services.servers.installs import (
@@ -74,7 +74,6 @@ class NodeEventListener:
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
-        self.leases = LeaseKeeper(app[ENGINE])
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._urls: dict[uuid.UUID, str] = {}
         # Servers whose disk was announced nearly full (this replica's memory: a replica
@@ -112,7 +111,7 @@ class NodeEventListener:
 
     async def _follow(self, node_id: uuid.UUID) -> None:
         backoff = 1.0
-        leases = self.leases
+        leases = self._app[LEASES]
         while True:
             lease = await leases.try_acquire(f"node-events:{node_id}")
             if lease is None:
@@ -333,9 +332,7 @@ class NodeEventListener:
 async def node_event_listener(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: follow the nodes' event streams while the app runs."""
     listener = NodeEventListener(app)
-    listener.leases.start()
     task = asyncio.create_task(listener.run(), name="node-events")
     yield
     await background.stop(task)
     await listener.close()
-    await listener.leases.close()
