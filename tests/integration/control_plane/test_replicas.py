@@ -24,6 +24,7 @@ from tests.integration.control_plane.replicas import (
     elapsed_since,
     fail_with_logs,
     followers,
+    metrics_of,
     prepare_database,
     replica_environment,
     running_replicas,
@@ -176,4 +177,49 @@ async def test_the_survivor_takes_a_killed_replicas_node_stream_within_10_s_and_
             await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
             for browser in [*browsers, cleaner]:
                 await browser.close()
+            agent.stop()
+
+
+async def test_a_frozen_replica_loses_its_node_stream_within_10_s_and_does_not_take_it_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGSTOP: the holder's sockets stay open, so only the lease's expiry frees the stream."""
+    key_file, private = signing_key(tmp_path)
+    environment = replica_environment(database_url, key_file)
+    async with running_replicas(tmp_path, environment) as replicas:
+        admin = await signed_in(replicas[0], ADMIN)
+        try:
+            agent, server_id = await install_node_and_server(admin, tmp_path, private)
+        finally:
+            await admin.close()
+        try:
+            holder = await one_follower(replicas)
+            survivor = next(r for r in replicas if r is not holder)
+            holder.freeze()
+            frozen_at = time.monotonic()
+            try:
+                while not await followers([survivor], NODE):
+                    if elapsed_since(frozen_at) > TAKEOVER_LIMIT_SECONDS:
+                        fail_with_logs("the survivor did not take the node over", replicas)
+                    await asyncio.sleep(0.1)
+                takeover = elapsed_since(frozen_at)
+                print(f"\nevent-stream takeover after SIGSTOP: {takeover:.2f} s")
+            finally:
+                holder.thaw()
+            # Awake again, the old holder finds its lease gone (its gauge was frozen at 1
+            # with it: it drops at the first renewal) and stays a standby.
+            deadline = time.monotonic() + 5
+            while holder in await followers(replicas, NODE):
+                assert time.monotonic() < deadline, "the thawed replica still follows"
+                await asyncio.sleep(0.1)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                assert [r.name for r in await followers(replicas, NODE)] == [survivor.name]
+                await asyncio.sleep(0.5)
+            text = await metrics_of(holder)
+            assert holder.metric(text, "stellar_node_event_stream_leases_lost_total") == 1.0
+        finally:
+            cleaner = await signed_in(replicas[0], ADMIN)
+            await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
+            await cleaner.close()
             agent.stop()
