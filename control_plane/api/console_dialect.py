@@ -69,7 +69,10 @@ class WingsDialect:
     def recorded_state(self, state: str) -> list[str]:
         """Frames for a state change the control plane recorded (the node's own ``status``
         usually said it already)."""
-        if self.gated or wings_state(state) == self._last_status:
+        if self.gated:
+            return []
+        unchanged = (state == "installing") == self._installing
+        if unchanged and wings_state(state) == self._last_status:
             return []
         return self._status(state)
 
