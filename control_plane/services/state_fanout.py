@@ -12,6 +12,8 @@ domain event is therefore fanned out:
 - on SQLite (one control plane), in this process, after the commit.
 
 Each console open on the server then gets the recorded state (:meth:`ConsoleSessions.push_state`).
+The same channel closes consoles on every replica when a sub-user's access changes or a server
+is suspended (the acting replica closes its own after the commit, as before).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from control_plane.keys import CONSOLES, ENGINE, METRICS, SETTINGS, STATE_FANOUT
 from control_plane.services.domain_events import SERVER_STATE, DomainEvent
 
 log = structlog.get_logger("state_fanout")
-CHANNEL: Final = "stellar_server_state"
+CHANNEL: Final = "stellar_consoles"
 # The sessions' ``info`` key under which the app's fan-out is found (SQLite's in-process path).
 FANOUT: Final = "stellar.state_fanout"
 CHECK_SECONDS: Final = 5.0
@@ -49,19 +51,36 @@ class StateFanout:
     def __init__(self, app: web.Application) -> None:
         self._app = app
         self.listening = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def deliver(self, payload: str) -> None:
-        """One change as published (JSON: server, state, previous)."""
+        """One notification as published (JSON): a state change (server, state, previous),
+        or consoles to close (``close``: server, and user unless all of the server's)."""
+        consoles = self._app.get(CONSOLES)
         try:
             change = json.loads(payload)
             server_id = uuid.UUID(str(change["server"]))
-            state, previous = str(change["state"]), change.get("previous")
+            if change.get("close"):
+                user = change.get("user")
+                user_id = None if user is None else uuid.UUID(str(user))
+            else:
+                state, previous = str(change["state"]), change.get("previous")
         except (ValueError, KeyError, TypeError):
-            log.warning("unreadable server state notification", payload=payload[:200])
+            log.warning("unreadable console notification", payload=payload[:200])
             return
-        consoles = self._app.get(CONSOLES)
-        if consoles is not None:
+        if consoles is None:
+            return
+        if not change.get("close"):
             consoles.push_state(server_id, state, None if previous is None else str(previous))
+            return
+        closing = (
+            consoles.close_server(server_id)
+            if user_id is None
+            else consoles.close_for(server_id, user_id)
+        )
+        task = asyncio.create_task(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def listen(self) -> None:
         """``LISTEN`` for as long as the app runs, connecting again after each failure."""
@@ -99,9 +118,25 @@ class StateFanout:
         self.deliver(payload)
 
 
+# Audited actions after which a user's (or everyone's) consoles on the server close at once.
+# The replica that acts closes its own after the commit; these reach the other replicas.
+_CLOSES_USER: Final = frozenset({"server.subuser.updated", "server.subuser.deleted"})
+_CLOSES_ALL: Final = frozenset({"server.suspended"})
+
+
 async def on_event(db: AsyncSession, event: DomainEvent) -> None:
-    """Domain-event subscriber: publish ``server.state`` with the transaction that records it."""
-    if event.action != SERVER_STATE or event.target_id is None:
+    """Domain-event subscriber: publish ``server.state`` (and console closes) with the
+    transaction that records it."""
+    if event.target_id is None:
+        return
+    postgres = db.get_bind().dialect.name == "postgresql"
+    if event.action in _CLOSES_USER | _CLOSES_ALL:
+        if postgres:
+            user = event.details.get("user") if event.action in _CLOSES_USER else None
+            close = {"close": True, "server": event.target_id, "user": user}
+            await _notify(db, json.dumps(close))
+        return
+    if event.action != SERVER_STATE:
         return
     payload = json.dumps(
         {
@@ -110,10 +145,8 @@ async def on_event(db: AsyncSession, event: DomainEvent) -> None:
             "previous": event.details.get("previous"),
         }
     )
-    if db.get_bind().dialect.name == "postgresql":
-        await db.execute(text("SELECT pg_notify(:channel, :payload)"), {
-            "channel": CHANNEL, "payload": payload,
-        })  # fmt: skip
+    if postgres:
+        await _notify(db, payload)
         return
     fanout = db.info.get(FANOUT)
     if isinstance(fanout, StateFanout):
@@ -124,6 +157,13 @@ async def on_event(db: AsyncSession, event: DomainEvent) -> None:
             lambda _session: loop.call_soon(fanout.deliver, payload),
             once=True,
         )
+
+
+async def _notify(db: AsyncSession, payload: str) -> None:
+    """Delivered at the commit to every replica's LISTEN; never if rolled back."""
+    await db.execute(text("SELECT pg_notify(:channel, :payload)"), {
+        "channel": CHANNEL, "payload": payload,
+    })  # fmt: skip
 
 
 async def state_fanout_ctx(app: web.Application) -> AsyncIterator[None]:

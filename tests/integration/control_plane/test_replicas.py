@@ -36,6 +36,8 @@ from tests.support.control_plane_process import ControlPlaneProcess, RemoteBrows
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 OWNER = "owner@example.org"
+FRIEND = "friend@example.org"
+CLOSE_PERMISSIONS_CHANGED = 4403
 NODE = "node-1"
 TAKEOVER_LIMIT_SECONDS = 10.0
 
@@ -44,7 +46,7 @@ TAKEOVER_LIMIT_SECONDS = 10.0
 async def database_url() -> AsyncIterator[str]:
     url = await _create_postgres_database()
     try:
-        await prepare_database(url, ADMIN, OWNER)
+        await prepare_database(url, ADMIN, OWNER, FRIEND)
         yield url
     finally:
         await _drop_postgres_database(url)
@@ -130,6 +132,31 @@ async def install_node_and_server(
     return agent, str(server["id"])
 
 
+async def sub_user_removed_on_one_replica_loses_console_on_the_other(
+    owner: RemoteBrowser, other: ControlPlaneProcess, base: str
+) -> None:
+    """Closed at once (not at the other replica's next 10 s re-check of the socket)."""
+    added = await owner.json(
+        "POST", f"{base}/users", status=201, json={"email": FRIEND, "permissions": ["console.read"]}
+    )
+    friend = await signed_in(other, FRIEND)
+    try:
+        async with friend.ws_connect(f"{base}/console") as console:
+            await console.receive(timeout=10)  # open and relaying
+            await owner.json("DELETE", f"{base}/users/{added['id']}", status=204)
+            removed_at = time.monotonic()
+            message = await console.receive(timeout=5)
+            while message.type == aiohttp.WSMsgType.TEXT:
+                message = await console.receive(timeout=5)
+            # The code the replica closed with (the TCP close that follows may race the
+            # client's close reply: close_code is not what is tested here).
+            assert message.type == aiohttp.WSMsgType.CLOSE, message
+            assert message.data == CLOSE_PERMISSIONS_CHANGED, message
+            assert elapsed_since(removed_at) < 5, "closed by the re-check, not at once"
+    finally:
+        await friend.close()
+
+
 async def test_the_survivor_takes_a_killed_replicas_node_stream_within_10_s_and_consoles_hear(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -155,6 +182,10 @@ async def test_the_survivor_takes_a_killed_replicas_node_stream_within_10_s_and_
                 # survivor, which neither follows the node nor served the request.
                 await on_holder.json("POST", f"{base}/power", status=202, json={"action": "start"})
                 await recorded_state(console, "running")
+
+                await sub_user_removed_on_one_replica_loses_console_on_the_other(
+                    on_holder, survivor, base
+                )
 
                 holder.kill()
                 killed_at = time.monotonic()
