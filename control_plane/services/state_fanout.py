@@ -52,6 +52,10 @@ class StateFanout:
         self._app = app
         self.listening = asyncio.Event()
         self._closing: set[asyncio.Task[None]] = set()
+        # Who sent a close: the acting replica has closed its own consoles already (after the
+        # commit, in the request), and a second close racing the first one's handshake could
+        # cost the client its close code.
+        self.replica_id = uuid.uuid4().hex
 
     def deliver(self, payload: str) -> None:
         """One notification as published (JSON): a state change (server, state, previous),
@@ -69,6 +73,8 @@ class StateFanout:
             log.warning("unreadable console notification", payload=payload[:200])
             return
         if consoles is None:
+            return
+        if change.get("close") and change.get("from") == self.replica_id:
             return
         if not change.get("close"):
             consoles.push_state(server_id, state, None if previous is None else str(previous))
@@ -131,10 +137,11 @@ async def on_event(db: AsyncSession, event: DomainEvent) -> None:
         return
     postgres = db.get_bind().dialect.name == "postgresql"
     if event.action in _CLOSES_USER | _CLOSES_ALL:
-        if postgres:
+        fanout = db.info.get(FANOUT)
+        if postgres and isinstance(fanout, StateFanout):
             user = event.details.get("user") if event.action in _CLOSES_USER else None
             close = {"close": True, "server": event.target_id, "user": user}
-            await _notify(db, json.dumps(close))
+            await _notify(db, json.dumps({**close, "from": fanout.replica_id}))
         return
     if event.action != SERVER_STATE:
         return
