@@ -60,29 +60,29 @@ class StateFanout:
     def deliver(self, payload: str) -> None:
         """One notification as published (JSON): a state change (server, state, previous),
         or consoles to close (``close``: server, and user unless all of the server's)."""
-        consoles = self._app.get(CONSOLES)
         try:
             change = json.loads(payload)
             server_id = uuid.UUID(str(change["server"]))
             if change.get("close"):
-                user = change.get("user")
-                user_id = None if user is None else uuid.UUID(str(user))
-            else:
-                state, previous = str(change["state"]), change.get("previous")
-        except (ValueError, KeyError, TypeError):
+                self._close(server_id, change.get("user"), change.get("from"))
+                return
+            state, previous = str(change["state"]), change.get("previous")
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("unreadable console notification", payload=payload[:200])
             return
-        if consoles is None:
-            return
-        if change.get("close") and change.get("from") == self.replica_id:
-            return
-        if not change.get("close"):
+        consoles = self._app.get(CONSOLES)
+        if consoles is not None:
             consoles.push_state(server_id, state, None if previous is None else str(previous))
+
+    def _close(self, server_id: uuid.UUID, user: Any, sender: Any) -> None:
+        """Close the consoles a close notification names (unless this replica sent it)."""
+        consoles = self._app.get(CONSOLES)
+        if consoles is None or sender == self.replica_id:
             return
         closing = (
             consoles.close_server(server_id)
-            if user_id is None
-            else consoles.close_for(server_id, user_id)
+            if user is None
+            else consoles.close_for(server_id, uuid.UUID(str(user)))
         )
         task = asyncio.create_task(closing)
         self._closing.add(task)
