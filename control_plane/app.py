@@ -16,11 +16,13 @@ from control_plane.api import health, openapi
 from control_plane.api.compat.errors import render as render_error
 from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
 from control_plane.db.engine import create_engine, read_session_factory, session_factory
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.reader import StatementReader
 from control_plane.keys import (
     CONSOLES,
     ENGINE,
     HTTP,
+    LEASES,
     MAIL,
     METRICS,
     NODES,
@@ -29,6 +31,7 @@ from control_plane.keys import (
     SECRET_BOX,
     SESSIONS,
     SETTINGS,
+    STATE_FANOUT,
     STATEMENT_READER,
     WALL_CLOCK,
     WEBHOOK_GUARD,
@@ -61,6 +64,7 @@ from control_plane.security.rate_limit import (
     RedisBackend,
     parse_presets,
 )
+from control_plane.services.state_fanout import FANOUT, StateFanout, state_fanout_ctx
 from control_plane.services.webhooks.dispatcher import webhook_dispatcher_ctx
 from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
@@ -76,7 +80,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     settings = app[SETTINGS]
     mail = MailContext(settings.link_base) if settings.mail_enabled else None
-    app[SESSIONS] = session_factory(engine, {MAIL_CONTEXT: mail} if mail else None)
+    info: dict[str, object] = {FANOUT: app[STATE_FANOUT]}
+    if mail is not None:
+        info[MAIL_CONTEXT] = mail
+    app[SESSIONS] = session_factory(engine, info)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
     pool = app[METRICS].watch_pool(engine)
@@ -89,6 +96,14 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             await engine.dispose()
     except TimeoutError:
         log.error("database connections did not close in time; shutting down without them")
+
+
+async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
+    """This replica's leases, renewed while the app runs (background jobs use them)."""
+    app[LEASES] = keeper = LeaseKeeper(app[ENGINE])
+    keeper.start()
+    yield
+    await keeper.close()
 
 
 async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -177,14 +192,20 @@ def create_app(
     app[METRICS] = ControlPlaneMetrics()
     app[SECRET_BOX] = SecretBox.from_settings(settings)
     app[WALL_CLOCK] = wall_clock
+    app[STATE_FANOUT] = StateFanout(app)
     app[WEBHOOK_GUARD] = guard = WebhookUrlGuard(resolver, settings.webhook_test_networks)
-    app.cleanup_ctx.extend(
-        [database_ctx, node_client_ctx, consoles_ctx, rate_limiter_ctx(clock), web_ctx]
-    )
+    app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, state_fanout_ctx])
+    app.cleanup_ctx.extend([rate_limiter_ctx(clock), web_ctx])
     app.cleanup_ctx.append(scheduler_ctx(scheduler_clock, loop=background_jobs))
     if background_jobs:
         app.cleanup_ctx.extend(
-            [node_health_monitor, node_event_listener, retention_job, webhook_dispatcher_ctx(guard)]
+            [
+                leases_ctx,
+                node_health_monitor,
+                node_event_listener,
+                retention_job,
+                webhook_dispatcher_ctx(guard),
+            ]
         )
     if background_jobs and settings.mail_enabled:
         app.cleanup_ctx.append(mail_sender_ctx)

@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.reader import StatementReader
 from control_plane.mail.sender import MailSender
 from control_plane.nodes.client import NodeClient
@@ -24,6 +25,7 @@ from control_plane.web.assets import AssetIndex
 
 if TYPE_CHECKING:
     from control_plane.scheduling.runner import Scheduler
+    from control_plane.services.state_fanout import StateFanout
 
 SETTINGS = web.AppKey("settings", ControlPlaneSettings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -54,3 +56,7 @@ MAIL = web.AppKey("mail", MailSender)
 WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookUrlGuard)
 # The schedule runner of this replica (control_plane/scheduling/runner.py).
 SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
+# Server state changes to this replica's consoles, from whichever replica recorded them.
+STATE_FANOUT: web.AppKey[StateFanout] = web.AppKey("state_fanout")
+# This replica's leases (one node event stream, one leader job at a time across replicas).
+LEASES = web.AppKey("leases", LeaseKeeper)

@@ -11,6 +11,7 @@ seconds, so a revoked key, an ended session or a withdrawn permission closes the
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -294,7 +295,13 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
 
     await req.audit_now("server.console.opened", target_type="server", target_id=str(server.id))
     authority = ConsoleAuthority.of_request(req, node)
-    with consoles.register(server.id, me.user_id, browser):
+
+    async def on_state(state: str, previous: str | None) -> None:
+        # The control plane's record (whichever replica made it), besides the node's status.
+        if not browser.closed:
+            await browser.send_str(json.dumps({"event": "state", "args": [state, previous]}))
+
+    with consoles.register(server.id, me.user_id, browser, on_state):
         await proxy_console(
             browser,
             connect=connect_once_then_fresh,

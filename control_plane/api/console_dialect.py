@@ -63,6 +63,18 @@ class WingsDialect:
         self._installing = False
         # Set while the socket's token has expired: nothing reaches the client.
         self.gated = False
+        # The last ``status`` the client got (a recorded state it already has is not repeated).
+        self._last_status: str | None = None
+
+    def recorded_state(self, state: str) -> list[str]:
+        """Frames for a state change the control plane recorded (the node's own ``status``
+        usually said it already)."""
+        if self.gated:
+            return []
+        unchanged = (state == "installing") == self._installing
+        if unchanged and wings_state(state) == self._last_status:
+            return []
+        return self._status(state)
 
     def translate(self, raw: str) -> list[str]:
         if self.gated:
@@ -90,5 +102,6 @@ class WingsDialect:
         elif state != "installing" and self._installing:
             self._installing = False
             frames.append(frame("install completed"))
-        frames.append(frame("status", wings_state(state)))
+        self._last_status = wings_state(state)
+        frames.append(frame("status", self._last_status))
         return frames

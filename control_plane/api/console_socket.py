@@ -230,7 +230,8 @@ class TokenConsole:
             )
         watcher = asyncio.create_task(self._watch_expiry(), name=f"console-token-{server.id}")
         try:
-            with self._http.app[CONSOLES].register(server.id, caller.user_id, self._client):
+            consoles = self._http.app[CONSOLES]
+            with consoles.register(server.id, caller.user_id, self._client, self._on_state):
                 await proxy_console(
                     self._client,
                     connect=connect_once_then_fresh,
@@ -243,6 +244,12 @@ class TokenConsole:
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _on_state(self, state: str, _previous: str | None) -> None:
+        """A state change recorded by any replica: Wings' ``status``, unless just said."""
+        for text in self._dialect.recorded_state(state):
+            if not self._client.closed:
+                await self._client.send_str(text)
 
     async def _pulse(self) -> Admission:
         """Wings pushes stats: ask the node for them on the client's behalf, while it may."""

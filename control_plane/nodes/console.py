@@ -52,24 +52,57 @@ class Admission:
         return cls(None, [])
 
 
+# Tells one console the server's recorded state (state, previous).
+StatePush = Callable[[str, str | None], Awaitable[None]]
+
+
+async def _no_push(_state: str, _previous: str | None) -> None:
+    return None
+
+
 class ConsoleSessions:
     """The open console sockets of this process, by server and user."""
 
     def __init__(self) -> None:
-        self._open: dict[tuple[uuid.UUID, uuid.UUID], set[web.WebSocketResponse]] = defaultdict(set)
+        self._open: dict[tuple[uuid.UUID, uuid.UUID], dict[web.WebSocketResponse, StatePush]] = (
+            defaultdict(dict)
+        )
+        self._pushing: set[asyncio.Task[None]] = set()
 
     @contextlib.contextmanager
     def register(
-        self, server_id: uuid.UUID, user_id: uuid.UUID, socket: web.WebSocketResponse
+        self,
+        server_id: uuid.UUID,
+        user_id: uuid.UUID,
+        socket: web.WebSocketResponse,
+        on_state: StatePush = _no_push,
     ) -> Any:
+        """Count the socket as open; ``on_state`` tells it each recorded state change."""
         key = (server_id, user_id)
-        self._open[key].add(socket)
+        self._open[key][socket] = on_state
         try:
             yield
         finally:
-            self._open[key].discard(socket)
+            self._open[key].pop(socket, None)
             if not self._open[key]:
                 del self._open[key]
+
+    def push_state(self, server_id: uuid.UUID, state: str, previous: str | None) -> None:
+        """Tell every console open on the server (each on its own: a slow one holds no one)."""
+        for (server, _user), sockets in list(self._open.items()):
+            if server != server_id:
+                continue
+            for socket, on_state in list(sockets.items()):
+                if socket.closed:
+                    continue
+                task = asyncio.create_task(self._push(on_state, state, previous))
+                self._pushing.add(task)
+                task.add_done_callback(self._pushing.discard)
+
+    @staticmethod
+    async def _push(on_state: StatePush, state: str, previous: str | None) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+            await on_state(state, previous)
 
     def count(self, server_id: uuid.UUID, user_id: uuid.UUID) -> int:
         return len(self._open.get((server_id, user_id), ()))

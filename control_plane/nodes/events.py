@@ -1,6 +1,7 @@
 """Follow every node's event stream and keep the servers' state in the database.
 
-One task per node, under a job lock (one replica listens to a node at a time). The socket
+One task per node, under a lease (:mod:`control_plane.db.leases`: one replica listens to a
+node at a time; another takes over within seconds when the holder dies or freezes). The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
 audited.
@@ -32,11 +33,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from control_plane import background
-from control_plane.db.job_lock import job_lock
+from control_plane.db.leases import Lease
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, WALL_CLOCK
+from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, WALL_CLOCK
 from control_plane.services import audit, resource_history
 from control_plane.services.resource_history import Bucket, HistoryRecorder
 from control_plane.services.servers.installs import (
@@ -53,6 +54,15 @@ STATES = frozenset(
 )
 MAX_BACKOFF_SECONDS = 60.0
 RESCAN_SECONDS = 3.0
+# How often a replica that does not follow a node asks for its lease: with the lease's
+# expiry, what a takeover takes at most.
+CLAIM_SECONDS = 2.0
+
+
+class LeaseLost(Exception):
+    """This replica no longer holds the node's lease: it stops before applying more."""
+
+
 # A server's disk is "nearly full" from this share of its limit, and stops being so below the
 # second (so a disk hovering at the mark is announced once, not at every sample).
 NEARLY_FULL = 0.90
@@ -101,18 +111,45 @@ class NodeEventListener:
 
     async def _follow(self, node_id: uuid.UUID) -> None:
         backoff = 1.0
+        leases = self._app[LEASES]
         while True:
-            async with job_lock(self._app[ENGINE], f"node-events:{node_id}") as held:
-                if held:
-                    try:
-                        await self._listen(node_id)
-                        backoff = 1.0
-                    except (ApiError, aiohttp.ClientError, TimeoutError) as err:
-                        log.info("node events unavailable", node=str(node_id), error=str(err))
+            lease = await leases.try_acquire(f"node-events:{node_id}")
+            if lease is None:
+                await asyncio.sleep(CLAIM_SECONDS)  # another replica follows it, or none can
+                continue
+            try:
+                await self._follow_under(node_id, lease)
+                backoff = 1.0
+            except (ApiError, aiohttp.ClientError, TimeoutError) as err:
+                log.info("node events unavailable", node=str(node_id), error=str(err))
+            except LeaseLost:
+                self._app[METRICS].event_stream_leases_lost.inc()
+                log.warning(
+                    "node events: lease lost; another replica may follow", node=str(node_id)
+                )
+                backoff = 1.0
+            finally:
+                await lease.release()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
-    async def _listen(self, node_id: uuid.UUID) -> None:
+    async def _follow_under(self, node_id: uuid.UUID, lease: Lease) -> None:
+        """Listen until the stream ends or the lease is lost, whichever comes first."""
+        listening = asyncio.create_task(self._listen(node_id, lease))
+        lost = asyncio.create_task(lease.lost.wait())
+        try:
+            await asyncio.wait([listening, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (listening, lost):
+                task.cancel()
+            await asyncio.gather(lost, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+        if lost.done() and not lost.cancelled():
+            raise LeaseLost
+        listening.result()
+
+    async def _listen(self, node_id: uuid.UUID, lease: Lease) -> None:
         async with transaction(self._app[SESSIONS]) as db:
             node = await db.get(Node, node_id)
         if node is None:
@@ -122,6 +159,7 @@ class NodeEventListener:
         log.info("following node events", node=node.name)
         metrics = self._app[METRICS]
         metrics.event_stream_connected.labels(node.name).set(1)
+        metrics.event_stream_follows.labels(node.name).inc()
         recorder = HistoryRecorder()
         try:
             # Events sent while we were away are lost: read every server's state once now.
@@ -129,6 +167,8 @@ class NodeEventListener:
             async for message in socket:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
+                if not lease.valid():
+                    raise LeaseLost  # frozen past the lease's expiry: another may follow now
                 with contextlib.suppress(ValueError):
                     event = json.loads(message.data)
                     if not isinstance(event, dict):

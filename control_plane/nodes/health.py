@@ -26,16 +26,16 @@ from sqlalchemy import select
 
 from control_plane import background
 from control_plane.db.faults import as_api_error
-from control_plane.db.job_lock import job_lock
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import ENGINE, METRICS, NODES, SESSIONS, SETTINGS
+from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, SETTINGS
 from control_plane.nodes.clock import NodeClockSkewed
 from control_plane.services import sftp_push
 
 log = structlog.get_logger("nodes.health")
 MAX_BACKOFF_SECONDS = 300.0
+CLAIM_SECONDS = 5.0
 
 
 class NodeHealthMonitor:
@@ -125,9 +125,12 @@ class NodeHealthMonitor:
                 node.sftp_acked_version = held
 
     async def run(self) -> None:
+        """Poll while this replica holds the ``node-health`` lease (a leader: one replica
+        polls; another takes over within the lease's expiry when it dies or freezes)."""
         while True:
-            async with job_lock(self._app[ENGINE], "node-health") as held:
-                while held:
+            lease = await self._app[LEASES].try_acquire("node-health")
+            try:
+                while lease is not None and await lease.confirm():
                     self._app[METRICS].job_runs.labels("node-health").inc()
                     try:
                         await self.poll_once()
@@ -141,8 +144,11 @@ class NodeHealthMonitor:
                         else:
                             log.warning("node health poll: database fault", error=fault.message)
                     await asyncio.sleep(min(self._interval, 5.0))
+            finally:
+                if lease is not None:
+                    await lease.release()
             # Another replica polls; take over if it goes away.
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(min(self._interval, CLAIM_SECONDS))
 
 
 async def node_health_monitor(app: web.Application) -> AsyncIterator[None]:

@@ -115,6 +115,25 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
+        self.event_stream_follows = Counter(
+            "stellar_node_event_stream_follows",
+            "Times this replica started following the node's event stream (after a start, a "
+            "dropped stream, or another replica's death: a takeover).",
+            ["node"],
+            registry=registry,
+        )
+        self.event_stream_leases_lost = Counter(
+            "stellar_node_event_stream_leases_lost",
+            "Node event-stream leases this replica lost without releasing them (its database "
+            "session ended: an outage, or it was frozen past the lease's expiry).",
+            registry=registry,
+        )
+        self.state_notifications = Gauge(
+            "stellar_state_notifications_listening",
+            "1 while this replica listens for the server state changes other replicas record "
+            "(PostgreSQL LISTEN; 0 while it connects again).",
+            registry=registry,
+        )
         self.event_stream_lag = Gauge(
             "stellar_node_event_stream_lag_seconds",
             "Age of the node's latest resource sample when it arrived here (clock offset "

@@ -44,10 +44,10 @@ Subscriber = Callable[[AsyncSession, DomainEvent], Awaitable[None]]
 
 def subscribers() -> tuple[Subscriber, ...]:
     """Who acts on events, in order. (Imported late: subscribers write audit rows too.)"""
-    from control_plane.services import mail_alerts
+    from control_plane.services import mail_alerts, state_fanout
     from control_plane.services.webhooks.outbox import enqueue_event
 
-    return (mail_alerts.on_event, enqueue_event)
+    return (mail_alerts.on_event, enqueue_event, state_fanout.on_event)
 
 
 async def publish(db: AsyncSession, event: DomainEvent) -> None:

@@ -130,3 +130,20 @@ def test_the_dialect_frames_stats_states_errors_and_throttling_as_wings() -> Non
     dialect.gated = True
     assert dialect.translate(line) == []
     assert dialect.translate("not json") == []
+
+
+def test_a_recorded_state_reaches_a_wings_client_once_as_its_status() -> None:
+    dialect = WingsDialect()
+    assert dialect.recorded_state("running") == [frame("status", "running")]
+    # The node said it too (or the other way round): the client hears it once.
+    assert dialect.translate(frame("status", "running")) == [frame("status", "running")]
+    assert dialect.recorded_state("running") == []
+    # install_failed and crashed are "offline" to Wings; said once.
+    assert dialect.recorded_state("install_failed") == [frame("status", "offline")]
+    assert dialect.recorded_state("crashed") == []
+    assert dialect.recorded_state("installing") == [
+        frame("install started"),
+        frame("status", "offline"),
+    ]
+    dialect.gated = True
+    assert dialect.recorded_state("running") == []

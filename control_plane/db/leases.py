@@ -1,0 +1,201 @@
+"""Leases: "this replica, and no other, does X" for as long as it is alive.
+
+Used for the nodes' event streams (one follower per node across replicas). On PostgreSQL a
+lease is a session-level advisory lock held on one connection of this replica's own, which
+holds all of its leases. What ends a lease without the holder's help:
+
+- the holder dies (kill -9, OOM): its socket closes, PostgreSQL ends the session at once and
+  the locks are free;
+- the holder is frozen (SIGSTOP) or cut off from the database by the network: its socket
+  stays open, so PostgreSQL would keep the locks for ever. The connection therefore sets
+  ``idle_session_timeout`` to :data:`EXPIRY_SECONDS` and the holder renews it (a query) every
+  :data:`RENEW_SECONDS`; a holder that stops renewing loses its session, and its locks, within
+  the expiry, whatever happened to it.
+
+The holder fences itself: a lease is :meth:`Lease.valid` only while its last renewal is
+younger than the expiry (measured on the monotonic clock, which goes on while a process is
+stopped), so a holder that wakes up from a freeze stops acting before it hears that its
+session is gone. SQLite means one control plane: every lease is granted and never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from typing import Final
+
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from control_plane import background
+
+log = structlog.get_logger("leases")
+RENEW_SECONDS: Final = 1.5
+EXPIRY_SECONDS: Final = 6.0
+# A holder stops acting this long before the database may give its lease to another.
+MARGIN_SECONDS: Final = 1.0
+
+
+def lock_id(name: str) -> int:
+    """The advisory lock key of a name (the same as :mod:`control_plane.db.job_lock`'s)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Lease:
+    """One held lease: ``lost`` is set when it ends without a release."""
+
+    def __init__(self, keeper: LeaseKeeper, name: str) -> None:
+        self.name = name
+        self.lost = asyncio.Event()
+        self._keeper = keeper
+
+    def valid(self) -> bool:
+        """Whether this replica may still act under the lease (see the module's fencing)."""
+        return not self.lost.is_set() and self._keeper.fresh()
+
+    async def confirm(self) -> bool:
+        """Ask the database now whether the lease is still held (before a job's run: the
+        run then starts only under a live lease)."""
+        return await self._keeper.confirm(self)
+
+    async def release(self) -> None:
+        await self._keeper.release(self)
+
+
+class LeaseKeeper:
+    """This replica's leases and the one connection that holds them."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        self._connection: AsyncConnection | None = None
+        self._guard = asyncio.Lock()  # one statement at a time on the connection
+        self._held: dict[str, Lease] = {}
+        self._renewed_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def fresh(self) -> bool:
+        if not self._postgres:
+            return True
+        return time.monotonic() - self._renewed_at < EXPIRY_SECONDS - MARGIN_SECONDS
+
+    def start(self) -> None:
+        if self._postgres:
+            self._task = asyncio.create_task(self._renew(), name="lease-renewal")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await background.stop(self._task)
+        async with self._guard:
+            await self._drop("shutting down")
+
+    async def try_acquire(self, name: str) -> Lease | None:
+        """The lease ``name`` if no other replica holds it (nor this one already)."""
+        if name in self._held:
+            return None
+        if not self._postgres:
+            self._held[name] = lease = Lease(self, name)
+            return lease
+        async with self._guard:
+            try:
+                connection = await self._connect()
+                granted = await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id(name)}
+                )
+                await connection.commit()
+            except Exception as err:
+                await self._drop(f"{type(err).__name__}: {err}")
+                return None
+            self._renewed_at = time.monotonic()
+            if not granted:
+                return None
+            self._held[name] = lease = Lease(self, name)
+            return lease
+
+    async def confirm(self, lease: Lease) -> bool:
+        if self._held.get(lease.name) is not lease:
+            return False
+        if not self._postgres:
+            return True
+        async with self._guard:
+            if self._connection is None:
+                return False
+            try:
+                async with asyncio.timeout(RENEW_SECONDS * 2):
+                    await self._connection.execute(text("SELECT 1"))
+                    await self._connection.commit()
+            except Exception as err:
+                await self._drop(f"{type(err).__name__}: {err}")
+                return False
+            self._renewed_at = time.monotonic()
+        return lease.valid()
+
+    async def release(self, lease: Lease) -> None:
+        if self._held.get(lease.name) is not lease:
+            return
+        del self._held[lease.name]
+        if not self._postgres or self._connection is None:
+            return
+        async with self._guard:
+            if self._connection is None:
+                return
+            try:
+                await self._connection.execute(
+                    text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id(lease.name)}
+                )
+                await self._connection.commit()
+            except Exception as err:
+                await self._drop(f"{type(err).__name__}: {err}")
+
+    async def _connect(self) -> AsyncConnection:
+        if self._connection is not None:
+            return self._connection
+        connection = await self._engine.connect()
+        try:
+            # Whole seconds in milliseconds: PostgreSQL ends the session (and frees its locks)
+            # when this replica stops renewing.
+            await connection.execute(
+                text(f"SET idle_session_timeout = {int(EXPIRY_SECONDS * 1000)}")
+            )
+            await connection.commit()
+        except BaseException:
+            await connection.invalidate()
+            raise
+        self._connection = connection
+        return connection
+
+    async def _drop(self, why: str) -> None:
+        """Forget the connection (never back to the pool: it carries the timeout and the
+        locks); every lease it held is lost."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+        if self._held:
+            log.warning("leases lost", count=len(self._held), reason=why)
+        for lease in self._held.values():
+            lease.lost.set()
+        self._held.clear()
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            async with self._guard:
+                if self._connection is None:
+                    continue
+                try:
+                    async with asyncio.timeout(RENEW_SECONDS * 2):
+                        await self._connection.execute(text("SELECT 1"))
+                        await self._connection.commit()
+                except Exception as err:
+                    await self._drop(f"{type(err).__name__}: {err}")
+                    continue
+                if not self.fresh():
+                    # We were frozen past the expiry: the database may have given the leases
+                    # away already; start again from nothing.
+                    await self._drop("renewal came too late (was this process stopped?)")
+                    continue
+                self._renewed_at = time.monotonic()

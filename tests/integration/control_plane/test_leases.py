@@ -1,0 +1,129 @@
+"""Leases on PostgreSQL (control_plane/db/leases.py): two replicas compete for a job on every
+one of 100 ticks; it runs exactly once per tick, and when the holder's database session dies
+the other replica takes the job over without a tick run twice or skipped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from control_plane.db.engine import create_engine
+from control_plane.db.leases import EXPIRY_SECONDS, Lease, LeaseKeeper, lock_id
+from tests.conftest import _create_postgres_database, _drop_postgres_database
+
+TICKS = 100
+JOB = "test-job"
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """PostgreSQL only: SQLite has one control plane, whose leases are always granted."""
+    url = await _create_postgres_database()
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(url)
+
+
+class Replica:
+    """One replica's side of the job: its own engine (pool) and lease keeper."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.engine = create_engine(url)
+        self.keeper = LeaseKeeper(self.engine)
+        self.lease: Lease | None = None
+
+    async def tick(self, number: int, runs: list[tuple[int, str]]) -> None:
+        """What a leader-style job does at each tick: hold the lease or try for it; run only
+        under a lease the database has just confirmed."""
+        if self.lease is None or self.lease.lost.is_set():
+            self.lease = await self.keeper.try_acquire(JOB)
+        if self.lease is not None and await self.lease.confirm():
+            runs.append((number, self.name))
+            await asyncio.sleep(0)  # the other replica's attempt interleaves with the run
+
+    async def close(self) -> None:
+        await self.keeper.close()
+        await self.engine.dispose()
+
+
+async def holder_pid(url: str) -> int:
+    """The backend holding the job's advisory lock, as PostgreSQL sees it."""
+    key = lock_id(JOB)
+    connection = await asyncpg.connect(make_url(url).render_as_string(hide_password=False))
+    try:
+        pid = await connection.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = $1 AND objid = $2",
+            (key >> 32) & 0xFFFFFFFF,
+            key & 0xFFFFFFFF,
+        )
+        assert pid is not None, "nobody holds the job's lock"
+        # Waits until the backend is gone (its locks with it), as after a kill -9.
+        await connection.execute("SELECT pg_terminate_backend($1, 5000)", pid)
+        return int(pid)
+    finally:
+        await connection.close()
+
+
+async def test_a_job_runs_exactly_once_per_tick_across_two_replicas_through_a_takeover(
+    database_url: str,
+) -> None:
+    replicas = [Replica("a", database_url), Replica("b", database_url)]
+    for replica in replicas:
+        replica.keeper.start()
+    runs: list[tuple[int, str]] = []
+    try:
+        for number in range(1, TICKS + 1):
+            if number == TICKS // 2 + 1:
+                # The holder's session dies (what PostgreSQL sees of a killed replica).
+                await holder_pid(database_url)
+            # Both replicas compete on every tick, concurrently.
+            await asyncio.gather(*(r.tick(number, runs) for r in replicas))
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+    per_tick = Counter(number for number, _ in runs)
+    assert sorted(per_tick) == list(range(1, TICKS + 1)), "a tick was skipped"
+    assert set(per_tick.values()) == {1}, "a tick ran twice"
+    before = {name for number, name in runs if number <= TICKS // 2}
+    after = {name for number, name in runs if number > TICKS // 2}
+    assert len(before) == 1, before
+    assert len(after) == 1, after
+    assert before != after, "the job was not taken over"
+
+
+async def test_a_frozen_holder_loses_its_lease_within_the_expiry(database_url: str) -> None:
+    """A holder that stops renewing (SIGSTOP, a partition: emulated by not letting its renewal
+    task run) loses the lease to PostgreSQL's idle_session_timeout, and then knows it."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    other.start()  # the holder's renewal never runs: it is "frozen"
+    try:
+        lease = await holder.try_acquire(JOB)
+        assert lease is not None
+        assert await other.try_acquire(JOB) is None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        taken = None
+        while taken is None and loop.time() - started < EXPIRY_SECONDS + 5:
+            taken = await other.try_acquire(JOB)
+            if taken is None:
+                await asyncio.sleep(0.5)
+        assert taken is not None, "the frozen holder kept its lease"
+        assert loop.time() - started < EXPIRY_SECONDS + 3
+        assert not lease.valid(), "the frozen holder still believes it holds the lease"
+        assert not await lease.confirm()
+        assert lease.lost.is_set()
+    finally:
+        for keeper, engine in zip((holder, other), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
