@@ -648,6 +648,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also run (b) on a fresh database created (and dropped) through this PostgreSQL"
         " URL (default $STELLAR_TEST_POSTGRES_URL, else skipped)",
     )
+    parser.add_argument(
+        "--parts",
+        default="abc",
+        help="which measurements to run, any of a, b and c (default abc; 'a' alone measures"
+        " the lists, as when comparing an optimisation)",
+    )
     parser.add_argument("--serve-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser
 
@@ -665,9 +671,9 @@ async def _sign_in_once(panel: Server) -> tuple[str, str]:
 @dataclass
 class Result:
     label: str
-    listing: Listing
-    probes: Probes
-    slow_node: SlowNodeWrites
+    listing: Listing | None
+    probes: Probes | None
+    slow_node: SlowNodeWrites | None
 
 
 def run_backend(
@@ -690,9 +696,15 @@ def run_backend(
     panel = panel_server(f"control-plane-{label.lower()}", root, env)
     with running([panel]):
         cookie, csrf = asyncio.run(_sign_in_once(panel))
-        listing = asyncio.run(bench_listing(panel, hello, population, cookie, args))
-        probes = asyncio.run(bench_logins(panel, cookie, args))
-        slow = asyncio.run(bench_slow_node(panel, node, node_port, cookie, csrf, population, args))
+        listing = probes = slow = None
+        if "a" in args.parts:
+            listing = asyncio.run(bench_listing(panel, hello, population, cookie, args))
+        if "b" in args.parts:
+            probes = asyncio.run(bench_logins(panel, cookie, args))
+        if "c" in args.parts:
+            slow = asyncio.run(
+                bench_slow_node(panel, node, node_port, cookie, csrf, population, args)
+            )
     return Result(label, listing, probes, slow)
 
 
@@ -725,6 +737,9 @@ def main(argv: list[str] | None = None) -> int:
     if min(counts) < 1 or min(args.seconds, args.probe_seconds) <= 0:
         print("every count and duration must be positive", file=sys.stderr)
         return 2
+    if not args.parts or set(args.parts) - set("abc"):
+        print("--parts: a, b and/or c", file=sys.stderr)
+        return 2
     if args.servers > MAX_PAGE:
         print(f"--servers: at most {MAX_PAGE} (one page)", file=sys.stderr)
         return 2
@@ -748,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     summary: list[str] = []
     for result in results:
+        if result.listing is None:
+            continue
         throughput = listing_rows(result.label, result.listing, args.concurrency)
         for name, ratio in list(throughput.items())[:2]:
             summary.append(
@@ -757,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     for result in results:
         listing = result.listing
+        if listing is None:
+            continue
         ours = listing.api_key.per_second
         ratio = listing.compat.per_second / ours if ours else 0.0
         summary.append(
@@ -765,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
             f" {TARGET_COMPAT_RATIO}: {verdict(ratio, TARGET_COMPAT_RATIO, at_least=True)})"
         )
     for result in results:
+        if result.probes is None:
+            continue
         for name, ratio in probe_rows(result.label, result.probes, args.logins).items():
             summary.append(
                 f"ratio p99 signing-in / idle, {name}, {result.label}: {ratio:.2f}"
@@ -772,6 +793,8 @@ def main(argv: list[str] | None = None) -> int:
                 f" {verdict(ratio, TARGET_P99_RATIO, at_least=False)})"
             )
     for result in results:
+        if result.slow_node is None:
+            continue
         ratio = slow_node_rows(result.label, result.slow_node, args.slow_node_seconds)
         summary.append(
             f"ratio p99 writes while a node is slow / idle, {result.label}: {ratio:.2f}"
