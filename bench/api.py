@@ -325,8 +325,14 @@ async def bench_listing(
             get_request(compat_session, compat_url, by_client_key),
         ]
         await alternate(targets, 0.5 * len(targets), args.concurrency, 1)  # warm-up
+        panel_pid = panel.process.pid if panel.process else None
+        hello_pid = hello.process.pid if hello.process else None
         key, by_cookie_run, hello_run, compat = await alternate(
-            targets, args.seconds, args.concurrency, args.rounds
+            targets,
+            args.seconds,
+            args.concurrency,
+            args.rounds,
+            pids=[panel_pid, panel_pid, hello_pid, panel_pid],
         )
     return Listing(key, by_cookie_run, hello_run, compat, args.servers)
 
@@ -524,8 +530,10 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
     )
     print(
         f"  {'':<34} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50':>8} {'p99':>8} {'/hello':>7}"
+        f" {'CPU us':>7} {'/hello':>7}"
     )
     hello = listing.hello.per_second
+    hello_cpu = listing.hello.cpu_us_per_request
     ratios: dict[str, float] = {}
     for name, run in (
         ("control plane, API key (Bearer)", listing.api_key),
@@ -538,8 +546,14 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
         print(
             f"  {name:<34} {len(run.latencies):>9} {run.errors:>7} {run.per_second:>8.0f}"
             f" {ms(statistics.median(run.latencies)):>8} {ms(percentile(run.latencies, 99)):>8}"
-            f" {ratio:>7.3f}"
+            f" {ratio:>7.3f} {run.cpu_us_per_request:>7.0f}"
+            f" {hello_cpu / run.cpu_us_per_request if run.cpu_us_per_request else 0.0:>7.3f}"
         )
+    print(
+        "  CPU us: the serving process's CPU time per request (its threads included; not"
+        " PostgreSQL's); /hello: the hello-world's over it, the throughput ratio an idle machine"
+        " with a core per process would show"
+    )
     return ratios
 
 
@@ -772,6 +786,13 @@ def main(argv: list[str] | None = None) -> int:
                 f" (target >= {TARGET_THROUGHPUT_RATIO}:"
                 f" {verdict(ratio, TARGET_THROUGHPUT_RATIO, at_least=True)})"
             )
+        hello_cpu = result.listing.hello.cpu_us_per_request
+        for name, run in (("API key", result.listing.api_key), ("cookie", result.listing.cookie)):
+            cost = run.cpu_us_per_request
+            summary.append(
+                f"ratio CPU per request, hello-world / {name} list, {result.label}:"
+                f" {hello_cpu / cost if cost else 0.0:.3f} ({cost:.0f} us vs {hello_cpu:.0f} us)"
+            )
     for result in results:
         listing = result.listing
         if listing is None:
@@ -782,6 +803,11 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio req/s, Pterodactyl GET {COMPAT_SERVERS_PATH} (client key) / our GET"
             f" {SERVERS_PATH} (API key), {result.label}: {ratio:.3f} (target >="
             f" {TARGET_COMPAT_RATIO}: {verdict(ratio, TARGET_COMPAT_RATIO, at_least=True)})"
+        )
+        compat_cpu = listing.compat.cpu_us_per_request
+        summary.append(
+            f"ratio CPU per request, our list / Pterodactyl's, {result.label}:"
+            f" {listing.api_key.cpu_us_per_request / compat_cpu if compat_cpu else 0.0:.3f}"
         )
     for result in results:
         if result.probes is None:
