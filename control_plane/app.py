@@ -89,10 +89,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[METRICS].watch_pool(engine)
     yield
     app[METRICS].unwatch(pool)
-    reader.close()
     # Bounded: a connection stuck in a driver must not hold the shutdown forever.
     try:
         async with asyncio.timeout(background.STOP_SECONDS):
+            await reader.close()
             await engine.dispose()
     except TimeoutError:
         log.error("database connections did not close in time; shutting down without them")

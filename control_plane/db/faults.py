@@ -9,7 +9,8 @@ A request whose database is down, full or busy gets a clear answer instead of a 
   nothing is half written; the log names the database file.
 
 The engine recovers by itself: PostgreSQL's pool checks connections before use
-(``pool_pre_ping``), and nothing here is cached.
+(``pool_pre_ping``), the reads' own pool runs a read once more on a new connection when it
+found its connection dead (``control_plane.db.reader``), and nothing here is cached.
 """
 
 from __future__ import annotations

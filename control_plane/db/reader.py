@@ -7,6 +7,12 @@ that must agree with each other belong in one transaction (``read_session_factor
 On SQLite the statement runs on a synchronous connection in a worker thread: one thread hop
 per statement, where aiosqlite makes five (cursor, execute, fetch, close, rollback), each a
 wake-up of the event loop. Those connections are ``query_only``: they cannot write.
+
+On PostgreSQL the reads have a small pool of their own, in autocommit, that does not ping a
+connection before each use (the engine's ``pool_pre_ping`` costs BEGIN, a ping and ROLLBACK:
+three round trips per statement). A connection found dead while reading (PostgreSQL was
+restarted) invalidates the pool and the statement runs once more on a new connection; a read
+has no effect to repeat. A database that is down still fails the read (503).
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVarTuple
 
 import sqlalchemy
+import sqlalchemy.exc
 from sqlalchemy import Engine, Row, Select, event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _Columns = TypeVarTuple("_Columns")
 # Two, so that one slow statement does not hold up every request; more only fight over the
 # GIL (SQLite hands it back for every row fetched), which cost a fifth of the throughput.
 SQLITE_READ_THREADS: Final = 2
+# PostgreSQL connections for reads, per replica (beside the engine's own pool): a read holds
+# one for a single statement.
+POSTGRES_READ_POOL: Final = 5
+POSTGRES_READ_OVERFLOW: Final = 5
 
 
 def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -50,7 +61,14 @@ class StatementReader:
             event.listen(sqlite, "connect", _sqlite_reader_pragmas)
             self._sqlite = (sqlite, ThreadPoolExecutor(SQLITE_READ_THREADS, "sqlite-reader"))
         else:
-            self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._engine = create_async_engine(
+                engine.url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=POSTGRES_READ_POOL,
+                max_overflow=POSTGRES_READ_OVERFLOW,
+                # Autocommit: there is never a transaction to roll back on the way back in.
+                pool_reset_on_return=None,
+            )
 
     async def rows(
         self, statement: Select[*_Columns], parameters: dict[str, Any]
@@ -61,16 +79,31 @@ class StatementReader:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(threads, _rows, sqlite, statement, parameters)
         assert self._engine is not None
-        async with self._engine.connect() as connection:
-            result = await connection.execute(statement, parameters)
-            return result.all()
+        try:
+            return await _statement_rows(self._engine, statement, parameters)
+        except sqlalchemy.exc.DBAPIError as err:
+            if not err.connection_invalidated:
+                raise
+            # A pooled connection had died (PostgreSQL restarted): the pool is invalidated,
+            # the next connection is a new one.
+            return await _statement_rows(self._engine, statement, parameters)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Stop the threads (none is busy once the app has stopped serving) and connections."""
         if self._sqlite is not None:
             sqlite, threads = self._sqlite
             threads.shutdown()
             sqlite.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
+
+
+async def _statement_rows(
+    engine: AsyncEngine, statement: Select[*_Columns], parameters: dict[str, Any]
+) -> Sequence[Row[*_Columns]]:
+    async with engine.connect() as connection:
+        result = await connection.execute(statement, parameters)
+        return result.all()
 
 
 def _rows(
