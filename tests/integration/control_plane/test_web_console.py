@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from tests.integration.control_plane.stack import Stack, wait_for_state
-from tests.support.containers import EGG_IMAGE
 from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.containers import EGG_IMAGE
 from tests.support.panel import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -31,7 +31,7 @@ STARTUP = (
     "/bin/sh -c \"printf '\\033[31mred-alert\\033[0m \\033[38;2;255;128;0mtruecolour\\033[0m"
     " %s\\n' '" + XSS + "'; exec /usr/local/bin/fake-game\""
 )
-PHONE = {"width": 360, "height": 740}
+PHONE: ViewportSize = {"width": 360, "height": 740}
 
 
 @pytest.fixture
