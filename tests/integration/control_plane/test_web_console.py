@@ -40,8 +40,11 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-async def colourful_server(stack: Stack, email: str) -> tuple[str, str]:
-    """A server of a blueprint whose game prints colours and the payload; its id and owner's."""
+async def colourful_server(
+    stack: Stack, email: str, startup: str = STARTUP
+) -> tuple[str, str]:
+    """A server of a blueprint whose game prints colours and the payload (or runs ``startup``);
+    its id and its owner's."""
     blueprint = await stack.admin.json(
         "POST",
         "/api/v1/blueprints",
@@ -50,7 +53,7 @@ async def colourful_server(stack: Stack, email: str) -> tuple[str, str]:
             "name": "colourful game",
             # The fake game's files without its entrypoint: the startup runs as it is.
             "images": [{"name": "default", "image": EGG_IMAGE}],
-            "startup": STARTUP,
+            "startup": startup,
             "stop": {"type": "command", "value": "stop"},
         },
     )
