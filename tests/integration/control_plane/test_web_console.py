@@ -40,9 +40,7 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-async def colourful_server(
-    stack: Stack, email: str, startup: str = STARTUP
-) -> tuple[str, str]:
+async def colourful_server(stack: Stack, email: str, startup: str = STARTUP) -> tuple[str, str]:
     """A server of a blueprint whose game prints colours and the payload (or runs ``startup``);
     its id and its owner's."""
     blueprint = await stack.admin.json(
