@@ -59,7 +59,19 @@ async def serve_asset(request: web.Request) -> web.Response:
     asset = request.app[WEB_ASSETS].find(request.match_info["name"])
     if asset is None:
         raise NotFound("no such file")
-    return web.Response(body=asset.body, content_type=asset.content_type)
+    headers = {"Vary": "Accept-Encoding"}
+    if asset.gzipped is not None and _accepts_gzip(request):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=asset.gzipped, content_type=asset.content_type, headers=headers)
+    return web.Response(body=asset.body, content_type=asset.content_type, headers=headers)
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 static_routes = [web.get(STATIC_PREFIX + "{name:.+}", serve_asset)]
