@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
+from control_plane.keys import CONSOLES
 from tests.integration.control_plane.stack import Stack, wait_for_state
 from tests.support.chromium import Watched, chromium, watched_page
 from tests.support.containers import EGG_IMAGE
@@ -84,6 +85,16 @@ def terminal(page: Page) -> Any:
     return page.locator("#terminal .xterm-rows")
 
 
+async def leave(watched: Watched, stack: Stack) -> None:
+    """Close the browser's pages and wait until the control plane has let go of their console
+    sockets: none is left mid-message when the app shuts down after the test."""
+    await watched.context.close()
+    consoles = stack.panel.server.app[CONSOLES]
+    async with asyncio.timeout(20):
+        while consoles.total():
+            await asyncio.sleep(0.05)
+
+
 async def test_the_console_shows_output_as_text_runs_commands_power_and_graphs(
     stack: Stack, browser: Browser
 ) -> None:
@@ -129,6 +140,7 @@ async def test_the_console_shows_output_as_text_runs_commands_power_and_graphs(
     await expect(terminal(page)).to_contain_text("stopping", timeout=30_000)
     await expect(page.locator("[data-state]")).to_have_text("offline", timeout=30_000)
     await watched.assert_clean()
+    await leave(watched, stack)
 
 
 async def test_a_sub_user_without_control_sees_no_power_and_is_refused_when_forcing_it(
@@ -206,6 +218,7 @@ async def test_a_sub_user_without_control_sees_no_power_and_is_refused_when_forc
     await page.wait_for_function("window.__cspViolations.length > 0")
     [violation] = await watched.csp_violations()
     assert violation.startswith("style-src-elem inline"), violation
+    await leave(watched, stack)
 
 
 async def test_a_lost_node_shows_the_notice_and_the_page_reconnects(
@@ -247,3 +260,4 @@ async def test_a_lost_node_shows_the_notice_and_the_page_reconnects(
     assert others == []
     watched.console_errors.clear()
     await watched.assert_clean()
+    await leave(watched, stack)

@@ -14,6 +14,7 @@ from tests.integration.control_plane.test_web_console import (
     PHONE,
     address,
     colourful_server,
+    leave,
     open_console,
     terminal,
 )
@@ -55,3 +56,4 @@ async def test_throttled_output_is_announced_on_the_page(stack: Stack, browser: 
     await expect(notice).to_contain_text("some lines were dropped")
     await expect(notice).to_be_visible()
     await watched.assert_clean()
+    await leave(watched, stack)
