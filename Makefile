@@ -9,7 +9,7 @@ SFTP_PORT  ?= 2022
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test services lint format bench clean
+.PHONY: help install run test services lint format bench clean assets
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ bench: install services ## run the benchmarks; they print figures, they do not a
 		test -f bench/$$name.py || continue; \
 		echo "== bench/$$name.py"; $(BIN)/python -m bench.$$name || exit 1; \
 	done
+
+assets: ## download the vendored browser code (pinned, from the npm registry) and its manifest
+	$(PYTHON) deploy/assets.py
 
 clean: ## remove the venv, caches and the local data directory
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(STELLAR_DATA_DIR)

@@ -48,6 +48,8 @@ WALL_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("wall_clock")
 # The web panel: its static files and its templates.
 WEB_ASSETS = web.AppKey("web_assets", AssetIndex)
 WEB_TEMPLATES = web.AppKey("web_templates", jinja2.Environment)
+# A page's nonce for the <style> elements its vendored code creates (the console's xterm.js).
+STYLE_NONCE = web.RequestKey("style_nonce", str)
 # This process's Prometheus metrics (their own registry: no module globals).
 METRICS = web.AppKey("metrics", ControlPlaneMetrics)
 # The outbox's sender: ``wake()`` after a request queued mail (present when mail is set up).

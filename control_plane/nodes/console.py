@@ -107,6 +107,10 @@ class ConsoleSessions:
     def count(self, server_id: uuid.UUID, user_id: uuid.UUID) -> int:
         return len(self._open.get((server_id, user_id), ()))
 
+    def total(self) -> int:
+        """Every console open in this process."""
+        return sum(len(sockets) for sockets in self._open.values())
+
     async def close_for(self, server_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """Close every console this user has open on this server (permissions changed)."""
         for socket in list(self._open.get((server_id, user_id), ())):

@@ -8,12 +8,13 @@ decides nothing about access: a handler passes a control's data only if the call
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
-from control_plane.keys import CALLER, SETTINGS, WEB_TEMPLATES
+from control_plane.keys import CALLER, SETTINGS, STYLE_NONCE, WEB_TEMPLATES
 from control_plane.security.sessions import csrf_token
 from control_plane.web.assets import AssetIndex
 
@@ -30,15 +31,31 @@ def make_environment(assets: AssetIndex) -> jinja2.Environment:
     return environment
 
 
-def page(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
-    """``template`` rendered for this request's caller."""
+def page(
+    request: web.Request,
+    template: str,
+    *,
+    status: int = 200,
+    style_nonce: bool = False,
+    **context: Any,
+) -> web.Response:
+    """``template`` rendered for this request's caller.
+
+    ``style_nonce``: the page's CSP also allows ``<style>`` elements that carry a nonce made
+    for this response (given to the template as ``style_nonce``), for vendored code that
+    creates them (xterm.js); inline styles stay refused everywhere else.
+    """
     caller = request.get(CALLER)
+    nonce = None
+    if style_nonce:
+        nonce = secrets.token_urlsafe(18)
+        request[STYLE_NONCE] = nonce
     csrf = None
     if caller is not None and caller.session_id is not None:
         csrf = csrf_token(request.app[SETTINGS].auth_secret or "", caller.session_id)
     html = (
         request.app[WEB_TEMPLATES]
         .get_template(template)
-        .render(me=caller, csrf=csrf, path=request.path, **context)
+        .render(me=caller, csrf=csrf, path=request.path, style_nonce=nonce, **context)
     )
     return web.Response(text=html, status=status, content_type="text/html")

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from control_plane.api.registry import PAGE_TABLES
 from control_plane.errors import ApiError, NotFound, Unauthenticated
-from control_plane.keys import WEB_ASSETS, WEB_TEMPLATES
+from control_plane.keys import STYLE_NONCE, WEB_ASSETS, WEB_TEMPLATES
 from control_plane.web.assets import IMMUTABLE, STATIC_PREFIX, AssetIndex
 from control_plane.web.render import make_environment, page
 from shared.http import Handler
@@ -21,6 +21,16 @@ PAGE_CSP: Final = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
+
+
+def page_csp(style_nonce: str | None) -> str:
+    """The pages' policy; with ``style_nonce``, ``<style>`` elements carrying it are allowed
+    too (a page whose vendored code creates them, see ``render.page``)."""
+    if style_nonce is None:
+        return PAGE_CSP
+    return PAGE_CSP.replace("style-src 'self'", f"style-src 'self' 'nonce-{style_nonce}'", 1)
+
+
 # The page routes' paths (their errors are pages; every other route's are JSON).
 _PAGE_PATHS: Final = frozenset(
     endpoint.path for table in PAGE_TABLES for endpoint in table.endpoints
@@ -49,7 +59,19 @@ async def serve_asset(request: web.Request) -> web.Response:
     asset = request.app[WEB_ASSETS].find(request.match_info["name"])
     if asset is None:
         raise NotFound("no such file")
-    return web.Response(body=asset.body, content_type=asset.content_type)
+    headers = {"Vary": "Accept-Encoding"}
+    if asset.gzipped is not None and _accepts_gzip(request):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=asset.gzipped, content_type=asset.content_type, headers=headers)
+    return web.Response(body=asset.body, content_type=asset.content_type, headers=headers)
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 static_routes = [web.get(STATIC_PREFIX + "{name:.+}", serve_asset)]
@@ -85,7 +107,7 @@ def _error_page(request: web.Request, err: ApiError) -> web.Response:
 
 async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
     if response.content_type == "text/html" and is_page(request):
-        response.headers["Content-Security-Policy"] = PAGE_CSP
+        response.headers["Content-Security-Policy"] = page_csp(request.get(STYLE_NONCE))
     elif request.path.startswith(STATIC_PREFIX) and response.status == 200:
         response.headers["Cache-Control"] = IMMUTABLE
 

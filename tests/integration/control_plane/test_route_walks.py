@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,6 +43,7 @@ ALICE_OBJECT = {
     "task_id": "alice_schedule_task",
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+PAGE_PATHS = {endpoint.path for table in PAGE_TABLES for endpoint in table.endpoints}
 
 
 # The Pterodactyl-compatible APIs' own path parameters.
@@ -78,10 +80,17 @@ async def test_another_user_gets_404_on_every_route_of_alices_objects(world: Wor
         assert response.status == expected, (
             f"{endpoint.method} {endpoint.path} gave {response.status}"
         )
-        body = await response.json()
-        assert "alice" not in str(body).lower(), f"{endpoint.path} leaks: {body}"
+        body = await _body(response)
+        assert "alice" not in body.lower(), f"{endpoint.path} leaks: {body}"
         checked += 1
     assert checked >= 25
+
+
+async def _body(response: ClientResponse) -> str:
+    """An answer's text: JSON from the API, an error page from a page route."""
+    if response.content_type == "text/html":
+        return await response.text()
+    return str(await response.json())
 
 
 async def test_every_unsafe_cookie_route_needs_the_csrf_token(world: World) -> None:
@@ -166,6 +175,11 @@ async def test_ids_in_paths_are_accepted_only_in_their_one_spelling(world: World
                 path = canonical.replace(original, other)
                 response = await caller.request(endpoint.method, path, json={})
                 assert response.status == 404, f"{endpoint.method} {path}: {response.status}"
+                if response.content_type == "text/html":  # a page route's error is a page
+                    assert endpoint.path in PAGE_PATHS, path
+                    assert "<h1>404</h1>" in await response.text(), path
+                    checked += 1
+                    continue
                 code = error_of(await response.json())["code"]
                 assert code in ("not_found", "NotFoundHttpException"), f"{path}: {code}"
                 checked += 1
