@@ -188,6 +188,7 @@
         }
         break;
       case "status":
+      case "state": // a change recorded by the control plane (on any replica): docs/console.md
         setState(arg);
         break;
       case "stats":
