@@ -84,7 +84,6 @@ from control_plane.settings import ControlPlaneSettings, load_settings
 from shared.command_keys import write_private_key
 from tests.support.slow_node import SlowNode
 
-REPOSITORY: Final = Path(__file__).resolve().parents[1]
 HELLO_PATH: Final = "/hello"
 SERVERS_PATH: Final = "/api/v1/servers"
 COMPAT_SERVERS_PATH: Final = "/api/client"
@@ -132,12 +131,9 @@ def base_env() -> dict[str, str]:
 
 
 def panel_env(database_url: str, port: int, bcrypt_cost: int, key_file: Path) -> dict[str, str]:
-    # The control plane of this checkout, whatever the venv has installed (an editable
-    # install points at another worktree): the servers run in a temporary directory.
-    path = [str(REPOSITORY), *filter(None, [os.environ.get("PYTHONPATH")])]
+    # bench/processes.py puts this checkout first on the servers' PYTHONPATH.
     return {
         **base_env(),
-        "PYTHONPATH": os.pathsep.join(path),
         "STELLAR_ENV": "development",
         "STELLAR_DATABASE_URL": database_url,
         "STELLAR_AUTH_SECRET": secrets.token_urlsafe(48),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+REPOSITORY: Final = Path(__file__).resolve().parent.parent
+
 START_TIMEOUT_SECONDS: Final = 30.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
 
@@ -58,6 +60,12 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        base = os.environ if self.env is None else self.env
+        # This checkout's code (bench and the services), whatever the venv has installed (an
+        # editable install may point at another worktree); the servers run in temporary
+        # directories, where `python -m bench.…` would find nothing.
+        path = [str(REPOSITORY), *filter(None, [base.get("PYTHONPATH")])]
+        env = {**base, "PYTHONPATH": os.pathsep.join(path), "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
@@ -65,7 +73,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
-                env={**(os.environ if self.env is None else self.env), "PYTHONUNBUFFERED": "1"},
+                env=env,
             )
 
     def wait_ready(self, deadline: float) -> None:
