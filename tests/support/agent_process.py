@@ -12,6 +12,7 @@ or ill-typed claims.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import enum
 import glob
@@ -297,12 +298,21 @@ AgentFactory = Callable[[], AgentProcess]
 """Starts one more agent for a test (see the ``agent_factory`` fixture)."""
 
 
+# Ports handed out lately by free_port: the kernel may hand a port it just took back again,
+# and two ports asked for one after the other (an agent's HTTP and SFTP ports) then collide.
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=1024)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the kernel just handed out (and we let go of)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that the kernel just handed out (and we let go of), never one
+    this process was handed lately."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
 
 
 def system_claims(
