@@ -44,6 +44,7 @@ from control_plane.services import blueprints as blueprint_service
 from control_plane.services import infrastructure as infra
 from control_plane.services import nodes as node_service
 from control_plane.services.servers import placement, startup
+from control_plane.services.servers.state import change_state
 from control_plane.services.users import normalise_email
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ApiError
@@ -225,7 +226,7 @@ async def _record(
         server = await db.get(Server, server_id)
         if server is None:
             raise NotFound("the server was deleted while it was being created")
-        server.state = state
+        await change_state(db, server, state)
         await audit.append(
             db,
             None,

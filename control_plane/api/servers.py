@@ -168,7 +168,7 @@ async def create(
             raise NotFound("the server was deleted while it was being created")
         # Unless the node's events got here first (a fast installer may have finished).
         if created.state == "provisioning":
-            created.state = "installing" if has_installer else "offline"
+            await change_state(db, created, "installing" if has_installer else "offline")
         await audit.append(
             db,
             req.actor,

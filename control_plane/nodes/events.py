@@ -44,6 +44,7 @@ from control_plane.services.servers.installs import (
     forget_install,
     install_recorded,
     record_install,
+    state_after,
 )
 from control_plane.services.servers.state import change_state
 from shared.node_api import SftpFailuresEvent, StatsEvent
@@ -276,7 +277,9 @@ class NodeEventListener:
                 if state == "installing":
                     forget_install(server)
             elif kind == "crash":
-                server.state = "starting" if event.get("restarting") else "crashed"
+                state = "starting" if event.get("restarting") else "crashed"
+                # Published even when the node's own ``crashed`` state event was lost.
+                await change_state(db, server, state)
                 await self._audit(db, "server.crashed", server, event)
             elif kind == "install":
                 # Once, whichever comes first: the event, or the read after (re)connecting
@@ -284,6 +287,7 @@ class NodeEventListener:
                 if install_recorded(server, event):
                     return
                 install = record_install(server, event)
+                await change_state(db, server, state_after(install))
                 # The last lines stay out of the audit trail: scripts may print secrets.
                 details = install.model_dump(mode="json", exclude={"type", "last_lines"})
                 await self._audit(db, "server.install.finished", server, details)

@@ -1,7 +1,8 @@
 """A server's last install: kept from the node's install event, shown to its users.
 
 :func:`record_install` stores what the node reported (exit code, seconds, last lines,
-reason) on the server and sets its state; :func:`install_view` is what
+reason) on the server and :func:`state_after` is the state it leaves the server in (set by
+the caller through ``change_state``, which publishes it); :func:`install_view` is what
 ``GET /api/v1/servers/{id}`` shows as ``install``. Who sees what: the outcome (state, exit
 code, seconds, reason — written by the agent, never by the script) to everyone who sees the
 server; the last lines only to those who may read its console (``console.read``), because
@@ -26,7 +27,8 @@ LINES_PERMISSION: Final = "console.read"
 
 
 def record_install(server: Server, event: dict[str, Any]) -> InstallEvent:
-    """Keep the install event on ``server`` and set its state; the event as validated.
+    """Keep the install event on ``server``; the event as validated (the state it leaves the
+    server in: :func:`state_after`).
 
     Raises ``pydantic.ValidationError`` (a ``ValueError``) for an event that is not one.
     """
@@ -39,8 +41,12 @@ def record_install(server: Server, event: dict[str, Any]) -> InstallEvent:
     if reason is None and not install.success:
         reason = "the install failed"  # an agent from before reasons were reported
     server.install_reason = None if reason is None else reason[:MAX_REASON_CHARS]
-    server.state = "offline" if install.success else "install_failed"
     return install
+
+
+def state_after(install: InstallEvent) -> str:
+    """The state a finished install leaves its server in."""
+    return "offline" if install.success else "install_failed"
 
 
 def install_recorded(server: Server, event: dict[str, Any]) -> bool:

@@ -94,3 +94,42 @@ async def test_power_state_and_backup_events_of_a_real_server_are_delivered(
     for arrived in receiver.received:
         assert verify_signature(hook["secret"], arrived.headers, arrived.body)
         assert json.loads(arrived.body)["data"]["server"]["id"] == server_id
+
+
+async def test_a_real_game_that_exits_non_zero_is_delivered_as_crashed_then_restarted(
+    stack: Stack, aiohttp_server: AiohttpServer
+) -> None:
+    """The game in a real container exits with code 1 on its own: ``server.state`` crashed
+    (previous running) is delivered, then its restart (starting, previous crashed)."""
+    receiver = Receiver()
+    receiving = await aiohttp_server(receiver.app())
+    server_id, owner = await stack.owned_server("crasher@example.org")
+    url = f"http://localhost:{receiving.port}/in"
+    body = {"name": "ops", "url": url, "events": ["server.state"]}
+    await owner.json("POST", f"/api/v1/servers/{server_id}/webhooks", status=201, json=body)
+    await _following_the_node_now(stack, server_id, owner)
+    power = f"/api/v1/servers/{server_id}/power"
+    await owner.json("POST", power, status=202, json={"action": "start"})
+    await wait_for_state(owner, server_id, "running")
+    command = f"/api/v1/servers/{server_id}/command"
+    await owner.json("POST", command, status=204, json={"command": "crash"})
+
+    def changes() -> list[dict[str, str]]:
+        """What arrived, in the order it happened (deliveries may overtake one another)."""
+        bodies = sorted(
+            (json.loads(arrived.body) for arrived in receiver.received),
+            key=lambda body: str(body["timestamp"]),
+        )
+        return [body["data"]["details"] for body in bodies]
+
+    crashed = {"state": "crashed", "previous": "running"}
+    restarted = {"state": "starting", "previous": "crashed"}
+    count = 1
+    while not (crashed in changes() and restarted in changes()):
+        await receiver.wait_for(count, timeout=30)
+        count += 1
+    got = changes()
+    assert got.index(crashed) < got.index(restarted)
+    await wait_for_state(owner, server_id, "running")
+    await owner.json("POST", power, status=202, json={"action": "stop"})
+    await wait_for_state(owner, server_id, "offline")

@@ -14,6 +14,7 @@ from control_plane.services.servers.installs import (
     install_recorded,
     install_view,
     record_install,
+    state_after,
 )
 
 
@@ -36,9 +37,11 @@ def access(role: str, *permissions: str) -> ServerAccess:
 
 def test_a_failed_install_is_kept_and_shown_with_its_lines_to_console_readers() -> None:
     server = Server(state="installing")
-    record_install(server, event())
+    install = record_install(server, event())
 
-    assert server.state == "install_failed"
+    assert server.state == "installing"  # the state is the caller's, through change_state
+    assert state_after(install) == "install_failed"
+    server.state = state_after(install)
     owner = install_view(server, access("owner"))
     assert owner.model_dump() == {
         "state": "install_failed",
@@ -72,8 +75,9 @@ def test_a_successful_install_is_installed_and_recorded_once() -> None:
     server = Server(state="installing")
     done = event(success=True, exit_code=0, reason=None, last_lines=[])
     assert not install_recorded(server, done)
-    record_install(server, done)
-    assert server.state == "offline"
+    install = record_install(server, done)
+    assert state_after(install) == "offline"
+    server.state = state_after(install)
     assert install_view(server, access("owner")).state == "installed"
     assert install_recorded(server, done)
 
