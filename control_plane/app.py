@@ -15,7 +15,12 @@ from control_plane import background
 from control_plane.api import health, openapi
 from control_plane.api.compat.errors import render as render_error
 from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
-from control_plane.db.engine import create_engine, read_session_factory, session_factory
+from control_plane.db.engine import (
+    connections_returned,
+    create_engine,
+    read_session_factory,
+    session_factory,
+)
 from control_plane.db.leases import LeaseKeeper
 from control_plane.db.reader import StatementReader
 from control_plane.keys import (
@@ -89,7 +94,18 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[METRICS].watch_pool(engine)
     yield
     app[METRICS].unwatch(pool)
-    # Bounded: a connection stuck in a driver must not hold the shutdown forever.
+    # Last of the app's cleanups, so every task that holds a connection has been stopped;
+    # work that outlived its task (shielded) still may: it finishes first, or dispose would
+    # drop its connection unclosed. Bounded: a connection stuck in a driver must not hold
+    # the shutdown forever.
+    try:
+        async with asyncio.timeout(background.STOP_SECONDS):
+            await connections_returned(engine)
+    except TimeoutError:
+        log.error(
+            "database connections still in use at shutdown; closing the others",
+            pool=engine.pool.status(),
+        )
     try:
         async with asyncio.timeout(background.STOP_SECONDS):
             await reader.close()

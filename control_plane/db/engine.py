@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 
 from control_plane.db.faults import unavailable
 
@@ -128,3 +129,31 @@ def session_factory(
 def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions for work that only reads: on SQLite they never queue behind writers."""
     return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+
+
+async def connections_returned(engine: AsyncEngine) -> None:
+    """Wait until every connection ``engine`` lent out is back in its pool.
+
+    A connection still lent out when the engine is disposed is never closed: it goes back
+    to the discarded pool and is garbage-collected open (aiosqlite warns, PostgreSQL sees
+    the session vanish). Work that outlives its caller holds one: a shielded unit of work
+    finishes after the task that awaited it was cancelled (a node's event stream storing
+    what it folded, a console's admission or re-check)."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):
+        return  # NullPool and StaticPool lend nothing that dispose could miss
+    loop = asyncio.get_running_loop()
+    returned = asyncio.Event()
+
+    def on_checkin(*_: Any) -> None:
+        # Fired just before the connection re-enters the pool (maybe from the garbage
+        # collector, on any thread): the waiter counts again once it runs.
+        loop.call_soon_threadsafe(returned.set)
+
+    event.listen(pool, "checkin", on_checkin)
+    try:
+        while pool.checkedout() > 0:
+            returned.clear()
+            await returned.wait()
+    finally:
+        event.remove(pool, "checkin", on_checkin)
