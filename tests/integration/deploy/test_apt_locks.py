@@ -33,6 +33,7 @@ TEST_TOOL_PACKAGES: Final = [
     "openssh-client",
     "chromium",
     "prometheus",
+    "faketime",
     "nodejs",
     "npm",
 ]
@@ -180,6 +181,6 @@ def test_ensure_services_waits_for_another_apt_get_then_installs(tmp_path: Path,
     assert "shellcheck is already the newest version" in output
     summary = (
         "test tools: installed (shellcheck, nginx, gcc, freeciv-server, openssh-client, "
-        "chromium, promtool, node + nodeactyl)"
+        "chromium, promtool, faketime, node + nodeactyl)"
     )
     assert output.rstrip().endswith(summary)
