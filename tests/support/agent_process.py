@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import base64
 import collections
-import contextlib
 import enum
 import glob
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared.command_keys import key_id, public_key_text
 from shared.protocol import ALGORITHM, TOKEN_TYPE, body_hash, node_audience
+from tests.support.service_process import ServiceProcess
 
 SYSTEM_PATH: Final = "/api/v1/system"
 SYSTEM_ACTION: Final = "node.system"
@@ -110,8 +106,10 @@ class SigningKey:
 
 
 @dataclass
-class AgentProcess:
+class AgentProcess(ServiceProcess):
     """One ``stellar-agent serve`` subprocess with its own config, port, data dir and log."""
+
+    name = "agent"
 
     root: Path
     trusted_keys: dict[str, str]
@@ -181,10 +179,6 @@ class AgentProcess:
     def audience(self) -> str:
         return node_audience(self.node_id)
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def write_config(self) -> Path:
         """Write the TOML config with a port that was free a moment ago."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -213,73 +207,12 @@ class AgentProcess:
         if not self.config_path.exists():
             self.write_config()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._clock_environment()}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "node_agent", "serve", "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=env,
-            )
+        self.launch(["node_agent", "serve", "--config", str(self.config_path)], env, self.root)
         try:
-            self._wait_healthy(timeout)
+            self.wait_healthy(timeout)
         except BaseException:
             self.kill()
             raise
-
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        url = f"{self.base_url}/healthz"
-        while True:
-            process = self._process
-            if process is None or process.poll() is not None:
-                code = None if process is None else process.returncode
-                raise RuntimeError(f"agent exited with {code} while starting:\n{self.log_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=0.5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"agent not healthy after {timeout} s:\n{self.log_text()}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash or the OOM killer would, and reap the process."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-    def freeze(self) -> None:
-        """SIGSTOP: the agent keeps its sockets open and answers nothing (a hung host)."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM and wait for a clean exit; SIGKILL if it does not come in time."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=timeout)
-        self.kill()
-
-    def log_text(self) -> str:
-        """Everything the agent printed (stdout and stderr), over all of its runs."""
-        if not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def log_events(self) -> list[dict[str, Any]]:
         """The JSON log lines (anything else the agent printed is skipped)."""

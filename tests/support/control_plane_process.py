@@ -9,31 +9,28 @@ file, and waits for ``/healthz``; it can be killed (SIGKILL), frozen (SIGSTOP) a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from yarl import URL
 
 from tests.support.agent_process import free_port
 from tests.support.panel import PASSWORD, UNSAFE
+from tests.support.service_process import ServiceProcess
 
 START_TIMEOUT_SECONDS = 30.0
 
 
 @dataclass
-class ControlPlaneProcess:
+class ControlPlaneProcess(ServiceProcess):
     """One control-plane replica as a subprocess."""
+
+    STOP_SECONDS: ClassVar[float] = 15.0
 
     root: Path
     environment: dict[str, str]
@@ -49,10 +46,6 @@ class ControlPlaneProcess:
     def log_path(self) -> Path:
         return self.root / f"{self.name}.log"
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def start(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Launch the replica (on a fresh port the first time) and wait for ``/healthz``."""
         self.root.mkdir(parents=True, exist_ok=True)
@@ -64,64 +57,12 @@ class ControlPlaneProcess:
             "STELLAR_HOST": "127.0.0.1",
             "STELLAR_PORT": str(self.port),
         }
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "control_plane", "serve"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                env=env,
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited while starting:\n{self.log_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=0.5) as answer:
-                    if answer.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(f"{self.name} not healthy after {timeout} s")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL (a crash, the OOM killer) and reap it."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-
-    def freeze(self) -> None:
-        """SIGSTOP: its sockets stay open, it does nothing."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self._process is not None
-        self._process.send_signal(signal.SIGCONT)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM and wait for a clean exit; SIGKILL if it does not come in time."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)  # a frozen one must be able to exit
-            process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=timeout)
-        self.kill()
-
-    def log_text(self) -> str:
-        if not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+        self.launch(["control_plane", "serve"], env, self.root)
+        try:
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     def metric(self, text: str, name: str, **labels: str) -> float | None:
         """One sample's value in a Prometheus text exposition, None when absent."""
