@@ -19,7 +19,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import jwt
 
@@ -58,6 +58,39 @@ def _key(secret: str) -> bytes:
     return hmac.new(secret.encode(), b"stellarstack console token v1", hashlib.sha256).digest()
 
 
+def credential_claims(
+    caller: Caller, server_id: uuid.UUID, *, issued: int, lifetime: int
+) -> dict[str, object]:
+    """The claims that bind a token to ``caller``'s credential (a session or an API key, by
+    id, with its scopes) and one server, from ``issued`` for ``lifetime`` seconds; the
+    console tokens' and the signed links' (control_plane/security/signed_links.py)."""
+    credential = caller.session_id if caller.via == "session" else caller.api_key_id
+    if credential is None:
+        raise ValueError("a token is issued for a session or an API key")
+    return {
+        "sub": str(caller.user_id),
+        "srv": str(server_id),
+        "via": caller.via,
+        "cred": str(credential),
+        "scp": sorted(scope.value for scope in caller.scopes),
+        "iat": issued,
+        "exp": issued + lifetime,
+    }
+
+
+def grant_of(claims: dict[str, Any]) -> ConsoleGrant:
+    """The grant :func:`credential_claims` wrote; TypeError, ValueError or KeyError if the
+    claims are malformed."""
+    return ConsoleGrant(
+        user_id=uuid.UUID(claims["sub"]),
+        server_id=uuid.UUID(claims["srv"]),
+        via=_via(claims["via"]),
+        credential_id=uuid.UUID(claims["cred"]),
+        scopes=frozenset(Scope(value) for value in claims["scp"]),
+        expires_at=float(claims["exp"]),
+    )
+
+
 def issue(
     secret: str,
     caller: Caller,
@@ -68,23 +101,13 @@ def issue(
 ) -> tuple[str, float]:
     """A token for ``caller``'s console on one server, and when it expires (epoch seconds)."""
     issued = int(time.time() if now is None else now)
-    credential = caller.session_id if caller.via == "session" else caller.api_key_id
-    if credential is None:
-        raise ValueError("a console token is issued for a session or an API key")
-    expires = issued + lifetime
     claims = {
         "iss": _ISSUER,
         "aud": _AUDIENCE,
-        "sub": str(caller.user_id),
-        "srv": str(server_id),
-        "via": caller.via,
-        "cred": str(credential),
-        "scp": sorted(scope.value for scope in caller.scopes),
-        "iat": issued,
-        "exp": expires,
+        **credential_claims(caller, server_id, issued=issued, lifetime=lifetime),
         "jti": secrets.token_urlsafe(12),
     }
-    return jwt.encode(claims, _key(secret), algorithm=_ALGORITHM), float(expires)
+    return jwt.encode(claims, _key(secret), algorithm=_ALGORITHM), float(issued + lifetime)
 
 
 def verify(secret: str, token: str, *, now: float | None = None) -> ConsoleGrant:
@@ -108,15 +131,8 @@ def verify(secret: str, token: str, *, now: float | None = None) -> ConsoleGrant
     except jwt.PyJWTError as err:
         raise ConsoleTokenRefused("invalid") from err
     try:
-        grant = ConsoleGrant(
-            user_id=uuid.UUID(claims["sub"]),
-            server_id=uuid.UUID(claims["srv"]),
-            via=_via(claims["via"]),
-            credential_id=uuid.UUID(claims["cred"]),
-            scopes=frozenset(Scope(value) for value in claims["scp"]),
-            expires_at=float(claims["exp"]),
-        )
-    except (TypeError, ValueError) as err:
+        grant = grant_of(claims)
+    except (TypeError, ValueError, KeyError) as err:
         raise ConsoleTokenRefused("invalid") from err
     if now is not None and grant.expires_at <= now:
         raise ConsoleTokenRefused("expired")

@@ -24,9 +24,8 @@ from typing import Final, Literal
 
 import jwt
 
-from control_plane.security.api_keys import Scope
 from control_plane.security.caller import Caller
-from control_plane.security.console_tokens import ConsoleGrant
+from control_plane.security.console_tokens import ConsoleGrant, credential_claims, grant_of
 
 LIFETIME_SECONDS: Final = 300
 Action = Literal["file.download", "file.upload", "backup.download"]
@@ -75,25 +74,15 @@ def issue(
 ) -> tuple[str, float]:
     """A token for ``action`` on ``target`` of one server, and when it expires."""
     issued = int(time.time() if now is None else now)
-    credential = caller.session_id if caller.via == "session" else caller.api_key_id
-    if credential is None:
-        raise ValueError("a link is issued for a session or an API key")
-    expires = issued + lifetime
     claims = {
         "iss": _ISSUER,
         "aud": _AUDIENCE,
-        "sub": str(caller.user_id),
-        "srv": str(server_id),
-        "via": caller.via,
-        "cred": str(credential),
-        "scp": sorted(scope.value for scope in caller.scopes),
+        **credential_claims(caller, server_id, issued=issued, lifetime=lifetime),
         "act": action,
         "tgt": target,
-        "iat": issued,
-        "exp": expires,
         "jti": secrets.token_urlsafe(16),
     }
-    return jwt.encode(claims, _key(secret), algorithm=_ALGORITHM), float(expires)
+    return jwt.encode(claims, _key(secret), algorithm=_ALGORITHM), float(issued + lifetime)
 
 
 def verify(secret: str, token: object, action: Action) -> LinkGrant:
@@ -115,17 +104,7 @@ def verify(secret: str, token: object, action: Action) -> LinkGrant:
     if claims["act"] != action or claims["act"] not in _ACTIONS:
         raise LinkRefused("a link for another action")
     try:
-        via = claims["via"]
-        if via not in ("session", "api_key"):
-            raise ValueError("unknown credential kind")
-        grant = ConsoleGrant(
-            user_id=uuid.UUID(claims["sub"]),
-            server_id=uuid.UUID(claims["srv"]),
-            via=via,
-            credential_id=uuid.UUID(claims["cred"]),
-            scopes=frozenset(Scope(value) for value in claims["scp"]),
-            expires_at=float(claims["exp"]),
-        )
+        grant = grant_of(claims)
         target, jti = claims["tgt"], claims["jti"]
         if not isinstance(target, str) or not isinstance(jti, str) or not 8 <= len(jti) <= 64:
             raise ValueError("malformed target or id")
