@@ -16,16 +16,11 @@ from aiohttp import web
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.security.api_keys import Scope
-from control_plane.security.authorization import Requirement, refusal
 from control_plane.web.render import page
+from control_plane.web.server_tabs import may, visible_tabs
 
 routes = ApiRoutes("pages")
 POWER_ACTIONS: Final = ("start", "stop", "restart", "kill")
-
-
-def _may(req: ApiRequest[Any, Any], scope: Scope, permission: str) -> bool:
-    need = Requirement(scope=scope, permission=permission)
-    return refusal(req.me, need, req.access) is None
 
 
 @routes.get(
@@ -41,7 +36,8 @@ async def console_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         "console.html",
         style_nonce=True,
         server=server,
-        power=[action for action in POWER_ACTIONS if _may(req, Scope.WRITE, f"control.{action}")],
-        may_type=_may(req, Scope.WRITE, "console.write"),
-        may_see_stats=_may(req, Scope.READ, "stats.read"),
+        tabs=visible_tabs(req),
+        power=[action for action in POWER_ACTIONS if may(req, Scope.WRITE, f"control.{action}")],
+        may_type=may(req, Scope.WRITE, "console.write"),
+        may_see_stats=may(req, Scope.READ, "stats.read"),
     )
