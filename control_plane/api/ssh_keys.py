@@ -72,6 +72,11 @@ async def remove_ssh_key(req: ApiRequest[Any, Any]) -> None:
     key = await req.db.get(SshKey, req.uuid_param("ssh_key_id"))
     if key is None or key.user_id != req.me.user_id:
         raise req.deny(NotFound("no such SSH key"), target="ssh_key")
+    await remove_key(req, key)
+
+
+async def remove_key(req: ApiRequest[Any, Any], key: SshKey) -> None:
+    """Remove the caller's ``key``: audited, and pushed to their nodes after commit."""
     await req.db.delete(key)
     await req.audit(
         "ssh_key.removed",

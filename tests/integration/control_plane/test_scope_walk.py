@@ -36,6 +36,7 @@ ACCOUNT = "/api/v1/account/"
 COMPAT_ACCOUNT = "/api/client/account/"
 COMPAT_ACCOUNT_FOR_KEYS = {
     ("GET", "/api/client/account/api-keys"),
+    ("GET", "/api/client/account/ssh-keys"),
     ("PUT", "/api/client/account/password"),
 }
 
