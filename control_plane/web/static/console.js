@@ -222,6 +222,7 @@
       term.reset();
       previous = null;
       pollStats();
+      markReady();  // the console is usable: the walk and bench/web.py wait for this
     });
     current.addEventListener("message", (message) => {
       let frame;
