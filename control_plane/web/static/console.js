@@ -102,6 +102,12 @@
         figure.querySelector("[data-latest]").textContent = specs[key].format(last);
       }
       plots[key].setData(columns);
+      // At least the last quarter of an hour: a lone point would stretch the axis to years.
+      const xs = columns[0];
+      if (xs.length) {
+        const end = xs[xs.length - 1];
+        plots[key].setScale("x", { min: Math.min(xs[0], end - 900), max: end });
+      }
     }
     function push(key, at, ...values) {
       if (!plots[key]) return;
