@@ -74,6 +74,7 @@ _FIGURES: Final = """() => {
     const paint = Object.fromEntries(
         performance.getEntriesByType("paint").map((e) => [e.name, e.startTime]));
     const ready = performance.getEntriesByName("stellar-ready")[0];
+    const connecting = performance.getEntriesByName("console-connecting")[0];
     const resources = performance.getEntriesByType("resource");
     return {
         first_paint: paint["first-paint"] ?? null,
@@ -81,6 +82,7 @@ _FIGURES: Final = """() => {
         dom_interactive: nav.domInteractive,
         load_event_end: nav.loadEventEnd,
         ready: ready ? ready.startTime : null,
+        socket_opened_at: connecting ? connecting.startTime : null,
         bytes: nav.transferSize + resources.reduce((sum, r) => sum + r.transferSize, 0),
         requests: 1 + resources.length,
     };
@@ -91,6 +93,8 @@ METRICS: Final = (
     "dom_interactive",
     "load_event_end",
     "ready",
+    # The console's "console-connecting" mark: when its script opened the socket.
+    "socket_opened_at",
     "bytes",
     "requests",
 )
@@ -198,6 +202,14 @@ async def seed(stack: Stack, total: int) -> str:
     return str(created["id"])
 
 
+async def no_consoles(stack: Stack) -> None:
+    """Until the control plane holds no console socket."""
+    consoles = stack.panel.server.app[CONSOLES]
+    async with asyncio.timeout(20):
+        while consoles.total():
+            await asyncio.sleep(0.01)
+
+
 async def sign_in(page: Page) -> None:
     await page.goto("/login")
     await page.get_by_label("E-mail").fill(OWNER)
@@ -207,15 +219,21 @@ async def sign_in(page: Page) -> None:
 
 
 async def measure(
-    page: Page, path: str, runs: int, clear_cache: Callable[[], Awaitable[Any]]
+    page: Page,
+    path: str,
+    runs: int,
+    clear_cache: Callable[[], Awaitable[Any]],
+    settle: Callable[[], Awaitable[Any]],
 ) -> tuple[Loads, Loads]:
-    """``runs`` cold loads of ``path`` and ``runs`` cached ones, alternating."""
+    """``runs`` cold loads of ``path`` and ``runs`` cached ones, alternating; before each,
+    the previous page is left and ``settle`` waits until the server has let go of it."""
     cold, cached = Loads(), Loads()
     for _ in range(runs):
         for loads, empty in ((cold, True), (cached, False)):
+            await page.goto("about:blank")
+            await settle()
             if empty:
                 await clear_cache()
-            await page.goto("about:blank")
             await page.goto(path)
             # Not wait_for_function: its polling evaluates a string, which the CSP refuses.
             await page.locator("html[data-ready=true]").wait_for(state="attached", timeout=20_000)
@@ -253,10 +271,39 @@ def report(results: dict[str, tuple[Loads, Loads]]) -> None:
     for mode, loads in (("cold", console[0]), ("cached", console[1])):
         ready = loads.median("ready")
         verdict = "ok" if ready < CONSOLE_READY_MS else "OVER"
-        print(f"  console      interactive ({mode}) {ready:6.0f} ms  < 500 ms: {verdict}")
+        print(
+            f"  console      interactive ({mode}) {ready:6.0f} ms  < 500 ms: {verdict}"
+            f"  (socket asked for at {loads.median('socket_opened_at'):.0f} ms)"
+        )
 
 
-async def run(runs: int, servers: int) -> None:
+async def screenshots(page: Page, where: Path, stack: Stack, console_id: str) -> None:
+    """The list and the console at a desktop's size and a phone's (for docs/), the console's
+    game running and its use on the list."""
+    where.mkdir(parents=True, exist_ok=True)
+    owner = await stack.panel.browser()
+    await owner.login(OWNER)
+    await owner.json(
+        "POST", f"/api/v1/servers/{console_id}/power", status=202, json={"action": "start"}
+    )
+    async with asyncio.timeout(90):
+        while not (await owner.json("GET", "/api/v1/resource-use"))["data"]:
+            await asyncio.sleep(1)
+    for size, viewport in (("desktop", (1280, 800)), ("phone", (360, 740))):
+        await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+        for name, path in (("servers", "/"), ("console", f"/servers/{console_id}")):
+            await page.goto(path)
+            await page.locator("html[data-ready=true]").wait_for(state="attached")
+            if name == "console":
+                rows = page.locator("#terminal .xterm-rows")
+                await rows.filter(has_text="fake-game started").wait_for(timeout=30_000)
+            await page.screenshot(path=where / f"panel-{name}-{size}.png")
+    await owner.json(
+        "POST", f"/api/v1/servers/{console_id}/power", status=202, json={"action": "kill"}
+    )
+
+
+async def run(runs: int, servers: int, shots: Path | None) -> None:
     build_test_images()
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         async with bench_stack(Path(tmp)) as stack:
@@ -277,21 +324,24 @@ async def run(runs: int, servers: int) -> None:
                     async def clear_cache() -> None:
                         await devtools.send("Network.clearBrowserCache")
 
-                    results = {"sign-in": await measure(page, "/login", runs, clear_cache)}
+                    async def settle() -> None:
+                        # A person opening a console has no other one closing meanwhile.
+                        await no_consoles(stack)
+
+                    results = {"sign-in": await measure(page, "/login", runs, clear_cache, settle)}
                     await sign_in(page)
-                    results["server list"] = await measure(page, "/", runs, clear_cache)
+                    results["server list"] = await measure(page, "/", runs, clear_cache, settle)
                     rows = await page.locator("#server-table tbody tr").count()
                     assert rows == servers, f"the list shows {rows} servers, not {servers}"
                     results["console"] = await measure(
-                        page, f"/servers/{console_id}", runs, clear_cache
+                        page, f"/servers/{console_id}", runs, clear_cache, settle
                     )
+                    if shots is not None:
+                        await screenshots(page, shots, stack, console_id)
                     await context.close()
                 finally:
                     await browser.close()
-            consoles = stack.panel.server.app[CONSOLES]
-            async with asyncio.timeout(20):
-                while consoles.total():
-                    await asyncio.sleep(0.05)
+            await no_consoles(stack)
     print(
         f"bench/web.py: {platform.python_implementation()} {platform.python_version()}, "
         f"headless {CHROMIUM}, {runs} loads per page and mode, {servers} servers in the list, "
@@ -304,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=7, help="loads per page and mode")
     parser.add_argument("--servers", type=int, default=50, help="servers in the list")
+    parser.add_argument("--screenshots", type=Path, help="also save screenshots in this folder")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.runs, args.servers))
+    asyncio.run(run(args.runs, args.servers, args.screenshots))
     return 0
 
 

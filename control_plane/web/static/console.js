@@ -218,6 +218,7 @@
   function connect() {
     clearTimeout(retryTimer);
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    if (!performance.getEntriesByName("console-connecting").length) performance.mark("console-connecting");
     const current = new WebSocket(`${scheme}//${window.location.host}${socketPath}`);
     socket = current;
     current.addEventListener("open", () => {
