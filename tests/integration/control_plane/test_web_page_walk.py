@@ -107,7 +107,7 @@ def fill(endpoint: Endpoint, world: WalkWorld) -> str:
         if name not in world.params:
             pytest.fail(
                 f"the page walk cannot fill {{{name}}} in {endpoint.path} "
-                f"({endpoint.name}): seed one in test_web_page_walk.py (seed, WALK params) "
+                f"({endpoint.name}): seed one in test_web_page_walk.py (seed(), WalkWorld.params) "
                 "so that the page is walked"
             )
         return world.params[name]
