@@ -217,11 +217,20 @@
 
   function connect() {
     clearTimeout(retryTimer);
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    if (!performance.getEntriesByName("console-connecting").length) performance.mark("console-connecting");
-    const current = new WebSocket(`${scheme}//${window.location.host}${socketPath}`);
+    // The socket console-early.js opened while the scripts loaded, if it is still usable.
+    const early = window.stellarEarlyConsole;
+    window.stellarEarlyConsole = null;
+    let current;
+    if (early && early.socket.readyState <= WebSocket.OPEN) {
+      current = early.socket;
+      current.removeEventListener("message", early.keep);
+    } else {
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      if (!performance.getEntriesByName("console-connecting").length) performance.mark("console-connecting");
+      current = new WebSocket(`${scheme}//${window.location.host}${socketPath}`);
+    }
     socket = current;
-    current.addEventListener("open", () => {
+    const opened = () => {
       attempts = 0;
       root.dataset.connected = "true";
       clearNotice("disconnected");
@@ -230,12 +239,17 @@
       previous = null;
       pollStats();
       markReady();  // the console is usable: the walk and bench/web.py wait for this
-    });
-    current.addEventListener("message", (message) => {
+    };
+    const received = (message) => {
       let frame;
       try { frame = JSON.parse(message.data); } catch { return; }
       if (frame && typeof frame === "object") onMessage(frame);
-    });
+    };
+    if (current.readyState === WebSocket.OPEN) opened();
+    else current.addEventListener("open", opened);
+    current.addEventListener("message", received);
+    // Frames kept before this script was ready, in order (nothing can arrive in between).
+    if (current === early?.socket) for (const message of early.frames) received(message);
     current.addEventListener("close", (event) => {
       if (socket !== current) return;
       clearInterval(statsTimer);
