@@ -68,7 +68,10 @@ async def test_resource_use_is_the_latest_fresh_bucket_for_whoever_may_read_stat
     # The search narrows it like the page (any case; % and _ are literal characters).
     found = await world.alice.json("GET", "/api/v1/resource-use?q=ALICE")
     assert [u["server_id"] for u in found["data"]] == [alice_server]
-    assert (await world.alice.json("GET", "/api/v1/resource-use?q=%25"))["data"] == []
+    for wildcard in ("%25", "_", "%5C"):  # %, _ and \ match only themselves
+        assert (await world.alice.json("GET", f"/api/v1/resource-use?q={wildcard}"))["data"] == []
+    found = await world.alice.json("GET", "/api/v1/resource-use?q=%27s%20serv")  # "'s serv"
+    assert [u["server_id"] for u in found["data"]] == [alice_server]
     assert (await world.bob.json("GET", "/api/v1/resource-use?q=alice"))["data"] == []
     refused = await world.alice.json("GET", f"/api/v1/resource-use?q={'x' * 101}", status=400)
     assert refused["error"]["details"][0]["loc"][-1] == "q"
