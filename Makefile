@@ -44,7 +44,7 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 bench: install services ## run the benchmarks; they print figures, they do not assert
-	@for name in command_channel security_layer api agent_lifecycle files egg_import config_apply automation fleet; do \
+	@for name in command_channel security_layer api agent_lifecycle files egg_import config_apply automation fleet web; do \
 		test -f bench/$$name.py || continue; \
 		echo "== bench/$$name.py"; $(BIN)/python -m bench.$$name || exit 1; \
 	done

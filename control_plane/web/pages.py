@@ -2,22 +2,25 @@
 the route walks cover them. A page reads through the same services as its API twin.
 
 Pages so far: sign-in (password, then the second factor when one is enrolled) and the list
-of servers the caller may see.
+of servers the caller may see (searched by name on the server, with each server's latest
+CPU and memory use where the caller holds ``stats.read``; static/servers.js refreshes them).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.services.servers import listing
+from control_plane.keys import WALL_CLOCK
+from control_plane.schemas.resource_use import SERVERS_PER_PAGE, ServerSearch
+from control_plane.security.permissions import holds
+from control_plane.services.servers import listing, resource_use
 from control_plane.web.render import page
 
 routes = ApiRoutes("pages")
-SERVERS_PER_PAGE: Final = 50
 
 
 class SignInQuery(BaseModel):
@@ -34,10 +37,6 @@ def _local(target: str) -> str:
     if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
         return "/"
     return target
-
-
-class ServerListQuery(BaseModel):
-    page: int = Field(1, ge=1, le=100_000)
 
 
 @routes.get(
@@ -63,20 +62,31 @@ async def sign_in_page(req: ApiRequest[Any, SignInQuery]) -> web.StreamResponse:
 @routes.get(
     "/",
     summary="Page: my servers",
-    query=ServerListQuery,
+    query=ServerSearch,
     transactional=False,
 )
-async def server_list_page(req: ApiRequest[Any, ServerListQuery]) -> web.StreamResponse:
+async def server_list_page(req: ApiRequest[Any, ServerSearch]) -> web.StreamResponse:
     number = req.query.page
+    search = req.query.q.strip()
     found = await listing.server_page(
-        req.reader, req.me, offset=(number - 1) * SERVERS_PER_PAGE, limit=SERVERS_PER_PAGE
+        req.reader,
+        req.me,
+        offset=(number - 1) * SERVERS_PER_PAGE,
+        limit=SERVERS_PER_PAGE,
+        name=search or None,
     )
+    # Shown at once (no flash of dashes); GET /api/v1/resource-use refreshes them.
+    watched = [str(s.columns.id) for s in found.servers if holds(s.permissions, "stats.read")]
+    use = await resource_use.latest(req.reader, watched, req.http.app[WALL_CLOCK]())
     pages = max(1, -(-found.total // SERVERS_PER_PAGE))
     return page(
         req.http,
         "servers.html",
         servers=found.servers,
+        use=use,
+        watched=frozenset(watched),
         total=found.total,
+        search=search,
         page_number=number,
         pages=pages,
     )

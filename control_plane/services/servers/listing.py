@@ -70,9 +70,18 @@ class _Shape:
         return self.total + 1
 
 
-def _page_statement(*, admin: bool, extra: PageColumns = PageColumns()) -> Select[Any]:
+def name_pattern(search: str) -> str:
+    """A LIKE pattern for names containing ``search`` (its ``%``, ``_`` and ``\\`` literal)."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _page_statement(
+    *, admin: bool, extra: PageColumns = PageColumns(), search: bool = False
+) -> Select[Any]:
     """One page of the servers a caller may see, with its total, ports and the caller's
-    sub-user permissions, as one statement (so one snapshot, and no transaction needed).
+    sub-user permissions, as one statement (so one snapshot, and no transaction needed);
+    with ``search``, only those whose name matches the ``name_pattern`` parameter (any case).
 
     Every row is a server of the page joined with one of its allocations (or none); the
     count sits in a one-row subquery that the page is left-joined to, so that a page past
@@ -84,6 +93,9 @@ def _page_statement(*, admin: bool, extra: PageColumns = PageColumns()) -> Selec
         shared = select(Subuser.server_id).where(Subuser.user_id == _CALLER_ID)
         visible = (Server.owner_id == _CALLER_ID) | Server.id.in_(shared)
         page, total = page.where(visible), total.where(visible)
+    if search:
+        named = Server.name.ilike(bindparam("name_pattern"), escape="\\")
+        page, total = page.where(named), total.where(named)
     paged = (
         page.order_by(Server.name, Server.id)
         .limit(bindparam("limit"))
@@ -116,6 +128,8 @@ def _page_statement(*, admin: bool, extra: PageColumns = PageColumns()) -> Selec
 # Built once: building a statement costs more than running this one.
 _ADMIN_PAGE: Final = _page_statement(admin=True)
 _USER_PAGE: Final = _page_statement(admin=False)
+_ADMIN_SEARCH: Final = _page_statement(admin=True, search=True)
+_USER_SEARCH: Final = _page_statement(admin=False, search=True)
 
 
 class ListedServer(NamedTuple):
@@ -162,19 +176,26 @@ async def server_page(
     offset: int,
     limit: int,
     extra: tuple[PageColumns, tuple[Select[Any], Select[Any]]] | None = None,
+    name: str | None = None,
 ) -> ServerPage:
     """The servers a caller may list (all for those acting as administrators, else owned or
     shared with them), ordered by name, one page of them, in one statement (with ``extra``:
-    the columns and the statements of :func:`page_statements`)."""
-    if extra is None:
+    the columns and the statements of :func:`page_statements`; with ``name``, only servers
+    whose name contains it, in any case — not together with ``extra``)."""
+    params: dict[str, Any] = {"caller_id": caller.user_id, "limit": limit, "offset": offset}
+    if name:
+        if extra is not None:
+            raise ValueError("a name search reads no extra columns")
+        shape = _Shape(PageColumns())
+        statement = _ADMIN_SEARCH if caller.acts_as_admin else _USER_SEARCH
+        params["name_pattern"] = name_pattern(name)
+    elif extra is None:
         shape = _Shape(PageColumns())
         statement = _ADMIN_PAGE if caller.acts_as_admin else _USER_PAGE
     else:
         shape = _Shape(extra[0])
         statement = extra[1][0] if caller.acts_as_admin else extra[1][1]
-    rows = await reader.rows(
-        statement, {"caller_id": caller.user_id, "limit": limit, "offset": offset}
-    )
+    rows = await reader.rows(statement, params)
     caller_id = str(caller.user_id)
     ip, total = shape.ip, shape.total
     servers: list[ListedServer] = []

@@ -106,4 +106,51 @@ function filters() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); });
+// Times: the server prints <time datetime="ISO-8601 UTC">(UTC text)</time>; each is shown in
+// the browser's locale and time zone (data-format="date" for a date alone), its title the
+// full time with the zone. Run on load and on whatever is added later (htmx fragments, rows
+// drawn by a page's script): a MutationObserver sees them all.
+const timeFormats = {
+  datetime: new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }),
+  date: new Intl.DateTimeFormat(undefined, { dateStyle: "medium" }),
+  full: new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" }),
+};
+
+function localTimes(root = document) {
+  const found = root.matches?.("time[datetime]") ? [root] : [];
+  for (const el of [...found, ...(root.querySelectorAll?.("time[datetime]") || [])]) {
+    const when = new Date(el.getAttribute("datetime"));
+    if (Number.isNaN(when.getTime())) continue;
+    const format = timeFormats[el.dataset.format] || timeFormats.datetime;
+    const text = format.format(when);
+    // Only when it changes: the observer below sees this write too.
+    if (el.textContent !== text) el.textContent = text;
+    el.title = timeFormats.full.format(when);
+    el.dataset.local = "true";
+  }
+}
+
+function watchTimes() {
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      for (const node of change.addedNodes) {
+        if (node.nodeType === Node.ELEMENT_NODE) localTimes(node);
+      }
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+}
+
+// The page is usable: a "stellar-ready" performance mark (bench/web.py reads it) and
+// <html data-ready="true"> (the page walk waits for it). A page whose scripts are ready only
+// later (the console, once connected) holds a [data-defer-ready] element and calls this itself.
+function markReady() {
+  if (document.documentElement.dataset.ready === "true") return;
+  performance.mark("stellar-ready");
+  document.documentElement.dataset.ready = "true";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  signIn(); signOut(); filters(); localTimes(); watchTimes();
+  if (!document.querySelector("[data-defer-ready]")) markReady();
+});
+

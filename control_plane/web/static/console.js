@@ -102,6 +102,12 @@
         figure.querySelector("[data-latest]").textContent = specs[key].format(last);
       }
       plots[key].setData(columns);
+      // At least the last quarter of an hour: a lone point would stretch the axis to years.
+      const xs = columns[0];
+      if (xs.length) {
+        const end = xs[xs.length - 1];
+        plots[key].setScale("x", { min: Math.min(xs[0], end - 900), max: end });
+      }
     }
     function push(key, at, ...values) {
       if (!plots[key]) return;
@@ -211,10 +217,20 @@
 
   function connect() {
     clearTimeout(retryTimer);
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const current = new WebSocket(`${scheme}//${window.location.host}${socketPath}`);
+    // The socket console-early.js opened while the scripts loaded, if it is still usable.
+    const early = window.stellarEarlyConsole;
+    window.stellarEarlyConsole = null;
+    let current;
+    if (early && early.socket.readyState <= WebSocket.OPEN) {
+      current = early.socket;
+      current.removeEventListener("message", early.keep);
+    } else {
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      if (!performance.getEntriesByName("console-connecting").length) performance.mark("console-connecting");
+      current = new WebSocket(`${scheme}//${window.location.host}${socketPath}`);
+    }
     socket = current;
-    current.addEventListener("open", () => {
+    const opened = () => {
       attempts = 0;
       root.dataset.connected = "true";
       clearNotice("disconnected");
@@ -222,12 +238,18 @@
       term.reset();
       previous = null;
       pollStats();
-    });
-    current.addEventListener("message", (message) => {
+      markReady();  // the console is usable: the walk and bench/web.py wait for this
+    };
+    const received = (message) => {
       let frame;
       try { frame = JSON.parse(message.data); } catch { return; }
       if (frame && typeof frame === "object") onMessage(frame);
-    });
+    };
+    if (current.readyState === WebSocket.OPEN) opened();
+    else current.addEventListener("open", opened);
+    current.addEventListener("message", received);
+    // Frames kept before this script was ready, in order (nothing can arrive in between).
+    if (current === early?.socket) for (const message of early.frames) received(message);
     current.addEventListener("close", (event) => {
       if (socket !== current) return;
       clearInterval(statsTimer);

@@ -82,9 +82,17 @@ async def test_a_visitor_signs_in_sees_their_servers_as_text_and_signs_out(
     # Bob's server is not alice's to see.
     await expect(page.get_by_text("bob's server")).to_have_count(0)
 
-    await page.get_by_placeholder("Search").fill("no such thing")
-    await expect(rows.first).to_be_hidden()
-    await expect(page.get_by_text("No server matches.")).to_be_visible()
+    # The search runs on the server, the query in the URL (a link to it shows the same).
+    search = page.get_by_label("Search servers by name")
+    await search.fill("no such thing")
+    await search.press("Enter")
+    await page.wait_for_url("**/?q=no+such+thing")
+    await expect(rows).to_have_count(0)
+    await expect(page.get_by_text("No server's name contains “no such thing”.")).to_be_visible()
+    await page.get_by_label("Search servers by name").fill("IMG SRC")  # any case
+    await page.get_by_role("button", name="Search").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first.locator("td").first).to_have_text(XSS)
     await watched.assert_clean()
 
     await page.get_by_role("button", name="Sign out").click()
