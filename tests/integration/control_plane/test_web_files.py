@@ -222,6 +222,18 @@ async def test_folders_dialogs_archives_and_a_hostile_name(stack: Stack, browser
     await expect(page.get_by_role("link", name="plugins", exact=True)).to_be_visible()
     assert (stack.volume(server_id) / "plugins" / "config.yml").read_text() == "a: 1\n"
 
+    # A pull aimed at the node's own network is refused, the reason shown in the dialog.
+    await page.get_by_role("button", name="Pull from URL").click()
+    pull = page.get_by_role("dialog", name="Pull a file from a URL")
+    await pull.get_by_label("URL (http or https)").fill("http://127.0.0.1:9/secret")
+    await pull.get_by_role("button", name="Pull").click()
+    await expect(pull.locator("[role=alert]:visible, .field-error:visible").first).to_have_text(
+        "'127.0.0.1' is a private or reserved address"
+    )
+    await expect(pull).to_be_visible()
+    await pull.get_by_role("button", name="Cancel").click()
+    assert not (stack.volume(server_id) / "secret").exists()
+
     # Opening the hostile file in the editor: its name is a heading's text.
     await page.get_by_role("link", name=XSS, exact=True).click()
     await expect(page.locator("[data-editor][data-ready] .CodeMirror")).to_contain_text(
