@@ -243,6 +243,30 @@ async def test_folders_dialogs_archives_and_a_hostile_name(stack: Stack, browser
     overflow = await page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= PHONE["width"]
 
+    # Unsaved changes: back asks in the page first; leaving the page asks the browser.
+    await page.locator("[data-editor] .CodeMirror").click()
+    await page.keyboard.type("more ")
+    await expect(page.get_by_text("Unsaved changes")).to_be_visible()
+    await page.go_back()
+    discard = page.get_by_role("dialog", name="Discard your changes?")
+    await expect(discard).to_be_visible()
+    assert "edit=" in page.url
+    await discard.get_by_role("button", name="Discard changes").click()
+    await expect(page.get_by_role("link", name="plugins", exact=True)).to_be_visible()
+    assert "edit=" not in page.url
+    await page.get_by_role("link", name=XSS, exact=True).click()
+    await page.locator("[data-editor][data-ready] .CodeMirror").click()
+    await page.keyboard.type("again ")
+    async with page.expect_event("dialog") as asked:
+        await page.close(run_before_unload=True)
+    assert (await asked.value).type == "beforeunload"
+    assert not page.is_closed()  # the handler dismissed it: the page stays
+    watched.dialogs.clear()
+    await page.get_by_role("link", name="Close").click()
+    await discard.get_by_role("button", name="Discard changes").click()
+    await expect(discard).to_be_hidden()
+    assert (stack.volume(server_id) / XSS).read_text() == "payload as a name\n"
+
     # A ".." in the page's query: refused with the reason, nothing listed.
     response = await page.goto(f"/servers/{server_id}/files?path=../../etc")
     assert response is not None
