@@ -11,14 +11,8 @@
   const base = `/api/v1/servers/${root.dataset.serverId}/files`;
   const may = (what) => root.hasAttribute(`data-may-${what}`);
   const ARCHIVE = /\.(tar|tar\.gz|tgz|tar\.bz2|tbz2|tar\.xz|txz|zip)$/i;
-  const MODES = [
-    [/\.(json|js|mjs|json5)$/i, { name: "javascript", json: true }],
-    [/\.ya?ml$/i, "yaml"], [/\.toml$/i, "toml"], [/\.(sh|bash)$/i, "shell"],
-    [/\.(xml|html?|svg)$/i, "xml"], [/\.(properties|cfg|conf|ini|env|txt|lang)$/i, "properties"],
-  ];
   const maxEdit = Number(root.dataset.maxEdit);
   let directory = root.dataset.directory;
-  let editing = null; // { path, editor, clean }
   const selected = new Set();
 
   const join = (dir, name) => (dir === "/" ? `/${name}` : `${dir}/${name}`);
@@ -179,16 +173,16 @@
     if (edit) {
       directory = parent(edit);
       drawCrumbs(edit);
-      return openEditor(edit);
+      return editor.open(edit);
     }
     directory = params.get("path") || "/";
-    closeEditor();
+    editor.close();
     drawCrumbs(directory);
     return list();
   }
 
   async function go(url) {
-    if (!(await mayLeaveEditor())) return;
+    if (!(await editor.mayLeave())) return;
     history.pushState(null, "", url);
     await show();
   }
@@ -202,10 +196,10 @@
 
   window.addEventListener("popstate", async () => {
     // Back or forward with unsaved changes: stay on the file until the user decides.
-    if (editing && isDirty()) {
+    if (editor.isDirty()) {
       const target = location.href;
-      history.pushState(null, "", href("edit", editing.path));
-      if (!(await mayLeaveEditor())) return;
+      history.pushState(null, "", href("edit", editor.path()));
+      if (!(await editor.mayLeave())) return;
       history.replaceState(null, "", target);
     }
     show();
@@ -365,97 +359,10 @@
     });
   }
 
-  // --- The editor: CodeMirror 5, loaded on first use -----------------------------------
-
-  let loading = null;
-  function loadEditorCode() {
-    loading ||= root.dataset.editorScripts.split(" ").reduce((previous, src) => previous.then(() =>
-      new Promise((resolve, reject) => {
-        const script = element("script", undefined, { src });
-        script.addEventListener("load", resolve);
-        script.addEventListener("error", () => reject(new Error("The editor could not be loaded.")));
-        document.head.append(script);
-      })), Promise.resolve());
-    return loading;
-  }
-
-  const isDirty = () => Boolean(editing?.editor && !editing.editor.isClean(editing.clean));
-  function markDirty() { $("[data-dirty]").hidden = !isDirty(); }
-
-  async function openEditor(path) {
-    $("[data-browser]").hidden = true;
-    const panel = $("[data-editor]");
-    panel.hidden = false;
-    $("[data-editor-name]").textContent = nameOf(path);
-    $("[data-close-editor]").setAttribute("href", href("path", parent(path)));
-    editing?.editor?.toTextArea();
-    editing = { path, editor: null, clean: 0 };
-    const response = await fetch(`${base}/contents?${query(path)}`, { credentials: "same-origin" });
-    if (!response.ok) {
-      const data = await response.json().catch(() => null);
-      return fail(errorText({ status: response.status, data }));
-    }
-    const bytes = await response.arrayBuffer();
-    if (bytes.byteLength > maxEdit) return fail("This file is too large to edit here; download it instead.");
-    let text;
-    try { text = new TextDecoder("utf-8", { fatal: true }).decode(bytes); } catch {
-      return fail("This file is not text; download it instead.");
-    }
-    await loadEditorCode();
-    if (editing?.path !== path) return; // the user moved on while it loaded
-    const area = $("[data-editor-text]");
-    area.value = text;
-    const mode = MODES.find(([pattern]) => pattern.test(path))?.[1] || null;
-    const editor = window.CodeMirror.fromTextArea(area, {
-      lineNumbers: true, mode, readOnly: !may("write"), lineWrapping: true,
-      screenReaderLabel: `Contents of ${nameOf(path)}`,
-      extraKeys: { "Ctrl-S": () => save(), "Cmd-S": () => save() },
-    });
-    editing.editor = editor;
-    editing.clean = editor.changeGeneration();
-    $("[data-readonly]").hidden = may("write");
-    editor.on("change", markDirty);
-    markDirty();
-    panel.dataset.ready = "";
-  }
-
-  function closeEditor() {
-    editing?.editor?.toTextArea();
-    editing = null;
-    $("[data-editor]").hidden = true;
-    delete $("[data-editor]").dataset.ready;
-    $("[data-dirty]").hidden = true;
-    $("[data-browser]").hidden = false;
-  }
-
-  async function save() {
-    if (!editing?.editor || !may("write")) return;
-    const button = $("[data-save]");
-    button.disabled = true; fail("");
-    const generation = editing.editor.changeGeneration();
-    try {
-      const result = await send("PUT", `${base}/contents?${query(editing.path)}`, editing.editor.getValue(), "application/octet-stream");
-      if (!result.ok) return fail(errorText(result));
-      editing.clean = generation;
-      markDirty();
-      status(`Saved ${nameOf(editing.path)} (${size(result.data.size)}).`);
-    } finally { button.disabled = false; }
-  }
-  $("[data-save]")?.addEventListener("click", save);
-
-  // Unsaved changes: the browser asks before the page goes, the page asks before moving on.
-  window.addEventListener("beforeunload", (event) => {
-    if (isDirty()) { event.preventDefault(); event.returnValue = ""; }
+  const editor = filesEditor({
+    root, $, base, may, query, send, fail, status, size, element, nameOf, parent, href,
+    errorText, dialog, ask,
   });
-  let decide = null;
-  dialog("discard-dialog", async () => { decide?.(true); decide = null; });
-  document.getElementById("discard-dialog").addEventListener("close", () => { decide?.(false); decide = null; });
-  function mayLeaveEditor() {
-    if (!isDirty()) return Promise.resolve(true);
-    ask("discard-dialog");
-    $("#discard-dialog [data-close]").focus();
-    return new Promise((resolve) => { decide = resolve; });
-  }
 
   if (root.hasAttribute("data-problem")) {
     $("[data-loading]").hidden = true; // the path was refused: nothing to list
