@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,14 +99,22 @@ async def test_upload_50_mb_with_progress_and_edit_a_config_the_game_reads(
             }).observe(document.querySelector('[data-uploads]'),
                        {subtree: true, childList: true, characterData: true}); }"""
     )
-    async with page.expect_file_chooser() as chooser:
-        await page.get_by_role("button", name="Upload files").click()
-    await (await chooser.value).set_files(big)
-    bar = page.get_by_label("Uploading world.bin")
-    await expect(bar).to_have_attribute("max", str(BIG))
-    await expect(page.locator("[data-uploads] li[data-done]")).to_contain_text(
-        "Done, 50.0 MiB", timeout=120_000
-    )
+    # The control plane runs in this process: what Python allocates while it relays the
+    # upload is traced, and must stay far below the file's size (it streams, never buffers).
+    tracemalloc.start()
+    try:
+        async with page.expect_file_chooser() as chooser:
+            await page.get_by_role("button", name="Upload files").click()
+        await (await chooser.value).set_files(big)
+        bar = page.get_by_label("Uploading world.bin")
+        await expect(bar).to_have_attribute("max", str(BIG))
+        await expect(page.locator("[data-uploads] li[data-done]")).to_contain_text(
+            "Done, 50.0 MiB", timeout=120_000
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, peak
     assert await bar.evaluate("b => b.value") == BIG
     seen = await page.evaluate("window.__progress")
     assert any(text.endswith("%") and text != "100%" for text in seen), seen
