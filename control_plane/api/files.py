@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
@@ -291,3 +292,26 @@ async def pull(req: ApiRequest[PullFile, Any]) -> FileEntry:
     data = await req.nodes.pull_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "pull", url=req.body.url[:500], directory=req.body.directory)
     return data
+
+
+class DiskUsage(BaseModel):
+    """A server's disk now: what its files use, and its limit (the server's ``disk_mib``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    used_bytes: int
+    limit_bytes: int
+    # Whether the node's storage enforces the limit (a kernel quota), or only watches it.
+    enforced: bool
+
+
+@_file_route(
+    "GET", "disk", "files.read", summary="Disk use and the server's limit", response=DiskUsage
+)
+async def disk_usage(req: ApiRequest[Any, Any]) -> DiskUsage:
+    disk = await req.nodes.disk(await req.server_node(), req.server.id, user=_user(req))
+    return DiskUsage(
+        used_bytes=disk.used_bytes,
+        limit_bytes=req.server.disk_mib * 1024 * 1024,
+        enforced=disk.enforced,
+    )

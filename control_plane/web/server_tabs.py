@@ -24,7 +24,10 @@ class Tab:
     permission: str
 
 
-TABS: Final = (Tab("Console", "", "console.read"),)
+TABS: Final = (
+    Tab("Console", "", "console.read"),
+    Tab("Files", "/files", "files.read"),
+)
 
 
 def may(req: ApiRequest[Any, Any], scope: Scope, permission: str) -> bool:
