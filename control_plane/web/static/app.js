@@ -106,4 +106,16 @@ function filters() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); });
+// Times are printed as <time datetime="ISO-8601 UTC">: shown in the browser's time zone.
+function localTimes(root = document) {
+  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  for (const el of root.querySelectorAll("time[datetime]")) {
+    const when = new Date(el.getAttribute("datetime"));
+    if (!Number.isNaN(when.getTime())) {
+      el.title = el.getAttribute("datetime");
+      el.textContent = format.format(when);
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); localTimes(); });
