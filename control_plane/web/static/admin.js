@@ -19,6 +19,21 @@ function adminBody(form) {
   return body;
 }
 
+// The API's error on the form (app.js), and the details that name no field of it (a rule
+// over several fields, such as a port range) said on top instead of only "invalid ...".
+function showFormError(form, result) {
+  showError(form, result);
+  const loose = (result.data?.error?.details || []).filter((detail) => {
+    const field = detail.loc?.[detail.loc.length - 1];
+    return !field || !form.querySelector(`[data-error-for="${CSS.escape(String(field))}"]`);
+  });
+  if (loose.length) {
+    const general = form.querySelector("[data-form-error]");
+    general.textContent = loose.map((detail) => detail.msg).join("; ");
+    general.hidden = false;
+  }
+}
+
 function statusLine() { return document.querySelector("[data-admin-status]"); }
 function errorLine() { return document.querySelector("[data-admin-error]"); }
 
@@ -73,7 +88,7 @@ function apiForms() {
       try {
         const result = await api(method, path, adminBody(form));
         if (!result.ok) {
-          showError(form, result);
+          showFormError(form, result);
           form.querySelector("[aria-invalid]")?.focus();
           return;
         }
