@@ -259,7 +259,9 @@ async def test_an_admin_creates_disables_and_resets_the_second_factor_of_a_user(
     await expect(row).to_contain_text("active")
     await watched.assert_clean()
 
-    # The new user signs in elsewhere and turns on an authenticator app.
+    # The new user signs in elsewhere (a browser, and a client of the API) and turns on an
+    # authenticator app.
+    player_page = await signed_in_page(admin_panel, browser, "player@example.org", "/")
     player = await admin_panel.browser()
     await player.login("player@example.org")
     setup = await player.json("POST", "/api/v1/account/2fa/setup")
@@ -282,6 +284,10 @@ async def test_an_admin_creates_disables_and_resets_the_second_factor_of_a_user(
     await expect(row).to_contain_text("disabled")
     refused = await player.request("GET", "/api/v1/auth/session")
     assert refused.status == 401
+    # …and in their browser too: their next page is the sign-in page.
+    await player_page.page.reload()
+    await player_page.page.wait_for_url("**/login?next=/")
+    await player_page.assert_clean()
     await row.get_by_role("button", name="Enable").click()
     await status(page, "player@example.org can sign in again.")
     await expect(row).to_contain_text("active")
