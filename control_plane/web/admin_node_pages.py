@@ -85,7 +85,7 @@ async def allocations_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         node=node,
         allocations=allocations,
         server_names=names,
-        default_ip=_node_ip(node),
+        default_ip=node_ip(node.url),
     )
 
 
@@ -105,14 +105,19 @@ def _install_command(req: ApiRequest[Any, Any], node: Node) -> str:
     saved next to it (deploy/install-agent.sh, deploy/README.md "Add a node")."""
     return (
         f"sudo deploy/install-agent.sh --bundle {node.name}.toml "
-        f"--control-plane {_our_address(req)}"
+        f"--control-plane {control_plane_ip(req.http.host or '')}"
     )
 
 
-def _our_address(req: ApiRequest[Any, Any]) -> str:
-    # The firewall wants an IP: the one the panel was reached at if it is one, else a
-    # placeholder to fill in (a name or loopback says nothing of what the node will see).
-    host = (req.http.host or "").rsplit(":", 1)[0].strip("[]")
+def control_plane_ip(host: str) -> str:
+    """The IP for the node's firewall from the Host the panel was reached at: that host if
+    it is an IP other than loopback, else a placeholder to fill in (a name or loopback says
+    nothing of the address the node will see)."""
+    host = host.strip()
+    if host.startswith("["):  # [IPv6]:port
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:  # IPv4 or a name, with a port
+        host = host.rsplit(":", 1)[0]
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -120,9 +125,13 @@ def _our_address(req: ApiRequest[Any, Any]) -> str:
     return ADDRESS_PLACEHOLDER if address.is_loopback else str(address)
 
 
-def _node_ip(node: Node) -> str:
-    """The node's address if its URL names an IP: the default for new allocations."""
-    host = node.url.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+def node_ip(url: str) -> str:
+    """The node's address if its agent URL names an IP (the default for new ports), else ""."""
+    host = url.split("://", 1)[-1]
+    if host.startswith("["):
+        host = host[1:].split("]", 1)[0]
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
