@@ -16,6 +16,7 @@ from control_plane.schemas.infrastructure import (
     LocationCreate,
     LocationList,
     LocationOut,
+    LocationUpdate,
     NodeCreate,
     NodeCreated,
     NodeList,
@@ -48,6 +49,23 @@ async def create_location(req: ApiRequest[LocationCreate, Any]) -> LocationOut:
         req.db, code=req.body.code, description=req.body.description
     )
     await req.audit("location.created", target_type="location", target_id=str(location.id))
+    return LocationOut.model_validate(location)
+
+
+@routes.patch(
+    "/api/v1/locations/{location_id}",
+    summary="Rename a location or change its description",
+    body=LocationUpdate,
+    response=LocationOut,
+)
+async def update_location(req: ApiRequest[LocationUpdate, Any]) -> LocationOut:
+    changes = req.body.model_dump(exclude_none=True)
+    location = await infra.change_location(
+        req.db, req.uuid_param("location_id"), code=req.body.code, description=req.body.description
+    )
+    await req.audit(
+        "location.updated", target_type="location", target_id=str(location.id), details=changes
+    )
     return LocationOut.model_validate(location)
 
 

@@ -11,9 +11,9 @@ from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import Server, User
 from control_plane.errors import Conflict
 from control_plane.schemas.auth import UserOut
-from control_plane.schemas.common import Page, PageMeta, PageQuery
-from control_plane.schemas.users import UserCreate, UserUpdate
-from control_plane.services import records, sftp
+from control_plane.schemas.common import Page, PageMeta
+from control_plane.schemas.users import UserCreate, UserListQuery, UserUpdate
+from control_plane.services import mfa, records, sftp
 from control_plane.services import users as user_service
 
 routes = ApiRoutes("users", access=Access.ADMIN)
@@ -25,15 +25,14 @@ async def _user(req: ApiRequest[Any, Any]) -> User:
 
 @routes.get(
     "/api/v1/users",
-    summary="List users",
-    query=PageQuery,
+    summary="List users (search: e-mail addresses containing this text)",
+    query=UserListQuery,
     response=Page[UserOut],
 )
-async def list_users(req: ApiRequest[Any, PageQuery]) -> Page[UserOut]:
+async def list_users(req: ApiRequest[Any, UserListQuery]) -> Page[UserOut]:
     q = req.query
-    total = await req.db.scalar(select(func.count()).select_from(User)) or 0
-    rows = await req.db.scalars(
-        select(User).order_by(User.email).offset(q.offset).limit(q.per_page)
+    rows, total = await user_service.user_page(
+        req.db, search=q.search, offset=q.offset, limit=q.per_page
     )
     return Page[UserOut](
         data=[UserOut.model_validate(u) for u in rows],
@@ -101,4 +100,23 @@ async def delete_user(req: ApiRequest[Any, Any]) -> None:
     await req.db.delete(user)
     await req.audit(
         "user.deleted", target_type="user", target_id=str(user.id), details={"email": user.email}
+    )
+
+
+@routes.post(
+    "/api/v1/users/{user_id}/2fa/reset",
+    summary="Turn off a user's authenticator app (TOTP) and recovery codes, e.g. a lost phone",
+    status=204,
+)
+async def reset_second_factor(req: ApiRequest[Any, Any]) -> None:
+    user = await _user(req)
+    if user.id == req.me.user_id:
+        # Turning one's own off asks for the password and a code (the account's 2FA page).
+        raise Conflict("turn off your own two-factor authentication on your account page")
+    if await mfa.active_credential(req.db, user.id) is None:
+        raise Conflict("two-factor authentication is off for this user: nothing to reset")
+    # Their passkeys stay: each is a credential the user registered and can remove.
+    await mfa.disable(req.db, user.id)
+    await req.audit(
+        "user.2fa.reset", target_type="user", target_id=str(user.id), details={"email": user.email}
     )

@@ -21,6 +21,13 @@ class LocationCreate(Input):
     description: str = Field("", max_length=255)
 
 
+class LocationUpdate(Input):
+    """A new code (the location's name), a new description, or both."""
+
+    code: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    description: str | None = Field(None, max_length=255)
+
+
 class LocationOut(Output):
     id: uuid.UUID
     code: str

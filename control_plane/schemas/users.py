@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from control_plane.schemas.common import Input
+from control_plane.schemas.common import Input, PageQuery
 from control_plane.security.passwords import MAX_LENGTH, MIN_LENGTH
 
 
@@ -17,3 +17,8 @@ class UserCreate(Input):
 class UserUpdate(Input):
     disabled: bool | None = None
     is_admin: bool | None = None
+
+
+class UserListQuery(PageQuery):
+    # Accounts whose e-mail address contains this text (any case).
+    search: str | None = Field(None, max_length=254)

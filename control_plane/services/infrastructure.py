@@ -28,8 +28,33 @@ async def list_locations(db: AsyncSession) -> list[Location]:
     return await records.listed(db, Location, Location.code)
 
 
+async def change_location(
+    db: AsyncSession, location_id: uuid.UUID, *, code: str | None, description: str | None
+) -> Location:
+    """Rename a location (its code) or change its description; a code in use is a conflict."""
+    location = await records.get_or_404(db, Location, location_id, "location")
+    if code is not None and code != location.code:
+        taken = await db.scalar(select(Location.id).where(Location.code == code))
+        if taken is not None:
+            raise Conflict(f"a location {code!r} exists already")
+        location.code = code
+    if description is not None:
+        location.description = description
+    try:
+        await db.flush()
+    except IntegrityError as err:
+        raise Conflict(f"a location {code!r} exists already") from err
+    return location
+
+
 async def delete_location(db: AsyncSession, location_id: uuid.UUID) -> Location:
-    in_use = "the location still has nodes; move or delete them first"
+    names = list(
+        await db.scalars(
+            select(Node.name).where(Node.location_id == location_id).order_by(Node.name).limit(4)
+        )
+    )
+    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    in_use = f"the location still has nodes ({shown}); move or delete them first"
     return await records.delete_if_unused(
         db, Location, location_id, "location", [(Node.location_id, in_use)]
     )

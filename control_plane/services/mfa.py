@@ -185,3 +185,15 @@ async def setup_pending(db: AsyncSession, user_id: uuid.UUID) -> bool:
     """Whether a secret was set up but not yet confirmed with a code."""
     credential = await _credential(db, user_id)
     return credential is not None and credential.enabled_at is None
+
+
+async def users_with_totp(db: AsyncSession, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these users have an enabled authenticator."""
+    if not user_ids:
+        return set()
+    rows = await db.scalars(
+        select(TotpCredential.user_id).where(
+            TotpCredential.user_id.in_(user_ids), TotpCredential.enabled_at.is_not(None)
+        )
+    )
+    return set(rows)

@@ -76,6 +76,19 @@ async def create_user(
     return user
 
 
+async def user_page(
+    session: AsyncSession, *, search: str | None, offset: int, limit: int
+) -> tuple[list[User], int]:
+    """One page of accounts by e-mail (those whose address contains ``search``, any case),
+    and how many match in all."""
+    where = [User.email.contains(search.strip().lower(), autoescape=True)] if search else []
+    total = await session.scalar(select(func.count()).select_from(User).where(*where)) or 0
+    rows = await session.scalars(
+        select(User).where(*where).order_by(User.email).offset(offset).limit(limit)
+    )
+    return list(rows), int(total)
+
+
 async def count_admins(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).where(User.is_admin.is_(True))) or 0)
 
