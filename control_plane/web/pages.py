@@ -1,8 +1,10 @@
 """The panel's pages, declared like every API route (access, rate limit, permission node):
 the route walks cover them. A page reads through the same services as its API twin.
 
-Pages so far: sign-in (password, then the second factor when one is enrolled) and the list
-of servers the caller may see.
+Pages so far: sign-in (password, then the second factor — a TOTP code or a recovery code —
+when one is enrolled; the configured OAuth providers) and the list of servers the caller may
+see. Registration, password reset, e-mail verification and the OAuth return page are in
+:mod:`control_plane.web.auth_pages`.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.security import oauth
 from control_plane.services.servers import listing
 from control_plane.web.render import page
 
 routes = ApiRoutes("pages")
 SERVERS_PER_PAGE: Final = 50
+PROVIDER_LABELS: Final = {"google": "Google", "github": "GitHub", "discord": "Discord"}
 
 
 class SignInQuery(BaseModel):
@@ -34,6 +38,14 @@ def _local(target: str) -> str:
     if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
         return "/"
     return target
+
+
+def providers(req: ApiRequest[Any, Any]) -> list[dict[str, str]]:
+    """The OAuth providers configured here (only those), as the sign-in page offers them."""
+    return [
+        {"name": name, "label": PROVIDER_LABELS.get(name, name)}
+        for name in oauth.configured_providers(req.settings)
+    ]
 
 
 class ServerListQuery(BaseModel):
@@ -57,6 +69,9 @@ async def sign_in_page(req: ApiRequest[Any, SignInQuery]) -> web.StreamResponse:
         "login.html",
         next=target,
         second_factor=caller is not None and caller.mfa_pending,
+        providers=providers(req),
+        registration_open=req.settings.registration_mode == "open",
+        mail_enabled=req.settings.mail_enabled,
     )
 
 
