@@ -42,6 +42,7 @@ def wake_mail_sender(req: ApiRequest[Any, Any]) -> None:
         req.after_commit(wake)
 
 
+ACCOUNT_DISABLED = "this account is disabled; ask an administrator"
 # A password-only session that still owes its second factor lives this long.
 PENDING_SESSION = dt.timedelta(minutes=5)
 
@@ -143,19 +144,25 @@ async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
     async with req.transaction(write=False):
         found = await auth_service.find_login(req.db, req.body.email)
     # bcrypt between transactions: it never holds a database lock.
-    matches = await auth_service.password_matches(
-        found, req.body.password, req.settings.bcrypt_cost
-    )
+    matches = await auth_service.password_opens(found, req.body.password, req.settings.bcrypt_cost)
     async with req.transaction():
         user = await req.db.get(User, found.id) if found is not None and matches else None
         # Re-read: the account may have been disabled or its password changed meanwhile.
         changed = user is None or found is None or user.password_hash != found.password_hash
-        if user is None or user.disabled or changed:
+        if user is None or changed:
             req.audit_failure(
                 "user.login.failed", details={"method": "password", "email": req.body.email}
             )
             req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
             raise Unauthenticated("invalid e-mail or password")
+        if user.disabled:
+            # Said only to someone who knows the password: the account's owner.
+            req.audit_failure(
+                "user.login.failed",
+                details={"method": "password", "email": req.body.email, "reason": "disabled"},
+            )
+            req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
+            raise Forbidden(ACCOUNT_DISABLED)
         # Only now, with the password verified, may the answer reveal that 2FA is on.
         methods = await mfa_service.second_factor_methods(req.db, user.id)
         if methods:

@@ -1,9 +1,9 @@
 """What mailed links lead to, and asking for them: e-mail verification, a change of
 address, and password reset (docs/email.md).
 
-There is no web panel yet: a link in a mail opens these API routes directly. Opening a
-verification link verifies (a GET that writes, like the OAuth callback); a reset link
-only shows that its token is valid, and the new password is POSTed with it.
+A link in a mail opens a page of the panel (control_plane/web/auth_pages.py) that calls
+these routes: verifying is a GET that writes (like the OAuth callback); checking a reset
+link uses nothing up, and the new password is POSTed with its token.
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ from control_plane.services import oauth as oauth_service
 
 routes = ApiRoutes("oauth")
 CALLBACK = "/api/v1/auth/oauth/callback"
+# Where the provider sends the browser back (the redirect URI registered with it): a page of
+# the panel (control_plane/web/auth_pages.py) that hands the code and state to CALLBACK.
+CALLBACK_PAGE = "/oauth/callback"
 FLOW_LIFETIME = dt.timedelta(minutes=10)
 COOKIE = "stellar_oauth"
 SECURE_COOKIE = "__Host-stellar_oauth"
@@ -55,7 +58,7 @@ def _provider(req: ApiRequest[Any, Any], name: str) -> oauth.Provider:
 def _redirect_uri(req: ApiRequest[Any, Any]) -> str:
     # Production always has STELLAR_PUBLIC_URL; a development panel answers where it is reached.
     base = req.settings.public_url or f"{req.http.scheme}://{req.http.host}"
-    return base + CALLBACK
+    return base + CALLBACK_PAGE
 
 
 async def _begin(
@@ -153,7 +156,8 @@ async def _account(
 
 @routes.get(
     CALLBACK,
-    summary="Where the provider sends the browser back: signs in, or links the account",
+    summary="Finish a provider sign-in (the page the provider sends the browser back to calls "
+    "it): signs in, or links the account",
     access=Access.PUBLIC,
     query=OAuthCallbackQuery,
     response=OAuthCallbackOut,

@@ -51,7 +51,14 @@ from control_plane.api.compat import (
     signed_urls,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
-from control_plane.web import admin_node_pages, admin_pages, console_page, files_page, pages
+from control_plane.web import (
+    admin_node_pages,
+    admin_pages,
+    auth_pages,
+    console_page,
+    files_page,
+    pages,
+)
 
 ROUTE_TABLES: list[ApiRoutes] = [
     auth.routes,
@@ -105,6 +112,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
 # The web panel's pages: the same declarations (the walks cover them), not in the OpenAPI.
 PAGE_TABLES: list[ApiRoutes] = [
     pages.routes,
+    auth_pages.routes,
     console_page.routes,
     files_page.routes,
     admin_pages.routes,

@@ -36,6 +36,13 @@ async def password_matches(user: User | None, password: str, bcrypt_cost: int) -
     return user is not None and matches and not user.disabled
 
 
+async def password_opens(user: User | None, password: str, bcrypt_cost: int) -> bool:
+    """Whether ``password`` is ``user``'s, disabled or not (the same bcrypt time for an
+    unknown account); the caller decides what a disabled account is told."""
+    matches = await verify_password(password, user.password_hash if user else None, bcrypt_cost)
+    return user is not None and matches
+
+
 async def new_password_hash(
     current_hash: str | None, *, current: str, new: str, bcrypt_cost: int
 ) -> str:

@@ -22,6 +22,9 @@ from control_plane.settings import ControlPlaneSettings
 
 VERIFY_PATH: Final = "/api/v1/auth/email/verify"
 RESET_PATH: Final = "/api/v1/auth/password-reset"
+# What the mails link to: the panel's pages, which call the API routes above.
+VERIFY_PAGE: Final = "/verify-email"
+RESET_PAGE: Final = "/reset-password"
 NO_MAIL: Final = "this panel sends no e-mail (no SMTP server is configured); ask an administrator"
 
 
@@ -43,7 +46,7 @@ async def send_verification(
         db,
         kind="verify_email",
         to=address,
-        context={"email": address, "link": link(settings, VERIFY_PATH, token), "hours": hours},
+        context={"email": address, "link": link(settings, VERIFY_PAGE, token), "hours": hours},
         base_url=settings.link_base,
     )
     return True
@@ -108,7 +111,7 @@ async def request_password_reset(
     minutes = int(tokens.LIFETIMES["reset"].total_seconds() // 60)
     mail = render(
         "password_reset",
-        {"email": address, "link": link(settings, RESET_PATH, token), "minutes": minutes},
+        {"email": address, "link": link(settings, RESET_PAGE, token), "minutes": minutes},
         base_url=settings.link_base,
     )
     # For an unknown address the statement matches no row (a fresh random id).

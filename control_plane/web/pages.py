@@ -1,14 +1,16 @@
 """The panel's pages, declared like every API route (access, rate limit, permission node):
 the route walks cover them. A page reads through the same services as its API twin.
 
-Pages so far: sign-in (password, then the second factor when one is enrolled) and the list
-of servers the caller may see (searched by name on the server, with each server's latest
-CPU and memory use where the caller holds ``stats.read``; static/servers.js refreshes them).
+Pages so far: sign-in (password, then the second factor — a TOTP code or a recovery code —
+when one is enrolled; the configured OAuth providers) and the list of servers the caller may
+see (searched by name on the server, with each server's latest CPU and memory use where the
+caller holds ``stats.read``; static/servers.js refreshes them). Registration, password reset,
+e-mail verification and the OAuth return page are in :mod:`control_plane.web.auth_pages`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -16,11 +18,13 @@ from pydantic import BaseModel, Field
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.keys import WALL_CLOCK
 from control_plane.schemas.resource_use import SERVERS_PER_PAGE, ServerSearch
+from control_plane.security import oauth
 from control_plane.security.permissions import holds
 from control_plane.services.servers import listing, resource_use
 from control_plane.web.render import page
 
 routes = ApiRoutes("pages")
+PROVIDER_LABELS: Final = {"google": "Google", "github": "GitHub", "discord": "Discord"}
 
 
 class SignInQuery(BaseModel):
@@ -37,6 +41,14 @@ def _local(target: str) -> str:
     if not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
         return "/"
     return target
+
+
+def providers(req: ApiRequest[Any, Any]) -> list[dict[str, str]]:
+    """The OAuth providers configured here (only those), as the sign-in page offers them."""
+    return [
+        {"name": name, "label": PROVIDER_LABELS.get(name, name)}
+        for name in oauth.configured_providers(req.settings)
+    ]
 
 
 @routes.get(
@@ -56,6 +68,9 @@ async def sign_in_page(req: ApiRequest[Any, SignInQuery]) -> web.StreamResponse:
         "login.html",
         next=target,
         second_factor=caller is not None and caller.mfa_pending,
+        providers=providers(req),
+        registration_open=req.settings.registration_mode == "open",
+        mail_enabled=req.settings.mail_enabled,
     )
 
 

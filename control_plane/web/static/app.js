@@ -58,28 +58,6 @@ function submitting(form, handler) {
   });
 }
 
-function signIn() {
-  const first = document.getElementById("sign-in");
-  const second = document.getElementById("second-factor");
-  if (!first || !second) return;
-  const go = () => { window.location.assign(first.dataset.next || "/"); };
-  submitting(first, async (body) => {
-    const result = await api("POST", "/api/v1/auth/login", body);
-    if (!result.ok) return showError(first, result);
-    csrfToken = result.data.csrf_token;
-    if (result.data.mfa_required) {
-      first.hidden = true; second.hidden = false; second.querySelector("input").focus();
-      return;
-    }
-    go();
-  });
-  submitting(second, async (body) => {
-    const result = await api("POST", "/api/v1/auth/2fa", body);
-    if (!result.ok) return showError(second, result);
-    go();
-  });
-}
-
 function signOut() {
   for (const button of document.querySelectorAll("[data-sign-out]")) {
     button.addEventListener("click", async () => {
@@ -150,7 +128,7 @@ function markReady() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  signIn(); signOut(); filters(); localTimes(); watchTimes();
+  signOut(); filters(); localTimes(); watchTimes();
   if (!document.querySelector("[data-defer-ready]")) markReady();
 });
 

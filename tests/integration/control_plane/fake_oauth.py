@@ -137,12 +137,20 @@ class FakeProvider:
             return web.json_response({"id": int(user.subject), "login": "x", "email": user.email})
         return web.json_response({"id": user.subject, "username": "x", "email": user.email})
 
+    async def authorize_endpoint(self, request: web.Request) -> web.Response:
+        """The provider's sign-in page, for a real browser: the user approves at once and is
+        sent back to the redirect URI with the code and the state."""
+        query = self.authorize(str(request.url))
+        redirect_uri = request.query["redirect_uri"]
+        raise web.HTTPFound(f"{redirect_uri}?{urllib.parse.urlencode(query)}")
+
     async def jwks(self, request: web.Request) -> web.Response:
         jwk = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         return web.json_response({"keys": [{**jwk, "kid": "k1", "alg": "RS256", "use": "sig"}]})
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/{provider}/authorize", self.authorize_endpoint)
         app.router.add_post("/{provider}/token", self.token)
         app.router.add_get("/{provider}/user", self.user_endpoint)
         app.router.add_get("/google/jwks", self.jwks)

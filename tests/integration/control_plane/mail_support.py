@@ -52,6 +52,20 @@ def local(link: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
+# A mailed link opens a page of the panel, which calls the API route with the same token.
+API_OF_PAGE = {
+    "/verify-email": "/api/v1/auth/email/verify",
+    "/reset-password": "/api/v1/auth/password-reset",
+}
+
+
+def api_of(link: str) -> str:
+    """The API route (with the token) that the page a mailed link opens calls."""
+    path = urlsplit(local(link)).path
+    assert path in API_OF_PAGE, link
+    return f"{API_OF_PAGE[path]}?token={token_of(link)}"
+
+
 def token_of(link: str) -> str:
     return link.rsplit("token=", 1)[1]
 

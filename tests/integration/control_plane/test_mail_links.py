@@ -19,6 +19,7 @@ from control_plane.db.models import MailToken
 from control_plane.db.session import transaction
 from control_plane.mail.tokens import token_hash
 from tests.integration.control_plane.mail_support import (
+    api_of,
     local,
     mail_environment,
     mail_panel,
@@ -73,10 +74,11 @@ async def test_registration_mails_a_verification_link_that_works_once_and_expire
     assert mail.subject == "Confirm your e-mail address"
     link = mail.link()
     assert link in mail.html  # the same link in both parts
+    assert local(link).startswith("/verify-email?token=")  # a page, which calls the API
     anyone = await panel.browser()  # the link works without the session
-    verified = await anyone.json("GET", local(link))
+    verified = await anyone.json("GET", api_of(link))
     assert verified["email"] == "newbie@example.org"
-    again = await anyone.json("GET", local(link), 400)
+    again = await anyone.json("GET", api_of(link), 400)
     assert "invalid, used or expired" in again["error"]["message"]
     me = await browser.json("GET", "/api/v1/auth/session")
     assert me["user"]["email_verified_at"] is not None
@@ -86,14 +88,14 @@ async def test_registration_mails_a_verification_link_that_works_once_and_expire
     await register(other, "late@example.org", PASSWORD)
     late = (await catcher.next()).link()
     await _expire(engine, token_of(late))
-    refused = await other.json("GET", local(late), 400)
+    refused = await other.json("GET", api_of(late), 400)
     assert "expired" in refused["error"]["message"]
     assert (await other.json("GET", "/api/v1/auth/session"))["user"]["email_verified_at"] is None
     # A new link replaces it, and the old one stays dead.
     await other.json("POST", "/api/v1/account/email/verification", 202)
     fresh = (await catcher.next()).link()
     assert fresh != late
-    await other.json("GET", local(fresh))
+    await other.json("GET", api_of(fresh))
     await other.json("POST", "/api/v1/account/email/verification", 409)
 
 
@@ -113,7 +115,7 @@ async def test_email_change_happens_when_the_new_address_is_verified(
     assert (await browser.json("GET", "/api/v1/auth/session"))["user"]["email"] == (
         "old@example.org"
     )
-    await browser.json("GET", local(link))
+    await browser.json("GET", api_of(link))
     me = await browser.json("GET", "/api/v1/auth/session")
     assert me["user"]["email"] == "new@example.org"
     assert me["user"]["email_verified_at"] is not None
@@ -138,8 +140,8 @@ async def test_password_reset_works_once_ends_every_session_and_revokes_nothing_
     anonymous = await panel.browser()
     answer = await anonymous.json("POST", RESET, 202, json={"email": "Reset@Example.org"})
     link = (await catcher.next()).link()
-    assert local(link).startswith(RESET + "?token=")
-    checked = await anonymous.json("GET", local(link))
+    assert local(link).startswith("/reset-password?token=")
+    checked = await anonymous.json("GET", api_of(link))
     assert "confirm" in checked["how"]
     token = token_of(link)
 

@@ -13,7 +13,7 @@ from control_plane.app import create_app
 from control_plane.settings import load_settings
 from tests.integration.control_plane.conftest import AUTH_SECRET
 from tests.integration.control_plane.mail_support import (
-    local,
+    api_of,
     mail_environment,
     mail_panel,
     register,
@@ -92,7 +92,7 @@ async def test_verification_required_allows_only_verification_until_done(
         await browser.json("POST", "/api/v1/account/email/verification", 202)
         link = (await catcher.next()).link()
         assert link != first.link()
-        await browser.json("GET", local(link))
+        await browser.json("GET", api_of(link))
         await browser.json("GET", "/api/v1/servers")
         assert (await browser.json("GET", "/api/v1/auth/session"))["must_verify"] is False
         # Users an administrator created count as verified; signing out is always open.

@@ -28,6 +28,8 @@ from tests.support.clocks import WallClock
 from tests.support.panel import Browser, Panel
 
 CALLBACK = "/api/v1/auth/oauth/callback"
+# The redirect URI registered with the provider: the panel's page, which calls CALLBACK.
+CALLBACK_PAGE = "/oauth/callback"
 START = "/api/v1/auth/oauth/start"
 LINK = "/api/v1/account/oauth/link"
 EMAIL = "alice@example.org"
@@ -114,7 +116,7 @@ async def test_a_linked_provider_account_signs_in_with_pkce(
     cookie = browser.client.session.cookie_jar.filter_cookies(browser.client.make_url("/"))
     assert "stellar_oauth" in cookie
     params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(started["authorize_url"]).query))
-    assert params["redirect_uri"].endswith(CALLBACK)
+    assert params["redirect_uri"].endswith(CALLBACK_PAGE)
     assert ("nonce" in params) is (provider == "google")
     response = await callback(browser, fake.authorize(started["authorize_url"]))
     body = await response.json()

@@ -159,10 +159,16 @@ async def test_disabling_a_user_ends_their_sessions(panel: Panel) -> None:
     me = await user.json("GET", "/api/v1/auth/session")
     await admin.json("PATCH", f"/api/v1/users/{me['user']['id']}", json={"disabled": True})
     assert (await user.request("GET", "/api/v1/auth/session")).status == 401
-    response = await (await panel.browser()).request(
-        "POST", LOGIN, json={"email": "gina@example.org", "password": PASSWORD}
+    visitor = await panel.browser()
+    # The password's holder is told why (403); a wrong password gets the usual 401.
+    refused = await visitor.json(
+        "POST", LOGIN, 403, json={"email": "gina@example.org", "password": PASSWORD}
     )
-    assert response.status == 401
+    assert refused["error"]["message"] == "this account is disabled; ask an administrator"
+    wrong = await visitor.json(
+        "POST", LOGIN, 401, json={"email": "gina@example.org", "password": PASSWORD + "?"}
+    )
+    assert wrong["error"]["message"] == "invalid e-mail or password"
 
 
 async def test_unsafe_cookie_request_without_or_with_wrong_csrf_is_refused(panel: Panel) -> None:
