@@ -106,4 +106,15 @@ function filters() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); });
+// Times are printed as <time datetime="…UTC">: shown in the browser's time zone, the UTC
+// one kept as the tooltip.
+function localTimes(root = document) {
+  for (const time of root.querySelectorAll("time[datetime]")) {
+    const moment = new Date(time.dateTime);
+    if (Number.isNaN(moment.getTime())) continue;
+    time.title = moment.toISOString();
+    time.textContent = moment.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); localTimes(); });
