@@ -384,11 +384,14 @@ function variableInputs(box, blueprint) {
     const rules = [variable.required ? "required" : null, variable.regex ? `pattern ${variable.regex}` : null,
       variable.options ? `one of ${variable.options.join(", ")}` : null, variable.type !== "string" ? variable.type : null]
       .filter(Boolean).join("; ");
-    box.append(label, input);
-    if (variable.description || rules) box.append(el("p", [variable.description, rules].filter(Boolean).join(" — "), "muted hint"));
+    // One box per variable: its error slot finds its input (placeErrors).
+    const item = el("div", undefined, "server-variable");
+    item.append(label, input);
+    if (variable.description || rules) item.append(el("p", [variable.description, rules].filter(Boolean).join(" — "), "muted hint"));
     const slot = el("p", "", "field-error");
     slot.dataset.errorFor = `variables.${variable.env}`; slot.hidden = true;
-    box.append(slot);
+    item.append(slot);
+    box.append(item);
   }
 }
 
