@@ -78,7 +78,8 @@ async def drop_file(page: Page, name: str, text: str) -> None:
           data.items.add(new File([text], name, { type: "application/json" }));
           const zone = document.querySelector("[data-dropzone]");
           for (const type of ["dragenter", "dragover", "drop"]) {
-            zone.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+            const init = { dataTransfer: data, bubbles: true, cancelable: true };
+            zone.dispatchEvent(new DragEvent(type, init));
           }
         }""",
         [name, text],
@@ -123,10 +124,11 @@ async def point_at_test_images(watched: Watched) -> None:
     await page.get_by_label("Installer image").fill(BUSYBOX_IMAGE)
     await page.get_by_label("Script", exact=True).fill(INSTALL)
     # A wrong pattern is refused next to its variable, and nothing is saved.
-    pattern = page.locator("#blueprint-form fieldset.variable").first.locator('[data-field="regex"]')
+    first = page.locator("#blueprint-form fieldset.variable").first
+    pattern = first.locator('[data-field="regex"]')
     await pattern.fill("([a-z")
     await page.get_by_role("button", name="Save changes").click()
-    refused = page.locator("#blueprint-form fieldset.variable").first.locator('[data-slot="regex"]')
+    refused = first.locator('[data-slot="regex"]')
     await expect(refused).to_contain_text("not a valid regular expression")
     await pattern.fill("")
     await page.get_by_role("button", name="Save changes").click()
@@ -177,7 +179,8 @@ async def player_starts_it(watched: Watched, server_id: str) -> None:
     await link.click()
     await page.wait_for_url(f"**/servers/{server_id}")
     await expect(page.locator("[data-console]")).to_have_attribute("data-connected", "true")
-    await page.get_by_role("group", name="Power").get_by_role("button", name="Start", exact=True).click()
+    power = page.get_by_role("group", name="Power")
+    await power.get_by_role("button", name="Start", exact=True).click()
     await expect(page.locator("#terminal .xterm-rows")).to_contain_text(
         "fake-game started", timeout=30_000
     )
