@@ -25,7 +25,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.integration.control_plane.stack import Stack
 from tests.support.chromium import Watched, chromium, watched_page
 from tests.support.containers import BUSYBOX_IMAGE, EGG_IMAGE
-from tests.support.panel import PASSWORD
+from tests.support.panel import PASSWORD, Panel
 from tests.support.world import World
 
 pytestmark = [pytest.mark.browser]
@@ -55,8 +55,9 @@ async def browser() -> AsyncIterator[Browser]:
         yield running
 
 
-def origin(port: int) -> str:
-    return f"http://localhost:{port}"
+def origin(panel: Panel) -> str:
+    # "localhost": the console socket's Origin check compares with the Host the page used.
+    return f"http://localhost:{panel.server.port}"
 
 
 async def sign_in_at(watched: Watched, path: str, email: str) -> Page:
@@ -241,7 +242,7 @@ async def test_an_admin_imports_an_egg_and_creates_a_server_a_user_runs(
 ) -> None:
     (port,) = await stack.add_ports(1)
     await stack.panel.create_user("player@example.org")
-    admin = await watched_page(browser, origin(stack.panel.server.port))
+    admin = await watched_page(browser, origin(stack.panel))
     await sign_in_at(admin, "/admin/blueprints", "admin@example.org")
     await import_eggs(admin)
     await point_at_test_images(admin)
@@ -250,7 +251,7 @@ async def test_an_admin_imports_an_egg_and_creates_a_server_a_user_runs(
     launcher = stack.volume(server_id) / "openttd"
     assert launcher.read_text().startswith("#!/bin/sh")
 
-    player = await watched_page(browser, origin(stack.panel.server.port))
+    player = await watched_page(browser, origin(stack.panel))
     await player_starts_it(player, server_id)
     # The egg's config file, written by the agent before the start: the port it was given.
     config = (stack.volume(server_id) / "openttd.cfg").read_text()
@@ -276,7 +277,7 @@ async def test_an_admin_imports_an_egg_and_creates_a_server_a_user_runs(
 
 
 async def test_a_user_gets_403_on_every_admin_page(world: World, browser: Browser) -> None:
-    watched = await watched_page(browser, origin(world.panel.server.port))
+    watched = await watched_page(browser, origin(world.panel))
     page = await sign_in_at(watched, "/", "alice@example.org")
     for path in (*ADMIN_PAGES, f"/admin/blueprints/{world.ids['blueprint']}"):
         response = await page.goto(path)
