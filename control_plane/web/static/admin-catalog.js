@@ -313,6 +313,22 @@ function blueprintForm() {
   });
 }
 
+function blueprintDelete() {
+  const button = document.querySelector("[data-delete-blueprint]");
+  const form = document.getElementById("blueprint-form");
+  if (!button || !form) return;
+  const dialog = document.querySelector("[data-delete-blueprint-dialog]");
+  button.addEventListener("click", () => dialog.showModal());
+  dialog.querySelector("[data-delete-cancel]").addEventListener("click", () => dialog.close());
+  dialog.querySelector("form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    dialog.close();
+    const result = await api("DELETE", `/api/v1/blueprints/${form.dataset.blueprintId}`);
+    if (result.ok) { window.location.assign("/admin/blueprints"); return; }
+    show(document.querySelector("[data-delete-error]"), result.data?.error?.message || `The delete failed (${result.status}).`);
+  });
+}
+
 // ---- servers: the list's actions -----------------------------------------------------
 
 function serverActions() {
@@ -498,5 +514,5 @@ async function chainStatus() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  eggImport(); blueprintForm(); serverActions(); serverForm(); chainStatus();
+  eggImport(); blueprintForm(); blueprintDelete(); serverActions(); serverForm(); chainStatus();
 });

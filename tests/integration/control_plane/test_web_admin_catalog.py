@@ -98,6 +98,17 @@ async def import_eggs(watched: Watched) -> None:
     await page.get_by_role("button", name="Import").click()
     await expect(report.get_by_role("heading", level=3)).to_contain_text(f"Created blueprint {XSS}")
     assert await report.locator("img").count() == 0
+    # Its page shows the name as text; unused, it can be deleted there.
+    await report.get_by_role("link", name=XSS).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(XSS)
+    general = page.get_by_role("group", name="General")
+    await expect(general.get_by_label("Name")).to_have_value(XSS)
+    assert await page.locator("main img").count() == 0
+    await watched.assert_clean()
+    await page.get_by_role("button", name="Delete blueprint").click()
+    await page.get_by_role("button", name="Delete for good").click()
+    await page.wait_for_url(lambda url: urlsplit(url).path == "/admin/blueprints")
+    await expect(page.locator("#blueprint-table")).not_to_contain_text(XSS)
 
     await page.get_by_label("Egg file").set_input_files(EGG)
     await page.get_by_role("button", name="Import").click()
