@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.integration.control_plane.stack import Stack
+from tests.integration.control_plane.stack import Stack, wait_for_state
 from tests.support.chromium import Watched, chromium, watched_page
 from tests.support.containers import BUSYBOX_IMAGE, EGG_IMAGE
 from tests.support.panel import PASSWORD, Panel
@@ -33,10 +33,12 @@ XSS = "<img src=x onerror=alert(1)>"
 EGG = Path(__file__).parents[2] / "data" / "eggs" / "ptdl-v2-openttd.json"
 DONE = "[net] Map generated, starting game"
 # The egg's installer downloads OpenTTD; with no internet, this one writes a launcher that
-# prints the egg's done marker and runs the fake game, as the real one would run the game.
+# runs the fake game and prints the egg's done marker once it is up, as OpenTTD does after
+# generating its map. (Printed in the container's first instant, the marker was missed once
+# in five runs: the server stayed "starting"; see the branch's report.)
 INSTALL = f"""#!/bin/ash
 cd /mnt/server
-printf '#!/bin/sh\\necho "{DONE}"\\nexec /usr/local/bin/fake-game\\n' > openttd
+printf '#!/bin/sh\\n(sleep 1; echo "{DONE}") &\\nexec /usr/local/bin/fake-game\\n' > openttd
 chmod 755 openttd
 echo "installed OpenTTD $OPENTTD_VERSION"
 """
@@ -231,6 +233,21 @@ async def audit_shows_the_creation(watched: Watched, server_id: str) -> None:
     await watched.assert_clean()
 
 
+async def unsuspend_and_reinstall(watched: Watched, server_id: str) -> None:
+    page = watched.page
+    await page.goto("/admin/servers")
+    row = page.locator(f'tr[data-server-id="{server_id}"]')
+    async with page.expect_navigation():
+        await row.get_by_role("button", name="Unsuspend").click()
+    await expect(row.get_by_role("button", name="Suspend")).to_be_visible()
+    await expect(row.locator(".badge")).to_have_count(0)
+    # The page reloads once the node has taken the reinstall: installing, or done already.
+    async with page.expect_navigation():
+        await row.get_by_role("button", name="Reinstall").click()
+    await expect(row.locator(".state")).to_have_text(re.compile("installing|offline"))
+    await watched.assert_clean()
+
+
 async def delete_with_confirmation(watched: Watched, server_id: str) -> None:
     page = watched.page
     await page.goto("/admin/servers")
@@ -281,6 +298,12 @@ async def test_an_admin_imports_an_egg_and_creates_a_server_a_user_runs(
     await player.assert_clean()
 
     await audit_shows_the_creation(admin, server_id)
+    await unsuspend_and_reinstall(admin, server_id)
+    await wait_for_state(stack.admin, server_id, "offline", timeout=60)
+    reinstalled = await stack.admin.json(
+        "GET", f"/api/v1/audit?action=server.reinstalled&target_id={server_id}"
+    )
+    assert reinstalled["meta"]["total"] == 1
     await delete_with_confirmation(admin, server_id)
     await stack.admin.json("GET", f"/api/v1/servers/{server_id}", status=404)
     await admin.context.close()
