@@ -465,7 +465,7 @@ function serverForm() {
     event.preventDefault();
     resetErrors(form);
     const body = {
-      name: f.name.value, owner_id: f.owner_id.value, blueprint_id: f.blueprint_id.value || null,
+      name: f.name.value, owner_id: f.owner_id.value || null, blueprint_id: f.blueprint_id.value || null,
       memory_mib: Number(f.memory_mib.value), swap_mib: Number(f.swap_mib.value),
       cpu_percent: Number(f.cpu_percent.value), disk_mib: Number(f.disk_mib.value),
       pids_limit: Number(f.pids_limit.value), variables: {},
