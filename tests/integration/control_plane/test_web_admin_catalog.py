@@ -323,3 +323,43 @@ async def test_a_user_gets_403_on_every_admin_page(world: World, browser: Browse
     # No Admin link in the top bar either.
     await expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     await watched.context.close()
+
+
+async def test_an_admin_makes_a_blueprint_from_scratch(world: World, browser: Browser) -> None:
+    watched = await watched_page(browser, origin(world.panel))
+    page = await sign_in_at(watched, "/admin/blueprints/new", "admin@example.org")
+    general = page.get_by_role("group", name="General")
+    await general.get_by_label("Name").fill("hand made")
+    await page.get_by_label("Images, one per line").fill(EGG_IMAGE)
+    await page.get_by_label("Startup command").fill("/usr/local/bin/fake-game {{LEVEL}}")
+    # The startup names a variable that does not exist yet: the API's message is shown.
+    await page.get_by_role("button", name="Create blueprint").click()
+    await expect(page.locator("[data-form-error]")).to_contain_text(
+        "startup uses undefined variables: LEVEL"
+    )
+    await page.get_by_role("button", name="Add a variable").click()
+    variable = page.locator("fieldset.variable").last
+    await variable.get_by_label("Environment name").fill("LEVEL")
+    await expect(variable.locator("legend")).to_have_text("LEVEL")
+    await variable.get_by_label("Name", exact=True).fill("Level")
+    await variable.get_by_label("Type").select_option("integer")
+    await variable.get_by_label("Default").fill("3")
+    await variable.get_by_label("Minimum").fill("1")
+    await variable.get_by_label("Maximum").fill("10")
+    await variable.get_by_label("Users may change it").check()
+    await page.get_by_role("button", name="Create blueprint").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("hand made")
+    blueprint_id = urlsplit(page.url).path.rsplit("/", 1)[1]
+    saved = await world.admin.json("GET", f"/api/v1/blueprints/{blueprint_id}")
+    assert saved["images"] == [{"name": "default", "image": EGG_IMAGE}]
+    assert saved["install"] is None
+    (level,) = saved["variables"]
+    assert (level["env"], level["type"], level["min"], level["max"]) == ("LEVEL", "integer", 1, 10)
+    assert level["user_editable"] is True
+    export = page.get_by_role("link", name="Export (PTDL_v2)")
+    assert (
+        await export.get_attribute("href")
+        == f"/api/v1/blueprints/{blueprint_id}/export?format=ptdl_v2"
+    )
+    await watched.assert_clean()
+    await watched.context.close()
