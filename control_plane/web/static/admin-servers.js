@@ -90,23 +90,55 @@ function fillSelect(select, items, empty) {
   for (const [value, text] of items) { const option = el("option", text); option.value = value; select.append(option); }
 }
 
+// The install as it happens: the console socket's "install output" lines and "state"
+// changes (the events the console page shows), then the server's record for the final
+// state and the installer's last lines. Without the socket, the record is read every 2 s.
+const SETTING_UP = ["provisioning", "installing"];
+
 function watchInstall(panel, server) {
   panel.querySelector("[data-progress-name]").textContent = server.name;
   panel.querySelector("[data-progress-console]").href = `/servers/${server.id}`;
   const state = panel.querySelector("[data-progress-state]");
   const lines = panel.querySelector("[data-progress-lines]");
   panel.hidden = false;
-  const tick = async () => {
+  let socket = null;
+  let done = false;
+  const showState = (value) => {
+    state.textContent = value.replace("_", " ");
+    state.className = `state state-${value}`;
+  };
+  const settle = async () => {
     const result = await api("GET", `/api/v1/servers/${server.id}`);
     if (!result.ok) { state.textContent = `unknown (${result.status})`; return; }
-    state.textContent = result.data.state.replace("_", " ");
-    state.className = `state state-${result.data.state}`;
+    showState(result.data.state);
     const output = result.data.install?.last_lines;
     if (output?.length) { lines.textContent = output.join("\n"); lines.hidden = false; }
+    if (SETTING_UP.includes(result.data.state)) {
+      if (!socket) setTimeout(settle, 2000);
+      return;
+    }
+    done = true;
+    socket?.close();
     panel.dataset.state = result.data.state;
-    if (["provisioning", "installing"].includes(result.data.state)) setTimeout(tick, 1000);
   };
-  tick();
+  const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  socket = new WebSocket(`${scheme}//${window.location.host}/api/v1/servers/${encodeURIComponent(server.id)}/console`);
+  socket.addEventListener("open", settle);  // it may have finished before the socket opened
+  socket.addEventListener("message", (message) => {
+    let frame;
+    try { frame = JSON.parse(message.data); } catch { return; }
+    const arg = Array.isArray(frame?.args) ? frame.args[0] : undefined;
+    if (frame?.event === "install output") {
+      lines.textContent += `${String(arg)}\n`; lines.hidden = false;
+    } else if ((frame?.event === "state" || frame?.event === "status") && typeof arg === "string") {
+      showState(arg);
+      if (!SETTING_UP.includes(arg)) settle();
+    }
+  });
+  socket.addEventListener("close", () => {
+    socket = null;
+    if (!done) settle();
+  });
 }
 
 function serverForm() {
