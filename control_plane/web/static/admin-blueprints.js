@@ -43,11 +43,15 @@ function showImported(box, results) {
 function showRefused(box, result) {
   // 400 with each refused egg's report in details (loc: eggs, index, part).
   box.replaceChildren(el("h3", "Nothing was imported"));
+  // Each detail is a part of a refused egg: its outcome is in the type ("egg_refused" …).
   const items = (result.data?.error?.details || []).map((d) => ({
     field: (d.loc || []).slice(2).join(".") || (d.loc || []).join("."),
-    outcome: "refused", detail: d.msg,
+    outcome: String(d.type || "").startsWith("egg_") ? d.type.slice(4) : "refused",
+    detail: d.msg,
   }));
   box.append(el("p", result.data?.error?.message || `The import failed (${result.status}).`, "form-error"));
+  // Why first: the refused parts, then what would have been done with the rest.
+  items.sort((a, b) => Number(b.outcome === "refused") - Number(a.outcome === "refused"));
   if (items.length) box.append(reportTable(items));
   box.hidden = false;
 }

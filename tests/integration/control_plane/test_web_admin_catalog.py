@@ -363,3 +363,30 @@ async def test_an_admin_makes_a_blueprint_from_scratch(world: World, browser: Br
     )
     await watched.assert_clean()
     await watched.context.close()
+
+
+async def test_a_refused_egg_imports_nothing_and_the_page_says_why(
+    world: World, browser: Browser
+) -> None:
+    egg = json.loads(EGG.read_text())
+    egg["variables"][0]["rules"] = "required|string|made_up_rule:3"
+    watched = await watched_page(browser, origin(world.panel))
+    page = await sign_in_at(watched, "/admin/blueprints", "admin@example.org")
+    await drop_file(page, "odd.json", json.dumps(egg))
+    await page.get_by_role("button", name="Import").click()
+    report = page.locator("[data-import-report]")
+    await expect(report.get_by_role("heading", level=3)).to_have_text("Nothing was imported")
+    refused = report.locator('tr[data-outcome="refused"]')
+    await expect(refused).not_to_have_count(0)
+    await expect(refused.first).to_contain_text("made_up_rule")
+    listed = await world.admin.json("GET", "/api/v1/blueprints")
+    assert [b["name"] for b in listed["data"]] == ["fake game"]
+    # With the option, the variable is kept and checked as plain text.
+    await drop_file(page, "odd.json", json.dumps(egg))
+    await page.get_by_label("Keep variables whose rules cannot be translated").check()
+    await page.get_by_role("button", name="Import").click()
+    await expect(report.get_by_role("heading", level=3)).to_have_text(
+        "Created blueprint OpenTTD Server (PTDL_v2)"
+    )
+    await watched.assert_clean()
+    await watched.context.close()
