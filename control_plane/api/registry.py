@@ -52,6 +52,7 @@ from control_plane.api.compat import (
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 from control_plane.web import (
+    admin_catalog_pages,
     admin_node_pages,
     admin_pages,
     auth_pages,
@@ -117,6 +118,7 @@ PAGE_TABLES: list[ApiRoutes] = [
     files_page.routes,
     admin_pages.routes,
     admin_node_pages.routes,
+    admin_catalog_pages.routes,
 ]
 
 

@@ -113,7 +113,8 @@ class Where:
     @classmethod
     def of(cls, body: ServerCreate) -> Where:
         if body.node_id is not None:
-            return cls(node_id=body.node_id)
+            chosen = None if body.allocation_id is None else [body.allocation_id]
+            return cls(node_id=body.node_id, allocation_ids=chosen)
         assert body.location_id is not None  # the schema requires one of the two
         return cls(location_ids=[body.location_id])
 

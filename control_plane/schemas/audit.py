@@ -33,3 +33,11 @@ class AuditEntryOut(Output):
     ip: str | None
     user_agent: str | None
     details: dict[str, Any]
+
+
+class AuditChainOut(Output):
+    """The hash chain's state: ``problems`` names each break (docs/audit.md), at most 100."""
+
+    intact: bool
+    rows: int
+    problems: list[str]

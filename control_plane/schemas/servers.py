@@ -20,6 +20,8 @@ class ServerCreate(Input):
     blueprint_id: uuid.UUID
     node_id: uuid.UUID | None = None
     location_id: uuid.UUID | None = None
+    # One free allocation of ``node_id`` as the main port; none: the node's first free one.
+    allocation_id: uuid.UUID | None = None
     image: str | None = Field(None, max_length=255)
     memory_mib: int
     swap_mib: int = Field(0, ge=0, le=32768)
@@ -32,6 +34,8 @@ class ServerCreate(Input):
     def _placement(self) -> ServerCreate:
         if (self.node_id is None) == (self.location_id is None):
             raise ValueError("give exactly one of node_id (a node) or location_id (any node there)")
+        if self.allocation_id is not None and self.node_id is None:
+            raise ValueError("allocation_id names a port of a node: give node_id with it")
         return self
 
 
