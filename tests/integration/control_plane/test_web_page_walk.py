@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import pytest
 from axe_playwright_python.async_playwright import Axe
@@ -35,6 +36,7 @@ from control_plane.db.engine import session_factory
 from control_plane.db.models import Backup
 from control_plane.db.session import transaction
 from control_plane.keys import CONSOLES, ENGINE
+from control_plane.mail import tokens
 from tests.integration.control_plane.stack import Stack, wait_for_state
 from tests.support.chromium import Watched, chromium, watched_page
 from tests.support.panel import PASSWORD
@@ -54,9 +56,11 @@ _PARAM: Final = re.compile(r"\{(\w+)\}")
 
 @dataclass(frozen=True)
 class WalkWorld:
-    """The ids a page's path is filled with."""
+    """The ids a page's path is filled with, and the query of a page that needs one (a
+    mailed link's token), by the route's path."""
 
     params: dict[str, str]
+    queries: dict[str, str]
 
 
 async def seed(stack: Stack) -> WalkWorld:
@@ -77,6 +81,10 @@ async def seed(stack: Stack) -> WalkWorld:
         db.add(backup)
         await db.flush()
         backup_id = str(backup.id)
+        # The mailed links' pages open with a live token, as from the mail.
+        user_id = uuid.UUID(owner_id)
+        reset = await tokens.issue(db, user_id=user_id, purpose="reset", email=OWNER)
+        verify = await tokens.issue(db, user_id=user_id, purpose="verify", email=OWNER)
     return WalkWorld(
         {
             "server_id": server_id,
@@ -86,7 +94,11 @@ async def seed(stack: Stack) -> WalkWorld:
             "user_id": owner_id,
             "backup_id": backup_id,
             "allocation_id": allocations["data"][0]["id"],
-        }
+        },
+        {
+            "/reset-password": urlencode({"token": reset}),
+            "/verify-email": urlencode({"token": verify}),
+        },
     )
 
 
@@ -112,7 +124,9 @@ def fill(endpoint: Endpoint, world: WalkWorld) -> str:
             )
         return world.params[name]
 
-    return _PARAM.sub(value, endpoint.path)
+    path = _PARAM.sub(value, endpoint.path)
+    query = world.queries.get(endpoint.path)
+    return f"{path}?{query}" if query else path
 
 
 def caller_of(endpoint: Endpoint) -> str | None:
