@@ -106,4 +106,55 @@ function filters() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); });
+// Times in the browser's own time zone: the server prints UTC in <time datetime>.
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+function localTime(time) {
+  const when = new Date(time.dateTime);
+  if (Number.isNaN(when.getTime())) return;
+  time.textContent = timeFormat.format(when);
+  time.title = time.dateTime;
+}
+
+function localTimes() {
+  for (const time of document.querySelectorAll("time[datetime]")) localTime(time);
+}
+
+// A <time> element for an ISO-8601 instant from the API, shown in the browser's zone.
+function timeElement(iso) {
+  const time = document.createElement("time");
+  time.dateTime = iso; time.textContent = iso;
+  localTime(time);
+  return time;
+}
+
+// Asks before a destructive action, in a modal <dialog> (no window.confirm: a page that
+// opens native dialogs cannot be told apart from an injected one). Resolves true on "yes".
+function confirmAction(message, yes) {
+  return new Promise((resolve) => {
+    const dialog = document.createElement("dialog");
+    dialog.className = "confirm";
+    dialog.setAttribute("aria-label", "Confirm");
+    const text = document.createElement("p");
+    text.textContent = message;
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    const ok = document.createElement("button");
+    ok.type = "button"; ok.className = "danger"; ok.textContent = yes;
+    const cancel = document.createElement("button");
+    cancel.type = "button"; cancel.className = "secondary"; cancel.textContent = "Cancel";
+    actions.append(ok, cancel);
+    dialog.append(text, actions);
+    document.body.append(dialog);
+    const finish = (answer) => { dialog.close(); dialog.remove(); resolve(answer); };
+    ok.addEventListener("click", () => finish(true));
+    cancel.addEventListener("click", () => finish(false));
+    dialog.addEventListener("cancel", (event) => { event.preventDefault(); finish(false); });
+    dialog.showModal();
+    cancel.focus();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  signIn(); signOut(); filters(); localTimes();
+});
