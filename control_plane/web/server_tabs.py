@@ -24,7 +24,14 @@ class Tab:
     permission: str
 
 
-TABS: Final = (Tab("Console", "", "console.read"),)
+TABS: Final = (
+    Tab("Console", "", "console.read"),
+    Tab("Backups", "/backups", "backups.read"),
+    Tab("Users", "/users", "users.read"),
+    Tab("Startup", "/startup", "startup.read"),
+    Tab("Settings", "/settings", "settings.rename"),
+    Tab("Activity", "/activity", "activity.read"),
+)
 
 
 def may(req: ApiRequest[Any, Any], scope: Scope, permission: str) -> bool:
