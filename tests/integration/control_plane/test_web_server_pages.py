@@ -126,6 +126,15 @@ async def test_a_console_only_sub_user_has_no_other_tab_and_is_refused_them(
     await expect(page.locator("[data-users-status]")).to_have_text("Added helper@example.org.")
     listed = await owner.json("GET", f"/api/v1/servers/{server_id}/users")
     assert [u["permissions"] for u in listed["data"]] == [["console.read"]]
+    # Edited in a dialog: the boxes show what they hold; one more is ticked and saved.
+    await row.get_by_role("button", name="Edit…").click()
+    editor = page.locator("#edit-form")
+    await expect(editor.get_by_label("console.read")).to_be_checked()
+    await editor.get_by_label("stats.read").check()
+    await editor.get_by_role("button", name="Save").click()
+    await expect(row).to_contain_text("console.read, stats.read")
+    listed = await owner.json("GET", f"/api/v1/servers/{server_id}/users")
+    assert [u["permissions"] for u in listed["data"]] == [["console.read", "stats.read"]]
     # Every other tab is there for the owner.
     nav = page.get_by_role("navigation", name="Server")
     for label in ("Console", "Backups", "Users", "Startup", "Settings", "Activity"):
