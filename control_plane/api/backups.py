@@ -28,6 +28,7 @@ from control_plane.schemas.common import Input, Output
 from control_plane.services import backups as service
 from shared.backups_api import BackupRecord as NodeBackupRecord
 from shared.backups_api import BackupRestore as NodeBackupRestore
+from shared.backups_api import RestoreOutcome
 
 routes = ApiRoutes("backups")
 log = structlog.get_logger("backups")
@@ -49,6 +50,9 @@ class BackupOut(Output):
     stored_bytes: int | None = Field(description="the encrypted copy the node keeps")
     created_at: dt.datetime
     finished_at: dt.datetime | None
+    restore: RestoreOutcome | None = Field(
+        None, description="its last restore, as the node reports it (one backup's GET only)"
+    )
 
 
 class BackupList(Output):
@@ -149,7 +153,17 @@ async def get_backup(req: ApiRequest[Any, Any]) -> BackupOut:
     async with transaction(req.http.app[SESSIONS]) as db:
         backup = await service.get_backup(db, req.server.id, req.uuid_param("backup_id"))
     await _refresh_running(req, [backup])
-    return BackupOut.model_validate(backup)
+    out = BackupOut.model_validate(backup)
+    if backup.status == "completed":
+        # How its last restore went (the panel's progress): the node keeps that, not us.
+        try:
+            record = await req.nodes.read_backup(
+                await req.server_node(), req.server.id, backup.id, user=_user(req)
+            )
+            out = out.model_copy(update={"restore": record.restore})
+        except ApiError as err:
+            log.info("backup restore status not read", backup=str(backup.id), error=err.message)
+    return out
 
 
 @routes.patch(

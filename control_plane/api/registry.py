@@ -59,6 +59,8 @@ from control_plane.web import (
     console_page,
     files_page,
     pages,
+    server_config_pages,
+    server_pages,
 )
 
 ROUTE_TABLES: list[ApiRoutes] = [
@@ -116,6 +118,8 @@ PAGE_TABLES: list[ApiRoutes] = [
     auth_pages.routes,
     console_page.routes,
     files_page.routes,
+    server_pages.routes,
+    server_config_pages.routes,
     admin_pages.routes,
     admin_node_pages.routes,
     admin_catalog_pages.routes,

@@ -28,7 +28,8 @@ from control_plane.services.servers.variables import validate_variables
 routes = ApiRoutes("server settings")
 
 
-async def _startup(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
+async def startup_of(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
+    """The startup command and variables as this caller may see them (API and page)."""
     blueprint = await blueprint_service.get_blueprint(req.db, server.blueprint_id)
     # Owners see what users may see; only administrators see hidden variables, in the
     # variables list and in the command alike.
@@ -58,7 +59,7 @@ async def _startup(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
     response=StartupOut,
 )
 async def get_startup(req: ApiRequest[Any, Any]) -> StartupOut:
-    return await _startup(req, req.server)
+    return await startup_of(req, req.server)
 
 
 async def _server_now(db: AsyncSession, server_id: uuid.UUID) -> Server:
@@ -113,7 +114,7 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
             target_id=str(server.id),
             details={"variables": sorted(req.body.variables), "image": req.body.image},
         )
-        return await _startup(req, server)
+        return await startup_of(req, server)
 
 
 class AllocationsOut(Output):

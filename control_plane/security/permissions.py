@@ -56,6 +56,65 @@ PERMISSIONS: Final = frozenset(
     }
 )
 CATEGORIES: Final = frozenset(p.split(".", 1)[0] for p in PERMISSIONS)
+# What each node lets a sub-user do, as the sub-users page explains it next to its box.
+DESCRIPTIONS: Final[dict[str, str]] = {
+    "control.console": "Use the console through the Pterodactyl-compatible API",
+    "control.start": "Start the server",
+    "control.stop": "Stop the server",
+    "control.restart": "Restart the server",
+    "control.kill": "Kill the server's process at once",
+    "console.read": "See the console's output",
+    "console.write": "Send commands to the console",
+    "stats.read": "See CPU, memory, network and disk use",
+    "files.read": "List files and read their contents",
+    "files.write": "Change and upload files",
+    "files.create": "Create files and folders",
+    "files.delete": "Delete files and folders",
+    "files.sftp": "Connect with SFTP",
+    "files.archive": "Compress and extract archives",
+    "backups.read": "See the backups",
+    "backups.create": "Make backups",
+    "backups.delete": "Lock, unlock and delete backups",
+    "backups.restore": "Restore a backup over the server's files",
+    "backups.download": "Download backups",
+    "allocations.read": "See the server's ports",
+    "allocations.update": "Change the server's ports",
+    "startup.read": "See the startup command and variables",
+    "startup.update": "Change the editable startup variables",
+    "startup.docker-image": "Choose the server's image",
+    "settings.rename": "Rename the server",
+    "settings.reinstall": "Reinstall the server",
+    "activity.read": "See what was done to this server",
+    "schedules.read": "See schedules",
+    "schedules.create": "Create schedules",
+    "schedules.update": "Change schedules",
+    "schedules.delete": "Delete schedules",
+    "webhooks.read": "See webhooks",
+    "webhooks.create": "Create webhooks",
+    "webhooks.update": "Change webhooks",
+    "webhooks.delete": "Delete webhooks",
+    "users.read": "See the sub-users",
+    "users.create": "Add and invite sub-users",
+    "users.update": "Change sub-users' permissions",
+    "users.delete": "Remove sub-users",
+}
+assert set(DESCRIPTIONS) == PERMISSIONS, "every permission node has a description"
+# The areas, in the order the sub-users page shows them.
+AREAS: Final = {
+    "console": "Console",
+    "control": "Power",
+    "stats": "Resource use",
+    "files": "Files",
+    "backups": "Backups",
+    "allocations": "Network",
+    "startup": "Startup",
+    "settings": "Settings",
+    "activity": "Activity",
+    "schedules": "Schedules",
+    "webhooks": "Webhooks",
+    "users": "Sub-users",
+}
+assert set(AREAS) == {p.split(".", 1)[0] for p in PERMISSIONS}
 # Seeing that a server exists (its name, state, limits): every member may.
 VIEW: Final = "server.view"
 

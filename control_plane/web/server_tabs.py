@@ -27,6 +27,11 @@ class Tab:
 TABS: Final = (
     Tab("Console", "", "console.read"),
     Tab("Files", "/files", "files.read"),
+    Tab("Backups", "/backups", "backups.read"),
+    Tab("Users", "/users", "users.read"),
+    Tab("Startup", "/startup", "startup.read"),
+    Tab("Settings", "/settings", "settings.rename"),
+    Tab("Activity", "/activity", "activity.read"),
 )
 
 

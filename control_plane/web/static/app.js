@@ -127,6 +127,41 @@ function markReady() {
   document.documentElement.dataset.ready = "true";
 }
 
+// A <time> element for an ISO-8601 instant from the API, shown in the browser's zone.
+function timeElement(iso) {
+  const time = document.createElement("time");
+  time.dateTime = iso; time.textContent = iso;
+  localTimes(time);
+  return time;
+}
+
+// Asks before a destructive action, in a modal <dialog> (no window.confirm: a page that
+// opens native dialogs cannot be told apart from an injected one). Resolves true on "yes".
+function confirmAction(message, yes) {
+  return new Promise((resolve) => {
+    const dialog = document.createElement("dialog");
+    dialog.className = "confirm";
+    dialog.setAttribute("aria-label", "Confirm");
+    const text = document.createElement("p");
+    text.textContent = message;
+    const actions = document.createElement("div");
+    actions.className = "actions";
+    const ok = document.createElement("button");
+    ok.type = "button"; ok.className = "danger"; ok.textContent = yes;
+    const cancel = document.createElement("button");
+    cancel.type = "button"; cancel.className = "secondary"; cancel.textContent = "Cancel";
+    actions.append(ok, cancel);
+    dialog.append(text, actions);
+    document.body.append(dialog);
+    const finish = (answer) => { dialog.close(); dialog.remove(); resolve(answer); };
+    ok.addEventListener("click", () => finish(true));
+    cancel.addEventListener("click", () => finish(false));
+    dialog.addEventListener("cancel", (event) => { event.preventDefault(); finish(false); });
+    dialog.showModal();
+    cancel.focus();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   signOut(); filters(); localTimes(); watchTimes();
   if (!document.querySelector("[data-defer-ready]")) markReady();

@@ -1,0 +1,60 @@
+"""A server's startup and settings pages (``/servers/{server_id}/startup`` and ``…/settings``).
+
+The startup page shows what ``GET /api/v1/servers/{id}/startup`` answers this caller (the
+same function builds both: hidden variables stay hidden), with inputs only for what the
+caller may change; the settings page offers renaming, reinstalling and the SFTP details,
+each only to whoever holds its permission.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.api.server_settings import startup_of
+from control_plane.security.api_keys import Scope
+from control_plane.web.render import page
+from control_plane.web.server_tabs import may, visible_tabs
+
+routes = ApiRoutes("pages")
+
+
+@routes.get(
+    "/servers/{server_id}/startup",
+    summary="Page: a server's startup command and variables",
+    permission="startup.read",
+)
+async def startup_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
+    startup = await startup_of(req, req.server)
+    may_edit = may(req, Scope.WRITE, "startup.update")
+    return page(
+        req.http,
+        "server/startup.html",
+        server=req.server,
+        tabs=visible_tabs(req),
+        startup=startup,
+        may_edit=may_edit,
+        # Changing the image goes through the same PATCH: it needs both permissions.
+        may_choose_image=may_edit and may(req, Scope.WRITE, "startup.docker-image"),
+    )
+
+
+@routes.get(
+    "/servers/{server_id}/settings",
+    summary="Page: rename or reinstall a server, and its SFTP details",
+    permission="settings.rename",
+    transactional=False,
+)
+async def settings_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
+    # SFTP logins are the owner's and the sub-users' (the API refuses administrators).
+    member = req.server.owner_id == req.me.user_id or req.access.role == "subuser"
+    return page(
+        req.http,
+        "server/settings.html",
+        server=req.server,
+        tabs=visible_tabs(req),
+        may_reinstall=may(req, Scope.WRITE, "settings.reinstall"),
+        may_sftp=member and may(req, Scope.READ, "files.sftp"),
+    )
