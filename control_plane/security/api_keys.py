@@ -27,6 +27,7 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, User
+from control_plane.db.models.listing import listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
 
@@ -97,7 +98,8 @@ def ip_allowed(allowed: list[str], ip: str) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-# Built once: the key, its user and the user's second factors in one statement.
+# Built once: the key, its user and the user's second factors in one statement, with the
+# lists' version in the same snapshot (a cached list is answered only at that version).
 _KEY_READ: Final = select(
     ApiKey.id,
     ApiKey.secret_hash,
@@ -112,6 +114,7 @@ _KEY_READ: Final = select(
     User.disabled,
     User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
+    listing_version_column(),
 ).join(User, User.id == ApiKey.user_id)
 _KEY_LOOKUP: Final = _KEY_READ.where(ApiKey.prefix == bindparam("prefix"))
 _KEY_BY_ID: Final = _KEY_READ.where(ApiKey.id == bindparam("key_id"))
@@ -135,6 +138,8 @@ class KeyHolder:
     record_use: bool
     # The API the key works on: "any", "application" or "client" (see ``KIND_API``).
     api: str = "any"
+    # The lists' version in the snapshot that read the key (``ListingVersion``).
+    listing_version: int | None = None
 
 
 def _split(presented: str) -> tuple[str, str] | None:
@@ -179,6 +184,7 @@ def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
         email_verified=key.email_verified_at is not None,
         record_use=key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL,
         api=KIND_API.get(key.kind, "none"),
+        listing_version=key.listing_version,
     )
 
 
