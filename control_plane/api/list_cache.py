@@ -60,14 +60,20 @@ class ListCache:
         self._pages: OrderedDict[tuple[Any, ...], CachedPage] = OrderedDict()
         self._bytes = 0
         self._max_bytes = max_bytes
+        # Pages answered from here, and read anew (tests, and a look at how well it works).
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: tuple[Any, ...], version: int | None) -> CachedPage | None:
         """The page kept under ``key`` if it was read at ``version``, else None."""
         if version is None:
+            self.misses += 1
             return None
         page = self._pages.get(key)
         if page is None or page.version != version:
+            self.misses += 1
             return None
+        self.hits += 1
         self._pages.move_to_end(key)
         return page
 
@@ -82,6 +88,11 @@ class ListCache:
         while self._bytes > self._max_bytes:
             _, dropped = self._pages.popitem(last=False)
             self._bytes -= len(dropped.entries)
+
+    def clear(self) -> None:
+        """Forget every page (tests compare a kept answer with one read anew)."""
+        self._pages.clear()
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._pages)

@@ -5,8 +5,9 @@ A list read at version V is the list of every snapshot that sees V (docs/perform
 the triggers make that true for every writer, the ORM, the CLI, raw SQL and later
 migrations alike, where a hook in the application could miss one. Watched: every insert,
 update and delete of ``servers``, ``allocations``, ``subusers`` and ``blueprints``; inserts,
-deletes and renames of ``nodes`` (their health columns change every few seconds and no
-list shows them).
+deletes and changes of id or name of ``nodes`` (their health columns change every few
+seconds and no list shows them). tests/integration/control_plane/test_list_cache.py checks
+these against every column the cached lists' statements read.
 
 On PostgreSQL the trigger is deferred to the commit and bumps once per transaction: the
 version row's lock is the last one a writer takes and is held only while it commits, so
@@ -32,7 +33,7 @@ WATCHED: dict[str, tuple[str, ...] | None] = {
     "allocations": None,
     "subusers": None,
     "blueprints": None,
-    "nodes": ("name",),
+    "nodes": ("id", "name"),
 }
 EVENTS = ("insert", "update", "delete")
 _PG_FUNCTION = """
