@@ -307,8 +307,8 @@ async def _triggers(panel: Panel) -> set[tuple[str, str, str]]:
                     if f"AFTER {event} ON" in head:
                         found.add((table, event, "*"))
                 if "AFTER UPDATE OF " in head:
-                    columns = head.split("AFTER UPDATE OF ")[1].split(" ON ")[0]
-                    found |= {(table, "UPDATE", c.strip()) for c in columns.split(",")}
+                    named = head.split("AFTER UPDATE OF ")[1].split(" ON ")[0]
+                    found |= {(table, "UPDATE", c.strip()) for c in named.split(",")}
                 elif "AFTER UPDATE ON" in head:
                     found.add((table, "UPDATE", "*"))
             return found
