@@ -154,7 +154,7 @@ async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -
     if parts is None:
         return None
     prefix, secret = parts
-    rows = await reader.rows(_KEY_LOOKUP, {"prefix": prefix})
+    rows = await reader.one_row(_KEY_LOOKUP, {"prefix": prefix})
     if not rows or not hmac.compare_digest(rows[0].secret_hash, _hash(secret)):
         return None
     return _holder(rows[0], ip)
@@ -163,7 +163,7 @@ async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -
 async def api_key_by_id(reader: StatementReader, key_id: uuid.UUID, *, ip: str) -> KeyHolder | None:
     """The key with this id and its enabled user, if it still works from ``ip`` (a console
     token reads its key again this way); reads only."""
-    rows = await reader.rows(_KEY_BY_ID, {"key_id": key_id})
+    rows = await reader.one_row(_KEY_BY_ID, {"key_id": key_id})
     return _holder(rows[0], ip) if rows else None
 
 

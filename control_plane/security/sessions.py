@@ -120,7 +120,7 @@ async def lookup_session(
     """Read the session for a cookie token (one statement); the caller writes what it says."""
     if not 20 <= len(token) <= 128:
         return None
-    rows = await reader.rows(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
+    rows = await reader.one_row(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
     return _lookup(rows[0], idle) if rows else None
 
 
@@ -128,7 +128,7 @@ async def session_by_id(
     reader: StatementReader, session_id: uuid.UUID, *, idle: dt.timedelta
 ) -> SessionLookup | None:
     """The session with this id as read (a console token reads its session again this way)."""
-    rows = await reader.rows(_SESSION_BY_ID, {"session_id": session_id})
+    rows = await reader.one_row(_SESSION_BY_ID, {"session_id": session_id})
     return _lookup(rows[0], idle) if rows else None
 
 
