@@ -42,8 +42,11 @@ _Columns = TypeVarTuple("_Columns")
 # GIL (SQLite hands it back for every row fetched), which cost a fifth of the throughput.
 SQLITE_READ_THREADS: Final = 2
 # PostgreSQL connections for reads, per replica (beside the engine's own pool): a read holds
-# one for a single statement.
-POSTGRES_READ_POOL: Final = 5
+# one for a single statement. Those beyond the pool's size are closed as they come back when
+# the pool is full, and opened anew at the next burst (a TCP and TLS handshake each): with 5
+# and 8 requests in flight, opening connections was a quarter of the authentication read's
+# CPU (py-spy, bench/api.py). Ten kept cover that; five more for bursts.
+POSTGRES_READ_POOL: Final = 10
 POSTGRES_READ_OVERFLOW: Final = 5
 
 
