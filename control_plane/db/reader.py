@@ -13,7 +13,11 @@ the thread hop, on the event loop's own connection (``one_row``): compiled once 
 the DB-API cursor (``control_plane.db.prepared``), with no busy timeout. A WAL reader takes
 no lock that a writer holds, so it never waits; should SQLite still answer "busy" (a
 connection in exclusive mode, a WAL being recovered) the read goes to the threads, which
-wait as before. The hop and SQLAlchemy's execution cost more CPU than the read itself.
+wait as before. The hop and SQLAlchemy's execution cost more CPU than the read itself. On
+PostgreSQL that read is also compiled once and run on the pooled asyncpg connection (its JSON
+codecs are SQLAlchemy's); any failure there drops the connection and runs the statement
+through SQLAlchemy, whose handling of a dead connection or a database that is down is the
+one below.
 
 On PostgreSQL the reads have a small pool of their own, in autocommit, that does not ping a
 connection before each use (the engine's ``pool_pre_ping`` costs BEGIN, a ping and ROLLBACK:
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVarTuple, cast
 
+import asyncpg.exceptions
 import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy import Engine, Row, Select, event
@@ -117,12 +122,12 @@ class StatementReader:
         self, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
         """The rows of a ``statement`` that reads one row by a unique index (authentication):
-        on SQLite run on the event loop itself, else as :meth:`rows`."""
-        if self._sqlite is None:
-            return await self.rows(statement, parameters)
+        compiled once and run on the driver; on SQLite on the event loop itself."""
         prepared = self._prepared_form(statement)
         if prepared is None:
             return await self.rows(statement, parameters)
+        if self._sqlite is None:
+            return await self._postgres_one_row(prepared, statement, parameters)
         try:
             if self._loop_connection is None:
                 self._loop_connection = _sqlite_loop_connection(str(self._sqlite[0].url.database))
@@ -133,17 +138,41 @@ class StatementReader:
             # Busy or locked (see the module's docstring): the threads wait for it.
             return await self.rows(statement, parameters)
 
+    async def _postgres_one_row(
+        self, prepared: PreparedRead, statement: Select[*_Columns], parameters: dict[str, Any]
+    ) -> Sequence[Row[*_Columns]]:
+        assert self._engine is not None
+        async with self._engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            try:
+                fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
+            except (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError, OSError):
+                # A dead connection (PostgreSQL restarted) or anything else unexpected: this
+                # one is dropped, and SQLAlchemy runs the statement with its own handling (a
+                # new connection, or the error that answers 503).
+                await connection.invalidate()
+                fetched = None
+        if fetched is None:
+            return await self.rows(statement, parameters)
+        return cast(Sequence[Row[*_Columns]], prepared.rows_of(fetched))
+
     def _prepared_form(self, statement: Select[*_Columns]) -> PreparedRead | None:
         found = self._prepared.get(id(statement))
         if found is not None:
             return found[1]
-        assert self._sqlite is not None
+        dialect = self._sqlite[0].dialect if self._sqlite is not None else self._dialect()
         try:
-            prepared: PreparedRead | None = PreparedRead(statement, self._sqlite[0].dialect)
+            prepared: PreparedRead | None = PreparedRead(statement, dialect)
         except Unpreparable:
             prepared = None
         self._prepared[id(statement)] = (cast(Select[Any], statement), prepared)
         return prepared
+
+    def _dialect(self) -> sqlalchemy.Dialect:
+        assert self._engine is not None
+        return self._engine.dialect
 
     async def close(self) -> None:
         """Stop the threads (none is busy once the app has stopped serving) and connections."""

@@ -96,8 +96,6 @@ async def test_every_read_gives_sqlalchemys_rows(world: World) -> None:
 
 async def test_the_reader_runs_them_prepared_and_sees_a_revocation_at_once(world: World) -> None:
     reader = world.panel.server.app[STATEMENT_READER]
-    if reader._sqlite is None:
-        pytest.skip("prepared reads are SQLite's")
     created = await world.alice.json(
         "POST", "/api/v1/account/api-keys", status=201, json={"name": "bot", "scopes": ["read"]}
     )
@@ -110,3 +108,38 @@ async def test_the_reader_runs_them_prepared_and_sees_a_revocation_at_once(world
     await world.alice.json("DELETE", f"/api/v1/account/api-keys/{created['id']}", status=204)
     response = await bot.request("GET", "/api/v1/servers")
     assert response.status == 401
+
+
+async def test_the_authentication_reads_on_the_driver_are_sqlalchemys(world: World) -> None:
+    """``one_row`` (SQLite on the loop's connection, PostgreSQL on the asyncpg connection)
+    against ``rows`` (SQLAlchemy), value by value and type by type, on both databases."""
+    reader = world.panel.server.app[STATEMENT_READER]
+    await world.alice.json(
+        "POST",
+        "/api/v1/account/api-keys",
+        status=201,
+        json={"name": "ips", "scopes": ["read", "write"], "allowed_ips": ["127.0.0.1/32"]},
+    )
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(update(ApiKey).values(last_used_at=dt.datetime.now(dt.UTC)))
+        keys = (await db.execute(select(ApiKey.id, ApiKey.prefix))).all()
+        session_rows = (await db.execute(select(Session.id, Session.token_hash))).all()
+    reads: list[tuple[Any, dict[str, Any]]] = []
+    for key_id, prefix in keys:
+        reads += [(api_keys._KEY_LOOKUP, {"prefix": prefix})]
+        reads += [(api_keys._KEY_BY_ID, {"key_id": key_id})]
+    for session_id, token_hash in session_rows:
+        reads += [(sessions._SESSION_LOOKUP, {"token_hash": token_hash})]
+        reads += [(sessions._SESSION_BY_ID, {"session_id": session_id})]
+    reads += [(api_keys._KEY_LOOKUP, {"prefix": "nothing"})]
+    for statement, parameters in reads:
+        expected = [tuple(row) for row in await reader.rows(statement, parameters)]
+        got = [tuple(row) for row in await reader.one_row(statement, parameters)]
+        assert got == expected
+        assert [[type(v) for v in row] for row in got] == [
+            [type(v) for v in row] for row in expected
+        ]
+        for row in await reader.one_row(statement, parameters):
+            assert row.listing_version is not None
+            assert isinstance(row.email, str)
+    assert reader._prepared_form(api_keys._KEY_LOOKUP) is not None
