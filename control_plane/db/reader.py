@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVarTuple, cast
 
-import asyncpg.exceptions
 import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy import Engine, Row, Select, event
@@ -148,10 +147,15 @@ class StatementReader:
             assert driver is not None
             try:
                 fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
-            except (asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError, OSError):
-                # A dead connection (PostgreSQL restarted) or anything else unexpected: this
-                # one is dropped, and SQLAlchemy runs the statement with its own handling (a
-                # new connection, or the error that answers 503).
+            except asyncio.CancelledError:
+                # Stopped mid-statement: this connection is never handed to another read.
+                driver.terminate()
+                raise
+            except Exception:
+                # A dead connection (PostgreSQL restarted or stopped: asyncpg says so in more
+                # ways than one, InternalClientError among them) or anything unexpected:
+                # this one is dropped, and SQLAlchemy runs the statement with its own
+                # handling (a new connection, or the error that answers 503).
                 await connection.invalidate()
                 fetched = None
         if fetched is None:
