@@ -14,6 +14,7 @@ from aiohttp import web
 from control_plane import background
 from control_plane.api import health, openapi
 from control_plane.api.compat.errors import render as render_error
+from control_plane.api.list_cache import ListCache
 from control_plane.api.registry import PAGE_TABLES, ROUTE_TABLES
 from control_plane.db.engine import (
     connections_returned,
@@ -28,6 +29,7 @@ from control_plane.keys import (
     ENGINE,
     HTTP,
     LEASES,
+    LIST_CACHE,
     MAIL,
     METRICS,
     NODES,
@@ -91,6 +93,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = session_factory(engine, info)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
+    app[LIST_CACHE] = ListCache()
     pool = app[METRICS].watch_pool(engine)
     yield
     app[METRICS].unwatch(pool)

@@ -10,6 +10,7 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from control_plane.api.list_cache import ListCache
 from control_plane.db.leases import LeaseKeeper
 from control_plane.db.reader import StatementReader
 from control_plane.mail.sender import MailSender
@@ -33,6 +34,8 @@ SESSIONS = web.AppKey("sessions", async_sessionmaker[AsyncSession])
 READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
 # Reads that are one statement each (authentication, lists): no transaction round trips.
 STATEMENT_READER = web.AppKey("statement_reader", StatementReader)
+# Server lists answered again at the lists' version they were read at (api/list_cache.py).
+LIST_CACHE = web.AppKey("list_cache", ListCache)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 NODES = web.AppKey("nodes", NodeClient)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api.list_cache import json_bytes
 from control_plane.api.strict_input import parse_json_body
 from control_plane.db.models import Node, Server
 from control_plane.db.reader import StatementReader
@@ -263,9 +263,16 @@ class ApiRequest(Generic[B, Q]):
         self.cookies.append((name, None, options))
 
 
+@dataclass(frozen=True)
+class JsonBytes:
+    """The endpoint's response model already written as JSON (a kept list's)."""
+
+    body: bytes
+
+
 # A dict is the endpoint's response model as plain data, for hot routes that skip building
 # models (its shape is the model's: tests compare the two); it is serialised by orjson.
-Result = BaseModel | dict[str, Any] | web.StreamResponse | None
+Result = BaseModel | dict[str, Any] | JsonBytes | web.StreamResponse | None
 Handler = Callable[[ApiRequest[Any, Any]], Awaitable[Result]]
 
 
@@ -387,21 +394,14 @@ def _query_values(request: web.Request) -> dict[str, Any]:
     return values
 
 
-def _uuid_subclass(value: object) -> str:
-    # orjson writes uuid.UUID itself, not subclasses such as asyncpg's.
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 def _respond(endpoint: Endpoint, result: Result, api: ApiRequest[Any, Any]) -> web.StreamResponse:
     if isinstance(result, web.StreamResponse):
         return result
     if result is None:
         response = web.Response(status=204 if endpoint.status == 200 else endpoint.status)
-    elif isinstance(result, dict):
+    elif isinstance(result, dict | JsonBytes):
         response = web.Response(
-            body=orjson.dumps(result, default=_uuid_subclass, option=orjson.OPT_UTC_Z),
+            body=result.body if isinstance(result, JsonBytes) else json_bytes(result),
             status=endpoint.status,
             content_type="application/json",
             charset="utf-8",

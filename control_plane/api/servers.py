@@ -11,12 +11,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api import server_actions
-from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.api.list_cache import json_bytes, server_page_json
+from control_plane.api.routing import Access, ApiRequest, ApiRoutes, JsonBytes
 from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import Allocation, Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
-from control_plane.keys import CONSOLES, SESSIONS
+from control_plane.keys import CONSOLES, LIST_CACHE, SESSIONS
 from control_plane.schemas.common import Page, PageQuery
 from control_plane.schemas.servers import (
     CommandIn,
@@ -207,14 +208,25 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
     response=Page[ServerOut],
     transactional=False,
 )
-async def list_servers(req: ApiRequest[Any, PageQuery]) -> dict[str, Any]:
+async def list_servers(req: ApiRequest[Any, PageQuery]) -> JsonBytes:
     query = req.query
-    page = await listing.server_page(req.reader, req.me, offset=query.offset, limit=query.per_page)
-    # Page[ServerOut] as plain data: one statement read it all, no model per server.
-    return {
-        "data": [server_fields(server) for server in page.servers],
-        "meta": {"page": query.page, "per_page": query.per_page, "total": page.total},
-    }
+    # Page[ServerOut] as plain data: one statement read it all, no model per server; kept
+    # while the lists' version the caller's authentication read sees is the page's.
+    page = await server_page_json(
+        req.http.app[LIST_CACHE],
+        req.reader,
+        req.me,
+        name="servers",
+        offset=query.offset,
+        limit=query.per_page,
+        render=_entries,
+    )
+    meta = json_bytes({"page": query.page, "per_page": query.per_page, "total": page.total})
+    return JsonBytes(b'{"data":' + page.entries + b',"meta":' + meta + b"}")
+
+
+def _entries(page: listing.ServerPage) -> list[dict[str, Any]]:
+    return [server_fields(server) for server in page.servers]
 
 
 @routes.get(

@@ -8,6 +8,17 @@ On SQLite the statement runs on a synchronous connection in a worker thread: one
 per statement, where aiosqlite makes five (cursor, execute, fetch, close, rollback), each a
 wake-up of the event loop. Those connections are ``query_only``: they cannot write.
 
+The authentication read (one row by a unique index, on every request) runs on SQLite without
+the thread hop, on the event loop's own connection (``one_row``): compiled once and run on
+the DB-API cursor (``control_plane.db.prepared``), with no busy timeout. A WAL reader takes
+no lock that a writer holds, so it never waits; should SQLite still answer "busy" (a
+connection in exclusive mode, a WAL being recovered) the read goes to the threads, which
+wait as before. The hop and SQLAlchemy's execution cost more CPU than the read itself. On
+PostgreSQL that read is also compiled once and run on the pooled asyncpg connection (its JSON
+codecs are SQLAlchemy's); any failure there drops the connection and runs the statement
+through SQLAlchemy, whose handling of a dead connection or a database that is down is the
+one below.
+
 On PostgreSQL the reads have a small pool of their own, in autocommit, that does not ping a
 connection before each use (the engine's ``pool_pre_ping`` costs BEGIN, a ping and ROLLBACK:
 three round trips per statement). A connection found dead while reading (PostgreSQL was
@@ -18,23 +29,37 @@ has no effect to repeat. A database that is down still fails the read (503).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, TypeVarTuple
+from typing import Any, Final, TypeVarTuple, cast
 
 import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy import Engine, Row, Select, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from control_plane.db.prepared import PreparedRead, Unpreparable
+
 _Columns = TypeVarTuple("_Columns")
 # Two, so that one slow statement does not hold up every request; more only fight over the
 # GIL (SQLite hands it back for every row fetched), which cost a fifth of the throughput.
 SQLITE_READ_THREADS: Final = 2
 # PostgreSQL connections for reads, per replica (beside the engine's own pool): a read holds
-# one for a single statement.
-POSTGRES_READ_POOL: Final = 5
+# one for a single statement. Those beyond the pool's size are closed as they come back when
+# the pool is full, and opened anew at the next burst (a TCP and TLS handshake each): with 5
+# and 8 requests in flight, opening connections was a quarter of the authentication read's
+# CPU (py-spy, bench/api.py). Ten kept cover that; five more for bursts.
+POSTGRES_READ_POOL: Final = 10
 POSTGRES_READ_OVERFLOW: Final = 5
+
+
+def _sqlite_loop_connection(path: str) -> sqlite3.Connection:
+    """The event loop's own read connection: autocommit, read-only, never waiting for a lock."""
+    connection = sqlite3.connect(path, isolation_level=None, timeout=0)
+    connection.execute("PRAGMA busy_timeout=0")
+    connection.execute("PRAGMA query_only=ON")
+    return connection
 
 
 def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -52,6 +77,10 @@ class StatementReader:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine: AsyncEngine | None = None
         self._sqlite: tuple[Engine, ThreadPoolExecutor] | None = None
+        self._loop_connection: sqlite3.Connection | None = None
+        # id(statement) → (the statement, kept so that its id is never reused; its form, None
+        # for one that SQLAlchemy must run).
+        self._prepared: dict[int, tuple[Select[Any], PreparedRead | None]] = {}
         if engine.dialect.name == "sqlite":
             if engine.url.database in (None, "", ":memory:"):
                 raise ValueError("the reader threads need a SQLite file, not a database in memory")
@@ -88,12 +117,75 @@ class StatementReader:
             # the next connection is a new one.
             return await _statement_rows(self._engine, statement, parameters)
 
+    async def one_row(
+        self, statement: Select[*_Columns], parameters: dict[str, Any]
+    ) -> Sequence[Row[*_Columns]]:
+        """The rows of a ``statement`` that reads one row by a unique index (authentication):
+        compiled once and run on the driver; on SQLite on the event loop itself."""
+        prepared = self._prepared_form(statement)
+        if prepared is None:
+            return await self.rows(statement, parameters)
+        if self._sqlite is None:
+            return await self._postgres_one_row(prepared, statement, parameters)
+        try:
+            if self._loop_connection is None:
+                self._loop_connection = _sqlite_loop_connection(str(self._sqlite[0].url.database))
+            rows = prepared.run(self._loop_connection, parameters)
+            # Named tuples: read by index, slice and column name, as Row is by the callers.
+            return cast(Sequence[Row[*_Columns]], rows)
+        except sqlite3.OperationalError:
+            # Busy or locked (see the module's docstring): the threads wait for it.
+            return await self.rows(statement, parameters)
+
+    async def _postgres_one_row(
+        self, prepared: PreparedRead, statement: Select[*_Columns], parameters: dict[str, Any]
+    ) -> Sequence[Row[*_Columns]]:
+        assert self._engine is not None
+        async with self._engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            try:
+                fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
+            except asyncio.CancelledError:
+                # Stopped mid-statement: this connection is never handed to another read.
+                driver.terminate()
+                raise
+            except Exception:
+                # A dead connection (PostgreSQL restarted or stopped: asyncpg says so in more
+                # ways than one, InternalClientError among them) or anything unexpected:
+                # this one is dropped, and SQLAlchemy runs the statement with its own
+                # handling (a new connection, or the error that answers 503).
+                await connection.invalidate()
+                fetched = None
+        if fetched is None:
+            return await self.rows(statement, parameters)
+        return cast(Sequence[Row[*_Columns]], prepared.rows_of(fetched))
+
+    def _prepared_form(self, statement: Select[*_Columns]) -> PreparedRead | None:
+        found = self._prepared.get(id(statement))
+        if found is not None:
+            return found[1]
+        dialect = self._sqlite[0].dialect if self._sqlite is not None else self._dialect()
+        try:
+            prepared: PreparedRead | None = PreparedRead(statement, dialect)
+        except Unpreparable:
+            prepared = None
+        self._prepared[id(statement)] = (cast(Select[Any], statement), prepared)
+        return prepared
+
+    def _dialect(self) -> sqlalchemy.Dialect:
+        assert self._engine is not None
+        return self._engine.dialect
+
     async def close(self) -> None:
         """Stop the threads (none is busy once the app has stopped serving) and connections."""
         if self._sqlite is not None:
             sqlite, threads = self._sqlite
             threads.shutdown()
             sqlite.dispose()
+        if self._loop_connection is not None:
+            self._loop_connection.close()
         if self._engine is not None:
             await self._engine.dispose()
 

@@ -27,6 +27,7 @@ from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, User
+from control_plane.db.models.listing import listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
 
@@ -97,7 +98,8 @@ def ip_allowed(allowed: list[str], ip: str) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-# Built once: the key, its user and the user's second factors in one statement.
+# Built once: the key, its user and the user's second factors in one statement, with the
+# lists' version in the same snapshot (a cached list is answered only at that version).
 _KEY_READ: Final = select(
     ApiKey.id,
     ApiKey.secret_hash,
@@ -112,6 +114,7 @@ _KEY_READ: Final = select(
     User.disabled,
     User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
+    listing_version_column(),
 ).join(User, User.id == ApiKey.user_id)
 _KEY_LOOKUP: Final = _KEY_READ.where(ApiKey.prefix == bindparam("prefix"))
 _KEY_BY_ID: Final = _KEY_READ.where(ApiKey.id == bindparam("key_id"))
@@ -135,6 +138,8 @@ class KeyHolder:
     record_use: bool
     # The API the key works on: "any", "application" or "client" (see ``KIND_API``).
     api: str = "any"
+    # The lists' version in the snapshot that read the key (``ListingVersion``).
+    listing_version: int | None = None
 
 
 def _split(presented: str) -> tuple[str, str] | None:
@@ -149,7 +154,7 @@ async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -
     if parts is None:
         return None
     prefix, secret = parts
-    rows = await reader.rows(_KEY_LOOKUP, {"prefix": prefix})
+    rows = await reader.one_row(_KEY_LOOKUP, {"prefix": prefix})
     if not rows or not hmac.compare_digest(rows[0].secret_hash, _hash(secret)):
         return None
     return _holder(rows[0], ip)
@@ -158,7 +163,7 @@ async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -
 async def api_key_by_id(reader: StatementReader, key_id: uuid.UUID, *, ip: str) -> KeyHolder | None:
     """The key with this id and its enabled user, if it still works from ``ip`` (a console
     token reads its key again this way); reads only."""
-    rows = await reader.rows(_KEY_BY_ID, {"key_id": key_id})
+    rows = await reader.one_row(_KEY_BY_ID, {"key_id": key_id})
     return _holder(rows[0], ip) if rows else None
 
 
@@ -179,6 +184,7 @@ def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
         email_verified=key.email_verified_at is not None,
         record_use=key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL,
         api=KIND_API.get(key.kind, "none"),
+        listing_version=key.listing_version,
     )
 
 

@@ -97,6 +97,7 @@ def _key_caller(request: web.Request, holder: KeyHolder, ip: str, user_agent: st
         user_agent,
         api_key_id=holder.key_id,
         api=holder.api,
+        listing_version=holder.listing_version,
         must_enrol=mfa.enrolment_owed(
             holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
         ),
@@ -153,6 +154,7 @@ def _session_as_caller(
         user_agent,
         session_id=found.session_id,
         mfa_pending=found.mfa_pending,
+        listing_version=found.listing_version,
         must_enrol=mfa.enrolment_owed(
             found.is_admin, found.second_factor, request.app[SETTINGS].require_2fa
         ),

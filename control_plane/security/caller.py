@@ -31,6 +31,9 @@ class Caller:
     # The API a key works on: "any" (sessions, stl_ keys), "application" (ptla_) or
     # "client" (ptlc_).
     api: str = "any"
+    # The lists' version that the authentication read saw, in the same snapshot as the
+    # credential (None: unknown, nothing cached is answered; see list_cache.py).
+    listing_version: int | None = None
 
     @property
     def acts_as_admin(self) -> bool:

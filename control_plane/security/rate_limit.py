@@ -14,6 +14,7 @@ the same buckets (Redis drops a key only once its bucket has refilled).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -102,6 +103,9 @@ def parse_presets(text: str) -> dict[str, RateLimitPolicy]:
     return {name: RateLimitPolicy(name, c, w) for name, (c, w) in presets.items()}
 
 
+# Its argument is client_ip()'s answer (an address's text, or one word): short, and a few per
+# client.
+@functools.lru_cache(maxsize=4096)
 def client_key(ip: str) -> str:
     """IPv6 clients are limited per /64 (one customer's network), IPv4 per address."""
     try:

@@ -20,6 +20,7 @@ from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Session, User
+from control_plane.db.models.listing import listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
 
@@ -73,7 +74,8 @@ async def open_session(
     return session, token
 
 
-# Built once: the session, its user and the user's second factors in one statement.
+# Built once: the session, its user and the user's second factors in one statement, with
+# the lists' version in the same snapshot (a cached list is answered only at that version).
 _SESSION_READ: Final = select(
     Session.id,
     Session.last_seen_at,
@@ -85,6 +87,7 @@ _SESSION_READ: Final = select(
     User.disabled,
     User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
+    listing_version_column(),
 ).join(User, User.id == Session.user_id)
 _SESSION_LOOKUP: Final = _SESSION_READ.where(Session.token_hash == bindparam("token_hash"))
 _SESSION_BY_ID: Final = _SESSION_READ.where(Session.id == bindparam("session_id"))
@@ -107,6 +110,8 @@ class SessionLookup:
     live: bool
     # A live session whose last_seen_at is old enough to record this request.
     touch: bool
+    # The lists' version in the snapshot that read the session (``ListingVersion``).
+    listing_version: int | None = None
 
 
 async def lookup_session(
@@ -115,7 +120,7 @@ async def lookup_session(
     """Read the session for a cookie token (one statement); the caller writes what it says."""
     if not 20 <= len(token) <= 128:
         return None
-    rows = await reader.rows(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
+    rows = await reader.one_row(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
     return _lookup(rows[0], idle) if rows else None
 
 
@@ -123,7 +128,7 @@ async def session_by_id(
     reader: StatementReader, session_id: uuid.UUID, *, idle: dt.timedelta
 ) -> SessionLookup | None:
     """The session with this id as read (a console token reads its session again this way)."""
-    rows = await reader.rows(_SESSION_BY_ID, {"session_id": session_id})
+    rows = await reader.one_row(_SESSION_BY_ID, {"session_id": session_id})
     return _lookup(rows[0], idle) if rows else None
 
 
@@ -140,6 +145,7 @@ def _lookup(row: Row[*tuple[Any, ...]], idle: dt.timedelta) -> SessionLookup:
         email_verified=row.email_verified_at is not None,
         live=live,
         touch=live and now - row.last_seen_at >= TOUCH_INTERVAL,
+        listing_version=row.listing_version,
     )
 
 

@@ -14,12 +14,14 @@ from sqlalchemy import select
 
 from control_plane.api import console_socket, server_actions
 from control_plane.api import servers as native
-from control_plane.api.compat.envelope import CompatObject, item, page
+from control_plane.api.compat.envelope import CompatObject, item, page_bytes
 from control_plane.api.compat.ids import CLIENT_IDS
 from control_plane.api.compat.transform import SERVER_DEFAULTS, server_status
-from control_plane.api.routing import ApiRequest, ApiRoutes
+from control_plane.api.list_cache import server_page_json
+from control_plane.api.routing import ApiRequest, ApiRoutes, JsonBytes
 from control_plane.db.models import Allocation, Blueprint, Node, Server
 from control_plane.errors import Conflict, InvalidRequest, UpstreamFailed
+from control_plane.keys import LIST_CACHE
 from control_plane.schemas.compat import ClientServersQuery, ConsoleCommand, PowerSignal
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.permissions import VIEW, expand
@@ -189,19 +191,30 @@ def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
     response=CompatObject,
     transactional=False,
 )
-async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
+async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> JsonBytes:
     return await _list(req)
 
 
-async def _list(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
+async def _list(req: ApiRequest[Any, ClientServersQuery]) -> JsonBytes:
     q = req.query
-    # Our list decides what the caller sees, and reads the rest in its one statement.
-    listed = await listing.server_page(
-        req.reader, req.me, offset=q.offset, limit=q.per_page, extra=(_COLUMNS, _STATEMENTS)
-    )
     me = str(req.me.user_id)
-    data = [_client_server(s, str(s.columns.owner_id) == me) for s in listed.servers]
-    return page(req, data, listed.total)
+
+    def entries(listed: listing.ServerPage) -> list[dict[str, Any]]:
+        return [_client_server(s, str(s.columns.owner_id) == me) for s in listed.servers]
+
+    # Our list decides what the caller sees, and reads the rest in its one statement; the
+    # entries are kept as ours are (api/list_cache.py), the links are the request's own.
+    kept = await server_page_json(
+        req.http.app[LIST_CACHE],
+        req.reader,
+        req.me,
+        name="pterodactyl-client",
+        offset=q.offset,
+        limit=q.per_page,
+        render=entries,
+        extra=(_COLUMNS, _STATEMENTS),
+    )
+    return page_bytes(req, kept.entries, kept.count, kept.total)
 
 
 @routes.get(
@@ -211,7 +224,7 @@ async def _list(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
     response=CompatObject,
     transactional=False,
 )
-async def list_servers_trailing_slash(req: ApiRequest[Any, ClientServersQuery]) -> dict[str, Any]:
+async def list_servers_trailing_slash(req: ApiRequest[Any, ClientServersQuery]) -> JsonBytes:
     return await _list(req)
 
 

@@ -11,7 +11,8 @@ from urllib.parse import urlencode
 
 from pydantic import ConfigDict, Field
 
-from control_plane.api.routing import ApiRequest
+from control_plane.api.list_cache import json_bytes
+from control_plane.api.routing import ApiRequest, JsonBytes
 from control_plane.schemas.common import Input, Output
 
 MEDIA_TYPE = "Application/vnd.pterodactyl.v1+json"
@@ -66,6 +67,16 @@ def collection(kind: str, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def page(req: ApiRequest[Any, Any], data: list[dict[str, Any]], total: int) -> dict[str, Any]:
     """A page of enveloped objects with Pterodactyl's pagination meta and links (the
     route's query is a :class:`CompatQuery`)."""
+    return {"object": "list", "data": data, "meta": _meta(req, len(data), total)}
+
+
+def page_bytes(req: ApiRequest[Any, Any], entries: bytes, count: int, total: int) -> JsonBytes:
+    """:func:`page` around ``count`` objects already written as a JSON array (a kept list)."""
+    meta = json_bytes(_meta(req, count, total))
+    return JsonBytes(b'{"object":"list","data":' + entries + b',"meta":' + meta + b"}")
+
+
+def _meta(req: ApiRequest[Any, Any], count: int, total: int) -> dict[str, Any]:
     query: CompatQuery = req.query
     pages = max(1, math.ceil(total / query.per_page))
     links: dict[str, str] = {}
@@ -74,18 +85,14 @@ def page(req: ApiRequest[Any, Any], data: list[dict[str, Any]], total: int) -> d
     if query.page > 1:
         links["previous"] = _link(req, min(query.page - 1, pages))
     return {
-        "object": "list",
-        "data": data,
-        "meta": {
-            "pagination": {
-                "total": total,
-                "count": len(data),
-                "per_page": query.per_page,
-                "current_page": query.page,
-                "total_pages": pages,
-                "links": links,
-            }
-        },
+        "pagination": {
+            "total": total,
+            "count": count,
+            "per_page": query.per_page,
+            "current_page": query.page,
+            "total_pages": pages,
+            "links": links,
+        }
     }
 
 

@@ -6,6 +6,7 @@ from control_plane.db.models.backup import Backup, ServerBackupKey
 from control_plane.db.models.base import Base
 from control_plane.db.models.blueprint import Blueprint
 from control_plane.db.models.compat import CompatCounter
+from control_plane.db.models.listing import ListingVersion
 from control_plane.db.models.location import Location
 from control_plane.db.models.mail import (
     AlertPreferences,
@@ -40,6 +41,7 @@ __all__ = [
     "CompatCounter",
     "Invitation",
     "KnownDevice",
+    "ListingVersion",
     "Location",
     "LoginChallenge",
     "MailToken",

@@ -11,6 +11,7 @@ from sqlalchemy import Select, Uuid, and_, bindparam, func, select, true, type_c
 
 from control_plane.db.models import Allocation, Server, Subuser
 from control_plane.db.models.base import UuidText
+from control_plane.db.models.listing import listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.security.caller import Caller
 
@@ -53,7 +54,8 @@ class PageColumns:
 class _Shape:
     """Where each value sits in a page's rows: the listed columns, the extra server
     columns, one allocation's ip, port and extra columns, the total and (for users who are
-    not administrators) their sub-user permissions; read by position (fast)."""
+    not administrators) their sub-user permissions, and the lists' version; read by position
+    (fast)."""
 
     extra: PageColumns
 
@@ -66,8 +68,12 @@ class _Shape:
         return self.ip + 2 + len(self.extra.allocation)
 
     @property
-    def permissions(self) -> int:
+    def version(self) -> int:
         return self.total + 1
+
+    @property
+    def permissions(self) -> int:
+        return self.total + 2
 
 
 def name_pattern(search: str) -> str:
@@ -116,6 +122,8 @@ def _page_statement(
         Allocation.port,
         *extra.allocation,
         counted.c.total,
+        # In the page's snapshot: this page is the page of every snapshot at this version.
+        listing_version_column(),
     ]
     if not admin:
         joined = joined.outerjoin(
@@ -161,6 +169,8 @@ class ServerPage:
     servers: list[ListedServer]
     # How many servers the caller may see in all.
     total: int
+    # The lists' version in the snapshot that read the page (None without the triggers).
+    version: int | None = None
 
 
 def page_statements(extra: PageColumns) -> tuple[Select[Any], Select[Any]]:
@@ -217,4 +227,6 @@ async def server_page(
             if shape.extra.allocation:
                 ports.append(tuple(row[ip + 2 : total]))
                 servers[-1] = servers[-1]._replace(allocation_extra=tuple(ports))
-    return ServerPage(servers, rows[0][total] if rows else 0)
+    if not rows:  # never: the one-row count is always there
+        return ServerPage(servers, 0)
+    return ServerPage(servers, rows[0][total], rows[0][shape.version])

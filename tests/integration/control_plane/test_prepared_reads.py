@@ -1,0 +1,145 @@
+"""SQLite's prepared reads (``control_plane.db.prepared``) give exactly SQLAlchemy's rows.
+
+The authentication reads run this way on the event loop's own connection
+(``StatementReader.one_row``); the comparison covers the lists' statements too, so that they
+may run this way later.
+
+Every statement the ``StatementReader`` runs on each request (the API key and session reads,
+our server list and the Pterodactyl list, for administrators and for users) is run both ways
+on a database with owners, sub-users with permissions, keys with scopes and IP lists, servers
+with several ports and none, and the rows compared value by value, types included.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Select, select, update
+
+from control_plane.api.compat import client as compat_client
+from control_plane.db.engine import session_factory
+from control_plane.db.models import ApiKey, Session, User
+from control_plane.db.prepared import PreparedRead
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE, STATEMENT_READER
+from control_plane.security import api_keys, sessions
+from control_plane.services.servers import listing
+from tests.support.world import World
+
+
+def _both_ways(
+    url: str, statement: Select[*tuple[Any, ...]], parameters: dict[str, Any]
+) -> list[Any]:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            expected = [tuple(row) for row in connection.execute(statement, parameters).all()]
+            dbapi = connection.connection.driver_connection
+            assert dbapi is not None
+            got = PreparedRead(statement, engine.dialect).run(dbapi, parameters)
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in got] == expected
+    assert [[type(v) for v in row] for row in got] == [[type(v) for v in row] for row in expected]
+    return got
+
+
+async def test_every_read_gives_sqlalchemys_rows(world: World) -> None:
+    engine = world.panel.server.app[ENGINE]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("prepared reads are SQLite's")
+    url = engine.url.set(drivername="sqlite+pysqlite").render_as_string()
+    alice_key = await world.alice.json(
+        "POST",
+        "/api/v1/account/api-keys",
+        status=201,
+        json={"name": "list", "scopes": ["read", "write"], "allowed_ips": ["127.0.0.1/32"]},
+    )
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(
+            update(ApiKey)
+            .where(ApiKey.id == uuid.UUID(alice_key["id"]))
+            .values(
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+                last_used_at=dt.datetime.now(dt.UTC),
+            )
+        )
+        keys = (await db.execute(select(ApiKey.id, ApiKey.prefix))).all()
+        session_rows = (await db.execute(select(Session.id, Session.token_hash))).all()
+        users = (await db.execute(select(User.id))).scalars().all()
+    assert keys
+    assert session_rows
+    assert len(users) >= 4
+    for key_id, prefix in keys:
+        [row] = _both_ways(url, api_keys._KEY_LOOKUP, {"prefix": prefix})
+        assert row.id == key_id
+        assert isinstance(row.scopes, list)
+        _both_ways(url, api_keys._KEY_BY_ID, {"key_id": key_id})
+    assert _both_ways(url, api_keys._KEY_LOOKUP, {"prefix": "nothing"}) == []
+    for session_id, token_hash in session_rows:
+        [row] = _both_ways(url, sessions._SESSION_LOOKUP, {"token_hash": token_hash})
+        assert row.id == session_id
+        _both_ways(url, sessions._SESSION_BY_ID, {"session_id": session_id})
+    statements = [listing._ADMIN_PAGE, listing._USER_PAGE, *compat_client._STATEMENTS]
+    listed = 0
+    for statement in statements:
+        for user_id in [*users, uuid.uuid4()]:
+            for limit, offset in ((50, 0), (1, 1), (5, 100)):
+                parameters = {"caller_id": user_id, "limit": limit, "offset": offset}
+                listed += len(_both_ways(url, statement, parameters))
+    assert listed > 0
+
+
+async def test_the_reader_runs_them_prepared_and_sees_a_revocation_at_once(world: World) -> None:
+    reader = world.panel.server.app[STATEMENT_READER]
+    created = await world.alice.json(
+        "POST", "/api/v1/account/api-keys", status=201, json={"name": "bot", "scopes": ["read"]}
+    )
+    bot = await world.panel.browser()
+    bot.api_key = created["key"]
+    await bot.json("GET", "/api/v1/servers")
+    await bot.json("GET", "/api/v1/servers")
+    assert reader._prepared_form(api_keys._KEY_LOOKUP) is not None
+    # Only statements are kept: the next read sees the revocation.
+    await world.alice.json("DELETE", f"/api/v1/account/api-keys/{created['id']}", status=204)
+    response = await bot.request("GET", "/api/v1/servers")
+    assert response.status == 401
+
+
+async def test_the_authentication_reads_on_the_driver_are_sqlalchemys(world: World) -> None:
+    """``one_row`` (SQLite on the loop's connection, PostgreSQL on the asyncpg connection)
+    against ``rows`` (SQLAlchemy), value by value and type by type, on both databases."""
+    reader = world.panel.server.app[STATEMENT_READER]
+    await world.alice.json(
+        "POST",
+        "/api/v1/account/api-keys",
+        status=201,
+        json={"name": "ips", "scopes": ["read", "write"], "allowed_ips": ["127.0.0.1/32"]},
+    )
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(update(ApiKey).values(last_used_at=dt.datetime.now(dt.UTC)))
+        keys = (await db.execute(select(ApiKey.id, ApiKey.prefix))).all()
+        session_rows = (await db.execute(select(Session.id, Session.token_hash))).all()
+    reads: list[tuple[Any, dict[str, Any]]] = []
+    for key_id, prefix in keys:
+        reads += [(api_keys._KEY_LOOKUP, {"prefix": prefix})]
+        reads += [(api_keys._KEY_BY_ID, {"key_id": key_id})]
+    for session_id, token_hash in session_rows:
+        reads += [(sessions._SESSION_LOOKUP, {"token_hash": token_hash})]
+        reads += [(sessions._SESSION_BY_ID, {"session_id": session_id})]
+    reads += [(api_keys._KEY_LOOKUP, {"prefix": "nothing"})]
+    for statement, parameters in reads:
+        expected = [tuple(row) for row in await reader.rows(statement, parameters)]
+        got = [tuple(row) for row in await reader.one_row(statement, parameters)]
+        assert got == expected
+        assert [[type(v) for v in row] for row in got] == [
+            [type(v) for v in row] for row in expected
+        ]
+        for row in await reader.one_row(statement, parameters):
+            assert row.listing_version is not None
+            assert isinstance(row.email, str)
+    assert reader._prepared_form(api_keys._KEY_LOOKUP) is not None
