@@ -106,4 +106,16 @@ function filters() {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); });
+// Every <time datetime> in the reader's time zone (pages print UTC); the UTC text stays as
+// the element's title.
+function localTimes(root = document) {
+  const format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  for (const element of root.querySelectorAll("time[datetime]")) {
+    const moment = new Date(element.getAttribute("datetime"));
+    if (Number.isNaN(moment.getTime())) continue;
+    element.title = element.textContent;
+    element.textContent = format.format(moment);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => { signIn(); signOut(); filters(); localTimes(); });
