@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane.api import (
+    account_activity,
     account_settings,
     alerts,
     api_keys,
@@ -61,6 +62,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     passkeys.routes,
     users.routes,
     account_settings.routes,
+    account_activity.routes,
     api_keys.routes,
     ssh_keys.routes,
     sftp_passwords.routes,
