@@ -50,7 +50,7 @@ from control_plane.api.compat import (
     signed_urls,
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
-from control_plane.web import console_page, pages
+from control_plane.web import account_pages, console_page, pages
 
 ROUTE_TABLES: list[ApiRoutes] = [
     auth.routes,
@@ -101,7 +101,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
 
 
 # The web panel's pages: the same declarations (the walks cover them), not in the OpenAPI.
-PAGE_TABLES: list[ApiRoutes] = [pages.routes, console_page.routes]
+PAGE_TABLES: list[ApiRoutes] = [pages.routes, console_page.routes, account_pages.routes]
 
 
 def api_endpoints() -> list[Endpoint]:
