@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import asyncssh
 import pytest
-from playwright.async_api import Browser, expect
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, Page, expect
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -254,3 +255,76 @@ async def test_a_second_user_sees_and_reaches_nothing_of_the_first_ones(
     ]
     assert len((await alice.json("GET", "/api/v1/account/ssh-keys"))["data"]) == 1
     assert len((await alice.json("GET", "/api/v1/auth/sessions"))["data"]) == 1
+
+
+async def serious_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    results = await Axe().run(page)
+    return [
+        f"{violation['id']}: {[node['target'] for node in violation['nodes']]}"
+        for violation in results.response["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+
+
+async def test_every_account_page_is_accessible_and_fits_a_phone(
+    panel: Panel, browser: Browser
+) -> None:
+    await panel.create_user(EMAIL)
+    alice = await panel.browser()
+    await alice.login(EMAIL)
+    await alice.json(
+        "POST",
+        "/api/v1/account/api-keys",
+        status=201,
+        json={"name": "deploy", "scopes": ["read"], "allowed_ips": ["192.0.2.0/24"]},
+    )
+    await alice.json(
+        "POST",
+        "/api/v1/account/ssh-keys",
+        status=201,
+        json={"name": "laptop", "public_key": ssh_public_key()},
+    )
+    device = SoftAuthenticator(rp_id="localhost", origin=base_url(panel))
+    options = (await alice.json("POST", "/api/v1/account/passkeys/options"))["options"]
+    await alice.json(
+        "POST",
+        "/api/v1/account/passkeys",
+        status=201,
+        json={"name": "phone", "credential": device.create(options)},
+    )
+    watched = await watched_page(browser, base_url(panel))
+    page = watched.page
+    await sign_in(watched, EMAIL)
+    paths = [
+        "/account",
+        "/account/two-factor",
+        "/account/passkeys",
+        "/account/sessions",
+        "/account/api-keys",
+        "/account/ssh-keys",
+        "/account/activity",
+        "/login",
+    ]
+    for width, height in ((1280, 800), (360, 740)):
+        await page.set_viewport_size({"width": width, "height": height})
+        for path in paths:
+            if path == "/login":
+                await page.context.clear_cookies()
+            await page.goto(path)
+            assert await serious_violations(page) == [], (width, path)
+            overflow = await page.evaluate("document.scrollingElement.scrollWidth")
+            assert overflow <= width, (width, path, overflow)
+        await sign_in(watched, EMAIL)
+    # The states a page reaches by itself: enrolment (QR code, secret) and a key shown once.
+    await page.goto("/account/two-factor")
+    await page.get_by_role("button", name="Set up an authenticator app").click()
+    await expect(page.locator("[data-secret]")).not_to_be_empty()
+    assert await serious_violations(page) == []
+    await page.goto("/account/api-keys")
+    await page.get_by_label("Name").fill("another")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.locator("[data-new-key-secret]")).not_to_be_empty()
+    assert await serious_violations(page) == []
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= 360
+    await watched.assert_clean()
