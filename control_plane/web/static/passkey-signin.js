@@ -12,6 +12,13 @@ function passkeySignIn() {
     return;
   }
   box.hidden = false;
+  // Once the password was right and a second factor is asked for, the button would only
+  // start another sign-in: it goes with the password form.
+  const second = document.getElementById("second-factor");
+  if (second) {
+    new MutationObserver(() => { box.hidden = !second.hidden; })
+      .observe(second, { attributes: true, attributeFilter: ["hidden"] });
+  }
   const fail = (message) => { error.textContent = message; error.hidden = false; };
   button.addEventListener("click", async () => {
     error.hidden = true;

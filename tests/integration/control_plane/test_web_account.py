@@ -100,6 +100,7 @@ async def test_totp_is_enrolled_from_the_page_and_its_recovery_codes_are_shown_o
     await page.get_by_label("E-mail").fill(EMAIL)
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Use a passkey")).to_be_hidden()
     await page.get_by_label("Code").fill(oathtool(secret, wall_clock.now))
     await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("link", name=EMAIL)).to_be_visible()
