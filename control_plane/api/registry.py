@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from control_plane.api import (
+    account_activity,
     account_settings,
     alerts,
     api_keys,
@@ -52,6 +53,7 @@ from control_plane.api.compat import (
 )
 from control_plane.api.routing import ApiRoutes, Endpoint
 from control_plane.web import (
+    account_pages,
     admin_catalog_pages,
     admin_node_pages,
     admin_pages,
@@ -73,6 +75,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
     passkeys.routes,
     users.routes,
     account_settings.routes,
+    account_activity.routes,
     api_keys.routes,
     ssh_keys.routes,
     sftp_passwords.routes,
@@ -116,6 +119,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
 PAGE_TABLES: list[ApiRoutes] = [
     pages.routes,
     auth_pages.routes,
+    account_pages.routes,
     console_page.routes,
     files_page.routes,
     server_pages.routes,

@@ -41,3 +41,16 @@ class AuditChainOut(Output):
     intact: bool
     rows: int
     problems: list[str]
+
+
+class ActivityOut(Output):
+    """One of my own audit entries (the actor is me, so it is not repeated)."""
+
+    id: int
+    created_at: dt.datetime
+    action: str
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any]

@@ -1,0 +1,102 @@
+"""The profile page's mail flows in a real Chromium, with the real mail sender delivering to
+a real SMTP server on loopback: verifying an address from the page, and changing it (the
+change happens when the link mailed to the new address is opened)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, expect
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.integration.control_plane.mail_support import (
+    local,
+    mail_environment,
+    mail_panel,
+    register,
+)
+from tests.integration.control_plane.web_account_support import sign_in
+from tests.support.chromium import chromium, watched_page
+from tests.support.panel import PASSWORD, Panel
+from tests.support.smtp import MailCatcher, smtp_server
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def catcher() -> MailCatcher:
+    return MailCatcher()
+
+
+@pytest.fixture
+async def panel(
+    engine: AsyncEngine,
+    database_url: str,
+    catcher: MailCatcher,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[Panel]:
+    environment = {"STELLAR_REQUIRE_EMAIL_VERIFICATION": "true"}
+    async with (
+        smtp_server(catcher) as port,
+        mail_panel(
+            mail_environment(database_url, port, **environment), aiohttp_server, aiohttp_client
+        ) as p,
+    ):
+        yield p
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as running:
+        yield running
+
+
+async def test_an_address_is_verified_then_changed_from_the_profile_page(
+    panel: Panel, catcher: MailCatcher, browser: Browser
+) -> None:
+    await register(await panel.browser(), "new@example.org", PASSWORD)
+    await catcher.next()  # the registration's verification mail
+    watched = await watched_page(browser, f"http://localhost:{panel.server.port}")
+    page = watched.page
+    await sign_in(watched, "new@example.org")
+    await page.goto("/account")
+    await expect(page.get_by_text("not verified")).to_be_visible()
+    # Until the address is verified, only the profile is open (the routes' own rule).
+    sections = page.get_by_role("navigation", name="Account sections").get_by_role("link")
+    await expect(sections).to_have_text(["Profile"])
+    assert await page.locator("#change-password").count() == 0
+
+    await page.get_by_role("button", name="Mail me a new verification link").click()
+    await expect(page.locator("#resend-verification").get_by_role("status")).to_have_text(
+        "a verification link is on its way to new@example.org"
+    )
+    mail = await catcher.next()
+    assert mail.to == "new@example.org"
+    await page.goto(local(mail.link()))
+    await page.goto("/account")
+    await expect(page.get_by_text("verified", exact=True)).to_be_visible()
+    await expect(sections).to_have_count(7)
+    await watched.assert_clean()
+
+    form = page.locator("#change-email")
+    await form.get_by_label("New e-mail address").fill("Renamed@Example.org")
+    await form.get_by_label("Current password").fill("not my password at all")
+    await form.get_by_role("button", name="Change e-mail address").click()
+    await expect(form.get_by_role("alert").first).to_contain_text("current password")
+    await form.get_by_label("Current password").fill(PASSWORD)
+    await form.get_by_role("button", name="Change e-mail address").click()
+    await expect(form.get_by_role("status")).to_have_text(
+        "open the link mailed to the new address to finish the change"
+    )
+    mails = {m.to: m for m in [await catcher.next(), await catcher.next()]}
+    assert "renamed@example.org" in mails["new@example.org"].text  # the old address is told
+    await page.reload()
+    await expect(page.locator("[data-current-email]")).to_have_text("new@example.org")
+    await page.goto(local(mails["renamed@example.org"].link()))
+    await page.goto("/account")
+    await expect(page.locator("[data-current-email]")).to_have_text("renamed@example.org")
+    await expect(page.get_by_role("link", name="renamed@example.org")).to_be_visible()
+    await watched.assert_clean()
