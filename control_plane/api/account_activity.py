@@ -20,13 +20,18 @@ from control_plane.schemas.common import Page, PageMeta, PageQuery
 routes = ApiRoutes("account")
 
 
-async def own_activity(db: AsyncSession, user_id: uuid.UUID, query: PageQuery) -> Page[ActivityOut]:
-    """One page of ``user_id``'s own audit entries, newest first."""
-    mine = AuditEntry.actor_id == user_id
-    total = await db.scalar(select(func.count()).select_from(AuditEntry).where(mine)) or 0
+async def own_activity(
+    db: AsyncSession, user_id: uuid.UUID, query: PageQuery, action_part: str | None = None
+) -> Page[ActivityOut]:
+    """One page of ``user_id``'s own audit entries, newest first; only actions containing
+    ``action_part`` when it is given."""
+    mine = [AuditEntry.actor_id == user_id]
+    if action_part:
+        mine.append(AuditEntry.action.contains(action_part, autoescape=True))
+    total = await db.scalar(select(func.count()).select_from(AuditEntry).where(*mine)) or 0
     rows = await db.scalars(
         select(AuditEntry)
-        .where(mine)
+        .where(*mine)
         .order_by(AuditEntry.id.desc())
         .offset(query.offset)
         .limit(query.per_page)

@@ -37,6 +37,7 @@ COMPAT_ACCOUNT = "/api/client/account/"
 COMPAT_ACCOUNT_FOR_KEYS = {
     ("GET", "/api/client/account/api-keys"),
     ("GET", "/api/client/account/ssh-keys"),
+    ("GET", "/api/client/account/activity"),
     ("PUT", "/api/client/account/password"),
 }
 
