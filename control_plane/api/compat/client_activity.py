@@ -46,7 +46,7 @@ def _entry(entry: ActivityOut) -> dict[str, Any]:
 @routes.get("/api/client/account/activity", summary="Pterodactyl: what I did (my own audit "
             "entries, newest first; filter[event] matches a part of the action)",
             query=ActivityQuery, response=CompatObject)  # fmt: skip
-async def list_activity(req: ApiRequest[Any, ActivityQuery]) -> dict[str, Any]:
+async def list_account_activity(req: ApiRequest[Any, ActivityQuery]) -> dict[str, Any]:
     q = req.query
     found = await own_activity(
         req.db, req.me.user_id, PageQuery(page=q.page, per_page=q.per_page), q.event

@@ -42,7 +42,7 @@ def _key(key: SshKeyOut) -> dict[str, Any]:
 
 
 @routes.get(KEYS, summary="Pterodactyl: my SSH keys for SFTP", response=CompatObject)
-async def list_keys(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+async def list_ssh_keys(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     listed = await ssh_keys.list_ssh_keys(req)
     assert isinstance(listed, SshKeyList)
     return collection("ssh_key", [_key(k) for k in listed.data])
@@ -50,7 +50,7 @@ async def list_keys(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 
 @routes.post(KEYS, summary="Pterodactyl: add an SSH public key for SFTP (one OpenSSH line)",
              body=SshKeyCreate, response=CompatObject, session_only=True)  # fmt: skip
-async def add_key(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+async def add_ssh_key(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     try:
         made = await ssh_keys.add_ssh_key(req)
     except (InvalidRequest, Conflict) as err:
@@ -66,7 +66,7 @@ async def add_key(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 @routes.post(KEYS + "/remove", summary="Pterodactyl: remove one of my SSH keys by its "
              "fingerprint (204 whether or not it was there)", body=KeyRemove, status=204,
              session_only=True)  # fmt: skip
-async def remove_key(req: ApiRequest[Any, Any]) -> None:
+async def remove_ssh_key(req: ApiRequest[Any, Any]) -> None:
     body: KeyRemove = req.body
     fingerprint = PREFIX + body.fingerprint.removeprefix(PREFIX)
     key = await req.db.scalar(
