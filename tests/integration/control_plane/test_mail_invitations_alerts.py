@@ -35,7 +35,7 @@ ACCEPT = "/api/v1/invitations/accept"
 
 def view(link: str) -> str:
     """The API twin of the page the mailed link opens (``/invitation?token=…``)."""
-    assert view(link).startswith("/invitation?token="), link
+    assert local(link).startswith("/invitation?token="), link
     return f"{ACCEPT}?token={token_of(link)}"
 
 
@@ -169,7 +169,7 @@ async def test_an_invitation_grants_nothing_its_inviter_can_no_longer_grant(
 
     await carol_holds(["users.create", "console.read"])  # files.read taken back
     stranger = await world.panel.browser()
-    await stranger.json("GET", local(first), 400)
+    await stranger.json("GET", view(first), 400)
     await stranger.json("POST", ACCEPT, 400, json={"token": token_of(first), "password": PASSWORD})
 
     await world.alice.json("DELETE", carol_sub, 204)  # carol removed altogether
