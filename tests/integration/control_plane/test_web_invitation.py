@@ -181,3 +181,33 @@ async def test_someone_else_signed_in_is_refused_and_the_invitation_stays_open(
     await expect(stranger.page.get_by_role("alert")).to_have_text(DEAD)
     await expect(stranger.page.locator("form")).to_have_count(0)
     await stranger.assert_clean()
+
+
+async def test_a_signed_out_invitee_creates_the_account_on_the_page(
+    world: World, catcher: MailCatcher, browser: Browser
+) -> None:
+    await world.alice.json(
+        "POST",
+        f"/api/v1/servers/{world.ids['alice_server']}/invitations",
+        201,
+        json={"email": INVITEE, "permissions": ["files.*"]},
+    )
+    link = local((await catcher.next()).link())
+    watched = await watched_page(browser, base_url(world.panel))
+    page = watched.page
+    await page.goto(link)
+    # ``files.*`` in words, every one of its permissions.
+    await expect(page.locator("[data-grants]")).to_contain_text("List files and read their")
+    form = page.locator("#accept-invitation")
+    await form.get_by_label("Password", exact=True).fill(PASSWORD)
+    await form.get_by_label("Password again").fill(PASSWORD + "?")
+    await form.get_by_role("button", name="Create account and accept").click()
+    await expect(form.locator('[data-error-for="password_again"]')).to_have_text(
+        "The two passwords differ."
+    )
+    await form.get_by_label("Password again").fill(PASSWORD)
+    await form.get_by_role("button", name="Create account and accept").click()
+    await page.wait_for_url(base_url(world.panel) + "/")
+    await expect(page.locator(".who")).to_have_text(INVITEE)
+    await expect(page.get_by_role("link", name="alice's server")).to_be_visible()
+    await watched.assert_clean()
