@@ -14,9 +14,16 @@ from shared.errors import (
     UpstreamUnavailable,
 )
 
+
+class EnrolmentRequired(Forbidden):
+    """403: the administrators require a second factor this account has not enrolled yet
+    (the panel's pages send such a caller to the two-factor page instead of an error)."""
+
+
 __all__ = [
     "ApiError",
     "Conflict",
+    "EnrolmentRequired",
     "Forbidden",
     "InvalidRequest",
     "NotFound",

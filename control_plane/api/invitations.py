@@ -1,7 +1,8 @@
 """Invitations of people without an account to a server, and accepting one (docs/email.md).
 
 Inviting needs ``users.create`` on the server and grants at most what the inviter holds;
-the invitation is mailed, and its link creates the account with those permissions.
+the invitation is mailed, and its link (the page ``/invitation``) creates the account with
+those permissions, or gives them to an account made with the invited address since.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from control_plane.errors import Forbidden, InvalidRequest, NotFound
 from control_plane.schemas.auth import SessionOut, TokenQuery
 from control_plane.schemas.mail import (
     InvitationAcceptIn,
+    InvitationJoined,
+    InvitationJoinIn,
     InvitationList,
     InvitationOut,
     InvitationView,
@@ -159,3 +162,28 @@ async def accept_invitation(req: ApiRequest[InvitationAcceptIn, Any]) -> Session
         await req.audit("user.registered", actor=actor, target_type="user", target_id=str(user.id))
         push_after_commit(req, await sftp.nodes_of_user(req.db, user.id))
         return await start_session(req, user, method="registration")
+
+
+@routes.post(
+    service.JOIN_PATH,
+    summary="Accept an invitation as the signed-in user of the invited address "
+    "(an account made since the invitation was sent)",
+    body=InvitationJoinIn,
+    response=InvitationJoined,
+    rate_limit="authentication",
+)
+async def join_invitation(req: ApiRequest[InvitationJoinIn, Any]) -> InvitationJoined:
+    user = await req.db.get(User, req.me.user_id)
+    if user is None:
+        raise NotFound("no such user")
+    invitation = await service.join_invitation(req.db, req.body.token, user)
+    await req.audit(
+        "server.invitation.accepted",
+        target_type="server",
+        target_id=str(invitation.server_id),
+        details={"permissions": list(invitation.permissions)},
+    )
+    push_after_commit(req, await sftp.nodes_of_user(req.db, user.id))
+    return InvitationJoined(
+        server_id=invitation.server_id, permissions=list(invitation.permissions)
+    )

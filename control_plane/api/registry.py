@@ -61,6 +61,7 @@ from control_plane.web import (
     auth_pages,
     console_page,
     files_page,
+    invitation_page,
     pages,
     server_config_pages,
     server_pages,
@@ -121,6 +122,7 @@ ROUTE_TABLES: list[ApiRoutes] = [
 PAGE_TABLES: list[ApiRoutes] = [
     pages.routes,
     auth_pages.routes,
+    invitation_page.routes,
     account_pages.routes,
     console_page.routes,
     files_page.routes,

@@ -38,6 +38,15 @@ class InvitationAcceptIn(Input):
     password: str = Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH)
 
 
+class InvitationJoinIn(Input):
+    token: str = Field(min_length=20, max_length=128)
+
+
+class InvitationJoined(Output):
+    server_id: uuid.UUID
+    permissions: list[str]
+
+
 class AlertPreferencesIO(Input):
     """The alerts mailed to me (all off until I opt in)."""
 

@@ -72,6 +72,10 @@ async def get_subuser(db: AsyncSession, server: Server, subuser_id: uuid.UUID) -
 # Invitations: access offered to an address without an account (docs/email.md).
 INVITATION_LIFETIME: Final = dt.timedelta(days=7)
 ACCEPT_PATH: Final = "/api/v1/invitations/accept"
+JOIN_PATH: Final = "/api/v1/invitations/join"
+# The page the mailed link opens (control_plane/web/invitation_page.py).
+INVITATION_PAGE: Final = "/invitation"
+OTHER_ADDRESS: Final = "this invitation is for another e-mail address"
 
 
 async def invite(
@@ -120,7 +124,7 @@ async def invite(
             "inviter": inviter.email,
             "server_name": server.name,
             "permissions": permissions,
-            "link": f"{settings.link_base}{ACCEPT_PATH}?token={token}",
+            "link": f"{settings.link_base}{INVITATION_PAGE}?token={token}",
             "days": INVITATION_LIFETIME.days,
         },
         base_url=settings.link_base,
@@ -207,3 +211,28 @@ async def accept_invitation(db: AsyncSession, token: str, password_hash: str) ->
         db.add(Subuser(server_id=server_id, user_id=user.id, permissions=permissions))
     await db.flush()
     return user
+
+
+async def join_invitation(db: AsyncSession, token: str, user: User) -> Invitation:
+    """Make the signed-in ``user`` a sub-user with what the invitation grants: an account
+    made with the invited address after the invitation was sent (the address must match;
+    the token proves the mailbox)."""
+    invitation, server = await pending_invitation(db, token)
+    if normalise_email(user.email) != invitation.email:
+        raise Forbidden(OTHER_ADDRESS)
+    if user.id == server.owner_id:
+        raise Conflict("the owner has every permission already")
+    taken = await db.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
+        .values(accepted_at=dt.datetime.now(dt.UTC))
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvalidRequest(tokens.INVALID)
+    db.add(Subuser(server_id=server.id, user_id=user.id, permissions=invitation.permissions))
+    try:
+        await db.flush()
+    except IntegrityError as err:
+        raise Conflict("you are a sub-user of this server already") from err
+    return invitation

@@ -103,6 +103,8 @@ async def two_factor_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         enabled=active is not None,
         recovery_codes_left=await mfa.remaining_recovery_codes(req.db, user.id) if active else 0,
         required=mfa.policy_applies(user.is_admin, req.settings.require_2fa),
+        # Sent here from any other page (web/setup.py): say why.
+        must_enrol=req.me.must_enrol,
         configured=req.http.app[SECRET_BOX].is_configured,
     )
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from control_plane.api.registry import PAGE_TABLES
-from control_plane.errors import ApiError, NotFound, Unauthenticated
+from control_plane.errors import ApiError, EnrolmentRequired, NotFound, Unauthenticated
 from control_plane.keys import STYLE_NONCE, WEB_ASSETS, WEB_TEMPLATES
 from control_plane.web.assets import IMMUTABLE, STATIC_PREFIX, AssetIndex
 from control_plane.web.render import make_environment, page
@@ -77,6 +77,10 @@ def _accepts_gzip(request: web.Request) -> bool:
 static_routes = [web.get(STATIC_PREFIX + "{name:.+}", serve_asset)]
 
 
+# Where a caller who must still enrol a second factor is sent (account_pages.py).
+TWO_FACTOR_PAGE: Final = "/account/two-factor"
+
+
 def sign_in_address(request: web.Request) -> str:
     return "/login?next=" + quote(request.path_qs, safe="/")
 
@@ -84,7 +88,8 @@ def sign_in_address(request: web.Request) -> str:
 @web.middleware
 async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A page's error is a page: the sign-in page for a visitor who is not signed in, an
-    error page otherwise (the API's errors stay JSON)."""
+    error page otherwise (the API's errors stay JSON). A caller refused because they must
+    still enrol a second factor is sent to the page that enrols one, which says why."""
     if not is_page(request):
         return await handler(request)
     try:
@@ -93,6 +98,10 @@ async def page_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if request.method != "GET":
             raise
         raise web.HTTPSeeOther(sign_in_address(request)) from None
+    except EnrolmentRequired:
+        if request.method != "GET":
+            raise
+        raise web.HTTPSeeOther(TWO_FACTOR_PAGE) from None
     except ApiError as err:
         return _error_page(request, err)
     except web.HTTPNotFound:

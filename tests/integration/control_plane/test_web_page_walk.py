@@ -17,6 +17,7 @@ in the dark one on the desktop), nothing scrolls sideways, and a screenshot is w
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import re
 import uuid
@@ -33,7 +34,7 @@ from playwright.async_api import Browser, Page, ViewportSize, expect
 from control_plane.api.registry import PAGE_TABLES
 from control_plane.api.routing import Access, Endpoint
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Backup
+from control_plane.db.models import Backup, Invitation
 from control_plane.db.session import transaction
 from control_plane.keys import CONSOLES, ENGINE
 from control_plane.mail import tokens
@@ -85,6 +86,18 @@ async def seed(stack: Stack) -> WalkWorld:
         user_id = uuid.UUID(owner_id)
         reset = await tokens.issue(db, user_id=user_id, purpose="reset", email=OWNER)
         verify = await tokens.issue(db, user_id=user_id, purpose="verify", email=OWNER)
+        # An invitation of an address without an account, as the owner's invite stores it.
+        invitation, digest = tokens.new_token()
+        db.add(
+            Invitation(
+                server_id=uuid.UUID(server_id),
+                email="invited@example.org",
+                permissions=["console.read", "console.write"],
+                invited_by=user_id,
+                token_hash=digest,
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=7),
+            )
+        )
     return WalkWorld(
         {
             "server_id": server_id,
@@ -98,6 +111,7 @@ async def seed(stack: Stack) -> WalkWorld:
         {
             "/reset-password": urlencode({"token": reset}),
             "/verify-email": urlencode({"token": verify}),
+            "/invitation": urlencode({"token": invitation}),
         },
     )
 
