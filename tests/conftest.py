@@ -17,7 +17,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiodocker
 import asyncpg
@@ -163,3 +163,27 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
     """A client of the local Docker engine."""
     async with aiodocker.Docker() as client:
         yield client
+
+
+# Browser tests drive pages whose database work is the API's and the page handlers' own,
+# both walked on each database elsewhere: the page walk (marked ``every_database``) opens
+# every page on both, the API and page-handler tests run on both. The other browser tests
+# run on SQLite only, unless STELLAR_BROWSER_DATABASES=all: a browser test on PostgreSQL
+# repeats minutes of Chromium and a real agent to exercise the same queries again.
+BROWSER_DATABASES_ENV: Final = "STELLAR_BROWSER_DATABASES"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(BROWSER_DATABASES_ENV) == "all":
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        browser = item.get_closest_marker("browser") is not None
+        every = item.get_closest_marker("every_database") is not None
+        (dropped if on_postgres and browser and not every else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

@@ -42,7 +42,7 @@ from tests.integration.control_plane.stack import Stack, wait_for_state
 from tests.support.chromium import Watched, chromium, watched_page
 from tests.support.panel import PASSWORD
 
-pytestmark = [pytest.mark.browser, pytest.mark.docker]
+pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.every_database]
 
 SIZES: Final[dict[str, ViewportSize]] = {
     "desktop": {"width": 1280, "height": 800},
