@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -18,6 +19,7 @@ from control_plane.app import create_app
 from control_plane.scheduling.clock import ManualClock
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.stack import Stack, running_stack
+from tests.support.chromium import chromium
 from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
@@ -132,3 +134,10 @@ async def scheduled_world(
     test calls its ``tick``."""
     app = create_app(settings, background_jobs=False, scheduler_clock=schedule_clock)
     return await build_world(Panel(await aiohttp_server(app), aiohttp_client))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, driven by Playwright, for a browser test (tests/support/chromium.py)."""
+    async with chromium() as running:
+        yield running

@@ -8,7 +8,6 @@ Every page is watched for CSP violations, console errors and dialogs (``assert_c
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,7 +24,7 @@ from tests.integration.control_plane.web_account_support import (
     sign_in,
     sign_out,
 )
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.clocks import WallClock
 from tests.support.panel import PASSWORD, Panel
 
@@ -42,12 +41,6 @@ async def panel(
     wall_clock: WallClock,
 ) -> Panel:
     return await localhost_panel(database_url, aiohttp_server, aiohttp_client, wall_clock)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def codes_shown(page: Page) -> list[str]:

@@ -5,7 +5,6 @@ passkeys and sessions: nothing."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import asyncssh
 import pytest
@@ -21,7 +20,7 @@ from tests.integration.control_plane.web_account_support import (
     localhost_panel,
     sign_in,
 )
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.clocks import WallClock
 from tests.support.panel import PASSWORD, Panel
 
@@ -38,12 +37,6 @@ async def panel(
     wall_clock: WallClock,
 ) -> Panel:
     return await localhost_panel(database_url, aiohttp_server, aiohttp_client, wall_clock)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 def ssh_public_key() -> str:

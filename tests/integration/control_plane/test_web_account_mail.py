@@ -18,7 +18,7 @@ from tests.integration.control_plane.mail_support import (
     register,
 )
 from tests.integration.control_plane.web_account_support import sign_in
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.smtp import MailCatcher, smtp_server
 
@@ -46,12 +46,6 @@ async def panel(
         ) as p,
     ):
         yield p
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def test_an_address_is_verified_then_changed_from_the_profile_page(

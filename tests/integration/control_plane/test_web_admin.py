@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,7 +30,7 @@ from control_plane.settings import load_settings
 from shared.command_keys import key_id, write_private_key
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.test_route_walks import concrete
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.world import World
 
@@ -75,12 +74,6 @@ async def admin_panel(
     )
     server = await aiohttp_server(create_app(settings, background_jobs=False))
     return Panel(server, aiohttp_client)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 def base_url(panel: Panel) -> str:

@@ -7,23 +7,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, expect
 
 from tests.integration.control_plane.stack import Stack
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 XSS = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def wait_until_online(stack: Stack, timeout: float = 30) -> None:

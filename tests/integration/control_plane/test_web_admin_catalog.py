@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +22,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.integration.control_plane.stack import Stack, wait_for_state
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.containers import BUSYBOX_IMAGE, EGG_IMAGE
 from tests.support.panel import PASSWORD, Panel
 from tests.support.world import World
@@ -49,12 +48,6 @@ ADMIN_PAGES = (
     "/admin/servers/new",
     "/admin/audit",
 )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 def origin(panel: Panel) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from control_plane.keys import CONSOLES
 from tests.integration.control_plane.stack import Stack, wait_for_state
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.containers import EGG_IMAGE
 from tests.support.panel import PASSWORD
 
@@ -33,12 +32,6 @@ STARTUP = (
     " %s\\n' '" + XSS + "'; exec /usr/local/bin/fake-game\""
 )
 PHONE: ViewportSize = {"width": 360, "height": 740}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def colourful_server(stack: Stack, email: str, startup: str = STARTUP) -> tuple[str, str]:

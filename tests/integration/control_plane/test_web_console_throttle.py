@@ -3,7 +3,6 @@ limit, set low here), in a real Chromium against a real agent and game container
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from tests.integration.control_plane.test_web_console import (
     open_console,
     terminal,
 )
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 # 200 lines at once, then the fake game: far over the limit below.
@@ -31,12 +30,6 @@ FLOOD = (
 @pytest.fixture
 def stack_agent_settings() -> dict[str, Any]:
     return {"console": {"lines_per_second": 20}}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def test_throttled_output_is_announced_on_the_page(stack: Stack, browser: Browser) -> None:

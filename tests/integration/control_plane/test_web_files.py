@@ -15,7 +15,6 @@ import hashlib
 import os
 import secrets
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,7 @@ from tests.integration.control_plane.test_web_console import (
     leave,
     terminal,
 )
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.panel import PASSWORD
 from tests.support.panel import Browser as ApiBrowser
 
@@ -41,12 +40,6 @@ READS_CONFIG = (
     'show) cat /home/container/motd.properties;; stop) echo stopping; exit 0;; esac; done"'
 )
 BIG = 50 * 1024 * 1024
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def sign_in(watched: Watched, target: str, email: str) -> Page:

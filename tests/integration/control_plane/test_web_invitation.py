@@ -21,7 +21,7 @@ from control_plane.keys import SESSIONS
 from tests.integration.control_plane.mail_support import local, mail_environment, mail_panel
 from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.integration.control_plane.web_support import base_url, sign_in
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD
 from tests.support.smtp import MailCatcher, smtp_server
 from tests.support.world import World, build_world
@@ -29,12 +29,6 @@ from tests.support.world import World, build_world
 pytestmark = pytest.mark.browser
 INVITEE = "newcomer@example.org"
 DEAD = "This link is invalid, used or expired; ask for a new one."
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 @pytest.fixture

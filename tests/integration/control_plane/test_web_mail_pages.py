@@ -15,19 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.control_plane.mail_support import local, mail_environment, mail_panel
 from tests.integration.control_plane.web_support import base_url, sign_in
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.smtp import MailCatcher, smtp_server
 
 pytestmark = pytest.mark.browser
 NEW_PASSWORD = "a brand new passphrase 2026"
 DEAD_LINK = "This link is invalid, used or expired; ask for a new one."
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import datetime as dt
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -39,7 +38,7 @@ from control_plane.db.session import transaction
 from control_plane.keys import CONSOLES, ENGINE
 from control_plane.mail import tokens
 from tests.integration.control_plane.stack import Stack, wait_for_state
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.panel import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.every_database]
@@ -159,12 +158,6 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = Path(os.environ.get("STELLAR_ARTIFACTS") or tmp_path_factory.getbasetemp()) / "pages"
     where.mkdir(parents=True, exist_ok=True)
     return where
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def signed_in(browser: Browser, base_url: str, email: str | None) -> Watched:

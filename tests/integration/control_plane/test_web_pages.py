@@ -8,7 +8,6 @@ show it as text and fire nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pyotp
@@ -17,7 +16,7 @@ from playwright.async_api import Browser, expect
 
 from control_plane.settings import ControlPlaneSettings, load_settings
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.world import World
 
@@ -37,12 +36,6 @@ def settings(database_url: str) -> ControlPlaneSettings:
             "STELLAR_ENCRYPTION_KEYS": "k1:" + "5e" * 8 + "a1b2c3d4e5f60718" * 3,
         }
     )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 def base_url(panel: Panel) -> str:

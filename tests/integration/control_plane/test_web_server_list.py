@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -21,7 +20,7 @@ from control_plane.db.models import ServerStatsBucket
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.stack import Stack, wait_for_state
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.world import World
 
@@ -75,12 +74,6 @@ async def test_resource_use_is_the_latest_fresh_bucket_for_whoever_may_read_stat
     assert (await world.bob.json("GET", "/api/v1/resource-use?q=alice"))["data"] == []
     refused = await world.alice.json("GET", f"/api/v1/resource-use?q={'x' * 101}", status=400)
     assert refused["error"]["details"][0]["loc"][-1] == "q"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 @pytest.mark.browser

@@ -9,14 +9,13 @@ second customer gets 404, a server named like markup is shown as text.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, expect
 
 from tests.integration.control_plane.stack import Stack, wait_for_state
 from tests.integration.control_plane.test_web_console import PHONE, address
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.panel import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
@@ -24,12 +23,6 @@ XSS = "<img src=x onerror=alert(1)>"
 PAGES = ("backups", "users", "startup", "settings", "activity")
 ORIGINAL = b"the original world\n"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def signed_in(browser: Browser, stack: Stack, path: str, email: str) -> Watched:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, Page, expect
@@ -31,19 +30,13 @@ from tests.integration.control_plane.web_support import (
     sign_in,
     web_panel,
 )
-from tests.support.chromium import Watched, chromium, watched_page
+from tests.support.chromium import Watched, watched_page
 from tests.support.clocks import WallClock
 from tests.support.panel import PASSWORD, Panel
 
 pytestmark = pytest.mark.browser
 EMAIL = "newcomer@example.org"
 XSS = '"><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 @pytest.fixture

@@ -4,21 +4,13 @@ those in the page when it loads and those added later (htmx fragments, rows a sc
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.support.chromium import chromium
 from tests.support.panel import Panel
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def test_times_are_shown_in_the_visitor_s_zone_and_locale(

@@ -7,7 +7,6 @@ from the page itself), the JSON API still answers 403.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, expect
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.control_plane.mfa_support import mfa_panel, oathtool
 from tests.integration.control_plane.web_account_support import base_url
 from tests.integration.control_plane.web_support import sign_in
-from tests.support.chromium import chromium, watched_page
+from tests.support.chromium import watched_page
 from tests.support.clocks import WallClock
 from tests.support.panel import PASSWORD, Panel
 
@@ -41,12 +40,6 @@ async def panel(
         wall_clock,
         env={"STELLAR_REQUIRE_2FA": "everyone"},
     )
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as running:
-        yield running
 
 
 async def test_a_user_who_must_enrol_is_sent_to_the_two_factor_page(
