@@ -140,15 +140,20 @@ async def server_allocations(req: ApiRequest[Any, Any]) -> AllocationsOut:
     response=Page[AuditEntryOut],
 )
 async def activity(req: ApiRequest[Any, PageQuery]) -> Page[AuditEntryOut]:
+    return await server_activity(req.db, req.server.id, req.query)
+
+
+async def server_activity(
+    db: AsyncSession, server_id: uuid.UUID, paging: PageQuery
+) -> Page[AuditEntryOut]:
+    """One page of the audit entries about ``server_id``, newest first (the API and the
+    server's activity page)."""
     query = AuditQuery(
-        page=req.query.page,
-        per_page=req.query.per_page,
-        target_type="server",
-        target_id=str(req.server.id),
+        page=paging.page, per_page=paging.per_page, target_type="server", target_id=str(server_id)
     )
     statement = filtered(query)
-    total = await req.db.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    rows = await req.db.scalars(
+    total = await db.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = await db.scalars(
         statement.order_by(AuditEntry.id.desc()).offset(query.offset).limit(query.per_page)
     )
     return Page[AuditEntryOut](

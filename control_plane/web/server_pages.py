@@ -11,12 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
 
-from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
-from control_plane.db.models import AuditEntry
-from control_plane.schemas.audit import AuditEntryOut, AuditQuery
+from control_plane.api.server_settings import server_activity
 from control_plane.schemas.common import PageQuery
 from control_plane.security.api_keys import Scope
 from control_plane.security.permissions import AREAS, DESCRIPTIONS, PERMISSIONS, expand
@@ -94,26 +91,16 @@ async def users_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     query=PageQuery,
 )
 async def activity_page(req: ApiRequest[Any, PageQuery]) -> web.StreamResponse:
-    query = AuditQuery(
-        page=req.query.page,
-        per_page=req.query.per_page,
-        target_type="server",
-        target_id=str(req.server.id),
-    )
-    statement = filtered(query)
-    total = await req.db.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    rows = await req.db.scalars(
-        statement.order_by(AuditEntry.id.desc()).offset(query.offset).limit(query.per_page)
-    )
-    pages = max(1, -(-total // query.per_page))
+    found = await server_activity(req.db, req.server.id, req.query)
+    pages = max(1, -(-found.meta.total // found.meta.per_page))
     return page(
         req.http,
         "server/activity.html",
         server=req.server,
         tabs=visible_tabs(req),
-        entries=[AuditEntryOut.model_validate(row) for row in rows],
-        total=total,
-        page_number=query.page,
+        entries=found.data,
+        total=found.meta.total,
+        page_number=found.meta.page,
         pages=pages,
-        per_page=query.per_page,
+        per_page=found.meta.per_page,
     )
