@@ -166,10 +166,8 @@ async def _inviter_still_grants(db: AsyncSession, invitation: Invitation, server
     return all(covers(sub.permissions, p) for p in invitation.permissions)
 
 
-async def accept_invitation(db: AsyncSession, token: str, password_hash: str) -> User:
-    """Create the invited account (its address proven by the link) with the granted
-    permissions; every other pending invitation of that address is accepted with it."""
-    invitation, _ = await pending_invitation(db, token)
+async def _take(db: AsyncSession, invitation: Invitation) -> None:
+    """Mark ``invitation`` accepted, once: of two racing acceptances, one is refused."""
     taken = await db.execute(
         update(Invitation)
         .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
@@ -178,6 +176,13 @@ async def accept_invitation(db: AsyncSession, token: str, password_hash: str) ->
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidRequest(tokens.INVALID)
+
+
+async def accept_invitation(db: AsyncSession, token: str, password_hash: str) -> User:
+    """Create the invited account (its address proven by the link) with the granted
+    permissions; every other pending invitation of that address is accepted with it."""
+    invitation, _ = await pending_invitation(db, token)
+    await _take(db, invitation)
     if await db.scalar(select(User.id).where(User.email == invitation.email)) is not None:
         raise Conflict("an account with this address exists now: sign in and ask to be added")
     now = dt.datetime.now(dt.UTC)
@@ -222,14 +227,7 @@ async def join_invitation(db: AsyncSession, token: str, user: User) -> Invitatio
         raise Forbidden(OTHER_ADDRESS)
     if user.id == server.owner_id:
         raise Conflict("the owner has every permission already")
-    taken = await db.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
-        .values(accepted_at=dt.datetime.now(dt.UTC))
-        .execution_options(synchronize_session=False)
-    )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
-        raise InvalidRequest(tokens.INVALID)
+    await _take(db, invitation)
     db.add(Subuser(server_id=server.id, user_id=user.id, permissions=invitation.permissions))
     try:
         await db.flush()
