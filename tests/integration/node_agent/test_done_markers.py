@@ -312,6 +312,8 @@ async def test_a_done_line_printed_at_once_is_seen_on_every_fresh_start(
         )
         await start(api, server_id)
         await _running_within(api, server_id, PROMPT_SECONDS)
+        # Read once: neither lost nor replayed twice by the console.
+        assert (await api.logs(server_id)).body["lines"].count("Server started") == 1
         assert (await api.power(server_id, "kill")).status in {200, 202, 204}
 
 
