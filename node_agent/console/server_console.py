@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +28,7 @@ import structlog
 from node_agent.console.limits import ConsoleLimits
 from node_agent.console.throttle import OutputThrottle, throttle_notice
 from node_agent.docker.containers import ContainerRuntime
-from node_agent.docker.output import OutputLine
+from node_agent.docker.output import OutputLine, docker_since
 from shared.errors import ApiError, RateLimited
 from shared.server_spec import ServerState
 
@@ -107,6 +108,8 @@ class ServerConsole:
         self._wake = asyncio.Event()
         self._follower: asyncio.Task[None] | None = None
         self._listener: LineListener | None = None
+        # Runs that start after this moment are followed from their first line (no tail).
+        self._opened_at = time.time()
 
     # --- output ----------------------------------------------------------------------------
 
@@ -142,9 +145,14 @@ class ServerConsole:
                 state = await self._runtime.find(self._container)
                 if state is None or not state.running:
                     continue
-                # First time: the tail of the current run (it began after the last exit).
+                # First time: the current run (it began after the last exit); all of it if it
+                # began while this console was open, else (found running) only its tail.
                 since = last_timestamp or state.finished_at
-                tail = None if last_timestamp else self._limits.buffer_lines
+                tail = (
+                    None
+                    if last_timestamp or self._began_since_open(state.started_at)
+                    else self._limits.buffer_lines
+                )
                 stream = self._runtime.follow_output(self._container, since=since, tail=tail)
                 async for line in stream:
                     if last_timestamp is not None and line.timestamp <= last_timestamp:
@@ -161,6 +169,20 @@ class ServerConsole:
             if state is not None and state.running:
                 await asyncio.sleep(REFOLLOW_DELAY_SECONDS)
                 self._wake.set()
+
+    def _began_since_open(self, started_at: str | None) -> bool:
+        """Whether the run that started at ``started_at`` began after this console opened.
+
+        Every line of such a run is new to this agent, and its done line may be among its
+        first ones: a tail would drop those when the game prints more than the buffer holds
+        before the follower's request reaches dockerd (``done.py``).
+        """
+        if started_at is None:
+            return False
+        try:
+            return float(docker_since(started_at)) >= self._opened_at
+        except ValueError:
+            return False
 
     def _hear(self, line: OutputLine) -> None:
         if self._listener is None:

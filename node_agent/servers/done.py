@@ -8,7 +8,9 @@ and the first line of *this* run that shows a marker moves the server from ``sta
 
 A line belongs to this run when dockerd logged it after the start was asked for: the tail of
 the previous run, still being read by the console when a quick restart begins, cannot make
-the new run ``running``. Any change away from ``starting`` (stop, kill, crash, exit)
+the new run ``running``. The console reads a run that began while it was open from its
+first line (not the last ``buffer_lines`` of it), so a done line followed at once by a flood
+is still seen. Any change away from ``starting`` (stop, kill, crash, exit)
 disarms the watch (``ManagedServer.set_state``). Lines are whole lines (the console joins
 the pieces dockerd splits, and cuts a line at 4096 characters: a marker further on is not
 seen).

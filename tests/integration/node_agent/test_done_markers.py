@@ -280,3 +280,83 @@ async def test_an_agent_restart_finds_a_game_with_markers_running(
 
 async def _state_is(api: LiveClient, server_id: uuid.UUID, state: str) -> bool:
     return bool((await read_body(api, server_id))["state"] == state)
+
+
+# A game that says it is up in its very first instant: whatever the follower has not yet
+# opened when the line is logged must still reach the done watch.
+INSTANT_SCRIPT = "echo 'Server started'; exec sleep 1000"
+# How long an instantly-up game may take to be seen ``running`` (the report: stuck 30 s).
+PROMPT_SECONDS = 5.0
+RUNS = 10
+
+
+async def _running_within(api: LiveClient, server_id: uuid.UUID, seconds: float) -> float:
+    """Seconds until the server is ``running``; fails after ``seconds``."""
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        if (await read_body(api, server_id))["state"] == "running":
+            return time.monotonic() - began
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"still {(await read_body(api, server_id))['state']} after {seconds} s")
+
+
+async def test_a_done_line_printed_at_once_is_seen_on_every_fresh_start(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    for _ in range(RUNS):
+        server_id = await servers.create(
+            image=BUSYBOX_IMAGE,
+            startup=["/bin/sh", "-c", INSTANT_SCRIPT],
+            startup_done=["regex:^Server started$"],
+            stop={"type": "signal", "value": "SIGKILL"},
+        )
+        await start(api, server_id)
+        await _running_within(api, server_id, PROMPT_SECONDS)
+        # Read once: neither lost nor replayed twice by the console.
+        assert (await api.logs(server_id)).body["lines"].count("Server started") == 1
+        assert (await api.power(server_id, "kill")).status in {200, 202, 204}
+
+
+async def test_a_done_line_printed_at_once_is_seen_on_every_start_again(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    # The same container started again and again (the console follows on from the last
+    # line it saw), by kill + start and by restart.
+    server_id = await servers.create(
+        image=BUSYBOX_IMAGE,
+        startup=["/bin/sh", "-c", INSTANT_SCRIPT],
+        startup_done=["Server started"],
+        stop={"type": "signal", "value": "SIGKILL"},
+    )
+    for run in range(RUNS):
+        if run % 2 == 0:
+            kill = await api.power(server_id, "kill")
+            assert kill.status in {200, 202, 204}, kill.body
+            await start(api, server_id)
+        else:
+            assert (await api.power(server_id, "restart")).status == 202
+        await _running_within(api, server_id, PROMPT_SECONDS)
+    lines = (await api.logs(server_id)).body["lines"]
+    assert lines.count("Server started") == RUNS
+
+
+async def test_a_done_line_printed_before_a_flood_is_seen_on_every_fresh_start(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    # The reported race: the done line, then more lines than the console's buffer holds
+    # (live agent: 500), all before the console's log request reaches dockerd. A follower
+    # that asked only for the run's tail never saw the done line (5 of 5 starts stuck).
+    script = (
+        "echo 'Server started'; i=0; "
+        'while [ $i -lt 3000 ]; do echo "loading $i"; i=$((i+1)); done; exec sleep 1000'
+    )
+    for _ in range(RUNS):
+        server_id = await servers.create(
+            image=BUSYBOX_IMAGE,
+            startup=["/bin/sh", "-c", script],
+            startup_done=["Server started"],
+            stop={"type": "signal", "value": "SIGKILL"},
+        )
+        await start(api, server_id)
+        await _running_within(api, server_id, PROMPT_SECONDS)
+        assert (await api.power(server_id, "kill")).status in {200, 202, 204}
