@@ -218,7 +218,11 @@ async def audit_shows_the_creation(watched: Watched, server_id: str) -> None:
     await expect(rows).to_have_count(1)
     await expect(rows.first).to_contain_text(server_id)
     await expect(rows.first).to_contain_text("admin@example.org")
-    await expect(rows.first.locator("time[datetime]")).to_have_attribute("title", re.compile(r"Z$"))
+    # A UTC instant, shown in the browser's zone by app.js (localTimes), its zone in the title.
+    when = rows.first.locator("time[datetime]")
+    await expect(when).to_have_attribute("datetime", re.compile(r"(Z|\+00:00)$"))
+    await expect(when).to_have_attribute("data-local", "true")
+    await expect(when).to_have_attribute("title", re.compile(r"UTC|GMT"))
     # A time range that ends before the creation shows none of it.
     await page.get_by_label("Until (UTC)").fill("2000-01-01T00:00")
     await page.get_by_role("button", name="Filter").click()
