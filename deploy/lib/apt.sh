@@ -44,12 +44,14 @@ apt_dpkg_locks() {
 
 # apt_get_update: `apt-get update`, after the lists lock is free (up to the wait).
 apt_get_update() {
-    local lock pid announced=0 deadline=$((SECONDS + APT_LOCK_WAIT_SECONDS))
+    # The wait is counted in the seconds slept: bash's SECONDS ticks on whole seconds since
+    # the shell started, so "SECONDS + N" can come after little more than N - 1 seconds.
+    local lock pid announced=0 waited=0
     lock="$(apt_config_path Dir::State::Lists/d)"
     lock="${lock%/}/lock"
     while true; do
         if pid="$(apt_lock_holder "$lock")"; then
-            if ((SECONDS >= deadline)); then
+            if ((waited >= APT_LOCK_WAIT_SECONDS)); then
                 apt_log "apt-get update: $(apt_describe_process "$pid") still holds $lock after ${APT_LOCK_WAIT_SECONDS}s; giving up"
                 return 1
             fi
@@ -58,6 +60,7 @@ apt_get_update() {
                 announced=1
             fi
             sleep 1
+            waited=$((waited + 1))
             continue
         fi
         if apt-get update >&2; then
