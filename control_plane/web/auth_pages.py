@@ -9,12 +9,13 @@ so a mail scanner that follows links burns nothing) and says at once when it is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.db.models import MailToken
 from control_plane.errors import InvalidRequest
 from control_plane.mail import tokens
 from control_plane.services import mail_flows
@@ -61,6 +62,20 @@ async def forgot_password_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     return page(req.http, "auth/forgot.html", mail_enabled=req.settings.mail_enabled)
 
 
+_LINK_TEMPLATES: Final = {"reset": "auth/reset.html", "verify": "auth/verify.html"}
+
+
+async def _live_link(
+    req: ApiRequest[Any, LinkQuery], purpose: Literal["reset", "verify"]
+) -> MailToken | web.Response:
+    """The mailed link's token row (looked at, not used up), or its page saying why the
+    link is dead."""
+    try:
+        return await tokens.peek(req.db, req.query.token, purpose)
+    except InvalidRequest as err:
+        return page(req.http, _LINK_TEMPLATES[purpose], status=err.status, problem=err.message)
+
+
 @routes.get(
     mail_flows.RESET_PAGE,
     summary="Page: set a new password with a mailed reset link (checks it, uses nothing up)",
@@ -69,10 +84,9 @@ async def forgot_password_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     rate_limit="authentication",
 )
 async def reset_password_page(req: ApiRequest[Any, LinkQuery]) -> web.StreamResponse:
-    try:
-        row = await tokens.peek(req.db, req.query.token, "reset")
-    except InvalidRequest as err:
-        return page(req.http, "auth/reset.html", status=err.status, problem=err.message)
+    row = await _live_link(req, "reset")
+    if isinstance(row, web.Response):
+        return row
     return page(
         req.http,
         "auth/reset.html",
@@ -89,10 +103,9 @@ async def reset_password_page(req: ApiRequest[Any, LinkQuery]) -> web.StreamResp
     query=LinkQuery,
 )
 async def verify_email_page(req: ApiRequest[Any, LinkQuery]) -> web.StreamResponse:
-    try:
-        row = await tokens.peek(req.db, req.query.token, "verify")
-    except InvalidRequest as err:
-        return page(req.http, "auth/verify.html", status=err.status, problem=err.message)
+    row = await _live_link(req, "verify")
+    if isinstance(row, web.Response):
+        return row
     return page(
         req.http,
         "auth/verify.html",
