@@ -37,7 +37,7 @@ from typing import Any, Final, TypeVarTuple, cast
 import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy import Engine, Row, Select, event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from control_plane.db.prepared import PreparedRead, Unpreparable
 
@@ -52,6 +52,11 @@ SQLITE_READ_THREADS: Final = 2
 # CPU (py-spy, bench/api.py). Ten kept cover that; five more for bursts.
 POSTGRES_READ_POOL: Final = 10
 POSTGRES_READ_OVERFLOW: Final = 5
+# Of those, how many the authentication read keeps checked out between requests, on a stack of
+# its own: taking one from SQLAlchemy's pool and giving it back (a greenlet switch each, the
+# pool's bookkeeping) cost about as much CPU as the read itself. The page reads always have
+# the pool's other connections.
+POSTGRES_HELD_FOR_ONE_ROW: Final = 8
 
 
 def _sqlite_loop_connection(path: str) -> sqlite3.Connection:
@@ -81,6 +86,9 @@ class StatementReader:
         # id(statement) → (the statement, kept so that its id is never reused; its form, None
         # for one that SQLAlchemy must run).
         self._prepared: dict[int, tuple[Select[Any], PreparedRead | None]] = {}
+        # PostgreSQL: connections of the read pool the authentication read keeps between reads.
+        self._held: list[tuple[AsyncConnection, Any]] = []
+        self._dropping: set[asyncio.Task[None]] = set()
         if engine.dialect.name == "sqlite":
             if engine.url.database in (None, "", ":memory:"):
                 raise ValueError("the reader threads need a SQLite file, not a database in memory")
@@ -140,27 +148,41 @@ class StatementReader:
     async def _postgres_one_row(
         self, prepared: PreparedRead, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
-        assert self._engine is not None
-        async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
-            try:
-                fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
-            except asyncio.CancelledError:
-                # Stopped mid-statement: this connection is never handed to another read.
-                driver.terminate()
-                raise
-            except Exception:
-                # A dead connection (PostgreSQL restarted or stopped: asyncpg says so in more
-                # ways than one, InternalClientError among them) or anything unexpected:
-                # this one is dropped, and SQLAlchemy runs the statement with its own
-                # handling (a new connection, or the error that answers 503).
-                await connection.invalidate()
-                fetched = None
-        if fetched is None:
+        held = self._held.pop() if self._held else await self._hold()
+        connection, driver = held
+        try:
+            fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
+        except asyncio.CancelledError:
+            # Stopped mid-statement: this connection is never handed to another read.
+            driver.terminate()
+            dropping = asyncio.ensure_future(connection.invalidate())
+            self._dropping.add(dropping)
+            dropping.add_done_callback(self._dropping.discard)
+            raise
+        except Exception:
+            # A dead connection (PostgreSQL restarted or stopped: asyncpg says so in more
+            # ways than one, InternalClientError among them) or anything unexpected: this
+            # one is dropped, and SQLAlchemy runs the statement with its own handling (a new
+            # connection, or the error that answers 503).
+            await connection.invalidate()
+            await connection.close()
             return await self.rows(statement, parameters)
+        if len(self._held) < POSTGRES_HELD_FOR_ONE_ROW:
+            self._held.append(held)
+        else:
+            await connection.close()
         return cast(Sequence[Row[*_Columns]], prepared.rows_of(fetched))
+
+    async def _hold(self) -> tuple[AsyncConnection, Any]:
+        """A connection of the read pool and its asyncpg connection, for the reads by index."""
+        assert self._engine is not None
+        connection = await self._engine.connect()
+        try:
+            raw = await connection.get_raw_connection()
+        except BaseException:
+            await connection.close()
+            raise
+        return connection, raw.driver_connection
 
     def _prepared_form(self, statement: Select[*_Columns]) -> PreparedRead | None:
         found = self._prepared.get(id(statement))
@@ -187,6 +209,8 @@ class StatementReader:
         if self._loop_connection is not None:
             self._loop_connection.close()
         if self._engine is not None:
+            while self._held:
+                await self._held.pop()[0].close()
             await self._engine.dispose()
 
 
