@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from shared.errors import ApiError, MethodNotAllowed, NotFound, PayloadTooLarge
+from shared.logging import start_log_context
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("http")
@@ -42,8 +43,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Bind a request id for every log line of this request; log one line when it ends."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _REQUEST_ID.fullmatch(incoming) else new_request_id()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
+    start_log_context(request_id=request_id)
     started = time.perf_counter()
     status = 500
     try:

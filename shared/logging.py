@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -28,6 +31,34 @@ _SENSITIVE_TEXT = re.compile(
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|\bstl_[A-Za-z0-9_-]{8,}"
 )
+
+
+# What every log line of the current request (or task) carries: the request id, the agent's
+# command id. One variable holding an immutable mapping, read once per line: structlog's own
+# context functions walk every context variable of the task (asyncio's, aiohttp's, the
+# database session's) at each line and each clear.
+_LOG_CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar(
+    "stellar_log_context", default=MappingProxyType({})
+)
+
+
+def start_log_context(**values: Any) -> None:
+    """Begin the current task's log context afresh with ``values`` (a request's start)."""
+    _LOG_CONTEXT.set(values)
+
+
+def bind_log_context(**values: Any) -> None:
+    """Add ``values`` to every later log line of the current task (and tasks it starts)."""
+    _LOG_CONTEXT.set({**_LOG_CONTEXT.get(), **values})
+
+
+def merge_log_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the log context's values, under the line's own keys."""
+    for key, value in _LOG_CONTEXT.get().items():
+        event_dict.setdefault(key, value)
+    return event_dict
 
 
 @lru_cache(maxsize=1024)
@@ -76,6 +107,24 @@ def redact_secrets(
     return event_dict
 
 
+# The second's text, made once a second: a line per request made structlog's TimeStamper
+# (a datetime, its isoformat, a replace) a tenth of the request's log line.
+_second: tuple[int, str] = (0, "")
+
+
+def add_timestamp(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: ``timestamp`` in UTC to the microsecond (``…T21:50:35.123456Z``)."""
+    global _second
+    now = time.time()
+    second = int(now)
+    if _second[0] != second:
+        _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    event_dict["timestamp"] = f"{_second[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return event_dict
+
+
 def _unknown_to_text(value: Any) -> str:
     return repr(value)
 
@@ -103,9 +152,9 @@ def configure_logging(*, level: str = "info", json: bool | None = None) -> None:
     as_json = not sys.stdout.isatty() if json is None else json
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
+        merge_log_context,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_timestamp,
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
         redact_secrets,

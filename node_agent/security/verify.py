@@ -23,6 +23,7 @@ from aiohttp import web
 from node_agent.keys import CLAIMS, METRICS, VERIFIER
 from node_agent.metrics import CONTAINER_OPERATIONS, refusal_reason, timed_operation
 from shared.errors import Unauthenticated
+from shared.logging import bind_log_context
 from shared.node_endpoints import NodeEndpoint
 from shared.protocol import CommandRejected
 from shared.refusals import CLOCK_REFUSALS, NODE_TIME_HEADER, categorise, detail
@@ -100,7 +101,7 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
     )
     if claims.sub != expected_sub:
         raise _reject(request, "wrong sub")
-    structlog.contextvars.bind_contextvars(jti=claims.jti, act=claims.act, usr=claims.usr)
+    bind_log_context(jti=claims.jti, act=claims.act, usr=claims.usr)
     request[CLAIMS] = claims
     request[_TELL_TIME] = True
     if claims.act in CONTAINER_OPERATIONS:
