@@ -7,12 +7,13 @@ import ipaddress
 from collections.abc import Sequence
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 UNKNOWN = "unknown"
 
 
-def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _parse(text: str) -> Address | None:
     text = text.strip()
     # Some load balancers append "address:port" ("[v6]:port" for IPv6).
     if text.startswith("[") and "]" in text:
@@ -28,9 +29,13 @@ def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
-# The socket peer, parsed once per address (a few µs of every request otherwise); the
-# forwarded hops, which clients write, are parsed as they come and never kept.
-_peer = functools.lru_cache(maxsize=1024)(_parse)
+@functools.lru_cache(maxsize=1024)
+def _peer(text: str) -> tuple[Address, str] | None:
+    """The socket peer and its text, parsed once per address (a few µs of every request
+    otherwise); the forwarded hops, which clients write, are parsed as they come and never
+    kept."""
+    address = _parse(text)
+    return None if address is None else (address, str(address))
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:
@@ -39,11 +44,12 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted: Sequence[IPN
     A header sent by anyone who is not a trusted proxy is ignored entirely, so a client
     cannot choose the address its rate limits and audit rows are keyed on.
     """
-    current = _peer(peer or "")
-    if current is None:
+    parsed = _peer(peer or "")
+    if parsed is None:
         return peer or UNKNOWN
+    current, text = parsed
     if not forwarded_for or not any(current in net for net in trusted):
-        return str(current)
+        return text
     for hop in reversed(forwarded_for.split(",")):
         address = _parse(hop)
         if address is None:

@@ -54,6 +54,14 @@ class RateLimitPolicy:
     def per_second(self) -> float:
         return self.capacity / self.window_seconds
 
+    @functools.cached_property
+    def limit_headers(self) -> tuple[str, str]:
+        """``X-RateLimit-Limit`` and ``RateLimit-Policy``: the same for every answer."""
+        return (
+            str(self.capacity),
+            f'"{self.name}";q={self.capacity};w={round(self.window_seconds)}',
+        )
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -67,16 +75,14 @@ class Decision:
     retry_after: float
 
     def headers(self, now_epoch: float) -> dict[str, str]:
-        policy = self.policy
+        limit, policy = self.policy.limit_headers
         reset = max(1, math.ceil(self.reset_after))
         headers = {
-            "X-RateLimit-Limit": str(policy.capacity),
+            "X-RateLimit-Limit": limit,
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(math.ceil(now_epoch + self.reset_after)),
-            "RateLimit-Policy": (
-                f'"{policy.name}";q={policy.capacity};w={round(policy.window_seconds)}'
-            ),
-            "RateLimit": f'"{policy.name}";r={self.remaining};t={reset}',
+            "RateLimit-Policy": policy,
+            "RateLimit": f'"{self.policy.name}";r={self.remaining};t={reset}',
         }
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))

@@ -115,7 +115,7 @@ def _error_page(request: web.Request, err: ApiError) -> web.Response:
 
 
 async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
-    if response.content_type == "text/html" and is_page(request):
+    if is_page(request) and response.content_type == "text/html":
         response.headers["Content-Security-Policy"] = page_csp(request.get(STYLE_NONCE))
     elif request.path.startswith(STATIC_PREFIX) and response.status == 200:
         response.headers["Cache-Control"] = IMMUTABLE

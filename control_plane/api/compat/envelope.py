@@ -73,7 +73,8 @@ def page(req: ApiRequest[Any, Any], data: list[dict[str, Any]], total: int) -> d
 def page_bytes(req: ApiRequest[Any, Any], entries: bytes, count: int, total: int) -> JsonBytes:
     """:func:`page` around ``count`` objects already written as a JSON array (a kept list)."""
     meta = json_bytes(_meta(req, count, total))
-    return JsonBytes(b'{"object":"list","data":' + entries + b',"meta":' + meta + b"}")
+    # One copy of the kept entries (each "+" would copy them again).
+    return JsonBytes(b"".join((b'{"object":"list","data":', entries, b',"meta":', meta, b"}")))
 
 
 def _meta(req: ApiRequest[Any, Any], count: int, total: int) -> dict[str, Any]:
