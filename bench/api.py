@@ -299,6 +299,8 @@ class Listing:
     cookie: Run
     hello: Run
     compat: Run
+    # GET /healthz through every middleware with no credential: the stack's fixed cost.
+    health: Run
     servers_listed: int
 
 
@@ -315,6 +317,7 @@ async def bench_listing(
         client_session(args.concurrency) as cookie_session,
         client_session(args.concurrency) as hello_session,
         client_session(args.concurrency) as compat_session,
+        client_session(args.concurrency) as health_session,
     ):
         await check_listing(key_session, url, by_key, args.servers)
         await check_listing(cookie_session, url, by_cookie, args.servers)
@@ -324,18 +327,19 @@ async def bench_listing(
             get_request(cookie_session, url, by_cookie),
             get_request(hello_session, hello.base_url + HELLO_PATH),
             get_request(compat_session, compat_url, by_client_key),
+            get_request(health_session, f"{panel.base_url}/healthz"),
         ]
         await alternate(targets, 0.5 * len(targets), args.concurrency, 1)  # warm-up
         panel_pid = panel.process.pid if panel.process else None
         hello_pid = hello.process.pid if hello.process else None
-        key, by_cookie_run, hello_run, compat = await alternate(
+        key, by_cookie_run, hello_run, compat, health = await alternate(
             targets,
             args.seconds,
             args.concurrency,
             args.rounds,
-            pids=[panel_pid, panel_pid, hello_pid, panel_pid],
+            pids=[panel_pid, panel_pid, hello_pid, panel_pid, panel_pid],
         )
-    return Listing(key, by_cookie_run, hello_run, compat, args.servers)
+    return Listing(key, by_cookie_run, hello_run, compat, health, args.servers)
 
 
 @dataclass
@@ -541,6 +545,7 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
         ("control plane, session cookie", listing.cookie),
         ("bare aiohttp hello-world", listing.hello),
         (f"Pterodactyl GET {COMPAT_SERVERS_PATH} (ptlc_)", listing.compat),
+        ("control plane, GET /healthz", listing.health),
     ):
         ratio = run.per_second / hello if hello else 0.0
         ratios[name] = ratio
@@ -553,7 +558,8 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
     print(
         "  CPU us: the serving process's CPU time per request (its threads included; not"
         " PostgreSQL's); /hello: the hello-world's over it, the throughput ratio an idle machine"
-        " with a core per process would show"
+        " with a core per process would show; /healthz: no credential, no database, every"
+        " middleware (the stack's fixed cost)"
     )
     return ratios
 
