@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.list_cache import json_bytes
@@ -103,6 +103,12 @@ class Access(StrEnum):
 
 class Empty(BaseModel):
     """No body or no query parameters."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+# What a request's body and query are until parsed: one instance, it has nothing to change.
+_EMPTY: Final = Empty()
 
 
 @dataclass(frozen=True)
@@ -632,7 +638,7 @@ def _wrap(
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def run(request: web.Request) -> web.StreamResponse:
         api: ApiRequest[Any, Any] = ApiRequest(
-            request, endpoint, Empty(), Empty(), request.get(CALLER), None
+            request, endpoint, _EMPTY, _EMPTY, request.get(CALLER), None
         )
         await _take(request, _per_client_preset(endpoint))
         _canonical_ids(endpoint, request)
