@@ -47,6 +47,7 @@ from types import FrameType
 from typing import Any, Final
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.fleet_deploy import (
     Deployment,
@@ -201,6 +202,24 @@ async def _events(deployment: Deployment) -> tuple[dict[str, int], int]:
     return kinds, dropped
 
 
+async def _list_cache_lookups(deployment: Deployment) -> tuple[int, int]:
+    """Server-list pages answered from the replicas' kept pages, and read anew, summed over
+    the replicas (their ``/metrics``, open to the harness's address)."""
+    counts = {"hit": 0.0, "miss": 0.0}
+    async with aiohttp.ClientSession() as session:
+        for replica in deployment.replicas:
+            async with session.get(replica.base_url + "/metrics") as answer:
+                answer.raise_for_status()
+                text = await answer.text()
+            for family in text_string_to_metric_families(text):
+                if family.name != "stellar_list_cache_lookups":
+                    continue
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        counts[sample.labels["outcome"]] += sample.value
+    return int(counts["hit"]), int(counts["miss"])
+
+
 def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: bool) -> PhaseResult:
     with deployed(
         size, root, args.postgres, args.redis, args.stats_seconds, args.running_share
@@ -216,6 +235,12 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
             deployment.notes,
         )
         result.unfollowed = deployment.unfollowed
+        hits, misses = asyncio.run(_list_cache_lookups(deployment))
+        result.notes.append(
+            f"list pages answered from a replica's kept pages: {hits} of {hits + misses}"
+            f" ({100 * hits / max(1, hits + misses):.0f} %; the others were read anew after"
+            " a change, or first asked on that replica)"
+        )
         result.events, dropped = asyncio.run(_events(deployment))
         published = ", ".join(f"{n} {kind}" for kind, n in sorted(result.events.items()))
         result.notes.append(

@@ -120,6 +120,8 @@ def deployed(
             env["REDIS_URL"] = redis_url
             # Every replica the same secret: a session made on one is valid on the others.
             env["STELLAR_AUTH_SECRET"] = envs[0]["STELLAR_AUTH_SECRET"]
+            # The harness reads each replica's /metrics (the list cache's hits) from here.
+            env["STELLAR_METRICS_SCRAPERS"] = "127.0.0.1/32"
         settings = load_settings(envs[0])
         node_ports = [free_port() for _ in range(size.nodes)]
         fleet = asyncio.run(

@@ -93,9 +93,11 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = session_factory(engine, info)
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
-    app[LIST_CACHE] = ListCache()
+    app[LIST_CACHE] = cache = ListCache()
     pool = app[METRICS].watch_pool(engine)
+    kept = app[METRICS].watch_list_cache(cache)
     yield
+    app[METRICS].unwatch(kept)
     app[METRICS].unwatch(pool)
     # Last of the app's cleanups, so every task that holds a connection has been stopped;
     # work that outlived its task (shielded) still may: it finishes first, or dispose would

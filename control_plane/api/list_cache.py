@@ -89,6 +89,11 @@ class ListCache:
             _, dropped = self._pages.popitem(last=False)
             self._bytes -= len(dropped.entries)
 
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the kept pages' entries."""
+        return self._bytes
+
     def clear(self) -> None:
         """Forget every page (tests compare a kept answer with one read anew)."""
         self._pages.clear()

@@ -9,9 +9,10 @@ rate-limit presets, node names, node API actions.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,6 +49,38 @@ class DatabasePoolCollector(Collector):
         if callable(size):
             sized.add_metric([], float(size()))
         yield sized
+
+
+class ListCacheStats(Protocol):
+    hits: int
+    misses: int
+
+    @property
+    def size_bytes(self) -> int: ...
+
+
+class ListCacheCollector(Collector):
+    """The kept server lists (``control_plane.api.list_cache``), read at scrape time: how many
+    list requests were answered from them, how many read anew, and what they hold."""
+
+    def __init__(self, cache: ListCacheStats) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        lookups = CounterMetricFamily(
+            "stellar_list_cache_lookups",
+            "Server-list pages asked of this replica: answered from its kept pages (hit) or"
+            " read from the database (miss).",
+            labels=["outcome"],
+        )
+        lookups.add_metric(["hit"], float(self._cache.hits))
+        lookups.add_metric(["miss"], float(self._cache.misses))
+        yield lookups
+        kept = GaugeMetricFamily(
+            "stellar_list_cache_bytes", "Bytes of server-list pages this replica keeps."
+        )
+        kept.add_metric([], float(self._cache.size_bytes))
+        yield kept
 
 
 class ControlPlaneMetrics:
@@ -170,6 +203,12 @@ class ControlPlaneMetrics:
     def watch_pool(self, engine: AsyncEngine) -> DatabasePoolCollector:
         """Report ``engine``'s pool until :meth:`unwatch` is called with what this returns."""
         collector = DatabasePoolCollector(engine)
+        self.registry.register(collector)
+        return collector
+
+    def watch_list_cache(self, cache: ListCacheStats) -> ListCacheCollector:
+        """Report ``cache``'s lookups until :meth:`unwatch` is called with what this returns."""
+        collector = ListCacheCollector(cache)
         self.registry.register(collector)
         return collector
 

@@ -157,6 +157,8 @@ async def test_a_workload_is_counted_by_route_template_preset_and_outcome(
     ids = [str(uuid.uuid4()) for _ in range(3)]
     for server_id in ids:
         await admin.json("GET", f"/api/v1/servers/{server_id}", status=404)
+    for _ in range(3):  # read once, then answered twice from the replica's kept page
+        await admin.json("GET", "/api/v1/servers")
     await admin.json("GET", "/no/such/route/at/all", status=404)
 
     seen = await scrape(scraper)
@@ -182,3 +184,6 @@ async def test_a_workload_is_counted_by_route_template_preset_and_outcome(
     }
     assert routes <= templates | {"unmatched"}, routes - templates
     assert seen.label_values("stellar_db_pool_connections", "state") >= {"in_use", "idle"}
+    assert seen.value("stellar_list_cache_lookups_total", outcome="miss") == 1
+    assert seen.value("stellar_list_cache_lookups_total", outcome="hit") == 2
+    assert (seen.value("stellar_list_cache_bytes") or 0) > 0
