@@ -62,6 +62,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 # Run as a script (python bench/x.py), the repository root is not on the path yet.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sqlalchemy import delete
+
 from bench.databases import create_postgres_database, drop_postgres_database
 from bench.load import Request, Run, alternate, client_session, get_request
 from bench.processes import (
@@ -73,7 +75,7 @@ from bench.processes import (
 )
 from control_plane import cli_ops
 from control_plane.db.engine import create_engine, session_factory
-from control_plane.db.models import Allocation, ApiKey, Blueprint, Node
+from control_plane.db.models import Allocation, ApiKey, Blueprint, ListingVersion, Node
 from control_plane.db.models import Server as ServerRow
 from control_plane.db.session import transaction
 from control_plane.security.api_keys import new_key
@@ -174,9 +176,12 @@ class Population:
     client_key: str
 
 
-async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) -> Population:
+async def populate(
+    settings: ControlPlaneSettings, servers: int, node_url: str, *, uncached: bool = False
+) -> Population:
     """Migrate, then one user owning ``servers`` servers and a read key, and another user
-    with one server and a write key, all on one node at ``node_url``."""
+    with one server and a write key, all on one node at ``node_url`` (``uncached``: with the
+    lists' version row removed, so that no list is kept)."""
     await cli_ops.migrate(settings)
     engine = create_engine(settings.database_url or "")
     try:
@@ -257,6 +262,11 @@ async def populate(settings: ControlPlaneSettings, servers: int, node_url: str) 
                 first_server=str(made[0].id),
                 client_key=keys["client"],
             )
+        if uncached:
+            # Without the lists' version nothing is kept: every list is read anew, as on a
+            # busy fleet whose state changes keep changing the version.
+            async with transaction(session_factory(engine)) as db:
+                await db.execute(delete(ListingVersion))
     finally:
         await engine.dispose()
     return population
@@ -675,6 +685,12 @@ def _parser() -> argparse.ArgumentParser:
         help="which measurements to run, any of a, b and c (default abc; 'a' alone measures"
         " the lists, as when comparing an optimisation)",
     )
+    parser.add_argument(
+        "--uncached",
+        action="store_true",
+        help="measure lists read anew on every request (the lists' version row removed: no"
+        " list is kept), as on a busy fleet where state changes keep emptying the kept lists",
+    )
     parser.add_argument("--serve-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
     return parser
 
@@ -707,7 +723,9 @@ def run_backend(
     env = panel_env(database_url, free_port(), args.bcrypt_cost, key_file)
     settings = load_settings(env)
     node_port = free_port()
-    population = asyncio.run(populate(settings, args.servers, f"http://127.0.0.1:{node_port}"))
+    population = asyncio.run(
+        populate(settings, args.servers, f"http://127.0.0.1:{node_port}", uncached=args.uncached)
+    )
     node = SlowNode(
         uuid.UUID(population.node_id),
         signing_key.public_key(),

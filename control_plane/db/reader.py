@@ -14,10 +14,11 @@ the DB-API cursor (``control_plane.db.prepared``), with no busy timeout. A WAL r
 no lock that a writer holds, so it never waits; should SQLite still answer "busy" (a
 connection in exclusive mode, a WAL being recovered) the read goes to the threads, which
 wait as before. The hop and SQLAlchemy's execution cost more CPU than the read itself. On
-PostgreSQL that read is also compiled once and run on the pooled asyncpg connection (its JSON
-codecs are SQLAlchemy's); any failure there drops the connection and runs the statement
-through SQLAlchemy, whose handling of a dead connection or a database that is down is the
-one below.
+PostgreSQL that read is also compiled once and run on an asyncpg connection of the read pool
+(its JSON codecs are SQLAlchemy's) that the reader keeps checked out between reads; any
+failure there drops the connection and runs the statement through SQLAlchemy, whose handling
+of a dead connection or a database that is down is the one below. A list's page, read anew
+after a change, runs the same way (``fixed_rows``; on SQLite in the threads).
 
 On PostgreSQL the reads have a small pool of their own, in autocommit, that does not ping a
 connection before each use (the engine's ``pool_pre_ping`` costs BEGIN, a ping and ROLLBACK:
@@ -125,6 +126,26 @@ class StatementReader:
             # the next connection is a new one.
             return await _statement_rows(self._engine, statement, parameters)
 
+    async def fixed_rows(
+        self, statement: Select[*_Columns], parameters: dict[str, Any]
+    ) -> Sequence[Row[*_Columns]]:
+        """All rows of one of the few fixed statements read on every request (a list's page):
+        compiled once and run on the driver, as ``one_row`` does, but on SQLite in the reader
+        threads (a page may take SQLite longer than the event loop should wait)."""
+        prepared = self._prepared_form(statement)
+        if prepared is None:
+            return await self.rows(statement, parameters)
+        if self._sqlite is None:
+            return await self._postgres_prepared(prepared, statement, parameters)
+        sqlite, threads = self._sqlite
+        loop = asyncio.get_running_loop()
+        fetched = await loop.run_in_executor(threads, _prepared_rows, sqlite, prepared, parameters)
+        if fetched is None:
+            # SQLite refused (busy past the timeout, disk I/O...): SQLAlchemy's run of the
+            # statement raises the error the fault handling knows.
+            return await self.rows(statement, parameters)
+        return cast(Sequence[Row[*_Columns]], fetched)
+
     async def one_row(
         self, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
@@ -134,7 +155,7 @@ class StatementReader:
         if prepared is None:
             return await self.rows(statement, parameters)
         if self._sqlite is None:
-            return await self._postgres_one_row(prepared, statement, parameters)
+            return await self._postgres_prepared(prepared, statement, parameters)
         try:
             if self._loop_connection is None:
                 self._loop_connection = _sqlite_loop_connection(str(self._sqlite[0].url.database))
@@ -145,7 +166,7 @@ class StatementReader:
             # Busy or locked (see the module's docstring): the threads wait for it.
             return await self.rows(statement, parameters)
 
-    async def _postgres_one_row(
+    async def _postgres_prepared(
         self, prepared: PreparedRead, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
         held = self._held.pop() if self._held else await self._hold()
@@ -227,3 +248,15 @@ def _rows(
 ) -> Sequence[Row[*_Columns]]:
     with engine.connect() as connection:
         return connection.execute(statement, parameters).all()
+
+
+def _prepared_rows(
+    engine: Engine, prepared: PreparedRead, parameters: dict[str, Any]
+) -> list[Any] | None:
+    """``prepared``'s rows on a reader connection (in a reader thread), None if SQLite refused."""
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        try:
+            return prepared.run(cast(sqlite3.Connection, driver), parameters)
+        except sqlite3.Error:
+            return None

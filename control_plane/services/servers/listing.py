@@ -205,7 +205,7 @@ async def server_page(
     else:
         shape = _Shape(extra[0])
         statement = extra[1][0] if caller.acts_as_admin else extra[1][1]
-    rows = await reader.rows(statement, params)
+    rows = await reader.fixed_rows(statement, params)
     caller_id = str(caller.user_id)
     ip, total = shape.ip, shape.total
     servers: list[ListedServer] = []

@@ -143,3 +143,34 @@ async def test_the_authentication_reads_on_the_driver_are_sqlalchemys(world: Wor
             assert row.listing_version is not None
             assert isinstance(row.email, str)
     assert reader._prepared_form(api_keys._KEY_LOOKUP) is not None
+
+
+async def test_the_list_pages_on_the_driver_are_sqlalchemys(world: World) -> None:
+    """``fixed_rows`` (SQLite in the reader threads, PostgreSQL on the asyncpg connection)
+    against ``rows`` (SQLAlchemy) for every list page statement, on both databases: owners,
+    sub-users with permissions, administrators, someone with nothing, past the end."""
+    reader = world.panel.server.app[STATEMENT_READER]
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        users = list((await db.scalars(select(User.id))).all())
+    statements = [listing._ADMIN_PAGE, listing._USER_PAGE, *compat_client._STATEMENTS]
+    listed = 0
+    for statement in statements:
+        assert reader._prepared_form(statement) is not None
+        for user_id in [*users, uuid.uuid4()]:
+            for limit, offset in ((50, 0), (1, 1), (5, 100)):
+                parameters = {"caller_id": user_id, "limit": limit, "offset": offset}
+                expected = [tuple(row) for row in await reader.rows(statement, parameters)]
+                got = [tuple(row) for row in await reader.fixed_rows(statement, parameters)]
+                assert got == expected
+                assert [[type(v) for v in row] for row in got] == [
+                    [type(v) for v in row] for row in expected
+                ]
+                listed += len(got)
+    for statement in (listing._ADMIN_SEARCH, listing._USER_SEARCH):
+        for user_id in users:
+            parameters = {"caller_id": user_id, "limit": 50, "offset": 0, "name_pattern": "%a%"}
+            expected = [tuple(row) for row in await reader.rows(statement, parameters)]
+            assert [
+                tuple(row) for row in await reader.fixed_rows(statement, parameters)
+            ] == expected
+    assert listed > 0
