@@ -14,6 +14,7 @@ another process on the same file (the CLI). Readers (WAL) never queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,6 +132,10 @@ def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
+# How often the shutdown counts the lent-out connections again while it waits for them.
+_RECOUNT_SECONDS: Final = 0.05
+
+
 async def connections_returned(engine: AsyncEngine) -> None:
     """Wait until every connection ``engine`` lent out is back in its pool.
 
@@ -154,6 +159,11 @@ async def connections_returned(engine: AsyncEngine) -> None:
     try:
         while pool.checkedout() > 0:
             returned.clear()
-            await returned.wait()
+            # A connection beyond the pool's size fires "checkin", is closed (the close may
+            # await the driver) and only then stops counting as lent out, with no event of
+            # its own: the count is looked at again now and then, not only on an event.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_RECOUNT_SECONDS):
+                    await returned.wait()
     finally:
         event.remove(pool, "checkin", on_checkin)

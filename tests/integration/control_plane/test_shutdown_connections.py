@@ -8,7 +8,9 @@ import gc
 from typing import Any
 
 from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from control_plane.db.engine import async_url, connections_returned
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, SESSIONS
 from tests.support.panel import Panel
@@ -45,3 +47,22 @@ async def test_the_shutdown_waits_for_a_connection_still_in_use_then_closes_it(
     assert order == ["work done", "engine disposed"]
     # A connection dropped unclosed would warn here (ResourceWarning, an error under pytest).
     gc.collect()
+
+
+async def test_the_wait_ends_when_the_last_connection_back_was_one_beyond_the_pool(
+    database_url: str,
+) -> None:
+    """A connection beyond the pool's size is closed on its way back and counted back only
+    after that close, with no event of its own: the wait for it used to sleep until its
+    10 s bound (a replica under load then took 10 s to stop: bench/fleet.py)."""
+    engine = create_async_engine(async_url(database_url), pool_size=1, max_overflow=1)
+    try:
+        kept, beyond = await engine.connect(), await engine.connect()
+        await kept.close()
+        waiting = asyncio.create_task(connections_returned(engine))
+        await asyncio.sleep(0)
+        await beyond.close()
+        async with asyncio.timeout(2):
+            await waiting
+    finally:
+        await engine.dispose()
