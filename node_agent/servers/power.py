@@ -62,6 +62,9 @@ async def kill(server: ManagedServer) -> None:
     server.set_state("stopping")
     state = await runtime.kill(server.container)
     if not state.running:
+        # Judged here, as a stop's exit is: Docker's event for it may come after the next
+        # start has begun (no longer an exit anyone asked for by then).
+        server.judged_exit = state.finished_at
         server.set_state("offline")
 
 

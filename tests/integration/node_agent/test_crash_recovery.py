@@ -96,3 +96,24 @@ async def test_user_stop_and_kill_never_restart_the_game(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_start_right_after_a_kill_is_never_taken_for_a_crash(
+    servers: LiveServers, api: LiveClient
+) -> None:
+    """The killed run's exit may reach the agent (Docker's die event) after the next start
+    has begun: that exit was asked for, whoever looks at it later."""
+    server_id = await servers.started()
+    async with api.node_events() as events:
+        for _ in range(KILL_START_ROUNDS):
+            assert (await api.power(server_id, "kill")).status == 200
+            assert (await api.power(server_id, "start")).status == 200
+        await events.wait_for(node_state(server_id, "running"))
+        await asyncio.sleep(2)
+    assert not [e for e in events.received if e["type"] == "crash"]
+    body = await read_body(api, server_id)
+    assert (body["state"], body["desired_power"]) == ("running", "running")
+    assert body["container"]["running"] is True
+
+
+KILL_START_ROUNDS = 10
