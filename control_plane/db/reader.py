@@ -53,11 +53,12 @@ SQLITE_READ_THREADS: Final = 2
 # CPU (py-spy, bench/api.py). Ten kept cover that; five more for bursts.
 POSTGRES_READ_POOL: Final = 10
 POSTGRES_READ_OVERFLOW: Final = 5
-# Of those, how many the authentication read keeps checked out between requests, on a stack of
-# its own: taking one from SQLAlchemy's pool and giving it back (a greenlet switch each, the
-# pool's bookkeeping) cost about as much CPU as the read itself. The page reads always have
-# the pool's other connections.
-POSTGRES_HELD_FOR_ONE_ROW: Final = 8
+# Of those, how many the compiled reads (authentication, list pages) keep checked out between
+# reads, on a stack of their own: taking one from SQLAlchemy's pool and giving it back (a
+# greenlet switch each, the pool's bookkeeping) cost about as much CPU as the read itself.
+# Few are in flight at once (a read is a small part of a request); the other reads keep the
+# rest of the pool, without opening new connections.
+POSTGRES_HELD: Final = 4
 
 
 def _sqlite_loop_connection(path: str) -> sqlite3.Connection:
@@ -183,12 +184,15 @@ class StatementReader:
         except Exception:
             # A dead connection (PostgreSQL restarted or stopped: asyncpg says so in more
             # ways than one, InternalClientError among them) or anything unexpected: this
-            # one is dropped, and SQLAlchemy runs the statement with its own handling (a new
-            # connection, or the error that answers 503).
+            # one is dropped, and SQLAlchemy runs the statement below with its own handling
+            # (a new connection, or the error that answers 503) — outside this handler, so
+            # that its error is judged by itself, not chained to this one.
             await connection.invalidate()
             await connection.close()
+            fetched = None
+        if fetched is None:
             return await self.rows(statement, parameters)
-        if len(self._held) < POSTGRES_HELD_FOR_ONE_ROW:
+        if len(self._held) < POSTGRES_HELD:
             self._held.append(held)
         else:
             await connection.close()
@@ -230,6 +234,8 @@ class StatementReader:
         if self._loop_connection is not None:
             self._loop_connection.close()
         if self._engine is not None:
+            # Cancelled reads' connections are being invalidated: done before the pool goes.
+            await asyncio.gather(*self._dropping, return_exceptions=True)
             while self._held:
                 await self._held.pop()[0].close()
             await self._engine.dispose()

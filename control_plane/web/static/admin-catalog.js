@@ -68,11 +68,19 @@ async function sendFile(path, formData) {
 // entry: half a minute for a million).
 async function chainStatus(button) {
   const status = document.querySelector("[data-chain-status]");
+  const list = document.querySelector("[data-chain-problems]");
   button.disabled = true;
+  list.hidden = true;
   status.dataset.chain = "checking";
   status.textContent = "Checking the hash chain…";
-  const result = await api("GET", "/api/v1/audit/verify");
-  button.disabled = false;
+  let result;
+  try {
+    result = await api("GET", "/api/v1/audit/verify");
+  } catch {
+    result = { ok: false, status: "the request did not complete", data: null };
+  } finally {
+    button.disabled = false;
+  }
   if (!result.ok) {
     status.textContent = `The chain could not be checked: ${result.data?.error?.message || result.status}`;
     status.dataset.chain = "unknown";
@@ -83,7 +91,6 @@ async function chainStatus(button) {
   status.textContent = intact
     ? `Hash chain intact: ${rows} entries verified.`
     : `Hash chain BROKEN: ${problems.length} problem(s) in ${rows} entries. See docs/audit.md.`;
-  const list = document.querySelector("[data-chain-problems]");
   list.replaceChildren(...problems.map((problem) => el("li", problem)));
   list.hidden = intact;
 }
