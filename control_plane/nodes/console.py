@@ -104,6 +104,10 @@ class ConsoleSessions:
         with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
             await on_state(state, previous)
 
+    def open_servers(self) -> set[uuid.UUID]:
+        """The servers with a console open in this process."""
+        return {server for server, _user in self._open}
+
     def count(self, server_id: uuid.UUID, user_id: uuid.UUID) -> int:
         return len(self._open.get((server_id, user_id), ()))
 

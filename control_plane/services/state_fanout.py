@@ -7,8 +7,10 @@ domain event is therefore fanned out:
 - on PostgreSQL, with ``NOTIFY`` on :data:`CHANNEL` inside the transaction that records it:
   PostgreSQL delivers it at the commit, to every replica's ``LISTEN`` (this one included),
   and never for a change that was rolled back. Each replica holds one connection of its own
-  for ``LISTEN`` and opens it again by itself after an outage (changes recorded meanwhile
-  are not replayed; a console also hears the node's own ``status``);
+  for ``LISTEN`` and opens it again by itself after an outage; once listening again it reads
+  the state of every server with a console open here and tells those consoles (a change
+  recorded while it was not listening is not lost; one recorded just after ``LISTEN`` may
+  be told twice);
 - on SQLite (one control plane), in this process, after the commit.
 
 Each console open on the server then gets the recorded state (:meth:`ConsoleSessions.push_state`).
@@ -29,12 +31,20 @@ import asyncpg
 import structlog
 from aiohttp import web
 from sqlalchemy import event as sa_event
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import background
-from control_plane.keys import CONSOLES, ENGINE, METRICS, SETTINGS, STATE_FANOUT
+from control_plane.db.models import Server
+from control_plane.keys import (
+    CONSOLES,
+    ENGINE,
+    METRICS,
+    SETTINGS,
+    STATE_FANOUT,
+    STATEMENT_READER,
+)
 from control_plane.services.domain_events import SERVER_STATE, DomainEvent
 
 log = structlog.get_logger("state_fanout")
@@ -113,12 +123,30 @@ class StateFanout:
         self.listening.set()
         self._app[METRICS].state_notifications.set(1)
         log.info("listening for server state changes")
+        await self._catch_up()
         while not ended.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), CHECK_SECONDS)
             if not ended.is_set():
                 # A connection that died silently (no FIN) is noticed here.
                 await asyncio.wait_for(connection.fetchval("SELECT 1"), CHECK_SECONDS)
+
+    async def _catch_up(self) -> None:
+        """Tell this replica's consoles their server's state as recorded now: what changed
+        while nobody here listened (after ``LISTEN``, so nothing later is missed)."""
+        consoles = self._app.get(CONSOLES)
+        servers = consoles.open_servers() if consoles is not None else set()
+        if consoles is None or not servers:
+            return
+        statement = select(Server.id, Server.state).where(Server.id.in_(servers))
+        try:
+            rows = await self._app[STATEMENT_READER].rows(statement, {})
+        except Exception as err:  # the database went again: the next LISTEN catches up
+            log.warning("consoles not caught up with server states", error=str(err)[:300])
+            return
+        for server_id, state in rows:
+            consoles.push_state(server_id, state, None)
+        log.info("consoles caught up with server states", servers=len(rows))
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.deliver(payload)
