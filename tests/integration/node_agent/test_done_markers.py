@@ -300,18 +300,26 @@ async def _running_within(api: LiveClient, server_id: uuid.UUID, seconds: float)
     raise AssertionError(f"still {(await read_body(api, server_id))['state']} after {seconds} s")
 
 
+async def _started_fresh(
+    servers: LiveServers, api: LiveClient, script: str, done: str
+) -> uuid.UUID:
+    """A new busybox server running ``script``, started, ``running`` by its done line."""
+    server_id = await servers.create(
+        image=BUSYBOX_IMAGE,
+        startup=["/bin/sh", "-c", script],
+        startup_done=[done],
+        stop={"type": "signal", "value": "SIGKILL"},
+    )
+    await start(api, server_id)
+    await _running_within(api, server_id, PROMPT_SECONDS)
+    return server_id
+
+
 async def test_a_done_line_printed_at_once_is_seen_on_every_fresh_start(
     servers: LiveServers, api: LiveClient
 ) -> None:
     for _ in range(RUNS):
-        server_id = await servers.create(
-            image=BUSYBOX_IMAGE,
-            startup=["/bin/sh", "-c", INSTANT_SCRIPT],
-            startup_done=["regex:^Server started$"],
-            stop={"type": "signal", "value": "SIGKILL"},
-        )
-        await start(api, server_id)
-        await _running_within(api, server_id, PROMPT_SECONDS)
+        server_id = await _started_fresh(servers, api, INSTANT_SCRIPT, "regex:^Server started$")
         # Read once: neither lost nor replayed twice by the console.
         assert (await api.logs(server_id)).body["lines"].count("Server started") == 1
         assert (await api.power(server_id, "kill")).status in {200, 202, 204}
@@ -351,12 +359,5 @@ async def test_a_done_line_printed_before_a_flood_is_seen_on_every_fresh_start(
         'while [ $i -lt 3000 ]; do echo "loading $i"; i=$((i+1)); done; exec sleep 1000'
     )
     for _ in range(RUNS):
-        server_id = await servers.create(
-            image=BUSYBOX_IMAGE,
-            startup=["/bin/sh", "-c", script],
-            startup_done=["Server started"],
-            stop={"type": "signal", "value": "SIGKILL"},
-        )
-        await start(api, server_id)
-        await _running_within(api, server_id, PROMPT_SECONDS)
+        server_id = await _started_fresh(servers, api, script, "Server started")
         assert (await api.power(server_id, "kill")).status in {200, 202, 204}
