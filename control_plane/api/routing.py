@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Final, Generic, TypeVar
 
 from aiohttp import web
@@ -319,13 +320,19 @@ class Endpoint:
     # Path parameters spelled otherwise than as our UUIDs (the table's), by name.
     path_ids: Mapping[str, PathId] = field(default_factory=dict, hash=False, compare=False)
 
-    @property
+    @cached_property
     def api(self) -> str:
         return api_of(self.path)
 
-    @property
+    @cached_property
+    def resolves(self) -> bool:
+        """Whether a path id must be looked up to find the UUID it names."""
+        return any(spelling.resolve is not None for spelling in self.path_ids.values())
+
+    @cached_property
     def requirement(self) -> Requirement:
-        """What the caller needs (the one authorization decision reads it)."""
+        """What the caller needs (the one authorization decision reads it); the same for
+        every request, so built once."""
         return Requirement(
             scope=self.scope or scope_for(self.method),
             admin=self.access is Access.ADMIN and self.scope is None,
@@ -374,10 +381,31 @@ def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
     raise api.deny(error, "auth.forbidden")
 
 
+# Queries of frozen models as parsed, by (model, query text): a list asks with the same
+# query on every page view, and pydantic's validation of it was ~12 µs a request. A parse
+# depends on the text alone, and a frozen model cannot be changed by one handler under
+# another. Bounded: a client that sends ever new queries only evicts the oldest.
+_PARSED_QUERIES: dict[tuple[type[BaseModel], str], BaseModel] = {}
+PARSED_QUERIES_KEPT: Final = 1024
+
+
+def _parsed_query(model: type[BaseModel], request: web.Request) -> BaseModel:
+    key = (model, request.query_string)
+    parsed = _PARSED_QUERIES.get(key)
+    if parsed is not None:
+        return parsed
+    parsed = _parse(model, _query_values(request), "query")
+    if model.model_config.get("frozen"):
+        if len(_PARSED_QUERIES) >= PARSED_QUERIES_KEPT:
+            del _PARSED_QUERIES[next(iter(_PARSED_QUERIES))]
+        _PARSED_QUERIES[key] = parsed
+    return parsed
+
+
 def _parse_input(endpoint: Endpoint, api: ApiRequest[Any, Any], raw: bytes) -> None:
     request = api.http
     if endpoint.query is not None:
-        api.query = _parse(endpoint.query, _query_values(request), "query")
+        api.query = _parsed_query(endpoint.query, request)
     if endpoint.body is None:
         return
     if not raw:
@@ -651,9 +679,8 @@ def _wrap(
                 raise Unauthenticated("authentication required")
             # The body is read before any transaction: a slow client never holds a lock.
             raw = await _read_raw(request) if endpoint.body is not None else b""
-            resolves = any(s.resolve is not None for s in endpoint.path_ids.values())
             if not endpoint.transactional:
-                if endpoint.permission or resolves:
+                if endpoint.permission or endpoint.resolves:
                     async with transaction(request.app[READ_SESSIONS]) as db:
                         await _resolve_ids(endpoint, api, db)
                         if endpoint.permission:
@@ -671,7 +698,7 @@ def _wrap(
             factory = request.app[READ_SESSIONS if reads_only else SESSIONS]
             async with transaction(factory) as db:
                 api._db = db
-                if resolves:
+                if endpoint.resolves:
                     await _resolve_ids(endpoint, api, db)
                 # Visibility first: someone else's server is 404 on every route, whatever
                 # else would be wrong with the request.

@@ -20,6 +20,10 @@ class Output(BaseModel):
 
 
 class PageQuery(Input):
+    """A page of a list. Frozen: its parse is kept per query text (``api.routing``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     page: int = Field(1, ge=1, le=100_000)
     per_page: int = Field(50, ge=1, le=100)
 

@@ -19,9 +19,10 @@ MEDIA_TYPE = "Application/vnd.pterodactyl.v1+json"
 
 
 class CompatQuery(Input):
-    """What every list and item route takes: paging and ``include``."""
+    """What every list and item route takes: paging and ``include``. Frozen: its parse is
+    kept per query text (``api.routing``)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
     page: int = Field(1, ge=1, le=100_000)
     per_page: int = Field(50, ge=1, le=100)
