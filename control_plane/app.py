@@ -48,15 +48,16 @@ from control_plane.mail.sender import MailSender
 from control_plane.middlewares import (
     cors,
     database_faults,
-    install_security_headers,
+    rate_limit_headers,
     refuse_unstorable_text,
+    security_headers,
 )
 from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
 from control_plane.nodes.health import node_health_monitor
 from control_plane.observability.metrics import ControlPlaneMetrics
-from control_plane.observability.requests import observe_requests
+from control_plane.observability.requests import observe_request
 from control_plane.observability.retention import retention_job
 from control_plane.scheduling.clock import SchedulerClock
 from control_plane.scheduling.runner import scheduler_ctx
@@ -75,8 +76,9 @@ from control_plane.services.state_fanout import FANOUT, StateFanout, state_fanou
 from control_plane.services.webhooks.dispatcher import webhook_dispatcher_ctx
 from control_plane.services.webhooks.guard import WebhookUrlGuard
 from control_plane.settings import ControlPlaneSettings
-from control_plane.web.setup import install_page_headers, page_errors, static_routes, web_ctx
-from shared.http import error_shape_with, request_context
+from control_plane.web.setup import page_errors, page_headers, static_routes, web_ctx
+from shared.http import error_shape_with, request_context_with
+from shared.http_server import install_response_headers
 from shared.ssrf import HostResolver, resolve_with_system_dns
 
 log = structlog.get_logger("control_plane")
@@ -197,8 +199,9 @@ def create_app(
     webhook URLs (tests give names of their own)."""
     app = web.Application(
         middlewares=[
-            request_context,
-            observe_requests,
+            # The request id, the log line and the request metrics (counted with the
+            # status the client got, refusals included).
+            request_context_with(observe_request),
             # Errors in our shape, or Pterodactyl's on its paths (/api/application, /api/client).
             error_shape_with(render_error),
             page_errors,
@@ -230,8 +233,11 @@ def create_app(
         )
     if background_jobs and settings.mail_enabled:
         app.cleanup_ctx.append(mail_sender_ctx)
-    install_security_headers(app)
-    install_page_headers(app)
+    # The guide's headers on every answer (errors, streams and aiohttp's own refusals
+    # included), no Server header; then the bucket's rate-limit headers and a page's own.
+    install_response_headers(
+        app, security_headers(settings), then=(rate_limit_headers, page_headers)
+    )
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
     for table in ROUTE_TABLES + PAGE_TABLES:

@@ -15,7 +15,6 @@ from control_plane.keys import RATE_DECISION, SETTINGS
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
 from shared.http import Handler
-from shared.http_server import install_response_headers
 
 log = structlog.get_logger("control_plane")
 _HEADERS = {
@@ -40,17 +39,11 @@ def security_headers(settings: ControlPlaneSettings) -> dict[str, str]:
     return headers
 
 
-async def _add_rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+def rate_limit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The rate-limit headers of the request's bucket (``install_response_headers``'s hook)."""
     decision = request.get(RATE_DECISION)
     if decision is not None:
         response.headers.update(decision.headers(time.time()))
-
-
-def install_security_headers(app: web.Application) -> None:
-    """Headers on every response, errors, streamed responses and the HTTP parser's own
-    refusals included; no ``Server`` header (``shared.http_server``)."""
-    install_response_headers(app, security_headers(app[SETTINGS]))
-    app.on_response_prepare.append(_add_rate_limit_headers)
 
 
 @web.middleware
@@ -135,6 +128,7 @@ __all__ = [
     "Handler",
     "cors",
     "database_faults",
-    "install_security_headers",
+    "rate_limit_headers",
     "refuse_unstorable_text",
+    "security_headers",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -37,16 +37,27 @@ RESPONSE_HEADERS = web.AppKey("RESPONSE_HEADERS", Mapping[str, str])
 """Headers every answer of the app carries, aiohttp's own refusals included."""
 
 
-def install_response_headers(app: web.Application, headers: Mapping[str, str]) -> None:
-    """Every response of ``app`` carries ``headers`` and no ``Server`` header."""
-    app[RESPONSE_HEADERS] = dict(headers)
-    app.on_response_prepare.append(_response_headers)
+# Adds a response's own headers after the fixed ones (rate-limit headers, a page's CSP).
+HeaderHook = Callable[[web.Request, web.StreamResponse], None]
 
 
-async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(request.app[RESPONSE_HEADERS])
-    # aiohttp sets it while preparing, before this hook runs: "Python/3.x aiohttp/3.x".
-    response.headers.popall(hdrs.SERVER, None)
+def install_response_headers(
+    app: web.Application, headers: Mapping[str, str], *, then: Sequence[HeaderHook] = ()
+) -> None:
+    """Every response of ``app`` carries ``headers`` and no ``Server`` header; ``then`` add
+    their own after those, in order. One ``on_response_prepare`` hook does it all: aiohttp
+    awaits each hook of the signal on every response."""
+    fixed = app[RESPONSE_HEADERS] = dict(headers)
+    more = tuple(then)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(fixed)
+        # aiohttp sets it while preparing, before this hook runs: "Python/3.x aiohttp/3.x".
+        response.headers.popall(hdrs.SERVER, None)
+        for hook in more:
+            hook(request, response)
+
+    app.on_response_prepare.append(add_headers)
 
 
 class _ResponseWithoutServer(web.Response):

@@ -114,14 +114,10 @@ def _error_page(request: web.Request, err: ApiError) -> web.Response:
     return response
 
 
-async def _page_headers(request: web.Request, response: web.StreamResponse) -> None:
+def page_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """After the API's headers (they apply to everything): pages get their own CSP, static
+    files a year of caching (``install_response_headers``'s hook)."""
     if is_page(request) and response.content_type == "text/html":
         response.headers["Content-Security-Policy"] = page_csp(request.get(STYLE_NONCE))
     elif request.path.startswith(STATIC_PREFIX) and response.status == 200:
         response.headers["Cache-Control"] = IMMUTABLE
-
-
-def install_page_headers(app: web.Application) -> None:
-    """After the API's headers (they apply to everything): pages get their own CSP, static
-    files a year of caching."""
-    app.on_response_prepare.append(_page_headers)
