@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,15 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.logging import _SENSITIVE_TEXT, REDACTED, _scrub, configure_logging
+import shared.logging
+from shared.logging import (
+    _SENSITIVE_TEXT,
+    REDACTED,
+    _scrub,
+    configure_logging,
+    log_request,
+    start_log_context,
+)
 
 JWT = "eyJhbGciOiJFZERTQSJ9.eyJpc3MiOiJzdGVsbGFyLWNwIn0.c2lnbmF0dXJlLWJ5dGVz"
 
@@ -58,6 +67,26 @@ def test_sensitive_keys_are_blanked(json_logs: pytest.CaptureFixture[str]) -> No
     assert line["password"] == REDACTED
     assert line["headers"] == {"Authorization": REDACTED, "Cookie": REDACTED, "Accept": "*/*"}
     assert line["email"] == "admin@example.org"
+
+
+def test_the_request_line_written_directly_is_the_line_structlog_writes(
+    json_logs: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_log_context(request_id="req-1", session_token="t0ken-in-context")
+    log_request("GET", f"/api/v1/servers/{JWT}", 200, 1.25, "127.0.0.1")
+    [direct] = lines(json_logs)
+    monkeypatch.setattr(shared.logging, "_request_lines_direct", False)
+    # A logger of its own: the module's would stay bound to this test's configuration.
+    monkeypatch.setattr(shared.logging, "_http_log", structlog.get_logger("http"))
+    log_request("GET", f"/api/v1/servers/{JWT}", 200, 1.25, "127.0.0.1")
+    [chained] = lines(json_logs)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", str(direct.pop("timestamp")))
+    chained.pop("timestamp")
+    assert list(direct.items()) == list(chained.items())
+    assert direct["event"] == "request"
+    assert direct["request_id"] == "req-1"
+    assert direct["path"] == f"/api/v1/servers/{REDACTED}"
+    assert direct["session_token"] == REDACTED
 
 
 def test_token_shaped_text_is_scrubbed_from_messages(json_logs: pytest.CaptureFixture[str]) -> None:
