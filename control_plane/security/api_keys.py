@@ -12,6 +12,7 @@ call) and keys survive a rotation of the auth secret.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -61,6 +62,12 @@ ADMIN_ONLY: Final = frozenset({Scope.ADMIN, Scope.METRICS})
 def granted_scopes(stored: list[str], *, is_admin: bool) -> frozenset[Scope]:
     """The scopes a key acts with: ``write`` includes ``read``; ``admin`` and ``metrics``
     only for admins."""
+    return _granted(tuple(stored), is_admin)
+
+
+# Read on every request; a handful of distinct scope lists exist (enum look-ups cost more).
+@functools.lru_cache(maxsize=256)
+def _granted(stored: tuple[str, ...], is_admin: bool) -> frozenset[Scope]:
     scopes = {Scope(s) for s in stored if s in _SCOPE_VALUES}
     if Scope.WRITE in scopes:
         scopes.add(Scope.READ)
