@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import QueuePool
 
+from control_plane.db import json_values
 from control_plane.db.faults import unavailable
 
 
@@ -81,11 +82,18 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An engine with foreign keys on for SQLite and a health-checked pool for PostgreSQL."""
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
-        engine = create_async_engine(target, echo=echo)
+        engine = create_async_engine(target, echo=echo, json_deserializer=json_values.loads)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(target, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        target,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        json_deserializer=json_values.loads,
+    )
 
 
 def _queue(bind: Any) -> asyncio.Lock | None:

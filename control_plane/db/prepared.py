@@ -7,9 +7,9 @@ every statement: about 75 µs of the authentication read's 95 µs, and as much a
 list's page. The reads of ``StatementReader`` are a handful of fixed SELECTs run on every
 request, so each is compiled once and only its parameters change. Values are converted by the
 same bind and result processors SQLAlchemy would apply (``dialect_impl(...).bind_processor`` /
-``result_processor``), some sooner: immutable results are kept by raw value, SQLite's JSON
-text is parsed by orjson (``_faster``). ``tests/integration/control_plane/test_prepared_reads.py``
-compares the rows with SQLAlchemy's for every statement that runs this way.
+``result_processor``), some sooner: immutable results are kept by raw text (``_faster``).
+``tests/integration/control_plane/test_prepared_reads.py`` compares the rows with
+SQLAlchemy's for every statement that runs this way.
 
 A statement that compiles to more than fixed SQL with positional parameters (expanding ``IN``
 lists, literal-rendered values) is refused (:class:`Unpreparable`); the reader then runs it
@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-import orjson
 from sqlalchemy import JSON, Dialect, Select
 from sqlalchemy.types import TypeEngine
 
@@ -66,26 +65,11 @@ def _memoised(processor: Processor) -> Processor:
     return process
 
 
-def _json_text(processor: Processor) -> Processor:
-    """SQLite's JSON text parsed by orjson (five times json's speed on a short list),
-    anything orjson refuses (NaN, integers past 64 bits, lone surrogates) and non-text
-    values by SQLAlchemy's own ``processor``."""
-
-    def process(value: Any) -> Any:
-        if type(value) is str:
-            try:
-                return orjson.loads(value)
-            except orjson.JSONDecodeError:
-                pass
-        return processor(value)
-
-    return process
-
-
 def _faster(column_type: TypeEngine[Any], processor: Processor) -> Processor:
-    """SQLAlchemy's result ``processor`` for ``column_type``, with the same results sooner."""
+    """SQLAlchemy's result ``processor`` for ``column_type``, with the same results sooner
+    (JSON is read by the engines' own quicker parser, ``db.json_values``)."""
     if isinstance(column_type, JSON):
-        return _json_text(processor)
+        return processor  # lists and objects: nothing to keep
     return _memoised(processor)
 
 

@@ -40,6 +40,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, Row, Select, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from control_plane.db import json_values
 from control_plane.db.prepared import PreparedRead, Unpreparable
 
 _Columns = TypeVarTuple("_Columns")
@@ -95,7 +96,9 @@ class StatementReader:
             if engine.url.database in (None, "", ":memory:"):
                 raise ValueError("the reader threads need a SQLite file, not a database in memory")
             sqlite = sqlalchemy.create_engine(
-                engine.url.set(drivername="sqlite+pysqlite"), pool_size=SQLITE_READ_THREADS
+                engine.url.set(drivername="sqlite+pysqlite"),
+                pool_size=SQLITE_READ_THREADS,
+                json_deserializer=json_values.loads,
             )
             event.listen(sqlite, "connect", _sqlite_reader_pragmas)
             self._sqlite = (sqlite, ThreadPoolExecutor(SQLITE_READ_THREADS, "sqlite-reader"))
@@ -107,6 +110,7 @@ class StatementReader:
                 max_overflow=POSTGRES_READ_OVERFLOW,
                 # Autocommit: there is never a transaction to roll back on the way back in.
                 pool_reset_on_return=None,
+                json_deserializer=json_values.loads,
             )
 
     async def rows(
@@ -145,7 +149,7 @@ class StatementReader:
             # SQLite refused (busy past the timeout, disk I/O...): SQLAlchemy's run of the
             # statement raises the error the fault handling knows.
             return await self.rows(statement, parameters)
-        return cast(Sequence[Row[*_Columns]], fetched)
+        return cast("Sequence[Row[*_Columns]]", fetched)
 
     async def one_row(
         self, statement: Select[*_Columns], parameters: dict[str, Any]
@@ -162,7 +166,7 @@ class StatementReader:
                 self._loop_connection = _sqlite_loop_connection(str(self._sqlite[0].url.database))
             rows = prepared.run(self._loop_connection, parameters)
             # Named tuples: read by index, slice and column name, as Row is by the callers.
-            return cast(Sequence[Row[*_Columns]], rows)
+            return cast("Sequence[Row[*_Columns]]", rows)
         except sqlite3.OperationalError:
             # Busy or locked (see the module's docstring): the threads wait for it.
             return await self.rows(statement, parameters)
@@ -196,7 +200,7 @@ class StatementReader:
             self._held.append(held)
         else:
             await connection.close()
-        return cast(Sequence[Row[*_Columns]], prepared.rows_of(fetched))
+        return cast("Sequence[Row[*_Columns]]", prepared.rows_of(fetched))
 
     async def _hold(self) -> tuple[AsyncConnection, Any]:
         """A connection of the read pool and its asyncpg connection, for the reads by index."""
