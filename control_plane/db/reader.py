@@ -51,15 +51,17 @@ SQLITE_READ_THREADS: Final = 2
 # one for a single statement. Those beyond the pool's size are closed as they come back when
 # the pool is full, and opened anew at the next burst (a TCP and TLS handshake each): with 5
 # and 8 requests in flight, opening connections was a quarter of the authentication read's
-# CPU (py-spy, bench/api.py). Ten kept cover that; five more for bursts.
-POSTGRES_READ_POOL: Final = 10
+# CPU (py-spy, bench/api.py). Twelve kept cover that (eight of them for the compiled reads,
+# below); five more for bursts.
+POSTGRES_READ_POOL: Final = 12
 POSTGRES_READ_OVERFLOW: Final = 5
 # Of those, how many the compiled reads (authentication, list pages) keep checked out between
 # reads, on a stack of their own: taking one from SQLAlchemy's pool and giving it back (a
 # greenlet switch each, the pool's bookkeeping) cost about as much CPU as the read itself.
-# Few are in flight at once (a read is a small part of a request); the other reads keep the
-# rest of the pool, without opening new connections.
-POSTGRES_HELD: Final = 4
+# Up to eight are kept (with 4, eight requests in flight took and gave back connections on
+# every other request: 10 us of CPU a list); the other reads keep the pool's other four and
+# its overflow.
+POSTGRES_HELD: Final = 8
 
 
 def _sqlite_loop_connection(path: str) -> sqlite3.Connection:
