@@ -7,6 +7,7 @@ one go. See the README's configuration reference for each variable.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -411,19 +412,21 @@ class ControlPlaneSettings(BaseModel):
     def encryption_key_map(self) -> dict[str, bytes]:
         return parse_encryption_keys(self.encryption_keys) if self.encryption_keys else {}
 
+    # The parsed forms below are read on every request: parsed once per text (a cache keyed
+    # by the setting's text cannot go stale, a cached_property would survive model_copy).
     @property
     def cors_origin_set(self) -> frozenset[str]:
-        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+        return _origins(self.cors_origins)
 
     @property
-    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        parts = (part.strip() for part in self.trusted_proxies.split(","))
-        return [ipaddress.ip_network(item, strict=False) for item in parts if item]
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return _networks(self.trusted_proxies)
 
     @property
-    def metrics_scraper_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        parts = (part.strip() for part in self.metrics_scrapers.split(","))
-        return [ipaddress.ip_network(item, strict=False) for item in parts if item]
+    def metrics_scraper_networks(
+        self,
+    ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return _networks(self.metrics_scrapers)
 
     @property
     def webhook_test_networks(self) -> frozenset[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -448,6 +451,17 @@ class ControlPlaneSettings(BaseModel):
     @property
     def secure_cookies(self) -> bool:
         return bool(self.public_url and self.public_url.startswith("https://"))
+
+
+@functools.lru_cache(maxsize=16)
+def _origins(text: str) -> frozenset[str]:
+    return frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    parts = (part.strip() for part in text.split(","))
+    return tuple(ipaddress.ip_network(item, strict=False) for item in parts if item)
 
 
 def _flag(values: Mapping[str, str], name: str) -> bool:
