@@ -42,6 +42,7 @@ Processor = Callable[[Any], Any]
 _IMMUTABLE: Final = (uuid.UUID, dt.datetime, dt.date, dt.time, dt.timedelta, str, int, float)
 MEMO_SIZE: Final = 4096
 _MISSING: Final = object()
+_REQUIRED: Final = object()
 
 
 def _memoised(processor: Processor) -> Processor:
@@ -93,6 +94,17 @@ class PreparedRead:
             if processor is not None:
                 binds[name] = processor
         self._binds = binds
+        # Per position: its name, the value it has unless given (_REQUIRED: none) and its bind
+        # processor; None when a value is computed at execution (SQLAlchemy's path then).
+        plan: list[tuple[str, Any, Processor | None]] | None = []
+        for name in self._positions:
+            bind = compiled.binds[name]
+            if bind.callable is not None or plan is None:
+                plan = None
+                continue
+            default = _REQUIRED if bind.required else bind.value
+            plan.append((name, default, binds.get(name)))
+        self._plan = None if plan is None else tuple(plan)
         columns = list(statement.selected_columns)
         self._width = len(columns)
         self._processors: list[tuple[int, Processor]] = []
@@ -108,6 +120,15 @@ class PreparedRead:
 
     def arguments(self, parameters: dict[str, Any]) -> list[Any]:
         """The positional values for ``parameters`` (bound parameters' defaults included)."""
+        if self._plan is not None:
+            arguments: list[Any] = []
+            for name, default, process in self._plan:
+                value = parameters.get(name, default)
+                if value is _REQUIRED:
+                    break  # SQLAlchemy's own error, below
+                arguments.append(value if process is None else process(value))
+            else:
+                return arguments
         values = self._compiled.construct_params(parameters)
         binds = self._binds
         return [
