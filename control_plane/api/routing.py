@@ -381,7 +381,7 @@ def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
     raise api.deny(error, "auth.forbidden")
 
 
-# Queries of frozen models as parsed, by (model, query text): a list asks with the same
+# Queries of frozen models as parsed, by (model, raw query text): a list asks with the same
 # query on every page view, and pydantic's validation of it was ~12 µs a request. A parse
 # depends on the text alone, and a frozen model cannot be changed by one handler under
 # another. Bounded: a client that sends ever new queries only evicts the oldest.
@@ -390,7 +390,8 @@ PARSED_QUERIES_KEPT: Final = 1024
 
 
 def _parsed_query(model: type[BaseModel], request: web.Request) -> BaseModel:
-    key = (model, request.query_string)
+    # The raw text: the decoded one is the same for different queries (a%2Bb, a%%32Bb).
+    key = (model, request.rel_url.raw_query_string)
     parsed = _PARSED_QUERIES.get(key)
     if parsed is not None:
         return parsed
