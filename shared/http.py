@@ -70,11 +70,13 @@ def request_context_with(observe: Observer | None) -> Middleware:
             raise
         finally:
             seconds = time.perf_counter() - started
-            if observe is not None:
-                observe(request, status, seconds)
-            log_request(
-                request.method, request.path, status, round(seconds * 1000, 2), request.remote
-            )
+            try:
+                if observe is not None:
+                    observe(request, status, seconds)
+            finally:
+                log_request(
+                    request.method, request.path, status, round(seconds * 1000, 2), request.remote
+                )
 
     return request_context
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections.abc import Iterator
 from typing import Final, Protocol
 
@@ -21,6 +22,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -113,16 +115,23 @@ class RequestCollector(Collector):
         self._durations: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
         # status code -> its text, made once
         self._statuses: dict[int, str] = {}
+        # When each label set was first seen (the ``_created`` samples, as prometheus_client's)
+        self._created: dict[tuple[str, ...], float] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         code = self._statuses.get(status)
         if code is None:
             code = self._statuses[status] = str(status)
         key = (route, method, code)
-        self._answers[key] = self._answers.get(key, 0) + 1
+        count = self._answers.get(key)
+        if count is None:
+            count = 0
+            self._created[key] = time.time()
+        self._answers[key] = count + 1
         durations = self._durations.get((route, method))
         if durations is None:
             durations = self._durations[(route, method)] = ([0] * (len(self.BUCKETS) + 1), [0.0])
+            self._created[(route, method)] = time.time()
         durations[0][bisect.bisect_left(self.BUCKETS, seconds)] += 1
         durations[1][0] += seconds
 
@@ -132,8 +141,9 @@ class RequestCollector(Collector):
             "HTTP requests answered, by route template, method and status.",
             labels=["route", "method", "status"],
         )
+        created = self._created
         for labels, count in list(self._answers.items()):
-            answers.add_metric(list(labels), float(count))
+            answers.add_metric(list(labels), float(count), created=created[labels])
         yield answers
         durations = HistogramMetricFamily(
             "stellar_http_request_duration_seconds",
@@ -145,6 +155,13 @@ class RequestCollector(Collector):
             buckets = [(bound, float(n)) for bound, n in zip(_BOUNDS, cumulative, strict=False)]
             buckets.append(("+Inf", float(cumulative[-1])))
             durations.add_metric(list(route_method), buckets, total[0])
+            durations.samples.append(
+                Sample(
+                    "stellar_http_request_duration_seconds_created",
+                    dict(zip(("route", "method"), route_method, strict=True)),
+                    created[route_method],
+                )
+            )
         yield durations
 
 
