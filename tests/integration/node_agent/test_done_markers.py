@@ -142,12 +142,7 @@ async def test_a_marker_matches_whole_lines_however_the_output_is_cut(
         "exec sleep 600"
     )
     async with api.node_events() as events:
-        server_id = await servers.create(
-            image=BUSYBOX_IMAGE,
-            startup=["/bin/sh", "-c", script],
-            startup_done=[READY],
-            stop={"type": "signal", "value": "SIGKILL"},
-        )
+        server_id = await _busybox_server(servers, script, READY)
         assert (await start(api, server_id))["state"] == "starting"
         lines = await logged(api, server_id, "ready")
         assert lines[-2:] == ["Server is", "ready"]
@@ -169,12 +164,7 @@ async def test_long_and_binary_lines_are_searched_in_their_first_4096_characters
         f'printf \'\\377\\376\\001 {READY}%s%s\\n\' "$x" "$y"; exec sleep 600'
     )
     async with api.node_events() as events:
-        server_id = await servers.create(
-            image=BUSYBOX_IMAGE,
-            startup=["/bin/sh", "-c", script],
-            startup_done=[READY],
-            stop={"type": "signal", "value": "SIGKILL"},
-        )
+        server_id = await _busybox_server(servers, script, READY)
         assert (await start(api, server_id))["state"] == "starting"
         first = (await logged(api, server_id, "xxxx"))[-1]
         assert first == "x" * 4096
@@ -196,12 +186,7 @@ async def test_a_done_line_lost_to_the_console_throttle_still_counts(
         f"echo '{READY}'; exec sleep 600"
     )
     async with api.node_events() as events:
-        server_id = await servers.create(
-            image=BUSYBOX_IMAGE,
-            startup=["/bin/sh", "-c", script],
-            startup_done=[READY],
-            stop={"type": "signal", "value": "SIGKILL"},
-        )
+        server_id = await _busybox_server(servers, script, READY)
         await start(api, server_id)
         await events_are(events, server_id, ["starting", "running"])
 
@@ -300,16 +285,21 @@ async def _running_within(api: LiveClient, server_id: uuid.UUID, seconds: float)
     raise AssertionError(f"still {(await read_body(api, server_id))['state']} after {seconds} s")
 
 
-async def _started_fresh(
-    servers: LiveServers, api: LiveClient, script: str, done: str
-) -> uuid.UUID:
-    """A new busybox server running ``script``, started, ``running`` by its done line."""
-    server_id = await servers.create(
+async def _busybox_server(servers: LiveServers, script: str, done: str) -> uuid.UUID:
+    """A new busybox server running ``script``, ``running`` once it prints ``done``."""
+    return await servers.create(
         image=BUSYBOX_IMAGE,
         startup=["/bin/sh", "-c", script],
         startup_done=[done],
         stop={"type": "signal", "value": "SIGKILL"},
     )
+
+
+async def _started_fresh(
+    servers: LiveServers, api: LiveClient, script: str, done: str
+) -> uuid.UUID:
+    """A new busybox server running ``script``, started, ``running`` by its done line."""
+    server_id = await _busybox_server(servers, script, done)
     await start(api, server_id)
     await _running_within(api, server_id, PROMPT_SECONDS)
     return server_id
