@@ -7,6 +7,9 @@ privilege (not root) still skips.
 
 A module marked ``docker`` (``pytestmark``) gets ``docker_images`` before any fixture of its
 own: the engine reachable and the local test images built, once a run.
+
+Every asynchronous test and fixture runs on uvloop, the event loop both services serve on
+(``shared.http_server.run_app``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import asyncio
 import os
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import aiodocker
 import asyncpg
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
@@ -39,6 +43,14 @@ POSTGRES_URL = os.environ.get(
     "STELLAR_TEST_POSTGRES_URL", "postgresql://stellar:stellar@127.0.0.1:5432/stellar_test"
 )
 REQUIRE_SERVICES = os.environ.get("STELLAR_REQUIRE_SERVICES") == "1" or bool(os.environ.get("CI"))
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The loop of every asynchronous test: uvloop's, as in the services (one factory, so the
+    tests' names do not change)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def service_missing(reason: str) -> None:

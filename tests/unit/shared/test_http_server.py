@@ -1,16 +1,19 @@
 """The runner both services serve on: aiohttp's own answers (parser refusals, an exception no
 middleware caught) are in the error shape with the app's headers, and no answer, a WebSocket
-upgrade or a streamed body included, carries a ``Server`` header."""
+upgrade or a streamed body included, carries a ``Server`` header; ``run_app`` serves on
+uvloop."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+import uvloop
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from shared.http_server import install_response_headers
+from shared.http_server import install_response_headers, run_app
+from tests.support.agent_process import free_port
 from tests.support.raw_http import RawResponse, exchange, request_bytes
 
 HEADERS = {"X-Frame-Options": "DENY", "Cache-Control": "no-store"}
@@ -114,3 +117,17 @@ async def test_a_websocket_upgrade_has_no_server_header(aiohttp_server: AiohttpS
     assert head.startswith("HTTP/1.1 101")
     assert "\r\nServer:" not in head
     assert "\r\nX-Frame-Options: DENY\r\n" in head
+
+
+def test_run_app_serves_on_uvloop() -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def started(_app: web.Application) -> None:
+        loops.append(asyncio.get_running_loop())
+        raise web.GracefulExit  # as SIGTERM would: run_app returns
+
+    application = app()
+    application.on_startup.append(started)
+    run_app(application, host="127.0.0.1", port=free_port())
+    assert len(loops) == 1
+    assert isinstance(loops[0], uvloop.Loop)
