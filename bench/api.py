@@ -12,9 +12,11 @@ Run ``python bench/api.py`` (``--help`` for the options). In one run it
    ``--servers`` on the first page) authenticated by API key (``Authorization: Bearer``)
    and by session cookie, and of the Pterodactyl-compatible ``GET /api/client`` (the same
    servers, a ``ptlc_`` client key), against a bare aiohttp hello-world (this same script with
-   ``--serve-hello PORT``, ``web.run_app``), each with one keep-alive
-   ``aiohttp.ClientSession`` and ``--concurrency`` requests in flight, in alternating
-   time-boxed blocks so that machine noise falls on all three alike;
+   ``--serve-hello PORT``, ``web.run_app`` on asyncio's loop: the target's baseline), each
+   with one keep-alive ``aiohttp.ClientSession`` and ``--concurrency`` requests in flight, in
+   alternating time-boxed blocks so that machine noise falls on all of them alike. The
+   control plane serves on uvloop (``shared/http_server.py``), so the same hello-world on
+   uvloop is measured beside it, and the list's ratio against that is printed too;
 3. (b) measures p50/p99 of cheap requests sent one at a time (``GET /healthz``, and
    ``GET /api/v1/auth/session`` with the cookie) with no sign-ins running, and while
    ``--logins`` clients sign in with the right password in a loop, alternating the two
@@ -57,6 +59,7 @@ from types import FrameType
 from typing import Any, Final
 
 import aiohttp
+import uvloop
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -113,15 +116,23 @@ Sample = list[float]  # microseconds
 # --------------------------------------------------------------------------- hello-world server
 
 
-def serve_hello(port: int) -> None:
-    """The baseline: one bare aiohttp route answering a small JSON body."""
+def serve_hello(port: int, loop: str) -> None:
+    """The baseline: one bare aiohttp route answering a small JSON body, on asyncio's loop
+    (as ``web.run_app`` serves) or on uvloop's (as the control plane serves)."""
 
     async def hello(_request: web.Request) -> web.Response:
         return web.json_response({"hello": "world"})
 
     app = web.Application()
     app.router.add_get(HELLO_PATH, hello)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop() if loop == "uvloop" else None,
+    )
 
 
 # --------------------------------------------------------------------------- subprocesses
@@ -154,10 +165,12 @@ def panel_server(name: str, root: Path, env: dict[str, str]) -> Server:
     return Server(name, argv, port, HEALTH_PATH, root / f"{name}.log", root, env)
 
 
-def hello_server(root: Path) -> Server:
+def hello_server(root: Path, loop: str = "asyncio") -> Server:
     port = free_port()
-    argv = [sys.executable, str(Path(__file__).resolve()), "--serve-hello", str(port)]
-    return Server("hello", argv, port, HELLO_PATH, root / "hello.log", root, base_env())
+    script = str(Path(__file__).resolve())
+    argv = [sys.executable, script, "--serve-hello", str(port), "--hello-loop", loop]
+    name = f"hello-{loop}"
+    return Server(name, argv, port, HELLO_PATH, root / f"{name}.log", root, base_env())
 
 
 # --------------------------------------------------------------------------- the database
@@ -311,11 +324,17 @@ class Listing:
     compat: Run
     # GET /healthz through every middleware with no credential: the stack's fixed cost.
     health: Run
+    # The same hello-world on uvloop, the control plane's loop.
+    hello_uvloop: Run
     servers_listed: int
 
 
 async def bench_listing(
-    panel: Server, hello: Server, population: Population, cookie: str, args: argparse.Namespace
+    panel: Server,
+    hellos: tuple[Server, Server],
+    population: Population,
+    cookie: str,
+    args: argparse.Namespace,
 ) -> Listing:
     url = f"{panel.base_url}{SERVERS_PATH}?per_page={args.servers}"
     compat_url = f"{panel.base_url}{COMPAT_SERVERS_PATH}?per_page={args.servers}"
@@ -328,7 +347,9 @@ async def bench_listing(
         client_session(args.concurrency) as hello_session,
         client_session(args.concurrency) as compat_session,
         client_session(args.concurrency) as health_session,
+        client_session(args.concurrency) as uvloop_hello_session,
     ):
+        hello, hello_uvloop = hellos
         await check_listing(key_session, url, by_key, args.servers)
         await check_listing(cookie_session, url, by_cookie, args.servers)
         await check_listing(compat_session, compat_url, by_client_key, args.servers)
@@ -338,18 +359,20 @@ async def bench_listing(
             get_request(hello_session, hello.base_url + HELLO_PATH),
             get_request(compat_session, compat_url, by_client_key),
             get_request(health_session, f"{panel.base_url}/healthz"),
+            get_request(uvloop_hello_session, hello_uvloop.base_url + HELLO_PATH),
         ]
         await alternate(targets, 0.5 * len(targets), args.concurrency, 1)  # warm-up
         panel_pid = panel.process.pid if panel.process else None
         hello_pid = hello.process.pid if hello.process else None
-        key, by_cookie_run, hello_run, compat, health = await alternate(
+        uvloop_pid = hello_uvloop.process.pid if hello_uvloop.process else None
+        key, by_cookie_run, hello_run, compat, health, uvloop_run = await alternate(
             targets,
             args.seconds,
             args.concurrency,
             args.rounds,
-            pids=[panel_pid, panel_pid, hello_pid, panel_pid, panel_pid],
+            pids=[panel_pid, panel_pid, hello_pid, panel_pid, panel_pid, uvloop_pid],
         )
-    return Listing(key, by_cookie_run, hello_run, compat, health, args.servers)
+    return Listing(key, by_cookie_run, hello_run, compat, health, uvloop_run, args.servers)
 
 
 @dataclass
@@ -556,6 +579,7 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
         ("bare aiohttp hello-world", listing.hello),
         (f"Pterodactyl GET {COMPAT_SERVERS_PATH} (ptlc_)", listing.compat),
         ("control plane, GET /healthz", listing.health),
+        ("bare aiohttp hello-world, uvloop", listing.hello_uvloop),
     ):
         ratio = run.per_second / hello if hello else 0.0
         ratios[name] = ratio
@@ -569,7 +593,9 @@ def listing_rows(label: str, listing: Listing, concurrency: int) -> dict[str, fl
         "  CPU us: the serving process's CPU time per request (its threads included; not"
         " PostgreSQL's); /hello: the hello-world's over it, the throughput ratio an idle machine"
         " with a core per process would show; /healthz: no credential, no database, every"
-        " middleware (the stack's fixed cost)"
+        " middleware (the stack's fixed cost); the control plane serves on uvloop, the"
+        " hello-world (the baseline) on asyncio's loop as web.run_app does, and on uvloop"
+        " in the last row"
     )
     return ratios
 
@@ -692,6 +718,7 @@ def _parser() -> argparse.ArgumentParser:
         " list is kept), as on a busy fleet where state changes keep emptying the kept lists",
     )
     parser.add_argument("--serve-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--hello-loop", default="asyncio", help=argparse.SUPPRESS)
     return parser
 
 
@@ -714,7 +741,11 @@ class Result:
 
 
 def run_backend(
-    label: str, database_url: str, root: Path, hello: Server, args: argparse.Namespace
+    label: str,
+    database_url: str,
+    root: Path,
+    hellos: tuple[Server, Server],
+    args: argparse.Namespace,
 ) -> Result:
     """Populate the database, serve it, and run (a), (b) and (c) against it."""
     key_file = root / f"signing-{label.lower()}.key"
@@ -737,7 +768,7 @@ def run_backend(
         cookie, csrf = asyncio.run(_sign_in_once(panel))
         listing = probes = slow = None
         if "a" in args.parts:
-            listing = asyncio.run(bench_listing(panel, hello, population, cookie, args))
+            listing = asyncio.run(bench_listing(panel, hellos, population, cookie, args))
         if "b" in args.parts:
             probes = asyncio.run(bench_logins(panel, cookie, args))
         if "c" in args.parts:
@@ -747,14 +778,16 @@ def run_backend(
     return Result(label, listing, probes, slow)
 
 
-def run_postgres(root: Path, hello: Server, args: argparse.Namespace) -> Result | None:
+def run_postgres(
+    root: Path, hellos: tuple[Server, Server], args: argparse.Namespace
+) -> Result | None:
     try:
         url = asyncio.run(create_postgres_database(args.postgres))
     except (OSError, ImportError) as err:
         print(f"PostgreSQL skipped: cannot create a database through {args.postgres}: {err}")
         return None
     try:
-        return run_backend("PostgreSQL", url, root, hello, args)
+        return run_backend("PostgreSQL", url, root, hellos, args)
     finally:
         asyncio.run(drop_postgres_database(args.postgres, url))
 
@@ -762,7 +795,7 @@ def run_postgres(root: Path, hello: Server, args: argparse.Namespace) -> Result 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.serve_hello is not None:
-        serve_hello(args.serve_hello)
+        serve_hello(args.serve_hello, args.hello_loop)
         return 0
     counts = (
         args.servers,
@@ -786,11 +819,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="stellar-bench-") as tmp:
         root = Path(tmp)
-        hello = hello_server(root)
-        with running([hello]):
-            results = [run_backend("SQLite", f"sqlite:///{root / 'stellar.db'}", root, hello, args)]
+        hellos = (hello_server(root), hello_server(root, "uvloop"))
+        with running(hellos):
+            sqlite = f"sqlite:///{root / 'stellar.db'}"
+            results = [run_backend("SQLite", sqlite, root, hellos, args)]
             if args.postgres:
-                postgres = run_postgres(root, hello, args)
+                postgres = run_postgres(root, hellos, args)
                 if postgres is not None:
                     results.append(postgres)
     print(
@@ -811,12 +845,20 @@ def main(argv: list[str] | None = None) -> int:
                 f" (target >= {TARGET_THROUGHPUT_RATIO}:"
                 f" {verdict(ratio, TARGET_THROUGHPUT_RATIO, at_least=True)})"
             )
-        hello_cpu = result.listing.hello.cpu_us_per_request
-        for name, run in (("API key", result.listing.api_key), ("cookie", result.listing.cookie)):
+        lists = result.listing
+        hello_cpu = lists.hello.cpu_us_per_request
+        uvloop_cpu = lists.hello_uvloop.cpu_us_per_request
+        uvloop_hello = lists.hello_uvloop.per_second
+        for name, run in (("API key", lists.api_key), ("cookie", lists.cookie)):
             cost = run.cpu_us_per_request
             summary.append(
                 f"ratio CPU per request, hello-world / {name} list, {result.label}:"
                 f" {hello_cpu / cost if cost else 0.0:.3f} ({cost:.0f} us vs {hello_cpu:.0f} us)"
+            )
+            summary.append(
+                f"  against the hello-world on uvloop: req/s"
+                f" {run.per_second / uvloop_hello if uvloop_hello else 0.0:.3f}, CPU"
+                f" {uvloop_cpu / cost if cost else 0.0:.3f} ({uvloop_cpu:.0f} us)"
             )
     for result in results:
         listing = result.listing
