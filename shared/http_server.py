@@ -16,8 +16,8 @@ versions. aiohttp offers no hook for them (aio-libs/aiohttp#3287), so:
 uvloop (libuv) instead of asyncio's own loop: the loop's work for each request (the socket's
 wake-up, the transport's reads and writes, call-backs) is done in C. With the rest of an
 authenticated list request made cheap, that share had grown: A/B (docs/performance.md,
-fifth round) the loop took 11-14 % of the CPU of a list on PostgreSQL (asyncpg's protocol
-is written for it), 6 % on SQLite, 9 % of ``/healthz``.
+fifth round) uvloop took 8-14 % off the CPU of a list on PostgreSQL (asyncpg's protocol is
+written for it; 8 % on an idle machine), 6 % on SQLite, 9 % off ``/healthz``.
 
 Every other answer gets the same headers from :func:`install_response_headers`.
 """
