@@ -718,7 +718,9 @@ def _parser() -> argparse.ArgumentParser:
         " list is kept), as on a busy fleet where state changes keep emptying the kept lists",
     )
     parser.add_argument("--serve-hello", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument("--hello-loop", default="asyncio", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--hello-loop", choices=("asyncio", "uvloop"), default="asyncio", help=argparse.SUPPRESS
+    )
     return parser
 
 
