@@ -96,7 +96,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[READ_SESSIONS] = read_session_factory(engine)
     app[STATEMENT_READER] = reader = StatementReader(engine)
     app[LIST_CACHE] = cache = ListCache()
-    pool = app[METRICS].watch_pool(engine)
+    pool = app[METRICS].watch_pools({"main": engine.sync_engine.pool, "reads": reader.pool})
     kept = app[METRICS].watch_list_cache(cache)
     yield
     app[METRICS].unwatch(kept)

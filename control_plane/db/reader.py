@@ -231,6 +231,15 @@ class StatementReader:
         assert self._engine is not None
         return self._engine.dialect
 
+    @property
+    def pool(self) -> sqlalchemy.Pool:
+        """The reads' own connection pool (the metrics report it). Connections the compiled
+        reads keep between reads (up to ``POSTGRES_HELD``) are checked out of it: in use."""
+        if self._sqlite is not None:
+            return self._sqlite[0].pool
+        assert self._engine is not None
+        return self._engine.sync_engine.pool
+
     async def close(self) -> None:
         """Stop the threads (none is busy once the app has stopped serving) and connections."""
         if self._sqlite is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import Pool
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Where a request matched no route: one label value for every unknown path.
@@ -32,32 +32,36 @@ UNMATCHED_ROUTE = "unmatched"
 
 
 class DatabasePoolCollector(Collector):
-    """The engine's connection pool, read at scrape time (nothing to keep up to date)."""
+    """The replica's connection pools, read at scrape time (nothing to keep up to date), by
+    name: ``main`` (the engine's: sessions, writes) and ``reads`` (the statement reader's:
+    authentication and lists, ``control_plane.db.reader``)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, pools: Mapping[str, Pool]) -> None:
+        self._pools = dict(pools)
 
     def collect(self) -> Iterator[Metric]:
-        pool = self._engine.sync_engine.pool
         family = GaugeMetricFamily(
             "stellar_db_pool_connections",
-            "Database connections of this replica's pool, by state.",
-            labels=["state"],
+            "Database connections of this replica's pools, by pool and state.",
+            labels=["pool", "state"],
         )
-        # SQLite's pools may lack the queue pool's counters; report what exists.
-        checked_out = getattr(pool, "checkedout", None)
-        checked_in = getattr(pool, "checkedin", None)
-        if callable(checked_out):
-            family.add_metric(["in_use"], float(checked_out()))
-        if callable(checked_in):
-            family.add_metric(["idle"], float(checked_in()))
-        yield family
         sized = GaugeMetricFamily(
-            "stellar_db_pool_size", "Configured size of the connection pool.", labels=[]
+            "stellar_db_pool_size",
+            "Configured size of each connection pool (overflow not included).",
+            labels=["pool"],
         )
-        size = getattr(pool, "size", None)
-        if callable(size):
-            sized.add_metric([], float(size()))
+        for name, pool in self._pools.items():
+            # SQLite's pools may lack the queue pool's counters; report what exists.
+            checked_out = getattr(pool, "checkedout", None)
+            checked_in = getattr(pool, "checkedin", None)
+            size = getattr(pool, "size", None)
+            if callable(checked_out):
+                family.add_metric([name, "in_use"], float(checked_out()))
+            if callable(checked_in):
+                family.add_metric([name, "idle"], float(checked_in()))
+            if callable(size):
+                sized.add_metric([name], float(size()))
+        yield family
         yield sized
 
 
@@ -262,9 +266,9 @@ class ControlPlaneMetrics:
         """Count and time one answer (``RequestCollector``)."""
         self.requests.observe(route, method, status, seconds)
 
-    def watch_pool(self, engine: AsyncEngine) -> DatabasePoolCollector:
-        """Report ``engine``'s pool until :meth:`unwatch` is called with what this returns."""
-        collector = DatabasePoolCollector(engine)
+    def watch_pools(self, pools: Mapping[str, Pool]) -> DatabasePoolCollector:
+        """Report these named pools until :meth:`unwatch` is called with what this returns."""
+        collector = DatabasePoolCollector(pools)
         self.registry.register(collector)
         return collector
 

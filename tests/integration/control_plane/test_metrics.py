@@ -64,7 +64,7 @@ async def test_metrics_need_an_administrators_key_with_the_metrics_scope(
     assert "metrics scope" in refused["error"]["message"]
 
     scraper = await metrics_key(admin, panel, ["metrics"])
-    assert (await scrape(scraper)).value("stellar_db_pool_size") is not None
+    assert (await scrape(scraper)).value("stellar_db_pool_size", pool="main") is not None
     # The scraper's key reaches nothing else.
     await scraper.json("GET", "/api/v1/servers", status=403)
     await scraper.json("GET", "/api/v1/users", status=403)
@@ -184,6 +184,13 @@ async def test_a_workload_is_counted_by_route_template_preset_and_outcome(
     }
     assert routes <= templates | {"unmatched"}, routes - templates
     assert seen.label_values("stellar_db_pool_connections", "state") >= {"in_use", "idle"}
+    # Both of the replica's pools: the engine's and the reads' own (authentication, lists),
+    # which the list requests above used.
+    assert seen.label_values("stellar_db_pool_connections", "pool") == {"main", "reads"}
+    assert seen.total("stellar_db_pool_connections", pool="reads") >= 1
+    postgres = database_url.startswith("postgresql")
+    assert seen.value("stellar_db_pool_size", pool="reads") == (12 if postgres else 2)
+    assert (seen.value("stellar_db_pool_size", pool="main") or 0) >= 1
     assert seen.value("stellar_list_cache_lookups_total", outcome="miss") == 1
     assert seen.value("stellar_list_cache_lookups_total", outcome="hit") == 2
     assert (seen.value("stellar_list_cache_bytes") or 0) > 0

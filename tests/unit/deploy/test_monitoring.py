@@ -31,7 +31,7 @@ async def exposed_names() -> set[str]:
     any sample: a labelled metric is described even with no label values yet)."""
     control_plane = ControlPlaneMetrics()
     engine = create_async_engine("sqlite+aiosqlite://")
-    control_plane.watch_pool(engine)
+    control_plane.watch_pools({"main": engine.sync_engine.pool})
     agent = AgentMetrics()
     agent.registry.register(ServerStateCollector(lambda: ["running"]))
     names: set[str] = set()
