@@ -2,8 +2,9 @@
 
 A request whose database is down, full or busy gets a clear answer instead of a 500:
 
-- PostgreSQL unreachable (refused, reset, gone mid-query, pool exhausted) or SQLite's file
-  unreadable: ``503 database_unavailable`` with ``Retry-After``;
+- PostgreSQL unreachable (refused, reset, its socket or host name not found, gone mid-query,
+  pool exhausted) or SQLite's file unreadable: ``503 database_unavailable`` with
+  ``Retry-After``;
 - SQLite busy beyond its wait (``database is locked``): the same 503, sooner to retry;
 - SQLite's disk full: ``507 insufficient_storage``. SQLite rolls the transaction back, so
   nothing is half written; the log names the database file.
@@ -95,7 +96,10 @@ def as_api_error(err: BaseException) -> ApiError | None:
             return unavailable("the database is unavailable; try again later")
         if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
             return unavailable("the database connection was lost; try again")
-        if isinstance(link, (ConnectionError, TimeoutError)) and _raised_by_database(link):
+        # Any OSError the driver raised while connecting or talking: refused or reset, and
+        # also a Unix socket that is not there (PostgreSQL stopped removes it), a host name
+        # that does not resolve, no route to the host.
+        if isinstance(link, OSError) and _raised_by_database(link):
             return unavailable("the database is unavailable; try again later")
         if isinstance(link, _ASYNCPG_UNAVAILABLE):
             return unavailable("the database is unavailable; try again later")

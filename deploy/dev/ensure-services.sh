@@ -412,6 +412,37 @@ SQL
     fi
 }
 
+# Password login over the server's Unix socket (the tests connect both ways: a control plane
+# on the same host as PostgreSQL may use the socket, docs in deploy/README.md).
+pg_socket_login_ok() {
+    local dir
+    dir="$(pg_psql_super -tA -c 'SHOW unix_socket_directories' | cut -d, -f1)" || return 1
+    [[ -n "$dir" ]] || return 1
+    [[ "$(PGPASSWORD="$PG_PASSWORD" PGCONNECT_TIMEOUT=5 psql -X -q -tA -h "$dir" \
+        -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DATABASE" -c 'SELECT 1' 2>/dev/null)" == 1 ]]
+}
+
+# Debian's pg_hba.conf asks for peer authentication over the socket ("local all all peer"),
+# which no OS user named like the role passes: a password rule for the role goes before it.
+pg_ensure_socket_hba() {
+    local hba_file marker="# added by StellarStack deploy/dev/ensure-services.sh (socket)"
+    hba_file="$(pg_psql_super -tA -c 'SHOW hba_file')"
+    if [[ -n "$hba_file" ]] && ! grep -qF "$marker" "$hba_file"; then
+        log "postgres: prepending a scram-sha-256 rule for $PG_ROLE over the Unix socket to $hba_file"
+        local tmp
+        tmp="$(mktemp)"
+        {
+            printf '%s\n' "$marker"
+            printf 'local   all             %-15s                         scram-sha-256\n' "$PG_ROLE"
+            cat "$hba_file"
+        } >"$tmp"
+        cat "$tmp" >"$hba_file"   # keep owner/permissions of the original
+        rm -f "$tmp"
+        pg_psql_super -tA -c 'SELECT pg_reload_conf()' >/dev/null
+        sleep 1
+    fi
+}
+
 # If password login over 127.0.0.1 still fails, make sure pg_hba.conf has a
 # password rule for the role on 127.0.0.1 (Debian's default already does).
 pg_ensure_hba() {
@@ -488,6 +519,13 @@ ensure_postgres() {
             pg_ensure_hba
             pg_app_login_ok || die "postgres: still cannot log in with postgresql://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DATABASE; check pg_hba.conf and listen_addresses"
         fi
+    fi
+    if ! pg_socket_login_ok; then
+        if is_root || [[ "$(id -un)" == postgres ]]; then
+            pg_ensure_socket_hba
+        fi
+        pg_socket_login_ok ||
+            log "postgres: password login over the Unix socket fails (pg_hba.conf); the socket's tests will fail"
     fi
     PG_SUMMARY="postgres: ready at postgresql://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DATABASE"
 }

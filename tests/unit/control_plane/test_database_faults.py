@@ -43,6 +43,7 @@ def test_mistakes_in_statements_stay_errors_of_ours(tmp_path: Path) -> None:
     assert as_api_error(ValueError("nothing to do with a database")) is None
     # A refused connection that did not come from the database layer is not the database's.
     assert as_api_error(ConnectionRefusedError("somewhere else")) is None
+    assert as_api_error(FileNotFoundError(2, "No such file or directory")) is None
 
 
 def test_a_pool_without_free_connections_is_503() -> None:
