@@ -171,6 +171,9 @@ async def accept_invitation(req: ApiRequest[InvitationAcceptIn, Any]) -> Session
     body=InvitationJoinIn,
     response=InvitationJoined,
     rate_limit="authentication",
+    # The token proves the invited mailbox: an account that still has to verify its address
+    # (STELLAR_REQUIRE_EMAIL_VERIFICATION) joins with it, and is verified by it.
+    allow_unverified=True,
 )
 async def join_invitation(req: ApiRequest[InvitationJoinIn, Any]) -> InvitationJoined:
     user = await req.db.get(User, req.me.user_id)

@@ -21,6 +21,7 @@ from tests.integration.control_plane.mail_support import (
     local,
     mail_environment,
     mail_panel,
+    register,
     token_of,
 )
 from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
@@ -31,6 +32,7 @@ from tests.support.world import World, build_world
 EVIL_NAME = '<b>"Tom & Jerry\'s"</b><script>x</script>'
 ESCAPED_NAME = "&lt;b&gt;&#34;Tom &amp; Jerry&#39;s&#34;&lt;/b&gt;&lt;script&gt;x&lt;/script&gt;"
 ACCEPT = "/api/v1/invitations/accept"
+JOIN = "/api/v1/invitations/join"
 
 
 def view(link: str) -> str:
@@ -66,6 +68,28 @@ async def world(
                     .values(name=EVIL_NAME)
                 )
             yield world
+
+
+@pytest.fixture
+async def verifying_world(
+    engine: AsyncEngine,
+    database_url: str,
+    catcher: MailCatcher,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[World]:
+    """Open registration, and every address must be verified before anything else."""
+    environment = mail_environment(
+        database_url,
+        0,
+        STELLAR_REGISTRATION="open",
+        STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
+        STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
+    )
+    async with smtp_server(catcher) as port:
+        environment["STELLAR_SMTP_PORT"] = str(port)
+        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+            yield await build_world(panel)
 
 
 def _invitations(world: World) -> str:
@@ -118,6 +142,44 @@ async def test_an_invitation_is_mailed_escaped_and_creates_the_account_with_its_
     again = await world.panel.browser()
     await again.json("POST", ACCEPT, 400, json={"token": token_of(link), "password": PASSWORD})
     await again.json("GET", view(link), 400)
+
+
+async def test_an_account_made_since_the_invitation_joins_with_it_and_is_verified_by_it(
+    verifying_world: World, catcher: MailCatcher
+) -> None:
+    """The invited address registered by itself (not through the link) still has to verify
+    it; the invitation's token, mailed to that address, proves it — and nothing else does."""
+    world = verifying_world
+    server_id = world.ids["alice_server"]
+    await world.alice.json(
+        "POST", _invitations(world), 201, json={"email": "late@example.org", "permissions": []}
+    )
+    link = (await catcher.next()).link()
+    newcomer = await world.panel.browser()
+    await register(newcomer, "late@example.org", PASSWORD)
+    assert (await catcher.next()).to == "late@example.org"  # the verification mail
+    refused = await newcomer.json("GET", "/api/v1/servers", 403)
+    assert "verify your e-mail address first" in refused["error"]["message"]
+
+    # Someone else's unverified account of another address, and made-up or wrong tokens,
+    # verify nothing.
+    squatter = await world.panel.browser()
+    await register(squatter, "squatter@example.org", PASSWORD)
+    await squatter.json("POST", JOIN, 403, json={"token": token_of(link)})
+    for made_up in ("x" * 43, token_of(link)[:-2] + "AA"):
+        await newcomer.json("POST", JOIN, 400, json={"token": made_up})
+    for browser in (newcomer, squatter):
+        session = await browser.json("GET", "/api/v1/auth/session")
+        assert session["must_verify"] is True
+
+    joined = await newcomer.json("POST", JOIN, json={"token": token_of(link)})
+    assert joined["server_id"] == server_id
+    assert (await newcomer.json("GET", "/api/v1/auth/session"))["must_verify"] is False
+    servers = await newcomer.json("GET", "/api/v1/servers")
+    assert [s["id"] for s in servers["data"]] == [server_id]
+    # Once only.
+    await newcomer.json("POST", JOIN, 400, json={"token": token_of(link)})
+    await squatter.json("GET", "/api/v1/servers", 403)
 
 
 async def test_invitations_refuse_existing_accounts_and_grants_beyond_the_inviter(
