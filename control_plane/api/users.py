@@ -13,7 +13,9 @@ from control_plane.errors import Conflict
 from control_plane.schemas.auth import UserOut
 from control_plane.schemas.common import Page, PageMeta
 from control_plane.schemas.users import UserCreate, UserListQuery, UserUpdate
+from control_plane.security.sessions import end_all_sessions
 from control_plane.services import mfa, records, sftp
+from control_plane.services import passkeys as passkey_service
 from control_plane.services import users as user_service
 
 routes = ApiRoutes("users", access=Access.ADMIN)
@@ -115,8 +117,29 @@ async def reset_second_factor(req: ApiRequest[Any, Any]) -> None:
         raise Conflict("turn off your own two-factor authentication on your account page")
     if await mfa.active_credential(req.db, user.id) is None:
         raise Conflict("two-factor authentication is off for this user: nothing to reset")
-    # Their passkeys stay: each is a credential the user registered and can remove.
+    # Their passkeys stay (each a complete sign-in of its own): removed by the route below.
     await mfa.disable(req.db, user.id)
     await req.audit(
         "user.2fa.reset", target_type="user", target_id=str(user.id), details={"email": user.email}
+    )
+
+
+@routes.delete(
+    "/api/v1/users/{user_id}/passkeys",
+    summary="Remove every passkey of a user, e.g. lost or stolen authenticators",
+    status=204,
+)
+async def remove_passkeys(req: ApiRequest[Any, Any]) -> None:
+    user = await _user(req)
+    if user.id == req.me.user_id:
+        raise Conflict("remove your own passkeys on your account page")
+    removed = await passkey_service.remove_all(req.db, user)
+    # A passkey signs in completely by itself, and a session does not say how it began: any
+    # of them may be a removed passkey's (a stolen laptop's), so all of them end.
+    await end_all_sessions(req.db, user.id)
+    await req.audit(
+        "user.passkeys.removed",
+        target_type="user",
+        target_id=str(user.id),
+        details={"email": user.email, "removed": removed},
     )

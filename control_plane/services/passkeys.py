@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +60,39 @@ async def remove(db: AsyncSession, user: User, passkey: PasskeyCredential) -> No
         raise Conflict("this is your only way to sign in: set a password or add another first")
     await db.delete(passkey)
     await db.flush()
+
+
+async def remove_all(db: AsyncSession, user: User) -> int:
+    """Delete every passkey of ``user`` (an administrator's answer to lost or stolen
+    authenticators, or to one an intruder added); how many. Refused when nothing is there,
+    and when passkeys are the user's only way to sign in (disabling the account is the
+    answer then: removing them would lock the user out for good)."""
+    count = await db.scalar(
+        select(func.count())
+        .select_from(PasskeyCredential)
+        .where(PasskeyCredential.user_id == user.id)
+    )
+    if not count:
+        raise Conflict(f"{user.email} has no passkey: nothing to remove")
+    if await oauth_service.sign_in_methods(db, user) <= count:
+        raise Conflict(
+            f"passkeys are {user.email}'s only way to sign in: disable the account instead,"
+            " or have them set a password or link an account first"
+        )
+    await db.execute(delete(PasskeyCredential).where(PasskeyCredential.user_id == user.id))
+    return int(count)
+
+
+async def counts(db: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many passkeys each of these users has (those with none are left out)."""
+    if not user_ids:
+        return {}
+    rows = await db.execute(
+        select(PasskeyCredential.user_id, func.count())
+        .where(PasskeyCredential.user_id.in_(user_ids))
+        .group_by(PasskeyCredential.user_id)
+    )
+    return {user_id: int(count) for user_id, count in rows}
 
 
 async def by_credential_id(db: AsyncSession, credential_id: str) -> PasskeyCredential | None:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.services import fleet, mfa
 from control_plane.services import infrastructure as infra
+from control_plane.services import passkeys as passkey_service
 from control_plane.services import users as user_service
 from control_plane.web.render import page
 
@@ -68,6 +69,7 @@ async def users_page(req: ApiRequest[Any, UserPageQuery]) -> web.StreamResponse:
         "admin/users.html",
         users=rows,
         with_totp=await mfa.users_with_totp(req.db, [user.id for user in rows]),
+        passkeys=await passkey_service.counts(req.db, [user.id for user in rows]),
         me_id=req.me.user_id,
         total=total,
         search=search,

@@ -185,6 +185,60 @@ async def test_the_last_way_to_sign_in_cannot_be_deleted(panel: Panel) -> None:
     await alice.json("DELETE", f"/api/v1/account/passkeys/{created['id']}", status=409)
 
 
+async def test_an_admin_removes_a_stolen_passkey_and_the_thief_is_out(panel: Panel) -> None:
+    """A user's laptop with a passkey is stolen: the thief signs in with it. An administrator
+    removes the user's passkeys: the thief's session ends and the passkey signs in no more;
+    the user's password still works."""
+    alice = await panel.signed_in(EMAIL)
+    alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    stolen, spare = authenticator(), authenticator()
+    await register(alice, stolen)
+    await register(alice, spare)
+    thief = await panel.browser()
+    signed_in = await passkey_sign_in(thief, stolen)
+    assert signed_in.status == 200
+    thief.csrf = (await signed_in.json())["csrf_token"]
+    await thief.json("GET", "/api/v1/auth/sessions")
+
+    admin = await panel.signed_in("root@example.org", admin=True)
+    path = f"/api/v1/users/{alice_id}/passkeys"
+    # Only administrators, not for their own, and a user that exists.
+    await alice.json("DELETE", path, status=403)
+    admin_id = (await admin.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    own = await admin.json("DELETE", f"/api/v1/users/{admin_id}/passkeys", status=409)
+    assert "account page" in own["error"]["message"]
+    await admin.json(
+        "DELETE", "/api/v1/users/00000000-0000-4000-8000-000000000000/passkeys", status=404
+    )
+    await admin.json("DELETE", path, status=204)
+
+    for browser in (thief, alice):  # every session of the user ended
+        assert (await browser.request("GET", "/api/v1/auth/sessions")).status == 401
+    for device in (stolen, spare):
+        refused = await passkey_sign_in(await panel.browser(), device)
+        assert refused.status == 401, await refused.text()
+    await (await panel.browser()).login(EMAIL)  # the password still signs in
+    nothing = await admin.json("DELETE", path, status=409)
+    assert "no passkey" in nothing["error"]["message"]
+    assert await audit(panel, "user.passkeys.removed") == [{"email": EMAIL, "removed": 2}]
+
+
+async def test_an_admin_does_not_remove_a_users_only_way_to_sign_in(panel: Panel) -> None:
+    alice = await panel.signed_in(EMAIL)
+    alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    device = authenticator()
+    await register(alice, device)
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        await db.execute(update(User).where(User.email == EMAIL).values(password_hash=None))
+    admin = await panel.signed_in("root@example.org", admin=True)
+    refused = await admin.json("DELETE", f"/api/v1/users/{alice_id}/passkeys", status=409)
+    assert "only way to sign in" in refused["error"]["message"]
+    assert "disable the account" in refused["error"]["message"]
+    # Nothing was removed: the passkey signs in as before, and the session goes on.
+    assert (await passkey_sign_in(await panel.browser(), device)).status == 200
+    await alice.json("GET", "/api/v1/auth/sessions")
+
+
 async def test_a_passkey_satisfies_required_2fa(
     engine: AsyncEngine,
     database_url: str,

@@ -12,6 +12,7 @@ The node health of a real agent is in ``test_web_admin_agent.py``.
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -21,11 +22,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Browser, Page, ViewportSize, expect
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.api.registry import PAGE_TABLES
 from control_plane.api.routing import Access
 from control_plane.app import create_app
+from control_plane.db.engine import session_factory
+from control_plane.db.models import PasskeyCredential, User
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
 from control_plane.settings import load_settings
 from shared.command_keys import key_id, write_private_key
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
@@ -74,6 +80,25 @@ async def admin_panel(
     )
     server = await aiohttp_server(create_app(settings, background_jobs=False))
     return Panel(server, aiohttp_client)
+
+
+async def add_passkeys(panel: Panel, email: str, count: int) -> None:
+    """Stored passkeys of ``email`` (what the users page counts and removes; signing in with
+    real ones is tests/integration/control_plane/test_passkeys.py's)."""
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        user_id = await db.scalar(select(User.id).where(User.email == email))
+        assert user_id is not None
+        for number in range(count):
+            db.add(
+                PasskeyCredential(
+                    user_id=user_id,
+                    credential_id=secrets.token_urlsafe(32),
+                    public_key=secrets.token_bytes(77),
+                    sign_count=0,
+                    name=f"device {number}",
+                    transports=[],
+                )
+            )
 
 
 def base_url(panel: Panel) -> str:
@@ -294,6 +319,20 @@ async def test_an_admin_creates_disables_and_resets_the_second_factor_of_a_user(
     again = await admin_panel.browser()
     signed = await again.login("player@example.org")
     assert signed["mfa_pending"] is False
+
+    # Passkeys (two, say a laptop that was stolen and a phone): removed together, and the
+    # user's sessions end with them.
+    await expect(row.locator("td").nth(4)).to_have_text("0")
+    await expect(row.get_by_role("button", name="Remove passkeys")).to_have_count(0)
+    await add_passkeys(admin_panel, "player@example.org", 2)
+    await page.reload()
+    await expect(row.locator("td").nth(4)).to_have_text("2")
+    await row.get_by_role("button", name="Remove passkeys").click()
+    await confirm(page, "Remove every passkey of player@example.org")
+    await status(page, "The passkeys of player@example.org are removed.")
+    await expect(row.locator("td").nth(4)).to_have_text("0")
+    await expect(row.get_by_role("button", name="Remove passkeys")).to_have_count(0)
+    assert (await again.request("GET", "/api/v1/auth/session")).status == 401
 
     # Cancelled: nothing changes.
     await row.get_by_role("button", name="Make admin").click()
