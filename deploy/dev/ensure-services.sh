@@ -422,25 +422,31 @@ pg_socket_login_ok() {
         -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DATABASE" -c 'SELECT 1' 2>/dev/null)" == 1 ]]
 }
 
+# Put one rule at the top of pg_hba.conf (first match wins) after a marker line of its own,
+# once: "$1" is the marker, "$2" the rule, "$3" what it is for (logged).
+pg_prepend_hba_rule() {
+    local marker="$1" rule="$2" what="$3" hba_file tmp
+    hba_file="$(pg_psql_super -tA -c 'SHOW hba_file')"
+    [[ -n "$hba_file" ]] || return 0
+    grep -qxF "$marker" "$hba_file" && return 0
+    log "postgres: prepending a scram-sha-256 rule for $PG_ROLE $what to $hba_file"
+    tmp="$(mktemp)"
+    {
+        printf '%s\n%s\n' "$marker" "$rule"
+        cat "$hba_file"
+    } >"$tmp"
+    cat "$tmp" >"$hba_file"   # keep owner/permissions of the original
+    rm -f "$tmp"
+    pg_psql_super -tA -c 'SELECT pg_reload_conf()' >/dev/null
+    sleep 1
+}
+
 # Debian's pg_hba.conf asks for peer authentication over the socket ("local all all peer"),
 # which no OS user named like the role passes: a password rule for the role goes before it.
 pg_ensure_socket_hba() {
-    local hba_file marker="# added by StellarStack deploy/dev/ensure-services.sh (socket)"
-    hba_file="$(pg_psql_super -tA -c 'SHOW hba_file')"
-    if [[ -n "$hba_file" ]] && ! grep -qF "$marker" "$hba_file"; then
-        log "postgres: prepending a scram-sha-256 rule for $PG_ROLE over the Unix socket to $hba_file"
-        local tmp
-        tmp="$(mktemp)"
-        {
-            printf '%s\n' "$marker"
-            printf 'local   all             %-15s                         scram-sha-256\n' "$PG_ROLE"
-            cat "$hba_file"
-        } >"$tmp"
-        cat "$tmp" >"$hba_file"   # keep owner/permissions of the original
-        rm -f "$tmp"
-        pg_psql_super -tA -c 'SELECT pg_reload_conf()' >/dev/null
-        sleep 1
-    fi
+    pg_prepend_hba_rule "# added by StellarStack deploy/dev/ensure-services.sh (socket)" \
+        "$(printf 'local   all             %-15s                         scram-sha-256' "$PG_ROLE")" \
+        "over the Unix socket"
 }
 
 # If password login over 127.0.0.1 still fails, make sure pg_hba.conf has a
@@ -453,22 +459,9 @@ pg_ensure_hba() {
            FROM pg_hba_file_rules WHERE error IS NULL ORDER BY line_number" || true)"
     log "postgres: password login over 127.0.0.1 failed; pg_hba.conf rules are:"
     printf '    %s\n' "$rules" >&2
-    local hba_file marker="# added by StellarStack deploy/dev/ensure-services.sh"
-    hba_file="$(pg_psql_super -tA -c 'SHOW hba_file')"
-    if [[ -n "$hba_file" ]] && ! grep -qF "$marker" "$hba_file"; then
-        log "postgres: prepending a scram-sha-256 rule for $PG_ROLE@127.0.0.1 to $hba_file"
-        local tmp
-        tmp="$(mktemp)"
-        {
-            printf '%s\n' "$marker"
-            printf 'host    all             %-15s 127.0.0.1/32            scram-sha-256\n' "$PG_ROLE"
-            cat "$hba_file"
-        } >"$tmp"
-        cat "$tmp" >"$hba_file"   # keep owner/permissions of the original
-        rm -f "$tmp"
-        pg_psql_super -tA -c 'SELECT pg_reload_conf()' >/dev/null
-        sleep 1
-    fi
+    pg_prepend_hba_rule "# added by StellarStack deploy/dev/ensure-services.sh" \
+        "$(printf 'host    all             %-15s 127.0.0.1/32            scram-sha-256' "$PG_ROLE")" \
+        "on 127.0.0.1"
 }
 
 PG_SUMMARY=""

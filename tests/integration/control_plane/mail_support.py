@@ -11,7 +11,10 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from control_plane.app import create_app
 from control_plane.settings import load_settings
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.support.panel import Browser, Panel
+from tests.support.smtp import MailCatcher, smtp_server
+from tests.support.world import World, build_world
 
 PUBLIC_URL = "http://panel.test"
 
@@ -43,6 +46,25 @@ async def mail_panel(
     """The real app with its background jobs (the mail sender among them)."""
     app = create_app(load_settings(environment), background_jobs=True)
     yield Panel(await server_factory(app), client_factory)
+
+
+@asynccontextmanager
+async def mail_world(
+    database_url: str,
+    catcher: MailCatcher,
+    server_factory: AiohttpServer,
+    client_factory: AiohttpClient,
+    **settings: str,
+) -> AsyncIterator[World]:
+    """The test world (tests/support/world.py) on a control plane that mails ``catcher``,
+    with encryption keys and these ``settings``."""
+    environment = mail_environment(
+        database_url, 0, STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS, **settings
+    )
+    async with smtp_server(catcher) as port:
+        environment["STELLAR_SMTP_PORT"] = str(port)
+        async with mail_panel(environment, server_factory, client_factory) as panel:
+            yield await build_world(panel)
 
 
 def local(link: str) -> str:

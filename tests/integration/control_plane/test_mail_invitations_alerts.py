@@ -19,15 +19,13 @@ from control_plane.services import audit
 from shared.node_api import StatsEvent
 from tests.integration.control_plane.mail_support import (
     local,
-    mail_environment,
-    mail_panel,
+    mail_world,
     register,
     token_of,
 )
-from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.support.panel import PASSWORD
-from tests.support.smtp import MailCatcher, smtp_server
-from tests.support.world import World, build_world
+from tests.support.smtp import MailCatcher
+from tests.support.world import World
 
 EVIL_NAME = '<b>"Tom & Jerry\'s"</b><script>x</script>'
 ESCAPED_NAME = "&lt;b&gt;&#34;Tom &amp; Jerry&#39;s&#34;&lt;/b&gt;&lt;script&gt;x&lt;/script&gt;"
@@ -54,20 +52,16 @@ async def world(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[World]:
-    environment = mail_environment(
-        database_url, 0, STELLAR_REGISTRATION="invite_only", STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS
-    )
-    async with smtp_server(catcher) as port:
-        environment["STELLAR_SMTP_PORT"] = str(port)
-        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
-            world = await build_world(panel)
-            async with transaction(panel.server.app[SESSIONS]) as db:
-                await db.execute(
-                    update(Server)
-                    .where(Server.id == uuid.UUID(world.ids["alice_server"]))
-                    .values(name=EVIL_NAME)
-                )
-            yield world
+    async with mail_world(
+        database_url, catcher, aiohttp_server, aiohttp_client, STELLAR_REGISTRATION="invite_only"
+    ) as world:
+        async with transaction(world.panel.server.app[SESSIONS]) as db:
+            await db.execute(
+                update(Server)
+                .where(Server.id == uuid.UUID(world.ids["alice_server"]))
+                .values(name=EVIL_NAME)
+            )
+        yield world
 
 
 @pytest.fixture
@@ -79,17 +73,15 @@ async def verifying_world(
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[World]:
     """Open registration, and every address must be verified before anything else."""
-    environment = mail_environment(
+    async with mail_world(
         database_url,
-        0,
+        catcher,
+        aiohttp_server,
+        aiohttp_client,
         STELLAR_REGISTRATION="open",
         STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
-        STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
-    )
-    async with smtp_server(catcher) as port:
-        environment["STELLAR_SMTP_PORT"] = str(port)
-        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
-            yield await build_world(panel)
+    ) as world:
+        yield world
 
 
 def _invitations(world: World) -> str:

@@ -18,13 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.db.models import Subuser, User
 from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
-from tests.integration.control_plane.mail_support import local, mail_environment, mail_panel
-from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
+from tests.integration.control_plane.mail_support import local, mail_world
 from tests.integration.control_plane.web_support import base_url, sign_in
 from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD
-from tests.support.smtp import MailCatcher, smtp_server
-from tests.support.world import World, build_world
+from tests.support.smtp import MailCatcher
+from tests.support.world import World
 
 pytestmark = pytest.mark.browser
 INVITEE = "newcomer@example.org"
@@ -44,13 +43,10 @@ async def world(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[World]:
-    environment = mail_environment(
-        database_url, 0, STELLAR_REGISTRATION="open", STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS
-    )
-    async with smtp_server(catcher) as port:
-        environment["STELLAR_SMTP_PORT"] = str(port)
-        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
-            yield await build_world(panel)
+    async with mail_world(
+        database_url, catcher, aiohttp_server, aiohttp_client, STELLAR_REGISTRATION="open"
+    ) as world:
+        yield world
 
 
 async def invite_on_the_users_page(page: Page, server_id: str, email: str) -> None:
