@@ -25,6 +25,14 @@ async def _user(req: ApiRequest[Any, Any]) -> User:
     return await records.get_or_404(req.db, User, req.uuid_param("user_id"), "user")
 
 
+async def _another_user(req: ApiRequest[Any, Any], own: str) -> User:
+    """The route's user, who must not be the caller (409 ``own``: where that is done)."""
+    user = await _user(req)
+    if user.id == req.me.user_id:
+        raise Conflict(own)
+    return user
+
+
 @routes.get(
     "/api/v1/users",
     summary="List users (search: e-mail addresses containing this text)",
@@ -93,9 +101,7 @@ async def update_user(req: ApiRequest[UserUpdate, Any]) -> UserOut:
 
 @routes.delete("/api/v1/users/{user_id}", summary="Delete a user", status=204)
 async def delete_user(req: ApiRequest[Any, Any]) -> None:
-    user = await _user(req)
-    if user.id == req.me.user_id:
-        raise Conflict("you cannot delete your own account; ask another administrator")
+    user = await _another_user(req, "you cannot delete your own account; ask another administrator")
     owned = await req.db.scalar(select(func.count()).where(Server.owner_id == user.id))
     if owned:
         raise Conflict(f"the user owns {owned} server(s): delete them first")
@@ -111,10 +117,10 @@ async def delete_user(req: ApiRequest[Any, Any]) -> None:
     status=204,
 )
 async def reset_second_factor(req: ApiRequest[Any, Any]) -> None:
-    user = await _user(req)
-    if user.id == req.me.user_id:
-        # Turning one's own off asks for the password and a code (the account's 2FA page).
-        raise Conflict("turn off your own two-factor authentication on your account page")
+    # Turning one's own off asks for the password and a code (the account's 2FA page).
+    user = await _another_user(
+        req, "turn off your own two-factor authentication on your account page"
+    )
     if await mfa.active_credential(req.db, user.id) is None:
         raise Conflict("two-factor authentication is off for this user: nothing to reset")
     # Their passkeys stay (each a complete sign-in of its own): removed by the route below.
@@ -130,9 +136,7 @@ async def reset_second_factor(req: ApiRequest[Any, Any]) -> None:
     status=204,
 )
 async def remove_passkeys(req: ApiRequest[Any, Any]) -> None:
-    user = await _user(req)
-    if user.id == req.me.user_id:
-        raise Conflict("remove your own passkeys on your account page")
+    user = await _another_user(req, "remove your own passkeys on your account page")
     removed = await passkey_service.remove_all(req.db, user)
     # A passkey signs in completely by itself, and a session does not say how it began: any
     # of them may be a removed passkey's (a stolen laptop's), so all of them end.
