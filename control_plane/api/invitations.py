@@ -179,6 +179,7 @@ async def join_invitation(req: ApiRequest[InvitationJoinIn, Any]) -> InvitationJ
     user = await req.db.get(User, req.me.user_id)
     if user is None:
         raise NotFound("no such user")
+    unverified = user.email_verified_at is None
     invitation = await service.join_invitation(req.db, req.body.token, user)
     await req.audit(
         "server.invitation.accepted",
@@ -186,6 +187,13 @@ async def join_invitation(req: ApiRequest[InvitationJoinIn, Any]) -> InvitationJ
         target_id=str(invitation.server_id),
         details={"permissions": list(invitation.permissions)},
     )
+    if unverified:
+        await req.audit(
+            "user.email.verified",
+            target_type="user",
+            target_id=str(user.id),
+            details={"email": user.email, "by": "invitation"},
+        )
     push_after_commit(req, await sftp.nodes_of_user(req.db, user.id))
     return InvitationJoined(
         server_id=invitation.server_id, permissions=list(invitation.permissions)

@@ -16,6 +16,8 @@ found its connection dead (``control_plane.db.reader``), and nothing here is cac
 
 from __future__ import annotations
 
+import errno
+import socket
 import sqlite3
 from collections.abc import Iterator
 from typing import Final
@@ -30,6 +32,10 @@ _LOCKED_RETRY_SECONDS: Final = 1
 # Where a bare OSError must have come from to be the database's (asyncpg connects with its
 # own sockets; SQLAlchemy does not always wrap what a driver raises while connecting).
 _DATABASE_MODULES: Final = ("sqlalchemy.", "asyncpg.", "aiosqlite.")
+# connect() finding no way to the host.
+_NO_ROUTE: Final = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
 # PostgreSQL going away (class 08), shutting down or starting (57P0x), out of connections.
 _ASYNCPG_UNAVAILABLE: Final = (
     asyncpg.exceptions.PostgresConnectionError,
@@ -67,6 +73,19 @@ def _raised_by_database(err: BaseException) -> bool:
     return False
 
 
+def _unreachable(err: BaseException) -> bool:
+    """Whether ``err`` says the database's address cannot be reached: refused, reset or timed
+    out, a host name that does not resolve, no route, or a Unix socket that is not there
+    (stopping PostgreSQL removes it). Other OSErrors — out of file descriptors, a certificate
+    that does not verify, a file of ours missing — stay errors (500, with a traceback)."""
+    if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    if isinstance(err, FileNotFoundError):
+        # connect() on a socket path names no file; opening a file (a certificate) does.
+        return err.filename is None
+    return isinstance(err, OSError) and err.errno in _NO_ROUTE
+
+
 def unavailable(message: str, retry: int = RETRY_SECONDS) -> DatabaseUnavailable:
     return DatabaseUnavailable(message, headers={"Retry-After": str(retry)})
 
@@ -96,10 +115,7 @@ def as_api_error(err: BaseException) -> ApiError | None:
             return unavailable("the database is unavailable; try again later")
         if isinstance(link, sqlalchemy.exc.DBAPIError) and link.connection_invalidated:
             return unavailable("the database connection was lost; try again")
-        # Any OSError the driver raised while connecting or talking: refused or reset, and
-        # also a Unix socket that is not there (PostgreSQL stopped removes it), a host name
-        # that does not resolve, no route to the host.
-        if isinstance(link, OSError) and _raised_by_database(link):
+        if _unreachable(link) and _raised_by_database(link):
             return unavailable("the database is unavailable; try again later")
         if isinstance(link, _ASYNCPG_UNAVAILABLE):
             return unavailable("the database is unavailable; try again later")

@@ -142,7 +142,11 @@ class NodeHealthMonitor:
                         if fault is None:
                             log.exception("node health poll failed")
                         else:
-                            log.warning("node health poll: database fault", error=fault.message)
+                            log.warning(
+                                "node health poll: database fault",
+                                answer=fault.message,
+                                error=f"{type(err).__name__}: {err}"[:300],
+                            )
                     await asyncio.sleep(min(self._interval, 5.0))
             finally:
                 if lease is not None:

@@ -64,9 +64,9 @@ async def remove(db: AsyncSession, user: User, passkey: PasskeyCredential) -> No
 
 async def remove_all(db: AsyncSession, user: User) -> int:
     """Delete every passkey of ``user`` (an administrator's answer to lost or stolen
-    authenticators, or to one an intruder added); how many. Refused when nothing is there,
-    and when passkeys are the user's only way to sign in (disabling the account is the
-    answer then: removing them would lock the user out for good)."""
+    authenticators); how many. Refused when nothing is there, and when passkeys are the
+    user's only way to sign in (removing them would lock the user out for good). API keys
+    and linked sign-in accounts stay: an account an intruder may have used is disabled."""
     count = await db.scalar(
         select(func.count())
         .select_from(PasskeyCredential)
@@ -75,12 +75,17 @@ async def remove_all(db: AsyncSession, user: User) -> int:
     if not count:
         raise Conflict(f"{user.email} has no passkey: nothing to remove")
     if await oauth_service.sign_in_methods(db, user) <= count:
+        if user.disabled:
+            raise Conflict(
+                f"passkeys are {user.email}'s only way to sign in, and the account is"
+                " disabled: it refuses them already"
+            )
         raise Conflict(
             f"passkeys are {user.email}'s only way to sign in: disable the account instead,"
             " or have them set a password or link an account first"
         )
-    await db.execute(delete(PasskeyCredential).where(PasskeyCredential.user_id == user.id))
-    return int(count)
+    result = await db.execute(delete(PasskeyCredential).where(PasskeyCredential.user_id == user.id))
+    return result.rowcount if isinstance(result, CursorResult) else int(count)
 
 
 async def counts(db: AsyncSession, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -185,10 +185,11 @@ async def test_the_last_way_to_sign_in_cannot_be_deleted(panel: Panel) -> None:
     await alice.json("DELETE", f"/api/v1/account/passkeys/{created['id']}", status=409)
 
 
-async def test_an_admin_removes_a_stolen_passkey_and_the_thief_is_out(panel: Panel) -> None:
+async def test_an_admin_removes_a_stolen_passkey_and_its_sessions_end(panel: Panel) -> None:
     """A user's laptop with a passkey is stolen: the thief signs in with it. An administrator
     removes the user's passkeys: the thief's session ends and the passkey signs in no more;
-    the user's password still works."""
+    the user's password still works. An API key the thief made meanwhile stays (the route
+    says so); disabling the account refuses it on its next request."""
     alice = await panel.signed_in(EMAIL)
     alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
     stolen, spare = authenticator(), authenticator()
@@ -198,7 +199,11 @@ async def test_an_admin_removes_a_stolen_passkey_and_the_thief_is_out(panel: Pan
     signed_in = await passkey_sign_in(thief, stolen)
     assert signed_in.status == 200
     thief.csrf = (await signed_in.json())["csrf_token"]
-    await thief.json("GET", "/api/v1/auth/sessions")
+    made = await thief.json(
+        "POST", "/api/v1/account/api-keys", 201, json={"name": "mine", "scopes": ["read"]}
+    )
+    thiefs_key = await panel.browser()
+    thiefs_key.api_key = made["key"]
 
     admin = await panel.signed_in("root@example.org", admin=True)
     path = f"/api/v1/users/{alice_id}/passkeys"
@@ -221,6 +226,9 @@ async def test_an_admin_removes_a_stolen_passkey_and_the_thief_is_out(panel: Pan
     nothing = await admin.json("DELETE", path, status=409)
     assert "no passkey" in nothing["error"]["message"]
     assert await audit(panel, "user.passkeys.removed") == [{"email": EMAIL, "removed": 2}]
+    await thiefs_key.json("GET", "/api/v1/servers")
+    await admin.json("PATCH", f"/api/v1/users/{alice_id}", json={"disabled": True})
+    assert (await thiefs_key.request("GET", "/api/v1/servers")).status == 401
 
 
 async def test_an_admin_does_not_remove_a_users_only_way_to_sign_in(panel: Panel) -> None:
@@ -237,6 +245,10 @@ async def test_an_admin_does_not_remove_a_users_only_way_to_sign_in(panel: Panel
     # Nothing was removed: the passkey signs in as before, and the session goes on.
     assert (await passkey_sign_in(await panel.browser(), device)).status == 200
     await alice.json("GET", "/api/v1/auth/sessions")
+    # Disabled, the account refuses its passkeys already: the message says so.
+    await admin.json("PATCH", f"/api/v1/users/{alice_id}", json={"disabled": True})
+    disabled = await admin.json("DELETE", f"/api/v1/users/{alice_id}/passkeys", status=409)
+    assert "disabled: it refuses them already" in disabled["error"]["message"]
 
 
 async def test_a_passkey_satisfies_required_2fa(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import sqlite3
+import ssl
 from pathlib import Path
 
+import pytest
 import sqlalchemy
 import sqlalchemy.exc
 
@@ -44,6 +48,51 @@ def test_mistakes_in_statements_stay_errors_of_ours(tmp_path: Path) -> None:
     # A refused connection that did not come from the database layer is not the database's.
     assert as_api_error(ConnectionRefusedError("somewhere else")) is None
     assert as_api_error(FileNotFoundError(2, "No such file or directory")) is None
+    missing = raised(lambda: open(Path("/nonexistent/stellar")))  # noqa: SIM115
+    assert isinstance(missing, FileNotFoundError)
+    assert as_api_error(missing) is None
+
+
+def raised_in_driver(err: BaseException) -> BaseException:
+    """``err`` raised by code of the driver's package (as asyncpg raises while connecting)."""
+    namespace = {"__name__": "asyncpg.connect_utils", "err": err}
+    exec("def connect():\n    raise err\n", namespace)
+    return raised(namespace["connect"])
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+        TimeoutError(),
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+        FileNotFoundError(errno.ENOENT, "No such file or directory"),  # a socket path
+        OSError(errno.EHOSTUNREACH, "No route to host"),
+        OSError(errno.ENETUNREACH, "Network is unreachable"),
+    ],
+    ids=repr,
+)
+def test_a_database_address_that_cannot_be_reached_is_503(err: OSError) -> None:
+    answer = as_api_error(raised_in_driver(err))
+    assert answer is not None
+    assert (answer.status, answer.code) == (503, "database_unavailable")
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        OSError(errno.EMFILE, "Too many open files"),
+        FileNotFoundError(errno.ENOENT, "No such file or directory", "/etc/ssl/root.crt"),
+        ssl.SSLCertVerificationError("certificate verify failed"),
+        PermissionError(errno.EACCES, "Permission denied"),
+    ],
+    ids=repr,
+)
+def test_other_os_errors_in_the_driver_stay_errors_of_ours(err: OSError) -> None:
+    """A leak of file descriptors, a certificate that does not verify, a file missing: a
+    fault to fix (500, with its traceback), not an outage to wait out."""
+    assert as_api_error(raised_in_driver(err)) is None
 
 
 def test_a_pool_without_free_connections_is_503() -> None:
