@@ -8,6 +8,8 @@ A request whose database is down, full or busy gets a clear answer instead of a 
 - SQLite busy beyond its wait (``database is locked``): the same 503, sooner to retry;
 - SQLite's disk full: ``507 insufficient_storage``. SQLite rolls the transaction back, so
   nothing is half written; the log names the database file.
+- A row the request read and then changed was deleted by another transaction meanwhile
+  (SQLAlchemy's ``StaleDataError``): ``409 conflict``, rolled back, to be reloaded.
 
 The engine recovers by itself: PostgreSQL's pool checks connections before use
 (``pool_pre_ping``), the reads' own pool runs a read once more on a new connection when it
@@ -24,8 +26,9 @@ from typing import Final
 
 import asyncpg.exceptions
 import sqlalchemy.exc
+import sqlalchemy.orm.exc
 
-from shared.errors import ApiError, InsufficientStorage
+from shared.errors import ApiError, Conflict, InsufficientStorage
 
 RETRY_SECONDS: Final = 5
 _LOCKED_RETRY_SECONDS: Final = 1
@@ -93,6 +96,11 @@ def unavailable(message: str, retry: int = RETRY_SECONDS) -> DatabaseUnavailable
 def as_api_error(err: BaseException) -> ApiError | None:
     """The answer for ``err`` if it is the database failing, else None (a bug: a 500)."""
     links = list(_chain(err))
+    if any(isinstance(link, sqlalchemy.orm.exc.StaleDataError) for link in links):
+        return Conflict(
+            "this was changed or deleted by another request at the same moment; nothing was"
+            " saved: reload and try again"
+        )
     # A statement cancelled for taking too long is a slow query of ours, not an outage.
     if any(isinstance(link, asyncpg.exceptions.QueryCanceledError) for link in links):
         return None

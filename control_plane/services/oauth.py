@@ -58,7 +58,20 @@ async def link(
 
 
 async def sign_in_methods(db: AsyncSession, user: User) -> int:
-    """How many independent ways the user has to sign in (password, providers, passkeys)."""
+    """How many independent ways the user has to sign in (password, providers, passkeys).
+
+    Every removal of one counts here first, so the count holds the user's row until the
+    transaction ends: two removals at the same moment would otherwise each see the other's
+    method left and together take the last. ``FOR NO KEY UPDATE`` waits for other removals
+    and password changes, not for sign-ins (a new session's reference to the row only takes
+    a key-share lock). On SQLite every writing transaction holds the database's lock from
+    ``BEGIN`` already.
+    """
+    has_password = await db.scalar(
+        select(User.password_hash.is_not(None))
+        .where(User.id == user.id)
+        .with_for_update(key_share=True)
+    )
     linked = await db.scalar(
         select(func.count()).select_from(OAuthIdentity).where(OAuthIdentity.user_id == user.id)
     )
@@ -67,11 +80,12 @@ async def sign_in_methods(db: AsyncSession, user: User) -> int:
         .select_from(PasskeyCredential)
         .where(PasskeyCredential.user_id == user.id)
     )
-    return int(user.password_hash is not None) + int(linked or 0) + int(passkeys or 0)
+    return int(bool(has_password)) + int(linked or 0) + int(passkeys or 0)
 
 
 async def unlink(db: AsyncSession, user: User, provider: str) -> OAuthIdentity:
     """Remove the user's link to ``provider``, unless it is their last way to sign in."""
+    methods = await sign_in_methods(db, user)  # first: it locks the count
     identity = await db.scalar(
         select(OAuthIdentity).where(
             OAuthIdentity.user_id == user.id, OAuthIdentity.provider == provider
@@ -79,7 +93,7 @@ async def unlink(db: AsyncSession, user: User, provider: str) -> OAuthIdentity:
     )
     if identity is None:
         raise NotFound(f"no {provider} account is linked")
-    if await sign_in_methods(db, user) <= 1:
+    if methods <= 1:
         raise Conflict("this is your only way to sign in: set a password or link another first")
     await db.delete(identity)
     await db.flush()

@@ -55,11 +55,17 @@ async def owned(db: AsyncSession, user_id: uuid.UUID, passkey_id: uuid.UUID) -> 
 
 
 async def remove(db: AsyncSession, user: User, passkey: PasskeyCredential) -> None:
-    """Delete a passkey, unless it is the user's last way to sign in."""
+    """Delete a passkey, unless it is the user's last way to sign in (404 if a removal at
+    the same moment took it first)."""
     if await oauth_service.sign_in_methods(db, user) <= 1:
         raise Conflict("this is your only way to sign in: set a password or add another first")
-    await db.delete(passkey)
-    await db.flush()
+    result = await db.execute(
+        delete(PasskeyCredential)
+        .where(PasskeyCredential.id == passkey.id)
+        .execution_options(synchronize_session=False)
+    )
+    if not isinstance(result, CursorResult) or result.rowcount != 1:
+        raise NotFound("no such passkey")
 
 
 async def remove_all(db: AsyncSession, user: User) -> int:
@@ -67,6 +73,7 @@ async def remove_all(db: AsyncSession, user: User) -> int:
     authenticators); how many. Refused when nothing is there, and when passkeys are the
     user's only way to sign in (removing them would lock the user out for good). API keys
     and linked sign-in accounts stay: an account an intruder may have used is disabled."""
+    methods = await oauth_service.sign_in_methods(db, user)  # first: it locks the count
     count = await db.scalar(
         select(func.count())
         .select_from(PasskeyCredential)
@@ -74,7 +81,7 @@ async def remove_all(db: AsyncSession, user: User) -> int:
     )
     if not count:
         raise Conflict(f"{user.email} has no passkey: nothing to remove")
-    if await oauth_service.sign_in_methods(db, user) <= count:
+    if methods <= count:
         if user.disabled:
             raise Conflict(
                 f"passkeys are {user.email}'s only way to sign in, and the account is"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -11,9 +13,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import AuditEntry, User
+from control_plane.db.models import AuditEntry, OAuthIdentity, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
+from control_plane.services import oauth as oauth_service
 from tests.integration.control_plane.mfa_support import (
     enrol,
     mfa_panel,
@@ -264,3 +267,59 @@ async def test_a_passkey_satisfies_required_2fa(
     await alice.json("GET", "/api/v1/auth/sessions", status=403)
     await register(alice, authenticator())
     await alice.json("GET", "/api/v1/auth/sessions")
+
+
+async def methods_left(panel: Panel) -> int:
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        user = await db.scalar(select(User).where(User.email == EMAIL))
+        assert user is not None
+        return await oauth_service.sign_in_methods(db, user)
+
+
+async def without_password_but(panel: Panel, *, passkeys: int) -> tuple[Browser, str, list[str]]:
+    """Alice, signed in, with ``passkeys`` passkeys and a linked Discord account and no
+    password: each removal below takes one of her ways to sign in."""
+    alice = await panel.signed_in(EMAIL)
+    alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    ids = [(await register(alice, authenticator()))["id"] for _ in range(passkeys)]
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        await db.execute(update(User).where(User.email == EMAIL).values(password_hash=None))
+        db.add(OAuthIdentity(user_id=uuid.UUID(alice_id), provider="discord", subject="4711"))
+    assert await methods_left(panel) == passkeys + 1
+    return alice, alice_id, ids
+
+
+async def test_removals_at_the_same_moment_leave_a_way_to_sign_in(panel: Panel) -> None:
+    """An attacker in a victim's session (or two tabs racing) sends every removal at once:
+    each, alone, sees another way to sign in left; together they must not take all of them."""
+    alice, _alice_id, ids = await without_password_but(panel, passkeys=2)
+    statuses = await asyncio.gather(
+        *(alice.request("DELETE", f"/api/v1/account/passkeys/{id_}") for id_ in ids),
+        alice.request("POST", "/api/v1/account/oauth/unlink", json={"provider": "discord"}),
+    )
+    assert sorted(s.status for s in statuses) == [204, 204, 409]
+    assert await methods_left(panel) == 1
+
+
+async def test_an_admins_removal_and_the_users_own_at_once_leave_a_way_to_sign_in(
+    panel: Panel,
+) -> None:
+    alice, alice_id, _ids = await without_password_but(panel, passkeys=1)
+    admin = await panel.signed_in("root@example.org", admin=True)
+    statuses = await asyncio.gather(
+        admin.request("DELETE", f"/api/v1/users/{alice_id}/passkeys"),
+        alice.request("POST", "/api/v1/account/oauth/unlink", json={"provider": "discord"}),
+    )
+    # The user's request is refused either way: by the count (409) or, when the admin's
+    # removal ended her sessions first, as signed out (401).
+    assert statuses[0].status == 204
+    assert statuses[1].status in {401, 409}, await statuses[1].text()
+    assert await methods_left(panel) == 1
+
+
+async def test_one_passkey_deleted_twice_at_once(panel: Panel) -> None:
+    alice, _alice_id, ids = await without_password_but(panel, passkeys=2)
+    path = f"/api/v1/account/passkeys/{ids[0]}"
+    statuses = await asyncio.gather(*(alice.request("DELETE", path) for _ in range(2)))
+    assert sorted(s.status for s in statuses) == [204, 404]
+    assert await methods_left(panel) == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 import sqlalchemy.exc
+import sqlalchemy.orm
 
 from control_plane.db.faults import as_api_error
 
@@ -51,6 +52,36 @@ def test_mistakes_in_statements_stay_errors_of_ours(tmp_path: Path) -> None:
     missing = raised(lambda: open(Path("/nonexistent/stellar")))  # noqa: SIM115
     assert isinstance(missing, FileNotFoundError)
     assert as_api_error(missing) is None
+
+
+def test_a_row_deleted_while_a_request_changes_it_is_409(tmp_path: Path) -> None:
+    """Two requests at once: one deletes what the other read and is now saving."""
+
+    class Base(sqlalchemy.orm.DeclarativeBase):
+        pass
+
+    class Thing(Base):
+        __tablename__ = "things"
+        id: sqlalchemy.orm.Mapped[int] = sqlalchemy.orm.mapped_column(primary_key=True)
+        name: sqlalchemy.orm.Mapped[str]
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    Base.metadata.create_all(engine)
+    with sqlalchemy.orm.Session(engine) as setup:
+        setup.add(Thing(id=1, name="old"))
+        setup.commit()
+    with sqlalchemy.orm.Session(engine) as editing:
+        thing = editing.get(Thing, 1)
+        assert thing is not None
+        with sqlalchemy.orm.Session(engine) as deleting:
+            deleting.execute(sqlalchemy.delete(Thing))
+            deleting.commit()
+        thing.name = "new"
+        err = raised(editing.flush)
+    answer = as_api_error(err)
+    assert answer is not None
+    assert (answer.status, answer.code) == (409, "conflict")
+    assert "reload and try again" in answer.message
 
 
 def raised_in_driver(err: BaseException) -> BaseException:
