@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import ApiKey
 from control_plane.errors import Forbidden, NotFound
 from control_plane.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut
 from control_plane.security.api_keys import Scope, new_key
+from control_plane.services import api_keys as api_key_service
 
 routes = ApiRoutes("api keys")
 
 
 @routes.get("/api/v1/account/api-keys", summary="List my API keys", response=ApiKeyList)
 async def list_keys(req: ApiRequest[Any, Any]) -> ApiKeyList:
-    rows = await req.db.scalars(
-        select(ApiKey).where(ApiKey.user_id == req.me.user_id).order_by(ApiKey.created_at)
-    )
+    rows = await api_key_service.keys_of(req.db, req.me.user_id)
     return ApiKeyList(data=[ApiKeyOut.model_validate(k) for k in rows])
 
 
@@ -66,8 +63,8 @@ async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
 
 @routes.delete("/api/v1/account/api-keys/{key_id}", summary="Revoke one of my API keys", status=204)
 async def revoke_key(req: ApiRequest[Any, Any]) -> None:
-    key = await req.db.get(ApiKey, req.uuid_param("key_id"))
-    if key is None or key.user_id != req.me.user_id:
+    key = await api_key_service.key_of(req.db, req.me.user_id, req.uuid_param("key_id"))
+    if key is None:
         raise req.deny(NotFound("no such API key"), target="api_key")
     await req.db.delete(key)
     await req.audit("api_key.revoked", target_type="api_key", target_id=str(key.id))

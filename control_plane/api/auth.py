@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
-
-from sqlalchemy import select
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Session, User
@@ -251,9 +250,13 @@ async def current_session(req: ApiRequest[Any, Any]) -> SessionOut:
 
 @routes.get("/api/v1/auth/sessions", summary="List my sessions", response=SessionList)
 async def list_sessions(req: ApiRequest[Any, Any]) -> SessionList:
-    rows = await req.db.scalars(
-        select(Session).where(Session.user_id == req.me.user_id).order_by(Session.created_at.desc())
-    )
+    return await session_list(req, req.me.user_id)
+
+
+async def session_list(req: ApiRequest[Any, Any], user_id: uuid.UUID) -> SessionList:
+    """The user's sessions that still sign in (``current``: the caller's own)."""
+    idle = dt.timedelta(minutes=req.settings.session_idle_minutes)
+    rows = await sessions.live_sessions(req.db, user_id, idle)
     return SessionList(
         data=[
             SessionInfo(
@@ -263,6 +266,7 @@ async def list_sessions(req: ApiRequest[Any, Any]) -> SessionList:
                 expires_at=s.expires_at,
                 ip=s.ip,
                 user_agent=s.user_agent,
+                mfa_pending=s.mfa_pending,
                 current=s.id == req.me.session_id,
             )
             for s in rows

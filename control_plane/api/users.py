@@ -6,15 +6,20 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from control_plane.api.auth import session_list
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.sftp_sync import push_after_commit
-from control_plane.db.models import Server, User
-from control_plane.errors import Conflict
-from control_plane.schemas.auth import UserOut
+from control_plane.db.models import OAuthIdentity, Server, User
+from control_plane.errors import Conflict, NotFound
+from control_plane.schemas.api_keys import ApiKeyList, ApiKeyOut
+from control_plane.schemas.auth import SessionList, UserOut
 from control_plane.schemas.common import Page, PageMeta
+from control_plane.schemas.oauth import IdentityList, IdentityOut
 from control_plane.schemas.users import UserCreate, UserListQuery, UserUpdate
 from control_plane.security.sessions import end_all_sessions
+from control_plane.services import api_keys as api_key_service
 from control_plane.services import mfa, records, sftp
+from control_plane.services import oauth as oauth_service
 from control_plane.services import passkeys as passkey_service
 from control_plane.services import users as user_service
 
@@ -146,4 +151,97 @@ async def remove_passkeys(req: ApiRequest[Any, Any]) -> None:
         target_type="user",
         target_id=str(user.id),
         details={"email": user.email, "removed": removed},
+    )
+
+
+@routes.get(
+    "/api/v1/users/{user_id}/sessions",
+    summary="List where a user is signed in",
+    response=SessionList,
+)
+async def user_sessions(req: ApiRequest[Any, Any]) -> SessionList:
+    return await session_list(req, (await _user(req)).id)
+
+
+@routes.delete(
+    "/api/v1/users/{user_id}/sessions",
+    summary="Sign a user out everywhere (their API keys stay)",
+    status=204,
+)
+async def end_user_sessions(req: ApiRequest[Any, Any]) -> None:
+    user = await _another_user(req, "sign out your other sessions on your account page")
+    ended = await end_all_sessions(req.db, user.id)
+    await req.audit(
+        "user.sessions.ended",
+        target_type="user",
+        target_id=str(user.id),
+        details={"email": user.email, "ended": ended},
+    )
+
+
+@routes.get(
+    "/api/v1/users/{user_id}/api-keys",
+    summary="List a user's API keys (never their secrets)",
+    response=ApiKeyList,
+)
+async def user_api_keys(req: ApiRequest[Any, Any]) -> ApiKeyList:
+    rows = await api_key_service.keys_of(req.db, (await _user(req)).id)
+    return ApiKeyList(data=[ApiKeyOut.model_validate(key) for key in rows])
+
+
+@routes.delete(
+    "/api/v1/users/{user_id}/api-keys/{key_id}",
+    summary="Revoke one of a user's API keys",
+    status=204,
+)
+async def revoke_user_api_key(req: ApiRequest[Any, Any]) -> None:
+    user = await _user(req)
+    key = await api_key_service.key_of(req.db, user.id, req.uuid_param("key_id"))
+    if key is None:
+        raise NotFound(f"{user.email} has no such API key")
+    await req.db.delete(key)
+    await req.audit(
+        "api_key.revoked",
+        target_type="api_key",
+        target_id=str(key.id),
+        details={"email": user.email, "name": key.name},
+    )
+
+
+@routes.get(
+    "/api/v1/users/{user_id}/oauth",
+    summary="List the provider accounts linked to a user",
+    response=IdentityList,
+)
+async def user_identities(req: ApiRequest[Any, Any]) -> IdentityList:
+    rows = await oauth_service.identities(req.db, (await _user(req)).id)
+    return IdentityList(data=[IdentityOut.model_validate(row) for row in rows])
+
+
+@routes.delete(
+    "/api/v1/users/{user_id}/oauth/{identity_id}",
+    summary="Unlink a provider account from a user (not their last way to sign in)",
+    status=204,
+)
+async def unlink_user_identity(req: ApiRequest[Any, Any]) -> None:
+    user = await _another_user(req, "unlink your own accounts on your account page")
+    identity = await req.db.get(OAuthIdentity, req.uuid_param("identity_id"))
+    if identity is None or identity.user_id != user.id:
+        raise NotFound(f"no such account is linked to {user.email}")
+    provider = identity.provider
+    await oauth_service.unlink(
+        req.db,
+        user,
+        provider,
+        last_way=f"the {provider} account is {user.email}'s only way to sign in: disable the"
+        " account instead, or have them set a password or add a passkey first",
+    )
+    # Signing in with the linked account is complete by itself, and a session does not say
+    # how it began: any of them may be the unlinked account's, so all of them end.
+    ended = await end_all_sessions(req.db, user.id)
+    await req.audit(
+        "user.oauth.unlinked",
+        target_type="user",
+        target_id=str(user.id),
+        details={"provider": provider, "email": user.email, "sessions_ended": ended},
     )

@@ -1,9 +1,12 @@
-"""The resource history's retention job: once across replicas (a job lock), every few
-minutes, buckets older than their tier keeps are deleted (``resource_history.trim``)."""
+"""The retention job: once across replicas (a job lock), every few minutes, resource
+history buckets older than their tier keeps are deleted (``resource_history.trim``), and so
+are sessions that sign in no more (past their absolute end or idle too long: a browser that
+never came back leaves its row behind)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -13,7 +16,8 @@ from aiohttp import web
 from control_plane import background
 from control_plane.db.job_lock import job_lock
 from control_plane.db.session import transaction
-from control_plane.keys import ENGINE, METRICS, SESSIONS, WALL_CLOCK
+from control_plane.keys import ENGINE, METRICS, SESSIONS, SETTINGS, WALL_CLOCK
+from control_plane.security import sessions
 from control_plane.services import resource_history
 
 log = structlog.get_logger("stats.retention")
@@ -22,20 +26,26 @@ INTERVAL_SECONDS: Final = 300.0
 
 
 async def run_retention(app: web.Application) -> int | None:
-    """One run, if no other replica holds the job: rows deleted, or None when it held it."""
+    """One run, if no other replica holds the job: resource history rows deleted, or None
+    when another held it."""
     metrics = app[METRICS]
     async with job_lock(app[ENGINE], JOB) as held:
         if not held:
             return None
         metrics.job_runs.labels(JOB).inc()
         try:
+            idle = dt.timedelta(minutes=app[SETTINGS].session_idle_minutes)
             async with transaction(app[SESSIONS]) as db:
                 deleted = await resource_history.trim(db, app[WALL_CLOCK]())
+                # Sessions end by the time a cookie's lookup reads, not the stats' clock.
+                ended = await sessions.sweep_ended(db, dt.datetime.now(dt.UTC), idle)
         except Exception:
             metrics.job_failures.labels(JOB).inc()
             raise
     if deleted:
         log.info("resource history trimmed", rows=deleted)
+    if ended:
+        log.info("ended sessions deleted", rows=ended)
     return deleted
 
 

@@ -49,6 +49,8 @@ class SessionInfo(Output):
     expires_at: dt.datetime
     ip: str
     user_agent: str
+    # The password was right; a second factor is still owed (the session opens nothing yet).
+    mfa_pending: bool
     current: bool
 
 

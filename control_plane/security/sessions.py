@@ -16,7 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, not_, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Session, User
@@ -159,5 +160,30 @@ async def end_session(db: AsyncSession, session_id: uuid.UUID) -> None:
     await db.execute(delete(Session).where(Session.id == session_id))
 
 
-async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> None:
-    await db.execute(delete(Session).where(Session.user_id == user_id))
+async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
+    """End every session of the user; how many there were."""
+    result = await db.execute(delete(Session).where(Session.user_id == user_id))
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+def _live(now: dt.datetime, idle: dt.timedelta) -> ColumnElement[bool]:
+    """A session that signs in: neither past its absolute end nor idle too long (as
+    ``_lookup`` decides for a cookie)."""
+    return and_(Session.expires_at > now, Session.last_seen_at > now - idle)
+
+
+async def live_sessions(db: AsyncSession, user_id: uuid.UUID, idle: dt.timedelta) -> list[Session]:
+    """The user's sessions that would still sign in, newest first."""
+    rows = await db.scalars(
+        select(Session)
+        .where(Session.user_id == user_id, _live(dt.datetime.now(dt.UTC), idle))
+        .order_by(Session.created_at.desc())
+    )
+    return list(rows)
+
+
+async def sweep_ended(db: AsyncSession, now: dt.datetime, idle: dt.timedelta) -> int:
+    """Delete every session that signs in no more (a browser that never came back leaves its
+    row behind: its cookie would be refused, and the row is ended when presented); how many."""
+    result = await db.execute(delete(Session).where(not_(_live(now, idle))))
+    return result.rowcount if isinstance(result, CursorResult) else 0

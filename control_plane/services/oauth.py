@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,8 +84,14 @@ async def sign_in_methods(db: AsyncSession, user: User) -> int:
     return int(bool(has_password)) + int(linked or 0) + int(passkeys or 0)
 
 
-async def unlink(db: AsyncSession, user: User, provider: str) -> OAuthIdentity:
-    """Remove the user's link to ``provider``, unless it is their last way to sign in."""
+LAST_WAY: Final = "this is your only way to sign in: set a password or link another first"
+
+
+async def unlink(
+    db: AsyncSession, user: User, provider: str, *, last_way: str = LAST_WAY
+) -> OAuthIdentity:
+    """Remove the user's link to ``provider``, unless it is their last way to sign in (409
+    ``last_way``)."""
     methods = await sign_in_methods(db, user)  # first: it locks the count
     identity = await db.scalar(
         select(OAuthIdentity).where(
@@ -94,7 +101,7 @@ async def unlink(db: AsyncSession, user: User, provider: str) -> OAuthIdentity:
     if identity is None:
         raise NotFound(f"no {provider} account is linked")
     if methods <= 1:
-        raise Conflict("this is your only way to sign in: set a password or link another first")
+        raise Conflict(last_way)
     await db.delete(identity)
     await db.flush()
     return identity

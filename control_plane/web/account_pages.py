@@ -9,6 +9,7 @@ links shown are those whose page route would let this caller in (the same ``refu
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 from functools import cache
 from typing import Any, Final
@@ -19,12 +20,14 @@ from sqlalchemy import select
 from control_plane.api import auth
 from control_plane.api.account_activity import own_activity
 from control_plane.api.routing import ApiRequest, ApiRoutes, Endpoint
-from control_plane.db.models import ApiKey, Session, SshKey, User
+from control_plane.db.models import SshKey, User
 from control_plane.errors import Unauthenticated
 from control_plane.keys import SECRET_BOX
 from control_plane.schemas.common import PageQuery
+from control_plane.security import sessions
 from control_plane.security.api_keys import Scope
 from control_plane.security.authorization import refusal
+from control_plane.services import api_keys as api_key_service
 from control_plane.services import mfa
 from control_plane.services import passkeys as passkey_service
 from control_plane.web.render import page
@@ -121,19 +124,15 @@ async def passkeys_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
 
 @routes.get("/account/sessions", summary="Page: where I am signed in (revoke sessions)")
 async def sessions_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
-    rows = await req.db.scalars(
-        select(Session)
-        .where(Session.user_id == req.me.user_id, Session.mfa_pending.is_(False))
-        .order_by(Session.created_at.desc())
-    )
-    return _show(req, "sessions.html", sessions=list(rows), current=req.me.session_id)
+    idle = dt.timedelta(minutes=req.settings.session_idle_minutes)
+    rows = await sessions.live_sessions(req.db, req.me.user_id, idle)
+    signed_in = [row for row in rows if not row.mfa_pending]
+    return _show(req, "sessions.html", sessions=signed_in, current=req.me.session_id)
 
 
 @routes.get("/account/api-keys", summary="Page: my API keys (create, revoke)")
 async def api_keys_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
-    rows = await req.db.scalars(
-        select(ApiKey).where(ApiKey.user_id == req.me.user_id).order_by(ApiKey.created_at)
-    )
+    rows = await api_key_service.keys_of(req.db, req.me.user_id)
     # The scopes and kinds the API would accept from this caller (create_key's rule).
     admin = req.me.is_admin
     scopes = [Scope.READ, Scope.WRITE] + ([Scope.ADMIN, Scope.METRICS] if admin else [])

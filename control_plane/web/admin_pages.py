@@ -11,6 +11,7 @@ those of blueprints, servers and the audit log (``/admin/blueprints``, ``/admin/
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -18,8 +19,12 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.services import fleet, mfa
+from control_plane.db.models import User
+from control_plane.security import sessions
+from control_plane.services import api_keys as api_key_service
+from control_plane.services import fleet, mfa, records
 from control_plane.services import infrastructure as infra
+from control_plane.services import oauth as oauth_service
 from control_plane.services import passkeys as passkey_service
 from control_plane.services import users as user_service
 from control_plane.web.render import page
@@ -77,6 +82,23 @@ async def users_page(req: ApiRequest[Any, UserPageQuery]) -> web.StreamResponse:
         pages=pages,
         previous=link(number - 1) if number > 1 else None,
         next=link(number + 1) if number < pages else None,
+    )
+
+
+@routes.get("/admin/users/{user_id}", summary="Page: a user's sign-in, sessions, keys and links")
+async def user_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
+    user = await records.get_or_404(req.db, User, req.uuid_param("user_id"), "user")
+    idle = dt.timedelta(minutes=req.settings.session_idle_minutes)
+    return page(
+        req.http,
+        "admin/user.html",
+        user=user,
+        mine=user.id == req.me.user_id,
+        totp=bool(await mfa.users_with_totp(req.db, [user.id])),
+        passkeys=(await passkey_service.counts(req.db, [user.id])).get(user.id, 0),
+        sessions=await sessions.live_sessions(req.db, user.id, idle),
+        keys=await api_key_service.keys_of(req.db, user.id),
+        identities=await oauth_service.identities(req.db, user.id),
     )
 
 

@@ -20,6 +20,7 @@ from control_plane.db.models import (
     Invitation,
     Location,
     Node,
+    OAuthIdentity,
     PasskeyCredential,
     Schedule,
     ScheduleTask,
@@ -198,6 +199,12 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         db.add(passkey)
         await db.flush()
         world_ids["alice_passkey"] = str(passkey.id)
+        identity = OAuthIdentity(
+            user_id=uuid.UUID(world_ids["alice_user"]), provider="github", subject="alice-1"
+        )
+        db.add(identity)
+        await db.flush()
+        world_ids["alice_oauth_identity"] = str(identity.id)
         ssh_key = SshKey(
             user_id=uuid.UUID(world_ids["alice_user"]),
             name="alice's laptop",

@@ -242,6 +242,101 @@ async def test_the_last_way_to_sign_in_cannot_be_unlinked(panel: Panel, fake: Fa
     await alice.json("POST", unlink, status=409, json={"provider": "github"})
 
 
+async def test_an_admin_sees_and_takes_back_what_an_intruder_added_to_an_account(
+    panel: Panel, fake: FakeProvider
+) -> None:
+    """An intruder in alice's session links their own GitHub account (a way back in) and
+    makes an API key. An administrator sees both, and where alice is signed in, on her
+    account's routes; unlinking ends every session of hers and refuses the intruder's GitHub
+    sign-in; revoking the key refuses it on its next request; her password still works."""
+    alice = await panel.signed_in(EMAIL)
+    alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    fake.user = ProviderUser("6666", "intruder@example.net")
+    await link(alice, fake, "github")
+    made = await alice.json(
+        "POST", "/api/v1/account/api-keys", 201, json={"name": "backdoor", "scopes": ["read"]}
+    )
+    intruder = await panel.browser()
+    signed_in = await flow(intruder, fake, "github")
+    assert signed_in.status == 200
+    intruder.csrf = (await signed_in.json())["csrf_token"]
+    bot = await panel.browser()
+    bot.api_key = made["key"]
+    await bot.json("GET", "/api/v1/servers")
+
+    admin = await panel.signed_in("root@example.org", admin=True)
+    admin_id = (await admin.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    base = f"/api/v1/users/{alice_id}"
+    for path in ("/sessions", "/api-keys", "/oauth"):  # administrators only
+        await alice.json("GET", base + path, status=403)
+    sessions = (await admin.json("GET", base + "/sessions"))["data"]
+    assert len(sessions) == 2
+    assert not any(s["current"] for s in sessions)
+    keys = (await admin.json("GET", base + "/api-keys"))["data"]
+    assert [(k["name"], k["prefix"]) for k in keys] == [("backdoor", made["prefix"])]
+    assert "key" not in keys[0]
+    assert "secret_hash" not in keys[0]
+    linked = (await admin.json("GET", base + "/oauth"))["data"]
+    assert [(i["provider"], i["email"]) for i in linked] == [("github", "intruder@example.net")]
+
+    # Not another user's ids through alice's routes, nor the administrator's own account.
+    own_link = (await admin.json("GET", f"/api/v1/users/{admin_id}/oauth"))["data"]
+    assert own_link == []
+    bobs = await panel.signed_in("bob@example.org")
+    bobs_key = await bobs.json(
+        "POST", "/api/v1/account/api-keys", 201, json={"name": "bob's", "scopes": ["read"]}
+    )
+    await admin.json("DELETE", f"{base}/api-keys/{bobs_key['id']}", status=404)
+    await admin.json("DELETE", f"{base}/oauth/{keys[0]['id']}", status=404)
+    own = await admin.json("DELETE", f"/api/v1/users/{admin_id}/oauth/{linked[0]['id']}", 409)
+    assert "account page" in own["error"]["message"]
+    await admin.json("DELETE", f"/api/v1/users/{admin_id}/sessions", status=409)
+
+    await admin.json("DELETE", f"{base}/oauth/{linked[0]['id']}", status=204)
+    for browser in (intruder, alice):
+        assert (await browser.request("GET", "/api/v1/auth/session")).status == 401
+    again = await flow(await panel.browser(), fake, "github")
+    assert again.status in (401, 403), await again.text()
+    assert (await admin.json("GET", base + "/sessions"))["data"] == []
+    await bot.json("GET", "/api/v1/servers")  # the key stays until revoked
+    await admin.json("DELETE", f"{base}/api-keys/{keys[0]['id']}", status=204)
+    assert (await bot.request("GET", "/api/v1/servers")).status == 401
+    await admin.json("DELETE", f"{base}/api-keys/{keys[0]['id']}", status=404)
+    bot.api_key = bobs_key["key"]
+    await bot.json("GET", "/api/v1/servers")  # bob's key untouched
+    await (await panel.browser()).login(EMAIL)  # her password signs in
+
+    assert (await audit(panel, "user.oauth.unlinked"))[-1] == {
+        "provider": "github", "email": EMAIL, "sessions_ended": 2,
+    }  # fmt: skip
+    assert (await audit(panel, "api_key.revoked"))[-1] == {"email": EMAIL, "name": "backdoor"}
+
+
+async def test_an_admin_does_not_unlink_a_users_last_way_to_sign_in(
+    panel: Panel, fake: FakeProvider
+) -> None:
+    alice = await panel.signed_in(EMAIL)
+    alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    await link(alice, fake, "discord")
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        await db.execute(update(User).where(User.email == EMAIL).values(password_hash=None))
+    admin = await panel.signed_in("root@example.org", admin=True)
+    base = f"/api/v1/users/{alice_id}"
+    identity = (await admin.json("GET", base + "/oauth"))["data"][0]
+    refused = await admin.json("DELETE", f"{base}/oauth/{identity['id']}", status=409)
+    assert refused["error"]["message"] == (
+        f"the discord account is {EMAIL}'s only way to sign in: disable the account instead,"
+        " or have them set a password or add a passkey first"
+    )
+    # Nothing changed: still linked, still signed in.
+    assert len((await admin.json("GET", base + "/oauth"))["data"]) == 1
+    await alice.json("GET", "/api/v1/auth/sessions")
+    # Signing her out everywhere is a choice of its own (her keys stay).
+    await admin.json("DELETE", base + "/sessions", status=204)
+    assert (await alice.request("GET", "/api/v1/auth/session")).status == 401
+    assert (await audit(panel, "user.sessions.ended"))[-1] == {"email": EMAIL, "ended": 1}
+
+
 async def test_a_2fa_user_still_owes_the_code_after_oauth(
     panel: Panel, fake: FakeProvider, wall_clock: WallClock
 ) -> None:

@@ -34,6 +34,7 @@ ALICE_OBJECT = {
     "allocation_id": "allocation",
     "backup_id": "alice_backup",
     "passkey_id": "alice_passkey",
+    "identity_id": "alice_oauth_identity",
     "ssh_key_id": "alice_ssh_key",
     "invitation_id": "alice_invitation",
     "account_webhook_id": "alice_account_webhook",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from unittest import mock
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from control_plane.db.engine import session_factory
 from control_plane.db.models import AuditEntry, Session
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
+from control_plane.observability.retention import run_retention
 from control_plane.security import passwords
 from tests.support.panel import PASSWORD, Panel
 
@@ -227,3 +229,49 @@ async def test_registration_is_closed_by_default(panel: Panel) -> None:
         status=403,
         json={"email": "new@example.org", "password": "a long enough password"},
     )
+
+
+async def test_ended_sessions_are_not_listed_and_the_retention_job_deletes_them(
+    panel: Panel,
+) -> None:
+    """A browser that never comes back leaves its row: neither the user's list, the account
+    page nor an administrator shows it as a place they are signed in, and the retention job
+    deletes it; a live session stays."""
+    laptop = await panel.signed_in("max@example.org")
+    idle, old = await panel.browser(), await panel.browser()
+    await idle.login("max@example.org")
+    await old.login("max@example.org")
+    listed = (await laptop.json("GET", "/api/v1/auth/sessions"))["data"]
+    assert len(listed) == 3
+    others = [s["id"] for s in listed if not s["current"]]
+    now = dt.datetime.now(dt.UTC)
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        idle_row, old_row = [await db.get(Session, uuid.UUID(id_)) for id_ in others]
+        assert idle_row is not None
+        assert old_row is not None
+        idle_row.last_seen_at = now - dt.timedelta(minutes=121)
+        old_row.expires_at = now - dt.timedelta(seconds=1)
+    listed = (await laptop.json("GET", "/api/v1/auth/sessions"))["data"]
+    assert [s["current"] for s in listed] == [True]
+    page = await laptop.request("GET", "/account/sessions")
+    assert (await page.text()).count("<tr") == 2  # the header and this session
+    user_id = (await laptop.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    admin = await panel.signed_in("root@example.org", admin=True)
+    seen = (await admin.json("GET", f"/api/v1/users/{user_id}/sessions"))["data"]
+    assert [s["id"] for s in seen] == [listed[0]["id"]]
+
+    await run_retention(panel.server.app)
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        left = list(
+            await db.scalars(
+                select(Session.id).where(
+                    Session.id.in_(
+                        [uuid.UUID(s["id"]) for s in listed] + [uuid.UUID(id_) for id_ in others]
+                    )
+                )
+            )
+        )
+    assert left == [uuid.UUID(listed[0]["id"])]
+    for browser in (idle, old):
+        assert (await browser.request("GET", "/api/v1/auth/session")).status == 401
+    assert (await laptop.request("GET", "/api/v1/auth/session")).status == 200

@@ -29,7 +29,7 @@ from control_plane.api.registry import PAGE_TABLES
 from control_plane.api.routing import Access
 from control_plane.app import create_app
 from control_plane.db.engine import session_factory
-from control_plane.db.models import PasskeyCredential, User
+from control_plane.db.models import OAuthIdentity, PasskeyCredential, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.settings import load_settings
@@ -354,6 +354,71 @@ async def test_an_admin_creates_disables_and_resets_the_second_factor_of_a_user(
 
     # At 360 px wide the list and the form still fit.
     await fits_a_phone(page, "/admin/users")
+    await watched.assert_clean()
+
+
+async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
+    admin_panel: Panel, browser: Browser
+) -> None:
+    """A user's account page for administrators: where they are signed in, their API keys
+    and linked accounts, each taken back with a button, each refused on its next use."""
+    root_id = await admin_panel.create_user("root@example.org", admin=True)
+    player = await admin_panel.signed_in("player@example.org")
+    made = await player.json(
+        "POST", "/api/v1/account/api-keys", 201, json={"name": XSS, "scopes": ["read"]}
+    )
+    bot = await admin_panel.browser()
+    bot.api_key = made["key"]
+    async with transaction(session_factory(admin_panel.server.app[ENGINE])) as db:
+        player_id = await db.scalar(select(User.id).where(User.email == "player@example.org"))
+        assert player_id is not None
+        db.add(OAuthIdentity(user_id=player_id, provider="github", subject="7", email=XSS))
+
+    watched = await signed_in_page(admin_panel, browser, "root@example.org", "/admin/users")
+    page = watched.page
+    await page.get_by_role("link", name="player@example.org").click()
+    await page.wait_for_url(f"**/admin/users/{player_id}")
+    await expect(page.get_by_role("heading", name="player@example.org", exact=True)).to_be_visible()
+    await expect(page.locator('[data-fact="password"]')).to_have_text("set")
+    await expect(page.locator("#session-table tbody tr")).to_have_count(1)
+    key_row = page.locator(f'#key-table tr[data-key="{made["prefix"]}"]')
+    await expect(key_row.locator("td").first).to_have_text(XSS)  # a name is text
+    link_row = page.locator('#identity-table tr[data-identity="github"]')
+    await expect(link_row).to_contain_text(XSS)
+    assert await page.locator("main img").count() == 0
+
+    await key_row.get_by_role("button", name="Revoke").click()
+    await confirm(page, f"Revoke the API key “{XSS}”")
+    await status(page, f"The API key “{XSS}” is revoked.")
+    await expect(page.locator("#key-table")).to_have_count(0)
+    await expect(page.get_by_text("No API key.")).to_be_visible()
+    assert (await bot.request("GET", "/api/v1/servers")).status == 401
+
+    await link_row.get_by_role("button", name="Unlink").click()
+    await confirm(page, "every session of player@example.org ends")
+    await status(page, "The github account is unlinked from player@example.org.")
+    await expect(page.get_by_text("No provider account is linked.")).to_be_visible()
+    await expect(page.get_by_text("Not signed in anywhere.")).to_be_visible()
+    assert (await player.request("GET", "/api/v1/auth/session")).status == 401
+
+    again = await admin_panel.browser()
+    await again.login("player@example.org")
+    await page.reload()
+    await page.get_by_role("button", name="Sign out everywhere").click()
+    await confirm(page, "Sign player@example.org out everywhere?")
+    await status(page, "player@example.org is signed out everywhere.")
+    await expect(page.get_by_text("Not signed in anywhere.")).to_be_visible()
+    assert (await again.request("GET", "/api/v1/auth/session")).status == 401
+    await watched.assert_clean()
+
+    # One's own account: read, managed on one's own account pages.
+    await page.goto(f"/admin/users/{root_id}")
+    await expect(page.get_by_text("This is your own account")).to_be_visible()
+    await expect(page.locator("main section button")).to_have_count(0)
+    missing = await page.goto(f"/admin/users/{uuid.uuid4()}")
+    assert missing is not None
+    assert missing.status == 404
+    await fits_a_phone(page, f"/admin/users/{player_id}")
     await watched.assert_clean()
 
 
