@@ -20,6 +20,11 @@ class EnrolmentRequired(Forbidden):
     (the panel's pages send such a caller to the two-factor page instead of an error)."""
 
 
+class VerificationRequired(Forbidden):
+    """403: the administrators require a verified e-mail address and this account's is not
+    yet (the panel's pages send such a caller to their profile page, which says why)."""
+
+
 __all__ = [
     "ApiError",
     "Conflict",
@@ -33,4 +38,5 @@ __all__ = [
     "Unauthenticated",
     "UpstreamFailed",
     "UpstreamUnavailable",
+    "VerificationRequired",
 ]

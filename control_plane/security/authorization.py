@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from control_plane.errors import ApiError, Conflict, EnrolmentRequired, Forbidden
+from control_plane.errors import (
+    ApiError,
+    Conflict,
+    EnrolmentRequired,
+    Forbidden,
+    VerificationRequired,
+)
 from control_plane.security.api_keys import Scope
 from control_plane.security.caller import Caller
 from control_plane.security.permissions import ServerAccess
@@ -58,7 +64,7 @@ def refusal(
     if caller.must_enrol and not need.allow_enrolment:
         return EnrolmentRequired("set up two-factor authentication first: it is required here")
     if caller.must_verify and not need.allow_unverified:
-        return Forbidden(
+        return VerificationRequired(
             "verify your e-mail address first: open the link we mailed you, or ask for a new "
             "one with POST /api/v1/account/email/verification"
         )

@@ -89,6 +89,8 @@ async def profile_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         # An account made through a sign-in provider may have no password to change.
         has_password=user.password_hash is not None,
         may_change_password=_may(req, auth.routes, "change_password"),
+        # Sent here from any other page (web/setup.py): say why.
+        must_verify=req.me.must_verify,
     )
 
 

@@ -9,7 +9,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from control_plane.api.registry import PAGE_TABLES
-from control_plane.errors import ApiError, EnrolmentRequired, NotFound, Unauthenticated
+from control_plane.errors import (
+    ApiError,
+    EnrolmentRequired,
+    NotFound,
+    Unauthenticated,
+    VerificationRequired,
+)
 from control_plane.keys import STYLE_NONCE, WEB_ASSETS, WEB_TEMPLATES
 from control_plane.web.assets import IMMUTABLE, STATIC_PREFIX, AssetIndex
 from control_plane.web.render import make_environment, page
@@ -79,6 +85,8 @@ static_routes = [web.get(STATIC_PREFIX + "{name:.+}", serve_asset)]
 
 # Where a caller who must still enrol a second factor is sent (account_pages.py).
 TWO_FACTOR_PAGE: Final = "/account/two-factor"
+# Where a caller whose e-mail address must still be verified is sent: it mails a new link.
+PROFILE_PAGE: Final = "/account"
 
 
 def sign_in_address(request: web.Request) -> str:
@@ -89,7 +97,8 @@ def sign_in_address(request: web.Request) -> str:
 async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A page's error is a page: the sign-in page for a visitor who is not signed in, an
     error page otherwise (the API's errors stay JSON). A caller refused because they must
-    still enrol a second factor is sent to the page that enrols one, which says why."""
+    still enrol a second factor is sent to the page that enrols one, and one whose address
+    must still be verified to their profile page (it mails a new link); both say why."""
     if not is_page(request):
         return await handler(request)
     try:
@@ -102,6 +111,10 @@ async def page_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if request.method != "GET":
             raise
         raise web.HTTPSeeOther(TWO_FACTOR_PAGE) from None
+    except VerificationRequired:
+        if request.method != "GET":
+            raise
+        raise web.HTTPSeeOther(PROFILE_PAGE) from None
     except ApiError as err:
         return _error_page(request, err)
     except web.HTTPNotFound:

@@ -201,3 +201,65 @@ async def test_a_signed_out_invitee_creates_the_account_on_the_page(
     await expect(page.locator(".who")).to_have_text(INVITEE)
     await expect(page.get_by_role("link", name="alice's server")).to_be_visible()
     await watched.assert_clean()
+
+
+@pytest.fixture
+async def verifying_world(
+    engine: AsyncEngine,
+    database_url: str,
+    catcher: MailCatcher,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[World]:
+    async with mail_world(
+        database_url,
+        catcher,
+        aiohttp_server,
+        aiohttp_client,
+        STELLAR_REGISTRATION="open",
+        STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
+    ) as world:
+        yield world
+
+
+async def test_an_invitee_who_registered_alone_joins_from_the_page_and_is_verified(
+    verifying_world: World, catcher: MailCatcher, browser: Browser
+) -> None:
+    """Addresses must be verified, and the invitee made their account on the register page
+    (not through the link) before opening the invitation: the panel holds them at *verify
+    your address*, and the invitation's page, its link mailed to that address, lets them
+    accept — which verifies the address."""
+    world = verifying_world
+    await world.alice.json(
+        "POST",
+        f"/api/v1/servers/{world.ids['alice_server']}/invitations",
+        201,
+        json={"email": INVITEE, "permissions": ["console.read"]},
+    )
+    link = local((await catcher.next()).link())
+    watched = await watched_page(browser, base_url(world.panel))
+    page = watched.page
+    await page.goto("/register")
+    await page.get_by_label("E-mail").fill(INVITEE)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Password again").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await page.wait_for_load_state("networkidle")
+    assert (await catcher.next()).to == INVITEE  # the verification mail, not opened
+    # Held on the profile page, which says why and how.
+    await page.goto("/")
+    await page.wait_for_url("**/account")
+    await expect(page.locator("[data-must-verify]")).to_contain_text(
+        "A server invitation mailed to this address verifies it when you accept."
+    )
+    await expect(page.get_by_role("link", name="alice's server")).to_have_count(0)
+
+    await page.goto(link)
+    await page.get_by_role("button", name="Accept").click()
+    await page.wait_for_url(base_url(world.panel) + "/")
+    await expect(page.get_by_role("link", name="alice's server")).to_be_visible()
+    await watched.assert_clean()
+    verified = await world.admin.json("GET", "/api/v1/audit?action=user.email.verified")
+    assert [entry["details"] for entry in verified["data"]] == [
+        {"email": INVITEE, "by": "invitation"}
+    ]
