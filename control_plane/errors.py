@@ -20,6 +20,11 @@ class EnrolmentRequired(Forbidden):
     (the panel's pages send such a caller to the two-factor page instead of an error)."""
 
 
+class SecondFactorOwed(Forbidden):
+    """403: the password was right and the second factor is still owed (the panel's pages
+    send such a caller back to the sign-in page, which shows its second step)."""
+
+
 class VerificationRequired(Forbidden):
     """403: the administrators require a verified e-mail address and this account's is not
     yet (the panel's pages send such a caller to their profile page, which says why)."""
@@ -35,6 +40,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RequestTimeout",
+    "SecondFactorOwed",
     "Unauthenticated",
     "UpstreamFailed",
     "UpstreamUnavailable",

@@ -19,6 +19,7 @@ from control_plane.errors import (
     Conflict,
     EnrolmentRequired,
     Forbidden,
+    SecondFactorOwed,
     VerificationRequired,
 )
 from control_plane.security.api_keys import Scope
@@ -60,7 +61,7 @@ def refusal(
     """Why ``caller`` may not do what ``need`` describes (on the server ``access`` is for),
     or None when they may. The order decides which reason a caller with several is told."""
     if caller.mfa_pending and not need.allow_mfa_pending:
-        return Forbidden("complete the second factor first")
+        return SecondFactorOwed("complete the second factor first")
     if caller.must_enrol and not need.allow_enrolment:
         return EnrolmentRequired("set up two-factor authentication first: it is required here")
     if caller.must_verify and not need.allow_unverified:

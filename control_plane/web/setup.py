@@ -13,6 +13,7 @@ from control_plane.errors import (
     ApiError,
     EnrolmentRequired,
     NotFound,
+    SecondFactorOwed,
     Unauthenticated,
     VerificationRequired,
 )
@@ -97,13 +98,15 @@ def sign_in_address(request: web.Request) -> str:
 async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A page's error is a page: the sign-in page for a visitor who is not signed in, an
     error page otherwise (the API's errors stay JSON). A caller refused because they must
-    still enrol a second factor is sent to the page that enrols one, and one whose address
-    must still be verified to their profile page (it mails a new link); both say why."""
+    still enrol a second factor is sent to the page that enrols one, one who still owes the
+    second factor of a sign-in to the sign-in page (its second step), and one whose address
+    must still be verified to their profile page (it mails a new link); each says why."""
     if not is_page(request):
         return await handler(request)
     try:
         return await handler(request)
-    except Unauthenticated:
+    except (Unauthenticated, SecondFactorOwed):
+        # (A sign-in half done: the sign-in page shows its second step.)
         if request.method != "GET":
             raise
         raise web.HTTPSeeOther(sign_in_address(request)) from None

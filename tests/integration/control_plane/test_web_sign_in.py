@@ -114,10 +114,15 @@ async def test_sign_up_then_in_with_a_code_and_with_a_recovery_code_that_works_o
 
     await sign_out(page)
     await sign_in(page, EMAIL)
+    await expect(page.locator("#second-factor")).to_be_visible()
+    # Away from the sign-in page half-way: any page sends back to its second step.
+    await page.goto("/account/api-keys")
+    await page.wait_for_url("**/login?next=/account/api-keys")
+    await expect(page.locator("#second-factor")).to_be_visible()
     await second_step(page, "000000")
     await expect(page.get_by_role("alert")).to_have_text("invalid or already used code")
     await second_step(page, oathtool(secret, wall_clock.now))
-    await page.wait_for_url(home)
+    await page.wait_for_url(base_url(panel) + "/account/api-keys")
     await watched.assert_clean()
     wall_clock.advance(30)
 
