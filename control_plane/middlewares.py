@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from control_plane.api.strict_input import unstorable
 from control_plane.db import faults
-from control_plane.errors import ApiError, InvalidRequest
+from control_plane.errors import ApiError, Conflict, InvalidRequest
 from control_plane.keys import RATE_DECISION, SETTINGS
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
@@ -108,6 +108,11 @@ async def database_faults(request: web.Request, handler: Handler) -> web.StreamR
         answer = faults.as_api_error(err)
         if answer is None:
             raise
+        if isinstance(answer, Conflict):
+            # A row changed under the request: on PostgreSQL a race, on SQLite (whose writers
+            # take turns) a bug of ours; either way worth its traceback.
+            log.exception("database conflict", status=answer.status, answer=answer.message)
+            raise answer from err
         log.warning(
             "database fault",
             status=answer.status,

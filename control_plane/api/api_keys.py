@@ -64,7 +64,6 @@ async def create_key(req: ApiRequest[ApiKeyCreate, Any]) -> ApiKeyCreated:
 @routes.delete("/api/v1/account/api-keys/{key_id}", summary="Revoke one of my API keys", status=204)
 async def revoke_key(req: ApiRequest[Any, Any]) -> None:
     key = await api_key_service.key_of(req.db, req.me.user_id, req.uuid_param("key_id"))
-    if key is None:
+    if key is None or not await api_key_service.revoke(req.db, key):
         raise req.deny(NotFound("no such API key"), target="api_key")
-    await req.db.delete(key)
     await req.audit("api_key.revoked", target_type="api_key", target_id=str(key.id))

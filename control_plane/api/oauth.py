@@ -203,6 +203,18 @@ async def _link(
     user = await req.db.get(User, challenge.user_id) if challenge.user_id else None
     if user is None or user.disabled:
         raise Unauthenticated("the account this link was started for is gone")
+    # Only in a live session of that account: one ended meanwhile (signed out everywhere,
+    # disabled, password changed, an administrator taking back what an intruder added)
+    # must not finish a link it started.
+    caller = req.caller
+    if caller is None or caller.via != "session" or caller.mfa_pending or caller.user_id != user.id:
+        req.audit_failure(
+            "user.oauth.link_failed",
+            details={"method": f"oauth:{provider.name}", "reason": "session ended"},
+        )
+        raise Unauthenticated(
+            "the session this link was started in has ended: sign in again and link again"
+        )
     try:
         identity = await oauth_service.link(req.db, user.id, provider.name, account)
     except Conflict:
@@ -241,7 +253,7 @@ async def unlink(req: ApiRequest[UnlinkIn, Any]) -> None:
     user = await req.db.get(User, req.me.user_id)
     if user is None:
         raise Unauthenticated("authentication required")
-    await oauth_service.unlink(req.db, user, req.body.provider)
+    await oauth_service.unlink(req.db, user, provider=req.body.provider)
     await req.audit(
         "user.oauth.unlinked",
         target_type="user",

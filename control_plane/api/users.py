@@ -95,6 +95,8 @@ async def update_user(req: ApiRequest[UserUpdate, Any]) -> UserOut:
     changes = req.body.model_dump(exclude_none=True)
     if user.id == req.me.user_id and (changes.get("disabled") or changes.get("is_admin") is False):
         raise Conflict("you cannot disable or demote yourself; ask another administrator")
+    if changes.get("disabled") or changes.get("is_admin") is False:
+        await user_service.keep_an_administrator(req.db, user)
     if "disabled" in changes:
         await user_service.set_disabled(req.db, user, changes["disabled"])
         push_after_commit(req, await sftp.nodes_of_user(req.db, user.id))
@@ -110,6 +112,7 @@ async def delete_user(req: ApiRequest[Any, Any]) -> None:
     owned = await req.db.scalar(select(func.count()).where(Server.owner_id == user.id))
     if owned:
         raise Conflict(f"the user owns {owned} server(s): delete them first")
+    await user_service.keep_an_administrator(req.db, user)
     await req.db.delete(user)
     await req.audit(
         "user.deleted", target_type="user", target_id=str(user.id), details={"email": user.email}
@@ -197,9 +200,8 @@ async def user_api_keys(req: ApiRequest[Any, Any]) -> ApiKeyList:
 async def revoke_user_api_key(req: ApiRequest[Any, Any]) -> None:
     user = await _user(req)
     key = await api_key_service.key_of(req.db, user.id, req.uuid_param("key_id"))
-    if key is None:
+    if key is None or not await api_key_service.revoke(req.db, key):
         raise NotFound(f"{user.email} has no such API key")
-    await req.db.delete(key)
     await req.audit(
         "api_key.revoked",
         target_type="api_key",
@@ -225,17 +227,18 @@ async def user_identities(req: ApiRequest[Any, Any]) -> IdentityList:
 )
 async def unlink_user_identity(req: ApiRequest[Any, Any]) -> None:
     user = await _another_user(req, "unlink your own accounts on your account page")
-    identity = await req.db.get(OAuthIdentity, req.uuid_param("identity_id"))
-    if identity is None or identity.user_id != user.id:
+    identity_id = req.uuid_param("identity_id")
+    seen = await req.db.get(OAuthIdentity, identity_id)
+    if seen is None or seen.user_id != user.id:
         raise NotFound(f"no such account is linked to {user.email}")
-    provider = identity.provider
-    await oauth_service.unlink(
+    identity = await oauth_service.unlink(
         req.db,
         user,
-        provider,
-        last_way=f"the {provider} account is {user.email}'s only way to sign in: disable the"
-        " account instead, or have them set a password or add a passkey first",
+        identity_id=identity_id,
+        last_way=f"the {seen.provider} account is {user.email}'s only way to sign in: disable"
+        " the account instead, or have them set a password or add a passkey first",
     )
+    provider = identity.provider
     # Signing in with the linked account is complete by itself, and a session does not say
     # how it began: any of them may be the unlinked account's, so all of them end.
     ended = await end_all_sessions(req.db, user.id)

@@ -34,11 +34,9 @@ async def run_retention(app: web.Application) -> int | None:
             return None
         metrics.job_runs.labels(JOB).inc()
         try:
-            idle = dt.timedelta(minutes=app[SETTINGS].session_idle_minutes)
             async with transaction(app[SESSIONS]) as db:
                 deleted = await resource_history.trim(db, app[WALL_CLOCK]())
-                # Sessions end by the time a cookie's lookup reads, not the stats' clock.
-                ended = await sessions.sweep_ended(db, dt.datetime.now(dt.UTC), idle)
+            ended = await _sweep_sessions(app)
         except Exception:
             metrics.job_failures.labels(JOB).inc()
             raise
@@ -47,6 +45,19 @@ async def run_retention(app: web.Application) -> int | None:
     if ended:
         log.info("ended sessions deleted", rows=ended)
     return deleted
+
+
+async def _sweep_sessions(app: web.Application) -> int:
+    """Delete ended sessions, a batch a transaction; how many."""
+    idle = dt.timedelta(minutes=app[SETTINGS].session_idle_minutes)
+    total = 0
+    while True:
+        async with transaction(app[SESSIONS]) as db:
+            # Sessions end by the time a cookie's lookup reads, not the stats' clock.
+            ended = await sessions.sweep_ended(db, dt.datetime.now(dt.UTC), idle)
+        total += ended
+        if ended < sessions.SWEEP_BATCH:
+            return total
 
 
 async def retention_job(app: web.Application) -> AsyncIterator[None]:

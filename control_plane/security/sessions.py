@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, not_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import Session, User
+from control_plane.db.models import LoginChallenge, Session, User
 from control_plane.db.models.listing import listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
@@ -161,7 +161,10 @@ async def end_session(db: AsyncSession, session_id: uuid.UUID) -> None:
 
 
 async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
-    """End every session of the user; how many there were."""
+    """End every session of the user, and drop what those sessions had started and not
+    finished (a provider link, a passkey registration: ``LoginChallenge`` rows of the user);
+    how many sessions there were."""
+    await db.execute(delete(LoginChallenge).where(LoginChallenge.user_id == user_id))
     result = await db.execute(delete(Session).where(Session.user_id == user_id))
     return result.rowcount if isinstance(result, CursorResult) else 0
 
@@ -182,8 +185,19 @@ async def live_sessions(db: AsyncSession, user_id: uuid.UUID, idle: dt.timedelta
     return list(rows)
 
 
+SWEEP_BATCH: Final = 1000
+
+
 async def sweep_ended(db: AsyncSession, now: dt.datetime, idle: dt.timedelta) -> int:
-    """Delete every session that signs in no more (a browser that never came back leaves its
-    row behind: its cookie would be refused, and the row is ended when presented); how many."""
-    result = await db.execute(delete(Session).where(not_(_live(now, idle))))
+    """Delete up to ``SWEEP_BATCH`` sessions that sign in no more (a browser that never came
+    back leaves its row behind: its cookie would be refused, and the row is ended when
+    presented); how many. Rows another transaction holds (ending a user's sessions) are
+    skipped, not waited for: PostgreSQL's ``SKIP LOCKED`` (SQLite's writers take turns)."""
+    ended = (
+        select(Session.id)
+        .where(not_(_live(now, idle)))
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    result = await db.execute(delete(Session).where(Session.id.in_(ended.scalar_subquery())))
     return result.rowcount if isinstance(result, CursorResult) else 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey
@@ -22,3 +23,12 @@ async def key_of(db: AsyncSession, user_id: uuid.UUID, key_id: uuid.UUID) -> Api
     """The user's key with this id; None for anyone else's."""
     key = await db.get(ApiKey, key_id)
     return key if key is not None and key.user_id == user_id else None
+
+
+async def revoke(db: AsyncSession, key: ApiKey) -> bool:
+    """Delete the key; False when a revocation at the same moment deleted it first (the
+    caller answers 404 and audits nothing)."""
+    result = await db.execute(
+        delete(ApiKey).where(ApiKey.id == key.id).execution_options(synchronize_session=False)
+    )
+    return isinstance(result, CursorResult) and result.rowcount == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import OAuthIdentity, PasskeyCredential, User
@@ -73,6 +73,8 @@ async def sign_in_methods(db: AsyncSession, user: User) -> int:
         .where(User.id == user.id)
         .with_for_update(key_share=True)
     )
+    if has_password is None:  # deleted while this request waited for the row
+        raise NotFound("no such user")
     linked = await db.scalar(
         select(func.count()).select_from(OAuthIdentity).where(OAuthIdentity.user_id == user.id)
     )
@@ -88,20 +90,26 @@ LAST_WAY: Final = "this is your only way to sign in: set a password or link anot
 
 
 async def unlink(
-    db: AsyncSession, user: User, provider: str, *, last_way: str = LAST_WAY
+    db: AsyncSession,
+    user: User,
+    *,
+    provider: str | None = None,
+    identity_id: uuid.UUID | None = None,
+    last_way: str = LAST_WAY,
 ) -> OAuthIdentity:
-    """Remove the user's link to ``provider``, unless it is their last way to sign in (409
-    ``last_way``)."""
+    """Remove the user's link to ``provider`` (or the link ``identity_id``), unless it is
+    their last way to sign in (409 ``last_way``). The link is found after the count's lock:
+    the one meant, or none (404), never another linked meanwhile."""
     methods = await sign_in_methods(db, user)  # first: it locks the count
-    identity = await db.scalar(
-        select(OAuthIdentity).where(
-            OAuthIdentity.user_id == user.id, OAuthIdentity.provider == provider
-        )
-    )
+    found = select(OAuthIdentity).where(OAuthIdentity.user_id == user.id)
+    if identity_id is not None:
+        found = found.where(OAuthIdentity.id == identity_id)
+    if provider is not None:
+        found = found.where(OAuthIdentity.provider == provider)
+    identity = await db.scalar(found)
     if identity is None:
-        raise NotFound(f"no {provider} account is linked")
+        raise NotFound(f"no {provider} account is linked" if provider else "no such linked account")
     if methods <= 1:
         raise Conflict(last_way)
-    await db.delete(identity)
-    await db.flush()
+    await db.execute(delete(OAuthIdentity).where(OAuthIdentity.id == identity.id))
     return identity

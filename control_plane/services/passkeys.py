@@ -56,16 +56,18 @@ async def owned(db: AsyncSession, user_id: uuid.UUID, passkey_id: uuid.UUID) -> 
 
 async def remove(db: AsyncSession, user: User, passkey: PasskeyCredential) -> None:
     """Delete a passkey, unless it is the user's last way to sign in (404 if a removal at
-    the same moment took it first)."""
-    if await oauth_service.sign_in_methods(db, user) <= 1:
+    the same moment took it first: found again after the count's lock)."""
+    methods = await oauth_service.sign_in_methods(db, user)  # first: it locks the count
+    still = await db.scalar(select(PasskeyCredential.id).where(PasskeyCredential.id == passkey.id))
+    if still is None:  # a removal at the same moment took it first
+        raise NotFound("no such passkey")
+    if methods <= 1:
         raise Conflict("this is your only way to sign in: set a password or add another first")
-    result = await db.execute(
+    await db.execute(
         delete(PasskeyCredential)
         .where(PasskeyCredential.id == passkey.id)
         .execution_options(synchronize_session=False)
     )
-    if not isinstance(result, CursorResult) or result.rowcount != 1:
-        raise NotFound("no such passkey")
 
 
 async def remove_all(db: AsyncSession, user: User) -> int:

@@ -93,6 +93,29 @@ async def count_admins(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).where(User.is_admin.is_(True))) or 0)
 
 
+async def keep_an_administrator(session: AsyncSession, user: User) -> None:
+    """Refuse (409) taking administration from ``user`` — demoting, disabling or deleting
+    them — when they are the only active administrator left.
+
+    Nobody can do it to themselves, so only two administrators removing each other at the
+    same moment could leave none: the active administrators' rows stay locked, taken in one
+    order, until the transaction ends, so such removals are counted one after the other
+    (``FOR NO KEY UPDATE``: sign-ins, which only reference the row, do not wait). SQLite:
+    every writing transaction holds the database's lock from ``BEGIN``.
+    """
+    active = await session.scalars(
+        select(User.id)
+        .where(User.is_admin.is_(True), User.disabled.is_(False))
+        .order_by(User.id)
+        .with_for_update(key_share=True)
+    )
+    if not set(active) - {user.id}:
+        raise Conflict(
+            f"{user.email} is the only active administrator: make another user an"
+            " administrator first"
+        )
+
+
 async def set_disabled(session: AsyncSession, user: User, disabled: bool) -> None:
     """Disable or enable an account; disabling ends all of its sessions at once."""
     user.disabled = disabled

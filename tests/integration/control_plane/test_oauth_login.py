@@ -253,6 +253,11 @@ async def test_an_admin_sees_and_takes_back_what_an_intruder_added_to_an_account
     alice_id = (await alice.json("GET", "/api/v1/auth/session"))["user"]["id"]
     fake.user = ProviderUser("6666", "intruder@example.net")
     await link(alice, fake, "github")
+    # A second link started and left half done, to finish after the administrator acts.
+    fake.user = ProviderUser("6667", "intruder@example.net")
+    started = await alice.json("POST", LINK, json={"provider": "discord"})
+    pending = fake.authorize(started["authorize_url"])
+    fake.user = ProviderUser("6666", "intruder@example.net")
     made = await alice.json(
         "POST", "/api/v1/account/api-keys", 201, json={"name": "backdoor", "scopes": ["read"]}
     )
@@ -297,6 +302,11 @@ async def test_an_admin_sees_and_takes_back_what_an_intruder_added_to_an_account
         assert (await browser.request("GET", "/api/v1/auth/session")).status == 401
     again = await flow(await panel.browser(), fake, "github")
     assert again.status in (401, 403), await again.text()
+    # The half-done link cannot be finished: what her sessions started ended with them.
+    finished = await callback(alice, pending)
+    assert finished.status in (400, 401), await finished.text()
+    fake.user = ProviderUser("6667", "intruder@example.net")
+    assert (await flow(await panel.browser(), fake, "discord")).status == 401
     assert (await admin.json("GET", base + "/sessions"))["data"] == []
     await bot.json("GET", "/api/v1/servers")  # the key stays until revoked
     await admin.json("DELETE", f"{base}/api-keys/{keys[0]['id']}", status=204)
@@ -310,6 +320,26 @@ async def test_an_admin_sees_and_takes_back_what_an_intruder_added_to_an_account
         "provider": "github", "email": EMAIL, "sessions_ended": 2,
     }  # fmt: skip
     assert (await audit(panel, "api_key.revoked"))[-1] == {"email": EMAIL, "name": "backdoor"}
+
+
+async def test_a_link_finishes_only_in_the_session_that_started_it(
+    panel: Panel, fake: FakeProvider
+) -> None:
+    """Signed out between starting a link and coming back from the provider (or another
+    account signed in meanwhile in that browser): the link is refused, nothing is linked."""
+    alice = await panel.signed_in(EMAIL)
+    started = await alice.json("POST", LINK, json={"provider": "github"})
+    query = fake.authorize(started["authorize_url"])
+    await alice.json("POST", "/api/v1/auth/logout", status=204)
+    refused = await callback(alice, query)
+    assert refused.status == 401
+    assert "sign in again and link again" in (await refused.json())["error"]["message"]
+    assert (await audit(panel, "user.oauth.link_failed"))[-1]["reason"] == "session ended"
+    again = await panel.browser()
+    await again.login(EMAIL)
+    assert (await again.json("GET", "/api/v1/account/oauth"))["data"] == []
+    # Started and finished in one session, it links as before.
+    await link(again, fake, "github")
 
 
 async def test_an_admin_does_not_unlink_a_users_last_way_to_sign_in(

@@ -310,10 +310,10 @@ async def test_an_admins_removal_and_the_users_own_at_once_leave_a_way_to_sign_i
         admin.request("DELETE", f"/api/v1/users/{alice_id}/passkeys"),
         alice.request("POST", "/api/v1/account/oauth/unlink", json={"provider": "discord"}),
     )
-    # The user's request is refused either way: by the count (409) or, when the admin's
-    # removal ended her sessions first, as signed out (401).
-    assert statuses[0].status == 204
-    assert statuses[1].status in {401, 409}, await statuses[1].text()
+    # One of the two goes through. The other is refused by the count (409) — or the user's,
+    # when the admin's removal ended her sessions first, as signed out (401).
+    pair = (statuses[0].status, statuses[1].status)
+    assert pair in {(204, 409), (204, 401), (409, 204)}, pair
     assert await methods_left(panel) == 1
 
 

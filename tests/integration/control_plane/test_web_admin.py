@@ -42,6 +42,8 @@ from tests.support.world import World
 
 pytestmark = pytest.mark.browser
 XSS = "<img src=x onerror=alert(1)>"
+# Out of an attribute (a confirmation's text), then markup.
+QUOTED = '"><img src=x onerror=alert(1)>'
 PHONE: ViewportSize = {"width": 360, "height": 740}
 ADMIN_PAGES = [
     endpoint
@@ -365,14 +367,14 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     root_id = await admin_panel.create_user("root@example.org", admin=True)
     player = await admin_panel.signed_in("player@example.org")
     made = await player.json(
-        "POST", "/api/v1/account/api-keys", 201, json={"name": XSS, "scopes": ["read"]}
+        "POST", "/api/v1/account/api-keys", 201, json={"name": QUOTED, "scopes": ["read"]}
     )
     bot = await admin_panel.browser()
     bot.api_key = made["key"]
     async with transaction(session_factory(admin_panel.server.app[ENGINE])) as db:
         player_id = await db.scalar(select(User.id).where(User.email == "player@example.org"))
         assert player_id is not None
-        db.add(OAuthIdentity(user_id=player_id, provider="github", subject="7", email=XSS))
+        db.add(OAuthIdentity(user_id=player_id, provider="github", subject="7", email=QUOTED))
 
     watched = await signed_in_page(admin_panel, browser, "root@example.org", "/admin/users")
     page = watched.page
@@ -382,14 +384,14 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     await expect(page.locator('[data-fact="password"]')).to_have_text("set")
     await expect(page.locator("#session-table tbody tr")).to_have_count(1)
     key_row = page.locator(f'#key-table tr[data-key="{made["prefix"]}"]')
-    await expect(key_row.locator("td").first).to_have_text(XSS)  # a name is text
+    await expect(key_row.locator("td").first).to_have_text(QUOTED)  # a name is text
     link_row = page.locator('#identity-table tr[data-identity="github"]')
-    await expect(link_row).to_contain_text(XSS)
+    await expect(link_row).to_contain_text(QUOTED)
     assert await page.locator("main img").count() == 0
 
     await key_row.get_by_role("button", name="Revoke").click()
-    await confirm(page, f"Revoke the API key “{XSS}”")
-    await status(page, f"The API key “{XSS}” is revoked.")
+    await confirm(page, f"Revoke the API key “{QUOTED}”")
+    await status(page, f"The API key “{QUOTED}” is revoked.")
     await expect(page.locator("#key-table")).to_have_count(0)
     await expect(page.get_by_text("No API key.")).to_be_visible()
     assert (await bot.request("GET", "/api/v1/servers")).status == 401
@@ -412,8 +414,14 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     await watched.assert_clean()
 
     # One's own account: read, managed on one's own account pages.
+    root_api = await admin_panel.browser()
+    await root_api.login("root@example.org")
+    await root_api.json(
+        "POST", "/api/v1/account/api-keys", 201, json={"name": "mine", "scopes": ["read"]}
+    )
     await page.goto(f"/admin/users/{root_id}")
     await expect(page.get_by_text("This is your own account")).to_be_visible()
+    await expect(page.locator("#key-table tbody tr")).to_have_count(1)
     await expect(page.locator("main section button")).to_have_count(0)
     missing = await page.goto(f"/admin/users/{uuid.uuid4()}")
     assert missing is not None
