@@ -20,7 +20,7 @@ from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, not_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import LoginChallenge, Session, User
+from control_plane.db.models import LoginChallenge, MailToken, Session, User
 from control_plane.db.models.listing import listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
@@ -162,9 +162,24 @@ async def end_session(db: AsyncSession, session_id: uuid.UUID) -> None:
 
 async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
     """End every session of the user, and drop what those sessions had started and not
-    finished (a provider link, a passkey registration: ``LoginChallenge`` rows of the user);
-    how many sessions there were."""
+    finished: a provider link or passkey registration (``LoginChallenge`` rows of the user)
+    and a change of address whose link went to the new address (an unused verification
+    token for another address than the account's). Whoever held a session may have started
+    them — this is how a password change, a reset, disabling or an administrator takes an
+    account back. How many sessions there were."""
     await db.execute(delete(LoginChallenge).where(LoginChallenge.user_id == user_id))
+    current = select(User.email).where(User.id == user_id).scalar_subquery()
+    await db.execute(
+        update(MailToken)
+        .where(
+            MailToken.user_id == user_id,
+            MailToken.purpose == "verify",
+            MailToken.used_at.is_(None),
+            MailToken.email != current,
+        )
+        .values(used_at=dt.datetime.now(dt.UTC))
+        .execution_options(synchronize_session=False)
+    )
     result = await db.execute(delete(Session).where(Session.user_id == user_id))
     return result.rowcount if isinstance(result, CursorResult) else 0
 

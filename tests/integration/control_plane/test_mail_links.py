@@ -128,6 +128,42 @@ async def test_email_change_happens_when_the_new_address_is_verified(
     assert "current password" in wrong["error"]["message"]
 
 
+@pytest.mark.parametrize("take_back", ["password", "signed out everywhere", "disabled"])
+async def test_an_address_change_an_intruder_asked_for_dies_with_the_sessions(
+    panel: Panel, catcher: MailCatcher, take_back: str
+) -> None:
+    """An intruder in victim's session (the password known too) asks to move the account
+    to their own address: the link goes to their mailbox. The victim changes the password,
+    or an administrator signs the victim out everywhere or disables the account: the link
+    must not move the account afterwards (the next step would be a reset to the intruder)."""
+    victim = await panel.signed_in("victim@example.org")
+    victim_id = (await victim.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    await victim.json(
+        "POST",
+        "/api/v1/account/email",
+        202,
+        json={"email": "intruder@example.net", "current_password": PASSWORD},
+    )
+    mails = {m.to: m for m in [await catcher.next(), await catcher.next()]}
+    link = mails["intruder@example.net"].link()
+    admin = await panel.signed_in("root@example.org", admin=True)
+    if take_back == "password":
+        await victim.json(
+            "POST",
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        )
+    elif take_back == "signed out everywhere":
+        await admin.json("DELETE", f"/api/v1/users/{victim_id}/sessions", 204)
+    else:
+        await admin.json("PATCH", f"/api/v1/users/{victim_id}", json={"disabled": True})
+        await admin.json("PATCH", f"/api/v1/users/{victim_id}", json={"disabled": False})
+    refused = await (await panel.browser()).json("GET", api_of(link), 400)
+    assert "invalid, used or expired" in refused["error"]["message"]
+    user = await admin.json("GET", f"/api/v1/users/{victim_id}")
+    assert user["email"] == "victim@example.org"
+
+
 async def test_password_reset_works_once_ends_every_session_and_revokes_nothing_else(
     panel: Panel, catcher: MailCatcher, engine: AsyncEngine
 ) -> None:
