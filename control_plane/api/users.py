@@ -6,15 +6,22 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from control_plane.api import ssh_keys
 from control_plane.api.auth import session_list
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.sftp_sync import push_after_commit
-from control_plane.db.models import OAuthIdentity, Server, User
+from control_plane.db.models import OAuthIdentity, Server, SshKey, User
 from control_plane.errors import Conflict, NotFound
 from control_plane.schemas.api_keys import ApiKeyList, ApiKeyOut
 from control_plane.schemas.auth import SessionList, UserOut
 from control_plane.schemas.common import Page, PageMeta
 from control_plane.schemas.oauth import IdentityList, IdentityOut
+from control_plane.schemas.ssh_keys import (
+    SftpPasswordIssued,
+    SftpPasswordIssuedList,
+    SshKeyList,
+    SshKeyOut,
+)
 from control_plane.schemas.users import UserCreate, UserListQuery, UserUpdate
 from control_plane.security.sessions import end_all_sessions
 from control_plane.services import api_keys as api_key_service
@@ -247,4 +254,66 @@ async def unlink_user_identity(req: ApiRequest[Any, Any]) -> None:
         target_type="user",
         target_id=str(user.id),
         details={"provider": provider, "email": user.email, "sessions_ended": ended},
+    )
+
+
+@routes.get(
+    "/api/v1/users/{user_id}/ssh-keys",
+    summary="List a user's SSH keys for SFTP",
+    response=SshKeyList,
+)
+async def user_ssh_keys(req: ApiRequest[Any, Any]) -> SshKeyList:
+    user = await _user(req)
+    rows = await req.db.scalars(
+        select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at)
+    )
+    return SshKeyList(data=[SshKeyOut.model_validate(k) for k in rows], sftp_account=user.username)
+
+
+@routes.delete(
+    "/api/v1/users/{user_id}/ssh-keys/{ssh_key_id}",
+    summary="Remove one of a user's SSH keys (ends the SFTP sessions it opened)",
+    status=204,
+)
+async def remove_user_ssh_key(req: ApiRequest[Any, Any]) -> None:
+    user = await _user(req)
+    key = await req.db.get(SshKey, req.uuid_param("ssh_key_id"))
+    if key is None or key.user_id != user.id:
+        raise NotFound(f"{user.email} has no such SSH key")
+    await ssh_keys.remove_key(req, key, email=user.email, name=key.name)
+
+
+@routes.get(
+    "/api/v1/users/{user_id}/sftp-passwords",
+    summary="Which servers a user holds an SFTP password for (never the passwords)",
+    response=SftpPasswordIssuedList,
+)
+async def user_sftp_passwords(req: ApiRequest[Any, Any]) -> SftpPasswordIssuedList:
+    rows = await sftp.passwords_of(req.db, (await _user(req)).id)
+    return SftpPasswordIssuedList(
+        data=[
+            SftpPasswordIssued(
+                server_id=server.id, server_name=server.name, created_at=password.created_at
+            )
+            for password, server in rows
+        ]
+    )
+
+
+@routes.delete(
+    "/api/v1/users/{user_id}/sftp-passwords",
+    summary="Remove every SFTP password of a user (ends the SFTP sessions they opened)",
+    status=204,
+)
+async def remove_user_sftp_passwords(req: ApiRequest[Any, Any]) -> None:
+    user = await _user(req)
+    nodes = await sftp.remove_passwords(req.db, user.id)
+    if not nodes:
+        raise Conflict(f"{user.email} holds no SFTP password: nothing to remove")
+    push_after_commit(req, nodes)
+    await req.audit(
+        "user.sftp_passwords.removed",
+        target_type="user",
+        target_id=str(user.id),
+        details={"email": user.email},
     )

@@ -34,6 +34,18 @@ class SshKeyList(Output):
     sftp_account: str
 
 
+class SftpPasswordIssued(Output):
+    """That a user holds an SFTP password for a server (never the password)."""
+
+    server_id: uuid.UUID
+    server_name: str
+    created_at: dt.datetime
+
+
+class SftpPasswordIssuedList(Output):
+    data: list[SftpPasswordIssued]
+
+
 class SftpPasswordOut(Output):
     """Shown once: the panel keeps it encrypted and never shows it again."""
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Server, SftpPassword, SshKey, Subuser, User
@@ -116,3 +116,27 @@ async def nodes_of_user(db: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
         .where(Subuser.user_id == user_id)
     )
     return set(owned) | set(shared)
+
+
+async def passwords_of(db: AsyncSession, user_id: uuid.UUID) -> list[tuple[SftpPassword, Server]]:
+    """The user's SFTP passwords with their servers, newest first (never a password: only
+    that one was issued)."""
+    rows = await db.execute(
+        select(SftpPassword, Server)
+        .join(Server, Server.id == SftpPassword.server_id)
+        .where(SftpPassword.user_id == user_id)
+        .order_by(SftpPassword.created_at.desc())
+    )
+    return [(password, server) for password, server in rows]
+
+
+async def remove_passwords(db: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
+    """Delete every SFTP password of the user; the nodes of their servers (to push)."""
+    nodes = await db.scalars(
+        select(Server.node_id)
+        .join(SftpPassword, SftpPassword.server_id == Server.id)
+        .where(SftpPassword.user_id == user_id)
+    )
+    found = set(nodes)
+    await db.execute(delete(SftpPassword).where(SftpPassword.user_id == user_id))
+    return found

@@ -132,7 +132,14 @@ async def test_an_owner_uploads_with_a_key_added_on_the_panel(stack: Stack, tmp_
 
 
 @pytest.mark.parametrize(
-    "change", ["key removed", "permission revoked", "server suspended", "user disabled"]
+    "change",
+    [
+        "key removed",
+        "key removed by an administrator",
+        "permission revoked",
+        "server suspended",
+        "user disabled",
+    ],
 )
 async def test_losing_access_on_the_panel_ends_the_open_session_within_5_s(
     stack: Stack, tmp_path: Path, change: str
@@ -160,6 +167,11 @@ async def test_losing_access_on_the_panel_ends_the_open_session_within_5_s(
             await asyncio.to_thread(lambda: sftp.open("/x", "w").write(b"x"))
         if change == "key removed":
             await helper.json("DELETE", f"{KEYS}/{added['id']}", status=204)
+        elif change == "key removed by an administrator":
+            keys = f"/api/v1/users/{helper_id}/ssh-keys"
+            listed = await stack.admin.json("GET", keys)
+            assert [k["fingerprint"] for k in listed["data"]] == [added["fingerprint"]]
+            await stack.admin.json("DELETE", f"{keys}/{added['id']}", status=204)
         elif change == "permission revoked":
             await owner.json(
                 "PATCH",
@@ -209,6 +221,31 @@ async def test_a_per_server_sftp_password_is_shown_once_and_replacing_it_ends_se
     finally:
         second.close()
     await owner.json("DELETE", path, status=204)  # none left: still done
+
+
+async def test_an_administrator_removes_a_users_sftp_passwords_and_their_sessions_end(
+    stack: Stack, tmp_path: Path
+) -> None:
+    email = f"sam-{uuid.uuid4().hex[:8]}@example.org"
+    server_id, owner = await stack.owned_server(email)
+    owner_id = (await owner.json("GET", "/api/v1/auth/session"))["user"]["id"]
+    target = await target_of(stack, tmp_path)
+    issued = await owner.json("POST", f"/api/v1/servers/{server_id}/sftp-password", status=201)
+    passwords = f"/api/v1/users/{owner_id}/sftp-passwords"
+    listed = await stack.admin.json("GET", passwords)
+    assert [p["server_id"] for p in listed["data"]] == [server_id]
+    assert "password" not in listed["data"][0]
+    client = await asyncio.to_thread(target.password_client, issued["username"], issued["password"])
+    try:
+        await stack.admin.json("DELETE", passwords, status=204)
+        await ends_within(client, 5)
+    finally:
+        client.close()
+    with pytest.raises(paramiko.AuthenticationException):
+        await asyncio.to_thread(target.password_client, issued["username"], issued["password"])
+    nothing = await stack.admin.json("DELETE", passwords, status=409)
+    assert "no SFTP password" in nothing["error"]["message"]
+    assert (await stack.admin.json("GET", passwords))["data"] == []
 
 
 async def test_a_new_servers_owner_can_log_in_at_once(stack: Stack, tmp_path: Path) -> None:

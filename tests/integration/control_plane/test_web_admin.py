@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pyotp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from playwright.async_api import Browser, Page, ViewportSize, expect
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select
@@ -371,6 +372,17 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     )
     bot = await admin_panel.browser()
     bot.api_key = made["key"]
+    public = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    )
+    ssh_key = await player.json(
+        "POST",
+        "/api/v1/account/ssh-keys",
+        201,
+        json={"name": QUOTED, "public_key": public.decode() + " player@laptop"},
+    )
     async with transaction(session_factory(admin_panel.server.app[ENGINE])) as db:
         player_id = await db.scalar(select(User.id).where(User.email == "player@example.org"))
         assert player_id is not None
@@ -395,6 +407,15 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     await expect(page.locator("#key-table")).to_have_count(0)
     await expect(page.get_by_text("No API key.")).to_be_visible()
     assert (await bot.request("GET", "/api/v1/servers")).status == 401
+
+    ssh_row = page.locator(f'#ssh-key-table tr[data-ssh-key="{ssh_key["fingerprint"]}"]')
+    await expect(ssh_row.locator("td").first).to_have_text(QUOTED)
+    await ssh_row.get_by_role("button", name="Remove").click()
+    await confirm(page, f"Remove the SSH key “{QUOTED}” of player@example.org?")
+    await status(page, f"The SSH key “{QUOTED}” is removed.")
+    await expect(page.get_by_text("No SSH key.")).to_be_visible()
+    assert (await player.json("GET", "/api/v1/account/ssh-keys"))["data"] == []
+    await expect(page.get_by_text("No SFTP password.")).to_be_visible()
 
     await link_row.get_by_role("button", name="Unlink").click()
     await confirm(page, "every session of player@example.org ends")
