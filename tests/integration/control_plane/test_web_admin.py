@@ -434,6 +434,17 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     assert (await again.request("GET", "/api/v1/auth/session")).status == 401
     await watched.assert_clean()
 
+    # Their trail: what they did (their key, their sign-ins), and what was done to them.
+    await page.get_by_role("link", name="what player@example.org did").click()
+    await page.wait_for_url(f"**/admin/audit?actor={player_id}")
+    await expect(page.locator("main")).to_contain_text("api_key.created")
+    await expect(page.locator("main")).to_contain_text("user.login.succeeded")
+    await page.go_back()
+    await page.get_by_role("link", name="what was done to the account").click()
+    await expect(page.locator("main")).to_contain_text("user.sessions.ended")
+    await expect(page.locator("main")).to_contain_text("user.oauth.unlinked")
+    await watched.assert_clean()
+
     # One's own account: read, managed on one's own account pages.
     root_api = await admin_panel.browser()
     await root_api.login("root@example.org")
