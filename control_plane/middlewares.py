@@ -99,7 +99,8 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def database_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A database that is down, busy or full answers 503 or 507 (``control_plane.db.faults``),
-    logged in one line without a traceback; anything else goes on up as it was."""
+    logged in one line without a traceback; a row changed under the request answers 409,
+    logged with its traceback; anything else goes on up as it was."""
     try:
         return await handler(request)
     except ApiError:
@@ -111,7 +112,9 @@ async def database_faults(request: web.Request, handler: Handler) -> web.StreamR
         if isinstance(answer, Conflict):
             # A row changed under the request: on PostgreSQL a race, on SQLite (whose writers
             # take turns) a bug of ours; either way worth its traceback.
-            log.exception("database conflict", status=answer.status, answer=answer.message)
+            log.warning(
+                "database conflict", status=answer.status, answer=answer.message, exc_info=True
+            )
             raise answer from err
         log.warning(
             "database fault",

@@ -3,9 +3,11 @@
 The browser that starts a flow gets an HttpOnly ``SameSite=Lax`` binding cookie (Lax, because
 the provider sends the browser back with a cross-site navigation); the ``state`` it carries is
 honoured only together with that cookie, once, within ten minutes. Linking is started from a
-signed-in session (CSRF-protected POST) and the user it links to is stored with the state, so
-the callback never needs the ``SameSite=Strict`` session cookie. A linked account signs in
-only the user it is linked to — an e-mail address the provider reports never chooses a user.
+signed-in session (CSRF-protected POST) and the user it links to is stored with the state;
+it finishes only in a live session of that user (the callback page's same-origin call carries
+the ``SameSite=Strict`` session cookie), so a session ended meanwhile cannot finish a link it
+started. A linked account signs in only the user it is linked to — an e-mail address the
+provider reports never chooses a user.
 """
 
 from __future__ import annotations

@@ -75,15 +75,19 @@ async def remove_ssh_key(req: ApiRequest[Any, Any]) -> None:
     await remove_key(req, key)
 
 
-async def remove_key(req: ApiRequest[Any, Any], key: SshKey, **details: Any) -> None:
-    """Remove ``key`` (the caller's, or an administrator removing a user's): audited with
-    ``details``, and pushed after commit to the nodes of its owner's servers, where it ends
-    the SFTP sessions it opened."""
-    await req.db.delete(key)
+async def remove_key(req: ApiRequest[Any, Any], key: SshKey) -> None:
+    """Remove the caller's ``key``: audited, and pushed to their nodes after commit."""
+    await delete_and_push(req, key)
     await req.audit(
         "ssh_key.removed",
         target_type="ssh_key",
         target_id=str(key.id),
-        details={"fingerprint": key.fingerprint, **details},
+        details={"fingerprint": key.fingerprint},
     )
+
+
+async def delete_and_push(req: ApiRequest[Any, Any], key: SshKey) -> None:
+    """Delete ``key`` and push, after commit, the nodes of its owner's servers: the SFTP
+    sessions it opened there end."""
+    await req.db.delete(key)
     push_after_commit(req, await sftp.nodes_of_user(req.db, key.user_id))

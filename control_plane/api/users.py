@@ -209,11 +209,12 @@ async def revoke_user_api_key(req: ApiRequest[Any, Any]) -> None:
     key = await api_key_service.key_of(req.db, user.id, req.uuid_param("key_id"))
     if key is None or not await api_key_service.revoke(req.db, key):
         raise NotFound(f"{user.email} has no such API key")
+    # Audited against the user: their account's trail shows what was taken back.
     await req.audit(
-        "api_key.revoked",
-        target_type="api_key",
-        target_id=str(key.id),
-        details={"email": user.email, "name": key.name},
+        "user.api_key.revoked",
+        target_type="user",
+        target_id=str(user.id),
+        details={"email": user.email, "name": key.name, "prefix": key.prefix},
     )
 
 
@@ -280,7 +281,13 @@ async def remove_user_ssh_key(req: ApiRequest[Any, Any]) -> None:
     key = await req.db.get(SshKey, req.uuid_param("ssh_key_id"))
     if key is None or key.user_id != user.id:
         raise NotFound(f"{user.email} has no such SSH key")
-    await ssh_keys.remove_key(req, key, email=user.email, name=key.name)
+    await ssh_keys.delete_and_push(req, key)
+    await req.audit(
+        "user.ssh_key.removed",
+        target_type="user",
+        target_id=str(user.id),
+        details={"email": user.email, "name": key.name, "fingerprint": key.fingerprint},
+    )
 
 
 @routes.get(
@@ -307,13 +314,13 @@ async def user_sftp_passwords(req: ApiRequest[Any, Any]) -> SftpPasswordIssuedLi
 )
 async def remove_user_sftp_passwords(req: ApiRequest[Any, Any]) -> None:
     user = await _user(req)
-    nodes = await sftp.remove_passwords(req.db, user.id)
-    if not nodes:
-        raise Conflict(f"{user.email} holds no SFTP password: nothing to remove")
+    removed, nodes = await sftp.remove_passwords(req.db, user.id)
+    if not removed:
+        return  # none left: what was asked holds already
     push_after_commit(req, nodes)
     await req.audit(
         "user.sftp_passwords.removed",
         target_type="user",
         target_id=str(user.id),
-        details={"email": user.email},
+        details={"email": user.email, "removed": removed},
     )

@@ -48,7 +48,7 @@ class Requirement:
     # Open while a second factor is still owed at sign-in, or must still be enrolled.
     allow_mfa_pending: bool = False
     allow_enrolment: bool = False
-    # Open to a user whose e-mail address must still be verified.
+    # Open to a user whose e-mail address must still be verified (``allow_enrolment`` is too).
     allow_unverified: bool = False
     # Which API the route belongs to: "native" (/api/v1), "application" or "client" (the
     # Pterodactyl-compatible ones); a ptla_/ptlc_ key works only on its own.
@@ -64,7 +64,9 @@ def refusal(
         return SecondFactorOwed("complete the second factor first")
     if caller.must_enrol and not need.allow_enrolment:
         return EnrolmentRequired("set up two-factor authentication first: it is required here")
-    if caller.must_verify and not need.allow_unverified:
+    # Setting up a second factor needs no verified address: a caller who must do both
+    # enrols first (the order above), so what enrols is open to them too.
+    if caller.must_verify and not (need.allow_unverified or need.allow_enrolment):
         return VerificationRequired(
             "verify your e-mail address first: open the link we mailed you, or ask for a new "
             "one with POST /api/v1/account/email/verification"

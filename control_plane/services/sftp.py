@@ -130,13 +130,18 @@ async def passwords_of(db: AsyncSession, user_id: uuid.UUID) -> list[tuple[SftpP
     return [(password, server) for password, server in rows]
 
 
-async def remove_passwords(db: AsyncSession, user_id: uuid.UUID) -> set[uuid.UUID]:
-    """Delete every SFTP password of the user; the nodes of their servers (to push)."""
-    nodes = await db.scalars(
-        select(Server.node_id)
-        .join(SftpPassword, SftpPassword.server_id == Server.id)
+async def remove_passwords(db: AsyncSession, user_id: uuid.UUID) -> tuple[int, set[uuid.UUID]]:
+    """Delete every SFTP password of the user: how many, and the nodes of the servers of
+    exactly the rows deleted (to push; one issued meanwhile is either deleted and pushed,
+    or not deleted)."""
+    deleted = await db.scalars(
+        delete(SftpPassword)
         .where(SftpPassword.user_id == user_id)
+        .returning(SftpPassword.server_id)
+        .execution_options(synchronize_session=False)
     )
-    found = set(nodes)
-    await db.execute(delete(SftpPassword).where(SftpPassword.user_id == user_id))
-    return found
+    servers = set(deleted)
+    if not servers:
+        return 0, set()
+    nodes = await db.scalars(select(Server.node_id).where(Server.id.in_(servers)))
+    return len(servers), set(nodes)

@@ -5,8 +5,12 @@ administrator: one of the two is refused. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 
@@ -39,28 +43,72 @@ async def admin(panel: Panel, email: str) -> tuple[Browser, str]:
     return browser, (await browser.json("GET", "/api/v1/auth/session"))["user"]["id"]
 
 
+@contextlib.asynccontextmanager
+async def writers_held(database_url: str) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Hold what a removal of an administrator must wait for — PostgreSQL: the active
+    administrators' rows (``FOR NO KEY UPDATE``); SQLite: the write lock — until the block
+    ends, so that removals sent meanwhile all start before any of them decides. Yields a
+    wait for ``n`` of them to be held up."""
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+
+        async def settle(count: int) -> None:
+            await asyncio.sleep(0.5)  # (each waits in its writer's turn; nothing to count)
+
+        try:
+            yield settle
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    holder_pg = await asyncpg.connect(database_url)
+    watcher = await asyncpg.connect(database_url)
+    transaction = holder_pg.transaction()
+    await transaction.start()
+    await holder_pg.execute("SELECT id FROM users WHERE is_admin FOR NO KEY UPDATE")
+
+    async def waiting(count: int) -> None:
+        for _ in range(200):
+            held = await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if held >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"fewer than {count} removals are waiting")
+
+    try:
+        yield waiting
+    finally:
+        await transaction.rollback()
+        await holder_pg.close()
+        await watcher.close()
+
+
 @pytest.mark.parametrize("first", sorted(ACTIONS))
 @pytest.mark.parametrize("second", sorted(ACTIONS))
 async def test_two_administrators_removing_each_other_leave_one(
-    panel: Panel, first: str, second: str
+    panel: Panel, database_url: str, first: str, second: str
 ) -> None:
     ann, ann_id = await admin(panel, "ann@example.org")
     bob, bob_id = await admin(panel, "bob@example.org")
     (method_a, body_a), (method_b, body_b) = ACTIONS[first], ACTIONS[second]
-    answers = await asyncio.gather(
-        ann.request(method_a, f"/api/v1/users/{bob_id}", json=body_a),
-        bob.request(method_b, f"/api/v1/users/{ann_id}", json=body_b),
-    )
+    async with writers_held(database_url) as held_up:
+        calls = [
+            asyncio.create_task(ann.request(method_a, f"/api/v1/users/{bob_id}", json=body_a)),
+            asyncio.create_task(bob.request(method_b, f"/api/v1/users/{ann_id}", json=body_b)),
+        ]
+        await held_up(2)
+    answers = await asyncio.gather(*calls)
+    # Both were let in as administrators and waited; then one goes through and the other,
+    # counting after it, is refused.
     statuses = sorted(answer.status for answer in answers)
-    # One goes through; the other is refused: by the count (409), or, when the first had
-    # already taken its caller's administration, as no administrator (403) or signed out
-    # (401: disabled or deleted).
     assert statuses[0] in (200, 204), statuses
-    assert statuses[1] in (401, 403, 409), statuses
-    for answer in answers:
-        if answer.status == 409:
-            message = (await answer.json())["error"]["message"]
-            assert "the only active administrator" in message
+    assert statuses[1] == 409, statuses
+    refused = next(answer for answer in answers if answer.status == 409)
+    assert "the only active administrator" in (await refused.json())["error"]["message"]
     assert await active_admins(panel) == 1
 
 

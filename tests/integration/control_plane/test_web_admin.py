@@ -443,6 +443,8 @@ async def test_an_admin_takes_back_the_keys_links_and_sessions_of_a_user(
     await page.get_by_role("link", name="what was done to the account").click()
     await expect(page.locator("main")).to_contain_text("user.sessions.ended")
     await expect(page.locator("main")).to_contain_text("user.oauth.unlinked")
+    await expect(page.locator("main")).to_contain_text("user.api_key.revoked")
+    await expect(page.locator("main")).to_contain_text("user.ssh_key.removed")
     await watched.assert_clean()
 
     # One's own account: read, managed on one's own account pages.

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pyotp
 import pytest
 from playwright.async_api import Browser, Page, expect
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.control_plane.mail_support import local, mail_environment, mail_panel
-from tests.integration.control_plane.web_support import base_url, sign_in
+from tests.integration.control_plane.web_support import base_url, csrf_of, sign_in
 from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.smtp import MailCatcher, smtp_server
@@ -165,3 +166,58 @@ async def test_the_verification_link_in_the_mail_lets_a_new_account_in(
     await expect(page.get_by_role("alert")).to_have_text(DEAD_LINK)
     await expect(page.get_by_role("button", name="Confirm my address")).to_have_count(0)
     await watched.assert_clean()
+
+
+async def test_an_account_that_must_enrol_and_verify_does_both_without_a_loop(
+    engine: AsyncEngine,
+    database_url: str,
+    catcher: MailCatcher,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    browser: Browser,
+) -> None:
+    """Both required (a second factor for everyone, verified addresses): a new account is
+    sent to set up its second factor first — a page open to it although its address is not
+    verified yet (it went back and forth between the two pages before) — then to its
+    profile page, then in."""
+    async with smtp_server(catcher) as port:
+        environment = mail_environment(
+            database_url,
+            port,
+            STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
+            STELLAR_REQUIRE_2FA="everyone",
+            STELLAR_ENCRYPTION_KEYS="k1:" + "5e" * 8 + "a1b2c3d4e5f60718" * 3,
+        )
+        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+            watched = await watched_page(browser, base_url(panel))
+            page = watched.page
+            await page.goto("/register")
+            await page.get_by_label("E-mail").fill("both@example.org")
+            await page.get_by_label("Password", exact=True).fill(PASSWORD)
+            await page.get_by_label("Password again").fill(PASSWORD)
+            await page.get_by_role("button", name="Create account").click()
+            await expect(page.get_by_role("status")).to_contain_text("Your account is made.")
+            link = local((await catcher.next()).link())
+
+            answer = await page.goto("/")
+            assert answer is not None
+            assert answer.status == 200
+            assert page.url == base_url(panel) + "/account/two-factor"
+            await expect(page.locator("[data-must-enrol]")).to_be_visible()
+            api, headers = page.context.request, {"X-CSRF-Token": await csrf_of(page)}
+            setup = await (await api.post("/api/v1/account/2fa/setup", headers=headers)).json()
+            enabled = await api.post(
+                "/api/v1/account/2fa/enable",
+                headers=headers,
+                data={"code": pyotp.TOTP(setup["secret"]).now(), "password": PASSWORD},
+            )
+            assert enabled.ok, await enabled.text()
+
+            await page.goto("/")
+            await page.wait_for_url("**/account")
+            await expect(page.locator("[data-must-verify]")).to_be_visible()
+            await page.goto(link)
+            await page.get_by_role("button", name="Confirm my address").click()
+            await page.get_by_role("link", name="Continue to your servers").click()
+            await expect(page.get_by_text("You have no servers yet.")).to_be_visible()
+            await watched.assert_clean()
