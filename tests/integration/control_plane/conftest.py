@@ -22,6 +22,7 @@ from tests.integration.control_plane.stack import Stack, running_stack
 from tests.support.chromium import chromium
 from tests.support.clocks import MonotonicClock, WallClock
 from tests.support.panel import Panel
+from tests.support.smtp import MailCatcher
 from tests.support.world import World, build_world
 
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
@@ -141,3 +142,27 @@ async def browser() -> AsyncIterator[Browser]:
     """Debian's Chromium, driven by Playwright, for a browser test (tests/support/chromium.py)."""
     async with chromium() as running:
         yield running
+
+
+@pytest.fixture
+async def verifying_world(
+    engine: AsyncEngine,
+    database_url: str,
+    catcher: MailCatcher,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> AsyncIterator[World]:
+    """The world with mail (the module's ``catcher``), open registration, and every address
+    to be verified before anything else."""
+    # (Imported here: mail_support imports this module's settings.)
+    from tests.integration.control_plane.mail_support import mail_world
+
+    async with mail_world(
+        database_url,
+        catcher,
+        aiohttp_server,
+        aiohttp_client,
+        STELLAR_REGISTRATION="open",
+        STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
+    ) as world:
+        yield world

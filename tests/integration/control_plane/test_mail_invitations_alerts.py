@@ -64,26 +64,6 @@ async def world(
         yield world
 
 
-@pytest.fixture
-async def verifying_world(
-    engine: AsyncEngine,
-    database_url: str,
-    catcher: MailCatcher,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> AsyncIterator[World]:
-    """Open registration, and every address must be verified before anything else."""
-    async with mail_world(
-        database_url,
-        catcher,
-        aiohttp_server,
-        aiohttp_client,
-        STELLAR_REGISTRATION="open",
-        STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
-    ) as world:
-        yield world
-
-
 def _invitations(world: World) -> str:
     return f"/api/v1/servers/{world.ids['alice_server']}/invitations"
 

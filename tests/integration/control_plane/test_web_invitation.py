@@ -19,7 +19,7 @@ from control_plane.db.models import Subuser, User
 from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
 from tests.integration.control_plane.mail_support import local, mail_world
-from tests.integration.control_plane.web_support import base_url, sign_in
+from tests.integration.control_plane.web_support import base_url, register_on_page, sign_in
 from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD
 from tests.support.smtp import MailCatcher
@@ -203,25 +203,6 @@ async def test_a_signed_out_invitee_creates_the_account_on_the_page(
     await watched.assert_clean()
 
 
-@pytest.fixture
-async def verifying_world(
-    engine: AsyncEngine,
-    database_url: str,
-    catcher: MailCatcher,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> AsyncIterator[World]:
-    async with mail_world(
-        database_url,
-        catcher,
-        aiohttp_server,
-        aiohttp_client,
-        STELLAR_REGISTRATION="open",
-        STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
-    ) as world:
-        yield world
-
-
 async def test_an_invitee_who_registered_alone_joins_from_the_page_and_is_verified(
     verifying_world: World, catcher: MailCatcher, browser: Browser
 ) -> None:
@@ -239,11 +220,7 @@ async def test_an_invitee_who_registered_alone_joins_from_the_page_and_is_verifi
     link = local((await catcher.next()).link())
     watched = await watched_page(browser, base_url(world.panel))
     page = watched.page
-    await page.goto("/register")
-    await page.get_by_label("E-mail").fill(INVITEE)
-    await page.get_by_label("Password", exact=True).fill(PASSWORD)
-    await page.get_by_label("Password again").fill(PASSWORD)
-    await page.get_by_role("button", name="Create account").click()
+    await register_on_page(page, INVITEE)
     await page.wait_for_load_state("networkidle")
     assert (await catcher.next()).to == INVITEE  # the verification mail, not opened
     # Held on the profile page, which says why and how.

@@ -15,7 +15,12 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.control_plane.mail_support import local, mail_environment, mail_panel
-from tests.integration.control_plane.web_support import base_url, csrf_of, sign_in
+from tests.integration.control_plane.web_support import (
+    base_url,
+    csrf_of,
+    register_on_page,
+    sign_in,
+)
 from tests.support.chromium import watched_page
 from tests.support.panel import PASSWORD, Panel
 from tests.support.smtp import MailCatcher, smtp_server
@@ -127,11 +132,7 @@ async def test_the_verification_link_in_the_mail_lets_a_new_account_in(
     panel = strict_panel
     watched = await watched_page(browser, base_url(panel))
     page = watched.page
-    await page.goto("/register")
-    await page.get_by_label("E-mail").fill("Fresh@Example.org")
-    await page.get_by_label("Password", exact=True).fill(PASSWORD)
-    await page.get_by_label("Password again").fill(PASSWORD)
-    await page.get_by_role("button", name="Create account").click()
+    await register_on_page(page, "Fresh@Example.org")
     await expect(page.get_by_role("status")).to_have_text(
         "Your account is made. Open the link we mailed to fresh@example.org to start using it."
     )
@@ -191,11 +192,7 @@ async def test_an_account_that_must_enrol_and_verify_does_both_without_a_loop(
         async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
             watched = await watched_page(browser, base_url(panel))
             page = watched.page
-            await page.goto("/register")
-            await page.get_by_label("E-mail").fill("both@example.org")
-            await page.get_by_label("Password", exact=True).fill(PASSWORD)
-            await page.get_by_label("Password again").fill(PASSWORD)
-            await page.get_by_role("button", name="Create account").click()
+            await register_on_page(page, "both@example.org")
             await expect(page.get_by_role("status")).to_contain_text("Your account is made.")
             link = local((await catcher.next()).link())
 

@@ -56,6 +56,15 @@ async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
     await page.get_by_role("button", name="Sign in", exact=True).click()
 
 
+async def register_on_page(page: Page, email: str, password: str = PASSWORD) -> None:
+    """Create an account on the register page (open registration) and send it."""
+    await page.goto("/register")
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Password", exact=True).fill(password)
+    await page.get_by_label("Password again").fill(password)
+    await page.get_by_role("button", name="Create account").click()
+
+
 async def csrf_of(page: Page) -> str:
     """The session's CSRF token, as the page's own code reads it."""
     token = await page.locator('meta[name="csrf-token"]').get_attribute("content")
