@@ -65,9 +65,10 @@ async def test_an_address_is_verified_then_changed_from_the_profile_page(
     await sign_in(watched, "new@example.org")
     await page.goto("/account")
     await expect(page.get_by_text("not verified")).to_be_visible()
-    # Until the address is verified, only the profile is open (the routes' own rule).
+    # Until the address is verified, only the profile and what sets up a second factor are
+    # open (the routes' own rule: a panel that requires both has the factor enrolled first).
     sections = page.get_by_role("navigation", name="Account sections").get_by_role("link")
-    await expect(sections).to_have_text(["Profile"])
+    await expect(sections).to_have_text(["Profile", "Two-factor", "Passkeys"])
     assert await page.locator("#change-password").count() == 0
 
     await page.get_by_role("button", name="Mail me a new verification link").click()
