@@ -3,6 +3,7 @@ and a probe that runs where the test cannot (``ip netns exec NS python -m …pro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -169,3 +170,28 @@ def wait_for(condition: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(0.05)
+
+
+def _connected_to(port: int) -> list[str]:
+    """Sockets of this network namespace still connected to ``port`` (TIME_WAIT has no socket)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table, encoding="ascii") as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                remote, inode = fields[2], fields[9]
+                if int(remote.rsplit(":", 1)[1], 16) == port and inode != "0":
+                    found.append(row.strip())
+    return found
+
+
+async def connections_to_port_closed(port: int, timeout: float = 15.0) -> None:
+    """Wait until no client socket is connected to ``port``: aiohttp closes a TLS connection it
+    refused (a wrong fingerprint) in the background, and an event loop closed before that
+    finishes fails with EBUSY (uvloop) — so the test that caused it waits here."""
+    deadline = time.monotonic() + timeout
+    while left := _connected_to(port):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"connections to port {port} still open: {left}")
+        await asyncio.sleep(0.05)

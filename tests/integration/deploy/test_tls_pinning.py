@@ -3,7 +3,6 @@ impostor on the same address is refused before it sees the command, unpinned htt
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from control_plane.nodes.tls import (
     node_ssl,
 )
 from control_plane.security.command_signing import CommandSigner
-from tests.integration.deploy.support import TlsAgent
+from tests.integration.deploy.support import TlsAgent, connections_to_port_closed
 from tests.support.agent_process import SYSTEM_PATH, AgentProcess, SigningKey, mint_for
 
 pytestmark = pytest.mark.slow
@@ -39,9 +38,10 @@ def agent(tmp_path_factory: pytest.TempPathFactory, signing_key: SigningKey) -> 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(force_close=True)
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    # Pooled connections, not force_close: closing the session aborts the pooled TLS
+    # connections at once, where a force-closed one is still shutting down in the background
+    # when the test's event loop closes (uvloop then fails the teardown with EBUSY).
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         yield session
 
 
@@ -97,7 +97,7 @@ async def test_an_impostor_on_the_same_address_is_refused_before_it_sees_the_com
         assert impostor.requests_seen(SYSTEM_PATH) == []
         # aiohttp closes the refused TLS connection gracefully (close_notify) in the background;
         # let that finish while the impostor still answers, or the socket outlives the test.
-        await asyncio.sleep(0.5)
+        await connections_to_port_closed(impostor.port)
         gc.collect()  # collect the dropped transport here, under this test's warning filter
     finally:
         impostor.stop()
@@ -127,7 +127,6 @@ async def test_the_control_planes_node_client_pins_and_refuses_an_impostor(
 ) -> None:
     """The same, through NodeClient: the one place the control plane talks to agents."""
     signer = CommandSigner(signing_key.private_key, issuer="stellar-cp")
-    client = NodeClient(http, signer, timeout=10, allow_plain_http=False)
     genuine = TlsAgent(tmp_path / "genuine", signing_key)
     genuine.start()
     node = Node(
@@ -137,10 +136,14 @@ async def test_the_control_planes_node_client_pins_and_refuses_an_impostor(
         tls_fingerprint=genuine.identity.fingerprint,
     )
     try:
-        info = await client.system_info(node)
+        # Its own session: the impostor below must get a new connection, not this pooled one.
+        async with aiohttp.ClientSession() as first:
+            first_client = NodeClient(first, signer, timeout=10, allow_plain_http=False)
+            info = await first_client.system_info(node)
         assert info.node_id == genuine.node_id
     finally:
         genuine.stop()
+    client = NodeClient(http, signer, timeout=10, allow_plain_http=False)
     impostor = TlsAgent(
         tmp_path / "impostor",
         signing_key,
@@ -156,7 +159,7 @@ async def test_the_control_planes_node_client_pins_and_refuses_an_impostor(
         unpinned = Node(id=genuine.node_id, name="node-1", url=genuine.url, tls_fingerprint=None)
         with pytest.raises(NodeNotPinned):
             await client.system_info(unpinned)
-        await asyncio.sleep(0.5)  # let aiohttp finish closing the refused TLS connection
+        await connections_to_port_closed(impostor.port)  # the refused TLS connection, closing
         gc.collect()  # and collect it here, under this test's warning filter, not in the next
     finally:
         impostor.stop()
