@@ -279,7 +279,8 @@ async def revoke_session(req: ApiRequest[Any, Any]) -> None:
     session = await req.db.get(Session, req.uuid_param("session_id"))
     if session is None or session.user_id != req.me.user_id:
         raise req.deny(NotFound("no such session"), target="session")
-    await sessions.end_session(req.db, session.id)
+    if not await sessions.end_session(req.db, session.id):
+        raise NotFound("no such session")  # ended by another request meanwhile
     await req.audit("user.session.revoked", target_type="session", target_id=str(session.id))
 
 

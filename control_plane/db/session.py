@@ -8,6 +8,7 @@ from contextvars import ContextVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from control_plane.db import deletes as _deletes  # noqa: F401  (its flush check, registered)
 from control_plane.db.engine import writer_turn
 
 # Transactions open in this task (and tasks it starts while they are open).

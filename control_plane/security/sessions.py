@@ -156,8 +156,10 @@ async def touch_session(db: AsyncSession, session_id: uuid.UUID) -> None:
     )
 
 
-async def end_session(db: AsyncSession, session_id: uuid.UUID) -> None:
-    await db.execute(delete(Session).where(Session.id == session_id))
+async def end_session(db: AsyncSession, session_id: uuid.UUID) -> bool:
+    """End one session; whether it was still there (another request may have ended it)."""
+    result = await db.execute(delete(Session).where(Session.id == session_id))
+    return isinstance(result, CursorResult) and result.rowcount == 1
 
 
 async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
