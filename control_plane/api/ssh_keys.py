@@ -25,9 +25,7 @@ async def _push_after_commit(req: ApiRequest[Any, Any]) -> None:
 @routes.get("/api/v1/account/ssh-keys", summary="List my SSH keys for SFTP", response=SshKeyList)
 async def list_ssh_keys(req: ApiRequest[Any, Any]) -> SshKeyList:
     user = await req.db.get(User, req.me.user_id)
-    rows = await req.db.scalars(
-        select(SshKey).where(SshKey.user_id == req.me.user_id).order_by(SshKey.created_at)
-    )
+    rows = await sftp.keys_of(req.db, req.me.user_id)
     return SshKeyList(
         data=[SshKeyOut.model_validate(k) for k in rows],
         sftp_account=user.username if user else "",

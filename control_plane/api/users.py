@@ -265,9 +265,7 @@ async def unlink_user_identity(req: ApiRequest[Any, Any]) -> None:
 )
 async def user_ssh_keys(req: ApiRequest[Any, Any]) -> SshKeyList:
     user = await _user(req)
-    rows = await req.db.scalars(
-        select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at)
-    )
+    rows = await sftp.keys_of(req.db, user.id)
     return SshKeyList(data=[SshKeyOut.model_validate(k) for k in rows], sftp_account=user.username)
 
 

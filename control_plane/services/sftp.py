@@ -30,6 +30,14 @@ MIN_RSA_BITS = 3072
 SFTP = "files.sftp"
 
 
+async def keys_of(db: AsyncSession, user_id: uuid.UUID) -> list[SshKey]:
+    """The user's SSH keys, oldest first: as they, and an administrator, see them."""
+    rows = await db.scalars(
+        select(SshKey).where(SshKey.user_id == user_id).order_by(SshKey.created_at)
+    )
+    return list(rows)
+
+
 def parse_public_key(text: str) -> tuple[str, str]:
     """``(<algorithm> <base64>, SHA256:<fingerprint>)`` of an OpenSSH public key line.
 

@@ -15,12 +15,11 @@ from functools import cache
 from typing import Any, Final
 
 from aiohttp import web
-from sqlalchemy import select
 
 from control_plane.api import auth
 from control_plane.api.account_activity import own_activity
 from control_plane.api.routing import ApiRequest, ApiRoutes, Endpoint
-from control_plane.db.models import SshKey, User
+from control_plane.db.models import User
 from control_plane.errors import Unauthenticated
 from control_plane.keys import SECRET_BOX
 from control_plane.schemas.common import PageQuery
@@ -28,7 +27,7 @@ from control_plane.security import sessions
 from control_plane.security.api_keys import Scope
 from control_plane.security.authorization import refusal
 from control_plane.services import api_keys as api_key_service
-from control_plane.services import mfa
+from control_plane.services import mfa, sftp
 from control_plane.services import passkeys as passkey_service
 from control_plane.web.render import page
 
@@ -145,10 +144,8 @@ async def api_keys_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
 @routes.get("/account/ssh-keys", summary="Page: my SSH keys for SFTP (add, remove)")
 async def ssh_keys_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     user = await _user(req)
-    rows = await req.db.scalars(
-        select(SshKey).where(SshKey.user_id == user.id).order_by(SshKey.created_at)
-    )
-    return _show(req, "ssh_keys.html", keys=list(rows), sftp_account=user.username)
+    rows = await sftp.keys_of(req.db, user.id)
+    return _show(req, "ssh_keys.html", keys=rows, sftp_account=user.username)
 
 
 @routes.get(

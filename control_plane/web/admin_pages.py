@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
-from control_plane.db.models import SshKey, User
+from control_plane.db.models import User
 from control_plane.security import sessions
 from control_plane.services import api_keys as api_key_service
 from control_plane.services import fleet, mfa, records, sftp
@@ -99,9 +99,7 @@ async def user_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         sessions=await sessions.live_sessions(req.db, user.id, idle),
         keys=await api_key_service.keys_of(req.db, user.id),
         identities=await oauth_service.identities(req.db, user.id),
-        ssh_keys=await records.listed(
-            req.db, SshKey, SshKey.created_at, where=SshKey.user_id == user.id
-        ),
+        ssh_keys=await sftp.keys_of(req.db, user.id),
         sftp_passwords=await sftp.passwords_of(req.db, user.id),
     )
 
