@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
 
@@ -47,6 +43,7 @@ from control_plane.db.models import Session as SessionRow
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.test_route_walks import ALICE_OBJECT, concrete
+from tests.support.held import Held, requests_held
 from tests.support.world import DEAD_NODE_URL, World
 
 # The object a route deletes, by the last parameter of its path.
@@ -92,50 +89,11 @@ DELETIONS = [
 ]
 
 
-@asynccontextmanager
-async def row_held(
-    database_url: str, model: Any, row_id: uuid.UUID
-) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
-    """Hold the row (PostgreSQL: ``FOR UPDATE``; SQLite: the write lock) until the block ends;
-    yields a wait for ``n`` requests to be held up."""
-    if database_url.startswith("sqlite"):
-        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-
-        async def settle(_count: int) -> None:
-            await asyncio.sleep(0.5)  # (each waits for its writer's turn; nothing to count)
-
-        try:
-            yield settle
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
-        return
-    holder_pg = await asyncpg.connect(database_url)
-    watcher = await asyncpg.connect(database_url)
-    held = holder_pg.transaction()
-    await held.start()
-    await holder_pg.execute(f"SELECT 1 FROM {model.__tablename__} WHERE id = $1 FOR UPDATE", row_id)
-
-    async def waiting(count: int) -> None:
-        for _ in range(200):
-            if (
-                await watcher.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-                >= count
-            ):
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"fewer than {count} requests are waiting")
-
-    try:
-        yield waiting
-    finally:
-        await held.rollback()
-        await holder_pg.close()
-        await watcher.close()
+def row_held(database_url: str, model: Any, row_id: uuid.UUID) -> Held:
+    """Hold the row to delete (PostgreSQL: ``FOR UPDATE``) until the block ends."""
+    return requests_held(
+        database_url, f"SELECT 1 FROM {model.__tablename__} WHERE id = $1 FOR UPDATE", row_id
+    )
 
 
 async def _spare(world: World, model: Any) -> str:

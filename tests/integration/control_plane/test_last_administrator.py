@@ -5,12 +5,8 @@ administrator: one of the two is refused. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select
 
@@ -19,6 +15,7 @@ from control_plane.db.models import User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.support.compat import pterodactyl_key
+from tests.support.held import Held, requests_held
 from tests.support.panel import Browser, Panel
 
 ACTIONS: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -43,48 +40,11 @@ async def admin(panel: Panel, email: str) -> tuple[Browser, str]:
     return browser, (await browser.json("GET", "/api/v1/auth/session"))["user"]["id"]
 
 
-@contextlib.asynccontextmanager
-async def writers_held(database_url: str) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
-    """Hold what a removal of an administrator must wait for — PostgreSQL: the active
-    administrators' rows (``FOR NO KEY UPDATE``); SQLite: the write lock — until the block
-    ends, so that removals sent meanwhile all start before any of them decides. Yields a
-    wait for ``n`` of them to be held up."""
-    if database_url.startswith("sqlite"):
-        holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        holder.execute("BEGIN IMMEDIATE")
-
-        async def settle(count: int) -> None:
-            await asyncio.sleep(0.5)  # (each waits in its writer's turn; nothing to count)
-
-        try:
-            yield settle
-        finally:
-            holder.execute("ROLLBACK")
-            holder.close()
-        return
-    holder_pg = await asyncpg.connect(database_url)
-    watcher = await asyncpg.connect(database_url)
-    transaction = holder_pg.transaction()
-    await transaction.start()
-    await holder_pg.execute("SELECT id FROM users WHERE is_admin FOR NO KEY UPDATE")
-
-    async def waiting(count: int) -> None:
-        for _ in range(200):
-            held = await watcher.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if held >= count:
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"fewer than {count} removals are waiting")
-
-    try:
-        yield waiting
-    finally:
-        await transaction.rollback()
-        await holder_pg.close()
-        await watcher.close()
+def writers_held(database_url: str) -> Held:
+    """Hold what a removal of an administrator must wait for (PostgreSQL: the active
+    administrators' rows, ``FOR NO KEY UPDATE``) until the block ends, so that removals sent
+    meanwhile all start before any of them decides."""
+    return requests_held(database_url, "SELECT id FROM users WHERE is_admin FOR NO KEY UPDATE")
 
 
 @pytest.mark.parametrize("first", sorted(ACTIONS))
