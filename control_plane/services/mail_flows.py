@@ -95,6 +95,25 @@ async def request_email_change(
     return True
 
 
+async def pending_address(db: AsyncSession, user: User) -> MailToken | None:
+    """The change of address ``user`` asked for and has not finished: the live verification
+    link sent to another address than theirs (a new link replaces the last, so there is at
+    most one), or None. A password change or signing out everywhere retires it."""
+    row = await db.scalar(
+        select(MailToken)
+        .where(
+            MailToken.user_id == user.id,
+            MailToken.purpose == "verify",
+            MailToken.used_at.is_(None),
+        )
+        .order_by(MailToken.created_at.desc())
+        .limit(1)
+    )
+    if row is None or row.email == user.email or row.expires_at <= dt.datetime.now(dt.UTC):
+        return None
+    return row
+
+
 async def request_password_reset(
     db: AsyncSession, settings: ControlPlaneSettings, email: str
 ) -> uuid.UUID | None:

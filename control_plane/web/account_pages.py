@@ -27,7 +27,7 @@ from control_plane.security import sessions
 from control_plane.security.api_keys import Scope
 from control_plane.security.authorization import refusal
 from control_plane.services import api_keys as api_key_service
-from control_plane.services import mfa, sftp
+from control_plane.services import mail_flows, mfa, sftp
 from control_plane.services import passkeys as passkey_service
 from control_plane.web.render import page
 
@@ -90,6 +90,7 @@ async def profile_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         may_change_password=_may(req, auth.routes, "change_password"),
         # Sent here from any other page (web/setup.py): say why.
         must_verify=req.me.must_verify,
+        pending=await mail_flows.pending_address(req.db, user),
     )
 
 

@@ -105,7 +105,11 @@ function profile() {
     // A new session replaced this one (and ended every other): its CSRF token is new.
     if (result.data?.csrf_token) csrfToken = result.data.csrf_token;
     el.reset();
-    done(el, "Password changed. Your other sessions are signed out.");
+    // Ending the sessions retired a change of address still waiting for its link.
+    const pending = document.querySelector("[data-pending-email]");
+    pending?.remove();
+    const cancelled = pending ? " The change of e-mail address that was waiting for its link is cancelled." : "";
+    done(el, `Password changed. Your other sessions are signed out.${cancelled}`);
   });
 }
 

@@ -97,8 +97,54 @@ async def test_an_address_is_verified_then_changed_from_the_profile_page(
     assert "renamed@example.org" in mails["new@example.org"].text  # the old address is told
     await page.reload()
     await expect(page.locator("[data-current-email]")).to_have_text("new@example.org")
+    # The page says what is waiting, and where.
+    await expect(page.locator("[data-pending-email]")).to_contain_text(
+        "A change to renamed@example.org is waiting"
+    )
     await confirm(page, mails["renamed@example.org"].link())
     await page.goto("/account")
     await expect(page.locator("[data-current-email]")).to_have_text("renamed@example.org")
+    await expect(page.locator("[data-pending-email]")).to_have_count(0)
     await expect(page.get_by_role("link", name="renamed@example.org")).to_be_visible()
+    await watched.assert_clean()
+
+
+async def test_a_password_change_says_it_cancelled_the_change_of_address_waiting(
+    panel: Panel, catcher: MailCatcher, browser: Browser
+) -> None:
+    """Changing the password ends every other session and retires the link of a change of
+    address (whoever knew the old password may have asked for it): the page says so, and the
+    link no longer moves the account."""
+    await register(await panel.browser(), "mine@example.org", PASSWORD)
+    watched = await watched_page(browser, f"http://localhost:{panel.server.port}")
+    page = watched.page
+    await sign_in(watched, "mine@example.org")
+    await confirm(page, (await catcher.next()).link())
+    await page.goto("/account")
+    form = page.locator("#change-email")
+    await form.get_by_label("New e-mail address").fill("elsewhere@example.org")
+    await form.get_by_label("Current password").fill(PASSWORD)
+    await form.get_by_role("button", name="Change e-mail address").click()
+    await expect(form.get_by_role("status")).to_contain_text("open the link")
+    mails = {m.to: m for m in [await catcher.next(), await catcher.next()]}
+    await page.reload()
+    await expect(page.locator("[data-pending-email]")).to_contain_text("elsewhere@example.org")
+
+    password = page.locator("#change-password")
+    await password.get_by_label("Current password").fill(PASSWORD)
+    await password.get_by_label("New password", exact=True).fill("another long passphrase 7")
+    await password.get_by_label("New password again").fill("another long passphrase 7")
+    await password.get_by_role("button", name="Change password").click()
+    await expect(password.get_by_role("status")).to_have_text(
+        "Password changed. Your other sessions are signed out. The change of e-mail address"
+        " that was waiting for its link is cancelled."
+    )
+    await expect(page.locator("[data-pending-email]")).to_have_count(0)
+    await page.reload()
+    await expect(page.locator("[data-pending-email]")).to_have_count(0)
+    await page.goto(local(mails["elsewhere@example.org"].link()))
+    await expect(page.get_by_text("this link is invalid, used or expired")).to_be_visible()
+    await expect(page.get_by_role("button", name="Confirm my address")).to_have_count(0)
+    await page.goto("/account")
+    await expect(page.locator("[data-current-email]")).to_have_text("mine@example.org")
     await watched.assert_clean()
