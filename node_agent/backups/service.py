@@ -294,7 +294,7 @@ class BackupService:
             await server.volume_gate.close("a backup is being restored", LOCK_WAIT_SECONDS)
             try:
                 try:
-                    await asyncio.wait_for(server.lock.acquire(), LOCK_WAIT_SECONDS)
+                    await asyncio.wait_for(server.acquire(), LOCK_WAIT_SECONDS)
                 except TimeoutError as err:
                     raise Conflict("a power action of this server is running") from err
                 try:

@@ -86,7 +86,7 @@ async def handle_crash(server: ManagedServer, state: ContainerState) -> None:
 
 
 async def _restart_after_crash(server: ManagedServer) -> None:
-    async with server.lock:
+    async with server.locked():
         if server.state == "crashed" and server.record.desired_power == "running":
             server.console.notice("restarting after the crash")
             await power.start(server)

@@ -99,7 +99,7 @@ async def _run(server: ManagedServer, install: InstallSpec, name: str, run: Inst
     runtime = server.services.runtime
     network = await server.services.network()
     placement = ContainerPlacement(network.name, server.volume.path)
-    async with server.lock:
+    async with server.locked():
         await runtime.remove(name)
         await runtime.create_install_container(server.spec, install, placement)
         await runtime.start(name)
@@ -177,7 +177,7 @@ async def reinstall(server: ManagedServer) -> None:
     install = server.spec.install
     if install is not None:
         await server.services.runtime.ensure_image(install.image)
-    async with server.lock:
+    async with server.locked():
         if server.record.install == "installing":
             raise Conflict("the server is already installing")
         if server.stopping or server.state in {"starting", "running", "stopping"}:

@@ -33,7 +33,7 @@ async def run_power_action(server: ManagedServer, action: PowerActionName) -> No
     if action == "kill":
         await kill(server)
     elif action == "start":
-        async with server.lock:
+        async with server.locked():
             await start(server)
     elif server.stopping:
         raise Conflict("the server is already stopping")
@@ -111,7 +111,7 @@ async def start(server: ManagedServer) -> None:
 async def _stop(server: ManagedServer, *, restart: bool) -> None:
     runtime = server.services.runtime
     spec = server.spec
-    async with server.lock:
+    async with server.locked():
         try:
             state = await runtime.stop(
                 server.container, spec.stop, grace_seconds=spec.stop_timeout_seconds
@@ -149,5 +149,5 @@ async def restore_power(server: ManagedServer) -> None:
 
 
 async def _start_locked(server: ManagedServer) -> None:
-    async with server.lock:
+    async with server.locked():
         await start(server)

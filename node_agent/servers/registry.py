@@ -167,7 +167,7 @@ class ServerRegistry:
     async def resize_disk(self, server_id: uuid.UUID, disk_mib: int) -> None:
         """Set a new disk limit on the volume and in the server's record (409 if refused)."""
         server = self.get(server_id)
-        async with server.lock:
+        async with server.locked():
             await server.set_disk_limit(disk_mib)
         log.info("disk limit changed", server=str(server_id), disk_mib=disk_mib)
 
@@ -196,7 +196,7 @@ class ServerRegistry:
         await self.runtime.ensure_image(spec.image)
         if spec.install is not None:
             await self.runtime.ensure_image(spec.install.image)
-        async with server.lock:
+        async with server.locked():
             await server.update_spec(spec)
         log.info("server spec updated", server=str(spec.uuid), pending=server.record.spec_pending)
         return await server.status()
@@ -257,10 +257,11 @@ class ServerRegistry:
         server = self.get(server_id)
         server.exit_expected = True
         await server.close()
-        async with server.lock:
+        async with server.locked():
             await self.runtime.remove(install_container_name(server_id))
             await self.runtime.remove(game_container_name(server_id))
             await server.volume.remove()
             await self._services.records.remove(server_id)
             del self._servers[server_id]
+            server.deleted = True  # a deletion or action that waited for the lock meanwhile: 404
         log.info("server deleted", server=str(server_id))

@@ -11,7 +11,8 @@ commands, the status answer, and the background tasks the server owns.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from node_agent.servers.crash import CrashPolicy
 from node_agent.servers.records import RecordStore, ServerRecord
 from node_agent.servers.state import ServerStateMachine
 from node_agent.storage.volume import ServerVolume
-from shared.errors import ApiError, Conflict, InvalidRequest
+from shared.errors import ApiError, Conflict, InvalidRequest, NotFound
 from shared.server_spec import (
     ContainerStatus,
     DesiredPower,
@@ -86,7 +87,10 @@ class ManagedServer:
         self.done_watch = done.DoneWatch(str(record.spec.uuid))
         console.listen(lambda line: done.line_printed(self, line))
         self.crash_policy = CrashPolicy(services.crash_loop_window)
+        # Taken through ``locked``/``acquire``: whoever waited for it while the server was
+        # deleted is told so (404) instead of acting on a server that is gone.
         self.lock = asyncio.Lock()
+        self.deleted = False
         # File operations vs a restore of the whole volume (node_agent/files/gate.py).
         self.volume_gate = VolumeGate()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -95,6 +99,22 @@ class ManagedServer:
         self.exit_expected = False
         # FinishedAt of the last exit judged, so an exit seen twice (event + resync) counts once.
         self.judged_exit: str | None = None
+
+    async def acquire(self) -> None:
+        """Take the server's lock; 404 if the server was deleted while this waited for it."""
+        await self.lock.acquire()
+        if self.deleted:
+            self.lock.release()
+            raise NotFound("no such server on this node")
+
+    @contextlib.asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """Hold the server's lock (``acquire``) for the block."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.lock.release()
 
     @property
     def spec(self) -> ServerSpec:

@@ -433,6 +433,31 @@ async def test_delete_removes_the_running_container_and_the_volume(
     assert (await agent_api.read(server_id)).status == 404
 
 
+async def test_deleted_twice_at_once_with_a_start_meanwhile_one_deletes_the_rest_get_404(
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+) -> None:
+    """Everything that waited for the server's lock while it was deleted is told it is gone
+    (a second deletion used to fail with a 500 ``KeyError``; a start would act on a server
+    with no container and no volume)."""
+    server_id = await servers.create()
+    await start(agent_api, server_id)
+    answers = await asyncio.gather(
+        agent_api.delete(server_id),
+        agent_api.delete(server_id),
+        agent_api.power(server_id, "start"),
+    )
+    deletions = sorted(answer.status for answer in answers[:2])
+    assert deletions == [204, 404], answers
+    # The start came before the deletion (its status: running) or after it (404).
+    assert answers[2].status in (200, 404), answers[2]
+    assert not servers.volume(server_id).exists()
+    assert (
+        await docker.containers.list(all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]})
+        == []
+    )
+    assert (await agent_api.read(server_id)).status == 404
+
+
 async def test_restart_stops_the_game_and_starts_it_again(
     servers: LiveServers, agent_api: SignedAgentClient
 ) -> None:
