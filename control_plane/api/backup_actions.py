@@ -84,10 +84,8 @@ async def create(
         await delete_on_node(app, caller, node, server.id, old.id)
     backup_id = uuid.uuid4()
     async with transaction(app[SESSIONS]) as db:
-        for old in doomed:
-            stale = await db.get(Backup, old.id)
-            if stale is not None:
-                await db.delete(stale)
+        # Gone already (another deletion at the same moment) is as good as deleted here.
+        await service.remove_records(db, [old.id for old in doomed])
         backup = Backup(
             id=backup_id,
             server_id=server.id,
@@ -136,9 +134,10 @@ async def delete(
         raise Conflict("the backup is still being made")
     await delete_on_node(app, caller, node, server.id, backup.id)
     async with transaction(app[SESSIONS]) as db:
-        stale = await db.get(Backup, backup.id)
-        if stale is not None:
-            await db.delete(stale)
+        deleted = await service.remove_records(db, [backup.id])
+    if not deleted:
+        # Another deletion at the same moment got there first: it answered and audited.
+        raise NotFound("no such backup")
     await _record(
         app,
         caller,

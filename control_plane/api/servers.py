@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy import delete
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api import server_actions
@@ -413,9 +415,10 @@ async def delete_server(req: ApiRequest[Any, Any]) -> None:
     except NotFound:
         log.info("delete: the node no longer has the server", server=str(server_id))
     async with req.transaction() as db:
-        server = await db.get(Server, server_id)
-        if server is not None:
-            await db.delete(server)
+        deleted = await db.execute(delete(Server).where(Server.id == server_id))
+        if not (isinstance(deleted, CursorResult) and deleted.rowcount == 1):
+            # Another deletion at the same moment got there first: it answers and audits.
+            raise NotFound("no such server")
         await req.audit(
             "server.deleted", target_type="server", target_id=str(server_id), details={"name": name}
         )

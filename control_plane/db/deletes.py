@@ -33,13 +33,14 @@ def _rows_to_delete_still_exist(session: Session, _context: Any, _instances: Any
         state = inspect(row)
         if state.key is not None and len(state.mapper.primary_key) == 1:
             wanted[state.mapper.base_mapper].add(state.key[1][0])
-    # One order for every request (table, then key), so two deleters never wait on each other
-    # in opposite orders.
+    # One order for every request (model, then key: PostgreSQL locks in the ORDER BY's order),
+    # so two deleters never wait on each other in opposite orders. Models with a composite
+    # key are not checked (none is deleted through the ORM).
     for mapper in sorted(wanted, key=lambda m: m.class_.__name__):
         key_column = mapper.primary_key[0]
-        ids = sorted(wanted[mapper], key=str)
+        ids = list(wanted[mapper])
         found = session.execute(
-            select(key_column).where(key_column.in_(ids)).with_for_update()
+            select(key_column).where(key_column.in_(ids)).order_by(key_column).with_for_update()
         ).scalars()
         if missing := len(ids) - len(set(found)):
             raise StaleDataError(

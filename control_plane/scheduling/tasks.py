@@ -89,9 +89,14 @@ async def _delete_old_backups(app: web.Application, who: Authority, keep: int) -
         (b for b in backups if b.status != "running"), key=lambda b: b.created_at, reverse=True
     )
     doomed = [b for b in finished[keep:] if not b.locked]
+    deleted = 0
     for backup in doomed:
-        await backup_actions.delete(app, who.caller, who.server, backup.id)
-    return f"deleted {len(doomed)} backup(s)"
+        try:
+            await backup_actions.delete(app, who.caller, who.server, backup.id)
+            deleted += 1
+        except NotFound:
+            continue  # deleted meanwhile by someone else: what this task wanted
+    return f"deleted {deleted} backup(s)"
 
 
 async def perform(app: web.Application, schedule_id: uuid.UUID, task: ScheduleTask) -> str | None:

@@ -11,7 +11,8 @@ import base64
 import secrets
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Backup, Server, ServerBackupKey
@@ -75,3 +76,12 @@ async def get_backup(db: AsyncSession, server_id: uuid.UUID, backup_id: uuid.UUI
     if backup is None or backup.server_id != server_id:
         raise NotFound("no such backup")
     return backup
+
+
+async def remove_records(db: AsyncSession, backup_ids: list[uuid.UUID]) -> int:
+    """Delete these backups' records; how many were still there (a deletion at the same
+    moment may have removed some: the caller decides whether that matters)."""
+    if not backup_ids:
+        return 0
+    result = await db.execute(delete(Backup).where(Backup.id.in_(backup_ids)))
+    return result.rowcount if isinstance(result, CursorResult) else 0

@@ -75,8 +75,7 @@ SETS = {
     "/api/v1/servers/{server_id}/sftp-password",
 }
 # Deleted on the node first, and the world's node answers nothing (503 before any row
-# changes): their double deletion is the server's and backup's state machines' (tests of
-# their own with a real agent).
+# changes): test_deleted_twice_on_the_node.py sends these twice to a real agent.
 ON_THE_NODE = {
     "/api/v1/servers/{server_id}",
     "/api/v1/servers/{server_id}/backups/{backup_id}",
