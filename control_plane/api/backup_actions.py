@@ -84,8 +84,9 @@ async def create(
         await delete_on_node(app, caller, node, server.id, old.id)
     backup_id = uuid.uuid4()
     async with transaction(app[SESSIONS]) as db:
-        # Gone already (another deletion at the same moment) is as good as deleted here.
-        await service.remove_records(db, [old.id for old in doomed])
+        # Gone already (another deletion at the same moment) is as good as deleted here; that
+        # deletion audited it.
+        removed = await service.remove_records(db, [old.id for old in doomed])
         backup = Backup(
             id=backup_id,
             server_id=server.id,
@@ -115,7 +116,7 @@ async def create(
             "server.backup.created",
             target_type="server",
             target_id=str(server.id),
-            details={"backup": str(backup_id), "removed": [str(b.id) for b in doomed]},
+            details={"backup": str(backup_id), "removed": [str(b) for b in removed]},
         ),
     )
     return backup

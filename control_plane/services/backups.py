@@ -12,7 +12,6 @@ import secrets
 import uuid
 
 from sqlalchemy import delete, select
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Backup, Server, ServerBackupKey
@@ -78,10 +77,10 @@ async def get_backup(db: AsyncSession, server_id: uuid.UUID, backup_id: uuid.UUI
     return backup
 
 
-async def remove_records(db: AsyncSession, backup_ids: list[uuid.UUID]) -> int:
-    """Delete these backups' records; how many were still there (a deletion at the same
+async def remove_records(db: AsyncSession, backup_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Delete these backups' records; the ids that were still there (a deletion at the same
     moment may have removed some: the caller decides whether that matters)."""
     if not backup_ids:
-        return 0
-    result = await db.execute(delete(Backup).where(Backup.id.in_(backup_ids)))
-    return result.rowcount if isinstance(result, CursorResult) else 0
+        return []
+    removed = await db.scalars(delete(Backup).where(Backup.id.in_(backup_ids)).returning(Backup.id))
+    return list(removed)

@@ -90,6 +90,10 @@ async def run_installer(server: ManagedServer) -> None:
             log.warning(
                 "install container not removed", server=str(server.spec.uuid), error=err.message
             )
+    if server.deleted:
+        # Started before a deletion that waited for it: nothing left to report on.
+        log.info("installer ended: the server was deleted", server=str(server.spec.uuid))
+        return
     if run.reason is not None:
         run.reason = short_reason(run.reason)
     await _report(server, run)

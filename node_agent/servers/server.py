@@ -145,7 +145,10 @@ class ManagedServer:
     # --- the record --------------------------------------------------------------------------
 
     async def update_record(self, **changes: Any) -> None:
-        """Change fields of the record and save it (nothing written if nothing changes)."""
+        """Change fields of the record and save it (nothing written if nothing changes). A
+        deleted server's record stays deleted: 404 (work that outlived the deletion)."""
+        if self.deleted:
+            raise NotFound("no such server on this node")
         if all(getattr(self.record, name) == value for name, value in changes.items()):
             return
         self.record = self.record.model_copy(update=changes)
@@ -264,6 +267,9 @@ class ManagedServer:
         async def run() -> None:
             try:
                 await work
+            except NotFound as err:
+                if not self.deleted:
+                    log.warning("background task failed", task=name, error=err.message)
             except ApiError as err:
                 log.warning("background task failed", task=name, error=err.message)
             except Exception:

@@ -227,6 +227,9 @@ async def test_backups_through_the_control_plane(stack: Stack) -> None:
     await wait_for_backup(owner, f"{backups}/{third['id']}")
     names = [b["name"] for b in (await owner.json("GET", backups))["data"]]
     assert names == ["before", "third"]  # the oldest unlocked one made room
+    created = await stack.admin.json("GET", "/api/v1/audit?action=server.backup.created")
+    made_room = next(e for e in created["data"] if e["details"]["backup"] == third["id"])
+    assert made_room["details"]["removed"] == [second["id"]]
     await owner.json("PATCH", f"{backups}/{first['id']}", json={"locked": False})
     await owner.json("DELETE", f"{backups}/{first['id']}", status=204)
 

@@ -29,6 +29,7 @@ from node_agent.servers.records import RecordStore, ServerRecord
 from node_agent.servers.server import ManagedServer, ServerServices
 from node_agent.servers.state import ServerStateMachine
 from node_agent.storage.directory import DirectoryVolume
+from shared.errors import NotFound
 from shared.node_api import StateEvent
 from shared.server_spec import ServerSpec, ServerState
 from tests.support.factories import server_spec
@@ -296,3 +297,25 @@ def test_over_its_budget_a_watch_still_finds_text_markers_and_counts_skipped_lin
     roomy = done.DoneWatch("server")
     roomy.arm(("regex:^Ready in \\d+s$",), now=ARMED_AT)
     assert roomy.marker_in(logged(1, "Ready in 1s")) == "regex:^Ready in \\d+s$"
+
+
+async def test_work_that_outlived_the_servers_deletion_is_refused_and_writes_no_record(
+    server: ManagedServer,
+) -> None:
+    """What waited for the lock, or ran on, while the server was deleted (a start queued
+    behind the deletion, an installer spawned just before it) gets 404 and must not write
+    the record back: after a restart the agent would load a server with no volume."""
+    records = server.services.records
+    await server.want("running")
+    assert records.path(server.spec.uuid).exists()
+    # What ServerRegistry.delete does last, under the lock.
+    await records.remove(server.spec.uuid)
+    server.deleted = True
+
+    with pytest.raises(NotFound, match="no such server on this node"):
+        async with server.locked():
+            raise AssertionError("the block must not run")
+    assert not server.lock.locked()
+    with pytest.raises(NotFound):
+        await server.want("stopped")
+    assert not records.path(server.spec.uuid).exists()
