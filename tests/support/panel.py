@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.engine import session_factory
 from control_plane.db.session import transaction
@@ -60,11 +62,14 @@ class Panel:
     async def browser(self) -> Browser:
         return Browser(await self.make_client(self.server))
 
+    def db(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A transaction on the app's own database, for a test to arrange or inspect rows."""
+        return transaction(session_factory(self.server.app[ENGINE]))
+
     async def create_user(
         self, email: str, *, admin: bool = False, password: str = PASSWORD
     ) -> str:
-        factory = session_factory(self.server.app[ENGINE])
-        async with transaction(factory) as db:
+        async with self.db() as db:
             user = await users.create_user(
                 db, email=email, password=password, is_admin=admin, bcrypt_cost=10
             )

@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 
 from control_plane.api.registry import endpoints
 from control_plane.api.routing import Access, Endpoint
-from control_plane.db.engine import session_factory
 from control_plane.db.models import (
     Allocation,
     ApiKey,
@@ -40,8 +39,6 @@ from control_plane.db.models import (
     Webhook,
 )
 from control_plane.db.models import Session as SessionRow
-from control_plane.db.session import transaction
-from control_plane.keys import ENGINE
 from tests.integration.control_plane.test_route_walks import ALICE_OBJECT, concrete
 from tests.support.held import Held, requests_held
 from tests.support.world import DEAD_NODE_URL, World
@@ -97,8 +94,7 @@ def row_held(database_url: str, model: Any, row_id: uuid.UUID) -> Held:
 
 async def _spare(world: World, model: Any) -> str:
     """A node or blueprint nothing uses (the world's are in use: their deletion is a 409)."""
-    factory = session_factory(world.panel.server.app[ENGINE])
-    async with transaction(factory) as db:
+    async with world.panel.db() as db:
         if model is Node:
             row: Any = Node(name="spare-node", url=DEAD_NODE_URL, memory_mib=0, disk_mib=0)
         else:
@@ -119,14 +115,12 @@ async def _spare(world: World, model: Any) -> str:
 
 
 async def _compat_user_id(world: World, user_id: str) -> str:
-    factory = session_factory(world.panel.server.app[ENGINE])
-    async with transaction(factory) as db:
+    async with world.panel.db() as db:
         return str(await db.scalar(select(User.compat_id).where(User.id == uuid.UUID(user_id))))
 
 
 async def _client_key_id(world: World, identifier: str) -> str:
-    factory = session_factory(world.panel.server.app[ENGINE])
-    async with transaction(factory) as db:
+    async with world.panel.db() as db:
         return str(await db.scalar(select(ApiKey.id).where(ApiKey.prefix == identifier)))
 
 
@@ -153,21 +147,18 @@ async def _target(world: World, endpoint: Endpoint) -> tuple[str, Any, uuid.UUID
 
 
 async def _audited_since(world: World, last: int) -> Counter[str]:
-    factory = session_factory(world.panel.server.app[ENGINE])
-    async with transaction(factory) as db:
+    async with world.panel.db() as db:
         actions = await db.scalars(select(AuditEntry.action).where(AuditEntry.id > last))
         return Counter(actions)
 
 
 async def _last_audit(world: World) -> int:
-    factory = session_factory(world.panel.server.app[ENGINE])
-    async with transaction(factory) as db:
+    async with world.panel.db() as db:
         return int(await db.scalar(select(func.max(AuditEntry.id))) or 0)
 
 
 async def _exists(world: World, model: Any, row_id: uuid.UUID) -> bool:
-    factory = session_factory(world.panel.server.app[ENGINE])
-    async with transaction(factory) as db:
+    async with world.panel.db() as db:
         return await db.get(model, row_id) is not None
 
 

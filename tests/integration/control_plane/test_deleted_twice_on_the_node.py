@@ -10,10 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from control_plane.db.engine import session_factory
 from control_plane.db.models import AuditEntry
-from control_plane.db.session import transaction
-from control_plane.keys import ENGINE
 from tests.integration.control_plane.stack import Stack, wait_for_backup
 from tests.support.held import requests_held
 from tests.support.panel import Browser
@@ -22,7 +19,7 @@ pytestmark = pytest.mark.docker
 
 
 async def _audited(stack: Stack, action: str) -> int:
-    async with transaction(session_factory(stack.panel.server.app[ENGINE])) as db:
+    async with stack.panel.db() as db:
         count = await db.scalar(
             select(func.count()).select_from(AuditEntry).where(AuditEntry.action == action)
         )
