@@ -261,7 +261,7 @@ class ServerRegistry:
             await self.runtime.remove(install_container_name(server_id))
             await self.runtime.remove(game_container_name(server_id))
             await server.volume.remove()
-            await self._services.records.remove(server_id)
+            # A deletion or action that waited for the lock meanwhile: 404.
+            await server.remove_record()
             del self._servers[server_id]
-            server.deleted = True  # a deletion or action that waited for the lock meanwhile: 404
         log.info("server deleted", server=str(server_id))

@@ -91,6 +91,10 @@ class ManagedServer:
         # deleted is told so (404) instead of acting on a server that is gone.
         self.lock = asyncio.Lock()
         self.deleted = False
+        # Held while the record file is written or removed: a write that began before the
+        # deletion's removal ends before it, one that comes after finds ``deleted`` (404).
+        # Writers that do not hold ``lock`` (kill, stop, a crash restart) take this one.
+        self._record_lock = asyncio.Lock()
         # File operations vs a restore of the whole volume (node_agent/files/gate.py).
         self.volume_gate = VolumeGate()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -147,12 +151,20 @@ class ManagedServer:
     async def update_record(self, **changes: Any) -> None:
         """Change fields of the record and save it (nothing written if nothing changes). A
         deleted server's record stays deleted: 404 (work that outlived the deletion)."""
-        if self.deleted:
-            raise NotFound("no such server on this node")
-        if all(getattr(self.record, name) == value for name, value in changes.items()):
-            return
-        self.record = self.record.model_copy(update=changes)
-        await self.services.records.save(self.record)
+        async with self._record_lock:
+            if self.deleted:
+                raise NotFound("no such server on this node")
+            if all(getattr(self.record, name) == value for name, value in changes.items()):
+                return
+            self.record = self.record.model_copy(update=changes)
+            await self.services.records.save(self.record)
+
+    async def remove_record(self) -> None:
+        """The deletion's last step (the caller holds the lock): the record file goes, after
+        any write of it in progress, and the server is ``deleted`` for whoever comes next."""
+        async with self._record_lock:
+            await self.services.records.remove(self.spec.uuid)
+            self.deleted = True
 
     async def want(self, desired: DesiredPower, *, crashed: bool = False) -> None:
         """Record the power state the server should be in (restored after an agent start)."""

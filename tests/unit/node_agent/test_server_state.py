@@ -309,8 +309,7 @@ async def test_work_that_outlived_the_servers_deletion_is_refused_and_writes_no_
     await server.want("running")
     assert records.path(server.spec.uuid).exists()
     # What ServerRegistry.delete does last, under the lock.
-    await records.remove(server.spec.uuid)
-    server.deleted = True
+    await server.remove_record()
 
     with pytest.raises(NotFound, match="no such server on this node"):
         async with server.locked():
@@ -318,4 +317,36 @@ async def test_work_that_outlived_the_servers_deletion_is_refused_and_writes_no_
     assert not server.lock.locked()
     with pytest.raises(NotFound):
         await server.want("stopped")
+    assert not records.path(server.spec.uuid).exists()
+
+
+async def test_a_record_write_in_progress_when_the_server_is_deleted_does_not_outlive_it(
+    server: ManagedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill or stop writes the record without the server's lock (it must not wait for a
+    start). Its write, begun just before the deletion removed the file, used to land after
+    it: the agent's next start loaded a server with no volume."""
+    records = server.services.records
+    await server.want("running")
+    real_save = records.save
+    writing, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow_save(record: ServerRecord) -> None:
+        writing.set()
+        await finish.wait()
+        await real_save(record)
+
+    monkeypatch.setattr(records, "save", slow_save)
+    kill = asyncio.create_task(server.want("stopped"))
+    await writing.wait()
+    removal = asyncio.create_task(server.remove_record())
+    await asyncio.sleep(0.05)  # the removal comes while the write is in progress
+    finish.set()
+    await asyncio.gather(kill, removal)
+
+    assert server.deleted
+    assert not records.path(server.spec.uuid).exists()
+    assert await records.load_all() == []
+    with pytest.raises(NotFound):
+        await server.want("running")
     assert not records.path(server.spec.uuid).exists()
