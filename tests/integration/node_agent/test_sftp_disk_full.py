@@ -25,6 +25,9 @@ from tests.support.storage import needs_root_to_mount
 
 pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
+DISK_MIB = 64
+FILLER_MIB = 48
+
 
 @pytest.mark.parametrize("backend", ["btrfs", "ext4"])
 async def test_an_upload_past_the_disk_limit_fails_cleanly_and_keeps_the_old_file(
@@ -35,14 +38,20 @@ async def test_an_upload_past_the_disk_limit_fails_cleanly_and_keeps_the_old_fil
     backend: str,
 ) -> None:
     node = node_factory(backend, sftp_port=free_port())
-    server_id: uuid.UUID = await node.create(disk_mib=64)
+    server_id: uuid.UUID = await node.create(disk_mib=DISK_MIB)
     volume = node.volume(server_id)
     key = UserKey.make(tmp_path / "keys")
     await push_access(node.agent, signing_key, http, table((server_id, [user_row("max", key)])))
     target = await sftp_target(node.agent, signing_key, http, tmp_path / "ssh")
-    old = os.urandom(4 * MIB)
+    # Most of the limit taken beforehand (from the host, which the kernel's limit counts
+    # too), so that a few MiB over SFTP reach it (paramiko sends 2-3 MiB/s here).
+    filler = os.urandom(FILLER_MIB * MIB)
+    with (volume / "filler.bin").open("wb") as handle:
+        handle.write(filler)
+        os.fsync(handle.fileno())
+    old = os.urandom(MIB)
     big = tmp_path / "too-big.bin"
-    big.write_bytes(os.urandom(100 * MIB))
+    big.write_bytes(os.urandom((DISK_MIB - FILLER_MIB + 8) * MIB))
 
     def session() -> tuple[str, str]:
         with target.sftp(username("max", server_id), key) as sftp:
@@ -69,3 +78,4 @@ async def test_an_upload_past_the_disk_limit_fails_cleanly_and_keeps_the_old_fil
     # The atomic replacement left the old file whole, and no temporary file behind.
     assert (volume / "world.dat").read_bytes()[: len(old)] == old
     assert [n for n in os.listdir(volume) if n.startswith(".stellar-write-")] == []
+    assert (volume / "filler.bin").read_bytes() == filler
