@@ -19,7 +19,7 @@ from aiohttp import web
 from control_plane.api import backup_actions, server_actions
 from control_plane.db.models import Schedule, ScheduleTask, Server, User
 from control_plane.db.session import transaction
-from control_plane.errors import Forbidden, NotFound
+from control_plane.errors import Conflict, Forbidden, NotFound
 from control_plane.keys import READ_SESSIONS
 from control_plane.schemas.schedules import DeleteBackupsTask, task_input
 from control_plane.schemas.servers import CommandIn, PowerIn
@@ -89,14 +89,17 @@ async def _delete_old_backups(app: web.Application, who: Authority, keep: int) -
         (b for b in backups if b.status != "running"), key=lambda b: b.created_at, reverse=True
     )
     doomed = [b for b in finished[keep:] if not b.locked]
-    deleted = 0
+    deleted = kept = 0
     for backup in doomed:
         try:
             await backup_actions.delete(app, who.caller, who.server, backup.id)
             deleted += 1
         except NotFound:
             continue  # deleted meanwhile by someone else: what this task wanted
-    return f"deleted {deleted} backup(s)"
+        except Conflict:
+            kept += 1  # locked (or being restored) since the listing: its owner wants it kept
+    note = f"deleted {deleted} backup(s)"
+    return f"{note}; kept {kept} locked or in use meanwhile" if kept else note
 
 
 async def perform(app: web.Application, schedule_id: uuid.UUID, task: ScheduleTask) -> str | None:

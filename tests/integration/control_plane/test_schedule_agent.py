@@ -1,4 +1,5 @@
-"""Scheduled tasks reach a real agent: the power actions start and stop a real container."""
+"""Scheduled tasks reach a real agent: the power actions start and stop a real container, and
+"delete old backups" removes the node's archives beyond the newest, never a locked one."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from sqlalchemy import update
 from control_plane.db.models import Schedule
 from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
-from tests.integration.control_plane.stack import Stack, wait_for_state
+from node_agent.backups.store import BACKUPS_DIR
+from tests.integration.control_plane.stack import Stack, wait_for_backup, wait_for_state
 from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker
@@ -22,7 +24,11 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture
 def stack_environment(stack_environment: dict[str, str]) -> dict[str, str]:
-    return {**stack_environment, "STELLAR_SCHEDULE_TICK_SECONDS": "0.5"}
+    return {
+        **stack_environment,
+        "STELLAR_SCHEDULE_TICK_SECONDS": "0.5",
+        "STELLAR_BACKUP_LIMIT": "5",
+    }
 
 
 async def finished_run(browser: Browser, path: str, timeout: float = 60) -> dict[str, Any]:
@@ -78,3 +84,41 @@ async def test_scheduled_power_actions_reach_the_real_agent(stack: Stack) -> Non
     power = [e for e in trail["data"] if e["action"].startswith("server.power.")]
     assert {e["action"] for e in power} == {"server.power.start", "server.power.stop"}
     assert all("scheduler" in str(e) for e in power)
+
+
+async def test_deleting_old_backups_keeps_the_newest_and_the_locked_ones(stack: Stack) -> None:
+    server_id, owner = await stack.owned_server("pruner@example.org")
+    backups = f"/api/v1/servers/{server_id}/backups"
+    made = []
+    for name in ("oldest", "older", "old", "newest"):
+        backup = await owner.json("POST", backups, status=202, json={"name": name})
+        await wait_for_backup(owner, f"{backups}/{backup['id']}")
+        made.append(backup["id"])
+    await owner.json("PATCH", f"{backups}/{made[0]}", json={"locked": True})
+    archives = stack.agent.data_dir / BACKUPS_DIR / server_id
+    assert {path.name.split(".")[0] for path in archives.iterdir()} == set(made)
+    base = f"/api/v1/servers/{server_id}/schedules"
+    prune = await owner.json(
+        "POST",
+        base,
+        status=201,
+        json={
+            "name": "prune",
+            "cron": "0 3 * * *",
+            "tasks": [{"action": "delete_backups", "keep": 1}],
+        },
+    )
+
+    await owner.json("POST", f"{base}/{prune['id']}/run", status=202)
+    run = await finished_run(owner, f"{base}/{prune['id']}")
+
+    assert run["status"] == "completed", run
+    assert run["outcomes"][0]["reason"] == "deleted 2 backup(s)"
+    left = [b["name"] for b in (await owner.json("GET", backups))["data"]]
+    assert sorted(left) == ["newest", "oldest"]
+    for gone in made[1:3]:
+        await owner.json("GET", f"{backups}/{gone}", status=404)
+    trail = await stack.admin.json("GET", "/api/v1/audit?action=server.backup.deleted")
+    assert sorted(e["details"]["backup"] for e in trail["data"]) == sorted(made[1:3])
+    # The node's archives (and their records) went too.
+    assert {path.name.split(".")[0] for path in archives.iterdir()} == {made[0], made[3]}
