@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 from pydantic import Field, SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.api.server_actions import COMMAND_PERMISSION
 from control_plane.db.models import Backup, Node, Server
 from control_plane.db.session import transaction
-from control_plane.errors import ApiError, Conflict, NotFound
+from control_plane.errors import ApiError, Conflict, Forbidden, NotFound
 from control_plane.keys import NODES, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
 from control_plane.schemas.common import Input
 from control_plane.security.caller import Caller
@@ -31,11 +33,20 @@ from shared.server_spec import CONSOLE_TEXT
 
 log = structlog.get_logger("backups")
 
+# At the server's limit a new backup deletes the oldest: its caller must be allowed to.
+DELETE_PERMISSION = "backups.delete"
+
 
 class BackupCreate(Input):
     name: str | None = Field(None, min_length=1, max_length=64)
     ignore: list[str] = Field(default_factory=list, max_length=1000)
-    pre_command: str | None = Field(None, min_length=1, max_length=256, pattern=CONSOLE_TEXT)
+    pre_command: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        pattern=CONSOLE_TEXT,
+        description="typed into the running game's console first (needs console.write)",
+    )
 
 
 async def _record(app: web.Application, caller: Caller, event: AuditEvent) -> None:
@@ -72,14 +83,34 @@ async def record_failure(db: AsyncSession, backup: Backup) -> None:
 
 
 async def create(
-    app: web.Application, caller: Caller, server: Server, body: BackupCreate
+    app: web.Application,
+    caller: Caller,
+    server: Server,
+    body: BackupCreate,
+    require: Callable[[str], None],
 ) -> Backup:
-    """Start a backup on the server's node (the oldest unlocked one makes room first)."""
+    """Start a backup on the server's node (the oldest unlocked one makes room first).
+
+    ``require(permission)`` raises unless the caller holds ``permission`` on the server: a
+    backup also types its ``pre_command`` into the console, and at the server's limit it
+    deletes the oldest backup, which the caller must be allowed to do by hand.
+    """
+    if body.pre_command is not None:
+        require(COMMAND_PERMISSION)
     async with transaction(app[SESSIONS]) as db:
         key = await service.server_key(db, app[SECRET_BOX], server)
     node = await server_node(app, server)
+    limit = app[SETTINGS].backup_limit
     async with transaction(app[SESSIONS]) as db:
-        doomed = await service.make_room(db, server.id, app[SETTINGS].backup_limit)
+        doomed = await service.make_room(db, server.id, limit)
+    if doomed:
+        try:
+            require(DELETE_PERMISSION)
+        except Forbidden as err:
+            raise Forbidden(
+                f"{err.message}: this server keeps {limit} backups, and a new one would "
+                "delete the oldest; ask someone who may delete backups to make room"
+            ) from err
     for old in doomed:
         await delete_on_node(app, caller, node, server.id, old.id)
     backup_id = uuid.uuid4()

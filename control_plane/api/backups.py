@@ -137,7 +137,9 @@ async def list_backups(req: ApiRequest[Any, Any]) -> BackupList:
     rate_limit="files",
 )
 async def create_backup(req: ApiRequest[BackupCreate, Any]) -> BackupOut:
-    backup = await backup_actions.create(req.http.app, req.me, req.server, req.body)
+    backup = await backup_actions.create(
+        req.http.app, req.me, req.server, req.body, require=req.require
+    )
     return BackupOut.model_validate(backup)
 
 

@@ -26,6 +26,7 @@ from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.api_keys import Scope
 from control_plane.security.authorization import Requirement, refusal
 from control_plane.security.caller import Caller
+from control_plane.security.permissions import ServerAccess
 from control_plane.services import backups as backup_service
 from control_plane.services.infrastructure import get_node
 from control_plane.services.servers.access import access_for
@@ -49,6 +50,14 @@ def task_permission(action: str, payload: dict[str, Any]) -> str:
 class Authority:
     caller: Caller
     server: Server
+    access: ServerAccess
+
+    def require(self, permission: str) -> None:
+        """Raise unless the schedule's user may also do ``permission`` (what a task's action
+        does besides its own: a backup at the server's limit deletes the oldest)."""
+        error = refusal(self.caller, Requirement(Scope.WRITE, permission=permission), self.access)
+        if error is not None:
+            raise error
 
 
 async def authority(app: web.Application, schedule_id: uuid.UUID, needs: str) -> Authority:
@@ -78,7 +87,7 @@ async def authority(app: web.Application, schedule_id: uuid.UUID, needs: str) ->
             error = refusal(caller, Requirement(Scope.WRITE, permission=permission), access)
             if error is not None:
                 raise Forbidden(f"the schedule's user may no longer do this: {error.message}")
-    return Authority(caller, server)
+    return Authority(caller, server, access)
 
 
 async def _delete_old_backups(app: web.Application, who: Authority, keep: int) -> str:
@@ -110,7 +119,11 @@ async def perform(app: web.Application, schedule_id: uuid.UUID, task: ScheduleTa
         return await _delete_old_backups(app, who, order.keep)
     if order.action == "backup":
         backup = await backup_actions.create(
-            app, who.caller, who.server, backup_actions.BackupCreate(ignore=order.ignore)
+            app,
+            who.caller,
+            who.server,
+            backup_actions.BackupCreate(ignore=order.ignore),
+            require=who.require,
         )
         return f"backup {backup.id} started"
     async with transaction(app[READ_SESSIONS]) as db:

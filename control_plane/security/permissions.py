@@ -73,7 +73,7 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "files.sftp": "Connect with SFTP",
     "files.archive": "Compress and extract archives",
     "backups.read": "See the backups",
-    "backups.create": "Make backups",
+    "backups.create": "Make backups (at the limit, with backups.delete too)",
     "backups.delete": "Lock, unlock and delete backups",
     "backups.restore": "Restore a backup over the server's files",
     "backups.download": "Download backups",
