@@ -2,11 +2,19 @@
 
 Two passes. The first reads every entry's header and refuses the whole archive (nothing is
 written) for an absolute or ``..`` name, a symlink, hard link or special-file entry, an
-encrypted zip entry, a deny-listed name, or a passed limit: entry count, total size, or
-ratio of total size to the archive's size. The second writes each file through the same
-confinement as an upload (parents made one ``O_NOFOLLOW`` component at a time, a temporary
-file renamed into place), counting bytes as they are written so an entry cannot grow past
-what its header declared or the total past the limit.
+encrypted zip entry or one compressed otherwise than by deflate, a deny-listed name, or a
+passed limit: entry count, total size, or ratio of total size to the archive's size. The
+limits are checked at each header as it is read: a tar's next header lies past the entry's
+data, which is decompressed to get there, so an entry past the limits ends the reading
+before its data costs anything. A tar's long-name and pax records are refused above
+``MAX_EXTENDED_HEADER`` before they are read (``tarfile`` reads one whole into memory, and
+parses a pax record's length in time that grows with its square on Pythons without the fix
+for CVE-2024-6232).
+
+The second pass writes each file through the same confinement as an upload (parents made one
+``O_NOFOLLOW`` component at a time, a temporary file renamed into place), counting bytes as
+they are written so an entry cannot grow past what its header declared or the total past the
+limit.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO, Final
+from typing import IO, Final, Self
 
 from node_agent.files.confine import directory, make_directories, open_regular_file
 from node_agent.files.denylist import DenyList
@@ -30,6 +38,19 @@ from node_agent.files.writes import AtomicWrite, Owner
 from shared.files_api import ExtractionSummary
 
 CHUNK: Final = 1024 * 1024
+# A GNU long name or link, or a pax record: a path is at most 4096 bytes on Linux.
+MAX_EXTENDED_HEADER: Final = 16 * 1024
+EXTENDED_HEADERS: Final = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
+# zipfile bounds what one read of a deflated entry expands to, not of bzip2 or lzma.
+ZIP_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 ZIP_MAGIC: Final = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC: Final = b"PK\x05\x06"
 
@@ -61,12 +82,54 @@ def entry_parts(name: str) -> VolumePath:
     return checked
 
 
-def _tar_plan(archive: tarfile.TarFile, limits: FileLimits) -> Iterator[PlannedEntry]:
-    count = 0
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses an oversized long-name or pax record before it is read."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        header = super().frombuf(buf, encoding, errors)
+        if header.type in EXTENDED_HEADERS and header.size > MAX_EXTENDED_HEADER:
+            raise ArchiveRefused(
+                f"the archive holds an extended header of {header.size} bytes "
+                f"(at most {MAX_EXTENDED_HEADER})"
+            )
+        return header
+
+
+@dataclass(slots=True)
+class _Tally:
+    """The limits, checked at each entry as the headers are read."""
+
+    limits: FileLimits
+    archive_bytes: int
+    space_left: int | None
+    entries: int = 0
+    total: int = 0
+
+    def count(self) -> None:
+        self.entries += 1
+        if self.entries > self.limits.max_extract_entries:
+            raise ArchiveRefused(
+                f"the archive holds over {self.limits.max_extract_entries} entries"
+            )
+
+    def add(self, size: int) -> None:
+        """One file entry's declared size."""
+        self.total += size
+        if self.total > self.limits.max_extract_bytes:
+            raise ArchiveRefused(f"the archive expands past {self.limits.max_extract_bytes} bytes")
+        if self.total > self.limits.max_compression_ratio * max(self.archive_bytes, 1):
+            raise ArchiveRefused(
+                f"the archive expands more than {self.limits.max_compression_ratio:g} times "
+                "its size"
+            )
+        if self.space_left is not None and self.total > self.space_left:
+            raise InsufficientStorage("the archive's contents do not fit in the server's volume")
+
+
+def _tar_plan(archive: tarfile.TarFile, tally: _Tally) -> Iterator[PlannedEntry]:
     for member in archive:
-        count += 1
-        if count > limits.max_extract_entries:
-            raise ArchiveRefused(f"the archive holds over {limits.max_extract_entries} entries")
+        tally.count()
         if member.issym() or member.islnk():
             raise ArchiveRefused(f"the archive holds a link entry: {member.name[:100]!r}")
         if not (member.isreg() or member.isdir()):
@@ -74,6 +137,8 @@ def _tar_plan(archive: tarfile.TarFile, limits: FileLimits) -> Iterator[PlannedE
         parts = entry_parts(member.name)
         if not parts:
             continue
+        if not member.isdir():
+            tally.add(member.size)  # before the iteration reads past this entry's data
 
         def opener(item: tarfile.TarInfo = member) -> IO[bytes]:
             data = archive.extractfile(item)
@@ -84,11 +149,12 @@ def _tar_plan(archive: tarfile.TarFile, limits: FileLimits) -> Iterator[PlannedE
         yield PlannedEntry(parts, member.isdir(), member.size, bool(member.mode & 0o100), opener)
 
 
-def _zip_plan(archive: zipfile.ZipFile, limits: FileLimits) -> Iterator[PlannedEntry]:
+def _zip_plan(archive: zipfile.ZipFile, tally: _Tally) -> Iterator[PlannedEntry]:
     members = archive.infolist()
-    if len(members) > limits.max_extract_entries:
-        raise ArchiveRefused(f"the archive holds over {limits.max_extract_entries} entries")
+    if len(members) > tally.limits.max_extract_entries:
+        raise ArchiveRefused(f"the archive holds over {tally.limits.max_extract_entries} entries")
     for member in members:
+        tally.count()
         kind = stat.S_IFMT(member.external_attr >> 16)
         if kind == stat.S_IFLNK:
             raise ArchiveRefused(f"the archive holds a link entry: {member.filename[:100]!r}")
@@ -96,9 +162,16 @@ def _zip_plan(archive: zipfile.ZipFile, limits: FileLimits) -> Iterator[PlannedE
             raise ArchiveRefused(f"the archive holds a special file: {member.filename[:100]!r}")
         if member.flag_bits & 0x1:
             raise ArchiveRefused("encrypted zip entries are not supported")
+        if member.compress_type not in ZIP_METHODS:
+            raise ArchiveRefused(
+                f"{member.filename[:100]!r} is compressed by a method the agent does not "
+                "extract (zip entries: stored or deflate only)"
+            )
         parts = entry_parts(member.filename)
         if not parts:
             continue
+        if not member.is_dir():
+            tally.add(member.file_size)
 
         def opener(item: zipfile.ZipInfo = member) -> IO[bytes]:
             return archive.open(item)
@@ -112,28 +185,11 @@ def _zip_plan(archive: zipfile.ZipFile, limits: FileLimits) -> Iterator[PlannedE
         )
 
 
-def _check_plan(
-    plan: list[PlannedEntry],
-    archive_bytes: int,
-    limits: FileLimits,
-    denied: DenyList,
-    target: VolumePath,
-    space_left: int | None,
-) -> int:
-    total = sum(entry.size for entry in plan if not entry.is_dir)
-    if total > limits.max_extract_bytes:
-        raise ArchiveRefused(f"the archive expands past {limits.max_extract_bytes} bytes")
-    if total > limits.max_compression_ratio * max(archive_bytes, 1):
-        raise ArchiveRefused(
-            f"the archive expands more than {limits.max_compression_ratio:g} times its size"
-        )
-    if space_left is not None and total > space_left:
-        raise InsufficientStorage("the archive's contents do not fit in the server's volume")
+def _check_denied(plan: list[PlannedEntry], denied: DenyList, target: VolumePath) -> None:
     if denied:
         for entry in plan:
             if denied.denies((*target, *entry.parts), is_dir=entry.is_dir):
                 raise ArchiveRefused(f"{show(entry.parts)} is on the server's deny-list")
-    return total
 
 
 def _write_entry(dest_fd: int, entry: PlannedEntry, owner: Owner, budget: int) -> int:
@@ -170,16 +226,20 @@ def extract(
         archive_bytes = os.fstat(fd).st_size
         magic = source.read(4)
         source.seek(0)
+        tally = _Tally(limits, archive_bytes, space_left)
         try:
             if magic in {ZIP_MAGIC, EMPTY_ZIP_MAGIC}:
                 zipped = stack.enter_context(zipfile.ZipFile(source))
-                plan = list(_zip_plan(zipped, limits))
+                plan = list(_zip_plan(zipped, tally))
             else:
-                tarred = stack.enter_context(tarfile.open(fileobj=source, mode="r:*"))
-                plan = list(_tar_plan(tarred, limits))
+                tarred = stack.enter_context(
+                    tarfile.open(fileobj=source, mode="r:*", tarinfo=_BoundedTarInfo)
+                )
+                plan = list(_tar_plan(tarred, tally))
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError) as err:
             raise ArchiveRefused("not a readable tar, tar.gz or zip archive") from err
-        budget = _check_plan(plan, archive_bytes, limits, denied, target, space_left)
+        _check_denied(plan, denied, target)
+        budget = tally.total
         dest_fd = stack.enter_context(directory(root_fd, target))
         files = directories = written = 0
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import time
 import uuid
@@ -87,6 +88,11 @@ class LiveAgent(AgentProcess):
     def rss_kib(self) -> int:
         """VmRSS of the agent process: the memory it holds now, in KiB."""
         return self._status_kib("VmRSS")
+
+    def cpu_seconds(self) -> float:
+        """The CPU time the agent process has used, its threads included (user + system)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def volume(self, server_id: uuid.UUID) -> Path:
         return self.data_dir / "volumes" / str(server_id)

@@ -7,12 +7,15 @@ by the test, as a user would upload them.
 
 from __future__ import annotations
 
+import bz2
 import io
 import os
+import struct
 import tarfile
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +24,7 @@ from tests.integration.node_agent.files_client import (
     FilesClient,
     in_game,
 )
-from tests.integration.node_agent.live_agent import LiveServers
+from tests.integration.node_agent.live_agent import LiveAgent, LiveServers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(120)]
 
@@ -60,7 +63,7 @@ def volume_files(volume: Path) -> set[str]:
 
 
 async def refused(api: FilesClient, server_id: uuid.UUID, archive: bytes, name: str) -> str:
-    assert (await api.write_file(server_id, f"/{name}", archive)).status == 200
+    assert (await api.upload(server_id, f"/{name}", len(archive), _one(archive))).status == 200
     answer = await api.post(server_id, "decompress", {"path": f"/{name}", "directory": "/out"})
     assert answer.status == 400, answer
     assert answer.body["error"]["code"] == "archive_refused"
@@ -174,3 +177,122 @@ async def test_compress_then_decompress_round_trips_and_leaves_links_out(
 
 async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+MIB = 1024 * 1024
+
+
+def zeros(mib: int) -> Iterator[bytes]:
+    block = bytes(MIB)
+    for _ in range(mib):
+        yield block
+
+
+def gzipped(*parts: bytes | Iterator[bytes]) -> bytes:
+    """The gzip of the parts (byte strings, or streams of them: gigabytes of zeros)."""
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out = []
+    for part in parts:
+        for chunk in [part] if isinstance(part, bytes) else part:
+            out.append(packer.compress(chunk))
+    return b"".join(out) + packer.flush()
+
+
+def tar_header(name: str, kind: bytes, size: int) -> bytes:
+    """One tar header block announcing ``size`` bytes of data (which the caller adds)."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, size
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+def lying_zip(name: bytes, method: int, declared: int, data: bytes) -> bytes:
+    """A one-entry zip whose headers say it holds ``declared`` bytes, whatever ``data``
+    expands to."""
+    crc = zlib.crc32(bytes(declared))
+    local = (
+        struct.pack(
+            "<4sHHHHHIIIHH",
+            b"PK\x03\x04",
+            46,
+            0,
+            method,
+            0,
+            0,
+            crc,
+            len(data),
+            declared,
+            len(name),
+            0,
+        )
+        + name
+    )
+    central = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            0x031E,
+            46,
+            0,
+            method,
+            0,
+            0,
+            crc,
+            len(data),
+            declared,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0o100644 << 16,
+            0,
+        )
+        + name
+    )
+    end = struct.pack(
+        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(data), 0
+    )
+    return local + data + central + end  # fmt: skip
+
+
+async def test_archives_that_cost_memory_or_cpu_before_any_check_are_refused_cheaply(
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
+) -> None:
+    """Each of these passed the checks, or was refused only after the agent had spent what
+    it hides: a 10-byte zip entry that bzip2 expands to 512 MiB in one read; a GNU long-name
+    record of 512 MiB and a pax record of 60,000 digits (read whole while listing; the
+    digits' parse holds the interpreter lock for seconds on Pythons without the fix for
+    CVE-2024-6232); an entry declaring 1 GiB, decompressed whole to reach the next header
+    before the size limit was looked at."""
+    server_id = await servers.create()
+    assert (await api.post(server_id, "directory", {"path": "/out"})).status == 201
+    packer = bz2.BZ2Compressor(9)
+    hidden = b"".join(packer.compress(block) for block in zeros(512)) + packer.flush()
+    bombs = {
+        "bzip2.zip": lying_zip(b"small.txt", zipfile.ZIP_BZIP2, 10, hidden),
+        "long-name.tar.gz": gzipped(
+            tar_header("././@LongLink", tarfile.GNUTYPE_LONGNAME, 512 * MIB), zeros(512)
+        ),
+        "pax.tar.gz": gzipped(
+            tar_header("PaxHeader", tarfile.XHDTYPE, 60_000), b"9" * 60_000, bytes(4 * 512)
+        ),
+        "huge-entry.tar.gz": gzipped(
+            tar_header("zeros.bin", tarfile.REGTYPE, 1024 * MIB), zeros(1024), bytes(1024)
+        ),
+    }
+
+    reasons, spent = {}, {}
+    for name, bomb in bombs.items():
+        cpu = live_agent.cpu_seconds()
+        reasons[name] = await refused(api, server_id, bomb, name)
+        spent[name] = live_agent.cpu_seconds() - cpu
+
+    assert "stored or deflate only" in reasons["bzip2.zip"]
+    assert "extended header of 536870912 bytes" in reasons["long-name.tar.gz"]
+    assert "extended header of 60000 bytes" in reasons["pax.tar.gz"]
+    assert "expands past" in reasons["huge-entry.tar.gz"]
+    # Each refusal costs the agent ~0.01 s of CPU. Without the checks (this machine): the
+    # zip 1.4 s and 512 MiB, the long name 0.5 s and 512 MiB, the digits 3.5 s with the
+    # interpreter held, the entry 0.7 s.
+    assert all(seconds < 0.3 for seconds in spent.values()), spent
+    assert live_agent.peak_rss_kib() < 300 * 1024
