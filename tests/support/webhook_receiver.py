@@ -28,11 +28,12 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each request with the next of ``statuses`` (200 once they run out); while
-    ``hold`` is clear, holds every request open instead (a hung endpoint)."""
+    """Answers each request with the next of ``statuses`` (200 once they run out) and
+    ``headers``; while ``hold`` is clear, holds every request open instead (a hung endpoint)."""
 
     statuses: list[int] = field(default_factory=list)
     hold: asyncio.Event | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -49,7 +50,7 @@ class Receiver:
         if self.hold is not None:
             await self.hold.wait()
         status = self.statuses.pop(0) if self.statuses else 200
-        return web.Response(status=status, text="ok")
+        return web.Response(status=status, text="ok", headers=self.headers)
 
     async def wait_for(self, count: int, timeout: float = 20.0) -> list[Received]:
         """The first ``count`` requests, once they have arrived."""

@@ -71,8 +71,10 @@ class _Job:
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float | None:
-    value = headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
+    """The receiver's ``Retry-After`` in seconds; None for a date or anything else (ASCII
+    digits only: ``str.isdigit`` also takes "²", which ``float`` refuses)."""
+    value = headers.get("Retry-After", "").strip()
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 class WebhookDispatcher:
@@ -212,12 +214,15 @@ class WebhookDispatcher:
 
     async def _send(self, job: _Job) -> None:
         try:
-            outcome = await self.attempt(job)
+            try:
+                outcome = await self.attempt(job)
+            except Exception as err:
+                # A failed attempt all the same: the retry policy (and in the end disabling
+                # the webhook) applies, not a new try at the end of every lease, forever.
+                log.exception("webhook attempt failed unexpectedly", delivery=str(job.delivery_id))
+                outcome = Outcome(None, 0, f"internal_error: {type(err).__name__}")
             self._outcomes.append((job, outcome))
             self._outcomes_ready.set()
-        except Exception:
-            # Not recorded: the row is tried again when its lease ends.
-            log.exception("webhook attempt failed unexpectedly", delivery=str(job.delivery_id))
         finally:
             self._in_flight.pop(job.delivery_id, None)
             self._slot_freed.set()

@@ -80,6 +80,29 @@ async def test_retries_back_off_on_500_and_stop_on_success(
     assert row["error"] is None
 
 
+async def test_a_retry_after_that_is_not_a_number_is_ignored_and_the_retries_go_on(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """A receiver's ``Retry-After: ²`` (a digit to ``str.isdigit``, not to ``float``) used to
+    end the attempt with an exception nobody recorded: the delivery stayed pending with no
+    attempt counted, sent again only when its lease ran out, forever, whatever the answer."""
+    receiver = Receiver(statuses=[503], headers={"Retry-After": "\u00b2"})
+    hooks = await _hooks(database_url, aiohttp_server, aiohttp_client, receiver)
+    alice = await hooks.panel.signed_in("alice@example.org")
+    created = await hooks.create(alice, ACCOUNT)
+    await alice.login("alice@example.org")
+
+    await receiver.wait_for(2)
+    (row,) = await eventually(
+        lambda: deliveries(alice, f"{ACCOUNT}/{created['id']}"),
+        lambda rows: rows[0]["status"] != "pending",
+    )
+    assert (row["status"], row["attempts"], row["response_status"]) == ("delivered", 2, 200)
+
+
 async def test_a_webhook_failing_for_the_whole_window_is_disabled_with_a_notice(
     engine: AsyncEngine,
     database_url: str,
