@@ -62,6 +62,7 @@ async def list_invitations(req: ApiRequest[Any, Any]) -> InvitationList:
     body=SubuserCreate,
     response=InvitationOut,
     status=201,
+    rate_limit="invitations",
 )
 async def invite(req: ApiRequest[SubuserCreate, Any]) -> InvitationOut:
     try:

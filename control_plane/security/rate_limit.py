@@ -34,6 +34,8 @@ DEFAULT_PRESETS: Final = {
     "api": (100, 60.0),
     "power": (10, 60.0),
     "files": (30, 60.0),
+    # Mails to an address the caller chooses (invitations): not a way to flood a mailbox.
+    "invitations": (10, 3600.0),
     # Prometheus scrapes every replica and, through it, every node from one address.
     "metrics": (600, 60.0),
 }

@@ -3,6 +3,7 @@ what a user typed (a server's name) is escaped in the HTML part and intact in th
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -181,6 +182,37 @@ async def test_invitations_refuse_existing_accounts_and_grants_beyond_the_invite
     link = (await catcher.next()).link()
     await world.alice.json("DELETE", f"{_invitations(world)}/{invited['id']}", 204)
     await (await world.panel.browser()).json("GET", view(link), 400)
+
+
+async def test_invitations_cannot_flood_a_mailbox(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Each invitation mails an address the inviter chooses, again for the same address (it
+    replaces the pending one): on the ``api`` preset an owner mailed anybody 100 times a
+    minute. With the default limits, 10 an hour."""
+    catcher = MailCatcher()
+    async with mail_world(
+        database_url,
+        catcher,
+        aiohttp_server,
+        aiohttp_client,
+        STELLAR_REGISTRATION="invite_only",
+        STELLAR_RATE_LIMITS="",
+    ) as world:
+        body = {"email": "victim@example.org", "permissions": []}
+        for _ in range(10):
+            await world.alice.json("POST", _invitations(world), 201, json=body)
+        refused = await world.alice.request("POST", _invitations(world), json=body)
+        assert refused.status == 429
+        assert int(refused.headers["Retry-After"]) > 0
+        for _ in range(10):
+            assert (await catcher.next()).to == "victim@example.org"
+        await world.alice.json("GET", _invitations(world))  # reading them is not limited
+        await asyncio.sleep(1.0)  # the mail queue's worker would have sent an eleventh
+        assert catcher.pending() == 0
 
 
 async def test_an_invitation_grants_nothing_its_inviter_can_no_longer_grant(

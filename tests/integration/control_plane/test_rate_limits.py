@@ -165,7 +165,9 @@ async def test_forwarded_for_from_a_trusted_proxy_is_honoured(
     assert (await browser.request("POST", LOGIN, json=BAD_LOGIN, headers=second)).status == 401
 
 
-@pytest.mark.parametrize("preset", ["authentication", "sensitive", "api", "power", "files"])
+@pytest.mark.parametrize(
+    "preset", ["authentication", "sensitive", "api", "power", "files", "invitations"]
+)
 async def test_each_preset_refuses_the_request_after_its_limit(preset: str) -> None:
     clock = MonotonicClock()
     limiter = RateLimiter(MemoryBackend(clock=clock), parse_presets(""))
