@@ -74,12 +74,17 @@ class FilePath(BaseModel):
 
 
 class FileUpload(BaseModel):
-    """``?path=&size=``: where an upload goes and exactly how many bytes it has."""
+    """``?path=&size=&overwrite=``: where an upload goes, exactly how many bytes it has, and
+    whether it may replace a file of that name (409 otherwise)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: PathText
     size: int = Field(ge=0, le=1 << 44)
+    overwrite: bool = Field(
+        True,
+        description="replace a file of that name (needs files.write); false: 409 if one exists",
+    )
 
 
 class LogLines(BaseModel):

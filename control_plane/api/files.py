@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
 from control_plane.db.models import Node
-from control_plane.errors import ApiError, InvalidRequest, PayloadTooLarge
+from control_plane.errors import ApiError, Conflict, InvalidRequest, PayloadTooLarge
 from shared.files_api import (
     ChangeMode,
     CompressFiles,
@@ -37,6 +37,9 @@ routes = ApiRoutes("files")
 CHUNK = 256 * 1024
 # Text edited in the browser; bigger files go through the streamed upload.
 MAX_EDIT_BYTES = 1024 * 1024
+# Creating a file needs files.create; putting one in the place of an existing file is
+# changing it (as saving is), which needs this too.
+REPLACE_PERMISSION = "files.write"
 
 
 def _user(req: ApiRequest[Any, Any]) -> str:
@@ -169,8 +172,22 @@ async def send_upload(
     req: ApiRequest[Any, Any], node: Node, where: FileUpload, chunks: AsyncIterable[bytes]
 ) -> FileEntry:
     """Stream exactly ``where.size`` bytes to the node as the file at ``where.path`` (its
-    size limit and the server's disk limit apply there), and audit the upload."""
-    entry = await req.nodes.upload_file(node, req.server.id, where, chunks, user=_user(req))
+    size limit and the server's disk limit apply there), and audit the upload.
+
+    Uploading is creating (``files.create``): replacing a file of the same name is changing
+    it, which needs ``files.write`` too; without it the node refuses an existing name (409).
+    """
+    held_back = where.overwrite and not req.access.allows(REPLACE_PERMISSION)
+    if held_back:
+        where = where.model_copy(update={"overwrite": False})
+    try:
+        entry = await req.nodes.upload_file(node, req.server.id, where, chunks, user=_user(req))
+    except Conflict as err:
+        if held_back and err.message.endswith("exists already"):
+            raise Conflict(
+                f"{err.message}: replacing a file needs the {REPLACE_PERMISSION!r} permission"
+            ) from err
+        raise
     await _audit(req, "upload", path=where.path, bytes=where.size)
     return entry
 
@@ -288,6 +305,8 @@ async def decompress(req: ApiRequest[DecompressArchive, Any]) -> ExtractionSumma
     status=201,
 )
 async def pull(req: ApiRequest[PullFile, Any]) -> FileEntry:
+    if req.body.overwrite:
+        req.require(REPLACE_PERMISSION)  # as an upload's (``send_upload``)
     node = await req.server_node()
     data = await req.nodes.pull_file(node, req.server.id, req.body, user=_user(req))
     await _audit(req, "pull", url=req.body.url[:500], directory=req.body.directory)

@@ -8,8 +8,10 @@ the server's deny-list (``ServerSpec.file_denylist``) is honoured by every route
     PUT  .../files/contents?path=P           files.write       raw body (<= max_body_bytes)
                                                                -> FileEntry
     PUT  .../files/upload?path=P&size=N      files.upload      raw body of exactly N bytes,
-                                                               streamed; bdh = hash(b"")
-                                                               -> FileEntry
+         [&overwrite=False]                                    streamed; bdh = hash(b"")
+                                                               -> FileEntry (409 if the
+                                                               file exists and overwrite
+                                                               is False)
     POST .../files/directory                 files.mkdir       MakeDirectory -> 201 FileEntry
     POST .../files/rename                    files.rename      RenameFile -> FileEntry
     POST .../files/copy                      files.copy        CopyFile -> 201 FileEntry
@@ -90,6 +92,14 @@ def _query_path(request: web.Request) -> str:
     return path
 
 
+def _query_overwrite(request: web.Request) -> bool:
+    """``overwrite`` (as the control plane writes a bool: True or False; True if absent)."""
+    value = request.query.get("overwrite", "True")
+    if value not in {"True", "False"}:
+        raise InvalidRequest("overwrite must be True or False")
+    return value == "True"
+
+
 def _entry(entry: FileEntry, status: int = 200) -> web.Response:
     return web.json_response(text=entry.model_dump_json(), status=status)
 
@@ -161,6 +171,7 @@ async def upload_file(request: web.Request) -> web.Response:
         request.content.iter_chunked(CHUNK),
         size=size,
         max_bytes=limits.max_upload_bytes,
+        overwrite=_query_overwrite(request),
     )
     return _entry(entry)
 

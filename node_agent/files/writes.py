@@ -39,11 +39,14 @@ Owner = tuple[int, int]
 class AtomicWrite:
     """One file being replaced; :meth:`commit` renames it into place, else it vanishes."""
 
-    def __init__(self, dir_fd: int, parts: VolumePath, temp_name: str, fd: int) -> None:
+    def __init__(
+        self, dir_fd: int, parts: VolumePath, temp_name: str, fd: int, *, overwrite: bool = True
+    ) -> None:
         self._dir_fd = dir_fd
         self._parts = parts
         self._temp_name = temp_name
         self._fd: int | None = fd
+        self._overwrite = overwrite
         self.written = 0
 
     @classmethod
@@ -83,7 +86,7 @@ class AtomicWrite:
         except BaseException:
             os.close(dir_fd)
             raise
-        return cls(dir_fd, parts, temp_name, fd)
+        return cls(dir_fd, parts, temp_name, fd, overwrite=overwrite)
 
     @property
     def fd(self) -> int:
@@ -108,12 +111,23 @@ class AtomicWrite:
         try:
             # Some filesystems report a full disk (or quota) only when the data is flushed.
             os.fsync(self.fd)
-            os.rename(
-                self._temp_name,
-                self._parts[-1],
-                src_dir_fd=self._dir_fd,
-                dst_dir_fd=self._dir_fd,
-            )
+            if self._overwrite:
+                os.rename(
+                    self._temp_name,
+                    self._parts[-1],
+                    src_dir_fd=self._dir_fd,
+                    dst_dir_fd=self._dir_fd,
+                )
+            else:
+                # Never replaces: a file that appeared since ``begin`` makes this EEXIST (409).
+                os.link(
+                    self._temp_name,
+                    self._parts[-1],
+                    src_dir_fd=self._dir_fd,
+                    dst_dir_fd=self._dir_fd,
+                    follow_symlinks=False,
+                )
+                os.unlink(self._temp_name, dir_fd=self._dir_fd)
         except OSError as err:
             self.abort()
             fail(err, self._parts)

@@ -66,7 +66,7 @@ async def test_file_writes_document_their_raw_bodies_and_limits(panel: Panel) ->
     files = "/api/v1/servers/{server_id}/files/"
     expected = {
         files + "contents": ({"path"}, "At most 1048576 bytes"),
-        files + "upload": ({"path", "size"}, "max_upload_bytes"),
+        files + "upload": ({"path", "size", "overwrite"}, "max_upload_bytes"),
     }
     for path, (query, limit) in expected.items():
         operation = document["paths"][path]["put"]

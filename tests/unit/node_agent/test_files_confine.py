@@ -16,7 +16,13 @@ from node_agent.files.confine import (
     open_root,
     openat2_works,
 )
-from node_agent.files.errors import FileNotFound, InvalidPath, PathRefused, WrongFileType
+from node_agent.files.errors import (
+    FileExists,
+    FileNotFound,
+    InvalidPath,
+    PathRefused,
+    WrongFileType,
+)
 from node_agent.files.paths import parse_file_path, parse_path
 from node_agent.files.tree import change_mode, delete
 from node_agent.files.writes import AtomicWrite
@@ -143,3 +149,24 @@ def test_an_interrupted_write_keeps_the_old_file(root_fd: int, volume: Path) -> 
         write.write(b"half of the new ver")
     assert (volume / "real" / "file.txt").read_text() == "inside"
     assert sorted(os.listdir(volume / "real")) == ["file.txt", "inner", "up"]
+
+
+def test_a_write_that_must_not_replace_does_not_replace_a_file_made_meanwhile(
+    root_fd: int, volume: Path
+) -> None:
+    """``overwrite=False`` (an upload by someone who may create files but not change them, an
+    SFTP exclusive open, a copy): a file that appears between the check and the commit (the
+    game wrote it) is kept, and the write is refused."""
+    with pytest.raises(FileExists, match="exists already"):
+        AtomicWrite.begin(root_fd, ("real", "file.txt"), OWNER, overwrite=False)
+    with AtomicWrite.begin(root_fd, ("real", "new.txt"), OWNER, overwrite=False) as write:
+        write.write(b"the upload")
+        (volume / "real" / "new.txt").write_text("the game's")
+        with pytest.raises(FileExists, match="exists already"):
+            write.commit()
+    assert (volume / "real" / "new.txt").read_text() == "the game's"
+    assert sorted(os.listdir(volume / "real")) == ["file.txt", "inner", "new.txt", "up"]
+    with AtomicWrite.begin(root_fd, ("real", "newer.txt"), OWNER, overwrite=False) as write:
+        write.write(b"made")
+        write.commit()
+    assert (volume / "real" / "newer.txt").read_text() == "made"

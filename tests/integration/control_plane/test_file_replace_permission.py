@@ -1,0 +1,75 @@
+"""Creating a file is ``files.create``; putting one in the place of an existing file is
+changing it, ``files.write``, as saving it in the editor is. A sub-user allowed only to create
+files replaced ``server.properties`` or a plugin by uploading (ours and Pterodactyl's signed
+upload) or pulling a file of the same name. Against a real agent and volume."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.integration.control_plane.stack import Stack
+from tests.integration.control_plane.test_compat_files_end_to_end import link_of
+from tests.support.compat import pterodactyl_key
+
+pytestmark = pytest.mark.docker
+
+HELPER = "builder@example.org"
+ORIGINAL = b"motd=the owner's\n"
+
+
+async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
+    stack: Stack,
+) -> None:
+    server_id, owner = await stack.owned_server("owner@example.org")
+    files = f"/api/v1/servers/{server_id}/files"
+    volume = stack.volume(server_id)
+    await owner.json("PUT", f"{files}/contents?path=/server.properties", data=ORIGINAL)
+    await stack.panel.create_user(HELPER)
+    helper = await stack.panel.browser()
+    await helper.login(HELPER)
+    await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": HELPER, "permissions": ["files.read", "files.create"]},
+    )
+
+    # Uploading over the existing file: refused, the file as it was, no temporary left.
+    refused = await helper.json(
+        "PUT", f"{files}/upload?path=/server.properties&size=6", status=409, data=b"pwned\n"
+    )
+    assert "'files.write' permission" in refused["error"]["message"]
+    # A new file is what files.create is for.
+    await helper.json("PUT", f"{files}/upload?path=/plugin.jar&size=4", data=b"new\n")
+    # Pulling with overwrite: refused before the node is asked.
+    pulled = await helper.json(
+        "POST",
+        f"{files}/pull",
+        status=403,
+        json={"url": "https://example.org/server.properties", "overwrite": True},
+    )
+    assert "'files.write' permission" in pulled["error"]["message"]
+    # Pterodactyl's signed upload, with the sub-user's own client key.
+    bot = await pterodactyl_key(stack.panel, helper, "client")
+    identifier = (await bot.json("GET", "/api/client"))["data"][0]["attributes"]["identifier"]
+    link = link_of(await bot.json("GET", f"/api/client/servers/{identifier}/files/upload"))
+    form = aiohttp.FormData()
+    form.add_field("files", b"pwned\n", filename="server.properties")
+    signed = await (await stack.panel.browser()).request("POST", link + "&directory=/", data=form)
+    assert signed.status == 409, await signed.text()
+
+    assert (volume / "server.properties").read_bytes() == ORIGINAL
+    assert (volume / "plugin.jar").read_bytes() == b"new\n"
+    assert [p.name for p in volume.iterdir() if p.name.startswith(".stellar-write-")] == []
+
+    # The owner replaces it; anyone may ask an upload never to replace (overwrite=false).
+    await owner.json("PUT", f"{files}/upload?path=/server.properties&size=4", data=b"new\n")
+    kept = await owner.json(
+        "PUT",
+        f"{files}/upload?path=/server.properties&size=6&overwrite=false",
+        status=409,
+        data=b"other\n",
+    )
+    assert kept["error"]["message"] == "/server.properties exists already"
+    assert (volume / "server.properties").read_bytes() == b"new\n"
