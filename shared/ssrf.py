@@ -22,8 +22,10 @@ Refusal messages name the host the user gave, never the internal address it reso
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
@@ -220,11 +222,74 @@ def _parse_url(url: str) -> tuple[URL, str, int]:
     return parsed, parsed.raw_host, parsed.port
 
 
+class _NameLookups:
+    """Lookups of names that users give (webhooks, pulls) on threads of their own.
+
+    ``getaddrinfo`` blocks a thread until the system resolver gives up (10 s and more for a
+    domain whose name servers never answer), and cancelling the ``await`` does not end it. On
+    the loop's shared threads (libuv's four under uvloop) a user saving webhooks of such a
+    domain held every thread, and every other lookup of the process waited: nodes, the
+    database, SMTP, other users' webhooks. Here they have ``THREADS`` threads apart, and one
+    domain (its last two labels) at most ``PER_DOMAIN`` of them until its lookups end; more
+    lookups of it wait, within their caller's time limit.
+    """
+
+    THREADS: Final = 16
+    PER_DOMAIN: Final = 4
+    POLL_SECONDS: Final = 0.05
+
+    def __init__(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.THREADS, thread_name_prefix="user-dns"
+        )
+        self._lock = threading.Lock()
+        self._busy: dict[str, int] = {}
+
+    @staticmethod
+    def domain(host: str) -> str:
+        return ".".join(host.rstrip(".").lower().rsplit(".", 2)[-2:])
+
+    def in_flight(self, domain: str) -> int:
+        with self._lock:
+            return self._busy.get(domain, 0)
+
+    def _take(self, domain: str) -> bool:
+        with self._lock:
+            if self._busy.get(domain, 0) >= self.PER_DOMAIN:
+                return False
+            self._busy[domain] = self._busy.get(domain, 0) + 1
+            return True
+
+    def _release(self, domain: str) -> None:
+        with self._lock:
+            left = self._busy.pop(domain) - 1
+            if left:
+                self._busy[domain] = left
+
+    async def resolve(self, host: str) -> list[str]:
+        domain = self.domain(host)
+        # Polled: a slot is freed on a lookup thread, for whichever loop asked (an asyncio
+        # Event belongs to one loop).
+        while not self._take(domain):  # noqa: ASYNC110
+            await asyncio.sleep(self.POLL_SECONDS)
+        try:
+            lookup = self._pool.submit(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+        except BaseException:
+            self._release(domain)
+            raise
+        # Released when the thread ends, not when the caller stops waiting.
+        lookup.add_done_callback(lambda _: self._release(domain))
+        infos = await asyncio.wrap_future(lookup)
+        return [str(info[4][0]) for info in infos]
+
+
+_LOOKUPS: Final = _NameLookups()
+
+
 async def resolve_with_system_dns(host: str) -> list[str]:
-    """Every address the system resolver (getaddrinfo) gives for ``host``."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return [str(info[4][0]) for info in infos]
+    """Every address the system resolver (getaddrinfo) gives for ``host``, a name a user
+    gave: on threads apart from the process's own lookups (``_NameLookups``)."""
+    return await _LOOKUPS.resolve(host)
 
 
 async def _resolve_name(name: str, resolver: HostResolver) -> tuple[IPAddress, ...]:
