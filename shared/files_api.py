@@ -161,6 +161,9 @@ class DecompressArchive(_Body):
     path: PathText
     # Where to extract; by default the archive's own directory.
     directory: PathText | None = None
+    # Whether entries may replace files that exist (they need files.write); if not, an
+    # archive with such an entry is refused whole (409) and nothing is written.
+    overwrite: bool = True
 
 
 class ExtractionSummary(BaseModel):

@@ -168,6 +168,14 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
         raise
 
 
+def _explain_replace(err: Conflict) -> None:
+    """To a caller held back from replacing files, the node's "exists already" with why."""
+    if err.message.endswith("exists already"):
+        raise Conflict(
+            f"{err.message}: replacing a file needs the {REPLACE_PERMISSION!r} permission"
+        ) from err
+
+
 async def send_upload(
     req: ApiRequest[Any, Any], node: Node, where: FileUpload, chunks: AsyncIterable[bytes]
 ) -> FileEntry:
@@ -183,10 +191,8 @@ async def send_upload(
     try:
         entry = await req.nodes.upload_file(node, req.server.id, where, chunks, user=_user(req))
     except Conflict as err:
-        if held_back and err.message.endswith("exists already"):
-            raise Conflict(
-                f"{err.message}: replacing a file needs the {REPLACE_PERMISSION!r} permission"
-            ) from err
+        if held_back:
+            _explain_replace(err)
         raise
     await _audit(req, "upload", path=where.path, bytes=where.size)
     return entry
@@ -290,7 +296,16 @@ async def compress(req: ApiRequest[CompressFiles, Any]) -> FileEntry:
 )
 async def decompress(req: ApiRequest[DecompressArchive, Any]) -> ExtractionSummary:
     node = await req.server_node()
-    data = await req.nodes.decompress(node, req.server.id, req.body, user=_user(req))
+    order = req.body
+    held_back = order.overwrite and not req.access.allows(REPLACE_PERMISSION)
+    if held_back:
+        order = order.model_copy(update={"overwrite": False})
+    try:
+        data = await req.nodes.decompress(node, req.server.id, order, user=_user(req))
+    except Conflict as err:
+        if held_back:
+            _explain_replace(err)
+        raise
     await _audit(req, "decompress", path=req.body.path)
     return data
 

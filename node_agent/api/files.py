@@ -231,7 +231,9 @@ async def compress_files(request: web.Request) -> web.Response:
 async def decompress_archive(request: web.Request) -> web.Response:
     """Extract an archive (refused whole if any entry or limit is unsafe)."""
     order = await parse_body(request, FILES_DECOMPRESS)
-    summary = await _files(request).decompress(order.path, order.directory)
+    summary = await _files(request).decompress(
+        order.path, order.directory, overwrite=order.overwrite
+    )
     return web.json_response(text=summary.model_dump_json())
 
 

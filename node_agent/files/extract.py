@@ -28,9 +28,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, Final, Self
 
-from node_agent.files.confine import directory, make_directories, open_regular_file
+from node_agent.files.confine import directory, lstat_at, make_directories, open_regular_file
 from node_agent.files.denylist import DenyList
-from node_agent.files.errors import ArchiveRefused, InsufficientStorage, InvalidPath
+from node_agent.files.errors import (
+    ArchiveRefused,
+    FileExists,
+    FileNotFound,
+    InsufficientStorage,
+    InvalidPath,
+)
 from node_agent.files.limits import FileLimits
 from node_agent.files.paths import VolumePath, check_name, show
 from node_agent.files.tree import MAX_DEPTH
@@ -192,12 +198,31 @@ def _check_denied(plan: list[PlannedEntry], denied: DenyList, target: VolumePath
                 raise ArchiveRefused(f"{show(entry.parts)} is on the server's deny-list")
 
 
-def _write_entry(dest_fd: int, entry: PlannedEntry, owner: Owner, budget: int) -> int:
+def _check_none_exists(dest_fd: int, plan: list[PlannedEntry]) -> None:
+    """Refuse the archive if a file entry would replace a file that exists (directories
+    that exist are merged into, not replaced)."""
+    for entry in plan:
+        if entry.is_dir:
+            continue
+        try:
+            with directory(dest_fd, entry.parts[:-1]) as parent:
+                found = lstat_at(parent, entry.parts[-1])
+        except FileNotFound:
+            continue  # its directory does not exist yet
+        if found is not None:
+            raise FileExists(f"{show(entry.parts)} exists already")
+
+
+def _write_entry(
+    dest_fd: int, entry: PlannedEntry, owner: Owner, budget: int, *, overwrite: bool
+) -> int:
     """Write one file entry; return its byte count (never more than declared)."""
     if entry.open_data is None:
         return 0
     with (
-        AtomicWrite.begin(dest_fd, entry.parts, owner, make_parents=True) as write,
+        AtomicWrite.begin(
+            dest_fd, entry.parts, owner, overwrite=overwrite, make_parents=True
+        ) as write,
         entry.open_data() as data,
     ):
         while chunk := data.read(CHUNK):
@@ -217,8 +242,10 @@ def extract(
     limits: FileLimits,
     denied: DenyList,
     space_left: int | None,
+    overwrite: bool = True,
 ) -> ExtractionSummary:
-    """Check every entry of the archive at ``archive_path``, then extract it into ``target``."""
+    """Check every entry of the archive at ``archive_path``, then extract it into ``target``
+    (without ``overwrite``, an entry in the place of an existing file refuses it whole)."""
     with ExitStack() as stack:
         parent = stack.enter_context(directory(root_fd, archive_path[:-1]))
         fd = open_regular_file(parent, archive_path[-1], archive_path)
@@ -241,6 +268,8 @@ def extract(
         _check_denied(plan, denied, target)
         budget = tally.total
         dest_fd = stack.enter_context(directory(root_fd, target))
+        if not overwrite:
+            _check_none_exists(dest_fd, plan)
         files = directories = written = 0
         try:
             for entry in plan:
@@ -248,7 +277,9 @@ def extract(
                     os.close(make_directories(dest_fd, entry.parts, owner))
                     directories += 1
                 else:
-                    written += _write_entry(dest_fd, entry, owner, budget - written)
+                    written += _write_entry(
+                        dest_fd, entry, owner, budget - written, overwrite=overwrite
+                    )
                     files += 1
         except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
             raise ArchiveRefused("the archive is damaged; extraction stopped") from err

@@ -279,14 +279,23 @@ class ServerFiles:
 
         return await self._run(pack)
 
-    async def decompress(self, path: str, target: str | None) -> ExtractionSummary:
+    async def decompress(
+        self, path: str, target: str | None, *, overwrite: bool = True
+    ) -> ExtractionSummary:
         archive = parse_file_path(path)
         destination = parse_path(target) if target is not None else archive[:-1]
         self._refuse_denied(archive, is_dir=False)
         self._refuse_denied(destination, is_dir=True)
         space = await self.space_left()
         return await self._run(
-            extract.extract, archive, destination, self._owner, self._limits, self._denied, space
+            extract.extract,
+            archive,
+            destination,
+            self._owner,
+            self._limits,
+            self._denied,
+            space,
+            overwrite,
         )
 
 

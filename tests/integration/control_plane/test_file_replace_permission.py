@@ -1,9 +1,13 @@
 """Creating a file is ``files.create``; putting one in the place of an existing file is
 changing it, ``files.write``, as saving it in the editor is. A sub-user allowed only to create
 files replaced ``server.properties`` or a plugin by uploading (ours and Pterodactyl's signed
-upload) or pulling a file of the same name. Against a real agent and volume."""
+upload) or pulling a file of the same name, or by extracting an archive holding one
+(``files.archive``). Against a real agent and volume."""
 
 from __future__ import annotations
+
+import io
+import tarfile
 
 import aiohttp
 import pytest
@@ -16,6 +20,16 @@ pytestmark = pytest.mark.docker
 
 HELPER = "builder@example.org"
 ORIGINAL = b"motd=the owner's\n"
+
+
+def tar_gz(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as archive:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
@@ -32,7 +46,7 @@ async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
         "POST",
         f"/api/v1/servers/{server_id}/users",
         status=201,
-        json={"email": HELPER, "permissions": ["files.read", "files.create"]},
+        json={"email": HELPER, "permissions": ["files.read", "files.create", "files.archive"]},
     )
 
     # Uploading over the existing file: refused, the file as it was, no temporary left.
@@ -59,6 +73,21 @@ async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
     signed = await (await stack.panel.browser()).request("POST", link + "&directory=/", data=form)
     assert signed.status == 409, await signed.text()
 
+    # Extracting an archive that holds it: refused whole, nothing written.
+    for name, entries in {
+        "over.tar.gz": {"fresh.txt": b"fresh\n", "server.properties": b"pwned\n"},
+        "new.tar.gz": {"fresh.txt": b"fresh\n"},
+    }.items():
+        archive = tar_gz(entries)
+        await helper.json("PUT", f"{files}/upload?path=/{name}&size={len(archive)}", data=archive)
+    extracted = await helper.json(
+        "POST", f"{files}/decompress", status=409, json={"path": "/over.tar.gz"}
+    )
+    assert "'files.write' permission" in extracted["error"]["message"]
+    assert not (volume / "fresh.txt").exists()
+    await helper.json("POST", f"{files}/decompress", json={"path": "/new.tar.gz"})
+    assert (volume / "fresh.txt").read_bytes() == b"fresh\n"
+
     assert (volume / "server.properties").read_bytes() == ORIGINAL
     assert (volume / "plugin.jar").read_bytes() == b"new\n"
     assert [p.name for p in volume.iterdir() if p.name.startswith(".stellar-write-")] == []
@@ -73,3 +102,5 @@ async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
     )
     assert kept["error"]["message"] == "/server.properties exists already"
     assert (volume / "server.properties").read_bytes() == b"new\n"
+    await owner.json("POST", f"{files}/decompress", json={"path": "/over.tar.gz"})
+    assert (volume / "server.properties").read_bytes() == b"pwned\n"
