@@ -6,14 +6,11 @@ through the API or through a schedule. Against a real agent."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
-
 import pytest
 
 from node_agent.backups.store import BACKUPS_DIR
 from tests.integration.control_plane.stack import Stack, wait_for_backup
+from tests.integration.control_plane.test_schedule_agent import finished_run
 from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker
@@ -39,16 +36,6 @@ async def make_backup(browser: Browser, backups: str, name: str) -> str:
 
 async def names(browser: Browser, backups: str) -> list[str]:
     return sorted(b["name"] for b in (await browser.json("GET", backups))["data"])
-
-
-async def finished_run(browser: Browser, schedule: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = (await browser.json("GET", schedule + "/runs"))["data"]
-        if runs and runs[0]["status"] != "running":
-            return dict(runs[0])
-        await asyncio.sleep(0.3)
-    pytest.fail(f"{schedule}: no run ended within {timeout} s")
 
 
 async def test_a_sub_user_who_may_only_make_backups_cannot_type_or_delete_through_one(
