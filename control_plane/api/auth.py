@@ -163,6 +163,14 @@ async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
             req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
             raise Forbidden(ACCOUNT_DISABLED)
         # Only now, with the password verified, may the answer reveal that 2FA is on.
+        policy = req.settings.require_2fa
+        if await mfa_service.passkey_is_the_second_factor(req.db, user, policy):
+            req.audit_failure(
+                "user.login.failed",
+                details={"method": "password", "email": req.body.email, "reason": "passkey"},
+            )
+            req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
+            raise Forbidden(mfa_service.PASSKEY_IS_THE_SECOND_FACTOR)
         methods = await mfa_service.second_factor_methods(req.db, user.id)
         if methods:
             req.http.app[METRICS].sign_ins.labels("password", "second_factor_required").inc()

@@ -19,7 +19,7 @@ from typing import Any
 from control_plane.api.auth import start_pending_session, start_session
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import LoginChallenge, User
-from control_plane.errors import Conflict, InvalidRequest, Unauthenticated
+from control_plane.errors import Conflict, Forbidden, InvalidRequest, Unauthenticated
 from control_plane.keys import HTTP
 from control_plane.schemas.oauth import (
     IdentityList,
@@ -190,8 +190,12 @@ async def callback(req: ApiRequest[Any, OAuthCallbackQuery]) -> OAuthCallbackOut
             f"no account here is linked to this {provider.name} account: sign in another way "
             "and link it first"
         )
+    skips = req.settings.oauth_skips_2fa
+    if not skips and await mfa.passkey_is_the_second_factor(req.db, user, req.settings.require_2fa):
+        req.audit_failure(failed, details={"method": method, "reason": "passkey"})
+        raise Forbidden(mfa.PASSKEY_IS_THE_SECOND_FACTOR)
     methods = await mfa.second_factor_methods(req.db, user.id)
-    if methods and not req.settings.oauth_skips_2fa:
+    if methods and not skips:
         return OAuthCallbackOut(await start_pending_session(req, user, methods=methods))
     return OAuthCallbackOut(await start_session(req, user, method=method))
 

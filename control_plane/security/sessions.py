@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, not_, select, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, not_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -168,16 +168,19 @@ async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
     and a change of address whose link went to the new address (an unused verification
     token for another address than the account's). Whoever held a session may have started
     them — this is how a password change, a reset, disabling or an administrator takes an
-    account back. How many sessions there were."""
+    account back. Unused password-reset links go too. How many sessions there were."""
     await db.execute(delete(LoginChallenge).where(LoginChallenge.user_id == user_id))
     current = select(User.email).where(User.id == user_id).scalar_subquery()
     await db.execute(
         update(MailToken)
         .where(
             MailToken.user_id == user_id,
-            MailToken.purpose == "verify",
             MailToken.used_at.is_(None),
-            MailToken.email != current,
+            or_(
+                and_(MailToken.purpose == "verify", MailToken.email != current),
+                # A reset link kept by someone who had a moment in the mailbox.
+                MailToken.purpose == "reset",
+            ),
         )
         .values(used_at=dt.datetime.now(dt.UTC))
         .execution_options(synchronize_session=False)

@@ -7,15 +7,16 @@ import datetime as dt
 import uuid
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import MailToken, OutboxMail, User
+from control_plane.db.models import MailToken, OutboxMail, PasskeyCredential, User
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
 from control_plane.mail.templates import render
 from control_plane.security.sessions import end_all_sessions
+from control_plane.services import mfa
 from control_plane.services.auth import find_login
 from control_plane.services.users import normalise_email
 from control_plane.settings import ControlPlaneSettings
@@ -169,16 +170,23 @@ async def reset_password(
     ip: str,
 ) -> User:
     """Use a reset token: set the password, end every session of the user, and tell them
-    (API keys, SFTP passwords and second factors stay: the mail says so)."""
+    (API keys, SFTP passwords and second factors stay: the mail says so).
+
+    On an address never proven before, the account so far belonged to whoever knew the
+    password, not to the mailbox: the second factors and passkeys set up meanwhile (all an
+    unverified account may set up) go, or whoever registered the address first (a squatter)
+    would sign in past the owner's reset."""
     row = await tokens.use(db, token, "reset")
     user = await db.get(User, row.user_id)
     if user is None or user.disabled or row.email != user.email:
         raise InvalidRequest(tokens.INVALID)
     user.password_hash = new_hash
-    # The link reached this mailbox: the address is proven.
-    user.email_verified_at = user.email_verified_at or dt.datetime.now(dt.UTC)
-    await end_all_sessions(db, user.id)
-    await _retire_tokens(db, user.id, "reset")
+    if user.email_verified_at is None:
+        # The link reached this mailbox: the address is proven, from now on.
+        user.email_verified_at = dt.datetime.now(dt.UTC)
+        await mfa.disable(db, user.id)
+        await db.execute(delete(PasskeyCredential).where(PasskeyCredential.user_id == user.id))
+    await end_all_sessions(db, user.id)  # and the other reset links
     await queue(
         db,
         kind="password_changed",

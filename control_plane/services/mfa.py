@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Literal
+from typing import Final, Literal
 
 from sqlalchemy import ColumnElement, Uuid, delete, exists, func, literal, or_, select, update
 from sqlalchemy.engine import CursorResult
@@ -55,6 +55,22 @@ def second_factor_enrolled(
         TotpCredential.user_id == user_id, TotpCredential.enabled_at.is_not(None)
     )
     return or_(authenticator, exists().where(PasskeyCredential.user_id == user_id))
+
+
+PASSKEY_IS_THE_SECOND_FACTOR: Final = (
+    "this panel requires a second factor and this account's is its passkey: sign in with the "
+    "passkey (or set up an authenticator app too, to sign in with the password and a code)"
+)
+
+
+async def passkey_is_the_second_factor(db: AsyncSession, user: User, policy: Policy) -> bool:
+    """Whether a sign-in by password (or by a provider that does not skip 2FA) must be
+    refused: the policy asks this user for a second factor, and it is a passkey (no
+    authenticator), which the password path cannot ask for. The policy counts the passkey
+    as enrolled, so without this the password alone opened a session."""
+    if not policy_applies(user.is_admin, policy) or await active_credential(db, user.id):
+        return False
+    return bool(await db.scalar(select(exists().where(PasskeyCredential.user_id == user.id))))
 
 
 def enrolment_owed(is_admin: bool, enrolled: bool, policy: Policy) -> bool:
