@@ -31,7 +31,11 @@ from asyncssh import (
 from node_agent.files.errors import FileExists, InsufficientStorage
 from node_agent.files.handles import FileHandle, OpenMode
 from node_agent.files.service import ServerFiles
-from node_agent.sftp.limits import MAX_HANDLES_PER_CONNECTION, MAX_UNSENT_BYTES
+from node_agent.sftp.limits import (
+    MAX_HANDLES_PER_CONNECTION,
+    MAX_LISTINGS_PER_CONNECTION,
+    MAX_UNSENT_BYTES,
+)
 from shared.errors import ApiError, Forbidden, NotFound
 
 if TYPE_CHECKING:
@@ -209,6 +213,20 @@ class VolumeSftp(asyncssh.SFTPServer):
 
     async def scandir(self, path: bytes) -> AsyncIterator[SFTPName]:
         name = _text(path)
+        session = self._session
+        if session.listings >= MAX_LISTINGS_PER_CONNECTION:
+            raise asyncssh.SFTPFailure(
+                f"too many directories being read at once: at most "
+                f"{MAX_LISTINGS_PER_CONNECTION} per connection; read one to its end or close it"
+            )
+        session.listings += 1  # until read to the end, closed, or the channel ends
+        try:
+            async for entry in self._listing(name):
+                yield entry
+        finally:
+            session.listings -= 1
+
+    async def _listing(self, name: str) -> AsyncIterator[SFTPName]:
         await self._drained()
         listing = await self._run(READ, lambda f: f.list_directory(name))
         if listing.truncated:

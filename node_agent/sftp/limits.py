@@ -15,6 +15,11 @@ MAX_UNSENT_BYTES: Final = 8 * 1024 * 1024
 # SFTP channels and open files per connection (each open file is an fd of the agent's).
 MAX_SFTP_CHANNELS_PER_CONNECTION: Final = 4
 MAX_HANDLES_PER_CONNECTION: Final = 256
+# Directory handles: one not read yet costs ~0.5 KiB (a channel may hold this many); one
+# being read holds its whole listing (up to [files] max_list_entries entries, megabytes)
+# until it is read to the end or closed, so a connection reads this many at once.
+MAX_DIRECTORY_HANDLES_PER_CHANNEL: Final = 64
+MAX_LISTINGS_PER_CONNECTION: Final = 4
 
 
 class SftpLimits(BaseModel):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final, cast
 
 import asyncssh
 import structlog
 from aiohttp import web
+from asyncssh.constants import FXP_OPENDIR
 from asyncssh.packet import SSHPacket
 
 from node_agent.keys import (
@@ -30,7 +32,7 @@ from node_agent.keys import (
 from node_agent.sftp.access import AccessTable
 from node_agent.sftp.handler import VolumeSftp
 from node_agent.sftp.hostkey import host_key_info, load_or_create_host_key
-from node_agent.sftp.limits import MAX_PACKET_BYTES
+from node_agent.sftp.limits import MAX_DIRECTORY_HANDLES_PER_CHANNEL, MAX_PACKET_BYTES
 from node_agent.sftp.session import SftpServices, SftpSession, session_of
 
 log = structlog.get_logger("agent.sftp")
@@ -52,9 +54,27 @@ async def _capped_recv_packet(self: asyncssh.sftp.SFTPServerHandler) -> SSHPacke
     return SSHPacket(await reader.readexactly(pktlen))
 
 
-# asyncssh builds its server handler itself (no factory for it): its one packet reader is
-# replaced here, for every SFTP server in the agent (this listener is the only one).
+_OPENDIR: Final = cast(
+    Callable[[asyncssh.sftp.SFTPServerHandler, SSHPacket], Awaitable[bytes]],
+    asyncssh.sftp.SFTPServerHandler._packet_handlers[FXP_OPENDIR],
+)
+
+
+async def _capped_opendir(self: asyncssh.sftp.SFTPServerHandler, packet: SSHPacket) -> bytes:
+    """asyncssh's OPENDIR, refused past MAX_DIRECTORY_HANDLES_PER_CHANNEL: it keeps every
+    directory handle a client opens (its count of open files does not see them)."""
+    if len(self._dir_handles) >= MAX_DIRECTORY_HANDLES_PER_CHANNEL:
+        raise asyncssh.SFTPFailure(
+            f"too many open directories: at most {MAX_DIRECTORY_HANDLES_PER_CHANNEL}; close some"
+        )
+    return await _OPENDIR(self, packet)
+
+
+# asyncssh builds its server handler itself (no factory for it): its packet reader and its
+# OPENDIR are replaced here, for every SFTP server in the agent (this listener is the only
+# one). Its handlers are dispatched through its table, so the table's entry is replaced.
 setattr(asyncssh.sftp.SFTPServerHandler, "recv_packet", _capped_recv_packet)  # noqa: B010
+asyncssh.sftp.SFTPServerHandler._packet_handlers[FXP_OPENDIR] = _capped_opendir
 
 
 async def sftp_table_ctx(app: web.Application) -> AsyncIterator[None]:

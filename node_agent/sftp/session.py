@@ -96,6 +96,7 @@ class SftpSession(asyncssh.SSHServer):
         self._forget_gate: Callable[[], None] | None = None
         # Files open on all this connection's SFTP channels; its SFTP channels.
         self.open_files = 0
+        self.listings = 0  # directories being read (``VolumeSftp.scandir``)
         self.sftp_channels = 0
 
     # --- connection -------------------------------------------------------------------------
