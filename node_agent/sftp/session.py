@@ -189,7 +189,20 @@ class SftpSession(asyncssh.SSHServer):
         # No grant or no password: the same scrypt, against a hash no one's password matches,
         # so the answer's time does not reveal which accounts have a password.
         async with services.password_checks:
-            matches = await asyncio.to_thread(verify_password, password, hashed or dummy_hash())
+            check = asyncio.ensure_future(
+                asyncio.to_thread(verify_password, password, hashed or dummy_hash())
+            )
+            try:
+                matches = await asyncio.shield(check)
+            except asyncio.CancelledError:
+                # The client sent its next attempt before this one was answered (asyncssh
+                # cancels the check then). The scrypt runs on: it keeps its slot until it
+                # ends, and a wrong password counts — else attempts sent 10 ms apart were
+                # never limited, and only their CPU was spent.
+                if not await check:
+                    self._failed = False
+                    self._fail(grant, username, "password")
+                raise
         if matches and grant is not None and hashed is not None:
             self._require_room(grant)
             self._candidate = (grant, PASSWORD_PREFIX + hashed.encode())

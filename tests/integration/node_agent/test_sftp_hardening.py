@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,8 +20,11 @@ from pathlib import Path
 
 import aiohttp
 import asyncssh
+import paramiko
 import pytest
 from asyncssh.packet import Byte, String, UInt32, UInt64
+from paramiko.common import MSG_USERAUTH_REQUEST
+from paramiko.message import Message
 
 from node_agent.sftp.limits import (
     MAX_DIRECTORY_HANDLES_PER_CHANNEL,
@@ -308,6 +312,58 @@ async def test_directory_handles_and_listings_held_open_are_capped(
                 break
             await asyncio.sleep(0.05)
         assert page[0] == FXP_NAME, status_message(page)
+
+
+def passwords_each_cut_short_by_the_next(port: int, user: str, attempts: int) -> None:
+    """Password attempts on one connection, each sent 10 ms after the one before: well
+    within a check's scrypt, which asyncssh cancels when the next request comes."""
+    # From an address of its own: the limit it runs into is per address.
+    connection = socket.create_connection(("127.0.0.1", port), source_address=("127.0.7.1", 0))
+    transport = paramiko.Transport(connection)
+    try:
+        transport.start_client(timeout=10)
+        transport.auth_password(user, "wrong", event=threading.Event())  # the service request
+        time.sleep(0.1)
+        for number in range(attempts):
+            message = Message()
+            message.add_byte(bytes([MSG_USERAUTH_REQUEST]))
+            message.add_string(user)
+            message.add_string("ssh-connection")
+            message.add_string("password")
+            message.add_boolean(False)
+            message.add_string(f"guess-{number}")
+            transport._send_message(message)
+            time.sleep(0.01)
+    finally:
+        transport.close()
+
+
+async def test_password_attempts_cut_short_by_the_next_still_count_as_failures(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """Each cancelled check used to release its slot and count nothing: 1,522 attempts from
+    one address in 20 s were never limited (10 and one per 6 s allowed) and cost the agent
+    26 s of CPU."""
+    _, name = await granted(servers, live_agent, signing_key, http, key)
+    refused_before = _refusals(live_agent)
+
+    await asyncio.to_thread(passwords_each_cut_short_by_the_next, target.port, name, 100)
+
+    # The address ran out of attempts (a burst of 10) and was refused without a check.
+    assert _refusals(live_agent) > refused_before
+
+
+def _refusals(agent: LiveAgent) -> int:
+    return sum(
+        1
+        for event in agent.log_events()
+        if event.get("event") == "sftp login refused: too many failures"
+    )
 
 
 async def test_idle_sockets_from_many_addresses_do_not_stop_a_login(
