@@ -269,9 +269,14 @@ async def console(req: ApiRequest[Any, Any]) -> web.StreamResponse:
     if not same_origin(req):
         raise req.deny(Forbidden("WebSocket from another origin"), target="console")
     me, server = req.me, req.server
+    with req.http.app[CONSOLES].place(server.id, me.user_id, MAX_SOCKETS_PER_USER):
+        return await _relay_console(req, me, server)
+
+
+async def _relay_console(
+    req: ApiRequest[Any, Any], me: Caller, server: Server
+) -> web.StreamResponse:
     consoles = req.http.app[CONSOLES]
-    if consoles.count(server.id, me.user_id) >= MAX_SOCKETS_PER_USER:
-        raise Forbidden(f"at most {MAX_SOCKETS_PER_USER} consoles per server at once")
     node = await req.server_node()
     nodes = req.nodes
 

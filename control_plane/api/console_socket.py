@@ -45,6 +45,7 @@ from control_plane.nodes.console import (
     CLOSE_NODE_UNAVAILABLE,
     CLOSE_PERMISSIONS_CHANGED,
     Admission,
+    ConsolesFull,
     proxy_console,
 )
 from control_plane.security import console_tokens
@@ -171,10 +172,12 @@ class TokenConsole:
         if error is not None:
             return await self._refuse(error.message)
         consoles = self._http.app[CONSOLES]
-        if consoles.count(server.id, caller.user_id) >= MAX_SOCKETS_PER_USER:
-            return await self._refuse(f"at most {MAX_SOCKETS_PER_USER} consoles per server at once")
-        self._grant = grant
-        await self._relay(server, node, caller, access)
+        try:
+            with consoles.place(server.id, caller.user_id, MAX_SOCKETS_PER_USER):
+                self._grant = grant
+                await self._relay(server, node, caller, access)
+        except ConsolesFull as err:
+            await self._refuse(err.message)
 
     async def _first_auth(self) -> ConsoleGrant | None:
         """The grant of the first message, which must be ``auth``; None once refused."""

@@ -14,7 +14,7 @@ import contextlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +22,18 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from control_plane.errors import Forbidden
+
 log = structlog.get_logger("console")
 CLOSE_PERMISSIONS_CHANGED = 4403
 CLOSE_NODE_UNAVAILABLE = 4502
 RECHECK_SECONDS = 10.0
 MAX_RECONNECTS = 5
 PULSE_SECONDS = 2.0
+
+
+class ConsolesFull(Forbidden):
+    """The user has every console place on the server taken (``ConsoleSessions.place``)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,26 @@ class ConsoleSessions:
             defaultdict(dict)
         )
         self._pushing: set[asyncio.Task[None]] = set()
+        # Places taken, by server and user: from before the node is asked until the socket
+        # ends, so that sockets opened at the same moment count each other.
+        self._places: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+
+    @contextlib.contextmanager
+    def place(self, server_id: uuid.UUID, user_id: uuid.UUID, limit: int) -> Iterator[None]:
+        """Take one of the user's ``limit`` console places on the server for the block:
+        checked and taken in one step, before any ``await``. Forbidden when all are taken
+        (the node's own cap is per server: one user holding it would lock out the rest)."""
+        key = (server_id, user_id)
+        taken = self._places.get(key, 0)
+        if taken >= limit:
+            raise ConsolesFull(f"at most {limit} consoles per server at once")
+        self._places[key] = taken + 1
+        try:
+            yield
+        finally:
+            left = self._places.pop(key) - 1
+            if left:
+                self._places[key] = left
 
     @contextlib.contextmanager
     def register(
@@ -109,7 +135,8 @@ class ConsoleSessions:
         return {server for server, _user in self._open}
 
     def count(self, server_id: uuid.UUID, user_id: uuid.UUID) -> int:
-        return len(self._open.get((server_id, user_id), ()))
+        """The user's places taken on the server (``place``)."""
+        return self._places.get((server_id, user_id), 0)
 
     def total(self) -> int:
         """Every console open in this process."""

@@ -21,6 +21,7 @@ import jwt
 import pytest
 
 from control_plane.api import console_socket
+from control_plane.api.console import MAX_SOCKETS_PER_USER
 from control_plane.nodes import console as console_proxy
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.stack import Stack, wait_for_state
@@ -375,3 +376,66 @@ async def test_a_pterodactyl_client_key_gets_its_socket_from_the_client_api(
     await wait_for_state(owner, server_id, "running", timeout=2)
     # Our own console-token route is not the client key's: it keeps to the client API.
     await reader.json("GET", f"/api/v1/servers/{server_id}/console/token", status=403)
+
+
+async def first_answer(socket: aiohttp.ClientWebSocketResponse, token: str) -> str:
+    """What a socket gets for its ``auth``: ``auth success``, or the refusal's text."""
+    await socket.send_json({"event": "auth", "args": [token]})
+    while True:
+        message = await socket.receive(timeout=20)
+        if message.type != aiohttp.WSMsgType.TEXT:
+            return f"closed: {message.type}"
+        frame = json.loads(message.data)
+        if frame["event"] == "auth success":
+            return "auth success"
+        if frame["event"] in ("jwt error", "daemon error"):
+            return f"{frame['event']}: {frame['args']}"
+
+
+async def test_sockets_opened_at_once_by_one_user_take_only_their_places_on_both_routes(
+    stack: Stack,
+) -> None:
+    """The cap of consoles per user was counted before the node was asked and taken after,
+    so ten sockets opened at once all passed it: one sub-user with console.read took every
+    place the node keeps for the server (8), and the owner got the node's 429."""
+    server_id, owner = await stack.owned_server("owner@example.org")
+    await stack.panel.create_user("helper@example.org")
+    await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": "helper@example.org", "permissions": ["console.read"]},
+    )
+    helper = await stack.panel.browser()
+    await helper.login("helper@example.org")
+    most = MAX_SOCKETS_PER_USER
+
+    async with contextlib.AsyncExitStack() as sockets:
+        opened = [await sockets.enter_async_context(socket_of(stack)) for _ in range(most + 6)]
+        tokens = [(await token_for(helper, server_id))["token"] for _ in opened]
+        answers = await asyncio.gather(*map(first_answer, opened, tokens))
+        assert answers.count("auth success") == most, answers
+        assert all("at most 4 consoles" in a for a in answers if a != "auth success"), answers
+        async with socket_of(stack) as own:
+            assert await first_answer(own, (await token_for(owner, server_id))["token"]) == (
+                "auth success"
+            )
+
+    # The route with the credential on the handshake (an API key), the same.
+    bot = await key_client(stack, helper, ["read"])
+    path = f"/api/v1/servers/{server_id}/console"
+    headers = {"Authorization": f"Bearer {bot.api_key}"}
+
+    async def handshake() -> aiohttp.ClientWebSocketResponse | int:
+        try:
+            return await bot.client.ws_connect(path, headers=headers)
+        except aiohttp.WSServerHandshakeError as err:
+            return err.status
+
+    results = await asyncio.gather(*(handshake() for _ in range(most + 6)))
+    try:
+        assert sorted(r if isinstance(r, int) else 101 for r in results) == [101] * most + [403] * 6
+    finally:
+        for result in results:
+            if not isinstance(result, int):
+                await result.close()
