@@ -14,6 +14,9 @@ MAX_PACKET_BYTES: Final = asyncssh.sftp.MAX_SFTP_WRITE_LEN + 1024
 MAX_UNSENT_BYTES: Final = 8 * 1024 * 1024
 # SFTP channels and open files per connection (each open file is an fd of the agent's).
 MAX_SFTP_CHANNELS_PER_CONNECTION: Final = 4
+# Channels of any kind open at once on a connection: asyncssh accepts a session channel and
+# keeps it whether or not it ever asks for SFTP (only those that do are counted above).
+MAX_CHANNELS_PER_CONNECTION: Final = 8
 MAX_HANDLES_PER_CONNECTION: Final = 256
 # Directory handles: one not read yet costs ~0.5 KiB (a channel may hold this many); one
 # being read holds its whole listing (up to [files] max_list_entries entries, megabytes)

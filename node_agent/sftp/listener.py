@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import asyncssh
 import structlog
@@ -32,7 +32,11 @@ from node_agent.keys import (
 from node_agent.sftp.access import AccessTable
 from node_agent.sftp.handler import VolumeSftp
 from node_agent.sftp.hostkey import host_key_info, load_or_create_host_key
-from node_agent.sftp.limits import MAX_DIRECTORY_HANDLES_PER_CHANNEL, MAX_PACKET_BYTES
+from node_agent.sftp.limits import (
+    MAX_CHANNELS_PER_CONNECTION,
+    MAX_DIRECTORY_HANDLES_PER_CHANNEL,
+    MAX_PACKET_BYTES,
+)
 from node_agent.sftp.session import SftpServices, SftpSession, session_of
 
 log = structlog.get_logger("agent.sftp")
@@ -70,11 +74,31 @@ async def _capped_opendir(self: asyncssh.sftp.SFTPServerHandler, packet: SSHPack
     return await _OPENDIR(self, packet)
 
 
-# asyncssh builds its server handler itself (no factory for it): its packet reader and its
-# OPENDIR are replaced here, for every SFTP server in the agent (this listener is the only
-# one). Its handlers are dispatched through its table, so the table's entry is replaced.
+_SESSION_OPEN: Final = asyncssh.connection.SSHServerConnection._process_session_open
+
+
+def _capped_session_open(
+    self: asyncssh.connection.SSHServerConnection, packet: SSHPacket
+) -> tuple[asyncssh.SSHServerChannel[Any], asyncssh.SSHServerSession[Any]]:
+    """asyncssh's session channel open, refused past MAX_CHANNELS_PER_CONNECTION: it keeps
+    every session channel a client opens (40,000 idle ones had taken 230 MiB)."""
+    if len(self._channels) >= MAX_CHANNELS_PER_CONNECTION:
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+            f"at most {MAX_CHANNELS_PER_CONNECTION} channels per connection",
+        )
+    return _SESSION_OPEN(self, packet)
+
+
+# asyncssh builds its server handler and its channels itself (no factory for either): its
+# packet reader, its OPENDIR and its session channel open are replaced here, for every SSH
+# server in the agent (this listener is the only one). SFTP handlers are dispatched through
+# a table, so the table's entry is replaced; channel opens by name, so the method is.
 setattr(asyncssh.sftp.SFTPServerHandler, "recv_packet", _capped_recv_packet)  # noqa: B010
 asyncssh.sftp.SFTPServerHandler._packet_handlers[FXP_OPENDIR] = _capped_opendir
+setattr(  # noqa: B010
+    asyncssh.connection.SSHServerConnection, "_process_session_open", _capped_session_open
+)
 
 
 async def sftp_table_ctx(app: web.Application) -> AsyncIterator[None]:

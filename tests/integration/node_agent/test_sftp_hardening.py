@@ -17,16 +17,19 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 import asyncssh
 import paramiko
 import pytest
+from asyncssh.channel import SSHClientChannel
 from asyncssh.packet import Byte, String, UInt32, UInt64
 from paramiko.common import MSG_USERAUTH_REQUEST
 from paramiko.message import Message
 
 from node_agent.sftp.limits import (
+    MAX_CHANNELS_PER_CONNECTION,
     MAX_DIRECTORY_HANDLES_PER_CHANNEL,
     MAX_LISTINGS_PER_CONNECTION,
 )
@@ -364,6 +367,39 @@ def _refusals(agent: LiveAgent) -> int:
         for event in agent.log_events()
         if event.get("event") == "sftp login refused: too many failures"
     )
+
+
+async def test_session_channels_that_never_ask_for_sftp_are_capped_too(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """The cap of 4 SFTP channels counted only channels that asked for SFTP: asyncssh keeps
+    every session channel opened, so 40,000 that asked for nothing took 230 MiB."""
+    server_id, name = await granted(servers, live_agent, signing_key, http, key)
+    (servers.volume(server_id) / "f.txt").write_bytes(b"x")
+    async with connect(target, name, key) as conn:
+        loop = asyncio.get_running_loop()
+        channels = [
+            SSHClientChannel(conn, loop, "strict", None, "strict", 2 * MIB, 32768)
+            for _ in range(MAX_CHANNELS_PER_CONNECTION + 12)
+        ]
+        opened = await asyncio.gather(
+            *(channel._open(b"session") for channel in channels), return_exceptions=True
+        )
+        refused = [result for result in opened if isinstance(result, asyncssh.ChannelOpenError)]
+        assert len(refused) == 12, opened
+        assert "channels per connection" in refused[0].reason
+        for channel, result in zip(channels, opened, strict=True):
+            if not isinstance(result, BaseException):
+                channel.close()
+        await asyncio.sleep(0.5)  # the agent sees them closed
+        async with conn.start_sftp_client() as sftp, sftp.open("/f.txt", "rb") as opened_file:
+            data = cast(bytes, await opened_file.read())  # binary mode: bytes, typed str
+            assert data == b"x"
 
 
 async def test_idle_sockets_from_many_addresses_do_not_stop_a_login(
