@@ -222,7 +222,9 @@ async def change_mode(request: web.Request) -> web.Response:
 async def compress_files(request: web.Request) -> web.Response:
     """Archive selected paths into a tar.gz or zip file."""
     order = await parse_body(request, FILES_COMPRESS)
-    entry = await _files(request).compress(order.directory, order.paths, order.format, order.name)
+    files = _files(request)
+    with request.app[FILES].archive_job(server_id_of(request)):
+        entry = await files.compress(order.directory, order.paths, order.format, order.name)
     return _entry(entry, 201)
 
 
@@ -231,9 +233,9 @@ async def compress_files(request: web.Request) -> web.Response:
 async def decompress_archive(request: web.Request) -> web.Response:
     """Extract an archive (refused whole if any entry or limit is unsafe)."""
     order = await parse_body(request, FILES_DECOMPRESS)
-    summary = await _files(request).decompress(
-        order.path, order.directory, overwrite=order.overwrite
-    )
+    files = _files(request)
+    with request.app[FILES].archive_job(server_id_of(request)):
+        summary = await files.decompress(order.path, order.directory, overwrite=order.overwrite)
     return web.json_response(text=summary.model_dump_json())
 
 

@@ -17,7 +17,8 @@ ApiError
 ├── PayloadTooLarge
 │   └── FileTooLarge          (413) over the upload, pull or declared size
 ├── RateLimited
-│   └── TooManyPulls          (429) the server already runs its allowed pulls
+│   └── TooManyAtOnce         (429) the server already runs its allowed pulls or
+│                             archive jobs
 └── InsufficientStorage       (507 insufficient_storage) the volume is full
 """
 
@@ -72,8 +73,8 @@ class FileTooLarge(PayloadTooLarge):
     """The file is larger than the limit or than the size the command declared."""
 
 
-class TooManyPulls(RateLimited):
-    """The server already runs as many URL pulls as it may."""
+class TooManyAtOnce(RateLimited):
+    """The server already runs as many URL pulls, or archive jobs, as it may."""
 
 
 class InsufficientStorage(shared_errors.InsufficientStorage):

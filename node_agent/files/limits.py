@@ -24,5 +24,8 @@ class FileLimits(BaseModel):
     max_pull_bytes: int = Field(default=4 * GIB, ge=1024)
     pull_timeout_seconds: float = Field(default=600.0, gt=0, le=86_400)
     pulls_per_server: int = Field(default=2, ge=1, le=16)
+    # Compressions and extractions running at once per server: each holds one of the agent's
+    # few worker threads for as long as it takes (minutes for gigabytes).
+    archive_jobs_per_server: int = Field(default=1, ge=1, le=16)
     # A listing stops after this many entries (and says it was truncated).
     max_list_entries: int = Field(default=10_000, ge=1, le=1_000_000)

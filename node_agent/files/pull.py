@@ -3,8 +3,8 @@
 The fetch is :meth:`shared.outbound.OutboundClient.fetch` (public addresses only, every redirect
 re-checked, body capped); the body is streamed into an atomic write like an upload. The file
 name is the request's, else the response's Content-Disposition filename, else the URL's last
-path segment, each reduced to one safe component; :class:`PullSlots` lets each server run only
-a few pulls at once.
+path segment, each reduced to one safe component; :class:`ServerSlots` lets each server run only
+a few pulls at once (and, in ``service.py``, one archive job).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from node_agent.files.errors import InvalidPath, TooManyPulls
+from node_agent.files.errors import InvalidPath, TooManyAtOnce
 from node_agent.files.paths import MAX_NAME_BYTES, check_name
 
 FALLBACK_NAME: Final = "download"
@@ -52,20 +52,22 @@ def pulled_file_name(headers: CIMultiDictProxy[str], url: URL) -> str:
     return sanitise_name(unquote(url.path)) or FALLBACK_NAME
 
 
-class PullSlots:
-    """Counts running pulls per server; one past the limit is refused with 429."""
+class ServerSlots:
+    """Counts running jobs of one kind (``what``) per server; one past the limit is refused
+    with 429."""
 
-    def __init__(self, per_server: int) -> None:
+    def __init__(self, per_server: int, what: str) -> None:
         self._per_server = per_server
+        self._what = what
         self._running: dict[uuid.UUID, int] = {}
 
     @contextmanager
     def slot(self, server_id: uuid.UUID) -> Iterator[None]:
-        """Hold one of the server's pull slots for the block."""
+        """Hold one of the server's slots for the block."""
         running = self._running.get(server_id, 0)
         if running >= self._per_server:
-            raise TooManyPulls(
-                f"this server already runs {running} pulls; wait for one to finish",
+            raise TooManyAtOnce(
+                f"this server already runs {running} {self._what}; wait for one to finish",
                 headers={"Retry-After": "10"},
             )
         self._running[server_id] = running + 1

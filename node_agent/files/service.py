@@ -8,6 +8,7 @@ and deny-list. Each operation opens the volume root afresh, so nothing outlives 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import uuid
@@ -25,7 +26,7 @@ from node_agent.files.errors import FileTooLarge, InsufficientStorage, PathDenie
 from node_agent.files.handles import FileHandle, OpenMode
 from node_agent.files.limits import FileLimits
 from node_agent.files.paths import VolumePath, check_name, parse_file_path, parse_path, show
-from node_agent.files.pull import PullSlots, pulled_file_name
+from node_agent.files.pull import ServerSlots, pulled_file_name
 from node_agent.files.writes import AtomicWrite, Owner
 from node_agent.storage.volume import ServerVolume
 from shared.errors import ApiError, InvalidRequest
@@ -314,13 +315,18 @@ def _copy_name(root_fd: int, source: VolumePath) -> VolumePath:
 
 
 class FileService:
-    """The node's file service: limits, game user, outbound client and pull slots."""
+    """The node's file service: limits, game user, outbound client, pull and archive slots."""
 
     def __init__(self, limits: FileLimits, owner: Owner, outbound: OutboundClient) -> None:
         self.limits = limits
         self._owner = owner
         self._outbound = outbound
-        self._pulls = PullSlots(limits.pulls_per_server)
+        self._pulls = ServerSlots(limits.pulls_per_server, "pulls")
+        self._archive_jobs = ServerSlots(limits.archive_jobs_per_server, "archive jobs")
+
+    def archive_job(self, server_id: uuid.UUID) -> contextlib.AbstractContextManager[None]:
+        """One of the server's slots for a compression or extraction (429 past them)."""
+        return self._archive_jobs.slot(server_id)
 
     def server(self, volume: ServerVolume, denylist: tuple[str, ...]) -> ServerFiles:
         """The files of the server whose volume this is."""

@@ -7,6 +7,7 @@ by the test, as a user would upload them.
 
 from __future__ import annotations
 
+import asyncio
 import bz2
 import io
 import os
@@ -296,3 +297,28 @@ async def test_archives_that_cost_memory_or_cpu_before_any_check_are_refused_che
     # interpreter held, the entry 0.7 s.
     assert all(seconds < 0.3 for seconds in spent.values()), spent
     assert live_agent.peak_rss_kib() < 300 * 1024
+
+
+async def test_one_archive_job_at_a_time_per_server(servers: LiveServers, api: FilesClient) -> None:
+    """Each extraction or compression holds one of the agent's few worker threads for as
+    long as it takes: a user sending many at once held them all, and every server's file
+    operations waited. One at a time per server; the next is told to wait (429)."""
+    server_id = await servers.create()
+    noise = tar_gz((member("noise.bin"), os.urandom(24 * MIB)))
+    assert (await api.upload(server_id, "/noise.tar.gz", len(noise), _one(noise))).status == 200
+    for directory in ("/a", "/b"):
+        assert (await api.post(server_id, "directory", {"path": directory})).status == 201
+
+    answers = await asyncio.gather(
+        *(
+            api.post(server_id, "decompress", {"path": "/noise.tar.gz", "directory": directory})
+            for directory in ("/a", "/b")
+        )
+    )
+
+    assert sorted(answer.status for answer in answers) == [200, 429], answers
+    refused = next(answer for answer in answers if answer.status == 429)
+    assert "already runs 1 archive jobs" in refused.body["error"]["message"]
+    # The slot is given back: the next one runs.
+    again = await api.post(server_id, "decompress", {"path": "/noise.tar.gz", "directory": "/b"})
+    assert again.status == 200, again

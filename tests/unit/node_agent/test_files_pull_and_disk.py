@@ -15,9 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from node_agent.files.denylist import DenyList
-from node_agent.files.errors import InsufficientStorage, TooManyPulls
+from node_agent.files.errors import InsufficientStorage, TooManyAtOnce
 from node_agent.files.limits import FileLimits
-from node_agent.files.pull import PullSlots, sanitise_name
+from node_agent.files.pull import ServerSlots, sanitise_name
 from node_agent.files.service import FileService, ServerFiles
 from node_agent.storage.volume import DiskUsage
 from shared.files_api import PullFile
@@ -123,7 +123,7 @@ async def test_a_third_concurrent_pull_of_one_server_is_refused(
     running = [asyncio.create_task(pull) for pull in pulls]
     await asyncio.sleep(0.1)
 
-    with pytest.raises(TooManyPulls):
+    with pytest.raises(TooManyAtOnce):
         await service.pull(SERVER, files, PullFile(url=url))
     other_server = await service.pull(uuid.uuid4(), files, PullFile(url=url))
 
@@ -131,11 +131,11 @@ async def test_a_third_concurrent_pull_of_one_server_is_refused(
     assert {entry.name for entry in await asyncio.gather(*running)} == {"p0", "p1"}
 
 
-def test_pull_slots_are_given_back() -> None:
-    slots = PullSlots(1)
+def test_server_slots_are_given_back() -> None:
+    slots = ServerSlots(1, "pulls")
     with slots.slot(SERVER):
         pass
-    with slots.slot(SERVER), pytest.raises(TooManyPulls), slots.slot(SERVER):
+    with slots.slot(SERVER), pytest.raises(TooManyAtOnce), slots.slot(SERVER):
         pass
 
 
