@@ -1,5 +1,6 @@
 """Administrators change a server's limits: checked as at creation (configured ranges, the
-node's room), given to its node (the spec, and the disk limit online), then stored."""
+node's room, under the node's lock) and stored, then given to its node (the spec, and the
+disk limit online); put back if the node refuses."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import Field
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.servers import check_limits, server_out
 from control_plane.db.models import Server
-from control_plane.errors import NotFound
+from control_plane.errors import ApiError, NotFound
 from control_plane.schemas.common import Input
 from control_plane.schemas.servers import ServerOut
 from control_plane.security.permissions import VIEW
@@ -49,11 +50,12 @@ def _limits_of(server: Server) -> placement.ServerLimits:
     calls_node=True,
 )
 async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
-    """The node first (a stopped game's container now, a running one's at its next start;
-    the disk at once): if it refuses, nothing is kept."""
+    """Checked and stored under the node's lock, as a creation takes its room; then the node
+    (a stopped game's container now, a running one's at its next start; the disk at once).
+    If the node refuses, the old limits are put back."""
     change: LimitsUpdate = req.body
     server_id = req.server.id
-    async with req.transaction(write=False) as db:
+    async with req.transaction() as db:
         server = await db.get(Server, server_id)
         if server is None:
             raise NotFound("no such server")
@@ -63,16 +65,25 @@ async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
         await placement.check_new_limits(db, server, new)
         spec = await startup.build_spec(db, server, limits=new)
         node = await infra.get_node(db, server.node_id)
+        _store(server, new)
     user = str(req.me.user_id)
-    await req.nodes.update_spec(node, spec, user=user)
-    if new.disk_mib != old.disk_mib:
-        await req.nodes.resize_disk(node, server_id, DiskResize(disk_mib=new.disk_mib), user=user)
+    try:
+        await req.nodes.update_spec(node, spec, user=user)
+        if new.disk_mib != old.disk_mib:
+            await req.nodes.resize_disk(
+                node, server_id, DiskResize(disk_mib=new.disk_mib), user=user
+            )
+    except ApiError:
+        async with req.transaction() as db:
+            server = await db.get(Server, server_id)
+            # Unless another change was stored since: it is the one to keep.
+            if server is not None and _limits_of(server) == new:
+                _store(server, old)
+        raise
     async with req.transaction() as db:
         server = await db.get(Server, server_id)
         if server is None:
             raise NotFound("the server was deleted while its limits changed")
-        for name, value in dataclasses.asdict(new).items():
-            setattr(server, name, value)
         await req.audit(
             "server.limits.updated",
             target_type="server",
@@ -80,3 +91,8 @@ async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
             details={"from": dataclasses.asdict(old), "to": dataclasses.asdict(new)},
         )
         return await server_out(db, server, req.access)
+
+
+def _store(server: Server, limits: placement.ServerLimits) -> None:
+    for name, value in dataclasses.asdict(limits).items():
+        setattr(server, name, value)

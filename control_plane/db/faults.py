@@ -10,6 +10,9 @@ A request whose database is down, full or busy gets a clear answer instead of a 
   nothing is half written; the log names the database file.
 - A row the request read and then changed was deleted by another transaction meanwhile
   (SQLAlchemy's ``StaleDataError``): ``409 conflict``, rolled back, to be reloaded.
+- A value that must be unique (an address, an external id) was checked free and then taken by
+  another transaction before this one committed (a unique constraint fails): the same 409.
+  Other constraint failures (a foreign key, a check) stay 500s: they are bugs of ours.
 
 The engine recovers by itself: PostgreSQL's pool checks connections before use
 (``pool_pre_ping``), the reads' own pool runs a read once more on a new connection when it
@@ -89,6 +92,12 @@ def _unreachable(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in _NO_ROUTE
 
 
+def _unique_violation(err: BaseException) -> bool:
+    if isinstance(err, asyncpg.exceptions.UniqueViolationError):
+        return True
+    return isinstance(err, sqlite3.IntegrityError) and str(err).startswith("UNIQUE constraint")
+
+
 def unavailable(message: str, retry: int = RETRY_SECONDS) -> DatabaseUnavailable:
     return DatabaseUnavailable(message, headers={"Retry-After": str(retry)})
 
@@ -100,6 +109,11 @@ def as_api_error(err: BaseException) -> ApiError | None:
         return Conflict(
             "this was changed or deleted by another request at the same moment; nothing was"
             " saved: reload and try again"
+        )
+    if any(_unique_violation(link) for link in links):
+        return Conflict(
+            "another request took this value at the same moment (it must be unique); nothing "
+            "was saved: reload and try again"
         )
     # A statement cancelled for taking too long is a slow query of ours, not an outage.
     if any(isinstance(link, asyncpg.exceptions.QueryCanceledError) for link in links):

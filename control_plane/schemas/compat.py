@@ -3,7 +3,7 @@ them (docs/pterodactyl-compat.md says which only are kept and echoed)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -12,6 +12,9 @@ from control_plane.schemas.common import Input
 from control_plane.security.passwords import MAX_LENGTH, MIN_LENGTH
 
 Text191 = Field(min_length=1, max_length=191)
+# What an external id may hold: what its lookup path (``…/external/{external_id}``) can carry
+# (no slash, no control character), so that every id accepted can be looked up.
+EXTERNAL_ID: Final = r"^[^/\x00-\x1f\x7f]{1,191}$"
 
 
 class UserQuery(CompatQuery):
@@ -27,7 +30,7 @@ class CompatUserCreate(Input):
     first_name: str = Field(min_length=1, max_length=191)
     last_name: str = Field(min_length=1, max_length=191)
     password: str | None = Field(None, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
-    external_id: str | None = Field(None, min_length=1, max_length=191)
+    external_id: str | None = Field(None, min_length=1, max_length=191, pattern=EXTERNAL_ID)
     root_admin: bool = False
     language: str = Field("en", max_length=5)
 
@@ -38,7 +41,7 @@ class CompatUserUpdate(Input):
     first_name: str | None = Field(None, min_length=1, max_length=191)
     last_name: str | None = Field(None, min_length=1, max_length=191)
     password: str | None = Field(None, min_length=MIN_LENGTH, max_length=MAX_LENGTH)
-    external_id: str | None = Field(None, min_length=1, max_length=191)
+    external_id: str | None = Field(None, min_length=1, max_length=191, pattern=EXTERNAL_ID)
     root_admin: bool | None = None
     language: str | None = Field(None, max_length=5)
 
@@ -59,7 +62,7 @@ class DeployableQuery(CompatQuery):
 
 class Limits(Input):
     memory: int = Field(ge=0)
-    swap: int = Field(ge=-1)
+    swap: int = Field(ge=0)  # -1 (unlimited swap) is refused: every server has limits
     disk: int = Field(ge=0)
     io: int | None = Field(500, ge=10, le=1000)
     cpu: int = Field(ge=0)
@@ -85,7 +88,7 @@ class Deploy(Input):
 
 
 class CompatServerCreate(Input):
-    external_id: str | None = Field(None, min_length=1, max_length=191)
+    external_id: str | None = Field(None, min_length=1, max_length=191, pattern=EXTERNAL_ID)
     name: str = Field(min_length=1, max_length=64)
     description: str | None = Field(None, max_length=2048)
     user: int = Field(ge=1)
@@ -105,14 +108,14 @@ class CompatServerCreate(Input):
 class ServerDetails(Input):
     name: str = Field(min_length=1, max_length=64)
     user: int = Field(ge=1)
-    external_id: str | None = Field(None, min_length=1, max_length=191)
+    external_id: str | None = Field(None, min_length=1, max_length=191, pattern=EXTERNAL_ID)
     description: str | None = Field(None, max_length=2048)
 
 
 class ServerBuild(Input):
     allocation: int | None = Field(None, ge=1)
     memory: int | None = Field(None, ge=0)
-    swap: int | None = Field(None, ge=-1)
+    swap: int | None = Field(None, ge=0)
     disk: int | None = Field(None, ge=0)
     io: int | None = Field(None, ge=10, le=1000)
     cpu: int | None = Field(None, ge=0)

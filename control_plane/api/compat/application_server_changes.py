@@ -98,7 +98,8 @@ async def update_build(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     limits = body.limits
     values = {
         "memory_mib": limits.memory if limits else body.memory,
-        "swap_mib": max(limits.swap if limits else (body.swap or 0), 0),
+        # Not sent, not changed (a build that names only the memory keeps the swap).
+        "swap_mib": limits.swap if limits else body.swap,
         "cpu_percent": limits.cpu if limits else body.cpu,
         "disk_mib": limits.disk if limits else body.disk,
     }

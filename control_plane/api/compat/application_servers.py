@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +33,7 @@ from control_plane.api.compat.transform import (
 )
 from control_plane.api.routing import NOWHERE, Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Allocation, Blueprint, Location, Node, Server, User
-from control_plane.errors import Conflict, InvalidRequest
+from control_plane.errors import ApiError, Conflict, InvalidRequest
 from control_plane.schemas.compat import (
     CompatServerCreate,
     ServerQuery,
@@ -42,6 +43,8 @@ from control_plane.security.permissions import VIEW
 from control_plane.services import records
 from control_plane.services.servers.placement import allocations_of
 from shared.errors import ErrorDetail
+
+log = structlog.get_logger("compat")
 
 routes = ApiRoutes(
     "pterodactyl application",
@@ -249,7 +252,7 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
             node_id=where.node_id or NOWHERE,
             image=body.docker_image,
             memory_mib=body.limits.memory,
-            swap_mib=max(body.limits.swap, 0),
+            swap_mib=body.limits.swap,
             cpu_percent=body.limits.cpu,
             disk_mib=body.limits.disk,
             variables=environment_of(blueprint, body.environment),
@@ -270,9 +273,16 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
         # No node or port can take it: Pterodactyl's 400 (billing modules read "no room").
         raise DisplayError(err.message) from err
     if body.start_on_completion and blueprint.install is None:
-        # Nothing to install: it can start now (the same action as our power route).
+        # Nothing to install: it can start now (the same action as our power route). The
+        # server exists whatever the start does: a billing system that read an error here
+        # would create it again (a second server, a second port).
         node = await _node_of(req, created)
-        await server_actions.power(req.http.app, req.me, created, node, PowerIn(action="start"))
+        try:
+            await server_actions.power(req.http.app, req.me, created, node, PowerIn(action="start"))
+        except ApiError as err:
+            log.warning(
+                "server created, its first start failed", server=str(created.id), error=err.message
+            )
     async with req.transaction(write=False) as db:
         server = await records.get_or_404(db, Server, created.id, "server")
         # The ports are what a billing module reads first: always included here.

@@ -132,6 +132,14 @@ async def create_user(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 async def update_user(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     body: CompatUserUpdate = req.body
     user = await records.get_or_404(req.db, User, req.uuid_param("user_id"), "user")
+    if user.id == req.me.user_id and (body.email is not None or body.password is not None):
+        # A key is not its owner: a leaked one must not take over the account it belongs to
+        # (as ours, which change an address or password only in a signed-in session, with
+        # the current password).
+        raise Conflict(
+            "change your own e-mail address or password on your account page, with your "
+            "current password, not with an API key"
+        )
     await check_external_id(req.db, User, body.external_id, user.id)
     if body.root_admin is not None and body.root_admin != user.is_admin:
         # Promotion and demotion are ours, with their rules (no demoting oneself).

@@ -26,10 +26,11 @@ from control_plane.db.models import (
     Server,
     User,
 )
+from control_plane.schemas.compat import EXTERNAL_ID
 
 NUMBER: Final = re.compile(r"[1-9][0-9]{0,8}")
 IDENTIFIER: Final = re.compile(r"[0-9a-f]{8}")
-EXTERNAL: Final = re.compile(r"[A-Za-z0-9_.:@-]{1,191}")
+EXTERNAL: Final = re.compile(EXTERNAL_ID.strip("^$"))
 # A client key's identifier, as Pterodactyl names keys in paths (``ptlc_`` and 11 more).
 KEY_IDENTIFIER: Final = re.compile(r"ptlc_[A-Za-z0-9]{11}")
 # The one nest every blueprint is in (docs/pterodactyl-compat.md).

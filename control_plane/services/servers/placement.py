@@ -50,10 +50,10 @@ async def _check_capacity(
 
 
 async def check_new_limits(db: AsyncSession, server: Server, limits: ServerLimits) -> None:
-    """409 unless the server's node has room for it with ``limits`` instead of its own."""
-    node = await db.get(Node, server.node_id)
-    if node is None:
-        raise NotFound("no such node")
+    """409 unless the server's node has room for it with ``limits`` instead of its own. The
+    node is locked as for a creation (in a write transaction): the caller stores the new
+    limits in the same one, so two changes at once cannot both take the last room."""
+    node = await _lock_node(db, server.node_id)
     await _check_capacity(db, node, limits, excluding=server.id)
 
 

@@ -138,3 +138,30 @@ def test_a_cancelled_statement_is_a_slow_query_of_ours_not_an_outage() -> None:
     cancelled = asyncpg.exceptions.QueryCanceledError("canceling statement: statement timeout")
     wrapped = sqlalchemy.exc.OperationalError("SELECT pg_sleep(10)", {}, cancelled)
     assert as_api_error(wrapped) is None
+
+
+def test_a_unique_value_taken_at_the_same_moment_is_409_other_constraints_stay_500(
+    tmp_path: Path,
+) -> None:
+    """Checked free, then taken by another transaction before this one committed."""
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT UNIQUE)")
+        )
+        connection.execute(sqlalchemy.text("CREATE TABLE keys (owner INTEGER NOT NULL)"))
+        connection.execute(sqlalchemy.text("INSERT INTO users (email) VALUES ('a@example.org')"))
+    with engine.connect() as connection:
+        taken = raised(
+            lambda: connection.execute(
+                sqlalchemy.text("INSERT INTO users (email) VALUES ('a@example.org')")
+            )
+        )
+        missing = raised(
+            lambda: connection.execute(sqlalchemy.text("INSERT INTO keys (owner) VALUES (NULL)"))
+        )
+    answer = as_api_error(taken)
+    assert answer is not None
+    assert (answer.status, answer.code) == (409, "conflict")
+    assert "must be unique" in answer.message
+    assert as_api_error(missing) is None
