@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
+
+from node_agent.files.confine import DIRECTORY_FLAGS
+from node_agent.files.tree import walk
 
 MIB: Final = 1024 * 1024
 
@@ -61,13 +65,23 @@ class ServerVolume(Protocol):
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:
-    """Give ``root`` and everything below it to ``uid:gid``, never following a symlink."""
-    # lchown, and os.walk does not descend into symlinked directories: a link planted by
-    # the installer can never make this touch a file outside the volume.
-    os.chown(root, uid, gid, follow_symlinks=False)
-    for directory, dirnames, filenames in os.walk(root):
-        for name in (*dirnames, *filenames):
-            os.chown(os.path.join(directory, name), uid, gid, follow_symlinks=False)
+    """Give ``root`` and everything below it to ``uid:gid``, never following a symlink.
+
+    By descriptor (``files.tree.walk``): each entry is changed by its name in its directory's
+    open descriptor, and a directory is entered only by ``O_NOFOLLOW`` from its parent's.
+    The agent runs this as root after a root installer, while the file API and SFTP stay
+    open: walked by path, a directory renamed away and replaced by one holding a symlink
+    (two renames by the owner at the right moment) made it change the owner of files
+    outside the volume — ``/etc/shadow`` in the test.
+    """
+    root_fd = os.open(root, DIRECTORY_FLAGS)
+    try:
+        os.fchown(root_fd, uid, gid)
+        for relative, _info, parent_fd in walk(root_fd):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                os.chown(relative[-1], uid, gid, dir_fd=parent_fd, follow_symlinks=False)
+    finally:
+        os.close(root_fd)
 
 
 def measure_tree(root: Path) -> int:
