@@ -155,6 +155,10 @@ def apply_config_file(
         return FileOutcome(config.path, "unparsable", (str(err),))
     except RecursionError:
         return FileOutcome(config.path, "unparsable", ("nested too deeply to read",))
+    except ValueError as err:
+        # What a parser raises besides its own error (a number of more digits than Python
+        # converts): this file cannot be read, the others are still set.
+        return FileOutcome(config.path, "unparsable", (f"cannot be read: {err}"[:200],))
     if edited == (data or b""):
         return FileOutcome(
             config.path, "unchanged" if data is not None else "missing", tuple(problems.items)

@@ -95,6 +95,9 @@ class Template:
     groups: bool = False
     # Placeholders that had no value (reported on the console).
     unknown: tuple[str, ...] = field(default=())
+    # The blueprint's value before filling: what its form is decided on (XML's
+    # ``[attr='v']``), never on what a variable brought.
+    source: str = ""
 
     @classmethod
     def fill(cls, value: str, values: PlaceholderValues, *, groups: bool = False) -> Template:
@@ -110,7 +113,7 @@ class Template:
             # The game's variable is text, never a group reference.
             return text.replace("$", "$$") if groups else text
 
-        return cls(PLACEHOLDER.sub(substitute, value), groups, tuple(unknown))
+        return cls(PLACEHOLDER.sub(substitute, value), groups, tuple(unknown), value)
 
     def plain(self) -> str:
         """The value of a rule without groups."""

@@ -203,16 +203,19 @@ class _Walk:
         return changed
 
     def _set_text_or_wings_attribute(self, element: ET.Element, problems: Problems) -> bool:
-        form = _ATTRIBUTE_VALUE.match(self.rule.template.text)
+        # The form is the blueprint's: a variable's value of the form "[attr='v']" is text.
+        form = _ATTRIBUTE_VALUE.match(self.rule.template.source)
         if form is not None and self.rule.pattern is None:
             name = form[1]
             current = element.get(name)
             if self.rule.equals is not None and current != self.rule.equals:
                 return False
-            value = form[2]
-            if current == value:
+            # The filled value between the form's own "[name='" and "']" (placeholders are
+            # only ever inside them: a name is a word).
+            filled = self.rule.template.text[len(name) + 3 : -2]
+            if current == filled:
                 return False
-            element.set(name, value)
+            element.set(name, filled)
             return True
         current_text = (element.text or "").strip()
         exists = id(element) not in self._fresh

@@ -113,6 +113,8 @@ def _read_yaml(raw: bytes) -> Any:
         raise InvalidRequest(f"the egg is not valid YAML: {problem}{where}") from err
     except RecursionError as err:
         raise InvalidRequest(f"the egg is nested deeper than {MAX_DEPTH} levels") from err
+    except ValueError as err:  # a number of more digits than Python converts
+        raise InvalidRequest(f"the egg is not valid YAML: {err}"[:300]) from err
     return _plain(data, MAX_DEPTH)
 
 

@@ -47,6 +47,14 @@ def test_yaml_keeps_yes_no_and_dates_as_text_as_pelican_reads_them() -> None:
     assert egg == {"a": "yes", "b": "off", "c": True, "d": "2024-05-10", "e": 25565}
 
 
+def test_a_number_of_more_digits_than_python_converts_is_refused_not_a_500() -> None:
+    digits = b"1" * 5000
+    with pytest.raises(InvalidRequest, match="the egg is not valid YAML"):
+        read_eggs(b"n: " + digits + b"\n", "yaml")
+    with pytest.raises(InvalidRequest, match="the egg is not strict JSON"):
+        read_eggs(b'{"n": ' + digits + b"}", "json")
+
+
 def test_json_with_a_duplicate_member_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="duplicate member"):
         read_eggs(b'{"name": "a", "name": "b"}', "json")

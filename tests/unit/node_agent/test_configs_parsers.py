@@ -238,6 +238,34 @@ def test_7dtd_serverconfig_attributes_by_predicate() -> None:
     assert "<!-- Port you want the server to listen on. -->" in text
 
 
+def test_a_variable_shaped_like_the_attribute_form_is_text_not_an_attribute() -> None:
+    """Whether a value sets an attribute (``[attr='v']``) is the blueprint's choice: an
+    owner's SERVER_NAME of "[name='ServerPort']" renamed the element instead."""
+    original = (
+        b'<ServerSettings>\n  <property name="ServerName">x</property>\n'
+        b'  <property name="ServerPort">26900</property>\n</ServerSettings>\n'
+    )
+    spec = ServerSpec.model_validate(
+        server_spec(uuid=str(uuid.uuid4()), environment={"SERVER_NAME": "[name='ServerPort']"})
+    )
+    config = ConfigFile(
+        path="/f",
+        parser="xml",
+        replace=(
+            {
+                "match": "ServerSettings.property[@name='ServerName']",
+                "value": "{{env.SERVER_NAME}}",
+            },
+        ),
+    )
+    problems = Problems()
+    out = EDITORS["xml"](
+        original, build_rules(config, PlaceholderValues.of(spec, None), problems), problems
+    )
+    assert b"<property name=\"ServerName\">[name='ServerPort']</property>" in out
+    assert out.count(b'name="ServerPort"') == 1
+
+
 def test_xml_element_text_paths_are_created() -> None:
     original = (
         b"<MyConfigDedicated>\n  <SessionSettings>\n    <MaxPlayers>4</MaxPlayers>\n"

@@ -118,6 +118,24 @@ def test_a_file_that_does_not_parse_is_left_byte_identical(
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+def test_a_file_its_parser_fails_on_otherwise_costs_only_that_file(volume: Path) -> None:
+    """A game-planted JSON file with a number of 5,000 digits: ``json`` raises a plain
+    ValueError (over Python's limit on converting digits), which stopped every file after it
+    — the enforced server-port was never written, and the game started all the same."""
+    (volume / "settings.json").write_bytes(b'{"motd": "x", "n": ' + b"9" * 5000 + b"}\n")
+    (volume / "server.properties").write_bytes(b"server-port=1\n")
+
+    planted, enforced = apply(
+        volume,
+        config("settings.json", "json", ("motd", "hello")),
+        config("server.properties", "properties", ("server-port", "30000")),
+    )
+
+    assert planted.outcome == "unparsable"
+    assert enforced.outcome == "changed"
+    assert (volume / "server.properties").read_bytes() == b"server-port=30000\n"
+
+
 def test_missing_files_are_created_with_their_directories_but_never_by_the_file_parser(
     volume: Path,
 ) -> None:
