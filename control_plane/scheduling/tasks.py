@@ -19,7 +19,7 @@ from aiohttp import web
 from control_plane.api import backup_actions, server_actions
 from control_plane.db.models import Schedule, ScheduleTask, Server, User
 from control_plane.db.session import transaction
-from control_plane.errors import Conflict, Forbidden, NotFound
+from control_plane.errors import ApiError, Conflict, Forbidden, NotFound
 from control_plane.keys import READ_SESSIONS
 from control_plane.schemas.schedules import DeleteBackupsTask, task_input
 from control_plane.schemas.servers import CommandIn, PowerIn
@@ -52,10 +52,14 @@ class Authority:
     server: Server
     access: ServerAccess
 
+    def refused(self, permission: str) -> ApiError | None:
+        """Why the schedule's user may not do ``permission`` on the server, or None."""
+        return refusal(self.caller, Requirement(Scope.WRITE, permission=permission), self.access)
+
     def require(self, permission: str) -> None:
         """Raise unless the schedule's user may also do ``permission`` (what a task's action
         does besides its own: a backup at the server's limit deletes the oldest)."""
-        error = refusal(self.caller, Requirement(Scope.WRITE, permission=permission), self.access)
+        error = self.refused(permission)
         if error is not None:
             raise error
 
@@ -82,12 +86,12 @@ async def authority(app: web.Application, schedule_id: uuid.UUID, needs: str) ->
         found = await access_for(db, caller, schedule.server_id)
         if found is None:
             raise Forbidden("the schedule's user no longer has access to this server")
-        server, access = found
+        who = Authority(caller, *found)
         for permission in (SCHEDULE_PERMISSION, needs):
-            error = refusal(caller, Requirement(Scope.WRITE, permission=permission), access)
+            error = who.refused(permission)
             if error is not None:
                 raise Forbidden(f"the schedule's user may no longer do this: {error.message}")
-    return Authority(caller, server, access)
+    return who
 
 
 async def _delete_old_backups(app: web.Application, who: Authority, keep: int) -> str:
