@@ -46,6 +46,7 @@ PROBE_SOURCE: Final = r"""
 #include <fcntl.h>
 #include <linux/btrfs.h>
 #include <linux/fs.h>
+#include <linux/io_uring.h>
 #include <linux/keyctl.h>
 #include <stdio.h>
 #include <string.h>
@@ -71,6 +72,11 @@ int main(int argc, char **argv) {
     if (!strcmp(op, "add-key")) {
         return report(op, syscall(SYS_add_key, "user", "stellar-probe", "x", 1,
                                   KEY_SPEC_PROCESS_KEYRING));
+    }
+    if (!strcmp(op, "io-uring")) {
+        struct io_uring_params params;
+        memset(&params, 0, sizeof params);
+        return report(op, syscall(SYS_io_uring_setup, 4, &params));
     }
     if (argc < 4) return 2;
     int dir = open(argv[2], O_RDONLY | O_DIRECTORY);
@@ -233,6 +239,22 @@ async def test_a_nested_subvolume_cannot_carry_a_game_past_its_disk_limit(
     groups = parse_qgroups(btrfs("qgroup", "show", "--raw", "-re", "--sync", str(node.pool)))
     assert groups[qgroup].referenced <= 64 * MIB
     assert sum(group.referenced for group in groups.values()) < 100 * MIB
+
+
+# --- io_uring: the kernel's largest attack surface a game could reach, as Docker 25 has it ---
+
+
+async def test_a_game_cannot_set_up_io_uring(
+    node: QuotaNode, probe: Path, docker: aiodocker.Docker
+) -> None:
+    server_id = await running_server_with_probe(node, probe)
+
+    in_game = await run_probe(docker, server_id, "io-uring")
+    # The control: this engine's default profile (Docker before 25) lets any container in.
+    engine_default = run_probe_in_control_container(node.volume(server_id), "io-uring", "-")
+
+    assert in_game == "io-uring: EPERM"
+    assert engine_default == "io-uring: ok"
 
 
 # --- everything else stays as Docker's default profile has it --------------------------------

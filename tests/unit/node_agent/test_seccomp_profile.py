@@ -28,11 +28,13 @@ from node_agent.docker.hardening import (
 )
 from node_agent.docker.seccomp import (
     DENIED_BTRFS_IOCTLS,
+    DENIED_SYSCALLS,
     DOCKER_DEFAULT_PROFILE,
     SeccompProfile,
     SeccompProfileError,
     allowed_request_patterns,
     load_game_profile,
+    without_denied_syscalls,
     without_nested_subvolumes,
 )
 from node_agent.settings import AgentSettings
@@ -289,9 +291,29 @@ def test_loaded_profile_is_the_merged_json_in_one_security_option(tmp_path: Path
 
     profile = load_game_profile(base)
 
-    assert json.loads(profile.text) == without_nested_subvolumes(small_profile())
+    assert json.loads(profile.text) == without_denied_syscalls(
+        without_nested_subvolumes(small_profile())
+    )
     assert profile.security_opt == f"seccomp={profile.text}"
     assert "\n" not in profile.text
+
+
+def test_the_shipped_profile_loses_io_uring_and_nothing_else() -> None:
+    base = json.loads(DOCKER_DEFAULT_PROFILE.read_text("utf-8"))
+    merged = json.loads(load_game_profile(DOCKER_DEFAULT_PROFILE).text)
+
+    def allowed(profile: dict[str, Any]) -> set[str]:
+        return {
+            name
+            for rule in profile["syscalls"]
+            if rule["action"] == "SCMP_ACT_ALLOW"
+            for name in rule["names"]
+        }
+
+    refusing = [rule for rule in merged["syscalls"] if set(rule["names"]) == DENIED_SYSCALLS]
+    assert allowed(base) >= DENIED_SYSCALLS
+    assert allowed(base) - allowed(merged) == DENIED_SYSCALLS
+    assert [(rule["action"], rule["errnoRet"]) for rule in refusing] == [("SCMP_ACT_ERRNO", 1)]
 
 
 # --- what the containers get -----------------------------------------------------------------
