@@ -5,8 +5,8 @@ One function per kind of container (:func:`game_container_config`,
 DESIGN.md "Containers (agent)" is written once: non-root user, all capabilities dropped,
 no-new-privileges, Docker's default seccomp profile without nested btrfs subvolumes (see
 ``seccomp.py``), read-only root with a small noexec ``/tmp``, memory/swap/CPU/PIDs limits,
-a capped json-file log, the agent's own bridge network, only the server's volume mounted, and
-ports published only on the server's allocations.
+no core dumps, a capped json-file log, the agent's own bridge network, only the server's
+volume mounted, and ports published only on the server's allocations.
 
 The install container differs only where docs/templates-installers.md says why: it may run as
 root with :data:`INSTALL_ROOT_CAPABILITIES`, sees the volume where the blueprint's script
@@ -42,6 +42,10 @@ LOG_CONFIG: Final = {"Type": "json-file", "Config": {"max-size": "10m", "max-fil
 MIB: Final = 1024 * 1024
 NANO_CPUS_PER_PERCENT: Final = 10_000_000
 NO_NEW_PRIVILEGES: Final = "no-new-privileges:true"
+# No core dumps, soft or hard: a crash would hand up to the server's memory to the host's
+# core_pattern (systemd-coredump, apport: root, outside the container's limits and disk
+# quota), and the game could raise a soft limit of 0 to Docker's hard one and crash at will.
+ULIMITS: Final = ({"Name": "core", "Soft": 0, "Hard": 0},)
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ def _host_config(
         "MemorySwap": (spec.memory_mib + spec.swap_mib) * MIB,
         "NanoCpus": spec.cpu_percent * NANO_CPUS_PER_PERCENT,
         "PidsLimit": spec.pids_limit,
+        "Ulimits": [dict(limit) for limit in ULIMITS],
         "LogConfig": LOG_CONFIG,
         # Private namespaces, spelled out so that no daemon default can widen them.
         "IpcMode": "private",

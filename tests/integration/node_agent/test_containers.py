@@ -150,6 +150,7 @@ def assert_common_hardening(
     assert host["MemorySwap"] == (spec["memory_mib"] + spec["swap_mib"]) * MIB
     assert host["NanoCpus"] == spec["cpu_percent"] * 10_000_000
     assert host["PidsLimit"] == spec["pids_limit"]
+    assert host["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0}]
     assert host["LogConfig"] == {
         "Type": "json-file",
         "Config": {"max-size": "10m", "max-file": "3"},
@@ -562,3 +563,33 @@ async def test_the_agents_own_container_is_started_as_it_is(
     created = (await docker.containers.container(name).show())["Id"]
     await start(agent_api, server_id)
     assert (await docker.containers.container(name).show())["Id"] == created
+
+
+# A crashing process of the game must leave no core dump: with a piped core_pattern
+# (systemd-coredump, apport) the host's helper runs as root outside the container's limits
+# and stores the dump (up to the game's memory) on the host's disk; with a plain one it is
+# written into the volume. The game's user could raise its soft limit up to Docker's hard
+# limit (unlimited under containerd's LimitCORE=infinity) and crash processes at will.
+CRASH_WITH_CORE = "ulimit -c unlimited; sh -c 'kill -SEGV $$'; echo hard=$(ulimit -Hc)"
+
+
+async def test_neither_the_game_nor_its_installer_can_dump_core(
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+) -> None:
+    script = f"({CRASH_WITH_CORE}) > /home/container/installer-core 2>&1"
+    server_id = await servers.create(
+        install={"image": FAKE_GAME_IMAGE, "script": script, "needs_root": True}
+    )
+    body = await wait_until(
+        lambda: agent_api.read(server_id), lambda b: b["install"] != "installing"
+    )
+    assert body["install"] == "installed"
+    await start(agent_api, server_id)
+    name = game_container_name(server_id)
+
+    _, game = await exec_in(docker, name, "sh", "-c", CRASH_WITH_CORE)
+    installer = (servers.volume(server_id) / "installer-core").read_text()
+
+    assert "hard=0" in game
+    assert "hard=0" in installer
+    assert not (servers.volume(server_id) / "core").exists(), "a core dump was written"
