@@ -83,31 +83,33 @@ def walk(
     """(path, lstat, parent descriptor) of each entry below ``dir_fd``, directories first.
 
     Ignored paths are pruned (an ignored directory is not entered); symlinks are never entered.
+    Entries come in the directory's own order, read as they go: a directory the game filled
+    with millions of names costs no memory (``files.tree.walk`` says why).
     """
     if depth > MAX_DEPTH:
         raise PathRefused(f"the directory tree is deeper than {MAX_DEPTH} levels")
     with os.scandir(dir_fd) as scan:
-        names = sorted(item.name for item in scan)
-    for name in names:
-        if depth == 0 and name.startswith(RESERVED_PREFIX):
-            continue
-        info = lstat_at(dir_fd, name)
-        if info is None:
-            continue
-        child = (*relative, name)
-        is_dir = stat.S_ISDIR(info.st_mode)
-        if ignore and ignore.denies(child, is_dir=is_dir):
-            continue
-        yield child, info, dir_fd
-        if is_dir:
-            try:
-                child_fd = os.open(name, DIRECTORY_FLAGS, dir_fd=dir_fd)
-            except OSError:
-                continue  # swapped for a link or removed since the lstat: not entered
-            try:
-                yield from walk(child_fd, ignore, child, depth + 1)
-            finally:
-                os.close(child_fd)
+        for item in scan:
+            name = item.name
+            if depth == 0 and name.startswith(RESERVED_PREFIX):
+                continue
+            info = lstat_at(dir_fd, name)
+            if info is None:
+                continue
+            child = (*relative, name)
+            is_dir = stat.S_ISDIR(info.st_mode)
+            if ignore and ignore.denies(child, is_dir=is_dir):
+                continue
+            yield child, info, dir_fd
+            if is_dir:
+                try:
+                    child_fd = os.open(name, DIRECTORY_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue  # swapped for a link or removed since the lstat: not entered
+                try:
+                    yield from walk(child_fd, ignore, child, depth + 1)
+                finally:
+                    os.close(child_fd)
 
 
 def _entry(parts: VolumePath, info: os.stat_result, kind: bytes) -> tarfile.TarInfo:

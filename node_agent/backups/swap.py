@@ -51,18 +51,16 @@ def make_stage(root_fd: int) -> int:
     return os.open(STAGE, DIRECTORY_FLAGS, dir_fd=root_fd)
 
 
-def _names(dir_fd: int) -> list[str]:
-    with os.scandir(dir_fd) as scan:
-        return sorted(item.name for item in scan)
-
-
 def _move_all(source_fd: int, target_fd: int, skip: frozenset[str] = frozenset()) -> None:
-    for name in _names(source_fd):
-        if name in skip:
-            continue
-        if lstat_at(target_fd, name) is not None:
-            continue  # already moved on a previous, interrupted round
-        os.rename(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
+    # Read as it goes (the game may have made millions of names here: files.tree.walk).
+    with os.scandir(source_fd) as scan:
+        for item in scan:
+            name = item.name
+            if name in skip:
+                continue
+            if lstat_at(target_fd, name) is not None:
+                continue  # already moved on a previous, interrupted round
+            os.rename(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
 
 
 def _open_child(root_fd: int, name: str) -> int | None:

@@ -190,28 +190,45 @@ class ContainerRuntime:
             raise DockerUnavailable("Docker engine not reachable while pulling") from err
         progress.report("done")
 
+    async def image_volumes(self, image: str, *, pull: bool = True) -> tuple[str, ...]:
+        """The paths ``image`` declares as ``VOLUME`` (pulled first if needed; without
+        ``pull``, none when the image is not on this node)."""
+        if pull:
+            await self.ensure_image(image)
+        try:
+            info: dict[str, Any] = await self._docker.images.inspect(image)
+        except aiodocker.DockerError as err:
+            if err.status == 404 and not pull:
+                return ()
+            raise DockerUnavailable(f"cannot inspect image {image}: {err.message}") from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise DockerUnavailable("Docker engine not reachable") from err
+        return tuple(sorted((info.get("Config") or {}).get("Volumes") or {}))
+
     async def create_game_container(
         self, spec: ServerSpec, placement: ContainerPlacement
     ) -> ContainerState:
         """Create (not start) the game container of ``spec``; the image is pulled if needed."""
-        await self.ensure_image(spec.image)
+        volumes = await self.image_volumes(spec.image)
         name = game_container_name(spec.uuid)
-        return await self._create(name, game_container_config(spec, placement, self._seccomp))
+        config = game_container_config(spec, placement, self._seccomp, volumes)
+        return await self._create(name, config)
 
-    def game_fingerprint(self, spec: ServerSpec, placement: ContainerPlacement) -> str:
-        """What a game container created now for ``spec`` would carry in CONFIG_LABEL."""
-        fingerprint: str = game_container_config(spec, placement, self._seccomp)["Labels"][
-            CONFIG_LABEL
-        ]
+    async def game_fingerprint(self, spec: ServerSpec, placement: ContainerPlacement) -> str:
+        """What a game container created now for ``spec`` would carry in CONFIG_LABEL (an
+        image gone from the node declares nothing here: creating it again pulls it)."""
+        volumes = await self.image_volumes(spec.image, pull=False)
+        config = game_container_config(spec, placement, self._seccomp, volumes)
+        fingerprint: str = config["Labels"][CONFIG_LABEL]
         return fingerprint
 
     async def create_install_container(
         self, spec: ServerSpec, install: InstallSpec, placement: ContainerPlacement
     ) -> ContainerState:
         """Create (not start) the install container of ``spec``."""
-        await self.ensure_image(install.image)
+        volumes = await self.image_volumes(install.image)
         name = install_container_name(spec.uuid)
-        config = install_container_config(spec, install, placement, self._seccomp)
+        config = install_container_config(spec, install, placement, self._seccomp, volumes)
         return await self._create(name, config)
 
     async def _create(self, name: str, config: dict[str, Any]) -> ContainerState:

@@ -5,8 +5,12 @@ One function per kind of container (:func:`game_container_config`,
 DESIGN.md "Containers (agent)" is written once: non-root user, all capabilities dropped,
 no-new-privileges, Docker's default seccomp profile without nested btrfs subvolumes (see
 ``seccomp.py``), read-only root with a small noexec ``/tmp``, memory/swap/CPU/PIDs limits,
-a capped json-file log, the agent's own bridge network, only the server's volume mounted, and
-ports published only on the server's allocations.
+no core dumps, a capped json-file log, the agent's own bridge network, only the server's
+volume mounted, and ports published only on the server's allocations.
+
+Every path the image declares as a ``VOLUME`` is covered by a tmpfs like ``/tmp``: Docker
+would give it an anonymous volume on the host's own disk, writable despite the read-only root
+and outside the server's disk limit.
 
 The install container differs only where docs/templates-installers.md says why: it may run as
 root with :data:`INSTALL_ROOT_CAPABILITIES`, sees the volume where the blueprint's script
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +47,10 @@ LOG_CONFIG: Final = {"Type": "json-file", "Config": {"max-size": "10m", "max-fil
 MIB: Final = 1024 * 1024
 NANO_CPUS_PER_PERCENT: Final = 10_000_000
 NO_NEW_PRIVILEGES: Final = "no-new-privileges:true"
+# No core dumps, soft or hard: a crash would hand up to the server's memory to the host's
+# core_pattern (systemd-coredump, apport: root, outside the container's limits and disk
+# quota), and the game could raise a soft limit of 0 to Docker's hard one and crash at will.
+ULIMITS: Final = ({"Name": "core", "Soft": 0, "Hard": 0},)
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,26 @@ def security_options(seccomp: SeccompProfile | None) -> list[str]:
     return options
 
 
+def _tmpfs(
+    options: str, image_volumes: tuple[str, ...], volume_target: str, user: str
+) -> dict[str, str]:
+    """``/tmp`` and every ``VOLUME`` of the image but the server's own, as small tmpfs mounts.
+
+    An image's volume belongs to the game's user (Docker keeps the image directory's mode,
+    not its owner): the image meant the game to write there.
+    """
+    uid, _, gid = user.partition(":")
+    tmp = "/tmp"  # noqa: S108 (inside the container)
+    mounts = {tmp: options}
+    # Already mounted: the server's volume, /tmp (and "/" is no mount point of its own).
+    taken = {posixpath.normpath(volume_target), tmp, "/"}
+    for declared in image_volumes:
+        path = posixpath.normpath(declared)
+        if path not in taken:
+            mounts[path] = f"{options},uid={uid},gid={gid}"
+    return mounts
+
+
 def _host_config(
     spec: ServerSpec,
     placement: ContainerPlacement,
@@ -124,6 +153,7 @@ def _host_config(
     capabilities: tuple[str, ...],
     port_bindings: dict[str, list[dict[str, str]]],
     seccomp: SeccompProfile | None,
+    image_volumes: tuple[str, ...],
     volume_target: str = VOLUME_TARGET,
     tmpfs_options: str = TMPFS_OPTIONS,
 ) -> dict[str, Any]:
@@ -137,11 +167,12 @@ def _host_config(
         "CapAdd": list(capabilities),
         "SecurityOpt": security_options(seccomp),
         "ReadonlyRootfs": spec.read_only_root,
-        "Tmpfs": {"/tmp": tmpfs_options},  # noqa: S108 (inside the container)
+        "Tmpfs": _tmpfs(tmpfs_options, image_volumes, volume_target, placement.user),
         "Memory": spec.memory_mib * MIB,
         "MemorySwap": (spec.memory_mib + spec.swap_mib) * MIB,
         "NanoCpus": spec.cpu_percent * NANO_CPUS_PER_PERCENT,
         "PidsLimit": spec.pids_limit,
+        "Ulimits": [dict(limit) for limit in ULIMITS],
         "LogConfig": LOG_CONFIG,
         # Private namespaces, spelled out so that no daemon default can widen them.
         "IpcMode": "private",
@@ -172,9 +203,13 @@ def _base_config(spec: ServerSpec, image: str, role: str, user: str) -> dict[str
 
 
 def game_container_config(
-    spec: ServerSpec, placement: ContainerPlacement, seccomp: SeccompProfile | None = None
+    spec: ServerSpec,
+    placement: ContainerPlacement,
+    seccomp: SeccompProfile | None = None,
+    image_volumes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The create body of the container that runs the game (``seccomp``: see security_options).
+    """The create body of the container that runs the game (``seccomp``: see security_options;
+    ``image_volumes``: the paths the image declares as ``VOLUME``).
 
     Its command is the spec's ``startup`` arguments, or with ``image_command`` the image's own
     (no ``Cmd``: an egg image's entrypoint runs ``STARTUP``). ``StopSignal`` is the spec's
@@ -189,7 +224,12 @@ def game_container_config(
     if isinstance(spec.stop, StopSignal):
         config["StopSignal"] = spec.stop.value
     config["HostConfig"] = _host_config(
-        spec, placement, capabilities=(), port_bindings=bindings, seccomp=seccomp
+        spec,
+        placement,
+        capabilities=(),
+        port_bindings=bindings,
+        seccomp=seccomp,
+        image_volumes=image_volumes,
     )
     config["Labels"][CONFIG_LABEL] = config_fingerprint(config)
     return config
@@ -207,6 +247,7 @@ def install_container_config(
     install: InstallSpec,
     placement: ContainerPlacement,
     seccomp: SeccompProfile | None = None,
+    image_volumes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The create body of the one-off container that runs the blueprint's install script.
 
@@ -234,6 +275,7 @@ def install_container_config(
         capabilities=capabilities,
         port_bindings={},
         seccomp=seccomp,
+        image_volumes=image_volumes,
         volume_target=install.volume_path,
         tmpfs_options=install_tmpfs_options(spec),
     )

@@ -73,27 +73,30 @@ def walk(
 ) -> Iterator[tuple[VolumePath, os.stat_result, int]]:
     """Every entry below ``dir_fd`` as (path relative to it, lstat, parent descriptor).
 
-    A directory is yielded before its contents; symlinks are yielded, never entered.
+    A directory is yielded before its contents; symlinks are yielded, never entered. Entries
+    come in the directory's own order, read as they go (two descriptors per level): a game
+    can fill one directory with millions of names, and a walk that listed (and sorted) each
+    directory whole first needed memory for all of them — at every agent start, gigabytes.
     """
     if depth > MAX_DEPTH:
         raise PathRefused(f"the directory tree is deeper than {MAX_DEPTH} levels")
     with os.scandir(dir_fd) as scan:
-        names = [item.name for item in scan]
-    for name in sorted(names):
-        info = lstat_at(dir_fd, name)
-        if info is None:
-            continue
-        child = (*relative, name)
-        yield child, info, dir_fd
-        if stat.S_ISDIR(info.st_mode):
-            try:
-                child_fd = os.open(name, DIRECTORY_FLAGS, dir_fd=dir_fd)
-            except OSError:
-                continue  # swapped for something else since the lstat: not entered
-            try:
-                yield from walk(child_fd, child, depth + 1)
-            finally:
-                os.close(child_fd)
+        for item in scan:
+            name = item.name
+            info = lstat_at(dir_fd, name)
+            if info is None:
+                continue
+            child = (*relative, name)
+            yield child, info, dir_fd
+            if stat.S_ISDIR(info.st_mode):
+                try:
+                    child_fd = os.open(name, DIRECTORY_FLAGS, dir_fd=dir_fd)
+                except OSError:
+                    continue  # swapped for something else since the lstat: not entered
+                try:
+                    yield from walk(child_fd, child, depth + 1)
+                finally:
+                    os.close(child_fd)
 
 
 def ensure_allowed(
@@ -176,27 +179,27 @@ def _copy_file(source_dir: int, name: str, target_dir: int, owner: Owner) -> Non
 def _copy_tree(source_fd: int, target_fd: int, owner: Owner, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise PathRefused(f"the directory tree is deeper than {MAX_DEPTH} levels")
-    with os.scandir(source_fd) as scan:
-        names = [item.name for item in scan]
-    for name in names:
-        info = lstat_at(source_fd, name)
-        if info is None:
-            continue
-        if stat.S_ISREG(info.st_mode):
-            _copy_file(source_fd, name, target_fd, owner)
-        elif stat.S_ISDIR(info.st_mode):
-            os.mkdir(name, 0o755, dir_fd=target_fd)
-            os.chown(name, *owner, dir_fd=target_fd, follow_symlinks=False)
-            child_source = os.open(name, DIRECTORY_FLAGS, dir_fd=source_fd)
-            try:
-                child_target = os.open(name, DIRECTORY_FLAGS, dir_fd=target_fd)
+    with os.scandir(source_fd) as scan:  # read as it goes, as walk() does
+        for item in scan:
+            name = item.name
+            info = lstat_at(source_fd, name)
+            if info is None:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                _copy_file(source_fd, name, target_fd, owner)
+            elif stat.S_ISDIR(info.st_mode):
+                os.mkdir(name, 0o755, dir_fd=target_fd)
+                os.chown(name, *owner, dir_fd=target_fd, follow_symlinks=False)
+                child_source = os.open(name, DIRECTORY_FLAGS, dir_fd=source_fd)
                 try:
-                    _copy_tree(child_source, child_target, owner, depth + 1)
+                    child_target = os.open(name, DIRECTORY_FLAGS, dir_fd=target_fd)
+                    try:
+                        _copy_tree(child_source, child_target, owner, depth + 1)
+                    finally:
+                        os.close(child_target)
                 finally:
-                    os.close(child_target)
-            finally:
-                os.close(child_source)
-        # Symlinks and special files are not copied: the copy holds regular files only.
+                    os.close(child_source)
+            # Symlinks and special files are not copied: the copy holds regular files only.
 
 
 def copy(root_fd: int, source: VolumePath, target: VolumePath, owner: Owner) -> FileEntry:
@@ -246,17 +249,17 @@ def _remove_tree(parent_fd: int, name: str, depth: int = 0) -> None:
         os.unlink(name, dir_fd=parent_fd)
         return
     try:
-        with os.scandir(fd) as scan:
-            names = [item.name for item in scan]
-        for child in names:
-            info = lstat_at(fd, child)
-            if info is None:
-                continue
-            if stat.S_ISDIR(info.st_mode):
-                _remove_tree(fd, child, depth + 1)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(child, dir_fd=fd)  # a symlink goes, never what it names
+        with os.scandir(fd) as scan:  # read as it goes, as walk() does
+            for item in scan:
+                child = item.name
+                info = lstat_at(fd, child)
+                if info is None:
+                    continue
+                if stat.S_ISDIR(info.st_mode):
+                    _remove_tree(fd, child, depth + 1)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(child, dir_fd=fd)  # a symlink goes, never what it names
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=parent_fd)

@@ -215,8 +215,8 @@ class ManagedServer:
         placement = ContainerPlacement(network.name, self.volume.path)
         if existing is None:
             await runtime.create_game_container(self.spec, placement)
-        elif not existing.running and existing.config_fingerprint != runtime.game_fingerprint(
-            self.spec, placement
+        elif not existing.running and existing.config_fingerprint != (
+            await runtime.game_fingerprint(self.spec, placement)
         ):
             log.warning(
                 "game container differs from what this agent creates: rebuilding it",

@@ -34,10 +34,12 @@ from node_agent.docker.seccomp import DENIED_BTRFS_IOCTLS
 from tests.integration.node_agent.live_agent import LiveServers
 from tests.support.agent_process import AgentFactory, AgentProcess, SigningKey
 from tests.support.containers import (
+    BUSYBOX_IMAGE,
     FAKE_GAME_IMAGE,
     Answer,
     SignedAgentClient,
     cgroup_pids,
+    docker_cli,
     exec_in,
 )
 
@@ -150,6 +152,7 @@ def assert_common_hardening(
     assert host["MemorySwap"] == (spec["memory_mib"] + spec["swap_mib"]) * MIB
     assert host["NanoCpus"] == spec["cpu_percent"] * 10_000_000
     assert host["PidsLimit"] == spec["pids_limit"]
+    assert host["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0}]
     assert host["LogConfig"] == {
         "Type": "json-file",
         "Config": {"max-size": "10m", "max-file": "3"},
@@ -562,3 +565,90 @@ async def test_the_agents_own_container_is_started_as_it_is(
     created = (await docker.containers.container(name).show())["Id"]
     await start(agent_api, server_id)
     assert (await docker.containers.container(name).show())["Id"] == created
+
+
+# A crashing process of the game must leave no core dump: with a piped core_pattern
+# (systemd-coredump, apport) the host's helper runs as root outside the container's limits
+# and stores the dump (up to the game's memory) on the host's disk; with a plain one it is
+# written into the volume. The game's user could raise its soft limit up to Docker's hard
+# limit (unlimited under containerd's LimitCORE=infinity) and crash processes at will.
+CRASH_WITH_CORE = "ulimit -c unlimited; sh -c 'kill -SEGV $$'; echo hard=$(ulimit -Hc)"
+
+
+async def test_neither_the_game_nor_its_installer_can_dump_core(
+    servers: LiveServers, agent_api: SignedAgentClient, docker: aiodocker.Docker
+) -> None:
+    script = f"({CRASH_WITH_CORE}) > /home/container/installer-core 2>&1"
+    server_id = await servers.create(
+        install={"image": FAKE_GAME_IMAGE, "script": script, "needs_root": True}
+    )
+    body = await wait_until(
+        lambda: agent_api.read(server_id), lambda b: b["install"] != "installing"
+    )
+    assert body["install"] == "installed"
+    await start(agent_api, server_id)
+    name = game_container_name(server_id)
+
+    _, game = await exec_in(docker, name, "sh", "-c", CRASH_WITH_CORE)
+    installer = (servers.volume(server_id) / "installer-core").read_text()
+
+    assert "hard=0" in game
+    assert "hard=0" in installer
+    assert not (servers.volume(server_id) / "core").exists(), "a core dump was written"
+
+
+# An image may declare VOLUMEs (community game images do: /data owned by the game's user).
+# Docker gives each such path an anonymous volume on the host's own disk, writable despite
+# the read-only root and outside the server's disk limit: a game filled the node's disk
+# through it, and its installer too.
+VOLUME_IMAGE = "stellar-test/declares-volume:latest"
+
+
+@pytest.fixture(scope="module")
+def volume_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The busybox image plus ``VOLUME /data`` (owned by the game user), built locally."""
+    context = tmp_path_factory.mktemp("volume-image")
+    (context / "data").mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {BUSYBOX_IMAGE}\nCOPY --chown=1000:1000 data /data\nVOLUME /data\n",
+        encoding="utf-8",
+    )
+    built = docker_cli("build", "-q", "-t", VOLUME_IMAGE, str(context))
+    assert built.returncode == 0, built.stderr
+    return VOLUME_IMAGE
+
+
+FILL_DATA = "dd if=/dev/zero of=/data/fill bs=1M count=100 2>&1; echo exit=$?"
+
+
+async def test_an_images_declared_volumes_give_no_disk_outside_the_servers_volume(
+    servers: LiveServers,
+    agent_api: SignedAgentClient,
+    docker: aiodocker.Docker,
+    volume_image: str,
+) -> None:
+    script = f"({FILL_DATA}) > /home/container/installer-fill"
+    server_id = await servers.create(
+        image=volume_image,
+        memory_mib=96,
+        startup=["sh", "-c", "echo fake-game started; exec sleep 600"],
+        stop={"type": "signal", "value": "SIGKILL"},
+        install={"image": volume_image, "script": script, "needs_root": True},
+    )
+    body = await wait_until(
+        lambda: agent_api.read(server_id), lambda b: b["install"] != "installing"
+    )
+    assert body["install"] == "installed", body
+    await start(agent_api, server_id)
+    name = game_container_name(server_id)
+
+    _, game_fill = await exec_in(docker, name, "sh", "-c", FILL_DATA)
+    installer_fill = (servers.volume(server_id) / "installer-fill").read_text()
+    info = await docker.containers.container(name).show()
+
+    # /data is a tmpfs now: full at 64 MiB (the installer's at its memory limit, if its
+    # pages did not end it first), never the node's disk.
+    assert "No space left on device" in game_fill
+    assert "exit=0" not in installer_fill, f"the installer wrote 100 MiB: {installer_fill}"
+    assert [m["Type"] for m in info["Mounts"]] == ["bind"]
+    assert "/data" in info["HostConfig"]["Tmpfs"]

@@ -11,6 +11,7 @@ detaches whatever might remain, so a failing test leaves no mount or loop device
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -287,3 +288,46 @@ def test_production_agent_without_an_enforcing_backend_exits_before_listening(
 
     assert result.returncode == 2, result.stderr
     assert reason in result.stderr
+
+
+# --- a volume the game filled with names ----------------------------------------------------
+
+
+def peak_rss_mib(agent: AgentProcess) -> float:
+    process = agent._process
+    assert process is not None, "the agent is not running"
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/<pid>/status")
+
+
+def plant_files(directory: Path, count: int) -> None:
+    """What a game can do in its own volume: one directory with ``count`` empty files."""
+    directory.mkdir()
+    for index in range(count):
+        os.close(os.open(directory / f"{index:08d}", os.O_CREAT | os.O_WRONLY, 0o644))
+    os.chown(directory, 1000, 1000)
+
+
+async def test_a_volume_with_very_many_files_costs_the_starting_agent_no_memory(
+    node_factory: NodeFactory,
+) -> None:
+    # At each start the agent looks through every volume for the temporary files of writes
+    # a killed agent left behind. It listed each directory whole first: a game that filled
+    # one directory with millions of names (its disk limit allowing) made every start of
+    # the agent need gigabytes, and the agent of the whole node ended out of memory.
+    node = node_factory("btrfs", storage_pool_size_mib=1024)
+    server_id = await node.create(disk_mib=768)
+    node.agent.kill()
+    node.agent.start()
+    await node.api.read(server_id)
+    baseline = peak_rss_mib(node.agent)
+    plant_files(node.volume(server_id) / "many", 300_000)
+
+    node.agent.kill()
+    node.agent.start()
+    await node.api.read(server_id)
+
+    grown = peak_rss_mib(node.agent) - baseline
+    assert grown < 8, f"the agent's start took {grown:.0f} MiB more"

@@ -125,3 +125,16 @@ def test_done_markers_alone_leave_the_container_as_it_is() -> None:
     marked = config(uuid=uuid, allocations=port, startup_done=["Done", "regex:^Ready"])
 
     assert plain == marked
+
+
+def test_an_images_volumes_are_tmpfs_mounts_but_the_servers_own_and_tmp() -> None:
+    spec = ServerSpec.model_validate(server_spec())
+    volumes = ("/data", "/srv/world/", "/home/container", "/home/container/", "/tmp/", "/")
+
+    tmpfs = game_container_config(spec, PLACEMENT, None, volumes)["HostConfig"]["Tmpfs"]
+
+    assert tmpfs == {
+        "/tmp": "rw,noexec,nosuid,size=64m",
+        "/data": "rw,noexec,nosuid,size=64m,uid=1000,gid=1000",
+        "/srv/world": "rw,noexec,nosuid,size=64m,uid=1000,gid=1000",
+    }
