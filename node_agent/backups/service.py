@@ -204,16 +204,20 @@ class BackupService:
     ) -> None:
         server_id, backup_id = record.server, record.backup_id
         key, ignore = order.key_bytes(), DenyList(order.ignore)
+        # What a restore of it may write: hard links and sparse files cannot make it more.
+        budget = server.spec.disk_mib * MIB
         try:
             running = await self._before_backup(server, order)
             consistency: Consistency
             if self._backend == "btrfs":
                 async with read_only_snapshot(server.volume.path, backup_id) as source:
-                    written = await asyncio.to_thread(self._write, source, record, key, ignore)
+                    written = await asyncio.to_thread(
+                        self._write, source, record, key, ignore, budget
+                    )
                 consistency = "snapshot"
             else:
                 written = await asyncio.to_thread(
-                    self._write, server.volume.path, record, key, ignore
+                    self._write, server.volume.path, record, key, ignore, budget
                 )
                 consistency = "live" if running else "stopped"
             stats = written.stats
@@ -257,7 +261,9 @@ class BackupService:
             size=record.size_bytes,
         )
 
-    def _write(self, source: Path, record: BackupRecord, key: bytes, ignore: DenyList) -> _Written:
+    def _write(
+        self, source: Path, record: BackupRecord, key: bytes, ignore: DenyList, budget: int
+    ) -> _Written:
         part = self.store.part(record.server, record.backup_id)
         part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -267,7 +273,7 @@ class BackupService:
             archive = _HashingSink(writer)
             root_fd = open_root(source)
             try:
-                stats = write_archive(root_fd, ignore, archive, self._stop)  # type: ignore[arg-type]
+                stats = write_archive(root_fd, ignore, archive, budget, self._stop)  # type: ignore[arg-type]
             finally:
                 os.close(root_fd)
             writer.close()

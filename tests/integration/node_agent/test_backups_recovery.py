@@ -42,7 +42,7 @@ async def test_agent_killed_mid_backup_comes_back_with_it_failed_and_no_partial_
     servers: LiveServers, live_agent: LiveAgent, api: FilesClient
 ) -> None:
     backups = BackupsClient(api)
-    server_id = await servers.create()
+    server_id = await servers.create(disk_mib=1024)  # room for what fill() writes
     fill(live_agent.volume(server_id), random_mib=320, text_mib=0)
     directory = live_agent.data_dir / "backups" / str(server_id)
     backup_id, answer = await backups.create(server_id, new_key())
@@ -78,7 +78,7 @@ async def test_backup_throughput_against_tar_and_gzip(
     servers: LiveServers, live_agent: LiveAgent, api: FilesClient, tmp_path: Path
 ) -> None:
     backups = BackupsClient(api)
-    server_id = await servers.create()
+    server_id = await servers.create(disk_mib=1024)  # room for what fill() writes
     volume = live_agent.volume(server_id)
     fill(volume, random_mib=256, text_mib=256)
     size_mb = sum(p.stat().st_size for p in volume.rglob("*") if p.is_file()) / 1e6
