@@ -47,6 +47,10 @@ class BackupCreate(Input):
         pattern=CONSOLE_TEXT,
         description="typed into the running game's console first (needs console.write)",
     )
+    locked: bool = Field(
+        False,
+        description="locked from the start: never deleted until unlocked (needs backups.delete)",
+    )
 
 
 async def _record(app: web.Application, caller: Caller, event: AuditEvent) -> None:
@@ -97,6 +101,8 @@ async def create(
     """
     if body.pre_command is not None:
         require(COMMAND_PERMISSION)
+    if body.locked:
+        require(DELETE_PERMISSION)  # who may lock may unlock: the same permission as by hand
     async with transaction(app[SESSIONS]) as db:
         key = await service.server_key(db, app[SECRET_BOX], server)
     node = await server_node(app, server)
@@ -123,6 +129,7 @@ async def create(
             server_id=server.id,
             name=body.name or dt.datetime.now(dt.UTC).strftime("backup %Y-%m-%d %H:%M:%S"),
             ignore=body.ignore,
+            locked=body.locked,
         )
         db.add(backup)
     try:
