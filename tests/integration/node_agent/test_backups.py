@@ -296,3 +296,31 @@ async def test_file_operations_and_a_restore_never_overlap(
     assert (volume / "world.dat").read_bytes() == b"saved\n"
     assert not (volume / "late.txt").exists()  # written before the restore began: replaced
     assert (await api.write_file(server_id, "after.txt", b"ok")).status == 200
+
+
+async def test_a_tree_too_deep_to_back_up_is_still_replaced_by_a_restore(
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, live_agent: LiveAgent
+) -> None:
+    """The game makes a directory chain deeper than the agent walks (300 levels). A restore
+    replaced the files, then failed deleting the old tree aside: reported failed though done,
+    the old tree left in the volume, and every later restore refused from then on."""
+    server_id = await servers.started()
+    populate(server_id)
+    volume = live_agent.volume(server_id)
+    await stop(api, server_id)
+    before = tree_hash(volume)
+    key = new_key()
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"
+
+    assert (await api.power(server_id, "start")).status == 200
+    in_game(server_id, "cd /home/container && for i in $(seq 300); do mkdir d && cd d; done")
+    await stop(api, server_id)
+    for attempt in range(2):
+        answer = await backups.restore(server_id, backup_id, key)
+        assert answer.status == 202, (attempt, answer)
+        outcome = await backups.restored(server_id, backup_id)
+        assert outcome["status"] == "completed", (attempt, outcome)
+        assert tree_hash(volume) == before
+        assert leftovers(volume) == []
