@@ -93,7 +93,9 @@ async def create(
     body: BackupCreate,
     require: Callable[[str], None],
 ) -> Backup:
-    """Start a backup on the server's node (the oldest unlocked one makes room first).
+    """Start a backup on the server's node; at the limit the oldest unlocked one (a failed
+    one first) is deleted once the node has taken the new one — never for a backup the node
+    refuses (another operation of the server running, say).
 
     ``require(permission)`` raises unless the caller holds ``permission`` on the server: a
     backup also types its ``pre_command`` into the console, and at the server's limit it
@@ -117,13 +119,8 @@ async def create(
                 f"{err.message}: this server keeps {limit} backups, and a new one would "
                 "delete the oldest; ask someone who may delete backups to make room"
             ) from err
-    for old in doomed:
-        await delete_on_node(app, caller, node, server.id, old.id)
     backup_id = uuid.uuid4()
     async with transaction(app[SESSIONS]) as db:
-        # Gone already (another deletion at the same moment) is as good as deleted here; that
-        # deletion audited it.
-        removed = await service.remove_records(db, [old.id for old in doomed])
         backup = Backup(
             id=backup_id,
             server_id=server.id,
@@ -147,6 +144,7 @@ async def create(
                 failed.status, failed.reason = "failed", err.message
                 await record_failure(db, failed)
         raise
+    removed = await _make_room(app, caller, node, server, doomed)
     await _record(
         app,
         caller,
@@ -158,6 +156,34 @@ async def create(
         ),
     )
     return backup
+
+
+async def _make_room(
+    app: web.Application, caller: Caller, node: Node, server: Server, doomed: list[Backup]
+) -> list[uuid.UUID]:
+    """Delete the backups chosen to make room (after the new one started); the ids removed.
+
+    One locked meanwhile is kept; one the node will not delete now (being restored) is kept
+    for the next backup to remove.
+    """
+    removed: list[uuid.UUID] = []
+    for old in doomed:
+        async with transaction(app[READ_SESSIONS]) as db:
+            fresh = await db.get(Backup, old.id)
+        if fresh is None or fresh.locked:
+            continue
+        try:
+            await delete_on_node(app, caller, node, server.id, old.id)
+        except ApiError as err:
+            log.warning(
+                "old backup not deleted to make room", backup=str(old.id), error=err.message
+            )
+            continue
+        async with transaction(app[SESSIONS]) as db:
+            # Gone already (another deletion at the same moment) is as good as deleted here;
+            # that deletion audited it.
+            removed += await service.remove_records(db, [old.id])
+    return removed
 
 
 async def delete(
