@@ -29,6 +29,7 @@ from control_plane.services import backups as service
 from control_plane.services.audit import AuditEvent
 from control_plane.services.infrastructure import get_node
 from shared.backups_api import BackupCreate as NodeBackupCreate
+from shared.errors import UpstreamNoAnswer
 from shared.server_spec import CONSOLE_TEXT
 
 log = structlog.get_logger("backups")
@@ -137,6 +138,10 @@ async def create(
             pre_command=body.pre_command,
         )
         await app[NODES].create_backup(node, server.id, order, user=str(caller.user_id))
+    except UpstreamNoAnswer:
+        # The node may have taken it: the record stays running and the node's word decides
+        # at the next look (one it does not know is failed then, api/backups.py).
+        raise
     except ApiError as err:
         async with transaction(app[SESSIONS]) as db:
             failed = await db.get(Backup, backup_id)

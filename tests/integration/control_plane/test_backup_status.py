@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from control_plane.keys import NODES
+from node_agent.backups.store import BACKUPS_DIR
 from tests.integration.control_plane.stack import Stack, wait_for_backup
 
 pytestmark = pytest.mark.docker
@@ -44,3 +49,48 @@ async def test_a_listing_while_the_node_is_told_does_not_fail_the_new_backup(
     assert done["status"] == "completed", done
     trail = await stack.admin.json("GET", "/api/v1/audit?action=server.backup.failed")
     assert trail["data"] == []
+
+
+class _DropsTheBackupAnswer:
+    """The node client's HTTP session, except that the answer to a backup's creation is lost
+    on the way back (the node took it; the connection broke before its answer arrived)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+        if method == "POST" and URL(str(url)).path.endswith("/backups"):
+            return self._lost(method, url, **kwargs)
+        return self._session.request(method, url, **kwargs)
+
+    @asynccontextmanager
+    async def _lost(self, method: str, url: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with self._session.request(method, url, **kwargs) as response:
+            await response.read()
+        raise aiohttp.ServerDisconnectedError()
+        yield  # an async generator (never reached)
+
+
+async def test_a_backup_whose_answer_was_lost_is_not_recorded_failed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node took the backup, but its answer never arrived (a timeout, a dropped
+    connection): the backup was recorded failed here while it completed on the node — never
+    downloadable or restorable, and the first one retention deletes. Only an answer decides
+    failure; without one, the node is asked again, as for any running backup."""
+    server_id, owner = await stack.owned_server("lost@example.org")
+    backups = f"/api/v1/servers/{server_id}/backups"
+    nodes = stack.panel.server.app[NODES]
+    monkeypatch.setattr(nodes, "_session", _DropsTheBackupAnswer(nodes._session))
+
+    lost = await owner.json("POST", backups, status=503, json={"name": "b"})
+    assert "node" in lost["error"]["message"], lost
+    monkeypatch.undo()
+    [made] = (await owner.json("GET", backups))["data"]
+    done = await wait_for_backup(owner, f"{backups}/{made['id']}")
+    assert done["status"] == "completed", done
+    archives = stack.agent.data_dir / BACKUPS_DIR / server_id
+    assert [p.name for p in archives.glob("*.stbk")] == [f"{made['id']}.stbk"]
