@@ -73,6 +73,16 @@ async def delete_on_node(
         log.info("backup already gone from the node", backup=str(backup_id))
 
 
+async def delete_all(app: web.Application, caller: Caller, server: Server, node: Node) -> None:
+    """Delete every backup of a server about to be deleted from its node, locked ones too:
+    its key and records go with it, so none could be fetched, restored or decrypted after.
+    409 while one is being made or restored (the server is not deleted then)."""
+    async with transaction(app[READ_SESSIONS]) as db:
+        backups = await service.backups_of(db, server.id)
+    for backup in backups:
+        await delete_on_node(app, caller, node, server.id, backup.id)
+
+
 async def record_failure(db: AsyncSession, backup: Backup) -> None:
     """Audit a backup that ended failed (mail alerts and webhooks subscribe to it)."""
     await audit.append(

@@ -94,3 +94,24 @@ async def test_a_backup_whose_answer_was_lost_is_not_recorded_failed(
     assert done["status"] == "completed", done
     archives = stack.agent.data_dir / BACKUPS_DIR / server_id
     assert [p.name for p in archives.glob("*.stbk")] == [f"{made['id']}.stbk"]
+
+
+async def test_deleting_a_server_deletes_its_backups_on_the_node(stack: Stack) -> None:
+    """Deleting a server deleted its record, its backups' records and its backup key, but left
+    the encrypted backups on the node: no one could fetch, restore or delete them any more,
+    nor decrypt them (the key was gone), and each deleted server's backups (up to the limit
+    times its disk) filled the node's disk for ever."""
+    server_id, owner = await stack.owned_server("leaving@example.org")
+    backups = f"/api/v1/servers/{server_id}/backups"
+    for name in ("one", "two"):
+        made = await owner.json("POST", backups, status=202, json={"name": name})
+        assert (await wait_for_backup(owner, f"{backups}/{made['id']}"))["status"] == "completed"
+    locked = (await owner.json("GET", backups))["data"][0]["id"]
+    await owner.json("PATCH", f"{backups}/{locked}", json={"locked": True})
+    archives = stack.agent.data_dir / BACKUPS_DIR / server_id
+    assert len(list(archives.glob("*.stbk"))) == 2
+
+    await stack.admin.json("DELETE", f"/api/v1/servers/{server_id}", status=204)
+    stack.servers.remove(server_id)
+
+    assert not archives.exists() or list(archives.iterdir()) == []
