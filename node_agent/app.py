@@ -11,6 +11,8 @@ from aiohttp import web
 
 from node_agent.api import backups, console, files, servers, sftp, storage, system
 from node_agent.api import events as events_api
+from node_agent.backups.recovery import settle_restores
+from node_agent.backups.store import BackupStore
 from node_agent.console.session import OpenSockets
 from node_agent.docker.containers import ContainerRuntime
 from node_agent.docker.errors import DockerUnavailable
@@ -104,6 +106,8 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     except DockerUnavailable as err:
         # Not fatal: the agent still answers, and creates the network on first use.
         log.warning("agent network not ready", error=err.message)
+    # A restore the agent died in is settled first: no game may start on half-swapped files.
+    await settle_restores(BackupStore(settings.data_dir), registry)
     await registry.restore()
     app[NODE_EVENTS] = events
     app[SERVERS] = registry

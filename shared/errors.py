@@ -138,6 +138,11 @@ class UpstreamUnavailable(ApiError):
     code = "node_unavailable"
 
 
+class UpstreamNoAnswer(UpstreamUnavailable):
+    """The request may have reached the node, whose answer never came (a timeout, a lost
+    connection): it may have been done there. Not a refusal."""
+
+
 class UpstreamFailed(UpstreamUnavailable):
     """A node answered, but not with something we can use."""
 

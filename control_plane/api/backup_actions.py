@@ -29,6 +29,7 @@ from control_plane.services import backups as service
 from control_plane.services.audit import AuditEvent
 from control_plane.services.infrastructure import get_node
 from shared.backups_api import BackupCreate as NodeBackupCreate
+from shared.errors import UpstreamNoAnswer
 from shared.server_spec import CONSOLE_TEXT
 
 log = structlog.get_logger("backups")
@@ -46,6 +47,10 @@ class BackupCreate(Input):
         max_length=256,
         pattern=CONSOLE_TEXT,
         description="typed into the running game's console first (needs console.write)",
+    )
+    locked: bool = Field(
+        False,
+        description="locked from the start: never deleted until unlocked (needs backups.delete)",
     )
 
 
@@ -66,6 +71,16 @@ async def delete_on_node(
         await app[NODES].delete_backup(node, server_id, backup_id, user=str(caller.user_id))
     except NotFound:
         log.info("backup already gone from the node", backup=str(backup_id))
+
+
+async def delete_all(app: web.Application, caller: Caller, server: Server, node: Node) -> None:
+    """Delete every backup of a server about to be deleted from its node, locked ones too:
+    its key and records go with it, so none could be fetched, restored or decrypted after.
+    409 while one is being made or restored (the server is not deleted then)."""
+    async with transaction(app[READ_SESSIONS]) as db:
+        backups = await service.backups_of(db, server.id)
+    for backup in backups:
+        await delete_on_node(app, caller, node, server.id, backup.id)
 
 
 async def record_failure(db: AsyncSession, backup: Backup) -> None:
@@ -89,7 +104,9 @@ async def create(
     body: BackupCreate,
     require: Callable[[str], None],
 ) -> Backup:
-    """Start a backup on the server's node (the oldest unlocked one makes room first).
+    """Start a backup on the server's node; at the limit the oldest unlocked one (a failed
+    one first) is deleted once the node has taken the new one — never for a backup the node
+    refuses (another operation of the server running, say).
 
     ``require(permission)`` raises unless the caller holds ``permission`` on the server: a
     backup also types its ``pre_command`` into the console, and at the server's limit it
@@ -97,6 +114,8 @@ async def create(
     """
     if body.pre_command is not None:
         require(COMMAND_PERMISSION)
+    if body.locked:
+        require(DELETE_PERMISSION)  # who may lock may unlock: the same permission as by hand
     async with transaction(app[SESSIONS]) as db:
         key = await service.server_key(db, app[SECRET_BOX], server)
     node = await server_node(app, server)
@@ -111,18 +130,14 @@ async def create(
                 f"{err.message}: this server keeps {limit} backups, and a new one would "
                 "delete the oldest; ask someone who may delete backups to make room"
             ) from err
-    for old in doomed:
-        await delete_on_node(app, caller, node, server.id, old.id)
     backup_id = uuid.uuid4()
     async with transaction(app[SESSIONS]) as db:
-        # Gone already (another deletion at the same moment) is as good as deleted here; that
-        # deletion audited it.
-        removed = await service.remove_records(db, [old.id for old in doomed])
         backup = Backup(
             id=backup_id,
             server_id=server.id,
             name=body.name or dt.datetime.now(dt.UTC).strftime("backup %Y-%m-%d %H:%M:%S"),
             ignore=body.ignore,
+            locked=body.locked,
         )
         db.add(backup)
     try:
@@ -133,6 +148,10 @@ async def create(
             pre_command=body.pre_command,
         )
         await app[NODES].create_backup(node, server.id, order, user=str(caller.user_id))
+    except UpstreamNoAnswer:
+        # The node may have taken it: the record stays running and the node's word decides
+        # at the next look (one it does not know is failed then, api/backups.py).
+        raise
     except ApiError as err:
         async with transaction(app[SESSIONS]) as db:
             failed = await db.get(Backup, backup_id)
@@ -140,6 +159,7 @@ async def create(
                 failed.status, failed.reason = "failed", err.message
                 await record_failure(db, failed)
         raise
+    removed = await _make_room(app, caller, node, server, doomed)
     await _record(
         app,
         caller,
@@ -151,6 +171,34 @@ async def create(
         ),
     )
     return backup
+
+
+async def _make_room(
+    app: web.Application, caller: Caller, node: Node, server: Server, doomed: list[Backup]
+) -> list[uuid.UUID]:
+    """Delete the backups chosen to make room (after the new one started); the ids removed.
+
+    One locked meanwhile is kept; one the node will not delete now (being restored) is kept
+    for the next backup to remove.
+    """
+    removed: list[uuid.UUID] = []
+    for old in doomed:
+        async with transaction(app[READ_SESSIONS]) as db:
+            fresh = await db.get(Backup, old.id)
+        if fresh is None or fresh.locked:
+            continue
+        try:
+            await delete_on_node(app, caller, node, server.id, old.id)
+        except ApiError as err:
+            log.warning(
+                "old backup not deleted to make room", backup=str(old.id), error=err.message
+            )
+            continue
+        async with transaction(app[SESSIONS]) as db:
+            # Gone already (another deletion at the same moment) is as good as deleted here;
+            # that deletion audited it.
+            removed += await service.remove_records(db, [old.id])
+    return removed
 
 
 async def delete(

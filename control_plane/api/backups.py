@@ -83,6 +83,14 @@ def _gone(backup: Backup) -> None:
     backup.status, backup.reason = "failed", "the node has no such backup"
 
 
+def _being_started(req: ApiRequest[Any, Any], backup: Backup) -> bool:
+    """Whether the node may not have been told of this backup yet: its record is written
+    first, then the node is told (within the node timeout), and a failure there is recorded
+    by the create itself."""
+    age = dt.datetime.now(dt.UTC) - backup.created_at
+    return age < dt.timedelta(seconds=2 * req.settings.node_timeout_seconds)
+
+
 async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> None:
     """Ask the node about backups still running here; it knows how they ended."""
     running = [b for b in backups if b.status == "running"]
@@ -94,6 +102,8 @@ async def _refresh_running(req: ApiRequest[Any, Any], backups: list[Backup]) -> 
         try:
             record = await req.nodes.read_backup(node, req.server.id, backup.id, user=_user(req))
         except NotFound:
+            if _being_started(req, backup):
+                continue  # not on the node yet: still running, as far as anyone knows
             record = None
         except ApiError as err:
             log.info("backup status not refreshed", backup=str(backup.id), error=err.message)

@@ -12,7 +12,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.api import server_actions
+from control_plane.api import backup_actions, server_actions
 from control_plane.api.list_cache import json_bytes, server_page_json
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes, JsonBytes
 from control_plane.api.sftp_sync import push_after_commit
@@ -410,6 +410,7 @@ async def delete_server(req: ApiRequest[Any, Any]) -> None:
     """The node first: if it cannot delete, the record stays (try again)."""
     server_id, name = req.server.id, req.server.name
     node = await req.server_node()
+    await backup_actions.delete_all(req.http.app, req.me, req.server, node)
     try:
         await req.nodes.delete_server(node, server_id, user=str(req.me.user_id))
     except NotFound:

@@ -40,6 +40,7 @@ from shared.errors import (
     RateLimited,
     RequestTimeout,
     UpstreamFailed,
+    UpstreamNoAnswer,
     UpstreamUnavailable,
 )
 from shared.node_endpoints import NoBody, NodeEndpoint
@@ -252,9 +253,12 @@ class NodeTransport:
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
         except TimeoutError as err:
-            raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
-        except aiohttp.ClientError as err:
+            raise UpstreamNoAnswer(f"node {node.name!r} did not answer in time") from err
+        except aiohttp.ClientConnectorError as err:
+            # Never connected: the node did not get the request.
             raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
+        except aiohttp.ClientError as err:
+            raise UpstreamNoAnswer(f"node {node.name!r} cannot be reached: {err}") from err
 
     async def _raise_for(
         self, node: Node, response: aiohttp.ClientResponse, offset: float | None

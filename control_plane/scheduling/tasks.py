@@ -95,13 +95,17 @@ async def authority(app: web.Application, schedule_id: uuid.UUID, needs: str) ->
 
 
 async def _delete_old_backups(app: web.Application, who: Authority, keep: int) -> str:
-    """Delete finished, unlocked backups beyond the ``keep`` newest finished ones."""
+    """Delete unlocked backups beyond the ``keep`` newest completed ones, and failed ones.
+
+    A failed backup holds nothing: it never counts as one kept (else a few failed runs
+    would have this task delete every good backup).
+    """
     async with transaction(app[READ_SESSIONS]) as db:
         backups = await backup_service.backups_of(db, who.server.id)
-    finished = sorted(
-        (b for b in backups if b.status != "running"), key=lambda b: b.created_at, reverse=True
-    )
-    doomed = [b for b in finished[keep:] if not b.locked]
+    newest_first = sorted(backups, key=lambda b: b.created_at, reverse=True)
+    completed = [b for b in newest_first if b.status == "completed"]
+    failed = [b for b in newest_first if b.status == "failed"]
+    doomed = [b for b in failed + completed[keep:] if not b.locked]
     deleted = kept = 0
     for backup in doomed:
         try:

@@ -56,12 +56,15 @@ async def backups_of(db: AsyncSession, server_id: uuid.UUID) -> list[Backup]:
 
 
 async def make_room(db: AsyncSession, server_id: uuid.UUID, limit: int) -> list[Backup]:
-    """The backups to delete so one more fits: oldest unlocked first; 409 if all are locked."""
+    """The backups to delete so one more fits: failed ones first (they hold nothing), then
+    the oldest unlocked; 409 if all are locked."""
     existing = await backups_of(db, server_id)
     excess = len(existing) + 1 - limit
     if excess <= 0:
         return []
     unlocked = [b for b in existing if not b.locked and b.status != "running"]
+    # Stable: oldest first within each kind.
+    unlocked.sort(key=lambda b: b.status != "failed")
     if len(unlocked) < excess:
         raise Conflict(
             f"this server may keep {limit} backups and the others are locked or running: "

@@ -6,6 +6,10 @@ directories are opened with ``O_NOFOLLOW`` from the root's descriptor, files wit
 entry (its target text; it is never read through, whatever it names); FIFOs, sockets and
 devices are skipped. A file that changes size while it is read (a running game) is stored
 at the size it had when opened, cut or zero-padded, so the tar stays well formed.
+
+The files' sizes together may not pass a budget (the server's disk limit, the most a restore
+takes): a hard link is stored as a full copy and a sparse file in full, so without it a game
+could make a backup, kept on the node's own disk, many times larger than its volume.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from node_agent.files.denylist import DenyList
 from node_agent.files.errors import FileNotFound, PathRefused, WrongFileType
 from node_agent.files.paths import VolumePath
 from node_agent.files.tree import MAX_DEPTH
-from shared.errors import ApiError
+from shared.errors import ApiError, InvalidRequest
 
 COMPRESS_LEVEL: Final = 6
 READ_BYTES: Final = 1024 * 1024
@@ -39,6 +43,12 @@ class BackupCancelled(ApiError):
     code = "agent_stopping"
 
 
+class BackupTooLarge(InvalidRequest):
+    """The files to back up are bigger, together, than the server's disk limit."""
+
+    code = "backup_too_large"
+
+
 @dataclass
 class ArchiveStats:
     """What went into the archive."""
@@ -47,6 +57,8 @@ class ArchiveStats:
     directories: int = 0
     symlinks: int = 0
     skipped: int = 0
+    # The regular files' sizes, as the archive holds them (what a restore writes).
+    file_bytes: int = 0
     archive_bytes: int = 0
 
 
@@ -127,6 +139,7 @@ def _add(
     info: os.stat_result,
     parent: int,
     stats: ArchiveStats,
+    budget: int,
     stop: threading.Event,
 ) -> None:
     if stat.S_ISDIR(info.st_mode):
@@ -149,6 +162,13 @@ def _add(
             return
         try:
             opened = os.fstat(fd)
+            if stats.file_bytes + opened.st_size > budget:
+                raise BackupTooLarge(
+                    f"the files to back up are bigger than the server's disk limit "
+                    f"({budget // (1024 * 1024)} MiB; hard links and sparse files count in "
+                    "full): delete some or leave them out with ignore patterns"
+                )
+            stats.file_bytes += opened.st_size
             entry = _entry(parts, opened, tarfile.REGTYPE)
             entry.size = opened.st_size
             tar.addfile(entry, _SizedReader(fd, opened.st_size, stop))
@@ -172,9 +192,12 @@ class _Counting:
 
 
 def write_archive(
-    root_fd: int, ignore: DenyList, sink: BinaryIO, stop: threading.Event
+    root_fd: int, ignore: DenyList, sink: BinaryIO, budget: int, stop: threading.Event
 ) -> ArchiveStats:
-    """Stream the tree below ``root_fd`` as tar.gz into ``sink`` (which is not closed)."""
+    """Stream the tree below ``root_fd`` as tar.gz into ``sink`` (which is not closed).
+
+    ``budget``: the most the regular files may hold together (else :class:`BackupTooLarge`).
+    """
     stats = ArchiveStats()
     with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0) as gz:
         counting = _Counting(gz)
@@ -188,7 +211,7 @@ def write_archive(
             for parts, info, parent in walk(root_fd, ignore):
                 if stop.is_set():
                     raise BackupCancelled("the agent is stopping")
-                _add(tar, parts, info, parent, stats, stop)
+                _add(tar, parts, info, parent, stats, budget, stop)
         finally:
             tar.close()
         stats.archive_bytes = counting.count

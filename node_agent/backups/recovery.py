@@ -25,10 +25,17 @@ RESTARTED_DURING_BACKUP: Final = "agent restarted during the backup"
 RESTARTED_DURING_RESTORE: Final = "agent restarted during the restore"
 
 
-async def recover_node(store: BackupStore, servers: ServerRegistry) -> None:
-    """Settle every server's backups and restores."""
+async def settle_restores(store: BackupStore, servers: ServerRegistry) -> None:
+    """Finish or undo every interrupted restore: before any game starts (the agent's start-up
+    calls it ahead of bringing back power states), since its files are half swapped."""
     for server_id in await asyncio.to_thread(store.servers):
         await _recover_restore(store, servers, server_id)
+
+
+async def recover_node(store: BackupStore, servers: ServerRegistry) -> None:
+    """Settle every server's backups and restores."""
+    await settle_restores(store, servers)
+    for server_id in await asyncio.to_thread(store.servers):
         await asyncio.to_thread(_recover_records, store, server_id)
 
 

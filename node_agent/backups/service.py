@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import structlog
 
@@ -42,6 +44,13 @@ from shared.node_api import BackupEvent
 log = structlog.get_logger("agent.backups")
 MIB: Final = 1024 * 1024
 LOCK_WAIT_SECONDS: Final = 5.0
+# Threads of the backups' own: a backup or restore holds one for as long as it runs, and the
+# agent's shared pool (cores + 4 threads) serves every file operation of every server. More
+# at once wait their turn (their record says running).
+WORKERS: Final = max(2, (os.cpu_count() or 2) // 2)
+
+
+_T = TypeVar("_T")
 
 
 class _Writable(Protocol):
@@ -105,6 +114,12 @@ class BackupService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = threading.Event()
         self._closing = asyncio.Event()
+        self._workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="backup")
+
+    async def _in_worker(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Run ``work(*args)`` on a backup thread (never one of the agent's shared ones)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._workers, functools.partial(work, *args))
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -204,16 +219,20 @@ class BackupService:
     ) -> None:
         server_id, backup_id = record.server, record.backup_id
         key, ignore = order.key_bytes(), DenyList(order.ignore)
+        # What a restore of it may write: hard links and sparse files cannot make it more.
+        budget = server.spec.disk_mib * MIB
         try:
             running = await self._before_backup(server, order)
             consistency: Consistency
             if self._backend == "btrfs":
                 async with read_only_snapshot(server.volume.path, backup_id) as source:
-                    written = await asyncio.to_thread(self._write, source, record, key, ignore)
+                    written = await self._in_worker(
+                        self._write, source, record, key, ignore, budget
+                    )
                 consistency = "snapshot"
             else:
-                written = await asyncio.to_thread(
-                    self._write, server.volume.path, record, key, ignore
+                written = await self._in_worker(
+                    self._write, server.volume.path, record, key, ignore, budget
                 )
                 consistency = "live" if running else "stopped"
             stats = written.stats
@@ -257,7 +276,9 @@ class BackupService:
             size=record.size_bytes,
         )
 
-    def _write(self, source: Path, record: BackupRecord, key: bytes, ignore: DenyList) -> _Written:
+    def _write(
+        self, source: Path, record: BackupRecord, key: bytes, ignore: DenyList, budget: int
+    ) -> _Written:
         part = self.store.part(record.server, record.backup_id)
         part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -267,7 +288,7 @@ class BackupService:
             archive = _HashingSink(writer)
             root_fd = open_root(source)
             try:
-                stats = write_archive(root_fd, ignore, archive, self._stop)  # type: ignore[arg-type]
+                stats = write_archive(root_fd, ignore, archive, budget, self._stop)  # type: ignore[arg-type]
             finally:
                 os.close(root_fd)
             writer.close()
@@ -330,7 +351,7 @@ class BackupService:
         outcome = record.restore
         assert outcome is not None
         try:
-            tree = await asyncio.to_thread(
+            tree = await self._in_worker(
                 self._restore_files, server, backup_id, path, key, server.spec.disk_mib * MIB
             )
             outcome = outcome.model_copy(
@@ -414,3 +435,4 @@ class BackupService:
         self._stop.set()
         self._closing.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._workers.shutdown(wait=False, cancel_futures=True)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import uuid
 from collections.abc import Callable
 from typing import Final, Literal
 
 from node_agent.backups.archive import RESERVED_PREFIX
 from node_agent.files.confine import DIRECTORY_FLAGS, lstat_at
+from node_agent.files.errors import PathRefused
 from node_agent.files.tree import delete
 
 STAGE: Final = RESERVED_PREFIX + "new"
@@ -33,14 +35,47 @@ Journal = Callable[[Phase], None]
 
 
 def discard(root_fd: int, name: str) -> None:
-    """Remove ``name`` from the root: a tree (links inside unlinked, never followed) or a file."""
+    """Remove ``name`` from the root: a tree (links inside unlinked, never followed) or a file.
+
+    A tree of any depth: the live files set aside are the game's, and it may have made a
+    directory chain deeper than the file API walks (``files.tree.MAX_DEPTH``).
+    """
     info = lstat_at(root_fd, name)
     if info is None:
         return
     if stat.S_ISDIR(info.st_mode):
-        delete(root_fd, (name,))
+        try:
+            delete(root_fd, (name,))
+        except PathRefused:
+            _delete_flattening(root_fd, name)
     else:
         os.unlink(name, dir_fd=root_fd)
+
+
+def _delete_flattening(root_fd: int, name: str) -> None:
+    """Delete the tree ``name`` holding two descriptors at most, whatever its depth: each
+    subdirectory's entries are moved up into the tree's top (renames within one filesystem)
+    before it is removed; files and links are unlinked where they lie, never followed."""
+    top = os.open(name, DIRECTORY_FLAGS, dir_fd=root_fd)
+    try:
+        while names := _names(top):
+            for child in names:
+                info = lstat_at(top, child)
+                if info is None:
+                    continue
+                if not stat.S_ISDIR(info.st_mode):
+                    os.unlink(child, dir_fd=top)
+                    continue
+                sub = os.open(child, DIRECTORY_FLAGS, dir_fd=top)
+                try:
+                    for inner in _names(sub):
+                        os.rename(inner, uuid.uuid4().hex, src_dir_fd=sub, dst_dir_fd=top)
+                finally:
+                    os.close(sub)
+                os.rmdir(child, dir_fd=top)
+    finally:
+        os.close(top)
+    os.rmdir(name, dir_fd=root_fd)
 
 
 def make_stage(root_fd: int) -> int:

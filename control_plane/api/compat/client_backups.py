@@ -4,18 +4,20 @@ limit and audit records."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import Field
 
 from control_plane.api import backups as native
-from control_plane.api.backup_actions import BackupCreate
+from control_plane.api.backup_actions import DELETE_PERMISSION, BackupCreate
 from control_plane.api.compat.envelope import CompatObject, collection, item, timestamp
 from control_plane.api.compat.errors import BadRequest, DisplayError
 from control_plane.api.compat.ids import CLIENT_IDS
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.schemas.common import Input
+from control_plane.security.authorization import refusal
 from control_plane.services import backups as service
 from shared.errors import ErrorDetail
 
@@ -73,7 +75,13 @@ async def list_backups(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 async def create_backup(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     body: CompatBackupCreate = req.body
     ignore = [line.strip() for line in (body.ignored or "").splitlines() if line.strip()]
-    req.body = BackupCreate(name=body.name, ignore=ignore)
+    # As Pterodactyl: the lock is taken only from a caller who may delete backups, else left
+    # out without an error.
+    may_lock = refusal(
+        req.me, replace(req.endpoint.requirement, permission=DELETE_PERMISSION), req.access
+    )
+    locked = body.is_locked and may_lock is None
+    req.body = BackupCreate(name=body.name, ignore=ignore, locked=locked)
     made = await native.create_backup(req)
     assert isinstance(made, native.BackupOut)
     return item("backup", backup_attributes(made))

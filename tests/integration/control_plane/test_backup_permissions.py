@@ -6,6 +6,8 @@ through the API or through a schedule. Against a real agent."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from node_agent.backups.store import BACKUPS_DIR
@@ -96,3 +98,24 @@ async def test_a_sub_user_who_may_only_make_backups_cannot_type_or_delete_throug
     await helper.json("POST", f"{schedules}/{nightly['id']}/run", status=202)
     run = await finished_run(helper, f"{schedules}/{nightly['id']}")
     assert run["status"] == "completed", run
+
+
+async def test_a_backup_the_node_refuses_deletes_no_old_one(stack: Stack) -> None:
+    """At the limit, the oldest backup was deleted first, then the node was told: when the
+    node refused the new one (another backup of the server still running — a second click,
+    a schedule's next run), the old backup was gone and no new one made."""
+    server_id, owner = await stack.owned_server("twice@example.org")
+    backups = f"/api/v1/servers/{server_id}/backups"
+    await make_backup(owner, backups, "first")
+    # Enough data that the next backup takes a few seconds.
+    with (stack.volume(server_id) / "big.bin").open("wb") as big:
+        for _ in range(24):
+            big.write(os.urandom(8 * 1024 * 1024))
+    running = await owner.json("POST", backups, status=202, json={"name": "second"})
+
+    refused = await owner.json("POST", backups, status=409, json={"name": "third"})
+    assert "running" in refused["error"]["message"], refused
+    await wait_for_backup(owner, f"{backups}/{running['id']}")
+    assert await names(owner, backups) == ["first", "second", "third"]
+    archives = stack.agent.data_dir / BACKUPS_DIR / server_id
+    assert len(list(archives.glob("*.stbk"))) == 2

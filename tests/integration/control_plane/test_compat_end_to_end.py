@@ -293,3 +293,42 @@ async def test_a_bot_manages_files_through_the_client_api(stack: Stack) -> None:
     assert {"server.files.write", "server.files.rename", "server.files.delete"} <= {
         entry["action"] for entry in trail["data"]
     }
+
+
+async def test_a_backup_made_locked_through_the_client_api_stays_locked(stack: Stack) -> None:
+    """Pterodactyl's ``is_locked`` on create was accepted and dropped: the bot's "keep this
+    one" backup was unlocked, so the next backup at the server's limit deleted it. It is kept
+    from a caller who may delete backups, and left out (as Pterodactyl does) from one who may
+    not (who could otherwise pin backups the owner's rotation can never remove)."""
+    server_id, owner = await stack.owned_server("locker@example.org")
+    bot = await pterodactyl_key(stack.panel, owner, "client")
+    identifier = (await bot.json("GET", "/api/client"))["data"][0]["attributes"]["identifier"]
+    backups = f"/api/client/servers/{identifier}/backups"
+    made = await bot.json("POST", backups, json={"name": "keep me", "is_locked": True})
+    assert made["attributes"]["is_locked"] is True, made
+    uuid_ = made["attributes"]["uuid"]
+    deadline = time.monotonic() + 60
+    while not (await bot.json("GET", f"{backups}/{uuid_}"))["attributes"]["completed_at"]:
+        assert time.monotonic() < deadline, "the backup never finished"
+        await asyncio.sleep(0.3)
+    assert (await bot.json("GET", f"{backups}/{uuid_}"))["attributes"]["is_locked"] is True
+    refused = await bot.request("DELETE", f"{backups}/{uuid_}")
+    assert refused.status == 400
+    # Ours says the same, and asks for backups.delete when it is not held.
+    native = f"/api/v1/servers/{server_id}/backups"
+    assert (await owner.json("GET", f"{native}/{uuid_}"))["locked"] is True
+
+    await stack.panel.create_user("helper@example.org")
+    helper = await stack.panel.browser()
+    await helper.login("helper@example.org")
+    await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": "helper@example.org", "permissions": ["backups.read", "backups.create"]},
+    )
+    refused_native = await helper.json("POST", native, status=403, json={"locked": True})
+    assert "'backups.delete' permission" in refused_native["error"]["message"]
+    helper_bot = await pterodactyl_key(stack.panel, helper, "client")
+    theirs = await helper_bot.json("POST", backups, json={"name": "x", "is_locked": True})
+    assert theirs["attributes"]["is_locked"] is False, theirs

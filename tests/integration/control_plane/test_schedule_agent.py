@@ -122,3 +122,46 @@ async def test_deleting_old_backups_keeps_the_newest_and_the_locked_ones(stack: 
     assert sorted(e["details"]["backup"] for e in trail["data"]) == sorted(made[1:3])
     # The node's archives (and their records) went too.
     assert {path.name.split(".")[0] for path in archives.iterdir()} == {made[0], made[3]}
+
+
+async def test_failed_backups_never_take_the_place_of_good_ones(stack: Stack) -> None:
+    """A game can make every backup fail (here a sparse file past the disk limit). A failed
+    backup holds nothing, yet it counted as one kept: "keep 2" after two failed runs deleted
+    every good backup, and at the server's limit each new (failing) backup deleted the oldest
+    good one. Now failed ones go first and never count as kept."""
+    server_id, owner = await stack.owned_server("failing@example.org")
+    backups = f"/api/v1/servers/{server_id}/backups"
+
+    async def backup(name: str) -> dict[str, Any]:
+        made = await owner.json("POST", backups, status=202, json={"name": name})
+        return await wait_for_backup(owner, f"{backups}/{made['id']}")
+
+    good = [await backup(name) for name in ("good-1", "good-2")]
+    assert [b["status"] for b in good] == ["completed", "completed"]
+    with (stack.volume(server_id) / "sparse.bin").open("wb") as sparse:
+        sparse.truncate(2 * 1024**3)  # 2 GiB of nothing: more than the 1 GiB limit
+    # The limit is 5: the fourth failure makes room, and a failed backup goes, not good-1.
+    failed = [await backup(f"failed-{n}") for n in range(1, 5)]
+    assert {b["status"] for b in failed} == {"failed"}, failed
+    left = [b["name"] for b in (await owner.json("GET", backups))["data"]]
+    assert sorted(left) == ["failed-2", "failed-3", "failed-4", "good-1", "good-2"]
+
+    base = f"/api/v1/servers/{server_id}/schedules"
+    prune = await owner.json(
+        "POST",
+        base,
+        status=201,
+        json={
+            "name": "prune",
+            "cron": "0 3 * * *",
+            "tasks": [{"action": "delete_backups", "keep": 2}],
+        },
+    )
+    await owner.json("POST", f"{base}/{prune['id']}/run", status=202)
+    run = await finished_run(owner, f"{base}/{prune['id']}")
+
+    assert run["status"] == "completed", run
+    left = [b["name"] for b in (await owner.json("GET", backups))["data"]]
+    assert sorted(left) == ["good-1", "good-2"]
+    archives = stack.agent.data_dir / BACKUPS_DIR / server_id
+    assert {path.name.split(".")[0] for path in archives.iterdir()} == {b["id"] for b in good}

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -296,3 +298,63 @@ async def test_file_operations_and_a_restore_never_overlap(
     assert (volume / "world.dat").read_bytes() == b"saved\n"
     assert not (volume / "late.txt").exists()  # written before the restore began: replaced
     assert (await api.write_file(server_id, "after.txt", b"ok")).status == 200
+
+
+async def test_a_tree_too_deep_to_back_up_is_still_replaced_by_a_restore(
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, live_agent: LiveAgent
+) -> None:
+    """The game makes a directory chain deeper than the agent walks (300 levels). A restore
+    replaced the files, then failed deleting the old tree aside: reported failed though done,
+    the old tree left in the volume, and every later restore refused from then on."""
+    server_id = await servers.started()
+    populate(server_id)
+    volume = live_agent.volume(server_id)
+    await stop(api, server_id)
+    before = tree_hash(volume)
+    key = new_key()
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"
+
+    assert (await api.power(server_id, "start")).status == 200
+    in_game(server_id, "cd /home/container && for i in $(seq 300); do mkdir d && cd d; done")
+    await stop(api, server_id)
+    for attempt in range(2):
+        answer = await backups.restore(server_id, backup_id, key)
+        assert answer.status == 202, (attempt, answer)
+        outcome = await backups.restored(server_id, backup_id)
+        assert outcome["status"] == "completed", (attempt, outcome)
+        assert tree_hash(volume) == before
+        assert leftovers(volume) == []
+
+
+async def test_backups_of_many_servers_at_once_leave_the_agent_answering(
+    servers: LiveServers, api: FilesClient, backups: BackupsClient, live_agent: LiveAgent
+) -> None:
+    """Each backup held one of the agent's few shared worker threads (cores + 4) for as long
+    as it ran: a handful of servers backed up at once (tenants' nightly schedules at the same
+    hour) left no thread for anyone's file listing, reading or writing until one ended.
+    Backups and restores run on threads of their own."""
+    busy = [await servers.create() for _ in range(12)]
+    for server_id in busy:
+        random_file = live_agent.volume(server_id) / "region.bin"
+        random_file.write_bytes(os.urandom(48 * 1024 * 1024))
+    other = await servers.create()
+    (live_agent.volume(other) / "motd.txt").write_text("hello\n")
+    key = new_key()
+    made = []
+    for backup_id, answer in await asyncio.gather(*(backups.create(s, key) for s in busy)):
+        assert answer.status == 202, answer
+        made.append((uuid.UUID(answer.body["server"]), backup_id))
+
+    started = time.monotonic()
+    listing = await api.listing(other)
+    waited = time.monotonic() - started
+    assert listing.status == 200, listing
+    still_running = [
+        (await backups.read(server_id, backup_id)).body["status"] for server_id, backup_id in made
+    ]
+    assert "running" in still_running  # the listing really came while they ran
+    assert waited < 1.5, f"a file listing waited {waited:.1f} s behind the backups"
+    for server_id, backup_id in made:
+        assert (await backups.finished(server_id, backup_id, timeout=120))["status"] == "completed"

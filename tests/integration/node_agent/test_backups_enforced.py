@@ -85,3 +85,59 @@ async def test_backup_and_restore_keep_the_disk_limit(
     await start(node, server_id)
     refused = await write_mib(docker, server_id, "fill.bin", 80)
     assert any(error in refused for error in ("Disk quota exceeded", "No space left")), refused
+
+
+async def test_hard_links_and_sparse_files_cannot_make_a_backup_bigger_than_the_disk_limit(
+    node: QuotaNode,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    docker: aiodocker.Docker,
+) -> None:
+    """A game's hard links and sparse files cost (almost) nothing of its disk limit; each
+    backup used to store them in full on the node's own disk, outside every limit (one 16 MiB
+    file linked 8 times: 128 MiB of random data kept for a 64 MiB server, a million links a
+    host's disk). A backup holds at most the server's disk limit, the most a restore takes."""
+    backups = BackupsClient(FilesClient(node.agent, signing_key, http))
+    server_id = await node.create(disk_mib=64)
+    await start(node, server_id)
+    code, output = await exec_in(
+        docker,
+        game_container_name(server_id),
+        "sh",
+        "-c",
+        "cd /home/container && head -c 16777216 /dev/urandom > r.bin"
+        " && for i in 1 2 3 4 5 6 7; do ln r.bin r$i.bin; done",
+    )
+    assert code == 0, output
+    key = new_key()
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    record = await backups.finished(server_id, backup_id)
+    assert record["status"] == "failed", record
+    assert "disk limit" in record["reason"], record
+    stored = node.agent.data_dir / "backups" / str(server_id)
+    assert [p.name for p in stored.iterdir() if ".stbk" in p.name] == []
+
+    # A sparse file: 1 GiB written as zeros by a backup, nothing of the limit in the volume.
+    code, output = await exec_in(
+        docker,
+        game_container_name(server_id),
+        "sh",
+        "-c",
+        "cd /home/container && rm r?.bin && truncate -s 1G sparse.bin",
+    )
+    assert code == 0, output
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    record = await backups.finished(server_id, backup_id)
+    assert record["status"] == "failed", record
+    assert "disk limit" in record["reason"], record
+
+    # Within the limit, the same volume backs up.
+    code, output = await exec_in(
+        docker, game_container_name(server_id), "rm", "/home/container/sparse.bin"
+    )
+    assert code == 0, output
+    backup_id, answer = await backups.create(server_id, key)
+    assert answer.status == 202, answer
+    assert (await backups.finished(server_id, backup_id))["status"] == "completed"

@@ -54,7 +54,7 @@ def backup_of(tree: Path, target: Path, key: bytes, backup_id: uuid.UUID) -> Non
     fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
     with target.open("wb") as sink:
         writer = BackupWriter(sink, key, backup_id)
-        write_archive(fd, DenyList([]), writer, threading.Event())  # type: ignore[arg-type]
+        write_archive(fd, DenyList([]), writer, 1 << 40, threading.Event())  # type: ignore[arg-type]
         writer.close()
     os.close(fd)
 
