@@ -20,7 +20,7 @@ import contextlib
 import os
 import stat
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final, Literal
 
 from node_agent.backups.archive import RESERVED_PREFIX
@@ -55,11 +55,16 @@ def discard(root_fd: int, name: str) -> None:
 def _delete_flattening(root_fd: int, name: str) -> None:
     """Delete the tree ``name`` holding two descriptors at most, whatever its depth: each
     subdirectory's entries are moved up into the tree's top (renames within one filesystem)
-    before it is removed; files and links are unlinked where they lie, never followed."""
+    before it is removed; files and links are unlinked where they lie, never followed.
+    Directories are read as they go (files.tree.walk says why); names moved up during a
+    pass are met by it or by the next, which runs until the top is empty."""
     top = os.open(name, DIRECTORY_FLAGS, dir_fd=root_fd)
     try:
-        while names := _names(top):
-            for child in names:
+        emptied = False
+        while not emptied:
+            emptied = True
+            for child in _entries(top):
+                emptied = False
                 info = lstat_at(top, child)
                 if info is None:
                     continue
@@ -68,7 +73,7 @@ def _delete_flattening(root_fd: int, name: str) -> None:
                     continue
                 sub = os.open(child, DIRECTORY_FLAGS, dir_fd=top)
                 try:
-                    for inner in _names(sub):
+                    for inner in _entries(sub):
                         os.rename(inner, uuid.uuid4().hex, src_dir_fd=sub, dst_dir_fd=top)
                 finally:
                     os.close(sub)
@@ -76,6 +81,13 @@ def _delete_flattening(root_fd: int, name: str) -> None:
     finally:
         os.close(top)
     os.rmdir(name, dir_fd=root_fd)
+
+
+def _entries(dir_fd: int) -> Iterator[str]:
+    """The names in a directory, read as they come (never the whole listing at once)."""
+    with os.scandir(dir_fd) as scan:
+        for item in scan:
+            yield item.name
 
 
 def make_stage(root_fd: int) -> int:
@@ -88,14 +100,12 @@ def make_stage(root_fd: int) -> int:
 
 def _move_all(source_fd: int, target_fd: int, skip: frozenset[str] = frozenset()) -> None:
     # Read as it goes (the game may have made millions of names here: files.tree.walk).
-    with os.scandir(source_fd) as scan:
-        for item in scan:
-            name = item.name
-            if name in skip:
-                continue
-            if lstat_at(target_fd, name) is not None:
-                continue  # already moved on a previous, interrupted round
-            os.rename(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
+    for name in _entries(source_fd):
+        if name in skip:
+            continue
+        if lstat_at(target_fd, name) is not None:
+            continue  # already moved on a previous, interrupted round
+        os.rename(name, name, src_dir_fd=source_fd, dst_dir_fd=target_fd)
 
 
 def _open_child(root_fd: int, name: str) -> int | None:
