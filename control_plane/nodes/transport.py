@@ -239,14 +239,22 @@ class NodeTransport:
                 # A stream's body may take its time; its answer may not (a frozen node would
                 # otherwise hold the client for the whole read timeout before a first byte).
                 async with asyncio.timeout(self._first_byte_seconds):
+                    # Never followed: a node (root on a game host is enough) would point the
+                    # control plane at anything in its own network, a cloud's metadata
+                    # service included, and have the answer passed back as a file.
                     response = await stack.enter_async_context(
                         self._session.request(
-                            method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
+                            method,
+                            url,
+                            ssl=self._ssl(node),
+                            timeout=timeout,
+                            allow_redirects=False,
+                            **kwargs,
                         )
                     )
                 offset = clock.measure(response.headers, sent_at=sent_at, received_at=time.time())
                 self.clock.record(node.id, offset)
-                if response.status >= 400:
+                if response.status >= 300:
                     await self._raise_for(node, response, offset)
                 yield response
         except aiohttp.ServerFingerprintMismatch as err:
