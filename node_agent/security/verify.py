@@ -2,9 +2,9 @@
 
 Routes are registered with :func:`serves` from their row of the node API table
 (``shared/node_endpoints.py``); the middleware verifies the token against the exact request
-(method, path with query, body) and then checks that the token's ``act`` and ``sub`` are the
-row's. A refused token is one log line with the reason (never the token) and a 401 in the
-common error shape.
+(method and path with query before a byte of the body is read, then the body) and then
+checks that the token's ``act`` and ``sub`` are the row's. A refused token is one log line
+with the reason (never the token) and a 401 in the common error shape.
 
 A row whose body is ``stream`` (uploads) is verified without reading its body: its token
 must carry the hash of the *empty* body, and the route itself bounds the body by a size that
@@ -81,13 +81,20 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
         raise _reject(request, "no bearer token")
     match = request.match_info
     route_spec = endpoint_of(match.handler) if match.http_exception is None else None
+    verifier = request.app[VERIFIER]
+    try:
+        # Before a byte of the body is read: a request without a token of ours for this
+        # method and path is refused at once, whatever body it announces.
+        pending = verifier.verify_request(
+            token.strip(), method=request.method, path=request.raw_path
+        )
+    except CommandRejected as err:
+        raise _reject(request, err.reason) from err
     # A streamed route's body is not read here (nor hashed): its token signs the empty body.
     streamed = route_spec is not None and route_spec.body == "stream"
     body = b"" if streamed or not request.body_exists else await request.read()
     try:
-        claims = request.app[VERIFIER].verify(
-            token.strip(), method=request.method, path=request.raw_path, body=body
-        )
+        claims = verifier.verify_body(pending, body)
     except CommandRejected as err:
         raise _reject(request, err.reason) from err
     if match.http_exception is not None:
