@@ -100,6 +100,31 @@ def _error_body(raw: bytes) -> ErrorBody | None:
         return None
 
 
+class NodeRedirected(aiohttp.ClientError):
+    """A node answered with a redirect (raised by :func:`refuse_redirects`)."""
+
+
+async def refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """A client middleware: a redirect from a node is never followed. Whoever holds a node
+    (root on a game host is enough) would point the control plane at anything in its own
+    network, a cloud's metadata service or an internal WebSocket included, and have the
+    answer passed back to them as a file or a console. aiohttp follows redirects per
+    request unless told not to; a WebSocket handshake cannot be told, so this refuses them
+    for every request of the session."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.release()
+        raise NodeRedirected(f"answered {response.status} (a redirect, not followed)")
+    return response
+
+
+def node_session() -> aiohttp.ClientSession:
+    """The HTTP client session for calls to nodes: :func:`refuse_redirects` on every one."""
+    return aiohttp.ClientSession(middlewares=(refuse_redirects,))
+
+
 class NodeNotConfigured(UpstreamUnavailable):
     """The control plane has no command-signing key, so it cannot command nodes."""
 
@@ -239,9 +264,7 @@ class NodeTransport:
                 # A stream's body may take its time; its answer may not (a frozen node would
                 # otherwise hold the client for the whole read timeout before a first byte).
                 async with asyncio.timeout(self._first_byte_seconds):
-                    # Never followed: a node (root on a game host is enough) would point the
-                    # control plane at anything in its own network, a cloud's metadata
-                    # service included, and have the answer passed back as a file.
+                    # Never followed (refuse_redirects), also on a session made elsewhere.
                     response = await stack.enter_async_context(
                         self._session.request(
                             method,
@@ -259,6 +282,8 @@ class NodeTransport:
                 yield response
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
+        except NodeRedirected as err:
+            raise UpstreamFailed(f"node {node.name!r} {err}") from err
         except TimeoutError as err:
             raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
         except aiohttp.ClientError as err:
@@ -488,6 +513,8 @@ class NodeTransport:
                 )
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
+        except NodeRedirected as err:
+            raise UpstreamFailed(f"node {node.name!r} {err}") from err
         except aiohttp.WSServerHandshakeError as err:
             # The body of a refused handshake is not read; the agent's time is told on a 401
             # only when it refused the token for its time.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.settings import load_settings
 from shared.command_keys import write_private_key
-from shared.node_endpoints import FILES_READ, SERVER_POWER, SERVER_UPDATE
+from shared.node_endpoints import FILES_READ, SERVER_CONSOLE, SERVER_POWER, SERVER_UPDATE
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
@@ -36,8 +37,14 @@ class Internal:
         self.hits: list[tuple[str, str, bytes]] = []
 
     def app(self) -> web.Application:
-        async def anything(request: web.Request) -> web.Response:
+        async def anything(request: web.Request) -> web.StreamResponse:
             self.hits.append((request.method, request.path, await request.read()))
+            socket = web.WebSocketResponse()
+            if socket.can_prepare(request).ok:  # an internal WebSocket service
+                await socket.prepare(request)
+                await socket.send_json({"event": "console output", "args": [SECRET.decode()]})
+                await socket.receive()
+                return socket
             return web.Response(body=SECRET)
 
         app = web.Application()
@@ -52,7 +59,7 @@ def hostile_node(internal: str) -> web.Application:
         raise web.HTTPTemporaryRedirect(f"{internal}/latest/meta-data/iam/security-credentials")
 
     app = web.Application()
-    for endpoint in (FILES_READ, SERVER_POWER, SERVER_UPDATE):
+    for endpoint in (FILES_READ, SERVER_POWER, SERVER_UPDATE, SERVER_CONSOLE):
         app.router.add_route(endpoint.method, endpoint.path, redirect)
     return app
 
@@ -109,4 +116,36 @@ async def test_a_redirect_from_a_node_is_not_followed(
     )
     assert power.status == 502, (power.status, await power.text())
 
+    assert internal.hits == [], "the control plane followed the node's redirect"
+
+
+async def test_a_redirected_console_handshake_is_not_followed(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    world, internal = await _world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    alices = world.ids["alice_server"]
+
+    # Followed, the control plane relayed the node owner's console to whatever WebSocket
+    # service the redirect named inside its network (a Docker API's attach, an admin
+    # console), its frames to the user and the user's messages to it.
+    seen: list[str] = []
+    refused: int | None = None
+    try:
+        async with world.alice.client.ws_connect(f"/api/v1/servers/{alices}/console") as socket:
+            for _ in range(3):
+                try:
+                    message = await socket.receive(timeout=3)
+                except TimeoutError:
+                    break
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    break
+                seen.append(str(message.data))
+    except aiohttp.WSServerHandshakeError as err:
+        refused = err.status
+    assert refused in (502, 503), (refused, seen)
+    assert not any(SECRET.decode() in frame for frame in seen), seen
     assert internal.hits == [], "the control plane followed the node's redirect"
