@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import structlog
@@ -70,6 +70,10 @@ _PASSED_ON: dict[int, type[ApiError]] = {
 _PASSED_HEADERS = ("Retry-After",)
 # An error body is a few hundred bytes; a node that sends more is not believed.
 _MAX_ERROR_BYTES = 64 * 1024
+# The longest JSON answer read from a node (a listing of the agent's default 10,000 entries,
+# each at the longest path and link target, stays under it): a longer one is the node's
+# failure, never read into memory whole (a compromised node would send gigabytes).
+MAX_NODE_ANSWER_BYTES: Final = 64 * 1024 * 1024
 
 
 def _target(node: Node, path: str, query: Mapping[str, str] | None) -> URL:
@@ -89,6 +93,19 @@ async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
         body += chunk
         if len(body) > _MAX_ERROR_BYTES:
             return b""
+    return bytes(body)
+
+
+async def _answer_body(node: Node, response: aiohttp.ClientResponse) -> bytes:
+    """A successful answer's body, read up to :data:`MAX_NODE_ANSWER_BYTES`; longer is the
+    node's failure (502), and the rest is not read."""
+    if (response.content_length or 0) > MAX_NODE_ANSWER_BYTES:
+        raise UpstreamFailed(f"node {node.name!r} sent a longer answer than we read")
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_NODE_ANSWER_BYTES:
+            raise UpstreamFailed(f"node {node.name!r} sent a longer answer than we read")
     return bytes(body)
 
 
@@ -341,11 +358,11 @@ class NodeTransport:
             signed_body=signed_body,
         )
 
-    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, text: str) -> Out:
+    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, raw: bytes) -> Out:
         if endpoint.answer != "json":
             return endpoint.response()
         try:
-            return endpoint.response.model_validate_json(text)
+            return endpoint.response.model_validate_json(raw)
         except ValidationError as err:
             raise UpstreamFailed(
                 f"node {node.name!r} answered {endpoint.action} with something else than "
@@ -393,8 +410,8 @@ class NodeTransport:
             data=content or None,
             headers=headers,
         ) as answer:
-            text = await answer.text()
-        return self._answer(endpoint, node, text)
+            raw = await _answer_body(node, answer)
+        return self._answer(endpoint, node, raw)
 
     @asynccontextmanager
     async def fetch(
@@ -453,8 +470,8 @@ class NodeTransport:
             data=chunks,
             headers=headers,
         ) as answer:
-            text = await answer.text()
-        return self._answer(endpoint, node, text)
+            raw = await _answer_body(node, answer)
+        return self._answer(endpoint, node, raw)
 
     def socket_token(
         self,

@@ -20,9 +20,16 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
+from control_plane.nodes.transport import MAX_NODE_ANSWER_BYTES
 from control_plane.settings import load_settings
 from shared.command_keys import write_private_key
-from shared.node_endpoints import FILES_READ, SERVER_CONSOLE, SERVER_POWER, SERVER_UPDATE
+from shared.node_endpoints import (
+    FILES_LIST,
+    FILES_READ,
+    SERVER_CONSOLE,
+    SERVER_POWER,
+    SERVER_UPDATE,
+)
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
@@ -149,3 +156,42 @@ async def test_a_redirected_console_handshake_is_not_followed(
     assert refused in (502, 503), (refused, seen)
     assert not any(SECRET.decode() in frame for frame in seen), seen
     assert internal.hits == [], "the control plane followed the node's redirect"
+
+
+async def test_an_endless_answer_from_a_node_is_not_read_whole(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # A node's answer was read whole into memory before it was looked at: a compromised node
+    # answering the health poll (or any call) with gigabytes took down the replica, then
+    # the next one to take the poll over. Only a bounded answer is read.
+    world, _internal = await _world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b" " * (1024 * 1024)
+        try:
+            for _ in range(MAX_NODE_ANSWER_BYTES // len(chunk) * 3):
+                await response.write(chunk)
+                sent[0] += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass  # the control plane stopped reading
+        return response
+
+    node = web.Application()
+    node.router.add_route(FILES_LIST.method, FILES_LIST.path, endless)
+    served = await aiohttp_server(node)
+    await world.admin.json(
+        "PATCH",
+        f"/api/v1/nodes/{world.ids['node']}",
+        json={"url": f"http://127.0.0.1:{served.port}"},
+    )
+    alices = world.ids["alice_server"]
+    listing = await world.alice.request("GET", f"/api/v1/servers/{alices}/files/list?path=/")
+    assert listing.status == 502, await listing.text()
+    assert sent[0] < 2 * MAX_NODE_ANSWER_BYTES, sent[0]
