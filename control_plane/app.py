@@ -56,6 +56,7 @@ from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
 from control_plane.nodes.health import node_health_monitor
+from control_plane.nodes.transport import node_session
 from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.observability.requests import observe_request
 from control_plane.observability.retention import retention_job
@@ -136,10 +137,10 @@ async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.signing_key_file
         else None
     )
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session, node_session() as to_nodes:
         app[HTTP] = session
         app[NODES] = NodeClient(
-            session,
+            to_nodes,
             signer,
             timeout=settings.node_timeout_seconds,
             allow_plain_http=not settings.is_production,

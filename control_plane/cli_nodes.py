@@ -12,11 +12,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.db.engine import create_engine, session_factory
 from control_plane.nodes.client import NodeClient, NodeNotConfigured
+from control_plane.nodes.transport import node_session
 from control_plane.security.command_signing import CommandSigner
 from control_plane.settings import ControlPlaneSettings
 
@@ -42,7 +42,7 @@ async def cli_context(settings: ControlPlaneSettings) -> AsyncIterator[CliContex
     signer = CommandSigner.from_file(Path(settings.signing_key_file), issuer=settings.issuer)
     engine = create_engine(settings.database_url or "")
     try:
-        async with aiohttp.ClientSession() as http:
+        async with node_session() as http:
             nodes = NodeClient(
                 http,
                 signer,

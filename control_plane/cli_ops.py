@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +19,7 @@ from control_plane.db.session import transaction
 from control_plane.errors import InvalidRequest
 from control_plane.nodes.client import NodeClient, NodeNotConfigured
 from control_plane.nodes.tls import normalize_fingerprint
+from control_plane.nodes.transport import node_session
 from control_plane.security.command_signing import CommandSigner
 from control_plane.security.encryption import SecretBox
 from control_plane.services import audit
@@ -136,7 +136,7 @@ async def ping_node(settings: ControlPlaneSettings, name: str) -> str:
     async with _engine(settings) as engine:
         async with transaction(session_factory(engine)) as session:
             node = await node_service.get_node_by_name(session, name)
-        async with aiohttp.ClientSession() as http:
+        async with node_session() as http:
             client = NodeClient(
                 http,
                 signer,

@@ -37,7 +37,7 @@ from node_agent.keys import (
 from node_agent.metrics import AgentMetrics
 from node_agent.sampler import resource_sampler_ctx
 from node_agent.security.replay import PersistentReplayCache
-from node_agent.security.verify import require_command, tell_time
+from node_agent.security.verify import largest_body, require_command, tell_time
 from node_agent.servers.records import RecordStore
 from node_agent.servers.registry import ServerRegistry
 from node_agent.servers.server import ServerServices
@@ -132,7 +132,7 @@ async def close_sockets(app: web.Application) -> None:
 def create_app(settings: AgentSettings) -> web.Application:
     app = web.Application(
         middlewares=[request_context, error_shape, require_command],
-        client_max_size=settings.max_body_bytes,
+        client_max_size=largest_body(settings.max_body_bytes),
         # Room for the longest command token, and for a longer one to reach the verifier,
         # which refuses it with a 401 and a log line rather than the parser's bare 400.
         handler_args={"max_field_size": 2 * MAX_TOKEN_LENGTH},

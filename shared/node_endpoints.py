@@ -49,7 +49,7 @@ from shared.server_spec import (
     ServerStats,
     ServerStatus,
 )
-from shared.sftp_api import SftpAccess
+from shared.sftp_api import MAX_ACCESS_TABLE_BYTES, SftpAccess
 
 Subject = Literal["node", "server"]
 BodyKind = Literal["none", "json", "raw", "stream"]
@@ -110,6 +110,9 @@ class NodeEndpoint(Generic[In, Out]):
     query: type[BaseModel] | None = None
     body: BodyKind = "json"
     answer: AnswerKind = "json"
+    # The largest body the agent reads for this row (json or raw); None: the agent's
+    # ``max_body_bytes``.
+    max_body: int | None = None
 
     def __post_init__(self) -> None:
         if (self.body == "json") != (self.request is not NoBody):
@@ -163,7 +166,7 @@ NODE_EVENT_STREAM = NodeEndpoint(
 NODE_SFTP_ACCESS = NodeEndpoint(
     "PUT", "/api/v1/sftp/access", "sftp.access", "node", SftpAccess, NoBody,
     "Replace the node's SFTP access table (docs/sftp.md); sessions it no longer allows close",
-    status=204, answer="none",
+    status=204, answer="none", max_body=MAX_ACCESS_TABLE_BYTES,
 )  # fmt: skip
 
 # --- servers ----------------------------------------------------------------------------

@@ -268,6 +268,16 @@ class CommandVerifier:
 
     def verify(self, token: str, *, method: str, path: str, body: bytes) -> CommandClaims:
         """Return the claims if ``token`` authorises this exact request; else raise."""
+        return self.verify_body(self.verify_request(token, method=method, path=path), body)
+
+    def verify_request(self, token: str, *, method: str, path: str) -> CommandClaims:
+        """Everything that can be decided before the request's body is read: the token is
+        ours, for this node, in its lifetime, for this method and path. Its claims then go
+        to :meth:`verify_body` with the body; nothing else may act on them.
+
+        The agent asks this first, so that whoever reaches its port without a token of ours
+        is refused at once, never holding a connection and a body's buffer meanwhile.
+        """
         if len(token) > MAX_TOKEN_LENGTH:
             raise CommandRejected("token too long")
         segments = token.split(".")
@@ -289,7 +299,18 @@ class CommandVerifier:
         if claims.aud != self._audience:
             raise CommandRejected("wrong aud")
         self._check_times(claims)
-        self._check_binding(claims, method=method, path=path, body=body)
+        if claims.htm != method.upper():
+            raise CommandRejected("wrong htm")
+        if claims.htu != path:
+            raise CommandRejected("wrong htu")
+        return claims
+
+    def verify_body(self, claims: CommandClaims, body: bytes) -> CommandClaims:
+        """The second half of :meth:`verify`, for claims :meth:`verify_request` returned:
+        the body's hash, the lifetime again (the body may have taken its time), single use."""
+        self._check_times(claims)
+        if not secrets.compare_digest(claims.bdh, body_hash(body)):
+            raise CommandRejected("wrong bdh")
         # Last, so that a token refused for any other reason does not burn its jti. Kept for
         # the largest leeway any configuration may use, so raising it cannot reopen a window.
         if not self._replay.remember(claims.jti, claims.exp + MAX_LEEWAY_SECONDS):
@@ -319,11 +340,3 @@ class CommandVerifier:
             raise CommandRejected("lifetime over maximum")
         if claims.exp + self._leeway <= now:
             raise CommandRejected("expired")
-
-    def _check_binding(self, claims: CommandClaims, *, method: str, path: str, body: bytes) -> None:
-        if claims.htm != method.upper():
-            raise CommandRejected("wrong htm")
-        if claims.htu != path:
-            raise CommandRejected("wrong htu")
-        if not secrets.compare_digest(claims.bdh, body_hash(body)):
-            raise CommandRejected("wrong bdh")

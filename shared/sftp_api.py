@@ -26,6 +26,10 @@ MAX_KEYS_PER_USER: Final = 64
 MAX_SERVERS_PER_NODE: Final = 10_000
 # Table versions fit a signed 64-bit column.
 MAX_ACCESS_VERSION: Final = 2**63 - 1
+# The largest table (as JSON) a node takes. It is pushed whole: a node with many servers and
+# users has one far over the file-write body limit, and a table a node refuses leaves it
+# holding the last one, with every access since revoked.
+MAX_ACCESS_TABLE_BYTES: Final = 64 * 1024 * 1024
 
 AccountName = Annotated[str, StringConstraints(pattern=ACCOUNT_PATTERN)]
 PublicKeyText = Annotated[str, StringConstraints(min_length=16, max_length=MAX_KEY_TEXT)]

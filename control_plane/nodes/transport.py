@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import structlog
@@ -71,6 +71,10 @@ _PASSED_ON: dict[int, type[ApiError]] = {
 _PASSED_HEADERS = ("Retry-After",)
 # An error body is a few hundred bytes; a node that sends more is not believed.
 _MAX_ERROR_BYTES = 64 * 1024
+# The longest JSON answer read from a node (a listing of the agent's default 10,000 entries,
+# each at the longest path and link target, stays under it): a longer one is the node's
+# failure, never read into memory whole (a compromised node would send gigabytes).
+MAX_NODE_ANSWER_BYTES: Final = 64 * 1024 * 1024
 
 
 def _target(node: Node, path: str, query: Mapping[str, str] | None) -> URL:
@@ -93,12 +97,50 @@ async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
+async def _answer_body(node: Node, response: aiohttp.ClientResponse) -> bytes:
+    """A successful answer's body, read up to :data:`MAX_NODE_ANSWER_BYTES`; longer is the
+    node's failure (502), and the rest is not read."""
+    if (response.content_length or 0) > MAX_NODE_ANSWER_BYTES:
+        raise UpstreamFailed(f"node {node.name!r} sent a longer answer than we read")
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_NODE_ANSWER_BYTES:
+            raise UpstreamFailed(f"node {node.name!r} sent a longer answer than we read")
+    return bytes(body)
+
+
 def _error_body(raw: bytes) -> ErrorBody | None:
     """The node's answer in the one error shape, or None if it is not that."""
     try:
         return ErrorResponse.model_validate_json(raw).error
     except ValidationError:
         return None
+
+
+class NodeRedirected(aiohttp.ClientError):
+    """A node answered with a redirect (raised by :func:`refuse_redirects`)."""
+
+
+async def refuse_redirects(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """A client middleware: a redirect from a node is never followed. Whoever holds a node
+    (root on a game host is enough) would point the control plane at anything in its own
+    network, a cloud's metadata service or an internal WebSocket included, and have the
+    answer passed back to them as a file or a console. aiohttp follows redirects per
+    request unless told not to; a WebSocket handshake cannot be told, so this refuses them
+    for every request of the session."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.release()
+        raise NodeRedirected(f"answered {response.status} (a redirect, not followed)")
+    return response
+
+
+def node_session() -> aiohttp.ClientSession:
+    """The HTTP client session for calls to nodes: :func:`refuse_redirects` on every one."""
+    return aiohttp.ClientSession(middlewares=(refuse_redirects,))
 
 
 class NodeNotConfigured(UpstreamUnavailable):
@@ -240,18 +282,26 @@ class NodeTransport:
                 # A stream's body may take its time; its answer may not (a frozen node would
                 # otherwise hold the client for the whole read timeout before a first byte).
                 async with asyncio.timeout(self._first_byte_seconds):
+                    # Never followed (refuse_redirects), also on a session made elsewhere.
                     response = await stack.enter_async_context(
                         self._session.request(
-                            method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
+                            method,
+                            url,
+                            ssl=self._ssl(node),
+                            timeout=timeout,
+                            allow_redirects=False,
+                            **kwargs,
                         )
                     )
                 offset = clock.measure(response.headers, sent_at=sent_at, received_at=time.time())
                 self.clock.record(node.id, offset)
-                if response.status >= 400:
+                if response.status >= 300:
                     await self._raise_for(node, response, offset)
                 yield response
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
+        except NodeRedirected as err:
+            raise UpstreamFailed(f"node {node.name!r} {err}") from err
         except TimeoutError as err:
             raise UpstreamNoAnswer(f"node {node.name!r} did not answer in time") from err
         except aiohttp.ClientConnectorError as err:
@@ -312,11 +362,11 @@ class NodeTransport:
             signed_body=signed_body,
         )
 
-    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, text: str) -> Out:
+    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, raw: bytes) -> Out:
         if endpoint.answer != "json":
             return endpoint.response()
         try:
-            return endpoint.response.model_validate_json(text)
+            return endpoint.response.model_validate_json(raw)
         except ValidationError as err:
             raise UpstreamFailed(
                 f"node {node.name!r} answered {endpoint.action} with something else than "
@@ -364,8 +414,8 @@ class NodeTransport:
             data=content or None,
             headers=headers,
         ) as answer:
-            text = await answer.text()
-        return self._answer(endpoint, node, text)
+            raw = await _answer_body(node, answer)
+        return self._answer(endpoint, node, raw)
 
     @asynccontextmanager
     async def fetch(
@@ -424,8 +474,8 @@ class NodeTransport:
             data=chunks,
             headers=headers,
         ) as answer:
-            text = await answer.text()
-        return self._answer(endpoint, node, text)
+            raw = await _answer_body(node, answer)
+        return self._answer(endpoint, node, raw)
 
     def socket_token(
         self,
@@ -484,6 +534,8 @@ class NodeTransport:
                 )
         except aiohttp.ServerFingerprintMismatch as err:
             raise mismatch_error(node.name, err) from err
+        except NodeRedirected as err:
+            raise UpstreamFailed(f"node {node.name!r} {err}") from err
         except aiohttp.WSServerHandshakeError as err:
             # The body of a refused handshake is not read; the agent's time is told on a 401
             # only when it refused the token for its time.

@@ -2,9 +2,9 @@
 
 Routes are registered with :func:`serves` from their row of the node API table
 (``shared/node_endpoints.py``); the middleware verifies the token against the exact request
-(method, path with query, body) and then checks that the token's ``act`` and ``sub`` are the
-row's. A refused token is one log line with the reason (never the token) and a 401 in the
-common error shape.
+(method and path with query before a byte of the body is read, then the body) and then
+checks that the token's ``act`` and ``sub`` are the row's. A refused token is one log line
+with the reason (never the token) and a 401 in the common error shape.
 
 A row whose body is ``stream`` (uploads) is verified without reading its body: its token
 must carry the hash of the *empty* body, and the route itself bounds the body by a size that
@@ -20,11 +20,11 @@ from typing import Any, Final, TypeVar
 import structlog
 from aiohttp import web
 
-from node_agent.keys import CLAIMS, METRICS, VERIFIER
+from node_agent.keys import CLAIMS, METRICS, SETTINGS, VERIFIER
 from node_agent.metrics import CONTAINER_OPERATIONS, refusal_reason, timed_operation
-from shared.errors import Unauthenticated
+from shared.errors import PayloadTooLarge, Unauthenticated
 from shared.logging import bind_log_context
-from shared.node_endpoints import NodeEndpoint
+from shared.node_endpoints import NODE_API, NodeEndpoint
 from shared.protocol import CommandRejected
 from shared.refusals import CLOCK_REFUSALS, NODE_TIME_HEADER, categorise, detail
 
@@ -72,6 +72,25 @@ async def tell_time(request: web.Request, response: web.StreamResponse) -> None:
         response.headers[NODE_TIME_HEADER] = f"{time.time():.3f}"
 
 
+async def _body(request: web.Request, route_spec: NodeEndpoint[Any, Any] | None) -> bytes:
+    """The body, up to the row's own limit (else the agent's ``max_body_bytes``): the app's
+    ``client_max_size`` is the largest any row takes (``largest_body``)."""
+    limit = request.app[SETTINGS].max_body_bytes
+    if route_spec is not None and route_spec.max_body is not None:
+        limit = route_spec.max_body
+    if (request.content_length or 0) > limit:
+        raise PayloadTooLarge("request body too large")
+    body = await request.read()
+    if len(body) > limit:
+        raise PayloadTooLarge("request body too large")
+    return body
+
+
+def largest_body(max_body_bytes: int) -> int:
+    """The most any request may bring: ``max_body_bytes``, or a row's own larger limit."""
+    return max([max_body_bytes, *(row.max_body or 0 for row in NODE_API)])
+
+
 @web.middleware
 async def require_command(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in PUBLIC_PATHS and request.method in {"GET", "HEAD"}:
@@ -81,13 +100,20 @@ async def require_command(request: web.Request, handler: Handler) -> web.StreamR
         raise _reject(request, "no bearer token")
     match = request.match_info
     route_spec = endpoint_of(match.handler) if match.http_exception is None else None
+    verifier = request.app[VERIFIER]
+    try:
+        # Before a byte of the body is read: a request without a token of ours for this
+        # method and path is refused at once, whatever body it announces.
+        pending = verifier.verify_request(
+            token.strip(), method=request.method, path=request.raw_path
+        )
+    except CommandRejected as err:
+        raise _reject(request, err.reason) from err
     # A streamed route's body is not read here (nor hashed): its token signs the empty body.
     streamed = route_spec is not None and route_spec.body == "stream"
-    body = b"" if streamed or not request.body_exists else await request.read()
+    body = b"" if streamed or not request.body_exists else await _body(request, route_spec)
     try:
-        claims = request.app[VERIFIER].verify(
-            token.strip(), method=request.method, path=request.raw_path, body=body
-        )
+        claims = verifier.verify_body(pending, body)
     except CommandRejected as err:
         raise _reject(request, err.reason) from err
     if match.http_exception is not None:

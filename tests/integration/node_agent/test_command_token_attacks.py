@@ -822,3 +822,40 @@ async def test_a_signed_body_with_two_meanings_is_refused(
     assert reply.status == 400, reply
     assert reply.body["error"]["code"] == "invalid_request"
     assert reply.body["error"]["message"] == f"the body is not strict JSON: {reason}"
+
+
+# --- what an unsigned request costs the agent ---
+
+
+async def _declare_a_body_and_wait(agent: AgentProcess, authorization: str) -> bytes:
+    """A PUT that announces a 1 MB body and sends none of it: the agent's first answer."""
+    host, port = "127.0.0.1", int(URL(agent.base_url).port or 0)
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(
+            (
+                "PUT /api/v1/sftp/access HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                f"Authorization: {authorization}\r\n"
+                "Content-Type: application/json\r\n"
+                "Content-Length: 1000000\r\n\r\n"
+            ).encode("ascii")
+        )
+        await writer.drain()
+        try:
+            return await asyncio.wait_for(reader.readline(), timeout=5)
+        except TimeoutError:
+            return b"(no answer: the agent waits for the body)"
+    finally:
+        writer.close()
+
+
+async def test_a_request_refused_on_its_token_alone_is_answered_before_its_body_is_read(
+    agent: AgentProcess, signing_key: SigningKey
+) -> None:
+    # Anyone who reaches the port: the agent must not hold a connection and a buffer of up
+    # to max_body_bytes for whoever declares a body, before it knows the token is ours.
+    other_path = mint_for(agent, signing_key)  # signed, but for GET /api/v1/system
+    for authorization in ("Bearer x.y.z", f"Bearer {other_path}"):
+        status_line = await _declare_a_body_and_wait(agent, authorization)
+        assert status_line.startswith(b"HTTP/1.1 401"), (authorization[:20], status_line)
