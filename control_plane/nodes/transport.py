@@ -241,11 +241,24 @@ class NodeTransport:
                 async with asyncio.timeout(self._first_byte_seconds):
                     response = await stack.enter_async_context(
                         self._session.request(
-                            method, url, ssl=self._ssl(node), timeout=timeout, **kwargs
+                            method,
+                            url,
+                            ssl=self._ssl(node),
+                            timeout=timeout,
+                            allow_redirects=False,
+                            **kwargs,
                         )
                     )
                 offset = clock.measure(response.headers, sent_at=sent_at, received_at=time.time())
                 self.clock.record(node.id, offset)
+                # A node is called at its own address only: followed, a redirect would have
+                # the control plane fetch wherever the node names (an address inside its own
+                # network, a metadata service) and hand that answer on as the node's.
+                if 300 <= response.status < 400:
+                    raise UpstreamFailed(
+                        f"node {node.name!r} answered with a redirect ({response.status}); "
+                        "a node is called at its own address only"
+                    )
                 if response.status >= 400:
                     await self._raise_for(node, response, offset)
                 yield response
