@@ -70,6 +70,9 @@ _PASSED_ON: dict[int, type[ApiError]] = {
 _PASSED_HEADERS = ("Retry-After",)
 # An error body is a few hundred bytes; a node that sends more is not believed.
 _MAX_ERROR_BYTES = 64 * 1024
+# The largest JSON answer read from a node (a listing of 10,000 entries with long paths is a
+# few MiB): what a node sends beyond is not held in memory, the call fails with 502.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 def _target(node: Node, path: str, query: Mapping[str, str] | None) -> URL:
@@ -89,6 +92,22 @@ async def _bounded_body(response: aiohttp.ClientResponse) -> bytes:
         body += chunk
         if len(body) > _MAX_ERROR_BYTES:
             return b""
+    return bytes(body)
+
+
+async def _answer_bytes(node: Node, action: str, response: aiohttp.ClientResponse) -> bytes:
+    """A JSON answer's body, read up to :data:`MAX_ANSWER_BYTES`; 502 past that."""
+    too_large = UpstreamFailed(
+        f"node {node.name!r} answered {action} with more than "
+        f"{MAX_ANSWER_BYTES // (1024 * 1024)} MiB"
+    )
+    if (response.content_length or 0) > MAX_ANSWER_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in response.content.iter_any():
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise too_large
     return bytes(body)
 
 
@@ -321,11 +340,11 @@ class NodeTransport:
             signed_body=signed_body,
         )
 
-    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, text: str) -> Out:
+    def _answer(self, endpoint: NodeEndpoint[Any, Out], node: Node, body: bytes) -> Out:
         if endpoint.answer != "json":
             return endpoint.response()
         try:
-            return endpoint.response.model_validate_json(text)
+            return endpoint.response.model_validate_json(body)
         except ValidationError as err:
             raise UpstreamFailed(
                 f"node {node.name!r} answered {endpoint.action} with something else than "
@@ -373,8 +392,8 @@ class NodeTransport:
             data=content or None,
             headers=headers,
         ) as answer:
-            text = await answer.text()
-        return self._answer(endpoint, node, text)
+            answered = await _answer_bytes(node, endpoint.action, answer)
+        return self._answer(endpoint, node, answered)
 
     @asynccontextmanager
     async def fetch(
@@ -433,8 +452,8 @@ class NodeTransport:
             data=chunks,
             headers=headers,
         ) as answer:
-            text = await answer.text()
-        return self._answer(endpoint, node, text)
+            answered = await _answer_bytes(node, endpoint.action, answer)
+        return self._answer(endpoint, node, answered)
 
     def socket_token(
         self,

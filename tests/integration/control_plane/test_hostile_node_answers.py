@@ -10,6 +10,7 @@ process).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,3 +138,22 @@ async def test_a_node_cannot_redirect_the_control_plane_to_an_address_of_its_net
         listing = await world.alice.request("GET", f"{files}/list", params={"path": "/"})
         assert listing.status == 502, (listing.status, await listing.text())
     assert internal.hits == []
+
+
+async def test_a_node_cannot_make_the_control_plane_hold_an_answer_of_any_size(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    node = HostileNode()
+    world = await stack_with(node, database_url, tmp_path, aiohttp_server, aiohttp_client)
+    files = f"/api/v1/servers/{world.ids['alice_server']}/files"
+    answer = await world.alice.json("GET", f"{files}/list", params={"path": "/"}, status=502)
+    await asyncio.sleep(0.5)  # what the node could still write into the socket's buffers
+    # Read up to the limit (64 MiB), then the connection was dropped.
+    assert node.sent < 96 * MIB, f"the control plane read {node.sent // MIB} MiB"
+    assert (
+        answer["error"]["message"] == "node 'dead-node' answered files.list with more than 64 MiB"
+    )
