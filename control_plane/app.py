@@ -56,6 +56,7 @@ from control_plane.nodes.client import NodeClient
 from control_plane.nodes.console import ConsoleSessions
 from control_plane.nodes.events import node_event_listener
 from control_plane.nodes.health import node_health_monitor
+from control_plane.nodes.transport import no_redirects
 from control_plane.observability.metrics import ControlPlaneMetrics
 from control_plane.observability.requests import observe_request
 from control_plane.observability.retention import retention_job
@@ -136,7 +137,8 @@ async def node_client_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.signing_key_file
         else None
     )
-    async with aiohttp.ClientSession() as session:
+    # A node's redirect is never followed (the OAuth calls on this session refuse theirs).
+    async with aiohttp.ClientSession(trace_configs=[no_redirects()]) as session:
         app[HTTP] = session
         app[NODES] = NodeClient(
             session,

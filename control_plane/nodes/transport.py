@@ -119,6 +119,25 @@ def _error_body(raw: bytes) -> ErrorBody | None:
         return None
 
 
+async def _refuse_redirect(
+    _session: aiohttp.ClientSession,
+    _context: Any,
+    params: aiohttp.TraceRequestRedirectParams,
+) -> None:
+    """No redirect is followed on the session that calls nodes, whatever the call: a
+    WebSocket's handshake (which cannot be told ``allow_redirects=False``) included."""
+    params.response.close()
+    raise aiohttp.TooManyRedirects(params.response.request_info, (params.response,))
+
+
+def no_redirects() -> aiohttp.TraceConfig:
+    """A trace config for the node client's session (``control_plane/app.py``): a redirect
+    fails the call instead of being followed to wherever the node names."""
+    config = aiohttp.TraceConfig()
+    config.on_request_redirect.append(_refuse_redirect)
+    return config
+
+
 class NodeNotConfigured(UpstreamUnavailable):
     """The control plane has no command-signing key, so it cannot command nodes."""
 

@@ -11,18 +11,24 @@ process).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
+from control_plane.db.models import Node
+from control_plane.db.session import transaction
+from control_plane.errors import ApiError
+from control_plane.keys import NODES, SESSIONS
 from control_plane.settings import load_settings
 from shared.command_keys import write_private_key
-from shared.node_endpoints import FILES_LIST, FILES_READ
+from shared.node_endpoints import FILES_LIST, FILES_READ, NODE_EVENT_STREAM
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
@@ -81,6 +87,7 @@ class HostileNode:
             return response
 
         app = web.Application()
+        app.router.add_get(NODE_EVENT_STREAM.path, redirect)
         app.router.add_get(FILES_READ.path, redirect)
         app.router.add_get(FILES_LIST.path, endless if not self.elsewhere else redirect)
         return app
@@ -137,6 +144,13 @@ async def test_a_node_cannot_redirect_the_control_plane_to_an_address_of_its_net
         assert download.status == 502, (download.status, body[:200])
         listing = await world.alice.request("GET", f"{files}/list", params={"path": "/"})
         assert listing.status == 502, (listing.status, await listing.text())
+        # A WebSocket (the node's event stream, a console) is not sent elsewhere either.
+        app = world.panel.server.app
+        async with transaction(app[SESSIONS]) as db:
+            stored = await db.get(Node, uuid.UUID(world.ids["node"]))
+        assert stored is not None
+        with pytest.raises(ApiError):
+            await app[NODES].open_events(stored)
     assert internal.hits == []
 
 
