@@ -178,7 +178,7 @@ class SftpFailuresEvent(BaseModel):
     type: Literal["sftp_failures"] = "sftp_failures"
     source: str = Field(max_length=64)
     count: int = Field(ge=1)
-    reasons: dict[str, int] = Field(max_length=16)
+    reasons: dict[Annotated[str, Field(max_length=64)], int] = Field(max_length=16)
     seconds: float
 
 

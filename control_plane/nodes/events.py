@@ -22,14 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import structlog
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from control_plane import background
@@ -47,7 +48,14 @@ from control_plane.services.servers.installs import (
     state_after,
 )
 from control_plane.services.servers.state import change_state
-from shared.node_api import SftpFailuresEvent, StatsEvent
+from shared.node_api import (
+    BackupEvent,
+    CrashEvent,
+    DiskFullEvent,
+    SftpFailuresEvent,
+    SftpLoginEvent,
+    StatsEvent,
+)
 
 log = structlog.get_logger("nodes.events")
 STATES = frozenset(
@@ -68,6 +76,30 @@ class LeaseLost(Exception):
 # second (so a disk hovering at the mark is announced once, not at every sample).
 NEARLY_FULL = 0.90
 NO_LONGER_NEARLY_FULL = 0.85
+# The events audited as they come: read as their model (a field no event has is not kept),
+# each text cut to this many characters (the node is not trusted to keep them short).
+AUDITED: Final[dict[str, type[BaseModel]]] = {
+    "crash": CrashEvent,
+    "backup": BackupEvent,
+    "disk_full": DiskFullEvent,
+    "sftp_login": SftpLoginEvent,
+}
+MAX_AUDITED_TEXT = 255
+
+
+def audited(event: BaseModel) -> dict[str, Any]:
+    """What the audit trail keeps of a node's event: its own fields, every text cut, a number
+    that is none (NaN, Infinity: JSON in Python, not in PostgreSQL or a browser) left out."""
+    details = event.model_dump(mode="json", exclude={"type", "server", "last_lines"})
+    return {key: _kept(value) for key, value in details.items()}
+
+
+def _kept(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:MAX_AUDITED_TEXT]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class NodeEventListener:
@@ -261,26 +293,29 @@ class NodeEventListener:
         if kind == "sftp_failures":
             await self._sftp_failures(node, event)
             return
+        if not isinstance(kind, str):
+            return
         try:
             server_id = uuid.UUID(str(event.get("server")))
-        except ValueError:
+            told = AUDITED[kind].model_validate(event) if kind in AUDITED else None
+        except (ValueError, ValidationError):  # not a server's event, or not one at all
             return
         async with transaction(self._app[SESSIONS]) as db:
             server = await db.get(Server, server_id)
             if server is None or server.node_id != node.id:
                 return
-            if kind == "state" and event.get("state") in STATES:
+            if kind == "state" and str(event.get("state")) in STATES:
                 state = str(event["state"])
                 # A failed install's server is offline on the node; here it stays failed.
                 if resync or not (state == "offline" and server.state == "install_failed"):
                     await change_state(db, server, state)
                 if state == "installing":
                     forget_install(server)
-            elif kind == "crash":
-                state = "starting" if event.get("restarting") else "crashed"
+            elif isinstance(told, CrashEvent):
+                state = "starting" if told.restarting else "crashed"
                 # Published even when the node's own ``crashed`` state event was lost.
                 await change_state(db, server, state)
-                await self._audit(db, "server.crashed", server, event)
+                await self._audit(db, "server.crashed", server, audited(told))
             elif kind == "install":
                 # Once, whichever comes first: the event, or the read after (re)connecting
                 # (an event sent while that read ran arrives after it).
@@ -289,18 +324,17 @@ class NodeEventListener:
                 install = record_install(server, event)
                 await change_state(db, server, state_after(install))
                 # The last lines stay out of the audit trail: scripts may print secrets.
-                details = install.model_dump(mode="json", exclude={"type", "last_lines"})
-                await self._audit(db, "server.install.finished", server, details)
-            elif kind == "backup" and event.get("operation", "create") == "create":
+                await self._audit(db, "server.install.finished", server, audited(install))
+            elif isinstance(told, BackupEvent) and told.operation == "create":
                 # A backup made in the background finished (webhooks and alerts act on it).
-                if event.get("status") in ("completed", "failed"):
-                    action = f"server.backup.{event['status']}"
-                    await self._audit(db, action, server, event)
-            elif kind == "disk_full":
-                await self._audit(db, "server.disk.full", server, event)
-            elif kind == "sftp_login":
-                action = "server.sftp.login" if event.get("success") else "server.sftp.login_failed"
-                await self._audit(db, action, server, event)
+                if told.status in ("completed", "failed"):
+                    action = f"server.backup.{told.status}"
+                    await self._audit(db, action, server, audited(told))
+            elif isinstance(told, DiskFullEvent):
+                await self._audit(db, "server.disk.full", server, audited(told))
+            elif isinstance(told, SftpLoginEvent):
+                action = "server.sftp.login" if told.success else "server.sftp.login_failed"
+                await self._audit(db, action, server, audited(told))
 
     async def _sftp_failures(self, node: Node, event: dict[str, Any]) -> None:
         """One window's failed SFTP logins from one source: one audit row on the node."""
@@ -317,13 +351,12 @@ class NodeEventListener:
                     "node.sftp.login_failures",
                     target_type="node",
                     target_id=str(node.id),
-                    details=summary.model_dump(mode="json", exclude={"type"}),
+                    details=audited(summary),
                 ),
             )
 
     @staticmethod
-    async def _audit(db: Any, action: str, server: Server, event: dict[str, Any]) -> None:
-        details = {k: v for k, v in event.items() if k not in {"type", "server"}}
+    async def _audit(db: Any, action: str, server: Server, details: dict[str, Any]) -> None:
         await audit.append(
             db,
             None,

@@ -133,6 +133,10 @@ class Scheduler:
         async with transaction(self._app[SESSIONS]) as db:
             await store.add_outcome(db, run.run_id, outcome)
 
+    async def _still_held(self, run: Claimed) -> bool:
+        async with transaction(self._app[READ_SESSIONS]) as db:
+            return await store.held(db, run.run_id, self.holder, self.clock.now())
+
     async def _steps(self, run: Claimed) -> tuple[str, str | None, dict[str, Any] | None]:
         """Run the tasks; return the run's status and reason, and the last task's outcome
         (recorded with the run's end: one commit fewer per run, which SQLite feels)."""
@@ -163,6 +167,11 @@ class Scheduler:
                     await self.clock.sleep(task.delay_seconds)
                 finally:
                     await self._slots.acquire()
+            if not await self._still_held(run):
+                # Frozen past the lease (SIGSTOP, a pause): the run may have been marked
+                # failed and the schedule run by another replica; nothing more is done here.
+                log.warning("schedule run: lease lost; its tasks stop", run=str(run.run_id))
+                return "failed", store.LEASE_EXPIRED, last
             started = self.clock.now().isoformat()
             try:
                 note = await tasks.perform(self._app, run.schedule_id, task)

@@ -214,6 +214,20 @@ async def expire_leases(db: AsyncSession, now: dt.datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+async def held(db: AsyncSession, run_id: uuid.UUID, holder: str, now: dt.datetime) -> bool:
+    """Whether ``holder`` still holds the run ``run_id`` under a live lease (a replica that
+    was frozen past it may find it marked failed, and its schedule run by another)."""
+    found = await db.scalar(
+        select(ScheduleRun.id).where(
+            ScheduleRun.id == run_id,
+            ScheduleRun.status == "running",
+            ScheduleRun.holder == holder,
+            ScheduleRun.lease_expires_at > now,
+        )
+    )
+    return found is not None
+
+
 async def renew(
     db: AsyncSession, run_ids: list[uuid.UUID], holder: str, until: dt.datetime
 ) -> None:
