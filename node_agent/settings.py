@@ -31,8 +31,9 @@ brings back the games that were running at its next start.
 
 Game and install containers get Docker's default seccomp profile (the copy shipped with the
 agent, or the file ``seccomp_base_profile`` names), with ``ioctl`` unable to create btrfs
-subvolumes and without io_uring (as Docker 25's default profile). A production agent with the btrfs backend refuses to start if that file cannot be
-used; otherwise the agent warns and leaves Docker's default profile in place.
+subvolumes and without io_uring (as Docker 25's default profile). A production agent with the
+btrfs backend refuses to start if that file cannot be used; otherwise the agent warns and
+leaves Docker's default profile in place.
 
 Game containers reach the internet and DNS but not loopback, link-local (cloud metadata),
 private, CGNAT or reserved addresses, nor this node except the ports games publish: an
