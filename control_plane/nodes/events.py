@@ -343,6 +343,14 @@ class NodeEventListener:
         except ValidationError:
             log.warning("node sent an unreadable sftp_failures event", node=node.name)
             return
+        # Reasons as values, not keys: the trail blanks a key that names a password, and
+        # the count of wrong passwords is the one an operator looks for.
+        details = audited(summary) | {
+            "reasons": [
+                {"reason": reason, "count": count}
+                for reason, count in sorted(summary.reasons.items())
+            ]
+        }
         async with transaction(self._app[SESSIONS]) as db:
             await audit.append(
                 db,
@@ -351,7 +359,7 @@ class NodeEventListener:
                     "node.sftp.login_failures",
                     target_type="node",
                     target_id=str(node.id),
-                    details=audited(summary),
+                    details=details,
                 ),
             )
 

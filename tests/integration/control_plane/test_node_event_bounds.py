@@ -116,7 +116,7 @@ async def test_a_number_that_is_no_number_does_not_break_the_audit_trail(
             select(AuditEntry).where(AuditEntry.action == "node.sftp.login_failures")
         )
         assert [(row.details["seconds"], row.details["reasons"]) for row in rows] == [
-            (None, {"wrong_key": 3})
+            (None, [{"reason": "wrong_key", "count": 3}])
         ]
     trail = await world.admin.request("GET", "/api/v1/audit", params={"target_id": server})
     assert trail.status == 200, await trail.text()
@@ -148,3 +148,30 @@ async def test_an_event_that_is_not_one_is_not_audited(engine: AsyncEngine, worl
             await db.scalars(select(AuditEntry.action).where(AuditEntry.action.like("server.%")))
         )
     assert audited == []
+
+
+async def test_failed_sftp_logins_keep_their_count_by_reason(
+    engine: AsyncEngine, world: World
+) -> None:
+    """The reason ``wrong_password`` names a password; its count is no secret (the audit
+    trail's redaction of keys that name one blanked it: password guessing went uncounted)."""
+    app = world.panel.server.app
+    listener = NodeEventListener(app)
+    async with transaction(app[SESSIONS]) as db:
+        node = await db.get(Node, uuid.UUID(world.ids["node"]))
+    assert node is not None
+    reasons = {"wrong_password": 3, "wrong_key": 1, "unknown_account": 2}
+    event = {"type": "sftp_failures", "source": "203.0.113.9", "count": 6, "seconds": 60}
+    await listener._apply(node, {**event, "reasons": reasons})
+
+    trail = await world.admin.json(
+        "GET", "/api/v1/audit", params={"action": "node.sftp.login_failures"}
+    )
+
+    assert [row["details"]["reasons"] for row in trail["data"]] == [
+        [
+            {"reason": "unknown_account", "count": 2},
+            {"reason": "wrong_key", "count": 1},
+            {"reason": "wrong_password", "count": 3},
+        ]
+    ]

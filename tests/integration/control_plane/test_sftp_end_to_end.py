@@ -345,6 +345,6 @@ async def test_a_flood_of_unknown_names_is_audited_in_a_bounded_number_of_rows(
     assert entry["action"] == "node.sftp.login_failures"
     assert entry["target_type"] == "node"
     assert set(entry["details"]) == {"source", "count", "reasons", "seconds"}
-    reasons = {reason for r in found for reason in r["details"]["reasons"]}
+    reasons = {reason["reason"] for r in found for reason in r["details"]["reasons"]}
     assert "unknown_account" in reasons
     assert reasons <= {"unknown_account", "rate_limited", "too_many_connections"}
