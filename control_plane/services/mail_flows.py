@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Final
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import MailToken, OutboxMail, PasskeyCredential, User
@@ -26,6 +26,10 @@ RESET_PATH: Final = "/api/v1/auth/password-reset"
 # What the mails link to: the panel's pages, which call the API routes above.
 VERIFY_PAGE: Final = "/verify-email"
 RESET_PAGE: Final = "/reset-password"
+# Reset mails one account is sent at most: (count, window). Each request also retires the
+# link mailed before, so without a bound anyone with enough client addresses floods the
+# owner's mailbox and keeps every link dead before it can be used.
+RESET_ALLOWANCE: Final = (5, dt.timedelta(hours=1))
 NO_MAIL: Final = "this panel sends no e-mail (no SMTP server is configured); ask an administrator"
 
 
@@ -117,15 +121,20 @@ async def pending_address(db: AsyncSession, user: User) -> MailToken | None:
 
 async def request_password_reset(
     db: AsyncSession, settings: ControlPlaneSettings, email: str
-) -> uuid.UUID | None:
-    """Queue a reset link if ``email`` names an enabled account; return its id or None.
+) -> tuple[uuid.UUID, bool] | None:
+    """Queue a reset link if ``email`` names an enabled account that has not used up its
+    :data:`RESET_ALLOWANCE`; return the account's id and whether a link was queued, or None.
 
     Both paths do the same work (a token made and hashed, the mail rendered, the same
     UPDATE run) and the caller answers the same, so neither the answer nor its timing
-    tells whether the address has an account.
+    tells whether the address has an account. Past the allowance nothing is mailed and the
+    last link mailed stays valid: counted in the database (every replica, any restart), under
+    a lock on the account's row so that requests at the same moment are counted in turn.
     """
     found = await find_login(db, email)
     user = found if found is not None and not found.disabled else None
+    if user is not None and await _resets_used_up(db, user.id):
+        return user.id, False
     token, digest = tokens.new_token()
     address = user.email if user else email.strip().lower()[:254]
     minutes = int(tokens.LIFETIMES["reset"].total_seconds() // 60)
@@ -158,7 +167,23 @@ async def request_password_reset(
         )
     )
     await db.flush()
-    return user.id
+    return user.id, True
+
+
+async def _resets_used_up(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the account was mailed its allowance of reset links within the window."""
+    await db.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    count, window = RESET_ALLOWANCE
+    mailed = await db.scalar(
+        select(func.count())
+        .select_from(MailToken)
+        .where(
+            MailToken.user_id == user_id,
+            MailToken.purpose == "reset",
+            MailToken.created_at > dt.datetime.now(dt.UTC) - window,
+        )
+    )
+    return (mailed or 0) >= count
 
 
 async def reset_password(
