@@ -4,6 +4,7 @@ address) and password reset. Mail is queued in the caller's transaction (the out
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from typing import Final
 
@@ -11,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import MailToken, OutboxMail, PasskeyCredential, User
-from control_plane.errors import Conflict, InvalidRequest
+from control_plane.errors import Conflict, InvalidRequest, RateLimited
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
 from control_plane.mail.templates import render
@@ -30,6 +31,9 @@ RESET_PAGE: Final = "/reset-password"
 # link mailed before, so without a bound anyone with enough client addresses floods the
 # owner's mailbox and keeps every link dead before it can be used.
 RESET_ALLOWANCE: Final = (5, dt.timedelta(hours=1))
+# Links to a new address that someone asked for (a change of address): (count, window) per
+# address, whoever asks.
+CHANGE_LINK_ALLOWANCE: Final = (3, dt.timedelta(hours=1))
 NO_MAIL: Final = "this panel sends no e-mail (no SMTP server is configured); ask an administrator"
 
 
@@ -89,6 +93,7 @@ async def request_email_change(
         user.email, user.email_verified_at = address, None
         await db.flush()
         return False
+    await _within_change_links(db, address)
     await send_verification(db, settings, user, address=address)
     await queue(
         db,
@@ -184,6 +189,34 @@ async def _resets_used_up(db: AsyncSession, user_id: uuid.UUID) -> bool:
         )
     )
     return (mailed or 0) >= count
+
+
+async def _within_change_links(db: AsyncSession, address: str) -> None:
+    """Refuse (429) a link to ``address`` once it was mailed its allowance of them: the
+    address is the caller's choice, and the route's limit is per client address only."""
+    count, window = CHANGE_LINK_ALLOWANCE
+    now = dt.datetime.now(dt.UTC)
+    sent = list(
+        await db.scalars(
+            select(MailToken.created_at)
+            .where(
+                MailToken.email == address,
+                MailToken.purpose == "verify",
+                MailToken.created_at > now - window,
+            )
+            .order_by(MailToken.created_at.desc())
+            .limit(count)
+        )
+    )
+    if len(sent) < count:
+        return
+    oldest = sent[-1] if sent[-1].tzinfo else sent[-1].replace(tzinfo=dt.UTC)
+    wait = max(1, math.ceil((oldest + window - now).total_seconds()))
+    raise RateLimited(
+        f"too many links were mailed to {address!r} lately; try again in {math.ceil(wait / 60)} "
+        "min",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 async def reset_password(
