@@ -31,6 +31,7 @@ from control_plane.security.rate_limit import (
 from control_plane.settings import load_settings
 from tests.conftest import service_missing
 from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.support.clocks import MonotonicClock
 from tests.support.panel import Panel
 from tests.support.world import build_world
@@ -130,6 +131,32 @@ async def test_power_actions_are_limited_per_server(panel: Panel) -> None:
         "POST", f"/api/v1/servers/{bob_server}/power", json={"action": "start"}
     )
     assert other.status == 503
+
+
+async def test_issuing_sftp_passwords_is_limited_like_signing_in(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    rate_clock: MonotonicClock,
+) -> None:
+    """Each SFTP password costs a scrypt (~50 ms of CPU and 16 MiB) and a push of the node's
+    whole access table: on the ``api`` preset one address had 100 a minute made."""
+    panel = await limited_panel(
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        rate_clock,
+        STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
+        STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    world = await build_world(panel)
+    path = f"/api/v1/servers/{world.ids['alice_server']}/sftp-password"
+    alice_at = {"X-Forwarded-For": "203.0.113.50"}  # the world's sign-ins came from 127.0.0.1
+    statuses = [
+        (await world.alice.request("POST", path, headers=alice_at)).status for _ in range(7)
+    ]
+    assert statuses == [201] * 5 + [429] * 2
 
 
 async def test_spoofed_forwarded_for_does_not_reset_a_limit(panel: Panel) -> None:
