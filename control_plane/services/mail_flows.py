@@ -31,9 +31,9 @@ RESET_PAGE: Final = "/reset-password"
 # link mailed before, so without a bound anyone with enough client addresses floods the
 # owner's mailbox and keeps every link dead before it can be used.
 RESET_ALLOWANCE: Final = (5, dt.timedelta(hours=1))
-# Links to a new address that someone asked for (a change of address): (count, window) per
-# address, whoever asks.
-CHANGE_LINK_ALLOWANCE: Final = (3, dt.timedelta(hours=1))
+# Verification links one address is mailed (registration, a resend, a change of address):
+# (count, window) per address, whoever asks — the address is the asker's choice.
+VERIFY_LINK_ALLOWANCE: Final = (3, dt.timedelta(hours=1))
 NO_MAIL: Final = "this panel sends no e-mail (no SMTP server is configured); ask an administrator"
 
 
@@ -49,6 +49,7 @@ async def send_verification(
     if not settings.mail_enabled:
         return False
     address = address or user.email
+    await _within_link_allowance(db, address)
     token = await tokens.issue(db, user_id=user.id, purpose="verify", email=address)
     hours = int(tokens.LIFETIMES["verify"].total_seconds() // 3600)
     await queue(
@@ -93,7 +94,6 @@ async def request_email_change(
         user.email, user.email_verified_at = address, None
         await db.flush()
         return False
-    await _within_change_links(db, address)
     await send_verification(db, settings, user, address=address)
     await queue(
         db,
@@ -191,10 +191,11 @@ async def _resets_used_up(db: AsyncSession, user_id: uuid.UUID) -> bool:
     return (mailed or 0) >= count
 
 
-async def _within_change_links(db: AsyncSession, address: str) -> None:
-    """Refuse (429) a link to ``address`` once it was mailed its allowance of them: the
-    address is the caller's choice, and the route's limit is per client address only."""
-    count, window = CHANGE_LINK_ALLOWANCE
+async def _within_link_allowance(db: AsyncSession, address: str) -> None:
+    """Refuse (429) a verification link to ``address`` once it was mailed its allowance of
+    them: the address is the asker's choice (at registration or a change of address), and the
+    routes' limits are per client address only."""
+    count, window = VERIFY_LINK_ALLOWANCE
     now = dt.datetime.now(dt.UTC)
     sent = list(
         await db.scalars(
