@@ -49,7 +49,13 @@ async def send_verification(
     if not settings.mail_enabled:
         return False
     address = address or user.email
-    await _within_link_allowance(db, address)
+    await within_allowance(
+        db,
+        kind="verify_email",
+        to=address,
+        allowance=VERIFY_LINK_ALLOWANCE,
+        what="verification links",
+    )
     token = await tokens.issue(db, user_id=user.id, purpose="verify", email=address)
     hours = int(tokens.LIFETIMES["verify"].total_seconds() // 3600)
     await queue(
@@ -191,21 +197,23 @@ async def _resets_used_up(db: AsyncSession, user_id: uuid.UUID) -> bool:
     return (mailed or 0) >= count
 
 
-async def _within_link_allowance(db: AsyncSession, address: str) -> None:
-    """Refuse (429) a verification link to ``address`` once it was mailed its allowance of
-    them: the address is the asker's choice (at registration or a change of address), and the
-    routes' limits are per client address only."""
-    count, window = VERIFY_LINK_ALLOWANCE
+async def within_allowance(
+    db: AsyncSession, *, kind: str, to: str, allowance: tuple[int, dt.timedelta], what: str
+) -> None:
+    """Refuse (429) another ``kind`` mail to ``to`` once it was mailed its allowance of them
+    (the outbox keeps sent mails for a month). For mails to an address the asker chooses:
+    the routes' limits are per client address only."""
+    count, window = allowance
     now = dt.datetime.now(dt.UTC)
     sent = list(
         await db.scalars(
-            select(MailToken.created_at)
+            select(OutboxMail.created_at)
             .where(
-                MailToken.email == address,
-                MailToken.purpose == "verify",
-                MailToken.created_at > now - window,
+                OutboxMail.to_address == to,
+                OutboxMail.kind == kind,
+                OutboxMail.created_at > now - window,
             )
-            .order_by(MailToken.created_at.desc())
+            .order_by(OutboxMail.created_at.desc())
             .limit(count)
         )
     )
@@ -214,8 +222,7 @@ async def _within_link_allowance(db: AsyncSession, address: str) -> None:
     oldest = sent[-1] if sent[-1].tzinfo else sent[-1].replace(tzinfo=dt.UTC)
     wait = max(1, math.ceil((oldest + window - now).total_seconds()))
     raise RateLimited(
-        f"too many links were mailed to {address!r} lately; try again in {math.ceil(wait / 60)} "
-        "min",
+        f"too many {what} were mailed to {to!r} lately; try again in {math.ceil(wait / 60)} min",
         headers={"Retry-After": str(wait)},
     )
 
