@@ -136,16 +136,17 @@ async def request_password_reset(
     """Queue a reset link if ``email`` names an enabled account that has not used up its
     :data:`RESET_ALLOWANCE`; return the account's id and whether a link was queued, or None.
 
-    Both paths do the same work (a token made and hashed, the mail rendered, the same
-    UPDATE run) and the caller answers the same, so neither the answer nor its timing
-    tells whether the address has an account. Past the allowance nothing is mailed and the
-    last link mailed stays valid: counted in the database (every replica, any restart), under
-    a lock on the account's row so that requests at the same moment are counted in turn.
+    Every path does the same work (the allowance counted, a token made and hashed, the mail
+    rendered, the same UPDATE run) and the caller answers the same, so neither the answer nor
+    its timing tells whether the address has an account, or one past its allowance. Past the
+    allowance nothing is mailed and the last link mailed stays valid: counted in the database
+    (every replica, any restart), under a lock on the account's row so that requests at the
+    same moment are counted in turn.
     """
     found = await find_login(db, email)
     user = found if found is not None and not found.disabled else None
-    if user is not None and await _resets_used_up(db, user.id):
-        return user.id, False
+    # For an unknown address the statements match no row (a fresh random id).
+    used_up = await _resets_used_up(db, user.id if user else uuid.uuid4())
     token, digest = tokens.new_token()
     address = user.email if user else email.strip().lower()[:254]
     minutes = int(tokens.LIFETIMES["reset"].total_seconds() // 60)
@@ -154,10 +155,12 @@ async def request_password_reset(
         {"email": address, "link": link(settings, RESET_PAGE, token), "minutes": minutes},
         base_url=settings.link_base,
     )
-    # For an unknown address the statement matches no row (a fresh random id).
-    await _retire_tokens(db, user.id if user else uuid.uuid4(), "reset")
+    mailing = user is not None and not used_up
+    await _retire_tokens(db, user.id if user and mailing else uuid.uuid4(), "reset")
     if user is None:
         return None
+    if not mailing:
+        return user.id, False
     now = dt.datetime.now(dt.UTC)
     db.add(
         MailToken(
