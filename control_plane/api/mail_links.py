@@ -141,14 +141,16 @@ async def change_email(req: ApiRequest[EmailChangeIn, Any]) -> MessageOut:
 )
 async def request_password_reset(req: ApiRequest[EmailIn, Any]) -> MessageOut:
     _require_mail(req)
-    user_id = await mail_flows.request_password_reset(req.db, req.settings, req.body.email)
+    found = await mail_flows.request_password_reset(req.db, req.settings, req.body.email)
     # Audited on both paths (the same write either way); the target only when it exists.
+    user_id, mailed = found if found is not None else (None, False)
     await req.audit(
         "user.password.reset_requested",
         target_type="user" if user_id else None,
         target_id=str(user_id) if user_id else None,
+        details={} if mailed or user_id is None else {"mailed": False, "reason": "allowance"},
     )
-    if user_id is not None:
+    if mailed:
         wake_mail_sender(req)
     return MessageOut(message=RESET_REQUESTED)
 

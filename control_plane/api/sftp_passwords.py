@@ -83,6 +83,8 @@ def _member(req: ApiRequest[Any, Any]) -> None:
     permission="files.sftp",
     response=SftpPasswordOut,
     status=201,
+    # A scrypt (~50 ms of CPU, 16 MiB) and a push of the node's whole access table each.
+    rate_limit="authentication",
     transactional=False,
 )
 async def issue_sftp_password(req: ApiRequest[Any, Any]) -> SftpPasswordOut:

@@ -241,8 +241,13 @@ async def identify(
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
+    # Every line of the header, in order: a proxy may add a line of its own after the
+    # client's rather than append to it (HAProxy), and the lines are one list.
+    forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, ())
     ip = client_ip(
-        request.remote, request.headers.get("X-Forwarded-For"), settings.trusted_proxy_networks
+        request.remote,
+        forwarded[0] if len(forwarded) == 1 else ",".join(forwarded) or None,
+        settings.trusted_proxy_networks,
     )
     request[CLIENT_IP] = ip
     caller = await identify(request, ip)

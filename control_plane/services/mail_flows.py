@@ -4,14 +4,15 @@ address) and password reset. Mail is queued in the caller's transaction (the out
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from typing import Final
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import MailToken, OutboxMail, PasskeyCredential, User
-from control_plane.errors import Conflict, InvalidRequest
+from control_plane.errors import Conflict, InvalidRequest, RateLimited
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
 from control_plane.mail.templates import render
@@ -26,6 +27,13 @@ RESET_PATH: Final = "/api/v1/auth/password-reset"
 # What the mails link to: the panel's pages, which call the API routes above.
 VERIFY_PAGE: Final = "/verify-email"
 RESET_PAGE: Final = "/reset-password"
+# Reset mails one account is sent at most: (count, window). Each request also retires the
+# link mailed before, so without a bound anyone with enough client addresses floods the
+# owner's mailbox and keeps every link dead before it can be used.
+RESET_ALLOWANCE: Final = (5, dt.timedelta(hours=1))
+# Verification links one address is mailed (registration, a resend, a change of address):
+# (count, window) per address, whoever asks — the address is the asker's choice.
+VERIFY_LINK_ALLOWANCE: Final = (3, dt.timedelta(hours=1))
 NO_MAIL: Final = "this panel sends no e-mail (no SMTP server is configured); ask an administrator"
 
 
@@ -41,6 +49,13 @@ async def send_verification(
     if not settings.mail_enabled:
         return False
     address = address or user.email
+    await within_allowance(
+        db,
+        kind="verify_email",
+        to=address,
+        allowance=VERIFY_LINK_ALLOWANCE,
+        what="verification links",
+    )
     token = await tokens.issue(db, user_id=user.id, purpose="verify", email=address)
     hours = int(tokens.LIFETIMES["verify"].total_seconds() // 3600)
     await queue(
@@ -117,15 +132,21 @@ async def pending_address(db: AsyncSession, user: User) -> MailToken | None:
 
 async def request_password_reset(
     db: AsyncSession, settings: ControlPlaneSettings, email: str
-) -> uuid.UUID | None:
-    """Queue a reset link if ``email`` names an enabled account; return its id or None.
+) -> tuple[uuid.UUID, bool] | None:
+    """Queue a reset link if ``email`` names an enabled account that has not used up its
+    :data:`RESET_ALLOWANCE`; return the account's id and whether a link was queued, or None.
 
-    Both paths do the same work (a token made and hashed, the mail rendered, the same
-    UPDATE run) and the caller answers the same, so neither the answer nor its timing
-    tells whether the address has an account.
+    Every path does the same work (the allowance counted, a token made and hashed, the mail
+    rendered, the same UPDATE run) and the caller answers the same, so neither the answer nor
+    its timing tells whether the address has an account, or one past its allowance. Past the
+    allowance nothing is mailed and the last link mailed stays valid: counted in the database
+    (every replica, any restart), under a lock on the account's row so that requests at the
+    same moment are counted in turn.
     """
     found = await find_login(db, email)
     user = found if found is not None and not found.disabled else None
+    # For an unknown address the statements match no row (a fresh random id).
+    used_up = await _resets_used_up(db, user.id if user else uuid.uuid4())
     token, digest = tokens.new_token()
     address = user.email if user else email.strip().lower()[:254]
     minutes = int(tokens.LIFETIMES["reset"].total_seconds() // 60)
@@ -134,10 +155,12 @@ async def request_password_reset(
         {"email": address, "link": link(settings, RESET_PAGE, token), "minutes": minutes},
         base_url=settings.link_base,
     )
-    # For an unknown address the statement matches no row (a fresh random id).
-    await _retire_tokens(db, user.id if user else uuid.uuid4(), "reset")
+    mailing = user is not None and not used_up
+    await _retire_tokens(db, user.id if user and mailing else uuid.uuid4(), "reset")
     if user is None:
         return None
+    if not mailing:
+        return user.id, False
     now = dt.datetime.now(dt.UTC)
     db.add(
         MailToken(
@@ -158,7 +181,53 @@ async def request_password_reset(
         )
     )
     await db.flush()
-    return user.id
+    return user.id, True
+
+
+async def _resets_used_up(db: AsyncSession, user_id: uuid.UUID) -> bool:
+    """Whether the account was mailed its allowance of reset links within the window."""
+    await db.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    count, window = RESET_ALLOWANCE
+    mailed = await db.scalar(
+        select(func.count())
+        .select_from(MailToken)
+        .where(
+            MailToken.user_id == user_id,
+            MailToken.purpose == "reset",
+            MailToken.created_at > dt.datetime.now(dt.UTC) - window,
+        )
+    )
+    return (mailed or 0) >= count
+
+
+async def within_allowance(
+    db: AsyncSession, *, kind: str, to: str, allowance: tuple[int, dt.timedelta], what: str
+) -> None:
+    """Refuse (429) another ``kind`` mail to ``to`` once it was mailed its allowance of them
+    (the outbox keeps sent mails for a month). For mails to an address the asker chooses:
+    the routes' limits are per client address only."""
+    count, window = allowance
+    now = dt.datetime.now(dt.UTC)
+    sent = list(
+        await db.scalars(
+            select(OutboxMail.created_at)
+            .where(
+                OutboxMail.to_address == to,
+                OutboxMail.kind == kind,
+                OutboxMail.created_at > now - window,
+            )
+            .order_by(OutboxMail.created_at.desc())
+            .limit(count)
+        )
+    )
+    if len(sent) < count:
+        return
+    oldest = sent[-1] if sent[-1].tzinfo else sent[-1].replace(tzinfo=dt.UTC)
+    wait = max(1, math.ceil((oldest + window - now).total_seconds()))
+    raise RateLimited(
+        f"too many {what} were mailed to {to!r} lately; try again in {math.ceil(wait / 60)} min",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 async def reset_password(

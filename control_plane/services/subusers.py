@@ -15,7 +15,7 @@ from control_plane.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
 from control_plane.security.permissions import ServerAccess, covers, holds, valid_grant
-from control_plane.services.mail_flows import NO_MAIL
+from control_plane.services.mail_flows import NO_MAIL, within_allowance
 from control_plane.services.users import normalise_email, username_for
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
@@ -71,6 +71,8 @@ async def get_subuser(db: AsyncSession, server: Server, subuser_id: uuid.UUID) -
 
 # Invitations: access offered to an address without an account (docs/email.md).
 INVITATION_LIFETIME: Final = dt.timedelta(days=7)
+# Invitations one address is mailed, from whichever servers and inviters: (count, window).
+INVITATION_ALLOWANCE: Final = (3, dt.timedelta(hours=1))
 ACCEPT_PATH: Final = "/api/v1/invitations/accept"
 JOIN_PATH: Final = "/api/v1/invitations/join"
 # The page the mailed link opens (control_plane/web/invitation_page.py).
@@ -105,6 +107,9 @@ async def invite(
             Invitation.email == address,
             Invitation.accepted_at.is_(None),
         )
+    )
+    await within_allowance(
+        db, kind="invitation", to=address, allowance=INVITATION_ALLOWANCE, what="invitations"
     )
     token, digest = tokens.new_token()
     invitation = Invitation(

@@ -17,6 +17,7 @@ from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
 from control_plane.nodes.events import NodeEventListener
 from control_plane.services import audit
+from control_plane.services.subusers import INVITATION_ALLOWANCE
 from shared.node_api import StatsEvent
 from tests.integration.control_plane.mail_support import (
     local,
@@ -202,17 +203,63 @@ async def test_invitations_cannot_flood_a_mailbox(
         STELLAR_REGISTRATION="invite_only",
         STELLAR_RATE_LIMITS="",
     ) as world:
-        body = {"email": "victim@example.org", "permissions": []}
-        for _ in range(10):
+        for n in range(10):
+            body = {"email": f"victim{n}@example.org", "permissions": []}
             await world.alice.json("POST", _invitations(world), 201, json=body)
+        body = {"email": "victim10@example.org", "permissions": []}
         refused = await world.alice.request("POST", _invitations(world), json=body)
         assert refused.status == 429
         assert int(refused.headers["Retry-After"]) > 0
         for _ in range(10):
-            assert (await catcher.next()).to == "victim@example.org"
+            assert (await catcher.next()).to.startswith("victim")
         await world.alice.json("GET", _invitations(world))  # reading them is not limited
         await asyncio.sleep(1.0)  # the mail queue's worker would have sent an eleventh
         assert catcher.pending() == 0
+
+
+async def test_one_address_gets_its_allowance_of_invitations_from_any_number_of_clients(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """The inviter's ``invitations`` preset is per client address: behind a trusted proxy,
+    with a new address for each request, an owner mailed the same victim without end (and
+    re-inviting replaces the pending invitation, so nothing piled up to show for it)."""
+    catcher = MailCatcher()
+    async with mail_world(
+        database_url,
+        catcher,
+        aiohttp_server,
+        aiohttp_client,
+        STELLAR_REGISTRATION="invite_only",
+        STELLAR_RATE_LIMITS="",
+        STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+    ) as world:
+        count, _window = INVITATION_ALLOWANCE
+        statuses = []
+        for n in range(8):
+            response = await world.alice.request(
+                "POST",
+                _invitations(world),
+                json={
+                    "email": ("victim@example.org", "Victim@Example.org")[n % 2],
+                    "permissions": [],
+                },
+                headers={"X-Forwarded-For": f"203.0.113.{n + 1}"},
+            )
+            statuses.append(response.status)
+        assert statuses == [201] * count + [429] * (8 - count)
+        await asyncio.sleep(1.0)  # the mail queue's worker would have sent more
+        assert len(catcher.received) == count
+        # Someone else is still invited.
+        await world.alice.json(
+            "POST",
+            _invitations(world),
+            201,
+            json={"email": "friend@example.org", "permissions": []},
+            headers={"X-Forwarded-For": "198.51.100.1"},
+        )
 
 
 async def test_an_invitation_grants_nothing_its_inviter_can_no_longer_grant(

@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as redis
+from multidict import CIMultiDict
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,6 +31,7 @@ from control_plane.security.rate_limit import (
 from control_plane.settings import load_settings
 from tests.conftest import service_missing
 from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.support.clocks import MonotonicClock
 from tests.support.panel import Panel
 from tests.support.world import build_world
@@ -131,6 +133,32 @@ async def test_power_actions_are_limited_per_server(panel: Panel) -> None:
     assert other.status == 503
 
 
+async def test_issuing_sftp_passwords_is_limited_like_signing_in(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    rate_clock: MonotonicClock,
+) -> None:
+    """Each SFTP password costs a scrypt (~50 ms of CPU and 16 MiB) and a push of the node's
+    whole access table: on the ``api`` preset one address had 100 a minute made."""
+    panel = await limited_panel(
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        rate_clock,
+        STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
+        STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    world = await build_world(panel)
+    path = f"/api/v1/servers/{world.ids['alice_server']}/sftp-password"
+    alice_at = {"X-Forwarded-For": "203.0.113.50"}  # the world's sign-ins came from 127.0.0.1
+    statuses = [
+        (await world.alice.request("POST", path, headers=alice_at)).status for _ in range(7)
+    ]
+    assert statuses == [201] * 5 + [429] * 2
+
+
 async def test_spoofed_forwarded_for_does_not_reset_a_limit(panel: Panel) -> None:
     browser = await panel.browser()
     for _ in range(5):
@@ -163,6 +191,40 @@ async def test_forwarded_for_from_a_trusted_proxy_is_honoured(
     assert (await browser.request("POST", LOGIN, json=BAD_LOGIN, headers=first)).status == 429
     second = {"X-Forwarded-For": "203.0.113.7, 198.51.100.20"}  # the proxy saw .20
     assert (await browser.request("POST", LOGIN, json=BAD_LOGIN, headers=second)).status == 401
+
+
+async def test_a_forwarded_for_line_a_proxy_adds_is_read_with_the_clients_own(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    rate_clock: MonotonicClock,
+) -> None:
+    """A proxy that adds a header line of its own (HAProxy's ``option forwardfor``) rather
+    than appending to the client's: the lines are one list (RFC 9110 §5.3), the proxy's last.
+    Reading only the first line took the client's spoofed address as its own."""
+    panel = await limited_panel(
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        rate_clock,
+        STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    browser = await panel.browser()
+    statuses = []
+    for n in range(8):
+        # The client's own line (a new invented address each time), then the proxy's.
+        headers = CIMultiDict(
+            [("X-Forwarded-For", f"192.0.2.{n + 1}"), ("X-Forwarded-For", "198.51.100.20")]
+        )
+        statuses.append(
+            # The client itself: the test's Browser keeps one value per header name.
+            (await browser.client.request("POST", LOGIN, json=BAD_LOGIN, headers=headers)).status
+        )
+    assert statuses == [401] * 5 + [429] * 3
+    # The proxy's line alone names the same client: its bucket is empty.
+    alone = {"X-Forwarded-For": "198.51.100.20"}
+    assert (await browser.request("POST", LOGIN, json=BAD_LOGIN, headers=alone)).status == 429
 
 
 @pytest.mark.parametrize(
