@@ -63,6 +63,8 @@ class ServerRegistry:
         self._console_limits = console_limits
         self._servers: dict[uuid.UUID, ManagedServer] = {}
         self._creating: set[uuid.UUID] = set()
+        # Creates in progress that a deletion reached: undone when they end.
+        self._abandoned: set[uuid.UUID] = set()
         self._watch = ContainerWatch(services.runtime, self._servers)
 
     @property
@@ -217,8 +219,13 @@ class ServerRegistry:
         self._creating.add(spec.uuid)
         try:
             server = await self._build(spec)
+            if spec.uuid in self._abandoned:
+                await self._undo_create(spec.uuid, server.volume)
+                log.info("create undone: the server was deleted meanwhile", server=str(spec.uuid))
+                raise NotFound("the server was deleted while it was being created")
         finally:
             self._creating.discard(spec.uuid)
+            self._abandoned.discard(spec.uuid)
         self._servers[spec.uuid] = server
         if spec.install is not None:
             install.begin_install(server, task_name=f"install-{spec.uuid}")
@@ -253,7 +260,16 @@ class ServerRegistry:
         await self._services.records.remove(server_id)
 
     async def delete(self, server_id: uuid.UUID) -> None:
-        """Kill and remove the server's containers, then its volume and record."""
+        """Kill and remove the server's containers, then its volume and record.
+
+        A server still being created is deleted too: its create is undone when it ends
+        (answering 404). Told "no such server" instead, the control plane dropped its record
+        and the create then left the server on the node, out of every route's reach.
+        """
+        if server_id in self._creating:
+            self._abandoned.add(server_id)
+            log.info("server deleted while it was being created", server=str(server_id))
+            return
         server = self.get(server_id)
         server.exit_expected = True
         await server.close()
