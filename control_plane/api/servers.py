@@ -37,7 +37,7 @@ from control_plane.services.audit import AuditEvent
 from control_plane.services.servers import installs, listing, placement, startup
 from control_plane.services.servers.state import change_state
 from control_plane.settings import ControlPlaneSettings
-from shared.errors import ErrorDetail
+from shared.errors import ErrorDetail, UpstreamNoAnswer
 from shared.node_endpoints import LogLines
 from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
 
@@ -159,7 +159,11 @@ async def create(
     # 2. Tell the node, outside any transaction; if it refuses, undo the record.
     try:
         await req.nodes.create_server(node, spec, user=str(req.me.user_id))
-    except ApiError:
+    except ApiError as err:
+        if isinstance(err, UpstreamNoAnswer):
+            # The node may have it (or be making it: an image pull outlasts our timeout):
+            # undone there, or the record's going would leave it out of every route's reach.
+            await _undo_on_node(req, node, spec.uuid)
         async with transaction(factory) as db:
             stale = await db.get(Server, spec.uuid)
             if stale is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from control_plane.db.models import Server
 from control_plane.nodes.client import NodeClient
 from node_agent.docker.hardening import SERVER_LABEL
+from shared.errors import UpstreamNoAnswer
 from tests.integration.control_plane.stack import Stack
 
 pytestmark = pytest.mark.docker
@@ -63,3 +64,33 @@ async def test_a_server_deleted_during_its_create_leaves_nothing_on_the_node(
         )
     assert left == []
     assert not any(stack.agent.data_dir.rglob(f"*{server_id}*"))
+
+
+async def test_a_create_whose_answer_never_came_is_undone_on_the_node(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node took longer than our timeout (an image pull) or the connection broke after
+    it had the request: the record goes, so the node's copy must go too."""
+    await stack.add_ports(1)
+    owner_id = await stack.panel.create_user("timedout@example.org")
+    real_create = NodeClient.create_server
+    made: list[str] = []
+
+    async def answer_lost(self: NodeClient, node: Any, spec: Any, **kwargs: Any) -> Any:
+        await real_create(self, node, spec, **kwargs)
+        made.append(str(spec.uuid))
+        raise UpstreamNoAnswer("node 'node-1' did not answer in time")
+
+    monkeypatch.setattr(NodeClient, "create_server", answer_lost)
+    answer = await stack.admin.request("POST", "/api/v1/servers", json=stack.server_body(owner_id))
+
+    assert answer.status == 503, await answer.text()
+    [server_id] = made
+    async with stack.panel.db() as db:
+        assert await db.scalar(select(Server.id)) is None
+    assert not stack.volume(server_id).exists()
+    async with aiodocker.Docker() as docker:
+        left = await docker.containers.list(
+            all=True, filters={"label": [f"{SERVER_LABEL}={server_id}"]}
+        )
+    assert left == []
