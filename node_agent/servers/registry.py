@@ -105,6 +105,7 @@ class ServerRegistry:
 
     async def restore(self) -> None:
         """Take each server's state from Docker, then follow Docker's events from now on."""
+        await self._remove_lost_installers()
         for server in list(self._servers.values()):
             try:
                 await power.restore_power(server)
@@ -112,6 +113,31 @@ class ServerRegistry:
                 log.warning("server not restored", server=str(server.spec.uuid), error=err.message)
         await self._watch.report_strangers()
         self._watch.start()
+
+    async def _remove_lost_installers(self) -> None:
+        """Remove the install containers the previous agent process left (none of this one
+        runs yet): their installs are recorded failed (``load``), so their owners use the
+        files again, restore backups or reinstall; left running, they went on writing into
+        the volume (a fresh world over the one the owner had put back)."""
+        try:
+            containers = await self.runtime.list_managed()
+        except ApiError as err:
+            log.warning("managed containers not listed", error=err.message)
+            return
+        for container in containers:
+            server_id = container.server_id
+            if server_id not in self._servers or container.name != install_container_name(
+                server_id
+            ):
+                continue
+            try:
+                await self.runtime.remove(container.name)
+            except ApiError as err:
+                log.warning("lost installer not removed", server=str(server_id), error=err.message)
+            else:
+                log.warning(
+                    "installer of the previous agent process removed", server=str(server_id)
+                )
 
     async def close(self) -> None:
         """Stop following Docker and cancel background work (containers keep running)."""
