@@ -394,7 +394,9 @@ async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
         await req.audit("server.suspended", target_type="server", target_id=str(server_id))
     await req.http.app[CONSOLES].close_server(server_id)
     try:
-        await req.nodes.power(node, server_id, PowerAction(action="kill"), user=str(req.me.user_id))
+        # Stopped as its blueprint says (the node kills it after the grace time), never
+        # killed at once: the game saves its world first, as at any stop.
+        await req.nodes.power(node, server_id, PowerAction(action="stop"), user=str(req.me.user_id))
     except ApiError as err:
         # Suspension stands even if the node is down; it is stopped when it answers again.
         log.warning(
