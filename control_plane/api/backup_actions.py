@@ -76,9 +76,24 @@ async def delete_on_node(
 async def delete_all(app: web.Application, caller: Caller, server: Server, node: Node) -> None:
     """Delete every backup of a server about to be deleted from its node, locked ones too:
     its key and records go with it, so none could be fetched, restored or decrypted after.
-    409 while one is being made or restored (the server is not deleted then)."""
+    409 while one is being made or restored (the server is not deleted then), before any
+    is deleted: deleted oldest first, they used to go until the one in use refused, and the
+    server stayed without them."""
     async with transaction(app[READ_SESSIONS]) as db:
         backups = await service.backups_of(db, server.id)
+    if not backups:
+        return
+    try:
+        listed = await app[NODES].list_backups(node, server.id, user=str(caller.user_id))
+    except NotFound:
+        listed = None  # the node no longer has the server: nothing of it is in use
+    for record in listed.backups if listed is not None else []:
+        restoring = record.restore is not None and record.restore.status == "running"
+        if record.status == "running" or restoring:
+            raise Conflict(
+                "a backup of this server is being made or restored; delete the server when "
+                "it has finished"
+            )
     for backup in backups:
         await delete_on_node(app, caller, node, server.id, backup.id)
 

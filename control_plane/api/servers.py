@@ -16,7 +16,7 @@ from control_plane.api import backup_actions, server_actions
 from control_plane.api.list_cache import json_bytes, server_page_json
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes, JsonBytes
 from control_plane.api.sftp_sync import push_after_commit
-from control_plane.db.models import Allocation, Server, User
+from control_plane.db.models import Allocation, Node, Server, User
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError, InvalidRequest, NotFound
 from control_plane.keys import CONSOLES, LIST_CACHE, SESSIONS
@@ -37,7 +37,7 @@ from control_plane.services.audit import AuditEvent
 from control_plane.services.servers import installs, listing, placement, startup
 from control_plane.services.servers.state import change_state
 from control_plane.settings import ControlPlaneSettings
-from shared.errors import ErrorDetail
+from shared.errors import ErrorDetail, UpstreamNoAnswer
 from shared.node_endpoints import LogLines
 from shared.server_spec import ConsoleLines, PowerAction, ServerStats, ServerStatus
 
@@ -159,7 +159,11 @@ async def create(
     # 2. Tell the node, outside any transaction; if it refuses, undo the record.
     try:
         await req.nodes.create_server(node, spec, user=str(req.me.user_id))
-    except ApiError:
+    except ApiError as err:
+        if isinstance(err, UpstreamNoAnswer):
+            # The node may have it (or be making it: an image pull outlasts our timeout):
+            # undone there, or the record's going would leave it out of every route's reach.
+            await _undo_on_node(req, node, spec.uuid)
         async with transaction(factory) as db:
             stale = await db.get(Server, spec.uuid)
             if stale is not None:
@@ -168,23 +172,45 @@ async def create(
     # 3. The node has it.
     async with transaction(factory) as db:
         created = await db.get(Server, spec.uuid)
-        if created is None:
-            raise NotFound("the server was deleted while it was being created")
-        # Unless the node's events got here first (a fast installer may have finished).
-        if created.state == "provisioning":
-            await change_state(db, created, "installing" if has_installer else "offline")
-        await audit.append(
-            db,
-            req.actor,
-            AuditEvent(
-                "server.created",
-                target_type="server",
-                target_id=str(created.id),
-                details={"name": created.name, "owner": str(created.owner_id), "node": node.name},
-            ),
+        if created is not None:
+            # Unless the node's events got here first (a fast installer may have finished).
+            if created.state == "provisioning":
+                await change_state(db, created, "installing" if has_installer else "offline")
+            await audit.append(
+                db,
+                req.actor,
+                AuditEvent(
+                    "server.created",
+                    target_type="server",
+                    target_id=str(created.id),
+                    details={
+                        "name": created.name,
+                        "owner": str(created.owner_id),
+                        "node": node.name,
+                    },
+                ),
+            )
+            push_after_commit(req, [node.id])  # its owner may use SFTP there now
+            return created
+    # Deleted meanwhile: that deletion reached the node before this create did (or while
+    # the node was still making it) and found nothing there to delete, so the node's copy
+    # is undone here; left, no route could ever reach its volume and container again.
+    await _undo_on_node(req, node, spec.uuid)
+    raise NotFound("the server was deleted while it was being created")
+
+
+async def _undo_on_node(req: ApiRequest[Any, Any], node: Node, server_id: uuid.UUID) -> None:
+    try:
+        await req.nodes.delete_server(node, server_id, user=str(req.me.user_id))
+    except NotFound:
+        pass
+    except ApiError as err:
+        log.warning(
+            "a server deleted while it was created stays on its node: delete it there",
+            server=str(server_id),
+            node=node.name,
+            error=err.message,
         )
-        push_after_commit(req, [node.id])  # its owner may use SFTP there now
-        return created
 
 
 @routes.post(
@@ -368,7 +394,9 @@ async def suspend(req: ApiRequest[Any, Any]) -> ServerOut:
         await req.audit("server.suspended", target_type="server", target_id=str(server_id))
     await req.http.app[CONSOLES].close_server(server_id)
     try:
-        await req.nodes.power(node, server_id, PowerAction(action="kill"), user=str(req.me.user_id))
+        # Stopped as its blueprint says (the node kills it after the grace time), never
+        # killed at once: the game saves its world first, as at any stop.
+        await req.nodes.power(node, server_id, PowerAction(action="stop"), user=str(req.me.user_id))
     except ApiError as err:
         # Suspension stands even if the node is down; it is stopped when it answers again.
         log.warning(

@@ -26,6 +26,11 @@ class VolumeGate:
         self._closed_for: str | None = None
         self._closers: set[Callable[[], None]] = set()
 
+    @property
+    def closed_for(self) -> str | None:
+        """Why the volume is closed now (``a backup is being restored``), or None."""
+        return self._closed_for
+
     def on_close(self, closer: Callable[[], None]) -> Callable[[], None]:
         """Call ``closer`` when the gate closes; returns the function that unregisters it."""
         self._closers.add(closer)

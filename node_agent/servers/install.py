@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("agent.servers")
 # After the installer exited, how long its last lines may take to arrive from dockerd.
 DRAIN_SECONDS: Final = 5.0
+# How long a reinstall waits for another action of the server (a stop, a start) to end.
+LOCK_WAIT_SECONDS: Final = 5.0
 
 
 def begin_install(server: ManagedServer, *, task_name: str) -> None:
@@ -177,11 +179,22 @@ async def reinstall(server: ManagedServer) -> None:
     The game container is rebuilt from the current spec first; without an install step
     that is all. Otherwise the installer runs in the background as at create, with state
     ``installing`` and an install event at the end.
+
+    Refused at once (409) while a backup is being restored, and after ``LOCK_WAIT_SECONDS``
+    while another action holds the server: it used to wait for the lock however long the
+    restore took, answered nobody (the control plane had given up), and then ran the install
+    script over the files just restored.
     """
     install = server.spec.install
     if install is not None:
         await server.services.runtime.ensure_image(install.image)
-    async with server.locked():
+    _refuse_while_closed(server)
+    try:
+        await asyncio.wait_for(server.acquire(), LOCK_WAIT_SECONDS)
+    except TimeoutError as err:
+        raise Conflict("another action of this server is running; try again when it ends") from err
+    try:
+        _refuse_while_closed(server)
         if server.record.install == "installing":
             raise Conflict("the server is already installing")
         if server.stopping or server.state in {"starting", "running", "stopping"}:
@@ -196,4 +209,12 @@ async def reinstall(server: ManagedServer) -> None:
             return
         await server.update_record(install="installing", install_exit_code=None)
         server.set_state("installing")
+    finally:
+        server.lock.release()
     server.spawn(run_installer(server), name=f"reinstall-{server.spec.uuid}")
+
+
+def _refuse_while_closed(server: ManagedServer) -> None:
+    reason = server.volume_gate.closed_for
+    if reason is not None:
+        raise Conflict(f"the server cannot be reinstalled while {reason}")

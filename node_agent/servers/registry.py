@@ -63,6 +63,8 @@ class ServerRegistry:
         self._console_limits = console_limits
         self._servers: dict[uuid.UUID, ManagedServer] = {}
         self._creating: set[uuid.UUID] = set()
+        # Creates in progress that a deletion reached: undone when they end.
+        self._abandoned: set[uuid.UUID] = set()
         self._watch = ContainerWatch(services.runtime, self._servers)
 
     @property
@@ -103,6 +105,7 @@ class ServerRegistry:
 
     async def restore(self) -> None:
         """Take each server's state from Docker, then follow Docker's events from now on."""
+        await self._remove_lost_installers()
         for server in list(self._servers.values()):
             try:
                 await power.restore_power(server)
@@ -110,6 +113,31 @@ class ServerRegistry:
                 log.warning("server not restored", server=str(server.spec.uuid), error=err.message)
         await self._watch.report_strangers()
         self._watch.start()
+
+    async def _remove_lost_installers(self) -> None:
+        """Remove the install containers the previous agent process left (none of this one
+        runs yet): their installs are recorded failed (``load``), so their owners use the
+        files again, restore backups or reinstall; left running, they went on writing into
+        the volume (a fresh world over the one the owner had put back)."""
+        try:
+            containers = await self.runtime.list_managed()
+        except ApiError as err:
+            log.warning("managed containers not listed", error=err.message)
+            return
+        for container in containers:
+            server_id = container.server_id
+            if server_id not in self._servers or container.name != install_container_name(
+                server_id
+            ):
+                continue
+            try:
+                await self.runtime.remove(container.name)
+            except ApiError as err:
+                log.warning("lost installer not removed", server=str(server_id), error=err.message)
+            else:
+                log.warning(
+                    "installer of the previous agent process removed", server=str(server_id)
+                )
 
     async def close(self) -> None:
         """Stop following Docker and cancel background work (containers keep running)."""
@@ -217,8 +245,13 @@ class ServerRegistry:
         self._creating.add(spec.uuid)
         try:
             server = await self._build(spec)
+            if spec.uuid in self._abandoned:
+                await self._undo_create(spec.uuid, server.volume)
+                log.info("create undone: the server was deleted meanwhile", server=str(spec.uuid))
+                raise NotFound("the server was deleted while it was being created")
         finally:
             self._creating.discard(spec.uuid)
+            self._abandoned.discard(spec.uuid)
         self._servers[spec.uuid] = server
         if spec.install is not None:
             install.begin_install(server, task_name=f"install-{spec.uuid}")
@@ -253,7 +286,16 @@ class ServerRegistry:
         await self._services.records.remove(server_id)
 
     async def delete(self, server_id: uuid.UUID) -> None:
-        """Kill and remove the server's containers, then its volume and record."""
+        """Kill and remove the server's containers, then its volume and record.
+
+        A server still being created is deleted too: its create is undone when it ends
+        (answering 404). Told "no such server" instead, the control plane dropped its record
+        and the create then left the server on the node, out of every route's reach.
+        """
+        if server_id in self._creating:
+            self._abandoned.add(server_id)
+            log.info("server deleted while it was being created", server=str(server_id))
+            return
         server = self.get(server_id)
         server.exit_expected = True
         await server.close()
