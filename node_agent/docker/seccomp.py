@@ -46,7 +46,7 @@ EPERM: Final = 1
 REQUEST_BITS: Final = 32
 REQUEST_ARGUMENT: Final = 1  # ioctl(fd, request, argp)
 RULE_COMMENT: Final = "stellarstack: no nested btrfs subvolumes (their qgroup has no limit)"
-# Not allowed by any rule, so they meet the profile's default action (EPERM), as in Docker 25.
+# Named by no allow rule and refused (EPERM) by a rule of their own, as in Docker 25.
 DENIED_SYSCALLS: Final = frozenset({"io_uring_setup", "io_uring_enter", "io_uring_register"})
 # moby v20.10.24's profiles/seccomp/default.json, unmodified; data/NOTICE says where from.
 DOCKER_DEFAULT_PROFILE: Final = Path(__file__).resolve().parent / "data" / "seccomp-default.json"
