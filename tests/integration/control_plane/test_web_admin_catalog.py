@@ -297,6 +297,9 @@ async def test_an_admin_imports_an_egg_and_creates_a_server_a_user_runs(
     await expect(player.page.get_by_text("this server is suspended")).to_be_visible()
     await player.assert_clean()
 
+    # A suspension stops the game as its blueprint says (its stop command first): reinstalling
+    # waits, as the admin would, until the node reports it stopped.
+    await wait_for_state(stack.admin, server_id, "offline", timeout=60)
     await audit_shows_the_creation(admin, server_id)
     await unsuspend_and_reinstall(admin, server_id)
     await wait_for_state(stack.admin, server_id, "offline", timeout=60)
