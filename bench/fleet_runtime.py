@@ -50,6 +50,9 @@ class SimulatedRuntime(ContainerRuntime):
     async def ensure_image(self, image: str) -> None:
         return None
 
+    async def image_volumes(self, image: str, *, pull: bool = True) -> tuple[str, ...]:
+        return ()  # a simulated image declares no VOLUME
+
     async def _create(self, name: str, config: dict[str, Any]) -> ContainerState:
         labels = config.get("Labels") or {}
         server = labels.get(SERVER_LABEL)
