@@ -8,6 +8,7 @@ check the agent's host key against the one its system info shows, never "accept 
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -81,7 +82,9 @@ async def push_access(
         user="test-user",
     )
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with http.put(agent.base_url + ACCESS_PATH, data=body, headers=headers) as answer:
+    # A BytesIO: a table of megabytes as raw bytes is refused by aiohttp (it would hold the loop).
+    data = io.BytesIO(body)
+    async with http.put(agent.base_url + ACCESS_PATH, data=data, headers=headers) as answer:
         return answer.status
 
 

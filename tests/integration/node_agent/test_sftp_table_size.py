@@ -21,34 +21,10 @@ from yarl import URL
 from shared.protocol import mint
 from shared.sftp_api import SftpAccess, SftpServerAccess, SftpUser
 from shared.sftp_passwords import hash_password, new_password
-from tests.integration.node_agent.sftp_client import ACCESS_PATH, ALL_FILES, UserKey
+from tests.integration.node_agent.sftp_client import ALL_FILES, UserKey, push_access
 from tests.support.agent_process import AgentProcess, SigningKey
 
 pytestmark = pytest.mark.slow
-
-
-async def push(
-    agent: AgentProcess, key: SigningKey, http: aiohttp.ClientSession, access: SftpAccess
-) -> int:
-    """Sign and send the table as the control plane does; the answer's status."""
-    body = access.model_dump_json().encode("utf-8")
-    token = mint(
-        private_key=key.private_key,
-        kid=key.kid,
-        issuer=agent.expected_issuer,
-        node_id=agent.node_id,
-        subject="node",
-        action="sftp.access",
-        method="PUT",
-        path=ACCESS_PATH,
-        body=body,
-        user="test-user",
-    )
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with http.put(
-        agent.base_url + ACCESS_PATH, data=io.BytesIO(body), headers=headers
-    ) as answer:
-        return answer.status
 
 
 async def held_version(agent: AgentProcess, key: SigningKey, http: aiohttp.ClientSession) -> int:
@@ -96,10 +72,10 @@ async def test_a_table_over_a_mebibyte_is_taken_and_revokes_access(
     assert len(after.model_dump_json()) > 1024 * 1024
 
     # The first table of this size already: taken.
-    assert await push(agent, signing_key, http, before) == 204
+    assert await push_access(agent, signing_key, http, before) == 204
     assert await held_version(agent, signing_key, http) == 1
     # The sub-user is removed from the server: the node must hear of it.
-    assert await push(agent, signing_key, http, after) == 204
+    assert await push_access(agent, signing_key, http, after) == 204
     assert await held_version(agent, signing_key, http) == 2
 
 
