@@ -49,6 +49,23 @@ async def mail_panel(
 
 
 @asynccontextmanager
+async def proxied_mail_panel(
+    database_url: str,
+    catcher: MailCatcher,
+    server_factory: AiohttpServer,
+    client_factory: AiohttpClient,
+) -> AsyncIterator[Panel]:
+    """A control plane that mails ``catcher``, with the default per-address rate limits,
+    behind a trusted proxy on loopback (a client names any address in X-Forwarded-For)."""
+    async with smtp_server(catcher) as port:
+        environment = mail_environment(
+            database_url, port, STELLAR_RATE_LIMITS="", STELLAR_TRUSTED_PROXIES="127.0.0.1/32"
+        )
+        async with mail_panel(environment, server_factory, client_factory) as panel:
+            yield panel
+
+
+@asynccontextmanager
 async def mail_world(
     database_url: str,
     catcher: MailCatcher,

@@ -17,13 +17,9 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.services.mail_flows import RESET_ALLOWANCE
-from tests.integration.control_plane.mail_support import (
-    mail_environment,
-    mail_panel,
-    token_of,
-)
+from tests.integration.control_plane.mail_support import proxied_mail_panel, token_of
 from tests.support.panel import Panel
-from tests.support.smtp import MailCatcher, smtp_server
+from tests.support.smtp import MailCatcher
 
 RESET = "/api/v1/auth/password-reset"
 NEW_PASSWORD = "a brand new passphrase 2026"
@@ -46,16 +42,8 @@ async def panel(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Panel]:
-    """Default per-address rate limits, behind a trusted proxy."""
-    async with smtp_server(catcher) as port:
-        environment = mail_environment(
-            database_url,
-            port,
-            STELLAR_RATE_LIMITS="",
-            STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
-        )
-        async with mail_panel(environment, aiohttp_server, aiohttp_client) as p:
-            yield p
+    async with proxied_mail_panel(database_url, catcher, aiohttp_server, aiohttp_client) as p:
+        yield p
 
 
 async def _ask(panel: Panel, address: str, email: str) -> dict[str, object]:

@@ -18,9 +18,9 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.services.mail_flows import VERIFY_LINK_ALLOWANCE
-from tests.integration.control_plane.mail_support import mail_environment, mail_panel
+from tests.integration.control_plane.mail_support import proxied_mail_panel
 from tests.support.panel import PASSWORD, Panel
-from tests.support.smtp import MailCatcher, smtp_server
+from tests.support.smtp import MailCatcher
 
 CHANGE = "/api/v1/account/email"
 VICTIM = "victim@example.org"
@@ -39,16 +39,8 @@ async def panel(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Panel]:
-    """Default per-address rate limits, behind a trusted proxy."""
-    async with smtp_server(catcher) as port:
-        environment = mail_environment(
-            database_url,
-            port,
-            STELLAR_RATE_LIMITS="",
-            STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
-        )
-        async with mail_panel(environment, aiohttp_server, aiohttp_client) as p:
-            yield p
+    async with proxied_mail_panel(database_url, catcher, aiohttp_server, aiohttp_client) as p:
+        yield p
 
 
 async def test_changes_to_one_address_from_many_clients_mail_it_the_allowance(
