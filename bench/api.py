@@ -99,7 +99,9 @@ EMAIL: Final = "bench@example.org"
 OTHER_EMAIL: Final = "other@example.org"
 PASSWORD: Final = "correct horse battery staple"
 MAX_PAGE: Final = 100  # PageQuery.per_page's limit
-RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60,power=1000000/60"
+RATE_LIMITS: Final = (
+    "api=1000000/60,authentication=1000000/60,sign_in_account=1000000/60,power=1000000/60"
+)
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 TARGET_THROUGHPUT_RATIO: Final = 0.30
 TARGET_P99_RATIO: Final = 2.0

@@ -77,7 +77,9 @@ def settings_for(database_url: str) -> ControlPlaneSettings:
             "STELLAR_DATABASE_URL": database_url,
             "STELLAR_AUTH_SECRET": "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM",
             "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": "api=1000000/60,authentication=1000000/60",
+            "STELLAR_RATE_LIMITS": (
+                "api=1000000/60,authentication=1000000/60,sign_in_account=1000000/60"
+            ),
         }
     )
 

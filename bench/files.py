@@ -82,7 +82,9 @@ MIB: Final = 1024 * 1024
 CLIENT_CHUNK: Final = 1024 * 1024
 EMAIL: Final = "bench@example.org"
 PASSWORD: Final = "correct horse battery staple"
-RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60,files=1000000/60"
+RATE_LIMITS: Final = (
+    "api=1000000/60,authentication=1000000/60,sign_in_account=1000000/60,files=1000000/60"
+)
 OUR_VARIABLES: Final = ("STELLAR_", "REDIS_URL", "DATABASE_URL")
 UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 UPLOAD_PATH: Final = "/bench.bin"

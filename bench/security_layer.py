@@ -86,7 +86,7 @@ from control_plane.settings import ControlPlaneSettings, load_settings
 VARIANTS: Final = ("memory", "redis", "none")
 SESSION_PATH: Final = "/api/v1/auth/session"
 HEALTH_PATH: Final = "/healthz"
-RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60"
+RATE_LIMITS: Final = "api=1000000/60,authentication=1000000/60,sign_in_account=1000000/60"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/14"
 BUCKET: Final = "stellar:rl:api:127.0.0.1"  # RedisBackend's prefix, the api preset, our IP
 EMAIL: Final = "bench@example.org"

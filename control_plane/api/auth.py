@@ -8,8 +8,8 @@ from typing import Any
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.db.models import Session, User
-from control_plane.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
-from control_plane.keys import MAIL, METRICS
+from control_plane.errors import Forbidden, InvalidRequest, NotFound, RateLimited, Unauthenticated
+from control_plane.keys import MAIL, METRICS, RATE_LIMITER
 from control_plane.schemas.auth import (
     LoginIn,
     PasswordChangeIn,
@@ -20,7 +20,7 @@ from control_plane.schemas.auth import (
     UserOut,
 )
 from control_plane.schemas.mfa import LoginOut, MfaRequiredOut
-from control_plane.security import sessions
+from control_plane.security import devices, sessions
 from control_plane.services import auth as auth_service
 from control_plane.services import mail_flows
 from control_plane.services import mfa as mfa_service
@@ -42,6 +42,8 @@ def wake_mail_sender(req: ApiRequest[Any, Any]) -> None:
 
 
 ACCOUNT_DISABLED = "this account is disabled; ask an administrator"
+ACCOUNT_PRESET = "sign_in_account"
+TOO_MANY_FOR_ACCOUNT = "too many attempts for this account"
 # A password-only session that still owes its second factor lives this long.
 PENDING_SESSION = dt.timedelta(minutes=5)
 
@@ -72,6 +74,16 @@ async def start_session(req: ApiRequest[Any, Any], user: User, *, method: str) -
         sessions.cookie_name(req.settings.secure_cookies),
         token,
         max_age=int(max_age.total_seconds()),
+        **_cookie_options(req),
+    )
+    # This browser is now one the account has signed in with (control_plane/security/devices.py).
+    device_cookie = devices.cookie_name(req.settings.secure_cookies)
+    req.set_cookie(
+        device_cookie,
+        devices.recognised(
+            req.settings.auth_secret or "", req.http.cookies.get(device_cookie), str(user.id)
+        ),
+        max_age=devices.LIFETIME_SECONDS,
         **_cookie_options(req),
     )
     await req.audit(
@@ -142,6 +154,7 @@ async def start_pending_session(
 async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
     async with req.transaction(write=False):
         found = await auth_service.find_login(req.db, req.body.email)
+    await _spend_account_allowance(req, found)
     # bcrypt between transactions: it never holds a database lock.
     matches = await auth_service.password_opens(found, req.body.password, req.settings.bcrypt_cost)
     async with req.transaction():
@@ -176,6 +189,37 @@ async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
             req.http.app[METRICS].sign_ins.labels("password", "second_factor_required").inc()
             return LoginOut(await start_pending_session(req, user, methods=methods))
         return LoginOut(await start_session(req, user, method="password"))
+
+
+async def _spend_account_allowance(req: ApiRequest[LoginIn, Any], found: User | None) -> None:
+    """One password sign-in of the account's allowance for strangers, or of this browser's
+    own when the account signed in with it before; 429 when it is spent. Decided before the
+    password is checked, and for addresses without an account alike: neither the right
+    password nor the refusal tells a guesser anything."""
+    settings = req.settings
+    device = devices.read(
+        settings.auth_secret or "",
+        req.http.cookies.get(devices.cookie_name(settings.secure_cookies)),
+    )
+    if device is not None and found is not None and device.knows(found.id):
+        subject = devices.device_subject(device)
+    else:
+        subject = devices.account_subject(req.body.email)
+    decision = await req.http.app[RATE_LIMITER].check_subject(ACCOUNT_PRESET, subject)
+    if decision.allowed:
+        return
+    req.audit_failure(
+        "user.login.failed",
+        details={"method": "password", "email": req.body.email, "reason": TOO_MANY_FOR_ACCOUNT},
+    )
+    req.http.app[METRICS].rate_limited.labels(ACCOUNT_PRESET).inc()
+    req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
+    wait = decision.headers(0)["Retry-After"]
+    raise RateLimited(
+        f"{TOO_MANY_FOR_ACCOUNT}; try again in {wait} s, or sign in from a browser you have "
+        "signed in with before",
+        headers={"Retry-After": wait},
+    )
 
 
 @routes.post(

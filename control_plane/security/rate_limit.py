@@ -38,6 +38,9 @@ DEFAULT_PRESETS: Final = {
     "invitations": (10, 3600.0),
     # Prometheus scrapes every replica and, through it, every node from one address.
     "metrics": (600, 60.0),
+    # Password sign-ins per account from browsers it has not signed in with, whatever their
+    # addresses (and per recognised browser): control_plane/security/devices.py.
+    "sign_in_account": (10, 900.0),
 }
 # Presets keyed by client and server: taken after authentication, for a server the caller
 # sees (so nobody can make buckets by inventing server ids).
@@ -357,3 +360,8 @@ class RateLimiter:
         policy = self.presets[preset]
         key = ":".join((policy.name, client_key(ip), *scope))
         return await self.backend.take(key, policy)
+
+    async def check_subject(self, preset: str, subject: str) -> Decision:
+        """One token of ``preset`` for ``subject`` (an account, a browser), whoever asks."""
+        policy = self.presets[preset]
+        return await self.backend.take(f"{policy.name}:{subject}", policy)

@@ -28,7 +28,15 @@ from tests.support.world import World, build_world
 AUTH_SECRET = "k3Jd9QmX2vLp7RtN4wYb8ZcF6hGs1aEu0iOy5TnM"
 UNLIMITED = ",".join(
     f"{name}=1000000/60"
-    for name in ("authentication", "sensitive", "api", "power", "files", "invitations")
+    for name in (
+        "authentication",
+        "sensitive",
+        "api",
+        "power",
+        "files",
+        "invitations",
+        "sign_in_account",
+    )
 )
 
 

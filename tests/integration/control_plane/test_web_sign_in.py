@@ -249,6 +249,60 @@ async def test_refusals_say_why_disabled_and_rate_limited(
     await watched.assert_clean()
 
 
+async def test_an_account_under_guessing_still_opens_in_its_owners_browser(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    browser: Browser,
+) -> None:
+    """Guesses from many addresses (a trusted proxy names a new one for each) spend the
+    account's allowance: a browser it never signed in with is refused even the right
+    password and says why; the owner's own browser signs in."""
+    limits = UNLIMITED.replace("sign_in_account=1000000/60", "sign_in_account=10/900")
+    env = environment(
+        database_url, STELLAR_RATE_LIMITS=limits, STELLAR_TRUSTED_PROXIES="127.0.0.1/32"
+    )
+    panel = await web_panel(aiohttp_server, aiohttp_client, env)
+    await panel.create_user("owner@example.org")
+    owner = await watched_page(browser, base_url(panel))
+    await owner.page.goto("/login")
+    await sign_in(owner.page, "owner@example.org")
+    await owner.page.wait_for_url("**/")
+    await sign_out(owner.page)
+
+    attacker = await panel.browser()
+    wrong = {"email": "owner@example.org", "password": "a guess from a botnet"}
+    statuses = [
+        (
+            await attacker.request(
+                "POST",
+                "/api/v1/auth/login",
+                json=wrong,
+                headers={"X-Forwarded-For": f"203.0.113.{n}"},
+            )
+        ).status
+        for n in range(1, 12)
+    ]
+    # The owner's first sign-in, from a browser new to the account then, spent one of ten.
+    assert statuses == [401] * 9 + [429] * 2
+
+    stranger = await watched_page(browser, base_url(panel))
+    await stranger.page.goto("/login")
+    await sign_in(stranger.page, "owner@example.org")
+    await expect(stranger.page.get_by_role("alert")).to_have_text(
+        re.compile(
+            r"^too many attempts for this account; try again in \d+ s, "
+            r"or sign in from a browser you have signed in with before$"
+        )
+    )
+    await sign_in(owner.page, "owner@example.org")
+    await owner.page.wait_for_url("**/")
+    await expect(owner.page.get_by_role("button", name="Sign out")).to_be_visible()
+    await owner.assert_clean()
+    await stranger.assert_clean()
+
+
 @pytest.mark.parametrize(
     ("mode", "says"),
     [

@@ -1,0 +1,185 @@
+"""Password guessing spread over many addresses: limited per account, the owner's browser
+still gets in (the real app, memory buckets on a hand-moved clock, a trusted proxy that lets
+each guess come from an address of its own, as a botnet's would)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.models import AuditEntry, User
+from control_plane.security import devices
+from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.test_rate_limits import limited_panel
+from tests.support.clocks import MonotonicClock
+from tests.support.panel import PASSWORD, Browser, Panel
+
+LOGIN = "/api/v1/auth/login"
+VICTIM = "victim@example.org"
+WRONG = "not the password at all"
+ALLOWANCE = 10  # the sign_in_account preset's default: 10, then one per 90 s
+
+
+@pytest.fixture
+async def panel(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    rate_clock: MonotonicClock,
+) -> Panel:
+    panel = await limited_panel(
+        database_url,
+        aiohttp_server,
+        aiohttp_client,
+        rate_clock,
+        STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+    )
+    await panel.create_user(VICTIM)
+    return panel
+
+
+@pytest.fixture
+def addresses() -> Iterator[dict[str, str]]:
+    """A new client address for every guess: the per-address limit never trips."""
+    return ({"X-Forwarded-For": f"203.0.{n // 256}.{n % 256}"} for n in itertools.count(1))
+
+
+async def guess(
+    browser: Browser, addresses: Iterator[dict[str, str]], email: str, password: str
+) -> int:
+    response = await browser.request(
+        "POST", LOGIN, json={"email": email, "password": password}, headers=next(addresses)
+    )
+    if response.status == 200:
+        browser.csrf = (await response.json())["csrf_token"]
+    return response.status
+
+
+@pytest.mark.parametrize("email", [VICTIM, "nobody@example.org"], ids=["account", "no_account"])
+async def test_guesses_from_many_addresses_stop_at_the_accounts_allowance(
+    panel: Panel, addresses: Iterator[dict[str, str]], rate_clock: MonotonicClock, email: str
+) -> None:
+    attacker = await panel.browser()
+    for _ in range(ALLOWANCE):
+        assert await guess(attacker, addresses, email, WRONG) == 401
+    refused = await attacker.request(
+        "POST", LOGIN, json={"email": email, "password": WRONG}, headers=next(addresses)
+    )
+    assert refused.status == 429
+    error = (await refused.json())["error"]
+    assert error["code"] == "rate_limited"
+    assert error["message"] == (
+        "too many attempts for this account; try again in 90 s, "
+        "or sign in from a browser you have signed in with before"
+    )
+    assert refused.headers["Retry-After"] == "90"
+    # Refused before the password is checked: the right one is no oracle (and an address
+    # with no account is refused alike, so neither is the refusal).
+    assert await guess(attacker, addresses, email, PASSWORD) == 429
+    rate_clock.advance(90)
+    assert await guess(attacker, addresses, email, WRONG) == 401
+    assert await guess(attacker, addresses, email, WRONG) == 429
+    async with panel.db() as db:
+        reasons = list(
+            await db.scalars(
+                select(AuditEntry.details["reason"].as_string()).where(
+                    AuditEntry.action == "user.login.failed"
+                )
+            )
+        )
+    assert reasons.count("too many attempts for this account") == 3
+
+
+async def test_the_owners_browser_still_signs_in_while_the_account_is_attacked(
+    panel: Panel, addresses: Iterator[dict[str, str]]
+) -> None:
+    owner = await panel.browser()
+    await owner.login(VICTIM)
+    assert owner.client.session.cookie_jar.filter_cookies(owner.client.make_url("/")).get(
+        devices.COOKIE
+    )
+    await owner.json("POST", "/api/v1/auth/logout", status=204)
+
+    attacker = await panel.browser()
+    for _ in range(ALLOWANCE):
+        await guess(attacker, addresses, VICTIM, WRONG)
+    assert await guess(attacker, addresses, VICTIM, PASSWORD) == 429
+
+    # The browser that signed in before: in, from an address never seen.
+    assert await guess(owner, addresses, VICTIM, PASSWORD) == 200
+    # Another browser, even with the right password and the owner's own address: not yet.
+    stranger = await panel.browser()
+    assert await guess(stranger, addresses, VICTIM, PASSWORD) == 429
+
+
+async def test_a_browser_recognised_for_another_account_or_a_forged_one_is_not_exempt(
+    panel: Panel, addresses: Iterator[dict[str, str]]
+) -> None:
+    await panel.create_user("attacker@example.org")
+    attacker = await panel.browser()
+    await attacker.login("attacker@example.org")  # recognised, but for their own account
+    for _ in range(ALLOWANCE):
+        assert await guess(attacker, addresses, VICTIM, WRONG) == 401
+    assert await guess(attacker, addresses, VICTIM, WRONG) == 429
+
+    victim_id = await victim_user_id(panel)
+    forged = {
+        "signed with another secret": devices.issue(
+            "another secret of at least 32 chars!", [victim_id]
+        ),
+        "not a token": "x" * 40,
+    }
+    for what, token in forged.items():
+        browser = await panel.browser()
+        browser.client.session.cookie_jar.update_cookies({devices.COOKIE: token})
+        assert await guess(browser, addresses, VICTIM, PASSWORD) == 429, what
+    genuine = await panel.browser()
+    genuine.client.session.cookie_jar.update_cookies(
+        {devices.COOKIE: devices.issue(AUTH_SECRET, [victim_id])}
+    )
+    assert await guess(genuine, addresses, VICTIM, PASSWORD) == 200
+
+
+async def test_a_recognised_browser_has_an_allowance_of_its_own(
+    panel: Panel, addresses: Iterator[dict[str, str]]
+) -> None:
+    """A recognised browser (say, a laptop stolen with its cookies) guesses no faster than a
+    stranger, and spends only its own allowance: the owner's other browsers still get in."""
+    laptop, phone = await panel.browser(), await panel.browser()
+    for browser in (laptop, phone):
+        await browser.login(VICTIM)
+        await browser.json("POST", "/api/v1/auth/logout", status=204)
+    for _ in range(ALLOWANCE):
+        assert await guess(laptop, addresses, VICTIM, WRONG) == 401
+    assert await guess(laptop, addresses, VICTIM, PASSWORD) == 429
+    assert await guess(phone, addresses, VICTIM, PASSWORD) == 200
+    stranger = await panel.browser()
+    assert await guess(stranger, addresses, VICTIM, PASSWORD) == 200  # the laptop spent its own
+
+
+async def test_one_browser_is_recognised_for_each_account_signed_in_with_it(
+    panel: Panel, addresses: Iterator[dict[str, str]]
+) -> None:
+    await panel.create_user("partner@example.org")
+    shared = await panel.browser()
+    for email in (VICTIM, "partner@example.org"):
+        await shared.login(email)
+        await shared.json("POST", "/api/v1/auth/logout", status=204)
+    attacker = await panel.browser()
+    for email in (VICTIM, "partner@example.org"):
+        for _ in range(ALLOWANCE + 1):
+            await guess(attacker, addresses, email, WRONG)
+    for email in (VICTIM, "partner@example.org"):
+        assert await guess(shared, addresses, email, PASSWORD) == 200, email
+        await shared.json("POST", "/api/v1/auth/logout", status=204)
+
+
+async def victim_user_id(panel: Panel) -> str:
+    async with panel.db() as db:
+        return str(await db.scalar(select(User.id).where(User.email == VICTIM)))
