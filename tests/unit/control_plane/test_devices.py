@@ -41,7 +41,7 @@ def test_forged_expired_foreign_or_malformed_values_name_no_browser() -> None:
         "another secret": devices.issue(SECRET + "!", ["user-a"]),
         "expired": devices.issue(SECRET, ["user-a"], now=now - devices.LIFETIME_SECONDS - 60),
         "another audience": jwt.encode({**claims, "aud": "stellarstack:signed-link"}, key),
-        "no algorithm": jwt.encode(claims, None, algorithm="none"),
+        "no algorithm": jwt.encode(claims, "", algorithm="none"),
         "accounts not a list": jwt.encode({**claims, "acc": "user-a"}, key),
         "short id": jwt.encode({**claims, "jti": "x"}, key),
         "not a token": "x" * 40,
