@@ -88,11 +88,6 @@ async def timed_writes(bob: Browser, server_id: str) -> list[float]:
     return took
 
 
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 async def rows(world: World, action: str) -> list[AuditEntry]:
     async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
         return list(await db.scalars(select(AuditEntry).where(AuditEntry.action == action)))
@@ -114,7 +109,6 @@ async def test_a_slow_node_does_not_slow_other_users_writes_and_its_answer_is_re
 ) -> None:
     world, node = await stack_with_slow_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
     bobs = world.ids["bob_server"]
-    idle = await timed_writes(world.bob, bobs)
 
     alices = world.ids["alice_server"]
     started = time.monotonic()
@@ -126,8 +120,9 @@ async def test_a_slow_node_does_not_slow_other_users_writes_and_its_answer_is_re
         await asyncio.sleep(0.01)
     busy = await timed_writes(world.bob, bobs)
     assert node.waiting == 1, "the writes should have run while the node was thinking"
-    # Held behind a transaction, every write would wait out the node's 10 s.
-    assert p99(busy) <= 2 * p99(idle) + 0.05, (p99(idle), p99(busy))
+    # Held behind a transaction, a write would wait out the node's 10 s. Not compared with an
+    # idle run's timings: on a shared machine those move by more than the property tested.
+    assert max(busy) < DELAY_SECONDS / 4, sorted(busy)[-3:]
     assert await state_of(world, alices) == "offline"  # nothing recorded before the answer
 
     answer = await slow
