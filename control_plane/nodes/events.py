@@ -11,6 +11,10 @@ A finished install is kept on the server (exit code, seconds, last lines, reason
 state ``install_failed``: the node reports it ``offline`` afterwards, which does not
 overwrite that until the server installs again.
 
+The node is not trusted to send few events: the audit rows its events add are on a budget
+(:class:`AuditBudget`); past it its events still apply, unaudited, and a
+``node.events.not_audited`` row says how many (at most one a minute while it lasts).
+
 Resource samples (``stats`` events) are folded into the resource history
 (``control_plane/services/resource_history.py``) without a transaction per sample: a
 bucket is written once complete, only for servers that are on this node. Their age on
@@ -23,8 +27,10 @@ import asyncio
 import contextlib
 import json
 import math
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
@@ -87,6 +93,41 @@ AUDITED: Final[dict[str, type[BaseModel]]] = {
 MAX_AUDITED_TEXT = 255
 
 
+@dataclass(frozen=True)
+class AuditBudget:
+    """Audit rows one node's events may add: ``burst`` at once, then ``per_second``.
+
+    Each audited event is a row in a trail that is kept for months; a rooted node sending
+    crashes or SFTP logins in a loop would otherwise grow the database without bound. A busy
+    node (SFTP logins, crash loops, backups of hundreds of servers) stays well inside it."""
+
+    burst: float = 300.0
+    per_second: float = 1.0
+
+
+AUDIT_BUDGET: Final = AuditBudget()
+# While a node is past its budget, how often a row says how many of its events were not audited.
+NOT_AUDITED_REPORT_SECONDS: Final = 60.0
+
+
+class _Allowance:
+    """One node's audit budget: a token bucket, and the events it let go unaudited."""
+
+    def __init__(self, budget: AuditBudget, now: float) -> None:
+        self.tokens = budget.burst
+        self.updated = now
+        self.skipped = 0
+        self.reported_at: float | None = None
+
+    def take(self, budget: AuditBudget, now: float) -> bool:
+        self.tokens = min(budget.burst, self.tokens + (now - self.updated) * budget.per_second)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 def audited(event: BaseModel) -> dict[str, Any]:
     """What the audit trail keeps of a node's event: its own fields, every text cut, a number
     that is none (NaN, Infinity: JSON in Python, not in PostgreSQL or a browser) left out."""
@@ -105,8 +146,17 @@ def _kept(value: Any) -> Any:
 class NodeEventListener:
     """Keeps one event subscription per node alive for as long as the app runs."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        audit_budget: AuditBudget = AUDIT_BUDGET,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._app = app
+        self._audit_budget = audit_budget
+        self._clock = clock
+        self._allowances: dict[uuid.UUID, _Allowance] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._urls: dict[uuid.UUID, str] = {}
         # Servers whose disk was announced nearly full (this replica's memory: a replica
@@ -251,7 +301,7 @@ class NodeEventListener:
                 return
             self._nearly_full.add(sample.server)
             details = {"used_bytes": used, "limit_bytes": limit, "percent": round(share * 100)}
-            await self._audit(db, "server.disk.nearly_full", server, details)
+            await self._audit_server(db, node, "server.disk.nearly_full", server, details)
 
     async def store(self, node: Node, buckets: list[Bucket]) -> None:
         """Write buckets of this node's own servers (a node speaks for its servers only)."""
@@ -315,7 +365,7 @@ class NodeEventListener:
                 state = "starting" if told.restarting else "crashed"
                 # Published even when the node's own ``crashed`` state event was lost.
                 await change_state(db, server, state)
-                await self._audit(db, "server.crashed", server, audited(told))
+                await self._audit_server(db, node, "server.crashed", server, audited(told))
             elif kind == "install":
                 # Once, whichever comes first: the event, or the read after (re)connecting
                 # (an event sent while that read ran arrives after it).
@@ -324,17 +374,19 @@ class NodeEventListener:
                 install = record_install(server, event)
                 await change_state(db, server, state_after(install))
                 # The last lines stay out of the audit trail: scripts may print secrets.
-                await self._audit(db, "server.install.finished", server, audited(install))
+                await self._audit_server(
+                    db, node, "server.install.finished", server, audited(install)
+                )
             elif isinstance(told, BackupEvent) and told.operation == "create":
                 # A backup made in the background finished (webhooks and alerts act on it).
                 if told.status in ("completed", "failed"):
                     action = f"server.backup.{told.status}"
-                    await self._audit(db, action, server, audited(told))
+                    await self._audit_server(db, node, action, server, audited(told))
             elif isinstance(told, DiskFullEvent):
-                await self._audit(db, "server.disk.full", server, audited(told))
+                await self._audit_server(db, node, "server.disk.full", server, audited(told))
             elif isinstance(told, SftpLoginEvent):
                 action = "server.sftp.login" if told.success else "server.sftp.login_failed"
-                await self._audit(db, action, server, audited(told))
+                await self._audit_server(db, node, action, server, audited(told))
 
     async def _sftp_failures(self, node: Node, event: dict[str, Any]) -> None:
         """One window's failed SFTP logins from one source: one audit row on the node."""
@@ -351,25 +403,62 @@ class NodeEventListener:
                 for reason, count in sorted(summary.reasons.items())
             ]
         }
+        row = audit.AuditEvent(
+            "node.sftp.login_failures", target_type="node", target_id=str(node.id), details=details
+        )
         async with transaction(self._app[SESSIONS]) as db:
-            await audit.append(
-                db,
-                None,
-                audit.AuditEvent(
-                    "node.sftp.login_failures",
-                    target_type="node",
-                    target_id=str(node.id),
-                    details=details,
-                ),
-            )
+            await self._audit(db, node, row)
 
-    @staticmethod
-    async def _audit(db: Any, action: str, server: Server, details: dict[str, Any]) -> None:
+    async def _audit_server(
+        self, db: Any, node: Node, action: str, server: Server, details: dict[str, Any]
+    ) -> None:
+        event = audit.AuditEvent(
+            action, target_type="server", target_id=str(server.id), details=details
+        )
+        await self._audit(db, node, event)
+
+    async def _audit(self, db: Any, node: Node, event: audit.AuditEvent) -> None:
+        """Audit one of the node's events if its budget allows; else count it."""
+        now = self._clock()
+        allowance = self._allowances.get(node.id)
+        if allowance is None:
+            allowance = self._allowances[node.id] = _Allowance(self._audit_budget, now)
+        if allowance.take(self._audit_budget, now):
+            if allowance.skipped:
+                await self._report_not_audited(db, node, allowance, now)
+            await audit.append(db, None, event)
+            return
+        allowance.skipped += 1
+        self._app[METRICS].node_events_not_audited.labels(node.name).inc()
+        due = allowance.reported_at is None or (
+            now - allowance.reported_at >= NOT_AUDITED_REPORT_SECONDS
+        )
+        if due:
+            log.warning(
+                "node sends more audited events than its budget: applied, not audited",
+                node=node.name,
+                burst=self._audit_budget.burst,
+                per_second=self._audit_budget.per_second,
+            )
+            await self._report_not_audited(db, node, allowance, now)
+
+    async def _report_not_audited(
+        self, db: Any, node: Node, allowance: _Allowance, now: float
+    ) -> None:
+        details = {
+            "events": allowance.skipped,
+            "burst": self._audit_budget.burst,
+            "per_second": self._audit_budget.per_second,
+        }
+        allowance.skipped, allowance.reported_at = 0, now
         await audit.append(
             db,
             None,
             audit.AuditEvent(
-                action, target_type="server", target_id=str(server.id), details=details
+                "node.events.not_audited",
+                target_type="node",
+                target_id=str(node.id),
+                details=details,
             ),
         )
 

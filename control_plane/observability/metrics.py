@@ -249,6 +249,12 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
+        self.node_events_not_audited = Counter(
+            "stellar_node_events_not_audited",
+            "Events of the node applied but not audited: past its audit budget.",
+            ["node"],
+            registry=registry,
+        )
         self.job_runs = Counter(
             "stellar_background_job_runs",
             "Runs of background jobs, by job.",
