@@ -10,6 +10,7 @@ answers. A refusal by the node raises its error and records nothing.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -20,7 +21,7 @@ from control_plane.keys import NODES, READ_SESSIONS, SESSIONS
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.caller import Caller
 from control_plane.services import audit
-from control_plane.services.audit import AuditEvent
+from control_plane.services.audit import Actor, AuditEvent
 from control_plane.services.servers import startup
 from control_plane.services.servers.state import change_state
 from control_plane.services.servers.variables import validate_variables
@@ -54,6 +55,42 @@ async def power(
     app: web.Application, caller: Caller, server: Server, node: Node, action: PowerIn
 ) -> ServerStatus:
     """Ask the node for the power action; record the state it reports and the action.
+    See :func:`_power`."""
+    return await _power(
+        app,
+        server,
+        node,
+        action,
+        user=str(caller.user_id),
+        actor=caller.actor,
+        users_rules=not caller.acts_as_admin,
+        audited=power_audit(server.id, action),
+    )
+
+
+async def power_for_system(
+    app: web.Application, server: Server, node: Node, action: PowerIn, *, why: str
+) -> ServerStatus:
+    """The control plane's own power action (``why``: what asked for it, audited), checked
+    and recorded as a caller's is, audited with no actor."""
+    audited = replace(power_audit(server.id, action), details={"by": why})
+    return await _power(
+        app, server, node, action, user="system", actor=None, users_rules=False, audited=audited
+    )
+
+
+async def _power(
+    app: web.Application,
+    server: Server,
+    node: Node,
+    action: PowerIn,
+    *,
+    user: str,
+    actor: Actor | None,
+    users_rules: bool,
+    audited: AuditEvent,
+) -> ServerStatus:
+    """Ask the node for the power action; record the state it reports and the action.
 
     Returns the node's view of the server (``stop`` and ``restart`` finish later). A start
     or restart first gives the node the spec as the server and its blueprint are now, so a
@@ -70,19 +107,15 @@ async def power(
             blueprint = await db.get(Blueprint, current.blueprint_id)
             if blueprint is None:
                 raise NotFound("the server's blueprint no longer exists")
-            validate_variables(
-                blueprint, {}, current=current.variables, user=not caller.acts_as_admin
-            )
+            validate_variables(blueprint, {}, current=current.variables, user=users_rules)
             spec = await startup.build_spec(db, current)
-        await app[NODES].update_spec(node, spec, user=str(caller.user_id))
-    status = await app[NODES].power(
-        node, server.id, PowerAction(action=action.action), user=str(caller.user_id)
-    )
+        await app[NODES].update_spec(node, spec, user=user)
+    status = await app[NODES].power(node, server.id, PowerAction(action=action.action), user=user)
     async with transaction(app[SESSIONS]) as db:
         stored = await db.get(Server, server.id)
         if stored is not None:
             await change_state(db, stored, status.state)
-        await audit.append(db, caller.actor, power_audit(server.id, action))
+        await audit.append(db, actor, audited)
     return status
 
 

@@ -40,11 +40,13 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from control_plane import background
+from control_plane.api import server_actions
 from control_plane.db.leases import Lease
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, WALL_CLOCK
+from control_plane.schemas.servers import PowerIn
 from control_plane.services import audit, resource_history
 from control_plane.services.resource_history import Bucket, HistoryRecorder
 from control_plane.services.servers.installs import (
@@ -133,6 +135,16 @@ def audited(event: BaseModel) -> dict[str, Any]:
     that is none (NaN, Infinity: JSON in Python, not in PostgreSQL or a browser) left out."""
     details = event.model_dump(mode="json", exclude={"type", "server", "last_lines"})
     return {key: _kept(value) for key, value in details.items()}
+
+
+def _starts_on_completion(server: Server) -> bool:
+    """Whether the server is to start once its first install succeeds (Pterodactyl's
+    ``start_on_completion`` at create); True once only: a reinstall does not start it."""
+    fields = server.compat_fields or {}
+    if not fields.get("start_on_completion"):
+        return False
+    server.compat_fields = {**fields, "start_on_completion": False}
+    return True
 
 
 def _kept(value: Any) -> Any:
@@ -340,6 +352,7 @@ class NodeEventListener:
         """Apply one event; ``resync``: what the node reported when asked (a state stands).
         An install outcome already recorded is not recorded again."""
         kind = event.get("type")
+        start_now = False
         if kind == "sftp_failures":
             await self._sftp_failures(node, event)
             return
@@ -373,6 +386,7 @@ class NodeEventListener:
                     return
                 install = record_install(server, event)
                 await change_state(db, server, state_after(install))
+                start_now = install.success and _starts_on_completion(server)
                 # The last lines stay out of the audit trail: scripts may print secrets.
                 await self._audit_server(
                     db, node, "server.install.finished", server, audited(install)
@@ -387,6 +401,35 @@ class NodeEventListener:
             elif isinstance(told, SftpLoginEvent):
                 action = "server.sftp.login" if told.success else "server.sftp.login_failed"
                 await self._audit_server(db, node, action, server, audited(told))
+        if start_now:
+            await self._start_on_completion(node, server_id)
+
+    async def _start_on_completion(self, node: Node, server_id: uuid.UUID) -> None:
+        """Pterodactyl's ``start_on_completion``: the first install has succeeded, the game
+        starts (as the control plane's own action, audited ``server.power.start`` by it). A
+        start the node refuses leaves the server installed and offline, and says why."""
+        async with transaction(self._app[SESSIONS]) as db:
+            server = await db.get(Server, server_id)
+            if server is None or server.suspended or server.node_id != node.id:
+                return
+        try:
+            await server_actions.power_for_system(
+                self._app, server, node, PowerIn(action="start"), why="start_on_completion"
+            )
+        except ApiError as err:
+            log.warning(
+                "installed; its start on completion failed",
+                server=str(server_id),
+                error=err.message,
+            )
+            async with transaction(self._app[SESSIONS]) as db:
+                await self._audit_server(
+                    db,
+                    node,
+                    "server.power.start_failed",
+                    server,
+                    {"by": "start_on_completion", "reason": err.message[:MAX_AUDITED_TEXT]},
+                )
 
     async def _sftp_failures(self, node: Node, event: dict[str, Any]) -> None:
         """One window's failed SFTP logins from one source: one audit row on the node."""

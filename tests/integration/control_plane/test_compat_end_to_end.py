@@ -10,8 +10,11 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from control_plane.db.models import AuditEntry
 from tests.integration.control_plane.stack import Stack
+from tests.integration.control_plane.test_blueprint_end_to_end import blueprint_body
 from tests.support.compat import MEDIA_TYPE, pterodactyl_key
 from tests.support.panel import Browser
 
@@ -332,3 +335,59 @@ async def test_a_backup_made_locked_through_the_client_api_stays_locked(stack: S
     helper_bot = await pterodactyl_key(stack.panel, helper, "client")
     theirs = await helper_bot.json("POST", backups, json={"name": "x", "is_locked": True})
     assert theirs["attributes"]["is_locked"] is False, theirs
+
+
+async def test_start_on_completion_starts_the_server_once_its_first_install_succeeds(
+    stack: Stack,
+) -> None:
+    """WHMCS and Paymenter create servers with ``start_on_completion``: an egg with an install
+    step runs it, then the game starts by itself; a reinstall later leaves it offline."""
+    body = blueprint_body(
+        name="installs, then starts",
+        install={"image": "stellar-test/fake-game:latest", "script": "echo fetched; sleep 1"},
+    )
+    await stack.admin.json("POST", "/api/v1/blueprints", status=201, json=body)
+    app = await pterodactyl_key(stack.panel, stack.admin, "application")
+    eggs = (await app.json("GET", "/api/application/nests/1/eggs"))["data"]
+    egg = next(e["attributes"]["id"] for e in eggs if e["attributes"]["name"] == body["name"])
+    await stack.add_ports(1)
+    await stack.panel.create_user("installed@example.org")
+    users = await app.json("GET", "/api/application/users?filter[email]=installed@")
+    user = users["data"][0]["attributes"]["id"]
+    location = (await app.json("GET", "/api/application/locations"))["data"][0]["attributes"]
+    request = server_request(
+        user, egg, deploy={"locations": [location["id"]], "dedicated_ip": False, "port_range": []}
+    )
+    request["external_id"] = "whmcs-service-installs"
+    request["start_on_completion"] = True
+    created = await app.json("POST", "/api/application/servers", status=201, json=request)
+    stack.servers.append(created["attributes"]["uuid"])
+    number, identifier = created["attributes"]["id"], created["attributes"]["identifier"]
+    bot = await pterodactyl_key(stack.panel, stack.admin, "client", ["read", "write", "admin"])
+    assert await current_state(bot, identifier) in {"starting", "offline"}  # installing
+    await wait_for(bot, identifier, "running", timeout=60)
+    async with stack.panel.db() as db:
+        rows = await db.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action == "server.power.start",
+                AuditEntry.target_id == created["attributes"]["uuid"],
+            )
+        )
+        started = [(row.actor_id, row.details) for row in rows]
+    assert started == [(None, {"by": "start_on_completion"})]
+
+    await bot.json(
+        "POST", f"/api/client/servers/{identifier}/power", status=204, json={"signal": "kill"}
+    )
+    await wait_for(bot, identifier, "offline")
+    await app.json("POST", f"/api/application/servers/{number}/reinstall", status=204)
+    server = created["attributes"]["uuid"]
+    owner = await stack.panel.browser()
+    await owner.login("installed@example.org")
+    async with asyncio.timeout(60):
+        while (await owner.json("GET", f"/api/v1/servers/{server}"))["install"]["state"] != (
+            "installed"
+        ):
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(2)  # a start would have been asked at once
+    assert await current_state(bot, identifier) == "offline"
