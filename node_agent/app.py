@@ -87,7 +87,10 @@ async def server_registry_ctx(app: web.Application) -> AsyncIterator[None]:
     events.observers.append(metrics.observe_event)
     services = ServerServices(
         runtime=ContainerRuntime(
-            docker, on_pull=events.image_pull, seccomp=app[GAME_SECCOMP].profile
+            docker,
+            on_pull=events.image_pull,
+            seccomp=app[GAME_SECCOMP].profile,
+            registries=settings.image_registries,
         ),
         records=RecordStore(settings.data_dir),
         events=events,

@@ -42,6 +42,11 @@ games may reach, e.g. ``["10.20.0.0/16", "10.30.0.5 tcp/5432", "fd12:3456::/48"]
 ``egress_dns`` the resolvers their DNS queries may go to (default: the host's, as Docker
 forwards to them). A production agent refuses to start if it cannot load the table.
 
+Images are pulled only from the registries ``image_registries`` lists (default: Docker Hub,
+``ghcr.io``, ``quay.io``, ``registry.gitlab.com``): dockerd pulls from the host's own network,
+so an egg's ``127.0.0.1:PORT/x`` would reach what the egress policy keeps games from
+(``node_agent/docker/registries.py``). An image already on the node is used whatever its name.
+
 TLS (``tls_cert_file`` and ``tls_key_file``, made by ``stellar-agent tls generate``): the agent
 serves HTTPS with its own self-signed certificate, which the control plane pins by fingerprint.
 Without them it serves plain HTTP, and only on a loopback ``listen_host``.
@@ -61,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from node_agent.console.limits import ConsoleLimits
 from node_agent.docker.network import AGENT_NETWORK, BRIDGE_NAME_PATTERN
+from node_agent.docker.registries import DEFAULT_REGISTRIES, normalise_registry
 from node_agent.docker.seccomp import DOCKER_DEFAULT_PROFILE
 from node_agent.egress.policy import EgressAllowance
 from node_agent.files.limits import FileLimits
@@ -101,6 +107,9 @@ class AgentSettings(BaseModel):
     egress_allow: tuple[str, ...] = ()
     # Resolvers games' DNS may reach; None: the host's, read as Docker reads them.
     egress_dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] | None = None
+    # The registries blueprints' images may be pulled from ("host" or "host:port"); an
+    # image already on the node runs whatever its registry (node_agent/docker/registries.py).
+    image_registries: tuple[str, ...] = DEFAULT_REGISTRIES
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # A game that crashes again within this many seconds of its last crash is not restarted.
@@ -153,6 +162,19 @@ class AgentSettings(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return entries
+
+    @field_validator("image_registries")
+    @classmethod
+    def _registries_parse(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        problems, registries = [], []
+        for entry in entries:
+            try:
+                registries.append(normalise_registry(entry))
+            except ValueError as err:
+                problems.append(str(err))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return tuple(registries)
 
     @field_validator("egress_dns")
     @classmethod

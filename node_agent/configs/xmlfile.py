@@ -40,6 +40,10 @@ _ATTRIBUTE_VALUE: Final = re.compile(r"^\[(\w+)='(.*)'\]$", re.DOTALL)
 _PROLOG_ITEM: Final = re.compile(
     r"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^\[>]|\[[^\]]*\])*>", re.DOTALL | re.IGNORECASE
 )
+# What XML 1.0 cannot hold, even as a reference: C0 controls but tab and line ends, lone
+# surrogates, U+FFFE and U+FFFF. Written as they are, the file is ill-formed for the game and
+# for every later start.
+_NOT_XML: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # ET's prefix registry is process-wide: one file's prefixes at a time.
 _NAMESPACES_LOCK: Final = threading.Lock()
 MAX_MATCHES: Final = 100_000
@@ -181,6 +185,12 @@ class _Walk:
         return element
 
     def apply(self, root: ET.Element, problems: Problems) -> bool:
+        if found := _NOT_XML.search(self.rule.template.text):
+            problems.add(
+                f"{self.rule.match}: the value holds U+{ord(found[0]):04X}, which XML cannot "
+                "hold; not applied"
+            )
+            return False
         target = self.segments[-1]
         attribute: str | None = None
         segments = self.segments

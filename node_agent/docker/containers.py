@@ -37,6 +37,7 @@ from node_agent.docker.hardening import (
     install_container_name,
 )
 from node_agent.docker.output import OutputLine, follow_output
+from node_agent.docker.registries import DEFAULT_REGISTRIES, registry_of
 from node_agent.docker.seccomp import SeccompProfile
 from node_agent.docker.stats import ContainerSample, sample_container
 from shared.server_spec import InstallSpec, ServerSpec, StopCommand, StopSignal
@@ -156,14 +157,18 @@ class ContainerRuntime:
         docker: aiodocker.Docker,
         on_pull: PullListener | None = None,
         seccomp: SeccompProfile | None = None,
+        registries: tuple[str, ...] = DEFAULT_REGISTRIES,
     ) -> None:
         self._docker = docker
         self._on_pull = on_pull
+        # The only registries dockerd is asked to pull from (node_agent/docker/registries.py).
+        self._registries = frozenset(registries)
         # None: Docker's default profile (the agent found no base profile to extend).
         self._seccomp = seccomp
 
     async def ensure_image(self, image: str) -> None:
-        """Make sure ``image`` is on this node, pulling it if needed."""
+        """Make sure ``image`` is on this node, pulling it if needed: only from a registry
+        this node pulls from (400 otherwise, before dockerd contacts anything)."""
         try:
             await self._docker.images.inspect(image)
             return
@@ -172,6 +177,12 @@ class ContainerRuntime:
                 raise DockerUnavailable(f"cannot inspect image {image}: {err.message}") from err
         except (aiohttp.ClientError, OSError) as err:
             raise DockerUnavailable("Docker engine not reachable") from err
+        registry = registry_of(image)
+        if registry not in self._registries:
+            raise ImageUnavailable(
+                f"image {image} is not on this node, and its registry {registry} is not one "
+                "this node pulls from (the agent's image_registries setting)"
+            )
         log.info("pulling image", image=image)
         progress = _PullProgress(image, self._on_pull)
         progress.report("pulling")

@@ -206,3 +206,45 @@ def test_key_paths() -> None:
     for bad in ("a..b", ".a", "a.", "a[x]", "a[0"):
         with pytest.raises(KeyPathError):
             parse_key(bad)
+
+
+def test_a_variable_with_characters_xml_cannot_hold_never_breaks_the_file(volume: Path) -> None:
+    # A user's value with a control character (U+0001, U+000B …) written as it is made the
+    # file ill-formed: the game could not read it, and the agent never again (a value fixed
+    # later was not applied, the port neither), until someone edited the file by hand.
+    (volume / "serverconfig.xml").write_text(
+        '<ServerSettings><property name="ServerName" value="a" />'
+        '<property name="ServerPort" value="1" /><Motd>hi</Motd></ServerSettings>\n'
+    )
+    rules = config(
+        "serverconfig.xml",
+        "xml",
+        ("ServerSettings.property[@name='ServerName'].@value", "{{env.NAME}}"),
+        ("ServerSettings.Motd", "{{env.NAME}}"),
+        ("ServerSettings.property[@name='ServerPort'].@value", "{{server.build.default.port}}"),
+    )
+
+    def start(name: str) -> FileOutcome:
+        spec = ServerSpec.model_validate(
+            server_spec(
+                uuid=str(uuid.uuid4()),
+                allocations=[{"ip": "127.0.0.1", "port": 30000}],
+                environment={"NAME": name},
+            )
+        )
+        [outcome] = apply_config_files(volume, [rules], PlaceholderValues.of(spec, None), OWNER)
+        return outcome
+
+    outcome = start("evil\x01\x0bname")
+    assert outcome.outcome == "changed"
+    assert any("XML cannot hold" in problem for problem in outcome.problems), outcome.problems
+    text = (volume / "serverconfig.xml").read_text()
+    assert '<property name="ServerPort" value="30000" />' in text
+    assert "\x01" not in text
+    assert "\x0b" not in text
+
+    outcome = start("fixed")
+    assert outcome.outcome == "changed", outcome.problems
+    text = (volume / "serverconfig.xml").read_text()
+    assert '<property name="ServerName" value="fixed" />' in text
+    assert "<Motd>fixed</Motd>" in text
