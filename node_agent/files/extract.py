@@ -9,7 +9,9 @@ data, which is decompressed to get there, so an entry past the limits ends the r
 before its data costs anything. A tar's long-name and pax records are refused above
 ``MAX_EXTENDED_HEADER`` before they are read (``tarfile`` reads one whole into memory, and
 parses a pax record's length in time that grows with its square on Pythons without the fix
-for CVE-2024-6232).
+for CVE-2024-6232); global pax headers are refused past ``MAX_GLOBAL_HEADERS`` in all, and a
+member's pax records are dropped once read (tarfile keeps them as a dict per member, ten times
+their size).
 
 The second pass writes each file through the same confinement as an upload (parents made one
 ``O_NOFOLLOW`` component at a time, a temporary file renamed into place), counting bytes as
@@ -46,6 +48,8 @@ from shared.files_api import ExtractionSummary
 CHUNK: Final = 1024 * 1024
 # A GNU long name or link, or a pax record: a path is at most 4096 bytes on Linux.
 MAX_EXTENDED_HEADER: Final = 16 * 1024
+# All global pax headers of an archive together (git archive writes one of ~50 bytes).
+MAX_GLOBAL_HEADERS: Final = 16 * 1024
 EXTENDED_HEADERS: Final = frozenset(
     {
         tarfile.GNUTYPE_LONGNAME,
@@ -88,18 +92,32 @@ def entry_parts(name: str) -> VolumePath:
     return checked
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """A tar header that refuses an oversized long-name or pax record before it is read."""
+def _bounded_tarinfo() -> type[tarfile.TarInfo]:
+    """The tar header class for one archive: it refuses an oversized long-name or pax record
+    before it is read, and global pax headers past ``MAX_GLOBAL_HEADERS`` bytes in all
+    (tarfile keeps their records for the rest of the archive and copies them into every
+    later member)."""
+    global_bytes = 0
 
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-        header = super().frombuf(buf, encoding, errors)
-        if header.type in EXTENDED_HEADERS and header.size > MAX_EXTENDED_HEADER:
-            raise ArchiveRefused(
-                f"the archive holds an extended header of {header.size} bytes "
-                f"(at most {MAX_EXTENDED_HEADER})"
-            )
-        return header
+    class BoundedTarInfo(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            nonlocal global_bytes
+            header = super().frombuf(buf, encoding, errors)
+            if header.type in EXTENDED_HEADERS and header.size > MAX_EXTENDED_HEADER:
+                raise ArchiveRefused(
+                    f"the archive holds an extended header of {header.size} bytes "
+                    f"(at most {MAX_EXTENDED_HEADER})"
+                )
+            if header.type == tarfile.XGLTYPE:
+                global_bytes += header.size
+                if global_bytes > MAX_GLOBAL_HEADERS:
+                    raise ArchiveRefused(
+                        f"the archive's global pax headers hold over {MAX_GLOBAL_HEADERS} bytes"
+                    )
+            return header
+
+    return BoundedTarInfo
 
 
 @dataclass(slots=True)
@@ -136,6 +154,9 @@ class _Tally:
 def _tar_plan(archive: tarfile.TarFile, tally: _Tally) -> Iterator[PlannedEntry]:
     for member in archive:
         tally.count()
+        # Each member's pax records, as a dict of Python strings, cost ~10 times the bytes
+        # of its header and are kept with the member for the whole archive: not needed here.
+        member.pax_headers = {}
         if member.issym() or member.islnk():
             raise ArchiveRefused(f"the archive holds a link entry: {member.name[:100]!r}")
         if not (member.isreg() or member.isdir()):
@@ -257,9 +278,12 @@ def extract(
                 plan = list(_zip_plan(zipped, tally))
             else:
                 tarred = stack.enter_context(
-                    tarfile.open(fileobj=source, mode="r:*", tarinfo=_BoundedTarInfo)
+                    tarfile.open(fileobj=source, mode="r:*", tarinfo=_bounded_tarinfo())
                 )
                 plan = list(_tar_plan(tarred, tally))
+        except RecursionError as err:
+            # tarfile reads a run of extended headers recursively, one level each.
+            raise ArchiveRefused("the archive holds a run of extended headers") from err
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError) as err:
             raise ArchiveRefused("not a readable tar, tar.gz or zip archive") from err
         _check_denied(plan, denied, target)
