@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -63,6 +64,12 @@ EXTENDED_HEADERS: Final = frozenset(
 ZIP_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 ZIP_MAGIC: Final = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC: Final = b"PK\x05\x06"
+# The zip records read to count the central directory's entries (APPNOTE 4.3.12-4.3.16).
+_ZIP_END: Final = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR: Final = struct.Struct("<4sLQL")
+_ZIP64_END: Final = struct.Struct("<4sQ2H2L4Q")
+_ZIP_CENTRAL: Final = struct.Struct("<4s4B4HL2L5H2L")
+_ZIP_MAX_COMMENT: Final = 1 << 16  # zipfile searches this far back (a comment is < 64 KiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +216,56 @@ def _zip_plan(archive: zipfile.ZipFile, tally: _Tally) -> Iterator[PlannedEntry]
         )
 
 
+def _zip_end(source: IO[bytes]) -> tuple[int, int] | None:
+    """(start, size) of a zip's central directory, found as zipfile finds it, or None."""
+    source.seek(0, os.SEEK_END)
+    size = source.tell()
+    tail_start = max(size - _ZIP_END.size - _ZIP_MAX_COMMENT, 0)
+    source.seek(tail_start)
+    tail = source.read()
+    # zipfile tries an end record without a comment first, then the last one in the tail.
+    at = len(tail) - _ZIP_END.size
+    if not (at >= 0 and tail[at:].startswith(EMPTY_ZIP_MAGIC) and tail[-2:] == b"\0\0"):
+        at = tail.rfind(EMPTY_ZIP_MAGIC)
+    if at < 0 or len(tail) - at < _ZIP_END.size:
+        return None
+    end_at = tail_start + at
+    directory_size = _ZIP_END.unpack_from(tail, at)[5]
+    zip64_at = end_at - _ZIP64_LOCATOR.size - _ZIP64_END.size
+    if zip64_at >= 0:
+        source.seek(zip64_at)
+        zip64 = source.read(_ZIP64_END.size + _ZIP64_LOCATOR.size)
+        locator = zip64[_ZIP64_END.size :]
+        if locator[:4] == b"PK\x06\x07" and zip64[:4] == b"PK\x06\x06":
+            return zip64_at - _ZIP64_END.unpack_from(zip64)[8], _ZIP64_END.unpack_from(zip64)[8]
+    return end_at - directory_size, directory_size
+
+
+def _count_zip_entries(source: IO[bytes], limit: int) -> None:
+    """Refuse a zip whose central directory lists more than ``limit`` entries, counted record
+    by record before zipfile parses it (which builds an object per entry, all at once)."""
+    found = _zip_end(source)
+    if found is None:
+        return  # not a zip zipfile can open: it says so
+    start, size = found
+    if start < 0:
+        return
+    source.seek(start)
+    entries = read = 0
+    while read < size:
+        record = source.read(_ZIP_CENTRAL.size)
+        if len(record) != _ZIP_CENTRAL.size or record[:4] != b"PK\x01\x02":
+            return  # zipfile refuses a damaged directory at this record
+        entries += 1
+        if entries > limit:
+            raise ArchiveRefused(f"the archive holds over {limit} entries")
+        fields = _ZIP_CENTRAL.unpack(record)
+        variable = fields[12] + fields[13] + fields[14]  # name, extra field, comment
+        source.seek(variable, os.SEEK_CUR)
+        read += _ZIP_CENTRAL.size + variable
+    source.seek(0)
+
+
 def _check_denied(plan: list[PlannedEntry], denied: DenyList, target: VolumePath) -> None:
     if denied:
         for entry in plan:
@@ -274,6 +331,7 @@ def extract(
         tally = _Tally(limits, archive_bytes, space_left)
         try:
             if magic in {ZIP_MAGIC, EMPTY_ZIP_MAGIC}:
+                _count_zip_entries(source, limits.max_extract_entries)
                 zipped = stack.enter_context(zipfile.ZipFile(source))
                 plan = list(_zip_plan(zipped, tally))
             else:

@@ -389,3 +389,46 @@ async def test_pax_keys_in_every_header_do_not_pile_up_in_the_agents_memory(
     assert "run of extended headers" in run_reason
     grown = (live_agent.peak_rss_kib() - before) // 1024
     assert grown < 40, f"the agent grew by {grown} MiB"
+
+
+def zip_of_many_entries(count: int) -> bytes:
+    """A zip64 whose central directory lists ``count`` empty files, all pointing at the same
+    one local header (~50 bytes an entry, whatever the entry limit)."""
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 1, 0) + b"a"
+    central = b"".join(
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            *(b"PK\x01\x02", 0x031E, 20, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0o100644 << 16, 0),
+        )
+        + b"%07d" % number
+        for number in range(count)
+    )
+    at = len(local)
+    end64 = struct.pack(
+        "<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, len(central), at
+    )
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, at + len(central), 1)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return local + central + end64 + locator + end
+
+
+@pytest.mark.own_agent
+async def test_zip_entry_count_is_checked_before_its_directory_is_parsed(
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
+) -> None:
+    """zipfile parses a zip's whole central directory, an object per entry, when it opens
+    it; the entry limit was checked only after. 500,000 entries (a 26 MB upload) cost the
+    agent ~5 s of CPU and ~200 MiB before the refusal, and a 1 GB zip ~8 GiB and minutes.
+    The directory's records are now counted first, and parsing stops past the limit."""
+    server_id = await servers.create()
+    assert (await api.post(server_id, "directory", {"path": "/out"})).status == 201
+    bomb = zip_of_many_entries(500_000)
+    before, cpu = live_agent.peak_rss_kib(), live_agent.cpu_seconds()
+
+    reason = await refused(api, server_id, bomb, "many.zip")
+
+    spent = live_agent.cpu_seconds() - cpu
+    grown = (live_agent.peak_rss_kib() - before) // 1024
+    assert "over 1000 entries" in reason
+    assert spent < 1.0, spent  # the upload itself included
+    assert grown < 40, f"the agent grew by {grown} MiB"
