@@ -9,7 +9,9 @@ data, which is decompressed to get there, so an entry past the limits ends the r
 before its data costs anything. A tar's long-name and pax records are refused above
 ``MAX_EXTENDED_HEADER`` before they are read (``tarfile`` reads one whole into memory, and
 parses a pax record's length in time that grows with its square on Pythons without the fix
-for CVE-2024-6232).
+for CVE-2024-6232); global pax headers are refused past ``MAX_GLOBAL_HEADERS`` in all, and a
+member's pax records are dropped once read (tarfile keeps them as a dict per member, ten times
+their size).
 
 The second pass writes each file through the same confinement as an upload (parents made one
 ``O_NOFOLLOW`` component at a time, a temporary file renamed into place), counting bytes as
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -46,6 +49,8 @@ from shared.files_api import ExtractionSummary
 CHUNK: Final = 1024 * 1024
 # A GNU long name or link, or a pax record: a path is at most 4096 bytes on Linux.
 MAX_EXTENDED_HEADER: Final = 16 * 1024
+# All global pax headers of an archive together (git archive writes one of ~50 bytes).
+MAX_GLOBAL_HEADERS: Final = 16 * 1024
 EXTENDED_HEADERS: Final = frozenset(
     {
         tarfile.GNUTYPE_LONGNAME,
@@ -59,6 +64,12 @@ EXTENDED_HEADERS: Final = frozenset(
 ZIP_METHODS: Final = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 ZIP_MAGIC: Final = b"PK\x03\x04"
 EMPTY_ZIP_MAGIC: Final = b"PK\x05\x06"
+# The zip records read to count the central directory's entries (APPNOTE 4.3.12-4.3.16).
+_ZIP_END: Final = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR: Final = struct.Struct("<4sLQL")
+_ZIP64_END: Final = struct.Struct("<4sQ2H2L4Q")
+_ZIP_CENTRAL: Final = struct.Struct("<4s4B4HL2L5H2L")
+_ZIP_MAX_COMMENT: Final = 1 << 16  # zipfile searches this far back (a comment is < 64 KiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +99,32 @@ def entry_parts(name: str) -> VolumePath:
     return checked
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """A tar header that refuses an oversized long-name or pax record before it is read."""
+def _bounded_tarinfo() -> type[tarfile.TarInfo]:
+    """The tar header class for one archive: it refuses an oversized long-name or pax record
+    before it is read, and global pax headers past ``MAX_GLOBAL_HEADERS`` bytes in all
+    (tarfile keeps their records for the rest of the archive and copies them into every
+    later member)."""
+    global_bytes = 0
 
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
-        header = super().frombuf(buf, encoding, errors)
-        if header.type in EXTENDED_HEADERS and header.size > MAX_EXTENDED_HEADER:
-            raise ArchiveRefused(
-                f"the archive holds an extended header of {header.size} bytes "
-                f"(at most {MAX_EXTENDED_HEADER})"
-            )
-        return header
+    class BoundedTarInfo(tarfile.TarInfo):
+        @classmethod
+        def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+            nonlocal global_bytes
+            header = super().frombuf(buf, encoding, errors)
+            if header.type in EXTENDED_HEADERS and header.size > MAX_EXTENDED_HEADER:
+                raise ArchiveRefused(
+                    f"the archive holds an extended header of {header.size} bytes "
+                    f"(at most {MAX_EXTENDED_HEADER})"
+                )
+            if header.type == tarfile.XGLTYPE:
+                global_bytes += header.size
+                if global_bytes > MAX_GLOBAL_HEADERS:
+                    raise ArchiveRefused(
+                        f"the archive's global pax headers hold over {MAX_GLOBAL_HEADERS} bytes"
+                    )
+            return header
+
+    return BoundedTarInfo
 
 
 @dataclass(slots=True)
@@ -136,6 +161,9 @@ class _Tally:
 def _tar_plan(archive: tarfile.TarFile, tally: _Tally) -> Iterator[PlannedEntry]:
     for member in archive:
         tally.count()
+        # Each member's pax records, as a dict of Python strings, cost ~10 times the bytes
+        # of its header and are kept with the member for the whole archive: not needed here.
+        member.pax_headers = {}
         if member.issym() or member.islnk():
             raise ArchiveRefused(f"the archive holds a link entry: {member.name[:100]!r}")
         if not (member.isreg() or member.isdir()):
@@ -186,6 +214,56 @@ def _zip_plan(archive: zipfile.ZipFile, tally: _Tally) -> Iterator[PlannedEntry]
             bool((member.external_attr >> 16) & 0o100),
             opener,
         )
+
+
+def _zip_end(source: IO[bytes]) -> tuple[int, int] | None:
+    """(start, size) of a zip's central directory, found as zipfile finds it, or None."""
+    source.seek(0, os.SEEK_END)
+    size = source.tell()
+    tail_start = max(size - _ZIP_END.size - _ZIP_MAX_COMMENT, 0)
+    source.seek(tail_start)
+    tail = source.read()
+    # zipfile tries an end record without a comment first, then the last one in the tail.
+    at = len(tail) - _ZIP_END.size
+    if not (at >= 0 and tail[at:].startswith(EMPTY_ZIP_MAGIC) and tail[-2:] == b"\0\0"):
+        at = tail.rfind(EMPTY_ZIP_MAGIC)
+    if at < 0 or len(tail) - at < _ZIP_END.size:
+        return None
+    end_at = tail_start + at
+    directory_size = _ZIP_END.unpack_from(tail, at)[5]
+    zip64_at = end_at - _ZIP64_LOCATOR.size - _ZIP64_END.size
+    if zip64_at >= 0:
+        source.seek(zip64_at)
+        zip64 = source.read(_ZIP64_END.size + _ZIP64_LOCATOR.size)
+        locator = zip64[_ZIP64_END.size :]
+        if locator[:4] == b"PK\x06\x07" and zip64[:4] == b"PK\x06\x06":
+            return zip64_at - _ZIP64_END.unpack_from(zip64)[8], _ZIP64_END.unpack_from(zip64)[8]
+    return end_at - directory_size, directory_size
+
+
+def _count_zip_entries(source: IO[bytes], limit: int) -> None:
+    """Refuse a zip whose central directory lists more than ``limit`` entries, counted record
+    by record before zipfile parses it (which builds an object per entry, all at once)."""
+    found = _zip_end(source)
+    if found is None:
+        return  # not a zip zipfile can open: it says so
+    start, size = found
+    if start < 0:
+        return
+    source.seek(start)
+    entries = read = 0
+    while read < size:
+        record = source.read(_ZIP_CENTRAL.size)
+        if len(record) != _ZIP_CENTRAL.size or record[:4] != b"PK\x01\x02":
+            return  # zipfile refuses a damaged directory at this record
+        entries += 1
+        if entries > limit:
+            raise ArchiveRefused(f"the archive holds over {limit} entries")
+        fields = _ZIP_CENTRAL.unpack(record)
+        variable = fields[12] + fields[13] + fields[14]  # name, extra field, comment
+        source.seek(variable, os.SEEK_CUR)
+        read += _ZIP_CENTRAL.size + variable
+    source.seek(0)
 
 
 def _check_denied(plan: list[PlannedEntry], denied: DenyList, target: VolumePath) -> None:
@@ -253,13 +331,17 @@ def extract(
         tally = _Tally(limits, archive_bytes, space_left)
         try:
             if magic in {ZIP_MAGIC, EMPTY_ZIP_MAGIC}:
+                _count_zip_entries(source, limits.max_extract_entries)
                 zipped = stack.enter_context(zipfile.ZipFile(source))
                 plan = list(_zip_plan(zipped, tally))
             else:
                 tarred = stack.enter_context(
-                    tarfile.open(fileobj=source, mode="r:*", tarinfo=_BoundedTarInfo)
+                    tarfile.open(fileobj=source, mode="r:*", tarinfo=_bounded_tarinfo())
                 )
                 plan = list(_tar_plan(tarred, tally))
+        except RecursionError as err:
+            # tarfile reads a run of extended headers recursively, one level each.
+            raise ArchiveRefused("the archive holds a run of extended headers") from err
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError) as err:
             raise ArchiveRefused("not a readable tar, tar.gz or zip archive") from err
         _check_denied(plan, denied, target)

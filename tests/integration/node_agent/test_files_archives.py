@@ -322,3 +322,113 @@ async def test_one_archive_job_at_a_time_per_server(servers: LiveServers, api: F
     # The slot is given back: the next one runs.
     again = await api.post(server_id, "decompress", {"path": "/noise.tar.gz", "directory": "/b"})
     assert again.status == 200, again
+
+
+def pax_records(count: int, prefix: str) -> bytes:
+    """``count`` pax records ``<len> <prefix><n>=\\n``, each a key of its own."""
+    records = []
+    for number in range(count):
+        body = f" {prefix}{number}=\n"
+        length = len(body) + 1
+        while len(str(length)) + len(body) != length:
+            length += 1
+        records.append(f"{length}{body}".encode())
+    return b"".join(records)
+
+
+def padded(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+@pytest.mark.own_agent
+async def test_pax_keys_in_every_header_do_not_pile_up_in_the_agents_memory(
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
+) -> None:
+    """tarfile keeps each member's pax records as a dict, and a global header's records are
+    copied into every later member's: a 15 KiB header of ~1,800 empty keys cost ~160 KiB of
+    Python objects per member, kept for the whole archive. A 1000-entry tar.gz of 250 KiB
+    (directories only, no size to count against the ratio) held ~200 MiB of the agent, and
+    the default 100,000 entries ~16 GiB; global headers, read into every member, cost the
+    same without a single local header. Now a member's records are dropped once read, and
+    global headers past a budget refuse the archive. A run of thousands of empty extended
+    headers (one recursion level each in tarfile) was a 500; it is refused too."""
+    server_id = await servers.create()
+    assert (await api.post(server_id, "directory", {"path": "/out"})).status == 201
+    local = padded(pax_records(1800, "k"))
+    members = b"".join(
+        tar_header("PaxHeader", tarfile.XHDTYPE, len(local))
+        + local
+        + tar_header(f"d{number}/", tarfile.DIRTYPE, 0)
+        for number in range(990)
+    )
+    per_member = gzipped(members, bytes(1024))
+    global_records = [padded(pax_records(1300, f"g{index}-")) for index in range(4)]
+    globals_first = gzipped(
+        *(tar_header("GlobalHead", tarfile.XGLTYPE, len(r)) + r for r in global_records),
+        b"".join(tar_header(f"e{number}/", tarfile.DIRTYPE, 0) for number in range(990)),
+        bytes(1024),
+    )
+    before = live_agent.peak_rss_kib()
+
+    name = "pax-per-member.tar.gz"
+    uploaded = await api.upload(server_id, f"/{name}", len(per_member), _one(per_member))
+    assert uploaded.status == 200
+    answer = await api.post(server_id, "decompress", {"path": f"/{name}", "directory": "/out"})
+    assert answer.status == 200, answer
+    assert answer.body["directories"] == 990
+    reason = await refused(api, server_id, globals_first, "pax-global.tar.gz")
+    # tarfile reads a run of extended headers one recursion level each: 3000 was a 500.
+    run = gzipped(
+        b"".join(tar_header("PaxHeader", tarfile.XHDTYPE, 0) for _ in range(3000)),
+        tar_header("f/", tarfile.DIRTYPE, 0),
+        bytes(1024),
+    )
+    run_reason = await refused(api, server_id, run, "pax-run.tar.gz")
+
+    assert "global pax headers hold over 16384 bytes" in reason
+    assert "run of extended headers" in run_reason
+    grown = (live_agent.peak_rss_kib() - before) // 1024
+    assert grown < 40, f"the agent grew by {grown} MiB"
+
+
+def zip_of_many_entries(count: int) -> bytes:
+    """A zip64 whose central directory lists ``count`` empty files, all pointing at the same
+    one local header (~50 bytes an entry, whatever the entry limit)."""
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 1, 0) + b"a"
+    central = b"".join(
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            *(b"PK\x01\x02", 0x031E, 20, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0o100644 << 16, 0),
+        )
+        + b"%07d" % number
+        for number in range(count)
+    )
+    at = len(local)
+    end64 = struct.pack(
+        "<4sQHHIIQQQQ", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, len(central), at
+    )
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, at + len(central), 1)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return local + central + end64 + locator + end
+
+
+@pytest.mark.own_agent
+async def test_zip_entry_count_is_checked_before_its_directory_is_parsed(
+    servers: LiveServers, api: FilesClient, live_agent: LiveAgent
+) -> None:
+    """zipfile parses a zip's whole central directory, an object per entry, when it opens
+    it; the entry limit was checked only after. 500,000 entries (a 26 MB upload) cost the
+    agent ~5 s of CPU and ~200 MiB before the refusal, and a 1 GB zip ~8 GiB and minutes.
+    The directory's records are now counted first, and parsing stops past the limit."""
+    server_id = await servers.create()
+    assert (await api.post(server_id, "directory", {"path": "/out"})).status == 201
+    bomb = zip_of_many_entries(500_000)
+    before, cpu = live_agent.peak_rss_kib(), live_agent.cpu_seconds()
+
+    reason = await refused(api, server_id, bomb, "many.zip")
+
+    spent = live_agent.cpu_seconds() - cpu
+    grown = (live_agent.peak_rss_kib() - before) // 1024
+    assert "over 1000 entries" in reason
+    assert spent < 1.0, spent  # the upload itself included
+    assert grown < 40, f"the agent grew by {grown} MiB"
