@@ -41,12 +41,10 @@ from control_plane.schemas.webhooks import (
     WebhookUpdate,
 )
 from control_plane.services.webhooks import manage
-from control_plane.services.webhooks.catalogue import AUDIT
+from control_plane.services.webhooks.catalogue import ACTIVITY_EVENTS
 from control_plane.services.webhooks.manage import Owner
 
 routes = ApiRoutes("webhooks")
-# Event types whose deliveries are activity-log entries with their actor.
-ACTIVITY_EVENTS = frozenset({AUDIT, "server.power"})
 
 
 @dataclass(frozen=True)
@@ -170,6 +168,8 @@ def _declare(level: _Level) -> None:
             if "url" in changes:
                 # Sending an audit webhook somewhere else shows the activity there too.
                 _audit_needs_activity(level, req, changes.get("events", list(hook.events)))
+                # Whoever chooses where it sends is whom it sends for (outbox.py).
+                hook.created_by = req.me.user_id
             manage.apply_changes(hook, changes)
             await db.flush()
             await req.audit(

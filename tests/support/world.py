@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
+
 from control_plane.db.engine import session_factory
 from control_plane.db.models import (
     Allocation,
@@ -229,16 +231,19 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
         # never read here (no dispatcher runs), so a placeholder stands in.
         alice_id = uuid.UUID(world_ids["alice_user"])
         alice_server_id = uuid.UUID(world_ids["alice_server"])
-        hooks: list[tuple[str, str, uuid.UUID | None, uuid.UUID | None]] = [
-            ("alice_account_webhook", "account", alice_id, None),
-            ("alice_server_webhook", "server", None, alice_server_id),
-            ("panel_webhook", "panel", None, None),
+        admin_id = await db.scalar(select(User.id).where(User.email == "admin@example.org"))
+        # Each made by whom it sends for (the user who chose its URL: services/webhooks).
+        hooks: list[tuple[str, str, uuid.UUID | None, uuid.UUID | None, uuid.UUID | None]] = [
+            ("alice_account_webhook", "account", alice_id, None, alice_id),
+            ("alice_server_webhook", "server", None, alice_server_id, alice_id),
+            ("panel_webhook", "panel", None, None, admin_id),
         ]
-        for label, scope, user_id, server_id in hooks:
+        for label, scope, user_id, server_id, made_by in hooks:
             hook = Webhook(
                 scope=scope,
                 user_id=user_id,
                 server_id=server_id,
+                created_by=made_by,
                 name=f"{scope} hook",
                 url="https://hooks.example.com/in",
                 events=["server.state"],

@@ -30,6 +30,9 @@ EventType = Literal[
 EVENT_TYPES: Final[tuple[str, ...]] = get_args(EventType)
 TEST_EVENT: Final = "webhook.test"
 AUDIT: Final = "audit"
+# Event types whose deliveries are activity-log entries with their actor (who, from where):
+# on a server, what ``activity.read`` shows.
+ACTIVITY_EVENTS: Final = frozenset({AUDIT, "server.power"})
 WebhookFormat = Literal["standard", "discord"]
 
 # Audited actions with a type of their own (power actions are matched by prefix).

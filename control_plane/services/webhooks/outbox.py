@@ -10,25 +10,41 @@ Who receives what:
 - ``server`` webhooks: events whose target is their server;
 - ``account`` webhooks: events on a server the account owns, and events the account did or
   that concern it (its sign-ins).
+
+A webhook sends for the user who chose its URL (``created_by``: its creator, or whoever
+moved it since), and only what that user may still see: an enabled account; for a panel
+webhook, an administrator; for a server webhook, the server's owner, an administrator or a
+sub-user of it, and for activity entries (``audit``, ``server.power``) one holding
+``activity.read``. A sub-user removed from the server, or an administrator no longer one,
+turns their webhooks off (``disabled_reason`` says why; whoever moves one to a URL of their
+own takes it over); a narrowed or disabled one just gets nothing they may not see.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import Server, Webhook, WebhookDelivery
+from control_plane.db.models import Server, Subuser, User, Webhook, WebhookDelivery
+from control_plane.security.permissions import holds
 from control_plane.services.domain_events import DomainEvent
 from control_plane.services.webhooks.catalogue import (
+    ACTIVITY_EVENTS,
     TEST_EVENT,
     delivery_type,
     envelope,
     render,
 )
+
+# What the user a webhook sends for may receive: everything, nothing for now (a disabled
+# account), everything but activity entries, or nothing ever (the reason it is turned off).
+_ALL: Final = "all"
+_NONE_NOW: Final = "none"
+_NO_ACTIVITY: Final = "no activity"
 
 
 def _uuid(text: str | None) -> uuid.UUID | None:
@@ -75,8 +91,39 @@ async def enqueue_event(db: AsyncSession, event: DomainEvent) -> None:
         event_type = delivery_type(event.action, list(hook.events))
         if event_type is None:
             continue
+        standing = await _standing(db, hook, server)
+        if standing not in (_ALL, _NONE_NOW, _NO_ACTIVITY):
+            hook.enabled = False
+            hook.disabled_reason = standing
+            hook.disabled_at = dt.datetime.now(dt.UTC)
+            continue
+        if standing == _NONE_NOW or (standing == _NO_ACTIVITY and event_type in ACTIVITY_EVENTS):
+            continue
         body = render(hook.format, envelope(event_type, event, server_data))
         db.add(pending(hook, event_type, body))
+
+
+async def _standing(db: AsyncSession, hook: Webhook, server: Server | None) -> str:
+    """What the user ``hook`` sends for may receive now (``_ALL``, ``_NONE_NOW``,
+    ``_NO_ACTIVITY``), or why the webhook must be turned off."""
+    chooser_id = hook.user_id if hook.scope == "account" else hook.created_by
+    user = await db.get(User, chooser_id) if chooser_id is not None else None
+    if user is None:
+        return "the user who chose this webhook's URL no longer exists"
+    if user.disabled:
+        return _NONE_NOW
+    if hook.scope == "panel" and not user.is_admin:
+        return f"{user.email}, who chose this webhook's URL, is no longer an administrator"
+    if hook.scope != "server" or server is None or user.is_admin or user.id == server.owner_id:
+        return _ALL
+    granted = await db.scalar(
+        select(Subuser.permissions).where(
+            Subuser.server_id == server.id, Subuser.user_id == user.id
+        )
+    )
+    if granted is None:
+        return f"{user.email}, who chose this webhook's URL, no longer has access to this server"
+    return _ALL if holds(granted, "activity.read") else _NO_ACTIVITY
 
 
 def test_delivery(hook: Webhook) -> WebhookDelivery:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import AuditEntry, Subuser, Webhook, WebhookDelivery
+from control_plane.db.models import AuditEntry, Subuser, User, Webhook, WebhookDelivery
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services import domain_events
@@ -28,7 +28,7 @@ from tests.integration.control_plane.webhook_support import (
     start_receiver,
     webhook_settings,
 )
-from tests.support.panel import Browser
+from tests.support.panel import Browser, Panel
 from tests.support.webhook_receiver import Names, Receiver, verify_signature
 from tests.support.world import build_world
 
@@ -358,9 +358,11 @@ async def test_anonymous_rejected_keys_write_audit_rows_only_at_the_clients_rate
         background_jobs=False,
     )
     factory = session_factory(panel.server.app[ENGINE])
+    admin = uuid.UUID(await panel.create_user("admin@example.org", admin=True))
     async with transaction(factory) as db:
         hook = Webhook(
             scope="panel",
+            created_by=admin,
             name="all",
             url="https://hooks.example.com/all",
             events=["audit"],
@@ -442,3 +444,104 @@ def test_the_loopback_test_setting_is_refused_in_production() -> None:
         p.startswith("STELLAR_WEBHOOK_TEST_ALLOW_NETWORKS: is for tests only")
         for p in caught.value.problems
     )
+
+
+async def _sent_to(panel: Panel, hook_id: str) -> list[str]:
+    """The renames delivered (or due) to one webhook (the test's probe), oldest first."""
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        rows = await db.scalars(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.webhook_id == uuid.UUID(hook_id))
+            .order_by(WebhookDelivery.created_at)
+        )
+        actions = [json.loads(row.body)["data"]["action"] for row in rows]
+        return [action for action in actions if action == "server.renamed"]
+
+
+async def test_a_webhook_stops_sending_to_a_url_chosen_by_someone_who_lost_access(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # carol, a sub-user allowed to, points server webhooks at her own receiver. Removed from
+    # the server (or left without activity.read), she must stop hearing its activity there:
+    # the webhooks stay the server's, but they no longer send to a URL chosen by someone who
+    # may not see what they send. The same for an administrator's panel webhook once they
+    # are no longer one.
+    names = Names({"carol.test": ["127.0.0.1"], "admin.test": ["127.0.0.1"]})
+    panel = await start_panel(
+        webhook_settings(database_url), names, aiohttp_server, aiohttp_client,
+        background_jobs=False,
+    )  # fmt: skip
+    world = await build_world(panel)
+    server = world.ids["alice_server"]
+    path = f"/api/v1/servers/{server}/webhooks"
+    factory = session_factory(panel.server.app[ENGINE])
+
+    async with transaction(factory) as db:
+        sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+        assert sub is not None
+        sub.permissions = ["webhooks.*", "activity.read"]
+    audit_hook = await world.carol.json(
+        "POST",
+        path,
+        status=201,
+        json={"name": "c", "url": "http://carol.test:9/in", "events": ["audit"]},
+    )
+    state_hook = await world.carol.json(
+        "POST",
+        path,
+        status=201,
+        json={"name": "s", "url": "http://carol.test:9/s", "events": ["server.power", "audit"]},
+    )
+    panel_hook = await world.admin.json(
+        "POST",
+        "/api/v1/panel/webhooks",
+        status=201,
+        json={"name": "p", "url": "http://admin.test:9/in", "events": ["audit"]},
+    )
+
+    async def rename(name: str) -> None:
+        await world.alice.json("PATCH", f"/api/v1/servers/{server}", json={"name": name})
+
+    await rename("first")
+    assert await _sent_to(panel, audit_hook["id"]) == ["server.renamed"]
+    assert await _sent_to(panel, panel_hook["id"]) == ["server.renamed"]
+
+    # Narrowed: no activity.read any more, so no activity at her URL.
+    async with transaction(factory) as db:
+        sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+        assert sub is not None
+        sub.permissions = ["webhooks.*"]
+    await rename("second")
+    assert await _sent_to(panel, audit_hook["id"]) == ["server.renamed"]
+
+    # Removed: the server's webhooks she pointed at herself are turned off, and say why.
+    await world.alice.json(
+        "DELETE", f"{path.removesuffix('/webhooks')}/users/{world.ids['carol_subuser']}",
+        status=204,
+    )  # fmt: skip
+    await rename("third")
+    assert await _sent_to(panel, audit_hook["id"]) == ["server.renamed"]
+    assert await _sent_to(panel, state_hook["id"]) == ["server.renamed"]
+    shown = await world.alice.json("GET", f"{path}/{state_hook['id']}")
+    assert shown["enabled"] is False
+    assert "no longer" in (shown["disabled_reason"] or "")
+
+    # The owner takes one over by choosing its URL: it sends again, to her.
+    await world.alice.json(
+        "PATCH",
+        f"{path}/{state_hook['id']}",
+        json={"url": "http://carol.test:9/alice", "enabled": True},
+    )
+    await rename("fourth")
+    assert await _sent_to(panel, state_hook["id"]) == ["server.renamed", "server.renamed"]
+
+    # An administrator no longer one: their panel webhook stops hearing every event.
+    async with transaction(factory) as db:
+        admin = await db.scalar(select(User).where(User.email == "admin@example.org"))
+        assert admin is not None
+        admin.is_admin = False
+    await rename("fifth")
+    assert await _sent_to(panel, panel_hook["id"]) == ["server.renamed"] * 4
