@@ -42,14 +42,31 @@ class CompatSubuserUpdate(Input):
 
 
 def our_permissions(names: list[str]) -> list[str]:
-    """Our nodes for Pterodactyl's names; an unknown name is a 422 naming it."""
-    unknown = [
+    """Our nodes for Pterodactyl's names; an unknown name is a 422 naming it, and so is a
+    name given without the others one of our nodes is shown with (Pterodactyl's
+    ``file.read`` lists a directory only, our ``files.read`` also reads every file: granted
+    for ``file.read`` alone it would give more than was asked)."""
+    problems = [
         ErrorDetail(loc=["permissions", i], msg="unknown permission", type="in")
         for i, name in enumerate(names)
         if name not in OUR_NODES
     ]
-    if unknown:
-        raise InvalidRequest("invalid request body", details=unknown)
+    given = set(names)
+    for i, name in enumerate(names):
+        for node in OUR_NODES.get(name, ()):
+            missing = [other for other in PERMISSION_NAMES[node] if other not in given]
+            if missing:
+                together = " and ".join(PERMISSION_NAMES[node])
+                problems.append(
+                    ErrorDetail(
+                        loc=["permissions", i],
+                        msg=f"{together} are one permission here ({node}): give "
+                        f"{', '.join(missing)} as well, or neither",
+                        type="value_error",
+                    )
+                )
+    if problems:
+        raise InvalidRequest("invalid request body", details=problems)
     return sorted({node for name in names for node in OUR_NODES[name]})
 
 

@@ -193,10 +193,28 @@ async def test_sub_users_in_pterodactyls_names_with_our_rules(world: World) -> N
         "POST", users, status=422, json={"email": "erin@example.org", "permissions": ["root"]}
     )
     assert unknown["errors"][0]["meta"]["source_field"] == "permissions.0"
+    # Pterodactyl's file.read lists a directory only; ours also reads every file's contents
+    # (file.read-content): granted alone it would let the sub-user read what the owner meant
+    # to keep from them (configs, RCON passwords). Both or neither.
+    listing_only = await alice.json(
+        "POST",
+        users,
+        status=422,
+        json={"email": "erin@example.org", "permissions": ["control.start", "file.read"]},
+    )
+    assert listing_only["errors"][0]["meta"]["source_field"] == "permissions.1"
+    assert "file.read-content" in listing_only["errors"][0]["detail"]
+    for alone in (["file.read-content"], ["file.read"]):
+        await alice.json(
+            "POST", users, status=422, json={"email": "erin@example.org", "permissions": alone}
+        )
     added = await alice.json(
         "POST",
         users,
-        json={"email": "erin@example.org", "permissions": ["control.start", "file.read"]},
+        json={
+            "email": "erin@example.org",
+            "permissions": ["control.start", "file.read", "file.read-content"],
+        },
     )
     assert added["object"] == "server_subuser"
     assert added["attributes"]["permissions"] == ["control.start", "file.read", "file.read-content"]
@@ -206,6 +224,7 @@ async def test_sub_users_in_pterodactyls_names_with_our_rules(world: World) -> N
     listed = await alice.json("GET", users)
     assert "erin@example.org" in [s["attributes"]["email"] for s in listed["data"]]
     subuser = added["attributes"]["uuid"]
+    await alice.json("POST", f"{users}/{subuser}", status=422, json={"permissions": ["file.read"]})
     changed = await alice.json(
         "POST", f"{users}/{subuser}", json={"permissions": ["websocket.connect"]}
     )
