@@ -20,6 +20,8 @@ from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.errors import InvalidRequest
 from control_plane.schemas.common import Input
 from control_plane.schemas.servers import SubuserCreate, SubuserList, SubuserOut, SubuserUpdate
+from control_plane.security.permissions import covers, expand
+from control_plane.services import subusers as service
 from shared.errors import ErrorDetail
 
 routes = ApiRoutes("pterodactyl client", path_ids=CLIENT_IDS)
@@ -120,8 +122,18 @@ async def add_subuser(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     response=CompatObject,
 )
 async def update_subuser(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    """Pterodactyl's names replace what they name; our nodes that have no Pterodactyl name
+    (``webhooks.*``) stay as they were — a bot cannot see them, so it cannot mean to take
+    them away — where the caller could grant them again."""
     body: CompatSubuserUpdate = req.body
-    req.body = SubuserUpdate(permissions=our_permissions(body.permissions))
+    held = await service.get_subuser(req.db, req.server, req.uuid_param("subuser_id"))
+    unnamed = [
+        node
+        for node in sorted(expand(held.permissions))
+        if node not in PERMISSION_NAMES
+        and (req.access.role != "subuser" or covers(req.access.permissions, node))
+    ]
+    req.body = SubuserUpdate(permissions=our_permissions(body.permissions) + unnamed)
     changed = await native.update_subuser(req)
     assert isinstance(changed, SubuserOut)
     return _subuser(changed)
