@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from control_plane.api.auth import wake_mail_sender
+from control_plane.api.auth import spend_password_try, wake_mail_sender
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import User
@@ -100,6 +100,7 @@ async def change_email(req: ApiRequest[EmailChangeIn, Any]) -> MessageOut:
         current = await req.db.get(User, req.me.user_id)
     if current is None:
         raise Unauthenticated("authentication required")
+    await spend_password_try(req, current.email, current, failure="user.email.change_failed")
     # bcrypt between transactions.
     if not await auth_service.password_matches(
         current, req.body.current_password, req.settings.bcrypt_cost
