@@ -154,7 +154,11 @@ async def start_pending_session(
 async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
     async with req.transaction(write=False):
         found = await auth_service.find_login(req.db, req.body.email)
-    await _spend_account_allowance(req, found)
+    try:
+        await spend_password_try(req, req.body.email, found, failure="user.login.failed")
+    except RateLimited:
+        req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
+        raise
     # bcrypt between transactions: it never holds a database lock.
     matches = await auth_service.password_opens(found, req.body.password, req.settings.bcrypt_cost)
     async with req.transaction():
@@ -191,29 +195,35 @@ async def login(req: ApiRequest[LoginIn, Any]) -> LoginOut:
         return LoginOut(await start_session(req, user, method="password"))
 
 
-async def _spend_account_allowance(req: ApiRequest[LoginIn, Any], found: User | None) -> None:
-    """One password sign-in of the account's allowance for strangers, or of this browser's
+async def spend_password_try(
+    req: ApiRequest[Any, Any], email: str, user: User | None, *, failure: str
+) -> None:
+    """One password check of the account's allowance for strangers, or of this browser's
     own when the account signed in with it before; 429 when it is spent. Decided before the
     password is checked, and for addresses without an account alike: neither the right
-    password nor the refusal tells a guesser anything."""
+    password nor the refusal tells a guesser anything. Every route that checks a password
+    spends it (signing in, and the current password of a change, which a session or an API
+    key would otherwise let its holder guess from as many addresses as they have);
+    ``failure`` is the audit action of a refusal."""
     settings = req.settings
     device = devices.read(
         settings.auth_secret or "",
         req.http.cookies.get(devices.cookie_name(settings.secure_cookies)),
     )
-    if device is not None and found is not None and device.knows(found.id):
+    if device is not None and user is not None and device.knows(user.id):
         subject = devices.device_subject(device)
     else:
-        subject = devices.account_subject(req.body.email)
+        subject = devices.account_subject(email)
     decision = await req.http.app[RATE_LIMITER].check_subject(ACCOUNT_PRESET, subject)
     if decision.allowed:
         return
+    target = {"target_type": "user", "target_id": str(user.id)} if user is not None else {}
     req.audit_failure(
-        "user.login.failed",
-        details={"method": "password", "email": req.body.email, "reason": TOO_MANY_FOR_ACCOUNT},
+        failure,
+        details={"method": "password", "email": email, "reason": TOO_MANY_FOR_ACCOUNT},
+        **target,
     )
     req.http.app[METRICS].rate_limited.labels(ACCOUNT_PRESET).inc()
-    req.http.app[METRICS].sign_ins.labels("password", "failed").inc()
     wait = decision.headers(0)["Retry-After"]
     raise RateLimited(
         f"{TOO_MANY_FOR_ACCOUNT}; try again in {wait} s, or sign in from a browser you have "
@@ -349,6 +359,7 @@ async def change_password(req: ApiRequest[PasswordChangeIn, Any]) -> SessionOut 
         current = await req.db.get(User, req.me.user_id)
     if current is None:
         raise Unauthenticated("authentication required")
+    await spend_password_try(req, current.email, current, failure="user.password.change_failed")
     try:
         new_hash = await auth_service.new_password_hash(
             current.password_hash,

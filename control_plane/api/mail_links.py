@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from control_plane.api.auth import wake_mail_sender
+from control_plane.api.auth import spend_password_try, wake_mail_sender
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
+from control_plane.api.sftp_sync import push_after_commit
 from control_plane.db.models import User
 from control_plane.errors import Conflict, InvalidRequest, Unauthenticated
 from control_plane.mail import tokens
@@ -27,7 +28,7 @@ from control_plane.schemas.auth import (
 )
 from control_plane.security.passwords import hash_password, password_problem
 from control_plane.services import auth as auth_service
-from control_plane.services import mail_flows
+from control_plane.services import mail_flows, sftp
 from control_plane.services.audit import Actor
 
 routes = ApiRoutes("e-mail")
@@ -99,6 +100,7 @@ async def change_email(req: ApiRequest[EmailChangeIn, Any]) -> MessageOut:
         current = await req.db.get(User, req.me.user_id)
     if current is None:
         raise Unauthenticated("authentication required")
+    await spend_password_try(req, current.email, current, failure="user.email.change_failed")
     # bcrypt between transactions.
     if not await auth_service.password_matches(
         current, req.body.current_password, req.settings.bcrypt_cost
@@ -190,9 +192,11 @@ async def reset_password(req: ApiRequest[PasswordResetIn, Any]) -> MessageOut:
     # bcrypt between transactions; the token is used (once) in the write below.
     new_hash = await hash_password(req.body.new_password, req.settings.bcrypt_cost)
     async with req.transaction():
-        user = await mail_flows.reset_password(
+        user, claimed = await mail_flows.reset_password(
             req.db, req.settings, req.body.token, new_hash, ip=req.ip
         )
+        if claimed:  # a squatter's SSH keys and SFTP passwords went: their nodes must know
+            push_after_commit(req, await sftp.nodes_of_user(req.db, user.id))
         await req.audit(
             "user.password.reset",
             actor=Actor(user.id, user.email, req.ip, req.user_agent),

@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from control_plane.api.auth import start_session
+from control_plane.api.auth import spend_password_try, start_session
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import User
 from control_plane.db.session import transaction
@@ -71,6 +71,8 @@ async def _password_ok(req: ApiRequest[Any, Any], password: str) -> bool:
     async with transaction(req.http.app[READ_SESSIONS]) as db:
         user = await db.get(User, req.me.user_id)
         hashed = user.password_hash if user else None
+    if user is not None:
+        await spend_password_try(req, user.email, user, failure="user.2fa.password_refused")
     return await verify_password(password, hashed, req.settings.bcrypt_cost)
 
 

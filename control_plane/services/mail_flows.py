@@ -11,7 +11,16 @@ from typing import Final
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import MailToken, OutboxMail, PasskeyCredential, User
+from control_plane.db.models import (
+    ApiKey,
+    MailToken,
+    OAuthIdentity,
+    OutboxMail,
+    PasskeyCredential,
+    SftpPassword,
+    SshKey,
+    User,
+)
 from control_plane.errors import Conflict, InvalidRequest, RateLimited
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
@@ -237,24 +246,27 @@ async def reset_password(
     new_hash: str,
     *,
     ip: str,
-) -> User:
+) -> tuple[User, bool]:
     """Use a reset token: set the password, end every session of the user, and tell them
     (API keys, SFTP passwords and second factors stay: the mail says so).
 
     On an address never proven before, the account so far belonged to whoever knew the
-    password, not to the mailbox: the second factors and passkeys set up meanwhile (all an
-    unverified account may set up) go, or whoever registered the address first (a squatter)
-    would sign in past the owner's reset."""
+    password, not to the mailbox: every way in set up meanwhile goes (second factors,
+    passkeys, linked provider accounts, API keys, SSH keys and SFTP passwords), or whoever
+    registered the address first (a squatter) would sign in past the owner's reset. The
+    caller pushes the user's nodes' SFTP tables after commit when ``claimed`` is True."""
     row = await tokens.use(db, token, "reset")
     user = await db.get(User, row.user_id)
     if user is None or user.disabled or row.email != user.email:
         raise InvalidRequest(tokens.INVALID)
     user.password_hash = new_hash
-    if user.email_verified_at is None:
+    claimed = user.email_verified_at is None
+    if claimed:
         # The link reached this mailbox: the address is proven, from now on.
         user.email_verified_at = dt.datetime.now(dt.UTC)
         await mfa.disable(db, user.id)
-        await db.execute(delete(PasskeyCredential).where(PasskeyCredential.user_id == user.id))
+        for model in (PasskeyCredential, OAuthIdentity, ApiKey, SshKey, SftpPassword):
+            await db.execute(delete(model).where(model.user_id == user.id))
     await end_all_sessions(db, user.id)  # and the other reset links
     await queue(
         db,
@@ -267,7 +279,7 @@ async def reset_password(
         },
         base_url=settings.link_base,
     )
-    return user
+    return user, claimed
 
 
 async def _retire_tokens(db: AsyncSession, user_id: uuid.UUID, *purposes: str) -> None:

@@ -7,14 +7,21 @@
   mailbox) must die with the change (it set the holder's password for 30 minutes more).
 - Account pre-hijacking: someone registers the victim's address, unverified, and adds a passkey
   or an authenticator; when the victim claims the account by a reset (which proves the
-  mailbox), what the squatter set up must go (their passkey signed in as the victim).
+  mailbox), what the squatter set up must go (their passkey signed in as the victim; where
+  verification is not required, their linked GitHub account did too, and their API key
+  answered).
 """
 
 from __future__ import annotations
 
+import urllib.parse
+
+import asyncssh
+from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.integration.control_plane.fake_oauth import FakeProvider, ProviderUser
 from tests.integration.control_plane.mail_support import (
     mail_environment,
     mail_panel,
@@ -31,6 +38,9 @@ RP_ID = "localhost"
 ORIGIN = "http://localhost:8000"
 PASSKEYS = {"STELLAR_WEBAUTHN_RP_ID": RP_ID, "STELLAR_WEBAUTHN_ORIGIN": ORIGIN}
 RESET = "/api/v1/auth/password-reset"
+OAUTH_START = "/api/v1/auth/oauth/start"
+OAUTH_LINK = "/api/v1/account/oauth/link"
+OAUTH_CALLBACK = "/api/v1/auth/oauth/callback"
 
 
 async def add_passkey(browser: Browser) -> SoftAuthenticator:
@@ -150,3 +160,66 @@ async def test_what_a_squatter_set_up_goes_when_the_owner_claims_the_address(
             assert (await victim.json("GET", "/api/v1/account/passkeys"))["data"] == []
 
             assert await passkey_sign_in(await panel.browser(), device) == 401
+
+
+async def test_a_squatters_provider_link_and_keys_go_when_the_owner_claims_the_address(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Pre-hijacking where verification is not required (the default): the squatter of an
+    unverified address links their own GitHub account, makes an API key and adds an SSH key;
+    the owner's reset proves the mailbox, and none of the three may still open the account
+    (the GitHub sign-in did, as the owner, and the key answered)."""
+    fake = FakeProvider()
+    provider = await aiohttp_server(fake.app())
+    fake.base_url = str(provider.make_url("")).rstrip("/")
+    fake.user = ProviderUser("7777", "squatter@example.net")
+    catcher = MailCatcher()
+    environment = mail_environment(database_url, 0, **fake.env())
+    async with smtp_server(catcher) as port:
+        environment["STELLAR_SMTP_PORT"] = str(port)
+        async with mail_panel(environment, aiohttp_server, aiohttp_client) as panel:
+            squatter = await panel.browser()
+            await register(squatter, "victim@example.org", "the squatter's passphrase")
+            await catcher.next()  # "verify your address", to the victim: ignored
+            started = await squatter.json("POST", OAUTH_LINK, json={"provider": "github"})
+            linked = await oauth_return(squatter, fake.authorize(started["authorize_url"]))
+            assert linked.status == 200, await linked.text()
+            key = await squatter.json(
+                "POST", "/api/v1/account/api-keys", 201, json={"name": "mine", "scopes": ["read"]}
+            )
+            await squatter.json(
+                "POST",
+                "/api/v1/account/ssh-keys",
+                201,
+                json={"name": "mine", "public_key": ssh_public_key()},
+            )
+
+            victim = await panel.browser()
+            await victim.json("POST", RESET, 202, json={"email": "victim@example.org"})
+            token = token_of((await catcher.next()).link())
+            await victim.json(
+                "POST", RESET + "/confirm", json={"token": token, "new_password": "mine, at last"}
+            )
+            await victim.login("victim@example.org", "mine, at last")
+            assert (await victim.json("GET", "/api/v1/account/oauth"))["data"] == []
+            assert (await victim.json("GET", "/api/v1/account/api-keys"))["data"] == []
+            assert (await victim.json("GET", "/api/v1/account/ssh-keys"))["data"] == []
+
+            again = await panel.browser()
+            started = await again.json("POST", OAUTH_START, json={"provider": "github"})
+            refused = await oauth_return(again, fake.authorize(started["authorize_url"]))
+            assert refused.status == 401, await refused.text()
+            bot = await panel.browser()
+            bot.api_key = key["key"]
+            assert (await bot.request("GET", "/api/v1/servers")).status == 401
+
+
+def ssh_public_key() -> str:
+    return str(asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip())
+
+
+async def oauth_return(browser: Browser, query: dict[str, str]) -> ClientResponse:
+    return await browser.request("GET", OAUTH_CALLBACK + "?" + urllib.parse.urlencode(query))

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.db.models import AuditEntry, User
 from control_plane.security import devices
 from tests.integration.control_plane.conftest import AUTH_SECRET
+from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.integration.control_plane.test_rate_limits import limited_panel
 from tests.support.clocks import MonotonicClock
 from tests.support.panel import PASSWORD, Browser, Panel
@@ -39,6 +40,7 @@ async def panel(
         aiohttp_client,
         rate_clock,
         STELLAR_TRUSTED_PROXIES="127.0.0.1/32",
+        STELLAR_ENCRYPTION_KEYS=ENCRYPTION_KEYS,
     )
     await panel.create_user(VICTIM)
     return panel
@@ -183,3 +185,65 @@ async def test_one_browser_is_recognised_for_each_account_signed_in_with_it(
 async def victim_user_id(panel: Panel) -> str:
     async with panel.db() as db:
         return str(await db.scalar(select(User.id).where(User.email == VICTIM)))
+
+
+# Every route that checks the account's current password, with a body whose password is
+# ``password`` (and nothing else wrong): a key or a session guesses through it as well.
+def _password_routes(password: str) -> list[tuple[str, str, dict[str, str]]]:
+    new = "a new passphrase, long enough"
+    return [
+        ("POST", "/api/v1/auth/password", {"current_password": password, "new_password": new}),
+        (
+            "PUT",
+            "/api/client/account/password",
+            {"current_password": password, "password": new, "password_confirmation": new},
+        ),
+        (
+            "POST",
+            "/api/v1/account/email",
+            {"email": "new@example.org", "current_password": password},
+        ),
+        ("POST", "/api/v1/account/2fa/enable", {"password": password, "code": "123456"}),
+    ]
+
+
+@pytest.mark.parametrize("route", range(4), ids=["password", "compat_password", "email", "2fa"])
+async def test_a_key_or_session_holder_guesses_the_password_no_faster_than_a_stranger(
+    panel: Panel, addresses: Iterator[dict[str, str]], route: int
+) -> None:
+    """Whoever holds a session or a key (a bot's leaked key, a browser left signed in) must
+    not guess the account's password past its allowance through the routes that check it:
+    the right one would take the account (a new password; it was 401/403/400 forever)."""
+    owner = await panel.browser()
+    await owner.login(VICTIM)
+    made = await owner.json(
+        "POST", "/api/v1/account/api-keys", 201, json={"name": "bot", "scopes": ["read", "write"]}
+    )
+    if route in (0, 1):
+        holder = await panel.browser()
+        holder.api_key = made["key"]  # the password routes take a write key
+        signed_in = 1
+    else:  # the others only a browser session: one copied without the device cookie
+        holder = await _session_without_device_cookie(panel)
+        signed_in = 2
+    method, path, body = _password_routes(WRONG)[route]
+    # The sign-ins from browsers not recognised then spent the allowance too.
+    for _ in range(ALLOWANCE - signed_in):
+        answer = await holder.request(method, path, json=body, headers=next(addresses))
+        assert answer.status in (400, 403), await answer.text()
+    method, path, body = _password_routes(PASSWORD)[route]
+    refused = await holder.request(method, path, json=body, headers=next(addresses))
+    assert refused.status == 429, await refused.text()
+    assert "too many attempts for this account" in await refused.text()
+
+
+async def _session_without_device_cookie(panel: Panel) -> Browser:
+    """A browser signed in as the victim that the device cookie does not recognise (one that
+    signed in and then lost the cookie, as a thief's copy of the session cookie would)."""
+    browser = await panel.browser()
+    await browser.login(VICTIM)
+    jar = browser.client.session.cookie_jar
+    session = {c.key: c.value for c in jar if c.key != devices.COOKIE}
+    jar.clear()
+    jar.update_cookies(session)
+    return browser
