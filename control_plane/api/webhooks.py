@@ -144,6 +144,7 @@ def _declare(level: _Level) -> None:
                 level.owner(req),
                 req.me.user_id,
                 req.body.model_dump(),
+                chosen_with_key=req.me.api_key_id,
             )
             await req.audit(
                 "webhook.created",
@@ -170,6 +171,7 @@ def _declare(level: _Level) -> None:
                 _audit_needs_activity(level, req, changes.get("events", list(hook.events)))
                 # Whoever chooses where it sends is whom it sends for (outbox.py).
                 hook.created_by = req.me.user_id
+                hook.chosen_with_key = req.me.api_key_id
             manage.apply_changes(hook, changes)
             await db.flush()
             await req.audit(

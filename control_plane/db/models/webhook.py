@@ -37,6 +37,9 @@ class Webhook(IdMixin, CreatedMixin, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+    # The API key whoever chose the URL used (None: a browser session). No foreign key: a
+    # revoked key's row is deleted, and its absence is what turns the webhook off.
+    chosen_with_key: Mapped[uuid.UUID | None] = mapped_column(default=None)
     name: Mapped[str] = mapped_column(String(64))
     url: Mapped[str] = mapped_column(String(2048))
     # standard (Standard Webhooks JSON, signed) | discord (Discord embeds, also signed)

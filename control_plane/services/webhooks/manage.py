@@ -76,8 +76,11 @@ async def create_webhook(
     owner: Owner,
     created_by: uuid.UUID,
     fields: dict[str, Any],
+    *,
+    chosen_with_key: uuid.UUID | None = None,
 ) -> tuple[Webhook, str]:
-    """A new webhook and its signing secret (returned this once, stored encrypted)."""
+    """A new webhook and its signing secret (returned this once, stored encrypted);
+    ``chosen_with_key``: the API key its creator used, if any (outbox.py)."""
     count = await db.scalar(select(func.count()).select_from(Webhook).where(*owner.owns())) or 0
     if count >= MAX_PER_OWNER:
         raise Conflict(f"at most {MAX_PER_OWNER} webhooks here: remove one first")
@@ -87,6 +90,7 @@ async def create_webhook(
         user_id=owner.user_id,
         server_id=owner.server_id,
         created_by=created_by,
+        chosen_with_key=chosen_with_key,
         secret="",
         **fields,
     )

@@ -18,6 +18,8 @@ sub-user of it, and for activity entries (``audit``, ``server.power``) one holdi
 ``activity.read``. A sub-user removed from the server, or an administrator no longer one,
 turns their webhooks off (``disabled_reason`` says why; whoever moves one to a URL of their
 own takes it over); a narrowed or disabled one just gets nothing they may not see.
+A URL chosen with an API key (``chosen_with_key``) sends only while that key lives: revoked
+or expired, it turns the webhook off too — a leaked key's feed ends with the key.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Final
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.db.models import Server, Subuser, User, Webhook, WebhookDelivery
+from control_plane.db.models import ApiKey, Server, Subuser, User, Webhook, WebhookDelivery
 from control_plane.security.permissions import holds
 from control_plane.services.domain_events import DomainEvent
 from control_plane.services.webhooks.catalogue import (
@@ -52,6 +54,11 @@ def _uuid(text: str | None) -> uuid.UUID | None:
         return uuid.UUID(text) if text else None
     except ValueError:
         return None
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite gives datetimes back without their zone (UTC, as written)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def pending(hook: Webhook, event_type: str, body: str) -> WebhookDelivery:
@@ -110,6 +117,12 @@ async def _standing(db: AsyncSession, hook: Webhook, server: Server | None) -> s
     user = await db.get(User, chooser_id) if chooser_id is not None else None
     if user is None:
         return "the user who chose this webhook's URL no longer exists"
+    if hook.chosen_with_key is not None:
+        key = await db.get(ApiKey, hook.chosen_with_key)
+        if key is None:
+            return "the API key this webhook's URL was chosen with was revoked"
+        if key.expires_at is not None and _aware(key.expires_at) <= dt.datetime.now(dt.UTC):
+            return "the API key this webhook's URL was chosen with has expired"
     if user.disabled:
         return _NONE_NOW
     if hook.scope == "panel" and not user.is_admin:

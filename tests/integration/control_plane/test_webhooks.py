@@ -3,17 +3,25 @@ an independent implementation, the SSRF guard at save and at delivery, who gets 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 
 import pytest
 import standardwebhooks
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import AuditEntry, Subuser, User, Webhook, WebhookDelivery
+from control_plane.db.models import (
+    ApiKey,
+    AuditEntry,
+    Subuser,
+    User,
+    Webhook,
+    WebhookDelivery,
+)
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services import domain_events
@@ -545,3 +553,77 @@ async def test_a_webhook_stops_sending_to_a_url_chosen_by_someone_who_lost_acces
         admin.is_admin = False
     await rename("fifth")
     assert await _sent_to(panel, panel_hook["id"]) == ["server.renamed"] * 4
+
+
+async def test_a_webhook_a_key_pointed_somewhere_stops_when_the_key_is_revoked_or_expires(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # A leaked key must not entrench itself: an audit feed it set up (or moved to its own
+    # URL) goes quiet when the key is revoked or expires, as the key does. The owner's own
+    # session choosing the URL again takes the webhook back.
+    names = Names({"thief.test": ["127.0.0.1"]})
+    panel = await start_panel(
+        webhook_settings(database_url), names, aiohttp_server, aiohttp_client,
+        background_jobs=False,
+    )  # fmt: skip
+    world = await build_world(panel)
+    server = world.ids["alice_server"]
+    keys = []
+    for name in ("leaked", "expiring"):
+        made = await world.alice.json(
+            "POST",
+            "/api/v1/account/api-keys",
+            status=201,
+            json={"name": name, "scopes": ["read", "write"]},
+        )
+        keys.append(made)
+    leaked, expiring = [
+        Browser(await panel.make_client(panel.server), api_key=k["key"]) for k in keys
+    ]
+    account_hook = await leaked.json(
+        "POST",
+        ACCOUNT,
+        status=201,
+        json={"name": "a", "url": "http://thief.test:9/a", "events": ["audit"]},
+    )
+    server_path = f"/api/v1/servers/{server}/webhooks"
+    server_hook = await expiring.json(
+        "POST",
+        server_path,
+        status=201,
+        json={"name": "s", "url": "http://thief.test:9/s", "events": ["audit"]},
+    )
+
+    async def rename(name: str) -> None:
+        await world.alice.json("PATCH", f"/api/v1/servers/{server}", json={"name": name})
+
+    await rename("first")
+    assert await _sent_to(panel, account_hook["id"]) == ["server.renamed"]
+    assert await _sent_to(panel, server_hook["id"]) == ["server.renamed"]
+
+    await world.alice.json("DELETE", f"/api/v1/account/api-keys/{keys[0]['id']}", status=204)
+    factory = session_factory(panel.server.app[ENGINE])
+    async with transaction(factory) as db:
+        await db.execute(
+            update(ApiKey)
+            .where(ApiKey.id == uuid.UUID(keys[1]["id"]))
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    await rename("second")
+    assert await _sent_to(panel, account_hook["id"]) == ["server.renamed"]
+    assert await _sent_to(panel, server_hook["id"]) == ["server.renamed"]
+    for path in (f"{ACCOUNT}/{account_hook['id']}", f"{server_path}/{server_hook['id']}"):
+        shown = await world.alice.json("GET", path)
+        assert shown["enabled"] is False, path
+        assert "API key" in (shown["disabled_reason"] or ""), path
+
+    await world.alice.json(
+        "PATCH",
+        f"{ACCOUNT}/{account_hook['id']}",
+        json={"url": "http://thief.test:9/mine-now", "enabled": True},
+    )
+    await rename("third")
+    assert await _sent_to(panel, account_hook["id"]) == ["server.renamed", "server.renamed"]
