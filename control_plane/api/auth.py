@@ -213,7 +213,7 @@ async def spend_password_try(
     if device is not None and user is not None and device.knows(user.id):
         subject = devices.device_subject(device)
     else:
-        subject = devices.account_subject(email)
+        subject = devices.account_subject(email, has_account=user is not None)
     decision = await req.http.app[RATE_LIMITER].check_subject(ACCOUNT_PRESET, subject)
     if decision.allowed:
         return

@@ -33,6 +33,8 @@ SECURE_COOKIE: Final = "__Host-stellar_device"
 LIFETIME_SECONDS: Final = 365 * 24 * 3600
 # Accounts one browser is recognised for (a family computer, an administrator's second account).
 MAX_ACCOUNTS: Final = 8
+# Allowances shared by the addresses that have no account (see account_subject).
+UNKNOWN_SLOTS: Final = 4096
 _ALGORITHM: Final = "HS256"
 _AUDIENCE: Final = "stellarstack:device"
 _ISSUER: Final = "stellarstack:control-plane"
@@ -106,11 +108,15 @@ def recognised(secret: str, token: object, user_id: str) -> str:
     return issue(secret, [user_id, *device.accounts], device_id=device.id)
 
 
-def account_subject(email: str) -> str:
-    """The allowance an e-mail address names, accounts or none alike (the address hashed: the
-    rate-limit store holds no addresses)."""
+def account_subject(email: str, *, has_account: bool) -> str:
+    """The allowance an e-mail address names (hashed: the rate-limit store holds no
+    addresses). An account's is its own; addresses without one share ``UNKNOWN_SLOTS``
+    allowances by their hash — limited alike (the refusal names no account), yet a flood of
+    invented addresses adds no more than that many buckets to the store."""
     digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    return f"account:{digest}"
+    if has_account:
+        return f"account:{digest}"
+    return f"no-account:{int(digest, 16) % UNKNOWN_SLOTS}"
 
 
 def device_subject(device: Device) -> str:

@@ -13,7 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.models import AuditEntry, User
+from control_plane.keys import RATE_LIMITER
 from control_plane.security import devices
+from control_plane.security.rate_limit import MemoryBackend
 from tests.integration.control_plane.conftest import AUTH_SECRET
 from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.integration.control_plane.test_rate_limits import limited_panel
@@ -247,3 +249,18 @@ async def _session_without_device_cookie(panel: Panel) -> Browser:
     jar.clear()
     jar.update_cookies(session)
     return browser
+
+
+async def test_a_flood_of_invented_addresses_adds_a_bounded_number_of_buckets(
+    panel: Panel, addresses: Iterator[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each address without an account would otherwise be a bucket of its own in the
+    rate-limit store (a memory store full of unrefilled buckets refuses new clients)."""
+    monkeypatch.setattr(devices, "UNKNOWN_SLOTS", 8)
+    backend = panel.server.app[RATE_LIMITER].backend
+    assert isinstance(backend, MemoryBackend)
+    attacker = await panel.browser()
+    for n in range(200):
+        assert await guess(attacker, addresses, f"invented-{n}@example.org", WRONG) in (401, 429)
+    accounts = [key for key in backend._buckets if key.startswith("sign_in_account:")]
+    assert 1 <= len(accounts) <= 8

@@ -53,6 +53,16 @@ def test_forged_expired_foreign_or_malformed_values_name_no_browser() -> None:
 
 
 def test_an_addresses_allowance_is_the_same_however_it_is_typed_and_names_no_address() -> None:
-    subject = devices.account_subject(" Victim@Example.org ")
-    assert subject == devices.account_subject("victim@example.org")
-    assert "example" not in subject
+    for has_account in (True, False):
+        subject = devices.account_subject(" Victim@Example.org ", has_account=has_account)
+        assert subject == devices.account_subject("victim@example.org", has_account=has_account)
+        assert "example" not in subject
+
+
+def test_addresses_without_an_account_share_a_bounded_number_of_allowances() -> None:
+    invented = {
+        devices.account_subject(f"x{n}@example.org", has_account=False) for n in range(20_000)
+    }
+    assert 4000 < len(invented) <= devices.UNKNOWN_SLOTS
+    owned = {devices.account_subject(f"x{n}@example.org", has_account=True) for n in range(100)}
+    assert len(owned) == 100
