@@ -15,9 +15,12 @@ Every asynchronous test and fixture runs on uvloop, the event loop both services
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
+import sqlite3
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -113,9 +116,79 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await _drop_postgres_database(url)
 
 
+# Migrated once per run and copied for each test (migrating a new database costs 0.5-0.7 s,
+# over a thousand times a run): the SQLite file, and the PostgreSQL template database.
+_MIGRATED: dict[str, str] = {}
+
+
+async def _migrated_template(kind: str) -> str | None:
+    """Where the run's migrated copy of ``kind`` lives (made at first use); None if it
+    could not be made — the test then migrates its own database, as before."""
+    if kind in _MIGRATED:
+        return _MIGRATED[kind] or None
+    _MIGRATED[kind] = ""
+    if kind == "sqlite":
+        path = Path(tempfile.mkdtemp(prefix="stellar-template-")) / "stellar.db"
+        url = f"sqlite:///{path}"
+        place = str(path)
+    else:
+        url = await _create_postgres_database()
+        place = str(make_url(url).database)
+    template = create_engine(url)
+    try:
+        await upgrade(template)
+    finally:
+        await template.dispose()
+    _MIGRATED[kind] = place
+    return place
+
+
+async def _copy_migrated(database_url: str) -> None:
+    """Make ``database_url`` (new and empty) a copy of the run's migrated database."""
+    kind = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    template = await _migrated_template(kind)
+    if template is None:
+        return
+    if kind == "sqlite":
+        target = Path(str(make_url(database_url).database))
+        if target.exists():  # made by something else already: it migrates as it was
+            return
+        source, copy = sqlite3.connect(template), sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+        return
+    name = make_url(database_url).database
+    admin = await asyncpg.connect(make_url(POSTGRES_URL).render_as_string(hide_password=False))
+    try:
+        await admin.execute(f'DROP DATABASE "{name}"')
+    except asyncpg.ObjectInUseError:  # something is in it already: it migrates as it was
+        await admin.close()
+        return
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    except asyncpg.PostgresError:
+        await admin.execute(f'CREATE DATABASE "{name}"')  # empty again: it migrates as it was
+    finally:
+        await admin.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's PostgreSQL template goes with it (the SQLite one is a temporary file's)."""
+    template = _MIGRATED.get("postgresql")
+    if template:
+        url = make_url(POSTGRES_URL).set(database=template).render_as_string(hide_password=False)
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            asyncio.run(_drop_postgres_database(url))
+
+
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a migrated database of each kind."""
+    """An engine on a migrated database of each kind (a copy of the run's migrated one; the
+    upgrade that follows finds it at head, and is the check that it is)."""
+    await _copy_migrated(database_url)
     engine = create_engine(database_url)
     await upgrade(engine)
     try:
