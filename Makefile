@@ -32,7 +32,7 @@ services: ## install and start Docker, PostgreSQL and Redis if they are not runn
 
 test: install ## bring up the services and tools the tests need, then run the whole suite
 	deploy/dev/ensure-services.sh docker postgres redis test-tools
-	STELLAR_REQUIRE_SERVICES=1 $(BIN)/pytest $(PYTEST_ARGS)
+	STELLAR_REQUIRE_SERVICES=1 PYTEST=$(BIN)/pytest tests/run $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -37,10 +38,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import create_engine
 from control_plane.db.migrate import upgrade
+from control_plane.security import passwords
 from node_agent.docker.network import AGENT_NETWORK
 from tests.support.agent_process import SigningKey
 from tests.support.containers import build_test_images, docker_cli
 from tests.support.serving import ApiTestServer
+
+# Under pytest-xdist (``make test`` runs two processes) each process has a Redis database of its
+# own, so one's FLUSHDB or rate-limit buckets never reach the other's tests.
+_WORKER: Final = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and "STELLAR_TEST_REDIS_URL" not in os.environ:
+    os.environ["STELLAR_TEST_REDIS_URL"] = f"redis://127.0.0.1:6379/{15 - int(_WORKER[2:])}"
 
 POSTGRES_URL = os.environ.get(
     "STELLAR_TEST_POSTGRES_URL", "postgresql://stellar:stellar@127.0.0.1:5432/stellar_test"
@@ -101,6 +109,32 @@ async def _drop_postgres_database(url: str) -> None:
                 await asyncio.sleep(0.25)
     finally:
         await connection.close()
+
+
+# bcrypt in the test process hashes at cost 4 instead of the configured one (10, the lowest the
+# settings take): a hash costs 1 ms instead of 77, over a thousand times a run. Checking a
+# password follows the cost written in its hash, so nothing else changes; a test about the
+# cost itself is marked ``real_password_cost``. Control planes the tests start in processes
+# of their own hash at the configured cost.
+TEST_PASSWORD_COST: Final = 4
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    if request.node.get_closest_marker("real_password_cost") is not None:
+        passwords._dummy_hash.cache_clear()  # the unknown-user hash, made at the real cost
+        yield
+        passwords._dummy_hash.cache_clear()
+        return
+    real = passwords.hash_password_sync
+
+    def hash_password_sync(password: str, cost: int) -> str:
+        return real(password, min(cost, TEST_PASSWORD_COST))
+
+    monkeypatch.setattr(passwords, "hash_password_sync", hash_password_sync)
+    yield
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -176,7 +210,9 @@ async def _copy_migrated(database_url: str) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The run's PostgreSQL template goes with it (the SQLite one is a temporary file's)."""
+    """The run's PostgreSQL template goes with it (the SQLite one is a temporary file's), and
+    the agent network if idle."""
+    _remove_idle_agent_network(session)
     template = _MIGRATED.get("postgresql")
     if template:
         url = make_url(POSTGRES_URL).set(database=template).render_as_string(hide_password=False)
@@ -223,13 +259,27 @@ def signing_key() -> SigningKey:
 
 
 @pytest.fixture(scope="session")
-def docker_images() -> Iterator[None]:
-    """A reachable Docker engine with the local test images built; at the end of the run the
-    agent network goes if no container is attached to it."""
+def docker_images() -> None:
+    """A reachable Docker engine with the local test images built."""
     if shutil.which("docker") is None or docker_cli("info").returncode != 0:
         service_missing("Docker engine not reachable (deploy/dev/ensure-services.sh docker)")
-    build_test_images()
-    yield
+    with _machine_lock("images"):  # the test processes of one run build them once
+        build_test_images()
+
+
+@contextlib.contextmanager
+def _machine_lock(name: str) -> Iterator[None]:
+    """Held by one test process of the machine at a time."""
+    with open(Path(tempfile.gettempdir()) / f"stellar-tests-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_idle_agent_network(session: pytest.Session) -> None:
+    """At the end of the run (of its last process under xdist, whose workers may still start
+    containers while one of them ends) the agent network goes if no container is attached."""
+    if hasattr(session.config, "workerinput") or shutil.which("docker") is None:
+        return
     attached = docker_cli("network", "inspect", "-f", "{{len .Containers}}", AGENT_NETWORK)
     if attached.returncode == 0 and attached.stdout.strip() == "0":
         docker_cli("network", "rm", AGENT_NETWORK)
@@ -258,7 +308,33 @@ async def docker() -> AsyncIterator[aiodocker.Docker]:
 BROWSER_DATABASES_ENV: Final = "STELLAR_BROWSER_DATABASES"
 
 
+# ``make test`` (tests/run) runs the suite in two test processes (pytest-xdist), then these
+# modules alone, one test at a time: what they change is the machine's, or what they measure is
+# time that another process's tests would take from them.
+SERIAL_MODULES: Final[Mapping[str, str]] = {
+    "tests/integration/deploy/": "network namespaces, the host's nftables, apt and services",
+    "tests/integration/node_agent/test_egress.py": "routes 198.18.0.0/15 in the host namespace",
+    "tests/integration/node_agent/test_installer_egress.py": "the same routes",
+    "tests/integration/test_make_run.py": "the whole development stack, timed",
+    "tests/integration/test_devstack_exit.py": "the whole development stack, timed",
+    "tests/integration/test_fleet_bench.py": "fifty nodes and three replicas at once",
+    "tests/integration/control_plane/test_replicas.py": "a takeover within 10 s",
+    "tests/integration/control_plane/test_replica_faults.py": "services stopped, timed",
+    "tests/integration/control_plane/test_service_faults.py": "services stopped, timed",
+    "tests/integration/control_plane/test_schedule_replicas.py": "replicas racing, timed",
+    "tests/integration/control_plane/test_schedule_frozen_replica.py": "a frozen replica, timed",
+    "tests/integration/control_plane/test_slow_node.py": "a slow node's answers, timed",
+    "tests/integration/node_agent/test_backups_recovery.py": "throughput against tar and gzip",
+    "tests/integration/node_agent/test_sftp.py": "a gibibyte each way",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        where = item.path.relative_to(root).as_posix()
+        if any(where.startswith(module) for module in SERIAL_MODULES):
+            item.add_marker(pytest.mark.serial)
     if os.environ.get(BROWSER_DATABASES_ENV) == "all":
         return
     kept: list[pytest.Item] = []

@@ -66,6 +66,7 @@ async def test_node_url_must_be_a_bare_http_origin(engine: AsyncEngine, url: str
             await nodes.add_node(session, name="n", url=url)
 
 
+@pytest.mark.real_password_cost
 async def test_user_password_is_hashed_with_bcrypt_and_email_unique(engine: AsyncEngine) -> None:
     factory = session_factory(engine)
     password = "correct horse battery staple ü" * 4  # 124 characters, non-ASCII

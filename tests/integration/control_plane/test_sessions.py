@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from unittest import mock
 
+import pytest
 from sqlalchemy import select
 
 from control_plane.db.engine import session_factory
@@ -68,6 +69,7 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(panel: Panel)
     assert actions.count("user.login.failed") == 3
 
 
+@pytest.mark.real_password_cost
 async def test_unknown_user_login_runs_bcrypt(panel: Panel) -> None:
     browser = await panel.browser()
     with mock.patch.object(passwords, "_check_sync", wraps=passwords._check_sync) as check:
