@@ -73,6 +73,18 @@ class FilePath(BaseModel):
     path: PathText = "/"
 
 
+class FileSave(BaseModel):
+    """``?path=&create=``: the file a save replaces, and whether it may make a new one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: PathText = "/"
+    create: bool = Field(
+        True,
+        description="make the file if there is none (needs files.create); false: 404 if none",
+    )
+
+
 class FileUpload(BaseModel):
     """``?path=&size=&overwrite=``: where an upload goes, exactly how many bytes it has, and
     whether it may replace a file of that name (409 otherwise)."""
@@ -233,7 +245,7 @@ FILES_READ = NodeEndpoint(
 )  # fmt: skip
 FILES_WRITE = NodeEndpoint(
     "PUT", FILES + "/contents", "files.write", "server", NoBody, FileEntry,
-    "Replace or create a file with the (signed) body, atomically", query=FilePath, body="raw",
+    "Replace or create a file with the (signed) body, atomically", query=FileSave, body="raw",
 )  # fmt: skip
 FILES_UPLOAD = NodeEndpoint(
     "PUT", FILES + "/upload", "files.upload", "server", NoBody, FileEntry,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from control_plane.api.body_stream import BodyStream
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
 from control_plane.db.models import Node
-from control_plane.errors import ApiError, Conflict, InvalidRequest, PayloadTooLarge
+from control_plane.errors import ApiError, Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from shared.files_api import (
     ChangeMode,
     CompressFiles,
@@ -31,7 +31,7 @@ from shared.files_api import (
     PullFile,
     RenameFile,
 )
-from shared.node_endpoints import FilePath, FileUpload
+from shared.node_endpoints import FilePath, FileSave, FileUpload
 
 routes = ApiRoutes("files")
 CHUNK = 256 * 1024
@@ -40,6 +40,7 @@ MAX_EDIT_BYTES = 1024 * 1024
 # Creating a file needs files.create; putting one in the place of an existing file is
 # changing it (as saving is), which needs this too.
 REPLACE_PERMISSION = "files.write"
+CREATE_PERMISSION = "files.create"
 
 
 def _user(req: ApiRequest[Any, Any]) -> str:
@@ -115,6 +116,8 @@ async def download(req: ApiRequest[Any, FilePath]) -> web.StreamResponse:
     ),
 )
 async def save(req: ApiRequest[Any, FilePath]) -> FileEntry:
+    """Saving changes a file (``files.write``); a file that is not there yet is made only for
+    a caller who may also create files (the node answers 404 to the others)."""
     too_large = "use the upload route for files over 1 MiB"
     if (req.http.content_length or 0) > MAX_EDIT_BYTES:
         raise PayloadTooLarge(too_large)
@@ -125,7 +128,16 @@ async def save(req: ApiRequest[Any, FilePath]) -> FileEntry:
         too_large=too_large,
     ).read()
     node = await req.server_node()
-    entry = await req.nodes.write_file(node, req.server.id, req.query, body, user=_user(req))
+    may_create = req.access.allows(CREATE_PERMISSION)
+    where = FileSave(path=req.query.path, create=may_create)
+    try:
+        entry = await req.nodes.write_file(node, req.server.id, where, body, user=_user(req))
+    except NotFound as err:
+        if may_create or not err.message.endswith("does not exist"):
+            raise
+        raise NotFound(
+            f"{err.message}: creating a file needs the {CREATE_PERMISSION!r} permission"
+        ) from err
     await _audit(req, "write", path=req.query.path, bytes=len(body))
     return entry
 

@@ -68,6 +68,7 @@ from shared.node_endpoints import (
     SERVER_STATS,
     SERVER_UPDATE,
     FilePath,
+    FileSave,
     FileUpload,
     LogLines,
     NoBody,
@@ -185,7 +186,7 @@ class NodeClient(NodeTransport):
             yield response
 
     async def write_file(
-        self, node: Node, server_id: uuid.UUID, where: FilePath, content: bytes, *, user: str
+        self, node: Node, server_id: uuid.UUID, where: FileSave, content: bytes, *, user: str
     ) -> FileEntry:
         return await self.send(
             FILES_WRITE, node, _NONE, user=user, server_id=server_id, query=where, raw=content

@@ -92,11 +92,12 @@ def _query_path(request: web.Request) -> str:
     return path
 
 
-def _query_overwrite(request: web.Request) -> bool:
-    """``overwrite`` (as the control plane writes a bool: True or False; True if absent)."""
-    value = request.query.get("overwrite", "True")
+def _query_flag(request: web.Request, name: str) -> bool:
+    """A yes/no of the query (as the control plane writes a bool: True or False; True if
+    absent)."""
+    value = request.query.get(name, "True")
     if value not in {"True", "False"}:
-        raise InvalidRequest("overwrite must be True or False")
+        raise InvalidRequest(f"{name} must be True or False")
     return value == "True"
 
 
@@ -136,10 +137,15 @@ async def read_file(request: web.Request) -> web.StreamResponse:
 @serves(routes, FILES_WRITE)
 @_volume_operation
 async def write_file(request: web.Request) -> web.Response:
-    """Replace (or create) a file with the request body, atomically."""
+    """Replace (or create, unless ``create`` is False) a file with the request body,
+    atomically."""
     body = await request.read()
     entry = await _files(request).write(
-        _query_path(request), _once(body), size=len(body), max_bytes=len(body)
+        _query_path(request),
+        _once(body),
+        size=len(body),
+        max_bytes=len(body),
+        create=_query_flag(request, "create"),
     )
     return _entry(entry)
 
@@ -171,7 +177,7 @@ async def upload_file(request: web.Request) -> web.Response:
         request.content.iter_chunked(CHUNK),
         size=size,
         max_bytes=limits.max_upload_bytes,
-        overwrite=_query_overwrite(request),
+        overwrite=_query_flag(request, "overwrite"),
     )
     return _entry(entry)
 

@@ -142,18 +142,23 @@ class ServerFiles:
         size: int | None,
         max_bytes: int,
         overwrite: bool = True,
+        create: bool = True,
     ) -> FileEntry:
         """Stream ``chunks`` into the file at ``path`` atomically.
 
         ``size``, when given, is exact: fewer or more bytes abort the write. More than
         ``max_bytes`` aborts it too (413). The old file stays until the new one is complete.
+        ``overwrite`` False refuses a file that exists (409), ``create`` False one that does
+        not (404).
         """
         parts = parse_file_path(path)
         self._refuse_denied(parts, is_dir=False)
         space = await self.space_left()
         if size is not None and space is not None and size > space:
             raise InsufficientStorage(f"{size} bytes do not fit in the server's volume")
-        pending = await self._run(AtomicWrite.begin, parts, self._owner, overwrite=overwrite)
+        pending = await self._run(
+            AtomicWrite.begin, parts, self._owner, overwrite=overwrite, create=create
+        )
         try:
             buffer = bytearray()
             received = 0

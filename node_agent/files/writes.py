@@ -24,7 +24,7 @@ from node_agent.files.confine import (
     refuse_links,
 )
 from node_agent.files.entries import stat_entry
-from node_agent.files.errors import FileExists, WrongFileType
+from node_agent.files.errors import FileExists, FileNotFound, WrongFileType
 from node_agent.files.paths import VolumePath, show
 from shared.files_api import FileEntry
 
@@ -57,9 +57,14 @@ class AtomicWrite:
         owner: Owner,
         *,
         overwrite: bool = True,
+        create: bool = True,
         make_parents: bool = False,
     ) -> Self:
-        """Open a temporary file next to ``parts`` (whose parent must not be a symlink)."""
+        """Open a temporary file next to ``parts`` (whose parent must not be a symlink).
+
+        Without ``create`` the file must exist now (FileNotFound otherwise); one removed
+        before :meth:`commit` is made again.
+        """
         if make_parents:
             dir_fd = make_directories(root_fd, parts[:-1], owner)
         else:
@@ -68,6 +73,8 @@ class AtomicWrite:
             existing = lstat_at(dir_fd, parts[-1])
             refuse_links(existing, parts)
             mode, file_owner = NEW_FILE_MODE, owner
+            if existing is None and not create:
+                raise FileNotFound(f"{show(parts)} does not exist")
             if existing is not None:
                 if stat.S_ISDIR(existing.st_mode):
                     raise WrongFileType(f"{show(parts)} is a directory")

@@ -104,3 +104,45 @@ async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
     assert (volume / "server.properties").read_bytes() == b"new\n"
     await owner.json("POST", f"{files}/decompress", json={"path": "/over.tar.gz"})
     assert (volume / "server.properties").read_bytes() == b"pwned\n"
+
+
+async def test_only_who_may_create_files_can_save_a_new_one(stack: Stack) -> None:
+    """The other way round: a sub-user allowed only to change files saved a new script or
+    plugin in the editor (ours and Pterodactyl's ``files/write``). Now saving changes what is
+    there, and a name that is not there yet is a 404 that says why, nothing written."""
+    server_id, owner = await stack.owned_server("owner@example.org")
+    files = f"/api/v1/servers/{server_id}/files"
+    volume = stack.volume(server_id)
+    await owner.json("PUT", f"{files}/contents?path=/server.properties", data=ORIGINAL)
+    await stack.panel.create_user(HELPER)
+    helper = await stack.panel.browser()
+    await helper.login(HELPER)
+    added = await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": HELPER, "permissions": ["files.read", "files.write"]},
+    )
+
+    await helper.json("PUT", f"{files}/contents?path=/server.properties", data=b"motd=edited\n")
+    assert (volume / "server.properties").read_bytes() == b"motd=edited\n"
+    refused = await helper.json("PUT", f"{files}/contents?path=/start.sh", status=404, data=b"x")
+    assert refused["error"]["message"] == (
+        "/start.sh does not exist: creating a file needs the 'files.create' permission"
+    )
+    bot = await pterodactyl_key(stack.panel, helper, "client")
+    identifier = (await bot.json("GET", "/api/client"))["data"][0]["attributes"]["identifier"]
+    write = f"/api/client/servers/{identifier}/files/write"
+    await bot.json("POST", f"{write}?file=/server.properties", status=204, data=b"motd=bot\n")
+    assert (volume / "server.properties").read_bytes() == b"motd=bot\n"
+    await bot.json("POST", f"{write}?file=/plugins/evil.jar", status=404, data=b"x")
+    assert sorted(p.name for p in volume.iterdir()) == ["server.properties"]
+
+    # With files.create as well, saving makes the file.
+    await owner.json(
+        "PATCH",
+        f"/api/v1/servers/{server_id}/users/{added['id']}",
+        json={"permissions": ["files.read", "files.write", "files.create"]},
+    )
+    await helper.json("PUT", f"{files}/contents?path=/start.sh", data=b"echo hi\n")
+    assert (volume / "start.sh").read_bytes() == b"echo hi\n"
