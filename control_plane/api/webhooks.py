@@ -127,12 +127,23 @@ def _details(hook: Any) -> dict[str, Any]:
     return {"scope": hook.scope, "name": hook.name, "url": where, "events": list(hook.events)}
 
 
+def _shown(level: _Level, req: ApiRequest[Any, Any], hook: Any) -> WebhookOut:
+    """A webhook as the caller may see it: a server's, to a sub-user who may see but not change
+    it, without the path and query of its URL (they often hold the secret that lets anyone
+    post to it, as Discord's and Slack's do); its origin says where it goes."""
+    out = WebhookOut.model_validate(hook)
+    may_change = level.permission("update")
+    if may_change is None or req.access.allows(may_change):
+        return out
+    return out.model_copy(update={"url": f"{URL(out.url).origin()}/…"})
+
+
 def _declare(level: _Level) -> None:
     access, where = level.access, level.name
 
     async def list_hooks(req: ApiRequest[Any, Any]) -> WebhookList:
         hooks = await manage.list_webhooks(req.db, level.owner(req))
-        return WebhookList(data=[WebhookOut.model_validate(h) for h in hooks])
+        return WebhookList(data=[_shown(level, req, h) for h in hooks])
 
     async def create_hook(req: ApiRequest[WebhookCreate, Any]) -> WebhookCreated:
         _audit_needs_activity(level, req, list(req.body.events))
@@ -157,7 +168,7 @@ def _declare(level: _Level) -> None:
         )
 
     async def get_hook(req: ApiRequest[Any, Any]) -> WebhookOut:
-        return WebhookOut.model_validate(await _found(level, req))
+        return _shown(level, req, await _found(level, req))
 
     async def update_hook(req: ApiRequest[WebhookUpdate, Any]) -> WebhookOut:
         changes = req.body.model_dump(exclude_none=True)

@@ -54,7 +54,10 @@ class WebhookOut(Output):
     scope: Literal["account", "server", "panel"]
     server_id: uuid.UUID | None
     name: str
-    url: str
+    url: str = Field(
+        description="where it sends; a server's, to a sub-user who may not change it, only "
+        "its origin followed by /… (the rest of a URL often holds its secret)"
+    )
     format: WebhookFormat
     events: list[str]
     enabled: bool

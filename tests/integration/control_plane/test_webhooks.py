@@ -348,6 +348,46 @@ async def test_a_webhook_url_is_audited_without_its_path_which_may_be_its_creden
     assert not any(token in body for body in bodies)
 
 
+async def test_a_sub_user_who_may_only_see_a_webhook_does_not_see_its_urls_credential(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    # The owner's Discord webhook: its path is the token that posts to the owner's channel.
+    # A sub-user allowed to see the server's webhooks (webhooks.read) read it whole.
+    panel = await start_panel(
+        webhook_settings(database_url),
+        Names({"hooks.example.com": ["93.184.216.34"]}),
+        aiohttp_server,
+        aiohttp_client,
+        background_jobs=False,
+    )
+    world = await build_world(panel)
+    path = f"/api/v1/servers/{world.ids['alice_server']}/webhooks"
+    url = "https://hooks.example.com/api/webhooks/1234/Zx9_token?thread_id=5"
+    hook = await world.alice.json(
+        "POST", path, status=201, json={"name": "d", "url": url, "events": ["server.state"]}
+    )
+
+    async def grant(permissions: list[str]) -> None:
+        async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+            sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+            assert sub is not None
+            sub.permissions = permissions
+
+    await grant(["webhooks.read"])
+    listed = await world.carol.json("GET", path)
+    shown = await world.carol.json("GET", f"{path}/{hook['id']}")
+    assert {h["url"] for h in listed["data"]} <= {"https://hooks.example.com/…"}
+    assert shown["url"] == "https://hooks.example.com/…"
+    assert "Zx9_token" not in json.dumps([listed, shown])
+    # Who may change it (and so point it elsewhere anyway) sees it whole, as its owner does.
+    await grant(["webhooks.read", "webhooks.update"])
+    assert (await world.carol.json("GET", f"{path}/{hook['id']}"))["url"] == url
+    assert (await world.alice.json("GET", f"{path}/{hook['id']}"))["url"] == url
+
+
 async def test_anonymous_rejected_keys_write_audit_rows_only_at_the_clients_rate(
     engine: AsyncEngine,
     database_url: str,
