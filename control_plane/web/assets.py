@@ -7,6 +7,7 @@ The files are read once when the app starts and served from memory
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import mimetypes
@@ -74,7 +75,9 @@ class AssetIndex:
         return self._by_hashed.get(hashed)
 
 
+@functools.lru_cache(maxsize=256)
 def _gzip(body: bytes) -> bytes | None:
-    # mtime=0: the same file always compresses to the same bytes.
+    # mtime=0: the same file always compresses to the same bytes; so a second app in the
+    # process (the tests make thousands) takes them from the cache instead of level 9 again.
     packed = gzip.compress(body, compresslevel=9, mtime=0)
     return packed if len(packed) < len(body) else None
