@@ -329,8 +329,6 @@ SERIAL_MODULES: Final[Mapping[str, str]] = {
     "tests/integration/control_plane/test_schedule_replicas.py": "replicas racing, timed",
     "tests/integration/control_plane/test_schedule_frozen_replica.py": "a frozen replica, timed",
     "tests/integration/control_plane/test_slow_node.py": "a slow node's answers, timed",
-    "tests/integration/node_agent/test_backups_recovery.py": "throughput against tar and gzip",
-    "tests/integration/node_agent/test_sftp.py": "a gibibyte each way",
 }
 
 
