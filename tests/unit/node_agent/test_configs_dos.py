@@ -116,16 +116,17 @@ def test_a_value_continued_over_a_million_lines_is_read_in_linear_time(volume: P
     data = b"k=" + b"a\\\n" * (4 * 1024 * 1024 // 3)
     problems = Problems()
     rules = build_rules(config("server.properties", "properties", ("k", "v")), values(), problems)
-    started = time.monotonic()
+    started = time.process_time()
     edited = EDITORS["properties"](data, rules, problems)
-    assert time.monotonic() - started < 2  # generous: the machine is shared
+    # CPU time (this process's): the other test process on the machine cannot add to it.
+    assert time.process_time() - started < 2
     assert edited == b"k=v\n"
     assert problems.items == []
     # At the cap, through the start's path.
     (volume / "server.properties").write_bytes(data[: PARSER_CAPS["properties"] - 2] + b"\n")
-    started = time.monotonic()
+    started = time.process_time()
     [outcome] = apply(volume, config("server.properties", "properties", ("k", "v")))
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert outcome.outcome == "changed"
     assert (volume / "server.properties").read_bytes() == b"k=v\n"
 
@@ -143,9 +144,9 @@ def test_a_file_of_more_lines_than_its_rules_can_be_tried_on_is_refused(volume: 
     # (256 over 8 MiB of them, minutes).
     (volume / "motd.txt").write_bytes(b"\n" * 100_000)
     rules = [(f"key{n}", f"key{n}=1") for n in range(200)]
-    started = time.monotonic()
+    started = time.process_time()
     [outcome] = apply(volume, config("motd.txt", "file", *rules))
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
     assert outcome.outcome == "refused"
     assert outcome.problems == (
         "100001 lines for 200 rules: at most 80000 lines for that many are read before a start",
