@@ -298,9 +298,9 @@ def test_patterns_that_would_blow_up_when_compiled_are_reported_never_compiled()
     egg = load("ptdl-v2-minecraft-paper.json")
     (jar_variable,) = [v for v in egg["variables"] if v["env_variable"] == "SERVER_JARFILE"]
     jar_variable["rules"] = "required|regex:/^(?:(?:x{65535}){65535})$/"
-    started = time.monotonic()
+    started = time.process_time()
     result = map_egg(egg, accept_unknown_rules=True)
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
     assert item(result, "variables.SERVER_JARFILE.rules", "changed")[0] == (
         "regex:/^(?:(?:x{65535}){65535})$/: Python cannot compile the pattern: too complex to "
         "compile: the repeat {65535} is above 1000"
@@ -312,9 +312,9 @@ def test_patterns_that_would_blow_up_when_compiled_are_reported_never_compiled()
     files = json.loads(egg["config"]["files"])
     files["server.properties"]["find"]["motd"] = {"regex:^(?:a{2}){5000}$": "x"}
     egg["config"]["files"] = json.dumps(files)
-    started = time.monotonic()
+    started = time.process_time()
     result = map_egg(egg)
-    assert time.monotonic() - started < 1
+    assert time.process_time() - started < 1
     assert result.blueprint is None
     assert result.report.refusals == [
         ReportItem(

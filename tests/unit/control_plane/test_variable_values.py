@@ -92,7 +92,7 @@ def test_a_stored_pattern_that_cannot_compile_is_a_message_not_a_crash() -> None
 def test_a_pattern_that_would_blow_up_when_compiled_is_refused_without_compiling() -> None:
     # The regex package expands nested counted repeats when it compiles: 23 GB for this one.
     bomb = "^(?:(?:x{65535}){65535})$"
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(ValidationError) as caught:
         BlueprintVariable.model_validate(rules(regex=bomb))
     assert "too complex to compile: the repeat {65535} is above 1000" in str(caught.value)
@@ -100,7 +100,7 @@ def test_a_pattern_that_would_blow_up_when_compiled_is_refused_without_compiling
     assert value_problem({"env": "X", "regex": bomb}, "xy") == (
         "has a pattern that cannot be used: ask an administrator"
     )
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,7 @@ def test_a_pattern_made_to_backtrack_is_matched_in_linear_time() -> None:
     # A deny-list comes from a blueprint (an egg from the internet), the path from any user:
     # a backtracking engine ran for hours on these (8 s already at a 60-character name).
     patterns = ["*a" * 100 + "b", "/" + "**/" * 20 + "x"]
-    started = time.perf_counter()
+    started = time.process_time()
     assert not denies(patterns, "/" + "/".join(["a" * 250] * 5))
     assert not denies(patterns, "/" + "/".join(["a"] * 300))
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0

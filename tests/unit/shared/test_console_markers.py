@@ -70,9 +70,9 @@ def test_non_ascii_and_binary_looking_lines_are_matched_as_text() -> None:
 def test_a_line_made_to_backtrack_is_matched_in_linear_time(marker: str, line: str) -> None:
     markers = compile_markers([marker])
 
-    started = time.perf_counter()
+    started = time.process_time()
     found = [markers.find(line) for _ in range(100)]
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
 
     assert found == [None] * 100
     assert elapsed < 1.0, f"100 lines of 4 KiB took {elapsed:.2f} s"

@@ -33,11 +33,11 @@ BOMBS = [
 
 @pytest.mark.parametrize(("pattern", "reason"), BOMBS)
 def test_heavy_patterns_are_refused_before_compiling(pattern: str, reason: str) -> None:
-    started = time.monotonic()
+    started = time.process_time()
     assert repeat_problem(pattern) == reason
     with pytest.raises(PatternTooHeavy, match="too complex to compile"):
         compile_guarded(pattern)
-    assert time.monotonic() - started < 0.1
+    assert time.process_time() - started < 0.1
 
 
 @pytest.mark.parametrize(
@@ -66,10 +66,10 @@ def test_config_conditions_are_checked_only_when_written_as_regex() -> None:
     assert check_condition(None) is None
     assert check_condition("x{99999}") == "x{99999}"  # a plain value to compare with
     assert check_condition("regex:^(\\d+)$") == "regex:^(\\d+)$"
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(ValidationError) as caught:
         ConfigReplacement(match="k", value="v", if_value="regex:(?:(?:x{65535}){65535})")
-    assert time.monotonic() - started < 0.1
+    assert time.process_time() - started < 0.1
     [error] = caught.value.errors()
     assert error["loc"] == ("if_value",)
     assert error["msg"] == (
@@ -84,9 +84,9 @@ def test_config_conditions_are_checked_only_when_written_as_regex() -> None:
 def test_done_markers_are_bounded_by_re2_itself(expression: str) -> None:
     # RE2 refuses any repeat over 1000, nested repeats counted together, and the program
     # size cap (1000 instructions) and max_mem (2 MiB) bound the rest.
-    started = time.monotonic()
+    started = time.process_time()
     with pytest.raises(MarkerError, match="not a valid RE2 expression: invalid repetition size"):
         check_marker(f"regex:{expression}")
     with pytest.raises(ValidationError):
         TypeAdapter(ConsoleMarker).validate_python(f"regex:{expression}")
-    assert time.monotonic() - started < 0.1
+    assert time.process_time() - started < 0.1
