@@ -1,4 +1,5 @@
-"""Every shell script under deploy/ passes shellcheck, with what it sources (``-x``)."""
+"""Every shell script under deploy/, and the test runners (``.ci/run``, ``tests/run``), passes
+shellcheck, with what it sources (``-x``)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ import pytest
 
 from tests.conftest import require_tool
 
-DEPLOY: Final = Path(__file__).resolve().parents[3] / "deploy"
-SCRIPTS: Final = sorted(DEPLOY.rglob("*.sh"))
+ROOT: Final = Path(__file__).resolve().parents[3]
+DEPLOY: Final = ROOT / "deploy"
+SCRIPTS: Final = [*sorted(DEPLOY.rglob("*.sh")), ROOT / ".ci" / "run", ROOT / "tests" / "run"]
 
 
 def test_the_scripts_include_the_installer_and_the_dev_set_up() -> None:
-    names = {script.relative_to(DEPLOY).as_posix() for script in SCRIPTS}
+    names = {script.relative_to(ROOT).as_posix() for script in SCRIPTS}
 
-    assert {"install-agent.sh", "dev/ensure-services.sh", "lib/apt.sh"} <= names
+    assert {
+        "deploy/install-agent.sh",
+        "deploy/dev/ensure-services.sh",
+        "deploy/lib/apt.sh",
+        "tests/run",
+    } <= names
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.relative_to(DEPLOY).as_posix())
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.relative_to(ROOT).as_posix())
 def test_the_script_is_shellcheck_clean(script: Path) -> None:
     require_tool("shellcheck", "shellcheck")
 
