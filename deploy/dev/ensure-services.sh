@@ -18,6 +18,9 @@
 #                          /var/log is not writable)
 #   STELLAR_APT_LOCK_WAIT_SECONDS  how long apt-get waits for another package manager
 #                          to finish (default 600; deploy/lib/apt.sh)
+#
+# With test-tools, the PostgreSQL cluster is also set for throw-away test data (fsync,
+# synchronous_commit and full_page_writes off, max_connections 300; restarted once).
 set -euo pipefail
 
 readonly PROG="${0##*/}"
@@ -468,7 +471,7 @@ pg_ensure_hba() {
 }
 
 PG_SUMMARY=""
-# This cluster is the development and test one: its data is made to be thrown away, so it
+# Under `make test` this cluster is the test one: its data is made to be thrown away, so it
 # does not wait for the disk (fsync, synchronous_commit and full_page_writes off make a new
 # database 0.1 s instead of 0.35 s, and the suite makes two thousand), and it takes the
 # connections of two test processes at once. A production cluster keeps the defaults
@@ -535,7 +538,9 @@ ensure_postgres() {
         fi
     fi
 
-    if is_root || [[ "$(id -un)" == postgres ]]; then
+    # Only for the test suite (test-tools asked for: `make test`, CI); `make services` alone
+    # leaves a cluster the developer may keep other data in as it is.
+    if ((WANT_TOOLS)) && { is_root || [[ "$(id -un)" == postgres ]]; }; then
         pg_tune_for_tests
     fi
 
