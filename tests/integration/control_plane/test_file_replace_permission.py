@@ -15,6 +15,7 @@ import pytest
 from tests.integration.control_plane.stack import Stack
 from tests.integration.control_plane.test_compat_files_end_to_end import link_of
 from tests.support.compat import pterodactyl_key
+from tests.support.panel import Browser
 
 pytestmark = pytest.mark.docker
 
@@ -32,22 +33,34 @@ def tar_gz(entries: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
-    stack: Stack,
-) -> None:
+async def owned_with_helper(
+    stack: Stack, permissions: list[str]
+) -> tuple[str, Browser, Browser, str]:
+    """A server whose owner has saved ``/server.properties`` (ORIGINAL), and HELPER signed in
+    as its sub-user with ``permissions``: the server, both browsers and the sub-user's id."""
     server_id, owner = await stack.owned_server("owner@example.org")
     files = f"/api/v1/servers/{server_id}/files"
-    volume = stack.volume(server_id)
     await owner.json("PUT", f"{files}/contents?path=/server.properties", data=ORIGINAL)
     await stack.panel.create_user(HELPER)
     helper = await stack.panel.browser()
     await helper.login(HELPER)
-    await owner.json(
+    added = await owner.json(
         "POST",
         f"/api/v1/servers/{server_id}/users",
         status=201,
-        json={"email": HELPER, "permissions": ["files.read", "files.create", "files.archive"]},
+        json={"email": HELPER, "permissions": permissions},
     )
+    return server_id, owner, helper, str(added["id"])
+
+
+async def test_only_who_may_change_files_can_replace_one_by_upload_or_pull(
+    stack: Stack,
+) -> None:
+    server_id, owner, helper, _ = await owned_with_helper(
+        stack, ["files.read", "files.create", "files.archive"]
+    )
+    files = f"/api/v1/servers/{server_id}/files"
+    volume = stack.volume(server_id)
 
     # Uploading over the existing file: refused, the file as it was, no temporary left.
     refused = await helper.json(
@@ -110,19 +123,11 @@ async def test_only_who_may_create_files_can_save_a_new_one(stack: Stack) -> Non
     """The other way round: a sub-user allowed only to change files saved a new script or
     plugin in the editor (ours and Pterodactyl's ``files/write``). Now saving changes what is
     there, and a name that is not there yet is a 404 that says why, nothing written."""
-    server_id, owner = await stack.owned_server("owner@example.org")
+    server_id, owner, helper, subuser_id = await owned_with_helper(
+        stack, ["files.read", "files.write"]
+    )
     files = f"/api/v1/servers/{server_id}/files"
     volume = stack.volume(server_id)
-    await owner.json("PUT", f"{files}/contents?path=/server.properties", data=ORIGINAL)
-    await stack.panel.create_user(HELPER)
-    helper = await stack.panel.browser()
-    await helper.login(HELPER)
-    added = await owner.json(
-        "POST",
-        f"/api/v1/servers/{server_id}/users",
-        status=201,
-        json={"email": HELPER, "permissions": ["files.read", "files.write"]},
-    )
 
     await helper.json("PUT", f"{files}/contents?path=/server.properties", data=b"motd=edited\n")
     assert (volume / "server.properties").read_bytes() == b"motd=edited\n"
@@ -141,7 +146,7 @@ async def test_only_who_may_create_files_can_save_a_new_one(stack: Stack) -> Non
     # With files.create as well, saving makes the file.
     await owner.json(
         "PATCH",
-        f"/api/v1/servers/{server_id}/users/{added['id']}",
+        f"/api/v1/servers/{server_id}/users/{subuser_id}",
         json={"permissions": ["files.read", "files.write", "files.create"]},
     )
     await helper.json("PUT", f"{files}/contents?path=/start.sh", data=b"echo hi\n")

@@ -38,7 +38,7 @@ from tests.integration.control_plane.webhook_support import (
 )
 from tests.support.panel import Browser, Panel
 from tests.support.webhook_receiver import Names, Receiver, verify_signature
-from tests.support.world import build_world
+from tests.support.world import World, build_world
 
 ACCOUNT = "/api/v1/webhooks"
 
@@ -58,6 +58,14 @@ async def hooks(
 
 def _verify_with_library(secret: str, headers: dict[str, str], body: bytes) -> object:
     return standardwebhooks.Webhook(secret).verify(body, headers)
+
+
+async def grant_carol(panel: Panel, world: World, permissions: list[str]) -> None:
+    """Carol's permissions on alice's server (``build_world``), set directly."""
+    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+        sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
+        assert sub is not None
+        sub.permissions = permissions
 
 
 async def test_a_sign_in_is_delivered_signed_and_verifies_independently(hooks: HookPanel) -> None:
@@ -234,13 +242,7 @@ async def test_a_sub_user_needs_activity_read_to_subscribe_a_server_webhook_to_a
     path = f"/api/v1/servers/{world.ids['alice_server']}/webhooks"
     body = {"name": "c", "url": "http://hooks.test:9/in", "events": ["server.state", "audit"]}
 
-    async def grant(permissions: list[str]) -> None:
-        async with transaction(session_factory(panel.server.app[ENGINE])) as db:
-            sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
-            assert sub is not None
-            sub.permissions = permissions
-
-    await grant(["webhooks.*"])
+    await grant_carol(panel, world, ["webhooks.*"])
     refused = await world.carol.json("POST", path, status=403, json=body)
     assert "activity.read" in refused["error"]["message"]
     created = await world.carol.json(
@@ -249,7 +251,7 @@ async def test_a_sub_user_needs_activity_read_to_subscribe_a_server_webhook_to_a
     await world.carol.json(
         "PATCH", f"{path}/{created['id']}", status=403, json={"events": ["audit"]}
     )
-    await grant(["webhooks.*", "activity.read"])
+    await grant_carol(panel, world, ["webhooks.*", "activity.read"])
     await world.carol.json("POST", path, status=201, json=body)
     # The webhook is the server's: its owner sees and manages it.
     listed = await world.alice.json("GET", path)
@@ -280,10 +282,7 @@ async def test_a_sub_user_without_activity_read_cannot_redirect_an_audit_webhook
         status=201,
         json={"name": "audit", "url": "http://hooks.test:9/in", "events": ["audit"]},
     )
-    async with transaction(session_factory(panel.server.app[ENGINE])) as db:
-        sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
-        assert sub is not None
-        sub.permissions = ["webhooks.*"]
+    await grant_carol(panel, world, ["webhooks.*"])
     refused = await world.carol.json(
         "PATCH", f"{path}/{owners['id']}", status=403, json={"url": "http://carol.test:9/in"}
     )
@@ -370,20 +369,14 @@ async def test_a_sub_user_who_may_only_see_a_webhook_does_not_see_its_urls_crede
         "POST", path, status=201, json={"name": "d", "url": url, "events": ["server.state"]}
     )
 
-    async def grant(permissions: list[str]) -> None:
-        async with transaction(session_factory(panel.server.app[ENGINE])) as db:
-            sub = await db.get(Subuser, uuid.UUID(world.ids["carol_subuser"]))
-            assert sub is not None
-            sub.permissions = permissions
-
-    await grant(["webhooks.read"])
+    await grant_carol(panel, world, ["webhooks.read"])
     listed = await world.carol.json("GET", path)
     shown = await world.carol.json("GET", f"{path}/{hook['id']}")
     assert {h["url"] for h in listed["data"]} <= {"https://hooks.example.com/…"}
     assert shown["url"] == "https://hooks.example.com/…"
     assert "Zx9_token" not in json.dumps([listed, shown])
     # Who may change it (and so point it elsewhere anyway) sees it whole, as its owner does.
-    await grant(["webhooks.read", "webhooks.update"])
+    await grant_carol(panel, world, ["webhooks.read", "webhooks.update"])
     assert (await world.carol.json("GET", f"{path}/{hook['id']}"))["url"] == url
     assert (await world.alice.json("GET", f"{path}/{hook['id']}"))["url"] == url
 
