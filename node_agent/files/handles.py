@@ -47,9 +47,13 @@ class FileHandle:
         kind: Literal["read", "in_place", "atomic"],
         fd: int,
         atomic: AtomicWrite | None = None,
+        *,
+        created: bool = False,
     ) -> None:
         self.parts = parts
         self.kind = kind
+        # A new file (nothing had the name at open): made, not changed, by this handle.
+        self.created = created
         self._fd = fd
         self._atomic = atomic
         self.closed = False
@@ -140,8 +144,10 @@ def open_handle(root_fd: int, parts: VolumePath, mode: OpenMode, owner: Owner) -
             raise FileExists(f"{show(parts)} exists already")
         if info is not None and not mode.truncate:
             return FileHandle(parts, "in_place", _open_in_place(parent, parts, mode))
-    atomic = AtomicWrite.begin(root_fd, parts, owner, overwrite=not mode.exclusive)
-    return FileHandle(parts, "atomic", atomic.fd, atomic)
+    atomic = AtomicWrite.begin(
+        root_fd, parts, owner, overwrite=not mode.exclusive, create=mode.create
+    )
+    return FileHandle(parts, "atomic", atomic.fd, atomic, created=info is None)
 
 
 def _open_in_place(parent: int, parts: VolumePath, mode: OpenMode) -> int:

@@ -14,6 +14,7 @@ import os
 import posixpath
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import asyncssh
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 READ: Final = "files.read"
 WRITE: Final = "files.write"
+CREATE: Final = "files.create"
 DELETE: Final = "files.delete"
 _TYPE_BITS: Final = {"file": stat.S_IFREG, "directory": stat.S_IFDIR, "symlink": stat.S_IFLNK}
 # A read answers at most this much (a short read is legal SFTP; clients ask again).
@@ -68,6 +70,18 @@ def _text(path: bytes) -> str:
         return path.decode("utf-8")
     except UnicodeDecodeError as err:
         raise asyncssh.SFTPFailure("file names must be valid UTF-8") from err
+
+
+def _needs(permission: str, doing: str, refusal: asyncssh.SFTPError) -> asyncssh.SFTPError:
+    """The file layer's refusal, for an open the session's permissions narrowed."""
+    reason = refusal.reason if isinstance(refusal.reason, str) else ""
+    return asyncssh.SFTPPermissionDenied(f"{reason}: {doing} needs the {permission} permission")
+
+
+def _changes(handle: FileHandle) -> str:
+    """What changing the file open as ``handle`` takes: a file this handle made is its
+    creator's to finish (size, times, mode, data) while it is open; any other, ``files.write``."""
+    return CREATE if handle.created else WRITE
 
 
 def _handle(file_obj: object) -> FileHandle:
@@ -121,6 +135,9 @@ class VolumeSftp(asyncssh.SFTPServer):
         )
         if mode.read:
             self._session.require(READ)
+        asked, permission = mode, READ
+        if write:
+            mode, permission = self._allowed_write(mode)
         name = _text(path)
         session = self._session
         if session.open_files >= MAX_HANDLES_PER_CONNECTION:
@@ -130,12 +147,39 @@ class VolumeSftp(asyncssh.SFTPServer):
             )
         session.open_files += 1  # reserved before the await, so concurrent opens count
         try:
-            handle = await self._run(WRITE if write else READ, lambda f: f.open_handle(name, mode))
+            handle = await self._run(permission, lambda f: f.open_handle(name, mode))
+        except asyncssh.SFTPNoSuchFile as err:
+            session.open_files -= 1
+            if asked.create and not mode.create:
+                raise _needs(CREATE, "creating a file", err) from err
+            raise
+        except asyncssh.SFTPFileAlreadyExists as err:
+            session.open_files -= 1
+            if mode.exclusive and not asked.exclusive:
+                raise _needs(WRITE, "changing a file", err) from err
+            raise
         except BaseException:
             session.open_files -= 1
             raise
         self._open.add(handle)
         return handle
+
+    def _allowed_write(self, mode: OpenMode) -> tuple[OpenMode, str]:
+        """An open for writing narrowed to what the session may do, as the HTTP routes
+        decide: making a file that is not there takes ``files.create``, writing to one that
+        is (replacing, truncating, appending) ``files.write``.
+
+        Which of the two an open is, only the file layer sees, without a race: without
+        ``files.create`` it opens only a file that exists; without ``files.write`` only a
+        new one, and the finished file never replaces one that appeared meanwhile. With the
+        permission the open is made under.
+        """
+        may_create = mode.create and self._session.holds(CREATE)
+        may_change = self._session.holds(WRITE)
+        if not may_create and not may_change:
+            self._session.require(CREATE if mode.create else WRITE)  # says which one is missing
+        narrowed = replace(mode, create=may_create, exclusive=mode.exclusive or not may_change)
+        return narrowed, WRITE if may_change else CREATE
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
         handle = _handle(file_obj)
@@ -147,7 +191,7 @@ class VolumeSftp(asyncssh.SFTPServer):
         handle = _handle(file_obj)
         if not handle.writable:
             raise asyncssh.SFTPPermissionDenied("the file was opened for reading")
-        await self._run(WRITE, lambda _f: asyncio.to_thread(handle.pwrite, data, offset))
+        await self._run(_changes(handle), lambda _f: asyncio.to_thread(handle.pwrite, data, offset))
         return len(data)
 
     async def close(self, file_obj: object) -> None:
@@ -158,9 +202,10 @@ class VolumeSftp(asyncssh.SFTPServer):
             self._session.open_files -= 1
         # Called by asyncssh for handles still open when the session ends: a write the
         # client never closed (connection lost) must not replace the old file. Nor is a
-        # write saved whose user lost files.write while it was open.
+        # write saved whose user lost the permission it was opened with while it was open.
         ending = self.channel.is_closing()
-        revoked = file_obj.writable and not self._session.holds(WRITE)
+        needed = _changes(file_obj)
+        revoked = file_obj.writable and not self._session.holds(needed)
         finished = file_obj.abort if revoked or ending else file_obj.finish
         try:
             await asyncio.to_thread(finished)
@@ -169,7 +214,7 @@ class VolumeSftp(asyncssh.SFTPServer):
         # Not while the channel ends: asyncssh's cleanup would stop closing the other files.
         if revoked and not ending:
             raise asyncssh.SFTPPermissionDenied(
-                "the file was not saved: this needs the files.write permission"
+                f"the file was not saved: this needs the {needed} permission"
             )
 
     async def fstat(self, file_obj: object) -> os.stat_result:
@@ -178,23 +223,24 @@ class VolumeSftp(asyncssh.SFTPServer):
 
     async def fsetstat(self, file_obj: object, attrs: SFTPAttrs) -> None:
         handle = _handle(file_obj)
-        self._session.require(WRITE)
+        needed = _changes(handle)
+        self._session.require(needed)
         if attrs.uid is not None or attrs.gid is not None:
             raise asyncssh.SFTPPermissionDenied("file owners cannot be changed")
         if attrs.size is not None:
             size = attrs.size
-            await self._run(WRITE, lambda _f: asyncio.to_thread(handle.truncate, size))
+            await self._run(needed, lambda _f: asyncio.to_thread(handle.truncate, size))
         if attrs.permissions is not None:
             mode = attrs.permissions & 0o777
-            await self._run(WRITE, lambda _f: asyncio.to_thread(os.fchmod, handle.fileno(), mode))
+            await self._run(needed, lambda _f: asyncio.to_thread(os.fchmod, handle.fileno(), mode))
         if attrs.mtime is not None:
             atime = attrs.atime if attrs.atime is not None else attrs.mtime
             mtime = attrs.mtime
-            await self._run(WRITE, lambda _f: asyncio.to_thread(handle.set_times, atime, mtime))
+            await self._run(needed, lambda _f: asyncio.to_thread(handle.set_times, atime, mtime))
 
     async def fsync(self, file_obj: object) -> None:
         handle = _handle(file_obj)
-        await self._run(WRITE, lambda _f: asyncio.to_thread(os.fsync, handle.fileno()))
+        await self._run(_changes(handle), lambda _f: asyncio.to_thread(os.fsync, handle.fileno()))
 
     # --- paths ------------------------------------------------------------------------------
 
@@ -270,7 +316,7 @@ class VolumeSftp(asyncssh.SFTPServer):
 
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
         name = _text(path)
-        await self._run(WRITE, lambda f: f.make_directory(name))
+        await self._run(CREATE, lambda f: f.make_directory(name))
 
     async def rmdir(self, path: bytes) -> None:
         name = _text(path)

@@ -272,6 +272,84 @@ async def test_each_operation_needs_its_permission(
     assert (volume / "server.properties").read_text() == "motd=hi\n"
 
 
+def _refusal(action: Callable[[], object]) -> str | None:
+    """The message of the PermissionError ``action`` ends with; None if it succeeds."""
+    try:
+        action()
+    except PermissionError as err:
+        return str(err)
+    return None
+
+
+def _put(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: str = "w") -> None:
+    with sftp.open(path, mode) as remote:
+        remote.write(data)
+
+
+async def test_making_a_file_needs_files_create_and_changing_one_needs_files_write(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """As over HTTP: a sub-user who may change files but not create them cannot make a new
+    file or folder by opening a name for writing, and one who may create files (upload) but
+    not change them cannot overwrite, truncate or append to a file that is there."""
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "server.properties").write_text("motd=hi\n")
+    editor = user_row("editor", key, frozenset({"files.read", "files.write"}))
+    uploader = user_row("uploader", key, frozenset({"files.read", "files.create"}))
+    await push_access(live_agent, signing_key, http, table((server_id, [editor, uploader])))
+
+    def as_editor() -> dict[str, str | None]:
+        with target.sftp(username("editor", server_id), key) as sftp:
+            return {
+                "edit": _refusal(lambda: _put(sftp, "/server.properties", b"motd=edited\n")),
+                "new file": _refusal(lambda: _put(sftp, "/plugin.jar", b"payload")),
+                "new file, exclusive": _refusal(lambda: _put(sftp, "/p2.jar", b"p", "wx")),
+                "append to new": _refusal(lambda: _put(sftp, "/p3.jar", b"p", "a")),
+                "mkdir": _refusal(lambda: sftp.mkdir("/plugins")),
+            }
+
+    refused = await asyncio.to_thread(as_editor)
+    assert refused["edit"] is None
+    for attempt in ("new file", "new file, exclusive", "append to new", "mkdir"):
+        assert "files.create" in (refused[attempt] or ""), attempt
+    assert sorted(os.listdir(volume)) == ["server.properties"]
+    assert (volume / "server.properties").read_text() == "motd=edited\n"
+
+    def as_uploader() -> dict[str, str | None]:
+        with target.sftp(username("uploader", server_id), key) as sftp:
+            refusals = {
+                "overwrite": _refusal(lambda: _put(sftp, "/server.properties", b"motd=x\n")),
+                "append": _refusal(lambda: _put(sftp, "/server.properties", b"x", "a")),
+                "in place": _refusal(lambda: _put(sftp, "/server.properties", b"x", "r+")),
+                "new file": _refusal(lambda: _put(sftp, "/world.zip", b"a world")),
+                "mkdir": _refusal(lambda: sftp.mkdir("/worlds")),
+            }
+            # The new file is the uploader's to finish: its size and times may be set while
+            # it is open (clients preserving times do so), not once it is closed.
+            with sftp.open("/worlds/new.txt", "w") as remote:
+                remote.write(b"draft")
+                remote.truncate(2)
+                remote.utime((1_000_000, 1_000_000))
+            refusals["chmod"] = _refusal(lambda: sftp.chmod("/worlds/new.txt", 0o600))
+            return refusals
+
+    refused = await asyncio.to_thread(as_uploader)
+    for attempt in ("overwrite", "append", "in place", "chmod"):
+        assert "files.write" in (refused[attempt] or ""), attempt
+    assert refused["new file"] is None
+    assert refused["mkdir"] is None
+    assert (volume / "server.properties").read_text() == "motd=edited\n"
+    assert (volume / "world.zip").read_bytes() == b"a world"
+    assert (volume / "worlds" / "new.txt").read_bytes() == b"dr"
+    assert (volume / "worlds" / "new.txt").stat().st_mtime == 1_000_000
+
+
 async def test_a_wrong_key_an_unknown_account_and_another_server_are_refused(
     servers: LiveServers,
     live_agent: LiveAgent,
