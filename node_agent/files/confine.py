@@ -74,6 +74,27 @@ def openat2_works() -> bool:
     return True
 
 
+RENAME_EXCHANGE: Final = 2
+
+
+def exchange(dir_fd: int, first: str, second: str) -> bool:
+    """Swap two names in ``dir_fd`` in one step (``renameat2(RENAME_EXCHANGE)``, glibc's
+    wrapper); False where the C library or the filesystem does not offer it. Raises OSError
+    like ``os.rename`` — ENOENT when either name is missing, in which case nothing moved."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(
+        dir_fd, os.fsencode(first), dir_fd, os.fsencode(second), ctypes.c_uint(RENAME_EXCHANGE)
+    )
+    if result != 0:
+        code = ctypes.get_errno()
+        if code in {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}:
+            return False
+        raise OSError(code, os.strerror(code), second)
+    return True
+
+
 def fail(err: OSError, parts: VolumePath) -> NoReturn:
     """Raise the API error for ``err`` met on ``parts`` (unknown errors propagate)."""
     where = show(parts)

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from node_agent.files.confine import (
+    exchange,
     fail,
     lstat_at,
     make_directories,
@@ -40,13 +41,21 @@ class AtomicWrite:
     """One file being replaced; :meth:`commit` renames it into place, else it vanishes."""
 
     def __init__(
-        self, dir_fd: int, parts: VolumePath, temp_name: str, fd: int, *, overwrite: bool = True
+        self,
+        dir_fd: int,
+        parts: VolumePath,
+        temp_name: str,
+        fd: int,
+        *,
+        overwrite: bool = True,
+        create: bool = True,
     ) -> None:
         self._dir_fd = dir_fd
         self._parts = parts
         self._temp_name = temp_name
         self._fd: int | None = fd
         self._overwrite = overwrite
+        self._create = create
         self.written = 0
 
     @classmethod
@@ -62,8 +71,8 @@ class AtomicWrite:
     ) -> Self:
         """Open a temporary file next to ``parts`` (whose parent must not be a symlink).
 
-        Without ``create`` the file must exist now (FileNotFound otherwise); one removed
-        before :meth:`commit` is made again.
+        Without ``create`` the file must exist now and still at :meth:`commit`
+        (FileNotFound otherwise): a write that may only change files never makes one.
         """
         if make_parents:
             dir_fd = make_directories(root_fd, parts[:-1], owner)
@@ -93,7 +102,7 @@ class AtomicWrite:
         except BaseException:
             os.close(dir_fd)
             raise
-        return cls(dir_fd, parts, temp_name, fd, overwrite=overwrite)
+        return cls(dir_fd, parts, temp_name, fd, overwrite=overwrite, create=create)
 
     @property
     def fd(self) -> int:
@@ -118,7 +127,9 @@ class AtomicWrite:
         try:
             # Some filesystems report a full disk (or quota) only when the data is flushed.
             os.fsync(self.fd)
-            if self._overwrite:
+            if not self._create:
+                self._replace_only()
+            elif self._overwrite:
                 os.rename(
                     self._temp_name,
                     self._parts[-1],
@@ -138,12 +149,40 @@ class AtomicWrite:
         except OSError as err:
             self.abort()
             fail(err, self._parts)
+        except BaseException:
+            self.abort()
+            raise
         os.close(self.fd)
         self._fd = None
         try:
             return stat_entry(self._dir_fd, self._parts)
         finally:
             os.close(self._dir_fd)
+
+    def _replace_only(self) -> None:
+        """Put the new version in the place of the file there now, never making one: the two
+        names are swapped in one step (ENOENT if the file is gone), then the old version,
+        now under the temporary name, is unlinked. Where the filesystem cannot swap, the
+        file is looked for just before the rename (a removal in between is not caught)."""
+        name, temp, dir_fd = self._parts[-1], self._temp_name, self._dir_fd
+        try:
+            swapped = exchange(dir_fd, temp, name)
+        except FileNotFoundError:
+            if lstat_at(dir_fd, name) is None:
+                raise FileNotFound(f"{show(self._parts)} does not exist") from None
+            raise
+        if not swapped:
+            if lstat_at(dir_fd, name) is None:
+                raise FileNotFound(f"{show(self._parts)} does not exist")
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            return
+        old = lstat_at(dir_fd, temp)
+        if old is not None and stat.S_ISDIR(old.st_mode):
+            # A directory took the file's name meanwhile: it gets its name back.
+            exchange(dir_fd, temp, name)
+            raise WrongFileType(f"{show(self._parts)} is a directory")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
 
     def abort(self) -> None:
         """Drop the temporary file (idempotent)."""

@@ -350,6 +350,50 @@ async def test_making_a_file_needs_files_create_and_changing_one_needs_files_wri
     assert (volume / "worlds" / "new.txt").stat().st_mtime == 1_000_000
 
 
+async def test_a_file_removed_while_being_changed_is_not_made_again(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """The race of the rule above: one who may change (and delete) files but not create them
+    opens a file to overwrite it, the file goes (they, or the game, delete it), and the
+    close would put it back. It does not: the new version only ever takes the place of the
+    file that is there (renameat2's exchange), and a directory that took its name keeps it."""
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "ops.json").write_text("[]")
+    (volume / "bans.json").write_text("[]")
+    editor = user_row("editor", key, frozenset({"files.read", "files.write", "files.delete"}))
+    await push_access(live_agent, signing_key, http, table((server_id, [editor])))
+    async with (
+        asyncssh.connect(
+            "127.0.0.1",
+            target.port,
+            username=username("editor", server_id),
+            client_keys=[asyncssh.read_private_key(key.path)],
+            known_hosts=str(target.known_hosts()),
+            agent_path=None,
+        ) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        remote = await sftp.open("/ops.json", "wb")
+        await remote.write(b'["attacker"]')
+        await sftp.remove("/ops.json")
+        with pytest.raises(asyncssh.SFTPNoSuchFile, match="does not exist"):
+            await remote.close()
+        remote = await sftp.open("/bans.json", "wb")
+        await remote.write(b"[]")
+        (volume / "bans.json").unlink()
+        (volume / "bans.json").mkdir()
+        with pytest.raises(asyncssh.SFTPFailure, match="is a directory"):
+            await remote.close()
+    assert sorted(os.listdir(volume)) == ["bans.json"]
+    assert (volume / "bans.json").is_dir()
+
+
 async def test_a_wrong_key_an_unknown_account_and_another_server_are_refused(
     servers: LiveServers,
     live_agent: LiveAgent,

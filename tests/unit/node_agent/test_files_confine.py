@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.files import confine
+from node_agent.files import confine, writes
 from node_agent.files.confine import (
     make_directories,
     open_directory,
@@ -149,6 +149,51 @@ def test_an_interrupted_write_keeps_the_old_file(root_fd: int, volume: Path) -> 
         write.write(b"half of the new ver")
     assert (volume / "real" / "file.txt").read_text() == "inside"
     assert sorted(os.listdir(volume / "real")) == ["file.txt", "inner", "up"]
+
+
+@pytest.fixture(params=[True, False], ids=["exchange", "no-exchange"])
+def swapping(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with renameat2's exchange and as on a filesystem without it."""
+    if not request.param:
+        monkeypatch.setattr(writes, "exchange", lambda *_args: False)
+    return bool(request.param)
+
+
+def test_a_write_that_may_not_create_never_makes_the_file(
+    root_fd: int, volume: Path, swapping: bool
+) -> None:
+    """``create=False`` (a save by someone who may change files but not create them): the
+    file must be there when the write starts and when it is committed; removed in between (by
+    the game, or by the saver who may delete) it is not made again, and a directory that took
+    its name keeps it."""
+    real = volume / "real"
+    with pytest.raises(FileNotFound, match="does not exist"):
+        AtomicWrite.begin(root_fd, ("real", "missing.txt"), OWNER, create=False)
+    (real / "file.txt").chmod(0o640)
+    with AtomicWrite.begin(root_fd, ("real", "file.txt"), OWNER, create=False) as write:
+        write.write(b"changed")
+        write.commit()
+    assert (real / "file.txt").read_text() == "changed"
+    assert (real / "file.txt").stat().st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(real)) == ["file.txt", "inner", "up"]
+
+    with AtomicWrite.begin(root_fd, ("real", "file.txt"), OWNER, create=False) as write:
+        write.write(b"made again?")
+        (real / "file.txt").unlink()
+        with pytest.raises(FileNotFound, match="does not exist"):
+            write.commit()
+    assert sorted(os.listdir(real)) == ["inner", "up"]
+
+    (real / "file.txt").write_text("back")
+    with AtomicWrite.begin(root_fd, ("real", "file.txt"), OWNER, create=False) as write:
+        write.write(b"over a directory?")
+        (real / "file.txt").unlink()
+        (real / "file.txt").mkdir()
+        (real / "file.txt" / "world.dat").write_text("kept")
+        with pytest.raises(WrongFileType, match="is a directory"):
+            write.commit()
+    assert (real / "file.txt" / "world.dat").read_text() == "kept"
+    assert sorted(os.listdir(real)) == ["file.txt", "inner", "up"]
 
 
 def test_a_write_that_must_not_replace_does_not_replace_a_file_made_meanwhile(
