@@ -14,7 +14,6 @@ from typing import Final, Literal
 
 PERMISSIONS: Final = frozenset(
     {
-        "control.console",
         "control.start",
         "control.stop",
         "control.restart",
@@ -55,10 +54,11 @@ PERMISSIONS: Final = frozenset(
         "users.delete",
     }
 )
+# Nodes that are no more → the one that does what they meant (migration 0030 moved the grants).
+RETIRED: Final = {"control.console": "console.write"}
 CATEGORIES: Final = frozenset(p.split(".", 1)[0] for p in PERMISSIONS)
 # What each node lets a sub-user do, as the sub-users page explains it next to its box.
 DESCRIPTIONS: Final[dict[str, str]] = {
-    "control.console": "Use the console through the Pterodactyl-compatible API",
     "control.start": "Start the server",
     "control.stop": "Stop the server",
     "control.restart": "Restart the server",

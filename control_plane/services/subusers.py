@@ -14,11 +14,23 @@ from control_plane.db.models import Invitation, Server, Subuser, User
 from control_plane.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from control_plane.mail import tokens
 from control_plane.mail.outbox import queue
-from control_plane.security.permissions import ServerAccess, covers, holds, valid_grant
+from control_plane.security.permissions import (
+    RETIRED,
+    ServerAccess,
+    covers,
+    holds,
+    valid_grant,
+)
 from control_plane.services.mail_flows import NO_MAIL, within_allowance
 from control_plane.services.users import normalise_email, username_for
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ErrorDetail
+
+
+def _unknown(node: str) -> str:
+    if node in RETIRED:
+        return f"unknown permission {node!r}: it is now {RETIRED[node]!r}"
+    return f"unknown permission {node!r}"
 
 
 def check_grant(access: ServerAccess, permissions: list[str]) -> list[str]:
@@ -28,9 +40,7 @@ def check_grant(access: ServerAccess, permissions: list[str]) -> list[str]:
         raise InvalidRequest(
             "unknown permissions",
             details=[
-                ErrorDetail(
-                    loc=["permissions", i], msg=f"unknown permission {p!r}", type="value_error"
-                )
+                ErrorDetail(loc=["permissions", i], msg=_unknown(p), type="value_error")
                 for i, p in enumerate(permissions)
                 if p in unknown
             ],

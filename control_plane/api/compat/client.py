@@ -37,7 +37,6 @@ SERVER = ROOT + "/servers/{server_id}"
 
 # Our permission node → Pterodactyl's names for what it allows.
 PERMISSION_NAMES: Final = {
-    "control.console": ("control.console",),
     "control.start": ("control.start",),
     "control.stop": ("control.stop",),
     "control.restart": ("control.restart",),

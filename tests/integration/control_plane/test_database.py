@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db import migrate
 from control_plane.db.engine import create_engine, session_factory
-from control_plane.db.models import Allocation, Backup, Blueprint, Node, User
+from control_plane.db.models import (
+    Allocation,
+    Backup,
+    Blueprint,
+    Invitation,
+    Node,
+    Subuser,
+    User,
+)
 from control_plane.db.session import transaction
 from control_plane.errors import Conflict, InvalidRequest
 from control_plane.security.passwords import verify_password
@@ -209,5 +217,78 @@ async def test_existing_users_get_distinct_sftp_account_names_when_migrating(
         assert names["bob.smith+games@c.org"] == "bobsmithgames"
         assert names["ünï@d.org"] == "n"
         assert later.username == "alice3"
+    finally:
+        await engine.dispose()
+
+
+async def test_control_console_grants_become_console_write_when_migrating(
+    database_url: str,
+) -> None:
+    """``control.console`` opened no route (0030): a sub-user or invitation granted it gets
+    what it was meant to give, sending console commands (``console.write``), and nothing else
+    in their grant changes."""
+    engine = create_engine(database_url)
+    try:
+        await migrate.upgrade(engine, "0029")  # the schema 0030 leaves as it is
+        async with transaction(session_factory(engine)) as db:
+            owner = await users.create_user(
+                db, email="owner@a.org", password="x" * 12, is_admin=False, bcrypt_cost=4
+            )
+            helpers = [
+                await users.create_user(
+                    db, email=f"helper{n}@a.org", password="x" * 12, is_admin=False, bcrypt_cost=4
+                )
+                for n in range(3)
+            ]
+            node = Node(name="n1", url="http://127.0.0.1:1", memory_mib=0, disk_mib=0)
+            db.add(node)
+            await db.flush()
+            db.add(Allocation(node_id=node.id, ip="127.0.0.1", port=30000))
+            blueprint = Blueprint(
+                name="game",
+                images=[{"name": "default", "image": "game:latest"}],
+                startup="./game",
+                stop={"type": "signal", "value": "SIGTERM"},
+            )
+            db.add(blueprint)
+            await db.flush()
+            server = await placement.create_server(
+                db,
+                name="world",
+                owner=owner,
+                blueprint=blueprint,
+                node_id=node.id,
+                image=None,
+                limits=placement.ServerLimits(512, 0, 100, 1024, 256),
+                variables={},
+            )
+            grants = [
+                ["control.console", "console.read"],
+                ["console.write", "control.console", "files.read"],
+                ["control.start", "console.read"],
+            ]
+            subs = [
+                Subuser(server_id=server.id, user_id=helper.id, permissions=granted)
+                for helper, granted in zip(helpers, grants, strict=True)
+            ]
+            invitation = Invitation(
+                server_id=server.id,
+                email="new@a.org",
+                permissions=["control.console"],
+                token_hash="0" * 64,
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+            )
+            db.add_all([*subs, invitation])
+        await migrate.upgrade(engine)
+        async with transaction(session_factory(engine)) as db:
+            after = [(await db.get(Subuser, sub.id)) for sub in subs]
+            invited = await db.get(Invitation, invitation.id)
+        assert [sub.permissions for sub in after if sub is not None] == [
+            ["console.write", "console.read"],
+            ["console.write", "files.read"],
+            ["control.start", "console.read"],
+        ]
+        assert invited is not None
+        assert invited.permissions == ["console.write"]
     finally:
         await engine.dispose()

@@ -169,6 +169,16 @@ async def test_owner_can_grant_anything_but_unknown_permissions(world: World) ->
         json={"email": "erin@example.org", "permissions": ["console.read", "root.everything"]},
     )
     assert bad["error"]["details"][0]["loc"] == ["permissions", 1]
+    # A node that is no more (it opened nothing) says which one does what it meant.
+    retired = await world.alice.json(
+        "POST",
+        f"/api/v1/servers/{server}/users",
+        status=400,
+        json={"email": "erin@example.org", "permissions": ["control.console"]},
+    )
+    assert retired["error"]["details"][0]["msg"] == (
+        "unknown permission 'control.console': it is now 'console.write'"
+    )
     await world.alice.json(
         "POST",
         f"/api/v1/servers/{server}/users",
