@@ -8,7 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from control_plane.db import migrate
 from control_plane.db.engine import create_engine, session_factory
@@ -18,6 +18,7 @@ from control_plane.db.models import (
     Blueprint,
     Invitation,
     Node,
+    Server,
     Subuser,
     User,
 )
@@ -102,6 +103,32 @@ async def test_user_password_is_hashed_with_bcrypt_and_email_unique(engine: Asyn
             )
 
 
+async def one_server(db: AsyncSession, owner: User) -> Server:
+    """A server of ``owner`` on a node of its own (one port), of a minimal blueprint."""
+    node = Node(name="n", url="http://127.0.0.1:9", memory_mib=0, disk_mib=0)
+    db.add(node)
+    await db.flush()
+    db.add(Allocation(node_id=node.id, ip="127.0.0.1", port=30000))
+    blueprint = Blueprint(
+        name="b",
+        images=[{"name": "default", "image": "img"}],
+        startup="run",
+        stop={"type": "signal", "value": "SIGTERM"},
+    )
+    db.add(blueprint)
+    await db.flush()
+    return await placement.create_server(
+        db,
+        name="s",
+        owner=owner,
+        blueprint=blueprint,
+        node_id=node.id,
+        image=None,
+        limits=placement.ServerLimits(64, 0, 100, 256, 64),
+        variables={},
+    )
+
+
 async def test_backup_figures_move_to_stored_bytes_when_migrating(database_url: str) -> None:
     # Until 0007, size_bytes and sha256 were the node's encrypted file, not the download.
     engine = create_engine(database_url)
@@ -112,34 +139,7 @@ async def test_backup_figures_move_to_stored_bytes_when_migrating(database_url: 
             owner = await users.create_user(
                 db, email="o@example.org", password="x" * 12, is_admin=False, bcrypt_cost=4
             )
-            node = Node(name="n", url="http://127.0.0.1:9", memory_mib=0, disk_mib=0)
-            db.add(node)
-            await db.flush()
-            db.add(Allocation(node_id=node.id, ip="127.0.0.1", port=30000))
-            blueprint = Blueprint(
-                name="b",
-                description="",
-                images=[{"name": "default", "image": "img"}],
-                startup="run",
-                stop={"type": "signal", "value": "SIGTERM"},
-                install=None,
-                variables=[],
-                read_only_root=True,
-                file_denylist=[],
-            )
-            db.add(blueprint)
-            await db.flush()
-            server = await placement.create_server(
-                db,
-                name="s",
-                owner=owner,
-                blueprint=blueprint,
-                node_id=node.id,
-                image=None,
-                limits=placement.ServerLimits(64, 0, 100, 256, 64),
-                variables={},
-            )
-            server_id = server.id
+            server_id = (await one_server(db, owner)).id
         await migrate.downgrade(engine, "0006")
         old = sa.table(
             "backups",
@@ -240,28 +240,7 @@ async def test_control_console_grants_become_console_write_when_migrating(
                 )
                 for n in range(3)
             ]
-            node = Node(name="n1", url="http://127.0.0.1:1", memory_mib=0, disk_mib=0)
-            db.add(node)
-            await db.flush()
-            db.add(Allocation(node_id=node.id, ip="127.0.0.1", port=30000))
-            blueprint = Blueprint(
-                name="game",
-                images=[{"name": "default", "image": "game:latest"}],
-                startup="./game",
-                stop={"type": "signal", "value": "SIGTERM"},
-            )
-            db.add(blueprint)
-            await db.flush()
-            server = await placement.create_server(
-                db,
-                name="world",
-                owner=owner,
-                blueprint=blueprint,
-                node_id=node.id,
-                image=None,
-                limits=placement.ServerLimits(512, 0, 100, 1024, 256),
-                variables={},
-            )
+            server = await one_server(db, owner)
             grants = [
                 ["control.console", "console.read"],
                 ["console.write", "control.console", "files.read"],
