@@ -8,7 +8,7 @@ import stat
 from node_agent.files.confine import directory, fail, lstat_at
 from node_agent.files.denylist import DenyList
 from node_agent.files.errors import FileNotFound, WrongFileType
-from node_agent.files.paths import VolumePath, show
+from node_agent.files.paths import TEMP_NAME, VolumePath, show
 from shared.files_api import FileEntry, FileListing, FileType
 
 
@@ -61,6 +61,8 @@ def list_directory(
         try:
             with os.scandir(dir_fd) as scan:
                 for item in scan:
+                    if TEMP_NAME.fullmatch(item.name):
+                        continue  # a write in progress: the agent's until it is in place
                     child = (*parts, item.name)
                     try:
                         info = item.stat(follow_symlinks=False)

@@ -107,6 +107,12 @@ class FileHandle:
     def set_times(self, atime: float, mtime: float) -> None:
         os.utime(self._fd, (atime, mtime))
 
+    def narrow(self, *, create: bool, overwrite: bool) -> None:
+        """What :meth:`finish` may still do: see :meth:`AtomicWrite.narrow` (a file written
+        in place is neither made nor replaced at the end)."""
+        if self._atomic is not None:
+            self._atomic.narrow(create=create, overwrite=overwrite)
+
     def finish(self) -> None:
         """Close; an atomic write replaces its target now."""
         if self.closed:

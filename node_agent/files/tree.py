@@ -34,8 +34,8 @@ from node_agent.files.errors import (
     PathRefused,
     WrongFileType,
 )
-from node_agent.files.paths import VolumePath, show
-from node_agent.files.writes import TEMP_NAME, AtomicWrite, Owner, copy_descriptor
+from node_agent.files.paths import TEMP_NAME, VolumePath, show
+from node_agent.files.writes import AtomicWrite, Owner, copy_descriptor
 from shared.files_api import FileEntry
 
 # Deeper trees are refused rather than walked (each level holds one descriptor).

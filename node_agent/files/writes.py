@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import stat
 from types import TracebackType
@@ -25,14 +24,10 @@ from node_agent.files.confine import (
     refuse_links,
 )
 from node_agent.files.entries import stat_entry
-from node_agent.files.errors import FileExists, FileNotFound, WrongFileType
-from node_agent.files.paths import VolumePath, show
+from node_agent.files.errors import FileExists, FileNotFound, PathRefused, WrongFileType
+from node_agent.files.paths import TEMP_PREFIX, TEMP_TOKEN_BYTES, VolumePath, show
 from shared.files_api import FileEntry
 
-TEMP_PREFIX: Final = ".stellar-write-"
-_TEMP_TOKEN_BYTES: Final = 8
-# Exactly the names the agent makes; a game's own ``.stellar-write-notes`` is not one.
-TEMP_NAME: Final = re.compile(re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}")
 NEW_FILE_MODE: Final = 0o644
 Owner = tuple[int, int]
 
@@ -91,7 +86,7 @@ class AtomicWrite:
                     raise FileExists(f"{show(parts)} exists already")
                 mode = stat.S_IMODE(existing.st_mode)
                 file_owner = (existing.st_uid, existing.st_gid)
-            temp_name = TEMP_PREFIX + secrets.token_hex(_TEMP_TOKEN_BYTES)
+            temp_name = TEMP_PREFIX + secrets.token_hex(TEMP_TOKEN_BYTES)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 fd = os.open(temp_name, flags, 0o600, dir_fd=dir_fd)
@@ -103,6 +98,12 @@ class AtomicWrite:
             os.close(dir_fd)
             raise
         return cls(dir_fd, parts, temp_name, fd, overwrite=overwrite, create=create)
+
+    def narrow(self, *, create: bool, overwrite: bool) -> None:
+        """From now on make the file only if ``create`` too, replace one only if ``overwrite``
+        too (the writer's permissions changed while the write was open)."""
+        self._create = self._create and create
+        self._overwrite = self._overwrite and overwrite
 
     @property
     def fd(self) -> int:
@@ -162,27 +163,33 @@ class AtomicWrite:
     def _replace_only(self) -> None:
         """Put the new version in the place of the file there now, never making one: the two
         names are swapped in one step (ENOENT if the file is gone), then the old version,
-        now under the temporary name, is unlinked. Where the filesystem cannot swap, the
-        file is looked for just before the rename (a removal in between is not caught)."""
+        now under the temporary name, is unlinked. Where the filesystem cannot swap (NFS,
+        some FUSE filesystems), the file is looked for just before the rename, which a
+        removal in between escapes."""
         name, temp, dir_fd = self._parts[-1], self._temp_name, self._dir_fd
         try:
             swapped = exchange(dir_fd, temp, name)
         except FileNotFoundError:
             if lstat_at(dir_fd, name) is None:
                 raise FileNotFound(f"{show(self._parts)} does not exist") from None
-            raise
+            raise PathRefused(f"{show(self._parts)}: the write's temporary file is gone") from None
         if not swapped:
             if lstat_at(dir_fd, name) is None:
                 raise FileNotFound(f"{show(self._parts)} does not exist")
             os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             return
-        old = lstat_at(dir_fd, temp)
-        if old is not None and stat.S_ISDIR(old.st_mode):
-            # A directory took the file's name meanwhile: it gets its name back.
-            exchange(dir_fd, temp, name)
-            raise WrongFileType(f"{show(self._parts)} is a directory")
-        with contextlib.suppress(FileNotFoundError):
+        # The new version is in place; the temporary name holds what was there.
+        try:
             os.unlink(temp, dir_fd=dir_fd)
+        except IsADirectoryError:
+            # A directory took the file's name meanwhile. It gets its name back (then abort
+            # drops the new version); were that refused, it keeps the temporary name rather
+            # than being lost, and the save is reported as failed either way.
+            with contextlib.suppress(OSError):
+                exchange(dir_fd, temp, name)
+            raise WrongFileType(f"{show(self._parts)} is a directory") from None
+        except OSError:
+            pass  # saved; the old version is removed at the agent's next start
 
     def abort(self) -> None:
         """Drop the temporary file (idempotent)."""

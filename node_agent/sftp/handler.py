@@ -207,6 +207,8 @@ class VolumeSftp(asyncssh.SFTPServer):
         needed = _changes(file_obj)
         revoked = file_obj.writable and not self._session.holds(needed)
         finished = file_obj.abort if revoked or ending else file_obj.finish
+        # The end of a write makes or replaces a file as the user may now, not as at open.
+        file_obj.narrow(create=self._session.holds(CREATE), overwrite=self._session.holds(WRITE))
         try:
             await asyncio.to_thread(finished)
         except ApiError as err:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.files.writes import TEMP_NAME
+from node_agent.files.paths import TEMP_NAME
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.integration.control_plane.stack import Stack
 from tests.support.panel import Browser

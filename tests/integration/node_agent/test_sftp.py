@@ -394,6 +394,107 @@ async def test_a_file_removed_while_being_changed_is_not_made_again(
     assert (volume / "bans.json").is_dir()
 
 
+async def test_a_write_ends_as_the_permissions_are_when_it_ends(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """Writes opened while the user held files.create and files.write, one of them taken
+    away before the close: without files.write the new file does not replace one that
+    appeared meanwhile; without files.create a replaced file that went is not made again."""
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "ops.json").write_text("[]")
+    both = frozenset({"files.read", "files.write", "files.create"})
+    user_id = uuid.uuid4()
+
+    async def grant(permissions: frozenset[str]) -> None:
+        row = user_row("editor", key, permissions, user_id=user_id)
+        await push_access(live_agent, signing_key, http, table((server_id, [row])))
+
+    await grant(both)
+    async with (
+        asyncssh.connect(
+            "127.0.0.1",
+            target.port,
+            username=username("editor", server_id),
+            client_keys=[asyncssh.read_private_key(key.path)],
+            known_hosts=str(target.known_hosts()),
+            agent_path=None,
+        ) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        new = await sftp.open("/world.dat", "wb")
+        await new.write(b"from sftp")
+        await grant(frozenset({"files.read", "files.create"}))
+        (volume / "world.dat").write_text("the game's")
+        with pytest.raises(asyncssh.SFTPFailure, match="exists already"):  # SFTP v3's code
+            await new.close()
+        await grant(both)
+        changed = await sftp.open("/ops.json", "wb")
+        await changed.write(b'["attacker"]')
+        await grant(frozenset({"files.read", "files.write"}))
+        (volume / "ops.json").unlink()
+        with pytest.raises(asyncssh.SFTPNoSuchFile, match="does not exist"):
+            await changed.close()
+    assert sorted(os.listdir(volume)) == ["world.dat"]
+    assert (volume / "world.dat").read_text() == "the game's"
+
+
+async def test_a_write_in_progress_cannot_be_taken_under_a_new_name(
+    servers: LiveServers,
+    live_agent: LiveAgent,
+    signing_key: SigningKey,
+    http: aiohttp.ClientSession,
+    target: SftpTarget,
+    key: UserKey,
+) -> None:
+    """A write that replaces a file goes to a temporary file beside it. One who may change
+    files but not create them renames that (renaming takes files.write) to a new name and
+    writes on through the open handle: a file made without files.create. The agent's
+    temporary names are neither listed nor usable in any path."""
+    server_id = await servers.create()
+    volume = live_agent.volume(server_id)
+    (volume / "ops.json").write_text("[]")
+    editor = user_row("editor", key, frozenset({"files.read", "files.write", "files.delete"}))
+    await push_access(live_agent, signing_key, http, table((server_id, [editor])))
+    async with (
+        asyncssh.connect(
+            "127.0.0.1",
+            target.port,
+            username=username("editor", server_id),
+            client_keys=[asyncssh.read_private_key(key.path)],
+            known_hosts=str(target.known_hosts()),
+            agent_path=None,
+        ) as conn,
+        conn.start_sftp_client() as sftp,
+    ):
+        remote = await sftp.open("/ops.json", "wb")
+        await remote.write(b"[]")
+        listed = await sftp.listdir("/")
+        temp = next(p.name for p in volume.iterdir() if p.name.startswith(".stellar-write-"))
+        refusals: list[str] = []
+        for attempt in (
+            sftp.rename(f"/{temp}", "/plugin.jar"),
+            sftp.posix_rename(f"/{temp}", "/plugin.jar"),
+            sftp.stat(f"/{temp}"),
+            sftp.remove(f"/{temp}"),
+            sftp.chmod(f"/{temp}", 0o755),
+        ):
+            with pytest.raises(asyncssh.SFTPError) as refused:
+                await attempt
+            refusals.append(str(refused.value.reason))
+        await remote.write(b"payload", 2)
+        await remote.close()
+    assert temp not in listed
+    assert all("being written" in reason for reason in refusals), refusals
+    assert sorted(os.listdir(volume)) == ["ops.json"]
+    assert (volume / "ops.json").read_bytes() == b"[]payload"
+
+
 async def test_a_wrong_key_an_unknown_account_and_another_server_are_refused(
     servers: LiveServers,
     live_agent: LiveAgent,

@@ -16,6 +16,8 @@ from node_agent.files.confine import (
     open_root,
     openat2_works,
 )
+from node_agent.files.denylist import DenyList
+from node_agent.files.entries import list_directory
 from node_agent.files.errors import (
     FileExists,
     FileNotFound,
@@ -23,7 +25,7 @@ from node_agent.files.errors import (
     PathRefused,
     WrongFileType,
 )
-from node_agent.files.paths import parse_file_path, parse_path
+from node_agent.files.paths import TEMP_NAME, check_name, parse_file_path, parse_path
 from node_agent.files.tree import change_mode, delete
 from node_agent.files.writes import AtomicWrite
 from shared.files_api import MAX_PATH_BYTES
@@ -91,6 +93,25 @@ def test_climbing_or_malformed_paths_are_refused_before_any_io(text: str) -> Non
     with pytest.raises(InvalidPath):
         parse_path(text)
     assert parse_path("/a//./b/") == ("a", "b")
+
+
+def test_a_write_in_progress_is_in_no_path_and_no_listing(root_fd: int, volume: Path) -> None:
+    """Every operation names its paths through these parsers (files API, SFTP, archives,
+    pulls): the temporary file of a write in progress is none of them, and is not listed."""
+    with AtomicWrite.begin(root_fd, ("real", "file.txt"), OWNER) as write:
+        temp = next(p.name for p in (volume / "real").iterdir() if TEMP_NAME.fullmatch(p.name))
+        for parse in (parse_path, parse_file_path):
+            with pytest.raises(InvalidPath, match="being written by the agent"):
+                parse(f"/real/{temp}")
+            with pytest.raises(InvalidPath, match="being written by the agent"):
+                parse(f"/{temp}/below")
+        with pytest.raises(InvalidPath, match="being written by the agent"):
+            check_name(temp)
+        listing = list_directory(root_fd, ("real",), DenyList([]), 100)
+        assert [entry.name for entry in listing.entries] == ["file.txt", "inner", "up"]
+        write.write(b"new")
+    # A name of the same look that the agent does not make is a file like any other.
+    assert parse_file_path("/.stellar-write-notes") == (".stellar-write-notes",)
 
 
 def test_a_path_is_limited_in_utf8_bytes_as_the_file_api_says() -> None:
