@@ -183,11 +183,12 @@ class NodeEventListener:
                     nodes = {n.id: (n.name, n.url) for n in await db.scalars(select(Node))}
                 for node_id, (name, url) in nodes.items():
                     task = self._tasks.get(node_id)
-                    if task is not None and self._urls.get(node_id) != url:
+                    followed = self._urls.get(node_id)
+                    if task is not None and followed is not None and followed != url:
                         task.cancel()  # the node moved: follow it at its new address now
                         task = None
-                    self._urls[node_id] = url
                     if task is None or task.done():
+                        self._urls.pop(node_id, None)  # the follower says where it connects
                         self._tasks[node_id] = asyncio.create_task(
                             self._follow(node_id), name=f"node-events-{name}"
                         )
@@ -249,6 +250,10 @@ class NodeEventListener:
             node = await db.get(Node, node_id)
         if node is None:
             return
+        # The address this follower uses: a scan restarts it only if the node's changes. (A
+        # scan that compared with the address seen at its own last look restarted a follower
+        # already on the new one, and the events sent while it reconnected were lost.)
+        self._urls[node_id] = node.url
         client = self._app[NODES]
         socket = await client.open_events(node)
         log.info("following node events", node=node.name)
