@@ -128,6 +128,8 @@ class AtomicWrite:
         try:
             # Some filesystems report a full disk (or quota) only when the data is flushed.
             os.fsync(self.fd)
+            if not self._create and not self._overwrite:
+                raise PathRefused(f"{show(self._parts)}: this write may neither make nor replace")
             if not self._create:
                 self._replace_only()
             elif self._overwrite:

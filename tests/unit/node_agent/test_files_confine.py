@@ -216,6 +216,16 @@ def test_a_write_that_may_not_create_never_makes_the_file(
     assert (real / "file.txt" / "world.dat").read_text() == "kept"
     assert sorted(os.listdir(real)) == ["file.txt", "inner", "up"]
 
+    # Narrowed to neither (both permissions gone while open): nothing is made or replaced.
+    (real / "new.txt").write_text("there")
+    with AtomicWrite.begin(root_fd, ("real", "new.txt"), OWNER) as write:
+        write.write(b"neither")
+        write.narrow(create=False, overwrite=False)
+        with pytest.raises(PathRefused, match="neither make nor replace"):
+            write.commit()
+    assert (real / "new.txt").read_text() == "there"
+    assert sorted(os.listdir(real)) == ["file.txt", "inner", "new.txt", "up"]
+
 
 def test_a_write_that_must_not_replace_does_not_replace_a_file_made_meanwhile(
     root_fd: int, volume: Path
