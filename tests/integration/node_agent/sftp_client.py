@@ -11,8 +11,8 @@ import asyncio
 import io
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,3 +238,21 @@ async def sftp_target(
         fingerprint=sftp["fingerprint"],
         directory=directory,
     )
+
+
+@asynccontextmanager
+async def connect(
+    target: SftpTarget, name: str, key: UserKey, source: str = "127.0.0.1"
+) -> AsyncIterator[asyncssh.SSHClientConnection]:
+    """An asyncssh connection as ``name`` with ``key``, checking the agent's host key."""
+    async with asyncssh.connect(
+        "127.0.0.1",
+        target.port,
+        username=name,
+        client_keys=[asyncssh.read_private_key(key.path)],
+        known_hosts=str(target.known_hosts()),
+        agent_path=None,
+        local_addr=(source, 0),
+        login_timeout=15,
+    ) as conn:
+        yield conn

@@ -31,6 +31,7 @@ from tests.integration.node_agent.live_agent import LiveAgent, LiveServers, star
 from tests.integration.node_agent.sftp_client import (
     SftpTarget,
     UserKey,
+    connect,
     push_access,
     sftp_target,
     table,
@@ -369,14 +370,7 @@ async def test_a_file_removed_while_being_changed_is_not_made_again(
     editor = user_row("editor", key, frozenset({"files.read", "files.write", "files.delete"}))
     await push_access(live_agent, signing_key, http, table((server_id, [editor])))
     async with (
-        asyncssh.connect(
-            "127.0.0.1",
-            target.port,
-            username=username("editor", server_id),
-            client_keys=[asyncssh.read_private_key(key.path)],
-            known_hosts=str(target.known_hosts()),
-            agent_path=None,
-        ) as conn,
+        connect(target, username("editor", server_id), key) as conn,
         conn.start_sftp_client() as sftp,
     ):
         remote = await sftp.open("/ops.json", "wb")
@@ -417,14 +411,7 @@ async def test_a_write_ends_as_the_permissions_are_when_it_ends(
 
     await grant(both)
     async with (
-        asyncssh.connect(
-            "127.0.0.1",
-            target.port,
-            username=username("editor", server_id),
-            client_keys=[asyncssh.read_private_key(key.path)],
-            known_hosts=str(target.known_hosts()),
-            agent_path=None,
-        ) as conn,
+        connect(target, username("editor", server_id), key) as conn,
         conn.start_sftp_client() as sftp,
     ):
         new = await sftp.open("/world.dat", "wb")
@@ -462,14 +449,7 @@ async def test_a_write_in_progress_cannot_be_taken_under_a_new_name(
     editor = user_row("editor", key, frozenset({"files.read", "files.write", "files.delete"}))
     await push_access(live_agent, signing_key, http, table((server_id, [editor])))
     async with (
-        asyncssh.connect(
-            "127.0.0.1",
-            target.port,
-            username=username("editor", server_id),
-            client_keys=[asyncssh.read_private_key(key.path)],
-            known_hosts=str(target.known_hosts()),
-            agent_path=None,
-        ) as conn,
+        connect(target, username("editor", server_id), key) as conn,
         conn.start_sftp_client() as sftp,
     ):
         remote = await sftp.open("/ops.json", "wb")

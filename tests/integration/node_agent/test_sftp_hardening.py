@@ -14,8 +14,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -37,6 +36,7 @@ from tests.integration.node_agent.live_agent import LiveAgent, LiveServers
 from tests.integration.node_agent.sftp_client import (
     SftpTarget,
     UserKey,
+    connect,
     push_access,
     table,
     user_row,
@@ -84,23 +84,6 @@ async def granted(
     row = user_row("alice", key)
     assert await push_access(agent, signing_key, http, table((server_id, [row]))) == 204
     return server_id, login_name("alice", server_id)
-
-
-@asynccontextmanager
-async def connect(
-    target: SftpTarget, name: str, key: UserKey, source: str = "127.0.0.1"
-) -> AsyncIterator[asyncssh.SSHClientConnection]:
-    async with asyncssh.connect(
-        "127.0.0.1",
-        target.port,
-        username=name,
-        client_keys=[asyncssh.read_private_key(key.path)],
-        known_hosts=str(target.known_hosts()),
-        agent_path=None,
-        local_addr=(source, 0),
-        login_timeout=15,
-    ) as conn:
-        yield conn
 
 
 class RawSftp:
