@@ -30,6 +30,7 @@ from control_plane.keys import (
     HTTP,
     LEASES,
     LIST_CACHE,
+    LISTING_ROUTES,
     MAIL,
     METRICS,
     NODES,
@@ -243,5 +244,11 @@ def create_app(
     app.add_routes(openapi.routes)
     for table in ROUTE_TABLES + PAGE_TABLES:
         app.add_routes(table.routes())
+    app[LISTING_ROUTES] = frozenset(
+        (endpoint.method, endpoint.path)
+        for table in ROUTE_TABLES + PAGE_TABLES
+        for endpoint in table.endpoints
+        if endpoint.kept_lists
+    )
     app.add_routes(static_routes)
     return app

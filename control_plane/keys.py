@@ -36,6 +36,9 @@ READ_SESSIONS = web.AppKey("read_sessions", async_sessionmaker[AsyncSession])
 STATEMENT_READER = web.AppKey("statement_reader", StatementReader)
 # Server lists answered again at the lists' version they were read at (api/list_cache.py).
 LIST_CACHE = web.AppKey("list_cache", ListCache)
+# (method, route template) of the routes that answer kept lists: their authentication read
+# brings the lists' versions, the others' does not (``Endpoint.kept_lists``).
+LISTING_ROUTES: web.AppKey[frozenset[tuple[str, str]]] = web.AppKey("listing_routes")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 NODES = web.AppKey("nodes", NodeClient)
 

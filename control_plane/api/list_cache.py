@@ -118,7 +118,7 @@ async def server_page_json(
     but the page and the caller's user id), from the cache when the caller's authentication
     read saw the version the kept page was read at, else read now (and kept)."""
     key = (name, caller.user_id, caller.acts_as_admin, offset, limit)
-    kept = cache.get(key, caller.listing_version)
+    kept = cache.get(key, caller.lists_version)
     if kept is not None:
         return kept
     page = await listing.server_page(reader, caller, offset=offset, limit=limit, extra=extra)

@@ -317,6 +317,9 @@ class Endpoint:
     scrapers: bool = False
     # Open to a user who must still verify their e-mail address (STELLAR_REQUIRE_EMAIL_…).
     allow_unverified: bool = False
+    # Answers kept server lists (api/list_cache.py): its authentication read brings the
+    # lists' versions (``LISTING_ROUTES``).
+    kept_lists: bool = False
     # Path parameters spelled otherwise than as our UUIDs (the table's), by name.
     path_ids: Mapping[str, PathId] = field(default_factory=dict, hash=False, compare=False)
 
@@ -493,6 +496,7 @@ class ApiRoutes:
         scope: Scope | None = None,
         scrapers: bool = False,
         allow_unverified: bool = False,
+        kept_lists: bool = False,
     ) -> Callable[[Handler], Handler]:
         access = self.access if access is None else access
         if calls_node and transactional:
@@ -541,6 +545,7 @@ class ApiRoutes:
                 scope=scope,
                 scrapers=scrapers,
                 allow_unverified=allow_unverified,
+                kept_lists=kept_lists,
                 path_ids={
                     name: self.path_ids[name]
                     for name in _PATH_PARAMETER.findall(path)

@@ -235,6 +235,7 @@ async def create_server(req: ApiRequest[ServerCreate, Any]) -> ServerOut:
     query=PageQuery,
     response=Page[ServerOut],
     transactional=False,
+    kept_lists=True,
 )
 async def list_servers(req: ApiRequest[Any, PageQuery]) -> JsonBytes:
     query = req.query

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, User
-from control_plane.db.models.listing import listing_version_column
+from control_plane.db.models.listing import listing_versions
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
 
@@ -105,8 +105,9 @@ def ip_allowed(allowed: list[str], ip: str) -> bool:
     return any(address in ipaddress.ip_network(net, strict=False) for net in allowed)
 
 
-# Built once: the key, its user and the user's second factors in one statement, with the
-# lists' version in the same snapshot (a cached list is answered only at that version).
+# Built once: the key, its user and the user's second factors in one statement; for a route
+# that answers kept lists, with the lists' versions in the same snapshot (a kept list is
+# answered only at its version; the others do not pay for reading them).
 _KEY_READ: Final = select(
     ApiKey.id,
     ApiKey.secret_hash,
@@ -121,9 +122,9 @@ _KEY_READ: Final = select(
     User.disabled,
     User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
-    listing_version_column(),
 ).join(User, User.id == ApiKey.user_id)
 _KEY_LOOKUP: Final = _KEY_READ.where(ApiKey.prefix == bindparam("prefix"))
+_KEY_LOOKUP_LISTING: Final = _KEY_LOOKUP.add_columns(*listing_versions(User.id))
 _KEY_BY_ID: Final = _KEY_READ.where(ApiKey.id == bindparam("key_id"))
 
 
@@ -145,8 +146,10 @@ class KeyHolder:
     record_use: bool
     # The API the key works on: "any", "application" or "client" (see ``KIND_API``).
     api: str = "any"
-    # The lists' version in the snapshot that read the key (``ListingVersion``).
+    # The lists' versions in the snapshot that read the key (``models/listing.py``): the
+    # administrators' and the user's (None unless the lookup was asked for them).
     listing_version: int | None = None
+    user_listing_version: int | None = None
 
 
 def _split(presented: str) -> tuple[str, str] | None:
@@ -155,16 +158,20 @@ def _split(presented: str) -> tuple[str, str] | None:
     return None if match is None else (match[1], match[2])
 
 
-async def resolve_api_key(reader: StatementReader, presented: str, *, ip: str) -> KeyHolder | None:
-    """The key and its enabled user, or None; reads only (one statement, every request)."""
+async def resolve_api_key(
+    reader: StatementReader, presented: str, *, ip: str, listing: bool = False
+) -> KeyHolder | None:
+    """The key and its enabled user, or None; reads only (one statement, every request).
+    With ``listing``, the lists' versions too."""
     parts = _split(presented)
     if parts is None:
         return None
     prefix, secret = parts
-    rows = await reader.one_row(_KEY_LOOKUP, {"prefix": prefix})
+    statement: Select[*tuple[Any, ...]] = _KEY_LOOKUP_LISTING if listing else _KEY_LOOKUP
+    rows = await reader.one_row(statement, {"prefix": prefix})
     if not rows or not hmac.compare_digest(rows[0].secret_hash, _hash(secret)):
         return None
-    return _holder(rows[0], ip)
+    return _holder(rows[0], ip, listing=listing)
 
 
 async def api_key_by_id(reader: StatementReader, key_id: uuid.UUID, *, ip: str) -> KeyHolder | None:
@@ -174,7 +181,7 @@ async def api_key_by_id(reader: StatementReader, key_id: uuid.UUID, *, ip: str) 
     return _holder(rows[0], ip) if rows else None
 
 
-def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
+def _holder(key: Row[*tuple[Any, ...]], ip: str, *, listing: bool = False) -> KeyHolder | None:
     """The holder of a key row that is enabled, unexpired and allowed from ``ip``."""
     now = dt.datetime.now(dt.UTC)
     if key.disabled or (key.expires_at is not None and key.expires_at <= now):
@@ -191,7 +198,8 @@ def _holder(key: Row[*tuple[Any, ...]], ip: str) -> KeyHolder | None:
         email_verified=key.email_verified_at is not None,
         record_use=key.last_used_at is None or now - key.last_used_at >= LAST_USED_INTERVAL,
         api=KIND_API.get(key.kind, "none"),
-        listing_version=key.listing_version,
+        listing_version=key.listing_version if listing else None,
+        user_listing_version=key.user_listing_version if listing else None,
     )
 
 

@@ -20,6 +20,7 @@ from control_plane.errors import ApiError, Forbidden, RateLimited, Unauthenticat
 from control_plane.keys import (
     CALLER,
     CLIENT_IP,
+    LISTING_ROUTES,
     METRICS,
     RATE_LIMITER,
     SESSIONS,
@@ -69,10 +70,22 @@ async def _refusals_limited(request: web.Request, ip: str) -> ApiError | None:
     )
 
 
+def _answers_kept_lists(request: web.Request) -> bool:
+    """Whether the matched route answers kept lists: its authentication read brings the
+    lists' versions (a route that does not need them does not pay for them)."""
+    route = request.match_info.route
+    resource = route.resource
+    return (
+        resource is not None and (route.method, resource.canonical) in request.app[LISTING_ROUTES]
+    )
+
+
 async def _api_key_caller(
     request: web.Request, credential: str, ip: str, user_agent: str
 ) -> Caller | ApiError:
-    holder = await resolve_api_key(request.app[STATEMENT_READER], credential, ip=ip)
+    holder = await resolve_api_key(
+        request.app[STATEMENT_READER], credential, ip=ip, listing=_answers_kept_lists(request)
+    )
     if holder is None:
         limited = await _refusals_limited(request, ip)
         if limited is not None:
@@ -99,6 +112,7 @@ def _key_caller(request: web.Request, holder: KeyHolder, ip: str, user_agent: st
         api_key_id=holder.key_id,
         api=holder.api,
         listing_version=holder.listing_version,
+        user_listing_version=holder.user_listing_version,
         must_enrol=mfa.enrolment_owed(
             holder.is_admin, holder.second_factor, request.app[SETTINGS].require_2fa
         ),
@@ -113,7 +127,11 @@ async def _session_caller(
     secret = settings.auth_secret or ""
     idle = dt.timedelta(minutes=settings.session_idle_minutes)
     found = await lookup_session(
-        request.app[STATEMENT_READER], secret=secret, token=token, idle=idle
+        request.app[STATEMENT_READER],
+        secret=secret,
+        token=token,
+        idle=idle,
+        listing=_answers_kept_lists(request),
     )
     if found is None:
         return None
@@ -161,6 +179,7 @@ def _session_as_caller(
         session_id=found.session_id,
         mfa_pending=found.mfa_pending,
         listing_version=found.listing_version,
+        user_listing_version=found.user_listing_version,
         must_enrol=mfa.enrolment_owed(
             found.is_admin, found.second_factor, request.app[SETTINGS].require_2fa
         ),

@@ -31,15 +31,23 @@ class Caller:
     # The API a key works on: "any" (sessions, stl_ keys), "application" (ptla_) or
     # "client" (ptlc_).
     api: str = "any"
-    # The lists' version that the authentication read saw, in the same snapshot as the
-    # credential (None: unknown, nothing cached is answered; see list_cache.py).
+    # The lists' versions that the authentication read saw, in the same snapshot as the
+    # credential: the administrators' and the user's (None: unknown, nothing cached is
+    # answered; see db/models/listing.py, api/list_cache.py).
     listing_version: int | None = None
+    user_listing_version: int | None = None
 
     @property
     def acts_as_admin(self) -> bool:
         """An administrator whose credential carries the ``admin`` scope. An administrator's
         API key without it is a user's key: it reaches only what any user would."""
         return self.is_admin and Scope.ADMIN in self.scopes
+
+    @property
+    def lists_version(self) -> int | None:
+        """The version of the lists this caller is shown: everyone's for an administrator
+        acting as one, else the user's own."""
+        return self.listing_version if self.acts_as_admin else self.user_listing_version
 
     @property
     def actor(self) -> Actor:

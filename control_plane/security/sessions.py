@@ -16,12 +16,23 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, delete, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import LoginChallenge, MailToken, Session, User
-from control_plane.db.models.listing import listing_version_column
+from control_plane.db.models.listing import listing_versions
 from control_plane.db.reader import StatementReader
 from control_plane.services.mfa import second_factor_enrolled
 
@@ -75,8 +86,9 @@ async def open_session(
     return session, token
 
 
-# Built once: the session, its user and the user's second factors in one statement, with
-# the lists' version in the same snapshot (a cached list is answered only at that version).
+# Built once: the session, its user and the user's second factors in one statement; for a
+# route that answers kept lists, with the lists' versions in the same snapshot (a kept list
+# is answered only at its version; the others do not pay for reading them).
 _SESSION_READ: Final = select(
     Session.id,
     Session.last_seen_at,
@@ -88,9 +100,9 @@ _SESSION_READ: Final = select(
     User.disabled,
     User.email_verified_at,
     second_factor_enrolled(User.id).label("second_factor"),
-    listing_version_column(),
 ).join(User, User.id == Session.user_id)
 _SESSION_LOOKUP: Final = _SESSION_READ.where(Session.token_hash == bindparam("token_hash"))
+_SESSION_LOOKUP_LISTING: Final = _SESSION_LOOKUP.add_columns(*listing_versions(User.id))
 _SESSION_BY_ID: Final = _SESSION_READ.where(Session.id == bindparam("session_id"))
 
 
@@ -111,18 +123,27 @@ class SessionLookup:
     live: bool
     # A live session whose last_seen_at is old enough to record this request.
     touch: bool
-    # The lists' version in the snapshot that read the session (``ListingVersion``).
+    # The lists' versions in the snapshot that read the session (``models/listing.py``):
+    # the administrators' and the user's (None unless the lookup was asked for them).
     listing_version: int | None = None
+    user_listing_version: int | None = None
 
 
 async def lookup_session(
-    reader: StatementReader, *, secret: str, token: str, idle: dt.timedelta
+    reader: StatementReader,
+    *,
+    secret: str,
+    token: str,
+    idle: dt.timedelta,
+    listing: bool = False,
 ) -> SessionLookup | None:
-    """Read the session for a cookie token (one statement); the caller writes what it says."""
+    """Read the session for a cookie token (one statement); the caller writes what it says.
+    With ``listing``, the lists' versions too."""
     if not 20 <= len(token) <= 128:
         return None
-    rows = await reader.one_row(_SESSION_LOOKUP, {"token_hash": token_hash(secret, token)})
-    return _lookup(rows[0], idle) if rows else None
+    statement: Select[*tuple[Any, ...]] = _SESSION_LOOKUP_LISTING if listing else _SESSION_LOOKUP
+    rows = await reader.one_row(statement, {"token_hash": token_hash(secret, token)})
+    return _lookup(rows[0], idle, listing=listing) if rows else None
 
 
 async def session_by_id(
@@ -133,7 +154,9 @@ async def session_by_id(
     return _lookup(rows[0], idle) if rows else None
 
 
-def _lookup(row: Row[*tuple[Any, ...]], idle: dt.timedelta) -> SessionLookup:
+def _lookup(
+    row: Row[*tuple[Any, ...]], idle: dt.timedelta, *, listing: bool = False
+) -> SessionLookup:
     now = dt.datetime.now(dt.UTC)
     live = not (row.disabled or row.expires_at <= now or row.last_seen_at + idle <= now)
     return SessionLookup(
@@ -146,7 +169,8 @@ def _lookup(row: Row[*tuple[Any, ...]], idle: dt.timedelta) -> SessionLookup:
         email_verified=row.email_verified_at is not None,
         live=live,
         touch=live and now - row.last_seen_at >= TOUCH_INTERVAL,
-        listing_version=row.listing_version,
+        listing_version=row.listing_version if listing else None,
+        user_listing_version=row.user_listing_version if listing else None,
     )
 
 

@@ -189,6 +189,7 @@ def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
     query=ClientServersQuery,
     response=CompatObject,
     transactional=False,
+    kept_lists=True,
 )
 async def list_servers(req: ApiRequest[Any, ClientServersQuery]) -> JsonBytes:
     return await _list(req)
@@ -222,6 +223,7 @@ async def _list(req: ApiRequest[Any, ClientServersQuery]) -> JsonBytes:
     query=ClientServersQuery,
     response=CompatObject,
     transactional=False,
+    kept_lists=True,
 )
 async def list_servers_trailing_slash(req: ApiRequest[Any, ClientServersQuery]) -> JsonBytes:
     return await _list(req)

@@ -19,6 +19,12 @@ def run_on(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # The lists' version triggers (0028, 0031) are deferred to the commit; a
+            # migration's writes would leave their events pending, and PostgreSQL refuses
+            # to ALTER a table with pending events — a later migration of the same upgrade
+            # that changes a table an earlier one wrote to. Fired at once here instead.
+            connection.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
         context.run_migrations()
 
 

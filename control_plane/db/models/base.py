@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, Dialect, MetaData, String, Uuid
+from sqlalchemy import BigInteger, DateTime, Dialect, FetchedValue, MetaData, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -70,3 +70,18 @@ class IdMixin:
 
 class CreatedMixin:
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ListedRowMixin:
+    """A row that users' server lists show: a database trigger gives ``list_version`` a new
+    random value on every insert and update (migration 0031), and a user's lists' version
+    sums those of the rows the user's list reads (``models/listing.py``). Never written by
+    the application, and no ORM statement names it: deferred, so no read loads it; made by
+    the database (``FetchedValue``), so no insert sends it; and not fetched back after an
+    insert (``eager_defaults``), so no insert returns it either."""
+
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
+
+    list_version: Mapped[int] = mapped_column(
+        BigInteger, deferred=True, server_default=FetchedValue()
+    )

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from control_plane.db.models.base import Base, CreatedMixin, IdMixin
+from control_plane.db.models.base import Base, CreatedMixin, IdMixin, ListedRowMixin
 from control_plane.db.models.compat import CompatIdMixin, ShortIdentifierMixin
 
 
-class Server(IdMixin, CreatedMixin, CompatIdMixin, ShortIdentifierMixin, Base):
+class Server(IdMixin, CreatedMixin, CompatIdMixin, ShortIdentifierMixin, ListedRowMixin, Base):
     __tablename__ = "servers"
 
     name: Mapped[str] = mapped_column(String(64))
@@ -52,7 +52,7 @@ class Server(IdMixin, CreatedMixin, CompatIdMixin, ShortIdentifierMixin, Base):
     compat_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
-class Subuser(IdMixin, CreatedMixin, Base):
+class Subuser(IdMixin, CreatedMixin, ListedRowMixin, Base):
     """Another user's access to a server, limited to a set of permission nodes."""
 
     __tablename__ = "subusers"

@@ -11,7 +11,7 @@ from sqlalchemy import Select, Uuid, and_, bindparam, func, select, true, type_c
 
 from control_plane.db.models import Allocation, Server, Subuser
 from control_plane.db.models.base import UuidText
-from control_plane.db.models.listing import listing_version_column
+from control_plane.db.models.listing import listing_version_column, user_listing_version_column
 from control_plane.db.reader import StatementReader
 from control_plane.security.caller import Caller
 
@@ -122,8 +122,9 @@ def _page_statement(
         Allocation.port,
         *extra.allocation,
         counted.c.total,
-        # In the page's snapshot: this page is the page of every snapshot at this version.
-        listing_version_column(),
+        # In the page's snapshot: this page is the page of every snapshot at this version
+        # (everyone's lists' for administrators, the caller's own for users).
+        listing_version_column() if admin else user_listing_version_column(_CALLER_ID),
     ]
     if not admin:
         joined = joined.outerjoin(

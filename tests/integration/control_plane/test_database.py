@@ -271,3 +271,49 @@ async def test_control_console_grants_become_console_write_when_migrating(
         assert invited.permissions == ["console.write"]
     finally:
         await engine.dispose()
+
+
+async def test_listed_rows_get_versions_of_their_own_when_migrating(database_url: str) -> None:
+    """0031: rows made before it get distinct random versions, a user's version is then read
+    with every credential, and the downgrade takes it all away again."""
+    engine = create_engine(database_url)
+    tables = ("servers", "allocations", "subusers")
+    try:
+        await migrate.upgrade(engine, "0030")
+        async with transaction(session_factory(engine)) as db:
+            owner = await users.create_user(
+                db, email="owner@a.org", password="x" * 12, is_admin=False, bcrypt_cost=4
+            )
+            helper = await users.create_user(
+                db, email="helper@a.org", password="x" * 12, is_admin=False, bcrypt_cost=4
+            )
+            server = await one_server(db, owner)
+            db.add(Subuser(server_id=server.id, user_id=helper.id, permissions=["files.read"]))
+        await migrate.upgrade(engine)
+        async with engine.connect() as connection:
+            versions = [
+                (
+                    await connection.execute(sa.text(f"SELECT list_version FROM {table}"))
+                ).scalar_one()
+                for table in tables
+            ]
+            catalogue = await connection.scalar(
+                sa.text("SELECT version FROM listing_version WHERE id = 2")
+            )
+        assert len(set(versions)) == 3, versions
+        assert 0 not in versions
+        assert catalogue is not None
+        await migrate.downgrade(engine, "0030")
+        async with engine.connect() as connection:
+            for table in tables:
+                names = await connection.run_sync(_column_names, table)
+                assert "list_version" not in names
+            rows = await connection.scalars(sa.text("SELECT id FROM listing_version"))
+            assert list(rows) == [1]
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def _column_names(connection: sa.Connection, table: str) -> set[str]:
+    return {column["name"] for column in sa.inspect(connection).get_columns(table)}

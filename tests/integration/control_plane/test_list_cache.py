@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy import Column, Table, delete, text, update
+from sqlalchemy import Column, Table, delete, select, text, update
 from sqlalchemy.sql import visitors
 
 from control_plane.api.compat import client as compat_client
 from control_plane.app import create_app
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Allocation, Blueprint, Node, Server, User
+from control_plane.db.models import Allocation, Blueprint, Node, Server, Subuser, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, LIST_CACHE
 from control_plane.services.servers import listing
@@ -291,8 +291,9 @@ def _read_columns() -> set[tuple[str, str]]:
     return found
 
 
-async def _triggers(panel: Panel) -> set[tuple[str, str, str]]:
-    """(table, event, column or "*") of every trigger that replaces the lists' version."""
+async def _triggers(panel: Panel, function: str, row: int) -> set[tuple[str, str, str]]:
+    """(table, event, column or "*") of every trigger that replaces version row ``row``
+    (on PostgreSQL: every trigger that runs ``function``)."""
     found: set[tuple[str, str, str]] = set()
     async with panel.server.app[ENGINE].connect() as connection:
         if connection.dialect.name == "sqlite":
@@ -300,8 +301,8 @@ async def _triggers(panel: Panel) -> set[tuple[str, str, str]]:
                 text("SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
             )
             for table, sql in rows:
-                head = sql.split(" BEGIN ")[0]
-                if "listing_version" not in sql.split(" BEGIN ")[1]:
+                head, body = sql.split(" BEGIN ")
+                if "UPDATE listing_version SET version" not in body or f"id = {row};" not in body:
                     continue
                 for event in ("INSERT", "DELETE"):
                     if f"AFTER {event} ON" in head:
@@ -315,8 +316,9 @@ async def _triggers(panel: Panel) -> set[tuple[str, str, str]]:
         rows = await connection.execute(
             text(
                 "SELECT event_object_table, event_manipulation FROM information_schema.triggers"
-                " WHERE action_statement LIKE '%listing_version_bump%'"
-            )
+                " WHERE action_statement LIKE :function"
+            ),
+            {"function": f"%{function}%"},
         )
         limited = await connection.execute(
             text(
@@ -335,18 +337,107 @@ async def _triggers(panel: Panel) -> set[tuple[str, str, str]]:
     return found
 
 
-async def test_the_triggers_watch_every_column_a_kept_list_reads(panel: Panel) -> None:
-    triggers = await _triggers(panel)
-    read = _read_columns()
-    assert {table for table, _ in read} >= {"servers", "allocations", "subusers", "nodes"}
+def _assert_watched(
+    triggers: set[tuple[str, str, str]], read: set[tuple[str, str]], what: str
+) -> None:
     for table, column in read:
-        if table == "listing_version":
-            continue
         for event in ("INSERT", "DELETE"):
-            assert (table, event, "*") in triggers, f"{event} on {table} is not watched"
+            assert (table, event, "*") in triggers, f"{what}: {event} on {table} is not watched"
         assert (table, "UPDATE", "*") in triggers or (table, "UPDATE", column) in triggers, (
-            f"an update of {table}.{column} is not watched"
+            f"{what}: an update of {table}.{column} is not watched"
         )
+
+
+# The tables whose rows carry their own version (migration 0031), summed into a user's.
+ROW_VERSIONED = ("servers", "allocations", "subusers")
+
+
+async def test_the_triggers_watch_every_column_a_kept_list_reads(panel: Panel) -> None:
+    """Everyone's version (administrators' lists) changes with every column any list reads;
+    a user's with every row of the tables that carry a version of their own, and with every
+    other column (nodes' and blueprints') through the catalogue."""
+    read = {(table, column) for table, column in _read_columns() if table != "listing_version"}
+    assert {table for table, _ in read} >= {"servers", "allocations", "subusers", "nodes"}
+    everyone = await _triggers(panel, "listing_version_bump", 1)
+    _assert_watched(everyone, read, "everyone's version")
+    catalogue = await _triggers(panel, "listing_catalogue_bump", 2)
+    shared = {(table, column) for table, column in read if table not in ROW_VERSIONED}
+    assert {table for table, _ in shared} >= {"nodes", "blueprints"}
+    _assert_watched(catalogue, shared, "the catalogue")
+
+
+async def test_every_write_of_a_listed_row_gives_it_a_new_version(world: World) -> None:
+    """Inserts and updates, one row or many in one statement, by the ORM or plain SQL: each
+    row's ``list_version`` is new (a user's version sums them)."""
+    panel, ids = world.panel, world.ids
+    tables: dict[str, type[Server] | type[Allocation] | type[Subuser]] = {
+        "servers": Server,
+        "allocations": Allocation,
+        "subusers": Subuser,
+    }
+    assert set(tables) == set(ROW_VERSIONED)
+
+    async def versions() -> dict[tuple[str, Any], int]:
+        found: dict[tuple[str, Any], int] = {}
+        async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+            for name, model in tables.items():
+                rows = await db.execute(select(model.id, model.list_version))
+                found |= {(name, row_id): version for row_id, version in rows}
+        return found
+
+    before = await versions()
+    assert len(set(before.values())) == len(before), "two rows share a version"
+    await _db_change(
+        panel,
+        update(Server).values(state="running"),
+        update(Allocation).values(port=Allocation.port + 1000),
+        update(Subuser).values(permissions=["files.read"]),
+    )
+    after = await versions()
+    assert set(after) == set(before)
+    assert all(after[row] != before[row] for row in before), "a written row kept its version"
+    await world.alice.json(
+        "POST",
+        f"/api/v1/servers/{ids['alice_server']}/users",
+        status=201,
+        json={"email": "bob@example.org", "permissions": ["console.read"]},
+    )
+    (added,) = set((await versions()).items()) - set(after.items())
+    assert added[1] != 0
+
+
+async def test_a_state_change_drops_only_the_lists_that_show_that_server(world: World) -> None:
+    """The point of a user's own version: bob's server changing state (as nodes report tens
+    of times a second on a fleet) leaves alice's and carol's kept pages alone, and alice's
+    server changing state drops alice's and carol's, not bob's."""
+    cache = world.panel.server.app[LIST_CACHE]
+    viewers = {"alice": world.alice, "bob": world.bob, "carol": world.carol}
+
+    async def kept_after(server: str) -> set[str]:
+        for browser in viewers.values():
+            await browser.json("GET", "/api/v1/servers")
+        await _db_change(
+            world.panel,
+            update(Server)
+            .where(Server.id == uuid.UUID(world.ids[server]))
+            .values(state="starting"),
+        )
+        kept = set()
+        for name, browser in viewers.items():
+            hits = cache.hits
+            await browser.json("GET", "/api/v1/servers")
+            if cache.hits > hits:
+                kept.add(name)
+        return kept
+
+    assert await kept_after("bob_server") == {"alice", "carol"}
+    assert await kept_after("alice_server") == {"bob"}
+    # An administrator's list shows every server: any change drops it.
+    await world.admin.json("GET", "/api/v1/servers")
+    await kept_after("bob_server")
+    hits = cache.hits
+    await world.admin.json("GET", "/api/v1/servers")
+    assert cache.hits == hits
 
 
 async def test_without_the_version_nothing_is_kept(panel: Panel) -> None:

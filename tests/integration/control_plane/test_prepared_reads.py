@@ -81,14 +81,16 @@ async def test_every_read_gives_sqlalchemys_rows(world: World) -> None:
     assert session_rows
     assert len(users) >= 4
     for key_id, prefix in keys:
-        [row] = _both_ways(url, api_keys._KEY_LOOKUP, {"prefix": prefix})
-        assert row.id == key_id
-        assert isinstance(row.scopes, list)
+        for lookup in (api_keys._KEY_LOOKUP, api_keys._KEY_LOOKUP_LISTING):
+            [row] = _both_ways(url, lookup, {"prefix": prefix})
+            assert row.id == key_id
+            assert isinstance(row.scopes, list)
         _both_ways(url, api_keys._KEY_BY_ID, {"key_id": key_id})
     assert _both_ways(url, api_keys._KEY_LOOKUP, {"prefix": "nothing"}) == []
     for session_id, token_hash in session_rows:
-        [row] = _both_ways(url, sessions._SESSION_LOOKUP, {"token_hash": token_hash})
-        assert row.id == session_id
+        for lookup in (sessions._SESSION_LOOKUP, sessions._SESSION_LOOKUP_LISTING):
+            [row] = _both_ways(url, lookup, {"token_hash": token_hash})
+            assert row.id == session_id
         _both_ways(url, sessions._SESSION_BY_ID, {"session_id": session_id})
     statements = [listing._ADMIN_PAGE, listing._USER_PAGE, *compat_client._STATEMENTS]
     listed = 0
@@ -109,7 +111,7 @@ async def test_the_reader_runs_them_prepared_and_sees_a_revocation_at_once(world
     bot.api_key = created["key"]
     await bot.json("GET", "/api/v1/servers")
     await bot.json("GET", "/api/v1/servers")
-    assert reader._prepared_form(api_keys._KEY_LOOKUP) is not None
+    assert reader._prepared_form(api_keys._KEY_LOOKUP_LISTING) is not None
     # Only statements are kept: the next read sees the revocation.
     await world.alice.json("DELETE", f"/api/v1/account/api-keys/{created['id']}", status=204)
     response = await bot.request("GET", "/api/v1/servers")
@@ -133,11 +135,14 @@ async def test_the_authentication_reads_on_the_driver_are_sqlalchemys(world: Wor
     reads: list[tuple[Any, dict[str, Any]]] = []
     for key_id, prefix in keys:
         reads += [(api_keys._KEY_LOOKUP, {"prefix": prefix})]
+        reads += [(api_keys._KEY_LOOKUP_LISTING, {"prefix": prefix})]
         reads += [(api_keys._KEY_BY_ID, {"key_id": key_id})]
     for session_id, token_hash in session_rows:
         reads += [(sessions._SESSION_LOOKUP, {"token_hash": token_hash})]
+        reads += [(sessions._SESSION_LOOKUP_LISTING, {"token_hash": token_hash})]
         reads += [(sessions._SESSION_BY_ID, {"session_id": session_id})]
     reads += [(api_keys._KEY_LOOKUP, {"prefix": "nothing"})]
+    listing_reads = (api_keys._KEY_LOOKUP_LISTING, sessions._SESSION_LOOKUP_LISTING)
     for statement, parameters in reads:
         expected = [tuple(row) for row in await reader.rows(statement, parameters)]
         got = [tuple(row) for row in await reader.one_row(statement, parameters)]
@@ -146,9 +151,12 @@ async def test_the_authentication_reads_on_the_driver_are_sqlalchemys(world: Wor
             [type(v) for v in row] for row in expected
         ]
         for row in await reader.one_row(statement, parameters):
-            assert row.listing_version is not None
+            if statement in listing_reads:
+                assert row.listing_version is not None
+                assert row.user_listing_version is not None
             assert isinstance(row.email, str)
     assert reader._prepared_form(api_keys._KEY_LOOKUP) is not None
+    assert reader._prepared_form(api_keys._KEY_LOOKUP_LISTING) is not None
 
 
 async def test_the_list_pages_on_the_driver_are_sqlalchemys(world: World) -> None:
