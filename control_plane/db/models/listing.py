@@ -6,10 +6,10 @@ or delete of a row any list reads (servers, their allocations and sub-users, the
 and blueprint fields the Pterodactyl list shows). Row 2, the catalogue (migration 0031): the
 same for blueprints and nodes' names only, what every user's list shares.
 
-A user's version is the catalogue's plus the sum of the random ``list_version`` of every row
-that user's list reads (their servers, those servers' allocations, their own sub-user rows),
-which a trigger renews on every write of the row: a state change on one server drops only
-the kept lists of the users who see that server.
+A user's version is the catalogue's plus the sum of the random ``list_version`` of the rows
+that user's list reads (their servers, their own sub-user rows), which a trigger renews on
+every write of the row (and of the server's allocations): a state change on one server
+drops only the kept lists of the users who see that server.
 
 Either version is read in the same statement (so snapshot) as what it stands for: a list
 read in a snapshot that saw version V is the list of every snapshot that sees V. The
@@ -26,7 +26,6 @@ from sqlalchemy import BigInteger, ColumnElement, Label, ScalarSelect, cast, fun
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base
-from control_plane.db.models.node import Allocation
 from control_plane.db.models.server import Server, Subuser
 
 # The administrators' row, and the catalogue's.
@@ -73,26 +72,17 @@ def _summed(
 def user_listing_version_column(user_id: Any) -> Label[int]:
     """A user's version (``user_id``: a parameter, or the user's column of the statement it
     is a column of) in that statement's snapshot: the catalogue's plus the versions of the
-    user's servers, of their allocations and of the user's sub-user rows. Each sum is read
-    through an index (servers by owner, sub-user rows by user, allocations by server). NULL
+    user's servers (which their allocations' writes renew) and of the user's sub-user rows.
+    Each sum is read through an index (servers by owner, sub-user rows by user). NULL
     without migration 0031."""
-    owned, shared = Server.owner_id == user_id, Subuser.user_id == user_id
     on_share = Subuser.server_id == Server.id
     total = (
         _row(CATALOGUE_ROW)
-        + _summed(Server.list_version, owned)
+        + _summed(Server.list_version, Server.owner_id == user_id)
         + _summed(
-            Server.list_version + Subuser.list_version, shared, joined=(Subuser, Server, on_share)
-        )
-        + _summed(
-            Allocation.list_version,
-            owned,
-            joined=(Allocation, Server, Allocation.server_id == Server.id),
-        )
-        + _summed(
-            Allocation.list_version,
-            shared,
-            joined=(Allocation, Subuser, Allocation.server_id == Subuser.server_id),
+            Server.list_version + Subuser.list_version,
+            Subuser.user_id == user_id,
+            joined=(Subuser, Server, on_share),
         )
     )
     return cast(total % _MODULUS, BigInteger).label("user_listing_version")

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from control_plane.db.models.base import Base, CreatedMixin, IdMixin, ListedRowMixin
+from control_plane.db.models.base import Base, CreatedMixin, IdMixin
 from control_plane.db.models.compat import CompatIdMixin
 
 
@@ -37,7 +37,7 @@ class Node(IdMixin, CreatedMixin, CompatIdMixin, Base):
     sftp_acked_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
-class Allocation(IdMixin, CompatIdMixin, ListedRowMixin, Base):
+class Allocation(IdMixin, CompatIdMixin, Base):
     """One IP and port of a node; at most one server holds it."""
 
     __tablename__ = "allocations"

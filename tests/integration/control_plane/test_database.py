@@ -277,7 +277,7 @@ async def test_listed_rows_get_versions_of_their_own_when_migrating(database_url
     """0031: rows made before it get distinct random versions, a user's version is then read
     with every credential, and the downgrade takes it all away again."""
     engine = create_engine(database_url)
-    tables = ("servers", "allocations", "subusers")
+    tables = ("servers", "subusers")
     try:
         await migrate.upgrade(engine, "0030")
         async with transaction(session_factory(engine)) as db:
@@ -300,7 +300,7 @@ async def test_listed_rows_get_versions_of_their_own_when_migrating(database_url
             catalogue = await connection.scalar(
                 sa.text("SELECT version FROM listing_version WHERE id = 2")
             )
-        assert len(set(versions)) == 3, versions
+        assert len(set(versions)) == 2, versions
         assert 0 not in versions
         assert catalogue is not None
         await migrate.downgrade(engine, "0030")

@@ -291,9 +291,9 @@ def _read_columns() -> set[tuple[str, str]]:
     return found
 
 
-async def _triggers(panel: Panel, function: str, row: int) -> set[tuple[str, str, str]]:
-    """(table, event, column or "*") of every trigger that replaces version row ``row``
-    (on PostgreSQL: every trigger that runs ``function``)."""
+async def _triggers(panel: Panel, function: str, statement: str) -> set[tuple[str, str, str]]:
+    """(table, event, column or "*") of every trigger that runs ``function`` (PostgreSQL) or
+    whose body has ``statement`` (SQLite)."""
     found: set[tuple[str, str, str]] = set()
     async with panel.server.app[ENGINE].connect() as connection:
         if connection.dialect.name == "sqlite":
@@ -302,7 +302,7 @@ async def _triggers(panel: Panel, function: str, row: int) -> set[tuple[str, str
             )
             for table, sql in rows:
                 head, body = sql.split(" BEGIN ")
-                if "UPDATE listing_version SET version" not in body or f"id = {row};" not in body:
+                if statement not in body:
                     continue
                 for event in ("INSERT", "DELETE"):
                     if f"AFTER {event} ON" in head:
@@ -348,8 +348,9 @@ def _assert_watched(
         )
 
 
-# The tables whose rows carry their own version (migration 0031), summed into a user's.
-ROW_VERSIONED = ("servers", "allocations", "subusers")
+# The tables whose rows carry their own version (migration 0031), summed into a user's; an
+# allocation's write renews its server's.
+ROW_VERSIONED = ("servers", "subusers")
 
 
 async def test_the_triggers_watch_every_column_a_kept_list_reads(panel: Panel) -> None:
@@ -358,23 +359,36 @@ async def test_the_triggers_watch_every_column_a_kept_list_reads(panel: Panel) -
     other column (nodes' and blueprints') through the catalogue."""
     read = {(table, column) for table, column in _read_columns() if table != "listing_version"}
     assert {table for table, _ in read} >= {"servers", "allocations", "subusers", "nodes"}
-    everyone = await _triggers(panel, "listing_version_bump", 1)
+    everyone = await _triggers(
+        panel, "listing_version_bump", "UPDATE listing_version SET version = random() WHERE id = 1;"
+    )
     _assert_watched(everyone, read, "everyone's version")
-    catalogue = await _triggers(panel, "listing_catalogue_bump", 2)
-    shared = {(table, column) for table, column in read if table not in ROW_VERSIONED}
+    catalogue = await _triggers(
+        panel,
+        "listing_catalogue_bump",
+        "UPDATE listing_version SET version = (random() & 1099511627775) WHERE id = 2;",
+    )
+    shared = {
+        (table, column)
+        for table, column in read
+        if table not in ROW_VERSIONED and table != "allocations"
+    }
     assert {table for table, _ in shared} >= {"nodes", "blueprints"}
     _assert_watched(catalogue, shared, "the catalogue")
+    ports = {(table, column) for table, column in read if table == "allocations"}
+    _assert_watched(
+        await _triggers(panel, "list_allocation_server_version", "UPDATE servers SET list_version"),
+        ports,
+        "allocations",
+    )
 
 
 async def test_every_write_of_a_listed_row_gives_it_a_new_version(world: World) -> None:
     """Inserts and updates, one row or many in one statement, by the ORM or plain SQL: each
-    row's ``list_version`` is new (a user's version sums them)."""
+    row's ``list_version`` is new (a user's version sums them), and a write of an
+    allocation renews its server's, and only its server's."""
     panel, ids = world.panel, world.ids
-    tables: dict[str, type[Server] | type[Allocation] | type[Subuser]] = {
-        "servers": Server,
-        "allocations": Allocation,
-        "subusers": Subuser,
-    }
+    tables: dict[str, type[Server] | type[Subuser]] = {"servers": Server, "subusers": Subuser}
     assert set(tables) == set(ROW_VERSIONED)
 
     async def versions() -> dict[tuple[str, Any], int]:
@@ -387,10 +401,21 @@ async def test_every_write_of_a_listed_row_gives_it_a_new_version(world: World) 
 
     before = await versions()
     assert len(set(before.values())) == len(before), "two rows share a version"
+    alice_server = ("servers", uuid.UUID(ids["alice_server"]))
+    for allocation in (
+        update(Allocation)
+        .where(Allocation.server_id.is_(None), Allocation.port == 30009)
+        .values(server_id=alice_server[1]),
+        update(Allocation).where(Allocation.port == 30009).values(compat_id=Allocation.compat_id),
+        update(Allocation).where(Allocation.port == 30009).values(server_id=None),
+    ):
+        await _db_change(panel, allocation)
+        now = await versions()
+        assert {row for row in before if now[row] != before[row]} == {alice_server}
+        before = now
     await _db_change(
         panel,
         update(Server).values(state="running"),
-        update(Allocation).values(port=Allocation.port + 1000),
         update(Subuser).values(permissions=["files.read"]),
     )
     after = await versions()

@@ -5,16 +5,21 @@ changing state tens of times a second) every kept list is dropped before it is a
 again. A user's list shows only their servers (owned or shared), those servers' allocations,
 the user's own sub-user rows, and node names and blueprint fields. So:
 
-- ``servers``, ``allocations`` and ``subusers`` get a ``list_version`` column that a trigger
-  gives a new random value on every insert and every update of the row, in that statement;
+- ``servers`` and ``subusers`` get a ``list_version`` column that a trigger gives a new
+  random value on every insert and every update of the row, in that statement; a write of
+  an allocation renews the version of the server(s) it belongs to (summing allocations'
+  own versions too cost PostgreSQL ~90 us more per list request, a nested loop over the
+  user's servers' allocations);
 - a second row of ``listing_version`` (id 2, "the catalogue") is replaced by every write of
   what a list reads from the tables a user shares with everyone: blueprints, and nodes' id
   and name;
 - a user's version is the catalogue's plus the sum of the ``list_version`` of every row
   their list reads (``control_plane/db/models/listing.py``), read in the same statement as
   those rows. It is a function of the snapshot: any change that a user's list shows
-  changes it (but for a chance of 2^-40), whatever the order writers commit in, and no
-  writer takes a lock it did not take before (the row it writes), so no new deadlock.
+  changes it (but for a chance of 2^-40), whatever the order writers commit in. The one
+  lock a writer takes that it did not before: an allocation's write locks its server's
+  row (the writers of allocations — a server being made, deleted or given a port — already
+  hold it, or write no other server).
 
 Values are below 2^40 so that a sum of up to 2^22 rows stays a 64-bit integer (SQLite's
 ``sum`` refuses beyond; the sum is read modulo 2^62 on both).
@@ -36,7 +41,7 @@ down_revision = "0030"
 branch_labels = None
 depends_on = None
 
-ROWS = ("servers", "allocations", "subusers")
+ROWS = ("servers", "subusers")
 # Table → the columns whose update is watched (None: every column), as 0028's.
 CATALOGUE: dict[str, tuple[str, ...] | None] = {
     "blueprints": None,
@@ -54,6 +59,25 @@ BEGIN
 END
 $$
 """
+_PG_ALLOCATION_FUNCTION = """
+CREATE FUNCTION list_allocation_server_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- servers' own trigger gives the version its new value.
+    IF TG_OP <> 'INSERT' AND OLD.server_id IS NOT NULL THEN
+        UPDATE servers SET list_version = 0 WHERE id = OLD.server_id;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.server_id IS NOT NULL THEN
+        UPDATE servers SET list_version = 0 WHERE id = NEW.server_id;
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+_SQLITE_ALLOCATION_TRIGGERS = {
+    "insert": ("AFTER INSERT", "NEW.server_id"),
+    "update": ("AFTER UPDATE", "OLD.server_id, NEW.server_id"),
+    "delete": ("AFTER DELETE", "OLD.server_id"),
+}
 _PG_CATALOGUE_FUNCTION = """
 CREATE FUNCTION listing_catalogue_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -95,7 +119,12 @@ def upgrade() -> None:
     op.execute(catalogue.insert().values(id=2, version=sa.text(random)))
     if postgres:
         op.execute(_PG_ROW_FUNCTION)
+        op.execute(_PG_ALLOCATION_FUNCTION)
         op.execute(_PG_CATALOGUE_FUNCTION)
+        op.execute(
+            "CREATE TRIGGER list_allocation_server_version AFTER INSERT OR UPDATE OR DELETE "
+            "ON allocations FOR EACH ROW EXECUTE FUNCTION list_allocation_server_version()"
+        )
         for table in ROWS:
             op.execute(
                 f"CREATE TRIGGER list_row_version_{table} BEFORE INSERT OR UPDATE ON {table} "
@@ -121,6 +150,13 @@ def upgrade() -> None:
             f"CREATE TRIGGER list_row_version_{table}_update AFTER UPDATE ON {table} "
             f"WHEN OLD.list_version = NEW.list_version BEGIN {renew} END"
         )
+    for event, (when, servers) in _SQLITE_ALLOCATION_TRIGGERS.items():
+        # servers' own update trigger is skipped: the version is new already.
+        renew = f"UPDATE servers SET list_version = {random} WHERE id IN ({servers});"  # noqa: S608
+        op.execute(
+            f"CREATE TRIGGER list_allocation_server_version_{event} {when} ON allocations "
+            f"BEGIN {renew} END"
+        )
     bump = "UPDATE listing_version SET version = (random() & 1099511627775) WHERE id = 2;"
     for table, columns in CATALOGUE.items():
         for event in EVENTS:
@@ -133,14 +169,18 @@ def downgrade() -> None:
     if bind.dialect.name == "postgresql":
         for table in CATALOGUE:
             op.execute(f"DROP TRIGGER listing_catalogue_{table} ON {table}")
+        op.execute("DROP TRIGGER list_allocation_server_version ON allocations")
         for table in ROWS:
             op.execute(f"DROP TRIGGER list_row_version_{table} ON {table}")
         op.execute("DROP FUNCTION listing_catalogue_bump()")
+        op.execute("DROP FUNCTION list_allocation_server_version()")
         op.execute("DROP FUNCTION list_row_version()")
     else:
         for table in CATALOGUE:
             for event in EVENTS:
                 op.execute(f"DROP TRIGGER listing_catalogue_{table}_{event}")
+        for event in _SQLITE_ALLOCATION_TRIGGERS:
+            op.execute(f"DROP TRIGGER list_allocation_server_version_{event}")
         for table in ROWS:
             op.execute(f"DROP TRIGGER list_row_version_{table}_insert")
             op.execute(f"DROP TRIGGER list_row_version_{table}_update")
