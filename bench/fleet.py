@@ -24,7 +24,8 @@ each, and the full fleet's p99 against the baseline's (target: list and power wi
 Then, in the full fleet, it SIGKILLs the replica that follows the most nodes (seen from
 /proc: its TCP connections to node ports, nothing the replica reports about itself) and
 times, on the nodes' side, how long each of those nodes goes without an event-stream
-subscriber: the takeover time. It reports each replica's resident memory (RSS) after the load.
+subscriber: the takeover time. It reports each replica's resident memory (RSS) after the load,
+and the CPU seconds each part of the bench used during it.
 
 It prints figures and asserts nothing about time; ``--json PATH`` also writes them as JSON.
 """
@@ -54,6 +55,8 @@ from bench.fleet_deploy import (
     Size,
     deployed,
     local_ports,
+    process_cpu_seconds,
+    processes_named,
     rss_mib,
     stream_table,
 )
@@ -220,12 +223,41 @@ async def _list_cache_lookups(deployment: Deployment) -> tuple[int, int]:
     return int(counts["hit"]), int(counts["miss"])
 
 
+def _cpu_by_process(deployment: Deployment) -> dict[str, dict[int, float]]:
+    """CPU seconds used so far by each process of each part of the bench, by pid."""
+    groups = {
+        "replicas": [r.process.pid for r in deployment.replicas if r.process is not None],
+        "simulated nodes": [deployment.nodes.process.pid] if deployment.nodes.process else [],
+        "PostgreSQL": processes_named("postgres"),
+        "Redis": processes_named("redis-server"),
+        "balancer": [deployment.balancer.process.pid] if deployment.balancer.process else [],
+        "load generator": [os.getpid()],
+    }
+    return {name: {pid: process_cpu_seconds(pid) for pid in pids} for name, pids in groups.items()}
+
+
+def _cpu_note(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], seconds: float
+) -> str:
+    """Where the machine's CPU went during the load: each part's seconds (processes that
+    ended during it, such as a PostgreSQL backend, are not counted)."""
+    used = {
+        name: sum(cpu - before[name].get(pid, 0.0) for pid, cpu in pids.items())
+        for name, pids in after.items()
+    }
+    parts = ", ".join(f"{name} {value:.1f}" for name, value in used.items())
+    available = seconds * (os.cpu_count() or 1)
+    return f"CPU seconds during the load ({available:.0f} available): {parts}"
+
+
 def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: bool) -> PhaseResult:
     with deployed(
         size, root, args.postgres, args.redis, args.stats_seconds, args.running_share
     ) as deployment:
         before = asyncio.run(stream_table(deployment.control_url))
+        cpu_before, started = _cpu_by_process(deployment), time.perf_counter()
         runs = asyncio.run(_load(deployment, args.seconds, args.concurrency))
+        cpu_note = _cpu_note(cpu_before, _cpu_by_process(deployment), time.perf_counter() - started)
         after = asyncio.run(stream_table(deployment.control_url))
         result = PhaseResult(
             size,
@@ -235,6 +267,7 @@ def run_phase(size: Size, root: Path, args: argparse.Namespace, *, takeover: boo
             deployment.notes,
         )
         result.unfollowed = deployment.unfollowed
+        result.notes.append(cpu_note)
         hits, misses = asyncio.run(_list_cache_lookups(deployment))
         result.notes.append(
             f"list pages answered from a replica's kept pages: {hits} of {hits + misses}"

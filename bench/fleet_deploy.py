@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -201,6 +202,33 @@ def rss_mib(server: Server) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far, its threads included (Linux
+    /proc); 0 for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    # utime and stime: the 14th and 15th fields, the 12th and 13th after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes_named(name: str) -> list[int]:
+    """Every process whose command name is ``name`` (``postgres``, ``redis-server``)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", encoding="utf-8") as comm:
+                if comm.read().strip() == name:
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
 
 
 def local_ports(server: Server) -> set[int]:
