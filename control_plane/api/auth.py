@@ -210,7 +210,11 @@ async def spend_password_try(
         settings.auth_secret or "",
         req.http.cookies.get(devices.cookie_name(settings.secure_cookies)),
     )
-    if device is not None and user is not None and device.knows(user.id):
+    if (
+        device is not None
+        and user is not None
+        and device.knows(user.id, since=user.sessions_ended_at)
+    ):
         subject = devices.device_subject(device)
     else:
         subject = devices.account_subject(email, has_account=user is not None)

@@ -14,10 +14,17 @@ The cookie opens nothing by itself: the password and the second factor are asked
 It is a token signed with HS256 under a key derived from ``STELLAR_AUTH_SECRET`` for this use
 only (rotating the secret makes every browser a stranger again), pinned algorithm, audience
 and issuer; ``jti`` names the browser's own allowance.
+
+Each account it names carries when the browser signed in as it. Whatever takes an account
+back by ending all its sessions (a password change or reset, an administrator ending them,
+disabling the account: ``users.sessions_ended_at``) makes every browser that signed in
+before a stranger to it again: a laptop stolen with its cookies no longer has an allowance
+of its own once its owner changed the password.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -43,13 +50,29 @@ _REQUIRED: Final = ["exp", "iat", "aud", "iss", "jti", "acc"]
 
 @dataclass(frozen=True)
 class Device:
-    """A browser that signed in before: its own id and the accounts (user ids) it signed in as."""
+    """A browser that signed in before: its own id, the accounts (user ids) it signed in as,
+    and when it last did as each (Unix ms)."""
 
     id: str
     accounts: tuple[str, ...]
+    signed_in_ms: tuple[int, ...] = ()
 
-    def knows(self, user_id: object) -> bool:
-        return str(user_id) in self.accounts
+    def knows(self, user_id: object, *, since: dt.datetime | None = None) -> bool:
+        """Whether the browser signed in as ``user_id``, and did so at ``since`` or later
+        (when all the account's sessions were last ended)."""
+        try:
+            index = self.accounts.index(str(user_id))
+        except ValueError:
+            return False
+        return since is None or self.signed_in_ms[index] >= _ms(since.timestamp())
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _entry(account: str, signed_in_ms: int) -> str:
+    return f"{account}/{signed_in_ms}"
 
 
 def cookie_name(secure: bool) -> str:
@@ -62,17 +85,27 @@ def _key(secret: str) -> bytes:
 
 
 def issue(
-    secret: str, accounts: Sequence[str], *, device_id: str | None = None, now: float | None = None
+    secret: str,
+    accounts: Sequence[str],
+    *,
+    device_id: str | None = None,
+    now: float | None = None,
+    signed_in_ms: Sequence[int] = (),
 ) -> str:
-    """A cookie value recognising this browser for ``accounts`` (the most recent first)."""
-    issued = int(time.time() if now is None else now)
+    """A cookie value recognising this browser for ``accounts`` (the most recent first),
+    signed in as each at ``signed_in_ms`` (by default: now)."""
+    moment = time.time() if now is None else now
+    times = [*signed_in_ms, *([_ms(moment)] * (len(accounts) - len(signed_in_ms)))]
+    kept: dict[str, int] = {}
+    for account, signed_in in zip(accounts, times, strict=True):
+        kept.setdefault(account, signed_in)  # an account's first (most recent) entry
     claims = {
         "iss": _ISSUER,
         "aud": _AUDIENCE,
-        "iat": issued,
-        "exp": issued + LIFETIME_SECONDS,
+        "iat": int(moment),
+        "exp": int(moment) + LIFETIME_SECONDS,
         "jti": device_id or secrets.token_urlsafe(16),
-        "acc": list(dict.fromkeys(accounts))[:MAX_ACCOUNTS],
+        "acc": [_entry(account, signed_in) for account, signed_in in kept.items()][:MAX_ACCOUNTS],
     }
     return jwt.encode(claims, _key(secret), algorithm=_ALGORITHM)
 
@@ -92,20 +125,38 @@ def read(secret: str, token: object) -> Device | None:
         )
     except jwt.PyJWTError:
         return None
-    device_id, accounts = claims["jti"], claims["acc"]
+    device_id, entries, issued = claims["jti"], claims["acc"], claims["iat"]
     if not isinstance(device_id, str) or not 8 <= len(device_id) <= 64:
         return None
-    if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
+    if not isinstance(entries, list) or not all(isinstance(a, str) for a in entries):
         return None
-    return Device(device_id, tuple(accounts[:MAX_ACCOUNTS]))
+    if not isinstance(issued, int):
+        return None
+    accounts, times = [], []
+    for entry in entries[:MAX_ACCOUNTS]:
+        # "<user id>/<ms>"; a cookie from before the times were kept: its issue time.
+        account, _, signed_in = entry.partition("/")
+        if signed_in and not (signed_in.isascii() and signed_in.isdigit()):
+            return None
+        accounts.append(account)
+        times.append(int(signed_in) if signed_in else issued * 1000)
+    return Device(device_id, tuple(accounts), tuple(times))
 
 
-def recognised(secret: str, token: object, user_id: str) -> str:
-    """The cookie value to set after ``user_id`` signed in with the browser that sent ``token``."""
+def recognised(secret: str, token: object, user_id: str, *, now: float | None = None) -> str:
+    """The cookie value to set after ``user_id`` signed in with the browser that sent ``token``
+    (the other accounts it names keep when it signed in as them)."""
     device = read(secret, token)
     if device is None:
-        return issue(secret, [user_id])
-    return issue(secret, [user_id, *device.accounts], device_id=device.id)
+        return issue(secret, [user_id], now=now)
+    moment = time.time() if now is None else now
+    return issue(
+        secret,
+        [user_id, *device.accounts],
+        device_id=device.id,
+        now=moment,
+        signed_in_ms=[_ms(moment), *device.signed_in_ms],
+    )
 
 
 def account_subject(email: str, *, has_account: bool) -> str:

@@ -192,7 +192,12 @@ async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
     and a change of address whose link went to the new address (an unused verification
     token for another address than the account's). Whoever held a session may have started
     them — this is how a password change, a reset, disabling or an administrator takes an
-    account back. Unused password-reset links go too. How many sessions there were."""
+    account back. Unused password-reset links go too, and every browser that signed in as
+    the user is a stranger to the account again (``User.sessions_ended_at``: its device
+    cookie no longer has an allowance of password tries of its own). How many sessions
+    there were."""
+    now = dt.datetime.now(dt.UTC)
+    await db.execute(update(User).where(User.id == user_id).values(sessions_ended_at=now))
     await db.execute(delete(LoginChallenge).where(LoginChallenge.user_id == user_id))
     current = select(User.email).where(User.id == user_id).scalar_subquery()
     await db.execute(
@@ -206,7 +211,7 @@ async def end_all_sessions(db: AsyncSession, user_id: uuid.UUID) -> int:
                 MailToken.purpose == "reset",
             ),
         )
-        .values(used_at=dt.datetime.now(dt.UTC))
+        .values(used_at=now)
         .execution_options(synchronize_session=False)
     )
     result = await db.execute(delete(Session).where(Session.user_id == user_id))

@@ -21,6 +21,9 @@ class User(IdMixin, CreatedMixin, CompatIdMixin, Base):
     password_hash: Mapped[str | None] = mapped_column(String(128), default=None)
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # When every session of the account was last ended (``end_all_sessions``): a browser
+    # that signed in before is a stranger to the account again (security/devices.py).
+    sessions_ended_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # When the address was proven by a mailed link (None: not yet; see docs/email.md).
     email_verified_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # The Pterodactyl-compatible API: the billing system's id, and what it sends that we only

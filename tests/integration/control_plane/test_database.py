@@ -229,7 +229,9 @@ async def test_control_console_grants_become_console_write_when_migrating(
     in their grant changes."""
     engine = create_engine(database_url)
     try:
-        await migrate.upgrade(engine, "0029")  # the schema 0030 leaves as it is
+        # The rows are made with today's models, then the schema goes back to before 0030
+        # (whose downgrade leaves grants as they are).
+        await migrate.upgrade(engine)
         async with transaction(session_factory(engine)) as db:
             owner = await users.create_user(
                 db, email="owner@a.org", password="x" * 12, is_admin=False, bcrypt_cost=4
@@ -258,6 +260,7 @@ async def test_control_console_grants_become_console_write_when_migrating(
                 expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
             )
             db.add_all([*subs, invitation])
+        await migrate.downgrade(engine, "0029")
         await migrate.upgrade(engine)
         async with transaction(session_factory(engine)) as db:
             after = [(await db.get(Subuser, sub.id)) for sub in subs]
@@ -274,12 +277,13 @@ async def test_control_console_grants_become_console_write_when_migrating(
 
 
 async def test_listed_rows_get_versions_of_their_own_when_migrating(database_url: str) -> None:
-    """0031: rows made before it get distinct random versions, a user's version is then read
-    with every credential, and the downgrade takes it all away again."""
+    """0031: rows made before it get distinct random versions, and the downgrade takes the
+    versions away again."""
     engine = create_engine(database_url)
     tables = ("servers", "subusers")
     try:
-        await migrate.upgrade(engine, "0030")
+        # The rows are made with today's models, then the schema goes back to before 0031.
+        await migrate.upgrade(engine)
         async with transaction(session_factory(engine)) as db:
             owner = await users.create_user(
                 db, email="owner@a.org", password="x" * 12, is_admin=False, bcrypt_cost=4
@@ -289,6 +293,13 @@ async def test_listed_rows_get_versions_of_their_own_when_migrating(database_url
             )
             server = await one_server(db, owner)
             db.add(Subuser(server_id=server.id, user_id=helper.id, permissions=["files.read"]))
+        await migrate.downgrade(engine, "0030")
+        async with engine.connect() as connection:
+            for table in tables:
+                names = await connection.run_sync(_column_names, table)
+                assert "list_version" not in names
+            rows = await connection.scalars(sa.text("SELECT id FROM listing_version"))
+            assert list(rows) == [1]
         await migrate.upgrade(engine)
         async with engine.connect() as connection:
             versions = [
@@ -303,14 +314,6 @@ async def test_listed_rows_get_versions_of_their_own_when_migrating(database_url
         assert len(set(versions)) == 2, versions
         assert 0 not in versions
         assert catalogue is not None
-        await migrate.downgrade(engine, "0030")
-        async with engine.connect() as connection:
-            for table in tables:
-                names = await connection.run_sync(_column_names, table)
-                assert "list_version" not in names
-            rows = await connection.scalars(sa.text("SELECT id FROM listing_version"))
-            assert list(rows) == [1]
-        await migrate.upgrade(engine)
     finally:
         await engine.dispose()
 

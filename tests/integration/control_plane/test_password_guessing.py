@@ -184,6 +184,45 @@ async def test_one_browser_is_recognised_for_each_account_signed_in_with_it(
         await shared.json("POST", "/api/v1/auth/logout", status=204)
 
 
+@pytest.mark.parametrize("taken_back", ["password_change", "administrator"])
+async def test_a_browser_recognised_before_the_account_was_taken_back_is_a_stranger_again(
+    panel: Panel, addresses: Iterator[dict[str, str]], taken_back: str
+) -> None:
+    """A laptop stolen with its cookies: once its owner changes the password (or an
+    administrator signs the account out everywhere), the laptop guesses against the
+    account's allowance like any stranger, not against an allowance of its own; the browser
+    that changed the password is recognised anew."""
+    laptop, phone = await panel.browser(), await panel.browser()
+    await laptop.login(VICTIM)
+    await laptop.json("POST", "/api/v1/auth/logout", status=204)
+    await phone.login(VICTIM)
+    password = PASSWORD
+    if taken_back == "password_change":
+        password = "a new passphrase, long enough"
+        changed = await phone.json(
+            "POST",
+            "/api/v1/auth/password",
+            json={"current_password": PASSWORD, "new_password": password},
+        )
+        phone.csrf = changed["csrf_token"]
+        await phone.json("POST", "/api/v1/auth/logout", status=204)
+    else:
+        admin = await panel.signed_in("root@example.org", admin=True)
+        victim = await victim_user_id(panel)
+        await admin.json("DELETE", f"/api/v1/users/{victim}/sessions", status=204)
+    # The account's allowance spent (the two first sign-ins took from it too).
+    stranger = await panel.browser()
+    guesses = 0
+    while await guess(stranger, addresses, VICTIM, WRONG) == 401:
+        guesses += 1
+    assert ALLOWANCE - 2 <= guesses < ALLOWANCE
+    assert await guess(laptop, addresses, VICTIM, password) == 429
+    if taken_back == "password_change":
+        assert await guess(phone, addresses, VICTIM, password) == 200
+    else:
+        assert await guess(phone, addresses, VICTIM, password) == 429
+
+
 async def victim_user_id(panel: Panel) -> str:
     async with panel.db() as db:
         return str(await db.scalar(select(User.id).where(User.email == VICTIM)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import jwt
@@ -21,6 +22,38 @@ def test_a_browser_is_recognised_for_each_account_it_signed_in_as_most_recent_fi
     assert device.id == devices.read(SECRET, first).id  # type: ignore[union-attr]
     assert device.knows("user-b")
     assert not device.knows("user-c")
+
+
+def test_a_browser_is_a_stranger_to_an_account_whose_sessions_were_ended_since() -> None:
+    """Each account carries when the browser signed in as it; an account whose sessions were
+    all ended after that (a password change) no longer knows the browser."""
+    start = int(time.time()) - 3_000
+    first = devices.recognised(SECRET, None, "user-a", now=start + 1_000)
+    both = devices.recognised(SECRET, first, "user-b", now=start + 2_000)
+    device = devices.read(SECRET, both)
+    assert device is not None
+    assert device.signed_in_ms == ((start + 2_000) * 1000, (start + 1_000) * 1000)
+    ended = dt.datetime.fromtimestamp(start + 1_500, dt.UTC)
+    assert device.knows("user-a")
+    assert not device.knows("user-a", since=ended)
+    assert device.knows("user-b", since=ended)
+    assert device.knows("user-b", since=dt.datetime.fromtimestamp(start + 2_000, dt.UTC))
+    again = devices.read(SECRET, devices.recognised(SECRET, both, "user-a", now=start + 3_000))
+    assert again is not None
+    assert again.knows("user-a", since=ended)
+
+
+def test_a_cookie_from_before_the_times_were_kept_counts_from_its_issue() -> None:
+    issued = int(time.time()) - 100
+    claims = jwt.decode(
+        devices.issue(SECRET, ["user-a"], now=issued), options={"verify_signature": False}
+    )
+    old = jwt.encode({**claims, "acc": ["user-a"]}, devices._key(SECRET))
+    device = devices.read(SECRET, old)
+    assert device is not None
+    assert device.signed_in_ms == (issued * 1000,)
+    forged = jwt.encode({**claims, "acc": ["user-a/soon"]}, devices._key(SECRET))
+    assert devices.read(SECRET, forged) is None
 
 
 def test_at_most_eight_accounts_are_kept() -> None:
