@@ -4,7 +4,9 @@ One task per node, under a lease (:mod:`control_plane.db.leases`: one replica li
 node at a time; another takes over within seconds when the holder dies or freezes). The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
-audited.
+audited. When the node says it dropped events for this stream (a follower that fell
+behind), every server's state is read from the node again, as after a reconnect (at most
+once per :data:`RESYNC_FLOOR_SECONDS`).
 
 A finished install is kept on the server (exit code, seconds, last lines, reason: what
 ``GET /api/v1/servers/{id}`` shows as ``install``). A failed one leaves the server in the
@@ -60,6 +62,7 @@ from shared.node_api import (
     BackupEvent,
     CrashEvent,
     DiskFullEvent,
+    EventsDropped,
     SftpFailuresEvent,
     SftpLoginEvent,
     StatsEvent,
@@ -71,6 +74,9 @@ STATES = frozenset(
 )
 MAX_BACKOFF_SECONDS = 60.0
 RESCAN_SECONDS = 3.0
+# At most one read of every server's state per this many seconds after the node said it
+# dropped events for us (a node that says so in a loop gets no more reads out of it).
+RESYNC_FLOOR_SECONDS: Final = 30.0
 # How often a replica that does not follow a node asks for its lease: with the lease's
 # expiry, what a takeover takes at most.
 CLAIM_SECONDS = 2.0
@@ -264,6 +270,7 @@ class NodeEventListener:
         try:
             # Events sent while we were away are lost: read every server's state once now.
             await self._resync(node)
+            resynced_at, owed = self._clock(), False
             async for message in socket:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
@@ -278,15 +285,29 @@ class NodeEventListener:
                         await socket.send_json({"event": "auth", "args": [token]})
                     elif event.get("type") == "stats":
                         await self._sample(node, recorder, event)
+                    elif event.get("type") == "dropped":
+                        owed = True  # what the lost events said: read every state again
+                        self._dropped(node, event)
                     else:
                         log.debug("node event", node=node.name, data=event)
                         await self._apply(node, event)
+                if owed and self._clock() - resynced_at >= RESYNC_FLOOR_SECONDS:
+                    await self._resync(node)
+                    resynced_at, owed = self._clock(), False
         finally:
             metrics.event_stream_connected.labels(node.name).set(0)
             await socket.close()
             # What this stream had folded so far: a later follower's rows merge with it.
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.store(node, recorder.take_all()))
+
+    def _dropped(self, node: Node, event: dict[str, Any]) -> None:
+        try:
+            lost = EventsDropped.model_validate(event).count
+        except ValidationError:
+            return
+        log.warning("node events dropped: reading its servers again", node=node.name, lost=lost)
+        self._app[METRICS].node_events_dropped.labels(node.name).inc(max(0, lost))
 
     async def _sample(self, node: Node, recorder: HistoryRecorder, event: dict[str, Any]) -> None:
         """Fold one resource sample in; write the buckets it completes."""

@@ -249,6 +249,13 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
+        self.node_events_dropped = Counter(
+            "stellar_node_events_dropped",
+            "Events the node says it dropped for this replica's stream (it fell behind); the "
+            "node's servers are read again after them.",
+            ["node"],
+            registry=registry,
+        )
         self.node_events_not_audited = Counter(
             "stellar_node_events_not_audited",
             "Events of the node applied but not audited: past its audit budget.",

@@ -150,7 +150,7 @@ class VolumeSftp(asyncssh.SFTPServer):
             handle = await self._run(permission, lambda f: f.open_handle(name, mode))
         except asyncssh.SFTPNoSuchFile as err:
             session.open_files -= 1
-            if asked.create and not mode.create:
+            if asked.create and not mode.create and await self._folder_exists(name, permission):
                 raise _needs(CREATE, "creating a file", err) from err
             raise
         except asyncssh.SFTPFileAlreadyExists as err:
@@ -163,6 +163,16 @@ class VolumeSftp(asyncssh.SFTPServer):
             raise
         self._open.add(handle)
         return handle
+
+    async def _folder_exists(self, name: str, permission: str) -> bool:
+        """Whether the folder ``name`` would be made in is there (an open refused for a
+        missing folder says so, not which permission making the file would take)."""
+        folder = posixpath.dirname(posixpath.normpath("/" + name))
+        try:
+            await self._run(permission, lambda f: f.lstat(folder))
+        except asyncssh.SFTPNoSuchFile:
+            return False
+        return True
 
     def _allowed_write(self, mode: OpenMode) -> tuple[OpenMode, str]:
         """An open for writing narrowed to what the session may do, as the HTTP routes

@@ -282,6 +282,15 @@ def _refusal(action: Callable[[], object]) -> str | None:
     return None
 
 
+def _error(action: Callable[[], object]) -> str | None:
+    """What a file that does not exist (or is in a folder that does not) was refused with."""
+    try:
+        action()
+    except FileNotFoundError as err:
+        return str(err)
+    return None
+
+
 def _put(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: str = "w") -> None:
     with sftp.open(path, mode) as remote:
         remote.write(data)
@@ -313,12 +322,16 @@ async def test_making_a_file_needs_files_create_and_changing_one_needs_files_wri
                 "new file, exclusive": _refusal(lambda: _put(sftp, "/p2.jar", b"p", "wx")),
                 "append to new": _refusal(lambda: _put(sftp, "/p3.jar", b"p", "a")),
                 "mkdir": _refusal(lambda: sftp.mkdir("/plugins")),
+                "in a missing folder": _error(lambda: _put(sftp, "/nowhere/new.jar", b"p")),
             }
 
     refused = await asyncio.to_thread(as_editor)
     assert refused["edit"] is None
     for attempt in ("new file", "new file, exclusive", "append to new", "mkdir"):
         assert "files.create" in (refused[attempt] or ""), attempt
+    # The folder is the first problem there: the refusal says so, not the permission.
+    assert refused["in a missing folder"] is not None
+    assert "files.create" not in refused["in a missing folder"]
     assert sorted(os.listdir(volume)) == ["server.properties"]
     assert (volume / "server.properties").read_text() == "motd=edited\n"
 

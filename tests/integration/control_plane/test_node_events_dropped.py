@@ -1,0 +1,130 @@
+"""A node that dropped events for a follower that fell behind: the states are read again.
+
+The agent's stream keeps a bounded queue per subscriber; a follower that falls behind loses
+events and is told how many (``{"type": "dropped"}``) once it catches up. The servers whose
+state changes were among them would keep a stale state until their next change: after the
+notice the follower reads every server's state from the node again, as after a reconnect —
+at most once per ``RESYNC_FLOOR_SECONDS``, so a node that says so in a loop gets no more.
+Fed through a real WebSocket from a node application and the control plane's own client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from control_plane.db.models import Node
+from control_plane.db.session import transaction
+from control_plane.keys import METRICS, SESSIONS
+from control_plane.nodes.events import RESYNC_FLOOR_SECONDS, NodeEventListener
+from shared.server_spec import ServerStatus
+from tests.integration.control_plane.test_node_event_flood import (
+    AnyLease,
+    signing_world,
+    state_of,
+)
+from tests.support.clocks import MonotonicClock
+
+
+class DroppingNode:
+    """Reports a state, then (on ``go``) says it dropped events; its servers' states when read
+    are ``state`` (what the lost events would have said)."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.state = "offline"
+        self.reads = 0
+        self.go = asyncio.Event()
+
+    def app(self) -> web.Application:
+        async def events(request: web.Request) -> web.StreamResponse:
+            socket = web.WebSocketResponse()
+            await socket.prepare(request)
+            await socket.send_json({"type": "state", "server": self.server, "state": "running"})
+            while True:
+                await self.go.wait()
+                self.go.clear()
+                await socket.send_json({"type": "dropped", "count": 7})
+
+        async def read(request: web.Request) -> web.Response:
+            self.reads += 1
+            status = ServerStatus(
+                uuid=uuid.UUID(request.match_info["server_id"]),
+                state=self.state,
+                desired_power="stopped",
+                install="installed",
+                install_exit_code=0,
+                stopping=False,
+                container=None,
+            )
+            return web.json_response(text=status.model_dump_json())
+
+        app = web.Application()
+        app.router.add_get("/api/v1/events", events)
+        app.router.add_get("/api/v1/servers/{server_id}", read)
+        return app
+
+
+async def test_a_node_that_dropped_events_has_its_states_read_again(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    world = await signing_world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    app = world.panel.server.app
+    server = world.ids["alice_server"]
+    node = DroppingNode(server)
+    served = await aiohttp_server(node.app())
+    await world.admin.json(
+        "PATCH",
+        f"/api/v1/nodes/{world.ids['node']}",
+        json={"url": f"http://127.0.0.1:{served.port}"},
+    )
+    async with transaction(app[SESSIONS]) as db:
+        row = await db.get(Node, uuid.UUID(world.ids["node"]))
+    assert row is not None
+    clock = MonotonicClock()
+    listener = NodeEventListener(app, clock=clock)
+    listening = asyncio.create_task(listener._listen(row.id, AnyLease()))  # type: ignore[arg-type]
+
+    async def state_becomes(state: str) -> None:
+        async with asyncio.timeout(30):
+            while await state_of(world, server) != state:
+                assert not listening.done(), listening.result()
+                await asyncio.sleep(0.05)
+
+    try:
+        await state_becomes("running")  # the connect's read (offline), then the event
+        reads = node.reads
+        # The game stopped and crashed while the follower was behind: those events were lost.
+        node.state = "crashed"
+        clock.advance(RESYNC_FLOOR_SECONDS)
+        node.go.set()
+        await state_becomes("crashed")
+        assert node.reads > reads
+        dropped = app[METRICS].node_events_dropped.labels(row.name)._value.get()
+        assert dropped == 7
+
+        # Said again at once: no read before the floor has passed, one after it.
+        reads = node.reads
+        node.state = "offline"
+        node.go.set()
+        async with asyncio.timeout(30):
+            while app[METRICS].node_events_dropped.labels(row.name)._value.get() < 14:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert node.reads == reads
+        assert await state_of(world, server) == "crashed"
+        clock.advance(RESYNC_FLOOR_SECONDS)
+        node.go.set()
+        await state_becomes("offline")
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
