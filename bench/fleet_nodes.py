@@ -91,10 +91,10 @@ class LoggedEventBus(NodeEventBus):
         super().__init__()
         self._streams = streams
 
-    def subscribe(self) -> EventSubscription:
+    def subscribe(self, after: str | None = None) -> EventSubscription:
         self._streams.open += 1
         self._streams.opened.append(time.monotonic())
-        return super().subscribe()
+        return super().subscribe(after)
 
     def publish(self, event: NodeEvent) -> None:
         kind = str(getattr(event, "type", type(event).__name__))

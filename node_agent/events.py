@@ -3,30 +3,51 @@
 :class:`NodeEventBus` fans each event out to every subscriber (``GET /api/v1/events``
 sockets). Publishing never waits: each subscriber has a bounded queue, and one that falls
 behind loses events, counted, and is told how many with an ``EventsDropped`` once it catches up.
+
+Every event gets the next number of the agent's stream (a stream per start of the agent,
+its ``epoch``), and the audit-worthy ones (``shared.node_api.REPLAYED``: crashes, backups,
+full disks, SFTP logins and failures) are kept, the last :data:`BACKLOG_EVENTS` of them: a
+follower that was away (a control-plane replica restarted or taken over) resumes after the
+last one it applied and gets those it missed first. States need no replay (a follower reads
+them again on every connect).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
 import structlog
 
 from node_agent.docker.containers import ImagePull
-from shared.node_api import DiskFullEvent, EventsDropped, ImagePullEvent, NodeEvent
+from shared.node_api import (
+    REPLAYED,
+    DiskFullEvent,
+    EventsDropped,
+    ImagePullEvent,
+    NodeEvent,
+    Numbered,
+    StreamStart,
+)
 
 log = structlog.get_logger("agent.events")
 SUBSCRIBER_QUEUE_EVENTS: Final = 1000
+# Audit-worthy events kept for a follower that resumes (at most a subscriber's queue).
+BACKLOG_EVENTS: Final = 1000
 
 
 class EventSubscription:
-    """One subscriber's queue and the count of events it lost."""
+    """One subscriber's queue and the count of events it lost; ``start`` is its stream's
+    first frame."""
 
-    def __init__(self, max_events: int) -> None:
+    def __init__(self, max_events: int, start: StreamStart) -> None:
         self._queue: asyncio.Queue[NodeEvent] = asyncio.Queue(max_events)
+        self.start = start
         self.dropped = 0
         self._lost_since_told = 0
 
@@ -48,10 +69,15 @@ class EventSubscription:
 class NodeEventBus:
     """Every subscriber of this node's events."""
 
-    def __init__(self, queue_events: int = SUBSCRIBER_QUEUE_EVENTS) -> None:
+    def __init__(
+        self, queue_events: int = SUBSCRIBER_QUEUE_EVENTS, backlog_events: int = BACKLOG_EVENTS
+    ) -> None:
         self._queue_events = queue_events
         self._subscribers: set[EventSubscription] = set()
         self.published = 0
+        # This start of the agent's stream, and the kept events (numbered, oldest first).
+        self.epoch = secrets.token_hex(8)
+        self._backlog: deque[NodeEvent] = deque(maxlen=min(backlog_events, queue_events))
         # Called with each event as it is published (the agent's metrics); never waits.
         self.observers: list[Callable[[NodeEvent], None]] = []
 
@@ -60,8 +86,19 @@ class NodeEventBus:
         """Events lost by current subscribers, in total."""
         return sum(subscriber.dropped for subscriber in self._subscribers)
 
-    def subscribe(self) -> EventSubscription:
-        subscription = EventSubscription(self._queue_events)
+    def subscribe(self, after: str | None = None) -> EventSubscription:
+        """A new subscriber; with ``after`` (``<epoch>:<seq>``, the last numbered event it
+        applied), first the kept events that came after that one: of this stream those
+        numbered above ``seq``; from another start of the agent (or ``after`` naming none),
+        every kept one — all came after it."""
+        start = StreamStart(epoch=self.epoch, seq=self.published)
+        subscription = EventSubscription(self._queue_events, start)
+        epoch, _, seq = (after or "").partition(":")
+        if after is not None:
+            since = int(seq) if epoch == self.epoch and seq.isdigit() else 0
+            for event in self._backlog:
+                if isinstance(event, Numbered) and (event.seq or 0) > since:
+                    subscription.offer(event)
         self._subscribers.add(subscription)
         return subscription
 
@@ -72,6 +109,9 @@ class NodeEventBus:
     def publish(self, event: NodeEvent) -> None:
         """Hand ``event`` to every subscriber without waiting for any."""
         self.published += 1
+        if event.type in REPLAYED and isinstance(event, Numbered):
+            event = event.model_copy(update={"seq": self.published})
+            self._backlog.append(event)
         for observer in self.observers:
             observer(event)
         for subscriber in self._subscribers:

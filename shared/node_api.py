@@ -55,6 +55,19 @@ class Health(BaseModel):
 # Each text frame is one JSON object; ``type`` says which of the models below it is.
 
 
+# The largest number an event of a stream may have (18 digits: the control plane keeps it).
+MAX_SEQ: Final = 10**18 - 1
+
+
+class Numbered(BaseModel):
+    """An event the agent keeps a while after publishing it (``REPLAYED``): ``seq`` is its
+    number in the agent's stream, for a follower that resumes after a gap
+    (``GET /api/v1/events?after=<epoch>:<seq>``). Audit-worthy events only: states are read
+    again on every reconnect, samples are not worth a second look."""
+
+    seq: int | None = Field(default=None, ge=1, le=MAX_SEQ)
+
+
 class StateEvent(BaseModel):
     """A server's state changed."""
 
@@ -65,7 +78,7 @@ class StateEvent(BaseModel):
     state: ServerState
 
 
-class CrashEvent(BaseModel):
+class CrashEvent(Numbered):
     """A game exited without being asked to; ``restarting`` says whether the agent restarts it."""
 
     model_config = ConfigDict(frozen=True)
@@ -108,7 +121,7 @@ class ImagePullEvent(BaseModel):
     detail: str | None = None
 
 
-class DiskFullEvent(BaseModel):
+class DiskFullEvent(Numbered):
     """A server's volume reached its limit (reported by the storage backend)."""
 
     model_config = ConfigDict(frozen=True)
@@ -119,7 +132,7 @@ class DiskFullEvent(BaseModel):
     limit_bytes: int | None = None
 
 
-class BackupEvent(BaseModel):
+class BackupEvent(Numbered):
     """A backup (``operation`` create) or a restore from one changed status."""
 
     model_config = ConfigDict(frozen=True)
@@ -154,7 +167,7 @@ class StatsEvent(BaseModel):
     disk_limit_bytes: int | None = None
 
 
-class SftpLoginEvent(BaseModel):
+class SftpLoginEvent(Numbered):
     """An SFTP login to a known account of one of this node's servers, or a failed one
     (failures naming no known account are only logged and counted on the agent)."""
 
@@ -168,7 +181,7 @@ class SftpLoginEvent(BaseModel):
     address: str
 
 
-class SftpFailuresEvent(BaseModel):
+class SftpFailuresEvent(Numbered):
     """Failed SFTP login attempts from one source (an IPv4 address or an IPv6 /64; ``*``:
     sources past the agent's table) over the last ``seconds``, by reason. Every failure is
     counted here, those naming an unknown account too; one event per source and window."""
@@ -191,6 +204,23 @@ class EventsDropped(BaseModel):
     count: int
 
 
+class StreamStart(BaseModel):
+    """The first frame of every event stream: the agent's stream (``epoch``: new at each start
+    of the agent) and the number of the last event published before this subscriber came.
+    Numbered events up to ``seq`` that follow it are replays of what it asked to resume
+    after; those after it are new."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["stream"] = "stream"
+    epoch: str = Field(pattern=r"^[0-9a-f]{16}$")
+    seq: int = Field(ge=0, le=MAX_SEQ)
+
+
+# The kinds of events the agent keeps for a follower that resumes (``Numbered``).
+REPLAYED: Final = frozenset({"crash", "disk_full", "backup", "sftp_login", "sftp_failures"})
+
+
 NodeEvent = Annotated[
     StateEvent
     | CrashEvent
@@ -201,7 +231,8 @@ NodeEvent = Annotated[
     | SftpLoginEvent
     | SftpFailuresEvent
     | StatsEvent
-    | EventsDropped,
+    | EventsDropped
+    | StreamStart,
     Field(discriminator="type"),
 ]
 NODE_EVENT: TypeAdapter[NodeEvent] = TypeAdapter(NodeEvent)

@@ -107,6 +107,15 @@ class LogLines(BaseModel):
     lines: int = Field(default=100, ge=1, le=MAX_LOG_LINES)
 
 
+class EventsAfter(BaseModel):
+    """``?after=<epoch>:<seq>``: the stream first replays the numbered events it still keeps
+    that came after ``seq`` in the agent's stream ``epoch`` (``shared.node_api.StreamStart``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}:[0-9]{1,18}$")
+
+
 @dataclass(frozen=True)
 class NodeEndpoint(Generic[In, Out]):
     """One endpoint of the agent's API."""
@@ -171,7 +180,7 @@ NODE_METRICS = NodeEndpoint(
 )  # fmt: skip
 NODE_EVENT_STREAM = NodeEndpoint(
     "GET", "/api/v1/events", "node.events", "node", NoBody, NoBody,
-    "The node's event stream (shared.node_api.NodeEvent frames)",
+    "The node's event stream (shared.node_api.NodeEvent frames)", query=EventsAfter,
     body="none", answer="websocket",
 )  # fmt: skip
 

@@ -67,6 +67,7 @@ from shared.node_endpoints import (
     SERVER_REINSTALL,
     SERVER_STATS,
     SERVER_UPDATE,
+    EventsAfter,
     FilePath,
     FileSave,
     FileUpload,
@@ -105,11 +106,17 @@ class NodeClient(NodeTransport):
             raise UpstreamFailed(f"node {node.name!r} sent more metrics than we read")
         return body
 
-    async def open_events(self, node: Node) -> aiohttp.ClientWebSocketResponse:
-        return await self.open_websocket(NODE_EVENT_STREAM, node, user="system")
+    async def open_events(
+        self, node: Node, *, after: str | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        """The node's event stream; ``after`` (``<epoch>:<seq>``): resumed after that event."""
+        query = EventsAfter(after=after)
+        return await self.open_websocket(NODE_EVENT_STREAM, node, user="system", query=query)
 
-    def events_token(self, node: Node) -> str:
-        return self.socket_token(NODE_EVENT_STREAM, node, user="system")
+    def events_token(self, node: Node, *, after: str | None = None) -> str:
+        """A renewal of the stream opened with ``after``."""
+        query = EventsAfter(after=after)
+        return self.socket_token(NODE_EVENT_STREAM, node, user="system", query=query)
 
     async def push_sftp_access(
         self, node: Node, access: SftpAccess, *, user: str = "system"

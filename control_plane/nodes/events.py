@@ -8,6 +8,13 @@ audited. When the node says it dropped events for this stream (a follower that f
 behind), every server's state is read from the node again, as after a reconnect (at most
 once per :data:`RESYNC_FLOOR_SECONDS`).
 
+The audit-worthy events (crashes, backups, full disks, SFTP logins and failures) are
+numbered in the agent's stream and kept there a while. Each is applied in a transaction
+that also records it as the node's ``events_cursor``; a follower resumes after the cursor
+(a replica restarted, or one taking over from a replica that died), so the events sent
+while no one followed are applied once, late, and none twice. A replayed crash is audited
+but does not set the state: the read on connecting has the state of now.
+
 A finished install is kept on the server (exit code, seconds, last lines, reason: what
 ``GET /api/v1/servers/{id}`` shows as ``install``). A failed one leaves the server in the
 state ``install_failed``: the node reports it ``offline`` afterwards, which does not
@@ -39,7 +46,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from control_plane import background
 from control_plane.api import server_actions
@@ -59,6 +66,7 @@ from control_plane.services.servers.installs import (
 )
 from control_plane.services.servers.state import change_state
 from shared.node_api import (
+    MAX_SEQ,
     BackupEvent,
     CrashEvent,
     DiskFullEvent,
@@ -66,6 +74,7 @@ from shared.node_api import (
     SftpFailuresEvent,
     SftpLoginEvent,
     StatsEvent,
+    StreamStart,
 )
 
 log = structlog.get_logger("nodes.events")
@@ -139,7 +148,7 @@ class _Allowance:
 def audited(event: BaseModel) -> dict[str, Any]:
     """What the audit trail keeps of a node's event: its own fields, every text cut, a number
     that is none (NaN, Infinity: JSON in Python, not in PostgreSQL or a browser) left out."""
-    details = event.model_dump(mode="json", exclude={"type", "server", "last_lines"})
+    details = event.model_dump(mode="json", exclude={"type", "server", "last_lines", "seq"})
     return {key: _kept(value) for key, value in details.items()}
 
 
@@ -159,6 +168,51 @@ def _kept(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+# The stream named by a follower that has applied nothing yet (an agent's epoch is random).
+NO_STREAM: Final = "0" * 16
+
+
+@dataclass
+class StreamPosition:
+    """Where a follower is in a node's stream: the agent's stream (``epoch``), the last
+    numbered event applied there (by this follower or one before it), and the last one the
+    agent had published when this follower subscribed (those up to it are replays)."""
+
+    epoch: str | None = None
+    applied: int = 0
+    start: int = 0
+
+    @classmethod
+    def resuming(cls, cursor: str | None) -> StreamPosition:
+        epoch, _, seq = (cursor or "").partition(":")
+        if not epoch or not seq.isdigit():
+            return cls()
+        return cls(epoch, int(seq))
+
+    @property
+    def cursor(self) -> str:
+        """What to resume after; before any event was applied, a stream of no start of the
+        agent: every event it kept is new."""
+        return f"{self.epoch or NO_STREAM}:{self.applied}"
+
+    def started(self, frame: dict[str, Any]) -> None:
+        """The stream's first frame: a stream of another start of the agent begins anew."""
+        try:
+            start = StreamStart.model_validate(frame)
+        except ValidationError:
+            return
+        if start.epoch != self.epoch:
+            self.epoch, self.applied = start.epoch, 0
+        self.start = start.seq
+
+    def number(self, event: dict[str, Any]) -> int | None:
+        """The event's number in the stream, if it is numbered (and the stream said which)."""
+        seq = event.get("seq")
+        if self.epoch is None or not isinstance(seq, int) or isinstance(seq, bool):
+            return None
+        return seq if 1 <= seq <= MAX_SEQ else None
 
 
 class NodeEventListener:
@@ -261,7 +315,10 @@ class NodeEventListener:
         # already on the new one, and the events sent while it reconnected were lost.)
         self._urls[node_id] = node.url
         client = self._app[NODES]
-        socket = await client.open_events(node)
+        # Resumed after the last audit-worthy event applied (the agent replays what it kept).
+        position = StreamPosition.resuming(node.events_cursor)
+        after = position.cursor
+        socket = await client.open_events(node, after=after)
         log.info("following node events", node=node.name)
         metrics = self._app[METRICS]
         metrics.event_stream_connected.labels(node.name).set(1)
@@ -281,8 +338,10 @@ class NodeEventListener:
                     if not isinstance(event, dict):
                         continue
                     if event.get("type") == "token_expiring":
-                        token = client.events_token(node)
+                        token = client.events_token(node, after=after)
                         await socket.send_json({"event": "auth", "args": [token]})
+                    elif event.get("type") == "stream":
+                        position.started(event)
                     elif event.get("type") == "stats":
                         await self._sample(node, recorder, event)
                     elif event.get("type") == "dropped":
@@ -290,7 +349,7 @@ class NodeEventListener:
                         self._dropped(node, event)
                     else:
                         log.debug("node event", node=node.name, data=event)
-                        await self._apply(node, event)
+                        await self._apply(node, event, position=position)
                 if owed and self._clock() - resynced_at >= RESYNC_FLOOR_SECONDS:
                     await self._resync(node)
                     resynced_at, owed = self._clock(), False
@@ -374,13 +433,25 @@ class NodeEventListener:
             event = {"type": "state", "server": str(server_id), "state": state}
             await self._apply(node, event, resync=True)
 
-    async def _apply(self, node: Node, event: dict[str, Any], *, resync: bool = False) -> None:
+    async def _apply(
+        self,
+        node: Node,
+        event: dict[str, Any],
+        *,
+        resync: bool = False,
+        position: StreamPosition | None = None,
+    ) -> None:
         """Apply one event; ``resync``: what the node reported when asked (a state stands).
-        An install outcome already recorded is not recorded again."""
+        An install outcome already recorded is not recorded again, nor a numbered event
+        applied before (``position``: where the stream is)."""
         kind = event.get("type")
         start_now = False
+        seq = position.number(event) if position is not None else None
+        if position is not None and seq is not None and seq <= position.applied:
+            return  # applied before this follower came, or replayed twice
+        replayed = position is not None and seq is not None and seq <= position.start
         if kind == "sftp_failures":
-            await self._sftp_failures(node, event)
+            await self._sftp_failures(node, event, position, seq)
             return
         if not isinstance(kind, str):
             return
@@ -393,6 +464,8 @@ class NodeEventListener:
             server = await db.get(Server, server_id)
             if server is None or server.node_id != node.id:
                 return
+            if position is not None and seq is not None:
+                await self._advance(db, node, position, seq)
             if kind == "state" and str(event.get("state")) in STATES:
                 state = str(event["state"])
                 # A failed install's server is offline on the node; here it stays failed.
@@ -402,8 +475,10 @@ class NodeEventListener:
                     forget_install(server)
             elif isinstance(told, CrashEvent):
                 state = "starting" if told.restarting else "crashed"
-                # Published even when the node's own ``crashed`` state event was lost.
-                await change_state(db, server, state)
+                # Published even when the node's own ``crashed`` state event was lost; not
+                # when replayed (the read on connecting has the state of now).
+                if not replayed:
+                    await change_state(db, server, state)
                 await self._audit_server(db, node, "server.crashed", server, audited(told))
             elif kind == "install":
                 # Once, whichever comes first: the event, or the read after (re)connecting
@@ -457,7 +532,20 @@ class NodeEventListener:
                     {"by": "start_on_completion", "reason": err.message[:MAX_AUDITED_TEXT]},
                 )
 
-    async def _sftp_failures(self, node: Node, event: dict[str, Any]) -> None:
+    async def _advance(self, db: Any, node: Node, position: StreamPosition, seq: int) -> None:
+        """Record numbered event ``seq`` as applied, in the transaction that applies it."""
+        position.applied = max(position.applied, seq)
+        await db.execute(
+            update(Node).where(Node.id == node.id).values(events_cursor=position.cursor)
+        )
+
+    async def _sftp_failures(
+        self,
+        node: Node,
+        event: dict[str, Any],
+        position: StreamPosition | None = None,
+        seq: int | None = None,
+    ) -> None:
         """One window's failed SFTP logins from one source: one audit row on the node."""
         try:
             summary = SftpFailuresEvent.model_validate(event)
@@ -476,6 +564,8 @@ class NodeEventListener:
             "node.sftp.login_failures", target_type="node", target_id=str(node.id), details=details
         )
         async with transaction(self._app[SESSIONS]) as db:
+            if position is not None and seq is not None:
+                await self._advance(db, node, position, seq)
             await self._audit(db, node, row)
 
     async def _audit_server(

@@ -484,9 +484,11 @@ class NodeTransport:
         *,
         user: str,
         server_id: uuid.UUID | None = None,
+        query: BaseModel | None = None,
     ) -> str:
-        """A command token for a WebSocket row: opens the socket, or renews an open one."""
-        _url, headers = self._socket(endpoint, node, user=user, server_id=server_id)
+        """A command token for a WebSocket row: opens the socket, or renews an open one (the
+        same ``query``: a token signs the path with its query)."""
+        _url, headers = self._socket(endpoint, node, user=user, server_id=server_id, query=query)
         return headers["Authorization"].removeprefix("Bearer ")
 
     def _socket(
@@ -496,6 +498,7 @@ class NodeTransport:
         *,
         user: str,
         server_id: uuid.UUID | None,
+        query: BaseModel | None = None,
     ) -> tuple[URL, dict[str, str]]:
         if endpoint.answer != "websocket":
             raise TypeError(f"{endpoint.action} is not a WebSocket")
@@ -505,7 +508,7 @@ class NodeTransport:
             user=user,
             server_id=server_id,
             backup_id=None,
-            query=None,
+            query=query,
             signed_body=b"",
         )
 
@@ -516,10 +519,11 @@ class NodeTransport:
         *,
         user: str,
         server_id: uuid.UUID | None = None,
+        query: BaseModel | None = None,
     ) -> aiohttp.ClientWebSocketResponse:
         """Connect to a WebSocket row of the agent with a command token for it."""
         _outside_transactions(node)
-        url, headers = self._socket(endpoint, node, user=user, server_id=server_id)
+        url, headers = self._socket(endpoint, node, user=user, server_id=server_id, query=query)
         ssl = self._ssl(node)
         sent_at = time.time()
         try:

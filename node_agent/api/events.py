@@ -1,14 +1,17 @@
 """The node's event stream for the control plane.
 
-    GET /api/v1/events   node.events (sub ``node``)   WebSocket
+    GET /api/v1/events[?after=<epoch>:<seq>]   node.events (sub ``node``)   WebSocket
 
 Each text frame is one event of ``shared.node_api.NodeEvent`` (``state``, ``crash``,
 ``install``, ``image_pull``, ``disk_full``, and ``dropped`` when this subscriber fell behind
-and lost some). Inbound, only ``{"event": "auth", "args": [token]}`` (renewal, as on the
-console) is read; the socket's own frames are ``{"type": "token_expiring"}``,
-``{"type": "auth_success"}`` and ``{"type": "error", "message": ...}``. Close codes as on the
-console (4001 token expired, 1001 agent stopping). Several subscribers may listen at once;
-a slow one never slows the agent.
+and lost some). The first is ``stream`` (``StreamStart``: the agent's stream and the number
+of its last event); with ``after``, the kept audit-worthy events that came after that one
+in this stream follow it, then the new ones (``node_agent/events.py``). Inbound, only
+``{"event": "auth", "args": [token]}`` (renewal, as on the console) is read; the socket's
+own frames are ``{"type": "token_expiring"}``, ``{"type": "auth_success"}`` and
+``{"type": "error", "message": ...}``. Close codes as on the console (4001 token expired,
+1001 agent stopping). Several subscribers may listen at once; a slow one never slows the
+agent.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from node_agent.events import EventSubscription
 from node_agent.keys import CLAIMS, NODE_EVENTS, OPEN_SOCKETS, SETTINGS, VERIFIER
 from node_agent.security.socket_lease import SocketLease
 from node_agent.security.verify import serves
+from shared.errors import InvalidRequest
 from shared.node_api import ConsoleInbound
-from shared.node_endpoints import NODE_EVENT_STREAM
+from shared.node_endpoints import NODE_EVENT_STREAM, EventsAfter
 from shared.protocol import CommandRejected
 
 routes = web.RouteTableDef()
@@ -43,7 +47,11 @@ async def node_events(request: web.Request) -> web.StreamResponse:
     """Every state change, crash, install, pull and full disk on this node, as it happens."""
     limits = request.app[SETTINGS].console
     bus = request.app[NODE_EVENTS]
-    subscription = bus.subscribe()
+    try:
+        after = EventsAfter.model_validate(dict(request.query)).after
+    except ValidationError as err:
+        raise InvalidRequest("after must be <epoch>:<seq>, as a stream's events give them") from err
+    subscription = bus.subscribe(after)
     viewer = ConsoleViewer(limits.viewer_queue_messages)
     request.app[OPEN_SOCKETS].add(viewer)
     ws = open_socket(limits)
@@ -52,6 +60,7 @@ async def node_events(request: web.Request) -> web.StreamResponse:
         lease = SocketLease(
             request.app[VERIFIER], request[CLAIMS], request.raw_path, limits.token_grace_seconds
         )
+        viewer.offer(subscription.start.model_dump_json())
         tasks = [
             asyncio.create_task(_forward(subscription, viewer)),
             asyncio.create_task(send_frames(ws, viewer)),

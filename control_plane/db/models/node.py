@@ -35,6 +35,9 @@ class Node(IdMixin, CreatedMixin, CompatIdMixin, Base):
     sftp_access_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # The last version the node is known to hold (it took a push, or said so when polled).
     sftp_acked_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The last audit-worthy event of the node's stream a follower applied, "<epoch>:<seq>"
+    # (``shared.node_api.StreamStart``): the next follower resumes after it.
+    events_cursor: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class Allocation(IdMixin, CompatIdMixin, Base):
