@@ -37,7 +37,8 @@ from shared.node_api import (
 
 log = structlog.get_logger("agent.events")
 SUBSCRIBER_QUEUE_EVENTS: Final = 1000
-# Audit-worthy events kept for a follower that resumes (at most a subscriber's queue).
+# Audit-worthy events kept for a follower that resumes: this many SFTP logins, and as many
+# of the others (a brute force of known accounts does not push crashes out).
 BACKLOG_EVENTS: Final = 1000
 
 
@@ -45,8 +46,11 @@ class EventSubscription:
     """One subscriber's queue and the count of events it lost; ``start`` is its stream's
     first frame."""
 
-    def __init__(self, max_events: int, start: StreamStart) -> None:
-        self._queue: asyncio.Queue[NodeEvent] = asyncio.Queue(max_events)
+    def __init__(self, max_events: int, start: StreamStart, replayed: list[NodeEvent]) -> None:
+        # Room for the replay on top of the live events' (a full backlog costs none of it).
+        self._queue: asyncio.Queue[NodeEvent] = asyncio.Queue(max_events + len(replayed))
+        for event in replayed:
+            self._queue.put_nowait(event)
         self.start = start
         self.dropped = 0
         self._lost_since_told = 0
@@ -66,6 +70,10 @@ class EventSubscription:
         return await self._queue.get()
 
 
+def _number(event: NodeEvent) -> int:
+    return getattr(event, "seq", None) or 0
+
+
 class NodeEventBus:
     """Every subscriber of this node's events."""
 
@@ -77,7 +85,8 @@ class NodeEventBus:
         self.published = 0
         # This start of the agent's stream, and the kept events (numbered, oldest first).
         self.epoch = secrets.token_hex(8)
-        self._backlog: deque[NodeEvent] = deque(maxlen=min(backlog_events, queue_events))
+        self._logins: deque[NodeEvent] = deque(maxlen=backlog_events)
+        self._others: deque[NodeEvent] = deque(maxlen=backlog_events)
         # Called with each event as it is published (the agent's metrics); never waits.
         self.observers: list[Callable[[NodeEvent], None]] = []
 
@@ -92,13 +101,13 @@ class NodeEventBus:
         numbered above ``seq``; from another start of the agent (or ``after`` naming none),
         every kept one — all came after it."""
         start = StreamStart(epoch=self.epoch, seq=self.published)
-        subscription = EventSubscription(self._queue_events, start)
+        replayed: list[NodeEvent] = []
         epoch, _, seq = (after or "").partition(":")
         if after is not None:
             since = int(seq) if epoch == self.epoch and seq.isdigit() else 0
-            for event in self._backlog:
-                if isinstance(event, Numbered) and (event.seq or 0) > since:
-                    subscription.offer(event)
+            kept = sorted([*self._logins, *self._others], key=_number)
+            replayed = [event for event in kept if _number(event) > since]
+        subscription = EventSubscription(self._queue_events, start, replayed)
         self._subscribers.add(subscription)
         return subscription
 
@@ -111,7 +120,7 @@ class NodeEventBus:
         self.published += 1
         if event.type in REPLAYED and isinstance(event, Numbered):
             event = event.model_copy(update={"seq": self.published})
-            self._backlog.append(event)
+            (self._logins if event.type == "sftp_login" else self._others).append(event)
         for observer in self.observers:
             observer(event)
         for subscriber in self._subscribers:

@@ -5,8 +5,8 @@ node at a time; another takes over within seconds when the holder dies or freeze
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
 audited. When the node says it dropped events for this stream (a follower that fell
-behind), every server's state is read from the node again, as after a reconnect (at most
-once per :data:`RESYNC_FLOOR_SECONDS`).
+behind), the stream is opened again from the last event applied: the audit-worthy ones are
+replayed, the states read again.
 
 The audit-worthy events (crashes, backups, full disks, SFTP logins and failures) are
 numbered in the agent's stream and kept there a while. Each is applied in a transaction
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -83,9 +84,6 @@ STATES = frozenset(
 )
 MAX_BACKOFF_SECONDS = 60.0
 RESCAN_SECONDS = 3.0
-# At most one read of every server's state per this many seconds after the node said it
-# dropped events for us (a node that says so in a loop gets no more reads out of it).
-RESYNC_FLOOR_SECONDS: Final = 30.0
 # How often a replica that does not follow a node asks for its lease: with the lease's
 # expiry, what a takeover takes at most.
 CLAIM_SECONDS = 2.0
@@ -170,42 +168,43 @@ def _kept(value: Any) -> Any:
     return value
 
 
-# The stream named by a follower that has applied nothing yet (an agent's epoch is random).
-NO_STREAM: Final = "0" * 16
-
-
 @dataclass
 class StreamPosition:
     """Where a follower is in a node's stream: the agent's stream (``epoch``), the last
-    numbered event applied there (by this follower or one before it), and the last one the
-    agent had published when this follower subscribed (those up to it are replays)."""
+    numbered event applied there (by this follower or one before it), the node's
+    ``events_cursor`` as this follower last read or wrote it (``stored``), and the last event
+    the agent had published when this follower subscribed (those up to it are replays)."""
 
     epoch: str | None = None
     applied: int = 0
     start: int = 0
+    stored: str | None = None
 
     @classmethod
     def resuming(cls, cursor: str | None) -> StreamPosition:
         epoch, _, seq = (cursor or "").partition(":")
         if not epoch or not seq.isdigit():
-            return cls()
-        return cls(epoch, int(seq))
+            return cls(stored=cursor)
+        return cls(epoch, int(seq), stored=cursor)
 
     @property
-    def cursor(self) -> str:
-        """What to resume after; before any event was applied, a stream of no start of the
-        agent: every event it kept is new."""
-        return f"{self.epoch or NO_STREAM}:{self.applied}"
+    def cursor(self) -> str | None:
+        """What to resume after (None: nothing, for a node no follower has recorded yet)."""
+        return None if self.epoch is None else f"{self.epoch}:{self.applied}"
 
-    def started(self, frame: dict[str, Any]) -> None:
-        """The stream's first frame: a stream of another start of the agent begins anew."""
+    def started(self, frame: dict[str, Any]) -> bool:
+        """The stream's first frame: a stream of another start of the agent begins anew
+        (every event it kept is new to us). Whether it was one."""
         try:
             start = StreamStart.model_validate(frame)
         except ValidationError:
-            return
+            return False
         if start.epoch != self.epoch:
-            self.epoch, self.applied = start.epoch, 0
+            # A node never recorded: from now on (what it sent before is not replayed: an
+            # older control plane may have applied it already).
+            self.epoch, self.applied = start.epoch, (start.seq if self.stored is None else 0)
         self.start = start.seq
+        return True
 
     def number(self, event: dict[str, Any]) -> int | None:
         """The event's number in the stream, if it is numbered (and the stream said which)."""
@@ -213,6 +212,10 @@ class StreamPosition:
         if self.epoch is None or not isinstance(seq, int) or isinstance(seq, bool):
             return None
         return seq if 1 <= seq <= MAX_SEQ else None
+
+
+class StreamGap(Exception):
+    """The node dropped events for this follower: it resumes after the last one applied."""
 
 
 class NodeEventListener:
@@ -278,6 +281,10 @@ class NodeEventListener:
                 backoff = 1.0
             except (ApiError, aiohttp.ClientError, TimeoutError) as err:
                 log.info("node events unavailable", node=str(node_id), error=str(err))
+            except StreamGap:
+                # Opened again from the last event applied, after the backoff (a node that
+                # says so in a loop waits longer each time).
+                log.info("node events: reopening after a gap", node=str(node_id))
             except LeaseLost:
                 self._app[METRICS].event_stream_leases_lost.inc()
                 log.warning(
@@ -327,7 +334,6 @@ class NodeEventListener:
         try:
             # Events sent while we were away are lost: read every server's state once now.
             await self._resync(node)
-            resynced_at, owed = self._clock(), False
             async for message in socket:
                 if message.type != aiohttp.WSMsgType.TEXT:
                     continue
@@ -341,18 +347,23 @@ class NodeEventListener:
                         token = client.events_token(node, after=after)
                         await socket.send_json({"event": "auth", "args": [token]})
                     elif event.get("type") == "stream":
-                        position.started(event)
+                        if position.started(event) and position.stored is None:
+                            await self._record(node, position)
                     elif event.get("type") == "stats":
                         await self._sample(node, recorder, event)
                     elif event.get("type") == "dropped":
-                        owed = True  # what the lost events said: read every state again
+                        # What the lost events said: replayed (the audit-worthy ones) and
+                        # read again (the states) on a new stream from the last one applied.
                         self._dropped(node, event)
+                        raise StreamGap
                     else:
                         log.debug("node event", node=node.name, data=event)
-                        await self._apply(node, event, position=position)
-                if owed and self._clock() - resynced_at >= RESYNC_FLOOR_SECONDS:
-                    await self._resync(node)
-                    resynced_at, owed = self._clock(), False
+                        before = dataclasses.replace(position)
+                        try:
+                            await self._apply(node, event, position=position)
+                        except BaseException:
+                            position.__dict__.update(before.__dict__)  # not applied
+                            raise
         finally:
             metrics.event_stream_connected.labels(node.name).set(0)
             await socket.close()
@@ -533,11 +544,27 @@ class NodeEventListener:
                 )
 
     async def _advance(self, db: Any, node: Node, position: StreamPosition, seq: int) -> None:
-        """Record numbered event ``seq`` as applied, in the transaction that applies it."""
+        """Record numbered event ``seq`` as applied, in the transaction that applies it, if the
+        node's cursor is still the one this follower knows: else another follower has moved
+        it (this one was frozen past its lease), and this one stops before applying it."""
         position.applied = max(position.applied, seq)
-        await db.execute(
-            update(Node).where(Node.id == node.id).values(events_cursor=position.cursor)
+        await self._store_cursor(db, node, position)
+
+    async def _store_cursor(self, db: Any, node: Node, position: StreamPosition) -> None:
+        cursor = position.cursor
+        moved = await db.execute(
+            update(Node)
+            .where(Node.id == node.id, Node.events_cursor.is_not_distinct_from(position.stored))
+            .values(events_cursor=cursor)
         )
+        if moved.rowcount != 1:
+            raise LeaseLost
+        position.stored = cursor
+
+    async def _record(self, node: Node, position: StreamPosition) -> None:
+        """Where a node no follower recorded yet starts being followed."""
+        async with transaction(self._app[SESSIONS]) as db:
+            await self._store_cursor(db, node, position)
 
     async def _sftp_failures(
         self,

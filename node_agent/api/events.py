@@ -37,8 +37,11 @@ routes = web.RouteTableDef()
 
 
 async def _forward(subscription: EventSubscription, viewer: ConsoleViewer) -> None:
+    # Never past the socket's queue: a follower that falls behind loses events in its
+    # subscription, which counts them and says so (``dropped``), not here, silently.
     while True:
         event = await subscription.next()
+        await viewer.room()
         viewer.offer(event.model_dump_json())
 
 

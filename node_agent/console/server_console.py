@@ -55,6 +55,8 @@ class ConsoleViewer:
         # Set whenever a frame is queued or the viewer is closed: one thing to wait for, so
         # the sender needs no helper tasks that could outlive it.
         self._changed = asyncio.Event()
+        # Set whenever a frame is taken (there is room again).
+        self._taken = asyncio.Event()
         self.dropped = 0
         self.closed = False
         self.close_code = 1000
@@ -78,7 +80,18 @@ class ConsoleViewer:
         while not self.closed and not self._frames:
             self._changed.clear()
             await self._changed.wait()
-        return None if self.closed else self._frames.popleft()
+        if self.closed:
+            return None
+        self._taken.set()
+        return self._frames.popleft()
+
+    async def room(self) -> None:
+        """Wait until a frame offered now would be queued (or the viewer is closed): for a
+        producer that must not lose frames here (the node's event stream, whose own
+        subscription queue counts what it loses and says so)."""
+        while not self.closed and len(self._frames) >= self._max_messages:
+            self._taken.clear()
+            await self._taken.wait()
 
 
 class ServerConsole:

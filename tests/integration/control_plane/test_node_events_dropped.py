@@ -3,9 +3,10 @@
 The agent's stream keeps a bounded queue per subscriber; a follower that falls behind loses
 events and is told how many (``{"type": "dropped"}``) once it catches up. The servers whose
 state changes were among them would keep a stale state until their next change: after the
-notice the follower reads every server's state from the node again, as after a reconnect —
-at most once per ``RESYNC_FLOOR_SECONDS``, so a node that says so in a loop gets no more.
-Fed through a real WebSocket from a node application and the control plane's own client.
+notice the follower ends the stream and opens it again (after the backoff a node that says
+so in a loop makes longer), which reads every server's state from the node again.
+(test_node_events_resume.py: the audit-worthy events lost are replayed then.) Fed through a
+real WebSocket from a node application and the control plane's own client.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
-from control_plane.nodes.events import RESYNC_FLOOR_SECONDS, NodeEventListener
+from control_plane.nodes.events import NodeEventListener, StreamGap
 from shared.server_spec import ServerStatus
 from tests.integration.control_plane.test_node_event_flood import (
     AnyLease,
     signing_world,
     state_of,
 )
-from tests.support.clocks import MonotonicClock
 
 
 class DroppingNode:
@@ -39,17 +39,21 @@ class DroppingNode:
         self.server = server
         self.state = "offline"
         self.reads = 0
+        self.streams = 0
         self.go = asyncio.Event()
 
     def app(self) -> web.Application:
         async def events(request: web.Request) -> web.StreamResponse:
             socket = web.WebSocketResponse()
             await socket.prepare(request)
-            await socket.send_json({"type": "state", "server": self.server, "state": "running"})
-            while True:
-                await self.go.wait()
-                self.go.clear()
-                await socket.send_json({"type": "dropped", "count": 7})
+            self.streams += 1
+            if self.streams == 1:
+                await socket.send_json({"type": "state", "server": self.server, "state": "running"})
+            await self.go.wait()
+            self.go.clear()
+            await socket.send_json({"type": "dropped", "count": 7})
+            await socket.receive()  # until the follower goes
+            return socket
 
         async def read(request: web.Request) -> web.Response:
             self.reads += 1
@@ -90,14 +94,17 @@ async def test_a_node_that_dropped_events_has_its_states_read_again(
     async with transaction(app[SESSIONS]) as db:
         row = await db.get(Node, uuid.UUID(world.ids["node"]))
     assert row is not None
-    clock = MonotonicClock()
-    listener = NodeEventListener(app, clock=clock)
-    listening = asyncio.create_task(listener._listen(row.id, AnyLease()))  # type: ignore[arg-type]
+    listener = NodeEventListener(app)
+
+    def listen() -> asyncio.Task[None]:
+        return asyncio.create_task(listener._listen(row.id, AnyLease()))  # type: ignore[arg-type]
+
+    listening = listen()
 
     async def state_becomes(state: str) -> None:
         async with asyncio.timeout(30):
             while await state_of(world, server) != state:
-                assert not listening.done(), listening.result()
+                assert not listening.done() or listening.exception() is not None
                 await asyncio.sleep(0.05)
 
     try:
@@ -105,26 +112,17 @@ async def test_a_node_that_dropped_events_has_its_states_read_again(
         reads = node.reads
         # The game stopped and crashed while the follower was behind: those events were lost.
         node.state = "crashed"
-        clock.advance(RESYNC_FLOOR_SECONDS)
-        node.go.set()
-        await state_becomes("crashed")
-        assert node.reads > reads
-        dropped = app[METRICS].node_events_dropped.labels(row.name)._value.get()
-        assert dropped == 7
-
-        # Said again at once: no read before the floor has passed, one after it.
-        reads = node.reads
-        node.state = "offline"
         node.go.set()
         async with asyncio.timeout(30):
-            while app[METRICS].node_events_dropped.labels(row.name)._value.get() < 14:
+            while not listening.done():
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        assert node.reads == reads
-        assert await state_of(world, server) == "crashed"
-        clock.advance(RESYNC_FLOOR_SECONDS)
-        node.go.set()
-        await state_becomes("offline")
+        assert isinstance(listening.exception(), StreamGap)
+        assert app[METRICS].node_events_dropped.labels(row.name)._value.get() == 7
+        assert await state_of(world, server) == "running"  # not yet: the stream ended
+        listening = listen()  # as the follower's loop does, after its backoff
+        await state_becomes("crashed")
+        assert node.reads > reads
+        assert node.streams == 2
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)

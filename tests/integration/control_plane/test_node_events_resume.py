@@ -15,15 +15,16 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.fleet_nodes import StreamLog, simulated_node_app
-from control_plane.db.models import AuditEntry, Node
+from control_plane.db.models import AuditEntry, Node, Server
 from control_plane.db.session import transaction
 from control_plane.keys import SESSIONS
-from control_plane.nodes.events import NO_STREAM, NodeEventListener, StreamPosition
+from control_plane.nodes.events import LeaseLost, NodeEventListener, StreamGap, StreamPosition
 from node_agent.keys import NODE_EVENTS
 from node_agent.settings import AgentSettings
 from shared.command_keys import key_id, load_private_key, public_key_text
@@ -82,7 +83,6 @@ async def test_events_sent_while_no_replica_followed_are_applied_once(
     )
     bus = agent[NODE_EVENTS]
     server = uuid.UUID(world.ids["alice_server"])
-    before = await state_of(world, str(server))
 
     def crash() -> CrashEvent:
         return CrashEvent(
@@ -95,12 +95,14 @@ async def test_events_sent_while_no_replica_followed_are_applied_once(
         )
 
     following: asyncio.Task[None] | None = None
+    listener = NodeEventListener(app)
 
     async def follow() -> None:
+        """A follower starts (as after a replica's restart or a takeover)."""
         nonlocal following
-        listener = NodeEventListener(app)
         opened = streams.open
-        following = asyncio.create_task(listener._listen(server_node(), AnyLease()))  # type: ignore[arg-type]
+        node_id = uuid.UUID(world.ids["node"])
+        following = asyncio.create_task(listener._listen(node_id, AnyLease()))  # type: ignore[arg-type]
         async with asyncio.timeout(30):
             while streams.open == opened:
                 assert not following.done(), following.result()
@@ -114,9 +116,6 @@ async def test_events_sent_while_no_replica_followed_are_applied_once(
             while streams.open:
                 await asyncio.sleep(0.02)
 
-    def server_node() -> uuid.UUID:
-        return uuid.UUID(world.ids["node"])
-
     async def counts_reach(crashed: int, logins: int, full: int = 0) -> None:
         async with asyncio.timeout(30):
             while (
@@ -128,31 +127,66 @@ async def test_events_sent_while_no_replica_followed_are_applied_once(
                 await asyncio.sleep(0.05)
 
     try:
-        # Before any follower: kept by the agent, applied by the first one, once.
+        # A node no follower recorded yet is followed from now on (an older control plane
+        # may have applied what it sent before); where is recorded at once.
         bus.publish(crash())
         await follow()
-        await counts_reach(crashed=1, logins=0)
-        # A replayed crash is audited, not applied: the state is the one read on connecting.
-        assert await state_of(world, str(server)) == before
+        async with asyncio.timeout(10):
+            while await cursor_of(world) is None:
+                await asyncio.sleep(0.02)
+        assert await cursor_of(world) == f"{bus.epoch}:1"
         bus.publish(crash())  # live: audited and applied
-        await counts_reach(crashed=2, logins=0)
+        await counts_reach(crashed=1, logins=0)
         assert await state_of(world, str(server)) == "crashed"
         assert await cursor_of(world) == f"{bus.epoch}:2"
 
         # The replica goes; a crash and a failed SFTP login meanwhile; another takes over.
         await stop()
+        async with transaction(app[SESSIONS]) as db:
+            row = await db.get(Server, server)
+            assert row is not None
+            row.state = "running"  # as the game is now
         bus.publish(failed_login())
         bus.publish(crash())
         await follow()
-        await counts_reach(crashed=3, logins=1)
+        await counts_reach(crashed=2, logins=1)
+        # The replayed crash is audited, not applied: the state is the one of now.
+        assert await state_of(world, str(server)) == "running"
 
         # And once more, with nothing new: nothing applied twice (a live event after the
         # replay shows the replay is over).
         await stop()
         await follow()
         bus.publish(DiskFullEvent(server=server, used_bytes=10, limit_bytes=10))
-        await counts_reach(crashed=3, logins=1, full=1)
+        await counts_reach(crashed=2, logins=1, full=1)
         assert await cursor_of(world) == f"{bus.epoch}:5"
+
+        # A follower that falls behind: the agent's queue for it overflows, it is told, and
+        # the stream opened again replays what was lost — each once.
+        bus._queue_events = 2
+        await stop()
+        await follow()
+        for _ in range(10):
+            bus.publish(crash())  # at once: the follower's queue takes 2
+        assert following is not None
+        async with asyncio.timeout(30):
+            while not following.done():
+                await asyncio.sleep(0.02)
+        assert isinstance(following.exception(), StreamGap)
+        await follow()  # as the follower's loop does, after its backoff
+        await counts_reach(crashed=12, logins=1, full=1)
+        assert await cursor_of(world) == f"{bus.epoch}:15"
+
+        # A follower frozen past its lease wakes up mid-event: the cursor moved on under it,
+        # so it applies nothing and stops (it would set the cursor back, and the next
+        # follower would apply the events after it twice).
+        stale = StreamPosition.resuming(f"{bus.epoch}:5")
+        async with transaction(app[SESSIONS]) as db:
+            node_row = await db.get(Node, uuid.UUID(world.ids["node"]))
+            assert node_row is not None
+            with pytest.raises(LeaseLost):
+                await listener._advance(db, node_row, stale, 6)
+        assert await cursor_of(world) == f"{bus.epoch}:15"
     finally:
         if following is not None:
             following.cancel()
@@ -164,7 +198,7 @@ def test_a_node_cannot_number_its_events_past_what_the_cursor_keeps() -> None:
     (an epoch of any length, a negative or huge number) is ignored, and so is a number out
     of range (the event is applied unnumbered, the cursor not moved)."""
     position = StreamPosition.resuming(None)
-    assert position.cursor == f"{NO_STREAM}:0"
+    assert position.cursor is None
     for frame in (
         {"type": "stream", "epoch": "x" * 64, "seq": 1},
         {"type": "stream", "epoch": "0123456789abcdef", "seq": -1},
@@ -179,5 +213,6 @@ def test_a_node_cannot_number_its_events_past_what_the_cursor_keeps() -> None:
         assert position.number({"type": "crash", "seq": seq}) is None, seq
     assert position.number({"type": "crash", "seq": 10**18 - 1}) == 10**18 - 1
     assert len(f"{position.epoch}:{10**18 - 1}") <= 40  # nodes.events_cursor
-    assert StreamPosition.resuming("0123456789abcdef:12") == StreamPosition("0123456789abcdef", 12)
+    resumed = StreamPosition.resuming("0123456789abcdef:12")
+    assert (resumed.epoch, resumed.applied) == ("0123456789abcdef", 12)
     assert StreamPosition.resuming("garbage").epoch is None
