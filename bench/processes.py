@@ -6,7 +6,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
+
+from tests.support.ports import free_port as free_port
 
 REPOSITORY: Final = Path(__file__).resolve().parent.parent
 
@@ -32,14 +33,6 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def us_since(start_ns: int) -> float:
     return (time.perf_counter_ns() - start_ns) / 1000
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the kernel just handed out (and we let go of)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -12,13 +12,11 @@ or ill-typed claims.
 from __future__ import annotations
 
 import base64
-import collections
 import enum
 import glob
 import json
 import os
 import secrets
-import socket
 import subprocess
 import time
 import uuid
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared.command_keys import key_id, public_key_text
 from shared.protocol import ALGORITHM, TOKEN_TYPE, body_hash, node_audience
+from tests.support.ports import free_port as free_port
 from tests.support.service_process import ServiceProcess
 
 SYSTEM_PATH: Final = "/api/v1/system"
@@ -229,23 +228,6 @@ class AgentProcess(ServiceProcess):
 
 AgentFactory = Callable[[], AgentProcess]
 """Starts one more agent for a test (see the ``agent_factory`` fixture)."""
-
-
-# Ports handed out lately by free_port: the kernel may hand a port it just took back again,
-# and two ports asked for one after the other (an agent's HTTP and SFTP ports) then collide.
-_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=1024)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that the kernel just handed out (and we let go of), never one
-    this process was handed lately."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.append(port)
-            return port
 
 
 def system_claims(

@@ -5,7 +5,6 @@ downgrade to clear text when STARTTLS is not offered."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,15 +19,10 @@ from control_plane.db.models import OutboxMail
 from control_plane.db.session import transaction
 from tests.integration.control_plane.mail_support import mail_environment, mail_panel
 from tests.support.panel import Panel
+from tests.support.ports import free_port
 from tests.support.smtp import MailCatcher, self_signed, silent_server, smtp_server
 
 RESET = "/api/v1/auth/password-reset"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _outbox(engine: AsyncEngine) -> list[OutboxMail]:
@@ -56,7 +50,7 @@ async def test_a_down_or_hanging_smtp_server_never_slows_requests_and_mail_goes_
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     # Each delivery may wait 4 s on a silent server: a request that waited would show it.
     environment = mail_environment(database_url, port, STELLAR_SMTP_TIMEOUT_SECONDS="4")
     catcher = MailCatcher()

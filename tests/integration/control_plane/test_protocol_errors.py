@@ -22,8 +22,9 @@ from multidict import CIMultiDictProxy
 
 from shared.protocol import MAX_TOKEN_LENGTH
 from tests.integration.control_plane.test_security_headers import assert_headers
-from tests.integration.control_plane.test_startup_validation import GOOD_SECRET, free_port
+from tests.integration.control_plane.test_startup_validation import GOOD_SECRET
 from tests.support.panel import Panel
+from tests.support.ports import free_port
 from tests.support.raw_http import RawResponse, exchange, request_bytes
 
 # Bytes the answer must not echo back.

@@ -34,6 +34,7 @@ from tests.integration.control_plane.conftest import AUTH_SECRET
 from tests.integration.control_plane.mfa_support import ENCRYPTION_KEYS
 from tests.support.clocks import MonotonicClock
 from tests.support.panel import Panel
+from tests.support.ports import free_port
 from tests.support.world import build_world
 
 REDIS_URL = os.environ.get("STELLAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -404,12 +405,6 @@ async def test_redis_backend_counts_and_refills_on_redis_clock(redis_db: str) ->
         assert (await limiter.check("api", "192.0.2.1")).allowed  # presets never share a key
     finally:
         await limiter.backend.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -12,15 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.command_keys import write_private_key
+from tests.support.ports import free_port
 
 GOOD_SECRET = "q8Vw3nZr7TxK2mPb5LcY9dHs4JfG6aNe1uRiOo0"
 GOOD_KEY = "k1:" + "3f9a1c7e5b2d8046" * 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
