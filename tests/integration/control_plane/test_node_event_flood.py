@@ -128,6 +128,18 @@ async def signing_world(
     return await build_world(panel)
 
 
+async def node_moved_to(world: World, port: int | None) -> Node:
+    """The world's node, moved to a node application listening on ``port``."""
+    assert port is not None
+    await world.admin.json(
+        "PATCH", f"/api/v1/nodes/{world.ids['node']}", json={"url": f"http://127.0.0.1:{port}"}
+    )
+    async with transaction(world.panel.server.app[SESSIONS]) as db:
+        row = await db.get(Node, uuid.UUID(world.ids["node"]))
+    assert row is not None
+    return row
+
+
 async def test_a_flooding_node_adds_its_budget_of_audit_rows_and_its_events_still_apply(
     engine: AsyncEngine,
     database_url: str,
@@ -139,15 +151,7 @@ async def test_a_flooding_node_adds_its_budget_of_audit_rows_and_its_events_stil
     app = world.panel.server.app
     server = world.ids["alice_server"]
     node = FloodingNode(server)
-    served = await aiohttp_server(node.app())
-    await world.admin.json(
-        "PATCH",
-        f"/api/v1/nodes/{world.ids['node']}",
-        json={"url": f"http://127.0.0.1:{served.port}"},
-    )
-    async with transaction(app[SESSIONS]) as db:
-        row = await db.get(Node, uuid.UUID(world.ids["node"]))
-    assert row is not None
+    row = await node_moved_to(world, (await aiohttp_server(node.app())).port)
     clock = MonotonicClock()
     listener = NodeEventListener(app, audit_budget=BUDGET, clock=clock)
     listening = asyncio.create_task(listener._listen(row.id, AnyLease()))  # type: ignore[arg-type]

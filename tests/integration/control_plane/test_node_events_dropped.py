@@ -19,13 +19,12 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.db.models import Node
-from control_plane.db.session import transaction
-from control_plane.keys import METRICS, SESSIONS
+from control_plane.keys import METRICS
 from control_plane.nodes.events import NodeEventListener, StreamGap
 from shared.server_spec import ServerStatus
 from tests.integration.control_plane.test_node_event_flood import (
     AnyLease,
+    node_moved_to,
     signing_world,
     state_of,
 )
@@ -85,15 +84,7 @@ async def test_a_node_that_dropped_events_has_its_states_read_again(
     app = world.panel.server.app
     server = world.ids["alice_server"]
     node = DroppingNode(server)
-    served = await aiohttp_server(node.app())
-    await world.admin.json(
-        "PATCH",
-        f"/api/v1/nodes/{world.ids['node']}",
-        json={"url": f"http://127.0.0.1:{served.port}"},
-    )
-    async with transaction(app[SESSIONS]) as db:
-        row = await db.get(Node, uuid.UUID(world.ids["node"]))
-    assert row is not None
+    row = await node_moved_to(world, (await aiohttp_server(node.app())).port)
     listener = NodeEventListener(app)
 
     def listen() -> asyncio.Task[None]:

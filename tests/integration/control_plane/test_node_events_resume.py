@@ -31,6 +31,7 @@ from shared.command_keys import key_id, load_private_key, public_key_text
 from shared.node_api import CrashEvent, DiskFullEvent, SftpLoginEvent
 from tests.integration.control_plane.test_node_event_flood import (
     AnyLease,
+    node_moved_to,
     signing_world,
     state_of,
 )
@@ -78,9 +79,7 @@ async def test_events_sent_while_no_replica_followed_are_applied_once(
         streams,
     )
     await aiohttp_server(agent, port=port)
-    await world.admin.json(
-        "PATCH", f"/api/v1/nodes/{world.ids['node']}", json={"url": f"http://127.0.0.1:{port}"}
-    )
+    await node_moved_to(world, port)
     bus = agent[NODE_EVENTS]
     server = uuid.UUID(world.ids["alice_server"])
 
