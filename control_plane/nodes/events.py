@@ -376,7 +376,9 @@ class NodeEventListener:
             lost = EventsDropped.model_validate(event).count
         except ValidationError:
             return
-        log.warning("node events dropped: reading its servers again", node=node.name, lost=lost)
+        log.warning(
+            "node events dropped: reopening after the last applied", node=node.name, lost=lost
+        )
         self._app[METRICS].node_events_dropped.labels(node.name).inc(max(0, lost))
 
     async def _sample(self, node: Node, recorder: HistoryRecorder, event: dict[str, Any]) -> None:
