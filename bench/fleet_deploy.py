@@ -98,6 +98,21 @@ async def wait_followed(control_url: str, timeout: float = FOLLOW_TIMEOUT_SECOND
         await asyncio.sleep(0.2)
 
 
+async def wait_read(control_url: str, servers: int, timeout: float = FOLLOW_TIMEOUT_SECONDS) -> int:
+    """Wait until the followers have read every server's state once (what a follower does
+    when it connects: 1,000 reads and state writes at full size), for at most ``timeout``
+    seconds; how many are still unread."""
+    start = time.monotonic()
+    while True:
+        table = await stream_table(control_url)
+        read = int(sum(row.get("reads", 0) for row in table.values()))
+        if read >= servers:
+            return 0
+        if time.monotonic() - start > timeout:
+            return servers - read
+        await asyncio.sleep(0.2)
+
+
 @contextlib.contextmanager
 def deployed(
     size: Size,
@@ -188,6 +203,14 @@ def deployed(
                     f" follower {followed:.0f} s after the replicas were started"
                 )
                 deployment.unfollowed = missing
+                unread = asyncio.run(wait_read(control_url, size.servers))
+                deployment.notes.append(
+                    f"every server's state read by its node's follower"
+                    f" {time.monotonic() - started:.1f} s after the replicas were started"
+                    " (the load starts then: steady state, not the followers' first reads)"
+                    if not unread
+                    else f"NOT every server's state read: {unread} of {size.servers} unread"
+                )
                 yield deployment
     finally:
         asyncio.run(drop_postgres_database(postgres_admin_url, database_url))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
 import time
@@ -31,7 +32,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
@@ -81,6 +82,9 @@ class StreamLog:
     peers: list[int] = field(default_factory=list)
     # Events published on the node's bus, by kind (state, stats, ...).
     published: dict[str, int] = field(default_factory=dict)
+    # Reads of one server's state (``GET /api/v1/servers/{id}``): a follower reads every
+    # server of its node when it connects.
+    reads: int = 0
 
 
 class LoggedEventBus(NodeEventBus):
@@ -148,12 +152,17 @@ def simulated_registry_ctx(
     return ctx
 
 
+_SERVER_READ: Final = re.compile(r"/api/v1/servers/[0-9a-f-]{36}")
+
+
 def peer_recorder(streams: StreamLog) -> Middleware:
     """Outermost middleware: notes the peer port of each event-stream request while it lasts."""
 
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         peer = request.transport.get_extra_info("peername") if request.transport else None
+        if request.method == "GET" and _SERVER_READ.fullmatch(request.path):
+            streams.reads += 1
         if request.path != NODE_EVENT_STREAM.path or not peer:
             return await handler(request)
         port = int(peer[1])
@@ -229,6 +238,7 @@ def control_app(nodes: dict[uuid.UUID, SimulatedNode]) -> web.Application:
                     "closed": node.streams.closed,
                     "peers": node.streams.peers,
                     "published": node.streams.published,
+                    "reads": node.streams.reads,
                     "dropped": node.app[NODE_EVENTS].dropped,
                 }
                 for node_id, node in nodes.items()
