@@ -6,10 +6,10 @@ behind loses events, counted, and is told how many with an ``EventsDropped`` onc
 
 Every event gets the next number of the agent's stream (a stream per start of the agent,
 its ``epoch``), and the audit-worthy ones (``shared.node_api.REPLAYED``: crashes, backups,
-full disks, SFTP logins and failures) are kept, the last :data:`BACKLOG_EVENTS` of them: a
-follower that was away (a control-plane replica restarted or taken over) resumes after the
-last one it applied and gets those it missed first. States need no replay (a follower reads
-them again on every connect).
+full disks, SFTP logins and failures) are kept, the last :data:`BACKLOG_EVENTS` SFTP logins
+and as many of the others: a follower that was away (a control-plane replica restarted or
+taken over) resumes after the last one it applied and gets those it missed first. States
+need no replay (a follower reads them again on every connect).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Server lists answered again while nothing they show has changed, per replica.
 
 A page is kept as its JSON entries under (list, user, whether the caller acts as an
-administrator, offset, limit) together with the lists' version its statement read
-(``ListingVersion``: triggers replace it in the same transaction as every write that can
-change any list). It is answered again only to a caller whose authentication read saw that
+administrator, offset, limit) together with the version its statement read: everyone's for
+an administrator acting as one, the user's own otherwise (``db/models/listing.py``: changed
+by triggers in the same transaction as every write that list can show). It is answered
+again only to a caller whose authentication read (on a route with ``kept_lists``) saw that
 same version, in the same statement and snapshot as the credential. So authorization is
 never cached: the credential, the user, the scopes and the route's requirement are read and
 decided on every request as before, and any change a list could show (a server renamed,
