@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -53,8 +54,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.fleet_deploy import (
     Deployment,
     Size,
+    connections,
     deployed,
-    local_ports,
     process_cpu_seconds,
     processes_named,
     rss_mib,
@@ -156,10 +157,10 @@ async def _takeover(deployment: Deployment, timeout: float) -> dict[str, Any]:
     """SIGKILL the replica following the most nodes; time until each is followed again
     (waiting at most ``timeout`` seconds)."""
     table = await stream_table(deployment.control_url)
-    ports = [local_ports(replica) for replica in deployment.replicas]
+    held_by = [connections(replica) for replica in deployment.replicas]
     followed = [
-        sorted(node for node, row in table.items() if mine.intersection(row["peers"]))
-        for mine in ports
+        sorted(node for node, row in table.items() if mine.intersection(map(tuple, row["peers"])))
+        for mine in held_by
     ]
     held = [len(nodes) for nodes in followed]
     victim_index = max(range(len(held)), key=held.__getitem__)
@@ -184,9 +185,20 @@ async def _takeover(deployment: Deployment, timeout: float) -> dict[str, Any]:
         if len(lost) >= held[victim_index] and len(back) == len(lost):
             break
         await asyncio.sleep(0.05)
+    missing = {
+        node: {
+            "open": table[node]["open"],
+            "opened": [round(t - killed_at, 2) for t in table[node]["opened"][-3:]],
+            "closed": [round(t - killed_at, 2) for t in table[node]["closed"][-3:]],
+        }
+        for node in followed[victim_index]
+        if node not in back
+    }
     return {
         "replica": victim.name,
         "nodes_per_replica": held,
+        # What the nodes not followed again said (seconds since the kill): where to look.
+        "missing": missing,
         "nodes_lost": len(lost),
         "nodes_back": len(back),
         "seconds": sorted(back.values()),
@@ -362,6 +374,8 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
                     else ""
                 )
             )
+            for node, row in takeover["missing"].items():
+                print(f"    not followed again: node {node}: {row}")
         out["phases"][size.label] = phase
     if len(results) == 2:
         base, full = results
@@ -408,6 +422,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--postgres", default=os.environ.get("STELLAR_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
     add("--redis", default=os.environ.get("STELLAR_BENCH_REDIS_URL", DEFAULT_REDIS))
     add("--json", type=Path, help="also write the figures to this file")
+    add("--keep", type=Path, help="keep the processes' logs in this directory")
     return parser
 
 
@@ -431,9 +446,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     signal.signal(signal.SIGTERM, _terminate)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="stellar-fleet-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep is None:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stellar-fleet-")))
+        else:
+            root = args.keep
+            root.mkdir(parents=True, exist_ok=True)
         results = [
-            run_phase(size, Path(tmp), args, takeover=size.label == "full" and not args.no_takeover)
+            run_phase(size, root, args, takeover=size.label == "full" and not args.no_takeover)
             for size in sizes
         ]
     figures = report(results, args)

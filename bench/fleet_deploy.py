@@ -254,9 +254,9 @@ def processes_named(name: str) -> list[int]:
     return found
 
 
-def local_ports(server: Server) -> set[int]:
-    """The local ports of the process's established TCP connections on loopback (read from
-    /proc, so that which replica follows which node is seen without asking the replica)."""
+def connections(server: Server) -> set[tuple[int, int]]:
+    """The process's established TCP connections as (local port, remote port), read from
+    /proc, so that which replica follows which node is seen without asking the replica."""
     if server.process is None:
         return set()
     inodes: set[str] = set()
@@ -265,12 +265,13 @@ def local_ports(server: Server) -> set[int]:
             target = fd.readlink().as_posix()
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-    ports: set[int] = set()
+    found: set[tuple[int, int]] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table, encoding="ascii") as lines:
             next(lines)
             for line in lines:
                 parts = line.split()
                 if parts[3] == "01" and parts[9] in inodes:
-                    ports.add(int(parts[1].rsplit(":", 1)[1], 16))
-    return ports
+                    local, remote = (int(parts[i].rsplit(":", 1)[1], 16) for i in (1, 2))
+                    found.add((local, remote))
+    return found

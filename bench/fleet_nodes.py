@@ -77,9 +77,10 @@ class StreamLog:
     open: int = 0
     opened: list[float] = field(default_factory=list)
     closed: list[float] = field(default_factory=list)
-    # The client-side ports of the event-stream sockets open now: the harness finds in
-    # /proc which replica holds each.
-    peers: list[int] = field(default_factory=list)
+    # The event-stream sockets open now, as (client port, node port): the harness finds in
+    # /proc which replica holds each. (The client port alone is not enough: two processes
+    # may use one local port for connections to different addresses.)
+    peers: list[tuple[int, int]] = field(default_factory=list)
     # Events published on the node's bus, by kind (state, stats, ...).
     published: dict[str, int] = field(default_factory=dict)
     # Reads of one server's state (``GET /api/v1/servers/{id}``): a follower reads every
@@ -160,17 +161,19 @@ def peer_recorder(streams: StreamLog) -> Middleware:
 
     @web.middleware
     async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
+        transport = request.transport
+        peer = transport.get_extra_info("peername") if transport else None
+        own = transport.get_extra_info("sockname") if transport else None
         if request.method == "GET" and _SERVER_READ.fullmatch(request.path):
             streams.reads += 1
-        if request.path != NODE_EVENT_STREAM.path or not peer:
+        if request.path != NODE_EVENT_STREAM.path or not peer or not own:
             return await handler(request)
-        port = int(peer[1])
-        streams.peers.append(port)
+        connection = (int(peer[1]), int(own[1]))
+        streams.peers.append(connection)
         try:
             return await handler(request)
         finally:
-            streams.peers.remove(port)
+            streams.peers.remove(connection)
 
     return record
 
