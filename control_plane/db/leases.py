@@ -12,6 +12,10 @@ holds all of its leases. What ends a lease without the holder's help:
   :data:`RENEW_SECONDS`; a holder that stops renewing loses its session, and its locks, within
   the expiry, whatever happened to it.
 
+Claims are batched: the names this replica asks for at about the same moment are tried in one
+statement (a replica standing by for fifty nodes asks for each every two seconds; one
+statement per name was a twentieth of its CPU in the fleet bench).
+
 The holder fences itself: a lease is :meth:`Lease.valid` only while its last renewal is
 younger than the expiry (measured on the monotonic clock, which goes on while a process is
 stopped), so a holder that wakes up from a freeze stops acting before it hears that its
@@ -74,6 +78,11 @@ class LeaseKeeper:
         self._connection: AsyncConnection | None = None
         self._guard = asyncio.Lock()  # one statement at a time on the connection
         self._held: dict[str, Lease] = {}
+        # Names asked for and not yet tried, those being tried, and the task that tries them.
+        self._wanted: dict[str, asyncio.Future[Lease | None]] = {}
+        self._trying: dict[str, asyncio.Future[Lease | None]] = {}
+        self._claiming: asyncio.Task[None] | None = None
+        self._giving_back: set[asyncio.Task[None]] = set()
         self._renewed_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -89,31 +98,81 @@ class LeaseKeeper:
     async def close(self) -> None:
         if self._task is not None:
             await background.stop(self._task)
+        if self._claiming is not None:
+            await background.stop(self._claiming)
+        for answer in self._wanted.values():
+            answer.cancel()
+        self._wanted.clear()
+        await asyncio.gather(*self._giving_back, return_exceptions=True)
         async with self._guard:
             await self._drop("shutting down")
 
     async def try_acquire(self, name: str) -> Lease | None:
-        """The lease ``name`` if no other replica holds it (nor this one already)."""
-        if name in self._held:
+        """The lease ``name`` if no other replica holds it (nor this one already, nor asks
+        for it now). Tried with every other name asked for meanwhile, in one statement."""
+        if name in self._held or name in self._wanted or name in self._trying:
             return None
         if not self._postgres:
             self._held[name] = lease = Lease(self, name)
             return lease
-        async with self._guard:
-            try:
+        answer = self._wanted[name] = asyncio.get_running_loop().create_future()
+        if self._claiming is None or self._claiming.done():
+            self._claiming = asyncio.create_task(self._claim(), name="lease-claims")
+        try:
+            # Shielded: a caller that goes away does not cut a statement short for the others.
+            return await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            if self._wanted.get(name) is answer:
+                del self._wanted[name]  # not tried yet
+            else:
+                answer.add_done_callback(self._give_back)  # being tried, or tried
+            raise
+
+    def _give_back(self, answer: asyncio.Future[Lease | None]) -> None:
+        """A lease granted to a caller that went away is released."""
+        if answer.cancelled() or (lease := answer.result()) is None:
+            return
+        giving_back = asyncio.create_task(self.release(lease))
+        self._giving_back.add(giving_back)
+        giving_back.add_done_callback(self._giving_back.discard)
+
+    async def _claim(self) -> None:
+        """Try every name asked for, in one statement per round, until none is waiting."""
+        try:
+            while self._wanted:
+                async with self._guard:
+                    self._trying, self._wanted = self._wanted, {}
+                    await self._claim_round(self._trying)
+                    self._trying = {}
+        finally:
+            for answer in self._trying.values():
+                answer.cancel()  # this keeper is closing
+            self._trying = {}
+
+    async def _claim_round(self, wanted: dict[str, asyncio.Future[Lease | None]]) -> None:
+        keys = {lock_id(name): name for name in wanted}
+        try:
+            async with asyncio.timeout(RENEW_SECONDS * 2):
                 connection = await self._connect()
-                granted = await connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id(name)}
+                rows = await connection.execute(
+                    text(
+                        "SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key"
+                        " WHERE pg_try_advisory_lock(key)"
+                    ),
+                    {"keys": list(keys)},
                 )
+                granted = {keys[key] for (key,) in rows}
                 await connection.commit()
-            except Exception as err:
-                await self._drop(f"{type(err).__name__}: {err}")
-                return None
+        except Exception as err:
+            await self._drop(f"{type(err).__name__}: {err}")
+            granted = set()
+        else:
             self._renewed_at = time.monotonic()
-            if not granted:
-                return None
-            self._held[name] = lease = Lease(self, name)
-            return lease
+        for name, answer in wanted.items():
+            lease = None
+            if name in granted:
+                self._held[name] = lease = Lease(self, name)
+            answer.set_result(lease)
 
     async def confirm(self, lease: Lease) -> bool:
         if self._held.get(lease.name) is not lease:

@@ -127,3 +127,65 @@ async def test_a_frozen_holder_loses_its_lease_within_the_expiry(database_url: s
         for keeper, engine in zip((holder, other), engines, strict=True):
             await keeper.close()
             await engine.dispose()
+
+
+async def test_claims_made_at_once_go_in_one_statement_and_get_only_the_free_names(
+    database_url: str,
+) -> None:
+    """A replica standing by for many nodes asks for each; the names asked for together are
+    tried together, and each caller gets exactly the lease no other replica holds."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    names = [f"node-events:{number}" for number in range(40)]
+    try:
+        held = [await holder.try_acquire(name) for name in names[:15]]
+        assert all(lease is not None for lease in held)
+        rounds = 0
+        real_round = other._claim_round
+
+        async def counted(wanted: dict[str, asyncio.Future[Lease | None]]) -> None:
+            nonlocal rounds
+            rounds += 1
+            await real_round(wanted)
+
+        other._claim_round = counted  # type: ignore[method-assign]
+        granted = await asyncio.gather(*(other.try_acquire(name) for name in names))
+        assert rounds == 1
+        assert [lease is not None for lease in granted] == [False] * 15 + [True] * 25
+        # The same names again: what either holds is refused, by the database or the keeper.
+        assert await holder.try_acquire(names[20]) is None
+        assert await other.try_acquire(names[20]) is None
+        assert await other.try_acquire(names[0]) is None
+        # A holder's session ends: its names are free to the other at the next claim.
+        await holder.close()
+        again = await asyncio.gather(*(other.try_acquire(name) for name in names[:15]))
+        assert all(lease is not None for lease in again)
+    finally:
+        for keeper, engine in zip((holder, other), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
+
+
+async def test_a_claim_whose_caller_went_away_is_given_back(database_url: str) -> None:
+    """A follower cancelled while its claim is in flight (its node removed, the replica
+    stopping) does not leave a lease held by nobody: the other replica can take it."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    first, second = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    try:
+        asking = asyncio.create_task(first.try_acquire(JOB))
+        while JOB not in first._trying:
+            await asyncio.sleep(0)  # until the claim's statement is under way
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        loop = asyncio.get_running_loop()
+        started, taken = loop.time(), None
+        while taken is None and loop.time() - started < 5:
+            taken = await second.try_acquire(JOB)
+            await asyncio.sleep(0.05)
+        assert taken is not None, "the lease granted to a caller that went away stayed held"
+        assert await first.try_acquire(JOB) is None
+    finally:
+        for keeper, engine in zip((first, second), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
