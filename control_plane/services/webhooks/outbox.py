@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Final
+from typing import Final
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import ApiKey, Server, Subuser, User, Webhook, WebhookDelivery
@@ -47,6 +47,20 @@ from control_plane.services.webhooks.catalogue import (
 _ALL: Final = "all"
 _NONE_NOW: Final = "none"
 _NO_ACTIVITY: Final = "no activity"
+
+
+# The enabled webhooks an event concerns (the module's list), built once: every state change
+# of every server asks it, and building the statement cost as much as running it.
+_CONCERNED: Final = select(Webhook).where(
+    Webhook.enabled.is_(True),
+    or_(
+        Webhook.scope == "panel",
+        and_(Webhook.scope == "server", Webhook.server_id == bindparam("server")),
+        and_(
+            Webhook.scope == "account", Webhook.user_id.in_(bindparam("accounts", expanding=True))
+        ),
+    ),
+)
 
 
 def _uuid(text: str | None) -> uuid.UUID | None:
@@ -87,12 +101,9 @@ async def enqueue_event(db: AsyncSession, event: DomainEvent) -> None:
         accounts.add(target)
     if server is not None:
         accounts.add(server.owner_id)
-    scopes: list[Any] = [Webhook.scope == "panel"]
-    if server is not None:
-        scopes.append(and_(Webhook.scope == "server", Webhook.server_id == server.id))
-    if accounts:
-        scopes.append(and_(Webhook.scope == "account", Webhook.user_id.in_(accounts)))
-    hooks = await db.scalars(select(Webhook).where(Webhook.enabled.is_(True), or_(*scopes)))
+    hooks = await db.scalars(
+        _CONCERNED, {"server": server.id if server else None, "accounts": list(accounts)}
+    )
     server_data = {"id": str(server.id), "name": server.name} if server is not None else None
     for hook in hooks:
         event_type = delivery_type(event.action, list(hook.events))
