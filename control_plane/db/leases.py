@@ -16,6 +16,10 @@ Claims are batched: the names this replica asks for at about the same moment are
 statement (a replica standing by for fifty nodes asks for each every two seconds; one
 statement per name was a twentieth of its CPU in the fleet bench).
 
+Each replica's lease session is named (``application_name``): :meth:`LeaseKeeper.replicas`
+counts the live ones, so that followers of many things can take a fair share each
+(``control_plane/nodes/events.py``).
+
 The holder fences itself: a lease is :meth:`Lease.valid` only while its last renewal is
 younger than the expiry (measured on the monotonic clock, which goes on while a process is
 stopped), so a holder that wakes up from a freeze stops acting before it hears that its
@@ -38,6 +42,8 @@ from control_plane import background
 
 log = structlog.get_logger("leases")
 RENEW_SECONDS: Final = 1.5
+# The name of each replica's lease session, as PostgreSQL lists it.
+SESSION_NAME: Final = "stellar-leases"
 EXPIRY_SECONDS: Final = 6.0
 # A holder stops acting this long before the database may give its lease to another.
 MARGIN_SECONDS: Final = 1.0
@@ -174,6 +180,30 @@ class LeaseKeeper:
                 self._held[name] = lease = Lease(self, name)
             answer.set_result(lease)
 
+    async def replicas(self) -> int:
+        """How many replicas hold a lease session on this database now, this one included
+        (at least 1). A replica that died is gone from the count at once; a frozen one when
+        its session expires."""
+        if not self._postgres:
+            return 1
+        async with self._guard:
+            try:
+                async with asyncio.timeout(RENEW_SECONDS * 2):
+                    connection = await self._connect()
+                    count = await connection.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND application_name = :name"
+                        ),
+                        {"name": SESSION_NAME},
+                    )
+                    await connection.commit()
+            except Exception as err:
+                await self._drop(f"{type(err).__name__}: {err}")
+                return 1
+            self._renewed_at = time.monotonic()
+        return max(1, int(count or 0))
+
     async def confirm(self, lease: Lease) -> bool:
         if self._held.get(lease.name) is not lease:
             return False
@@ -219,6 +249,7 @@ class LeaseKeeper:
             await connection.execute(
                 text(f"SET idle_session_timeout = {int(EXPIRY_SECONDS * 1000)}")
             )
+            await connection.execute(text(f"SET application_name = '{SESSION_NAME}'"))
             await connection.commit()
         except BaseException:
             await connection.invalidate()

@@ -1,7 +1,13 @@
 """Follow every node's event stream and keep the servers' state in the database.
 
 One task per node, under a lease (:mod:`control_plane.db.leases`: one replica listens to a
-node at a time; another takes over within seconds when the holder dies or freezes). The socket
+node at a time; another takes over within seconds when the holder dies or freezes). Each
+replica follows its share of the nodes, ceil(nodes / live replicas): below it, it asks for
+free nodes at every claim round; at it, only at every other round (so replicas below their
+share take free nodes first, and a node no one else takes is still followed); above it and
+one more (after a restart of the others, or when a replica joins) it lets the extra go,
+which the others take up. A node let go resumes on the next replica from its last event
+applied, as after a takeover. The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
 audited. When the node says it dropped events for this stream (a follower that fell
@@ -37,6 +43,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -87,6 +94,13 @@ RESCAN_SECONDS = 3.0
 # How often a replica that does not follow a node asks for its lease: with the lease's
 # expiry, what a takeover takes at most.
 CLAIM_SECONDS = 2.0
+# A replica lets nodes go when it follows more than its share and this many; at its share,
+# it asks for free nodes at one claim round of this many.
+SHARE_SLACK = 1
+AT_SHARE_ROUNDS = 2
+# A node let go is not asked for again this soon by the replica that let it go (unless below
+# its share): the others take it up.
+LET_GO_SECONDS = 3 * CLAIM_SECONDS
 
 
 class LeaseLost(Exception):
@@ -234,6 +248,12 @@ class NodeEventListener:
         self._allowances: dict[uuid.UUID, _Allowance] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._urls: dict[uuid.UUID, str] = {}
+        # The nodes this replica holds the lease of, the claims under way, and how many
+        # nodes it may follow (its share; see the module's doc).
+        self._following: set[uuid.UUID] = set()
+        self._claims = 0
+        self._share = math.inf
+        self._let_go: dict[uuid.UUID, float] = {}
         # Servers whose disk was announced nearly full (this replica's memory: a replica
         # that takes a node over may announce it once more).
         self._nearly_full: set[uuid.UUID] = set()
@@ -244,6 +264,8 @@ class NodeEventListener:
             try:
                 async with transaction(self._app[SESSIONS]) as db:
                     nodes = {n.id: (n.name, n.url) for n in await db.scalars(select(Node))}
+                replicas = await self._app[LEASES].replicas()
+                self._share = math.ceil(len(nodes) / replicas)
                 for node_id, (name, url) in nodes.items():
                     task = self._tasks.get(node_id)
                     followed = self._urls.get(node_id)
@@ -258,10 +280,35 @@ class NodeEventListener:
                 for node_id in set(self._tasks) - set(nodes):
                     self._tasks.pop(node_id).cancel()
                     self._urls.pop(node_id, None)
+                self._let_extra_go()
             except Exception:
                 self._app[METRICS].job_failures.labels("node-events-scan").inc()
                 log.exception("node event listener scan failed")
             await asyncio.sleep(RESCAN_SECONDS)
+
+    def _may_claim(self, node_id: uuid.UUID) -> bool:
+        """Whether a claimant asks at this round (see the module's doc on shares)."""
+        if len(self._following) + self._claims < self._share:
+            return True
+        if time.monotonic() - self._let_go.get(node_id, -math.inf) < LET_GO_SECONDS:
+            return False
+        # Rounds start on multiples of CLAIM_SECONDS (each claimant sleeps until the next).
+        return round(time.monotonic() / CLAIM_SECONDS) % AT_SHARE_ROUNDS == 0
+
+    def _let_extra_go(self) -> None:
+        """The nodes followed beyond this replica's share (and the slack), chosen at random,
+        are let go for the other replicas to take up."""
+        extra = len(self._following) - self._share
+        if extra <= SHARE_SLACK:
+            return
+        now = time.monotonic()
+        self._let_go = {n: at for n, at in self._let_go.items() if now - at < LET_GO_SECONDS}
+        for node_id in random.sample(sorted(self._following), int(extra)):
+            self._let_go[node_id] = now
+            task = self._tasks.get(node_id)
+            if task is not None:
+                task.cancel()  # its lease is released; the next scan starts a claimant
+        log.info("node events: letting nodes go to other replicas", count=extra, share=self._share)
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -272,12 +319,19 @@ class NodeEventListener:
         backoff = 1.0
         leases = self._app[LEASES]
         while True:
-            lease = await leases.try_acquire(f"node-events:{node_id}")
+            lease = None
+            if self._may_claim(node_id):
+                self._claims += 1
+                try:
+                    lease = await leases.try_acquire(f"node-events:{node_id}")
+                finally:
+                    self._claims -= 1
             if lease is None:
                 # Another replica follows it, or none can. Every follower of this replica
                 # asks again at the same moment: their claims go in one statement.
                 await asyncio.sleep(CLAIM_SECONDS - time.monotonic() % CLAIM_SECONDS)
                 continue
+            self._following.add(node_id)
             try:
                 await self._follow_under(node_id, lease)
                 backoff = 1.0
@@ -294,6 +348,7 @@ class NodeEventListener:
                 )
                 backoff = 1.0
             finally:
+                self._following.discard(node_id)
                 await lease.release()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
