@@ -2,12 +2,14 @@
 
 One task per node, under a lease (:mod:`control_plane.db.leases`: one replica listens to a
 node at a time; another takes over within seconds when the holder dies or freezes). Each
-replica follows its share of the nodes, ceil(nodes / live replicas): below it, it asks for
-free nodes at every claim round; at it, only at every other round (so replicas below their
-share take free nodes first, and a node no one else takes is still followed); above it and
-one more (after a restart of the others, or when a replica joins) it lets the extra go,
-which the others take up. A node let go resumes on the next replica from its last event
-applied, as after a takeover. The socket
+replica follows its share of the nodes, ceil(nodes / live replicas). Claims are made in
+rounds, at the multiples of :data:`CLAIM_SECONDS` on the wall clock (the same moments on
+every replica whose clock is kept), each replica's in one statement. Below its share, a
+replica asks for free nodes at once and at each round; at it, :data:`AT_SHARE_DELAY` into
+each round (so the replicas below their share take free nodes first, and a node no one else
+takes is still followed); above it and one more (after a restart of the others, or when a
+replica joins) it lets the extra go, which the others take up. A node let go resumes on
+the next replica from its last event applied, as after a takeover. The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
 audited. When the node says it dropped events for this stream (a follower that fell
@@ -95,9 +97,9 @@ RESCAN_SECONDS = 3.0
 # expiry, what a takeover takes at most.
 CLAIM_SECONDS = 2.0
 # A replica lets nodes go when it follows more than its share and this many; at its share,
-# it asks for free nodes at one claim round of this many.
+# it asks for free nodes this long into each claim round.
 SHARE_SLACK = 1
-AT_SHARE_ROUNDS = 2
+AT_SHARE_DELAY = 0.5
 # A node let go is not asked for again this soon by the replica that let it go (unless below
 # its share): the others take it up.
 LET_GO_SECONDS = 3 * CLAIM_SECONDS
@@ -286,14 +288,24 @@ class NodeEventListener:
                 log.exception("node event listener scan failed")
             await asyncio.sleep(RESCAN_SECONDS)
 
-    def _may_claim(self, node_id: uuid.UUID) -> bool:
-        """Whether a claimant asks at this round (see the module's doc on shares)."""
-        if len(self._following) + self._claims < self._share:
-            return True
-        if time.monotonic() - self._let_go.get(node_id, -math.inf) < LET_GO_SECONDS:
-            return False
-        # Rounds start on multiples of CLAIM_SECONDS (each claimant sleeps until the next).
-        return round(time.monotonic() / CLAIM_SECONDS) % AT_SHARE_ROUNDS == 0
+    def _below_share(self) -> bool:
+        return len(self._following) + self._claims < self._share
+
+    async def _claim(self, node_id: uuid.UUID) -> Lease | None:
+        """The node's lease, if free, at the moment this replica's share says (the module's
+        doc): at once below it; at its share, ``AT_SHARE_DELAY`` into a round, unless this
+        replica let the node go a moment ago."""
+        if not self._below_share():
+            if time.monotonic() - self._let_go.get(node_id, -math.inf) < LET_GO_SECONDS:
+                return None
+            phase = time.time() % CLAIM_SECONDS
+            wait = AT_SHARE_DELAY - phase
+            await asyncio.sleep(wait if wait >= 0 else wait + CLAIM_SECONDS)
+        self._claims += 1
+        try:
+            return await self._app[LEASES].try_acquire(f"node-events:{node_id}")
+        finally:
+            self._claims -= 1
 
     def _let_extra_go(self) -> None:
         """The nodes followed beyond this replica's share (and the slack), chosen at random,
@@ -317,19 +329,11 @@ class NodeEventListener:
 
     async def _follow(self, node_id: uuid.UUID) -> None:
         backoff = 1.0
-        leases = self._app[LEASES]
         while True:
-            lease = None
-            if self._may_claim(node_id):
-                self._claims += 1
-                try:
-                    lease = await leases.try_acquire(f"node-events:{node_id}")
-                finally:
-                    self._claims -= 1
+            lease = await self._claim(node_id)
             if lease is None:
-                # Another replica follows it, or none can. Every follower of this replica
-                # asks again at the same moment: their claims go in one statement.
-                await asyncio.sleep(CLAIM_SECONDS - time.monotonic() % CLAIM_SECONDS)
+                # Another replica follows it, or none can: asked again at the next round.
+                await asyncio.sleep(CLAIM_SECONDS - time.time() % CLAIM_SECONDS)
                 continue
             self._following.add(node_id)
             try:
