@@ -127,6 +127,7 @@ async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
     """This replica's leases, renewed while the app runs (background jobs use them)."""
     app[LEASES] = keeper = LeaseKeeper(app[ENGINE])
     keeper.start()
+    await keeper.open()
     yield
     await keeper.close()
 

@@ -97,9 +97,29 @@ class LeaseKeeper:
             return True
         return time.monotonic() - self._renewed_at < EXPIRY_SECONDS - MARGIN_SECONDS
 
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas may hold leases too (PostgreSQL; SQLite has one)."""
+        return self._postgres
+
     def start(self) -> None:
         if self._postgres:
             self._task = asyncio.create_task(self._renew(), name="lease-renewal")
+
+    async def open(self) -> None:
+        """Open the lease session now (a replica that starts is counted by the others from
+        then on); a database not reachable now is tried again at the first claim."""
+        if not self._postgres:
+            return
+        async with self._guard:
+            try:
+                async with asyncio.timeout(RENEW_SECONDS * 2):
+                    await self._connect()
+            except Exception as err:
+                log.warning("lease session not opened yet", error=f"{type(err).__name__}: {err}")
+                await self._drop(f"{type(err).__name__}: {err}")
+            else:
+                self._renewed_at = time.monotonic()
 
     async def close(self) -> None:
         if self._task is not None:

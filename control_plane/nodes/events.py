@@ -9,7 +9,9 @@ replica asks for free nodes at once and at each round; at it, :data:`AT_SHARE_DE
 each round (so the replicas below their share take free nodes first, and a node no one else
 takes is still followed); above it and one more (after a restart of the others, or when a
 replica joins) it lets the extra go, which the others take up. A node let go resumes on
-the next replica from its last event applied, as after a takeover. The socket
+the next replica from its last event applied, as after a takeover. A replica waits one round
+before its first claims, so that replicas started together (a fleet's start, not a rolling
+restart) count each other and do not first follow every node, then let most go. The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
 audited. When the node says it dropped events for this stream (a follower that fell
@@ -261,6 +263,9 @@ class NodeEventListener:
         self._nearly_full: set[uuid.UUID] = set()
 
     async def run(self) -> None:
+        if self._app[LEASES].shared:
+            # Replicas started together count each other before any claims its share.
+            await asyncio.sleep(CLAIM_SECONDS)
         while True:
             self._app[METRICS].job_runs.labels("node-events-scan").inc()
             try:
