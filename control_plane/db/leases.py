@@ -32,7 +32,8 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
 
 import structlog
 from sqlalchemy import text
@@ -41,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from control_plane import background
 
 log = structlog.get_logger("leases")
+T = TypeVar("T")
 RENEW_SECONDS: Final = 1.5
 # The name of each replica's lease session, as PostgreSQL lists it.
 SESSION_NAME: Final = "stellar-leases"
@@ -88,7 +90,8 @@ class LeaseKeeper:
         self._wanted: dict[str, asyncio.Future[Lease | None]] = {}
         self._trying: dict[str, asyncio.Future[Lease | None]] = {}
         self._claiming: asyncio.Task[None] | None = None
-        self._giving_back: set[asyncio.Task[None]] = set()
+        # Statements run to their end even when their caller is cancelled (see _alone).
+        self._unfinished: set[asyncio.Task[Any]] = set()
         self._renewed_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -111,6 +114,9 @@ class LeaseKeeper:
         then on); a database not reachable now is tried again at the first claim."""
         if not self._postgres:
             return
+        await self._alone(self._open)
+
+    async def _open(self) -> None:
         async with self._guard:
             try:
                 async with asyncio.timeout(RENEW_SECONDS * 2):
@@ -129,7 +135,7 @@ class LeaseKeeper:
         for answer in self._wanted.values():
             answer.cancel()
         self._wanted.clear()
-        await asyncio.gather(*self._giving_back, return_exceptions=True)
+        await asyncio.gather(*self._unfinished, return_exceptions=True)
         async with self._guard:
             await self._drop("shutting down")
 
@@ -159,8 +165,17 @@ class LeaseKeeper:
         if answer.cancelled() or (lease := answer.result()) is None:
             return
         giving_back = asyncio.create_task(self.release(lease))
-        self._giving_back.add(giving_back)
-        giving_back.add_done_callback(self._giving_back.discard)
+        self._unfinished.add(giving_back)
+        giving_back.add_done_callback(self._unfinished.discard)
+
+    async def _alone(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """``work`` (statements on the lease session) run to its end even if the caller is
+        cancelled (a follower whose node was removed, a replica stopping): a statement cut
+        short leaves the session unusable, and the next one drops it with every lease on it."""
+        task = asyncio.create_task(work())
+        self._unfinished.add(task)
+        task.add_done_callback(self._unfinished.discard)
+        return await asyncio.shield(task)
 
     async def _claim(self) -> None:
         """Try every name asked for, in one statement per round, until none is waiting."""
@@ -206,6 +221,9 @@ class LeaseKeeper:
         its session expires."""
         if not self._postgres:
             return 1
+        return await self._alone(self._count_replicas)
+
+    async def _count_replicas(self) -> int:
         async with self._guard:
             try:
                 async with asyncio.timeout(RENEW_SECONDS * 2):
@@ -229,6 +247,9 @@ class LeaseKeeper:
             return False
         if not self._postgres:
             return True
+        return await self._alone(lambda: self._confirm(lease))
+
+    async def _confirm(self, lease: Lease) -> bool:
         async with self._guard:
             if self._connection is None:
                 return False
@@ -248,14 +269,18 @@ class LeaseKeeper:
         del self._held[lease.name]
         if not self._postgres or self._connection is None:
             return
+        await self._alone(lambda: self._unlock(lease.name))
+
+    async def _unlock(self, name: str) -> None:
         async with self._guard:
             if self._connection is None:
                 return
             try:
-                await self._connection.execute(
-                    text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id(lease.name)}
-                )
-                await self._connection.commit()
+                async with asyncio.timeout(RENEW_SECONDS * 2):
+                    await self._connection.execute(
+                        text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id(name)}
+                    )
+                    await self._connection.commit()
             except Exception as err:
                 await self._drop(f"{type(err).__name__}: {err}")
 

@@ -189,3 +189,30 @@ async def test_a_claim_whose_caller_went_away_is_given_back(database_url: str) -
         for keeper, engine in zip((first, second), engines, strict=True):
             await keeper.close()
             await engine.dispose()
+
+
+async def test_a_release_cut_short_by_its_caller_costs_no_other_lease(database_url: str) -> None:
+    """A follower cancelled while its lease's unlock is on the wire (its node removed, the
+    listener stopping) used to leave the lease session half-way through a statement: the
+    next statement failed and the replica lost every lease it held."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    try:
+        kept = await holder.try_acquire("kept")
+        let_go = await holder.try_acquire("let-go")
+        assert kept is not None
+        assert let_go is not None
+        releasing = asyncio.create_task(let_go.release())
+        while not holder._guard.locked():
+            await asyncio.sleep(0)  # until the unlock statement is under way
+        releasing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await releasing
+        assert await kept.confirm(), "the lease session was lost with the cancelled release"
+        assert kept.valid()
+        assert await other.try_acquire("kept") is None
+        assert await other.try_acquire("let-go") is not None, "the released lease stayed held"
+    finally:
+        for keeper, engine in zip((holder, other), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
