@@ -28,6 +28,9 @@ from shared.command_keys import key_id, public_key_text, write_private_key
 BCRYPT_COST: Final = 10
 SPECS_PER_REQUEST: Final = 200
 FOLLOW_TIMEOUT_SECONDS: Final = 120.0
+# The fleet is settled once no event stream opened or closed for this long (a replica checks
+# its share of the nodes every 3 s).
+SETTLE_SECONDS: Final = 4.0
 START_TIMEOUT_SECONDS: Final = 90.0
 
 
@@ -98,18 +101,33 @@ async def wait_followed(control_url: str, timeout: float = FOLLOW_TIMEOUT_SECOND
         await asyncio.sleep(0.2)
 
 
-async def wait_read(control_url: str, servers: int, timeout: float = FOLLOW_TIMEOUT_SECONDS) -> int:
-    """Wait until the followers have read every server's state once (what a follower does
-    when it connects: 1,000 reads and state writes at full size), for at most ``timeout``
-    seconds; how many are still unread."""
+async def wait_settled(
+    control_url: str, fleet: Fleet, timeout: float = FOLLOW_TIMEOUT_SECONDS
+) -> int:
+    """Wait until the fleet is settled, for at most ``timeout`` seconds: every node followed by
+    one replica, whose follower has read each of the node's servers (what a follower does
+    when it connects: 1,000 reads and state writes at full size), and no stream opened or
+    closed for :data:`SETTLE_SECONDS` (replicas started together share the nodes out, which
+    may move some at first). How many servers are still unread by their node's follower."""
+    per_node: dict[str, int] = {}
+    for node in fleet.node_of.values():
+        per_node[node] = per_node.get(node, 0) + 1
     start = time.monotonic()
     while True:
         table = await stream_table(control_url)
-        read = int(sum(row.get("reads", 0) for row in table.values()))
-        if read >= servers:
+        unread = sum(
+            max(0, count - int(table[node].get("reads_since_open", 0)))
+            if table[node]["open"] == 1
+            else count
+            for node, count in per_node.items()
+        )
+        last_change = max(
+            (t for row in table.values() for t in [*row["opened"], *row["closed"]]), default=0
+        )
+        if not unread and time.monotonic() - last_change >= SETTLE_SECONDS:
             return 0
         if time.monotonic() - start > timeout:
-            return servers - read
+            return unread
         await asyncio.sleep(0.2)
 
 
@@ -203,11 +221,12 @@ def deployed(
                     f" follower {followed:.0f} s after the replicas were started"
                 )
                 deployment.unfollowed = missing
-                unread = asyncio.run(wait_read(control_url, size.servers))
+                unread = asyncio.run(wait_settled(control_url, fleet))
                 deployment.notes.append(
-                    f"every server's state read by its node's follower"
-                    f" {time.monotonic() - started:.1f} s after the replicas were started"
-                    " (the load starts then: steady state, not the followers' first reads)"
+                    f"settled {time.monotonic() - started:.1f} s after the replicas were started:"
+                    " every server's state read by its node's follower, no stream moved for"
+                    f" {SETTLE_SECONDS:.0f} s (the load starts then: steady state, not the"
+                    " followers' first reads nor the replicas sharing the nodes out)"
                     if not unread
                     else f"NOT every server's state read: {unread} of {size.servers} unread"
                 )

@@ -84,8 +84,9 @@ class StreamLog:
     # Events published on the node's bus, by kind (state, stats, ...).
     published: dict[str, int] = field(default_factory=dict)
     # Reads of one server's state (``GET /api/v1/servers/{id}``): a follower reads every
-    # server of its node when it connects.
+    # server of its node when it connects. In all, and since the last stream opened.
     reads: int = 0
+    reads_since_open: int = 0
 
 
 class LoggedEventBus(NodeEventBus):
@@ -99,6 +100,7 @@ class LoggedEventBus(NodeEventBus):
     def subscribe(self, after: str | None = None) -> EventSubscription:
         self._streams.open += 1
         self._streams.opened.append(time.monotonic())
+        self._streams.reads_since_open = 0
         return super().subscribe(after)
 
     def publish(self, event: NodeEvent) -> None:
@@ -166,6 +168,7 @@ def peer_recorder(streams: StreamLog) -> Middleware:
         own = transport.get_extra_info("sockname") if transport else None
         if request.method == "GET" and _SERVER_READ.fullmatch(request.path):
             streams.reads += 1
+            streams.reads_since_open += 1
         if request.path != NODE_EVENT_STREAM.path or not peer or not own:
             return await handler(request)
         connection = (int(peer[1]), int(own[1]))
@@ -242,6 +245,7 @@ def control_app(nodes: dict[uuid.UUID, SimulatedNode]) -> web.Application:
                     "peers": node.streams.peers,
                     "published": node.streams.published,
                     "reads": node.streams.reads,
+                    "reads_since_open": node.streams.reads_since_open,
                     "dropped": node.app[NODE_EVENTS].dropped,
                 }
                 for node_id, node in nodes.items()
