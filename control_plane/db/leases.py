@@ -128,10 +128,14 @@ class LeaseKeeper:
                 self._renewed_at = time.monotonic()
 
     async def close(self) -> None:
-        if self._task is not None:
-            await background.stop(self._task)
-        if self._claiming is not None:
-            await background.stop(self._claiming)
+        # Stopped between two statements: one cut short would fail the unlocks still to come.
+        async with self._guard:
+            for task in (self._task, self._claiming):
+                if task is not None:
+                    task.cancel()
+        for task in (self._task, self._claiming):
+            if task is not None:
+                await background.stop(task)
         for answer in self._wanted.values():
             answer.cancel()
         self._wanted.clear()
