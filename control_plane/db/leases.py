@@ -36,7 +36,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 import structlog
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from control_plane import background
@@ -196,23 +196,13 @@ class LeaseKeeper:
 
     async def _claim_round(self, wanted: dict[str, asyncio.Future[Lease | None]]) -> None:
         keys = {lock_id(name): name for name in wanted}
-        try:
-            async with asyncio.timeout(RENEW_SECONDS * 2):
-                connection = await self._connect()
-                rows = await connection.execute(
-                    text(
-                        "SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key"
-                        " WHERE pg_try_advisory_lock(key)"
-                    ),
-                    {"keys": list(keys)},
-                )
-                granted = {keys[key] for (key,) in rows}
-                await connection.commit()
-        except Exception as err:
-            await self._drop(f"{type(err).__name__}: {err}")
-            granted = set()
-        else:
-            self._renewed_at = time.monotonic()
+        rows = await self._query(
+            "SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key"
+            " WHERE pg_try_advisory_lock(key)",
+            {"keys": list(keys)},
+            connect=True,
+        )
+        granted = {keys[key] for (key,) in rows or ()}
         for name, answer in wanted.items():
             lease = None
             if name in granted:
@@ -229,22 +219,13 @@ class LeaseKeeper:
 
     async def _count_replicas(self) -> int:
         async with self._guard:
-            try:
-                async with asyncio.timeout(RENEW_SECONDS * 2):
-                    connection = await self._connect()
-                    count = await connection.scalar(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity"
-                            " WHERE datname = current_database() AND application_name = :name"
-                        ),
-                        {"name": SESSION_NAME},
-                    )
-                    await connection.commit()
-            except Exception as err:
-                await self._drop(f"{type(err).__name__}: {err}")
-                return 1
-            self._renewed_at = time.monotonic()
-        return max(1, int(count or 0))
+            rows = await self._query(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :name",
+                {"name": SESSION_NAME},
+                connect=True,
+            )
+        return max(1, int(rows[0][0])) if rows else 1
 
     async def confirm(self, lease: Lease) -> bool:
         if self._held.get(lease.name) is not lease:
@@ -255,16 +236,8 @@ class LeaseKeeper:
 
     async def _confirm(self, lease: Lease) -> bool:
         async with self._guard:
-            if self._connection is None:
+            if await self._query("SELECT 1") is None:
                 return False
-            try:
-                async with asyncio.timeout(RENEW_SECONDS * 2):
-                    await self._connection.execute(text("SELECT 1"))
-                    await self._connection.commit()
-            except Exception as err:
-                await self._drop(f"{type(err).__name__}: {err}")
-                return False
-            self._renewed_at = time.monotonic()
         return lease.valid()
 
     async def release(self, lease: Lease) -> None:
@@ -277,16 +250,27 @@ class LeaseKeeper:
 
     async def _unlock(self, name: str) -> None:
         async with self._guard:
-            if self._connection is None:
-                return
-            try:
-                async with asyncio.timeout(RENEW_SECONDS * 2):
-                    await self._connection.execute(
-                        text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id(name)}
-                    )
-                    await self._connection.commit()
-            except Exception as err:
-                await self._drop(f"{type(err).__name__}: {err}")
+            await self._query("SELECT pg_advisory_unlock(:id)", {"id": lock_id(name)})
+
+    async def _query(
+        self, sql: str, parameters: dict[str, Any] | None = None, *, connect: bool = False
+    ) -> list[Row[Any]] | None:
+        """One statement on the lease session (the caller holds the guard), committed; its
+        rows, or None when there is no session (and ``connect`` is not asked) or it failed
+        — a failed session is dropped with every lease on it. A statement that succeeds
+        renews the session."""
+        if self._connection is None and not connect:
+            return None
+        try:
+            async with asyncio.timeout(RENEW_SECONDS * 2):
+                connection = await self._connect()
+                rows = list(await connection.execute(text(sql), parameters or {}))
+                await connection.commit()
+        except Exception as err:
+            await self._drop(f"{type(err).__name__}: {err}")
+            return None
+        self._renewed_at = time.monotonic()
+        return rows
 
     async def _connect(self) -> AsyncConnection:
         if self._connection is not None:

@@ -24,7 +24,7 @@ from control_plane.db.models import AuditEntry, Node, Server
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
 from control_plane.nodes.events import AuditBudget, NodeEventListener
-from control_plane.settings import load_settings
+from control_plane.settings import ControlPlaneSettings, load_settings
 from shared.command_keys import write_private_key
 from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.clocks import MonotonicClock
@@ -115,7 +115,15 @@ async def signing_world(
     """The control plane with a signing key (it opens the node's stream), no background jobs."""
     key_file = tmp_path / "signing.key"
     write_private_key(key_file, Ed25519PrivateKey.generate())
-    settings = load_settings(
+    settings = signing_settings(database_url, key_file)
+    panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
+    return await build_world(panel)
+
+
+def signing_settings(database_url: str, key_file: Path) -> ControlPlaneSettings:
+    """The settings of a control plane that signs node commands with ``key_file`` (another
+    replica of :func:`signing_world`'s, with the same file)."""
+    return load_settings(
         {
             "STELLAR_DATABASE_URL": database_url,
             "STELLAR_AUTH_SECRET": AUTH_SECRET,
@@ -124,8 +132,6 @@ async def signing_world(
             "STELLAR_SIGNING_KEY_FILE": str(key_file),
         }
     )
-    panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
-    return await build_world(panel)
 
 
 async def node_moved_to(world: World, port: int | None) -> Node:

@@ -26,11 +26,13 @@ from control_plane.app import create_app
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
-from control_plane.settings import load_settings
 from node_agent.settings import AgentSettings
 from shared.command_keys import key_id, load_private_key, public_key_text
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
-from tests.integration.control_plane.test_node_event_flood import node_moved_to, signing_world
+from tests.integration.control_plane.test_node_event_flood import (
+    node_moved_to,
+    signing_settings,
+    signing_world,
+)
 from tests.support.agent_process import free_port
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -90,15 +92,7 @@ async def test_a_replica_that_joins_gets_its_share_and_a_stopped_ones_nodes_are_
 
     # Two replicas: each its own app, engine, pools, lease session and background jobs (the
     # event listener among them), on the same database.
-    settings = load_settings(
-        {
-            "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
-            "STELLAR_SIGNING_KEY_FILE": str(tmp_path / "signing.key"),
-        }
-    )
+    settings = signing_settings(database_url, tmp_path / "signing.key")
 
     def following(replica: TestServer) -> int:
         """The nodes whose stream ``replica`` holds open (its own metrics say)."""
