@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, Final
 
+import asyncpg
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -122,7 +123,8 @@ def _ping_if_idle(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         return  # new (it just connected), or in use a moment ago
     try:
         await_(record.driver_connection.execute(PING))
-    except Exception as err:
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        # The connection's or the server's answer; a bug of ours goes on up as it is.
         # The pool tries another connection, and drops those it had before this moment.
         raise exc.InvalidatePoolError(f"a pooled connection no longer answers: {err}") from err
 

@@ -59,8 +59,9 @@ def lock_id(name: str) -> int:
 class Lease:
     """One held lease: ``lost`` is set when it ends without a release."""
 
-    def __init__(self, keeper: LeaseKeeper, name: str) -> None:
+    def __init__(self, keeper: LeaseKeeper, name: str, session: int = 0) -> None:
         self.name = name
+        self.session = session  # the keeper's session it is held on
         self.lost = asyncio.Event()
         self._keeper = keeper
 
@@ -94,6 +95,11 @@ class LeaseKeeper:
         self._unfinished: set[asyncio.Task[Any]] = set()
         self._renewed_at = 0.0
         self._task: asyncio.Task[None] | None = None
+        # Each session opened gets the next number (a lease is held on one of them); when the
+        # current one opened; the replicas counted last.
+        self._session = 0
+        self._opened_at = 0.0
+        self._counted = 1
 
     def fresh(self) -> bool:
         if not self._postgres:
@@ -186,6 +192,8 @@ class LeaseKeeper:
         try:
             while self._wanted:
                 async with self._guard:
+                    if not self._wanted:
+                        break  # every caller went away while this waited
                     self._trying, self._wanted = self._wanted, {}
                     await self._claim_round(self._trying)
                     self._trying = {}
@@ -206,18 +214,20 @@ class LeaseKeeper:
         for name, answer in wanted.items():
             lease = None
             if name in granted:
-                self._held[name] = lease = Lease(self, name)
+                self._held[name] = lease = Lease(self, name, self._session)
             answer.set_result(lease)
 
-    async def replicas(self) -> int:
+    async def replicas(self) -> int | None:
         """How many replicas hold a lease session on this database now, this one included
-        (at least 1). A replica that died is gone from the count at once; a frozen one when
-        its session expires."""
+        (at least 1), or None if the database cannot say now. A replica that died is gone
+        from the count at once; a frozen one when its session expires. For a moment after
+        this session opened (PostgreSQL back after an outage: the others open theirs again
+        at their next claim), a count lower than the last one is not believed yet."""
         if not self._postgres:
             return 1
         return await self._alone(self._count_replicas)
 
-    async def _count_replicas(self) -> int:
+    async def _count_replicas(self) -> int | None:
         async with self._guard:
             rows = await self._query(
                 "SELECT count(*) FROM pg_stat_activity"
@@ -225,7 +235,14 @@ class LeaseKeeper:
                 {"name": SESSION_NAME},
                 connect=True,
             )
-        return max(1, int(rows[0][0])) if rows else 1
+        if not rows:
+            return None
+        counted = max(1, int(rows[0][0]))
+        young = time.monotonic() - self._opened_at < EXPIRY_SECONDS
+        if counted < self._counted and young:
+            return self._counted
+        self._counted = counted
+        return counted
 
     async def confirm(self, lease: Lease) -> bool:
         if self._held.get(lease.name) is not lease:
@@ -246,11 +263,14 @@ class LeaseKeeper:
         del self._held[lease.name]
         if not self._postgres or self._connection is None:
             return
-        await self._alone(lambda: self._unlock(lease.name))
+        await self._alone(lambda: self._unlock(lease))
 
-    async def _unlock(self, name: str) -> None:
+    async def _unlock(self, lease: Lease) -> None:
         async with self._guard:
-            await self._query("SELECT pg_advisory_unlock(:id)", {"id": lock_id(name)})
+            if lease.session != self._session:
+                return  # that session is gone, and its locks with it (the name may be held
+                # again, on the session of now)
+            await self._query("SELECT pg_advisory_unlock(:id)", {"id": lock_id(lease.name)})
 
     async def _query(
         self, sql: str, parameters: dict[str, Any] | None = None, *, connect: bool = False
@@ -288,6 +308,8 @@ class LeaseKeeper:
             await connection.invalidate()
             raise
         self._connection = connection
+        self._session += 1
+        self._opened_at = time.monotonic()
         return connection
 
     async def _drop(self, why: str) -> None:

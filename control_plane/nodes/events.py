@@ -6,9 +6,11 @@ replica follows its share of the nodes, ceil(nodes / live replicas). Claims are 
 rounds, at the multiples of :data:`CLAIM_SECONDS` on the wall clock (the same moments on
 every replica whose clock is kept), each replica's in one statement. Below its share, a
 replica asks for free nodes at once and at each round; at it, :data:`AT_SHARE_DELAY` into
-each round (so the replicas below their share take free nodes first, and a node no one else
-takes is still followed); above it and one more (after a restart of the others, or when a
-replica joins) it lets the extra go, which the others take up. A node let go resumes on
+each round, having counted the replicas again (one that died or froze is no longer
+counted: the survivors are below their new share), and for one node a round (so the
+replicas below their share take free nodes first, and a node no one else takes is still
+followed); above it and one more (after a restart of the others, or when a replica joins)
+it lets the extra go, which the others take up. A node let go resumes on
 the next replica from its last event applied, as after a takeover. A replica waits one round
 before its first claims, so that replicas started together (a fleet's start, not a rolling
 restart) count each other and do not first follow every node, then let most go. The socket
@@ -99,9 +101,10 @@ RESCAN_SECONDS = 3.0
 # expiry, what a takeover takes at most.
 CLAIM_SECONDS = 2.0
 # A replica lets nodes go when it follows more than its share and this many; at its share,
-# it asks for free nodes this long into each claim round.
+# it asks for free nodes this long into each claim round, and this many a round.
 SHARE_SLACK = 1
 AT_SHARE_DELAY = 0.5
+AT_SHARE_PER_ROUND = 1
 # A node let go is not asked for again this soon by the replica that let it go (unless below
 # its share): the others take it up.
 LET_GO_SECONDS = 3 * CLAIM_SECONDS
@@ -257,7 +260,13 @@ class NodeEventListener:
         self._following: set[uuid.UUID] = set()
         self._claims = 0
         self._share = math.inf
+        self._node_count = 0
         self._let_go: dict[uuid.UUID, float] = {}
+        # The share counted again for this round, and the claims made at share in it.
+        self._recounting: asyncio.Future[None] | None = None
+        self._recount_round = -1
+        self._extra_round = -1
+        self._extra_claims = 0
         # Servers whose disk was announced nearly full (this replica's memory: a replica
         # that takes a node over may announce it once more).
         self._nearly_full: set[uuid.UUID] = set()
@@ -271,13 +280,17 @@ class NodeEventListener:
             try:
                 async with transaction(self._app[SESSIONS]) as db:
                     nodes = {n.id: (n.name, n.url) for n in await db.scalars(select(Node))}
+                self._node_count = len(nodes)
                 replicas = await self._app[LEASES].replicas()
-                self._share = math.ceil(len(nodes) / replicas)
-                for node_id, (name, url) in nodes.items():
+                if replicas is not None:  # else the share counted last stands
+                    self._share = math.ceil(len(nodes) / replicas)
+                # In an order of this replica's own: replicas started together do not all
+                # ask for the same nodes first.
+                for node_id, (name, url) in random.sample(list(nodes.items()), len(nodes)):
                     task = self._tasks.get(node_id)
                     followed = self._urls.get(node_id)
                     if task is not None and followed is not None and followed != url:
-                        task.cancel()  # the node moved: follow it at its new address now
+                        self._stop_following(node_id)  # it moved: follow it at its new address
                         task = None
                     if task is None or task.done():
                         self._urls.pop(node_id, None)  # the follower says where it connects
@@ -285,7 +298,8 @@ class NodeEventListener:
                             self._follow(node_id), name=f"node-events-{name}"
                         )
                 for node_id in set(self._tasks) - set(nodes):
-                    self._tasks.pop(node_id).cancel()
+                    self._stop_following(node_id)
+                    self._tasks.pop(node_id, None)
                     self._urls.pop(node_id, None)
                 self._let_extra_go()
             except Exception:
@@ -293,24 +307,54 @@ class NodeEventListener:
                 log.exception("node event listener scan failed")
             await asyncio.sleep(RESCAN_SECONDS)
 
+    def _stop_following(self, node_id: uuid.UUID) -> None:
+        """Cancel the node's follower (its lease is released as it ends); it no longer
+        counts as followed from now on."""
+        task = self._tasks.get(node_id)
+        if task is not None:
+            task.cancel()
+        self._following.discard(node_id)
+
     def _below_share(self) -> bool:
         return len(self._following) + self._claims < self._share
 
     async def _claim(self, node_id: uuid.UUID) -> Lease | None:
         """The node's lease, if free, at the moment this replica's share says (the module's
-        doc): at once below it; at its share, ``AT_SHARE_DELAY`` into a round, unless this
-        replica let the node go a moment ago."""
+        doc): at once below it; at its share, ``AT_SHARE_DELAY`` into a round, after the
+        share is counted again, one node a round (unless this replica let the node go a
+        moment ago)."""
         if not self._below_share():
             if time.monotonic() - self._let_go.get(node_id, -math.inf) < LET_GO_SECONDS:
                 return None
             phase = time.time() % CLAIM_SECONDS
             wait = AT_SHARE_DELAY - phase
             await asyncio.sleep(wait if wait >= 0 else wait + CLAIM_SECONDS)
+            this_round = round((time.time() - AT_SHARE_DELAY) / CLAIM_SECONDS)
+            await self._recount(this_round)
+            if not self._below_share():
+                if self._extra_round != this_round:
+                    self._extra_round, self._extra_claims = this_round, 0
+                if self._extra_claims >= AT_SHARE_PER_ROUND:
+                    return None
+                self._extra_claims += 1
         self._claims += 1
         try:
             return await self._app[LEASES].try_acquire(f"node-events:{node_id}")
         finally:
             self._claims -= 1
+
+    async def _recount(self, this_round: int) -> None:
+        """The share counted again, once a round, for the claimants at share: after a replica
+        died or froze, the survivors are below their new share at the next round."""
+        if self._recounting is None or self._recount_round != this_round:
+            self._recount_round = this_round
+            self._recounting = asyncio.ensure_future(self._count_share())
+        await asyncio.shield(self._recounting)
+
+    async def _count_share(self) -> None:
+        replicas = await self._app[LEASES].replicas()
+        if replicas is not None:
+            self._share = math.ceil(self._node_count / replicas)
 
     def _let_extra_go(self) -> None:
         """The nodes followed beyond this replica's share (and the slack), chosen at random,
@@ -322,9 +366,7 @@ class NodeEventListener:
         self._let_go = {n: at for n, at in self._let_go.items() if now - at < LET_GO_SECONDS}
         for node_id in random.sample(sorted(self._following), int(extra)):
             self._let_go[node_id] = now
-            task = self._tasks.get(node_id)
-            if task is not None:
-                task.cancel()  # its lease is released; the next scan starts a claimant
+            self._stop_following(node_id)  # the next scan starts a claimant
         log.info("node events: letting nodes go to other replicas", count=extra, share=self._share)
 
     async def close(self) -> None:

@@ -216,3 +216,39 @@ async def test_a_release_cut_short_by_its_caller_costs_no_other_lease(database_u
         for keeper, engine in zip((holder, other), engines, strict=True):
             await keeper.close()
             await engine.dispose()
+
+
+async def test_an_unlock_for_a_session_that_ended_does_not_free_the_name_held_again(
+    database_url: str,
+) -> None:
+    """A release queued behind a claim, while the session it was held on ended (a failed
+    renewal): the claim takes the name again on a new session, and the late unlock must not
+    free that new lock (two replicas would then follow one node)."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+
+    async def settle() -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    try:
+        lease = await holder.try_acquire("x")
+        assert lease is not None
+        async with holder._guard:  # a statement under way on the session
+            claiming_y = asyncio.create_task(holder.try_acquire("y"))
+            await settle()  # the claim round waits for the session
+            releasing = asyncio.create_task(lease.release())
+            await settle()  # the unlock waits behind it
+            await holder._drop("the renewal failed")  # the session ends, and x's lock
+            claiming_x = asyncio.create_task(holder.try_acquire("x"))
+            await settle()  # x joins the waiting round
+        again, y = await claiming_x, await claiming_y
+        await releasing
+        assert again is not None, "x was not taken again on the new session"
+        assert y is not None
+        assert await other.try_acquire("x") is None, "the late unlock freed x's new lock"
+        assert await again.confirm()
+    finally:
+        for keeper, engine in zip((holder, other), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
