@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import random
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
@@ -43,6 +44,8 @@ from control_plane import background
 
 log = structlog.get_logger("leases")
 T = TypeVar("T")
+# How many leases of a group a claim round may grant (see LeaseKeeper.try_acquire).
+Room = Callable[[], int]
 RENEW_SECONDS: Final = 1.5
 # The name of each replica's lease session, as PostgreSQL lists it.
 SESSION_NAME: Final = "stellar-leases"
@@ -90,6 +93,7 @@ class LeaseKeeper:
         # Names asked for and not yet tried, those being tried, and the task that tries them.
         self._wanted: dict[str, asyncio.Future[Lease | None]] = {}
         self._trying: dict[str, asyncio.Future[Lease | None]] = {}
+        self._rooms: dict[str, Room | None] = {}
         self._claiming: asyncio.Task[None] | None = None
         # Statements run to their end even when their caller is cancelled (see _alone).
         self._unfinished: set[asyncio.Task[Any]] = set()
@@ -149,15 +153,18 @@ class LeaseKeeper:
         async with self._guard:
             await self._drop("shutting down")
 
-    async def try_acquire(self, name: str) -> Lease | None:
+    async def try_acquire(self, name: str, *, room: Room | None = None) -> Lease | None:
         """The lease ``name`` if no other replica holds it (nor this one already, nor asks
-        for it now). Tried with every other name asked for meanwhile, in one statement."""
+        for it now). Tried with every other name asked for meanwhile, in one statement.
+        ``room``: of the names asked for with one ``room`` (equal callables), a round grants
+        at most ``room()`` (free ones, at random; SQLite grants every one)."""
         if name in self._held or name in self._wanted or name in self._trying:
             return None
         if not self._postgres:
             self._held[name] = lease = Lease(self, name)
             return lease
         answer = self._wanted[name] = asyncio.get_running_loop().create_future()
+        self._rooms[name] = room
         if self._claiming is None or self._claiming.done():
             self._claiming = asyncio.create_task(self._claim(), name="lease-claims")
         try:
@@ -166,6 +173,7 @@ class LeaseKeeper:
         except asyncio.CancelledError:
             if self._wanted.get(name) is answer:
                 del self._wanted[name]  # not tried yet
+                self._rooms.pop(name, None)
             else:
                 answer.add_done_callback(self._give_back)  # being tried, or tried
             raise
@@ -203,14 +211,23 @@ class LeaseKeeper:
             self._trying = {}
 
     async def _claim_round(self, wanted: dict[str, asyncio.Future[Lease | None]]) -> None:
-        keys = {lock_id(name): name for name in wanted}
-        rows = await self._query(
-            "SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key"
-            " WHERE pg_try_advisory_lock(key)",
-            {"keys": list(keys)},
-            connect=True,
-        )
-        granted = {keys[key] for (key,) in rows or ()}
+        groups: dict[Room | None, list[str]] = {}
+        for name in wanted:
+            groups.setdefault(self._rooms.pop(name, None), []).append(name)
+        granted: set[str] = set()
+        for room, names in groups.items():
+            limit = len(names) if room is None else min(room(), len(names))
+            if limit <= 0:
+                continue
+            keys = {lock_id(name): name for name in random.sample(names, len(names))}
+            # PostgreSQL tries the rows one by one as LIMIT pulls them: no lock past it.
+            rows = await self._query(
+                "SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key"
+                " WHERE pg_try_advisory_lock(key) LIMIT :limit",
+                {"keys": list(keys), "limit": limit},
+                connect=True,
+            )
+            granted.update(keys[key] for (key,) in rows or ())
         for name, answer in wanted.items():
             lease = None
             if name in granted:

@@ -258,15 +258,12 @@ class NodeEventListener:
         # The nodes this replica holds the lease of, the claims under way, and how many
         # nodes it may follow (its share; see the module's doc).
         self._following: set[uuid.UUID] = set()
-        self._claims = 0
         self._share = math.inf
         self._node_count = 0
         self._let_go: dict[uuid.UUID, float] = {}
-        # The share counted again for this round, and the claims made at share in it.
+        # The share counted again for this round.
         self._recounting: asyncio.Future[None] | None = None
         self._recount_round = -1
-        self._extra_round = -1
-        self._extra_claims = 0
         # Servers whose disk was announced nearly full (this replica's memory: a replica
         # that takes a node over may announce it once more).
         self._nearly_full: set[uuid.UUID] = set()
@@ -316,7 +313,13 @@ class NodeEventListener:
         self._following.discard(node_id)
 
     def _below_share(self) -> bool:
-        return len(self._following) + self._claims < self._share
+        return len(self._following) < self._share
+
+    def _room(self) -> int:
+        """How many nodes this replica's claims of a round may get: up to its share, and at
+        its share one a round (the module's doc)."""
+        below = min(self._share, len(self._tasks)) - len(self._following)  # not yet counted: all
+        return AT_SHARE_PER_ROUND if below < AT_SHARE_PER_ROUND else int(below)
 
     async def _claim(self, node_id: uuid.UUID) -> Lease | None:
         """The node's lease, if free, at the moment this replica's share says (the module's
@@ -329,19 +332,9 @@ class NodeEventListener:
             phase = time.time() % CLAIM_SECONDS
             wait = AT_SHARE_DELAY - phase
             await asyncio.sleep(wait if wait >= 0 else wait + CLAIM_SECONDS)
-            this_round = round((time.time() - AT_SHARE_DELAY) / CLAIM_SECONDS)
-            await self._recount(this_round)
-            if not self._below_share():
-                if self._extra_round != this_round:
-                    self._extra_round, self._extra_claims = this_round, 0
-                if self._extra_claims >= AT_SHARE_PER_ROUND:
-                    return None
-                self._extra_claims += 1
-        self._claims += 1
-        try:
-            return await self._app[LEASES].try_acquire(f"node-events:{node_id}")
-        finally:
-            self._claims -= 1
+            await self._recount(round((time.time() - AT_SHARE_DELAY) / CLAIM_SECONDS))
+        # The round's claims of this replica go in one statement, which grants the room.
+        return await self._app[LEASES].try_acquire(f"node-events:{node_id}", room=self._room)
 
     async def _recount(self, this_round: int) -> None:
         """The share counted again, once a round, for the claimants at share: after a replica

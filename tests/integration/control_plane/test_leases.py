@@ -252,3 +252,33 @@ async def test_an_unlock_for_a_session_that_ended_does_not_free_the_name_held_ag
         for keeper, engine in zip((holder, other), engines, strict=True):
             await keeper.close()
             await engine.dispose()
+
+
+async def test_a_claim_round_grants_no_more_than_the_room_and_takes_no_other_lock(
+    database_url: str,
+) -> None:
+    """A replica at its share of the nodes asks for every free one with room for a few: it
+    gets that many, and the others stay free for the replicas below their share."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    asking, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    names = [f"node-events:{number}" for number in range(10)]
+    try:
+
+        def room_for_three() -> int:
+            return 3
+
+        def no_room() -> int:
+            return 0
+
+        # One room for the round: the names asked for with it are granted 3 in all.
+        granted = await asyncio.gather(*(asking.try_acquire(n, room=room_for_three) for n in names))
+        mine = [name for name, lease in zip(names, granted, strict=True) if lease is not None]
+        assert len(mine) == 3
+        rest = await asyncio.gather(*(other.try_acquire(name) for name in names))
+        assert sum(lease is not None for lease in rest) == 7, "a lock past the room was taken"
+        none_left = await asyncio.gather(*(asking.try_acquire(n, room=no_room) for n in names))
+        assert all(lease is None for lease in none_left)
+    finally:
+        for keeper, engine in zip((asking, other), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
