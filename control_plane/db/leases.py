@@ -70,7 +70,7 @@ class Lease:
 
     def valid(self) -> bool:
         """Whether this replica may still act under the lease (see the module's fencing)."""
-        return not self.lost.is_set() and self._keeper.fresh()
+        return not self.lost.is_set() and self._keeper.fresh(self.session)
 
     async def confirm(self) -> bool:
         """Ask the database now whether the lease is still held (before a job's run: the
@@ -105,9 +105,13 @@ class LeaseKeeper:
         self._opened_at = 0.0
         self._counted = 1
 
-    def fresh(self) -> bool:
+    def fresh(self, session: int | None = None) -> bool:
+        """Whether the lease session (``session``, if given, still the one of now) was
+        renewed recently enough to act under its leases."""
         if not self._postgres:
             return True
+        if session is not None and session != self._session:
+            return False
         return time.monotonic() - self._renewed_at < EXPIRY_SECONDS - MARGIN_SECONDS
 
     @property
@@ -149,6 +153,7 @@ class LeaseKeeper:
         for answer in self._wanted.values():
             answer.cancel()
         self._wanted.clear()
+        self._rooms.clear()
         await asyncio.gather(*self._unfinished, return_exceptions=True)
         async with self._guard:
             await self._drop("shutting down")
@@ -214,25 +219,44 @@ class LeaseKeeper:
         groups: dict[Room | None, list[str]] = {}
         for name in wanted:
             groups.setdefault(self._rooms.pop(name, None), []).append(name)
-        granted: set[str] = set()
+        limits: dict[Room | None, int] = {}
         for room, names in groups.items():
-            limit = len(names) if room is None else min(room(), len(names))
-            if limit <= 0:
+            try:
+                limits[room] = len(names) if room is None else min(int(room()), len(names))
+            except Exception:
+                log.exception("a lease claim's room failed; none granted for it this round")
+                limits[room] = 0
+        granted: set[str] = set()
+        session = self._session
+        for room, names in groups.items():
+            if limits[room] <= 0:
                 continue
             keys = {lock_id(name): name for name in random.sample(names, len(names))}
             # PostgreSQL tries the rows one by one as LIMIT pulls them: no lock past it.
             rows = await self._query(
                 "SELECT key FROM unnest(CAST(:keys AS bigint[])) AS key"
                 " WHERE pg_try_advisory_lock(key) LIMIT :limit",
-                {"keys": list(keys), "limit": limit},
+                {"keys": list(keys), "limit": limits[room]},
                 connect=True,
             )
-            granted.update(keys[key] for (key,) in rows or ())
+            if rows is None:
+                granted.clear()  # the session failed: what it granted ended with it
+                break
+            if self._session != session:
+                granted.clear()  # granted on an earlier session, which is gone
+                session = self._session
+            granted.update(keys[key] for (key,) in rows)
+        if self._connection is None or session != self._session:
+            granted.clear()
         for name, answer in wanted.items():
             lease = None
             if name in granted:
-                self._held[name] = lease = Lease(self, name, self._session)
+                self._held[name] = lease = Lease(self, name, session)
             answer.set_result(lease)
+
+    def held(self, prefix: str) -> int:
+        """How many leases whose name starts with ``prefix`` this replica holds now."""
+        return sum(1 for name in self._held if name.startswith(prefix))
 
     async def replicas(self) -> int | None:
         """How many replicas hold a lease session on this database now, this one included

@@ -105,6 +105,7 @@ CLAIM_SECONDS = 2.0
 SHARE_SLACK = 1
 AT_SHARE_DELAY = 0.5
 AT_SHARE_PER_ROUND = 1
+NODE_LEASE_PREFIX = "node-events:"
 # A node let go is not asked for again this soon by the replica that let it go (unless below
 # its share): the others take it up.
 LET_GO_SECONDS = 3 * CLAIM_SECONDS
@@ -312,14 +313,21 @@ class NodeEventListener:
             task.cancel()
         self._following.discard(node_id)
 
+    def _held(self) -> int:
+        """The node leases this replica holds (a claim granted counts at once, before its
+        follower wakes up to follow)."""
+        return self._app[LEASES].held(NODE_LEASE_PREFIX)
+
     def _below_share(self) -> bool:
-        return len(self._following) < self._share
+        return self._held() < self._share
 
     def _room(self) -> int:
-        """How many nodes this replica's claims of a round may get: up to its share, and at
-        its share one a round (the module's doc)."""
-        below = min(self._share, len(self._tasks)) - len(self._following)  # not yet counted: all
-        return AT_SHARE_PER_ROUND if below < AT_SHARE_PER_ROUND else int(below)
+        """How many nodes this replica's claims of a round may get: up to its share; at it,
+        one a round; above it, none (the module's doc)."""
+        below = min(self._share, len(self._tasks)) - self._held()  # not yet counted: all
+        if below < 0:
+            return 0
+        return max(int(below), AT_SHARE_PER_ROUND)
 
     async def _claim(self, node_id: uuid.UUID) -> Lease | None:
         """The node's lease, if free, at the moment this replica's share says (the module's
@@ -334,7 +342,7 @@ class NodeEventListener:
             await asyncio.sleep(wait if wait >= 0 else wait + CLAIM_SECONDS)
             await self._recount(round((time.time() - AT_SHARE_DELAY) / CLAIM_SECONDS))
         # The round's claims of this replica go in one statement, which grants the room.
-        return await self._app[LEASES].try_acquire(f"node-events:{node_id}", room=self._room)
+        return await self._app[LEASES].try_acquire(f"{NODE_LEASE_PREFIX}{node_id}", room=self._room)
 
     async def _recount(self, this_round: int) -> None:
         """The share counted again, once a round, for the claimants at share: after a replica
