@@ -7,10 +7,10 @@ rounds, at the multiples of :data:`CLAIM_SECONDS` on the wall clock (the same mo
 every replica whose clock is kept), each replica's in one statement. Below its share, a
 replica asks for free nodes at once and at each round; at it, :data:`AT_SHARE_DELAY` into
 each round, having counted the replicas again (one that died or froze is no longer
-counted: the survivors are below their new share), and for one node a round (so the
-replicas below their share take free nodes first, and a node no one else takes is still
-followed); above it and one more (after a restart of the others, or when a replica joins)
-it lets the extra go, which the others take up. A node let go resumes on
+counted: the survivors are below their new share), for one node a round (so the replicas
+below their share take free nodes first, and each at its share one that no one else took);
+above it, none; above it and one more (after a restart of the others, or when a replica
+joins) it lets the extra go, which the others take up. A node let go resumes on
 the next replica from its last event applied, as after a takeover. A replica waits one round
 before its first claims, so that replicas started together (a fleet's start, not a rolling
 restart) count each other and do not first follow every node, then let most go. The socket
