@@ -132,14 +132,8 @@ class LeaseKeeper:
 
     async def _open(self) -> None:
         async with self._guard:
-            try:
-                async with asyncio.timeout(RENEW_SECONDS * 2):
-                    await self._connect()
-            except Exception as err:
-                log.warning("lease session not opened yet", error=f"{type(err).__name__}: {err}")
-                await self._drop(f"{type(err).__name__}: {err}")
-            else:
-                self._renewed_at = time.monotonic()
+            if await self._query("SELECT 1", connect=True) is None:
+                log.warning("lease session not opened yet: tried again at the first claim")
 
     async def close(self) -> None:
         # Stopped between two statements: one cut short would fail the unlocks still to come.

@@ -256,8 +256,8 @@ class NodeEventListener:
         self._allowances: dict[uuid.UUID, _Allowance] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._urls: dict[uuid.UUID, str] = {}
-        # The nodes this replica holds the lease of, the claims under way, and how many
-        # nodes it may follow (its share; see the module's doc).
+        # The nodes this replica follows, and how many it may follow (its share of the nodes
+        # counted at the last scan; see the module's doc).
         self._following: set[uuid.UUID] = set()
         self._share = math.inf
         self._node_count = 0
@@ -279,9 +279,7 @@ class NodeEventListener:
                 async with transaction(self._app[SESSIONS]) as db:
                     nodes = {n.id: (n.name, n.url) for n in await db.scalars(select(Node))}
                 self._node_count = len(nodes)
-                replicas = await self._app[LEASES].replicas()
-                if replicas is not None:  # else the share counted last stands
-                    self._share = math.ceil(len(nodes) / replicas)
+                await self._count_share()
                 # In an order of this replica's own: replicas started together do not all
                 # ask for the same nodes first.
                 for node_id, (name, url) in random.sample(list(nodes.items()), len(nodes)):
@@ -354,7 +352,7 @@ class NodeEventListener:
 
     async def _count_share(self) -> None:
         replicas = await self._app[LEASES].replicas()
-        if replicas is not None:
+        if replicas is not None:  # else the share counted last stands
             self._share = math.ceil(self._node_count / replicas)
 
     def _let_extra_go(self) -> None:

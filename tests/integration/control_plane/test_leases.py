@@ -30,6 +30,19 @@ async def database_url() -> AsyncIterator[str]:
         await _drop_postgres_database(url)
 
 
+@pytest.fixture
+async def keepers(database_url: str) -> AsyncIterator[tuple[LeaseKeeper, LeaseKeeper]]:
+    """Two replicas' lease keepers, each on an engine of its own (no renewal started)."""
+    engines = [create_engine(database_url), create_engine(database_url)]
+    first, second = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    try:
+        yield first, second
+    finally:
+        for keeper, engine in zip((first, second), engines, strict=True):
+            await keeper.close()
+            await engine.dispose()
+
+
 class Replica:
     """One replica's side of the job: its own engine (pool) and lease keeper."""
 
@@ -101,184 +114,154 @@ async def test_a_job_runs_exactly_once_per_tick_across_two_replicas_through_a_ta
     assert before != after, "the job was not taken over"
 
 
-async def test_a_frozen_holder_loses_its_lease_within_the_expiry(database_url: str) -> None:
+async def test_a_frozen_holder_loses_its_lease_within_the_expiry(
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
+) -> None:
     """A holder that stops renewing (SIGSTOP, a partition: emulated by not letting its renewal
     task run) loses the lease to PostgreSQL's idle_session_timeout, and then knows it."""
-    engines = [create_engine(database_url), create_engine(database_url)]
-    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    holder, other = keepers
     other.start()  # the holder's renewal never runs: it is "frozen"
-    try:
-        lease = await holder.try_acquire(JOB)
-        assert lease is not None
-        assert await other.try_acquire(JOB) is None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        taken = None
-        while taken is None and loop.time() - started < EXPIRY_SECONDS + 5:
-            taken = await other.try_acquire(JOB)
-            if taken is None:
-                await asyncio.sleep(0.5)
-        assert taken is not None, "the frozen holder kept its lease"
-        assert loop.time() - started < EXPIRY_SECONDS + 3
-        assert not lease.valid(), "the frozen holder still believes it holds the lease"
-        assert not await lease.confirm()
-        assert lease.lost.is_set()
-    finally:
-        for keeper, engine in zip((holder, other), engines, strict=True):
-            await keeper.close()
-            await engine.dispose()
+    lease = await holder.try_acquire(JOB)
+    assert lease is not None
+    assert await other.try_acquire(JOB) is None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    taken = None
+    while taken is None and loop.time() - started < EXPIRY_SECONDS + 5:
+        taken = await other.try_acquire(JOB)
+        if taken is None:
+            await asyncio.sleep(0.5)
+    assert taken is not None, "the frozen holder kept its lease"
+    assert loop.time() - started < EXPIRY_SECONDS + 3
+    assert not lease.valid(), "the frozen holder still believes it holds the lease"
+    assert not await lease.confirm()
+    assert lease.lost.is_set()
 
 
 async def test_claims_made_at_once_go_in_one_statement_and_get_only_the_free_names(
-    database_url: str,
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
 ) -> None:
     """A replica standing by for many nodes asks for each; the names asked for together are
     tried together, and each caller gets exactly the lease no other replica holds."""
-    engines = [create_engine(database_url), create_engine(database_url)]
-    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    holder, other = keepers
     names = [f"node-events:{number}" for number in range(40)]
-    try:
-        held = [await holder.try_acquire(name) for name in names[:15]]
-        assert all(lease is not None for lease in held)
-        rounds = 0
-        real_round = other._claim_round
+    held = [await holder.try_acquire(name) for name in names[:15]]
+    assert all(lease is not None for lease in held)
+    rounds = 0
+    real_round = other._claim_round
 
-        async def counted(wanted: dict[str, asyncio.Future[Lease | None]]) -> None:
-            nonlocal rounds
-            rounds += 1
-            await real_round(wanted)
+    async def counted(wanted: dict[str, asyncio.Future[Lease | None]]) -> None:
+        nonlocal rounds
+        rounds += 1
+        await real_round(wanted)
 
-        other._claim_round = counted  # type: ignore[method-assign]
-        granted = await asyncio.gather(*(other.try_acquire(name) for name in names))
-        assert rounds == 1
-        assert [lease is not None for lease in granted] == [False] * 15 + [True] * 25
-        # The same names again: what either holds is refused, by the database or the keeper.
-        assert await holder.try_acquire(names[20]) is None
-        assert await other.try_acquire(names[20]) is None
-        assert await other.try_acquire(names[0]) is None
-        # A holder's session ends: its names are free to the other at the next claim.
-        await holder.close()
-        again = await asyncio.gather(*(other.try_acquire(name) for name in names[:15]))
-        assert all(lease is not None for lease in again)
-    finally:
-        for keeper, engine in zip((holder, other), engines, strict=True):
-            await keeper.close()
-            await engine.dispose()
+    other._claim_round = counted  # type: ignore[method-assign]
+    granted = await asyncio.gather(*(other.try_acquire(name) for name in names))
+    assert rounds == 1
+    assert [lease is not None for lease in granted] == [False] * 15 + [True] * 25
+    # The same names again: what either holds is refused, by the database or the keeper.
+    assert await holder.try_acquire(names[20]) is None
+    assert await other.try_acquire(names[20]) is None
+    assert await other.try_acquire(names[0]) is None
+    # A holder's session ends: its names are free to the other at the next claim.
+    await holder.close()
+    again = await asyncio.gather(*(other.try_acquire(name) for name in names[:15]))
+    assert all(lease is not None for lease in again)
 
 
-async def test_a_claim_whose_caller_went_away_is_given_back(database_url: str) -> None:
+async def test_a_claim_whose_caller_went_away_is_given_back(
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
+) -> None:
     """A follower cancelled while its claim is in flight (its node removed, the replica
     stopping) does not leave a lease held by nobody: the other replica can take it."""
-    engines = [create_engine(database_url), create_engine(database_url)]
-    first, second = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
-    try:
-        asking = asyncio.create_task(first.try_acquire(JOB))
-        while JOB not in first._trying:
-            await asyncio.sleep(0)  # until the claim's statement is under way
-        asking.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await asking
-        loop = asyncio.get_running_loop()
-        started, taken = loop.time(), None
-        while taken is None and loop.time() - started < 5:
-            taken = await second.try_acquire(JOB)
-            await asyncio.sleep(0.05)
-        assert taken is not None, "the lease granted to a caller that went away stayed held"
-        assert await first.try_acquire(JOB) is None
-    finally:
-        for keeper, engine in zip((first, second), engines, strict=True):
-            await keeper.close()
-            await engine.dispose()
+    first, second = keepers
+    asking = asyncio.create_task(first.try_acquire(JOB))
+    while JOB not in first._trying:
+        await asyncio.sleep(0)  # until the claim's statement is under way
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    loop = asyncio.get_running_loop()
+    started, taken = loop.time(), None
+    while taken is None and loop.time() - started < 5:
+        taken = await second.try_acquire(JOB)
+        await asyncio.sleep(0.05)
+    assert taken is not None, "the lease granted to a caller that went away stayed held"
+    assert await first.try_acquire(JOB) is None
 
 
-async def test_a_release_cut_short_by_its_caller_costs_no_other_lease(database_url: str) -> None:
+async def test_a_release_cut_short_by_its_caller_costs_no_other_lease(
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
+) -> None:
     """A follower cancelled while its lease's unlock is on the wire (its node removed, the
     listener stopping) used to leave the lease session half-way through a statement: the
     next statement failed and the replica lost every lease it held."""
-    engines = [create_engine(database_url), create_engine(database_url)]
-    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
-    try:
-        kept = await holder.try_acquire("kept")
-        let_go = await holder.try_acquire("let-go")
-        assert kept is not None
-        assert let_go is not None
-        releasing = asyncio.create_task(let_go.release())
-        while not holder._guard.locked():
-            await asyncio.sleep(0)  # until the unlock statement is under way
-        releasing.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await releasing
-        assert await kept.confirm(), "the lease session was lost with the cancelled release"
-        assert kept.valid()
-        assert await other.try_acquire("kept") is None
-        assert await other.try_acquire("let-go") is not None, "the released lease stayed held"
-    finally:
-        for keeper, engine in zip((holder, other), engines, strict=True):
-            await keeper.close()
-            await engine.dispose()
+    holder, other = keepers
+    kept = await holder.try_acquire("kept")
+    let_go = await holder.try_acquire("let-go")
+    assert kept is not None
+    assert let_go is not None
+    releasing = asyncio.create_task(let_go.release())
+    while not holder._guard.locked():
+        await asyncio.sleep(0)  # until the unlock statement is under way
+    releasing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await releasing
+    assert await kept.confirm(), "the lease session was lost with the cancelled release"
+    assert kept.valid()
+    assert await other.try_acquire("kept") is None
+    assert await other.try_acquire("let-go") is not None, "the released lease stayed held"
 
 
 async def test_an_unlock_for_a_session_that_ended_does_not_free_the_name_held_again(
-    database_url: str,
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
 ) -> None:
     """A release queued behind a claim, while the session it was held on ended (a failed
     renewal): the claim takes the name again on a new session, and the late unlock must not
     free that new lock (two replicas would then follow one node)."""
-    engines = [create_engine(database_url), create_engine(database_url)]
-    holder, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    holder, other = keepers
 
     async def settle() -> None:
         for _ in range(20):
             await asyncio.sleep(0)
 
-    try:
-        lease = await holder.try_acquire("x")
-        assert lease is not None
-        async with holder._guard:  # a statement under way on the session
-            claiming_y = asyncio.create_task(holder.try_acquire("y"))
-            await settle()  # the claim round waits for the session
-            releasing = asyncio.create_task(lease.release())
-            await settle()  # the unlock waits behind it
-            await holder._drop("the renewal failed")  # the session ends, and x's lock
-            claiming_x = asyncio.create_task(holder.try_acquire("x"))
-            await settle()  # x joins the waiting round
-        again, y = await claiming_x, await claiming_y
-        await releasing
-        assert again is not None, "x was not taken again on the new session"
-        assert y is not None
-        assert await other.try_acquire("x") is None, "the late unlock freed x's new lock"
-        assert await again.confirm()
-    finally:
-        for keeper, engine in zip((holder, other), engines, strict=True):
-            await keeper.close()
-            await engine.dispose()
+    lease = await holder.try_acquire("x")
+    assert lease is not None
+    async with holder._guard:  # a statement under way on the session
+        claiming_y = asyncio.create_task(holder.try_acquire("y"))
+        await settle()  # the claim round waits for the session
+        releasing = asyncio.create_task(lease.release())
+        await settle()  # the unlock waits behind it
+        await holder._drop("the renewal failed")  # the session ends, and x's lock
+        claiming_x = asyncio.create_task(holder.try_acquire("x"))
+        await settle()  # x joins the waiting round
+    again, y = await claiming_x, await claiming_y
+    await releasing
+    assert again is not None, "x was not taken again on the new session"
+    assert y is not None
+    assert await other.try_acquire("x") is None, "the late unlock freed x's new lock"
+    assert await again.confirm()
 
 
 async def test_a_claim_round_grants_no_more_than_the_room_and_takes_no_other_lock(
-    database_url: str,
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
 ) -> None:
     """A replica at its share of the nodes asks for every free one with room for a few: it
     gets that many, and the others stay free for the replicas below their share."""
-    engines = [create_engine(database_url), create_engine(database_url)]
-    asking, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    asking, other = keepers
     names = [f"node-events:{number}" for number in range(10)]
-    try:
 
-        def room_for_three() -> int:
-            return 3
+    def room_for_three() -> int:
+        return 3
 
-        def no_room() -> int:
-            return 0
+    def no_room() -> int:
+        return 0
 
-        # One room for the round: the names asked for with it are granted 3 in all.
-        granted = await asyncio.gather(*(asking.try_acquire(n, room=room_for_three) for n in names))
-        mine = [name for name, lease in zip(names, granted, strict=True) if lease is not None]
-        assert len(mine) == 3
-        rest = await asyncio.gather(*(other.try_acquire(name) for name in names))
-        assert sum(lease is not None for lease in rest) == 7, "a lock past the room was taken"
-        none_left = await asyncio.gather(*(asking.try_acquire(n, room=no_room) for n in names))
-        assert all(lease is None for lease in none_left)
-    finally:
-        for keeper, engine in zip((asking, other), engines, strict=True):
-            await keeper.close()
-            await engine.dispose()
+    # One room for the round: the names asked for with it are granted 3 in all.
+    granted = await asyncio.gather(*(asking.try_acquire(n, room=room_for_three) for n in names))
+    mine = [name for name, lease in zip(names, granted, strict=True) if lease is not None]
+    assert len(mine) == 3
+    rest = await asyncio.gather(*(other.try_acquire(name) for name in names))
+    assert sum(lease is not None for lease in rest) == 7, "a lock past the room was taken"
+    none_left = await asyncio.gather(*(asking.try_acquire(n, room=no_room) for n in names))
+    assert all(lease is None for lease in none_left)
