@@ -157,6 +157,13 @@ async def consoles_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[CONSOLES].close_all()
 
 
+async def close_consoles(app: web.Application) -> None:
+    """on_shutdown: close the open consoles (1001, going away) before the stop waits for the
+    requests under way, which a console's would hold until the shutdown timeout; the browser
+    reconnects to another replica."""
+    await app[CONSOLES].close_all()
+
+
 async def mail_sender_ctx(app: web.Application) -> AsyncIterator[None]:
     """Send the outbox in the background while the app runs (only when SMTP is set up)."""
     sender = MailSender(app[SETTINGS], app[SESSIONS], app[ENGINE])
@@ -222,6 +229,7 @@ def create_app(
     app[STATE_FANOUT] = StateFanout(app)
     app[WEBHOOK_GUARD] = guard = WebhookUrlGuard(resolver, settings.webhook_test_networks)
     app.cleanup_ctx.extend([database_ctx, node_client_ctx, consoles_ctx, state_fanout_ctx])
+    app.on_shutdown.append(close_consoles)
     app.cleanup_ctx.extend([rate_limiter_ctx(clock), web_ctx])
     app.cleanup_ctx.append(scheduler_ctx(scheduler_clock, loop=background_jobs))
     if background_jobs:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import signal
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
@@ -41,6 +42,8 @@ from aiohttp.http_exceptions import LineTooLong
 from shared.errors import ApiError, InvalidRequest
 
 log = structlog.get_logger("http")
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 RESPONSE_HEADERS = web.AppKey("RESPONSE_HEADERS", Mapping[str, str])
 """Headers every answer of the app carries, aiohttp's own refusals included."""
@@ -193,22 +196,42 @@ async def _serve(
     shutdown_timeout: float,
     keepalive_timeout: float,
 ) -> None:
+    """Serve until SIGINT or SIGTERM, then stop in order (see :func:`run_app`)."""
     runner = ApiAppRunner(
         app,
-        handle_signals=True,
+        handle_signals=False,  # ours, below
         shutdown_timeout=shutdown_timeout,
         keepalive_timeout=keepalive_timeout,
         access_log=None,
     )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    serving = False
+
+    def on_signal() -> None:
+        if not serving:
+            raise web.GracefulExit  # still starting: stop it where it is, as aiohttp does
+        stop.set()
+        for signum in _STOP_SIGNALS:
+            # A second signal while stopping is the default's: at once.
+            loop.remove_signal_handler(signum)
+
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal)
     try:
         # Inside the try, as web.run_app does: a start-up that fails half way (a cleanup
         # context raising) still tears down the contexts that had started.
         await runner.setup()
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         settle_garbage_collector()
-        await asyncio.Event().wait()
+        serving = True
+        await stop.wait()
     finally:
+        # Every task is still running here: the listening socket closes, requests under way
+        # finish (up to shutdown_timeout), then the cleanup contexts stop their own tasks.
         await runner.cleanup()
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
 
 
 def run_app(
@@ -220,10 +243,16 @@ def run_app(
     shutdown_timeout: float = 60.0,
     keepalive_timeout: float = 75.0,
 ) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, then shut it down (its cleanup contexts run).
+    """Serve ``app`` until SIGINT or SIGTERM, then shut it down in order.
 
     ``web.run_app`` with :class:`ApiAppRunner`, on uvloop, without aiohttp's access log; an
-    error while the app starts propagates.
+    error while the app starts propagates. On the signal the service stops taking
+    connections, lets the requests under way finish (up to ``shutdown_timeout``), then runs
+    its cleanup contexts while its background tasks still run, so that each finishes its
+    last work (a node follower writes its history bucket and gives its lease back). A second
+    signal while stopping ends the process at once. (With aiohttp's own signal handling the
+    signal ended the loop, and ``uvloop.run`` cancelled every task at once, the requests
+    under way and the tasks the cleanup was about to stop included.)
     """
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
         uvloop.run(

@@ -29,21 +29,26 @@ async def exchange(host: str, port: int, request: bytes, timeout: float = 10) ->
     try:
         writer.write(request)
         await writer.drain()
-        async with asyncio.timeout(timeout):
-            head = await reader.readuntil(b"\r\n\r\n")
-            status_line, *lines = head.decode("latin-1").split("\r\n")
-            headers: CIMultiDict[str] = CIMultiDict()
-            for line in lines:
-                if line:
-                    name, _, value = line.partition(":")
-                    headers.add(name.strip(), value.strip())
-            length = int(headers.get("Content-Length", "0"))
-            body = await reader.readexactly(length)
+        return await read_response(reader, timeout)
     finally:
         writer.close()
         # The server may have reset the connection after answering; that is its right.
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def read_response(reader: asyncio.StreamReader, timeout: float = 10) -> RawResponse:
+    """One response (with a ``Content-Length``) from ``reader``."""
+    async with asyncio.timeout(timeout):
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines:
+            if line:
+                name, _, value = line.partition(":")
+                headers.add(name.strip(), value.strip())
+        length = int(headers.get("Content-Length", "0"))
+        body = await reader.readexactly(length)
     return RawResponse(int(status_line.split(" ")[1]), headers, body, head + body)
 
 

@@ -86,17 +86,20 @@ class ServiceProcess:
         assert self._process is not None
         self._process.send_signal(signal.SIGCONT)
 
-    def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM and wait for a clean exit; SIGKILL if it does not come in time."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM and wait for a clean exit; SIGKILL if it does not come in time. The exit
+        code of the stop (None: it had to be killed, or was not running)."""
         process = self._process
         if process is None:
-            return
+            return None
+        code = None
         if process.poll() is None:
             process.send_signal(signal.SIGCONT)  # a frozen one must be able to exit
             process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=self.STOP_SECONDS if timeout is None else timeout)
+                code = process.wait(timeout=self.STOP_SECONDS if timeout is None else timeout)
         self.kill()
+        return code
 
     def log_text(self) -> str:
         """Everything the process printed (stdout and stderr), over all of its runs."""

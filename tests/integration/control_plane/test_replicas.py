@@ -2,6 +2,8 @@
 Docker: a node's event stream is followed by exactly one replica; when that one is killed
 (SIGKILL) the other takes the stream over within 10 s; state changes reach a console open on
 the other replica (recorded by the follower, fanned out by NOTIFY), during the takeover too.
+One stopped by SIGTERM (a rolling restart) closes its consoles as going away, writes the
+resource history it was folding and gives the stream up at once.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ async def one_follower(replicas: list[ControlPlaneProcess]) -> ControlPlaneProce
 
 
 async def install_node_and_server(
-    admin: RemoteBrowser, tmp_path: Path, private: Any
+    admin: RemoteBrowser, tmp_path: Path, private: Any, *, stats_seconds: float = 5.0
 ) -> tuple[AgentProcess, str]:
     location = await admin.json("POST", "/api/v1/locations", status=201, json={"code": "lab"})
     node = await admin.json(
@@ -93,6 +95,7 @@ async def install_node_and_server(
         node_id=uuid.UUID(node["id"]),
     )
     agent.settings["sftp_port"] = free_port()
+    agent.settings["stats_sample_seconds"] = stats_seconds
     agent.start()
     await admin.json("PATCH", f"/api/v1/nodes/{node['id']}", json={"url": agent.base_url})
     blueprint = await admin.json(
@@ -253,4 +256,66 @@ async def test_a_frozen_replica_loses_its_node_stream_within_10_s_and_does_not_t
             cleaner = await signed_in(replicas[0], ADMIN)
             await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
             await cleaner.close()
+            agent.stop()
+
+
+async def history_samples(browser: RemoteBrowser, base: str) -> int:
+    """The samples in the server's recent resource history (10 s buckets)."""
+    history = await browser.json("GET", f"{base}/stats/history?range=15m")
+    return sum(point["samples"] for point in history["points"])
+
+
+async def test_a_replica_stopped_by_sigterm_closes_consoles_writes_its_history_and_hands_over(
+    database_url: str, tmp_path: Path
+) -> None:
+    key_file, private = signing_key(tmp_path)
+    environment = replica_environment(database_url, key_file)
+    async with running_replicas(tmp_path, environment) as replicas:
+        admin = await signed_in(replicas[0], ADMIN)
+        try:
+            agent, server_id = await install_node_and_server(
+                admin, tmp_path, private, stats_seconds=0.5
+            )
+        finally:
+            await admin.close()
+        browsers: list[RemoteBrowser] = []
+        holder = await one_follower(replicas)
+        survivor = next(r for r in replicas if r is not holder)
+        try:
+            on_holder = await signed_in(holder, OWNER)
+            on_survivor = on_holder.moved_to(survivor)
+            browsers += [on_holder, on_survivor]
+            base = f"/api/v1/servers/{server_id}"
+            async with on_holder.ws_connect(f"{base}/console") as console:
+                await on_holder.json("POST", f"{base}/power", status=202, json={"action": "start"})
+                await recorded_state(console, "running")
+                await asyncio.sleep(2)  # samples every 0.5 s, folded by the holder
+                await on_holder.json("POST", f"{base}/power", status=202, json={"action": "stop"})
+                await recorded_state(console, "offline")
+                # Nothing is sampled now: the holder's last bucket stays open, unwritten,
+                # until its stream ends.
+                before = await history_samples(on_survivor, base)
+                stopping = asyncio.create_task(asyncio.to_thread(holder.stop))
+                stopped_at = time.monotonic()
+                message = await console.receive(timeout=5)
+                while message.type == aiohttp.WSMsgType.TEXT:
+                    message = await console.receive(timeout=5)
+                assert message.type == aiohttp.WSMsgType.CLOSE, message
+                assert message.data == aiohttp.WSCloseCode.GOING_AWAY, message
+                code = await stopping
+            assert code == 0, holder.log_text()
+            assert elapsed_since(stopped_at) < 5, "the stop waited for the open console"
+            after = await history_samples(on_survivor, base)
+            assert after > before, "the stopped replica's last history bucket was lost"
+            assert "leases lost" not in holder.log_text()
+            while not await followers([survivor], NODE):
+                if elapsed_since(stopped_at) > TAKEOVER_LIMIT_SECONDS:
+                    fail_with_logs("the survivor did not take the node over", replicas)
+                await asyncio.sleep(0.1)
+            print(f"\nevent-stream takeover after SIGTERM: {elapsed_since(stopped_at):.2f} s")
+        finally:
+            cleaner = await signed_in(survivor, ADMIN)
+            await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
+            for browser in [*browsers, cleaner]:
+                await browser.close()
             agent.stop()
