@@ -18,7 +18,9 @@ statement per name was a twentieth of its CPU in the fleet bench).
 
 Each replica's lease session is named (``application_name``): :meth:`LeaseKeeper.replicas`
 counts the live ones, so that followers of many things can take a fair share each
-(``control_plane/nodes/events.py``).
+(``control_plane/nodes/events.py``). A replica that cannot do its share (it reaches the
+database but not the nodes) renames its session (:meth:`LeaseKeeper.count_me`) and is not
+counted until it can.
 
 The holder fences itself: a lease is :meth:`Lease.valid` only while its last renewal is
 younger than the expiry (measured on the monotonic clock, which goes on while a process is
@@ -47,8 +49,10 @@ T = TypeVar("T")
 # How many leases of a group a claim round may grant (see LeaseKeeper.try_acquire).
 Room = Callable[[], int]
 RENEW_SECONDS: Final = 1.5
-# The name of each replica's lease session, as PostgreSQL lists it.
+# The name of each replica's lease session, as PostgreSQL lists it; of one that asks not to
+# be counted (count_me).
 SESSION_NAME: Final = "stellar-leases"
+STANDBY_NAME: Final = "stellar-leases-standby"
 EXPIRY_SECONDS: Final = 6.0
 # A holder stops acting this long before the database may give its lease to another.
 MARGIN_SECONDS: Final = 1.0
@@ -104,6 +108,7 @@ class LeaseKeeper:
         self._session = 0
         self._opened_at = 0.0
         self._counted = 1
+        self._name = SESSION_NAME
 
     def fresh(self, session: int | None = None) -> bool:
         """Whether the lease session (``session``, if given, still the one of now) was
@@ -262,7 +267,28 @@ class LeaseKeeper:
             return 1
         return await self._alone(self._count_replicas)
 
-    async def _count_replicas(self) -> int | None:
+    async def count_me(self, counted: bool) -> None:
+        """Whether the other replicas count this one in :meth:`replicas` from now on (a new
+        session is named the same). On a database that cannot be reached now, the session
+        is gone anyway: the next one opens under the name asked for."""
+        self._name = SESSION_NAME if counted else STANDBY_NAME
+        if self._postgres:
+            await self._alone(self._rename)
+
+    async def _rename(self) -> None:
+        async with self._guard:
+            await self._query(
+                "SELECT set_config('application_name', :name, false)", {"name": self._name}
+            )
+
+    async def counted_sessions(self) -> int | None:
+        """How many replicas are counted now, this one only if it is (None: the database
+        cannot say now; SQLite: 1)."""
+        if not self._postgres:
+            return 1
+        return await self._alone(self._count_sessions)
+
+    async def _count_sessions(self) -> int | None:
         async with self._guard:
             rows = await self._query(
                 "SELECT count(*) FROM pg_stat_activity"
@@ -270,9 +296,13 @@ class LeaseKeeper:
                 {"name": SESSION_NAME},
                 connect=True,
             )
-        if not rows:
+        return int(rows[0][0]) if rows else None
+
+    async def _count_replicas(self) -> int | None:
+        sessions = await self._count_sessions()
+        if sessions is None:
             return None
-        counted = max(1, int(rows[0][0]))
+        counted = max(1, sessions)
         young = time.monotonic() - self._opened_at < EXPIRY_SECONDS
         if counted < self._counted and young:
             return self._counted
@@ -337,7 +367,9 @@ class LeaseKeeper:
             await connection.execute(
                 text(f"SET idle_session_timeout = {int(EXPIRY_SECONDS * 1000)}")
             )
-            await connection.execute(text(f"SET application_name = '{SESSION_NAME}'"))
+            await connection.execute(
+                text("SELECT set_config('application_name', :name, false)"), {"name": self._name}
+            )
             await connection.commit()
         except BaseException:
             await connection.invalidate()

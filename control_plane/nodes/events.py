@@ -11,9 +11,11 @@ counted: the survivors are below their new share), for one node a round (so the 
 below their share take free nodes first, and each at its share one that no one else took);
 above it, none; above it and one more (after a restart of the others, or when a replica
 joins) it lets the extra go, which the others take up. A node let go resumes on
-the next replica from its last event applied, as after a takeover. A replica waits one round
-before its first claims, so that replicas started together (a fleet's start, not a rolling
-restart) count each other and do not first follow every node, then let most go. The socket
+the next replica from its last event applied, as after a takeover. A replica that cannot
+reach the nodes stands by, not counted by the others, until one answers
+(``_unreached_node``). A replica waits one round before its first claims, so that replicas
+started together (a fleet's start, not a rolling restart) count each other and do not
+first follow every node, then let most go. The socket
 is renewed with a fresh command token when the node says it is expiring, and re-opened
 with backoff when it drops. Crashes, finished installs and backups, and full disks are
 audited. When the node says it dropped events for this stream (a follower that fell
@@ -69,6 +71,7 @@ from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, WALL_CLOCK
+from control_plane.nodes.transport import NodeNotConfigured
 from control_plane.schemas.servers import PowerIn
 from control_plane.services import audit, resource_history
 from control_plane.services.resource_history import Bucket, HistoryRecorder
@@ -79,6 +82,7 @@ from control_plane.services.servers.installs import (
     state_after,
 )
 from control_plane.services.servers.state import change_state
+from shared.errors import UpstreamFailed, UpstreamUnavailable
 from shared.node_api import (
     MAX_SEQ,
     BackupEvent,
@@ -109,6 +113,11 @@ NODE_LEASE_PREFIX = "node-events:"
 # A node let go is not asked for again this soon by the replica that let it go (unless below
 # its share): the others take it up.
 LET_GO_SECONDS = 3 * CLAIM_SECONDS
+# A replica that follows no node and could not reach this many (different ones; fewer in a
+# smaller fleet) since it last opened a stream stands by; while it does, it asks one node at
+# random whether it answers, this often.
+UNREACHED_NODES = 2
+PROBE_SECONDS = 2 * CLAIM_SECONDS
 
 
 class LeaseLost(Exception):
@@ -163,6 +172,14 @@ class _Allowance:
             return False
         self.tokens -= 1
         return True
+
+
+def _unreachable(err: ApiError) -> bool:
+    """Whether a node call failed for want of a connection (not an answer of the node's, nor
+    this control plane's own want of a signing key)."""
+    return isinstance(err, UpstreamUnavailable) and not isinstance(
+        err, UpstreamFailed | NodeNotConfigured
+    )
 
 
 def audited(event: BaseModel) -> dict[str, Any]:
@@ -268,6 +285,12 @@ class NodeEventListener:
         # Servers whose disk was announced nearly full (this replica's memory: a replica
         # that takes a node over may announce it once more).
         self._nearly_full: set[uuid.UUID] = set()
+        # The nodes whose stream is open here; those this replica could not reach since it
+        # last opened one; whether it stands by (see _unreached), and its probe.
+        self._open: set[uuid.UUID] = set()
+        self._unreached: set[uuid.UUID] = set()
+        self._standby = False
+        self._probing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         if self._app[LEASES].shared:
@@ -323,7 +346,7 @@ class NodeEventListener:
         """How many nodes this replica's claims of a round may get: up to its share; at it,
         one a round; above it, none (the module's doc)."""
         below = min(self._share, len(self._tasks)) - self._held()  # not yet counted: all
-        if below < 0:
+        if below < 0 or self._standby:
             return 0
         return max(int(below), AT_SHARE_PER_ROUND)
 
@@ -351,9 +374,79 @@ class NodeEventListener:
         await asyncio.shield(self._recounting)
 
     async def _count_share(self) -> None:
+        if self._standby:
+            self._share = 0
+            return
         replicas = await self._app[LEASES].replicas()
         if replicas is not None:  # else the share counted last stands
             self._share = math.ceil(self._node_count / replicas)
+
+    def _unreached_node(self, node_id: uuid.UUID) -> None:
+        """The node could not be reached from here. A replica that reaches the database but
+        not the nodes (its network, a firewall that lets only the other replicas in) would
+        still be counted in every replica's share: the others would stop at theirs while
+        its share went unfollowed. Once it follows none and has failed to reach
+        ``UNREACHED_NODES`` since it last opened a stream, it stands by: it claims none, asks
+        not to be counted (the others' shares then cover every node), and probes a node
+        at random until one answers."""
+        self._unreached.add(node_id)
+        enough = min(UNREACHED_NODES, max(1, self._node_count))
+        if self._standby or self._open or len(self._unreached) < enough:
+            return
+        if not self._app[LEASES].shared:
+            return  # the only control plane: it goes on trying
+        self._standby = True
+        self._share = 0
+        self._app[METRICS].node_events_standby.set(1)
+        log.warning(
+            "node events: no node can be reached from this replica; standing by, not counted"
+            " in the shares, until one answers",
+            tried=len(self._unreached),
+        )
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(self._probe(), name="node-events-probe")
+
+    def _reached(self) -> None:
+        """A node answered: this replica is counted again (at once, if it stood by)."""
+        self._unreached.clear()
+        if not self._standby:
+            return
+        self._standby = False
+        self._app[METRICS].node_events_standby.set(0)
+        log.info("node events: the nodes can be reached again; counted in the shares")
+
+    async def _probe(self) -> None:
+        """While standing by: not counted; a node at random asked every ``PROBE_SECONDS``
+        whether it answers (any answer will do), until one does or a stream opens."""
+        leases = self._app[LEASES]
+        while self._standby:  # again if it stood by anew while asking to be counted
+            await leases.count_me(False)
+            while self._standby:
+                await asyncio.sleep(PROBE_SECONDS)
+                await self._probe_one()
+            await leases.count_me(True)
+
+    async def _probe_one(self) -> None:
+        """One probe; also the end of standing by when no replica is counted any more (every
+        one cut off from the nodes: each goes on trying them, as a replica alone does)."""
+        try:
+            counted = await self._app[LEASES].counted_sessions()
+            async with transaction(self._app[SESSIONS]) as db:
+                nodes = list(await db.scalars(select(Node)))
+        except Exception:
+            log.warning("node events: cannot probe now (the database)", exc_info=True)
+            return  # asked again next time
+        if counted == 0:
+            log.info("node events: no replica is counted; trying the nodes again")
+        elif nodes and self._standby:
+            try:
+                await self._app[NODES].system_info(random.choice(nodes))  # noqa: S311  # not a secret
+            except ApiError as err:
+                if _unreachable(err):
+                    return
+        else:
+            return
+        self._reached()
 
     def _let_extra_go(self) -> None:
         """The nodes followed beyond this replica's share (and the slack), chosen at random,
@@ -369,9 +462,10 @@ class NodeEventListener:
         log.info("node events: letting nodes go to other replicas", count=extra, share=self._share)
 
     async def close(self) -> None:
-        for task in self._tasks.values():
+        tasks = [*self._tasks.values(), *filter(None, [self._probing])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _follow(self, node_id: uuid.UUID) -> None:
         backoff = 1.0
@@ -432,12 +526,19 @@ class NodeEventListener:
         # Resumed after the last audit-worthy event applied (the agent replays what it kept).
         position = StreamPosition.resuming(node.events_cursor)
         after = position.cursor
-        socket = await client.open_events(node, after=after)
+        try:
+            socket = await client.open_events(node, after=after)
+        except ApiError as err:
+            if _unreachable(err):
+                self._unreached_node(node_id)
+            raise
+        self._reached()
         log.info("following node events", node=node.name)
         metrics = self._app[METRICS]
         metrics.event_stream_connected.labels(node.name).set(1)
         metrics.event_stream_follows.labels(node.name).inc()
         recorder = HistoryRecorder()
+        self._open.add(node_id)
         try:
             # Events sent while we were away are lost: read every server's state once now.
             await self._resync(node)
@@ -472,6 +573,7 @@ class NodeEventListener:
                             position.__dict__.update(before.__dict__)  # not applied
                             raise
         finally:
+            self._open.discard(node_id)
             metrics.event_stream_connected.labels(node.name).set(0)
             await socket.close()
             # What this stream had folded so far: a later follower's rows merge with it.

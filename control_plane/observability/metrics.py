@@ -230,6 +230,12 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
+        self.node_events_standby = Gauge(
+            "stellar_node_events_standby",
+            "1 while this replica cannot reach any node: it follows none and the other "
+            "replicas do not count it in their shares (control_plane/nodes/events.py).",
+            registry=registry,
+        )
         self.event_stream_leases_lost = Counter(
             "stellar_node_event_stream_leases_lost",
             "Node event-stream leases this replica lost without releasing them (its database "

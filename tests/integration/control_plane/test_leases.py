@@ -265,3 +265,23 @@ async def test_a_claim_round_grants_no_more_than_the_room_and_takes_no_other_loc
     assert sum(lease is not None for lease in rest) == 7, "a lock past the room was taken"
     none_left = await asyncio.gather(*(asking.try_acquire(n, room=no_room) for n in names))
     assert all(lease is None for lease in none_left)
+
+
+async def test_a_replica_that_asks_not_to_be_counted_is_not_until_it_asks_again(
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
+) -> None:
+    """``count_me(False)``: a replica that cannot do its share (it reaches the database, not
+    the nodes) is left out of the others' count, also after its session is opened anew."""
+    first, second = keepers
+    await first.open()
+    await second.open()
+    assert await first.replicas() == 2
+    await second.count_me(False)
+    assert await first.counted_sessions() == 1
+    assert await second.counted_sessions() == 1  # the first; not itself
+    await second._drop("the database restarted")  # a new session takes the name asked for
+    await second.open()
+    assert await first.counted_sessions() == 1
+    await second.count_me(True)
+    assert await first.counted_sessions() == 2
+    assert await first.replicas() == 2

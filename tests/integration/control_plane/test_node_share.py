@@ -12,20 +12,28 @@ bench).
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+import aiohttp.abc
 import pytest
+from aiohttp.abc import ResolveResult
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import control_plane.app
 from bench.fleet_nodes import StreamLog, simulated_node_app
 from control_plane.app import create_app
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
+from control_plane.nodes.transport import refuse_redirects
+from control_plane.settings import ControlPlaneSettings
 from node_agent.settings import AgentSettings
 from shared.command_keys import key_id, load_private_key, public_key_text
 from tests.integration.control_plane.test_node_event_flood import (
@@ -47,13 +55,26 @@ async def until(what: str, check: Callable[[], bool], streams: list[StreamLog]) 
             await asyncio.sleep(0.05)
 
 
-async def test_a_replica_that_joins_gets_its_share_and_a_stopped_ones_nodes_are_taken_back(
-    engine: AsyncEngine,
+@dataclass
+class Fleet:
+    """The nodes (real agent applications, Docker simulated) and the replicas' settings."""
+
+    streams: list[StreamLog]
+    settings: ControlPlaneSettings
+
+    def all_followed(self) -> bool:
+        return all(log.open == 1 for log in self.streams)
+
+
+async def fleet_of_nodes(
     database_url: str,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
-) -> None:
+    *,
+    host: str = "127.0.0.1",
+) -> Fleet:
+    """``NODES`` nodes, registered at ``http://{host}:{port}``."""
     world = await signing_world(database_url, tmp_path, aiohttp_server, aiohttp_client)
     setup = world.panel.server.app  # no background jobs: it follows no node
     public = load_private_key(tmp_path / "signing.key").public_key()
@@ -84,23 +105,30 @@ async def test_a_replica_that_joins_gets_its_share_and_a_stopped_ones_nodes_are_
         streams.append(log)
         if number == 0:
             await node_moved_to(world, port)
-        else:
-            async with transaction(setup[SESSIONS]) as db:
-                row = await db.get(Node, node_id)
-                assert row is not None
-                row.url = f"http://127.0.0.1:{port}"
+        async with transaction(setup[SESSIONS]) as db:
+            row = await db.get(Node, node_id)
+            assert row is not None
+            row.url = f"http://{host}:{port}"
+    # Each replica its own app, engine, pools, lease session and background jobs (the event
+    # listener among them), on the same database.
+    return Fleet(streams, signing_settings(database_url, tmp_path / "signing.key"))
 
-    # Two replicas: each its own app, engine, pools, lease session and background jobs (the
-    # event listener among them), on the same database.
-    settings = signing_settings(database_url, tmp_path / "signing.key")
 
-    def following(replica: TestServer) -> int:
-        """The nodes whose stream ``replica`` holds open (its own metrics say)."""
-        (family,) = replica.app[METRICS].event_stream_connected.collect()
-        return sum(1 for sample in family.samples if sample.value == 1)
+def following(replica: TestServer) -> int:
+    """The nodes whose stream ``replica`` holds open (its own metrics say)."""
+    (family,) = replica.app[METRICS].event_stream_connected.collect()
+    return sum(1 for sample in family.samples if sample.value == 1)
 
-    def all_followed() -> bool:
-        return all(log.open == 1 for log in streams)
+
+async def test_a_replica_that_joins_gets_its_share_and_a_stopped_ones_nodes_are_taken_back(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    fleet = await fleet_of_nodes(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    streams, settings, all_followed = fleet.streams, fleet.settings, fleet.all_followed
 
     first = await aiohttp_server(create_app(settings))
     await until("alone", lambda: all_followed() and following(first) == NODES, streams)
@@ -119,3 +147,78 @@ async def test_a_replica_that_joins_gets_its_share_and_a_stopped_ones_nodes_are_
     # The second stops (its lease session ends with it): the first takes every node back.
     await second.close()
     await until("taken back", lambda: all_followed() and following(first) == NODES, streams)
+
+
+class Partition(aiohttp.abc.AbstractResolver):
+    """A replica's view of the nodes' name (``localhost``): while cut, it cannot be resolved
+    (as on a host whose network or DNS does not reach the nodes); the calls fail to connect."""
+
+    def __init__(self) -> None:
+        self.cut = True
+        self._system = aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self.cut:
+            raise OSError(f"{host}: no route from this replica (test partition)")
+        return await self._system.resolve(host, port, socket.AF_INET)
+
+    async def close(self) -> None:
+        await self._system.close()
+
+
+async def test_a_replica_that_cannot_reach_the_nodes_is_not_counted_and_comes_back_when_it_can(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica added behind a firewall that lets only the others reach the nodes: it still
+    reaches PostgreSQL, so it was counted in the shares, and the others stopped at their share
+    and one more while it failed to follow its own (a third of the fleet unfollowed for as
+    long as it lasted). It is now not counted while it cannot reach any node, and counted
+    again once one answers."""
+    fleet = await fleet_of_nodes(
+        database_url, tmp_path, aiohttp_server, aiohttp_client, host="localhost"
+    )
+    first = await aiohttp_server(create_app(fleet.settings))
+    await until("alone", lambda: fleet.all_followed() and following(first) == NODES, fleet.streams)
+
+    partition = Partition()
+
+    def cut_off_session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(resolver=partition)
+        return aiohttp.ClientSession(connector=connector, middlewares=(refuse_redirects,))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(control_plane.app, "node_session", cut_off_session)
+        second = await aiohttp_server(create_app(fleet.settings))
+
+    def standing_by(replica: TestServer) -> bool:
+        (family,) = replica.app[METRICS].node_events_standby.collect()
+        return family.samples[0].value == 1
+
+    # The first may let nodes go before the second has found it cannot follow them; then the
+    # second stands by, is not counted, and the first follows them all again.
+    await until(
+        "standing by",
+        lambda: standing_by(second) and fleet.all_followed() and following(first) == NODES,
+        fleet.streams,
+    )
+    for _ in range(20):  # and keeps them (four claim rounds and more)
+        await asyncio.sleep(0.5)
+        assert fleet.all_followed()
+        assert following(first) == NODES
+        assert standing_by(second)
+
+    # The network heals: a node answers the second's probe; it is counted, gets its share.
+    partition.cut = False
+    await until(
+        "sharing",
+        lambda: fleet.all_followed() and following(first) == following(second) == NODES // 2,
+        fleet.streams,
+    )
+    assert not standing_by(second)
