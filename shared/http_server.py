@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import ssl
+import time
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -44,6 +46,8 @@ from shared.errors import ApiError, InvalidRequest
 log = structlog.get_logger("http")
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A second signal this soon after the first is the same request to stop.
+REPEAT_SECONDS = 1.0
 
 RESPONSE_HEADERS = web.AppKey("RESPONSE_HEADERS", Mapping[str, str])
 """Headers every answer of the app carries, aiohttp's own refusals included."""
@@ -204,34 +208,55 @@ async def _serve(
         keepalive_timeout=keepalive_timeout,
         access_log=None,
     )
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    serving = False
-
-    def on_signal() -> None:
-        if not serving:
-            raise web.GracefulExit  # still starting: stop it where it is, as aiohttp does
-        stop.set()
-        for signum in _STOP_SIGNALS:
-            # A second signal while stopping is the default's: at once.
-            loop.remove_signal_handler(signum)
-
-    for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, on_signal)
+    stopper = _Stopper(asyncio.get_running_loop())
     try:
         # Inside the try, as web.run_app does: a start-up that fails half way (a cleanup
         # context raising) still tears down the contexts that had started.
         await runner.setup()
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         settle_garbage_collector()
-        serving = True
-        await stop.wait()
+        stopper.phase = "serving"
+        await stopper.stop.wait()
     finally:
         # Every task is still running here: the listening socket closes, requests under way
         # finish (up to shutdown_timeout), then the cleanup contexts stop their own tasks.
-        await runner.cleanup()
+        stopper.phase = "stopping"
+        try:
+            await runner.cleanup()
+        finally:
+            stopper.close()
+
+
+class _Stopper:
+    """The service's answer to SIGINT and SIGTERM (see :func:`run_app`)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.stop = asyncio.Event()
+        self.phase = "starting"
+        self._first_at: float | None = None
         for signum in _STOP_SIGNALS:
-            loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.phase == "starting":
+            raise web.GracefulExit  # stopped where it is, as aiohttp does
+        now = time.monotonic()
+        if self._first_at is None:
+            self._first_at = now
+            self.stop.set()
+            return
+        if now - self._first_at < REPEAT_SECONDS:
+            return  # the same stop told twice (a terminal's Ctrl-C and a wrapper passing it on)
+        # Another one while stopping: at once, as the signal's default action.
+        self.close()
+        for each in _STOP_SIGNALS:
+            signal.signal(each, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def close(self) -> None:
+        for signum in _STOP_SIGNALS:
+            self._loop.remove_signal_handler(signum)
 
 
 def run_app(
@@ -249,8 +274,10 @@ def run_app(
     error while the app starts propagates. On the signal the service stops taking
     connections, lets the requests under way finish (up to ``shutdown_timeout``), then runs
     its cleanup contexts while its background tasks still run, so that each finishes its
-    last work (a node follower writes its history bucket and gives its lease back). A second
-    signal while stopping ends the process at once. (With aiohttp's own signal handling the
+    last work (a node follower writes its history bucket and gives its lease back). Another
+    signal while stopping (after ``REPEAT_SECONDS``: one sooner is the same request) ends the
+    process at once, by the signal's default action. A signal while the app starts stops the
+    start; once a start has failed, none hides its error. (With aiohttp's own signal handling the
     signal ended the loop, and ``uvloop.run`` cancelled every task at once, the requests
     under way and the tasks the cleanup was about to stop included.)
     """

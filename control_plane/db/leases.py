@@ -20,7 +20,8 @@ Each replica's lease session is named (``application_name``): :meth:`LeaseKeeper
 counts the live ones, so that followers of many things can take a fair share each
 (``control_plane/nodes/events.py``). A replica that cannot do its share (it reaches the
 database but not the nodes) renames its session (:meth:`LeaseKeeper.count_me`) and is not
-counted until it can.
+counted until it can; :meth:`LeaseKeeper.held_elsewhere` tells which names other replicas
+hold.
 
 The holder fences itself: a lease is :meth:`Lease.valid` only while its last renewal is
 younger than the expiry (measured on the monotonic clock, which goes on while a process is
@@ -52,7 +53,7 @@ RENEW_SECONDS: Final = 1.5
 # The name of each replica's lease session, as PostgreSQL lists it; of one that asks not to
 # be counted (count_me).
 SESSION_NAME: Final = "stellar-leases"
-STANDBY_NAME: Final = "stellar-leases-standby"
+ASIDE_NAME: Final = "stellar-leases-aside"
 EXPIRY_SECONDS: Final = 6.0
 # A holder stops acting this long before the database may give its lease to another.
 MARGIN_SECONDS: Final = 1.0
@@ -267,11 +268,39 @@ class LeaseKeeper:
             return 1
         return await self._alone(self._count_replicas)
 
+    @property
+    def counted(self) -> bool:
+        """Whether this replica asked to be counted (the default; :meth:`count_me`)."""
+        return self._name == SESSION_NAME
+
+    async def held_elsewhere(self, names: list[str]) -> set[str] | None:
+        """Which of ``names`` another replica holds now (None: the database cannot say now;
+        SQLite: none)."""
+        if not self._postgres or not names:
+            return set()
+        return await self._alone(lambda: self._held_elsewhere(names))
+
+    async def _held_elsewhere(self, names: list[str]) -> set[str] | None:
+        # An advisory lock on a bigint key is listed as its high and low 32 bits.
+        keys = {(lock_id(n) >> 32 & 0xFFFFFFFF, lock_id(n) & 0xFFFFFFFF): n for n in names}
+        async with self._guard:
+            rows = await self._query(
+                "SELECT classid::bigint AS classid, objid::bigint AS objid FROM pg_locks"
+                " WHERE locktype = 'advisory' AND objsubid = 1 AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND pid <> pg_backend_pid()",
+                connect=True,
+            )
+        if rows is None:
+            return None
+        locked = {(int(row.classid), int(row.objid)) for row in rows}
+        return {name for key, name in keys.items() if key in locked}
+
     async def count_me(self, counted: bool) -> None:
         """Whether the other replicas count this one in :meth:`replicas` from now on (a new
         session is named the same). On a database that cannot be reached now, the session
         is gone anyway: the next one opens under the name asked for."""
-        self._name = SESSION_NAME if counted else STANDBY_NAME
+        self._name = SESSION_NAME if counted else ASIDE_NAME
         if self._postgres:
             await self._alone(self._rename)
 

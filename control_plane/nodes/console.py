@@ -30,6 +30,8 @@ CLOSE_NODE_UNAVAILABLE = 4502
 RECHECK_SECONDS = 10.0
 MAX_RECONNECTS = 5
 PULSE_SECONDS = 2.0
+# When the service stops: how long each open console is given to close.
+CLOSE_SECONDS = 2.0
 
 
 class ConsolesFull(Forbidden):
@@ -77,6 +79,7 @@ class ConsoleSessions:
         # Places taken, by server and user: from before the node is asked until the socket
         # ends, so that sockets opened at the same moment count each other.
         self._places: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+        self._closing = False
 
     @contextlib.contextmanager
     def place(self, server_id: uuid.UUID, user_id: uuid.UUID, limit: int) -> Iterator[None]:
@@ -106,6 +109,10 @@ class ConsoleSessions:
         """Count the socket as open; ``on_state`` tells it each recorded state change."""
         key = (server_id, user_id)
         self._open[key][socket] = on_state
+        if self._closing:  # opened while the service stops
+            closing = asyncio.ensure_future(_going_away(socket))
+            self._pushing.add(closing)
+            closing.add_done_callback(self._pushing.discard)
         try:
             yield
         finally:
@@ -154,9 +161,25 @@ class ConsoleSessions:
                 await self.close_for(server, user)
 
     async def close_all(self) -> None:
-        for sockets in list(self._open.values()):
-            for socket in list(sockets):
-                await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"shutting down")
+        """The service is stopping: close every console (1001, going away), all at once, each
+        given ``CLOSE_SECONDS`` for the close handshake (a stalled browser does not hold the
+        stop); a console registered from now on is closed as it registers."""
+        self._closing = True
+        closes = [
+            asyncio.ensure_future(_going_away(socket))
+            for sockets in list(self._open.values())
+            for socket in list(sockets)
+        ]
+        if not closes:
+            return
+        _done, late = await asyncio.wait(closes, timeout=CLOSE_SECONDS)
+        for close in late:
+            close.cancel()
+        await asyncio.gather(*closes, return_exceptions=True)
+
+
+async def _going_away(socket: web.WebSocketResponse) -> None:
+    await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"shutting down")
 
 
 NodeConnector = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]

@@ -12,7 +12,7 @@ below their share take free nodes first, and each at its share one that no one e
 above it, none; above it and one more (after a restart of the others, or when a replica
 joins) it lets the extra go, which the others take up. A node let go resumes on
 the next replica from its last event applied, as after a takeover. A replica that cannot
-reach the nodes stands by, not counted by the others, until one answers
+reach the nodes the others follow steps aside, not counted by them, until one answers
 (``_unreached_node``). A replica waits one round before its first claims, so that replicas
 started together (a fleet's start, not a rolling restart) count each other and do not
 first follow every node, then let most go. The socket
@@ -71,7 +71,7 @@ from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, WALL_CLOCK
-from control_plane.nodes.transport import NodeNotConfigured
+from control_plane.nodes.transport import NodeUnreachable
 from control_plane.schemas.servers import PowerIn
 from control_plane.services import audit, resource_history
 from control_plane.services.resource_history import Bucket, HistoryRecorder
@@ -114,8 +114,8 @@ NODE_LEASE_PREFIX = "node-events:"
 # its share): the others take it up.
 LET_GO_SECONDS = 3 * CLAIM_SECONDS
 # A replica that follows no node and could not reach this many (different ones; fewer in a
-# smaller fleet) since it last opened a stream stands by; while it does, it asks one node at
-# random whether it answers, this often.
+# smaller fleet) since it last opened a stream asks a node another replica follows; if that
+# one does not answer either, it steps aside, and asks again this often.
 UNREACHED_NODES = 2
 PROBE_SECONDS = 2 * CLAIM_SECONDS
 
@@ -174,12 +174,9 @@ class _Allowance:
         return True
 
 
-def _unreachable(err: ApiError) -> bool:
-    """Whether a node call failed for want of a connection (not an answer of the node's, nor
-    this control plane's own want of a signing key)."""
-    return isinstance(err, UpstreamUnavailable) and not isinstance(
-        err, UpstreamFailed | NodeNotConfigured
-    )
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def audited(event: BaseModel) -> dict[str, Any]:
@@ -286,10 +283,11 @@ class NodeEventListener:
         # that takes a node over may announce it once more).
         self._nearly_full: set[uuid.UUID] = set()
         # The nodes whose stream is open here; those this replica could not reach since it
-        # last opened one; whether it stands by (see _unreached), and its probe.
+        # last opened one; whether it stepped aside (_unreached_node), and its probe.
         self._open: set[uuid.UUID] = set()
         self._unreached: set[uuid.UUID] = set()
-        self._standby = False
+        self._aside = False
+        self._came_back = asyncio.Event()
         self._probing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -346,7 +344,7 @@ class NodeEventListener:
         """How many nodes this replica's claims of a round may get: up to its share; at it,
         one a round; above it, none (the module's doc)."""
         below = min(self._share, len(self._tasks)) - self._held()  # not yet counted: all
-        if below < 0 or self._standby:
+        if below < 0 or self._aside:
             return 0
         return max(int(below), AT_SHARE_PER_ROUND)
 
@@ -374,7 +372,7 @@ class NodeEventListener:
         await asyncio.shield(self._recounting)
 
     async def _count_share(self) -> None:
-        if self._standby:
+        if self._aside:
             self._share = 0
             return
         replicas = await self._app[LEASES].replicas()
@@ -386,67 +384,86 @@ class NodeEventListener:
         not the nodes (its network, a firewall that lets only the other replicas in) would
         still be counted in every replica's share: the others would stop at theirs while
         its share went unfollowed. Once it follows none and has failed to reach
-        ``UNREACHED_NODES`` since it last opened a stream, it stands by: it claims none, asks
-        not to be counted (the others' shares then cover every node), and probes a node
-        at random until one answers."""
+        ``UNREACHED_NODES`` since it last opened a stream, it asks a node that another
+        replica follows now (so one that is up); if that one does not answer either, it
+        steps aside (:meth:`_aside_while_cut_off`). Nodes that are down fail on every
+        replica: a replica that reaches the others stays."""
         self._unreached.add(node_id)
         enough = min(UNREACHED_NODES, max(1, self._node_count))
-        if self._standby or self._open or len(self._unreached) < enough:
+        if self._aside or self._open or len(self._unreached) < enough:
             return
         if not self._app[LEASES].shared:
             return  # the only control plane: it goes on trying
-        self._standby = True
-        self._share = 0
-        self._app[METRICS].node_events_standby.set(1)
-        log.warning(
-            "node events: no node can be reached from this replica; standing by, not counted"
-            " in the shares, until one answers",
-            tried=len(self._unreached),
-        )
         if self._probing is None or self._probing.done():
-            self._probing = asyncio.create_task(self._probe(), name="node-events-probe")
+            self._probing = asyncio.create_task(self._aside_while_cut_off(), name="node-reach")
 
     def _reached(self) -> None:
-        """A node answered: this replica is counted again (at once, if it stood by)."""
+        """A stream opened: counted again, at once if this replica stood aside."""
         self._unreached.clear()
-        if not self._standby:
-            return
-        self._standby = False
-        self._app[METRICS].node_events_standby.set(0)
+        if self._aside:
+            self._back()
+
+    def _back(self) -> None:
+        self._aside = False
+        self._came_back.set()
+        self._app[METRICS].node_events_aside.set(0)
         log.info("node events: the nodes can be reached again; counted in the shares")
 
-    async def _probe(self) -> None:
-        """While standing by: not counted; a node at random asked every ``PROBE_SECONDS``
-        whether it answers (any answer will do), until one does or a stream opens."""
+    async def _aside_while_cut_off(self) -> None:
+        """Step aside if a node another replica follows does not answer either: claim none,
+        and ask not to be counted (the others' shares then cover every node); every
+        ``PROBE_SECONDS`` ask again (a node another follows, at random), and come back at the
+        first answer, or when no other replica follows any node (each then goes on trying,
+        as a replica alone does)."""
         leases = self._app[LEASES]
-        while self._standby:  # again if it stood by anew while asking to be counted
-            await leases.count_me(False)
-            while self._standby:
-                await asyncio.sleep(PROBE_SECONDS)
-                await self._probe_one()
-            await leases.count_me(True)
-
-    async def _probe_one(self) -> None:
-        """One probe; also the end of standing by when no replica is counted any more (every
-        one cut off from the nodes: each goes on trying them, as a replica alone does)."""
         try:
-            counted = await self._app[LEASES].counted_sessions()
+            if await self._answering_elsewhere() is not False:
+                self._unreached.clear()  # the nodes this one failed are down (or none to ask)
+                return
+            self._aside = True
+            self._share = 0
+            self._came_back.clear()
+            self._app[METRICS].node_events_aside.set(1)
+            log.warning(
+                "node events: the nodes the other replicas follow cannot be reached from"
+                " this replica; stepping aside (not counted in the shares) until they can",
+                tried=len(self._unreached),
+            )
+            await leases.count_me(False)
+            while self._aside:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PROBE_SECONDS):
+                        await self._came_back.wait()
+                if self._aside and await self._answering_elsewhere() is not False:
+                    self._back()
+        finally:
+            if self._aside and not _cancelling():
+                self._back()  # the probe failed unexpectedly: back to trying the nodes
+            if not leases.counted and not _cancelling():
+                await leases.count_me(True)
+
+    async def _answering_elsewhere(self) -> bool | None:
+        """Whether a node another replica follows now answers this one (any answer: it is
+        reached); None when no other replica follows any node, or the database cannot say."""
+        try:
             async with transaction(self._app[SESSIONS]) as db:
-                nodes = list(await db.scalars(select(Node)))
+                nodes = {f"{NODE_LEASE_PREFIX}{n.id}": n for n in await db.scalars(select(Node))}
+            held = await self._app[LEASES].held_elsewhere(list(nodes))
         except Exception:
-            log.warning("node events: cannot probe now (the database)", exc_info=True)
-            return  # asked again next time
-        if counted == 0:
-            log.info("node events: no replica is counted; trying the nodes again")
-        elif nodes and self._standby:
-            try:
-                await self._app[NODES].system_info(random.choice(nodes))  # noqa: S311  # not a secret
-            except ApiError as err:
-                if _unreachable(err):
-                    return
-        else:
-            return
-        self._reached()
+            log.warning("node events: cannot tell which nodes the others follow", exc_info=True)
+            return None
+        if not held:
+            return None
+        node = nodes[random.choice(sorted(held))]  # noqa: S311  # not a secret
+        try:
+            await self._app[NODES].system_info(node)
+        except ApiError as err:
+            if isinstance(err, UpstreamUnavailable) and not isinstance(err, UpstreamFailed):
+                return False  # no answer
+        except Exception:
+            log.warning("node events: probing a node failed", node=node.name, exc_info=True)
+            return False
+        return True
 
     def _let_extra_go(self) -> None:
         """The nodes followed beyond this replica's share (and the slack), chosen at random,
@@ -528,9 +545,8 @@ class NodeEventListener:
         after = position.cursor
         try:
             socket = await client.open_events(node, after=after)
-        except ApiError as err:
-            if _unreachable(err):
-                self._unreached_node(node_id)
+        except NodeUnreachable:
+            self._unreached_node(node_id)
             raise
         self._reached()
         log.info("following node events", node=node.name)

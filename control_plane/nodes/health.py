@@ -126,11 +126,14 @@ class NodeHealthMonitor:
 
     async def run(self) -> None:
         """Poll while this replica holds the ``node-health`` lease (a leader: one replica
-        polls; another takes over within the lease's expiry when it dies or freezes)."""
+        polls; another takes over within the lease's expiry when it dies or freezes). Not
+        while it stands aside, unable to reach the nodes the others follow (it would mark
+        every node offline): it gives the lease up, and another replica polls."""
+        leases = self._app[LEASES]
         while True:
-            lease = await self._app[LEASES].try_acquire("node-health")
+            lease = await leases.try_acquire("node-health") if leases.counted else None
             try:
-                while lease is not None and await lease.confirm():
+                while lease is not None and leases.counted and await lease.confirm():
                     self._app[METRICS].job_runs.labels("node-health").inc()
                     try:
                         await self.poll_once()

@@ -143,6 +143,15 @@ def node_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(middlewares=(refuse_redirects,))
 
 
+class NodeUnreachable(UpstreamUnavailable):
+    """No connection to the node: refused, no route, a name that does not resolve, or (a
+    socket's handshake) no answer in time. Not a TLS failure nor a node's answer."""
+
+
+# Connected, but TLS failed (a certificate or a handshake): the node is there.
+_TLS_FAILED = (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError)
+
+
 class NodeNotConfigured(UpstreamUnavailable):
     """The control plane has no command-signing key, so it cannot command nodes."""
 
@@ -304,9 +313,11 @@ class NodeTransport:
             raise UpstreamFailed(f"node {node.name!r} {err}") from err
         except TimeoutError as err:
             raise UpstreamNoAnswer(f"node {node.name!r} did not answer in time") from err
-        except aiohttp.ClientConnectorError as err:
+        except _TLS_FAILED as err:
             # Never connected: the node did not get the request.
             raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
+        except aiohttp.ClientConnectorError as err:
+            raise NodeUnreachable(f"node {node.name!r} cannot be reached: {err}") from err
         except aiohttp.ClientError as err:
             raise UpstreamNoAnswer(f"node {node.name!r} cannot be reached: {err}") from err
 
@@ -552,6 +563,10 @@ class NodeTransport:
                 f"node {node.name!r} refused the connection ({err.status})"
             ) from err
         except TimeoutError as err:
-            raise UpstreamUnavailable(f"node {node.name!r} did not answer in time") from err
+            raise NodeUnreachable(f"node {node.name!r} did not answer in time") from err
+        except _TLS_FAILED as err:
+            raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err
+        except aiohttp.ClientConnectorError as err:
+            raise NodeUnreachable(f"node {node.name!r} cannot be reached: {err}") from err
         except aiohttp.ClientError as err:
             raise UpstreamUnavailable(f"node {node.name!r} cannot be reached: {err}") from err

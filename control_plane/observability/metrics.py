@@ -230,10 +230,11 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
-        self.node_events_standby = Gauge(
-            "stellar_node_events_standby",
-            "1 while this replica cannot reach any node: it follows none and the other "
-            "replicas do not count it in their shares (control_plane/nodes/events.py).",
+        self.node_events_aside = Gauge(
+            "stellar_node_events_aside",
+            "1 while this replica stands aside: the nodes the other replicas follow do not "
+            "answer it, so it follows none and is not counted in their shares "
+            "(control_plane/nodes/events.py).",
             registry=registry,
         )
         self.event_stream_leases_lost = Counter(

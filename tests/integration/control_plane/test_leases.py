@@ -285,3 +285,18 @@ async def test_a_replica_that_asks_not_to_be_counted_is_not_until_it_asks_again(
     await second.count_me(True)
     assert await first.counted_sessions() == 2
     assert await first.replicas() == 2
+
+
+async def test_held_elsewhere_names_the_leases_other_replicas_hold(
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
+) -> None:
+    first, second = keepers
+    assert lock_id("x") > 0 > lock_id("y")  # keys of either sign
+    leases = [await first.try_acquire(name) for name in ("x", "y")]
+    names = ["x", "y", "z"]
+    assert await second.held_elsewhere(names) == {"x", "y"}
+    assert await first.held_elsewhere(names) == set()  # its own are not elsewhere
+    for lease in leases:
+        assert lease is not None
+        await lease.release()
+    assert await second.held_elsewhere(names) == set()

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiohttp
 import aiohttp.abc
 import pytest
+from aiohttp import web
 from aiohttp.abc import ResolveResult
 from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -31,7 +32,7 @@ from bench.fleet_nodes import StreamLog, simulated_node_app
 from control_plane.app import create_app
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
-from control_plane.keys import METRICS, SESSIONS
+from control_plane.keys import LEASES, METRICS, SESSIONS
 from control_plane.nodes.transport import refuse_redirects
 from control_plane.settings import ControlPlaneSettings
 from node_agent.settings import AgentSettings
@@ -61,6 +62,8 @@ class Fleet:
 
     streams: list[StreamLog]
     settings: ControlPlaneSettings
+    node_ids: list[uuid.UUID]
+    setup: web.Application  # the world's control plane: no background jobs
 
     def all_followed(self) -> bool:
         return all(log.open == 1 for log in self.streams)
@@ -111,7 +114,14 @@ async def fleet_of_nodes(
             row.url = f"http://{host}:{port}"
     # Each replica its own app, engine, pools, lease session and background jobs (the event
     # listener among them), on the same database.
-    return Fleet(streams, signing_settings(database_url, tmp_path / "signing.key"))
+    settings = signing_settings(database_url, tmp_path / "signing.key")
+    return Fleet(streams, settings, node_ids, setup)
+
+
+def aside(replica: TestServer) -> bool:
+    """Whether ``replica`` stands aside, unable to reach the nodes the others follow."""
+    (family,) = replica.app[METRICS].node_events_aside.collect()
+    return family.samples[0].value == 1
 
 
 def following(replica: TestServer) -> int:
@@ -168,7 +178,7 @@ class Partition(aiohttp.abc.AbstractResolver):
         await self._system.close()
 
 
-async def test_a_replica_that_cannot_reach_the_nodes_is_not_counted_and_comes_back_when_it_can(
+async def test_a_replica_that_cannot_reach_the_nodes_steps_aside_and_comes_back_when_it_can(
     engine: AsyncEngine,
     database_url: str,
     tmp_path: Path,
@@ -176,17 +186,15 @@ async def test_a_replica_that_cannot_reach_the_nodes_is_not_counted_and_comes_ba
     aiohttp_client: AiohttpClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A replica added behind a firewall that lets only the others reach the nodes: it still
-    reaches PostgreSQL, so it was counted in the shares, and the others stopped at their share
-    and one more while it failed to follow its own (a third of the fleet unfollowed for as
-    long as it lasted). It is now not counted while it cannot reach any node, and counted
-    again once one answers."""
+    """A replica behind a firewall that lets only the others reach the nodes: it still reaches
+    PostgreSQL, so it was counted in the shares, and the others stopped at their share and one
+    while it failed to follow its own (two of six nodes unfollowed here for as long as it
+    lasted); and, holding the node-health poll, it would mark every node offline. It now
+    steps aside, is not counted and gives the poll up while the nodes the others follow do
+    not answer it, and is counted again once one does."""
     fleet = await fleet_of_nodes(
         database_url, tmp_path, aiohttp_server, aiohttp_client, host="localhost"
     )
-    first = await aiohttp_server(create_app(fleet.settings))
-    await until("alone", lambda: fleet.all_followed() and following(first) == NODES, fleet.streams)
-
     partition = Partition()
 
     def cut_off_session() -> aiohttp.ClientSession:
@@ -195,30 +203,64 @@ async def test_a_replica_that_cannot_reach_the_nodes_is_not_counted_and_comes_ba
 
     with monkeypatch.context() as patch:
         patch.setattr(control_plane.app, "node_session", cut_off_session)
-        second = await aiohttp_server(create_app(fleet.settings))
+        cut_off = await aiohttp_server(create_app(fleet.settings))
+    # Alone, it cannot tell its network from the nodes: it goes on trying, and polls.
+    await until("polling", lambda: cut_off.app[LEASES].held("node-health") == 1, fleet.streams)
+    assert not aside(cut_off)
 
-    def standing_by(replica: TestServer) -> bool:
-        (family,) = replica.app[METRICS].node_events_standby.collect()
-        return family.samples[0].value == 1
-
-    # The first may let nodes go before the second has found it cannot follow them; then the
-    # second stands by, is not counted, and the first follows them all again.
+    other = await aiohttp_server(create_app(fleet.settings))
     await until(
-        "standing by",
-        lambda: standing_by(second) and fleet.all_followed() and following(first) == NODES,
+        "aside",
+        lambda: (
+            aside(cut_off)
+            and fleet.all_followed()
+            and following(other) == NODES
+            and cut_off.app[LEASES].held("node-health") == 0
+            and other.app[LEASES].held("node-health") == 1
+        ),
         fleet.streams,
     )
-    for _ in range(20):  # and keeps them (four claim rounds and more)
+    for _ in range(20):  # and so it stays (five claim rounds and more)
         await asyncio.sleep(0.5)
         assert fleet.all_followed()
-        assert following(first) == NODES
-        assert standing_by(second)
+        assert following(other) == NODES
+        assert aside(cut_off)
+        assert cut_off.app[LEASES].held("node-health") == 0
 
-    # The network heals: a node answers the second's probe; it is counted, gets its share.
+    # The network heals: a node answers its probe; it is counted and gets its share.
     partition.cut = False
     await until(
         "sharing",
-        lambda: fleet.all_followed() and following(first) == following(second) == NODES // 2,
+        lambda: fleet.all_followed() and following(cut_off) == following(other) == NODES // 2,
         fleet.streams,
     )
-    assert not standing_by(second)
+    assert not aside(cut_off)
+
+
+async def test_nodes_that_are_down_do_not_set_a_replica_that_reaches_the_others_aside(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Two of the six nodes down: the nodes left free are those two, and a replica that gets
+    only them fails to connect to both. It asks a node the other replica follows, which
+    answers: it stays counted (were it set aside, the first's share would grow to all six
+    and the two would trade nodes back and forth)."""
+    fleet = await fleet_of_nodes(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    async with transaction(fleet.setup[SESSIONS]) as db:
+        for node_id in fleet.node_ids[-2:]:  # nothing listens there: connections refused
+            row = await db.get(Node, node_id)
+            assert row is not None
+            row.url = f"http://127.0.0.1:{free_port()}"
+    up = fleet.streams[:-2]
+    first = await aiohttp_server(create_app(fleet.settings))
+    await until("the four up", lambda: following(first) == 4, fleet.streams)
+    # Its share and one: it keeps the four. The second gets the two that are down.
+    second = await aiohttp_server(create_app(fleet.settings))
+    for _ in range(30):  # seven claim rounds and more
+        await asyncio.sleep(0.5)
+        assert not aside(second)
+        assert not aside(first)
+    assert all(log.open == 1 for log in up)

@@ -1,7 +1,8 @@
-"""SIGTERM (``systemctl stop``, a rolling restart) stops a service in order: it stops taking
-connections, lets the requests under way finish (up to the shutdown timeout), then runs its
-cleanup with its background tasks still alive, so that they finish their last work (a
-node follower's history bucket, a lease given back). A second signal stops it at once.
+"""SIGTERM (``systemctl stop``, a rolling restart) or SIGINT stops a service in order: it
+stops taking connections, lets the requests under way finish (up to the shutdown timeout),
+then runs its cleanup with its background tasks still alive, so that they finish their last
+work (a node follower's history bucket, a lease given back). Another signal a while later
+ends it at once.
 
 Before, ``uvloop.run`` cancelled every task the moment the signal came: the request under
 way got no answer and the cleanup found its tasks already cancelled."""
@@ -81,14 +82,23 @@ async def under_way(port: int, seconds: float) -> asyncio.Task[RawResponse]:
     return asyncio.create_task(answer())
 
 
-async def test_sigterm_lets_the_request_under_way_finish_then_cleans_up_with_tasks_alive(
-    served: Served,
+STOPS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
+
+
+@pytest.mark.parametrize("signum", STOPS)
+@pytest.mark.parametrize("told", [1, 2], ids=["once", "twice-at-once"])
+async def test_a_stop_lets_the_request_under_way_finish_then_cleans_up_with_tasks_alive(
+    served: Served, signum: signal.Signals, told: int
 ) -> None:
+    """Told twice within a moment (a terminal's Ctrl-C and a wrapper passing it on) is one
+    request to stop."""
     await served.ready()
     answer = await under_way(served.port, 1.5)
     await asyncio.sleep(0.3)  # the request is being handled
-    served.process.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.3)
+    for _ in range(told):
+        served.process.send_signal(signum)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     with pytest.raises(ConnectionRefusedError):  # no new connection is taken
         await asyncio.open_connection("127.0.0.1", served.port)
     response = await answer
@@ -100,16 +110,19 @@ async def test_sigterm_lets_the_request_under_way_finish_then_cleans_up_with_tas
     }
 
 
-async def test_a_second_sigterm_stops_it_at_once(served: Served) -> None:
+@pytest.mark.parametrize("signum", STOPS)
+async def test_another_signal_while_stopping_ends_it_at_once(
+    served: Served, signum: signal.Signals
+) -> None:
     await served.ready()
     answer = await under_way(served.port, 60)
     await asyncio.sleep(0.3)
-    served.process.send_signal(signal.SIGTERM)  # would wait for the minute-long request
-    await asyncio.sleep(0.5)
+    served.process.send_signal(signum)  # would wait for the minute-long request
+    await asyncio.sleep(1.5)
     assert served.process.poll() is None
     started = time.monotonic()
-    served.process.send_signal(signal.SIGTERM)
-    await asyncio.to_thread(served.exit_code, 10)
+    served.process.send_signal(signum)
+    assert await asyncio.to_thread(served.exit_code, 10) == -signum  # the signal's own end
     assert time.monotonic() - started < 5
     with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
         await answer
