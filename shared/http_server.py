@@ -33,7 +33,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import structlog
@@ -233,15 +233,18 @@ class _Stopper:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.stop = asyncio.Event()
-        self.phase = "starting"
+        self.phase: Literal["starting", "serving", "stopping"] = "starting"
         self._first_at: float | None = None
         for signum in _STOP_SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
 
     def _on_signal(self, signum: int) -> None:
-        if self.phase == "starting":
-            raise web.GracefulExit  # stopped where it is, as aiohttp does
         now = time.monotonic()
+        if self.phase == "starting":
+            # Stopped where it is, as aiohttp does; a signal right behind it (queued with
+            # it) is the same stop, not one that cuts the clean-up short.
+            self.phase, self._first_at = "stopping", now
+            raise web.GracefulExit
         if self._first_at is None:
             self._first_at = now
             self.stop.set()
@@ -253,6 +256,7 @@ class _Stopper:
         for each in _STOP_SIGNALS:
             signal.signal(each, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+        os._exit(128 + signum)  # as PID 1 (a container) the kernel ignores a default action
 
     def close(self) -> None:
         for signum in _STOP_SIGNALS:

@@ -310,13 +310,6 @@ class LeaseKeeper:
                 "SELECT set_config('application_name', :name, false)", {"name": self._name}
             )
 
-    async def counted_sessions(self) -> int | None:
-        """How many replicas are counted now, this one only if it is (None: the database
-        cannot say now; SQLite: 1)."""
-        if not self._postgres:
-            return 1
-        return await self._alone(self._count_sessions)
-
     async def _count_sessions(self) -> int | None:
         async with self._guard:
             rows = await self._query(

@@ -166,20 +166,16 @@ class ConsoleSessions:
         stop); a console registered from now on is closed as it registers."""
         self._closing = True
         closes = [
-            asyncio.ensure_future(_going_away(socket))
-            for sockets in list(self._open.values())
-            for socket in list(sockets)
+            _going_away(socket) for sockets in list(self._open.values()) for socket in list(sockets)
         ]
-        if not closes:
-            return
-        _done, late = await asyncio.wait(closes, timeout=CLOSE_SECONDS)
-        for close in late:
-            close.cancel()
         await asyncio.gather(*closes, return_exceptions=True)
 
 
 async def _going_away(socket: web.WebSocketResponse) -> None:
-    await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"shutting down")
+    """Close ``socket`` as going away, given ``CLOSE_SECONDS`` (a cut-short close drops it)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_SECONDS):
+            await socket.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"shutting down")
 
 
 NodeConnector = Callable[[], Awaitable[aiohttp.ClientWebSocketResponse]]

@@ -82,7 +82,7 @@ from control_plane.services.servers.installs import (
     state_after,
 )
 from control_plane.services.servers.state import change_state
-from shared.errors import UpstreamFailed, UpstreamUnavailable
+from shared.errors import UpstreamNoAnswer
 from shared.node_api import (
     MAX_SEQ,
     BackupEvent,
@@ -114,10 +114,11 @@ NODE_LEASE_PREFIX = "node-events:"
 # its share): the others take it up.
 LET_GO_SECONDS = 3 * CLAIM_SECONDS
 # A replica that follows no node and could not reach this many (different ones; fewer in a
-# smaller fleet) since it last opened a stream asks a node another replica follows; if that
-# one does not answer either, it steps aside, and asks again this often.
+# smaller fleet) since it last opened a stream asks up to PROBED_NODES nodes other replicas
+# hold; if none answers, it steps aside, and asks again this often.
 UNREACHED_NODES = 2
 PROBE_SECONDS = 2 * CLAIM_SECONDS
+PROBED_NODES = 3
 
 
 class LeaseLost(Exception):
@@ -314,6 +315,7 @@ class NodeEventListener:
                         self._tasks[node_id] = asyncio.create_task(
                             self._follow(node_id), name=f"node-events-{name}"
                         )
+                self._unreached &= set(nodes)
                 for node_id in set(self._tasks) - set(nodes):
                     self._stop_following(node_id)
                     self._tasks.pop(node_id, None)
@@ -372,11 +374,10 @@ class NodeEventListener:
         await asyncio.shield(self._recounting)
 
     async def _count_share(self) -> None:
-        if self._aside:
+        replicas = None if self._aside else await self._app[LEASES].replicas()
+        if self._aside:  # (also if it stepped aside while counting)
             self._share = 0
-            return
-        replicas = await self._app[LEASES].replicas()
-        if replicas is not None:  # else the share counted last stands
+        elif replicas is not None:  # else the share counted last stands
             self._share = math.ceil(self._node_count / replicas)
 
     def _unreached_node(self, node_id: uuid.UUID) -> None:
@@ -384,49 +385,53 @@ class NodeEventListener:
         not the nodes (its network, a firewall that lets only the other replicas in) would
         still be counted in every replica's share: the others would stop at theirs while
         its share went unfollowed. Once it follows none and has failed to reach
-        ``UNREACHED_NODES`` since it last opened a stream, it asks a node that another
-        replica follows now (so one that is up); if that one does not answer either, it
-        steps aside (:meth:`_aside_while_cut_off`). Nodes that are down fail on every
-        replica: a replica that reaches the others stays."""
+        ``UNREACHED_NODES`` since it last opened a stream, it asks nodes that other replicas
+        hold now (not those it failed); if none answers, it steps aside
+        (:meth:`_aside_while_cut_off`). Nodes that are down fail on every replica: a replica
+        that reaches the others stays."""
         self._unreached.add(node_id)
-        enough = min(UNREACHED_NODES, max(1, self._node_count))
-        if self._aside or self._open or len(self._unreached) < enough:
-            return
-        if not self._app[LEASES].shared:
-            return  # the only control plane: it goes on trying
+        if not self._cut_off() or not self._app[LEASES].shared:
+            return  # (the only control plane goes on trying)
         if self._probing is None or self._probing.done():
             self._probing = asyncio.create_task(self._aside_while_cut_off(), name="node-reach")
 
+    def _cut_off(self) -> bool:
+        """Whether this replica, counted, follows no node and failed enough of them."""
+        enough = min(UNREACHED_NODES, max(1, self._node_count))
+        return not self._aside and not self._open and len(self._unreached) >= enough
+
     def _reached(self) -> None:
         """A stream opened: counted again, at once if this replica stood aside."""
-        self._unreached.clear()
-        if self._aside:
-            self._back()
+        self._back("a node's stream opened")
 
-    def _back(self) -> None:
+    def _back(self, why: str) -> None:
+        self._unreached.clear()
+        if not self._aside:
+            return
         self._aside = False
         self._came_back.set()
         self._app[METRICS].node_events_aside.set(0)
-        log.info("node events: the nodes can be reached again; counted in the shares")
+        log.info("node events: counted in the shares again", why=why)
 
     async def _aside_while_cut_off(self) -> None:
-        """Step aside if a node another replica follows does not answer either: claim none,
-        and ask not to be counted (the others' shares then cover every node); every
-        ``PROBE_SECONDS`` ask again (a node another follows, at random), and come back at the
-        first answer, or when no other replica follows any node (each then goes on trying,
-        as a replica alone does)."""
+        """Step aside if the nodes other replicas hold do not answer either: claim none, and
+        ask not to be counted (the others' shares then cover every node); every
+        ``PROBE_SECONDS`` ask again, and come back at the first answer, or when no other
+        replica holds any node (each then goes on trying, as a replica alone does)."""
         leases = self._app[LEASES]
         try:
-            if await self._answering_elsewhere() is not False:
-                self._unreached.clear()  # the nodes this one failed are down (or none to ask)
+            answered = await self._answering_elsewhere()
+            if answered is not False or not self._cut_off():
+                # The nodes it failed are down (or none to ask); or a stream opened meanwhile.
+                self._unreached.clear()
                 return
             self._aside = True
             self._share = 0
             self._came_back.clear()
             self._app[METRICS].node_events_aside.set(1)
             log.warning(
-                "node events: the nodes the other replicas follow cannot be reached from"
-                " this replica; stepping aside (not counted in the shares) until they can",
+                "node events: the nodes the other replicas hold cannot be reached from this"
+                " replica; stepping aside (not counted in the shares) until they can",
                 tried=len(self._unreached),
             )
             await leases.count_me(False)
@@ -434,32 +439,45 @@ class NodeEventListener:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(PROBE_SECONDS):
                         await self._came_back.wait()
-                if self._aside and await self._answering_elsewhere() is not False:
-                    self._back()
+                if not self._aside:
+                    break
+                answered = await self._answering_elsewhere()
+                if answered is True:
+                    self._back("a node the others hold answered")
+                elif answered is None:
+                    self._back("no other replica holds a node")
         finally:
             if self._aside and not _cancelling():
-                self._back()  # the probe failed unexpectedly: back to trying the nodes
+                self._back("the probe failed")  # back to trying the nodes
             if not leases.counted and not _cancelling():
                 await leases.count_me(True)
 
     async def _answering_elsewhere(self) -> bool | None:
-        """Whether a node another replica follows now answers this one (any answer: it is
-        reached); None when no other replica follows any node, or the database cannot say."""
+        """Whether any of up to ``PROBED_NODES`` nodes other replicas hold now (at random, not
+        one this replica failed) answers this one (any answer: it is reached); None when no
+        other replica holds a node, or the database cannot say."""
         try:
             async with transaction(self._app[SESSIONS]) as db:
                 nodes = {f"{NODE_LEASE_PREFIX}{n.id}": n for n in await db.scalars(select(Node))}
             held = await self._app[LEASES].held_elsewhere(list(nodes))
         except Exception:
-            log.warning("node events: cannot tell which nodes the others follow", exc_info=True)
+            log.warning("node events: cannot tell which nodes the others hold", exc_info=True)
             return None
         if not held:
             return None
-        node = nodes[random.choice(sorted(held))]  # noqa: S311  # not a secret
+        # A node held elsewhere may be one that is down, its holder still trying to connect.
+        fresh = sorted(n for n in held if nodes[n].id not in self._unreached) or sorted(held)
+        asked = random.sample(fresh, min(PROBED_NODES, len(fresh)))
+        answers = await asyncio.gather(*(self._answers(nodes[name]) for name in asked))
+        return any(answers)
+
+    async def _answers(self, node: Node) -> bool:
         try:
             await self._app[NODES].system_info(node)
-        except ApiError as err:
-            if isinstance(err, UpstreamUnavailable) and not isinstance(err, UpstreamFailed):
-                return False  # no answer
+        except (NodeUnreachable, UpstreamNoAnswer):
+            return False
+        except ApiError:
+            return True  # an answer (an error, a refusal, TLS): the node is reached
         except Exception:
             log.warning("node events: probing a node failed", node=node.name, exc_info=True)
             return False
