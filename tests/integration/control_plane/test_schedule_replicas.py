@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.models import ScheduleRun
 from control_plane.db.session import transaction
-from control_plane.keys import SCHEDULER, SESSIONS
+from control_plane.keys import LEASES, SCHEDULER, SESSIONS
 from control_plane.scheduling.clock import ManualClock
 from control_plane.services.schedules.cron import next_run, zone
 from control_plane.settings import ControlPlaneSettings
@@ -91,3 +92,37 @@ async def test_two_replicas_run_each_due_schedule_exactly_once_over_100_ticks(
         )
     assert not_completed == 0
     assert sum(per_replica.values()) == len(claims)
+
+
+async def test_a_replica_standing_aside_claims_no_run(
+    engine: AsyncEngine,
+    settings: ControlPlaneSettings,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """A replica that cannot reach the nodes the others follow stands aside (not counted:
+    control_plane/nodes/events.py); the runs it would claim would fail at their node, so the
+    other replica runs them all, and it claims again once counted."""
+    clock = ManualClock(START)
+    keeper = LeaseKeeper(engine)  # the one replica's leases (no background jobs here)
+    apps = [create_app(settings, background_jobs=False, scheduler_clock=clock) for _ in range(2)]
+    apps[1][LEASES] = keeper
+    replicas = [await aiohttp_server(app) for app in apps]
+    world = await build_world(Panel(replicas[0], aiohttp_client))
+    path = f"/api/v1/servers/{world.ids['alice_server']}/schedules"
+    for i in range(4):
+        await world.alice.json(
+            "POST", path, status=201, json={"name": f"s{i}", "cron": "* * * * *", "tasks": []}
+        )
+    counted, aside = (r.app[SCHEDULER] for r in replicas)
+    await keeper.count_me(False)
+    for _ in range(5):
+        await clock.advance(60)
+        assert await aside.tick() == []  # first: the runs are there to claim
+        assert len(await counted.tick()) == 4
+        await counted.drain()
+    await keeper.count_me(True)
+    await clock.advance(60)
+    assert len(await aside.tick()) == 4
+    await aside.drain()
+    await keeper.close()
