@@ -25,6 +25,7 @@ from control_plane.settings import ControlPlaneSettings
 from control_plane.web.assets import AssetIndex
 
 if TYPE_CHECKING:
+    from control_plane.nodes.events import NodeEventListener
     from control_plane.scheduling.runner import Scheduler
     from control_plane.services.state_fanout import StateFanout
 
@@ -68,3 +69,5 @@ SCHEDULER: web.AppKey[Scheduler] = web.AppKey("scheduler")
 STATE_FANOUT: web.AppKey[StateFanout] = web.AppKey("state_fanout")
 # This replica's leases (one node event stream, one leader job at a time across replicas).
 LEASES = web.AppKey("leases", LeaseKeeper)
+# This replica's followers of the nodes' event streams (with the background jobs).
+NODE_EVENTS: web.AppKey[NodeEventListener] = web.AppKey("node_events")

@@ -2,8 +2,11 @@
 
 ``/healthz`` answers 200 while the process serves requests: a supervisor restarts it only
 when it does not. ``/readyz`` says whether this replica can do its work now — its database
-answers, and Redis (when configured for the rate limits) — 200 or 503 with the state of each,
-so a load balancer sends requests elsewhere meanwhile. Neither reveals anything else.
+answers, Redis (when configured for the rate limits) answers, and it can reach the nodes
+(``node_streams``: ``aside`` while it cannot reach those the other replicas follow,
+control_plane/nodes/events.py; ``off`` without background jobs) — 200 or 503 with the state
+of each, so a load balancer sends requests elsewhere meanwhile. Neither reveals anything
+else.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Final
 from aiohttp import web
 from sqlalchemy import text
 
-from control_plane.keys import ENGINE, RATE_LIMITER
+from control_plane.keys import ENGINE, NODE_EVENTS, RATE_LIMITER
 
 routes = web.RouteTableDef()
 CHECK_SECONDS: Final = 2.0
@@ -38,12 +41,20 @@ async def _database(request: web.Request) -> str:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers (and Redis, if used); else 503 and which one does not."""
+    """200 when the database answers (and Redis, if used) and this replica reaches the nodes;
+    else 503 and which one does not."""
     database = await _database(request)
     redis = await request.app[RATE_LIMITER].backend_state()
-    ready = database == "ok"
+    events = request.app.get(NODE_EVENTS)
+    node_streams = "off" if events is None else "aside" if events.aside else "ok"
+    ready = database == "ok" and node_streams != "aside"
     return web.json_response(
-        {"status": "ready" if ready else "unavailable", "database": database, "redis": redis},
+        {
+            "status": "ready" if ready else "unavailable",
+            "database": database,
+            "redis": redis,
+            "node_streams": node_streams,
+        },
         status=200 if ready else 503,
         headers={} if ready else {"Retry-After": "5"},
     )

@@ -70,7 +70,7 @@ from control_plane.db.leases import Lease
 from control_plane.db.models import Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
-from control_plane.keys import LEASES, METRICS, NODES, SESSIONS, WALL_CLOCK
+from control_plane.keys import LEASES, METRICS, NODE_EVENTS, NODES, SESSIONS, WALL_CLOCK
 from control_plane.nodes.transport import NodeUnreachable
 from control_plane.schemas.servers import PowerIn
 from control_plane.services import audit, resource_history
@@ -290,6 +290,11 @@ class NodeEventListener:
         self._aside = False
         self._came_back = asyncio.Event()
         self._probing: asyncio.Task[None] | None = None
+
+    @property
+    def aside(self) -> bool:
+        """Whether this replica stands aside, unable to reach the nodes the others follow."""
+        return self._aside
 
     async def run(self) -> None:
         if self._app[LEASES].shared:
@@ -896,7 +901,7 @@ class NodeEventListener:
 
 async def node_event_listener(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: follow the nodes' event streams while the app runs."""
-    listener = NodeEventListener(app)
+    listener = app[NODE_EVENTS] = NodeEventListener(app)
     task = asyncio.create_task(listener.run(), name="node-events")
     yield
     await background.stop(task)

@@ -226,6 +226,9 @@ async def test_a_replica_that_cannot_reach_the_nodes_steps_aside_and_comes_back_
         assert following(other) == NODES
         assert aside(cut_off)
         assert cut_off.app[LEASES].held("node-health") == 0
+    # Its load balancer's health check sends requests to the other meanwhile.
+    assert await readiness(cut_off) == (503, "aside")
+    assert await readiness(other) == (200, "ok")
 
     # The network heals: a node answers its probe; it is counted and gets its share.
     partition.cut = False
@@ -235,6 +238,16 @@ async def test_a_replica_that_cannot_reach_the_nodes_steps_aside_and_comes_back_
         fleet.streams,
     )
     assert not aside(cut_off)
+    assert await readiness(cut_off) == (200, "ok")
+
+
+async def readiness(replica: TestServer) -> tuple[int, str]:
+    """``/readyz``'s status and what it says of the node streams."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(replica.make_url("/readyz")) as response,
+    ):
+        return response.status, (await response.json())["node_streams"]
 
 
 async def test_nodes_that_are_down_do_not_set_a_replica_that_reaches_the_others_aside(

@@ -94,6 +94,7 @@ async def test_postgres_down_is_503_with_retry_after_and_the_replica_recovers_by
         assert ready.status == 503
         assert await ready.json() == {
             "status": "unavailable", "database": "unavailable", "redis": "not configured",
+            "node_streams": "off",  # no background jobs in this app
         }  # fmt: skip
 
         postgres.start()
@@ -141,7 +142,9 @@ async def test_redis_down_keeps_limits_per_replica_and_shares_them_again_when_it
         ]
         assert gauge.get_sample_value("stellar_rate_limit_redis_unavailable") == 1
         ready = await (await visitor.request("GET", "/readyz")).json()
-        assert ready == {"status": "ready", "database": "ok", "redis": "unavailable"}
+        assert ready == {
+            "status": "ready", "database": "ok", "redis": "unavailable", "node_streams": "off"
+        }  # fmt: skip
 
         redis.start()  # empty: the shared buckets start full again
         await _eventually_shared(visitor)
