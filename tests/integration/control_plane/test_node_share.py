@@ -4,7 +4,9 @@ A replica that starts when the others already follow every node (after a rolling
 or one added for load) used to get none: the first replica up kept them all. Now one holding
 more than its share lets the extra go, the newcomer takes them up, and never do two
 replicas follow one node at once; when a replica stops, the others take its nodes back.
-Two control planes (apps with their own engines and lease sessions) on one PostgreSQL
+A replica that reaches the database but not the nodes steps aside (not counted, no
+node-health poll, not ready) until it can reach them; nodes that are down do not set one
+aside. Two control planes (apps with their own engines and lease sessions) on one PostgreSQL
 database, six nodes running the real agent application (Docker simulated, as in the fleet
 bench).
 """
