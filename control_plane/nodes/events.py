@@ -534,6 +534,8 @@ class NodeEventListener:
             finally:
                 self._following.discard(node_id)
                 await lease.release()
+            if _cancelling():
+                raise asyncio.CancelledError  # asked to stop while a failure was handled
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -546,12 +548,15 @@ class NodeEventListener:
         finally:
             for task in (listening, lost):
                 task.cancel()
-            await asyncio.gather(lost, return_exceptions=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
+            # Both awaited without raising here: this follower being cancelled (the app
+            # stopping) must end it, even when the stream had just failed in the same turn
+            # of the loop (its error, raised in this finally, would replace the cancellation
+            # and the follower would go on for ever: a stop that never ends).
+            await asyncio.gather(lost, listening, return_exceptions=True)
         if lost.done() and not lost.cancelled():
             raise LeaseLost
-        listening.result()
+        if not listening.cancelled():
+            listening.result()
 
     async def _listen(self, node_id: uuid.UUID, lease: Lease) -> None:
         async with transaction(self._app[SESSIONS]) as db:
