@@ -8,9 +8,11 @@ holds all of its leases. What ends a lease without the holder's help:
   the locks are free;
 - the holder is frozen (SIGSTOP) or cut off from the database by the network: its socket
   stays open, so PostgreSQL would keep the locks for ever. The connection therefore sets
-  ``idle_session_timeout`` to :data:`EXPIRY_SECONDS` and the holder renews it (a query) every
-  :data:`RENEW_SECONDS`; a holder that stops renewing loses its session, and its locks, within
-  the expiry, whatever happened to it.
+  ``idle_session_timeout`` (and ``idle_in_transaction_session_timeout``: stopped inside a
+  transaction, a session is not "idle") to :data:`EXPIRY_SECONDS` and the holder renews it (a
+  query) every :data:`RENEW_SECONDS`; a holder that stops renewing loses its session, and its
+  locks, within the expiry, whatever happened to it. The session runs each statement on its
+  own (autocommit): no transaction is left open between two round trips.
 
 Claims are batched: the names this replica asks for at about the same moment are tried in one
 statement (a replica standing by for fifty nodes asks for each every two seconds; one
@@ -384,11 +386,14 @@ class LeaseKeeper:
             return self._connection
         connection = await self._engine.connect()
         try:
-            # Whole seconds in milliseconds: PostgreSQL ends the session (and frees its locks)
-            # when this replica stops renewing.
-            await connection.execute(
-                text(f"SET idle_session_timeout = {int(EXPIRY_SECONDS * 1000)}")
-            )
+            # Each statement on its own, with no BEGIN or COMMIT round trip around it; and
+            # whole seconds in milliseconds: PostgreSQL ends the session (and frees its locks)
+            # when this replica stops renewing, whether it stopped between two statements or
+            # (in a transaction opened by whatever reason) inside one.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            expiry = int(EXPIRY_SECONDS * 1000)
+            await connection.execute(text(f"SET idle_session_timeout = {expiry}"))
+            await connection.execute(text(f"SET idle_in_transaction_session_timeout = {expiry}"))
             await connection.execute(
                 text("SELECT set_config('application_name', :name, false)"), {"name": self._name}
             )

@@ -138,6 +138,31 @@ async def test_a_frozen_holder_loses_its_lease_within_the_expiry(
     assert lease.lost.is_set()
 
 
+async def test_a_holder_frozen_inside_a_transaction_loses_its_lease_within_the_expiry(
+    keepers: tuple[LeaseKeeper, LeaseKeeper],
+) -> None:
+    """Frozen (or cut off) between a statement's BEGIN and its COMMIT, the holder's session
+    is "idle in transaction", which idle_session_timeout does not end: the lease was held
+    until the process woke up or TCP gave up (hours). It expires like any other. (A CI run
+    saw a SIGSTOPped replica keep its node for over 10 s.)"""
+    holder, other = keepers
+    lease = await holder.try_acquire(JOB)
+    assert lease is not None
+    connection = holder._connection
+    assert connection is not None
+    await connection.exec_driver_sql("BEGIN")  # and then nothing more: frozen
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    taken = None
+    while taken is None and loop.time() - started < EXPIRY_SECONDS + 5:
+        taken = await other.try_acquire(JOB)
+        if taken is None:
+            await asyncio.sleep(0.5)
+    assert taken is not None, "the holder frozen inside a transaction kept its lease"
+    assert loop.time() - started < EXPIRY_SECONDS + 3
+    assert not lease.valid()
+
+
 async def test_claims_made_at_once_go_in_one_statement_and_get_only_the_free_names(
     keepers: tuple[LeaseKeeper, LeaseKeeper],
 ) -> None:
