@@ -13,6 +13,8 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,57 @@ async def install_node_and_server(
     return agent, str(server["id"])
 
 
+@dataclass
+class Deployment:
+    """Two replicas, a real agent with the node, and a server of OWNER's on it."""
+
+    replicas: list[ControlPlaneProcess]
+    agent: AgentProcess
+    server_id: str
+
+    @property
+    def base(self) -> str:
+        return f"/api/v1/servers/{self.server_id}"
+
+    async def holder_and_survivor(self) -> tuple[ControlPlaneProcess, ControlPlaneProcess]:
+        holder = await one_follower(self.replicas)
+        return holder, next(r for r in self.replicas if r is not holder)
+
+    async def taken_over_by(self, survivor: ControlPlaneProcess, since: float) -> float:
+        """Seconds from ``since`` until ``survivor`` follows the node (at most the limit)."""
+        while not await followers([survivor], NODE):
+            if elapsed_since(since) > TAKEOVER_LIMIT_SECONDS:
+                fail_with_logs("the survivor did not take the node over", self.replicas)
+            await asyncio.sleep(0.1)
+        return elapsed_since(since)
+
+
+@asynccontextmanager
+async def deployed(
+    database_url: str, tmp_path: Path, *, stats_seconds: float = 5.0
+) -> AsyncIterator[Deployment]:
+    """The deployment, set up by the admin on the first replica; afterwards the server is
+    deleted through a replica still running and the agent stopped."""
+    key_file, private = signing_key(tmp_path)
+    environment = replica_environment(database_url, key_file)
+    async with running_replicas(tmp_path, environment) as replicas:
+        admin = await signed_in(replicas[0], ADMIN)
+        try:
+            agent, server_id = await install_node_and_server(
+                admin, tmp_path, private, stats_seconds=stats_seconds
+            )
+        finally:
+            await admin.close()
+        deployment = Deployment(replicas, agent, server_id)
+        try:
+            yield deployment
+        finally:
+            cleaner = await signed_in(next(r for r in replicas if r.running), ADMIN)
+            await cleaner.status_and_body("DELETE", deployment.base)
+            await cleaner.close()
+            agent.stop()
+
+
 async def sub_user_removed_on_one_replica_loses_console_on_the_other(
     owner: RemoteBrowser, other: ControlPlaneProcess, base: str
 ) -> None:
@@ -163,23 +216,12 @@ async def sub_user_removed_on_one_replica_loses_console_on_the_other(
 async def test_the_survivor_takes_a_killed_replicas_node_stream_within_10_s_and_consoles_hear(
     database_url: str, tmp_path: Path
 ) -> None:
-    key_file, private = signing_key(tmp_path)
-    environment = replica_environment(database_url, key_file)
-    async with running_replicas(tmp_path, environment) as replicas:
-        admin = await signed_in(replicas[0], ADMIN)
-        browsers = [admin]
+    async with deployed(database_url, tmp_path) as deployment:
+        holder, survivor = await deployment.holder_and_survivor()
+        base = deployment.base
+        on_holder = await signed_in(holder, OWNER)
+        on_survivor = on_holder.moved_to(survivor)
         try:
-            agent, server_id = await install_node_and_server(admin, tmp_path, private)
-        except BaseException:
-            await admin.close()
-            raise
-        try:
-            holder = await one_follower(replicas)
-            survivor = next(r for r in replicas if r is not holder)
-            on_holder = await signed_in(holder, OWNER)
-            on_survivor = on_holder.moved_to(survivor)
-            browsers += [on_holder, on_survivor]
-            base = f"/api/v1/servers/{server_id}"
             async with on_survivor.ws_connect(f"{base}/console") as console:
                 # Recorded by the holder (its power answer, its event stream); heard on the
                 # survivor, which neither follows the node nor served the request.
@@ -195,68 +237,41 @@ async def test_the_survivor_takes_a_killed_replicas_node_stream_within_10_s_and_
                 # A change while nobody follows the node: the survivor asks the node to stop;
                 # "offline" comes only from the node's stream, which the survivor must take.
                 await on_survivor.json("POST", f"{base}/power", status=202, json={"action": "stop"})
-                while not await followers([survivor], NODE):
-                    if elapsed_since(killed_at) > TAKEOVER_LIMIT_SECONDS:
-                        fail_with_logs("the survivor did not take the node over", replicas)
-                    await asyncio.sleep(0.1)
-                takeover = elapsed_since(killed_at)
+                takeover = await deployment.taken_over_by(survivor, killed_at)
                 print(f"\nevent-stream takeover after kill -9: {takeover:.2f} s")
                 assert (await recorded_state(console, "offline"))[0] == "offline"
             server = await on_survivor.json("GET", base)
             assert server["state"] == "offline"
-            assert takeover < TAKEOVER_LIMIT_SECONDS
         finally:
-            alive = next(r for r in replicas if r.running)
-            cleaner = admin.moved_to(alive)
-            await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
-            for browser in [*browsers, cleaner]:
+            for browser in (on_holder, on_survivor):
                 await browser.close()
-            agent.stop()
 
 
 async def test_a_frozen_replica_loses_its_node_stream_within_10_s_and_does_not_take_it_back(
     database_url: str, tmp_path: Path
 ) -> None:
     """SIGSTOP: the holder's sockets stay open, so only the lease's expiry frees the stream."""
-    key_file, private = signing_key(tmp_path)
-    environment = replica_environment(database_url, key_file)
-    async with running_replicas(tmp_path, environment) as replicas:
-        admin = await signed_in(replicas[0], ADMIN)
+    async with deployed(database_url, tmp_path) as deployment:
+        replicas = deployment.replicas
+        holder, survivor = await deployment.holder_and_survivor()
+        holder.freeze()
         try:
-            agent, server_id = await install_node_and_server(admin, tmp_path, private)
+            takeover = await deployment.taken_over_by(survivor, time.monotonic())
+            print(f"\nevent-stream takeover after SIGSTOP: {takeover:.2f} s")
         finally:
-            await admin.close()
-        try:
-            holder = await one_follower(replicas)
-            survivor = next(r for r in replicas if r is not holder)
-            holder.freeze()
-            frozen_at = time.monotonic()
-            try:
-                while not await followers([survivor], NODE):
-                    if elapsed_since(frozen_at) > TAKEOVER_LIMIT_SECONDS:
-                        fail_with_logs("the survivor did not take the node over", replicas)
-                    await asyncio.sleep(0.1)
-                takeover = elapsed_since(frozen_at)
-                print(f"\nevent-stream takeover after SIGSTOP: {takeover:.2f} s")
-            finally:
-                holder.thaw()
-            # Awake again, the old holder finds its lease gone (its gauge was frozen at 1
-            # with it: it drops at the first renewal) and stays a standby.
-            deadline = time.monotonic() + 5
-            while holder in await followers(replicas, NODE):
-                assert time.monotonic() < deadline, "the thawed replica still follows"
-                await asyncio.sleep(0.1)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                assert [r.name for r in await followers(replicas, NODE)] == [survivor.name]
-                await asyncio.sleep(0.5)
-            text = await metrics_of(holder)
-            assert holder.metric(text, "stellar_node_event_stream_leases_lost_total") == 1.0
-        finally:
-            cleaner = await signed_in(replicas[0], ADMIN)
-            await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
-            await cleaner.close()
-            agent.stop()
+            holder.thaw()
+        # Awake again, the old holder finds its lease gone (its gauge was frozen at 1 with
+        # it: it drops at the first renewal) and stays a standby.
+        deadline = time.monotonic() + 5
+        while holder in await followers(replicas, NODE):
+            assert time.monotonic() < deadline, "the thawed replica still follows"
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert [r.name for r in await followers(replicas, NODE)] == [survivor.name]
+            await asyncio.sleep(0.5)
+        text = await metrics_of(holder)
+        assert holder.metric(text, "stellar_node_event_stream_leases_lost_total") == 1.0
 
 
 async def history_samples(browser: RemoteBrowser, base: str) -> int:
@@ -268,24 +283,12 @@ async def history_samples(browser: RemoteBrowser, base: str) -> int:
 async def test_a_replica_stopped_by_sigterm_closes_consoles_writes_its_history_and_hands_over(
     database_url: str, tmp_path: Path
 ) -> None:
-    key_file, private = signing_key(tmp_path)
-    environment = replica_environment(database_url, key_file)
-    async with running_replicas(tmp_path, environment) as replicas:
-        admin = await signed_in(replicas[0], ADMIN)
+    async with deployed(database_url, tmp_path, stats_seconds=0.5) as deployment:
+        holder, survivor = await deployment.holder_and_survivor()
+        base = deployment.base
+        on_holder = await signed_in(holder, OWNER)
+        on_survivor = on_holder.moved_to(survivor)
         try:
-            agent, server_id = await install_node_and_server(
-                admin, tmp_path, private, stats_seconds=0.5
-            )
-        finally:
-            await admin.close()
-        browsers: list[RemoteBrowser] = []
-        holder = await one_follower(replicas)
-        survivor = next(r for r in replicas if r is not holder)
-        try:
-            on_holder = await signed_in(holder, OWNER)
-            on_survivor = on_holder.moved_to(survivor)
-            browsers += [on_holder, on_survivor]
-            base = f"/api/v1/servers/{server_id}"
             async with on_holder.ws_connect(f"{base}/console") as console:
                 await on_holder.json("POST", f"{base}/power", status=202, json={"action": "start"})
                 await recorded_state(console, "running")
@@ -308,14 +311,8 @@ async def test_a_replica_stopped_by_sigterm_closes_consoles_writes_its_history_a
             after = await history_samples(on_survivor, base)
             assert after > before, "the stopped replica's last history bucket was lost"
             assert "leases lost" not in holder.log_text()
-            while not await followers([survivor], NODE):
-                if elapsed_since(stopped_at) > TAKEOVER_LIMIT_SECONDS:
-                    fail_with_logs("the survivor did not take the node over", replicas)
-                await asyncio.sleep(0.1)
-            print(f"\nevent-stream takeover after SIGTERM: {elapsed_since(stopped_at):.2f} s")
+            takeover = await deployment.taken_over_by(survivor, stopped_at)
+            print(f"\nevent-stream takeover after SIGTERM: {takeover:.2f} s")
         finally:
-            cleaner = await signed_in(survivor, ADMIN)
-            await cleaner.status_and_body("DELETE", f"/api/v1/servers/{server_id}")
-            for browser in [*browsers, cleaner]:
+            for browser in (on_holder, on_survivor):
                 await browser.close()
-            agent.stop()
