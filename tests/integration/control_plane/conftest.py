@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import Browser
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from control_plane.app import create_app
 from control_plane.scheduling.clock import ManualClock
 from control_plane.settings import ControlPlaneSettings, load_settings
+from shared.command_keys import write_private_key
 from tests.integration.control_plane.stack import Stack, running_stack
 from tests.support.chromium import chromium
 from tests.support.clocks import MonotonicClock, WallClock
@@ -175,3 +177,36 @@ async def verifying_world(
         STELLAR_REQUIRE_EMAIL_VERIFICATION="true",
     ) as world:
         yield world
+
+
+def signing_settings(database_url: str, tmp_path: Path, **more: str) -> ControlPlaneSettings:
+    """The settings of a control plane that signs node commands with a new key, written to
+    ``tmp_path / "signing.key"``; ``more``: other settings by their variable's name."""
+    key_file = tmp_path / "signing.key"
+    write_private_key(key_file, Ed25519PrivateKey.generate())
+    return load_settings(
+        {
+            "STELLAR_DATABASE_URL": database_url,
+            "STELLAR_AUTH_SECRET": AUTH_SECRET,
+            "STELLAR_BCRYPT_COST": "10",
+            "STELLAR_RATE_LIMITS": UNLIMITED,
+            "STELLAR_SIGNING_KEY_FILE": str(key_file),
+            **more,
+        }
+    )
+
+
+@pytest.fixture
+async def signing_world(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> World:
+    """The world on a control plane with a signing key (``tmp_path / "signing.key"``: it
+    opens the node's stream), no background jobs (a test starts the listener it needs;
+    other replicas take its settings)."""
+    settings = signing_settings(database_url, tmp_path)
+    panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
+    return await build_world(panel)

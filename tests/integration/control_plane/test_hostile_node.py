@@ -15,14 +15,11 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.app import create_app
 from control_plane.nodes.transport import MAX_NODE_ANSWER_BYTES
-from control_plane.settings import load_settings
-from shared.command_keys import write_private_key
 from shared.node_endpoints import (
     FILES_LIST,
     FILES_READ,
@@ -30,7 +27,7 @@ from shared.node_endpoints import (
     SERVER_POWER,
     SERVER_UPDATE,
 )
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.integration.control_plane.conftest import signing_settings
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
 
@@ -77,17 +74,7 @@ async def _world(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> tuple[World, Internal]:
-    key_file = tmp_path / "signing.key"
-    write_private_key(key_file, Ed25519PrivateKey.generate())
-    settings = load_settings(
-        {
-            "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
-            "STELLAR_SIGNING_KEY_FILE": str(key_file),
-        }
-    )
+    settings = signing_settings(database_url, tmp_path)
     panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
     world = await build_world(panel)
     internal = Internal()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,10 +23,8 @@ from control_plane.db.models import Node
 from control_plane.db.session import transaction
 from control_plane.errors import ApiError
 from control_plane.keys import NODES, SESSIONS
-from control_plane.settings import load_settings
-from shared.command_keys import write_private_key
 from shared.node_endpoints import FILES_LIST, FILES_READ, NODE_EVENT_STREAM
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.integration.control_plane.conftest import signing_settings
 from tests.support.panel import Panel
 from tests.support.world import World, build_world
 
@@ -98,18 +95,7 @@ async def stack_with(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> World:
-    key_file = tmp_path / "signing.key"
-    write_private_key(key_file, Ed25519PrivateKey.generate())
-    settings = load_settings(
-        {
-            "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
-            "STELLAR_SIGNING_KEY_FILE": str(key_file),
-            "STELLAR_NODE_TIMEOUT_SECONDS": "20",
-        }
-    )
+    settings = signing_settings(database_url, tmp_path, STELLAR_NODE_TIMEOUT_SECONDS="20")
     panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
     world = await build_world(panel)
     served = await aiohttp_server(node.app())

@@ -11,25 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.app import create_app
 from control_plane.db.models import AuditEntry, Node, Server
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
 from control_plane.nodes.events import AuditBudget, NodeEventListener
-from control_plane.settings import ControlPlaneSettings, load_settings
-from shared.command_keys import write_private_key
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
 from tests.support.clocks import MonotonicClock
-from tests.support.panel import Panel
-from tests.support.world import World, build_world
+from tests.support.world import World
 
 FLOOD = 400
 BUDGET = AuditBudget(burst=20, per_second=0.5)
@@ -106,34 +98,6 @@ async def state_of(world: World, server_id: str) -> str:
         return server.state
 
 
-async def signing_world(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> World:
-    """The control plane with a signing key (it opens the node's stream), no background jobs."""
-    key_file = tmp_path / "signing.key"
-    write_private_key(key_file, Ed25519PrivateKey.generate())
-    settings = signing_settings(database_url, key_file)
-    panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
-    return await build_world(panel)
-
-
-def signing_settings(database_url: str, key_file: Path) -> ControlPlaneSettings:
-    """The settings of a control plane that signs node commands with ``key_file`` (another
-    replica of :func:`signing_world`'s, with the same file)."""
-    return load_settings(
-        {
-            "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
-            "STELLAR_SIGNING_KEY_FILE": str(key_file),
-        }
-    )
-
-
 async def node_moved_to(world: World, port: int | None) -> Node:
     """The world's node, moved to a node application listening on ``port``."""
     assert port is not None
@@ -147,13 +111,9 @@ async def node_moved_to(world: World, port: int | None) -> Node:
 
 
 async def test_a_flooding_node_adds_its_budget_of_audit_rows_and_its_events_still_apply(
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    signing_world: World, aiohttp_server: AiohttpServer
 ) -> None:
-    world = await signing_world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world = signing_world
     app = world.panel.server.app
     server = world.ids["alice_server"]
     node = FloodingNode(server)

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 
 from aiohttp import web
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy.ext.asyncio import AsyncEngine
+from pytest_aiohttp import AiohttpServer
 
 from control_plane.keys import METRICS
 from control_plane.nodes.events import NodeEventListener, StreamGap
@@ -25,9 +23,9 @@ from shared.server_spec import ServerStatus
 from tests.integration.control_plane.test_node_event_flood import (
     AnyLease,
     node_moved_to,
-    signing_world,
     state_of,
 )
+from tests.support.world import World
 
 
 class DroppingNode:
@@ -74,13 +72,9 @@ class DroppingNode:
 
 
 async def test_a_node_that_dropped_events_has_its_states_read_again(
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    signing_world: World, aiohttp_server: AiohttpServer
 ) -> None:
-    world = await signing_world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world = signing_world
     app = world.panel.server.app
     server = world.ids["alice_server"]
     node = DroppingNode(server)

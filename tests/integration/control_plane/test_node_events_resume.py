@@ -16,9 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpServer
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.fleet_nodes import StreamLog, simulated_node_app
 from control_plane.db.models import AuditEntry, Node, Server
@@ -32,7 +31,6 @@ from shared.node_api import CrashEvent, DiskFullEvent, SftpLoginEvent
 from tests.integration.control_plane.test_node_event_flood import (
     AnyLease,
     node_moved_to,
-    signing_world,
     state_of,
 )
 from tests.support.agent_process import free_port
@@ -55,13 +53,9 @@ async def cursor_of(world: World) -> str | None:
 
 
 async def test_events_sent_while_no_replica_followed_are_applied_once(
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    signing_world: World, tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    world = await signing_world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world = signing_world
     app = world.panel.server.app
     public = load_private_key(tmp_path / "signing.key").public_key()
     port = free_port()

@@ -26,25 +26,21 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import ResolveResult
 from aiohttp.test_utils import TestServer
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy.ext.asyncio import AsyncEngine
+from pytest_aiohttp import AiohttpServer
 
 import control_plane.app
 from bench.fleet_nodes import StreamLog, simulated_node_app
 from control_plane.app import create_app
 from control_plane.db.models import Node
 from control_plane.db.session import transaction
-from control_plane.keys import LEASES, METRICS, SESSIONS
+from control_plane.keys import LEASES, METRICS, SESSIONS, SETTINGS
 from control_plane.nodes.transport import refuse_redirects
 from control_plane.settings import ControlPlaneSettings
 from node_agent.settings import AgentSettings
 from shared.command_keys import key_id, load_private_key, public_key_text
-from tests.integration.control_plane.test_node_event_flood import (
-    node_moved_to,
-    signing_settings,
-    signing_world,
-)
+from tests.integration.control_plane.test_node_event_flood import node_moved_to
 from tests.support.agent_process import free_port
+from tests.support.world import World
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 NODES = 6
@@ -72,15 +68,9 @@ class Fleet:
 
 
 async def fleet_of_nodes(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-    *,
-    host: str = "127.0.0.1",
+    world: World, tmp_path: Path, aiohttp_server: AiohttpServer, *, host: str = "127.0.0.1"
 ) -> Fleet:
-    """``NODES`` nodes, registered at ``http://{host}:{port}``."""
-    world = await signing_world(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    """``NODES`` nodes (the world's and more), registered at ``http://{host}:{port}``."""
     setup = world.panel.server.app  # no background jobs: it follows no node
     public = load_private_key(tmp_path / "signing.key").public_key()
     streams: list[StreamLog] = []
@@ -116,8 +106,8 @@ async def fleet_of_nodes(
             row.url = f"http://{host}:{port}"
     # Each replica its own app, engine, pools, lease session and background jobs (the event
     # listener among them), on the same database.
-    settings = signing_settings(database_url, tmp_path / "signing.key")
-    return Fleet(streams, settings, node_ids, setup)
+    # (The world's settings: the same database and signing key.)
+    return Fleet(streams, setup[SETTINGS], node_ids, setup)
 
 
 def aside(replica: TestServer) -> bool:
@@ -133,13 +123,11 @@ def following(replica: TestServer) -> int:
 
 
 async def test_a_replica_that_joins_gets_its_share_and_a_stopped_ones_nodes_are_taken_back(
-    engine: AsyncEngine,
-    database_url: str,
+    signing_world: World,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
 ) -> None:
-    fleet = await fleet_of_nodes(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    fleet = await fleet_of_nodes(signing_world, tmp_path, aiohttp_server)
     streams, settings, all_followed = fleet.streams, fleet.settings, fleet.all_followed
 
     first = await aiohttp_server(create_app(settings))
@@ -181,11 +169,9 @@ class Partition(aiohttp.abc.AbstractResolver):
 
 
 async def test_a_replica_that_cannot_reach_the_nodes_steps_aside_and_comes_back_when_it_can(
-    engine: AsyncEngine,
-    database_url: str,
+    signing_world: World,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A replica behind a firewall that lets only the others reach the nodes: it still reaches
@@ -194,9 +180,7 @@ async def test_a_replica_that_cannot_reach_the_nodes_steps_aside_and_comes_back_
     lasted); and, holding the node-health poll, it would mark every node offline. It now
     steps aside, is not counted and gives the poll up while the nodes the others follow do
     not answer it, and is counted again once one does."""
-    fleet = await fleet_of_nodes(
-        database_url, tmp_path, aiohttp_server, aiohttp_client, host="localhost"
-    )
+    fleet = await fleet_of_nodes(signing_world, tmp_path, aiohttp_server, host="localhost")
     partition = Partition()
 
     def cut_off_session() -> aiohttp.ClientSession:
@@ -253,17 +237,15 @@ async def readiness(replica: TestServer) -> tuple[int, str]:
 
 
 async def test_nodes_that_are_down_do_not_set_a_replica_that_reaches_the_others_aside(
-    engine: AsyncEngine,
-    database_url: str,
+    signing_world: World,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
 ) -> None:
     """Two of the six nodes down: the nodes left free are those two, and a replica that gets
     only them fails to connect to both. It asks a node the other replica follows, which
     answers: it stays counted (were it set aside, the first's share would grow to all six
     and the two would trade nodes back and forth)."""
-    fleet = await fleet_of_nodes(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    fleet = await fleet_of_nodes(signing_world, tmp_path, aiohttp_server)
     async with transaction(fleet.setup[SESSIONS]) as db:
         for node_id in fleet.node_ids[-2:]:  # nothing listens there: connections refused
             row = await db.get(Node, node_id)

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,10 +29,8 @@ from control_plane.keys import SCHEDULER, SESSIONS
 from control_plane.scheduling.clock import ManualClock
 from control_plane.scheduling.runner import Scheduler
 from control_plane.services.schedules.store import LEASE_EXPIRED
-from control_plane.settings import load_settings
-from shared.command_keys import write_private_key
 from shared.node_endpoints import SERVER_COMMAND
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from tests.integration.control_plane.conftest import signing_settings
 from tests.support.panel import Panel
 from tests.support.world import build_world
 
@@ -64,17 +61,7 @@ async def test_a_replica_frozen_past_its_runs_lease_does_not_go_on_with_the_run(
     aiohttp_client: AiohttpClient,
 ) -> None:
     clock = schedule_clock
-    key_file = tmp_path / "signing.key"
-    write_private_key(key_file, Ed25519PrivateKey.generate())
-    settings = load_settings(
-        {
-            "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
-            "STELLAR_SIGNING_KEY_FILE": str(key_file),
-        }
-    )
+    settings = signing_settings(database_url, tmp_path)
     served = await aiohttp_server(
         create_app(settings, background_jobs=False, scheduler_clock=clock)
     )

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,9 +25,8 @@ from control_plane.db.models import AuditEntry, Node, Server
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, NODES
 from control_plane.nodes.transport import NodeCallInTransaction
-from control_plane.settings import load_settings
-from shared.command_keys import write_private_key
-from tests.integration.control_plane.conftest import AUTH_SECRET, UNLIMITED
+from shared.command_keys import load_private_key
+from tests.integration.control_plane.conftest import signing_settings
 from tests.support.panel import Browser, Panel
 from tests.support.slow_node import SlowNode
 from tests.support.world import World, build_world
@@ -43,19 +41,10 @@ async def stack_with_slow_node(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> tuple[World, SlowNode]:
-    key_file = tmp_path / "signing.key"
-    private = Ed25519PrivateKey.generate()
-    write_private_key(key_file, private)
-    settings = load_settings(
-        {
-            "STELLAR_DATABASE_URL": database_url,
-            "STELLAR_AUTH_SECRET": AUTH_SECRET,
-            "STELLAR_BCRYPT_COST": "10",
-            "STELLAR_RATE_LIMITS": UNLIMITED,
-            "STELLAR_SIGNING_KEY_FILE": str(key_file),
-            "STELLAR_NODE_TIMEOUT_SECONDS": str(DELAY_SECONDS * 3),
-        }
+    settings = signing_settings(
+        database_url, tmp_path, STELLAR_NODE_TIMEOUT_SECONDS=str(DELAY_SECONDS * 3)
     )
+    private = load_private_key(tmp_path / "signing.key")
     panel = Panel(await aiohttp_server(create_app(settings, background_jobs=False)), aiohttp_client)
     world = await build_world(panel)
     node = SlowNode(
