@@ -166,7 +166,7 @@ async def close_consoles(app: web.Application) -> None:
 
 async def mail_sender_ctx(app: web.Application) -> AsyncIterator[None]:
     """Send the outbox in the background while the app runs (only when SMTP is set up)."""
-    sender = MailSender(app[SETTINGS], app[SESSIONS], app[ENGINE])
+    sender = MailSender(app[SETTINGS], app[SESSIONS], app[LEASES])
     app[MAIL] = sender
     task = asyncio.create_task(sender.run(), name="mail-sender")
     yield

@@ -1,6 +1,8 @@
 """Leases: "this replica, and no other, does X" for as long as it is alive.
 
-Used for the nodes' event streams (one follower per node across replicas). On PostgreSQL a
+Used for the nodes' event streams (one follower per node across replicas), the node-health
+poll, and each pass of the jobs that run once across replicas (:meth:`LeaseKeeper.for_run`:
+mail, webhook-log pruning, retention). On PostgreSQL a
 lease is a session-level advisory lock held on one connection of this replica's own, which
 holds all of its leases. What ends a lease without the holder's help:
 
@@ -38,7 +40,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 import structlog
@@ -62,7 +64,7 @@ MARGIN_SECONDS: Final = 1.0
 
 
 def lock_id(name: str) -> int:
-    """The advisory lock key of a name (the same as :mod:`control_plane.db.job_lock`'s)."""
+    """The advisory lock key of a name."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
@@ -255,6 +257,20 @@ class LeaseKeeper:
             if name in granted:
                 self._held[name] = lease = Lease(self, name, session)
             answer.set_result(lease)
+
+    @contextlib.asynccontextmanager
+    async def for_run(self, name: str) -> AsyncIterator[Lease | None]:
+        """The lease ``name`` for one pass of a job that runs on one replica at a time, or
+        None when another replica (or this one) runs it now; given back after the pass. A
+        pass whose steps must not be done twice checks :meth:`Lease.valid` before each: a
+        replica frozen mid-pass loses the lease within the expiry and the job goes on
+        elsewhere, and when it wakes it stops there."""
+        lease = await self.try_acquire(name)
+        try:
+            yield lease
+        finally:
+            if lease is not None:
+                await lease.release()
 
     def held(self, prefix: str) -> int:
         """How many leases whose name starts with ``prefix`` this replica holds now."""

@@ -1,11 +1,13 @@
 """The background job that sends the outbox: one replica at a time, retries with backoff.
 
-Each pass takes the ``mail-outbox`` job lock (control_plane/db/job_lock.py), reads the due
-mails in a short transaction, sends them with no transaction open, then records each
-outcome. A failure is retried after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter,
-at most an hour); a mail still failing a day after it was queued, or refused for good, is
-given up (``failed_at``, ``last_error``). Delivery is at least once: a process that dies
-between the SMTP server's "250 OK" and the row's update sends that mail again.
+Each pass takes the ``mail-outbox`` lease (``LeaseKeeper.for_run``), reads the due mails in
+a short transaction, sends them with no transaction open, then records each outcome; it
+sends each only while the lease is still valid (a replica frozen mid-pass loses it within
+seconds, another sends the rest, and the frozen one stops when it wakes). A failure is
+retried after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter, at most an hour); a
+mail still failing a day after it was queued, or refused for good, is given up
+(``failed_at``, ``last_error``). Delivery is at least once: a process that dies (or is
+frozen) between the SMTP server's "250 OK" and the row's update sends that mail again.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Final
 
 import structlog
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from control_plane.db.job_lock import job_lock
+from control_plane.db.leases import Lease, LeaseKeeper
 from control_plane.db.models import OutboxMail
 from control_plane.db.session import transaction
 from control_plane.mail.smtp import PermanentFailure, build_message, deliver
@@ -59,11 +61,11 @@ class MailSender:
         self,
         settings: ControlPlaneSettings,
         sessions: async_sessionmaker[AsyncSession],
-        engine: AsyncEngine,
+        leases: LeaseKeeper,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
-        self._engine = engine
+        self._leases = leases
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -72,9 +74,9 @@ class MailSender:
     async def run(self) -> None:
         while True:
             try:
-                async with job_lock(self._engine, "mail-outbox") as held:
-                    # A full batch: more may be due; go on while the lock is held.
-                    while held and await self.send_due() == BATCH:
+                async with self._leases.for_run("mail-outbox") as lease:
+                    # A full batch: more may be due; go on while the lease is held.
+                    while lease is not None and await self.send_due(lease) == BATCH:
                         pass
             except Exception:
                 _unless_stopping()
@@ -86,8 +88,9 @@ class MailSender:
                 pass
             self._wake.clear()
 
-    async def send_due(self) -> int:
-        """One pass over at most BATCH due mails; return how many it tried."""
+    async def send_due(self, lease: Lease) -> int:
+        """One pass over at most BATCH due mails under ``lease``; how many it tried (0 when
+        the lease ended before it was done)."""
         now = dt.datetime.now(dt.UTC)
         async with transaction(self._sessions) as db:
             await db.execute(
@@ -111,6 +114,13 @@ class MailSender:
                 for r in rows
             ]  # fmt: skip
         for mail in due:
+            if not lease.valid():
+                log.warning(
+                    "mail pass stopped: its lease ended (was this process stopped?);"
+                    " another replica sends the rest",
+                    left=len(due) - due.index(mail),
+                )
+                return 0
             error: str | None = None
             permanent = False
             try:

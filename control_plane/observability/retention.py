@@ -1,4 +1,4 @@
-"""The retention job: once across replicas (a job lock), every few minutes, resource
+"""The retention job: once across replicas (a lease per run), every few minutes, resource
 history buckets older than their tier keeps are deleted (``resource_history.trim``), and so
 are sessions that sign in no more (past their absolute end or idle too long: a browser that
 never came back leaves its row behind)."""
@@ -14,9 +14,9 @@ import structlog
 from aiohttp import web
 
 from control_plane import background
-from control_plane.db.job_lock import job_lock
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.session import transaction
-from control_plane.keys import ENGINE, METRICS, SESSIONS, SETTINGS, WALL_CLOCK
+from control_plane.keys import LEASES, METRICS, SESSIONS, SETTINGS, WALL_CLOCK
 from control_plane.security import sessions
 from control_plane.services import resource_history
 
@@ -25,12 +25,12 @@ JOB: Final = "stats-retention"
 INTERVAL_SECONDS: Final = 300.0
 
 
-async def run_retention(app: web.Application) -> int | None:
-    """One run, if no other replica holds the job: resource history rows deleted, or None
-    when another held it."""
+async def run_retention(app: web.Application, leases: LeaseKeeper) -> int | None:
+    """One run, if no other replica holds the job's lease (of ``leases``, this replica's):
+    resource history rows deleted, or None when another held it."""
     metrics = app[METRICS]
-    async with job_lock(app[ENGINE], JOB) as held:
-        if not held:
+    async with leases.for_run(JOB) as lease:
+        if lease is None:
             return None
         metrics.job_runs.labels(JOB).inc()
         try:
@@ -66,7 +66,7 @@ async def retention_job(app: web.Application) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
             try:
-                await run_retention(app)
+                await run_retention(app, app[LEASES])
             except Exception:
                 log.exception("resource history retention failed")
             await asyncio.sleep(INTERVAL_SECONDS)

@@ -32,10 +32,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from control_plane import background
-from control_plane.db.job_lock import job_lock
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.models import Webhook, WebhookDelivery
 from control_plane.db.session import transaction
-from control_plane.keys import ENGINE, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
+from control_plane.keys import ENGINE, LEASES, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
 from control_plane.security.encryption import EncryptionError, SecretBox
 from control_plane.services.webhooks.catalogue import TEST_EVENT
 from control_plane.services.webhooks.guard import WebhookUrlGuard
@@ -84,6 +84,7 @@ class WebhookDispatcher:
         self,
         *,
         engine: AsyncEngine,
+        leases: LeaseKeeper,
         sessions: async_sessionmaker[AsyncSession],
         read_sessions: async_sessionmaker[AsyncSession],
         settings: ControlPlaneSettings,
@@ -93,6 +94,7 @@ class WebhookDispatcher:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._engine = engine
+        self._leases = leases
         self._sessions = sessions
         self._read_sessions = read_sessions
         self._settings = settings
@@ -299,8 +301,8 @@ class WebhookDispatcher:
 
     async def prune(self) -> None:
         """Delete finished deliveries older than the log's retention (one replica at a time)."""
-        async with job_lock(self._engine, "webhook-prune") as held:
-            if not held:
+        async with self._leases.for_run("webhook-prune") as lease:
+            if lease is None:
                 return
             cutoff = self._clock() - dt.timedelta(days=self._settings.webhook_log_days)
             async with transaction(self._sessions) as db:
@@ -340,6 +342,7 @@ def webhook_dispatcher_ctx(
         async with guard.client() as outbound:
             dispatcher = WebhookDispatcher(
                 engine=app[ENGINE],
+                leases=app[LEASES],
                 sessions=app[SESSIONS],
                 read_sessions=app[READ_SESSIONS],
                 settings=app[SETTINGS],

@@ -8,15 +8,19 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from control_plane.db.engine import session_factory
+from control_plane.db.engine import create_engine, session_factory
+from control_plane.db.leases import EXPIRY_SECONDS, LeaseKeeper
 from control_plane.db.models import OutboxMail
 from control_plane.db.session import transaction
+from control_plane.mail.sender import MailSender
+from control_plane.settings import load_settings
 from tests.integration.control_plane.mail_support import mail_environment, mail_panel
 from tests.support.panel import Panel
 from tests.support.ports import free_port
@@ -153,7 +157,7 @@ async def test_two_replicas_send_each_mail_once(
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> None:
-    """Two control planes on one PostgreSQL database, both running the sender: the job lock
+    """Two control planes on one PostgreSQL database, both running the sender: the pass's lease
     lets one of them send at a time, so no mail goes out twice. (SQLite: one control plane
     per database, by design.)"""
     catcher = MailCatcher()
@@ -182,3 +186,88 @@ async def test_two_replicas_send_each_mail_once(
             last = {(await catcher.next()).to, (await catcher.next()).to}
             assert last == {addresses[0], addresses[1]}
             assert len(catcher.received) == len(addresses) + 2
+
+
+class StallingCatcher(MailCatcher):
+    """Holds the first message's DATA unanswered until ``go_on`` is set (the sender that
+    sent it waits there, as one frozen mid-pass would); the others it takes at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            await self.go_on.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_replica_frozen_mid_pass_lets_another_send_the_mail_and_stops_when_it_wakes(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """The mail pass was a PostgreSQL advisory lock on a connection of its own: a replica
+    frozen (SIGSTOP, a paused VM) or cut off in the middle of a pass kept it, and no replica
+    sent any mail until it woke up, or for hours until TCP gave up on it. Now a pass holds a
+    lease: the frozen one (emulated: its lease session is not renewed while it waits on a
+    message the SMTP server holds) loses it within the expiry, the other sends every due
+    mail, and the frozen one, awake, sends nothing more of its pass."""
+    async with transaction(session_factory(engine)) as db:
+        for n in (1, 2):
+            db.add(
+                OutboxMail(
+                    kind="password_reset",
+                    to_address=f"user{n}@example.org",
+                    subject=f"mail {n}",
+                    text_body="hello",
+                    html_body="<p>hello</p>",
+                )
+            )
+    catcher = StallingCatcher()
+    engines = [create_engine(database_url), create_engine(database_url)]
+    frozen, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    other.start()  # the frozen one's renewal never runs
+    try:
+        async with smtp_server(catcher) as port:
+            settings = load_settings(
+                mail_environment(database_url, port, STELLAR_SMTP_TIMEOUT_SECONDS="60")
+            )
+            frozen_sender = MailSender(settings, session_factory(engines[0]), frozen)
+
+            async def frozen_pass() -> int:
+                async with frozen.for_run("mail-outbox") as lease:
+                    assert lease is not None
+                    return await frozen_sender.send_due(lease)
+
+            stuck = asyncio.create_task(frozen_pass())
+            await asyncio.wait_for(catcher.stalled.wait(), 10)
+            stalled_at = time.monotonic()
+            sender = asyncio.create_task(
+                MailSender(settings, session_factory(engines[1]), other).run()
+            )
+            try:
+                sent = sorted([(await catcher.next()).subject, (await catcher.next()).subject])
+                assert sent == ["mail 1", "mail 2"]
+                taken_over = time.monotonic() - stalled_at
+                assert taken_over < EXPIRY_SECONDS + 3, taken_over
+
+                async def all_sent() -> bool:
+                    return all(row.sent_at is not None for row in await _outbox(engine))
+
+                await _until(all_sent)
+                catcher.go_on.set()  # awake: its first mail goes out (again: at least once)
+                assert await asyncio.wait_for(stuck, 10) == 0, "it went on with its pass"
+                await asyncio.sleep(0.5)
+                subjects = [delivered.subject for delivered in catcher.received]
+                assert sorted(subjects) == ["mail 1", "mail 1", "mail 2"]
+            finally:
+                catcher.go_on.set()
+                for task in (sender, stuck):
+                    task.cancel()
+                await asyncio.gather(sender, stuck, return_exceptions=True)
+    finally:
+        for keeper, each in zip((frozen, other), engines, strict=True):
+            await keeper.close()
+            await each.dispose()

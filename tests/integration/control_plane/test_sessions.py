@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from control_plane.db.engine import session_factory
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.models import AuditEntry, Session
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
@@ -262,7 +263,11 @@ async def test_ended_sessions_are_not_listed_and_the_retention_job_deletes_them(
     seen = (await admin.json("GET", f"/api/v1/users/{user_id}/sessions"))["data"]
     assert [s["id"] for s in seen] == [listed[0]["id"]]
 
-    await run_retention(panel.server.app)
+    leases = LeaseKeeper(panel.server.app[ENGINE])  # (the app runs no background jobs)
+    try:
+        await run_retention(panel.server.app, leases)
+    finally:
+        await leases.close()
     async with transaction(session_factory(panel.server.app[ENGINE])) as db:
         left = list(
             await db.scalars(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
+from control_plane.db.leases import LeaseKeeper
 from control_plane.db.models import Node, ServerStatsBucket
 from control_plane.db.session import transaction
 from control_plane.keys import METRICS, SESSIONS
@@ -110,11 +111,15 @@ async def test_samples_are_downsampled_served_and_trimmed(
 
     # Past a day the 10 s buckets go; the 5 min ones stay for 30 days.
     wall_clock.advance(86_400 + 600)
-    assert await run_retention(panel.server.app) == 30
-    assert (await history(world, server_id, "6h"))["points"] == []
-    assert len((await history(world, server_id, "30d"))["points"]) == 1
-    wall_clock.advance(30 * 86_400)
-    assert await run_retention(panel.server.app) == 1
+    leases = LeaseKeeper(engine)  # (this app runs no background jobs of its own)
+    try:
+        assert await run_retention(panel.server.app, leases) == 30
+        assert (await history(world, server_id, "6h"))["points"] == []
+        assert len((await history(world, server_id, "30d"))["points"]) == 1
+        wall_clock.advance(30 * 86_400)
+        assert await run_retention(panel.server.app, leases) == 1
+    finally:
+        await leases.close()
     assert await rows(engine, 300) == 0
     registry = panel.server.app[METRICS].registry
     runs = registry.get_sample_value(
