@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
-from control_plane.db.models import AuditEntry, Server
+from control_plane.db.models import Allocation, AuditEntry, Server
 from control_plane.errors import InvalidRequest, NotFound
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
-    ServerAllocationOut,
+    AllocationOut,
+    AllocationUpdate,
     StartupOut,
     StartupUpdate,
     VariableOut,
@@ -118,18 +119,100 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
 
 
 class AllocationsOut(Output):
-    data: list[ServerAllocationOut]
+    data: list[AllocationOut]
+
+
+def allocations_out(rows: list[Allocation]) -> list[AllocationOut]:
+    """The server's allocations (``allocations_of``'s order: the main port first)."""
+    return [
+        AllocationOut(id=a.id, ip=a.ip, port=a.port, notes=a.notes, primary=index == 0)
+        for index, a in enumerate(rows)
+    ]
 
 
 @routes.get(
     "/api/v1/servers/{server_id}/allocations",
-    summary="The server's ports",
+    summary="The server's ports, the main one first",
     permission="allocations.read",
     response=AllocationsOut,
 )
 async def server_allocations(req: ApiRequest[Any, Any]) -> AllocationsOut:
-    rows = await placement.allocations_of(req.db, req.server.id)
-    return AllocationsOut(data=[ServerAllocationOut.model_validate(a) for a in rows])
+    return AllocationsOut(
+        data=allocations_out(await placement.allocations_of(req.db, req.server.id))
+    )
+
+
+@routes.patch(
+    "/api/v1/servers/{server_id}/allocations/{allocation_id}",
+    summary="Note what one of the server's ports is for, or make it the main one",
+    permission="allocations.update",
+    body=AllocationUpdate,
+    response=AllocationOut,
+    transactional=False,
+    calls_node=True,
+)
+async def update_allocation(req: ApiRequest[AllocationUpdate, Any]) -> AllocationOut:
+    body = req.body
+    return await change_allocation(
+        req,
+        req.uuid_param("allocation_id"),
+        notes=body.notes if "notes" in body.model_fields_set else UNCHANGED,
+        main=bool(body.primary),
+    )
+
+
+UNCHANGED: Final = object()
+
+
+async def change_allocation(
+    req: ApiRequest[Any, Any], allocation_id: uuid.UUID, *, notes: object, main: bool
+) -> AllocationOut:
+    """Change one of the server's ports (ours and Pterodactyl's routes): its ``notes``
+    (:data:`UNCHANGED`: left as they are), and, with ``main``, make it the main port. A new
+    main port changes the game's SERVER_PORT: the node takes the new spec first (used from
+    the next start), and the change is stored only once it has; an unreachable node
+    refuses it (503), nothing kept."""
+    server_id = req.server.id
+    # 1. The port must be this server's; a new main port makes a new spec.
+    async with req.transaction(write=False) as db:
+        rows = await placement.allocations_of(db, server_id)
+        if allocation_id not in [a.id for a in rows]:
+            raise NotFound("no such port on this server")
+        spec = node = None
+        if main and rows[0].id != allocation_id:
+            server = await _server_now(db, server_id)
+            spec = await startup.build_spec(db, server, main_port=allocation_id)
+            node = await infra.get_node(db, server.node_id)
+    # 2. The node has it first.
+    if spec is not None and node is not None:
+        await req.nodes.update_spec(node, spec, user=str(req.me.user_id))
+    # 3. Stored.
+    async with req.transaction() as db:
+        rows = await placement.allocations_of(db, server_id)
+        changed = next((a for a in rows if a.id == allocation_id), None)
+        if changed is None:
+            raise NotFound("no such port on this server")
+        if notes is not UNCHANGED:
+            changed.notes = notes if isinstance(notes, str) else None
+        if main:
+            for allocation in rows:
+                allocation.is_primary = allocation is changed
+        await db.flush()
+        await req.audit(
+            "server.allocation.updated",
+            target_type="server",
+            target_id=str(server_id),
+            details={
+                "allocation": f"{changed.ip}:{changed.port}",
+                "notes": notes is not UNCHANGED,
+                "main": main,
+            },
+        )
+        return next(
+            a
+            for a in allocations_out(await placement.allocations_of(db, server_id))
+            if a.id == allocation_id
+        )
 
 
 @routes.get(

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from control_plane.schemas.common import Input, Output
 from shared.server_spec import CONSOLE_TEXT
@@ -63,6 +63,33 @@ class LimitsOut(Output):
 class ServerAllocationOut(Output):
     ip: str
     port: int
+
+
+class AllocationOut(Output):
+    """One of a server's ports as its users manage it."""
+
+    id: uuid.UUID
+    ip: str
+    port: int
+    notes: str | None
+    # The main port: the game's SERVER_PORT (the one chosen, else the lowest).
+    primary: bool
+
+
+class AllocationUpdate(Input):
+    """What a server's users (``allocations.update``) change of one of its ports: the notes
+    (null clears them), and which port is the main one (only ``true``: make another one
+    main to change it)."""
+
+    notes: str | None = Field(None, max_length=255)
+    primary: bool | None = None
+
+    @field_validator("primary")
+    @classmethod
+    def _primary_only_set(cls, value: bool | None) -> bool | None:
+        if value is False:
+            raise ValueError("can only be set to true: make another port the main one")
+        return value
 
 
 class ServerOut(Output):

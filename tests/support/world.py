@@ -84,6 +84,7 @@ COMPAT_MODELS: dict[str, Any] = {
     "location": Location,
     "blueprint": Blueprint,
     "allocation": Allocation,
+    "alice_allocation": Allocation,
     "alice_schedule": Schedule,
     "alice_schedule_task": ScheduleTask,
 }
@@ -104,7 +105,7 @@ async def _compat_ids(panel: Panel, world_ids: dict[str, str]) -> dict[str, dict
                 client[key] = str(row.identifier)
             if isinstance(row, User):
                 row.external_id = "alice-ext"
-            if isinstance(row, Schedule | ScheduleTask):
+            if isinstance(row, Schedule | ScheduleTask) or key == "alice_allocation":
                 client[key] = str(row.compat_id)
     application["alice_user_external"] = "alice-ext"
     application["alice_server_external"] = "alice-server-ext"
@@ -160,6 +161,8 @@ async def _db_objects(panel: Panel, world_ids: dict[str, str]) -> None:
             )
             server.state = "offline"
             world_ids[f"{owner}_server"] = str(server.id)
+            (port,) = await placement.allocations_of(db, server.id)
+            world_ids[f"{owner}_allocation"] = str(port.id)
         # carol is the sub-user under test; dave is the one sub-user routes act on.
         for name, key in (("carol", "carol_subuser"), ("dave", "alice_subuser")):
             sub = Subuser(

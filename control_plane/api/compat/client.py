@@ -113,7 +113,7 @@ _COLUMNS: Final = listing.PageColumns(
         .scalar_subquery()
         .label("features"),
     ),
-    allocation=(Allocation.compat_id,),
+    allocation=(Allocation.compat_id, Allocation.notes),
 )
 _STATEMENTS: Final = listing.page_statements(_COLUMNS)
 
@@ -124,8 +124,10 @@ def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
     kept = {**SERVER_DEFAULTS, **(extra.compat_fields or {})}
     status = server_status(columns.state, columns.suspended)
     ports = [
-        (numbers[0], ip, port)
-        for (ip, port), numbers in zip(listed.allocations, listed.allocation_extra, strict=True)
+        (number, ip, port, notes)
+        for (ip, port), (number, notes) in zip(
+            listed.allocations, listed.allocation_extra, strict=True
+        )
     ]
     return {
         "object": "server",
@@ -171,11 +173,11 @@ def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
                                 "ip": ip,
                                 "ip_alias": None,
                                 "port": port,
-                                "notes": None,
+                                "notes": notes,
                                 "is_default": index == 0,
                             },
                         }
-                        for index, (number, ip, port) in enumerate(ports)
+                        for index, (number, ip, port, notes) in enumerate(ports)
                     ],
                 }
             },
@@ -247,7 +249,7 @@ async def get_server(req: ApiRequest[Any, Any]) -> dict[str, Any]:
         blueprint.features,
     )
     listed = listing.listed_server(server, allocations, sorted(req.access.permissions))._replace(
-        extra=tuple(extra), allocation_extra=tuple((a.compat_id,) for a in allocations)
+        extra=tuple(extra), allocation_extra=tuple((a.compat_id, a.notes) for a in allocations)
     )
     owner = server.owner_id == req.me.user_id
     answer = _client_server(listed, owner)

@@ -6,19 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy import select
 
 from control_plane.api import server_settings
 from control_plane.api import servers as native
 from control_plane.api.compat.envelope import CompatObject, collection, item
-from control_plane.api.compat.ids import CLIENT_IDS
+from control_plane.api.compat.ids import CLIENT_ALLOCATION_IDS
 from control_plane.api.routing import ApiRequest, ApiRoutes
-from control_plane.db.models import User
+from control_plane.db.models import Allocation, User
 from control_plane.schemas.common import Input
-from control_plane.schemas.servers import ServerRename, StartupOut, StartupUpdate
+from control_plane.schemas.servers import AllocationOut, ServerRename, StartupOut, StartupUpdate
 from control_plane.services import records
 from control_plane.services.servers.placement import allocations_of
 
-routes = ApiRoutes("pterodactyl client", path_ids=CLIENT_IDS)
+routes = ApiRoutes("pterodactyl client", path_ids=CLIENT_ALLOCATION_IDS)
 SERVER = "/api/client/servers/{server_id}"
 
 
@@ -136,17 +137,55 @@ async def reinstall(req: ApiRequest[Any, Any]) -> None:
 )
 async def allocations(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     rows = await allocations_of(req.db, req.server.id)
+    numbers = {a.id: a.compat_id for a in rows}
     return collection(
         "allocation",
-        [
-            {
-                "id": a.compat_id,
-                "ip": a.ip,
-                "ip_alias": None,
-                "port": a.port,
-                "notes": None,
-                "is_default": index == 0,
-            }
-            for index, a in enumerate(rows)
-        ],
+        [_allocation(numbers[a.id], a) for a in server_settings.allocations_out(rows)],
     )
+
+
+def _allocation(number: int | None, allocation: AllocationOut) -> dict[str, Any]:
+    return {
+        "id": number,
+        "ip": allocation.ip,
+        "ip_alias": None,
+        "port": allocation.port,
+        "notes": allocation.notes,
+        "is_default": allocation.primary,
+    }
+
+
+class AllocationNotes(Input):
+    notes: str | None = Field(None, max_length=255)
+
+
+async def _changed(req: ApiRequest[Any, Any], *, notes: object, main: bool) -> dict[str, Any]:
+    allocation_id = req.uuid_param("allocation_id")
+    changed = await server_settings.change_allocation(req, allocation_id, notes=notes, main=main)
+    async with req.transaction(write=False) as db:
+        number = await db.scalar(select(Allocation.compat_id).where(Allocation.id == changed.id))
+    return item("allocation", _allocation(number, changed))
+
+
+@routes.post(
+    SERVER + "/network/allocations/{allocation_id}",
+    summary="Pterodactyl: note what one of the server's ports is for",
+    permission="allocations.update",
+    body=AllocationNotes,
+    response=CompatObject,
+    transactional=False,
+)
+async def allocation_notes(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    return await _changed(req, notes=req.body.notes, main=False)
+
+
+@routes.post(
+    SERVER + "/network/allocations/{allocation_id}/primary",
+    summary="Pterodactyl: make one of the server's ports the main one",
+    permission="allocations.update",
+    response=CompatObject,
+    transactional=False,
+    calls_node=True,
+)
+async def allocation_primary(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    return await _changed(req, notes=server_settings.UNCHANGED, main=True)

@@ -89,6 +89,8 @@ async def _client_key(db: AsyncSession, value: str) -> uuid.UUID | None:
 
 
 CLIENT_IDS: Final = {"server_id": PathId(IDENTIFIER, _server_by_identifier)}
+# One of the server's ports by its number: whose server it is on is the route's check.
+CLIENT_ALLOCATION_IDS: Final = {**CLIENT_IDS, "allocation_id": _by_number(Allocation)}
 # A schedule and its task by their numbers: whose server they are on is the route's check.
 SCHEDULE_IDS: Final = {
     **CLIENT_IDS,

@@ -72,7 +72,7 @@ def allocation_attributes(allocation: Allocation) -> dict[str, Any]:
         "ip": allocation.ip,
         "alias": None,
         "port": allocation.port,
-        "notes": None,
+        "notes": allocation.notes,
         "assigned": allocation.server_id is not None,
     }
 

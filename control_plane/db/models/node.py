@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db.models.base import Base, CreatedMixin, IdMixin
@@ -41,7 +41,9 @@ class Node(IdMixin, CreatedMixin, CompatIdMixin, Base):
 
 
 class Allocation(IdMixin, CompatIdMixin, Base):
-    """One IP and port of a node; at most one server holds it."""
+    """One IP and port of a node; at most one server holds it. The server's users may note
+    what a port is for and choose which of its ports is the main one (``SERVER_PORT``); both
+    are cleared when the port is given to a server (a new holder never sees the last one's)."""
 
     __tablename__ = "allocations"
     __table_args__ = (UniqueConstraint("node_id", "ip", "port"),)
@@ -54,3 +56,6 @@ class Allocation(IdMixin, CompatIdMixin, Base):
     server_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("servers.id", ondelete="SET NULL"), default=None, index=True
     )
+    notes: Mapped[str | None] = mapped_column(String(255), default=None)
+    # The server's main port (at most one of its allocations; none: the lowest is).
+    is_primary: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -131,7 +131,11 @@ def _page_statement(
             Subuser, and_(Subuser.server_id == paged.c.id, Subuser.user_id == _CALLER_ID)
         )
         columns.append(Subuser.permissions)
-    return select(*columns).select_from(joined).order_by(paged.c.name, paged.c.id, Allocation.port)
+    return (
+        select(*columns)
+        .select_from(joined)
+        .order_by(paged.c.name, paged.c.id, Allocation.is_primary.desc(), Allocation.port)
+    )
 
 
 # Built once: building a statement costs more than running this one.
@@ -145,7 +149,7 @@ class ListedServer(NamedTuple):
     """A server as lists show it."""
 
     columns: ServerColumns
-    # (ip, port) of each allocation, by port.
+    # (ip, port) of each allocation, the main port first (allocations_of's order).
     allocations: list[tuple[str, int]]
     # ["*"] for owners and administrators, else the sub-user's permission nodes, sorted.
     permissions: list[str]

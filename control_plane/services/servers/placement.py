@@ -113,7 +113,7 @@ async def _take_ports(
                 Allocation.node_id == node.id,
                 Allocation.server_id.is_(None),
             )
-            .values(server_id=server.id)
+            .values(server_id=server.id, notes=None, is_primary=False)
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict(f"that allocation of node {node.name!r} is not free")
@@ -132,7 +132,7 @@ async def create_server(
     allocation_ids: list[uuid.UUID] | None = None,
 ) -> Server:
     """Insert the server and give it the allocations asked for (its main port is the
-    lowest, as everywhere), or one free port of the node, atomically."""
+    lowest until its users choose another), or one free port of the node, atomically."""
     node = await _lock_node(db, node_id)
     await _check_capacity(db, node, limits)
     images = [i["image"] for i in blueprint.images]
@@ -159,8 +159,12 @@ async def create_server(
 
 
 async def allocations_of(db: AsyncSession, server_id: uuid.UUID) -> list[Allocation]:
+    """The server's allocations, its main port first (the one chosen, else the lowest),
+    then by port."""
     return list(
         await db.scalars(
-            select(Allocation).where(Allocation.server_id == server_id).order_by(Allocation.port)
+            select(Allocation)
+            .where(Allocation.server_id == server_id)
+            .order_by(Allocation.is_primary.desc(), Allocation.port)
         )
     )

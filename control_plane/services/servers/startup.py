@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Final
 
 from pydantic import ValidationError
@@ -113,16 +114,20 @@ async def build_spec(
     image: str | None = None,
     variables: dict[str, str] | None = None,
     limits: ServerLimits | None = None,
+    main_port: uuid.UUID | None = None,
 ) -> ServerSpec:
     """The node's view of the server: what the agent's create (and spec update) carries.
 
-    ``image``, ``variables`` and ``limits`` stand in for the server's own, for a change that
-    is not stored yet (it is sent to the node first).
+    ``image``, ``variables``, ``limits`` and ``main_port`` (one of its allocations as the
+    main one) stand in for the server's own, for a change that is not stored yet (it is sent
+    to the node first).
     """
     blueprint = await db.get(Blueprint, server.blueprint_id)
     if blueprint is None:
         raise NotFound("the server's blueprint no longer exists")
     allocations = await allocations_of(db, server.id)
+    if main_port is not None:  # first, then the others by port (as once stored)
+        allocations.sort(key=lambda a: (a.id != main_port, a.port))
     if variables is None:
         variables = current_values(blueprint, server)
     values = _placeholder_values(

@@ -4,7 +4,8 @@ Admin builds the infrastructure through the API; a user starts their server, rea
 console through the control plane's WebSocket, sends a command and sees the answer, stops
 it; the audit trail shows each step. Also: concurrent creates never share a port, a
 revoked sub-user's open console is closed at once, a startup change reaches the game at its
-restart, and an administrator's reinstall runs the install step again.
+restart, and an administrator's reinstall runs the install step again; a new main port
+reaches the game at its restart.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import uuid
 
 import aiohttp
 import pytest
+from sqlalchemy import update
 
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Allocation
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
 from node_agent.docker.hardening import game_container_name
 from tests.integration.control_plane.stack import (
     Stack,
@@ -325,3 +331,65 @@ async def test_startup_changes_reach_the_node_and_admin_reinstalls(stack: Stack)
     assert actions.index("server.startup.updated") < actions.index("server.reinstalled")
     # The node's install event for the reinstall reached the control plane's audit trail.
     assert "server.install.finished" in actions[actions.index("server.reinstalled") :]
+
+
+async def greeting_on(port: int) -> bytes:
+    """What the fake game answers on ``port`` (127.0.0.1), or b"" if nothing does."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 3)
+    except OSError:
+        return b""
+    try:
+        return await asyncio.wait_for(reader.readline(), 3)
+    finally:
+        writer.close()
+
+
+async def test_a_new_main_port_reaches_the_game_at_its_restart(stack: Stack) -> None:
+    """The owner of a server with two ports makes the other one main (allocations.update):
+    the node takes the spec while the game runs, and after the restart the game is told
+    the new SERVER_PORT and answers on it."""
+    low, high = sorted(await stack.add_ports(2))
+    owner_id = await stack.panel.create_user("host@example.org")
+    created = await stack.admin.json(
+        "POST", "/api/v1/servers", status=201, json=stack.server_body(owner_id)
+    )
+    server_id = created["id"]
+    stack.servers.append(server_id)
+    # An administrator gives it the second port (as Pterodactyl's allocation.additional).
+    async with transaction(session_factory(stack.panel.server.app[ENGINE])) as db:
+        await db.execute(
+            update(Allocation)
+            .where(Allocation.port == high, Allocation.ip == "127.0.0.1")
+            .values(server_id=uuid.UUID(server_id))
+        )
+    owner = await stack.panel.browser()
+    await owner.login("host@example.org")
+    power = f"/api/v1/servers/{server_id}/power"
+    ports = f"/api/v1/servers/{server_id}/allocations"
+    listed = (await owner.json("GET", ports))["data"]
+    assert [(p["port"], p["primary"]) for p in listed] == [(low, True), (high, False)]
+    await owner.json("POST", power, status=202, json={"action": "start"})
+    await wait_for_state(owner, server_id, "running")
+    assert f"SERVER_PORT={low}" in game_env(server_id)
+    assert await greeting_on(low) == b"fake-game here\n"
+
+    made = await owner.json("PATCH", f"{ports}/{listed[1]['id']}", json={"primary": True})
+    assert made == {**listed[1], "primary": True}
+    assert f"SERVER_PORT={low}" in game_env(server_id)  # the running game keeps its port
+    await owner.json("POST", power, status=202, json={"action": "restart"})
+    deadline = time.monotonic() + 30
+    while f"SERVER_PORT={high}" not in game_env(server_id):
+        assert time.monotonic() < deadline, "the restart never brought the new main port"
+        await asyncio.sleep(0.3)
+    await wait_for_state(owner, server_id, "running")
+    deadline = time.monotonic() + 15
+    while await greeting_on(high) != b"fake-game here\n":
+        assert time.monotonic() < deadline, "the game does not answer on its new main port"
+        await asyncio.sleep(0.3)
+    assert [(p["port"], p["primary"]) for p in (await owner.json("GET", ports))["data"]] == [
+        (high, True),
+        (low, False),
+    ]
+    await owner.json("POST", power, status=202, json={"action": "stop"})
+    await wait_for_state(owner, server_id, "offline")

@@ -32,6 +32,7 @@ ALICE_OBJECT = {
     "location_id": "location",
     "blueprint_id": "blueprint",
     "allocation_id": "allocation",
+    "server_allocation_id": "alice_allocation",
     "backup_id": "alice_backup",
     "passkey_id": "alice_passkey",
     "identity_id": "alice_oauth_identity",
@@ -53,17 +54,21 @@ COMPAT_OBJECT = {"nest_id": "nest", "egg_id": "blueprint"}
 
 def concrete(endpoint: Endpoint, world: World) -> str:
     def fill(match: re.Match[str]) -> str:
-        name = match[1]
+        name = object_name = match[1]
+        if name == "allocation_id" and "/servers/" in endpoint.path:
+            object_name = "server_allocation_id"  # one of alice's server's, not a free one
         if endpoint.api != "native" and name in endpoint.path_ids:
             if name == "external_id":
                 owner = "alice_user" if "/users/" in endpoint.path else "alice_server"
                 return world.compat_ids[endpoint.api][f"{owner}_external"]
-            key = COMPAT_OBJECT.get(name) or ALICE_OBJECT[name]
+            key = COMPAT_OBJECT.get(object_name) or ALICE_OBJECT[object_name]
             label = f"{endpoint.method} {endpoint.path}: teach this test {name!r}"
             assert key in world.compat_ids[endpoint.api], label
             return world.compat_ids[endpoint.api][key]
-        assert name in ALICE_OBJECT, f"{endpoint.method} {endpoint.path}: teach this test {name!r}"
-        return world.ids[ALICE_OBJECT[name]]
+        assert object_name in ALICE_OBJECT, (
+            f"{endpoint.method} {endpoint.path}: teach this test {name!r}"
+        )
+        return world.ids[ALICE_OBJECT[object_name]]
 
     return re.sub(r"\{(\w+)\}", fill, endpoint.path)
 
