@@ -1,9 +1,12 @@
-"""A server's startup and settings pages (``/servers/{server_id}/startup`` and ``…/settings``).
+"""A server's startup, network and settings pages (``/servers/{server_id}/startup``,
+``…/network`` and ``…/settings``).
 
 The startup page shows what ``GET /api/v1/servers/{id}/startup`` answers this caller (the
 same function builds both: hidden variables stay hidden), with inputs only for what the
-caller may change; the settings page offers renaming, reinstalling and the SFTP details,
-each only to whoever holds its permission.
+caller may change; the network page lists the server's ports as ``GET …/allocations`` does,
+with their notes and the main one, editable with ``allocations.update``; the settings page
+offers renaming, reinstalling and the SFTP details, each only to whoever holds its
+permission.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from control_plane.api.routing import ApiRequest, ApiRoutes
-from control_plane.api.server_settings import startup_of
+from control_plane.api.server_settings import allocations_out, startup_of
 from control_plane.security.api_keys import Scope
+from control_plane.services.servers import placement
 from control_plane.web.render import page
 from control_plane.web.server_tabs import may, visible_tabs
 
@@ -38,6 +42,23 @@ async def startup_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         may_edit=may_edit,
         # Changing the image goes through the same PATCH: it needs both permissions.
         may_choose_image=may_edit and may(req, Scope.WRITE, "startup.docker-image"),
+    )
+
+
+@routes.get(
+    "/servers/{server_id}/network",
+    summary="Page: a server's ports, their notes and the main one",
+    permission="allocations.read",
+)
+async def network_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
+    ports = allocations_out(await placement.allocations_of(req.db, req.server.id))
+    return page(
+        req.http,
+        "server/network.html",
+        server=req.server,
+        tabs=visible_tabs(req),
+        ports=ports,
+        may_edit=may(req, Scope.WRITE, "allocations.update"),
     )
 
 

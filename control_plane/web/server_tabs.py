@@ -30,6 +30,7 @@ TABS: Final = (
     Tab("Backups", "/backups", "backups.read"),
     Tab("Users", "/users", "users.read"),
     Tab("Startup", "/startup", "startup.read"),
+    Tab("Network", "/network", "allocations.read"),
     Tab("Settings", "/settings", "settings.rename"),
     Tab("Activity", "/activity", "activity.read"),
 )

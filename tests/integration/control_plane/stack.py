@@ -22,8 +22,13 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import update
 
 from control_plane.app import create_app
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Allocation
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
 from control_plane.settings import load_settings
 from node_agent.storage.directory import VOLUMES_DIR
 from shared.command_keys import key_id, public_key_text, write_private_key
@@ -74,6 +79,18 @@ class Stack:
         owner = await self.panel.browser()
         await owner.login(email)
         return created["id"], owner
+
+    async def give_port(self, server_id: str, port: int) -> None:
+        """One more of the node's free ports (127.0.0.1) to the server, as an administrator
+        does when making it (Pterodactyl's ``allocation.additional``)."""
+        async with transaction(session_factory(self.panel.server.app[ENGINE])) as db:
+            given = await db.execute(
+                update(Allocation)
+                .where(Allocation.port == port, Allocation.ip == "127.0.0.1")
+                .where(Allocation.server_id.is_(None))
+                .values(server_id=uuid.UUID(server_id))
+            )
+            assert given.rowcount == 1  # type: ignore[attr-defined]
 
     def volume(self, server_id: str) -> Path:
         """The server's volume on the agent's disk (the directory backend)."""

@@ -20,12 +20,7 @@ import uuid
 
 import aiohttp
 import pytest
-from sqlalchemy import update
 
-from control_plane.db.engine import session_factory
-from control_plane.db.models import Allocation
-from control_plane.db.session import transaction
-from control_plane.keys import ENGINE
 from node_agent.docker.hardening import game_container_name
 from tests.integration.control_plane.stack import (
     Stack,
@@ -356,13 +351,7 @@ async def test_a_new_main_port_reaches_the_game_at_its_restart(stack: Stack) -> 
     )
     server_id = created["id"]
     stack.servers.append(server_id)
-    # An administrator gives it the second port (as Pterodactyl's allocation.additional).
-    async with transaction(session_factory(stack.panel.server.app[ENGINE])) as db:
-        await db.execute(
-            update(Allocation)
-            .where(Allocation.port == high, Allocation.ip == "127.0.0.1")
-            .values(server_id=uuid.UUID(server_id))
-        )
+    await stack.give_port(server_id, high)
     owner = await stack.panel.browser()
     await owner.login("host@example.org")
     power = f"/api/v1/servers/{server_id}/power"

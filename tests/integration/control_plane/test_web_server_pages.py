@@ -1,5 +1,6 @@
-"""A server's backups, users, startup, settings and activity pages in a real Chromium, against
-the real control plane, a real agent and a real game container (busybox's fake game).
+"""A server's backups, users, startup, network, settings and activity pages in a real
+Chromium, against the real control plane, a real agent and a real game container (busybox's
+fake game).
 
 As a person uses them (click, type, read what is shown), and as an attacker sees them: a
 sub-user with the console only has no other tab and is refused those pages and their API, a
@@ -20,7 +21,7 @@ from tests.support.panel import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.docker]
 XSS = "<img src=x onerror=alert(1)>"
-PAGES = ("backups", "users", "startup", "settings", "activity")
+PAGES = ("backups", "users", "startup", "network", "settings", "activity")
 ORIGINAL = b"the original world\n"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
@@ -130,7 +131,7 @@ async def test_a_console_only_sub_user_has_no_other_tab_and_is_refused_them(
     assert [u["permissions"] for u in listed["data"]] == [["console.read", "stats.read"]]
     # Every other tab is there for the owner.
     nav = page.get_by_role("navigation", name="Server")
-    for label in ("Console", "Backups", "Users", "Startup", "Settings", "Activity"):
+    for label in ("Console", "Backups", "Users", "Startup", "Network", "Settings", "Activity"):
         await expect(nav.get_by_role("link", name=label, exact=True)).to_be_visible()
     await watched.assert_clean()
     await watched.context.close()
@@ -140,7 +141,7 @@ async def test_a_console_only_sub_user_has_no_other_tab_and_is_refused_them(
     await expect(page.locator("[data-console]")).to_have_attribute("data-connected", "true")
     # One tab only: no tab bar at all, no link to any other page.
     await expect(page.get_by_role("navigation", name="Server")).to_have_count(0)
-    for label in ("Backups", "Users", "Startup", "Settings", "Activity"):
+    for label in ("Backups", "Users", "Startup", "Network", "Settings", "Activity"):
         await expect(page.get_by_role("link", name=label, exact=True)).to_have_count(0)
     await helper.assert_clean()
     for name in PAGES:
@@ -160,13 +161,14 @@ async def test_a_console_only_sub_user_has_no_other_tab_and_is_refused_them(
             return [
                 await call("GET", "/backups"), await call("POST", "/backups", {}),
                 await call("GET", "/users"), await call("GET", "/startup"),
+                await call("GET", "/allocations"),
                 await call("GET", "/activity"), await call("PATCH", "", {name: "mine"}),
                 await call("POST", "/reinstall"),
             ];
         }""",
         server_id,
     )
-    assert refused == [403] * 7, refused
+    assert refused == [403] * 8, refused
     assert (await owner.json("GET", f"/api/v1/servers/{server_id}"))["name"] == "survival"
     await helper.context.close()
 
@@ -288,3 +290,73 @@ async def test_an_invalid_startup_value_is_shown_next_to_its_field_and_nothing_i
     await expect(page.get_by_label("Max players")).to_have_value("50")
     await watched.assert_clean()
     await watched.context.close()
+
+
+async def test_ports_are_noted_and_a_new_main_port_chosen_in_the_browser(
+    stack: Stack, browser: Browser
+) -> None:
+    low, high = sorted(await stack.add_ports(2))
+    owner_id = await stack.panel.create_user("hoster@example.org")
+    body = stack.server_body(owner_id)
+    server_id = (await stack.admin.json("POST", "/api/v1/servers", status=201, json=body))["id"]
+    stack.servers.append(server_id)
+    await stack.give_port(server_id, high)
+    owner = await stack.panel.browser()
+    await owner.login("hoster@example.org")
+    await wait_for_state(owner, server_id, "offline")
+    await stack.panel.create_user("viewer@example.org")
+    await owner.json(
+        "POST",
+        f"/api/v1/servers/{server_id}/users",
+        status=201,
+        json={"email": "viewer@example.org", "permissions": ["allocations.read"]},
+    )
+
+    path = f"/servers/{server_id}/network"
+    watched = await signed_in(browser, stack, path, "hoster@example.org")
+    page = watched.page
+    await expect(page.get_by_role("link", name="Network")).to_have_attribute("aria-current", "page")
+    rows = page.locator("#port-table tbody tr")
+    await expect(rows.nth(0)).to_contain_text(f"127.0.0.1:{low}")
+    await expect(rows.nth(0).locator("[data-main]")).to_have_text("main")
+    await expect(rows.nth(0).get_by_role("button", name="Make main port")).to_have_count(0)
+
+    second = page.locator("#port-table tbody tr", has_text=f"127.0.0.1:{high}")
+    await page.get_by_label(f"Notes for 127.0.0.1:{high}").fill(XSS)
+    await second.get_by_role("button", name="Save notes").click()
+    await expect(page.locator("[data-network-status]")).to_have_text("Notes saved.")
+    ports = (await owner.json("GET", f"/api/v1/servers/{server_id}/allocations"))["data"]
+    assert [(p["port"], p["notes"], p["primary"]) for p in ports] == [
+        (low, None, True),
+        (high, XSS, False),
+    ]
+
+    await second.get_by_role("button", name="Make main port").click()
+    await expect(rows.nth(0).locator("[data-main]")).to_have_text("main")
+    await expect(rows.nth(0)).to_contain_text(f"127.0.0.1:{high}")
+    await expect(page.get_by_label(f"Notes for 127.0.0.1:{high}")).to_have_value(XSS)
+    await expect(rows.nth(1).get_by_role("button", name="Make main port")).to_be_visible()
+    ports = (await owner.json("GET", f"/api/v1/servers/{server_id}/allocations"))["data"]
+    assert [(p["port"], p["primary"]) for p in ports] == [(high, True), (low, False)]
+    # An emptied box clears the notes.
+    await page.get_by_label(f"Notes for 127.0.0.1:{high}").fill("")
+    await rows.nth(0).get_by_role("button", name="Save notes").click()
+    await expect(page.locator("[data-network-status]")).to_have_text("Notes saved.")
+    ports = (await owner.json("GET", f"/api/v1/servers/{server_id}/allocations"))["data"]
+    assert ports[0]["notes"] is None
+    await owner.json(
+        "PATCH", f"/api/v1/servers/{server_id}/allocations/{ports[1]['id']}", json={"notes": XSS}
+    )
+    await watched.assert_clean()
+    await watched.context.close()
+
+    # allocations.read only: the ports and their notes, as text; nothing to change.
+    viewer = await signed_in(browser, stack, path, "viewer@example.org")
+    page = viewer.page
+    await expect(page.locator("#port-table tbody tr")).to_have_count(2)
+    await expect(page.locator("#port-table")).to_contain_text(XSS)
+    await expect(page.locator("#port-table img")).to_have_count(0)
+    await expect(page.locator("[data-network]").get_by_role("button")).to_have_count(0)
+    await expect(page.locator("#port-table input")).to_have_count(0)
+    await viewer.assert_clean()
+    await viewer.context.close()
