@@ -125,6 +125,7 @@ async def test_pterodactyls_client_api_notes_ports_and_shows_the_main_one(world:
     identifier = world.compat_ids["client"]["alice_server"]
     number = world.compat_ids["client"]["alice_allocation"]
     network = f"/api/client/servers/{identifier}/network/allocations"
+    await client.json("GET", "/api/client")  # kept by this replica: must be read anew after
     noted = await client.json("POST", f"{network}/{number}", json={"notes": "voice chat"})
     assert noted == {
         "object": "allocation",
