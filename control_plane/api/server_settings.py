@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Allocation, AuditEntry, Server
-from control_plane.errors import InvalidRequest, NotFound
+from control_plane.errors import Conflict, InvalidRequest, NotFound
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
@@ -171,13 +171,16 @@ async def change_allocation(
     (:data:`UNCHANGED`: left as they are), and, with ``main``, make it the main port. A new
     main port changes the game's SERVER_PORT: the node takes the new spec first (used from
     the next start), and the change is stored only once it has; an unreachable node
-    refuses it (503), nothing kept."""
+    refuses it (503), nothing kept. Empty notes are none."""
     server_id = req.server.id
+    if isinstance(notes, str):
+        notes = notes if notes.strip() else None
     # 1. The port must be this server's; a new main port makes a new spec.
     async with req.transaction(write=False) as db:
         rows = await placement.allocations_of(db, server_id)
         if allocation_id not in [a.id for a in rows]:
             raise NotFound("no such port on this server")
+        main_before = rows[0].id
         spec = node = None
         if main and rows[0].id != allocation_id:
             server = await _server_now(db, server_id)
@@ -186,17 +189,26 @@ async def change_allocation(
     # 2. The node has it first.
     if spec is not None and node is not None:
         await req.nodes.update_spec(node, spec, user=str(req.me.user_id))
-    # 3. Stored.
+    # 3. Stored, one change of the server's ports at a time (the server's row locked on
+    # PostgreSQL; SQLite has one writer): a main port chosen meanwhile by another request,
+    # whose spec the node may have taken after this one's, is a 409, not two main ports.
     async with req.transaction() as db:
+        await db.execute(select(Server.id).where(Server.id == server_id).with_for_update())
         rows = await placement.allocations_of(db, server_id)
         changed = next((a for a in rows if a.id == allocation_id), None)
         if changed is None:
             raise NotFound("no such port on this server")
+        if main and rows[0].id not in (main_before, allocation_id):
+            raise Conflict("the server's main port was changed meanwhile: try again")
         if notes is not UNCHANGED:
             changed.notes = notes if isinstance(notes, str) else None
         if main:
-            for allocation in rows:
-                allocation.is_primary = allocation is changed
+            await db.execute(
+                update(Allocation)
+                .where(Allocation.server_id == server_id)
+                .values(is_primary=Allocation.id == allocation_id)
+                .execution_options(synchronize_session="fetch")
+            )
         await db.flush()
         await req.audit(
             "server.allocation.updated",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -445,6 +445,12 @@ async def delete_server(req: ApiRequest[Any, Any]) -> None:
     except NotFound:
         log.info("delete: the node no longer has the server", server=str(server_id))
     async with req.transaction() as db:
+        # Its ports go back to the node free, without its users' notes or choice.
+        await db.execute(
+            update(Allocation)
+            .where(Allocation.server_id == server_id)
+            .values(notes=None, is_primary=False)
+        )
         deleted = await db.execute(delete(Server).where(Server.id == server_id))
         if not (isinstance(deleted, CursorResult) and deleted.rowcount == 1):
             # Another deletion at the same moment got there first: it answers and audits.

@@ -5,7 +5,7 @@ It serves the power and spec endpoints of the node API table (``shared/node_endp
 and checks each command token with the agent's own verifier (signature, node, method,
 path, body hash, single use). It answers a power action after ``delay`` seconds with the
 state asked for, or refuses it with ``refusal`` (a 409 in the common error shape). A spec
-(sent before each start) is taken at once.
+(sent before each start) is taken at once, or once ``spec_gate`` is set.
 """
 
 from __future__ import annotations
@@ -52,8 +52,11 @@ class SlowNode:
     # Power actions answered (or refused), and those under way now.
     answered: list[str] = field(default_factory=list)
     waiting: int = 0
-    # Specs taken (one before each start or restart).
+    # Specs taken (one before each start or restart); while ``spec_gate`` is given, each
+    # spec waits for it to be set before it is taken.
     specs: int = 0
+    spec_gate: asyncio.Event | None = None
+    specs_waiting: int = 0
 
     def app(self) -> web.Application:
         verifier = CommandVerifier(
@@ -106,6 +109,12 @@ class SlowNode:
 
         async def spec(request: web.Request) -> web.Response:
             ServerSpec.model_validate_json(await verified(request, SERVER_UPDATE.action))
+            if self.spec_gate is not None:
+                self.specs_waiting += 1
+                try:
+                    await self.spec_gate.wait()
+                finally:
+                    self.specs_waiting -= 1
             self.specs += 1
             return answer(request, "offline", "stopped")
 

@@ -194,7 +194,10 @@ async def _where(req: ApiRequest[CompatServerCreate, Any], db: AsyncSession) -> 
             raise InvalidRequest("invalid request body", details=[detail])
         if len({a.node_id for a in rows}) != 1:
             raise DisplayError("the allocations given are not all on one node")
-        return native.Where(node_id=rows[0].node_id, allocation_ids=[a.id for a in rows])
+        # The default first: the server's main port.
+        by_number = {a.compat_id: a.id for a in rows}
+        ordered = [by_number[n] for n in dict.fromkeys(numbers)]
+        return native.Where(node_id=rows[0].node_id, allocation_ids=ordered)
     detail = ErrorDetail(loc=["allocation"], msg="give allocation or deploy", type="missing")
     raise InvalidRequest("invalid request body", details=[detail])
 

@@ -24,7 +24,7 @@ from control_plane.errors import Conflict, InvalidRequest, UpstreamFailed
 from control_plane.keys import LIST_CACHE
 from control_plane.schemas.compat import ClientServersQuery, ConsoleCommand, PowerSignal
 from control_plane.schemas.servers import CommandIn, PowerIn
-from control_plane.security.permissions import VIEW, expand
+from control_plane.security.permissions import VIEW, expand, holds
 from control_plane.services import records
 from control_plane.services.servers import listing
 from control_plane.services.servers.placement import allocations_of
@@ -123,8 +123,11 @@ def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
     extra = _Extra._make(listed.extra)
     kept = {**SERVER_DEFAULTS, **(extra.compat_fields or {})}
     status = server_status(columns.state, columns.suspended)
+    # The ports' notes are for those who may read the ports page (allocations.read), as
+    # on our API; the addresses are every member's (to connect).
+    noted = holds(listed.permissions, "allocations.read")
     ports = [
-        (number, ip, port, notes)
+        (number, ip, port, notes if noted else None)
         for (ip, port), (number, notes) in zip(
             listed.allocations, listed.allocation_extra, strict=True
         )

@@ -93,8 +93,9 @@ async def pick_node(
 async def _take_ports(
     db: AsyncSession, node: Node, server: Server, allocation_ids: list[uuid.UUID] | None
 ) -> None:
-    """Give ``server`` the allocations asked for (free ones of its node), or its node's
-    first free port; atomically (a port another create took meanwhile is a 409)."""
+    """Give ``server`` the allocations asked for (free ones of its node; the first is its
+    main port), or its node's first free port; atomically (a port another create took
+    meanwhile is a 409). Each comes without an earlier holder's notes or choice."""
     if allocation_ids is None:
         free = await db.scalar(
             select(Allocation.id)
@@ -105,7 +106,7 @@ async def _take_ports(
         if free is None:
             raise Conflict(f"node {node.name!r} has no free port")
         allocation_ids = [free]
-    for allocation_id in allocation_ids:
+    for index, allocation_id in enumerate(allocation_ids):
         taken = await db.execute(
             update(Allocation)
             .where(
@@ -113,7 +114,7 @@ async def _take_ports(
                 Allocation.node_id == node.id,
                 Allocation.server_id.is_(None),
             )
-            .values(server_id=server.id, notes=None, is_primary=False)
+            .values(server_id=server.id, notes=None, is_primary=index == 0)
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict(f"that allocation of node {node.name!r} is not free")
@@ -131,8 +132,8 @@ async def create_server(
     variables: dict[str, str],
     allocation_ids: list[uuid.UUID] | None = None,
 ) -> Server:
-    """Insert the server and give it the allocations asked for (its main port is the
-    lowest until its users choose another), or one free port of the node, atomically."""
+    """Insert the server and give it the allocations asked for (the first is its main port,
+    until its users choose another), or one free port of the node, atomically."""
     node = await _lock_node(db, node_id)
     await _check_capacity(db, node, limits)
     images = [i["image"] for i in blueprint.images]

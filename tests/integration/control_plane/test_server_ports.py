@@ -6,15 +6,20 @@ taking it is ``test_end_to_end.py``'s)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
-from sqlalchemy import select, update
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
 from control_plane.db.models import Allocation, Blueprint, Subuser, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services.servers import placement
+from tests.integration.control_plane.test_slow_node import stack_with_slow_node
 from tests.support.compat import pterodactyl_key
 from tests.support.world import World
 
@@ -23,9 +28,10 @@ async def second_port(world: World) -> tuple[str, int]:
     """One more of the node's free ports given to alice's server (an administrator's doing,
     as Pterodactyl's ``allocation.additional`` is); its id and number."""
     async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
-        port = await db.get(Allocation, uuid.UUID(world.ids["allocation"]))
+        port = await db.scalar(
+            select(Allocation).where(Allocation.server_id.is_(None)).order_by(Allocation.port)
+        )
         assert port is not None
-        assert port.server_id is None
         port.server_id = uuid.UUID(world.ids["alice_server"])
         assert port.compat_id is not None
         return str(port.id), port.compat_id
@@ -197,7 +203,78 @@ async def test_a_port_given_to_a_server_comes_without_the_last_holders_notes(wor
             allocation_ids=[freed.id, lowest.id],
         )
         ports = await placement.allocations_of(db, server.id)
+    # The first asked for is its main port (Pterodactyl's allocation.default).
     assert [(p.port, p.notes, p.is_primary) for p in ports] == [
+        (freed.port, None, True),
         (30000, None, False),
-        (freed.port, None, False),
     ]
+
+
+async def test_two_new_main_ports_at_once_leave_one_main_port_and_a_409(
+    engine: AsyncEngine,
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """Both reach the node (it holds each spec until both are there); the one stored second
+    finds the main port changed under it: 409, never two main ports."""
+    world, node = await stack_with_slow_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    node.spec_gate = asyncio.Event()
+    base = f"/api/v1/servers/{world.ids['alice_server']}/allocations"
+    first, _ = await second_port(world)
+    second, _ = await second_port(world)
+    racing = [
+        asyncio.create_task(world.alice.request("PATCH", f"{base}/{port}", json={"primary": True}))
+        for port in (first, second)
+    ]
+    async with asyncio.timeout(10):
+        while node.specs_waiting < 2:
+            await asyncio.sleep(0.02)
+    node.spec_gate.set()
+    statuses = sorted([(await task).status for task in racing])
+    assert statuses == [200, 409]
+    ports = (await world.alice.json("GET", base))["data"]
+    assert sum(p["primary"] for p in ports) == 1
+    assert ports[0]["id"] in (first, second)
+    async with transaction(session_factory(engine)) as db:
+        chosen = await db.scalar(
+            select(func.count()).where(
+                Allocation.server_id == uuid.UUID(world.ids["alice_server"]),
+                Allocation.is_primary,
+            )
+        )
+    assert chosen == 1
+
+
+async def test_sub_users_without_allocations_read_get_no_notes_from_pterodactyls_list(
+    world: World,
+) -> None:
+    """Every member sees the addresses (to connect); the notes only with allocations.read,
+    as on our API (Pterodactyl hides them the same way)."""
+    server = world.ids["alice_server"]
+    mine = world.ids["alice_allocation"]
+    await world.alice.json(
+        "PATCH", f"/api/v1/servers/{server}/allocations/{mine}", json={"notes": "rcon 25575"}
+    )
+    carol = await pterodactyl_key(world.panel, world.carol, "client")
+    identifier = world.compat_ids["client"]["alice_server"]
+
+    async def notes_carol_sees() -> list[object]:
+        listed = await carol.json("GET", "/api/client")
+        (shown,) = [s for s in listed["data"] if s["attributes"]["identifier"] == identifier]
+        one = await carol.json("GET", f"/api/client/servers/{identifier}")
+        return [
+            a["attributes"]["notes"]
+            for answer in (shown, one)
+            for a in answer["attributes"]["relationships"]["allocations"]["data"]
+        ]
+
+    assert await notes_carol_sees() == [None, None]  # console.read only
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(
+            update(Subuser)
+            .where(Subuser.id == uuid.UUID(world.ids["carol_subuser"]))
+            .values(permissions=["console.read", "allocations.read"])
+        )
+    assert await notes_carol_sees() == ["rcon 25575", "rcon 25575"]
