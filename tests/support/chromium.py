@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.conftest import service_missing
 
 CHROMIUM: Final = "/usr/bin/chromium"
+# How long an expectation waits for the page (Playwright's default: 5 s). The suite's other
+# worker may be writing gigabytes meanwhile (SFTP, streaming, backups): a CI run saw two
+# requests of a page's control plane (SQLite) both take 4.8 s, then finish together, and
+# the expectation gave up first. What passes is not slower.
+expect.set_options(timeout=15_000)
 # Runs before any page script: every CSP violation is kept where the test can read it.
 _WATCH_CSP: Final = """
 window.__cspViolations = [];

@@ -159,7 +159,9 @@ class Deployment:
             if elapsed_since(since) > TAKEOVER_LIMIT_SECONDS:
                 fail_with_logs("the survivor did not take the node over", self.replicas)
             await asyncio.sleep(0.1)
-        return elapsed_since(since)
+        took = elapsed_since(since)
+        assert took < TAKEOVER_LIMIT_SECONDS, f"taken over after {took:.2f} s"
+        return took
 
 
 @asynccontextmanager
@@ -182,10 +184,12 @@ async def deployed(
         try:
             yield deployment
         finally:
-            cleaner = await signed_in(next(r for r in replicas if r.running), ADMIN)
-            await cleaner.status_and_body("DELETE", deployment.base)
-            await cleaner.close()
-            agent.stop()
+            try:
+                cleaner = await signed_in(next(r for r in replicas if r.running), ADMIN)
+                await cleaner.status_and_body("DELETE", deployment.base)
+                await cleaner.close()
+            finally:
+                agent.stop()
 
 
 async def sub_user_removed_on_one_replica_loses_console_on_the_other(
