@@ -56,6 +56,18 @@ def prefix(tmp_path: Path) -> Iterator[Path]:
         release_everything_under(tmp_path)
 
 
+# The bundle's game ports; the agent's own port must be outside them (the installer refuses
+# an overlap: it would open the agent to everyone).
+GAME_PORTS = range(27000, 27101)
+
+
+def agent_port() -> int:
+    """A free port for the agent, outside the game ports (a CI run drew 27044)."""
+    while (port := free_port()) in GAME_PORTS:
+        pass
+    return port
+
+
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     """What `stellar-cp node add` prints, plus the installer's [enrolment] table."""
@@ -66,10 +78,11 @@ def bundle(tmp_path: Path) -> Path:
         'node_id = "0b5c4a38-2f7a-4d44-9a43-1d7e3d2b7a11"\n'
         'issuer = "stellar-cp"\n'
         'listen_host = "127.0.0.1"\n'
-        f"listen_port = {free_port()}\n"
+        f"listen_port = {agent_port()}\n"
         'data_dir = "/var/lib/stellar-agent"\n\n'
         f'[trusted_keys]\n"{key.kid}" = "{key.public_text}"\n\n'
-        '[enrolment]\ncontrol_plane = ["198.18.0.1"]\ngame_ports = "27000-27100"\n',
+        '[enrolment]\ncontrol_plane = ["198.18.0.1"]\n'
+        f'game_ports = "{GAME_PORTS.start}-{GAME_PORTS.stop - 1}"\n',
         encoding="utf-8",
     )
     return path
