@@ -230,6 +230,11 @@ class ServerSpec(BaseModel):
     startup_template: str = Field(default="", max_length=MAX_ARG_LENGTH, pattern=r"^[^\x00]*$")
     # True: no ``Cmd`` is set and the image's own command runs (it reads ``STARTUP``).
     image_command: bool = False
+    # The control plane numbers every spec it sends for a server, each above the last
+    # (``control_plane/services/servers/spec_changes.py``); a node keeps the highest it was
+    # given, so a spec that arrives late (sent before another, or by a replica that froze
+    # while sending) never replaces a newer one. 0: from before specs were numbered.
+    revision: int = Field(default=0, ge=0)
 
     @field_validator("startup", mode="before")
     @classmethod
@@ -265,6 +270,11 @@ class ServerSpec(BaseModel):
                 raise ValueError(f"allocation {allocation.ip}:{allocation.port} is listed twice")
             seen.add(key)
         return self
+
+    def is_older_than(self, kept: ServerSpec) -> bool:
+        """Sent before ``kept`` was: a node that has ``kept`` keeps it (an equal revision is
+        the same spec sent again, taken as it comes)."""
+        return self.revision < kept.revision
 
     @property
     def primary_allocation(self) -> Allocation | None:
@@ -337,6 +347,8 @@ class ServerStatus(BaseModel):
     disk_mib: int | None = None
     # A spec update (``PUT .../spec``) the game container gets at its next start or restart.
     spec_pending: bool = False
+    # The revision of the spec the node keeps (``ServerSpec.revision``).
+    spec_revision: int = 0
     # The last finished install (None: none yet, or an agent from before this was kept).
     last_install: InstallOutcome | None = None
 

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from functools import partial
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Blueprint, Node, Server
 from control_plane.db.session import transaction
 from control_plane.errors import NotFound
-from control_plane.keys import NODES, READ_SESSIONS, SESSIONS
+from control_plane.keys import NODES, SESSIONS
 from control_plane.schemas.servers import CommandIn, PowerIn
 from control_plane.security.caller import Caller
 from control_plane.services import audit
 from control_plane.services.audit import Actor, AuditEvent
-from control_plane.services.servers import startup
+from control_plane.services.servers import spec_changes
 from control_plane.services.servers.state import change_state
 from control_plane.services.servers.variables import validate_variables
-from shared.server_spec import ConsoleCommand, PowerAction, ServerStatus
+from shared.server_spec import ConsoleCommand, PowerAction, ServerSpec, ServerStatus
 
 COMMAND_PERMISSION = "console.write"
 # The rate-limit preset a power action takes from, keyed by client and server.
@@ -98,18 +100,20 @@ async def _power(
     ignores a spec identical to the one it has. Its stored variable values are checked
     against the blueprint's rules as they are now first: a value a changed rule no longer
     accepts is refused with the 400 of :func:`validate_variables` (a hidden variable's
-    problem without its name, for owners and sub-users) and nothing reaches the node."""
+    problem without its name, for owners and sub-users) and nothing reaches the node. The
+    spec is numbered after every other sent (``spec_changes``): a change sent meanwhile but
+    never stored is undone at the node, and one under way now is sent again after it."""
     if action.action in {"start", "restart"}:
-        async with transaction(app[READ_SESSIONS]) as db:
-            current = await db.get(Server, server.id)
-            if current is None:
-                raise NotFound("no such server")
+
+        async def checked(db: AsyncSession, current: Server) -> ServerSpec:
             blueprint = await db.get(Blueprint, current.blueprint_id)
             if blueprint is None:
                 raise NotFound("the server's blueprint no longer exists")
             validate_variables(blueprint, {}, current=current.variables, user=users_rules)
-            spec = await startup.build_spec(db, current)
-        await app[NODES].update_spec(node, spec, user=user)
+            return await spec_changes.as_stored(db, current)
+
+        begin = partial(transaction, app[SESSIONS])
+        await spec_changes.send(begin, app[NODES], server.id, checked, user=user)
     status = await app[NODES].power(node, server.id, PowerAction(action=action.action), user=user)
     async with transaction(app[SESSIONS]) as db:
         stored = await db.get(Server, server.id)

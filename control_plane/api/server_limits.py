@@ -4,10 +4,12 @@ disk limit online); put back if the node refuses."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.servers import check_limits, server_out
@@ -16,9 +18,9 @@ from control_plane.errors import ApiError, NotFound
 from control_plane.schemas.common import Input
 from control_plane.schemas.servers import ServerOut
 from control_plane.security.permissions import VIEW
-from control_plane.services import infrastructure as infra
-from control_plane.services.servers import placement, startup
+from control_plane.services.servers import placement, spec_changes, startup
 from shared.node_api import DiskResize
+from shared.server_spec import ServerSpec
 
 routes = ApiRoutes("servers")
 
@@ -50,35 +52,44 @@ def _limits_of(server: Server) -> placement.ServerLimits:
     calls_node=True,
 )
 async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
-    """Checked and stored under the node's lock, as a creation takes its room; then the node
-    (a stopped game's container now, a running one's at its next start; the disk at once).
-    If the node refuses, the old limits are put back."""
+    """Checked and stored under the node's lock, as a creation takes its room, with the spec
+    they make; then the node (a stopped game's container now, a running one's at its next
+    start; the disk at once). If the node refuses, the old limits are put back, unless
+    another spec was sent since (made from the new ones, by a request that keeps them); a
+    node that took the spec but refused the disk is given the old limits again."""
     change: LimitsUpdate = req.body
     server_id = req.server.id
-    async with req.transaction() as db:
-        server = await db.get(Server, server_id)
-        if server is None:
-            raise NotFound("no such server")
+    user = str(req.me.user_id)
+    old = new = _limits_of(req.server)
+
+    async def with_new_limits(db: AsyncSession, server: Server) -> ServerSpec:
+        nonlocal old, new
         old = _limits_of(server)
         new = dataclasses.replace(old, **change.model_dump(exclude_none=True))
         check_limits(req.settings, new)
         await placement.check_new_limits(db, server, new)
-        spec = await startup.build_spec(db, server, limits=new)
-        node = await infra.get_node(db, server.node_id)
         _store(server, new)
-    user = str(req.me.user_id)
+        return await startup.build_spec(db, server)
+
+    numbered = await spec_changes.number(req.transaction, server_id, with_new_limits)
+    taken = False
     try:
-        await req.nodes.update_spec(node, spec, user=user)
+        await req.nodes.update_spec(numbered.node, numbered.spec, user=user)
+        taken = True
         if new.disk_mib != old.disk_mib:
             await req.nodes.resize_disk(
-                node, server_id, DiskResize(disk_mib=new.disk_mib), user=user
+                numbered.node, server_id, DiskResize(disk_mib=new.disk_mib), user=user
             )
     except ApiError:
         async with req.transaction() as db:
-            server = await db.get(Server, server_id)
-            # Unless another change was stored since: it is the one to keep.
-            if server is not None and _limits_of(server) == new:
+            server = await spec_changes.still_sent(db, server_id, numbered.spec)
+            if server is not None:
                 _store(server, old)
+        if taken and server is not None:
+            with contextlib.suppress(ApiError):
+                await spec_changes.send(
+                    req.transaction, req.nodes, server_id, spec_changes.as_stored, user=user
+                )
         raise
     async with req.transaction() as db:
         server = await db.get(Server, server_id)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Allocation, AuditEntry, Server
-from control_plane.errors import Conflict, InvalidRequest, NotFound
+from control_plane.errors import InvalidRequest, NotFound
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
@@ -22,9 +22,9 @@ from control_plane.schemas.servers import (
     VariableOut,
 )
 from control_plane.services import blueprints as blueprint_service
-from control_plane.services import infrastructure as infra
-from control_plane.services.servers import placement, startup
+from control_plane.services.servers import placement, spec_changes, startup
 from control_plane.services.servers.variables import validate_variables
+from shared.server_spec import ServerSpec
 
 routes = ApiRoutes("server settings")
 
@@ -63,13 +63,6 @@ async def get_startup(req: ApiRequest[Any, Any]) -> StartupOut:
     return await startup_of(req, req.server)
 
 
-async def _server_now(db: AsyncSession, server_id: uuid.UUID) -> Server:
-    server = await db.get(Server, server_id)
-    if server is None:
-        raise NotFound("no such server")
-    return server
-
-
 @routes.patch(
     "/api/v1/servers/{server_id}/startup",
     summary="Change user-editable variables (startup.update) or the image (startup.docker-image)",
@@ -82,11 +75,12 @@ async def _server_now(db: AsyncSession, server_id: uuid.UUID) -> Server:
 async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
     """Validate, send the whole new spec to the node, and store the change only once the
     node took it: a node that cannot be reached refuses the change (502/503), nothing kept.
-    """
-    server_id = req.server.id
-    # 1. Check the change and build the spec it makes (nothing written yet).
-    async with req.transaction(write=False) as db:
-        server = await _server_now(db, server_id)
+    Checked and built again if another change of the server's spec came meanwhile."""
+    image = ""
+    variables: dict[str, str] = {}
+
+    async def with_change(db: AsyncSession, server: Server) -> ServerSpec:
+        nonlocal image, variables
         blueprint = await blueprint_service.get_blueprint(db, server.blueprint_id)
         image = server.image
         if req.body.image is not None:
@@ -100,13 +94,9 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
             current=server.variables,
             user=req.access.role != "admin",
         )
-        spec = await startup.build_spec(db, server, image=image, variables=variables)
-        node = await infra.get_node(db, server.node_id)
-    # 2. The node stores it (and rebuilds the container now or at the next start).
-    await req.nodes.update_spec(node, spec, user=str(req.me.user_id))
-    # 3. The node has it: keep it here too.
-    async with req.transaction() as db:
-        server = await _server_now(db, server_id)
+        return await startup.build_spec(db, server, image=image, variables=variables)
+
+    async def store(db: AsyncSession, server: Server) -> StartupOut:
         server.image = image
         server.variables = variables
         await req.audit(
@@ -116,6 +106,10 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
             details={"variables": sorted(req.body.variables), "image": req.body.image},
         )
         return await startup_of(req, server)
+
+    return await spec_changes.send_then_store(
+        req.transaction, req.nodes, req.server.id, with_change, store, user=str(req.me.user_id)
+    )
 
 
 class AllocationsOut(Output):
@@ -175,31 +169,19 @@ async def change_allocation(
     server_id = req.server.id
     if isinstance(notes, str):
         notes = notes if notes.strip() else None
-    # 1. The port must be this server's; a new main port makes a new spec.
-    async with req.transaction(write=False) as db:
+
+    async def the_port(db: AsyncSession) -> list[Allocation]:
         rows = await placement.allocations_of(db, server_id)
         if allocation_id not in [a.id for a in rows]:
             raise NotFound("no such port on this server")
-        main_before = rows[0].id
-        spec = node = None
-        if main and rows[0].id != allocation_id:
-            server = await _server_now(db, server_id)
-            spec = await startup.build_spec(db, server, main_port=allocation_id)
-            node = await infra.get_node(db, server.node_id)
-    # 2. The node has it first.
-    if spec is not None and node is not None:
-        await req.nodes.update_spec(node, spec, user=str(req.me.user_id))
-    # 3. Stored, one change of the server's ports at a time (the server's row locked on
-    # PostgreSQL; SQLite has one writer): a main port chosen meanwhile by another request,
-    # whose spec the node may have taken after this one's, is a 409, not two main ports.
-    async with req.transaction() as db:
-        await db.execute(select(Server.id).where(Server.id == server_id).with_for_update())
-        rows = await placement.allocations_of(db, server_id)
-        changed = next((a for a in rows if a.id == allocation_id), None)
-        if changed is None:
-            raise NotFound("no such port on this server")
-        if main and rows[0].id not in (main_before, allocation_id):
-            raise Conflict("the server's main port was changed meanwhile: try again")
+        return rows
+
+    async def with_main_port(db: AsyncSession, server: Server) -> ServerSpec:
+        await the_port(db)
+        return await startup.build_spec(db, server, main_port=allocation_id)
+
+    async def store(db: AsyncSession, server: Server) -> AllocationOut:
+        changed = next(a for a in await the_port(db) if a.id == allocation_id)
         if notes is not UNCHANGED:
             changed.notes = notes if isinstance(notes, str) else None
         if main:
@@ -225,6 +207,18 @@ async def change_allocation(
             for a in allocations_out(await placement.allocations_of(db, server_id))
             if a.id == allocation_id
         )
+
+    if main:
+        async with req.transaction() as db:
+            server = await spec_changes.locked_server(db, server_id)
+            if (await the_port(db))[0].id == allocation_id:  # the spec stays as it is
+                return await store(db, server)
+        # A new SERVER_PORT: the node has it first.
+        return await spec_changes.send_then_store(
+            req.transaction, req.nodes, server_id, with_main_port, store, user=str(req.me.user_id)
+        )
+    async with req.transaction() as db:
+        return await store(db, await spec_changes.locked_server(db, server_id))
 
 
 @routes.get(

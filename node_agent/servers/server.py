@@ -179,11 +179,21 @@ class ManagedServer:
     async def update_spec(self, spec: ServerSpec) -> None:
         """Store a new spec; rebuild the game container now if it is stopped (caller holds
         the lock), otherwise at its next start or restart (``spec_pending`` until then). A
-        spec identical to the current one changes nothing.
+        spec identical to the current one changes nothing, nor does one older than it
+        (a lower ``revision``).
 
         The volume is left alone: its limit stays the one the record has (``resize_disk``
         changes it), whatever ``disk_mib`` the new spec says.
         """
+        if spec.is_older_than(self.spec):
+            # Sent before the one kept here (it was held up on the way): the newer stays.
+            log.info(
+                "older spec ignored",
+                server=str(spec.uuid),
+                revision=spec.revision,
+                kept=self.spec.revision,
+            )
+            return
         spec = spec.model_copy(update={"disk_mib": self.spec.disk_mib})
         if spec == self.spec:
             # The control plane sends the spec before each start: the same one changes nothing.
@@ -248,6 +258,7 @@ class ManagedServer:
             container=_container_status(container),
             disk_mib=self.spec.disk_mib,
             spec_pending=self.record.spec_pending,
+            spec_revision=self.spec.revision,
             last_install=self.record.last_install,
         )
 

@@ -5,7 +5,8 @@ It serves the power and spec endpoints of the node API table (``shared/node_endp
 and checks each command token with the agent's own verifier (signature, node, method,
 path, body hash, single use). It answers a power action after ``delay`` seconds with the
 state asked for, or refuses it with ``refusal`` (a 409 in the common error shape). A spec
-(sent before each start) is taken at once, or once ``spec_gate`` is set.
+(sent before each start) is taken at once, or held until the test lets it through; the
+node keeps the newest of those it took, as the agent does.
 """
 
 from __future__ import annotations
@@ -52,11 +53,23 @@ class SlowNode:
     # Power actions answered (or refused), and those under way now.
     answered: list[str] = field(default_factory=list)
     waiting: int = 0
-    # Specs taken (one before each start or restart); while ``spec_gate`` is given, each
-    # spec waits for it to be set before it is taken.
-    specs: int = 0
-    spec_gate: asyncio.Event | None = None
-    specs_waiting: int = 0
+    # Specs taken (one before each start or restart), and the one each server has by the
+    # agent's rule: the highest revision given (``ServerSpec.is_older_than``).
+    taken: list[ServerSpec] = field(default_factory=list)
+    kept: dict[uuid.UUID, ServerSpec] = field(default_factory=dict)
+    # While ``holding``, each spec that comes waits in ``held`` until let through.
+    holding: bool = False
+    held: list[tuple[ServerSpec, asyncio.Event]] = field(default_factory=list)
+
+    async def let_through(self) -> None:
+        """Stop holding specs and let the held ones through one at a time, the newest first,
+        each taken before the next goes: the older ones arrive late, as over a network
+        that held them up."""
+        self.holding = False
+        for spec, gate in sorted(self.held, key=lambda held: -held[0].revision):
+            gate.set()
+            while not any(taken is spec for taken in self.taken):
+                await asyncio.sleep(0.01)
 
     def app(self) -> web.Application:
         verifier = CommandVerifier(
@@ -108,14 +121,15 @@ class SlowNode:
             return answer(request, _STATE_AFTER[action.action], desired)
 
         async def spec(request: web.Request) -> web.Response:
-            ServerSpec.model_validate_json(await verified(request, SERVER_UPDATE.action))
-            if self.spec_gate is not None:
-                self.specs_waiting += 1
-                try:
-                    await self.spec_gate.wait()
-                finally:
-                    self.specs_waiting -= 1
-            self.specs += 1
+            given = ServerSpec.model_validate_json(await verified(request, SERVER_UPDATE.action))
+            if self.holding:
+                gate = asyncio.Event()
+                self.held.append((given, gate))
+                await gate.wait()
+            self.taken.append(given)
+            kept = self.kept.get(given.uuid)
+            if kept is None or not given.is_older_than(kept):
+                self.kept[given.uuid] = given
             return answer(request, "offline", "stopped")
 
         app = web.Application()

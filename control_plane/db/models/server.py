@@ -50,6 +50,9 @@ class Server(IdMixin, CreatedMixin, CompatIdMixin, ShortIdentifierMixin, ListedR
     )
     description: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
     compat_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The revision of the last spec sent to the node (``ServerSpec.revision``): raised,
+    # under this row's lock, before every send (``services/servers/spec_changes.py``).
+    spec_revision: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
 
 class Subuser(IdMixin, CreatedMixin, ListedRowMixin, Base):

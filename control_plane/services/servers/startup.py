@@ -192,5 +192,6 @@ def _spec(
             # environment variables, each checked by its rules.
             "startup_template": blueprint.startup,
             "image_command": blueprint.image_command,
+            "revision": server.spec_revision,
         }
     )

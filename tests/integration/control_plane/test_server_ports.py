@@ -6,20 +6,15 @@ taking it is ``test_end_to_end.py``'s)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from pathlib import Path
 
-from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select, update
 
 from control_plane.db.engine import session_factory
 from control_plane.db.models import Allocation, Blueprint, Subuser, User
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from control_plane.services.servers import placement
-from tests.integration.control_plane.test_slow_node import stack_with_slow_node
 from tests.support.compat import pterodactyl_key
 from tests.support.world import World
 
@@ -208,43 +203,6 @@ async def test_a_port_given_to_a_server_comes_without_the_last_holders_notes(wor
         (freed.port, None, True),
         (30000, None, False),
     ]
-
-
-async def test_two_new_main_ports_at_once_leave_one_main_port_and_a_409(
-    engine: AsyncEngine,
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> None:
-    """Both reach the node (it holds each spec until both are there); the one stored second
-    finds the main port changed under it: 409, never two main ports."""
-    world, node = await stack_with_slow_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
-    node.spec_gate = asyncio.Event()
-    base = f"/api/v1/servers/{world.ids['alice_server']}/allocations"
-    first, _ = await second_port(world)
-    second, _ = await second_port(world)
-    racing = [
-        asyncio.create_task(world.alice.request("PATCH", f"{base}/{port}", json={"primary": True}))
-        for port in (first, second)
-    ]
-    async with asyncio.timeout(10):
-        while node.specs_waiting < 2:
-            await asyncio.sleep(0.02)
-    node.spec_gate.set()
-    statuses = sorted([(await task).status for task in racing])
-    assert statuses == [200, 409]
-    ports = (await world.alice.json("GET", base))["data"]
-    assert sum(p["primary"] for p in ports) == 1
-    assert ports[0]["id"] in (first, second)
-    async with transaction(session_factory(engine)) as db:
-        chosen = await db.scalar(
-            select(func.count()).where(
-                Allocation.server_id == uuid.UUID(world.ids["alice_server"]),
-                Allocation.is_primary,
-            )
-        )
-    assert chosen == 1
 
 
 async def test_sub_users_without_allocations_read_get_no_notes_from_pterodactyls_list(

@@ -1,7 +1,8 @@
 """Spec updates and reinstall on a real agent and real dockerd.
 
 ``PUT /api/v1/servers/{uuid}/spec`` stores the new spec; a stopped game's container is
-rebuilt at once, a running one's at its next start or restart. ``POST .../reinstall`` runs
+rebuilt at once, a running one's at its next start or restart; a spec numbered below the one
+kept is ignored. ``POST .../reinstall`` runs
 the install step again on a stopped server, and is refused while the game runs.
 """
 
@@ -15,6 +16,7 @@ import pytest
 
 from node_agent.docker.hardening import game_container_name
 from tests.integration.node_agent.live_agent import (
+    LiveAgent,
     LiveClient,
     LiveServers,
     eventually,
@@ -84,6 +86,33 @@ async def test_spec_update_reaches_a_running_game_at_its_restart(
     assert (answer.body["state"], answer.body["spec_pending"]) == ("offline", False)
     assert "GREETING=three" in container_env(server_id)
     assert marker.read_text() == "kept\n"
+
+
+@pytest.mark.own_agent
+async def test_a_spec_older_than_the_one_kept_never_replaces_it_even_after_a_restart(
+    servers: LiveServers, api: LiveClient, live_agent: LiveAgent
+) -> None:
+    """A spec held up on the way (sent before another, or by a control plane that froze
+    while sending) arrives after a newer one: the node keeps the newer, and says which."""
+    spec = servers.spec(environment={"GREETING": "one"}, revision=4)
+    assert (await api.create(spec)).status == 201
+    server_id = uuid.UUID(spec["uuid"])
+    newer = await put_spec(api, {**spec, "environment": {"GREETING": "three"}, "revision": 6})
+    assert (newer.status, newer.body["spec_revision"]) == (200, 6), newer.body
+
+    late = await put_spec(api, {**spec, "environment": {"GREETING": "two"}, "revision": 5})
+    assert (late.status, late.body["spec_revision"]) == (200, 6), late.body
+    assert "GREETING=three" in container_env(server_id)
+    # The same revision again is the same spec sent again: taken as it comes.
+    again = await put_spec(api, {**spec, "environment": {"GREETING": "three"}, "revision": 6})
+    assert (again.status, again.body["spec_revision"]) == (200, 6), again.body
+
+    live_agent.stop()
+    live_agent.start()
+    late = await put_spec(api, {**spec, "environment": {"GREETING": "two"}, "revision": 5})
+    assert (late.status, late.body["spec_revision"]) == (200, 6), late.body
+    assert (await api.power(server_id, "start")).body["state"] == "running"
+    assert "GREETING=three" in container_env(server_id)
 
 
 async def test_spec_update_must_name_the_server_in_the_path(
