@@ -126,6 +126,7 @@ async def save(req: ApiRequest[Any, FilePath]) -> FileEntry:
         timeout=req.settings.body_timeout_seconds,
         max_bytes=MAX_EDIT_BYTES,
         too_large=too_large,
+        recheck=req.authorized_again,
     ).read()
     node = await req.server_node()
     may_create = req.access.allows(CREATE_PERMISSION)
@@ -170,6 +171,7 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
         timeout=req.settings.body_timeout_seconds,
         max_bytes=size,
         too_large=f"the upload is larger than its announced size ({size} bytes)",
+        recheck=req.authorized_again,
     )
     try:
         return await send_upload(req, node, req.query, body.chunks())

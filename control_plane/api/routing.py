@@ -49,6 +49,7 @@ from control_plane.keys import (
 )
 from control_plane.nodes.client import NodeClient
 from control_plane.security.api_keys import Scope
+from control_plane.security.authn import identify
 from control_plane.security.authorization import (
     SAFE_METHODS,
     Requirement,
@@ -150,6 +151,11 @@ class ApiRequest(Generic[B, Q]):
     path_uuids: dict[str, uuid.UUID] = field(default_factory=dict)
     # Run once the request's transaction has committed (e.g. close consoles of a revoked user).
     committed_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Server routes: the requirement the caller was admitted under, and how to read their
+    # credential again (the request's headers, unless a signed link stood for it): for
+    # ``authorized_again``.
+    admitted_under: Requirement | None = None
+    reidentify: Callable[[], Awaitable[Caller | None]] | None = None
 
     def after_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
         self.committed_hooks.append(hook)
@@ -165,6 +171,33 @@ class ApiRequest(Generic[B, Q]):
         if self.found is None:
             raise RuntimeError("this route declares no server permission")
         return self.found[1]
+
+    async def authorized_again(self) -> None:
+        """For a request that lasts (a body arriving for minutes): raise what the route would
+        answer if it came now, when the caller's credential (a session ended, a key revoked,
+        the user disabled) or their access to the server (a sub-user removed, a permission
+        taken away, the server suspended) has changed since it began; refusals are audited."""
+        if self.found is None or self.admitted_under is None:
+            raise RuntimeError("this request was not admitted to a server")
+        server_id = self.found[0].id
+        if self.reidentify is not None:
+            caller = await self.reidentify()
+        else:
+            identified = await identify(self.http, self.http[CLIENT_IP], touch=False)
+            caller = identified if isinstance(identified, Caller) else None
+        if caller is None:
+            raise self.deny(
+                Unauthenticated("the credential this request came with no longer works"),
+                target="server",
+                server=str(server_id),
+            )
+        async with transaction(self.http.app[READ_SESSIONS]) as db:
+            found = await access_for(db, caller, server_id)
+        if found is None:
+            raise self.deny(NotFound("no such server"), target="server", server=str(server_id))
+        error = refusal(caller, self.admitted_under, found[1])
+        if error is not None:
+            raise self.deny(error, target="server", server=str(server_id))
 
     @property
     def db(self) -> AsyncSession:
@@ -378,6 +411,7 @@ def _authorize(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:
         return  # an allow-listed scraper: its address is its credential
     error = refusal(caller, endpoint.requirement, api.found[1] if api.found else None)
     if error is None:
+        api.admitted_under = endpoint.requirement
         return
     if api.found is not None:
         raise api.deny(error, target="server", server=str(api.found[0].id))
@@ -603,6 +637,7 @@ async def act_as(
     error = refusal(caller, need, found[1])
     if error is not None:
         raise api.deny(error, target="server", server=str(server_id))
+    api.admitted_under = need
 
 
 async def _take_server_bucket(endpoint: Endpoint, api: ApiRequest[Any, Any]) -> None:

@@ -16,6 +16,7 @@ import posixpath
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import IO, Any, Final
 
 from aiohttp import BodyPartReader
@@ -72,6 +73,8 @@ async def _redeem(
         raise req.deny(Forbidden(REFUSED), "auth.link_refused", reason="credential gone")
     need = Requirement(scope=scope, permission=permission, api="client")
     await act_as(req, caller, link.server_id, need)
+    # A request that lasts (an upload) asks again for the credential the link stands for.
+    req.reidentify = partial(caller_from_grant, req.http, link.grant, req.ip, req.user_agent)
     expires = dt.datetime.fromtimestamp(link.grant.expires_at, dt.UTC)
     async with transaction(req.http.app[SESSIONS]) as db:
         fresh = await use_once(db, link.jti, expires)
@@ -133,6 +136,7 @@ async def upload_files(req: ApiRequest[Any, Any]) -> None:
         name = _file_name(part.filename)
         with tempfile.TemporaryFile() as spool:
             size = await _spool(req, part, spool)
+            await req.authorized_again()  # the part may have taken minutes to arrive
             where = ours(FileUpload, path=posixpath.join(directory.path, name), size=size)
             await native_files.send_upload(req, node, where, _chunks(spool))
         uploaded += 1

@@ -1,0 +1,168 @@
+"""A file body that takes its time to arrive is no way around losing access. A sub-user
+started an upload (or a save), was removed (or lost the permission, or their session ended)
+while the body was still arriving, sent the rest, and the file was written: authorization
+was decided once, at the start. Now the caller's credential and access are read again while
+the body arrives (every 5 s, as an SFTP session's) and before its last chunk reaches the node:
+the request is refused and nothing is written. Ours (upload, save) and Pterodactyl's signed
+upload; against a real agent and volume."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.control_plane.stack import Stack
+from tests.integration.control_plane.test_compat_files_end_to_end import link_of
+from tests.integration.control_plane.test_file_bodies import pieces, temporary_files
+from tests.integration.control_plane.test_file_replace_permission import owned_with_helper
+from tests.support.compat import pterodactyl_key
+from tests.support.panel import Browser
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
+PERMISSIONS = ["files.read", "files.create", "files.write"]
+FIRST, REST = b"a" * 40_000, b"b" * 40_000
+PAUSE = 3.0  # between them: long enough to revoke in
+Response = aiohttp.ClientResponse
+Revoke = Callable[[Browser, Browser, str, str], Awaitable[None]]
+
+
+async def removed(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+    await owner.json("DELETE", f"/api/v1/servers/{server_id}/users/{subuser}", status=204)
+
+
+async def read_only(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+    await owner.json(
+        "PATCH",
+        f"/api/v1/servers/{server_id}/users/{subuser}",
+        json={"permissions": ["files.read"]},
+    )
+
+
+async def signed_out(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+    # Another request on the same session ends it (as signing out in another tab does).
+    await helper.json("POST", "/api/v1/auth/logout", status=204)
+
+
+async def keys_revoked(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+    for key in (await helper.json("GET", "/api/v1/account/api-keys"))["data"]:
+        await helper.json("DELETE", f"/api/v1/account/api-keys/{key['id']}", status=204)
+
+
+REVOCATIONS = pytest.mark.parametrize(
+    ("revoke", "status"),
+    [
+        pytest.param(removed, 404, id="removed"),
+        pytest.param(read_only, 403, id="permission-taken"),
+        pytest.param(signed_out, 401, id="signed-out"),
+    ],
+)
+
+
+Send = Callable[[Browser, str, AsyncIterator[bytes]], Coroutine[Any, Any, aiohttp.ClientResponse]]
+
+
+async def revoked_meanwhile(
+    stack: Stack, revoke: Revoke, send: Send, *parts: bytes | float
+) -> tuple[aiohttp.ClientResponse, str]:
+    """``send`` makes the helper's request with a body of ``parts`` (``pieces``); once its
+    first part is on its way, ``revoke``. The answer, and the server."""
+    server_id, owner, helper, subuser = await owned_with_helper(stack, PERMISSIONS)
+    files = f"/api/v1/servers/{server_id}/files"
+    first_sent = asyncio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        async for piece in pieces(*parts):
+            yield piece
+            first_sent.set()
+
+    request = asyncio.create_task(send(helper, files, body()))
+    async with asyncio.timeout(30):
+        await first_sent.wait()
+    await revoke(owner, helper, server_id, subuser)
+    return await request, server_id
+
+
+def nothing_written(stack: Stack, server_id: str) -> None:
+    volume = stack.volume(server_id)
+    assert not (volume / "new.dat").exists()
+    deadline = time.monotonic() + 10
+    while list(temporary_files(volume)):
+        assert time.monotonic() < deadline, list(temporary_files(volume))
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("revoke", "status"),
+    [
+        pytest.param(removed, 404, id="removed"),
+        pytest.param(read_only, 403, id="permission-taken"),
+        pytest.param(keys_revoked, 401, id="key-revoked"),
+    ],
+)
+@pytest.mark.parametrize("route", ["upload", "contents"])
+async def test_access_lost_while_the_body_arrives_refuses_it_and_writes_nothing(
+    stack: Stack, route: str, revoke: Revoke, status: int
+) -> None:
+    size = len(FIRST) + len(REST)
+    query = "path=/new.dat" + (f"&size={size}" if route == "upload" else "")
+
+    async def send(helper: Browser, files: str, body: AsyncIterator[bytes]) -> Response:
+        return await helper.request("PUT", f"{files}/{route}?{query}", data=body)
+
+    answer, server_id = await revoked_meanwhile(stack, revoke, send, FIRST, PAUSE, REST)
+    assert answer.status == status, await answer.text()
+    nothing_written(stack, server_id)
+
+
+async def test_a_body_still_arriving_long_after_access_was_lost_is_cut_within_seconds(
+    stack: Stack,
+) -> None:
+    """Not only at its end: a 30 s upload is cut within the 5 s re-check."""
+    size = 50 * 40_000
+
+    async def send(helper: Browser, files: str, body: AsyncIterator[bytes]) -> Response:
+        return await helper.request("PUT", f"{files}/upload?path=/new.dat&size={size}", data=body)
+
+    started = time.monotonic()
+    parts: list[bytes | float] = [FIRST, 0.6] * 50
+    answer, server_id = await revoked_meanwhile(stack, removed, send, *parts)
+    assert answer.status == 404, await answer.text()
+    assert time.monotonic() - started < 12
+    nothing_written(stack, server_id)
+
+
+@pytest.mark.parametrize(
+    ("revoke", "status"),
+    [
+        pytest.param(removed, 404, id="removed"),
+        pytest.param(read_only, 403, id="permission-taken"),
+        pytest.param(keys_revoked, 401, id="key-revoked"),
+    ],
+)
+async def test_pterodactyls_signed_upload_is_refused_when_access_went_while_it_arrived(
+    stack: Stack, revoke: Revoke, status: int
+) -> None:
+    """The link was good when redeemed; the part arrives slowly, and the caller it stands for
+    lost access meanwhile, or the client key it was made with was revoked (401)."""
+
+    async def send(helper: Browser, files: str, body: AsyncIterator[bytes]) -> Response:
+        bot = await pterodactyl_key(stack.panel, helper, "client")
+        identifier = (await bot.json("GET", "/api/client"))["data"][0]["attributes"]["identifier"]
+        link = link_of(await bot.json("GET", f"/api/client/servers/{identifier}/files/upload"))
+        form = aiohttp.MultipartWriter("form-data")
+        part = form.append(body)
+        part.set_content_disposition("form-data", name="files", filename="new.dat")
+        anonymous = await stack.panel.browser()
+        return await anonymous.request("POST", link + "&directory=/", data=form)
+
+    answer, server_id = await revoked_meanwhile(stack, revoke, send, FIRST, PAUSE, REST)
+    assert answer.status == status, await answer.text()
+    nothing_written(stack, server_id)
