@@ -31,14 +31,18 @@ PERMISSIONS = ["files.read", "files.create", "files.write"]
 FIRST, REST = b"a" * 40_000, b"b" * 40_000
 PAUSE = 3.0  # between them: long enough to revoke in
 Response = aiohttp.ClientResponse
-Revoke = Callable[[Browser, Browser, str, str], Awaitable[None]]
+Revoke = Callable[[Stack, Browser, Browser, str, str], Awaitable[None]]
 
 
-async def removed(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+async def removed(
+    stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+) -> None:
     await owner.json("DELETE", f"/api/v1/servers/{server_id}/users/{subuser}", status=204)
 
 
-async def read_only(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+async def read_only(
+    stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+) -> None:
     await owner.json(
         "PATCH",
         f"/api/v1/servers/{server_id}/users/{subuser}",
@@ -46,14 +50,24 @@ async def read_only(owner: Browser, helper: Browser, server_id: str, subuser: st
     )
 
 
-async def signed_out(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+async def signed_out(
+    stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+) -> None:
     # Another request on the same session ends it (as signing out in another tab does).
     await helper.json("POST", "/api/v1/auth/logout", status=204)
 
 
-async def keys_revoked(owner: Browser, helper: Browser, server_id: str, subuser: str) -> None:
+async def keys_revoked(
+    stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+) -> None:
     for key in (await helper.json("GET", "/api/v1/account/api-keys"))["data"]:
         await helper.json("DELETE", f"/api/v1/account/api-keys/{key['id']}", status=204)
+
+
+async def suspended(
+    stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+) -> None:
+    await stack.admin.json("POST", f"/api/v1/servers/{server_id}/suspend")
 
 
 REVOCATIONS = pytest.mark.parametrize(
@@ -62,6 +76,7 @@ REVOCATIONS = pytest.mark.parametrize(
         pytest.param(removed, 404, id="removed"),
         pytest.param(read_only, 403, id="permission-taken"),
         pytest.param(signed_out, 401, id="signed-out"),
+        pytest.param(suspended, 409, id="suspended"),
     ],
 )
 
@@ -86,7 +101,7 @@ async def revoked_meanwhile(
     request = asyncio.create_task(send(helper, files, body()))
     async with asyncio.timeout(30):
         await first_sent.wait()
-    await revoke(owner, helper, server_id, subuser)
+    await revoke(stack, owner, helper, server_id, subuser)
     return await request, server_id
 
 
@@ -99,14 +114,7 @@ def nothing_written(stack: Stack, server_id: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize(
-    ("revoke", "status"),
-    [
-        pytest.param(removed, 404, id="removed"),
-        pytest.param(read_only, 403, id="permission-taken"),
-        pytest.param(keys_revoked, 401, id="key-revoked"),
-    ],
-)
+@REVOCATIONS
 @pytest.mark.parametrize("route", ["upload", "contents"])
 async def test_access_lost_while_the_body_arrives_refuses_it_and_writes_nothing(
     stack: Stack, route: str, revoke: Revoke, status: int
@@ -145,6 +153,7 @@ async def test_a_body_still_arriving_long_after_access_was_lost_is_cut_within_se
         pytest.param(removed, 404, id="removed"),
         pytest.param(read_only, 403, id="permission-taken"),
         pytest.param(keys_revoked, 401, id="key-revoked"),
+        pytest.param(suspended, 409, id="suspended"),
     ],
 )
 async def test_pterodactyls_signed_upload_is_refused_when_access_went_while_it_arrived(
