@@ -111,26 +111,36 @@ def error_shape_with(render: ErrorRenderer) -> Middleware:
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except ApiError as err:
+        except Exception as err:
+            if request.writer.output_size > 0:
+                # Part of a streamed answer is out (a download refused midway, a backup that
+                # failed to verify): no error answer can follow it. aiohttp closes the
+                # connection, so the client sees a transfer cut short, never a whole one.
+                log.warning("streamed answer cut short", error=f"{type(err).__name__}: {err}")
+                raise
+            return answer(request, err)
+
+    def answer(request: web.Request, err: Exception) -> web.StreamResponse:
+        """The error answer to ``err`` (called while it is being handled)."""
+        if isinstance(err, ApiError):
             if err.status >= 500:
                 log.warning("request failed", code=err.code, error=err.message)
             return render(request, err)
-        except web.HTTPNotFound:
+        if isinstance(err, web.HTTPNotFound):
             return render(request, NotFound("no such route"))
-        except web.HTTPMethodNotAllowed as exc:
-            allowed = ",".join(sorted(exc.allowed_methods))
+        if isinstance(err, web.HTTPMethodNotAllowed):
+            allowed = ",".join(sorted(err.allowed_methods))
             return render(
                 request, MethodNotAllowed("method not allowed", headers={"Allow": allowed})
             )
-        except web.HTTPRequestEntityTooLarge:
+        if isinstance(err, web.HTTPRequestEntityTooLarge):
             return render(request, PayloadTooLarge("request body too large"))
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return render(request, _http_refusal(exc))
-        except Exception:
-            log.exception("unhandled error")
-            return render(request, ApiError("internal error"))
+        if isinstance(err, web.HTTPException):
+            if err.status < 400:
+                raise err
+            return render(request, _http_refusal(err))
+        log.exception("unhandled error")
+        return render(request, ApiError("internal error"))
 
     return errors
 

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr
 
 from control_plane.api import backup_actions
 from control_plane.api.backup_actions import BackupCreate
+from control_plane.api.body_stream import rechecked
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Backup, Node
 from control_plane.db.session import transaction
@@ -233,7 +234,8 @@ async def download_backup(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         )
         await response.prepare(req.http)
         # A chunk that fails to verify ends the transfer short: never a silently bad file.
-        async for part in decrypted(upstream.content, base64.b64decode(key), backup.id):
+        plaintext = decrypted(upstream.content, base64.b64decode(key), backup.id)
+        async for part in rechecked(plaintext, req.authorized_again):
             await response.write(part)
         await response.write_eof()
     await req.audit_now(

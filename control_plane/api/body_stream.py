@@ -12,7 +12,7 @@ and access are read again while it arrives and before its end is passed on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -108,3 +108,16 @@ class BodyStream:
             if progress >= MIN_PROGRESS:
                 progress, waited = 0, 0.0
             yield chunk
+
+
+async def rechecked(chunks: AsyncIterable[bytes], recheck: Recheck) -> AsyncIterator[bytes]:
+    """A streamed answer (a download) with the caller's authorization read again every
+    :data:`RECHECK_SECONDS`: a refusal raises, which ends the transfer short (the error
+    middleware closes a connection whose answer has begun)."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
+    async for chunk in chunks:
+        if loop.time() - checked >= RECHECK_SECONDS:
+            await recheck()
+            checked = loop.time()
+        yield chunk

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from control_plane.api.body_stream import BodyStream
+from control_plane.api.body_stream import BodyStream, rechecked
 from control_plane.api.routing import ApiRequest, ApiRoutes, Handler, RawBody
 from control_plane.db.models import Node
 from control_plane.errors import ApiError, Conflict, InvalidRequest, NotFound, PayloadTooLarge
@@ -92,7 +92,7 @@ async def download(req: ApiRequest[Any, FilePath]) -> web.StreamResponse:
         if upstream.content_length is not None:
             response.content_length = upstream.content_length
         await response.prepare(req.http)
-        async for chunk in upstream.content.iter_chunked(CHUNK):
+        async for chunk in rechecked(upstream.content.iter_chunked(CHUNK), req.authorized_again):
             await response.write(chunk)
         await response.write_eof()
     await _audit(req, "download", path=req.query.path)

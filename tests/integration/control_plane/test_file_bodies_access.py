@@ -9,6 +9,7 @@ upload; against a real agent and volume."""
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
@@ -175,3 +176,43 @@ async def test_pterodactyls_signed_upload_is_refused_when_access_went_while_it_a
     answer, server_id = await revoked_meanwhile(stack, revoke, send, FIRST, PAUSE, REST)
     assert answer.status == status, await answer.text()
     nothing_written(stack, server_id)
+
+
+@pytest.mark.parametrize("via", ["ours", "signed"])
+async def test_a_download_under_way_when_access_is_lost_is_cut_within_seconds(
+    stack: Stack, via: str
+) -> None:
+    """As an SFTP session's: the caller's access is read again every 5 s while the file goes
+    out, and the transfer ends short (the client sees it cut, never a whole-looking file)."""
+    server_id, owner, helper, subuser = await owned_with_helper(stack, PERMISSIONS)
+    files = f"/api/v1/servers/{server_id}/files"
+    size = 48 * 1024 * 1024
+    await owner.json(
+        "PUT", f"{files}/upload?path=/big.dat&size={size}", data=io.BytesIO(b"w" * size)
+    )
+    if via == "ours":
+        downloader, path = helper, f"{files}/contents?path=/big.dat"
+    else:
+        bot = await pterodactyl_key(stack.panel, helper, "client")
+        identifier = (await bot.json("GET", "/api/client"))["data"][0]["attributes"]["identifier"]
+        path = link_of(
+            await bot.json("GET", f"/api/client/servers/{identifier}/files/download?file=/big.dat")
+        )
+        downloader = await stack.panel.browser()
+
+    got: list[int] = []
+
+    async def read_slowly(response: Response) -> None:
+        while chunk := await response.content.read(256 * 1024):
+            got.append(len(chunk))
+            if len(got) == 1:
+                await removed(stack, owner, helper, server_id, subuser)
+            await asyncio.sleep(0.1)  # ~2.5 MB/s: the whole file would take 20 s
+
+    started = time.monotonic()
+    response = await downloader.request("GET", path)
+    assert response.status == 200, await response.text()
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await read_slowly(response)
+    assert sum(got) < size
+    assert time.monotonic() - started < 15
