@@ -37,9 +37,10 @@ from control_plane.db.models import Webhook, WebhookDelivery
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, LEASES, READ_SESSIONS, SECRET_BOX, SESSIONS, SETTINGS
 from control_plane.security.encryption import EncryptionError, SecretBox
+from control_plane.services.webhooks import outbox
 from control_plane.services.webhooks.catalogue import TEST_EVENT
 from control_plane.services.webhooks.guard import WebhookUrlGuard
-from control_plane.services.webhooks.retries import Outcome, RetryPolicy, record_attempt
+from control_plane.services.webhooks.retries import Outcome, RetryPolicy, disable, record_attempt
 from control_plane.services.webhooks.signing import signed_headers
 from control_plane.settings import ControlPlaneSettings
 from shared.errors import ApiError
@@ -196,8 +197,22 @@ class WebhookDispatcher:
             query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
         jobs: list[_Job] = []
         async with transaction(self._sessions) as db:
+            standings: dict[uuid.UUID, str] = {}
             for delivery, hook in (await db.execute(query)).all():
                 if len(jobs) >= free or busy.get(hook.id, 0) >= self._per_webhook:
+                    continue
+                # Asked again now: the delivery may have waited (retries, a receiver down)
+                # while the user the webhook sends for lost access to what it says.
+                if hook.id not in standings:
+                    standings[hook.id] = await outbox.standing(db, hook)
+                    if outbox.turns_off(standings[hook.id]):
+                        await disable(db, hook.id, now, reason=standings[hook.id])
+                if not hook.enabled:
+                    continue  # its pending deliveries failed with it
+                why = outbox.withheld(standings[hook.id], delivery.event_type)
+                if why is not None:
+                    delivery.status, delivery.next_attempt_at = "failed", None
+                    delivery.error = f"not sent: {why}"[:500]
                     continue
                 busy[hook.id] = busy.get(hook.id, 0) + 1
                 delivery.next_attempt_at = now + lease

@@ -41,6 +41,7 @@ from control_plane.services.webhooks.catalogue import (
     envelope,
     render,
 )
+from control_plane.services.webhooks.retries import turn_off
 
 # What the user a webhook sends for may receive: everything, nothing for now (a disabled
 # account), everything but activity entries, or nothing ever (the reason it is turned off).
@@ -110,15 +111,39 @@ async def enqueue_event(db: AsyncSession, event: DomainEvent) -> None:
         if event_type is None:
             continue
         standing = await _standing(db, hook, server)
-        if standing not in (_ALL, _NONE_NOW, _NO_ACTIVITY):
-            hook.enabled = False
-            hook.disabled_reason = standing
-            hook.disabled_at = dt.datetime.now(dt.UTC)
+        if turns_off(standing):
+            await turn_off(db, hook, dt.datetime.now(dt.UTC), reason=standing)
             continue
-        if standing == _NONE_NOW or (standing == _NO_ACTIVITY and event_type in ACTIVITY_EVENTS):
+        if withheld(standing, event_type) is not None:
             continue
         body = render(hook.format, envelope(event_type, event, server_data))
         db.add(pending(hook, event_type, body))
+
+
+async def standing(db: AsyncSession, hook: Webhook) -> str:
+    """What the user ``hook`` sends for may receive now, or why it must be turned off: asked
+    again when its deliveries are sent (``dispatcher.py``), since they may have waited while
+    that user lost access."""
+    server = await db.get(Server, hook.server_id) if hook.server_id is not None else None
+    return await _standing(db, hook, server)
+
+
+def turns_off(standing: str) -> bool:
+    """Whether ``standing`` (:func:`standing`) is a reason to turn the webhook off."""
+    return standing not in (_ALL, _NONE_NOW, _NO_ACTIVITY)
+
+
+def withheld(standing: str, event_type: str) -> str | None:
+    """Why an event of ``event_type`` is not sent under ``standing``; None if it is."""
+    if standing == _ALL:
+        return None
+    if standing == _NONE_NOW:
+        return "the account of the user who chose this webhook's URL is disabled"
+    if standing == _NO_ACTIVITY:
+        if event_type in ACTIVITY_EVENTS:
+            return "the user who chose this webhook's URL may no longer see the server's activity"
+        return None
+    return standing
 
 
 async def _standing(db: AsyncSession, hook: Webhook, server: Server | None) -> str:

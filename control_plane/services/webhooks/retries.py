@@ -87,25 +87,33 @@ async def record_attempt(
         return
     delivery.status, delivery.next_attempt_at = "failed", None
     if not test:
-        await disable(db, delivery.webhook_id, now, last_error=delivery.error or "")
+        last_error = delivery.error or ""
+        reason = f"disabled after deliveries failed for the whole retry window (last: {last_error})"
+        await disable(db, delivery.webhook_id, now, reason=reason)
 
 
-async def disable(
-    db: AsyncSession, webhook_id: uuid.UUID, now: dt.datetime, *, last_error: str
-) -> None:
-    """Turn a webhook off after its deliveries failed for the whole retry window: its
-    reason is visible on it, the audit trail records it, its pending deliveries fail."""
-    hook = await db.get(Webhook, webhook_id)
-    if hook is None or not hook.enabled:
-        return
-    reason = f"disabled after deliveries failed for the whole retry window (last: {last_error})"
+async def turn_off(db: AsyncSession, hook: Webhook, now: dt.datetime, *, reason: str) -> None:
+    """Turn ``hook`` off with ``reason`` (shown on it): its pending deliveries fail unsent,
+    and none go out if it is turned on again (by someone who takes it over)."""
     hook.enabled, hook.disabled_reason, hook.disabled_at = False, reason[:1000], now
     await db.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.webhook_id == webhook_id, WebhookDelivery.status == "pending")
+        .where(WebhookDelivery.webhook_id == hook.id, WebhookDelivery.status == "pending")
         .values(status="failed", next_attempt_at=None, error="not sent: the webhook was disabled")
     )
-    log.warning("webhook disabled", webhook=str(webhook_id), reason=reason)
+    log.warning("webhook disabled", webhook=str(hook.id), reason=reason)
+
+
+async def disable(
+    db: AsyncSession, webhook_id: uuid.UUID, now: dt.datetime, *, reason: str
+) -> None:
+    """Turn a webhook off (:func:`turn_off`), recorded in the audit trail: after its
+    deliveries failed for the whole retry window, or when the dispatcher finds that the user
+    it sends for may no longer see what it sends."""
+    hook = await db.get(Webhook, webhook_id)
+    if hook is None or not hook.enabled:
+        return
+    await turn_off(db, hook, now, reason=reason)
     await audit.append(
         db,
         None,

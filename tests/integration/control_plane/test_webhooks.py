@@ -10,7 +10,7 @@ import uuid
 import pytest
 import standardwebhooks
 from pytest_aiohttp import AiohttpClient, AiohttpServer
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from control_plane.db.engine import session_factory
@@ -660,3 +660,61 @@ async def test_a_webhook_a_key_pointed_somewhere_stops_when_the_key_is_revoked_o
     )
     await rename("third")
     assert await _sent_to(panel, account_hook["id"]) == ["server.renamed", "server.renamed"]
+
+
+@pytest.mark.parametrize("loses", ["access", "access-unannounced", "activity.read"])
+async def test_a_delivery_waiting_to_be_retried_is_not_sent_once_its_chooser_lost_access(
+    engine: AsyncEngine,
+    database_url: str,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    loses: str,
+) -> None:
+    """Access is decided when an event is queued, and again when each of its deliveries is
+    sent: an audit entry queued while carol could see it, then retried after she was removed
+    from the server (or lost activity.read), used to reach her URL all the same. Removed
+    through the API, her removal is itself an event the webhook hears (and is turned off on);
+    removed with no event (``unannounced``: the row gone), the dispatcher finds it."""
+    names = Names()
+    receiver = Receiver(statuses=[503] * 10, headers={"Retry-After": "2"})
+    receiver_server = await start_receiver(receiver, names, aiohttp_server)
+    panel = await start_panel(webhook_settings(database_url), names, aiohttp_server, aiohttp_client)
+    hooks = HookPanel(panel, receiver, receiver_server, names)
+    world = await build_world(panel)
+    server = world.ids["alice_server"]
+    path = f"/api/v1/servers/{server}/webhooks"
+    await grant_carol(panel, world, ["webhooks.*", "activity.read"])
+    hook = await hooks.create(world.carol, path, events=["audit"])
+
+    await world.alice.json("PATCH", f"/api/v1/servers/{server}", json={"name": "renamed"})
+    await receiver.wait_for(1)  # refused, with Retry-After: 2 s until the next attempt
+    sent = len(receiver.received)
+    if loses == "access":
+        await world.alice.json(
+            "DELETE", f"/api/v1/servers/{server}/users/{world.ids['carol_subuser']}", status=204
+        )
+    elif loses == "access-unannounced":
+        async with transaction(session_factory(panel.server.app[ENGINE])) as db:
+            await db.execute(
+                delete(Subuser).where(Subuser.id == uuid.UUID(world.ids["carol_subuser"]))
+            )
+    else:
+        await grant_carol(panel, world, ["webhooks.*"])
+
+    rows = await eventually(
+        lambda: deliveries(world.alice, f"{path}/{hook['id']}"),
+        lambda rows: all(row["status"] != "pending" for row in rows),
+    )
+    assert len(receiver.received) == sent
+    assert [r["status"] for r in rows] == ["failed"] * sent
+    shown = await world.alice.json("GET", f"{path}/{hook['id']}")
+    if loses.startswith("access"):
+        assert {r["error"] for r in rows} == {"not sent: the webhook was disabled"}
+        assert shown["enabled"] is False
+        assert "no longer has access to this server" in shown["disabled_reason"]
+        trail = await world.admin.json("GET", "/api/v1/audit?action=webhook.disabled")
+        # Turned off by the dispatcher: recorded as one turned off after failures is.
+        assert trail["meta"]["total"] == (loses == "access-unannounced")
+    else:
+        assert all("may no longer see the server's activity" in r["error"] for r in rows)
+        assert shown["enabled"] is True
