@@ -109,15 +109,20 @@ def error_shape_with(render: ErrorRenderer) -> Middleware:
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # What is out before the handler runs ("100 Continue": aiohttp 3.14 counts it as
+        # nothing, earlier versions did) is no answer begun.
+        begun = request.writer.output_size
         try:
             return await handler(request)
         except Exception as err:
-            if request.writer.output_size > 0:
+            if request.writer.output_size > begun and request.transport is not None:
                 # Part of a streamed answer is out (a download refused midway, a backup that
-                # failed to verify): no error answer can follow it. aiohttp closes the
-                # connection, so the client sees a transfer cut short, never a whole one.
+                # failed to verify): no error answer can follow it. The connection is closed
+                # once what is buffered is sent, so the client sees a transfer cut short,
+                # never a whole one; the answer below only names the error to the logs and
+                # metrics (nothing more can be written).
                 log.warning("streamed answer cut short", error=f"{type(err).__name__}: {err}")
-                raise
+                request.transport.close()
             return answer(request, err)
 
     def answer(request: web.Request, err: Exception) -> web.StreamResponse:

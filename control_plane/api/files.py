@@ -9,6 +9,7 @@ a pull, a big upload) must never hold a database lock.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -166,12 +167,14 @@ async def upload(req: ApiRequest[Any, FileUpload]) -> FileEntry:
     if req.http.content_length is not None and req.http.content_length != size:
         raise InvalidRequest("Content-Length and size differ")
     node = await req.server_node()
+    # Replacing a file needs files.write too (``send_upload``): still, when the body ends.
+    replacing = req.query.overwrite and req.access.allows(REPLACE_PERMISSION)
     body = BodyStream(
         req.http,
         timeout=req.settings.body_timeout_seconds,
         max_bytes=size,
         too_large=f"the upload is larger than its announced size ({size} bytes)",
-        recheck=req.authorized_again,
+        recheck=partial(req.authorized_again, *([REPLACE_PERMISSION] if replacing else [])),
     )
     try:
         return await send_upload(req, node, req.query, body.chunks())

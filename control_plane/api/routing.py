@@ -172,18 +172,21 @@ class ApiRequest(Generic[B, Q]):
             raise RuntimeError("this route declares no server permission")
         return self.found[1]
 
-    async def authorized_again(self) -> None:
-        """For a request that lasts (a body arriving for minutes): raise what the route would
-        answer if it came now, when the caller's credential (a session ended, a key revoked,
-        the user disabled) or their access to the server (a sub-user removed, a permission
-        taken away, the server suspended) has changed since it began; refusals are audited."""
+    async def authorized_again(self, *also: str) -> None:
+        """For a request that lasts (a body arriving, a download going out, for minutes):
+        raise what the route would answer if it came now, when the caller's credential (a
+        session ended, a key revoked, the user disabled) or their access to the server (a
+        sub-user removed, a permission taken away, the server suspended) has changed since
+        it began; ``also``: permissions the request needs besides the route's (replacing a
+        file). Refusals are audited; the access read is the request's from then on. A
+        transfer under way is the session's activity: it keeps it from its idle end."""
         if self.found is None or self.admitted_under is None:
             raise RuntimeError("this request was not admitted to a server")
         server_id = self.found[0].id
         if self.reidentify is not None:
             caller = await self.reidentify()
         else:
-            identified = await identify(self.http, self.http[CLIENT_IP], touch=False)
+            identified = await identify(self.http, self.http[CLIENT_IP])
             caller = identified if isinstance(identified, Caller) else None
         if caller is None:
             raise self.deny(
@@ -195,9 +198,14 @@ class ApiRequest(Generic[B, Q]):
             found = await access_for(db, caller, server_id)
         if found is None:
             raise self.deny(NotFound("no such server"), target="server", server=str(server_id))
-        error = refusal(caller, self.admitted_under, found[1])
-        if error is not None:
-            raise self.deny(error, target="server", server=str(server_id))
+        for need in (
+            self.admitted_under,
+            *(replace(self.admitted_under, permission=p) for p in also),
+        ):
+            error = refusal(caller, need, found[1])
+            if error is not None:
+                raise self.deny(error, target="server", server=str(server_id))
+        self.caller, self.found = caller, found
 
     @property
     def db(self) -> AsyncSession:

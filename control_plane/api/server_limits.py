@@ -54,9 +54,8 @@ def _limits_of(server: Server) -> placement.ServerLimits:
 async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
     """Checked and stored under the node's lock, as a creation takes its room, with the spec
     they make; then the node (a stopped game's container now, a running one's at its next
-    start; the disk at once). If the node refuses, the old limits are put back, unless
-    another spec was sent since (made from the new ones, by a request that keeps them); a
-    node that took the spec but refused the disk is given the old limits again."""
+    start; the disk at once). If the node refuses, the old limits are put back (unless
+    another change of the limits was stored since) and sent again."""
     change: LimitsUpdate = req.body
     server_id = req.server.id
     user = str(req.me.user_id)
@@ -72,20 +71,24 @@ async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
         return await startup.build_spec(db, server)
 
     numbered = await spec_changes.number(req.transaction, server_id, with_new_limits)
-    taken = False
     try:
-        await req.nodes.update_spec(numbered.node, numbered.spec, user=user)
-        taken = True
+        await spec_changes.deliver(
+            req.transaction, req.nodes, numbered, spec_changes.as_stored, user=user
+        )
         if new.disk_mib != old.disk_mib:
             await req.nodes.resize_disk(
                 numbered.node, server_id, DiskResize(disk_mib=new.disk_mib), user=user
             )
     except ApiError:
         async with req.transaction() as db:
-            server = await spec_changes.still_sent(db, server_id, numbered.spec)
-            if server is not None:
+            server = await db.get(Server, server_id)
+            # Unless another change of the limits was stored since: it is the one to keep.
+            reverted = server is not None and _limits_of(server) == new
+            if reverted and server is not None:
                 _store(server, old)
-        if taken and server is not None:
+        if reverted:
+            # The node may have the new ones (it took them, or a start sent them meanwhile):
+            # it gets the old ones now, or (unreachable) with the spec of its next start.
             with contextlib.suppress(ApiError):
                 await spec_changes.send(
                     req.transaction, req.nodes, server_id, spec_changes.as_stored, user=user

@@ -220,6 +220,10 @@ class ServerRegistry:
         the game is stopped, otherwise at its next start or restart. The volume is untouched.
         """
         server = self.get(spec.uuid)
+        if spec.is_older_than(server.spec):
+            # Held up on the way: the newer one stays (``Server.update_spec`` decides it
+            # again under the lock); no image is pulled for it.
+            return await server.status()
         # Images first, outside the lock: a missing image refuses the update.
         await self.runtime.ensure_image(spec.image)
         if spec.install is not None:

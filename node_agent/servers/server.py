@@ -196,7 +196,11 @@ class ManagedServer:
             return
         spec = spec.model_copy(update={"disk_mib": self.spec.disk_mib})
         if spec == self.spec:
-            # The control plane sends the spec before each start: the same one changes nothing.
+            return
+        if spec.model_copy(update={"revision": self.spec.revision}) == self.spec:
+            # The control plane sends the spec, numbered anew, before each start: the same
+            # one under a new number is kept as the newest and changes nothing else.
+            await self.update_record(spec=spec)
             return
         await self.update_record(spec=spec, spec_pending=True)
         container = await self.services.runtime.find(self.container)

@@ -92,7 +92,9 @@ class SlowNode:
                 raise web.HTTPUnauthorized(text="wrong act")
             return body
 
-        def answer(request: web.Request, state: ServerState, desired: DesiredPower) -> web.Response:
+        def answer(
+            request: web.Request, state: ServerState, desired: DesiredPower, revision: int = 0
+        ) -> web.Response:
             status = ServerStatus(
                 uuid=uuid.UUID(request.match_info["server_id"]),
                 state=state,
@@ -101,6 +103,7 @@ class SlowNode:
                 install_exit_code=None,
                 stopping=False,
                 container=None,
+                spec_revision=revision,
             )
             return web.json_response(text=status.model_dump_json())
 
@@ -130,7 +133,7 @@ class SlowNode:
             kept = self.kept.get(given.uuid)
             if kept is None or not given.is_older_than(kept):
                 self.kept[given.uuid] = given
-            return answer(request, "offline", "stopped")
+            return answer(request, "offline", "stopped", self.kept[given.uuid].revision)
 
         app = web.Application()
         app.router.add_route(SERVER_POWER.method, SERVER_POWER.path, power)

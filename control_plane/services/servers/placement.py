@@ -23,9 +23,11 @@ class ServerLimits:
     pids_limit: int
 
 
-async def _lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
-    # Row lock on PostgreSQL (SQLite transactions are serial already): concurrent creates on
-    # one node queue here, so capacity and ports are decided one at a time.
+async def lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
+    """The node's row, locked until the transaction ends (PostgreSQL; SQLite transactions are
+    serial already): concurrent creates on one node queue here, so capacity and ports are
+    decided one at a time. A node's row is locked before any of its servers' rows, as the
+    node's event stream updates them (its cursor, then the server's state)."""
     node = await db.scalar(select(Node).where(Node.id == node_id).with_for_update())
     if node is None:
         raise NotFound("no such node")
@@ -53,7 +55,7 @@ async def check_new_limits(db: AsyncSession, server: Server, limits: ServerLimit
     """409 unless the server's node has room for it with ``limits`` instead of its own. The
     node is locked as for a creation (in a write transaction): the caller stores the new
     limits in the same one, so two changes at once cannot both take the last room."""
-    node = await _lock_node(db, server.node_id)
+    node = await lock_node(db, server.node_id)
     await _check_capacity(db, node, limits, excluding=server.id)
 
 
@@ -134,7 +136,7 @@ async def create_server(
 ) -> Server:
     """Insert the server and give it the allocations asked for (the first is its main port,
     until its users choose another), or one free port of the node, atomically."""
-    node = await _lock_node(db, node_id)
+    node = await lock_node(db, node_id)
     await _check_capacity(db, node, limits)
     images = [i["image"] for i in blueprint.images]
     chosen = image or images[0]

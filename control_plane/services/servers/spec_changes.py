@@ -1,9 +1,11 @@
 """Sending a server's spec to its node while other requests (on this replica or another) may
 change the same server: every route that sends a spec goes through here.
 
-Each send first raises the server's ``spec_revision`` under the server row's lock, in a
-short transaction of its own, and builds the spec from the row as it then is, numbered with
-that revision; the node keeps the highest revision it was given (``ServerSpec.is_older_than``).
+Each send first raises the server's ``spec_revision`` under the server row's lock (its
+node's row locked first, the order every transaction takes them in), in a short transaction
+of its own, and builds the spec from the row as it then is, numbered with that revision; the
+node keeps the highest revision it was given (``ServerSpec.is_older_than``) and says which it
+keeps: one numbered beyond the database's (restored from an older backup) is numbered above.
 A change that is stored only once the node has it (:func:`send_then_store`) is stored only if
 no other spec was numbered since its own; otherwise its spec may lack what that other request
 changed, or the other's may lack this change, and it is built again from the row as it is now
@@ -26,15 +28,17 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Node, Server
 from control_plane.errors import Conflict, NotFound
 from control_plane.nodes.client import NodeClient
-from control_plane.services import infrastructure as infra
-from control_plane.services.servers import startup
+from control_plane.services.servers import placement, startup
 from shared.server_spec import ServerSpec
+
+log = structlog.get_logger("cp.specs")
 
 T = TypeVar("T")
 # A write transaction (``ApiRequest.transaction`` in a route, so that its audit goes in it).
@@ -47,6 +51,9 @@ Store = Callable[[AsyncSession, Server], Awaitable[T]]
 
 # Sends of one change before it gives up on a server others keep changing (409).
 ATTEMPTS: Final = 3
+CHANGED_MEANWHILE: Final = (
+    "the server was changed by other requests while this change was made: try again"
+)
 
 
 async def locked_server(db: AsyncSession, server_id: uuid.UUID) -> Server:
@@ -79,13 +86,17 @@ class Numbered:
     node: Node
 
 
-async def number(begin: Begin, server_id: uuid.UUID, build: Build) -> Numbered:
-    """Number the next spec and build it, in a transaction of its own (committed)."""
+async def number(begin: Begin, server_id: uuid.UUID, build: Build, *, above: int = 0) -> Numbered:
+    """Number the next spec (above ``above`` too) and build it, in a transaction of its own
+    (committed). The node's row is locked before the server's (``placement.lock_node``)."""
     async with begin() as db:
+        node_id = await db.scalar(select(Server.node_id).where(Server.id == server_id))
+        if node_id is None:
+            raise NotFound("no such server")
+        node = await placement.lock_node(db, node_id)
         server = await locked_server(db, server_id)
-        server.spec_revision += 1
-        spec = await build(db, server)
-        return Numbered(spec, await infra.get_node(db, server.node_id))
+        server.spec_revision = max(server.spec_revision, above) + 1
+        return Numbered(await build(db, server), node)
 
 
 async def send(
@@ -93,9 +104,30 @@ async def send(
 ) -> ServerSpec:
     """Number the next spec, build it, and give it to the node (its refusal is raised).
     Returns the spec sent."""
-    numbered = await number(begin, server_id, build)
-    await nodes.update_spec(numbered.node, numbered.spec, user=user)
-    return numbered.spec
+    return await deliver(begin, nodes, await number(begin, server_id, build), build, user=user)
+
+
+async def deliver(
+    begin: Begin, nodes: NodeClient, numbered: Numbered, build: Build, *, user: str
+) -> ServerSpec:
+    """Give the node a numbered spec; returns the one it keeps of those sent. A node that
+    answers that it keeps one numbered beyond it (another request's got there first, or the
+    database was restored from a backup older than the node's spec) is sent it again,
+    built anew and numbered above that."""
+    status = await nodes.update_spec(numbered.node, numbered.spec, user=user)
+    if status.spec_revision <= numbered.spec.revision:
+        return numbered.spec
+    log.info(
+        "node keeps a newer spec: numbering above it",
+        server=str(numbered.spec.uuid),
+        sent=numbered.spec.revision,
+        kept=status.spec_revision,
+    )
+    again = await number(begin, numbered.spec.uuid, build, above=status.spec_revision)
+    status = await nodes.update_spec(again.node, again.spec, user=user)
+    if status.spec_revision > again.spec.revision:
+        raise Conflict(CHANGED_MEANWHILE)
+    return again.spec
 
 
 async def send_then_store(
@@ -116,12 +148,4 @@ async def send_then_store(
             server = await locked_server(db, server_id)
             if server.spec_revision == sent.revision:
                 return await store(db, server)
-    raise Conflict("the server was changed by other requests while this change was made: try again")
-
-
-async def still_sent(db: AsyncSession, server_id: uuid.UUID, sent: ServerSpec) -> Server | None:
-    """The locked row if no other spec was numbered since ``sent``, else None (also for a
-    server deleted since): for a change stored before it was sent, put back when the node
-    refuses it unless another spec, made from it, was sent after."""
-    server = await _locked(db, server_id)
-    return server if server is not None and server.spec_revision == sent.revision else None
+    raise Conflict(CHANGED_MEANWHILE)

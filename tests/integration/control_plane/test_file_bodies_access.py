@@ -20,7 +20,7 @@ import pytest
 from tests.integration.control_plane.stack import Stack
 from tests.integration.control_plane.test_compat_files_end_to_end import link_of
 from tests.integration.control_plane.test_file_bodies import pieces, temporary_files
-from tests.integration.control_plane.test_file_replace_permission import owned_with_helper
+from tests.integration.control_plane.test_file_replace_permission import ORIGINAL, owned_with_helper
 from tests.support.compat import pterodactyl_key
 from tests.support.panel import Browser
 
@@ -216,3 +216,29 @@ async def test_a_download_under_way_when_access_is_lost_is_cut_within_seconds(
         await read_slowly(response)
     assert sum(got) < size
     assert time.monotonic() - started < 15
+
+
+async def test_an_upload_over_a_file_needs_files_write_still_when_its_body_ends(
+    stack: Stack,
+) -> None:
+    """Replacing a file is changing it: a sub-user who lost ``files.write`` (kept
+    ``files.create``) while the replacement arrived does not replace it."""
+
+    async def send(helper: Browser, files: str, body: AsyncIterator[bytes]) -> Response:
+        size = len(FIRST) + len(REST)
+        path = f"{files}/upload?path=/server.properties&size={size}"
+        return await helper.request("PUT", path, data=body)
+
+    async def create_only(
+        stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+    ) -> None:
+        await owner.json(
+            "PATCH",
+            f"/api/v1/servers/{server_id}/users/{subuser}",
+            json={"permissions": ["files.read", "files.create"]},
+        )
+
+    answer, server_id = await revoked_meanwhile(stack, create_only, send, FIRST, PAUSE, REST)
+    assert answer.status == 403, await answer.text()
+    assert "files.write" in (await answer.json())["error"]["message"]
+    assert (stack.volume(server_id) / "server.properties").read_bytes() == ORIGINAL

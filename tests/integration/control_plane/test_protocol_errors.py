@@ -155,3 +155,23 @@ async def test_stellar_cp_serve_answers_the_parsers_refusals_in_the_error_shape(
     ok = await exchange("127.0.0.1", served, request_bytes("GET", "/healthz", {}))
     assert ok.status == 200
     assert_names_no_software(ok)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/api/v1/auth/login", 400),  # not JSON
+        ("PUT", "/api/v1/servers/00000000-0000-4000-8000-000000000000/files/upload", 401),
+        ("POST", "/no/such/route", 404),
+    ],
+)
+async def test_a_client_that_expects_100_continue_gets_the_error_answer(
+    panel: Panel, method: str, path: str, status: int
+) -> None:
+    """curl's ``-T`` and Guzzle ask ``Expect: 100-continue``: aiohttp sends "100 Continue"
+    before any handler runs, and an error answer must still follow it (a connection closed
+    without one is for a streamed answer that had begun)."""
+    browser = await panel.browser()
+    response = await browser.request(method, path, data=b"x" * 2048, expect100=True)
+    assert response.status == status, await response.text()
+    assert set((await response.json())["error"]) == {"code", "message", "details"}

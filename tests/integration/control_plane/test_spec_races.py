@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+from sqlalchemy import update
 
+from control_plane.db.engine import session_factory
+from control_plane.db.models import Server
+from control_plane.db.session import transaction
+from control_plane.keys import ENGINE
 from shared.server_spec import ServerSpec
 from tests.integration.control_plane.test_server_ports import second_port
 from tests.integration.control_plane.test_slow_node import stack_with_slow_node
@@ -174,3 +179,49 @@ async def test_a_start_while_a_change_is_on_its_way_starts_with_the_change(
     # ignored; the change's second send came after both.
     assert [spec.environment["MOTD"] for spec in node.taken] == ["hello", "late", "late"]
     assert [spec.revision for spec in node.taken] == [2, 1, 3]
+
+
+async def test_a_database_restored_from_an_older_backup_numbers_above_the_nodes_spec(
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """The node keeps a spec numbered beyond any the restored database knows of: a change
+    is numbered above it, not ignored by the node while the panel stores it."""
+    world, node = await stack(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    node.holding = False
+    server = world.ids["alice_server"]
+    for motd in ("one", "two", "three"):
+        await world.alice.json("PATCH", startup_of(world), json={"variables": {"MOTD": motd}})
+    assert kept(world, node).revision == 3
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(
+            update(Server).where(Server.id == uuid.UUID(server)).values(spec_revision=1)
+        )
+    await world.alice.json("PATCH", startup_of(world), json={"variables": {"MOTD": "restored"}})
+    assert await motd_shown(world) == "restored"
+    assert (kept(world, node).environment["MOTD"], kept(world, node).revision) == ("restored", 4)
+
+
+async def test_limits_the_node_took_but_whose_disk_it_refused_are_put_back_there_too(
+    database_url: str,
+    tmp_path: Path,
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """This node serves no disk resize: the spec with the new limits is taken, the disk is
+    refused; the old limits are stored again and the node is given them again."""
+    world, node = await stack(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    node.holding = False
+    server = world.ids["alice_server"]
+    before = (await world.admin.json("GET", f"/api/v1/servers/{server}"))["limits"]
+    refused = await world.admin.request(
+        "PATCH",
+        f"/api/v1/servers/{server}/limits",
+        json={"memory_mib": 777, "disk_mib": before["disk_mib"] + 100},
+    )
+    assert refused.status >= 400, await refused.text()
+    assert (await world.admin.json("GET", f"/api/v1/servers/{server}"))["limits"] == before
+    assert [spec.memory_mib for spec in node.taken] == [777, before["memory_mib"]]
+    assert kept(world, node).memory_mib == before["memory_mib"]

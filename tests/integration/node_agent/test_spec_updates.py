@@ -42,6 +42,12 @@ async def reinstall(api: LiveClient, server_id: uuid.UUID) -> Answer:
     return await api.send("POST", server_id, "server.reinstall", suffix="/reinstall")
 
 
+def container_id(server_id: uuid.UUID) -> str:
+    found = docker_cli("inspect", "-f", "{{.Id}}", game_container_name(server_id))
+    assert found.returncode == 0, found.stderr
+    return found.stdout.strip()
+
+
 def container_env(server_id: uuid.UUID) -> list[str]:
     found = docker_cli("inspect", "-f", "{{json .Config.Env}}", game_container_name(server_id))
     assert found.returncode == 0, found.stderr
@@ -106,11 +112,17 @@ async def test_a_spec_older_than_the_one_kept_never_replaces_it_even_after_a_res
     # The same revision again is the same spec sent again: taken as it comes.
     again = await put_spec(api, {**spec, "environment": {"GREETING": "three"}, "revision": 6})
     assert (again.status, again.body["spec_revision"]) == (200, 6), again.body
+    # The same spec under a new number (one is numbered before each start) is kept as the
+    # newest, and the container is not built again for it.
+    built = container_id(server_id)
+    renumbered = await put_spec(api, {**spec, "environment": {"GREETING": "three"}, "revision": 7})
+    assert renumbered.body["spec_revision"] == 7, renumbered.body
+    assert (renumbered.body["spec_pending"], container_id(server_id)) == (False, built)
 
     live_agent.stop()
     live_agent.start()
     late = await put_spec(api, {**spec, "environment": {"GREETING": "two"}, "revision": 5})
-    assert (late.status, late.body["spec_revision"]) == (200, 6), late.body
+    assert (late.status, late.body["spec_revision"]) == (200, 7), late.body
     assert (await api.power(server_id, "start")).body["state"] == "running"
     assert "GREETING=three" in container_env(server_id)
 
