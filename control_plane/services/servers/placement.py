@@ -28,7 +28,10 @@ async def lock_node(db: AsyncSession, node_id: uuid.UUID) -> Node:
     serial already): concurrent creates on one node queue here, so capacity and ports are
     decided one at a time. A node's row is locked before any of its servers' rows, as the
     node's event stream updates them (its cursor, then the server's state)."""
-    node = await db.scalar(select(Node).where(Node.id == node_id).with_for_update())
+    # FOR NO KEY UPDATE: it queues creates and spec sends of the node, not the foreign-key
+    # checks of rows that name the node (a port's update takes one while the server's row
+    # is locked: a plain FOR UPDATE here waited on it, and it on this, a deadlock).
+    node = await db.scalar(select(Node).where(Node.id == node_id).with_for_update(key_share=True))
     if node is None:
         raise NotFound("no such node")
     return node

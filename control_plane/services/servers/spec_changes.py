@@ -68,7 +68,7 @@ async def _locked(db: AsyncSession, server_id: uuid.UUID) -> Server | None:
     return await db.scalar(
         select(Server)
         .where(Server.id == server_id)
-        .with_for_update()
+        .with_for_update(key_share=True)  # not the foreign-key checks of rows naming it
         .execution_options(populate_existing=True)
     )
 

@@ -20,9 +20,10 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Server
+from control_plane.db.models import Allocation, Server
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
+from control_plane.services.servers import placement, spec_changes
 from shared.server_spec import ServerSpec
 from tests.integration.control_plane.test_server_ports import second_port
 from tests.integration.control_plane.test_slow_node import stack_with_slow_node
@@ -225,3 +226,30 @@ async def test_limits_the_node_took_but_whose_disk_it_refused_are_put_back_there
     assert (await world.admin.json("GET", f"/api/v1/servers/{server}"))["limits"] == before
     assert [spec.memory_mib for spec in node.taken] == [777, before["memory_mib"]]
     assert kept(world, node).memory_mib == before["memory_mib"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_spec_sends_lock_on_the_node_lets_a_change_of_the_servers_ports_through(
+    world: World,
+) -> None:
+    """The deadlock a CI run found: a spec being numbered holds the node's row and waits for
+    the server's; a main-port change holds the server's row and updates its ports, whose
+    trigger updates the server's row once per port, and from the second on PostgreSQL
+    checks the server's foreign key to the node, which a FOR UPDATE lock on the node's row
+    blocked. The node is locked FOR NO KEY UPDATE now: the check goes through."""
+    factory = session_factory(world.panel.server.app[ENGINE])
+    server_id = uuid.UUID(world.ids["alice_server"])
+    other, _ = await second_port(world)
+
+    async def change_ports() -> None:
+        async with transaction(factory) as db:
+            await spec_changes.locked_server(db, server_id)
+            await db.execute(
+                update(Allocation)
+                .where(Allocation.server_id == server_id)
+                .values(is_primary=Allocation.id == uuid.UUID(other))
+            )
+
+    async with transaction(factory) as holder:
+        await placement.lock_node(holder, uuid.UUID(world.ids["node"]))
+        await asyncio.wait_for(change_ports(), 5)
