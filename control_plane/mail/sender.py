@@ -3,11 +3,15 @@
 Each pass takes the ``mail-outbox`` lease (``LeaseKeeper.for_run``), reads the due mails in
 a short transaction, sends them with no transaction open, then records each outcome; it
 sends each only while the lease is still valid (a replica frozen mid-pass loses it within
-seconds, another sends the rest, and the frozen one stops when it wakes). A failure is
-retried after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter, at most an hour); a
-mail still failing a day after it was queued, or refused for good, is given up
-(``failed_at``, ``last_error``). Delivery is at least once: a process that dies (or is
-frozen) between the SMTP server's "250 OK" and the row's update sends that mail again.
+seconds, another sends the rest, and the frozen one stops when it wakes). Each mail is
+claimed just before it is sent (``claimed_until``), for longer than its delivery may take
+(:func:`claim_seconds`; the delivery is cut at :func:`delivery_seconds`): the replica that
+takes over a frozen one's pass leaves the mail that was under way alone until the claim
+ends, so it goes out once if the frozen one wakes and finishes it. A failure is retried
+after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter, at most an hour); a mail still
+failing a day after it was queued, or refused for good, is given up (``failed_at``,
+``last_error``). Delivery is at least once: a process that dies (or stays frozen past the
+claim) between the SMTP server's "250 OK" and the row's update has that mail sent again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
-from sqlalchemy import delete, or_, select
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.db.leases import Lease, LeaseKeeper
@@ -46,6 +50,16 @@ class _Due:
     html: str
     attempts: int
     created_at: dt.datetime
+
+
+def delivery_seconds(settings: ControlPlaneSettings) -> float:
+    """How long one delivery may take in all (each SMTP step has the SMTP timeout)."""
+    return 4 * settings.smtp_timeout_seconds
+
+
+def claim_seconds(settings: ControlPlaneSettings) -> float:
+    """How long a mail stays claimed by the replica sending it: twice a whole delivery."""
+    return 2 * delivery_seconds(settings)
 
 
 def retry_delay(base: float, attempts: int) -> float:
@@ -101,9 +115,9 @@ class MailSender:
             rows = await db.scalars(
                 select(OutboxMail)
                 .where(
-                    OutboxMail.sent_at.is_(None),
-                    OutboxMail.failed_at.is_(None),
+                    _UNSENT,
                     OutboxMail.next_attempt_at <= now,
+                    _unclaimed(now),
                 )
                 .order_by(OutboxMail.next_attempt_at)
                 .limit(BATCH)
@@ -121,13 +135,16 @@ class MailSender:
                     left=len(due) - due.index(mail),
                 )
                 return 0
+            if not await self._claim(mail):
+                continue  # another replica has it, or it was sent meanwhile
             error: str | None = None
             permanent = False
             try:
                 message = build_message(
                     self._settings, to=mail.to, subject=mail.subject, text=mail.text, html=mail.html
                 )
-                await deliver(self._settings, message)
+                async with asyncio.timeout(delivery_seconds(self._settings)):
+                    await deliver(self._settings, message)
             except PermanentFailure as err:
                 error, permanent = str(err), True
             except Exception as err:  # any failure is retried later
@@ -136,12 +153,25 @@ class MailSender:
             await self._record(mail, error, permanent=permanent)
         return len(due)
 
+    async def _claim(self, mail: _Due) -> bool:
+        """Claim ``mail`` for this replica's delivery; False if it is not to be sent here."""
+        now = dt.datetime.now(dt.UTC)
+        until = now + dt.timedelta(seconds=claim_seconds(self._settings))
+        async with transaction(self._sessions) as db:
+            claimed = await db.execute(
+                update(OutboxMail)
+                .where(OutboxMail.id == mail.id, _UNSENT, _unclaimed(now))
+                .values(claimed_until=until)
+            )
+            return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
     async def _record(self, mail: _Due, error: str | None, *, permanent: bool) -> None:
         now = dt.datetime.now(dt.UTC)
         async with transaction(self._sessions) as db:
             row = await db.get(OutboxMail, mail.id)
             if row is None:
                 return
+            row.claimed_until = None
             row.attempts = mail.attempts + 1
             if error is None:
                 row.sent_at, row.text_body, row.html_body, row.last_error = now, "", "", None
@@ -156,6 +186,13 @@ class MailSender:
             row.next_attempt_at = now + dt.timedelta(seconds=delay)
             log.info("mail delivery failed; retrying", kind=row.kind, error=row.last_error,
                      retry_in=round(delay, 1))  # fmt: skip
+
+
+_UNSENT: Final = and_(OutboxMail.sent_at.is_(None), OutboxMail.failed_at.is_(None))
+
+
+def _unclaimed(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now)
 
 
 def _unless_stopping() -> None:

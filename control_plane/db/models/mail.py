@@ -29,6 +29,8 @@ class OutboxMail(IdMixin, CreatedMixin, Base):
     # Given up on (after about a day of retries): kept with its last error.
     failed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(String(512), default=None)
+    # Being sent by one replica until then (``mail/sender.py``): no other sends it meanwhile.
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
 class MailToken(IdMixin, CreatedMixin, Base):

@@ -19,7 +19,7 @@ from control_plane.db.engine import create_engine, session_factory
 from control_plane.db.leases import EXPIRY_SECONDS, LeaseKeeper
 from control_plane.db.models import OutboxMail
 from control_plane.db.session import transaction
-from control_plane.mail.sender import MailSender
+from control_plane.mail.sender import MailSender, claim_seconds
 from control_plane.settings import load_settings
 from tests.integration.control_plane.mail_support import mail_environment, mail_panel
 from tests.support.panel import Panel
@@ -212,8 +212,9 @@ async def test_a_replica_frozen_mid_pass_lets_another_send_the_mail_and_stops_wh
     frozen (SIGSTOP, a paused VM) or cut off in the middle of a pass kept it, and no replica
     sent any mail until it woke up, or for hours until TCP gave up on it. Now a pass holds a
     lease: the frozen one (emulated: its lease session is not renewed while it waits on a
-    message the SMTP server holds) loses it within the expiry, the other sends every due
-    mail, and the frozen one, awake, sends nothing more of its pass."""
+    message the SMTP server holds) loses it within the expiry, the other sends every other
+    due mail, and the frozen one, awake, finishes the mail it had claimed and sends nothing
+    more of its pass: each mail once."""
     async with transaction(session_factory(engine)) as db:
         for n in (1, 2):
             db.add(
@@ -248,20 +249,23 @@ async def test_a_replica_frozen_mid_pass_lets_another_send_the_mail_and_stops_wh
                 MailSender(settings, session_factory(engines[1]), other).run()
             )
             try:
-                sent = sorted([(await catcher.next()).subject, (await catcher.next()).subject])
-                assert sent == ["mail 1", "mail 2"]
+                assert (await catcher.next()).subject == "mail 2"
                 taken_over = time.monotonic() - stalled_at
                 assert taken_over < EXPIRY_SECONDS + 3, taken_over
+                # Mail 1 is the frozen one's, claimed: nobody sends it in its place.
+                await asyncio.sleep(1.0)
+                assert [delivered.subject for delivered in catcher.received] == ["mail 2"]
+
+                catcher.go_on.set()  # awake: it finishes mail 1, and nothing more of its pass
+                assert await asyncio.wait_for(stuck, 10) == 0, "it went on with its pass"
 
                 async def all_sent() -> bool:
                     return all(row.sent_at is not None for row in await _outbox(engine))
 
                 await _until(all_sent)
-                catcher.go_on.set()  # awake: its first mail goes out (again: at least once)
-                assert await asyncio.wait_for(stuck, 10) == 0, "it went on with its pass"
                 await asyncio.sleep(0.5)
                 subjects = [delivered.subject for delivered in catcher.received]
-                assert sorted(subjects) == ["mail 1", "mail 1", "mail 2"]
+                assert sorted(subjects) == ["mail 1", "mail 2"]  # each once
             finally:
                 catcher.go_on.set()
                 for task in (sender, stuck):
@@ -269,5 +273,71 @@ async def test_a_replica_frozen_mid_pass_lets_another_send_the_mail_and_stops_wh
                 await asyncio.gather(sender, stuck, return_exceptions=True)
     finally:
         for keeper, each in zip((frozen, other), engines, strict=True):
+            await keeper.close()
+            await each.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_mail_whose_sender_died_mid_delivery_goes_out_once_its_claim_ends(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    """The other side of the claim: the replica sending mail 1 is killed in the middle of
+    its delivery (its task cancelled: nothing recorded, its claim left). Another replica sends
+    mail 2 at once, and mail 1 once the claim has ended (twice a whole delivery: 4 s with
+    a 0.5 s SMTP timeout): at least once, never lost."""
+    async with transaction(session_factory(engine)) as db:
+        for n in (1, 2):
+            db.add(
+                OutboxMail(
+                    kind="password_reset",
+                    to_address=f"user{n}@example.org",
+                    subject=f"mail {n}",
+                    text_body="hello",
+                    html_body="<p>hello</p>",
+                )
+            )
+    catcher = StallingCatcher()
+    engines = [create_engine(database_url), create_engine(database_url)]
+    killed, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
+    other.start()
+    try:
+        async with smtp_server(catcher) as port:
+            settings = load_settings(
+                mail_environment(
+                    database_url,
+                    port,
+                    STELLAR_SMTP_TIMEOUT_SECONDS="0.5",
+                    STELLAR_MAIL_POLL_SECONDS="0.1",
+                )
+            )
+            claim = claim_seconds(settings)
+            killed_sender = MailSender(settings, session_factory(engines[0]), killed)
+
+            async def doomed_pass() -> int:
+                async with killed.for_run("mail-outbox") as lease:
+                    assert lease is not None
+                    return await killed_sender.send_due(lease)
+
+            doomed = asyncio.create_task(doomed_pass())
+            await asyncio.wait_for(catcher.stalled.wait(), 10)
+            claimed_at = time.monotonic()
+            doomed.cancel()
+            await asyncio.gather(doomed, return_exceptions=True)
+            sender = asyncio.create_task(
+                MailSender(settings, session_factory(engines[1]), other).run()
+            )
+            try:
+                assert (await catcher.next()).subject == "mail 2"
+                assert (await asyncio.wait_for(catcher.next(), claim + 10)).subject == "mail 1"
+                assert time.monotonic() - claimed_at >= claim - 1
+                await asyncio.sleep(0.5)
+                subjects = [delivered.subject for delivered in catcher.received]
+                assert sorted(subjects) == ["mail 1", "mail 2"]
+            finally:
+                catcher.go_on.set()  # the dead connection's DATA, answered at last
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+    finally:
+        for keeper, each in zip((killed, other), engines, strict=True):
             await keeper.close()
             await each.dispose()
