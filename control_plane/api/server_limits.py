@@ -8,19 +8,22 @@ import contextlib
 import dataclasses
 from typing import Any
 
+import structlog
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.servers import check_limits, server_out
 from control_plane.db.models import Server
-from control_plane.errors import ApiError, NotFound
+from control_plane.errors import ApiError, Conflict, NotFound
 from control_plane.schemas.common import Input
 from control_plane.schemas.servers import ServerOut
 from control_plane.security.permissions import VIEW
 from control_plane.services.servers import placement, spec_changes, startup
 from shared.node_api import DiskResize
 from shared.server_spec import ServerSpec
+
+log = structlog.get_logger("cp.limits")
 
 routes = ApiRoutes("servers")
 
@@ -80,19 +83,34 @@ async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
                 numbered.node, server_id, DiskResize(disk_mib=new.disk_mib), user=user
             )
     except ApiError:
-        async with req.transaction() as db:
-            server = await db.get(Server, server_id)
-            # Unless another change of the limits was stored since: it is the one to keep.
-            reverted = server is not None and _limits_of(server) == new
-            if reverted and server is not None:
-                _store(server, old)
-        if reverted:
+        reverted = False
+
+        async def put_back(db: AsyncSession, server: Server) -> ServerSpec:
+            # Under the node's and the server's locks, as the change was made. Unless another
+            # change of the limits was stored since (it is the one to keep), or the room the
+            # old ones took went to another server meanwhile (the new ones stay, said below).
+            nonlocal reverted
+            if _limits_of(server) == new:
+                with contextlib.suppress(Conflict):
+                    await placement.check_new_limits(db, server, old)
+                    _store(server, old)
+                    reverted = True
+            return await startup.build_spec(db, server)
+
+        with contextlib.suppress(ApiError):
             # The node may have the new ones (it took them, or a start sent them meanwhile):
             # it gets the old ones now, or (unreachable) with the spec of its next start.
-            with contextlib.suppress(ApiError):
-                await spec_changes.send(
-                    req.transaction, req.nodes, server_id, spec_changes.as_stored, user=user
+            numbered = await spec_changes.number(req.transaction, server_id, put_back)
+            if reverted:
+                await spec_changes.deliver(
+                    req.transaction, req.nodes, numbered, spec_changes.as_stored, user=user
                 )
+        if not reverted:
+            log.warning(
+                "limits the node refused are kept: another change of them was stored, their"
+                " room was taken, or the database could not be reached",
+                server=str(server_id),
+            )
         raise
     async with req.transaction() as db:
         server = await db.get(Server, server_id)

@@ -4,19 +4,21 @@ Each pass takes the ``mail-outbox`` lease (``LeaseKeeper.for_run``), reads the d
 a short transaction, sends them with no transaction open, then records each outcome; it
 sends each only while the lease is still valid (a replica frozen mid-pass loses it within
 seconds, another sends the rest, and the frozen one stops when it wakes). Each mail is
-claimed just before it is sent (``claimed_until``), for longer than its delivery may take
-(:func:`claim_seconds`; the delivery is cut at :func:`delivery_seconds`): the replica that
-takes over a frozen one's pass leaves the mail that was under way alone until the claim
-ends, so it goes out once if the frozen one wakes and finishes it. A failure is retried
-after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter, at most an hour); a mail still
-failing a day after it was queued, or refused for good, is given up (``failed_at``,
-``last_error``). Delivery is at least once: a process that dies (or stays frozen past the
-claim) between the SMTP server's "250 OK" and the row's update has that mail sent again.
+claimed just before it is sent (``claimed_until``), for longer than its delivery can take
+(:func:`claim_seconds`): the replica that takes over a frozen one's pass leaves the mail
+that was under way alone until the claim ends, so it goes out once if the frozen one wakes
+within it and finishes it. (Claims are on each replica's clock: keep them in time, NTP.)
+A failure is retried after ``STELLAR_MAIL_RETRY_SECONDS`` doubling (with jitter, at most an
+hour); a mail still failing a day after it was queued, or refused for good, is given up
+(``failed_at``, ``last_error``). Delivery is at least once: a process that dies (or stays
+frozen past the claim) between the SMTP server's "250 OK" and the row's update has that
+mail sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import uuid
@@ -52,14 +54,15 @@ class _Due:
     created_at: dt.datetime
 
 
-def delivery_seconds(settings: ControlPlaneSettings) -> float:
-    """How long one delivery may take in all (each SMTP step has the SMTP timeout)."""
-    return 4 * settings.smtp_timeout_seconds
+# The steps of one delivery, each bounded by the SMTP timeout: connect and greeting, EHLO,
+# STARTTLS and EHLO again, AUTH, MAIL, RCPT, DATA, the message, QUIT.
+SMTP_STEPS: Final = 10
 
 
 def claim_seconds(settings: ControlPlaneSettings) -> float:
-    """How long a mail stays claimed by the replica sending it: twice a whole delivery."""
-    return 2 * delivery_seconds(settings)
+    """How long a mail stays claimed by the replica sending it: longer than a delivery can
+    take (every step at its timeout), plus as much again."""
+    return 2 * SMTP_STEPS * settings.smtp_timeout_seconds
 
 
 def retry_delay(base: float, attempts: int) -> float:
@@ -135,7 +138,8 @@ class MailSender:
                     left=len(due) - due.index(mail),
                 )
                 return 0
-            if not await self._claim(mail):
+            claim = await self._claim(mail)
+            if claim is None:
                 continue  # another replica has it, or it was sent meanwhile
             error: str | None = None
             permanent = False
@@ -143,18 +147,22 @@ class MailSender:
                 message = build_message(
                     self._settings, to=mail.to, subject=mail.subject, text=mail.text, html=mail.html
                 )
-                async with asyncio.timeout(delivery_seconds(self._settings)):
-                    await deliver(self._settings, message)
+                await deliver(self._settings, message)
             except PermanentFailure as err:
                 error, permanent = str(err), True
+            except asyncio.CancelledError:
+                # Stopped (a restart): the mail is not left claimed for minutes.
+                await self._release(mail, claim)
+                raise
             except Exception as err:  # any failure is retried later
                 _unless_stopping()
                 error = f"{type(err).__name__}: {err}"
-            await self._record(mail, error, permanent=permanent)
+            await self._record(mail, claim, error, permanent=permanent)
         return len(due)
 
-    async def _claim(self, mail: _Due) -> bool:
-        """Claim ``mail`` for this replica's delivery; False if it is not to be sent here."""
+    async def _claim(self, mail: _Due) -> dt.datetime | None:
+        """Claim ``mail`` for this replica's delivery: until when, or None if it is not to
+        be sent here."""
         now = dt.datetime.now(dt.UTC)
         until = now + dt.timedelta(seconds=claim_seconds(self._settings))
         async with transaction(self._sessions) as db:
@@ -163,15 +171,27 @@ class MailSender:
                 .where(OutboxMail.id == mail.id, _UNSENT, _unclaimed(now))
                 .values(claimed_until=until)
             )
-            return bool(claimed.rowcount)  # type: ignore[attr-defined]
+            return until if claimed.rowcount else None  # type: ignore[attr-defined]
 
-    async def _record(self, mail: _Due, error: str | None, *, permanent: bool) -> None:
+    async def _release(self, mail: _Due, claim: dt.datetime) -> None:
+        with contextlib.suppress(Exception):
+            async with transaction(self._sessions) as db:
+                await db.execute(
+                    update(OutboxMail)
+                    .where(OutboxMail.id == mail.id, OutboxMail.claimed_until == claim)
+                    .values(claimed_until=None)
+                )
+
+    async def _record(
+        self, mail: _Due, claim: dt.datetime, error: str | None, *, permanent: bool
+    ) -> None:
         now = dt.datetime.now(dt.UTC)
         async with transaction(self._sessions) as db:
             row = await db.get(OutboxMail, mail.id)
-            if row is None:
-                return
-            row.claimed_until = None
+            if row is None or row.sent_at is not None or row.failed_at is not None:
+                return  # done by another replica once this one's claim had ended
+            if row.claimed_until == claim:
+                row.claimed_until = None
             row.attempts = mail.attempts + 1
             if error is None:
                 row.sent_at, row.text_body, row.html_body, row.last_error = now, "", "", None

@@ -195,7 +195,7 @@ async def request_password_reset(
 
 async def _resets_used_up(db: AsyncSession, user_id: uuid.UUID) -> bool:
     """Whether the account was mailed its allowance of reset links within the window."""
-    await db.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    await db.scalar(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     count, window = RESET_ALLOWANCE
     mailed = await db.scalar(
         select(func.count())

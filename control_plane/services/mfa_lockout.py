@@ -72,7 +72,9 @@ async def hold(db: AsyncSession, user_id: uuid.UUID) -> None:
 
     (SQLite has no row locks; there every writing transaction holds the database's.)
     """
-    found = await db.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    found = await db.scalar(
+        select(User.id).where(User.id == user_id).with_for_update(key_share=True)
+    )
     if found is None:
         raise Unauthenticated("authentication required")
 

@@ -196,6 +196,7 @@ class WebhookDispatcher:
         if self._engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
         jobs: list[_Job] = []
+        turn_off: set[uuid.UUID] = set()
         async with transaction(self._sessions) as db:
             standings: dict[uuid.UUID, str] = {}
             for delivery, hook in (await db.execute(query)).all():
@@ -205,10 +206,9 @@ class WebhookDispatcher:
                 # while the user the webhook sends for lost access to what it says.
                 if hook.id not in standings:
                     standings[hook.id] = await outbox.standing(db, hook)
-                    if outbox.turns_off(standings[hook.id]):
-                        await disable(db, hook.id, now, reason=standings[hook.id])
-                if not hook.enabled:
-                    continue  # its pending deliveries failed with it
+                if outbox.turns_off(standings[hook.id]):
+                    turn_off.add(hook.id)
+                    continue
                 why = outbox.withheld(standings[hook.id], delivery.event_type)
                 if why is not None:
                     delivery.status, delivery.next_attempt_at = "failed", None
@@ -227,6 +227,16 @@ class WebhookDispatcher:
                         delivery.created_at,
                     )
                 )
+        # Turned off in a transaction of their own, the webhook's row before its deliveries
+        # (as everywhere): inside the claim, which holds deliveries, two replicas doing it
+        # for one webhook would each wait for the other's rows.
+        for hook_id in turn_off:
+            async with transaction(self._sessions) as db:
+                found = await db.get(Webhook, hook_id, with_for_update={"key_share": True})
+                if found is not None and found.enabled:
+                    standing = await outbox.standing(db, found)  # again: it may be taken over
+                    if outbox.turns_off(standing):
+                        await disable(db, found.id, now, reason=standing)
         return jobs
 
     async def _send(self, job: _Job) -> None:
