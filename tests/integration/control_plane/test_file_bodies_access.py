@@ -41,14 +41,22 @@ async def removed(
     await owner.json("DELETE", f"/api/v1/servers/{server_id}/users/{subuser}", status=204)
 
 
-async def read_only(
-    stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
-) -> None:
-    await owner.json(
-        "PATCH",
-        f"/api/v1/servers/{server_id}/users/{subuser}",
-        json={"permissions": ["files.read"]},
-    )
+def narrowed_to(*permissions: str) -> Revoke:
+    """The owner leaves the sub-user only ``permissions``."""
+
+    async def narrow(
+        stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
+    ) -> None:
+        await owner.json(
+            "PATCH",
+            f"/api/v1/servers/{server_id}/users/{subuser}",
+            json={"permissions": list(permissions)},
+        )
+
+    return narrow
+
+
+read_only = narrowed_to("files.read")
 
 
 async def signed_out(
@@ -229,15 +237,7 @@ async def test_an_upload_over_a_file_needs_files_write_still_when_its_body_ends(
         path = f"{files}/upload?path=/server.properties&size={size}"
         return await helper.request("PUT", path, data=body)
 
-    async def create_only(
-        stack: Stack, owner: Browser, helper: Browser, server_id: str, subuser: str
-    ) -> None:
-        await owner.json(
-            "PATCH",
-            f"/api/v1/servers/{server_id}/users/{subuser}",
-            json={"permissions": ["files.read", "files.create"]},
-        )
-
+    create_only = narrowed_to("files.read", "files.create")
     answer, server_id = await revoked_meanwhile(stack, create_only, send, FIRST, PAUSE, REST)
     assert answer.status == 403, await answer.text()
     assert "files.write" in (await answer.json())["error"]["message"]

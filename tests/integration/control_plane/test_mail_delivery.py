@@ -188,6 +188,28 @@ async def test_two_replicas_send_each_mail_once(
             assert len(catcher.received) == len(addresses) + 2
 
 
+async def queue_two_mails(engine: AsyncEngine) -> None:
+    """ "mail 1" and "mail 2", due now."""
+    async with transaction(session_factory(engine)) as db:
+        for n in (1, 2):
+            db.add(
+                OutboxMail(
+                    kind="password_reset",
+                    to_address=f"user{n}@example.org",
+                    subject=f"mail {n}",
+                    text_body="hello",
+                    html_body="<p>hello</p>",
+                )
+            )
+
+
+async def one_pass(keeper: LeaseKeeper, sender: MailSender) -> int:
+    """One mail pass under ``keeper``'s lease (which must be free), as a replica runs it."""
+    async with keeper.for_run("mail-outbox") as lease:
+        assert lease is not None
+        return await sender.send_due(lease)
+
+
 class StallingCatcher(MailCatcher):
     """Holds the first message's DATA unanswered until ``go_on`` is set (the sender that
     sent it waits there, as one frozen mid-pass would); the others it takes at once."""
@@ -215,17 +237,7 @@ async def test_a_replica_frozen_mid_pass_lets_another_send_the_mail_and_stops_wh
     message the SMTP server holds) loses it within the expiry, the other sends every other
     due mail, and the frozen one, awake, finishes the mail it had claimed and sends nothing
     more of its pass: each mail once."""
-    async with transaction(session_factory(engine)) as db:
-        for n in (1, 2):
-            db.add(
-                OutboxMail(
-                    kind="password_reset",
-                    to_address=f"user{n}@example.org",
-                    subject=f"mail {n}",
-                    text_body="hello",
-                    html_body="<p>hello</p>",
-                )
-            )
+    await queue_two_mails(engine)
     catcher = StallingCatcher()
     engines = [create_engine(database_url), create_engine(database_url)]
     frozen, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
@@ -237,12 +249,7 @@ async def test_a_replica_frozen_mid_pass_lets_another_send_the_mail_and_stops_wh
             )
             frozen_sender = MailSender(settings, session_factory(engines[0]), frozen)
 
-            async def frozen_pass() -> int:
-                async with frozen.for_run("mail-outbox") as lease:
-                    assert lease is not None
-                    return await frozen_sender.send_due(lease)
-
-            stuck = asyncio.create_task(frozen_pass())
+            stuck = asyncio.create_task(one_pass(frozen, frozen_sender))
             await asyncio.wait_for(catcher.stalled.wait(), 10)
             stalled_at = time.monotonic()
             sender = asyncio.create_task(
@@ -287,17 +294,7 @@ async def test_a_mail_whose_sender_died_mid_delivery_goes_out_once_its_claim_end
     and its claim is left). Another replica sends mail 2 at once, and mail 1 once the claim
     has ended (6 s with a 0.3 s SMTP timeout): at least once, never lost. A replica stopped
     (its task cancelled, as at a restart) lets go of its claim: mail 1 goes out at once."""
-    async with transaction(session_factory(engine)) as db:
-        for n in (1, 2):
-            db.add(
-                OutboxMail(
-                    kind="password_reset",
-                    to_address=f"user{n}@example.org",
-                    subject=f"mail {n}",
-                    text_body="hello",
-                    html_body="<p>hello</p>",
-                )
-            )
+    await queue_two_mails(engine)
     catcher = StallingCatcher()
     engines = [create_engine(database_url), create_engine(database_url)]
     killed, other = LeaseKeeper(engines[0]), LeaseKeeper(engines[1])
@@ -321,12 +318,7 @@ async def test_a_mail_whose_sender_died_mid_delivery_goes_out_once_its_claim_end
 
                 monkeypatch.setattr(killed_sender, "_release", nothing)
 
-            async def doomed_pass() -> int:
-                async with killed.for_run("mail-outbox") as lease:
-                    assert lease is not None
-                    return await killed_sender.send_due(lease)
-
-            doomed = asyncio.create_task(doomed_pass())
+            doomed = asyncio.create_task(one_pass(killed, killed_sender))
             await asyncio.wait_for(catcher.stalled.wait(), 10)
             claimed_at = time.monotonic()
             doomed.cancel()
