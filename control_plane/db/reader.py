@@ -30,6 +30,7 @@ has no effect to repeat. A database that is down still fails the read (503).
 from __future__ import annotations
 
 import asyncio
+import collections
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +61,10 @@ POSTGRES_READ_OVERFLOW: Final = 5
 # greenlet switch each, the pool's bookkeeping) cost about as much CPU as the read itself.
 # Up to eight are kept (with 4, eight requests in flight took and gave back connections on
 # every other request: 10 us of CPU a list); the other reads keep the pool's other four and
-# its overflow.
+# its overflow. A compiled read that finds all eight busy waits for the first one back
+# rather than taking a ninth from the pool for one statement: with sixteen requests in
+# flight, half the reads did, and a list cost half as much CPU again (bench/api.py
+# ``--concurrency 16``).
 POSTGRES_HELD: Final = 8
 
 
@@ -91,8 +95,14 @@ class StatementReader:
         # id(statement) → (the statement, kept so that its id is never reused; its form, None
         # for one that SQLAlchemy must run).
         self._prepared: dict[int, tuple[Select[Any], PreparedRead | None]] = {}
-        # PostgreSQL: connections of the read pool the authentication read keeps between reads.
+        # PostgreSQL: connections of the read pool the compiled reads keep between reads (the
+        # idle ones), how many they keep in all (idle or reading), and the reads waiting for
+        # one when all are reading.
         self._held: list[tuple[AsyncConnection, Any]] = []
+        self._holding = 0
+        self._waiting: collections.deque[asyncio.Future[tuple[AsyncConnection, Any] | None]] = (
+            collections.deque()
+        )
         self._dropping: set[asyncio.Task[None]] = set()
         if engine.dialect.name == "sqlite":
             if engine.url.database in (None, "", ":memory:"):
@@ -176,12 +186,13 @@ class StatementReader:
     async def _postgres_prepared(
         self, prepared: PreparedRead, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
-        held = self._held.pop() if self._held else await self._hold()
+        held = await self._take_held()
         connection, driver = held
         try:
             fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
         except asyncio.CancelledError:
             # Stopped mid-statement: this connection is never handed to another read.
+            self._lost_held()
             driver.terminate()
             dropping = asyncio.ensure_future(connection.invalidate())
             self._dropping.add(dropping)
@@ -193,16 +204,66 @@ class StatementReader:
             # one is dropped, and SQLAlchemy runs the statement below with its own handling
             # (a new connection, or the error that answers 503) — outside this handler, so
             # that its error is judged by itself, not chained to this one.
+            self._lost_held()
             await connection.invalidate()
             await connection.close()
             fetched = None
         if fetched is None:
             return await self.rows(statement, parameters)
-        if len(self._held) < POSTGRES_HELD:
-            self._held.append(held)
-        else:
-            await connection.close()
+        self._give_back(held)
         return cast("Sequence[Row[*_Columns]]", prepared.rows_of(fetched))
+
+    async def _take_held(self) -> tuple[AsyncConnection, Any]:
+        """An idle kept connection; else a new one while fewer than ``POSTGRES_HELD`` are
+        kept; else the first one given back (in the order the reads came)."""
+        while True:
+            if self._held:
+                return self._held.pop()
+            if self._holding < POSTGRES_HELD:
+                self._holding += 1
+                try:
+                    return await self._hold()
+                except BaseException:
+                    self._lost_held()
+                    raise
+            waiter: asyncio.Future[tuple[AsyncConnection, Any] | None]
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    # Handed a connection, then cancelled before running: pass it on.
+                    given = waiter.result()
+                    if given is not None:
+                        self._give_back(given)
+                    else:
+                        self._wake_one(None)
+                else:
+                    self._waiting.remove(waiter)
+                raise
+            if handed is not None:
+                return handed
+            # A kept connection was dropped: this read may open the one that replaces it.
+
+    def _give_back(self, held: tuple[AsyncConnection, Any]) -> None:
+        if not self._wake_one(held):
+            self._held.append(held)
+
+    def _lost_held(self) -> None:
+        """A kept connection is gone (dropped, or never opened): one fewer is kept, and a
+        waiting read may open another."""
+        self._holding -= 1
+        self._wake_one(None)
+
+    def _wake_one(self, held: tuple[AsyncConnection, Any] | None) -> bool:
+        """Hand ``held`` (None: the right to open one) to the longest-waiting read."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(held)
+                return True
+        return False
 
     async def _hold(self) -> tuple[AsyncConnection, Any]:
         """A connection of the read pool and its asyncpg connection, for the reads by index."""

@@ -12,6 +12,7 @@ with several ports and none, and the rows compared value by value, types include
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -24,6 +25,7 @@ from control_plane.api.compat import client as compat_client
 from control_plane.db.engine import session_factory
 from control_plane.db.models import ApiKey, Session, User
 from control_plane.db.prepared import PreparedRead
+from control_plane.db.reader import POSTGRES_HELD
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, STATEMENT_READER
 from control_plane.security import api_keys, sessions
@@ -188,3 +190,52 @@ async def test_the_list_pages_on_the_driver_are_sqlalchemys(world: World) -> Non
                 tuple(row) for row in await reader.fixed_rows(statement, parameters)
             ] == expected
     assert listed > 0
+
+
+async def test_reads_beyond_the_kept_connections_wait_for_one(world: World) -> None:
+    """PostgreSQL: more compiled reads at once than the reader keeps connections for take
+    turns on the kept ones (no connection taken from the pool for a single statement, which
+    cost half as much CPU again per list); a read cancelled while it waits, or while it
+    reads, leaves the others their connections."""
+    reader = world.panel.server.app[STATEMENT_READER]
+    if world.panel.server.app[ENGINE].dialect.name == "sqlite":
+        pytest.skip("the kept connections are PostgreSQL's")
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        prefixes = list((await db.scalars(select(ApiKey.prefix))).all())
+    assert prefixes
+    checkouts = 0
+
+    def counted(*_: Any) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    sqlalchemy.event.listen(reader.pool, "checkout", counted)
+    try:
+
+        async def read(prefix: str) -> str:
+            rows = await reader.one_row(api_keys._KEY_LOOKUP, {"prefix": prefix})
+            return str(rows[0].id)
+
+        expected = [await read(prefix) for prefix in prefixes]
+        for _ in range(3):
+            many = [prefixes[i % len(prefixes)] for i in range(5 * POSTGRES_HELD)]
+            got = await asyncio.gather(*(read(prefix) for prefix in many))
+            assert got == [expected[i % len(prefixes)] for i in range(len(many))]
+        assert checkouts <= POSTGRES_HELD
+        assert reader._holding == len(reader._held) <= POSTGRES_HELD
+        # Cancelled at every point: waiting for a connection, reading, or just handed one.
+        for delay in (0, 0.0005, 0.001, 0.002, 0.005):
+            tasks = [asyncio.ensure_future(read(prefixes[0])) for _ in range(3 * POSTGRES_HELD)]
+            await asyncio.sleep(delay)
+            for task in tasks[::2]:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            finished = [r for r in results if not isinstance(r, BaseException)]
+            assert finished
+            assert all(r == expected[0] for r in finished)
+            await asyncio.gather(*reader._dropping)
+            assert reader._holding == len(reader._held) <= POSTGRES_HELD
+            assert not reader._waiting
+        assert await read(prefixes[0]) == expected[0]
+    finally:
+        sqlalchemy.event.remove(reader.pool, "checkout", counted)
