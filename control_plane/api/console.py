@@ -44,7 +44,7 @@ from control_plane.security.caller import Caller
 from control_plane.security.permissions import ServerAccess
 from control_plane.services import audit
 from control_plane.services.audit import AuditEvent
-from control_plane.services.servers.access import access_for
+from control_plane.services.servers.access import standing
 
 routes = ApiRoutes("console")
 # Room for the longest command however a client escapes it (1024 characters, each up to a
@@ -138,6 +138,8 @@ def same_origin(req: ApiRequest[Any, Any]) -> bool:
 
 
 Reidentify = Callable[[], Awaitable[Caller | None]]
+# What a console socket needs, at its admission and at every re-check.
+CONSOLE_READ: Final = Requirement(Scope.READ, permission="console.read")
 
 
 class ConsoleAuthority:
@@ -180,14 +182,8 @@ class ConsoleAuthority:
     async def refresh(self) -> bool:
         """Read the credential and the access again; False when the socket must close."""
         caller = await self._reidentify()
-        if caller is None:
-            return False
-        async with transaction(self._http.app[READ_SESSIONS]) as db:
-            found = await access_for(db, caller, self.server_id)
-        if found is None:
-            return False
-        need = Requirement(Scope.READ, permission="console.read")
-        if refusal(caller, need, found[1]) is not None:
+        found = await standing(self._http.app[READ_SESSIONS], caller, self.server_id, CONSOLE_READ)
+        if caller is None or isinstance(found, ApiError):
             return False
         self.caller, self.access = caller, found[1]
         return True

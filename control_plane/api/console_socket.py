@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from control_plane.api.console import (
+    CONSOLE_READ,
     MAX_MESSAGE_BYTES,
     MAX_SOCKETS_PER_USER,
     ConsoleAuthority,
@@ -58,7 +59,7 @@ from control_plane.security.permissions import ServerAccess
 from control_plane.services import audit
 from control_plane.services.audit import AuditEvent
 from control_plane.services.infrastructure import get_node
-from control_plane.services.servers.access import access_for
+from control_plane.services.servers.access import standing
 
 routes = ApiRoutes("console")
 SOCKET_PATH: Final = "/api/v1/console/socket"
@@ -66,7 +67,6 @@ AUTH_SECONDS: Final = 10.0
 EXPIRED_GRACE_SECONDS: Final = 60.0
 CLOSE_AUTH_FAILED: Final = 4401
 CLOSE_TOKEN_EXPIRED: Final = 4001
-_CONSOLE_READ: Final = Requirement(Scope.READ, permission="console.read")
 _STATS_READ: Final = Requirement(Scope.READ, permission="stats.read")
 _CREDENTIAL_GONE: Final = "the credential this token was issued for no longer works"
 
@@ -162,15 +162,14 @@ class TokenConsole:
         caller = await self._caller(grant)
         if caller is None:
             return await self._refuse(_CREDENTIAL_GONE)
-        async with transaction(self._http.app[READ_SESSIONS]) as db:
-            found = await access_for(db, caller, grant.server_id)
-            node = await get_node(db, found[0].node_id) if found is not None else None
-        if found is None or node is None:
-            return await self._refuse("no such server")
+        found = await standing(self._http.app[READ_SESSIONS], caller, grant.server_id, CONSOLE_READ)
+        if isinstance(found, ApiError):
+            return await self._refuse(found.message)
         server, access = found
-        error = refusal(caller, _CONSOLE_READ, access)
-        if error is not None:
-            return await self._refuse(error.message)
+        async with transaction(self._http.app[READ_SESSIONS]) as db:
+            node = await get_node(db, server.node_id)
+        if node is None:
+            return await self._refuse("no such server")
         consoles = self._http.app[CONSOLES]
         try:
             with consoles.place(server.id, caller.user_id, MAX_SOCKETS_PER_USER):

@@ -62,7 +62,7 @@ from control_plane.security.rate_limit import SERVER_KEYED
 from control_plane.services import audit
 from control_plane.services.audit import Actor, AuditEvent
 from control_plane.services.infrastructure import get_node
-from control_plane.services.servers.access import access_for
+from control_plane.services.servers.access import access_for, standing
 from control_plane.settings import ControlPlaneSettings
 
 B = TypeVar("B")
@@ -188,23 +188,16 @@ class ApiRequest(Generic[B, Q]):
         else:
             identified = await identify(self.http, self.http[CLIENT_IP])
             caller = identified if isinstance(identified, Caller) else None
-        if caller is None:
-            raise self.deny(
-                Unauthenticated("the credential this request came with no longer works"),
-                target="server",
-                server=str(server_id),
-            )
-        async with transaction(self.http.app[READ_SESSIONS]) as db:
-            found = await access_for(db, caller, server_id)
-        if found is None:
-            raise self.deny(NotFound("no such server"), target="server", server=str(server_id))
-        for need in (
+        found = await standing(
+            self.http.app[READ_SESSIONS],
+            caller,
+            server_id,
             self.admitted_under,
             *(replace(self.admitted_under, permission=p) for p in also),
-        ):
-            error = refusal(caller, need, found[1])
-            if error is not None:
-                raise self.deny(error, target="server", server=str(server_id))
+        )
+        if isinstance(found, ApiError):
+            raise self.deny(found, target="server", server=str(server_id))
+        assert caller is not None  # standing refuses a credential that no longer works
         self.caller, self.found = caller, found
 
     @property
@@ -637,14 +630,10 @@ async def act_as(
     server is 404, then ``need`` on it; refusals are audited."""
     api.caller = caller
     api.http[CALLER] = caller
-    async with transaction(api.http.app[READ_SESSIONS]) as db:
-        found = await access_for(db, caller, server_id)
-    if found is None:
-        raise api.deny(NotFound("no such server"), target="server", server=str(server_id))
+    found = await standing(api.http.app[READ_SESSIONS], caller, server_id, need)
+    if isinstance(found, ApiError):
+        raise api.deny(found, target="server", server=str(server_id))
     api.found = found
-    error = refusal(caller, need, found[1])
-    if error is not None:
-        raise api.deny(error, target="server", server=str(server_id))
     api.admitted_under = need
 
 
