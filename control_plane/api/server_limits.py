@@ -15,13 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.api.routing import Access, ApiRequest, ApiRoutes
 from control_plane.api.servers import check_limits, server_out
 from control_plane.db.models import Server
-from control_plane.errors import ApiError, Conflict, NotFound
+from control_plane.errors import ApiError, Conflict
 from control_plane.schemas.common import Input
 from control_plane.schemas.servers import ServerOut
 from control_plane.security.permissions import VIEW
 from control_plane.services.servers import placement, spec_changes, startup
 from shared.node_api import DiskResize
-from shared.server_spec import ServerSpec
+from shared.server_spec import MAX_ALLOCATIONS, ServerSpec
 
 log = structlog.get_logger("cp.limits")
 
@@ -36,6 +36,9 @@ class LimitsUpdate(Input):
     cpu_percent: int | None = None
     disk_mib: int | None = None
     pids_limit: int | None = Field(None, ge=32, le=32768)
+    # How many ports the server's users may hold in all (they take the node's free ports and
+    # give them back); 0: only administrators change its ports.
+    port_limit: int | None = Field(None, ge=0, le=MAX_ALLOCATIONS)
 
 
 def _limits_of(server: Server) -> placement.ServerLimits:
@@ -61,13 +64,39 @@ async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
     another change of the limits was stored since) and sent again."""
     change: LimitsUpdate = req.body
     server_id = req.server.id
+    old = new = _limits_of(req.server)
+    resources = change.model_dump(exclude_none=True, exclude={"port_limit"})
+    if resources:
+        old, new = await _send_limits(req, resources)
+    async with req.transaction() as db:
+        server = await spec_changes.locked_server(db, server_id)
+        before = {**dataclasses.asdict(old), "port_limit": server.port_limit}
+        if change.port_limit is not None:
+            server.port_limit = change.port_limit
+            await db.flush()
+        after = {**dataclasses.asdict(new), "port_limit": server.port_limit}
+        await req.audit(
+            "server.limits.updated",
+            target_type="server",
+            target_id=str(server_id),
+            details={"from": before, "to": after},
+        )
+        return await server_out(db, server, req.access)
+
+
+async def _send_limits(
+    req: ApiRequest[Any, Any], resources: dict[str, int]
+) -> tuple[placement.ServerLimits, placement.ServerLimits]:
+    """The limits in ``resources`` stored and given to the node; those they replaced and
+    the new ones."""
+    server_id = req.server.id
     user = str(req.me.user_id)
     old = new = _limits_of(req.server)
 
     async def with_new_limits(db: AsyncSession, server: Server) -> ServerSpec:
         nonlocal old, new
         old = _limits_of(server)
-        new = dataclasses.replace(old, **change.model_dump(exclude_none=True))
+        new = dataclasses.replace(old, **resources)
         check_limits(req.settings, new)
         await placement.check_new_limits(db, server, new)
         _store(server, new)
@@ -112,17 +141,7 @@ async def update_limits(req: ApiRequest[Any, Any]) -> ServerOut:
                 server=str(server_id),
             )
         raise
-    async with req.transaction() as db:
-        server = await db.get(Server, server_id)
-        if server is None:
-            raise NotFound("the server was deleted while its limits changed")
-        await req.audit(
-            "server.limits.updated",
-            target_type="server",
-            target_id=str(server_id),
-            details={"from": dataclasses.asdict(old), "to": dataclasses.asdict(new)},
-        )
-        return await server_out(db, server, req.access)
+    return old, new
 
 
 def _store(server: Server, limits: placement.ServerLimits) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final
 
+import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.api.audit import filtered
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Allocation, AuditEntry, Server
-from control_plane.errors import InvalidRequest, NotFound
+from control_plane.errors import ApiError, Conflict, InvalidRequest, NotFound
 from control_plane.schemas.audit import AuditEntryOut, AuditQuery
 from control_plane.schemas.common import Output, Page, PageMeta, PageQuery
 from control_plane.schemas.servers import (
@@ -24,9 +25,10 @@ from control_plane.schemas.servers import (
 from control_plane.services import blueprints as blueprint_service
 from control_plane.services.servers import placement, spec_changes, startup
 from control_plane.services.servers.variables import validate_variables
-from shared.server_spec import ServerSpec
+from shared.server_spec import MAX_ALLOCATIONS, ServerSpec
 
 routes = ApiRoutes("server settings")
+log = structlog.get_logger("cp.ports")
 
 
 async def startup_of(req: ApiRequest[Any, Any], server: Server) -> StartupOut:
@@ -114,6 +116,10 @@ async def update_startup(req: ApiRequest[StartupUpdate, Any]) -> StartupOut:
 
 class AllocationsOut(Output):
     data: list[AllocationOut]
+    # How many ports the server's users may hold in all (they take free ports of the node
+    # and give them back with ``allocations.create``/``.delete``); 0: only an administrator
+    # changes which ports the server has.
+    port_limit: int
 
 
 def allocations_out(rows: list[Allocation]) -> list[AllocationOut]:
@@ -132,8 +138,36 @@ def allocations_out(rows: list[Allocation]) -> list[AllocationOut]:
 )
 async def server_allocations(req: ApiRequest[Any, Any]) -> AllocationsOut:
     return AllocationsOut(
-        data=allocations_out(await placement.allocations_of(req.db, req.server.id))
+        data=allocations_out(await placement.allocations_of(req.db, req.server.id)),
+        port_limit=req.server.port_limit,
     )
+
+
+@routes.post(
+    "/api/v1/servers/{server_id}/allocations",
+    summary="Take one more of the node's free ports (on the main port's address), up to the"
+    " server's port limit; the game has it from its next start",
+    permission="allocations.create",
+    response=AllocationOut,
+    status=201,
+    transactional=False,
+    calls_node=True,
+)
+async def take_allocation(req: ApiRequest[Any, Any]) -> AllocationOut:
+    return await take_free_port(req)
+
+
+@routes.delete(
+    "/api/v1/servers/{server_id}/allocations/{allocation_id}",
+    summary="Give one of the server's ports back to the node (not the main one); the game"
+    " stops listening on it at its next start",
+    permission="allocations.delete",
+    status=204,
+    transactional=False,
+    calls_node=True,
+)
+async def give_back_allocation(req: ApiRequest[Any, Any]) -> None:
+    await give_back_port(req, req.uuid_param("allocation_id"))
 
 
 @routes.patch(
@@ -249,3 +283,138 @@ async def server_activity(
         data=[AuditEntryOut.model_validate(r) for r in rows],
         meta=PageMeta(page=query.page, per_page=query.per_page, total=total),
     )
+
+
+NO_PORT_CHANGES: Final = (
+    "this server's users may not take or give back ports: its port limit is 0 (an"
+    " administrator sets it)"
+)
+
+
+async def take_free_port(req: ApiRequest[Any, Any]) -> AllocationOut:
+    """One of the node's free ports given to the server (ours and Pterodactyl's routes):
+    the lowest on the main port's address, while the server holds fewer than its port limit;
+    claimed under the node's lock (as a new server takes its ports), then the node takes the
+    spec with it. A node that refuses it or cannot be reached: the port is free again and
+    the error is the answer."""
+    server_id = req.server.id
+    user = str(req.me.user_id)
+    taken: uuid.UUID | None = None
+
+    async def with_new_port(db: AsyncSession, server: Server) -> ServerSpec:
+        nonlocal taken
+        rows = await placement.allocations_of(db, server_id)
+        if server.port_limit == 0:
+            raise Conflict(NO_PORT_CHANGES)
+        # A limit Pterodactyl's API set may be above what one spec holds.
+        if len(rows) >= min(server.port_limit, MAX_ALLOCATIONS):
+            raise Conflict(f"this server holds {len(rows)} ports, its limit: give one back first")
+        free = select(Allocation).where(
+            Allocation.node_id == server.node_id, Allocation.server_id.is_(None)
+        )
+        if rows:
+            free = free.where(Allocation.ip == rows[0].ip)
+            # The main port stays the main one whatever the new port's number.
+            rows[0].is_primary = True
+        port = await db.scalar(free.order_by(Allocation.port).limit(1))
+        if port is None:
+            where = f" on {rows[0].ip}" if rows else ""
+            raise Conflict(f"the node has no free port{where}: ask the host to add ports")
+        port.server_id, port.notes, port.is_primary = server_id, None, False
+        taken = port.id
+        await db.flush()
+        return await startup.build_spec(db, server)
+
+    numbered = await spec_changes.number(req.transaction, server_id, with_new_port)
+    try:
+        await spec_changes.deliver(
+            req.transaction, req.nodes, numbered, spec_changes.as_stored, user=user
+        )
+    except ApiError:
+
+        async def put_back(db: AsyncSession, server: Server) -> ServerSpec:
+            port = await db.get(Allocation, taken)
+            if port is not None and port.server_id == server_id and not port.is_primary:
+                port.server_id, port.notes = None, None
+                await db.flush()
+            return await startup.build_spec(db, server)
+
+        await _send_back(req, server_id, put_back, user)
+        raise
+    async with req.transaction() as db:
+        rows = await placement.allocations_of(db, server_id)
+        port = next((a for a in rows if a.id == taken), None)
+        if port is None:
+            raise NotFound("the port was given back while it was being taken")
+        await req.audit(
+            "server.allocation.created",
+            target_type="server",
+            target_id=str(server_id),
+            details={"allocation": f"{port.ip}:{port.port}"},
+        )
+        return next(a for a in allocations_out(rows) if a.id == taken)
+
+
+async def give_back_port(req: ApiRequest[Any, Any], allocation_id: uuid.UUID) -> None:
+    """One of the server's ports free again (ours and Pterodactyl's routes), its notes gone;
+    never the main port. The node takes the spec without it; if it refuses or cannot be
+    reached, the port is the server's again (unless someone took it meanwhile)."""
+    server_id = req.server.id
+    user = str(req.me.user_id)
+    given: tuple[str, int, str | None] | None = None
+
+    async def without_port(db: AsyncSession, server: Server) -> ServerSpec:
+        nonlocal given
+        if server.port_limit == 0:
+            raise Conflict(NO_PORT_CHANGES)
+        rows = await placement.allocations_of(db, server_id)
+        port = next((a for a in rows if a.id == allocation_id), None)
+        if port is None:
+            raise NotFound("no such port on this server")
+        if port is rows[0]:
+            raise Conflict("the main port cannot be given back: make another port the main one")
+        given = (port.ip, port.port, port.notes)
+        port.server_id, port.notes, port.is_primary = None, None, False
+        await db.flush()
+        return await startup.build_spec(db, server)
+
+    numbered = await spec_changes.number(req.transaction, server_id, without_port)
+    assert given is not None
+    ip, number, notes = given
+    try:
+        await spec_changes.deliver(
+            req.transaction, req.nodes, numbered, spec_changes.as_stored, user=user
+        )
+    except ApiError:
+
+        async def put_back(db: AsyncSession, server: Server) -> ServerSpec:
+            port = await db.get(Allocation, allocation_id)
+            if port is not None and port.server_id is None:
+                port.server_id, port.notes = server_id, notes
+                await db.flush()
+            return await startup.build_spec(db, server)
+
+        await _send_back(req, server_id, put_back, user)
+        raise
+    async with req.transaction():
+        await req.audit(
+            "server.allocation.deleted",
+            target_type="server",
+            target_id=str(server_id),
+            details={"allocation": f"{ip}:{number}"},
+        )
+
+
+async def _send_back(
+    req: ApiRequest[Any, Any], server_id: uuid.UUID, put_back: spec_changes.Build, user: str
+) -> None:
+    """After the node refused a change of ports: ``put_back`` the ports as they were (under
+    the node's and the server's locks) and send that spec; a node still unreachable gets it
+    with the spec of its next start."""
+    try:
+        numbered = await spec_changes.number(req.transaction, server_id, put_back)
+        await spec_changes.deliver(
+            req.transaction, req.nodes, numbered, spec_changes.as_stored, user=user
+        )
+    except ApiError:
+        log.warning("the node has not taken the ports put back yet", server=str(server_id))

@@ -72,7 +72,7 @@ class Limits(Input):
 
 class FeatureLimits(Input):
     databases: int | None = Field(None, ge=0)
-    allocations: int | None = Field(None, ge=0)
+    allocations: int | None = Field(None, ge=0, le=2_147_483_647)  # servers.port_limit
     backups: int | None = Field(None, ge=0)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,4 +115,13 @@ async def delete_allocation(db: AsyncSession, node_id: uuid.UUID, allocation_id:
         raise NotFound("no such allocation")
     if allocation.server_id is not None:
         raise Conflict("a server uses this allocation")
-    await db.delete(allocation)
+    # Only while it is still free: a server may have taken it since it was read (a user
+    # taking a free port, a server made), and a port in use is never deleted under it.
+    deleted = await db.execute(
+        delete(Allocation)
+        .where(Allocation.id == allocation_id, Allocation.server_id.is_(None))
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(deleted, "rowcount", 0):
+        raise Conflict("a server uses this allocation")
+    db.expunge(allocation)

@@ -5,8 +5,8 @@ It serves the power and spec endpoints of the node API table (``shared/node_endp
 and checks each command token with the agent's own verifier (signature, node, method,
 path, body hash, single use). It answers a power action after ``delay`` seconds with the
 state asked for, or refuses it with ``refusal`` (a 409 in the common error shape). A spec
-(sent before each start) is taken at once, or held until the test lets it through; the
-node keeps the newest of those it took, as the agent does.
+(sent before each start) is taken at once, or held until the test lets it through, or
+refused with ``spec_refusal``; the node keeps the newest of those it took, as the agent does.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ class SlowNode:
     # While ``holding``, each spec that comes waits in ``held`` until let through.
     holding: bool = False
     held: list[tuple[ServerSpec, asyncio.Event]] = field(default_factory=list)
+    # Set: each spec is refused with this message (a 409, as the agent refuses one).
+    spec_refusal: str | None = None
 
     async def let_through(self) -> None:
         """Stop holding specs and let the held ones through one at a time, the newest first,
@@ -129,6 +131,9 @@ class SlowNode:
                 gate = asyncio.Event()
                 self.held.append((given, gate))
                 await gate.wait()
+            if self.spec_refusal is not None:
+                error = Conflict(self.spec_refusal)
+                return web.json_response(error.body(), status=error.status)
             self.taken.append(given)
             kept = self.kept.get(given.uuid)
             if kept is None or not given.is_older_than(kept):

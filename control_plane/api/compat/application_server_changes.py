@@ -118,10 +118,14 @@ async def update_build(req: ApiRequest[Any, Any]) -> dict[str, Any]:
         "threads": limits.threads if limits else body.threads,
         "oom_disabled": limits.oom_disabled if limits else body.oom_disabled,
     }
+    port_limit = None
     if body.feature_limits is not None:
-        kept.update(body.feature_limits.model_dump())
+        kept.update(body.feature_limits.model_dump(exclude={"allocations"}))
+        port_limit = body.feature_limits.allocations
     async with req.transaction() as db:
         server = await records.get_or_404(db, Server, req.server.id, "server")
+        if port_limit is not None:
+            server.port_limit = port_limit
         server.compat_fields = {
             **(server.compat_fields or {}),
             **{k: v for k, v in kept.items() if v is not None},

@@ -213,7 +213,6 @@ def _kept(body: CompatServerCreate) -> dict[str, Any]:
         if body.oom_disabled is not None
         else True,
         "databases": body.feature_limits.databases or 0,
-        "allocations": body.feature_limits.allocations or 0,
         "backups": body.feature_limits.backups or 0,
         "startup": body.startup,
         "skip_scripts": body.skip_scripts,
@@ -267,6 +266,7 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
         server.external_id = body.external_id
         server.description = body.description or ""
         server.compat_fields = _kept(body)
+        server.port_limit = body.feature_limits.allocations or 0
 
     try:
         created = await native.create(req, ours, where, prepare)

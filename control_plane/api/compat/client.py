@@ -57,6 +57,8 @@ PERMISSION_NAMES: Final = {
     "backups.download": ("backup.download",),
     "allocations.read": ("allocation.read",),
     "allocations.update": ("allocation.update",),
+    "allocations.create": ("allocation.create",),
+    "allocations.delete": ("allocation.delete",),
     "startup.read": ("startup.read",),
     "startup.update": ("startup.update",),
     "startup.docker-image": ("startup.docker-image",),
@@ -91,6 +93,7 @@ class _Extra(NamedTuple):
     compat_id: int | None
     description: str
     compat_fields: dict[str, Any] | None
+    port_limit: int
     node_name: str
     startup: str
     features: list[str]
@@ -103,6 +106,7 @@ _COLUMNS: Final = listing.PageColumns(
         Server.compat_id,
         Server.description,
         Server.compat_fields,
+        Server.port_limit,
         select(Node.name).where(Node.id == Server.node_id).scalar_subquery().label("node_name"),
         select(Blueprint.startup)
         .where(Blueprint.id == Server.blueprint_id)
@@ -158,7 +162,7 @@ def _client_server(listed: listing.ListedServer, owner: bool) -> dict[str, Any]:
             "egg_features": extra.features,
             "feature_limits": {
                 "databases": kept["databases"],
-                "allocations": kept["allocations"],
+                "allocations": extra.port_limit,
                 "backups": kept["backups"],
             },
             "status": status,
@@ -247,6 +251,7 @@ async def get_server(req: ApiRequest[Any, Any]) -> dict[str, Any]:
         server.compat_id,
         server.description,
         server.compat_fields,
+        server.port_limit,
         node.name,
         blueprint.startup,
         blueprint.features,

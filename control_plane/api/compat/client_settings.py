@@ -11,9 +11,11 @@ from sqlalchemy import select
 from control_plane.api import server_settings
 from control_plane.api import servers as native
 from control_plane.api.compat.envelope import CompatObject, collection, item
+from control_plane.api.compat.errors import DisplayError
 from control_plane.api.compat.ids import CLIENT_ALLOCATION_IDS
 from control_plane.api.routing import ApiRequest, ApiRoutes
 from control_plane.db.models import Allocation, User
+from control_plane.errors import Conflict
 from control_plane.schemas.common import Input
 from control_plane.schemas.servers import AllocationOut, ServerRename, StartupOut, StartupUpdate
 from control_plane.services import records
@@ -189,3 +191,36 @@ async def allocation_notes(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 )
 async def allocation_primary(req: ApiRequest[Any, Any]) -> dict[str, Any]:
     return await _changed(req, notes=server_settings.UNCHANGED, main=True)
+
+
+@routes.post(
+    SERVER + "/network/allocations",
+    summary="Pterodactyl: take one more of the node's free ports, up to the server's limit",
+    permission="allocations.create",
+    response=CompatObject,
+    transactional=False,
+    calls_node=True,
+)
+async def allocation_create(req: ApiRequest[Any, Any]) -> dict[str, Any]:
+    try:
+        taken = await server_settings.take_free_port(req)
+    except Conflict as err:  # the limit, or no free port: what the user is told
+        raise DisplayError(err.message) from err
+    async with req.transaction(write=False) as db:
+        number = await db.scalar(select(Allocation.compat_id).where(Allocation.id == taken.id))
+    return item("allocation", _allocation(number, taken))
+
+
+@routes.delete(
+    SERVER + "/network/allocations/{allocation_id}",
+    summary="Pterodactyl: give one of the server's ports back (not the main one)",
+    permission="allocations.delete",
+    status=204,
+    transactional=False,
+    calls_node=True,
+)
+async def allocation_delete(req: ApiRequest[Any, Any]) -> None:
+    try:
+        await server_settings.give_back_port(req, req.uuid_param("allocation_id"))
+    except Conflict as err:
+        raise DisplayError(err.message) from err

@@ -27,7 +27,6 @@ SERVER_DEFAULTS: Final[dict[str, Any]] = {
     "threads": None,
     "oom_disabled": True,
     "databases": 0,
-    "allocations": 0,
     "backups": 0,
     "startup": None,
     "skip_scripts": False,
@@ -242,7 +241,7 @@ def server_attributes(server: Server, blueprint: Blueprint, links: ServerLinks) 
         },
         "feature_limits": {
             "databases": extra["databases"],
-            "allocations": extra["allocations"],
+            "allocations": server.port_limit,
             "backups": extra["backups"],
         },
         "user": links.owner,

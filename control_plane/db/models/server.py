@@ -53,6 +53,10 @@ class Server(IdMixin, CreatedMixin, CompatIdMixin, ShortIdentifierMixin, ListedR
     # The revision of the last spec sent to the node (``ServerSpec.revision``): raised,
     # under this row's lock, before every send (``services/servers/spec_changes.py``).
     spec_revision: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # How many ports the server's users may hold in all, the main one included, taking free
+    # ones of the node and giving them back (``allocations.create``/``.delete``); 0: only an
+    # administrator changes which ports it has (Pterodactyl's ``allocation_limit``).
+    port_limit: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
 
 class Subuser(IdMixin, CreatedMixin, ListedRowMixin, Base):
