@@ -4,7 +4,9 @@
 The startup page shows what ``GET /api/v1/servers/{id}/startup`` answers this caller (the
 same function builds both: hidden variables stay hidden), with inputs only for what the
 caller may change; the network page lists the server's ports as ``GET …/allocations`` does,
-with their notes and the main one, editable with ``allocations.update``; the settings page
+with their notes and the main one, editable with ``allocations.update``, and, under the
+port limit the host set, takes a free port (``allocations.create``) or gives one back
+(``allocations.delete``); the settings page
 offers renaming, reinstalling and the SFTP details, each only to whoever holds its
 permission.
 """
@@ -58,7 +60,11 @@ async def network_page(req: ApiRequest[Any, Any]) -> web.StreamResponse:
         server=req.server,
         tabs=visible_tabs(req),
         ports=ports,
+        port_limit=req.server.port_limit,
         may_edit=may(req, Scope.WRITE, "allocations.update"),
+        # Taking and giving back ports: only under a port limit the host set.
+        may_take=req.server.port_limit > 0 and may(req, Scope.WRITE, "allocations.create"),
+        may_give_back=req.server.port_limit > 0 and may(req, Scope.WRITE, "allocations.delete"),
     )
 
 

@@ -1,6 +1,7 @@
-// A server's network page: saves a port's notes, and makes a port the main one (the page
-// is drawn again then: the main port comes first). The API decides; its problems are shown
-// next to the port, and nothing is saved then.
+// A server's network page: saves a port's notes, makes a port the main one, takes a free
+// port and gives one back (the page is drawn again after each of the last three: the main
+// port comes first). The API decides; its problems are shown next to the button, and
+// nothing is changed then.
 "use strict";
 
 function networkPage() {
@@ -24,6 +25,24 @@ function networkPage() {
       status.textContent = "";
       const result = await api("PATCH", path(row), { primary: true });
       if (!result.ok) return showError(form, result);
+      window.location.reload();
+    });
+  }
+  for (const form of root.querySelectorAll("form[data-give-back-form]")) {
+    const row = form.closest("tr");
+    submitting(form, async () => {
+      status.textContent = "";
+      const result = await api("DELETE", path(row));
+      if (!result.ok) return showError(form, result);
+      window.location.reload();
+    });
+  }
+  const take = root.querySelector("form[data-take-form]");
+  if (take) {
+    submitting(take, async () => {
+      status.textContent = "";
+      const result = await api("POST", `/api/v1/servers/${root.dataset.serverId}/allocations`);
+      if (!result.ok) return showError(take, result);
       window.location.reload();
     });
   }

@@ -292,6 +292,43 @@ async def test_an_invalid_startup_value_is_shown_next_to_its_field_and_nothing_i
     await watched.context.close()
 
 
+async def test_a_port_is_taken_and_given_back_in_the_browser(
+    stack: Stack, browser: Browser
+) -> None:
+    server_id, owner = await stack.owned_server("porter@example.org")
+    await stack.add_ports(1)
+    await wait_for_state(owner, server_id, "offline")
+    path = f"/servers/{server_id}/network"
+    ports_api = f"/api/v1/servers/{server_id}/allocations"
+    watched = await signed_in(browser, stack, path, "porter@example.org")
+    page = watched.page
+    rows = page.locator("#port-table tbody tr")
+    await expect(rows).to_have_count(1)
+    # No port limit: the host decides the ports, nothing to take or give back.
+    await expect(page.get_by_role("button", name="Take a free port")).to_have_count(0)
+    await expect(page.locator("[data-port-limit]")).to_have_count(0)
+
+    await stack.admin.json("PATCH", f"/api/v1/servers/{server_id}/limits", json={"port_limit": 2})
+    await page.reload()
+    await expect(page.locator("[data-port-limit]")).to_contain_text("up to 2 ports (1 now)")
+    await page.get_by_role("button", name="Take a free port").click()
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("[data-limit-reached]")).to_be_visible()
+    await expect(page.get_by_role("button", name="Take a free port")).to_have_count(0)
+    ports = (await owner.json("GET", ports_api))["data"]
+    assert [p["primary"] for p in ports] == [True, False]
+    taken = f"{ports[1]['ip']}:{ports[1]['port']}"
+    await expect(rows.nth(1)).to_contain_text(taken)
+    # The main port has no button to give it back; the other one has.
+    await expect(rows.nth(0).get_by_role("button", name=re.compile("Give back"))).to_have_count(0)
+    await page.get_by_role("button", name=f"Give back {taken}").click()
+    await expect(rows).to_have_count(1)
+    await expect(page.get_by_role("button", name="Take a free port")).to_be_visible()
+    assert len((await owner.json("GET", ports_api))["data"]) == 1
+    await watched.assert_clean()
+    await watched.context.close()
+
+
 async def test_ports_are_noted_and_a_new_main_port_chosen_in_the_browser(
     stack: Stack, browser: Browser
 ) -> None:
