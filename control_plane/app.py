@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -126,6 +127,9 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def leases_ctx(app: web.Application) -> AsyncIterator[None]:
     """This replica's leases, renewed while the app runs (background jobs use them)."""
     app[LEASES] = keeper = LeaseKeeper(app[ENGINE])
+    app[METRICS].replica_clock_offset.set_function(
+        lambda: math.nan if keeper.clock_offset is None else keeper.clock_offset
+    )
     keeper.start()
     await keeper.open()
     yield

@@ -59,6 +59,12 @@ RENEW_SECONDS: Final = 1.5
 SESSION_NAME: Final = "stellar-leases"
 ASIDE_NAME: Final = "stellar-leases-aside"
 EXPIRY_SECONDS: Final = 6.0
+# Each renewal asks the database's clock too: this replica's clock minus PostgreSQL's,
+# measured at the middle of the round trip (``LeaseKeeper.clock_offset``). Node clock
+# offsets, mail claims and webhook delivery leases go by the replica's clock: one this far
+# off is said in the log (and alerted on, ``stellar_replica_clock_offset_seconds``).
+RENEWAL: Final = "SELECT extract(epoch FROM clock_timestamp())::float8"
+CLOCK_WARNING_SECONDS: Final = 2.0
 # A holder stops acting this long before the database may give its lease to another.
 MARGIN_SECONDS: Final = 1.0
 
@@ -93,8 +99,12 @@ class Lease:
 class LeaseKeeper:
     """This replica's leases and the one connection that holds them."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, wall_clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
+        self._wall_clock = wall_clock
+        # This replica's clock minus the database's, at the last renewal (None: not measured,
+        # or SQLite).
+        self.clock_offset: float | None = None
         self._postgres = engine.dialect.name == "postgresql"
         self._connection: AsyncConnection | None = None
         self._guard = asyncio.Lock()  # one statement at a time on the connection
@@ -435,6 +445,19 @@ class LeaseKeeper:
             lease.lost.set()
         self._held.clear()
 
+    def _measured(self, offset: float) -> None:
+        was_off = self.clock_offset is not None and abs(self.clock_offset) > CLOCK_WARNING_SECONDS
+        self.clock_offset = offset
+        is_off = abs(offset) > CLOCK_WARNING_SECONDS
+        if is_off and not was_off:
+            log.warning(
+                "this replica's clock is off the database's: check NTP (node clock offsets,"
+                " mail claims and webhook delivery leases go by this clock)",
+                offset_seconds=round(offset, 3),
+            )
+        elif was_off and not is_off:
+            log.info("this replica's clock agrees with the database's again")
+
     async def _renew(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
@@ -443,11 +466,14 @@ class LeaseKeeper:
                     continue
                 try:
                     async with asyncio.timeout(RENEW_SECONDS * 2):
-                        await self._connection.execute(text("SELECT 1"))
+                        sent = self._wall_clock()
+                        answer = await self._connection.execute(text(RENEWAL))
+                        received = self._wall_clock()
                         await self._connection.commit()
                 except Exception as err:
                     await self._drop(f"{type(err).__name__}: {err}")
                     continue
+                self._measured((sent + received) / 2 - float(answer.scalar_one()))
                 if not self.fresh():
                     # We were frozen past the expiry: the database may have given the leases
                     # away already; start again from nothing.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import time
 from collections.abc import Iterator, Mapping
 from typing import Final, Protocol
@@ -217,6 +218,13 @@ class ControlPlaneMetrics:
             ["node"],
             registry=registry,
         )
+        self.replica_clock_offset = Gauge(
+            "stellar_replica_clock_offset_seconds",
+            "This replica's clock minus the database server's (PostgreSQL), measured at each"
+            " lease renewal; NaN when not measured (SQLite).",
+            registry=registry,
+        )
+        self.replica_clock_offset.set(math.nan)
         self.event_stream_connected = Gauge(
             "stellar_node_event_stream_connected",
             "1 while this replica follows the node's event stream.",

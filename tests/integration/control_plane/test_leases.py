@@ -5,15 +5,19 @@ the other replica takes the job over without a tick run twice or skipped."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
+from structlog.testing import capture_logs
 
 from control_plane.db.engine import create_engine
-from control_plane.db.leases import EXPIRY_SECONDS, Lease, LeaseKeeper, lock_id
+from control_plane.db.leases import EXPIRY_SECONDS, RENEW_SECONDS, Lease, LeaseKeeper, lock_id
+from control_plane.observability.metrics import ControlPlaneMetrics
 from tests.conftest import _create_postgres_database, _drop_postgres_database
 
 TICKS = 100
@@ -338,3 +342,47 @@ async def test_held_elsewhere_names_the_leases_other_replicas_hold(
         assert lease is not None
         await lease.release()
     assert await second.held_elsewhere(names) == set()
+
+
+async def test_a_replica_clock_off_the_databases_is_measured_said_and_exposed(
+    database_url: str,
+) -> None:
+    """Each renewal measures this replica's clock against PostgreSQL's: a replica 90 s ahead
+    reads about +90 (node offsets, mail claims and webhook leases go by its clock), says so
+    once in its log, and the metric carries it; back in time, it reads about 0."""
+    engine = create_engine(database_url)
+    shift = 90.0
+    keeper = LeaseKeeper(engine, wall_clock=lambda: time.time() + shift)
+    metrics = ControlPlaneMetrics()
+    metrics.replica_clock_offset.set_function(
+        lambda: math.nan if keeper.clock_offset is None else keeper.clock_offset
+    )
+    assert math.isnan(_offset_exposed(metrics))
+    keeper.start()
+    try:
+        with capture_logs() as logs:
+            await keeper.open()
+            async with asyncio.timeout(10):
+                while keeper.clock_offset is None:
+                    await asyncio.sleep(0.1)
+            assert keeper.clock_offset == pytest.approx(shift, abs=1.0)
+            assert _offset_exposed(metrics) == pytest.approx(shift, abs=1.0)
+            await asyncio.sleep(2 * RENEW_SECONDS)  # more renewals: said once
+            shift = 0.0
+            async with asyncio.timeout(10):
+                while abs(keeper.clock_offset) > 1.0:
+                    await asyncio.sleep(0.1)
+            assert _offset_exposed(metrics) == pytest.approx(0.0, abs=1.0)
+        said = [e["event"] for e in logs if "clock" in e["event"]]
+        assert len(said) == 2
+        assert "check NTP" in said[0]
+        assert "agrees with the database's again" in said[1]
+    finally:
+        await keeper.close()
+        await engine.dispose()
+
+
+def _offset_exposed(metrics: ControlPlaneMetrics) -> float:
+    value = metrics.registry.get_sample_value("stellar_replica_clock_offset_seconds")
+    assert value is not None
+    return value
