@@ -16,9 +16,10 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select, update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Allocation, Subuser
+from control_plane.db.models import Allocation
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
+from tests.integration.control_plane.test_permission_matrix import set_permissions
 from tests.integration.control_plane.test_slow_node import stack_with_slow_node
 from tests.integration.control_plane.test_spec_races import all_held
 from tests.support.compat import pterodactyl_key
@@ -28,12 +29,14 @@ from tests.support.world import World
 pytestmark = pytest.mark.usefixtures("engine")  # a migrated database of each kind
 
 
-async def with_node(
+@pytest.fixture
+async def stack(
     database_url: str,
     tmp_path: Path,
     aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> tuple[World, SlowNode]:
+    """The world, its node a ``SlowNode`` that answers at once."""
     world, node = await stack_with_slow_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
     node.delay = 0
     return world, node
@@ -51,15 +54,6 @@ async def set_port_limit(world: World, limit: int, server: str = "alice_server")
     assert answer["limits"]["memory_mib"] > 0
 
 
-async def set_permissions(world: World, permissions: list[str]) -> None:
-    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
-        await db.execute(
-            update(Subuser)
-            .where(Subuser.id == uuid.UUID(world.ids["carol_subuser"]))
-            .values(permissions=permissions)
-        )
-
-
 def kept_ports(world: World, node: SlowNode) -> list[int]:
     spec = node.kept[uuid.UUID(world.ids["alice_server"])]
     return [a.port for a in spec.allocations]
@@ -74,12 +68,9 @@ async def free_ports(world: World) -> list[int]:
 
 
 async def test_users_take_free_ports_up_to_the_limit_and_give_them_back(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    stack: tuple[World, SlowNode],
 ) -> None:
-    world, node = await with_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world, node = stack
     base = ports_of(world)
     mine = world.ids["alice_allocation"]
     listed = await world.alice.json("GET", base)
@@ -138,12 +129,9 @@ async def test_users_take_free_ports_up_to_the_limit_and_give_them_back(
 
 
 async def test_a_new_port_numbered_below_the_main_one_leaves_the_main_one(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    stack: tuple[World, SlowNode],
 ) -> None:
-    world, node = await with_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world, node = stack
     base = ports_of(world)
     # Alice's server moves to the node's highest port; the lowest ones are free then.
     highest = (await free_ports(world))[-1]
@@ -169,12 +157,9 @@ async def test_a_new_port_numbered_below_the_main_one_leaves_the_main_one(
 
 
 async def test_a_node_that_refuses_or_cannot_be_reached_leaves_the_ports_as_they_were(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    stack: tuple[World, SlowNode],
 ) -> None:
-    world, node = await with_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world, node = stack
     base = ports_of(world)
     await set_port_limit(world, 3)
     kept = await world.alice.json("POST", base, status=201)
@@ -201,12 +186,9 @@ async def test_a_node_that_refuses_or_cannot_be_reached_leaves_the_ports_as_they
 
 
 async def test_two_ports_taken_at_once_are_two_ports_and_the_limit_holds(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    stack: tuple[World, SlowNode],
 ) -> None:
-    world, node = await with_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world, node = stack
     base = ports_of(world)
     await set_port_limit(world, 3)
     node.holding = True
@@ -226,13 +208,8 @@ async def test_two_ports_taken_at_once_are_two_ports_and_the_limit_holds(
     assert len((await world.alice.json("GET", base))["data"]) == 4
 
 
-async def test_sub_users_need_allocations_create_and_delete(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-) -> None:
-    world, _node = await with_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+async def test_sub_users_need_allocations_create_and_delete(stack: tuple[World, SlowNode]) -> None:
+    world, _node = stack
     base = ports_of(world)
     await set_port_limit(world, 3)
     await set_permissions(world, ["allocations.read", "allocations.update"])
@@ -261,12 +238,9 @@ async def test_sub_users_need_allocations_create_and_delete(
 
 
 async def test_pterodactyls_api_sets_the_limit_and_its_client_takes_and_gives_back_ports(
-    database_url: str,
-    tmp_path: Path,
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
+    stack: tuple[World, SlowNode],
 ) -> None:
-    world, node = await with_node(database_url, tmp_path, aiohttp_server, aiohttp_client)
+    world, node = stack
     application = await pterodactyl_key(world.panel, world.admin, "application")
     client = await pterodactyl_key(world.panel, world.alice, "client")
     identifier = world.compat_ids["client"]["alice_server"]
