@@ -159,8 +159,8 @@ async def take_allocation(req: ApiRequest[Any, Any]) -> AllocationOut:
 
 @routes.delete(
     "/api/v1/servers/{server_id}/allocations/{allocation_id}",
-    summary="Give one of the server's ports back to the node (not the main one); the game"
-    " stops listening on it at its next start",
+    summary="Give one of the server's ports back to the node (not the main one; the server"
+    " stopped)",
     permission="allocations.delete",
     status=204,
     transactional=False,
@@ -285,6 +285,8 @@ async def server_activity(
     )
 
 
+# States in which the game may be listening on its ports.
+RUNNING_STATES: Final = frozenset({"starting", "running", "stopping"})
 NO_PORT_CHANGES: Final = (
     "this server's users may not take or give back ports: its port limit is 0 (an"
     " administrator sets it)"
@@ -316,14 +318,23 @@ async def take_free_port(req: ApiRequest[Any, Any]) -> AllocationOut:
             free = free.where(Allocation.ip == rows[0].ip)
             # The main port stays the main one whatever the new port's number.
             rows[0].is_primary = True
-        port = await db.scalar(free.order_by(Allocation.port).limit(1))
-        if port is None:
-            where = f" on {rows[0].ip}" if rows else ""
-            raise Conflict(f"the node has no free port{where}: ask the host to add ports")
-        port.server_id, port.notes, port.is_primary = server_id, None, False
-        taken = port.id
-        await db.flush()
-        return await startup.build_spec(db, server)
+        candidates = await db.scalars(
+            free.with_only_columns(Allocation.id).order_by(Allocation.port).limit(8)
+        )
+        for candidate in list(candidates):
+            # Only while still free: an administrator may delete a free port without the
+            # node's lock (``infrastructure.delete_allocation`` deletes only a free one).
+            claimed = await db.execute(
+                update(Allocation)
+                .where(Allocation.id == candidate, Allocation.server_id.is_(None))
+                .values(server_id=server_id, notes=None, is_primary=False)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(claimed, "rowcount", 0):
+                taken = candidate
+                return await startup.build_spec(db, server)
+        where = f" on {rows[0].ip}" if rows else ""
+        raise Conflict(f"the node has no free port{where}: ask the host to add ports")
 
     numbered = await spec_changes.number(req.transaction, server_id, with_new_port)
     try:
@@ -357,8 +368,9 @@ async def take_free_port(req: ApiRequest[Any, Any]) -> AllocationOut:
 
 async def give_back_port(req: ApiRequest[Any, Any], allocation_id: uuid.UUID) -> None:
     """One of the server's ports free again (ours and Pterodactyl's routes), its notes gone;
-    never the main port. The node takes the spec without it; if it refuses or cannot be
-    reached, the port is the server's again (unless someone took it meanwhile)."""
+    never the main port, and only while the game is stopped (a running game keeps listening
+    on it). The node takes the spec without it; if it refuses or cannot be reached, the
+    port is the server's again (unless someone took it meanwhile)."""
     server_id = req.server.id
     user = str(req.me.user_id)
     given: tuple[str, int, str | None] | None = None
@@ -373,6 +385,13 @@ async def give_back_port(req: ApiRequest[Any, Any], allocation_id: uuid.UUID) ->
             raise NotFound("no such port on this server")
         if port is rows[0]:
             raise Conflict("the main port cannot be given back: make another port the main one")
+        if server.state in RUNNING_STATES:
+            # Free in here, it would still be the game's until it stops: another server
+            # given it could not start.
+            raise Conflict(
+                f"the server is {server.state}: stop it first, its game listens on"
+                f" {port.ip}:{port.port} until it stops"
+            )
         given = (port.ip, port.port, port.notes)
         port.server_id, port.notes, port.is_primary = None, None, False
         await db.flush()

@@ -66,6 +66,10 @@ POSTGRES_READ_OVERFLOW: Final = 5
 # flight, half the reads did, and a list cost half as much CPU again (bench/api.py
 # ``--concurrency 16``).
 POSTGRES_HELD: Final = 8
+# How long a compiled read waits for one of them before it goes through the pool instead: a
+# read takes well under a millisecond; this long, the kept ones are being opened to a
+# database that does not answer, and the pool's timeout and errors should decide.
+HELD_WAIT_SECONDS: Final = 1.0
 
 
 def _sqlite_loop_connection(path: str) -> sqlite3.Connection:
@@ -187,6 +191,8 @@ class StatementReader:
         self, prepared: PreparedRead, statement: Select[*_Columns], parameters: dict[str, Any]
     ) -> Sequence[Row[*_Columns]]:
         held = await self._take_held()
+        if held is None:
+            return await self.rows(statement, parameters)
         connection, driver = held
         try:
             fetched = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
@@ -213,9 +219,10 @@ class StatementReader:
         self._give_back(held)
         return cast("Sequence[Row[*_Columns]]", prepared.rows_of(fetched))
 
-    async def _take_held(self) -> tuple[AsyncConnection, Any]:
+    async def _take_held(self) -> tuple[AsyncConnection, Any] | None:
         """An idle kept connection; else a new one while fewer than ``POSTGRES_HELD`` are
-        kept; else the first one given back (in the order the reads came)."""
+        kept; else the first one given back (in the order the reads came); None if none came
+        back within ``HELD_WAIT_SECONDS`` (the read goes through the pool)."""
         while True:
             if self._held:
                 return self._held.pop()
@@ -230,21 +237,33 @@ class StatementReader:
             waiter = asyncio.get_running_loop().create_future()
             self._waiting.append(waiter)
             try:
-                handed = await waiter
+                await asyncio.wait((waiter,), timeout=HELD_WAIT_SECONDS)
             except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    # Handed a connection, then cancelled before running: pass it on.
-                    given = waiter.result()
-                    if given is not None:
-                        self._give_back(given)
-                    else:
-                        self._wake_one(None)
-                else:
-                    self._waiting.remove(waiter)
+                self._leave(waiter)
                 raise
+            if not waiter.done():
+                # None came back in time (connections being opened to a database that does
+                # not answer): the pool's own path, with its timeout and errors.
+                self._leave(waiter)
+                return None
+            handed = waiter.result()
             if handed is not None:
                 return handed
             # A kept connection was dropped: this read may open the one that replaces it.
+
+    def _leave(self, waiter: asyncio.Future[tuple[AsyncConnection, Any] | None]) -> None:
+        """A read stops waiting: out of the queue; a connection (or the right to open one)
+        it was handed meanwhile goes to the next read."""
+        if waiter.done() and not waiter.cancelled():
+            given = waiter.result()
+            if given is not None:
+                self._give_back(given)
+            else:
+                self._wake_one(None)
+            return
+        waiter.cancel()
+        if waiter in self._waiting:
+            self._waiting.remove(waiter)
 
     def _give_back(self, held: tuple[AsyncConnection, Any]) -> None:
         if not self._wake_one(held):

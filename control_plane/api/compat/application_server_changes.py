@@ -29,6 +29,7 @@ from control_plane.security.permissions import VIEW
 from control_plane.services import records
 from control_plane.services.servers.placement import allocations_of
 from shared.errors import ErrorDetail
+from shared.server_spec import MAX_ALLOCATIONS
 
 routes = ApiRoutes("pterodactyl application", access=Access.ADMIN, path_ids=APPLICATION_IDS)
 
@@ -102,6 +103,10 @@ async def update_build(req: ApiRequest[Any, Any]) -> dict[str, Any]:
         "swap_mib": limits.swap if limits else body.swap,
         "cpu_percent": limits.cpu if limits else body.cpu,
         "disk_mib": limits.disk if limits else body.disk,
+        # The server's port limit; above what one spec holds, that many (docs).
+        "port_limit": None
+        if body.feature_limits is None or body.feature_limits.allocations is None
+        else min(body.feature_limits.allocations, MAX_ALLOCATIONS),
     }
     try:
         req.body = LimitsUpdate.model_validate({k: v for k, v in values.items() if v is not None})
@@ -118,14 +123,10 @@ async def update_build(req: ApiRequest[Any, Any]) -> dict[str, Any]:
         "threads": limits.threads if limits else body.threads,
         "oom_disabled": limits.oom_disabled if limits else body.oom_disabled,
     }
-    port_limit = None
     if body.feature_limits is not None:
         kept.update(body.feature_limits.model_dump(exclude={"allocations"}))
-        port_limit = body.feature_limits.allocations
     async with req.transaction() as db:
         server = await records.get_or_404(db, Server, req.server.id, "server")
-        if port_limit is not None:
-            server.port_limit = port_limit
         server.compat_fields = {
             **(server.compat_fields or {}),
             **{k: v for k, v in kept.items() if v is not None},

@@ -43,6 +43,7 @@ from control_plane.security.permissions import VIEW
 from control_plane.services import records
 from control_plane.services.servers.placement import allocations_of
 from shared.errors import ErrorDetail
+from shared.server_spec import MAX_ALLOCATIONS
 
 log = structlog.get_logger("compat")
 
@@ -266,7 +267,8 @@ async def create_server(req: ApiRequest[CompatServerCreate, CompatQuery]) -> dic
         server.external_id = body.external_id
         server.description = body.description or ""
         server.compat_fields = _kept(body)
-        server.port_limit = body.feature_limits.allocations or 0
+        # The server's port limit; above what one spec holds, that many (docs).
+        server.port_limit = min(body.feature_limits.allocations or 0, MAX_ALLOCATIONS)
 
     try:
         created = await native.create(req, ours, where, prepare)

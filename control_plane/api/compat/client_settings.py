@@ -213,7 +213,8 @@ async def allocation_create(req: ApiRequest[Any, Any]) -> dict[str, Any]:
 
 @routes.delete(
     SERVER + "/network/allocations/{allocation_id}",
-    summary="Pterodactyl: give one of the server's ports back (not the main one)",
+    summary="Pterodactyl: give one of the server's ports back (not the main one; the server"
+    " stopped)",
     permission="allocations.delete",
     status=204,
     transactional=False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
@@ -25,7 +26,7 @@ from control_plane.api.compat import client as compat_client
 from control_plane.db.engine import session_factory
 from control_plane.db.models import ApiKey, Session, User
 from control_plane.db.prepared import PreparedRead
-from control_plane.db.reader import POSTGRES_HELD
+from control_plane.db.reader import HELD_WAIT_SECONDS, POSTGRES_HELD
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE, STATEMENT_READER
 from control_plane.security import api_keys, sessions
@@ -230,6 +231,8 @@ async def test_reads_beyond_the_kept_connections_wait_for_one(world: World) -> N
             for task in tasks[::2]:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            assert all(isinstance(r, asyncio.CancelledError) for r in failed), failed
             finished = [r for r in results if not isinstance(r, BaseException)]
             assert finished
             assert all(r == expected[0] for r in finished)
@@ -237,5 +240,15 @@ async def test_reads_beyond_the_kept_connections_wait_for_one(world: World) -> N
             assert reader._holding == len(reader._held) <= POSTGRES_HELD
             assert not reader._waiting
         assert await read(prefixes[0]) == expected[0]
+        # Every kept connection busy for longer than a read waits: it goes through the pool.
+        busy = [await reader._take_held() for _ in range(POSTGRES_HELD)]
+        started = time.monotonic()
+        assert await read(prefixes[0]) == expected[0]
+        assert time.monotonic() - started >= HELD_WAIT_SECONDS * 0.9
+        assert not reader._waiting
+        for held in busy:
+            assert held is not None
+            reader._give_back(held)
+        assert reader._holding == len(reader._held) == POSTGRES_HELD
     finally:
         sqlalchemy.event.remove(reader.pool, "checkout", counted)

@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select, update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Allocation
+from control_plane.db.models import Allocation, Server
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.test_permission_matrix import set_permissions
@@ -52,6 +52,16 @@ async def set_port_limit(world: World, limit: int, server: str = "alice_server")
         "PATCH", f"/api/v1/servers/{world.ids[server]}/limits", json={"port_limit": limit}
     )
     assert answer["limits"]["memory_mib"] > 0
+
+
+async def set_state(world: World, state: str) -> None:
+    """The state the node reported (its event stream's doing)."""
+    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+        await db.execute(
+            update(Server)
+            .where(Server.id == uuid.UUID(world.ids["alice_server"]))
+            .values(state=state)
+        )
 
 
 def kept_ports(world: World, node: SlowNode) -> list[int]:
@@ -104,9 +114,15 @@ async def test_users_take_free_ports_up_to_the_limit_and_give_them_back(
         (free[1], False),
     ]
 
-    # The main port is never given back; another one is, its notes with it.
+    # The main port is never given back; another one is, its notes with it, once the game
+    # no longer listens on it.
     main_refused = await world.alice.json("DELETE", f"{base}/{mine}", status=409)
     assert "main port cannot be given back" in main_refused["error"]["message"]
+    for state in ("starting", "running", "stopping"):
+        await set_state(world, state)
+        running = await world.alice.json("DELETE", f"{base}/{first['id']}", status=409)
+        assert f"the server is {state}: stop it first" in running["error"]["message"]
+    await set_state(world, "offline")
     await world.alice.json("PATCH", f"{base}/{first['id']}", json={"notes": "voice"})
     await world.alice.json("DELETE", f"{base}/{first['id']}", status=204)
     assert kept_ports(world, node) == [30000, free[1]]
@@ -262,6 +278,8 @@ async def test_pterodactyls_api_sets_the_limit_and_its_client_takes_and_gives_ba
             "feature_limits": {"databases": 0, "allocations": 2, "backups": 1},
         },
     )
+    trail = await world.admin.json("GET", "/api/v1/audit?action=server.limits.updated")
+    assert trail["data"][0]["details"]["to"]["port_limit"] == 2
     server = await client.json("GET", f"/api/client/servers/{identifier}")
     assert server["attributes"]["feature_limits"]["allocations"] == 2
     listed = await client.json("GET", "/api/client")
@@ -283,3 +301,10 @@ async def test_pterodactyls_api_sets_the_limit_and_its_client_takes_and_gives_ba
     assert "main port" in primary["errors"][0]["detail"]
     await client.json("DELETE", f"{network}/{taken['attributes']['id']}", status=204)
     assert len((await client.json("GET", network))["data"]) == 1
+    # More than one spec holds (64 ports): the limit is 64.
+    await application.json(
+        "PATCH",
+        f"/api/application/servers/{number}/build",
+        json={"feature_limits": {"databases": 0, "allocations": 100, "backups": 1}},
+    )
+    assert (await world.alice.json("GET", ports_of(world)))["port_limit"] == 64

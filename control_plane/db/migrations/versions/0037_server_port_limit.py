@@ -40,9 +40,11 @@ def upgrade() -> None:
     ).all()
     for server_id, fields in rows:
         kept = fields.get("allocations") if isinstance(fields, dict) else None
-        if isinstance(kept, int) and not isinstance(kept, bool) and 0 < kept < 2**31:
+        if isinstance(kept, int) and not isinstance(kept, bool) and kept > 0:
+            # At most what one spec holds (shared/server_spec.py MAX_ALLOCATIONS, 64).
+            limit = min(kept, 64)
             bind.execute(
-                sa.update(_SERVERS).where(_SERVERS.c.id == server_id).values(port_limit=kept)
+                sa.update(_SERVERS).where(_SERVERS.c.id == server_id).values(port_limit=limit)
             )
 
 
