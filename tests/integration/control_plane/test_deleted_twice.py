@@ -80,8 +80,17 @@ ON_THE_NODE = {
     "/api/application/servers/{server_id}/force",
     "/api/client/servers/{server_id}/backups/{backup_id}",
 }
+# A port given back: the node must take the spec without it, which the world's node cannot
+# (and the world's servers have no port limit): test_server_port_changes.py sends it twice
+# at once with a node that takes specs.
+SPEC_FIRST = {
+    "/api/v1/servers/{server_id}/allocations/{allocation_id}",
+    "/api/client/servers/{server_id}/network/allocations/{allocation_id}",
+}
 DELETIONS = [
-    e for e in endpoints() if e.method == "DELETE" and "{" in e.path and e.path not in ON_THE_NODE
+    e
+    for e in endpoints()
+    if e.method == "DELETE" and "{" in e.path and e.path not in ON_THE_NODE | SPEC_FIRST
 ]
 
 

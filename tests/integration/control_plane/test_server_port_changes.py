@@ -308,3 +308,42 @@ async def test_pterodactyls_api_sets_the_limit_and_its_client_takes_and_gives_ba
         json={"feature_limits": {"databases": 0, "allocations": 100, "backups": 1}},
     )
     assert (await world.alice.json("GET", ports_of(world)))["port_limit"] == 64
+
+
+async def test_one_port_given_back_twice_at_once_is_given_back_once(
+    stack: tuple[World, SlowNode],
+) -> None:
+    """Two requests at once for one port, on both APIs: the decision is taken under the
+    node's and the server's locks, so while the node holds the first one's spec the second
+    finds the port given back already: one 204, one 404, one audit entry each time."""
+    world, node = stack
+    await set_port_limit(world, 3)
+    base = ports_of(world)
+    client = await pterodactyl_key(world.panel, world.alice, "client")
+    identifier = world.compat_ids["client"]["alice_server"]
+    network = f"/api/client/servers/{identifier}/network/allocations"
+    for round_ in range(2):
+        taken = await world.alice.json("POST", base, status=201)
+        if round_ == 0:
+            paths = [f"{base}/{taken['id']}"] * 2
+            senders = [world.alice, world.alice]
+        else:
+            async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
+                number = await db.scalar(
+                    select(Allocation.compat_id).where(Allocation.id == uuid.UUID(taken["id"]))
+                )
+            paths = [f"{network}/{number}"] * 2
+            senders = [client, client]
+        node.holding = True
+        racing = [
+            asyncio.create_task(who.request("DELETE", path))
+            for who, path in zip(senders, paths, strict=True)
+        ]
+        await all_held(node, 1)
+        await node.let_through()
+        answers = [await task for task in racing]
+        assert sorted(a.status for a in answers) == [204, 404]
+        node.held.clear()
+    trail = await world.admin.json("GET", "/api/v1/audit?action=server.allocation.deleted")
+    assert trail["meta"]["total"] == 2
+    assert [p["port"] for p in (await world.alice.json("GET", base))["data"]] == [30000]
