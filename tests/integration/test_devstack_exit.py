@@ -29,6 +29,7 @@ from node_agent.docker.hardening import game_container_name
 from tests.support.agent_process import free_port
 from tests.support.factories import server_spec
 from tests.support.storage import (
+    loop_devices_left_under,
     loop_devices_under,
     mounts_under,
     needs_root_to_mount,
@@ -156,7 +157,7 @@ def test_ctrl_c_stops_the_dev_stacks_games_and_releases_its_pool(stack: DevStack
         assert stack.ctrl_c() == 0, stack.output()[-4000:]
         assert container_running(container) is False
         assert mounts_under(stack.data_dir) == []
-        assert loop_devices_under(stack.data_dir) == []
+        assert loop_devices_left_under(stack.data_dir) == []
         assert "stellar-cp dev: stopped" in stack.output()
 
         # Started again, the stack brings back the game that was running; Ctrl-C again.
@@ -165,7 +166,7 @@ def test_ctrl_c_stops_the_dev_stacks_games_and_releases_its_pool(stack: DevStack
         assert stack.ctrl_c() == 0, stack.output()[-4000:]
         assert container_running(container) is False
         assert mounts_under(stack.data_dir) == []
-        assert loop_devices_under(stack.data_dir) == []
+        assert loop_devices_left_under(stack.data_dir) == []
     finally:
         stack.kill()
         subprocess.run(["docker", "rm", "--force", container], capture_output=True, check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,16 @@ def loop_devices_under(root: Path) -> list[str]:
             continue
         if _is_under(backing.removesuffix(" (deleted)"), root):
             devices.append(f"/dev/{entry.name}")
+    return devices
+
+
+def loop_devices_left_under(root: Path, seconds: float = 5.0) -> list[str]:
+    """Loop devices below ``root`` once the kernel has had ``seconds`` to let go of those being
+    detached: ``losetup --detach`` of a device something still has open (udev probing it
+    after the unmount) only marks it, and the kernel detaches it at the last close."""
+    deadline = time.monotonic() + seconds
+    while (devices := loop_devices_under(root)) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return devices
 
 

@@ -33,7 +33,13 @@ from tests.integration.node_agent.quota_nodes import (
     write_mib,
 )
 from tests.support.agent_process import AgentProcess, SigningKey, mint_for
-from tests.support.storage import btrfs, loop_devices_under, mounts_under, needs_root_to_mount
+from tests.support.storage import (
+    btrfs,
+    loop_devices_left_under,
+    loop_devices_under,
+    mounts_under,
+    needs_root_to_mount,
+)
 
 pytestmark = [pytest.mark.docker, needs_root_to_mount, pytest.mark.timeout(180)]
 
@@ -184,7 +190,7 @@ async def test_delete_unmounts_detaches_and_removes_the_ext4_image(
     assert not image.exists()
     assert not node.volume(server_id).exists()
     assert mounts_under(node.agent.root) == []
-    assert loop_devices_under(node.agent.root) == []
+    assert loop_devices_left_under(node.agent.root) == []
 
 
 async def test_create_with_an_image_that_cannot_be_pulled_leaves_no_volume_behind(
@@ -221,7 +227,7 @@ async def test_agent_restart_and_remount_keep_the_volumes(
     assert stopped.status == 200, stopped.body
     node.agent.stop()  # a development agent unmounts what it mounted
     assert mounts_under(node.agent.root) == []
-    assert loop_devices_under(node.agent.root) == []
+    assert loop_devices_left_under(node.agent.root) == []
     node.agent.start()  # ... and mounts it again, as after a reboot
 
     remounted = node.pool if node.backend == "btrfs" else node.volume(server_id)
