@@ -7,6 +7,7 @@ as ``server.state`` in the same transaction (webhooks, alerts act on it).
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.db.models import Server
@@ -14,8 +15,17 @@ from control_plane.services import domain_events
 
 
 async def change_state(db: AsyncSession, server: Server, state: str) -> None:
-    """Set ``server.state``; publish ``server.state`` (``state``, ``previous``) if it changed."""
-    previous, server.state = server.state, state
+    """Set ``server.state``; publish ``server.state`` (``state``, ``previous``) if it changed.
+
+    ``previous`` is the state as committed now, read under the row's lock (FOR NO KEY UPDATE,
+    the lock the update takes anyway): a power route recording the node's answer and the
+    node's event stream recording the same change at once no longer both announce it, the
+    second naming a state the first had already replaced."""
+    current = await db.scalar(
+        select(Server.state).where(Server.id == server.id).with_for_update(key_share=True)
+    )
+    previous = server.state if current is None else current
+    server.state = state
     if previous == state:
         return
     await domain_events.publish(
