@@ -16,10 +16,11 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from sqlalchemy import select, update
 
 from control_plane.db.engine import session_factory
-from control_plane.db.models import Allocation, Server
+from control_plane.db.models import Allocation
 from control_plane.db.session import transaction
 from control_plane.keys import ENGINE
 from tests.integration.control_plane.test_permission_matrix import set_permissions
+from tests.integration.control_plane.test_schedules import set_state
 from tests.integration.control_plane.test_slow_node import stack_with_slow_node
 from tests.integration.control_plane.test_spec_races import all_held
 from tests.support.compat import pterodactyl_key
@@ -52,16 +53,6 @@ async def set_port_limit(world: World, limit: int, server: str = "alice_server")
         "PATCH", f"/api/v1/servers/{world.ids[server]}/limits", json={"port_limit": limit}
     )
     assert answer["limits"]["memory_mib"] > 0
-
-
-async def set_state(world: World, state: str) -> None:
-    """The state the node reported (its event stream's doing)."""
-    async with transaction(session_factory(world.panel.server.app[ENGINE])) as db:
-        await db.execute(
-            update(Server)
-            .where(Server.id == uuid.UUID(world.ids["alice_server"]))
-            .values(state=state)
-        )
 
 
 def kept_ports(world: World, node: SlowNode) -> list[int]:
